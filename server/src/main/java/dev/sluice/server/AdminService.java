@@ -1,0 +1,154 @@
+package dev.sluice.server;
+
+import dev.sluice.proto.v1.AdminGrpc;
+import dev.sluice.proto.v1.DeleteLimitRequest;
+import dev.sluice.proto.v1.DeleteLimitResponse;
+import dev.sluice.proto.v1.GetLimitRequest;
+import dev.sluice.proto.v1.GetStatsRequest;
+import dev.sluice.proto.v1.GetStatsResponse;
+import dev.sluice.proto.v1.Limit;
+import dev.sluice.proto.v1.ListLimitsRequest;
+import dev.sluice.proto.v1.ListLimitsResponse;
+import dev.sluice.proto.v1.PauseRequest;
+import dev.sluice.proto.v1.PauseResponse;
+import dev.sluice.proto.v1.ResumeRequest;
+import dev.sluice.proto.v1.ResumeResponse;
+import dev.sluice.proto.v1.SetLimitRequest;
+import dev.sluice.proto.v1.SetLimitResponse;
+import dev.sluice.server.engine.Engine;
+import dev.sluice.server.engine.EngineException;
+import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.engine.Validation;
+import io.grpc.stub.StreamObserver;
+import java.util.concurrent.Executor;
+import java.util.function.Supplier;
+
+/**
+ * The admin service. Limit changes write the data directory, so they run on {@code blocking},
+ * off the transport threads; reads run inline.
+ */
+final class AdminService extends AdminGrpc.AdminImplBase {
+
+  private final Engine engine;
+  private final Executor blocking;
+
+  AdminService(Engine engine, Executor blocking) {
+    this.engine = engine;
+    this.blocking = blocking;
+  }
+
+  private static <T> void answer(StreamObserver<T> observer, Supplier<T> work) {
+    T result;
+    try {
+      result = work.get();
+    } catch (RuntimeException e) {
+      observer.onError(Statuses.of(e));
+      return;
+    }
+    observer.onNext(result);
+    observer.onCompleted();
+  }
+
+  @Override
+  public void setLimit(SetLimitRequest req, StreamObserver<SetLimitResponse> observer) {
+    blocking.execute(
+        () ->
+            answer(
+                observer,
+                () -> {
+                  if (!req.hasLimit()) {
+                    throw new EngineException(
+                        EngineException.Reason.INVALID,
+                        "SetLimit needs a limit: set SetLimitRequest.limit");
+                  }
+                  LimitSpec spec = Protos.limit(req.getLimit());
+                  boolean created = engine.setLimit(spec);
+                  LimitSpec stored = engine.getLimit(spec.resource()).orElseThrow();
+                  return SetLimitResponse.newBuilder()
+                      .setLimit(Protos.limit(stored))
+                      .setCreated(created)
+                      .build();
+                }));
+  }
+
+  @Override
+  public void getLimit(GetLimitRequest req, StreamObserver<Limit> observer) {
+    answer(
+        observer,
+        () ->
+            Protos.limit(
+                engine
+                    .getLimit(req.getResource())
+                    .orElseThrow(
+                        () ->
+                            new EngineException(
+                                EngineException.Reason.NOT_FOUND,
+                                "resource '" + req.getResource() + "' has no limit: list them"
+                                    + " with `sluice limit list`"))));
+  }
+
+  @Override
+  public void listLimits(ListLimitsRequest req, StreamObserver<ListLimitsResponse> observer) {
+    answer(
+        observer,
+        () -> {
+          ListLimitsResponse.Builder b = ListLimitsResponse.newBuilder();
+          engine.listLimits(req.getPrefix()).forEach(l -> b.addLimits(Protos.limit(l)));
+          return b.build();
+        });
+  }
+
+  @Override
+  public void deleteLimit(DeleteLimitRequest req, StreamObserver<DeleteLimitResponse> observer) {
+    blocking.execute(
+        () ->
+            answer(
+                observer,
+                () -> {
+                  engine.deleteLimit(req.getResource());
+                  return DeleteLimitResponse.getDefaultInstance();
+                }));
+  }
+
+  @Override
+  public void pause(PauseRequest req, StreamObserver<PauseResponse> observer) {
+    answer(
+        observer,
+        () -> {
+          long nanos =
+              req.hasDuration() ? Protos.nanos(req.getDuration(), "duration") : 0;
+          long left = engine.pause(req.getResource(), nanos == 0 ? -1 : nanos);
+          PauseResponse.Builder b = PauseResponse.newBuilder();
+          if (left >= 0) {
+            b.setPausedFor(Protos.duration(left));
+          }
+          return b.build();
+        });
+  }
+
+  @Override
+  public void resume(ResumeRequest req, StreamObserver<ResumeResponse> observer) {
+    answer(
+        observer,
+        () -> {
+          engine.resume(req.getResource());
+          return ResumeResponse.getDefaultInstance();
+        });
+  }
+
+  @Override
+  public void getStats(GetStatsRequest req, StreamObserver<GetStatsResponse> observer) {
+    answer(
+        observer,
+        () -> {
+          GetStatsResponse.Builder b = GetStatsResponse.newBuilder();
+          if (req.getResource().isEmpty()) {
+            engine.stats().forEach(s -> b.addResources(Protos.stats(s)));
+          } else {
+            Validation.resource(req.getResource());
+            b.addResources(Protos.stats(engine.stats(req.getResource())));
+          }
+          return b.build();
+        });
+  }
+}

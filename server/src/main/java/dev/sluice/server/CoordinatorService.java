@@ -1,0 +1,131 @@
+package dev.sluice.server;
+
+import dev.sluice.proto.v1.AcquireRequest;
+import dev.sluice.proto.v1.AcquireResponse;
+import dev.sluice.proto.v1.CoordinatorGrpc;
+import dev.sluice.proto.v1.ReleaseRequest;
+import dev.sluice.proto.v1.ReleaseResponse;
+import dev.sluice.proto.v1.RenewRequest;
+import dev.sluice.proto.v1.RenewResponse;
+import dev.sluice.proto.v1.ReportRequest;
+import dev.sluice.proto.v1.ReportResponse;
+import dev.sluice.server.engine.Engine;
+import dev.sluice.server.engine.Grant;
+import dev.sluice.server.engine.Ticket;
+import io.grpc.Context;
+import io.grpc.Deadline;
+import io.grpc.stub.ServerCallStreamObserver;
+import io.grpc.stub.StreamObserver;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The worker service: a thin mapping onto the {@link Engine}. Runs on the transport threads,
+ * never blocks; a parked acquire is a {@link Ticket}, not a thread.
+ */
+final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
+
+  private final Engine engine;
+  private final long maxWaitNanos;
+
+  CoordinatorService(Engine engine, long maxWaitNanos) {
+    this.engine = engine;
+    this.maxWaitNanos = maxWaitNanos;
+  }
+
+  @Override
+  public void acquire(AcquireRequest req, StreamObserver<AcquireResponse> observer) {
+    var call = (ServerCallStreamObserver<AcquireResponse>) observer;
+    Ticket ticket;
+    try {
+      long timeout = req.hasTimeout() ? Protos.nanos(req.getTimeout(), "timeout") : maxWaitNanos;
+      timeout = Math.min(timeout, maxWaitNanos);
+      Deadline deadline = Context.current().getDeadline();
+      if (deadline != null) {
+        timeout = Math.max(0, Math.min(timeout, deadline.timeRemaining(TimeUnit.NANOSECONDS)));
+      }
+      ticket =
+          engine.acquire(req.getResource(), req.getLoadMap(), Protos.lane(req.getLane()), timeout);
+    } catch (RuntimeException e) {
+      observer.onError(Statuses.of(e));
+      return;
+    }
+    // Disconnects, client cancels and client deadlines all land here.
+    call.setOnCancelHandler(ticket::cancel);
+    ticket
+        .future()
+        .whenComplete(
+            (grant, error) -> {
+              if (error != null) {
+                if (!call.isCancelled()) {
+                  observer.onError(Statuses.of(error));
+                }
+                return;
+              }
+              if (call.isCancelled() || !ticket.claim()) {
+                ticket.cancel(); // gives the grant back
+                return;
+              }
+              observer.onNext(response(grant));
+              observer.onCompleted();
+            });
+  }
+
+  private static AcquireResponse response(Grant g) {
+    return AcquireResponse.newBuilder()
+        .setPermitId(g.permitId())
+        .setLeaseTtl(Protos.duration(g.leaseTtlNanos()))
+        .putAllGranted(g.load())
+        .setWaited(Protos.duration(g.waitedNanos()))
+        .build();
+  }
+
+  @Override
+  public void release(ReleaseRequest req, StreamObserver<ReleaseResponse> observer) {
+    try {
+      boolean released =
+          engine.release(
+              req.getResource(),
+              req.getPermitId(),
+              req.getActualMap(),
+              req.getSettle(),
+              req.getUnused());
+      observer.onNext(ReleaseResponse.newBuilder().setReleased(released).build());
+      observer.onCompleted();
+    } catch (RuntimeException e) {
+      observer.onError(Statuses.of(e));
+    }
+  }
+
+  @Override
+  public void renew(RenewRequest req, StreamObserver<RenewResponse> observer) {
+    try {
+      var expired = engine.renew(req.getResource(), req.getPermitIdsList());
+      observer.onNext(
+          RenewResponse.newBuilder()
+              .setLeaseTtl(Protos.duration(engine.leaseTtlNanos(req.getResource())))
+              .addAllExpired(expired)
+              .build());
+      observer.onCompleted();
+    } catch (RuntimeException e) {
+      observer.onError(Statuses.of(e));
+    }
+  }
+
+  @Override
+  public void report(ReportRequest req, StreamObserver<ReportResponse> observer) {
+    try {
+      long retryAfter =
+          req.hasRetryAfter() ? Protos.nanos(req.getRetryAfter(), "retry_after") : 1_000_000_000L;
+      long paused =
+          engine.report(req.getResource(), req.getThrottled(), retryAfter, req.getRemainingMap());
+      ReportResponse.Builder b = ReportResponse.newBuilder();
+      if (paused > 0) {
+        b.setPausedFor(Protos.duration(paused));
+      }
+      observer.onNext(b.build());
+      observer.onCompleted();
+    } catch (RuntimeException e) {
+      observer.onError(Statuses.of(e));
+    }
+  }
+}

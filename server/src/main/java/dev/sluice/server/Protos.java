@@ -1,0 +1,120 @@
+package dev.sluice.server;
+
+import com.google.protobuf.Duration;
+import dev.sluice.proto.v1.Lane;
+import dev.sluice.proto.v1.Limit;
+import dev.sluice.proto.v1.RateDimension;
+import dev.sluice.proto.v1.ResourceStats;
+import dev.sluice.server.engine.EngineException;
+import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.engine.RateSpec;
+import dev.sluice.server.engine.ResourceSnapshot;
+import java.util.ArrayList;
+import java.util.List;
+
+/** Conversions between the wire types and the engine's. */
+final class Protos {
+
+  private Protos() {}
+
+  static Duration duration(long nanos) {
+    return Duration.newBuilder()
+        .setSeconds(nanos / 1_000_000_000L)
+        .setNanos((int) (nanos % 1_000_000_000L))
+        .build();
+  }
+
+  static Duration duration(java.time.Duration d) {
+    return duration(d.toNanos());
+  }
+
+  /** Nanoseconds of a wire duration; refuses negative or absurd values with a clear message. */
+  static long nanos(Duration d, String field) {
+    if (d.getSeconds() < 0 || d.getNanos() < 0 || d.getNanos() >= 1_000_000_000) {
+      throw new EngineException(
+          EngineException.Reason.INVALID,
+          field + " " + d.getSeconds() + "s " + d.getNanos() + "ns is negative or malformed: use a"
+              + " non-negative duration");
+    }
+    if (d.getSeconds() > 366L * 24 * 3600) {
+      throw new EngineException(
+          EngineException.Reason.INVALID,
+          field + " of " + d.getSeconds() + "s is too long: use at most a year");
+    }
+    return d.getSeconds() * 1_000_000_000L + d.getNanos();
+  }
+
+  static java.time.Duration javaDuration(Duration d, String field) {
+    return java.time.Duration.ofNanos(nanos(d, field));
+  }
+
+  static dev.sluice.server.engine.Lane lane(Lane lane) {
+    return switch (lane) {
+      case LANE_INTERACTIVE -> dev.sluice.server.engine.Lane.INTERACTIVE;
+      case LANE_BATCH -> dev.sluice.server.engine.Lane.BATCH;
+      case LANE_DEFAULT, LANE_UNSPECIFIED -> dev.sluice.server.engine.Lane.DEFAULT;
+      default ->
+          throw new EngineException(
+              EngineException.Reason.INVALID,
+              "lane " + lane + " is unknown: use interactive, default or batch");
+    };
+  }
+
+  static LimitSpec limit(Limit l) {
+    List<RateSpec> rates = new ArrayList<>();
+    for (RateDimension r : l.getRatesList()) {
+      rates.add(
+          new RateSpec(
+              r.getName(),
+              r.getAmount(),
+              r.hasPeriod() ? javaDuration(r.getPeriod(), "period of " + r.getName()) : null,
+              r.getBurst()));
+    }
+    return new LimitSpec(
+        l.getResource(),
+        rates,
+        l.getConcurrency(),
+        l.getMaxWaiting(),
+        l.hasLeaseTtl() ? javaDuration(l.getLeaseTtl(), "lease_ttl") : null);
+  }
+
+  static Limit limit(LimitSpec s) {
+    Limit.Builder b =
+        Limit.newBuilder()
+            .setResource(s.resource())
+            .setConcurrency(s.concurrency())
+            .setMaxWaiting(s.maxWaiting())
+            .setLeaseTtl(duration(s.leaseTtl()));
+    for (RateSpec r : s.rates()) {
+      b.addRates(
+          RateDimension.newBuilder()
+              .setName(r.name())
+              .setAmount(r.amount())
+              .setPeriod(duration(r.period()))
+              .setBurst(r.burst()));
+    }
+    return b.build();
+  }
+
+  static ResourceStats stats(ResourceSnapshot s) {
+    ResourceStats.Builder b =
+        ResourceStats.newBuilder()
+            .setResource(s.limit().resource())
+            .setLimit(limit(s.limit()))
+            .putAllAvailable(s.available())
+            .setInFlight(s.inFlight())
+            .setPaused(s.paused())
+            .setGranted(s.granted())
+            .setTimedOut(s.timedOut())
+            .setCancelled(s.cancelled())
+            .putAllRejected(s.rejected())
+            .setWaitP50Seconds(s.waitP50Seconds())
+            .setWaitP99Seconds(s.waitP99Seconds())
+            .setThrottleReports(s.throttleReports());
+    s.waiting().forEach((lane, n) -> b.putWaiting(lane.label(), n));
+    if (s.paused() && s.pausedForNanos() >= 0) {
+      b.setPausedFor(duration(s.pausedForNanos()));
+    }
+    return b.build();
+  }
+}

@@ -1,0 +1,328 @@
+package dev.sluice.server;
+
+import dev.sluice.proto.v1.AdminGrpc;
+import dev.sluice.proto.v1.CoordinatorGrpc;
+import dev.sluice.server.engine.FileLimitStore;
+import dev.sluice.server.engine.MemoryEngine;
+import dev.sluice.server.engine.Scheduler;
+import dev.sluice.server.engine.Ticker;
+import io.grpc.Server;
+import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
+import io.grpc.netty.NettyServerBuilder;
+import io.grpc.protobuf.services.HealthStatusManager;
+import io.grpc.protobuf.services.ProtoReflectionServiceV1;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Objects;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.ThreadFactory;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The Sluice coordinator: the worker and admin gRPC services on Netty, over the embedded
+ * memory engine with limits stored in the data directory.
+ *
+ * <pre>{@code
+ * try (SluiceServer server = SluiceServer.builder().port(7420).build().start()) {
+ *   server.awaitTermination();
+ * }
+ * }</pre>
+ *
+ * <p>Lifecycle follows grpc-java's examples: on {@link #close()} health goes NOT_SERVING, the
+ * server stops taking calls, every parked acquire fails with UNAVAILABLE (clients retry on
+ * another node), in-flight calls drain within the grace period, then the rest is cut.
+ */
+public final class SluiceServer implements AutoCloseable {
+
+  private static final Logger log = LoggerFactory.getLogger(SluiceServer.class);
+
+  private final Builder config;
+  private final CountDownLatch terminated = new CountDownLatch(1);
+  private final Object lifecycle = new Object();
+  private Server server;
+  private MemoryEngine engine;
+  private HealthStatusManager health;
+  private ScheduledThreadPoolExecutor timers;
+  private ExecutorService adminExecutor;
+  private boolean started;
+  private boolean closed;
+
+  private SluiceServer(Builder config) {
+    this.config = config;
+  }
+
+  /** A builder with the defaults documented on each setter. */
+  public static Builder builder() {
+    return new Builder();
+  }
+
+  /** Server settings; each setter checks its value at once and may be called only once. */
+  public static final class Builder {
+    private String host;
+    private Integer port;
+    private Path dataDir;
+    private Integer maxWaiting;
+    private Duration leaseTtl;
+    private Duration maxWait;
+    private Duration aging;
+    private Duration shutdownGrace;
+    private Ticker ticker;
+    private Scheduler scheduler;
+
+    private Builder() {}
+
+    private static void once(Object current, String what) {
+      if (current != null) {
+        throw new IllegalStateException(what + " was already set");
+      }
+    }
+
+    /** Address to bind; default {@code 0.0.0.0} (all interfaces). */
+    public Builder host(String host) {
+      once(this.host, "host");
+      if (host == null || host.isBlank()) {
+        throw new IllegalArgumentException("host is empty: give an address such as 127.0.0.1");
+      }
+      this.host = host;
+      return this;
+    }
+
+    /** gRPC port; default 7420; 0 picks a free port (see {@link SluiceServer#port()}). */
+    public Builder port(int port) {
+      once(this.port, "port");
+      if (port < 0 || port > 65535) {
+        throw new IllegalArgumentException("port " + port + " is out of range: use 0 to 65535");
+      }
+      this.port = port;
+      return this;
+    }
+
+    /** Where limits are stored; default {@code ./sluice-data}. Created if missing. */
+    public Builder dataDir(Path dir) {
+      once(this.dataDir, "data dir");
+      this.dataDir = Objects.requireNonNull(dir, "dataDir");
+      return this;
+    }
+
+    /** Waiting-room size for limits that do not set one; default 10 000. */
+    public Builder maxWaiting(int n) {
+      once(this.maxWaiting, "max waiting");
+      if (n < 1 || n > 1_000_000) {
+        throw new IllegalArgumentException("max waiting " + n + " is out of range: use 1 to 1000000");
+      }
+      this.maxWaiting = n;
+      return this;
+    }
+
+    /** Lease length for limits that do not set one; default 30 s. */
+    public Builder leaseTtl(Duration d) {
+      once(this.leaseTtl, "lease TTL");
+      if (d.compareTo(Duration.ofSeconds(1)) < 0 || d.compareTo(Duration.ofHours(1)) > 0) {
+        throw new IllegalArgumentException("lease TTL " + d + " is out of range: use 1s to 1h");
+      }
+      this.leaseTtl = d;
+      return this;
+    }
+
+    /** Longest an acquire may wait, whatever the caller asks; default 5 minutes. */
+    public Builder maxWait(Duration d) {
+      once(this.maxWait, "max wait");
+      if (d.isNegative() || d.isZero() || d.compareTo(Duration.ofHours(24)) > 0) {
+        throw new IllegalArgumentException("max wait " + d + " is out of range: use 1ms to 24h");
+      }
+      this.maxWait = d;
+      return this;
+    }
+
+    /** Lane aging step (see README, "Lanes"); default 10 s. */
+    public Builder aging(Duration d) {
+      once(this.aging, "aging");
+      if (d.isNegative() || d.compareTo(Duration.ofHours(1)) > 0) {
+        throw new IllegalArgumentException("aging " + d + " is out of range: use 0s to 1h");
+      }
+      this.aging = d;
+      return this;
+    }
+
+    /** How long calls may drain on shutdown before they are cut; default 10 s. */
+    public Builder shutdownGrace(Duration d) {
+      once(this.shutdownGrace, "shutdown grace");
+      if (d.isNegative()) {
+        throw new IllegalArgumentException("shutdown grace " + d + " is negative");
+      }
+      this.shutdownGrace = d;
+      return this;
+    }
+
+    /** Test hook: a fake clock and the scheduler that goes with it. */
+    Builder clock(Ticker ticker, Scheduler scheduler) {
+      this.ticker = Objects.requireNonNull(ticker);
+      this.scheduler = Objects.requireNonNull(scheduler);
+      return this;
+    }
+
+    public SluiceServer build() {
+      return new SluiceServer(this);
+    }
+  }
+
+  /**
+   * Loads the limits, binds the port and starts serving. Logs one ready line.
+   *
+   * @throws IOException if the port cannot be bound or the data directory cannot be read
+   */
+  public SluiceServer start() throws IOException {
+    synchronized (lifecycle) {
+      if (started) {
+        throw new IllegalStateException("server already started");
+      }
+      started = true;
+    }
+    String host = config.host == null ? "0.0.0.0" : config.host;
+    int port = config.port == null ? 7420 : config.port;
+    Path dataDir = (config.dataDir == null ? Path.of("sluice-data") : config.dataDir).toAbsolutePath().normalize();
+    Duration maxWait = config.maxWait == null ? Duration.ofMinutes(5) : config.maxWait;
+
+    try {
+      Files.createDirectories(dataDir);
+    } catch (IOException e) {
+      throw new IOException(
+          "cannot create data dir " + dataDir + " (" + e + "): choose a writable --data-dir", e);
+    }
+    timers = new ScheduledThreadPoolExecutor(1, daemon("sluice-timer"));
+    timers.setRemoveOnCancelPolicy(true);
+    adminExecutor = Executors.newSingleThreadExecutor(daemon("sluice-admin"));
+    MemoryEngine.Builder eb =
+        MemoryEngine.builder()
+            .store(new FileLimitStore(dataDir))
+            .ticker(config.ticker == null ? Ticker.system() : config.ticker)
+            .scheduler(config.scheduler == null ? Scheduler.of(timers) : config.scheduler);
+    if (config.maxWaiting != null) {
+      eb.defaultMaxWaiting(config.maxWaiting);
+    }
+    if (config.leaseTtl != null) {
+      eb.defaultLease(config.leaseTtl);
+    }
+    if (config.aging != null) {
+      eb.aging(config.aging);
+    }
+    try {
+      engine = eb.build();
+    } catch (IOException e) {
+      shutdownExecutors();
+      throw e;
+    }
+    health = new HealthStatusManager();
+    try {
+      server =
+          NettyServerBuilder.forAddress(new InetSocketAddress(host, port))
+              // The engine never blocks; a thread hop per call costs more than the work.
+              .directExecutor()
+              .maxInboundMessageSize(1 << 20)
+              .permitKeepAliveTime(10, TimeUnit.SECONDS)
+              .addService(new CoordinatorService(engine, maxWait.toNanos()))
+              .addService(new AdminService(engine, adminExecutor))
+              .addService(health.getHealthService())
+              .addService(ProtoReflectionServiceV1.newInstance())
+              .build()
+              .start();
+    } catch (IOException e) {
+      engine.close();
+      shutdownExecutors();
+      throw new IOException(
+          "cannot listen on " + host + ":" + port + " (" + e.getMessage() + "): is another"
+              + " server using it? choose another --port",
+          e);
+    }
+    health.setStatus("", ServingStatus.SERVING);
+    health.setStatus(CoordinatorGrpc.SERVICE_NAME, ServingStatus.SERVING);
+    health.setStatus(AdminGrpc.SERVICE_NAME, ServingStatus.SERVING);
+    log.info(
+        "Sluice coordinator ready on port {} (bind {}), data dir {}, store memory, {} limits loaded",
+        server.getPort(),
+        host,
+        dataDir,
+        engine.listLimits("").size());
+    return this;
+  }
+
+  /** The bound port. */
+  public int port() {
+    if (server == null) {
+      throw new IllegalStateException("server not started: call start() first");
+    }
+    return server.getPort();
+  }
+
+  /** Blocks until the server has stopped. */
+  public void awaitTermination() throws InterruptedException {
+    terminated.await();
+  }
+
+  /** Graceful stop; idempotent. See the class comment for the order. */
+  @Override
+  public void close() {
+    synchronized (lifecycle) {
+      if (closed || server == null) {
+        closed = true;
+        terminated.countDown();
+        return;
+      }
+      closed = true;
+    }
+    Duration grace = config.shutdownGrace == null ? Duration.ofSeconds(10) : config.shutdownGrace;
+    log.info("Sluice coordinator stopping: draining calls for up to {} s", grace.toSeconds());
+    health.enterTerminalState();
+    server.shutdown();
+    engine.close(); // parked acquires fail with UNAVAILABLE
+    try {
+      if (!server.awaitTermination(grace.toMillis(), TimeUnit.MILLISECONDS)) {
+        server.shutdownNow();
+        server.awaitTermination(5, TimeUnit.SECONDS);
+      }
+    } catch (InterruptedException e) {
+      server.shutdownNow();
+      Thread.currentThread().interrupt();
+    }
+    shutdownExecutors();
+    log.info("Sluice coordinator stopped");
+    terminated.countDown();
+  }
+
+  private void shutdownExecutors() {
+    if (timers != null) {
+      timers.shutdownNow();
+    }
+    if (adminExecutor != null) {
+      adminExecutor.shutdown();
+      try {
+        adminExecutor.awaitTermination(5, TimeUnit.SECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+    }
+  }
+
+  /** The engine, for in-JVM tests that look at state directly. */
+  MemoryEngine engine() {
+    return engine;
+  }
+
+  private static ThreadFactory daemon(String name) {
+    AtomicInteger n = new AtomicInteger();
+    return r -> {
+      Thread t = new Thread(r, name + "-" + n.incrementAndGet());
+      t.setDaemon(true);
+      return t;
+    };
+  }
+}

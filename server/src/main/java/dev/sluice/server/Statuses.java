@@ -1,0 +1,60 @@
+package dev.sluice.server;
+
+import com.google.protobuf.Any;
+import com.google.rpc.Code;
+import com.google.rpc.RetryInfo;
+import dev.sluice.server.engine.EngineException;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.protobuf.StatusProto;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.CompletionException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/** Maps engine outcomes onto gRPC statuses, as {@link io.grpc.Status} documents them. */
+final class Statuses {
+
+  private static final Logger log = LoggerFactory.getLogger(Statuses.class);
+
+  private Statuses() {}
+
+  static StatusRuntimeException of(Throwable t) {
+    if (t instanceof CompletionException && t.getCause() != null) {
+      t = t.getCause();
+    }
+    if (t instanceof StatusRuntimeException sre) {
+      return sre;
+    }
+    if (t instanceof EngineException e) {
+      return switch (e.reason()) {
+        case INVALID -> Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException();
+        case NOT_FOUND -> Status.NOT_FOUND.withDescription(e.getMessage()).asRuntimeException();
+        case DEADLINE -> Status.DEADLINE_EXCEEDED.withDescription(e.getMessage()).asRuntimeException();
+        case UNAVAILABLE -> Status.UNAVAILABLE.withDescription(e.getMessage()).asRuntimeException();
+        case WAITING_ROOM_FULL -> waitingRoomFull(e);
+      };
+    }
+    if (t instanceof CancellationException) {
+      return Status.CANCELLED.withDescription(t.getMessage()).asRuntimeException();
+    }
+    log.error("unexpected failure", t);
+    return Status.INTERNAL
+        .withDescription("internal error: " + t + "; please report it with the server log")
+        .asRuntimeException();
+  }
+
+  /** RESOURCE_EXHAUSTED with a {@code google.rpc.RetryInfo} detail carrying the hint. */
+  private static StatusRuntimeException waitingRoomFull(EngineException e) {
+    long nanos = e.retryAfterNanos();
+    RetryInfo retry =
+        RetryInfo.newBuilder().setRetryDelay(Protos.duration(nanos)).build();
+    com.google.rpc.Status status =
+        com.google.rpc.Status.newBuilder()
+            .setCode(Code.RESOURCE_EXHAUSTED_VALUE)
+            .setMessage(e.getMessage())
+            .addDetails(Any.pack(retry))
+            .build();
+    return StatusProto.toStatusRuntimeException(status);
+  }
+}

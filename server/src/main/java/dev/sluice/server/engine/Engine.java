@@ -1,0 +1,81 @@
+package dev.sluice.server.engine;
+
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * The coordinator's algorithm, independent of transport: token buckets, the waiting room,
+ * leases and feedback for every resource. One implementation per store. Methods never block
+ * on other callers (waiting is a {@link Ticket}); only limit changes may touch the disk.
+ *
+ * <p>Every method throws {@link EngineException} for a request that cannot be served.
+ */
+public interface Engine extends AutoCloseable {
+
+  /**
+   * Asks for {@code load} on {@code resource}. Validates at once (unknown resource, unknown
+   * dimension, a load above a burst are refused here, never queued); otherwise returns a
+   * ticket that completes when granted or when {@code timeoutNanos} passes.
+   *
+   * @param load units per dimension; {@code requests} defaults to 1 when absent
+   * @param timeoutNanos how long to wait; 0 means try once
+   */
+  Ticket acquire(String resource, Map<String, Long> load, Lane lane, long timeoutNanos);
+
+  /**
+   * Ends a permit: frees its concurrency slot; with {@code settle}, applies actual usage
+   * (refund or debt) for the dimensions in {@code actual}; with {@code unused}, gives the whole
+   * grant back. Returns false if the permit was unknown (released before, or expired).
+   */
+  boolean release(
+      String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused);
+
+  /** Extends leases; returns the ids that could not be renewed (released or expired). */
+  List<String> renew(String resource, List<String> permitIds);
+
+  /** Lease length for permits of this resource, in nanoseconds. */
+  long leaseTtlNanos(String resource);
+
+  /**
+   * Upstream feedback. {@code throttled} pauses the resource for every worker for
+   * {@code retryAfterNanos}; {@code remaining} can only lower what the buckets hold.
+   *
+   * @return nanoseconds the resource is now paused for (0 when not paused, -1 until resumed)
+   */
+  long report(String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining);
+
+  /** Creates or replaces a limit, durably. Returns true if it was created. */
+  boolean setLimit(LimitSpec limit);
+
+  Optional<LimitSpec> getLimit(String resource);
+
+  /** Limits whose names start with {@code prefix}, sorted by name. */
+  List<LimitSpec> listLimits(String prefix);
+
+  /** Deletes a limit; its waiters fail with NOT_FOUND. */
+  void deleteLimit(String resource);
+
+  /**
+   * Stops granting on a resource for {@code nanos}, or until {@link #resume} when negative.
+   *
+   * @return nanoseconds paused for, or -1 until resumed
+   */
+  long pause(String resource, long nanos);
+
+  /** Clears every pause on the resource: admin and upstream feedback. */
+  void resume(String resource);
+
+  /** Live state of one resource. */
+  ResourceSnapshot stats(String resource);
+
+  /** Live state of every resource, sorted by name. */
+  List<ResourceSnapshot> stats();
+
+  /**
+   * Stops granting: every waiter fails with UNAVAILABLE, as does every later acquire. Leases
+   * stay valid so permits can still be released.
+   */
+  @Override
+  void close();
+}

@@ -1,0 +1,57 @@
+package dev.sluice.server.engine;
+
+/**
+ * Why the engine refused or ended a request. The transport layer maps each {@link Reason} to
+ * its status code; the message always says what was wrong and what to do.
+ */
+public final class EngineException extends RuntimeException {
+
+  private static final long serialVersionUID = 1L;
+
+  /** The kinds of refusal, one per status code of the contract. */
+  public enum Reason {
+    /** A request wrong in any state: bad name, bad load, a load that can never fit. */
+    INVALID,
+    /** No such resource. */
+    NOT_FOUND,
+    /** Not granted before the caller's deadline. */
+    DEADLINE,
+    /** The waiting room is full; {@link #retryAfterNanos()} hints when to come back. */
+    WAITING_ROOM_FULL,
+    /** The node is shutting down or its store is unreachable: retry on another node. */
+    UNAVAILABLE
+  }
+
+  private final Reason reason;
+  private final long retryAfterNanos;
+
+  public EngineException(Reason reason, String message) {
+    this(reason, message, 0);
+  }
+
+  public EngineException(Reason reason, String message, long retryAfterNanos) {
+    super(message, null, false, false);
+    this.reason = reason;
+    this.retryAfterNanos = retryAfterNanos;
+  }
+
+  public Reason reason() {
+    return reason;
+  }
+
+  /** For {@link Reason#WAITING_ROOM_FULL}: how long until a retry is likely to find room. */
+  public long retryAfterNanos() {
+    return retryAfterNanos;
+  }
+
+  static EngineException invalid(String message) {
+    return new EngineException(Reason.INVALID, message);
+  }
+
+  static EngineException notFound(String resource) {
+    return new EngineException(
+        Reason.NOT_FOUND,
+        "resource '" + resource + "' has no limit: create it with `sluice limit set " + resource
+            + " --rate requests=N/min` or check the name");
+  }
+}

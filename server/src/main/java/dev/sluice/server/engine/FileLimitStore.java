@@ -1,0 +1,155 @@
+package dev.sluice.server.engine;
+
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import java.io.IOException;
+import java.nio.channels.FileChannel;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.Comparator;
+import java.util.List;
+
+/**
+ * Limits in {@code <data-dir>/limits.json}. Each save writes a temporary file, forces it to
+ * disk, renames it over the old one ({@code ATOMIC_MOVE}) and forces the directory, so a
+ * crash at any point leaves a whole file: the old set or the new.
+ */
+public final class FileLimitStore implements LimitStore {
+
+  static final String FILE_NAME = "limits.json";
+  private static final int FORMAT_VERSION = 1;
+
+  private final Path dir;
+  private final Path file;
+  private final ObjectMapper json =
+      new ObjectMapper()
+          .enable(SerializationFeature.INDENT_OUTPUT)
+          .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES)
+          .setDefaultPropertyInclusion(JsonInclude.Include.NON_NULL);
+
+  public FileLimitStore(Path dataDir) {
+    this.dir = dataDir.toAbsolutePath().normalize();
+    this.file = dir.resolve(FILE_NAME);
+  }
+
+  public Path file() {
+    return file;
+  }
+
+  // The on-disk shape, kept apart from the engine's records so either can change alone.
+  record FileRate(String name, long amount, long periodMillis, long burst) {}
+
+  record FileLimit(
+      String resource, List<FileRate> rates, long concurrency, int maxWaiting, long leaseTtlMillis) {}
+
+  record FileContent(int version, List<FileLimit> limits) {}
+
+  @Override
+  public synchronized List<LimitSpec> load() throws IOException {
+    byte[] bytes;
+    try {
+      bytes = Files.readAllBytes(file);
+    } catch (NoSuchFileException e) {
+      return List.of();
+    }
+    FileContent content;
+    try {
+      content = json.readValue(bytes, FileContent.class);
+    } catch (JsonProcessingException e) {
+      throw new IOException(
+          "limits file " + file + " is not valid: " + e.getOriginalMessage()
+              + " (line " + lineOf(e) + "); restore it from a backup or delete it and set"
+              + " the limits again",
+          e);
+    }
+    if (content == null || content.limits() == null) {
+      throw new IOException(
+          "limits file " + file + " has no \"limits\" list; restore it from a backup or delete"
+              + " it and set the limits again");
+    }
+    if (content.version() != FORMAT_VERSION) {
+      throw new IOException(
+          "limits file " + file + " has format version " + content.version() + ", this server"
+              + " reads version " + FORMAT_VERSION + "; run a matching Sluice version");
+    }
+    List<LimitSpec> out = new ArrayList<>();
+    for (FileLimit l : content.limits()) {
+      List<RateSpec> rates = new ArrayList<>();
+      for (FileRate r : l.rates() == null ? List.<FileRate>of() : l.rates()) {
+        rates.add(new RateSpec(r.name(), r.amount(), Duration.ofMillis(r.periodMillis()), r.burst()));
+      }
+      LimitSpec spec =
+          new LimitSpec(
+              l.resource(), rates, l.concurrency(), l.maxWaiting(), Duration.ofMillis(l.leaseTtlMillis()));
+      try {
+        out.add(Validation.limit(spec, l.maxWaiting() == 0 ? 1 : l.maxWaiting(), spec.leaseTtl()));
+      } catch (EngineException e) {
+        throw new IOException(
+            "limits file " + file + " holds an invalid limit: " + e.getMessage(), e);
+      }
+    }
+    return out;
+  }
+
+  private static String lineOf(JsonProcessingException e) {
+    return e.getLocation() == null ? "?" : String.valueOf(e.getLocation().getLineNr());
+  }
+
+  @Override
+  public synchronized void save(Collection<LimitSpec> limits) throws IOException {
+    List<FileLimit> out = new ArrayList<>();
+    limits.stream()
+        .sorted(Comparator.comparing(LimitSpec::resource))
+        .forEach(
+            l ->
+                out.add(
+                    new FileLimit(
+                        l.resource(),
+                        l.rates().stream()
+                            .map(r -> new FileRate(r.name(), r.amount(), r.period().toMillis(), r.burst()))
+                            .toList(),
+                        l.concurrency(),
+                        l.maxWaiting(),
+                        l.leaseTtl().toMillis())));
+    byte[] bytes = json.writeValueAsBytes(new FileContent(FORMAT_VERSION, out));
+    Files.createDirectories(dir);
+    Path tmp = Files.createTempFile(dir, FILE_NAME, ".tmp");
+    try {
+      try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
+        var buf = java.nio.ByteBuffer.wrap(bytes);
+        while (buf.hasRemaining()) {
+          ch.write(buf);
+        }
+        ch.force(true);
+      }
+      try {
+        Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+      } catch (AtomicMoveNotSupportedException e) {
+        throw new IOException(
+            "data dir " + dir + " does not support atomic rename; put it on a local file system", e);
+      }
+    } finally {
+      Files.deleteIfExists(tmp);
+    }
+    forceDirectory();
+  }
+
+  private void forceDirectory() {
+    // Makes the rename durable. Not every platform can open a directory; Linux can.
+    try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
+      ch.force(true);
+    } catch (IOException ignored) {
+      // Best effort: the rename itself is atomic either way.
+    }
+  }
+}

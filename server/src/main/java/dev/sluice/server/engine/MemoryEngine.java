@@ -1,0 +1,813 @@
+package dev.sluice.server.engine;
+
+import com.github.benmanes.caffeine.cache.Cache;
+import com.github.benmanes.caffeine.cache.Caffeine;
+import com.github.benmanes.caffeine.cache.Expiry;
+import com.github.benmanes.caffeine.cache.RemovalCause;
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Tags;
+import io.micrometer.core.instrument.Timer;
+import io.micrometer.core.instrument.distribution.ValueAtPercentile;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import java.io.IOException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.EnumMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.TreeMap;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The embedded, single-node engine: every resource's state in memory, limits in a
+ * {@link LimitStore}. See {@link ResourceState} for the algorithm.
+ *
+ * <p>Concurrency: one monitor per resource, held only for in-memory work; futures complete after
+ * it is released, so a grant's network write never runs under a lock. Limits live in a map that
+ * survives idle eviction of the live state, which Caffeine drops when nothing is going on.
+ */
+public final class MemoryEngine implements Engine {
+
+  private static final Logger log = LoggerFactory.getLogger(MemoryEngine.class);
+  private static final long MIN_READ_GRACE = TimeUnit.MINUTES.toNanos(1);
+  private static final long MAX_RETRY_AFTER = TimeUnit.HOURS.toNanos(1);
+
+  final Ticker ticker;
+  final Scheduler scheduler;
+  private final LimitStore store;
+  private final int defaultMaxWaiting;
+  private final Duration defaultLease;
+  private final long agingNanos;
+  private final long idleGraceNanos;
+  private final MeterRegistry registry;
+
+  private final ConcurrentHashMap<String, Entry> limits = new ConcurrentHashMap<>();
+  private final Cache<String, ResourceState> states;
+  private final Object storeLock = new Object();
+  private final String idPrefix = Long.toString(System.nanoTime() & 0xffffffL, 36) + "-";
+  private final AtomicLong ids = new AtomicLong();
+  private volatile boolean closed;
+
+  /** Per-resource configuration and counters; outlives the live state. */
+  static final class Entry {
+    volatile LimitSpec spec;
+    volatile boolean startFull;
+    final Counter granted;
+    final Counter timedOut;
+    final Counter cancelled;
+    final Counter throttleReports;
+    final Timer wait;
+    final Map<String, Counter> rejected = new ConcurrentHashMap<>();
+    private final MeterRegistry registry;
+    private final Tags tags;
+
+    Entry(LimitSpec spec, MeterRegistry registry) {
+      this.spec = spec;
+      this.registry = registry;
+      this.tags = Tags.of("resource", spec.resource());
+      this.granted = registry.counter("sluice.acquire.granted", tags);
+      this.timedOut = registry.counter("sluice.acquire.timed.out", tags);
+      this.cancelled = registry.counter("sluice.acquire.cancelled", tags);
+      this.throttleReports = registry.counter("sluice.upstream.throttled", tags);
+      this.wait =
+          Timer.builder("sluice.acquire.wait")
+              .tags(tags)
+              .publishPercentiles(0.5, 0.99)
+              .register(registry);
+    }
+
+    void reject(String reason) {
+      rejected
+          .computeIfAbsent(
+              reason, r -> registry.counter("sluice.acquire.rejected", tags.and("reason", r)))
+          .increment();
+    }
+  }
+
+  private MemoryEngine(Builder b) throws IOException {
+    this.ticker = b.ticker;
+    this.scheduler = b.scheduler;
+    this.store = b.store;
+    this.defaultMaxWaiting = b.defaultMaxWaiting;
+    this.defaultLease = b.defaultLease;
+    this.agingNanos = b.aging.toNanos();
+    this.idleGraceNanos = b.idleGrace.toNanos();
+    this.registry = b.registry;
+    this.states =
+        Caffeine.newBuilder()
+            .ticker(ticker::read)
+            .executor(Runnable::run)
+            .expireAfter(
+                new Expiry<String, ResourceState>() {
+                  @Override
+                  public long expireAfterCreate(String key, ResourceState s, long now) {
+                    return idleGraceNanos;
+                  }
+
+                  @Override
+                  public long expireAfterUpdate(String key, ResourceState s, long now, long current) {
+                    return current;
+                  }
+
+                  @Override
+                  public long expireAfterRead(String key, ResourceState s, long now, long current) {
+                    // An operation is about to run on s; it sets the real expiry when done.
+                    return Math.max(current, MIN_READ_GRACE);
+                  }
+                })
+            .evictionListener(
+                (String key, ResourceState s, RemovalCause cause) -> {
+                  if (s != null) {
+                    s.retired = true;
+                    if (cause == RemovalCause.EXPIRED) {
+                      s.entry.startFull = true;
+                    }
+                  }
+                })
+            .build();
+    for (LimitSpec spec : store.load()) {
+      limits.put(spec.resource(), new Entry(spec, registry));
+    }
+  }
+
+  /** A builder with the defaults documented on each setter. */
+  public static Builder builder() {
+    return new Builder();
+  }
+
+  /** Configures a {@link MemoryEngine}; every value is checked when set. */
+  public static final class Builder {
+    private Ticker ticker = Ticker.system();
+    private Scheduler scheduler;
+    private LimitStore store = LimitStore.none();
+    private int defaultMaxWaiting = 10_000;
+    private Duration defaultLease = Duration.ofSeconds(30);
+    private Duration aging = Duration.ofSeconds(10);
+    private Duration idleGrace = Duration.ofMinutes(10);
+    private MeterRegistry registry = new SimpleMeterRegistry();
+
+    private Builder() {}
+
+    /** Time source; default {@link Ticker#system()}. Must match the scheduler's clock. */
+    public Builder ticker(Ticker ticker) {
+      this.ticker = Objects.requireNonNull(ticker, "ticker");
+      return this;
+    }
+
+    /** Runs computed wake-ups and deadlines; required. */
+    public Builder scheduler(Scheduler scheduler) {
+      this.scheduler = Objects.requireNonNull(scheduler, "scheduler");
+      return this;
+    }
+
+    /** Durable home of limits; default {@link LimitStore#none()} (nothing survives). */
+    public Builder store(LimitStore store) {
+      this.store = Objects.requireNonNull(store, "store");
+      return this;
+    }
+
+    /** Waiting room size for limits that do not set one; default 10 000. */
+    public Builder defaultMaxWaiting(int n) {
+      if (n < 1 || n > Validation.MAX_WAITING_CAP) {
+        throw new IllegalArgumentException(
+            "max waiting " + n + " is out of range: use 1 to " + Validation.MAX_WAITING_CAP);
+      }
+      this.defaultMaxWaiting = n;
+      return this;
+    }
+
+    /** Lease length for limits that do not set one; default 30 s. */
+    public Builder defaultLease(Duration d) {
+      if (d.compareTo(Validation.MIN_LEASE) < 0 || d.compareTo(Validation.MAX_LEASE) > 0) {
+        throw new IllegalArgumentException("lease TTL " + d + " is out of range: use 1s to 1h");
+      }
+      this.defaultLease = d;
+      return this;
+    }
+
+    /**
+     * Lane aging step; default 10 s. A waiter is overtaken only by higher-lane waiters that
+     * arrived less than this (per lane step) after it. Zero makes lanes plain FIFO.
+     */
+    public Builder aging(Duration d) {
+      if (d.isNegative() || d.compareTo(Duration.ofHours(1)) > 0) {
+        throw new IllegalArgumentException("aging " + d + " is out of range: use 0s to 1h");
+      }
+      this.aging = d;
+      return this;
+    }
+
+    /** How long an idle, full resource's live state is kept; default 10 min. */
+    public Builder idleGrace(Duration d) {
+      if (d.isNegative() || d.isZero()) {
+        throw new IllegalArgumentException("idle grace " + d + " must be positive");
+      }
+      this.idleGrace = d;
+      return this;
+    }
+
+    /** Where counters and wait timers go; default a private {@link SimpleMeterRegistry}. */
+    public Builder meterRegistry(MeterRegistry registry) {
+      this.registry = Objects.requireNonNull(registry, "registry");
+      return this;
+    }
+
+    /**
+     * Builds the engine and loads the stored limits.
+     *
+     * @throws IOException if the store cannot be read; the message names the file and the fix
+     */
+    public MemoryEngine build() throws IOException {
+      if (scheduler == null) {
+        throw new IllegalStateException("scheduler is required: call scheduler(...)");
+      }
+      return new MemoryEngine(this);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // State access
+
+  private Entry entry(String resource) {
+    Validation.resource(resource);
+    Entry e = limits.get(resource);
+    if (e == null) {
+      throw EngineException.notFound(resource);
+    }
+    return e;
+  }
+
+  /** Runs {@code op} on the live state under its monitor, then completes whoever it granted. */
+  private <T> T withState(String resource, StateOp<T> op) {
+    List<Waiter> granted = new ArrayList<>(2);
+    T result;
+    while (true) {
+      Entry e = entry(resource);
+      ResourceState s =
+          states.get(
+              resource,
+              k -> {
+                boolean full = e.startFull;
+                return new ResourceState(e, e.spec, ticker.read(), full);
+              });
+      synchronized (s) {
+        if (s.retired) {
+          continue;
+        }
+        long now = ticker.read();
+        result = op.apply(s, now, granted);
+        touch(s, now);
+      }
+      break;
+    }
+    complete(granted);
+    return result;
+  }
+
+  @FunctionalInterface
+  private interface StateOp<T> {
+    T apply(ResourceState s, long now, List<Waiter> granted);
+  }
+
+  private void touch(ResourceState s, long now) {
+    long expiry = s.idleExpiry(now, idleGraceNanos);
+    states
+        .policy()
+        .expireVariably()
+        .ifPresent(p -> p.setExpiresAfter(s.name, expiry, TimeUnit.NANOSECONDS));
+  }
+
+  private void complete(List<Waiter> granted) {
+    for (Waiter w : granted) {
+      Scheduler.Cancellable t = w.timeout;
+      if (t != null) {
+        t.cancel();
+      }
+      w.future.complete(w.grant);
+    }
+  }
+
+  /** Called under the state's monitor by {@link ResourceState#drain}. */
+  void grant(ResourceState s, Waiter w, long now) {
+    String id = idPrefix + Long.toString(ids.incrementAndGet(), 36);
+    s.take(w, now, id);
+    long waited = Math.max(0, now - w.arrival);
+    w.grant = new Grant(id, s.name, w.load, s.leaseTtl, waited);
+    w.status.set(Waiter.GRANTED);
+    s.entry.granted.increment();
+    s.entry.wait.record(waited, TimeUnit.NANOSECONDS);
+  }
+
+  void onWake(ResourceState s) {
+    List<Waiter> granted = new ArrayList<>();
+    synchronized (s) {
+      if (s.retired) {
+        return;
+      }
+      s.wake = null;
+      long now = ticker.read();
+      s.drain(now, this, granted);
+      touch(s, now);
+    }
+    complete(granted);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Worker operations
+
+  @Override
+  public Ticket acquire(String resource, Map<String, Long> load, Lane lane, long timeoutNanos) {
+    Objects.requireNonNull(lane, "lane");
+    if (closed) {
+      throw shuttingDown();
+    }
+    Entry e = entry(resource);
+    final Map<String, Long> charged;
+    try {
+      charged = Validation.load(e.spec, load);
+    } catch (EngineException ex) {
+      e.reject("invalid");
+      throw ex;
+    }
+    if (timeoutNanos < 0) {
+      throw EngineException.invalid("timeout " + timeoutNanos + "ns is negative: use 0 or more");
+    }
+    return withState(
+        resource,
+        (s, now, granted) -> {
+          if (closed) {
+            throw shuttingDown();
+          }
+          // The limit may have changed since validation: check against what the state holds.
+          Map<String, Long> fit = s.spec == e.spec ? charged : Validation.load(s.spec, load);
+          Waiter w = new Waiter(this, s, fit, lane, now, agingNanos);
+          s.expireLeases(now);
+          s.refill(now);
+          if (s.waiting == 0 && s.waitFor(w.vector, now) == 0) {
+            // Nobody ahead and it fits: the fast path, no queueing, no timer.
+            grant(s, w, now);
+            granted.add(w);
+            return w;
+          }
+          if (timeoutNanos == 0) {
+            w.status.set(Waiter.ENDED);
+            e.timedOut.increment();
+            w.future.completeExceptionally(notGrantedInTime(resource, 0));
+            return w;
+          }
+          if (s.waiting >= s.spec.maxWaiting()) {
+            e.reject("waiting_room_full");
+            long hint = Math.max(TimeUnit.SECONDS.toNanos(1), s.drainEstimate(now));
+            throw new EngineException(
+                EngineException.Reason.WAITING_ROOM_FULL,
+                "waiting room of '" + resource + "' is full (" + s.waiting + " waiting, max "
+                    + s.spec.maxWaiting() + "): retry after the hinted delay, or raise"
+                    + " --max-waiting",
+                hint);
+          }
+          s.enqueue(w);
+          w.timeout = scheduler.schedule(() -> expire(w, timeoutNanos), timeoutNanos);
+          s.drain(now, this, granted);
+          return w;
+        });
+  }
+
+  private void expire(Waiter w, long timeoutNanos) {
+    ResourceState s = w.state;
+    List<Waiter> granted = new ArrayList<>();
+    boolean ended = false;
+    synchronized (s) {
+      if (w.status.get() == Waiter.WAITING) {
+        s.remove(w);
+        w.status.set(Waiter.ENDED);
+        s.entry.timedOut.increment();
+        ended = true;
+        long now = ticker.read();
+        s.drain(now, this, granted);
+        touch(s, now);
+      }
+    }
+    if (ended) {
+      w.future.completeExceptionally(notGrantedInTime(s.name, timeoutNanos));
+    }
+    complete(granted);
+  }
+
+  void cancel(Waiter w) {
+    ResourceState s = w.state;
+    List<Waiter> granted = new ArrayList<>();
+    boolean ended = false;
+    synchronized (s) {
+      if (w.status.get() == Waiter.WAITING) {
+        s.remove(w);
+        w.status.set(Waiter.ENDED);
+        s.entry.cancelled.increment();
+        ended = true;
+        if (w.timeout != null) {
+          w.timeout.cancel();
+        }
+        long now = ticker.read();
+        s.drain(now, this, granted);
+        touch(s, now);
+      }
+    }
+    if (ended) {
+      w.future.completeExceptionally(
+          new CancellationException("acquire on '" + s.name + "' was cancelled by the caller"));
+    }
+    complete(granted);
+    if (w.status.compareAndSet(Waiter.GRANTED, Waiter.RETURNED)) {
+      // The grant raced with the cancel and nobody took it: give it back in full.
+      s.entry.cancelled.increment();
+      try {
+        release(s.name, w.grant.permitId(), Map.of(), false, true);
+      } catch (EngineException ex) {
+        log.debug("give-back of {} on {} found nothing to return: {}", w.grant.permitId(), s.name, ex.getMessage());
+      }
+    }
+  }
+
+  @Override
+  public boolean release(
+      String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused) {
+    Objects.requireNonNull(permitId, "permitId");
+    Entry e = entry(resource);
+    if (settle && !unused) {
+      // Checked before anything changes, so a bad settle never loses the permit.
+      Validation.usage(e.spec, actual, "settle");
+    }
+    return withState(
+        resource,
+        (s, now, granted) -> {
+          if (settle && !unused) {
+            Validation.usage(s.spec, actual, "settle");
+          }
+          s.expireLeases(now);
+          s.refill(now);
+          ResourceState.PermitRecord r = s.permits.remove(permitId);
+          if (r == null) {
+            return false;
+          }
+          if (unused) {
+            s.giveBack(r);
+          } else if (settle) {
+            s.settle(r, actual);
+          }
+          s.drain(now, this, granted);
+          return true;
+        });
+  }
+
+  @Override
+  public List<String> renew(String resource, List<String> permitIds) {
+    entry(resource);
+    return withState(
+        resource,
+        (s, now, granted) -> {
+          s.expireLeases(now);
+          List<String> expired = new ArrayList<>();
+          for (String id : permitIds) {
+            ResourceState.PermitRecord r = s.permits.remove(id);
+            if (r == null) {
+              expired.add(id);
+            } else {
+              r.expiresAt = now + s.leaseTtl;
+              s.permits.put(id, r);
+            }
+          }
+          s.drain(now, this, granted);
+          return expired;
+        });
+  }
+
+  @Override
+  public long leaseTtlNanos(String resource) {
+    return entry(resource).spec.leaseTtl().toNanos();
+  }
+
+  @Override
+  public long report(
+      String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining) {
+    Entry e = entry(resource);
+    Validation.usage(e.spec, remaining, "remaining");
+    if (retryAfterNanos < 0 || retryAfterNanos > MAX_RETRY_AFTER) {
+      throw EngineException.invalid(
+          "retry-after " + Duration.ofNanos(retryAfterNanos) + " is out of range: use 0 to 1h");
+    }
+    return withState(
+        resource,
+        (s, now, granted) -> {
+          s.refill(now);
+          if (throttled) {
+            s.entry.throttleReports.increment();
+            long until = now + retryAfterNanos;
+            if (!s.feedbackPaused || until - s.feedbackPausedUntil > 0) {
+              s.feedbackPaused = true;
+              s.feedbackPausedUntil = until;
+            }
+            log.info(
+                "upstream throttled {}: pausing grants for {} ms",
+                resource,
+                TimeUnit.NANOSECONDS.toMillis(retryAfterNanos));
+          }
+          for (Map.Entry<String, Long> r : remaining.entrySet()) {
+            int i = s.index(r.getKey());
+            if (i >= 0 && r.getValue() < s.level[i]) {
+              s.level[i] = r.getValue();
+            }
+          }
+          s.drain(now, this, granted);
+          long left = s.pausedFor(now);
+          return left == ResourceState.NEVER ? -1 : left;
+        });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Admin operations
+
+  @Override
+  public boolean setLimit(LimitSpec limit) {
+    LimitSpec spec = Validation.limit(limit, defaultMaxWaiting, defaultLease);
+    boolean created;
+    synchronized (storeLock) {
+      Map<String, LimitSpec> next = new TreeMap<>();
+      limits.forEach((k, v) -> next.put(k, v.spec));
+      created = next.put(spec.resource(), spec) == null;
+      persist(next);
+      Entry e = limits.get(spec.resource());
+      if (e == null) {
+        limits.put(spec.resource(), new Entry(spec, registry));
+      } else {
+        e.spec = spec;
+      }
+    }
+    ResourceState live = states.getIfPresent(spec.resource());
+    if (live != null) {
+      List<Waiter> granted = new ArrayList<>();
+      List<Waiter> misfits = new ArrayList<>();
+      List<EngineException> why = new ArrayList<>();
+      synchronized (live) {
+        if (!live.retired) {
+          long now = ticker.read();
+          live.configure(spec, now);
+          // Waiters whose load can no longer fit fail now instead of waiting for ever.
+          for (var lane : live.lanes) {
+            for (Waiter w : List.copyOf(lane)) {
+              try {
+                Validation.load(spec, w.load);
+              } catch (EngineException ex) {
+                live.remove(w);
+                w.status.set(Waiter.ENDED);
+                live.entry.reject("invalid");
+                misfits.add(w);
+                why.add(ex);
+              }
+            }
+          }
+          live.drain(now, this, granted);
+          touch(live, now);
+        }
+      }
+      for (int i = 0; i < misfits.size(); i++) {
+        cancelTimeout(misfits.get(i));
+        misfits.get(i).future.completeExceptionally(
+            EngineException.invalid("limit of '" + spec.resource() + "' changed: " + why.get(i).getMessage()));
+      }
+      complete(granted);
+    }
+    log.info("limit {} {}: {}", created ? "created" : "changed", spec.resource(), describe(spec));
+    return created;
+  }
+
+  private void persist(Map<String, LimitSpec> all) {
+    try {
+      store.save(all.values());
+    } catch (IOException ex) {
+      log.error("could not store limits: {}", ex.toString());
+      throw new EngineException(
+          EngineException.Reason.UNAVAILABLE,
+          "could not store the limit durably (" + ex.getMessage() + "): check the data"
+              + " directory's disk space and permissions, then retry");
+    }
+  }
+
+  private static void cancelTimeout(Waiter w) {
+    if (w.timeout != null) {
+      w.timeout.cancel();
+    }
+  }
+
+  /** A limit in the command-line form, for logs. */
+  public static String describe(LimitSpec spec) {
+    StringBuilder b = new StringBuilder();
+    for (RateSpec r : spec.rates()) {
+      b.append(r.name()).append('=').append(r.amount()).append('/').append(r.period()).append(':')
+          .append(r.burst()).append(' ');
+    }
+    if (spec.concurrency() > 0) {
+      b.append("concurrency=").append(spec.concurrency()).append(' ');
+    }
+    b.append("max-waiting=").append(spec.maxWaiting()).append(" lease=").append(spec.leaseTtl());
+    return b.toString();
+  }
+
+  @Override
+  public Optional<LimitSpec> getLimit(String resource) {
+    Validation.resource(resource);
+    Entry e = limits.get(resource);
+    return e == null ? Optional.empty() : Optional.of(e.spec);
+  }
+
+  @Override
+  public List<LimitSpec> listLimits(String prefix) {
+    String p = prefix == null ? "" : prefix;
+    return limits.values().stream()
+        .map(e -> e.spec)
+        .filter(s -> s.resource().startsWith(p))
+        .sorted(Comparator.comparing(LimitSpec::resource))
+        .toList();
+  }
+
+  @Override
+  public void deleteLimit(String resource) {
+    Validation.resource(resource);
+    synchronized (storeLock) {
+      if (!limits.containsKey(resource)) {
+        throw EngineException.notFound(resource);
+      }
+      Map<String, LimitSpec> next = new TreeMap<>();
+      limits.forEach((k, v) -> next.put(k, v.spec));
+      next.remove(resource);
+      persist(next);
+      limits.remove(resource);
+    }
+    ResourceState live = states.asMap().remove(resource);
+    if (live != null) {
+      failAll(live, "deleted", () -> EngineException.notFound(resource));
+    }
+    log.info("limit deleted {}", resource);
+  }
+
+  private void failAll(ResourceState s, String reason, java.util.function.Supplier<EngineException> why) {
+    List<Waiter> failed = new ArrayList<>();
+    synchronized (s) {
+      s.retired = true;
+      s.cancelWake();
+      for (var lane : s.lanes) {
+        for (Waiter w : lane) {
+          w.status.set(Waiter.ENDED);
+          s.entry.reject(reason);
+          failed.add(w);
+        }
+        lane.clear();
+      }
+      s.waiting = 0;
+      java.util.Arrays.fill(s.queuedLoad, 0);
+    }
+    for (Waiter w : failed) {
+      cancelTimeout(w);
+      w.future.completeExceptionally(why.get());
+    }
+  }
+
+  @Override
+  public long pause(String resource, long nanos) {
+    entry(resource);
+    long left =
+        withState(
+            resource,
+            (s, now, granted) -> {
+              s.adminPaused = true;
+              s.adminPausedUntil = nanos < 0 ? ResourceState.NEVER : now + nanos;
+              s.drain(now, this, granted);
+              long l = s.pausedFor(now);
+              return l == ResourceState.NEVER ? -1 : l;
+            });
+    log.info(
+        "paused {} {}", resource, left < 0 ? "until resumed" : "for " + Duration.ofNanos(left));
+    return left;
+  }
+
+  @Override
+  public void resume(String resource) {
+    entry(resource);
+    withState(
+        resource,
+        (s, now, granted) -> {
+          s.adminPaused = false;
+          s.feedbackPaused = false;
+          s.drain(now, this, granted);
+          return null;
+        });
+    log.info("resumed {}", resource);
+  }
+
+  @Override
+  public ResourceSnapshot stats(String resource) {
+    Entry e = entry(resource);
+    return withState(resource, (s, now, granted) -> snapshot(e, s, now));
+  }
+
+  @Override
+  public List<ResourceSnapshot> stats() {
+    List<ResourceSnapshot> out = new ArrayList<>();
+    for (LimitSpec spec : listLimits("")) {
+      try {
+        out.add(stats(spec.resource()));
+      } catch (EngineException ex) {
+        // Deleted meanwhile.
+      }
+    }
+    return out;
+  }
+
+  private static ResourceSnapshot snapshot(Entry e, ResourceState s, long now) {
+    s.expireLeases(now);
+    s.refill(now);
+    Map<String, Double> available = new LinkedHashMap<>();
+    for (int i = 0; i < s.dims.length; i++) {
+      available.put(s.dims[i], s.level[i]);
+    }
+    Map<Lane, Integer> waiting = new EnumMap<>(Lane.class);
+    for (Lane lane : Lane.values()) {
+      waiting.put(lane, s.lanes[lane.ordinal()].size());
+    }
+    Map<String, Long> rejected = new TreeMap<>();
+    e.rejected.forEach((k, v) -> rejected.put(k, (long) v.count()));
+    double p50 = 0;
+    double p99 = 0;
+    for (ValueAtPercentile v : e.wait.takeSnapshot().percentileValues()) {
+      if (v.percentile() == 0.5) {
+        p50 = v.value(TimeUnit.SECONDS);
+      } else if (v.percentile() == 0.99) {
+        p99 = v.value(TimeUnit.SECONDS);
+      }
+    }
+    long paused = s.pausedFor(now);
+    return new ResourceSnapshot(
+        s.spec,
+        available,
+        s.permits.size(),
+        waiting,
+        paused != 0,
+        paused == ResourceState.NEVER ? -1 : paused,
+        (long) e.granted.count(),
+        (long) e.timedOut.count(),
+        (long) e.cancelled.count(),
+        rejected,
+        p50,
+        p99,
+        (long) e.throttleReports.count());
+  }
+
+  @Override
+  public void close() {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    for (ResourceState s : List.copyOf(states.asMap().values())) {
+      List<Waiter> failed = new ArrayList<>();
+      synchronized (s) {
+        s.cancelWake();
+        for (var lane : s.lanes) {
+          for (Waiter w : lane) {
+            w.status.set(Waiter.ENDED);
+            s.entry.reject("shutdown");
+            failed.add(w);
+          }
+          lane.clear();
+        }
+        s.waiting = 0;
+        java.util.Arrays.fill(s.queuedLoad, 0);
+      }
+      for (Waiter w : failed) {
+        cancelTimeout(w);
+        w.future.completeExceptionally(shuttingDown());
+      }
+    }
+  }
+
+  private static EngineException shuttingDown() {
+    return new EngineException(
+        EngineException.Reason.UNAVAILABLE,
+        "coordinator is shutting down: retry on another node or after it restarts");
+  }
+
+  private static EngineException notGrantedInTime(String resource, long timeoutNanos) {
+    return new EngineException(
+        EngineException.Reason.DEADLINE,
+        "not granted on '" + resource + "' within " + Duration.ofNanos(timeoutNanos)
+            + ": the resource is saturated; wait longer, lower the load or raise the limit");
+  }
+}

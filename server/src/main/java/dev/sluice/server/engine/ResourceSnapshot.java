@@ -1,0 +1,35 @@
+package dev.sluice.server.engine;
+
+import java.util.Map;
+
+/**
+ * Live state and counters of one resource, read atomically.
+ *
+ * @param limit the configured limit
+ * @param available tokens available now per dimension; negative while in debt
+ * @param inFlight permits with an unexpired lease
+ * @param waiting waiters per lane
+ * @param paused whether grants are paused
+ * @param pausedForNanos time left on the pause; -1 when paused until resumed
+ * @param granted grants since start
+ * @param timedOut acquires that reached their deadline
+ * @param cancelled acquires cancelled by the caller
+ * @param rejected refusals by reason ({@code invalid}, {@code waiting_room_full}, ...)
+ * @param waitP50Seconds median wait of recent grants
+ * @param waitP99Seconds 99th percentile wait of recent grants
+ * @param throttleReports upstream throttling reports received
+ */
+public record ResourceSnapshot(
+    LimitSpec limit,
+    Map<String, Double> available,
+    long inFlight,
+    Map<Lane, Integer> waiting,
+    boolean paused,
+    long pausedForNanos,
+    long granted,
+    long timedOut,
+    long cancelled,
+    Map<String, Long> rejected,
+    double waitP50Seconds,
+    double waitP99Seconds,
+    long throttleReports) {}

@@ -1,0 +1,405 @@
+package dev.sluice.server.engine;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Live state of one resource: buckets, waiting room, leases, pauses. Every field is guarded by
+ * this object's monitor; nothing here blocks, does I/O or completes a future (completions are
+ * collected and run by the caller after the monitor is released).
+ *
+ * <h2>Buckets</h2>
+ * One token bucket per rate dimension, refilled continuously: {@code level += elapsed * rate},
+ * capped at the burst. A grant takes the whole load from every dimension at once or takes
+ * nothing (multi-dimension atomicity). A level may go below zero through settle (debt) so the
+ * next grants wait until the debt is paid off; debt is floored at one period's amount.
+ *
+ * <h2>Waiting room</h2>
+ * Three FIFO lanes. The next waiter served is the lane head with the smallest <em>virtual
+ * arrival</em> {@code arrival + aging * laneIndex}: a higher lane goes first, but a waiter in a
+ * lower lane is only ever overtaken by higher-lane waiters that arrived less than {@code aging}
+ * per lane step after it, so nobody starves. The chosen head is served strictly first: small
+ * loads behind a big one never overtake it (no head-of-line bypass, so no starvation of big
+ * loads either). When the head cannot be served, the exact instant it can is computed from
+ * the deficit and the refill rate, the pause end or the next lease expiry, and one wake-up is
+ * scheduled for it; releases, resumes and limit changes re-run the same drain.
+ *
+ * <h2>Leases</h2>
+ * Every permit has a lease (insertion-ordered map; a renewal moves it to the end, so with one
+ * TTL per resource the map stays sorted by expiry). Permits hold a concurrency slot when the
+ * limit has a cap; expired leases are dropped lazily at the start of every operation.
+ */
+final class ResourceState {
+
+  static final long NEVER = Long.MAX_VALUE;
+
+  final String name;
+  final MemoryEngine.Entry entry;
+
+  LimitSpec spec;
+  long leaseTtl;
+  String[] dims;
+  double[] perNano;
+  long[] burst;
+  long[] amount;
+  double[] level;
+  long[] queuedLoad;
+  long lastRefill;
+
+  @SuppressWarnings("unchecked")
+  final ArrayDeque<Waiter>[] lanes = new ArrayDeque[] {new ArrayDeque<>(), new ArrayDeque<>(), new ArrayDeque<>()};
+
+  int waiting;
+  final LinkedHashMap<String, PermitRecord> permits = new LinkedHashMap<>();
+
+  boolean adminPaused;
+  long adminPausedUntil; // valid when adminPaused; NEVER means until resume
+  boolean feedbackPaused;
+  long feedbackPausedUntil;
+
+  Scheduler.Cancellable wake;
+  long wakeAt;
+
+  /** Set (by the cache's eviction) when this object no longer represents the resource. */
+  volatile boolean retired;
+
+  /** A held permit: what it was charged and when its lease runs out. */
+  static final class PermitRecord {
+    final String id;
+    final Map<String, Long> load;
+    long expiresAt;
+
+    PermitRecord(String id, Map<String, Long> load, long expiresAt) {
+      this.id = id;
+      this.load = load;
+      this.expiresAt = expiresAt;
+    }
+  }
+
+  ResourceState(MemoryEngine.Entry entry, LimitSpec spec, long now, boolean startFull) {
+    this.name = spec.resource();
+    this.entry = entry;
+    this.lastRefill = now;
+    configure(spec, now);
+    if (startFull) {
+      for (int i = 0; i < dims.length; i++) {
+        level[i] = burst[i];
+      }
+    }
+  }
+
+  /**
+   * Applies a (new) limit. Levels of kept dimensions are kept, clipped to the new burst; new
+   * dimensions start empty, so a limit change never hands out a fresh burst.
+   */
+  void configure(LimitSpec next, long now) {
+    refill(now);
+    Map<String, Double> old = new HashMap<>();
+    if (dims != null) {
+      for (int i = 0; i < dims.length; i++) {
+        old.put(dims[i], level[i]);
+      }
+    }
+    int n = next.rates().size();
+    String[] d = new String[n];
+    double[] p = new double[n];
+    long[] b = new long[n];
+    long[] a = new long[n];
+    double[] l = new double[n];
+    for (int i = 0; i < n; i++) {
+      RateSpec r = next.rates().get(i);
+      d[i] = r.name();
+      p[i] = r.perNano();
+      b[i] = r.burst();
+      a[i] = r.amount();
+      l[i] = Math.min(b[i], old.getOrDefault(r.name(), 0.0));
+    }
+    long oldTtl = leaseTtl;
+    this.spec = next;
+    this.dims = d;
+    this.perNano = p;
+    this.burst = b;
+    this.amount = a;
+    this.level = l;
+    this.leaseTtl = next.leaseTtl().toNanos();
+    this.queuedLoad = new long[n];
+    for (ArrayDeque<Waiter> lane : lanes) {
+      for (Waiter w : lane) {
+        w.vector = vector(w.load);
+        add(queuedLoad, w.vector, 1);
+      }
+    }
+    if (oldTtl != 0 && oldTtl != leaseTtl && permits.size() > 1) {
+      // Keep the map ordered by expiry: renewals from now on use the new TTL.
+      List<PermitRecord> sorted = new ArrayList<>(permits.values());
+      sorted.sort(Comparator.comparingLong(r -> r.expiresAt - now));
+      permits.clear();
+      for (PermitRecord r : sorted) {
+        permits.put(r.id, r);
+      }
+    }
+  }
+
+  /** The load as an array aligned with {@link #dims}; dimensions not limited count 0. */
+  long[] vector(Map<String, Long> load) {
+    long[] v = new long[dims.length];
+    for (int i = 0; i < dims.length; i++) {
+      Long x = load.get(dims[i]);
+      v[i] = x == null ? 0 : x;
+    }
+    return v;
+  }
+
+  int index(String dim) {
+    for (int i = 0; i < dims.length; i++) {
+      if (dims[i].equals(dim)) {
+        return i;
+      }
+    }
+    return -1;
+  }
+
+  private static void add(long[] into, long[] v, int sign) {
+    for (int i = 0; i < into.length && i < v.length; i++) {
+      into[i] += sign * v[i];
+    }
+  }
+
+  void refill(long now) {
+    long elapsed = now - lastRefill;
+    if (elapsed <= 0) {
+      return;
+    }
+    lastRefill = now;
+    for (int i = 0; i < level.length; i++) {
+      if (level[i] < burst[i]) {
+        level[i] = Math.min(burst[i], level[i] + elapsed * perNano[i]);
+      }
+    }
+  }
+
+  void expireLeases(long now) {
+    Iterator<PermitRecord> it = permits.values().iterator();
+    while (it.hasNext()) {
+      PermitRecord r = it.next();
+      if (r.expiresAt - now > 0) {
+        break;
+      }
+      it.remove();
+    }
+  }
+
+  void enqueue(Waiter w) {
+    lanes[w.lane.ordinal()].addLast(w);
+    waiting++;
+    add(queuedLoad, w.vector, 1);
+  }
+
+  /** Removes a waiter that is still queued. */
+  void remove(Waiter w) {
+    if (lanes[w.lane.ordinal()].remove(w)) {
+      waiting--;
+      add(queuedLoad, w.vector, -1);
+    }
+  }
+
+  /** The waiter to serve next: the lane head with the smallest virtual arrival. */
+  Waiter head() {
+    Waiter best = null;
+    for (ArrayDeque<Waiter> lane : lanes) {
+      Waiter h = lane.peekFirst();
+      if (h != null && (best == null || h.virtualArrival - best.virtualArrival < 0)) {
+        best = h;
+      }
+    }
+    return best;
+  }
+
+  private void pollHead(Waiter w) {
+    lanes[w.lane.ordinal()].pollFirst();
+    waiting--;
+    add(queuedLoad, w.vector, -1);
+  }
+
+  boolean pausedIndefinitely() {
+    return adminPaused && adminPausedUntil == NEVER;
+  }
+
+  /** Nanoseconds the resource stays paused: 0 if not, {@link #NEVER} until resumed. */
+  long pausedFor(long now) {
+    long left = 0;
+    if (adminPaused) {
+      if (adminPausedUntil == NEVER) {
+        return NEVER;
+      }
+      left = Math.max(left, adminPausedUntil - now);
+    }
+    if (feedbackPaused) {
+      left = Math.max(left, feedbackPausedUntil - now);
+    }
+    if (left <= 0) {
+      adminPaused &= adminPausedUntil == NEVER;
+      feedbackPaused = false;
+    }
+    return Math.max(0, left);
+  }
+
+  /**
+   * How long until {@code vector} could be granted: 0 means now, {@link #NEVER} means only an
+   * event (release, resume, limit change) can help.
+   */
+  long waitFor(long[] vector, long now) {
+    long wait = pausedFor(now);
+    if (wait == NEVER) {
+      return NEVER;
+    }
+    long cap = spec.concurrency();
+    if (cap > 0 && permits.size() >= cap) {
+      PermitRecord first = permits.values().iterator().next();
+      wait = Math.max(wait, Math.max(1, first.expiresAt - now));
+    }
+    for (int i = 0; i < vector.length; i++) {
+      double deficit = vector[i] - level[i];
+      if (deficit > 1e-6) {
+        double nanos = Math.ceil(deficit / perNano[i]);
+        wait = Math.max(wait, nanos >= NEVER ? NEVER - 1 : Math.max(1_000, (long) nanos));
+      }
+    }
+    return wait;
+  }
+
+  PermitRecord take(Waiter w, long now, String permitId) {
+    for (int i = 0; i < w.vector.length; i++) {
+      level[i] -= w.vector[i];
+    }
+    PermitRecord r = new PermitRecord(permitId, w.load, now + leaseTtl);
+    permits.put(permitId, r);
+    return r;
+  }
+
+  /** Gives a permit's whole load back (the call was never made). */
+  void giveBack(PermitRecord r) {
+    for (Map.Entry<String, Long> e : r.load.entrySet()) {
+      int i = index(e.getKey());
+      if (i >= 0) {
+        level[i] = Math.min(burst[i], level[i] + e.getValue());
+      }
+    }
+  }
+
+  /** Settles actual usage: refund what was over-estimated, charge what was under-estimated. */
+  void settle(PermitRecord r, Map<String, Long> actual) {
+    for (Map.Entry<String, Long> e : actual.entrySet()) {
+      int i = index(e.getKey());
+      if (i < 0) {
+        continue;
+      }
+      long granted = r.load.getOrDefault(e.getKey(), 0L);
+      double next = level[i] + (granted - e.getValue());
+      level[i] = Math.max(-amount[i], Math.min(burst[i], next));
+    }
+  }
+
+  /**
+   * Grants every waiter that can go now, in order, into {@code out}; schedules one wake-up
+   * for the first that cannot.
+   */
+  void drain(long now, MemoryEngine engine, List<Waiter> out) {
+    expireLeases(now);
+    refill(now);
+    while (true) {
+      Waiter w = head();
+      if (w == null) {
+        cancelWake();
+        return;
+      }
+      long wait = waitFor(w.vector, now);
+      if (wait != 0) {
+        if (wait == NEVER) {
+          cancelWake();
+        } else {
+          scheduleWake(engine, now, now + wait);
+        }
+        return;
+      }
+      pollHead(w);
+      engine.grant(this, w, now);
+      out.add(w);
+    }
+  }
+
+  private void scheduleWake(MemoryEngine engine, long now, long at) {
+    if (wake != null) {
+      if (wakeAt == at) {
+        return;
+      }
+      wake.cancel();
+    }
+    wakeAt = at;
+    wake = engine.scheduler.schedule(() -> engine.onWake(this), at - now);
+  }
+
+  void cancelWake() {
+    if (wake != null) {
+      wake.cancel();
+      wake = null;
+    }
+  }
+
+  /** Retry hint for a full waiting room: time for the queued load to drain at the rate. */
+  long drainEstimate(long now) {
+    long est = 0;
+    for (int i = 0; i < dims.length; i++) {
+      double deficit = queuedLoad[i] - level[i];
+      if (deficit > 0) {
+        est = Math.max(est, (long) Math.ceil(deficit / perNano[i]));
+      }
+    }
+    long paused = pausedFor(now);
+    if (paused == NEVER) {
+      return 60_000_000_000L;
+    }
+    return Math.max(est, paused);
+  }
+
+  /**
+   * How long this state may sit untouched before the cache drops it: forever while anybody
+   * waits or it is paused until resumed; otherwise until every lease has run out, every pause
+   * has ended and every bucket is full again, plus {@code grace}. Dropped state is recreated
+   * full, which is exactly what it would hold by then.
+   */
+  long idleExpiry(long now, long grace) {
+    if (waiting > 0 || pausedIndefinitely()) {
+      return NEVER;
+    }
+    long busy = 0;
+    for (PermitRecord r : permits.values()) {
+      busy = Math.max(busy, r.expiresAt - now);
+    }
+    busy = Math.max(busy, pausedFor(now));
+    for (int i = 0; i < dims.length; i++) {
+      double missing = burst[i] - level[i];
+      if (missing > 0) {
+        busy = Math.max(busy, (long) Math.ceil(missing / perNano[i]));
+      }
+    }
+    long total = busy + grace;
+    return total < 0 ? NEVER : total;
+  }
+
+  boolean isFull(long now) {
+    refill(now);
+    for (int i = 0; i < dims.length; i++) {
+      if (level[i] < burst[i]) {
+        return false;
+      }
+    }
+    return true;
+  }
+}

@@ -1,0 +1,179 @@
+package dev.sluice.server.engine;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.regex.Pattern;
+
+/** Checks of names, limits and loads. Every message says what was wrong and how to fix it. */
+public final class Validation {
+
+  /** Largest amount, burst or load value accepted: far above any real quota, far from overflow. */
+  public static final long MAX_UNITS = 1_000_000_000_000_000L;
+
+  public static final int MAX_DIMENSIONS = 16;
+  public static final int MAX_WAITING_CAP = 1_000_000;
+  public static final Duration MIN_PERIOD = Duration.ofMillis(1);
+  public static final Duration MAX_PERIOD = Duration.ofDays(7);
+  public static final Duration MIN_LEASE = Duration.ofSeconds(1);
+  public static final Duration MAX_LEASE = Duration.ofHours(1);
+
+  private static final Pattern RESOURCE = Pattern.compile("[A-Za-z0-9._:/-]{1,200}");
+  private static final Pattern DIMENSION = Pattern.compile("[A-Za-z0-9._-]{1,64}");
+
+  private Validation() {}
+
+  /** Refuses a resource name outside 1-200 characters of {@code [A-Za-z0-9._:/-]}. */
+  public static String resource(String name) {
+    if (name == null || name.isEmpty()) {
+      throw EngineException.invalid("resource name is empty: name the quota, e.g. 'openai'");
+    }
+    if (!RESOURCE.matcher(name).matches()) {
+      String shown = name.length() > 60 ? name.substring(0, 60) + "..." : name;
+      throw EngineException.invalid(
+          "resource name '" + shown + "' is invalid: use 1-200 characters of A-Z a-z 0-9 . _ : / -"
+              + " (length " + name.length() + ")");
+    }
+    return name;
+  }
+
+  static String dimension(String name) {
+    if (name == null || !DIMENSION.matcher(name).matches()) {
+      throw EngineException.invalid(
+          "dimension name '" + name + "' is invalid: use 1-64 characters of A-Z a-z 0-9 . _ -,"
+              + " e.g. 'requests' or 'tokens'");
+    }
+    return name;
+  }
+
+  /**
+   * Checks a limit and fills in defaults (burst, waiting room, lease).
+   *
+   * @param defaultMaxWaiting used when {@code maxWaiting} is 0
+   * @param defaultLease used when {@code leaseTtl} is null or zero
+   */
+  public static LimitSpec limit(LimitSpec in, int defaultMaxWaiting, Duration defaultLease) {
+    String resource = resource(in.resource());
+    if (in.rates().isEmpty() && in.concurrency() == 0) {
+      throw EngineException.invalid(
+          "limit for '" + resource + "' has no rate and no concurrency cap: add --rate"
+              + " requests=N/min or --concurrency N");
+    }
+    if (in.rates().size() > MAX_DIMENSIONS) {
+      throw EngineException.invalid(
+          "limit for '" + resource + "' has " + in.rates().size() + " rate dimensions: at most "
+              + MAX_DIMENSIONS + " are allowed");
+    }
+    Set<String> seen = new HashSet<>();
+    List<RateSpec> rates = new ArrayList<>();
+    for (RateSpec r : in.rates()) {
+      String dim = dimension(r.name());
+      if (!seen.add(dim)) {
+        throw EngineException.invalid(
+            "dimension '" + dim + "' appears twice in the limit for '" + resource
+                + "': give each dimension once");
+      }
+      if (r.amount() < 1 || r.amount() > MAX_UNITS) {
+        throw EngineException.invalid(
+            "rate " + dim + " amount " + r.amount() + " is out of range: use 1 to " + MAX_UNITS);
+      }
+      if (r.period() == null
+          || r.period().compareTo(MIN_PERIOD) < 0
+          || r.period().compareTo(MAX_PERIOD) > 0) {
+        throw EngineException.invalid(
+            "rate " + dim + " period " + r.period() + " is out of range: use 1ms to 7d");
+      }
+      long burst = r.burst() == 0 ? RateSpec.defaultBurst(r.amount(), r.period()) : r.burst();
+      if (burst < 1 || burst > MAX_UNITS) {
+        throw EngineException.invalid(
+            "rate " + dim + " burst " + r.burst() + " is out of range: use 1 to " + MAX_UNITS
+                + ", or 0 for the default (one second's worth)");
+      }
+      rates.add(new RateSpec(dim, r.amount(), r.period(), burst));
+    }
+    if (in.concurrency() < 0 || in.concurrency() > MAX_UNITS) {
+      throw EngineException.invalid(
+          "concurrency " + in.concurrency() + " is out of range: use 0 (no cap) to " + MAX_UNITS);
+    }
+    int maxWaiting = in.maxWaiting() == 0 ? defaultMaxWaiting : in.maxWaiting();
+    if (maxWaiting < 1 || maxWaiting > MAX_WAITING_CAP) {
+      throw EngineException.invalid(
+          "max waiting " + in.maxWaiting() + " is out of range: use 1 to " + MAX_WAITING_CAP
+              + ", or 0 for the server default");
+    }
+    Duration lease =
+        in.leaseTtl() == null || in.leaseTtl().isZero() ? defaultLease : in.leaseTtl();
+    if (lease.compareTo(MIN_LEASE) < 0 || lease.compareTo(MAX_LEASE) > 0) {
+      throw EngineException.invalid(
+          "lease TTL " + lease + " is out of range: use 1s to 1h");
+    }
+    return new LimitSpec(resource, rates, in.concurrency(), maxWaiting, lease);
+  }
+
+  /**
+   * Checks a load against a limit and applies the {@code requests} default. Refuses negative
+   * values, a zero total, unknown dimensions and any value above its dimension's burst.
+   */
+  static Map<String, Long> load(LimitSpec limit, Map<String, Long> load) {
+    Map<String, Long> out = new LinkedHashMap<>();
+    long total = 0;
+    for (Map.Entry<String, Long> e : load.entrySet()) {
+      String dim = e.getKey();
+      long v = e.getValue();
+      RateSpec rate = limit.rate(dim);
+      if (rate == null) {
+        throw EngineException.invalid(
+            "load names dimension '" + dim + "' but resource '" + limit.resource()
+                + "' limits only " + dimensionNames(limit) + ": drop it or add it to the limit");
+      }
+      if (v < 0 || v > MAX_UNITS) {
+        throw EngineException.invalid(
+            "load " + dim + "=" + v + " is out of range: use 0 to " + MAX_UNITS);
+      }
+      if (v > rate.burst()) {
+        throw EngineException.invalid(
+            "load " + dim + "=" + v + " can never fit resource '" + limit.resource()
+                + "': its burst is " + rate.burst() + "; split the call or raise the burst");
+      }
+      total += v;
+      out.put(dim, v);
+    }
+    if (!load.containsKey("requests")) {
+      // The default costs one request; it only charges a bucket if there is one.
+      total += 1;
+      if (limit.rate("requests") != null) {
+        out.put("requests", 1L);
+      }
+    }
+    if (total <= 0) {
+      throw EngineException.invalid(
+          "load for '" + limit.resource() + "' is zero: every call must cost something, e.g."
+              + " requests=1");
+    }
+    return out;
+  }
+
+  /** Checks a settle or remaining-counter map: known dimensions, values in range. */
+  static void usage(LimitSpec limit, Map<String, Long> usage, String what) {
+    for (Map.Entry<String, Long> e : usage.entrySet()) {
+      if (limit.rate(e.getKey()) == null) {
+        throw EngineException.invalid(
+            what + " names dimension '" + e.getKey() + "' but resource '" + limit.resource()
+                + "' limits only " + dimensionNames(limit) + ": drop it or add it to the limit");
+      }
+      long v = e.getValue();
+      if (v < 0 || v > MAX_UNITS) {
+        throw EngineException.invalid(
+            what + " " + e.getKey() + "=" + v + " is out of range: use 0 to " + MAX_UNITS);
+      }
+    }
+  }
+
+  private static List<String> dimensionNames(LimitSpec limit) {
+    return limit.rates().stream().map(RateSpec::name).toList();
+  }
+}

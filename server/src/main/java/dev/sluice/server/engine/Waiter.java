@@ -1,0 +1,59 @@
+package dev.sluice.server.engine;
+
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/** One acquire: queued, then granted (and claimed or given back), or ended without a grant. */
+final class Waiter implements Ticket {
+
+  static final int WAITING = 0;
+  static final int GRANTED = 1;
+  static final int CLAIMED = 2;
+  static final int RETURNED = 3;
+  static final int ENDED = 4;
+
+  final MemoryEngine engine;
+  final ResourceState state;
+  final Map<String, Long> load;
+  final Lane lane;
+  final long arrival;
+  final long virtualArrival;
+  final CompletableFuture<Grant> future = new CompletableFuture<>();
+  final AtomicInteger status = new AtomicInteger(WAITING);
+
+  long[] vector; // guarded by state
+  Scheduler.Cancellable timeout; // guarded by state
+  Grant grant; // written under state before status leaves WAITING
+
+  Waiter(
+      MemoryEngine engine,
+      ResourceState state,
+      Map<String, Long> load,
+      Lane lane,
+      long arrival,
+      long agingNanos) {
+    this.engine = engine;
+    this.state = state;
+    this.load = load;
+    this.lane = lane;
+    this.arrival = arrival;
+    this.virtualArrival = arrival + agingNanos * lane.ordinal();
+    this.vector = state.vector(load);
+  }
+
+  @Override
+  public CompletableFuture<Grant> future() {
+    return future;
+  }
+
+  @Override
+  public boolean claim() {
+    return status.compareAndSet(GRANTED, CLAIMED);
+  }
+
+  @Override
+  public void cancel() {
+    engine.cancel(this);
+  }
+}
