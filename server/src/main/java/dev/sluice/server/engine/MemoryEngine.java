@@ -62,6 +62,8 @@ public final class MemoryEngine implements Engine {
   static final class Entry {
     volatile LimitSpec spec;
     volatile boolean startFull;
+    /** When the limit was set or loaded: buckets are empty then and fill from there. */
+    final long createdAt;
     final Counter granted;
     final Counter timedOut;
     final Counter cancelled;
@@ -71,8 +73,9 @@ public final class MemoryEngine implements Engine {
     private final MeterRegistry registry;
     private final Tags tags;
 
-    Entry(LimitSpec spec, MeterRegistry registry) {
+    Entry(LimitSpec spec, MeterRegistry registry, long createdAt) {
       this.spec = spec;
+      this.createdAt = createdAt;
       this.registry = registry;
       this.tags = Tags.of("resource", spec.resource());
       this.granted = registry.counter("sluice.acquire.granted", tags);
@@ -136,7 +139,7 @@ public final class MemoryEngine implements Engine {
                 })
             .build();
     for (LimitSpec spec : store.load()) {
-      limits.put(spec.resource(), new Entry(spec, registry));
+      limits.put(spec.resource(), new Entry(spec, registry, ticker.read()));
     }
   }
 
@@ -257,8 +260,9 @@ public final class MemoryEngine implements Engine {
           states.get(
               resource,
               k -> {
-                boolean full = e.startFull;
-                return new ResourceState(e, e.spec, ticker.read(), full);
+                ResourceState fresh = new ResourceState(e, e.spec, e.createdAt, e.startFull);
+                fresh.refill(ticker.read());
+                return fresh;
               });
       synchronized (s) {
         if (s.retired) {
@@ -546,7 +550,7 @@ public final class MemoryEngine implements Engine {
       persist(next);
       Entry e = limits.get(spec.resource());
       if (e == null) {
-        limits.put(spec.resource(), new Entry(spec, registry));
+        limits.put(spec.resource(), new Entry(spec, registry, ticker.read()));
       } else {
         e.spec = spec;
       }
