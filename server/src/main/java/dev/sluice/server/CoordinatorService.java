@@ -2,6 +2,8 @@ package dev.sluice.server;
 
 import dev.sluice.proto.v1.AcquireRequest;
 import dev.sluice.proto.v1.AcquireResponse;
+import dev.sluice.proto.v1.CancelRequest;
+import dev.sluice.proto.v1.CancelResponse;
 import dev.sluice.proto.v1.CoordinatorGrpc;
 import dev.sluice.proto.v1.ReleaseRequest;
 import dev.sluice.proto.v1.ReleaseResponse;
@@ -44,7 +46,12 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
         timeout = Math.max(0, Math.min(timeout, deadline.timeRemaining(TimeUnit.NANOSECONDS)));
       }
       ticket =
-          engine.acquire(req.getResource(), req.getLoadMap(), Protos.lane(req.getLane()), timeout);
+          engine.acquire(
+              req.getResource(),
+              req.getLoadMap(),
+              Protos.lane(req.getLane()),
+              timeout,
+              req.getRequestId());
     } catch (RuntimeException e) {
       observer.onError(Statuses.of(e));
       return;
@@ -77,6 +84,17 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
         .putAllGranted(g.load())
         .setWaited(Protos.duration(g.waitedNanos()))
         .build();
+  }
+
+  @Override
+  public void cancel(CancelRequest req, StreamObserver<CancelResponse> observer) {
+    try {
+      boolean cancelled = engine.cancel(req.getResource(), req.getRequestId());
+      observer.onNext(CancelResponse.newBuilder().setCancelled(cancelled).build());
+      observer.onCompleted();
+    } catch (RuntimeException e) {
+      observer.onError(Statuses.of(e));
+    }
   }
 
   @Override

@@ -20,8 +20,21 @@ public interface Engine extends AutoCloseable {
    *
    * @param load units per dimension; {@code requests} defaults to 1 when absent
    * @param timeoutNanos how long to wait; 0 means try once
+   * @param requestId caller-chosen id that {@link #cancel(String, String)} can find, or null
    */
-  Ticket acquire(String resource, Map<String, Long> load, Lane lane, long timeoutNanos);
+  Ticket acquire(
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId);
+
+  /** {@link #acquire(String, Map, Lane, long, String)} without a request id. */
+  default Ticket acquire(String resource, Map<String, Long> load, Lane lane, long timeoutNanos) {
+    return acquire(resource, load, lane, timeoutNanos, null);
+  }
+
+  /**
+   * Withdraws the queued acquire with this request id. True if it was still waiting and has
+   * left (its ticket fails with a cancellation); false if it was granted, ended or unknown.
+   */
+  boolean cancel(String resource, String requestId);
 
   /**
    * Ends a permit: frees its concurrency slot; with {@code settle}, applies actual usage

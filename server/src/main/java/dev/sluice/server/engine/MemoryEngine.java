@@ -330,8 +330,10 @@ public final class MemoryEngine implements Engine {
   // Worker operations
 
   @Override
-  public Ticket acquire(String resource, Map<String, Long> load, Lane lane, long timeoutNanos) {
+  public Ticket acquire(
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
     Objects.requireNonNull(lane, "lane");
+    String rid = requestId == null || requestId.isEmpty() ? null : Validation.requestId(requestId);
     if (closed) {
       throw shuttingDown();
     }
@@ -354,7 +356,7 @@ public final class MemoryEngine implements Engine {
           }
           // The limit may have changed since validation: check against what the state holds.
           Map<String, Long> fit = s.spec == e.spec ? charged : Validation.load(s.spec, load);
-          Waiter w = new Waiter(this, s, fit, lane, now, agingNanos);
+          Waiter w = new Waiter(this, s, fit, lane, rid, now, agingNanos);
           s.expireLeases(now);
           s.refill(now);
           if (s.waiting == 0 && s.waitFor(w.vector, now) == 0) {
@@ -378,6 +380,12 @@ public final class MemoryEngine implements Engine {
                     + s.spec.maxWaiting() + "): retry after the hinted delay, or raise"
                     + " --max-waiting",
                 hint);
+          }
+          if (rid != null && s.byRequestId.containsKey(rid)) {
+            e.reject("invalid");
+            throw EngineException.invalid(
+                "request id '" + rid + "' is already waiting on '" + resource + "': give every"
+                    + " acquire its own id, e.g. a fresh UUID");
           }
           s.enqueue(w);
           w.timeout = scheduler.schedule(() -> expire(w, timeoutNanos), timeoutNanos);
@@ -407,7 +415,16 @@ public final class MemoryEngine implements Engine {
     complete(granted);
   }
 
-  void cancel(Waiter w) {
+  @Override
+  public boolean cancel(String resource, String requestId) {
+    Validation.requestId(requestId);
+    entry(resource);
+    Waiter w = withState(resource, (s, now, granted) -> s.byRequestId.get(requestId));
+    return w != null && cancel(w);
+  }
+
+  /** Withdraws a waiter (true), or gives back its unclaimed grant (false). */
+  boolean cancel(Waiter w) {
     ResourceState s = w.state;
     List<Waiter> granted = new ArrayList<>();
     boolean ended = false;
@@ -439,6 +456,7 @@ public final class MemoryEngine implements Engine {
         log.debug("give-back of {} on {} found nothing to return: {}", w.grant.permitId(), s.name, ex.getMessage());
       }
     }
+    return ended;
   }
 
   @Override

@@ -56,6 +56,8 @@ final class ResourceState {
   final ArrayDeque<Waiter>[] lanes = new ArrayDeque[] {new ArrayDeque<>(), new ArrayDeque<>(), new ArrayDeque<>()};
 
   int waiting;
+  /** Queued waiters that came with a request id, for Cancel. */
+  final HashMap<String, Waiter> byRequestId = new HashMap<>();
   final LinkedHashMap<String, PermitRecord> permits = new LinkedHashMap<>();
 
   boolean adminPaused;
@@ -196,6 +198,9 @@ final class ResourceState {
   }
 
   void enqueue(Waiter w) {
+    if (w.requestId != null) {
+      byRequestId.put(w.requestId, w);
+    }
     lanes[w.lane.ordinal()].addLast(w);
     waiting++;
     add(queuedLoad, w.vector, 1);
@@ -204,6 +209,9 @@ final class ResourceState {
   /** Removes a waiter that is still queued. */
   void remove(Waiter w) {
     if (lanes[w.lane.ordinal()].remove(w)) {
+      if (w.requestId != null) {
+        byRequestId.remove(w.requestId, w);
+      }
       waiting--;
       add(queuedLoad, w.vector, -1);
     }
@@ -223,6 +231,9 @@ final class ResourceState {
 
   private void pollHead(Waiter w) {
     lanes[w.lane.ordinal()].pollFirst();
+    if (w.requestId != null) {
+      byRequestId.remove(w.requestId, w);
+    }
     waiting--;
     add(queuedLoad, w.vector, -1);
   }

@@ -23,6 +23,7 @@ public final class Validation {
   public static final Duration MAX_LEASE = Duration.ofHours(1);
 
   private static final Pattern RESOURCE = Pattern.compile("[A-Za-z0-9._:/-]{1,200}");
+  private static final Pattern REQUEST_ID = Pattern.compile("[A-Za-z0-9._:-]{1,64}");
   private static final Pattern DIMENSION = Pattern.compile("[A-Za-z0-9._-]{1,64}");
 
   private Validation() {}
@@ -39,6 +40,17 @@ public final class Validation {
               + " (length " + name.length() + ")");
     }
     return name;
+  }
+
+  /** Refuses a request id outside 1-64 characters of {@code [A-Za-z0-9._:-]}. */
+  static String requestId(String id) {
+    if (!REQUEST_ID.matcher(id).matches()) {
+      String shown = id.length() > 70 ? id.substring(0, 70) + "..." : id;
+      throw EngineException.invalid(
+          "request id '" + shown + "' is invalid: use 1-64 characters of A-Z a-z 0-9 . _ : -,"
+              + " e.g. a UUID");
+    }
+    return id;
   }
 
   static String dimension(String name) {

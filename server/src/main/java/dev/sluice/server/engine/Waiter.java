@@ -17,6 +17,7 @@ final class Waiter implements Ticket {
   final ResourceState state;
   final Map<String, Long> load;
   final Lane lane;
+  final String requestId;
   final long arrival;
   final long virtualArrival;
   final CompletableFuture<Grant> future = new CompletableFuture<>();
@@ -31,9 +32,11 @@ final class Waiter implements Ticket {
       ResourceState state,
       Map<String, Long> load,
       Lane lane,
+      String requestId,
       long arrival,
       long agingNanos) {
     this.engine = engine;
+    this.requestId = requestId;
     this.state = state;
     this.load = load;
     this.lane = lane;

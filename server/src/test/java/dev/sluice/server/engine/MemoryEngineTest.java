@@ -399,6 +399,27 @@ class MemoryEngineTest {
     assertThat(engine.stats("r").inFlight()).isEqualTo(1);
   }
 
+  @Test
+  void cancelByRequestIdIsExact() {
+    limit("r", 0, rate("requests", 1, Duration.ofSeconds(1), 1));
+    Ticket a = engine.acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC, "req-a");
+    Ticket b = engine.acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC, "req-b");
+    assertThatThrownBy(() -> engine.acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC, "req-b"))
+        .hasMessageContaining("already waiting");
+    assertThatThrownBy(() -> engine.cancel("r", "bad id!")).hasMessageContaining("request id");
+    assertThat(engine.cancel("r", "req-b")).isTrue();
+    assertThat(b.future()).isCancelled();
+    clock.advance(Duration.ofSeconds(1));
+    granted(a);
+    // Granted already: nothing to withdraw, the caller releases the grant itself.
+    assertThat(engine.cancel("r", "req-a")).isFalse();
+    assertThat(engine.cancel("r", "unknown")).isFalse();
+    // The id is free again once its waiter is gone.
+    Ticket again = engine.acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC, "req-b");
+    clock.advance(Duration.ofSeconds(1));
+    granted(again);
+  }
+
   // ---------------------------------------------------------------------------- validation
 
   @Test

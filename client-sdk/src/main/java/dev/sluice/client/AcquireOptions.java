@@ -1,0 +1,128 @@
+package dev.sluice.client;
+
+import java.time.Duration;
+import java.util.Objects;
+
+/**
+ * How one acquire waits: its timeout, lane and request id. Immutable; what is not set falls back
+ * to the client's defaults ({@link SluiceClient.Builder#defaultTimeout},
+ * {@link SluiceClient.Builder#defaultLane}).
+ *
+ * <pre>{@code
+ * AcquireOptions opts = AcquireOptions.builder().timeout(Duration.ofSeconds(2)).lane(Lane.INTERACTIVE).build();
+ * }</pre>
+ */
+public final class AcquireOptions {
+
+  private static final AcquireOptions DEFAULTS = new AcquireOptions(null, null, null);
+  private static final int MAX_REQUEST_ID_LENGTH = 64;
+
+  // null means "the client's default" (no request id for requestId).
+  private final Duration timeout;
+  private final Lane lane;
+  private final String requestId;
+
+  private AcquireOptions(Duration timeout, Lane lane, String requestId) {
+    this.timeout = timeout;
+    this.lane = lane;
+    this.requestId = requestId;
+  }
+
+  /** Options that set nothing: the client's default timeout and lane, no request id. */
+  public static AcquireOptions defaults() {
+    return DEFAULTS;
+  }
+
+  /** A builder; each value may be set once. */
+  public static Builder builder() {
+    return new Builder();
+  }
+
+  Duration timeout() {
+    return timeout;
+  }
+
+  Lane lane() {
+    return lane;
+  }
+
+  String requestId() {
+    return requestId;
+  }
+
+  @Override
+  public String toString() {
+    return "AcquireOptions{timeout=" + (timeout == null ? "client default" : timeout)
+        + ", lane=" + (lane == null ? "client default" : lane)
+        + (requestId == null ? "" : ", requestId=" + requestId) + '}';
+  }
+
+  /** Builds {@link AcquireOptions}. Each setter validates at once and refuses a second call. */
+  public static final class Builder {
+    private Duration timeout;
+    private Lane lane;
+    private String requestId;
+
+    private Builder() {}
+
+    /**
+     * How long the coordinator may keep the caller waiting for a grant. Zero means try once and
+     * answer at once. Default: the client's {@code defaultTimeout} (30 s unless changed).
+     *
+     * @throws IllegalArgumentException if negative
+     * @throws IllegalStateException if already set
+     */
+    public Builder timeout(Duration timeout) {
+      Objects.requireNonNull(timeout, "timeout must not be null; leave it unset for the client default");
+      if (timeout.isNegative()) {
+        throw new IllegalArgumentException(
+            "timeout is " + timeout + "; it must be >= 0 (zero means try once without waiting)");
+      }
+      if (this.timeout != null) {
+        throw new IllegalStateException("timeout was already set to " + this.timeout + "; set it once");
+      }
+      this.timeout = timeout;
+      return this;
+    }
+
+    /**
+     * The priority lane. Default: the client's {@code defaultLane} ({@link Lane#DEFAULT} unless
+     * changed).
+     *
+     * @throws IllegalStateException if already set
+     */
+    public Builder lane(Lane lane) {
+      Objects.requireNonNull(lane, "lane must not be null; leave it unset for the client default");
+      if (this.lane != null) {
+        throw new IllegalStateException("lane was already set to " + this.lane + "; set it once");
+      }
+      this.lane = lane;
+      return this;
+    }
+
+    /**
+     * A caller-chosen id, 1 to 64 characters, that the coordinator logs with the acquire.
+     * Default: none.
+     *
+     * @throws IllegalArgumentException if empty or longer than 64 characters
+     * @throws IllegalStateException if already set
+     */
+    public Builder requestId(String requestId) {
+      Objects.requireNonNull(requestId, "requestId must not be null; leave it unset for none");
+      if (requestId.isEmpty() || requestId.length() > MAX_REQUEST_ID_LENGTH) {
+        throw new IllegalArgumentException(
+            "requestId has " + requestId.length() + " characters; use 1 to " + MAX_REQUEST_ID_LENGTH);
+      }
+      if (this.requestId != null) {
+        throw new IllegalStateException("requestId was already set to '" + this.requestId + "'; set it once");
+      }
+      this.requestId = requestId;
+      return this;
+    }
+
+    /** The options; the builder may be reused. */
+    public AcquireOptions build() {
+      return new AcquireOptions(timeout, lane, requestId);
+    }
+  }
+}

@@ -1,0 +1,91 @@
+package dev.sluice.client;
+
+import com.google.protobuf.InvalidProtocolBufferException;
+import com.google.rpc.RetryInfo;
+import io.grpc.Status;
+import io.grpc.protobuf.StatusProto;
+import java.time.Duration;
+
+/**
+ * Maps gRPC failures onto the SDK's exceptions, so no gRPC type leaks into the public API. The
+ * original {@link io.grpc.StatusRuntimeException} stays reachable as the cause.
+ */
+final class Errors {
+
+  /** Used when a RESOURCE_EXHAUSTED carries no usable RetryInfo. */
+  static final Duration DEFAULT_RETRY_AFTER = Duration.ofSeconds(1);
+
+  private Errors() {}
+
+  /**
+   * @param operation what was attempted, e.g. "acquire", for the message
+   * @param resource the resource the call was about
+   */
+  static SluiceException map(Throwable failure, String operation, String resource) {
+    Status status = Status.fromThrowable(failure);
+    String said = status.getDescription() == null ? status.getCode().toString() : status.getDescription();
+    if (said.endsWith(".")) {
+      said = said.substring(0, said.length() - 1);
+    }
+    String what = operation + " on resource '" + resource + "' failed: " + said + ". ";
+    switch (status.getCode()) {
+      case INVALID_ARGUMENT:
+        return new InvalidRequestException(
+            what + "The request is wrong in any state; fix the resource name or load, or the limit", failure);
+      case NOT_FOUND:
+        return new ResourceNotFoundException(
+            what + "Create a limit for '" + resource + "' with the admin CLI, or check the name", failure);
+      case DEADLINE_EXCEEDED:
+        return new AcquireTimeoutException(
+            what + "Nothing was granted; retry later, raise the timeout, or lower the load", failure);
+      case RESOURCE_EXHAUSTED: {
+        Duration retryAfter = retryAfter(failure);
+        return new WaitingRoomFullException(
+            what + "The waiting room is full; retry after " + retryAfter + " or lower the number of concurrent callers",
+            failure, retryAfter);
+      }
+      case UNAUTHENTICATED:
+        return new AuthenticationException(what + "Configure a valid API key", failure);
+      case PERMISSION_DENIED:
+        return new PermissionDeniedException(what + "Use an API key whose role allows this call", failure);
+      case UNAVAILABLE:
+      case CANCELLED:
+      case UNKNOWN:
+      case INTERNAL:
+      case ABORTED:
+      case DATA_LOSS:
+        // Transport-level or the node is going away: retrying, possibly elsewhere, may succeed.
+        return new SluiceUnavailableException(
+            what + "The coordinator could not be reached or could not serve the call; retry, or check that it is"
+                + " running and reachable",
+            failure);
+      default:
+        // UNIMPLEMENTED, FAILED_PRECONDITION, ...: not something a retry fixes.
+        return new SluiceException(
+            what + "Unexpected status " + status.getCode() + "; check that client and coordinator versions match",
+            failure);
+    }
+  }
+
+  /** The coordinator's google.rpc.RetryInfo hint, or 1 s when there is none or it is unusable. */
+  static Duration retryAfter(Throwable failure) {
+    com.google.rpc.Status rich = StatusProto.fromThrowable(failure);
+    if (rich == null) {
+      return DEFAULT_RETRY_AFTER;
+    }
+    for (com.google.protobuf.Any detail : rich.getDetailsList()) {
+      if (detail.is(RetryInfo.class)) {
+        try {
+          RetryInfo info = detail.unpack(RetryInfo.class);
+          if (info.hasRetryDelay()) {
+            Duration delay = Protos.toJava(info.getRetryDelay());
+            return delay.isNegative() ? DEFAULT_RETRY_AFTER : delay;
+          }
+        } catch (InvalidProtocolBufferException e) {
+          return DEFAULT_RETRY_AFTER;
+        }
+      }
+    }
+    return DEFAULT_RETRY_AFTER;
+  }
+}

@@ -1,0 +1,52 @@
+package dev.sluice.client;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.time.Duration;
+import org.junit.jupiter.api.Test;
+
+class AcquireOptionsTest {
+
+  @Test
+  void defaultsSetNothing() {
+    AcquireOptions d = AcquireOptions.defaults();
+    assertThat(d.timeout()).isNull();
+    assertThat(d.lane()).isNull();
+    assertThat(d.requestId()).isNull();
+  }
+
+  @Test
+  void keepsWhatWasSet() {
+    AcquireOptions o = AcquireOptions.builder()
+        .timeout(Duration.ZERO).lane(Lane.BATCH).requestId("job-7").build();
+    assertThat(o.timeout()).isZero();
+    assertThat(o.lane()).isEqualTo(Lane.BATCH);
+    assertThat(o.requestId()).isEqualTo("job-7");
+  }
+
+  @Test
+  void negativeTimeoutIsRefused() {
+    assertThatThrownBy(() -> AcquireOptions.builder().timeout(Duration.ofMillis(-1)))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining(">= 0");
+  }
+
+  @Test
+  void valueSetTwiceIsRefused() {
+    AcquireOptions.Builder b = AcquireOptions.builder().lane(Lane.BATCH);
+    assertThatThrownBy(() -> b.lane(Lane.INTERACTIVE))
+        .isInstanceOf(IllegalStateException.class)
+        .hasMessageContaining("lane was already set");
+  }
+
+  @Test
+  void requestIdLengthIsChecked() {
+    assertThatThrownBy(() -> AcquireOptions.builder().requestId(""))
+        .isInstanceOf(IllegalArgumentException.class);
+    assertThatThrownBy(() -> AcquireOptions.builder().requestId("x".repeat(65)))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("1 to 64");
+    assertThat(AcquireOptions.builder().requestId("x".repeat(64)).build().requestId()).hasSize(64);
+  }
+}

@@ -1,0 +1,136 @@
+package dev.sluice.client;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.sluice.proto.v1.AcquireRequest;
+import io.grpc.stub.ServerCallStreamObserver;
+import java.time.Duration;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+class AcquireTest {
+
+  private Fixture f;
+
+  @AfterEach
+  void tearDown() throws InterruptedException {
+    if (f != null) {
+      f.close();
+    }
+  }
+
+  @Test
+  void sendsLoadLaneTimeoutAndRequestId() throws InterruptedException {
+    f = new Fixture();
+    AcquireOptions options = AcquireOptions.builder()
+        .timeout(Duration.ofMillis(2500)).lane(Lane.BATCH).requestId("job-42").build();
+
+    Permit permit = f.client.acquire("openai:gpt-4o", Load.of("requests", 1, "tokens", 1200), options);
+
+    AcquireRequest sent = f.fake.acquires.get(0);
+    assertThat(sent.getResource()).isEqualTo("openai:gpt-4o");
+    assertThat(sent.getLoadMap()).containsExactlyInAnyOrderEntriesOf(Map.of("requests", 1L, "tokens", 1200L));
+    assertThat(sent.getLane()).isEqualTo(dev.sluice.proto.v1.Lane.LANE_BATCH);
+    assertThat(Protos.toJava(sent.getTimeout())).isEqualTo(Duration.ofMillis(2500));
+    assertThat(sent.getRequestId()).isEqualTo("job-42");
+
+    assertThat(permit.id()).isEqualTo("permit-1");
+    assertThat(permit.resource()).isEqualTo("openai:gpt-4o");
+    assertThat(permit.granted()).isEqualTo(Load.of("requests", 1, "tokens", 1200));
+    assertThat(permit.waited()).isEqualTo(Duration.ofMillis(150));
+  }
+
+  @Test
+  void plainAcquireSendsEmptyLoadAndTheClientDefaults() throws InterruptedException {
+    f = new Fixture(b -> b.defaultTimeout(Duration.ofSeconds(7)).defaultLane(Lane.INTERACTIVE));
+
+    Permit permit = f.client.acquire("shop:123");
+
+    AcquireRequest sent = f.fake.acquires.get(0);
+    assertThat(sent.getLoadMap()).isEmpty();
+    assertThat(sent.getLane()).isEqualTo(dev.sluice.proto.v1.Lane.LANE_INTERACTIVE);
+    assertThat(Protos.toJava(sent.getTimeout())).isEqualTo(Duration.ofSeconds(7));
+    assertThat(sent.getRequestId()).as("a fresh id, so a cancel can name it").hasSize(36);
+    assertThat(permit.granted()).isEqualTo(Load.requests(1)); // what the server charged
+  }
+
+  @Test
+  void builtInDefaultsAre30SecondsAndTheDefaultLane() throws InterruptedException {
+    f = new Fixture();
+    f.client.acquire("shop:123", Load.requests(1));
+    AcquireRequest sent = f.fake.acquires.get(0);
+    assertThat(Protos.toJava(sent.getTimeout())).isEqualTo(Duration.ofSeconds(30));
+    assertThat(sent.getLane()).isEqualTo(dev.sluice.proto.v1.Lane.LANE_DEFAULT);
+  }
+
+  @Test
+  void callDeadlineIsTheTimeoutPlusAMargin() throws InterruptedException {
+    f = new Fixture();
+    f.client.acquire("openai", Load.requests(1), AcquireOptions.builder().timeout(Duration.ofSeconds(2)).build());
+    long remainingMillis = f.fake.acquireDeadlines.get(0).timeRemaining(TimeUnit.MILLISECONDS);
+    // 2 s timeout + 5 s margin, minus however long the in-process hop took.
+    assertThat(remainingMillis).isBetween(6_000L, 7_000L);
+  }
+
+  @Test
+  void asyncCompletesOnTheClientsExecutorAndBlockingDoesNot() throws Exception {
+    AtomicInteger handOffs = new AtomicInteger();
+    f = new Fixture(b -> b.executor(task -> {
+      handOffs.incrementAndGet();
+      task.run();
+    }));
+
+    f.client.acquire("openai", Load.requests(1)).close();
+    assertThat(handOffs).hasValue(0);
+
+    CompletableFuture<Permit> future = f.client.acquireAsync("openai", Load.requests(2), AcquireOptions.defaults());
+    assertThat(future.get(5, TimeUnit.SECONDS).granted()).isEqualTo(Load.requests(2));
+    assertThat(handOffs).hasValue(1);
+  }
+
+  @Test
+  void interruptedAcquireCancelsTheWaitAtTheCoordinator() throws Exception {
+    f = new Fixture();
+    CountDownLatch waiting = new CountDownLatch(1);
+    CountDownLatch cancelledAtServer = new CountDownLatch(1);
+    f.fake.onAcquire = (request, response) -> {
+      ((ServerCallStreamObserver<?>) response).setOnCancelHandler(cancelledAtServer::countDown);
+      waiting.countDown(); // and never answer
+    };
+    AtomicReference<Throwable> thrown = new AtomicReference<>();
+    AtomicReference<Boolean> flagAfter = new AtomicReference<>();
+    Thread worker = new Thread(() -> {
+      try {
+        f.client.acquire("openai");
+      } catch (Throwable t) {
+        thrown.set(t);
+        flagAfter.set(Thread.currentThread().isInterrupted());
+      }
+    });
+    worker.start();
+    assertThat(waiting.await(5, TimeUnit.SECONDS)).isTrue();
+
+    worker.interrupt();
+    worker.join(5_000);
+
+    assertThat(thrown.get()).isInstanceOf(InterruptedException.class);
+    assertThat(flagAfter.get()).as("cleared, as Future.get does when it throws").isFalse();
+    assertThat(cancelledAtServer.await(5, TimeUnit.SECONDS)).isTrue();
+    assertThat(f.fake.releases).isEmpty();
+  }
+
+  @Test
+  void alreadyInterruptedCallerDoesNotStartACall() {
+    f = new Fixture();
+    Thread.currentThread().interrupt();
+    assertThatThrownBy(() -> f.client.acquire("openai")).isInstanceOf(InterruptedException.class);
+    assertThat(f.fake.acquires).isEmpty();
+  }
+}

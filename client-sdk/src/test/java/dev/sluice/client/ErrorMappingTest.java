@@ -1,0 +1,153 @@
+package dev.sluice.client;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.api.Assertions.catchThrowable;
+
+import com.google.protobuf.Any;
+import com.google.rpc.Code;
+import com.google.rpc.RetryInfo;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.protobuf.StatusProto;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+class ErrorMappingTest {
+
+  private static final String SERVER_SAYS = "load of 'tokens' is 9000, above its burst of 4000";
+
+  private Fixture f;
+
+  @AfterEach
+  void tearDown() throws InterruptedException {
+    if (f != null) {
+      f.close();
+    }
+  }
+
+  static Stream<Arguments> statuses() {
+    return Stream.of(
+        Arguments.of(Status.Code.INVALID_ARGUMENT, InvalidRequestException.class, "fix the resource name or load"),
+        Arguments.of(Status.Code.NOT_FOUND, ResourceNotFoundException.class, "Create a limit for 'openai'"),
+        Arguments.of(Status.Code.DEADLINE_EXCEEDED, AcquireTimeoutException.class, "raise the timeout"),
+        Arguments.of(Status.Code.RESOURCE_EXHAUSTED, WaitingRoomFullException.class, "retry after PT1S"),
+        Arguments.of(Status.Code.UNAVAILABLE, SluiceUnavailableException.class, "retry"),
+        Arguments.of(Status.Code.INTERNAL, SluiceUnavailableException.class, "retry"),
+        Arguments.of(Status.Code.UNAUTHENTICATED, AuthenticationException.class, "valid API key"),
+        Arguments.of(Status.Code.PERMISSION_DENIED, PermissionDeniedException.class, "role allows"),
+        Arguments.of(Status.Code.UNIMPLEMENTED, SluiceException.class, "versions match"));
+  }
+
+  @ParameterizedTest
+  @MethodSource("statuses")
+  void eachStatusBecomesItsExceptionKeepingTheServersMessage(
+      Status.Code code, Class<? extends SluiceException> type, String advice) {
+    f = new Fixture();
+    f.fake.onAcquire = (request, response) ->
+        response.onError(Status.fromCode(code).withDescription(SERVER_SAYS).asRuntimeException());
+
+    Throwable thrown = catchThrowable(() -> f.client.acquire("openai", Load.requests(1)));
+
+    assertThat(thrown).isExactlyInstanceOf(type)
+        .hasMessageContaining("'openai'")
+        .hasMessageContaining(SERVER_SAYS)
+        .hasMessageContaining(advice)
+        .hasCauseInstanceOf(StatusRuntimeException.class);
+  }
+
+  @ParameterizedTest
+  @MethodSource("statuses")
+  void asyncFailsWithTheSameException(Status.Code code, Class<? extends SluiceException> type, String advice) {
+    f = new Fixture();
+    f.fake.onAcquire = (request, response) ->
+        response.onError(Status.fromCode(code).withDescription(SERVER_SAYS).asRuntimeException());
+
+    CompletableFuture<Permit> future = f.client.acquireAsync("openai", Load.requests(1), AcquireOptions.defaults());
+
+    assertThatThrownBy(() -> future.get(5, TimeUnit.SECONDS))
+        .isInstanceOf(ExecutionException.class)
+        .cause().isExactlyInstanceOf(type).hasMessageContaining(SERVER_SAYS);
+  }
+
+  @Test
+  void waitingRoomFullCarriesTheRetryHint() {
+    f = new Fixture();
+    com.google.rpc.Status rich = com.google.rpc.Status.newBuilder()
+        .setCode(Code.RESOURCE_EXHAUSTED_VALUE)
+        .setMessage("waiting room of 'openai' is full (10000 waiting)")
+        .addDetails(Any.pack(RetryInfo.newBuilder()
+            .setRetryDelay(com.google.protobuf.Duration.newBuilder().setSeconds(2).setNanos(500_000_000))
+            .build()))
+        .build();
+    f.fake.onAcquire = (request, response) -> response.onError(StatusProto.toStatusRuntimeException(rich));
+
+    Throwable thrown = catchThrowable(() -> f.client.acquire("openai"));
+
+    assertThat(thrown).isInstanceOf(WaitingRoomFullException.class)
+        .hasMessageContaining("10000 waiting")
+        .hasMessageContaining("PT2.5S");
+    assertThat(((WaitingRoomFullException) thrown).retryAfter()).isEqualTo(Duration.ofMillis(2500));
+  }
+
+  @Test
+  void waitingRoomFullWithoutAHintDefaultsToOneSecond() {
+    f = new Fixture();
+    f.fake.onAcquire = (request, response) ->
+        response.onError(Status.RESOURCE_EXHAUSTED.withDescription("full").asRuntimeException());
+
+    Throwable thrown = catchThrowable(() -> f.client.acquire("openai"));
+
+    assertThat(((WaitingRoomFullException) thrown).retryAfter()).isEqualTo(Duration.ofSeconds(1));
+  }
+
+  @Test
+  void tryAcquireIsEmptyWhenNotGrantedInTime() throws InterruptedException {
+    f = new Fixture();
+    f.fake.onAcquire = (request, response) ->
+        response.onError(Status.DEADLINE_EXCEEDED.withDescription("not granted within 0.2s").asRuntimeException());
+
+    Optional<Permit> permit = f.client.tryAcquire("openai", Load.requests(1), Duration.ofMillis(200));
+
+    assertThat(permit).isEmpty();
+    assertThat(Protos.toJava(f.fake.acquires.get(0).getTimeout())).isEqualTo(Duration.ofMillis(200));
+  }
+
+  @Test
+  void tryAcquireReturnsTheGrant() throws InterruptedException {
+    f = new Fixture();
+    assertThat(f.client.tryAcquire("openai", Load.requests(1), Duration.ZERO)).get()
+        .extracting(Permit::id).isEqualTo("permit-1");
+  }
+
+  @Test
+  void tryAcquireStillThrowsOtherFailures() {
+    f = new Fixture();
+    f.fake.onAcquire = (request, response) -> response.onError(Status.NOT_FOUND.asRuntimeException());
+    assertThatThrownBy(() -> f.client.tryAcquire("openai", Load.requests(1), Duration.ofSeconds(1)))
+        .isInstanceOf(ResourceNotFoundException.class);
+  }
+
+  @Test
+  void blockingFailureShowsTheCallersStack() {
+    // Not direct: the answer, and so the exception, is made on a gRPC thread.
+    f = new Fixture(false, b -> b);
+    f.fake.onAcquire = (request, response) -> response.onError(Status.NOT_FOUND.asRuntimeException());
+
+    Throwable thrown = catchThrowable(() -> f.client.acquire("openai"));
+
+    assertThat(thrown).isInstanceOf(ResourceNotFoundException.class);
+    assertThat(Arrays.stream(thrown.getStackTrace()).map(StackTraceElement::getMethodName))
+        .contains("blockingFailureShowsTheCallersStack");
+  }
+}

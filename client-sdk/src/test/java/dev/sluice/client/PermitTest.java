@@ -1,0 +1,83 @@
+package dev.sluice.client;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatCode;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.sluice.proto.v1.ReleaseRequest;
+import io.grpc.Status;
+import java.util.Map;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+class PermitTest {
+
+  private Fixture f;
+
+  @BeforeEach
+  void setUp() {
+    f = new Fixture();
+  }
+
+  @AfterEach
+  void tearDown() throws InterruptedException {
+    f.close();
+  }
+
+  @Test
+  void closeReleasesExactlyOnce() throws InterruptedException {
+    Permit permit = f.client.acquire("openai", Load.of("requests", 1, "tokens", 500));
+
+    permit.close();
+    permit.close();
+
+    assertThat(f.fake.releases).hasSize(1);
+    ReleaseRequest sent = f.fake.releases.get(0);
+    assertThat(sent.getResource()).isEqualTo("openai");
+    assertThat(sent.getPermitId()).isEqualTo(permit.id());
+    assertThat(sent.getSettle()).isFalse();
+    assertThat(sent.getUnused()).isFalse();
+    assertThat(sent.getActualMap()).isEmpty();
+  }
+
+  @Test
+  void settledUsageIsSentOnClose() throws InterruptedException {
+    try (Permit permit = f.client.acquire("openai", Load.of("requests", 1, "tokens", 4000))) {
+      permit.settle(Load.of("tokens", 9999));
+      permit.settle(Load.of("requests", 1, "tokens", 1234)); // replaces the first
+      assertThat(f.fake.releases).as("applied on close, not before").isEmpty();
+    }
+
+    ReleaseRequest sent = f.fake.releases.get(0);
+    assertThat(sent.getSettle()).isTrue();
+    assertThat(sent.getUnused()).isFalse();
+    assertThat(sent.getActualMap()).containsExactlyInAnyOrderEntriesOf(Map.of("requests", 1L, "tokens", 1234L));
+  }
+
+  @Test
+  void settleAfterCloseIsRefused() throws InterruptedException {
+    Permit permit = f.client.acquire("openai");
+    permit.close();
+    assertThatThrownBy(() -> permit.settle(Load.of("tokens", 1)))
+        .isInstanceOf(IllegalStateException.class)
+        .hasMessageContaining("before close()");
+  }
+
+  @Test
+  void failedReleaseDoesNotThrow() throws InterruptedException {
+    f.fake.releaseFailure = Status.UNAVAILABLE.withDescription("node shutting down").asRuntimeException();
+    Permit permit = f.client.acquire("openai");
+
+    assertThatCode(permit::close).doesNotThrowAnyException();
+    assertThat(f.fake.releases).hasSize(1);
+  }
+
+  @Test
+  void closeAfterTheClientIsClosedDoesNotThrow() throws InterruptedException {
+    Permit permit = f.client.acquire("openai");
+    f.client.close();
+    assertThatCode(permit::close).doesNotThrowAnyException();
+    assertThat(f.fake.releases).as("the caller's channel is still open").hasSize(1);
+  }
+}
