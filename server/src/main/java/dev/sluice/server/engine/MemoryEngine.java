@@ -8,7 +8,6 @@ import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Tags;
 import io.micrometer.core.instrument.Timer;
-import io.micrometer.core.instrument.distribution.ValueAtPercentile;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.io.IOException;
 import java.time.Duration;
@@ -69,6 +68,7 @@ public final class MemoryEngine implements Engine {
     final Counter cancelled;
     final Counter throttleReports;
     final Timer wait;
+    final WaitStats waits = new WaitStats();
     final Map<String, Counter> rejected = new ConcurrentHashMap<>();
     private final MeterRegistry registry;
     private final Tags tags;
@@ -82,11 +82,7 @@ public final class MemoryEngine implements Engine {
       this.timedOut = registry.counter("sluice.acquire.timed.out", tags);
       this.cancelled = registry.counter("sluice.acquire.cancelled", tags);
       this.throttleReports = registry.counter("sluice.upstream.throttled", tags);
-      this.wait =
-          Timer.builder("sluice.acquire.wait")
-              .tags(tags)
-              .publishPercentiles(0.5, 0.99)
-              .register(registry);
+      this.wait = Timer.builder("sluice.acquire.wait").tags(tags).register(registry);
     }
 
     void reject(String reason) {
@@ -293,11 +289,17 @@ public final class MemoryEngine implements Engine {
 
   private void complete(List<Waiter> granted) {
     for (Waiter w : granted) {
+      w.future.complete(w.grant);
+    }
+    // Bookkeeping after every grant is on its way: a percentile histogram meeting a new
+    // magnitude can take milliseconds, which must not delay the next caller's answer.
+    for (Waiter w : granted) {
       Scheduler.Cancellable t = w.timeout;
       if (t != null) {
         t.cancel();
       }
-      w.future.complete(w.grant);
+      w.state.entry.waits.record(w.grant.waitedNanos());
+      w.state.entry.wait.record(w.grant.waitedNanos(), TimeUnit.NANOSECONDS);
     }
   }
 
@@ -309,7 +311,6 @@ public final class MemoryEngine implements Engine {
     w.grant = new Grant(id, s.name, w.load, s.leaseTtl, waited);
     w.status.set(Waiter.GRANTED);
     s.entry.granted.increment();
-    s.entry.wait.record(waited, TimeUnit.NANOSECONDS);
   }
 
   void onWake(ResourceState s) {
@@ -766,15 +767,7 @@ public final class MemoryEngine implements Engine {
     }
     Map<String, Long> rejected = new TreeMap<>();
     e.rejected.forEach((k, v) -> rejected.put(k, (long) v.count()));
-    double p50 = 0;
-    double p99 = 0;
-    for (ValueAtPercentile v : e.wait.takeSnapshot().percentileValues()) {
-      if (v.percentile() == 0.5) {
-        p50 = v.value(TimeUnit.SECONDS);
-      } else if (v.percentile() == 0.99) {
-        p99 = v.value(TimeUnit.SECONDS);
-      }
-    }
+    double[] p = e.waits.percentiles(now);
     long paused = s.pausedFor(now);
     return new ResourceSnapshot(
         s.spec,
@@ -787,8 +780,8 @@ public final class MemoryEngine implements Engine {
         (long) e.timedOut.count(),
         (long) e.cancelled.count(),
         rejected,
-        p50,
-        p99,
+        p[0],
+        p[1],
         (long) e.throttleReports.count());
   }
 

@@ -1,0 +1,46 @@
+package dev.sluice.cli;
+
+import dev.sluice.proto.v1.AdminGrpc;
+import io.grpc.Grpc;
+import io.grpc.InsecureChannelCredentials;
+import io.grpc.ManagedChannel;
+import io.grpc.StatusRuntimeException;
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
+
+/** One plaintext channel to a coordinator's Admin service, for the length of one command. */
+final class AdminClient implements AutoCloseable {
+
+  /** Deadline of every admin call. */
+  static final Duration DEADLINE = Duration.ofSeconds(10);
+
+  private final String target;
+  private final ManagedChannel channel;
+  private final AdminGrpc.AdminBlockingStub stub;
+
+  AdminClient(String target) {
+    this.target = target;
+    this.channel = Grpc.newChannelBuilder(target, InsecureChannelCredentials.create()).build();
+    this.stub = AdminGrpc.newBlockingStub(channel);
+  }
+
+  /** Runs one call with a fresh deadline; a gRPC error becomes a {@link CliFailure}. */
+  <T> T call(Function<AdminGrpc.AdminBlockingStub, T> rpc) {
+    try {
+      return rpc.apply(stub.withDeadlineAfter(DEADLINE.toMillis(), TimeUnit.MILLISECONDS));
+    } catch (StatusRuntimeException e) {
+      throw CliFailure.of(e, target);
+    }
+  }
+
+  @Override
+  public void close() {
+    channel.shutdownNow();
+    try {
+      channel.awaitTermination(5, TimeUnit.SECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+}

@@ -1,0 +1,226 @@
+package dev.sluice.cli;
+
+import dev.sluice.proto.v1.DeleteLimitRequest;
+import dev.sluice.proto.v1.GetLimitRequest;
+import dev.sluice.proto.v1.Limit;
+import dev.sluice.proto.v1.ListLimitsRequest;
+import dev.sluice.proto.v1.ListLimitsResponse;
+import dev.sluice.proto.v1.RateDimension;
+import dev.sluice.proto.v1.SetLimitRequest;
+import dev.sluice.proto.v1.SetLimitResponse;
+import java.io.PrintWriter;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+/** {@code sluice limit set|get|list|delete}. */
+@Command(name = "limit", mixinStandardHelpOptions = true,
+    description = "Set, show, list and delete the limits of resources.",
+    subcommands = {
+        LimitCommand.SetLimit.class, LimitCommand.GetLimit.class,
+        LimitCommand.ListLimits.class, LimitCommand.DeleteLimit.class})
+final class LimitCommand implements Callable<Integer> {
+
+  @Spec
+  private CommandSpec spec;
+
+  @Override
+  public Integer call() {
+    throw new ParameterException(spec.commandLine(),
+        "missing subcommand: set, get, list or delete");
+  }
+
+  @Command(name = "set", mixinStandardHelpOptions = true,
+      description = "Creates or replaces the limit of a resource, stored durably, and prints it.",
+      footer = {"", "Examples:",
+          "  sluice limit set openai --rate requests=500/min --rate tokens=200000/min:4000",
+          "  sluice limit set shop:123 --rate requests=2/s:40 --concurrency 10 --lease-ttl 1m"})
+  static final class SetLimit implements Callable<Integer> {
+    @Spec
+    private CommandSpec spec;
+    @Mixin
+    private ClientOptions client;
+    @Mixin
+    private Output output;
+
+    @Parameters(index = "0", paramLabel = "NAME",
+        description = "Resource name: 1-200 characters of [A-Za-z0-9._:/-].")
+    private String resource;
+
+    @Option(names = "--rate", paramLabel = Rates.FORM, converter = Rates.Converter.class,
+        description = {
+            "A rate dimension, repeatable: AMOUNT per PERIOD, bucket capacity BURST.",
+            "PERIOD: s, sec, second, min, minute, h, hour, d, day, optionally with a number"
+                + " (10s, 5min).",
+            "No BURST: the server default, one second's worth of the rate, at least 1.",
+            "E.g. requests=500/min, tokens=200000/min:4000."})
+    private List<RateDimension> rates = new ArrayList<>();
+
+    @Option(names = "--concurrency", paramLabel = "N",
+        description = "Permits held at once; 0 (default) for no cap.")
+    private long concurrency;
+
+    @Option(names = "--max-waiting", paramLabel = "N",
+        description = "Waiting-room size; 0 (default) for the server's default.")
+    private int maxWaiting;
+
+    @Option(names = "--lease-ttl", paramLabel = "DURATION", converter = Durations.Converter.class,
+        description = "Lease of a concurrency slot, e.g. 30s; unset for the server's default.")
+    private Duration leaseTtl;
+
+    @Override
+    public Integer call() {
+      validate();
+      Limit.Builder limit = Limit.newBuilder()
+          .setResource(resource)
+          .addAllRates(rates)
+          .setConcurrency(concurrency)
+          .setMaxWaiting(maxWaiting);
+      if (leaseTtl != null) {
+        limit.setLeaseTtl(Durations.toProto(leaseTtl));
+      }
+      SetLimitRequest request = SetLimitRequest.newBuilder().setLimit(limit).build();
+      SetLimitResponse response;
+      try (AdminClient admin = client.connect()) {
+        response = admin.call(stub -> stub.setLimit(request));
+      }
+      PrintWriter out = spec.commandLine().getOut();
+      if (output.json) {
+        Output.printJson(out, response);
+      } else {
+        out.println((response.getCreated() ? "created" : "replaced") + " limit "
+            + response.getLimit().getResource());
+        Output.printLimit(out, response.getLimit());
+      }
+      return 0;
+    }
+
+    private void validate() {
+      if (rates.isEmpty() && concurrency == 0) {
+        throw usage("give at least one --rate or a --concurrency cap,"
+            + " e.g. --rate " + Rates.EXAMPLE.replace(" or ", " --rate "));
+      }
+      Set<String> names = new HashSet<>();
+      for (RateDimension r : rates) {
+        if (!names.add(r.getName())) {
+          throw usage("dimension '" + r.getName() + "' is given twice; give each --rate"
+              + " dimension once");
+        }
+      }
+      if (concurrency < 0) {
+        throw usage("--concurrency must be >= 0 (0 for no cap), got " + concurrency);
+      }
+      if (maxWaiting < 0) {
+        throw usage("--max-waiting must be >= 0 (0 for the server default), got " + maxWaiting);
+      }
+      if (leaseTtl != null && leaseTtl.isZero()) {
+        throw usage("--lease-ttl must be more than 0; leave it out for the server default");
+      }
+    }
+
+    private ParameterException usage(String message) {
+      return new ParameterException(spec.commandLine(), message);
+    }
+  }
+
+  @Command(name = "get", mixinStandardHelpOptions = true,
+      description = "Shows the limit of one resource.")
+  static final class GetLimit implements Callable<Integer> {
+    @Spec
+    private CommandSpec spec;
+    @Mixin
+    private ClientOptions client;
+    @Mixin
+    private Output output;
+    @Parameters(index = "0", paramLabel = "NAME", description = "Resource name.")
+    private String resource;
+
+    @Override
+    public Integer call() {
+      Limit limit;
+      try (AdminClient admin = client.connect()) {
+        limit = admin.call(stub -> stub.getLimit(
+            GetLimitRequest.newBuilder().setResource(resource).build()));
+      }
+      PrintWriter out = spec.commandLine().getOut();
+      if (output.json) {
+        Output.printJson(out, limit);
+      } else {
+        Output.printLimit(out, limit);
+      }
+      return 0;
+    }
+  }
+
+  @Command(name = "list", mixinStandardHelpOptions = true,
+      description = "Lists limits, sorted by resource name.")
+  static final class ListLimits implements Callable<Integer> {
+    @Spec
+    private CommandSpec spec;
+    @Mixin
+    private ClientOptions client;
+    @Mixin
+    private Output output;
+    @Option(names = "--prefix", paramLabel = "P", defaultValue = "",
+        description = "Only resources whose name starts with P.")
+    private String prefix;
+
+    @Override
+    public Integer call() {
+      ListLimitsResponse response;
+      try (AdminClient admin = client.connect()) {
+        response = admin.call(stub -> stub.listLimits(
+            ListLimitsRequest.newBuilder().setPrefix(prefix).build()));
+      }
+      PrintWriter out = spec.commandLine().getOut();
+      if (output.json) {
+        Output.printJson(out, response);
+        return 0;
+      }
+      if (response.getLimitsCount() == 0) {
+        out.println(prefix.isEmpty() ? "no limits" : "no limits with prefix '" + prefix + "'");
+        return 0;
+      }
+      Table t = new Table("RESOURCE", "RATES", "CONCURRENCY", "MAX WAITING", "LEASE TTL");
+      for (Limit l : response.getLimitsList()) {
+        t.row(l.getResource(), Output.rates(l),
+            l.getConcurrency() == 0 ? "-" : l.getConcurrency(),
+            l.getMaxWaiting() == 0 ? "-" : l.getMaxWaiting(),
+            l.hasLeaseTtl() ? Durations.format(l.getLeaseTtl()) : "-");
+      }
+      t.print(out);
+      return 0;
+    }
+  }
+
+  @Command(name = "delete", mixinStandardHelpOptions = true,
+      description = "Deletes the limit of a resource; its waiters fail with NOT_FOUND.")
+  static final class DeleteLimit implements Callable<Integer> {
+    @Spec
+    private CommandSpec spec;
+    @Mixin
+    private ClientOptions client;
+    @Parameters(index = "0", paramLabel = "NAME", description = "Resource name.")
+    private String resource;
+
+    @Override
+    public Integer call() {
+      try (AdminClient admin = client.connect()) {
+        admin.call(stub -> stub.deleteLimit(
+            DeleteLimitRequest.newBuilder().setResource(resource).build()));
+      }
+      spec.commandLine().getOut().println("deleted limit " + resource);
+      return 0;
+    }
+  }
+}

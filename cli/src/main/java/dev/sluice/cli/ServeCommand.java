@@ -1,0 +1,182 @@
+package dev.sluice.cli;
+
+import dev.sluice.server.SluiceServer;
+import java.io.IOException;
+import java.lang.reflect.Constructor;
+import java.lang.reflect.Method;
+import java.lang.reflect.Proxy;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.concurrent.Callable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
+
+/** {@code sluice serve}: one coordinator node in the foreground, until SIGTERM or Ctrl-C. */
+@Command(name = "serve", mixinStandardHelpOptions = true,
+    description = {
+        "Runs a coordinator node in the foreground.",
+        "SIGTERM or Ctrl-C stops it gracefully: it stops accepting, fails waiters with"
+            + " UNAVAILABLE so clients fail over, drains and exits 0. A second signal stops it"
+            + " at once. Every option can also come from its environment variable."})
+final class ServeCommand implements Callable<Integer> {
+  private static final Logger log = LoggerFactory.getLogger(ServeCommand.class);
+
+  @Spec
+  private CommandSpec spec;
+
+  @Option(names = "--host", paramLabel = "HOST", defaultValue = "${env:SLUICE_HOST:-0.0.0.0}",
+      description = "Address to bind (env SLUICE_HOST, default ${DEFAULT-VALUE}).")
+  private String host;
+
+  @Option(names = "--port", paramLabel = "PORT", defaultValue = "${env:SLUICE_PORT:-7420}",
+      description = "gRPC port, 0 for any free one (env SLUICE_PORT, default ${DEFAULT-VALUE}).")
+  private int port;
+
+  @Option(names = "--data-dir", paramLabel = "DIR",
+      defaultValue = "${env:SLUICE_DATA_DIR:-sluice-data}",
+      description = "Where limits are stored (env SLUICE_DATA_DIR, default ${DEFAULT-VALUE}).")
+  private Path dataDir;
+
+  @Option(names = "--max-waiting", paramLabel = "N",
+      defaultValue = "${env:SLUICE_MAX_WAITING:-10000}",
+      description = "Default waiting-room size per resource"
+          + " (env SLUICE_MAX_WAITING, default ${DEFAULT-VALUE}).")
+  private int maxWaiting;
+
+  @Option(names = "--lease-ttl", paramLabel = "DURATION", converter = Durations.Converter.class,
+      defaultValue = "${env:SLUICE_LEASE_TTL:-30s}",
+      description = "Default lease of a concurrency slot"
+          + " (env SLUICE_LEASE_TTL, default ${DEFAULT-VALUE}).")
+  private Duration leaseTtl;
+
+  @Option(names = "--max-wait", paramLabel = "DURATION", converter = Durations.Converter.class,
+      defaultValue = "${env:SLUICE_MAX_WAIT:-5m}",
+      description = "Longest an acquire may wait (env SLUICE_MAX_WAIT, default ${DEFAULT-VALUE}).")
+  private Duration maxWait;
+
+  @Option(names = "--aging", paramLabel = "DURATION", converter = Durations.Converter.class,
+      defaultValue = "${env:SLUICE_AGING:-10s}",
+      description = "Wait after which a waiter moves up one lane"
+          + " (env SLUICE_AGING, default ${DEFAULT-VALUE}).")
+  private Duration aging;
+
+  @Option(names = "--shutdown-grace", paramLabel = "DURATION",
+      converter = Durations.Converter.class,
+      defaultValue = "${env:SLUICE_SHUTDOWN_GRACE:-10s}",
+      description = "How long a stop may drain in-flight calls"
+          + " (env SLUICE_SHUTDOWN_GRACE, default ${DEFAULT-VALUE}).")
+  private Duration shutdownGrace;
+
+  @Override
+  public Integer call() throws InterruptedException {
+    SluiceServer server;
+    try {
+      server = SluiceServer.builder()
+          .host(host)
+          .port(port)
+          .dataDir(dataDir)
+          .maxWaiting(maxWaiting)
+          .leaseTtl(leaseTtl)
+          .maxWait(maxWait)
+          .aging(aging)
+          .shutdownGrace(shutdownGrace)
+          .build();
+    } catch (IllegalArgumentException | IllegalStateException e) {
+      throw new ParameterException(spec.commandLine(), CliFailure.oneLine(e.getMessage()), e);
+    }
+    try {
+      server.start();
+    } catch (IOException e) {
+      // The server's message already says what went wrong and what to do.
+      throw new CliFailure(e.getMessage() != null ? e.getMessage() : rootMessage(e), e);
+    }
+    Stopper stopper = new Stopper(server);
+    Runtime.getRuntime().addShutdownHook(new Thread(stopper::stop, "sluice-shutdown"));
+    // With only the hook, SIGTERM would end the JVM with status 143; handling the signal
+    // ourselves lets a requested, clean stop exit 0.
+    Stopper.onSignals(stopper::signalled, "TERM", "INT");
+    server.awaitTermination();
+    stopper.stop(); // waits for a stop begun by a signal to finish draining
+    return 0;
+  }
+
+  private static String rootMessage(Throwable e) {
+    Throwable t = e;
+    while (t.getCause() != null && t.getCause() != t) {
+      t = t.getCause();
+    }
+    return t.getMessage() != null ? t.getMessage() : t.getClass().getSimpleName();
+  }
+
+  /** Closes the server once; later callers wait until that close has finished. */
+  static final class Stopper {
+    private final AutoCloseable server;
+    private boolean stopping;
+    private boolean stopped;
+
+    Stopper(AutoCloseable server) {
+      this.server = server;
+    }
+
+    void signalled() {
+      synchronized (this) {
+        if (stopping && !stopped) {
+          log.warn("Second stop signal while draining: stopping now");
+          Runtime.getRuntime().halt(1);
+        }
+      }
+      stop();
+    }
+
+    synchronized void stop() {
+      if (stopping) {
+        return;
+      }
+      stopping = true;
+      try {
+        server.close();
+      } catch (Exception e) {
+        log.warn("Graceful stop failed: {}", e.toString());
+      } finally {
+        stopped = true;
+      }
+    }
+
+    /**
+     * Runs {@code action} on each named signal, through {@code sun.misc.Signal} reached
+     * reflectively: it is the only JDK hook for signals, and a direct reference draws an
+     * unsuppressible compiler warning. Without it the shutdown hook still stops gracefully.
+     */
+    static boolean onSignals(Runnable action, String... names) {
+      try {
+        Class<?> signalClass = Class.forName("sun.misc.Signal");
+        Class<?> handlerClass = Class.forName("sun.misc.SignalHandler");
+        Constructor<?> newSignal = signalClass.getConstructor(String.class);
+        Method handle = signalClass.getMethod("handle", signalClass, handlerClass);
+        Object handler = Proxy.newProxyInstance(Stopper.class.getClassLoader(),
+            new Class<?>[] {handlerClass}, (proxy, method, args) -> switch (method.getName()) {
+              case "handle" -> {
+                action.run();
+                yield null;
+              }
+              case "hashCode" -> System.identityHashCode(proxy);
+              case "equals" -> proxy == args[0];
+              case "toString" -> "sluice graceful stop";
+              default -> throw new UnsupportedOperationException(method.getName());
+            });
+        for (String name : names) {
+          handle.invoke(null, newSignal.newInstance(name), handler);
+        }
+        return true;
+      } catch (ReflectiveOperationException | RuntimeException | LinkageError e) {
+        log.debug("No signal handling, relying on the shutdown hook: {}", e.toString());
+        return false;
+      }
+    }
+  }
+}

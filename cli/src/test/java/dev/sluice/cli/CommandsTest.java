@@ -1,0 +1,243 @@
+package dev.sluice.cli;
+
+import static java.nio.charset.StandardCharsets.UTF_8;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import com.google.protobuf.util.JsonFormat;
+import dev.sluice.proto.v1.GetStatsResponse;
+import dev.sluice.proto.v1.Limit;
+import dev.sluice.proto.v1.ListLimitsResponse;
+import dev.sluice.proto.v1.ResourceStats;
+import dev.sluice.proto.v1.SetLimitResponse;
+import dev.sluice.server.SluiceServer;
+import java.io.ByteArrayOutputStream;
+import java.io.OutputStream;
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Every client command, in process, against a real coordinator on loopback. */
+class CommandsTest {
+
+  @TempDir
+  static Path dataDir;
+  static SluiceServer server;
+  static String target;
+
+  @BeforeAll
+  static void start() throws Exception {
+    server = SluiceServer.builder().host("127.0.0.1").port(0).dataDir(dataDir).build().start();
+    target = "127.0.0.1:" + server.port();
+  }
+
+  @AfterAll
+  static void stop() {
+    server.close();
+  }
+
+  private static CliRun sluice(String... args) {
+    List<String> argv = new ArrayList<>(List.of(args));
+    argv.add("--target=" + target);
+    return CliRun.of(argv.toArray(String[]::new));
+  }
+
+  @Test
+  void setPrintsTheStoredLimitThenReplaces() {
+    CliRun created = sluice("limit", "set", "set-test", "--rate", "requests=500/min",
+        "--rate", "tokens=200000/min:4000", "--concurrency", "50", "--lease-ttl", "45s");
+    assertThat(created.exit()).as(created.err()).isZero();
+    assertThat(created.err()).isEmpty();
+    assertThat(created.out()).startsWith("created limit set-test")
+        .containsPattern("resource +set-test")
+        .containsPattern("rate +requests=500/min:\\d+")
+        .contains("tokens=200000/min:4000")
+        .containsPattern("concurrency +50")
+        .containsPattern("lease ttl +45s");
+
+    CliRun replaced = sluice("limit", "set", "set-test", "--rate", "requests=10/s:5");
+    assertThat(replaced.exit()).isZero();
+    assertThat(replaced.out()).startsWith("replaced limit set-test").contains("requests=10/s:5")
+        .doesNotContain("tokens");
+  }
+
+  @Test
+  void setJsonIsTheSetLimitResponse() throws Exception {
+    CliRun run = sluice("limit", "set", "json-set", "--rate", "requests=60/h:10", "--json");
+    assertThat(run.exit()).as(run.err()).isZero();
+    SetLimitResponse.Builder response = SetLimitResponse.newBuilder();
+    JsonFormat.parser().merge(run.out(), response);
+    assertThat(response.getCreated()).isTrue();
+    assertThat(response.getLimit().getRates(0).getBurst()).isEqualTo(10);
+    assertThat(response.getLimit().getRates(0).getPeriod().getSeconds()).isEqualTo(3600);
+  }
+
+  @Test
+  void getShowsOneLimitAsTextOrJson() throws Exception {
+    sluice("limit", "set", "get-test", "--rate", "requests=100/10s:7", "--max-waiting", "20");
+
+    CliRun text = sluice("limit", "get", "get-test");
+    assertThat(text.exit()).isZero();
+    assertThat(text.out()).containsPattern("resource +get-test")
+        .containsPattern("rate +requests=100/10s:7")
+        .containsPattern("concurrency +no cap")
+        .containsPattern("max waiting +20");
+
+    CliRun json = sluice("limit", "get", "get-test", "--json");
+    assertThat(json.exit()).isZero();
+    Limit.Builder limit = Limit.newBuilder();
+    JsonFormat.parser().merge(json.out(), limit);
+    assertThat(limit.getResource()).isEqualTo("get-test");
+    assertThat(limit.getRates(0).getAmount()).isEqualTo(100);
+    assertThat(limit.getMaxWaiting()).isEqualTo(20);
+    assertThat(json.out()).contains("\"concurrency\": \"0\""); // defaults are printed too
+  }
+
+  @Test
+  void getOfAnUnknownResourceExitsOneWithTheServerMessage() {
+    CliRun run = sluice("limit", "get", "no-such-resource");
+    assertThat(run.exit()).isEqualTo(1);
+    assertThat(run.out()).isEmpty();
+    assertThat(run.err()).hasLineCount(1).startsWith("error: NOT_FOUND: ").contains("no-such-resource");
+  }
+
+  @Test
+  void aBadNameIsTheServersInvalidArgument() {
+    CliRun run = sluice("limit", "set", "bad name!", "--rate", "requests=1/s");
+    assertThat(run.exit()).isEqualTo(1);
+    assertThat(run.err()).hasLineCount(1).startsWith("error: INVALID_ARGUMENT: ");
+  }
+
+  @Test
+  void listIsSortedAndFilteredByPrefix() throws Exception {
+    sluice("limit", "set", "list:b", "--rate", "requests=2/s");
+    sluice("limit", "set", "list:a", "--rate", "requests=1/s", "--concurrency", "3");
+    sluice("limit", "set", "other", "--rate", "requests=1/s");
+
+    CliRun text = sluice("limit", "list", "--prefix", "list:");
+    assertThat(text.exit()).isZero();
+    assertThat(text.out().lines().toList())
+        .hasSize(3)
+        .satisfies(lines -> {
+          assertThat(lines.get(0)).startsWith("RESOURCE").contains("RATES", "CONCURRENCY");
+          assertThat(lines.get(1)).startsWith("list:a").contains("requests=1/s", " 3 ");
+          assertThat(lines.get(2)).startsWith("list:b").contains("requests=2/s");
+        });
+    // Columns line up: RATES starts at the same offset on every line.
+    List<String> lines = text.out().lines().toList();
+    int column = lines.get(0).indexOf("RATES");
+    assertThat(lines.get(1).indexOf("requests")).isEqualTo(column);
+    assertThat(lines.get(2).indexOf("requests")).isEqualTo(column);
+
+    CliRun json = sluice("limit", "list", "--prefix", "list:", "--json");
+    ListLimitsResponse.Builder response = ListLimitsResponse.newBuilder();
+    JsonFormat.parser().merge(json.out(), response);
+    assertThat(response.getLimitsList()).extracting(Limit::getResource)
+        .containsExactly("list:a", "list:b");
+
+    CliRun none = sluice("limit", "list", "--prefix", "zzz");
+    assertThat(none.exit()).isZero();
+    assertThat(none.out()).isEqualTo("no limits with prefix 'zzz'" + System.lineSeparator());
+  }
+
+  @Test
+  void deleteRemovesTheLimitAndTwiceIsNotFound() {
+    sluice("limit", "set", "delete-test", "--rate", "requests=1/s");
+    CliRun deleted = sluice("limit", "delete", "delete-test");
+    assertThat(deleted.exit()).isZero();
+    assertThat(deleted.out()).isEqualTo("deleted limit delete-test" + System.lineSeparator());
+
+    assertThat(sluice("limit", "get", "delete-test").exit()).isEqualTo(1);
+    CliRun again = sluice("limit", "delete", "delete-test");
+    assertThat(again.exit()).isEqualTo(1);
+    assertThat(again.err()).startsWith("error: NOT_FOUND: ");
+  }
+
+  @Test
+  void pauseAndResumeShowInStats() throws Exception {
+    sluice("limit", "set", "pause-test", "--rate", "requests=1/s");
+
+    CliRun forAWhile = sluice("pause", "pause-test", "--for", "5m");
+    assertThat(forAWhile.exit()).as(forAWhile.err()).isZero();
+    assertThat(forAWhile.out()).matches("paused pause-test for (5m|[0-9]+s)\\R");
+    assertThat(stats("pause-test").getPaused()).isTrue();
+    assertThat(sluice("stats", "pause-test").out()).containsPattern("for (5m|\\d+s)");
+
+    CliRun resumed = sluice("resume", "pause-test");
+    assertThat(resumed.exit()).isZero();
+    assertThat(resumed.out()).isEqualTo("resumed pause-test" + System.lineSeparator());
+    assertThat(stats("pause-test").getPaused()).isFalse();
+
+    CliRun untilResume = sluice("pause", "pause-test");
+    assertThat(untilResume.exit()).isZero();
+    assertThat(untilResume.out()).contains("paused pause-test until `sluice resume pause-test`");
+    assertThat(stats("pause-test").getPaused()).isTrue();
+    assertThat(stats("pause-test").hasPausedFor()).isFalse();
+    assertThat(sluice("stats", "pause-test").out()).contains("until resume");
+    sluice("resume", "pause-test");
+
+    assertThat(sluice("pause", "no-such-resource").exit()).isEqualTo(1);
+  }
+
+  @Test
+  void statsTableHasOneRowPerResource() {
+    sluice("limit", "set", "stats-test", "--rate", "requests=60/min:10", "--rate", "tokens=1000/min");
+    CliRun run = sluice("stats", "stats-test");
+    assertThat(run.exit()).as(run.err()).isZero();
+    List<String> lines = run.out().lines().toList();
+    assertThat(lines).hasSize(2);
+    assertThat(lines.get(0)).contains("RESOURCE", "AVAILABLE", "IN FLIGHT", "WAITING I/D/B",
+        "GRANTED", "TIMED OUT", "CANCELLED", "REJECTED", "WAIT P50", "WAIT P99", "PAUSED");
+    assertThat(lines.get(1)).startsWith("stats-test").contains("requests=", "tokens=", "0/0/0")
+        .endsWith("no");
+
+    CliRun all = sluice("stats");
+    assertThat(all.exit()).isZero();
+    assertThat(all.out()).contains("stats-test");
+  }
+
+  @Test
+  void statsJsonParsesBack() throws Exception {
+    sluice("limit", "set", "stats-json", "--rate", "requests=60/h:10");
+    ResourceStats s = stats("stats-json");
+    assertThat(s.getLimit().getRates(0).getBurst()).isEqualTo(10);
+    assertThat(s.getAvailableMap()).containsKey("requests");
+    assertThat(s.getInFlight()).isZero();
+  }
+
+  @Test
+  void statsWatchPrintsOneJsonLinePerTickUntilInterrupted() throws Exception {
+    sluice("limit", "set", "watch-test", "--rate", "requests=5/s");
+    ByteArrayOutputStream out = new ByteArrayOutputStream(); // synchronized: safe to read live
+    AtomicInteger exit = new AtomicInteger(-1);
+    Thread watcher = new Thread(() -> exit.set(SluiceCli.run(
+        new PrintStream(out, true, UTF_8), new PrintStream(OutputStream.nullOutputStream()),
+        "stats", "watch-test", "--watch", "--interval", "100ms", "--json", "--target", target)));
+    watcher.start();
+    await().atMost(Duration.ofSeconds(30)).until(() -> out.toString(UTF_8).lines().count() >= 3);
+    watcher.interrupt();
+    watcher.join(30_000);
+    assertThat(exit.get()).isZero();
+    for (String line : out.toString(UTF_8).lines().toList()) {
+      GetStatsResponse.Builder response = GetStatsResponse.newBuilder();
+      JsonFormat.parser().merge(line, response);
+      assertThat(response.getResources(0).getResource()).isEqualTo("watch-test");
+    }
+  }
+
+  private static ResourceStats stats(String resource) throws Exception {
+    CliRun run = sluice("stats", resource, "--json");
+    assertThat(run.exit()).as(run.err()).isZero();
+    GetStatsResponse.Builder response = GetStatsResponse.newBuilder();
+    JsonFormat.parser().merge(run.out(), response);
+    assertThat(response.getResourcesCount()).isEqualTo(1);
+    return response.getResources(0);
+  }
+}

@@ -1,0 +1,114 @@
+package dev.sluice.server;
+
+import dev.sluice.client.AcquireOptions;
+import dev.sluice.client.AcquireTimeoutException;
+import dev.sluice.client.Lane;
+import dev.sluice.client.Load;
+import dev.sluice.client.Permit;
+import dev.sluice.client.SluiceClient;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutionException;
+
+/**
+ * One worker process of the precision test: {@code threads} threads acquire one request at a
+ * time from {@code startAt} for {@code durationNanos}, and each grant is timestamped with
+ * {@link System#nanoTime()} the moment the SDK hands it over. On Linux that clock is
+ * CLOCK_MONOTONIC, shared by every process on the machine, so the parent test can merge the
+ * stamps of all workers on one time line without asking the server anything.
+ *
+ * <p>The measured resource is paused until {@code startAt}; the threads queue on it early so
+ * that when the parent resumes it, all 32 are waiting: the harshest case for the bound.
+ *
+ * <p>Before {@code startAt} every thread exercises the same path on {@code warmupResource} (a
+ * limit below demand, so acquires queue as they will in the run), so the JIT has compiled client and server before the measured run
+ * and a cold start does not smear the receipt timestamps.
+ *
+ * <p>Arguments: target resource warmupResource threads startAtNanos durationNanos outFile
+ */
+public final class PrecisionWorker {
+
+  public static void main(String[] args) throws Exception {
+    String target = args[0];
+    String resource = args[1];
+    String warmup = args[2];
+    int threads = Integer.parseInt(args[3]);
+    long startAt = Long.parseLong(args[4]);
+    long end = startAt + Long.parseLong(args[5]);
+    Path out = Path.of(args[6]);
+    List<Long> stamps = new ArrayList<>();
+    try (SluiceClient client = SluiceClient.builder().target(target).build()) {
+      // Opens the connection without spending quota: a report that changes nothing.
+      client.report(resource, false, null, Map.of());
+      List<Thread> workers = new ArrayList<>();
+      for (int t = 0; t < threads; t++) {
+        Thread w =
+            new Thread(
+                () -> {
+                  List<Long> mine = new ArrayList<>();
+                  long warmEnd = startAt - 500_000_000L;
+                  while (System.nanoTime() < warmEnd) {
+                    try {
+                      client.acquire(warmup, Load.requests(1)).close();
+                    } catch (InterruptedException e) {
+                      return;
+                    }
+                  }
+                  // Straight on to the measured resource: it is paused until startAt, so every
+                  // thread is already parked at the coordinator when the quota opens.
+                  long left;
+                  while ((left = end - System.nanoTime()) > 0) {
+                    long[] stamp = new long[1];
+                    try {
+                      Permit p =
+                          client
+                              .acquireAsync(
+                                  resource,
+                                  Load.requests(1),
+                                  AcquireOptions.builder()
+                                      .timeout(Duration.ofNanos(left))
+                                      .lane(Lane.DEFAULT)
+                                      .build())
+                              .thenApply(
+                                  permit -> {
+                                    stamp[0] = System.nanoTime(); // on receipt, before any hand-off
+                                    return permit;
+                                  })
+                              .get();
+                      mine.add(stamp[0]);
+                      p.close();
+                    } catch (ExecutionException e) {
+                      if (!(e.getCause() instanceof AcquireTimeoutException)) {
+                        throw new IllegalStateException(e.getCause());
+                      }
+                    } catch (InterruptedException e) {
+                      return;
+                    }
+                  }
+                  synchronized (stamps) {
+                    stamps.addAll(mine);
+                  }
+                });
+        w.start();
+        workers.add(w);
+      }
+      for (Thread w : workers) {
+        w.join();
+      }
+    }
+    write(out, stamps);
+  }
+
+  private static void write(Path out, List<Long> stamps) throws IOException {
+    StringBuilder b = new StringBuilder();
+    for (long s : stamps) {
+      b.append(s).append('\n');
+    }
+    Files.writeString(out, b.toString());
+  }
+}
