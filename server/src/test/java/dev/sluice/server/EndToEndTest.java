@@ -252,11 +252,19 @@ class EndToEndTest {
     SluiceClient c = client(s);
     // A week-long period: refill during the test is tiny and exactly computable.
     Duration period = Duration.ofDays(7);
-    limit(s, "storm", 4, 20_000, rate("requests", 20_000, period, 20_000));
+    // Leases outlast the stepped clock below, so every release lands on a live permit.
+    s.engine()
+        .setLimit(
+            new LimitSpec(
+                "storm",
+                List.of(rate("requests", 20_000, period, 20_000)),
+                64,
+                20_000,
+                Duration.ofMinutes(10)));
     clock.advance(period); // bucket full: 20 000
     // Hold every concurrency slot so the storm queues.
     List<Permit> held = new ArrayList<>();
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 64; i++) {
       held.add(c.acquire("storm"));
     }
     int n = 10_000;
@@ -277,7 +285,7 @@ class EndToEndTest {
           (p, e) -> {
             if (p != null) {
               stormKept.incrementAndGet();
-              users.schedule(p::close, 1, TimeUnit.MILLISECONDS);
+              users.execute(p::close);
             }
           });
       storm.add(f);
@@ -286,11 +294,12 @@ class EndToEndTest {
     for (Permit p : held) {
       p.close(); // the flow starts
     }
-    for (int i = 1; i < n; i += 2) {
-      storm.get(i).cancel(true);
-    }
+    // Cancels and deadlines interleaved, while grants flow through the 64 slots.
     Duration stepped = Duration.ZERO;
     for (int step = 0; step < 360; step++) {
+      for (int i = 1 + 2 * 14 * step; i < Math.min(n, 1 + 2 * 14 * (step + 1)); i += 2) {
+        storm.get(i).cancel(true);
+      }
       clock.advance(Duration.ofMillis(100));
       stepped = stepped.plusMillis(100);
     }
@@ -314,6 +323,55 @@ class EndToEndTest {
     assertThat(stormKept.get()).isLessThan(n);
     assertThat(stats.cancelled() + stats.timedOut()).isGreaterThan(0);
     assertThat(available).isEqualTo(expected, within(1e-6));
+  }
+
+  @Test
+  void g5_disconnectRemovesTheWaiter() throws Exception {
+    SluiceServer s = server(false);
+    limit(s, "slow", 0, 0, rate("requests", 1, Duration.ofHours(1), 1));
+    ManagedChannel ch = ManagedChannelBuilder.forAddress("127.0.0.1", s.port()).usePlaintext().build();
+    CoordinatorGrpc.newStub(ch)
+        .acquire(
+            AcquireRequest.newBuilder().setResource("slow").build(),
+            new io.grpc.stub.StreamObserver<>() {
+              @Override
+              public void onNext(dev.sluice.proto.v1.AcquireResponse value) {}
+
+              @Override
+              public void onError(Throwable t) {}
+
+              @Override
+              public void onCompleted() {}
+            });
+    await().until(() -> waiting(s, "slow") == 1);
+    ch.shutdownNow(); // the worker vanishes: the connection closes under the parked call
+    await().until(() -> waiting(s, "slow") == 0);
+    assertThat(s.engine().stats("slow").cancelled()).isEqualTo(1);
+  }
+
+  @Test
+  void leasesAreRenewedWhileOpenAndExpireWhenTheWorkerIsGone() throws Exception {
+    SluiceServer s = server(false);
+    SluiceClient c = client(s);
+    s.engine().setLimit(new LimitSpec("conc", List.of(), 1, 0, Duration.ofSeconds(1)));
+    try (Permit p = c.acquire("conc")) {
+      // Three lease lengths pass; the SDK's renewals keep the slot.
+      await()
+          .during(Duration.ofMillis(3000))
+          .atMost(Duration.ofSeconds(5))
+          .until(() -> s.engine().stats("conc").inFlight() == 1);
+      assertThat(c.tryAcquire("conc", Load.requests(1), Duration.ofMillis(50))).isEmpty();
+    }
+    await().until(() -> s.engine().stats("conc").inFlight() == 0);
+    // A worker that takes a slot and dies: nobody renews, the slot comes back after the lease.
+    ManagedChannel ch = ManagedChannelBuilder.forAddress("127.0.0.1", s.port()).usePlaintext().build();
+    var granted = CoordinatorGrpc.newBlockingStub(ch).acquire(AcquireRequest.newBuilder().setResource("conc").build());
+    assertThat(granted.getLeaseTtl().getSeconds()).isEqualTo(1);
+    ch.shutdownNow();
+    assertThat(s.engine().stats("conc").inFlight()).isEqualTo(1);
+    try (Permit next = c.acquire("conc", Load.requests(1), opts(Duration.ofSeconds(10), Lane.DEFAULT))) {
+      assertThat(next.waited()).isPositive();
+    }
   }
 
   // ------------------------------------------------------------------ 6. bounded waiting room

@@ -467,13 +467,13 @@ public final class MemoryEngine implements Engine {
     Entry e = entry(resource);
     if (settle && !unused) {
       // Checked before anything changes, so a bad settle never loses the permit.
-      Validation.usage(e.spec, actual, "settle");
+      Validation.usage(e.spec, actual, "settle", false);
     }
     return withState(
         resource,
         (s, now, granted) -> {
           if (settle && !unused) {
-            Validation.usage(s.spec, actual, "settle");
+            Validation.usage(s.spec, actual, "settle", false);
           }
           s.expireLeases(now);
           s.refill(now);
@@ -522,7 +522,7 @@ public final class MemoryEngine implements Engine {
   public long report(
       String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining) {
     Entry e = entry(resource);
-    Validation.usage(e.spec, remaining, "remaining");
+    Validation.usage(e.spec, remaining, "remaining", true);
     if (retryAfterNanos < 0 || retryAfterNanos > MAX_RETRY_AFTER) {
       throw EngineException.invalid(
           "retry-after " + Duration.ofNanos(retryAfterNanos) + " is out of range: use 0 to 1h");

@@ -137,7 +137,7 @@ public final class Validation {
       String dim = e.getKey();
       long v = e.getValue();
       RateSpec rate = limit.rate(dim);
-      if (rate == null) {
+      if (rate == null && !dim.equals("requests")) {
         throw EngineException.invalid(
             "load names dimension '" + dim + "' but resource '" + limit.resource()
                 + "' limits only " + dimensionNames(limit) + ": drop it or add it to the limit");
@@ -145,6 +145,11 @@ public final class Validation {
       if (v < 0 || v > MAX_UNITS) {
         throw EngineException.invalid(
             "load " + dim + "=" + v + " is out of range: use 0 to " + MAX_UNITS);
+      }
+      if (rate == null) {
+        // "requests" is every call's implicit dimension: fine to name without a bucket for it.
+        total += v;
+        continue;
       }
       if (v > rate.burst()) {
         throw EngineException.invalid(
@@ -169,10 +174,14 @@ public final class Validation {
     return out;
   }
 
-  /** Checks a settle or remaining-counter map: known dimensions, values in range. */
-  static void usage(LimitSpec limit, Map<String, Long> usage, String what) {
+  /**
+   * Checks a settle or remaining-counter map: values in range and, unless {@code lenient},
+   * known dimensions ({@code requests} is always known). Remaining counters are lenient: they
+   * describe the upstream, which may count dimensions this limit does not.
+   */
+  static void usage(LimitSpec limit, Map<String, Long> usage, String what, boolean lenient) {
     for (Map.Entry<String, Long> e : usage.entrySet()) {
-      if (limit.rate(e.getKey()) == null) {
+      if (!lenient && limit.rate(e.getKey()) == null && !e.getKey().equals("requests")) {
         throw EngineException.invalid(
             what + " names dimension '" + e.getKey() + "' but resource '" + limit.resource()
                 + "' limits only " + dimensionNames(limit) + ": drop it or add it to the limit");

@@ -439,6 +439,16 @@ class MemoryEngineTest {
   }
 
   @Test
+  void requestsMayBeNamedOnALimitWithoutARequestsBucket() {
+    engine.setLimit(new LimitSpec("c", List.of(rate("tokens", 10, Duration.ofSeconds(1), 10)), 2, 0, null));
+    clock.advance(Duration.ofSeconds(1));
+    Grant g = granted(acquire("c", Map.of("requests", 1L, "tokens", 4L)));
+    assertThat(engine.release("c", g.permitId(), Map.of("requests", 1L, "tokens", 2L), true, false)).isTrue();
+    assertThat(available("c", "tokens")).isEqualTo(8.0);
+    assertInvalid(() -> acquire("c", Map.of("requests", 0L)), "zero");
+  }
+
+  @Test
   void zeroTotalLoadIsRefused() {
     limit("llm", 0, rate("requests", 10, Duration.ofSeconds(1), 10), rate("tokens", 10, Duration.ofSeconds(1), 10));
     assertInvalid(() -> acquire("llm", Map.of("requests", 0L)), "zero");
