@@ -46,7 +46,7 @@ public final class MemoryEngine implements Engine {
   private final LimitStore store;
   private final int defaultMaxWaiting;
   private final Duration defaultLease;
-  private final long agingNanos;
+  final long agingNanos;
   private final long idleGraceNanos;
   private final MeterRegistry registry;
 
@@ -195,8 +195,8 @@ public final class MemoryEngine implements Engine {
     }
 
     /**
-     * Lane aging step; default 10 s. A waiter is overtaken only by higher-lane waiters that
-     * arrived less than this (per lane step) after it. Zero makes lanes plain FIFO.
+     * Lane aging threshold; default 10 s. A lower-lane waiter that has waited this long gets
+     * every other grant until served, however busy the higher lanes are (zero: lanes alternate).
      */
     public Builder aging(Duration d) {
       if (d.isNegative() || d.compareTo(Duration.ofHours(1)) > 0) {
@@ -357,7 +357,7 @@ public final class MemoryEngine implements Engine {
           }
           // The limit may have changed since validation: check against what the state holds.
           Map<String, Long> fit = s.spec == e.spec ? charged : Validation.load(s.spec, load);
-          Waiter w = new Waiter(this, s, fit, lane, rid, now, agingNanos);
+          Waiter w = new Waiter(this, s, fit, lane, rid, now);
           s.expireLeases(now);
           s.refill(now);
           if (s.waiting == 0 && s.waitFor(w.vector, now) == 0) {

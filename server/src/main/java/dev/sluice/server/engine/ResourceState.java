@@ -21,14 +21,16 @@ import java.util.Map;
  * next grants wait until the debt is paid off; debt is floored at one period's amount.
  *
  * <h2>Waiting room</h2>
- * Three FIFO lanes. The next waiter served is the lane head with the smallest <em>virtual
- * arrival</em> {@code arrival + aging * laneIndex}: a higher lane goes first, but a waiter in a
- * lower lane is only ever overtaken by higher-lane waiters that arrived less than {@code aging}
- * per lane step after it, so nobody starves. The chosen head is served strictly first: small
- * loads behind a big one never overtake it (no head-of-line bypass, so no starvation of big
- * loads either). When the head cannot be served, the exact instant it can is computed from
- * the deficit and the refill rate, the pause end or the next lease expiry, and one wake-up is
- * scheduled for it; releases, resumes and limit changes re-run the same drain.
+ * Three FIFO lanes, served in strict priority: the next waiter is the head of the highest
+ * non-empty lane. Aging bounds starvation: a lower-lane head that has waited at least
+ * {@code aging} is <em>aged</em>, and while one exists, grants alternate between the priority
+ * pick and the oldest aged head. So a lower lane gets at least every other grant once its head
+ * has waited {@code aging}, and a higher-lane arrival waits at most for one aged grant plus its
+ * own load to refill. The chosen waiter is served strictly first: loads behind it never
+ * overtake it (no bypass, so a big load is never starved by small ones). When it cannot be
+ * served, the exact instant it can is computed from the deficit and the refill rate, the pause
+ * end or the next lease expiry, and one wake-up is scheduled for it; releases, resumes and
+ * limit changes re-run the same drain.
  *
  * <h2>Leases</h2>
  * Every permit has a lease (insertion-ordered map; a renewal moves it to the end, so with one
@@ -56,6 +58,8 @@ final class ResourceState {
   final ArrayDeque<Waiter>[] lanes = new ArrayDeque[] {new ArrayDeque<>(), new ArrayDeque<>(), new ArrayDeque<>()};
 
   int waiting;
+  /** Whether the next grant goes to an aged lower-lane waiter, if there is one. */
+  boolean promoteNext = true;
   /** Queued waiters that came with a request id, for Cancel. */
   final HashMap<String, Waiter> byRequestId = new HashMap<>();
   final LinkedHashMap<String, PermitRecord> permits = new LinkedHashMap<>();
@@ -217,16 +221,41 @@ final class ResourceState {
     }
   }
 
-  /** The waiter to serve next: the lane head with the smallest virtual arrival. */
-  Waiter head() {
-    Waiter best = null;
-    for (ArrayDeque<Waiter> lane : lanes) {
-      Waiter h = lane.peekFirst();
-      if (h != null && (best == null || h.virtualArrival - best.virtualArrival < 0)) {
-        best = h;
+  /** The waiter to serve next: see the class comment, "Waiting room". */
+  Waiter head(long now, long agingNanos) {
+    Waiter top = null;
+    int topLane = -1;
+    for (int l = 0; l < lanes.length; l++) {
+      Waiter h = lanes[l].peekFirst();
+      if (h != null) {
+        top = h;
+        topLane = l;
+        break;
       }
     }
-    return best;
+    if (top == null || !promoteNext) {
+      return top;
+    }
+    Waiter aged = null;
+    for (int l = topLane + 1; l < lanes.length; l++) {
+      Waiter h = lanes[l].peekFirst();
+      if (h != null
+          && now - h.arrival >= agingNanos
+          && (aged == null || h.arrival - aged.arrival < 0)) {
+        aged = h;
+      }
+    }
+    return aged != null ? aged : top;
+  }
+
+  private boolean isPriorityPick(Waiter w) {
+    for (ArrayDeque<Waiter> lane : lanes) {
+      Waiter h = lane.peekFirst();
+      if (h != null) {
+        return h == w;
+      }
+    }
+    return true;
   }
 
   private void pollHead(Waiter w) {
@@ -325,7 +354,7 @@ final class ResourceState {
     expireLeases(now);
     refill(now);
     while (true) {
-      Waiter w = head();
+      Waiter w = head(now, engine.agingNanos);
       if (w == null) {
         cancelWake();
         return;
@@ -339,6 +368,8 @@ final class ResourceState {
         }
         return;
       }
+      // A promotion hands the next turn back to the priority lane, and vice versa.
+      promoteNext = isPriorityPick(w);
       pollHead(w);
       engine.grant(this, w, now);
       out.add(w);

@@ -19,7 +19,6 @@ final class Waiter implements Ticket {
   final Lane lane;
   final String requestId;
   final long arrival;
-  final long virtualArrival;
   final CompletableFuture<Grant> future = new CompletableFuture<>();
   final AtomicInteger status = new AtomicInteger(WAITING);
 
@@ -33,15 +32,13 @@ final class Waiter implements Ticket {
       Map<String, Long> load,
       Lane lane,
       String requestId,
-      long arrival,
-      long agingNanos) {
+      long arrival) {
     this.engine = engine;
     this.requestId = requestId;
     this.state = state;
     this.load = load;
     this.lane = lane;
     this.arrival = arrival;
-    this.virtualArrival = arrival + agingNanos * lane.ordinal();
     this.vector = state.vector(load);
   }
 
