@@ -61,7 +61,7 @@ final class ServeCommand implements Callable<Integer> {
 
   @Option(names = "--aging", paramLabel = "DURATION", converter = Durations.Converter.class,
       defaultValue = "${env:SLUICE_AGING:-10s}",
-      description = "Wait after which a waiter moves up one lane"
+      description = "Wait after which a lower-lane waiter gets every other grant"
           + " (env SLUICE_AGING, default ${DEFAULT-VALUE}).")
   private Duration aging;
 
