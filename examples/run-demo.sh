@@ -48,17 +48,17 @@ PIDS+=($!)
 wait_for "$WORK/sluice.log" "ready on port" "the coordinator"
 wait_for "$WORK/mock.log" "listening" "the mock upstream"
 
-# Sluice's bursts sit a little under the upstream's one-second sub-window (10 requests,
-# 666 tokens): the margin absorbs network jitter between a grant and its arrival upstream.
-bin/sluice limit set openai --rate requests=$RPM/min:9 --rate tokens=$TPM/min:600 \
+# Sluice's bursts are half the upstream's one-second sub-window (10 requests, 666 tokens):
+# the other half absorbs jitter between a grant and its arrival upstream.
+bin/sluice limit set openai --rate requests=$RPM/min:5 --rate tokens=$TPM/min:333 \
   --target 127.0.0.1:"$SLUICE_PORT" >/dev/null
 
-common=(--input "$PROMPTS" --base-url "$MOCK_URL/v1" --api-key sk-demo --threads $THREADS
+common=(--input "$PROMPTS" --base-url "$MOCK_URL/v1" --api-key sk-demo
         --max-tokens 60 --sluice 127.0.0.1:"$SLUICE_PORT" --no-progress)
 
-echo "phase 1: $PROCS processes x $THREADS threads, without Sluice (SDK retries on, local semaphore)..."
+echo "phase 1: $PROCS processes x $THREADS threads, without Sluice (SDK retries on, local semaphore), at most 40 s..."
 for i in $(seq 0 $((PROCS - 1))); do
-  java -cp "$EX_JAR" dev.sluice.examples.OpenAiBatch "${common[@]}" --mode local --shard "$i/$PROCS" \
+  java -cp "$EX_JAR" dev.sluice.examples.OpenAiBatch "${common[@]}" --mode local --threads $THREADS --shard "$i/$PROCS" --time-limit 40s \
     --summary "$WORK/local-$i.json" --output "$WORK/local-$i.jsonl" >"$WORK/local-$i.log" 2>&1 &
   PIDS+=($!)
 done
@@ -69,7 +69,7 @@ report reset "$MOCK_URL"
 echo "phase 2: $PROCS processes x $THREADS threads, with Sluice (batch lane), and an interactive caller..."
 BATCH=()
 for i in $(seq 0 $((PROCS - 1))); do
-  java -cp "$EX_JAR" dev.sluice.examples.OpenAiBatch "${common[@]}" --mode sluice --lane batch --shard "$i/$PROCS" \
+  java -cp "$EX_JAR" dev.sluice.examples.OpenAiBatch "${common[@]}" --mode sluice --lane batch --threads $THREADS --shard "$i/$PROCS" \
     --summary "$WORK/sluice-$i.json" --output "$WORK/sluice-$i.jsonl" >"$WORK/sluice-$i.log" 2>&1 &
   BATCH+=($!)
 done

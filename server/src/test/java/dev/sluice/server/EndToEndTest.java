@@ -400,11 +400,14 @@ class EndToEndTest {
     SluiceClient b = client(s);
     limit(s, "openai", 0, 0, rate("requests", 100, Duration.ofSeconds(1), 100), rate("tokens", 1000, Duration.ofSeconds(1), 1000));
     clock.advance(Duration.ofSeconds(1));
-    Duration paused = a.report("openai", true, null, Map.of("Retry-After", "3", "x-ratelimit-remaining-tokens", "400"));
-    assertThat(paused).isEqualTo(Duration.ofSeconds(3));
+    a.report("openai", false, null, Map.of("x-ratelimit-remaining-tokens", "400"));
     assertThat(s.engine().stats("openai").available().get("tokens")).isEqualTo(400.0);
     a.report("openai", false, null, Map.of("x-ratelimit-remaining-tokens", "900"));
-    assertThat(s.engine().stats("openai").available().get("tokens")).isEqualTo(400.0);
+    assertThat(s.engine().stats("openai").available().get("tokens")).as("never raised").isEqualTo(400.0);
+
+    Duration paused = a.report("openai", true, null, Map.of("Retry-After", "3", "x-ratelimit-remaining-tokens", "400"));
+    assertThat(paused).isEqualTo(Duration.ofSeconds(3));
+    assertThat(s.engine().stats("openai").available().get("tokens")).as("a 429 empties the view").isEqualTo(0.0);
 
     CompletableFuture<Permit> other = b.acquireAsync("openai", Load.of("tokens", 10), opts(Duration.ofMinutes(1), Lane.DEFAULT));
     await().until(() -> waiting(s, "openai") == 1);

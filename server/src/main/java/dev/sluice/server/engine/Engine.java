@@ -52,7 +52,8 @@ public interface Engine extends AutoCloseable {
 
   /**
    * Upstream feedback. {@code throttled} pauses the resource for every worker for
-   * {@code retryAfterNanos}; {@code remaining} can only lower what the buckets hold.
+   * {@code retryAfterNanos} and empties the buckets (the upstream has nothing left, so they
+   * refill from zero after the pause); {@code remaining} can only lower what the buckets hold.
    *
    * @return nanoseconds the resource is now paused for (0 when not paused, -1 until resumed)
    */

@@ -533,6 +533,11 @@ public final class MemoryEngine implements Engine {
           s.refill(now);
           if (throttled) {
             s.entry.throttleReports.increment();
+            // The upstream just said it has nothing left: our view must not say otherwise, or
+            // the grants made right after the pause would be refused again.
+            for (int i = 0; i < s.level.length; i++) {
+              s.level[i] = Math.min(s.level[i], 0);
+            }
             long until = now + retryAfterNanos;
             if (!s.feedbackPaused || until - s.feedbackPausedUntil > 0) {
               s.feedbackPaused = true;

@@ -322,6 +322,20 @@ class MemoryEngineTest {
   }
 
   @Test
+  void throttledReportEmptiesTheBucketsSoGrantsRestartFromZero() {
+    limit("api", 0, rate("tokens", 100, Duration.ofSeconds(1), 100));
+    clock.advance(Duration.ofSeconds(1));
+    assertThat(available("api", "tokens")).isEqualTo(100.0);
+    engine.report("api", true, 500_000_000L, Map.of());
+    assertThat(available("api", "tokens")).isEqualTo(0.0);
+    Ticket t = acquire("api", Map.of("tokens", 80L));
+    clock.advance(Duration.ofMillis(500)); // pause over, but only 50 tokens refilled since
+    assertThat(t.future()).isNotDone();
+    clock.advance(Duration.ofMillis(300));
+    granted(t);
+  }
+
+  @Test
   void remainingCountersOnlyLowerTheView() {
     limit("api", 0, rate("tokens", 1000, Duration.ofSeconds(1), 1000));
     clock.advance(Duration.ofSeconds(1));

@@ -1,0 +1,69 @@
+package dev.sluice.examples.mock;
+
+import dev.sluice.examples.mock.MockOpenAi.Stats;
+import java.util.function.LongSupplier;
+import java.util.function.UnaryOperator;
+
+/**
+ * The mock's state — limits, meters and stats — behind one lock, with all time from the ticker. The
+ * HTTP layer in {@link MockOpenAi} only parses, calls in here, and writes. One lock is plenty: a
+ * decision is a few arithmetic operations, and it makes admission and its bookkeeping atomic, so
+ * the 60 s peaks see admissions in time order.
+ */
+final class Engine {
+
+  private final LongSupplier ticker;
+  private final RateLimiter limiter;
+  private final StatsRecorder stats;
+
+  Engine(Stats.Limits limits, LongSupplier ticker) {
+    this.ticker = ticker;
+    long now = ticker.getAsLong();
+    this.limiter = new RateLimiter(limits, now);
+    this.stats = new StatsRecorder(now);
+  }
+
+  /** Decides on a chat completion and records the outcome; an admitted one is now in flight. */
+  synchronized Decision admit(String project, long charge) {
+    long now = ticker.getAsLong();
+    Decision decision = limiter.acquire(project, charge, now);
+    if (decision.kind() == Decision.Kind.ADMITTED) {
+      stats.admitted(charge, now);
+    } else {
+      stats.rejected(decision.reason());
+    }
+    return decision;
+  }
+
+  /** Records a request refused before admission: {@code unauthorized} or {@code bad_request}. */
+  synchronized void refused(String reason) {
+    stats.rejected(reason);
+  }
+
+  /** An admitted request is answered (or abandoned, with 0 tokens). */
+  synchronized void finished(long totalTokens) {
+    stats.finished(totalTokens);
+  }
+
+  synchronized Stats stats() {
+    return stats.snapshot(limiter.limits());
+  }
+
+  synchronized Stats.Limits limits() {
+    return limiter.limits();
+  }
+
+  /** Zeroes the stats and refills every project's meters. */
+  synchronized void reset() {
+    long now = ticker.getAsLong();
+    limiter.reset();
+    stats.reset(now);
+  }
+
+  /** Applies {@code change} to the current limits; see {@link RateLimiter#setLimits}. */
+  synchronized Stats.Limits updateLimits(UnaryOperator<Stats.Limits> change) {
+    Stats.Limits next = change.apply(limiter.limits());
+    limiter.setLimits(next, ticker.getAsLong());
+    return next;
+  }
+}

@@ -1,0 +1,116 @@
+package dev.sluice.examples;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.sluice.client.SluiceClient;
+import dev.sluice.examples.mock.MockOpenAi;
+import dev.sluice.server.SluiceServer;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A coordinator, a strict mock upstream and worker processes: the real pieces, really started.
+ * Workers are separate JVMs running {@link OpenAiBatch} with the official openai-java client.
+ */
+final class QuotaFixture implements AutoCloseable {
+
+  static final Path PROMPTS = Path.of(System.getProperty("sluice.prompts", "data/prompts.jsonl"));
+
+  final Path dir;
+  final SluiceServer sluice;
+  final MockOpenAi mock;
+
+  QuotaFixture(Path dir, MockOpenAi.Builder mock) throws IOException {
+    this.dir = dir;
+    this.sluice =
+        SluiceServer.builder().host("127.0.0.1").port(0).dataDir(dir.resolve("sluice-data")).build().start();
+    this.mock = mock.port(0).build().start();
+  }
+
+  /** Sets the Sluice limit with the CLI's own syntax, through the real admin service. */
+  void limit(String resource, String... rates) throws Exception {
+    List<String> args = new ArrayList<>(List.of("limit", "set", resource, "--target", "127.0.0.1:" + sluice.port()));
+    for (String r : rates) {
+      args.add("--rate");
+      args.add(r);
+    }
+    var out = new java.io.ByteArrayOutputStream();
+    var err = new java.io.ByteArrayOutputStream();
+    int code =
+        dev.sluice.cli.SluiceCli.run(
+            new java.io.PrintStream(out, true), new java.io.PrintStream(err, true), args.toArray(String[]::new));
+    assertThat(code).as("limit set: %s", err).isZero();
+  }
+
+  SluiceClient client() {
+    return SluiceClient.builder().target("127.0.0.1:" + sluice.port()).build();
+  }
+
+  /** Worker JVMs that all start now; returns their summaries once every one has exited 0. */
+  List<JsonNode> runWorkers(int processes, String... extraArgs) throws Exception {
+    return run(processes, false, extraArgs);
+  }
+
+  /** As {@link #runWorkers}, but a worker may exit 1 (some prompts failed: expected without Sluice). */
+  List<JsonNode> runWorkersAllowingFailures(int processes, String... extraArgs) throws Exception {
+    return run(processes, true, extraArgs);
+  }
+
+  private List<JsonNode> run(int processes, boolean failuresAllowed, String... extraArgs) throws Exception {
+    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+    String cp = System.getProperty("java.class.path");
+    List<Process> procs = new ArrayList<>();
+    List<Path> summaries = new ArrayList<>();
+    List<Path> logs = new ArrayList<>();
+    String tag = Long.toString(System.nanoTime(), 36);
+    for (int i = 0; i < processes; i++) {
+      Path summary = dir.resolve("summary-" + tag + "-" + i + ".json");
+      Path log = dir.resolve("worker-" + tag + "-" + i + ".log");
+      summaries.add(summary);
+      logs.add(log);
+      List<String> cmd =
+          new ArrayList<>(
+              List.of(
+                  java, "-Xmx192m", "-XX:TieredStopAtLevel=1", "-cp", cp, OpenAiBatch.class.getName(),
+                  "--input", PROMPTS.toString(),
+                  "--base-url", mock.baseUrl(),
+                  "--api-key", "sk-test-shared-key",
+                  "--sluice", "127.0.0.1:" + sluice.port(),
+                  "--summary", summary.toString(),
+                  "--no-progress"));
+      cmd.addAll(List.of(extraArgs));
+      procs.add(new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start());
+    }
+    List<JsonNode> out = new ArrayList<>();
+    ObjectMapper json = new ObjectMapper();
+    for (int i = 0; i < processes; i++) {
+      assertThat(procs.get(i).waitFor(180, TimeUnit.SECONDS)).as("worker %d finished", i).isTrue();
+      assertThat(procs.get(i).exitValue())
+          .as("worker %d exit; log:%n%s", i, Files.readString(logs.get(i)))
+          .isBetween(0, failuresAllowed ? 1 : 0);
+      out.add(json.readTree(summaries.get(i).toFile()));
+    }
+    return out;
+  }
+
+  static long sum(List<JsonNode> summaries, String field) {
+    return summaries.stream().mapToLong(s -> s.get(field).asLong()).sum();
+  }
+
+  static Duration secondsOf(long millis) {
+    return Duration.ofMillis(millis);
+  }
+
+  @Override
+  public void close() {
+    mock.close();
+    sluice.close();
+  }
+}
