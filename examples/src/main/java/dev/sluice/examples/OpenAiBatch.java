@@ -361,7 +361,8 @@ public final class OpenAiBatch implements Callable<Integer> {
     }
   }
 
-  static Map<String, String> flatten(Headers headers) {
+  /** An openai-java response's headers as the single-valued map {@code SluiceClient.report} takes. */
+  public static Map<String, String> flatten(Headers headers) {
     Map<String, String> out = new LinkedHashMap<>();
     for (String name : headers.names()) {
       List<String> values = headers.values(name);
@@ -372,7 +373,8 @@ public final class OpenAiBatch implements Callable<Integer> {
     return out;
   }
 
-  static Duration retryAfter(Headers headers) {
+  /** The wait a 429 asks for: {@code retry-after-ms}, else {@code retry-after} seconds, else 1 s. */
+  public static Duration retryAfter(Headers headers) {
     for (String name : headers.names()) {
       if (name.equalsIgnoreCase("retry-after-ms") && !headers.values(name).isEmpty()) {
         try {
