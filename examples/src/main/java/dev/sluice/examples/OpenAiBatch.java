@@ -73,6 +73,8 @@ public final class OpenAiBatch implements Callable<Integer> {
     local
   }
 
+  @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
   @Option(names = "--input", required = true, description = "Prompts: JSONL {id, prompt} or CSV id,prompt.")
   Path input;
 
@@ -147,7 +149,7 @@ public final class OpenAiBatch implements Callable<Integer> {
   public Integer call() throws Exception {
     if (apiKey == null || apiKey.isBlank()) {
       throw new CommandLine.ParameterException(
-          new CommandLine(this), "no API key: set OPENAI_API_KEY or pass --api-key");
+          spec.commandLine(), "no API key: set OPENAI_API_KEY or pass --api-key");
     }
     List<Prompt> prompts = Prompts.load(input);
     if (shard != null) {
@@ -155,7 +157,7 @@ public final class OpenAiBatch implements Callable<Integer> {
       int k = Integer.parseInt(kn[0].strip());
       int n = Integer.parseInt(kn[1].strip());
       if (n < 1 || k < 0 || k >= n) {
-        throw new CommandLine.ParameterException(new CommandLine(this), "--shard " + shard + ": use K/N with 0 <= K < N");
+        throw new CommandLine.ParameterException(spec.commandLine(), "--shard " + shard + ": use K/N with 0 <= K < N");
       }
       List<Prompt> mine = new ArrayList<>();
       for (int i = k; i < prompts.size(); i += n) {
@@ -167,7 +169,7 @@ public final class OpenAiBatch implements Callable<Integer> {
     List<Prompt> all = prompts;
     if (duration != null && timeLimit != null) {
       throw new CommandLine.ParameterException(
-          new CommandLine(this), "--duration and --time-limit both set: --duration cycles the prompts for that long, --time-limit stops a single pass early; pick one");
+          spec.commandLine(), "--duration and --time-limit both set: --duration cycles the prompts for that long, --time-limit stops a single pass early; pick one");
     }
     String budget = duration != null ? duration : timeLimit;
     long deadline = budget == null ? Long.MAX_VALUE : System.nanoTime() + parseDuration(budget).toNanos();
