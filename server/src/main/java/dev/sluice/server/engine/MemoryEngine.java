@@ -208,8 +208,9 @@ public final class MemoryEngine implements Engine {
 
     /** How long an idle, full resource's live state is kept; default 10 min. */
     public Builder idleGrace(Duration d) {
-      if (d.isNegative() || d.isZero()) {
-        throw new IllegalArgumentException("idle grace " + d + " must be positive");
+      if (d.toNanos() < MIN_READ_GRACE) {
+        // Shorter than the grace a read grants, an eviction could race an operation in flight.
+        throw new IllegalArgumentException("idle grace " + d + " is too short: use at least 1 minute");
       }
       this.idleGrace = d;
       return this;
@@ -249,6 +250,8 @@ public final class MemoryEngine implements Engine {
   /** Runs {@code op} on the live state under its monitor, then completes whoever it granted. */
   private <T> T withState(String resource, StateOp<T> op) {
     List<Waiter> granted = new ArrayList<>(2);
+    List<Waiter> misfits = new ArrayList<>(0);
+    List<EngineException> why = new ArrayList<>(0);
     T result;
     while (true) {
       Entry e = entry(resource);
@@ -260,18 +263,66 @@ public final class MemoryEngine implements Engine {
                 fresh.refill(ticker.read());
                 return fresh;
               });
+      boolean orphan = false;
       synchronized (s) {
         if (s.retired) {
           continue;
         }
-        long now = ticker.read();
-        result = op.apply(s, now, granted);
-        touch(s, now);
+        if (limits.get(resource) != s.entry) {
+          // Built for a limit deleted (or deleted and set again) meanwhile: never serve from it.
+          s.retired = true;
+          orphan = true;
+        } else {
+          long now = ticker.read();
+          reconcile(s, now, misfits, why);
+          result = op.apply(s, now, granted);
+          touch(s, now);
+          break;
+        }
       }
-      break;
+      if (orphan) {
+        states.asMap().remove(resource, s);
+      }
     }
+    fail(misfits, why);
     complete(granted);
     return result;
+  }
+
+  /**
+   * Brings a live state up to its entry's current limit. Limit changes land here, under the
+   * state's monitor, so a state can never keep serving an older limit than the one stored.
+   */
+  private void reconcile(ResourceState s, long now, List<Waiter> misfits, List<EngineException> why) {
+    LimitSpec spec = s.entry.spec;
+    if (s.spec == spec) {
+      return;
+    }
+    s.configure(spec, now);
+    // Waiters whose load can no longer fit fail now instead of waiting for ever.
+    for (var lane : s.lanes) {
+      for (Waiter w : List.copyOf(lane)) {
+        try {
+          Validation.load(spec, w.load);
+        } catch (EngineException ex) {
+          s.remove(w);
+          w.status.set(Waiter.ENDED);
+          s.entry.reject("invalid");
+          misfits.add(w);
+          why.add(ex);
+        }
+      }
+    }
+  }
+
+  private void fail(List<Waiter> misfits, List<EngineException> why) {
+    for (int i = 0; i < misfits.size(); i++) {
+      Waiter w = misfits.get(i);
+      cancelTimeout(w);
+      w.future.completeExceptionally(
+          EngineException.invalid(
+              "limit of '" + w.state.name + "' changed: " + why.get(i).getMessage()));
+    }
   }
 
   @FunctionalInterface
@@ -315,15 +366,19 @@ public final class MemoryEngine implements Engine {
 
   void onWake(ResourceState s) {
     List<Waiter> granted = new ArrayList<>();
+    List<Waiter> misfits = new ArrayList<>(0);
+    List<EngineException> why = new ArrayList<>(0);
     synchronized (s) {
       if (s.retired) {
         return;
       }
       s.wake = null;
       long now = ticker.read();
+      reconcile(s, now, misfits, why);
       s.drain(now, this, granted);
       touch(s, now);
     }
+    fail(misfits, why);
     complete(granted);
   }
 
@@ -579,39 +634,12 @@ public final class MemoryEngine implements Engine {
         e.spec = spec;
       }
     }
-    ResourceState live = states.getIfPresent(spec.resource());
-    if (live != null) {
-      List<Waiter> granted = new ArrayList<>();
-      List<Waiter> misfits = new ArrayList<>();
-      List<EngineException> why = new ArrayList<>();
-      synchronized (live) {
-        if (!live.retired) {
-          long now = ticker.read();
-          live.configure(spec, now);
-          // Waiters whose load can no longer fit fail now instead of waiting for ever.
-          for (var lane : live.lanes) {
-            for (Waiter w : List.copyOf(lane)) {
-              try {
-                Validation.load(spec, w.load);
-              } catch (EngineException ex) {
-                live.remove(w);
-                w.status.set(Waiter.ENDED);
-                live.entry.reject("invalid");
-                misfits.add(w);
-                why.add(ex);
-              }
-            }
-          }
-          live.drain(now, this, granted);
-          touch(live, now);
-        }
-      }
-      for (int i = 0; i < misfits.size(); i++) {
-        cancelTimeout(misfits.get(i));
-        misfits.get(i).future.completeExceptionally(
-            EngineException.invalid("limit of '" + spec.resource() + "' changed: " + why.get(i).getMessage()));
-      }
-      complete(granted);
+    if (states.getIfPresent(spec.resource()) != null) {
+      // The live state picks the new limit up under its monitor (see reconcile) and drains.
+      withState(spec.resource(), (st, now, granted) -> {
+        st.drain(now, this, granted);
+        return null;
+      });
     }
     log.info("limit {} {}: {}", created ? "created" : "changed", spec.resource(), describe(spec));
     return created;

@@ -2,7 +2,6 @@ package dev.sluice.server.engine;
 
 import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.HashMap;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
@@ -63,6 +62,9 @@ final class ResourceState {
   /** Queued waiters that came with a request id, for Cancel. */
   final HashMap<String, Waiter> byRequestId = new HashMap<>();
   final LinkedHashMap<String, PermitRecord> permits = new LinkedHashMap<>();
+  /** Set after the lease TTL shrank: until {@link #mixedUntil}, permits are not in expiry order. */
+  boolean mixedLeases;
+  long mixedUntil;
 
   boolean adminPaused;
   long adminPausedUntil; // valid when adminPaused; NEVER means until resume
@@ -141,13 +143,14 @@ final class ResourceState {
         add(queuedLoad, w.vector, 1);
       }
     }
-    if (oldTtl != 0 && oldTtl != leaseTtl && permits.size() > 1) {
-      // Keep the map ordered by expiry: renewals from now on use the new TTL.
-      List<PermitRecord> sorted = new ArrayList<>(permits.values());
-      sorted.sort(Comparator.comparingLong(r -> r.expiresAt - now));
-      permits.clear();
-      for (PermitRecord r : sorted) {
-        permits.put(r.id, r);
+    if (oldTtl != 0 && leaseTtl < oldTtl && !permits.isEmpty()) {
+      // New leases now end sooner than some old ones: insertion order is no longer expiry
+      // order until the last of the old leases has run out. Scan until then.
+      for (PermitRecord r : permits.values()) {
+        if (!mixedLeases || r.expiresAt - mixedUntil > 0) {
+          mixedUntil = r.expiresAt;
+        }
+        mixedLeases = true;
       }
     }
   }
@@ -191,14 +194,36 @@ final class ResourceState {
   }
 
   void expireLeases(long now) {
+    if (mixedLeases && now - mixedUntil >= 0) {
+      mixedLeases = false;
+    }
     Iterator<PermitRecord> it = permits.values().iterator();
     while (it.hasNext()) {
       PermitRecord r = it.next();
       if (r.expiresAt - now > 0) {
-        break;
+        if (!mixedLeases) {
+          break; // in expiry order: nothing later has expired either
+        }
+        continue;
       }
       it.remove();
     }
+  }
+
+  /** The earliest lease expiry (permits must not be empty). */
+  long firstExpiry() {
+    if (!mixedLeases) {
+      return permits.values().iterator().next().expiresAt;
+    }
+    long first = 0;
+    boolean any = false;
+    for (PermitRecord r : permits.values()) {
+      if (!any || r.expiresAt - first < 0) {
+        first = r.expiresAt;
+        any = true;
+      }
+    }
+    return first;
   }
 
   void enqueue(Waiter w) {
@@ -301,8 +326,7 @@ final class ResourceState {
     }
     long cap = spec.concurrency();
     if (cap > 0 && permits.size() >= cap) {
-      PermitRecord first = permits.values().iterator().next();
-      wait = Math.max(wait, Math.max(1, first.expiresAt - now));
+      wait = Math.max(wait, Math.max(1, firstExpiry() - now));
     }
     for (int i = 0; i < vector.length; i++) {
       double deficit = vector[i] - level[i];

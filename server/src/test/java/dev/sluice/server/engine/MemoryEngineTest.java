@@ -254,6 +254,18 @@ class MemoryEngineTest {
   }
 
   @Test
+  void shorterLeaseTtlStillExpiresNewLeasesFirst() {
+    engine.setLimit(new LimitSpec("c", List.of(), 2, 0, Duration.ofSeconds(60)));
+    granted(acquire("c", Map.of())); // lease until +60 s
+    engine.setLimit(new LimitSpec("c", List.of(), 2, 0, Duration.ofSeconds(5)));
+    granted(acquire("c", Map.of())); // lease until +5 s, behind the older one in the map
+    Ticket third = acquire("c", Map.of());
+    clock.advance(Duration.ofSeconds(5));
+    granted(third); // the 5 s lease came back on time, not after the 60 s one
+    assertThat(engine.stats("c").inFlight()).isEqualTo(2);
+  }
+
+  @Test
   void releaseWakesTheNextWaiterAtOnce() {
     engine.setLimit(new LimitSpec("c", List.of(), 1, 0, null));
     Grant a = granted(acquire("c", Map.of()));
@@ -567,7 +579,7 @@ class MemoryEngineTest {
   @Test
   void idleStateIsDroppedOnlyWhenFullAndComesBackFull() throws Exception {
     engine =
-        MemoryEngine.builder().ticker(clock).scheduler(clock).idleGrace(Duration.ofSeconds(5)).build();
+        MemoryEngine.builder().ticker(clock).scheduler(clock).idleGrace(Duration.ofMinutes(1)).build();
     limit("r", 0, rate("requests", 10, Duration.ofSeconds(1), 10));
     clock.advance(Duration.ofMillis(500));
     Grant g = granted(acquire("r", Map.of("requests", 5L)));
