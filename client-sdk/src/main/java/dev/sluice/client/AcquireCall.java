@@ -42,11 +42,22 @@ final class AcquireCall implements ClientResponseObserver<AcquireRequest, Acquir
   private final String resource;
   private final String requestId;
   private final Executor delivery;
+  private final long started = System.nanoTime();
+  private final long serverTimeoutNanos;
   private volatile ClientCallStreamObserver<AcquireRequest> call;
   // Set before the answer is handed over: after it, cancelling the RPC is pointless.
   private volatile boolean answered;
 
   AcquireCall(SluiceClient client, String resource, String requestId, Executor delivery) {
+    this(client, resource, requestId, delivery, Long.MAX_VALUE);
+  }
+
+  /**
+   * @param serverTimeoutNanos the timeout the coordinator was asked to enforce itself; a
+   *     DEADLINE_EXCEEDED arriving well after it came from our own call deadline instead
+   */
+  AcquireCall(SluiceClient client, String resource, String requestId, Executor delivery, long serverTimeoutNanos) {
+    this.serverTimeoutNanos = serverTimeoutNanos;
     this.client = client;
     this.resource = resource;
     this.requestId = requestId;
@@ -91,7 +102,20 @@ final class AcquireCall implements ClientResponseObserver<AcquireRequest, Acquir
   @Override
   public void onError(Throwable t) {
     answered = true;
-    SluiceException failure = Errors.map(t, "acquire", resource);
+    SluiceException mapped = Errors.map(t, "acquire", resource);
+    long elapsed = System.nanoTime() - started;
+    if (mapped instanceof AcquireTimeoutException
+        && serverTimeoutNanos != Long.MAX_VALUE
+        && elapsed - serverTimeoutNanos > SluiceClient.DEADLINE_MARGIN.toNanos() / 2) {
+      // The coordinator owns the timeout and answers it itself; silence well past it means the
+      // coordinator is hung or unreachable, which callers must treat as unavailable, not slow.
+      mapped = new SluiceUnavailableException(
+          "acquire on resource '" + resource + "' failed: the coordinator did not answer within "
+              + java.time.Duration.ofNanos(elapsed).toMillis() + " ms (asked to time out after "
+              + java.time.Duration.ofNanos(serverTimeoutNanos).toMillis() + " ms). Check that it is"
+              + " running and reachable, or use another node", t);
+    }
+    SluiceException failure = mapped;
     deliver(() -> future.completeExceptionally(failure));
   }
 

@@ -279,15 +279,31 @@ public final class SluiceClient implements AutoCloseable {
           @Override
           public void onNext(ReleaseResponse response) {
             if (!response.getReleased()) {
-              log.debug("permit {} on '{}' was already gone at the coordinator (released or lease expired)",
-                  permit.id(), permit.resource());
+              if (request.getSettle() && !request.getUnused()) {
+                // Its lease ran out before the release: the settle had nothing to apply to.
+                log.warn("permit {} on '{}' had already expired at the coordinator; its settle {} was"
+                        + " not applied. Keep permits shorter than their lease, or renew them",
+                    permit.id(), permit.resource(), request.getActualMap());
+              } else {
+                log.debug("permit {} on '{}' was already gone at the coordinator (released or lease expired)",
+                    permit.id(), permit.resource());
+              }
             }
           }
 
           @Override
           public void onError(Throwable t) {
+            SluiceException failure = Errors.map(t, "release", permit.resource());
+            if (failure instanceof InvalidRequestException && request.getSettle()) {
+              // The settle was refused (say, a dimension the limit lacks). Never hold the slot
+              // hostage to it: release without settling, and say why.
+              log.warn("settle of permit {} on '{}' was refused, releasing without it: {}",
+                  permit.id(), permit.resource(), failure.getMessage());
+              release(permit, request.toBuilder().clearActual().setSettle(false).build());
+              return;
+            }
             log.warn("releasing permit {} on '{}' failed; its lease, if any, will expire on its own: {}",
-                permit.id(), permit.resource(), Errors.map(t, "release", permit.resource()).getMessage());
+                permit.id(), permit.resource(), failure.getMessage());
           }
 
           @Override
@@ -315,7 +331,7 @@ public final class SluiceClient implements AutoCloseable {
     long timeoutNanos = Protos.saturatedNanos(timeout);
     long marginNanos = DEADLINE_MARGIN.toNanos();
     long deadlineNanos = timeoutNanos > Long.MAX_VALUE - marginNanos ? Long.MAX_VALUE : timeoutNanos + marginNanos;
-    AcquireCall call = new AcquireCall(this, resource, requestId, delivery);
+    AcquireCall call = new AcquireCall(this, resource, requestId, delivery, timeoutNanos);
     call.start(stub.withDeadlineAfter(deadlineNanos, TimeUnit.NANOSECONDS), request.build());
     return call;
   }

@@ -80,6 +80,18 @@ class AcquireTest {
   }
 
   @Test
+  void aCoordinatorThatNeverAnswersIsUnavailableNotATimeout() {
+    f = new Fixture(false, b -> b);
+    f.fake.onAcquire = (request, response) -> {}; // hung: takes the call, never answers
+    // The coordinator was asked to time out after 100 ms; the call's own deadline (100 ms + the
+    // 5 s margin) ends it instead, which only a dead or hung coordinator makes happen.
+    assertThatThrownBy(() -> f.client.acquire("openai", Load.requests(1),
+            AcquireOptions.builder().timeout(Duration.ofMillis(100)).build()))
+        .isInstanceOf(SluiceUnavailableException.class)
+        .hasMessageContaining("did not answer");
+  }
+
+  @Test
   void asyncCompletesOnTheClientsExecutorAndBlockingDoesNot() throws Exception {
     AtomicInteger handOffs = new AtomicInteger();
     f = new Fixture(b -> b.executor(task -> {

@@ -47,6 +47,8 @@ final class FakeCoordinator extends CoordinatorGrpc.CoordinatorImplBase {
       RenewResponse.newBuilder().setLeaseTtl(Protos.toProto(Duration.ofSeconds(3))).build();
   volatile Function<ReportRequest, ReportResponse> onReport = request -> ReportResponse.getDefaultInstance();
   volatile StatusRuntimeException releaseFailure;
+  /** When set, releases that settle fail with this (the permit stays held). */
+  volatile StatusRuntimeException settleFailure;
 
   /** A grant of what was asked, with the server's requests=1 default, and a fresh permit id. */
   AcquireResponse grant(AcquireRequest request, Duration leaseTtl) {
@@ -82,7 +84,7 @@ final class FakeCoordinator extends CoordinatorGrpc.CoordinatorImplBase {
   @Override
   public void release(ReleaseRequest request, StreamObserver<ReleaseResponse> response) {
     releases.add(request);
-    StatusRuntimeException failure = releaseFailure;
+    StatusRuntimeException failure = request.getSettle() && settleFailure != null ? settleFailure : releaseFailure;
     if (failure != null) {
       response.onError(failure);
       return;

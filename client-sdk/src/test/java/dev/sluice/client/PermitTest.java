@@ -74,6 +74,20 @@ class PermitTest {
   }
 
   @Test
+  void refusedSettleStillReleasesTheSlot() throws InterruptedException {
+    f.fake.settleFailure =
+        Status.INVALID_ARGUMENT.withDescription("settle names dimension 'tokenz'").asRuntimeException();
+    Permit permit = f.client.acquire("openai");
+    permit.settle(Load.of("tokenz", 5));
+
+    assertThatCode(permit::close).doesNotThrowAnyException();
+    org.awaitility.Awaitility.await().until(() -> f.fake.releases.size() == 2);
+    assertThat(f.fake.releases.get(0).getSettle()).isTrue();
+    assertThat(f.fake.releases.get(1).getSettle()).as("retried as a plain release").isFalse();
+    assertThat(f.fake.releases.get(1).getActualMap()).isEmpty();
+  }
+
+  @Test
   void closeAfterTheClientIsClosedDoesNotThrow() throws InterruptedException {
     Permit permit = f.client.acquire("openai");
     f.client.close();

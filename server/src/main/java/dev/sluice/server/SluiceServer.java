@@ -10,6 +10,7 @@ import io.grpc.Server;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.services.HealthStatusManager;
+import io.grpc.protobuf.services.ProtoReflectionService;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -233,6 +234,8 @@ public final class SluiceServer implements AutoCloseable {
               .addService(new AdminService(engine, adminExecutor))
               .addService(health.getHealthService())
               .addService(ProtoReflectionServiceV1.newInstance())
+              // Older grpcurl and tools speak only the v1alpha reflection protocol.
+              .addService(ProtoReflectionService.newInstance())
               .build()
               .start();
     } catch (IOException e) {

@@ -263,6 +263,72 @@ class GrpcLayerTest {
     assertThat(engine.stats("api").available().get("requests")).isEqualTo(1.0);
   }
 
+  @Test
+  void grantForACallAlreadyCancelledIsGivenBack() {
+    engine.setLimit(
+        new dev.sluice.server.engine.LimitSpec(
+            "api",
+            java.util.List.of(new dev.sluice.server.engine.RateSpec("requests", 10, java.time.Duration.ofSeconds(1), 10)),
+            1,
+            0,
+            null));
+    clock.advance(java.time.Duration.ofSeconds(1));
+    var service = new CoordinatorService(engine, TimeUnit.MINUTES.toNanos(5));
+    CancelledCall call = new CancelledCall();
+    // Capacity is there, so the engine grants at once; the call was cancelled meanwhile.
+    service.acquire(AcquireRequest.newBuilder().setResource("api").build(), call);
+    assertThat(call.answered).isZero();
+    assertThat(engine.stats("api").inFlight()).isZero();
+    assertThat(engine.stats("api").available().get("requests")).isEqualTo(10.0);
+    assertThat(engine.stats("api").granted()).isEqualTo(1);
+  }
+
+  /** A server call whose client has already gone away. */
+  private static final class CancelledCall extends io.grpc.stub.ServerCallStreamObserver<AcquireResponse> {
+    int answered;
+
+    @Override
+    public boolean isCancelled() {
+      return true;
+    }
+
+    @Override
+    public void setOnCancelHandler(Runnable onCancelHandler) {}
+
+    @Override
+    public void setCompression(String compression) {}
+
+    @Override
+    public boolean isReady() {
+      return true;
+    }
+
+    @Override
+    public void setOnReadyHandler(Runnable onReadyHandler) {}
+
+    @Override
+    public void request(int count) {}
+
+    @Override
+    public void setMessageCompression(boolean enable) {}
+
+    @Override
+    public void disableAutoInboundFlowControl() {}
+
+    @Override
+    public void onNext(AcquireResponse value) {
+      answered++;
+    }
+
+    @Override
+    public void onError(Throwable t) {
+      answered++;
+    }
+
+    @Override
+    public void onCompleted() {}
+  }
+
   /** Collects one unary answer. */
   private static final class Sink implements StreamObserver<AcquireResponse> {
     final CompletableFuture<AcquireResponse> result = new CompletableFuture<>();
