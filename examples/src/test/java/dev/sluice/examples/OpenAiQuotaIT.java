@@ -135,6 +135,13 @@ class OpenAiQuotaIT {
               + " upstream rejections %d at +4 s, %d at the end (%.1f s after the rogue)%n",
           workerSaw, settled, end, (System.nanoTime() - rogueDone) / 1e9);
       assertThat(workerSaw).as("the rogue's drain reached the workers").isPositive();
+      var out = new java.io.ByteArrayOutputStream();
+      assertThat(dev.sluice.cli.SluiceCli.run(new java.io.PrintStream(out, true), System.err,
+              "stats", "openai", "--json", "--target", "127.0.0.1:" + f.sluice.port()))
+          .isZero();
+      long reports = new com.fasterxml.jackson.databind.ObjectMapper().readTree(out.toString())
+          .findValue("throttleReports").asLong();
+      assertThat(reports).as("every 429 a worker saw was reported to the coordinator").isEqualTo(workerSaw);
       assertThat(end).as("no further rejections once the pause is over").isEqualTo(settled);
     }
   }

@@ -166,11 +166,13 @@ public final class SluiceServer implements AutoCloseable {
 
     /** Test hook: a fake clock and the scheduler that goes with it. */
     Builder clock(Ticker ticker, Scheduler scheduler) {
+      once(this.ticker, "clock");
       this.ticker = Objects.requireNonNull(ticker);
       this.scheduler = Objects.requireNonNull(scheduler);
       return this;
     }
 
+    /** A server with these settings; nothing is bound until {@link SluiceServer#start()}. */
     public SluiceServer build() {
       return new SluiceServer(this);
     }
