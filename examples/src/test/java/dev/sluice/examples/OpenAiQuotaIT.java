@@ -124,15 +124,24 @@ class OpenAiQuotaIT {
       runner.start();
       rogue.join(60_000);
       long rogueDone = System.nanoTime();
-      // Give the feedback loop a few seconds: reports, pause, drained books.
-      Thread.sleep(4_000);
+      // Let the feedback loop settle (reports, pauses, emptied buckets): wait until the upstream
+      // has seen no new rejection for 2 s.
+      java.util.concurrent.atomic.AtomicLong last = new java.util.concurrent.atomic.AtomicLong(-1);
+      org.awaitility.Awaitility.await()
+          .pollInterval(Duration.ofMillis(100))
+          .during(Duration.ofSeconds(2))
+          .atMost(Duration.ofSeconds(12))
+          .until(() -> {
+            long now = rateLimitRejections(f.mock.stats());
+            return last.getAndSet(now) == now;
+          });
       long settled = rateLimitRejections(f.mock.stats());
       List<JsonNode> summaries = workers.get();
       long end = rateLimitRejections(f.mock.stats());
       long workerSaw = QuotaFixture.sum(summaries, "worker_429s");
       System.out.printf(
           "feedback: rogue hammered for 1.5 s; workers saw %d 429s and reported them;"
-              + " upstream rejections %d at +4 s, %d at the end (%.1f s after the rogue)%n",
+              + " upstream rejections %d once settled, %d at the end (%.1f s after the rogue)%n",
           workerSaw, settled, end, (System.nanoTime() - rogueDone) / 1e9);
       assertThat(workerSaw).as("the rogue's drain reached the workers").isPositive();
       var out = new java.io.ByteArrayOutputStream();
