@@ -451,24 +451,32 @@ public final class MemoryEngine implements Engine {
   }
 
   private void expire(Waiter w, long timeoutNanos) {
+    if (leave(w, w.state.entry.timedOut)) {
+      w.future.completeExceptionally(notGrantedInTime(w.state.name, timeoutNanos));
+    }
+  }
+
+  /**
+   * Takes a still-queued waiter out of the line, counting it on {@code outcome}, and grants
+   * whoever can go next. False if the waiter had already left the queue (granted or ended).
+   */
+  private boolean leave(Waiter w, Counter outcome) {
     ResourceState s = w.state;
     List<Waiter> granted = new ArrayList<>();
-    boolean ended = false;
+    boolean left = false;
     synchronized (s) {
       if (w.status.get() == Waiter.WAITING) {
         s.remove(w);
         w.status.set(Waiter.ENDED);
-        s.entry.timedOut.increment();
-        ended = true;
+        outcome.increment();
+        left = true;
         long now = ticker.read();
         s.drain(now, this, granted);
         touch(s, now);
       }
     }
-    if (ended) {
-      w.future.completeExceptionally(notGrantedInTime(s.name, timeoutNanos));
-    }
     complete(granted);
+    return left;
   }
 
   @Override
@@ -482,27 +490,12 @@ public final class MemoryEngine implements Engine {
   /** Withdraws a waiter (true), or gives back its unclaimed grant (false). */
   boolean cancel(Waiter w) {
     ResourceState s = w.state;
-    List<Waiter> granted = new ArrayList<>();
-    boolean ended = false;
-    synchronized (s) {
-      if (w.status.get() == Waiter.WAITING) {
-        s.remove(w);
-        w.status.set(Waiter.ENDED);
-        s.entry.cancelled.increment();
-        ended = true;
-        if (w.timeout != null) {
-          w.timeout.cancel();
-        }
-        long now = ticker.read();
-        s.drain(now, this, granted);
-        touch(s, now);
-      }
-    }
+    boolean ended = leave(w, s.entry.cancelled);
     if (ended) {
+      cancelTimeout(w);
       w.future.completeExceptionally(
           new CancellationException("acquire on '" + s.name + "' was cancelled by the caller"));
     }
-    complete(granted);
     if (w.status.compareAndSet(Waiter.GRANTED, Waiter.RETURNED)) {
       // The grant raced with the cancel and nobody took it: give it back in full.
       s.entry.cancelled.increment();
