@@ -554,6 +554,7 @@ public final class MemoryEngine implements Engine {
             } else {
               r.expiresAt = now + s.leaseTtl;
               s.permits.put(id, r);
+              s.noteLease(r.expiresAt);
             }
           }
           s.drain(now, this, granted);

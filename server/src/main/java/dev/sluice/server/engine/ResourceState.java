@@ -62,6 +62,8 @@ final class ResourceState {
   /** Queued waiters that came with a request id, for Cancel. */
   final HashMap<String, Waiter> byRequestId = new HashMap<>();
   final LinkedHashMap<String, PermitRecord> permits = new LinkedHashMap<>();
+  /** Latest lease expiry ever handed out (only grows): bounds when the state is idle. */
+  long maxLeaseExpiry;
   /** Set after the lease TTL shrank: until {@link #mixedUntil}, permits are not in expiry order. */
   boolean mixedLeases;
   long mixedUntil;
@@ -344,7 +346,14 @@ final class ResourceState {
     }
     PermitRecord r = new PermitRecord(permitId, w.load, now + leaseTtl);
     permits.put(permitId, r);
+    noteLease(r.expiresAt);
     return r;
+  }
+
+  void noteLease(long expiresAt) {
+    if (expiresAt - maxLeaseExpiry > 0) {
+      maxLeaseExpiry = expiresAt;
+    }
   }
 
   /** Gives a permit's whole load back (the call was never made). */
@@ -444,10 +453,8 @@ final class ResourceState {
     if (waiting > 0 || pausedIndefinitely()) {
       return NEVER;
     }
-    long busy = 0;
-    for (PermitRecord r : permits.values()) {
-      busy = Math.max(busy, r.expiresAt - now);
-    }
+    // O(1) on every operation: the latest lease bound, not a scan of the permits.
+    long busy = permits.isEmpty() ? 0 : Math.max(0, maxLeaseExpiry - now);
     busy = Math.max(busy, pausedFor(now));
     for (int i = 0; i < dims.length; i++) {
       double missing = burst[i] - level[i];

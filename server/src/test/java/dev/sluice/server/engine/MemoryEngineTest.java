@@ -577,6 +577,19 @@ class MemoryEngineTest {
   }
 
   @Test
+  void stateHoldingALiveLeaseIsNotDropped() throws Exception {
+    engine = MemoryEngine.builder().ticker(clock).scheduler(clock).idleGrace(Duration.ofMinutes(1)).build();
+    engine.setLimit(new LimitSpec("c", List.of(), 1, 0, Duration.ofMinutes(10)));
+    granted(acquire("c", Map.of()));
+    clock.advance(Duration.ofMinutes(5)); // past the idle grace, within the lease
+    assertThat(engine.stats("c").inFlight()).as("the slot is still held").isEqualTo(1);
+    Ticket next = engine.acquire("c", Map.of(), Lane.DEFAULT, 3600 * SEC);
+    assertThat(next.future()).as("the cap still counts the held lease").isNotDone();
+    clock.advance(Duration.ofMinutes(5));
+    granted(next);
+  }
+
+  @Test
   void idleStateIsDroppedOnlyWhenFullAndComesBackFull() throws Exception {
     engine =
         MemoryEngine.builder().ticker(clock).scheduler(clock).idleGrace(Duration.ofMinutes(1)).build();
