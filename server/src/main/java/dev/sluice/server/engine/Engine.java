@@ -92,4 +92,10 @@ public interface Engine extends AutoCloseable {
    */
   @Override
   void close();
+
+  /**
+   * Lets go of the store's connections. Called after {@link #close()} once the transport has
+   * drained, so permits released during the drain still reach the store. No-op by default.
+   */
+  default void closeStore() {}
 }

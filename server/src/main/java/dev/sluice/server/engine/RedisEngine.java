@@ -1,0 +1,1330 @@
+package dev.sluice.server.engine;
+
+import com.github.benmanes.caffeine.cache.Cache;
+import com.github.benmanes.caffeine.cache.Caffeine;
+import io.lettuce.core.AbstractRedisClient;
+import io.lettuce.core.ClientOptions;
+import io.lettuce.core.RedisClient;
+import io.lettuce.core.RedisException;
+import io.lettuce.core.RedisNoScriptException;
+import io.lettuce.core.RedisURI;
+import io.lettuce.core.ScriptOutputType;
+import io.lettuce.core.SocketOptions;
+import io.lettuce.core.TimeoutOptions;
+import io.lettuce.core.api.StatefulConnection;
+import io.lettuce.core.cluster.ClusterClientOptions;
+import io.lettuce.core.cluster.RedisClusterClient;
+import io.lettuce.core.cluster.api.sync.RedisClusterCommands;
+import io.lettuce.core.pubsub.RedisPubSubAdapter;
+import io.lettuce.core.pubsub.StatefulRedisPubSubConnection;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.security.SecureRandom;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.EnumMap;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.TreeMap;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The distributed engine: every resource's state in Redis, shared by any number of nodes.
+ *
+ * <p>Each read-modify-write of a resource is one call of {@code redis-engine.lua} (EVALSHA),
+ * which Redis runs atomically, so the algorithm is the memory engine's with Redis as the
+ * monitor; see that script and {@code docs/ARCHITECTURE.md}. The keys of one resource share
+ * the hash tag {@code {resource}}, so everything works on Redis Cluster; time comes from Redis
+ * ({@code TIME}), so node clocks do not matter.
+ *
+ * <p>Waiters stay parked on the node that received them. The queue itself lives in Redis (one
+ * sorted set per lane, ordered by arrival at Redis), so any node's operation can grant anyone:
+ * grants for its own waiters come back in the script's reply, grants for another node's
+ * waiters go to that node on its pub/sub channel. A node with waiters on a resource schedules
+ * one wake-up, at the instant the script computed (at most {@link #HEARTBEAT} away, which is
+ * also how the others know it is alive); waiters of a node that stopped beating are dropped.
+ *
+ * <p>Redis calls are synchronous with a short command timeout: a node whose Redis is away
+ * answers UNAVAILABLE within that timeout and recovers by itself (Lettuce reconnects).
+ */
+public final class RedisEngine implements Engine {
+
+  private static final Logger log = LoggerFactory.getLogger(RedisEngine.class);
+  static final Duration HEARTBEAT = Duration.ofSeconds(1);
+  private static final String LIMITS_KEY = "sluice:limits";
+  private static final String META_KEY = "sluice:meta";
+  private static final String CONFIG_CHANNEL = "sluice:config";
+  private static final long NEVER = -1;
+  private static final long MAX_RETRY_AFTER = TimeUnit.HOURS.toNanos(1);
+
+  private final String uri;
+  private final String nodeId;
+  private final Ticker ticker; // null: Redis time
+  private final Scheduler scheduler;
+  private final int defaultMaxWaiting;
+  private final Duration defaultLease;
+  private final long agingMicros;
+  private final long nodeTimeoutMicros;
+  private final long housekeepingNanos;
+
+  private final AbstractRedisClient client;
+  private final StatefulConnection<String, String> connection;
+  private final RedisClusterCommands<String, String> redis;
+  private final StatefulRedisPubSubConnection<String, String> pubsub;
+  private final String script;
+  private volatile String sha;
+
+  private final ConcurrentHashMap<String, Cfg> limits = new ConcurrentHashMap<>();
+  private final ConcurrentHashMap<String, Local> locals = new ConcurrentHashMap<>();
+  private final ConcurrentHashMap<String, WaitStats> waits = new ConcurrentHashMap<>();
+  private final AtomicLong ids = new AtomicLong();
+  /** Permits handed to a local caller (or given back) lately: a second delivery is a no-op. */
+  private final Cache<String, Boolean> delivered =
+      Caffeine.newBuilder().expireAfterWrite(Duration.ofMinutes(2)).maximumSize(1_000_000).build();
+  private final SecureRandom random = new SecureRandom();
+  private volatile boolean closed;
+  private volatile boolean metaSeen;
+  private volatile boolean reachable = true;
+  private volatile Scheduler.Cancellable housekeeping;
+  private long lastFullReload;
+
+  /** A limit as this node last saw it, with the version the script checks. */
+  private record Cfg(LimitSpec spec, String version) {}
+
+  /** This node's waiters on one resource and its one wake-up. */
+  private static final class Local {
+    final ConcurrentHashMap<String, RWaiter> waiters = new ConcurrentHashMap<>();
+    Scheduler.Cancellable wake; // guarded by this
+    long wakeAt; // guarded by this
+  }
+
+  private RedisEngine(Builder b) {
+    this.uri = b.uri;
+    this.nodeId = b.nodeId != null ? b.nodeId : newNodeId();
+    this.ticker = b.ticker;
+    this.scheduler = b.scheduler;
+    this.defaultMaxWaiting = b.defaultMaxWaiting;
+    this.defaultLease = b.defaultLease;
+    this.agingMicros = b.aging.toNanos() / 1000;
+    this.nodeTimeoutMicros = b.nodeTimeout.toNanos() / 1000;
+    this.housekeepingNanos = b.housekeeping.toNanos();
+    this.script = loadScript();
+    Duration timeout = b.commandTimeout;
+    SocketOptions socket = SocketOptions.builder().connectTimeout(timeout).build();
+    TimeoutOptions timeouts = TimeoutOptions.enabled(timeout);
+    if (uri.startsWith("redis-cluster://") || uri.startsWith("rediss-cluster://")) {
+      boolean tls = uri.startsWith("rediss");
+      List<RedisURI> seeds = new ArrayList<>();
+      for (String hostPort : uri.substring(uri.indexOf("://") + 3).split(",")) {
+        seeds.add(RedisURI.create((tls ? "rediss://" : "redis://") + hostPort.trim()));
+      }
+      RedisClusterClient c = RedisClusterClient.create(seeds);
+      c.setOptions(
+          ClusterClientOptions.builder()
+              .autoReconnect(true)
+              .disconnectedBehavior(ClientOptions.DisconnectedBehavior.REJECT_COMMANDS)
+              .socketOptions(socket)
+              .timeoutOptions(timeouts)
+              .build());
+      var conn = c.connect();
+      this.client = c;
+      this.connection = conn;
+      this.redis = conn.sync();
+      this.pubsub = c.connectPubSub();
+    } else {
+      RedisURI parsed = RedisURI.create(uri);
+      parsed.setTimeout(timeout);
+      RedisClient c = RedisClient.create(parsed);
+      c.setOptions(
+          ClientOptions.builder()
+              .autoReconnect(true)
+              .disconnectedBehavior(ClientOptions.DisconnectedBehavior.REJECT_COMMANDS)
+              .socketOptions(socket)
+              .timeoutOptions(timeouts)
+              .build());
+      var conn = c.connect();
+      this.client = c;
+      this.connection = conn;
+      this.redis = conn.sync();
+      this.pubsub = c.connectPubSub();
+    }
+    pubsub.addListener(
+        new RedisPubSubAdapter<>() {
+          @Override
+          public void message(String channel, String message) {
+            try {
+              onMessage(channel, message);
+            } catch (RuntimeException e) {
+              log.warn("could not handle message on {}: {}", channel, e.toString());
+            }
+          }
+        });
+    pubsub.sync().subscribe(nodeChannel(nodeId), CONFIG_CHANNEL);
+    this.sha = redis.scriptLoad(script);
+    this.metaSeen = true;
+    redis.setnx(META_KEY, "sluice store, created by node " + nodeId + " at " + System.currentTimeMillis());
+    reloadLimits();
+    if (housekeepingNanos > 0) {
+      housekeeping = scheduler.schedule(this::housekeepAndReschedule, housekeepingNanos);
+    }
+  }
+
+  /** A builder with the defaults documented on each setter. */
+  public static Builder builder() {
+    return new Builder();
+  }
+
+  /** Configures a {@link RedisEngine}. */
+  public static final class Builder {
+    private String uri;
+    private String nodeId;
+    private Ticker ticker;
+    private Scheduler scheduler;
+    private int defaultMaxWaiting = 10_000;
+    private Duration defaultLease = Duration.ofSeconds(30);
+    private Duration aging = Duration.ofSeconds(10);
+    private Duration nodeTimeout = Duration.ofSeconds(3);
+    private Duration commandTimeout = Duration.ofSeconds(1);
+    private Duration housekeeping = HEARTBEAT;
+
+    private Builder() {}
+
+    /**
+     * Where Redis is: {@code redis://host:port}, {@code rediss://} for TLS, {@code
+     * redis-sentinel://host:26379,host2:26379#mymaster} (as Lettuce spells them), or {@code
+     * redis-cluster://host:7000,host:7001} for Redis Cluster seed nodes.
+     */
+    public Builder uri(String uri) {
+      if (uri == null || !(uri.startsWith("redis://") || uri.startsWith("rediss://")
+          || uri.startsWith("redis-sentinel://") || uri.startsWith("rediss-sentinel://")
+          || uri.startsWith("redis-cluster://") || uri.startsWith("rediss-cluster://")
+          || uri.startsWith("redis-socket://"))) {
+        throw new IllegalArgumentException(
+            "store '" + uri + "' is not a Redis URI: use redis://host:port, rediss://host:port,"
+                + " redis-sentinel://host:26379#master or redis-cluster://host:7000,host:7001");
+      }
+      this.uri = uri;
+      return this;
+    }
+
+    /** This node's id on the shared store; default a random one. */
+    public Builder nodeId(String id) {
+      this.nodeId = Validation.requestId(id);
+      return this;
+    }
+
+    /**
+     * A test clock: time passed to the scripts instead of Redis {@code TIME}. Production nodes
+     * leave it unset so that every node uses the one clock Redis has.
+     */
+    public Builder ticker(Ticker ticker) {
+      this.ticker = Objects.requireNonNull(ticker, "ticker");
+      return this;
+    }
+
+    /** Runs wake-ups, deadlines and housekeeping; required. */
+    public Builder scheduler(Scheduler scheduler) {
+      this.scheduler = Objects.requireNonNull(scheduler, "scheduler");
+      return this;
+    }
+
+    /** Waiting room size for limits that do not set one; default 10 000. */
+    public Builder defaultMaxWaiting(int n) {
+      if (n < 1 || n > Validation.MAX_WAITING_CAP) {
+        throw new IllegalArgumentException(
+            "max waiting " + n + " is out of range: use 1 to " + Validation.MAX_WAITING_CAP);
+      }
+      this.defaultMaxWaiting = n;
+      return this;
+    }
+
+    /** Lease length for limits that do not set one; default 30 s. */
+    public Builder defaultLease(Duration d) {
+      if (d.compareTo(Validation.MIN_LEASE) < 0 || d.compareTo(Validation.MAX_LEASE) > 0) {
+        throw new IllegalArgumentException("lease TTL " + d + " is out of range: use 1s to 1h");
+      }
+      this.defaultLease = d;
+      return this;
+    }
+
+    /** Lane aging threshold; default 10 s (see {@link MemoryEngine.Builder#aging}). */
+    public Builder aging(Duration d) {
+      if (d.isNegative() || d.compareTo(Duration.ofHours(1)) > 0) {
+        throw new IllegalArgumentException("aging " + d + " is out of range: use 0s to 1h");
+      }
+      this.aging = d;
+      return this;
+    }
+
+    /**
+     * How long a node may go unheard before the others drop its waiters; default 3 s. Nodes
+     * with waiters are heard at least every second.
+     */
+    public Builder nodeTimeout(Duration d) {
+      if (d.compareTo(HEARTBEAT.multipliedBy(2)) < 0) {
+        throw new IllegalArgumentException(
+            "node timeout " + d + " is too short: use at least 2 heartbeats (2s)");
+      }
+      this.nodeTimeout = d;
+      return this;
+    }
+
+    /** Longest wait for one Redis call before answering UNAVAILABLE; default 1 s. */
+    public Builder commandTimeout(Duration d) {
+      if (d.isNegative() || d.isZero()) {
+        throw new IllegalArgumentException("command timeout must be positive, e.g. 1s");
+      }
+      this.commandTimeout = d;
+      return this;
+    }
+
+    /**
+     * How often the node checks that Redis still holds its data and refreshes its view of the
+     * limits; default 1 s; zero turns it off (tests call {@link RedisEngine#housekeep()}).
+     */
+    public Builder housekeeping(Duration d) {
+      this.housekeeping = Objects.requireNonNull(d, "housekeeping");
+      return this;
+    }
+
+    /**
+     * Connects, loads the script and the limits.
+     *
+     * @throws IOException if Redis cannot be reached; the message names the URI and the fix
+     */
+    public RedisEngine build() throws IOException {
+      if (uri == null) {
+        throw new IllegalStateException("uri is required: call uri(\"redis://host:port\")");
+      }
+      if (scheduler == null) {
+        throw new IllegalStateException("scheduler is required: call scheduler(...)");
+      }
+      try {
+        return new RedisEngine(this);
+      } catch (RedisException e) {
+        throw new IOException(
+            "cannot reach Redis at " + redact(uri) + " (" + rootMessage(e) + "): start Redis there"
+                + " or fix --store",
+            e);
+      }
+    }
+  }
+
+  /** This node's id on the shared store. */
+  public String nodeId() {
+    return nodeId;
+  }
+
+  /** The store, without credentials, for logs. */
+  public String describeStore() {
+    return redact(uri);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Script calls
+
+  private static String loadScript() {
+    try (InputStream in = RedisEngine.class.getResourceAsStream("redis-engine.lua")) {
+      return new String(Objects.requireNonNull(in, "redis-engine.lua").readAllBytes(), StandardCharsets.UTF_8);
+    } catch (IOException e) {
+      throw new IllegalStateException("cannot read the bundled redis-engine.lua", e);
+    }
+  }
+
+  private static String[] keys(String resource) {
+    String p = "sluice:{" + resource + "}:";
+    return new String[] {
+      p + "cfg", p + "st", p + "leases", p + "pl", p + "q0", p + "q1", p + "q2", p + "w",
+      p + "nodes", p + "done"
+    };
+  }
+
+  private String now() {
+    return ticker == null ? "" : Long.toString(ticker.read() / 1000);
+  }
+
+  /** Runs one operation of the script on a resource's keys. */
+  private List<Object> call(String resource, String op, String... args) {
+    String[] argv = new String[6 + args.length];
+    argv[0] = op;
+    argv[1] = now();
+    argv[2] = nodeId;
+    argv[3] = resource;
+    argv[4] = Long.toString(agingMicros);
+    argv[5] = Long.toString(nodeTimeoutMicros);
+    System.arraycopy(args, 0, argv, 6, args.length);
+    String[] keys = keys(resource);
+    try {
+      List<Object> out;
+      try {
+        out = redis.evalsha(sha, ScriptOutputType.MULTI, keys, argv);
+      } catch (RedisNoScriptException e) {
+        // Redis restarted (or failed over) and forgot the script: load it again.
+        sha = redis.scriptLoad(script);
+        out = redis.evalsha(sha, ScriptOutputType.MULTI, keys, argv);
+      }
+      markReachable();
+      return out;
+    } catch (RedisException e) {
+      throw unavailable(e);
+    }
+  }
+
+  private EngineException unavailable(RedisException e) {
+    if (reachable) {
+      reachable = false;
+      log.error("Redis at {} is unreachable: {}; answering UNAVAILABLE until it is back",
+          redact(uri), rootMessage(e));
+    }
+    return new EngineException(
+        EngineException.Reason.UNAVAILABLE,
+        "this node's Redis (" + redact(uri) + ") is unreachable (" + rootMessage(e) + "): retry on"
+            + " another node or after Redis is back");
+  }
+
+  private void markReachable() {
+    if (!reachable) {
+      reachable = true;
+      log.info("Redis at {} is reachable again", redact(uri));
+    }
+  }
+
+  private static String rootMessage(Throwable e) {
+    Throwable t = e;
+    while (t.getCause() != null && t.getCause() != t) {
+      t = t.getCause();
+    }
+    return t.getMessage() == null ? t.getClass().getSimpleName() : t.getMessage();
+  }
+
+  private static String redact(String uri) {
+    return uri.replaceAll("//[^@/]*@", "//***@");
+  }
+
+  private static String word(List<Object> reply) {
+    return (String) reply.get(0);
+  }
+
+  private static long num(Object o) {
+    return o instanceof Long l ? l : Long.parseLong((String) o);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Limits
+
+  private Cfg cfg(String resource) {
+    Validation.resource(resource);
+    Cfg c = limits.get(resource);
+    if (c == null) {
+      c = fetch(resource);
+      if (c == null) {
+        throw EngineException.notFound(resource);
+      }
+    }
+    return c;
+  }
+
+  /** Reads a limit from Redis into the cache; null if there is none. */
+  private Cfg fetch(String resource) {
+    Map<String, String> raw;
+    try {
+      raw = redis.hgetall(keys(resource)[0]);
+      markReachable();
+    } catch (RedisException e) {
+      throw unavailable(e);
+    }
+    if (raw == null || raw.isEmpty()) {
+      limits.remove(resource);
+      return null;
+    }
+    Cfg c = decode(resource, raw);
+    limits.put(resource, c);
+    return c;
+  }
+
+  static Map<String, String> encode(LimitSpec s, String version) {
+    Map<String, String> f = new LinkedHashMap<>();
+    f.put("ver", version);
+    f.put("dims", String.join(",", s.rates().stream().map(RateSpec::name).toList()));
+    for (RateSpec r : s.rates()) {
+      f.put("a:" + r.name(), Long.toString(r.amount()));
+      f.put("p:" + r.name(), Long.toString(r.period().toNanos()));
+      f.put("b:" + r.name(), Long.toString(r.burst()));
+    }
+    f.put("conc", Long.toString(s.concurrency()));
+    f.put("lease", Long.toString(s.leaseTtl().toNanos() / 1000));
+    f.put("maxw", Integer.toString(s.maxWaiting()));
+    return f;
+  }
+
+  static Cfg decode(String resource, Map<String, String> f) {
+    List<RateSpec> rates = new ArrayList<>();
+    String dims = f.getOrDefault("dims", "");
+    if (!dims.isEmpty()) {
+      for (String d : dims.split(",")) {
+        rates.add(
+            new RateSpec(
+                d,
+                Long.parseLong(f.get("a:" + d)),
+                Duration.ofNanos(Long.parseLong(f.get("p:" + d))),
+                Long.parseLong(f.get("b:" + d))));
+      }
+    }
+    LimitSpec spec =
+        new LimitSpec(
+            resource,
+            rates,
+            Long.parseLong(f.get("conc")),
+            Integer.parseInt(f.get("maxw")),
+            Duration.ofNanos(Long.parseLong(f.get("lease")) * 1000));
+    return new Cfg(spec, f.get("ver"));
+  }
+
+  private String newVersion() {
+    return Long.toHexString(random.nextLong() & Long.MAX_VALUE);
+  }
+
+  private static String newNodeId() {
+    return "n" + Long.toString(new SecureRandom().nextLong() & 0xffffffffffL, 36);
+  }
+
+  /** Reloads every limit from Redis: the node's "last known config". */
+  private void reloadLimits() {
+    java.util.Set<String> names;
+    try {
+      names = redis.smembers(LIMITS_KEY);
+    } catch (RedisException e) {
+      throw unavailable(e);
+    }
+    for (String name : names) {
+      if (fetch(name) == null) {
+        redis.srem(LIMITS_KEY, name); // deleted halfway: finish the job
+      }
+    }
+    limits.keySet().removeIf(k -> !names.contains(k));
+  }
+
+  @Override
+  public boolean setLimit(LimitSpec limit) {
+    LimitSpec spec = Validation.limit(limit, defaultMaxWaiting, defaultLease);
+    boolean created = writeLimit(spec, false);
+    log.info("limit {} {}: {}", created ? "created" : "changed", spec.resource(), MemoryEngine.describe(spec));
+    return created;
+  }
+
+  /** Writes a limit; with {@code onlyIfAbsent}, a restore that leaves an existing one alone. */
+  private boolean writeLimit(LimitSpec spec, boolean onlyIfAbsent) {
+    String version = newVersion();
+    Map<String, String> fields = encode(spec, version);
+    String[] args = new String[1 + fields.size() * 2];
+    args[0] = onlyIfAbsent ? "1" : "0";
+    int i = 1;
+    for (Map.Entry<String, String> e : fields.entrySet()) {
+      args[i++] = e.getKey();
+      args[i++] = e.getValue();
+    }
+    List<Object> reply = call(spec.resource(), "setlimit", args);
+    String w = word(reply);
+    if (w.equals("EXISTS")) {
+      return false;
+    }
+    try {
+      redis.sadd(LIMITS_KEY, spec.resource());
+      redis.publish(CONFIG_CHANNEL, "S\t" + spec.resource());
+    } catch (RedisException e) {
+      throw unavailable(e);
+    }
+    limits.put(spec.resource(), new Cfg(spec, version));
+    afterDrain(spec.resource(), reply, 1);
+    return w.equals("CREATED");
+  }
+
+  @Override
+  public Optional<LimitSpec> getLimit(String resource) {
+    Validation.resource(resource);
+    Cfg c = fetch(resource);
+    return c == null ? Optional.empty() : Optional.of(c.spec);
+  }
+
+  @Override
+  public List<LimitSpec> listLimits(String prefix) {
+    String p = prefix == null ? "" : prefix;
+    java.util.Set<String> names;
+    try {
+      names = redis.smembers(LIMITS_KEY);
+    } catch (RedisException e) {
+      throw unavailable(e);
+    }
+    List<LimitSpec> out = new ArrayList<>();
+    for (String name : names) {
+      if (name.startsWith(p)) {
+        Cfg c = limits.get(name);
+        if (c == null) {
+          c = fetch(name);
+        }
+        if (c != null) {
+          out.add(c.spec);
+        }
+      }
+    }
+    out.sort(Comparator.comparing(LimitSpec::resource));
+    return out;
+  }
+
+  @Override
+  public void deleteLimit(String resource) {
+    Validation.resource(resource);
+    List<Object> reply = call(resource, "dellimit");
+    if (word(reply).equals("NOTFOUND")) {
+      limits.remove(resource);
+      throw EngineException.notFound(resource);
+    }
+    try {
+      redis.srem(LIMITS_KEY, resource);
+      redis.publish(CONFIG_CHANNEL, "D\t" + resource);
+    } catch (RedisException e) {
+      throw unavailable(e);
+    }
+    limits.remove(resource);
+    failLocal(resource, () -> EngineException.notFound(resource), "deleted");
+    log.info("limit deleted {}", resource);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Worker operations
+
+  /** One acquire parked on this node. */
+  private final class RWaiter implements Ticket {
+    static final int WAITING = 0;
+    static final int GRANTED = 1;
+    static final int CLAIMED = 2;
+    static final int RETURNED = 3;
+    static final int ENDED = 4;
+
+    final String resource;
+    final String requestId;
+    final Map<String, Long> load;
+    final long timeoutNanos;
+    final CompletableFuture<Grant> future = new CompletableFuture<>();
+    final AtomicInteger status = new AtomicInteger(WAITING);
+    volatile Scheduler.Cancellable timeout;
+    volatile Grant grant;
+
+    RWaiter(String resource, String requestId, Map<String, Long> load, long timeoutNanos) {
+      this.resource = resource;
+      this.requestId = requestId;
+      this.load = load;
+      this.timeoutNanos = timeoutNanos;
+    }
+
+    @Override
+    public CompletableFuture<Grant> future() {
+      return future;
+    }
+
+    @Override
+    public boolean claim() {
+      return status.compareAndSet(GRANTED, CLAIMED);
+    }
+
+    @Override
+    public void cancel() {
+      cancelLocal(this);
+    }
+  }
+
+  @Override
+  public Ticket acquire(
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
+    Objects.requireNonNull(lane, "lane");
+    String rid =
+        requestId == null || requestId.isEmpty()
+            ? nodeId + "." + Long.toString(ids.incrementAndGet(), 36)
+            : Validation.requestId(requestId);
+    if (closed) {
+      throw shuttingDown();
+    }
+    if (timeoutNanos < 0) {
+      throw EngineException.invalid("timeout " + timeoutNanos + "ns is negative: use 0 or more");
+    }
+    for (int attempt = 0; ; attempt++) {
+      Cfg c = cfg(resource);
+      Map<String, Long> charged;
+      try {
+        charged = Validation.load(c.spec, load);
+      } catch (EngineException ex) {
+        countRejected(resource, "invalid");
+        throw ex;
+      }
+      RWaiter w = new RWaiter(resource, rid, charged, timeoutNanos);
+      Local local = locals.computeIfAbsent(resource, k -> new Local());
+      if (local.waiters.putIfAbsent(rid, w) != null) {
+        countRejected(resource, "invalid");
+        throw duplicate(resource, rid);
+      }
+      List<Object> reply;
+      try {
+        reply =
+            call(
+                resource,
+                "acquire",
+                c.version,
+                rid,
+                Integer.toString(lane.ordinal() + 1),
+                encodeLoad(charged),
+                Long.toString(timeoutNanos / 1000));
+      } catch (RuntimeException e) {
+        local.waiters.remove(rid, w);
+        throw e;
+      }
+      switch (word(reply)) {
+        case "GRANTED" -> {
+          local.waiters.remove(rid, w);
+          grant(w, (String) reply.get(1), num(reply.get(2)), num(reply.get(4)));
+          return w;
+        }
+        case "QUEUED" -> {
+          w.timeout = scheduler.schedule(() -> expire(w), timeoutNanos);
+          afterDrain(resource, reply, 1);
+          return w;
+        }
+        case "TIMEOUT" -> {
+          local.waiters.remove(rid, w);
+          w.status.set(RWaiter.ENDED);
+          w.future.completeExceptionally(notGrantedInTime(resource, 0));
+          return w;
+        }
+        case "FULL" -> {
+          local.waiters.remove(rid, w);
+          long hint = Math.max(TimeUnit.SECONDS.toNanos(1), num(reply.get(2)) * 1000);
+          throw new EngineException(
+              EngineException.Reason.WAITING_ROOM_FULL,
+              "waiting room of '" + resource + "' is full (" + num(reply.get(1)) + " waiting, max "
+                  + c.spec.maxWaiting() + "): retry after the hinted delay, or raise --max-waiting",
+              hint);
+        }
+        case "STALE" -> {
+          local.waiters.remove(rid, w);
+          fetch(resource);
+          if (attempt >= 3) {
+            throw new EngineException(
+                EngineException.Reason.UNAVAILABLE,
+                "limit of '" + resource + "' keeps changing: retry");
+          }
+        }
+        case "NOTFOUND" -> {
+          local.waiters.remove(rid, w);
+          limits.remove(resource);
+          throw EngineException.notFound(resource);
+        }
+        case "DUP" -> {
+          local.waiters.remove(rid, w);
+          countRejected(resource, "invalid");
+          throw duplicate(resource, rid);
+        }
+        default -> throw new IllegalStateException("unexpected reply " + reply);
+      }
+    }
+  }
+
+  private static EngineException duplicate(String resource, String rid) {
+    return EngineException.invalid(
+        "request id '" + rid + "' is already waiting on '" + resource + "': give every"
+            + " acquire its own id, e.g. a fresh UUID");
+  }
+
+  static String encodeLoad(Map<String, Long> load) {
+    if (load.isEmpty()) {
+      return "-";
+    }
+    StringBuilder b = new StringBuilder();
+    for (Map.Entry<String, Long> e : load.entrySet()) {
+      if (b.length() > 0) {
+        b.append(',');
+      }
+      b.append(e.getKey()).append('=').append(e.getValue());
+    }
+    return b.toString();
+  }
+
+  private void countRejected(String resource, String reason) {
+    try {
+      redis.hincrby(keys(resource)[1], "rej:" + reason, 1);
+    } catch (RedisException e) {
+      // A counter is not worth failing the answer for.
+    }
+  }
+
+  /**
+   * Delivers a grant to a local waiter, or gives it back if the waiter has ended. A permit
+   * can reach this node twice (in a reply and on the channel): the second time is ignored.
+   */
+  private void grant(RWaiter w, String permitId, long waitedMicros, long leaseMicros) {
+    if (delivered.getIfPresent(w.resource + "\t" + permitId) != null) {
+      return;
+    }
+    Grant g = new Grant(permitId, w.resource, w.load, leaseMicros * 1000, Math.max(0, waitedMicros) * 1000);
+    boolean mine;
+    synchronized (w) {
+      mine = w.status.get() == RWaiter.WAITING;
+      if (mine) {
+        w.grant = g;
+        w.status.set(RWaiter.GRANTED);
+      }
+    }
+    if (mine) {
+      delivered.put(w.resource + "\t" + permitId, Boolean.TRUE);
+      Scheduler.Cancellable t = w.timeout;
+      if (t != null) {
+        t.cancel();
+      }
+      w.future.complete(g);
+      waits.computeIfAbsent(w.resource, k -> new WaitStats()).record(g.waitedNanos());
+    } else {
+      giveBack(w.resource, permitId);
+    }
+  }
+
+  private void giveBack(String resource, String permitId) {
+    try {
+      release(resource, permitId, Map.of(), false, true);
+    } catch (EngineException e) {
+      log.debug("give-back of {} on {} failed: {}", permitId, resource, e.getMessage());
+    }
+  }
+
+  /**
+   * Handles the common tail of a draining reply; {@code at} is the index of its "now": then
+   * come the wake-up delay, the lease, and (request id, permit, waited) per grant for this
+   * node. Schedules the wake-up.
+   */
+  private void afterDrain(String resource, List<Object> reply, int at) {
+    long wake = num(reply.get(at + 1));
+    long lease = num(reply.get(at + 2));
+    int i = at + 3;
+    while (i + 2 < reply.size() + 0 && !"--".equals(reply.get(i))) {
+      String rid = (String) reply.get(i);
+      String permit = (String) reply.get(i + 1);
+      long waited = num(reply.get(i + 2));
+      deliver(resource, rid, permit, waited, lease);
+      i += 3;
+    }
+    scheduleWake(resource, wake);
+  }
+
+  private void deliver(String resource, String rid, String permit, long waitedMicros, long leaseMicros) {
+    Local local = locals.get(resource);
+    RWaiter w = local == null ? null : local.waiters.remove(rid);
+    if (w == null) {
+      if (delivered.getIfPresent(resource + "\t" + permit) == null) {
+        // Its caller left between the grant and now: the permit goes back in full.
+        giveBack(resource, permit);
+      }
+      return;
+    }
+    grant(w, permit, waitedMicros, leaseMicros);
+  }
+
+  private void scheduleWake(String resource, long wakeMicros) {
+    Local local = locals.get(resource);
+    if (local == null) {
+      return;
+    }
+    synchronized (local) {
+      if (local.waiters.isEmpty()) {
+        if (local.wake != null) {
+          local.wake.cancel();
+          local.wake = null;
+        }
+        return;
+      }
+      long delay = HEARTBEAT.toNanos();
+      if (wakeMicros >= 0) {
+        delay = Math.min(delay, wakeMicros * 1000);
+      }
+      long at = (ticker == null ? System.nanoTime() : ticker.read()) + delay;
+      if (local.wake != null) {
+        if (local.wakeAt == at) {
+          return;
+        }
+        local.wake.cancel();
+      }
+      local.wakeAt = at;
+      local.wake = scheduler.schedule(() -> pump(resource), delay);
+    }
+  }
+
+  /** Runs the drain for a resource this node has waiters on (wake-up and heartbeat). */
+  private void pump(String resource) {
+    Local local = locals.get(resource);
+    if (local == null || closed) {
+      return;
+    }
+    synchronized (local) {
+      local.wake = null;
+    }
+    if (local.waiters.isEmpty()) {
+      return;
+    }
+    try {
+      List<Object> reply = call(resource, "pump");
+      if (word(reply).equals("NOTFOUND")) {
+        failLocal(resource, () -> EngineException.notFound(resource), "deleted");
+        return;
+      }
+      afterDrain(resource, reply, 2);
+    } catch (EngineException e) {
+      // Redis away: keep beating, the waiters' deadlines still run.
+      scheduleWake(resource, -1);
+    }
+  }
+
+  private void expire(RWaiter w) {
+    if (w.status.get() != RWaiter.WAITING) {
+      return;
+    }
+    List<Object> reply;
+    try {
+      reply = call(w.resource, "leave", w.requestId, "timedout", "1");
+    } catch (EngineException e) {
+      endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos));
+      return;
+    }
+    switch (word(reply)) {
+      case "GRANTED" -> {
+        if (!nodeId.equals(reply.get(5))) {
+          // The client retried on another node, which holds the grant now.
+          endLocal(w, new EngineException(EngineException.Reason.UNAVAILABLE,
+              "acquire " + w.requestId + " was taken over by node " + reply.get(5)));
+          return;
+        }
+        // Granted just before the deadline and the news is still on its way: take it.
+        Local local = locals.get(w.resource);
+        if (local != null) {
+          local.waiters.remove(w.requestId, w);
+        }
+        grant(w, (String) reply.get(1), num(reply.get(2)), num(reply.get(4)));
+      }
+      case "LEFT" -> {
+        endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos));
+        afterDrain(w.resource, reply, 2);
+      }
+      case "MOVED" -> endLocal(
+          w, new EngineException(EngineException.Reason.UNAVAILABLE,
+              "acquire " + w.requestId + " was taken over by node " + reply.get(1)));
+      default -> endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos));
+    }
+  }
+
+  private void endLocal(RWaiter w, Throwable why) {
+    Local local = locals.get(w.resource);
+    if (local != null) {
+      local.waiters.remove(w.requestId, w);
+    }
+    boolean ended;
+    synchronized (w) {
+      ended = w.status.compareAndSet(RWaiter.WAITING, RWaiter.ENDED);
+    }
+    if (ended) {
+      Scheduler.Cancellable t = w.timeout;
+      if (t != null) {
+        t.cancel();
+      }
+      w.future.completeExceptionally(why);
+    }
+  }
+
+  private void cancelLocal(RWaiter w) {
+    if (w.status.get() == RWaiter.WAITING) {
+      try {
+        List<Object> reply = call(w.resource, "leave", w.requestId, "cancelled", "1");
+        switch (word(reply)) {
+          case "LEFT" -> {
+            endLocal(w, cancelled(w.resource));
+            afterDrain(w.resource, reply, 2);
+          }
+          case "GRANTED" -> {
+            endLocal(w, cancelled(w.resource));
+            if (nodeId.equals(reply.get(5))) {
+              // Granted to us, news not here yet: it goes back.
+              delivered.put(w.resource + "\t" + reply.get(1), Boolean.TRUE);
+              giveBack(w.resource, (String) reply.get(1));
+            }
+          }
+          default -> endLocal(w, cancelled(w.resource));
+        }
+      } catch (EngineException e) {
+        endLocal(w, cancelled(w.resource));
+      }
+    }
+    if (w.status.compareAndSet(RWaiter.GRANTED, RWaiter.RETURNED)) {
+      countCounter(w.resource, "cancelled");
+      giveBack(w.resource, w.grant.permitId());
+    }
+  }
+
+  private void countCounter(String resource, String field) {
+    try {
+      redis.hincrby(keys(resource)[1], field, 1);
+    } catch (RedisException e) {
+      // Only a counter.
+    }
+  }
+
+  private static CancellationException cancelled(String resource) {
+    return new CancellationException("acquire on '" + resource + "' was cancelled by the caller");
+  }
+
+  @Override
+  public boolean cancel(String resource, String requestId) {
+    Validation.requestId(requestId);
+    cfg(resource);
+    List<Object> reply = call(resource, "leave", requestId, "cancelled", "0");
+    if (!word(reply).equals("LEFT")) {
+      return false;
+    }
+    Local local = locals.get(resource);
+    RWaiter w = local == null ? null : local.waiters.get(requestId);
+    if (w != null) {
+      endLocal(w, cancelled(resource));
+    }
+    afterDrain(resource, reply, 2);
+    return true;
+  }
+
+  @Override
+  public boolean release(
+      String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused) {
+    Objects.requireNonNull(permitId, "permitId");
+    Cfg c = cfg(resource);
+    if (settle && !unused) {
+      Validation.usage(c.spec, actual, "settle", false);
+    }
+    String mode = unused ? "unused" : settle ? "settle" : "plain";
+    List<Object> reply =
+        call(resource, "release", permitId, mode, settle && !unused ? encodeLoad(actual) : "-");
+    String w = word(reply);
+    if (w.equals("NOTFOUND")) {
+      throw EngineException.notFound(resource);
+    }
+    afterDrain(resource, reply, 1);
+    return !w.equals("UNKNOWN");
+  }
+
+  @Override
+  public List<String> renew(String resource, List<String> permitIds) {
+    cfg(resource);
+    List<Object> reply = call(resource, "renew", permitIds.toArray(String[]::new));
+    if (word(reply).equals("NOTFOUND")) {
+      throw EngineException.notFound(resource);
+    }
+    afterDrain(resource, reply, 1);
+    List<String> expired = new ArrayList<>();
+    boolean after = false;
+    for (Object o : reply) {
+      if (after) {
+        expired.add((String) o);
+      } else if ("--".equals(o)) {
+        after = true;
+      }
+    }
+    return expired;
+  }
+
+  @Override
+  public long leaseTtlNanos(String resource) {
+    return cfg(resource).spec.leaseTtl().toNanos();
+  }
+
+  @Override
+  public long report(
+      String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining) {
+    Cfg c = cfg(resource);
+    Validation.usage(c.spec, remaining, "remaining", true);
+    if (retryAfterNanos < 0 || retryAfterNanos > MAX_RETRY_AFTER) {
+      throw EngineException.invalid(
+          "retry-after " + Duration.ofNanos(retryAfterNanos) + " is out of range: use 0 to 1h");
+    }
+    List<Object> reply =
+        call(resource, "report", throttled ? "1" : "0", Long.toString(retryAfterNanos / 1000),
+            encodeLoad(remaining));
+    if (word(reply).equals("NOTFOUND")) {
+      throw EngineException.notFound(resource);
+    }
+    if (throttled) {
+      log.info("upstream throttled {}: pausing grants for {} ms", resource,
+          TimeUnit.NANOSECONDS.toMillis(retryAfterNanos));
+    }
+    long left = num(reply.get(1));
+    afterDrain(resource, reply, 2);
+    return left < 0 ? -1 : left * 1000;
+  }
+
+  @Override
+  public long pause(String resource, long nanos) {
+    cfg(resource);
+    List<Object> reply = call(resource, "pause", Long.toString(nanos < 0 ? -1 : nanos / 1000));
+    if (word(reply).equals("NOTFOUND")) {
+      throw EngineException.notFound(resource);
+    }
+    long left = num(reply.get(1));
+    afterDrain(resource, reply, 2);
+    long out = left < 0 ? -1 : left * 1000;
+    log.info("paused {} {}", resource, out < 0 ? "until resumed" : "for " + Duration.ofNanos(out));
+    return out;
+  }
+
+  @Override
+  public void resume(String resource) {
+    cfg(resource);
+    List<Object> reply = call(resource, "resume");
+    if (word(reply).equals("NOTFOUND")) {
+      throw EngineException.notFound(resource);
+    }
+    afterDrain(resource, reply, 1);
+    log.info("resumed {}", resource);
+  }
+
+  @Override
+  public ResourceSnapshot stats(String resource) {
+    Cfg c = cfg(resource);
+    List<Object> r = call(resource, "stats");
+    if (word(r).equals("NOTFOUND")) {
+      limits.remove(resource);
+      throw EngineException.notFound(resource);
+    }
+    if (!c.version.equals(r.get(1))) {
+      c = fetch(resource);
+      if (c == null) {
+        throw EngineException.notFound(resource);
+      }
+    }
+    Map<Lane, Integer> waiting = new EnumMap<>(Lane.class);
+    waiting.put(Lane.INTERACTIVE, (int) num(r.get(3)));
+    waiting.put(Lane.DEFAULT, (int) num(r.get(4)));
+    waiting.put(Lane.BATCH, (int) num(r.get(5)));
+    long paused = num(r.get(6));
+    long granted = num(r.get(7));
+    long timedOut = num(r.get(8));
+    long cancelledCount = num(r.get(9));
+    long throttled = num(r.get(10));
+    Map<String, Double> available = new LinkedHashMap<>();
+    int i = 11;
+    for (; i < r.size() && !"--".equals(r.get(i)); i += 2) {
+      available.put((String) r.get(i), Double.parseDouble((String) r.get(i + 1)));
+    }
+    Map<String, Long> rejected = new TreeMap<>();
+    for (i = i + 1; i + 1 < r.size(); i += 2) {
+      rejected.put((String) r.get(i), num(r.get(i + 1)));
+    }
+    double[] p =
+        waits.computeIfAbsent(resource, k -> new WaitStats())
+            .percentiles(ticker == null ? System.nanoTime() : ticker.read());
+    return new ResourceSnapshot(
+        c.spec,
+        available,
+        num(r.get(2)),
+        waiting,
+        paused != 0,
+        paused < 0 ? -1 : paused * 1000,
+        granted,
+        timedOut,
+        cancelledCount,
+        rejected,
+        p[0],
+        p[1],
+        throttled);
+  }
+
+  @Override
+  public List<ResourceSnapshot> stats() {
+    List<ResourceSnapshot> out = new ArrayList<>();
+    for (LimitSpec spec : listLimits("")) {
+      try {
+        out.add(stats(spec.resource()));
+      } catch (EngineException ex) {
+        if (ex.reason() != EngineException.Reason.NOT_FOUND) {
+          throw ex;
+        }
+      }
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Messages from other nodes
+
+  private static String nodeChannel(String node) {
+    return "sluice:node:" + node;
+  }
+
+  private void onMessage(String channel, String message) {
+    String[] f = message.split("\t");
+    if (channel.equals(CONFIG_CHANNEL)) {
+      // Another node changed a limit: forget our copy; a deletion ends our waiters.
+      limits.remove(f[1]);
+      if (f[0].equals("D")) {
+        failLocal(f[1], () -> EngineException.notFound(f[1]), "deleted");
+      }
+      return;
+    }
+    switch (f[0]) {
+      case "G" -> deliver(f[1], f[2], f[3], Long.parseLong(f[4]), Long.parseLong(f[5]));
+      case "E" -> {
+        RWaiter w = localWaiter(f[1], f[2]);
+        if (w != null) {
+          endLocal(w, f[3].equals("timedout") ? notGrantedInTime(f[1], w.timeoutNanos) : cancelled(f[1]));
+        }
+      }
+      case "X" -> {
+        RWaiter w = localWaiter(f[1], f[2]);
+        if (w != null) {
+          endLocal(w, EngineException.invalid("limit of '" + f[1] + "' changed: " + f[3]));
+        }
+      }
+      case "D" -> failLocal(f[1], () -> EngineException.notFound(f[1]), "deleted");
+      default -> log.debug("ignoring message {}", message);
+    }
+  }
+
+  private RWaiter localWaiter(String resource, String rid) {
+    Local local = locals.get(resource);
+    return local == null ? null : local.waiters.get(rid);
+  }
+
+  private void failLocal(String resource, java.util.function.Supplier<EngineException> why, String reason) {
+    Local local = locals.get(resource);
+    if (local == null) {
+      return;
+    }
+    for (RWaiter w : List.copyOf(local.waiters.values())) {
+      endLocal(w, why.get());
+    }
+    scheduleWake(resource, -1);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Housekeeping: data loss, limits view
+
+  private void housekeepAndReschedule() {
+    if (closed) {
+      return;
+    }
+    try {
+      housekeep();
+    } catch (RuntimeException e) {
+      log.debug("housekeeping failed: {}", e.toString());
+    } finally {
+      if (!closed) {
+        housekeeping = scheduler.schedule(this::housekeepAndReschedule, housekeepingNanos);
+      }
+    }
+  }
+
+  /**
+   * Checks that Redis still holds the store and refreshes this node's view of the limits.
+   * When Redis lost its data (restart without persistence, failover to an empty replica,
+   * FLUSHALL), this node restores every limit it last knew; buckets start empty, exactly as
+   * after a restart of a single node. Logged loudly: the operator should check the limits.
+   */
+  public void housekeep() {
+    String meta;
+    try {
+      meta = redis.get(META_KEY);
+      markReachable();
+    } catch (RedisException e) {
+      throw unavailable(e);
+    }
+    if (meta == null && metaSeen) {
+      Map<String, Cfg> known = new HashMap<>(limits);
+      log.error(
+          "REDIS LOST ITS DATA (marker {} is gone): restoring the {} limits this node last knew;"
+              + " buckets start empty, waiters parked elsewhere are lost. Check them with"
+              + " `sluice limit list`",
+          META_KEY, known.size());
+      int restored = 0;
+      for (Cfg c : known.values()) {
+        if (writeLimit(c.spec, true)) {
+          restored++;
+        }
+      }
+      redis.setnx(META_KEY, "sluice store, restored by node " + nodeId + " at " + System.currentTimeMillis());
+      log.error("restored {} limits into the empty Redis (others were restored by other nodes)", restored);
+      for (String resource : List.copyOf(locals.keySet())) {
+        failLocal(resource, () -> new EngineException(EngineException.Reason.UNAVAILABLE,
+            "the store lost its data while this acquire waited: retry"), "lost");
+      }
+    }
+    long nowNanos = ticker == null ? System.nanoTime() : ticker.read();
+    if (nowNanos - lastFullReload > TimeUnit.SECONDS.toNanos(30)) {
+      lastFullReload = nowNanos;
+      reloadLimits();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  @Override
+  public void close() {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    Scheduler.Cancellable h = housekeeping;
+    if (h != null) {
+      h.cancel();
+    }
+    for (Map.Entry<String, Local> e : locals.entrySet()) {
+      for (RWaiter w : List.copyOf(e.getValue().waiters.values())) {
+        try {
+          call(w.resource, "leave", w.requestId, "cancelled", "1");
+        } catch (EngineException ex) {
+          // Redis away: the others drop our waiters once our heartbeat stops.
+        }
+        endLocal(w, shuttingDown());
+      }
+      synchronized (e.getValue()) {
+        if (e.getValue().wake != null) {
+          e.getValue().wake.cancel();
+        }
+      }
+    }
+  }
+
+  @Override
+  public void closeStore() {
+    close();
+    try {
+      pubsub.close();
+      connection.close();
+    } finally {
+      client.shutdown(Duration.ZERO, Duration.ofSeconds(2));
+    }
+  }
+
+  private static EngineException shuttingDown() {
+    return new EngineException(
+        EngineException.Reason.UNAVAILABLE,
+        "coordinator is shutting down: retry on another node or after it restarts");
+  }
+
+  private static EngineException notGrantedInTime(String resource, long timeoutNanos) {
+    return new EngineException(
+        EngineException.Reason.DEADLINE,
+        "not granted on '" + resource + "' within " + Duration.ofNanos(timeoutNanos)
+            + ": the resource is saturated; wait longer, lower the load or raise the limit");
+  }
+}

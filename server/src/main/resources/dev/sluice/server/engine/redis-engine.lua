@@ -1,0 +1,607 @@
+-- Sluice's engine on Redis: every read-modify-write of one resource is one call of this
+-- script, so Redis runs it atomically. All keys of a resource share the hash tag {resource},
+-- so the script also runs on Redis Cluster. Time is Redis's own (TIME), in microseconds,
+-- unless a test passes one. The algorithm is the memory engine's (ResourceState): one token
+-- bucket per dimension, a waiting room of three strict-priority FIFO lanes with aging, leases,
+-- pauses, debt; see docs/ARCHITECTURE.md.
+--
+-- KEYS: 1 cfg (hash), 2 st (hash), 3 leases (zset permit -> expiry), 4 pl (hash permit -> load),
+--       5-7 q0..q2 (zset request id -> arrival sequence), 8 w (hash request id -> entry),
+--       9 nodes (zset node -> last seen), 10 done (zset request id -> end time)
+-- ARGV: 1 op, 2 now (us, or '' for Redis TIME), 3 node id, 4 resource name,
+--       5 aging (us), 6 node timeout (us), 7.. op arguments
+--
+-- Replies are arrays whose first element is a status word. Numbers that may be fractional are
+-- returned as strings (Redis would truncate a Lua number to an integer).
+
+local CFG, ST, LEASES, PL, W, NODES, DONE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[8], KEYS[9], KEYS[10]
+local QS = { KEYS[5], KEYS[6], KEYS[7] }
+local op = ARGV[1]
+local now
+if ARGV[2] ~= '' then
+  now = tonumber(ARGV[2])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local node = ARGV[3]
+local rname = ARGV[4]
+local aging = tonumber(ARGV[5])
+local nodeTimeout = tonumber(ARGV[6])
+
+local NEVER = -1
+local DONE_KEEP = 120000000 -- request ids of ended acquires are remembered 2 min (dedupe)
+local MAX_GRANTS = 500      -- grants per call; the caller calls again at once for more
+
+-- ------------------------------------------------------------------------------- helpers
+
+local function split(s, sep)
+  local out = {}
+  if s == nil or s == '' then return out end
+  for part in string.gmatch(s, '([^' .. sep .. ']+)') do out[#out + 1] = part end
+  return out
+end
+
+-- "requests=1,tokens=1200" -> { requests = 1, tokens = 1200 }
+local function parseLoad(s)
+  local out = {}
+  for _, kv in ipairs(split(s, ',')) do
+    local k, v = string.match(kv, '^(.-)=(.*)$')
+    if k then out[k] = tonumber(v) end
+  end
+  return out
+end
+
+local function fmt(x) return string.format('%.17g', x) end
+
+local cfg = nil
+local function loadCfg()
+  local raw = redis.call('HGETALL', CFG)
+  if #raw == 0 then return nil end
+  local c = {}
+  for i = 1, #raw, 2 do c[raw[i]] = raw[i + 1] end
+  c.dl = split(c.dims, ',')
+  c.rate, c.burst, c.amount = {}, {}, {}
+  for _, d in ipairs(c.dl) do
+    c.amount[d] = tonumber(c['a:' .. d])
+    c.burst[d] = tonumber(c['b:' .. d])
+    c.rate[d] = c.amount[d] / (tonumber(c['p:' .. d]) / 1000) -- units per microsecond
+  end
+  c.conc = tonumber(c.conc)
+  c.lease = tonumber(c.lease)
+  c.maxw = tonumber(c.maxw)
+  return c
+end
+
+-- Live state: levels, pause, aging turn. Missing levels are 0: a bucket whose state Redis lost
+-- starts empty, never full.
+local st = nil
+local function loadState()
+  local raw = redis.call('HGETALL', ST)
+  local s = {}
+  for i = 1, #raw, 2 do s[raw[i]] = raw[i + 1] end
+  s.t = tonumber(s.t or now)
+  s.lvl = {}
+  for _, d in ipairs(cfg.dl) do
+    s.lvl[d] = math.min(cfg.burst[d], tonumber(s['l:' .. d] or '0'))
+  end
+  s.apause = tonumber(s.apause or '0')
+  s.fpause = tonumber(s.fpause or '0')
+  s.promote = s.promote ~= '0'
+  return s
+end
+
+local function refill()
+  local elapsed = now - st.t
+  if elapsed <= 0 then return end
+  st.t = now
+  for _, d in ipairs(cfg.dl) do
+    if st.lvl[d] < cfg.burst[d] then
+      st.lvl[d] = math.min(cfg.burst[d], st.lvl[d] + elapsed * cfg.rate[d])
+    end
+  end
+end
+
+local function saveState()
+  local args = { 't', st.t, 'promote', st.promote and '1' or '0', 'apause', st.apause, 'fpause', st.fpause }
+  for _, d in ipairs(cfg.dl) do
+    args[#args + 1] = 'l:' .. d
+    args[#args + 1] = fmt(st.lvl[d])
+  end
+  redis.call('HSET', ST, unpack(args))
+end
+
+local function expireLeases()
+  local gone = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, 1000)
+  for _, id in ipairs(gone) do
+    redis.call('ZREM', LEASES, id)
+    redis.call('HDEL', PL, id)
+  end
+end
+
+-- Microseconds the resource stays paused: 0 if not, NEVER until resumed.
+local function pausedFor()
+  if st.apause == -1 then return NEVER end
+  local left = 0
+  if st.apause > now then left = st.apause - now end
+  if st.fpause > now then left = math.max(left, st.fpause - now) end
+  if left == 0 then st.apause, st.fpause = 0, 0 end
+  return left
+end
+
+-- How long until `load` fits: 0 now, NEVER only an event can help.
+local function waitFor(load)
+  local wait = pausedFor()
+  if wait == NEVER then return NEVER end
+  if cfg.conc > 0 and redis.call('ZCARD', LEASES) >= cfg.conc then
+    local first = redis.call('ZRANGE', LEASES, 0, 0, 'WITHSCORES')
+    wait = math.max(wait, math.max(1, tonumber(first[2]) - now))
+  end
+  for _, d in ipairs(cfg.dl) do
+    local deficit = (load[d] or 0) - st.lvl[d]
+    if deficit > 1e-6 then
+      wait = math.max(wait, math.max(1, math.ceil(deficit / cfg.rate[d])))
+    end
+  end
+  return wait
+end
+
+-- Entries: node|lane|load|deadline|arrival|seq|state|permit|granted_at
+local function getEntry(id)
+  local raw = redis.call('HGET', W, id)
+  if not raw then return nil end
+  local f = split(raw, '|')
+  return {
+    id = id, node = f[1], lane = tonumber(f[2]), loadStr = f[3], deadline = tonumber(f[4]),
+    arrival = tonumber(f[5]), seq = tonumber(f[6]), state = f[7], permit = f[8],
+    grantedAt = tonumber(f[9] or '0')
+  }
+end
+
+local function putEntry(e)
+  redis.call('HSET', W, e.id, table.concat({ e.node, e.lane, e.loadStr, e.deadline, e.arrival,
+    e.seq, e.state, e.permit or '-', e.grantedAt or 0 }, '|'))
+end
+
+local function queued(e, sign)
+  local load = parseLoad(e.loadStr)
+  for d, v in pairs(load) do
+    if v ~= 0 then redis.call('HINCRBY', ST, 'q:' .. d, sign * v) end
+  end
+end
+
+local function finish(e, state)
+  e.state = state
+  putEntry(e)
+  redis.call('ZADD', DONE, now, e.id)
+end
+
+local function nodeAlive(n)
+  if n == node then return true end
+  local seen = redis.call('ZSCORE', NODES, n)
+  return seen and tonumber(seen) >= now - nodeTimeout
+end
+
+-- The head of a lane, dropping entries whose node is gone or that outlived their deadline
+-- (their node would have removed them: it is gone or partitioned).
+local function headOf(l)
+  while true do
+    local h = redis.call('ZRANGE', QS[l], 0, 0)
+    if #h == 0 then return nil end
+    local e = getEntry(h[1])
+    if e == nil or e.state ~= 'W' then
+      redis.call('ZREM', QS[l], h[1])
+    elseif not nodeAlive(e.node) or (e.node ~= node and now > e.deadline + nodeTimeout) then
+      redis.call('ZREM', QS[l], h[1])
+      queued(e, -1)
+      finish(e, 'E')
+      redis.call('HINCRBY', ST, 'lost', 1)
+    else
+      e.load = parseLoad(e.loadStr)
+      return e
+    end
+  end
+end
+
+-- The waiter to serve next and whether it is the priority pick (see ResourceState.head).
+local function pick()
+  local top, topLane = nil, nil
+  for l = 1, 3 do
+    local h = headOf(l)
+    if h then
+      top, topLane = h, l
+      break
+    end
+  end
+  if top == nil or not st.promote then return top, true end
+  local aged = nil
+  for l = topLane + 1, 3 do
+    local h = headOf(l)
+    if h and now - h.arrival >= aging and (aged == nil or h.arrival < aged.arrival) then aged = h end
+  end
+  if aged then return aged, false end
+  return top, true
+end
+
+local function newPermitId()
+  local n = redis.call('HINCRBY', ST, 'pseq', 1)
+  return string.format('%.0f', now) .. '.' .. n
+end
+
+-- Takes the load, opens a lease; returns the permit id.
+local function take(load, loadStr)
+  for _, d in ipairs(cfg.dl) do
+    st.lvl[d] = st.lvl[d] - (load[d] or 0)
+  end
+  local pid = newPermitId()
+  redis.call('ZADD', LEASES, now + cfg.lease, pid)
+  redis.call('HSET', PL, pid, loadStr)
+  redis.call('HINCRBY', ST, 'granted', 1)
+  return pid
+end
+
+-- Grants for the calling node go back in the reply; other nodes hear on their channel.
+local mine = {}
+local function deliver(e)
+  local waited = now - e.arrival
+  if e.node == node then
+    mine[#mine + 1] = e.id
+    mine[#mine + 1] = e.permit
+    mine[#mine + 1] = waited
+  else
+    redis.call('PUBLISH', 'sluice:node:' .. e.node,
+      table.concat({ 'G', rname, e.id, e.permit, waited, cfg.lease }, '\t'))
+  end
+end
+
+-- Grants every waiter that can go now, in order. Returns the microseconds until the head can
+-- go (0: call again, more may go; NEVER: only an event can help; no waiters: NEVER).
+local function drain()
+  local n = 0
+  while n < MAX_GRANTS do
+    local e, priority = pick()
+    if e == nil then return NEVER end
+    local wait = waitFor(e.load)
+    if wait ~= 0 then return wait end
+    st.promote = priority
+    redis.call('ZREM', QS[e.lane], e.id)
+    queued(e, -1)
+    e.permit = take(e.load, e.loadStr)
+    e.grantedAt = now
+    finish(e, 'G')
+    deliver(e)
+    n = n + 1
+  end
+  return 0
+end
+
+local function waitingCount()
+  return redis.call('ZCARD', QS[1]) + redis.call('ZCARD', QS[2]) + redis.call('ZCARD', QS[3])
+end
+
+-- Forgets request ids that ended long ago (bounded work per call).
+local function trimDone()
+  local old = redis.call('ZRANGEBYSCORE', DONE, '-inf', now - DONE_KEEP, 'LIMIT', 0, 100)
+  for _, id in ipairs(old) do
+    local e = getEntry(id)
+    if e == nil or e.state ~= 'W' then redis.call('HDEL', W, id) end
+    redis.call('ZREM', DONE, id)
+  end
+end
+
+-- Common prologue of every state operation. Returns an error reply or nil.
+local function open(expectVer)
+  cfg = loadCfg()
+  if cfg == nil then return { 'NOTFOUND' } end
+  if expectVer ~= nil and expectVer ~= '' and cfg.ver ~= expectVer then return { 'STALE', cfg.ver } end
+  st = loadState()
+  redis.call('ZADD', NODES, now, node)
+  expireLeases()
+  refill()
+  return nil
+end
+
+-- Reply tail shared by operations that drain: now, wake, then the caller's grants.
+local function tail(head, wake)
+  local out = head
+  out[#out + 1] = now
+  out[#out + 1] = wake
+  out[#out + 1] = cfg.lease
+  for _, x in ipairs(mine) do out[#out + 1] = x end
+  return out
+end
+
+local function drainAndSave(head)
+  local wake = drain()
+  saveState()
+  return tail(head, wake)
+end
+
+-- ------------------------------------------------------------------------------- operations
+
+if op == 'acquire' then
+  -- 7 version, 8 request id, 9 lane (1-3), 10 load, 11 timeout us
+  local err = open(ARGV[7])
+  if err then return err end
+  trimDone()
+  local rid, lane, loadStr, timeout = ARGV[8], tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11])
+  local load = parseLoad(loadStr)
+  local seq = nil
+  local prev = getEntry(rid)
+  if prev then
+    if prev.state == 'G' then
+      -- A retry of an acquire already granted (the answer was lost with its node): the same
+      -- permit again, never a second one. Marked, so that the first node's give-back of the
+      -- grant it could not deliver does not take it from the caller who has it now.
+      local held = redis.call('HGET', PL, prev.permit)
+      if held and string.sub(held, -2) ~= ';R' then redis.call('HSET', PL, prev.permit, held .. ';R') end
+      saveState()
+      return { 'GRANTED', prev.permit, prev.grantedAt - prev.arrival, now, cfg.lease }
+    elseif prev.state == 'W' then
+      if prev.node == node then return { 'DUP' } end
+      -- Failover: this node takes the waiter over, keeping its place in line.
+      prev.node = node
+      prev.deadline = now + timeout
+      putEntry(prev)
+      return drainAndSave({ 'QUEUED' })
+    else
+      seq = prev.seq -- ended (its node was lost): back in line at its old place
+    end
+  end
+  if waitingCount() == 0 and waitFor(load) == 0 then
+    local pid = take(load, loadStr)
+    local e = { id = rid, node = node, lane = lane, loadStr = loadStr, deadline = now, arrival = now,
+      seq = 0, permit = pid, grantedAt = now }
+    finish(e, 'G')
+    saveState()
+    return { 'GRANTED', pid, 0, now, cfg.lease }
+  end
+  if timeout == 0 then
+    redis.call('HINCRBY', ST, 'timedout', 1)
+    saveState()
+    return { 'TIMEOUT' }
+  end
+  local waiting = waitingCount()
+  if waiting >= cfg.maxw then
+    redis.call('HINCRBY', ST, 'rej:waiting_room_full', 1)
+    -- Retry hint: time for the queued load to drain at the rate.
+    local est = 0
+    for _, d in ipairs(cfg.dl) do
+      local deficit = tonumber(redis.call('HGET', ST, 'q:' .. d) or '0') - st.lvl[d]
+      if deficit > 0 then est = math.max(est, math.ceil(deficit / cfg.rate[d])) end
+    end
+    local p = pausedFor()
+    if p == NEVER then est = 60000000 else est = math.max(est, p) end
+    saveState()
+    return { 'FULL', waiting, est }
+  end
+  if seq == nil then seq = redis.call('HINCRBY', ST, 'seq', 1) end
+  local e = { id = rid, node = node, lane = lane, loadStr = loadStr, deadline = now + timeout,
+    arrival = now, seq = seq, state = 'W' }
+  putEntry(e)
+  redis.call('ZADD', QS[lane], seq, rid)
+  queued(e, 1)
+  return drainAndSave({ 'QUEUED' })
+
+elseif op == 'leave' then
+  -- 7 request id, 8 outcome (timedout|cancelled), 9 '1' if only the owning node may remove it
+  local err = open(nil)
+  if err then return err end
+  local e = getEntry(ARGV[7])
+  if e == nil then saveState(); return { 'UNKNOWN' } end
+  if e.state == 'G' then
+    saveState()
+    return { 'GRANTED', e.permit, e.grantedAt - e.arrival, now, cfg.lease, e.node }
+  end
+  if e.state ~= 'W' then saveState(); return { 'ENDED' } end
+  if ARGV[9] == '1' and e.node ~= node then saveState(); return { 'MOVED', e.node } end
+  redis.call('ZREM', QS[e.lane], e.id)
+  queued(e, -1)
+  finish(e, 'E')
+  redis.call('HINCRBY', ST, ARGV[8], 1)
+  if e.node ~= node then
+    redis.call('PUBLISH', 'sluice:node:' .. e.node, table.concat({ 'E', rname, e.id, ARGV[8] }, '\t'))
+  end
+  return drainAndSave({ 'LEFT', e.node })
+
+elseif op == 'release' then
+  -- 7 permit, 8 mode (plain|settle|unused), 9 actual usage
+  local err = open(nil)
+  if err then return err end
+  local pid, mode = ARGV[7], ARGV[8]
+  local loadStr = redis.call('HGET', PL, pid)
+  if not loadStr then
+    local wake = drain()
+    saveState()
+    return tail({ 'UNKNOWN' }, wake)
+  end
+  if string.sub(loadStr, -2) == ';R' then
+    if mode == 'unused' then
+      -- A give-back from the node that lost this grant's first answer: the caller got it
+      -- through another node and holds it.
+      local wake = drain()
+      saveState()
+      return tail({ 'KEPT' }, wake)
+    end
+    loadStr = string.sub(loadStr, 1, -3)
+  end
+  redis.call('ZREM', LEASES, pid)
+  redis.call('HDEL', PL, pid)
+  local granted = parseLoad(loadStr)
+  if mode == 'unused' then
+    for d, v in pairs(granted) do
+      if cfg.burst[d] then st.lvl[d] = math.min(cfg.burst[d], st.lvl[d] + v) end
+    end
+  elseif mode == 'settle' then
+    for d, v in pairs(parseLoad(ARGV[9])) do
+      if cfg.burst[d] then
+        local next = st.lvl[d] + ((granted[d] or 0) - v)
+        st.lvl[d] = math.max(-cfg.amount[d], math.min(cfg.burst[d], next))
+      end
+    end
+  end
+  return drainAndSave({ 'OK' })
+
+elseif op == 'renew' then
+  -- 7.. permit ids
+  local err = open(nil)
+  if err then return err end
+  local expired = {}
+  for i = 7, #ARGV do
+    if redis.call('ZSCORE', LEASES, ARGV[i]) then
+      redis.call('ZADD', LEASES, 'XX', now + cfg.lease, ARGV[i])
+    else
+      expired[#expired + 1] = ARGV[i]
+    end
+  end
+  local wake = drain()
+  saveState()
+  local out = tail({ 'OK' }, wake)
+  out[#out + 1] = '--'
+  for _, id in ipairs(expired) do out[#out + 1] = id end
+  return out
+
+elseif op == 'pump' then
+  local err = open(nil)
+  if err then return err end
+  trimDone()
+  return drainAndSave({ 'OK', waitingCount() })
+
+elseif op == 'report' then
+  -- 7 throttled (0|1), 8 retry-after us, 9 remaining counters
+  local err = open(nil)
+  if err then return err end
+  if ARGV[7] == '1' then
+    redis.call('HINCRBY', ST, 'throttled', 1)
+    for _, d in ipairs(cfg.dl) do st.lvl[d] = math.min(st.lvl[d], 0) end
+    local untilT = now + tonumber(ARGV[8])
+    if untilT > st.fpause then st.fpause = untilT end
+  end
+  for d, v in pairs(parseLoad(ARGV[9])) do
+    if cfg.burst[d] and v < st.lvl[d] then st.lvl[d] = v end
+  end
+  local wake = drain()
+  local left = pausedFor()
+  saveState()
+  return tail({ 'OK', left }, wake)
+
+elseif op == 'pause' then
+  -- 7 microseconds, or -1 until resumed
+  local err = open(nil)
+  if err then return err end
+  local us = tonumber(ARGV[7])
+  if us < 0 then st.apause = -1 else st.apause = now + us end
+  local wake = drain()
+  local left = pausedFor()
+  saveState()
+  return tail({ 'OK', left }, wake)
+
+elseif op == 'resume' then
+  local err = open(nil)
+  if err then return err end
+  st.apause, st.fpause = 0, 0
+  return drainAndSave({ 'OK' })
+
+elseif op == 'stats' then
+  local err = open(nil)
+  if err then return err end
+  local left = pausedFor()
+  saveState()
+  local out = { 'OK', cfg.ver, redis.call('ZCARD', LEASES), redis.call('ZCARD', QS[1]),
+    redis.call('ZCARD', QS[2]), redis.call('ZCARD', QS[3]), left }
+  local s = redis.call('HGETALL', ST)
+  local kv = {}
+  for i = 1, #s, 2 do kv[s[i]] = s[i + 1] end
+  for _, k in ipairs({ 'granted', 'timedout', 'cancelled', 'throttled' }) do
+    out[#out + 1] = tonumber(kv[k] or '0')
+  end
+  for _, d in ipairs(cfg.dl) do
+    out[#out + 1] = d
+    out[#out + 1] = fmt(st.lvl[d])
+  end
+  out[#out + 1] = '--'
+  for k, v in pairs(kv) do
+    if string.sub(k, 1, 4) == 'rej:' then
+      out[#out + 1] = string.sub(k, 5)
+      out[#out + 1] = v
+    end
+  end
+  return out
+
+elseif op == 'setlimit' then
+  -- 7 '1' to write only if absent (restore after data loss), 8.. field/value pairs of cfg
+  if ARGV[7] == '1' and redis.call('EXISTS', CFG) == 1 then return { 'EXISTS' } end
+  local created = redis.call('EXISTS', CFG) == 0
+  local oldCfg = loadCfg()
+  local oldLvl = {}
+  if oldCfg then
+    cfg = oldCfg
+    st = loadState()
+    expireLeases()
+    refill()
+    oldLvl = st.lvl
+  end
+  redis.call('DEL', CFG)
+  local args = {}
+  for i = 8, #ARGV do args[#args + 1] = ARGV[i] end
+  redis.call('HSET', CFG, unpack(args))
+  cfg = loadCfg()
+  -- Kept dimensions keep their level, clipped to the new burst; new ones start empty, so a
+  -- limit change never hands out a fresh burst. Created limits start empty too.
+  if created then redis.call('DEL', ST, LEASES, PL, QS[1], QS[2], QS[3], W, DONE) end
+  st = loadState()
+  st.t = now
+  for _, d in ipairs(cfg.dl) do st.lvl[d] = math.min(cfg.burst[d], oldLvl[d] or 0) end
+  if oldCfg then
+    for _, d in ipairs(oldCfg.dl) do
+      if not cfg.burst[d] then redis.call('HDEL', ST, 'l:' .. d, 'q:' .. d) end
+    end
+  end
+  -- Waiters whose load can no longer fit fail now instead of waiting for ever.
+  for l = 1, 3 do
+    for _, id in ipairs(redis.call('ZRANGE', QS[l], 0, -1)) do
+      local e = getEntry(id)
+      if e and e.state == 'W' then
+        local why = nil
+        for d, v in pairs(parseLoad(e.loadStr)) do
+          if v > 0 and not cfg.burst[d] and d ~= 'requests' then
+            why = 'load names dimension ' .. d .. ' which the limit no longer has'
+          elseif v > 0 and cfg.burst[d] and v > cfg.burst[d] then
+            why = 'load ' .. d .. '=' .. v .. ' is above the new burst ' .. cfg.burst[d]
+          end
+        end
+        if why then
+          redis.call('ZREM', QS[l], id)
+          queued(e, -1)
+          finish(e, 'E')
+          redis.call('HINCRBY', ST, 'rej:invalid', 1)
+          redis.call('PUBLISH', 'sluice:node:' .. e.node, table.concat({ 'X', rname, id, why }, '\t'))
+        end
+      end
+    end
+  end
+  local wake = drain()
+  saveState()
+  return tail({ created and 'CREATED' or 'CHANGED' }, wake)
+
+elseif op == 'dellimit' then
+  if redis.call('EXISTS', CFG) == 0 then return { 'NOTFOUND' } end
+  local nodes = {}
+  for l = 1, 3 do
+    for _, id in ipairs(redis.call('ZRANGE', QS[l], 0, -1)) do
+      local e = getEntry(id)
+      if e and e.state == 'W' and not nodes[e.node] then
+        nodes[e.node] = true
+        redis.call('PUBLISH', 'sluice:node:' .. e.node, table.concat({ 'D', rname }, '\t'))
+      end
+    end
+  end
+  redis.call('DEL', CFG, ST, LEASES, PL, QS[1], QS[2], QS[3], W, NODES, DONE)
+  return { 'OK' }
+
+elseif op == 'getlimit' then
+  local raw = redis.call('HGETALL', CFG)
+  return raw
+end
+
+return redis.error_reply('unknown op ' .. tostring(op))
