@@ -42,6 +42,17 @@ final class ServeCommand implements Callable<Integer> {
       description = "Where limits are stored (env SLUICE_DATA_DIR, default ${DEFAULT-VALUE}).")
   private Path dataDir;
 
+  @Option(names = "--store", paramLabel = "URI", defaultValue = "${env:SLUICE_STORE:-memory}",
+      description = "Where state lives: memory (this node alone) or a Redis shared by several"
+          + " nodes: redis://host:port, rediss://host:port, redis-sentinel://host:26379#master,"
+          + " redis-cluster://host:7000,host:7001 (env SLUICE_STORE, default ${DEFAULT-VALUE}).")
+  String store;
+
+  @Option(names = "--node-id", paramLabel = "ID", defaultValue = "${env:SLUICE_NODE_ID}",
+      description = "This node's id on a shared store, for logs (env SLUICE_NODE_ID, default"
+          + " random).")
+  String nodeId;
+
   @Option(names = "--max-waiting", paramLabel = "N",
       defaultValue = "${env:SLUICE_MAX_WAITING:-10000}",
       description = "Default waiting-room size per resource"
@@ -76,7 +87,7 @@ final class ServeCommand implements Callable<Integer> {
   public Integer call() throws InterruptedException {
     SluiceServer server;
     try {
-      server = SluiceServer.builder()
+      SluiceServer.Builder builder = SluiceServer.builder()
           .host(host)
           .port(port)
           .dataDir(dataDir)
@@ -85,7 +96,11 @@ final class ServeCommand implements Callable<Integer> {
           .maxWait(maxWait)
           .aging(aging)
           .shutdownGrace(shutdownGrace)
-          .build();
+          .store(store);
+      if (nodeId != null && !nodeId.isBlank()) {
+        builder.nodeId(nodeId);
+      }
+      server = builder.build();
     } catch (IllegalArgumentException | IllegalStateException e) {
       throw new ParameterException(spec.commandLine(), CliFailure.oneLine(e.getMessage()), e);
     }

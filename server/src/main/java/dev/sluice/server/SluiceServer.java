@@ -2,8 +2,10 @@ package dev.sluice.server;
 
 import dev.sluice.proto.v1.AdminGrpc;
 import dev.sluice.proto.v1.CoordinatorGrpc;
+import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.FileLimitStore;
 import dev.sluice.server.engine.MemoryEngine;
+import dev.sluice.server.engine.RedisEngine;
 import dev.sluice.server.engine.Scheduler;
 import dev.sluice.server.engine.Ticker;
 import io.grpc.Server;
@@ -30,7 +32,8 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The Sluice coordinator: the worker and admin gRPC services on Netty, over the embedded
- * memory engine with limits stored in the data directory.
+ * memory engine with limits stored in the data directory, or over the Redis engine shared by
+ * several nodes ({@link Builder#store}).
  *
  * <pre>{@code
  * try (SluiceServer server = SluiceServer.builder().port(7420).build().start()) {
@@ -50,7 +53,8 @@ public final class SluiceServer implements AutoCloseable {
   private final CountDownLatch terminated = new CountDownLatch(1);
   private final Object lifecycle = new Object();
   private Server server;
-  private MemoryEngine engine;
+  private Engine engine;
+  private ExecutorService callExecutor;
   private HealthStatusManager health;
   private ScheduledThreadPoolExecutor timers;
   private ExecutorService adminExecutor;
@@ -78,6 +82,8 @@ public final class SluiceServer implements AutoCloseable {
     private Duration shutdownGrace;
     private Ticker ticker;
     private Scheduler scheduler;
+    private String store;
+    private String nodeId;
 
     private Builder() {}
 
@@ -111,6 +117,30 @@ public final class SluiceServer implements AutoCloseable {
     public Builder dataDir(Path dir) {
       once(this.dataDir, "data dir");
       this.dataDir = Objects.requireNonNull(dir, "dataDir");
+      return this;
+    }
+
+    /**
+     * Where state lives: {@code memory} (default: this node alone, limits in the data dir) or a
+     * Redis URI shared by every node ({@code redis://host:port}, {@code rediss://...}, {@code
+     * redis-sentinel://host:26379#master}, {@code redis-cluster://host:7000,host:7001}).
+     */
+    public Builder store(String store) {
+      once(this.store, "store");
+      if (store == null || store.isBlank()) {
+        throw new IllegalArgumentException("store is empty: use memory or redis://host:port");
+      }
+      if (!store.equals("memory")) {
+        RedisEngine.builder().uri(store); // checks the form, names the fix
+      }
+      this.store = store;
+      return this;
+    }
+
+    /** This node's id on a shared store (logs, waiter ownership); default a random one. */
+    public Builder nodeId(String id) {
+      once(this.nodeId, "node id");
+      this.nodeId = Objects.requireNonNull(id, "nodeId");
       return this;
     }
 
@@ -204,34 +234,22 @@ public final class SluiceServer implements AutoCloseable {
     timers = new ScheduledThreadPoolExecutor(1, daemon("sluice-timer"));
     timers.setRemoveOnCancelPolicy(true);
     adminExecutor = Executors.newSingleThreadExecutor(daemon("sluice-admin"));
-    MemoryEngine.Builder eb =
-        MemoryEngine.builder()
-            .store(new FileLimitStore(dataDir))
-            .ticker(config.ticker == null ? Ticker.system() : config.ticker)
-            .scheduler(config.scheduler == null ? Scheduler.of(timers) : config.scheduler);
-    if (config.maxWaiting != null) {
-      eb.defaultMaxWaiting(config.maxWaiting);
-    }
-    if (config.leaseTtl != null) {
-      eb.defaultLease(config.leaseTtl);
-    }
-    if (config.aging != null) {
-      eb.aging(config.aging);
-    }
+    String storeName = config.store == null ? "memory" : config.store;
+    boolean shared = !storeName.equals("memory");
     try {
-      engine = eb.build();
-    } catch (IOException e) {
+      engine = shared ? redisEngine(storeName) : memoryEngine(dataDir);
+    } catch (IOException | RuntimeException e) {
       shutdownExecutors();
       throw e;
     }
     health = new HealthStatusManager();
     try {
       server =
-          NettyServerBuilder.forAddress(new InetSocketAddress(host, port))
-              // The engine never blocks; a thread hop per call costs more than the work.
-              .directExecutor()
+          callExecutor(NettyServerBuilder.forAddress(new InetSocketAddress(host, port)), shared)
               .maxInboundMessageSize(1 << 20)
-              .permitKeepAliveTime(10, TimeUnit.SECONDS)
+              // Clients ping every second to notice a dead node within 2 s (failover).
+              .permitKeepAliveTime(500, TimeUnit.MILLISECONDS)
+              .permitKeepAliveWithoutCalls(true)
               .addService(new CoordinatorService(engine, maxWait.toNanos()))
               .addService(new AdminService(engine, adminExecutor))
               .addService(health.getHealthService())
@@ -252,12 +270,73 @@ public final class SluiceServer implements AutoCloseable {
     health.setStatus(CoordinatorGrpc.SERVICE_NAME, ServingStatus.SERVING);
     health.setStatus(AdminGrpc.SERVICE_NAME, ServingStatus.SERVING);
     log.info(
-        "Sluice coordinator ready on port {} (bind {}), data dir {}, store memory, {} limits loaded",
+        "Sluice coordinator ready on port {} (bind {}), data dir {}, store {}, {} limits loaded",
         server.getPort(),
         host,
         dataDir,
+        shared
+            ? ((RedisEngine) engine).describeStore() + " as node " + ((RedisEngine) engine).nodeId()
+            : "memory",
         engine.listLimits("").size());
     return this;
+  }
+
+  private MemoryEngine memoryEngine(Path dataDir) throws IOException {
+    MemoryEngine.Builder eb =
+        MemoryEngine.builder()
+            .store(new FileLimitStore(dataDir))
+            .ticker(config.ticker == null ? Ticker.system() : config.ticker)
+            .scheduler(config.scheduler == null ? Scheduler.of(timers) : config.scheduler);
+    if (config.maxWaiting != null) {
+      eb.defaultMaxWaiting(config.maxWaiting);
+    }
+    if (config.leaseTtl != null) {
+      eb.defaultLease(config.leaseTtl);
+    }
+    if (config.aging != null) {
+      eb.aging(config.aging);
+    }
+    return eb.build();
+  }
+
+  private RedisEngine redisEngine(String uri) throws IOException {
+    // Wake-ups and deadlines make Redis calls: give them a few threads, not one.
+    timers.setCorePoolSize(4);
+    RedisEngine.Builder eb =
+        RedisEngine.builder()
+            .uri(uri)
+            .scheduler(config.scheduler == null ? Scheduler.of(timers) : config.scheduler);
+    if (config.ticker != null) {
+      eb.ticker(config.ticker);
+    }
+    if (config.nodeId != null) {
+      eb.nodeId(config.nodeId);
+    }
+    if (config.maxWaiting != null) {
+      eb.defaultMaxWaiting(config.maxWaiting);
+    }
+    if (config.leaseTtl != null) {
+      eb.defaultLease(config.leaseTtl);
+    }
+    if (config.aging != null) {
+      eb.aging(config.aging);
+    }
+    return eb.build();
+  }
+
+  /**
+   * The memory engine never blocks, so calls run on the transport threads (a thread hop costs
+   * more than the work). The Redis engine waits for one round trip per call: calls get a pool,
+   * so the transport threads stay free.
+   */
+  private NettyServerBuilder callExecutor(NettyServerBuilder b, boolean blocking) {
+    if (!blocking) {
+      return b.directExecutor();
+    }
+    callExecutor =
+        Executors.newFixedThreadPool(
+            Math.max(8, 8 * Runtime.getRuntime().availableProcessors()), daemon("sluice-call"));
+    return b.executor(callExecutor);
   }
 
   /** The bound port. */
@@ -298,6 +377,7 @@ public final class SluiceServer implements AutoCloseable {
       server.shutdownNow();
       Thread.currentThread().interrupt();
     }
+    engine.closeStore();
     shutdownExecutors();
     log.info("Sluice coordinator stopped");
     terminated.countDown();
@@ -306,6 +386,9 @@ public final class SluiceServer implements AutoCloseable {
   private void shutdownExecutors() {
     if (timers != null) {
       timers.shutdownNow();
+    }
+    if (callExecutor != null) {
+      callExecutor.shutdownNow();
     }
     if (adminExecutor != null) {
       adminExecutor.shutdown();
@@ -318,7 +401,7 @@ public final class SluiceServer implements AutoCloseable {
   }
 
   /** The engine, for in-JVM tests that look at state directly. */
-  MemoryEngine engine() {
+  Engine engine() {
     return engine;
   }
 

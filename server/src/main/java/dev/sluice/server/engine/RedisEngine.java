@@ -17,6 +17,9 @@ import io.lettuce.core.cluster.RedisClusterClient;
 import io.lettuce.core.cluster.api.sync.RedisClusterCommands;
 import io.lettuce.core.pubsub.RedisPubSubAdapter;
 import io.lettuce.core.pubsub.StatefulRedisPubSubConnection;
+import io.lettuce.core.resource.ClientResources;
+import io.lettuce.core.resource.DefaultClientResources;
+import io.lettuce.core.resource.Delay;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
@@ -80,6 +83,7 @@ public final class RedisEngine implements Engine {
   private final long nodeTimeoutMicros;
   private final long housekeepingNanos;
 
+  private final ClientResources resources;
   private final AbstractRedisClient client;
   private final StatefulConnection<String, String> connection;
   private final RedisClusterCommands<String, String> redis;
@@ -88,6 +92,16 @@ public final class RedisEngine implements Engine {
   private volatile String sha;
 
   private final ConcurrentHashMap<String, Cfg> limits = new ConcurrentHashMap<>();
+  /** Every limit this node has seen and not seen deleted: what it restores after data loss. */
+  private final ConcurrentHashMap<String, LimitSpec> lastKnown = new ConcurrentHashMap<>();
+  /** Pub/sub news is handled here, off Lettuce's event loop, since handling it calls Redis. */
+  private final java.util.concurrent.ExecutorService events =
+      java.util.concurrent.Executors.newSingleThreadExecutor(
+          r -> {
+            Thread t = new Thread(r, "sluice-redis-events");
+            t.setDaemon(true);
+            return t;
+          });
   private final ConcurrentHashMap<String, Local> locals = new ConcurrentHashMap<>();
   private final ConcurrentHashMap<String, WaitStats> waits = new ConcurrentHashMap<>();
   private final AtomicLong ids = new AtomicLong();
@@ -124,14 +138,21 @@ public final class RedisEngine implements Engine {
     this.script = loadScript();
     Duration timeout = b.commandTimeout;
     SocketOptions socket = SocketOptions.builder().connectTimeout(timeout).build();
+    // Reconnect soon after Redis is back (the default backs off to 30 s).
+    this.resources =
+        DefaultClientResources.builder()
+            .reconnectDelay(Delay.exponential(Duration.ofMillis(50), Duration.ofSeconds(1), 2, TimeUnit.MILLISECONDS))
+            .build();
     TimeoutOptions timeouts = TimeoutOptions.enabled(timeout);
+    AbstractRedisClient madeClient = null;
+    try {
     if (uri.startsWith("redis-cluster://") || uri.startsWith("rediss-cluster://")) {
       boolean tls = uri.startsWith("rediss");
       List<RedisURI> seeds = new ArrayList<>();
       for (String hostPort : uri.substring(uri.indexOf("://") + 3).split(",")) {
         seeds.add(RedisURI.create((tls ? "rediss://" : "redis://") + hostPort.trim()));
       }
-      RedisClusterClient c = RedisClusterClient.create(seeds);
+      RedisClusterClient c = RedisClusterClient.create(resources, seeds);
       c.setOptions(
           ClusterClientOptions.builder()
               .autoReconnect(true)
@@ -139,6 +160,7 @@ public final class RedisEngine implements Engine {
               .socketOptions(socket)
               .timeoutOptions(timeouts)
               .build());
+      madeClient = c;
       var conn = c.connect();
       this.client = c;
       this.connection = conn;
@@ -147,7 +169,7 @@ public final class RedisEngine implements Engine {
     } else {
       RedisURI parsed = RedisURI.create(uri);
       parsed.setTimeout(timeout);
-      RedisClient c = RedisClient.create(parsed);
+      RedisClient c = RedisClient.create(resources, parsed);
       c.setOptions(
           ClientOptions.builder()
               .autoReconnect(true)
@@ -155,6 +177,7 @@ public final class RedisEngine implements Engine {
               .socketOptions(socket)
               .timeoutOptions(timeouts)
               .build());
+      madeClient = c;
       var conn = c.connect();
       this.client = c;
       this.connection = conn;
@@ -165,11 +188,14 @@ public final class RedisEngine implements Engine {
         new RedisPubSubAdapter<>() {
           @Override
           public void message(String channel, String message) {
-            try {
-              onMessage(channel, message);
-            } catch (RuntimeException e) {
-              log.warn("could not handle message on {}: {}", channel, e.toString());
-            }
+            events.execute(
+                () -> {
+                  try {
+                    onMessage(channel, message);
+                  } catch (RuntimeException e) {
+                    log.warn("could not handle message on {}: {}", channel, e.toString());
+                  }
+                });
           }
         });
     pubsub.sync().subscribe(nodeChannel(nodeId), CONFIG_CHANNEL);
@@ -177,6 +203,13 @@ public final class RedisEngine implements Engine {
     this.metaSeen = true;
     redis.setnx(META_KEY, "sluice store, created by node " + nodeId + " at " + System.currentTimeMillis());
     reloadLimits();
+    } catch (RuntimeException e) {
+      if (madeClient != null) {
+        madeClient.shutdown(Duration.ZERO, Duration.ofSeconds(1));
+      }
+      resources.shutdown();
+      throw e;
+    }
     if (housekeepingNanos > 0) {
       housekeeping = scheduler.schedule(this::housekeepAndReschedule, housekeepingNanos);
     }
@@ -452,6 +485,7 @@ public final class RedisEngine implements Engine {
     }
     Cfg c = decode(resource, raw);
     limits.put(resource, c);
+    lastKnown.put(resource, c.spec);
     return c;
   }
 
@@ -515,6 +549,10 @@ public final class RedisEngine implements Engine {
       }
     }
     limits.keySet().removeIf(k -> !names.contains(k));
+    if (!names.isEmpty() || lastKnown.isEmpty()) {
+      // An empty set may be a store that lost its data: keep what we knew for the restore.
+      lastKnown.keySet().removeIf(k -> !names.contains(k));
+    }
   }
 
   @Override
@@ -548,6 +586,7 @@ public final class RedisEngine implements Engine {
       throw unavailable(e);
     }
     limits.put(spec.resource(), new Cfg(spec, version));
+    lastKnown.put(spec.resource(), spec);
     afterDrain(spec.resource(), reply, 1);
     return w.equals("CREATED");
   }
@@ -599,6 +638,7 @@ public final class RedisEngine implements Engine {
       throw unavailable(e);
     }
     limits.remove(resource);
+    lastKnown.remove(resource);
     failLocal(resource, () -> EngineException.notFound(resource), "deleted");
     log.info("limit deleted {}", resource);
   }
@@ -1177,6 +1217,7 @@ public final class RedisEngine implements Engine {
       // Another node changed a limit: forget our copy; a deletion ends our waiters.
       limits.remove(f[1]);
       if (f[0].equals("D")) {
+        lastKnown.remove(f[1]);
         failLocal(f[1], () -> EngineException.notFound(f[1]), "deleted");
       }
       return;
@@ -1249,15 +1290,15 @@ public final class RedisEngine implements Engine {
       throw unavailable(e);
     }
     if (meta == null && metaSeen) {
-      Map<String, Cfg> known = new HashMap<>(limits);
+      Map<String, LimitSpec> known = new HashMap<>(lastKnown);
       log.error(
           "REDIS LOST ITS DATA (marker {} is gone): restoring the {} limits this node last knew;"
               + " buckets start empty, waiters parked elsewhere are lost. Check them with"
               + " `sluice limit list`",
           META_KEY, known.size());
       int restored = 0;
-      for (Cfg c : known.values()) {
-        if (writeLimit(c.spec, true)) {
+      for (LimitSpec spec : known.values()) {
+        if (writeLimit(spec, true)) {
           restored++;
         }
       }
@@ -1304,6 +1345,33 @@ public final class RedisEngine implements Engine {
     }
   }
 
+  /** Test hook: dies like a killed process would: no goodbyes, timers and connections cut. */
+  void crash() {
+    closed = true;
+    Scheduler.Cancellable h = housekeeping;
+    if (h != null) {
+      h.cancel();
+    }
+    for (Local local : locals.values()) {
+      synchronized (local) {
+        if (local.wake != null) {
+          local.wake.cancel();
+        }
+      }
+      for (RWaiter w : local.waiters.values()) {
+        Scheduler.Cancellable t = w.timeout;
+        if (t != null) {
+          t.cancel();
+        }
+      }
+    }
+    pubsub.close();
+    connection.close();
+    client.shutdown(Duration.ZERO, Duration.ofSeconds(2));
+    resources.shutdown();
+    events.shutdown();
+  }
+
   @Override
   public void closeStore() {
     close();
@@ -1312,6 +1380,8 @@ public final class RedisEngine implements Engine {
       connection.close();
     } finally {
       client.shutdown(Duration.ZERO, Duration.ofSeconds(2));
+      resources.shutdown();
+      events.shutdown();
     }
   }
 

@@ -1,0 +1,271 @@
+package dev.sluice.server.engine;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
+
+import dev.sluice.server.redis.RedisProcess;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletionException;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * What only a shared store does: several nodes on one real redis-server, waiters parked on one
+ * node granted by another, failover retries, node loss, Redis loss. One fake clock stands for
+ * Redis time and drives every node's timers; news between nodes travels over real pub/sub, so
+ * those checks wait for it (Awaitility), never for time.
+ */
+class RedisEngineTest {
+
+  private static final long SEC = 1_000_000_000L;
+  private static RedisProcess redis;
+
+  private FakeClock clock;
+  private final List<RedisEngine> nodes = new ArrayList<>();
+
+  @BeforeAll
+  static void startRedis() throws Exception {
+    redis = RedisProcess.start();
+  }
+
+  @AfterAll
+  static void stopRedis() {
+    redis.close();
+  }
+
+  @BeforeEach
+  void setUp() {
+    redis.flushAll();
+    clock = new FakeClock();
+  }
+
+  @AfterEach
+  void tearDown() {
+    for (RedisEngine n : nodes) {
+      try {
+        n.closeStore();
+      } catch (RuntimeException e) {
+        // crashed already
+      }
+    }
+  }
+
+  private RedisEngine node(String id) throws Exception {
+    RedisEngine e =
+        RedisEngine.builder()
+            .uri(redis.uri())
+            .nodeId(id)
+            .ticker(clock)
+            .scheduler(clock)
+            .housekeeping(Duration.ZERO)
+            .build();
+    nodes.add(e);
+    return e;
+  }
+
+  private static void limit(Engine e, String name, long concurrency, long perSecond, Duration lease) {
+    List<RateSpec> rates =
+        perSecond == 0 ? List.of() : List.of(new RateSpec("requests", perSecond, Duration.ofSeconds(1), 1));
+    e.setLimit(new LimitSpec(name, rates, concurrency, 0, lease));
+  }
+
+  private static Ticket acquire(Engine e, String name, String rid) {
+    return e.acquire(name, Map.of(), Lane.DEFAULT, 600 * SEC, rid);
+  }
+
+  private static Grant awaitGrant(Ticket t) {
+    await().atMost(Duration.ofSeconds(10)).until(() -> t.future().isDone());
+    return t.future().join();
+  }
+
+  @Test
+  void aWaiterOnOneNodeIsGrantedByAReleaseOnAnother() throws Exception {
+    RedisEngine a = node("a");
+    RedisEngine b = node("b");
+    limit(a, "c", 1, 0, Duration.ofMinutes(1));
+    Grant held = acquire(a, "c", "r1").future().join();
+    Ticket waiting = acquire(b, "c", "r2");
+    assertThat(waiting.future()).isNotDone();
+
+    assertThat(a.release("c", held.permitId(), Map.of(), false, false)).isTrue();
+    // No clock movement: the release on a granted b's waiter and told b over pub/sub.
+    Grant g = awaitGrant(waiting);
+    assertThat(waiting.claim()).isTrue();
+    assertThat(b.stats("c").inFlight()).isEqualTo(1);
+    assertThat(a.release("c", g.permitId(), Map.of(), false, false))
+        .as("any node releases any permit").isTrue();
+  }
+
+  @Test
+  void grantsFollowArrivalAtRedisAcrossNodes() throws Exception {
+    RedisEngine a = node("a");
+    RedisEngine b = node("b");
+    limit(a, "r", 0, 1, null); // 1/s, starts empty
+    Ticket first = acquire(a, "r", "x1");
+    Ticket second = acquire(b, "r", "x2");
+    Ticket third = acquire(a, "r", "x3");
+    clock.advance(Duration.ofSeconds(1));
+    awaitGrant(first);
+    assertThat(second.future()).isNotDone();
+    clock.advance(Duration.ofSeconds(1));
+    awaitGrant(second);
+    assertThat(third.future()).isNotDone();
+    clock.advance(Duration.ofSeconds(1));
+    awaitGrant(third);
+  }
+
+  @Test
+  void aRetryOnAnotherNodeTakesTheWaiterOverInItsPlace() throws Exception {
+    RedisEngine a = node("a");
+    RedisEngine b = node("b");
+    limit(a, "r", 0, 1, null);
+    Ticket onA = acquire(a, "r", "lost-call");
+    Ticket behind = acquire(a, "r", "behind");
+    // The client lost its connection to a and retries on b with the same request id.
+    Ticket onB = acquire(b, "r", "lost-call");
+    assertThat(a.stats("r").waiting().get(Lane.DEFAULT)).as("still one waiter, not two").isEqualTo(2);
+
+    clock.advance(Duration.ofSeconds(1));
+    awaitGrant(onB);
+    assertThat(behind.future()).as("kept its place ahead of later arrivals").isNotDone();
+    assertThat(onA.future()).as("a no longer owns it").isNotDone();
+    clock.advance(Duration.ofSeconds(1));
+    awaitGrant(behind);
+    assertThat(b.stats("r").granted()).isEqualTo(2);
+  }
+
+  @Test
+  void aRetryOfAGrantedAcquireGetsTheSamePermitAndTheFirstNodeCannotTakeItBack() throws Exception {
+    RedisEngine a = node("a");
+    RedisEngine b = node("b");
+    limit(a, "c", 1, 0, Duration.ofMinutes(1));
+    Ticket onA = acquire(a, "c", "call-1");
+    Grant g = onA.future().join();
+    // a could not deliver the answer (the client's connection died) ...
+    Ticket onB = acquire(b, "c", "call-1");
+    assertThat(onB.future().join().permitId()).isEqualTo(g.permitId());
+    assertThat(b.stats("c").inFlight()).as("never granted twice").isEqualTo(1);
+    // ... and gives its unclaimed grant back, which must not free what the client now holds.
+    onA.cancel();
+    assertThat(b.stats("c").inFlight()).isEqualTo(1);
+    Ticket other = acquire(b, "c", "call-2");
+    assertThat(other.future()).isNotDone();
+    assertThat(b.release("c", g.permitId(), Map.of(), false, false)).isTrue();
+    awaitGrant(other);
+  }
+
+  @Test
+  void aDeadNodesWaitersAreDroppedAndItsLeasesExpire() throws Exception {
+    RedisEngine a = node("a");
+    RedisEngine b = node("b");
+    limit(a, "c", 1, 0, Duration.ofSeconds(10));
+    Grant held = acquire(a, "c", "held").future().join();
+    Ticket deadWaiter = acquire(a, "c", "dead-waiter");
+    Ticket live = acquire(b, "c", "live");
+    a.crash();
+
+    // b beats every second; after the node timeout a's waiter is dropped, and when a's
+    // client's lease runs out (nobody renews it) the slot goes to b's waiter, not a dead one.
+    clock.advance(Duration.ofSeconds(9));
+    assertThat(live.future()).isNotDone();
+    assertThat(b.stats("c").waiting().get(Lane.DEFAULT)).as("a's waiter dropped").isEqualTo(1);
+    clock.advance(Duration.ofSeconds(1));
+    awaitGrant(live);
+    assertThat(deadWaiter.future()).isNotDone();
+    assertThat(b.release("c", held.permitId(), Map.of(), false, false))
+        .as("the dead node's lease has expired").isFalse();
+  }
+
+  @Test
+  void leasesOfADeadNodesClientsStayValidWhenRenewedElsewhere() throws Exception {
+    RedisEngine a = node("a");
+    RedisEngine b = node("b");
+    limit(a, "c", 1, 0, Duration.ofSeconds(10));
+    Grant held = acquire(a, "c", "held").future().join();
+    a.crash();
+    clock.advance(Duration.ofSeconds(8));
+    assertThat(b.renew("c", List.of(held.permitId()))).as("renewed through b").isEmpty();
+    clock.advance(Duration.ofSeconds(8));
+    assertThat(b.stats("c").inFlight()).isEqualTo(1);
+    assertThat(b.release("c", held.permitId(), Map.of(), false, false)).isTrue();
+  }
+
+  @Test
+  void redisDownAnswersUnavailableAndTheNodeRecoversWithLimitsRestoredAndBucketsEmpty()
+      throws Exception {
+    RedisEngine a = node("a");
+    RedisEngine b = node("b");
+    a.setLimit(new LimitSpec("r", List.of(new RateSpec("requests", 10, Duration.ofSeconds(1), 10)), 0, 0, null));
+    clock.advance(Duration.ofSeconds(2));
+    assertThat(b.stats("r").available().get("requests")).isEqualTo(10.0);
+
+    redis.kill();
+    assertThatThrownBy(() -> acquire(a, "r", "during-outage"))
+        .isInstanceOfSatisfying(EngineException.class, e -> {
+          assertThat(e.reason()).isEqualTo(EngineException.Reason.UNAVAILABLE);
+          assertThat(e.getMessage()).contains("unreachable").contains("retry on another node");
+        });
+
+    redis.restart(); // back, but empty: it lost every key
+    await().atMost(Duration.ofSeconds(15)).ignoreExceptions().until(() -> {
+      b.housekeep();
+      return true;
+    });
+    // The second node finds the limits already restored.
+    await().atMost(Duration.ofSeconds(15)).ignoreExceptions().until(() -> {
+      a.housekeep();
+      return true;
+    });
+    assertThat(a.getLimit("r")).isPresent();
+    assertThat(b.stats("r").available().get("requests")).as("buckets start empty").isZero();
+    Ticket t = acquire(a, "r", "after");
+    clock.advance(Duration.ofMillis(100));
+    awaitGrant(t);
+  }
+
+  @Test
+  void aDeletedLimitEndsWaitersOnEveryNode() throws Exception {
+    RedisEngine a = node("a");
+    RedisEngine b = node("b");
+    limit(a, "r", 0, 1, null);
+    Ticket onB = acquire(b, "r", "w");
+    a.deleteLimit("r");
+    await().atMost(Duration.ofSeconds(10)).until(() -> onB.future().isDone());
+    assertThatThrownBy(() -> onB.future().join())
+        .isInstanceOf(CompletionException.class)
+        .hasCauseInstanceOf(EngineException.class)
+        .hasMessageContaining("has no limit");
+    assertThat(b.getLimit("r")).isEmpty();
+  }
+
+  @Test
+  void cancelByRequestIdWorksFromAnyNode() throws Exception {
+    RedisEngine a = node("a");
+    RedisEngine b = node("b");
+    limit(a, "r", 0, 1, null);
+    Ticket onA = acquire(a, "r", "to-cancel");
+    assertThat(b.cancel("r", "to-cancel")).isTrue();
+    await().atMost(Duration.ofSeconds(10)).until(() -> onA.future().isDone());
+    assertThat(onA.future()).isCompletedExceptionally();
+    assertThat(a.stats("r").waiting().get(Lane.DEFAULT)).isZero();
+    assertThat(b.cancel("r", "to-cancel")).as("only once").isFalse();
+  }
+
+  @Test
+  void badStoreUrisAndUnreachableRedisAreClearErrors() {
+    assertThatThrownBy(() -> RedisEngine.builder().uri("http://localhost:6379"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("redis://host:port");
+    assertThatThrownBy(
+            () -> RedisEngine.builder().uri("redis://127.0.0.1:1").scheduler(clock).build())
+        .hasMessageContaining("cannot reach Redis at redis://127.0.0.1:1")
+        .hasMessageContaining("fix --store");
+  }
+}
