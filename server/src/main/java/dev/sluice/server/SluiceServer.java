@@ -269,6 +269,11 @@ public final class SluiceServer implements AutoCloseable {
     health.setStatus("", ServingStatus.SERVING);
     health.setStatus(CoordinatorGrpc.SERVICE_NAME, ServingStatus.SERVING);
     health.setStatus(AdminGrpc.SERVICE_NAME, ServingStatus.SERVING);
+    if (shared) {
+      // Health follows the store: load balancers and probes stop sending to a node whose
+      // Redis is away (it would answer UNAVAILABLE anyway) and come back when it returns.
+      timers.scheduleWithFixedDelay(this::updateHealth, 1, 1, TimeUnit.SECONDS);
+    }
     log.info(
         "Sluice coordinator ready on port {} (bind {}), data dir {}, store {}, {} limits loaded",
         server.getPort(),
@@ -279,6 +284,18 @@ public final class SluiceServer implements AutoCloseable {
             : "memory",
         engine.listLimits("").size());
     return this;
+  }
+
+  private void updateHealth() {
+    synchronized (lifecycle) {
+      if (closed) {
+        return;
+      }
+      ServingStatus status = engine.storeReachable() ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+      health.setStatus("", status);
+      health.setStatus(CoordinatorGrpc.SERVICE_NAME, status);
+      health.setStatus(AdminGrpc.SERVICE_NAME, status);
+    }
   }
 
   private MemoryEngine memoryEngine(Path dataDir) throws IOException {

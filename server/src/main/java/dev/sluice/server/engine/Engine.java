@@ -98,4 +98,9 @@ public interface Engine extends AutoCloseable {
    * drained, so permits released during the drain still reach the store. No-op by default.
    */
   default void closeStore() {}
+
+  /** Whether the store answers; a node whose store is away reports NOT_SERVING on health. */
+  default boolean storeReachable() {
+    return true;
+  }
 }

@@ -356,6 +356,11 @@ public final class RedisEngine implements Engine {
     }
   }
 
+  @Override
+  public boolean storeReachable() {
+    return reachable;
+  }
+
   /** This node's id on the shared store. */
   public String nodeId() {
     return nodeId;

@@ -1,0 +1,90 @@
+package dev.sluice.server;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
+
+import dev.sluice.client.AcquireOptions;
+import dev.sluice.client.Load;
+import dev.sluice.client.Permit;
+import dev.sluice.client.SluiceClient;
+import dev.sluice.client.SluiceUnavailableException;
+import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.engine.RateSpec;
+import dev.sluice.server.redis.RedisProcess;
+import io.grpc.ManagedChannel;
+import io.grpc.ManagedChannelBuilder;
+import io.grpc.health.v1.HealthCheckRequest;
+import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
+import io.grpc.health.v1.HealthGrpc;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The server on the Redis store, over Netty: two nodes, one quota; health follows Redis. */
+class RedisStoreServerTest {
+
+  private static SluiceServer node(RedisProcess redis, Path dir, String id) throws Exception {
+    return SluiceServer.builder()
+        .host("127.0.0.1")
+        .port(0)
+        .dataDir(dir.resolve(id))
+        .store(redis.uri())
+        .nodeId(id)
+        .shutdownGrace(Duration.ofMillis(200))
+        .build()
+        .start();
+  }
+
+  @Test
+  void twoNodesShareOneQuotaAndHealthFollowsRedis(@TempDir Path dir) throws Exception {
+    try (RedisProcess redis = RedisProcess.start();
+        SluiceServer a = node(redis, dir, "a");
+        SluiceServer b = node(redis, dir, "b");
+        SluiceClient onA = SluiceClient.builder().target("127.0.0.1:" + a.port()).build();
+        SluiceClient onB = SluiceClient.builder().target("127.0.0.1:" + b.port()).build()) {
+      a.engine().setLimit(new LimitSpec("shared", List.of(), 1, 0, Duration.ofMinutes(1)));
+      assertThat(b.engine().getLimit("shared")).as("a limit set on a is b's too").isPresent();
+
+      Permit held = onA.acquire("shared", Load.requests(1));
+      var waiting =
+          onB.acquireAsync("shared", Load.requests(1), AcquireOptions.builder().timeout(Duration.ofSeconds(30)).build());
+      await().atMost(Duration.ofSeconds(10))
+          .until(() -> b.engine().stats("shared").waiting().values().stream().mapToInt(Integer::intValue).sum() == 1);
+      assertThat(waiting).as("the cap is shared: b's caller waits for a's permit").isNotDone();
+      held.close();
+      Permit second = waiting.get(10, TimeUnit.SECONDS);
+      second.close();
+      await().atMost(Duration.ofSeconds(5)).until(() -> a.engine().stats("shared").inFlight() == 0);
+
+      ManagedChannel ch = ManagedChannelBuilder.forAddress("127.0.0.1", a.port()).usePlaintext().build();
+      try {
+        var health = HealthGrpc.newBlockingStub(ch);
+        assertThat(health.check(HealthCheckRequest.getDefaultInstance()).getStatus())
+            .isEqualTo(ServingStatus.SERVING);
+        redis.kill();
+        await().atMost(Duration.ofSeconds(10))
+            .until(() -> health.check(HealthCheckRequest.getDefaultInstance()).getStatus()
+                == ServingStatus.NOT_SERVING);
+        assertThatThrownBy(
+                () -> onA.acquire("shared", Load.requests(1),
+                    AcquireOptions.builder().timeout(Duration.ofSeconds(2)).build()))
+            .isInstanceOf(SluiceUnavailableException.class);
+        redis.restart();
+        await().atMost(Duration.ofSeconds(15))
+            .until(() -> health.check(HealthCheckRequest.getDefaultInstance()).getStatus()
+                == ServingStatus.SERVING);
+        // Redis came back empty: the nodes restored the limit they knew.
+        await().atMost(Duration.ofSeconds(5)).until(() -> b.engine().getLimit("shared").isPresent());
+        try (Permit again = onB.acquire("shared", Load.requests(1))) {
+          assertThat(again).isNotNull();
+        }
+      } finally {
+        ch.shutdownNow();
+      }
+    }
+  }
+}
