@@ -95,6 +95,16 @@ class ServeIT {
     }
   }
 
+  @Test
+  void unreachableRedisIsExitOneNamingTheStore() throws Exception {
+    Script.Result r = Script.run(Map.of(), "serve", "--host", "127.0.0.1", "--port", "0",
+        "--data-dir", dataDir.resolve("redis").toString(), "--store", "redis://127.0.0.1:1");
+    assertThat(r.exit()).isEqualTo(1);
+    assertThat(r.err().lines().filter(l -> l.startsWith("error: ")).toList())
+        .singleElement().asString().contains("cannot reach Redis at redis://127.0.0.1:1", "--store");
+    assertThat(r.err()).doesNotContain("\tat ");
+  }
+
   private static int awaitReady(Script.Serve serve) {
     await().atMost(START).pollInterval(Duration.ofMillis(50)).until(() ->
         READY.matcher(serve.output()).find() || !serve.process.isAlive());

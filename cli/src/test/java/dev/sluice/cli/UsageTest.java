@@ -49,6 +49,8 @@ class UsageTest {
       "stats --watch --interval 1ms                | --interval must be at least 100ms",
       "serve --port 99999                          | port 99999 is out of range",
       "serve --max-wait forever                    | 'forever' is not a duration",
+      "serve --store http://localhost:6379         | is not a Redis URI: use redis://host:port",
+      "serve --store redis://h:1 --node-id a/b     | node id 'a/b' is invalid",
   })
   void usageErrorsExitTwoWithOneLine(String args, String message) {
     String[] argv = args.isEmpty() ? new String[0] : args.split(" ");

@@ -140,7 +140,8 @@ public final class SluiceServer implements AutoCloseable {
     /** This node's id on a shared store (logs, waiter ownership); default a random one. */
     public Builder nodeId(String id) {
       once(this.nodeId, "node id");
-      this.nodeId = Objects.requireNonNull(id, "nodeId");
+      RedisEngine.builder().nodeId(id); // checks the form, names the fix
+      this.nodeId = id;
       return this;
     }
 

@@ -255,7 +255,12 @@ public final class RedisEngine implements Engine {
 
     /** This node's id on the shared store; default a random one. */
     public Builder nodeId(String id) {
-      this.nodeId = Validation.requestId(id);
+      if (id == null || !id.matches("[A-Za-z0-9._:-]{1,64}")) {
+        throw new IllegalArgumentException(
+            "node id '" + id + "' is invalid: use 1-64 characters of A-Z a-z 0-9 . _ : -, e.g."
+                + " node-1");
+      }
+      this.nodeId = id;
       return this;
     }
 
