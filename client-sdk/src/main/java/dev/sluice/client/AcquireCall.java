@@ -2,16 +2,28 @@ package dev.sluice.client;
 
 import dev.sluice.proto.v1.AcquireRequest;
 import dev.sluice.proto.v1.AcquireResponse;
-import dev.sluice.proto.v1.CoordinatorGrpc;
 import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.ClientResponseObserver;
+import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * One Acquire long-poll and the future that exposes it.
+ * One acquire: its Acquire long-polls (one per attempt) and the future that exposes it.
+ *
+ * <p>Failover. An attempt that fails with UNAVAILABLE (its node died or shut down, the connection
+ * was reset, or no node is up) is sent again with the <em>same</em> request id, after a short
+ * backoff ({@link Retrier#backoffNanos}), with what is left of the acquire's timeout; round_robin
+ * sends it to a live node. The coordinators de-duplicate by request id, so a retried acquire is
+ * never granted twice. Retries stop when the timeout runs out (the last one is made then, and a
+ * zero timeout still gets one quick retry); the acquire then fails with
+ * {@link SluiceUnavailableException}. While the client is degraded,
+ * each UNAVAILABLE is first offered to the {@link Fallback} (FAIL_OPEN or LOCAL), which may
+ * grant locally.
  *
  * <p>The cancel race. The caller can stop waiting (cancel the future, complete it some other way,
  * or be interrupted while blocked on it) at the very moment the coordinator's grant is on its way.
@@ -30,9 +42,9 @@ import org.slf4j.LoggerFactory;
  * </ol>
  *
  * {@code complete} is atomic, so exactly one of "the caller owns the permit" and "the permit is
- * released as unused" happens.
+ * released as unused" happens. A retry is never started once the future is done.
  */
-final class AcquireCall implements ClientResponseObserver<AcquireRequest, AcquireResponse> {
+final class AcquireCall {
 
   private static final Logger log = LoggerFactory.getLogger(AcquireCall.class);
 
@@ -40,38 +52,50 @@ final class AcquireCall implements ClientResponseObserver<AcquireRequest, Acquir
 
   private final SluiceClient client;
   private final String resource;
+  private final Load load;
   private final String requestId;
   private final Executor delivery;
-  private final long started = System.nanoTime();
-  private final long serverTimeoutNanos;
-  private volatile ClientCallStreamObserver<AcquireRequest> call;
-  // Set before the answer is handed over: after it, cancelling the RPC is pointless.
+  private final long started;
+  private final long timeoutNanos;
+  private AcquireRequest request;
+  private volatile Attempt current;
+  // Set before the final answer is handed over: after it, cancelling the RPC is pointless.
   private volatile boolean answered;
+  private int retries; // touched by one attempt chain at a time
+  private boolean waitingForLocalSlot;
 
+  /** For tests that drive the observer directly: no timeout, no retries. */
   AcquireCall(SluiceClient client, String resource, String requestId, Executor delivery) {
-    this(client, resource, requestId, delivery, Long.MAX_VALUE);
+    this(client, resource, Load.DEFAULT, requestId, delivery, Long.MAX_VALUE);
   }
 
   /**
-   * @param serverTimeoutNanos the timeout the coordinator was asked to enforce itself; a
-   *     DEADLINE_EXCEEDED arriving well after it came from our own call deadline instead
+   * @param timeoutNanos the acquire's own timeout, which the coordinator is asked to enforce;
+   *     also the budget of retries
    */
-  AcquireCall(SluiceClient client, String resource, String requestId, Executor delivery, long serverTimeoutNanos) {
-    this.serverTimeoutNanos = serverTimeoutNanos;
+  AcquireCall(SluiceClient client, String resource, Load load, String requestId, Executor delivery, long timeoutNanos) {
     this.client = client;
     this.resource = resource;
+    this.load = load;
     this.requestId = requestId;
     this.delivery = delivery;
+    this.timeoutNanos = timeoutNanos;
+    this.started = client.ticker().getAsLong();
   }
 
-  void start(CoordinatorGrpc.CoordinatorStub stub, AcquireRequest request) {
-    stub.acquire(request, this);
-    // beforeStart ran inside acquire(), so `call` is set. Registered after the start so that a
-    // call failing at once is not also cancelled.
+  /** Sends the first attempt of {@code request}, whose timeout each retry lowers. */
+  void start(AcquireRequest request) {
+    this.request = request;
+    send();
+    // Registered after the first start so that a call failing at once is not also cancelled.
     future.whenComplete((permit, failure) -> {
       if (failure != null && !answered) {
-        client.cancelWaiter(resource, requestId,
-            () -> call.cancel("the caller stopped waiting for '" + resource + "'", failure));
+        client.cancelWaiter(resource, requestId, () -> {
+          Attempt a = current;
+          if (a != null && a.call != null) {
+            a.call.cancel("the caller stopped waiting for '" + resource + "'", failure);
+          }
+        });
       }
     });
   }
@@ -79,49 +103,141 @@ final class AcquireCall implements ClientResponseObserver<AcquireRequest, Acquir
   /** The blocking caller gave up (was interrupted): cancel, or give back what already arrived. */
   void abandon() {
     if (!future.cancel(false) && !future.isCompletedExceptionally()) {
-      ((GrpcPermit) future.join()).releaseUnused();
+      giveBack(future.join());
     }
   }
 
-  @Override
-  public void beforeStart(ClientCallStreamObserver<AcquireRequest> requestStream) {
-    this.call = requestStream;
+  /** Test hook: a grant arriving on the current attempt. */
+  void onNext(AcquireResponse response) {
+    new Attempt(Long.MAX_VALUE).onNext(response);
   }
 
-  @Override
-  public void onNext(AcquireResponse response) {
+  private long remainingNanos() {
+    if (timeoutNanos == Long.MAX_VALUE) {
+      return Long.MAX_VALUE;
+    }
+    return Math.max(0, timeoutNanos - (client.ticker().getAsLong() - started));
+  }
+
+  private void send() {
+    long remaining = remainingNanos();
+    // The server owns the timeout and answers DEADLINE_EXCEEDED itself; the margin only ends a
+    // call to a coordinator that died or hangs.
+    long margin = SluiceClient.DEADLINE_MARGIN.toNanos();
+    long deadline = remaining > Long.MAX_VALUE - margin ? Long.MAX_VALUE : remaining + margin;
+    AcquireRequest attemptRequest = retries == 0
+        ? request
+        : request.toBuilder().setTimeout(Protos.toProto(Duration.ofNanos(remaining))).build();
+    Attempt attempt = new Attempt(remaining);
+    current = attempt;
+    try {
+      client.stub().withDeadlineAfter(deadline, TimeUnit.NANOSECONDS).acquire(attemptRequest, attempt);
+    } catch (RuntimeException e) {
+      attempt.onError(e);
+    }
+  }
+
+  /** An attempt failed with UNAVAILABLE: fall back, retry, or give up. */
+  private void unavailable(Throwable t) {
+    client.failoverNoticed();
+    if (future.isDone()) {
+      return;
+    }
+    long remaining = remainingNanos();
+    if (client.isDegraded()) {
+      Fallback.Outcome outcome = client.fallback()
+          .acquire(resource, load, requestId, client.ticker().getAsLong() - started, remaining);
+      switch (outcome.kind()) {
+        case GRANTED:
+          grantLocally(outcome);
+          return;
+        case TOO_LATE:
+          fail(new AcquireTimeoutException("acquire on resource '" + resource + "' failed: no coordinator"
+              + " answers and the local limiter of degraded mode " + client.fallback().mode() + " cannot grant "
+              + load + " within the " + Duration.ofNanos(remaining).toMillis() + " ms left. Nothing was granted;"
+              + " retry later, raise the timeout, or lower the load", t), remaining);
+          return;
+        case NO_SLOT:
+          waitingForLocalSlot = true;
+          break; // retry the cluster; a local slot may free up meanwhile
+        case CLOSED:
+        default:
+          waitingForLocalSlot = false;
+          break;
+      }
+    }
+    // The last retry is made when the timeout runs out (asking the coordinator to try once), so a
+    // node that is back by then still grants. A zero timeout still gets one quick retry.
+    if (remaining > 0 || retries == 0) {
+      long backoff = retries == 0 ? Retrier.backoffNanos(0) : Math.min(Retrier.backoffNanos(retries), remaining);
+      retries++;
+      try {
+        client.scheduler().schedule(() -> {
+          if (!future.isDone()) {
+            send();
+          }
+        }, backoff, TimeUnit.NANOSECONDS);
+        return;
+      } catch (RejectedExecutionException e) {
+        // The client is closing: fail below.
+      }
+    }
     answered = true;
-    GrpcPermit permit = client.newPermit(resource, response);
-    deliver(() -> {
+    if (waitingForLocalSlot) {
+      SluiceException timeout = new AcquireTimeoutException("acquire on resource '" + resource + "' failed: no"
+          + " coordinator answers and every local concurrency slot of degraded mode " + client.fallback().mode()
+          + " stayed held for the acquire's timeout. Nothing was granted; retry later or raise the timeout", t);
+      deliver(() -> future.completeExceptionally(timeout));
+      return;
+    }
+    SluiceException mapped = Errors.map(t, "acquire", resource);
+    SluiceException failure = new SluiceUnavailableException(mapped.getMessage() + ". No node answered within"
+        + " the acquire's timeout of " + Duration.ofNanos(timeoutNanos == Long.MAX_VALUE ? 0 : timeoutNanos).toMillis()
+        + " ms (" + (retries + 1) + " attempt(s)); failure mode " + client.fallback().mode() + ".", t);
+    deliver(() -> future.completeExceptionally(failure));
+  }
+
+  private void grantLocally(Fallback.Outcome outcome) {
+    LocalPermit permit = outcome.permit();
+    answered = true;
+    Runnable hand = () -> deliver(() -> {
       if (!future.complete(permit)) {
         permit.releaseUnused();
       }
     });
-  }
-
-  @Override
-  public void onError(Throwable t) {
-    answered = true;
-    SluiceException mapped = Errors.map(t, "acquire", resource);
-    long elapsed = System.nanoTime() - started;
-    if (mapped instanceof AcquireTimeoutException
-        && serverTimeoutNanos != Long.MAX_VALUE
-        && elapsed - serverTimeoutNanos > SluiceClient.DEADLINE_MARGIN.toNanos() / 2) {
-      // The coordinator owns the timeout and answers it itself; silence well past it means the
-      // coordinator is hung or unreachable, which callers must treat as unavailable, not slow.
-      mapped = new SluiceUnavailableException(
-          "acquire on resource '" + resource + "' failed: the coordinator did not answer within "
-              + java.time.Duration.ofNanos(elapsed).toMillis() + " ms (asked to time out after "
-              + java.time.Duration.ofNanos(serverTimeoutNanos).toMillis() + " ms). Check that it is"
-              + " running and reachable, or use another node", t);
+    if (outcome.delayNanos() <= 0) {
+      hand.run();
+      return;
     }
-    SluiceException failure = mapped;
-    deliver(() -> future.completeExceptionally(failure));
+    try {
+      client.scheduler().schedule(hand, outcome.delayNanos(), TimeUnit.NANOSECONDS);
+    } catch (RejectedExecutionException e) {
+      permit.releaseUnused();
+      deliver(() -> future.completeExceptionally(new IllegalStateException("this SluiceClient is closed; build a new one")));
+    }
   }
 
-  @Override
-  public void onCompleted() {
-    // Unary: onNext or onError has already settled the future.
+  /** Fails like the coordinator would: when the timeout runs out, not before. */
+  private void fail(SluiceException failure, long afterNanos) {
+    answered = true;
+    Runnable hand = () -> deliver(() -> future.completeExceptionally(failure));
+    if (afterNanos <= 0) {
+      hand.run();
+      return;
+    }
+    try {
+      client.scheduler().schedule(hand, afterNanos, TimeUnit.NANOSECONDS);
+    } catch (RejectedExecutionException e) {
+      hand.run();
+    }
+  }
+
+  private static void giveBack(Permit permit) {
+    if (permit instanceof GrpcPermit p) {
+      p.releaseUnused();
+    } else if (permit instanceof LocalPermit p) {
+      p.releaseUnused();
+    }
   }
 
   private void deliver(Runnable completion) {
@@ -132,6 +248,63 @@ final class AcquireCall implements ClientResponseObserver<AcquireRequest, Acquir
       log.warn("the client's executor refused to run the completion of an acquire on '{}'; running it inline",
           resource, e);
       completion.run();
+    }
+  }
+
+  /** One Acquire RPC. */
+  private final class Attempt implements ClientResponseObserver<AcquireRequest, AcquireResponse> {
+    private final long attemptStarted = client.ticker().getAsLong();
+    private final long serverTimeoutNanos;
+    volatile ClientCallStreamObserver<AcquireRequest> call;
+
+    Attempt(long serverTimeoutNanos) {
+      this.serverTimeoutNanos = serverTimeoutNanos;
+    }
+
+    @Override
+    public void beforeStart(ClientCallStreamObserver<AcquireRequest> requestStream) {
+      this.call = requestStream;
+    }
+
+    @Override
+    public void onNext(AcquireResponse response) {
+      answered = true;
+      GrpcPermit permit = client.newPermit(resource, response);
+      client.fallback().granted(resource);
+      deliver(() -> {
+        if (!future.complete(permit)) {
+          permit.releaseUnused();
+        }
+      });
+    }
+
+    @Override
+    public void onError(Throwable t) {
+      if (Retrier.isUnavailable(t) && !answered) {
+        unavailable(t);
+        return;
+      }
+      answered = true;
+      SluiceException mapped = Errors.map(t, "acquire", resource);
+      long elapsed = client.ticker().getAsLong() - attemptStarted;
+      if (mapped instanceof AcquireTimeoutException
+          && serverTimeoutNanos != Long.MAX_VALUE
+          && elapsed - serverTimeoutNanos > SluiceClient.DEADLINE_MARGIN.toNanos() / 2) {
+        // The coordinator owns the timeout and answers it itself; silence well past it means the
+        // coordinator is hung or unreachable, which callers must treat as unavailable, not slow.
+        mapped = new SluiceUnavailableException(
+            "acquire on resource '" + resource + "' failed: the coordinator did not answer within "
+                + Duration.ofNanos(elapsed).toMillis() + " ms (asked to time out after "
+                + Duration.ofNanos(serverTimeoutNanos).toMillis() + " ms). Check that it is"
+                + " running and reachable, or use another node", t);
+      }
+      SluiceException failure = mapped;
+      deliver(() -> future.completeExceptionally(failure));
+    }
+
+    @Override
+    public void onCompleted() {
+      // Unary: onNext or onError has already settled the future.
     }
   }
 }

@@ -23,6 +23,11 @@ import org.slf4j.LoggerFactory;
  * of the lease length, so two ticks can be lost before a lease runs out. A group with no permits
  * left is removed and its timer cancelled; the next permit on that resource starts a new group.
  *
+ * <p>Failover: a renewal that fails with UNAVAILABLE is sent again after a short backoff (see
+ * {@link Retrier}) until the next tick is due, landing on a live node; and {@link #renewAllNow}
+ * renews every group at once when the client notices a failover, so a lease whose last renewal
+ * went to the lost node does not wait for its next tick.
+ *
  * <p>Concurrency: a group's mutable fields are only touched inside {@code groups.compute*} for its
  * key, which serialises them on the map's bin lock; nothing blocks inside those sections (arming a
  * timer does not). The RPC itself is asynchronous, so neither the scheduler thread nor a gRPC
@@ -35,14 +40,15 @@ final class LeaseRenewer {
 
   private final CoordinatorGrpc.CoordinatorStub stub;
   private final ScheduledExecutorService scheduler;
-  private final boolean ownsScheduler;
+  private final Retrier retrier;
   private final ConcurrentHashMap<String, Group> groups = new ConcurrentHashMap<>();
   private volatile boolean closed;
 
-  LeaseRenewer(CoordinatorGrpc.CoordinatorStub stub, ScheduledExecutorService scheduler, boolean ownsScheduler) {
+  /** The scheduler is the client's; this class never shuts it down. */
+  LeaseRenewer(CoordinatorGrpc.CoordinatorStub stub, ScheduledExecutorService scheduler, Retrier retrier) {
     this.stub = stub;
     this.scheduler = scheduler;
-    this.ownsScheduler = ownsScheduler;
+    this.retrier = retrier;
   }
 
   /** Starts renewing {@code permit}'s lease until {@link #unregister} is called for it. */
@@ -92,8 +98,14 @@ final class LeaseRenewer {
         return null;
       });
     }
-    if (ownsScheduler) {
-      scheduler.shutdownNow();
+  }
+
+  /** Renews every open lease now, without moving the groups' next ticks. */
+  void renewAllNow() {
+    for (Group g : groups.values()) {
+      if (!closed && groups.get(g.resource) == g) {
+        send(g);
+      }
     }
   }
 
@@ -106,18 +118,31 @@ final class LeaseRenewer {
       }
       return cur;
     });
+    if (current[0]) {
+      send(g);
+    }
+  }
+
+  private void send(Group g) {
     List<String> ids = List.copyOf(g.permitIds);
-    if (!current[0] || ids.isEmpty()) {
+    if (ids.isEmpty()) {
       return;
     }
     RenewRequest request = RenewRequest.newBuilder().setResource(g.resource).addAllPermitIds(ids).build();
-    try {
-      // A renewal answered after the lease ran out is worthless, so the lease bounds the wait.
-      stub.withDeadlineAfter(Math.max(1, Protos.saturatedNanos(g.ttl)), TimeUnit.NANOSECONDS)
-          .renew(request, new RenewObserver(g, ids.size()));
-    } catch (RuntimeException e) {
-      log.warn("renewing {} lease(s) on '{}' failed; retrying at the next tick", ids.size(), g.resource, e);
-    }
+    RenewObserver observer = new RenewObserver(g, ids.size());
+    // Retries on UNAVAILABLE end when the next tick is due; a renewal answered after the lease ran
+    // out is worthless, so the lease bounds each attempt's wait.
+    retrier.<RenewResponse>unary(Protos.saturatedNanos(interval(g.ttl)),
+        (deadline, o) -> stub.withDeadlineAfter(Math.min(deadline, Math.max(1, Protos.saturatedNanos(g.ttl))),
+            TimeUnit.NANOSECONDS).renew(request, o),
+        () -> {},
+        (response, failure, retries) -> {
+          if (failure != null) {
+            observer.onError(failure);
+          } else {
+            observer.onNext(response);
+          }
+        });
   }
 
   /** Must run inside a compute section for {@code g}'s key. */

@@ -8,8 +8,9 @@ import dev.sluice.proto.v1.ReleaseResponse;
 import dev.sluice.proto.v1.ReportRequest;
 import dev.sluice.proto.v1.ReportResponse;
 import io.grpc.ManagedChannel;
-import io.grpc.ManagedChannelBuilder;
 import io.grpc.StatusRuntimeException;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
 import io.grpc.stub.StreamObserver;
 import dev.sluice.proto.v1.CancelRequest;
 import dev.sluice.proto.v1.CancelResponse;
@@ -26,8 +27,9 @@ import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.LongSupplier;
 import java.util.function.UnaryOperator;
-import java.util.regex.Pattern;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -43,6 +45,15 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Thread-safe; share one client per process. Waiting costs no thread: a blocking acquire parks
  * its caller (virtual threads welcome) and an async acquire holds none. Plaintext only for now.
+ *
+ * <p><b>Several coordinators.</b> Give every node as the target ({@code h1:7420,h2:7420} or a DNS
+ * name with several A records, {@code dns:///sluice.internal:7420}): calls are spread over the
+ * nodes that are up (gRPC {@code round_robin}). A call that fails with UNAVAILABLE because its node
+ * died or shut down is retried on another node, an acquire with the same request id (so it is
+ * never granted twice) until its own timeout; releases, renewals, reports and cancels likewise
+ * until their deadline. After such a failover open leases are renewed at once on the remaining
+ * nodes. When no node answers at all the client is {@linkplain #isDegraded() degraded} and its
+ * {@link FailureMode} decides what an acquire does.
  */
 public final class SluiceClient implements AutoCloseable {
 
@@ -57,6 +68,9 @@ public final class SluiceClient implements AutoCloseable {
   static final Duration CALL_DEADLINE = Duration.ofSeconds(10);
   private static final Duration SHUTDOWN_GRACE = Duration.ofSeconds(5);
 
+  /** Failovers noticed closer together than this renew the leases once. */
+  private static final Duration RENEW_ALL_SPACING = Duration.ofMillis(500);
+
   private final ManagedChannel channel;
   private final boolean ownsChannel;
   private final CoordinatorGrpc.CoordinatorStub stub;
@@ -64,7 +78,16 @@ public final class SluiceClient implements AutoCloseable {
   private final Duration defaultTimeout;
   private final Lane defaultLane;
   private final Executor executor;
+  private final ScheduledExecutorService scheduler;
+  private final boolean ownsScheduler;
+  private final LongSupplier ticker;
+  private final Retrier retrier;
   private final LeaseRenewer renewer;
+  private final Fallback fallback;
+  private final ClusterHealth health;
+  private final MeterRegistry meterRegistry;
+  private final Gauge degradedGauge;
+  private final AtomicLong lastRenewAll;
   private final AtomicBoolean closed = new AtomicBoolean();
 
   private SluiceClient(Builder b, ManagedChannel channel, boolean ownsChannel) {
@@ -75,9 +98,34 @@ public final class SluiceClient implements AutoCloseable {
     this.defaultTimeout = b.defaultTimeout != null ? b.defaultTimeout : DEFAULT_TIMEOUT;
     this.defaultLane = b.defaultLane != null ? b.defaultLane : Lane.DEFAULT;
     this.executor = b.executor != null ? b.executor : Runnable::run;
-    this.renewer = b.scheduler != null
-        ? new LeaseRenewer(stub, b.scheduler, false)
-        : new LeaseRenewer(stub, newRenewalScheduler(), true);
+    this.ownsScheduler = b.scheduler == null;
+    this.scheduler = b.scheduler != null ? b.scheduler : newScheduler();
+    this.ticker = b.ticker != null ? b.ticker : System::nanoTime;
+    this.lastRenewAll = new AtomicLong(ticker.getAsLong() - RENEW_ALL_SPACING.toNanos());
+    this.retrier = new Retrier(scheduler, ticker);
+    this.renewer = new LeaseRenewer(stub, scheduler, retrier);
+    this.fallback = new Fallback(b.failureMode != null ? b.failureMode : FailureMode.FAIL_CLOSED, stub, scheduler,
+        ticker);
+    this.health = new ClusterHealth(channel, scheduler, ticker, new ClusterHealth.Listener() {
+      @Override
+      public void entered() {
+        log.warn(fallback.enter());
+      }
+
+      @Override
+      public void left(Duration degradedFor) {
+        log.info(fallback.leave(degradedFor));
+        renewAllNow();
+      }
+    });
+    this.meterRegistry = b.meterRegistry;
+    this.degradedGauge = meterRegistry == null ? null
+        : Gauge.builder("sluice.client.degraded", this, c -> c.isDegraded() ? 1 : 0)
+            .description("1 while no Sluice coordinator node answers and the client runs in its failure mode,"
+                + " 0 otherwise")
+            .tag("mode", fallback.mode().toString())
+            .register(meterRegistry);
+    health.start();
   }
 
   /** A builder; every setting has a default, so {@code builder().build()} is a working client. */
@@ -175,7 +223,8 @@ public final class SluiceClient implements AutoCloseable {
    * @return how long the coordinator has now paused the resource; zero when it is not paused
    * @throws IllegalArgumentException if {@code retryAfter} is negative
    * @throws SluiceException (a subclass, as for acquire) if the coordinator refused the report or
-   *     did not answer; this call blocks until it answers, at most 10 s
+   *     did not answer; this call blocks until it answers, at most 10 s (retrying on another node
+   *     when one fails with UNAVAILABLE; at once while the client is degraded)
    * @throws IllegalStateException if the client is closed
    */
   public Duration report(String resource, boolean throttled, Duration retryAfter, Map<String, String> headers) {
@@ -195,14 +244,46 @@ public final class SluiceClient implements AutoCloseable {
         request.setRetryAfter(Protos.toProto(pause));
       }
     }
-    try {
-      ReportResponse response = blockingStub
-          .withDeadlineAfter(CALL_DEADLINE.toNanos(), TimeUnit.NANOSECONDS)
-          .report(request.build());
-      return Protos.toJava(response.getPausedFor());
-    } catch (StatusRuntimeException e) {
-      throw Errors.map(e, "report", resource);
+    long deadline = ticker.getAsLong() + CALL_DEADLINE.toNanos();
+    for (int retry = 0; ; retry++) {
+      try {
+        ReportResponse response = blockingStub
+            .withDeadlineAfter(Math.max(1, deadline - ticker.getAsLong()), TimeUnit.NANOSECONDS)
+            .report(request.build());
+        return Protos.toJava(response.getPausedFor());
+      } catch (StatusRuntimeException e) {
+        long backoff = Retrier.backoffNanos(retry);
+        // While degraded no node is up: fail at once rather than hold the caller for 10 s.
+        if (!Retrier.isUnavailable(e) || isDegraded() || deadline - ticker.getAsLong() <= backoff) {
+          throw Errors.map(e, "report", resource);
+        }
+        failoverNoticed();
+        try {
+          TimeUnit.NANOSECONDS.sleep(backoff);
+        } catch (InterruptedException interrupted) {
+          Thread.currentThread().interrupt();
+          throw Errors.map(e, "report", resource);
+        }
+      }
     }
+  }
+
+  /**
+   * Whether the client is degraded: no coordinator node answers, so acquires follow the
+   * {@link FailureMode} (also exported as the gauge {@code sluice.client.degraded} when a
+   * {@link Builder#meterRegistry} is set).
+   *
+   * <p>The rule: the gRPC channel has been in TRANSIENT_FAILURE, and not READY since, for at least
+   * one second. With round_robin that means every node has failed to connect or lost its
+   * connection, and calls fail at once instead of waiting. A node that exits or resets its
+   * connections is noticed at once; one that goes silent is noticed by keepalive (about 11 s, the
+   * smallest interval gRPC allows). While degraded, the client asks every node to reconnect once a
+   * second and each acquire still tries the cluster first, so the client leaves degraded mode by
+   * itself, as soon as one node is READY. Entering logs one WARN line (with the local rates in
+   * LOCAL mode), leaving one INFO line.
+   */
+  public boolean isDegraded() {
+    return health.isDegraded();
   }
 
   /**
@@ -216,7 +297,15 @@ public final class SluiceClient implements AutoCloseable {
     if (!closed.compareAndSet(false, true)) {
       return;
     }
+    health.close();
+    fallback.close();
     renewer.close();
+    if (degradedGauge != null) {
+      meterRegistry.remove(degradedGauge);
+    }
+    if (ownsScheduler) {
+      scheduler.shutdownNow();
+    }
     if (!ownsChannel) {
       return;
     }
@@ -237,6 +326,42 @@ public final class SluiceClient implements AutoCloseable {
     return channel;
   }
 
+  CoordinatorGrpc.CoordinatorStub stub() {
+    return stub;
+  }
+
+  ScheduledExecutorService scheduler() {
+    return scheduler;
+  }
+
+  LongSupplier ticker() {
+    return ticker;
+  }
+
+  Fallback fallback() {
+    return fallback;
+  }
+
+  /**
+   * A call failed with UNAVAILABLE: a node was lost. Renew every open lease at once on the nodes
+   * left (at most once per 500 ms), in case the last renewal went to the lost node.
+   */
+  void failoverNoticed() {
+    long now = ticker.getAsLong();
+    long last = lastRenewAll.get();
+    if (now - last >= RENEW_ALL_SPACING.toNanos() && lastRenewAll.compareAndSet(last, now)) {
+      renewAllNow();
+    }
+  }
+
+  private void renewAllNow() {
+    try {
+      scheduler.execute(renewer::renewAllNow);
+    } catch (java.util.concurrent.RejectedExecutionException e) {
+      // closing
+    }
+  }
+
   GrpcPermit newPermit(String resource, AcquireResponse response) {
     GrpcPermit permit = new GrpcPermit(this, response.getPermitId(), resource,
         Load.fromServer(response.getGrantedMap()), Protos.toJava(response.getWaited()),
@@ -253,62 +378,66 @@ public final class SluiceClient implements AutoCloseable {
    * be asked (then the caller falls back to cancelling the call).
    */
   void cancelWaiter(String resource, String requestId, Runnable onFailure) {
-    stub.withDeadlineAfter(CALL_DEADLINE.toNanos(), TimeUnit.NANOSECONDS)
-        .cancel(
-            CancelRequest.newBuilder().setResource(resource).setRequestId(requestId).build(),
-            new StreamObserver<CancelResponse>() {
-              @Override
-              public void onNext(CancelResponse response) {}
-
-              @Override
-              public void onError(Throwable t) {
-                log.debug("cancel of acquire {} on '{}' failed: {}", requestId, resource, t.toString());
-                onFailure.run();
-              }
-
-              @Override
-              public void onCompleted() {}
-            });
+    CancelRequest request = CancelRequest.newBuilder().setResource(resource).setRequestId(requestId).build();
+    // While degraded no node is up to withdraw the waiter from: one attempt, then cancel the call.
+    long budget = isDegraded() ? 0 : CALL_DEADLINE.toNanos();
+    retrier.<CancelResponse>unary(budget,
+        (deadline, observer) -> stub.withDeadlineAfter(deadline, TimeUnit.NANOSECONDS).cancel(request, observer),
+        this::failoverNoticed,
+        (response, failure, retries) -> {
+          if (failure != null) {
+            log.debug("cancel of acquire {} on '{}' failed: {}", requestId, resource, failure.toString());
+            onFailure.run();
+          }
+        });
   }
 
-  /** Sends a release without waiting for it; failures are logged. */
+  /**
+   * Sends a release without waiting for it; failures are logged. Retried on UNAVAILABLE until
+   * {@link #CALL_DEADLINE}: a retried release the coordinator no longer knows was done by the
+   * attempt that was cut off.
+   */
   void release(GrpcPermit permit, ReleaseRequest request) {
     renewer.unregister(permit.resource(), permit.id());
-    stub.withDeadlineAfter(CALL_DEADLINE.toNanos(), TimeUnit.NANOSECONDS)
-        .release(request, new StreamObserver<ReleaseResponse>() {
-          @Override
-          public void onNext(ReleaseResponse response) {
-            if (!response.getReleased()) {
-              if (request.getSettle() && !request.getUnused()) {
-                // Its lease ran out before the release: the settle had nothing to apply to.
-                log.warn("permit {} on '{}' had already expired at the coordinator; its settle {} was"
-                        + " not applied. Keep permits shorter than their lease, or renew them",
-                    permit.id(), permit.resource(), request.getActualMap());
-              } else {
-                log.debug("permit {} on '{}' was already gone at the coordinator (released or lease expired)",
-                    permit.id(), permit.resource());
-              }
-            }
+    retrier.<ReleaseResponse>unary(CALL_DEADLINE.toNanos(),
+        (deadline, observer) -> stub.withDeadlineAfter(deadline, TimeUnit.NANOSECONDS).release(request, observer),
+        this::failoverNoticed,
+        (response, failure, retries) -> {
+          if (failure == null) {
+            released(permit, request, response, retries);
+          } else {
+            releaseFailed(permit, request, failure);
           }
-
-          @Override
-          public void onError(Throwable t) {
-            SluiceException failure = Errors.map(t, "release", permit.resource());
-            if (failure instanceof InvalidRequestException && request.getSettle()) {
-              // The settle was refused (say, a dimension the limit lacks). Never hold the slot
-              // hostage to it: release without settling, and say why.
-              log.warn("settle of permit {} on '{}' was refused, releasing without it: {}",
-                  permit.id(), permit.resource(), failure.getMessage());
-              release(permit, request.toBuilder().clearActual().setSettle(false).build());
-              return;
-            }
-            log.warn("releasing permit {} on '{}' failed; its lease, if any, will expire on its own: {}",
-                permit.id(), permit.resource(), failure.getMessage());
-          }
-
-          @Override
-          public void onCompleted() {}
         });
+  }
+
+  private void released(GrpcPermit permit, ReleaseRequest request, ReleaseResponse response, int retries) {
+    if (response == null || response.getReleased()) {
+      return;
+    }
+    if (request.getSettle() && !request.getUnused() && retries == 0) {
+      // Its lease ran out before the release: the settle had nothing to apply to.
+      log.warn("permit {} on '{}' had already expired at the coordinator; its settle {} was"
+              + " not applied. Keep permits shorter than their lease, or renew them",
+          permit.id(), permit.resource(), request.getActualMap());
+    } else {
+      log.debug("permit {} on '{}' was already gone at the coordinator (released{}, or lease expired)",
+          permit.id(), permit.resource(), retries > 0 ? " by an attempt cut off by a failover" : "");
+    }
+  }
+
+  private void releaseFailed(GrpcPermit permit, ReleaseRequest request, Throwable t) {
+    SluiceException failure = Errors.map(t, "release", permit.resource());
+    if (failure instanceof InvalidRequestException && request.getSettle()) {
+      // The settle was refused (say, a dimension the limit lacks). Never hold the slot
+      // hostage to it: release without settling, and say why.
+      log.warn("settle of permit {} on '{}' was refused, releasing without it: {}",
+          permit.id(), permit.resource(), failure.getMessage());
+      release(permit, request.toBuilder().clearActual().setSettle(false).build());
+      return;
+    }
+    log.warn("releasing permit {} on '{}' failed; its lease, if any, will expire on its own: {}",
+        permit.id(), permit.resource(), failure.getMessage());
   }
 
   private AcquireCall start(String resource, Load load, AcquireOptions options, Executor delivery) {
@@ -326,13 +455,8 @@ public final class SluiceClient implements AutoCloseable {
     // Every acquire carries an id so a cancel can withdraw exactly this waiter (see AcquireCall).
     String requestId = options.requestId() != null ? options.requestId() : UUID.randomUUID().toString();
     request.setRequestId(requestId);
-    // The server owns the timeout and answers DEADLINE_EXCEEDED itself; the margin only ends a
-    // call to a coordinator that died or hangs.
-    long timeoutNanos = Protos.saturatedNanos(timeout);
-    long marginNanos = DEADLINE_MARGIN.toNanos();
-    long deadlineNanos = timeoutNanos > Long.MAX_VALUE - marginNanos ? Long.MAX_VALUE : timeoutNanos + marginNanos;
-    AcquireCall call = new AcquireCall(this, resource, requestId, delivery, timeoutNanos);
-    call.start(stub.withDeadlineAfter(deadlineNanos, TimeUnit.NANOSECONDS), request.build());
+    AcquireCall call = new AcquireCall(this, resource, load, requestId, delivery, Protos.saturatedNanos(timeout));
+    call.start(request.build());
     return call;
   }
 
@@ -357,10 +481,11 @@ public final class SluiceClient implements AutoCloseable {
     return new SluiceException("acquire failed unexpectedly: " + failure, failure);
   }
 
-  private static ScheduledExecutorService newRenewalScheduler() {
+  /** Lease renewals, retries and the degraded-mode timers: one daemon thread, never blocked. */
+  private static ScheduledExecutorService newScheduler() {
     AtomicInteger count = new AtomicInteger();
     ScheduledThreadPoolExecutor scheduler = new ScheduledThreadPoolExecutor(1, task -> {
-      Thread t = new Thread(task, "sluice-lease-renewer-" + count.incrementAndGet());
+      Thread t = new Thread(task, "sluice-client-timer-" + count.incrementAndGet());
       t.setDaemon(true);
       return t;
     });
@@ -375,29 +500,39 @@ public final class SluiceClient implements AutoCloseable {
    */
   public static final class Builder {
 
-    // host:port, [v6]:port; gRPC URIs (dns:///h:p, unix:/path) are passed through as they are.
-    private static final Pattern HOST_PORT = Pattern.compile("(\\[[^\\]]+\\]|[^:\\[\\]]+):(\\d{1,5})");
-
     private String target;
     private Duration defaultTimeout;
     private Lane defaultLane;
     private Executor executor;
     private ManagedChannel channel;
     private ScheduledExecutorService scheduler;
+    private FailureMode failureMode;
+    private MeterRegistry meterRegistry;
+    private LongSupplier ticker;
 
     private Builder() {}
 
     /**
-     * The coordinator to connect to, as {@code host:port} (or a gRPC target URI such as
-     * {@code dns:///sluice:7420}). Default: the {@code SLUICE_TARGET} environment variable if set,
-     * else {@code localhost:7420}. Cannot be combined with {@link #channel}.
+     * The coordinator node or nodes to connect to, in one of three forms:
      *
-     * @throws IllegalArgumentException if not {@code host:port} with a port in 1..65535
+     * <ul>
+     *   <li>{@code host:port}, e.g. {@code sluice:7420} ({@code [::1]:7420} for IPv6);
+     *   <li>several nodes, comma-separated: {@code h1:7420,h2:7421,h3:7422};
+     *   <li>a gRPC target URI, e.g. {@code dns:///sluice.internal:7420}: every A/AAAA record of the
+     *       name is a node.
+     * </ul>
+     *
+     * Calls are spread over every node that is up (gRPC {@code round_robin}) and fail over between
+     * them; see {@link SluiceClient}. Default: the {@code SLUICE_TARGET} environment variable (any
+     * of the forms) if set, else {@code localhost:7420}. Cannot be combined with {@link #channel}.
+     *
+     * @throws IllegalArgumentException if empty, if a {@code host:port} lacks a port in 1..65535,
+     *     or if a list has an empty element; the message names the problem and the fix
      * @throws IllegalStateException if already set, or a channel was set
      */
     public Builder target(String hostPort) {
       Objects.requireNonNull(hostPort, "target must not be null; leave it unset for $SLUICE_TARGET or localhost:7420");
-      checkTarget(hostPort, "target");
+      Targets.check(hostPort, "target");
       requireUnset(target, "target");
       if (channel != null) {
         throw new IllegalStateException("a channel was already set; set either target or channel, not both");
@@ -440,7 +575,8 @@ public final class SluiceClient implements AutoCloseable {
      * Where {@link SluiceClient#acquireAsync} futures are completed, and so where their
      * non-async dependent stages run. Default: directly on the gRPC thread that received the
      * answer (no hand-off; with the client's own channel that is gRPC's callback pool, never the
-     * network event loop). Keep such stages short, or set an executor here or use the
+     * network event loop), or, for a local grant while degraded, on the client's timer thread.
+     * Keep such stages short, or set an executor here or use the
      * {@code *Async} stage methods, when they block or run long. Blocking {@code acquire} does
      * not use this executor.
      *
@@ -470,7 +606,44 @@ public final class SluiceClient implements AutoCloseable {
       return this;
     }
 
-    /** For tests: the scheduler of lease renewals; the client does not shut it down. */
+    /**
+     * What acquires do while the client is degraded (no coordinator node answers; see
+     * {@link SluiceClient#isDegraded()}): {@link FailureMode#FAIL_CLOSED}, {@link FailureMode#FAIL_OPEN}
+     * or {@link FailureMode#local(double)}. Default: {@link FailureMode#FAIL_CLOSED}, never calling
+     * the upstream without a grant.
+     *
+     * @throws IllegalStateException if already set
+     */
+    public Builder failureMode(FailureMode mode) {
+      Objects.requireNonNull(mode, "failureMode must not be null; leave it unset for FailureMode.FAIL_CLOSED");
+      requireUnset(failureMode, "failureMode");
+      this.failureMode = mode;
+      return this;
+    }
+
+    /**
+     * Where to register the client's meters: the gauge {@code sluice.client.degraded} (1 while
+     * degraded, 0 otherwise; tag {@code mode}), removed again when the client is closed. Default:
+     * none.
+     *
+     * @throws IllegalStateException if already set
+     */
+    public Builder meterRegistry(MeterRegistry registry) {
+      Objects.requireNonNull(registry, "meterRegistry must not be null; leave it unset for no meters");
+      requireUnset(meterRegistry, "meterRegistry");
+      this.meterRegistry = registry;
+      return this;
+    }
+
+    /** For tests: the client's nanosecond clock (timeouts, retries, degraded mode, local limiter). */
+    Builder ticker(LongSupplier ticker) {
+      Objects.requireNonNull(ticker, "ticker");
+      requireUnset(this.ticker, "ticker");
+      this.ticker = ticker;
+      return this;
+    }
+
+    /** For tests: the scheduler of lease renewals and retries; the client does not shut it down. */
     Builder scheduler(ScheduledExecutorService scheduler) {
       Objects.requireNonNull(scheduler, "scheduler");
       requireUnset(this.scheduler, "scheduler");
@@ -482,14 +655,14 @@ public final class SluiceClient implements AutoCloseable {
      * A new client. Connecting is lazy: an unreachable coordinator shows up as
      * {@link SluiceUnavailableException} on the first call, not here.
      *
-     * @throws IllegalArgumentException if {@code SLUICE_TARGET} is used and is not {@code host:port}
+     * @throws IllegalArgumentException if {@code SLUICE_TARGET} is used and is not a valid target
      */
     public SluiceClient build() {
       if (channel != null) {
         return new SluiceClient(this, channel, false);
       }
       String resolved = target != null ? target : defaultTarget(System::getenv);
-      return new SluiceClient(this, ManagedChannelBuilder.forTarget(resolved).usePlaintext().build(), true);
+      return new SluiceClient(this, Targets.channel(resolved), true);
     }
 
     static String defaultTarget(UnaryOperator<String> env) {
@@ -497,24 +670,8 @@ public final class SluiceClient implements AutoCloseable {
       if (fromEnv == null || fromEnv.isBlank()) {
         return DEFAULT_TARGET;
       }
-      checkTarget(fromEnv.trim(), "environment variable " + TARGET_ENV);
+      Targets.check(fromEnv.trim(), "environment variable " + TARGET_ENV);
       return fromEnv.trim();
-    }
-
-    static void checkTarget(String target, String source) {
-      if (target.isBlank() || target.chars().anyMatch(Character::isWhitespace)) {
-        throw new IllegalArgumentException(
-            source + " '" + target + "' is empty or has spaces; give host:port, e.g. localhost:7420");
-      }
-      if (target.contains(":/")) {
-        return; // a gRPC target URI; its name resolver validates it
-      }
-      var m = HOST_PORT.matcher(target);
-      int port = m.matches() ? Integer.parseInt(m.group(2)) : -1;
-      if (port < 1 || port > 65_535) {
-        throw new IllegalArgumentException(
-            source + " '" + target + "' is not host:port with a port in 1..65535; give e.g. localhost:7420");
-      }
     }
 
     private static void requireUnset(Object current, String name) {

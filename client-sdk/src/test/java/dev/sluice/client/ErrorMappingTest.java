@@ -53,7 +53,8 @@ class ErrorMappingTest {
   @MethodSource("statuses")
   void eachStatusBecomesItsExceptionKeepingTheServersMessage(
       Status.Code code, Class<? extends SluiceException> type, String advice) {
-    f = new Fixture();
+    // Short, because UNAVAILABLE is retried (on another node) until the acquire's timeout.
+    f = new Fixture(b -> b.defaultTimeout(Duration.ofMillis(200)));
     f.fake.onAcquire = (request, response) ->
         response.onError(Status.fromCode(code).withDescription(SERVER_SAYS).asRuntimeException());
 
@@ -69,7 +70,8 @@ class ErrorMappingTest {
   @ParameterizedTest
   @MethodSource("statuses")
   void asyncFailsWithTheSameException(Status.Code code, Class<? extends SluiceException> type, String advice) {
-    f = new Fixture();
+    // Short, because UNAVAILABLE is retried (on another node) until the acquire's timeout.
+    f = new Fixture(b -> b.defaultTimeout(Duration.ofMillis(200)));
     f.fake.onAcquire = (request, response) ->
         response.onError(Status.fromCode(code).withDescription(SERVER_SAYS).asRuntimeException());
 

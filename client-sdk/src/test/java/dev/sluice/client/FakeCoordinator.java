@@ -5,6 +5,9 @@ import dev.sluice.proto.v1.AcquireResponse;
 import dev.sluice.proto.v1.CancelRequest;
 import dev.sluice.proto.v1.CancelResponse;
 import dev.sluice.proto.v1.CoordinatorGrpc;
+import dev.sluice.proto.v1.DescribeRequest;
+import dev.sluice.proto.v1.DescribeResponse;
+import dev.sluice.proto.v1.Limit;
 import dev.sluice.proto.v1.ReleaseRequest;
 import dev.sluice.proto.v1.ReleaseResponse;
 import dev.sluice.proto.v1.RenewRequest;
@@ -31,6 +34,10 @@ final class FakeCoordinator extends CoordinatorGrpc.CoordinatorImplBase {
   final List<RenewRequest> renews = new CopyOnWriteArrayList<>();
   final List<ReportRequest> reports = new CopyOnWriteArrayList<>();
   final List<CancelRequest> cancels = new CopyOnWriteArrayList<>();
+  final List<DescribeRequest> describes = new CopyOnWriteArrayList<>();
+
+  /** Default: Describe is not implemented (an older coordinator). */
+  volatile Function<String, Limit> onDescribe;
 
   /** Default: Cancel is not implemented, so the client falls back to cancelling the call. */
   volatile BiConsumer<CancelRequest, StreamObserver<CancelResponse>> onCancel;
@@ -109,6 +116,22 @@ final class FakeCoordinator extends CoordinatorGrpc.CoordinatorImplBase {
     reports.add(request);
     try {
       response.onNext(onReport.apply(request));
+      response.onCompleted();
+    } catch (StatusRuntimeException e) {
+      response.onError(e);
+    }
+  }
+
+  @Override
+  public void describe(DescribeRequest request, StreamObserver<DescribeResponse> response) {
+    describes.add(request);
+    var handler = onDescribe;
+    if (handler == null) {
+      super.describe(request, response);
+      return;
+    }
+    try {
+      response.onNext(DescribeResponse.newBuilder().setLimit(handler.apply(request.getResource())).build());
       response.onCompleted();
     } catch (StatusRuntimeException e) {
       response.onError(e);

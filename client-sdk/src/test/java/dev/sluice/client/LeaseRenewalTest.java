@@ -29,7 +29,7 @@ class LeaseRenewalTest {
   }
 
   private void leasedFixture() {
-    f = new Fixture(b -> b.scheduler(scheduler));
+    f = new Fixture(b -> b.scheduler(scheduler).ticker(scheduler::nanoTime));
     f.fake.onAcquire = (request, response) -> {
       Duration ttl = request.getResource().equals("no-cap") ? Duration.ZERO : TTL;
       response.onNext(f.fake.grant(request, ttl));
@@ -98,17 +98,62 @@ class LeaseRenewalTest {
   }
 
   @Test
-  void failedRenewalIsRetriedAtTheNextTick() throws InterruptedException {
+  void unavailableRenewalIsRetriedAfterABackoff() throws InterruptedException {
     leasedFixture();
     Permit a1 = f.client.acquire("a");
     f.fake.onRenew = request -> {
-      throw Status.UNAVAILABLE.withDescription("store unreachable").asRuntimeException();
+      throw Status.UNAVAILABLE.withDescription("node shutting down").asRuntimeException();
+    };
+    scheduler.advance(TICK);
+    assertThat(f.fake.renews).hasSize(1);
+    f.fake.onRenew = request -> RenewResponse.newBuilder().setLeaseTtl(Protos.toProto(TTL)).build();
+    scheduler.advance(Retrier.FIRST_BACKOFF);
+
+    assertThat(renewals().get("a")).as("retried after 50 ms, not at the next tick")
+        .containsExactly(List.of(a1.id()), List.of(a1.id()));
+    scheduler.advance(TICK.minus(Retrier.FIRST_BACKOFF));
+    assertThat(f.fake.renews).as("the regular tick goes on").hasSize(3);
+  }
+
+  @Test
+  void otherRenewalFailuresWaitForTheNextTick() throws InterruptedException {
+    leasedFixture();
+    Permit a1 = f.client.acquire("a");
+    f.fake.onRenew = request -> {
+      throw Status.INTERNAL.withDescription("bug").asRuntimeException();
     };
     scheduler.advance(TICK);
     f.fake.onRenew = request -> RenewResponse.newBuilder().setLeaseTtl(Protos.toProto(TTL)).build();
-    scheduler.advance(TICK);
+    scheduler.advance(TICK.minusMillis(1));
+    assertThat(f.fake.renews).hasSize(1);
+    scheduler.advance(Duration.ofMillis(1));
 
     assertThat(renewals().get("a")).containsExactly(List.of(a1.id()), List.of(a1.id()));
+  }
+
+  @Test
+  void unavailableAcquireRenewsEveryLeaseAtOnce() throws InterruptedException {
+    leasedFixture();
+    Permit a1 = f.client.acquire("a");
+    Permit b1 = f.client.acquire("b");
+    var grant = f.fake.onAcquire;
+    java.util.concurrent.atomic.AtomicInteger calls = new java.util.concurrent.atomic.AtomicInteger();
+    f.fake.onAcquire = (request, response) -> {
+      if (calls.getAndIncrement() == 0) {
+        response.onError(Status.UNAVAILABLE.withDescription("node shutting down").asRuntimeException());
+      } else {
+        grant.accept(request, response);
+      }
+    };
+    var c = f.client.acquireAsync("c", Load.requests(1), AcquireOptions.defaults());
+
+    scheduler.advance(Duration.ZERO);
+    assertThat(renewals().get("a")).as("a failover renews at once, long before the tick")
+        .containsExactly(List.of(a1.id()));
+    assertThat(renewals().get("b")).containsExactly(List.of(b1.id()));
+    scheduler.advance(Retrier.FIRST_BACKOFF);
+    assertThat(c).isCompleted();
+    assertThat(f.fake.acquires.get(2).getRequestId()).isEqualTo(f.fake.acquires.get(3).getRequestId());
   }
 
   @Test

@@ -42,6 +42,11 @@ final class ManualScheduler extends AbstractExecutorService implements Scheduled
     }
   }
 
+  /** The fake clock, in nanoseconds: pass {@code scheduler::nanoTime} as the client's ticker. */
+  synchronized long nanoTime() {
+    return now;
+  }
+
   /** Tasks scheduled and neither run nor cancelled. */
   synchronized int pending() {
     return (int) queue.stream().filter(t -> !t.cancelled).count();

@@ -5,6 +5,8 @@ import dev.sluice.proto.v1.AcquireResponse;
 import dev.sluice.proto.v1.CancelRequest;
 import dev.sluice.proto.v1.CancelResponse;
 import dev.sluice.proto.v1.CoordinatorGrpc;
+import dev.sluice.proto.v1.DescribeRequest;
+import dev.sluice.proto.v1.DescribeResponse;
 import dev.sluice.proto.v1.ReleaseRequest;
 import dev.sluice.proto.v1.ReleaseResponse;
 import dev.sluice.proto.v1.RenewRequest;
@@ -12,6 +14,7 @@ import dev.sluice.proto.v1.RenewResponse;
 import dev.sluice.proto.v1.ReportRequest;
 import dev.sluice.proto.v1.ReportResponse;
 import dev.sluice.server.engine.Engine;
+import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.Grant;
 import dev.sluice.server.engine.Ticket;
 import io.grpc.Context;
@@ -141,6 +144,25 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
         b.setPausedFor(Protos.duration(paused));
       }
       observer.onNext(b.build());
+      observer.onCompleted();
+    } catch (RuntimeException e) {
+      observer.onError(Statuses.of(e));
+    }
+  }
+
+  @Override
+  public void describe(DescribeRequest req, StreamObserver<DescribeResponse> observer) {
+    try {
+      var limit =
+          engine
+              .getLimit(req.getResource())
+              .orElseThrow(
+                  () ->
+                      new EngineException(
+                          EngineException.Reason.NOT_FOUND,
+                          "resource '" + req.getResource() + "' has no limit: create one with"
+                              + " `sluice limit set`, or check the name"));
+      observer.onNext(DescribeResponse.newBuilder().setLimit(Protos.limit(limit)).build());
       observer.onCompleted();
     } catch (RuntimeException e) {
       observer.onError(Statuses.of(e));
