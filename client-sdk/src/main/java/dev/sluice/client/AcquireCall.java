@@ -16,7 +16,8 @@ import org.slf4j.LoggerFactory;
  * One acquire: its Acquire long-polls (one per attempt) and the future that exposes it.
  *
  * <p>Failover. An attempt that fails with UNAVAILABLE (its node died or shut down, the connection
- * was reset, or no node is up) is sent again with the <em>same</em> request id, after a short
+ * was reset, or no node is up), or with CANCELLED while the caller still waits (a killed node
+ * resets its streams), is sent again with the <em>same</em> request id, after a short
  * backoff ({@link Retrier#backoffNanos}), with what is left of the acquire's timeout; round_robin
  * sends it to a live node. The coordinators de-duplicate by request id, so a retried acquire is
  * never granted twice. Retries stop when the timeout runs out (the last one is made then, and a
@@ -280,7 +281,8 @@ final class AcquireCall {
 
     @Override
     public void onError(Throwable t) {
-      if (Retrier.isUnavailable(t) && !answered) {
+      // A CANCELLED while the caller still waits came from a killed node (see Retrier).
+      if (Retrier.isRetryable(t) && !answered && !future.isDone()) {
         unavailable(t);
         return;
       }

@@ -117,11 +117,22 @@ final class ClusterHealth implements AutoCloseable {
         check = schedule(this::check, left);
         return;
       }
-      degraded = true;
-      degradedSince = ticker.getAsLong();
-      probe = schedule(this::probe, PROBE_INTERVAL.toNanos());
     }
+    // The fallback is ready before anyone can see the flag; only this task enters.
     listener.entered();
+    boolean backMeanwhile = false;
+    synchronized (this) {
+      if (failing && !closed) {
+        degraded = true;
+        degradedSince = ticker.getAsLong();
+        probe = schedule(this::probe, PROBE_INTERVAL.toNanos());
+      } else {
+        backMeanwhile = true;
+      }
+    }
+    if (backMeanwhile) {
+      listener.left(Duration.ZERO); // a node answered while the fallback was being prepared
+    }
   }
 
   private void probe() {

@@ -10,9 +10,9 @@ import java.util.function.LongSupplier;
 
 /**
  * Sends a unary call again when it fails with UNAVAILABLE (its node died, the connection was
- * reset, or no node is up), with a short backoff, until the call's time budget runs out. The
- * channel's round_robin policy picks a live node for each attempt. Only UNAVAILABLE is retried:
- * every other status is an answer.
+ * reset, or no node is up) or with a CANCELLED the node caused (see {@link #isRetryable}), with a
+ * short backoff, until the call's time budget runs out. The channel's round_robin policy picks a
+ * live node for each attempt. Every other status is an answer.
  *
  * <p>Backoff: 50 ms, doubling, at most 500 ms ({@link #backoffNanos}).
  */
@@ -46,8 +46,14 @@ final class Retrier {
     return retry >= 10 ? max : Math.min(max, first << retry);
   }
 
-  static boolean isUnavailable(Throwable t) {
-    return Status.fromThrowable(t).getCode() == Status.Code.UNAVAILABLE;
+  /**
+   * UNAVAILABLE, or CANCELLED: a node that is killed resets its open streams with
+   * {@code RST_STREAM(CANCEL)}, which gRPC reports as CANCELLED. The SDK never cancels a call whose
+   * answer it still waits for, so such a CANCELLED came from the node's side.
+   */
+  static boolean isRetryable(Throwable t) {
+    Status.Code code = Status.fromThrowable(t).getCode();
+    return code == Status.Code.UNAVAILABLE || code == Status.Code.CANCELLED;
   }
 
   /**
@@ -96,7 +102,7 @@ final class Retrier {
 
     @Override
     public void onError(Throwable t) {
-      if (isUnavailable(t)) {
+      if (isRetryable(t)) {
         onUnavailable.run();
         long backoff = backoffNanos(retries);
         if (deadline - ticker.getAsLong() > backoff) {

@@ -7,6 +7,7 @@ import dev.sluice.proto.v1.ReleaseRequest;
 import dev.sluice.proto.v1.ReleaseResponse;
 import dev.sluice.proto.v1.ReportRequest;
 import dev.sluice.proto.v1.ReportResponse;
+import io.grpc.ClientInterceptor;
 import io.grpc.ManagedChannel;
 import io.grpc.StatusRuntimeException;
 import io.micrometer.core.instrument.Gauge;
@@ -254,7 +255,7 @@ public final class SluiceClient implements AutoCloseable {
       } catch (StatusRuntimeException e) {
         long backoff = Retrier.backoffNanos(retry);
         // While degraded no node is up: fail at once rather than hold the caller for 10 s.
-        if (!Retrier.isUnavailable(e) || isDegraded() || deadline - ticker.getAsLong() <= backoff) {
+        if (!Retrier.isRetryable(e) || isDegraded() || deadline - ticker.getAsLong() <= backoff) {
           throw Errors.map(e, "report", resource);
         }
         failoverNoticed();
@@ -509,6 +510,7 @@ public final class SluiceClient implements AutoCloseable {
     private FailureMode failureMode;
     private MeterRegistry meterRegistry;
     private LongSupplier ticker;
+    private ClientInterceptor interceptor;
 
     private Builder() {}
 
@@ -643,6 +645,14 @@ public final class SluiceClient implements AutoCloseable {
       return this;
     }
 
+    /** For tests: watches every call on the channel the client builds from its target. */
+    Builder intercept(ClientInterceptor interceptor) {
+      Objects.requireNonNull(interceptor, "interceptor");
+      requireUnset(this.interceptor, "interceptor");
+      this.interceptor = interceptor;
+      return this;
+    }
+
     /** For tests: the scheduler of lease renewals and retries; the client does not shut it down. */
     Builder scheduler(ScheduledExecutorService scheduler) {
       Objects.requireNonNull(scheduler, "scheduler");
@@ -662,7 +672,7 @@ public final class SluiceClient implements AutoCloseable {
         return new SluiceClient(this, channel, false);
       }
       String resolved = target != null ? target : defaultTarget(System::getenv);
-      return new SluiceClient(this, Targets.channel(resolved), true);
+      return new SluiceClient(this, Targets.channel(resolved, interceptor), true);
     }
 
     static String defaultTarget(UnaryOperator<String> env) {

@@ -1,6 +1,7 @@
 package dev.sluice.client;
 
 import io.grpc.Attributes;
+import io.grpc.ClientInterceptor;
 import io.grpc.EquivalentAddressGroup;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
@@ -117,8 +118,12 @@ final class Targets {
     return nodes;
   }
 
-  /** A plaintext, round-robin channel to a checked target in any of the three forms. */
-  static ManagedChannel channel(String target) {
+  /**
+   * A plaintext, round-robin channel to a checked target in any of the three forms.
+   *
+   * @param interceptor for tests; null for none
+   */
+  static ManagedChannel channel(String target, ClientInterceptor interceptor) {
     ManagedChannelBuilder<?> builder;
     if (target.contains(",")) {
       NameResolverRegistry registry = new NameResolverRegistry();
@@ -131,6 +136,9 @@ final class Targets {
         .keepAliveTime(KEEPALIVE_TIME.toNanos(), TimeUnit.NANOSECONDS)
         .keepAliveTimeout(KEEPALIVE_TIMEOUT.toNanos(), TimeUnit.NANOSECONDS)
         .keepAliveWithoutCalls(true);
+    if (interceptor != null) {
+      builder.intercept(interceptor);
+    }
     if (builder instanceof NettyChannelBuilder netty) {
       netty.withOption(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) CONNECT_TIMEOUT.toMillis());
     }

@@ -1,0 +1,23 @@
+package dev.sluice.client;
+
+import io.grpc.ClientInterceptor;
+import java.util.function.LongSupplier;
+
+/**
+ * Reaches the SDK builder's package-private test hooks from the server's end-to-end tests (same
+ * package, other module). Test code only: the SDK's public API has no such knobs.
+ */
+public final class ClientTestHooks {
+
+  private ClientTestHooks() {}
+
+  /** The client's nanosecond clock: timeouts, retries, degraded mode and the local limiter. */
+  public static SluiceClient.Builder ticker(SluiceClient.Builder builder, LongSupplier nanoTime) {
+    return builder.ticker(nanoTime);
+  }
+
+  /** Watches every call on the channel the client builds from its target. */
+  public static SluiceClient.Builder intercept(SluiceClient.Builder builder, ClientInterceptor interceptor) {
+    return builder.intercept(interceptor);
+  }
+}

@@ -1,0 +1,402 @@
+package dev.sluice.server;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
+
+import dev.sluice.client.AcquireOptions;
+import dev.sluice.client.ClientTestHooks;
+import dev.sluice.client.FailureMode;
+import dev.sluice.client.Load;
+import dev.sluice.client.Permit;
+import dev.sluice.client.SluiceClient;
+import dev.sluice.client.SluiceUnavailableException;
+import dev.sluice.proto.v1.AcquireRequest;
+import dev.sluice.proto.v1.CoordinatorGrpc;
+import dev.sluice.proto.v1.DescribeRequest;
+import dev.sluice.proto.v1.RenewRequest;
+import dev.sluice.server.engine.FakeClock;
+import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.engine.RateSpec;
+import io.grpc.CallOptions;
+import io.grpc.Channel;
+import io.grpc.ClientCall;
+import io.grpc.ClientInterceptor;
+import io.grpc.ForwardingClientCall;
+import io.grpc.ForwardingClientCallListener;
+import io.grpc.Grpc;
+import io.grpc.ManagedChannel;
+import io.grpc.ManagedChannelBuilder;
+import io.grpc.Metadata;
+import io.grpc.MethodDescriptor;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import java.net.InetSocketAddress;
+import java.net.SocketAddress;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.stream.Collectors;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The SDK across several coordinator nodes, over Netty on loopback: calls spread over the nodes,
+ * a node killed under load loses no acquire, an acquire in flight on it is retried elsewhere with
+ * the same request id, leases are re-renewed at once, and the three degraded modes when no node
+ * answers. Each node runs the memory store with the same limits set on each.
+ */
+class FailoverTest {
+
+  @TempDir Path dataDir;
+
+  private final List<AutoCloseable> closeables = new ArrayList<>();
+  private final Recorder recorder = new Recorder();
+  private int nodes;
+
+  @AfterEach
+  void tearDown() throws Exception {
+    for (int i = closeables.size() - 1; i >= 0; i--) {
+      closeables.get(i).close();
+    }
+  }
+
+  private SluiceServer node(FakeClock clock, int port) throws Exception {
+    SluiceServer.Builder b = SluiceServer.builder().host("127.0.0.1").port(port)
+        .dataDir(dataDir.resolve("node-" + nodes++))
+        .shutdownGrace(Duration.ZERO); // close() is a kill: calls in flight are cut
+    if (clock != null) {
+      b.clock(clock, clock);
+    }
+    SluiceServer s = b.build().start();
+    closeables.add(s);
+    return s;
+  }
+
+  private SluiceServer node() throws Exception {
+    return node(null, 0);
+  }
+
+  private static String targets(SluiceServer... servers) {
+    return java.util.Arrays.stream(servers).map(s -> "127.0.0.1:" + s.port()).collect(Collectors.joining(","));
+  }
+
+  private SluiceClient client(SluiceClient.Builder b) {
+    SluiceClient c = ClientTestHooks.intercept(b, recorder).build();
+    closeables.add(c);
+    return c;
+  }
+
+  private static void limit(LimitSpec spec, SluiceServer... servers) {
+    for (SluiceServer s : servers) {
+      s.engine().setLimit(spec);
+    }
+  }
+
+  private static LimitSpec rate(String name, long perSecond, long burst) {
+    return new LimitSpec(name, List.of(new RateSpec("requests", perSecond, Duration.ofSeconds(1), burst)), 0, 0, null);
+  }
+
+  /** One request per 10 s: an acquire parks until the node's fake clock moves. */
+  private static LimitSpec parking(String name) {
+    return new LimitSpec(name, List.of(new RateSpec("requests", 1, Duration.ofSeconds(10), 1)), 0, 0, null);
+  }
+
+  private static int waiting(SluiceServer s, String name) {
+    return s.engine().stats(name).waiting().values().stream().mapToInt(Integer::intValue).sum();
+  }
+
+  // ------------------------------------------------------------------ spreading and failover
+
+  @Test
+  void callsAreSpreadOverEveryNode() throws Exception {
+    SluiceServer a = node();
+    SluiceServer b = node();
+    SluiceServer c = node();
+    LimitSpec open = new LimitSpec("api", List.of(), 1000, 0, null);
+    limit(open, a, b, c);
+    SluiceClient client = client(SluiceClient.builder().target(targets(a, b, c)));
+
+    for (int i = 0; i < 60; i++) {
+      client.acquire("api").close();
+    }
+
+    assertThat(List.of(a, b, c)).allSatisfy(s ->
+        assertThat(s.engine().stats("api").granted()).as("node %d's share", s.port()).isBetween(10L, 30L));
+  }
+
+  @Test
+  void killingANodeUnderLoadLosesNoAcquire() throws Exception {
+    SluiceServer a = node();
+    SluiceServer b = node();
+    SluiceServer c = node();
+    limit(rate("api", 5000, 200), a, b, c);
+    SluiceClient client = client(SluiceClient.builder().target(targets(a, b, c)));
+    int threads = 4;
+    int perThread = 150;
+    ConcurrentLinkedQueue<Long> grantedAt = new ConcurrentLinkedQueue<>();
+    AtomicLong killedAt = new AtomicLong();
+    CountDownLatch start = new CountDownLatch(1);
+    CountDownLatch halfway = new CountDownLatch(threads * perThread / 3);
+    ExecutorService pool = Executors.newFixedThreadPool(threads);
+    List<Future<?>> workers = new ArrayList<>();
+    for (int t = 0; t < threads; t++) {
+      workers.add(pool.submit(() -> {
+        start.await();
+        for (int i = 0; i < perThread; i++) {
+          try (Permit p = client.acquire("api", Load.requests(1),
+              AcquireOptions.builder().timeout(Duration.ofSeconds(20)).build())) {
+            grantedAt.add(System.nanoTime());
+            halfway.countDown();
+          }
+        }
+        return null;
+      }));
+    }
+    start.countDown();
+    halfway.await(30, TimeUnit.SECONDS);
+    killedAt.set(System.nanoTime());
+    a.close();
+    for (Future<?> w : workers) {
+      w.get(60, TimeUnit.SECONDS); // an acquire that failed would throw here
+    }
+    pool.shutdown();
+
+    assertThat(grantedAt).hasSize(threads * perThread);
+    long firstAfterKill = grantedAt.stream().filter(t -> t > killedAt.get()).mapToLong(Long::longValue).min()
+        .orElseThrow();
+    assertThat(Duration.ofNanos(firstAfterKill - killedAt.get())).as("the others carry on within 2 s")
+        .isLessThan(Duration.ofSeconds(2));
+    long afterKill = b.engine().stats("api").granted() + c.engine().stats("api").granted();
+    assertThat(afterKill).isGreaterThanOrEqualTo(threads * perThread * 2 / 3 - a.engine().stats("api").granted());
+  }
+
+  @Test
+  void anAcquireParkedOnTheKilledNodeIsRetriedElsewhereWithTheSameRequestId() throws Exception {
+    FakeClock clockA = new FakeClock();
+    FakeClock clockB = new FakeClock();
+    SluiceServer a = node(clockA, 0);
+    SluiceServer b = node(clockB, 0);
+    limit(parking("slow"), a, b);
+    SluiceClient client = client(SluiceClient.builder().target(targets(a, b)));
+
+    CompletableFuture<Permit> parked = client.acquireAsync("slow", Load.requests(1),
+        AcquireOptions.builder().timeout(Duration.ofSeconds(30)).requestId("parked-1").build());
+    await().until(() -> waiting(a, "slow") + waiting(b, "slow") == 1);
+    SluiceServer holder = waiting(a, "slow") == 1 ? a : b;
+    SluiceServer other = holder == a ? b : a;
+    FakeClock otherClock = other == a ? clockA : clockB;
+    int holderPort = holder.port();
+    int otherPort = other.port();
+
+    holder.close();
+    await().atMost(Duration.ofSeconds(2)).until(() -> waiting(other, "slow") == 1);
+    assertThat(parked).as("no acquire fails").isNotDone();
+    otherClock.advance(Duration.ofSeconds(10));
+    Permit permit = parked.get(5, TimeUnit.SECONDS);
+    permit.close();
+
+    assertThat(other.engine().stats("slow").granted()).isEqualTo(1);
+    List<Recorder.Call> attempts = recorder.calls("Acquire").stream()
+        .filter(c -> ((AcquireRequest) c.request()).getRequestId().equals("parked-1")).toList();
+    assertThat(attempts.get(0)).as("the first attempt was cut off with its node").satisfies(c -> {
+      assertThat(c.port()).isEqualTo(holderPort);
+      assertThat(c.code()).isEqualTo(Status.Code.UNAVAILABLE);
+    });
+    assertThat(attempts.get(attempts.size() - 1)).as("granted by the node left, same request id").satisfies(c -> {
+      assertThat(c.port()).isEqualTo(otherPort);
+      assertThat(c.code()).isEqualTo(Status.Code.OK);
+    });
+  }
+
+  @Test
+  void leasesAreRenewedOnTheSurvivingNodeRightAfterAFailover() throws Exception {
+    FakeClock clockA = new FakeClock();
+    FakeClock clockB = new FakeClock();
+    SluiceServer a = node(clockA, 0);
+    SluiceServer b = node(clockB, 0);
+    // A 30 s lease: the SDK's regular renewal would come only after 10 s.
+    limit(new LimitSpec("leased", List.of(), 10, 0, Duration.ofSeconds(30)), a, b);
+    limit(parking("slow"), a, b);
+    SluiceClient client = client(SluiceClient.builder().target(targets(a, b)));
+    Permit p1 = client.acquire("leased");
+    Permit p2 = client.acquire("leased");
+    client.acquireAsync("slow", Load.requests(1), AcquireOptions.builder().timeout(Duration.ofSeconds(30)).build());
+    client.acquireAsync("slow", Load.requests(1), AcquireOptions.builder().timeout(Duration.ofSeconds(30)).build());
+    await().until(() -> waiting(a, "slow") == 1 && waiting(b, "slow") == 1);
+    assertThat(recorder.calls("Renew")).isEmpty();
+
+    long killed = System.nanoTime();
+    a.close(); // cuts the acquire parked on a: the client notices the failover
+
+    await().atMost(Duration.ofSeconds(2)).until(() -> recorder.calls("Renew").stream().anyMatch(c ->
+        c.port() == b.port() && c.code() == Status.Code.OK
+            && ((RenewRequest) c.request()).getPermitIdsList().containsAll(List.of(p1.id(), p2.id()))));
+    assertThat(Duration.ofNanos(System.nanoTime() - killed)).isLessThan(Duration.ofSeconds(10));
+    p1.close();
+    p2.close();
+  }
+
+  // ------------------------------------------------------------------ no node answers
+
+  @Test
+  void failClosedThrowsUnavailableAfterTheAcquireTimeout() throws Exception {
+    SluiceServer a = node();
+    SluiceServer b = node();
+    limit(rate("api", 100, 10), a, b);
+    SluiceClient client = client(SluiceClient.builder().target(targets(a, b)));
+    a.close();
+    b.close();
+
+    long started = System.nanoTime();
+    assertThatThrownBy(() -> client.acquire("api", Load.requests(1),
+        AcquireOptions.builder().timeout(Duration.ofMillis(1500)).build()))
+        .isInstanceOf(SluiceUnavailableException.class)
+        .hasMessageContaining("No node answered within the acquire's timeout of 1500 ms")
+        .hasMessageContaining("FAIL_CLOSED");
+    assertThat(Duration.ofNanos(System.nanoTime() - started)).as("kept retrying until the timeout")
+        .isGreaterThanOrEqualTo(Duration.ofMillis(1500));
+  }
+
+  @Test
+  void failOpenGrantsAtOnceAndTheGaugeFollowsTheCluster() throws Exception {
+    SluiceServer a = node();
+    SluiceServer b = node();
+    limit(rate("api", 100, 10), a, b);
+    int portA = a.port();
+    SimpleMeterRegistry meters = new SimpleMeterRegistry();
+    SluiceClient client = client(SluiceClient.builder().target(targets(a, b))
+        .failureMode(FailureMode.FAIL_OPEN).meterRegistry(meters));
+    client.tryAcquire("api", Load.requests(1), Duration.ofSeconds(5));
+    assertThat(meters.get("sluice.client.degraded").gauge().value()).isZero();
+
+    a.close();
+    b.close();
+    await().atMost(Duration.ofSeconds(10)).until(client::isDegraded);
+    assertThat(meters.get("sluice.client.degraded").gauge().value()).isOne();
+    long started = System.nanoTime();
+    try (Permit p = client.acquire("api")) {
+      assertThat(p.id()).startsWith("local-");
+    }
+    assertThat(Duration.ofNanos(System.nanoTime() - started)).as("granted at once, no retries")
+        .isLessThan(Duration.ofSeconds(1));
+
+    SluiceServer back = node(null, portA);
+    limit(rate("api", 100, 100), back);
+    await().atMost(Duration.ofSeconds(10)).until(() -> !client.isDegraded());
+    assertThat(meters.get("sluice.client.degraded").gauge().value()).isZero();
+    await().atMost(Duration.ofSeconds(5)).until(() ->
+        client.tryAcquire("api", Load.requests(1), Duration.ofSeconds(1)).map(Permit::id).orElse("").startsWith("permit")
+            || back.engine().stats("api").granted() > 0);
+  }
+
+  @Test
+  void localGrantsHalfTheLastKnownRateOnAFakeClock() throws Exception {
+    SluiceServer a = node();
+    SluiceServer b = node();
+    limit(rate("api", 10, 10), a, b);
+    AtomicLong now = new AtomicLong(1_000_000_000L);
+    SluiceClient client = client(ClientTestHooks.ticker(
+        SluiceClient.builder().target(targets(a, b)).failureMode(FailureMode.local(0.5)), now::get));
+    client.acquire("api", Load.requests(1), AcquireOptions.builder().timeout(Duration.ofSeconds(5)).build()).close();
+    await().until(() -> recorder.calls("Describe").stream().anyMatch(c -> c.code() == Status.Code.OK));
+
+    a.close();
+    b.close();
+    // The degraded rule needs one second of failure on the client's clock.
+    await().atMost(Duration.ofSeconds(10)).until(() -> {
+      now.addAndGet(Duration.ofMillis(200).toNanos());
+      return client.isDegraded();
+    });
+
+    now.addAndGet(Duration.ofSeconds(1).toNanos());
+    int granted = 0;
+    while (client.tryAcquire("api", Load.requests(1), Duration.ZERO).isPresent()) {
+      granted++;
+    }
+    assertThat(granted).as("0.5 x 10/s over one second").isEqualTo(5);
+    now.addAndGet(Duration.ofMillis(600).toNanos());
+    granted = 0;
+    while (client.tryAcquire("api", Load.requests(1), Duration.ZERO).isPresent()) {
+      granted++;
+    }
+    assertThat(granted).as("0.5 x 10/s over 0.6 s").isEqualTo(3);
+    now.addAndGet(Duration.ofSeconds(10).toNanos());
+    granted = 0;
+    while (client.tryAcquire("api", Load.requests(1), Duration.ZERO).isPresent()) {
+      granted++;
+    }
+    assertThat(granted).as("never more than 0.5 x the burst of 10 at once").isEqualTo(5);
+  }
+
+  // ------------------------------------------------------------------ Describe
+
+  @Test
+  void describeReturnsTheLimitOrNotFound() throws Exception {
+    SluiceServer a = node();
+    limit(rate("api", 10, 4), a);
+    ManagedChannel channel = ManagedChannelBuilder.forAddress("127.0.0.1", a.port()).usePlaintext().build();
+    closeables.add(channel::shutdownNow);
+    var stub = CoordinatorGrpc.newBlockingStub(channel);
+
+    var limit = stub.describe(DescribeRequest.newBuilder().setResource("api").build()).getLimit();
+    assertThat(limit.getResource()).isEqualTo("api");
+    assertThat(limit.getRates(0).getAmount()).isEqualTo(10);
+    assertThat(limit.getRates(0).getBurst()).isEqualTo(4);
+    assertThatThrownBy(() -> stub.describe(DescribeRequest.newBuilder().setResource("nope").build()))
+        .isInstanceOfSatisfying(StatusRuntimeException.class, e -> {
+          assertThat(e.getStatus().getCode()).isEqualTo(Status.Code.NOT_FOUND);
+          assertThat(e.getStatus().getDescription()).contains("'nope' has no limit").contains("sluice limit set");
+        });
+  }
+
+  /** Records every call of the client: method, request, the node's port and how it ended. */
+  static final class Recorder implements ClientInterceptor {
+    record Call(String method, Object request, int port, Status.Code code) {}
+
+    private final List<Call> calls = new CopyOnWriteArrayList<>();
+
+    List<Call> calls(String method) {
+      return calls.stream().filter(c -> c.method().equals(method)).toList();
+    }
+
+    @Override
+    public <Q, R> ClientCall<Q, R> interceptCall(MethodDescriptor<Q, R> method, CallOptions options, Channel next) {
+      return new ForwardingClientCall.SimpleForwardingClientCall<>(next.newCall(method, options)) {
+        private volatile Object request;
+
+        @Override
+        public void sendMessage(Q message) {
+          request = message;
+          super.sendMessage(message);
+        }
+
+        @Override
+        public void start(Listener<R> listener, Metadata headers) {
+          ClientCall<Q, R> self = this;
+          super.start(new ForwardingClientCallListener.SimpleForwardingClientCallListener<>(listener) {
+            @Override
+            public void onClose(Status status, Metadata trailers) {
+              SocketAddress remote = self.getAttributes().get(Grpc.TRANSPORT_ATTR_REMOTE_ADDR);
+              int port = remote instanceof InetSocketAddress address ? address.getPort() : -1;
+              calls.add(new Call(method.getBareMethodName(), request, port, status.getCode()));
+              super.onClose(status, trailers);
+            }
+          }, headers);
+        }
+      };
+    }
+  }
+}
