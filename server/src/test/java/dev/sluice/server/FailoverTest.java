@@ -204,21 +204,24 @@ class FailoverTest {
     holder.close();
     await().atMost(Duration.ofSeconds(2)).until(() -> waiting(other, "slow") == 1);
     assertThat(parked).as("no acquire fails").isNotDone();
+    assertThatThrownBy(() -> other.engine().acquire("slow", java.util.Map.of(),
+        dev.sluice.server.engine.Lane.DEFAULT, Duration.ofSeconds(1).toNanos(), "parked-1"))
+        .as("the node left holds a waiter with the same request id")
+        .hasMessageContaining("request id 'parked-1' is already waiting");
     otherClock.advance(Duration.ofSeconds(10));
     Permit permit = parked.get(5, TimeUnit.SECONDS);
     permit.close();
 
-    assertThat(other.engine().stats("slow").granted()).isEqualTo(1);
+    // Either the SDK retried (the node failed the call with UNAVAILABLE or reset it) or gRPC
+    // replayed the same request transparently (the node's GOAWAY disowned the stream): the same
+    // request id either way, granted by the node left.
     List<Recorder.Call> attempts = recorder.calls("Acquire").stream()
         .filter(c -> ((AcquireRequest) c.request()).getRequestId().equals("parked-1")).toList();
-    assertThat(attempts.get(0)).as("the first attempt was cut off with its node").satisfies(c -> {
-      assertThat(c.port()).isEqualTo(holderPort);
-      assertThat(c.code()).isEqualTo(Status.Code.UNAVAILABLE);
-    });
-    assertThat(attempts.get(attempts.size() - 1)).as("granted by the node left, same request id").satisfies(c -> {
-      assertThat(c.port()).isEqualTo(otherPort);
-      assertThat(c.code()).isEqualTo(Status.Code.OK);
-    });
+    assertThat(attempts.get(attempts.size() - 1).code()).isEqualTo(Status.Code.OK);
+    assertThat(attempts.subList(0, attempts.size() - 1)).allSatisfy(c ->
+        assertThat(c.code()).isIn(Status.Code.UNAVAILABLE, Status.Code.CANCELLED));
+    assertThat(other.engine().stats("slow").granted()).isEqualTo(1);
+    assertThat(otherPort).isNotEqualTo(holderPort);
   }
 
   @Test
@@ -241,8 +244,9 @@ class FailoverTest {
     long killed = System.nanoTime();
     a.close(); // cuts the acquire parked on a: the client notices the failover
 
+    // Answered OK, so by b, the only node left.
     await().atMost(Duration.ofSeconds(2)).until(() -> recorder.calls("Renew").stream().anyMatch(c ->
-        c.port() == b.port() && c.code() == Status.Code.OK
+        c.code() == Status.Code.OK
             && ((RenewRequest) c.request()).getPermitIdsList().containsAll(List.of(p1.id(), p2.id()))));
     assertThat(Duration.ofNanos(System.nanoTime() - killed)).isLessThan(Duration.ofSeconds(10));
     p1.close();
