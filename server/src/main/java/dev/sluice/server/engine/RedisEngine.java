@@ -597,6 +597,14 @@ public final class RedisEngine implements Engine {
     }
     limits.put(spec.resource(), new Cfg(spec, version));
     lastKnown.put(spec.resource(), spec);
+    int sep = reply.indexOf("--");
+    for (int m = sep + 1; sep > 0 && m + 1 < reply.size(); m += 2) {
+      RWaiter misfit = localWaiter(spec.resource(), (String) reply.get(m));
+      if (misfit != null) {
+        endLocal(misfit, EngineException.invalid(
+            "limit of '" + spec.resource() + "' changed: " + reply.get(m + 1)));
+      }
+    }
     afterDrain(spec.resource(), reply, 1);
     return w.equals("CREATED");
   }

@@ -557,7 +557,9 @@ elseif op == 'setlimit' then
       if not cfg.burst[d] then redis.call('HDEL', ST, 'l:' .. d, 'q:' .. d) end
     end
   end
-  -- Waiters whose load can no longer fit fail now instead of waiting for ever.
+  -- Waiters whose load can no longer fit fail now instead of waiting for ever (the caller's
+  -- own in the reply, after '--'; other nodes' on their channel).
+  local misfits = {}
   for l = 1, 3 do
     for _, id in ipairs(redis.call('ZRANGE', QS[l], 0, -1)) do
       local e = getEntry(id)
@@ -575,14 +577,22 @@ elseif op == 'setlimit' then
           queued(e, -1)
           finish(e, 'E')
           redis.call('HINCRBY', ST, 'rej:invalid', 1)
-          redis.call('PUBLISH', 'sluice:node:' .. e.node, table.concat({ 'X', rname, id, why }, '\t'))
+          if e.node == node then
+            misfits[#misfits + 1] = id
+            misfits[#misfits + 1] = why
+          else
+            redis.call('PUBLISH', 'sluice:node:' .. e.node, table.concat({ 'X', rname, id, why }, '\t'))
+          end
         end
       end
     end
   end
   local wake = drain()
   saveState()
-  return tail({ created and 'CREATED' or 'CHANGED' }, wake)
+  local out = tail({ created and 'CREATED' or 'CHANGED' }, wake)
+  out[#out + 1] = '--'
+  for _, x in ipairs(misfits) do out[#out + 1] = x end
+  return out
 
 elseif op == 'dellimit' then
   if redis.call('EXISTS', CFG) == 0 then return { 'NOTFOUND' } end
