@@ -64,12 +64,14 @@ public final class RedisProcess implements AutoCloseable {
 
   private final Path dir;
   private final Path log;
+  private final List<String> extraArgs;
   private int port;
   private Process process;
   private boolean closed;
 
-  private RedisProcess(Path dir) {
+  private RedisProcess(Path dir, List<String> extraArgs) {
     this.dir = dir;
+    this.extraArgs = extraArgs;
     this.log = dir.resolve("redis.log");
   }
 
@@ -81,18 +83,31 @@ public final class RedisProcess implements AutoCloseable {
    * @throws InterruptedException if interrupted while waiting for it
    */
   public static RedisProcess start() throws InterruptedException {
+    return start(new String[0]);
+  }
+
+  /**
+   * Like {@link #start()}, with more {@code redis-server} arguments, e.g. {@code
+   * "--cluster-enabled", "yes"} (a cluster node also binds port + 10000, so its port stays below
+   * 55536).
+   */
+  public static RedisProcess start(String... extraArgs) throws InterruptedException {
     String binary = binary();
+    boolean cluster = List.of(extraArgs).contains("--cluster-enabled");
     Path dir;
     try {
       dir = Files.createTempDirectory("sluice-redis-");
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }
-    RedisProcess redis = new RedisProcess(dir);
+    RedisProcess redis = new RedisProcess(dir, List.of(extraArgs));
     try {
       // The free port is only free until someone else binds it; on that race, take another.
       for (int attempt = 1; ; attempt++) {
         int port = freePort();
+        while (cluster && port > 55535) {
+          port = freePort();
+        }
         try {
           redis.launch(binary, port);
           return redis;
@@ -210,15 +225,19 @@ public final class RedisProcess implements AutoCloseable {
   private void launch(String binary, int port) throws InterruptedException {
     this.port = port;
     long logMark = logSize();
-    ProcessBuilder builder =
-        new ProcessBuilder(
+    List<String> command =
+        new ArrayList<>(
+            List.of(
                 binary,
                 "--port", Integer.toString(port),
                 "--bind", HOST,
                 "--save", "",
                 "--appendonly", "no",
                 "--protected-mode", "no",
-                "--dir", dir.toString())
+                "--dir", dir.toString()));
+    command.addAll(extraArgs);
+    ProcessBuilder builder =
+        new ProcessBuilder(command)
             .directory(dir.toFile())
             .redirectErrorStream(true)
             .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()));
