@@ -30,7 +30,7 @@ local aging = tonumber(ARGV[5])
 local nodeTimeout = tonumber(ARGV[6])
 
 local NEVER = -1
-local DONE_KEEP = 120000000 -- request ids of ended acquires are remembered 2 min (dedupe)
+local DONE_KEEP = 60000000 -- request ids of ended acquires are remembered 60 s (dedupe)
 local MAX_GRANTS = 500      -- grants per call; the caller calls again at once for more
 
 -- ------------------------------------------------------------------------------- helpers
