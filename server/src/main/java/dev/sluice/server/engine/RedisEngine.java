@@ -112,6 +112,7 @@ public final class RedisEngine implements Engine {
   private volatile boolean closed;
   private volatile boolean metaSeen;
   private volatile boolean reachable = true;
+  private volatile long unreachableSince;
   private volatile Scheduler.Cancellable housekeeping;
   private long lastFullReload;
 
@@ -395,6 +396,10 @@ public final class RedisEngine implements Engine {
     };
   }
 
+  private long nanoNow() {
+    return ticker == null ? System.nanoTime() : ticker.read();
+  }
+
   private String now() {
     return ticker == null ? "" : Long.toString(ticker.read() / 1000);
   }
@@ -428,6 +433,7 @@ public final class RedisEngine implements Engine {
 
   private EngineException unavailable(RedisException e) {
     if (reachable) {
+      unreachableSince = nanoNow();
       reachable = false;
       log.error("Redis at {} is unreachable: {}; answering UNAVAILABLE until it is back",
           redact(uri), rootMessage(e));
@@ -945,6 +951,15 @@ public final class RedisEngine implements Engine {
       }
       afterDrain(resource, reply, 2);
     } catch (EngineException e) {
+      long away = nanoNow() - unreachableSince;
+      if (!reachable && away > nodeTimeoutMicros * 1000) {
+        // The other nodes have dropped our waiters from the line by now: fail them, so their
+        // clients retry elsewhere (same request id: back in line at their old place).
+        failLocal(resource, () -> new EngineException(EngineException.Reason.UNAVAILABLE,
+            "this node lost contact with Redis for " + Duration.ofNanos(away).toMillis()
+                + " ms: retry on another node"), "lost");
+        return;
+      }
       // Redis away: keep beating, the waiters' deadlines still run.
       scheduleWake(resource, -1);
     }
@@ -987,7 +1002,8 @@ public final class RedisEngine implements Engine {
     }
   }
 
-  private void endLocal(RWaiter w, Throwable why) {
+  /** Ends a local waiter that is still waiting; false if it was granted or ended meanwhile. */
+  private boolean endLocal(RWaiter w, Throwable why) {
     Local local = locals.get(w.resource);
     if (local != null) {
       local.waiters.remove(w.requestId, w);
@@ -1003,6 +1019,7 @@ public final class RedisEngine implements Engine {
       }
       w.future.completeExceptionally(why);
     }
+    return ended;
   }
 
   private void cancelLocal(RWaiter w) {
@@ -1015,8 +1032,9 @@ public final class RedisEngine implements Engine {
             afterDrain(w.resource, reply, 2);
           }
           case "GRANTED" -> {
-            endLocal(w, cancelled(w.resource));
-            if (nodeId.equals(reply.get(5))) {
+            // Give it back only if the grant had not reached the caller meanwhile (then the
+            // GRANTED -> RETURNED step below gives it back, unless the caller took it).
+            if (endLocal(w, cancelled(w.resource)) && nodeId.equals(reply.get(5))) {
               // Granted to us, news not here yet: it goes back.
               delivered.put(w.resource + "\t" + reply.get(1), Boolean.TRUE);
               giveBack(w.resource, (String) reply.get(1));

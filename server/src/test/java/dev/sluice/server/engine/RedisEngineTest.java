@@ -231,6 +231,24 @@ class RedisEngineTest {
   }
 
   @Test
+  void waitersOfANodeCutOffFromRedisFailOverOnceTheOthersHaveDroppedThem() throws Exception {
+    RedisEngine a = node("a");
+    limit(a, "r", 0, 1, null);
+    Ticket parked = acquire(a, "r", "parked");
+    redis.kill();
+    // a notices at its next wake-up (1 s); for the node timeout (3 s) after that its waiters
+    // keep their place, as the other nodes would still count a as alive.
+    clock.advance(Duration.ofSeconds(3));
+    assertThat(parked.future()).isNotDone();
+    clock.advance(Duration.ofSeconds(2)); // past the node timeout: a's place in line is gone
+    assertThat(parked.future()).isCompletedExceptionally();
+    assertThatThrownBy(() -> parked.future().join())
+        .hasCauseInstanceOf(EngineException.class)
+        .hasMessageContaining("lost contact with Redis");
+    redis.restart();
+  }
+
+  @Test
   void aDeletedLimitEndsWaitersOnEveryNode() throws Exception {
     RedisEngine a = node("a");
     RedisEngine b = node("b");
