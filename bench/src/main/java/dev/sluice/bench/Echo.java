@@ -1,0 +1,230 @@
+package dev.sluice.bench;
+
+import io.grpc.CallOptions;
+import io.grpc.ClientCall;
+import io.grpc.Grpc;
+import io.grpc.InsecureChannelCredentials;
+import io.grpc.ManagedChannel;
+import io.grpc.MethodDescriptor;
+import io.grpc.Server;
+import io.grpc.ServerServiceDefinition;
+import io.grpc.netty.NettyServerBuilder;
+import io.grpc.stub.ClientCalls;
+import io.grpc.stub.ServerCalls;
+import io.grpc.stub.StreamObserver;
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.net.InetSocketAddress;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The ceiling: a raw grpc-java echo service, defined without protoc (byte-array marshaller),
+ * served the way Sluice's memory store is served (Netty on loopback, {@code directExecutor()},
+ * the same keepalive permissions) and called over a channel built the way the SDK builds its
+ * own ({@code Grpc.newChannelBuilder}, plaintext, {@code round_robin}, 10 s keepalive, the
+ * default callback executor). Whatever Sluice costs above this is Sluice's.
+ */
+final class Echo implements AutoCloseable {
+
+  static final String SERVICE = "sluice.bench.Echo";
+  /** About the size of an Acquire request (resource, load, lane, timeout, request id). */
+  static final int PAYLOAD_BYTES = 64;
+
+  static final MethodDescriptor.Marshaller<byte[]> BYTES = new MethodDescriptor.Marshaller<>() {
+    @Override
+    public InputStream stream(byte[] value) {
+      return new ByteArrayInputStream(value);
+    }
+
+    @Override
+    public byte[] parse(InputStream stream) {
+      try {
+        return stream.readAllBytes();
+      } catch (IOException e) {
+        throw new UncheckedIOException(e);
+      }
+    }
+  };
+
+  static final MethodDescriptor<byte[], byte[]> UNARY = MethodDescriptor.<byte[], byte[]>newBuilder()
+      .setType(MethodDescriptor.MethodType.UNARY)
+      .setFullMethodName(MethodDescriptor.generateFullMethodName(SERVICE, "Unary"))
+      .setRequestMarshaller(BYTES)
+      .setResponseMarshaller(BYTES)
+      .build();
+
+  static final MethodDescriptor<byte[], byte[]> STREAM = MethodDescriptor.<byte[], byte[]>newBuilder()
+      .setType(MethodDescriptor.MethodType.BIDI_STREAMING)
+      .setFullMethodName(MethodDescriptor.generateFullMethodName(SERVICE, "Stream"))
+      .setRequestMarshaller(BYTES)
+      .setResponseMarshaller(BYTES)
+      .build();
+
+  private final Server server;
+  private final ManagedChannel channel;
+  private final byte[] payload = new byte[PAYLOAD_BYTES];
+
+  private Echo(Server server, ManagedChannel channel) {
+    this.server = server;
+    this.channel = channel;
+  }
+
+  static Echo start() throws IOException {
+    ServerServiceDefinition service = ServerServiceDefinition.builder(SERVICE)
+        .addMethod(UNARY, ServerCalls.asyncUnaryCall((byte[] request, StreamObserver<byte[]> reply) -> {
+          reply.onNext(request);
+          reply.onCompleted();
+        }))
+        .addMethod(STREAM, ServerCalls.asyncBidiStreamingCall(reply -> new StreamObserver<byte[]>() {
+          @Override
+          public void onNext(byte[] message) {
+            reply.onNext(message);
+          }
+
+          @Override
+          public void onError(Throwable t) {}
+
+          @Override
+          public void onCompleted() {
+            reply.onCompleted();
+          }
+        }))
+        .build();
+    Server server = NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
+        .directExecutor()
+        .permitKeepAliveTime(500, TimeUnit.MILLISECONDS)
+        .permitKeepAliveWithoutCalls(true)
+        .addService(service)
+        .build()
+        .start();
+    return new Echo(server, channel("127.0.0.1:" + server.getPort()));
+  }
+
+  /** A channel with the SDK's settings (see {@code dev.sluice.client.Targets#channel}). */
+  static ManagedChannel channel(String target) {
+    return Grpc.newChannelBuilder(target, InsecureChannelCredentials.create())
+        .defaultLoadBalancingPolicy("round_robin")
+        .keepAliveTime(10, TimeUnit.SECONDS)
+        .keepAliveTimeout(1, TimeUnit.SECONDS)
+        .keepAliveWithoutCalls(true)
+        .build();
+  }
+
+  /** Blocking unary calls, one per thread (grpc-java runs the callback on the calling thread). */
+  Workload unaryThreads(int threads) {
+    return new ThreadLoop("echo-unary", threads,
+        lap -> ClientCalls.blockingUnaryCall(channel, UNARY, CallOptions.DEFAULT, payload));
+  }
+
+  /** {@code inFlight} async unary calls on the one channel, each re-issued from its callback. */
+  Workload unaryAsync(int inFlight) {
+    return new AsyncLoop("echo-unary", inFlight, (lap, done) ->
+        ClientCalls.asyncUnaryCall(channel.newCall(UNARY, CallOptions.DEFAULT), payload, new StreamObserver<>() {
+          @Override
+          public void onNext(byte[] value) {}
+
+          @Override
+          public void onError(Throwable t) {
+            done.accept(t);
+          }
+
+          @Override
+          public void onCompleted() {
+            done.accept(null);
+          }
+        }));
+  }
+
+  /**
+   * One bidi stream with {@code window} messages outstanding: each reply sends the next message.
+   * The echo answers in order, so a ring of send times gives each message its round trip.
+   */
+  Workload stream(int window) {
+    return new StreamLoop(window);
+  }
+
+  private final class StreamLoop implements Workload {
+    private final int window;
+    private final long[] sentAt;
+    private int head;
+    private int tail;
+    private volatile boolean stopping;
+    private StreamObserver<byte[]> requests;
+    private final java.util.concurrent.CountDownLatch closed = new java.util.concurrent.CountDownLatch(1);
+
+    StreamLoop(int window) {
+      this.window = window;
+      this.sentAt = new long[window + 1];
+    }
+
+    @Override
+    public String driver() {
+      return window == 1 ? "1 stream, 1 in flight" : "1 stream, " + window + " in flight";
+    }
+
+    @Override
+    public void start(Meter meter) {
+      ClientCall<byte[], byte[]> call = channel.newCall(STREAM, CallOptions.DEFAULT);
+      requests = ClientCalls.asyncBidiStreamingCall(call, new StreamObserver<byte[]>() {
+        @Override
+        public void onNext(byte[] value) {
+          long now = System.nanoTime();
+          synchronized (StreamLoop.this) {
+            Lap lap = new Lap(sentAt[head]);
+            head = (head + 1) % sentAt.length;
+            meter.done(lap, now);
+            if (!stopping) {
+              send();
+            } else if (head == tail) {
+              requests.onCompleted();
+            }
+          }
+        }
+
+        @Override
+        public void onError(Throwable t) {
+          meter.error(t);
+          closed.countDown();
+        }
+
+        @Override
+        public void onCompleted() {
+          closed.countDown();
+        }
+      });
+      synchronized (this) {
+        for (int i = 0; i < window; i++) {
+          send();
+        }
+      }
+    }
+
+    /** Under this monitor: StreamObserver.onNext must not be called concurrently. */
+    private void send() {
+      sentAt[tail] = System.nanoTime();
+      tail = (tail + 1) % sentAt.length;
+      requests.onNext(payload);
+    }
+
+    @Override
+    public String stop() throws InterruptedException {
+      stopping = true;
+      synchronized (this) {
+        if (head == tail) {
+          requests.onCompleted();
+        }
+      }
+      return closed.await(10, TimeUnit.SECONDS) ? null : "echo stream did not close within 10 s";
+    }
+  }
+
+  @Override
+  public void close() throws InterruptedException {
+    channel.shutdownNow();
+    server.shutdownNow();
+    channel.awaitTermination(5, TimeUnit.SECONDS);
+    server.awaitTermination(5, TimeUnit.SECONDS);
+  }
+}

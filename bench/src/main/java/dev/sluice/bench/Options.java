@@ -1,0 +1,146 @@
+package dev.sluice.bench;
+
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+
+/**
+ * Command-line options of {@link LoadGen}; {@link #USAGE} documents each and its default.
+ *
+ * @param warmup per scenario, recorded then discarded
+ * @param duration measured time per scenario, split into {@code rounds} equal windows
+ * @param groups which scenario groups to run
+ */
+record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration duration, int rounds, Set<String> groups,
+    Path out, Path jmhJson, int workers, int waiters, long contendedRate, long limit, int scaleResources,
+    int scaleWaiters, int scaleWaiterResources) {
+
+  static final List<String> GROUPS = List.of("ceiling", "memory", "contended", "redis", "peers", "scale");
+
+  static final String USAGE = """
+      Usage: java -jar bench/target/sluice-bench.jar [options]
+             java -jar bench/target/sluice-bench.jar jmh [JMH options]   (engine micro-benchmarks)
+
+      Runs every scenario in one JVM, one after another, prints a table as it goes, then writes
+      BENCHMARKS.md and docs/bench/{throughput,latency}.svg under --out.
+
+        --quick              about a minute: 1 s warm-up, 1.2 s measured per scenario, scale / 10
+        --warmup D           warm-up per scenario (default 3s; quick 0.6s)
+        --duration D         measured time per scenario, split into --rounds windows (default 6s; quick 1.2s)
+        --rounds N           measured windows per scenario, the spread of each figure (default 3)
+        --jvm-warmup D       one-off warm-up of the gRPC paths before the first scenario (default 5s; quick 1s)
+        --only G,G           groups to run: ceiling, memory, contended, redis, peers, scale (default all)
+        --out DIR            where BENCHMARKS.md (and docs/bench/*.svg) go (default .)
+        --jmh-json FILE      JMH results to include if present (default bench/target/jmh.json)
+        --workers N          the "many" concurrency (default 64)
+        --waiters N          parked waiters in the contended scenarios (default 10000)
+        --contended-rate N   permits/s of the contended limit (default 2000)
+        --limit N            permits/s of the "far above demand" limits (default 1000000000)
+        --scale-resources N  resources configured in the scale scenario (default 1000000)
+        --scale-waiters N    parked waiters in the scale scenario (default 100000)
+        --scale-waiter-resources N  resources they spread over (default 1000)
+      Durations: 500ms, 3s, 1.5s, 2m.
+      """;
+
+  static Options parse(String[] args) {
+    boolean quick = List.of(args).contains("--quick");
+    Duration jvmWarmup = quick ? Duration.ofSeconds(1) : Duration.ofSeconds(5);
+    Duration warmup = quick ? Duration.ofMillis(600) : Duration.ofSeconds(3);
+    Duration duration = quick ? Duration.ofMillis(1200) : Duration.ofSeconds(6);
+    int rounds = 3;
+    Set<String> groups = new LinkedHashSet<>(GROUPS);
+    Path out = Path.of(".");
+    Path jmhJson = Path.of("bench", "target", "jmh.json");
+    int workers = 64;
+    int waiters = 10_000;
+    long contendedRate = 2_000;
+    long limit = dev.sluice.bench.peers.Peers.UNCONTENDED_PERMITS_PER_SECOND;
+    int scaleResources = quick ? 20_000 : 1_000_000;
+    int scaleWaiters = quick ? 10_000 : 100_000;
+    int scaleWaiterResources = quick ? 100 : 1_000;
+    for (int i = 0; i < args.length; i++) {
+      String a = args[i];
+      switch (a) {
+        case "--quick" -> { }
+        case "--warmup" -> warmup = duration(value(args, ++i, a));
+        case "--duration" -> duration = duration(value(args, ++i, a));
+        case "--rounds" -> rounds = positive(value(args, ++i, a), a);
+        case "--jvm-warmup" -> jvmWarmup = duration(value(args, ++i, a));
+        case "--only" -> {
+          groups = new LinkedHashSet<>();
+          for (String g : value(args, ++i, a).split(",")) {
+            if (!GROUPS.contains(g.trim())) {
+              throw new IllegalArgumentException("--only: unknown group '" + g + "'; use " + String.join(", ", GROUPS));
+            }
+            groups.add(g.trim());
+          }
+        }
+        case "--out" -> out = Path.of(value(args, ++i, a));
+        case "--jmh-json" -> jmhJson = Path.of(value(args, ++i, a));
+        case "--workers" -> workers = positive(value(args, ++i, a), a);
+        case "--waiters" -> waiters = positive(value(args, ++i, a), a);
+        case "--contended-rate" -> contendedRate = positive(value(args, ++i, a), a);
+        case "--limit" -> limit = positive(value(args, ++i, a), a);
+        case "--scale-resources" -> scaleResources = positive(value(args, ++i, a), a);
+        case "--scale-waiters" -> scaleWaiters = positive(value(args, ++i, a), a);
+        case "--scale-waiter-resources" -> scaleWaiterResources = positive(value(args, ++i, a), a);
+        default -> throw new IllegalArgumentException("unknown option '" + a + "'");
+      }
+    }
+    if (duration.dividedBy(rounds).toMillis() < 100) {
+      throw new IllegalArgumentException("--duration " + duration.toMillis() + "ms over " + rounds
+          + " rounds leaves windows under 100 ms: lengthen it or lower --rounds");
+    }
+    return new Options(quick, jvmWarmup, warmup, duration, rounds, groups, out, jmhJson, workers, waiters,
+        contendedRate, limit, scaleResources, scaleWaiters, scaleWaiterResources);
+  }
+
+  Duration round() {
+    return duration.dividedBy(rounds);
+  }
+
+  boolean runs(String group) {
+    return groups.contains(group);
+  }
+
+  private static String value(String[] args, int i, String option) {
+    if (i >= args.length) {
+      throw new IllegalArgumentException(option + " needs a value");
+    }
+    return args[i];
+  }
+
+  private static int positive(String v, String option) {
+    try {
+      int n = Integer.parseInt(v.replace("_", ""));
+      if (n < 1) {
+        throw new NumberFormatException();
+      }
+      return n;
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException(option + " '" + v + "' is not a positive whole number");
+    }
+  }
+
+  /** 500ms, 3s, 1.5s, 2m. */
+  static Duration duration(String v) {
+    String s = v.trim().toLowerCase(Locale.ROOT);
+    try {
+      if (s.endsWith("ms")) {
+        return Duration.ofMillis(Long.parseLong(s.substring(0, s.length() - 2)));
+      }
+      if (s.endsWith("s")) {
+        return Duration.ofMillis(Math.round(Double.parseDouble(s.substring(0, s.length() - 1)) * 1000));
+      }
+      if (s.endsWith("m")) {
+        return Duration.ofMillis(Math.round(Double.parseDouble(s.substring(0, s.length() - 1)) * 60_000));
+      }
+    } catch (NumberFormatException e) {
+      // fall through
+    }
+    throw new IllegalArgumentException("duration '" + v + "' is not like 500ms, 3s, 1.5s or 2m");
+  }
+}

@@ -1,0 +1,597 @@
+package dev.sluice.bench;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.ZoneOffset;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * Writes {@code BENCHMARKS.md} and the two charts from one run: the machine, every figure with
+ * its spread, the issue's targets as ratios against the ceiling measured in the same run, and
+ * PASS/MISS with the size of each miss.
+ */
+final class Report {
+
+  static final String COMMAND = "java -jar bench/target/sluice-bench.jar";
+  static final String JMH_COMMAND = "java -jar bench/target/sluice-bench.jar jmh";
+
+  enum Status { PASS, MISS, NA }
+
+  /** One target of the issue, evaluated on this run. */
+  record Target(String what, String measured, Status status, String detail) {
+    String line() {
+      return switch (status) {
+        case PASS -> "PASS  " + what + ": " + measured;
+        case MISS -> "MISS  " + what + ": " + measured + " (" + detail + ")";
+        case NA -> "n/a   " + what + ": " + detail;
+      };
+    }
+  }
+
+  private static final long GIB = 1L << 30;
+  private static final long MIB = 1L << 20;
+
+  private final Options o;
+  private final Machine machine;
+  private final Instant started;
+  private final Duration took;
+  private final List<Result> results;
+  private final Map<String, Result> byId = new LinkedHashMap<>();
+  private final Map<String, String> peerNotes;
+  private final Scale.Resources resources;
+  private final Scale.Waiters waiters;
+  private final String scaleFailure;
+  private final List<Target> targets;
+
+  Report(Options o, Machine machine, Instant started, Duration took, List<Result> results,
+      Map<String, String> peerNotes, Scale.Resources resources, Scale.Waiters waiters, String scaleFailure) {
+    this.o = o;
+    this.machine = machine;
+    this.started = started;
+    this.took = took;
+    this.results = results;
+    for (Result r : results) {
+      byId.put(r.id, r);
+    }
+    this.peerNotes = peerNotes;
+    this.resources = resources;
+    this.waiters = waiters;
+    this.scaleFailure = scaleFailure;
+    this.targets = targets();
+  }
+
+  List<String> targetLines() {
+    List<String> lines = new ArrayList<>();
+    lines.add("Targets (ratios within this run):");
+    for (Target t : targets) {
+      lines.add("  " + t.line());
+    }
+    return lines;
+  }
+
+  /** Writes the report and the charts; returns the report's path. */
+  Path write() throws IOException {
+    Path dir = o.out().resolve("docs").resolve("bench");
+    Files.createDirectories(dir);
+    String subtitle = "Sluice bench, " + date() + ", " + machine.cores() + " cores shared by client, servers and Redis";
+    Files.writeString(dir.resolve("throughput.svg"), Svg.throughput(chartable(), subtitle), StandardCharsets.UTF_8);
+    Files.writeString(dir.resolve("latency.svg"), Svg.latency(chartable().stream()
+        .filter(r -> !r.id.equals("contended.rate")).toList(), subtitle), StandardCharsets.UTF_8);
+    Path report = o.out().resolve("BENCHMARKS.md");
+    Files.writeString(report, markdown(), StandardCharsets.UTF_8);
+    return report;
+  }
+
+  /** Everything with a throughput, except the contended rate (its rate is the limit, by design). */
+  private List<Result> chartable() {
+    return results.stream().filter(Result::ok).filter(r -> !r.id.equals("contended.rate")).toList();
+  }
+
+  private String date() {
+    return DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm 'UTC'", Locale.ROOT).withZone(ZoneOffset.UTC).format(started);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Targets
+
+  private Optional<Result> ok(String id) {
+    Result r = byId.get(id);
+    return r != null && r.ok() ? Optional.of(r) : Optional.empty();
+  }
+
+  private List<Target> targets() {
+    List<Target> t = new ArrayList<>();
+    Optional<Result> echo1 = ok("echo.unary.1");
+    Optional<Result> echoN = ok("echo.unary.n");
+    Optional<Result> mem1 = ok("memory.1");
+    Optional<Result> memN = ok("memory.n");
+
+    if (echo1.isPresent() && mem1.isPresent()) {
+      double a = mem1.get().firstP50().median();
+      double e = echo1.get().p50().median();
+      t.add(atMost("uncontended acquire p50 ≤ 1.3× echo unary p50 (1 in flight)", a / e, 1.3,
+          Fmt.micros(a) + " vs " + Fmt.micros(e)));
+      double a99 = mem1.get().firstP99().median();
+      double e99 = echo1.get().p99().median();
+      t.add(atMost("uncontended acquire p99 ≤ 2× echo unary p99 (1 in flight)", a99 / e99, 2.0,
+          Fmt.micros(a99) + " vs " + Fmt.micros(e99)));
+    } else {
+      t.add(na("uncontended acquire p50 ≤ 1.3× / p99 ≤ 2× echo unary (1 in flight)", "needs groups ceiling and memory"));
+    }
+    if (echoN.isPresent() && memN.isPresent()) {
+      double s = memN.get().rate().median();
+      double e = echoN.get().rate().median();
+      t.add(atLeast("permits/s at " + o.workers() + " workers ≥ 0.4× echo unary calls/s at " + o.workers()
+          + " in flight", s / e, 0.4, Fmt.rate(s) + " vs " + Fmt.rate(e) + "/s"));
+    } else {
+      t.add(na("permits/s at " + o.workers() + " workers ≥ 0.4× echo unary", "needs groups ceiling and memory"));
+    }
+    t.add(na("streaming session ≥ 0.3× echo stream messages/s",
+        "not measured: the SDK has no streaming session (echo stream ceiling: "
+            + ok("echo.stream.n").map(r -> Fmt.rate(r.rate().median()) + " msgs/s").orElse("not run") + ")"));
+
+    peerTarget(t, "sentinel", "sluice-memory", "Sentinel's cluster token server");
+    peerTarget(t, "bucket4j", "sluice-redis", "Bucket4j-Lettuce");
+
+    Optional<Result> red3 = ok("redis3.n");
+    if (red3.isPresent() && memN.isPresent()) {
+      double r = red3.get().rate().median();
+      double m = memN.get().rate().median();
+      t.add(atLeast("Redis store, one hot key, 3 nodes ≥ 0.5× memory store (permits/s, " + o.workers()
+          + " in flight)", r / m, 0.5, Fmt.rate(r) + " vs " + Fmt.rate(m) + "/s"));
+    } else {
+      t.add(na("Redis store, 3 nodes ≥ 0.5× memory store", "needs groups memory and redis"));
+    }
+
+    if (resources != null && resources.failure() == null) {
+      double per = resources.bytesPerActiveResource();
+      double at1M = per * 1_000_000;
+      t.add(atMost("1 M resources in ≤ 1 GiB heap", at1M / GIB, 1.0, Fmt.mib(at1M) + " = " + Fmt.bytes(per)
+          + " per live resource × 1 M" + (resources.configured() != 1_000_000 ? "; measured on "
+              + Fmt.rate(resources.configured()) : "")));
+    } else {
+      t.add(na("1 M resources in ≤ 1 GiB heap", resources == null ? "scale not run"
+          + (scaleFailure != null ? ": " + scaleFailure : "") : resources.failure()));
+    }
+    if (waiters != null && waiters.failure() == null) {
+      double bytes = waiters.bytesPerWaiter() * 100_000.0;
+      int grew = waiters.threadsAfter() - waiters.threadsBefore();
+      Target heap = atMost("100 k parked waiters in ≤ 512 MiB heap", bytes / (512 * MIB), 1.0,
+          Fmt.mib(bytes) + " = " + Fmt.bytes(waiters.bytesPerWaiter()) + " per waiter × 100 k"
+              + (waiters.parked() != 100_000 ? "; measured on " + Fmt.rate(waiters.parked()) : ""));
+      t.add(heap);
+      t.add(new Target("no thread per waiter", "threads " + waiters.threadsBefore() + " → " + waiters.threadsAfter()
+          + " while parking " + Fmt.rate(waiters.parked()), grew < 5 ? Status.PASS : Status.MISS,
+          grew + " threads more"));
+    } else {
+      t.add(na("100 k parked waiters in ≤ 512 MiB, no thread per waiter", waiters == null ? "scale not run"
+          + (scaleFailure != null ? ": " + scaleFailure : "") : waiters.failure()));
+    }
+    return t;
+  }
+
+  /** Sluice ≥ 2× the peer's permits/s at the many-workers point, at equal or better p99. */
+  private void peerTarget(List<Target> t, String peerPrefix, String sluiceName, String peerTitle) {
+    String what = "≥ 2× the permits/s of " + peerTitle + " (" + sluiceName + ", " + o.workers()
+        + " threads, one hot key) at equal or better p99";
+    Optional<Result> sluice = ok("peer." + sluiceName + ".n");
+    // The peer's best variant (e.g. Bucket4j with and without batching): the strictest comparison.
+    Optional<Result> peer = results.stream()
+        .filter(r -> r.group.equals("peers") && r.id.startsWith("peer." + peerPrefix) && r.id.endsWith(".n"))
+        .filter(Result::ok)
+        .max((a, b) -> Double.compare(a.rate().median(), b.rate().median()));
+    if (sluice.isEmpty() || peer.isEmpty()) {
+      boolean tried = results.stream().anyMatch(r -> r.id.startsWith("peer." + peerPrefix));
+      t.add(na(what, peer.isEmpty() ? (tried ? "the peer failed in this run" : "peer not available in this build")
+          : sluiceName + " did not run"));
+      return;
+    }
+    double s = sluice.get().rate().median();
+    double p = peer.get().rate().median();
+    double s99 = sluice.get().p99().median();
+    double p99 = peer.get().p99().median();
+    double ratio = s / p;
+    String measured = Fmt.ratio(ratio) + " (" + Fmt.rate(s) + " vs " + Fmt.rate(p) + " permits/s, "
+        + peer.get().label + "); p99 " + Fmt.micros(s99) + " vs " + Fmt.micros(p99);
+    boolean rateOk = ratio >= 2.0;
+    boolean p99Ok = s99 <= p99;
+    String detail = (rateOk ? "" : "throughput short by " + Fmt.percent(1 - ratio / 2.0) + " (needs 2×)")
+        + (!rateOk && !p99Ok ? "; " : "")
+        + (p99Ok ? "" : "p99 worse by " + Fmt.percent(s99 / p99 - 1));
+    t.add(new Target(what, measured, rateOk && p99Ok ? Status.PASS : Status.MISS, detail));
+  }
+
+  private static Target atMost(String what, double value, double limit, String detail) {
+    String measured = Fmt.ratio(value) + " (" + detail + ")";
+    return value <= limit ? new Target(what, measured, Status.PASS, "")
+        : new Target(what, measured, Status.MISS, "over by " + Fmt.percent(value / limit - 1) + ": needs ≤ "
+            + Fmt.ratio(limit));
+  }
+
+  private static Target atLeast(String what, double value, double limit, String detail) {
+    String measured = Fmt.ratio(value) + " (" + detail + ")";
+    return value >= limit ? new Target(what, measured, Status.PASS, "")
+        : new Target(what, measured, Status.MISS, "short by " + Fmt.percent(1 - value / limit) + ": needs ≥ "
+            + Fmt.ratio(limit));
+  }
+
+  private static Target na(String what, String why) {
+    return new Target(what, "", Status.NA, why);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Markdown
+
+  private String markdown() {
+    StringBuilder b = new StringBuilder();
+    b.append("# Sluice benchmarks\n\n");
+    b.append("<!-- Generated by dev.sluice.bench.LoadGen: do not edit by hand, rerun the command. -->\n");
+    b.append("> **Generated file.** Written by `").append(COMMAND).append(o.quick() ? " --quick" : "")
+        .append("` on ").append(date()).append(" (the run took ").append(minutes(took)).append("), commit `")
+        .append(machine.commit()).append("`. Rerun to refresh; see [How to run](#how-to-run).\n\n");
+    if (o.quick()) {
+      b.append("**This is a `--quick` run: windows are short and the spread wide. Use the full run for figures to"
+          + " quote.**\n\n");
+    }
+    b.append("**Machine:** ").append(machine.cores()).append(" cores (").append(machine.cpu()).append("), ")
+        .append(machine.ramBytes() < 0 ? "?" : Fmt.mib(machine.ramBytes()).replace(" MiB", "") + " MiB")
+        .append(" RAM; ").append(machine.os()).append("; ").append(machine.jvm()).append(", max heap ")
+        .append(Fmt.mib(machine.maxHeap())).append(", GC ").append(machine.gc()).append(". Load average when the"
+            + " run started: ").append(String.format(Locale.ROOT, "%.2f", machine.loadAverage())).append(".\n\n");
+    b.append("**Noise.** The load generator, the coordinator(s), Redis and every peer share these ")
+        .append(machine.cores()).append(" cores: a client thread and a server thread compete for the same CPU,"
+            + " so absolute figures are lower than on separate machines and swing with anything else running."
+            + " The ratios are the point: each one divides two figures measured minutes apart in the same JVM.\n\n");
+    b.append("**Method.** Closed loop: each worker (a thread, or an async slot) starts its next operation when"
+        + " the previous one ends. Every scenario runs a warm-up of ").append(LoadGen.secs(o.warmup()))
+        .append(" (discarded), then ").append(o.rounds()).append(" back-to-back measured windows of ")
+        .append(LoadGen.secs(o.round())).append(". Every figure is the **median window**, with the [min–max]"
+            + " of the windows as its spread. Throughput = operations completed in a window / its length;"
+            + " latencies are per operation, recorded in HdrHistogram (3 significant digits). The windows are"
+            + " consecutive in one JVM: they show the jitter within a run, not the run-to-run spread (rerun"
+            + " for that).\n\n");
+
+    b.append("## Targets\n\n");
+    b.append("From the issue; every ratio divides two figures of this run.\n\n");
+    b.append("| target | measured | result |\n|---|---|---|\n");
+    for (Target t : targets) {
+      b.append("| ").append(t.what()).append(" | ").append(t.measured().isEmpty() ? "–" : t.measured()).append(" | ")
+          .append(switch (t.status()) {
+            case PASS -> "**PASS**";
+            case MISS -> "**MISS**: " + t.detail();
+            case NA -> "n/a: " + t.detail();
+          }).append(" |\n");
+    }
+    b.append("\n![Throughput per scenario](docs/bench/throughput.svg)\n\n");
+    b.append("![Latency p50 and p99 per scenario](docs/bench/latency.svg)\n\n");
+
+    ceilingSection(b);
+    memorySection(b);
+    contendedSection(b);
+    redisSection(b);
+    peersSection(b);
+    scaleSection(b);
+    jmhSection(b);
+    howToRun(b);
+    return b.toString();
+  }
+
+  private void ceilingSection(StringBuilder b) {
+    List<Result> rows = group("ceiling");
+    if (rows.isEmpty()) {
+      return;
+    }
+    b.append("## 1. The ceiling: a raw gRPC echo\n\n");
+    b.append("A grpc-java echo defined without protoc (byte-array marshaller, ").append(Echo.PAYLOAD_BYTES)
+        .append("-byte payload, about an Acquire request), served as Sluice's memory store is served: Netty on"
+            + " loopback, `directExecutor()`. The client channel has the SDK's settings (`Grpc.newChannelBuilder`,"
+            + " plaintext, `round_robin`, 10 s keepalive, default callback executor). \"1 thread\" is the blocking"
+            + " stub; \"N async in flight\" re-issues each call from its callback on one channel; the stream keeps"
+            + " N messages outstanding on one bidi stream.\n\n");
+    table(b, rows, false);
+  }
+
+  private void memorySection(StringBuilder b) {
+    List<Result> rows = group("memory");
+    if (rows.isEmpty()) {
+      return;
+    }
+    b.append("## 2. Sluice, memory store, uncontended\n\n");
+    b.append("A real `SluiceServer` (memory store) in this JVM, one resource limited to ")
+        .append(Fmt.rate(o.limit())).append(" requests/s (far above demand), the SDK's `acquire` then"
+            + " `Permit.close()` per operation. **acquire** is the time until the permit is in hand;"
+            + " **acquire+release** adds `close()`, which only *sends* the Release RPC (the SDK does not wait"
+            + " for its answer), so its cost shows in throughput (two RPCs per permit) more than in latency."
+            + " The releases line says whether the sent releases kept up.\n\n");
+    table(b, rows, true);
+    ratioLine(b, "memory.1", "echo.unary.1", "at 1 in flight");
+    ratioLine(b, "memory.n", "echo.unary.n", "at " + o.workers() + " in flight");
+    facts(b, rows);
+    b.append("\nA permit is two unary calls (Acquire, Release), so at equal cost per call its closed-loop bound is"
+        + " about 0.5× the echo's calls/s; the Release is not awaited, so the caller's loop can run ahead of it"
+        + " and the ratio can exceed 0.5× while the releases still keep up (see the releases lines).\n");
+  }
+
+  private void ratioLine(StringBuilder b, String sluiceId, String echoId, String where) {
+    Optional<Result> s = ok(sluiceId);
+    Optional<Result> e = ok(echoId);
+    if (s.isEmpty() || e.isEmpty()) {
+      return;
+    }
+    b.append("- ").append(where).append(": ").append(Fmt.ratio(s.get().rate().median() / e.get().rate().median()))
+        .append(" the echo's calls/s; acquire p50 ").append(Fmt.ratio(s.get().firstP50().median()
+            / e.get().p50().median())).append(" and p99 ").append(Fmt.ratio(s.get().firstP99().median()
+            / e.get().p99().median())).append(" the echo's (Sluice adds ")
+        .append(Fmt.micros(s.get().firstP50().median() - e.get().p50().median())).append(" at p50).\n");
+  }
+
+  private void contendedSection(StringBuilder b) {
+    List<Result> rows = group("contended");
+    if (rows.isEmpty()) {
+      return;
+    }
+    b.append("\n## 3. Sluice, memory store, contended\n\n");
+    b.append("Demand far above the limit: ").append(Fmt.rate(o.waiters())).append(" acquires parked at the"
+        + " coordinator at all times (async, 120 s timeout, each re-issued at the back of the line as soon as it is"
+        + " granted and released). Two limits:\n\n");
+    b.append("- **rate**: ").append(Fmt.rate(o.contendedRate())).append(" requests/s. The grant rate the clients"
+        + " see per window against the limit is the accuracy (100 % is exact; above 100 % would be an overshoot)."
+        + " The latency is the time in the queue, ≈ waiters / rate by design.\n");
+    b.append("- **release → grant** (capacity-available to grant): a concurrency cap of 1, so every grant is"
+        + " caused by the previous holder's release. Measured from the instant the holder calls `close()`"
+        + " (the Release RPC leaves) to the instant the next waiter's callback has its permit: one trip to the"
+        + " coordinator, the engine's drain, one trip back on another call. The same clock on both ends (one"
+        + " JVM), no clock skew. A pause/resume probe was not used: the resume's answer and the first grant race"
+        + " on two calls, so neither order measures \"capacity available\" cleanly.\n\n");
+    table(b, rows, false);
+    facts(b, rows);
+    Optional<Result> h = ok("contended.handoff");
+    Optional<Result> e = ok("echo.unary.1");
+    if (h.isPresent() && e.isPresent()) {
+      b.append("- release → grant p50 is ").append(Fmt.ratio(h.get().p50().median() / e.get().p50().median()))
+          .append(" the echo's unary round trip at 1 in flight (").append(Fmt.micros(h.get().p50().median()))
+          .append(" vs ").append(Fmt.micros(e.get().p50().median())).append("), with ")
+          .append(Fmt.rate(o.waiters())).append(" parked waiters.\n");
+    }
+  }
+
+  private void redisSection(StringBuilder b) {
+    List<Result> rows = group("redis");
+    if (rows.isEmpty()) {
+      return;
+    }
+    b.append("\n## 4. Sluice, Redis store\n\n");
+    b.append("One `redis-server` (").append("the `RedisProcess` test launcher: PATH or embedded-redis's binary,"
+        + " no persistence) on loopback; 1 and 3 `SluiceServer`s with `.store(redis)` in this JVM; the client"
+        + " gets every node as its target (round_robin). One hot key. Each acquire and each release is one"
+        + " EVALSHA; the Redis store runs calls on a thread pool (it blocks on Redis), not the event loop.\n\n");
+    table(b, rows, true);
+    facts(b, rows);
+    Optional<Result> m = ok("memory.n");
+    for (String id : List.of("redis1.n", "redis3.n")) {
+      Optional<Result> r = ok(id);
+      if (r.isPresent() && m.isPresent()) {
+        b.append("- ").append(r.get().label).append(", ").append(r.get().driver).append(": ")
+            .append(Fmt.ratio(r.get().rate().median() / m.get().rate().median())).append(" the memory store's"
+                + " permits/s.\n");
+      }
+    }
+  }
+
+  private void peersSection(StringBuilder b) {
+    List<Result> rows = new ArrayList<>(group("peers"));
+    if (rows.isEmpty()) {
+      return;
+    }
+    b.append("\n## 5. Peers, same driver, same Redis\n\n");
+    b.append("Every system through one interface (`dev.sluice.bench.Limiter`: acquire, then release) and one"
+        + " driver: 1 and ").append(o.workers()).append(" platform threads, each acquiring and releasing one"
+            + " permit of one hot key after another, the limit far above demand (").append(Fmt.rate(o.limit()))
+        .append("/s), the Redis-backed ones on the same `redis-server`. Sluice is driven through the same"
+            + " interface (`SluiceLimiter`: blocking `acquire`, `Permit.close()`). The blocking-stub echo at "
+            + o.workers() + " threads is this driver's ceiling.\n\n");
+    ok("echo.unary.nt").ifPresent(r -> rows.add(0, r));
+    table(b, rows, true);
+    facts(b, group("peers"));
+    b.append("\n**Reading this table.** Per permit, Sluice makes two gRPC unary calls (Acquire, then Release:"
+        + " an HTTP/2 stream, headers and protobuf each) and holds a lease it can give back; Sentinel's token"
+        + " client sends one small binary request over one raw Netty TCP connection and has nothing to release;"
+        + " Bucket4j with batching merges the requests waiting in this JVM into one compare-and-swap, so at many"
+        + " threads most permits cost no round trip of their own, while without it the CAS on one hot key is"
+        + " lost again and again (its retry count above); Redisson runs one Lua script per permit over a pool"
+        + " of connections; Guava never leaves the process. None of the peers queues at the server.\n");
+    b.append("\n**How each peer was driven, and what it cannot do:**\n\n");
+    for (Map.Entry<String, String> n : peerNotes.entrySet()) {
+      b.append("- **").append(n.getKey()).append("**: ").append(n.getValue()).append("\n");
+    }
+    group("peers").stream().filter(r -> !r.ok()).forEach(r -> b.append("- **").append(r.label).append("** (")
+        .append(r.driver).append(") did not produce figures: ").append(r.failure != null ? r.failure
+            : r.firstError != null ? r.firstError : "no operation completed").append("\n"));
+  }
+
+  private void scaleSection(StringBuilder b) {
+    if (resources == null && waiters == null && scaleFailure == null) {
+      return;
+    }
+    b.append("\n## 6. Scale: memory per resource and per waiter\n\n");
+    b.append("On a `MemoryEngine` driven directly (no gRPC), heap in use after full GCs before and after.\n\n");
+    if (resources != null) {
+      if (resources.failure() != null) {
+        b.append("- resources: ").append(resources.failure()).append("\n");
+      } else {
+        b.append("- **").append(Fmt.rate(resources.configured())).append(" resources configured** (limits"
+            + " loaded through the `LimitStore` at build time, as on a restart; ")
+            .append(Fmt.seconds(resources.loadSeconds())).append("): ")
+            .append(Fmt.bytes(resources.bytesPerResource())).append(" per resource, ")
+            .append(Fmt.mib(resources.heapConfigured() - resources.heapBefore())).append(" in all.\n");
+        b.append("- **the same, each made live** by one acquire + release (its buckets, lease map and waiting"
+            + " room exist; ").append(Fmt.seconds(resources.activateSeconds())).append("): ")
+            .append(Fmt.bytes(resources.bytesPerActiveResource())).append(" per resource, ")
+            .append(Fmt.mib(resources.heapActive() - resources.heapBefore())).append(" in all. The target is"
+                + " judged on this figure.\n");
+        if (resources.note() != null) {
+          b.append("- ").append(resources.note()).append(".\n");
+        }
+        b.append("- `setLimit` of one more resource at this size took ").append(String.format(Locale.ROOT, "%.1f",
+            resources.setLimitMillis())).append(" ms (median of 3): it copies every limit into a sorted map to"
+                + " persist the set, even with `LimitStore.none()`, so configuring n resources one call at a time"
+                + " is O(n²) (here about ").append(String.format(Locale.ROOT, "%.0f", resources.setLimitMillis()
+                * resources.configured() / 2 / 1000 / 60)).append(" min for all of them). That is why the"
+                + " resources were loaded at build time.\n");
+        classes(b, resources.top(), resources.configured(), "resource");
+      }
+    }
+    if (waiters != null) {
+      if (waiters.failure() != null) {
+        b.append("- waiters: ").append(waiters.failure()).append("\n");
+      } else {
+        b.append("- **").append(Fmt.rate(waiters.parked())).append(" parked waiters** over ")
+            .append(Fmt.rate(waiters.resources())).append(" resources with empty buckets (1 request/hour),"
+                + " 10-minute timeouts, parked in ").append(Fmt.micros(waiters.parkSeconds() * 1e6)).append(": ")
+            .append(Fmt.bytes(waiters.bytesPerWaiter())).append(" per waiter (the engine's waiter, its future"
+                + " and its deadline timer), ").append(Fmt.mib(waiters.heapAfter() - waiters.heapBefore()))
+            .append(" in all; ").append(waiters.stillWaiting()).append(" still waiting when measured. JVM threads: ")
+            .append(waiters.threadsBefore()).append(" before, ").append(waiters.threadsAfter()).append(" after.\n");
+        b.append("- Over gRPC each parked acquire also holds an HTTP/2 stream and a server call (not counted"
+            + " here).\n");
+        classes(b, waiters.top(), waiters.parked(), "waiter");
+      }
+    }
+    if (scaleFailure != null) {
+      b.append("- failed: ").append(scaleFailure).append("\n");
+    }
+  }
+
+  /** Where the bytes go: the classes that grew most, per unit. */
+  private static void classes(StringBuilder b, List<Scale.ClassShare> top, int units, String unit) {
+    if (top.isEmpty() || units == 0) {
+      return;
+    }
+    b.append("\n  Where the bytes go (live objects added, from `GC.class_histogram`, per ").append(unit)
+        .append("):\n\n  | class | objects per ").append(unit).append(" | bytes per ").append(unit)
+        .append(" |\n  |---|---:|---:|\n");
+    for (Scale.ClassShare c : top) {
+      b.append("  | `").append(c.name()).append("` | ").append(String.format(Locale.ROOT, "%.2f",
+          (double) c.instances() / units)).append(" | ").append(String.format(Locale.ROOT, "%.0f",
+          (double) c.bytes() / units)).append(" |\n");
+    }
+    b.append("\n");
+  }
+
+  private void jmhSection(StringBuilder b) {
+    b.append("\n## 7. Engine micro-benchmarks (JMH)\n\n");
+    b.append("`dev.sluice.bench.jmh.EngineBench`: acquire (try once) + claim + release on `MemoryEngine`"
+        + " directly, one hot key and 100 000 keys (a random key per operation), 1 and 2 threads. Not run by the"
+        + " load generator; run `").append(JMH_COMMAND).append("` first (it writes `bench/target/jmh.json`) and"
+            + " the next report includes it.\n\n");
+    Path json = o.jmhJson();
+    if (!Files.isRegularFile(json)) {
+      b.append("_No JMH results at `").append(json).append("` when this report was written._\n");
+      return;
+    }
+    try {
+      JsonNode root = new ObjectMapper().readTree(json.toFile());
+      b.append("From `").append(json).append("`, written ").append(DateTimeFormatter.ofPattern(
+          "yyyy-MM-dd HH:mm 'UTC'", Locale.ROOT).withZone(ZoneOffset.UTC).format(
+              Files.getLastModifiedTime(json).toInstant())).append(" (a separate run: same machine, not the same"
+                  + " minute).\n\n");
+      b.append("| benchmark | threads | score | error (99.9 %) | unit |\n|---|---:|---:|---:|---|\n");
+      for (JsonNode n : root) {
+        String name = n.path("benchmark").asText();
+        name = name.substring(name.lastIndexOf('.', name.lastIndexOf('.') - 1) + 1);
+        JsonNode m = n.path("primaryMetric");
+        b.append("| ").append(name).append(" | ").append(n.path("threads").asInt()).append(" | ")
+            .append(Fmt.rate(m.path("score").asDouble())).append(" | ± ")
+            .append(Fmt.rate(m.path("scoreError").asDouble())).append(" | ")
+            .append(m.path("scoreUnit").asText()).append(" |\n");
+      }
+    } catch (IOException | RuntimeException e) {
+      b.append("_Could not read `").append(json).append("`: ").append(e.getMessage()).append("_\n");
+    }
+  }
+
+  private void howToRun(StringBuilder b) {
+    b.append("\n## How to run\n\n");
+    b.append("```sh\n./mvnw -q -B -DskipTests install        # builds bench/target/sluice-bench.jar\n")
+        .append(COMMAND).append("                  # this report, about 5 minutes\n")
+        .append(COMMAND).append(" --quick          # about a minute, rough figures\n")
+        .append(JMH_COMMAND).append("              # engine micro-benchmarks -> bench/target/jmh.json\n```\n\n");
+    b.append("`--help` lists the options (durations, groups, concurrency, scale sizes). The report and the"
+        + " charts are overwritten on every run.\n");
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  private List<Result> group(String g) {
+    return results.stream().filter(r -> r.group.equals(g)).toList();
+  }
+
+  private static void table(StringBuilder b, List<Result> rows, boolean split) {
+    if (split) {
+      b.append("| scenario | driver | throughput [min–max] | acquire p50 | acquire p99 | acq+rel p50 | acq+rel p99 |"
+          + " acq+rel p99.9 | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    } else {
+      b.append("| scenario | driver | throughput [min–max] | p50 | p90 | p99 | p99.9 | errors |\n"
+          + "|---|---|---:|---:|---:|---:|---:|---:|\n");
+    }
+    for (Result r : rows) {
+      b.append("| ").append(r.label);
+      if (!r.ok()) {
+        b.append(" | ").append(r.driver).append(" | failed: ").append(escape(r.failure != null ? r.failure
+            : r.firstError != null ? r.firstError : "no operation completed")).append(split ? " | | | | | | |\n"
+            : " | | | | | |\n");
+        continue;
+      }
+      b.append(" | ").append(r.driver).append(" | ").append(Fmt.spreadRate(r.rate())).append(" ").append(r.unit);
+      if (split) {
+        b.append(" | ").append(r.hasFirst() ? Fmt.spreadMicros(r.firstP50()) : "–")
+            .append(" | ").append(r.hasFirst() ? Fmt.spreadMicros(r.firstP99()) : "–")
+            .append(" | ").append(Fmt.spreadMicros(r.p50()))
+            .append(" | ").append(Fmt.spreadMicros(r.p99()))
+            .append(" | ").append(Fmt.micros(r.p999().median()));
+      } else {
+        b.append(" | ").append(Fmt.spreadMicros(r.p50()))
+            .append(" | ").append(Fmt.micros(r.p90().median()))
+            .append(" | ").append(Fmt.spreadMicros(r.p99()))
+            .append(" | ").append(Fmt.micros(r.p999().median()));
+      }
+      b.append(" | ").append(r.errors()).append(" |\n");
+    }
+    b.append("\n");
+  }
+
+  private static void facts(StringBuilder b, List<Result> rows) {
+    for (Result r : rows) {
+      for (Map.Entry<String, String> f : r.facts.entrySet()) {
+        b.append("- ").append(r.label).append(", ").append(r.driver).append(": ").append(f.getKey()).append(": ")
+            .append(f.getValue()).append("\n");
+      }
+      if (r.ok() && r.errors() > 0) {
+        b.append("- ").append(r.label).append(", ").append(r.driver).append(": ").append(r.errors())
+            .append(" failed operations in the measured windows; first: ").append(escape(String.valueOf(
+                r.firstError))).append("\n");
+      }
+    }
+  }
+
+  private static String escape(String s) {
+    return s.replace("|", "\\|").replace("\n", " ");
+  }
+
+  private static String minutes(Duration d) {
+    long s = d.toSeconds();
+    return s < 60 ? s + " s" : (s / 60) + " min " + (s % 60) + " s";
+  }
+}

@@ -1,0 +1,141 @@
+package dev.sluice.bench.jmh;
+
+import dev.sluice.server.engine.Grant;
+import dev.sluice.server.engine.Lane;
+import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.engine.LimitStore;
+import dev.sluice.server.engine.MemoryEngine;
+import dev.sluice.server.engine.RateSpec;
+import dev.sluice.server.engine.Scheduler;
+import dev.sluice.server.engine.Ticket;
+import dev.sluice.server.engine.Validation;
+import java.time.Duration;
+import java.util.AbstractList;
+import java.util.Collection;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+import org.openjdk.jmh.annotations.Threads;
+import org.openjdk.jmh.annotations.Warmup;
+
+/**
+ * The engine's hot path without the network: acquire (try once, so a grant is synchronous),
+ * claim, release, on {@link MemoryEngine} directly. One hot key (every thread on one monitor)
+ * and 100 000 keys (a random key per operation: the cost of the lookup and of cold state). The
+ * limits are far above what a benchmark thread can take, so every acquire is granted at once.
+ *
+ * <p>Short by default (3 x 1 s warm-up, 5 x 1 s measured, 1 fork): run it through
+ * {@link JmhMain}, which adds the JSON result file the load generator's report reads.
+ */
+@State(Scope.Benchmark)
+@BenchmarkMode(Mode.Throughput)
+@OutputTimeUnit(TimeUnit.SECONDS)
+@Warmup(iterations = 3, time = 1)
+@Measurement(iterations = 5, time = 1)
+@Fork(value = 1, jvmArgsAppend = "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+public class EngineBench {
+
+  static final int KEYS = 100_000;
+  static final String HOT = "hot";
+  private static final Map<String, Long> ONE = Map.of("requests", 1L);
+  private static final Map<String, Long> NOTHING = Map.of();
+
+  private ScheduledThreadPoolExecutor timers;
+  private MemoryEngine engine;
+  private String[] keys;
+
+  @Setup(Level.Trial)
+  public void setUp() throws Exception {
+    timers = new ScheduledThreadPoolExecutor(1, r -> {
+      Thread t = new Thread(r, "engine-bench-timer");
+      t.setDaemon(true);
+      return t;
+    });
+    keys = new String[KEYS];
+    for (int i = 0; i < KEYS; i++) {
+      keys[i] = "k" + i;
+    }
+    // Loaded through the store (as on a restart): setLimit one by one is O(n) per call.
+    engine = MemoryEngine.builder().scheduler(Scheduler.of(timers)).store(new LimitStore() {
+      @Override
+      public List<LimitSpec> load() {
+        return new AbstractList<>() {
+          @Override
+          public LimitSpec get(int i) {
+            return spec(i == KEYS ? HOT : keys[i]);
+          }
+
+          @Override
+          public int size() {
+            return KEYS + 1;
+          }
+        };
+      }
+
+      @Override
+      public void save(Collection<LimitSpec> limits) {}
+    }).build();
+    // Buckets start empty and fill at the rate: give them a moment before measuring.
+    Thread.sleep(100);
+  }
+
+  private static LimitSpec spec(String name) {
+    long perSecond = 1_000_000_000L;
+    LimitSpec raw = new LimitSpec(name, List.of(new RateSpec("requests", perSecond, Duration.ofSeconds(1),
+        perSecond)), 0, 0, null);
+    return Validation.limit(raw, 10_000, Duration.ofSeconds(30));
+  }
+
+  @TearDown(Level.Trial)
+  public void tearDown() {
+    engine.close();
+    timers.shutdownNow();
+  }
+
+  /** One permit: acquire (try once), claim, release. False if the acquire was not granted at once. */
+  private boolean cycle(String resource) {
+    Ticket t = engine.acquire(resource, ONE, Lane.DEFAULT, 0);
+    Grant g = t.future().getNow(null);
+    if (g == null || !t.claim()) {
+      return false;
+    }
+    return engine.release(resource, g.permitId(), NOTHING, false, false);
+  }
+
+  @Benchmark
+  @Threads(1)
+  public boolean hotKey_1thread() {
+    return cycle(HOT);
+  }
+
+  @Benchmark
+  @Threads(2)
+  public boolean hotKey_2threads() {
+    return cycle(HOT);
+  }
+
+  @Benchmark
+  @Threads(1)
+  public boolean keys100k_1thread() {
+    return cycle(keys[ThreadLocalRandom.current().nextInt(KEYS)]);
+  }
+
+  @Benchmark
+  @Threads(2)
+  public boolean keys100k_2threads() {
+    return cycle(keys[ThreadLocalRandom.current().nextInt(KEYS)]);
+  }
+}
