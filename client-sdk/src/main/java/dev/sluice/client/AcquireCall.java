@@ -26,6 +26,13 @@ import org.slf4j.LoggerFactory;
  * each UNAVAILABLE is first offered to the {@link Fallback} (FAIL_OPEN or LOCAL), which may
  * grant locally.
  *
+ * <p>Silent nodes. With a list target, an attempt whose node fails a health probe is cut off by
+ * the SDK ({@link ListNodes}) and ends with UNAVAILABLE, so it is retried like the above. That
+ * is the one cancel made while the node may be alive but unreachable: a grant it sent just before
+ * is lost with the connection, and the retry, which carries the same request id, gets that same
+ * permit back from the shared (Redis) store; a node on its own memory store keeps such a grant
+ * until its lease runs out.
+ *
  * <p>The cancel race. The caller can stop waiting (cancel the future, complete it some other way,
  * or be interrupted while blocked on it) at the very moment the coordinator's grant is on its way.
  * Cancelling the RPC cannot settle that race: once the server has sent its answer, a cancelled

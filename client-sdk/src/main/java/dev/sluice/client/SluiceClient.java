@@ -52,9 +52,11 @@ import org.slf4j.LoggerFactory;
  * nodes that are up (gRPC {@code round_robin}). A call that fails with UNAVAILABLE because its node
  * died or shut down is retried on another node, an acquire with the same request id (so it is
  * never granted twice) until its own timeout; releases, renewals, reports and cancels likewise
- * until their deadline. After such a failover open leases are renewed at once on the remaining
- * nodes. When no node answers at all the client is {@linkplain #isDegraded() degraded} and its
- * {@link FailureMode} decides what an acquire does.
+ * until their deadline. With a list target, each node also gets a health probe every second: a
+ * node that goes silent (host down, network cut) is found within 2 s, stops getting calls, and
+ * the calls in flight on it are cut off and retried the same way. After such a failover open
+ * leases are renewed at once on the remaining nodes. When no node answers at all the client is
+ * {@linkplain #isDegraded() degraded} and its {@link FailureMode} decides what an acquire does.
  */
 public final class SluiceClient implements AutoCloseable {
 
@@ -86,22 +88,35 @@ public final class SluiceClient implements AutoCloseable {
   private final LeaseRenewer renewer;
   private final Fallback fallback;
   private final ClusterHealth health;
+  private final NodeProber prober; // null unless the target is a list
   private final MeterRegistry meterRegistry;
   private final Gauge degradedGauge;
   private final AtomicLong lastRenewAll;
   private final AtomicBoolean closed = new AtomicBoolean();
 
-  private SluiceClient(Builder b, ManagedChannel channel, boolean ownsChannel) {
-    this.channel = channel;
-    this.ownsChannel = ownsChannel;
+  /** @param target the checked target to build a channel to; null to use the builder's channel */
+  private SluiceClient(Builder b, String target) {
+    this.ownsScheduler = b.scheduler == null;
+    this.scheduler = b.scheduler != null ? b.scheduler : newScheduler();
+    this.ticker = b.ticker != null ? b.ticker : System::nanoTime;
+    ListNodes nodes = target != null && target.contains(",")
+        ? new ListNodes(Targets.parseList(target), scheduler) : null;
+    this.ownsChannel = target != null;
+    try {
+      this.channel = target != null ? Targets.channel(target, b.interceptor, nodes) : b.channel;
+    } catch (RuntimeException e) {
+      if (ownsScheduler) {
+        scheduler.shutdownNow();
+      }
+      throw e;
+    }
+    this.prober = nodes == null ? null
+        : new NodeProber(nodes.nodes(), new NodeProber.HealthProbe(nodes.nodes()), scheduler, ticker, nodes);
     this.stub = CoordinatorGrpc.newStub(channel);
     this.blockingStub = CoordinatorGrpc.newBlockingStub(channel);
     this.defaultTimeout = b.defaultTimeout != null ? b.defaultTimeout : DEFAULT_TIMEOUT;
     this.defaultLane = b.defaultLane != null ? b.defaultLane : Lane.DEFAULT;
     this.executor = b.executor != null ? b.executor : Runnable::run;
-    this.ownsScheduler = b.scheduler == null;
-    this.scheduler = b.scheduler != null ? b.scheduler : newScheduler();
-    this.ticker = b.ticker != null ? b.ticker : System::nanoTime;
     this.lastRenewAll = new AtomicLong(ticker.getAsLong() - RENEW_ALL_SPACING.toNanos());
     this.retrier = new Retrier(scheduler, ticker);
     this.renewer = new LeaseRenewer(stub, scheduler, retrier);
@@ -127,6 +142,9 @@ public final class SluiceClient implements AutoCloseable {
             .tag("mode", fallback.mode().toString())
             .register(meterRegistry);
     health.start();
+    if (prober != null) {
+      prober.start();
+    }
   }
 
   /** A builder; every setting has a default, so {@code builder().build()} is a working client. */
@@ -277,10 +295,11 @@ public final class SluiceClient implements AutoCloseable {
    * <p>The rule: the gRPC channel has been in TRANSIENT_FAILURE, and not READY since, for at least
    * one second. With round_robin that means every node has failed to connect or lost its
    * connection, and calls fail at once instead of waiting. A node that exits or resets its
-   * connections is noticed at once; one that goes silent is noticed by keepalive (about 11 s, the
-   * smallest interval gRPC allows). While degraded, the client asks every node to reconnect once a
-   * second and each acquire still tries the cluster first, so the client leaves degraded mode by
-   * itself, as soon as one node is READY. Entering logs one WARN line (with the local rates in
+   * connections is noticed at once; one that goes silent loses its calls within 2 s to the health
+   * probes of a list target, but counts here only once keepalive drops its connection (about
+   * 11 s, the smallest interval gRPC allows). While degraded, the client asks every node to
+   * reconnect once a second and each acquire still tries the cluster first, so the client leaves
+   * degraded mode by itself, as soon as one node is READY. Entering logs one WARN line (with the local rates in
    * LOCAL mode), leaving one INFO line.
    */
   public boolean isDegraded() {
@@ -299,6 +318,9 @@ public final class SluiceClient implements AutoCloseable {
       return;
     }
     health.close();
+    if (prober != null) {
+      prober.close();
+    }
     fallback.close();
     renewer.close();
     if (degradedGauge != null) {
@@ -341,6 +363,11 @@ public final class SluiceClient implements AutoCloseable {
 
   Fallback fallback() {
     return fallback;
+  }
+
+  /** For tests: whether every node of a list target has passed a health probe; true for other targets. */
+  boolean everyNodeAnswered() {
+    return prober == null || prober.everyNodeAnswered();
   }
 
   /**
@@ -593,8 +620,10 @@ public final class SluiceClient implements AutoCloseable {
 
     /**
      * For tests and custom transports (in-process, TLS, interceptors): use this channel instead of
-     * building one from {@link #target}. The client never shuts it down; the caller owns it.
-     * Default: a plaintext channel to the target, owned and shut down by the client.
+     * building one from {@link #target}. The client never shuts it down; the caller owns it. Its
+     * nodes get no health probes: a silent node on it is found only by the channel's own
+     * keepalive, if any. Default: a plaintext channel to the target, owned and shut down by the
+     * client.
      *
      * @throws IllegalStateException if already set, or a target was set
      */
@@ -669,10 +698,9 @@ public final class SluiceClient implements AutoCloseable {
      */
     public SluiceClient build() {
       if (channel != null) {
-        return new SluiceClient(this, channel, false);
+        return new SluiceClient(this, null);
       }
-      String resolved = target != null ? target : defaultTarget(System::getenv);
-      return new SluiceClient(this, Targets.channel(resolved, interceptor), true);
+      return new SluiceClient(this, target != null ? target : defaultTarget(System::getenv));
     }
 
     static String defaultTarget(UnaryOperator<String> env) {

@@ -23,7 +23,9 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collection;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
@@ -41,9 +43,22 @@ import java.util.regex.Pattern;
  *
  * <p>Dead-node detection. A node that exits or restarts closes its connections, which gRPC sees at
  * once (FIN/RST or GOAWAY): its calls fail with UNAVAILABLE and round_robin stops picking it. A
- * node that goes silent (host down, network cut) is found by keepalive pings. grpc-java clamps the
- * client keepalive interval to at least 10 s ({@code KeepAliveManager.MIN_KEEPALIVE_TIME_NANOS}),
- * so the pings are sent every 10 s with a 1 s timeout: a silent node is dropped within ~11 s.
+ * node that goes silent (host down, network cut, process stopped) closes nothing, and its
+ * connection looks READY:
+ *
+ * <ul>
+ *   <li>for a list target, {@link NodeProber} sends each node a health check every second with a
+ *       1 s deadline, on a channel of its own ({@link #probeChannel}); a node that fails one is
+ *       marked down within 2 s: the resolver stops publishing it and the calls in flight on it
+ *       are cut off and retried on another node ({@link ListNodes}). It is published again after
+ *       one check it passes;
+ *   <li>for a {@code dns:///} (or any other URI) target, whose nodes gRPC's own resolver owns, and
+ *       for a single {@code host:port}, only keepalive finds it. grpc-java clamps the client
+ *       keepalive interval to at least 10 s ({@code KeepAliveManager.MIN_KEEPALIVE_TIME_NANOS}),
+ *       so the pings are sent every 10 s with a 1 s timeout: a silent node is dropped within
+ *       ~11 s. Keepalive stays on for list targets too, as the fallback.
+ * </ul>
+ *
  * Reconnection attempts to a dead host give up after {@link #CONNECT_TIMEOUT}.
  */
 final class Targets {
@@ -122,13 +137,16 @@ final class Targets {
    * A plaintext, round-robin channel to a checked target in any of the three forms.
    *
    * @param interceptor for tests; null for none
+   * @param nodes the nodes of a list target, null for the other forms; its resolver leaves out the
+   *     nodes marked down and its interceptor cuts off their calls
    */
-  static ManagedChannel channel(String target, ClientInterceptor interceptor) {
+  static ManagedChannel channel(String target, ClientInterceptor interceptor, ListNodes nodes) {
     ManagedChannelBuilder<?> builder;
-    if (target.contains(",")) {
+    if (nodes != null) {
       NameResolverRegistry registry = new NameResolverRegistry();
-      registry.register(new ListResolverProvider(parseList(target)));
+      registry.register(new ListResolverProvider(nodes));
       builder = Grpc.newChannelBuilder(LIST_SCHEME + ":///nodes", InsecureChannelCredentials.create(), registry);
+      builder.intercept(nodes.interceptor()); // innermost: the test's interceptor sees what the SDK sees
     } else {
       builder = Grpc.newChannelBuilder(target, InsecureChannelCredentials.create());
     }
@@ -145,6 +163,23 @@ final class Targets {
     return builder.build();
   }
 
+  /**
+   * The channel {@link NodeProber} checks one node on: no load balancing (pick_first over the
+   * node's addresses), callbacks on the network thread (they only hand the result over), and
+   * keepalive, so a connection that went stale while the node was away is replaced.
+   */
+  static ManagedChannel probeChannel(HostPort node) {
+    ManagedChannelBuilder<?> builder =
+        Grpc.newChannelBuilderForAddress(node.host(), node.port(), InsecureChannelCredentials.create())
+            .directExecutor()
+            .keepAliveTime(KEEPALIVE_TIME.toNanos(), TimeUnit.NANOSECONDS)
+            .keepAliveTimeout(KEEPALIVE_TIMEOUT.toNanos(), TimeUnit.NANOSECONDS);
+    if (builder instanceof NettyChannelBuilder netty) {
+      netty.withOption(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) CONNECT_TIMEOUT.toMillis());
+    }
+    return builder.build();
+  }
+
   record HostPort(String host, int port) {
     @Override
     public String toString() {
@@ -154,10 +189,10 @@ final class Targets {
 
   /** Serves the {@code sluice-list} scheme of one channel: its nodes are fixed at build time. */
   static final class ListResolverProvider extends NameResolverProvider {
-    private final List<HostPort> nodes;
+    private final ListNodes nodes;
 
-    ListResolverProvider(List<HostPort> nodes) {
-      this.nodes = List.copyOf(nodes);
+    ListResolverProvider(ListNodes nodes) {
+      this.nodes = nodes;
     }
 
     @Override
@@ -198,27 +233,34 @@ final class Targets {
    * synchronization context. A node that does not resolve is left out (and logged by gRPC); if
    * none resolves the channel sees UNAVAILABLE and round_robin asks again later via
    * {@link #refresh}.
+   *
+   * <p>What is published leaves out the nodes {@link ListNodes} has marked down (unless all are),
+   * and is published again, without a new lookup, each time a node is marked down or up.
    */
   static final class ListResolver extends NameResolver {
-    private final List<HostPort> nodes;
+    private final ListNodes nodes;
     private final NameResolver.Args args;
     private Listener2 listener;
+    private Runnable unwatch;
+    // The last lookup, in list order: the nodes that resolved. Synchronization context only.
+    private Map<HostPort, EquivalentAddressGroup> resolved;
     private boolean resolving;
     private boolean shutdown;
 
-    ListResolver(List<HostPort> nodes, NameResolver.Args args) {
+    ListResolver(ListNodes nodes, NameResolver.Args args) {
       this.nodes = nodes;
       this.args = args;
     }
 
     @Override
     public String getServiceAuthority() {
-      return nodes.get(0).toString();
+      return nodes.nodes().get(0).toString();
     }
 
     @Override
     public void start(Listener2 listener) {
       this.listener = listener;
+      unwatch = nodes.watch(() -> args.getSynchronizationContext().execute(this::publish));
       resolve();
     }
 
@@ -235,49 +277,73 @@ final class Targets {
       resolving = true;
       Executor offload = args.getOffloadExecutor() != null ? args.getOffloadExecutor() : Runnable::run;
       offload.execute(() -> {
-        StatusOr<List<EquivalentAddressGroup>> result = lookUp(nodes);
+        Map<HostPort, EquivalentAddressGroup> found = lookUpEach(nodes.nodes());
         args.getSynchronizationContext().execute(() -> {
           resolving = false;
           if (shutdown) {
             return;
           }
-          listener.onResult2(ResolutionResult.newBuilder()
-              .setAddressesOrError(result)
-              .setAttributes(Attributes.EMPTY)
-              .build());
+          found.forEach((node, group) -> nodes.resolved(node, group.getAddresses()));
+          resolved = found;
+          publish();
         });
       });
     }
 
+    // Called in the synchronization context only.
+    private void publish() {
+      if (shutdown || resolved == null) {
+        return;
+      }
+      StatusOr<List<EquivalentAddressGroup>> result = resolved.isEmpty()
+          ? StatusOr.fromStatus(unresolvable(nodes.nodes()))
+          : StatusOr.fromValue(nodes.usable(resolved));
+      listener.onResult2(ResolutionResult.newBuilder()
+          .setAddressesOrError(result)
+          .setAttributes(Attributes.EMPTY)
+          .build());
+    }
+
     static StatusOr<List<EquivalentAddressGroup>> lookUp(List<HostPort> nodes) {
-      List<EquivalentAddressGroup> groups = new ArrayList<>();
-      List<String> failed = new ArrayList<>();
+      Map<HostPort, EquivalentAddressGroup> found = lookUpEach(nodes);
+      return found.isEmpty()
+          ? StatusOr.fromStatus(unresolvable(nodes))
+          : StatusOr.fromValue(List.copyOf(found.values()));
+    }
+
+    /** The nodes that resolve, in list order, each with its addresses. */
+    static Map<HostPort, EquivalentAddressGroup> lookUpEach(List<HostPort> nodes) {
+      Map<HostPort, EquivalentAddressGroup> groups = new LinkedHashMap<>();
       for (HostPort node : nodes) {
         try {
           List<SocketAddress> addresses = new ArrayList<>();
           for (InetAddress a : InetAddress.getAllByName(node.host())) {
             addresses.add(new InetSocketAddress(a, node.port()));
           }
-          groups.add(new EquivalentAddressGroup(addresses));
+          groups.put(node, new EquivalentAddressGroup(addresses));
         } catch (UnknownHostException e) {
-          failed.add(node.toString());
+          // left out; named in the error if no node resolves
         }
       }
-      if (groups.isEmpty()) {
-        return StatusOr.fromStatus(Status.UNAVAILABLE.withDescription("no coordinator node of "
-            + nodes + " resolves (unknown hosts " + failed + "); check the host names of the target"));
-      }
-      return StatusOr.fromValue(groups);
+      return groups;
+    }
+
+    private static Status unresolvable(List<HostPort> nodes) {
+      return Status.UNAVAILABLE.withDescription("no coordinator node of " + nodes
+          + " resolves (unknown hosts " + nodes + "); check the host names of the target");
     }
 
     @Override
     public void shutdown() {
       shutdown = true;
+      if (unwatch != null) {
+        unwatch.run();
+      }
     }
 
     @Override
     public String toString() {
-      return "ListResolver" + Arrays.toString(nodes.toArray());
+      return "ListResolver" + Arrays.toString(nodes.nodes().toArray());
     }
   }
 }

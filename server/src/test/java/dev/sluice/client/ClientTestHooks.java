@@ -16,6 +16,11 @@ public final class ClientTestHooks {
     return builder.ticker(nanoTime);
   }
 
+  /** Whether every node of the client's list target has passed a health probe since it started. */
+  public static boolean everyNodeAnswered(SluiceClient client) {
+    return client.everyNodeAnswered();
+  }
+
   /** Watches every call on the channel the client builds from its target. */
   public static SluiceClient.Builder intercept(SluiceClient.Builder builder, ClientInterceptor interceptor) {
     return builder.intercept(interceptor);

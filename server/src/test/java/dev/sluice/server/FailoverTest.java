@@ -214,7 +214,10 @@ class FailoverTest {
 
     // Either the SDK retried (the node failed the call with UNAVAILABLE or reset it) or gRPC
     // replayed the same request transparently (the node's GOAWAY disowned the stream): the same
-    // request id either way, granted by the node left.
+    // request id either way, granted by the node left. The permit is handed over on the answer;
+    // the call's close, which the recorder notes, comes just after.
+    await().until(() -> recorder.calls("Acquire").stream().anyMatch(c -> c.code() == Status.Code.OK
+        && ((AcquireRequest) c.request()).getRequestId().equals("parked-1")));
     List<Recorder.Call> attempts = recorder.calls("Acquire").stream()
         .filter(c -> ((AcquireRequest) c.request()).getRequestId().equals("parked-1")).toList();
     assertThat(attempts.get(attempts.size() - 1).code()).isEqualTo(Status.Code.OK);

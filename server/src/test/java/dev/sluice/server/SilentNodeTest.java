@@ -1,0 +1,354 @@
+package dev.sluice.server;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import dev.sluice.client.AcquireOptions;
+import dev.sluice.client.ClientTestHooks;
+import dev.sluice.client.Load;
+import dev.sluice.client.Permit;
+import dev.sluice.client.SluiceClient;
+import dev.sluice.proto.v1.AcquireRequest;
+import dev.sluice.server.engine.Grant;
+import dev.sluice.server.engine.Lane;
+import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.engine.RateSpec;
+import io.grpc.Attributes;
+import io.grpc.CallOptions;
+import io.grpc.Channel;
+import io.grpc.ClientCall;
+import io.grpc.ClientInterceptor;
+import io.grpc.ClientStreamTracer;
+import io.grpc.ForwardingClientCall;
+import io.grpc.ForwardingClientCallListener;
+import io.grpc.Grpc;
+import io.grpc.Metadata;
+import io.grpc.MethodDescriptor;
+import io.grpc.Status;
+import java.net.InetSocketAddress;
+import java.net.SocketAddress;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.stream.Collectors;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A node that goes silent (its host cut off the network: no FIN, no RST) is found by the SDK's
+ * health probes within 2 s, not by keepalive's ~11 s: each real {@link SluiceServer} sits behind
+ * a {@link BlackholeProxy}, and the client's target lists the proxies. Memory store on each node,
+ * the same limits set on each.
+ *
+ * <p>Times are measured on the test's clock from the moment of the blackhole; the bounds asserted
+ * are coarse (3 s where the design gives at most 2 s: one probe interval plus the probe's 1 s
+ * deadline) and only tell the probes from keepalive. The measured values are printed.
+ */
+class SilentNodeTest {
+
+  private static final String PROBE_CUT = "did not answer a health probe within 1 s";
+  private static final Duration BOUND = Duration.ofSeconds(3);
+
+  @TempDir Path dataDir;
+
+  private final List<AutoCloseable> closeables = new ArrayList<>();
+  private final Recorder recorder = new Recorder();
+  private int nodes;
+
+  @AfterEach
+  void tearDown() throws Exception {
+    for (int i = closeables.size() - 1; i >= 0; i--) {
+      closeables.get(i).close();
+    }
+  }
+
+  /** A node and the proxy in front of it. */
+  private record Node(SluiceServer server, BlackholeProxy proxy) {
+    int port() {
+      return proxy.port();
+    }
+  }
+
+  private Node node(LimitSpec... limits) throws Exception {
+    SluiceServer s = SluiceServer.builder().host("127.0.0.1").port(0)
+        .dataDir(dataDir.resolve("node-" + nodes++))
+        .shutdownGrace(Duration.ZERO)
+        .build().start();
+    closeables.add(s);
+    for (LimitSpec limit : limits) {
+      s.engine().setLimit(limit);
+    }
+    BlackholeProxy proxy = new BlackholeProxy(s.port());
+    closeables.add(proxy);
+    return new Node(s, proxy);
+  }
+
+  private SluiceClient client(Node... nodes) {
+    String target = Arrays.stream(nodes).map(n -> "127.0.0.1:" + n.port()).collect(Collectors.joining(","));
+    SluiceClient c = ClientTestHooks.intercept(SluiceClient.builder().target(target), recorder).build();
+    closeables.add(c);
+    // Cut only what the test cuts: every node has been connected to and answered its probe.
+    await().atMost(Duration.ofSeconds(10)).until(() -> ClientTestHooks.everyNodeAnswered(c));
+    return c;
+  }
+
+  private static LimitSpec open(String name) {
+    return new LimitSpec(name, List.of(new RateSpec("requests", 100_000, Duration.ofSeconds(1), 1_000)), 0, 0, null);
+  }
+
+  private static int waiting(Node n, String name) {
+    return n.server().engine().stats(name).waiting().values().stream().mapToInt(Integer::intValue).sum();
+  }
+
+  private static long ms(long nanos) {
+    return Duration.ofNanos(nanos).toMillis();
+  }
+
+  /** Starts acquire-and-close loops on a few threads; stopped at the latest by the tear-down. */
+  private Workers workers(SluiceClient client, String resource, int threads) {
+    Workers w = new Workers(client, resource, threads);
+    closeables.add(w.pool::shutdownNow);
+    closeables.add(() -> w.stop.set(true));
+    return w;
+  }
+
+  /** Acquire-and-close loops; every grant's time is kept. */
+  private static final class Workers {
+    final ConcurrentLinkedQueue<Long> grantedAt = new ConcurrentLinkedQueue<>();
+    private final AtomicBoolean stop = new AtomicBoolean();
+    private final ExecutorService pool;
+    private final List<Future<?>> workers = new ArrayList<>();
+
+    Workers(SluiceClient client, String resource, int threads) {
+      pool = Executors.newFixedThreadPool(threads);
+      for (int t = 0; t < threads; t++) {
+        workers.add(pool.submit(() -> {
+          while (!stop.get()) {
+            try (Permit p = client.acquire(resource, Load.requests(1),
+                AcquireOptions.builder().timeout(Duration.ofSeconds(20)).build())) {
+              grantedAt.add(System.nanoTime());
+            }
+          }
+          return null;
+        }));
+      }
+    }
+
+    long grantsAfter(long t) {
+      return grantedAt.stream().filter(g -> g > t).count();
+    }
+
+    /** Stops the loops; an acquire that failed throws here. */
+    void stop() throws Exception {
+      stop.set(true);
+      for (Future<?> w : workers) {
+        w.get(30, TimeUnit.SECONDS);
+      }
+      pool.shutdown();
+    }
+  }
+
+  @Test
+  void aNodeBlackholedUnderLoadLosesItsCallsToTheOthersWithin2sAndNoAcquireFails() throws Exception {
+    Node a = node(open("api"));
+    Node b = node(open("api"));
+    Node c = node(open("api"));
+    SluiceClient client = client(a, b, c);
+    Workers load = workers(client, "api", 4);
+    await().atMost(Duration.ofSeconds(10)).until(() -> load.grantedAt.size() >= 300);
+
+    long blackholed = System.nanoTime();
+    a.proxy().blackhole();
+    Recorder.Call cut = await().atMost(Duration.ofSeconds(15))
+        .until(() -> recorder.cutOff(a.port()), Optional::isPresent).orElseThrow();
+    long detected = cut.closedAt();
+    await().atMost(Duration.ofSeconds(10)).until(() -> load.grantsAfter(detected) >= 300);
+    load.stop(); // no acquire failed
+
+    long firstGrant = load.grantedAt.stream().filter(g -> g > blackholed).min(Long::compare).orElseThrow();
+    long longestGap = longestGap(load.grantedAt, blackholed);
+    System.out.printf("blackhole under load: first grant after %d ms, calls on the node cut off after %d ms,"
+        + " longest pause between grants %d ms%n",
+        ms(firstGrant - blackholed), ms(detected - blackholed), ms(longestGap));
+    assertThat(Duration.ofNanos(firstGrant - blackholed)).as("the others grant at once")
+        .isLessThan(Duration.ofSeconds(2));
+    assertThat(Duration.ofNanos(detected - blackholed)).as("cut off by the probe, not keepalive").isLessThan(BOUND);
+    assertThat(cut.status().getDescription()).contains("coordinator node 127.0.0.1:" + a.port() + " " + PROBE_CUT);
+    // Once the node is down nothing is sent to it; a call put on it in the instant the new list
+    // takes to reach round_robin is cut off at once as well.
+    assertThat(recorder.created(a.port(), detected, Long.MAX_VALUE)).allSatisfy(Recorder.Call::assertCutOff);
+    assertThat(List.of(b, c)).allSatisfy(n ->
+        assertThat(recorder.created(n.port(), detected, Long.MAX_VALUE)).as("node %d carries on", n.port())
+            .isNotEmpty());
+  }
+
+  @Test
+  void anAcquireParkedOnABlackholedNodeIsCutOffAndGrantedByAnotherWithTheSameRequestId() throws Exception {
+    // One slot per node, each held by someone else: the acquire parks wherever it lands.
+    LimitSpec cap = new LimitSpec("cap", List.of(), 1, 0, Duration.ofSeconds(60));
+    Node a = node(cap);
+    Node b = node(cap);
+    Grant heldOnA = a.server().engine().acquire("cap", Map.of(), Lane.DEFAULT, 0, "held-a").future().join();
+    Grant heldOnB = b.server().engine().acquire("cap", Map.of(), Lane.DEFAULT, 0, "held-b").future().join();
+    SluiceClient client = client(a, b);
+
+    CompletableFuture<Permit> parked = client.acquireAsync("cap", Load.requests(1),
+        AcquireOptions.builder().timeout(Duration.ofSeconds(30)).requestId("parked-1").build());
+    await().until(() -> waiting(a, "cap") + waiting(b, "cap") == 1);
+    Node holder = waiting(a, "cap") == 1 ? a : b;
+    Node other = holder == a ? b : a;
+    Grant heldOnOther = holder == a ? heldOnB : heldOnA;
+
+    long blackholed = System.nanoTime();
+    holder.proxy().blackhole();
+    await().atMost(Duration.ofSeconds(15)).until(() -> waiting(other, "cap") == 1);
+    long retried = System.nanoTime();
+    assertThat(parked).as("the cut is retried, not failed").isNotDone();
+
+    other.server().engine().release("cap", heldOnOther.permitId(), Map.of(), false, false);
+    Permit permit = parked.get(5, TimeUnit.SECONDS);
+    permit.close();
+
+    System.out.printf("parked acquire: waiting on the other node %d ms after the blackhole%n",
+        ms(retried - blackholed));
+    assertThat(Duration.ofNanos(retried - blackholed)).as("retried after the probe, not keepalive").isLessThan(BOUND);
+    // The permit is handed over on the answer; the call's close, which the recorder notes, comes
+    // just after.
+    await().until(() -> recorder.acquires("parked-1").stream().anyMatch(call -> call.status().isOk()));
+    List<Recorder.Call> attempts = recorder.acquires("parked-1");
+    Recorder.Call last = attempts.get(attempts.size() - 1);
+    assertThat(last.port()).as("granted by the other node: %s", attempts).isEqualTo(other.port());
+    assertThat(last.status().getCode()).isEqualTo(Status.Code.OK);
+    assertThat(attempts.subList(0, attempts.size() - 1)).as("cut off, then retried").isNotEmpty()
+        .allSatisfy(Recorder.Call::assertCutOff)
+        .anySatisfy(attempt -> assertThat(attempt.port()).isEqualTo(holder.port()));
+    assertThat(other.server().engine().stats("cap").granted()).as("its hold, then the retried acquire").isEqualTo(2);
+  }
+
+  @Test
+  void aRestoredNodeGetsCallsAgain() throws Exception {
+    Node a = node(open("api"));
+    Node b = node(open("api"));
+    Node c = node(open("api"));
+    SluiceClient client = client(a, b, c);
+    Workers load = workers(client, "api", 2);
+    await().atMost(Duration.ofSeconds(10)).until(() -> load.grantedAt.size() >= 100);
+
+    a.proxy().blackhole();
+    long detected = await().atMost(Duration.ofSeconds(15)).until(() -> recorder.cutOff(a.port()), Optional::isPresent)
+        .orElseThrow().closedAt();
+    await().atMost(Duration.ofSeconds(10)).until(() -> load.grantsAfter(detected) >= 100);
+    long restored = System.nanoTime();
+    a.proxy().restore();
+    assertThat(recorder.created(a.port(), detected, restored)).allSatisfy(Recorder.Call::assertCutOff);
+
+    await().atMost(Duration.ofSeconds(10)).until(() -> recorder.created(a.port(), restored, Long.MAX_VALUE).stream()
+        .anyMatch(call -> call.method().equals("Acquire") && call.status().isOk()));
+    long back = recorder.created(a.port(), restored, Long.MAX_VALUE).stream()
+        .mapToLong(Recorder.Call::createdAt).min().orElseThrow();
+    load.stop();
+
+    System.out.printf("restored node: first call sent to it %d ms after the restore%n", ms(back - restored));
+    long afterBack = recorder.created(a.port(), back, Long.MAX_VALUE).size();
+    assertThat(afterBack).as("calls spread to it again").isGreaterThan(1);
+  }
+
+  private static long longestGap(ConcurrentLinkedQueue<Long> grants, long from) {
+    List<Long> sorted = grants.stream().filter(g -> g > from).sorted().toList();
+    long gap = sorted.isEmpty() ? 0 : sorted.get(0) - from;
+    for (int i = 1; i < sorted.size(); i++) {
+      gap = Math.max(gap, sorted.get(i) - sorted.get(i - 1));
+    }
+    return gap;
+  }
+
+  /**
+   * Every call of the client: method, the acquire's request id, the node (proxy) port its stream
+   * was put on, when, and how it ended. The port comes from a stream tracer, like the SDK's own:
+   * a call cut off before any answer has no address in {@code getAttributes()}.
+   */
+  static final class Recorder implements ClientInterceptor {
+    record Call(String method, String requestId, int port, long createdAt, long closedAt, Status status) {
+      void assertCutOff() {
+        assertThat(status.getCode()).as("%s on %d", method, port).isEqualTo(Status.Code.UNAVAILABLE);
+        assertThat(status.getDescription()).as("%s on %d", method, port).contains(PROBE_CUT);
+      }
+    }
+
+    private final List<Call> calls = new CopyOnWriteArrayList<>();
+
+    /** The first call on {@code port} that the SDK cut off because the node failed its probe. */
+    Optional<Call> cutOff(int port) {
+      return calls.stream().filter(c -> c.port() == port && c.status().getCode() == Status.Code.UNAVAILABLE
+          && String.valueOf(c.status().getDescription()).contains("health probe")).findFirst();
+    }
+
+    /** Calls whose stream was put on {@code port} in [from, to). */
+    List<Call> created(int port, long from, long to) {
+      return calls.stream().filter(c -> c.port() == port && c.createdAt() >= from && c.createdAt() < to).toList();
+    }
+
+    List<Call> acquires(String requestId) {
+      return calls.stream().filter(c -> requestId.equals(c.requestId())).toList();
+    }
+
+    @Override
+    public <Q, R> ClientCall<Q, R> interceptCall(MethodDescriptor<Q, R> method, CallOptions options, Channel next) {
+      long[] created = {0};
+      int[] port = {-1};
+      CallOptions traced = options.withStreamTracerFactory(new ClientStreamTracer.Factory() {
+        @Override
+        public ClientStreamTracer newClientStreamTracer(ClientStreamTracer.StreamInfo info, Metadata headers) {
+          return new ClientStreamTracer() {
+            @Override
+            public void streamCreated(Attributes transportAttrs, Metadata headers) {
+              SocketAddress remote = transportAttrs.get(Grpc.TRANSPORT_ATTR_REMOTE_ADDR);
+              synchronized (created) {
+                created[0] = System.nanoTime();
+                port[0] = remote instanceof InetSocketAddress address ? address.getPort() : -1;
+              }
+            }
+          };
+        }
+      });
+      return new ForwardingClientCall.SimpleForwardingClientCall<>(next.newCall(method, traced)) {
+        private volatile String requestId;
+
+        @Override
+        public void sendMessage(Q message) {
+          if (message instanceof AcquireRequest r) {
+            requestId = r.getRequestId();
+          }
+          super.sendMessage(message);
+        }
+
+        @Override
+        public void start(Listener<R> listener, Metadata headers) {
+          super.start(new ForwardingClientCallListener.SimpleForwardingClientCallListener<>(listener) {
+            @Override
+            public void onClose(Status status, Metadata trailers) {
+              long closed = System.nanoTime();
+              synchronized (created) {
+                calls.add(new Call(method.getBareMethodName(), requestId, port[0], created[0], closed, status));
+              }
+              super.onClose(status, trailers);
+            }
+          }, headers);
+        }
+      };
+    }
+  }
+}
