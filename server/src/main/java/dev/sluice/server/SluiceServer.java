@@ -248,7 +248,8 @@ public final class SluiceServer implements AutoCloseable {
       server =
           callExecutor(NettyServerBuilder.forAddress(new InetSocketAddress(host, port)), shared)
               .maxInboundMessageSize(1 << 20)
-              // Clients ping every second to notice a dead node within 2 s (failover).
+              // Let clients' keepalive pings through (the SDK pings every 10 s, grpc-java's floor;
+              // its health probes of every node each second are ordinary calls).
               .permitKeepAliveTime(500, TimeUnit.MILLISECONDS)
               .permitKeepAliveWithoutCalls(true)
               .addService(new CoordinatorService(engine, maxWait.toNanos()))
