@@ -64,11 +64,13 @@ final class Echo implements AutoCloseable {
 
   private final Server server;
   private final ManagedChannel channel;
+  private final ManagedChannel directChannel;
   private final byte[] payload = new byte[PAYLOAD_BYTES];
 
-  private Echo(Server server, ManagedChannel channel) {
+  private Echo(Server server, ManagedChannel channel, ManagedChannel directChannel) {
     this.server = server;
     this.channel = channel;
+    this.directChannel = directChannel;
   }
 
   static Echo start() throws IOException {
@@ -99,17 +101,25 @@ final class Echo implements AutoCloseable {
         .addService(service)
         .build()
         .start();
-    return new Echo(server, channel("127.0.0.1:" + server.getPort()));
+    String target = "127.0.0.1:" + server.getPort();
+    return new Echo(server, channel(target, false), channel(target, true));
   }
 
-  /** A channel with the SDK's settings (see {@code dev.sluice.client.Targets#channel}). */
-  static ManagedChannel channel(String target) {
-    return Grpc.newChannelBuilder(target, InsecureChannelCredentials.create())
+  /**
+   * A channel with the SDK's settings (see {@code dev.sluice.client.Targets#channel}); with
+   * {@code direct}, callbacks run on the Netty event loop instead of gRPC's default executor
+   * (what the SDK would get from {@code directExecutor()} on its channel).
+   */
+  static ManagedChannel channel(String target, boolean direct) {
+    var b = Grpc.newChannelBuilder(target, InsecureChannelCredentials.create())
         .defaultLoadBalancingPolicy("round_robin")
         .keepAliveTime(10, TimeUnit.SECONDS)
         .keepAliveTimeout(1, TimeUnit.SECONDS)
-        .keepAliveWithoutCalls(true)
-        .build();
+        .keepAliveWithoutCalls(true);
+    if (direct) {
+      b.directExecutor();
+    }
+    return b.build();
   }
 
   /** Blocking unary calls, one per thread (grpc-java runs the callback on the calling thread). */
@@ -118,10 +128,14 @@ final class Echo implements AutoCloseable {
         lap -> ClientCalls.blockingUnaryCall(channel, UNARY, CallOptions.DEFAULT, payload));
   }
 
-  /** {@code inFlight} async unary calls on the one channel, each re-issued from its callback. */
-  Workload unaryAsync(int inFlight) {
+  /**
+   * {@code inFlight} async unary calls on one channel, each re-issued from its callback;
+   * {@code direct}: callbacks on the event loop (client directExecutor).
+   */
+  Workload unaryAsync(int inFlight, boolean direct) {
+    ManagedChannel ch = direct ? directChannel : channel;
     return new AsyncLoop("echo-unary", inFlight, (lap, done) ->
-        ClientCalls.asyncUnaryCall(channel.newCall(UNARY, CallOptions.DEFAULT), payload, new StreamObserver<>() {
+        ClientCalls.asyncUnaryCall(ch.newCall(UNARY, CallOptions.DEFAULT), payload, new StreamObserver<>() {
           @Override
           public void onNext(byte[] value) {}
 
@@ -140,13 +154,15 @@ final class Echo implements AutoCloseable {
   /**
    * One bidi stream with {@code window} messages outstanding: each reply sends the next message.
    * The echo answers in order, so a ring of send times gives each message its round trip.
+   * {@code direct}: callbacks on the event loop (client directExecutor).
    */
-  Workload stream(int window) {
-    return new StreamLoop(window);
+  Workload stream(int window, boolean direct) {
+    return new StreamLoop(window, direct ? directChannel : channel);
   }
 
   private final class StreamLoop implements Workload {
     private final int window;
+    private final ManagedChannel ch;
     private final long[] sentAt;
     private int head;
     private int tail;
@@ -154,8 +170,9 @@ final class Echo implements AutoCloseable {
     private StreamObserver<byte[]> requests;
     private final java.util.concurrent.CountDownLatch closed = new java.util.concurrent.CountDownLatch(1);
 
-    StreamLoop(int window) {
+    StreamLoop(int window, ManagedChannel ch) {
       this.window = window;
+      this.ch = ch;
       this.sentAt = new long[window + 1];
     }
 
@@ -166,7 +183,7 @@ final class Echo implements AutoCloseable {
 
     @Override
     public void start(Meter meter) {
-      ClientCall<byte[], byte[]> call = channel.newCall(STREAM, CallOptions.DEFAULT);
+      ClientCall<byte[], byte[]> call = ch.newCall(STREAM, CallOptions.DEFAULT);
       requests = ClientCalls.asyncBidiStreamingCall(call, new StreamObserver<byte[]>() {
         @Override
         public void onNext(byte[] value) {
@@ -223,8 +240,10 @@ final class Echo implements AutoCloseable {
   @Override
   public void close() throws InterruptedException {
     channel.shutdownNow();
+    directChannel.shutdownNow();
     server.shutdownNow();
     channel.awaitTermination(5, TimeUnit.SECONDS);
+    directChannel.awaitTermination(5, TimeUnit.SECONDS);
     server.awaitTermination(5, TimeUnit.SECONDS);
   }
 }

@@ -10,6 +10,7 @@ import dev.sluice.client.SluiceClient;
 import dev.sluice.bench.jmh.JmhMain;
 import dev.sluice.proto.v1.ResourceStats;
 import dev.sluice.server.redis.RedisProcess;
+import io.grpc.ManagedChannel;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -156,8 +157,8 @@ public final class LoadGen {
 
   private int plannedSteps() {
     int n = 0;
-    n += o.runs("ceiling") ? 5 : 0;
-    n += o.runs("memory") ? 2 : 0;
+    n += o.runs("ceiling") ? 7 : 0;
+    n += o.runs("memory") ? 4 : 0;
     n += o.runs("contended") ? 2 : 0;
     n += o.runs("redis") ? 4 : 0;
     n += o.runs("peers") ? 2 * (2 + EXPECTED_PEERS) : 0;
@@ -177,7 +178,7 @@ public final class LoadGen {
     try (Echo echo = Echo.start(); SluiceRig rig = SluiceRig.memory()) {
       rig.setLimit(SluiceRig.rate(HOT, o.limit(), 10_000));
       try (SluiceClient client = rig.client()) {
-        Workload a = echo.unaryAsync(o.workers());
+        Workload a = echo.unaryAsync(o.workers(), false);
         Workload b = sluiceAsync(client, HOT, o.workers());
         Meter m = new Meter();
         a.start(m);
@@ -189,14 +190,26 @@ public final class LoadGen {
     }
   }
 
+  /**
+   * The echo as the SDK's channel is built (callbacks on gRPC's default executor) and as the
+   * transport allows at best (client {@code directExecutor()}: callbacks on the event loop). The
+   * targets use the best; the gap between the two is what the executor hop costs.
+   */
   private void ceiling() throws Exception {
     try (Echo echo = Echo.start()) {
       measure(new Result("echo.unary.1", "ceiling", "echo unary", "calls/s"), echo.unaryThreads(1));
-      measure(new Result("echo.unary.n", "ceiling", "echo unary", "calls/s"), echo.unaryAsync(o.workers()));
+      measure(new Result("echo.unary.n.direct", "ceiling", "echo unary, client directExecutor", "calls/s"),
+          echo.unaryAsync(o.workers(), true));
+      measure(new Result("echo.unary.n", "ceiling", "echo unary, SDK channel settings", "calls/s"),
+          echo.unaryAsync(o.workers(), false));
       measure(new Result("echo.unary.nt", "ceiling", "echo unary, blocking stub", "calls/s"),
           echo.unaryThreads(o.workers()));
-      measure(new Result("echo.stream.1", "ceiling", "echo bidi stream", "msgs/s"), echo.stream(1));
-      measure(new Result("echo.stream.n", "ceiling", "echo bidi stream", "msgs/s"), echo.stream(o.workers()));
+      measure(new Result("echo.stream.1", "ceiling", "echo bidi stream, client directExecutor", "msgs/s"),
+          echo.stream(1, true));
+      measure(new Result("echo.stream.n.direct", "ceiling", "echo bidi stream, client directExecutor", "msgs/s"),
+          echo.stream(o.workers(), true));
+      measure(new Result("echo.stream.n", "ceiling", "echo bidi stream, SDK channel settings", "msgs/s"),
+          echo.stream(o.workers(), false));
     }
   }
 
@@ -210,6 +223,19 @@ public final class LoadGen {
         Result many = permits(new Result("memory.n", "memory", "Sluice memory, acquire+release", "permits/s"));
         measure(many, sluiceAsync(client, HOT, o.workers()));
         releasesCaughtUp(rig, HOT, many);
+      }
+      // An experiment, not the SDK's default: its channel with callbacks on the event loop.
+      ManagedChannel direct = Echo.channel(rig.target(), true);
+      try (SluiceClient client = SluiceClient.builder().channel(direct).build()) {
+        String label = "Sluice memory, SDK on a directExecutor channel";
+        Result one = permits(new Result("memory.1.direct", "memory", label, "permits/s"));
+        measure(one, sluiceBlocking(client, HOT, 1));
+        releasesCaughtUp(rig, HOT, one);
+        Result many = permits(new Result("memory.n.direct", "memory", label, "permits/s"));
+        measure(many, sluiceAsync(client, HOT, o.workers()));
+        releasesCaughtUp(rig, HOT, many);
+      } finally {
+        direct.shutdownNow();
       }
     }
   }
@@ -572,14 +598,5 @@ public final class LoadGen {
 
   static String secs(Duration d) {
     return String.format(Locale.ROOT, "%.1f s", d.toMillis() / 1000.0);
-  }
-
-  /** For the smoke test: options as the command line gives them. */
-  static Options options(String... args) {
-    return Options.parse(args);
-  }
-
-  static Path defaultReport(Path out) {
-    return out.resolve("BENCHMARKS.md");
   }
 }

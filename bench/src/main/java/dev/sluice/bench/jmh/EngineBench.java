@@ -34,13 +34,13 @@ import org.openjdk.jmh.annotations.Warmup;
 /**
  * The engine's hot path without the network: acquire (try once, so a grant is synchronous),
  * claim, release, on {@link MemoryEngine} directly. One hot key (every thread on one monitor)
- * and 100 000 keys (a random key per operation: the cost of the lookup and of cold state). The
- * limits are far above what a benchmark thread can take, so every acquire is granted at once.
+ * on an engine holding only that key, and 100 000 keys (a random key per operation: the lookup
+ * and cold state) on an engine holding those. The limits are far above what a benchmark thread
+ * can take, so every acquire is granted at once.
  *
  * <p>Short by default (3 x 1 s warm-up, 5 x 1 s measured, 1 fork): run it through
  * {@link JmhMain}, which adds the JSON result file the load generator's report reads.
  */
-@State(Scope.Benchmark)
 @BenchmarkMode(Mode.Throughput)
 @OutputTimeUnit(TimeUnit.SECONDS)
 @Warmup(iterations = 3, time = 1)
@@ -53,43 +53,84 @@ public class EngineBench {
   private static final Map<String, Long> ONE = Map.of("requests", 1L);
   private static final Map<String, Long> NOTHING = Map.of();
 
-  private ScheduledThreadPoolExecutor timers;
-  private MemoryEngine engine;
-  private String[] keys;
+  /** An engine and its timer thread, with the named resources loaded as on a restart. */
+  abstract static class Engine {
+    ScheduledThreadPoolExecutor timers;
+    MemoryEngine engine;
 
-  @Setup(Level.Trial)
-  public void setUp() throws Exception {
-    timers = new ScheduledThreadPoolExecutor(1, r -> {
-      Thread t = new Thread(r, "engine-bench-timer");
-      t.setDaemon(true);
-      return t;
-    });
-    keys = new String[KEYS];
-    for (int i = 0; i < KEYS; i++) {
-      keys[i] = "k" + i;
+    void open(String[] names) throws Exception {
+      timers = new ScheduledThreadPoolExecutor(1, r -> {
+        Thread t = new Thread(r, "engine-bench-timer");
+        t.setDaemon(true);
+        return t;
+      });
+      // Loaded through the store: setLimit one by one is O(n) per call.
+      engine = MemoryEngine.builder().scheduler(Scheduler.of(timers)).store(new LimitStore() {
+        @Override
+        public List<LimitSpec> load() {
+          return new AbstractList<>() {
+            @Override
+            public LimitSpec get(int i) {
+              return spec(names[i]);
+            }
+
+            @Override
+            public int size() {
+              return names.length;
+            }
+          };
+        }
+
+        @Override
+        public void save(Collection<LimitSpec> limits) {}
+      }).build();
+      // Buckets start empty and fill at the rate: give them a moment before measuring.
+      Thread.sleep(100);
     }
-    // Loaded through the store (as on a restart): setLimit one by one is O(n) per call.
-    engine = MemoryEngine.builder().scheduler(Scheduler.of(timers)).store(new LimitStore() {
-      @Override
-      public List<LimitSpec> load() {
-        return new AbstractList<>() {
-          @Override
-          public LimitSpec get(int i) {
-            return spec(i == KEYS ? HOT : keys[i]);
-          }
 
-          @Override
-          public int size() {
-            return KEYS + 1;
-          }
-        };
+    @TearDown(Level.Trial)
+    public void close() {
+      engine.close();
+      timers.shutdownNow();
+    }
+
+    /** One permit: acquire (try once), claim, release. False if not granted at once. */
+    boolean cycle(String resource) {
+      Ticket t = engine.acquire(resource, ONE, Lane.DEFAULT, 0);
+      Grant g = t.future().getNow(null);
+      if (g == null || !t.claim()) {
+        return false;
       }
+      return engine.release(resource, g.permitId(), NOTHING, false, false);
+    }
+  }
 
-      @Override
-      public void save(Collection<LimitSpec> limits) {}
-    }).build();
-    // Buckets start empty and fill at the rate: give them a moment before measuring.
-    Thread.sleep(100);
+  /** One resource. */
+  @State(Scope.Benchmark)
+  public static class HotKey extends Engine {
+    @Setup(Level.Trial)
+    public void setUp() throws Exception {
+      open(new String[] {HOT});
+    }
+  }
+
+  /** 100 000 resources. */
+  @State(Scope.Benchmark)
+  public static class ManyKeys extends Engine {
+    String[] keys;
+
+    @Setup(Level.Trial)
+    public void setUp() throws Exception {
+      keys = new String[KEYS];
+      for (int i = 0; i < KEYS; i++) {
+        keys[i] = "k" + i;
+      }
+      open(keys);
+    }
+
+    String random() {
+      return keys[ThreadLocalRandom.current().nextInt(KEYS)];
+    }
   }
 
   private static LimitSpec spec(String name) {
@@ -99,43 +140,27 @@ public class EngineBench {
     return Validation.limit(raw, 10_000, Duration.ofSeconds(30));
   }
 
-  @TearDown(Level.Trial)
-  public void tearDown() {
-    engine.close();
-    timers.shutdownNow();
-  }
-
-  /** One permit: acquire (try once), claim, release. False if the acquire was not granted at once. */
-  private boolean cycle(String resource) {
-    Ticket t = engine.acquire(resource, ONE, Lane.DEFAULT, 0);
-    Grant g = t.future().getNow(null);
-    if (g == null || !t.claim()) {
-      return false;
-    }
-    return engine.release(resource, g.permitId(), NOTHING, false, false);
-  }
-
   @Benchmark
   @Threads(1)
-  public boolean hotKey_1thread() {
-    return cycle(HOT);
+  public boolean hotKey_1thread(HotKey s) {
+    return s.cycle(HOT);
   }
 
   @Benchmark
   @Threads(2)
-  public boolean hotKey_2threads() {
-    return cycle(HOT);
+  public boolean hotKey_2threads(HotKey s) {
+    return s.cycle(HOT);
   }
 
   @Benchmark
   @Threads(1)
-  public boolean keys100k_1thread() {
-    return cycle(keys[ThreadLocalRandom.current().nextInt(KEYS)]);
+  public boolean keys100k_1thread(ManyKeys s) {
+    return s.cycle(s.random());
   }
 
   @Benchmark
   @Threads(2)
-  public boolean keys100k_2threads() {
-    return cycle(keys[ThreadLocalRandom.current().nextInt(KEYS)]);
+  public boolean keys100k_2threads(ManyKeys s) {
+    return s.cycle(s.random());
   }
 }
