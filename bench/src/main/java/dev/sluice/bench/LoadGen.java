@@ -112,8 +112,8 @@ public final class LoadGen {
     out.printf(Locale.ROOT, "warm-up %s + %d x %s measured per scenario; %d steps; load average at start %.2f%n",
         secs(o.warmup()), o.rounds(), secs(o.round()), steps, machine.loadAverage());
     out.println();
-    out.printf(Locale.ROOT, "%-8s %-46s %-22s %28s %10s %10s %7s%n", "step", "scenario", "driver", "throughput [min-max]",
-        "p50", "p99", "errors");
+    out.printf(Locale.ROOT, "%-8s %-46s %-22s %28s %10s %10s %7s %7s%n", "step", "scenario", "driver",
+        "throughput [min-max]", "p50", "p99", "errors", "others");
     try {
       if (o.runs("ceiling") || o.runs("memory")) {
         jvmWarmup();
@@ -575,9 +575,10 @@ public final class LoadGen {
     if (!r.ok()) {
       figures = "FAILED: " + (r.failure != null ? r.failure : r.firstError != null ? r.firstError : "no operation completed");
     } else {
-      figures = String.format(Locale.ROOT, "%28s %10s %10s %7d", Fmt.rateAscii(r.rate().median()) + " ["
+      figures = String.format(Locale.ROOT, "%28s %10s %10s %7d %7s", Fmt.rateAscii(r.rate().median()) + " ["
               + Fmt.rateAscii(r.rate().min()) + "-" + Fmt.rateAscii(r.rate().max()) + "]",
-          Fmt.micros(r.p50().median()), Fmt.micros(r.p99().median()), r.errors());
+          Fmt.micros(r.p50().median()), Fmt.micros(r.p99().median()), r.errors(),
+          Report.othersCpu(r).replace("**", ""));
       if (r.hasFirst()) {
         figures += String.format(Locale.ROOT, "   (%s p50 %s p99 %s)", r.firstName, Fmt.micros(r.firstP50().median()),
             Fmt.micros(r.firstP99().median()));

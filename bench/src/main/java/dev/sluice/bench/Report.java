@@ -253,12 +253,18 @@ final class Report {
     b.append("**Machine:** ").append(machine.cores()).append(" cores (").append(machine.cpu()).append("), ")
         .append(machine.ramBytes() < 0 ? "?" : Fmt.mib(machine.ramBytes()).replace(" MiB", "") + " MiB")
         .append(" RAM; ").append(machine.os()).append("; ").append(machine.jvm()).append(", max heap ")
-        .append(Fmt.mib(machine.maxHeap())).append(", GC ").append(machine.gc()).append(". Load average when the"
-            + " run started: ").append(String.format(Locale.ROOT, "%.2f", machine.loadAverage())).append(".\n\n");
+        .append(Fmt.mib(machine.maxHeap())).append(", GC ").append(machine.gc()).append(". Load average (1 min)"
+            + " when the run started: ").append(String.format(Locale.ROOT, "%.2f", machine.loadAverage()))
+        .append(", when it ended: ").append(String.format(Locale.ROOT, "%.2f",
+            java.lang.management.ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage()))
+        .append(".\n\n");
     b.append("**Noise.** The load generator, the coordinator(s), Redis and every peer share these ")
         .append(machine.cores()).append(" cores: a client thread and a server thread compete for the same CPU,"
             + " so absolute figures are lower than on separate machines and swing with anything else running."
-            + " The ratios are the point: each one divides two figures measured minutes apart in the same JVM.\n\n");
+            + " The ratios are the point: each one divides two figures measured minutes apart in the same JVM."
+            + " The column **others' CPU** is the largest share of the machine (all cores) that processes other"
+            + " than this JVM and its redis-server took in any measured window of the scenario (from"
+            + " `/proc/stat`); in bold above 10 %, where the figure was disturbed by other work on the box.\n\n");
     b.append("**Method.** Closed loop: each worker (a thread, or an async slot) starts its next operation when"
         + " the previous one ends. Every scenario runs a warm-up of ").append(LoadGen.secs(o.warmup()))
         .append(" (discarded), then ").append(o.rounds()).append(" back-to-back measured windows of ")
@@ -566,17 +572,17 @@ final class Report {
   private static void table(StringBuilder b, List<Result> rows, boolean split) {
     if (split) {
       b.append("| scenario | driver | throughput [min–max] | acquire p50 | acquire p99 | acq+rel p50 | acq+rel p99 |"
-          + " acq+rel p99.9 | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+          + " acq+rel p99.9 | errors | others' CPU |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     } else {
-      b.append("| scenario | driver | throughput [min–max] | p50 | p90 | p99 | p99.9 | errors |\n"
-          + "|---|---|---:|---:|---:|---:|---:|---:|\n");
+      b.append("| scenario | driver | throughput [min–max] | p50 | p90 | p99 | p99.9 | errors | others' CPU |\n"
+          + "|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
     }
     for (Result r : rows) {
       b.append("| ").append(r.label);
       if (!r.ok()) {
         b.append(" | ").append(r.driver).append(" | failed: ").append(escape(r.failure != null ? r.failure
-            : r.firstError != null ? r.firstError : "no operation completed")).append(split ? " | | | | | | |\n"
-            : " | | | | | |\n");
+            : r.firstError != null ? r.firstError : "no operation completed")).append(split ? " | | | | | | | |\n"
+            : " | | | | | | |\n");
         continue;
       }
       b.append(" | ").append(r.driver).append(" | ").append(Fmt.spreadRate(r.rate())).append(" ").append(r.unit);
@@ -592,9 +598,19 @@ final class Report {
             .append(" | ").append(Fmt.spreadMicros(r.p99()))
             .append(" | ").append(Fmt.micros(r.p999().median()));
       }
-      b.append(" | ").append(r.errors()).append(" |\n");
+      b.append(" | ").append(r.errors()).append(" | ").append(othersCpu(r)).append(" |\n");
     }
     b.append("\n");
+  }
+
+  /** The worst window's share of the machine taken by other processes; bold above 10 %. */
+  static String othersCpu(Result r) {
+    Result.Spread s = r.othersCpu();
+    if (s.isNaN()) {
+      return "?";
+    }
+    String text = String.format(Locale.ROOT, "%.0f %%", s.max() * 100);
+    return s.max() > 0.10 ? "**" + text + "**" : text;
   }
 
   private static void facts(StringBuilder b, List<Result> rows) {

@@ -15,15 +15,17 @@ final class Result {
 
   /** One measured window. Latencies in microseconds; {@code NaN} when not recorded. */
   record Round(double seconds, long ops, double rate, double p50, double p90, double p99, double p999,
-      double max, double firstP50, double firstP99, long errors) {
+      double max, double firstP50, double firstP99, long errors, double othersCpu) {
 
-    static Round of(double seconds, Histogram total, Histogram first, long errors) {
+    /** {@code othersCpu}: share of all cores other processes used in the window (see {@link CpuShare}). */
+    static Round of(double seconds, Histogram total, Histogram first, long errors, double othersCpu) {
       long ops = total.getTotalCount();
       boolean hasFirst = first.getTotalCount() > 0;
       return new Round(seconds, ops, ops / seconds,
           micros(total, 50), micros(total, 90), micros(total, 99), micros(total, 99.9),
           ops == 0 ? Double.NaN : total.getMaxValue() / 1e3,
-          hasFirst ? micros(first, 50) : Double.NaN, hasFirst ? micros(first, 99) : Double.NaN, errors);
+          hasFirst ? micros(first, 50) : Double.NaN, hasFirst ? micros(first, 99) : Double.NaN, errors,
+          othersCpu);
     }
 
     private static double micros(Histogram h, double percentile) {
@@ -99,6 +101,11 @@ final class Result {
 
   Spread p999() {
     return Spread.of(rounds.stream().mapToDouble(Round::p999).toArray());
+  }
+
+  /** Others' CPU share over the windows; the max is what a reader should check. */
+  Spread othersCpu() {
+    return Spread.of(rounds.stream().mapToDouble(Round::othersCpu).toArray());
   }
 
   Spread firstP50() {

@@ -54,15 +54,18 @@ final class Runner {
       sleep(warmup);
       Meter.Window previous = meter.interval();
       long mark = System.nanoTime();
+      CpuShare.Sample cpu = CpuShare.sample();
       for (int i = 0; i < rounds; i++) {
         sleep(round);
         Meter.Window window = meter.interval();
         long now = System.nanoTime();
+        CpuShare.Sample cpuNow = CpuShare.sample();
         double seconds = (now - mark) / 1e9;
         r.rounds.add(Result.Round.of(seconds, window.total(), window.first(),
-            window.errorsSoFar() - previous.errorsSoFar()));
+            window.errorsSoFar() - previous.errorsSoFar(), CpuShare.others(cpu, cpuNow)));
         previous = window;
         mark = now;
+        cpu = cpuNow;
       }
       beforeStop.run();
     } finally {
