@@ -13,9 +13,19 @@ public interface LimitStore {
   /** Replaces the stored set, atomically: a crash leaves either the old set or the new one. */
   void save(Collection<LimitSpec> limits) throws IOException;
 
+  /** False for a store that keeps nothing: the engine then skips building what it would save. */
+  default boolean durable() {
+    return true;
+  }
+
   /** A store that keeps nothing: for tests and throwaway servers. */
   static LimitStore none() {
     return new LimitStore() {
+      @Override
+      public boolean durable() {
+        return false;
+      }
+
       @Override
       public List<LimitSpec> load() {
         return List.of();

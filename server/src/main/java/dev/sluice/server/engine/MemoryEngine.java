@@ -57,38 +57,70 @@ public final class MemoryEngine implements Engine {
   private final AtomicLong ids = new AtomicLong();
   private volatile boolean closed;
 
-  /** Per-resource configuration and counters; outlives the live state. */
+  /**
+   * Per-resource configuration and counters; outlives the live state. Meters and the wait
+   * histogram are created on the resource's first event: a configured but idle resource costs
+   * a few hundred bytes, not tens of kilobytes (a million limits must fit in a small heap).
+   */
   static final class Entry {
     volatile LimitSpec spec;
     volatile boolean startFull;
     /** When the limit was set or loaded: buckets are empty then and fill from there. */
     final long createdAt;
-    final Counter granted;
-    final Counter timedOut;
-    final Counter cancelled;
-    final Counter throttleReports;
-    final Timer wait;
     final WaitStats waits = new WaitStats();
-    final Map<String, Counter> rejected = new ConcurrentHashMap<>();
+    final Map<String, Counter> rejected = new ConcurrentHashMap<>(2);
     private final MeterRegistry registry;
-    private final Tags tags;
+    private volatile Meters meters;
+
+    /** The resource's meters, registered together on first use. */
+    static final class Meters {
+      final Counter granted;
+      final Counter timedOut;
+      final Counter cancelled;
+      final Counter throttleReports;
+      final Timer wait;
+      final Tags tags;
+
+      Meters(MeterRegistry registry, String resource) {
+        tags = Tags.of("resource", resource);
+        granted = registry.counter("sluice.acquire.granted", tags);
+        timedOut = registry.counter("sluice.acquire.timed.out", tags);
+        cancelled = registry.counter("sluice.acquire.cancelled", tags);
+        throttleReports = registry.counter("sluice.upstream.throttled", tags);
+        wait = Timer.builder("sluice.acquire.wait").tags(tags).register(registry);
+      }
+    }
 
     Entry(LimitSpec spec, MeterRegistry registry, long createdAt) {
       this.spec = spec;
       this.createdAt = createdAt;
       this.registry = registry;
-      this.tags = Tags.of("resource", spec.resource());
-      this.granted = registry.counter("sluice.acquire.granted", tags);
-      this.timedOut = registry.counter("sluice.acquire.timed.out", tags);
-      this.cancelled = registry.counter("sluice.acquire.cancelled", tags);
-      this.throttleReports = registry.counter("sluice.upstream.throttled", tags);
-      this.wait = Timer.builder("sluice.acquire.wait").tags(tags).register(registry);
+    }
+
+    Meters meters() {
+      Meters m = meters;
+      if (m == null) {
+        synchronized (this) {
+          m = meters;
+          if (m == null) {
+            meters = m = new Meters(registry, spec.resource());
+          }
+        }
+      }
+      return m;
+    }
+
+    /** A counter's total, 0 if nothing ever happened on this resource. */
+    long count(java.util.function.Function<Meters, Counter> which) {
+      Meters m = meters;
+      return m == null ? 0 : (long) which.apply(m).count();
     }
 
     void reject(String reason) {
       rejected
           .computeIfAbsent(
-              reason, r -> registry.counter("sluice.acquire.rejected", tags.and("reason", r)))
+              reason,
+              r -> registry.counter("sluice.acquire.rejected", meters().tags.and("reason", r)))
           .increment();
     }
   }
@@ -350,7 +382,7 @@ public final class MemoryEngine implements Engine {
         t.cancel();
       }
       w.state.entry.waits.record(w.grant.waitedNanos());
-      w.state.entry.wait.record(w.grant.waitedNanos(), TimeUnit.NANOSECONDS);
+      w.state.entry.meters().wait.record(w.grant.waitedNanos(), TimeUnit.NANOSECONDS);
     }
   }
 
@@ -361,7 +393,7 @@ public final class MemoryEngine implements Engine {
     long waited = Math.max(0, now - w.arrival);
     w.grant = new Grant(id, s.name, w.load, s.leaseTtl, waited);
     w.status.set(Waiter.GRANTED);
-    s.entry.granted.increment();
+    s.entry.meters().granted.increment();
   }
 
   void onWake(ResourceState s) {
@@ -423,7 +455,7 @@ public final class MemoryEngine implements Engine {
           }
           if (timeoutNanos == 0) {
             w.status.set(Waiter.ENDED);
-            e.timedOut.increment();
+            e.meters().timedOut.increment();
             w.future.completeExceptionally(notGrantedInTime(resource, 0));
             return w;
           }
@@ -451,7 +483,7 @@ public final class MemoryEngine implements Engine {
   }
 
   private void expire(Waiter w, long timeoutNanos) {
-    if (leave(w, w.state.entry.timedOut)) {
+    if (leave(w, w.state.entry.meters().timedOut)) {
       w.future.completeExceptionally(notGrantedInTime(w.state.name, timeoutNanos));
     }
   }
@@ -490,7 +522,7 @@ public final class MemoryEngine implements Engine {
   /** Withdraws a waiter (true), or gives back its unclaimed grant (false). */
   boolean cancel(Waiter w) {
     ResourceState s = w.state;
-    boolean ended = leave(w, s.entry.cancelled);
+    boolean ended = leave(w, s.entry.meters().cancelled);
     if (ended) {
       cancelTimeout(w);
       w.future.completeExceptionally(
@@ -498,7 +530,7 @@ public final class MemoryEngine implements Engine {
     }
     if (w.status.compareAndSet(Waiter.GRANTED, Waiter.RETURNED)) {
       // The grant raced with the cancel and nobody took it: give it back in full.
-      s.entry.cancelled.increment();
+      s.entry.meters().cancelled.increment();
       try {
         release(s.name, w.grant.permitId(), Map.of(), false, true);
       } catch (EngineException ex) {
@@ -581,7 +613,7 @@ public final class MemoryEngine implements Engine {
         (s, now, granted) -> {
           s.refill(now);
           if (throttled) {
-            s.entry.throttleReports.increment();
+            s.entry.meters().throttleReports.increment();
             // The upstream just said it has nothing left: our view must not say otherwise, or
             // the grants made right after the pause would be refused again.
             for (int i = 0; i < s.level.length; i++) {
@@ -617,10 +649,14 @@ public final class MemoryEngine implements Engine {
     LimitSpec spec = Validation.limit(limit, defaultMaxWaiting, defaultLease);
     boolean created;
     synchronized (storeLock) {
-      Map<String, LimitSpec> next = new TreeMap<>();
-      limits.forEach((k, v) -> next.put(k, v.spec));
-      created = next.put(spec.resource(), spec) == null;
-      persist(next);
+      created = !limits.containsKey(spec.resource());
+      if (store.durable()) {
+        // Stored first, applied after: a limit that could not be stored is not served.
+        Map<String, LimitSpec> next = new TreeMap<>();
+        limits.forEach((k, v) -> next.put(k, v.spec));
+        next.put(spec.resource(), spec);
+        persist(next);
+      }
       Entry e = limits.get(spec.resource());
       if (e == null) {
         limits.put(spec.resource(), new Entry(spec, registry, ticker.read()));
@@ -695,10 +731,12 @@ public final class MemoryEngine implements Engine {
       if (!limits.containsKey(resource)) {
         throw EngineException.notFound(resource);
       }
-      Map<String, LimitSpec> next = new TreeMap<>();
-      limits.forEach((k, v) -> next.put(k, v.spec));
-      next.remove(resource);
-      persist(next);
+      if (store.durable()) {
+        Map<String, LimitSpec> next = new TreeMap<>();
+        limits.forEach((k, v) -> next.put(k, v.spec));
+        next.remove(resource);
+        persist(next);
+      }
       limits.remove(resource);
     }
     ResourceState live = states.asMap().remove(resource);
@@ -803,13 +841,13 @@ public final class MemoryEngine implements Engine {
         waiting,
         paused != 0,
         paused == ResourceState.NEVER ? -1 : paused,
-        (long) e.granted.count(),
-        (long) e.timedOut.count(),
-        (long) e.cancelled.count(),
+        e.count(m -> m.granted),
+        e.count(m -> m.timedOut),
+        e.count(m -> m.cancelled),
         rejected,
         p[0],
         p[1],
-        (long) e.throttleReports.count());
+        e.count(m -> m.throttleReports));
   }
 
   @Override

@@ -18,19 +18,33 @@ final class WaitStats {
   static final long WINDOW_NANOS = TimeUnit.MINUTES.toNanos(1);
   private static final long MAX_MICROS = TimeUnit.HOURS.toMicros(1);
 
-  private final Recorder recorder = new Recorder(1, MAX_MICROS, 2);
+  /** Created on the first grant: ~30 KB of buckets an idle resource should not pay for. */
+  private volatile Recorder recorder;
   private Histogram current;
   private Histogram previous;
   private long currentStart;
 
   void record(long waitedNanos) {
     long micros = Math.max(1, Math.min(MAX_MICROS, waitedNanos / 1_000));
-    recorder.recordValue(micros);
+    Recorder r = recorder;
+    if (r == null) {
+      synchronized (this) {
+        r = recorder;
+        if (r == null) {
+          recorder = r = new Recorder(1, MAX_MICROS, 2);
+        }
+      }
+    }
+    r.recordValue(micros);
   }
 
   /** {p50, p99} in seconds over the recent windows; zeros when nothing was granted. */
   synchronized double[] percentiles(long now) {
-    Histogram interval = recorder.getIntervalHistogram();
+    Recorder r = recorder;
+    if (r == null) {
+      return new double[] {0, 0};
+    }
+    Histogram interval = r.getIntervalHistogram();
     if (current == null) {
       current = interval;
       currentStart = now;
