@@ -458,10 +458,10 @@ public final class LoadGen {
     try {
       scaleResources = Scale.resources(o.scaleResources());
       out.printf(Locale.ROOT, "%-8s %-46s %s%n", "", "", scaleResources.failure() != null ? scaleResources.failure()
-          : String.format(Locale.ROOT, "%s B/resource configured, %s B/resource live (%s resources), setLimit at"
-              + " this size %.1f ms", Math.round(scaleResources.bytesPerResource()),
-              Math.round(scaleResources.bytesPerActiveResource()), Fmt.rateAscii(scaleResources.configured()),
-              scaleResources.setLimitMillis()));
+          : String.format(Locale.ROOT, "%d B/resource configured (%s), %d B/resource used once (%s), setLimit at"
+              + " this size %.0f ms", Math.round(scaleResources.bytesPerResource()),
+              Fmt.rateAscii(scaleResources.configured()), Math.round(scaleResources.bytesPerLiveResource()),
+              Fmt.rateAscii(scaleResources.live()), scaleResources.setLimitMillis()));
     } catch (Exception | OutOfMemoryError e) {
       scaleFailure = "resources: " + e;
       out.println("         failed: " + e);

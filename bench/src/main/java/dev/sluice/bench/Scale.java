@@ -1,5 +1,6 @@
 package dev.sluice.bench;
 
+import dev.sluice.server.engine.FileLimitStore;
 import dev.sluice.server.engine.Grant;
 import dev.sluice.server.engine.Lane;
 import dev.sluice.server.engine.LimitSpec;
@@ -10,6 +11,8 @@ import dev.sluice.server.engine.Scheduler;
 import dev.sluice.server.engine.Ticket;
 import dev.sluice.server.engine.Validation;
 import java.lang.management.ManagementFactory;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.AbstractList;
 import java.util.Collection;
@@ -23,9 +26,10 @@ import java.util.concurrent.TimeUnit;
  * before and after, on a {@link MemoryEngine} driven directly (no gRPC), in this JVM.
  *
  * <p>The resources are configured the way a restarted coordinator configures them, through the
- * {@link LimitStore} the engine loads at build time: {@code setLimit} one by one is O(n) per call
- * (it copies every limit to persist the set, even to {@link LimitStore#none()}), which makes
- * a million of them quadratic. Its cost per call at the final size is measured and reported.
+ * {@link LimitStore} the engine loads at build time (one {@code setLimit} call per resource is
+ * O(n) each with a durable store, so a million of them would be quadratic). What one more
+ * {@code setLimit} costs at that size, with the server's own {@link FileLimitStore}, is measured
+ * and reported.
  */
 final class Scale {
 
@@ -35,19 +39,22 @@ final class Scale {
   /** Bytes and instances of one class that the scenario added to the heap. */
   record ClassShare(String name, long instances, long bytes) {}
 
-  /** Figures of the resources scenario. */
-  record Resources(int requested, int configured, double loadSeconds, long heapBefore, long heapConfigured,
-      long heapActive, double activateSeconds, double setLimitMillis, List<ClassShare> top, String note,
-      String failure) {
+  /**
+   * Figures of the resources scenario: {@code configured} resources loaded, the first {@code
+   * live} of them then used once each (their live state built).
+   */
+  record Resources(int requested, int configured, int live, double loadSeconds, long heapBefore,
+      long heapConfigured, long heapLive, double activateSeconds, double setLimitMillis, List<ClassShare> top,
+      List<ClassShare> topLive, String note, String failure) {
 
     double bytesPerResource() {
       return (double) (heapConfigured - heapBefore) / configured;
     }
 
-    double bytesPerActiveResource() {
-      return heapActive < 0 ? Double.NaN : (double) (heapActive - heapBefore) / configured;
+    /** A configured resource's bytes plus what its first use added. */
+    double bytesPerLiveResource() {
+      return live == 0 ? Double.NaN : bytesPerResource() + (double) (heapLive - heapConfigured) / live;
     }
-
   }
 
   /** Figures of the waiters scenario. */
@@ -63,75 +70,80 @@ final class Scale {
   private Scale() {}
 
   /**
-   * Configures {@code requested} resources and makes each one live with one acquire and release,
-   * or as many as fit in half the free heap when that is fewer (a probe of 20 000 gives the cost
-   * of one); the report then projects to the requested count.
+   * Configures {@code requested} resources (or as many as fit in 60 % of the free heap at the
+   * cost a probe of 20 000 measures), then uses as many of them once as fit in half of what is
+   * left; the report projects both to the requested count.
    */
   static Resources resources(int requested) throws Exception {
-    int probe = Math.min(requested, 20_000);
-    Resources first = resources(probe, requested, false);
-    if (probe == requested || first.failure() != null) {
-      return first;
+    int probeSize = Math.min(requested, 20_000);
+    Resources probe = resources(probeSize, probeSize, probeSize, false);
+    if (probeSize == requested || probe.failure() != null) {
+      return probe;
     }
-    double per = first.bytesPerActiveResource();
     long free = Runtime.getRuntime().maxMemory() - usedHeapAfterGc();
-    int fits = (int) Math.min(requested, Math.max(probe, 0.5 * free / per));
-    Resources r = resources(fits, requested, true);
-    if (fits < requested) {
-      return new Resources(r.requested(), r.configured(), r.loadSeconds(), r.heapBefore(), r.heapConfigured(),
-          r.heapActive(), r.activateSeconds(), r.setLimitMillis(), r.top(), "measured on " + fits
-              + " resources (what fits in half of the " + (Runtime.getRuntime().maxMemory() >> 20)
-              + " MiB heap at the probe's cost), projected to " + requested, r.failure());
-    }
-    return r;
+    int configured = (int) Math.min(requested, Math.max(probeSize, 0.6 * free / probe.bytesPerResource()));
+    double liveExtra = probe.bytesPerLiveResource() - probe.bytesPerResource();
+    double freeAfter = free - configured * probe.bytesPerResource();
+    int live = (int) Math.min(configured, Math.max(probeSize, 0.5 * freeAfter / Math.max(1, liveExtra)));
+    return resources(requested, configured, live, true);
   }
 
-  private static Resources resources(int n, int requested, boolean histogram) throws Exception {
+  private static Resources resources(int requested, int n, int live, boolean detail) throws Exception {
     ScheduledThreadPoolExecutor timers = timers();
-    Map<String, long[]> classesBefore = histogram ? classHistogram() : Map.of();
+    Path dir = Files.createTempDirectory("sluice-bench-scale-");
+    Map<String, long[]> classesBefore = detail ? classHistogram() : Map.of();
     long before = usedHeapAfterGc();
     MemoryEngine engine = null;
     int configured = 0;
+    int madeLive = 0;
     long heapConfigured = -1;
-    long heapActive = -1;
+    long heapLive = -1;
     double loadSeconds = Double.NaN;
     double activateSeconds = Double.NaN;
     double setLimitMillis = Double.NaN;
     List<ClassShare> top = List.of();
+    List<ClassShare> topLive = List.of();
     String failure = null;
     try {
       long t0 = System.nanoTime();
-      engine = MemoryEngine.builder().scheduler(Scheduler.of(timers)).store(generated(n, 100, Duration.ofSeconds(1)))
-          .build();
+      engine = MemoryEngine.builder().scheduler(Scheduler.of(timers))
+          .store(generated(n, 100, Duration.ofSeconds(1), new FileLimitStore(dir))).build();
       loadSeconds = (System.nanoTime() - t0) / 1e9;
       configured = n;
+      Map<String, long[]> classesConfigured = detail ? classHistogram() : Map.of();
       heapConfigured = usedHeapAfterGc();
+      if (detail) {
+        top = grown(classesBefore, classesConfigured, 10);
+      }
 
       t0 = System.nanoTime();
-      for (int i = 0; i < n; i++) {
+      for (int i = 0; i < live; i++) {
         String r = name(i);
         Ticket t = engine.acquire(r, ONE, Lane.DEFAULT, 0);
         Grant g = t.future().getNow(null);
         if (g != null && t.claim()) {
           engine.release(r, g.permitId(), Map.of(), false, false);
         }
+        madeLive++;
       }
       activateSeconds = (System.nanoTime() - t0) / 1e9;
-      heapActive = usedHeapAfterGc();
-      if (histogram) {
-        top = grown(classesBefore, classHistogram(), 12);
+      heapLive = usedHeapAfterGc();
+      if (detail) {
+        topLive = grown(classesConfigured, classHistogram(), 10);
       }
 
-      // What one more limit costs once there are n: the call an operator makes.
-      double[] ms = new double[3];
-      for (int i = 0; i < ms.length; i++) {
-        LimitSpec extra = spec("extra-" + i, 100, Duration.ofSeconds(1));
-        long s = System.nanoTime();
-        engine.setLimit(extra);
-        ms[i] = (System.nanoTime() - s) / 1e6;
+      // What one more limit costs once there are n, stored the way the server stores them.
+      if (detail) {
+        double[] ms = new double[3];
+        for (int i = 0; i < ms.length; i++) {
+          LimitSpec extra = spec("extra-" + i, 100, Duration.ofSeconds(1));
+          long s = System.nanoTime();
+          engine.setLimit(extra);
+          ms[i] = (System.nanoTime() - s) / 1e6;
+        }
+        java.util.Arrays.sort(ms);
+        setLimitMillis = ms[1];
       }
-      java.util.Arrays.sort(ms);
-      setLimitMillis = ms[1];
     } catch (OutOfMemoryError e) {
       failure = "out of heap (max " + Runtime.getRuntime().maxMemory() / MIB + " MiB): rerun with a larger -Xmx";
     } finally {
@@ -140,9 +152,19 @@ final class Scale {
       }
       engine = null;
       timers.shutdownNow();
+      try (var files = Files.walk(dir)) {
+        for (Path p : files.sorted(java.util.Comparator.reverseOrder()).toList()) {
+          Files.deleteIfExists(p);
+        }
+      }
     }
-    return new Resources(requested, configured, loadSeconds, before, heapConfigured, heapActive, activateSeconds,
-        setLimitMillis, top, null, failure);
+    String note = configured < requested || madeLive < configured
+        ? Fmt.rate(configured) + " configured and " + Fmt.rate(madeLive) + " of them used once (what fits in the "
+            + (Runtime.getRuntime().maxMemory() >> 20) + " MiB heap at the cost a probe of 20 000 measured);"
+            + " the target is projected to " + Fmt.rate(requested) + " from the cost per resource"
+        : null;
+    return new Resources(requested, configured, madeLive, loadSeconds, before, heapConfigured, heapLive,
+        activateSeconds, setLimitMillis, top, topLive, note, failure);
   }
 
   /**
@@ -217,6 +239,11 @@ final class Scale {
 
   /** A store that "loads" {@code n} limits generated on the fly, each with its own objects. */
   private static LimitStore generated(int n, long amount, Duration period) {
+    return generated(n, amount, period, null);
+  }
+
+  /** Like {@link #generated(int, long, Duration)}; saves go to {@code saveTo} when given. */
+  private static LimitStore generated(int n, long amount, Duration period, LimitStore saveTo) {
     return new LimitStore() {
       @Override
       public List<LimitSpec> load() {
@@ -234,7 +261,16 @@ final class Scale {
       }
 
       @Override
-      public void save(Collection<LimitSpec> limits) {}
+      public void save(Collection<LimitSpec> limits) throws java.io.IOException {
+        if (saveTo != null) {
+          saveTo.save(limits);
+        }
+      }
+
+      @Override
+      public boolean durable() {
+        return saveTo != null;
+      }
     };
   }
 
