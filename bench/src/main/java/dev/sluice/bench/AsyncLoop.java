@@ -51,7 +51,7 @@ final class AsyncLoop implements Workload {
 
   @Override
   public String driver() {
-    return inFlight + " async in flight";
+    return Fmt.rateAscii(inFlight) + " async in flight";
   }
 
   @Override

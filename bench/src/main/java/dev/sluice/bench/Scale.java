@@ -159,9 +159,10 @@ final class Scale {
       }
     }
     String note = configured < requested || madeLive < configured
-        ? Fmt.rate(configured) + " configured and " + Fmt.rate(madeLive) + " of them used once (what fits in the "
-            + (Runtime.getRuntime().maxMemory() >> 20) + " MiB heap at the cost a probe of 20 000 measured);"
-            + " the target is projected to " + Fmt.rate(requested) + " from the cost per resource"
+        ? Fmt.rate(configured) + " configured and " + Fmt.rate(madeLive) + " of them used once: what fits in the "
+            + (Runtime.getRuntime().maxMemory() >> 20) + " MiB heap at the cost a probe of 20 000 measured. The"
+            + " targets project " + (configured < requested ? "both figures" : "the used-once figure") + " to "
+            + Fmt.rate(requested) + " from the cost per resource"
         : null;
     return new Resources(requested, configured, madeLive, loadSeconds, before, heapConfigured, heapLive,
         activateSeconds, setLimitMillis, top, topLive, note, failure);
