@@ -167,6 +167,7 @@ final class Echo implements AutoCloseable {
     private int head;
     private int tail;
     private volatile boolean stopping;
+    private boolean halfClosed; // guarded by this
     private StreamObserver<byte[]> requests;
     private final java.util.concurrent.CountDownLatch closed = new java.util.concurrent.CountDownLatch(1);
 
@@ -195,7 +196,7 @@ final class Echo implements AutoCloseable {
             if (!stopping) {
               send();
             } else if (head == tail) {
-              requests.onCompleted();
+              halfClose();
             }
           }
         }
@@ -218,6 +219,14 @@ final class Echo implements AutoCloseable {
       }
     }
 
+    /** Under this monitor, once: the last reply and the stop may both find nothing outstanding. */
+    private void halfClose() {
+      if (!halfClosed) {
+        halfClosed = true;
+        requests.onCompleted();
+      }
+    }
+
     /** Under this monitor: StreamObserver.onNext must not be called concurrently. */
     private void send() {
       sentAt[tail] = System.nanoTime();
@@ -230,7 +239,7 @@ final class Echo implements AutoCloseable {
       stopping = true;
       synchronized (this) {
         if (head == tail) {
-          requests.onCompleted();
+          halfClose();
         }
       }
       return closed.await(10, TimeUnit.SECONDS) ? null : "echo stream did not close within 10 s";
