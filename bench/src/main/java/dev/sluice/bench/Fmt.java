@@ -7,12 +7,12 @@ final class Fmt {
 
   private Fmt() {}
 
-  /** 45210.3 -> "45 210"; small rates keep one decimal. */
+  /** 45210.3 -> "45 210"; small fractional rates keep one decimal; whole numbers (counts) never do. */
   static String rate(double v) {
     if (Double.isNaN(v)) {
       return "-";
     }
-    if (v < 100) {
+    if (v < 100 && v != Math.rint(v)) {
       return String.format(Locale.ROOT, "%.1f", v);
     }
     String digits = Long.toString(Math.round(v));
