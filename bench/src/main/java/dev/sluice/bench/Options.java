@@ -16,7 +16,7 @@ import java.util.Set;
  */
 record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration duration, int rounds, Set<String> groups,
     Path out, Path jmhJson, int workers, int waiters, long contendedRate, long limit, int scaleResources,
-    int scaleWaiters, int scaleWaiterResources) {
+    int scaleWaiters, int scaleWaiterResources, int noiseRetries) {
 
   static final List<String> GROUPS = List.of("ceiling", "memory", "contended", "redis", "peers", "scale");
 
@@ -42,6 +42,8 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
         --scale-resources N  resources configured in the scale scenario (default 1000000)
         --scale-waiters N    parked waiters in the scale scenario (default 100000)
         --scale-waiter-resources N  resources they spread over (default 1000)
+        --noise-retries N    times a scenario is measured again when other processes took over 10 %
+                             of the machine in one of its windows (default 2; 0 keeps the first try)
       Durations: 500ms, 3s, 1.5s, 2m.
       """;
 
@@ -61,6 +63,7 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
     int scaleResources = quick ? 20_000 : 1_000_000;
     int scaleWaiters = quick ? 10_000 : 100_000;
     int scaleWaiterResources = quick ? 100 : 1_000;
+    int noiseRetries = 2;
     for (int i = 0; i < args.length; i++) {
       String a = args[i];
       switch (a) {
@@ -87,6 +90,7 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
         case "--scale-resources" -> scaleResources = positive(value(args, ++i, a), a);
         case "--scale-waiters" -> scaleWaiters = positive(value(args, ++i, a), a);
         case "--scale-waiter-resources" -> scaleWaiterResources = positive(value(args, ++i, a), a);
+        case "--noise-retries" -> noiseRetries = atLeastZero(value(args, ++i, a), a);
         default -> throw new IllegalArgumentException("unknown option '" + a + "'");
       }
     }
@@ -95,7 +99,7 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
           + " rounds leaves windows under 100 ms: lengthen it or lower --rounds");
     }
     return new Options(quick, jvmWarmup, warmup, duration, rounds, groups, out, jmhJson, workers, waiters,
-        contendedRate, limit, scaleResources, scaleWaiters, scaleWaiterResources);
+        contendedRate, limit, scaleResources, scaleWaiters, scaleWaiterResources, noiseRetries);
   }
 
   Duration round() {
@@ -122,6 +126,18 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
       return n;
     } catch (NumberFormatException e) {
       throw new IllegalArgumentException(option + " '" + v + "' is not a positive whole number");
+    }
+  }
+
+  private static int atLeastZero(String v, String option) {
+    try {
+      int n = Integer.parseInt(v);
+      if (n < 0) {
+        throw new NumberFormatException();
+      }
+      return n;
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException(option + " '" + v + "' is not a whole number >= 0");
     }
   }
 

@@ -27,7 +27,7 @@ final class Report {
   static final String COMMAND = "java -jar bench/target/sluice-bench.jar";
   static final String JMH_COMMAND = "java -jar bench/target/sluice-bench.jar jmh";
 
-  enum Status { PASS, MISS, NA }
+  enum Status { PASS, MISS, DISTURBED, NA }
 
   /** One target of the issue, evaluated on this run. */
   record Target(String what, String measured, Status status, String detail) {
@@ -35,6 +35,7 @@ final class Report {
       return switch (status) {
         case PASS -> "PASS  " + what + ": " + measured;
         case MISS -> "MISS  " + what + ": " + measured + " (" + detail + ")";
+        case DISTURBED -> "noisy " + what + ": " + measured + " (" + detail + ")";
         case NA -> "n/a   " + what + ": " + detail;
       };
     }
@@ -122,12 +123,12 @@ final class Report {
     if (echo1.isPresent() && mem1.isPresent()) {
       double a = mem1.get().firstP50().median();
       double e = echo1.get().p50().median();
-      t.add(atMost("uncontended acquire p50 ≤ 1.3× echo unary p50 (1 in flight)", a / e, 1.3,
-          Fmt.micros(a) + " vs " + Fmt.micros(e)));
+      t.add(judged(atMost("uncontended acquire p50 ≤ 1.3× echo unary p50 (1 in flight)", a / e, 1.3,
+          Fmt.micros(a) + " vs " + Fmt.micros(e)), mem1.get(), echo1.get()));
       double a99 = mem1.get().firstP99().median();
       double e99 = echo1.get().p99().median();
-      t.add(atMost("uncontended acquire p99 ≤ 2× echo unary p99 (1 in flight)", a99 / e99, 2.0,
-          Fmt.micros(a99) + " vs " + Fmt.micros(e99)));
+      t.add(judged(atMost("uncontended acquire p99 ≤ 2× echo unary p99 (1 in flight)", a99 / e99, 2.0,
+          Fmt.micros(a99) + " vs " + Fmt.micros(e99)), mem1.get(), echo1.get()));
     } else {
       t.add(na("uncontended acquire p50 ≤ 1.3× / p99 ≤ 2× echo unary (1 in flight)", "needs groups ceiling and memory"));
     }
@@ -136,9 +137,9 @@ final class Report {
       double e = echoN.get().rate().median();
       String sdk = echoSdk.map(r -> "; against the echo on the SDK's channel settings ("
           + Fmt.rate(r.rate().median()) + "/s) " + Fmt.ratio(s / r.rate().median())).orElse("");
-      t.add(atLeast("permits/s at " + o.workers() + " workers ≥ 0.4× echo unary calls/s at " + o.workers()
+      t.add(judged(atLeast("permits/s at " + o.workers() + " workers ≥ 0.4× echo unary calls/s at " + o.workers()
           + " in flight", s / e, 0.4, Fmt.rate(s) + " vs " + Fmt.rate(e) + "/s, echo with client directExecutor"
-              + sdk));
+              + sdk), memN.get(), echoN.get()));
     } else {
       t.add(na("permits/s at " + o.workers() + " workers ≥ 0.4× echo unary", "needs groups ceiling and memory"));
     }
@@ -154,8 +155,8 @@ final class Report {
     if (red3.isPresent() && memN.isPresent()) {
       double r = red3.get().rate().median();
       double m = memN.get().rate().median();
-      t.add(atLeast("Redis store, one hot key, 3 nodes ≥ 0.5× memory store (permits/s, " + o.workers()
-          + " in flight)", r / m, 0.5, Fmt.rate(r) + " vs " + Fmt.rate(m) + "/s"));
+      t.add(judged(atLeast("Redis store, one hot key, 3 nodes ≥ 0.5× memory store (permits/s, " + o.workers()
+          + " in flight)", r / m, 0.5, Fmt.rate(r) + " vs " + Fmt.rate(m) + "/s"), red3.get(), memN.get()));
     } else {
       t.add(na("Redis store, 3 nodes ≥ 0.5× memory store", "needs groups memory and redis"));
     }
@@ -218,7 +219,24 @@ final class Report {
     String detail = (rateOk ? "" : "throughput short by " + Fmt.percent(1 - ratio / 2.0) + " (needs 2×)")
         + (!rateOk && !p99Ok ? "; " : "")
         + (p99Ok ? "" : "p99 worse by " + Fmt.percent(s99 / p99 - 1));
-    t.add(new Target(what, measured, rateOk && p99Ok ? Status.PASS : Status.MISS, detail));
+    t.add(judged(new Target(what, measured, rateOk && p99Ok ? Status.PASS : Status.MISS, detail), sluice.get(),
+        peer.get()));
+  }
+
+  /**
+   * A target whose figures were taken while other processes took more than 10 % of the machine
+   * (after the retries) is not judged: the ratio is shown, the verdict withheld.
+   */
+  private static Target judged(Target t, Result... inputs) {
+    for (Result r : inputs) {
+      double others = r.othersCpu().max();
+      if (others > LoadGen.DISTURBED) {
+        return new Target(t.what(), t.measured(), Status.DISTURBED, String.format(Locale.ROOT,
+            "other processes took %.0f %% of the machine while '%s, %s' was measured; rerun on a quiet machine",
+            others * 100, r.label, r.driver));
+      }
+    }
+    return t;
   }
 
   private static Target atMost(String what, double value, double limit, String detail) {
@@ -267,7 +285,9 @@ final class Report {
             + " The ratios are the point: each one divides two figures measured minutes apart in the same JVM."
             + " The column **others' CPU** is the largest share of the machine (all cores) that processes other"
             + " than this JVM and its redis-server took in any measured window of the scenario (from"
-            + " `/proc/stat`); in bold above 10 %, where the figure was disturbed by other work on the box.\n\n");
+            + " `/proc/stat`); in bold above 10 %, where the figure was disturbed by other work on the box. Such a"
+            + " scenario is measured again, up to " + o.noiseRetries() + " times after a 5 s pause; a target whose"
+            + " figures stayed disturbed is shown but not judged.\n\n");
     b.append("**Method.** Closed loop: each worker (a thread, or an async slot) starts its next operation when"
         + " the previous one ends. Every scenario runs a warm-up of ").append(LoadGen.secs(o.warmup()))
         .append(" (discarded), then ").append(o.rounds()).append(" back-to-back measured windows of ")
@@ -285,6 +305,7 @@ final class Report {
           .append(switch (t.status()) {
             case PASS -> "**PASS**";
             case MISS -> "**MISS**: " + t.detail();
+            case DISTURBED -> "**not judged**: " + t.detail();
             case NA -> "n/a: " + t.detail();
           }).append(" |\n");
     }

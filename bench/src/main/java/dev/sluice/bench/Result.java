@@ -71,6 +71,14 @@ final class Result {
     this.unit = unit;
   }
 
+  /** Forgets a previous attempt's figures, facts and failure. */
+  void reset() {
+    rounds.clear();
+    facts.clear();
+    failure = null;
+    firstError = null;
+  }
+
   boolean ok() {
     return failure == null && !rounds.isEmpty() && !rate().isNaN() && rate().median() > 0;
   }

@@ -25,6 +25,7 @@ class LoadGenSmokeTest {
         "--jvm-warmup", "0s", "--warmup", "200ms", "--duration", "600ms", "--rounds", "3",
         "--workers", "8", "--waiters", "200", "--contended-rate", "500",
         "--scale-resources", "2000", "--scale-waiters", "2000", "--scale-waiter-resources", "20",
+        "--noise-retries", "0",
         "--out", out.toString(), "--jmh-json", out.resolve("no-jmh.json").toString()});
 
     Path report = LoadGen.run(options, new PrintStream(console, true, StandardCharsets.UTF_8));
@@ -52,5 +53,6 @@ class LoadGenSmokeTest {
     org.assertj.core.api.Assertions.assertThatThrownBy(() -> Options.parse(new String[] {"--warmup", "3 parsecs"}))
         .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("not like 500ms");
     assertThat(Options.parse(new String[] {"--quick"}).round().toMillis()).isEqualTo(400);
+    assertThat(Options.parse(new String[] {"--noise-retries", "0"}).noiseRetries()).isZero();
   }
 }
