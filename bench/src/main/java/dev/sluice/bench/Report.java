@@ -285,9 +285,10 @@ final class Report {
             + " The ratios are the point: each one divides two figures measured minutes apart in the same JVM."
             + " The column **others' CPU** is the largest share of the machine (all cores) that processes other"
             + " than this JVM and its redis-server took in any measured window of the scenario (from"
-            + " `/proc/stat`); in bold above 10 %, where the figure was disturbed by other work on the box. Such a"
-            + " scenario is measured again, up to " + o.noiseRetries() + " times after a 5 s pause; a target whose"
-            + " figures stayed disturbed is shown but not judged.\n\n");
+            + " `/proc/stat`); in bold above 10 %, where the figure was disturbed by other work on the box. "
+            + (o.noiseRetries() > 0 ? "Such a scenario is measured again, up to " + o.noiseRetries()
+                + " times after a 5 s pause; a" : "Such a scenario was not measured again (`--noise-retries 0`); a")
+            + " target whose figures stayed disturbed is shown but not judged.\n\n");
     b.append("**Method.** Closed loop: each worker (a thread, or an async slot) starts its next operation when"
         + " the previous one ends. Every scenario runs a warm-up of ").append(LoadGen.secs(o.warmup()))
         .append(" (discarded), then ").append(o.rounds()).append(" back-to-back measured windows of ")
