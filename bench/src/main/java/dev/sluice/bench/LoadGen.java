@@ -31,7 +31,7 @@ import java.util.concurrent.TimeUnit;
  * ratios against the ceiling measured in the same run, plus two SVG charts.
  *
  * <pre>
- *   java -jar bench/target/sluice-bench.jar            # full run, about 5 minutes
+ *   java -jar bench/target/sluice-bench.jar            # full run, about 6 minutes
  *   java -jar bench/target/sluice-bench.jar --quick    # about a minute
  *   java -jar bench/target/sluice-bench.jar jmh        # the engine's JMH micro-benchmarks
  * </pre>

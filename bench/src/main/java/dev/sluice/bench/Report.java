@@ -583,7 +583,7 @@ final class Report {
   private void howToRun(StringBuilder b) {
     b.append("\n## How to run\n\n");
     b.append("```sh\n./mvnw -q -B -DskipTests install        # builds bench/target/sluice-bench.jar\n")
-        .append(COMMAND).append("                  # this report, about 5 minutes\n")
+        .append(COMMAND).append("                  # this report, about 6 minutes\n")
         .append(COMMAND).append(" --quick          # about a minute, rough figures\n")
         .append(JMH_COMMAND).append("              # engine micro-benchmarks -> bench/target/jmh.json\n```\n\n");
     b.append("`--help` lists the options (durations, groups, concurrency, scale sizes). The report and the"

@@ -129,7 +129,7 @@ final class Svg {
   private static void label(StringBuilder b, int y, Result r) {
     String text = r.label + " — " + r.driver;
     b.append(String.format(Locale.ROOT, "<text x='%d' y='%d' class='l' text-anchor='end'>%s</text>%n",
-        LABEL - 8, y + 15, esc(text.length() > 54 ? text.substring(0, 53) + "…" : text)));
+        LABEL - 8, y + 15, esc(text.length() > 52 ? text.substring(0, 51) + "…" : text)));
   }
 
   private static void legend(StringBuilder b, int y) {
