@@ -249,6 +249,8 @@ final class AcquireCall {
   }
 
   private void deliver(Runnable completion) {
+    boolean outer = !SluiceClient.IN_CALLBACK.get();
+    SluiceClient.IN_CALLBACK.set(Boolean.TRUE);
     try {
       delivery.execute(completion);
     } catch (RuntimeException e) {
@@ -256,6 +258,10 @@ final class AcquireCall {
       log.warn("the client's executor refused to run the completion of an acquire on '{}'; running it inline",
           resource, e);
       completion.run();
+    } finally {
+      if (outer) {
+        SluiceClient.IN_CALLBACK.set(Boolean.FALSE);
+      }
     }
   }
 

@@ -71,6 +71,13 @@ public final class SluiceClient implements AutoCloseable {
   static final Duration CALL_DEADLINE = Duration.ofSeconds(10);
   private static final Duration SHUTDOWN_GRACE = Duration.ofSeconds(5);
 
+  /**
+   * Set while this thread completes an acquire's future: the network thread (or the timer, for a
+   * local grant), where the non-async stages of {@link #acquireAsync} futures run unless an
+   * {@link Builder#executor} is set. A blocking call there would stall every call of the client.
+   */
+  static final ThreadLocal<Boolean> IN_CALLBACK = ThreadLocal.withInitial(() -> Boolean.FALSE);
+
   /** Failovers noticed closer together than this renew the leases once. */
   private static final Duration RENEW_ALL_SPACING = Duration.ofMillis(500);
 
@@ -190,6 +197,7 @@ public final class SluiceClient implements AutoCloseable {
     if (Thread.interrupted()) {
       throw new InterruptedException("interrupted before acquiring on '" + resource + "'");
     }
+    refuseBlockingInCallback("acquire", resource);
     // Completed directly on the gRPC thread: the caller is parked on the future, nothing else runs.
     AcquireCall call = start(resource, load, options, Runnable::run);
     try {
@@ -248,6 +256,7 @@ public final class SluiceClient implements AutoCloseable {
    */
   public Duration report(String resource, boolean throttled, Duration retryAfter, Map<String, String> headers) {
     Objects.requireNonNull(resource, "resource");
+    refuseBlockingInCallback("report", resource);
     if (retryAfter != null && retryAfter.isNegative()) {
       throw new IllegalArgumentException("retryAfter is " + retryAfter + "; it must be >= 0, or null to read the headers");
     }
@@ -333,6 +342,9 @@ public final class SluiceClient implements AutoCloseable {
       return;
     }
     channel.shutdown();
+    if (IN_CALLBACK.get()) {
+      return; // on the network thread: waiting here would hold up the very calls we wait for
+    }
     try {
       if (!channel.awaitTermination(SHUTDOWN_GRACE.toNanos(), TimeUnit.NANOSECONDS)) {
         channel.shutdownNow();
@@ -488,6 +500,15 @@ public final class SluiceClient implements AutoCloseable {
     return call;
   }
 
+  private static void refuseBlockingInCallback(String operation, String resource) {
+    if (IN_CALLBACK.get()) {
+      throw new IllegalStateException("blocking SluiceClient." + operation + "('" + resource + "') was called"
+          + " inside a stage of an acquireAsync future, which runs on the client's network thread: waiting"
+          + " there would stall every call of this client. Use acquireAsync, a *Async stage method"
+          + " (thenApplyAsync, thenComposeAsync ...), or set SluiceClient.Builder.executor(...)");
+    }
+  }
+
   private void checkOpen() {
     if (closed.get()) {
       throw new IllegalStateException("this SluiceClient is closed; build a new one");
@@ -602,12 +623,13 @@ public final class SluiceClient implements AutoCloseable {
 
     /**
      * Where {@link SluiceClient#acquireAsync} futures are completed, and so where their
-     * non-async dependent stages run. Default: directly on the gRPC thread that received the
-     * answer (no hand-off; with the client's own channel that is gRPC's callback pool, never the
-     * network event loop), or, for a local grant while degraded, on the client's timer thread.
-     * Keep such stages short, or set an executor here or use the
-     * {@code *Async} stage methods, when they block or run long. Blocking {@code acquire} does
-     * not use this executor.
+     * non-async dependent stages run. Default: directly on the thread that received the answer
+     * (no hand-off): with the client's own channel that is the network event loop, as with
+     * Lettuce's futures, or, for a local grant while degraded, the client's timer thread. Stages
+     * there must be short and must never block: a blocking {@code acquire}, {@code report} or
+     * {@code close} made there is refused with {@link IllegalStateException} (close only skips
+     * its wait). Set an executor here, or use the {@code *Async} stage methods, for work that
+     * blocks or runs long. Blocking {@code acquire} does not use this executor.
      *
      * @throws IllegalStateException if already set
      */

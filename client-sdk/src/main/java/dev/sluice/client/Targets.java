@@ -150,7 +150,11 @@ final class Targets {
     } else {
       builder = Grpc.newChannelBuilder(target, InsecureChannelCredentials.create());
     }
-    builder.defaultLoadBalancingPolicy("round_robin")
+    // Answers are handled on the network thread: the SDK's callbacks only hand results over and
+    // never block (a hop to gRPC's callback pool cost 2.5x the throughput at 64 calls in flight,
+    // BENCHMARKS.md). What user code may run there is guarded in AcquireCall#deliver.
+    builder.directExecutor()
+        .defaultLoadBalancingPolicy("round_robin")
         .keepAliveTime(KEEPALIVE_TIME.toNanos(), TimeUnit.NANOSECONDS)
         .keepAliveTimeout(KEEPALIVE_TIMEOUT.toNanos(), TimeUnit.NANOSECONDS)
         .keepAliveWithoutCalls(true);

@@ -145,4 +145,46 @@ class AcquireTest {
     assertThatThrownBy(() -> f.client.acquire("openai")).isInstanceOf(InterruptedException.class);
     assertThat(f.fake.acquires).isEmpty();
   }
+
+  @Test
+  void blockingCallsInsideAnAsyncStageAreRefusedNotDeadlocked() throws Exception {
+    f = new Fixture();
+    // The first grant is held until the stage is attached, so the stage runs where it arrives.
+    AtomicReference<Runnable> held = new AtomicReference<>();
+    var grantAtOnce = f.fake.onAcquire;
+    f.fake.onAcquire = (request, response) -> {
+      if (!held.compareAndSet(null, () -> grantAtOnce.accept(request, response))) {
+        grantAtOnce.accept(request, response);
+      }
+    };
+    CompletableFuture<Object> inner = f.client
+        .acquireAsync("openai", Load.requests(1), AcquireOptions.defaults())
+        .thenApply(permit -> {
+          try (permit) {
+            return f.client.acquire("openai"); // runs where the answer arrived
+          } catch (InterruptedException e) {
+            throw new AssertionError(e);
+          }
+        });
+    held.get().run();
+
+    assertThatThrownBy(() -> inner.get(5, TimeUnit.SECONDS))
+        .hasCauseInstanceOf(IllegalStateException.class)
+        .cause().hasMessageContaining("network thread").hasMessageContaining("thenApplyAsync");
+    assertThat(f.fake.acquires).as("the refused acquire never left").hasSize(1);
+
+    // The same stage moved off the callback thread works, and so does the client afterwards.
+    Permit viaAsyncStage = f.client
+        .acquireAsync("openai", Load.requests(1), AcquireOptions.defaults())
+        .thenApplyAsync(permit -> {
+          try (permit) {
+            return f.client.acquire("openai");
+          } catch (InterruptedException e) {
+            throw new AssertionError(e);
+          }
+        })
+        .get(5, TimeUnit.SECONDS);
+    assertThat(viaAsyncStage.resource()).isEqualTo("openai");
+    assertThat(SluiceClient.IN_CALLBACK.get()).as("the flag does not leak onto the caller").isFalse();
+  }
 }
