@@ -10,7 +10,6 @@ import dev.sluice.client.SluiceClient;
 import dev.sluice.bench.jmh.JmhMain;
 import dev.sluice.proto.v1.ResourceStats;
 import dev.sluice.server.redis.RedisProcess;
-import io.grpc.ManagedChannel;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -46,6 +45,8 @@ public final class LoadGen {
   static final String HOT = "hot";
   /** Peers.all opens five today; the step count is corrected once they are open. */
   private static final int EXPECTED_PEERS = 5;
+  /** Sluice itself in the peers group: memory and Redis store, unary and session. */
+  private static final int SLUICE_PEERS = 4;
   private static final Duration LONG_WAIT = Duration.ofSeconds(120);
 
   private final Options o;
@@ -160,8 +161,8 @@ public final class LoadGen {
     n += o.runs("ceiling") ? 7 : 0;
     n += o.runs("memory") ? 4 : 0;
     n += o.runs("contended") ? 2 : 0;
-    n += o.runs("redis") ? 4 : 0;
-    n += o.runs("peers") ? 2 * (2 + EXPECTED_PEERS) : 0;
+    n += o.runs("redis") ? 6 : 0;
+    n += o.runs("peers") ? 2 * (SLUICE_PEERS + EXPECTED_PEERS) : 0;
     n += o.runs("scale") ? 2 : 0;
     return n;
   }
@@ -191,16 +192,16 @@ public final class LoadGen {
   }
 
   /**
-   * The echo as the SDK's channel is built (callbacks on gRPC's default executor) and as the
-   * transport allows at best (client {@code directExecutor()}: callbacks on the event loop). The
-   * targets use the best; the gap between the two is what the executor hop costs.
+   * The echo as the SDK's channel is built (client {@code directExecutor()}: callbacks on the
+   * event loop, the transport's best, which the targets use) and with gRPC's default callback
+   * executor: the gap between the two is what an executor hop costs.
    */
   private void ceiling() throws Exception {
     try (Echo echo = Echo.start()) {
       measure(new Result("echo.unary.1", "ceiling", "echo unary", "calls/s"), () -> echo.unaryThreads(1));
       measure(new Result("echo.unary.n.direct", "ceiling", "echo unary, client directExecutor", "calls/s"),
           () -> echo.unaryAsync(o.workers(), true));
-      measure(new Result("echo.unary.n", "ceiling", "echo unary, SDK channel settings", "calls/s"),
+      measure(new Result("echo.unary.n", "ceiling", "echo unary, client default executor", "calls/s"),
           () -> echo.unaryAsync(o.workers(), false));
       measure(new Result("echo.unary.nt", "ceiling", "echo unary, blocking stub", "calls/s"),
           () -> echo.unaryThreads(o.workers()));
@@ -208,7 +209,7 @@ public final class LoadGen {
           () -> echo.stream(1, true));
       measure(new Result("echo.stream.n.direct", "ceiling", "echo bidi stream, client directExecutor", "msgs/s"),
           () -> echo.stream(o.workers(), true));
-      measure(new Result("echo.stream.n", "ceiling", "echo bidi stream, SDK channel settings", "msgs/s"),
+      measure(new Result("echo.stream.n", "ceiling", "echo bidi stream, client default executor", "msgs/s"),
           () -> echo.stream(o.workers(), false));
     }
   }
@@ -222,16 +223,13 @@ public final class LoadGen {
         Result many = permits(new Result("memory.n", "memory", "Sluice memory, acquire+release", "permits/s"));
         measure(many, () -> sluiceAsync(client, HOT, o.workers()), NOTHING, () -> releasesCaughtUp(rig, HOT, many));
       }
-      // An experiment, not the SDK's default: its channel with callbacks on the event loop.
-      ManagedChannel direct = Echo.channel(rig.target(), true);
-      try (SluiceClient client = SluiceClient.builder().channel(direct).build()) {
-        String label = "Sluice memory, SDK on a directExecutor channel";
-        Result one = permits(new Result("memory.1.direct", "memory", label, "permits/s"));
+      // The SDK's session streams: acquires and releases batched on one bidi stream.
+      try (SluiceClient client = rig.sessionClient(1)) {
+        String label = "Sluice memory, session stream";
+        Result one = permits(new Result("memory.1.session", "memory", label, "permits/s"));
         measure(one, () -> sluiceBlocking(client, HOT, 1), NOTHING, () -> releasesCaughtUp(rig, HOT, one));
-        Result many = permits(new Result("memory.n.direct", "memory", label, "permits/s"));
+        Result many = permits(new Result("memory.n.session", "memory", label, "permits/s"));
         measure(many, () -> sluiceAsync(client, HOT, o.workers()), NOTHING, () -> releasesCaughtUp(rig, HOT, many));
-      } finally {
-        direct.shutdownNow();
       }
     }
   }
@@ -383,6 +381,13 @@ public final class LoadGen {
           measure(many, () -> sluiceAsync(client, resource, o.workers()), NOTHING,
               () -> releasesCaughtUp(rig, resource, many));
         }
+        // One session stream per node: the client's load spread over every node, batched.
+        try (SluiceClient client = rig.sessionClient(nodes)) {
+          String label = "Sluice Redis, " + nodes + (nodes == 1 ? " node" : " nodes") + ", session streams";
+          Result many = permits(new Result("redis" + nodes + ".n.session", "redis", label, "permits/s"));
+          measure(many, () -> sluiceAsync(client, resource, o.workers()), NOTHING,
+              () -> releasesCaughtUp(rig, resource, many));
+        }
       }
     }
   }
@@ -396,12 +401,18 @@ public final class LoadGen {
       all.add(new SluiceLimiter("sluice-memory", memory.client(), "peer",
           "Sluice, memory store, one node; the SDK's blocking acquire(), release = Permit.close() (the"
               + " Release RPC is sent, not awaited). Waits in a FIFO queue at the coordinator."));
+      all.add(new SluiceLimiter("sluice-memory-session", memory.sessionClient(1), "peer",
+          "Sluice, memory store, one node; the same calls with the SDK's session stream"
+              + " (`SluiceClient.Builder.session(1)`): acquires and releases of all threads batched on one"
+              + " bidi stream."));
       all.add(new SluiceLimiter("sluice-redis", redis1.client(), "peer",
           "Sluice, Redis store, one node on the same redis-server as the peers; same SDK calls. One"
               + " EVALSHA per acquire and per release."));
+      all.add(new SluiceLimiter("sluice-redis-session", redis1.sessionClient(1), "peer",
+          "Sluice, Redis store, one node; the same calls on the SDK's session stream."));
       try {
         all.addAll(Peers.all(uri, o.limit()));
-        steps += 2 * (all.size() - 2 - EXPECTED_PEERS);
+        steps += 2 * (all.size() - SLUICE_PEERS - EXPECTED_PEERS);
       } catch (Exception | LinkageError e) {
         steps -= 2 * EXPECTED_PEERS;
         Result r = new Result("peer.all", "peers", "peers", "permits/s");

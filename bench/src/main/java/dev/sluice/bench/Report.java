@@ -116,7 +116,6 @@ final class Report {
     List<Target> t = new ArrayList<>();
     Optional<Result> echo1 = ok("echo.unary.1");
     Optional<Result> echoN = ok("echo.unary.n.direct");
-    Optional<Result> echoSdk = ok("echo.unary.n");
     Optional<Result> mem1 = ok("memory.1");
     Optional<Result> memN = ok("memory.n");
 
@@ -135,21 +134,28 @@ final class Report {
     if (echoN.isPresent() && memN.isPresent()) {
       double s = memN.get().rate().median();
       double e = echoN.get().rate().median();
-      String sdk = echoSdk.map(r -> "; against the echo on the SDK's channel settings ("
-          + Fmt.rate(r.rate().median()) + "/s) " + Fmt.ratio(s / r.rate().median())).orElse("");
+      String session = ok("memory.n.session").map(r -> "; with the session stream "
+          + Fmt.rate(r.rate().median()) + "/s, " + Fmt.ratio(r.rate().median() / e)).orElse("");
       t.add(judged(atLeast("permits/s at " + o.workers() + " workers ≥ 0.4× echo unary calls/s at " + o.workers()
-          + " in flight", s / e, 0.4, Fmt.rate(s) + " vs " + Fmt.rate(e) + "/s, echo with client directExecutor"
-              + sdk), memN.get(), echoN.get()));
+          + " in flight", s / e, 0.4, Fmt.rate(s) + " vs " + Fmt.rate(e) + "/s, unary calls" + session),
+          memN.get(), echoN.get()));
     } else {
       t.add(na("permits/s at " + o.workers() + " workers ≥ 0.4× echo unary", "needs groups ceiling and memory"));
     }
-    t.add(na("streaming session ≥ 0.3× echo stream messages/s",
-        "not measured: the SDK has no streaming session (echo stream ceiling: "
-            + ok("echo.stream.n.direct").map(r -> Fmt.rate(r.rate().median()) + " msgs/s").orElse("not run")
-            + " at " + o.workers() + " in flight)"));
+    Optional<Result> memS = ok("memory.n.session");
+    Optional<Result> echoS = ok("echo.stream.n.direct");
+    if (memS.isPresent() && echoS.isPresent()) {
+      double s = memS.get().rate().median();
+      double e = echoS.get().rate().median();
+      t.add(judged(atLeast("streaming session: permits/s at " + o.workers() + " workers ≥ 0.3× echo stream"
+          + " messages/s at " + o.workers() + " in flight", s / e, 0.3, Fmt.rate(s) + " permits/s vs "
+          + Fmt.rate(e) + " msgs/s"), memS.get(), echoS.get()));
+    } else {
+      t.add(na("streaming session ≥ 0.3× echo stream messages/s", "needs groups ceiling and memory"));
+    }
 
-    peerTarget(t, "sentinel", "sluice-memory", "Sentinel's cluster token server");
-    peerTarget(t, "bucket4j", "sluice-redis", "Bucket4j-Lettuce");
+    peerTarget(t, "sentinel", List.of("sluice-memory", "sluice-memory-session"), "Sentinel's cluster token server");
+    peerTarget(t, "bucket4j", List.of("sluice-redis", "sluice-redis-session"), "Bucket4j-Lettuce");
 
     Optional<Result> red3 = ok("redis3.n");
     if (red3.isPresent() && memN.isPresent()) {
@@ -192,10 +198,13 @@ final class Report {
   }
 
   /** Sluice ≥ 2× the peer's permits/s at the many-workers point, at equal or better p99. */
-  private void peerTarget(List<Target> t, String peerPrefix, String sluiceName, String peerTitle) {
+  private void peerTarget(List<Target> t, String peerPrefix, List<String> sluiceNames, String peerTitle) {
+    // Sluice's best variant (unary or session) against the peer's best.
+    Optional<Result> sluice = sluiceNames.stream().map(n -> ok("peer." + n + ".n")).flatMap(Optional::stream)
+        .max((a, b) -> Double.compare(a.rate().median(), b.rate().median()));
+    String sluiceName = sluice.map(r -> r.label).orElse(String.join(" / ", sluiceNames));
     String what = "≥ 2× the permits/s of " + peerTitle + " (" + sluiceName + ", " + o.workers()
         + " threads, one hot key) at equal or better p99";
-    Optional<Result> sluice = ok("peer." + sluiceName + ".n");
     // The peer's best variant (e.g. Bucket4j with and without batching): the strictest comparison.
     Optional<Result> peer = results.stream()
         .filter(r -> r.group.equals("peers") && r.id.startsWith("peer." + peerPrefix) && r.id.endsWith(".n"))
@@ -333,18 +342,18 @@ final class Report {
     b.append("A grpc-java echo defined without protoc (byte-array marshaller, ").append(Echo.PAYLOAD_BYTES)
         .append("-byte payload, about an Acquire request), served as Sluice's memory store is served: Netty on"
             + " loopback, `directExecutor()`. The client channel is built as the SDK builds its own"
-            + " (`Grpc.newChannelBuilder`, plaintext, `round_robin`, 10 s keepalive), in two variants: with the"
-            + " SDK's callback executor (gRPC's default, a cached thread pool: every answer hops from the event loop"
-            + " to a pool thread), and with `directExecutor()` on the client too (answers handled on the event"
-            + " loop): the transport's best, and the ceiling the targets use. \"1 thread\" is the blocking stub"
+            + " (`Grpc.newChannelBuilder`, plaintext, `round_robin`, 10 s keepalive, `directExecutor()`: answers"
+            + " handled on the event loop), the transport's best and the ceiling the targets use; and, to show"
+            + " what an executor hop costs, with gRPC's default callback executor (a cached thread pool: every"
+            + " answer hops from the event loop to a pool thread). \"1 thread\" is the blocking stub"
             + " (its answer is handled on the calling thread, no hop); \"N async in flight\" re-issues each call"
             + " from its callback on one channel; the stream keeps N messages outstanding on one bidi stream.\n\n");
     table(b, rows, false);
     Optional<Result> direct = ok("echo.unary.n.direct");
     Optional<Result> sdk = ok("echo.unary.n");
     if (direct.isPresent() && sdk.isPresent()) {
-      b.append("The client's executor hop alone: at ").append(o.workers()).append(" in flight the echo on the SDK's"
-          + " channel settings does ").append(Fmt.ratio(sdk.get().rate().median() / direct.get().rate().median()))
+      b.append("The client's executor hop alone: at ").append(o.workers()).append(" in flight the echo with"
+          + " gRPC's default client executor does ").append(Fmt.ratio(sdk.get().rate().median() / direct.get().rate().median()))
           .append(" the calls/s of the same echo with a `directExecutor()` client.\n\n");
     }
   }
@@ -362,19 +371,15 @@ final class Report {
             + " for its answer), so its cost shows in throughput (two RPCs per permit) more than in latency."
             + " The releases line says whether the sent releases kept up.\n\n");
     table(b, rows, true);
-    ratioLine(b, "memory.1", "echo.unary.1", "SDK as shipped, 1 in flight, vs the blocking-stub echo");
-    ratioLine(b, "memory.n", "echo.unary.n.direct", "SDK as shipped, " + o.workers()
-        + " in flight, vs the directExecutor echo (the target's ceiling)");
-    ratioLine(b, "memory.n", "echo.unary.n", "SDK as shipped, " + o.workers()
-        + " in flight, vs the echo on the SDK's channel settings");
-    ratioLine(b, "memory.1.direct", "echo.unary.1", "SDK on a directExecutor channel, 1 in flight");
-    ratioLine(b, "memory.n.direct", "echo.unary.n.direct", "SDK on a directExecutor channel, " + o.workers()
-        + " in flight, vs the directExecutor echo");
+    ratioLine(b, "memory.1", "echo.unary.1", "unary, 1 in flight, vs the blocking-stub echo");
+    ratioLine(b, "memory.n", "echo.unary.n.direct", "unary, " + o.workers() + " in flight, vs the unary echo");
+    ratioLine(b, "memory.1.session", "echo.stream.1", "session stream, 1 in flight, vs the stream echo");
+    ratioLine(b, "memory.n.session", "echo.stream.n.direct", "session stream, " + o.workers()
+        + " in flight, vs the stream echo");
     facts(b, rows);
-    b.append("\nThe rows \"SDK on a directExecutor channel\" are an experiment, not the SDK as shipped: the"
-        + " same client given, through `SluiceClient.Builder.channel`, a channel whose callbacks run on the"
-        + " event loop. They show what the executor hop costs Sluice; the targets are judged on the SDK as"
-        + " shipped.\n");
+    b.append("\nThe rows \"session stream\" use `SluiceClient.Builder.session(1)`: acquires and releases of all"
+        + " callers ride one bidi stream, and those made at the same moment share a message (no timer, no added"
+        + " wait: a lone call is sent at once). The default SDK makes one unary call each.\n");
     b.append("\nA permit is two unary calls (Acquire, Release), so at equal cost per call its closed-loop bound is"
         + " about 0.5× the echo's calls/s; the Release is not awaited, so the caller's loop can run ahead of it"
         + " and the ratio can exceed 0.5× while the releases still keep up (see the releases lines).\n");
@@ -435,13 +440,14 @@ final class Report {
         + " EVALSHA; the Redis store runs calls on a thread pool (it blocks on Redis), not the event loop.\n\n");
     table(b, rows, true);
     facts(b, rows);
-    Optional<Result> m = ok("memory.n");
-    for (String id : List.of("redis1.n", "redis3.n")) {
+    for (String id : List.of("redis1.n", "redis3.n", "redis1.n.session", "redis3.n.session")) {
       Optional<Result> r = ok(id);
+      boolean session = id.endsWith(".session");
+      Optional<Result> m = ok(session ? "memory.n.session" : "memory.n");
       if (r.isPresent() && m.isPresent()) {
         b.append("- ").append(r.get().label).append(", ").append(r.get().driver).append(": ")
             .append(Fmt.ratio(r.get().rate().median() / m.get().rate().median())).append(" the memory store's"
-                + " permits/s.\n");
+                + " permits/s").append(session ? " on its session stream" : "").append(".\n");
       }
     }
   }

@@ -86,6 +86,11 @@ final class SluiceRig implements AutoCloseable {
     return SluiceClient.builder().target(target()).build();
   }
 
+  /** A client whose acquires and releases ride {@code streams} session streams. */
+  SluiceClient sessionClient(int streams) {
+    return SluiceClient.builder().target(target()).session(streams).build();
+  }
+
   /** A limit of {@code perSecond} requests per second (burst one second's worth). */
   static Limit rate(String resource, long perSecond, int maxWaiting) {
     return rate(resource, perSecond, perSecond, maxWaiting);

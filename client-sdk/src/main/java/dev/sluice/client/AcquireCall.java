@@ -139,7 +139,13 @@ final class AcquireCall {
     Attempt attempt = new Attempt(remaining);
     current = attempt;
     try {
-      client.stub().withDeadlineAfter(deadline, TimeUnit.NANOSECONDS).acquire(attemptRequest, attempt);
+      SessionLink session = client.session();
+      if (session != null) {
+        attempt.giveUpAt = deadline == Long.MAX_VALUE ? Long.MAX_VALUE : attempt.attemptStarted + deadline;
+        session.acquire(attemptRequest, attempt);
+      } else {
+        client.stub().withDeadlineAfter(deadline, TimeUnit.NANOSECONDS).acquire(attemptRequest, attempt);
+      }
     } catch (RuntimeException e) {
       attempt.onError(e);
     }
@@ -265,11 +271,23 @@ final class AcquireCall {
     }
   }
 
-  /** One Acquire RPC. */
-  private final class Attempt implements ClientResponseObserver<AcquireRequest, AcquireResponse> {
+  /** One Acquire RPC, or one acquire on the client's session stream. */
+  private final class Attempt implements ClientResponseObserver<AcquireRequest, AcquireResponse>,
+      SessionLink.Waiter {
     private final long attemptStarted = client.ticker().getAsLong();
     private final long serverTimeoutNanos;
-    volatile ClientCallStreamObserver<AcquireRequest> call;
+    volatile ClientCallStreamObserver<AcquireRequest> call; // null on a session
+    long giveUpAt = Long.MAX_VALUE; // session only: set before it is sent
+
+    @Override
+    public long giveUpAt() {
+      return giveUpAt;
+    }
+
+    @Override
+    public String resource() {
+      return resource;
+    }
 
     Attempt(long serverTimeoutNanos) {
       this.serverTimeoutNanos = serverTimeoutNanos;

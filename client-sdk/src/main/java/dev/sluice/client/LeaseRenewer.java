@@ -20,8 +20,10 @@ import org.slf4j.LoggerFactory;
  *
  * <p>One {@link Group} per resource holds the ids of its open leased permits and a single timer.
  * Each tick sends one batched RenewRequest for the whole group, then re-arms the timer for a third
- * of the lease length, so two ticks can be lost before a lease runs out. A group with no permits
- * left is removed and its timer cancelled; the next permit on that resource starts a new group.
+ * of the lease length, so two ticks can be lost before a lease runs out. A group found with no
+ * permits at a tick is removed; the next permit on that resource starts a new group. (Closing a
+ * permit only drops its id: cancelling and re-arming a timer per permit cost a timer-thread
+ * wake-up per acquire on a busy resource.)
  *
  * <p>Failover: a renewal that fails with UNAVAILABLE is sent again after a short backoff (see
  * {@link Retrier}) until the next tick is due, landing on a live node; and {@link #renewAllNow}
@@ -75,16 +77,10 @@ final class LeaseRenewer {
   }
 
   void unregister(String resource, String permitId) {
-    groups.computeIfPresent(resource, (r, g) -> {
-      g.permitIds.remove(permitId);
-      if (!g.permitIds.isEmpty()) {
-        return g;
-      }
-      if (g.next != null) {
-        g.next.cancel(false);
-      }
-      return null;
-    });
+    Group g = groups.get(resource);
+    if (g != null) {
+      g.permitIds.remove(permitId); // the group's next tick removes it if it is empty by then
+    }
   }
 
   /** Stops every renewal. Leases still held run out at the coordinator. */
@@ -112,10 +108,14 @@ final class LeaseRenewer {
   private void tick(Group g) {
     boolean[] current = {false};
     groups.computeIfPresent(g.resource, (r, cur) -> {
-      if (cur == g && !closed) {
-        arm(g);
-        current[0] = true;
+      if (cur != g || closed) {
+        return cur;
       }
+      if (g.permitIds.isEmpty()) {
+        return null; // registering runs in this key's compute too: nobody is adding meanwhile
+      }
+      arm(g);
+      current[0] = true;
       return cur;
     });
     if (current[0]) {

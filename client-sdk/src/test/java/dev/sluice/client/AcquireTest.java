@@ -57,7 +57,11 @@ class AcquireTest {
     assertThat(sent.getLoadMap()).isEmpty();
     assertThat(sent.getLane()).isEqualTo(dev.sluice.proto.v1.Lane.LANE_INTERACTIVE);
     assertThat(Protos.toJava(sent.getTimeout())).isEqualTo(Duration.ofSeconds(7));
-    assertThat(sent.getRequestId()).as("a fresh id, so a cancel can name it").hasSize(36);
+    assertThat(sent.getRequestId()).as("a fresh id, so a cancel can name it")
+        .matches("[0-9a-f-]{36}-[0-9a-z]+").hasSizeLessThanOrEqualTo(64);
+    f.client.acquire("shop:123");
+    assertThat(f.fake.acquires.get(1).getRequestId()).isNotEqualTo(sent.getRequestId())
+        .startsWith(sent.getRequestId().substring(0, 37));
     assertThat(permit.granted()).isEqualTo(Load.requests(1)); // what the server charged
   }
 

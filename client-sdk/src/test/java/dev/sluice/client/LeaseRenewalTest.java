@@ -75,9 +75,16 @@ class LeaseRenewalTest {
     assertThat(renewals().get("a")).singleElement().asList().containsExactly(a2.id());
 
     a2.close();
-    assertThat(scheduler.pending()).as("the resource's timer is cancelled with its last permit").isZero();
+    assertThat(scheduler.pending()).as("closing only drops the id; the armed tick stays").isEqualTo(1);
+    scheduler.advance(TICK);
+    assertThat(scheduler.pending()).as("the tick found the resource empty and was not re-armed").isZero();
     scheduler.advance(TICK.multipliedBy(5));
-    assertThat(f.fake.renews).hasSize(1);
+    assertThat(f.fake.renews).as("an empty group sends no renewal").hasSize(1);
+
+    Permit a3 = f.client.acquire("a"); // a new group, a new timer
+    assertThat(scheduler.pending()).isEqualTo(1);
+    scheduler.advance(TICK);
+    assertThat(renewals().get("a")).last().asList().containsExactly(a3.id());
   }
 
   @Test

@@ -39,6 +39,17 @@ class SluiceClientBuilderTest {
         .isInstanceOf(IllegalStateException.class);
     assertThatThrownBy(() -> SluiceClient.builder().defaultTimeout(Duration.ZERO).defaultTimeout(Duration.ZERO))
         .isInstanceOf(IllegalStateException.class);
+    assertThatThrownBy(() -> SluiceClient.builder().session(1).session(2))
+        .isInstanceOf(IllegalStateException.class).hasMessageContaining("session is already set");
+  }
+
+  @Test
+  void sessionStreamsOutOfRangeAreRefusedWithTheRange() {
+    for (int bad : new int[] {0, -1, 17}) {
+      assertThatThrownBy(() -> SluiceClient.builder().session(bad))
+          .isInstanceOf(IllegalArgumentException.class)
+          .hasMessageContaining("1 to 16, got " + bad);
+    }
   }
 
   @Test

@@ -13,6 +13,8 @@ import dev.sluice.proto.v1.RenewRequest;
 import dev.sluice.proto.v1.RenewResponse;
 import dev.sluice.proto.v1.ReportRequest;
 import dev.sluice.proto.v1.ReportResponse;
+import dev.sluice.proto.v1.SessionRequest;
+import dev.sluice.proto.v1.SessionResponse;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.Grant;
@@ -42,19 +44,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
     var call = (ServerCallStreamObserver<AcquireResponse>) observer;
     Ticket ticket;
     try {
-      long timeout = req.hasTimeout() ? Protos.nanos(req.getTimeout(), "timeout") : maxWaitNanos;
-      timeout = Math.min(timeout, maxWaitNanos);
-      Deadline deadline = Context.current().getDeadline();
-      if (deadline != null) {
-        timeout = Math.max(0, Math.min(timeout, deadline.timeRemaining(TimeUnit.NANOSECONDS)));
-      }
-      ticket =
-          engine.acquire(
-              req.getResource(),
-              req.getLoadMap(),
-              Protos.lane(req.getLane()),
-              timeout,
-              req.getRequestId());
+      ticket = start(req, Context.current().getDeadline());
     } catch (RuntimeException e) {
       observer.onError(Statuses.of(e));
       return;
@@ -80,7 +70,26 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
             });
   }
 
-  private static AcquireResponse response(Grant g) {
+  @Override
+  public StreamObserver<SessionRequest> session(StreamObserver<SessionResponse> observer) {
+    return new Session(this, engine, observer);
+  }
+
+  /**
+   * Starts an acquire, unary or in a session: its timeout is the request's, capped by the server's
+   * maximum wait and by the call's deadline (null for none).
+   */
+  Ticket start(AcquireRequest req, Deadline deadline) {
+    long timeout = req.hasTimeout() ? Protos.nanos(req.getTimeout(), "timeout") : maxWaitNanos;
+    timeout = Math.min(timeout, maxWaitNanos);
+    if (deadline != null) {
+      timeout = Math.max(0, Math.min(timeout, deadline.timeRemaining(TimeUnit.NANOSECONDS)));
+    }
+    return engine.acquire(
+        req.getResource(), req.getLoadMap(), Protos.lane(req.getLane()), timeout, req.getRequestId());
+  }
+
+  static AcquireResponse response(Grant g) {
     return AcquireResponse.newBuilder()
         .setPermitId(g.permitId())
         .setLeaseTtl(Protos.duration(g.leaseTtlNanos()))

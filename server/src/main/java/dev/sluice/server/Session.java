@@ -1,0 +1,207 @@
+package dev.sluice.server;
+
+import dev.sluice.proto.v1.AcquireRequest;
+import dev.sluice.proto.v1.ReleaseRequest;
+import dev.sluice.proto.v1.SessionAcquire;
+import dev.sluice.proto.v1.SessionAnswer;
+import dev.sluice.proto.v1.SessionRequest;
+import dev.sluice.proto.v1.SessionResponse;
+import dev.sluice.server.engine.Engine;
+import dev.sluice.server.engine.EngineException;
+import dev.sluice.server.engine.Grant;
+import dev.sluice.server.engine.Ticket;
+import io.grpc.StatusRuntimeException;
+import io.grpc.protobuf.StatusProto;
+import io.grpc.stub.ServerCallStreamObserver;
+import io.grpc.stub.StreamObserver;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One {@code Session} stream: acquires and releases in batches, answers batched back.
+ *
+ * <p>Answers are queued and written by one thread at a time (a stream observer is not
+ * thread-safe): whoever queues an answer while nobody writes becomes the writer and drains the
+ * queue into as few messages as it finds, so answers reached together leave together, with no
+ * timer and no added wait. The answers a request message reaches at once (grants that need no
+ * waiting, refusals) leave in one message after it is read.
+ *
+ * <p>The end of the stream, for any reason, cancels every ticket still open on it: waiters leave
+ * their queues, and a grant that raced with the end is given back ({@link Ticket}'s protocol).
+ */
+final class Session implements StreamObserver<SessionRequest> {
+
+  private static final Logger log = LoggerFactory.getLogger(Session.class);
+  /** Answers per message at most, so one message stays small however long the queue. */
+  private static final int MAX_BATCH = 512;
+
+  private final CoordinatorService service;
+  private final Engine engine;
+  private final ServerCallStreamObserver<SessionResponse> out;
+  private final ConcurrentHashMap<Long, Ticket> open = new ConcurrentHashMap<>();
+  private final ConcurrentLinkedQueue<SessionAnswer> answers = new ConcurrentLinkedQueue<>();
+  private final AtomicInteger writers = new AtomicInteger();
+  private volatile boolean ended;
+  /** True while a request message is read: its answers wait for its end, to leave together. */
+  private volatile boolean reading;
+
+  Session(CoordinatorService service, Engine engine, StreamObserver<SessionResponse> out) {
+    this.service = service;
+    this.engine = engine;
+    this.out = (ServerCallStreamObserver<SessionResponse>) out;
+    this.out.setOnCancelHandler(this::end);
+  }
+
+  @Override
+  public void onNext(SessionRequest message) {
+    if (ended) {
+      return;
+    }
+    reading = true;
+    try {
+      for (ReleaseRequest r : message.getReleasesList()) {
+        release(r);
+      }
+      for (SessionAcquire a : message.getAcquiresList()) {
+        acquire(a.getTag(), a.getRequest());
+      }
+    } finally {
+      reading = false;
+    }
+    flush(); // after reading is cleared: an answer queued meanwhile by another thread goes too
+  }
+
+  private void release(ReleaseRequest r) {
+    try {
+      engine.release(r.getResource(), r.getPermitId(), r.getActualMap(), r.getSettle(), r.getUnused());
+    } catch (EngineException e) {
+      if (e.reason() == EngineException.Reason.INVALID && r.getSettle()) {
+        // Never hold a slot hostage to a refused settle (the unary SDK path does the same).
+        log.debug("settle of permit {} on '{}' refused, released without it: {}",
+            r.getPermitId(), r.getResource(), e.getMessage());
+        release(r.toBuilder().clearActual().setSettle(false).build());
+      } else {
+        log.debug("release of permit {} on '{}' in a session failed: {}", r.getPermitId(), r.getResource(),
+            e.getMessage());
+      }
+    } catch (RuntimeException e) {
+      log.warn("release of permit {} on '{}' in a session failed", r.getPermitId(), r.getResource(), e);
+    }
+  }
+
+  private void acquire(long tag, AcquireRequest req) {
+    Ticket ticket;
+    try {
+      if (open.containsKey(tag)) {
+        throw new EngineException(EngineException.Reason.INVALID, "session tag " + tag
+            + " is already used by an acquire still open on this stream; give every open acquire its own tag");
+      }
+      ticket = service.start(req, null);
+    } catch (RuntimeException e) {
+      answers.add(failure(tag, e));
+      return;
+    }
+    open.put(tag, ticket);
+    ticket.future().whenComplete((grant, error) -> answered(tag, ticket, grant, error));
+  }
+
+  private void answered(long tag, Ticket ticket, Grant grant, Throwable error) {
+    open.remove(tag, ticket);
+    if (error != null) {
+      if (!ended) {
+        answers.add(failure(tag, error));
+        flushUnlessReading();
+      }
+      return;
+    }
+    if (ended || !ticket.claim()) {
+      ticket.cancel(); // gives the grant back
+      return;
+    }
+    answers.add(SessionAnswer.newBuilder().setTag(tag).setGranted(CoordinatorService.response(grant)).build());
+    flushUnlessReading();
+  }
+
+  private static SessionAnswer failure(long tag, Throwable error) {
+    StatusRuntimeException status = Statuses.of(error);
+    com.google.rpc.Status proto = StatusProto.fromThrowable(status);
+    if (proto == null) {
+      proto = com.google.rpc.Status.newBuilder()
+          .setCode(status.getStatus().getCode().value())
+          .setMessage(String.valueOf(status.getStatus().getDescription()))
+          .build();
+    }
+    return SessionAnswer.newBuilder().setTag(tag).setFailed(proto).build();
+  }
+
+  /** Answers reached while a request is read go out with that message's own answers. */
+  private void flushUnlessReading() {
+    if (!reading) {
+      flush();
+    }
+  }
+
+  /** Writes queued answers if nobody else is; the writer keeps going while answers keep coming. */
+  private void flush() {
+    if (writers.getAndIncrement() != 0) {
+      return; // the writer will see ours
+    }
+    do {
+      try {
+        SessionResponse.Builder batch = null;
+        SessionAnswer a;
+        while ((a = answers.poll()) != null) {
+          if (batch == null) {
+            batch = SessionResponse.newBuilder();
+          }
+          batch.addAnswers(a);
+          if (batch.getAnswersCount() == MAX_BATCH) {
+            send(batch);
+            batch = null;
+          }
+        }
+        if (batch != null) {
+          send(batch);
+        }
+      } catch (RuntimeException e) {
+        log.debug("a session answer could not be written; the stream is ending: {}", e.toString());
+        answers.clear();
+      }
+    } while (writers.decrementAndGet() != 0);
+  }
+
+  private void send(SessionResponse.Builder batch) {
+    if (!ended) {
+      out.onNext(batch.build());
+    }
+  }
+
+  @Override
+  public void onError(Throwable t) {
+    end();
+  }
+
+  @Override
+  public void onCompleted() {
+    // The client sends no more and so can release nothing more: its acquires still open are
+    // withdrawn (a grant now could never be released) and the stream ends.
+    end();
+    try {
+      out.onCompleted();
+    } catch (RuntimeException e) {
+      log.debug("session already closed: {}", e.toString());
+    }
+  }
+
+  /** Withdraws every acquire still open on this stream. Idempotent. */
+  private void end() {
+    ended = true;
+    for (Ticket t : open.values()) {
+      t.cancel();
+    }
+    open.clear();
+  }
+}
