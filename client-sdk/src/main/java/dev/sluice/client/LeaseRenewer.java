@@ -30,8 +30,9 @@ import org.slf4j.LoggerFactory;
  * renews every group at once when the client notices a failover, so a lease whose last renewal
  * went to the lost node does not wait for its next tick.
  *
- * <p>Concurrency: a group's mutable fields are only touched inside {@code groups.compute*} for its
- * key, which serialises them on the map's bin lock; nothing blocks inside those sections (arming a
+ * <p>Concurrency: a group's mutable fields other than its id set are only touched inside
+ * {@code groups.compute*} for its key, which serialises them on the map's bin lock (adding an id to
+ * a live group takes no lock: see {@link #register}); nothing blocks inside those sections (arming a
  * timer does not). The RPC itself is asynchronous, so neither the scheduler thread nor a gRPC
  * thread ever waits on the network here.
  */
@@ -56,6 +57,16 @@ final class LeaseRenewer {
   /** Starts renewing {@code permit}'s lease until {@link #unregister} is called for it. */
   void register(GrpcPermit permit) {
     Duration ttl = permit.leaseTtl();
+    // Fast path, no lock: join the resource's live group. A tick that finds a group empty marks it
+    // dead before looking, so either it sees this id (and keeps the group) or this sees the mark.
+    Group live = groups.get(permit.resource());
+    if (live != null && ttl.compareTo(live.ttl) >= 0) {
+      live.permitIds.add(permit.id());
+      if (!live.dead) {
+        return;
+      }
+      live.permitIds.remove(permit.id());
+    }
     groups.compute(permit.resource(), (resource, group) -> {
       if (closed) {
         return group;
@@ -111,9 +122,11 @@ final class LeaseRenewer {
       if (cur != g || closed) {
         return cur;
       }
+      g.dead = true; // before looking: see register's fast path
       if (g.permitIds.isEmpty()) {
-        return null; // registering runs in this key's compute too: nobody is adding meanwhile
+        return null;
       }
+      g.dead = false;
       arm(g);
       current[0] = true;
       return cur;
@@ -205,6 +218,8 @@ final class LeaseRenewer {
     final Set<String> permitIds = ConcurrentHashMap.newKeySet();
     volatile Duration ttl;
     volatile ScheduledFuture<?> next;
+    /** Set by a tick while it checks for emptiness; a dead group is out of the map. */
+    volatile boolean dead;
 
     Group(String resource, Duration ttl) {
       this.resource = resource;
