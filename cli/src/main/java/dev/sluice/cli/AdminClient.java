@@ -2,14 +2,14 @@ package dev.sluice.cli;
 
 import dev.sluice.proto.v1.AdminGrpc;
 import io.grpc.Grpc;
-import io.grpc.InsecureChannelCredentials;
+import io.grpc.ChannelCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.StatusRuntimeException;
 import java.time.Duration;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
 
-/** One plaintext channel to a coordinator's Admin service, for the length of one command. */
+/** One channel to a coordinator's Admin service, for the length of one command. */
 final class AdminClient implements AutoCloseable {
 
   /** Deadline of every admin call. */
@@ -19,9 +19,9 @@ final class AdminClient implements AutoCloseable {
   private final ManagedChannel channel;
   private final AdminGrpc.AdminBlockingStub stub;
 
-  AdminClient(String target) {
+  AdminClient(String target, ChannelCredentials credentials) {
     this.target = target;
-    this.channel = Grpc.newChannelBuilder(target, InsecureChannelCredentials.create()).build();
+    this.channel = Grpc.newChannelBuilder(target, credentials).build();
     this.stub = AdminGrpc.newBlockingStub(channel);
   }
 

@@ -1,11 +1,16 @@
 package dev.sluice.cli;
 
+import io.grpc.ChannelCredentials;
+import io.grpc.InsecureChannelCredentials;
+import io.grpc.TlsChannelCredentials;
+import java.io.IOException;
+import java.nio.file.Path;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Spec;
 
-/** {@code --target}, mixed into every command that talks to a coordinator. */
+/** {@code --target} and the TLS options, mixed into every command that talks to a coordinator. */
 final class ClientOptions {
 
   @Spec(Spec.Target.MIXEE)
@@ -15,6 +20,23 @@ final class ClientOptions {
       defaultValue = "${env:SLUICE_TARGET:-localhost:7420}",
       description = "Coordinator to talk to (env SLUICE_TARGET, default ${DEFAULT-VALUE}).")
   private String target;
+
+  @Option(names = "--tls", defaultValue = "${env:SLUICE_TLS:-false}",
+      description = "Speak TLS to the coordinator, trusting the JVM's CAs (env SLUICE_TLS).")
+  private boolean tls;
+
+  @Option(names = "--tls-ca", paramLabel = "FILE", defaultValue = "${env:SLUICE_TLS_CA}",
+      description = "Speak TLS, trusting the CA certificates in this PEM file (env SLUICE_TLS_CA).")
+  private Path tlsCa;
+
+  @Option(names = "--tls-client-cert", paramLabel = "FILE", defaultValue = "${env:SLUICE_TLS_CLIENT_CERT}",
+      description = "Present this PEM client certificate (mTLS); needs --tls-client-key"
+          + " (env SLUICE_TLS_CLIENT_CERT).")
+  private Path tlsClientCert;
+
+  @Option(names = "--tls-client-key", paramLabel = "FILE", defaultValue = "${env:SLUICE_TLS_CLIENT_KEY}",
+      description = "The PEM (PKCS#8, unencrypted) key of --tls-client-cert (env SLUICE_TLS_CLIENT_KEY).")
+  private Path tlsClientKey;
 
   /** Opens a client to the target; a bare host gets the default port 7420. */
   AdminClient connect() {
@@ -26,6 +48,29 @@ final class ClientOptions {
     if (!t.contains(":")) {
       t = t + ":7420";
     }
-    return new AdminClient(t);
+    return new AdminClient(t, credentials());
+  }
+
+  private ChannelCredentials credentials() {
+    if ((tlsClientCert == null) != (tlsClientKey == null)) {
+      throw new ParameterException(mixee.commandLine(), "--tls-client-cert and --tls-client-key go together:"
+          + " give both or neither");
+    }
+    if (!tls && tlsCa == null && tlsClientCert == null) {
+      return InsecureChannelCredentials.create();
+    }
+    TlsChannelCredentials.Builder b = TlsChannelCredentials.newBuilder();
+    try {
+      if (tlsCa != null) {
+        b.trustManager(tlsCa.toFile());
+      }
+      if (tlsClientCert != null) {
+        b.keyManager(tlsClientCert.toFile(), tlsClientKey.toFile());
+      }
+    } catch (IOException | IllegalArgumentException e) {
+      throw new ParameterException(mixee.commandLine(), "cannot read the TLS files (" + e.getMessage()
+          + "): give readable PEM files to --tls-ca / --tls-client-cert / --tls-client-key");
+    }
+    return b.build();
   }
 }

@@ -83,6 +83,20 @@ final class ServeCommand implements Callable<Integer> {
           + " (env SLUICE_SHUTDOWN_GRACE, default ${DEFAULT-VALUE}).")
   private Duration shutdownGrace;
 
+  @Option(names = "--tls-cert", paramLabel = "FILE", defaultValue = "${env:SLUICE_TLS_CERT}",
+      description = "Serve TLS with this PEM certificate chain; needs --tls-key (env SLUICE_TLS_CERT)."
+          + " Default: plaintext.")
+  Path tlsCert;
+
+  @Option(names = "--tls-key", paramLabel = "FILE", defaultValue = "${env:SLUICE_TLS_KEY}",
+      description = "The PEM (PKCS#8, unencrypted) private key of --tls-cert (env SLUICE_TLS_KEY).")
+  Path tlsKey;
+
+  @Option(names = "--tls-client-ca", paramLabel = "FILE", defaultValue = "${env:SLUICE_TLS_CLIENT_CA}",
+      description = "Require client certificates signed by a CA in this PEM file (mTLS); needs"
+          + " --tls-cert (env SLUICE_TLS_CLIENT_CA).")
+  Path tlsClientCa;
+
   @Override
   public Integer call() throws InterruptedException {
     SluiceServer server;
@@ -99,6 +113,16 @@ final class ServeCommand implements Callable<Integer> {
           .store(store);
       if (nodeId != null && !nodeId.isBlank()) {
         builder.nodeId(nodeId);
+      }
+      if ((tlsCert == null) != (tlsKey == null)) {
+        throw new IllegalArgumentException("--tls-cert and --tls-key go together: give both (the certificate"
+            + " chain and its private key) or neither");
+      }
+      if (tlsCert != null) {
+        builder.tls(tlsCert, tlsKey);
+      }
+      if (tlsClientCa != null) {
+        builder.tlsClientCa(tlsClientCa);
       }
       server = builder.build();
     } catch (IllegalArgumentException | IllegalStateException e) {

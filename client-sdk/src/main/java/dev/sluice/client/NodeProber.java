@@ -210,9 +210,9 @@ final class NodeProber implements AutoCloseable {
 
     private final Map<HostPort, ManagedChannel> channels = new LinkedHashMap<>();
 
-    HealthProbe(List<HostPort> nodes) {
+    HealthProbe(List<HostPort> nodes, io.grpc.ChannelCredentials credentials) {
       for (HostPort node : nodes) {
-        channels.put(node, Targets.probeChannel(node));
+        channels.put(node, Targets.probeChannel(node, credentials));
       }
     }
 

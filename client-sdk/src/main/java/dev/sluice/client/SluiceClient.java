@@ -8,7 +8,10 @@ import dev.sluice.proto.v1.ReleaseResponse;
 import dev.sluice.proto.v1.ReportRequest;
 import dev.sluice.proto.v1.ReportResponse;
 import io.grpc.ClientInterceptor;
+import io.grpc.ChannelCredentials;
+import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
+import io.grpc.TlsChannelCredentials;
 import io.grpc.StatusRuntimeException;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -16,6 +19,7 @@ import io.grpc.stub.StreamObserver;
 import dev.sluice.proto.v1.CancelRequest;
 import dev.sluice.proto.v1.CancelResponse;
 import java.util.UUID;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
 import java.util.Objects;
@@ -110,6 +114,7 @@ public final class SluiceClient implements AutoCloseable {
 
   /** @param target the checked target to build a channel to; null to use the builder's channel */
   private SluiceClient(Builder b, String target) {
+    ChannelCredentials credentials = b.credentials(); // first: a bad file must not leak the scheduler
     this.ownsScheduler = b.scheduler == null;
     this.scheduler = b.scheduler != null ? b.scheduler : newScheduler();
     this.ticker = b.ticker != null ? b.ticker : System::nanoTime;
@@ -117,7 +122,7 @@ public final class SluiceClient implements AutoCloseable {
         ? new ListNodes(Targets.parseList(target), scheduler) : null;
     this.ownsChannel = target != null;
     try {
-      this.channel = target != null ? Targets.channel(target, b.interceptor, nodes) : b.channel;
+      this.channel = target != null ? Targets.channel(target, credentials, b.interceptor, nodes) : b.channel;
     } catch (RuntimeException e) {
       if (ownsScheduler) {
         scheduler.shutdownNow();
@@ -125,7 +130,7 @@ public final class SluiceClient implements AutoCloseable {
       throw e;
     }
     this.prober = nodes == null ? null
-        : new NodeProber(nodes.nodes(), new NodeProber.HealthProbe(nodes.nodes()), scheduler, ticker, nodes);
+        : new NodeProber(nodes.nodes(), new NodeProber.HealthProbe(nodes.nodes(), credentials), scheduler, ticker, nodes);
     this.stub = CoordinatorGrpc.newStub(channel);
     this.blockingStub = CoordinatorGrpc.newBlockingStub(channel);
     this.defaultTimeout = b.defaultTimeout != null ? b.defaultTimeout : DEFAULT_TIMEOUT;
@@ -573,6 +578,10 @@ public final class SluiceClient implements AutoCloseable {
     private Lane defaultLane;
     private Executor executor;
     private int sessionStreams;
+    private boolean tls;
+    private Path tlsTrust;
+    private Path tlsCert;
+    private Path tlsKey;
     private ManagedChannel channel;
     private ScheduledExecutorService scheduler;
     private FailureMode failureMode;
@@ -658,6 +667,70 @@ public final class SluiceClient implements AutoCloseable {
       requireUnset(this.executor, "executor");
       this.executor = executor;
       return this;
+    }
+
+    /**
+     * Speak TLS to the coordinator, trusting the JVM's default CAs (use {@link #tlsTrust} for a
+     * private CA). Default: plaintext. Cannot be combined with {@link #channel}.
+     */
+    public Builder tls() {
+      this.tls = true;
+      return this;
+    }
+
+    /**
+     * Speak TLS and trust the CA certificates in this PEM file (instead of the JVM's defaults).
+     *
+     * @throws IllegalArgumentException if the file is not readable
+     * @throws IllegalStateException if already set
+     */
+    public Builder tlsTrust(Path caCertificates) {
+      requireUnset(this.tlsTrust, "tlsTrust");
+      this.tlsTrust = readable(caCertificates, "tlsTrust");
+      this.tls = true;
+      return this;
+    }
+
+    /**
+     * Present this client certificate (PEM chain, PEM PKCS#8 unencrypted key) to a coordinator
+     * that requires one (mTLS). Implies {@link #tls}.
+     *
+     * @throws IllegalArgumentException if a file is not readable
+     * @throws IllegalStateException if already set
+     */
+    public Builder tlsClientCertificate(Path certChain, Path privateKey) {
+      requireUnset(this.tlsCert, "tlsClientCertificate");
+      this.tlsCert = readable(certChain, "tlsClientCertificate certChain");
+      this.tlsKey = readable(privateKey, "tlsClientCertificate privateKey");
+      this.tls = true;
+      return this;
+    }
+
+    private static Path readable(Path p, String what) {
+      Objects.requireNonNull(p, what);
+      if (!java.nio.file.Files.isReadable(p)) {
+        throw new IllegalArgumentException(what + ": " + p + " is missing or unreadable; give a readable PEM file");
+      }
+      return p;
+    }
+
+    ChannelCredentials credentials() {
+      if (!tls) {
+        return InsecureChannelCredentials.create();
+      }
+      TlsChannelCredentials.Builder b = TlsChannelCredentials.newBuilder();
+      try {
+        if (tlsTrust != null) {
+          b.trustManager(tlsTrust.toFile());
+        }
+        if (tlsCert != null) {
+          b.keyManager(tlsCert.toFile(), tlsKey.toFile());
+        }
+      } catch (java.io.IOException | IllegalArgumentException e) {
+        throw new IllegalArgumentException("cannot use the TLS files (trust " + tlsTrust + ", certificate "
+            + tlsCert + ", key " + tlsKey + "): " + e.getMessage() + "; give PEM files (key: unencrypted PKCS#8)", e);
+      }
+      return b.build();
     }
 
     /**
@@ -768,6 +841,10 @@ public final class SluiceClient implements AutoCloseable {
      */
     public SluiceClient build() {
       if (channel != null) {
+        if (tls) {
+          throw new IllegalStateException("tls settings apply to the channel the client builds from its target;"
+              + " a channel passed to channel(...) brings its own credentials: set one or the other");
+        }
         return new SluiceClient(this, null);
       }
       return new SluiceClient(this, target != null ? target : defaultTarget(System::getenv));

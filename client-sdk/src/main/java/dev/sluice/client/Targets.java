@@ -4,7 +4,7 @@ import io.grpc.Attributes;
 import io.grpc.ClientInterceptor;
 import io.grpc.EquivalentAddressGroup;
 import io.grpc.Grpc;
-import io.grpc.InsecureChannelCredentials;
+import io.grpc.ChannelCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
 import io.grpc.NameResolver;
@@ -140,15 +140,16 @@ final class Targets {
    * @param nodes the nodes of a list target, null for the other forms; its resolver leaves out the
    *     nodes marked down and its interceptor cuts off their calls
    */
-  static ManagedChannel channel(String target, ClientInterceptor interceptor, ListNodes nodes) {
+  static ManagedChannel channel(String target, ChannelCredentials credentials, ClientInterceptor interceptor,
+      ListNodes nodes) {
     ManagedChannelBuilder<?> builder;
     if (nodes != null) {
       NameResolverRegistry registry = new NameResolverRegistry();
       registry.register(new ListResolverProvider(nodes));
-      builder = Grpc.newChannelBuilder(LIST_SCHEME + ":///nodes", InsecureChannelCredentials.create(), registry);
+      builder = Grpc.newChannelBuilder(LIST_SCHEME + ":///nodes", credentials, registry);
       builder.intercept(nodes.interceptor()); // innermost: the test's interceptor sees what the SDK sees
     } else {
-      builder = Grpc.newChannelBuilder(target, InsecureChannelCredentials.create());
+      builder = Grpc.newChannelBuilder(target, credentials);
     }
     // Answers are handled on the network thread: the SDK's callbacks only hand results over and
     // never block (a hop to gRPC's callback pool cost 2.5x the throughput at 64 calls in flight,
@@ -172,9 +173,9 @@ final class Targets {
    * node's addresses), callbacks on the network thread (they only hand the result over), and
    * keepalive, so a connection that went stale while the node was away is replaced.
    */
-  static ManagedChannel probeChannel(HostPort node) {
+  static ManagedChannel probeChannel(HostPort node, ChannelCredentials credentials) {
     ManagedChannelBuilder<?> builder =
-        Grpc.newChannelBuilderForAddress(node.host(), node.port(), InsecureChannelCredentials.create())
+        Grpc.newChannelBuilderForAddress(node.host(), node.port(), credentials)
             .directExecutor()
             .keepAliveTime(KEEPALIVE_TIME.toNanos(), TimeUnit.NANOSECONDS)
             .keepAliveTimeout(KEEPALIVE_TIMEOUT.toNanos(), TimeUnit.NANOSECONDS);

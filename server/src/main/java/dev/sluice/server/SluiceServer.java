@@ -84,6 +84,7 @@ public final class SluiceServer implements AutoCloseable {
     private Scheduler scheduler;
     private String store;
     private String nodeId;
+    private Tls tls;
 
     private Builder() {}
 
@@ -195,6 +196,34 @@ public final class SluiceServer implements AutoCloseable {
       return this;
     }
 
+    /**
+     * Serve TLS with this PEM certificate chain and PEM (PKCS#8, unencrypted) private key;
+     * default plaintext. The files are read at {@link SluiceServer#start()}.
+     */
+    public Builder tls(Path certChain, Path privateKey) {
+      once(this.tls, "tls");
+      this.tls = new Tls(Objects.requireNonNull(certChain, "certChain"), Objects.requireNonNull(privateKey,
+          "privateKey"), null);
+      return this;
+    }
+
+    /**
+     * Require every client to present a certificate signed by one of the CAs in this PEM file
+     * (mTLS). Needs {@link #tls}.
+     *
+     * @throws IllegalStateException if TLS is not set
+     */
+    public Builder tlsClientCa(Path caCertificates) {
+      if (tls == null) {
+        throw new IllegalStateException("a client CA needs TLS: set tls(cert, key) (--tls-cert, --tls-key) too");
+      }
+      if (tls.clientCa() != null) {
+        throw new IllegalStateException("tls client CA was already set");
+      }
+      tls = new Tls(tls.certChain(), tls.privateKey(), Objects.requireNonNull(caCertificates, "caCertificates"));
+      return this;
+    }
+
     /** Test hook: a fake clock and the scheduler that goes with it. */
     Builder clock(Ticker ticker, Scheduler scheduler) {
       once(this.ticker, "clock");
@@ -237,7 +266,9 @@ public final class SluiceServer implements AutoCloseable {
     adminExecutor = Executors.newSingleThreadExecutor(daemon("sluice-admin"));
     String storeName = config.store == null ? "memory" : config.store;
     boolean shared = !storeName.equals("memory");
+    io.grpc.ServerCredentials credentials;
     try {
+      credentials = (config.tls == null ? Tls.NONE : config.tls).credentials();
       engine = shared ? redisEngine(storeName) : memoryEngine(dataDir);
     } catch (IOException | RuntimeException e) {
       shutdownExecutors();
@@ -246,7 +277,7 @@ public final class SluiceServer implements AutoCloseable {
     health = new HealthStatusManager();
     try {
       server =
-          callExecutor(NettyServerBuilder.forAddress(new InetSocketAddress(host, port)), shared)
+          callExecutor(NettyServerBuilder.forAddress(new InetSocketAddress(host, port), credentials), shared)
               .maxInboundMessageSize(1 << 20)
               // Let clients' keepalive pings through (the SDK pings every 10 s, grpc-java's floor;
               // its health probes of every node each second are ordinary calls).
@@ -277,9 +308,10 @@ public final class SluiceServer implements AutoCloseable {
       timers.scheduleWithFixedDelay(this::updateHealth, 1, 1, TimeUnit.SECONDS);
     }
     log.info(
-        "Sluice coordinator ready on port {} (bind {}), data dir {}, store {}, {} limits loaded",
+        "Sluice coordinator ready on port {} (bind {}, {}), data dir {}, store {}, {} limits loaded",
         server.getPort(),
         host,
+        (config.tls == null ? Tls.NONE : config.tls).describe(),
         dataDir,
         shared
             ? ((RedisEngine) engine).describeStore() + " as node " + ((RedisEngine) engine).nodeId()
