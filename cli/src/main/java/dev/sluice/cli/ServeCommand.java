@@ -76,6 +76,13 @@ final class ServeCommand implements Callable<Integer> {
           + " (env SLUICE_AGING, default ${DEFAULT-VALUE}).")
   private Duration aging;
 
+  @Option(names = "--metrics-max-resources", paramLabel = "N",
+      defaultValue = "${env:SLUICE_METRICS_MAX_RESOURCES:-1000}",
+      description = "Resources metered under their own resource tag; the rest share"
+          + " resource=_other, `sluice stats` stays exact for each (memory store;"
+          + " env SLUICE_METRICS_MAX_RESOURCES, default ${DEFAULT-VALUE}).")
+  private int metricsMaxResources;
+
   @Option(names = "--shutdown-grace", paramLabel = "DURATION",
       converter = Durations.Converter.class,
       defaultValue = "${env:SLUICE_SHUTDOWN_GRACE:-10s}",
@@ -109,6 +116,7 @@ final class ServeCommand implements Callable<Integer> {
           .leaseTtl(leaseTtl)
           .maxWait(maxWait)
           .aging(aging)
+          .metricsMaxResources(metricsMaxResources)
           .shutdownGrace(shutdownGrace)
           .store(store);
       if (nodeId != null && !nodeId.isBlank()) {

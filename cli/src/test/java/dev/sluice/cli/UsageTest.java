@@ -51,6 +51,7 @@ class UsageTest {
       "serve --max-wait forever                    | 'forever' is not a duration",
       "serve --store http://localhost:6379         | is not a Redis URI: use redis://host:port",
       "serve --store redis://h:1 --node-id a/b     | node id 'a/b' is invalid",
+      "serve --metrics-max-resources -1            | metrics max resources -1 is out of range: use 0",
   })
   void usageErrorsExitTwoWithOneLine(String args, String message) {
     String[] argv = args.isEmpty() ? new String[0] : args.split(" ");

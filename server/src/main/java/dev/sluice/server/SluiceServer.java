@@ -79,6 +79,7 @@ public final class SluiceServer implements AutoCloseable {
     private Duration leaseTtl;
     private Duration maxWait;
     private Duration aging;
+    private Integer metricsMaxResources;
     private Duration shutdownGrace;
     private Ticker ticker;
     private Scheduler scheduler;
@@ -183,6 +184,18 @@ public final class SluiceServer implements AutoCloseable {
         throw new IllegalArgumentException("aging " + d + " is out of range: use 0s to 1h");
       }
       this.aging = d;
+      return this;
+    }
+
+    /**
+     * How many resources get Micrometer meters tagged with their own name; default 1 000. The
+     * resources used beyond share meters tagged {@code resource="_other"}; {@code stats} stays
+     * exact for each. Memory store only: the Redis store keeps no per-resource meters.
+     */
+    public Builder metricsMaxResources(int n) {
+      once(this.metricsMaxResources, "metrics max resources");
+      MemoryEngine.builder().metricsMaxResources(n); // checks the range, names the fix
+      this.metricsMaxResources = n;
       return this;
     }
 
@@ -346,6 +359,9 @@ public final class SluiceServer implements AutoCloseable {
     }
     if (config.aging != null) {
       eb.aging(config.aging);
+    }
+    if (config.metricsMaxResources != null) {
+      eb.metricsMaxResources(config.metricsMaxResources);
     }
     return eb.build();
   }

@@ -4,12 +4,11 @@ import com.github.benmanes.caffeine.cache.Cache;
 import com.github.benmanes.caffeine.cache.Caffeine;
 import com.github.benmanes.caffeine.cache.Expiry;
 import com.github.benmanes.caffeine.cache.RemovalCause;
-import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.MeterRegistry;
-import io.micrometer.core.instrument.Tags;
-import io.micrometer.core.instrument.Timer;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.io.IOException;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -24,6 +23,7 @@ import java.util.concurrent.CancellationException;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicLongArray;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -40,6 +40,7 @@ public final class MemoryEngine implements Engine {
   private static final Logger log = LoggerFactory.getLogger(MemoryEngine.class);
   private static final long MIN_READ_GRACE = TimeUnit.MINUTES.toNanos(1);
   private static final long MAX_RETRY_AFTER = TimeUnit.HOURS.toNanos(1);
+  private static final int MAX_METRICS_RESOURCES = 1_000_000;
 
   final Ticker ticker;
   final Scheduler scheduler;
@@ -48,7 +49,7 @@ public final class MemoryEngine implements Engine {
   private final Duration defaultLease;
   final long agingNanos;
   private final long idleGraceNanos;
-  private final MeterRegistry registry;
+  private final Metering metering;
 
   private final ConcurrentHashMap<String, Entry> limits = new ConcurrentHashMap<>();
   private final Cache<String, ResourceState> states;
@@ -58,70 +59,143 @@ public final class MemoryEngine implements Engine {
   private volatile boolean closed;
 
   /**
-   * Per-resource configuration and counters; outlives the live state. Meters and the wait
-   * histogram are created on the resource's first event: a configured but idle resource costs
-   * a few hundred bytes, not tens of kilobytes (a million limits must fit in a small heap).
+   * Per-resource configuration and counters; outlives the live state. What a used resource
+   * needs beyond its limit ({@link Usage}) is created on its first event: a configured but idle
+   * resource costs a few hundred bytes (a million limits must fit in a small heap).
    */
   static final class Entry {
     volatile LimitSpec spec;
     volatile boolean startFull;
     /** When the limit was set or loaded: buckets are empty then and fill from there. */
     final long createdAt;
-    final WaitStats waits = new WaitStats();
-    final Map<String, Counter> rejected = new ConcurrentHashMap<>(2);
-    private final MeterRegistry registry;
-    private volatile Meters meters;
+    private final Metering metering;
+    private volatile Usage usage;
+    private boolean deleted; // guarded by this
 
-    /** The resource's meters, registered together on first use. */
-    static final class Meters {
-      final Counter granted;
-      final Counter timedOut;
-      final Counter cancelled;
-      final Counter throttleReports;
-      final Timer wait;
-      final Tags tags;
+    /**
+     * Exact counts for stats, recent waits for p50/p99, and the meters they are also counted
+     * on (the resource's own or the shared set beyond the cap, see {@link Metering}).
+     */
+    static final class Usage {
+      private static final VarHandle[] COUNTS = new VarHandle[Outcome.ALL.length];
 
-      Meters(MeterRegistry registry, String resource) {
-        tags = Tags.of("resource", resource);
-        granted = registry.counter("sluice.acquire.granted", tags);
-        timedOut = registry.counter("sluice.acquire.timed.out", tags);
-        cancelled = registry.counter("sluice.acquire.cancelled", tags);
-        throttleReports = registry.counter("sluice.upstream.throttled", tags);
-        wait = Timer.builder("sluice.acquire.wait").tags(tags).register(registry);
+      static {
+        try {
+          MethodHandles.Lookup l = MethodHandles.lookup();
+          COUNTS[Outcome.GRANTED.ordinal()] = l.findVarHandle(Usage.class, "granted", long.class);
+          COUNTS[Outcome.TIMED_OUT.ordinal()] = l.findVarHandle(Usage.class, "timedOut", long.class);
+          COUNTS[Outcome.CANCELLED.ordinal()] = l.findVarHandle(Usage.class, "cancelled", long.class);
+          COUNTS[Outcome.THROTTLE_REPORTED.ordinal()] =
+              l.findVarHandle(Usage.class, "throttled", long.class);
+        } catch (ReflectiveOperationException e) {
+          throw new ExceptionInInitializerError(e);
+        }
+      }
+
+      final WaitStats waits = new WaitStats();
+      final Metering.Meters meters;
+      // Fields rather than an array: 8 bytes a count on a million resources. Rejections are
+      // rare, so their counts come in an array created on the first.
+      @SuppressWarnings("unused") private volatile long granted;
+      @SuppressWarnings("unused") private volatile long timedOut;
+      @SuppressWarnings("unused") private volatile long cancelled;
+      @SuppressWarnings("unused") private volatile long throttled;
+      private volatile AtomicLongArray rejected;
+
+      Usage(Metering.Meters meters) {
+        this.meters = meters;
+      }
+
+      void add(Outcome o) {
+        VarHandle h = COUNTS[o.ordinal()];
+        if (h != null) {
+          h.getAndAdd(this, 1L);
+          return;
+        }
+        AtomicLongArray r = rejected;
+        if (r == null) {
+          synchronized (this) {
+            r = rejected;
+            if (r == null) {
+              rejected = r = new AtomicLongArray(Outcome.ALL.length);
+            }
+          }
+        }
+        r.incrementAndGet(o.ordinal());
+      }
+
+      long get(Outcome o) {
+        VarHandle h = COUNTS[o.ordinal()];
+        if (h != null) {
+          return (long) h.getVolatile(this);
+        }
+        AtomicLongArray r = rejected;
+        return r == null ? 0 : r.get(o.ordinal());
       }
     }
 
-    Entry(LimitSpec spec, MeterRegistry registry, long createdAt) {
+    Entry(LimitSpec spec, Metering metering, long createdAt) {
       this.spec = spec;
       this.createdAt = createdAt;
-      this.registry = registry;
+      this.metering = metering;
     }
 
-    Meters meters() {
-      Meters m = meters;
-      if (m == null) {
+    Usage usage() {
+      Usage u = usage;
+      if (u == null) {
         synchronized (this) {
-          m = meters;
-          if (m == null) {
-            meters = m = new Meters(registry, spec.resource());
+          u = usage;
+          if (u == null) {
+            // A deleted resource's stragglers take no slot under the metrics cap.
+            usage = u = new Usage(
+                deleted ? metering.other() : metering.forResource(spec.resource()));
           }
         }
       }
-      return m;
+      return u;
     }
 
-    /** A counter's total, 0 if nothing ever happened on this resource. */
-    long count(java.util.function.Function<Meters, Counter> which) {
-      Meters m = meters;
-      return m == null ? 0 : (long) which.apply(m).count();
+    void add(Outcome o) {
+      Usage u = usage();
+      u.add(o);
+      u.meters.count(o);
     }
 
-    void reject(String reason) {
-      rejected
-          .computeIfAbsent(
-              reason,
-              r -> registry.counter("sluice.acquire.rejected", meters().tags.and("reason", r)))
-          .increment();
+    /** A count, 0 if nothing ever happened on this resource. */
+    long count(Outcome o) {
+      Usage u = usage;
+      return u == null ? 0 : u.get(o);
+    }
+
+    void recordWait(long waitedNanos, long grantedAt) {
+      Usage u = usage();
+      u.waits.record(waitedNanos, grantedAt);
+      u.meters.recordWait(waitedNanos);
+    }
+
+    /** {p50, p99} of recent waits in seconds. */
+    double[] waitPercentiles(long now) {
+      Usage u = usage;
+      return u == null ? new double[] {0, 0} : u.waits.percentiles(now);
+    }
+
+    /** Called when the live state went idle: drops a wait histogram nobody needs any more. */
+    void idle(long now) {
+      Usage u = usage;
+      if (u != null) {
+        u.waits.trim(now);
+      }
+    }
+
+    /** The limit was deleted: its meters leave the registry and free their slot. */
+    void delete() {
+      synchronized (this) {
+        deleted = true;
+        Usage u = usage;
+        if (u != null) {
+          metering.release(u.meters);
+        }
+      }
     }
   }
 
@@ -133,7 +207,7 @@ public final class MemoryEngine implements Engine {
     this.defaultLease = b.defaultLease;
     this.agingNanos = b.aging.toNanos();
     this.idleGraceNanos = b.idleGrace.toNanos();
-    this.registry = b.registry;
+    this.metering = new Metering(b.registry, b.metricsMaxResources);
     this.states =
         Caffeine.newBuilder()
             .ticker(ticker::read)
@@ -162,12 +236,13 @@ public final class MemoryEngine implements Engine {
                     s.retired = true;
                     if (cause == RemovalCause.EXPIRED) {
                       s.entry.startFull = true;
+                      s.entry.idle(ticker.read());
                     }
                   }
                 })
             .build();
     for (LimitSpec spec : store.load()) {
-      limits.put(spec.resource(), new Entry(spec, registry, ticker.read()));
+      limits.put(spec.resource(), new Entry(spec, metering, ticker.read()));
     }
   }
 
@@ -186,6 +261,7 @@ public final class MemoryEngine implements Engine {
     private Duration aging = Duration.ofSeconds(10);
     private Duration idleGrace = Duration.ofMinutes(10);
     private MeterRegistry registry = new SimpleMeterRegistry();
+    private int metricsMaxResources = 1_000;
 
     private Builder() {}
 
@@ -255,6 +331,24 @@ public final class MemoryEngine implements Engine {
     }
 
     /**
+     * How many resources get meters tagged with their own name; default 1 000. Resources used
+     * beyond that share meters tagged {@code resource="_other"} (one warning says so), so the
+     * registry and the monitoring system hold a bounded number of series however many
+     * resources there are; a deleted resource's slot goes to the next one. {@code stats} stays
+     * exact for every resource. 0 puts every resource under {@code _other}.
+     */
+    public Builder metricsMaxResources(int n) {
+      if (n < 0 || n > MAX_METRICS_RESOURCES) {
+        throw new IllegalArgumentException(
+            "metrics max resources " + n + " is out of range: use 0 (every resource under"
+                + " resource=\"_other\") to " + MAX_METRICS_RESOURCES + "; each tagged resource"
+                + " holds ~3 KB of meters and a series per meter in the monitoring system");
+      }
+      this.metricsMaxResources = n;
+      return this;
+    }
+
+    /**
      * Builds the engine and loads the stored limits.
      *
      * @throws IOException if the store cannot be read; the message names the file and the fix
@@ -287,9 +381,10 @@ public final class MemoryEngine implements Engine {
     T result;
     while (true) {
       Entry e = entry(resource);
+      // Keyed by the limit's own name, not the caller's copy: one string per resource.
       ResourceState s =
           states.get(
-              resource,
+              e.spec.resource(),
               k -> {
                 ResourceState fresh = new ResourceState(e, e.spec, e.createdAt, e.startFull);
                 fresh.refill(ticker.read());
@@ -332,14 +427,14 @@ public final class MemoryEngine implements Engine {
     }
     s.configure(spec, now);
     // Waiters whose load can no longer fit fail now instead of waiting for ever.
-    for (var lane : s.lanes) {
+    for (var lane : s.lanes()) {
       for (Waiter w : List.copyOf(lane)) {
         try {
           Validation.load(spec, w.load);
         } catch (EngineException ex) {
           s.remove(w);
           w.status.set(Waiter.ENDED);
-          s.entry.reject("invalid");
+          s.entry.add(Outcome.REJECTED_INVALID);
           misfits.add(w);
           why.add(ex);
         }
@@ -381,8 +476,7 @@ public final class MemoryEngine implements Engine {
       if (t != null) {
         t.cancel();
       }
-      w.state.entry.waits.record(w.grant.waitedNanos());
-      w.state.entry.meters().wait.record(w.grant.waitedNanos(), TimeUnit.NANOSECONDS);
+      w.state.entry.recordWait(w.grant.waitedNanos(), w.arrival + w.grant.waitedNanos());
     }
   }
 
@@ -393,7 +487,7 @@ public final class MemoryEngine implements Engine {
     long waited = Math.max(0, now - w.arrival);
     w.grant = new Grant(id, s.name, w.load, s.leaseTtl, waited);
     w.status.set(Waiter.GRANTED);
-    s.entry.meters().granted.increment();
+    s.entry.add(Outcome.GRANTED);
   }
 
   void onWake(ResourceState s) {
@@ -430,7 +524,7 @@ public final class MemoryEngine implements Engine {
     try {
       charged = Validation.load(e.spec, load);
     } catch (EngineException ex) {
-      e.reject("invalid");
+      e.add(Outcome.REJECTED_INVALID);
       throw ex;
     }
     if (timeoutNanos < 0) {
@@ -455,12 +549,12 @@ public final class MemoryEngine implements Engine {
           }
           if (timeoutNanos == 0) {
             w.status.set(Waiter.ENDED);
-            e.meters().timedOut.increment();
+            e.add(Outcome.TIMED_OUT);
             w.future.completeExceptionally(notGrantedInTime(resource, 0));
             return w;
           }
           if (s.waiting >= s.spec.maxWaiting()) {
-            e.reject("waiting_room_full");
+            e.add(Outcome.REJECTED_WAITING_ROOM_FULL);
             long hint = Math.max(TimeUnit.SECONDS.toNanos(1), s.drainEstimate(now));
             throw new EngineException(
                 EngineException.Reason.WAITING_ROOM_FULL,
@@ -469,8 +563,8 @@ public final class MemoryEngine implements Engine {
                     + " --max-waiting",
                 hint);
           }
-          if (rid != null && s.byRequestId.containsKey(rid)) {
-            e.reject("invalid");
+          if (rid != null && s.queued(rid) != null) {
+            e.add(Outcome.REJECTED_INVALID);
             throw EngineException.invalid(
                 "request id '" + rid + "' is already waiting on '" + resource + "': give every"
                     + " acquire its own id, e.g. a fresh UUID");
@@ -483,7 +577,7 @@ public final class MemoryEngine implements Engine {
   }
 
   private void expire(Waiter w, long timeoutNanos) {
-    if (leave(w, w.state.entry.meters().timedOut)) {
+    if (leave(w, Outcome.TIMED_OUT)) {
       w.future.completeExceptionally(notGrantedInTime(w.state.name, timeoutNanos));
     }
   }
@@ -492,7 +586,7 @@ public final class MemoryEngine implements Engine {
    * Takes a still-queued waiter out of the line, counting it on {@code outcome}, and grants
    * whoever can go next. False if the waiter had already left the queue (granted or ended).
    */
-  private boolean leave(Waiter w, Counter outcome) {
+  private boolean leave(Waiter w, Outcome outcome) {
     ResourceState s = w.state;
     List<Waiter> granted = new ArrayList<>();
     boolean left = false;
@@ -500,7 +594,7 @@ public final class MemoryEngine implements Engine {
       if (w.status.get() == Waiter.WAITING) {
         s.remove(w);
         w.status.set(Waiter.ENDED);
-        outcome.increment();
+        s.entry.add(outcome);
         left = true;
         long now = ticker.read();
         s.drain(now, this, granted);
@@ -515,14 +609,14 @@ public final class MemoryEngine implements Engine {
   public boolean cancel(String resource, String requestId) {
     Validation.requestId(requestId);
     entry(resource);
-    Waiter w = withState(resource, (s, now, granted) -> s.byRequestId.get(requestId));
+    Waiter w = withState(resource, (s, now, granted) -> s.queued(requestId));
     return w != null && cancel(w);
   }
 
   /** Withdraws a waiter (true), or gives back its unclaimed grant (false). */
   boolean cancel(Waiter w) {
     ResourceState s = w.state;
-    boolean ended = leave(w, s.entry.meters().cancelled);
+    boolean ended = leave(w, Outcome.CANCELLED);
     if (ended) {
       cancelTimeout(w);
       w.future.completeExceptionally(
@@ -530,7 +624,7 @@ public final class MemoryEngine implements Engine {
     }
     if (w.status.compareAndSet(Waiter.GRANTED, Waiter.RETURNED)) {
       // The grant raced with the cancel and nobody took it: give it back in full.
-      s.entry.meters().cancelled.increment();
+      s.entry.add(Outcome.CANCELLED);
       try {
         release(s.name, w.grant.permitId(), Map.of(), false, true);
       } catch (EngineException ex) {
@@ -613,7 +707,7 @@ public final class MemoryEngine implements Engine {
         (s, now, granted) -> {
           s.refill(now);
           if (throttled) {
-            s.entry.meters().throttleReports.increment();
+            s.entry.add(Outcome.THROTTLE_REPORTED);
             // The upstream just said it has nothing left: our view must not say otherwise, or
             // the grants made right after the pause would be refused again.
             for (int i = 0; i < s.level.length; i++) {
@@ -659,7 +753,7 @@ public final class MemoryEngine implements Engine {
       }
       Entry e = limits.get(spec.resource());
       if (e == null) {
-        limits.put(spec.resource(), new Entry(spec, registry, ticker.read()));
+        limits.put(spec.resource(), new Entry(spec, metering, ticker.read()));
       } else {
         e.spec = spec;
       }
@@ -727,6 +821,7 @@ public final class MemoryEngine implements Engine {
   @Override
   public void deleteLimit(String resource) {
     Validation.resource(resource);
+    Entry gone;
     synchronized (storeLock) {
       if (!limits.containsKey(resource)) {
         throw EngineException.notFound(resource);
@@ -737,30 +832,26 @@ public final class MemoryEngine implements Engine {
         next.remove(resource);
         persist(next);
       }
-      limits.remove(resource);
+      gone = limits.remove(resource);
     }
     ResourceState live = states.asMap().remove(resource);
     if (live != null) {
-      failAll(live, "deleted", () -> EngineException.notFound(resource));
+      failAll(live, Outcome.REJECTED_DELETED, () -> EngineException.notFound(resource));
     }
+    gone.delete();
     log.info("limit deleted {}", resource);
   }
 
-  private void failAll(ResourceState s, String reason, java.util.function.Supplier<EngineException> why) {
-    List<Waiter> failed = new ArrayList<>();
+  private void failAll(ResourceState s, Outcome reason, java.util.function.Supplier<EngineException> why) {
+    List<Waiter> failed;
     synchronized (s) {
       s.retired = true;
       s.cancelWake();
-      for (var lane : s.lanes) {
-        for (Waiter w : lane) {
-          w.status.set(Waiter.ENDED);
-          s.entry.reject(reason);
-          failed.add(w);
-        }
-        lane.clear();
+      failed = s.removeAll();
+      for (Waiter w : failed) {
+        w.status.set(Waiter.ENDED);
+        s.entry.add(reason);
       }
-      s.waiting = 0;
-      java.util.Arrays.fill(s.queuedLoad, 0);
     }
     for (Waiter w : failed) {
       cancelTimeout(w);
@@ -828,11 +919,16 @@ public final class MemoryEngine implements Engine {
     }
     Map<Lane, Integer> waiting = new EnumMap<>(Lane.class);
     for (Lane lane : Lane.values()) {
-      waiting.put(lane, s.lanes[lane.ordinal()].size());
+      waiting.put(lane, s.queued(lane));
     }
     Map<String, Long> rejected = new TreeMap<>();
-    e.rejected.forEach((k, v) -> rejected.put(k, (long) v.count()));
-    double[] p = e.waits.percentiles(now);
+    for (Outcome o : Outcome.ALL) {
+      long n = o.reason == null ? 0 : e.count(o);
+      if (n > 0) {
+        rejected.put(o.reason, n);
+      }
+    }
+    double[] p = e.waitPercentiles(now);
     long paused = s.pausedFor(now);
     return new ResourceSnapshot(
         s.spec,
@@ -841,13 +937,19 @@ public final class MemoryEngine implements Engine {
         waiting,
         paused != 0,
         paused == ResourceState.NEVER ? -1 : paused,
-        e.count(m -> m.granted),
-        e.count(m -> m.timedOut),
-        e.count(m -> m.cancelled),
+        e.count(Outcome.GRANTED),
+        e.count(Outcome.TIMED_OUT),
+        e.count(Outcome.CANCELLED),
         rejected,
         p[0],
         p[1],
-        e.count(m -> m.throttleReports));
+        e.count(Outcome.THROTTLE_REPORTED));
+  }
+
+  /** Whether the resource holds a wait histogram now (tests: only waits should create one). */
+  boolean holdsWaitHistogram(String resource) {
+    Entry.Usage u = entry(resource).usage;
+    return u != null && u.waits.holdsHistogram();
   }
 
   @Override
@@ -857,19 +959,14 @@ public final class MemoryEngine implements Engine {
     }
     closed = true;
     for (ResourceState s : List.copyOf(states.asMap().values())) {
-      List<Waiter> failed = new ArrayList<>();
+      List<Waiter> failed;
       synchronized (s) {
         s.cancelWake();
-        for (var lane : s.lanes) {
-          for (Waiter w : lane) {
-            w.status.set(Waiter.ENDED);
-            s.entry.reject("shutdown");
-            failed.add(w);
-          }
-          lane.clear();
+        failed = s.removeAll();
+        for (Waiter w : failed) {
+          w.status.set(Waiter.ENDED);
+          s.entry.add(Outcome.REJECTED_SHUTDOWN);
         }
-        s.waiting = 0;
-        java.util.Arrays.fill(s.queuedLoad, 0);
       }
       for (Waiter w : failed) {
         cancelTimeout(w);

@@ -856,7 +856,7 @@ public final class RedisEngine implements Engine {
         t.cancel();
       }
       w.future.complete(g);
-      waits.computeIfAbsent(w.resource, k -> new WaitStats()).record(g.waitedNanos());
+      waits.computeIfAbsent(w.resource, k -> new WaitStats()).record(g.waitedNanos(), nanoNow());
     } else {
       giveBack(w.resource, permitId);
     }

@@ -48,20 +48,16 @@ final class ResourceState {
   String[] dims;
   double[] perNano;
   long[] burst;
-  long[] amount;
   double[] level;
-  long[] queuedLoad;
   long lastRefill;
 
-  @SuppressWarnings("unchecked")
-  final ArrayDeque<Waiter>[] lanes = new ArrayDeque[] {new ArrayDeque<>(), new ArrayDeque<>(), new ArrayDeque<>()};
-
+  /** Null until somebody first waits: most resources never make anybody wait. */
+  private Room room;
   int waiting;
   /** Whether the next grant goes to an aged lower-lane waiter, if there is one. */
   boolean promoteNext = true;
-  /** Queued waiters that came with a request id, for Cancel. */
-  final HashMap<String, Waiter> byRequestId = new HashMap<>();
-  final LinkedHashMap<String, PermitRecord> permits = new LinkedHashMap<>();
+  // Sized for one: a million live states must fit in a small heap; it doubles as it fills.
+  final LinkedHashMap<String, PermitRecord> permits = new LinkedHashMap<>(2);
   /** Latest lease expiry ever handed out (only grows): bounds when the state is idle. */
   long maxLeaseExpiry;
   /** Set after the lease TTL shrank: until {@link #mixedUntil}, permits are not in expiry order. */
@@ -78,6 +74,52 @@ final class ResourceState {
 
   /** Set (by the cache's eviction) when this object no longer represents the resource. */
   volatile boolean retired;
+
+  /**
+   * The waiting room: ~250 bytes that a live state only pays once somebody waits on it, and
+   * then keeps (a resource that was contended once tends to be again).
+   */
+  private static final class Room {
+    @SuppressWarnings("unchecked")
+    final ArrayDeque<Waiter>[] lanes =
+        new ArrayDeque[] {new ArrayDeque<>(), new ArrayDeque<>(), new ArrayDeque<>()};
+    /** Queued waiters that came with a request id, for Cancel. */
+    final HashMap<String, Waiter> byRequestId = new HashMap<>();
+    /** Sum of the queued loads, aligned with {@link ResourceState#dims}. */
+    long[] queuedLoad;
+
+    Room(int dims) {
+      queuedLoad = new long[dims];
+    }
+  }
+
+  @SuppressWarnings("unchecked")
+  private static final ArrayDeque<Waiter>[] NO_LANES = new ArrayDeque[0];
+
+  /** The lanes, highest first; none before anybody waited. */
+  ArrayDeque<Waiter>[] lanes() {
+    return room == null ? NO_LANES : room.lanes;
+  }
+
+  /** How many wait in {@code lane}. */
+  int queued(Lane lane) {
+    return room == null ? 0 : room.lanes[lane.ordinal()].size();
+  }
+
+  /** Takes every waiter out of the room, in lane order. */
+  List<Waiter> removeAll() {
+    List<Waiter> all = new ArrayList<>(waiting);
+    if (room != null) {
+      for (ArrayDeque<Waiter> lane : room.lanes) {
+        all.addAll(lane);
+        lane.clear();
+      }
+      room.byRequestId.clear();
+      java.util.Arrays.fill(room.queuedLoad, 0);
+    }
+    waiting = 0;
+    return all;
+  }
 
   /** A held permit: what it was charged and when its lease runs out. */
   static final class PermitRecord {
@@ -120,14 +162,12 @@ final class ResourceState {
     String[] d = new String[n];
     double[] p = new double[n];
     long[] b = new long[n];
-    long[] a = new long[n];
     double[] l = new double[n];
     for (int i = 0; i < n; i++) {
       RateSpec r = next.rates().get(i);
       d[i] = r.name();
       p[i] = r.perNano();
       b[i] = r.burst();
-      a[i] = r.amount();
       l[i] = Math.min(b[i], old.getOrDefault(r.name(), 0.0));
     }
     long oldTtl = leaseTtl;
@@ -135,14 +175,15 @@ final class ResourceState {
     this.dims = d;
     this.perNano = p;
     this.burst = b;
-    this.amount = a;
     this.level = l;
     this.leaseTtl = next.leaseTtl().toNanos();
-    this.queuedLoad = new long[n];
-    for (ArrayDeque<Waiter> lane : lanes) {
-      for (Waiter w : lane) {
-        w.vector = vector(w.load);
-        add(queuedLoad, w.vector, 1);
+    if (room != null) {
+      room.queuedLoad = new long[n];
+      for (ArrayDeque<Waiter> lane : room.lanes) {
+        for (Waiter w : lane) {
+          w.vector = vector(w.load);
+          add(room.queuedLoad, w.vector, 1);
+        }
       }
     }
     if (oldTtl != 0 && leaseTtl < oldTtl && !permits.isEmpty()) {
@@ -229,27 +270,39 @@ final class ResourceState {
   }
 
   void enqueue(Waiter w) {
-    if (w.requestId != null) {
-      byRequestId.put(w.requestId, w);
+    if (room == null) {
+      room = new Room(dims.length);
     }
-    lanes[w.lane.ordinal()].addLast(w);
+    if (w.requestId != null) {
+      room.byRequestId.put(w.requestId, w);
+    }
+    room.lanes[w.lane.ordinal()].addLast(w);
     waiting++;
-    add(queuedLoad, w.vector, 1);
+    add(room.queuedLoad, w.vector, 1);
+  }
+
+  /** The queued waiter that came with this request id, or null. */
+  Waiter queued(String requestId) {
+    return room == null ? null : room.byRequestId.get(requestId);
   }
 
   /** Removes a waiter that is still queued. */
   void remove(Waiter w) {
-    if (lanes[w.lane.ordinal()].remove(w)) {
+    if (room != null && room.lanes[w.lane.ordinal()].remove(w)) {
       if (w.requestId != null) {
-        byRequestId.remove(w.requestId, w);
+        room.byRequestId.remove(w.requestId, w);
       }
       waiting--;
-      add(queuedLoad, w.vector, -1);
+      add(room.queuedLoad, w.vector, -1);
     }
   }
 
   /** The waiter to serve next: see the class comment, "Waiting room". */
   Waiter head(long now, long agingNanos) {
+    if (room == null) {
+      return null;
+    }
+    ArrayDeque<Waiter>[] lanes = room.lanes;
     Waiter top = null;
     int topLane = -1;
     for (int l = 0; l < lanes.length; l++) {
@@ -276,7 +329,7 @@ final class ResourceState {
   }
 
   private boolean isPriorityPick(Waiter w) {
-    for (ArrayDeque<Waiter> lane : lanes) {
+    for (ArrayDeque<Waiter> lane : room.lanes) {
       Waiter h = lane.peekFirst();
       if (h != null) {
         return h == w;
@@ -286,12 +339,12 @@ final class ResourceState {
   }
 
   private void pollHead(Waiter w) {
-    lanes[w.lane.ordinal()].pollFirst();
+    room.lanes[w.lane.ordinal()].pollFirst();
     if (w.requestId != null) {
-      byRequestId.remove(w.requestId, w);
+      room.byRequestId.remove(w.requestId, w);
     }
     waiting--;
-    add(queuedLoad, w.vector, -1);
+    add(room.queuedLoad, w.vector, -1);
   }
 
   boolean pausedIndefinitely() {
@@ -375,7 +428,8 @@ final class ResourceState {
       }
       long granted = r.load.getOrDefault(e.getKey(), 0L);
       double next = level[i] + (granted - e.getValue());
-      level[i] = Math.max(-amount[i], Math.min(burst[i], next));
+      // Debt floor: one period's amount (read from the spec: settle is rare, the array was not).
+      level[i] = Math.max(-spec.rates().get(i).amount(), Math.min(burst[i], next));
     }
   }
 
@@ -431,7 +485,7 @@ final class ResourceState {
   long drainEstimate(long now) {
     long est = 0;
     for (int i = 0; i < dims.length; i++) {
-      double deficit = queuedLoad[i] - level[i];
+      double deficit = (room == null ? 0 : room.queuedLoad[i]) - level[i];
       if (deficit > 0) {
         est = Math.max(est, (long) Math.ceil(deficit / perNano[i]));
       }

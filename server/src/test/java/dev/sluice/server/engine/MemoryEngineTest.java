@@ -2,13 +2,22 @@ package dev.sluice.server.engine;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.api.Assertions.within;
+
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
+import java.util.TreeMap;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
-/** What only the memory engine does: dropping idle state (the contract is in EngineContractTest). */
+/**
+ * What only the memory engine does: dropping idle state, its metrics cap and its wait
+ * histograms (the contract is in EngineContractTest).
+ */
 class MemoryEngineTest {
 
   private static final long SEC = 1_000_000_000L;
@@ -66,5 +75,125 @@ class MemoryEngineTest {
     // Far past refill + grace: the state is dropped and rebuilt full, exactly what it would hold.
     clock.advance(Duration.ofMinutes(10));
     assertThat(available("r", "requests")).isEqualTo(10.0);
+  }
+
+  /** Granted-counter values by resource tag. */
+  private static Map<String, Double> grantedByTag(SimpleMeterRegistry meters) {
+    Map<String, Double> out = new TreeMap<>();
+    for (Counter c : meters.find("sluice.acquire.granted").counters()) {
+      out.put(c.getId().getTag("resource"), c.count());
+    }
+    return out;
+  }
+
+  @Test
+  void resourcesBeyondTheMetricsCapShareOneTagAndTheCountsStillAddUp() throws Exception {
+    SimpleMeterRegistry meters = new SimpleMeterRegistry();
+    engine = MemoryEngine.builder().ticker(clock).scheduler(clock).meterRegistry(meters)
+        .metricsMaxResources(2).build();
+    for (int i = 0; i < 4; i++) {
+      limit("r" + i, 0, rate("requests", 100, Duration.ofSeconds(1), 100));
+    }
+    clock.advance(Duration.ofSeconds(1));
+    for (int i = 0; i < 4; i++) {
+      for (int k = 0; k <= i; k++) { // r0 once, r1 twice, ...
+        granted(acquire("r" + i, Map.of("requests", 1L)));
+      }
+    }
+    assertThat(grantedByTag(meters))
+        .as("the first two resources used are tagged, the others share _other")
+        .containsExactlyEntriesOf(new TreeMap<>(Map.of("r0", 1.0, "r1", 2.0, "_other", 7.0)));
+    assertThat(meters.find("sluice.acquire.wait").tag("resource", "r3").timer()).isNull();
+    assertThat(meters.find("sluice.acquire.wait").tag("resource", "_other").timer().count())
+        .isEqualTo(7);
+    for (int i = 0; i < 4; i++) {
+      assertThat(engine.stats("r" + i).granted()).as("stats stay exact past the cap").isEqualTo(i + 1);
+    }
+
+    // A rejection beyond the cap is counted under _other with its reason, and exactly in stats.
+    assertThatThrownBy(() -> acquire("r3", Map.of("tokens", 1L))).isInstanceOf(EngineException.class);
+    assertThat(meters.find("sluice.acquire.rejected").tags("resource", "_other", "reason", "invalid")
+        .counter().count()).isEqualTo(1);
+    assertThat(engine.stats("r3").rejected()).containsEntry("invalid", 1L);
+  }
+
+  @Test
+  void aDeletedResourceLeavesTheRegistryAndFreesItsSlot() throws Exception {
+    SimpleMeterRegistry meters = new SimpleMeterRegistry();
+    engine = MemoryEngine.builder().ticker(clock).scheduler(clock).meterRegistry(meters)
+        .metricsMaxResources(1).build();
+    limit("a", 0, rate("requests", 100, Duration.ofSeconds(1), 100));
+    limit("b", 0, rate("requests", 100, Duration.ofSeconds(1), 100));
+    clock.advance(Duration.ofSeconds(1));
+    granted(acquire("a", Map.of("requests", 1L)));
+    engine.deleteLimit("a");
+    assertThat(meters.find("sluice.acquire.granted").tag("resource", "a").counters()).isEmpty();
+    assertThat(meters.find("sluice.acquire.wait").tag("resource", "a").timers()).isEmpty();
+    granted(acquire("b", Map.of("requests", 1L)));
+    assertThat(grantedByTag(meters)).as("b took a's slot").containsOnlyKeys("b");
+  }
+
+  @Test
+  void zeroMetricsMaxResourcesPutsEveryResourceUnderOther() throws Exception {
+    SimpleMeterRegistry meters = new SimpleMeterRegistry();
+    engine = MemoryEngine.builder().ticker(clock).scheduler(clock).meterRegistry(meters)
+        .metricsMaxResources(0).build();
+    limit("a", 0, rate("requests", 100, Duration.ofSeconds(1), 100));
+    clock.advance(Duration.ofSeconds(1));
+    granted(acquire("a", Map.of("requests", 1L)));
+    assertThat(grantedByTag(meters)).containsExactlyEntriesOf(Map.of("_other", 1.0));
+  }
+
+  @Test
+  void aBadMetricsCapIsRefusedWithTheRange() {
+    assertThatThrownBy(() -> MemoryEngine.builder().metricsMaxResources(-1))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("metrics max resources -1 is out of range: use 0")
+        .hasMessageContaining("to 1000000");
+  }
+
+  @Test
+  void onlyAGrantThatWaitedCreatesAWaitHistogramAndIdlenessDropsIt() throws Exception {
+    engine =
+        MemoryEngine.builder().ticker(clock).scheduler(clock).idleGrace(Duration.ofMinutes(1)).build();
+    limit("r", 0, rate("requests", 1, Duration.ofSeconds(1), 1));
+    limit("other", 0, rate("requests", 1, Duration.ofSeconds(1), 1));
+    clock.advance(Duration.ofSeconds(1));
+    granted(acquire("r", Map.of("requests", 1L)));
+    assertThat(engine.holdsWaitHistogram("r")).as("an uncontended grant waited 0").isFalse();
+    assertThat(engine.stats("r").waitP99Seconds()).isZero();
+
+    Ticket waiting = acquire("r", Map.of("requests", 1L));
+    clock.advance(Duration.ofSeconds(1));
+    granted(waiting);
+    assertThat(engine.holdsWaitHistogram("r")).isTrue();
+    ResourceSnapshot s = engine.stats("r");
+    assertThat(s.waitP50Seconds()).as("half the grants did not wait").isZero();
+    assertThat(s.waitP99Seconds()).isCloseTo(1.0, within(0.01));
+
+    // Long idle: the state is dropped (on the next cache operation) and the histogram with it.
+    clock.advance(Duration.ofMinutes(10));
+    granted(acquire("other", Map.of("requests", 1L)));
+    assertThat(engine.holdsWaitHistogram("r")).isFalse();
+    assertThat(engine.stats("r").waitP99Seconds()).as("nothing waited recently").isZero();
+    assertThat(engine.stats("r").granted()).isEqualTo(2);
+  }
+
+  @Test
+  void recentWaitsStillCountAfterTheStateWasDroppedSoon() throws Exception {
+    engine =
+        MemoryEngine.builder().ticker(clock).scheduler(clock).idleGrace(Duration.ofMinutes(1)).build();
+    limit("r", 0, rate("requests", 1, Duration.ofSeconds(1), 1));
+    limit("other", 0, rate("requests", 1, Duration.ofSeconds(1), 1));
+    clock.advance(Duration.ofSeconds(1));
+    granted(acquire("r", Map.of("requests", 1L)));
+    Ticket waiting = acquire("r", Map.of("requests", 1L));
+    clock.advance(Duration.ofSeconds(1));
+    granted(waiting);
+    // Dropped after refill + the 1-minute grace, less than two windows after the wait.
+    clock.advance(Duration.ofSeconds(90));
+    granted(acquire("other", Map.of("requests", 1L)));
+    assertThat(engine.holdsWaitHistogram("r")).as("a wait 90 s ago is still recent").isTrue();
+    assertThat(engine.stats("r").waitP99Seconds()).isCloseTo(1.0, within(0.01));
   }
 }
