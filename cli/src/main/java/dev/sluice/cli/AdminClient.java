@@ -4,7 +4,9 @@ import dev.sluice.proto.v1.AdminGrpc;
 import io.grpc.Grpc;
 import io.grpc.ChannelCredentials;
 import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
 import io.grpc.StatusRuntimeException;
+import io.grpc.stub.MetadataUtils;
 import java.time.Duration;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Function;
@@ -19,10 +21,16 @@ final class AdminClient implements AutoCloseable {
   private final ManagedChannel channel;
   private final AdminGrpc.AdminBlockingStub stub;
 
-  AdminClient(String target, ChannelCredentials credentials) {
+  AdminClient(String target, ChannelCredentials credentials, String apiKey) {
     this.target = target;
     this.channel = Grpc.newChannelBuilder(target, credentials).build();
-    this.stub = AdminGrpc.newBlockingStub(channel);
+    AdminGrpc.AdminBlockingStub s = AdminGrpc.newBlockingStub(channel);
+    if (apiKey != null) {
+      Metadata headers = new Metadata();
+      headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + apiKey);
+      s = s.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(headers));
+    }
+    this.stub = s;
   }
 
   /** Runs one call with a fresh deadline; a gRPC error becomes a {@link CliFailure}. */

@@ -10,7 +10,7 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Spec;
 
-/** {@code --target} and the TLS options, mixed into every command that talks to a coordinator. */
+/** {@code --target}, {@code --api-key} and the TLS options, mixed into every command that talks to a coordinator. */
 final class ClientOptions {
 
   @Spec(Spec.Target.MIXEE)
@@ -20,6 +20,11 @@ final class ClientOptions {
       defaultValue = "${env:SLUICE_TARGET:-localhost:7420}",
       description = "Coordinator to talk to (env SLUICE_TARGET, default ${DEFAULT-VALUE}).")
   private String target;
+
+  @Option(names = "--api-key", paramLabel = "KEY", defaultValue = "${env:SLUICE_API_KEY}",
+      description = "API key for a coordinator that has keys (env SLUICE_API_KEY; prefer the env var: a"
+          + " command line is visible to other users of the host).")
+  private String apiKey;
 
   @Option(names = "--tls", defaultValue = "${env:SLUICE_TLS:-false}",
       description = "Speak TLS to the coordinator, trusting the JVM's CAs (env SLUICE_TLS).")
@@ -48,7 +53,7 @@ final class ClientOptions {
     if (!t.contains(":")) {
       t = t + ":7420";
     }
-    return new AdminClient(t, credentials());
+    return new AdminClient(t, credentials(), apiKey == null || apiKey.isBlank() ? null : apiKey.trim());
   }
 
   private ChannelCredentials credentials() {

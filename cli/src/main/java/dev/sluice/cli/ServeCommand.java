@@ -29,8 +29,10 @@ final class ServeCommand implements Callable<Integer> {
   @Spec
   private CommandSpec spec;
 
-  @Option(names = "--host", paramLabel = "HOST", defaultValue = "${env:SLUICE_HOST:-0.0.0.0}",
-      description = "Address to bind (env SLUICE_HOST, default ${DEFAULT-VALUE}).")
+  @Option(names = {"--bind", "--host"}, paramLabel = "ADDR", defaultValue = "${env:SLUICE_HOST}",
+      description = "Address to bind (env SLUICE_HOST). Default: 0.0.0.0 (all interfaces) once any API key"
+          + " exists, else 127.0.0.1: a coordinator without keys is open, so it stays on loopback unless"
+          + " you say otherwise.")
   private String host;
 
   @Option(names = "--port", paramLabel = "PORT", defaultValue = "${env:SLUICE_PORT:-7420}",
@@ -109,7 +111,6 @@ final class ServeCommand implements Callable<Integer> {
     SluiceServer server;
     try {
       SluiceServer.Builder builder = SluiceServer.builder()
-          .host(host)
           .port(port)
           .dataDir(dataDir)
           .maxWaiting(maxWaiting)
@@ -121,6 +122,9 @@ final class ServeCommand implements Callable<Integer> {
           .store(store);
       if (nodeId != null && !nodeId.isBlank()) {
         builder.nodeId(nodeId);
+      }
+      if (host != null) {
+        builder.host(host);
       }
       if ((tlsCert == null) != (tlsKey == null)) {
         throw new IllegalArgumentException("--tls-cert and --tls-key go together: give both (the certificate"

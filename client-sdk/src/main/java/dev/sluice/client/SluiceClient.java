@@ -8,10 +8,14 @@ import dev.sluice.proto.v1.ReleaseResponse;
 import dev.sluice.proto.v1.ReportRequest;
 import dev.sluice.proto.v1.ReportResponse;
 import io.grpc.ClientInterceptor;
+import io.grpc.Channel;
 import io.grpc.ChannelCredentials;
+import io.grpc.ClientInterceptors;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
 import io.grpc.TlsChannelCredentials;
+import io.grpc.stub.MetadataUtils;
 import io.grpc.StatusRuntimeException;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -67,6 +71,9 @@ public final class SluiceClient implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(SluiceClient.class);
 
   static final String TARGET_ENV = "SLUICE_TARGET";
+  static final String API_KEY_ENV = "SLUICE_API_KEY";
+  private static final Metadata.Key<String> AUTHORIZATION =
+      Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
   static final String DEFAULT_TARGET = "localhost:7420";
   static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(30);
   /** Added to an acquire's timeout for its gRPC deadline: the server answers first, a dead one cannot hang us. */
@@ -131,8 +138,15 @@ public final class SluiceClient implements AutoCloseable {
     }
     this.prober = nodes == null ? null
         : new NodeProber(nodes.nodes(), new NodeProber.HealthProbe(nodes.nodes(), credentials), scheduler, ticker, nodes);
-    this.stub = CoordinatorGrpc.newStub(channel);
-    this.blockingStub = CoordinatorGrpc.newBlockingStub(channel);
+    String apiKey = b.apiKey != null ? b.apiKey : blankToNull(System.getenv(API_KEY_ENV));
+    Channel calls = channel;
+    if (apiKey != null) {
+      Metadata headers = new Metadata();
+      headers.put(AUTHORIZATION, "Bearer " + apiKey);
+      calls = ClientInterceptors.intercept(channel, MetadataUtils.newAttachHeadersInterceptor(headers));
+    }
+    this.stub = CoordinatorGrpc.newStub(calls);
+    this.blockingStub = CoordinatorGrpc.newBlockingStub(calls);
     this.defaultTimeout = b.defaultTimeout != null ? b.defaultTimeout : DEFAULT_TIMEOUT;
     this.defaultLane = b.defaultLane != null ? b.defaultLane : Lane.DEFAULT;
     this.executor = b.executor != null ? b.executor : Runnable::run;
@@ -533,6 +547,10 @@ public final class SluiceClient implements AutoCloseable {
     }
   }
 
+  private static String blankToNull(String s) {
+    return s == null || s.isBlank() ? null : s.trim();
+  }
+
   private void checkOpen() {
     if (closed.get()) {
       throw new IllegalStateException("this SluiceClient is closed; build a new one");
@@ -578,6 +596,7 @@ public final class SluiceClient implements AutoCloseable {
     private Lane defaultLane;
     private Executor executor;
     private int sessionStreams;
+    private String apiKey;
     private boolean tls;
     private Path tlsTrust;
     private Path tlsCert;
@@ -666,6 +685,28 @@ public final class SluiceClient implements AutoCloseable {
       Objects.requireNonNull(executor, "executor must not be null; leave it unset to complete on the gRPC thread");
       requireUnset(this.executor, "executor");
       this.executor = executor;
+      return this;
+    }
+
+    /**
+     * The API key sent with every call ({@code authorization: Bearer <key>}); needed once the
+     * coordinator has any key. Default: the environment variable {@code SLUICE_API_KEY}, else none.
+     * The key is never logged.
+     *
+     * @throws IllegalArgumentException if blank or not printable ASCII
+     * @throws IllegalStateException if already set
+     */
+    public Builder apiKey(String key) {
+      Objects.requireNonNull(key, "apiKey must not be null; leave it unset to use SLUICE_API_KEY");
+      if (this.apiKey != null) {
+        throw new IllegalStateException("apiKey was already set; set it once");
+      }
+      String k = key.trim();
+      if (k.isEmpty() || !k.chars().allMatch(c -> c > 0x20 && c < 0x7f)) {
+        throw new IllegalArgumentException("apiKey must be a non-blank key of printable ASCII (slk_...); create"
+            + " one with `sluice key create`");
+      }
+      this.apiKey = k;
       return this;
     }
 

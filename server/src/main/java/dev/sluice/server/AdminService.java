@@ -1,6 +1,13 @@
 package dev.sluice.server;
 
 import dev.sluice.proto.v1.AdminGrpc;
+import dev.sluice.proto.v1.CreateKeyRequest;
+import dev.sluice.proto.v1.CreateKeyResponse;
+import dev.sluice.proto.v1.ListKeysRequest;
+import dev.sluice.proto.v1.ListKeysResponse;
+import dev.sluice.proto.v1.RevokeKeyRequest;
+import dev.sluice.proto.v1.RevokeKeyResponse;
+import dev.sluice.server.auth.KeyAdmin;
 import dev.sluice.proto.v1.DeleteLimitRequest;
 import dev.sluice.proto.v1.DeleteLimitResponse;
 import dev.sluice.proto.v1.GetLimitRequest;
@@ -31,10 +38,27 @@ final class AdminService extends AdminGrpc.AdminImplBase {
 
   private final Engine engine;
   private final Executor blocking;
+  private final KeyAdmin keys;
 
-  AdminService(Engine engine, Executor blocking) {
+  AdminService(Engine engine, Executor blocking, KeyAdmin keys) {
     this.engine = engine;
     this.blocking = blocking;
+    this.keys = keys;
+  }
+
+  @Override
+  public void createKey(CreateKeyRequest req, StreamObserver<CreateKeyResponse> observer) {
+    blocking.execute(() -> answer(observer, () -> keys.create(req)));
+  }
+
+  @Override
+  public void listKeys(ListKeysRequest req, StreamObserver<ListKeysResponse> observer) {
+    answer(observer, keys::list);
+  }
+
+  @Override
+  public void revokeKey(RevokeKeyRequest req, StreamObserver<RevokeKeyResponse> observer) {
+    blocking.execute(() -> answer(observer, () -> keys.revoke(req)));
   }
 
   private static <T> void answer(StreamObserver<T> observer, Supplier<T> work) {

@@ -15,6 +15,7 @@ import dev.sluice.proto.v1.ReportRequest;
 import dev.sluice.proto.v1.ReportResponse;
 import dev.sluice.proto.v1.SessionRequest;
 import dev.sluice.proto.v1.SessionResponse;
+import dev.sluice.server.auth.Principal;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.Grant;
@@ -80,6 +81,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
    * maximum wait and by the call's deadline (null for none).
    */
   Ticket start(AcquireRequest req, Deadline deadline) {
+    Principal.checkResource(req.getResource());
     long timeout = req.hasTimeout() ? Protos.nanos(req.getTimeout(), "timeout") : maxWaitNanos;
     timeout = Math.min(timeout, maxWaitNanos);
     if (deadline != null) {
@@ -101,6 +103,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
   @Override
   public void cancel(CancelRequest req, StreamObserver<CancelResponse> observer) {
     try {
+      Principal.checkResource(req.getResource());
       boolean cancelled = engine.cancel(req.getResource(), req.getRequestId());
       observer.onNext(CancelResponse.newBuilder().setCancelled(cancelled).build());
       observer.onCompleted();
@@ -112,6 +115,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
   @Override
   public void release(ReleaseRequest req, StreamObserver<ReleaseResponse> observer) {
     try {
+      Principal.checkResource(req.getResource());
       boolean released =
           engine.release(
               req.getResource(),
@@ -129,6 +133,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
   @Override
   public void renew(RenewRequest req, StreamObserver<RenewResponse> observer) {
     try {
+      Principal.checkResource(req.getResource());
       var expired = engine.renew(req.getResource(), req.getPermitIdsList());
       observer.onNext(
           RenewResponse.newBuilder()
@@ -144,6 +149,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
   @Override
   public void report(ReportRequest req, StreamObserver<ReportResponse> observer) {
     try {
+      Principal.checkResource(req.getResource());
       long retryAfter =
           req.hasRetryAfter() ? Protos.nanos(req.getRetryAfter(), "retry_after") : 1_000_000_000L;
       long paused =
@@ -162,6 +168,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
   @Override
   public void describe(DescribeRequest req, StreamObserver<DescribeResponse> observer) {
     try {
+      Principal.checkResource(req.getResource());
       var limit =
           engine
               .getLimit(req.getResource())

@@ -6,6 +6,7 @@ import dev.sluice.proto.v1.SessionAcquire;
 import dev.sluice.proto.v1.SessionAnswer;
 import dev.sluice.proto.v1.SessionRequest;
 import dev.sluice.proto.v1.SessionResponse;
+import dev.sluice.server.auth.Principal;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.Grant;
@@ -76,6 +77,7 @@ final class Session implements StreamObserver<SessionRequest> {
 
   private void release(ReleaseRequest r) {
     try {
+      Principal.checkResource(r.getResource());
       engine.release(r.getResource(), r.getPermitId(), r.getActualMap(), r.getSettle(), r.getUnused());
     } catch (EngineException e) {
       if (e.reason() == EngineException.Reason.INVALID && r.getSettle()) {
@@ -87,6 +89,9 @@ final class Session implements StreamObserver<SessionRequest> {
         log.debug("release of permit {} on '{}' in a session failed: {}", r.getPermitId(), r.getResource(),
             e.getMessage());
       }
+    } catch (io.grpc.StatusRuntimeException e) {
+      log.debug("release of permit {} on '{}' in a session refused: {}", r.getPermitId(), r.getResource(),
+          e.getStatus());
     } catch (RuntimeException e) {
       log.warn("release of permit {} on '{}' in a session failed", r.getPermitId(), r.getResource(), e);
     }

@@ -2,6 +2,10 @@ package dev.sluice.server;
 
 import dev.sluice.proto.v1.AdminGrpc;
 import dev.sluice.proto.v1.CoordinatorGrpc;
+import dev.sluice.server.auth.AuthInterceptor;
+import dev.sluice.server.auth.FileKeyStore;
+import dev.sluice.server.auth.KeyAdmin;
+import dev.sluice.server.auth.KeyStore;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.FileLimitStore;
 import dev.sluice.server.engine.MemoryEngine;
@@ -58,6 +62,8 @@ public final class SluiceServer implements AutoCloseable {
   private HealthStatusManager health;
   private ScheduledThreadPoolExecutor timers;
   private ExecutorService adminExecutor;
+  private KeyStore keys;
+  private volatile String boundHost;
   private boolean started;
   private boolean closed;
 
@@ -95,7 +101,10 @@ public final class SluiceServer implements AutoCloseable {
       }
     }
 
-    /** Address to bind; default {@code 0.0.0.0} (all interfaces). */
+    /**
+     * Address to bind. Default: {@code 0.0.0.0} (all interfaces) once any API key exists, else
+     * {@code 127.0.0.1}: a coordinator without keys is open to anyone who reaches it.
+     */
     public Builder host(String host) {
       once(this.host, "host");
       if (host == null || host.isBlank()) {
@@ -263,7 +272,6 @@ public final class SluiceServer implements AutoCloseable {
       }
       started = true;
     }
-    String host = config.host == null ? "0.0.0.0" : config.host;
     int port = config.port == null ? 7420 : config.port;
     Path dataDir = (config.dataDir == null ? Path.of("sluice-data") : config.dataDir).toAbsolutePath().normalize();
     Duration maxWait = config.maxWait == null ? Duration.ofMinutes(5) : config.maxWait;
@@ -282,11 +290,15 @@ public final class SluiceServer implements AutoCloseable {
     io.grpc.ServerCredentials credentials;
     try {
       credentials = (config.tls == null ? Tls.NONE : config.tls).credentials();
+      keys = new FileKeyStore(dataDir);
       engine = shared ? redisEngine(storeName) : memoryEngine(dataDir);
     } catch (IOException | RuntimeException e) {
       shutdownExecutors();
       throw e;
     }
+    boolean open = keys.isEmpty();
+    String host = config.host != null ? config.host : open ? "127.0.0.1" : "0.0.0.0";
+    boundHost = host;
     health = new HealthStatusManager();
     try {
       server =
@@ -297,7 +309,8 @@ public final class SluiceServer implements AutoCloseable {
               .permitKeepAliveTime(500, TimeUnit.MILLISECONDS)
               .permitKeepAliveWithoutCalls(true)
               .addService(new CoordinatorService(engine, maxWait.toNanos()))
-              .addService(new AdminService(engine, adminExecutor))
+              .addService(new AdminService(engine, adminExecutor, new KeyAdmin(keys, System::currentTimeMillis)))
+              .intercept(new AuthInterceptor(keys))
               .addService(health.getHealthService())
               .addService(ProtoReflectionServiceV1.newInstance())
               // Older grpcurl and tools speak only the v1alpha reflection protocol.
@@ -320,11 +333,20 @@ public final class SluiceServer implements AutoCloseable {
       // Redis is away (it would answer UNAVAILABLE anyway) and come back when it returns.
       timers.scheduleWithFixedDelay(this::updateHealth, 1, 1, TimeUnit.SECONDS);
     }
+    if (open) {
+      log.warn("NO API KEYS: this coordinator is OPEN. Anyone who reaches {}:{} can acquire, change limits and"
+          + " create keys. {} Create an admin key with `sluice key create --role admin`; once a key exists every"
+          + " call needs one.", host, server.getPort(), config.host == null
+              ? "It listens on loopback only; after creating keys, restart it (it then binds all interfaces) or"
+                  + " give --bind."
+              : "It listens on " + host + " because --bind/--host says so.");
+    }
     log.info(
-        "Sluice coordinator ready on port {} (bind {}, {}), data dir {}, store {}, {} limits loaded",
+        "Sluice coordinator ready on port {} (bind {}, {}, {}), data dir {}, store {}, {} limits loaded",
         server.getPort(),
         host,
         (config.tls == null ? Tls.NONE : config.tls).describe(),
+        open ? "open: no API keys" : keys.all().size() + " API keys in " + keys.describe(),
         dataDir,
         shared
             ? ((RedisEngine) engine).describeStore() + " as node " + ((RedisEngine) engine).nodeId()
@@ -404,6 +426,14 @@ public final class SluiceServer implements AutoCloseable {
         Executors.newFixedThreadPool(
             Math.max(8, 8 * Runtime.getRuntime().availableProcessors()), daemon("sluice-call"));
     return b.executor(callExecutor);
+  }
+
+  /** The address bound: as configured, else loopback while open (no API key), else all interfaces. */
+  public String boundHost() {
+    if (server == null) {
+      throw new IllegalStateException("server not started: call start() first");
+    }
+    return boundHost;
   }
 
   /** The bound port. */

@@ -59,7 +59,7 @@ class GrpcLayerTest {
         InProcessServerBuilder.forName(name)
             .directExecutor()
             .addService(new CoordinatorService(engine, TimeUnit.MINUTES.toNanos(5)))
-            .addService(new AdminService(engine, Runnable::run))
+            .addService(new AdminService(engine, Runnable::run, new dev.sluice.server.auth.KeyAdmin(new dev.sluice.server.auth.FileKeyStore(java.nio.file.Files.createTempDirectory("keys")), System::currentTimeMillis)))
             .build()
             .start();
     channel = InProcessChannelBuilder.forName(name).directExecutor().build();

@@ -122,8 +122,17 @@ public final class FileLimitStore implements LimitStore {
                         l.maxWaiting(),
                         l.leaseTtl().toMillis())));
     byte[] bytes = json.writeValueAsBytes(new FileContent(FORMAT_VERSION, out));
+    writeAtomically(dir, file, bytes);
+  }
+
+  /**
+   * Writes {@code bytes} to {@code file} so that a crash at any point leaves the old content or the
+   * new, never a mix: a temporary file in the same directory, forced to disk, renamed over the old
+   * one, then the directory forced.
+   */
+  public static void writeAtomically(Path dir, Path file, byte[] bytes) throws IOException {
     Files.createDirectories(dir);
-    Path tmp = Files.createTempFile(dir, FILE_NAME, ".tmp");
+    Path tmp = Files.createTempFile(dir, file.getFileName().toString(), ".tmp");
     try {
       try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
         var buf = java.nio.ByteBuffer.wrap(bytes);
@@ -141,10 +150,10 @@ public final class FileLimitStore implements LimitStore {
     } finally {
       Files.deleteIfExists(tmp);
     }
-    forceDirectory();
+    forceDirectory(dir);
   }
 
-  private void forceDirectory() {
+  private static void forceDirectory(Path dir) {
     // Makes the rename durable. Not every platform can open a directory; Linux can.
     try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
       ch.force(true);

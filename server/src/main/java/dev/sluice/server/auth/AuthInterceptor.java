@@ -1,0 +1,90 @@
+package dev.sluice.server.auth;
+
+import io.grpc.Context;
+import io.grpc.Contexts;
+import io.grpc.Metadata;
+import io.grpc.ServerCall;
+import io.grpc.ServerCallHandler;
+import io.grpc.ServerInterceptor;
+import io.grpc.Status;
+import java.util.Optional;
+
+/**
+ * Checks the API key of every call: {@code authorization: Bearer slk_...}. No key or an unknown
+ * one: UNAUTHENTICATED; a worker key on the Admin service: PERMISSION_DENIED (resources are
+ * checked per request by {@link Principal#checkResource}). Health checks are open (load
+ * balancers and the SDK's probes carry no key); reflection needs a valid key of any role. While
+ * the store holds no key at all the coordinator is open and every call passes as admin.
+ *
+ * <p>Keys never reach a log or an error message: only their public id does.
+ */
+public final class AuthInterceptor implements ServerInterceptor {
+
+  static final Metadata.Key<String> AUTHORIZATION =
+      Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
+  private static final String HEALTH = "grpc.health.v1.Health";
+  private static final String ADMIN = "sluice.v1.Admin";
+  private static final String COORDINATOR = "sluice.v1.Coordinator";
+
+  private final KeyStore keys;
+  private final java.util.Map<String, ResourcePattern> patterns = new java.util.concurrent.ConcurrentHashMap<>();
+
+  public AuthInterceptor(KeyStore keys) {
+    this.keys = keys;
+  }
+
+  @Override
+  public <ReqT, RespT> ServerCall.Listener<ReqT> interceptCall(
+      ServerCall<ReqT, RespT> call, Metadata headers, ServerCallHandler<ReqT, RespT> next) {
+    String service = call.getMethodDescriptor().getServiceName();
+    if (HEALTH.equals(service)) {
+      return next.startCall(call, headers);
+    }
+    Principal principal;
+    if (keys.isEmpty()) {
+      principal = Principal.OPEN;
+    } else {
+      Optional<Principal> found = authenticate(headers.get(AUTHORIZATION));
+      if (found.isEmpty()) {
+        return refuse(call, Status.UNAUTHENTICATED.withDescription(headers.get(AUTHORIZATION) == null
+            ? "this coordinator requires an API key: pass one with SluiceClient.Builder.apiKey(...), the CLI's"
+                + " --api-key, or SLUICE_API_KEY (an admin creates keys with `sluice key create`)"
+            : "unknown or revoked API key " + describe(headers.get(AUTHORIZATION)) + ": check the key, or ask"
+                + " an admin for a new one (`sluice key create`)"));
+      }
+      principal = found.get();
+      boolean allowed = switch (service) {
+        case ADMIN -> principal.role() == Role.ADMIN;
+        case COORDINATOR -> true;
+        default -> true; // reflection: any valid key
+      };
+      if (!allowed) {
+        return refuse(call, Status.PERMISSION_DENIED.withDescription("API key " + principal.keyId() + " has role"
+            + " worker; " + call.getMethodDescriptor().getBareMethodName() + " is an admin call: use an admin key"));
+      }
+    }
+    return Contexts.interceptCall(Context.current().withValue(Principal.KEY, principal), call, headers, next);
+  }
+
+  private Optional<Principal> authenticate(String header) {
+    if (header == null) {
+      return Optional.empty();
+    }
+    String token = header.regionMatches(true, 0, "Bearer ", 0, 7) ? header.substring(7).trim() : header.trim();
+    return StoredKey.parse(token).flatMap(p -> keys.get(p.id())
+        .filter(k -> k.matches(p.secret()))
+        .map(k -> new Principal(k.id(), k.role(), patterns.computeIfAbsent(k.resources(), ResourcePattern::parse),
+            keys)));
+  }
+
+  /** The key's public id, or that it is not shaped like a key; never the secret. */
+  private static String describe(String header) {
+    String token = header.regionMatches(true, 0, "Bearer ", 0, 7) ? header.substring(7).trim() : header.trim();
+    return StoredKey.parse(token).map(p -> "(id " + p.id() + ")").orElse("(not a Sluice key: they start with slk_)");
+  }
+
+  private static <ReqT, RespT> ServerCall.Listener<ReqT> refuse(ServerCall<ReqT, RespT> call, Status status) {
+    call.close(status, new Metadata());
+    return new ServerCall.Listener<>() {};
+  }
+}

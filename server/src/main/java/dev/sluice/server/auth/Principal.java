@@ -1,0 +1,39 @@
+package dev.sluice.server.auth;
+
+import io.grpc.Context;
+import io.grpc.Status;
+
+/** Who is calling: a key's id, role and resources. Attached to each call's {@link Context}. */
+public record Principal(String keyId, Role role, ResourcePattern resources, KeyStore store) {
+
+  static final Context.Key<Principal> KEY = Context.key("sluice-principal");
+
+  /** A coordinator with no keys: everyone is admin (and the server is bound to loopback by default). */
+  static final Principal OPEN = new Principal(null, Role.ADMIN, ResourcePattern.ALL, null);
+
+  /** The caller of the current call; null outside a call checked by {@link AuthInterceptor}. */
+  public static Principal current() {
+    return KEY.get();
+  }
+
+  /**
+   * Refuses a resource the calling key does not cover (PERMISSION_DENIED), or a key revoked since
+   * the call began (UNAUTHENTICATED: long-lived session streams). Does nothing outside a checked
+   * call (in-process tests) or on an open coordinator.
+   */
+  public static void checkResource(String resource) {
+    Principal p = KEY.get();
+    if (p == null || p.keyId == null) {
+      return;
+    }
+    if (p.store.get(p.keyId).isEmpty()) {
+      throw Status.UNAUTHENTICATED.withDescription("API key " + p.keyId + " was revoked: ask an admin for a new"
+          + " key (`sluice key create`)").asRuntimeException();
+    }
+    if (!p.resources.matches(resource)) {
+      throw Status.PERMISSION_DENIED.withDescription("API key " + p.keyId + " may use resources '" + p.resources
+          + "', not '" + resource + "': use a key that covers it, or have an admin create one"
+          + " (`sluice key create --role worker --resources " + resource + "`)").asRuntimeException();
+    }
+  }
+}
