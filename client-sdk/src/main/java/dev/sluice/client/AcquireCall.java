@@ -131,7 +131,7 @@ final class AcquireCall {
     long remaining = remainingNanos();
     // The server owns the timeout and answers DEADLINE_EXCEEDED itself; the margin only ends a
     // call to a coordinator that died or hangs.
-    long margin = SluiceClient.DEADLINE_MARGIN.toNanos();
+    long margin = client.deadlineMargin().toNanos();
     long deadline = remaining > Long.MAX_VALUE - margin ? Long.MAX_VALUE : remaining + margin;
     AcquireRequest attemptRequest = retries == 0
         ? request
@@ -322,7 +322,7 @@ final class AcquireCall {
       long elapsed = client.ticker().getAsLong() - attemptStarted;
       if (mapped instanceof AcquireTimeoutException
           && serverTimeoutNanos != Long.MAX_VALUE
-          && elapsed - serverTimeoutNanos > SluiceClient.DEADLINE_MARGIN.toNanos() / 2) {
+          && elapsed - serverTimeoutNanos > client.deadlineMargin().toNanos() / 2) {
         // The coordinator owns the timeout and answers it itself; silence well past it means the
         // coordinator is hung or unreachable, which callers must treat as unavailable, not slow.
         mapped = new SluiceUnavailableException(

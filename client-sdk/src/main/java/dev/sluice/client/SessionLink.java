@@ -40,7 +40,7 @@ import org.slf4j.LoggerFactory;
  * for an attempt nobody waits for any more is released at once as unused. Releases go on the
  * stream without an answer; one written to a stream that breaks before the coordinator read it
  * is lost with it and its lease (if any) runs out at the coordinator. Attempts not answered
- * {@link SluiceClient#DEADLINE_MARGIN} after their own timeout are failed with
+ * the client's deadline margin (5 s) after their own timeout are failed with
  * DEADLINE_EXCEEDED by a once-a-second sweep, as the unary call's deadline would.
  */
 final class SessionLink implements AutoCloseable {

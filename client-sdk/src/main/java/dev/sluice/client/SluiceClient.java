@@ -112,6 +112,7 @@ public final class SluiceClient implements AutoCloseable {
   private final Gauge degradedGauge;
   private final AtomicLong lastRenewAll;
   private final AtomicBoolean closed = new AtomicBoolean();
+  private final Duration deadlineMargin;
   /**
    * Request ids: 128 random bits per client, then a counter. As unique as a random UUID each, without
    * a SecureRandom call (a lock shared by every thread) per acquire.
@@ -148,6 +149,7 @@ public final class SluiceClient implements AutoCloseable {
     this.stub = CoordinatorGrpc.newStub(calls);
     this.blockingStub = CoordinatorGrpc.newBlockingStub(calls);
     this.defaultTimeout = b.defaultTimeout != null ? b.defaultTimeout : DEFAULT_TIMEOUT;
+    this.deadlineMargin = b.deadlineMargin != null ? b.deadlineMargin : DEADLINE_MARGIN;
     this.defaultLane = b.defaultLane != null ? b.defaultLane : Lane.DEFAULT;
     this.executor = b.executor != null ? b.executor : Runnable::run;
     this.lastRenewAll = new AtomicLong(ticker.getAsLong() - RENEW_ALL_SPACING.toNanos());
@@ -399,6 +401,11 @@ public final class SluiceClient implements AutoCloseable {
     return scheduler;
   }
 
+  /** Added to an acquire's timeout for its gRPC deadline. */
+  Duration deadlineMargin() {
+    return deadlineMargin;
+  }
+
   /** The session streams acquires and releases ride, or null for unary calls. */
   SessionLink session() {
     return session;
@@ -597,6 +604,7 @@ public final class SluiceClient implements AutoCloseable {
     private Executor executor;
     private int sessionStreams;
     private String apiKey;
+    private Duration deadlineMargin;
     private boolean tls;
     private Path tlsTrust;
     private Path tlsCert;
@@ -851,6 +859,16 @@ public final class SluiceClient implements AutoCloseable {
     }
 
     /** For tests: the client's nanosecond clock (timeouts, retries, degraded mode, local limiter). */
+    /**
+     * Test hook: the margin added to an acquire's timeout for its gRPC deadline (default 5 s). Tests
+     * that run the server on a fake clock for longer than that in real time raise it, so a loaded
+     * machine cannot turn the margin into a cancelled call.
+     */
+    Builder deadlineMargin(Duration margin) {
+      this.deadlineMargin = Objects.requireNonNull(margin);
+      return this;
+    }
+
     Builder ticker(LongSupplier ticker) {
       Objects.requireNonNull(ticker, "ticker");
       requireUnset(this.ticker, "ticker");

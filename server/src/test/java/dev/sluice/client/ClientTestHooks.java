@@ -16,6 +16,11 @@ public final class ClientTestHooks {
     return builder.ticker(nanoTime);
   }
 
+  /** The margin added to an acquire's timeout for its gRPC deadline (default 5 s). */
+  public static SluiceClient.Builder deadlineMargin(SluiceClient.Builder builder, java.time.Duration margin) {
+    return builder.deadlineMargin(margin);
+  }
+
   /** Whether every node of the client's list target has passed a health probe since it started. */
   public static boolean everyNodeAnswered(SluiceClient client) {
     return client.everyNodeAnswered();

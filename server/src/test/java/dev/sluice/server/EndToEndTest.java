@@ -249,7 +249,12 @@ class EndToEndTest {
   @Test
   void g5_cancelStormLeavesCapacityExactlyIntact() throws Exception {
     SluiceServer s = server(true);
-    SluiceClient c = client(s);
+    // The timeouts below run on the server's fake clock; on a loaded machine the test can take
+    // longer than timeout + 5 s in real time, and a client-side deadline would cut calls whose
+    // grant is on the wire (that permit then waits for its 10 min lease). Not what this tests.
+    SluiceClient c = dev.sluice.client.ClientTestHooks.deadlineMargin(
+        SluiceClient.builder().target("127.0.0.1:" + s.port()), Duration.ofMinutes(10)).build();
+    closeables.add(c);
     // A week-long period: refill during the test is tiny and exactly computable.
     Duration period = Duration.ofDays(7);
     // Leases outlast the stepped clock below, so every release lands on a live permit.
