@@ -49,7 +49,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
         timeout = Math.max(0, Math.min(timeout, deadline.timeRemaining(TimeUnit.NANOSECONDS)));
       }
       ticket =
-          engine.acquire(
+          engine.acquireAsync(
               req.getResource(),
               req.getLoadMap(),
               Protos.lane(req.getLane()),
@@ -102,19 +102,22 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
 
   @Override
   public void release(ReleaseRequest req, StreamObserver<ReleaseResponse> observer) {
-    try {
-      boolean released =
-          engine.release(
-              req.getResource(),
-              req.getPermitId(),
-              req.getActualMap(),
-              req.getSettle(),
-              req.getUnused());
-      observer.onNext(ReleaseResponse.newBuilder().setReleased(released).build());
-      observer.onCompleted();
-    } catch (RuntimeException e) {
-      observer.onError(Statuses.of(e));
-    }
+    engine
+        .releaseAsync(
+            req.getResource(),
+            req.getPermitId(),
+            req.getActualMap(),
+            req.getSettle(),
+            req.getUnused())
+        .whenComplete(
+            (released, error) -> {
+              if (error != null) {
+                observer.onError(Statuses.of(error));
+                return;
+              }
+              observer.onNext(ReleaseResponse.newBuilder().setReleased(released).build());
+              observer.onCompleted();
+            });
   }
 
   @Override
