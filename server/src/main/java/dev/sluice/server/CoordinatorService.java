@@ -87,7 +87,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
     if (deadline != null) {
       timeout = Math.max(0, Math.min(timeout, deadline.timeRemaining(TimeUnit.NANOSECONDS)));
     }
-    return engine.acquire(
+    return engine.acquireAsync(
         req.getResource(), req.getLoadMap(), Protos.lane(req.getLane()), timeout, req.getRequestId());
   }
 
@@ -116,18 +116,26 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
   public void release(ReleaseRequest req, StreamObserver<ReleaseResponse> observer) {
     try {
       Principal.checkResource(req.getResource());
-      boolean released =
-          engine.release(
-              req.getResource(),
-              req.getPermitId(),
-              req.getActualMap(),
-              req.getSettle(),
-              req.getUnused());
-      observer.onNext(ReleaseResponse.newBuilder().setReleased(released).build());
-      observer.onCompleted();
     } catch (RuntimeException e) {
       observer.onError(Statuses.of(e));
+      return;
     }
+    engine
+        .releaseAsync(
+            req.getResource(),
+            req.getPermitId(),
+            req.getActualMap(),
+            req.getSettle(),
+            req.getUnused())
+        .whenComplete(
+            (released, error) -> {
+              if (error != null) {
+                observer.onError(Statuses.of(error));
+                return;
+              }
+              observer.onNext(ReleaseResponse.newBuilder().setReleased(released).build());
+              observer.onCompleted();
+            });
   }
 
   @Override

@@ -78,22 +78,29 @@ final class Session implements StreamObserver<SessionRequest> {
   private void release(ReleaseRequest r) {
     try {
       Principal.checkResource(r.getResource());
-      engine.release(r.getResource(), r.getPermitId(), r.getActualMap(), r.getSettle(), r.getUnused());
-    } catch (EngineException e) {
-      if (e.reason() == EngineException.Reason.INVALID && r.getSettle()) {
-        // Never hold a slot hostage to a refused settle (the unary SDK path does the same).
-        log.debug("settle of permit {} on '{}' refused, released without it: {}",
-            r.getPermitId(), r.getResource(), e.getMessage());
-        release(r.toBuilder().clearActual().setSettle(false).build());
-      } else {
-        log.debug("release of permit {} on '{}' in a session failed: {}", r.getPermitId(), r.getResource(),
-            e.getMessage());
-      }
-    } catch (io.grpc.StatusRuntimeException e) {
-      log.debug("release of permit {} on '{}' in a session refused: {}", r.getPermitId(), r.getResource(),
-          e.getStatus());
+      engine.releaseAsync(r.getResource(), r.getPermitId(), r.getActualMap(), r.getSettle(), r.getUnused())
+          .whenComplete((released, error) -> {
+            if (error != null) {
+              released(r, error instanceof java.util.concurrent.CompletionException && error.getCause() != null
+                  ? error.getCause() : error);
+            }
+          });
     } catch (RuntimeException e) {
-      log.warn("release of permit {} on '{}' in a session failed", r.getPermitId(), r.getResource(), e);
+      released(r, e);
+    }
+  }
+
+  /** A release that failed: never hold a slot hostage to a refused settle (as the unary SDK path). */
+  private void released(ReleaseRequest r, Throwable error) {
+    if (error instanceof EngineException e && e.reason() == EngineException.Reason.INVALID && r.getSettle()) {
+      log.debug("settle of permit {} on '{}' refused, released without it: {}",
+          r.getPermitId(), r.getResource(), e.getMessage());
+      release(r.toBuilder().clearActual().setSettle(false).build());
+    } else if (error instanceof EngineException || error instanceof io.grpc.StatusRuntimeException) {
+      log.debug("release of permit {} on '{}' in a session refused: {}", r.getPermitId(), r.getResource(),
+          error.getMessage());
+    } else {
+      log.warn("release of permit {} on '{}' in a session failed", r.getPermitId(), r.getResource(), error);
     }
   }
 

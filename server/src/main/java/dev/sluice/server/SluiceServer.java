@@ -24,6 +24,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Objects;
+import java.util.Set;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -414,18 +415,26 @@ public final class SluiceServer implements AutoCloseable {
   }
 
   /**
-   * The memory engine never blocks, so calls run on the transport threads (a thread hop costs
-   * more than the work). The Redis engine waits for one round trip per call: calls get a pool,
-   * so the transport threads stay free.
+   * Calls run on the transport threads (a thread hop costs more than the work). The memory
+   * engine never blocks. The Redis engine never blocks on acquire and release (unary or in a
+   * session, whose key check is a map lookup); its other calls
+   * wait for a round trip, so they go to a pool and the transport threads stay free.
    */
   private NettyServerBuilder callExecutor(NettyServerBuilder b, boolean blocking) {
+    b.directExecutor();
     if (!blocking) {
-      return b.directExecutor();
+      return b;
     }
     callExecutor =
         Executors.newFixedThreadPool(
             Math.max(8, 8 * Runtime.getRuntime().availableProcessors()), daemon("sluice-call"));
-    return b.executor(callExecutor);
+    return b.intercept(
+        new OffloadInterceptor(
+            callExecutor,
+            Set.of(
+                CoordinatorGrpc.getAcquireMethod().getFullMethodName(),
+                CoordinatorGrpc.getReleaseMethod().getFullMethodName(),
+                CoordinatorGrpc.getSessionMethod().getFullMethodName())));
   }
 
   /** The address bound: as configured, else loopback while open (no API key), else all interfaces. */

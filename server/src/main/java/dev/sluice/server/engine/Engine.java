@@ -3,6 +3,7 @@ package dev.sluice.server.engine;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
 
 /**
  * The coordinator's algorithm, independent of transport: token buckets, the waiting room,
@@ -31,6 +32,18 @@ public interface Engine extends AutoCloseable {
   }
 
   /**
+   * {@link #acquire(String, Map, Lane, long, String)} for callers on a network thread: never
+   * waits for a store. Local checks may still throw; a refusal that only the store can tell
+   * (full waiting room, limit deleted, store away) fails the ticket's future instead, and the
+   * ticket's {@link Ticket#cancel()} does not wait for the store either. The default is {@code
+   * acquire}, for engines that never wait.
+   */
+  default Ticket acquireAsync(
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
+    return acquire(resource, load, lane, timeoutNanos, requestId);
+  }
+
+  /**
    * Withdraws the queued acquire with this request id. True if it was still waiting and has
    * left (its ticket fails with a cancellation); false if it was granted, ended or unknown.
    */
@@ -43,6 +56,20 @@ public interface Engine extends AutoCloseable {
    */
   boolean release(
       String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused);
+
+  /**
+   * {@link #release} for callers on a network thread: never waits for a store; every failure,
+   * local checks included, fails the future. The default is {@code release}, for engines that
+   * never wait.
+   */
+  default CompletableFuture<Boolean> releaseAsync(
+      String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused) {
+    try {
+      return CompletableFuture.completedFuture(release(resource, permitId, actual, settle, unused));
+    } catch (RuntimeException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+  }
 
   /** Extends leases; returns the ids that could not be renewed (released or expired). */
   List<String> renew(String resource, List<String> permitIds);

@@ -14,6 +14,7 @@ import io.lettuce.core.TimeoutOptions;
 import io.lettuce.core.api.StatefulConnection;
 import io.lettuce.core.cluster.ClusterClientOptions;
 import io.lettuce.core.cluster.RedisClusterClient;
+import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
 import io.lettuce.core.cluster.api.sync.RedisClusterCommands;
 import io.lettuce.core.pubsub.RedisPubSubAdapter;
 import io.lettuce.core.pubsub.StatefulRedisPubSubConnection;
@@ -25,6 +26,7 @@ import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.security.SecureRandom;
 import java.time.Duration;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.EnumMap;
@@ -37,6 +39,7 @@ import java.util.Optional;
 import java.util.TreeMap;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -87,6 +90,8 @@ public final class RedisEngine implements Engine {
   private final AbstractRedisClient client;
   private final StatefulConnection<String, String> connection;
   private final RedisClusterCommands<String, String> redis;
+  /** The same connection, for calls whose reply is handled on Lettuce's event loop. */
+  private final RedisClusterAsyncCommands<String, String> async;
   private final StatefulRedisPubSubConnection<String, String> pubsub;
   private final String script;
   private volatile String sha;
@@ -103,6 +108,7 @@ public final class RedisEngine implements Engine {
             return t;
           });
   private final ConcurrentHashMap<String, Local> locals = new ConcurrentHashMap<>();
+  private final ConcurrentHashMap<String, Batcher> batchers = new ConcurrentHashMap<>();
   private final ConcurrentHashMap<String, WaitStats> waits = new ConcurrentHashMap<>();
   private final AtomicLong ids = new AtomicLong();
   /** Permits handed to a local caller (or given back) lately: a second delivery is a no-op. */
@@ -110,6 +116,7 @@ public final class RedisEngine implements Engine {
       Caffeine.newBuilder().expireAfterWrite(Duration.ofMinutes(2)).maximumSize(1_000_000).build();
   private final SecureRandom random = new SecureRandom();
   private volatile boolean closed;
+  private volatile boolean holdBatches; // test hook
   private volatile boolean metaSeen;
   private volatile boolean reachable = true;
   private volatile long unreachableSince;
@@ -166,6 +173,7 @@ public final class RedisEngine implements Engine {
       this.client = c;
       this.connection = conn;
       this.redis = conn.sync();
+      this.async = conn.async();
       this.pubsub = c.connectPubSub();
     } else {
       RedisURI parsed = RedisURI.create(uri);
@@ -183,6 +191,7 @@ public final class RedisEngine implements Engine {
       this.client = c;
       this.connection = conn;
       this.redis = conn.sync();
+      this.async = conn.async();
       this.pubsub = c.connectPubSub();
     }
     pubsub.addListener(
@@ -680,7 +689,7 @@ public final class RedisEngine implements Engine {
 
     final String resource;
     final String requestId;
-    final Map<String, Long> load;
+    volatile Map<String, Long> load; // as charged; set again if the limit changed meanwhile
     final long timeoutNanos;
     final CompletableFuture<Grant> future = new CompletableFuture<>();
     final AtomicInteger status = new AtomicInteger(WAITING);
@@ -713,6 +722,59 @@ public final class RedisEngine implements Engine {
   @Override
   public Ticket acquire(
       String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
+    AcquireOp op = startAcquire(resource, load, lane, timeoutNanos, requestId, true);
+    try {
+      op.admitted.join();
+    } catch (CompletionException e) {
+      throw rethrow(e.getCause());
+    }
+    return op.w;
+  }
+
+  /**
+   * Never waits for Redis: the acquire joins its resource's next batch and the ticket completes
+   * from the reply, on Lettuce's event loop. A refusal from Redis (full waiting room, limit gone,
+   * Redis away) fails the ticket's future. Its {@link Ticket#cancel()} does not wait either: a
+   * waiter leaves the queue from another thread.
+   */
+  @Override
+  public Ticket acquireAsync(
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
+    RWaiter w = startAcquire(resource, load, lane, timeoutNanos, requestId, false).w;
+    return new Ticket() {
+      @Override
+      public CompletableFuture<Grant> future() {
+        return w.future;
+      }
+
+      @Override
+      public boolean claim() {
+        return w.claim();
+      }
+
+      @Override
+      public void cancel() {
+        if (w.status.get() == RWaiter.WAITING) {
+          events.execute(() -> cancelLocal(w)); // a round trip to leave the queue
+        } else {
+          cancelLocal(w); // gives an unclaimed grant back without waiting
+        }
+      }
+    };
+  }
+
+  /**
+   * Checks what can be checked here and hands the acquire to its resource's batcher. With
+   * {@code mayBlock}, a limit this node has not cached is read here (and refusals are thrown);
+   * without, that read happens on another thread and refusals fail the ticket.
+   */
+  private AcquireOp startAcquire(
+      String resource,
+      Map<String, Long> load,
+      Lane lane,
+      long timeoutNanos,
+      String requestId,
+      boolean mayBlock) {
     Objects.requireNonNull(lane, "lane");
     String rid =
         requestId == null || requestId.isEmpty()
@@ -724,83 +786,405 @@ public final class RedisEngine implements Engine {
     if (timeoutNanos < 0) {
       throw EngineException.invalid("timeout " + timeoutNanos + "ns is negative: use 0 or more");
     }
-    for (int attempt = 0; ; attempt++) {
-      Cfg c = cfg(resource);
-      Map<String, Long> charged;
-      try {
-        charged = Validation.load(c.spec, load);
-      } catch (EngineException ex) {
-        countRejected(resource, "invalid");
-        throw ex;
-      }
-      RWaiter w = new RWaiter(resource, rid, charged, timeoutNanos);
-      Local local = locals.computeIfAbsent(resource, k -> new Local());
-      if (local.waiters.putIfAbsent(rid, w) != null) {
-        countRejected(resource, "invalid");
-        throw duplicate(resource, rid);
-      }
-      List<Object> reply;
-      try {
-        reply =
-            call(
-                resource,
-                "acquire",
-                c.version,
-                rid,
-                Integer.toString(lane.ordinal() + 1),
-                encodeLoad(charged),
-                Long.toString(timeoutNanos / 1000));
-      } catch (RuntimeException e) {
-        local.waiters.remove(rid, w);
-        throw e;
-      }
-      switch (word(reply)) {
+    Validation.resource(resource);
+    RWaiter w = new RWaiter(resource, rid, load, timeoutNanos);
+    AcquireOp op = new AcquireOp(w, load, lane);
+    Cfg c = limits.get(resource);
+    if (c == null && !mayBlock) {
+      events.execute(
+          () -> {
+            try {
+              admit(op, cfg(resource));
+            } catch (RuntimeException e) {
+              op.refuse(e instanceof EngineException ee ? ee : unexpected(e));
+            }
+          });
+      return op;
+    }
+    admit(op, c != null ? c : cfg(resource));
+    return op;
+  }
+
+  /** Charges the load by the limit {@code c}, registers the waiter and queues the op. */
+  private void admit(AcquireOp op, Cfg c) {
+    RWaiter w = op.w;
+    Map<String, Long> charged;
+    try {
+      charged = Validation.load(c.spec, op.requested);
+    } catch (EngineException ex) {
+      countRejected(w.resource, "invalid");
+      throw ex;
+    }
+    w.load = charged;
+    op.version = c.version;
+    Local local = locals.computeIfAbsent(w.resource, k -> new Local());
+    if (local.waiters.putIfAbsent(w.requestId, w) != null) {
+      countRejected(w.resource, "invalid");
+      throw duplicate(w.resource, w.requestId);
+    }
+    batcher(w.resource).submit(op);
+  }
+
+  private static RuntimeException rethrow(Throwable t) {
+    if (t instanceof RuntimeException r) {
+      return r;
+    }
+    if (t instanceof Error e) {
+      throw e;
+    }
+    return new IllegalStateException(t);
+  }
+
+  private EngineException unexpected(Throwable t) {
+    log.error("unexpected failure on a Redis call", t);
+    return new EngineException(
+        EngineException.Reason.UNAVAILABLE, "internal error on this node (" + t + "): retry");
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Batches: a node's acquires and releases of one resource share script calls
+
+  /**
+   * Most ops in one script call: a script blocks Redis while it runs, so one call stays well
+   * under a millisecond.
+   */
+  private static final int MAX_BATCH = 64;
+
+  /**
+   * Script calls per resource a node has on the wire at once. Ops that arrive meanwhile wait
+   * and go together in the next call: under load a hot key costs Redis one script run per
+   * batch, not one per op (the fixed part of a run, loading the limit and the state and saving
+   * it, is most of its cost); when idle, an op goes at once.
+   */
+  private static final int MAX_CALLS_IN_FLIGHT = 1;
+
+  /** An acquire or a release on its way to Redis in a batch. */
+  private abstract static class Op {
+    /** Appends its arguments for the script's batch op. */
+    abstract void args(List<String> argv);
+
+    /** Takes its reply; runs before the grants of the batch's drain are delivered. */
+    abstract void reply(List<Object> r);
+
+    /** Runs after the grants are delivered: completes what its caller waits for. */
+    abstract void settle();
+
+    /** The whole batch failed (Redis away, limit deleted). */
+    abstract void fail(EngineException e);
+  }
+
+  private final class AcquireOp extends Op {
+    final RWaiter w;
+    final Map<String, Long> requested;
+    final Lane lane;
+    /** Completes once Redis answered; exceptionally when it refused the acquire. */
+    final CompletableFuture<Void> admitted = new CompletableFuture<>();
+    String version;
+    int attempt;
+    private boolean stale;
+
+    AcquireOp(RWaiter w, Map<String, Long> requested, Lane lane) {
+      this.w = w;
+      this.requested = requested;
+      this.lane = lane;
+    }
+
+    @Override
+    void args(List<String> argv) {
+      argv.add("a");
+      argv.add(version);
+      argv.add(w.requestId);
+      argv.add(Integer.toString(lane.ordinal() + 1));
+      argv.add(encodeLoad(w.load));
+      argv.add(Long.toString(w.timeoutNanos / 1000));
+    }
+
+    @Override
+    void reply(List<Object> r) {
+      switch (word(r)) {
         case "GRANTED" -> {
-          local.waiters.remove(rid, w);
-          grant(w, (String) reply.get(1), num(reply.get(2)), num(reply.get(4)));
-          return w;
+          forget(w);
+          grant(w, (String) r.get(1), num(r.get(2)), num(r.get(4)));
         }
         case "QUEUED" -> {
-          w.timeout = scheduler.schedule(() -> expire(w), timeoutNanos);
-          afterDrain(resource, reply, 1);
-          return w;
-        }
-        case "TIMEOUT" -> {
-          local.waiters.remove(rid, w);
-          w.status.set(RWaiter.ENDED);
-          w.future.completeExceptionally(notGrantedInTime(resource, 0));
-          return w;
-        }
-        case "FULL" -> {
-          local.waiters.remove(rid, w);
-          long hint = Math.max(TimeUnit.SECONDS.toNanos(1), num(reply.get(2)) * 1000);
-          throw new EngineException(
-              EngineException.Reason.WAITING_ROOM_FULL,
-              "waiting room of '" + resource + "' is full (" + num(reply.get(1)) + " waiting, max "
-                  + c.spec.maxWaiting() + "): retry after the hinted delay, or raise --max-waiting",
-              hint);
-        }
-        case "STALE" -> {
-          local.waiters.remove(rid, w);
-          fetch(resource);
-          if (attempt >= 3) {
-            throw new EngineException(
-                EngineException.Reason.UNAVAILABLE,
-                "limit of '" + resource + "' keeps changing: retry");
+          int status = w.status.get();
+          if (status == RWaiter.WAITING) {
+            w.timeout = scheduler.schedule(() -> expire(w), w.timeoutNanos);
+          } else if (status == RWaiter.ENDED) {
+            // Cancelled before Redis saw it: it must not wait there for nobody.
+            events.execute(() -> leaveQuietly(w));
           }
         }
-        case "NOTFOUND" -> {
-          local.waiters.remove(rid, w);
-          limits.remove(resource);
-          throw EngineException.notFound(resource);
+        case "TIMEOUT" -> endLocal(w, notGrantedInTime(w.resource, 0));
+        case "FULL" -> {
+          long hint = Math.max(TimeUnit.SECONDS.toNanos(1), num(r.get(2)) * 1000);
+          refuse(
+              new EngineException(
+                  EngineException.Reason.WAITING_ROOM_FULL,
+                  "waiting room of '" + w.resource + "' is full (" + num(r.get(1))
+                      + " waiting, max " + limitOf(w.resource) + "): retry after the hinted"
+                      + " delay, or raise --max-waiting",
+                  hint));
+        }
+        case "STALE" -> {
+          forget(w);
+          stale = true;
         }
         case "DUP" -> {
-          local.waiters.remove(rid, w);
-          countRejected(resource, "invalid");
-          throw duplicate(resource, rid);
+          countRejected(w.resource, "invalid");
+          refuse(duplicate(w.resource, w.requestId));
         }
-        default -> throw new IllegalStateException("unexpected reply " + reply);
+        default -> refuse(unexpected(new IllegalStateException("unexpected reply " + r)));
       }
+    }
+
+    @Override
+    void settle() {
+      if (stale) {
+        events.execute(this::retryStale); // reads the changed limit: a round trip
+        return;
+      }
+      admitted.complete(null);
+    }
+
+    @Override
+    void fail(EngineException e) {
+      if (e.reason() == EngineException.Reason.NOT_FOUND) {
+        limits.remove(w.resource);
+      }
+      refuse(e);
+    }
+
+    void refuse(EngineException e) {
+      endLocal(w, e);
+      admitted.completeExceptionally(e);
+    }
+
+    /** The limit changed since this node cached it: read it and try again, a few times. */
+    private void retryStale() {
+      try {
+        Cfg c = fetch(w.resource);
+        if (c == null) {
+          throw EngineException.notFound(w.resource);
+        }
+        if (++attempt > 3) {
+          throw new EngineException(
+              EngineException.Reason.UNAVAILABLE,
+              "limit of '" + w.resource + "' keeps changing: retry");
+        }
+        stale = false;
+        admit(this, c);
+      } catch (RuntimeException e) {
+        refuse(e instanceof EngineException ee ? ee : unexpected(e));
+      }
+    }
+  }
+
+  private String limitOf(String resource) {
+    Cfg c = limits.get(resource);
+    return c == null ? "?" : Integer.toString(c.spec.maxWaiting());
+  }
+
+  /** Drops a waiter from this node's table (it is not waiting in Redis). */
+  private void forget(RWaiter w) {
+    Local local = locals.get(w.resource);
+    if (local != null) {
+      local.waiters.remove(w.requestId, w);
+    }
+  }
+
+  private final class ReleaseOp extends Op {
+    final String permitId;
+    final String mode;
+    final String usage;
+    final CompletableFuture<Boolean> result = new CompletableFuture<>();
+    private boolean known;
+
+    ReleaseOp(String permitId, String mode, String usage) {
+      this.permitId = permitId;
+      this.mode = mode;
+      this.usage = usage;
+    }
+
+    @Override
+    void args(List<String> argv) {
+      argv.add("r");
+      argv.add(permitId);
+      argv.add(mode);
+      argv.add(usage);
+    }
+
+    @Override
+    void reply(List<Object> r) {
+      known = !word(r).equals("UNKNOWN");
+    }
+
+    @Override
+    void settle() {
+      result.complete(known);
+    }
+
+    @Override
+    void fail(EngineException e) {
+      result.completeExceptionally(e);
+    }
+  }
+
+  private Batcher batcher(String resource) {
+    return batchers.computeIfAbsent(resource, Batcher::new);
+  }
+
+  /** A node's queue of ops for one resource; see {@link #MAX_CALLS_IN_FLIGHT}. */
+  private final class Batcher {
+    final String resource;
+    final String[] keys;
+    private final ArrayDeque<Op> pending = new ArrayDeque<>(); // guarded by this
+    private int calls; // guarded by this
+
+    Batcher(String resource) {
+      this.resource = resource;
+      this.keys = keys(resource);
+    }
+
+    void submit(Op op) {
+      List<Op> batch;
+      synchronized (this) {
+        pending.add(op);
+        if (calls >= MAX_CALLS_IN_FLIGHT || holdBatches) {
+          return;
+        }
+        calls++;
+        batch = next();
+      }
+      send(batch);
+    }
+
+    /** Sends what waits, if no call is on the wire. */
+    void kick() {
+      List<Op> batch;
+      synchronized (this) {
+        if (calls >= MAX_CALLS_IN_FLIGHT || pending.isEmpty()) {
+          return;
+        }
+        calls++;
+        batch = next();
+      }
+      send(batch);
+    }
+
+    private List<Op> next() { // guarded by this
+      int n = Math.min(pending.size(), MAX_BATCH);
+      List<Op> batch = new ArrayList<>(n);
+      for (int i = 0; i < n; i++) {
+        batch.add(pending.poll());
+      }
+      return batch;
+    }
+
+    private void send(List<Op> batch) {
+      List<String> argv = new ArrayList<>(6 + 6 * batch.size());
+      argv.add("batch");
+      argv.add(now());
+      argv.add(nodeId);
+      argv.add(resource);
+      argv.add(Long.toString(agingMicros));
+      argv.add(Long.toString(nodeTimeoutMicros));
+      for (Op op : batch) {
+        op.args(argv);
+      }
+      evalAsync(keys, argv.toArray(String[]::new))
+          .whenComplete(
+              (reply, error) -> {
+                // The next batch goes first: Redis works on it while this reply is handled.
+                List<Op> more;
+                synchronized (this) {
+                  more = pending.isEmpty() ? null : next();
+                  if (more == null) {
+                    calls--;
+                  }
+                }
+                if (more != null) {
+                  send(more);
+                }
+                try {
+                  done(batch, reply, error);
+                } catch (RuntimeException e) {
+                  log.error("could not handle a batch reply on {}", resource, e);
+                }
+              });
+    }
+
+    private void done(List<Op> batch, List<Object> reply, Throwable error) {
+      if (error != null) {
+        Throwable t = error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
+        EngineException e = t instanceof RedisException re ? unavailable(re) : unexpected(t);
+        for (Op op : batch) {
+          op.fail(e);
+        }
+        return;
+      }
+      markReachable();
+      if (word(reply).equals("NOTFOUND")) {
+        EngineException e = EngineException.notFound(resource);
+        for (Op op : batch) {
+          op.fail(e);
+        }
+        return;
+      }
+      for (int i = 0; i < batch.size(); i++) {
+        @SuppressWarnings("unchecked")
+        List<Object> r = (List<Object>) reply.get(1 + i);
+        batch.get(i).reply(r);
+      }
+      afterDrain(resource, reply, 1 + batch.size());
+      for (Op op : batch) {
+        op.settle();
+      }
+    }
+  }
+
+  /** EVALSHA without waiting; loads the script again if Redis forgot it. */
+  private CompletableFuture<List<Object>> evalAsync(String[] keys, String[] argv) {
+    CompletableFuture<List<Object>> first;
+    try {
+      first = async.<List<Object>>evalsha(sha, ScriptOutputType.MULTI, keys, argv).toCompletableFuture();
+    } catch (RuntimeException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+    return first.exceptionallyCompose(
+        error -> {
+          Throwable t = error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
+          if (!(t instanceof RedisNoScriptException)) {
+            return CompletableFuture.failedFuture(t);
+          }
+          return async
+              .scriptLoad(script)
+              .toCompletableFuture()
+              .thenCompose(
+                  loaded -> {
+                    sha = loaded;
+                    return async.<List<Object>>evalsha(loaded, ScriptOutputType.MULTI, keys, argv)
+                        .toCompletableFuture();
+                  });
+        });
+  }
+
+  /** Takes a waiter that was cancelled before Redis queued it out of the line again. */
+  private void leaveQuietly(RWaiter w) {
+    try {
+      List<Object> reply = call(w.resource, "leave", w.requestId, "cancelled", "1");
+      switch (word(reply)) {
+        case "LEFT" -> afterDrain(w.resource, reply, 2);
+        case "GRANTED" -> {
+          if (nodeId.equals(reply.get(5))
+              && delivered.asMap().putIfAbsent(w.resource + "\t" + reply.get(1), Boolean.TRUE) == null) {
+            giveBack(w.resource, (String) reply.get(1));
+          }
+        }
+        default -> {}
+      }
+    } catch (EngineException e) {
+      // Redis away: the waiter's deadline or our missing heartbeat takes it out.
     }
   }
 
@@ -825,11 +1209,7 @@ public final class RedisEngine implements Engine {
   }
 
   private void countRejected(String resource, String reason) {
-    try {
-      redis.hincrby(keys(resource)[1], "rej:" + reason, 1);
-    } catch (RedisException e) {
-      // A counter is not worth failing the answer for.
-    }
+    countCounter(resource, "rej:" + reason);
   }
 
   /**
@@ -862,12 +1242,16 @@ public final class RedisEngine implements Engine {
     }
   }
 
+  /** Returns a grant nobody took, in full, without waiting (it may run on Lettuce's thread). */
   private void giveBack(String resource, String permitId) {
-    try {
-      release(resource, permitId, Map.of(), false, true);
-    } catch (EngineException e) {
-      log.debug("give-back of {} on {} failed: {}", permitId, resource, e.getMessage());
-    }
+    ReleaseOp op = new ReleaseOp(permitId, "unused", "-");
+    op.result.whenComplete(
+        (known, e) -> {
+          if (e != null) {
+            log.debug("give-back of {} on {} failed: {}", permitId, resource, e.getMessage());
+          }
+        });
+    batcher(resource).submit(op);
   }
 
   /**
@@ -893,7 +1277,7 @@ public final class RedisEngine implements Engine {
     Local local = locals.get(resource);
     RWaiter w = local == null ? null : local.waiters.remove(rid);
     if (w == null) {
-      if (delivered.getIfPresent(resource + "\t" + permit) == null) {
+      if (delivered.asMap().putIfAbsent(resource + "\t" + permit, Boolean.TRUE) == null) {
         // Its caller left between the grant and now: the permit goes back in full.
         giveBack(resource, permit);
       }
@@ -1052,10 +1436,11 @@ public final class RedisEngine implements Engine {
     }
   }
 
+  /** Counts without waiting: a counter is not worth a round trip, nor failing an answer for. */
   private void countCounter(String resource, String field) {
     try {
-      redis.hincrby(keys(resource)[1], field, 1);
-    } catch (RedisException e) {
+      async.hincrby(keys(resource)[1], field, 1);
+    } catch (RuntimeException e) {
       // Only a counter.
     }
   }
@@ -1084,20 +1469,50 @@ public final class RedisEngine implements Engine {
   @Override
   public boolean release(
       String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused) {
+    try {
+      return startRelease(resource, permitId, actual, settle, unused, true).join();
+    } catch (CompletionException e) {
+      throw rethrow(e.getCause());
+    }
+  }
+
+  /** Never waits for Redis: the release joins its resource's next batch. */
+  @Override
+  public CompletableFuture<Boolean> releaseAsync(
+      String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused) {
+    try {
+      return startRelease(resource, permitId, actual, settle, unused, false);
+    } catch (RuntimeException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+  }
+
+  private CompletableFuture<Boolean> startRelease(
+      String resource,
+      String permitId,
+      Map<String, Long> actual,
+      boolean settle,
+      boolean unused,
+      boolean mayBlock) {
     Objects.requireNonNull(permitId, "permitId");
-    Cfg c = cfg(resource);
+    Validation.resource(resource);
+    Cfg cached = limits.get(resource);
+    if (cached == null && !mayBlock) {
+      return CompletableFuture.supplyAsync(() -> cfg(resource), events)
+          .thenCompose(c -> startRelease(c, resource, permitId, actual, settle, unused));
+    }
+    return startRelease(cached != null ? cached : cfg(resource), resource, permitId, actual, settle, unused);
+  }
+
+  private CompletableFuture<Boolean> startRelease(
+      Cfg c, String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused) {
     if (settle && !unused) {
       Validation.usage(c.spec, actual, "settle", false);
     }
     String mode = unused ? "unused" : settle ? "settle" : "plain";
-    List<Object> reply =
-        call(resource, "release", permitId, mode, settle && !unused ? encodeLoad(actual) : "-");
-    String w = word(reply);
-    if (w.equals("NOTFOUND")) {
-      throw EngineException.notFound(resource);
-    }
-    afterDrain(resource, reply, 1);
-    return !w.equals("UNKNOWN");
+    ReleaseOp op = new ReleaseOp(permitId, mode, settle && !unused ? encodeLoad(actual) : "-");
+    batcher(resource).submit(op);
+    return op.result;
   }
 
   @Override
@@ -1377,6 +1792,16 @@ public final class RedisEngine implements Engine {
         if (e.getValue().wake != null) {
           e.getValue().wake.cancel();
         }
+      }
+    }
+  }
+
+  /** Test hook: while held, acquires and releases wait; let go, they leave in batches. */
+  void holdBatches(boolean hold) {
+    holdBatches = hold;
+    if (!hold) {
+      for (Batcher b : batchers.values()) {
+        b.kick();
       }
     }
   }

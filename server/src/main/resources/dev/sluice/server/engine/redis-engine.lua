@@ -88,6 +88,10 @@ local function loadState()
   s.apause = tonumber(s.apause or '0')
   s.fpause = tonumber(s.fpause or '0')
   s.promote = s.promote ~= '0'
+  -- Counted here and written once by saveState: one call per script, not one per grant.
+  s.pseq = tonumber(s.pseq or '0')
+  s.pseqDirty = false
+  s.grantedDelta = 0
   return s
 end
 
@@ -104,11 +108,16 @@ end
 
 local function saveState()
   local args = { 't', st.t, 'promote', st.promote and '1' or '0', 'apause', st.apause, 'fpause', st.fpause }
+  if st.pseqDirty then
+    args[#args + 1] = 'pseq'
+    args[#args + 1] = st.pseq
+  end
   for _, d in ipairs(cfg.dl) do
     args[#args + 1] = 'l:' .. d
     args[#args + 1] = fmt(st.lvl[d])
   end
   redis.call('HSET', ST, unpack(args))
+  if st.grantedDelta > 0 then redis.call('HINCRBY', ST, 'granted', st.grantedDelta) end
 end
 
 local function expireLeases()
@@ -224,8 +233,9 @@ local function pick()
 end
 
 local function newPermitId()
-  local n = redis.call('HINCRBY', ST, 'pseq', 1)
-  return string.format('%.0f', now) .. '.' .. n
+  st.pseq = st.pseq + 1
+  st.pseqDirty = true
+  return string.format('%.0f', now) .. '.' .. string.format('%.0f', st.pseq)
 end
 
 -- Takes the load, opens a lease; returns the permit id.
@@ -236,7 +246,7 @@ local function take(load, loadStr)
   local pid = newPermitId()
   redis.call('ZADD', LEASES, now + cfg.lease, pid)
   redis.call('HSET', PL, pid, loadStr)
-  redis.call('HINCRBY', ST, 'granted', 1)
+  st.grantedDelta = st.grantedDelta + 1
   return pid
 end
 
@@ -282,11 +292,15 @@ end
 -- Forgets request ids that ended long ago (bounded work per call).
 local function trimDone()
   local old = redis.call('ZRANGEBYSCORE', DONE, '-inf', now - DONE_KEEP, 'LIMIT', 0, 100)
-  for _, id in ipairs(old) do
-    local e = getEntry(id)
-    if e == nil or e.state ~= 'W' then redis.call('HDEL', W, id) end
-    redis.call('ZREM', DONE, id)
+  if #old == 0 then return end
+  local raws = redis.call('HMGET', W, unpack(old))
+  local gone = {}
+  for i, id in ipairs(old) do
+    -- An id back in line after its node was lost is waiting again: keep its entry.
+    if not raws[i] or split(raws[i], '|')[7] ~= 'W' then gone[#gone + 1] = id end
   end
+  if #gone > 0 then redis.call('HDEL', W, unpack(gone)) end
+  redis.call('ZREM', DONE, unpack(old))
 end
 
 -- Common prologue of every state operation. Returns an error reply or nil.
@@ -319,12 +333,11 @@ end
 
 -- ------------------------------------------------------------------------------- operations
 
-if op == 'acquire' then
-  -- 7 version, 8 request id, 9 lane (1-3), 10 load, 11 timeout us
-  local err = open(ARGV[7])
-  if err then return err end
-  trimDone()
-  local rid, lane, loadStr, timeout = ARGV[8], tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11])
+-- One acquire, after open(). Returns its reply and whether the queue changed (the caller
+-- then drains). `waiting` is the number of waiters, or nil if not counted yet.
+local waiting = nil
+local function acquireOne(ver, rid, lane, loadStr, timeout)
+  if ver ~= '' and cfg.ver ~= ver then return { 'STALE', cfg.ver }, false end
   local load = parseLoad(loadStr)
   local seq = nil
   local prev = getEntry(rid)
@@ -335,33 +348,30 @@ if op == 'acquire' then
       -- grant it could not deliver does not take it from the caller who has it now.
       local held = redis.call('HGET', PL, prev.permit)
       if held and string.sub(held, -2) ~= ';R' then redis.call('HSET', PL, prev.permit, held .. ';R') end
-      saveState()
-      return { 'GRANTED', prev.permit, prev.grantedAt - prev.arrival, now, cfg.lease }
+      return { 'GRANTED', prev.permit, prev.grantedAt - prev.arrival, now, cfg.lease }, false
     elseif prev.state == 'W' then
-      if prev.node == node then return { 'DUP' } end
+      if prev.node == node then return { 'DUP' }, false end
       -- Failover: this node takes the waiter over, keeping its place in line.
       prev.node = node
       prev.deadline = now + timeout
       putEntry(prev)
-      return drainAndSave({ 'QUEUED' })
+      return { 'QUEUED' }, true
     else
       seq = prev.seq -- ended (its node was lost): back in line at its old place
     end
   end
-  if waitingCount() == 0 and waitFor(load) == 0 then
+  if waiting == nil then waiting = waitingCount() end
+  if waiting == 0 and waitFor(load) == 0 then
     local pid = take(load, loadStr)
     local e = { id = rid, node = node, lane = lane, loadStr = loadStr, deadline = now, arrival = now,
       seq = 0, permit = pid, grantedAt = now }
     finish(e, 'G')
-    saveState()
-    return { 'GRANTED', pid, 0, now, cfg.lease }
+    return { 'GRANTED', pid, 0, now, cfg.lease }, false
   end
   if timeout == 0 then
     redis.call('HINCRBY', ST, 'timedout', 1)
-    saveState()
-    return { 'TIMEOUT' }
+    return { 'TIMEOUT' }, false
   end
-  local waiting = waitingCount()
   if waiting >= cfg.maxw then
     redis.call('HINCRBY', ST, 'rej:waiting_room_full', 1)
     -- Retry hint: time for the queued load to drain at the rate.
@@ -372,8 +382,7 @@ if op == 'acquire' then
     end
     local p = pausedFor()
     if p == NEVER then est = 60000000 else est = math.max(est, p) end
-    saveState()
-    return { 'FULL', waiting, est }
+    return { 'FULL', waiting, est }, false
   end
   if seq == nil then seq = redis.call('HINCRBY', ST, 'seq', 1) end
   local e = { id = rid, node = node, lane = lane, loadStr = loadStr, deadline = now + timeout,
@@ -381,7 +390,74 @@ if op == 'acquire' then
   putEntry(e)
   redis.call('ZADD', QS[lane], seq, rid)
   queued(e, 1)
-  return drainAndSave({ 'QUEUED' })
+  waiting = waiting + 1
+  return { 'QUEUED' }, true
+end
+
+-- One release, after open(). The caller drains afterwards.
+local function releaseOne(pid, mode, actualStr)
+  local loadStr = redis.call('HGET', PL, pid)
+  if not loadStr then return { 'UNKNOWN' } end
+  if string.sub(loadStr, -2) == ';R' then
+    if mode == 'unused' then
+      -- A give-back from the node that lost this grant's first answer: the caller got it
+      -- through another node and holds it.
+      return { 'KEPT' }
+    end
+    loadStr = string.sub(loadStr, 1, -3)
+  end
+  redis.call('ZREM', LEASES, pid)
+  redis.call('HDEL', PL, pid)
+  local granted = parseLoad(loadStr)
+  if mode == 'unused' then
+    for d, v in pairs(granted) do
+      if cfg.burst[d] then st.lvl[d] = math.min(cfg.burst[d], st.lvl[d] + v) end
+    end
+  elseif mode == 'settle' then
+    for d, v in pairs(parseLoad(actualStr)) do
+      if cfg.burst[d] then
+        local next = st.lvl[d] + ((granted[d] or 0) - v)
+        st.lvl[d] = math.max(-cfg.amount[d], math.min(cfg.burst[d], next))
+      end
+    end
+  end
+  return { 'OK' }
+end
+
+if op == 'acquire' then
+  -- 7 version, 8 request id, 9 lane (1-3), 10 load, 11 timeout us
+  local err = open(ARGV[7])
+  if err then return err end
+  trimDone()
+  local reply, changed = acquireOne(ARGV[7], ARGV[8], tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11]))
+  if changed then return drainAndSave(reply) end
+  saveState()
+  return reply
+
+elseif op == 'batch' then
+  -- Acquires and releases of one node on one resource, run in the order given, then one
+  -- drain: the same outcome as calling them one after another at the same instant (a release
+  -- cannot let a later acquire pass a waiter: that acquire sees the waiter and queues behind).
+  -- 7.. ops: 'a', version, request id, lane, load, timeout us | 'r', permit, mode, usage
+  -- Reply: 'BATCH', one reply per op, then the drain tail (now, wake, lease, grants).
+  local err = open(nil)
+  if err then return err end
+  trimDone()
+  local replies = { 'BATCH' }
+  local i = 7
+  while i <= #ARGV do
+    if ARGV[i] == 'a' then
+      replies[#replies + 1] = acquireOne(ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4],
+        tonumber(ARGV[i + 5]))
+      i = i + 6
+    elseif ARGV[i] == 'r' then
+      replies[#replies + 1] = releaseOne(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+      i = i + 4
+    else
+      return redis.error_reply('unknown batch op ' .. tostring(ARGV[i]))
+    end
+  end
+  return drainAndSave(replies)
 
 elseif op == 'leave' then
   -- 7 request id, 8 outcome (timedout|cancelled), 9 '1' if only the owning node may remove it
@@ -408,39 +484,7 @@ elseif op == 'release' then
   -- 7 permit, 8 mode (plain|settle|unused), 9 actual usage
   local err = open(nil)
   if err then return err end
-  local pid, mode = ARGV[7], ARGV[8]
-  local loadStr = redis.call('HGET', PL, pid)
-  if not loadStr then
-    local wake = drain()
-    saveState()
-    return tail({ 'UNKNOWN' }, wake)
-  end
-  if string.sub(loadStr, -2) == ';R' then
-    if mode == 'unused' then
-      -- A give-back from the node that lost this grant's first answer: the caller got it
-      -- through another node and holds it.
-      local wake = drain()
-      saveState()
-      return tail({ 'KEPT' }, wake)
-    end
-    loadStr = string.sub(loadStr, 1, -3)
-  end
-  redis.call('ZREM', LEASES, pid)
-  redis.call('HDEL', PL, pid)
-  local granted = parseLoad(loadStr)
-  if mode == 'unused' then
-    for d, v in pairs(granted) do
-      if cfg.burst[d] then st.lvl[d] = math.min(cfg.burst[d], st.lvl[d] + v) end
-    end
-  elseif mode == 'settle' then
-    for d, v in pairs(parseLoad(ARGV[9])) do
-      if cfg.burst[d] then
-        local next = st.lvl[d] + ((granted[d] or 0) - v)
-        st.lvl[d] = math.max(-cfg.amount[d], math.min(cfg.burst[d], next))
-      end
-    end
-  end
-  return drainAndSave({ 'OK' })
+  return drainAndSave(releaseOne(ARGV[7], ARGV[8], ARGV[9]))
 
 elseif op == 'renew' then
   -- 7.. permit ids

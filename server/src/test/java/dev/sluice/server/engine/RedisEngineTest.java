@@ -277,6 +277,75 @@ class RedisEngineTest {
   }
 
   @Test
+  void acquiresSentInOneBatchKeepArrivalOrderAndNeverExceedTheLimit() throws Exception {
+    RedisEngine a = node("a");
+    limit(a, "c", 3, 0, Duration.ofMinutes(1));
+    a.holdBatches(true);
+    List<Ticket> tickets = new ArrayList<>();
+    for (int i = 0; i < 40; i++) {
+      tickets.add(a.acquireAsync("c", Map.of(), Lane.DEFAULT, 600 * SEC, "call-" + i));
+    }
+    a.holdBatches(false); // 40 acquires in one script call
+    await().atMost(Duration.ofSeconds(10))
+        .until(() -> a.stats("c").waiting().get(Lane.DEFAULT) == 37);
+    for (int next = 0; next < 40; next++) {
+      // The earliest three not yet released hold the slots, in arrival order, and only they.
+      for (int i = 0; i < 40; i++) {
+        boolean holds = i >= next && i < next + 3;
+        if (holds) {
+          awaitGrant(tickets.get(i));
+        } else if (i >= next) {
+          assertThat(tickets.get(i).future()).as("call-" + i).isNotDone();
+        }
+      }
+      assertThat(a.stats("c").inFlight()).isLessThanOrEqualTo(3);
+      Grant g = tickets.get(next).future().join();
+      assertThat(a.release("c", g.permitId(), Map.of(), false, false)).isTrue();
+    }
+    assertThat(a.stats("c").granted()).isEqualTo(40);
+    assertThat(a.stats("c").inFlight()).isZero();
+  }
+
+  @Test
+  void aReleaseAndANewAcquireInOneBatchLetNoNewcomerPassAWaiter() throws Exception {
+    RedisEngine a = node("a");
+    RedisEngine b = node("b");
+    limit(a, "c", 1, 0, Duration.ofMinutes(1));
+    Grant held = acquire(a, "c", "held").future().join();
+    Ticket waiter = acquire(b, "c", "waiter"); // queued on another node
+    a.holdBatches(true);
+    var released = a.releaseAsync("c", held.permitId(), Map.of(), false, false);
+    Ticket newcomer = a.acquireAsync("c", Map.of(), Lane.DEFAULT, 600 * SEC, "newcomer");
+    // Refused here, or on the ticket when this node had to read the limit first.
+    assertThatThrownBy(
+            () -> a.acquireAsync("c", Map.of(), Lane.DEFAULT, 600 * SEC, "newcomer").future().join())
+        .hasMessageContaining("already waiting");
+    a.holdBatches(false);
+    assertThat(released.get()).isTrue();
+    Grant first = awaitGrant(waiter);
+    assertThat(newcomer.future()).isNotDone();
+    assertThat(b.release("c", first.permitId(), Map.of(), false, false)).isTrue();
+    awaitGrant(newcomer);
+    assertThat(a.stats("c").inFlight()).isEqualTo(1);
+  }
+
+  @Test
+  void aReleaseOfAnUnknownPermitInABatchIsFalseAndHarmsNoOther() throws Exception {
+    RedisEngine a = node("a");
+    limit(a, "c", 2, 0, Duration.ofMinutes(1));
+    Grant g = acquire(a, "c", "one").future().join();
+    a.holdBatches(true);
+    var bogus = a.releaseAsync("c", "no-such-permit", Map.of(), false, false);
+    var real = a.releaseAsync("c", g.permitId(), Map.of(), false, false);
+    var again = a.releaseAsync("c", g.permitId(), Map.of(), false, false);
+    a.holdBatches(false);
+    assertThat(bogus.get()).isFalse();
+    assertThat(real.get()).isTrue();
+    assertThat(again.get()).as("released once only").isFalse();
+    assertThat(a.stats("c").inFlight()).isZero();
+  }
+
+  @Test
   void badStoreUrisAndUnreachableRedisAreClearErrors() {
     assertThatThrownBy(() -> RedisEngine.builder().uri("http://localhost:6379"))
         .isInstanceOf(IllegalArgumentException.class)
