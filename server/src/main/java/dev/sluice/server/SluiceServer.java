@@ -6,6 +6,7 @@ import dev.sluice.server.auth.AuthInterceptor;
 import dev.sluice.server.auth.FileKeyStore;
 import dev.sluice.server.auth.KeyAdmin;
 import dev.sluice.server.auth.KeyStore;
+import dev.sluice.server.auth.RedisKeyStore;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.FileLimitStore;
 import dev.sluice.server.engine.MemoryEngine;
@@ -291,9 +292,20 @@ public final class SluiceServer implements AutoCloseable {
     io.grpc.ServerCredentials credentials;
     try {
       credentials = (config.tls == null ? Tls.NONE : config.tls).credentials();
-      keys = new FileKeyStore(dataDir);
       engine = shared ? redisEngine(storeName) : memoryEngine(dataDir);
+      if (shared) {
+        RedisEngine redis = (RedisEngine) engine;
+        RedisKeyStore sharedKeys =
+            new RedisKeyStore(redis.sharedHash("keys"), redis.describeStore() + " (sluice:keys)");
+        timers.scheduleWithFixedDelay(sharedKeys::refresh, 1, 1, TimeUnit.SECONDS);
+        keys = sharedKeys;
+      } else {
+        keys = new FileKeyStore(dataDir);
+      }
     } catch (IOException | RuntimeException e) {
+      if (engine != null) {
+        engine.close();
+      }
       shutdownExecutors();
       throw e;
     }

@@ -1,5 +1,13 @@
 package dev.sluice.server;
 
+import dev.sluice.client.AuthenticationException;
+import dev.sluice.proto.v1.AdminGrpc;
+import dev.sluice.proto.v1.CreateKeyRequest;
+import dev.sluice.proto.v1.RevokeKeyRequest;
+import dev.sluice.proto.v1.Role;
+import io.grpc.Metadata;
+import io.grpc.stub.MetadataUtils;
+
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
@@ -86,5 +94,50 @@ class RedisStoreServerTest {
         ch.shutdownNow();
       }
     }
+  }
+
+  @Test
+  void apiKeysLiveInRedisSoEveryNodeKnowsThemAndARevocationReachesEveryNode(@TempDir Path dir)
+      throws Exception {
+    try (RedisProcess redis = RedisProcess.start();
+        SluiceServer a = node(redis, dir, "a");
+        SluiceServer b = node(redis, dir, "b")) {
+      a.engine().setLimit(new LimitSpec("shared", List.of(), 5, 0, Duration.ofMinutes(1)));
+      ManagedChannel chA = ManagedChannelBuilder.forAddress("127.0.0.1", a.port()).usePlaintext().build();
+      try {
+        var openAdmin = AdminGrpc.newBlockingStub(chA);
+        String adminKey = openAdmin.createKey(CreateKeyRequest.newBuilder().setRole(Role.ROLE_ADMIN).build()).getKey();
+        var admin = openAdmin.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(bearer(adminKey)));
+        String workerKey = admin.createKey(
+            CreateKeyRequest.newBuilder().setRole(Role.ROLE_WORKER).setResources("shared").build()).getKey();
+        try (SluiceClient keyless = SluiceClient.builder().target("127.0.0.1:" + b.port()).build();
+            SluiceClient worker = SluiceClient.builder().target("127.0.0.1:" + b.port()).apiKey(workerKey).build()) {
+          // b reads the keys from Redis (refreshed every second): it is no longer open.
+          await().atMost(Duration.ofSeconds(5)).untilAsserted(() ->
+              assertThatThrownBy(() -> keyless.acquire("shared", Load.requests(1)).close())
+                  .isInstanceOf(AuthenticationException.class));
+          await().atMost(Duration.ofSeconds(5)).untilAsserted(() ->
+              worker.acquire("shared", Load.requests(1)).close()); // b has read the worker key too
+
+          assertThat(admin.revokeKey(RevokeKeyRequest.newBuilder().setId(workerKey.substring(4, 16)).build())
+              .getRevoked()).isTrue();
+          assertThat(((dev.sluice.server.engine.RedisEngine) a.engine()).sharedHash("keys").all())
+              .as("gone from Redis").hasSize(1);
+
+          // (A permit granted before b refreshed is closed at once: the cap is 5.)
+          await().atMost(Duration.ofSeconds(5)).untilAsserted(() ->
+              assertThatThrownBy(() -> worker.acquire("shared", Load.requests(1)).close())
+                  .isInstanceOf(AuthenticationException.class).hasMessageContaining("unknown or revoked"));
+        }
+      } finally {
+        chA.shutdownNow();
+      }
+    }
+  }
+
+  private static Metadata bearer(String key) {
+    Metadata h = new Metadata();
+    h.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + key);
+    return h;
   }
 }

@@ -376,6 +376,30 @@ public final class RedisEngine implements Engine {
     return reachable;
   }
 
+  /**
+   * The hash {@code sluice:<name>} on this store, shared by every node (the API keys live in
+   * {@code sluice:keys}).
+   */
+  public SharedHash sharedHash(String name) {
+    String key = "sluice:" + name;
+    return new SharedHash() {
+      @Override
+      public java.util.Map<String, String> all() {
+        return redis.hgetall(key);
+      }
+
+      @Override
+      public void put(String field, String value) {
+        redis.hset(key, field, value);
+      }
+
+      @Override
+      public boolean delete(String field) {
+        return redis.hdel(key, field) > 0;
+      }
+    };
+  }
+
   /** This node's id on the shared store. */
   public String nodeId() {
     return nodeId;
