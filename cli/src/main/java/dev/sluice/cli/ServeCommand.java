@@ -61,6 +61,12 @@ final class ServeCommand implements Callable<Integer> {
           + " (env SLUICE_MAX_WAITING, default ${DEFAULT-VALUE}).")
   private int maxWaiting;
 
+  @Option(names = "--max-waiting-per-connection", paramLabel = "N",
+      defaultValue = "${env:SLUICE_MAX_WAITING_PER_CONNECTION:-100000}",
+      description = "Most acquires one client connection may have parked at once, over every resource"
+          + " (env SLUICE_MAX_WAITING_PER_CONNECTION, default ${DEFAULT-VALUE}).")
+  private int maxWaitingPerConnection;
+
   @Option(names = "--lease-ttl", paramLabel = "DURATION", converter = Durations.Converter.class,
       defaultValue = "${env:SLUICE_LEASE_TTL:-30s}",
       description = "Default lease of a concurrency slot"
@@ -114,6 +120,7 @@ final class ServeCommand implements Callable<Integer> {
           .port(port)
           .dataDir(dataDir)
           .maxWaiting(maxWaiting)
+          .maxWaitingPerConnection(maxWaitingPerConnection)
           .leaseTtl(leaseTtl)
           .maxWait(maxWait)
           .aging(aging)

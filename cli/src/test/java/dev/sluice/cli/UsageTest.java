@@ -52,6 +52,9 @@ class UsageTest {
       "serve --store http://localhost:6379         | is not a Redis URI: use redis://host:port",
       "serve --store redis://h:1 --node-id a/b     | node id 'a/b' is invalid",
       "serve --metrics-max-resources -1            | metrics max resources -1 is out of range: use 0",
+      "serve --max-waiting-per-connection 0        | max waiting per connection 0 is out of range: use 1",
+      "serve --tls-cert c.pem                      | --tls-cert and --tls-key go together",
+      "key create --role root                      | worker",
   })
   void usageErrorsExitTwoWithOneLine(String args, String message) {
     String[] argv = args.isEmpty() ? new String[0] : args.split(" ");

@@ -34,10 +34,17 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
 
   private final Engine engine;
   private final long maxWaitNanos;
+  private final ConnectionWaiters waiters;
 
   CoordinatorService(Engine engine, long maxWaitNanos) {
+    this(engine, maxWaitNanos, null);
+  }
+
+  /** @param waiters the per-connection cap on parked acquires; null for none */
+  CoordinatorService(Engine engine, long maxWaitNanos, ConnectionWaiters waiters) {
     this.engine = engine;
     this.maxWaitNanos = maxWaitNanos;
+    this.waiters = waiters;
   }
 
   @Override
@@ -87,8 +94,12 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
     if (deadline != null) {
       timeout = Math.max(0, Math.min(timeout, deadline.timeRemaining(TimeUnit.NANOSECONDS)));
     }
-    return engine.acquireAsync(
+    Ticket ticket = engine.acquireAsync(
         req.getResource(), req.getLoadMap(), Protos.lane(req.getLane()), timeout, req.getRequestId());
+    if (waiters != null) {
+      waiters.track(ticket);
+    }
+    return ticket;
   }
 
   static AcquireResponse response(Grant g) {

@@ -94,6 +94,7 @@ public final class SluiceServer implements AutoCloseable {
     private String store;
     private String nodeId;
     private Tls tls;
+    private Integer maxWaitingPerConnection;
 
     private Builder() {}
 
@@ -165,6 +166,19 @@ public final class SluiceServer implements AutoCloseable {
         throw new IllegalArgumentException("max waiting " + n + " is out of range: use 1 to 1000000");
       }
       this.maxWaiting = n;
+      return this;
+    }
+
+    /**
+     * Most acquires one client connection may have parked at once, over every resource; default
+     * 100 000. Beyond it an acquire that would wait fails with RESOURCE_EXHAUSTED.
+     */
+    public Builder maxWaitingPerConnection(int n) {
+      once(this.maxWaitingPerConnection, "max waiting per connection");
+      if (n < 1 || n > 10_000_000) {
+        throw new IllegalArgumentException("max waiting per connection " + n + " is out of range: use 1 to 10000000");
+      }
+      this.maxWaitingPerConnection = n;
       return this;
     }
 
@@ -309,6 +323,8 @@ public final class SluiceServer implements AutoCloseable {
       shutdownExecutors();
       throw e;
     }
+    ConnectionWaiters connectionWaiters = new ConnectionWaiters(
+        config.maxWaitingPerConnection == null ? 100_000 : config.maxWaitingPerConnection);
     boolean open = keys.isEmpty();
     String host = config.host != null ? config.host : open ? "127.0.0.1" : "0.0.0.0";
     boundHost = host;
@@ -321,8 +337,10 @@ public final class SluiceServer implements AutoCloseable {
               // its health probes of every node each second are ordinary calls).
               .permitKeepAliveTime(500, TimeUnit.MILLISECONDS)
               .permitKeepAliveWithoutCalls(true)
-              .addService(new CoordinatorService(engine, maxWait.toNanos()))
+              .addService(new CoordinatorService(engine, maxWait.toNanos(), connectionWaiters))
+              .addTransportFilter(connectionWaiters)
               .addService(new AdminService(engine, adminExecutor, new KeyAdmin(keys, System::currentTimeMillis)))
+              .intercept(connectionWaiters)
               .intercept(new AuthInterceptor(keys))
               .addService(health.getHealthService())
               .addService(ProtoReflectionServiceV1.newInstance())
