@@ -406,8 +406,8 @@ public final class LoadGen {
               + " (`SluiceClient.Builder.session(1)`): acquires and releases of all threads batched on one"
               + " bidi stream."));
       all.add(new SluiceLimiter("sluice-redis", redis1.client(), "peer",
-          "Sluice, Redis store, one node on the same redis-server as the peers; same SDK calls. One"
-              + " EVALSHA per acquire and per release."));
+          "Sluice, Redis store, one node on the same redis-server as the peers; same SDK calls. The node"
+              + " batches a resource's concurrent acquires and releases into one EVALSHA."));
       all.add(new SluiceLimiter("sluice-redis-session", redis1.sessionClient(1), "peer",
           "Sluice, Redis store, one node; the same calls on the SDK's session stream."));
       try {

@@ -436,8 +436,10 @@ final class Report {
     b.append("\n## 4. Sluice, Redis store\n\n");
     b.append("One `redis-server` (").append("the `RedisProcess` test launcher: PATH or embedded-redis's binary,"
         + " no persistence) on loopback; 1 and 3 `SluiceServer`s with `.store(redis)` in this JVM; the client"
-        + " gets every node as its target (round_robin). One hot key. Each acquire and each release is one"
-        + " EVALSHA; the Redis store runs calls on a thread pool (it blocks on Redis), not the event loop.\n\n");
+        + " gets every node as its target (round_robin). One hot key. Each node batches the acquires and"
+        + " releases of one resource that arrive while its previous script call is on the wire into the next"
+        + " EVALSHA (up to 64; a lone call goes at once), asynchronously, on the event loop. The session rows"
+        + " give the client one stream per node.\n\n");
     table(b, rows, true);
     facts(b, rows);
     for (String id : List.of("redis1.n", "redis3.n", "redis1.n.session", "redis3.n.session")) {
