@@ -17,7 +17,9 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.Comparator;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 
 /**
  * Limits in {@code <data-dir>/limits.json}. Each save writes a temporary file, forces it to
@@ -35,6 +37,8 @@ public final class FileLimitStore implements LimitStore {
       new ObjectMapper()
           .enable(SerializationFeature.INDENT_OUTPUT)
           .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES)
+          // Garbage after the document means a damaged file, not a valid one with a tail.
+          .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
           .setDefaultPropertyInclusion(JsonInclude.Include.NON_NULL);
 
   public FileLimitStore(Path dataDir) {
@@ -71,6 +75,9 @@ public final class FileLimitStore implements LimitStore {
               + " (line " + lineOf(e) + "); restore it from a backup or delete it and set"
               + " the limits again",
           e);
+    } catch (IOException e) {
+      // Bytes that are not text at all (Jackson guesses UTF-16/32 from zero bytes): not JSON.
+      throw invalid("unreadable bytes (" + e.getMessage() + ")", e);
     }
     if (content == null || content.limits() == null) {
       throw new IOException(
@@ -83,9 +90,19 @@ public final class FileLimitStore implements LimitStore {
               + " reads version " + FORMAT_VERSION + "; run a matching Sluice version");
     }
     List<LimitSpec> out = new ArrayList<>();
-    for (FileLimit l : content.limits()) {
+    Set<String> seen = new HashSet<>();
+    for (int i = 0; i < content.limits().size(); i++) {
+      FileLimit l = content.limits().get(i);
+      if (l == null) {
+        throw invalid("limits[" + i + "] is null");
+      }
       List<RateSpec> rates = new ArrayList<>();
-      for (FileRate r : l.rates() == null ? List.<FileRate>of() : l.rates()) {
+      List<FileRate> fileRates = l.rates() == null ? List.of() : l.rates();
+      for (int j = 0; j < fileRates.size(); j++) {
+        FileRate r = fileRates.get(j);
+        if (r == null) {
+          throw invalid("limits[" + i + "].rates[" + j + "] is null");
+        }
         rates.add(new RateSpec(r.name(), r.amount(), Duration.ofMillis(r.periodMillis()), r.burst()));
       }
       LimitSpec spec =
@@ -95,10 +112,26 @@ public final class FileLimitStore implements LimitStore {
         out.add(Validation.limit(spec, l.maxWaiting() == 0 ? 1 : l.maxWaiting(), spec.leaseTtl()));
       } catch (EngineException e) {
         throw new IOException(
-            "limits file " + file + " holds an invalid limit: " + e.getMessage(), e);
+            "limits file " + file + " holds an invalid limit at limits[" + i + "]: "
+                + e.getMessage(),
+            e);
+      }
+      if (!seen.add(l.resource())) {
+        throw invalid("limits[" + i + "] sets '" + l.resource() + "' a second time");
       }
     }
     return out;
+  }
+
+  private IOException invalid(String what) {
+    return invalid(what, null);
+  }
+
+  private IOException invalid(String what, Throwable cause) {
+    return new IOException(
+        "limits file " + file + " is not valid: " + what + "; restore it from a backup or"
+            + " delete it and set the limits again",
+        cause);
   }
 
   private static String lineOf(JsonProcessingException e) {

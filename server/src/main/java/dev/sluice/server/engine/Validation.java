@@ -151,7 +151,8 @@ public final class Validation {
    */
   static Map<String, Long> load(LimitSpec limit, Map<String, Long> load) {
     Map<String, Long> out = new LinkedHashMap<>();
-    long total = 0;
+    // Whether the call costs anything; a sum of up to 17 values of 1e18 would overflow a long.
+    boolean costs = false;
     for (Map.Entry<String, Long> e : load.entrySet()) {
       String dim = e.getKey();
       long v = e.getValue();
@@ -167,7 +168,7 @@ public final class Validation {
       }
       if (rate == null) {
         // "requests" is every call's implicit dimension: fine to name without a bucket for it.
-        total += v;
+        costs |= v > 0;
         continue;
       }
       if (v > rate.burst()) {
@@ -175,17 +176,17 @@ public final class Validation {
             "load " + dim + "=" + v + " can never fit resource '" + limit.resource()
                 + "': its burst is " + rate.burst() + "; split the call or raise the burst");
       }
-      total += v;
+      costs |= v > 0;
       out.put(dim, v);
     }
     if (!load.containsKey("requests")) {
       // The default costs one request; it only charges a bucket if there is one.
-      total += 1;
+      costs = true;
       if (limit.rate("requests") != null) {
         out.put("requests", 1L);
       }
     }
-    if (total <= 0) {
+    if (!costs) {
       throw EngineException.invalid(
           "load for '" + limit.resource() + "' is zero: every call must cost something, e.g."
               + " requests=1");
