@@ -54,6 +54,20 @@ import org.junit.jupiter.api.Test;
  */
 class GrpcFuzzTest {
 
+  /** One data dir for every run's (unused) key store: a fuzz run makes tens of thousands of servers. */
+  private static final java.nio.file.Path KEYS_DIR = keysDir();
+
+  private static java.nio.file.Path keysDir() {
+    try {
+      java.nio.file.Path dir = java.nio.file.Files.createTempDirectory("sluice-fuzz-keys");
+      dir.toFile().deleteOnExit();
+      return dir;
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
+  }
+
+
   /** What a call may answer besides OK: DESIGN.md, "Errors". */
   private static final Set<Status.Code> DOCUMENTED =
       EnumSet.of(
@@ -114,7 +128,8 @@ class GrpcFuzzTest {
           InProcessServerBuilder.forName(name)
               .directExecutor()
               .addService(new CoordinatorService(engine, TimeUnit.MINUTES.toNanos(5)))
-              .addService(new AdminService(engine, Runnable::run))
+              .addService(new AdminService(engine, Runnable::run, new dev.sluice.server.auth.KeyAdmin(
+                  new dev.sluice.server.auth.FileKeyStore(KEYS_DIR), System::currentTimeMillis)))
               .build()
               .start();
       ManagedChannel channel = InProcessChannelBuilder.forName(name).directExecutor().build();
