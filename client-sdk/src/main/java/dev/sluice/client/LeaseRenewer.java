@@ -185,9 +185,11 @@ final class LeaseRenewer {
     @Override
     public void onNext(RenewResponse response) {
       for (String expired : response.getExpiredList()) {
-        log.warn("lease of permit {} on '{}' has expired: its concurrency slot is gone; no longer renewing it",
-            expired, group.resource);
-        unregister(group.resource, expired);
+        // A permit closed while this renewal was on the wire is reported gone too: not news.
+        if (group.permitIds.remove(expired)) {
+          log.warn("lease of permit {} on '{}' has expired: its concurrency slot is gone; no longer renewing it",
+              expired, group.resource);
+        }
       }
       if (response.hasLeaseTtl()) {
         Duration ttl = Protos.toJava(response.getLeaseTtl());
