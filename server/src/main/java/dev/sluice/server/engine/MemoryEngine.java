@@ -713,6 +713,7 @@ public final class MemoryEngine implements Engine {
             for (int i = 0; i < s.level.length; i++) {
               s.level[i] = Math.min(s.level[i], 0);
             }
+            s.forgetRefundHistory(); // refunds of earlier grants would refill what the upstream says is gone
             long until = now + retryAfterNanos;
             if (!s.feedbackPaused || until - s.feedbackPausedUntil > 0) {
               s.feedbackPaused = true;
@@ -727,6 +728,7 @@ public final class MemoryEngine implements Engine {
             int i = s.index(r.getKey());
             if (i >= 0 && r.getValue() < s.level[i]) {
               s.level[i] = r.getValue();
+              s.forgetRefundHistory();
             }
           }
           s.drain(now, this, granted);

@@ -72,6 +72,22 @@ final class ResourceState {
   Scheduler.Cancellable wake;
   long wakeAt;
 
+  // Refund caps (guarantee 1). Giving tokens back after the bucket has refilled must not let a
+  // later window exceed amount + burst. A permit's refund on dimension i is capped at
+  // min(refund, burst - highest level since its grant): exactly what the bucket would hold more
+  // had the grant been smaller (the two histories differ only while the other one sits at the
+  // cap). The highest level since any past event is kept as a short stack of (event, deficit)
+  // suffix minima per dimension, oldest first; when it overflows, the two neighbours closest in
+  // deficit merge into the older deficit at the newer event, which can only lower a cap.
+  private static final int HISTORY = 4;
+  /** Counts level changes that matter to refund caps. */
+  long events;
+  /** Permits granted at or before this event get no refund (limit changed, upstream emptied). */
+  long refundFloor;
+  private long[] historyEvent;
+  private double[] historyDeficit;
+  private byte[] historySize;
+
   /** Set (by the cache's eviction) when this object no longer represents the resource. */
   volatile boolean retired;
 
@@ -126,6 +142,8 @@ final class ResourceState {
     final String id;
     final Map<String, Long> load;
     long expiresAt;
+    /** {@link #events} right after this permit's grant: its refunds look at what came later. */
+    long grantedAt;
 
     PermitRecord(String id, Map<String, Long> load, long expiresAt) {
       this.id = id;
@@ -171,6 +189,7 @@ final class ResourceState {
       l[i] = Math.min(b[i], old.getOrDefault(r.name(), 0.0));
     }
     long oldTtl = leaseTtl;
+    forgetRefundHistory();
     this.spec = next;
     this.dims = d;
     this.perNano = p;
@@ -395,9 +414,13 @@ final class ResourceState {
 
   PermitRecord take(Waiter w, long now, String permitId) {
     for (int i = 0; i < w.vector.length; i++) {
+      if (w.vector[i] > 0) {
+        observe(i); // the level just before it drops: the highest since the last event
+      }
       level[i] -= w.vector[i];
     }
     PermitRecord r = new PermitRecord(permitId, w.load, now + leaseTtl);
+    r.grantedAt = events;
     permits.put(permitId, r);
     noteLease(r.expiresAt);
     return r;
@@ -409,14 +432,79 @@ final class ResourceState {
     }
   }
 
-  /** Gives a permit's whole load back (the call was never made). */
+  /** Gives a permit's whole load back (the call was never made), within its refund cap. */
   void giveBack(PermitRecord r) {
     for (Map.Entry<String, Long> e : r.load.entrySet()) {
       int i = index(e.getKey());
       if (i >= 0) {
-        level[i] = Math.min(burst[i], level[i] + e.getValue());
+        refund(i, r, e.getValue());
       }
     }
+  }
+
+  /** Adds back up to {@code amount} on dimension {@code i} for permit {@code r}: see the caps above. */
+  private void refund(int i, PermitRecord r, double amount) {
+    if (amount <= 0 || r.grantedAt <= refundFloor) {
+      return;
+    }
+    double cap = burst[i] - level[i]; // the deficit now
+    if (historySize != null) {
+      int base = i * HISTORY;
+      for (int k = 0; k < historySize[i]; k++) {
+        if (historyEvent[base + k] > r.grantedAt) {
+          cap = Math.min(cap, historyDeficit[base + k]); // the oldest after the grant is the smallest
+          break;
+        }
+      }
+    }
+    double given = Math.min(amount, Math.max(0, cap));
+    if (given > 0) {
+      level[i] = Math.min(burst[i], level[i] + given);
+      observe(i); // a level that went up: later refunds of older permits must see it
+    }
+  }
+
+  /** Records the current deficit of dimension {@code i} as a new event. */
+  private void observe(int i) {
+    events++;
+    if (historySize == null) {
+      historyEvent = new long[dims.length * HISTORY];
+      historyDeficit = new double[dims.length * HISTORY];
+      historySize = new byte[dims.length];
+    }
+    double deficit = burst[i] - level[i];
+    int base = i * HISTORY;
+    int n = historySize[i];
+    while (n > 0 && historyDeficit[base + n - 1] >= deficit) {
+      n--; // no longer the minimum of any suffix that includes this event
+    }
+    if (n == HISTORY) {
+      // Merge the neighbours closest in deficit: the older (smaller) deficit at the newer event.
+      // That understates caps by the smallest gap there is, and never overstates one.
+      int j = 0;
+      for (int k = 1; k < HISTORY - 1; k++) {
+        if (historyDeficit[base + k + 1] - historyDeficit[base + k]
+            < historyDeficit[base + j + 1] - historyDeficit[base + j]) {
+          j = k;
+        }
+      }
+      historyEvent[base + j] = historyEvent[base + j + 1];
+      System.arraycopy(historyEvent, base + j + 2, historyEvent, base + j + 1, HISTORY - j - 2);
+      System.arraycopy(historyDeficit, base + j + 2, historyDeficit, base + j + 1, HISTORY - j - 2);
+      n--;
+    }
+    historyEvent[base + n] = events;
+    historyDeficit[base + n] = deficit;
+    historySize[i] = (byte) (n + 1);
+  }
+
+  /** After a limit change or an upstream report lowered the levels: older permits refund nothing. */
+  void forgetRefundHistory() {
+    events++;
+    refundFloor = events;
+    historyEvent = null;
+    historyDeficit = null;
+    historySize = null;
   }
 
   /** Settles actual usage: refund what was over-estimated, charge what was under-estimated. */
@@ -427,9 +515,17 @@ final class ResourceState {
         continue;
       }
       long granted = r.load.getOrDefault(e.getKey(), 0L);
-      double next = level[i] + (granted - e.getValue());
+      long over = granted - e.getValue();
+      if (over == 0) {
+        continue;
+      }
+      if (over > 0) {
+        refund(i, r, over);
+        continue;
+      }
+      observe(i); // a charge lowers the level, like a grant
       // Debt floor: one period's amount (read from the spec: settle is rare, the array was not).
-      level[i] = Math.max(-spec.rates().get(i).amount(), Math.min(burst[i], next));
+      level[i] = Math.max(-spec.rates().get(i).amount(), level[i] + over);
     }
   }
 

@@ -196,4 +196,71 @@ class MemoryEngineTest {
     assertThat(engine.holdsWaitHistogram("r")).as("a wait 90 s ago is still recent").isTrue();
     assertThat(engine.stats("r").waitP99Seconds()).isCloseTo(1.0, within(0.01));
   }
+
+  // ---------------------------------------------------------------- refund caps (guarantee 1)
+
+  private Grant grantNow(MemoryEngine e, String resource, Map<String, Long> load) {
+    Ticket t = e.acquire(resource, load, Lane.DEFAULT, 0);
+    assertThat(t.future()).as("granted at once").isCompleted();
+    return t.future().join();
+  }
+
+  @Test
+  void aRefundAfterARefillIsCapped() throws Exception {
+    MemoryEngine e = MemoryEngine.builder().ticker(clock).scheduler(clock).build();
+    e.setLimit(new LimitSpec("api", List.of(new RateSpec("requests", 5, Duration.ofSeconds(1), 5)), 0, 10, null));
+    clock.advance(Duration.ofSeconds(1));
+    Grant early = grantNow(e, "api", Map.of("requests", 5L));
+    clock.advance(Duration.ofSeconds(2)); // full again: had `early` never been granted, nothing more
+    long windowStart = clock.read();
+    grantNow(e, "api", Map.of("requests", 5L));
+
+    assertThat(e.release("api", early.permitId(), Map.of(), false, true)).isTrue();
+
+    assertThat(e.stats("api").available().get("requests"))
+        .as("the give-back adds nothing: the bucket would be just as empty without that grant").isZero();
+    Ticket next = e.acquire("api", Map.of("requests", 5L), Lane.DEFAULT, 0);
+    clock.advance(Duration.ofSeconds(1));
+    Ticket last = e.acquire("api", Map.of("requests", 5L), Lane.DEFAULT, 0);
+    long granted = 5;
+    for (Ticket t : List.of(next, last)) {
+      if (!t.future().isCompletedExceptionally()) {
+        granted += t.future().join().load().get("requests");
+      }
+    }
+    assertThat(clock.read() - windowStart).isEqualTo(Duration.ofSeconds(1).toNanos());
+    assertThat(granted).as("requests granted in one 1 s window, limit 5/s burst 5").isLessThanOrEqualTo(10);
+  }
+
+  @Test
+  void aRefundSoonAfterTheGrantIsWhole() throws Exception {
+    MemoryEngine e = MemoryEngine.builder().ticker(clock).scheduler(clock).build();
+    e.setLimit(new LimitSpec("openai", List.of(new RateSpec("tokens", 60_000, Duration.ofMinutes(1), 10_000)), 0, 10,
+        null));
+    clock.advance(Duration.ofMinutes(1));
+    Grant g = grantNow(e, "openai", Map.of("tokens", 4_000L)); // 6 000 left
+    grantNow(e, "openai", Map.of("tokens", 5_000L));           // 1 000 left
+    clock.advance(Duration.ofSeconds(2));                       // +2 000 = 3 000: never near the cap
+
+    e.release("openai", g.permitId(), Map.of("tokens", 1_000L), true, false); // used 1 000 of 4 000
+
+    assertThat(e.stats("openai").available().get("tokens"))
+        .as("the whole 3 000 over-estimate comes back: the bucket never came near its cap meanwhile")
+        .isCloseTo(6_000.0, within(1e-6));
+  }
+
+  @Test
+  void aRefundIsCutToWhatTheBucketWouldHoldWithoutTheGrant() throws Exception {
+    MemoryEngine e = MemoryEngine.builder().ticker(clock).scheduler(clock).build();
+    e.setLimit(new LimitSpec("api", List.of(new RateSpec("requests", 10, Duration.ofSeconds(1), 10)), 0, 10, null));
+    clock.advance(Duration.ofSeconds(1));
+    Grant g = grantNow(e, "api", Map.of("requests", 4L)); // 6 left; without it 10
+    clock.advance(Duration.ofMillis(300));                  // 9 (without: 10, 3 wasted)
+    grantNow(e, "api", Map.of("requests", 9L));           // 0 (without: 1)
+
+    e.release("api", g.permitId(), Map.of(), false, true);
+
+    assertThat(e.stats("api").available().get("requests")).as("1 of the 4 comes back: 0 + 1")
+        .isCloseTo(1.0, within(1e-6));
+  }
 }
