@@ -467,6 +467,15 @@ final class ResourceState {
   /** Records the current deficit of dimension {@code i} as a new event. */
   private void observe(int i) {
     events++;
+    if (permits.isEmpty()) {
+      // No open permit was granted before this event, so no refund will ever ask about it, and
+      // what was recorded before is stale: forget it (a resource used one call at a time never
+      // allocates a history).
+      if (historySize != null) {
+        java.util.Arrays.fill(historySize, (byte) 0);
+      }
+      return;
+    }
     if (historySize == null) {
       historyEvent = new long[dims.length * HISTORY];
       historyDeficit = new double[dims.length * HISTORY];
