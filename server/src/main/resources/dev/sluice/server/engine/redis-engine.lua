@@ -92,6 +92,12 @@ local function loadState()
   s.pseq = tonumber(s.pseq or '0')
   s.pseqDirty = false
   s.grantedDelta = 0
+  -- Refund caps (see refund): event counter, refund floor, per-dimension history (parsed lazily).
+  s.ev = tonumber(s.ev or '0')
+  s.rf = tonumber(s.rf or '0')
+  s.hist = {}
+  s.histDirty = {}
+  s.capsDirty = false
   return s
 end
 
@@ -116,6 +122,20 @@ local function saveState()
     args[#args + 1] = 'l:' .. d
     args[#args + 1] = fmt(st.lvl[d])
   end
+  if st.capsDirty then
+    args[#args + 1] = 'ev'
+    args[#args + 1] = fmt(st.ev)
+    args[#args + 1] = 'rf'
+    args[#args + 1] = fmt(st.rf)
+    for d, h in pairs(st.hist) do
+      if st.histDirty[d] then
+        local parts = {}
+        for k = 1, #h.ev do parts[#parts + 1] = fmt(h.ev[k]) .. ':' .. fmt(h.df[k]) end
+        args[#args + 1] = 'h:' .. d
+        args[#args + 1] = table.concat(parts, ',')
+      end
+    end
+  end
   redis.call('HSET', ST, unpack(args))
   if st.grantedDelta > 0 then redis.call('HINCRBY', ST, 'granted', st.grantedDelta) end
 end
@@ -124,7 +144,93 @@ local function expireLeases()
   local gone = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, 1000)
   for _, id in ipairs(gone) do
     redis.call('ZREM', LEASES, id)
-    redis.call('HDEL', PL, id)
+    redis.call('HDEL', PL, id, id .. '#g')
+  end
+end
+
+-- Refund caps (guarantee 1), as in ResourceState: a refund on dimension d for a permit granted
+-- at event g is capped at min(refund, burst - highest level since g), what the bucket would hold
+-- more had the grant been smaller. The highest level since any event is kept as up to 4
+-- (event, deficit) suffix minima per dimension, oldest first, in ST field h:<d>.
+local HISTORY = 4
+local function hist(d)
+  local h = st.hist[d]
+  if h then return h end
+  h = { ev = {}, df = {} }
+  local raw = redis.call('HGET', ST, 'h:' .. d)
+  if raw and raw ~= '' then
+    for _, pair in ipairs(split(raw, ',')) do
+      local c = string.find(pair, ':', 1, true)
+      h.ev[#h.ev + 1] = tonumber(string.sub(pair, 1, c - 1))
+      h.df[#h.df + 1] = tonumber(string.sub(pair, c + 1))
+    end
+  end
+  st.hist[d] = h
+  return h
+end
+
+-- Records the current deficit of d as a new event (before a level drops, after it rises).
+local function observe(d)
+  st.ev = st.ev + 1
+  st.capsDirty = true
+  local h = hist(d)
+  if redis.call('ZCARD', LEASES) == 0 then
+    -- No open permit was granted before this event: nobody will ask about it; forget the rest.
+    if #h.ev > 0 then
+      st.hist[d] = { ev = {}, df = {} }
+      st.histDirty[d] = true
+    end
+    return
+  end
+  local deficit = cfg.burst[d] - st.lvl[d]
+  local n = #h.ev
+  while n > 0 and h.df[n] >= deficit do
+    h.ev[n] = nil
+    h.df[n] = nil
+    n = n - 1
+  end
+  if n == HISTORY then
+    -- Merge the neighbours closest in deficit: the older deficit at the newer event.
+    local j = 1
+    for k = 2, HISTORY - 1 do
+      if h.df[k + 1] - h.df[k] < h.df[j + 1] - h.df[j] then j = k end
+    end
+    h.ev[j] = h.ev[j + 1]
+    table.remove(h.ev, j + 1)
+    table.remove(h.df, j + 1)
+    n = n - 1
+  end
+  h.ev[n + 1] = st.ev
+  h.df[n + 1] = deficit
+  st.histDirty[d] = true
+end
+
+-- Adds back up to amount on d for a permit granted at event g (nil: before caps existed).
+local function refund(d, g, amount)
+  if amount <= 0 or not g or g <= st.rf then return end
+  local cap = cfg.burst[d] - st.lvl[d]
+  local h = hist(d)
+  for k = 1, #h.ev do
+    if h.ev[k] > g then
+      if h.df[k] < cap then cap = h.df[k] end
+      break
+    end
+  end
+  local given = math.min(amount, math.max(0, cap))
+  if given > 0 then
+    st.lvl[d] = math.min(cfg.burst[d], st.lvl[d] + given)
+    observe(d)
+  end
+end
+
+-- After a limit change or an upstream report lowered the levels: older permits refund nothing.
+local function forgetRefunds()
+  st.ev = st.ev + 1
+  st.rf = st.ev
+  st.capsDirty = true
+  for _, d in ipairs(cfg.dl) do
+    st.hist[d] = { ev = {}, df = {} }
+    st.histDirty[d] = true
   end
 end
 
@@ -241,11 +347,12 @@ end
 -- Takes the load, opens a lease; returns the permit id.
 local function take(load, loadStr)
   for _, d in ipairs(cfg.dl) do
+    if (load[d] or 0) > 0 then observe(d) end
     st.lvl[d] = st.lvl[d] - (load[d] or 0)
   end
   local pid = newPermitId()
   redis.call('ZADD', LEASES, now + cfg.lease, pid)
-  redis.call('HSET', PL, pid, loadStr)
+  redis.call('HSET', PL, pid, loadStr, pid .. '#g', fmt(st.ev))
   st.grantedDelta = st.grantedDelta + 1
   return pid
 end
@@ -406,18 +513,24 @@ local function releaseOne(pid, mode, actualStr)
     end
     loadStr = string.sub(loadStr, 1, -3)
   end
+  local g = tonumber(redis.call('HGET', PL, pid .. '#g') or '')
   redis.call('ZREM', LEASES, pid)
-  redis.call('HDEL', PL, pid)
+  redis.call('HDEL', PL, pid, pid .. '#g')
   local granted = parseLoad(loadStr)
   if mode == 'unused' then
     for d, v in pairs(granted) do
-      if cfg.burst[d] then st.lvl[d] = math.min(cfg.burst[d], st.lvl[d] + v) end
+      if cfg.burst[d] then refund(d, g, v) end
     end
   elseif mode == 'settle' then
     for d, v in pairs(parseLoad(actualStr)) do
       if cfg.burst[d] then
-        local next = st.lvl[d] + ((granted[d] or 0) - v)
-        st.lvl[d] = math.max(-cfg.amount[d], math.min(cfg.burst[d], next))
+        local over = (granted[d] or 0) - v
+        if over > 0 then
+          refund(d, g, over)
+        elseif over < 0 then
+          observe(d) -- a charge lowers the level, like a grant
+          st.lvl[d] = math.max(-cfg.amount[d], st.lvl[d] + over)
+        end
       end
     end
   end
@@ -518,11 +631,15 @@ elseif op == 'report' then
   if ARGV[7] == '1' then
     redis.call('HINCRBY', ST, 'throttled', 1)
     for _, d in ipairs(cfg.dl) do st.lvl[d] = math.min(st.lvl[d], 0) end
+    forgetRefunds()
     local untilT = now + tonumber(ARGV[8])
     if untilT > st.fpause then st.fpause = untilT end
   end
   for d, v in pairs(parseLoad(ARGV[9])) do
-    if cfg.burst[d] and v < st.lvl[d] then st.lvl[d] = v end
+    if cfg.burst[d] and v < st.lvl[d] then
+      st.lvl[d] = v
+      forgetRefunds()
+    end
   end
   local wake = drain()
   local left = pausedFor()
@@ -596,9 +713,10 @@ elseif op == 'setlimit' then
   st = loadState()
   st.t = now
   for _, d in ipairs(cfg.dl) do st.lvl[d] = math.min(cfg.burst[d], oldLvl[d] or 0) end
+  forgetRefunds()
   if oldCfg then
     for _, d in ipairs(oldCfg.dl) do
-      if not cfg.burst[d] then redis.call('HDEL', ST, 'l:' .. d, 'q:' .. d) end
+      if not cfg.burst[d] then redis.call('HDEL', ST, 'l:' .. d, 'q:' .. d, 'h:' .. d) end
     end
   end
   -- Waiters whose load can no longer fit fail now instead of waiting for ever (the caller's

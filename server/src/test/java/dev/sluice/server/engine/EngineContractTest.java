@@ -114,6 +114,77 @@ class EngineContractTest {
 
   // ---------------------------------------------------------------------------- buckets
 
+  private Grant grantNow(String name, Map<String, Long> load) {
+    return granted(engine.acquire(name, load, Lane.DEFAULT, 0));
+  }
+
+  @Test
+  void aRefundAfterARefillIsCappedSoNoWindowExceedsAmountPlusBurst() {
+    limit("api", 0, rate("requests", 5, Duration.ofSeconds(1), 5));
+    clock.advance(Duration.ofSeconds(1));
+    Grant early = grantNow("api", Map.of("requests", 5L));
+    clock.advance(Duration.ofSeconds(2)); // full again: had `early` never been granted, no more
+    long windowStart = clock.read();
+    grantNow("api", Map.of("requests", 5L));
+
+    assertThat(engine.release("api", early.permitId(), Map.of(), false, true)).isTrue();
+
+    assertThat(available("api", "requests"))
+        .as("the give-back adds nothing: the bucket would be just as empty without that grant").isZero();
+    Ticket next = engine.acquire("api", Map.of("requests", 5L), Lane.DEFAULT, 0);
+    clock.advance(Duration.ofSeconds(1));
+    Ticket last = engine.acquire("api", Map.of("requests", 5L), Lane.DEFAULT, 0);
+    long inWindow = 5;
+    for (Ticket t : List.of(next, last)) {
+      if (!t.future().isCompletedExceptionally()) {
+        inWindow += t.future().join().load().get("requests");
+      }
+    }
+    assertThat(clock.read() - windowStart).isEqualTo(SEC);
+    assertThat(inWindow).as("requests granted in one 1 s window, limit 5/s burst 5").isLessThanOrEqualTo(10);
+  }
+
+  @Test
+  void aRefundIsWholeWhileTheBucketStaysBelowItsCap() {
+    limit("openai", 0, rate("tokens", 60_000, Duration.ofMinutes(1), 10_000));
+    clock.advance(Duration.ofMinutes(1));
+    Grant g = grantNow("openai", Map.of("tokens", 4_000L)); // 6 000 left
+    grantNow("openai", Map.of("tokens", 5_000L));           // 1 000 left
+    clock.advance(Duration.ofSeconds(2));                    // 3 000: never near the cap
+
+    engine.release("openai", g.permitId(), Map.of("tokens", 1_000L), true, false); // used 1 000 of 4 000
+
+    assertThat(available("openai", "tokens")).as("all 3 000 over-estimated come back")
+        .isCloseTo(6_000.0, within(1e-6));
+  }
+
+  @Test
+  void aRefundIsCutToWhatTheBucketWouldHoldWithoutTheGrant() {
+    limit("api", 0, rate("requests", 10, Duration.ofSeconds(1), 10));
+    clock.advance(Duration.ofSeconds(1));
+    Grant g = grantNow("api", Map.of("requests", 4L)); // 6 left; without it 10
+    clock.advance(Duration.ofMillis(300));              // 9 (without it: 10, 3 wasted at the cap)
+    grantNow("api", Map.of("requests", 9L));           // 0 (without it: 1)
+
+    engine.release("api", g.permitId(), Map.of(), false, true);
+
+    assertThat(available("api", "requests")).as("1 of the 4 comes back").isCloseTo(1.0, within(1e-6));
+  }
+
+  @Test
+  void anUpstreamReportDropsTheRefundsOfEarlierGrants() {
+    limit("api", 0, rate("requests", 10, Duration.ofSeconds(1), 10));
+    clock.advance(Duration.ofSeconds(1));
+    Grant g = grantNow("api", Map.of("requests", 4L));
+    engine.report("api", true, SEC / 10, Map.of());  // the upstream says it has nothing left
+    clock.advance(Duration.ofMillis(200));           // pause over, +2
+
+    engine.release("api", g.permitId(), Map.of(), false, true);
+
+    assertThat(available("api", "requests")).as("no refund into a bucket the upstream emptied")
+        .isCloseTo(2.0, within(1e-6));
+  }
+
   @Test
   void newLimitStartsEmptyAndRefillsContinuously() {
     limit("api", 0, rate("requests", 10, Duration.ofSeconds(1), 10));

@@ -23,8 +23,8 @@ import java.util.concurrent.CompletionException;
  *       that starts at a grant, the load granted in it is at most {@code amount + burst} of the
  *       largest limit in force during it. A permit given back unused counts 0; a settled one
  *       counts what it used, capped at what it was granted (debt only makes the engine
- *       stricter). On the Redis engine, refunds credited inside the window for permits granted
- *       before it are added to the bound: see {@link #refundsFromEarlier}.
+ *       stricter). Refunds are capped by the engines (a give-back after a refill adds nothing a
+ *       window could not have had), so the bound is exact.
  *   <li><b>Concurrency</b>: a grant never brings the live leases (granted, not released, not
  *       expired) above the cap; the engine's {@code inFlight} equals that count, never negative.
  *   <li><b>Waiting room</b>: the engine's waiting count equals the acquires still pending;
@@ -122,7 +122,6 @@ final class EngineInvariants {
     }
   }
 
-  private record Refund(long at, long grantedAt, String dim, long amount) {}
 
   private record Epoch(long from, LimitSpec spec) {}
 
@@ -130,21 +129,12 @@ final class EngineInvariants {
   private final FakeClock clock;
   private final Setup setup;
   private final List<Call> calls = new ArrayList<>();
-  private final List<Refund> refunds = new ArrayList<>();
   private final List<Epoch> epochs = new ArrayList<>();
   private LimitSpec current;
   private int seq;
   private Throwable callbackFailure;
 
-  /**
-   * The memory engine caps each refund at what the bucket could hold without that grant, so its
-   * windows are checked against {@code amount + burst} exactly. The Redis engine does not yet:
-   * refunds from earlier permits are allowed for (README, "Known limits").
-   */
-  private final boolean refundsCapped;
-
   EngineInvariants(Engine engine, FakeClock clock, Setup setup) {
-    this.refundsCapped = engine instanceof MemoryEngine;
     this.engine = engine;
     this.clock = clock;
     this.setup = setup;
@@ -326,9 +316,6 @@ final class EngineInvariants {
           Map<String, Long> used = new HashMap<>(call.grant.load());
           used.put("tokens", Math.min(granted, actual));
           call.used = used;
-          if (actual < granted) {
-            refunds.add(new Refund(now, call.grantedAt, "tokens", granted - actual));
-          }
         }
       }
       case 2 -> {
@@ -344,14 +331,8 @@ final class EngineInvariants {
   }
 
   private void endGivingBack(Call call) {
-    long now = clock.read();
     call.ended = true;
     call.used = Map.of();
-    call.grant.load().forEach((dim, v) -> {
-      if (v > 0) {
-        refunds.add(new Refund(now, call.grantedAt, dim, v));
-      }
-    });
   }
 
   private void renew(Call call) {
@@ -426,7 +407,7 @@ final class EngineInvariants {
             sum += u.getOrDefault(dim, 0L);
           }
         }
-        long bound = maxAmountPlusBurst(dim, a, b) + (refundsCapped ? 0 : refundsFromEarlier(dim, a, b));
+        long bound = maxAmountPlusBurst(dim, a, b);
         if (sum > bound) {
           throw new AssertionError(
               dim + " granted " + sum + " in [" + a + ", " + b + "], bound " + bound);
@@ -448,23 +429,6 @@ final class EngineInvariants {
       }
     }
     return amount + burst;
-  }
-
-  /**
-   * What the engine may legitimately add to a window today: tokens given back inside it for
-   * permits granted before it. Such a refund lands in a bucket that may have refilled since
-   * the grant, so the window can see up to that much more than {@code amount + burst} on an
-   * engine that does not cap refunds ({@code MemoryEngineTest.aRefundAfterARefillIsCapped}
-   * pins the case down with exact numbers).
-   */
-  private long refundsFromEarlier(String dim, long a, long b) {
-    long sum = 0;
-    for (Refund r : refunds) {
-      if (r.dim().equals(dim) && r.grantedAt() - a < 0 && r.at() - a >= 0 && b - r.at() >= 0) {
-        sum += r.amount();
-      }
-    }
-    return sum;
   }
 
   /** Grants recorded, for the tests' own sanity checks (a scenario that grants nothing proves little). */
