@@ -72,6 +72,19 @@ public final class LoadGen {
       JmhMain.main(java.util.Arrays.copyOfRange(args, 1, args.length));
       return;
     }
+    if (args.length > 0 && args[0].equals("soak")) {
+      quietLogs();
+      boolean pass;
+      try {
+        pass = Soak.run(args, System.out);
+      } catch (IllegalArgumentException e) {
+        System.err.println("sluice-bench: " + e.getMessage());
+        System.exit(2);
+        return;
+      }
+      System.exit(pass ? 0 : 1);
+      return;
+    }
     quietLogs();
     Options options;
     try {

@@ -23,6 +23,9 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
   static final String USAGE = """
       Usage: java -jar bench/target/sluice-bench.jar [options]
              java -jar bench/target/sluice-bench.jar jmh [JMH options]   (engine micro-benchmarks)
+             java -jar bench/target/sluice-bench.jar soak [--duration 10m] [--rate 15000] [--out .]
+                 (the soak run: errors, heap after GC and open files over time; writes the soak
+                 section of BENCHMARKS.md, which the full run keeps)
 
       Runs every scenario in one JVM, one after another, prints a table as it goes, then writes
       BENCHMARKS.md and docs/bench/{throughput,latency}.svg under --out.
@@ -110,14 +113,14 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
     return groups.contains(group);
   }
 
-  private static String value(String[] args, int i, String option) {
+  static String value(String[] args, int i, String option) {
     if (i >= args.length) {
       throw new IllegalArgumentException(option + " needs a value");
     }
     return args[i];
   }
 
-  private static int positive(String v, String option) {
+  static int positive(String v, String option) {
     try {
       int n = Integer.parseInt(v.replace("_", ""));
       if (n < 1) {

@@ -91,7 +91,9 @@ final class Report {
     Files.writeString(dir.resolve("latency.svg"), Svg.latency(chartable().stream()
         .filter(r -> !r.id.equals("contended.rate")).toList(), subtitle), StandardCharsets.UTF_8);
     Path report = o.out().resolve("BENCHMARKS.md");
-    Files.writeString(report, markdown(), StandardCharsets.UTF_8);
+    // The soak section comes from its own (10 min) command: carried over, not rerun.
+    String soak = Soak.existingSection(report);
+    Files.writeString(report, markdown() + (soak.isEmpty() ? "" : "\n" + soak), StandardCharsets.UTF_8);
     return report;
   }
 
