@@ -268,7 +268,7 @@ class FaultInjectionIT {
           "grants per 1 s window at the coordinator ≤ amount + burst (its grant counter sampled every 2 ms on the shared monotonic clock: the grants surely in a window are asserted, those possibly in it reported); limit survives (0 acquire errors); every"
               + " thread granted again by the same client; ≥ the rate in the 2 s after the last restart",
           String.format("0 over the limit (densest window %d of %d surely at the coordinator, %d possibly given the sampling; %d on receipt stamps); every thread granted again %s ms after the"
-              + " kill (JVM restart included); %s grants in the first second after each READY (the client is still backing off); %d in the last 2 s", worst, RATE + BURST, possibly, atWorkers, recoveries, firstSecond, lastTwo));
+              + " kill (JVM restart included); %s grants in the first second after each READY (the client reconnects with backoff); %d in the last 2 s", worst, RATE + BURST, possibly, atWorkers, recoveries, firstSecond, lastTwo));
     } finally {
       stop.set(true);
       pool.shutdownNow();

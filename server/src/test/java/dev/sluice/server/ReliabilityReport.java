@@ -39,9 +39,11 @@ final class ReliabilityReport {
           .append("     ./mvnw -B verify -pl server -am && cp server/target/reliability.md docs/RELIABILITY.md -->\n\n")
           .append("Each row is one test of `server/src/test/java/dev/sluice/server/FaultInjection*.java`;\n")
           .append("the figures are measured by that run, and the test fails if a check in the third\n")
-          .append("column does not hold. \"Over the limit\" is counted at the coordinator (engine grant\n")
-          .append("counter per step of the fake clock) where the server runs in the test JVM, and from\n")
-          .append("the workers' receipt stamps (the bound DistributedIT uses) where it is a killed process.\n\n")
+          .append("column does not hold. \"Over the limit\" is counted at the coordinator: from the engine's\n")
+          .append("grant counter at every timer task and step of the fake clock where the server runs in the\n")
+          .append("test JVM; where it is a process killed with SIGKILL, from its grant counter sampled every\n")
+          .append("2 ms on the machine's monotonic clock (a kill loses the last ≤ 2 ms of samples; the\n")
+          .append("workers' receipt stamps, which delivery jitter bunches, are given beside it).\n\n")
           .append("| Fault | Tried | Checked | Result |\n|---|---|---|---|\n");
       for (Path row : rows) {
         md.append(Files.readString(row));
