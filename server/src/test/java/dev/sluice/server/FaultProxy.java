@@ -1,0 +1,149 @@
+package dev.sluice.server;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A TCP forwarder that misbehaves on request, for the fault-injection tests: every chunk it
+ * forwards can be held for a random latency; {@link #resetAll()} aborts every connection with an
+ * RST (SO_LINGER 0) in both directions, {@link #dropAll()} closes them with a FIN, both while
+ * calls are in flight. The upstream port can be changed ({@link #upstream(int)}), so a server
+ * restarted on another port is reached at the same address.
+ *
+ * <p>Two threads per connection, each copying one direction, like {@link BlackholeProxy}.
+ */
+final class FaultProxy implements AutoCloseable {
+
+  private record Link(Socket client, Socket upstream) {}
+
+  private final ServerSocket listener;
+  private final ExecutorService threads = Executors.newCachedThreadPool(r -> {
+    Thread t = new Thread(r, "fault-proxy");
+    t.setDaemon(true);
+    return t;
+  });
+  private final List<Link> links = new CopyOnWriteArrayList<>();
+  private volatile int upstreamPort;
+  private volatile int maxLatencyMillis;
+  private volatile boolean closed;
+
+  FaultProxy(int upstreamPort) throws IOException {
+    this.upstreamPort = upstreamPort;
+    this.listener = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
+    threads.execute(this::accept);
+  }
+
+  /** The port clients connect to. */
+  int port() {
+    return listener.getLocalPort();
+  }
+
+  /** Where new connections go from now on. */
+  void upstream(int port) {
+    this.upstreamPort = port;
+  }
+
+  /** Holds every forwarded chunk for a random 0..{@code millis} ms; 0 forwards at once. */
+  void latency(int millis) {
+    this.maxLatencyMillis = millis;
+  }
+
+  /** Aborts every open connection with an RST to both ends; returns how many. */
+  int resetAll() {
+    return cut(true);
+  }
+
+  /** Closes every open connection with a FIN to both ends; returns how many. */
+  int dropAll() {
+    return cut(false);
+  }
+
+  private int cut(boolean reset) {
+    int n = 0;
+    for (Link link : links) {
+      links.remove(link);
+      for (Socket s : List.of(link.client(), link.upstream())) {
+        try {
+          if (reset) {
+            s.setSoLinger(true, 0);
+          }
+        } catch (IOException e) {
+          // already closed
+        }
+        closeQuietly(s);
+      }
+      n++;
+    }
+    return n;
+  }
+
+  private void accept() {
+    while (!closed) {
+      try {
+        Socket client = listener.accept();
+        Socket upstream = new Socket();
+        try {
+          upstream.connect(new InetSocketAddress(InetAddress.getLoopbackAddress(), upstreamPort), 1_000);
+        } catch (IOException e) {
+          closeQuietly(client); // the server is down: the client sees a refused connection
+          closeQuietly(upstream);
+          continue;
+        }
+        client.setTcpNoDelay(true);
+        upstream.setTcpNoDelay(true);
+        links.add(new Link(client, upstream));
+        threads.execute(() -> copy(client, upstream));
+        threads.execute(() -> copy(upstream, client));
+      } catch (IOException e) {
+        // closed
+      }
+    }
+  }
+
+  private void copy(Socket from, Socket to) {
+    byte[] buffer = new byte[16 * 1024];
+    try {
+      InputStream in = from.getInputStream();
+      OutputStream out = to.getOutputStream();
+      for (int n; (n = in.read(buffer)) >= 0; ) {
+        int latency = maxLatencyMillis;
+        if (latency > 0) {
+          TimeUnit.MILLISECONDS.sleep(ThreadLocalRandom.current().nextInt(latency + 1));
+        }
+        out.write(buffer, 0, n);
+        out.flush();
+      }
+      to.shutdownOutput();
+    } catch (IOException | InterruptedException e) {
+      closeQuietly(from);
+      closeQuietly(to);
+    }
+  }
+
+  private static void closeQuietly(Socket s) {
+    try {
+      s.close();
+    } catch (IOException e) {
+      // already closed
+    }
+  }
+
+  @Override
+  public void close() throws IOException {
+    closed = true;
+    listener.close();
+    cut(false);
+    threads.shutdownNow();
+  }
+}
