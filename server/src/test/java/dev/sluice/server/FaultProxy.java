@@ -15,13 +15,17 @@ import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 
 /**
- * A TCP forwarder that misbehaves on request, for the fault-injection tests: every chunk it
- * forwards can be held for a random latency; {@link #resetAll()} aborts every connection with an
- * RST (SO_LINGER 0) in both directions, {@link #dropAll()} closes them with a FIN, both while
- * calls are in flight. The upstream port can be changed ({@link #upstream(int)}), so a server
- * restarted on another port is reached at the same address.
+ * A TCP forwarder that misbehaves on request, for the fault-injection and silent-node tests:
+ * every chunk it forwards can be held for a random latency; {@link #resetAll()} aborts every
+ * connection with an RST (SO_LINGER 0) in both directions, {@link #dropAll()} closes them with a
+ * FIN, both while calls are in flight; {@link #blackhole()} stops forwarding without closing
+ * anything (a host gone silent) until {@link #restore()}. The upstream port can be changed
+ * ({@link #upstream(int)}), so a server restarted on another port is reached at the same address.
  *
- * <p>Two threads per connection, each copying one direction, like {@link BlackholeProxy}.
+ * <p>Two threads per connection, each copying one direction: a thread holding a chunk waits
+ * while the proxy is blackholed and does not read more, so the rest waits in the kernel's socket
+ * buffers. A connection opened while blackholed is accepted (the kernel does that anyway) but
+ * carries nothing. An end closed by either side is passed on only while not blackholed.
  */
 final class FaultProxy implements AutoCloseable {
 
@@ -36,6 +40,7 @@ final class FaultProxy implements AutoCloseable {
   private final List<Link> links = new CopyOnWriteArrayList<>();
   private volatile int upstreamPort;
   private volatile int maxLatencyMillis;
+  private boolean blackholed; // guarded by this
   private volatile boolean closed;
 
   FaultProxy(int upstreamPort) throws IOException {
@@ -57,6 +62,23 @@ final class FaultProxy implements AutoCloseable {
   /** Holds every forwarded chunk for a random 0..{@code millis} ms; 0 forwards at once. */
   void latency(int millis) {
     this.maxLatencyMillis = millis;
+  }
+
+  /** Stops forwarding in both directions; sockets stay open. */
+  synchronized void blackhole() {
+    blackholed = true;
+  }
+
+  /** Forwards again, starting with what was held. */
+  synchronized void restore() {
+    blackholed = false;
+    notifyAll();
+  }
+
+  private synchronized void awaitOpen() throws InterruptedException {
+    while (blackholed && !closed) {
+      wait();
+    }
   }
 
   /** Aborts every open connection with an RST to both ends; returns how many. */
@@ -117,6 +139,7 @@ final class FaultProxy implements AutoCloseable {
       InputStream in = from.getInputStream();
       OutputStream out = to.getOutputStream();
       for (int n; (n = in.read(buffer)) >= 0; ) {
+        awaitOpen();
         int latency = maxLatencyMillis;
         if (latency > 0) {
           TimeUnit.MILLISECONDS.sleep(ThreadLocalRandom.current().nextInt(latency + 1));
@@ -124,6 +147,7 @@ final class FaultProxy implements AutoCloseable {
         out.write(buffer, 0, n);
         out.flush();
       }
+      awaitOpen();
       to.shutdownOutput();
     } catch (IOException | InterruptedException e) {
       closeQuietly(from);
@@ -144,6 +168,9 @@ final class FaultProxy implements AutoCloseable {
     closed = true;
     listener.close();
     cut(false);
+    synchronized (this) {
+      notifyAll(); // the waiting copiers find their sockets closed
+    }
     threads.shutdownNow();
   }
 }

@@ -50,7 +50,7 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * A node that goes silent (its host cut off the network: no FIN, no RST) is found by the SDK's
  * health probes within 2 s, not by keepalive's ~11 s: each real {@link SluiceServer} sits behind
- * a {@link BlackholeProxy}, and the client's target lists the proxies. Memory store on each node,
+ * a {@link FaultProxy}, and the client's target lists the proxies. Memory store on each node,
  * the same limits set on each.
  *
  * <p>Times are measured on the test's clock from the moment of the blackhole; the bounds asserted
@@ -76,7 +76,7 @@ class SilentNodeTest {
   }
 
   /** A node and the proxy in front of it. */
-  private record Node(SluiceServer server, BlackholeProxy proxy) {
+  private record Node(SluiceServer server, FaultProxy proxy) {
     int port() {
       return proxy.port();
     }
@@ -91,7 +91,7 @@ class SilentNodeTest {
     for (LimitSpec limit : limits) {
       s.engine().setLimit(limit);
     }
-    BlackholeProxy proxy = new BlackholeProxy(s.port());
+    FaultProxy proxy = new FaultProxy(s.port());
     closeables.add(proxy);
     return new Node(s, proxy);
   }

@@ -10,11 +10,8 @@ import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
-import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
@@ -74,20 +71,8 @@ public final class FileKeyStore implements KeyStore {
   }
 
   @Override
-  public Optional<StoredKey> get(String id) {
-    return Optional.ofNullable(keys.get(id));
-  }
-
-  @Override
-  public List<StoredKey> all() {
-    List<StoredKey> out = new ArrayList<>(keys.values());
-    out.sort(Comparator.comparingLong(StoredKey::createdUnixMs).thenComparing(StoredKey::id));
-    return out;
-  }
-
-  @Override
-  public boolean isEmpty() {
-    return keys.isEmpty();
+  public Map<String, StoredKey> byId() {
+    return keys;
   }
 
   @Override

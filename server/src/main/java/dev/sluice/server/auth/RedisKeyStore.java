@@ -4,12 +4,8 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.sluice.server.engine.SharedHash;
 import java.io.IOException;
-import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.HashMap;
-import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -78,20 +74,8 @@ public final class RedisKeyStore implements KeyStore {
   }
 
   @Override
-  public Optional<StoredKey> get(String id) {
-    return Optional.ofNullable(keys.get(id));
-  }
-
-  @Override
-  public List<StoredKey> all() {
-    List<StoredKey> out = new ArrayList<>(keys.values());
-    out.sort(Comparator.comparingLong(StoredKey::createdUnixMs).thenComparing(StoredKey::id));
-    return out;
-  }
-
-  @Override
-  public boolean isEmpty() {
-    return keys.isEmpty();
+  public Map<String, StoredKey> byId() {
+    return keys;
   }
 
   @Override
