@@ -37,31 +37,27 @@ public final class AuthInterceptor implements ServerInterceptor {
   public <ReqT, RespT> ServerCall.Listener<ReqT> interceptCall(
       ServerCall<ReqT, RespT> call, Metadata headers, ServerCallHandler<ReqT, RespT> next) {
     String service = call.getMethodDescriptor().getServiceName();
-    if (HEALTH.equals(service)) {
+    if (HEALTH.equals(service) || keys.isEmpty()) {
+      // Open coordinator (no key at all): nothing to check, and no context to attach per call.
       return next.startCall(call, headers);
     }
-    Principal principal;
-    if (keys.isEmpty()) {
-      principal = Principal.OPEN;
-    } else {
-      Optional<Principal> found = authenticate(headers.get(AUTHORIZATION));
-      if (found.isEmpty()) {
-        return refuse(call, Status.UNAUTHENTICATED.withDescription(headers.get(AUTHORIZATION) == null
-            ? "this coordinator requires an API key: pass one with SluiceClient.Builder.apiKey(...), the CLI's"
-                + " --api-key, or SLUICE_API_KEY (an admin creates keys with `sluice key create`)"
-            : "unknown or revoked API key " + describe(headers.get(AUTHORIZATION)) + ": check the key, or ask"
-                + " an admin for a new one (`sluice key create`)"));
-      }
-      principal = found.get();
-      boolean allowed = switch (service) {
-        case ADMIN -> principal.role() == Role.ADMIN;
-        case COORDINATOR -> true;
-        default -> true; // reflection: any valid key
-      };
-      if (!allowed) {
-        return refuse(call, Status.PERMISSION_DENIED.withDescription("API key " + principal.keyId() + " has role"
-            + " worker; " + call.getMethodDescriptor().getBareMethodName() + " is an admin call: use an admin key"));
-      }
+    Optional<Principal> found = authenticate(headers.get(AUTHORIZATION));
+    if (found.isEmpty()) {
+      return refuse(call, Status.UNAUTHENTICATED.withDescription(headers.get(AUTHORIZATION) == null
+          ? "this coordinator requires an API key: pass one with SluiceClient.Builder.apiKey(...), the CLI's"
+              + " --api-key, or SLUICE_API_KEY (an admin creates keys with `sluice key create`)"
+          : "unknown or revoked API key " + describe(headers.get(AUTHORIZATION)) + ": check the key, or ask"
+              + " an admin for a new one (`sluice key create`)"));
+    }
+    Principal principal = found.get();
+    boolean allowed = switch (service) {
+      case ADMIN -> principal.role() == Role.ADMIN;
+      case COORDINATOR -> true;
+      default -> true; // reflection: any valid key
+    };
+    if (!allowed) {
+      return refuse(call, Status.PERMISSION_DENIED.withDescription("API key " + principal.keyId() + " has role"
+          + " worker; " + call.getMethodDescriptor().getBareMethodName() + " is an admin call: use an admin key"));
     }
     return Contexts.interceptCall(Context.current().withValue(Principal.KEY, principal), call, headers, next);
   }

@@ -8,9 +8,6 @@ public record Principal(String keyId, Role role, ResourcePattern resources, KeyS
 
   static final Context.Key<Principal> KEY = Context.key("sluice-principal");
 
-  /** A coordinator with no keys: everyone is admin (and the server is bound to loopback by default). */
-  static final Principal OPEN = new Principal(null, Role.ADMIN, ResourcePattern.ALL, null);
-
   /** The caller of the current call; null outside a call checked by {@link AuthInterceptor}. */
   public static Principal current() {
     return KEY.get();
@@ -19,11 +16,11 @@ public record Principal(String keyId, Role role, ResourcePattern resources, KeyS
   /**
    * Refuses a resource the calling key does not cover (PERMISSION_DENIED), or a key revoked since
    * the call began (UNAUTHENTICATED: long-lived session streams). Does nothing outside a checked
-   * call (in-process tests) or on an open coordinator.
+   * call: in-process tests, or an open coordinator (no key), whose calls carry no principal.
    */
   public static void checkResource(String resource) {
     Principal p = KEY.get();
-    if (p == null || p.keyId == null) {
+    if (p == null) {
       return;
     }
     if (p.store.get(p.keyId).isEmpty()) {
