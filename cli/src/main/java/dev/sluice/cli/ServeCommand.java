@@ -39,6 +39,15 @@ final class ServeCommand implements Callable<Integer> {
       description = "gRPC port, 0 for any free one (env SLUICE_PORT, default ${DEFAULT-VALUE}).")
   private int port;
 
+  @Option(names = "--http-port", paramLabel = "PORT", defaultValue = "${env:SLUICE_HTTP_PORT:-7421}",
+      description = "HTTP port: Prometheus /metrics, /healthz, /readyz, the dashboard at / and the HTTP/JSON"
+          + " API; 0 for any free one, -1 for none (env SLUICE_HTTP_PORT, default ${DEFAULT-VALUE}).")
+  private int httpPort;
+
+  @Option(names = "--http-bind", paramLabel = "ADDR", defaultValue = "${env:SLUICE_HTTP_HOST}",
+      description = "Address the HTTP port binds (env SLUICE_HTTP_HOST). Default: the same as --bind.")
+  private String httpHost;
+
   @Option(names = "--data-dir", paramLabel = "DIR",
       defaultValue = "${env:SLUICE_DATA_DIR:-sluice-data}",
       description = "Where limits are stored (env SLUICE_DATA_DIR, default ${DEFAULT-VALUE}).")
@@ -86,9 +95,10 @@ final class ServeCommand implements Callable<Integer> {
 
   @Option(names = "--metrics-max-resources", paramLabel = "N",
       defaultValue = "${env:SLUICE_METRICS_MAX_RESOURCES:-1000}",
-      description = "Resources metered under their own resource tag; the rest share"
-          + " resource=_other, `sluice stats` stays exact for each (memory store;"
-          + " env SLUICE_METRICS_MAX_RESOURCES, default ${DEFAULT-VALUE}).")
+      description = "Resources metered under their own resource tag (the rest share"
+          + " resource=_other, `sluice stats` stays exact for each), and how many the dashboard and the"
+          + " per-resource gauges show, first by name (env SLUICE_METRICS_MAX_RESOURCES, default"
+          + " ${DEFAULT-VALUE}).")
   private int metricsMaxResources;
 
   @Option(names = "--shutdown-grace", paramLabel = "DURATION",
@@ -132,6 +142,19 @@ final class ServeCommand implements Callable<Integer> {
       }
       if (host != null) {
         builder.host(host);
+      }
+      if (httpPort < -1 || httpPort > 65535) {
+        throw new IllegalArgumentException("--http-port " + httpPort + " is out of range: use 0 to 65535, or -1"
+            + " for no HTTP port");
+      }
+      if (httpPort >= 0) {
+        builder.httpPort(httpPort);
+      }
+      if (httpHost != null && !httpHost.isBlank()) {
+        if (httpPort < 0) {
+          throw new IllegalArgumentException("--http-bind needs the HTTP port: drop --http-port -1 or --http-bind");
+        }
+        builder.httpHost(httpHost);
       }
       if ((tlsCert == null) != (tlsKey == null)) {
         throw new IllegalArgumentException("--tls-cert and --tls-key go together: give both (the certificate"

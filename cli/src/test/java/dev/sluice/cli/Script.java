@@ -31,6 +31,8 @@ final class Script {
     command.addAll(List.of(args));
     ProcessBuilder pb = new ProcessBuilder(command);
     pb.environment().remove("SLUICE_TARGET");
+    // Coordinators started by tests take any free HTTP port, not 7421: several run at once.
+    pb.environment().put("SLUICE_HTTP_PORT", "0");
     pb.environment().putAll(env);
     return pb;
   }

@@ -48,6 +48,8 @@ class UsageTest {
       "pause openai --for soon                     | 'soon' is not a duration",
       "stats --watch --interval 1ms                | --interval must be at least 100ms",
       "serve --port 99999                          | port 99999 is out of range",
+      "serve --http-port 70000                     | --http-port 70000 is out of range",
+      "serve --http-port -1 --http-bind 0.0.0.0    | --http-bind needs the HTTP port",
       "serve --max-wait forever                    | 'forever' is not a duration",
       "serve --store http://localhost:6379         | is not a Redis URI: use redis://host:port",
       "serve --store redis://h:1 --node-id a/b     | node id 'a/b' is invalid",

@@ -13,6 +13,23 @@ import dev.sluice.server.engine.MemoryEngine;
 import dev.sluice.server.engine.RedisEngine;
 import dev.sluice.server.engine.Scheduler;
 import dev.sluice.server.engine.Ticker;
+import dev.sluice.server.http.HttpApi;
+import dev.sluice.server.http.ResourceMeters;
+import dev.sluice.server.http.ResourceSampler;
+import io.micrometer.core.instrument.Meter;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.binder.grpc.MetricCollectingServerInterceptor;
+import io.micrometer.core.instrument.binder.jvm.ClassLoaderMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmGcMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
+import io.micrometer.core.instrument.binder.system.FileDescriptorMetrics;
+import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
+import io.micrometer.core.instrument.binder.system.UptimeMetrics;
+import io.micrometer.core.instrument.config.MeterFilter;
+import io.micrometer.core.instrument.distribution.DistributionStatisticConfig;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.grpc.Server;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.netty.NettyServerBuilder;
@@ -65,9 +82,12 @@ public final class SluiceServer implements AutoCloseable {
   private ScheduledThreadPoolExecutor timers;
   private ExecutorService adminExecutor;
   private KeyStore keys;
+  private final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+  private JvmGcMetrics gcMetrics;
+  private HttpApi http;
   private volatile String boundHost;
   private boolean started;
-  private boolean closed;
+  private volatile boolean closed;
 
   private SluiceServer(Builder config) {
     this.config = config;
@@ -95,6 +115,8 @@ public final class SluiceServer implements AutoCloseable {
     private String nodeId;
     private Tls tls;
     private Integer maxWaitingPerConnection;
+    private Integer httpPort;
+    private String httpHost;
 
     private Builder() {}
 
@@ -124,6 +146,30 @@ public final class SluiceServer implements AutoCloseable {
         throw new IllegalArgumentException("port " + port + " is out of range: use 0 to 65535");
       }
       this.port = port;
+      return this;
+    }
+
+    /**
+     * Serve the HTTP port here: Prometheus {@code /metrics}, {@code /healthz}, {@code /readyz},
+     * the dashboard at {@code /} and the HTTP/JSON API. 0 picks a free port. Default: no HTTP
+     * port (the {@code sluice serve} command defaults to 7421).
+     */
+    public Builder httpPort(int port) {
+      once(this.httpPort, "http port");
+      if (port < 0 || port > 65535) {
+        throw new IllegalArgumentException("http port " + port + " is out of range: use 0 to 65535");
+      }
+      this.httpPort = port;
+      return this;
+    }
+
+    /** Address the HTTP port binds; default the gRPC port's (see {@link #host}). */
+    public Builder httpHost(String host) {
+      once(this.httpHost, "http host");
+      if (host == null || host.isBlank()) {
+        throw new IllegalArgumentException("http host is empty: give an address such as 127.0.0.1");
+      }
+      this.httpHost = host;
       return this;
     }
 
@@ -298,6 +344,7 @@ public final class SluiceServer implements AutoCloseable {
       throw new IOException(
           "cannot create data dir " + dataDir + " (" + e + "): choose a writable --data-dir", e);
     }
+    registry.config().meterFilter(WAIT_HISTOGRAM);
     timers = new ScheduledThreadPoolExecutor(1, daemon("sluice-timer"));
     timers.setRemoveOnCancelPolicy(true);
     adminExecutor = Executors.newSingleThreadExecutor(daemon("sluice-admin"));
@@ -329,9 +376,15 @@ public final class SluiceServer implements AutoCloseable {
     String host = config.host != null ? config.host : open ? "127.0.0.1" : "0.0.0.0";
     boundHost = host;
     health = new HealthStatusManager();
+    AuthInterceptor auth = new AuthInterceptor(keys);
+    NettyServerBuilder grpc = NettyServerBuilder.forAddress(new InetSocketAddress(host, port), credentials);
+    if (config.httpPort != null) {
+      // Per-method call counts and latencies for /metrics (grpc.server.processing.duration ...).
+      grpc.intercept(new MetricCollectingServerInterceptor(registry));
+    }
     try {
       server =
-          callExecutor(NettyServerBuilder.forAddress(new InetSocketAddress(host, port), credentials), shared)
+          callExecutor(grpc, shared)
               .maxInboundMessageSize(1 << 20)
               // Let clients' keepalive pings through (the SDK pings every 10 s, grpc-java's floor;
               // its health probes of every node each second are ordinary calls).
@@ -341,7 +394,7 @@ public final class SluiceServer implements AutoCloseable {
               .addTransportFilter(connectionWaiters)
               .addService(new AdminService(engine, adminExecutor, new KeyAdmin(keys, System::currentTimeMillis)))
               .intercept(connectionWaiters)
-              .intercept(new AuthInterceptor(keys))
+              .intercept(auth)
               .addService(health.getHealthService())
               .addService(ProtoReflectionServiceV1.newInstance())
               // Older grpcurl and tools speak only the v1alpha reflection protocol.
@@ -359,6 +412,17 @@ public final class SluiceServer implements AutoCloseable {
     health.setStatus("", ServingStatus.SERVING);
     health.setStatus(CoordinatorGrpc.SERVICE_NAME, ServingStatus.SERVING);
     health.setStatus(AdminGrpc.SERVICE_NAME, ServingStatus.SERVING);
+    if (config.httpPort != null) {
+      try {
+        startHttp(host, maxWait, auth, shared);
+      } catch (IOException e) {
+        server.shutdownNow();
+        engine.close();
+        engine.closeStore();
+        shutdownExecutors();
+        throw e;
+      }
+    }
     if (shared) {
       // Health follows the store: load balancers and probes stop sending to a node whose
       // Redis is away (it would answer UNAVAILABLE anyway) and come back when it returns.
@@ -373,17 +437,65 @@ public final class SluiceServer implements AutoCloseable {
               : "It listens on " + host + " because --bind/--host says so.");
     }
     log.info(
-        "Sluice coordinator ready on port {} (bind {}, {}, {}), data dir {}, store {}, {} limits loaded",
+        "Sluice coordinator ready on port {} (bind {}, {}, {}), {}, data dir {}, store {}, {} limits loaded",
         server.getPort(),
         host,
         (config.tls == null ? Tls.NONE : config.tls).describe(),
         open ? "open: no API keys" : keys.all().size() + " API keys in " + keys.describe(),
+        http == null ? "no HTTP port" : "HTTP (metrics, dashboard, JSON API) on http://"
+            + (config.httpHost != null ? config.httpHost : host) + ":" + http.port() + "/",
         dataDir,
         shared
             ? ((RedisEngine) engine).describeStore() + " as node " + ((RedisEngine) engine).nodeId()
             : "memory",
         engine.listLimits("").size());
     return this;
+  }
+
+  /** Histogram buckets and p50/p99 for the wait timer, so Prometheus can aggregate waits. */
+  private static final MeterFilter WAIT_HISTOGRAM = new MeterFilter() {
+    @Override
+    public DistributionStatisticConfig configure(Meter.Id id, DistributionStatisticConfig config) {
+      if (!id.getName().equals("sluice.acquire.wait")) {
+        return config;
+      }
+      return DistributionStatisticConfig.builder()
+          .percentilesHistogram(true)
+          .percentiles(0.5, 0.99)
+          .minimumExpectedValue((double) Duration.ofMillis(1).toNanos())
+          .maximumExpectedValue((double) Duration.ofMinutes(5).toNanos())
+          .build()
+          .merge(config);
+    }
+  };
+
+  private void startHttp(String grpcHost, Duration maxWait, AuthInterceptor auth, boolean shared) throws IOException {
+    new ClassLoaderMetrics().bindTo(registry);
+    new JvmMemoryMetrics().bindTo(registry);
+    gcMetrics = new JvmGcMetrics();
+    gcMetrics.bindTo(registry);
+    new JvmThreadMetrics().bindTo(registry);
+    new ProcessorMetrics().bindTo(registry);
+    new UptimeMetrics().bindTo(registry);
+    new FileDescriptorMetrics().bindTo(registry);
+    int cap = config.metricsMaxResources == null ? 1_000 : config.metricsMaxResources;
+    ResourceSampler sampler = new ResourceSampler(engine, cap,
+        config.ticker == null ? System::nanoTime : config.ticker::read, System::currentTimeMillis);
+    sampler.onSample(new ResourceMeters(registry, shared)::update);
+    String node = shared ? ((RedisEngine) engine).nodeId() : "standalone";
+    http = new HttpApi(new HttpApi.Options(
+        config.httpHost != null ? config.httpHost : grpcHost,
+        config.httpPort,
+        engine,
+        keys,
+        auth,
+        registry,
+        sampler,
+        () -> !closed && engine.storeReachable(),
+        maxWait.toNanos(),
+        node)).start();
+    sampler.sample();
+    timers.scheduleWithFixedDelay(sampler::sample, 1, 1, TimeUnit.SECONDS);
   }
 
   private void updateHealth() {
@@ -403,7 +515,8 @@ public final class SluiceServer implements AutoCloseable {
         MemoryEngine.builder()
             .store(new FileLimitStore(dataDir))
             .ticker(config.ticker == null ? Ticker.system() : config.ticker)
-            .scheduler(config.scheduler == null ? Scheduler.of(timers) : config.scheduler);
+            .scheduler(config.scheduler == null ? Scheduler.of(timers) : config.scheduler)
+            .meterRegistry(registry);
     if (config.maxWaiting != null) {
       eb.defaultMaxWaiting(config.maxWaiting);
     }
@@ -475,6 +588,20 @@ public final class SluiceServer implements AutoCloseable {
     return boundHost;
   }
 
+  /** The bound HTTP port. */
+  public int httpPort() {
+    if (http == null) {
+      throw new IllegalStateException(server == null ? "server not started: call start() first"
+          : "no HTTP port: set one with httpPort(n) (--http-port)");
+    }
+    return http.port();
+  }
+
+  /** The registry {@code /metrics} serves: the engine's meters, JVM and gRPC server metrics. */
+  public MeterRegistry meterRegistry() {
+    return registry;
+  }
+
   /** The bound port. */
   public int port() {
     if (server == null) {
@@ -512,6 +639,12 @@ public final class SluiceServer implements AutoCloseable {
     } catch (InterruptedException e) {
       server.shutdownNow();
       Thread.currentThread().interrupt();
+    }
+    if (http != null) {
+      http.close();
+    }
+    if (gcMetrics != null) {
+      gcMetrics.close();
     }
     engine.closeStore();
     shutdownExecutors();

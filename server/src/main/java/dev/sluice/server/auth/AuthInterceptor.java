@@ -62,7 +62,11 @@ public final class AuthInterceptor implements ServerInterceptor {
     return Contexts.interceptCall(Context.current().withValue(Principal.KEY, principal), call, headers, next);
   }
 
-  private Optional<Principal> authenticate(String header) {
+  /**
+   * The principal of an {@code authorization} header value ({@code Bearer slk_...} or the bare
+   * key); empty when absent, malformed, unknown or revoked. Shared with the HTTP port.
+   */
+  public Optional<Principal> authenticate(String header) {
     if (header == null) {
       return Optional.empty();
     }
@@ -74,7 +78,7 @@ public final class AuthInterceptor implements ServerInterceptor {
   }
 
   /** The key's public id, or that it is not shaped like a key; never the secret. */
-  private static String describe(String header) {
+  public static String describe(String header) {
     String token = header.regionMatches(true, 0, "Bearer ", 0, 7) ? header.substring(7).trim() : header.trim();
     return StoredKey.parse(token).map(p -> "(id " + p.id() + ")").orElse("(not a Sluice key: they start with slk_)");
   }

@@ -20,15 +20,22 @@ public record Principal(String keyId, Role role, ResourcePattern resources, KeyS
    */
   public static void checkResource(String resource) {
     Principal p = KEY.get();
-    if (p == null) {
-      return;
+    if (p != null) {
+      p.check(resource);
     }
-    if (p.store.get(p.keyId).isEmpty()) {
-      throw Status.UNAUTHENTICATED.withDescription("API key " + p.keyId + " was revoked: ask an admin for a new"
+  }
+
+  /**
+   * Refuses a resource this key does not cover (PERMISSION_DENIED), or this key if revoked since
+   * it was checked (UNAUTHENTICATED).
+   */
+  public void check(String resource) {
+    if (store.get(keyId).isEmpty()) {
+      throw Status.UNAUTHENTICATED.withDescription("API key " + keyId + " was revoked: ask an admin for a new"
           + " key (`sluice key create`)").asRuntimeException();
     }
-    if (!p.resources.matches(resource)) {
-      throw Status.PERMISSION_DENIED.withDescription("API key " + p.keyId + " may use resources '" + p.resources
+    if (!resources.matches(resource)) {
+      throw Status.PERMISSION_DENIED.withDescription("API key " + keyId + " may use resources '" + resources
           + "', not '" + resource + "': use a key that covers it, or have an admin create one"
           + " (`sluice key create --role worker --resources " + resource + "`)").asRuntimeException();
     }

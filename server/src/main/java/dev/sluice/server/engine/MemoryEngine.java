@@ -916,8 +916,10 @@ public final class MemoryEngine implements Engine {
     s.expireLeases(now);
     s.refill(now);
     Map<String, Double> available = new LinkedHashMap<>();
+    Map<String, Double> used = new LinkedHashMap<>();
     for (int i = 0; i < s.dims.length; i++) {
       available.put(s.dims[i], s.level[i]);
+      used.put(s.dims[i], s.used[i]);
     }
     Map<Lane, Integer> waiting = new EnumMap<>(Lane.class);
     for (Lane lane : Lane.values()) {
@@ -945,7 +947,8 @@ public final class MemoryEngine implements Engine {
         rejected,
         p[0],
         p[1],
-        e.count(Outcome.THROTTLE_REPORTED));
+        e.count(Outcome.THROTTLE_REPORTED),
+        used);
   }
 
   /** Whether the resource holds a wait histogram now (tests: only waits should create one). */

@@ -109,7 +109,8 @@ final class Metering {
           counters.set(o.ordinal(), registry.counter(o.meter, tags));
         }
       }
-      wait = Timer.builder("sluice.acquire.wait").tags(tags).register(registry);
+      wait = Timer.builder("sluice.acquire.wait").description("Time granted acquires spent waiting").tags(tags)
+          .register(registry);
     }
 
     void count(Outcome o) {

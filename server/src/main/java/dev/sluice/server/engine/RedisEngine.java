@@ -1642,8 +1642,20 @@ public final class RedisEngine implements Engine {
       available.put((String) r.get(i), Double.parseDouble((String) r.get(i + 1)));
     }
     Map<String, Long> rejected = new TreeMap<>();
+    Map<String, Double> used = new LinkedHashMap<>();
+    for (String d : available.keySet()) {
+      used.put(d, 0.0);
+    }
     for (i = i + 1; i + 1 < r.size(); i += 2) {
-      rejected.put((String) r.get(i), num(r.get(i + 1)));
+      String key = (String) r.get(i);
+      if (key.startsWith("u:")) {
+        String dim = key.substring(2);
+        if (used.containsKey(dim)) { // a dimension the limit no longer has keeps its old count
+          used.put(dim, Double.parseDouble((String) r.get(i + 1)));
+        }
+      } else {
+        rejected.put(key, num(r.get(i + 1)));
+      }
     }
     double[] p =
         waits.computeIfAbsent(resource, k -> new WaitStats())
@@ -1661,7 +1673,8 @@ public final class RedisEngine implements Engine {
         rejected,
         p[0],
         p[1],
-        throttled);
+        throttled,
+        used);
   }
 
   @Override

@@ -18,6 +18,8 @@ import java.util.Map;
  * @param waitP50Seconds median wait of recent grants
  * @param waitP99Seconds 99th percentile wait of recent grants
  * @param throttleReports upstream throttling reports received
+ * @param used tokens taken per dimension net of refunds, a counter (it restarts from zero when an
+ *     idle resource's live state was let go); its rate over the limit's rate is utilization
  */
 public record ResourceSnapshot(
     LimitSpec limit,
@@ -32,4 +34,5 @@ public record ResourceSnapshot(
     Map<String, Long> rejected,
     double waitP50Seconds,
     double waitP99Seconds,
-    long throttleReports) {}
+    long throttleReports,
+    Map<String, Double> used) {}

@@ -49,6 +49,8 @@ final class ResourceState {
   double[] perNano;
   long[] burst;
   double[] level;
+  /** Tokens taken per dimension since this state was created, net of refunds (utilization). */
+  double[] used;
   long lastRefill;
 
   /** Null until somebody first waits: most resources never make anybody wait. */
@@ -171,9 +173,11 @@ final class ResourceState {
   void configure(LimitSpec next, long now) {
     refill(now);
     Map<String, Double> old = new HashMap<>();
+    Map<String, Double> oldUsed = new HashMap<>();
     if (dims != null) {
       for (int i = 0; i < dims.length; i++) {
         old.put(dims[i], level[i]);
+        oldUsed.put(dims[i], used[i]);
       }
     }
     int n = next.rates().size();
@@ -181,8 +185,10 @@ final class ResourceState {
     double[] p = new double[n];
     long[] b = new long[n];
     double[] l = new double[n];
+    double[] u = new double[n];
     for (int i = 0; i < n; i++) {
       RateSpec r = next.rates().get(i);
+      u[i] = oldUsed.getOrDefault(r.name(), 0.0);
       d[i] = r.name();
       p[i] = r.perNano();
       b[i] = r.burst();
@@ -195,6 +201,7 @@ final class ResourceState {
     this.perNano = p;
     this.burst = b;
     this.level = l;
+    this.used = u;
     this.leaseTtl = next.leaseTtl().toNanos();
     if (room != null) {
       room.queuedLoad = new long[n];
@@ -418,6 +425,7 @@ final class ResourceState {
         observe(i); // the level just before it drops: the highest since the last event
       }
       level[i] -= w.vector[i];
+      used[i] += w.vector[i];
     }
     PermitRecord r = new PermitRecord(permitId, w.load, now + leaseTtl);
     r.grantedAt = events;
@@ -459,6 +467,7 @@ final class ResourceState {
     }
     double given = Math.min(amount, Math.max(0, cap));
     if (given > 0) {
+      used[i] -= given;
       level[i] = Math.min(burst[i], level[i] + given);
       observe(i); // a level that went up: later refunds of older permits must see it
     }
@@ -534,7 +543,9 @@ final class ResourceState {
       }
       observe(i); // a charge lowers the level, like a grant
       // Debt floor: one period's amount (read from the spec: settle is rare, the array was not).
-      level[i] = Math.max(-spec.rates().get(i).amount(), level[i] + over);
+      double charged = Math.max(-spec.rates().get(i).amount(), level[i] + over);
+      used[i] += level[i] - charged;
+      level[i] = charged;
     }
   }
 

@@ -92,6 +92,8 @@ local function loadState()
   s.pseq = tonumber(s.pseq or '0')
   s.pseqDirty = false
   s.grantedDelta = 0
+  -- Tokens taken net of refunds, per dimension (utilization): added to 'u:<dim>' by saveState.
+  s.usedDelta = {}
   -- Refund caps (see refund): event counter, refund floor, per-dimension history (parsed lazily).
   s.ev = tonumber(s.ev or '0')
   s.rf = tonumber(s.rf or '0')
@@ -138,6 +140,13 @@ local function saveState()
   end
   redis.call('HSET', ST, unpack(args))
   if st.grantedDelta > 0 then redis.call('HINCRBY', ST, 'granted', st.grantedDelta) end
+  for d, v in pairs(st.usedDelta) do
+    if v ~= 0 then redis.call('HINCRBYFLOAT', ST, 'u:' .. d, fmt(v)) end
+  end
+end
+
+local function addUsed(d, v)
+  st.usedDelta[d] = (st.usedDelta[d] or 0) + v
 end
 
 local function expireLeases()
@@ -218,6 +227,7 @@ local function refund(d, g, amount)
   end
   local given = math.min(amount, math.max(0, cap))
   if given > 0 then
+    addUsed(d, -given)
     st.lvl[d] = math.min(cfg.burst[d], st.lvl[d] + given)
     observe(d)
   end
@@ -347,7 +357,10 @@ end
 -- Takes the load, opens a lease; returns the permit id.
 local function take(load, loadStr)
   for _, d in ipairs(cfg.dl) do
-    if (load[d] or 0) > 0 then observe(d) end
+    if (load[d] or 0) > 0 then
+      observe(d)
+      addUsed(d, load[d])
+    end
     st.lvl[d] = st.lvl[d] - (load[d] or 0)
   end
   local pid = newPermitId()
@@ -529,7 +542,9 @@ local function releaseOne(pid, mode, actualStr)
           refund(d, g, over)
         elseif over < 0 then
           observe(d) -- a charge lowers the level, like a grant
-          st.lvl[d] = math.max(-cfg.amount[d], st.lvl[d] + over)
+          local charged = math.max(-cfg.amount[d], st.lvl[d] + over)
+          addUsed(d, st.lvl[d] - charged)
+          st.lvl[d] = charged
         end
       end
     end
@@ -684,6 +699,9 @@ elseif op == 'stats' then
   for k, v in pairs(kv) do
     if string.sub(k, 1, 4) == 'rej:' then
       out[#out + 1] = string.sub(k, 5)
+      out[#out + 1] = v
+    elseif string.sub(k, 1, 2) == 'u:' then
+      out[#out + 1] = k
       out[#out + 1] = v
     end
   end

@@ -159,6 +159,23 @@ class EngineContractTest {
   }
 
   @Test
+  void usedCountsTokensTakenNetOfRefundsAndCharges() {
+    limit("openai", 0, rate("tokens", 60_000, Duration.ofMinutes(1), 10_000));
+    clock.advance(Duration.ofMinutes(1));
+    Grant g = grantNow("openai", Map.of("tokens", 4_000L));
+    Grant h = grantNow("openai", Map.of("tokens", 1_000L));
+    assertThat(engine.stats("openai").used()).containsEntry("tokens", 5_000.0);
+
+    engine.release("openai", g.permitId(), Map.of("tokens", 1_000L), true, false); // 3 000 back
+    assertThat(engine.stats("openai").used().get("tokens")).isCloseTo(2_000.0, within(1e-6));
+    engine.release("openai", h.permitId(), Map.of("tokens", 1_500L), true, false); // 500 more charged
+    assertThat(engine.stats("openai").used().get("tokens")).isCloseTo(2_500.0, within(1e-6));
+    Grant k = grantNow("openai", Map.of("tokens", 700L));
+    engine.release("openai", k.permitId(), Map.of(), false, true); // never used: all back
+    assertThat(engine.stats("openai").used().get("tokens")).isCloseTo(2_500.0, within(1e-6));
+  }
+
+  @Test
   void aRefundIsCutToWhatTheBucketWouldHoldWithoutTheGrant() {
     limit("api", 0, rate("requests", 10, Duration.ofSeconds(1), 10));
     clock.advance(Duration.ofSeconds(1));

@@ -1,0 +1,432 @@
+package dev.sluice.server.http;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.sluice.server.auth.AuthInterceptor;
+import dev.sluice.server.auth.Principal;
+import dev.sluice.server.auth.Role;
+import dev.sluice.server.engine.Engine;
+import dev.sluice.server.engine.Lane;
+import dev.sluice.server.engine.ResourceSnapshot;
+import dev.sluice.server.engine.Ticket;
+import io.netty.handler.codec.http.HttpHeaderNames;
+import io.netty.handler.codec.http.HttpResponseStatus;
+import io.netty.handler.codec.http.QueryStringDecoder;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.time.format.DateTimeParseException;
+import java.util.Base64;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+import java.util.UUID;
+import java.util.function.BiConsumer;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The {@code /v1/} endpoints: the worker API (acquire as a long poll, release, renew, report),
+ * the dashboard's reads and its pause and resume. Same keys, same guarantees and same error
+ * meanings as the gRPC port; README's "HTTP API" lists the status of each.
+ */
+final class JsonApi {
+
+  private static final Logger log = LoggerFactory.getLogger(JsonApi.class);
+  /** Default long-poll timeout: under the 60 s idle timeout of most proxies and load balancers. */
+  static final long DEFAULT_TIMEOUT_NANOS = 30_000_000_000L;
+  private static final Pattern DURATION = Pattern.compile("(\\d+(?:\\.\\d+)?)(ms|s|m|h)");
+
+  private final Engine engine;
+  private final HttpApi.Options options;
+
+  JsonApi(HttpApi.Options options) {
+    this.options = options;
+    this.engine = options.engine();
+  }
+
+  void route(Exchange x, String method, String path, BiConsumer<Exchange, Runnable> offload) {
+    if (path.equals("/v1/resources")) {
+      HttpApi.only(x, "GET");
+      offload.accept(x, () -> x.json(HttpResponseStatus.OK, Views.sample(options.sampler().latest(), options.node())));
+      return;
+    }
+    if (path.equals("/v1/history")) {
+      HttpApi.only(x, "GET");
+      offload.accept(x, () -> x.json(HttpResponseStatus.OK, history()));
+      return;
+    }
+    if (path.startsWith("/v1/resources/")) {
+      String rest = path.substring("/v1/resources/".length());
+      int slash = rest.lastIndexOf('/');
+      String verb = slash < 0 ? "" : rest.substring(slash + 1);
+      switch (verb) {
+        case "acquire", "report", "pause", "resume" -> {
+          HttpApi.only(x, "POST");
+          String resource = decode(rest.substring(0, slash));
+          offload.accept(x, () -> {
+            switch (verb) {
+              case "acquire" -> acquire(x, resource);
+              case "report" -> report(x, resource);
+              case "pause" -> pause(x, resource);
+              default -> resume(x, resource);
+            }
+          });
+          return;
+        }
+        default -> {
+          HttpApi.only(x, "GET");
+          String resource = decode(rest);
+          offload.accept(x, () -> describe(x, resource));
+          return;
+        }
+      }
+    }
+    if (path.startsWith("/v1/permits/")) {
+      String rest = path.substring("/v1/permits/".length());
+      int slash = rest.lastIndexOf('/');
+      String verb = slash < 0 ? "" : rest.substring(slash + 1);
+      if (verb.equals("release") || verb.equals("renew")) {
+        HttpApi.only(x, "POST");
+        HttpPermit permit = HttpPermit.parse(decode(rest.substring(0, slash)));
+        offload.accept(x, () -> {
+          if (verb.equals("release")) {
+            release(x, permit);
+          } else {
+            renew(x, permit);
+          }
+        });
+        return;
+      }
+    }
+    throw new HttpError(HttpResponseStatus.NOT_FOUND, "NOT_FOUND", "no such endpoint: " + method + " " + path
+        + "; see README, \"HTTP API\" (POST /v1/resources/{name}/acquire, POST /v1/permits/{id}/release, ...)");
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Worker calls
+
+  /**
+   * {@code POST /v1/resources/{name}/acquire}: waits (up to {@code timeout}) for capacity, then
+   * answers the permit. A client that hangs up while waiting leaves the queue; a grant that
+   * raced with the hang-up, or whose answer could not be written, is given back in full.
+   */
+  private void acquire(Exchange x, String resource) {
+    Optional<Principal> who = authenticate(x, false);
+    JsonNode body = x.json();
+    known(body, "load", "lane", "timeout", "requestId");
+    Map<String, Long> load = load(body.get("load"), "load");
+    Lane lane = lane(body.get("lane"));
+    long timeout = DEFAULT_TIMEOUT_NANOS;
+    String fromQuery = x.query("timeout");
+    if (fromQuery != null) {
+      timeout = duration(fromQuery, "timeout");
+    } else if (body.hasNonNull("timeout")) {
+      timeout = duration(body.get("timeout"), "timeout");
+    }
+    timeout = Math.min(timeout, options.maxWaitNanos());
+    String requestId = body.hasNonNull("requestId") ? text(body.get("requestId"), "requestId")
+        : "http-" + UUID.randomUUID();
+    who.ifPresent(p -> p.check(resource));
+    Ticket ticket = engine.acquireAsync(resource, load, lane, timeout, requestId);
+    x.onClose(ticket::cancel);
+    ticket.future().whenComplete((grant, error) -> {
+      if (error != null) {
+        x.error(HttpError.of(error));
+        return;
+      }
+      if (!x.open() || !ticket.claim()) {
+        ticket.cancel(); // gives the grant back
+        return;
+      }
+      x.json(HttpResponseStatus.OK, Views.grant(grant, HttpPermit.id(resource, grant.permitId())), written -> {
+        if (!written) {
+          // The caller left as the answer went out: nobody holds this permit, give it back.
+          engine.releaseAsync(resource, grant.permitId(), Map.of(), false, true);
+        }
+      });
+    });
+  }
+
+  /** {@code POST /v1/permits/{id}/release}: ends the permit; {@code usage} settles, {@code unused} refunds. */
+  private void release(Exchange x, HttpPermit permit) {
+    Optional<Principal> who = authenticate(x, false);
+    JsonNode body = x.json();
+    known(body, "usage", "unused");
+    boolean unused = body.hasNonNull("unused") && bool(body.get("unused"), "unused");
+    Map<String, Long> usage = body.hasNonNull("usage") ? load(body.get("usage"), "usage") : Map.of();
+    if (unused && body.hasNonNull("usage")) {
+      throw HttpError.badRequest("give either usage (what the call really used) or unused: true (the call was"
+          + " never made), not both");
+    }
+    who.ifPresent(p -> p.check(permit.resource()));
+    boolean released = engine.releaseAsync(permit.resource(), permit.permitId(), usage, body.hasNonNull("usage"),
+        unused).join();
+    ObjectNode o = Views.JSON.createObjectNode();
+    o.put("released", released);
+    if (!released) {
+      o.put("message", "the permit was not held any more (released already, or its lease ran out): nothing to do");
+    }
+    x.json(HttpResponseStatus.OK, o);
+  }
+
+  /** {@code POST /v1/permits/{id}/renew}: extends the lease; 404 once the permit is gone. */
+  private void renew(Exchange x, HttpPermit permit) {
+    Optional<Principal> who = authenticate(x, false);
+    known(x.json());
+    who.ifPresent(p -> p.check(permit.resource()));
+    List<String> expired = engine.renew(permit.resource(), List.of(permit.permitId()));
+    if (!expired.isEmpty()) {
+      throw new HttpError(HttpResponseStatus.NOT_FOUND, "NOT_FOUND", "permit " + permit.id() + " is not held any"
+          + " more (released, or its lease ran out before this renewal): acquire again, and renew well within"
+          + " leaseSeconds");
+    }
+    ObjectNode o = Views.JSON.createObjectNode();
+    o.put("leaseSeconds", engine.leaseTtlNanos(permit.resource()) / 1e9);
+    x.json(HttpResponseStatus.OK, o);
+  }
+
+  /** {@code POST /v1/resources/{name}/report}: upstream feedback (a 429 pauses every worker). */
+  private void report(Exchange x, String resource) {
+    Optional<Principal> who = authenticate(x, false);
+    JsonNode body = x.json();
+    known(body, "throttled", "retryAfter", "remaining");
+    boolean throttled = body.hasNonNull("throttled") && bool(body.get("throttled"), "throttled");
+    long retryAfter = body.hasNonNull("retryAfter") ? duration(body.get("retryAfter"), "retryAfter")
+        : 1_000_000_000L;
+    Map<String, Long> remaining = body.hasNonNull("remaining") ? load(body.get("remaining"), "remaining") : Map.of();
+    who.ifPresent(p -> p.check(resource));
+    long paused = engine.report(resource, throttled, retryAfter, remaining);
+    ObjectNode o = Views.JSON.createObjectNode();
+    o.put("pausedForSeconds", paused / 1e9);
+    x.json(HttpResponseStatus.OK, o);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Dashboard calls
+
+  private void describe(Exchange x, String resource) {
+    authenticate(x, false).ifPresent(p -> p.check(resource));
+    ResourceSnapshot s = engine.stats(resource);
+    x.json(HttpResponseStatus.OK, Views.resource(s, Map.of()));
+  }
+
+  /** {@code POST /v1/resources/{name}/pause}, admin: {@code seconds} (or none: until resumed). */
+  private void pause(Exchange x, String resource) {
+    Optional<Principal> who = authenticate(x, true);
+    JsonNode body = x.json();
+    known(body, "seconds", "for");
+    long nanos = -1;
+    if (body.hasNonNull("seconds")) {
+      nanos = duration(body.get("seconds"), "seconds");
+    } else if (body.hasNonNull("for")) {
+      nanos = duration(body.get("for"), "for");
+    }
+    if (nanos == 0) {
+      throw HttpError.badRequest("a pause of 0 does nothing: give seconds > 0, or leave it out to pause until"
+          + " resumed");
+    }
+    long left = engine.pause(resource, nanos);
+    log.info("paused {} {} from the HTTP port ({})", resource, nanos < 0 ? "until resumed" : "for "
+        + Duration.ofNanos(nanos), who.map(p -> "key " + p.keyId()).orElse("open coordinator"));
+    ObjectNode o = Views.JSON.createObjectNode();
+    o.put("resource", resource);
+    o.put("paused", true);
+    o.put("pausedForSeconds", left < 0 || nanos < 0 ? -1 : left / 1e9);
+    x.json(HttpResponseStatus.OK, o);
+  }
+
+  private void resume(Exchange x, String resource) {
+    Optional<Principal> who = authenticate(x, true);
+    known(x.json());
+    engine.resume(resource);
+    log.info("resume of {} asked from the HTTP port ({})", resource,
+        who.map(p -> "key " + p.keyId()).orElse("open coordinator"));
+    ObjectNode o = Views.JSON.createObjectNode();
+    o.put("resource", resource);
+    o.put("paused", false);
+    x.json(HttpResponseStatus.OK, o);
+  }
+
+  private ObjectNode history() {
+    ObjectNode o = Views.JSON.createObjectNode();
+    o.put("stepSeconds", 1);
+    o.put("points", ResourceSampler.HISTORY);
+    ObjectNode resources = o.putObject("resources");
+    for (String name : options.sampler().watched()) {
+      ObjectNode r = resources.putObject(name);
+      options.sampler().history(name).forEach((dim, series) -> {
+        var a = r.putArray(dim);
+        for (double v : series) {
+          a.add(Math.round(v * 1000) / 1000.0);
+        }
+      });
+    }
+    return o;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Keys
+
+  /**
+   * The caller's key: empty on an open coordinator (no key exists). 401 without a valid key,
+   * 403 when {@code admin} and the key is a worker's.
+   */
+  private Optional<Principal> authenticate(Exchange x, boolean admin) {
+    if (options.keys().isEmpty()) {
+      return Optional.empty();
+    }
+    String header = x.header(HttpHeaderNames.AUTHORIZATION);
+    Optional<Principal> p = options.auth().authenticate(header);
+    if (p.isEmpty()) {
+      throw new HttpError(HttpResponseStatus.UNAUTHORIZED, "UNAUTHENTICATED", header == null
+          ? "this coordinator requires an API key: send the header 'Authorization: Bearer slk_...' (an admin creates"
+              + " keys with `sluice key create`)"
+          : "unknown or revoked API key " + AuthInterceptor.describe(header) + ": check the key, or ask an admin"
+              + " for a new one (`sluice key create`)");
+    }
+    if (admin && p.get().role() != Role.ADMIN) {
+      throw new HttpError(HttpResponseStatus.FORBIDDEN, "PERMISSION_DENIED", "API key " + p.get().keyId()
+          + " has role worker; pause and resume are admin calls: use an admin key");
+    }
+    return p;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Parsing: every refusal names the field and the fix
+
+  private static String decode(String raw) {
+    try {
+      return QueryStringDecoder.decodeComponent(raw, StandardCharsets.UTF_8);
+    } catch (IllegalArgumentException e) {
+      throw HttpError.badRequest("bad percent-encoding in the path '" + raw + "': " + e.getMessage());
+    }
+  }
+
+  private static void known(JsonNode body, String... fields) {
+    for (Iterator<String> it = body.fieldNames(); it.hasNext(); ) {
+      String f = it.next();
+      if (!List.of(fields).contains(f)) {
+        throw HttpError.badRequest("unknown field '" + f + "' in the body" + (fields.length == 0
+            ? ": this call takes no body" : ": this call takes " + String.join(", ", fields)));
+      }
+    }
+  }
+
+  static Map<String, Long> load(JsonNode node, String field) {
+    if (node == null || node.isNull()) {
+      return Map.of();
+    }
+    if (!node.isObject()) {
+      throw HttpError.badRequest(field + " must be an object of dimension to whole number, such as"
+          + " {\"requests\": 1, \"tokens\": 1200}");
+    }
+    Map<String, Long> out = new LinkedHashMap<>();
+    for (Iterator<Map.Entry<String, JsonNode>> it = node.fields(); it.hasNext(); ) {
+      Map.Entry<String, JsonNode> e = it.next();
+      JsonNode v = e.getValue();
+      if (!v.isIntegralNumber() || !v.canConvertToLong()) {
+        throw HttpError.badRequest(field + "." + e.getKey() + " is " + v + ": give a whole number of tokens");
+      }
+      out.put(e.getKey(), v.longValue());
+    }
+    return out;
+  }
+
+  private static Lane lane(JsonNode node) {
+    if (node == null || node.isNull()) {
+      return Lane.DEFAULT;
+    }
+    String s = text(node, "lane").toLowerCase(Locale.ROOT);
+    return switch (s) {
+      case "interactive" -> Lane.INTERACTIVE;
+      case "default" -> Lane.DEFAULT;
+      case "batch" -> Lane.BATCH;
+      default -> throw HttpError.badRequest("lane '" + node.asText() + "' is unknown: use interactive, default or"
+          + " batch");
+    };
+  }
+
+  private static String text(JsonNode node, String field) {
+    if (!node.isTextual()) {
+      throw HttpError.badRequest(field + " must be a string, not " + node);
+    }
+    return node.asText();
+  }
+
+  private static boolean bool(JsonNode node, String field) {
+    if (!node.isBoolean()) {
+      throw HttpError.badRequest(field + " must be true or false, not " + node);
+    }
+    return node.booleanValue();
+  }
+
+  /** Seconds as a number, or a string: {@code 250ms}, {@code 30s}, {@code 5m}, {@code 1h}, {@code PT30S}. */
+  static long duration(JsonNode node, String field) {
+    if (node.isNumber()) {
+      return seconds(node.doubleValue(), field, node.asText());
+    }
+    return duration(text(node, field), field);
+  }
+
+  static long duration(String s, String field) {
+    String t = s.trim();
+    Matcher m = DURATION.matcher(t);
+    if (m.matches()) {
+      double n = Double.parseDouble(m.group(1));
+      double unit = switch (m.group(2)) {
+        case "ms" -> 0.001;
+        case "s" -> 1;
+        case "m" -> 60;
+        default -> 3600;
+      };
+      return seconds(n * unit, field, s);
+    }
+    try {
+      return seconds(Double.parseDouble(t), field, s);
+    } catch (NumberFormatException e) {
+      // not a plain number: try ISO-8601
+    }
+    try {
+      return Duration.parse(t).toNanos();
+    } catch (DateTimeParseException | ArithmeticException e) {
+      throw HttpError.badRequest(field + " '" + s + "' is not a duration: use seconds (30, 0.5) or 250ms, 30s, 5m");
+    }
+  }
+
+  private static long seconds(double seconds, String field, String shown) {
+    if (!(seconds >= 0) || seconds > 86_400) {
+      throw HttpError.badRequest(field + " " + shown + " is out of range: use 0 to 86400 seconds");
+    }
+    return (long) (seconds * 1e9);
+  }
+
+  /**
+   * The permit id the HTTP API hands out: the resource (base64url) and the engine's permit id,
+   * so that release and renew need only the id, on any node.
+   */
+  record HttpPermit(String id, String resource, String permitId) {
+    static String id(String resource, String permitId) {
+      return Base64.getUrlEncoder().withoutPadding().encodeToString(resource.getBytes(StandardCharsets.UTF_8))
+          + "." + permitId;
+    }
+
+    static HttpPermit parse(String id) {
+      int dot = id.indexOf('.');
+      if (dot > 0 && dot < id.length() - 1) {
+        try {
+          String resource = new String(Base64.getUrlDecoder().decode(id.substring(0, dot)), StandardCharsets.UTF_8);
+          return new HttpPermit(id, resource, id.substring(dot + 1));
+        } catch (IllegalArgumentException e) {
+          // fall through
+        }
+      }
+      throw HttpError.badRequest("permit id '" + (id.length() > 80 ? id.substring(0, 80) + "..." : id)
+          + "' is not one this API hands out: pass the permitId an acquire answered");
+    }
+  }
+}

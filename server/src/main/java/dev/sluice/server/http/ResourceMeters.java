@@ -1,0 +1,144 @@
+package dev.sluice.server.http;
+
+import dev.sluice.server.engine.Lane;
+import dev.sluice.server.engine.RateSpec;
+import dev.sluice.server.engine.ResourceSnapshot;
+import io.micrometer.core.instrument.FunctionCounter;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.MultiGauge;
+import io.micrometer.core.instrument.Tags;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.atomic.DoubleAdder;
+
+/**
+ * The per-resource gauges of {@code /metrics}, refreshed from each {@link ResourceSampler}
+ * sample (so they are at most a second old), for the resources the sampler watches.
+ *
+ * <ul>
+ *   <li>{@code sluice.waiting{resource,lane}}, {@code sluice.permits.in.flight{resource}},
+ *       {@code sluice.tokens.available{resource,dimension}}, {@code
+ *       sluice.limit.rate.per.second{resource,dimension}}, {@code sluice.resource.paused{resource}}
+ *       (1 or 0);
+ *   <li>{@code sluice.tokens.used{resource,dimension}}: a counter of tokens taken net of refunds;
+ *       its rate over {@code sluice.limit.rate.per.second} is utilization;
+ *   <li>on a shared store only, the outcome counters ({@code sluice.acquire.granted} ...) read
+ *       from the store: they are totals over every node, so every node exports the same values
+ *       (aggregate with {@code max}, not {@code sum}). The memory store counts them as they
+ *       happen, with a wait-time histogram, in the engine itself.
+ * </ul>
+ */
+public final class ResourceMeters {
+
+  private final MeterRegistry registry;
+  private final boolean outcomeCounters;
+  private final MultiGauge waiting;
+  private final MultiGauge inFlight;
+  private final MultiGauge available;
+  private final MultiGauge rate;
+  private final MultiGauge paused;
+  private final Map<Key, Holder> counters = new HashMap<>();
+
+  /** @param outcomeCounters also export outcome counters from the snapshots (shared store) */
+  public ResourceMeters(MeterRegistry registry, boolean outcomeCounters) {
+    this.registry = registry;
+    this.outcomeCounters = outcomeCounters;
+    waiting = MultiGauge.builder("sluice.waiting")
+        .description("Acquires in the waiting room, per lane").register(registry);
+    inFlight = MultiGauge.builder("sluice.permits.in.flight")
+        .description("Permits with an unexpired lease").register(registry);
+    available = MultiGauge.builder("sluice.tokens.available")
+        .description("Tokens in the bucket now; negative while in debt").register(registry);
+    rate = MultiGauge.builder("sluice.limit.rate.per.second")
+        .description("The limit's rate in tokens per second").register(registry);
+    paused = MultiGauge.builder("sluice.resource.paused")
+        .description("1 while grants are paused (admin or upstream feedback)").register(registry);
+  }
+
+  /** Sets every gauge and counter from a sample; drops those of resources no longer in it. */
+  public synchronized void update(ResourceSampler.Sample sample) {
+    List<MultiGauge.Row<?>> w = new ArrayList<>();
+    List<MultiGauge.Row<?>> f = new ArrayList<>();
+    List<MultiGauge.Row<?>> a = new ArrayList<>();
+    List<MultiGauge.Row<?>> r = new ArrayList<>();
+    List<MultiGauge.Row<?>> p = new ArrayList<>();
+    Set<Key> live = new HashSet<>();
+    for (ResourceSnapshot s : sample.resources()) {
+      String name = s.limit().resource();
+      Tags tags = Tags.of("resource", name);
+      for (Lane lane : Lane.values()) {
+        w.add(MultiGauge.Row.of(tags.and("lane", lane.name().toLowerCase(Locale.ROOT)),
+            s.waiting().getOrDefault(lane, 0)));
+      }
+      f.add(MultiGauge.Row.of(tags, s.inFlight()));
+      p.add(MultiGauge.Row.of(tags, s.paused() ? 1 : 0));
+      for (RateSpec rs : s.limit().rates()) {
+        Tags dim = tags.and("dimension", rs.name());
+        a.add(MultiGauge.Row.of(dim, s.available().getOrDefault(rs.name(), 0.0)));
+        r.add(MultiGauge.Row.of(dim, ResourceSampler.perSecond(rs)));
+        count(live, "sluice.tokens.used", dim, "Tokens taken, net of refunds",
+            s.used().getOrDefault(rs.name(), 0.0));
+      }
+      if (outcomeCounters) {
+        count(live, "sluice.acquire.granted", tags, "Acquires granted (all nodes)", s.granted());
+        count(live, "sluice.acquire.timed.out", tags, "Acquires that reached their deadline (all nodes)",
+            s.timedOut());
+        count(live, "sluice.acquire.cancelled", tags, "Acquires cancelled by the caller (all nodes)",
+            s.cancelled());
+        count(live, "sluice.upstream.throttled", tags, "Upstream throttling reports (all nodes)",
+            s.throttleReports());
+        for (Map.Entry<String, Long> e : s.rejected().entrySet()) {
+          count(live, "sluice.acquire.rejected", tags.and("reason", e.getKey()),
+              "Acquires refused (all nodes)", e.getValue());
+        }
+      }
+    }
+    waiting.register(w, true);
+    inFlight.register(f, true);
+    available.register(a, true);
+    rate.register(r, true);
+    paused.register(p, true);
+    counters.entrySet().removeIf(e -> {
+      if (live.contains(e.getKey())) {
+        return false;
+      }
+      registry.remove(e.getValue().counter);
+      return true;
+    });
+  }
+
+  private void count(Set<Key> live, String name, Tags tags, String help, double value) {
+    Key key = new Key(name, tags);
+    live.add(key);
+    Holder h = counters.computeIfAbsent(key, k -> new Holder(registry, name, tags, help));
+    h.set(value);
+  }
+
+  private record Key(String name, Tags tags) {}
+
+  /**
+   * A counter's value as last read. A source that restarted from zero (an idle resource's state
+   * let go, a store emptied) moves the base, so the exported counter never goes down.
+   */
+  private static final class Holder {
+    final FunctionCounter counter;
+    private final DoubleAdder total = new DoubleAdder();
+    private double last;
+
+    Holder(MeterRegistry registry, String name, Tags tags, String help) {
+      counter = FunctionCounter.builder(name, total, DoubleAdder::sum).tags(tags).description(help)
+          .register(registry);
+    }
+
+    void set(double value) {
+      double delta = value >= last ? value - last : value;
+      last = value;
+      total.add(delta);
+    }
+  }
+}

@@ -1,0 +1,221 @@
+package dev.sluice.server.http;
+
+import dev.sluice.server.engine.Engine;
+import dev.sluice.server.engine.EngineException;
+import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.engine.RateSpec;
+import dev.sluice.server.engine.ResourceSnapshot;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.function.Consumer;
+import java.util.function.LongSupplier;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Reads the live state of the watched resources once a second for the dashboard, its 15-minute
+ * utilization history and the per-resource gauges of {@code /metrics}.
+ *
+ * <p>Watched: the first {@code maxResources} resources by name (the list is read again every
+ * 10 s), so a coordinator holding a million limits spends a bounded time here. Utilization of a
+ * dimension is the tokens taken in the last interval (net of refunds) over what the limit's rate
+ * allows in that interval: 1.0 means the quota was fully used, above 1.0 the burst was drawn on.
+ */
+public final class ResourceSampler {
+
+  /** History points kept per dimension: 15 minutes at one point a second. */
+  public static final int HISTORY = 900;
+
+  private static final Logger log = LoggerFactory.getLogger(ResourceSampler.class);
+  private static final long NAMES_EVERY_NANOS = 10_000_000_000L;
+
+  private final Engine engine;
+  private final int maxResources;
+  private final LongSupplier nanos;
+  private final LongSupplier millis;
+  private final List<Consumer<Sample>> listeners = new CopyOnWriteArrayList<>();
+  private final Map<String, History> history = new HashMap<>();
+  private List<String> names;
+  private int total;
+  private long namesAt;
+  private volatile Sample latest = new Sample(0, List.of(), Map.of(), 0);
+  private boolean warned;
+
+  /**
+   * One reading of the watched resources.
+   *
+   * @param timeMillis wall-clock time of the reading
+   * @param resources their snapshots, sorted by name
+   * @param utilization per resource, per dimension: the fraction of the rate used since the
+   *     previous reading
+   * @param total how many resources the coordinator holds (more than shown when over the cap)
+   */
+  public record Sample(
+      long timeMillis,
+      List<ResourceSnapshot> resources,
+      Map<String, Map<String, Double>> utilization,
+      int total) {}
+
+  /**
+   * @param maxResources how many resources (first by name) to watch
+   * @param nanos a monotonic clock (tests pass a fake one)
+   * @param millis the wall clock shown on the page
+   */
+  public ResourceSampler(Engine engine, int maxResources, LongSupplier nanos, LongSupplier millis) {
+    this.engine = engine;
+    this.maxResources = maxResources;
+    this.nanos = nanos;
+    this.millis = millis;
+  }
+
+  /** Called with every new sample, on the sampling thread. */
+  public void onSample(Consumer<Sample> listener) {
+    listeners.add(listener);
+  }
+
+  /** The latest sample; empty before the first. */
+  public Sample latest() {
+    return latest;
+  }
+
+  /** Takes a sample now. Called once a second by the server; a failure is logged, not thrown. */
+  public void sample() {
+    Sample s;
+    try {
+      s = read();
+    } catch (RuntimeException e) {
+      // The store may be away (Redis): keep the last sample, try again next second.
+      log.debug("sampling resources failed: {}", e.toString());
+      return;
+    }
+    latest = s;
+    for (Consumer<Sample> l : listeners) {
+      try {
+        l.accept(s);
+      } catch (RuntimeException e) {
+        log.warn("a sample listener failed", e);
+      }
+    }
+  }
+
+  private synchronized Sample read() {
+    long now = nanos.getAsLong();
+    if (names == null || now - namesAt >= NAMES_EVERY_NANOS) {
+      List<LimitSpec> all = engine.listLimits("");
+      total = all.size();
+      names = new ArrayList<>(Math.min(all.size(), maxResources));
+      for (int i = 0; i < all.size() && i < maxResources; i++) {
+        names.add(all.get(i).resource());
+      }
+      namesAt = now;
+      if (total > maxResources && !warned) {
+        warned = true;
+        log.warn("{} resources: the dashboard and the per-resource gauges show the first {} by name"
+            + " (--metrics-max-resources)", total, maxResources);
+      }
+    }
+    List<ResourceSnapshot> snapshots = new ArrayList<>(names.size());
+    Map<String, Map<String, Double>> utilization = new LinkedHashMap<>();
+    Set<String> seen = new HashSet<>();
+    for (String name : names) {
+      ResourceSnapshot snap;
+      try {
+        snap = engine.stats(name);
+      } catch (EngineException e) {
+        if (e.reason() == EngineException.Reason.NOT_FOUND) {
+          namesAt = now - NAMES_EVERY_NANOS; // deleted: read the names again next time
+          continue;
+        }
+        throw e;
+      }
+      snapshots.add(snap);
+      seen.add(name);
+      utilization.put(name, history.computeIfAbsent(name, k -> new History()).add(snap, now));
+    }
+    history.keySet().retainAll(seen);
+    return new Sample(millis.getAsLong(), List.copyOf(snapshots), utilization, total);
+  }
+
+  /** Utilization history of one resource, per dimension, oldest first (at most {@link #HISTORY}). */
+  public synchronized Map<String, double[]> history(String resource) {
+    History h = history.get(resource);
+    return h == null ? Map.of() : h.series();
+  }
+
+  /** The names whose history is kept now. */
+  public synchronized List<String> watched() {
+    return names == null ? List.of() : List.copyOf(names);
+  }
+
+  /** Per-dimension ring buffers of utilization, and the last reading they are measured from. */
+  private static final class History {
+    private final Map<String, float[]> rings = new LinkedHashMap<>();
+    private final Map<String, Double> lastUsed = new HashMap<>();
+    private long lastAt;
+    private int count;
+    private int head;
+
+    Map<String, Double> add(ResourceSnapshot snap, long now) {
+      LimitSpec limit = snap.limit();
+      if (!rings.keySet().equals(dimensions(limit))) {
+        rings.clear(); // the limit's dimensions changed: start the chart over
+        lastUsed.clear();
+        for (RateSpec r : limit.rates()) {
+          rings.put(r.name(), new float[HISTORY]);
+        }
+        count = 0;
+        head = 0;
+      }
+      Map<String, Double> out = new LinkedHashMap<>();
+      double seconds = (now - lastAt) / 1e9;
+      for (RateSpec r : limit.rates()) {
+        double used = snap.used().getOrDefault(r.name(), 0.0);
+        Double before = lastUsed.put(r.name(), used);
+        double u = 0;
+        if (before != null && seconds > 0) {
+          double taken = used >= before ? used - before : used; // below: the counter restarted
+          double allowed = perSecond(r) * seconds;
+          u = allowed > 0 ? Math.max(0, taken / allowed) : 0;
+        }
+        out.put(r.name(), u);
+        rings.get(r.name())[head] = (float) u;
+      }
+      head = (head + 1) % HISTORY;
+      count = Math.min(HISTORY, count + 1);
+      lastAt = now;
+      return out;
+    }
+
+    Map<String, double[]> series() {
+      Map<String, double[]> out = new LinkedHashMap<>();
+      for (Map.Entry<String, float[]> e : rings.entrySet()) {
+        double[] s = new double[count];
+        int start = (head - count + HISTORY) % HISTORY;
+        for (int i = 0; i < count; i++) {
+          s[i] = e.getValue()[(start + i) % HISTORY];
+        }
+        out.put(e.getKey(), s);
+      }
+      return out;
+    }
+
+    private static Set<String> dimensions(LimitSpec limit) {
+      Set<String> d = new HashSet<>();
+      for (RateSpec r : limit.rates()) {
+        d.add(r.name());
+      }
+      return d;
+    }
+  }
+
+  /** The limit's rate of one dimension in tokens per second. */
+  public static double perSecond(RateSpec r) {
+    return r.amount() * 1e9 / r.period().toNanos();
+  }
+}
