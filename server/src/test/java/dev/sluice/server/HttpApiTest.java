@@ -184,6 +184,14 @@ class HttpApiTest {
   }
 
   @Test
+  void aBodyOverOneMebibyteIs413AndNothingIsTaken() throws Exception {
+    limit("big", 100, Duration.ofSeconds(1), 100, 0, 100);
+    HttpResponse<String> r = post("/v1/resources/big/acquire", "{\"requestId\": \"" + "x".repeat(1 << 20) + "\"}");
+    assertThat(r.statusCode()).isEqualTo(413);
+    assertThat(server.engine().stats("big").used().get("requests")).isZero();
+  }
+
+  @Test
   void aTimedOutLongPollIs408() throws Exception {
     limit("slow", 1000, Duration.ofSeconds(1), 1000, 1, 100); // one at a time
 

@@ -110,6 +110,8 @@ class MetricsScrapeTest {
       assertThat(value(s, "sluice_acquire_wait_seconds_count", "resource=\"fast\"")).isEqualTo(40.0);
       assertThat(value(s, "sluice_acquire_wait_seconds_bucket", "resource=\"fast\"", "le=\"+Inf\"")).isEqualTo(40.0);
       assertThat(value(s, "sluice_acquire_wait_seconds_bucket", "resource=\"fast\"", "le=\"0.001\"")).isNotNull();
+      assertThat(value(s, "sluice_acquire_wait_quantile_seconds", "resource=\"fast\"", "quantile=\"0.99\""))
+          .isNotNull();
       assertThat(value(s, "sluice_resource_paused", "resource=\"held\"")).isEqualTo(1.0);
       assertThat(value(s, "sluice_resource_paused", "resource=\"fast\"")).isEqualTo(0.0);
       assertThat(value(s, "sluice_permits_in_flight", "resource=\"fast\"")).isEqualTo(0.0);

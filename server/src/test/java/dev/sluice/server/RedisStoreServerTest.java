@@ -47,6 +47,56 @@ class RedisStoreServerTest {
         .start();
   }
 
+  private static SluiceServer httpNode(RedisProcess redis, Path dir, String id) throws Exception {
+    return SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dir.resolve(id))
+        .store(redis.uri()).nodeId(id).shutdownGrace(Duration.ofMillis(200)).build().start();
+  }
+
+  private static java.net.http.HttpResponse<String> http(SluiceServer node, String method, String path)
+      throws Exception {
+    return java.net.http.HttpClient.newHttpClient().send(java.net.http.HttpRequest.newBuilder(
+            java.net.URI.create("http://127.0.0.1:" + node.httpPort() + path))
+        .method(method, java.net.http.HttpRequest.BodyPublishers.noBody()).build(),
+        java.net.http.HttpResponse.BodyHandlers.ofString());
+  }
+
+  @Test
+  void overHttpAPermitTakenOnOneNodeIsReleasedOnAnotherAndEveryNodeExportsTheStoreCounters(@TempDir Path dir)
+      throws Exception {
+    try (RedisProcess redis = RedisProcess.start();
+        SluiceServer a = httpNode(redis, dir, "a");
+        SluiceServer b = httpNode(redis, dir, "b")) {
+      a.engine().setLimit(new LimitSpec("shared", List.of(), 1, 0, Duration.ofMinutes(1)));
+      var granted = http(a, "POST", "/v1/resources/shared/acquire?timeout=10s");
+      assertThat(granted.statusCode()).as(granted.body()).isEqualTo(200);
+      String permit = new com.fasterxml.jackson.databind.ObjectMapper().readTree(granted.body()).get("permitId")
+          .asText();
+      assertThat(http(b, "POST", "/v1/resources/shared/acquire?timeout=50ms").statusCode())
+          .as("the cap is shared").isEqualTo(408);
+      var released = http(b, "POST", "/v1/permits/" + permit + "/release");
+      assertThat(released.body()).contains("\"released\":true");
+      assertThat(http(b, "POST", "/v1/resources/shared/acquire?timeout=10s").statusCode()).isEqualTo(200);
+
+      // Counters come from the store: both nodes show the cluster's totals.
+      for (SluiceServer node : List.of(a, b)) {
+        await().atMost(Duration.ofSeconds(10)).until(() -> {
+          String scrape = http(node, "GET", "/metrics").body();
+          return Double.valueOf(2).equals(MetricsScrapeTest.value(scrape, "sluice_acquire_granted_total",
+                  "resource=\"shared\""))
+              && Double.valueOf(1).equals(MetricsScrapeTest.value(scrape, "sluice_acquire_timed_out_total",
+                  "resource=\"shared\""));
+        });
+      }
+      assertThat(http(a, "GET", "/readyz").statusCode()).isEqualTo(200);
+      redis.kill();
+      await().atMost(Duration.ofSeconds(10)).until(() -> http(a, "GET", "/readyz").statusCode() == 503);
+      assertThat(http(a, "GET", "/healthz").statusCode()).as("alive, just not ready").isEqualTo(200);
+      var away = http(a, "POST", "/v1/resources/shared/acquire?timeout=1s");
+      assertThat(away.statusCode()).as(away.body()).isEqualTo(503);
+      assertThat(away.headers().firstValue("retry-after")).hasValue("1");
+    }
+  }
+
   @Test
   void twoNodesShareOneQuotaAndHealthFollowsRedis(@TempDir Path dir) throws Exception {
     try (RedisProcess redis = RedisProcess.start();

@@ -24,7 +24,8 @@ import java.util.concurrent.atomic.DoubleAdder;
  *   <li>{@code sluice.waiting{resource,lane}}, {@code sluice.permits.in.flight{resource}},
  *       {@code sluice.tokens.available{resource,dimension}}, {@code
  *       sluice.limit.rate.per.second{resource,dimension}}, {@code sluice.resource.paused{resource}}
- *       (1 or 0);
+ *       (1 or 0), {@code sluice.acquire.wait.quantile{resource,quantile}} (p50 and p99 of recent
+ *       waits, in seconds, on either store);
  *   <li>{@code sluice.tokens.used{resource,dimension}}: a counter of tokens taken net of refunds;
  *       its rate over {@code sluice.limit.rate.per.second} is utilization;
  *   <li>on a shared store only, the outcome counters ({@code sluice.acquire.granted} ...) read
@@ -42,6 +43,7 @@ public final class ResourceMeters {
   private final MultiGauge available;
   private final MultiGauge rate;
   private final MultiGauge paused;
+  private final MultiGauge waitQuantile;
   private final Map<Key, Holder> counters = new HashMap<>();
 
   /** @param outcomeCounters also export outcome counters from the snapshots (shared store) */
@@ -58,6 +60,8 @@ public final class ResourceMeters {
         .description("The limit's rate in tokens per second").register(registry);
     paused = MultiGauge.builder("sluice.resource.paused")
         .description("1 while grants are paused (admin or upstream feedback)").register(registry);
+    waitQuantile = MultiGauge.builder("sluice.acquire.wait.quantile").baseUnit("seconds")
+        .description("Median and 99th percentile wait of recent grants (as sluice stats shows)").register(registry);
   }
 
   /** Sets every gauge and counter from a sample; drops those of resources no longer in it. */
@@ -67,6 +71,7 @@ public final class ResourceMeters {
     List<MultiGauge.Row<?>> a = new ArrayList<>();
     List<MultiGauge.Row<?>> r = new ArrayList<>();
     List<MultiGauge.Row<?>> p = new ArrayList<>();
+    List<MultiGauge.Row<?>> q = new ArrayList<>();
     Set<Key> live = new HashSet<>();
     for (ResourceSnapshot s : sample.resources()) {
       String name = s.limit().resource();
@@ -77,6 +82,8 @@ public final class ResourceMeters {
       }
       f.add(MultiGauge.Row.of(tags, s.inFlight()));
       p.add(MultiGauge.Row.of(tags, s.paused() ? 1 : 0));
+      q.add(MultiGauge.Row.of(tags.and("quantile", "0.5"), s.waitP50Seconds()));
+      q.add(MultiGauge.Row.of(tags.and("quantile", "0.99"), s.waitP99Seconds()));
       for (RateSpec rs : s.limit().rates()) {
         Tags dim = tags.and("dimension", rs.name());
         a.add(MultiGauge.Row.of(dim, s.available().getOrDefault(rs.name(), 0.0)));
@@ -103,6 +110,7 @@ public final class ResourceMeters {
     available.register(a, true);
     rate.register(r, true);
     paused.register(p, true);
+    waitQuantile.register(q, true);
     counters.entrySet().removeIf(e -> {
       if (live.contains(e.getKey())) {
         return false;
