@@ -244,6 +244,22 @@ public final class LoadGen {
         Result many = permits(new Result("memory.n.session", "memory", label, "permits/s"));
         measure(many, () -> sluiceAsync(client, HOT, o.workers()), NOTHING, () -> releasesCaughtUp(rig, HOT, many));
       }
+      // What the HTTP port costs (gRPC metrics interceptor, once-a-second sampler): the unary row
+      // again with it on, then on a node without it, back to back on a warm JVM (the first rows
+      // of a run are slower, so memory.n itself is no fair baseline).
+      try (SluiceClient client = rig.client()) {
+        Result on = permits(new Result("memory.n.http", "memory", "Sluice memory, acquire+release, HTTP on (again)",
+            "permits/s"));
+        measure(on, () -> sluiceAsync(client, HOT, o.workers()), NOTHING, () -> releasesCaughtUp(rig, HOT, on));
+      }
+      try (SluiceRig bare = SluiceRig.memory(false)) {
+        bare.setLimit(SluiceRig.rate(HOT, o.limit(), 10_000));
+        try (SluiceClient client = bare.client()) {
+          Result off = permits(new Result("memory.n.nohttp", "memory",
+              "Sluice memory, acquire+release, no HTTP port", "permits/s"));
+          measure(off, () -> sluiceAsync(client, HOT, o.workers()), NOTHING, () -> releasesCaughtUp(bare, HOT, off));
+        }
+      }
     }
   }
 

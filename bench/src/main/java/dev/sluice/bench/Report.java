@@ -371,10 +371,23 @@ final class Report {
             + " `Permit.close()` per operation. **acquire** is the time until the permit is in hand;"
             + " **acquire+release** adds `close()`, which only *sends* the Release RPC (the SDK does not wait"
             + " for its answer), so its cost shows in throughput (two RPCs per permit) more than in latency."
-            + " The releases line says whether the sent releases kept up.\n\n");
+            + " The releases line says whether the sent releases kept up. The coordinator runs with its HTTP"
+            + " port on, as `sluice serve` does (metrics per gRPC call, a sampler once a second); the \"no HTTP"
+            + " port\" row shows what that costs.\n\n");
     table(b, rows, true);
     ratioLine(b, "memory.1", "echo.unary.1", "unary, 1 in flight, vs the blocking-stub echo");
     ratioLine(b, "memory.n", "echo.unary.n.direct", "unary, " + o.workers() + " in flight, vs the unary echo");
+    Optional<Result> on = ok("memory.n.http");
+    Optional<Result> off = ok("memory.n.nohttp");
+    if (on.isPresent() && off.isPresent()) {
+      b.append("- HTTP port on (as `sluice serve` runs it: gRPC metrics interceptor, a sampler once a second) vs off,"
+          + " unary, ").append(o.workers()).append(" in flight, measured back to back, on first: ")
+          .append(Fmt.ratio(on.get().rate().median() / off.get().rate().median())).append(" the permits/s, acquire p50 ")
+          .append(Fmt.ratio(on.get().firstP50().median() / off.get().firstP50().median())).append(" and p99 ")
+          .append(Fmt.ratio(on.get().firstP99().median() / off.get().firstP99().median()))
+          .append(" (the row measured first in a JVM tends to be the slower one, so this errs against the HTTP"
+              + " port).\n");
+    }
     ratioLine(b, "memory.1.session", "echo.stream.1", "session stream, 1 in flight, vs the stream echo");
     ratioLine(b, "memory.n.session", "echo.stream.n.direct", "session stream, " + o.workers()
         + " in flight, vs the stream echo");

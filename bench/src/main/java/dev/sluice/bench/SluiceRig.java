@@ -33,21 +33,31 @@ final class SluiceRig implements AutoCloseable {
   private final List<SluiceServer> servers = new ArrayList<>();
   private final List<ManagedChannel> adminChannels = new ArrayList<>();
   private final Path dataRoot;
+  private final boolean http;
 
-  private SluiceRig(Path dataRoot) {
+  private SluiceRig(Path dataRoot, boolean http) {
     this.dataRoot = dataRoot;
+    this.http = http;
   }
 
-  /** One node on the memory store. */
+  /** One node on the memory store, with its HTTP port on as `sluice serve` runs it. */
   static SluiceRig memory() throws IOException {
-    SluiceRig rig = new SluiceRig(Files.createTempDirectory("sluice-bench-"));
+    return memory(true);
+  }
+
+  /**
+   * One node on the memory store; {@code http} false leaves out the HTTP port and with it the
+   * gRPC metrics interceptor and the once-a-second sampler (to measure what they cost).
+   */
+  static SluiceRig memory(boolean http) throws IOException {
+    SluiceRig rig = new SluiceRig(Files.createTempDirectory("sluice-bench-"), http);
     rig.add(null);
     return rig;
   }
 
   /** {@code nodes} nodes sharing the Redis at {@code uri}. */
   static SluiceRig redis(String uri, int nodes) throws IOException {
-    SluiceRig rig = new SluiceRig(Files.createTempDirectory("sluice-bench-"));
+    SluiceRig rig = new SluiceRig(Files.createTempDirectory("sluice-bench-"), true);
     try {
       for (int i = 0; i < nodes; i++) {
         rig.add(uri);
@@ -65,6 +75,9 @@ final class SluiceRig implements AutoCloseable {
         .port(0)
         .dataDir(dataRoot.resolve("node" + servers.size()))
         .shutdownGrace(java.time.Duration.ofSeconds(2));
+    if (http) {
+      b.httpPort(0);
+    }
     if (store != null) {
       b.store(store);
     }
