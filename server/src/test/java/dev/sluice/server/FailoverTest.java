@@ -239,9 +239,15 @@ class FailoverTest {
     SluiceClient client = client(SluiceClient.builder().target(targets(a, b)));
     Permit p1 = client.acquire("leased");
     Permit p2 = client.acquire("leased");
-    client.acquireAsync("slow", Load.requests(1), AcquireOptions.builder().timeout(Duration.ofSeconds(30)).build());
-    client.acquireAsync("slow", Load.requests(1), AcquireOptions.builder().timeout(Duration.ofSeconds(30)).build());
-    await().until(() -> waiting(a, "slow") == 1 && waiting(b, "slow") == 1);
+    // One waiter parked on each node. round_robin picks among READY connections: on a loaded
+    // machine b's may not be ready for the first calls, so keep parking until both have one.
+    await().until(() -> {
+      if (waiting(a, "slow") >= 1 && waiting(b, "slow") >= 1) {
+        return true;
+      }
+      client.acquireAsync("slow", Load.requests(1), AcquireOptions.builder().timeout(Duration.ofSeconds(30)).build());
+      return false;
+    });
     assertThat(recorder.calls("Renew")).isEmpty();
 
     long killed = System.nanoTime();
