@@ -102,6 +102,7 @@ final class Protos {
             .setResource(s.limit().resource())
             .setLimit(limit(s.limit()))
             .putAllAvailable(s.available())
+            .putAllUsed(s.used())
             .setInFlight(s.inFlight())
             .setPaused(s.paused())
             .setGranted(s.granted())

@@ -176,6 +176,8 @@ class GrpcLayerTest {
     var stats = admin.getStats(GetStatsRequest.newBuilder().setResource("api").build()).getResources(0);
     assertThat(stats.getPaused()).isTrue();
     assertThat(stats.getWaitingMap()).containsKeys("interactive", "default", "batch");
+    assertThat(stats.getUsedMap()).as("one counter per dimension, nothing taken yet").hasSize(1)
+        .containsValue(0.0);
     assertThat(admin.pause(PauseRequest.newBuilder().setResource("api").build()).hasPausedFor()).isFalse();
     admin.resume(ResumeRequest.newBuilder().setResource("api").build());
     assertThat(admin.getStats(GetStatsRequest.newBuilder().setResource("api").build()).getResources(0).getPaused()).isFalse();
