@@ -34,6 +34,7 @@ final class Exchange {
   private final Runnable done;
   private final AtomicBoolean answered = new AtomicBoolean();
   private volatile Runnable onClose;
+  private String allowed = "";
 
   Exchange(ChannelHandlerContext ctx, FullHttpRequest request, Runnable done) {
     this.ctx = ctx;
@@ -183,8 +184,6 @@ final class Exchange {
       }
     });
   }
-
-  private String allowed = "";
 
   /** For a 405: the methods the path takes. */
   Exchange allow(String methods) {

@@ -285,7 +285,13 @@ public final class HttpApi implements AutoCloseable {
     if (name.isEmpty() || name.contains("..") || name.contains("\\") || name.startsWith("/")) {
       throw new HttpError(HttpResponseStatus.NOT_FOUND, "NOT_FOUND", "no such dashboard file: " + name);
     }
-    byte[] body = assets.computeIfAbsent(name, HttpApi::load);
+    byte[] body = assets.get(name);
+    if (body == null) {
+      body = load(name);
+      if (body.length > 0) {
+        assets.put(name, body); // only files that exist: a stream of made-up names must not grow the map
+      }
+    }
     if (body.length == 0) {
       throw new HttpError(HttpResponseStatus.NOT_FOUND, "NOT_FOUND", "no such dashboard file: " + name);
     }
