@@ -1,0 +1,151 @@
+package dev.sluice.server;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.sluice.client.AcquireOptions;
+import dev.sluice.client.Load;
+import dev.sluice.client.Permit;
+import dev.sluice.client.SluiceClient;
+import dev.sluice.client.SluiceException;
+import dev.sluice.proto.v1.AdminGrpc;
+import dev.sluice.proto.v1.CreateKeyRequest;
+import dev.sluice.proto.v1.Role;
+import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.engine.RateSpec;
+import dev.sluice.server.engine.ResourceSnapshot;
+import io.grpc.ManagedChannel;
+import io.grpc.ManagedChannelBuilder;
+import io.grpc.Metadata;
+import io.grpc.stub.MetadataUtils;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The dashboard end to end, in real headless Chromium (Debian's, driven by Playwright's
+ * playwright-core): a coordinator with API keys under load from SDK workers; the page must go
+ * live, show the numbers moving and fill its chart, refuse a pause without a key, then pause
+ * the resource with the admin key, after which the workers' acquires stop being granted. The
+ * screenshot is kept as server/target/dashboard.png (README shows a copy, docs/dashboard.png).
+ */
+class DashboardBrowserIT {
+
+  private static final String RESOURCE = "openai";
+
+  @TempDir Path dataDir;
+
+  @Test
+  void thePageShowsTheLoadMovingAndItsPauseButtonStopsTheWorkers() throws Exception {
+    NodeTool.require("node", "sudo apt-get install -y nodejs");
+    if (System.getenv("CHROMIUM") == null && !Files.isExecutable(Path.of("/usr/bin/chromium"))) {
+      NodeTool.require("chromium", "sudo apt-get install -y chromium");
+    }
+    Path browserDir = NodeTool.testDir("browser");
+    NodeTool.npmCi(browserDir);
+
+    try (SluiceServer server = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
+        .shutdownGrace(Duration.ZERO).build().start()) {
+      String adminKey;
+      String workerKey;
+      ManagedChannel ch = ManagedChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
+      try {
+        adminKey = AdminGrpc.newBlockingStub(ch).createKey(CreateKeyRequest.newBuilder().setRole(Role.ROLE_ADMIN)
+            .build()).getKey();
+        Metadata h = new Metadata();
+        h.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + adminKey);
+        workerKey = AdminGrpc.newBlockingStub(ch).withInterceptors(MetadataUtils.newAttachHeadersInterceptor(h))
+            .createKey(CreateKeyRequest.newBuilder().setRole(Role.ROLE_WORKER).setResources(RESOURCE + ",shop-api").build())
+            .getKey();
+      } finally {
+        ch.shutdownNow();
+      }
+      server.engine().setLimit(new LimitSpec(RESOURCE, List.of(
+          new RateSpec("requests", 40, Duration.ofSeconds(1), 4),
+          new RateSpec("tokens", 240_000, Duration.ofMinutes(1), 4_000)), 8, 1_000, Duration.ofSeconds(30)));
+      // A second quota, oversubscribed: its queue shows on the page (and in the screenshot).
+      server.engine().setLimit(new LimitSpec("shop-api", List.of(new RateSpec("requests", 5, Duration.ofSeconds(1), 1)),
+          0, 1_000, Duration.ofSeconds(30)));
+
+      AtomicLong grants = new AtomicLong();
+      AtomicBoolean stop = new AtomicBoolean();
+      List<Thread> workers = new ArrayList<>();
+      try (SluiceClient client = SluiceClient.builder().target("127.0.0.1:" + server.port()).apiKey(workerKey)
+          .build()) {
+        for (int i = 0; i < 6; i++) {
+          String resource = i < 4 ? RESOURCE : "shop-api";
+          Thread t = new Thread(() -> {
+            while (!stop.get()) {
+              Load load = resource.equals(RESOURCE) ? Load.of("requests", 1, "tokens", 150) : Load.requests(1);
+              try (Permit p = client.acquire(resource, load,
+                  AcquireOptions.builder().timeout(Duration.ofSeconds(60)).build())) {
+                if (resource.equals(RESOURCE)) {
+                  grants.incrementAndGet();
+                  Thread.sleep(20); // the "call"
+                  p.settle(Load.of("tokens", 100));
+                }
+              } catch (InterruptedException e) {
+                return;
+              } catch (SluiceException e) {
+                // the end of the test closes the client under waiting acquires
+              }
+            }
+          }, "dashboard-worker-" + i);
+          t.setDaemon(true);
+          t.start();
+          workers.add(t);
+        }
+
+        Path shot = Path.of("target", "dashboard.png").toAbsolutePath();
+        Files.createDirectories(shot.getParent());
+        NodeTool.Run run = NodeTool.run(browserDir, Duration.ofMinutes(2), Map.of(), "node", "dashboard-check.mjs",
+            "http://127.0.0.1:" + server.httpPort() + "/", RESOURCE, adminKey, shot.toString());
+        assertThat(run.exit()).as("dashboard-check.mjs failed:\n" + run.log()).isZero();
+        JsonNode seen = new ObjectMapper().readTree(run.lastLine());
+        assertThat(seen.get("second").asLong()).as("the granted count moved on the page")
+            .isGreaterThan(seen.get("first").asLong());
+        assertThat(seen.get("first").asLong()).isPositive();
+        assertThat(seen.get("points").asInt()).as("chart points").isGreaterThanOrEqualTo(3);
+        assertThat(seen.get("limits").asText()).contains("requests 40/s (burst 4)", "at most 8 in flight");
+        assertThat(seen.get("refused").asText()).contains("401", "requires an API key");
+        assertThat(seen.get("badge").asText()).contains("paused until resumed");
+        assertThat(Files.size(shot)).as("screenshot").isGreaterThan(10_000);
+
+        // The page's pause reached the engine, and the workers' acquires stop being granted.
+        assertThat(server.engine().stats(RESOURCE).paused()).isTrue();
+        await().atMost(Duration.ofSeconds(10)).until(() -> waiting(server.engine().stats(RESOURCE)) >= 4);
+        long grantedAtPause = server.engine().stats(RESOURCE).granted();
+        long workerGrants = grants.get();
+        await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(5)).until(() ->
+            server.engine().stats(RESOURCE).granted() == grantedAtPause && grants.get() == workerGrants);
+
+        server.engine().resume(RESOURCE);
+        await().atMost(Duration.ofSeconds(10)).until(() -> grants.get() > workerGrants);
+        stop.set(true);
+      } finally {
+        stop.set(true);
+        for (Thread t : workers) {
+          t.interrupt();
+        }
+      }
+      Path docs = Path.of("..", "docs", "dashboard.png");
+      if (Boolean.getBoolean("sluice.refreshScreenshot") && Files.isDirectory(docs.getParent())) {
+        Files.copy(Path.of("target", "dashboard.png"), docs, StandardCopyOption.REPLACE_EXISTING);
+      }
+    }
+  }
+
+  private static int waiting(ResourceSnapshot s) {
+    return s.waiting().values().stream().mapToInt(Integer::intValue).sum();
+  }
+}
