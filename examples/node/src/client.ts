@@ -378,11 +378,12 @@ export class Permit {
 /**
  * One acquire: its Acquire long-polls (one per attempt) and the promise that exposes it.
  *
- * Abort. Cancelling the RPC cannot settle the race with a grant already on its way (the answer
- * would be dropped unread and the permit leak until its lease ends). So, as the Java SDK, an
- * abort sends a Cancel naming the request id and keeps the Acquire open: if the waiter was still
- * queued, the Acquire ends with CANCELLED; if it was granted, the grant arrives and is released as
- * unused. Only when the Cancel itself fails is the call cancelled.
+ * Abort. The caller's promise rejects at once. But cancelling the RPC cannot settle the race with
+ * a grant already on its way (the answer would be dropped unread and the permit leak until its
+ * lease ends). So, as the Java SDK, an abort sends a Cancel naming the request id and keeps the
+ * Acquire open: if the waiter was still queued, it leaves and the Acquire ends with CANCELLED; if
+ * it was granted, the grant arrives and is released as unused. Only when the Cancel itself fails
+ * is the call cancelled.
  */
 class AcquireCall {
   readonly promise: Promise<Permit>;
@@ -490,10 +491,9 @@ class AcquireCall {
       return;
     }
     this.aborted = true;
+    this.finish(this.abortedError()); // the caller stops waiting now; the rest happens behind it
     if (this.retryTimer !== undefined) {
-      // Between attempts: nothing is queued anywhere.
-      clearTimeout(this.retryTimer);
-      this.finish(this.abortedError());
+      clearTimeout(this.retryTimer); // between attempts: nothing is queued anywhere
       return;
     }
     const call = this.call;
