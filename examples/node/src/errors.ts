@@ -1,0 +1,135 @@
+import { Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
+import { retryDelayMs } from './proto';
+
+/** Used when a RESOURCE_EXHAUSTED carries no usable google.rpc.RetryInfo (as the Java SDK). */
+export const DEFAULT_RETRY_AFTER_MS = 1000;
+
+/**
+ * Every failure the client reports. `message` says what was wrong and what to do; the
+ * coordinator's own words are in `serverMessage`, the gRPC status in `code`/`codeName`, and the
+ * original grpc-js error in `cause`.
+ */
+export class SluiceError extends Error {
+  /** The gRPC status code (grpc-js `status` enum), e.g. 5 for NOT_FOUND. */
+  readonly code: Status;
+  /** The status code's name, e.g. "NOT_FOUND". */
+  readonly codeName: string;
+  /** The coordinator's status message, verbatim; empty when it sent none. */
+  readonly serverMessage: string;
+  /** What was attempted: "acquire", "release", "renew", "report", "describe". */
+  readonly operation: string;
+  /** The resource the call was about. */
+  readonly resource: string;
+
+  constructor(message: string, code: Status, serverMessage: string, operation: string, resource: string,
+      cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.codeName = Status[code] ?? String(code);
+    this.serverMessage = serverMessage;
+    this.operation = operation;
+    this.resource = resource;
+  }
+}
+
+/** INVALID_ARGUMENT: a bad name, a bad load, a load that can never fit. Wrong in any state. */
+export class InvalidRequestError extends SluiceError {}
+
+/** NOT_FOUND: the resource has no limit. */
+export class ResourceNotFoundError extends SluiceError {}
+
+/** DEADLINE_EXCEEDED: not granted within the acquire's timeout. Nothing was granted. */
+export class AcquireTimeoutError extends SluiceError {}
+
+/** RESOURCE_EXHAUSTED: the resource's waiting room is full. Retry after `retryAfterMs`. */
+export class WaitingRoomFullError extends SluiceError {
+  /** The coordinator's google.rpc.RetryInfo hint, or 1 s when it sent none. */
+  readonly retryAfterMs: number;
+
+  constructor(message: string, code: Status, serverMessage: string, operation: string, resource: string,
+      cause: unknown, retryAfterMs: number) {
+    super(message, code, serverMessage, operation, resource, cause);
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/** UNAUTHENTICATED: no API key, or an unknown or revoked one. */
+export class AuthenticationError extends SluiceError {}
+
+/** PERMISSION_DENIED: the key's role or resource patterns do not allow this call. */
+export class PermissionDeniedError extends SluiceError {}
+
+/** UNAVAILABLE (and other transport failures): no coordinator could serve the call. */
+export class SluiceUnavailableError extends SluiceError {}
+
+/** The caller's AbortSignal fired while the acquire waited. Nothing was granted (or it was given back). */
+export class AcquireAbortedError extends SluiceError {}
+
+export function isServiceError(e: unknown): e is ServiceError {
+  return e instanceof Error && typeof (e as Partial<ServiceError>).code === 'number'
+      && (e as Partial<ServiceError>).metadata instanceof Metadata;
+}
+
+/** Maps a grpc-js failure onto the typed errors, with the same wording as the Java SDK. */
+export function mapError(failure: unknown, operation: string, resource: string): SluiceError {
+  if (failure instanceof SluiceError) {
+    return failure;
+  }
+  if (!isServiceError(failure)) {
+    const text = failure instanceof Error ? failure.message : String(failure);
+    return new SluiceError(`${operation} on resource '${resource}' failed: ${text}`, Status.UNKNOWN, '',
+        operation, resource, failure);
+  }
+  const code = failure.code;
+  const serverMessage = failure.details ?? '';
+  const said = (serverMessage || Status[code] || String(code)).replace(/\.$/, '');
+  const what = `${operation} on resource '${resource}' failed: ${said}. `;
+  const args = [code, serverMessage, operation, resource, failure] as const;
+  switch (code) {
+    case Status.INVALID_ARGUMENT:
+      return new InvalidRequestError(
+          what + 'The request is wrong in any state; fix the resource name or load, or the limit', ...args);
+    case Status.NOT_FOUND:
+      return new ResourceNotFoundError(
+          what + `Create a limit for '${resource}' with the admin CLI, or check the name`, ...args);
+    case Status.DEADLINE_EXCEEDED:
+      return new AcquireTimeoutError(
+          what + 'Nothing was granted; retry later, raise the timeout, or lower the load', ...args);
+    case Status.RESOURCE_EXHAUSTED: {
+      const retryAfterMs = retryAfter(failure);
+      return new WaitingRoomFullError(
+          what + `The waiting room is full; retry after ${retryAfterMs} ms or lower the number of concurrent callers`,
+          ...args, retryAfterMs);
+    }
+    case Status.UNAUTHENTICATED:
+      return new AuthenticationError(what + 'Configure a valid API key (apiKey option or SLUICE_API_KEY)', ...args);
+    case Status.PERMISSION_DENIED:
+      return new PermissionDeniedError(what + 'Use an API key whose role and resources allow this call', ...args);
+    case Status.UNAVAILABLE:
+    case Status.CANCELLED:
+    case Status.UNKNOWN:
+    case Status.INTERNAL:
+    case Status.ABORTED:
+    case Status.DATA_LOSS:
+      return new SluiceUnavailableError(what + 'The coordinator could not be reached or could not serve the call;'
+          + ' retry, or check that it is running and reachable', ...args);
+    default:
+      return new SluiceError(what + `Unexpected status ${Status[code] ?? code}; check that client and coordinator`
+          + ' versions match', ...args);
+  }
+}
+
+/** The RetryInfo hint of a RESOURCE_EXHAUSTED, from the `grpc-status-details-bin` trailer. */
+function retryAfter(failure: ServiceError): number {
+  const [details] = failure.metadata.get('grpc-status-details-bin');
+  if (!(details instanceof Buffer)) {
+    return DEFAULT_RETRY_AFTER_MS;
+  }
+  try {
+    const ms = retryDelayMs(details);
+    return ms === undefined || ms < 0 ? DEFAULT_RETRY_AFTER_MS : ms;
+  } catch {
+    return DEFAULT_RETRY_AFTER_MS;
+  }
+}

@@ -1,0 +1,148 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import * as protobuf from 'protobufjs';
+
+/*
+ * Where the contract comes from. sluice.proto is read from the repository's proto/ module as it
+ * is: nothing is generated or copied. Its two imports:
+ *   google/protobuf/duration.proto  bundled with protobufjs (under @grpc/proto-loader)
+ *   google/rpc/status.proto         not bundled: the package carries a verbatim copy of it (and of
+ *                                   google/rpc/error_details.proto, for RetryInfo) from googleapis
+ *                                   in third_party/googleapis, the same files the Java build takes
+ *                                   from proto-google-common-protos. See the README for why.
+ */
+
+/** examples/node, whether this file runs from src/ (ts-node) or dist/src/ (tsc). */
+const PACKAGE_ROOT = findPackageRoot(__dirname);
+const GOOGLEAPIS = path.join(PACKAGE_ROOT, 'third_party', 'googleapis');
+const SLUICE_PROTO = path.join('sluice', 'v1', 'sluice.proto');
+
+/** The repository's proto/src/main/proto, two levels above this package. */
+export function defaultProtoDir(): string {
+  return process.env.SLUICE_PROTO_DIR
+      ?? path.resolve(PACKAGE_ROOT, '..', '..', 'proto', 'src', 'main', 'proto');
+}
+
+/** How messages look in JavaScript: camelCase fields, int64 as number, enums by name, defaults filled in. */
+const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
+
+export type Callback<T> = (error: grpc.ServiceError | null, response?: T) => void;
+
+/** The Coordinator service as grpc-js builds it from sluice.proto; only the calls this client makes. */
+export interface CoordinatorStub extends grpc.Client {
+  Acquire(req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<AcquireResponse>): grpc.ClientUnaryCall;
+  Release(req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<{ released: boolean }>): grpc.ClientUnaryCall;
+  Renew(req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<RenewResponse>): grpc.ClientUnaryCall;
+  Report(req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<{ pausedFor: Duration | null }>): grpc.ClientUnaryCall;
+  Cancel(req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<{ cancelled: boolean }>): grpc.ClientUnaryCall;
+  Describe(req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<{ limit: LimitMessage | null }>): grpc.ClientUnaryCall;
+}
+
+export type CoordinatorConstructor = new (target: string, credentials: grpc.ChannelCredentials,
+    options?: grpc.ChannelOptions) => CoordinatorStub;
+
+export interface Duration {
+  seconds: number;
+  nanos: number;
+}
+
+export interface AcquireResponse {
+  permitId: string;
+  leaseTtl: Duration | null;
+  granted: Record<string, number>;
+  waited: Duration | null;
+}
+
+export interface RenewResponse {
+  leaseTtl: Duration | null;
+  expired: string[];
+}
+
+export interface LimitMessage {
+  resource: string;
+  rates: { name: string; amount: number; period: Duration | null; burst: number }[];
+  concurrency: number;
+  maxWaiting: number;
+  leaseTtl: Duration | null;
+}
+
+const coordinators = new Map<string, CoordinatorConstructor>();
+
+/** The Coordinator client constructor for the sluice.proto under `protoDir`; loaded once per directory. */
+export function coordinatorConstructor(protoDir: string): CoordinatorConstructor {
+  let ctor = coordinators.get(protoDir);
+  if (ctor === undefined) {
+    if (!fs.existsSync(path.join(protoDir, SLUICE_PROTO))) {
+      throw new Error(`cannot find ${SLUICE_PROTO} under ${protoDir}: run from a Sluice checkout (the package`
+          + ' reads proto/src/main/proto two levels up), or pass protoDir / set SLUICE_PROTO_DIR');
+    }
+    const definition = protoLoader.loadSync(SLUICE_PROTO, { ...LOADER_OPTIONS, includeDirs: [protoDir, GOOGLEAPIS] });
+    const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+      sluice: { v1: { Coordinator: CoordinatorConstructor } };
+    };
+    ctor = loaded.sluice.v1.Coordinator;
+    coordinators.set(protoDir, ctor);
+  }
+  return ctor;
+}
+
+let richStatus: { status: protobuf.Type; retryInfo: protobuf.Type } | undefined;
+
+/**
+ * The retry delay of the google.rpc.RetryInfo inside a `grpc-status-details-bin` trailer (a
+ * serialized google.rpc.Status), in milliseconds; undefined when there is none.
+ */
+export function retryDelayMs(statusDetails: Buffer): number | undefined {
+  if (richStatus === undefined) {
+    const root = new protobuf.Root();
+    // google/protobuf/* resolve to protobufjs's bundled copies; google/rpc/* to ours.
+    root.resolvePath = (_origin, target) => path.join(GOOGLEAPIS, target);
+    root.loadSync(['google/rpc/status.proto', 'google/rpc/error_details.proto']);
+    richStatus = { status: root.lookupType('google.rpc.Status'), retryInfo: root.lookupType('google.rpc.RetryInfo') };
+  }
+  const decoded = richStatus.status.decode(statusDetails);
+  const status = richStatus.status.toObject(decoded, { longs: Number, bytes: Buffer }) as {
+    details?: { typeUrl?: string; value?: Buffer }[];
+  };
+  for (const any of status.details ?? []) {
+    if (any.typeUrl?.endsWith('/google.rpc.RetryInfo') && any.value !== undefined) {
+      const info = richStatus.retryInfo.toObject(richStatus.retryInfo.decode(any.value), { longs: Number }) as {
+        retryDelay?: { seconds?: number; nanos?: number };
+      };
+      if (info.retryDelay !== undefined) {
+        return toMs(info.retryDelay);
+      }
+    }
+  }
+  return undefined;
+}
+
+export function toDuration(ms: number): Duration {
+  const whole = Math.max(0, ms);
+  const seconds = Math.floor(whole / 1000);
+  const nanos = Math.min(999_999_999, Math.round((whole - seconds * 1000) * 1e6));
+  return { seconds, nanos };
+}
+
+export function toMs(d: { seconds?: number; nanos?: number } | null | undefined): number {
+  return d ? (d.seconds ?? 0) * 1000 + Math.round((d.nanos ?? 0) / 1e6) : 0;
+}
+
+function findPackageRoot(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'third_party'))) {
+      return dir;
+    }
+    if (path.dirname(dir) === dir) {
+      throw new Error(`cannot find the sluice node package root above ${from}`);
+    }
+  }
+}
