@@ -43,6 +43,11 @@ final class ClientOptions {
       description = "The PEM (PKCS#8, unencrypted) key of --tls-client-cert (env SLUICE_TLS_CLIENT_KEY).")
   private Path tlsClientKey;
 
+  /** The target as given, for headers. */
+  String describeTarget() {
+    return target == null ? "" : target.trim();
+  }
+
   /** Opens a client to the target; a bare host gets the default port 7420. */
   AdminClient connect() {
     String t = target == null ? "" : target.trim();

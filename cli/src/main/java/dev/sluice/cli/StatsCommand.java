@@ -1,15 +1,24 @@
 package dev.sluice.cli;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.sluice.proto.v1.GetStatsRequest;
 import dev.sluice.proto.v1.GetStatsResponse;
+import dev.sluice.proto.v1.RateDimension;
 import dev.sluice.proto.v1.ResourceStats;
+import java.io.IOException;
 import java.io.PrintWriter;
+import java.io.UncheckedIOException;
 import java.time.Duration;
+import java.time.Instant;
 import java.time.LocalTime;
 import java.time.temporal.ChronoUnit;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.Callable;
+import java.util.function.LongSupplier;
 import java.util.stream.Collectors;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -19,10 +28,30 @@ import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
 
-/** {@code sluice stats [NAME] [--watch [--interval D]]}. */
+/**
+ * {@code sluice stats [NAME] [--watch [--interval D]]}: a table, or with {@code --watch} a live
+ * view redrawn in place every second (on a terminal) with per-second rates and utilization; with
+ * {@code --json}, one JSON document per line per refresh.
+ */
 @Command(name = "stats", mixinStandardHelpOptions = true,
-    description = "Live state and counters of one resource, or of all.")
+    description = "Live state and counters of one resource, or of all. With --watch, a live view"
+        + " refreshed every --interval (on a terminal it redraws in place) with grants/s, refusals/s"
+        + " and utilization per dimension since the previous refresh.")
 final class StatsCommand implements Callable<Integer> {
+
+  /** How the watch loop waits; tests swap in a fake clock. */
+  interface Sleeper {
+    void sleep(long millis) throws InterruptedException;
+  }
+
+  // Test hooks: the monotonic clock rates are measured with, and the wait between refreshes.
+  static volatile LongSupplier clock = System::nanoTime;
+  static volatile Sleeper sleeper = Thread::sleep;
+  /** Whether to redraw in place; null: when a console is attached. */
+  static volatile Boolean terminal;
+
+  private static final ObjectMapper JSON = new ObjectMapper();
+
   @Spec
   private CommandSpec spec;
   @Mixin
@@ -33,10 +62,10 @@ final class StatsCommand implements Callable<Integer> {
       description = "One resource; all when left out.")
   private String resource;
   @Option(names = {"-w", "--watch"},
-      description = "Print again every --interval until interrupted; with --json, one compact"
-          + " JSON document per line.")
+      description = "Refresh every --interval until interrupted (Ctrl-C); with --json, one compact JSON"
+          + " document per line: {time, intervalSeconds, stats, rates}.")
   private boolean watch;
-  @Option(names = "--interval", paramLabel = "DURATION", defaultValue = "2s",
+  @Option(names = "--interval", paramLabel = "DURATION", defaultValue = "1s",
       converter = Durations.Converter.class,
       description = "Time between two prints with --watch (default ${DEFAULT-VALUE}).")
   private Duration interval;
@@ -54,15 +83,41 @@ final class StatsCommand implements Callable<Integer> {
         return 0;
       }
       // Watching ends with Ctrl-C, or an interrupt when embedded: both are a normal end.
+      boolean redraw = !output.json && (terminal != null ? terminal : System.console() != null);
+      long every = interval.toNanos();
+      long next = clock.getAsLong();
+      Map<String, ResourceStats> previous = new HashMap<>();
+      long previousAt = 0;
       try {
         while (true) {
           GetStatsResponse stats = admin.call(stub -> stub.getStats(request));
-          if (!output.json) {
-            out.println("-- " + LocalTime.now().truncatedTo(ChronoUnit.SECONDS) + " --");
+          long now = clock.getAsLong();
+          Map<String, Rates> rates = rates(stats, previous, previousAt == 0 ? 0 : (now - previousAt) / 1e9);
+          if (output.json) {
+            out.println(jsonLine(stats, rates));
+          } else {
+            if (redraw) {
+              out.print("\033[H\033[2J"); // home, clear: the view stays in place
+            }
+            out.println("sluice stats " + (resource.isEmpty() ? "(all resources)" : resource) + " · "
+                + client.describeTarget() + " · every " + Durations.format(interval) + " · "
+                + LocalTime.now().truncatedTo(ChronoUnit.SECONDS) + (redraw ? "  (Ctrl-C to stop)" : ""));
+            printWatched(out, stats, rates);
           }
-          print(out, stats, true);
           out.flush();
-          Thread.sleep(interval.toMillis());
+          previous.clear();
+          for (ResourceStats r : stats.getResourcesList()) {
+            previous.put(r.getResource(), r);
+          }
+          previousAt = now;
+          // Fixed rate: the next refresh is due one interval after the last one was due.
+          next += every;
+          long wait = next - clock.getAsLong();
+          if (wait < 0) {
+            next = clock.getAsLong(); // fell behind (a slow call): start again from now
+            wait = 0;
+          }
+          sleeper.sleep(wait / 1_000_000);
         }
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
@@ -74,6 +129,89 @@ final class StatsCommand implements Callable<Integer> {
         throw e;
       }
     }
+  }
+
+  /** What changed since the previous refresh, per second, and utilization per dimension. */
+  record Rates(double granted, double rejected, double timedOut, Map<String, Double> utilization) {}
+
+  static Map<String, Rates> rates(GetStatsResponse stats, Map<String, ResourceStats> previous, double seconds) {
+    Map<String, Rates> out = new LinkedHashMap<>();
+    for (ResourceStats r : stats.getResourcesList()) {
+      ResourceStats p = previous.get(r.getResource());
+      Map<String, Double> util = new LinkedHashMap<>();
+      if (p == null || seconds <= 0) {
+        out.put(r.getResource(), new Rates(Double.NaN, Double.NaN, Double.NaN, util));
+        continue;
+      }
+      for (RateDimension d : r.getLimit().getRatesList()) {
+        double perSecond = d.getAmount() / (d.getPeriod().getSeconds() + d.getPeriod().getNanos() / 1e9);
+        double used = r.getUsedOrDefault(d.getName(), 0);
+        double before = p.getUsedOrDefault(d.getName(), 0);
+        double taken = used >= before ? used - before : used; // below: the counter restarted
+        util.put(d.getName(), perSecond > 0 ? taken / (perSecond * seconds) : 0);
+      }
+      out.put(r.getResource(), new Rates(
+          delta(r.getGranted(), p.getGranted()) / seconds,
+          delta(sum(r.getRejectedMap()), sum(p.getRejectedMap())) / seconds,
+          delta(r.getTimedOut(), p.getTimedOut()) / seconds,
+          util));
+    }
+    return out;
+  }
+
+  private static double delta(long now, long before) {
+    return now >= before ? now - before : now; // the node restarted: count from zero
+  }
+
+  private static long sum(Map<String, Long> m) {
+    return m.values().stream().mapToLong(Long::longValue).sum();
+  }
+
+  private String jsonLine(GetStatsResponse stats, Map<String, Rates> rates) {
+    ObjectNode o = JSON.createObjectNode();
+    o.put("time", Instant.now().toString());
+    o.put("intervalSeconds", interval.toNanos() / 1e9);
+    try {
+      o.set("stats", JSON.readTree(Output.toJson(stats, true)));
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    ObjectNode all = o.putObject("rates");
+    rates.forEach((name, r) -> {
+      ObjectNode x = all.putObject(name);
+      if (Double.isNaN(r.granted())) {
+        x.putNull("grantedPerSecond"); // the first refresh has nothing to compare with
+        x.putNull("rejectedPerSecond");
+        x.putNull("timedOutPerSecond");
+      } else {
+        x.put("grantedPerSecond", r.granted());
+        x.put("rejectedPerSecond", r.rejected());
+        x.put("timedOutPerSecond", r.timedOut());
+      }
+      ObjectNode u = x.putObject("utilization");
+      r.utilization().forEach(u::put);
+    });
+    return o.toString();
+  }
+
+  private void printWatched(PrintWriter out, GetStatsResponse stats, Map<String, Rates> rates) {
+    if (stats.getResourcesCount() == 0) {
+      out.println("no resources");
+      return;
+    }
+    Table t = new Table("RESOURCE", "GRANTED/S", "UTILIZATION", "AVAILABLE", "IN FLIGHT", "WAITING I/D/B",
+        "GRANTED", "REJECTED/S", "TIMED OUT/S", "WAIT P50", "WAIT P99", "PAUSED");
+    for (ResourceStats s : stats.getResourcesList()) {
+      Rates r = rates.get(s.getResource());
+      boolean first = r == null || Double.isNaN(r.granted());
+      t.row(s.getResource(), first ? "-" : Output.number(r.granted()),
+          first ? "-" : r.utilization().entrySet().stream()
+              .map(e -> e.getKey() + "=" + Math.round(e.getValue() * 100) + "%").collect(Collectors.joining(" ")),
+          available(s), s.getInFlight(), waiting(s), s.getGranted(),
+          first ? "-" : Output.number(r.rejected()), first ? "-" : Output.number(r.timedOut()),
+          Output.seconds(s.getWaitP50Seconds()), Output.seconds(s.getWaitP99Seconds()), paused(s));
+    }
+    t.print(out);
   }
 
   private void print(PrintWriter out, GetStatsResponse stats, boolean watching) {

@@ -2,6 +2,7 @@ package dev.sluice.cli;
 
 import static java.nio.charset.StandardCharsets.UTF_8;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.within;
 import static org.awaitility.Awaitility.await;
 
 import com.google.protobuf.util.JsonFormat;
@@ -19,6 +20,10 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.sluice.client.SluiceClient;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -213,23 +218,84 @@ class CommandsTest {
   }
 
   @Test
-  void statsWatchPrintsOneJsonLinePerTickUntilInterrupted() throws Exception {
-    sluice("limit", "set", "watch-test", "--rate", "requests=5/s");
-    ByteArrayOutputStream out = new ByteArrayOutputStream(); // synchronized: safe to read live
-    AtomicInteger exit = new AtomicInteger(-1);
-    Thread watcher = new Thread(() -> exit.set(SluiceCli.run(
-        new PrintStream(out, true, UTF_8), new PrintStream(OutputStream.nullOutputStream()),
-        "stats", "watch-test", "--watch", "--interval", "100ms", "--json", "--target", target)));
-    watcher.start();
-    await().atMost(Duration.ofSeconds(30)).until(() -> out.toString(UTF_8).lines().count() >= 3);
-    watcher.interrupt();
-    watcher.join(30_000);
-    assertThat(exit.get()).isZero();
-    for (String line : out.toString(UTF_8).lines().toList()) {
-      GetStatsResponse.Builder response = GetStatsResponse.newBuilder();
-      JsonFormat.parser().merge(line, response);
-      assertThat(response.getResources(0).getResource()).isEqualTo("watch-test");
+  void statsWatchRefreshesEverySecondWithRatesAsOneJsonLinePerRefresh() throws Exception {
+    sluice("limit", "set", "watch-test", "--rate", "requests=100/s:100");
+    AtomicLong now = new AtomicLong(1_000_000_000L);
+    List<Long> sleeps = new ArrayList<>();
+    try (SluiceClient client = SluiceClient.builder().target(target).build()) {
+      // The fake sleeper is the clock: each refresh waits 1 s of it, and during wait i the test
+      // takes i permits, so refresh i+1 must show i grants/s and i % of the rate used.
+      StatsCommand.clock = now::get;
+      StatsCommand.sleeper = millis -> {
+        sleeps.add(millis);
+        if (sleeps.size() > 3) {
+          throw new InterruptedException(); // what Ctrl-C does to the loop
+        }
+        for (int i = 0; i < sleeps.size(); i++) {
+          client.acquire("watch-test").close();
+        }
+        await().atMost(Duration.ofSeconds(10)).until(() -> stats("watch-test").getInFlight() == 0);
+        now.addAndGet(millis * 1_000_000L);
+      };
+      CliRun run = sluice("stats", "watch-test", "--watch", "--json");
+      assertThat(run.exit()).as(run.err()).isZero();
+      assertThat(sleeps).as("one refresh a second by default").containsExactly(1000L, 1000L, 1000L, 1000L);
+      List<String> lines = run.out().lines().toList();
+      assertThat(lines).hasSize(4);
+      ObjectMapper json = new ObjectMapper();
+      for (int i = 0; i < lines.size(); i++) {
+        JsonNode line = json.readTree(lines.get(i));
+        assertThat(line.get("intervalSeconds").asDouble()).isEqualTo(1.0);
+        assertThat(line.get("time").asText()).isNotEmpty();
+        JsonNode stats = line.get("stats").get("resources").get(0);
+        assertThat(stats.get("resource").asText()).isEqualTo("watch-test");
+        assertThat(stats.get("granted").asLong()).as("grants so far").isEqualTo((long) i * (i + 1) / 2);
+        JsonNode rates = line.get("rates").get("watch-test");
+        if (i == 0) {
+          assertThat(rates.get("grantedPerSecond").isNull()).as("nothing to compare the first with").isTrue();
+          continue;
+        }
+        assertThat(rates.get("grantedPerSecond").asDouble()).isEqualTo(i);
+        assertThat(rates.get("rejectedPerSecond").asDouble()).isZero();
+        assertThat(rates.get("utilization").get("requests").asDouble()).isCloseTo(i / 100.0, within(1e-9));
+      }
+    } finally {
+      StatsCommand.clock = System::nanoTime;
+      StatsCommand.sleeper = Thread::sleep;
     }
+  }
+
+  @Test
+  void statsWatchOnATerminalRedrawsInPlace() {
+    sluice("limit", "set", "watch-view", "--rate", "requests=5/s");
+    AtomicInteger refreshes = new AtomicInteger();
+    try {
+      StatsCommand.terminal = true;
+      StatsCommand.sleeper = millis -> {
+        if (refreshes.incrementAndGet() == 2) {
+          throw new InterruptedException();
+        }
+      };
+      CliRun run = sluice("stats", "watch-view", "--watch", "--interval", "250ms");
+      assertThat(run.exit()).as(run.err()).isZero();
+      assertThat(run.out()).startsWith("\033[H\033[2J");
+      assertThat(run.out().split("\033\\[H\033\\[2J", -1)).as("two frames").hasSize(3);
+      assertThat(run.out()).contains("sluice stats watch-view", "every 250ms", "Ctrl-C to stop", "GRANTED/S",
+          "UTILIZATION", "watch-view");
+    } finally {
+      StatsCommand.terminal = null;
+      StatsCommand.sleeper = Thread::sleep;
+    }
+  }
+
+  @Test
+  void statsWatchRefusesATooShortIntervalAndAnUnreachableCoordinator() {
+    CliRun fast = sluice("stats", "--watch", "--interval", "50ms");
+    assertThat(fast.exit()).isEqualTo(2);
+    assertThat(fast.err()).contains("--interval must be at least 100ms");
+    CliRun away = CliRun.of("stats", "--watch", "--target", "127.0.0.1:1");
+    assertThat(away.exit()).isEqualTo(1);
+    assertThat(away.err()).contains("127.0.0.1:1");
   }
 
   private static ResourceStats stats(String resource) throws Exception {
