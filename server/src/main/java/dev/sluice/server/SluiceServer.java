@@ -478,6 +478,8 @@ public final class SluiceServer implements AutoCloseable {
     new ProcessorMetrics().bindTo(registry);
     new UptimeMetrics().bindTo(registry);
     new FileDescriptorMetrics().bindTo(registry);
+    io.micrometer.core.instrument.Gauge.builder("sluice.ready", () -> !closed && engine.storeReachable() ? 1 : 0)
+        .description("1 while /readyz answers 200: serving, store reachable").register(registry);
     int cap = config.metricsMaxResources == null ? 1_000 : config.metricsMaxResources;
     ResourceSampler sampler = new ResourceSampler(engine, cap,
         config.ticker == null ? System::nanoTime : config.ticker::read, System::currentTimeMillis);

@@ -122,6 +122,7 @@ class MetricsScrapeTest {
       assertThat(value(s, "sluice_tokens_available", "resource=\"fast\"", "dimension=\"requests\""))
           .isBetween(0.0, 1000.0);
       holding.close();
+      assertThat(value(s, "sluice_ready")).isEqualTo(1.0);
       // JVM and gRPC server metrics ride along.
       assertThat(value(s, "jvm_memory_used_bytes", "area=\"heap\"")).isPositive();
       assertThat(value(s, "grpc_server_processing_duration_seconds_count", "method=\"Acquire\"",
