@@ -23,7 +23,8 @@ import org.slf4j.LoggerFactory;
  * utilization history and the per-resource gauges of {@code /metrics}.
  *
  * <p>Watched: the first {@code maxResources} resources by name (the list is read again every
- * 10 s), so a coordinator holding a million limits spends a bounded time here. Utilization of a
+ * second while there are no more than that, every 10 s beyond), so a coordinator holding a
+ * million limits spends a bounded time here. Utilization of a
  * dimension is the tokens taken in the last interval (net of refunds) over what the limit's rate
  * allows in that interval: 1.0 means the quota was fully used, above 1.0 the burst was drawn on.
  */
@@ -106,7 +107,9 @@ public final class ResourceSampler {
 
   private synchronized Sample read() {
     long now = nanos.getAsLong();
-    if (names == null || now - namesAt >= NAMES_EVERY_NANOS) {
+    // Under the cap the list is cheap to read: every second, so a new resource shows at once.
+    // Over it (say a million limits), every 10 s.
+    if (names == null || total <= maxResources || now - namesAt >= NAMES_EVERY_NANOS) {
       List<LimitSpec> all = engine.listLimits("");
       total = all.size();
       names = new ArrayList<>(Math.min(all.size(), maxResources));
