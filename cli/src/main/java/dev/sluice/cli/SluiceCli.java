@@ -34,7 +34,7 @@ import picocli.CommandLine.UnmatchedArgumentException;
         "Exit codes: 0 ok, 1 server error, 2 usage error."},
     subcommands = {
         ServeCommand.class, LimitCommand.class, PauseCommand.class, PauseCommand.Resume.class,
-        StatsCommand.class, KeyCommand.class, HelpCommand.class})
+        StatsCommand.class, KeyCommand.class, BufferCommand.class, HelpCommand.class})
 public final class SluiceCli implements Callable<Integer> {
 
   @Spec

@@ -39,11 +39,103 @@ final class AdminService extends AdminGrpc.AdminImplBase {
   private final Engine engine;
   private final Executor blocking;
   private final KeyAdmin keys;
+  private final dev.sluice.server.buffer.Buffers buffers;
 
   AdminService(Engine engine, Executor blocking, KeyAdmin keys) {
+    this(engine, blocking, keys, null);
+  }
+
+  /** @param buffers the buffers, null where there are none (shared store) */
+  AdminService(Engine engine, Executor blocking, KeyAdmin keys, dev.sluice.server.buffer.Buffers buffers) {
     this.engine = engine;
     this.blocking = blocking;
     this.keys = keys;
+    this.buffers = buffers;
+  }
+
+  // Buffers: writes commit to the data dir, so they run on the blocking executor too.
+
+  @Override
+  public void createBuffer(dev.sluice.proto.v1.CreateBufferRequest req,
+      StreamObserver<dev.sluice.proto.v1.BufferInfo> observer) {
+    blocking.execute(() -> answer(observer, () -> {
+      var b = BufferProtos.require(buffers);
+      return BufferProtos.info(b, b.create(BufferProtos.spec(req.getSpec())));
+    }));
+  }
+
+  @Override
+  public void getBuffer(dev.sluice.proto.v1.GetBufferRequest req, StreamObserver<dev.sluice.proto.v1.BufferInfo> observer) {
+    answer(observer, () -> info(req.getName()));
+  }
+
+  private dev.sluice.proto.v1.BufferInfo info(String name) {
+    var b = BufferProtos.require(buffers);
+    return BufferProtos.info(b, b.get(name).orElseThrow(() -> new EngineException(EngineException.Reason.NOT_FOUND,
+        "no buffer '" + name + "': create it with `sluice buffer create` or check the name")));
+  }
+
+  @Override
+  public void listBuffers(dev.sluice.proto.v1.ListBuffersRequest req,
+      StreamObserver<dev.sluice.proto.v1.ListBuffersResponse> observer) {
+    answer(observer, () -> {
+      var b = BufferProtos.require(buffers);
+      var out = dev.sluice.proto.v1.ListBuffersResponse.newBuilder();
+      for (String name : b.names()) {
+        b.get(name).ifPresent(spec -> out.addBuffers(BufferProtos.info(b, spec)));
+      }
+      return out.build();
+    });
+  }
+
+  @Override
+  public void deleteBuffer(dev.sluice.proto.v1.DeleteBufferRequest req,
+      StreamObserver<dev.sluice.proto.v1.DeleteBufferResponse> observer) {
+    blocking.execute(() -> answer(observer, () -> {
+      BufferProtos.require(buffers).delete(req.getName());
+      return dev.sluice.proto.v1.DeleteBufferResponse.getDefaultInstance();
+    }));
+  }
+
+  @Override
+  public void pauseBuffer(dev.sluice.proto.v1.PauseBufferRequest req,
+      StreamObserver<dev.sluice.proto.v1.BufferInfo> observer) {
+    blocking.execute(() -> answer(observer, () -> {
+      BufferProtos.require(buffers).pause(req.getName());
+      return info(req.getName());
+    }));
+  }
+
+  @Override
+  public void resumeBuffer(dev.sluice.proto.v1.ResumeBufferRequest req,
+      StreamObserver<dev.sluice.proto.v1.BufferInfo> observer) {
+    blocking.execute(() -> answer(observer, () -> {
+      BufferProtos.require(buffers).resume(req.getName());
+      return info(req.getName());
+    }));
+  }
+
+  @Override
+  public void pushItems(dev.sluice.proto.v1.PushItemsRequest req,
+      StreamObserver<dev.sluice.proto.v1.PushItemsResponse> observer) {
+    try {
+      var items = BufferProtos.items(req.getItemsList());
+      BufferProtos.require(buffers).push(req.getName(), items).whenComplete((ids, error) -> {
+        if (error != null) {
+          observer.onError(Statuses.of(error));
+          return;
+        }
+        observer.onNext(dev.sluice.proto.v1.PushItemsResponse.newBuilder().addAllIds(ids).build());
+        observer.onCompleted();
+      });
+    } catch (RuntimeException e) {
+      observer.onError(Statuses.of(e));
+    }
+  }
+
+  @Override
+  public void getItem(dev.sluice.proto.v1.GetItemRequest req, StreamObserver<dev.sluice.proto.v1.BufferItem> observer) {
+    answer(observer, () -> BufferProtos.item(BufferProtos.require(buffers).item(req.getName(), req.getId())));
   }
 
   @Override

@@ -85,6 +85,7 @@ public final class SluiceServer implements AutoCloseable {
   private final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
   private JvmGcMetrics gcMetrics;
   private HttpApi http;
+  private dev.sluice.server.buffer.Buffers buffers;
   private volatile String boundHost;
   private boolean started;
   private volatile boolean closed;
@@ -370,6 +371,16 @@ public final class SluiceServer implements AutoCloseable {
       shutdownExecutors();
       throw e;
     }
+    if (!shared) {
+      try {
+        buffers = new dev.sluice.server.buffer.Buffers(engine, dataDir, registry, System::currentTimeMillis, true);
+      } catch (IOException | RuntimeException e) {
+        engine.close();
+        engine.closeStore();
+        shutdownExecutors();
+        throw e;
+      }
+    }
     ConnectionWaiters connectionWaiters = new ConnectionWaiters(
         config.maxWaitingPerConnection == null ? 100_000 : config.maxWaitingPerConnection);
     boolean open = keys.isEmpty();
@@ -392,7 +403,7 @@ public final class SluiceServer implements AutoCloseable {
               .permitKeepAliveWithoutCalls(true)
               .addService(new CoordinatorService(engine, maxWait.toNanos(), connectionWaiters))
               .addTransportFilter(connectionWaiters)
-              .addService(new AdminService(engine, adminExecutor, new KeyAdmin(keys, System::currentTimeMillis)))
+              .addService(new AdminService(engine, adminExecutor, new KeyAdmin(keys, System::currentTimeMillis), buffers))
               .intercept(connectionWaiters)
               .intercept(auth)
               .addService(health.getHealthService())
@@ -402,6 +413,9 @@ public final class SluiceServer implements AutoCloseable {
               .build()
               .start();
     } catch (IOException e) {
+      if (buffers != null) {
+        buffers.close();
+      }
       engine.close();
       shutdownExecutors();
       throw new IOException(
@@ -417,6 +431,9 @@ public final class SluiceServer implements AutoCloseable {
         startHttp(host, maxWait, auth, shared);
       } catch (IOException e) {
         server.shutdownNow();
+        if (buffers != null) {
+          buffers.close();
+        }
         engine.close();
         engine.closeStore();
         shutdownExecutors();
@@ -495,7 +512,8 @@ public final class SluiceServer implements AutoCloseable {
         sampler,
         () -> !closed && engine.storeReachable(),
         maxWait.toNanos(),
-        node)).start();
+        node,
+        buffers)).start();
     sampler.sample();
     timers.scheduleWithFixedDelay(sampler::sample, 1, 1, TimeUnit.SECONDS);
   }
@@ -632,6 +650,9 @@ public final class SluiceServer implements AutoCloseable {
     log.info("Sluice coordinator stopping: draining calls for up to {} s", grace.toSeconds());
     health.enterTerminalState();
     server.shutdown();
+    if (buffers != null) {
+      buffers.close(); // deliveries in flight are abandoned: sent again, flagged, after a restart
+    }
     engine.close(); // parked acquires fail with UNAVAILABLE
     try {
       if (!server.awaitTermination(grace.toMillis(), TimeUnit.MILLISECONDS)) {

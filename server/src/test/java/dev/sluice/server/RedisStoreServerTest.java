@@ -87,6 +87,9 @@ class RedisStoreServerTest {
                   "resource=\"shared\""));
         });
       }
+      var buffers = http(a, "GET", "/v1/buffers");
+      assertThat(buffers.statusCode()).as("buffers need the memory store in this release").isEqualTo(501);
+      assertThat(buffers.body()).contains("--store memory");
       assertThat(http(a, "GET", "/readyz").statusCode()).isEqualTo(200);
       redis.kill();
       await().atMost(Duration.ofSeconds(10)).until(() -> http(a, "GET", "/readyz").statusCode() == 503);

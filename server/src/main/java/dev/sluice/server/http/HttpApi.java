@@ -83,6 +83,7 @@ public final class HttpApi implements AutoCloseable {
    * @param ready whether {@code /readyz} says ready (serving, store reachable)
    * @param maxWaitNanos the server's longest wait
    * @param node this node's name on the page
+   * @param buffers the buffers, or null where they are not available (shared store)
    */
   public record Options(
       String host,
@@ -94,7 +95,8 @@ public final class HttpApi implements AutoCloseable {
       ResourceSampler sampler,
       BooleanSupplier ready,
       long maxWaitNanos,
-      String node) {}
+      String node,
+      dev.sluice.server.buffer.Buffers buffers) {}
 
   public HttpApi(Options options) {
     this.options = options;

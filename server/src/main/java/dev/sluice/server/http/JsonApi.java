@@ -43,13 +43,19 @@ final class JsonApi {
 
   private final Engine engine;
   private final HttpApi.Options options;
+  private final BufferApi buffers;
 
   JsonApi(HttpApi.Options options) {
     this.options = options;
     this.engine = options.engine();
+    this.buffers = new BufferApi(options.buffers(), this);
   }
 
   void route(Exchange x, String method, String path, BiConsumer<Exchange, Runnable> offload) {
+    if (path.equals("/v1/buffers") || path.startsWith("/v1/buffers/")) {
+      buffers.route(x, path, offload);
+      return;
+    }
     if (path.equals("/v1/resources")) {
       HttpApi.only(x, "GET");
       offload.accept(x, () -> x.json(HttpResponseStatus.OK, Views.sample(options.sampler().latest(), options.node())));
@@ -276,7 +282,7 @@ final class JsonApi {
    * The caller's key: empty on an open coordinator (no key exists). 401 without a valid key,
    * 403 when {@code admin} and the key is a worker's.
    */
-  private Optional<Principal> authenticate(Exchange x, boolean admin) {
+  Optional<Principal> authenticate(Exchange x, boolean admin) {
     if (options.keys().isEmpty()) {
       return Optional.empty();
     }
@@ -299,7 +305,7 @@ final class JsonApi {
   // ---------------------------------------------------------------------------------------
   // Parsing: every refusal names the field and the fix
 
-  private static String decode(String raw) {
+  static String decode(String raw) {
     try {
       return QueryStringDecoder.decodeComponent(raw, StandardCharsets.UTF_8);
     } catch (IllegalArgumentException e) {

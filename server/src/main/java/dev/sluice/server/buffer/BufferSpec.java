@@ -1,0 +1,314 @@
+package dev.sluice.server.buffer;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.sluice.server.engine.EngineException;
+import dev.sluice.server.engine.Validation;
+import java.net.URI;
+import java.net.URISyntaxException;
+import java.time.Duration;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.regex.Pattern;
+
+/**
+ * A buffer: a durable queue in front of one endpoint, delivered at the pace of a Sluice resource.
+ *
+ * @param name 1-100 characters of A-Z a-z 0-9 . _ -
+ * @param url where items go (http or https)
+ * @param method POST (default), PUT, PATCH, DELETE or GET
+ * @param headers sent with every item; values are secrets: stored, never logged or shown in full
+ * @param resource the resource whose limit paces delivery (shared with live workers); null when
+ *     {@code rate} is given
+ * @param rate an inline rate instead: the buffer gets a resource {@code buffer:<name>} of its own
+ * @param maxRetries failed attempts (5xx, 408, connection errors) before the item fails; 429s do
+ *     not count
+ * @param backoff exponential (with full jitter) or fixed
+ * @param backoffBase first retry delay (exponential) or every delay (fixed)
+ * @param backoffMax longest delay
+ * @param inFlight deliveries at once: 1 (default) keeps strict submission order; N keeps order per
+ *     item key
+ * @param timeout per attempt
+ * @param retention how long completed and failed items keep their status
+ */
+public record BufferSpec(
+    String name,
+    URI url,
+    String method,
+    Map<String, String> headers,
+    String resource,
+    Rate rate,
+    int maxRetries,
+    Backoff.Kind backoff,
+    Duration backoffBase,
+    Duration backoffMax,
+    int inFlight,
+    Duration timeout,
+    Duration retention) {
+
+  /** An inline pace: {@code amount} requests per {@code period}, bursts of {@code burst}. */
+  public record Rate(long amount, Duration period, long burst) {}
+
+  static final ObjectMapper JSON = new ObjectMapper();
+  private static final Pattern NAME = Pattern.compile("[A-Za-z0-9._-]{1,100}");
+  private static final Pattern HEADER = Pattern.compile("[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}");
+  private static final Set<String> METHODS = Set.of("POST", "PUT", "PATCH", "DELETE", "GET");
+  /** Headers the HTTP client sets itself (java.net.http refuses them) or the delivery owns. */
+  private static final Set<String> RESERVED = Set.of("connection", "content-length", "expect", "host", "upgrade",
+      "idempotency-key");
+
+  public BufferSpec {
+    headers = Map.copyOf(headers);
+  }
+
+  /** The resource that paces delivery: the named one, or the buffer's own for an inline rate. */
+  public String pacingResource() {
+    return resource != null ? resource : "buffer:" + name;
+  }
+
+  /** Reads and checks a spec; every refusal names the field and the fix. */
+  public static BufferSpec parse(JsonNode body) {
+    if (body == null || !body.isObject()) {
+      throw invalid("a buffer is a JSON object: {\"name\": \"orders\", \"url\": \"https://...\", \"resource\": \"shop\"}");
+    }
+    known(body, "name", "url", "method", "headers", "resource", "rate", "maxRetries", "backoff", "backoffBase",
+        "backoffMax", "inFlight", "timeout", "retention");
+    String name = text(body, "name", null);
+    if (name == null || !NAME.matcher(name).matches()) {
+      throw invalid("buffer name " + (name == null ? "is missing" : "'" + name + "' is invalid")
+          + ": use 1-100 characters of A-Z a-z 0-9 . _ -");
+    }
+    String rawUrl = text(body, "url", null);
+    if (rawUrl == null) {
+      throw invalid("url is missing: where should the items go? e.g. https://api.example.com/orders");
+    }
+    URI url;
+    try {
+      url = new URI(rawUrl);
+    } catch (URISyntaxException e) {
+      throw invalid("url '" + rawUrl + "' is not a URL (" + e.getReason() + "): e.g. https://api.example.com/orders");
+    }
+    if (url.getScheme() == null || !Set.of("http", "https").contains(url.getScheme().toLowerCase(Locale.ROOT))
+        || url.getHost() == null) {
+      throw invalid("url '" + rawUrl + "' must be an absolute http or https URL with a host");
+    }
+    String method = text(body, "method", "POST").toUpperCase(Locale.ROOT);
+    if (!METHODS.contains(method)) {
+      throw invalid("method '" + method + "' is not supported: use POST, PUT, PATCH, DELETE or GET");
+    }
+    Map<String, String> headers = headers(body.get("headers"), "headers");
+    String resource = text(body, "resource", null);
+    Rate rate = null;
+    if (body.hasNonNull("rate")) {
+      JsonNode r = body.get("rate");
+      if (!r.isObject()) {
+        throw invalid("rate must be an object: {\"amount\": 10, \"period\": \"1s\", \"burst\": 1}");
+      }
+      known(r, "amount", "period", "burst");
+      long amount = whole(r, "rate.amount", 0, 1, 1_000_000_000L);
+      Duration period = duration(r, "rate.period", Duration.ofSeconds(1));
+      if (period.compareTo(Validation.MIN_PERIOD) < 0 || period.compareTo(Validation.MAX_PERIOD) > 0) {
+        throw invalid("rate.period " + period + " is out of range: use 1ms to 7d");
+      }
+      long burst = whole(r, "rate.burst", 1, 1, 1_000_000_000L);
+      rate = new Rate(amount, period, burst);
+    }
+    if ((resource == null) == (rate == null)) {
+      throw invalid("give either resource (a limit shared with your workers, e.g. \"openai\") or rate (the"
+          + " buffer's own pace, e.g. {\"amount\": 10, \"period\": \"1s\"}), exactly one of them");
+    }
+    if (resource != null) {
+      Validation.resource(resource);
+    }
+    int maxRetries = (int) whole(body, "maxRetries", 5, 0, 1000);
+    Backoff.Kind backoff;
+    String kind = text(body, "backoff", "exponential");
+    try {
+      backoff = Backoff.Kind.valueOf(kind.toUpperCase(Locale.ROOT));
+    } catch (IllegalArgumentException e) {
+      throw invalid("backoff '" + kind + "' is unknown: use exponential (with jitter) or fixed");
+    }
+    Duration base = duration(body, "backoffBase", Duration.ofSeconds(1));
+    Duration max = duration(body, "backoffMax", Duration.ofMinutes(5));
+    if (base.isZero() || base.compareTo(Duration.ofHours(1)) > 0) {
+      throw invalid("backoffBase " + base + " is out of range: use 1ms to 1h");
+    }
+    if (max.compareTo(base) < 0 || max.compareTo(Duration.ofDays(1)) > 0) {
+      throw invalid("backoffMax " + max + " must be at least backoffBase (" + base + ") and at most 1d");
+    }
+    int inFlight = (int) whole(body, "inFlight", 1, 1, 1000);
+    Duration timeout = duration(body, "timeout", Duration.ofSeconds(30));
+    if (timeout.isZero() || timeout.compareTo(Duration.ofMinutes(10)) > 0) {
+      throw invalid("timeout " + timeout + " is out of range: use 1ms to 10m");
+    }
+    Duration retention = duration(body, "retention", Duration.ofDays(7));
+    if (retention.compareTo(Duration.ofSeconds(1)) < 0 || retention.compareTo(Duration.ofDays(365)) > 0) {
+      throw invalid("retention " + retention + " is out of range: use 1s to 365d");
+    }
+    return new BufferSpec(name, url, method, headers, resource, rate, maxRetries, backoff, base, max, inFlight,
+        timeout, retention);
+  }
+
+  /** Per-item or buffer headers: names checked, reserved ones refused. */
+  static Map<String, String> headers(JsonNode node, String field) {
+    Map<String, String> out = new LinkedHashMap<>();
+    if (node == null || node.isNull()) {
+      return out;
+    }
+    if (!node.isObject()) {
+      throw invalid(field + " must be an object of header name to value, e.g. {\"Authorization\": \"Bearer ...\"}");
+    }
+    for (Iterator<Map.Entry<String, JsonNode>> it = node.fields(); it.hasNext(); ) {
+      Map.Entry<String, JsonNode> e = it.next();
+      if (!HEADER.matcher(e.getKey()).matches()) {
+        throw invalid(field + ": '" + e.getKey() + "' is not a valid header name");
+      }
+      if (RESERVED.contains(e.getKey().toLowerCase(Locale.ROOT))) {
+        throw invalid(field + ": header " + e.getKey() + " is set by the delivery itself: leave it out");
+      }
+      if (!e.getValue().isTextual() || e.getValue().asText().indexOf('\n') >= 0
+          || e.getValue().asText().indexOf('\r') >= 0) {
+        throw invalid(field + "." + e.getKey() + " must be a one-line string");
+      }
+      out.put(e.getKey(), e.getValue().asText());
+    }
+    if (out.size() > 50) {
+      throw invalid(field + " has " + out.size() + " headers: at most 50");
+    }
+    return out;
+  }
+
+  /** The spec as stored (secrets included): only ever written to the data dir. */
+  ObjectNode toStoredJson() {
+    ObjectNode o = shape(false);
+    ObjectNode h = o.putObject("headers");
+    headers.forEach(h::put);
+    return o;
+  }
+
+  /** The spec as shown to admins: header values masked. */
+  public ObjectNode toPublicJson() {
+    ObjectNode o = shape(true);
+    ObjectNode h = o.putObject("headers");
+    headers.forEach((k, v) -> h.put(k, mask(v)));
+    return o;
+  }
+
+  private ObjectNode shape(boolean shown) {
+    ObjectNode o = JSON.createObjectNode();
+    o.put("name", name);
+    o.put("url", shown ? withoutUserInfo(url) : url.toString());
+    o.put("method", method);
+    if (resource != null) {
+      o.put("resource", resource);
+    } else {
+      ObjectNode r = o.putObject("rate");
+      r.put("amount", rate.amount());
+      r.put("period", rate.period().toString());
+      r.put("burst", rate.burst());
+    }
+    o.put("maxRetries", maxRetries);
+    o.put("backoff", backoff.name().toLowerCase(Locale.ROOT));
+    o.put("backoffBase", backoffBase.toString());
+    o.put("backoffMax", backoffMax.toString());
+    o.put("inFlight", inFlight);
+    o.put("timeout", timeout.toString());
+    o.put("retention", retention.toString());
+    return o;
+  }
+
+  private static String withoutUserInfo(URI u) {
+    if (u.getUserInfo() == null) {
+      return u.toString();
+    }
+    return u.toString().replace(u.getRawUserInfo() + "@", "***@");
+  }
+
+  /** A secret as shown: its length and last 4 characters at most. */
+  static String mask(String v) {
+    if (v.length() <= 8) {
+      return "***";
+    }
+    return "***" + v.substring(v.length() - 4);
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  static EngineException invalid(String message) {
+    return new EngineException(EngineException.Reason.INVALID, message);
+  }
+
+  static void known(JsonNode body, String... fields) {
+    List<String> ok = List.of(fields);
+    for (Iterator<String> it = body.fieldNames(); it.hasNext(); ) {
+      String f = it.next();
+      if (!ok.contains(f)) {
+        throw invalid("unknown field '" + f + "': a buffer takes " + String.join(", ", fields));
+      }
+    }
+  }
+
+  private static String text(JsonNode body, String field, String dflt) {
+    JsonNode v = body.get(field);
+    if (v == null || v.isNull()) {
+      return dflt;
+    }
+    if (!v.isTextual()) {
+      throw invalid(field + " must be a string, not " + v);
+    }
+    return v.asText();
+  }
+
+  private static long whole(JsonNode body, String field, long dflt, long min, long max) {
+    String leaf = field.substring(field.lastIndexOf('.') + 1);
+    JsonNode v = body.get(leaf);
+    if (v == null || v.isNull()) {
+      return dflt;
+    }
+    if (!v.isIntegralNumber() || !v.canConvertToLong() || v.longValue() < min || v.longValue() > max) {
+      throw invalid(field + " is " + v + ": give a whole number from " + min + " to " + max);
+    }
+    return v.longValue();
+  }
+
+  /** A duration: seconds as a number, or 250ms / 30s / 5m / 1h / 2d, or ISO-8601. */
+  static Duration duration(JsonNode body, String field, Duration dflt) {
+    String leaf = field.substring(field.lastIndexOf('.') + 1);
+    JsonNode v = body.get(leaf);
+    if (v == null || v.isNull()) {
+      return dflt;
+    }
+    if (v.isNumber()) {
+      double s = v.doubleValue();
+      if (!(s >= 0) || s > 365 * 86_400.0) {
+        throw invalid(field + " " + v + " is out of range");
+      }
+      return Duration.ofNanos((long) (s * 1e9));
+    }
+    if (!v.isTextual()) {
+      throw invalid(field + " must be a duration such as \"30s\", not " + v);
+    }
+    String t = v.asText().trim();
+    var m = Pattern.compile("(\\d+)(ms|s|m|h|d)").matcher(t);
+    if (m.matches()) {
+      long n = Long.parseLong(m.group(1));
+      return switch (m.group(2)) {
+        case "ms" -> Duration.ofMillis(n);
+        case "s" -> Duration.ofSeconds(n);
+        case "m" -> Duration.ofMinutes(n);
+        case "h" -> Duration.ofHours(n);
+        default -> Duration.ofDays(n);
+      };
+    }
+    try {
+      return Duration.parse(t);
+    } catch (RuntimeException e) {
+      throw invalid(field + " '" + t + "' is not a duration: use 250ms, 30s, 5m, 1h, 2d or seconds as a number");
+    }
+  }
+}
