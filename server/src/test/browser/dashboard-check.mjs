@@ -49,6 +49,14 @@ try {
   const utilization = await page.textContent(tid(`util-${resource}-requests`));
   const inFlight = await page.textContent(tid(`inflight-${resource}`));
   const limits = await page.textContent(tid(`limits-${resource}`));
+  // EXPECT_BUFFER=name:pending: the buffers table shows that buffer with that many pending.
+  let buffer = null;
+  if (process.env.EXPECT_BUFFER) {
+    const [name, pending] = process.env.EXPECT_BUFFER.split(":");
+    await page.waitForFunction(([s, n]) => document.querySelector(s)?.textContent === n,
+      [tid(`buffer-pending-${name}`), pending], { timeout: 15000 });
+    buffer = await page.textContent(tid(`buffer-${name}`));
+  }
   await page.screenshot({ path: screenshot, fullPage: true });
 
   // Without a key the coordinator refuses the pause, and the page says so.
@@ -67,7 +75,7 @@ try {
   if (keyInUrl) throw new Error("the admin key ended up in the URL");
   if (consoleErrors.length) throw new Error(`errors in the page's console: ${consoleErrors.join(" | ")}`);
 
-  console.log(JSON.stringify({ first, second, points, utilization, inFlight, limits, refused, badge }));
+  console.log(JSON.stringify({ first, second, points, utilization, inFlight, limits, refused, badge, buffer }));
 } catch (e) {
   console.error(`dashboard check failed: ${e.message}`);
   process.exitCode = 1;

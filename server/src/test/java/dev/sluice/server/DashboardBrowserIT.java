@@ -106,9 +106,23 @@ class DashboardBrowserIT {
           workers.add(t);
         }
 
+        // A paused buffer holding 3 items: the page lists it under Buffers.
+        java.net.http.HttpClient web = java.net.http.HttpClient.newHttpClient();
+        String http = "http://127.0.0.1:" + server.httpPort();
+        for (String[] call : new String[][] {
+            {"/v1/buffers", "{\"name\": \"outbox\", \"url\": \"http://127.0.0.1:9/hook\", \"resource\": \"shop-api\"}"},
+            {"/v1/buffers/outbox/pause", ""},
+            {"/v1/buffers/outbox/items", "{\"items\": [{\"body\": \"1\"}, {\"body\": \"2\"}, {\"body\": \"3\"}]}"}}) {
+          var r = web.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create(http + call[0]))
+              .header("Authorization", "Bearer " + adminKey)
+              .POST(java.net.http.HttpRequest.BodyPublishers.ofString(call[1])).build(),
+              java.net.http.HttpResponse.BodyHandlers.ofString());
+          assertThat(r.statusCode()).as(call[0] + ": " + r.body()).isBetween(200, 202);
+        }
         Path shot = Path.of("target", "dashboard.png").toAbsolutePath();
         Files.createDirectories(shot.getParent());
-        NodeTool.Run run = NodeTool.run(browserDir, Duration.ofMinutes(2), Map.of(), "node", "dashboard-check.mjs",
+        NodeTool.Run run = NodeTool.run(browserDir, Duration.ofMinutes(2), Map.of("EXPECT_BUFFER", "outbox:3"), "node",
+            "dashboard-check.mjs",
             "http://127.0.0.1:" + server.httpPort() + "/", RESOURCE, adminKey, shot.toString());
         assertThat(run.exit()).as("dashboard-check.mjs failed:\n" + run.log()).isZero();
         JsonNode seen = new ObjectMapper().readTree(run.lastLine());
@@ -119,6 +133,7 @@ class DashboardBrowserIT {
         assertThat(seen.get("limits").asText()).contains("requests 40/s (burst 4)", "at most 8 in flight");
         assertThat(seen.get("refused").asText()).contains("401", "requires an API key");
         assertThat(seen.get("badge").asText()).contains("paused until resumed");
+        assertThat(seen.get("buffer").asText()).contains("outbox", "shop-api", "paused");
         assertThat(Files.size(shot)).as("screenshot").isGreaterThan(10_000);
 
         // The page's pause reached the engine, and the workers' acquires stop being granted.

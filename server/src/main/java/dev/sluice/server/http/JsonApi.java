@@ -58,7 +58,7 @@ final class JsonApi {
     }
     if (path.equals("/v1/resources")) {
       HttpApi.only(x, "GET");
-      offload.accept(x, () -> x.json(HttpResponseStatus.OK, Views.sample(options.sampler().latest(), options.node())));
+      offload.accept(x, () -> x.json(HttpResponseStatus.OK, Views.sample(options.sampler().latest(), options.node(), options.buffers())));
       return;
     }
     if (path.equals("/v1/history")) {

@@ -18,8 +18,11 @@ final class Views {
 
   private Views() {}
 
-  /** {@code {"time", "node", "total", "resources": [...]}}: what /v1/resources and /v1/events send. */
-  static ObjectNode sample(ResourceSampler.Sample s, String node) {
+  /**
+   * {@code {"time", "node", "total", "resources": [...], "buffers": [...]}}: what /v1/resources
+   * and /v1/events send ({@code buffers} null where there are none).
+   */
+  static ObjectNode sample(ResourceSampler.Sample s, String node, dev.sluice.server.buffer.Buffers buffers) {
     ObjectNode o = JSON.createObjectNode();
     o.put("time", s.timeMillis());
     o.put("node", node);
@@ -27,6 +30,22 @@ final class Views {
     ArrayNode list = o.putArray("resources");
     for (ResourceSnapshot r : s.resources()) {
       list.add(resource(r, s.utilization().getOrDefault(r.limit().resource(), Map.of())));
+    }
+    ArrayNode b = o.putArray("buffers");
+    if (buffers != null) {
+      for (String name : buffers.names()) {
+        try {
+          buffers.get(name).ifPresent(spec -> {
+            ObjectNode x = b.addObject();
+            x.put("name", name);
+            x.put("url", spec.method() + " " + spec.toPublicJson().get("url").asText());
+            x.put("pacedBy", spec.pacingResource());
+            x.set("stats", buffers.stats(name));
+          });
+        } catch (RuntimeException e) {
+          // deleted meanwhile
+        }
+      }
     }
     return o;
   }

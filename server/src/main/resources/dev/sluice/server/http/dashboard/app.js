@@ -186,6 +186,30 @@ function render(sample) {
       cards.delete(name);
     }
   }
+  renderBuffers(sample.buffers || []);
+}
+
+function renderBuffers(buffers) {
+  const section = $("#buffers");
+  section.hidden = buffers.length === 0;
+  const rows = buffers.map((b) => {
+    const tr = el("tr", { "data-testid": `buffer-${b.name}` });
+    const s = b.stats;
+    const cells = [
+      [b.name], [b.url], [b.pacedBy],
+      [String(s.pending), "n", `buffer-pending-${b.name}`], [String(s.running), "n"],
+      [String(s.completed), "n", `buffer-completed-${b.name}`], [String(s.failed), "n"],
+      [fmt.format(s.deliveredPerSecond), "n"], [secs(s.oldestPendingAgeSeconds), "n"],
+      [s.paused ? "paused" : "delivering"],
+    ];
+    for (const [text, cls, testid] of cells) {
+      const td = el("td", cls ? { class: cls } : {}, text);
+      if (testid) td.setAttribute("data-testid", testid);
+      tr.append(td);
+    }
+    return tr;
+  });
+  section.querySelector("tbody").replaceChildren(...rows);
 }
 
 async function act(resource, verb) {
