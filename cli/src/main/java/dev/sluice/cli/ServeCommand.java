@@ -48,6 +48,14 @@ final class ServeCommand implements Callable<Integer> {
       description = "Address the HTTP port binds (env SLUICE_HTTP_HOST). Default: the same as --bind.")
   private String httpHost;
 
+  enum Fsync { always, crash }
+
+  @Option(names = "--buffer-fsync", paramLabel = "POLICY", defaultValue = "${env:SLUICE_BUFFER_FSYNC:-always}",
+      description = "Buffers' durability: always (default: every group commit is fsynced, items survive power"
+          + " loss) or crash (items survive a process crash; the last commits may be lost on power loss; faster)"
+          + " (env SLUICE_BUFFER_FSYNC).")
+  private Fsync bufferFsync;
+
   @Option(names = "--data-dir", paramLabel = "DIR",
       defaultValue = "${env:SLUICE_DATA_DIR:-sluice-data}",
       description = "Where limits are stored (env SLUICE_DATA_DIR, default ${DEFAULT-VALUE}).")
@@ -136,6 +144,7 @@ final class ServeCommand implements Callable<Integer> {
           .aging(aging)
           .metricsMaxResources(metricsMaxResources)
           .shutdownGrace(shutdownGrace)
+          .bufferFsync(bufferFsync == Fsync.always)
           .store(store);
       if (nodeId != null && !nodeId.isBlank()) {
         builder.nodeId(nodeId);

@@ -56,6 +56,7 @@ class UsageTest {
       "serve --metrics-max-resources -1            | metrics max resources -1 is out of range: use 0",
       "serve --max-waiting-per-connection 0        | max waiting per connection 0 is out of range: use 1",
       "serve --tls-cert c.pem                      | --tls-cert and --tls-key go together",
+      "serve --buffer-fsync sometimes              | expected one of [always, crash]",
       "key create --role root                      | worker",
   })
   void usageErrorsExitTwoWithOneLine(String args, String message) {

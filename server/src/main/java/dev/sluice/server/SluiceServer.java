@@ -118,6 +118,7 @@ public final class SluiceServer implements AutoCloseable {
     private Integer maxWaitingPerConnection;
     private Integer httpPort;
     private String httpHost;
+    private Boolean bufferFsync;
 
     private Builder() {}
 
@@ -161,6 +162,17 @@ public final class SluiceServer implements AutoCloseable {
         throw new IllegalArgumentException("http port " + port + " is out of range: use 0 to 65535");
       }
       this.httpPort = port;
+      return this;
+    }
+
+    /**
+     * Buffers' fsync policy: true (default) fsyncs every group commit, so a pushed item survives
+     * power loss; false (SQLite {@code synchronous=NORMAL} in WAL mode) survives a process crash
+     * (kill -9) but may lose the last commits on power loss, for more pushes per second.
+     */
+    public Builder bufferFsync(boolean everyCommit) {
+      once(this.bufferFsync, "buffer fsync");
+      this.bufferFsync = everyCommit;
       return this;
     }
 
@@ -373,7 +385,8 @@ public final class SluiceServer implements AutoCloseable {
     }
     if (!shared) {
       try {
-        buffers = new dev.sluice.server.buffer.Buffers(engine, dataDir, registry, System::currentTimeMillis, true);
+        buffers = new dev.sluice.server.buffer.Buffers(engine, dataDir, registry, System::currentTimeMillis,
+            config.bufferFsync == null || config.bufferFsync);
       } catch (IOException | RuntimeException e) {
         engine.close();
         engine.closeStore();
