@@ -116,6 +116,14 @@ final class ServeCommand implements Callable<Integer> {
           + " (env SLUICE_SHUTDOWN_GRACE, default ${DEFAULT-VALUE}).")
   private Duration shutdownGrace;
 
+  @Option(names = "--buffer-lease", paramLabel = "DURATION",
+      converter = Durations.Converter.class,
+      defaultValue = "${env:SLUICE_BUFFER_LEASE:-10s}",
+      description = "On a shared store: how long a node's right to deliver a buffer lasts unless renewed (every"
+          + " second); a dead node's buffers move to another node within it (env SLUICE_BUFFER_LEASE,"
+          + " default ${DEFAULT-VALUE}; 2s to 10m).")
+  private Duration bufferLease;
+
   @Option(names = "--tls-cert", paramLabel = "FILE", defaultValue = "${env:SLUICE_TLS_CERT}",
       description = "Serve TLS with this PEM certificate chain; needs --tls-key (env SLUICE_TLS_CERT)."
           + " Default: plaintext.")
@@ -145,6 +153,7 @@ final class ServeCommand implements Callable<Integer> {
           .metricsMaxResources(metricsMaxResources)
           .shutdownGrace(shutdownGrace)
           .bufferFsync(bufferFsync == Fsync.always)
+          .bufferLease(bufferLease)
           .store(store);
       if (nodeId != null && !nodeId.isBlank()) {
         builder.nodeId(nodeId);

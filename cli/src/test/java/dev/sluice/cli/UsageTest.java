@@ -57,6 +57,7 @@ class UsageTest {
       "serve --max-waiting-per-connection 0        | max waiting per connection 0 is out of range: use 1",
       "serve --tls-cert c.pem                      | --tls-cert and --tls-key go together",
       "serve --buffer-fsync sometimes              | expected one of [always, crash]",
+      "serve --buffer-lease 1s                     | buffer lease 1000 ms is out of range: use 2s to 10m",
       "key create --role root                      | worker",
   })
   void usageErrorsExitTwoWithOneLine(String args, String message) {

@@ -26,8 +26,8 @@ final class BufferProtos {
 
   static Buffers require(Buffers buffers) {
     if (buffers == null) {
-      throw Status.UNIMPLEMENTED.withDescription("buffers need the memory store in this release (a coordinator on"
-          + " Redis has none yet): run a coordinator with --store memory for buffers").asRuntimeException();
+      throw Status.UNIMPLEMENTED.withDescription("this coordinator runs without buffers (an engine"
+          + " embedded without them): buffers come with every `sluice serve`, on either store").asRuntimeException();
     }
     return buffers;
   }

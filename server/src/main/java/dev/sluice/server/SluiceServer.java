@@ -119,6 +119,7 @@ public final class SluiceServer implements AutoCloseable {
     private Integer httpPort;
     private String httpHost;
     private Boolean bufferFsync;
+    private Duration bufferLease;
 
     private Builder() {}
 
@@ -173,6 +174,20 @@ public final class SluiceServer implements AutoCloseable {
     public Builder bufferFsync(boolean everyCommit) {
       once(this.bufferFsync, "buffer fsync");
       this.bufferFsync = everyCommit;
+      return this;
+    }
+
+    /**
+     * On a shared store, how long a node's right to deliver a buffer lasts unless renewed (every
+     * second): after a node dies its buffers move within this time. Default 10 s.
+     */
+    public Builder bufferLease(Duration lease) {
+      once(this.bufferLease, "buffer lease");
+      if (lease.compareTo(Duration.ofSeconds(2)) < 0 || lease.compareTo(Duration.ofMinutes(10)) > 0) {
+        throw new IllegalArgumentException("buffer lease " + lease.toMillis() + " ms is out of range: use 2s to 10m"
+            + " (renewed every second, so at least twice that)");
+      }
+      this.bufferLease = lease;
       return this;
     }
 
@@ -383,10 +398,13 @@ public final class SluiceServer implements AutoCloseable {
       shutdownExecutors();
       throw e;
     }
-    if (!shared) {
+    {
       try {
-        buffers = new dev.sluice.server.buffer.Buffers(engine, dataDir, registry, System::currentTimeMillis,
-            config.bufferFsync == null || config.bufferFsync);
+        buffers = shared
+            ? dev.sluice.server.buffer.Buffers.shared((RedisEngine) engine, registry, System::currentTimeMillis,
+                config.bufferLease == null ? Duration.ofSeconds(10) : config.bufferLease)
+            : new dev.sluice.server.buffer.Buffers(engine, dataDir, registry, System::currentTimeMillis,
+                config.bufferFsync == null || config.bufferFsync);
       } catch (IOException | RuntimeException e) {
         engine.close();
         engine.closeStore();

@@ -35,9 +35,14 @@ class BufferTest {
 
   @BeforeEach
   void start() throws Exception {
-    server = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
-        .shutdownGrace(Duration.ZERO).build().start();
+    server = configure(SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
+        .shutdownGrace(Duration.ZERO)).build().start();
     base = "http://127.0.0.1:" + server.httpPort();
+  }
+
+  /** The store under test: the embedded one here, a shared Redis in {@link RedisBufferTest}. */
+  SluiceServer.Builder configure(SluiceServer.Builder b) {
+    return b;
   }
 
   @AfterEach
@@ -70,7 +75,7 @@ class BufferTest {
     return ok("GET", "/v1/buffers/" + buffer + "/items/" + id, null);
   }
 
-  private static String items(int from, int to) {
+  static String items(int from, int to) {
     StringBuilder b = new StringBuilder("{\"items\": [");
     for (int i = from; i < to; i++) {
       b.append(i == from ? "" : ",").append("{\"body\": {\"n\": ").append(i).append("}}");

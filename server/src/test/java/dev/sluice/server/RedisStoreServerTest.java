@@ -87,9 +87,16 @@ class RedisStoreServerTest {
                   "resource=\"shared\""));
         });
       }
-      var buffers = http(a, "GET", "/v1/buffers");
-      assertThat(buffers.statusCode()).as("buffers need the memory store in this release").isEqualTo(501);
-      assertThat(buffers.body()).contains("--store memory");
+      // Buffers are shared too: one created on A is listed on B (RedisBufferSharingTest has more).
+      var created = java.net.http.HttpClient.newHttpClient().send(java.net.http.HttpRequest.newBuilder(
+              java.net.URI.create("http://127.0.0.1:" + a.httpPort() + "/v1/buffers"))
+          .POST(java.net.http.HttpRequest.BodyPublishers.ofString("{\"name\": \"hooks\", \"url\":"
+              + " \"http://127.0.0.1:9/\", \"resource\": \"shared\"}")).build(),
+          java.net.http.HttpResponse.BodyHandlers.ofString());
+      assertThat(created.statusCode()).as(created.body()).isEqualTo(201);
+      var listed = http(b, "GET", "/v1/buffers");
+      assertThat(listed.statusCode()).isEqualTo(200);
+      assertThat(listed.body()).contains("\"hooks\"");
       assertThat(http(a, "GET", "/readyz").statusCode()).isEqualTo(200);
       redis.kill();
       await().atMost(Duration.ofSeconds(10)).until(() -> http(a, "GET", "/readyz").statusCode() == 503);

@@ -9,6 +9,7 @@ import dev.sluice.server.engine.Grant;
 import dev.sluice.server.engine.Lane;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
+import dev.sluice.server.engine.RedisEngine;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.Meter;
@@ -71,13 +72,22 @@ public final class Buffers implements AutoCloseable {
   private static final Duration ACQUIRE_TIMEOUT = Duration.ofSeconds(60);
 
   private final Engine engine;
-  private final BufferStore store;
+  private final BufferBackend backend;
   private final MeterRegistry registry;
   private final LongSupplier millis;
   private final HttpClient http;
   private final ScheduledExecutorService timers;
   private final Map<String, Buffer> buffers = new ConcurrentHashMap<>();
+  /** Shared mode: claims leases, learns of buffers created, deleted, paused on other nodes. */
+  private final ScheduledExecutorService sync;
+  /** How often a shared node renews its leases and reads the buffer list. */
+  static final long SYNC_MILLIS = 1000;
+  /** History line of an attempt found open when delivery (re)starts. */
+  static final String REOPENED = "restart: the last attempt was open when the coordinator stopped and may have"
+      + " reached the endpoint; sending again (possible duplicate)";
   private volatile boolean closed;
+  /** Shared mode: the thread that follows the streams of the buffers this node delivers. */
+  private final Thread follower;
 
   /**
    * Opens {@code buffers.db} in the data dir and resumes every buffer's delivery.
@@ -87,10 +97,22 @@ public final class Buffers implements AutoCloseable {
    */
   public Buffers(Engine engine, Path dataDir, MeterRegistry registry, LongSupplier millis, boolean fsyncEveryCommit)
       throws IOException {
+    this(engine, new SqliteBackend(dataDir, fsyncEveryCommit), registry, millis);
+  }
+
+  /**
+   * Buffers on the Redis every node shares: any node accepts pushes and answers reads; one at a
+   * time delivers each buffer, holding a lease of {@code lease} renewed every second.
+   */
+  public static Buffers shared(RedisEngine engine, MeterRegistry registry, LongSupplier millis, Duration lease) {
+    return new Buffers(engine, new RedisBackend(engine, lease), registry, millis);
+  }
+
+  private Buffers(Engine engine, BufferBackend backend, MeterRegistry registry, LongSupplier millis) {
     this.engine = engine;
     this.registry = registry;
     this.millis = millis;
-    this.store = new BufferStore(dataDir, fsyncEveryCommit);
+    this.backend = backend;
     this.http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10))
         .followRedirects(HttpClient.Redirect.NEVER).build();
     this.timers = Executors.newSingleThreadScheduledExecutor(r -> {
@@ -100,6 +122,20 @@ public final class Buffers implements AutoCloseable {
     });
     load();
     timers.scheduleWithFixedDelay(this::expire, 1, 60, TimeUnit.SECONDS);
+    if (backend.shared()) {
+      this.sync = Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread t = new Thread(r, "sluice-buffer-sync");
+        t.setDaemon(true);
+        return t;
+      });
+      sync.scheduleWithFixedDelay(this::syncQuietly, 0, SYNC_MILLIS, TimeUnit.MILLISECONDS);
+      this.follower = new Thread(this::follow, "sluice-buffer-follower");
+      follower.setDaemon(true);
+      follower.start();
+    } else {
+      this.sync = null;
+      this.follower = null;
+    }
   }
 
   // ---------------------------------------------------------------------------------------
@@ -125,18 +161,19 @@ public final class Buffers implements AutoCloseable {
             r.burst())), 0, 100_000, Duration.ofSeconds(lease)));
       }
       long now = millis.getAsLong();
-      join(store.write(c -> {
-        try (PreparedStatement ps = c.prepareStatement("INSERT INTO buffers(name, spec, created) VALUES (?, ?, ?)")) {
-          ps.setString(1, spec.name());
-          ps.setString(2, spec.toStoredJson().toString());
-          ps.setLong(3, now);
-          ps.executeUpdate();
-        }
-        return null;
-      }));
-      Buffer b = new Buffer(spec, 1, false);
+      if (!backend.create(spec.name(), spec.toStoredJson().toString(), now)) {
+        throw new EngineException(EngineException.Reason.INVALID, "buffer '" + spec.name() + "' exists already"
+            + " (created on another node): delete it first, or choose another name");
+      }
+      Buffer b = new Buffer(spec, false);
       buffers.put(spec.name(), b);
       b.meter();
+      if (!backend.shared()) {
+        b.owned = true;
+      }
+    }
+    if (backend.shared()) {
+      sync.execute(this::syncQuietly); // claim it now rather than within the second
     }
     log.info("buffer {} created: {} {} paced by {}", spec.name(), spec.method(), spec.toPublicJson().get("url").asText(),
         spec.pacingResource());
@@ -144,11 +181,28 @@ public final class Buffers implements AutoCloseable {
   }
 
   public Optional<BufferSpec> get(String name) {
-    Buffer b = buffers.get(name);
+    Buffer b = known(name);
     return b == null ? Optional.empty() : Optional.of(b.spec);
   }
 
+  /** Every buffer's name; shared, read from the store, so one created on another node a moment ago is listed. */
   public List<String> names() {
+    if (backend.shared() && !closed) {
+      List<String> names = new ArrayList<>();
+      for (BufferBackend.StoredBuffer row : backend.buffers()) {
+        if (buffers.get(row.name()) == null) {
+          Buffer made = fromStore(row);
+          if (made == null) {
+            continue;
+          }
+          if (buffers.putIfAbsent(row.name(), made) == null) {
+            made.meter();
+          }
+        }
+        names.add(row.name());
+      }
+      return names;
+    }
     return buffers.keySet().stream().sorted().toList();
   }
 
@@ -163,11 +217,7 @@ public final class Buffers implements AutoCloseable {
     }
     buffers.remove(name);
     b.unmeter();
-    join(store.write(c -> {
-      exec(c, "DELETE FROM items WHERE buffer = ?", name);
-      exec(c, "DELETE FROM buffers WHERE name = ?", name);
-      return null;
-    }));
+    backend.delete(name);
     if (b.spec.rate() != null) {
       try {
         engine.deleteLimit(b.spec.pacingResource());
@@ -192,31 +242,36 @@ public final class Buffers implements AutoCloseable {
   }
 
   private void setPaused(Buffer b, boolean paused) {
-    join(store.write(c -> {
-      exec(c, "UPDATE buffers SET paused = ? WHERE name = ?", paused ? 1 : 0, b.spec.name());
-      return null;
-    }));
+    backend.setPaused(b.spec.name(), paused);
     synchronized (b) {
       b.paused = paused;
+      b.pausedChanged = System.nanoTime();
     }
   }
 
-  /** Counts and rates of one buffer. */
+  /**
+   * Counts and rates of one buffer. Counts come from the store, so every node answers the same;
+   * running items and the oldest pending age are the delivering node's when it is this one.
+   */
   public ObjectNode stats(String name) {
     Buffer b = buffer(name);
-    long[] done = store.read(c -> new long[] {
-        BufferStore.count(c, "SELECT COUNT(*) FROM items WHERE buffer = ? AND state = 'completed'", name),
-        BufferStore.count(c, "SELECT COUNT(*) FROM items WHERE buffer = ? AND state = 'failed'", name)});
+    long now = millis.getAsLong();
+    BufferBackend.Counts c = backend.counts(name, now);
     ObjectNode o = BufferSpec.JSON.createObjectNode();
     synchronized (b) {
-      o.put("pending", b.open.size() - b.running);
-      o.put("running", b.running);
-      o.put("completed", done[0]);
-      o.put("failed", done[1]);
+      long running = b.owned ? b.running : 0;
+      o.put("pending", Math.max(0, c.open() - running));
+      o.put("running", running);
+      o.put("completed", c.completed());
+      o.put("failed", c.failed());
       o.put("paused", b.paused);
-      o.put("deliveredPerSecond", b.rate.perSecond(millis.getAsLong()));
-      o.put("oldestPendingAgeSeconds", b.oldestAgeSeconds(millis.getAsLong()));
-      o.put("delivered", b.delivered);
+      o.put("deliveredPerSecond", b.owned && !backend.shared() ? b.rate.perSecond(now) : c.completedLast10s() / 10.0);
+      o.put("oldestPendingAgeSeconds", b.owned ? b.oldestAgeSeconds(now)
+          : c.oldestOpenCreated() == 0 ? 0 : Math.max(0, now - c.oldestOpenCreated()) / 1000.0);
+      o.put("delivered", b.owned && !backend.shared() ? b.delivered : c.completed());
+      if (backend.shared()) {
+        o.put("deliveredHere", b.owned);
+      }
     }
     return o;
   }
@@ -301,123 +356,71 @@ public final class Buffers implements AutoCloseable {
   public CompletableFuture<List<Long>> push(String name, List<NewItem> items) {
     Buffer b = buffer(name);
     long now = millis.getAsLong();
-    CompletableFuture<List<Long>> written;
-    synchronized (b) {
-      if (b.deleted) {
-        throw new EngineException(EngineException.Reason.NOT_FOUND, "buffer '" + name + "' was deleted");
-      }
-      long first = b.nextId;
-      b.nextId += items.size();
-      // Queued under the buffer's lock: commits happen in id order.
-      written = store.write(c -> insert(c, name, first, items, now));
+    if (b.deleted) {
+      throw new EngineException(EngineException.Reason.NOT_FOUND, "buffer '" + name + "' was deleted");
     }
-    return written.thenApply(ids -> {
-      synchronized (b) {
-        for (int i = 0; i < ids.size(); i++) {
-          long id = ids.get(i);
-          if (!b.deleted && id >= 0 && !b.open.containsKey(id)) {
-            NewItem it = items.get(i);
-            b.open.put(id, new Item(id, it.key(), now, now));
+    return backend.push(name, items, now).thenApply(ids -> {
+      if (!backend.shared()) {
+        // Shared: the delivering node (maybe this one) reads new items from the stream.
+        synchronized (b) {
+          for (int i = 0; i < ids.size(); i++) {
+            long id = ids.get(i);
+            if (!b.deleted && id >= 0 && !b.open.containsKey(id)) {
+              b.open.put(id, new Item(id, items.get(i).key(), now, now));
+            }
           }
         }
+        pump(b);
       }
-      pump(b);
       return ids.stream().map(Math::abs).toList();
     });
   }
 
-  /** Inserts; returns each item's id (negated when it was a duplicate push of an earlier item). */
-  private static List<Long> insert(Connection c, String name, long first, List<NewItem> items, long now)
-      throws SQLException {
-    List<Long> ids = new ArrayList<>(items.size());
-    try (PreparedStatement find = c.prepareStatement("SELECT id FROM items WHERE buffer = ? AND idem = ?");
-        PreparedStatement ins = c.prepareStatement("INSERT INTO items(buffer, id, body, headers, idem, okey, state,"
-            + " next_at, history, created) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)")) {
-      for (int i = 0; i < items.size(); i++) {
-        NewItem it = items.get(i);
-        long id = first + i;
-        String idem = it.idempotencyKey() != null ? it.idempotencyKey() : "sluice-" + name + "-" + id;
-        if (it.idempotencyKey() != null) {
-          find.setString(1, name);
-          find.setString(2, idem);
-          try (ResultSet rs = find.executeQuery()) {
-            if (rs.next()) {
-              ids.add(-rs.getLong(1));
-              continue;
-            }
-          }
-        }
-        ObjectNode h = BufferSpec.JSON.createObjectNode();
-        it.headers().forEach(h::put);
-        if (it.contentType() != null && it.headers().keySet().stream().noneMatch(k -> k.equalsIgnoreCase("content-type"))) {
-          h.put("Content-Type", it.contentType());
-        }
-        ins.setString(1, name);
-        ins.setLong(2, id);
-        ins.setBytes(3, it.body());
-        ins.setString(4, h.toString());
-        ins.setString(5, idem);
-        ins.setString(6, it.key());
-        ins.setLong(7, now);
-        ins.setString(8, Instant.ofEpochMilli(now) + " pushed\n");
-        ins.setLong(9, now);
-        ins.executeUpdate();
-        ids.add(id);
-      }
+  /** An item's headers as stored: its own, and its body's content type unless it set one. */
+  static String storedHeaders(NewItem it) {
+    ObjectNode h = BufferSpec.JSON.createObjectNode();
+    it.headers().forEach(h::put);
+    if (it.contentType() != null && it.headers().keySet().stream().noneMatch(k -> k.equalsIgnoreCase("content-type"))) {
+      h.put("Content-Type", it.contentType());
     }
-    return ids;
+    return h.toString();
   }
 
   /** An item's status, attempts, last status code, response excerpt and history. */
   public ObjectNode item(String name, long id) {
     buffer(name);
-    ObjectNode o = store.read(c -> {
-      try (PreparedStatement ps = c.prepareStatement("SELECT state, attempts, retries, next_at, status, excerpt,"
-          + " history, created, finished, duplicate, idem, okey, open_attempt FROM items WHERE buffer = ? AND id = ?")) {
-        ps.setString(1, name);
-        ps.setLong(2, id);
-        try (ResultSet rs = ps.executeQuery()) {
-          if (!rs.next()) {
-            return null;
-          }
-          ObjectNode x = BufferSpec.JSON.createObjectNode();
-          x.put("id", id);
-          x.put("buffer", name);
-          String state = rs.getString(1);
-          x.put("state", state.equals("pending") && rs.getInt(13) == 1 ? "running" : state);
-          x.put("attempts", rs.getInt(2));
-          x.put("retriesUsed", rs.getInt(3));
-          if (state.equals("pending")) {
-            x.put("nextAttemptAt", Instant.ofEpochMilli(rs.getLong(4)).toString());
-          }
-          int status = rs.getInt(5);
-          if (!rs.wasNull()) {
-            x.put("lastStatus", status);
-          }
-          x.put("responseExcerpt", rs.getString(6));
-          x.put("possibleDuplicate", rs.getInt(10) == 1);
-          x.put("idempotencyKey", rs.getString(11));
-          x.put("key", rs.getString(12));
-          x.put("created", Instant.ofEpochMilli(rs.getLong(8)).toString());
-          long finished = rs.getLong(9);
-          if (!rs.wasNull()) {
-            x.put("finished", Instant.ofEpochMilli(finished).toString());
-          }
-          ArrayNode history = x.putArray("history");
-          for (String line : rs.getString(7).split("\n")) {
-            if (!line.isBlank()) {
-              history.add(line);
-            }
-          }
-          return x;
-        }
-      }
-    });
-    if (o == null) {
+    BufferBackend.ItemRecord r = backend.item(name, id);
+    if (r == null) {
       throw new EngineException(EngineException.Reason.NOT_FOUND, "buffer '" + name + "' has no item " + id
           + " (or it was removed after its retention): check the id the push answered");
     }
-    return o;
+    ObjectNode x = BufferSpec.JSON.createObjectNode();
+    x.put("id", id);
+    x.put("buffer", name);
+    x.put("state", r.state().equals("pending") && r.open() ? "running" : r.state());
+    x.put("attempts", r.attempts());
+    x.put("retriesUsed", r.retries());
+    if (r.state().equals("pending")) {
+      x.put("nextAttemptAt", Instant.ofEpochMilli(r.nextAt()).toString());
+    }
+    if (r.status() != 0) {
+      x.put("lastStatus", r.status());
+    }
+    x.put("responseExcerpt", r.excerpt());
+    x.put("possibleDuplicate", r.duplicate());
+    x.put("idempotencyKey", r.idem());
+    x.put("key", r.key());
+    x.put("created", Instant.ofEpochMilli(r.created()).toString());
+    if (r.finished() != 0) {
+      x.put("finished", Instant.ofEpochMilli(r.finished()).toString());
+    }
+    ArrayNode history = x.putArray("history");
+    for (String line : r.history().split("\n")) {
+      if (!line.isBlank()) {
+        history.add(line);
+      }
+    }
+    return x;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -444,8 +447,17 @@ public final class Buffers implements AutoCloseable {
     final TreeMap<Long, Item> open = new TreeMap<>();
     final Rate rate = new Rate();
     final List<Meter> meters = new ArrayList<>();
-    long nextId;
     int running;
+    /** This node delivers it: always alone; in shared mode while it holds the lease. */
+    boolean owned;
+    /** Bumped when ownership changes: outcomes of an earlier ownership leave local state alone. */
+    int epoch;
+    /** Shared mode: the last item id read from the stream. */
+    long lastId;
+    /** When this node last paused or resumed it (System.nanoTime), so a stale sync cannot undo it. */
+    long pausedChanged;
+    /** When this node learned of it (System.nanoTime). */
+    final long learned = System.nanoTime();
     long delivered;
     boolean paused;
     boolean deleted;
@@ -453,9 +465,8 @@ public final class Buffers implements AutoCloseable {
     long timerAt = Long.MAX_VALUE;
     boolean warnedMissingResource;
 
-    Buffer(BufferSpec spec, long nextId, boolean paused) {
+    Buffer(BufferSpec spec, boolean paused) {
       this.spec = spec;
-      this.nextId = nextId;
       this.paused = paused;
     }
 
@@ -481,6 +492,7 @@ public final class Buffers implements AutoCloseable {
           .register(registry));
     }
 
+    /** This node's share: zero where another node delivers it (sum the series over nodes). */
     synchronized double count(boolean inFlight) {
       return inFlight ? running : open.size() - running;
     }
@@ -539,7 +551,7 @@ public final class Buffers implements AutoCloseable {
   private void pump(Buffer b) {
     List<Item> start = new ArrayList<>();
     synchronized (b) {
-      if (b.paused || b.deleted || closed) {
+      if (b.paused || b.deleted || closed || !b.owned) {
         return;
       }
       long now = millis.getAsLong();
@@ -578,29 +590,41 @@ public final class Buffers implements AutoCloseable {
         }, Math.max(1, earliest - now), TimeUnit.MILLISECONDS);
       }
     }
+    int epoch = b.epoch;
     for (Item i : start) {
-      acquire(b, i);
+      acquire(b, i, epoch);
     }
   }
 
-  private void acquire(Buffer b, Item i) {
-    if (closed || b.deleted) {
+  /** True while the delivery begun in {@code epoch} still counts: the node has not lost the buffer since. */
+  private static boolean current(Buffer b, int epoch) {
+    synchronized (b) {
+      return b.epoch == epoch && !b.deleted;
+    }
+  }
+
+  private void acquire(Buffer b, Item i, int epoch) {
+    if (closed || !current(b, epoch)) {
       return;
     }
     engine.acquireAsync(b.spec.pacingResource(), Map.of("requests", 1L), Lane.DEFAULT, ACQUIRE_TIMEOUT.toNanos(),
         "buffer-" + b.spec.name() + "-" + i.id + "-" + ThreadLocalRandom.current().nextLong(Long.MAX_VALUE))
         .future().whenComplete((grant, error) -> {
           if (error == null) {
-            attempt(b, i, grant);
+            if (!current(b, epoch)) {
+              engine.releaseAsync(b.spec.pacingResource(), grant.permitId(), Map.of(), false, true);
+              return;
+            }
+            attempt(b, i, grant, epoch);
             return;
           }
           Throwable e = error instanceof java.util.concurrent.CompletionException && error.getCause() != null
               ? error.getCause() : error;
-          if (closed || b.deleted) {
+          if (closed || !current(b, epoch)) {
             return;
           }
           if (e instanceof EngineException ee && ee.reason() == EngineException.Reason.DEADLINE) {
-            acquire(b, i); // a long pause: keep our place in the line
+            acquire(b, i, epoch); // a long pause: keep our place in the line
             return;
           }
           if (!b.warnedMissingResource) {
@@ -608,45 +632,47 @@ public final class Buffers implements AutoCloseable {
             log.warn("buffer {} cannot acquire on {}: {}; retrying every 5 s", b.spec.name(), b.spec.pacingResource(),
                 e.getMessage());
           }
-          timers.schedule(() -> acquire(b, i), 5, TimeUnit.SECONDS);
+          timers.schedule(() -> acquire(b, i, epoch), 5, TimeUnit.SECONDS);
         });
   }
 
   /** Records the attempt durably, sends it, then records the outcome. */
-  private void attempt(Buffer b, Item i, Grant grant) {
+  private void attempt(Buffer b, Item i, Grant grant, int epoch) {
     String name = b.spec.name();
     long started = millis.getAsLong();
-    store.write(c -> {
-      exec(c, "UPDATE items SET attempts = attempts + 1, open_attempt = 1 WHERE buffer = ? AND id = ?", name, i.id);
-      try (PreparedStatement ps = c.prepareStatement(
-          "SELECT body, headers, idem, attempts FROM items WHERE buffer = ? AND id = ?")) {
-        ps.setString(1, name);
-        ps.setLong(2, i.id);
-        try (ResultSet rs = ps.executeQuery()) {
-          return rs.next() ? new Object[] {rs.getBytes(1), rs.getString(2), rs.getString(3), rs.getInt(4)} : null;
-        }
-      }
-    }).whenComplete((row, error) -> {
-      if (error != null || row == null || b.deleted || closed) {
+    backend.startAttempt(name, i.id).whenComplete((send, error) -> {
+      if (error != null || send == null || !current(b, epoch) || closed) {
         engine.releaseAsync(b.spec.pacingResource(), grant.permitId(), Map.of(), false, true);
-        if (error != null && !closed) {
+        if (closed) {
+          return;
+        }
+        if (error != null) {
           log.warn("buffer {} item {}: recording the attempt failed: {}", name, i.id, error.getMessage());
-          finishLater(b, i);
+          finishLater(b, i, epoch);
+        } else if (send == null) {
+          // Gone (the buffer was deleted) or, shared, this node lost the lease: the sync lets it go.
+          synchronized (b) {
+            if (b.epoch == epoch && b.open.remove(i.id) != null) {
+              b.running--;
+            }
+          }
         }
         return;
       }
-      HttpRequest request = request(b.spec, (byte[]) row[0], (String) row[1], (String) row[2]);
-      int attempt = (Integer) row[3];
+      HttpRequest request = request(b.spec, send.body(), send.headers(), send.idem());
       http.sendAsync(request, HttpResponse.BodyHandlers.ofInputStream()).whenComplete((response, failure) -> {
         engine.releaseAsync(b.spec.pacingResource(), grant.permitId(), Map.of(), false, false);
         Outcome o = failure != null ? Outcome.error(failure) : Outcome.of(response, millis.getAsLong());
-        record(b, i, attempt, started, o);
+        record(b, i, send.attempt(), started, o, epoch);
       });
     });
   }
 
-  private void finishLater(Buffer b, Item i) {
+  private void finishLater(Buffer b, Item i, int epoch) {
     synchronized (b) {
+      if (b.epoch != epoch) {
+        return;
+      }
       i.running = false;
       b.running--;
       i.nextAt = millis.getAsLong() + 1000;
@@ -716,7 +742,7 @@ public final class Buffers implements AutoCloseable {
    * write of this buffer, in particular the next item's attempt: after a crash the store never
    * shows item k+1 sent and item k unfinished.
    */
-  private void record(Buffer b, Item i, int attempt, long started, Outcome o) {
+  private void record(Buffer b, Item i, int attempt, long started, Outcome o, int epoch) {
     long now = millis.getAsLong();
     String name = b.spec.name();
     int s = o.status();
@@ -754,13 +780,15 @@ public final class Buffers implements AutoCloseable {
         state = "failed";
         note = "; " + s + " is not retried";
       }
-      i.retries = retries;
-      i.running = false;
-      b.running--;
-      if (state.equals("pending")) {
-        i.nextAt = next;
-      } else {
-        b.open.remove(i.id);
+      if (b.epoch == epoch) {
+        i.retries = retries;
+        i.running = false;
+        b.running--;
+        if (state.equals("pending")) {
+          i.nextAt = next;
+        } else {
+          b.open.remove(i.id);
+        }
       }
       if (state.equals("completed")) {
         b.delivered++;
@@ -781,30 +809,8 @@ public final class Buffers implements AutoCloseable {
     boolean finished = !state.equals("pending");
     int retriesUsed = retries;
     long nextAt = next;
-    store.write(c -> {
-      try (PreparedStatement ps = c.prepareStatement("UPDATE items SET state = ?, open_attempt = 0, retries = ?,"
-          + " next_at = ?, status = ?, excerpt = ?, history = history || ?, finished = ? WHERE buffer = ? AND id = ?")) {
-        ps.setString(1, state);
-        ps.setInt(2, retriesUsed);
-        ps.setLong(3, nextAt);
-        if (s == 0) {
-          ps.setNull(4, java.sql.Types.INTEGER);
-        } else {
-          ps.setInt(4, s);
-        }
-        ps.setString(5, o.excerpt());
-        ps.setString(6, line);
-        if (finished) {
-          ps.setLong(7, now);
-        } else {
-          ps.setNull(7, java.sql.Types.INTEGER);
-        }
-        ps.setString(8, name);
-        ps.setLong(9, i.id);
-        ps.executeUpdate();
-      }
-      return null;
-    }).whenComplete((r, error) -> {
+    backend.finishAttempt(name, i.id, new BufferBackend.Result(state, retriesUsed, nextAt, s, o.excerpt(), line,
+        finished ? now : 0)).whenComplete((r, error) -> {
       if (error != null && !closed) {
         log.error("buffer {} item {}: recording the outcome failed ({}); it may be sent again after a restart",
             name, i.id, error.getMessage());
@@ -817,82 +823,234 @@ public final class Buffers implements AutoCloseable {
   // Start, retention, stop
 
   private void load() {
-    List<Object[]> rows = store.read(c -> {
-      List<Object[]> out = new ArrayList<>();
-      try (PreparedStatement ps = c.prepareStatement("SELECT name, spec, paused FROM buffers ORDER BY name");
-          ResultSet rs = ps.executeQuery()) {
-        while (rs.next()) {
-          out.add(new Object[] {rs.getString(1), rs.getString(2), rs.getInt(3) == 1});
-        }
-      }
-      return out;
-    });
     long now = millis.getAsLong();
-    for (Object[] row : rows) {
-      BufferSpec spec;
-      try {
-        spec = BufferSpec.parse(withHeaders((String) row[1]));
-      } catch (IOException | RuntimeException e) {
-        log.error("buffer {} in buffers.db cannot be read ({}): left out", row[0], e.getMessage());
+    for (BufferBackend.StoredBuffer row : backend.buffers()) {
+      Buffer b = fromStore(row);
+      if (b == null) {
         continue;
       }
-      String name = spec.name();
-      // Attempts open at the crash may have reached the endpoint: send again, flagged.
-      int reopened = join(store.write(c -> {
-        try (PreparedStatement ps = c.prepareStatement("UPDATE items SET open_attempt = 0, duplicate = 1,"
-            + " history = history || ? WHERE buffer = ? AND state = 'pending' AND open_attempt = 1")) {
-          ps.setString(1, Instant.ofEpochMilli(now) + " restart: the last attempt was open when the coordinator"
-              + " stopped and may have reached the endpoint; sending again (possible duplicate)\n");
-          ps.setString(2, name);
-          return ps.executeUpdate();
-        }
-      }));
-      long maxId = store.read(c -> BufferStore.count(c, "SELECT COALESCE(MAX(id), 0) FROM items WHERE buffer = ?", name));
-      Buffer b = new Buffer(spec, maxId + 1, (Boolean) row[2]);
-      store.read(c -> {
-        try (PreparedStatement ps = c.prepareStatement(
-            "SELECT id, okey, created, next_at, retries FROM items WHERE buffer = ? AND state = 'pending' ORDER BY id")) {
-          ps.setString(1, name);
-          try (ResultSet rs = ps.executeQuery()) {
-            while (rs.next()) {
-              Item it = new Item(rs.getLong(1), rs.getString(2), rs.getLong(3), rs.getLong(4));
-              it.retries = rs.getInt(5);
-              b.open.put(it.id, it);
-            }
-          }
-        }
-        return null;
-      });
-      buffers.put(name, b);
+      buffers.put(b.spec.name(), b);
       b.meter();
-      log.info("buffer {} loaded: {} items to deliver{}{}", name, b.open.size(),
-          reopened > 0 ? ", " + reopened + " re-sent after a crash (flagged as possible duplicates)" : "",
-          b.paused ? ", paused" : "");
+      if (!backend.shared()) {
+        BufferBackend.Takeover t = backend.takeOver(b.spec.name(), now);
+        start(b, t);
+        log.info("buffer {} loaded: {} items to deliver{}{}", b.spec.name(), t.items().size(),
+            t.reopened() > 0 ? ", " + t.reopened() + " re-sent after a crash (flagged as possible duplicates)" : "",
+            b.paused ? ", paused" : "");
+      }
     }
     for (Buffer b : buffers.values()) {
       pump(b);
     }
   }
 
-  private static JsonNode withHeaders(String stored) throws IOException {
-    return BufferSpec.JSON.readTree(stored);
+  private Buffer fromStore(BufferBackend.StoredBuffer row) {
+    try {
+      return new Buffer(BufferSpec.parse(BufferSpec.JSON.readTree(row.spec())), row.paused());
+    } catch (IOException | RuntimeException e) {
+      log.error("buffer {} in the store cannot be read ({}): left out", row.name(), e.getMessage());
+      return null;
+    }
+  }
+
+  /** Makes this node the buffer's deliverer with the store's unfinished items. */
+  private static void start(Buffer b, BufferBackend.Takeover t) {
+    synchronized (b) {
+      b.epoch++;
+      b.open.clear();
+      b.running = 0;
+      for (BufferBackend.OpenItem o : t.items()) {
+        Item it = new Item(o.id(), o.key(), o.created(), o.nextAt());
+        it.retries = o.retries();
+        b.open.put(it.id, it);
+      }
+      b.lastId = t.lastId();
+      b.owned = true;
+    }
+  }
+
+  /** Shared mode: this node no longer delivers the buffer; attempts in flight are let go. */
+  private static void stop(Buffer b) {
+    synchronized (b) {
+      b.epoch++;
+      b.owned = false;
+      b.open.clear();
+      b.running = 0;
+      if (b.timer != null) {
+        b.timer.cancel(false);
+        b.timer = null;
+        b.timerAt = Long.MAX_VALUE;
+      }
+    }
+  }
+
+  private void syncQuietly() {
+    try {
+      sync();
+    } catch (RuntimeException e) {
+      if (!closed) {
+        log.warn("buffers: reading the shared store failed ({}); retrying every second", e.getMessage());
+      }
+    }
+  }
+
+  /**
+   * Shared mode, every second: learns of buffers created, deleted, paused or resumed on other
+   * nodes, and takes, keeps or gives up the lease of each.
+   */
+  private synchronized void sync() {
+    if (closed) {
+      return;
+    }
+    long readAt = System.nanoTime();
+    List<BufferBackend.StoredBuffer> stored = backend.buffers();
+    Set<String> names = new HashSet<>();
+    for (BufferBackend.StoredBuffer row : stored) {
+      names.add(row.name());
+      Buffer b = buffers.get(row.name());
+      if (b == null) {
+        b = fromStore(row);
+        if (b == null) {
+          continue;
+        }
+        Buffer raced = buffers.putIfAbsent(row.name(), b);
+        if (raced == null) {
+          b.meter();
+        } else {
+          b = raced;
+        }
+      }
+      boolean resumed = false;
+      synchronized (b) {
+        if (b.pausedChanged - readAt < 0 && b.paused != row.paused()) {
+          b.paused = row.paused();
+          resumed = !b.paused;
+        }
+      }
+      if (resumed) {
+        pump(b);
+      }
+    }
+    for (Buffer b : List.copyOf(buffers.values())) {
+      if (!names.contains(b.spec.name()) && b.learned - readAt < 0) {
+        // Deleted on another node.
+        synchronized (b) {
+          b.deleted = true;
+        }
+        stop(b);
+        buffers.remove(b.spec.name(), b);
+        b.unmeter();
+        continue;
+      }
+      if (b.deleted) {
+        continue;
+      }
+      boolean mine = backend.claim(b.spec.name());
+      if (mine && !b.owned) {
+        BufferBackend.Takeover t = backend.takeOver(b.spec.name(), millis.getAsLong());
+        if (t != null) {
+          start(b, t);
+          log.info("buffer {}: this node delivers it now ({} items to deliver{})", b.spec.name(), t.items().size(),
+              t.reopened() > 0 ? ", " + t.reopened() + " attempts left open by the last deliverer re-sent, flagged"
+                  + " as possible duplicates" : "");
+          pump(b);
+        }
+      } else if (!mine && b.owned) {
+        stop(b);
+        log.warn("buffer {}: this node lost its delivery lease (a pause or a partition longer than the lease);"
+            + " another node delivers it now", b.spec.name());
+      }
+    }
+  }
+
+  /** Shared mode: reads items pushed on any node from the streams of the buffers this node delivers. */
+  private void follow() {
+    RedisBackend redis = (RedisBackend) backend;
+    while (!closed) {
+      Map<String, Long> after = new java.util.LinkedHashMap<>();
+      Map<String, Integer> epochs = new java.util.HashMap<>();
+      for (Buffer b : buffers.values()) {
+        synchronized (b) {
+          if (b.owned && !b.deleted) {
+            after.put(b.spec.name(), b.lastId);
+            epochs.put(b.spec.name(), b.epoch);
+          }
+        }
+      }
+      try {
+        if (after.isEmpty()) {
+          Thread.sleep(50);
+          continue;
+        }
+        for (var e : redis.follow(after, 250).entrySet()) {
+          Buffer b = buffers.get(e.getKey());
+          if (b == null) {
+            continue;
+          }
+          synchronized (b) {
+            if (b.epoch != epochs.get(e.getKey()) || !b.owned) {
+              continue; // taken over again meanwhile: the takeover read the store afresh
+            }
+            for (BufferBackend.OpenItem o : e.getValue()) {
+              if (o.id() > b.lastId) {
+                b.open.put(o.id(), new Item(o.id(), o.key(), o.created(), o.nextAt()));
+                b.lastId = o.id();
+              }
+            }
+          }
+          pump(b);
+        }
+      } catch (InterruptedException e) {
+        return;
+      } catch (RuntimeException e) {
+        if (closed) {
+          return;
+        }
+        log.warn("buffers: reading new items from the shared store failed ({}); retrying", e.getMessage());
+        try {
+          Thread.sleep(1000);
+        } catch (InterruptedException ie) {
+          return;
+        }
+      }
+    }
   }
 
   /** Drops completed and failed items older than their buffer's retention. */
   private void expire() {
     long now = millis.getAsLong();
     for (Buffer b : buffers.values()) {
-      store.write(c -> {
-        exec(c, "DELETE FROM items WHERE buffer = ? AND state IN ('completed', 'failed') AND finished < ?",
-            b.spec.name(), now - b.spec.retention().toMillis());
-        return null;
-      });
+      if (!b.owned) {
+        continue; // the deliverer expires, once for every node
+      }
+      try {
+        backend.expire(b.spec.name(), now - b.spec.retention().toMillis());
+      } catch (RuntimeException e) {
+        log.warn("buffer {}: removing items past their retention failed: {}", b.spec.name(), e.getMessage());
+      }
     }
+  }
+
+  /** A buffer by name; shared, one created on another node within the second is read at once. */
+  private Buffer known(String name) {
+    Buffer b = buffers.get(name);
+    if (b == null && backend.shared() && !closed) {
+      for (BufferBackend.StoredBuffer row : backend.buffers()) {
+        if (row.name().equals(name)) {
+          Buffer made = fromStore(row);
+          if (made != null && buffers.putIfAbsent(name, made) == null) {
+            made.meter();
+          }
+          return buffers.get(name);
+        }
+      }
+    }
+    return b;
   }
 
   private Buffer buffer(String name) {
     open();
-    Buffer b = buffers.get(name);
+    Buffer b = known(name);
     if (b == null) {
       throw new EngineException(EngineException.Reason.NOT_FOUND, "no buffer '" + name + "': create it with"
           + " `sluice buffer create " + name + " --url ... --resource ...` or check the name");
@@ -907,31 +1065,29 @@ public final class Buffers implements AutoCloseable {
     }
   }
 
-  private static void exec(Connection c, String sql, Object... args) throws SQLException {
-    try (PreparedStatement ps = c.prepareStatement(sql)) {
-      for (int i = 0; i < args.length; i++) {
-        ps.setObject(i + 1, args[i]);
-      }
-      ps.executeUpdate();
-    }
-  }
-
-  private static <T> T join(CompletableFuture<T> f) {
-    try {
-      return f.join();
-    } catch (java.util.concurrent.CompletionException e) {
-      if (e.getCause() instanceof RuntimeException re) {
-        throw re;
-      }
-      throw new IllegalStateException(e.getCause());
-    }
-  }
-
   /** Stops delivering. Attempts in flight are abandoned: after a restart they are sent again, flagged. */
   @Override
   public void close() {
     closed = true;
     timers.shutdownNow();
-    store.close();
+    if (sync != null) {
+      sync.shutdownNow();
+      try {
+        sync.awaitTermination(5, TimeUnit.SECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+      for (Buffer b : buffers.values()) {
+        if (b.owned) {
+          try {
+            backend.disown(b.spec.name()); // a clean stop: another node takes over at once
+          } catch (RuntimeException e) {
+            // the lease lapses on its own
+          }
+        }
+      }
+      follower.interrupt();
+    }
+    backend.close();
   }
 }

@@ -400,6 +400,32 @@ public final class RedisEngine implements Engine {
     };
   }
 
+  /**
+   * The engine's connection to the shared store, for other shared records (buffers): commands
+   * are pipelined with the engine's, replies handled on Lettuce's event loop.
+   */
+  public RedisClusterAsyncCommands<String, String> storeAsync() {
+    return async;
+  }
+
+  /** The same connection, waiting for each reply (never call from a transport thread). */
+  public RedisClusterCommands<String, String> storeSync() {
+    return redis;
+  }
+
+  /**
+   * A new connection of its own to the store, for blocking reads (XREAD BLOCK) that must not
+   * hold up the engine's commands; the caller closes it.
+   */
+  public StatefulConnection<String, String> openStoreConnection() {
+    return client instanceof RedisClusterClient c ? c.connect() : ((RedisClient) client).connect();
+  }
+
+  /** True on a Redis Cluster, where one command's keys must share a hash slot. */
+  public boolean storeIsCluster() {
+    return client instanceof RedisClusterClient;
+  }
+
   /** This node's id on the shared store. */
   public String nodeId() {
     return nodeId;

@@ -26,8 +26,8 @@ final class BufferApi {
 
   void route(Exchange x, String path, BiConsumer<Exchange, Runnable> offload) {
     if (buffers == null) {
-      throw new HttpError(HttpResponseStatus.NOT_IMPLEMENTED, "UNIMPLEMENTED", "buffers need the memory store in this"
-          + " release (a coordinator on Redis has none yet): run a coordinator with --store memory for buffers");
+      throw new HttpError(HttpResponseStatus.NOT_IMPLEMENTED, "UNIMPLEMENTED", "this coordinator runs without buffers"
+          + " (an engine embedded without them): buffers come with every `sluice serve`, on either store");
     }
     if (path.equals("/v1/buffers")) {
       HttpApi.only(x, "GET", "POST");

@@ -1,0 +1,86 @@
+package dev.sluice.server.buffer;
+
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * Where buffers and their items live: {@link SqliteBackend} in the data dir for a coordinator on
+ * its own, {@link RedisBackend} on the Redis every node shares. {@link Buffers} keeps the
+ * delivery logic; a backend keeps the records and, when shared, decides which node delivers a
+ * buffer (a lease) and tells that node about items pushed on the others.
+ */
+interface BufferBackend extends AutoCloseable {
+
+  /** A buffer as stored: its spec as stored JSON. */
+  record StoredBuffer(String name, String spec, boolean paused) {}
+
+  /** An item not yet completed or failed, as delivery needs it. */
+  record OpenItem(long id, String key, long created, long nextAt, int retries) {}
+
+  /** What an attempt sends: the attempt is on record before this is returned. */
+  record Send(byte[] body, String headers, String idem, int attempt) {}
+
+  /** An attempt's outcome, to record: {@code finished} 0 while the item stays pending. */
+  record Result(String state, int retries, long nextAt, int status, String excerpt, String line, long finished) {}
+
+  /** An item's full record, for {@code GET .../items/{id}}. */
+  record ItemRecord(long id, String state, boolean open, int attempts, int retries, long nextAt, int status,
+      String excerpt, String history, long created, long finished, boolean duplicate, String idem, String key) {}
+
+  /** A takeover: the unfinished items in id order, and how many had an attempt open. */
+  record Takeover(List<OpenItem> items, int reopened, long lastId) {}
+
+  /** Counts across every node: items not finished, completed, failed, completed in the last 10 s. */
+  record Counts(long open, long completed, long failed, long completedLast10s, long oldestOpenCreated) {}
+
+  /** True when several nodes share the records (leases and following apply). */
+  boolean shared();
+
+  List<StoredBuffer> buffers();
+
+  /** False when a buffer of that name exists. */
+  boolean create(String name, String spec, long now);
+
+  void delete(String name);
+
+  void setPaused(String name, boolean paused);
+
+  /**
+   * Stores items durably in push order; completes with their ids, negated for a repeated
+   * idempotency key (the earlier item's id).
+   */
+  CompletableFuture<List<Long>> push(String name, List<Buffers.NewItem> items, long now);
+
+  /**
+   * Flags attempts left open (by a crash, or a node that lost its lease) as possible duplicates
+   * and returns the unfinished items. Called when this node starts delivering the buffer.
+   */
+  Takeover takeOver(String name, long now);
+
+  /** Records an attempt as open and returns what to send; null when the item is gone or the lease lost. */
+  CompletableFuture<Send> startAttempt(String name, long id);
+
+  CompletableFuture<Void> finishAttempt(String name, long id, Result r);
+
+  /** Null when there is no such item. */
+  ItemRecord item(String name, long id);
+
+  Counts counts(String name, long now);
+
+  /** Drops completed and failed items finished before {@code before}. */
+  void expire(String name, long before);
+
+  /**
+   * Takes or keeps the right to deliver the buffer (shared backends: a lease in the store;
+   * alone: always true).
+   */
+  default boolean claim(String name) {
+    return true;
+  }
+
+  /** Gives the right up (a clean stop): another node takes over at once. */
+  default void disown(String name) {}
+
+  @Override
+  void close();
+}
