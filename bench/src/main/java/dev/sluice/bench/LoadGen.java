@@ -72,6 +72,12 @@ public final class LoadGen {
       JmhMain.main(java.util.Arrays.copyOfRange(args, 1, args.length));
       return;
     }
+    if (args.length > 0 && args[0].equals("push")) {
+      quietLogs();
+      PushBench.run(args, System.out);
+      System.exit(0);
+      return;
+    }
     if (args.length > 0 && args[0].equals("soak")) {
       quietLogs();
       boolean pass;

@@ -26,6 +26,9 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
              java -jar bench/target/sluice-bench.jar soak [--duration 10m] [--rate 15000] [--out .]
                  (the soak run: errors, heap after GC and open files over time; writes the soak
                  section of BENCHMARKS.md, which the full run keeps)
+             java -jar bench/target/sluice-bench.jar push [--duration 10s] [--callers 64]
+                 (buffer items accepted per second over HTTP on each store, one per request and
+                 100 per request, against GET /healthz on the same coordinator; prints only)
 
       Runs every scenario in one JVM, one after another, prints a table as it goes, then writes
       BENCHMARKS.md and docs/bench/{throughput,latency}.svg under --out.
