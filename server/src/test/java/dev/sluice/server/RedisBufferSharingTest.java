@@ -124,6 +124,10 @@ class RedisBufferSharingTest {
         await().atMost(Duration.ofSeconds(5)).until(() -> ok(b, "GET", "/v1/buffers", null).toString()
             .contains("\"shared\""));
         ok(a, "DELETE", "/v1/buffers/shared", null);
+        // B may still hold its copy for up to a second: the store refuses the push all the same.
+        HttpResponse<String> late = call(b, "POST", "/v1/buffers/shared/items", "{\"body\": \"x\"}");
+        assertThat(late.statusCode()).as(late.body()).isEqualTo(404);
+        assertThat(late.body()).contains("shared").containsAnyOf("was deleted", "no buffer");
         await().atMost(Duration.ofSeconds(5)).until(() -> call(b, "GET", "/v1/buffers/shared", null).statusCode() == 404);
         assertThat(ok(b, "GET", "/v1/buffers", null).get("buffers")).isEmpty();
       } finally {

@@ -43,7 +43,8 @@ final class RedisBackend implements BufferBackend {
   private static final String PAUSED = "sluice:buffers:paused";
 
   private static final String PUSH = """
-      -- KEYS seq log items open idem; ARGV now, history line, then per item: idem, key, headers, body (base64)
+      -- KEYS seq log items open idem meta; ARGV now, history line, then per item: idem, key, headers, body (base64)
+      if redis.call('EXISTS', KEYS[6]) == 0 then return redis.error_reply('NOBUFFER the buffer was deleted') end
       local now = tonumber(ARGV[1])
       local out = {}
       for i = 3, #ARGV, 4 do
@@ -264,12 +265,15 @@ final class RedisBackend implements BufferBackend {
 
   @Override
   public boolean create(String name, String spec, long now) {
+    // The marker first, in the buffer's own slot: the push script checks it (a cluster script
+    // cannot read sluice:buffers). If the buffer existed, its marker was there already.
+    sync(() -> redis.set(key(name, "meta"), "1"));
     return sync(() -> redis.hsetnx(BUFFERS, name, spec));
   }
 
   @Override
   public void delete(String name) {
-    sync(() -> redis.del(keys(name, "seq", "log", "items", "open", "completed", "failed", "idem", "owner")));
+    sync(() -> redis.del(keys(name, "seq", "log", "items", "open", "completed", "failed", "idem", "owner", "meta")));
     sync(() -> redis.hdel(PAUSED, name));
     sync(() -> redis.hdel(BUFFERS, name));
   }
@@ -292,8 +296,19 @@ final class RedisBackend implements BufferBackend {
       args[4 + i * 4] = Buffers.storedHeaders(it);
       args[5 + i * 4] = b64.encodeToString(it.body());
     }
-    return async(async.<List<Long>>eval(PUSH, ScriptOutputType.MULTI, keys(name, "seq", "log", "items", "open", "idem"),
-        args));
+    return async(async.<List<Long>>eval(PUSH, ScriptOutputType.MULTI, keys(name, "seq", "log", "items", "open", "idem",
+        "meta"), args)).handle((ids, e) -> {
+          if (e == null) {
+            return ids;
+          }
+          Throwable cause = e instanceof java.util.concurrent.CompletionException && e.getCause() != null
+              ? e.getCause() : e;
+          if (cause.getMessage() != null && cause.getMessage().contains("NOBUFFER")) {
+            throw new EngineException(EngineException.Reason.NOT_FOUND, "buffer '" + name + "' was deleted (on"
+                + " another node): create it again, or push to another buffer");
+          }
+          throw e instanceof RuntimeException re ? re : new java.util.concurrent.CompletionException(e);
+        });
   }
 
   @Override

@@ -4,15 +4,10 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 import dev.sluice.server.redis.RedisProcess;
-import io.lettuce.core.RedisClient;
-import io.lettuce.core.RedisURI;
-import io.lettuce.core.api.StatefulRedisConnection;
-import io.lettuce.core.api.sync.RedisCommands;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.stream.IntStream;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -33,7 +28,7 @@ class RedisClusterTest {
       for (int i = 0; i < 3; i++) {
         masters.add(RedisProcess.start("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"));
       }
-      formCluster(masters);
+      RedisProcess.formCluster(masters);
       String uri =
           "redis-cluster://"
               + String.join(",", masters.stream().map(m -> "127.0.0.1:" + m.port()).toList());
@@ -70,34 +65,6 @@ class RedisClusterTest {
       for (RedisProcess m : masters) {
         m.close();
       }
-    }
-  }
-
-  /** CLUSTER ADDSLOTS a third of the slots on each master, CLUSTER MEET, wait for state ok. */
-  private static void formCluster(List<RedisProcess> masters) {
-    List<RedisClient> clients = new ArrayList<>();
-    try {
-      List<RedisCommands<String, String>> cmds = new ArrayList<>();
-      for (RedisProcess m : masters) {
-        RedisClient c = RedisClient.create(RedisURI.create(m.uri()));
-        clients.add(c);
-        StatefulRedisConnection<String, String> conn = c.connect();
-        cmds.add(conn.sync());
-      }
-      int per = 16384 / masters.size();
-      for (int i = 0; i < masters.size(); i++) {
-        int from = i * per;
-        int to = i == masters.size() - 1 ? 16383 : from + per - 1;
-        cmds.get(i).clusterAddSlots(IntStream.rangeClosed(from, to).toArray());
-      }
-      for (int i = 1; i < masters.size(); i++) {
-        cmds.get(0).clusterMeet("127.0.0.1", masters.get(i).port());
-      }
-      await().atMost(Duration.ofSeconds(20)).pollInterval(Duration.ofMillis(100))
-          .until(() -> cmds.stream().allMatch(c -> c.clusterInfo().contains("cluster_state:ok")
-              && c.clusterInfo().contains("cluster_known_nodes:" + masters.size())));
-    } finally {
-      clients.forEach(RedisClient::shutdown);
     }
   }
 }

@@ -476,4 +476,42 @@ public final class RedisProcess implements AutoCloseable {
       }
     }
   }
+
+  /** CLUSTER ADDSLOTS a third of the slots on each master, CLUSTER MEET, wait for state ok. */
+  public static void formCluster(List<RedisProcess> masters) {
+    List<io.lettuce.core.RedisClient> clients = new java.util.ArrayList<>();
+    try {
+      List<io.lettuce.core.api.sync.RedisCommands<String, String>> cmds = new java.util.ArrayList<>();
+      for (RedisProcess m : masters) {
+        io.lettuce.core.RedisClient c = io.lettuce.core.RedisClient.create(io.lettuce.core.RedisURI.create(m.uri()));
+        clients.add(c);
+        io.lettuce.core.api.StatefulRedisConnection<String, String> conn = c.connect();
+        cmds.add(conn.sync());
+      }
+      int per = 16384 / masters.size();
+      for (int i = 0; i < masters.size(); i++) {
+        int from = i * per;
+        int to = i == masters.size() - 1 ? 16383 : from + per - 1;
+        cmds.get(i).clusterAddSlots(java.util.stream.IntStream.rangeClosed(from, to).toArray());
+      }
+      for (int i = 1; i < masters.size(); i++) {
+        cmds.get(0).clusterMeet("127.0.0.1", masters.get(i).port());
+      }
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+      while (!cmds.stream().allMatch(c -> c.clusterInfo().contains("cluster_state:ok")
+          && c.clusterInfo().contains("cluster_known_nodes:" + masters.size()))) {
+        if (System.nanoTime() > deadline) {
+          throw new IllegalStateException("the cluster of " + masters + " did not form within 20 s");
+        }
+        try {
+          Thread.sleep(100);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          throw new IllegalStateException(e);
+        }
+      }
+    } finally {
+      clients.forEach(io.lettuce.core.RedisClient::shutdown);
+    }
+  }
 }
