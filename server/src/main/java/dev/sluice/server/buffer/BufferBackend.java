@@ -74,8 +74,21 @@ interface BufferBackend extends AutoCloseable {
    * Takes or keeps the right to deliver the buffer (shared backends: a lease in the store;
    * alone: always true).
    */
-  default boolean claim(String name) {
-    return true;
+  default Claim claim(String name) {
+    return Claim.KEPT;
+  }
+
+  /** What a claim came to. */
+  enum Claim {
+    /** Another node holds the lease. */
+    LOST,
+    /** This node held it and still does. */
+    KEPT,
+    /**
+     * This node holds it afresh: nobody held it (a first claim, a dead node's lapsed lease, or
+     * this node's own lapsed one: its in-memory state may be stale either way).
+     */
+    TAKEN
   }
 
   /** Gives the right up (a clean stop): another node takes over at once. */

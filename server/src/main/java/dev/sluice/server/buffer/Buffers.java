@@ -454,10 +454,10 @@ public final class Buffers implements AutoCloseable {
     int epoch;
     /** Shared mode: the last item id read from the stream. */
     long lastId;
-    /** When this node last paused or resumed it (System.nanoTime), so a stale sync cannot undo it. */
-    long pausedChanged;
     /** When this node learned of it (System.nanoTime). */
     final long learned = System.nanoTime();
+    /** When this node last paused or resumed it (System.nanoTime), so a stale sync cannot undo it. */
+    long pausedChanged = learned - TimeUnit.DAYS.toNanos(1);
     long delivered;
     boolean paused;
     boolean deleted;
@@ -945,7 +945,15 @@ public final class Buffers implements AutoCloseable {
       if (b.deleted) {
         continue;
       }
-      boolean mine = backend.claim(b.spec.name());
+      BufferBackend.Claim claim = backend.claim(b.spec.name());
+      boolean mine = claim != BufferBackend.Claim.LOST;
+      if (claim == BufferBackend.Claim.TAKEN && b.owned) {
+        // Our own lease lapsed (a pause longer than it) and nobody took it: outcomes recorded
+        // meanwhile were refused by the fence, so start again from the store.
+        stop(b);
+        log.warn("buffer {}: this node's delivery lease had lapsed; reloading the buffer from the store",
+            b.spec.name());
+      }
       if (mine && !b.owned) {
         BufferBackend.Takeover t = backend.takeOver(b.spec.name(), millis.getAsLong());
         if (t != null) {

@@ -74,7 +74,7 @@ final class RedisBackend implements BufferBackend {
         return 1
       elseif not o then
         redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-        return 1
+        return 2
       end
       return 0
       """;
@@ -312,10 +312,10 @@ final class RedisBackend implements BufferBackend {
   }
 
   @Override
-  public boolean claim(String name) {
+  public Claim claim(String name) {
     Long r = sync(() -> redis.eval(CLAIM, ScriptOutputType.INTEGER, keys(name, "owner"), me,
         Long.toString(leaseMillis)));
-    return r != null && r == 1;
+    return r == null || r == 0 ? Claim.LOST : r == 1 ? Claim.KEPT : Claim.TAKEN;
   }
 
   @Override
@@ -345,8 +345,8 @@ final class RedisBackend implements BufferBackend {
   public CompletableFuture<Send> startAttempt(String name, long id) {
     return async(async.<List<Object>>eval(START, ScriptOutputType.MULTI, keys(name, "owner", "items", "log"), me,
         Long.toString(id), "sluice-" + name + "-" + id)).thenApply(r -> {
-          if (r == null || r.isEmpty()) {
-            return null;
+          if (r == null || r.isEmpty() || r.get(0) == null) {
+            return null; // fenced (the lease is not ours), or the item is gone
           }
           return new Send(Base64.getDecoder().decode((String) r.get(0)), (String) r.get(1), (String) r.get(2),
               Integer.parseInt((String) r.get(3)));
