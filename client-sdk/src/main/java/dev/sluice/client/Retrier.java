@@ -49,11 +49,24 @@ final class Retrier {
   /**
    * UNAVAILABLE, or CANCELLED: a node that is killed resets its open streams with
    * {@code RST_STREAM(CANCEL)}, which gRPC reports as CANCELLED. The SDK never cancels a call whose
-   * answer it still waits for, so such a CANCELLED came from the node's side.
+   * answer it still waits for, so such a CANCELLED came from the node's side. Also UNKNOWN
+   * "channel closed": grpc-netty's status for a call whose frames could not be written because
+   * the connection had just closed (a killed node), seen once in a three-node kill test.
    */
   static boolean isRetryable(Throwable t) {
-    Status.Code code = Status.fromThrowable(t).getCode();
-    return code == Status.Code.UNAVAILABLE || code == Status.Code.CANCELLED;
+    Status status = Status.fromThrowable(t);
+    Status.Code code = status.getCode();
+    return code == Status.Code.UNAVAILABLE || code == Status.Code.CANCELLED
+        || code == Status.Code.UNKNOWN && closedChannel(status.getCause() != null ? status.getCause() : t);
+  }
+
+  private static boolean closedChannel(Throwable t) {
+    for (Throwable c = t; c != null; c = c.getCause() == c ? null : c.getCause()) {
+      if (c instanceof java.nio.channels.ClosedChannelException) {
+        return true;
+      }
+    }
+    return false;
   }
 
   /**
