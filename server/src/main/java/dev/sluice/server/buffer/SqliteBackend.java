@@ -1,6 +1,5 @@
 package dev.sluice.server.buffer;
 
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.sql.Connection;
