@@ -34,6 +34,7 @@ import java.util.stream.Collectors;
  */
 public final class TargetPolicy {
 
+  private static final Pattern IPV4 = Pattern.compile("[0-9]{1,3}(\\.[0-9]{1,3}){3}");
   private static final Cidr LINK_LOCAL_V4 = Cidr.parse("169.254.0.0/16", "default");
   private static final Cidr LINK_LOCAL_V6 = Cidr.parse("fe80::/10", "default");
 
@@ -108,7 +109,7 @@ public final class TargetPolicy {
   /** Whether checking {@code url} looks a name up (and may block), rather than reading an address. */
   boolean looksUp(URI url) {
     String host = url.getHost();
-    return !(host.startsWith("[") || IPV4.matcher(host).matches());
+    return host != null && !(host.startsWith("[") || IPV4.matcher(host).matches());
   }
 
   /**
@@ -118,6 +119,10 @@ public final class TargetPolicy {
    */
   public void check(URI url) {
     String host = url.getHost();
+    if (host == null) {
+      throw BufferSpec.invalid("url '" + BufferSpec.maskUrl(url.toString()) + "' has no host a delivery could reach:"
+          + " give a name or an address, e.g. https://api.example.com/orders");
+    }
     checkHostForm(host);
     int port = url.getPort() != -1 ? url.getPort() : "https".equalsIgnoreCase(url.getScheme()) ? 443 : 80;
     if (port == 0) {
@@ -180,7 +185,6 @@ public final class TargetPolicy {
     }
   }
 
-  private static final Pattern IPV4 = Pattern.compile("[0-9]{1,3}(\\.[0-9]{1,3}){3}");
   private static final Pattern NUMERIC_LABEL = Pattern.compile("(?i)[0-9]+|0x[0-9a-f]*");
   private static final Pattern OCTET = Pattern.compile("0|[1-9][0-9]{0,2}");
 
