@@ -47,8 +47,8 @@ class BufferBodiesFuzzTest {
             t.setDaemon(true);
             return t;
           });
-      buffers = new Buffers(MemoryEngine.builder().scheduler(Scheduler.of(timers)).build(), dir, new SimpleMeterRegistry(), System::currentTimeMillis,
-          false, targets);
+      buffers = new Buffers(MemoryEngine.builder().scheduler(Scheduler.of(timers)).build(), dir,
+          new SimpleMeterRegistry(), System::currentTimeMillis, false, targets);
       target = buffers.create(BufferSpec.JSON.readTree("{\"name\": \"fz\", \"url\": \"http://192.0.2.1/hook\","
           + " \"rate\": {\"amount\": 1}, \"headers\": {\"Authorization\": \"Bearer admin\", \"X-Tenant\": \"t1\"}}"));
       buffers.pause("fz"); // stored, never sent

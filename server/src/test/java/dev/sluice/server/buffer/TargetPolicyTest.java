@@ -56,7 +56,8 @@ class TargetPolicyTest {
     refused(p, "http://2130706433/", "e.g. 127.0.0.1");
     assertThatThrownBy(() -> TargetPolicy.checkHostForm("127.1")).hasMessageContaining("e.g. 127.0.0.1");
     refused(p, "http://0177.0.0.1/", "e.g. 127.0.0.1");
-    assertThatThrownBy(() -> TargetPolicy.checkHostForm("0xa9.254.169.254")).hasMessageContaining("e.g. 169.254.169.254");
+    assertThatThrownBy(() -> TargetPolicy.checkHostForm("0xa9.254.169.254"))
+        .hasMessageContaining("e.g. 169.254.169.254");
     refused(p, "http://1.2.3.4.5/", "has no host");
     assertThatThrownBy(() -> TargetPolicy.checkHostForm("1.2.3.4.5")).hasMessageContaining("such as 192.0.2.10");
     refused(p, "http://127.0.0.1:0/", "port 0");
