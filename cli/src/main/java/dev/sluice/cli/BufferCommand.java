@@ -80,6 +80,7 @@ final class BufferCommand implements Callable<Integer> {
       t.row("retries", s.getMaxRetries() + ", " + s.getBackoff() + " backoff " + Durations.format(s.getBackoffBase())
           + " to " + Durations.format(s.getBackoffMax()));
       t.row("in flight", s.getInFlight() == 1 ? "1 (strict order)" : s.getInFlight() + " (order per key)");
+      t.row("excerpts", s.getExcerptsVisibleToWorkers() ? "admins and workers" : "admins only");
       t.row("items", st.getPending() + " pending, " + st.getRunning() + " running, " + st.getCompleted()
           + " completed, " + st.getFailed() + " failed" + (st.getPaused() ? " (paused)" : ""));
       t.row("delivery", Output.number(st.getDeliveredPerSecond()) + "/s, oldest pending "
@@ -125,10 +126,15 @@ final class BufferCommand implements Callable<Integer> {
     @Option(names = "--retention", paramLabel = "DURATION", converter = Durations.Converter.class,
         description = "How long finished items keep their status; default 7d.")
     private Duration retention;
+    @Option(names = "--excerpts-visible-to-workers",
+        description = "Let worker keys covering the buffer read the endpoint's response excerpts; default: admins"
+            + " only (a response may echo the buffer's secrets).")
+    private boolean excerptsVisibleToWorkers;
 
     @Override
     public Integer call() {
-      BufferSpec.Builder b = BufferSpec.newBuilder().setName(name).setUrl(url).setMethod(method).putAllHeaders(headers);
+      BufferSpec.Builder b = BufferSpec.newBuilder().setName(name).setUrl(url).setMethod(method).putAllHeaders(headers)
+          .setExcerptsVisibleToWorkers(excerptsVisibleToWorkers);
       if ((resource == null) == (rate == null)) {
         throw new ParameterException(spec.commandLine(), "give --resource NAME (a limit shared with workers) or"
             + " --rate requests=N/PERIOD (the buffer's own), exactly one");

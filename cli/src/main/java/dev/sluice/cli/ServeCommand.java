@@ -7,6 +7,7 @@ import java.lang.reflect.Method;
 import java.lang.reflect.Proxy;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.List;
 import java.util.concurrent.Callable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -124,6 +125,17 @@ final class ServeCommand implements Callable<Integer> {
           + " default ${DEFAULT-VALUE}; 2s to 10m).")
   private Duration bufferLease;
 
+  @Option(names = "--buffer-allow", paramLabel = "CIDR", split = ",", defaultValue = "${env:SLUICE_BUFFER_ALLOW}",
+      description = "The only networks buffers may deliver to, e.g. 10.0.0.0/8,fd00::/8 (repeat or separate with"
+          + " commas; env SLUICE_BUFFER_ALLOW). Checked when a buffer is created and before every attempt. Default:"
+          + " any address but link-local ones and this coordinator's own ports.")
+  List<String> bufferAllow;
+
+  @Option(names = "--buffer-deny", paramLabel = "CIDR", split = ",", defaultValue = "${env:SLUICE_BUFFER_DENY}",
+      description = "Networks buffers may not deliver to, on top of link-local (169.254.0.0/16, fe80::/10) and this"
+          + " coordinator's own ports, e.g. 127.0.0.0/8,10.0.0.0/8 (env SLUICE_BUFFER_DENY). Default: none.")
+  List<String> bufferDeny;
+
   @Option(names = "--tls-cert", paramLabel = "FILE", defaultValue = "${env:SLUICE_TLS_CERT}",
       description = "Serve TLS with this PEM certificate chain; needs --tls-key (env SLUICE_TLS_CERT)."
           + " Default: plaintext.")
@@ -157,6 +169,12 @@ final class ServeCommand implements Callable<Integer> {
           .store(store);
       if (nodeId != null && !nodeId.isBlank()) {
         builder.nodeId(nodeId);
+      }
+      if (bufferAllow != null && !bufferAllow.isEmpty()) {
+        builder.bufferAllow(bufferAllow);
+      }
+      if (bufferDeny != null && !bufferDeny.isEmpty()) {
+        builder.bufferDeny(bufferDeny);
       }
       if (host != null) {
         builder.host(host);

@@ -65,8 +65,12 @@ class BufferCommandsTest {
     CliRun created = sluice("buffer", "create", "orders", "--url", url, "--resource", "partner",
         "-H", "Authorization=Bearer secret-12345678", "--max-retries", "3", "--backoff-base", "200ms");
     assertThat(created.exit()).as(created.err()).isZero();
-    assertThat(created.out()).contains("orders", "POST " + url, "partner", "Authorization: ***5678",
-        "3, exponential backoff 200ms", "1 (strict order)").doesNotContain("secret-1234");
+    assertThat(created.out()).contains("orders", "POST " + url, "partner", "Authorization: ***",
+        "3, exponential backoff 200ms", "1 (strict order)", "admins only").doesNotContain("secret-1234");
+    CliRun shared = sluice("buffer", "create", "shared", "--url", url, "--resource", "partner",
+        "--excerpts-visible-to-workers");
+    assertThat(shared.out()).as(shared.err()).contains("excerpts", "admins and workers");
+    assertThat(sluice("buffer", "delete", "shared").exit()).isZero();
 
     CliRun pushed = sluice("buffer", "push", "orders", "--body", "{\"sku\": 1}", "--idempotency-key", "order-1");
     assertThat(pushed.exit()).as(pushed.err()).isZero();

@@ -58,6 +58,8 @@ class UsageTest {
       "serve --tls-cert c.pem                      | --tls-cert and --tls-key go together",
       "serve --buffer-fsync sometimes              | expected one of [always, crash]",
       "serve --buffer-lease 1s                     | buffer lease 1000 ms is out of range: use 2s to 10m",
+      "serve --buffer-allow 10.0.0.0/33            | --buffer-allow '10.0.0.0/33': the prefix length must be 0 to 32",
+      "serve --buffer-deny example.com             | --buffer-deny 'example.com' is not a network",
       "key create --role root                      | worker",
   })
   void usageErrorsExitTwoWithOneLine(String args, String message) {

@@ -76,6 +76,7 @@ final class BufferProtos {
     if (p.hasRetention()) {
       o.put("retention", seconds(p.getRetention()));
     }
+    o.put("excerptsVisibleToWorkers", p.getExcerptsVisibleToWorkers());
     return o;
   }
 
@@ -86,7 +87,7 @@ final class BufferProtos {
   static BufferInfo info(Buffers buffers, dev.sluice.server.buffer.BufferSpec s) {
     BufferSpec.Builder b = BufferSpec.newBuilder()
         .setName(s.name())
-        .setUrl(s.toPublicJson().get("url").asText())
+        .setUrl(s.shownUrl())
         .setMethod(s.method())
         .putAllHeaders(jsonMap(s.toPublicJson().get("headers")))
         .setMaxRetries(s.maxRetries())
@@ -95,7 +96,8 @@ final class BufferProtos {
         .setBackoffMax(Protos.duration(s.backoffMax()))
         .setInFlight(s.inFlight())
         .setTimeout(Protos.duration(s.timeout()))
-        .setRetention(Protos.duration(s.retention()));
+        .setRetention(Protos.duration(s.retention()))
+        .setExcerptsVisibleToWorkers(s.excerptsVisibleToWorkers());
     if (s.resource() != null) {
       b.setResource(s.resource());
     } else {

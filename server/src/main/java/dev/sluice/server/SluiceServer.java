@@ -41,6 +41,7 @@ import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.List;
 import java.util.Objects;
 import java.util.Set;
 import java.util.concurrent.CountDownLatch;
@@ -120,6 +121,8 @@ public final class SluiceServer implements AutoCloseable {
     private String httpHost;
     private Boolean bufferFsync;
     private Duration bufferLease;
+    private List<String> bufferAllow;
+    private List<String> bufferDeny;
 
     private Builder() {}
 
@@ -190,6 +193,34 @@ public final class SluiceServer implements AutoCloseable {
       this.bufferLease = lease;
       return this;
     }
+
+    /**
+     * The only networks buffers may deliver to (CIDRs such as {@code 10.0.0.0/8}, or single
+     * addresses), checked when a buffer is created and before every attempt. Default: any
+     * address but link-local ones and this coordinator's own ports (SECURITY.md, "Buffers").
+     */
+    public Builder bufferAllow(List<String> networks) {
+      once(this.bufferAllow, "buffer allow");
+      this.bufferAllow = List.copyOf(networks);
+      dev.sluice.server.buffer.TargetPolicy.of(bufferAllow, List.of()); // checks, names the flag
+      return this;
+    }
+
+    /** Networks buffers may not deliver to, on top of the defaults; default none. */
+    public Builder bufferDeny(List<String> networks) {
+      once(this.bufferDeny, "buffer deny");
+      this.bufferDeny = List.copyOf(networks);
+      dev.sluice.server.buffer.TargetPolicy.of(List.of(), bufferDeny); // checks, names the flag
+      return this;
+    }
+
+    /** Test hook: how buffers resolve host names (DNS rebinding tests). */
+    Builder bufferResolver(dev.sluice.server.buffer.TargetPolicy.Resolver resolver) {
+      this.resolver = Objects.requireNonNull(resolver);
+      return this;
+    }
+
+    private dev.sluice.server.buffer.TargetPolicy.Resolver resolver;
 
     /** Address the HTTP port binds; default the gRPC port's (see {@link #host}). */
     public Builder httpHost(String host) {
@@ -399,12 +430,22 @@ public final class SluiceServer implements AutoCloseable {
       throw e;
     }
     {
+      dev.sluice.server.buffer.TargetPolicy targets = dev.sluice.server.buffer.TargetPolicy.of(
+          config.bufferAllow == null ? List.of() : config.bufferAllow,
+          config.bufferDeny == null ? List.of() : config.bufferDeny);
+      if (config.resolver != null) {
+        targets = targets.withResolver(config.resolver);
+      }
+      targets.ownPort(port);
+      if (config.httpPort != null) {
+        targets.ownPort(config.httpPort);
+      }
       try {
         buffers = shared
             ? dev.sluice.server.buffer.Buffers.shared((RedisEngine) engine, registry, System::currentTimeMillis,
-                config.bufferLease == null ? Duration.ofSeconds(10) : config.bufferLease)
+                config.bufferLease == null ? Duration.ofSeconds(10) : config.bufferLease, targets)
             : new dev.sluice.server.buffer.Buffers(engine, dataDir, registry, System::currentTimeMillis,
-                config.bufferFsync == null || config.bufferFsync);
+                config.bufferFsync == null || config.bufferFsync, targets);
       } catch (IOException | RuntimeException e) {
         engine.close();
         engine.closeStore();
@@ -454,6 +495,7 @@ public final class SluiceServer implements AutoCloseable {
               + " server using it? choose another --port",
           e);
     }
+    buffers.targets().ownPort(server.getPort());
     health.setStatus("", ServingStatus.SERVING);
     health.setStatus(CoordinatorGrpc.SERVICE_NAME, ServingStatus.SERVING);
     health.setStatus(AdminGrpc.SERVICE_NAME, ServingStatus.SERVING);
@@ -471,6 +513,10 @@ public final class SluiceServer implements AutoCloseable {
         throw e;
       }
     }
+    if (http != null) {
+      buffers.targets().ownPort(http.port());
+    }
+    log.info("buffer targets: {}", buffers.targets().describe());
     if (shared) {
       // Health follows the store: load balancers and probes stop sending to a node whose
       // Redis is away (it would answer UNAVAILABLE anyway) and come back when it returns.
@@ -726,6 +772,11 @@ public final class SluiceServer implements AutoCloseable {
   /** The engine, for in-JVM tests that look at state directly. */
   Engine engine() {
     return engine;
+  }
+
+  /** The buffers, for in-JVM tests that store what an earlier version would have. */
+  dev.sluice.server.buffer.Buffers buffers() {
+    return buffers;
   }
 
   private static ThreadFactory daemon(String name) {

@@ -5,16 +5,32 @@ import static org.awaitility.Awaitility.await;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.sluice.proto.v1.AdminGrpc;
+import dev.sluice.proto.v1.CreateKeyRequest;
+import dev.sluice.proto.v1.Role;
+import dev.sluice.server.buffer.Buffers;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
+import io.grpc.ManagedChannel;
+import io.grpc.ManagedChannelBuilder;
+import io.grpc.Metadata;
+import io.grpc.stub.MetadataUtils;
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.net.InetAddress;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.UnaryOperator;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -35,8 +51,16 @@ class BufferTest {
 
   @BeforeEach
   void start() throws Exception {
-    server = configure(SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
-        .shutdownGrace(Duration.ZERO)).build().start();
+    restart(UnaryOperator.identity());
+  }
+
+  /** (Re)starts the coordinator on the same data dir (and store), with {@code extra} settings. */
+  private void restart(UnaryOperator<SluiceServer.Builder> extra) throws Exception {
+    if (server != null) {
+      server.close();
+    }
+    server = configure(extra.apply(SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
+        .shutdownGrace(Duration.ZERO))).build().start();
     base = "http://127.0.0.1:" + server.httpPort();
   }
 
@@ -50,25 +74,39 @@ class BufferTest {
     server.close();
   }
 
-  private HttpResponse<String> call(String method, String path, String body) throws Exception {
-    return http.send(HttpRequest.newBuilder(URI.create(base + path)).timeout(Duration.ofSeconds(30))
-        .method(method, body == null ? HttpRequest.BodyPublishers.noBody() : HttpRequest.BodyPublishers.ofString(body))
-        .build(), HttpResponse.BodyHandlers.ofString());
+  private HttpResponse<String> call(String method, String path, String body, String key) throws Exception {
+    HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(base + path)).timeout(Duration.ofSeconds(30))
+        .method(method, body == null ? HttpRequest.BodyPublishers.noBody() : HttpRequest.BodyPublishers.ofString(body));
+    if (key != null) {
+      b.header("Authorization", "Bearer " + key);
+    }
+    return http.send(b.build(), HttpResponse.BodyHandlers.ofString());
   }
 
   private JsonNode ok(String method, String path, String body) throws Exception {
-    HttpResponse<String> r = call(method, path, body);
+    return ok(method, path, body, null);
+  }
+
+  private JsonNode ok(String method, String path, String body, String key) throws Exception {
+    HttpResponse<String> r = call(method, path, body, key);
     assertThat(r.statusCode()).as(method + " " + path + ": " + r.body()).isBetween(200, 202);
     return JSON.readTree(r.body());
   }
 
   private void refused(String method, String path, String body, int status, String... words) throws Exception {
-    HttpResponse<String> r = call(method, path, body);
+    refusedWith(null, method, path, body, status, words);
+  }
+
+  /** The refusal's message, checked to hold every word. */
+  private String refusedWith(String key, String method, String path, String body, int status, String... words)
+      throws Exception {
+    HttpResponse<String> r = call(method, path, body, key);
     assertThat(r.statusCode()).as(r.body()).isEqualTo(status);
     String message = JSON.readTree(r.body()).get("error").get("message").asText();
     for (String w : words) {
       assertThat(message).contains(w);
     }
+    return message;
   }
 
   private JsonNode item(String buffer, long id) throws Exception {
@@ -124,7 +162,7 @@ class BufferTest {
           ok("GET", "/v1/buffers/orders", null).get("stats").get("completed").asInt() == 2000);
       JsonNode view = ok("GET", "/v1/buffers/orders", null);
       assertThat(view.get("stats").get("pending").asInt()).isZero();
-      assertThat(view.get("headers").get("Authorization").asText()).as("secrets masked").isEqualTo("***3456");
+      assertThat(view.get("headers").get("Authorization").asText()).as("secrets masked").isEqualTo("***");
       assertThat(view.toString()).doesNotContain("upstream-secret");
       JsonNode last = item("orders", ids.get(1999));
       assertThat(last.get("state").asText()).isEqualTo("completed");
@@ -224,7 +262,7 @@ class BufferTest {
     refused("POST", "/v1/buffers", "{\"name\": \"a\", " + url + ", \"resource\": \"shared\", \"maxRetries\": -1}",
         400, "maxRetries");
     refused("POST", "/v1/buffers", "{\"name\": \"a\", " + url + ", \"resource\": \"shared\", \"headers\":"
-        + " {\"Host\": \"x\"}}", 400, "set by the delivery");
+        + " {\"Host\": \"x\"}}", 400, "header Host may not be set");
     refused("POST", "/v1/buffers", "{\"name\": \"a\", " + url + ", \"resource\": \"shared\", \"colour\": 1}", 400,
         "unknown field 'colour'");
     ok("POST", "/v1/buffers", "{\"name\": \"a\", " + url + ", \"resource\": \"shared\"}");
@@ -242,5 +280,232 @@ class BufferTest {
     ok("DELETE", "/v1/buffers/a", null);
     refused("POST", "/v1/buffers/a/items", "{\"body\": \"x\"}", 404, "no buffer 'a'");
     assertThat(ok("GET", "/v1/buffers", null).get("buffers")).isEmpty();
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // What a push or a buffer may say, and what an item can do to a buffer (issue 14)
+
+  /** An item as a version without the push checks stored it, straight into the buffer. */
+  private long storedUnchecked(String buffer, String body, Map<String, String> headers) throws Exception {
+    return server.buffers().push(buffer, List.of(new Buffers.NewItem(body.getBytes(StandardCharsets.UTF_8), null,
+        headers, null, null))).get(10, TimeUnit.SECONDS).get(0);
+  }
+
+  private static String create(String name, String url, String more) {
+    return "{\"name\": \"" + name + "\", \"url\": \"" + url + "\", \"rate\": {\"amount\": 1000}" + more + "}";
+  }
+
+  @Test
+  void headersAnEndpointCannotReceiveAndNonPositiveTimeoutsAreRefusedAtPushAndCreate() throws Exception {
+    ok("POST", "/v1/buffers", create("h", "http://127.0.0.1:9/x", ""));
+    ok("POST", "/v1/buffers/h/pause", null);
+    refused("POST", "/v1/buffers/h/items", "{\"body\": \"x\", \"headers\": {\"X-P\": \"\\u20ac\"}}", 400,
+        "item headers.X-P", "U+20AC", "printable ASCII");
+    refused("POST", "/v1/buffers/h/items", "{\"body\": \"x\", \"headers\": {\"X-P\": \"a\\u0001b\"}}", 400,
+        "X-P", "U+0001");
+    refused("POST", "/v1/buffers/h/items", "{\"items\": [{\"body\": \"x\"}, {\"body\": \"y\", \"headers\": {\"X-Q\":"
+        + " \"caf\\u00e9\"}}]}", 400, "X-Q", "U+00E9");
+    refused("POST", "/v1/buffers/h/items", "{\"body\": \"x\", \"headers\": {\"X-P\": 5}}", 400, "X-P", "string");
+    assertThat(ok("GET", "/v1/buffers/h", null).get("stats").get("pending").asInt()).as("nothing stored").isZero();
+    refused("POST", "/v1/buffers", create("c", "http://127.0.0.1:9/x", ", \"headers\": {\"X-P\": \"\\u20ac\"}"), 400,
+        "headers.X-P", "U+20AC");
+    for (String timeout : List.of("\"PT-5S\"", "\"0s\"", "0", "\"11m\"")) {
+      refused("POST", "/v1/buffers", create("c", "http://127.0.0.1:9/x", ", \"timeout\": " + timeout), 400, "timeout",
+          "1ms to 10m");
+    }
+    refused("POST", "/v1/buffers", create("c", "http://127.0.0.1:9/x", ", \"timeout\": -1"), 400, "timeout");
+    refused("POST", "/v1/buffers", create("c", "http://127.0.0.1:9/x", ", \"timeout\": \"99999999999999999999s\""), 400,
+        "timeout", "out of range");
+    refused("POST", "/v1/buffers", create("c", "http://127.0.0.1:9/x", ", \"backoffBase\": \"PT-5S\""), 400,
+        "backoffBase", "1ms to 1h");
+    refused("POST", "/v1/buffers", create("c", "http://127.0.0.1:99999/x", ""), 400, "port 99999", "1 to 65535");
+  }
+
+  @Test
+  void anItemThatCannotBeSentFailsWithAHistoryLineAndTheNextIsDelivered() throws Exception {
+    try (RawTarget target = new RawTarget()) {
+      ok("POST", "/v1/buffers", create("s", target.url("/hook"), ""));
+      ok("POST", "/v1/buffers/s/pause", null);
+      long bad = storedUnchecked("s", "stuck?", Map.of("X-P", "\u20ac"));
+      long good = ok("POST", "/v1/buffers/s/items", "{\"body\": \"fine\"}").get("id").asLong();
+      ok("POST", "/v1/buffers/s/resume", null);
+      await().atMost(Duration.ofSeconds(15)).until(() -> item("s", good).get("state").asText().equals("completed"));
+      JsonNode it = item("s", bad);
+      assertThat(it.get("state").asText()).isEqualTo("failed");
+      assertThat(it.get("attempts").asInt()).isEqualTo(1);
+      assertThat(it.get("history").toString()).contains("attempt 1: the request could not be built", "X-P",
+          "not retried");
+      assertThat(target.requests()).extracting(RawTarget.Request::body).containsExactly("fine");
+      assertThat(ok("GET", "/v1/buffers/s", null).get("stats").get("running").asInt()).isZero();
+    }
+  }
+
+  @Test
+  void itemsMayNotSetFramingOrHopByHopHeadersSoNothingIsSmuggled() throws Exception {
+    try (RawTarget target = new RawTarget()) {
+      ok("POST", "/v1/buffers", create("m", target.url("/hook"), ""));
+      for (String h : List.of("Transfer-Encoding", "Content-Length", "Connection", "Host", "Upgrade", "TE", "Trailer",
+          "Keep-Alive", "Proxy-Authorization", "proxy-connection", "transfer-encoding", "Expect", "Idempotency-Key")) {
+        refused("POST", "/v1/buffers/m/items", "{\"body\": \"x\", \"headers\": {\"" + h + "\": \"chunked\"}}", 400,
+            "header " + h + " may not be set");
+      }
+      refused("POST", "/v1/buffers", create("m2", target.url("/hook"), ", \"headers\": {\"Transfer-Encoding\":"
+          + " \"chunked\"}"), 400, "header Transfer-Encoding may not be set");
+      // Stored before the check existed: the delivery refuses to send it, so the target frames no
+      // second request out of its body.
+      String smuggled = "0\r\n\r\nDELETE /api/admin/everything HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+      long sneaky = storedUnchecked("m", smuggled, Map.of("Transfer-Encoding", "chunked"));
+      long plain = ok("POST", "/v1/buffers/m/items", "{\"body\": \"after\"}").get("id").asLong();
+      await().atMost(Duration.ofSeconds(15)).until(() -> item("m", plain).get("state").asText().equals("completed"));
+      assertThat(item("m", sneaky).get("state").asText()).isEqualTo("failed");
+      assertThat(item("m", sneaky).get("history").toString()).contains("Transfer-Encoding may not be set");
+      assertThat(target.requests()).extracting(RawTarget.Request::line).containsExactly("POST /hook HTTP/1.1");
+      assertThat(target.requests().get(0).body()).isEqualTo("after");
+    }
+  }
+
+  @Test
+  void theBuffersHeadersWinAndAnItemMayNotSetThem() throws Exception {
+    try (RawTarget target = new RawTarget()) {
+      ok("POST", "/v1/buffers", create("a", target.url("/hook"), ", \"headers\": {\"Authorization\": \"Bearer"
+          + " admin-secret\"}"));
+      refused("POST", "/v1/buffers/a/items", "{\"body\": \"x\", \"headers\": {\"authorization\": \"Bearer mine\"}}",
+          400, "header authorization is set by buffer 'a'", "leave it out");
+      ok("POST", "/v1/buffers/a/items", "{\"body\": \"x\", \"headers\": {\"X-Extra\": \"1\"}}");
+      await().atMost(Duration.ofSeconds(15)).until(() -> target.requests().size() == 1);
+      Map<String, String> sent = target.requests().get(0).headers();
+      assertThat(sent).containsEntry("authorization", "Bearer admin-secret").containsEntry("x-extra", "1");
+    }
+  }
+
+  /** An admin key and a worker key covering {@code team1:*}, created over gRPC. */
+  private String[] keys() {
+    ManagedChannel ch = ManagedChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
+    try {
+      String admin = AdminGrpc.newBlockingStub(ch).createKey(CreateKeyRequest.newBuilder().setRole(Role.ROLE_ADMIN)
+          .build()).getKey();
+      Metadata h = new Metadata();
+      h.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + admin);
+      String worker = AdminGrpc.newBlockingStub(ch).withInterceptors(MetadataUtils.newAttachHeadersInterceptor(h))
+          .createKey(CreateKeyRequest.newBuilder().setRole(Role.ROLE_WORKER).setResources("team1:*").build()).getKey();
+      return new String[] {admin, worker};
+    } finally {
+      ch.shutdownNow();
+    }
+  }
+
+  @Test
+  void excerptsAreForAdminsUnlessTheBufferSharesThemAndSecretsShowNothing() throws Exception {
+    server.engine().setLimit(new LimitSpec("team1:api", List.of(new RateSpec("requests", 1000, Duration.ofSeconds(1),
+        10)), 0, 100, Duration.ofSeconds(30)));
+    String[] k = keys();
+    String admin = k[0];
+    String worker = k[1];
+    try (RawTarget target = new RawTarget()) {
+      String spec = "\"url\": \"" + target.url("/echo?token=s3cret-token&v=2") + "\", \"resource\": \"team1:api\","
+          + " \"headers\": {\"Authorization\": \"Bearer admin-secret-123456\"}";
+      ok("POST", "/v1/buffers", "{\"name\": \"e\", " + spec + "}", admin);
+      ok("POST", "/v1/buffers", "{\"name\": \"open\", " + spec + ", \"excerptsVisibleToWorkers\": true}", admin);
+      long id = ok("POST", "/v1/buffers/e/items", "{\"body\": \"x\"}", worker).get("id").asLong();
+      long shared = ok("POST", "/v1/buffers/open/items", "{\"body\": \"x\"}", worker).get("id").asLong();
+      await().atMost(Duration.ofSeconds(15)).until(() ->
+          ok("GET", "/v1/buffers/open/items/" + shared, null, admin).get("state").asText().equals("completed")
+              && ok("GET", "/v1/buffers/e/items/" + id, null, admin).get("state").asText().equals("completed"));
+      assertThat(ok("GET", "/v1/buffers/e/items/" + id, null, admin).get("responseExcerpt").asText())
+          .as("the echoing target returned the admin's secret: admins see it").contains("admin-secret-123456");
+      JsonNode seen = ok("GET", "/v1/buffers/e/items/" + id, null, worker);
+      assertThat(seen.has("responseExcerpt")).isFalse();
+      assertThat(seen.toString()).doesNotContain("admin-secret");
+      assertThat(seen.get("lastStatus").asInt()).isEqualTo(200);
+      assertThat(ok("GET", "/v1/buffers/open/items/" + shared, null, worker).get("responseExcerpt").asText())
+          .as("the buffer opted in").contains("authorization");
+
+      JsonNode view = ok("GET", "/v1/buffers/e", null, worker);
+      assertThat(view.get("headers").get("Authorization").asText()).isEqualTo("***");
+      assertThat(view.get("url").asText()).isEqualTo(target.url("/echo?token=***&v=***"));
+      assertThat(view.get("excerptsVisibleToWorkers").asBoolean()).isFalse();
+      assertThat(view.toString()).doesNotContain("s3cret", "3456");
+      assertThat(ok("GET", "/v1/buffers", null, admin).toString()).doesNotContain("s3cret", "3456");
+
+      String told = refusedWith(worker, "POST", "/v1/buffers", "{}", 403, "creating a buffer is an admin call",
+          "may push items");
+      assertThat(told).doesNotContain("pause and resume");
+      refusedWith(worker, "GET", "/v1/buffers", null, 403, "listing buffers is an admin call");
+      refusedWith(worker, "POST", "/v1/buffers/e/pause", null, 403, "pause of a buffer is an admin call");
+      refusedWith(worker, "DELETE", "/v1/buffers/e", null, 403, "deleting a buffer is an admin call");
+    }
+  }
+
+  @Test
+  void theKeylessReadsListNoBuffers() throws Exception {
+    ok("POST", "/v1/buffers", create("k", "http://user:pw@127.0.0.1:9/hook?token=s3cret", ""));
+    ok("POST", "/v1/buffers/k/pause", null);
+    JsonNode resources = ok("GET", "/v1/resources", null);
+    assertThat(resources.has("buffers")).isFalse();
+    assertThat(resources.toString()).doesNotContain("s3cret", "127.0.0.1:9", "hook");
+    HttpResponse<java.io.InputStream> events = http.send(HttpRequest.newBuilder(URI.create(base + "/v1/events"))
+        .build(), HttpResponse.BodyHandlers.ofInputStream());
+    try (BufferedReader in = new BufferedReader(new InputStreamReader(events.body(), StandardCharsets.UTF_8))) {
+      String line = in.readLine();
+      while (line != null && !line.startsWith("data: ")) {
+        line = in.readLine();
+      }
+      assertThat(line).isNotNull().doesNotContain("s3cret", "127.0.0.1:9", "buffers");
+    }
+    assertThat(ok("GET", "/v1/buffers/k", null).get("url").asText()).isEqualTo("http://***@127.0.0.1:9/hook?token=***");
+  }
+
+  @Test
+  void buffersMayNotTargetLinkLocalTheCoordinatorItselfOrAmbiguousAddresses() throws Exception {
+    refused("POST", "/v1/buffers", create("t", "http://169.254.169.254/latest/meta-data", ""), 400,
+        "'169.254.169.254' is link-local (169.254.0.0/16)", "--buffer-allow");
+    refused("POST", "/v1/buffers", create("t", "http://[fe80::1]:8080/", ""), 400, "link-local (fe80::/10)");
+    refused("POST", "/v1/buffers", create("t", "http://127.0.0.1:" + server.httpPort() + "/v1/resources/x/report",
+        ""), 400, "port " + server.httpPort() + " is this coordinator's own");
+    refused("POST", "/v1/buffers", create("t", "http://[::1]:" + server.port() + "/", ""), 400,
+        "port " + server.port() + " is this coordinator's own");
+    refused("POST", "/v1/buffers", create("t", "http://localhost:" + server.httpPort() + "/", ""), 400,
+        "'localhost' resolves to", "this coordinator's own");
+    refused("POST", "/v1/buffers", create("t", "http://0x7f000001:8080/", ""), 400, "non-standard form",
+        "e.g. 127.0.0.1");
+    refused("POST", "/v1/buffers", create("t", "http://2130706433/", ""), 400, "non-standard form", "127.0.0.1");
+    refused("POST", "/v1/buffers", create("t", "http://0177.0.0.1/", ""), 400, "non-standard form", "127.0.0.1");
+    refused("POST", "/v1/buffers", create("t", "http://127.0.0.1:0/", ""), 400, "port 0");
+    refused("POST", "/v1/buffers", create("t", "http://no-such-host.invalid/", ""), 400, "does not resolve");
+    ok("POST", "/v1/buffers", create("t", "http://127.0.0.1:9/", "")); // loopback elsewhere: the admin's call
+  }
+
+  @Test
+  void denyAndAllowListsApplyAtCreateAndBeforeEveryAttempt() throws Exception {
+    try (Upstream up = new Upstream(1000, 1000)) {
+      ok("POST", "/v1/buffers", create("d", up.url("/ok"), ", \"maxRetries\": 0"));
+      long first = ok("POST", "/v1/buffers/d/items", "{\"body\": \"1\"}").get("id").asLong();
+      await().atMost(Duration.ofSeconds(15)).until(() -> item("d", first).get("state").asText().equals("completed"));
+
+      restart(b -> b.bufferDeny(List.of("10.0.0.0/8,127.0.0.0/8")));
+      refused("POST", "/v1/buffers", create("d2", up.url("/ok"), ""), 400, "in --buffer-deny 127.0.0.0/8");
+      long second = ok("POST", "/v1/buffers/d/items", "{\"body\": \"2\"}").get("id").asLong();
+      await().atMost(Duration.ofSeconds(15)).until(() -> item("d", second).get("state").asText().equals("failed"));
+      assertThat(item("d", second).get("history").toString()).contains("not sent", "--buffer-deny 127.0.0.0/8");
+      assertThat(up.arrivals()).hasSize(1);
+
+      restart(b -> b.bufferAllow(List.of("10.0.0.0/8")));
+      refused("POST", "/v1/buffers", create("d3", up.url("/ok"), ""), 400, "outside --buffer-allow (10.0.0.0/8)");
+    }
+  }
+
+  @Test
+  void aHostThatLaterResolvesToADeniedAddressIsNotSentTo() throws Exception {
+    AtomicReference<String> answer = new AtomicReference<>("127.0.0.1");
+    restart(b -> b.bufferResolver(host -> host.equals("rebind.test")
+        ? new InetAddress[] {InetAddress.getByName(answer.get())} : InetAddress.getAllByName(host)));
+    ok("POST", "/v1/buffers", create("r", "http://rebind.test:8080/hook", ", \"maxRetries\": 0"));
+    ok("POST", "/v1/buffers/r/pause", null);
+    long id = ok("POST", "/v1/buffers/r/items", "{\"body\": \"x\"}").get("id").asLong();
+    answer.set("169.254.169.254");
+    ok("POST", "/v1/buffers/r/resume", null);
+    await().atMost(Duration.ofSeconds(15)).until(() -> item("r", id).get("state").asText().equals("failed"));
+    assertThat(item("r", id).get("history").toString()).contains("not sent", "resolves to 169.254.169.254",
+        "link-local");
   }
 }

@@ -35,6 +35,8 @@ import java.util.regex.Pattern;
  *     item key
  * @param timeout per attempt
  * @param retention how long completed and failed items keep their status
+ * @param excerptsVisibleToWorkers whether worker keys covering the buffer read the endpoint's
+ *     response excerpts (default false: admins only; a response may echo the buffer's secrets)
  */
 public record BufferSpec(
     String name,
@@ -49,7 +51,8 @@ public record BufferSpec(
     Duration backoffMax,
     int inFlight,
     Duration timeout,
-    Duration retention) {
+    Duration retention,
+    boolean excerptsVisibleToWorkers) {
 
   /** An inline pace: {@code amount} requests per {@code period}, bursts of {@code burst}. */
   public record Rate(long amount, Duration period, long burst) {}
@@ -58,9 +61,16 @@ public record BufferSpec(
   private static final Pattern NAME = Pattern.compile("[A-Za-z0-9._-]{1,100}");
   private static final Pattern HEADER = Pattern.compile("[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}");
   private static final Set<String> METHODS = Set.of("POST", "PUT", "PATCH", "DELETE", "GET");
-  /** Headers the HTTP client sets itself (java.net.http refuses them) or the delivery owns. */
+  /**
+   * Headers neither a buffer nor an item may set: the framing and hop-by-hop headers (RFC 9110
+   * section 7.6.1, RFC 9112 section 6: a {@code Transfer-Encoding} next to the real {@code
+   * Content-Length} lets a worker smuggle a second request to the endpoint), the ones the HTTP
+   * client refuses, and the ones the delivery owns. {@code Proxy-*} is refused as a prefix.
+   */
   private static final Set<String> RESERVED = Set.of("connection", "content-length", "expect", "host", "upgrade",
-      "idempotency-key");
+      "transfer-encoding", "te", "trailer", "keep-alive", "idempotency-key");
+  /** Longest header value: far above any real token, far below what an endpoint would refuse. */
+  static final int MAX_HEADER_VALUE = 8192;
 
   public BufferSpec {
     headers = Map.copyOf(headers);
@@ -77,7 +87,7 @@ public record BufferSpec(
       throw invalid("a buffer is a JSON object: {\"name\": \"orders\", \"url\": \"https://...\", \"resource\": \"shop\"}");
     }
     known(body, "name", "url", "method", "headers", "resource", "rate", "maxRetries", "backoff", "backoffBase",
-        "backoffMax", "inFlight", "timeout", "retention");
+        "backoffMax", "inFlight", "timeout", "retention", "excerptsVisibleToWorkers");
     String name = text(body, "name", null);
     if (name == null || !NAME.matcher(name).matches()) {
       throw invalid("buffer name " + (name == null ? "is missing" : "'" + name + "' is invalid")
@@ -91,12 +101,21 @@ public record BufferSpec(
     try {
       url = new URI(rawUrl);
     } catch (URISyntaxException e) {
-      throw invalid("url '" + rawUrl + "' is not a URL (" + e.getReason() + "): e.g. https://api.example.com/orders");
+      throw invalid("url '" + maskUrl(rawUrl) + "' is not a URL (" + e.getReason() + "): e.g."
+          + " https://api.example.com/orders");
     }
     if (url.getScheme() == null || !Set.of("http", "https").contains(url.getScheme().toLowerCase(Locale.ROOT))
         || url.getHost() == null) {
-      throw invalid("url '" + rawUrl + "' must be an absolute http or https URL with a host");
+      throw invalid("url '" + maskUrl(rawUrl) + "' must be an absolute http or https URL with a host");
     }
+    if (url.getPort() > 65535) {
+      throw invalid("url '" + maskUrl(rawUrl) + "' has port " + url.getPort() + ": ports run from 1 to 65535");
+    }
+    if (url.getPort() == 0) {
+      throw invalid("url '" + maskUrl(rawUrl) + "' has port 0, which no endpoint listens on: give the endpoint's port"
+          + " or none (80 for http, 443 for https)");
+    }
+    TargetPolicy.checkHostForm(url.getHost());
     String method = text(body, "method", "POST").toUpperCase(Locale.ROOT);
     if (!METHODS.contains(method)) {
       throw invalid("method '" + method + "' is not supported: use POST, PUT, PATCH, DELETE or GET");
@@ -135,7 +154,7 @@ public record BufferSpec(
     }
     Duration base = duration(body, "backoffBase", Duration.ofSeconds(1));
     Duration max = duration(body, "backoffMax", Duration.ofMinutes(5));
-    if (base.isZero() || base.compareTo(Duration.ofHours(1)) > 0) {
+    if (base.compareTo(Duration.ofMillis(1)) < 0 || base.compareTo(Duration.ofHours(1)) > 0) {
       throw invalid("backoffBase " + base + " is out of range: use 1ms to 1h");
     }
     if (max.compareTo(base) < 0 || max.compareTo(Duration.ofDays(1)) > 0) {
@@ -143,15 +162,20 @@ public record BufferSpec(
     }
     int inFlight = (int) whole(body, "inFlight", 1, 1, 1000);
     Duration timeout = duration(body, "timeout", Duration.ofSeconds(30));
-    if (timeout.isZero() || timeout.compareTo(Duration.ofMinutes(10)) > 0) {
+    if (timeout.compareTo(Duration.ofMillis(1)) < 0 || timeout.compareTo(Duration.ofMinutes(10)) > 0) {
       throw invalid("timeout " + timeout + " is out of range: use 1ms to 10m");
     }
     Duration retention = duration(body, "retention", Duration.ofDays(7));
     if (retention.compareTo(Duration.ofSeconds(1)) < 0 || retention.compareTo(Duration.ofDays(365)) > 0) {
       throw invalid("retention " + retention + " is out of range: use 1s to 365d");
     }
+    JsonNode excerpts = body.get("excerptsVisibleToWorkers");
+    if (excerpts != null && !excerpts.isNull() && !excerpts.isBoolean()) {
+      throw invalid("excerptsVisibleToWorkers must be true or false (default false: only admins read the"
+          + " endpoint's responses), not " + excerpts);
+    }
     return new BufferSpec(name, url, method, headers, resource, rate, maxRetries, backoff, base, max, inFlight,
-        timeout, retention);
+        timeout, retention, excerpts != null && excerpts.asBoolean(false));
   }
 
   /** Per-item or buffer headers: names checked, reserved ones refused. */
@@ -166,14 +190,17 @@ public record BufferSpec(
     for (Iterator<Map.Entry<String, JsonNode>> it = node.fields(); it.hasNext(); ) {
       Map.Entry<String, JsonNode> e = it.next();
       if (!HEADER.matcher(e.getKey()).matches()) {
-        throw invalid(field + ": '" + e.getKey() + "' is not a valid header name");
+        throw invalid(field + ": '" + printable(e.getKey()) + "' is not a valid header name: use 1-100 letters, digits"
+            + " and - (e.g. X-Request-Source)");
       }
-      if (RESERVED.contains(e.getKey().toLowerCase(Locale.ROOT))) {
-        throw invalid(field + ": header " + e.getKey() + " is set by the delivery itself: leave it out");
+      checkAllowed(field, e.getKey());
+      if (!e.getValue().isTextual()) {
+        throw invalid(field + "." + e.getKey() + " must be a string, not " + e.getValue().getNodeType()
+            .toString().toLowerCase(Locale.ROOT));
       }
-      if (!e.getValue().isTextual() || e.getValue().asText().indexOf('\n') >= 0
-          || e.getValue().asText().indexOf('\r') >= 0) {
-        throw invalid(field + "." + e.getKey() + " must be a one-line string");
+      checkValue(field, e.getKey(), e.getValue().asText());
+      if (out.keySet().stream().anyMatch(k -> k.equalsIgnoreCase(e.getKey()))) {
+        throw invalid(field + ": header " + e.getKey() + " is given twice (header names ignore case): keep one");
       }
       out.put(e.getKey(), e.getValue().asText());
     }
@@ -183,26 +210,75 @@ public record BufferSpec(
     return out;
   }
 
+  /** Refuses a header that only the delivery may set: framing, hop-by-hop, proxy and its own. */
+  static void checkAllowed(String field, String header) {
+    String lower = header.toLowerCase(Locale.ROOT);
+    if (RESERVED.contains(lower) || lower.startsWith("proxy-")) {
+      throw invalid(field + ": header " + header + " may not be set: framing and hop-by-hop headers (Transfer-Encoding,"
+          + " Content-Length, Connection, Host, Upgrade, TE, Trailer, Keep-Alive, Expect, Proxy-*) and"
+          + " Idempotency-Key are the delivery's own: leave it out");
+    }
+  }
+
+  /**
+   * A header value as the endpoint will receive it: printable ASCII, spaces and tabs (RFC 9110
+   * field-value without obs-text). The HTTP client refuses anything else when the request is
+   * built, so it is refused here, where the pusher learns of it.
+   */
+  static void checkValue(String field, String header, String value) {
+    if (value.length() > MAX_HEADER_VALUE) {
+      throw invalid(field + "." + header + " is " + value.length() + " characters: at most " + MAX_HEADER_VALUE);
+    }
+    for (int i = 0; i < value.length(); i++) {
+      char c = value.charAt(i);
+      if ((c < 0x20 && c != '\t') || c >= 0x7f) {
+        throw invalid(field + "." + header + " holds " + String.format("U+%04X", (int) c) + " at position " + i
+            + ": header values are printable ASCII text (letters, digits, punctuation, spaces); encode anything"
+            + " else, e.g. as percent-encoding or base64");
+      }
+    }
+  }
+
+  /** A name as it may be quoted in an error: control characters escaped, cut at 100. */
+  private static String printable(String s) {
+    StringBuilder b = new StringBuilder();
+    for (int i = 0; i < s.length() && i < 100; i++) {
+      char c = s.charAt(i);
+      b.append(c < 0x20 || c >= 0x7f ? String.format("\\u%04x", (int) c) : String.valueOf(c));
+    }
+    return b.toString();
+  }
+
   /** The spec as stored (secrets included): only ever written to the data dir. */
   ObjectNode toStoredJson() {
     ObjectNode o = shape(false);
     ObjectNode h = o.putObject("headers");
     headers.forEach(h::put);
+    o.put("excerptsVisibleToWorkers", excerptsVisibleToWorkers);
     return o;
   }
 
-  /** The spec as shown to admins: header values masked. */
+  /**
+   * The spec as shown, to admins and workers alike: header values, the URL's user info and its
+   * query values masked.
+   */
   public ObjectNode toPublicJson() {
     ObjectNode o = shape(true);
     ObjectNode h = o.putObject("headers");
-    headers.forEach((k, v) -> h.put(k, mask(v)));
+    headers.forEach((k, v) -> h.put(k, MASK));
+    o.put("excerptsVisibleToWorkers", excerptsVisibleToWorkers);
     return o;
+  }
+
+  /** The URL as shown and logged: user info, query values and fragment masked. */
+  public String shownUrl() {
+    return maskUrl(url.toString());
   }
 
   private ObjectNode shape(boolean shown) {
     ObjectNode o = JSON.createObjectNode();
     o.put("name", name);
-    o.put("url", shown ? withoutUserInfo(url) : url.toString());
+    o.put("url", shown ? shownUrl() : url.toString());
     o.put("method", method);
     if (resource != null) {
       o.put("resource", resource);
@@ -222,19 +298,47 @@ public record BufferSpec(
     return o;
   }
 
-  private static String withoutUserInfo(URI u) {
-    if (u.getUserInfo() == null) {
-      return u.toString();
-    }
-    return u.toString().replace(u.getRawUserInfo() + "@", "***@");
-  }
+  /** What a secret shows: nothing of it. */
+  static final String MASK = "***";
 
-  /** A secret as shown: its length and last 4 characters at most. */
-  static String mask(String v) {
-    if (v.length() <= 8) {
-      return "***";
+  /**
+   * A URL, or what was given as one, with its secrets masked: {@code user:pass@} becomes
+   * {@code ***@}, every query value (or a bare query word) {@code ***}, a fragment {@code ***}.
+   * Works on the raw text, so it masks an unparseable URL as well as a good one.
+   */
+  static String maskUrl(String raw) {
+    String rest = raw;
+    String fragment = "";
+    int hash = rest.indexOf('#');
+    if (hash >= 0) {
+      fragment = "#" + MASK;
+      rest = rest.substring(0, hash);
     }
-    return "***" + v.substring(v.length() - 4);
+    String query = null;
+    int q = rest.indexOf('?');
+    if (q >= 0) {
+      query = rest.substring(q + 1);
+      rest = rest.substring(0, q);
+    }
+    int scheme = rest.indexOf("://");
+    int authorityStart = scheme < 0 ? 0 : scheme + 3;
+    int slash = rest.indexOf('/', authorityStart);
+    int authorityEnd = slash < 0 ? rest.length() : slash;
+    int at = rest.lastIndexOf('@', authorityEnd - 1);
+    if (at >= authorityStart) {
+      rest = rest.substring(0, authorityStart) + MASK + rest.substring(at);
+    }
+    if (query == null) {
+      return rest + fragment;
+    }
+    StringBuilder b = new StringBuilder(rest).append('?');
+    String[] params = query.split("&", -1);
+    for (int i = 0; i < params.length; i++) {
+      int eq = params[i].indexOf('=');
+      b.append(i == 0 ? "" : "&").append(eq >= 0 ? params[i].substring(0, eq + 1) + MASK
+          : params[i].isEmpty() ? "" : MASK);
+    }
+    return b.append(fragment).toString();
   }
 
   // ---------------------------------------------------------------------------------------
@@ -296,14 +400,18 @@ public record BufferSpec(
     String t = v.asText().trim();
     var m = Pattern.compile("(\\d+)(ms|s|m|h|d)").matcher(t);
     if (m.matches()) {
-      long n = Long.parseLong(m.group(1));
-      return switch (m.group(2)) {
-        case "ms" -> Duration.ofMillis(n);
-        case "s" -> Duration.ofSeconds(n);
-        case "m" -> Duration.ofMinutes(n);
-        case "h" -> Duration.ofHours(n);
-        default -> Duration.ofDays(n);
-      };
+      try {
+        long n = Long.parseLong(m.group(1));
+        return switch (m.group(2)) {
+          case "ms" -> Duration.ofMillis(n);
+          case "s" -> Duration.ofSeconds(n);
+          case "m" -> Duration.ofMinutes(n);
+          case "h" -> Duration.ofHours(n);
+          default -> Duration.ofDays(n);
+        };
+      } catch (ArithmeticException | NumberFormatException e) {
+        throw invalid(field + " '" + t + "' is out of range");
+      }
     }
     try {
       return Duration.parse(t);

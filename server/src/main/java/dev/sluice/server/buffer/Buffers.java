@@ -72,6 +72,9 @@ public final class Buffers implements AutoCloseable {
   private final MeterRegistry registry;
   private final LongSupplier millis;
   private final HttpClient http;
+  private final TargetPolicy targets;
+  /** Checks where a URL leads (a name lookup may block) before each attempt, off the store's threads. */
+  private final java.util.concurrent.ExecutorService checks;
   private final ScheduledExecutorService timers;
   private final Map<String, Buffer> buffers = new ConcurrentHashMap<>();
   /** Shared mode: claims leases, learns of buffers created, deleted, paused on other nodes. */
@@ -90,22 +93,31 @@ public final class Buffers implements AutoCloseable {
    *
    * @param fsyncEveryCommit synchronous=FULL (power-loss safe) rather than NORMAL (crash safe)
    * @param millis the wall clock of schedules and histories (tests pass a fake one)
+   * @param targets where buffers may deliver, checked at create and before every attempt
    */
-  public Buffers(Engine engine, Path dataDir, MeterRegistry registry, LongSupplier millis, boolean fsyncEveryCommit)
-      throws IOException {
-    this(engine, new SqliteBackend(dataDir, fsyncEveryCommit), registry, millis);
+  public Buffers(Engine engine, Path dataDir, MeterRegistry registry, LongSupplier millis, boolean fsyncEveryCommit,
+      TargetPolicy targets) throws IOException {
+    this(engine, new SqliteBackend(dataDir, fsyncEveryCommit), registry, millis, targets);
   }
 
   /**
    * Buffers on the Redis every node shares: any node accepts pushes and answers reads; one at a
    * time delivers each buffer, holding a lease of {@code lease} renewed every second.
    */
-  public static Buffers shared(RedisEngine engine, MeterRegistry registry, LongSupplier millis, Duration lease) {
-    return new Buffers(engine, new RedisBackend(engine, lease), registry, millis);
+  public static Buffers shared(RedisEngine engine, MeterRegistry registry, LongSupplier millis, Duration lease,
+      TargetPolicy targets) {
+    return new Buffers(engine, new RedisBackend(engine, lease), registry, millis, targets);
   }
 
-  private Buffers(Engine engine, BufferBackend backend, MeterRegistry registry, LongSupplier millis) {
+  private Buffers(Engine engine, BufferBackend backend, MeterRegistry registry, LongSupplier millis,
+      TargetPolicy targets) {
     this.engine = engine;
+    this.targets = targets;
+    this.checks = Executors.newFixedThreadPool(2, r -> {
+      Thread t = new Thread(r, "sluice-buffer-check");
+      t.setDaemon(true);
+      return t;
+    });
     this.registry = registry;
     this.millis = millis;
     this.backend = backend;
@@ -137,10 +149,19 @@ public final class Buffers implements AutoCloseable {
   // ---------------------------------------------------------------------------------------
   // Admin
 
-  /** Creates a buffer; its pacing resource must exist (or an inline rate creates its own). */
+  /** Where buffers may deliver; the server adds its own ports once bound. */
+  public TargetPolicy targets() {
+    return targets;
+  }
+
+  /**
+   * Creates a buffer; its pacing resource must exist (or an inline rate creates its own), and its
+   * URL must lead where {@link TargetPolicy} allows.
+   */
   public BufferSpec create(JsonNode body) {
     open();
     BufferSpec spec = BufferSpec.parse(body);
+    targets.check(spec.url());
     if (spec.resource() != null && engine.getLimit(spec.resource()).isEmpty()) {
       throw BufferSpec.invalid("resource '" + spec.resource() + "' has no limit: create it first (`sluice limit set "
           + spec.resource() + " --rate requests=N/min`), or give the buffer its own rate");
@@ -171,7 +192,7 @@ public final class Buffers implements AutoCloseable {
     if (backend.shared()) {
       sync.execute(this::syncQuietly); // claim it now rather than within the second
     }
-    log.info("buffer {} created: {} {} paced by {}", spec.name(), spec.method(), spec.toPublicJson().get("url").asText(),
+    log.info("buffer {} created: {} {} paced by {}", spec.name(), spec.method(), spec.shownUrl(),
         spec.pacingResource());
     return spec;
   }
@@ -355,6 +376,14 @@ public final class Buffers implements AutoCloseable {
     if (b.deleted) {
       throw new EngineException(EngineException.Reason.NOT_FOUND, "buffer '" + name + "' was deleted");
     }
+    for (NewItem it : items) {
+      for (String h : it.headers().keySet()) {
+        if (b.spec.headers().keySet().stream().anyMatch(h::equalsIgnoreCase)) {
+          throw BufferSpec.invalid("item headers: header " + h + " is set by buffer '" + name + "' itself, and the"
+              + " buffer's value is always sent: leave it out of the item");
+        }
+      }
+    }
     return backend.push(name, items, now).thenApply(ids -> {
       if (!backend.shared()) {
         // Shared: the delivering node (maybe this one) reads new items from the stream.
@@ -382,8 +411,16 @@ public final class Buffers implements AutoCloseable {
     return h.toString();
   }
 
-  /** An item's status, attempts, last status code, response excerpt and history. */
+  /** An item's status, attempts, last status code, response excerpt and history, as an admin reads it. */
   public ObjectNode item(String name, long id) {
+    return item(name, id, true);
+  }
+
+  /**
+   * An item as a caller reads it: with the endpoint's response excerpt only for {@code
+   * withExcerpt} (admins, or workers where the buffer's {@code excerptsVisibleToWorkers} is set).
+   */
+  public ObjectNode item(String name, long id, boolean withExcerpt) {
     buffer(name);
     BufferBackend.ItemRecord r = backend.item(name, id);
     if (r == null) {
@@ -402,7 +439,9 @@ public final class Buffers implements AutoCloseable {
     if (r.status() != 0) {
       x.put("lastStatus", r.status());
     }
-    x.put("responseExcerpt", r.excerpt());
+    if (withExcerpt) {
+      x.put("responseExcerpt", r.excerpt());
+    }
     x.put("possibleDuplicate", r.duplicate());
     x.put("idempotencyKey", r.idem());
     x.put("key", r.key());
@@ -655,13 +694,74 @@ public final class Buffers implements AutoCloseable {
         }
         return;
       }
-      HttpRequest request = request(b.spec, send.body(), send.headers(), send.idem());
-      http.sendAsync(request, HttpResponse.BodyHandlers.ofInputStream()).whenComplete((response, failure) -> {
-        engine.releaseAsync(b.spec.pacingResource(), grant.permitId(), Map.of(), false, false);
-        Outcome o = failure != null ? Outcome.error(failure) : Outcome.of(response, millis.getAsLong());
-        record(b, i, send.attempt(), started, o, epoch);
-      });
+      if (!targets.looksUp(b.spec.url())) {
+        send(b, i, grant, send, started, epoch); // an address: checked at once, nothing blocks
+        return;
+      }
+      try {
+        checks.execute(() -> send(b, i, grant, send, started, epoch));
+      } catch (java.util.concurrent.RejectedExecutionException e) {
+        engine.releaseAsync(b.spec.pacingResource(), grant.permitId(), Map.of(), false, true); // closing
+      }
     });
+  }
+
+  /**
+   * Checks the target, builds the request and sends it. Every way this can fail ends as the
+   * attempt's outcome, with a history line and a log line: an item is never left running.
+   */
+  private void send(Buffer b, Item i, Grant grant, BufferBackend.Send send, long started, int epoch) {
+    Outcome early = null;
+    HttpRequest request = null;
+    try {
+      targets.check(b.spec.url());
+    } catch (RuntimeException e) {
+      early = Outcome.refused(e.getMessage()); // where the URL leads now: it may change back, so retried
+    }
+    if (early == null) {
+      try {
+        request = request(b.spec, send.body(), send.headers(), send.idem());
+      } catch (RuntimeException e) {
+        early = Outcome.unbuildable(e);
+      }
+    }
+    CompletableFuture<HttpResponse<InputStream>> response;
+    if (early != null) {
+      response = null;
+    } else {
+      try {
+        response = http.sendAsync(request, HttpResponse.BodyHandlers.ofInputStream());
+      } catch (RuntimeException e) {
+        response = null;
+        early = Outcome.unbuildable(e);
+      }
+    }
+    if (early != null) {
+      engine.releaseAsync(b.spec.pacingResource(), grant.permitId(), Map.of(), false, true); // nothing left
+      recordQuietly(b, i, send.attempt(), started, early, epoch);
+      return;
+    }
+    response.whenComplete((r, failure) -> {
+      engine.releaseAsync(b.spec.pacingResource(), grant.permitId(), Map.of(), false, false);
+      Outcome o;
+      try {
+        o = failure != null ? Outcome.error(failure) : Outcome.of(r, millis.getAsLong());
+      } catch (RuntimeException e) {
+        o = Outcome.error(e);
+      }
+      recordQuietly(b, i, send.attempt(), started, o, epoch);
+    });
+  }
+
+  /** {@link #record} from a callback, where an exception would vanish and leave the item running. */
+  private void recordQuietly(Buffer b, Item i, int attempt, long started, Outcome o, int epoch) {
+    try {
+      record(b, i, attempt, started, o, epoch);
+    } catch (RuntimeException e) {
+      log.error("buffer {} item {}: recording attempt {} failed ({}); trying it again in a second", b.spec.name(),
+          i.id, attempt, e.toString());
+      finishLater(b, i, epoch);
+    }
   }
 
   private void finishLater(Buffer b, Item i, int epoch) {
@@ -676,28 +776,56 @@ public final class Buffers implements AutoCloseable {
     pump(b);
   }
 
-  private static HttpRequest request(BufferSpec spec, byte[] body, String itemHeaders, String idem) {
+  /**
+   * The request of one attempt. The item's headers are checked again (items stored before a
+   * rule existed); the buffer's own headers are set last, so they win over anything an item says.
+   *
+   * @throws RuntimeException when the request cannot be built: the attempt fails, not retried
+   */
+  static HttpRequest request(BufferSpec spec, byte[] body, String itemHeaders, String idem) {
     HttpRequest.Builder r = HttpRequest.newBuilder(spec.url()).timeout(spec.timeout())
         .method(spec.method(), spec.method().equals("GET") ? HttpRequest.BodyPublishers.noBody()
             : HttpRequest.BodyPublishers.ofByteArray(body));
-    spec.headers().forEach(r::setHeader);
+    JsonNode h;
     try {
-      JsonNode h = BufferSpec.JSON.readTree(itemHeaders);
-      h.fields().forEachRemaining(e -> r.setHeader(e.getKey(), e.getValue().asText()));
+      h = BufferSpec.JSON.readTree(itemHeaders);
     } catch (IOException e) {
-      // written by us as JSON: cannot happen
+      throw new IllegalStateException("the item's stored headers are not JSON", e);
     }
+    h.fields().forEachRemaining(e -> {
+      if (spec.headers().keySet().stream().noneMatch(e.getKey()::equalsIgnoreCase)) {
+        BufferSpec.checkAllowed("item headers", e.getKey());
+        BufferSpec.checkValue("item headers", e.getKey(), e.getValue().asText());
+        r.setHeader(e.getKey(), e.getValue().asText());
+      }
+    });
+    spec.headers().forEach(r::setHeader);
     r.setHeader("Idempotency-Key", idem);
     r.setHeader("User-Agent", "sluice-buffer/0.1");
     return r.build();
   }
 
-  /** What one attempt came to. */
-  private record Outcome(int status, String excerpt, String error, long retryAfterMillis) {
+  /**
+   * What one attempt came to.
+   *
+   * @param permanent the request cannot be built: trying again cannot help
+   */
+  private record Outcome(int status, String excerpt, String error, long retryAfterMillis, boolean permanent) {
     static Outcome error(Throwable t) {
       Throwable e = t instanceof java.util.concurrent.CompletionException && t.getCause() != null ? t.getCause() : t;
-      return new Outcome(0, null, e.getClass().getSimpleName() + (e.getMessage() == null ? "" : ": " + e.getMessage()),
-          0);
+      return new Outcome(0, null, describe(e), 0, false);
+    }
+
+    static Outcome refused(String why) {
+      return new Outcome(0, null, "not sent: " + why, 0, false);
+    }
+
+    static Outcome unbuildable(Throwable e) {
+      return new Outcome(0, null, "the request could not be built (" + describe(e) + ")", 0, true);
+    }
+
+    private static String describe(Throwable e) {
+      return e.getClass().getSimpleName() + (e.getMessage() == null ? "" : ": " + e.getMessage());
     }
 
     static Outcome of(HttpResponse<InputStream> r, long now) {
@@ -711,7 +839,7 @@ public final class Buffers implements AutoCloseable {
       if (r.statusCode() == 429) {
         retryAfter = Buffers.retryAfterMillis(r.headers().firstValue("Retry-After").orElse(null), now);
       }
-      return new Outcome(r.statusCode(), excerpt, null, retryAfter);
+      return new Outcome(r.statusCode(), excerpt, null, retryAfter, false);
     }
   }
 
@@ -749,7 +877,11 @@ public final class Buffers implements AutoCloseable {
     int retries;
     synchronized (b) {
       retries = i.retries;
-      if (s >= 200 && s < 300) {
+      if (o.permanent()) {
+        verdict = "failed";
+        state = "failed";
+        note = "; not retried: the same request would fail again";
+      } else if (s >= 200 && s < 300) {
         verdict = "delivered";
         state = "completed";
         note = "";
@@ -802,6 +934,9 @@ public final class Buffers implements AutoCloseable {
     }
     String line = Instant.ofEpochMilli(now) + " attempt " + attempt + ": "
         + (o.error() != null ? o.error() : "HTTP " + s) + " after " + (now - started) + " ms" + note + "\n";
+    if (o.error() != null) {
+      log.warn("buffer {} item {} attempt {}: {}{}", name, i.id, attempt, o.error(), note);
+    }
     boolean finished = !state.equals("pending");
     int retriesUsed = retries;
     long nextAt = next;
@@ -1074,6 +1209,7 @@ public final class Buffers implements AutoCloseable {
   public void close() {
     closed = true;
     timers.shutdownNow();
+    checks.shutdownNow();
     if (sync != null) {
       sync.shutdownNow();
       try {

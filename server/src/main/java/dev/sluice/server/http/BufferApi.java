@@ -3,6 +3,7 @@ package dev.sluice.server.http;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.sluice.server.auth.Principal;
+import dev.sluice.server.auth.Role;
 import dev.sluice.server.buffer.BufferSpec;
 import dev.sluice.server.buffer.Buffers;
 import io.netty.handler.codec.http.HttpResponseStatus;
@@ -15,6 +16,10 @@ import java.util.function.BiConsumer;
  * read an item's status (keys that cover the buffer's pacing resource). README, "Buffers".
  */
 final class BufferApi {
+
+  /** What a worker key may do with buffers, told when it tries an admin call. */
+  private static final String WORKERS_MAY = " (a worker key covering a buffer's resource may push items to it, read"
+      + " its items and read the buffer itself)";
 
   private final Buffers buffers;
   private final JsonApi api;
@@ -33,13 +38,13 @@ final class BufferApi {
       HttpApi.only(x, "GET", "POST");
       if (x.method().equals("POST")) {
         offload.accept(x, () -> {
-          api.authenticate(x, true);
+          api.authenticate(x, "creating a buffer is an admin call" + WORKERS_MAY);
           BufferSpec spec = buffers.create(x.json());
           x.json(HttpResponseStatus.CREATED, view(spec));
         });
       } else {
         offload.accept(x, () -> {
-          api.authenticate(x, true);
+          api.authenticate(x, "listing buffers is an admin call" + WORKERS_MAY);
           ObjectNode o = Views.JSON.createObjectNode();
           ArrayNode list = o.putArray("buffers");
           for (String name : buffers.names()) {
@@ -57,7 +62,7 @@ final class BufferApi {
       HttpApi.only(x, "GET", "DELETE");
       offload.accept(x, () -> {
         if (x.method().equals("DELETE")) {
-          api.authenticate(x, true);
+          api.authenticate(x, "deleting a buffer is an admin call" + WORKERS_MAY);
           buffers.delete(name);
           ObjectNode o = Views.JSON.createObjectNode();
           o.put("deleted", name);
@@ -72,7 +77,7 @@ final class BufferApi {
     if (parts.length == 2 && (parts[1].equals("pause") || parts[1].equals("resume"))) {
       HttpApi.only(x, "POST");
       offload.accept(x, () -> {
-        api.authenticate(x, true);
+        api.authenticate(x, parts[1] + " of a buffer is an admin call" + WORKERS_MAY);
         if (parts[1].equals("pause")) {
           buffers.pause(name);
         } else {
@@ -109,14 +114,16 @@ final class BufferApi {
     if (parts.length == 3 && parts[1].equals("items")) {
       HttpApi.only(x, "GET");
       offload.accept(x, () -> {
-        covers(api.authenticate(x, false), name);
+        Optional<Principal> who = api.authenticate(x, false);
+        covers(who, name);
+        boolean excerpt = who.isEmpty() || who.get().role() == Role.ADMIN || spec(name).excerptsVisibleToWorkers();
         long id;
         try {
           id = Long.parseLong(parts[2]);
         } catch (NumberFormatException e) {
           throw HttpError.badRequest("item id '" + parts[2] + "' is not a number: use the id the push answered");
         }
-        x.json(HttpResponseStatus.OK, buffers.item(name, id));
+        x.json(HttpResponseStatus.OK, buffers.item(name, id, excerpt));
       });
       return;
     }

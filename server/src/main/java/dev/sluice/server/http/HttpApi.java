@@ -342,7 +342,7 @@ public final class HttpApi implements AutoCloseable {
   }
 
   private String event(ResourceSampler.Sample s) {
-    return "event: snapshot\ndata: " + Views.sample(s, options.node(), options.buffers()) + "\n\n";
+    return "event: snapshot\ndata: " + Views.sample(s, options.node()) + "\n\n";
   }
 
   private void broadcast(ResourceSampler.Sample s) {

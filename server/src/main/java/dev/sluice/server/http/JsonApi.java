@@ -58,7 +58,7 @@ final class JsonApi {
     }
     if (path.equals("/v1/resources")) {
       HttpApi.only(x, "GET");
-      offload.accept(x, () -> x.json(HttpResponseStatus.OK, Views.sample(options.sampler().latest(), options.node(), options.buffers())));
+      offload.accept(x, () -> x.json(HttpResponseStatus.OK, Views.sample(options.sampler().latest(), options.node())));
       return;
     }
     if (path.equals("/v1/history")) {
@@ -283,6 +283,15 @@ final class JsonApi {
    * 403 when {@code admin} and the key is a worker's.
    */
   Optional<Principal> authenticate(Exchange x, boolean admin) {
+    return authenticate(x, admin ? "pause and resume are admin calls" : null);
+  }
+
+  /**
+   * {@link #authenticate(Exchange, boolean)} for an admin call described as {@code adminCall}
+   * (null: any key), so a worker is told which call needs an admin key and what it may do instead.
+   */
+  Optional<Principal> authenticate(Exchange x, String adminCall) {
+    boolean admin = adminCall != null;
     if (options.keys().isEmpty()) {
       return Optional.empty();
     }
@@ -297,7 +306,7 @@ final class JsonApi {
     }
     if (admin && p.get().role() != Role.ADMIN) {
       throw new HttpError(HttpResponseStatus.FORBIDDEN, "PERMISSION_DENIED", "API key " + p.get().keyId()
-          + " has role worker; pause and resume are admin calls: use an admin key");
+          + " has role worker; " + adminCall + ": use an admin key");
     }
     return p;
   }

@@ -19,10 +19,11 @@ final class Views {
   private Views() {}
 
   /**
-   * {@code {"time", "node", "total", "resources": [...], "buffers": [...]}}: what /v1/resources
-   * and /v1/events send ({@code buffers} null where there are none).
+   * {@code {"time", "node", "total", "resources": [...]}}: what /v1/resources and /v1/events
+   * send. These reads need no key, so buffers (their URLs, headers, counts) stay out: they are
+   * read from /v1/buffers with a key.
    */
-  static ObjectNode sample(ResourceSampler.Sample s, String node, dev.sluice.server.buffer.Buffers buffers) {
+  static ObjectNode sample(ResourceSampler.Sample s, String node) {
     ObjectNode o = JSON.createObjectNode();
     o.put("time", s.timeMillis());
     o.put("node", node);
@@ -30,22 +31,6 @@ final class Views {
     ArrayNode list = o.putArray("resources");
     for (ResourceSnapshot r : s.resources()) {
       list.add(resource(r, s.utilization().getOrDefault(r.limit().resource(), Map.of())));
-    }
-    ArrayNode b = o.putArray("buffers");
-    if (buffers != null) {
-      for (String name : buffers.names()) {
-        try {
-          buffers.get(name).ifPresent(spec -> {
-            ObjectNode x = b.addObject();
-            x.put("name", name);
-            x.put("url", spec.method() + " " + spec.toPublicJson().get("url").asText());
-            x.put("pacedBy", spec.pacingResource());
-            x.set("stats", buffers.stats(name));
-          });
-        } catch (RuntimeException e) {
-          // deleted meanwhile
-        }
-      }
     }
     return o;
   }

@@ -186,7 +186,29 @@ function render(sample) {
       cards.delete(name);
     }
   }
-  renderBuffers(sample.buffers || []);
+  loadBuffers();
+}
+
+// Buffers are not in the keyless event stream (their URLs and counts are an admin's to read):
+// they come from /v1/buffers, with the key set for this tab (or none on an open coordinator).
+let buffersLoading = false;
+async function loadBuffers() {
+  if (buffersLoading) return;
+  buffersLoading = true;
+  const headers = {};
+  const key = sessionStorage.getItem(KEY);
+  if (key) headers.Authorization = `Bearer ${key}`;
+  try {
+    const res = await fetch("/v1/buffers", { headers });
+    const body = res.ok ? await res.json() : { buffers: [] };
+    renderBuffers(body.buffers.map((b) => ({
+      name: b.name, url: `${b.method} ${b.url}`, pacedBy: b.resource || `buffer:${b.name}`, stats: b.stats,
+    })));
+  } catch (e) {
+    // Shown again on the next sample.
+  } finally {
+    buffersLoading = false;
+  }
 }
 
 function renderBuffers(buffers) {
