@@ -134,9 +134,14 @@ class HttpHostileClientTest {
 
   /** One request on its own connection ({@code Connection: close}): the whole answer. */
   private String call(String method, String path) throws IOException {
+    return call(method, path, "");
+  }
+
+  private String call(String method, String path, String body) throws IOException {
     try (Socket s = new Socket("127.0.0.1", server.httpPort())) {
       s.setSoTimeout(10_000);
-      send(s, method + " " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+      send(s, method + " " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: " + body.length()
+          + "\r\n\r\n" + body);
       return readToEnd(s);
     }
   }
@@ -380,12 +385,7 @@ class HttpHostileClientTest {
     for (String[] c : new String[][] {{"POST", "/v1/resources/slow/acquire", "{no"}, {"POST", "/v1/nothing", big},
         {"GET", "/v1/resources/slow/acquire", ""}, {"DELETE", "/healthz", big}, {"POST", "/v1/resources/slow/ACQUIRE",
         big}}) {
-      try (Socket s = new Socket("127.0.0.1", server.httpPort())) {
-        s.setSoTimeout(10_000);
-        send(s, c[0] + " " + c[1] + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: " + c[2].length()
-            + "\r\n\r\n" + c[2]);
-        assertThat(readToEnd(s)).matches("(?s)HTTP/1\\.1 40[045] .*");
-      }
+      assertThat(call(c[0], c[1], c[2])).matches("(?s)HTTP/1\\.1 40[045] .*");
     }
     // 408: a body that never completes.
     Socket slow = connect();
@@ -421,6 +421,14 @@ class HttpHostileClientTest {
     await().atMost(Duration.ofSeconds(10)).until(() -> waiting() == 1);
     cut.close();
     await().atMost(Duration.ofSeconds(10)).until(() -> waiting() == 0);
+    // Pushes to a (paused) buffer, answered on connections that close.
+    assertThat(call("POST", "/v1/buffers", "{\"name\": \"b\", \"url\": \"http://192.0.2.1/in\", \"rate\":"
+        + " {\"amount\": 10}}")).startsWith("HTTP/1.1 201 ");
+    assertThat(call("POST", "/v1/buffers/b/pause", "")).startsWith("HTTP/1.1 200 ");
+    for (int i = 0; i < 3; i++) {
+      assertThat(call("POST", "/v1/buffers/b/items", "{\"body\": \"" + "p".repeat(100_000) + "\"}"))
+          .startsWith("HTTP/1.1 202 ");
+    }
     // An event stream closed by its reader.
     Socket events = connect();
     send(events, "GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n");
