@@ -51,7 +51,7 @@ final class ServeCommand implements Callable<Integer> {
 
   @Option(names = "--http-max-connections", paramLabel = "N", defaultValue = "${env:SLUICE_HTTP_MAX_CONNECTIONS}",
       description = "Open HTTP connections at most; at the cap the one waiting longest without a request is closed"
-          + " to make room (env SLUICE_HTTP_MAX_CONNECTIONS, default 4096 or half the open-file limit if lower).")
+          + " to make room (env SLUICE_HTTP_MAX_CONNECTIONS, default 1024 or half the open-file limit if lower).")
   private Integer httpMaxConnections;
 
   @Option(names = "--http-idle-timeout", paramLabel = "DURATION", converter = Durations.Converter.class,

@@ -158,18 +158,13 @@ public final class HttpApi implements AutoCloseable {
     }
 
     /**
-     * 4 096, or half the process's open-file limit when that is lower (at least 16): the other
+     * 1 024, or half the process's open-file limit when that is lower (at least 16): the other
      * half stays for the gRPC port, the stores and the data files.
      */
     public static int defaultMaxConnections() {
       long files = ManagementFactory.getOperatingSystemMXBean() instanceof UnixOperatingSystemMXBean unix
           ? unix.getMaxFileDescriptorCount() : Long.MAX_VALUE;
-      return (int) Math.max(16, Math.min(4096, files / 2));
-    }
-
-    /** With {@code maxConnections} instead. */
-    public Limits withMaxConnections(int n) {
-      return new Limits(n, idleTimeout, readTimeout, maxPipelined);
+      return (int) Math.max(16, Math.min(1024, files / 2));
     }
   }
 
