@@ -1,6 +1,7 @@
 package dev.sluice.cli;
 
 import dev.sluice.server.SluiceServer;
+import dev.sluice.server.http.HttpApi;
 import java.io.IOException;
 import java.lang.reflect.Constructor;
 import java.lang.reflect.Method;
@@ -48,6 +49,27 @@ final class ServeCommand implements Callable<Integer> {
   @Option(names = "--http-bind", paramLabel = "ADDR", defaultValue = "${env:SLUICE_HTTP_HOST}",
       description = "Address the HTTP port binds (env SLUICE_HTTP_HOST). Default: the same as --bind.")
   private String httpHost;
+
+  @Option(names = "--http-max-connections", paramLabel = "N", defaultValue = "${env:SLUICE_HTTP_MAX_CONNECTIONS}",
+      description = "Open HTTP connections at most; at the cap the one waiting longest without a request is closed"
+          + " to make room (env SLUICE_HTTP_MAX_CONNECTIONS, default 1024 or half the open-file limit if lower).")
+  private Integer httpMaxConnections;
+
+  @Option(names = "--http-idle-timeout", paramLabel = "DURATION", converter = Durations.Converter.class,
+      defaultValue = "${env:SLUICE_HTTP_IDLE_TIMEOUT:-75s}", description = "Closes an HTTP connection with no"
+          + " request, long poll or event stream open after this long (env SLUICE_HTTP_IDLE_TIMEOUT, default"
+          + " ${DEFAULT-VALUE}).")
+  private Duration httpIdleTimeout;
+
+  @Option(names = "--http-read-timeout", paramLabel = "DURATION", converter = Durations.Converter.class,
+      defaultValue = "${env:SLUICE_HTTP_READ_TIMEOUT:-20s}", description = "An HTTP request must arrive whole within"
+          + " this long of its first byte, else 408 (env SLUICE_HTTP_READ_TIMEOUT, default ${DEFAULT-VALUE}).")
+  private Duration httpReadTimeout;
+
+  @Option(names = "--http-max-pipelined", paramLabel = "N", defaultValue = "${env:SLUICE_HTTP_MAX_PIPELINED:-8}",
+      description = "Requests one HTTP connection may queue behind the one being answered; then it is not read"
+          + " until they are (env SLUICE_HTTP_MAX_PIPELINED, default ${DEFAULT-VALUE}).")
+  private int httpMaxPipelined;
 
   enum Fsync { always, crash }
 
@@ -186,6 +208,8 @@ final class ServeCommand implements Callable<Integer> {
       if (httpPort >= 0) {
         builder.httpPort(httpPort);
       }
+      builder.httpLimits(new HttpApi.Limits(httpMaxConnections != null ? httpMaxConnections
+          : HttpApi.Limits.defaultMaxConnections(), httpIdleTimeout, httpReadTimeout, httpMaxPipelined));
       if (httpHost != null && !httpHost.isBlank()) {
         if (httpPort < 0) {
           throw new IllegalArgumentException("--http-bind needs the HTTP port: drop --http-port -1 or --http-bind");

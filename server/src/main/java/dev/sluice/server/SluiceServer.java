@@ -119,6 +119,7 @@ public final class SluiceServer implements AutoCloseable {
     private Integer maxWaitingPerConnection;
     private Integer httpPort;
     private String httpHost;
+    private HttpApi.Limits httpLimits;
     private Boolean bufferFsync;
     private Duration bufferLease;
     private List<String> bufferAllow;
@@ -221,6 +222,13 @@ public final class SluiceServer implements AutoCloseable {
     }
 
     private dev.sluice.server.buffer.TargetPolicy.Resolver resolver;
+
+    /** What clients may hold on the HTTP port; default {@link HttpApi.Limits#defaults()}. */
+    public Builder httpLimits(HttpApi.Limits limits) {
+      once(this.httpLimits, "http limits");
+      this.httpLimits = Objects.requireNonNull(limits, "limits");
+      return this;
+    }
 
     /** Address the HTTP port binds; default the gRPC port's (see {@link #host}). */
     public Builder httpHost(String host) {
@@ -537,7 +545,7 @@ public final class SluiceServer implements AutoCloseable {
         (config.tls == null ? Tls.NONE : config.tls).describe(),
         open ? "open: no API keys" : keys.all().size() + " API keys in " + keys.describe(),
         http == null ? "no HTTP port" : "HTTP (metrics, dashboard, JSON API) on http://"
-            + (config.httpHost != null ? config.httpHost : host) + ":" + http.port() + "/",
+            + (config.httpHost != null ? config.httpHost : host) + ":" + http.port() + "/ (" + http.describeLimits() + ")",
         dataDir,
         shared
             ? ((RedisEngine) engine).describeStore() + " as node " + ((RedisEngine) engine).nodeId()
@@ -590,7 +598,8 @@ public final class SluiceServer implements AutoCloseable {
         () -> !closed && engine.storeReachable(),
         maxWait.toNanos(),
         node,
-        buffers)).start();
+        buffers,
+        config.httpLimits == null ? HttpApi.Limits.defaults() : config.httpLimits)).start();
     sampler.sample();
     timers.scheduleWithFixedDelay(sampler::sample, 1, 1, TimeUnit.SECONDS);
   }

@@ -33,13 +33,16 @@ import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The HTTP/JSON API over a real coordinator's HTTP port: every status of README's table, the
  * long poll (a hang-up leaves the queue), settle, renew, report, the dashboard's reads and its
- * pause and resume, health and readiness.
+ * pause and resume, health and readiness. Under paranoid leak detection: no path may leave a
+ * pooled buffer unreleased.
  */
+@ExtendWith(NettyLeakCheck.class)
 class HttpApiTest {
 
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -179,8 +182,19 @@ class HttpApiTest {
     refused(get("/elsewhere"), 404, "NOT_FOUND", "/metrics");
     refused(get("/dashboard/../pom.xml"), 404, "NOT_FOUND", "no such dashboard file");
     HttpResponse<String> r = get("/v1/resources/api/acquire");
-    refused(r, 405, "METHOD_NOT_ALLOWED", "use POST");
+    refused(r, 405, "METHOD_NOT_ALLOWED", "GET /v1/resources/api/acquire is not served: use POST"
+        + " /v1/resources/api/acquire");
     assertThat(r.headers().firstValue("allow")).hasValue("POST");
+    // Wrong case or wrong method: the answer names the right method and path (it once said "use GET").
+    HttpResponse<String> upper = post("/v1/resources/api/ACQUIRE", null);
+    refused(upper, 404, "NOT_FOUND", "case-sensitive", "use POST /v1/resources/api/acquire");
+    assertThat(upper.body()).doesNotContain("use GET");
+    refused(post("/v1/permits/abc.def/Release", null), 404, "NOT_FOUND", "use POST /v1/permits/abc.def/release");
+    HttpResponse<String> onResource = post("/v1/resources/api", null);
+    refused(onResource, 405, "METHOD_NOT_ALLOWED", "GET /v1/resources/api reads the resource",
+        "POST /v1/resources/api/acquire");
+    assertThat(onResource.headers().firstValue("allow")).hasValue("GET");
+    refused(post("/healthz", null), 405, "METHOD_NOT_ALLOWED", "use GET or HEAD /healthz");
   }
 
   @Test

@@ -24,23 +24,36 @@ import java.util.function.Consumer;
 /**
  * One request on the HTTP port and its single answer. Answers may come from any thread; the
  * connection takes its next request once the answer is written (requests on one connection are
- * answered in order).
+ * answered in order). The request's body is a heap copy: nothing here holds pooled memory, so
+ * no path (an error, a hang-up, a long poll cut short) has a buffer to release.
  */
 final class Exchange {
+
+  /** The connection this exchange answers on. */
+  interface Owner {
+    /** The answer was written and the connection stays open: take the next request. */
+    void answered();
+
+    /** An event stream took the connection over: it takes no more requests. */
+    void tookOver();
+
+    /** Writing the answer failed (the connection is closed). */
+    void writeFailed(Throwable cause);
+  }
 
   private final ChannelHandlerContext ctx;
   private final FullHttpRequest request;
   private final QueryStringDecoder uri;
-  private final Runnable done;
+  private final Owner owner;
   private final AtomicBoolean answered = new AtomicBoolean();
   private volatile Runnable onClose;
   private String allowed = "";
 
-  Exchange(ChannelHandlerContext ctx, FullHttpRequest request, Runnable done) {
+  Exchange(ChannelHandlerContext ctx, FullHttpRequest request, Owner owner) {
     this.ctx = ctx;
     this.request = request;
     this.uri = new QueryStringDecoder(request.uri());
-    this.done = done;
+    this.owner = owner;
   }
 
   FullHttpRequest request() {
@@ -126,8 +139,7 @@ final class Exchange {
   }
 
   void error(HttpError e) {
-    respond(e.status, "application/json", bytes(Views.error(e.code, e.status.code(), e.getMessage())),
-        e.retryAfterSeconds, null);
+    respond(e.status, "application/json", errorBody(e), e.retryAfterSeconds, null);
   }
 
   void text(HttpResponseStatus status, String contentType, String body) {
@@ -153,11 +165,7 @@ final class Exchange {
     }
     onClose = null;
     boolean keepAlive = HttpUtil.isKeepAlive(request);
-    FullHttpResponse res = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1, status, Unpooled.wrappedBuffer(body));
-    res.headers().set(HttpHeaderNames.CONTENT_TYPE, contentType);
-    res.headers().setInt(HttpHeaderNames.CONTENT_LENGTH, body.length);
-    res.headers().set(HttpHeaderNames.CACHE_CONTROL, "no-store");
-    res.headers().set("X-Content-Type-Options", "nosniff");
+    FullHttpResponse res = response(status, contentType, body, keepAlive);
     if (retryAfterSeconds > 0) {
       res.headers().set(HttpHeaderNames.RETRY_AFTER, Long.toString(retryAfterSeconds));
     }
@@ -167,22 +175,36 @@ final class Exchange {
     if (status.code() == 405) {
       res.headers().set(HttpHeaderNames.ALLOW, allowed);
     }
-    if (keepAlive) {
-      res.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.KEEP_ALIVE);
-    } else {
-      res.headers().set(HttpHeaderNames.CONNECTION, HttpHeaderValues.CLOSE);
-    }
     ChannelFuture f = ctx.writeAndFlush(res);
     f.addListener((ChannelFutureListener) future -> {
       if (written != null) {
         written.accept(future.isSuccess());
       }
-      if (!keepAlive || !future.isSuccess()) {
+      if (!future.isSuccess()) {
+        future.channel().close();
+        owner.writeFailed(future.cause());
+      } else if (!keepAlive) {
         future.channel().close();
       } else {
-        done.run();
+        owner.answered();
       }
     });
+  }
+
+  /** A complete answer with the port's usual headers; its body is a heap buffer (no release owed). */
+  static FullHttpResponse response(HttpResponseStatus status, String contentType, byte[] body, boolean keepAlive) {
+    FullHttpResponse res = new DefaultFullHttpResponse(HttpVersion.HTTP_1_1, status, Unpooled.wrappedBuffer(body));
+    res.headers().set(HttpHeaderNames.CONTENT_TYPE, contentType);
+    res.headers().setInt(HttpHeaderNames.CONTENT_LENGTH, body.length);
+    res.headers().set(HttpHeaderNames.CACHE_CONTROL, "no-store");
+    res.headers().set("X-Content-Type-Options", "nosniff");
+    res.headers().set(HttpHeaderNames.CONNECTION, keepAlive ? HttpHeaderValues.KEEP_ALIVE : HttpHeaderValues.CLOSE);
+    return res;
+  }
+
+  /** An error body as every refusal on the port has it. */
+  static byte[] errorBody(HttpError e) {
+    return bytes(Views.error(e.code, e.status.code(), e.getMessage()));
   }
 
   /** For a 405: the methods the path takes. */
@@ -197,6 +219,10 @@ final class Exchange {
 
   /** Marks the request answered without a response of its own (the event stream took it over). */
   boolean takeOver() {
-    return answered.compareAndSet(false, true);
+    if (!answered.compareAndSet(false, true)) {
+      return false;
+    }
+    owner.tookOver();
+    return true;
   }
 }

@@ -29,7 +29,18 @@ import io.netty.handler.codec.http.HttpServerExpectContinueHandler;
 import io.netty.handler.codec.http.HttpUtil;
 import io.netty.handler.codec.http.HttpVersion;
 import io.netty.util.concurrent.GlobalEventExecutor;
+import com.sun.management.UnixOperatingSystemMXBean;
+import io.netty.buffer.ByteBufUtil;
+import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.channel.ChannelOutboundHandlerAdapter;
+import io.netty.handler.codec.http.LastHttpContent;
+import io.netty.handler.timeout.IdleStateEvent;
+import io.netty.handler.timeout.IdleStateHandler;
+import io.netty.util.concurrent.ScheduledFuture;
 import java.io.IOException;
+import java.lang.management.ManagementFactory;
+import java.time.Duration;
 import java.io.InputStream;
 import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
@@ -65,6 +76,7 @@ public final class HttpApi implements AutoCloseable {
   private final JsonApi api;
   private final ChannelGroup streams = new DefaultChannelGroup("sluice-sse", GlobalEventExecutor.INSTANCE);
   private final Map<String, byte[]> assets = new ConcurrentHashMap<>();
+  private final HttpConnections connections;
   private EventLoopGroup group;
   private ExecutorService pool;
   private Channel listener;
@@ -84,6 +96,7 @@ public final class HttpApi implements AutoCloseable {
    * @param maxWaitNanos the server's longest wait
    * @param node this node's name on the page
    * @param buffers the buffers, or null where they are not available (shared store)
+   * @param limits what one client may hold on the port
    */
   public record Options(
       String host,
@@ -96,11 +109,69 @@ public final class HttpApi implements AutoCloseable {
       BooleanSupplier ready,
       long maxWaitNanos,
       String node,
-      dev.sluice.server.buffer.Buffers buffers) {}
+      dev.sluice.server.buffer.Buffers buffers,
+      Limits limits) {}
+
+  /**
+   * What clients may hold on the HTTP port, so that a flood of connections with no key can cost
+   * neither the gRPC port nor the process its file descriptors or memory (SECURITY.md, "HTTP port
+   * limits").
+   *
+   * @param maxConnections open connections at most ({@code --http-max-connections}); at the cap the
+   *     connection waiting longest without a request is closed to make room, and a new one is
+   *     refused only when every connection has a request being answered
+   * @param idleTimeout a connection with no request being answered (and no long poll or event
+   *     stream open) that sends nothing for this long is closed ({@code --http-idle-timeout})
+   * @param readTimeout a request must arrive whole (headers and body) within this long of its
+   *     first byte, else 408 and the connection is closed ({@code --http-read-timeout})
+   * @param maxPipelined requests one connection may have waiting behind the one being answered;
+   *     at the bound the port stops reading the connection until they are answered ({@code
+   *     --http-max-pipelined})
+   */
+  public record Limits(int maxConnections, Duration idleTimeout, Duration readTimeout, int maxPipelined) {
+
+    /** Checks each value; the message names the flag and the range. */
+    public Limits {
+      if (maxConnections < 1 || maxConnections > 1_000_000) {
+        throw new IllegalArgumentException("--http-max-connections " + maxConnections + " is out of range: use 1 to"
+            + " 1000000");
+      }
+      range(idleTimeout, "--http-idle-timeout");
+      range(readTimeout, "--http-read-timeout");
+      if (maxPipelined < 0 || maxPipelined > 1000) {
+        throw new IllegalArgumentException("--http-max-pipelined " + maxPipelined + " is out of range: use 0 to 1000");
+      }
+    }
+
+    private static void range(Duration d, String flag) {
+      if (d == null) {
+        throw new IllegalArgumentException(flag + " is missing: give a duration such as 30s");
+      }
+      if (d.compareTo(Duration.ofMillis(100)) < 0 || d.compareTo(Duration.ofHours(24)) > 0) {
+        throw new IllegalArgumentException(flag + " " + d.toMillis() + " ms is out of range: use 100ms to 24h");
+      }
+    }
+
+    /** The defaults: {@link #defaultMaxConnections()}, idle 75 s, read 20 s, 8 pipelined. */
+    public static Limits defaults() {
+      return new Limits(defaultMaxConnections(), Duration.ofSeconds(75), Duration.ofSeconds(20), 8);
+    }
+
+    /**
+     * 1 024, or half the process's open-file limit when that is lower (at least 16): the other
+     * half stays for the gRPC port, the stores and the data files.
+     */
+    public static int defaultMaxConnections() {
+      long files = ManagementFactory.getOperatingSystemMXBean() instanceof UnixOperatingSystemMXBean unix
+          ? unix.getMaxFileDescriptorCount() : Long.MAX_VALUE;
+      return (int) Math.max(16, Math.min(1024, files / 2));
+    }
+  }
 
   public HttpApi(Options options) {
     this.options = options;
     this.api = new JsonApi(options);
+    this.connections = new HttpConnections(options.limits().maxConnections(), options.registry(), System::nanoTime);
     options.sampler().onSample(this::broadcast);
   }
 
@@ -115,11 +186,20 @@ public final class HttpApi implements AutoCloseable {
         .childHandler(new ChannelInitializer<SocketChannel>() {
           @Override
           protected void initChannel(SocketChannel ch) {
+            if (!connections.admit(ch)) {
+              ch.close();
+              return;
+            }
+            Connection c = new Connection(ch);
             ch.pipeline()
+                .addLast(c.readGate)
+                .addLast(new IdleStateHandler(0, 0, options.limits().idleTimeout().toNanos(), TimeUnit.NANOSECONDS))
+                .addLast(c.firstByte)
                 .addLast(new HttpServerCodec(8192, 16384, 16384))
+                .addLast(c.lastByte)
                 .addLast(new HttpServerExpectContinueHandler())
                 .addLast(new HttpObjectAggregator(1 << 20))
-                .addLast(new Connection());
+                .addLast(c);
           }
         });
     try {
@@ -130,6 +210,13 @@ public final class HttpApi implements AutoCloseable {
           + e.getMessage() + "): is another server using it? choose another --http-port", e);
     }
     return this;
+  }
+
+  /** The limits, for the start line. */
+  public String describeLimits() {
+    Limits l = options.limits();
+    return "at most " + l.maxConnections() + " connections, idle " + l.idleTimeout().toMillis() / 1000.0 + " s, read "
+        + l.readTimeout().toMillis() / 1000.0 + " s, " + l.maxPipelined() + " pipelined";
   }
 
   /** The bound port. */
@@ -152,33 +239,84 @@ public final class HttpApi implements AutoCloseable {
     }
   }
 
-  /** One connection: answers its requests one at a time, in order. */
-  private final class Connection extends SimpleChannelInboundHandler<FullHttpRequest> {
+  /**
+   * One connection: answers its requests one at a time, in order. Its memory is bounded: a
+   * request's body is copied to the heap and its pooled buffer freed as it arrives; at most
+   * {@code maxPipelined} requests wait behind the one being answered (then reading stops until
+   * they are); an event stream stops reading altogether (nothing after it could be answered, and
+   * a hang-up shows on its next write).
+   */
+  private final class Connection extends SimpleChannelInboundHandler<FullHttpRequest> implements Exchange.Owner {
+    private final Channel ch;
     private final ArrayDeque<FullHttpRequest> queued = new ArrayDeque<>();
     private Exchange current;
+    private boolean streaming;
+    /** Closes a request that does not arrive whole within the read timeout of its first byte. */
+    private ScheduledFuture<?> readDeadline;
+
+    /**
+     * First in line: while reading is paused, no handler reads either. The codec and the
+     * aggregator ask for more bytes themselves while a request is half in (autoRead off or not),
+     * which would read every pipelined body anyway.
+     */
+    final ChannelOutboundHandlerAdapter readGate = new ChannelOutboundHandlerAdapter() {
+      @Override
+      public void read(ChannelHandlerContext ctx) {
+        if (ch.config().isAutoRead()) {
+          ctx.read();
+        }
+      }
+    };
+
+    /** Before the codec: a request's first byte starts the read deadline. */
+    final ChannelInboundHandlerAdapter firstByte = new ChannelInboundHandlerAdapter() {
+      @Override
+      public void channelRead(ChannelHandlerContext ctx, Object msg) {
+        if (readDeadline == null && !streaming) {
+          readDeadline = ctx.executor().schedule(Connection.this::readTimedOut,
+              options.limits().readTimeout().toNanos(), TimeUnit.NANOSECONDS);
+        }
+        ctx.fireChannelRead(msg);
+      }
+    };
+
+    /** After the codec: a request's last byte ends it. */
+    final ChannelInboundHandlerAdapter lastByte = new ChannelInboundHandlerAdapter() {
+      @Override
+      public void channelRead(ChannelHandlerContext ctx, Object msg) {
+        if (msg instanceof LastHttpContent) {
+          cancelReadDeadline();
+        }
+        ctx.fireChannelRead(msg);
+      }
+    };
+
+    Connection(Channel ch) {
+      this.ch = ch;
+    }
 
     @Override
     protected void channelRead0(ChannelHandlerContext ctx, FullHttpRequest req) {
-      queued.add(req.retain());
+      if (streaming) {
+        return; // read before the stream stopped reading; never answered
+      }
+      // A heap copy: the pooled buffer is freed when this returns, whatever becomes of the request.
+      queued.add(req.replace(Unpooled.wrappedBuffer(ByteBufUtil.getBytes(req.content()))));
       if (current == null) {
         next(ctx);
       }
+      flow();
     }
 
     private void next(ChannelHandlerContext ctx) {
       FullHttpRequest req = queued.poll();
       if (req == null) {
         current = null;
+        connections.waiting(ch);
         return;
       }
-      Exchange x = new Exchange(ctx, req, () -> {
-        req.release();
-        if (ctx.executor().inEventLoop()) {
-          next(ctx);
-        } else {
-          ctx.executor().execute(() -> next(ctx));
-        }
-      });
+      connections.busy(ch);
+      Exchange x = new Exchange(ctx, req, this);
       current = x;
       try {
         route(x);
@@ -187,19 +325,93 @@ public final class HttpApi implements AutoCloseable {
       }
     }
 
-    @Override
-    public void channelInactive(ChannelHandlerContext ctx) {
-      if (current != null) {
-        current.closed();
-      }
-      for (FullHttpRequest r; (r = queued.poll()) != null; ) {
-        r.release();
+    /** Reads while the pipelined requests stay under the bound; not at all once streaming. */
+    private void flow() {
+      boolean read = !streaming && (current == null || queued.size() < options.limits().maxPipelined());
+      if (ch.config().isAutoRead() != read) {
+        ch.config().setAutoRead(read);
+        if (!read && !streaming) {
+          connections.pausedReading();
+        }
       }
     }
 
     @Override
+    public void answered() {
+      if (ch.eventLoop().inEventLoop()) {
+        afterAnswer();
+      } else {
+        ch.eventLoop().execute(this::afterAnswer);
+      }
+    }
+
+    private void afterAnswer() {
+      ChannelHandlerContext ctx = ch.pipeline().context(this);
+      if (ctx != null && !streaming) {
+        next(ctx);
+        flow();
+      }
+    }
+
+    @Override
+    public void tookOver() {
+      streaming = true;
+      queued.clear();
+      cancelReadDeadline();
+      flow();
+    }
+
+    @Override
+    public void writeFailed(Throwable cause) {
+      connections.failed(ch, cause);
+    }
+
+    private void readTimedOut() {
+      readDeadline = null;
+      if (!ch.isActive()) {
+        return;
+      }
+      connections.count(HttpConnections.Reason.READ_TIMEOUT);
+      if (current != null || !queued.isEmpty()) {
+        ch.close(); // an answer is owed first: a 408 now would be read as that answer
+        return;
+      }
+      HttpError e = new HttpError(HttpResponseStatus.REQUEST_TIMEOUT, "DEADLINE_EXCEEDED", "the request did not"
+          + " arrive whole within " + options.limits().readTimeout().toMillis() + " ms of its first byte"
+          + " (--http-read-timeout): send the headers and the body without pausing");
+      ch.writeAndFlush(Exchange.response(e.status, "application/json", Exchange.errorBody(e), false))
+          .addListener(ChannelFutureListener.CLOSE);
+    }
+
+    private void cancelReadDeadline() {
+      if (readDeadline != null) {
+        readDeadline.cancel(false);
+        readDeadline = null;
+      }
+    }
+
+    @Override
+    public void userEventTriggered(ChannelHandlerContext ctx, Object evt) {
+      if (!(evt instanceof IdleStateEvent)) {
+        ctx.fireUserEventTriggered(evt);
+      } else if (current == null && queued.isEmpty() && !streaming) {
+        connections.count(HttpConnections.Reason.IDLE);
+        ctx.close();
+      }
+    }
+
+    @Override
+    public void channelInactive(ChannelHandlerContext ctx) {
+      cancelReadDeadline();
+      if (current != null) {
+        current.closed();
+      }
+      queued.clear();
+    }
+
+    @Override
     public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
-      log.debug("HTTP connection from {} failed: {}", ctx.channel().remoteAddress(), cause.toString());
+      connections.failed(ch, cause);
       ctx.close();
     }
   }
@@ -264,7 +476,7 @@ public final class HttpApi implements AutoCloseable {
     }
     x.allow(String.join(", ", methods));
     throw new HttpError(HttpResponseStatus.METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", x.method() + " "
-        + x.rawPath() + " is not served: use " + String.join(" or ", methods));
+        + x.rawPath() + " is not served: use " + String.join(" or ", methods) + " " + x.rawPath());
   }
 
   /** Runs {@code work} off the event loop; its failure becomes the answer. */

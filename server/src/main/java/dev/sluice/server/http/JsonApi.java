@@ -85,7 +85,13 @@ final class JsonApi {
           return;
         }
         default -> {
-          HttpApi.only(x, "GET");
+          if (!method.equals("GET")) { // a GET reads a resource, whose name may hold a slash: x/ACQUIRE
+            caseSensitive(x, verb, "acquire", "report", "pause", "resume");
+            x.allow("GET");
+            throw new HttpError(HttpResponseStatus.METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", method + " " + path
+                + " is not served: GET " + path + " reads the resource; its calls are POST " + path + "/acquire, "
+                + path + "/report, " + path + "/pause and " + path + "/resume");
+          }
           String resource = decode(rest);
           offload.accept(x, () -> describe(x, resource));
           return;
@@ -108,9 +114,21 @@ final class JsonApi {
         });
         return;
       }
+      caseSensitive(x, verb, "release", "renew");
     }
     throw new HttpError(HttpResponseStatus.NOT_FOUND, "NOT_FOUND", "no such endpoint: " + method + " " + path
         + "; see README, \"HTTP API\" (POST /v1/resources/{name}/acquire, POST /v1/permits/{id}/release, ...)");
+  }
+
+  /** A call spelled in the wrong case ({@code .../ACQUIRE}) is refused naming the right one. */
+  private static void caseSensitive(Exchange x, String verb, String... verbs) {
+    for (String v : verbs) {
+      if (!v.equals(verb) && v.equalsIgnoreCase(verb)) {
+        String right = x.rawPath().substring(0, x.rawPath().length() - verb.length()) + v;
+        throw new HttpError(HttpResponseStatus.NOT_FOUND, "NOT_FOUND", "no such endpoint: " + x.method() + " "
+            + x.rawPath() + "; paths are case-sensitive: use POST " + right);
+      }
+    }
   }
 
   // ---------------------------------------------------------------------------------------
