@@ -28,8 +28,15 @@ final class CliFailure extends RuntimeException {
       sb.append(" (").append(cause.getMessage()).append(')');
     }
     switch (status.getCode()) {
-      case UNAVAILABLE -> sb.append("; is the coordinator running at ").append(target)
-          .append("? start it with `bin/sluice serve` or set --target/SLUICE_TARGET");
+      // Only when this side could not reach it (a cause is never sent over the wire): an
+      // UNAVAILABLE the coordinator itself answered (its disk is full, its data dir read-only)
+      // already says what is wrong there.
+      case UNAVAILABLE -> {
+        if (cause != null || description == null || description.isBlank()) {
+          sb.append("; is the coordinator running at ").append(target)
+              .append("? start it with `bin/sluice serve` or set --target/SLUICE_TARGET");
+        }
+      }
       case DEADLINE_EXCEEDED -> sb.append("; the coordinator at ").append(target)
           .append(" did not answer in time");
       default -> { }
