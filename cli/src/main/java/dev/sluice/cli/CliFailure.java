@@ -15,8 +15,14 @@ final class CliFailure extends RuntimeException {
     super(oneLine(message), cause);
   }
 
-  /** {@code <STATUS>: <server message>}, with a hint where the status has an obvious next step. */
-  static CliFailure of(StatusRuntimeException e, String target) {
+  /**
+   * {@code <STATUS>: <server message>}, with a hint where the status has an obvious next step.
+   *
+   * @param answered whether the coordinator was reached (the channel is connected): its own
+   *     UNAVAILABLE (a full disk, a read-only data dir) already says what is wrong there, and
+   *     is not blamed on a coordinator that is not running
+   */
+  static CliFailure of(StatusRuntimeException e, String target, boolean answered) {
     Status status = e.getStatus();
     StringBuilder sb = new StringBuilder(status.getCode().name());
     String description = status.getDescription();
@@ -28,11 +34,8 @@ final class CliFailure extends RuntimeException {
       sb.append(" (").append(cause.getMessage()).append(')');
     }
     switch (status.getCode()) {
-      // Only when this side could not reach it (a cause is never sent over the wire): an
-      // UNAVAILABLE the coordinator itself answered (its disk is full, its data dir read-only)
-      // already says what is wrong there.
       case UNAVAILABLE -> {
-        if (cause != null || description == null || description.isBlank()) {
+        if (!answered) {
           sb.append("; is the coordinator running at ").append(target)
               .append("? start it with `bin/sluice serve` or set --target/SLUICE_TARGET");
         }

@@ -71,6 +71,19 @@ class KeyCommandsTest {
     assertThat(dataDir.resolve("keys.json")).doesNotExist();
   }
 
+  /**
+   * Issue 14: a coordinator that cannot write its data dir answers UNAVAILABLE with its reason; the
+   * CLI must not add "is the coordinator running?" to an answer the coordinator gave.
+   */
+  @Test
+  void aDataDirTheCoordinatorCannotWriteIsNotBlamedOnAStoppedCoordinator() throws Exception {
+    java.nio.file.Files.createDirectories(dataDir.resolve("keys.json")); // in the way of the next save
+    CliRun run = CliRun.of("key", "create", "--role", "admin", target);
+    assertThat(run.exit()).isEqualTo(1);
+    assertThat(run.err()).hasLineCount(1).startsWith("error: UNAVAILABLE: cannot store the new key in")
+        .contains("keys.json is a directory").doesNotContain("is the coordinator running");
+  }
+
   /** Every admin key lost: stop the coordinator, write a new admin key into its data dir, start it again. */
   @Test
   void aLostAdminKeyIsRecoveredOfflineThroughTheDataDir() throws Exception {

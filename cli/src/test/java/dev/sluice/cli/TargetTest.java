@@ -50,13 +50,15 @@ class TargetTest {
 
   @Test
   void anUnavailableTheCoordinatorAnsweredKeepsItsOwnWords() {
-    // Sent by the coordinator: no cause crosses the wire.
+    // Answered by the coordinator (the channel is connected).
     String full = CliFailure.of(Status.UNAVAILABLE.withDescription("not stored: the disk holding the buffer store"
-        + " /d/buffers.db is full (SQLITE_FULL); free space there and retry").asRuntimeException(), "h:1").getMessage();
+        + " /d/buffers.db is full (SQLITE_FULL); free space there and retry").asRuntimeException(), "h:1", true)
+        .getMessage();
     assertThat(full).startsWith("UNAVAILABLE: not stored: the disk").doesNotContain("is the coordinator running");
-    // Not reached: this side's own failure, with its cause.
+    // Not reached: this side's own failure.
     String down = CliFailure.of(Status.UNAVAILABLE.withDescription("io exception")
-        .withCause(new java.net.ConnectException("Connection refused")).asRuntimeException(), "h:1").getMessage();
+        .withCause(new java.net.ConnectException("Connection refused")).asRuntimeException(), "h:1", false)
+        .getMessage();
     assertThat(down).contains("Connection refused").contains("is the coordinator running at h:1?");
   }
 }
