@@ -3,6 +3,7 @@ package dev.sluice.cli;
 import dev.sluice.proto.v1.AdminGrpc;
 import io.grpc.Grpc;
 import io.grpc.ChannelCredentials;
+import io.grpc.ConnectivityState;
 import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
 import io.grpc.StatusRuntimeException;
@@ -38,7 +39,7 @@ final class AdminClient implements AutoCloseable {
     try {
       return rpc.apply(stub.withDeadlineAfter(DEADLINE.toMillis(), TimeUnit.MILLISECONDS));
     } catch (StatusRuntimeException e) {
-      throw CliFailure.of(e, target);
+      throw CliFailure.of(e, target, channel.getState(false) == ConnectivityState.READY);
     }
   }
 

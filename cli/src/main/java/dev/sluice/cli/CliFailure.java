@@ -15,8 +15,14 @@ final class CliFailure extends RuntimeException {
     super(oneLine(message), cause);
   }
 
-  /** {@code <STATUS>: <server message>}, with a hint where the status has an obvious next step. */
-  static CliFailure of(StatusRuntimeException e, String target) {
+  /**
+   * {@code <STATUS>: <server message>}, with a hint where the status has an obvious next step.
+   *
+   * @param answered whether the coordinator was reached (the channel is connected): its own
+   *     UNAVAILABLE (a full disk, a read-only data dir) already says what is wrong there, and
+   *     is not blamed on a coordinator that is not running
+   */
+  static CliFailure of(StatusRuntimeException e, String target, boolean answered) {
     Status status = e.getStatus();
     StringBuilder sb = new StringBuilder(status.getCode().name());
     String description = status.getDescription();
@@ -28,8 +34,12 @@ final class CliFailure extends RuntimeException {
       sb.append(" (").append(cause.getMessage()).append(')');
     }
     switch (status.getCode()) {
-      case UNAVAILABLE -> sb.append("; is the coordinator running at ").append(target)
-          .append("? start it with `bin/sluice serve` or set --target/SLUICE_TARGET");
+      case UNAVAILABLE -> {
+        if (!answered) {
+          sb.append("; is the coordinator running at ").append(target)
+              .append("? start it with `bin/sluice serve` or set --target/SLUICE_TARGET");
+        }
+      }
       case DEADLINE_EXCEEDED -> sb.append("; the coordinator at ").append(target)
           .append(" did not answer in time");
       default -> { }

@@ -5,6 +5,8 @@ import io.grpc.InsecureChannelCredentials;
 import io.grpc.TlsChannelCredentials;
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParameterException;
@@ -50,15 +52,55 @@ final class ClientOptions {
 
   /** Opens a client to the target; a bare host gets the default port 7420. */
   AdminClient connect() {
-    String t = target == null ? "" : target.trim();
-    if (t.isEmpty()) {
-      throw new ParameterException(mixee.commandLine(),
-          "--target is empty; give HOST:PORT, e.g. localhost:7420");
-    }
-    if (!t.contains(":")) {
-      t = t + ":7420";
+    boolean fromEnv = !mixee.commandLine().getParseResult().hasMatchedOption("--target")
+        && System.getenv("SLUICE_TARGET") != null;
+    String t;
+    try {
+      t = checkTarget(target, fromEnv ? "SLUICE_TARGET" : "--target");
+    } catch (IllegalArgumentException e) {
+      throw new ParameterException(mixee.commandLine(), e.getMessage());
     }
     return new AdminClient(t, credentials(), apiKey == null || apiKey.isBlank() ? null : apiKey.trim());
+  }
+
+  // A host name or IPv4 address, or [IPv6]; then an optional :port.
+  private static final Pattern HOST_PORT =
+      Pattern.compile("(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)(?::(\\d{1,5}))?");
+
+  /**
+   * Checks a target before any connection is tried, so a typo is one line at once, not a
+   * resolver's exception seconds later: one {@code HOST[:PORT]} (port 1..65535, 7420 if left
+   * out) or a gRPC target URI such as {@code dns:///sluice.internal:7420}.
+   *
+   * @return the target to dial
+   * @throws IllegalArgumentException naming {@code source}, the value and the fix
+   */
+  static String checkTarget(String value, String source) {
+    String t = value == null ? "" : value.trim();
+    String example = "give HOST:PORT, e.g. localhost:7420";
+    if (t.isEmpty()) {
+      throw new IllegalArgumentException(source + " is empty; " + example);
+    }
+    if (t.contains(",")) {
+      throw new IllegalArgumentException(source + " '" + t + "' is a list: the CLI talks to one coordinator; "
+          + example);
+    }
+    if (t.contains(":/")) {
+      return t; // a gRPC target URI: its own resolver reads it
+    }
+    Matcher m = HOST_PORT.matcher(t);
+    if (!m.matches()) {
+      throw new IllegalArgumentException(source + " '" + t + "' is not HOST:PORT (a host name or IP address, then"
+          + " a port); " + example);
+    }
+    if (m.group(2) == null) {
+      return t + ":7420";
+    }
+    int port = Integer.parseInt(m.group(2));
+    if (port < 1 || port > 65_535) {
+      throw new IllegalArgumentException(source + " '" + t + "' has port " + port + ", out of 1..65535; " + example);
+    }
+    return t;
   }
 
   private ChannelCredentials credentials() {

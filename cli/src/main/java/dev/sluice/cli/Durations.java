@@ -2,122 +2,38 @@ package dev.sluice.cli;
 
 import java.math.BigDecimal;
 import java.time.Duration;
-import java.time.format.DateTimeParseException;
-import java.util.Locale;
 import java.util.Map;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import picocli.CommandLine.ITypeConverter;
 import picocli.CommandLine.TypeConversionException;
 
 /**
- * The one duration syntax of the command line: a number and a unit, as in {@code 500ms},
- * {@code 30s}, {@code 5m} or {@code 5min}, {@code 1h}, {@code 1d}; fractions such as
- * {@code 1.5s} too. ISO-8601 ({@code PT30S}) is accepted for scripts that already speak it.
+ * The command line's face of the one duration syntax ({@link dev.sluice.server.engine.Durations},
+ * shared with the HTTP port, buffer definitions and gRPC): a number and a unit, as in
+ * {@code 500ms}, {@code 30s}, {@code 5m} or {@code 5min}, {@code 1h}, {@code 1d}; fractions such
+ * as {@code 1.5s} too; ISO-8601 ({@code PT30S}) for scripts that already speak it. The same
+ * bounds as the server's, so the CLI refuses at once what the server would refuse.
  */
 final class Durations {
 
   static final String EXAMPLES = "e.g. 500ms, 30s, 5m, 1h, 1d";
 
-  /** Longest duration the CLI accepts: far beyond any sane timeout, far from overflow. */
-  private static final Duration MAX = Duration.ofDays(3650);
-
-  private static final Pattern AMOUNT_AND_UNIT =
-      Pattern.compile("(\\d+(?:\\.\\d+)?)\\s*([a-z]*)");
-
   /** Unit names (lowercase) to their length. Shared with the rate syntax's PERIOD. */
-  static final Map<String, Duration> UNITS = Map.ofEntries(
-      Map.entry("ms", Duration.ofMillis(1)),
-      Map.entry("msec", Duration.ofMillis(1)),
-      Map.entry("millis", Duration.ofMillis(1)),
-      Map.entry("millisecond", Duration.ofMillis(1)),
-      Map.entry("milliseconds", Duration.ofMillis(1)),
-      Map.entry("s", Duration.ofSeconds(1)),
-      Map.entry("sec", Duration.ofSeconds(1)),
-      Map.entry("secs", Duration.ofSeconds(1)),
-      Map.entry("second", Duration.ofSeconds(1)),
-      Map.entry("seconds", Duration.ofSeconds(1)),
-      Map.entry("m", Duration.ofMinutes(1)),
-      Map.entry("min", Duration.ofMinutes(1)),
-      Map.entry("mins", Duration.ofMinutes(1)),
-      Map.entry("minute", Duration.ofMinutes(1)),
-      Map.entry("minutes", Duration.ofMinutes(1)),
-      Map.entry("h", Duration.ofHours(1)),
-      Map.entry("hr", Duration.ofHours(1)),
-      Map.entry("hrs", Duration.ofHours(1)),
-      Map.entry("hour", Duration.ofHours(1)),
-      Map.entry("hours", Duration.ofHours(1)),
-      Map.entry("d", Duration.ofDays(1)),
-      Map.entry("day", Duration.ofDays(1)),
-      Map.entry("days", Duration.ofDays(1)));
+  static final Map<String, Duration> UNITS = dev.sluice.server.engine.Durations.UNITS;
 
   private Durations() {}
 
   /**
-   * Parses a duration.
+   * Parses a duration of 0 to 3650d.
    *
    * @throws IllegalArgumentException saying what is wrong and showing the right form
    */
   static Duration parse(String text) {
-    String t = text == null ? "" : text.trim().toLowerCase(Locale.ROOT);
-    if (t.isEmpty()) {
-      throw new IllegalArgumentException("empty duration; write a number and a unit, " + EXAMPLES);
-    }
-    if (t.startsWith("-")) {
-      throw new IllegalArgumentException("'" + text + "' is negative; durations are >= 0, " + EXAMPLES);
-    }
-    if (t.startsWith("p")) {
-      return parseIso(text.trim());
-    }
-    Matcher m = AMOUNT_AND_UNIT.matcher(t);
-    if (!m.matches()) {
-      throw new IllegalArgumentException(
-          "'" + text + "' is not a duration; write a number and a unit, " + EXAMPLES);
-    }
-    BigDecimal amount = new BigDecimal(m.group(1));
-    String unitName = m.group(2);
-    if (unitName.isEmpty()) {
-      if (amount.signum() == 0) {
-        return Duration.ZERO;
-      }
-      throw new IllegalArgumentException(
-          "'" + text + "' has no unit; write e.g. " + m.group(1) + "s or " + m.group(1) + "ms");
-    }
-    Duration unit = UNITS.get(unitName);
-    if (unit == null) {
-      throw new IllegalArgumentException("unknown unit '" + unitName + "' in '" + text
-          + "'; use ms, s, m (or min), h or d, " + EXAMPLES);
-    }
-    return times(amount, unit, text);
+    return dev.sluice.server.engine.Durations.parse("", text, dev.sluice.server.engine.Durations.ANY, false);
   }
 
   /** {@code amount} × {@code unit}, exact to the nanosecond, refusing what does not fit. */
   static Duration times(BigDecimal amount, Duration unit, String text) {
-    BigDecimal nanos = amount.multiply(BigDecimal.valueOf(unit.toNanos()));
-    if (nanos.compareTo(BigDecimal.valueOf(MAX.toNanos())) > 0) {
-      throw new IllegalArgumentException("'" + text + "' is too long; the most is 3650d");
-    }
-    if (nanos.stripTrailingZeros().scale() > 0) {
-      throw new IllegalArgumentException("'" + text + "' is finer than a nanosecond");
-    }
-    return Duration.ofNanos(nanos.longValueExact());
-  }
-
-  private static Duration parseIso(String text) {
-    Duration d;
-    try {
-      d = Duration.parse(text.toUpperCase(Locale.ROOT));
-    } catch (DateTimeParseException e) {
-      throw new IllegalArgumentException(
-          "'" + text + "' is not a duration; write a number and a unit, " + EXAMPLES);
-    }
-    if (d.isNegative()) {
-      throw new IllegalArgumentException("'" + text + "' is negative; durations are >= 0");
-    }
-    if (d.compareTo(MAX) > 0) {
-      throw new IllegalArgumentException("'" + text + "' is too long; the most is 3650d");
-    }
-    return d;
+    return dev.sluice.server.engine.Durations.times(amount, unit, "", text, dev.sluice.server.engine.Durations.ANY);
   }
 
   /**
@@ -125,31 +41,7 @@ final class Durations {
    * {@code 1d}, {@code 90m}, {@code 30s}, {@code 250ms}, {@code 1.5ms}.
    */
   static String format(Duration d) {
-    if (d.isZero()) {
-      return "0s";
-    }
-    String sign = d.isNegative() ? "-" : "";
-    Duration a = d.abs();
-    long nanos = a.getNano();
-    long seconds = a.getSeconds();
-    if (nanos == 0) {
-      if (seconds % 86_400 == 0) {
-        return sign + seconds / 86_400 + "d";
-      }
-      if (seconds % 3_600 == 0) {
-        return sign + seconds / 3_600 + "h";
-      }
-      if (seconds % 60 == 0) {
-        return sign + seconds / 60 + "m";
-      }
-      return sign + seconds + "s";
-    }
-    if (seconds == 0) {
-      BigDecimal ms = BigDecimal.valueOf(nanos).movePointLeft(6).stripTrailingZeros();
-      return sign + ms.toPlainString() + "ms";
-    }
-    BigDecimal s = BigDecimal.valueOf(seconds).add(BigDecimal.valueOf(nanos).movePointLeft(9));
-    return sign + s.stripTrailingZeros().toPlainString() + "s";
+    return dev.sluice.server.engine.Durations.format(d);
   }
 
   /**
@@ -183,6 +75,18 @@ final class Durations {
     public Duration convert(String value) {
       try {
         return parse(value);
+      } catch (IllegalArgumentException e) {
+        throw new TypeConversionException(e.getMessage());
+      }
+    }
+  }
+
+  /** {@code pause --for}: the bounds of every pause (more than 0, at most a day), as the server checks them. */
+  static final class PauseConverter implements ITypeConverter<Duration> {
+    @Override
+    public Duration convert(String value) {
+      try {
+        return dev.sluice.server.engine.Durations.parse("", value, dev.sluice.server.engine.Durations.PAUSE, false);
       } catch (IllegalArgumentException e) {
         throw new TypeConversionException(e.getMessage());
       }

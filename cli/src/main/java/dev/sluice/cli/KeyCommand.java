@@ -8,7 +8,13 @@ import dev.sluice.proto.v1.ListKeysResponse;
 import dev.sluice.proto.v1.RevokeKeyRequest;
 import dev.sluice.proto.v1.RevokeKeyResponse;
 import dev.sluice.proto.v1.Role;
+import dev.sluice.server.auth.FileKeyStore;
+import dev.sluice.server.auth.KeyAdmin;
+import io.grpc.StatusRuntimeException;
+import java.io.IOException;
 import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Instant;
 import java.util.Locale;
 import java.util.concurrent.Callable;
@@ -16,6 +22,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
 
@@ -56,14 +63,24 @@ final class KeyCommand implements Callable<Integer> {
     @Option(names = "--description", paramLabel = "TEXT", defaultValue = "",
         description = "Who holds the key, for `sluice key list`.")
     private String description;
+    @Option(names = "--data-dir", paramLabel = "DIR",
+        description = "Offline, with the coordinator stopped: write the key into DIR/keys.json (the --data-dir"
+            + " of `sluice serve`) instead of asking a coordinator; the way back in after losing every admin"
+            + " key. The coordinator reads it at its next start.")
+    private Path dataDir;
 
     @Override
     public Integer call() {
+      CreateKeyRequest request = CreateKeyRequest.newBuilder()
+          .setRole(role == KeyRole.admin ? Role.ROLE_ADMIN : Role.ROLE_WORKER)
+          .setResources(resources).setDescription(description).build();
       CreateKeyResponse response;
-      try (AdminClient admin = client.connect()) {
-        response = admin.call(stub -> stub.createKey(CreateKeyRequest.newBuilder()
-            .setRole(role == KeyRole.admin ? Role.ROLE_ADMIN : Role.ROLE_WORKER)
-            .setResources(resources).setDescription(description).build()));
+      if (dataDir != null) {
+        response = createOffline(request);
+      } else {
+        try (AdminClient admin = client.connect()) {
+          response = admin.call(stub -> stub.createKey(request));
+        }
       }
       PrintWriter out = spec.commandLine().getOut();
       if (output.json) {
@@ -73,8 +90,24 @@ final class KeyCommand implements Callable<Integer> {
       out.println(response.getKey());
       PrintWriter err = spec.commandLine().getErr();
       err.println("created " + describe(response.getInfo()) + ". The key above is shown only this once:"
-          + " store it as a secret (SLUICE_API_KEY).");
+          + " store it as a secret (SLUICE_API_KEY)." + (dataDir == null ? ""
+              : " Written to " + dataDir.resolve("keys.json") + ": start the coordinator to use it."));
       return 0;
+    }
+
+    /** The same checks and record as the Admin call, straight into the data dir's key file. */
+    private CreateKeyResponse createOffline(CreateKeyRequest request) {
+      if (!Files.isDirectory(dataDir)) {
+        throw new ParameterException(spec.commandLine(), "--data-dir " + dataDir + " is not a directory: give the"
+            + " --data-dir the coordinator runs with (default sluice-data)");
+      }
+      try {
+        return new KeyAdmin(new FileKeyStore(dataDir), System::currentTimeMillis).create(request);
+      } catch (IOException e) {
+        throw new CliFailure(e.getMessage(), e);
+      } catch (StatusRuntimeException e) {
+        throw new CliFailure(e.getStatus().getCode() + ": " + e.getStatus().getDescription(), e);
+      }
     }
   }
 

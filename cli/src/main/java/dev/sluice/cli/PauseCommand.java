@@ -23,14 +23,14 @@ final class PauseCommand implements Callable<Integer> {
   private ClientOptions client;
   @Parameters(index = "0", paramLabel = "NAME", description = "Resource name.")
   private String resource;
-  @Option(names = "--for", paramLabel = "DURATION", converter = Durations.Converter.class,
-      description = "How long, e.g. 30s or 5m; unset or 0 until `sluice resume`.")
+  @Option(names = "--for", paramLabel = "DURATION", converter = Durations.PauseConverter.class,
+      description = "How long, e.g. 30s or 5m (more than 0, at most 1d); unset: until `sluice resume`.")
   private Duration duration;
 
   @Override
   public Integer call() {
     PauseRequest.Builder request = PauseRequest.newBuilder().setResource(resource);
-    if (duration != null && !duration.isZero()) {
+    if (duration != null) {
       request.setDuration(Durations.toProto(duration));
     }
     PauseResponse response;

@@ -191,6 +191,19 @@ class CommandsTest {
     assertThat(sluice("pause", "no-such-resource").exit()).isEqualTo(1);
   }
 
+  /** Issue 14: `--for 0s` paused until resume; now every bad pause duration is refused at once, nothing paused. */
+  @Test
+  void pauseForRefusesZeroNegativeAndOverlongDurations() throws Exception {
+    sluice("limit", "set", "pause-bounds", "--rate", "requests=1/s");
+    for (String bad : List.of("0s", "PT-5S", "PT2562047H", "99999999999999999999s")) {
+      CliRun run = sluice("pause", "pause-bounds", "--for", bad);
+      assertThat(run.exit()).as(bad).isEqualTo(2);
+      assertThat(run.err()).as(bad).startsWith("error: invalid value for --for: '" + bad + "' is")
+          .contains("give a duration from 1ms to 1d, e.g. 30s").hasLineCount(1);
+      assertThat(stats("pause-bounds").getPaused()).as(bad).isFalse();
+    }
+  }
+
   @Test
   void statsTableHasOneRowPerResource() {
     sluice("limit", "set", "stats-test", "--rate", "requests=60/min:10", "--rate", "tokens=1000/min");

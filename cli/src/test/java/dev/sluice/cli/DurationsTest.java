@@ -44,13 +44,15 @@ class DurationsTest {
 
   @ParameterizedTest(name = "{0}: {1}")
   @CsvSource(delimiter = '|', value = {
-      "''       | empty duration; write a number and a unit, e.g. 500ms, 30s, 5m, 1h, 1d",
-      "30       | '30' has no unit; write e.g. 30s or 30ms",
-      "5 weeks  | unknown unit 'weeks' in '5 weeks'; use ms, s, m (or min), h or d",
-      "-5s      | '-5s' is negative; durations are >= 0",
-      "soon     | 'soon' is not a duration; write a number and a unit, e.g. 500ms",
+      "''       | '' is empty: give a duration from 0s to 3650d, e.g. 30s",
+      "30       | '30' has no unit (write 30s or 30ms)",
+      "5 weeks  | '5 weeks' has an unknown unit 'weeks' (use ms, s, m or min, h, d)",
+      "-5s      | '-5s' is negative: give a duration from 0s to 3650d",
+      "soon     | 'soon' is not a duration: give a duration from 0s to 3650d, e.g. 30s",
       "1.5.2s   | '1.5.2s' is not a duration",
-      "99999d   | '99999d' is too long; the most is 3650d",
+      "99999d   | '99999d' is too long: give a duration from 0s to 3650d",
+      "99999999999999999999s | is too long",
+      "PT2562047H | 'PT2562047H' is too long",
       "0.1ns    | unknown unit 'ns'",
       "PT-1S    | 'PT-1S' is negative",
       "Pxyz     | 'Pxyz' is not a duration",
@@ -65,6 +67,20 @@ class DurationsTest {
   void refusesSubNanosecondPrecision() {
     assertThatThrownBy(() -> Durations.parse("0.0000001ms"))
         .hasMessageContaining("finer than a nanosecond");
+  }
+
+  /** {@code pause --for}: the server's pause bounds, checked before any call. */
+  @ParameterizedTest(name = "pause --for {0}: {1}")
+  @CsvSource(delimiter = '|', value = {
+      "0s         | '0s' is 0: a pause of 0 does nothing: leave the duration out to pause until resumed",
+      "0          | '0' is 0",
+      "PT-5S      | 'PT-5S' is negative: give a duration from 1ms to 1d, e.g. 30s",
+      "PT2562047H | 'PT2562047H' is too long: give a duration from 1ms to 1d",
+      "2d         | '2d' is too long",
+  })
+  void pauseForRefusesWhatThePauseBoundsRefuse(String text, String message) {
+    assertThatThrownBy(() -> new Durations.PauseConverter().convert(text))
+        .isInstanceOf(TypeConversionException.class).hasMessageContaining(message);
   }
 
   @Test

@@ -62,6 +62,53 @@ class KeyCommandsTest {
     assertThat(again.err()).contains("no key with id");
   }
 
+  /** Issue 14: a first worker key is refused (it would lock every admin call out). */
+  @Test
+  void aFirstWorkerKeyIsRefused() {
+    CliRun first = CliRun.of("key", "create", "--role", "worker", "--resources", "team1:*", target);
+    assertThat(first.exit()).isEqualTo(1);
+    assertThat(first.err()).hasLineCount(1).contains("FAILED_PRECONDITION", "create an admin key first");
+    assertThat(dataDir.resolve("keys.json")).doesNotExist();
+  }
+
+  /**
+   * Issue 14: a coordinator that cannot write its data dir answers UNAVAILABLE with its reason; the
+   * CLI must not add "is the coordinator running?" to an answer the coordinator gave.
+   */
+  @Test
+  void aDataDirTheCoordinatorCannotWriteIsNotBlamedOnAStoppedCoordinator() throws Exception {
+    java.nio.file.Files.createDirectories(dataDir.resolve("keys.json")); // in the way of the next save
+    CliRun run = CliRun.of("key", "create", "--role", "admin", target);
+    assertThat(run.exit()).isEqualTo(1);
+    assertThat(run.err()).hasLineCount(1).startsWith("error: UNAVAILABLE: cannot store the new key in")
+        .contains("keys.json is a directory").doesNotContain("is the coordinator running");
+  }
+
+  /** Every admin key lost: stop the coordinator, write a new admin key into its data dir, start it again. */
+  @Test
+  void aLostAdminKeyIsRecoveredOfflineThroughTheDataDir() throws Exception {
+    CliRun lost = CliRun.of("key", "create", "--role", "admin", "--description", "lost", target);
+    assertThat(lost.exit()).as(lost.err()).isZero();
+    server.close();
+
+    CliRun offline = CliRun.of("key", "create", "--role", "admin", "--description", "recovery", "--data-dir",
+        dataDir.toString());
+    assertThat(offline.exit()).as(offline.err()).isZero();
+    String recovered = offline.out().trim();
+    assertThat(recovered).startsWith("slk_");
+    assertThat(offline.err()).contains("Written to " + dataDir.resolve("keys.json"));
+
+    server = SluiceServer.builder().host("127.0.0.1").port(0).dataDir(dataDir).build().start();
+    target = "--target=127.0.0.1:" + server.port();
+    CliRun list = CliRun.of("key", "list", target, "--api-key=" + recovered);
+    assertThat(list.exit()).as(list.err()).isZero();
+    assertThat(list.out()).contains("lost", "recovery");
+
+    CliRun nowhere = CliRun.of("key", "create", "--role", "admin", "--data-dir", dataDir.resolve("typo").toString());
+    assertThat(nowhere.exit()).isEqualTo(2);
+    assertThat(nowhere.err()).contains("is not a directory");
+  }
+
   @Test
   void aRoleIsRequiredAndMustBeKnown() {
     CliRun none = CliRun.of("key", "create", target);

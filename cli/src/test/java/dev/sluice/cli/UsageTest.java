@@ -43,7 +43,7 @@ class UsageTest {
       "limit set openai --concurrency lots         | invalid value for --concurrency: 'lots' is not a long",
       "limit set openai --concurrency -1           | --concurrency must be >= 0",
       "limit set openai --concurrency 5 --lease-ttl 0 | --lease-ttl must be more than 0",
-      "limit set openai --concurrency 5 --lease-ttl 30 | '30' has no unit; write e.g. 30s or 30ms",
+      "limit set openai --concurrency 5 --lease-ttl 30 | '30' has no unit (write 30s or 30ms)",
       "limit list --bogus                          | Unknown option: '--bogus'",
       "pause openai --for soon                     | 'soon' is not a duration",
       "stats --watch --interval 1ms                | --interval must be at least 100ms",

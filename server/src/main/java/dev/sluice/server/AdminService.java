@@ -22,6 +22,7 @@ import dev.sluice.proto.v1.ResumeRequest;
 import dev.sluice.proto.v1.ResumeResponse;
 import dev.sluice.proto.v1.SetLimitRequest;
 import dev.sluice.proto.v1.SetLimitResponse;
+import dev.sluice.server.engine.Durations;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.LimitSpec;
@@ -231,9 +232,10 @@ final class AdminService extends AdminGrpc.AdminImplBase {
     answer(
         observer,
         () -> {
+          // Unset: until resumed. Set: the bounds of every pause (0 refused, at most a day).
           long nanos =
-              req.hasDuration() ? Protos.nanos(req.getDuration(), "duration") : 0;
-          long left = engine.pause(req.getResource(), nanos == 0 ? -1 : nanos);
+              req.hasDuration() ? Protos.nanos(req.getDuration(), "duration", Durations.PAUSE) : -1;
+          long left = engine.pause(req.getResource(), nanos);
           PauseResponse.Builder b = PauseResponse.newBuilder();
           if (left >= 0) {
             b.setPausedFor(Protos.duration(left));

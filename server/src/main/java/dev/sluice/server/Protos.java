@@ -5,6 +5,7 @@ import dev.sluice.proto.v1.Lane;
 import dev.sluice.proto.v1.Limit;
 import dev.sluice.proto.v1.RateDimension;
 import dev.sluice.proto.v1.ResourceStats;
+import dev.sluice.server.engine.Durations;
 import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
@@ -42,6 +43,24 @@ final class Protos {
           field + " of " + d.getSeconds() + "s is too long: use at most a year");
     }
     return d.getSeconds() * 1_000_000_000L + d.getNanos();
+  }
+
+  /**
+   * Nanoseconds of a wire duration checked against {@code bounds}, with the message the other
+   * paths give ({@link Durations}).
+   */
+  static long nanos(Duration d, String field, Durations.Bounds bounds) {
+    if (d.getNanos() <= -1_000_000_000 || d.getNanos() >= 1_000_000_000
+        || (d.getSeconds() != 0 && d.getNanos() != 0 && (d.getSeconds() < 0) != (d.getNanos() < 0))) {
+      throw new EngineException(EngineException.Reason.INVALID, field + " " + d.getSeconds() + "s " + d.getNanos()
+          + "ns is malformed: seconds and nanos share a sign, and nanos stay under a second");
+    }
+    java.time.Duration value = java.time.Duration.ofSeconds(d.getSeconds(), d.getNanos());
+    try {
+      return Durations.check(field, Durations.format(value), value, bounds).toNanos();
+    } catch (IllegalArgumentException e) {
+      throw new EngineException(EngineException.Reason.INVALID, e.getMessage());
+    }
   }
 
   static java.time.Duration javaDuration(Duration d, String field) {

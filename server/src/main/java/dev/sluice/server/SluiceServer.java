@@ -7,6 +7,7 @@ import dev.sluice.server.auth.FileKeyStore;
 import dev.sluice.server.auth.KeyAdmin;
 import dev.sluice.server.auth.KeyStore;
 import dev.sluice.server.auth.RedisKeyStore;
+import dev.sluice.server.engine.DataFiles;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.FileLimitStore;
 import dev.sluice.server.engine.MemoryEngine;
@@ -38,7 +39,6 @@ import io.grpc.protobuf.services.ProtoReflectionService;
 import io.grpc.protobuf.services.ProtoReflectionServiceV1;
 import java.io.IOException;
 import java.net.InetSocketAddress;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -406,7 +406,7 @@ public final class SluiceServer implements AutoCloseable {
     Duration maxWait = config.maxWait == null ? Duration.ofMinutes(5) : config.maxWait;
 
     try {
-      Files.createDirectories(dataDir);
+      DataFiles.createDir(dataDir);
     } catch (IOException e) {
       throw new IOException(
           "cannot create data dir " + dataDir + " (" + e + "): choose a writable --data-dir", e);

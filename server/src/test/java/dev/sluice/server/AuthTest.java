@@ -136,6 +136,16 @@ class AuthTest {
     assertThat(admin(adminKey).listLimits(ListLimitsRequest.getDefaultInstance()).getLimitsCount()).isEqualTo(1);
   }
 
+  /** A first worker key would lock every admin call out: refused, nothing stored, the admin key still possible. */
+  @Test
+  void aFirstKeyThatIsNotAdminIsRefused() throws Exception {
+    status(() -> createKey(null, Role.ROLE_WORKER, "team1:*"), Status.Code.FAILED_PRECONDITION,
+        "create an admin key first", "--role admin");
+    assertThat(dataDir.resolve("keys.json")).doesNotExist();
+    String adminKey = createKey(null, Role.ROLE_ADMIN, "");
+    assertThat(createKey(adminKey, Role.ROLE_WORKER, "team1:*")).startsWith("slk_");
+  }
+
   @Test
   void everyAuthCase() throws Exception {
     server.engine().setLimit(new LimitSpec("openai:gpt", List.of(), 5, 0, null));

@@ -160,7 +160,8 @@ class HttpApiTest {
         "load, lane, timeout, requestId");
     refused(post("/v1/resources/api/acquire?timeout=soon", null), 400, "INVALID_ARGUMENT",
         "timeout 'soon' is not a duration");
-    refused(post("/v1/resources/api/acquire", "{\"timeout\": -1}"), 400, "INVALID_ARGUMENT", "out of range");
+    refused(post("/v1/resources/api/acquire", "{\"timeout\": -1}"), 400, "INVALID_ARGUMENT", "timeout '-1' is negative",
+        "from 0s to 1d");
     // The engine's own checks come through with their words.
     refused(post("/v1/resources/api/acquire", "{\"load\": {\"images\": 1}}"), 400, "INVALID_ARGUMENT", "images");
     refused(post("/v1/resources/bad%20name/acquire", null), 400, "INVALID_ARGUMENT", "resource name");

@@ -166,6 +166,11 @@ class RedisStoreServerTest {
       ManagedChannel chA = ManagedChannelBuilder.forAddress("127.0.0.1", a.port()).usePlaintext().build();
       try {
         var openAdmin = AdminGrpc.newBlockingStub(chA);
+        // A first key that is not admin would lock every admin call out, on every node.
+        assertThatThrownBy(() -> openAdmin.createKey(CreateKeyRequest.newBuilder().setRole(Role.ROLE_WORKER)
+            .setResources("shared").build())).hasMessageContaining("FAILED_PRECONDITION")
+            .hasMessageContaining("create an admin key first");
+        assertThat(((dev.sluice.server.engine.RedisEngine) a.engine()).sharedHash("keys").all()).isEmpty();
         String adminKey = openAdmin.createKey(CreateKeyRequest.newBuilder().setRole(Role.ROLE_ADMIN).build()).getKey();
         var admin = openAdmin.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(bearer(adminKey)));
         String workerKey = admin.createKey(

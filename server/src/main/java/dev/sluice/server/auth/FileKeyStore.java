@@ -1,28 +1,33 @@
 package dev.sluice.server.auth;
 
+import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
-import dev.sluice.server.engine.FileLimitStore;
+import dev.sluice.server.engine.DataFiles;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.attribute.PosixFilePermissions;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
- * Keys in {@code <data-dir>/keys.json} (owner read/write only where the file system has POSIX
- * permissions), written atomically like the limits. Read once at start; changes go through
+ * Keys in {@code <data-dir>/keys.json} (0600 where the file system has POSIX permissions),
+ * written atomically like the limits, read as strictly. Read once at start; changes go through
  * this store, so memory and file agree.
  */
 public final class FileKeyStore implements KeyStore {
 
   static final String FILE_NAME = "keys.json";
   private static final int FORMAT_VERSION = 1;
+  private static final Logger log = LoggerFactory.getLogger(FileKeyStore.class);
 
   record FileContent(int version, List<StoredKey> keys) {}
 
@@ -31,43 +36,100 @@ public final class FileKeyStore implements KeyStore {
   private final Map<String, StoredKey> keys = new ConcurrentHashMap<>();
   private final ObjectMapper json = new ObjectMapper()
       .enable(SerializationFeature.INDENT_OUTPUT)
-      .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES);
+      .enable(DeserializationFeature.FAIL_ON_NULL_FOR_PRIMITIVES)
+      .enable(DeserializationFeature.FAIL_ON_MISSING_CREATOR_PROPERTIES)
+      .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
 
-  /** @throws IOException if the file exists but cannot be read or is not a valid key file */
+  /**
+   * Reads the key file, refusing anything it would not have written itself.
+   *
+   * @throws IOException naming the file and the line if it is not a valid key file, or if it
+   *     cannot be read
+   */
   public FileKeyStore(Path dataDir) throws IOException {
     this.dir = dataDir.toAbsolutePath().normalize();
     this.file = dir.resolve(FILE_NAME);
+    DataFiles.ownerOnly(file);
+    for (Path left : DataFiles.removeLeftovers(file)) {
+      log.info("removed {}, left by a save that was interrupted (the keys are in {})", left, file);
+    }
     byte[] bytes;
     try {
       bytes = Files.readAllBytes(file);
     } catch (NoSuchFileException e) {
       return;
     }
-    FileContent content;
-    try {
-      content = json.readValue(bytes, FileContent.class);
+    try (JsonParser p = json.createParser(bytes)) {
+      read(p);
     } catch (JsonProcessingException e) {
-      throw new IOException("key file " + file + " is not valid: " + e.getOriginalMessage() + " (line "
-          + (e.getLocation() == null ? "?" : e.getLocation().getLineNr()) + "); restore it from a backup, or"
-          + " delete it (every key is lost; the coordinator is open until you create new ones)", e);
+      throw invalid(e.getLocation() == null ? 0 : e.getLocation().getLineNr(), e.getOriginalMessage(), e);
+    } catch (IOException e) {
+      // Bytes that are not text at all (Jackson guesses UTF-16/32 from zero bytes): not JSON.
+      throw invalid(0, "unreadable bytes (" + e.getMessage() + ")", e);
     }
-    if (content == null || content.keys() == null || content.version() != FORMAT_VERSION) {
-      throw new IOException("key file " + file + " has no \"keys\" list or a format version other than "
-          + FORMAT_VERSION + "; restore it from a backup or run a matching Sluice version");
+  }
+
+  /** {@code {"version": 1, "keys": [...]}}, nothing before or after, each key whole and usable. */
+  private void read(JsonParser p) throws IOException {
+    if (p.nextToken() != JsonToken.START_OBJECT) {
+      throw invalid(line(p), "it must be one JSON object: {\"version\": " + FORMAT_VERSION + ", \"keys\": [...]}", null);
     }
-    for (StoredKey k : content.keys()) {
-      if (k.id() == null || k.role() == null || k.salt() == null || k.hash() == null) {
-        throw new IOException("key file " + file + " holds a key without id, role, salt or hash; restore the"
-            + " file from a backup");
+    Integer version = null;
+    boolean listed = false;
+    while (p.nextToken() == JsonToken.FIELD_NAME) {
+      String field = p.currentName();
+      int fieldLine = line(p);
+      JsonToken t = p.nextToken();
+      if (field.equals("version")) {
+        if (t != JsonToken.VALUE_NUMBER_INT || p.getLongValue() != FORMAT_VERSION) {
+          throw invalid(fieldLine, "format version " + p.getText() + ", this server reads version " + FORMAT_VERSION
+              + " (run a matching Sluice version)", null);
+        }
+        version = FORMAT_VERSION;
+      } else if (field.equals("keys")) {
+        if (t != JsonToken.START_ARRAY) {
+          throw invalid(fieldLine, "\"keys\" must be a list", null);
+        }
+        listed = true;
+        Map<String, Integer> lines = new HashMap<>();
+        for (int i = 0; p.nextToken() != JsonToken.END_ARRAY; i++) {
+          int keyLine = line(p);
+          if (p.currentToken() != JsonToken.START_OBJECT) {
+            throw invalid(keyLine, "keys[" + i + "] is " + p.getText() + ", not a key object", null);
+          }
+          StoredKey k = json.readValue(p, StoredKey.class);
+          String problem = k.problem();
+          if (problem != null) {
+            throw invalid(keyLine, "keys[" + i + "] " + problem, null);
+          }
+          Integer before = lines.put(k.id(), keyLine);
+          if (before != null) {
+            throw invalid(keyLine, "keys[" + i + "] repeats the id " + k.id() + " of the key on line " + before, null);
+          }
+          keys.put(k.id(), k);
+        }
+      } else {
+        throw invalid(fieldLine, "unknown field \"" + field + "\" (a key file holds \"version\" and \"keys\")",
+            null);
       }
-      try {
-        k.pattern();
-      } catch (IllegalArgumentException e) {
-        throw new IOException("key file " + file + ": key " + k.id() + " has a bad resource pattern: "
-            + e.getMessage(), e);
-      }
-      keys.put(k.id(), k);
     }
+    if (version == null || !listed) {
+      throw invalid(line(p), "it lacks " + (version == null ? "\"version\"" : "the \"keys\" list"), null);
+    }
+    if (p.nextToken() != null) {
+      throw invalid(line(p), "content after the end of the key object", null);
+    }
+  }
+
+  private static int line(JsonParser p) {
+    return p.currentTokenLocation().getLineNr();
+  }
+
+  private IOException invalid(int line, String what, Throwable cause) {
+    keys.clear();
+    return new IOException("key file " + file + " is not valid" + (line > 0 ? " at line " + line : "") + ": " + what
+        + "; restore it from a backup, or stop the coordinator and delete it (every key is lost; the coordinator is"
+        + " open until you create an admin key again)", cause);
   }
 
   @Override
@@ -103,12 +165,7 @@ public final class FileKeyStore implements KeyStore {
 
   private void save() throws IOException {
     byte[] bytes = json.writeValueAsBytes(new FileContent(FORMAT_VERSION, all()));
-    FileLimitStore.writeAtomically(dir, file, bytes);
-    try {
-      Files.setPosixFilePermissions(file, PosixFilePermissions.fromString("rw-------"));
-    } catch (UnsupportedOperationException e) {
-      // Not a POSIX file system: the directory's own permissions protect it.
-    }
+    DataFiles.writeAtomically(dir, file, bytes);
   }
 
   @Override

@@ -46,6 +46,12 @@ public final class KeyAdmin {
       throw invalid("key description must be at most 200 printable characters");
     }
     boolean first = keys.isEmpty();
+    if (first && role != Role.ADMIN) {
+      // A first worker key would close the coordinator to every admin call, for good.
+      throw Status.FAILED_PRECONDITION.withDescription("the coordinator has no key yet: create an admin key first"
+          + " (`sluice key create --role admin`), then worker keys with it; a first worker key would lock every"
+          + " admin call out").asRuntimeException();
+    }
     StoredKey.Issued issued = StoredKey.generate(role, resources, description, clock.getAsLong());
     try {
       keys.add(issued.stored());

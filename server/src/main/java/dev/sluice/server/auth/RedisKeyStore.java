@@ -47,9 +47,10 @@ public final class RedisKeyStore implements KeyStore {
         throw new IOException("API key " + e.getKey() + " in " + where + " is not valid JSON ("
             + ex.getOriginalMessage() + "): revoke it with `sluice key revoke " + e.getKey() + "`", ex);
       }
-      if (k.id() == null || !k.id().equals(e.getKey()) || k.role() == null || k.salt() == null || k.hash() == null) {
-        throw new IOException("API key " + e.getKey() + " in " + where + " lacks its id, role, salt or hash:"
-            + " revoke it with `sluice key revoke " + e.getKey() + "`");
+      String problem = k.id() != null && !k.id().equals(e.getKey()) ? "is stored under another id" : k.problem();
+      if (problem != null) {
+        throw new IOException("API key " + e.getKey() + " in " + where + " " + problem + ": revoke it with"
+            + " `sluice key revoke " + e.getKey() + "`");
       }
       out.put(k.id(), k);
     }

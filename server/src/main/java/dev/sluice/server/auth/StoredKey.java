@@ -66,6 +66,36 @@ public record StoredKey(
     return MessageDigest.isEqual(expected, digest(Base64.getDecoder().decode(salt), secret));
   }
 
+  /**
+   * What makes this stored key unusable (a damaged or hand-edited record), or null: every field
+   * present, the id of a generated key, a resource pattern that parses, salt and hash in base64
+   * (a SHA-256 hash is 32 bytes).
+   */
+  String problem() {
+    if (id == null || role == null || resources == null || salt == null || hash == null) {
+      return "lacks its id, role, resources, salt or hash";
+    }
+    if (!id.matches("[0-9a-f]{" + ID_BYTES * 2 + "}")) {
+      return "has the id '" + id + "', not " + ID_BYTES * 2 + " hex digits";
+    }
+    try {
+      pattern();
+    } catch (IllegalArgumentException e) {
+      return "(key " + id + ") has a bad resource pattern: " + e.getMessage();
+    }
+    try {
+      if (Base64.getDecoder().decode(salt).length == 0) {
+        return "(key " + id + ") has an empty salt";
+      }
+      if (Base64.getDecoder().decode(hash).length != 32) {
+        return "(key " + id + ") has a hash that is not 32 bytes of base64";
+      }
+    } catch (IllegalArgumentException e) {
+      return "(key " + id + ") has a salt or hash that is not base64: " + e.getMessage();
+    }
+    return null;
+  }
+
   public ResourcePattern pattern() {
     return ResourcePattern.parse(resources);
   }

@@ -3,6 +3,7 @@ package dev.sluice.server.buffer;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.sluice.server.engine.Durations;
 import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.Validation;
 import java.net.URI;
@@ -387,36 +388,13 @@ public record BufferSpec(
     if (v == null || v.isNull()) {
       return dflt;
     }
-    if (v.isNumber()) {
-      double s = v.doubleValue();
-      if (!(s >= 0) || s > 365 * 86_400.0) {
-        throw invalid(field + " " + v + " is out of range");
-      }
-      return Duration.ofNanos((long) (s * 1e9));
-    }
-    if (!v.isTextual()) {
+    if (!v.isNumber() && !v.isTextual()) {
       throw invalid(field + " must be a duration such as \"30s\", not " + v);
     }
-    String t = v.asText().trim();
-    var m = Pattern.compile("(\\d+)(ms|s|m|h|d)").matcher(t);
-    if (m.matches()) {
-      try {
-        long n = Long.parseLong(m.group(1));
-        return switch (m.group(2)) {
-          case "ms" -> Duration.ofMillis(n);
-          case "s" -> Duration.ofSeconds(n);
-          case "m" -> Duration.ofMinutes(n);
-          case "h" -> Duration.ofHours(n);
-          default -> Duration.ofDays(n);
-        };
-      } catch (ArithmeticException | NumberFormatException e) {
-        throw invalid(field + " '" + t + "' is out of range");
-      }
-    }
     try {
-      return Duration.parse(t);
-    } catch (RuntimeException e) {
-      throw invalid(field + " '" + t + "' is not a duration: use 250ms, 30s, 5m, 1h, 2d or seconds as a number");
+      return Durations.parse(field, v.asText(), Durations.ANY, true);
+    } catch (IllegalArgumentException e) {
+      throw invalid(e.getMessage());
     }
   }
 }

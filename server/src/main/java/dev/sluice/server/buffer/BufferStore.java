@@ -1,5 +1,7 @@
 package dev.sluice.server.buffer;
 
+import dev.sluice.server.engine.DataFiles;
+import dev.sluice.server.engine.EngineException;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.sql.Connection;
@@ -15,6 +17,8 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.LinkedBlockingQueue;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import org.sqlite.SQLiteErrorCode;
+import org.sqlite.SQLiteException;
 
 /**
  * Buffers and their items in {@code buffers.db} in the data dir: SQLite in WAL mode.
@@ -43,15 +47,23 @@ final class BufferStore implements AutoCloseable {
 
   private record Job<T>(Write<T> write, CompletableFuture<T> done) {}
 
+  private final Path file;
   private final Connection writer;
   private final Connection reader;
   private final BlockingQueue<Job<?>> queue = new LinkedBlockingQueue<>();
   private final Thread thread;
   private volatile boolean closed;
+  private volatile Runnable onRollback = () -> {};
+  /** Set while commits fail (logged once), cleared with one line when one succeeds again. */
+  private boolean failing;
 
   BufferStore(Path dataDir, boolean fsyncEveryCommit) throws IOException {
-    Path file = dataDir.resolve("buffers.db");
+    this.file = dataDir.resolve("buffers.db");
+    DataFiles.createOwnerOnly(file);
+    DataFiles.ownerOnly(file.resolveSibling("buffers.db-wal"), file.resolveSibling("buffers.db-shm"));
     try {
+      // JDBC auto-commit on: the writer runs BEGIN, COMMIT and ROLLBACK itself, so it always knows
+      // whether a transaction is open (the driver's own bookkeeping went wrong after SQLITE_FULL).
       writer = DriverManager.getConnection("jdbc:sqlite:" + file);
       try (Statement s = writer.createStatement()) {
         s.execute("PRAGMA journal_mode=WAL");
@@ -68,7 +80,6 @@ final class BufferStore implements AutoCloseable {
         s.execute("CREATE INDEX IF NOT EXISTS items_state ON items(buffer, state, id)");
         s.execute("CREATE UNIQUE INDEX IF NOT EXISTS items_idem ON items(buffer, idem)");
       }
-      writer.setAutoCommit(false);
       reader = DriverManager.getConnection("jdbc:sqlite:" + file);
       try (Statement s = reader.createStatement()) {
         s.execute("PRAGMA busy_timeout=5000");
@@ -80,6 +91,14 @@ final class BufferStore implements AutoCloseable {
     thread = new Thread(this::run, "sluice-buffer-store");
     thread.setDaemon(true);
     thread.start();
+  }
+
+  /**
+   * Runs on the writer thread after a transaction was rolled back (nothing of it stored), so
+   * state kept beside the database (the next item ids) can be read again from it.
+   */
+  void onRollback(Runnable r) {
+    this.onRollback = r;
   }
 
   /** Queues a write; the future completes once it is committed (durable). */
@@ -120,52 +139,115 @@ final class BufferStore implements AutoCloseable {
     }
   }
 
+  /*
+   * One transaction per batch, one savepoint per job. A job that fails is rolled back to its
+   * savepoint and answered with its error; the others go on. But SQLite may roll back the whole
+   * transaction on its own after some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM): then the
+   * savepoint is gone, so is every job's work in this batch, and every job is answered "not
+   * stored". A failed COMMIT is rolled back the same way. Each answer says exactly what happened:
+   * an id means committed, an error means nothing of that job is in the database, and the next
+   * batch starts from a clean connection (no restart needed once the disk has room).
+   */
   @SuppressWarnings({"unchecked", "rawtypes"})
   private void commit(List<Job<?>> batch) {
-    List<Object> results = new ArrayList<>(batch.size());
-    List<Throwable> errors = new ArrayList<>(batch.size());
-    for (Job<?> j : batch) {
-      try (Statement sp = writer.createStatement()) {
-        // Each job in a savepoint: one failing job does not take the others' writes with it.
-        sp.execute("SAVEPOINT job");
-        results.add(j.write().apply(writer));
-        errors.add(null);
-        sp.execute("RELEASE job");
+    Object[] results = new Object[batch.size()];
+    Throwable[] errors = new Throwable[batch.size()];
+    Throwable lost = null;
+    try {
+      exec("BEGIN IMMEDIATE");
+    } catch (SQLException e) {
+      lost = e;
+    }
+    for (int i = 0; i < batch.size() && lost == null; i++) {
+      try {
+        exec("SAVEPOINT job");
+        results[i] = batch.get(i).write().apply(writer);
+        exec("RELEASE job");
       } catch (SQLException | RuntimeException e) {
-        results.add(null);
-        errors.add(e);
-        try (Statement rb = writer.createStatement()) {
-          rb.execute("ROLLBACK TO job");
-          rb.execute("RELEASE job");
-        } catch (SQLException ignored) {
-          // the commit below reports a broken connection
+        errors[i] = failure(e);
+        try {
+          exec("ROLLBACK TO job");
+          exec("RELEASE job");
+        } catch (SQLException gone) {
+          lost = e;
         }
       }
     }
-    try {
-      writer.commit();
-    } catch (SQLException e) {
-      log.error("committing {} buffer writes failed: {}", batch.size(), e.getMessage());
-      for (Job<?> j : batch) {
-        j.done().completeExceptionally(new IllegalStateException("the buffer store could not commit: "
-            + e.getMessage(), e));
-      }
+    if (lost == null) {
       try {
-        writer.rollback();
-      } catch (SQLException ignored) {
-        // nothing more to do
+        exec("COMMIT");
+      } catch (SQLException e) {
+        lost = e;
+      }
+    }
+    if (lost != null) {
+      try {
+        exec("ROLLBACK");
+      } catch (SQLException alreadyRolledBack) {
+        // SQLite ended the transaction itself: nothing of it is stored either way.
+      }
+      onRollback.run();
+      if (!failing) {
+        failing = true;
+        log.error("the buffer store {} cannot write ({}): {} writes refused, nothing of them stored; it retries with"
+            + " each new write", file, lost.getMessage(), batch.size());
+      }
+      RuntimeException answer = failure(lost);
+      for (Job<?> j : batch) {
+        j.done().completeExceptionally(answer);
       }
       return;
     }
+    if (failing) {
+      failing = false;
+      log.info("the buffer store {} writes again", file);
+    }
     for (int i = 0; i < batch.size(); i++) {
       Job j = batch.get(i);
-      if (errors.get(i) != null) {
-        j.done().completeExceptionally(errors.get(i));
+      if (errors[i] != null) {
+        j.done().completeExceptionally(errors[i]);
       } else {
-        j.done().complete(results.get(i));
+        j.done().complete(results[i]);
       }
     }
   }
+
+  private void exec(String sql) throws SQLException {
+    try (Statement s = writer.createStatement()) {
+      s.execute(sql);
+    }
+  }
+
+  /**
+   * What a caller is told: a full disk or a store that cannot write is UNAVAILABLE (503) naming
+   * the file; anything else (a bug) as it was thrown.
+   */
+  private RuntimeException failure(Throwable t) {
+    Throwable cause = t;
+    while (cause != null && !(cause instanceof SQLiteException)) {
+      cause = cause.getCause();
+    }
+    if (cause instanceof SQLiteException e) {
+      int primary = e.getErrorCode() & 0xff;
+      if (primary == SQLiteErrorCode.SQLITE_FULL.code) {
+        return new EngineException(EngineException.Reason.UNAVAILABLE, "not stored: the disk holding the buffer"
+            + " store " + file + " is full (SQLITE_FULL); free space there and retry: the store writes again as"
+            + " soon as there is room, no restart needed");
+      }
+      if (STORE_DOWN.contains(primary)) {
+        return new EngineException(EngineException.Reason.UNAVAILABLE, "not stored: the buffer store " + file
+            + " cannot write (" + e.getMessage() + "); check the disk and the data dir's permissions, then retry");
+      }
+    }
+    return t instanceof RuntimeException re ? re : new IllegalStateException("buffer store write failed: "
+        + t.getMessage(), t);
+  }
+
+  /** SQLite primary result codes that mean the disk or file, not the statement. */
+  private static final java.util.Set<Integer> STORE_DOWN = java.util.Set.of(SQLiteErrorCode.SQLITE_IOERR.code,
+      SQLiteErrorCode.SQLITE_READONLY.code, SQLiteErrorCode.SQLITE_CANTOPEN.code, SQLiteErrorCode.SQLITE_BUSY.code,
+      SQLiteErrorCode.SQLITE_LOCKED.code, SQLiteErrorCode.SQLITE_NOMEM.code, SQLiteErrorCode.SQLITE_CORRUPT.code,
+      SQLiteErrorCode.SQLITE_NOTADB.code, SQLiteErrorCode.SQLITE_PERM.code);
 
   @Override
   public void close() {

@@ -22,6 +22,13 @@ final class SqliteBackend implements BufferBackend {
 
   SqliteBackend(Path dataDir, boolean fsyncEveryCommit) throws IOException {
     this.store = new BufferStore(dataDir, fsyncEveryCommit);
+    // A rolled-back push took ids it did not keep: read the next ones from the database again.
+    store.onRollback(nextIds::clear);
+  }
+
+  /** The store itself, for tests in this package. */
+  BufferStore store() {
+    return store;
   }
 
   @Override

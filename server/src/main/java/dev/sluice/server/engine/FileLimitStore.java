@@ -6,13 +6,9 @@ import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import java.io.IOException;
-import java.nio.channels.FileChannel;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collection;
@@ -20,16 +16,20 @@ import java.util.Comparator;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
- * Limits in {@code <data-dir>/limits.json}. Each save writes a temporary file, forces it to
- * disk, renames it over the old one ({@code ATOMIC_MOVE}) and forces the directory, so a
- * crash at any point leaves a whole file: the old set or the new.
+ * Limits in {@code <data-dir>/limits.json} (0600). Each save writes a temporary file, forces it
+ * to disk, renames it over the old one ({@code ATOMIC_MOVE}) and forces the directory, so a
+ * crash at any point leaves a whole file: the old set or the new ({@link DataFiles}); a
+ * temporary file a crash left behind is removed at the next load.
  */
 public final class FileLimitStore implements LimitStore {
 
   static final String FILE_NAME = "limits.json";
   private static final int FORMAT_VERSION = 1;
+  private static final Logger log = LoggerFactory.getLogger(FileLimitStore.class);
 
   private final Path dir;
   private final Path file;
@@ -60,6 +60,10 @@ public final class FileLimitStore implements LimitStore {
 
   @Override
   public synchronized List<LimitSpec> load() throws IOException {
+    DataFiles.ownerOnly(file);
+    for (Path left : DataFiles.removeLeftovers(file)) {
+      log.info("removed {}, left by a save that was interrupted (the limits are in {})", left, file);
+    }
     byte[] bytes;
     try {
       bytes = Files.readAllBytes(file);
@@ -155,43 +159,6 @@ public final class FileLimitStore implements LimitStore {
                         l.maxWaiting(),
                         l.leaseTtl().toMillis())));
     byte[] bytes = json.writeValueAsBytes(new FileContent(FORMAT_VERSION, out));
-    writeAtomically(dir, file, bytes);
-  }
-
-  /**
-   * Writes {@code bytes} to {@code file} so that a crash at any point leaves the old content or the
-   * new, never a mix: a temporary file in the same directory, forced to disk, renamed over the old
-   * one, then the directory forced.
-   */
-  public static void writeAtomically(Path dir, Path file, byte[] bytes) throws IOException {
-    Files.createDirectories(dir);
-    Path tmp = Files.createTempFile(dir, file.getFileName().toString(), ".tmp");
-    try {
-      try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
-        var buf = java.nio.ByteBuffer.wrap(bytes);
-        while (buf.hasRemaining()) {
-          ch.write(buf);
-        }
-        ch.force(true);
-      }
-      try {
-        Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-      } catch (AtomicMoveNotSupportedException e) {
-        throw new IOException(
-            "data dir " + dir + " does not support atomic rename; put it on a local file system", e);
-      }
-    } finally {
-      Files.deleteIfExists(tmp);
-    }
-    forceDirectory(dir);
-  }
-
-  private static void forceDirectory(Path dir) {
-    // Makes the rename durable. Not every platform can open a directory; Linux can.
-    try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
-      ch.force(true);
-    } catch (IOException ignored) {
-      // Best effort: the rename itself is atomic either way.
-    }
+    DataFiles.writeAtomically(dir, file, bytes);
   }
 }

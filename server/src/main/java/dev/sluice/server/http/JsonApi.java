@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.sluice.server.auth.AuthInterceptor;
 import dev.sluice.server.auth.Principal;
 import dev.sluice.server.auth.Role;
+import dev.sluice.server.engine.Durations;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.Lane;
 import dev.sluice.server.engine.ResourceSnapshot;
@@ -14,7 +15,6 @@ import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.QueryStringDecoder;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
-import java.time.format.DateTimeParseException;
 import java.util.Base64;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
@@ -24,8 +24,6 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.UUID;
 import java.util.function.BiConsumer;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -39,7 +37,6 @@ final class JsonApi {
   private static final Logger log = LoggerFactory.getLogger(JsonApi.class);
   /** Default long-poll timeout: under the 60 s idle timeout of most proxies and load balancers. */
   static final long DEFAULT_TIMEOUT_NANOS = 30_000_000_000L;
-  private static final Pattern DURATION = Pattern.compile("(\\d+(?:\\.\\d+)?)(ms|s|m|h)");
 
   private final Engine engine;
   private final HttpApi.Options options;
@@ -244,15 +241,14 @@ final class JsonApi {
     Optional<Principal> who = authenticate(x, true);
     JsonNode body = x.json();
     known(body, "seconds", "for");
+    if (body.hasNonNull("seconds") && body.hasNonNull("for")) {
+      throw HttpError.badRequest("give seconds or for, not both");
+    }
     long nanos = -1;
     if (body.hasNonNull("seconds")) {
-      nanos = duration(body.get("seconds"), "seconds");
+      nanos = duration(body.get("seconds"), "seconds", Durations.PAUSE);
     } else if (body.hasNonNull("for")) {
-      nanos = duration(body.get("for"), "for");
-    }
-    if (nanos == 0) {
-      throw HttpError.badRequest("a pause of 0 does nothing: give seconds > 0, or leave it out to pause until"
-          + " resumed");
+      nanos = duration(body.get("for"), "for", Durations.PAUSE);
     }
     long left = engine.pause(resource, nanos);
     log.info("paused {} {} from the HTTP port ({})", resource, nanos < 0 ? "until resumed" : "for "
@@ -398,44 +394,29 @@ final class JsonApi {
     return node.booleanValue();
   }
 
+  /** Acquire timeouts and retry hints: 0 to a day. */
+  private static final Durations.Bounds UP_TO_A_DAY = Durations.Bounds.of(Duration.ZERO, Duration.ofDays(1), "30s");
+
   /** Seconds as a number, or a string: {@code 250ms}, {@code 30s}, {@code 5m}, {@code 1h}, {@code PT30S}. */
   static long duration(JsonNode node, String field) {
-    if (node.isNumber()) {
-      return seconds(node.doubleValue(), field, node.asText());
+    return duration(node, field, UP_TO_A_DAY);
+  }
+
+  static long duration(JsonNode node, String field, Durations.Bounds bounds) {
+    try {
+      // A JSON number is seconds; its text (0.5, 1.0E-3) is what the parser reads as plain seconds.
+      return Durations.parse(field, node.isNumber() ? node.asText() : text(node, field), bounds, true).toNanos();
+    } catch (IllegalArgumentException e) {
+      throw HttpError.badRequest(e.getMessage());
     }
-    return duration(text(node, field), field);
   }
 
   static long duration(String s, String field) {
-    String t = s.trim();
-    Matcher m = DURATION.matcher(t);
-    if (m.matches()) {
-      double n = Double.parseDouble(m.group(1));
-      double unit = switch (m.group(2)) {
-        case "ms" -> 0.001;
-        case "s" -> 1;
-        case "m" -> 60;
-        default -> 3600;
-      };
-      return seconds(n * unit, field, s);
-    }
     try {
-      return seconds(Double.parseDouble(t), field, s);
-    } catch (NumberFormatException e) {
-      // not a plain number: try ISO-8601
+      return Durations.parse(field, s, UP_TO_A_DAY, true).toNanos();
+    } catch (IllegalArgumentException e) {
+      throw HttpError.badRequest(e.getMessage());
     }
-    try {
-      return Duration.parse(t).toNanos();
-    } catch (DateTimeParseException | ArithmeticException e) {
-      throw HttpError.badRequest(field + " '" + s + "' is not a duration: use seconds (30, 0.5) or 250ms, 30s, 5m");
-    }
-  }
-
-  private static long seconds(double seconds, String field, String shown) {
-    if (!(seconds >= 0) || seconds > 86_400) {
-      throw HttpError.badRequest(field + " " + shown + " is out of range: use 0 to 86400 seconds");
-    }
-    return (long) (seconds * 1e9);
   }
 
   /**

@@ -40,6 +40,18 @@ class FileLimitStoreTest {
     }
   }
 
+  /** kill -9 mid-save leaves {@code limits.json<digits>.tmp}: the next load removes it and keeps the limits. */
+  @Test
+  void aSaveInterruptedByAKillLeavesNothingAfterTheNextLoad() throws IOException {
+    FileLimitStore store = new FileLimitStore(dir);
+    store.save(List.of(spec("openai")));
+    Path left = Files.writeString(dir.resolve("limits.json3141592653589793.tmp"), "{\"version\":1,\"lim");
+    Path other = Files.writeString(dir.resolve("limits.json.bak.tmp"), "kept: not a name Sluice makes");
+    assertThat(new FileLimitStore(dir).load()).containsExactly(spec("openai"));
+    assertThat(left).doesNotExist();
+    assertThat(other).exists();
+  }
+
   @Test
   void corruptFileIsAClearErrorNotAnEmptyConfig() throws IOException {
     FileLimitStore store = new FileLimitStore(dir);
