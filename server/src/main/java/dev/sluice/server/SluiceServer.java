@@ -89,6 +89,8 @@ public final class SluiceServer implements AutoCloseable {
   private volatile String boundHost;
   private boolean started;
   private volatile boolean closed;
+  private volatile boolean drainedInGrace;
+  private volatile long drainNanos;
 
   private SluiceServer(Builder config) {
     this.config = config;
@@ -685,8 +687,10 @@ public final class SluiceServer implements AutoCloseable {
       buffers.close(); // deliveries in flight are abandoned: sent again, flagged, after a restart
     }
     engine.close(); // parked acquires fail with UNAVAILABLE
+    long stopping = System.nanoTime();
     try {
-      if (!server.awaitTermination(grace.toMillis(), TimeUnit.MILLISECONDS)) {
+      drainedInGrace = server.awaitTermination(grace.toMillis(), TimeUnit.MILLISECONDS);
+      if (!drainedInGrace) {
         server.shutdownNow();
         server.awaitTermination(5, TimeUnit.SECONDS);
       }
@@ -694,6 +698,7 @@ public final class SluiceServer implements AutoCloseable {
       server.shutdownNow();
       Thread.currentThread().interrupt();
     }
+    drainNanos = System.nanoTime() - stopping;
     if (http != null) {
       http.close();
     }
@@ -702,7 +707,8 @@ public final class SluiceServer implements AutoCloseable {
     }
     engine.closeStore();
     shutdownExecutors();
-    log.info("Sluice coordinator stopped");
+    log.info("Sluice coordinator stopped: gRPC port drained in {} ms{}", TimeUnit.NANOSECONDS.toMillis(drainNanos),
+        drainedInGrace ? "" : ", calls still open after the grace period were cut");
     terminated.countDown();
   }
 
@@ -721,6 +727,16 @@ public final class SluiceServer implements AutoCloseable {
         Thread.currentThread().interrupt();
       }
     }
+  }
+
+  /** The gRPC server, for in-JVM tests that count its transports. */
+  Server grpcServer() {
+    return server;
+  }
+
+  /** Whether the last stop drained every gRPC transport within the grace period; for tests. */
+  boolean drainedInGrace() {
+    return drainedInGrace;
   }
 
   /** The engine, for in-JVM tests that look at state directly. */
