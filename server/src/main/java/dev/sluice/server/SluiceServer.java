@@ -90,6 +90,8 @@ public final class SluiceServer implements AutoCloseable {
   private boolean started;
   private volatile boolean closed;
   private volatile boolean drainedInGrace;
+  private Refusals refusals;
+  private ConnectionCap connectionCap;
   private volatile long drainNanos;
 
   private SluiceServer(Builder config) {
@@ -122,6 +124,7 @@ public final class SluiceServer implements AutoCloseable {
     private String httpHost;
     private Boolean bufferFsync;
     private Duration bufferLease;
+    private GrpcLimits grpcLimits;
 
     private Builder() {}
 
@@ -338,6 +341,17 @@ public final class SluiceServer implements AutoCloseable {
       return this;
     }
 
+    /**
+     * Limits on what clients may hold on the gRPC port (connections, calls per connection,
+     * handshake, idle and age timeouts, resets, health watches); default {@link
+     * GrpcLimits#defaults()}.
+     */
+    public Builder grpcLimits(GrpcLimits limits) {
+      once(this.grpcLimits, "gRPC limits");
+      this.grpcLimits = Objects.requireNonNull(limits, "limits");
+      return this;
+    }
+
     /** Test hook: a fake clock and the scheduler that goes with it. */
     Builder clock(Ticker ticker, Scheduler scheduler) {
       once(this.ticker, "clock");
@@ -422,6 +436,22 @@ public final class SluiceServer implements AutoCloseable {
     health = new HealthStatusManager();
     AuthInterceptor auth = new AuthInterceptor(keys);
     NettyServerBuilder grpc = NettyServerBuilder.forAddress(new InetSocketAddress(host, port), credentials);
+    GrpcLimits limits = config.grpcLimits == null ? GrpcLimits.defaults() : config.grpcLimits;
+    refusals = new Refusals(registry, System::nanoTime);
+    try {
+      connectionCap = new ConnectionCap(limits.connectionCap(maxFileDescriptors()), refusals);
+    } catch (IllegalArgumentException e) {
+      buffers.close();
+      engine.close();
+      shutdownExecutors();
+      throw new IOException(e.getMessage(), e);
+    }
+    limits.applyTo(grpc, connectionCap).addTransportFilter(connectionWaiters);
+    HealthWatches healthWatches = new HealthWatches(limits.maxHealthWatches, refusals);
+    grpc.addTransportFilter(healthWatches).intercept(healthWatches);
+    refusals.listen();
+    io.micrometer.core.instrument.Gauge.builder("sluice.grpc.connections", connectionCap::open)
+        .description("connections open on the gRPC port, before or after HTTP/2 set-up").register(registry);
     if (config.httpPort != null) {
       // Per-method call counts and latencies for /metrics (grpc.server.processing.duration ...).
       grpc.intercept(new MetricCollectingServerInterceptor(registry));
@@ -435,7 +465,6 @@ public final class SluiceServer implements AutoCloseable {
               .permitKeepAliveTime(500, TimeUnit.MILLISECONDS)
               .permitKeepAliveWithoutCalls(true)
               .addService(new CoordinatorService(engine, maxWait.toNanos(), connectionWaiters))
-              .addTransportFilter(connectionWaiters)
               .addService(new AdminService(engine, adminExecutor, new KeyAdmin(keys, System::currentTimeMillis), buffers))
               .intercept(connectionWaiters)
               .intercept(auth)
@@ -451,6 +480,7 @@ public final class SluiceServer implements AutoCloseable {
       }
       engine.close();
       shutdownExecutors();
+      stopGrpcPort();
       throw new IOException(
           "cannot listen on " + host + ":" + port + " (" + e.getMessage() + "): is another"
               + " server using it? choose another --port",
@@ -464,6 +494,7 @@ public final class SluiceServer implements AutoCloseable {
         startHttp(host, maxWait, auth, shared);
       } catch (IOException e) {
         server.shutdownNow();
+        stopGrpcPort();
         if (buffers != null) {
           buffers.close();
         }
@@ -487,9 +518,10 @@ public final class SluiceServer implements AutoCloseable {
               : "It listens on " + host + " because --bind/--host says so.");
     }
     log.info(
-        "Sluice coordinator ready on port {} (bind {}, {}, {}), {}, data dir {}, store {}, {} limits loaded",
+        "Sluice coordinator ready on port {} (bind {}, {}, {}, {}), {}, data dir {}, store {}, {} limits loaded",
         server.getPort(),
         host,
+        limits.describe(connectionCap.cap()),
         (config.tls == null ? Tls.NONE : config.tls).describe(),
         open ? "open: no API keys" : keys.all().size() + " API keys in " + keys.describe(),
         http == null ? "no HTTP port" : "HTTP (metrics, dashboard, JSON API) on http://"
@@ -699,6 +731,7 @@ public final class SluiceServer implements AutoCloseable {
       Thread.currentThread().interrupt();
     }
     drainNanos = System.nanoTime() - stopping;
+    stopGrpcPort();
     if (http != null) {
       http.close();
     }
@@ -727,6 +760,26 @@ public final class SluiceServer implements AutoCloseable {
         Thread.currentThread().interrupt();
       }
     }
+  }
+
+  private void stopGrpcPort() {
+    if (refusals != null) {
+      refusals.stopListening();
+    }
+    if (connectionCap != null) {
+      connectionCap.shutdown();
+    }
+  }
+
+  /** The descriptors this process may open, or -1 where the JVM cannot tell. */
+  private static long maxFileDescriptors() {
+    return java.lang.management.ManagementFactory.getOperatingSystemMXBean()
+        instanceof com.sun.management.UnixOperatingSystemMXBean unix ? unix.getMaxFileDescriptorCount() : -1;
+  }
+
+  /** Connections open on the gRPC port now; for tests. */
+  int grpcConnections() {
+    return connectionCap.open();
   }
 
   /** The gRPC server, for in-JVM tests that count its transports. */

@@ -71,11 +71,17 @@ final class LogCapture implements AutoCloseable {
         || r.getThrown() != null).toList();
   }
 
-  /** How many lines (of either kind) mention an exception or a stack frame. */
+  /** How many stack frames or thrown-exception headers were logged (of either kind). */
   long exceptionLines() {
-    long slf4j = text().lines().filter(l -> l.contains("Exception") || l.contains("Error:")
-        || l.startsWith("\tat ")).count();
+    java.util.regex.Pattern thrown = java.util.regex.Pattern.compile("^([a-z][\\w$]*\\.)+[A-Z][\\w$]*(Exception|Error)\\b.*");
+    long slf4j = text().lines().filter(l -> l.startsWith("\tat ") || thrown.matcher(l).matches()).count();
     return slf4j + records.stream().filter(r -> r.getThrown() != null).count();
+  }
+
+  /** The java.util.logging warnings, one line each, for an assertion's description. */
+  String describeWarnings() {
+    return warnings().stream().map(r -> r.getLoggerName() + ": " + r.getMessage() + " " + r.getThrown())
+        .collect(java.util.stream.Collectors.joining("\n"));
   }
 
   @Override
