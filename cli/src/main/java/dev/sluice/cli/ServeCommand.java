@@ -171,12 +171,12 @@ final class ServeCommand implements Callable<Integer> {
   private Duration maxConnectionAgeGrace;
 
   @Option(names = "--max-calls-per-connection", paramLabel = "N",
-      defaultValue = "${env:SLUICE_MAX_CALLS_PER_CONNECTION:-1000}",
+      defaultValue = "${env:SLUICE_MAX_CALLS_PER_CONNECTION:-10000}",
       description = "Calls open at once on one connection (env SLUICE_MAX_CALLS_PER_CONNECTION, default"
           + " ${DEFAULT-VALUE}).")
   private int maxCallsPerConnection;
 
-  @Option(names = "--max-resets-per-10s", paramLabel = "N", defaultValue = "${env:SLUICE_MAX_RESETS_PER_10S:-1000}",
+  @Option(names = "--max-resets-per-10s", paramLabel = "N", defaultValue = "${env:SLUICE_MAX_RESETS_PER_10S:-10000}",
       description = "Stream resets one connection may send per 10 s before it is closed"
           + " (env SLUICE_MAX_RESETS_PER_10S, default ${DEFAULT-VALUE}).")
   private int maxResetsPer10s;

@@ -35,8 +35,8 @@ public final class GrpcLimits {
     maxConnectionIdle = b.maxConnectionIdle == null ? Duration.ofMinutes(2) : b.maxConnectionIdle;
     maxConnectionAge = b.maxConnectionAge == null ? Duration.ofHours(1) : b.maxConnectionAge;
     maxConnectionAgeGrace = b.maxConnectionAgeGrace == null ? Duration.ofMinutes(5) : b.maxConnectionAgeGrace;
-    maxCallsPerConnection = b.maxCallsPerConnection == null ? 1_000 : b.maxCallsPerConnection;
-    maxResetsPer10s = b.maxResetsPer10s == null ? 1_000 : b.maxResetsPer10s;
+    maxCallsPerConnection = b.maxCallsPerConnection == null ? 10_000 : b.maxCallsPerConnection;
+    maxResetsPer10s = b.maxResetsPer10s == null ? 10_000 : b.maxResetsPer10s;
     maxHealthWatches = b.maxHealthWatches == null ? 1_000 : b.maxHealthWatches;
   }
 
@@ -186,7 +186,8 @@ public final class GrpcLimits {
     }
 
     /**
-     * Calls open at once on one connection (HTTP/2 MAX_CONCURRENT_STREAMS); default 1 000.
+     * Calls open at once on one connection (HTTP/2 MAX_CONCURRENT_STREAMS); default 10 000: each
+     * parked unary acquire is a call, and one worker process may park thousands on its connection.
      * grpc-java and grpc-js clients queue calls beyond it on their side; a stream opened anyway
      * is refused (REFUSED_STREAM). Sessions carry many acquires on one call.
      */
@@ -198,7 +199,9 @@ public final class GrpcLimits {
 
     /**
      * Stream resets (RST_STREAM) one connection may send per 10 seconds before it is closed, the
-     * answer to the HTTP/2 rapid-reset pattern; default 1 000.
+     * answer to the HTTP/2 rapid-reset pattern; default 10 000. A client that cancels its waits
+     * sends one each: a worker dropping thousands of parked acquires at once is legitimate, an
+     * attacker's open-and-reset loop runs at a hundred thousand a second.
      */
     public Builder maxResetsPer10s(int n) {
       once(maxResetsPer10s, "max resets per 10s");
