@@ -1,5 +1,6 @@
 package dev.sluice.cli;
 
+import dev.sluice.server.GrpcLimits;
 import dev.sluice.server.SluiceServer;
 import dev.sluice.server.http.HttpApi;
 import java.io.IOException;
@@ -172,6 +173,68 @@ final class ServeCommand implements Callable<Integer> {
           + " --tls-cert (env SLUICE_TLS_CLIENT_CA).")
   Path tlsClientCa;
 
+  // --- gRPC port limits (issue 26): what one client may hold; see SECURITY.md, "Limits". ---
+  @Option(names = "--max-connections", paramLabel = "N", defaultValue = "${env:SLUICE_MAX_CONNECTIONS}",
+      description = "Most connections open on the gRPC port; more are closed at once, but " + GrpcLimits.LOOPBACK_RESERVE
+          + " more are kept for loopback (env SLUICE_MAX_CONNECTIONS, default half the file descriptors, at most"
+          + " 10000).")
+  private Integer maxConnections;
+
+  @Option(names = "--grpc-handshake-timeout", paramLabel = "DURATION", converter = Durations.Converter.class,
+      defaultValue = "${env:SLUICE_GRPC_HANDSHAKE_TIMEOUT:-10s}",
+      description = "Time a new connection has for TLS and the HTTP/2 preface (env SLUICE_GRPC_HANDSHAKE_TIMEOUT,"
+          + " default ${DEFAULT-VALUE}).")
+  private Duration grpcHandshakeTimeout;
+
+  @Option(names = "--max-connection-idle", paramLabel = "DURATION", converter = Durations.Converter.class,
+      defaultValue = "${env:SLUICE_MAX_CONNECTION_IDLE:-2m}",
+      description = "A connection with no call open this long is closed (env SLUICE_MAX_CONNECTION_IDLE, default"
+          + " ${DEFAULT-VALUE}).")
+  private Duration maxConnectionIdle;
+
+  @Option(names = "--max-connection-age", paramLabel = "DURATION", converter = Durations.Converter.class,
+      defaultValue = "${env:SLUICE_MAX_CONNECTION_AGE:-1h}",
+      description = "A connection this old is asked to reconnect (env SLUICE_MAX_CONNECTION_AGE, default"
+          + " ${DEFAULT-VALUE}).")
+  private Duration maxConnectionAge;
+
+  @Option(names = "--max-connection-age-grace", paramLabel = "DURATION", converter = Durations.Converter.class,
+      defaultValue = "${env:SLUICE_MAX_CONNECTION_AGE_GRACE:-5m}",
+      description = "Time calls on an aged connection get to finish before it is cut"
+          + " (env SLUICE_MAX_CONNECTION_AGE_GRACE, default ${DEFAULT-VALUE}).")
+  private Duration maxConnectionAgeGrace;
+
+  @Option(names = "--max-calls-per-connection", paramLabel = "N",
+      defaultValue = "${env:SLUICE_MAX_CALLS_PER_CONNECTION:-10000}",
+      description = "Calls open at once on one connection (env SLUICE_MAX_CALLS_PER_CONNECTION, default"
+          + " ${DEFAULT-VALUE}).")
+  private int maxCallsPerConnection;
+
+  @Option(names = "--max-resets-per-10s", paramLabel = "N", defaultValue = "${env:SLUICE_MAX_RESETS_PER_10S:-10000}",
+      description = "Stream resets one connection may send per 10 s before it is closed"
+          + " (env SLUICE_MAX_RESETS_PER_10S, default ${DEFAULT-VALUE}).")
+  private int maxResetsPer10s;
+
+  @Option(names = "--max-health-watches", paramLabel = "N", defaultValue = "${env:SLUICE_MAX_HEALTH_WATCHES:-1000}",
+      description = "Health Watch streams open at once (" + GrpcLimits.HEALTH_WATCHES_PER_CONNECTION + " per connection);"
+          + " Check is not limited (env SLUICE_MAX_HEALTH_WATCHES, default ${DEFAULT-VALUE}).")
+  private int maxHealthWatches;
+
+  private GrpcLimits grpcLimits() {
+    GrpcLimits.Builder b = GrpcLimits.builder()
+        .handshakeTimeout(grpcHandshakeTimeout)
+        .maxConnectionIdle(maxConnectionIdle)
+        .maxConnectionAge(maxConnectionAge)
+        .maxConnectionAgeGrace(maxConnectionAgeGrace)
+        .maxCallsPerConnection(maxCallsPerConnection)
+        .maxResetsPer10s(maxResetsPer10s)
+        .maxHealthWatches(maxHealthWatches);
+    if (maxConnections != null) {
+      b.maxConnections(maxConnections);
+    }
+    return b.build();
+  }
+
   @Override
   public Integer call() throws InterruptedException {
     SluiceServer server;
@@ -188,6 +251,7 @@ final class ServeCommand implements Callable<Integer> {
           .shutdownGrace(shutdownGrace)
           .bufferFsync(bufferFsync == Fsync.always)
           .bufferLease(bufferLease)
+          .grpcLimits(grpcLimits())
           .store(store);
       if (nodeId != null && !nodeId.isBlank()) {
         builder.nodeId(nodeId);

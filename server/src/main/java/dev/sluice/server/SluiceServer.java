@@ -90,6 +90,10 @@ public final class SluiceServer implements AutoCloseable {
   private volatile String boundHost;
   private boolean started;
   private volatile boolean closed;
+  private volatile boolean drainedInGrace;
+  private Refusals refusals;
+  private ConnectionCap connectionCap;
+  private volatile long drainNanos;
 
   private SluiceServer(Builder config) {
     this.config = config;
@@ -124,6 +128,7 @@ public final class SluiceServer implements AutoCloseable {
     private Duration bufferLease;
     private List<String> bufferAllow;
     private List<String> bufferDeny;
+    private GrpcLimits grpcLimits;
 
     private Builder() {}
 
@@ -375,6 +380,17 @@ public final class SluiceServer implements AutoCloseable {
       return this;
     }
 
+    /**
+     * Limits on what clients may hold on the gRPC port (connections, calls per connection,
+     * handshake, idle and age timeouts, resets, health watches); default {@link
+     * GrpcLimits#defaults()}.
+     */
+    public Builder grpcLimits(GrpcLimits limits) {
+      once(this.grpcLimits, "gRPC limits");
+      this.grpcLimits = Objects.requireNonNull(limits, "limits");
+      return this;
+    }
+
     /** Test hook: a fake clock and the scheduler that goes with it. */
     Builder clock(Ticker ticker, Scheduler scheduler) {
       once(this.ticker, "clock");
@@ -469,6 +485,22 @@ public final class SluiceServer implements AutoCloseable {
     health = new HealthStatusManager();
     AuthInterceptor auth = new AuthInterceptor(keys);
     NettyServerBuilder grpc = NettyServerBuilder.forAddress(new InetSocketAddress(host, port), credentials);
+    GrpcLimits limits = config.grpcLimits == null ? GrpcLimits.defaults() : config.grpcLimits;
+    refusals = new Refusals(registry, System::nanoTime);
+    try {
+      connectionCap = new ConnectionCap(limits.connectionCap(maxFileDescriptors()), refusals);
+    } catch (IllegalArgumentException e) {
+      buffers.close();
+      engine.close();
+      shutdownExecutors();
+      throw new IOException(e.getMessage(), e);
+    }
+    limits.applyTo(grpc, connectionCap).addTransportFilter(connectionWaiters);
+    HealthWatches healthWatches = new HealthWatches(limits.maxHealthWatches, refusals);
+    grpc.addTransportFilter(healthWatches).intercept(healthWatches);
+    refusals.listen();
+    io.micrometer.core.instrument.Gauge.builder("sluice.grpc.connections", connectionCap::open)
+        .description("connections open on the gRPC port, before or after HTTP/2 set-up").register(registry);
     if (config.httpPort != null) {
       // Per-method call counts and latencies for /metrics (grpc.server.processing.duration ...).
       grpc.intercept(new MetricCollectingServerInterceptor(registry));
@@ -482,7 +514,6 @@ public final class SluiceServer implements AutoCloseable {
               .permitKeepAliveTime(500, TimeUnit.MILLISECONDS)
               .permitKeepAliveWithoutCalls(true)
               .addService(new CoordinatorService(engine, maxWait.toNanos(), connectionWaiters))
-              .addTransportFilter(connectionWaiters)
               .addService(new AdminService(engine, adminExecutor, new KeyAdmin(keys, System::currentTimeMillis), buffers))
               .intercept(connectionWaiters)
               .intercept(auth)
@@ -498,6 +529,7 @@ public final class SluiceServer implements AutoCloseable {
       }
       engine.close();
       shutdownExecutors();
+      stopGrpcPort();
       throw new IOException(
           "cannot listen on " + host + ":" + port + " (" + e.getMessage() + "): is another"
               + " server using it? choose another --port",
@@ -512,6 +544,7 @@ public final class SluiceServer implements AutoCloseable {
         startHttp(host, maxWait, auth, shared);
       } catch (IOException e) {
         server.shutdownNow();
+        stopGrpcPort();
         if (buffers != null) {
           buffers.close();
         }
@@ -539,9 +572,10 @@ public final class SluiceServer implements AutoCloseable {
               : "It listens on " + host + " because --bind/--host says so.");
     }
     log.info(
-        "Sluice coordinator ready on port {} (bind {}, {}, {}), {}, data dir {}, store {}, {} limits loaded",
+        "Sluice coordinator ready on port {} (bind {}, {}, {}, {}), {}, data dir {}, store {}, {} limits loaded",
         server.getPort(),
         host,
+        limits.describe(connectionCap.cap()),
         (config.tls == null ? Tls.NONE : config.tls).describe(),
         open ? "open: no API keys" : keys.all().size() + " API keys in " + keys.describe(),
         http == null ? "no HTTP port" : "HTTP (metrics, dashboard, JSON API) on http://"
@@ -740,8 +774,10 @@ public final class SluiceServer implements AutoCloseable {
       buffers.close(); // deliveries in flight are abandoned: sent again, flagged, after a restart
     }
     engine.close(); // parked acquires fail with UNAVAILABLE
+    long stopping = System.nanoTime();
     try {
-      if (!server.awaitTermination(grace.toMillis(), TimeUnit.MILLISECONDS)) {
+      drainedInGrace = server.awaitTermination(grace.toMillis(), TimeUnit.MILLISECONDS);
+      if (!drainedInGrace) {
         server.shutdownNow();
         server.awaitTermination(5, TimeUnit.SECONDS);
       }
@@ -749,6 +785,8 @@ public final class SluiceServer implements AutoCloseable {
       server.shutdownNow();
       Thread.currentThread().interrupt();
     }
+    drainNanos = System.nanoTime() - stopping;
+    stopGrpcPort();
     if (http != null) {
       http.close();
     }
@@ -757,7 +795,8 @@ public final class SluiceServer implements AutoCloseable {
     }
     engine.closeStore();
     shutdownExecutors();
-    log.info("Sluice coordinator stopped");
+    log.info("Sluice coordinator stopped: gRPC port drained in {} ms{}", TimeUnit.NANOSECONDS.toMillis(drainNanos),
+        drainedInGrace ? "" : ", calls still open after the grace period were cut");
     terminated.countDown();
   }
 
@@ -776,6 +815,36 @@ public final class SluiceServer implements AutoCloseable {
         Thread.currentThread().interrupt();
       }
     }
+  }
+
+  private void stopGrpcPort() {
+    if (refusals != null) {
+      refusals.stopListening();
+    }
+    if (connectionCap != null) {
+      connectionCap.shutdown();
+    }
+  }
+
+  /** The descriptors this process may open, or -1 where the JVM cannot tell. */
+  private static long maxFileDescriptors() {
+    return java.lang.management.ManagementFactory.getOperatingSystemMXBean()
+        instanceof com.sun.management.UnixOperatingSystemMXBean unix ? unix.getMaxFileDescriptorCount() : -1;
+  }
+
+  /** Connections open on the gRPC port now; for tests. */
+  int grpcConnections() {
+    return connectionCap.open();
+  }
+
+  /** The gRPC server, for in-JVM tests that count its transports. */
+  Server grpcServer() {
+    return server;
+  }
+
+  /** Whether the last stop drained every gRPC transport within the grace period; for tests. */
+  boolean drainedInGrace() {
+    return drainedInGrace;
   }
 
   /** The engine, for in-JVM tests that look at state directly. */

@@ -142,7 +142,8 @@ class DeployFilesTest {
   @Test
   void theSystemdUnitRunsServeWithAnEnvironmentFileOfRealSettings() throws Exception {
     String unit = Files.readString(DEPLOY.resolve("systemd/sluice.service"));
-    assertThat(unit).contains("ExecStart=/usr/bin/java $JAVA_OPTS -jar /opt/sluice/sluice.jar serve",
+    assertThat(unit).contains("ExecStart=/usr/bin/java -XX:+ExitOnOutOfMemoryError $JAVA_OPTS -jar"
+        + " /opt/sluice/sluice.jar serve",
         "EnvironmentFile=/etc/sluice/sluice.env", "StateDirectory=sluice", "Restart=on-failure", "[Install]");
     String readme = Files.readString(Path.of("..", "README.md"));
     Matcher m = Pattern.compile("(?m)^#?(SLUICE_[A-Z_]+)=").matcher(Files.readString(DEPLOY.resolve("systemd/sluice.env")));
@@ -152,6 +153,24 @@ class DeployFilesTest {
       assertThat(readme).as("%s is a documented serve setting", m.group(1)).contains("`" + m.group(1) + "`");
     }
     assertThat(seen).isGreaterThan(5);
+  }
+
+  /** Issue 26: out of memory, the process must exit (to be restarted), not linger answering nothing. */
+  @Test
+  void everyWayToRunTheServerExitsOnOutOfMemory() throws Exception {
+    String flag = "-XX:+ExitOnOutOfMemoryError";
+    assertThat(Files.readString(DEPLOY.resolve("systemd/sluice.service"))).contains("ExecStart=/usr/bin/java " + flag);
+    assertThat(Files.readString(DEPLOY.resolve("kubernetes/Dockerfile"))).contains("ENTRYPOINT [\"java\", \"" + flag + "\"");
+    assertThat(Files.readString(Path.of("..", "bin", "sluice"))).contains("exec \"$JAVA\" " + flag);
+    JsonNode sluice = yaml(DEPLOY.resolve("kubernetes/sluice.yaml")).stream().filter(d -> d.get("kind").asText()
+        .equals("StatefulSet") && d.get("metadata").get("name").asText().equals("sluice")).findFirst().orElseThrow();
+    String javaOpts = null;
+    for (JsonNode e : sluice.get("spec").get("template").get("spec").get("containers").get(0).get("env")) {
+      if (e.get("name").asText().equals("JAVA_TOOL_OPTIONS")) {
+        javaOpts = e.get("value").asText();
+      }
+    }
+    assertThat(javaOpts).contains(flag);
   }
 
   private static Set<String> missing(SluiceServer server, Set<String> wanted) throws Exception {

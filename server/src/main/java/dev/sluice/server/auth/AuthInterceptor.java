@@ -13,7 +13,8 @@ import java.util.Optional;
  * Checks the API key of every call: {@code authorization: Bearer slk_...}. No key or an unknown
  * one: UNAUTHENTICATED; a worker key on the Admin service: PERMISSION_DENIED (resources are
  * checked per request by {@link Principal#checkResource}). Health checks are open (load
- * balancers and the SDK's probes carry no key); reflection needs a valid key of any role. While
+ * balancers and the SDK's probes carry no key); reflection needs an admin key, as it describes
+ * the admin service too. While
  * the store holds no key at all the coordinator is open and every call passes as admin.
  *
  * <p>Keys never reach a log or an error message: only their public id does.
@@ -25,6 +26,7 @@ public final class AuthInterceptor implements ServerInterceptor {
   private static final String HEALTH = "grpc.health.v1.Health";
   private static final String ADMIN = "sluice.v1.Admin";
   private static final String COORDINATOR = "sluice.v1.Coordinator";
+  private static final String REFLECTION = "grpc.reflection.";
 
   private final KeyStore keys;
   private final java.util.Map<String, ResourcePattern> patterns = new java.util.concurrent.ConcurrentHashMap<>();
@@ -50,14 +52,13 @@ public final class AuthInterceptor implements ServerInterceptor {
               + " an admin for a new one (`sluice key create`)"));
     }
     Principal principal = found.get();
-    boolean allowed = switch (service) {
-      case ADMIN -> principal.role() == Role.ADMIN;
-      case COORDINATOR -> true;
-      default -> true; // reflection: any valid key
-    };
+    // Reflection describes every service, the admin one included: admin keys only (SECURITY.md).
+    boolean allowed = COORDINATOR.equals(service) || principal.role() == Role.ADMIN;
     if (!allowed) {
       return refuse(call, Status.PERMISSION_DENIED.withDescription("API key " + principal.keyId() + " has role"
-          + " worker; " + call.getMethodDescriptor().getBareMethodName() + " is an admin call: use an admin key"));
+          + " worker; " + call.getMethodDescriptor().getBareMethodName() + (service.startsWith(REFLECTION)
+              ? " (server reflection) needs an admin key: use one, or give grpcurl the .proto files (-proto)"
+              : " is an admin call: use an admin key")));
     }
     return Contexts.interceptCall(Context.current().withValue(Principal.KEY, principal), call, headers, next);
   }

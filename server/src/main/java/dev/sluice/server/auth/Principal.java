@@ -1,5 +1,6 @@
 package dev.sluice.server.auth;
 
+import dev.sluice.server.engine.Validation;
 import io.grpc.Context;
 import io.grpc.Status;
 
@@ -14,11 +15,13 @@ public record Principal(String keyId, Role role, ResourcePattern resources, KeyS
   }
 
   /**
-   * Refuses a resource the calling key does not cover (PERMISSION_DENIED), or a key revoked since
-   * the call began (UNAUTHENTICATED: long-lived session streams). Does nothing outside a checked
+   * Refuses a malformed resource name (INVALID_ARGUMENT, quoting at most its first 60
+   * characters: checked first, so a huge name is never echoed), a resource the calling key does
+   * not cover (PERMISSION_DENIED), or a key revoked since the call began (UNAUTHENTICATED: long-lived session streams). Does nothing outside a checked
    * call: in-process tests, or an open coordinator (no key), whose calls carry no principal.
    */
   public static void checkResource(String resource) {
+    Validation.resource(resource);
     Principal p = KEY.get();
     if (p != null) {
       p.check(resource);
@@ -30,6 +33,7 @@ public record Principal(String keyId, Role role, ResourcePattern resources, KeyS
    * it was checked (UNAUTHENTICATED).
    */
   public void check(String resource) {
+    Validation.resource(resource);
     if (store.get(keyId).isEmpty()) {
       throw Status.UNAUTHENTICATED.withDescription("API key " + keyId + " was revoked: ask an admin for a new"
           + " key (`sluice key create`)").asRuntimeException();

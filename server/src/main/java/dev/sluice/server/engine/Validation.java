@@ -47,6 +47,14 @@ public final class Validation {
     return true;
   }
 
+  /**
+   * At most {@code max} characters of a name a client sent, for an error message: a client may
+   * send megabytes, and an error must not echo them back (issue 26).
+   */
+  public static String shown(String s, int max) {
+    return s == null || s.length() <= max ? s : s.substring(0, max) + "... (" + s.length() + " characters)";
+  }
+
   /** Refuses a resource name outside 1-200 characters of {@code [A-Za-z0-9._:/-]}. */
   public static String resource(String name) {
     if (name == null || name.isEmpty()) {
@@ -75,7 +83,7 @@ public final class Validation {
   static String dimension(String name) {
     if (name == null || !DIMENSION.matcher(name).matches()) {
       throw EngineException.invalid(
-          "dimension name '" + name + "' is invalid: use 1-64 characters of A-Z a-z 0-9 . _ -,"
+          "dimension name '" + shown(name, 64) + "' is invalid: use 1-64 characters of A-Z a-z 0-9 . _ -,"
               + " e.g. 'requests' or 'tokens'");
     }
     return name;
@@ -159,12 +167,12 @@ public final class Validation {
       RateSpec rate = limit.rate(dim);
       if (rate == null && !dim.equals("requests")) {
         throw EngineException.invalid(
-            "load names dimension '" + dim + "' but resource '" + limit.resource()
+            "load names dimension '" + shown(dim, 64) + "' but resource '" + limit.resource()
                 + "' limits only " + dimensionNames(limit) + ": drop it or add it to the limit");
       }
       if (v < 0 || v > MAX_UNITS) {
         throw EngineException.invalid(
-            "load " + dim + "=" + v + " is out of range: use 0 to " + MAX_UNITS);
+            "load " + shown(dim, 64) + "=" + v + " is out of range: use 0 to " + MAX_UNITS);
       }
       if (rate == null) {
         // "requests" is every call's implicit dimension: fine to name without a bucket for it.
@@ -203,7 +211,7 @@ public final class Validation {
     for (Map.Entry<String, Long> e : usage.entrySet()) {
       if (!lenient && limit.rate(e.getKey()) == null && !e.getKey().equals("requests")) {
         throw EngineException.invalid(
-            what + " names dimension '" + e.getKey() + "' but resource '" + limit.resource()
+            what + " names dimension '" + shown(e.getKey(), 64) + "' but resource '" + limit.resource()
                 + "' limits only " + dimensionNames(limit) + ": drop it or add it to the limit");
       }
       long v = e.getValue();
