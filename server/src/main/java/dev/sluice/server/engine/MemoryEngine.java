@@ -577,29 +577,36 @@ public final class MemoryEngine implements Engine {
   }
 
   private void expire(Waiter w, long timeoutNanos) {
-    if (leave(w, Outcome.TIMED_OUT)) {
-      w.future.completeExceptionally(notGrantedInTime(w.state.name, timeoutNanos));
-    }
+    leave(w, Outcome.TIMED_OUT, () -> w.future.completeExceptionally(notGrantedInTime(w.state.name, timeoutNanos)));
   }
 
   /**
    * Takes a still-queued waiter out of the line, counting it on {@code outcome}, and grants
    * whoever can go next. False if the waiter had already left the queue (granted or ended).
+   * {@code ending} (the waiter's own failure) runs before the grants its leaving allowed, so
+   * callers hear of one instant's events in the order they happened, as on every store.
    */
-  private boolean leave(Waiter w, Outcome outcome) {
+  private boolean leave(Waiter w, Outcome outcome, Runnable ending) {
     ResourceState s = w.state;
     List<Waiter> granted = new ArrayList<>();
     boolean left = false;
     synchronized (s) {
+      long now = ticker.read();
+      if (w.status.get() == Waiter.WAITING && outcome == Outcome.TIMED_OUT) {
+        // A deadline is inclusive: what can be granted at its instant is, to this waiter too.
+        s.drain(now, this, granted);
+      }
       if (w.status.get() == Waiter.WAITING) {
         s.remove(w);
         w.status.set(Waiter.ENDED);
         s.entry.add(outcome);
         left = true;
-        long now = ticker.read();
         s.drain(now, this, granted);
         touch(s, now);
       }
+    }
+    if (left) {
+      ending.run();
     }
     complete(granted);
     return left;
@@ -616,12 +623,11 @@ public final class MemoryEngine implements Engine {
   /** Withdraws a waiter (true), or gives back its unclaimed grant (false). */
   boolean cancel(Waiter w) {
     ResourceState s = w.state;
-    boolean ended = leave(w, Outcome.CANCELLED);
-    if (ended) {
+    boolean ended = leave(w, Outcome.CANCELLED, () -> {
       cancelTimeout(w);
       w.future.completeExceptionally(
           new CancellationException("acquire on '" + s.name + "' was cancelled by the caller"));
-    }
+    });
     if (w.status.compareAndSet(Waiter.GRANTED, Waiter.RETURNED)) {
       // The grant raced with the cancel and nobody took it: give it back in full.
       s.entry.add(Outcome.CANCELLED);

@@ -109,7 +109,10 @@ public final class RedisEngine implements Engine {
           });
   private final ConcurrentHashMap<String, Local> locals = new ConcurrentHashMap<>();
   private final ConcurrentHashMap<String, Batcher> batchers = new ConcurrentHashMap<>();
+  /** Operations handed to a batcher whose reply has not been handled yet. */
+  private final AtomicInteger unanswered = new AtomicInteger();
   private final ConcurrentHashMap<String, WaitStats> waits = new ConcurrentHashMap<>();
+  private final AtomicLong arrivals = new AtomicLong();
   private final AtomicLong ids = new AtomicLong();
   /** Permits handed to a local caller (or given back) lately: a second delivery is a no-op. */
   private final Cache<String, Boolean> delivered =
@@ -656,7 +659,7 @@ public final class RedisEngine implements Engine {
     }
     try {
       redis.sadd(LIMITS_KEY, spec.resource());
-      redis.publish(CONFIG_CHANNEL, "S\t" + spec.resource());
+      redis.publish(CONFIG_CHANNEL, "S\t" + spec.resource() + "\t" + nodeId);
     } catch (RedisException e) {
       throw unavailable(e);
     }
@@ -716,7 +719,7 @@ public final class RedisEngine implements Engine {
     }
     try {
       redis.srem(LIMITS_KEY, resource);
-      redis.publish(CONFIG_CHANNEL, "D\t" + resource);
+      redis.publish(CONFIG_CHANNEL, "D\t" + resource + "\t" + nodeId);
     } catch (RedisException e) {
       throw unavailable(e);
     }
@@ -740,16 +743,20 @@ public final class RedisEngine implements Engine {
     final String resource;
     final String requestId;
     volatile Map<String, Long> load; // as charged; set again if the limit changed meanwhile
+    final Lane lane;
+    /** Arrival order on this node: ending a resource's waiters goes in line order. */
+    final long arrival = arrivals.incrementAndGet();
     final long timeoutNanos;
     final CompletableFuture<Grant> future = new CompletableFuture<>();
     final AtomicInteger status = new AtomicInteger(WAITING);
     volatile Scheduler.Cancellable timeout;
     volatile Grant grant;
 
-    RWaiter(String resource, String requestId, Map<String, Long> load, long timeoutNanos) {
+    RWaiter(String resource, String requestId, Map<String, Long> load, Lane lane, long timeoutNanos) {
       this.resource = resource;
       this.requestId = requestId;
       this.load = load;
+      this.lane = lane;
       this.timeoutNanos = timeoutNanos;
     }
 
@@ -837,7 +844,7 @@ public final class RedisEngine implements Engine {
       throw EngineException.invalid("timeout " + timeoutNanos + "ns is negative: use 0 or more");
     }
     Validation.resource(resource);
-    RWaiter w = new RWaiter(resource, rid, load, timeoutNanos);
+    RWaiter w = new RWaiter(resource, rid, load, lane, timeoutNanos);
     AcquireOp op = new AcquireOp(w, load, lane);
     Cfg c = limits.get(resource);
     if (c == null && !mayBlock) {
@@ -1080,6 +1087,28 @@ public final class RedisEngine implements Engine {
     }
   }
 
+  /**
+   * For tests that compare stores step by step: returns once every call this node started on
+   * the store (batched acquires, releases, give-backs, waiters leaving) has been answered and
+   * handled.
+   */
+  void awaitQuiet() {
+    long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (true) {
+      CompletableFuture.runAsync(() -> {}, events).join();
+      if (unanswered.get() == 0) {
+        CompletableFuture.runAsync(() -> {}, events).join();
+        if (unanswered.get() == 0) {
+          return;
+        }
+      }
+      if (System.nanoTime() - until > 0) {
+        throw new IllegalStateException(unanswered.get() + " store calls still unanswered after 10 s");
+      }
+      Thread.onSpinWait();
+    }
+  }
+
   private Batcher batcher(String resource) {
     return batchers.computeIfAbsent(resource, Batcher::new);
   }
@@ -1098,6 +1127,7 @@ public final class RedisEngine implements Engine {
 
     void submit(Op op) {
       List<Op> batch;
+      unanswered.incrementAndGet();
       synchronized (this) {
         pending.add(op);
         if (calls >= MAX_CALLS_IN_FLIGHT || holdBatches) {
@@ -1160,6 +1190,8 @@ public final class RedisEngine implements Engine {
                   done(batch, reply, error);
                 } catch (RuntimeException e) {
                   log.error("could not handle a batch reply on {}", resource, e);
+                } finally {
+                  unanswered.addAndGet(-batch.size());
                 }
               });
     }
@@ -1428,6 +1460,14 @@ public final class RedisEngine implements Engine {
       case "LEFT" -> {
         endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos));
         afterDrain(w.resource, reply, 2);
+      }
+      case "SERVED" -> {
+        // Granted at its deadline instant: the grant is in the reply (ours) or on its way.
+        afterDrain(w.resource, reply, 2);
+        if (!nodeId.equals(reply.get(1))) {
+          endLocal(w, new EngineException(EngineException.Reason.UNAVAILABLE,
+              "acquire " + w.requestId + " was taken over by node " + reply.get(1)));
+        }
       }
       case "MOVED" -> endLocal(
           w, new EngineException(EngineException.Reason.UNAVAILABLE,
@@ -1728,6 +1768,11 @@ public final class RedisEngine implements Engine {
   private void onMessage(String channel, String message) {
     String[] f = message.split("\t");
     if (channel.equals(CONFIG_CHANNEL)) {
+      if (f.length > 2 && f[2].equals(nodeId)) {
+        // Our own change, applied when it was made. Acting on it again, late, could end the
+        // waiters of a limit created again since.
+        return;
+      }
       // Another node changed a limit: forget our copy; a deletion ends our waiters.
       limits.remove(f[1]);
       if (f[0].equals("D")) {
@@ -1765,7 +1810,10 @@ public final class RedisEngine implements Engine {
     if (local == null) {
       return;
     }
-    for (RWaiter w : List.copyOf(local.waiters.values())) {
+    // In line order, highest lane first, as the memory store ends them.
+    List<RWaiter> all = new ArrayList<>(local.waiters.values());
+    all.sort(Comparator.comparingInt((RWaiter w) -> w.lane.ordinal()).thenComparingLong(w -> w.arrival));
+    for (RWaiter w : all) {
       endLocal(w, why.get());
     }
     scheduleWake(resource, -1);

@@ -46,7 +46,8 @@ final class ResourceState {
   LimitSpec spec;
   long leaseTtl;
   String[] dims;
-  double[] perNano;
+  /** Refill rate per microsecond (see {@link RateSpec#perMicro}). */
+  double[] perMicro;
   long[] burst;
   double[] level;
   /** Tokens taken per dimension since this state was created, net of refunds (utilization). */
@@ -190,7 +191,7 @@ final class ResourceState {
       RateSpec r = next.rates().get(i);
       u[i] = oldUsed.getOrDefault(r.name(), 0.0);
       d[i] = r.name();
-      p[i] = r.perNano();
+      p[i] = r.perMicro();
       b[i] = r.burst();
       l[i] = Math.min(b[i], old.getOrDefault(r.name(), 0.0));
     }
@@ -198,7 +199,7 @@ final class ResourceState {
     forgetRefundHistory();
     this.spec = next;
     this.dims = d;
-    this.perNano = p;
+    this.perMicro = p;
     this.burst = b;
     this.level = l;
     this.used = u;
@@ -257,7 +258,7 @@ final class ResourceState {
     lastRefill = now;
     for (int i = 0; i < level.length; i++) {
       if (level[i] < burst[i]) {
-        level[i] = Math.min(burst[i], level[i] + elapsed * perNano[i]);
+        level[i] = Math.min(burst[i], level[i] + (elapsed / 1000.0) * perMicro[i]);
       }
     }
   }
@@ -412,7 +413,8 @@ final class ResourceState {
     for (int i = 0; i < vector.length; i++) {
       double deficit = vector[i] - level[i];
       if (deficit > 1e-6) {
-        double nanos = Math.ceil(deficit / perNano[i]);
+        // Whole microseconds, rounded up, as the Redis store computes it (its clock is in us).
+        double nanos = Math.ceil(deficit / perMicro[i]) * 1_000;
         wait = Math.max(wait, nanos >= NEVER ? NEVER - 1 : Math.max(1_000, (long) nanos));
       }
     }
@@ -479,9 +481,10 @@ final class ResourceState {
     if (permits.isEmpty()) {
       // No open permit was granted before this event, so no refund will ever ask about it, and
       // what was recorded before is stale: forget it (a resource used one call at a time never
-      // allocates a history).
+      // allocates a history). This dimension's only: a permit being given back has left the
+      // map already, and its refunds on the other dimensions still need theirs.
       if (historySize != null) {
-        java.util.Arrays.fill(historySize, (byte) 0);
+        historySize[i] = 0;
       }
       return;
     }
@@ -603,7 +606,7 @@ final class ResourceState {
     for (int i = 0; i < dims.length; i++) {
       double deficit = (room == null ? 0 : room.queuedLoad[i]) - level[i];
       if (deficit > 0) {
-        est = Math.max(est, (long) Math.ceil(deficit / perNano[i]));
+        est = Math.max(est, (long) Math.ceil(deficit / perMicro[i] * 1_000));
       }
     }
     long paused = pausedFor(now);
@@ -629,7 +632,7 @@ final class ResourceState {
     for (int i = 0; i < dims.length; i++) {
       double missing = burst[i] - level[i];
       if (missing > 0) {
-        busy = Math.max(busy, (long) Math.ceil(missing / perNano[i]));
+        busy = Math.max(busy, (long) Math.ceil(missing / perMicro[i] * 1_000));
       }
     }
     long total = busy + grace;

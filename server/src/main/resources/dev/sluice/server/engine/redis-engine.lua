@@ -593,6 +593,15 @@ elseif op == 'leave' then
   if err then return err end
   local e = getEntry(ARGV[7])
   if e == nil then saveState(); return { 'UNKNOWN' } end
+  if ARGV[8] == 'timedout' and e.state == 'W' then
+    -- A deadline is inclusive: what can be granted at its instant is, to this waiter too.
+    local wake = drain()
+    e = getEntry(ARGV[7])
+    if e.state == 'G' then
+      saveState()
+      return tail({ 'SERVED', e.node }, wake)
+    end
+  end
   if e.state == 'G' then
     saveState()
     return { 'GRANTED', e.permit, e.grantedAt - e.arrival, now, cfg.lease, e.node }
@@ -780,7 +789,8 @@ elseif op == 'dellimit' then
   for l = 1, 3 do
     for _, id in ipairs(redis.call('ZRANGE', QS[l], 0, -1)) do
       local e = getEntry(id)
-      if e and e.state == 'W' and not nodes[e.node] then
+      -- The calling node ends its own waiters itself (a late message could end a new limit's).
+      if e and e.state == 'W' and e.node ~= node and not nodes[e.node] then
         nodes[e.node] = true
         redis.call('PUBLISH', 'sluice:node:' .. e.node, table.concat({ 'D', rname }, '\t'))
       end
