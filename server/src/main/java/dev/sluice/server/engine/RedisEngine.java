@@ -747,6 +747,8 @@ public final class RedisEngine implements Engine {
     /** Arrival order on this node: ending a resource's waiters goes in line order. */
     final long arrival = arrivals.incrementAndGet();
     final long timeoutNanos;
+    /** Replaced by a retry of its request id on this node: its entry belongs to the retry. */
+    volatile boolean takenOver;
     final CompletableFuture<Grant> future = new CompletableFuture<>();
     final AtomicInteger status = new AtomicInteger(WAITING);
     volatile Scheduler.Cancellable timeout;
@@ -875,9 +877,13 @@ public final class RedisEngine implements Engine {
     w.load = charged;
     op.version = c.version;
     Local local = locals.computeIfAbsent(w.resource, k -> new Local());
-    if (local.waiters.putIfAbsent(w.requestId, w) != null) {
-      countRejected(w.resource, "invalid");
-      throw duplicate(w.resource, w.requestId);
+    RWaiter earlier = local.waiters.put(w.requestId, w);
+    if (earlier != null && earlier != w) {
+      // A retry of a request id still parked here: it takes the waiter over in its place
+      // (Engine#acquire); whoever waited on the earlier ticket hears so. Its entry in Redis is
+      // the retry's now: nothing of the earlier one may take it out of line.
+      earlier.takenOver = true;
+      endLocal(earlier, takenOver(w.resource, w.requestId));
     }
     batcher(w.resource).submit(op);
   }
@@ -961,13 +967,22 @@ public final class RedisEngine implements Engine {
       switch (word(r)) {
         case "GRANTED" -> {
           forget(w);
-          grant(w, (String) r.get(1), num(r.get(2)), num(r.get(4)));
+          if (r.size() > 5 && "again".equals(r.get(5))) {
+            // A retry of an id whose permit is held: the same permit, as it was charged.
+            w.load = decodeLoad((String) r.get(6));
+            grantAgain(w, (String) r.get(1), num(r.get(2)), num(r.get(4)));
+          } else {
+            grant(w, (String) r.get(1), num(r.get(2)), num(r.get(4)));
+          }
         }
         case "QUEUED" -> {
+          if (r.size() > 2 && "taken".equals(r.get(1))) {
+            w.load = decodeLoad((String) r.get(2)); // the waiter taken over keeps its load
+          }
           int status = w.status.get();
           if (status == RWaiter.WAITING) {
             w.timeout = scheduler.schedule(() -> expire(w), w.timeoutNanos);
-          } else if (status == RWaiter.ENDED) {
+          } else if (status == RWaiter.ENDED && !w.takenOver) {
             // Cancelled before Redis saw it: it must not wait there for nobody.
             events.execute(() -> leaveQuietly(w));
           }
@@ -987,9 +1002,10 @@ public final class RedisEngine implements Engine {
           forget(w);
           stale = true;
         }
-        case "DUP" -> {
+        case "USED" -> {
+          forget(w);
           countRejected(w.resource, "invalid");
-          refuse(duplicate(w.resource, w.requestId));
+          refuse(EngineException.invalid(MemoryEngine.usedUp(w.resource, w.requestId, num(r.get(1)) * 1000)));
         }
         default -> refuse(unexpected(new IllegalStateException("unexpected reply " + r)));
       }
@@ -1270,10 +1286,21 @@ public final class RedisEngine implements Engine {
     }
   }
 
-  private static EngineException duplicate(String resource, String rid) {
-    return EngineException.invalid(
-        "request id '" + rid + "' is already waiting on '" + resource + "': give every"
-            + " acquire its own id, e.g. a fresh UUID");
+  private static CancellationException takenOver(String resource, String rid) {
+    return new CancellationException(
+        "acquire " + rid + " on '" + resource + "' was taken over by a retry with the same request id");
+  }
+
+  /** Decodes {@link #encodeLoad}. */
+  static Map<String, Long> decodeLoad(String s) {
+    Map<String, Long> load = new LinkedHashMap<>();
+    if (!s.equals("-")) {
+      for (String part : s.split(",")) {
+        int eq = part.indexOf('=');
+        load.put(part.substring(0, eq), Long.parseLong(part.substring(eq + 1)));
+      }
+    }
+    return load;
   }
 
   static String encodeLoad(Map<String, Long> load) {
@@ -1298,6 +1325,22 @@ public final class RedisEngine implements Engine {
    * Delivers a grant to a local waiter, or gives it back if the waiter has ended. A permit
    * can reach this node twice (in a reply and on the channel): the second time is ignored.
    */
+  /** Hands a retry the permit its request id holds (delivered before, maybe on this node). */
+  private void grantAgain(RWaiter w, String permitId, long waitedMicros, long leaseMicros) {
+    Grant g = new Grant(permitId, w.resource, w.load, leaseMicros * 1000, Math.max(0, waitedMicros) * 1000);
+    boolean mine;
+    synchronized (w) {
+      mine = w.status.get() == RWaiter.WAITING;
+      if (mine) {
+        w.grant = g;
+        w.status.set(RWaiter.GRANTED);
+      }
+    }
+    if (mine) {
+      w.future.complete(g);
+    }
+  }
+
   private void grant(RWaiter w, String permitId, long waitedMicros, long leaseMicros) {
     if (delivered.getIfPresent(w.resource + "\t" + permitId) != null) {
       return;
@@ -1326,7 +1369,7 @@ public final class RedisEngine implements Engine {
 
   /** Returns a grant nobody took, in full, without waiting (it may run on Lettuce's thread). */
   private void giveBack(String resource, String permitId) {
-    ReleaseOp op = new ReleaseOp(permitId, "unused", "-");
+    ReleaseOp op = new ReleaseOp(permitId, "giveback", "-");
     op.result.whenComplete(
         (known, e) -> {
           if (e != null) {

@@ -53,4 +53,19 @@ class EngineDifferentialRegressionTest {
         new Lockstep.Step.Acquire(2, 0, true, 0, 3000, 1, 926),
         new Lockstep.Step.Cancel(856, true));
   }
+
+  /** Found by the differential test, seed 20261212. */
+  @Test
+  void seed20261212() {
+    assertAgree(new Lockstep.Setup(12, 8, 484, 97, 1000, 4, 4),
+        new Lockstep.Step.Acquire(1, 2, false, 1, 60000, 1, 450),
+        new Lockstep.Step.Acquire(1, 1, true, 18, 0, 1, 522),
+        new Lockstep.Step.Advance(1699),
+        new Lockstep.Step.Acquire(2, 2, true, 16, 3000, 0, 716),
+        new Lockstep.Step.Acquire(0, 3, false, 12, 0, 1, 700),
+        new Lockstep.Step.Acquire(1, 2, false, 5, 0, 1, 5),
+        new Lockstep.Step.Acquire(0, 3, true, 14, 60000, 2, 104),
+        new Lockstep.Step.Acquire(2, 2, false, 4, 0, 1, 551),
+        new Lockstep.Step.Release(123, 3, 1, 116));
+  }
 }

@@ -102,7 +102,7 @@ final class Lockstep {
       int kind = r.nextInt(40);
       Step s;
       if (kind < 14) {
-        int idMode = r.nextInt(10) < 7 ? 1 : 0; //TMP
+        int idMode = r.nextInt(10) < 6 ? 1 : r.nextInt(10) < 5 ? 0 : 2;
         s = new Step.Acquire(
             r.nextInt(3),
             r.nextInt(10) == 0 ? between(r, 0, 12) : between(r, 0, 3),
