@@ -530,7 +530,7 @@ public final class MemoryEngine implements Engine {
     if (timeoutNanos < 0) {
       throw EngineException.invalid("timeout " + timeoutNanos + "ns is negative: use 0 or more");
     }
-    return withState(
+    Waiter ticket = withState(
         resource,
         (s, now, granted) -> {
           if (closed) {
@@ -538,9 +538,15 @@ public final class MemoryEngine implements Engine {
           }
           // The limit may have changed since validation: check against what the state holds.
           Map<String, Long> fit = s.spec == e.spec ? charged : Validation.load(s.spec, load);
-          Waiter w = new Waiter(this, s, fit, lane, rid, now);
           s.expireLeases(now);
           s.refill(now);
+          if (rid != null) {
+            Waiter again = retry(s, rid, timeoutNanos, now);
+            if (again != null) {
+              return again;
+            }
+          }
+          Waiter w = new Waiter(this, s, fit, lane, rid, now);
           if (s.waiting == 0 && s.waitFor(w.vector, now) == 0) {
             // Nobody ahead and it fits: the fast path, no queueing, no timer.
             grant(s, w, now);
@@ -563,43 +569,92 @@ public final class MemoryEngine implements Engine {
                     + " --max-waiting",
                 hint);
           }
-          if (rid != null && s.queued(rid) != null) {
-            e.add(Outcome.REJECTED_INVALID);
-            throw EngineException.invalid(
-                "request id '" + rid + "' is already waiting on '" + resource + "': give every"
-                    + " acquire its own id, e.g. a fresh UUID");
-          }
           s.enqueue(w);
           w.timeout = scheduler.schedule(() -> expire(w, timeoutNanos), timeoutNanos);
           s.drain(now, this, granted);
           return w;
         });
+    Waiter old = ticket.replaced;
+    if (old != null) {
+      ticket.replaced = null;
+      old.future.completeExceptionally(new CancellationException("acquire " + rid + " on '" + resource
+          + "' was taken over by a retry with the same request id"));
+    }
+    return ticket;
+  }
+
+  /**
+   * An acquire whose request id is known on this resource (see {@link Engine#acquire}): takes a
+   * waiter over in its place, or answers with the permit held under the id, or refuses an id
+   * whose permit has ended. Null when the id is free: a new acquire.
+   */
+  private Waiter retry(ResourceState s, String rid, long timeoutNanos, long now) {
+    Waiter queued = s.queued(rid);
+    if (queued != null) {
+      Waiter next = new Waiter(this, s, queued.load, queued.lane, rid, queued.arrival);
+      next.vector = queued.vector;
+      s.replace(queued, next);
+      queued.status.set(Waiter.ENDED);
+      cancelTimeout(queued);
+      next.replaced = queued; // told once the lock is released (see acquire)
+      next.timeout = scheduler.schedule(() -> expire(next, timeoutNanos), timeoutNanos);
+      return next;
+    }
+    ResourceState.PermitRecord held = s.heldBy(rid);
+    if (held != null) {
+      // The same permit, not charged again; a give-back of its first delivery is ignored.
+      held.kept = true;
+      Waiter same = new Waiter(this, s, held.load, held.origin.lane, rid, held.origin.arrival);
+      same.grant = held.origin.grant;
+      same.status.set(Waiter.GRANTED);
+      same.future.complete(same.grant);
+      return same;
+    }
+    Long ended = s.endedAt(rid, now);
+    if (ended != null) {
+      s.entry.add(Outcome.REJECTED_INVALID);
+      throw EngineException.invalid(usedUp(s.name, rid, now - ended));
+    }
+    return null;
+  }
+
+  static String usedUp(String resource, String rid, long agoNanos) {
+    return "request id '" + rid + "' already got a permit on '" + resource + "' that ended "
+        + Math.max(0, TimeUnit.NANOSECONDS.toMillis(agoNanos)) + " ms ago (released or expired):"
+        + " a request id names one acquire, give the next one its own (e.g. a fresh UUID)";
   }
 
   private void expire(Waiter w, long timeoutNanos) {
-    if (leave(w, Outcome.TIMED_OUT)) {
-      w.future.completeExceptionally(notGrantedInTime(w.state.name, timeoutNanos));
-    }
+    leave(w, Outcome.TIMED_OUT, () -> w.future.completeExceptionally(notGrantedInTime(w.state.name, timeoutNanos)));
   }
 
   /**
    * Takes a still-queued waiter out of the line, counting it on {@code outcome}, and grants
    * whoever can go next. False if the waiter had already left the queue (granted or ended).
+   * {@code ending} (the waiter's own failure) runs before the grants its leaving allowed, so
+   * callers hear of one instant's events in the order they happened, as on every store.
    */
-  private boolean leave(Waiter w, Outcome outcome) {
+  private boolean leave(Waiter w, Outcome outcome, Runnable ending) {
     ResourceState s = w.state;
     List<Waiter> granted = new ArrayList<>();
     boolean left = false;
     synchronized (s) {
+      long now = ticker.read();
+      if (w.status.get() == Waiter.WAITING && outcome == Outcome.TIMED_OUT) {
+        // A deadline is inclusive: what can be granted at its instant is, to this waiter too.
+        s.drain(now, this, granted);
+      }
       if (w.status.get() == Waiter.WAITING) {
         s.remove(w);
         w.status.set(Waiter.ENDED);
         s.entry.add(outcome);
         left = true;
-        long now = ticker.read();
         s.drain(now, this, granted);
         touch(s, now);
       }
+    }
+    if (left) {
+      ending.run();
     }
     complete(granted);
     return left;
@@ -616,22 +671,42 @@ public final class MemoryEngine implements Engine {
   /** Withdraws a waiter (true), or gives back its unclaimed grant (false). */
   boolean cancel(Waiter w) {
     ResourceState s = w.state;
-    boolean ended = leave(w, Outcome.CANCELLED);
-    if (ended) {
+    boolean ended = leave(w, Outcome.CANCELLED, () -> {
       cancelTimeout(w);
       w.future.completeExceptionally(
           new CancellationException("acquire on '" + s.name + "' was cancelled by the caller"));
-    }
+    });
     if (w.status.compareAndSet(Waiter.GRANTED, Waiter.RETURNED)) {
       // The grant raced with the cancel and nobody took it: give it back in full.
       s.entry.add(Outcome.CANCELLED);
       try {
-        release(s.name, w.grant.permitId(), Map.of(), false, true);
+        giveBack(s.name, w.grant.permitId());
       } catch (EngineException ex) {
         log.debug("give-back of {} on {} found nothing to return: {}", w.grant.permitId(), s.name, ex.getMessage());
       }
     }
     return ended;
+  }
+
+  /**
+   * Returns a grant that never reached its caller, in full. Its request id is free again; a
+   * permit a retry of that id took meanwhile is kept.
+   */
+  private void giveBack(String resource, String permitId) {
+    withState(
+        resource,
+        (s, now, granted) -> {
+          s.expireLeases(now);
+          s.refill(now);
+          ResourceState.PermitRecord r = s.permits.get(permitId);
+          if (r == null || r.kept) {
+            return null;
+          }
+          s.endPermit(permitId, now, true);
+          s.giveBack(r);
+          s.drain(now, this, granted);
+          return null;
+        });
   }
 
   @Override
@@ -651,7 +726,7 @@ public final class MemoryEngine implements Engine {
           }
           s.expireLeases(now);
           s.refill(now);
-          ResourceState.PermitRecord r = s.permits.remove(permitId);
+          ResourceState.PermitRecord r = s.endPermit(permitId, now, false);
           if (r == null) {
             return false;
           }

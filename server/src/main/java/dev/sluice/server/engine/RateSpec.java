@@ -12,9 +12,12 @@ import java.time.Duration;
  */
 public record RateSpec(String name, long amount, Duration period, long burst) {
 
-  /** Refill rate in units per nanosecond. */
-  double perNano() {
-    return (double) amount / period.toNanos();
+  /**
+   * Refill rate in units per microsecond, computed as the Redis store's script computes it
+   * (the same double operations), so both stores round alike at the microsecond.
+   */
+  double perMicro() {
+    return amount / (period.toNanos() / 1000.0);
   }
 
   /** The default burst: one second's worth of the rate, at least 1. */

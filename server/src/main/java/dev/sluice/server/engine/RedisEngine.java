@@ -109,7 +109,10 @@ public final class RedisEngine implements Engine {
           });
   private final ConcurrentHashMap<String, Local> locals = new ConcurrentHashMap<>();
   private final ConcurrentHashMap<String, Batcher> batchers = new ConcurrentHashMap<>();
+  /** Operations handed to a batcher whose reply has not been handled yet. */
+  private final AtomicInteger unanswered = new AtomicInteger();
   private final ConcurrentHashMap<String, WaitStats> waits = new ConcurrentHashMap<>();
+  private final AtomicLong arrivals = new AtomicLong();
   private final AtomicLong ids = new AtomicLong();
   /** Permits handed to a local caller (or given back) lately: a second delivery is a no-op. */
   private final Cache<String, Boolean> delivered =
@@ -656,7 +659,7 @@ public final class RedisEngine implements Engine {
     }
     try {
       redis.sadd(LIMITS_KEY, spec.resource());
-      redis.publish(CONFIG_CHANNEL, "S\t" + spec.resource());
+      redis.publish(CONFIG_CHANNEL, "S\t" + spec.resource() + "\t" + nodeId);
     } catch (RedisException e) {
       throw unavailable(e);
     }
@@ -716,7 +719,7 @@ public final class RedisEngine implements Engine {
     }
     try {
       redis.srem(LIMITS_KEY, resource);
-      redis.publish(CONFIG_CHANNEL, "D\t" + resource);
+      redis.publish(CONFIG_CHANNEL, "D\t" + resource + "\t" + nodeId);
     } catch (RedisException e) {
       throw unavailable(e);
     }
@@ -740,16 +743,22 @@ public final class RedisEngine implements Engine {
     final String resource;
     final String requestId;
     volatile Map<String, Long> load; // as charged; set again if the limit changed meanwhile
+    final Lane lane;
+    /** Arrival order on this node: ending a resource's waiters goes in line order. */
+    final long arrival = arrivals.incrementAndGet();
     final long timeoutNanos;
+    /** Replaced by a retry of its request id on this node: its entry belongs to the retry. */
+    volatile boolean takenOver;
     final CompletableFuture<Grant> future = new CompletableFuture<>();
     final AtomicInteger status = new AtomicInteger(WAITING);
     volatile Scheduler.Cancellable timeout;
     volatile Grant grant;
 
-    RWaiter(String resource, String requestId, Map<String, Long> load, long timeoutNanos) {
+    RWaiter(String resource, String requestId, Map<String, Long> load, Lane lane, long timeoutNanos) {
       this.resource = resource;
       this.requestId = requestId;
       this.load = load;
+      this.lane = lane;
       this.timeoutNanos = timeoutNanos;
     }
 
@@ -837,7 +846,7 @@ public final class RedisEngine implements Engine {
       throw EngineException.invalid("timeout " + timeoutNanos + "ns is negative: use 0 or more");
     }
     Validation.resource(resource);
-    RWaiter w = new RWaiter(resource, rid, load, timeoutNanos);
+    RWaiter w = new RWaiter(resource, rid, load, lane, timeoutNanos);
     AcquireOp op = new AcquireOp(w, load, lane);
     Cfg c = limits.get(resource);
     if (c == null && !mayBlock) {
@@ -868,9 +877,13 @@ public final class RedisEngine implements Engine {
     w.load = charged;
     op.version = c.version;
     Local local = locals.computeIfAbsent(w.resource, k -> new Local());
-    if (local.waiters.putIfAbsent(w.requestId, w) != null) {
-      countRejected(w.resource, "invalid");
-      throw duplicate(w.resource, w.requestId);
+    RWaiter earlier = local.waiters.put(w.requestId, w);
+    if (earlier != null && earlier != w) {
+      // A retry of a request id still parked here: it takes the waiter over in its place
+      // (Engine#acquire); whoever waited on the earlier ticket hears so. Its entry in Redis is
+      // the retry's now: nothing of the earlier one may take it out of line.
+      earlier.takenOver = true;
+      endLocal(earlier, takenOver(w.resource, w.requestId));
     }
     batcher(w.resource).submit(op);
   }
@@ -954,13 +967,22 @@ public final class RedisEngine implements Engine {
       switch (word(r)) {
         case "GRANTED" -> {
           forget(w);
-          grant(w, (String) r.get(1), num(r.get(2)), num(r.get(4)));
+          if (r.size() > 5 && "again".equals(r.get(5))) {
+            // A retry of an id whose permit is held: the same permit, as it was charged.
+            w.load = decodeLoad((String) r.get(6));
+            grantAgain(w, (String) r.get(1), num(r.get(2)), num(r.get(4)));
+          } else {
+            grant(w, (String) r.get(1), num(r.get(2)), num(r.get(4)));
+          }
         }
         case "QUEUED" -> {
+          if (r.size() > 2 && "taken".equals(r.get(1))) {
+            w.load = decodeLoad((String) r.get(2)); // the waiter taken over keeps its load
+          }
           int status = w.status.get();
           if (status == RWaiter.WAITING) {
             w.timeout = scheduler.schedule(() -> expire(w), w.timeoutNanos);
-          } else if (status == RWaiter.ENDED) {
+          } else if (status == RWaiter.ENDED && !w.takenOver) {
             // Cancelled before Redis saw it: it must not wait there for nobody.
             events.execute(() -> leaveQuietly(w));
           }
@@ -980,9 +1002,10 @@ public final class RedisEngine implements Engine {
           forget(w);
           stale = true;
         }
-        case "DUP" -> {
+        case "USED" -> {
+          forget(w);
           countRejected(w.resource, "invalid");
-          refuse(duplicate(w.resource, w.requestId));
+          refuse(EngineException.invalid(MemoryEngine.usedUp(w.resource, w.requestId, num(r.get(1)) * 1000)));
         }
         default -> refuse(unexpected(new IllegalStateException("unexpected reply " + r)));
       }
@@ -1080,6 +1103,28 @@ public final class RedisEngine implements Engine {
     }
   }
 
+  /**
+   * For tests that compare stores step by step: returns once every call this node started on
+   * the store (batched acquires, releases, give-backs, waiters leaving) has been answered and
+   * handled.
+   */
+  void awaitQuiet() {
+    long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (true) {
+      CompletableFuture.runAsync(() -> {}, events).join();
+      if (unanswered.get() == 0) {
+        CompletableFuture.runAsync(() -> {}, events).join();
+        if (unanswered.get() == 0) {
+          return;
+        }
+      }
+      if (System.nanoTime() - until > 0) {
+        throw new IllegalStateException(unanswered.get() + " store calls still unanswered after 10 s");
+      }
+      Thread.onSpinWait();
+    }
+  }
+
   private Batcher batcher(String resource) {
     return batchers.computeIfAbsent(resource, Batcher::new);
   }
@@ -1098,6 +1143,7 @@ public final class RedisEngine implements Engine {
 
     void submit(Op op) {
       List<Op> batch;
+      unanswered.incrementAndGet();
       synchronized (this) {
         pending.add(op);
         if (calls >= MAX_CALLS_IN_FLIGHT || holdBatches) {
@@ -1160,6 +1206,8 @@ public final class RedisEngine implements Engine {
                   done(batch, reply, error);
                 } catch (RuntimeException e) {
                   log.error("could not handle a batch reply on {}", resource, e);
+                } finally {
+                  unanswered.addAndGet(-batch.size());
                 }
               });
     }
@@ -1238,10 +1286,21 @@ public final class RedisEngine implements Engine {
     }
   }
 
-  private static EngineException duplicate(String resource, String rid) {
-    return EngineException.invalid(
-        "request id '" + rid + "' is already waiting on '" + resource + "': give every"
-            + " acquire its own id, e.g. a fresh UUID");
+  private static CancellationException takenOver(String resource, String rid) {
+    return new CancellationException(
+        "acquire " + rid + " on '" + resource + "' was taken over by a retry with the same request id");
+  }
+
+  /** Decodes {@link #encodeLoad}. */
+  static Map<String, Long> decodeLoad(String s) {
+    Map<String, Long> load = new LinkedHashMap<>();
+    if (!s.equals("-")) {
+      for (String part : s.split(",")) {
+        int eq = part.indexOf('=');
+        load.put(part.substring(0, eq), Long.parseLong(part.substring(eq + 1)));
+      }
+    }
+    return load;
   }
 
   static String encodeLoad(Map<String, Long> load) {
@@ -1266,6 +1325,22 @@ public final class RedisEngine implements Engine {
    * Delivers a grant to a local waiter, or gives it back if the waiter has ended. A permit
    * can reach this node twice (in a reply and on the channel): the second time is ignored.
    */
+  /** Hands a retry the permit its request id holds (delivered before, maybe on this node). */
+  private void grantAgain(RWaiter w, String permitId, long waitedMicros, long leaseMicros) {
+    Grant g = new Grant(permitId, w.resource, w.load, leaseMicros * 1000, Math.max(0, waitedMicros) * 1000);
+    boolean mine;
+    synchronized (w) {
+      mine = w.status.get() == RWaiter.WAITING;
+      if (mine) {
+        w.grant = g;
+        w.status.set(RWaiter.GRANTED);
+      }
+    }
+    if (mine) {
+      w.future.complete(g);
+    }
+  }
+
   private void grant(RWaiter w, String permitId, long waitedMicros, long leaseMicros) {
     if (delivered.getIfPresent(w.resource + "\t" + permitId) != null) {
       return;
@@ -1294,7 +1369,7 @@ public final class RedisEngine implements Engine {
 
   /** Returns a grant nobody took, in full, without waiting (it may run on Lettuce's thread). */
   private void giveBack(String resource, String permitId) {
-    ReleaseOp op = new ReleaseOp(permitId, "unused", "-");
+    ReleaseOp op = new ReleaseOp(permitId, "giveback", "-");
     op.result.whenComplete(
         (known, e) -> {
           if (e != null) {
@@ -1428,6 +1503,14 @@ public final class RedisEngine implements Engine {
       case "LEFT" -> {
         endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos));
         afterDrain(w.resource, reply, 2);
+      }
+      case "SERVED" -> {
+        // Granted at its deadline instant: the grant is in the reply (ours) or on its way.
+        afterDrain(w.resource, reply, 2);
+        if (!nodeId.equals(reply.get(1))) {
+          endLocal(w, new EngineException(EngineException.Reason.UNAVAILABLE,
+              "acquire " + w.requestId + " was taken over by node " + reply.get(1)));
+        }
       }
       case "MOVED" -> endLocal(
           w, new EngineException(EngineException.Reason.UNAVAILABLE,
@@ -1728,6 +1811,11 @@ public final class RedisEngine implements Engine {
   private void onMessage(String channel, String message) {
     String[] f = message.split("\t");
     if (channel.equals(CONFIG_CHANNEL)) {
+      if (f.length > 2 && f[2].equals(nodeId)) {
+        // Our own change, applied when it was made. Acting on it again, late, could end the
+        // waiters of a limit created again since.
+        return;
+      }
       // Another node changed a limit: forget our copy; a deletion ends our waiters.
       limits.remove(f[1]);
       if (f[0].equals("D")) {
@@ -1765,7 +1853,10 @@ public final class RedisEngine implements Engine {
     if (local == null) {
       return;
     }
-    for (RWaiter w : List.copyOf(local.waiters.values())) {
+    // In line order, highest lane first, as the memory store ends them.
+    List<RWaiter> all = new ArrayList<>(local.waiters.values());
+    all.sort(Comparator.comparingInt((RWaiter w) -> w.lane.ordinal()).thenComparingLong(w -> w.arrival));
+    for (RWaiter w : all) {
       endLocal(w, why.get());
     }
     scheduleWake(resource, -1);

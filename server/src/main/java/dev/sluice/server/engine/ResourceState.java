@@ -46,7 +46,8 @@ final class ResourceState {
   LimitSpec spec;
   long leaseTtl;
   String[] dims;
-  double[] perNano;
+  /** Refill rate per microsecond (see {@link RateSpec#perMicro}). */
+  double[] perMicro;
   long[] burst;
   double[] level;
   /** Tokens taken per dimension since this state was created, net of refunds (utilization). */
@@ -146,12 +147,107 @@ final class ResourceState {
     long expiresAt;
     /** {@link #events} right after this permit's grant: its refunds look at what came later. */
     long grantedAt;
+    /** The acquire it was granted to; its request id names the permit to retries. */
+    final Waiter origin;
+    /** Handed to a retry of its request id: a give-back of the first delivery is ignored. */
+    boolean kept;
 
-    PermitRecord(String id, Map<String, Long> load, long expiresAt) {
+    PermitRecord(String id, Waiter origin, long expiresAt) {
       this.id = id;
-      this.load = load;
+      this.origin = origin;
+      this.load = origin.load;
       this.expiresAt = expiresAt;
     }
+  }
+
+  // Request ids (see Engine#acquire): a permit held under an id is found by it; an id whose
+  // permit was released or expired is remembered for ID_MEMORY (at most ID_MEMORY_MAX per
+  // resource, oldest forgotten first), as the Redis store's script does.
+  static final long ID_MEMORY = java.util.concurrent.TimeUnit.SECONDS.toNanos(60);
+  static final int ID_MEMORY_MAX = 100_000;
+  /** Held permits that came with a request id; null until one did. */
+  private HashMap<String, PermitRecord> heldById;
+  /** Request ids whose permit ended, with the instant it ended, oldest first; null until one. */
+  private LinkedHashMap<String, Long> endedIds;
+
+  /** The permit held under this request id, or null. */
+  PermitRecord heldBy(String requestId) {
+    return heldById == null ? null : heldById.get(requestId);
+  }
+
+  /** When the permit of this request id ended, if that is remembered still; else null. */
+  Long endedAt(String requestId, long now) {
+    forgetEndedIds(now);
+    return endedIds == null ? null : endedIds.get(requestId);
+  }
+
+  private void forgetEndedIds(long now) {
+    if (endedIds == null) {
+      return;
+    }
+    Iterator<Map.Entry<String, Long>> it = endedIds.entrySet().iterator();
+    while (it.hasNext()) {
+      Map.Entry<String, Long> e = it.next();
+      if (now - e.getValue() < ID_MEMORY && endedIds.size() <= ID_MEMORY_MAX) {
+        break;
+      }
+      it.remove();
+    }
+    if (endedIds.isEmpty()) {
+      endedIds = null;
+    }
+  }
+
+  /**
+   * A permit leaves the map: released, expired at {@code at}, or given back. A give-back (the
+   * grant never reached its caller) frees the request id; anything else uses it up.
+   */
+  private void ended(PermitRecord r, long at, boolean givenBack) {
+    String rid = r.origin.requestId;
+    if (rid == null || heldById == null || !heldById.remove(rid, r)) {
+      return;
+    }
+    if (heldById.isEmpty()) {
+      heldById = null;
+    }
+    if (!givenBack) {
+      if (endedIds == null) {
+        endedIds = new LinkedHashMap<>();
+      }
+      endedIds.put(rid, at);
+      forgetEndedIds(at);
+    }
+  }
+
+  /** Ends a permit by its id: null if unknown (released before, or expired). */
+  PermitRecord endPermit(String permitId, long now, boolean givenBack) {
+    PermitRecord r = permits.remove(permitId);
+    if (r != null) {
+      ended(r, now, givenBack);
+    }
+    return r;
+  }
+
+  /** Latest instant an ended request id is still remembered: the state is not idle before. */
+  private long idsRememberedUntil() {
+    long last = 0;
+    if (endedIds != null) {
+      for (long at : endedIds.values()) {
+        last = at; // insertion order is end order: the last is the latest
+      }
+    }
+    return last + ID_MEMORY;
+  }
+
+  /** Puts {@code next} in {@code old}'s place in line: a retry of the same request id. */
+  void replace(Waiter old, Waiter next) {
+    ArrayDeque<Waiter> lane = room.lanes[old.lane.ordinal()];
+    Waiter[] line = lane.toArray(new Waiter[0]);
+    lane.clear();
+    for (Waiter x : line) {
+      lane.addLast(x == old ? next : x);
+    }
+    room.byRequestId.put(old.requestId, next);
   }
 
   ResourceState(MemoryEngine.Entry entry, LimitSpec spec, long now, boolean startFull) {
@@ -190,7 +286,7 @@ final class ResourceState {
       RateSpec r = next.rates().get(i);
       u[i] = oldUsed.getOrDefault(r.name(), 0.0);
       d[i] = r.name();
-      p[i] = r.perNano();
+      p[i] = r.perMicro();
       b[i] = r.burst();
       l[i] = Math.min(b[i], old.getOrDefault(r.name(), 0.0));
     }
@@ -198,7 +294,7 @@ final class ResourceState {
     forgetRefundHistory();
     this.spec = next;
     this.dims = d;
-    this.perNano = p;
+    this.perMicro = p;
     this.burst = b;
     this.level = l;
     this.used = u;
@@ -257,7 +353,7 @@ final class ResourceState {
     lastRefill = now;
     for (int i = 0; i < level.length; i++) {
       if (level[i] < burst[i]) {
-        level[i] = Math.min(burst[i], level[i] + elapsed * perNano[i]);
+        level[i] = Math.min(burst[i], level[i] + (elapsed / 1000.0) * perMicro[i]);
       }
     }
   }
@@ -276,6 +372,7 @@ final class ResourceState {
         continue;
       }
       it.remove();
+      ended(r, r.expiresAt, false);
     }
   }
 
@@ -412,7 +509,9 @@ final class ResourceState {
     for (int i = 0; i < vector.length; i++) {
       double deficit = vector[i] - level[i];
       if (deficit > 1e-6) {
-        double nanos = Math.ceil(deficit / perNano[i]);
+        // Whole microseconds, rounded up, as the Redis store computes it (its clock is in us);
+        // an instant that is whole but for rounding noise is not pushed to the next one.
+        double nanos = Math.ceil(deficit / perMicro[i] - 1e-6) * 1_000;
         wait = Math.max(wait, nanos >= NEVER ? NEVER - 1 : Math.max(1_000, (long) nanos));
       }
     }
@@ -427,9 +526,15 @@ final class ResourceState {
       level[i] -= w.vector[i];
       used[i] += w.vector[i];
     }
-    PermitRecord r = new PermitRecord(permitId, w.load, now + leaseTtl);
+    PermitRecord r = new PermitRecord(permitId, w, now + leaseTtl);
     r.grantedAt = events;
     permits.put(permitId, r);
+    if (w.requestId != null) {
+      if (heldById == null) {
+        heldById = new HashMap<>(2);
+      }
+      heldById.put(w.requestId, r);
+    }
     noteLease(r.expiresAt);
     return r;
   }
@@ -479,9 +584,10 @@ final class ResourceState {
     if (permits.isEmpty()) {
       // No open permit was granted before this event, so no refund will ever ask about it, and
       // what was recorded before is stale: forget it (a resource used one call at a time never
-      // allocates a history).
+      // allocates a history). This dimension's only: a permit being given back has left the
+      // map already, and its refunds on the other dimensions still need theirs.
       if (historySize != null) {
-        java.util.Arrays.fill(historySize, (byte) 0);
+        historySize[i] = 0;
       }
       return;
     }
@@ -603,7 +709,7 @@ final class ResourceState {
     for (int i = 0; i < dims.length; i++) {
       double deficit = (room == null ? 0 : room.queuedLoad[i]) - level[i];
       if (deficit > 0) {
-        est = Math.max(est, (long) Math.ceil(deficit / perNano[i]));
+        est = Math.max(est, (long) Math.ceil(deficit / perMicro[i] * 1_000));
       }
     }
     long paused = pausedFor(now);
@@ -629,8 +735,11 @@ final class ResourceState {
     for (int i = 0; i < dims.length; i++) {
       double missing = burst[i] - level[i];
       if (missing > 0) {
-        busy = Math.max(busy, (long) Math.ceil(missing / perNano[i]));
+        busy = Math.max(busy, (long) Math.ceil(missing / perMicro[i] * 1_000));
       }
+    }
+    if (endedIds != null) {
+      busy = Math.max(busy, idsRememberedUntil() - now);
     }
     long total = busy + grace;
     return total < 0 ? NEVER : total;

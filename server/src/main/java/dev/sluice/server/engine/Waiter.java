@@ -25,6 +25,8 @@ final class Waiter implements Ticket {
   long[] vector; // guarded by state
   Scheduler.Cancellable timeout; // guarded by state
   Grant grant; // written under state before status leaves WAITING
+  /** The waiter this one took over (a retry of its request id), until it is told. */
+  Waiter replaced;
 
   Waiter(
       MemoryEngine engine,

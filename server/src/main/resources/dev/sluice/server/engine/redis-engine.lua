@@ -31,6 +31,10 @@ local nodeTimeout = tonumber(ARGV[6])
 
 local NEVER = -1
 local DONE_KEEP = 60000000 -- request ids of ended acquires are remembered 60 s (dedupe)
+-- Entry states: W waiting, G granted and held, R its permit ended (released or expired: the id
+-- is used up while remembered), E ended without a grant reaching its caller (timed out,
+-- cancelled, given back: the id is free), L dropped because its node was lost (a retry goes
+-- back in line at its old place).
 local MAX_GRANTS = 500      -- grants per call; the caller calls again at once for more
 
 -- ------------------------------------------------------------------------------- helpers
@@ -149,11 +153,16 @@ local function addUsed(d, v)
   st.usedDelta[d] = (st.usedDelta[d] or 0) + v
 end
 
+local getEntry, putEntry, usedUp
+
 local function expireLeases()
-  local gone = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, 1000)
-  for _, id in ipairs(gone) do
+  local gone = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
+  for i = 1, #gone, 2 do
+    local id = gone[i]
+    local rid = redis.call('HGET', PL, id .. '#r')
     redis.call('ZREM', LEASES, id)
-    redis.call('HDEL', PL, id, id .. '#g')
+    redis.call('HDEL', PL, id, id .. '#g', id .. '#r')
+    if rid then usedUp(rid, tonumber(gone[i + 1])) end
   end
 end
 
@@ -265,14 +274,15 @@ local function waitFor(load)
   for _, d in ipairs(cfg.dl) do
     local deficit = (load[d] or 0) - st.lvl[d]
     if deficit > 1e-6 then
-      wait = math.max(wait, math.max(1, math.ceil(deficit / cfg.rate[d])))
+      -- Whole microseconds; an instant whole but for rounding noise is not pushed to the next.
+      wait = math.max(wait, math.max(1, math.ceil(deficit / cfg.rate[d] - 1e-6)))
     end
   end
   return wait
 end
 
 -- Entries: node|lane|load|deadline|arrival|seq|state|permit|granted_at
-local function getEntry(id)
+function getEntry(id)
   local raw = redis.call('HGET', W, id)
   if not raw then return nil end
   local f = split(raw, '|')
@@ -283,7 +293,7 @@ local function getEntry(id)
   }
 end
 
-local function putEntry(e)
+function putEntry(e)
   redis.call('HSET', W, e.id, table.concat({ e.node, e.lane, e.loadStr, e.deadline, e.arrival,
     e.seq, e.state, e.permit or '-', e.grantedAt or 0 }, '|'))
 end
@@ -298,7 +308,18 @@ end
 local function finish(e, state)
   e.state = state
   putEntry(e)
-  redis.call('ZADD', DONE, now, e.id)
+  -- A granted entry is remembered while its permit is held, then from when it ended.
+  if state ~= 'G' then redis.call('ZADD', DONE, now, e.id) end
+end
+
+-- The permit of request id rid ended at `at` (released or expired): the id is used up.
+function usedUp(rid, at)
+  local e = getEntry(rid)
+  if e and e.state == 'G' then
+    e.state = 'R'
+    putEntry(e)
+    redis.call('ZADD', DONE, at, rid)
+  end
 end
 
 local function nodeAlive(n)
@@ -319,7 +340,7 @@ local function headOf(l)
     elseif not nodeAlive(e.node) or (e.node ~= node and now > e.deadline + nodeTimeout) then
       redis.call('ZREM', QS[l], h[1])
       queued(e, -1)
-      finish(e, 'E')
+      finish(e, 'L')
       redis.call('HINCRBY', ST, 'lost', 1)
     else
       e.load = parseLoad(e.loadStr)
@@ -355,7 +376,7 @@ local function newPermitId()
 end
 
 -- Takes the load, opens a lease; returns the permit id.
-local function take(load, loadStr)
+local function take(load, loadStr, rid)
   for _, d in ipairs(cfg.dl) do
     if (load[d] or 0) > 0 then
       observe(d)
@@ -365,7 +386,7 @@ local function take(load, loadStr)
   end
   local pid = newPermitId()
   redis.call('ZADD', LEASES, now + cfg.lease, pid)
-  redis.call('HSET', PL, pid, loadStr, pid .. '#g', fmt(st.ev))
+  redis.call('HSET', PL, pid, loadStr, pid .. '#g', fmt(st.ev), pid .. '#r', rid)
   st.grantedDelta = st.grantedDelta + 1
   return pid
 end
@@ -396,7 +417,7 @@ local function drain()
     st.promote = priority
     redis.call('ZREM', QS[e.lane], e.id)
     queued(e, -1)
-    e.permit = take(e.load, e.loadStr)
+    e.permit = take(e.load, e.loadStr, e.id)
     e.grantedAt = now
     finish(e, 'G')
     deliver(e)
@@ -417,7 +438,8 @@ local function trimDone()
   local gone = {}
   for i, id in ipairs(old) do
     -- An id back in line after its node was lost is waiting again: keep its entry.
-    if not raws[i] or split(raws[i], '|')[7] ~= 'W' then gone[#gone + 1] = id end
+    local state = raws[i] and split(raws[i], '|')[7]
+    if state ~= 'W' and state ~= 'G' then gone[#gone + 1] = id end
   end
   if #gone > 0 then redis.call('HDEL', W, unpack(gone)) end
   redis.call('ZREM', DONE, unpack(old))
@@ -462,27 +484,33 @@ local function acquireOne(ver, rid, lane, loadStr, timeout)
   local seq = nil
   local prev = getEntry(rid)
   if prev then
-    if prev.state == 'G' then
+    -- One meaning for a request id on every store (Engine.acquire).
+    local held = prev.state == 'G' and redis.call('HGET', PL, prev.permit)
+    if held then
       -- A retry of an acquire already granted (the answer was lost with its node): the same
       -- permit again, never a second one. Marked, so that the first node's give-back of the
       -- grant it could not deliver does not take it from the caller who has it now.
-      local held = redis.call('HGET', PL, prev.permit)
-      if held and string.sub(held, -2) ~= ';R' then redis.call('HSET', PL, prev.permit, held .. ';R') end
-      return { 'GRANTED', prev.permit, prev.grantedAt - prev.arrival, now, cfg.lease }, false
+      if string.sub(held, -2) ~= ';R' then redis.call('HSET', PL, prev.permit, held .. ';R') end
+      return { 'GRANTED', prev.permit, prev.grantedAt - prev.arrival, now, cfg.lease, 'again', prev.loadStr }, false
     elseif prev.state == 'W' then
-      if prev.node == node then return { 'DUP' }, false end
-      -- Failover: this node takes the waiter over, keeping its place in line.
+      -- A retry (failover, or a caller that lost its answer): it takes the waiter over in its
+      -- place in line, on whichever node it came to.
       prev.node = node
       prev.deadline = now + timeout
       putEntry(prev)
-      return { 'QUEUED' }, true
-    else
-      seq = prev.seq -- ended (its node was lost): back in line at its old place
+      return { 'QUEUED', 'taken', prev.loadStr }, true
+    elseif prev.state == 'R' then
+      local ended = tonumber(redis.call('ZSCORE', DONE, rid) or '')
+      if ended and now - ended < DONE_KEEP then return { 'USED', now - ended }, false end
+    elseif prev.state == 'L' then
+      seq = prev.seq -- its node was lost: back in line at its old place
     end
+    -- Free again: a new acquire under the old name, no longer one to forget on time.
+    redis.call('ZREM', DONE, rid)
   end
   if waiting == nil then waiting = waitingCount() end
   if waiting == 0 and waitFor(load) == 0 then
-    local pid = take(load, loadStr)
+    local pid = take(load, loadStr, rid)
     local e = { id = rid, node = node, lane = lane, loadStr = loadStr, deadline = now, arrival = now,
       seq = 0, permit = pid, grantedAt = now }
     finish(e, 'G')
@@ -515,11 +543,13 @@ local function acquireOne(ver, rid, lane, loadStr, timeout)
 end
 
 -- One release, after open(). The caller drains afterwards.
+-- mode: plain, settle, unused (the holder's), or giveback (a grant that never reached its
+-- caller: its request id is free again, and a permit a retry took meanwhile is kept).
 local function releaseOne(pid, mode, actualStr)
   local loadStr = redis.call('HGET', PL, pid)
   if not loadStr then return { 'UNKNOWN' } end
   if string.sub(loadStr, -2) == ';R' then
-    if mode == 'unused' then
+    if mode == 'giveback' then
       -- A give-back from the node that lost this grant's first answer: the caller got it
       -- through another node and holds it.
       return { 'KEPT' }
@@ -527,10 +557,19 @@ local function releaseOne(pid, mode, actualStr)
     loadStr = string.sub(loadStr, 1, -3)
   end
   local g = tonumber(redis.call('HGET', PL, pid .. '#g') or '')
+  local rid = redis.call('HGET', PL, pid .. '#r')
   redis.call('ZREM', LEASES, pid)
-  redis.call('HDEL', PL, pid, pid .. '#g')
+  redis.call('HDEL', PL, pid, pid .. '#g', pid .. '#r')
+  if rid then
+    if mode == 'giveback' then
+      local e = getEntry(rid)
+      if e and e.state == 'G' then finish(e, 'E') end
+    else
+      usedUp(rid, now)
+    end
+  end
   local granted = parseLoad(loadStr)
-  if mode == 'unused' then
+  if mode == 'unused' or mode == 'giveback' then
     for d, v in pairs(granted) do
       if cfg.burst[d] then refund(d, g, v) end
     end
@@ -593,6 +632,15 @@ elseif op == 'leave' then
   if err then return err end
   local e = getEntry(ARGV[7])
   if e == nil then saveState(); return { 'UNKNOWN' } end
+  if ARGV[8] == 'timedout' and e.state == 'W' then
+    -- A deadline is inclusive: what can be granted at its instant is, to this waiter too.
+    local wake = drain()
+    e = getEntry(ARGV[7])
+    if e.state == 'G' then
+      saveState()
+      return tail({ 'SERVED', e.node }, wake)
+    end
+  end
   if e.state == 'G' then
     saveState()
     return { 'GRANTED', e.permit, e.grantedAt - e.arrival, now, cfg.lease, e.node }
@@ -780,7 +828,8 @@ elseif op == 'dellimit' then
   for l = 1, 3 do
     for _, id in ipairs(redis.call('ZRANGE', QS[l], 0, -1)) do
       local e = getEntry(id)
-      if e and e.state == 'W' and not nodes[e.node] then
+      -- The calling node ends its own waiters itself (a late message could end a new limit's).
+      if e and e.state == 'W' and e.node ~= node and not nodes[e.node] then
         nodes[e.node] = true
         redis.call('PUBLISH', 'sluice:node:' .. e.node, table.concat({ 'D', rname }, '\t'))
       end

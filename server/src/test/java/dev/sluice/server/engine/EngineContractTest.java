@@ -595,9 +595,10 @@ class EngineContractTest {
   void cancelByRequestIdIsExact() {
     limit("r", 0, rate("requests", 1, Duration.ofSeconds(1), 1));
     Ticket a = engine.acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC, "req-a");
+    Ticket first = engine.acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC, "req-b");
+    // The same id again takes the waiter over (see the request-id tests below).
     Ticket b = engine.acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC, "req-b");
-    assertThatThrownBy(() -> engine.acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC, "req-b"))
-        .hasMessageContaining("already waiting");
+    assertThat(first.future()).isCancelled();
     assertThatThrownBy(() -> engine.cancel("r", "bad id!")).hasMessageContaining("request id");
     assertThat(engine.cancel("r", "req-b")).isTrue();
     assertThat(b.future()).isCancelled();
@@ -610,6 +611,107 @@ class EngineContractTest {
     Ticket again = engine.acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC, "req-b");
     clock.advance(Duration.ofSeconds(1));
     granted(again);
+  }
+
+  // ---------------------------------------------------------------------------- request ids
+  // One meaning on every store (Engine#acquire): waiting -> taken over in its place; granted
+  // and held -> the same permit, not charged again; its permit ended -> INVALID while
+  // remembered (60 s); ended without a grant reaching its caller -> a new acquire.
+
+  private Ticket acquire(String name, String requestId) {
+    return engine.acquire(name, Map.of(), Lane.DEFAULT, 60 * SEC, requestId);
+  }
+
+  @Test
+  void aRetryOfAWaitingRequestIdTakesTheWaiterOverInItsPlace() {
+    limit("r", 0, rate("requests", 1, Duration.ofSeconds(1), 1));
+    Ticket a = acquire("r", "id-a");
+    Ticket b = acquire("r", "id-b");
+    Ticket c = acquire("r", "id-c");
+    clock.advance(Duration.ofMillis(500));
+    Ticket retry = acquire("r", "id-b");
+    assertThatThrownBy(() -> b.future().join()).hasMessageContaining("taken over by a retry");
+    assertThat(engine.stats("r").waiting().get(Lane.DEFAULT)).isEqualTo(3);
+    clock.advance(Duration.ofMillis(500));
+    granted(a);
+    clock.advance(Duration.ofSeconds(1));
+    // In b's place, ahead of c, and its wait counts from b's arrival.
+    assertThat(granted(retry).waitedNanos()).isEqualTo(Duration.ofSeconds(2).toNanos());
+    assertThat(c.future()).isNotDone();
+    clock.advance(Duration.ofSeconds(1));
+    granted(c);
+  }
+
+  @Test
+  void aRetryOfAGrantedRequestIdGetsTheSamePermitNotChargedAgain() {
+    limit("r", 2, rate("requests", 10, Duration.ofSeconds(1), 10));
+    clock.advance(Duration.ofSeconds(1));
+    Ticket first = acquire("r", "order-1");
+    Grant g = granted(first);
+    assertThat(first.claim()).isTrue();
+    Ticket again = acquire("r", "order-1");
+    Grant same = granted(again);
+    assertThat(same.permitId()).isEqualTo(g.permitId());
+    assertThat(same.load()).isEqualTo(g.load());
+    assertThat(available("r", "requests")).isEqualTo(9.0);
+    assertThat(engine.stats("r").inFlight()).isEqualTo(1);
+    // The retry's caller gone before it took the answer: the permit is kept, not given back.
+    again.cancel();
+    assertThat(available("r", "requests")).isEqualTo(9.0);
+    assertThat(engine.release("r", g.permitId(), Map.of(), false, false)).isTrue();
+    assertThat(engine.stats("r").inFlight()).isZero();
+  }
+
+  @Test
+  void aRequestIdWhosePermitEndedIsRefusedWhileRememberedThenFree() {
+    limit("r", 0, rate("requests", 10, Duration.ofSeconds(1), 10));
+    clock.advance(Duration.ofSeconds(1));
+    Ticket t = acquire("r", "order-2");
+    Grant g = granted(t);
+    assertThat(t.claim()).isTrue();
+    assertThat(engine.release("r", g.permitId(), Map.of(), false, false)).isTrue();
+    clock.advance(Duration.ofSeconds(59));
+    assertInvalid(() -> acquire("r", "order-2").future().join(), "already got a permit");
+    assertThat(available("r", "requests")).isEqualTo(10.0);
+    clock.advance(Duration.ofSeconds(1));
+    Grant fresh = granted(acquire("r", "order-2"));
+    assertThat(fresh.permitId()).isNotEqualTo(g.permitId());
+
+    // An expired lease uses its id up too, from the instant it expired.
+    Ticket held = acquire("r", "order-3");
+    assertThat(held.claim()).isTrue();
+    clock.advance(Duration.ofSeconds(30).plusMillis(1)); // the default lease
+    assertInvalid(() -> acquire("r", "order-3").future().join(), "already got a permit");
+  }
+
+  @Test
+  void aRequestIdThatEndedWithoutAGrantReachingItsCallerIsANewAcquire() {
+    limit("r", 0, rate("requests", 1, Duration.ofSeconds(1), 1));
+    Ticket timedOut = engine.acquire("r", Map.of(), Lane.DEFAULT, SEC / 2, "late");
+    Ticket cancelled = acquire("r", "gone");
+    Ticket behind = acquire("r", "behind");
+    clock.advance(Duration.ofMillis(500));
+    assertThat(failure(timedOut)).isEqualTo(EngineException.Reason.DEADLINE);
+    cancelled.cancel();
+    Ticket lateAgain = acquire("r", "late");
+    Ticket goneAgain = acquire("r", "gone");
+    assertThat(engine.stats("r").waiting().get(Lane.DEFAULT)).isEqualTo(3);
+    clock.advance(Duration.ofMillis(500));
+    granted(behind); // the retries came back at the end of the line
+    assertThat(lateAgain.future()).isNotDone();
+
+    // A grant given back because its caller left before taking it frees its id.
+    clock.advance(Duration.ofSeconds(1));
+    Grant raced = granted(lateAgain);
+    lateAgain.cancel();
+    if (engine instanceof RedisEngine r) {
+      r.awaitQuiet(); // a give-back does not wait for the store
+    }
+    granted(goneAgain); // on the capacity given back
+    Ticket thirdTime = acquire("r", "late");
+    assertThat(engine.stats("r").waiting().get(Lane.DEFAULT)).isEqualTo(1);
+    clock.advance(Duration.ofSeconds(1));
+    assertThat(granted(thirdTime).permitId()).isNotEqualTo(raced.permitId());
   }
 
   // ---------------------------------------------------------------------------- validation

@@ -1,0 +1,489 @@
+package dev.sluice.server.engine;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Random;
+import java.util.TreeMap;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.CompletionException;
+
+/**
+ * Runs one script of steps against two engines at once and compares, after every step, what
+ * each can be seen to do:
+ *
+ * <ul>
+ *   <li>the step's own outcome: an acquire refused (and why), queued, or granted at once; a
+ *       release, renew or cancel that found its permit or waiter or not (so lease expiries);
+ *       what a report or pause answers;
+ *   <li>the acquires that ended during the step, in order: granted (with the load charged, the
+ *       time waited and which permit: a retried request id must get the permit it had), timed
+ *       out, cancelled, refused;
+ *   <li>bucket levels per dimension (within 1e-6 of the burst), waiting counts per lane,
+ *       permits in flight, pause state and time left.
+ * </ul>
+ *
+ * Both engines run on their own {@link FakeClock}, advanced by the same steps. Everything is
+ * keyed by the script's own call numbers, never by the engines' permit ids.
+ */
+final class Lockstep {
+
+  private Lockstep() {}
+
+  static final Duration LEASE = Duration.ofSeconds(3);
+  /** {@code -Dsluice.diff.trace=true} prints what each side showed at every step. */
+  private static final boolean TRACE = Boolean.getBoolean("sluice.diff.trace");
+
+  // ------------------------------------------------------------------------------- the script
+
+  /** The limit a script starts from; later {@link Step.SetLimit}s keep period and waiting room. */
+  record Setup(long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting) {
+
+    static Setup random(Random r) {
+      return new Setup(
+          between(r, 1, 20), between(r, 1, 10), between(r, 10, 500), between(r, 10, 100),
+          oneOf(r, List.of(1_000L, 2_000L, 10_000L)), between(r, 0, 4), (int) between(r, 1, 12));
+    }
+
+    LimitSpec spec(String resource, long req, long reqB, long tokB, long conc) {
+      Duration p = Duration.ofMillis(periodMillis);
+      return new LimitSpec(
+          resource,
+          List.of(new RateSpec("requests", req, p, reqB), new RateSpec("tokens", tokAmount, p, tokB)),
+          conc,
+          maxWaiting,
+          LEASE);
+    }
+
+    String asCode() {
+      return "new Lockstep.Setup(" + reqAmount + ", " + reqBurst + ", " + tokAmount + ", " + tokBurst
+          + ", " + periodMillis + ", " + concurrency + ", " + maxWaiting + ")";
+    }
+  }
+
+  /** One step. Picks choose among the script's acquires so far, modulo their number. */
+  sealed interface Step {
+    /** idMode 0: no request id, 1: a fresh one, 2: the id of the acquire {@code pick}. */
+    record Acquire(int lane, long requests, boolean namesRequests, long tokens, long timeoutMillis, int idMode, int pick) implements Step {}
+
+    /** byRequestId: the engine's cancel by id; else the ticket's cancel (a caller gone). */
+    record Cancel(int pick, boolean byRequestId) implements Step {}
+
+    /** kind 0: plain, 1: settle tokens, 2: unused, 3: settle requests and tokens. */
+    record Release(int pick, int kind, long actualRequests, long actualTokens) implements Step {}
+
+    record Renew(int pick) implements Step {}
+
+    record Advance(long millis) implements Step {}
+
+    /** millis &lt; 0: until resumed. */
+    record Pause(long millis) implements Step {}
+
+    record Resume() implements Step {}
+
+    /** remaining &lt; 0: not reported. */
+    record Report(boolean throttled, long retryAfterMillis, long remainingRequests, long remainingTokens) implements Step {}
+
+    record SetLimit(long reqAmount, long reqBurst, long tokBurst, long concurrency) implements Step {}
+
+    record DeleteLimit() implements Step {}
+  }
+
+  static List<Step> script(Random r) {
+    int n = (int) between(r, 4, 40);
+    List<Step> steps = new ArrayList<>(n + 1);
+    steps.add(new Step.Advance(between(r, 0, 3_000)));
+    for (int i = 0; i < n; i++) {
+      int pick = r.nextInt(1_000);
+      int kind = r.nextInt(40);
+      Step s;
+      if (kind < 14) {
+        int idMode = r.nextInt(10) < 6 ? 1 : r.nextInt(10) < 5 ? 0 : 2;
+        s = new Step.Acquire(
+            r.nextInt(3),
+            r.nextInt(10) == 0 ? between(r, 0, 12) : between(r, 0, 3),
+            r.nextInt(3) != 0,
+            r.nextInt(10) == 0 ? between(r, 0, 120) : between(r, 0, 20),
+            oneOf(r, List.of(0L, 200L, 3_000L, 60_000L)),
+            idMode,
+            pick);
+      } else if (kind < 17) {
+        s = new Step.Cancel(pick, r.nextBoolean());
+      } else if (kind < 23) {
+        s = new Step.Release(pick, r.nextInt(4), between(r, 0, 6), between(r, 0, 150));
+      } else if (kind < 25) {
+        s = new Step.Renew(pick);
+      } else if (kind < 33) {
+        long ms = switch (r.nextInt(12)) {
+          case 0 -> oneOf(r, List.of(10_000L, 61_000L, 3_600_000L)); // jumps: aging, id memory, idle
+          case 1, 2, 3, 4, 5 -> between(r, 0, 300);
+          default -> between(r, 300, 4_000); // past the 3 s lease
+        };
+        s = new Step.Advance(ms);
+      } else if (kind == 33) {
+        s = new Step.Pause(oneOf(r, List.of(-1L, 500L, 3_000L)));
+      } else if (kind == 34) {
+        s = new Step.Resume();
+      } else if (kind < 37) {
+        s = new Step.Report(
+            r.nextBoolean(), between(r, 0, 3_000),
+            r.nextBoolean() ? -1 : between(r, 0, 8), r.nextBoolean() ? -1 : between(r, 0, 50));
+      } else if (kind < 39) {
+        s = new Step.SetLimit(between(r, 1, 20), between(r, 1, 10), between(r, 10, 100), between(r, 0, 4));
+      } else {
+        s = new Step.DeleteLimit();
+      }
+      steps.add(s);
+    }
+    return steps;
+  }
+
+  private static long between(Random r, long lo, long hi) {
+    return lo + (long) (r.nextDouble() * (hi - lo + 1));
+  }
+
+  private static <T> T oneOf(Random r, List<T> values) {
+    return values.get(r.nextInt(values.size()));
+  }
+
+  /** The script as a JUnit test, to paste into the regression suite. */
+  static String asTest(long seed, Setup setup, List<Step> steps) {
+    StringBuilder b = new StringBuilder();
+    b.append("  /** Found by the differential test, seed ").append(seed).append(". */\n");
+    b.append("  @Test\n  void seed").append(seed).append("() {\n");
+    b.append("    assertAgree(").append(setup.asCode()).append(",\n");
+    for (int i = 0; i < steps.size(); i++) {
+      b.append("        new Lockstep.Step.").append(steps.get(i).toString()
+          .replaceAll("(\\w+)\\[", "$1(").replaceAll("\\]$", ")").replaceAll("\\w+=", ""));
+      b.append(i + 1 < steps.size() ? ",\n" : ");\n");
+    }
+    return b.append("  }\n").toString();
+  }
+
+  // ------------------------------------------------------------------------------ the engines
+
+  /** The two engines under comparison, each on its own clock. */
+  record Pair(Side memory, Side redis) implements AutoCloseable {
+    static Pair start(String redisUri) throws Exception {
+      FakeClock m = new FakeClock();
+      FakeClock r = new FakeClock();
+      return new Pair(
+          new Side("memory", MemoryEngine.builder().ticker(m).scheduler(m).build(), m),
+          new Side("redis",
+              RedisEngine.builder().uri(redisUri).ticker(r).scheduler(r).housekeeping(Duration.ZERO).build(), r));
+    }
+
+    @Override
+    public void close() {
+      for (Side s : List.of(memory, redis)) {
+        s.engine.close();
+        s.engine.closeStore();
+      }
+    }
+  }
+
+  /** One engine, its clock, and what the script has seen of it. */
+  static final class Side {
+    final String name;
+    final Engine engine;
+    final FakeClock clock;
+    final List<Call> calls = new ArrayList<>();
+    final List<String> events = new ArrayList<>();
+    final Map<String, Integer> permits = new HashMap<>();
+
+    Side(String name, Engine engine, FakeClock clock) {
+      this.name = name;
+      this.engine = engine;
+      this.clock = clock;
+    }
+
+    void reset() {
+      calls.clear();
+      synchronized (events) {
+        events.clear();
+      }
+      permits.clear();
+    }
+
+    void event(String e) {
+      synchronized (events) {
+        events.add(e);
+      }
+    }
+
+    /**
+     * The acquires ended since the last step: grants in the order they were made, then the
+     * other endings (deadline, cancel, refusal) sorted. Which waiters were granted, and in
+     * what order, is the schedule; in what order one instant's failures are told apart from its
+     * grants depends only on which timer a store happened to register first.
+     */
+    List<String> takeEvents() {
+      synchronized (events) {
+        List<String> grants = new ArrayList<>();
+        List<String> others = new ArrayList<>();
+        for (String e : events) {
+          (e.contains(" granted ") ? grants : others).add(e);
+        }
+        events.clear();
+        others.sort(null);
+        grants.addAll(others);
+        return grants;
+      }
+    }
+  }
+
+  /** One acquire as a side saw it. */
+  static final class Call {
+    final int index;
+    final String requestId;
+    Ticket ticket;
+    Grant grant;
+
+    Call(int index, String requestId) {
+      this.index = index;
+      this.requestId = requestId;
+    }
+  }
+
+  /** What one step showed of one side. */
+  record Seen(String outcome, List<String> events, String state, Map<String, Double> available, Map<String, Long> bursts) {
+
+    /** Null when equal; else what differs. */
+    String differenceFrom(Seen other) {
+      if (!outcome.equals(other.outcome)) {
+        return "outcome " + outcome + " vs " + other.outcome;
+      }
+      if (!events.equals(other.events)) {
+        return "ended " + events + " vs " + other.events;
+      }
+      if (!state.equals(other.state)) {
+        return "state " + state + " vs " + other.state;
+      }
+      if (!Objects.equals(available.keySet(), other.available.keySet())) {
+        return "dimensions " + available.keySet() + " vs " + other.available.keySet();
+      }
+      for (var e : available.entrySet()) {
+        double tolerance = 1e-6 * Math.max(1, bursts.getOrDefault(e.getKey(), 1L));
+        if (Math.abs(e.getValue() - other.available.get(e.getKey())) > tolerance) {
+          return "available " + available + " vs " + other.available;
+        }
+      }
+      return null;
+    }
+  }
+
+  record Result(String divergence, int steps, long grants) {}
+
+  // --------------------------------------------------------------------------------- running
+
+  static Result run(Pair pair, String resource, Setup setup, List<Step> steps) {
+    Side[] sides = {pair.memory(), pair.redis()};
+    for (Side s : sides) {
+      s.reset();
+    }
+    long[] limit = {setup.reqAmount(), setup.reqBurst(), setup.tokBurst(), setup.concurrency()};
+    LimitSpec[] current = {setup.spec(resource, limit[0], limit[1], limit[2], limit[3])};
+    List<Step> all = new ArrayList<>();
+    all.add(null); // the initial setLimit
+    all.addAll(steps);
+    long grants = 0;
+    for (int i = 0; i < all.size(); i++) {
+      Step step = all.get(i);
+      Seen[] seen = new Seen[2];
+      for (int k = 0; k < 2; k++) {
+        seen[k] = apply(sides[k], resource, setup, current, step);
+      }
+      if (TRACE) {
+        System.out.println("step " + i + " " + step + "\n  memory " + seen[0] + "\n  redis  " + seen[1]);
+      }
+      String diff = seen[0].differenceFrom(seen[1]);
+      if (diff != null) {
+        cleanUp(sides, resource);
+        return new Result("step " + i + " " + (step == null ? "setLimit" : step) + ": memory vs redis: " + diff, i, grants);
+      }
+      grants += seen[0].events().stream().filter(e -> e.contains("granted")).count()
+          + (seen[0].outcome().contains("granted") ? 1 : 0);
+      if (step instanceof Step.SetLimit s) {
+        // Both sides applied the same change.
+        current[0] = setup.spec(resource, s.reqAmount(), s.reqBurst(), s.tokBurst(), s.concurrency());
+      }
+    }
+    cleanUp(sides, resource);
+    return new Result(null, all.size(), grants);
+  }
+
+  /** Deletes the script's resource so its waiters and timers end before the next script. */
+  private static void cleanUp(Side[] sides, String resource) {
+    for (Side s : sides) {
+      try {
+        s.engine.deleteLimit(resource);
+      } catch (EngineException ignored) {
+        // already deleted by the script
+      }
+      s.clock.advance(Duration.ofMinutes(2));
+      s.reset();
+    }
+  }
+
+  private static Seen apply(Side side, String resource, Setup setup, LimitSpec[] current, Step step) {
+    Engine engine = side.engine;
+    String outcome;
+    try {
+      outcome = applyOrThrow(side, resource, setup, current, step);
+    } catch (EngineException e) {
+      outcome = "refused " + e.reason();
+    }
+    // Whatever the step set in motion on the store (a give-back, a waiter leaving) lands first.
+    if (engine instanceof RedisEngine r) {
+      r.awaitQuiet();
+    }
+    String state;
+    Map<String, Double> available = new TreeMap<>();
+    Map<String, Long> bursts = new HashMap<>();
+    try {
+      ResourceSnapshot s = engine.stats(resource);
+      available.putAll(s.available());
+      for (RateSpec r : s.limit().rates()) {
+        bursts.put(r.name(), r.burst());
+      }
+      state = "inFlight " + s.inFlight() + " waiting " + new TreeMap<>(s.waiting()) + " paused " + s.paused()
+          + " for " + (s.pausedForNanos() < 0 ? "ever" : s.pausedForNanos() / 1_000_000 + "ms");
+    } catch (EngineException e) {
+      state = "stats refused " + e.reason();
+    }
+    return new Seen(outcome, side.takeEvents(), state, available, bursts);
+  }
+
+  private static String applyOrThrow(Side side, String resource, Setup setup, LimitSpec[] current, Step step) {
+    Engine engine = side.engine;
+    if (step == null) {
+      engine.setLimit(current[0]);
+      return "limit set";
+    } else if (step instanceof Step.Acquire a) {
+      return acquire(side, resource, a);
+    } else if (step instanceof Step.Cancel c) {
+      Call call = pick(side, c.pick());
+      if (call == null || call.ticket == null) {
+        return "nothing to cancel";
+      }
+      if (c.byRequestId() && call.requestId != null) {
+        return "cancel by id #" + call.index + ": " + engine.cancel(resource, call.requestId);
+      }
+      call.ticket.cancel();
+      return "ticket #" + call.index + " cancelled";
+    } else if (step instanceof Step.Release r) {
+      Call call = pick(side, r.pick());
+      if (call == null || call.grant == null || !call.ticket.claim()) {
+        return "nothing to release";
+      }
+      Map<String, Long> actual = new LinkedHashMap<>();
+      if (r.kind() == 3) {
+        actual.put("requests", r.actualRequests());
+      }
+      if (r.kind() == 1 || r.kind() == 3) {
+        actual.put("tokens", r.actualTokens());
+      }
+      boolean released =
+          engine.release(resource, call.grant.permitId(), actual, r.kind() == 1 || r.kind() == 3, r.kind() == 2);
+      return "release #" + call.index + ": " + released;
+    } else if (step instanceof Step.Renew r) {
+      Call call = pick(side, r.pick());
+      if (call == null || call.grant == null) {
+        return "nothing to renew";
+      }
+      return "renew #" + call.index + " expired " + engine.renew(resource, List.of(call.grant.permitId())).size();
+    } else if (step instanceof Step.Advance a) {
+      side.clock.advance(Duration.ofMillis(a.millis()));
+      return "advanced";
+    } else if (step instanceof Step.Pause p) {
+      return "paused for " + millis(engine.pause(resource, p.millis() < 0 ? -1 : p.millis() * 1_000_000L));
+    } else if (step instanceof Step.Resume) {
+      engine.resume(resource);
+      return "resumed";
+    } else if (step instanceof Step.Report r) {
+      Map<String, Long> remaining = new LinkedHashMap<>();
+      if (r.remainingRequests() >= 0) {
+        remaining.put("requests", r.remainingRequests());
+      }
+      if (r.remainingTokens() >= 0) {
+        remaining.put("tokens", r.remainingTokens());
+      }
+      return "report: paused for " + millis(engine.report(resource, r.throttled(), r.retryAfterMillis() * 1_000_000L, remaining));
+    } else if (step instanceof Step.SetLimit s) {
+      return "setLimit created " + engine.setLimit(setup.spec(resource, s.reqAmount(), s.reqBurst(), s.tokBurst(), s.concurrency()));
+    } else if (step instanceof Step.DeleteLimit) {
+      engine.deleteLimit(resource);
+      return "deleted";
+    }
+    throw new IllegalArgumentException("unknown step " + step);
+  }
+
+  private static String millis(long nanos) {
+    return nanos < 0 ? "ever" : (nanos / 1_000_000) + "ms";
+  }
+
+  private static Call pick(Side side, int i) {
+    return side.calls.isEmpty() ? null : side.calls.get(Math.floorMod(i, side.calls.size()));
+  }
+
+  private static String acquire(Side side, String resource, Step.Acquire a) {
+    Map<String, Long> load = new LinkedHashMap<>();
+    if (a.namesRequests()) {
+      load.put("requests", a.requests());
+    }
+    if (a.tokens() > 0 || !a.namesRequests()) {
+      load.put("tokens", a.tokens());
+    }
+    int index = side.calls.size();
+    String id = switch (a.idMode()) {
+      case 1 -> "r" + index;
+      case 2 -> {
+        Call earlier = pick(side, a.pick());
+        yield earlier == null || earlier.requestId == null ? "r" + index : earlier.requestId;
+      }
+      default -> null;
+    };
+    Call call = new Call(index, id);
+    side.calls.add(call);
+    Ticket t = side.engine.acquire(resource, load, Lane.values()[a.lane()], a.timeoutMillis() * 1_000_000L, id);
+    call.ticket = t;
+    StringBuilder now = new StringBuilder();
+    boolean[] returned = {false};
+    t.future().whenComplete((g, err) -> {
+      String e = ended(side, call, g, err);
+      synchronized (returned) {
+        if (!returned[0]) {
+          now.append(e);
+          return;
+        }
+      }
+      side.event(e);
+    });
+    synchronized (returned) {
+      returned[0] = true;
+      return "acquire #" + index + (now.length() > 0 ? " " + now : " queued");
+    }
+  }
+
+  private static String ended(Side side, Call call, Grant g, Throwable err) {
+    if (err == null) {
+      call.grant = g;
+      Integer first = side.permits.putIfAbsent(g.permitId(), call.index);
+      String permit = first == null ? "" : " the permit of #" + first;
+      return "#" + call.index + " granted " + new TreeMap<>(g.load()) + " after "
+          + g.waitedNanos() / 1_000_000 + "ms" + permit;
+    }
+    Throwable cause = err instanceof CompletionException && err.getCause() != null ? err.getCause() : err;
+    if (cause instanceof CancellationException) {
+      return "#" + call.index + " cancelled";
+    }
+    if (cause instanceof EngineException e) {
+      return "#" + call.index + " " + e.reason();
+    }
+    return "#" + call.index + " failed " + cause.getClass().getSimpleName();
+  }
+}
