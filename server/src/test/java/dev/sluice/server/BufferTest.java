@@ -315,7 +315,7 @@ class BufferTest {
     }
     refused("POST", "/v1/buffers", create("c", "http://127.0.0.1:9/x", ", \"timeout\": -1"), 400, "timeout");
     refused("POST", "/v1/buffers", create("c", "http://127.0.0.1:9/x", ", \"timeout\": \"99999999999999999999s\""), 400,
-        "timeout", "out of range");
+        "timeout", "too long", "1ms to 10m");
     refused("POST", "/v1/buffers", create("c", "http://127.0.0.1:9/x", ", \"backoffBase\": \"PT-5S\""), 400,
         "backoffBase", "1ms to 1h");
     refused("POST", "/v1/buffers", create("c", "http://127.0.0.1:99999/x", ""), 400, "port 99999", "1 to 65535");

@@ -465,6 +465,7 @@ class GrpcHostileClientTest {
 
   @Test
   void hugeResourceNamesAreRefusedBeforeThePermissionCheckAndNeverEchoed() throws Exception {
+    key(dataDir, Role.ROLE_ADMIN, ""); // a coordinator's first key is an admin key
     String workerKey = key(dataDir, Role.ROLE_WORKER, "shop:*");
     SluiceServer s = start(b -> b.host("127.0.0.1"));
     ManagedChannel c = channel(s, workerKey);

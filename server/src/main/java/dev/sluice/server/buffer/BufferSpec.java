@@ -131,10 +131,7 @@ public record BufferSpec(
       }
       known(r, "amount", "period", "burst");
       long amount = whole(r, "rate.amount", 0, 1, 1_000_000_000L);
-      Duration period = duration(r, "rate.period", Duration.ofSeconds(1));
-      if (period.compareTo(Validation.MIN_PERIOD) < 0 || period.compareTo(Validation.MAX_PERIOD) > 0) {
-        throw invalid("rate.period " + period + " is out of range: use 1ms to 7d");
-      }
+      Duration period = duration(r, "rate.period", Duration.ofSeconds(1), PERIOD);
       long burst = whole(r, "rate.burst", 1, 1, 1_000_000_000L);
       rate = new Rate(amount, period, burst);
     }
@@ -153,23 +150,14 @@ public record BufferSpec(
     } catch (IllegalArgumentException e) {
       throw invalid("backoff '" + kind + "' is unknown: use exponential (with jitter) or fixed");
     }
-    Duration base = duration(body, "backoffBase", Duration.ofSeconds(1));
-    Duration max = duration(body, "backoffMax", Duration.ofMinutes(5));
-    if (base.compareTo(Duration.ofMillis(1)) < 0 || base.compareTo(Duration.ofHours(1)) > 0) {
-      throw invalid("backoffBase " + base + " is out of range: use 1ms to 1h");
-    }
-    if (max.compareTo(base) < 0 || max.compareTo(Duration.ofDays(1)) > 0) {
+    Duration base = duration(body, "backoffBase", Duration.ofSeconds(1), BACKOFF_BASE);
+    Duration max = duration(body, "backoffMax", Duration.ofMinutes(5), BACKOFF_MAX);
+    if (max.compareTo(base) < 0) {
       throw invalid("backoffMax " + max + " must be at least backoffBase (" + base + ") and at most 1d");
     }
     int inFlight = (int) whole(body, "inFlight", 1, 1, 1000);
-    Duration timeout = duration(body, "timeout", Duration.ofSeconds(30));
-    if (timeout.compareTo(Duration.ofMillis(1)) < 0 || timeout.compareTo(Duration.ofMinutes(10)) > 0) {
-      throw invalid("timeout " + timeout + " is out of range: use 1ms to 10m");
-    }
-    Duration retention = duration(body, "retention", Duration.ofDays(7));
-    if (retention.compareTo(Duration.ofSeconds(1)) < 0 || retention.compareTo(Duration.ofDays(365)) > 0) {
-      throw invalid("retention " + retention + " is out of range: use 1s to 365d");
-    }
+    Duration timeout = duration(body, "timeout", Duration.ofSeconds(30), TIMEOUT);
+    Duration retention = duration(body, "retention", Duration.ofDays(7), RETENTION);
     JsonNode excerpts = body.get("excerptsVisibleToWorkers");
     if (excerpts != null && !excerpts.isNull() && !excerpts.isBoolean()) {
       throw invalid("excerptsVisibleToWorkers must be true or false (default false: only admins read the"
@@ -381,8 +369,15 @@ public record BufferSpec(
     return v.longValue();
   }
 
-  /** A duration: seconds as a number, or 250ms / 30s / 5m / 1h / 2d, or ISO-8601. */
-  static Duration duration(JsonNode body, String field, Duration dflt) {
+  // Each duration field's range, checked by the one parser (engine.Durations) as it reads it.
+  private static final Durations.Bounds BACKOFF_BASE = Durations.Bounds.of(Duration.ofMillis(1), Duration.ofHours(1), "1s");
+  private static final Durations.Bounds BACKOFF_MAX = Durations.Bounds.of(Duration.ofMillis(1), Duration.ofDays(1), "5m");
+  private static final Durations.Bounds TIMEOUT = Durations.Bounds.of(Duration.ofMillis(1), Duration.ofMinutes(10), "30s");
+  private static final Durations.Bounds PERIOD = Durations.Bounds.of(Validation.MIN_PERIOD, Validation.MAX_PERIOD, "1m");
+  private static final Durations.Bounds RETENTION = Durations.Bounds.of(Duration.ofSeconds(1), Duration.ofDays(365), "7d");
+
+  /** A duration: seconds as a number, or 250ms / 30s / 5m / 1h / 2d, or ISO-8601, within {@code bounds}. */
+  static Duration duration(JsonNode body, String field, Duration dflt, Durations.Bounds bounds) {
     String leaf = field.substring(field.lastIndexOf('.') + 1);
     JsonNode v = body.get(leaf);
     if (v == null || v.isNull()) {
@@ -392,7 +387,7 @@ public record BufferSpec(
       throw invalid(field + " must be a duration such as \"30s\", not " + v);
     }
     try {
-      return Durations.parse(field, v.asText(), Durations.ANY, true);
+      return Durations.parse(field, v.asText(), bounds, true);
     } catch (IllegalArgumentException e) {
       throw invalid(e.getMessage());
     }
