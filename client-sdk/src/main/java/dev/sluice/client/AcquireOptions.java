@@ -101,10 +101,25 @@ public final class AcquireOptions {
     }
 
     /**
-     * A caller-chosen id, 1 to 64 characters, that the coordinator logs with the acquire.
-     * Default: none.
+     * The caller's name for this one acquire: 1 to 64 characters of {@code A-Z a-z 0-9 . _ : -}
+     * (a UUID fits). Default: the client draws a random one. It means the same on every store:
      *
-     * @throws IllegalArgumentException if empty or longer than 64 characters
+     * <ul>
+     *   <li>while the acquire it names still waits, an acquire with the same id takes it over in
+     *       its place in line (the earlier call ends cancelled): a retry never queues twice;
+     *   <li>while the permit it got is held, an acquire with the same id gets that same permit,
+     *       not charged again: a retry never grants twice;
+     *   <li>once that permit was released or expired, an acquire with the same id is refused
+     *       ({@link InvalidRequestException}) for 60 s, after which the id is free;
+     *   <li>an acquire that ended without its grant reaching the caller (timed out, cancelled)
+     *       leaves the id free: the next acquire with it is a new one.
+     * </ul>
+     *
+     * So give every logical call its own id (e.g. an order number), and reuse it only to retry
+     * that call. The client itself retries with the same id when a coordinator goes away.
+     *
+     * @throws IllegalArgumentException if empty, longer than 64 characters, or holding another
+     *     character
      * @throws IllegalStateException if already set
      */
     public Builder requestId(String requestId) {
@@ -112,6 +127,15 @@ public final class AcquireOptions {
       if (requestId.isEmpty() || requestId.length() > MAX_REQUEST_ID_LENGTH) {
         throw new IllegalArgumentException(
             "requestId has " + requestId.length() + " characters; use 1 to " + MAX_REQUEST_ID_LENGTH);
+      }
+      for (int i = 0; i < requestId.length(); i++) {
+        char c = requestId.charAt(i);
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+            || c == '.' || c == '_' || c == ':' || c == '-')) {
+          String shown = c < 0x20 || c > 0x7e ? String.format("U+%04X", (int) c) : "'" + c + "'";
+          throw new IllegalArgumentException(
+              "requestId holds " + shown + " at " + i + ": use A-Z a-z 0-9 . _ : - only, e.g. a UUID");
+        }
       }
       if (this.requestId != null) {
         throw new IllegalStateException("requestId was already set to '" + this.requestId + "'; set it once");

@@ -41,6 +41,18 @@ class AcquireOptionsTest {
   }
 
   @Test
+  void requestIdCharactersAreCheckedBeforeSending() {
+    assertThatThrownBy(() -> AcquireOptions.builder().requestId("order 7"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("' ' at 5").hasMessageContaining("A-Z a-z 0-9 . _ : -");
+    assertThatThrownBy(() -> AcquireOptions.builder().requestId("ordre-\u00e9"))
+        .hasMessageContaining("U+00E9 at 6");
+    assertThatThrownBy(() -> AcquireOptions.builder().requestId("a\nb")).hasMessageContaining("U+000A");
+    assertThat(AcquireOptions.builder().requestId("order:2026-12-04_7.a").build().requestId())
+        .isEqualTo("order:2026-12-04_7.a");
+  }
+
+  @Test
   void requestIdLengthIsChecked() {
     assertThatThrownBy(() -> AcquireOptions.builder().requestId(""))
         .isInstanceOf(IllegalArgumentException.class);

@@ -19,9 +19,27 @@ public interface Engine extends AutoCloseable {
    * dimension, a load above a burst are refused here, never queued); otherwise returns a
    * ticket that completes when granted or when {@code timeoutNanos} passes.
    *
+   * <p>A request id is the caller's name for one acquire, and means the same on every store
+   * (the differential test holds the stores to it step by step):
+   *
+   * <ul>
+   *   <li><b>still waiting</b> (on any node): the new acquire takes the waiter over in its place
+   *       in line, with its load, lane and arrival, and the new timeout; the earlier ticket ends
+   *       with a {@link java.util.concurrent.CancellationException};
+   *   <li><b>granted, permit held</b>: the same permit, not charged again (a give-back of the
+   *       first delivery, whose caller went away, is then ignored);
+   *   <li><b>its permit released or expired</b>: refused as INVALID for 60 s after it ended (the
+   *       embedded store keeps at most the last 100 000 per resource); after that it is free;
+   *   <li><b>ended without a grant reaching its caller</b> (timed out, cancelled, given back):
+   *       free, so the new acquire is a new arrival; on Redis, an acquire dropped because its
+   *       node was lost goes back to its old place;
+   *   <li>a resource deleted forgets its ids.
+   * </ul>
+   *
    * @param load units per dimension; {@code requests} defaults to 1 when absent
    * @param timeoutNanos how long to wait; 0 means try once
-   * @param requestId caller-chosen id that {@link #cancel(String, String)} can find, or null
+   * @param requestId caller-chosen id (see above) that {@link #cancel(String, String)} can find,
+   *     or null
    */
   Ticket acquire(
       String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId);
