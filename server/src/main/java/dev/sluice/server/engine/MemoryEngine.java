@@ -480,14 +480,28 @@ public final class MemoryEngine implements Engine {
     }
   }
 
-  /** Called under the state's monitor by {@link ResourceState#drain}. */
-  void grant(ResourceState s, Waiter w, long now) {
-    String id = idPrefix + Long.toString(ids.incrementAndGet(), 36);
-    s.take(w, now, id);
-    long waited = Math.max(0, now - w.arrival);
-    w.grant = new Grant(id, s.name, w.load, s.leaseTtl, waited);
-    w.status.set(Waiter.GRANTED);
-    s.entry.add(Outcome.GRANTED);
+  private String nextPermitId() {
+    return idPrefix + Long.toString(ids.incrementAndGet(), 36);
+  }
+
+  /**
+   * Runs the state's drain (under its monitor) and keeps one wake-up at the instant it asks
+   * for: the state decides, this engine owns the timers.
+   */
+  private void drain(ResourceState s, long now, List<Waiter> granted) {
+    long at = s.drain(now, agingNanos, this::nextPermitId, granted);
+    if (at == ResourceState.NEVER) {
+      s.cancelWake();
+      return;
+    }
+    if (s.wake != null) {
+      if (s.wakeAt == at) {
+        return;
+      }
+      s.wake.cancel();
+    }
+    s.wakeAt = at;
+    s.wake = scheduler.schedule(() -> onWake(s), at - now);
   }
 
   void onWake(ResourceState s) {
@@ -501,7 +515,7 @@ public final class MemoryEngine implements Engine {
       s.wake = null;
       long now = ticker.read();
       reconcile(s, now, misfits, why);
-      s.drain(now, this, granted);
+      drain(s, now, granted);
       touch(s, now);
     }
     fail(misfits, why);
@@ -549,7 +563,7 @@ public final class MemoryEngine implements Engine {
           Waiter w = new Waiter(this, s, fit, lane, rid, now);
           if (s.waiting == 0 && s.waitFor(w.vector, now) == 0) {
             // Nobody ahead and it fits: the fast path, no queueing, no timer.
-            grant(s, w, now);
+            s.grant(w, now, nextPermitId());
             granted.add(w);
             return w;
           }
@@ -571,7 +585,7 @@ public final class MemoryEngine implements Engine {
           }
           s.enqueue(w);
           w.timeout = scheduler.schedule(() -> expire(w, timeoutNanos), timeoutNanos);
-          s.drain(now, this, granted);
+          drain(s, now, granted);
           return w;
         });
     Waiter old = ticket.replaced;
@@ -642,14 +656,14 @@ public final class MemoryEngine implements Engine {
       long now = ticker.read();
       if (w.status.get() == Waiter.WAITING && outcome == Outcome.TIMED_OUT) {
         // A deadline is inclusive: what can be granted at its instant is, to this waiter too.
-        s.drain(now, this, granted);
+        drain(s, now, granted);
       }
       if (w.status.get() == Waiter.WAITING) {
         s.remove(w);
         w.status.set(Waiter.ENDED);
         s.entry.add(outcome);
         left = true;
-        s.drain(now, this, granted);
+        drain(s, now, granted);
         touch(s, now);
       }
     }
@@ -704,7 +718,7 @@ public final class MemoryEngine implements Engine {
           }
           s.endPermit(permitId, now, true);
           s.giveBack(r);
-          s.drain(now, this, granted);
+          drain(s, now, granted);
           return null;
         });
   }
@@ -724,19 +738,9 @@ public final class MemoryEngine implements Engine {
           if (settle && !unused) {
             Validation.usage(s.spec, actual, "settle", false);
           }
-          s.expireLeases(now);
-          s.refill(now);
-          ResourceState.PermitRecord r = s.endPermit(permitId, now, false);
-          if (r == null) {
-            return false;
-          }
-          if (unused) {
-            s.giveBack(r);
-          } else if (settle) {
-            s.settle(r, actual);
-          }
-          s.drain(now, this, granted);
-          return true;
+          boolean known = s.release(now, permitId, actual, settle, unused);
+          drain(s, now, granted);
+          return known;
         });
   }
 
@@ -746,19 +750,8 @@ public final class MemoryEngine implements Engine {
     return withState(
         resource,
         (s, now, granted) -> {
-          s.expireLeases(now);
-          List<String> expired = new ArrayList<>();
-          for (String id : permitIds) {
-            ResourceState.PermitRecord r = s.permits.remove(id);
-            if (r == null) {
-              expired.add(id);
-            } else {
-              r.expiresAt = now + s.leaseTtl;
-              s.permits.put(id, r);
-              s.noteLease(r.expiresAt);
-            }
-          }
-          s.drain(now, this, granted);
+          List<String> expired = s.renew(now, permitIds);
+          drain(s, now, granted);
           return expired;
         });
   }
@@ -780,34 +773,12 @@ public final class MemoryEngine implements Engine {
     return withState(
         resource,
         (s, now, granted) -> {
-          s.refill(now);
+          long left = s.report(now, throttled, retryAfterNanos, remaining);
           if (throttled) {
-            s.entry.add(Outcome.THROTTLE_REPORTED);
-            // The upstream just said it has nothing left: our view must not say otherwise, or
-            // the grants made right after the pause would be refused again.
-            for (int i = 0; i < s.level.length; i++) {
-              s.level[i] = Math.min(s.level[i], 0);
-            }
-            s.forgetRefundHistory(); // refunds of earlier grants would refill what the upstream says is gone
-            long until = now + retryAfterNanos;
-            if (!s.feedbackPaused || until - s.feedbackPausedUntil > 0) {
-              s.feedbackPaused = true;
-              s.feedbackPausedUntil = until;
-            }
-            log.info(
-                "upstream throttled {}: pausing grants for {} ms",
-                resource,
+            log.info("upstream throttled {}: pausing grants for {} ms", resource,
                 TimeUnit.NANOSECONDS.toMillis(retryAfterNanos));
           }
-          for (Map.Entry<String, Long> r : remaining.entrySet()) {
-            int i = s.index(r.getKey());
-            if (i >= 0 && r.getValue() < s.level[i]) {
-              s.level[i] = r.getValue();
-              s.forgetRefundHistory();
-            }
-          }
-          s.drain(now, this, granted);
-          long left = s.pausedFor(now);
+          drain(s, now, granted);
           return left == ResourceState.NEVER ? -1 : left;
         });
   }
@@ -838,7 +809,7 @@ public final class MemoryEngine implements Engine {
     if (states.getIfPresent(spec.resource()) != null) {
       // The live state picks the new limit up under its monitor (see reconcile) and drains.
       withState(spec.resource(), (st, now, granted) -> {
-        st.drain(now, this, granted);
+        drain(st, now, granted);
         return null;
       });
     }
@@ -943,10 +914,8 @@ public final class MemoryEngine implements Engine {
         withState(
             resource,
             (s, now, granted) -> {
-              s.adminPaused = true;
-              s.adminPausedUntil = nanos < 0 ? ResourceState.NEVER : now + nanos;
-              s.drain(now, this, granted);
-              long l = s.pausedFor(now);
+              long l = s.pause(now, nanos);
+              drain(s, now, granted);
               return l == ResourceState.NEVER ? -1 : l;
             });
     log.info(
@@ -960,9 +929,8 @@ public final class MemoryEngine implements Engine {
     withState(
         resource,
         (s, now, granted) -> {
-          s.adminPaused = false;
-          s.feedbackPaused = false;
-          s.drain(now, this, granted);
+          s.resume();
+          drain(s, now, granted);
           return null;
         });
     log.info("resumed {}", resource);
