@@ -10,9 +10,12 @@ import java.util.Map;
 import java.util.function.Supplier;
 
 /**
- * Live state of one resource: buckets, waiting room, leases, pauses. Every field is guarded by
- * this object's monitor; nothing here blocks, does I/O or completes a future (completions are
- * collected and run by the caller after the monitor is released).
+ * Live state of one resource: buckets, waiting room, leases, pauses. A self-contained state
+ * machine with no reference to its engine: {@link #drain} returns the grants and the next
+ * wake-up, the engine keeps the locks and the timers. (A little over 700 lines: the waiting
+ * room's aging and the lease bookkeeping are one algorithm with the buckets.) Every field is
+ * guarded by this object's monitor; nothing here blocks, does I/O or completes a future
+ * (completions are collected and run by the caller after the monitor is released).
  *
  * <h2>Buckets</h2>
  * One token bucket per rate dimension, refilled continuously: {@code level += elapsed * rate},
@@ -42,7 +45,7 @@ final class ResourceState {
   static final long NEVER = Long.MAX_VALUE;
 
   final String name;
-  final MemoryEngine.Entry entry;
+  final LimitEntry entry;
 
   LimitSpec spec;
   long leaseTtl;
@@ -196,7 +199,7 @@ final class ResourceState {
     room.byRequestId.put(old.requestId, next);
   }
 
-  ResourceState(MemoryEngine.Entry entry, LimitSpec spec, long now, boolean startFull) {
+  ResourceState(LimitEntry entry, LimitSpec spec, long now, boolean startFull) {
     this.name = spec.resource();
     this.entry = entry;
     this.lastRefill = now;
