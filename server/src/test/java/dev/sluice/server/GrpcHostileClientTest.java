@@ -357,12 +357,18 @@ class GrpcHostileClientTest {
       assertThat(refusedStream).as("the sixth call is refused").isEqualTo(11);
 
       try (RawH2 resets = new RawH2(s.port()).preface()) {
-        for (int stream = 1; stream < 2 * 200; stream += 2) {
-          resets.headers(stream, acquire, none(), false);
-          resets.rst(stream);
+        boolean cutWhileWriting = false;
+        try {
+          for (int stream = 1; stream < 2 * 200; stream += 2) {
+            resets.headers(stream, acquire, none(), false);
+            resets.rst(stream);
+          }
+          resets.flush();
+        } catch (java.net.SocketException e) {
+          cutWhileWriting = true; // the server closed the connection before the flood was written
         }
-        resets.flush();
-        assertThat(resets.closedWithin(Duration.ofSeconds(5))).as("200 resets, 50 allowed per 10 s").isTrue();
+        assertThat(cutWhileWriting || resets.closedWithin(Duration.ofSeconds(5)))
+            .as("200 resets, 50 allowed per 10 s").isTrue();
       }
       assertThat(logs.exceptionLines()).as("no stack trace for refused streams:%n%s", logs.text()).isZero();
       assertThat(logs.warnings()).as(logs.describeWarnings()).isEmpty();
