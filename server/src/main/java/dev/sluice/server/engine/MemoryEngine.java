@@ -7,8 +7,6 @@ import com.github.benmanes.caffeine.cache.RemovalCause;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.io.IOException;
-import java.lang.invoke.MethodHandles;
-import java.lang.invoke.VarHandle;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -23,7 +21,6 @@ import java.util.concurrent.CancellationException;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.atomic.AtomicLongArray;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -34,6 +31,12 @@ import org.slf4j.LoggerFactory;
  * <p>Concurrency: one monitor per resource, held only for in-memory work; futures complete after
  * it is released, so a grant's network write never runs under a lock. Limits live in a map that
  * survives idle eviction of the live state, which Caffeine drops when nothing is going on.
+ *
+ * <p>What is here: the locks, the timers (deadlines, wake-ups), the Caffeine cache of live
+ * states, durable limits and the races between a grant and a cancel; the algorithm itself is
+ * {@link ResourceState}'s, with {@link RefundHistory} and {@link RequestIds}. It runs past 700
+ * lines for its {@link Builder} (every default documented on its setter) and because the
+ * acquire / leave / cancel / give-back races read best side by side.
  */
 public final class MemoryEngine implements Engine {
 
@@ -51,153 +54,13 @@ public final class MemoryEngine implements Engine {
   private final long idleGraceNanos;
   private final Metering metering;
 
-  private final ConcurrentHashMap<String, Entry> limits = new ConcurrentHashMap<>();
+  private final ConcurrentHashMap<String, LimitEntry> limits = new ConcurrentHashMap<>();
   private final Cache<String, ResourceState> states;
   private final Object storeLock = new Object();
   private final String idPrefix = Long.toString(System.nanoTime() & 0xffffffL, 36) + "-";
   private final AtomicLong ids = new AtomicLong();
   private volatile boolean closed;
 
-  /**
-   * Per-resource configuration and counters; outlives the live state. What a used resource
-   * needs beyond its limit ({@link Usage}) is created on its first event: a configured but idle
-   * resource costs a few hundred bytes (a million limits must fit in a small heap).
-   */
-  static final class Entry {
-    volatile LimitSpec spec;
-    volatile boolean startFull;
-    /** When the limit was set or loaded: buckets are empty then and fill from there. */
-    final long createdAt;
-    private final Metering metering;
-    private volatile Usage usage;
-    private boolean deleted; // guarded by this
-
-    /**
-     * Exact counts for stats, recent waits for p50/p99, and the meters they are also counted
-     * on (the resource's own or the shared set beyond the cap, see {@link Metering}).
-     */
-    static final class Usage {
-      private static final VarHandle[] COUNTS = new VarHandle[Outcome.ALL.length];
-
-      static {
-        try {
-          MethodHandles.Lookup l = MethodHandles.lookup();
-          COUNTS[Outcome.GRANTED.ordinal()] = l.findVarHandle(Usage.class, "granted", long.class);
-          COUNTS[Outcome.TIMED_OUT.ordinal()] = l.findVarHandle(Usage.class, "timedOut", long.class);
-          COUNTS[Outcome.CANCELLED.ordinal()] = l.findVarHandle(Usage.class, "cancelled", long.class);
-          COUNTS[Outcome.THROTTLE_REPORTED.ordinal()] =
-              l.findVarHandle(Usage.class, "throttled", long.class);
-        } catch (ReflectiveOperationException e) {
-          throw new ExceptionInInitializerError(e);
-        }
-      }
-
-      final WaitStats waits = new WaitStats();
-      final Metering.Meters meters;
-      // Fields rather than an array: 8 bytes a count on a million resources. Rejections are
-      // rare, so their counts come in an array created on the first.
-      @SuppressWarnings("unused") private volatile long granted;
-      @SuppressWarnings("unused") private volatile long timedOut;
-      @SuppressWarnings("unused") private volatile long cancelled;
-      @SuppressWarnings("unused") private volatile long throttled;
-      private volatile AtomicLongArray rejected;
-
-      Usage(Metering.Meters meters) {
-        this.meters = meters;
-      }
-
-      void add(Outcome o) {
-        VarHandle h = COUNTS[o.ordinal()];
-        if (h != null) {
-          h.getAndAdd(this, 1L);
-          return;
-        }
-        AtomicLongArray r = rejected;
-        if (r == null) {
-          synchronized (this) {
-            r = rejected;
-            if (r == null) {
-              rejected = r = new AtomicLongArray(Outcome.ALL.length);
-            }
-          }
-        }
-        r.incrementAndGet(o.ordinal());
-      }
-
-      long get(Outcome o) {
-        VarHandle h = COUNTS[o.ordinal()];
-        if (h != null) {
-          return (long) h.getVolatile(this);
-        }
-        AtomicLongArray r = rejected;
-        return r == null ? 0 : r.get(o.ordinal());
-      }
-    }
-
-    Entry(LimitSpec spec, Metering metering, long createdAt) {
-      this.spec = spec;
-      this.createdAt = createdAt;
-      this.metering = metering;
-    }
-
-    Usage usage() {
-      Usage u = usage;
-      if (u == null) {
-        synchronized (this) {
-          u = usage;
-          if (u == null) {
-            // A deleted resource's stragglers take no slot under the metrics cap.
-            usage = u = new Usage(
-                deleted ? metering.other() : metering.forResource(spec.resource()));
-          }
-        }
-      }
-      return u;
-    }
-
-    void add(Outcome o) {
-      Usage u = usage();
-      u.add(o);
-      u.meters.count(o);
-    }
-
-    /** A count, 0 if nothing ever happened on this resource. */
-    long count(Outcome o) {
-      Usage u = usage;
-      return u == null ? 0 : u.get(o);
-    }
-
-    void recordWait(long waitedNanos, long grantedAt) {
-      Usage u = usage();
-      u.waits.record(waitedNanos, grantedAt);
-      u.meters.recordWait(waitedNanos);
-    }
-
-    /** {p50, p99} of recent waits in seconds. */
-    double[] waitPercentiles(long now) {
-      Usage u = usage;
-      return u == null ? new double[] {0, 0} : u.waits.percentiles(now);
-    }
-
-    /** Called when the live state went idle: drops a wait histogram nobody needs any more. */
-    void idle(long now) {
-      Usage u = usage;
-      if (u != null) {
-        u.waits.trim(now);
-      }
-    }
-
-    /** The limit was deleted: its meters leave the registry and free their slot. */
-    void delete() {
-      synchronized (this) {
-        deleted = true;
-        Usage u = usage;
-        if (u != null) {
-          metering.release(u.meters);
-        }
-      }
-    }
-  }
 
   private MemoryEngine(Builder b) throws IOException {
     this.ticker = b.ticker;
@@ -242,7 +105,7 @@ public final class MemoryEngine implements Engine {
                 })
             .build();
     for (LimitSpec spec : store.load()) {
-      limits.put(spec.resource(), new Entry(spec, metering, ticker.read()));
+      limits.put(spec.resource(), new LimitEntry(spec, metering, ticker.read()));
     }
   }
 
@@ -364,9 +227,9 @@ public final class MemoryEngine implements Engine {
   // ---------------------------------------------------------------------------------------
   // State access
 
-  private Entry entry(String resource) {
+  private LimitEntry entry(String resource) {
     Validation.resource(resource);
-    Entry e = limits.get(resource);
+    LimitEntry e = limits.get(resource);
     if (e == null) {
       throw EngineException.notFound(resource);
     }
@@ -380,7 +243,7 @@ public final class MemoryEngine implements Engine {
     List<EngineException> why = new ArrayList<>(0);
     T result;
     while (true) {
-      Entry e = entry(resource);
+      LimitEntry e = entry(resource);
       // Keyed by the limit's own name, not the caller's copy: one string per resource.
       ResourceState s =
           states.get(
@@ -480,14 +343,28 @@ public final class MemoryEngine implements Engine {
     }
   }
 
-  /** Called under the state's monitor by {@link ResourceState#drain}. */
-  void grant(ResourceState s, Waiter w, long now) {
-    String id = idPrefix + Long.toString(ids.incrementAndGet(), 36);
-    s.take(w, now, id);
-    long waited = Math.max(0, now - w.arrival);
-    w.grant = new Grant(id, s.name, w.load, s.leaseTtl, waited);
-    w.status.set(Waiter.GRANTED);
-    s.entry.add(Outcome.GRANTED);
+  private String nextPermitId() {
+    return idPrefix + Long.toString(ids.incrementAndGet(), 36);
+  }
+
+  /**
+   * Runs the state's drain (under its monitor) and keeps one wake-up at the instant it asks
+   * for: the state decides, this engine owns the timers.
+   */
+  private void drain(ResourceState s, long now, List<Waiter> granted) {
+    long at = s.drain(now, agingNanos, this::nextPermitId, granted);
+    if (at == ResourceState.NEVER) {
+      s.cancelWake();
+      return;
+    }
+    if (s.wake != null) {
+      if (s.wakeAt == at) {
+        return;
+      }
+      s.wake.cancel();
+    }
+    s.wakeAt = at;
+    s.wake = scheduler.schedule(() -> onWake(s), at - now);
   }
 
   void onWake(ResourceState s) {
@@ -501,7 +378,7 @@ public final class MemoryEngine implements Engine {
       s.wake = null;
       long now = ticker.read();
       reconcile(s, now, misfits, why);
-      s.drain(now, this, granted);
+      drain(s, now, granted);
       touch(s, now);
     }
     fail(misfits, why);
@@ -519,7 +396,7 @@ public final class MemoryEngine implements Engine {
     if (closed) {
       throw shuttingDown();
     }
-    Entry e = entry(resource);
+    LimitEntry e = entry(resource);
     final Map<String, Long> charged;
     try {
       charged = Validation.load(e.spec, load);
@@ -549,7 +426,7 @@ public final class MemoryEngine implements Engine {
           Waiter w = new Waiter(this, s, fit, lane, rid, now);
           if (s.waiting == 0 && s.waitFor(w.vector, now) == 0) {
             // Nobody ahead and it fits: the fast path, no queueing, no timer.
-            grant(s, w, now);
+            s.grant(w, now, nextPermitId());
             granted.add(w);
             return w;
           }
@@ -571,7 +448,7 @@ public final class MemoryEngine implements Engine {
           }
           s.enqueue(w);
           w.timeout = scheduler.schedule(() -> expire(w, timeoutNanos), timeoutNanos);
-          s.drain(now, this, granted);
+          drain(s, now, granted);
           return w;
         });
     Waiter old = ticket.replaced;
@@ -642,14 +519,14 @@ public final class MemoryEngine implements Engine {
       long now = ticker.read();
       if (w.status.get() == Waiter.WAITING && outcome == Outcome.TIMED_OUT) {
         // A deadline is inclusive: what can be granted at its instant is, to this waiter too.
-        s.drain(now, this, granted);
+        drain(s, now, granted);
       }
       if (w.status.get() == Waiter.WAITING) {
         s.remove(w);
         w.status.set(Waiter.ENDED);
         s.entry.add(outcome);
         left = true;
-        s.drain(now, this, granted);
+        drain(s, now, granted);
         touch(s, now);
       }
     }
@@ -704,7 +581,7 @@ public final class MemoryEngine implements Engine {
           }
           s.endPermit(permitId, now, true);
           s.giveBack(r);
-          s.drain(now, this, granted);
+          drain(s, now, granted);
           return null;
         });
   }
@@ -713,7 +590,7 @@ public final class MemoryEngine implements Engine {
   public boolean release(
       String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused) {
     Objects.requireNonNull(permitId, "permitId");
-    Entry e = entry(resource);
+    LimitEntry e = entry(resource);
     if (settle && !unused) {
       // Checked before anything changes, so a bad settle never loses the permit.
       Validation.usage(e.spec, actual, "settle", false);
@@ -724,19 +601,9 @@ public final class MemoryEngine implements Engine {
           if (settle && !unused) {
             Validation.usage(s.spec, actual, "settle", false);
           }
-          s.expireLeases(now);
-          s.refill(now);
-          ResourceState.PermitRecord r = s.endPermit(permitId, now, false);
-          if (r == null) {
-            return false;
-          }
-          if (unused) {
-            s.giveBack(r);
-          } else if (settle) {
-            s.settle(r, actual);
-          }
-          s.drain(now, this, granted);
-          return true;
+          boolean known = s.release(now, permitId, actual, settle, unused);
+          drain(s, now, granted);
+          return known;
         });
   }
 
@@ -746,19 +613,8 @@ public final class MemoryEngine implements Engine {
     return withState(
         resource,
         (s, now, granted) -> {
-          s.expireLeases(now);
-          List<String> expired = new ArrayList<>();
-          for (String id : permitIds) {
-            ResourceState.PermitRecord r = s.permits.remove(id);
-            if (r == null) {
-              expired.add(id);
-            } else {
-              r.expiresAt = now + s.leaseTtl;
-              s.permits.put(id, r);
-              s.noteLease(r.expiresAt);
-            }
-          }
-          s.drain(now, this, granted);
+          List<String> expired = s.renew(now, permitIds);
+          drain(s, now, granted);
           return expired;
         });
   }
@@ -771,7 +627,7 @@ public final class MemoryEngine implements Engine {
   @Override
   public long report(
       String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining) {
-    Entry e = entry(resource);
+    LimitEntry e = entry(resource);
     Validation.usage(e.spec, remaining, "remaining", true);
     if (retryAfterNanos < 0 || retryAfterNanos > MAX_RETRY_AFTER) {
       throw EngineException.invalid(
@@ -780,34 +636,12 @@ public final class MemoryEngine implements Engine {
     return withState(
         resource,
         (s, now, granted) -> {
-          s.refill(now);
+          long left = s.report(now, throttled, retryAfterNanos, remaining);
           if (throttled) {
-            s.entry.add(Outcome.THROTTLE_REPORTED);
-            // The upstream just said it has nothing left: our view must not say otherwise, or
-            // the grants made right after the pause would be refused again.
-            for (int i = 0; i < s.level.length; i++) {
-              s.level[i] = Math.min(s.level[i], 0);
-            }
-            s.forgetRefundHistory(); // refunds of earlier grants would refill what the upstream says is gone
-            long until = now + retryAfterNanos;
-            if (!s.feedbackPaused || until - s.feedbackPausedUntil > 0) {
-              s.feedbackPaused = true;
-              s.feedbackPausedUntil = until;
-            }
-            log.info(
-                "upstream throttled {}: pausing grants for {} ms",
-                resource,
+            log.info("upstream throttled {}: pausing grants for {} ms", resource,
                 TimeUnit.NANOSECONDS.toMillis(retryAfterNanos));
           }
-          for (Map.Entry<String, Long> r : remaining.entrySet()) {
-            int i = s.index(r.getKey());
-            if (i >= 0 && r.getValue() < s.level[i]) {
-              s.level[i] = r.getValue();
-              s.forgetRefundHistory();
-            }
-          }
-          s.drain(now, this, granted);
-          long left = s.pausedFor(now);
+          drain(s, now, granted);
           return left == ResourceState.NEVER ? -1 : left;
         });
   }
@@ -828,9 +662,9 @@ public final class MemoryEngine implements Engine {
         next.put(spec.resource(), spec);
         persist(next);
       }
-      Entry e = limits.get(spec.resource());
+      LimitEntry e = limits.get(spec.resource());
       if (e == null) {
-        limits.put(spec.resource(), new Entry(spec, metering, ticker.read()));
+        limits.put(spec.resource(), new LimitEntry(spec, metering, ticker.read()));
       } else {
         e.spec = spec;
       }
@@ -838,7 +672,7 @@ public final class MemoryEngine implements Engine {
     if (states.getIfPresent(spec.resource()) != null) {
       // The live state picks the new limit up under its monitor (see reconcile) and drains.
       withState(spec.resource(), (st, now, granted) -> {
-        st.drain(now, this, granted);
+        drain(st, now, granted);
         return null;
       });
     }
@@ -881,7 +715,7 @@ public final class MemoryEngine implements Engine {
   @Override
   public Optional<LimitSpec> getLimit(String resource) {
     Validation.resource(resource);
-    Entry e = limits.get(resource);
+    LimitEntry e = limits.get(resource);
     return e == null ? Optional.empty() : Optional.of(e.spec);
   }
 
@@ -898,7 +732,7 @@ public final class MemoryEngine implements Engine {
   @Override
   public void deleteLimit(String resource) {
     Validation.resource(resource);
-    Entry gone;
+    LimitEntry gone;
     synchronized (storeLock) {
       if (!limits.containsKey(resource)) {
         throw EngineException.notFound(resource);
@@ -943,10 +777,8 @@ public final class MemoryEngine implements Engine {
         withState(
             resource,
             (s, now, granted) -> {
-              s.adminPaused = true;
-              s.adminPausedUntil = nanos < 0 ? ResourceState.NEVER : now + nanos;
-              s.drain(now, this, granted);
-              long l = s.pausedFor(now);
+              long l = s.pause(now, nanos);
+              drain(s, now, granted);
               return l == ResourceState.NEVER ? -1 : l;
             });
     log.info(
@@ -960,9 +792,8 @@ public final class MemoryEngine implements Engine {
     withState(
         resource,
         (s, now, granted) -> {
-          s.adminPaused = false;
-          s.feedbackPaused = false;
-          s.drain(now, this, granted);
+          s.resume();
+          drain(s, now, granted);
           return null;
         });
     log.info("resumed {}", resource);
@@ -970,7 +801,7 @@ public final class MemoryEngine implements Engine {
 
   @Override
   public ResourceSnapshot stats(String resource) {
-    Entry e = entry(resource);
+    LimitEntry e = entry(resource);
     return withState(resource, (s, now, granted) -> snapshot(e, s, now));
   }
 
@@ -987,7 +818,7 @@ public final class MemoryEngine implements Engine {
     return out;
   }
 
-  private static ResourceSnapshot snapshot(Entry e, ResourceState s, long now) {
+  private static ResourceSnapshot snapshot(LimitEntry e, ResourceState s, long now) {
     s.expireLeases(now);
     s.refill(now);
     Map<String, Double> available = new LinkedHashMap<>();
@@ -1028,8 +859,7 @@ public final class MemoryEngine implements Engine {
 
   /** Whether the resource holds a wait histogram now (tests: only waits should create one). */
   boolean holdsWaitHistogram(String resource) {
-    Entry.Usage u = entry(resource).usage;
-    return u != null && u.waits.holdsHistogram();
+    return entry(resource).holdsWaitHistogram();
   }
 
   @Override

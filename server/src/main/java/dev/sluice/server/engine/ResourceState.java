@@ -7,11 +7,15 @@ import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Supplier;
 
 /**
- * Live state of one resource: buckets, waiting room, leases, pauses. Every field is guarded by
- * this object's monitor; nothing here blocks, does I/O or completes a future (completions are
- * collected and run by the caller after the monitor is released).
+ * Live state of one resource: buckets, waiting room, leases, pauses. A self-contained state
+ * machine with no reference to its engine: {@link #drain} returns the grants and the next
+ * wake-up, the engine keeps the locks and the timers. (A little over 700 lines: the waiting
+ * room's aging and the lease bookkeeping are one algorithm with the buckets.) Every field is
+ * guarded by this object's monitor; nothing here blocks, does I/O or completes a future
+ * (completions are collected and run by the caller after the monitor is released).
  *
  * <h2>Buckets</h2>
  * One token bucket per rate dimension, refilled continuously: {@code level += elapsed * rate},
@@ -41,7 +45,7 @@ final class ResourceState {
   static final long NEVER = Long.MAX_VALUE;
 
   final String name;
-  final MemoryEngine.Entry entry;
+  final LimitEntry entry;
 
   LimitSpec spec;
   long leaseTtl;
@@ -72,24 +76,17 @@ final class ResourceState {
   boolean feedbackPaused;
   long feedbackPausedUntil;
 
+  /** The engine's timer for the next wake-up {@link #drain} asked for, and its instant. */
   Scheduler.Cancellable wake;
   long wakeAt;
 
-  // Refund caps (guarantee 1). Giving tokens back after the bucket has refilled must not let a
-  // later window exceed amount + burst. A permit's refund on dimension i is capped at
-  // min(refund, burst - highest level since its grant): exactly what the bucket would hold more
-  // had the grant been smaller (the two histories differ only while the other one sits at the
-  // cap). The highest level since any past event is kept as a short stack of (event, deficit)
-  // suffix minima per dimension, oldest first; when it overflows, the two neighbours closest in
-  // deficit merge into the older deficit at the newer event, which can only lower a cap.
-  private static final int HISTORY = 4;
+  // Refund caps (guarantee 1): see RefundHistory.
   /** Counts level changes that matter to refund caps. */
   long events;
   /** Permits granted at or before this event get no refund (limit changed, upstream emptied). */
   long refundFloor;
-  private long[] historyEvent;
-  private double[] historyDeficit;
-  private byte[] historySize;
+  /** Null until a refund could ask about a level. */
+  private RefundHistory history;
 
   /** Set (by the cache's eviction) when this object no longer represents the resource. */
   volatile boolean retired;
@@ -160,63 +157,17 @@ final class ResourceState {
     }
   }
 
-  // Request ids (see Engine#acquire): a permit held under an id is found by it; an id whose
-  // permit was released or expired is remembered for ID_MEMORY (at most ID_MEMORY_MAX per
-  // resource, oldest forgotten first), as the Redis store's script does.
-  static final long ID_MEMORY = java.util.concurrent.TimeUnit.SECONDS.toNanos(60);
-  static final int ID_MEMORY_MAX = 100_000;
-  /** Held permits that came with a request id; null until one did. */
-  private HashMap<String, PermitRecord> heldById;
-  /** Request ids whose permit ended, with the instant it ended, oldest first; null until one. */
-  private LinkedHashMap<String, Long> endedIds;
+  /** Held and ended request ids; null until a permit came with one. */
+  private RequestIds<PermitRecord> ids;
 
   /** The permit held under this request id, or null. */
   PermitRecord heldBy(String requestId) {
-    return heldById == null ? null : heldById.get(requestId);
+    return ids == null ? null : ids.held(requestId);
   }
 
   /** When the permit of this request id ended, if that is remembered still; else null. */
   Long endedAt(String requestId, long now) {
-    forgetEndedIds(now);
-    return endedIds == null ? null : endedIds.get(requestId);
-  }
-
-  private void forgetEndedIds(long now) {
-    if (endedIds == null) {
-      return;
-    }
-    Iterator<Map.Entry<String, Long>> it = endedIds.entrySet().iterator();
-    while (it.hasNext()) {
-      Map.Entry<String, Long> e = it.next();
-      if (now - e.getValue() < ID_MEMORY && endedIds.size() <= ID_MEMORY_MAX) {
-        break;
-      }
-      it.remove();
-    }
-    if (endedIds.isEmpty()) {
-      endedIds = null;
-    }
-  }
-
-  /**
-   * A permit leaves the map: released, expired at {@code at}, or given back. A give-back (the
-   * grant never reached its caller) frees the request id; anything else uses it up.
-   */
-  private void ended(PermitRecord r, long at, boolean givenBack) {
-    String rid = r.origin.requestId;
-    if (rid == null || heldById == null || !heldById.remove(rid, r)) {
-      return;
-    }
-    if (heldById.isEmpty()) {
-      heldById = null;
-    }
-    if (!givenBack) {
-      if (endedIds == null) {
-        endedIds = new LinkedHashMap<>();
-      }
-      endedIds.put(rid, at);
-      forgetEndedIds(at);
-    }
+    return ids == null ? null : ids.endedAt(requestId, now);
   }
 
   /** Ends a permit by its id: null if unknown (released before, or expired). */
@@ -228,15 +179,13 @@ final class ResourceState {
     return r;
   }
 
-  /** Latest instant an ended request id is still remembered: the state is not idle before. */
-  private long idsRememberedUntil() {
-    long last = 0;
-    if (endedIds != null) {
-      for (long at : endedIds.values()) {
-        last = at; // insertion order is end order: the last is the latest
+  private void ended(PermitRecord r, long at, boolean givenBack) {
+    if (r.origin.requestId != null && ids != null) {
+      ids.ended(r.origin.requestId, r, at, givenBack);
+      if (ids.isEmpty(at)) {
+        ids = null;
       }
     }
-    return last + ID_MEMORY;
   }
 
   /** Puts {@code next} in {@code old}'s place in line: a retry of the same request id. */
@@ -250,7 +199,7 @@ final class ResourceState {
     room.byRequestId.put(old.requestId, next);
   }
 
-  ResourceState(MemoryEngine.Entry entry, LimitSpec spec, long now, boolean startFull) {
+  ResourceState(LimitEntry entry, LimitSpec spec, long now, boolean startFull) {
     this.name = spec.resource();
     this.entry = entry;
     this.lastRefill = now;
@@ -530,10 +479,10 @@ final class ResourceState {
     r.grantedAt = events;
     permits.put(permitId, r);
     if (w.requestId != null) {
-      if (heldById == null) {
-        heldById = new HashMap<>(2);
+      if (ids == null) {
+        ids = new RequestIds<>();
       }
-      heldById.put(w.requestId, r);
+      ids.hold(w.requestId, r);
     }
     noteLease(r.expiresAt);
     return r;
@@ -561,14 +510,8 @@ final class ResourceState {
       return;
     }
     double cap = burst[i] - level[i]; // the deficit now
-    if (historySize != null) {
-      int base = i * HISTORY;
-      for (int k = 0; k < historySize[i]; k++) {
-        if (historyEvent[base + k] > r.grantedAt) {
-          cap = Math.min(cap, historyDeficit[base + k]); // the oldest after the grant is the smallest
-          break;
-        }
-      }
+    if (history != null) {
+      cap = history.cap(i, r.grantedAt, cap);
     }
     double given = Math.min(amount, Math.max(0, cap));
     if (given > 0) {
@@ -586,49 +529,22 @@ final class ResourceState {
       // what was recorded before is stale: forget it (a resource used one call at a time never
       // allocates a history). This dimension's only: a permit being given back has left the
       // map already, and its refunds on the other dimensions still need theirs.
-      if (historySize != null) {
-        historySize[i] = 0;
+      if (history != null) {
+        history.clear(i);
       }
       return;
     }
-    if (historySize == null) {
-      historyEvent = new long[dims.length * HISTORY];
-      historyDeficit = new double[dims.length * HISTORY];
-      historySize = new byte[dims.length];
+    if (history == null) {
+      history = new RefundHistory(dims.length);
     }
-    double deficit = burst[i] - level[i];
-    int base = i * HISTORY;
-    int n = historySize[i];
-    while (n > 0 && historyDeficit[base + n - 1] >= deficit) {
-      n--; // no longer the minimum of any suffix that includes this event
-    }
-    if (n == HISTORY) {
-      // Merge the neighbours closest in deficit: the older (smaller) deficit at the newer event.
-      // That understates caps by the smallest gap there is, and never overstates one.
-      int j = 0;
-      for (int k = 1; k < HISTORY - 1; k++) {
-        if (historyDeficit[base + k + 1] - historyDeficit[base + k]
-            < historyDeficit[base + j + 1] - historyDeficit[base + j]) {
-          j = k;
-        }
-      }
-      historyEvent[base + j] = historyEvent[base + j + 1];
-      System.arraycopy(historyEvent, base + j + 2, historyEvent, base + j + 1, HISTORY - j - 2);
-      System.arraycopy(historyDeficit, base + j + 2, historyDeficit, base + j + 1, HISTORY - j - 2);
-      n--;
-    }
-    historyEvent[base + n] = events;
-    historyDeficit[base + n] = deficit;
-    historySize[i] = (byte) (n + 1);
+    history.record(i, events, burst[i] - level[i]);
   }
 
   /** After a limit change or an upstream report lowered the levels: older permits refund nothing. */
   void forgetRefundHistory() {
     events++;
     refundFloor = events;
-    historyEvent = null;
-    historyDeficit = null;
-    historySize = null;
+    history = null;
   }
 
   /** Settles actual usage: refund what was over-estimated, charge what was under-estimated. */
@@ -656,44 +572,119 @@ final class ResourceState {
   }
 
   /**
-   * Grants every waiter that can go now, in order, into {@code out}; schedules one wake-up
-   * for the first that cannot.
+   * Grants every waiter that can go now, in order, into {@code out} (each with a permit id from
+   * {@code permitIds}). Returns the instant the first that cannot go will be able to, or {@link
+   * #NEVER} when nobody waits or only an event (a release, a resume, a limit change) can help:
+   * the caller keeps one wake-up at that instant. Completes nothing: the caller completes the
+   * grants once it let go of this state's monitor.
    */
-  void drain(long now, MemoryEngine engine, List<Waiter> out) {
+  long drain(long now, long agingNanos, Supplier<String> permitIds, List<Waiter> out) {
     expireLeases(now);
     refill(now);
     while (true) {
-      Waiter w = head(now, engine.agingNanos);
+      Waiter w = head(now, agingNanos);
       if (w == null) {
-        cancelWake();
-        return;
+        return NEVER;
       }
       long wait = waitFor(w.vector, now);
       if (wait != 0) {
-        if (wait == NEVER) {
-          cancelWake();
-        } else {
-          scheduleWake(engine, now, now + wait);
-        }
-        return;
+        return wait == NEVER ? NEVER : now + wait;
       }
       // A promotion hands the next turn back to the priority lane, and vice versa.
       promoteNext = isPriorityPick(w);
       pollHead(w);
-      engine.grant(this, w, now);
+      grant(w, now, permitIds.get());
       out.add(w);
     }
   }
 
-  private void scheduleWake(MemoryEngine engine, long now, long at) {
-    if (wake != null) {
-      if (wakeAt == at) {
-        return;
+  /** Gives {@code w} its load now under permit {@code id}; its future is completed later. */
+  void grant(Waiter w, long now, String id) {
+    take(w, now, id);
+    long waited = Math.max(0, now - w.arrival);
+    w.grant = new Grant(id, name, w.load, leaseTtl, waited);
+    w.status.set(Waiter.GRANTED);
+    entry.add(Outcome.GRANTED);
+  }
+
+  /**
+   * Upstream feedback (Engine#report): {@code throttled} empties the buckets and pauses grants
+   * until {@code now + retryAfterNanos}; {@code remaining} can only lower a level. Returns the
+   * time paused for, {@link #NEVER} until resumed, 0 when not paused.
+   */
+  long report(long now, boolean throttled, long retryAfterNanos, Map<String, Long> remaining) {
+    refill(now);
+    if (throttled) {
+      entry.add(Outcome.THROTTLE_REPORTED);
+      // The upstream just said it has nothing left: our view must not say otherwise, or the
+      // grants made right after the pause would be refused again.
+      for (int i = 0; i < level.length; i++) {
+        level[i] = Math.min(level[i], 0);
       }
-      wake.cancel();
+      forgetRefundHistory(); // refunds of earlier grants would refill what the upstream says is gone
+      long until = now + retryAfterNanos;
+      if (!feedbackPaused || until - feedbackPausedUntil > 0) {
+        feedbackPaused = true;
+        feedbackPausedUntil = until;
+      }
     }
-    wakeAt = at;
-    wake = engine.scheduler.schedule(() -> engine.onWake(this), at - now);
+    for (Map.Entry<String, Long> r : remaining.entrySet()) {
+      int i = index(r.getKey());
+      if (i >= 0 && r.getValue() < level[i]) {
+        level[i] = r.getValue();
+        forgetRefundHistory();
+      }
+    }
+    return pausedFor(now);
+  }
+
+  /** An admin pause for {@code nanos}, or until resumed when negative; returns {@link #pausedFor}. */
+  long pause(long now, long nanos) {
+    adminPaused = true;
+    adminPausedUntil = nanos < 0 ? NEVER : now + nanos;
+    return pausedFor(now);
+  }
+
+  /**
+   * Ends a permit (Engine#release): frees its slot; with {@code unused} gives its load back,
+   * with {@code settle} applies {@code actual} (refund or debt). False if it was unknown.
+   */
+  boolean release(long now, String permitId, Map<String, Long> actual, boolean settle, boolean unused) {
+    expireLeases(now);
+    refill(now);
+    PermitRecord r = endPermit(permitId, now, false);
+    if (r == null) {
+      return false;
+    }
+    if (unused) {
+      giveBack(r);
+    } else if (settle) {
+      settle(r, actual);
+    }
+    return true;
+  }
+
+  /** Extends leases by a full TTL; returns the ids that were unknown (released or expired). */
+  List<String> renew(long now, List<String> permitIds) {
+    expireLeases(now);
+    List<String> expired = new ArrayList<>();
+    for (String id : permitIds) {
+      PermitRecord r = permits.remove(id);
+      if (r == null) {
+        expired.add(id);
+      } else {
+        r.expiresAt = now + leaseTtl;
+        permits.put(id, r); // to the end: the map stays in expiry order
+        noteLease(r.expiresAt);
+      }
+    }
+    return expired;
+  }
+
+  /** Clears every pause: admin and upstream feedback. */
+  void resume() {
+    adminPaused = false;
+    feedbackPaused = false;
   }
 
   void cancelWake() {
@@ -738,8 +729,8 @@ final class ResourceState {
         busy = Math.max(busy, (long) Math.ceil(missing / perMicro[i] * 1_000));
       }
     }
-    if (endedIds != null) {
-      busy = Math.max(busy, idsRememberedUntil() - now);
+    if (ids != null) {
+      busy = Math.max(busy, ids.rememberedUntil() - now);
     }
     long total = busy + grace;
     return total < 0 ? NEVER : total;
