@@ -67,6 +67,13 @@ final class RedisBatches {
     b.kick(true);
   }
 
+  /** Releases a permit in the resource's next batch; completes false if Redis did not know it. */
+  CompletableFuture<Boolean> release(String resource, String permitId, String mode, String usage) {
+    ReleaseOp op = new ReleaseOp(permitId, mode, usage);
+    submit(resource, op);
+    return op.result;
+  }
+
   /** Test hook: while held, acquires and releases wait; let go, they leave in batches. */
   void hold(boolean hold) {
     this.hold = hold;

@@ -4,10 +4,12 @@ import io.lettuce.core.RedisException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
+import java.util.EnumMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -160,5 +162,54 @@ final class RedisCalls {
       b.append(e.getKey()).append('=').append(e.getValue());
     }
     return b.toString();
+  }
+
+  /** Decodes the reply of the script's {@code stats} op; {@code p} holds {p50, p99} of waits. */
+  static ResourceSnapshot snapshot(LimitSpec spec, List<Object> r, double[] p) {
+    Map<Lane, Integer> waiting = new EnumMap<>(Lane.class);
+    waiting.put(Lane.INTERACTIVE, (int) num(r.get(3)));
+    waiting.put(Lane.DEFAULT, (int) num(r.get(4)));
+    waiting.put(Lane.BATCH, (int) num(r.get(5)));
+    long paused = num(r.get(6));
+    long granted = num(r.get(7));
+    long timedOut = num(r.get(8));
+    long cancelledCount = num(r.get(9));
+    long throttled = num(r.get(10));
+    Map<String, Double> available = new LinkedHashMap<>();
+    int i = 11;
+    for (; i < r.size() && !"--".equals(r.get(i)); i += 2) {
+      available.put((String) r.get(i), Double.parseDouble((String) r.get(i + 1)));
+    }
+    Map<String, Long> rejected = new TreeMap<>();
+    Map<String, Double> used = new LinkedHashMap<>();
+    for (String d : available.keySet()) {
+      used.put(d, 0.0);
+    }
+    for (i = i + 1; i + 1 < r.size(); i += 2) {
+      String key = (String) r.get(i);
+      if (key.startsWith("u:")) {
+        String dim = key.substring(2);
+        if (used.containsKey(dim)) { // a dimension the limit no longer has keeps its old count
+          used.put(dim, Double.parseDouble((String) r.get(i + 1)));
+        }
+      } else {
+        rejected.put(key, num(r.get(i + 1)));
+      }
+    }
+    return new ResourceSnapshot(
+        spec,
+        available,
+        num(r.get(2)),
+        waiting,
+        paused != 0,
+        paused < 0 ? -1 : paused * 1000,
+        granted,
+        timedOut,
+        cancelledCount,
+        rejected,
+        p[0],
+        p[1],
+        throttled,
+        used);
   }
 }

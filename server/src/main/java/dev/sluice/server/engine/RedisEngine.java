@@ -10,13 +10,11 @@ import io.lettuce.core.RedisException;
 import java.io.IOException;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.EnumMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
-import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
@@ -56,7 +54,6 @@ public final class RedisEngine implements Engine {
   private static final long MAX_RETRY_AFTER = TimeUnit.HOURS.toNanos(1);
 
   private final RedisStore store;
-  private final boolean ownsStore;
   private final String nodeId;
   private final Ticker ticker; // null: Redis time
   private final Scheduler scheduler;
@@ -73,9 +70,8 @@ public final class RedisEngine implements Engine {
   private volatile boolean metaSeen;
   private volatile Scheduler.Cancellable housekeeping;
 
-  private RedisEngine(Builder b, RedisStore store, boolean ownsStore) {
+  private RedisEngine(Builder b, RedisStore store) {
     this.store = store;
-    this.ownsStore = ownsStore;
     this.nodeId = store.nodeId();
     this.ticker = b.ticker;
     this.scheduler = b.scheduler;
@@ -228,7 +224,7 @@ public final class RedisEngine implements Engine {
       boolean owns = store == null;
       RedisStore s = owns ? storeBuilder.build() : store;
       try {
-        return new RedisEngine(this, s, owns);
+        return new RedisEngine(this, s);
       } catch (RedisException e) {
         if (owns) {
           s.close();
@@ -360,27 +356,7 @@ public final class RedisEngine implements Engine {
   @Override
   public Ticket acquireAsync(
       String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
-    RedisWaiters.RWaiter w = startAcquire(resource, load, lane, timeoutNanos, requestId, false).w;
-    return new Ticket() {
-      @Override
-      public CompletableFuture<Grant> future() {
-        return w.future;
-      }
-
-      @Override
-      public boolean claim() {
-        return w.claim();
-      }
-
-      @Override
-      public void cancel() {
-        if (w.status.get() == RedisWaiters.RWaiter.WAITING) {
-          waiters.events.execute(w::cancel); // a round trip to leave the queue
-        } else {
-          w.cancel(); // gives an unclaimed grant back without waiting
-        }
-      }
-    };
+    return startAcquire(resource, load, lane, timeoutNanos, requestId, false).w.asyncTicket();
   }
 
   /**
@@ -483,10 +459,7 @@ public final class RedisEngine implements Engine {
       Validation.usage(c.spec(), actual, "settle", false);
     }
     String mode = unused ? "unused" : settle ? "settle" : "plain";
-    RedisBatches.ReleaseOp op =
-        new RedisBatches.ReleaseOp(permitId, mode, settle && !unused ? encodeLoad(actual) : "-");
-    batches.submit(resource, op);
-    return op.result;
+    return batches.release(resource, permitId, mode, settle && !unused ? encodeLoad(actual) : "-");
   }
 
   @Override
@@ -577,52 +550,7 @@ public final class RedisEngine implements Engine {
         throw EngineException.notFound(resource);
       }
     }
-    Map<Lane, Integer> waiting = new EnumMap<>(Lane.class);
-    waiting.put(Lane.INTERACTIVE, (int) num(r.get(3)));
-    waiting.put(Lane.DEFAULT, (int) num(r.get(4)));
-    waiting.put(Lane.BATCH, (int) num(r.get(5)));
-    long paused = num(r.get(6));
-    long granted = num(r.get(7));
-    long timedOut = num(r.get(8));
-    long cancelledCount = num(r.get(9));
-    long throttled = num(r.get(10));
-    Map<String, Double> available = new LinkedHashMap<>();
-    int i = 11;
-    for (; i < r.size() && !"--".equals(r.get(i)); i += 2) {
-      available.put((String) r.get(i), Double.parseDouble((String) r.get(i + 1)));
-    }
-    Map<String, Long> rejected = new TreeMap<>();
-    Map<String, Double> used = new LinkedHashMap<>();
-    for (String d : available.keySet()) {
-      used.put(d, 0.0);
-    }
-    for (i = i + 1; i + 1 < r.size(); i += 2) {
-      String key = (String) r.get(i);
-      if (key.startsWith("u:")) {
-        String dim = key.substring(2);
-        if (used.containsKey(dim)) { // a dimension the limit no longer has keeps its old count
-          used.put(dim, Double.parseDouble((String) r.get(i + 1)));
-        }
-      } else {
-        rejected.put(key, num(r.get(i + 1)));
-      }
-    }
-    double[] p = waiters.percentiles(resource);
-    return new ResourceSnapshot(
-        c.spec(),
-        available,
-        num(r.get(2)),
-        waiting,
-        paused != 0,
-        paused < 0 ? -1 : paused * 1000,
-        granted,
-        timedOut,
-        cancelledCount,
-        rejected,
-        p[0],
-        p[1],
-        throttled,
-        used);
+    return RedisCalls.snapshot(c.spec(), r, waiters.percentiles(resource));
   }
 
   @Override
@@ -735,7 +663,8 @@ public final class RedisEngine implements Engine {
     out.put("batchers", batches.size());
     out.put("waits", w[1]);
     out.put("delivered", w[2]);
-    out.put("limits", limits.size());
+    out.put("limits", limits.sizes()[0]);
+    out.put("lastKnown", limits.sizes()[1]);
     return out;
   }
 

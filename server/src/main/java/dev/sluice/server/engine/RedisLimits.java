@@ -196,8 +196,8 @@ final class RedisLimits {
     }
   }
 
-  /** For tests: cached limits and last known ones. */
-  int size() {
-    return limits.size() + lastKnown.size();
+  /** For tests: {cached limits, last known ones}. */
+  int[] sizes() {
+    return new int[] {limits.size(), lastKnown.size()};
   }
 }

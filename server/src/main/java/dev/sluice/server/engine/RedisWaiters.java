@@ -133,6 +133,31 @@ final class RedisWaiters {
     public void cancel() {
       owner.cancelLocal(this);
     }
+
+    /** This waiter, but its {@link #cancel()} does not wait for Redis: see Engine#acquireAsync. */
+    Ticket asyncTicket() {
+      RWaiter w = this;
+      return new Ticket() {
+        @Override
+        public CompletableFuture<Grant> future() {
+          return future;
+        }
+
+        @Override
+        public boolean claim() {
+          return w.claim();
+        }
+
+        @Override
+        public void cancel() {
+          if (status.get() == WAITING) {
+            owner.events.execute(w::cancel); // a round trip to leave the queue
+          } else {
+            w.cancel(); // gives an unclaimed grant back without waiting
+          }
+        }
+      };
+    }
   }
 
   RWaiter newWaiter(String resource, String requestId, Map<String, Long> load, Lane lane, long timeoutNanos) {
