@@ -244,11 +244,6 @@ public final class RedisEngine implements Engine {
     return store.reachable();
   }
 
-  /** The store this engine runs on. */
-  public RedisStore store() {
-    return store;
-  }
-
   /** This node's id on the shared store. */
   public String nodeId() {
     return nodeId;

@@ -161,7 +161,7 @@ public final class RedisStore implements AutoCloseable {
       return this;
     }
 
-    /** The clock of {@link #unreachableSince()}; default {@link System#nanoTime()}. */
+    /** The clock of {@link #unreachableForNanos()}; default {@link System#nanoTime()}. */
     public Builder ticker(Ticker ticker) {
       this.ticker = Objects.requireNonNull(ticker, "ticker");
       return this;
@@ -281,9 +281,9 @@ public final class RedisStore implements AutoCloseable {
     return reachable;
   }
 
-  /** When the node last lost Redis, on its ticker; meaningful while not {@link #reachable()}. */
-  long unreachableSince() {
-    return unreachableSince;
+  /** How long Redis has been unreachable, on this store's ticker; 0 while reachable. */
+  long unreachableForNanos() {
+    return reachable ? 0 : (ticker == null ? System.nanoTime() : ticker.read()) - unreachableSince;
   }
 
   /** Notes an answer from Redis. */

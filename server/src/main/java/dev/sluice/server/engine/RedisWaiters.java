@@ -400,8 +400,8 @@ final class RedisWaiters {
       }
       afterDrain(resource, reply, 2);
     } catch (EngineException e) {
-      long away = calls.nanoNow() - calls.store.unreachableSince();
-      if (!calls.store.reachable() && away > calls.nodeTimeoutMicros() * 1000) {
+      long away = calls.store.unreachableForNanos();
+      if (away > calls.nodeTimeoutMicros() * 1000) {
         // The other nodes have dropped our waiters from the line by now: fail them, so their
         // clients retry elsewhere (same request id: back in line at their old place).
         failLocal(resource, () -> new EngineException(EngineException.Reason.UNAVAILABLE,
