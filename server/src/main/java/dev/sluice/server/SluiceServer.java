@@ -12,6 +12,7 @@ import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.FileLimitStore;
 import dev.sluice.server.engine.MemoryEngine;
 import dev.sluice.server.engine.RedisEngine;
+import dev.sluice.server.engine.RedisStore;
 import dev.sluice.server.engine.Scheduler;
 import dev.sluice.server.engine.Ticker;
 import dev.sluice.server.http.HttpApi;
@@ -78,6 +79,8 @@ public final class SluiceServer implements AutoCloseable {
   private final Object lifecycle = new Object();
   private Server server;
   private Engine engine;
+  /** The shared Redis (engine, API keys, buffers) when the store is not memory; the engine closes it. */
+  private RedisStore redisStore;
   private ExecutorService callExecutor;
   private HealthStatusManager health;
   private ScheduledThreadPoolExecutor timers;
@@ -263,7 +266,7 @@ public final class SluiceServer implements AutoCloseable {
         throw new IllegalArgumentException("store is empty: use memory or redis://host:port");
       }
       if (!store.equals("memory")) {
-        RedisEngine.builder().uri(store); // checks the form, names the fix
+        RedisStore.builder().uri(store); // checks the form, names the fix
       }
       this.store = store;
       return this;
@@ -272,7 +275,7 @@ public final class SluiceServer implements AutoCloseable {
     /** This node's id on a shared store (logs, waiter ownership); default a random one. */
     public Builder nodeId(String id) {
       once(this.nodeId, "node id");
-      RedisEngine.builder().nodeId(id); // checks the form, names the fix
+      RedisStore.builder().nodeId(id); // checks the form, names the fix
       this.nodeId = id;
       return this;
     }
@@ -438,9 +441,8 @@ public final class SluiceServer implements AutoCloseable {
       credentials = (config.tls == null ? Tls.NONE : config.tls).credentials();
       engine = shared ? redisEngine(storeName) : memoryEngine(dataDir);
       if (shared) {
-        RedisEngine redis = (RedisEngine) engine;
         RedisKeyStore sharedKeys =
-            new RedisKeyStore(redis.sharedHash("keys"), redis.describeStore() + " (sluice:keys)");
+            new RedisKeyStore(redisStore.sharedHash("keys"), redisStore.describe() + " (sluice:keys)");
         timers.scheduleWithFixedDelay(sharedKeys::refresh, 1, 1, TimeUnit.SECONDS);
         keys = sharedKeys;
       } else {
@@ -449,6 +451,9 @@ public final class SluiceServer implements AutoCloseable {
     } catch (IOException | RuntimeException e) {
       if (engine != null) {
         engine.close();
+      }
+      if (redisStore != null) {
+        redisStore.close();
       }
       shutdownExecutors();
       throw e;
@@ -466,7 +471,7 @@ public final class SluiceServer implements AutoCloseable {
       }
       try {
         buffers = shared
-            ? dev.sluice.server.buffer.Buffers.shared((RedisEngine) engine, registry, System::currentTimeMillis,
+            ? dev.sluice.server.buffer.Buffers.shared(engine, redisStore, registry, System::currentTimeMillis,
                 config.bufferLease == null ? Duration.ofSeconds(10) : config.bufferLease, targets)
             : new dev.sluice.server.buffer.Buffers(engine, dataDir, registry, System::currentTimeMillis,
                 config.bufferFsync == null || config.bufferFsync, targets);
@@ -582,7 +587,7 @@ public final class SluiceServer implements AutoCloseable {
             + (config.httpHost != null ? config.httpHost : host) + ":" + http.port() + "/ (" + http.describeLimits() + ")",
         dataDir,
         shared
-            ? ((RedisEngine) engine).describeStore() + " as node " + ((RedisEngine) engine).nodeId()
+            ? redisStore.describe() + " as node " + redisStore.nodeId()
             : "memory",
         engine.listLimits("").size());
     return this;
@@ -620,7 +625,7 @@ public final class SluiceServer implements AutoCloseable {
     ResourceSampler sampler = new ResourceSampler(engine, cap,
         config.ticker == null ? System::nanoTime : config.ticker::read, System::currentTimeMillis);
     sampler.onSample(new ResourceMeters(registry, shared)::update);
-    String node = shared ? ((RedisEngine) engine).nodeId() : "standalone";
+    String node = shared ? redisStore.nodeId() : "standalone";
     http = new HttpApi(new HttpApi.Options(
         config.httpHost != null ? config.httpHost : grpcHost,
         config.httpPort,
@@ -672,18 +677,24 @@ public final class SluiceServer implements AutoCloseable {
     return eb.build();
   }
 
+  /** Connects to the shared store (kept in {@link #redisStore}) and builds the engine on it. */
   private RedisEngine redisEngine(String uri) throws IOException {
     // Wake-ups and deadlines make Redis calls: give them a few threads, not one.
     timers.setCorePoolSize(4);
+    RedisStore.Builder sb = RedisStore.builder().uri(uri);
+    if (config.ticker != null) {
+      sb.ticker(config.ticker);
+    }
+    if (config.nodeId != null) {
+      sb.nodeId(config.nodeId);
+    }
+    redisStore = sb.build();
     RedisEngine.Builder eb =
         RedisEngine.builder()
-            .uri(uri)
+            .store(redisStore)
             .scheduler(config.scheduler == null ? Scheduler.of(timers) : config.scheduler);
     if (config.ticker != null) {
       eb.ticker(config.ticker);
-    }
-    if (config.nodeId != null) {
-      eb.nodeId(config.nodeId);
     }
     if (config.maxWaiting != null) {
       eb.defaultMaxWaiting(config.maxWaiting);
@@ -848,6 +859,11 @@ public final class SluiceServer implements AutoCloseable {
   }
 
   /** The engine, for in-JVM tests that look at state directly. */
+  /** For tests: the shared store, or null on memory. */
+  RedisStore redisStore() {
+    return redisStore;
+  }
+
   Engine engine() {
     return engine;
   }

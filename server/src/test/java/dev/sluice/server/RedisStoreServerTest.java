@@ -170,7 +170,7 @@ class RedisStoreServerTest {
         assertThatThrownBy(() -> openAdmin.createKey(CreateKeyRequest.newBuilder().setRole(Role.ROLE_WORKER)
             .setResources("shared").build())).hasMessageContaining("FAILED_PRECONDITION")
             .hasMessageContaining("create an admin key first");
-        assertThat(((dev.sluice.server.engine.RedisEngine) a.engine()).sharedHash("keys").all()).isEmpty();
+        assertThat(a.redisStore().sharedHash("keys").all()).isEmpty();
         String adminKey = openAdmin.createKey(CreateKeyRequest.newBuilder().setRole(Role.ROLE_ADMIN).build()).getKey();
         var admin = openAdmin.withInterceptors(MetadataUtils.newAttachHeadersInterceptor(bearer(adminKey)));
         String workerKey = admin.createKey(
@@ -186,7 +186,7 @@ class RedisStoreServerTest {
 
           assertThat(admin.revokeKey(RevokeKeyRequest.newBuilder().setId(workerKey.substring(4, 16)).build())
               .getRevoked()).isTrue();
-          assertThat(((dev.sluice.server.engine.RedisEngine) a.engine()).sharedHash("keys").all())
+          assertThat(a.redisStore().sharedHash("keys").all())
               .as("gone from Redis").hasSize(1);
 
           // (A permit granted before b refreshed is closed at once: the cap is 5.)

@@ -9,7 +9,7 @@ import dev.sluice.server.engine.Grant;
 import dev.sluice.server.engine.Lane;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
-import dev.sluice.server.engine.RedisEngine;
+import dev.sluice.server.engine.RedisStore;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.Meter;
@@ -104,9 +104,9 @@ public final class Buffers implements AutoCloseable {
    * Buffers on the Redis every node shares: any node accepts pushes and answers reads; one at a
    * time delivers each buffer, holding a lease of {@code lease} renewed every second.
    */
-  public static Buffers shared(RedisEngine engine, MeterRegistry registry, LongSupplier millis, Duration lease,
-      TargetPolicy targets) {
-    return new Buffers(engine, new RedisBackend(engine, lease), registry, millis, targets);
+  public static Buffers shared(Engine engine, RedisStore store, MeterRegistry registry, LongSupplier millis,
+      Duration lease, TargetPolicy targets) {
+    return new Buffers(engine, new RedisBackend(store, lease), registry, millis, targets);
   }
 
   private Buffers(Engine engine, BufferBackend backend, MeterRegistry registry, LongSupplier millis,

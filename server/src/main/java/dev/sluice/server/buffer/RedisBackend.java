@@ -1,7 +1,7 @@
 package dev.sluice.server.buffer;
 
 import dev.sluice.server.engine.EngineException;
-import dev.sluice.server.engine.RedisEngine;
+import dev.sluice.server.engine.RedisStore;
 import io.lettuce.core.ScriptOutputType;
 import io.lettuce.core.StreamMessage;
 import io.lettuce.core.XReadArgs;
@@ -186,7 +186,7 @@ final class RedisBackend implements BufferBackend {
       return n
       """;
 
-  private final RedisEngine engine;
+  private final RedisStore store;
   private final RedisClusterCommands<String, String> redis;
   private final RedisClusterAsyncCommands<String, String> async;
   private final String me;
@@ -194,18 +194,18 @@ final class RedisBackend implements BufferBackend {
   private final Object followLock = new Object();
   private StatefulConnection<String, String> follower; // guarded by followLock
 
-  RedisBackend(RedisEngine engine, Duration lease) {
-    this.engine = engine;
-    this.redis = engine.storeSync();
-    this.async = engine.storeAsync();
-    this.me = engine.nodeId();
+  RedisBackend(RedisStore store, Duration lease) {
+    this.store = store;
+    this.redis = store.sync();
+    this.async = store.async();
+    this.me = store.nodeId();
     this.leaseMillis = lease.toMillis();
   }
 
   /** A store outage as the API reports it: 503 / UNAVAILABLE, retry in a moment. */
   private EngineException unavailable(Throwable e) {
     Throwable cause = e instanceof java.util.concurrent.CompletionException && e.getCause() != null ? e.getCause() : e;
-    return new EngineException(EngineException.Reason.UNAVAILABLE, "the shared store " + engine.describeStore()
+    return new EngineException(EngineException.Reason.UNAVAILABLE, "the shared store " + store.describe()
         + " did not answer (" + cause.getMessage() + "): retry in a moment; items already answered with an id are"
         + " stored");
   }
@@ -412,13 +412,13 @@ final class RedisBackend implements BufferBackend {
     RedisClusterCommands<String, String> c;
     synchronized (followLock) {
       if (follower == null) {
-        follower = engine.openStoreConnection();
+        follower = store.openConnection();
       }
       c = follower instanceof StatefulRedisClusterConnection<String, String> cc ? cc.sync()
           : ((StatefulRedisConnection<String, String>) follower).sync();
     }
     List<StreamMessage<String, String>> messages = new ArrayList<>();
-    if (engine.storeIsCluster() && after.size() > 1) {
+    if (store.isCluster() && after.size() > 1) {
       // One XREAD's streams must share a slot on a cluster: read each, then wait a little.
       for (var e : after.entrySet()) {
         messages.addAll(c.xread(XReadArgs.Builder.count(1000),

@@ -44,6 +44,8 @@ final class WaitStats {
   private volatile Recorder recorder;
   /** When the last grant that waited was made; meaningful while {@link #recorder} is set. */
   private volatile long lastWaitAt;
+  /** When the last grant was made, waited or not. */
+  private volatile long lastGrantAt;
 
   // Guarded by this: the two windows, zero waits as counts, the rest as histograms (or null).
   private Histogram current;
@@ -61,6 +63,7 @@ final class WaitStats {
    */
   void record(long waitedNanos, long grantedAt) {
     long micros = Math.min(MAX_MICROS, waitedNanos / 1_000);
+    lastGrantAt = grantedAt;
     if (micros == 0) {
       PENDING_ZEROS.getAndAdd(this, 1L);
       return;
@@ -87,6 +90,14 @@ final class WaitStats {
   /** Whether a wait histogram is held (for tests: uncontended resources hold none). */
   boolean holdsHistogram() {
     return recorder != null;
+  }
+
+  /**
+   * True once nothing was granted for two windows: every percentile then reads 0, as on a new
+   * one, so a store that keeps these per resource may drop it.
+   */
+  boolean idle(long now) {
+    return now - lastGrantAt >= 2 * WINDOW_NANOS;
   }
 
   /**

@@ -1,0 +1,215 @@
+package dev.sluice.server.engine;
+
+import io.lettuce.core.RedisException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.util.EnumMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.TreeMap;
+import java.util.concurrent.CompletableFuture;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Calls of {@code redis-engine.lua} on one resource's keys, with the arguments every call
+ * shares (operation, time, node, resource, aging, node timeout), and the small codecs of its
+ * replies. Shared by the parts of {@link RedisEngine}.
+ */
+final class RedisCalls {
+
+  private static final Logger log = LoggerFactory.getLogger(RedisEngine.class);
+
+  final RedisStore store;
+  final String nodeId;
+  private final Ticker ticker; // null: Redis time
+  private final long agingMicros;
+  private final long nodeTimeoutMicros;
+  private final RedisStore.Script script;
+
+  RedisCalls(RedisStore store, Ticker ticker, long agingMicros, long nodeTimeoutMicros) {
+    this.store = store;
+    this.nodeId = store.nodeId();
+    this.ticker = ticker;
+    this.agingMicros = agingMicros;
+    this.nodeTimeoutMicros = nodeTimeoutMicros;
+    this.script = store.script(loadScript());
+  }
+
+  private static String loadScript() {
+    try (InputStream in = RedisEngine.class.getResourceAsStream("redis-engine.lua")) {
+      return new String(Objects.requireNonNull(in, "redis-engine.lua").readAllBytes(), StandardCharsets.UTF_8);
+    } catch (IOException e) {
+      throw new IllegalStateException("cannot read the bundled redis-engine.lua", e);
+    }
+  }
+
+  static String[] keys(String resource) {
+    String p = "sluice:{" + resource + "}:";
+    return new String[] {
+      p + "cfg", p + "st", p + "leases", p + "pl", p + "q0", p + "q1", p + "q2", p + "w",
+      p + "nodes", p + "done"
+    };
+  }
+
+  long nodeTimeoutMicros() {
+    return nodeTimeoutMicros;
+  }
+
+  long nanoNow() {
+    return ticker == null ? System.nanoTime() : ticker.read();
+  }
+
+  private String now() {
+    return ticker == null ? "" : Long.toString(ticker.read() / 1000);
+  }
+
+  /** The arguments every call starts with. */
+  void header(List<String> argv, String op, String resource) {
+    argv.add(op);
+    argv.add(now());
+    argv.add(nodeId);
+    argv.add(resource);
+    argv.add(Long.toString(agingMicros));
+    argv.add(Long.toString(nodeTimeoutMicros));
+  }
+
+  /** Runs one operation of the script on a resource's keys, waiting for the reply. */
+  List<Object> call(String resource, String op, String... args) {
+    String[] argv = new String[6 + args.length];
+    argv[0] = op;
+    argv[1] = now();
+    argv[2] = nodeId;
+    argv[3] = resource;
+    argv[4] = Long.toString(agingMicros);
+    argv[5] = Long.toString(nodeTimeoutMicros);
+    System.arraycopy(args, 0, argv, 6, args.length);
+    try {
+      List<Object> out = script.eval(keys(resource), argv);
+      store.markReachable();
+      return out;
+    } catch (RedisException e) {
+      throw store.unavailable(e);
+    }
+  }
+
+  /** EVALSHA without waiting; loads the script again if Redis forgot it. */
+  CompletableFuture<List<Object>> callAsync(String[] keys, String[] argv) {
+    return script.evalAsync(keys, argv);
+  }
+
+  /** Counts without waiting: a counter is not worth a round trip, nor failing an answer for. */
+  void count(String resource, String field) {
+    try {
+      store.async().hincrby(keys(resource)[1], field, 1);
+    } catch (RuntimeException e) {
+      // Only a counter.
+    }
+  }
+
+  void countRejected(String resource, String reason) {
+    count(resource, "rej:" + reason);
+  }
+
+  static EngineException unexpected(Throwable t) {
+    log.error("unexpected failure on a Redis call", t);
+    return new EngineException(
+        EngineException.Reason.UNAVAILABLE, "internal error on this node (" + t + "): retry");
+  }
+
+  static RuntimeException rethrow(Throwable t) {
+    if (t instanceof RuntimeException r) {
+      return r;
+    }
+    if (t instanceof Error e) {
+      throw e;
+    }
+    return new IllegalStateException(t);
+  }
+
+  static String word(List<Object> reply) {
+    return (String) reply.get(0);
+  }
+
+  static long num(Object o) {
+    return o instanceof Long l ? l : Long.parseLong((String) o);
+  }
+
+  /** Decodes {@link #encodeLoad}. */
+  static Map<String, Long> decodeLoad(String s) {
+    Map<String, Long> load = new LinkedHashMap<>();
+    if (!s.equals("-")) {
+      for (String part : s.split(",")) {
+        int eq = part.indexOf('=');
+        load.put(part.substring(0, eq), Long.parseLong(part.substring(eq + 1)));
+      }
+    }
+    return load;
+  }
+
+  static String encodeLoad(Map<String, Long> load) {
+    if (load.isEmpty()) {
+      return "-";
+    }
+    StringBuilder b = new StringBuilder();
+    for (Map.Entry<String, Long> e : load.entrySet()) {
+      if (b.length() > 0) {
+        b.append(',');
+      }
+      b.append(e.getKey()).append('=').append(e.getValue());
+    }
+    return b.toString();
+  }
+
+  /** Decodes the reply of the script's {@code stats} op; {@code p} holds {p50, p99} of waits. */
+  static ResourceSnapshot snapshot(LimitSpec spec, List<Object> r, double[] p) {
+    Map<Lane, Integer> waiting = new EnumMap<>(Lane.class);
+    waiting.put(Lane.INTERACTIVE, (int) num(r.get(3)));
+    waiting.put(Lane.DEFAULT, (int) num(r.get(4)));
+    waiting.put(Lane.BATCH, (int) num(r.get(5)));
+    long paused = num(r.get(6));
+    long granted = num(r.get(7));
+    long timedOut = num(r.get(8));
+    long cancelledCount = num(r.get(9));
+    long throttled = num(r.get(10));
+    Map<String, Double> available = new LinkedHashMap<>();
+    int i = 11;
+    for (; i < r.size() && !"--".equals(r.get(i)); i += 2) {
+      available.put((String) r.get(i), Double.parseDouble((String) r.get(i + 1)));
+    }
+    Map<String, Long> rejected = new TreeMap<>();
+    Map<String, Double> used = new LinkedHashMap<>();
+    for (String d : available.keySet()) {
+      used.put(d, 0.0);
+    }
+    for (i = i + 1; i + 1 < r.size(); i += 2) {
+      String key = (String) r.get(i);
+      if (key.startsWith("u:")) {
+        String dim = key.substring(2);
+        if (used.containsKey(dim)) { // a dimension the limit no longer has keeps its old count
+          used.put(dim, Double.parseDouble((String) r.get(i + 1)));
+        }
+      } else {
+        rejected.put(key, num(r.get(i + 1)));
+      }
+    }
+    return new ResourceSnapshot(
+        spec,
+        available,
+        num(r.get(2)),
+        waiting,
+        paused != 0,
+        paused < 0 ? -1 : paused * 1000,
+        granted,
+        timedOut,
+        cancelledCount,
+        rejected,
+        p[0],
+        p[1],
+        throttled,
+        used);
+  }
+}

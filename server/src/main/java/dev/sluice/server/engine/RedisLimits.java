@@ -1,0 +1,203 @@
+package dev.sluice.server.engine;
+
+import io.lettuce.core.RedisException;
+import java.security.SecureRandom;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A node's cache of the limits in Redis: read on first use, forgotten when a node announces a
+ * change on {@code sluice:config}, refreshed in full every 30 s by housekeeping. It also keeps
+ * every limit the node has seen and not seen deleted: what it restores if Redis loses its data.
+ */
+final class RedisLimits {
+
+  static final String LIMITS_KEY = "sluice:limits";
+
+  /** A limit as this node last saw it, with the version the script checks. */
+  record Cfg(LimitSpec spec, String version) {}
+
+  private final RedisCalls calls;
+  private final RedisStore store;
+  private final ConcurrentHashMap<String, Cfg> limits = new ConcurrentHashMap<>();
+  /** Every limit this node has seen and not seen deleted: what it restores after data loss. */
+  private final ConcurrentHashMap<String, LimitSpec> lastKnown = new ConcurrentHashMap<>();
+  private final SecureRandom random = new SecureRandom();
+  private long lastFullReload; // guarded by the housekeeping thread
+
+  RedisLimits(RedisCalls calls) {
+    this.calls = calls;
+    this.store = calls.store;
+  }
+
+  /** The cached limit, or null. */
+  Cfg cached(String resource) {
+    return limits.get(resource);
+  }
+
+  /** The limit of a resource, read from Redis if not cached; NOT_FOUND if there is none. */
+  Cfg cfg(String resource) {
+    Validation.resource(resource);
+    Cfg c = limits.get(resource);
+    if (c == null) {
+      c = fetch(resource);
+      if (c == null) {
+        throw EngineException.notFound(resource);
+      }
+    }
+    return c;
+  }
+
+  /** Reads a limit from Redis into the cache; null if there is none. */
+  Cfg fetch(String resource) {
+    Map<String, String> raw;
+    try {
+      raw = store.sync().hgetall(RedisCalls.keys(resource)[0]);
+      store.markReachable();
+    } catch (RedisException e) {
+      throw store.unavailable(e);
+    }
+    if (raw == null || raw.isEmpty()) {
+      limits.remove(resource);
+      return null;
+    }
+    Cfg c = decode(resource, raw);
+    limits.put(resource, c);
+    lastKnown.put(resource, c.spec);
+    return c;
+  }
+
+  /** Caches a limit this node just wrote. */
+  void remember(LimitSpec spec, String version) {
+    limits.put(spec.resource(), new Cfg(spec, version));
+    lastKnown.put(spec.resource(), spec);
+  }
+
+  /** Drops the cached copy (changed elsewhere, or gone): the next use reads it again. */
+  void forget(String resource) {
+    limits.remove(resource);
+  }
+
+  /** Forgets a deleted limit entirely. */
+  void deleted(String resource) {
+    limits.remove(resource);
+    lastKnown.remove(resource);
+  }
+
+  /** Every limit this node last knew, for a restore. */
+  Map<String, LimitSpec> lastKnown() {
+    return new HashMap<>(lastKnown);
+  }
+
+  /** The waiting room of a cached limit, for messages. */
+  String maxWaitingOf(String resource) {
+    Cfg c = limits.get(resource);
+    return c == null ? "?" : Integer.toString(c.spec.maxWaiting());
+  }
+
+  String newVersion() {
+    return Long.toHexString(random.nextLong() & Long.MAX_VALUE);
+  }
+
+  static Map<String, String> encode(LimitSpec s, String version) {
+    Map<String, String> f = new LinkedHashMap<>();
+    f.put("ver", version);
+    f.put("dims", String.join(",", s.rates().stream().map(RateSpec::name).toList()));
+    for (RateSpec r : s.rates()) {
+      f.put("a:" + r.name(), Long.toString(r.amount()));
+      f.put("p:" + r.name(), Long.toString(r.period().toNanos()));
+      f.put("b:" + r.name(), Long.toString(r.burst()));
+    }
+    f.put("conc", Long.toString(s.concurrency()));
+    f.put("lease", Long.toString(s.leaseTtl().toNanos() / 1000));
+    f.put("maxw", Integer.toString(s.maxWaiting()));
+    return f;
+  }
+
+  static Cfg decode(String resource, Map<String, String> f) {
+    List<RateSpec> rates = new ArrayList<>();
+    String dims = f.getOrDefault("dims", "");
+    if (!dims.isEmpty()) {
+      for (String d : dims.split(",")) {
+        rates.add(
+            new RateSpec(
+                d,
+                Long.parseLong(f.get("a:" + d)),
+                Duration.ofNanos(Long.parseLong(f.get("p:" + d))),
+                Long.parseLong(f.get("b:" + d))));
+      }
+    }
+    LimitSpec spec =
+        new LimitSpec(
+            resource,
+            rates,
+            Long.parseLong(f.get("conc")),
+            Integer.parseInt(f.get("maxw")),
+            Duration.ofNanos(Long.parseLong(f.get("lease")) * 1000));
+    return new Cfg(spec, f.get("ver"));
+  }
+
+  /** The names of every limit in Redis. */
+  Set<String> names() {
+    try {
+      return store.sync().smembers(LIMITS_KEY);
+    } catch (RedisException e) {
+      throw store.unavailable(e);
+    }
+  }
+
+  /** The limits whose names start with {@code prefix}, sorted by name. */
+  List<LimitSpec> list(String prefix) {
+    String p = prefix == null ? "" : prefix;
+    List<LimitSpec> out = new ArrayList<>();
+    for (String name : names()) {
+      if (name.startsWith(p)) {
+        Cfg c = limits.get(name);
+        if (c == null) {
+          c = fetch(name);
+        }
+        if (c != null) {
+          out.add(c.spec);
+        }
+      }
+    }
+    out.sort(Comparator.comparing(LimitSpec::resource));
+    return out;
+  }
+
+  /** Reloads every limit from Redis: the node's "last known config". */
+  void reload() {
+    Set<String> names = names();
+    for (String name : names) {
+      if (fetch(name) == null) {
+        store.sync().srem(LIMITS_KEY, name); // deleted halfway: finish the job
+      }
+    }
+    limits.keySet().removeIf(k -> !names.contains(k));
+    if (!names.isEmpty() || lastKnown.isEmpty()) {
+      // An empty set may be a store that lost its data: keep what we knew for the restore.
+      lastKnown.keySet().removeIf(k -> !names.contains(k));
+    }
+  }
+
+  /** Housekeeping's part: a full reload every 30 s. */
+  void refresh(long nowNanos) {
+    if (nowNanos - lastFullReload > TimeUnit.SECONDS.toNanos(30)) {
+      lastFullReload = nowNanos;
+      reload();
+    }
+  }
+
+  /** For tests: {cached limits, last known ones}. */
+  int[] sizes() {
+    return new int[] {limits.size(), lastKnown.size()};
+  }
+}

@@ -1,0 +1,391 @@
+package dev.sluice.server.engine;
+
+import io.lettuce.core.AbstractRedisClient;
+import io.lettuce.core.ClientOptions;
+import io.lettuce.core.RedisClient;
+import io.lettuce.core.RedisException;
+import io.lettuce.core.RedisNoScriptException;
+import io.lettuce.core.RedisURI;
+import io.lettuce.core.ScriptOutputType;
+import io.lettuce.core.SocketOptions;
+import io.lettuce.core.TimeoutOptions;
+import io.lettuce.core.api.StatefulConnection;
+import io.lettuce.core.cluster.ClusterClientOptions;
+import io.lettuce.core.cluster.RedisClusterClient;
+import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
+import io.lettuce.core.cluster.api.sync.RedisClusterCommands;
+import io.lettuce.core.pubsub.RedisPubSubAdapter;
+import io.lettuce.core.pubsub.StatefulRedisPubSubConnection;
+import io.lettuce.core.resource.ClientResources;
+import io.lettuce.core.resource.DefaultClientResources;
+import io.lettuce.core.resource.Delay;
+import java.io.IOException;
+import java.security.SecureRandom;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BiConsumer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A node's connection to the shared Redis, standalone, Sentinel or Cluster: one client, one
+ * pipelined connection for commands, one for pub/sub. The engine, the API keys ({@link
+ * #sharedHash}) and the buffers share it. It also keeps the node's view of whether Redis is
+ * reachable: every caller that hears from Redis or fails to tells it, and health follows it.
+ */
+public final class RedisStore implements AutoCloseable {
+
+  private static final Logger log = LoggerFactory.getLogger(RedisStore.class);
+
+  private final String uri;
+  private final String nodeId;
+  private final Ticker ticker; // null: System.nanoTime
+  private final ClientResources resources;
+  private final AbstractRedisClient client;
+  private final StatefulConnection<String, String> connection;
+  private final RedisClusterCommands<String, String> sync;
+  private final RedisClusterAsyncCommands<String, String> async;
+  private final StatefulRedisPubSubConnection<String, String> pubsub;
+  private volatile boolean reachable = true;
+  private volatile long unreachableSince;
+
+  private RedisStore(Builder b) {
+    this.uri = b.uri;
+    this.nodeId = b.nodeId != null ? b.nodeId : newNodeId();
+    this.ticker = b.ticker;
+    Duration timeout = b.commandTimeout;
+    SocketOptions socket = SocketOptions.builder().connectTimeout(timeout).build();
+    // Reconnect soon after Redis is back (the default backs off to 30 s).
+    this.resources =
+        DefaultClientResources.builder()
+            .reconnectDelay(Delay.exponential(Duration.ofMillis(50), Duration.ofSeconds(1), 2, TimeUnit.MILLISECONDS))
+            .build();
+    TimeoutOptions timeouts = TimeoutOptions.enabled(timeout);
+    AbstractRedisClient madeClient = null;
+    try {
+      if (uri.startsWith("redis-cluster://") || uri.startsWith("rediss-cluster://")) {
+        boolean tls = uri.startsWith("rediss");
+        List<RedisURI> seeds = new ArrayList<>();
+        for (String hostPort : uri.substring(uri.indexOf("://") + 3).split(",")) {
+          seeds.add(RedisURI.create((tls ? "rediss://" : "redis://") + hostPort.trim()));
+        }
+        RedisClusterClient c = RedisClusterClient.create(resources, seeds);
+        c.setOptions(
+            ClusterClientOptions.builder()
+                .autoReconnect(true)
+                .disconnectedBehavior(ClientOptions.DisconnectedBehavior.REJECT_COMMANDS)
+                .socketOptions(socket)
+                .timeoutOptions(timeouts)
+                .build());
+        madeClient = c;
+        var conn = c.connect();
+        this.client = c;
+        this.connection = conn;
+        this.sync = conn.sync();
+        this.async = conn.async();
+        this.pubsub = c.connectPubSub();
+      } else {
+        RedisURI parsed = RedisURI.create(uri);
+        parsed.setTimeout(timeout);
+        RedisClient c = RedisClient.create(resources, parsed);
+        c.setOptions(
+            ClientOptions.builder()
+                .autoReconnect(true)
+                .disconnectedBehavior(ClientOptions.DisconnectedBehavior.REJECT_COMMANDS)
+                .socketOptions(socket)
+                .timeoutOptions(timeouts)
+                .build());
+        madeClient = c;
+        var conn = c.connect();
+        this.client = c;
+        this.connection = conn;
+        this.sync = conn.sync();
+        this.async = conn.async();
+        this.pubsub = c.connectPubSub();
+      }
+    } catch (RuntimeException e) {
+      if (madeClient != null) {
+        madeClient.shutdown(Duration.ZERO, Duration.ofSeconds(1));
+      }
+      resources.shutdown();
+      throw e;
+    }
+  }
+
+  /** A builder with the defaults documented on each setter. */
+  public static Builder builder() {
+    return new Builder();
+  }
+
+  /** Configures a {@link RedisStore}. */
+  public static final class Builder {
+    private String uri;
+    private String nodeId;
+    private Ticker ticker;
+    private Duration commandTimeout = Duration.ofSeconds(1);
+
+    private Builder() {}
+
+    /**
+     * Where Redis is: {@code redis://host:port}, {@code rediss://} for TLS, {@code
+     * redis-sentinel://host:26379,host2:26379#mymaster} (as Lettuce spells them), or {@code
+     * redis-cluster://host:7000,host:7001} for Redis Cluster seed nodes.
+     */
+    public Builder uri(String uri) {
+      if (uri == null || !(uri.startsWith("redis://") || uri.startsWith("rediss://")
+          || uri.startsWith("redis-sentinel://") || uri.startsWith("rediss-sentinel://")
+          || uri.startsWith("redis-cluster://") || uri.startsWith("rediss-cluster://")
+          || uri.startsWith("redis-socket://"))) {
+        throw new IllegalArgumentException(
+            "store '" + uri + "' is not a Redis URI: use redis://host:port, rediss://host:port,"
+                + " redis-sentinel://host:26379#master or redis-cluster://host:7000,host:7001");
+      }
+      this.uri = uri;
+      return this;
+    }
+
+    /** This node's id on the shared store; default a random one. */
+    public Builder nodeId(String id) {
+      if (id == null || !id.matches("[A-Za-z0-9._:-]{1,64}")) {
+        throw new IllegalArgumentException(
+            "node id '" + id + "' is invalid: use 1-64 characters of A-Z a-z 0-9 . _ : -, e.g."
+                + " node-1");
+      }
+      this.nodeId = id;
+      return this;
+    }
+
+    /** The clock of {@link #unreachableForNanos()}; default {@link System#nanoTime()}. */
+    public Builder ticker(Ticker ticker) {
+      this.ticker = Objects.requireNonNull(ticker, "ticker");
+      return this;
+    }
+
+    /** Longest wait for one Redis call before answering UNAVAILABLE; default 1 s. */
+    public Builder commandTimeout(Duration d) {
+      if (d.isNegative() || d.isZero()) {
+        throw new IllegalArgumentException("command timeout must be positive, e.g. 1s");
+      }
+      this.commandTimeout = d;
+      return this;
+    }
+
+    /**
+     * Connects.
+     *
+     * @throws IOException if Redis cannot be reached; the message names the URI and the fix
+     */
+    public RedisStore build() throws IOException {
+      if (uri == null) {
+        throw new IllegalStateException("uri is required: call uri(\"redis://host:port\")");
+      }
+      try {
+        return new RedisStore(this);
+      } catch (RedisException e) {
+        throw cannotReach(uri, e);
+      }
+    }
+  }
+
+  static IOException cannotReach(String uri, RedisException e) {
+    return new IOException(
+        "cannot reach Redis at " + redact(uri) + " (" + rootMessage(e) + "): start Redis there"
+            + " or fix --store",
+        e);
+  }
+
+  private static String newNodeId() {
+    return "n" + Long.toString(new SecureRandom().nextLong() & 0xffffffffffL, 36);
+  }
+
+  /** This node's id on the shared store. */
+  public String nodeId() {
+    return nodeId;
+  }
+
+  /** The store, without credentials, for logs. */
+  public String describe() {
+    return redact(uri);
+  }
+
+  /** Commands, pipelined on the shared connection, replies handled on Lettuce's event loop. */
+  public RedisClusterAsyncCommands<String, String> async() {
+    return async;
+  }
+
+  /** The same connection, waiting for each reply (never call from a transport thread). */
+  public RedisClusterCommands<String, String> sync() {
+    return sync;
+  }
+
+  /**
+   * A new connection of its own, for blocking reads (XREAD BLOCK) that must not hold up the
+   * shared one; the caller closes it.
+   */
+  public StatefulConnection<String, String> openConnection() {
+    return client instanceof RedisClusterClient c ? c.connect() : ((RedisClient) client).connect();
+  }
+
+  /** True on a Redis Cluster, where one command's keys must share a hash slot. */
+  public boolean isCluster() {
+    return client instanceof RedisClusterClient;
+  }
+
+  /**
+   * The hash {@code sluice:<name>} on this store, shared by every node (the API keys live in
+   * {@code sluice:keys}).
+   */
+  public SharedHash sharedHash(String name) {
+    String key = "sluice:" + name;
+    return new SharedHash() {
+      @Override
+      public Map<String, String> all() {
+        return sync.hgetall(key);
+      }
+
+      @Override
+      public void put(String field, String value) {
+        sync.hset(key, field, value);
+      }
+
+      @Override
+      public boolean delete(String field) {
+        return sync.hdel(key, field) > 0;
+      }
+    };
+  }
+
+  /** Hands every message on {@code channels} to {@code listener}, on Lettuce's event loop. */
+  void subscribe(BiConsumer<String, String> listener, String... channels) {
+    pubsub.addListener(
+        new RedisPubSubAdapter<>() {
+          @Override
+          public void message(String channel, String message) {
+            listener.accept(channel, message);
+          }
+        });
+    pubsub.sync().subscribe(channels);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Reachability
+
+  /** False from a failed call until the next answered one. */
+  public boolean reachable() {
+    return reachable;
+  }
+
+  /** How long Redis has been unreachable, on this store's ticker; 0 while reachable. */
+  long unreachableForNanos() {
+    return reachable ? 0 : (ticker == null ? System.nanoTime() : ticker.read()) - unreachableSince;
+  }
+
+  /** Notes an answer from Redis. */
+  void markReachable() {
+    if (!reachable) {
+      reachable = true;
+      log.info("Redis at {} is reachable again", redact(uri));
+    }
+  }
+
+  /** Notes a failed call; returns the error to answer with (UNAVAILABLE, naming the fix). */
+  EngineException unavailable(RedisException e) {
+    if (reachable) {
+      unreachableSince = ticker == null ? System.nanoTime() : ticker.read();
+      reachable = false;
+      log.error("Redis at {} is unreachable: {}; answering UNAVAILABLE until it is back",
+          redact(uri), rootMessage(e));
+    }
+    return new EngineException(
+        EngineException.Reason.UNAVAILABLE,
+        "this node's Redis (" + redact(uri) + ") is unreachable (" + rootMessage(e) + "): retry on"
+            + " another node or after Redis is back");
+  }
+
+  static String rootMessage(Throwable e) {
+    Throwable t = e;
+    while (t.getCause() != null && t.getCause() != t) {
+      t = t.getCause();
+    }
+    return t.getMessage() == null ? t.getClass().getSimpleName() : t.getMessage();
+  }
+
+  private static String redact(String uri) {
+    return uri.replaceAll("//[^@/]*@", "//***@");
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Scripts
+
+  /** Loads a Lua script; its calls load it again, once, if Redis forgot it (restart, failover). */
+  Script script(String text) {
+    return new Script(text, sync.scriptLoad(text));
+  }
+
+  /** A script loaded on this store, called by its SHA. */
+  final class Script {
+    private final String text;
+    private volatile String sha;
+
+    private Script(String text, String sha) {
+      this.text = text;
+      this.sha = sha;
+    }
+
+    /** EVALSHA, waiting for the reply; throws Lettuce's exceptions. */
+    List<Object> eval(String[] keys, String[] argv) {
+      try {
+        return sync.evalsha(sha, ScriptOutputType.MULTI, keys, argv);
+      } catch (RedisNoScriptException e) {
+        sha = sync.scriptLoad(text);
+        return sync.evalsha(sha, ScriptOutputType.MULTI, keys, argv);
+      }
+    }
+
+    /** EVALSHA without waiting. */
+    CompletableFuture<List<Object>> evalAsync(String[] keys, String[] argv) {
+      CompletableFuture<List<Object>> first;
+      try {
+        first = async.<List<Object>>evalsha(sha, ScriptOutputType.MULTI, keys, argv).toCompletableFuture();
+      } catch (RuntimeException e) {
+        return CompletableFuture.failedFuture(e);
+      }
+      return first.exceptionallyCompose(
+          error -> {
+            Throwable t = error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
+            if (!(t instanceof RedisNoScriptException)) {
+              return CompletableFuture.failedFuture(t);
+            }
+            return async
+                .scriptLoad(text)
+                .toCompletableFuture()
+                .thenCompose(
+                    loaded -> {
+                      sha = loaded;
+                      return async.<List<Object>>evalsha(loaded, ScriptOutputType.MULTI, keys, argv)
+                          .toCompletableFuture();
+                    });
+          });
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  /** Closes the connections and the client; for a crash too (no goodbyes are said here). */
+  @Override
+  public void close() {
+    try {
+      pubsub.close();
+      connection.close();
+    } finally {
+      client.shutdown(Duration.ZERO, Duration.ofSeconds(2));
+      resources.shutdown();
+    }
+  }
+}

@@ -1,0 +1,677 @@
+package dev.sluice.server.engine;
+
+import static dev.sluice.server.engine.RedisCalls.num;
+import static dev.sluice.server.engine.RedisCalls.word;
+
+import com.github.benmanes.caffeine.cache.Cache;
+import com.github.benmanes.caffeine.cache.Caffeine;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Supplier;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The acquires parked on this node and everything that reaches them: grants in script replies
+ * and on the node's pub/sub channel, deadlines, cancellations, and one wake-up per resource (at
+ * the instant the script computed, at most a heartbeat away).
+ *
+ * <p>Per resource, a {@link Local} holds the waiters and the wake-up. It exists while it holds
+ * either: the last waiter to leave (or the wake-up that finds none) drops it, and the next
+ * acquire makes a new one. Both happen under the map's lock ({@link #admit} registers inside
+ * {@code compute}, {@link #freeIfIdle} checks inside {@code computeIfPresent}), so a waiter is
+ * never put into a dropped one.
+ */
+final class RedisWaiters {
+
+  private static final Logger log = LoggerFactory.getLogger(RedisEngine.class);
+  static final Duration HEARTBEAT = Duration.ofSeconds(1);
+  static final String CONFIG_CHANNEL = "sluice:config";
+
+  final RedisCalls calls;
+  final RedisLimits limits;
+  final RedisBatches batches;
+  private final Scheduler scheduler;
+  private final String nodeId;
+  /** Pub/sub news is handled here, off Lettuce's event loop, since handling it calls Redis. */
+  final ExecutorService events =
+      Executors.newSingleThreadExecutor(
+          r -> {
+            Thread t = new Thread(r, "sluice-redis-events");
+            t.setDaemon(true);
+            return t;
+          });
+  private final ConcurrentHashMap<String, Local> locals = new ConcurrentHashMap<>();
+  /** Recent waits per resource, for stats; dropped when deleted or idle (see WaitStats#idle). */
+  private final ConcurrentHashMap<String, WaitStats> waits = new ConcurrentHashMap<>();
+  private final AtomicLong arrivals = new AtomicLong();
+  /** Permits handed to a local caller (or given back) lately: a second delivery is a no-op. */
+  private final Cache<String, Boolean> delivered;
+  volatile boolean closed;
+
+  RedisWaiters(RedisCalls calls, RedisLimits limits, Scheduler scheduler) {
+    this.calls = calls;
+    this.limits = limits;
+    this.scheduler = scheduler;
+    this.nodeId = calls.nodeId;
+    this.batches = new RedisBatches(calls, this);
+    this.delivered =
+        Caffeine.newBuilder()
+            .ticker(calls::nanoNow)
+            .expireAfterWrite(Duration.ofMinutes(2))
+            .maximumSize(1_000_000)
+            .build();
+  }
+
+  /** This node's waiters on one resource and its one wake-up. */
+  private static final class Local {
+    final ConcurrentHashMap<String, RWaiter> waiters = new ConcurrentHashMap<>();
+    Scheduler.Cancellable wake; // guarded by this
+    long wakeAt; // guarded by this
+
+    synchronized boolean idle() {
+      return waiters.isEmpty() && wake == null;
+    }
+  }
+
+  /** One acquire parked on this node. */
+  static final class RWaiter implements Ticket {
+    static final int WAITING = 0;
+    static final int GRANTED = 1;
+    static final int CLAIMED = 2;
+    static final int RETURNED = 3;
+    static final int ENDED = 4;
+
+    private final RedisWaiters owner;
+    final String resource;
+    final String requestId;
+    volatile Map<String, Long> load; // as charged; set again if the limit changed meanwhile
+    final Lane lane;
+    /** Arrival order on this node: ending a resource's waiters goes in line order. */
+    final long arrival;
+    final long timeoutNanos;
+    /** Replaced by a retry of its request id on this node: its entry belongs to the retry. */
+    volatile boolean takenOver;
+    final CompletableFuture<Grant> future = new CompletableFuture<>();
+    final AtomicInteger status = new AtomicInteger(WAITING);
+    volatile Scheduler.Cancellable timeout;
+    volatile Grant grant;
+
+    private RWaiter(
+        RedisWaiters owner, String resource, String requestId, Map<String, Long> load, Lane lane,
+        long timeoutNanos) {
+      this.owner = owner;
+      this.resource = resource;
+      this.requestId = requestId;
+      this.load = load;
+      this.lane = lane;
+      this.timeoutNanos = timeoutNanos;
+      this.arrival = owner.arrivals.incrementAndGet();
+    }
+
+    @Override
+    public CompletableFuture<Grant> future() {
+      return future;
+    }
+
+    @Override
+    public boolean claim() {
+      return status.compareAndSet(GRANTED, CLAIMED);
+    }
+
+    @Override
+    public void cancel() {
+      owner.cancelLocal(this);
+    }
+
+    /** This waiter, but its {@link #cancel()} does not wait for Redis: see Engine#acquireAsync. */
+    Ticket asyncTicket() {
+      RWaiter w = this;
+      return new Ticket() {
+        @Override
+        public CompletableFuture<Grant> future() {
+          return future;
+        }
+
+        @Override
+        public boolean claim() {
+          return w.claim();
+        }
+
+        @Override
+        public void cancel() {
+          if (status.get() == WAITING) {
+            owner.events.execute(w::cancel); // a round trip to leave the queue
+          } else {
+            w.cancel(); // gives an unclaimed grant back without waiting
+          }
+        }
+      };
+    }
+  }
+
+  RWaiter newWaiter(String resource, String requestId, Map<String, Long> load, Lane lane, long timeoutNanos) {
+    return new RWaiter(this, resource, requestId, load, lane, timeoutNanos);
+  }
+
+  /** Charges the load by the limit {@code c}, registers the waiter and queues the op. */
+  void admit(RedisBatches.AcquireOp op, RedisLimits.Cfg c) {
+    RWaiter w = op.w;
+    Map<String, Long> charged;
+    try {
+      charged = Validation.load(c.spec(), op.requested);
+    } catch (EngineException ex) {
+      calls.countRejected(w.resource, "invalid");
+      throw ex;
+    }
+    w.load = charged;
+    op.version = c.version();
+    RWaiter[] earlier = new RWaiter[1];
+    locals.compute(
+        w.resource,
+        (k, cur) -> {
+          Local local = cur != null ? cur : new Local();
+          earlier[0] = local.waiters.put(w.requestId, w);
+          return local;
+        });
+    if (earlier[0] != null && earlier[0] != w) {
+      // A retry of a request id still parked here: it takes the waiter over in its place
+      // (Engine#acquire); whoever waited on the earlier ticket hears so. Its entry in Redis is
+      // the retry's now: nothing of the earlier one may take it out of line.
+      earlier[0].takenOver = true;
+      endLocal(earlier[0], takenOver(w.resource, w.requestId));
+    }
+    batches.submit(w.resource, op);
+  }
+
+  /** Drops a resource's table if nothing is parked on it and no wake-up is scheduled. */
+  private void freeIfIdle(String resource, Local local) {
+    if (local.idle()) {
+      locals.computeIfPresent(resource, (k, cur) -> cur == local && cur.idle() ? null : cur);
+    }
+  }
+
+  /** Drops a waiter from this node's table (it is not waiting in Redis). */
+  void forget(RWaiter w) {
+    Local local = locals.get(w.resource);
+    if (local != null && local.waiters.remove(w.requestId, w)) {
+      freeIfIdle(w.resource, local);
+    }
+  }
+
+  /** Redis queued the waiter: its deadline starts, unless it ended meanwhile. */
+  void queued(RWaiter w) {
+    int status = w.status.get();
+    if (status == RWaiter.WAITING) {
+      w.timeout = scheduler.schedule(() -> expire(w), w.timeoutNanos);
+    } else if (status == RWaiter.ENDED && !w.takenOver) {
+      // Cancelled before Redis saw it: it must not wait there for nobody.
+      events.execute(() -> leaveQuietly(w));
+    }
+  }
+
+  /** Takes a waiter that was cancelled before Redis queued it out of the line again. */
+  private void leaveQuietly(RWaiter w) {
+    try {
+      List<Object> reply = calls.call(w.resource, "leave", w.requestId, "cancelled", "1");
+      switch (word(reply)) {
+        case "LEFT" -> afterDrain(w.resource, reply, 2);
+        case "GRANTED" -> {
+          if (nodeId.equals(reply.get(5))
+              && delivered.asMap().putIfAbsent(w.resource + "\t" + reply.get(1), Boolean.TRUE) == null) {
+            giveBack(w.resource, (String) reply.get(1));
+          }
+        }
+        default -> {}
+      }
+    } catch (EngineException e) {
+      // Redis away: the waiter's deadline or our missing heartbeat takes it out.
+    }
+  }
+
+  static CancellationException takenOver(String resource, String rid) {
+    return new CancellationException(
+        "acquire " + rid + " on '" + resource + "' was taken over by a retry with the same request id");
+  }
+
+  /** Hands a retry the permit its request id holds (delivered before, maybe on this node). */
+  void grantAgain(RWaiter w, String permitId, long waitedMicros, long leaseMicros) {
+    Grant g = new Grant(permitId, w.resource, w.load, leaseMicros * 1000, Math.max(0, waitedMicros) * 1000);
+    boolean mine;
+    synchronized (w) {
+      mine = w.status.get() == RWaiter.WAITING;
+      if (mine) {
+        w.grant = g;
+        w.status.set(RWaiter.GRANTED);
+      }
+    }
+    if (mine) {
+      w.future.complete(g);
+    }
+  }
+
+  /**
+   * Delivers a grant to a local waiter, or gives it back if the waiter has ended. A permit
+   * can reach this node twice (in a reply and on the channel): the second time is ignored.
+   */
+  void grant(RWaiter w, String permitId, long waitedMicros, long leaseMicros) {
+    if (delivered.getIfPresent(w.resource + "\t" + permitId) != null) {
+      return;
+    }
+    Grant g = new Grant(permitId, w.resource, w.load, leaseMicros * 1000, Math.max(0, waitedMicros) * 1000);
+    boolean mine;
+    synchronized (w) {
+      mine = w.status.get() == RWaiter.WAITING;
+      if (mine) {
+        w.grant = g;
+        w.status.set(RWaiter.GRANTED);
+      }
+    }
+    if (mine) {
+      delivered.put(w.resource + "\t" + permitId, Boolean.TRUE);
+      Scheduler.Cancellable t = w.timeout;
+      if (t != null) {
+        t.cancel();
+      }
+      w.future.complete(g);
+      long now = calls.nanoNow();
+      waits.compute(
+          w.resource,
+          (k, s) -> {
+            WaitStats stats = s != null ? s : new WaitStats();
+            stats.record(g.waitedNanos(), now);
+            return stats;
+          });
+    } else {
+      giveBack(w.resource, permitId);
+    }
+  }
+
+  /** Returns a grant nobody took, in full, without waiting (it may run on Lettuce's thread). */
+  void giveBack(String resource, String permitId) {
+    RedisBatches.ReleaseOp op = new RedisBatches.ReleaseOp(permitId, "giveback", "-");
+    op.result.whenComplete(
+        (known, e) -> {
+          if (e != null) {
+            log.debug("give-back of {} on {} failed: {}", permitId, resource, e.getMessage());
+          }
+        });
+    batches.submit(resource, op);
+  }
+
+  /** Gives back a grant its waiter has not taken, once (cancel after the grant). */
+  void returnUnclaimed(RWaiter w) {
+    if (w.status.compareAndSet(RWaiter.GRANTED, RWaiter.RETURNED)) {
+      calls.count(w.resource, "cancelled");
+      giveBack(w.resource, w.grant.permitId());
+    }
+  }
+
+  /**
+   * Handles the common tail of a draining reply; {@code at} is the index of its "now": then
+   * come the wake-up delay, the lease, and (request id, permit, waited) per grant for this
+   * node. Schedules the wake-up.
+   */
+  void afterDrain(String resource, List<Object> reply, int at) {
+    long wake = num(reply.get(at + 1));
+    long lease = num(reply.get(at + 2));
+    int i = at + 3;
+    while (i + 2 < reply.size() && !"--".equals(reply.get(i))) {
+      String rid = (String) reply.get(i);
+      String permit = (String) reply.get(i + 1);
+      long waited = num(reply.get(i + 2));
+      deliver(resource, rid, permit, waited, lease);
+      i += 3;
+    }
+    scheduleWake(resource, wake);
+  }
+
+  private void deliver(String resource, String rid, String permit, long waitedMicros, long leaseMicros) {
+    Local local = locals.get(resource);
+    RWaiter w = local == null ? null : local.waiters.remove(rid);
+    if (w == null) {
+      if (delivered.asMap().putIfAbsent(resource + "\t" + permit, Boolean.TRUE) == null) {
+        // Its caller left between the grant and now: the permit goes back in full.
+        giveBack(resource, permit);
+      }
+      return;
+    }
+    freeIfIdle(resource, local);
+    grant(w, permit, waitedMicros, leaseMicros);
+  }
+
+  private void scheduleWake(String resource, long wakeMicros) {
+    Local local = locals.get(resource);
+    if (local == null) {
+      return;
+    }
+    synchronized (local) {
+      if (!local.waiters.isEmpty()) {
+        long delay = HEARTBEAT.toNanos();
+        if (wakeMicros >= 0) {
+          delay = Math.min(delay, wakeMicros * 1000);
+        }
+        long at = calls.nanoNow() + delay;
+        if (local.wake != null) {
+          if (local.wakeAt == at) {
+            return;
+          }
+          local.wake.cancel();
+        }
+        local.wakeAt = at;
+        local.wake = scheduler.schedule(() -> pump(resource, local), delay);
+        return;
+      }
+      if (local.wake != null) {
+        local.wake.cancel();
+        local.wake = null;
+      }
+    }
+    freeIfIdle(resource, local);
+  }
+
+  /** Runs the drain for a resource this node has waiters on (wake-up and heartbeat). */
+  private void pump(String resource, Local local) {
+    if (locals.get(resource) != local || closed) {
+      return; // a dropped table: nothing waits on it
+    }
+    synchronized (local) {
+      local.wake = null;
+    }
+    if (local.waiters.isEmpty()) {
+      freeIfIdle(resource, local);
+      return;
+    }
+    try {
+      List<Object> reply = calls.call(resource, "pump");
+      if (word(reply).equals("NOTFOUND")) {
+        deleted(resource);
+        return;
+      }
+      afterDrain(resource, reply, 2);
+    } catch (EngineException e) {
+      long away = calls.store.unreachableForNanos();
+      if (away > calls.nodeTimeoutMicros() * 1000) {
+        // The other nodes have dropped our waiters from the line by now: fail them, so their
+        // clients retry elsewhere (same request id: back in line at their old place).
+        failLocal(resource, () -> new EngineException(EngineException.Reason.UNAVAILABLE,
+            "this node lost contact with Redis for " + Duration.ofNanos(away).toMillis()
+                + " ms: retry on another node"));
+        return;
+      }
+      // Redis away: keep beating, the waiters' deadlines still run.
+      scheduleWake(resource, -1);
+    }
+  }
+
+  private void expire(RWaiter w) {
+    if (w.status.get() != RWaiter.WAITING) {
+      return;
+    }
+    List<Object> reply;
+    try {
+      reply = calls.call(w.resource, "leave", w.requestId, "timedout", "1");
+    } catch (EngineException e) {
+      endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos));
+      return;
+    }
+    switch (word(reply)) {
+      case "GRANTED" -> {
+        if (!nodeId.equals(reply.get(5))) {
+          // The client retried on another node, which holds the grant now.
+          endLocal(w, movedTo(w, reply.get(5)));
+          return;
+        }
+        // Granted just before the deadline and the news is still on its way: take it.
+        forget(w);
+        grant(w, (String) reply.get(1), num(reply.get(2)), num(reply.get(4)));
+      }
+      case "LEFT" -> {
+        endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos));
+        afterDrain(w.resource, reply, 2);
+      }
+      case "SERVED" -> {
+        // Granted at its deadline instant: the grant is in the reply (ours) or on its way.
+        afterDrain(w.resource, reply, 2);
+        if (!nodeId.equals(reply.get(1))) {
+          endLocal(w, movedTo(w, reply.get(1)));
+        }
+      }
+      case "MOVED" -> endLocal(w, movedTo(w, reply.get(1)));
+      default -> endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos));
+    }
+  }
+
+  private static EngineException movedTo(RWaiter w, Object node) {
+    return new EngineException(EngineException.Reason.UNAVAILABLE,
+        "acquire " + w.requestId + " was taken over by node " + node);
+  }
+
+  /** Ends a local waiter that is still waiting; false if it was granted or ended meanwhile. */
+  boolean endLocal(RWaiter w, Throwable why) {
+    forget(w);
+    boolean ended;
+    synchronized (w) {
+      ended = w.status.compareAndSet(RWaiter.WAITING, RWaiter.ENDED);
+    }
+    if (ended) {
+      Scheduler.Cancellable t = w.timeout;
+      if (t != null) {
+        t.cancel();
+      }
+      w.future.completeExceptionally(why);
+    }
+    return ended;
+  }
+
+  void cancelLocal(RWaiter w) {
+    if (w.status.get() == RWaiter.WAITING) {
+      try {
+        List<Object> reply = calls.call(w.resource, "leave", w.requestId, "cancelled", "1");
+        switch (word(reply)) {
+          case "LEFT" -> {
+            endLocal(w, cancelled(w.resource));
+            afterDrain(w.resource, reply, 2);
+          }
+          case "GRANTED" -> {
+            // Give it back only if the grant had not reached the caller meanwhile (then the
+            // GRANTED -> RETURNED step below gives it back, unless the caller took it).
+            if (endLocal(w, cancelled(w.resource)) && nodeId.equals(reply.get(5))) {
+              // Granted to us, news not here yet: it goes back.
+              delivered.put(w.resource + "\t" + reply.get(1), Boolean.TRUE);
+              giveBack(w.resource, (String) reply.get(1));
+            }
+          }
+          default -> endLocal(w, cancelled(w.resource));
+        }
+      } catch (EngineException e) {
+        endLocal(w, cancelled(w.resource));
+      }
+    }
+    returnUnclaimed(w);
+  }
+
+  static CancellationException cancelled(String resource) {
+    return new CancellationException("acquire on '" + resource + "' was cancelled by the caller");
+  }
+
+  /** Ends a waiter that another call took out of the line (cancel by request id). */
+  void left(String resource, String requestId) {
+    RWaiter w = localWaiter(resource, requestId);
+    if (w != null) {
+      endLocal(w, cancelled(resource));
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Messages from other nodes
+
+  static String nodeChannel(String node) {
+    return "sluice:node:" + node;
+  }
+
+  /** Listens on this node's channel and the config channel. */
+  void subscribe() {
+    calls.store.subscribe(
+        (channel, message) ->
+            events.execute(
+                () -> {
+                  try {
+                    onMessage(channel, message);
+                  } catch (RuntimeException e) {
+                    log.warn("could not handle message on {}: {}", channel, e.toString());
+                  }
+                }),
+        nodeChannel(nodeId),
+        CONFIG_CHANNEL);
+  }
+
+  private void onMessage(String channel, String message) {
+    String[] f = message.split("\t");
+    if (channel.equals(CONFIG_CHANNEL)) {
+      if (f.length > 2 && f[2].equals(nodeId)) {
+        // Our own change, applied when it was made. Acting on it again, late, could end the
+        // waiters of a limit created again since.
+        return;
+      }
+      // Another node changed a limit: forget our copy; a deletion ends our waiters.
+      limits.forget(f[1]);
+      if (f[0].equals("D")) {
+        limits.deleted(f[1]);
+        deleted(f[1]);
+      }
+      return;
+    }
+    switch (f[0]) {
+      case "G" -> deliver(f[1], f[2], f[3], Long.parseLong(f[4]), Long.parseLong(f[5]));
+      case "E" -> {
+        RWaiter w = localWaiter(f[1], f[2]);
+        if (w != null) {
+          endLocal(w, f[3].equals("timedout") ? notGrantedInTime(f[1], w.timeoutNanos) : cancelled(f[1]));
+        }
+      }
+      case "X" -> changed(f[1], f[2], f[3]);
+      case "D" -> deleted(f[1]);
+      default -> log.debug("ignoring message {}", message);
+    }
+  }
+
+  /** Ends a waiter whose load no longer fits its changed limit. */
+  void changed(String resource, String rid, Object why) {
+    RWaiter w = localWaiter(resource, rid);
+    if (w != null) {
+      endLocal(w, EngineException.invalid("limit of '" + resource + "' changed: " + why));
+    }
+  }
+
+  private RWaiter localWaiter(String resource, String rid) {
+    Local local = locals.get(resource);
+    return local == null ? null : local.waiters.get(rid);
+  }
+
+  /** The resource was deleted: its waiters end with NOT_FOUND and its stats go. */
+  void deleted(String resource) {
+    failLocal(resource, () -> EngineException.notFound(resource));
+    waits.remove(resource);
+  }
+
+  /** The store lost its data: every waiter ends (its line is gone). */
+  void failAll(Supplier<EngineException> why) {
+    for (String resource : List.copyOf(locals.keySet())) {
+      failLocal(resource, why);
+    }
+  }
+
+  private void failLocal(String resource, Supplier<EngineException> why) {
+    Local local = locals.get(resource);
+    if (local == null) {
+      return;
+    }
+    // In line order, highest lane first, as the memory store ends them.
+    List<RWaiter> all = new ArrayList<>(local.waiters.values());
+    all.sort(Comparator.comparingInt((RWaiter w) -> w.lane.ordinal()).thenComparingLong(w -> w.arrival));
+    for (RWaiter w : all) {
+      endLocal(w, why.get());
+    }
+    scheduleWake(resource, -1);
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Stats, housekeeping, shutdown
+
+  /** {p50, p99} of recent waits in seconds. */
+  double[] percentiles(String resource) {
+    WaitStats s = waits.get(resource);
+    return s == null ? new double[] {0, 0} : s.percentiles(calls.nanoNow());
+  }
+
+  /** Drops the wait stats of resources nothing was granted on lately, and expired deliveries. */
+  void housekeep() {
+    long now = calls.nanoNow();
+    for (String resource : List.copyOf(waits.keySet())) {
+      waits.computeIfPresent(resource, (k, s) -> s.idle(now) ? null : s);
+    }
+    delivered.cleanUp();
+  }
+
+  /** For tests: resources with a table of waiters, with wait stats, with remembered deliveries. */
+  int[] sizes() {
+    delivered.cleanUp();
+    return new int[] {locals.size(), waits.size(), (int) delivered.estimatedSize()};
+  }
+
+  /** Takes every waiter out of the line and ends it. */
+  void close(Supplier<EngineException> why) {
+    closed = true;
+    for (Map.Entry<String, Local> e : locals.entrySet()) {
+      for (RWaiter w : List.copyOf(e.getValue().waiters.values())) {
+        try {
+          calls.call(w.resource, "leave", w.requestId, "cancelled", "1");
+        } catch (EngineException ex) {
+          // Redis away: the others drop our waiters once our heartbeat stops.
+        }
+        endLocal(w, why.get());
+      }
+      synchronized (e.getValue()) {
+        if (e.getValue().wake != null) {
+          e.getValue().wake.cancel();
+        }
+      }
+    }
+  }
+
+  /** Stops every timer without a word, as a killed process would. */
+  void crash() {
+    closed = true;
+    for (Local local : locals.values()) {
+      synchronized (local) {
+        if (local.wake != null) {
+          local.wake.cancel();
+        }
+      }
+      for (RWaiter w : local.waiters.values()) {
+        Scheduler.Cancellable t = w.timeout;
+        if (t != null) {
+          t.cancel();
+        }
+      }
+    }
+  }
+
+  static EngineException notGrantedInTime(String resource, long timeoutNanos) {
+    return new EngineException(
+        EngineException.Reason.DEADLINE,
+        "not granted on '" + resource + "' within " + Duration.ofNanos(timeoutNanos)
+            + ": the resource is saturated; wait longer, lower the load or raise the limit");
+  }
+}
