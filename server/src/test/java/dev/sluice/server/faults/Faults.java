@@ -45,6 +45,7 @@ final class Faults {
   static FaultRun.Fault killRestart(Duration down, boolean fromDisk) {
     return of("redis kill -9, " + (fromDisk ? "AOF" : "empty") + " restart after " + down.toMillis() + " ms", run -> {
       RedisProcess r = run.redis.get(0);
+      run.history.counterMayReset |= !fromDisk;
       r.kill();
       TimeUnit.NANOSECONDS.sleep(down.toNanos());
       if (fromDisk) {

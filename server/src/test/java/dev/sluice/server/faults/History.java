@@ -118,6 +118,16 @@ final class History {
       }
     });
 
+    // A retried request id gets one permit: the coordinators granted no more than the callers
+    // got, could have got (indeterminate) or still wait for.
+    long coordinator = coordinatorGrants();
+    long callers = acquires.stream().filter(a -> a.outcome() == Outcome.OK || a.outcome() == Outcome.INDETERMINATE
+        || a.outcome() == Outcome.PENDING).count();
+    if (!counterMayReset && coordinator > callers) {
+      violations.add("coordinator grants " + coordinator + " exceed the " + callers
+          + " acquires that were or may have been granted: " + (coordinator - callers) + " granted twice or to no caller");
+    }
+
     // Every acquire ends by its deadline + 1 s; none is lost to a fault it outlives.
     for (Acquire a : sortedAcquires()) {
       if (a.outcome() == Outcome.PENDING) {
@@ -226,6 +236,17 @@ final class History {
     }
   }
 
+  /** The sum of the counter's increases between samples (a counter reset adds nothing). */
+  long coordinatorGrants() {
+    List<Sample> s = new ArrayList<>(samples);
+    s.sort(Comparator.comparingLong(Sample::before));
+    long grants = 0;
+    for (int i = 1; i < s.size(); i++) {
+      grants += Math.max(0, s.get(i).granted() - s.get(i - 1).granted());
+    }
+    return grants;
+  }
+
   List<Acquire> sortedAcquires() {
     List<Acquire> all = new ArrayList<>(acquires);
     all.sort(Comparator.comparingLong(Acquire::start));
@@ -255,13 +276,9 @@ final class History {
       }
       worstSecond = Math.max(worstSecond, j - i + 1);
     }
-    List<Sample> s = new ArrayList<>(samples);
-    long grants = 0;
-    for (int i = 1; i < s.size(); i++) {
-      grants += Math.max(0, s.get(i).granted() - s.get(i - 1).granted());
-    }
+    long grants = coordinatorGrants();
     StringBuilder b = new StringBuilder();
-    b.append(String.format("acquires %s; arrivals %d (%.1f/s over %.1f s), densest 1 s %d (bound %.0f);"
+    b.append(String.format("acquires %s; arrivals %d (%.1f/s over %.1f s), densest 1 s %d (burst + rate %.0f);"
             + " coordinator grants %d; longest arrival gap %.2f s from %s", byOutcome, times.size(),
         times.size() / ((end - origin) / 1e9), (end - origin) / 1e9, worstSecond, limit.bound(SEC)
             - limit.ratePerSecond() * limit.jitterNanos() / 1e9, grants, gap / 1e9, ms(gapAt)));

@@ -35,6 +35,17 @@ class StoreFaultsTest {
     }
   }
 
+  /** The control: no fault, a clean history (and the checker's figures for the baseline). */
+  @Test
+  void noFault() throws Exception {
+    row(FaultRun.Topology.STANDALONE, Faults.storeDelay(0, 0, Duration.ZERO));
+  }
+
+  // Failing today (issue 24, measured once each): the stall, the Sentinel and Cluster
+  // failovers, the slot migration and the AOF restart; the checker's output is in the issue's
+  // note. Lost waiters come from the SDK cutting calls off a NOT_SERVING node (NodeProber) while
+  // both nodes' store is away; the Cluster engine has no topology refresh (RedisEngine's
+  // ClusterClientOptions); grants beyond the callers' count come from retried request ids.
   @Test
   @Tag("fault-known")
   void redisStall() throws Exception {
@@ -60,7 +71,6 @@ class StoreFaultsTest {
   }
 
   @Test
-  @Tag("fault-known")
   void redisKilledRestartedEmpty() throws Exception {
     row(FaultRun.Topology.STANDALONE, Faults.killRestart(Duration.ofSeconds(3), false));
   }
@@ -72,25 +82,21 @@ class StoreFaultsTest {
   }
 
   @Test
-  @Tag("fault-known")
   void nodeLosesRedisReplies() throws Exception {
     row(FaultRun.Topology.STANDALONE, Faults.storeRepliesLost(0, Duration.ofSeconds(4)));
   }
 
   @Test
-  @Tag("fault-known")
   void nodeCutOffFromRedis() throws Exception {
     row(FaultRun.Topology.STANDALONE, Faults.storeCut(0, Duration.ofSeconds(4)));
   }
 
   @Test
-  @Tag("fault-known")
   void workersCutOffFromANode() throws Exception {
     row(FaultRun.Topology.STANDALONE, Faults.clientCut(0, Duration.ofSeconds(4)));
   }
 
   @Test
-  @Tag("fault-known")
   void workersLoseANodesReplies() throws Exception {
     row(FaultRun.Topology.STANDALONE, Faults.clientRepliesLost(0, Duration.ofSeconds(4)));
   }
