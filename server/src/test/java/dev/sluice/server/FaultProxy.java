@@ -26,8 +26,14 @@ import java.util.concurrent.TimeUnit;
  * while the proxy is blackholed and does not read more, so the rest waits in the kernel's socket
  * buffers. A connection opened while blackholed is accepted (the kernel does that anyway) but
  * carries nothing. An end closed by either side is passed on only while not blackholed.
+ *
+ * <p>One direction can be held alone: {@link #holdReplies()} holds what the upstream sends (a
+ * node's commands still run in Redis, their answers are lost to it), {@link #holdRequests()}
+ * what the client sends. Held bytes are delivered on {@link #restore()}, as TCP retransmission
+ * would deliver them when a path that dropped packets heals; a {@link #resetAll()} before the
+ * restore loses them instead. {@link #delay(int)} holds every chunk for a fixed time.
  */
-final class FaultProxy implements AutoCloseable {
+public final class FaultProxy implements AutoCloseable {
 
   private record Link(Socket client, Socket upstream) {}
 
@@ -40,54 +46,73 @@ final class FaultProxy implements AutoCloseable {
   private final List<Link> links = new CopyOnWriteArrayList<>();
   private volatile int upstreamPort;
   private volatile int maxLatencyMillis;
-  private boolean blackholed; // guarded by this
+  private volatile int delayMillis;
+  private boolean requestsHeld; // guarded by this
+  private boolean repliesHeld; // guarded by this
   private volatile boolean closed;
 
-  FaultProxy(int upstreamPort) throws IOException {
+  public FaultProxy(int upstreamPort) throws IOException {
     this.upstreamPort = upstreamPort;
     this.listener = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
     threads.execute(this::accept);
   }
 
   /** The port clients connect to. */
-  int port() {
+  public int port() {
     return listener.getLocalPort();
   }
 
   /** Where new connections go from now on. */
-  void upstream(int port) {
+  public void upstream(int port) {
     this.upstreamPort = port;
   }
 
   /** Holds every forwarded chunk for a random 0..{@code millis} ms; 0 forwards at once. */
-  void latency(int millis) {
+  public void latency(int millis) {
     this.maxLatencyMillis = millis;
   }
 
-  /** Stops forwarding in both directions; sockets stay open. */
-  synchronized void blackhole() {
-    blackholed = true;
+  /** Holds every forwarded chunk for {@code millis} ms (added to {@link #latency}); 0 for none. */
+  public void delay(int millis) {
+    this.delayMillis = millis;
   }
 
-  /** Forwards again, starting with what was held. */
-  synchronized void restore() {
-    blackholed = false;
+  /** Stops forwarding in both directions; sockets stay open. */
+  public synchronized void blackhole() {
+    requestsHeld = true;
+    repliesHeld = true;
+  }
+
+  /** Stops forwarding what the upstream sends; what the client sends still goes through. */
+  public synchronized void holdReplies() {
+    repliesHeld = true;
+  }
+
+  /** Stops forwarding what the client sends; what the upstream sends still goes through. */
+  public synchronized void holdRequests() {
+    requestsHeld = true;
+  }
+
+  /** Forwards again in both directions, starting with what was held. */
+  public synchronized void restore() {
+    requestsHeld = false;
+    repliesHeld = false;
     notifyAll();
   }
 
-  private synchronized void awaitOpen() throws InterruptedException {
-    while (blackholed && !closed) {
+  private synchronized void awaitOpen(boolean reply) throws InterruptedException {
+    while ((reply ? repliesHeld : requestsHeld) && !closed) {
       wait();
     }
   }
 
   /** Aborts every open connection with an RST to both ends; returns how many. */
-  int resetAll() {
+  public int resetAll() {
     return cut(true);
   }
 
   /** Closes every open connection with a FIN to both ends; returns how many. */
-  int dropAll() {
+  public int dropAll() {
     return cut(false);
   }
 
@@ -125,29 +150,30 @@ final class FaultProxy implements AutoCloseable {
         client.setTcpNoDelay(true);
         upstream.setTcpNoDelay(true);
         links.add(new Link(client, upstream));
-        threads.execute(() -> copy(client, upstream));
-        threads.execute(() -> copy(upstream, client));
+        threads.execute(() -> copy(client, upstream, false));
+        threads.execute(() -> copy(upstream, client, true));
       } catch (IOException e) {
         // closed
       }
     }
   }
 
-  private void copy(Socket from, Socket to) {
+  private void copy(Socket from, Socket to, boolean reply) {
     byte[] buffer = new byte[16 * 1024];
     try {
       InputStream in = from.getInputStream();
       OutputStream out = to.getOutputStream();
       for (int n; (n = in.read(buffer)) >= 0; ) {
-        awaitOpen();
+        awaitOpen(reply);
         int latency = maxLatencyMillis;
-        if (latency > 0) {
-          TimeUnit.MILLISECONDS.sleep(ThreadLocalRandom.current().nextInt(latency + 1));
+        int hold = delayMillis + (latency > 0 ? ThreadLocalRandom.current().nextInt(latency + 1) : 0);
+        if (hold > 0) {
+          TimeUnit.MILLISECONDS.sleep(hold);
         }
         out.write(buffer, 0, n);
         out.flush();
       }
-      awaitOpen();
+      awaitOpen(reply);
       to.shutdownOutput();
     } catch (IOException | InterruptedException e) {
       closeQuietly(from);

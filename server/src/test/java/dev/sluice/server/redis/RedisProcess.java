@@ -32,8 +32,9 @@ import java.util.stream.Stream;
  * abruptly, not only shut it down politely.
  *
  * <p>Each instance owns a temp directory (Redis's {@code --dir}, and {@code redis.log} with the
- * server's output); nothing is persisted ({@code --save ""}, {@code --appendonly no}), so
- * {@link #restart()} always comes back empty. Instances still running when the JVM exits are
+ * server's output); nothing is persisted ({@code --save ""}, {@code --appendonly no}, unless the
+ * start arguments say {@code --appendonly yes}), and {@link #restart()} always comes back empty;
+ * {@link #restartFromDisk()} keeps the directory (an AOF restart). Instances still running when the JVM exits are
  * killed by a shutdown hook, so a forgotten {@link #close()} does not leak a server.
  *
  * <pre>{@code
@@ -65,6 +66,7 @@ public final class RedisProcess implements AutoCloseable {
   private final Path dir;
   private final Path log;
   private final List<String> extraArgs;
+  private Path configFile; // first argument when set (a sentinel needs a writable config file)
   private int port;
   private Process process;
   private boolean closed;
@@ -191,10 +193,97 @@ public final class RedisProcess implements AutoCloseable {
     }
     kill();
     clearData();
+    relaunch();
+  }
+
+  /**
+   * Kills the server if it runs, then starts it again on the same port keeping its directory:
+   * with {@code "--appendonly", "yes"} among the start arguments it comes back from its AOF.
+   */
+  public synchronized void restartFromDisk() throws InterruptedException {
+    if (closed) {
+      throw new IllegalStateException("closed");
+    }
+    kill();
+    relaunch();
+  }
+
+  /** Starts the killed server again on its port, with its directory as it is. */
+  public synchronized void relaunch() throws InterruptedException {
+    if (closed) {
+      throw new IllegalStateException("closed");
+    }
+    if (process != null) {
+      throw new IllegalStateException("still running: kill() first");
+    }
     try {
       launch(binary(), port);
     } catch (PortTakenException e) {
       throw new IllegalStateException("port " + port + " was taken while redis-server was down", e);
+    }
+  }
+
+  /**
+   * Stalls the server: {@code CLIENT PAUSE <millis> ALL}, so every client's commands wait
+   * (Redis 6.2 and later) until the pause ends on its own.
+   */
+  public void pause(Duration d) {
+    String reply = command(port(), "CLIENT PAUSE " + d.toMillis() + " ALL");
+    if (!reply.equals("+OK")) {
+      throw new IllegalStateException("CLIENT PAUSE answered " + reply);
+    }
+  }
+
+  /** Whether the process runs (not killed). */
+  public synchronized boolean running() {
+    return process != null && process.isAlive();
+  }
+
+  /**
+   * Sends one inline command over a raw connection and returns the first line of its reply,
+   * without CRLF ({@code +OK}, {@code -ERR ...}, {@code :1}, {@code $5} for a bulk string).
+   */
+  public String command(String inline) {
+    return command(port(), inline);
+  }
+
+  /**
+   * Starts a Sentinel from the same binary ({@code redis-server <conf> --sentinel}) watching
+   * the primary {@code masterName} at {@code masterPort}: quorum {@code quorum}, a primary is
+   * down after {@code downAfter} and a failover may take {@code failoverTimeout}.
+   */
+  public static RedisProcess startSentinel(
+      String masterName, int masterPort, int quorum, Duration downAfter, Duration failoverTimeout)
+      throws InterruptedException {
+    Path dir;
+    try {
+      dir = Files.createTempDirectory("sluice-sentinel-");
+      Path conf = dir.resolve("sentinel.conf");
+      Files.writeString(conf, String.join("\n",
+          "sentinel monitor " + masterName + " " + HOST + " " + masterPort + " " + quorum,
+          "sentinel down-after-milliseconds " + masterName + " " + downAfter.toMillis(),
+          "sentinel failover-timeout " + masterName + " " + failoverTimeout.toMillis(),
+          "sentinel parallel-syncs " + masterName + " 1",
+          ""));
+      RedisProcess sentinel = new RedisProcess(dir, List.of("--sentinel"));
+      sentinel.configFile = conf;
+      try {
+        for (int attempt = 1; ; attempt++) {
+          try {
+            sentinel.launch(binary(), freePort());
+            return sentinel;
+          } catch (PortTakenException e) {
+            if (attempt == START_ATTEMPTS) {
+              throw new IllegalStateException("a sentinel could not bind a free port", e);
+            }
+          }
+        }
+      } catch (RuntimeException | InterruptedException | Error e) {
+        sentinel.close();
+        throw e;
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
     }
   }
 
@@ -225,16 +314,19 @@ public final class RedisProcess implements AutoCloseable {
   private void launch(String binary, int port) throws InterruptedException {
     this.port = port;
     long logMark = logSize();
-    List<String> command =
-        new ArrayList<>(
-            List.of(
-                binary,
-                "--port", Integer.toString(port),
-                "--bind", HOST,
-                "--save", "",
-                "--appendonly", "no",
-                "--protected-mode", "no",
-                "--dir", dir.toString()));
+    List<String> command = new ArrayList<>(List.of(binary));
+    if (configFile != null) {
+      command.add(configFile.toString());
+    }
+    command.addAll(
+        List.of(
+            "--port", Integer.toString(port),
+            "--bind", HOST,
+            "--protected-mode", "no",
+            "--dir", dir.toString()));
+    if (configFile == null) {
+      command.addAll(List.of("--save", "", "--appendonly", "no")); // later arguments may override
+    }
     command.addAll(extraArgs);
     ProcessBuilder builder =
         new ProcessBuilder(command)
