@@ -18,9 +18,14 @@ import java.util.Objects;
 import java.util.Optional;
 import java.util.TreeMap;
 import java.util.concurrent.CancellationException;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -60,6 +65,14 @@ public final class MemoryEngine implements Engine {
   private final String idPrefix = Long.toString(System.nanoTime() & 0xffffffL, 36) + "-";
   private final AtomicLong ids = new AtomicLong();
   private volatile boolean closed;
+  /** Writes limits.json (and syncs it) off the callers' threads, one change at a time. */
+  private final ExecutorService writer =
+      Executors.newSingleThreadExecutor(
+          r -> {
+            Thread t = new Thread(r, "sluice-limits-writer");
+            t.setDaemon(true);
+            return t;
+          });
 
 
   private MemoryEngine(Builder b) throws IOException {
@@ -388,8 +401,7 @@ public final class MemoryEngine implements Engine {
   // ---------------------------------------------------------------------------------------
   // Worker operations
 
-  @Override
-  public Ticket acquire(
+  private Ticket acquireNow(
       String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
     Objects.requireNonNull(lane, "lane");
     String rid = requestId == null || requestId.isEmpty() ? null : Validation.requestId(requestId);
@@ -537,8 +549,7 @@ public final class MemoryEngine implements Engine {
     return left;
   }
 
-  @Override
-  public boolean cancel(String resource, String requestId) {
+  private boolean cancelNow(String resource, String requestId) {
     Validation.requestId(requestId);
     entry(resource);
     Waiter w = withState(resource, (s, now, granted) -> s.queued(requestId));
@@ -586,8 +597,7 @@ public final class MemoryEngine implements Engine {
         });
   }
 
-  @Override
-  public boolean release(
+  private boolean releaseNow(
       String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused) {
     Objects.requireNonNull(permitId, "permitId");
     LimitEntry e = entry(resource);
@@ -607,8 +617,7 @@ public final class MemoryEngine implements Engine {
         });
   }
 
-  @Override
-  public List<String> renew(String resource, List<String> permitIds) {
+  private List<String> renewNow(String resource, List<String> permitIds) {
     entry(resource);
     return withState(
         resource,
@@ -619,13 +628,11 @@ public final class MemoryEngine implements Engine {
         });
   }
 
-  @Override
-  public long leaseTtlNanos(String resource) {
+  private long leaseTtlNanosNow(String resource) {
     return entry(resource).spec.leaseTtl().toNanos();
   }
 
-  @Override
-  public long report(
+  private long reportNow(
       String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining) {
     LimitEntry e = entry(resource);
     Validation.usage(e.spec, remaining, "remaining", true);
@@ -649,8 +656,7 @@ public final class MemoryEngine implements Engine {
   // ---------------------------------------------------------------------------------------
   // Admin operations
 
-  @Override
-  public boolean setLimit(LimitSpec limit) {
+  private boolean setLimitNow(LimitSpec limit) {
     LimitSpec spec = Validation.limit(limit, defaultMaxWaiting, defaultLease);
     boolean created;
     synchronized (storeLock) {
@@ -712,15 +718,13 @@ public final class MemoryEngine implements Engine {
     return b.toString();
   }
 
-  @Override
-  public Optional<LimitSpec> getLimit(String resource) {
+  private Optional<LimitSpec> getLimitNow(String resource) {
     Validation.resource(resource);
     LimitEntry e = limits.get(resource);
     return e == null ? Optional.empty() : Optional.of(e.spec);
   }
 
-  @Override
-  public List<LimitSpec> listLimits(String prefix) {
+  private List<LimitSpec> listLimitsNow(String prefix) {
     String p = prefix == null ? "" : prefix;
     return limits.values().stream()
         .map(e -> e.spec)
@@ -729,8 +733,7 @@ public final class MemoryEngine implements Engine {
         .toList();
   }
 
-  @Override
-  public void deleteLimit(String resource) {
+  private void deleteLimitNow(String resource) {
     Validation.resource(resource);
     LimitEntry gone;
     synchronized (storeLock) {
@@ -770,8 +773,7 @@ public final class MemoryEngine implements Engine {
     }
   }
 
-  @Override
-  public long pause(String resource, long nanos) {
+  private long pauseNow(String resource, long nanos) {
     entry(resource);
     long left =
         withState(
@@ -786,8 +788,7 @@ public final class MemoryEngine implements Engine {
     return left;
   }
 
-  @Override
-  public void resume(String resource) {
+  private void resumeNow(String resource) {
     entry(resource);
     withState(
         resource,
@@ -799,23 +800,127 @@ public final class MemoryEngine implements Engine {
     log.info("resumed {}", resource);
   }
 
-  @Override
-  public ResourceSnapshot stats(String resource) {
+  private ResourceSnapshot statsNow(String resource) {
     LimitEntry e = entry(resource);
     return withState(resource, (s, now, granted) -> snapshot(e, s, now));
   }
 
-  @Override
-  public List<ResourceSnapshot> stats() {
+  private List<ResourceSnapshot> statsNow() {
     List<ResourceSnapshot> out = new ArrayList<>();
-    for (LimitSpec spec : listLimits("")) {
+    for (LimitSpec spec : listLimitsNow("")) {
       try {
-        out.add(stats(spec.resource()));
+        out.add(statsNow(spec.resource()));
       } catch (EngineException ex) {
         // Deleted meanwhile.
       }
     }
     return out;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // The asynchronous face: every answer is ready on return, except limit changes (disk).
+
+  @Override
+  public Ticket acquire(
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
+    try {
+      return acquireNow(resource, load, lane, timeoutNanos, requestId);
+    } catch (EngineException e) {
+      return new RefusedTicket(e);
+    }
+  }
+
+  @Override
+  public CompletableFuture<Boolean> cancel(String resource, String requestId) {
+    return now(() -> cancelNow(resource, requestId));
+  }
+
+  @Override
+  public CompletableFuture<Boolean> release(
+      String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused) {
+    return now(() -> releaseNow(resource, permitId, actual, settle, unused));
+  }
+
+  @Override
+  public CompletableFuture<List<String>> renew(String resource, List<String> permitIds) {
+    return now(() -> renewNow(resource, permitIds));
+  }
+
+  @Override
+  public CompletableFuture<Long> leaseTtlNanos(String resource) {
+    return now(() -> leaseTtlNanosNow(resource));
+  }
+
+  @Override
+  public CompletableFuture<Long> report(
+      String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining) {
+    return now(() -> reportNow(resource, throttled, retryAfterNanos, remaining));
+  }
+
+  /** On the writer thread when the store is durable: it writes and syncs a file. */
+  @Override
+  public CompletableFuture<Boolean> setLimit(LimitSpec limit) {
+    return store.durable() ? write(() -> setLimitNow(limit)) : now(() -> setLimitNow(limit));
+  }
+
+  @Override
+  public CompletableFuture<Optional<LimitSpec>> getLimit(String resource) {
+    return now(() -> getLimitNow(resource));
+  }
+
+  @Override
+  public CompletableFuture<List<LimitSpec>> listLimits(String prefix) {
+    return now(() -> listLimitsNow(prefix));
+  }
+
+  /** On the writer thread when the store is durable, as {@link #setLimit}. */
+  @Override
+  public CompletableFuture<Void> deleteLimit(String resource) {
+    Supplier<Void> delete = () -> {
+      deleteLimitNow(resource);
+      return null;
+    };
+    return store.durable() ? write(delete) : now(delete);
+  }
+
+  @Override
+  public CompletableFuture<Long> pause(String resource, long nanos) {
+    return now(() -> pauseNow(resource, nanos));
+  }
+
+  @Override
+  public CompletableFuture<Void> resume(String resource) {
+    return now(() -> {
+      resumeNow(resource);
+      return null;
+    });
+  }
+
+  @Override
+  public CompletableFuture<ResourceSnapshot> stats(String resource) {
+    return now(() -> statsNow(resource));
+  }
+
+  @Override
+  public CompletableFuture<List<ResourceSnapshot>> stats() {
+    return now(this::statsNow);
+  }
+
+  private static <T> CompletableFuture<T> now(Supplier<T> op) {
+    try {
+      return CompletableFuture.completedFuture(op.get());
+    } catch (RuntimeException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+  }
+
+  /** Runs a limit change on the writer thread, so no caller's thread waits for the disk. */
+  private <T> CompletableFuture<T> write(Supplier<T> op) {
+    try {
+      return CompletableFuture.supplyAsync(op, writer);
+    } catch (RejectedExecutionException e) {
+      return CompletableFuture.failedFuture(shuttingDown());
+    }
   }
 
   private static ResourceSnapshot snapshot(LimitEntry e, ResourceState s, long now) {
@@ -868,6 +973,14 @@ public final class MemoryEngine implements Engine {
       return;
     }
     closed = true;
+    writer.shutdown(); // a change already taken is written; later ones are refused
+    try {
+      if (!writer.awaitTermination(10, TimeUnit.SECONDS)) {
+        log.error("a limit change was still being written after 10 s: check the data directory's disk");
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
     for (ResourceState s : List.copyOf(states.asMap().values())) {
       List<Waiter> failed;
       synchronized (s) {
