@@ -1,7 +1,6 @@
 package dev.sluice.server;
 
 import static dev.sluice.server.engine.SyncEngine.sync;
-
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;

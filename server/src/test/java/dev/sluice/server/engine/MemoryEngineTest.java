@@ -1,7 +1,6 @@
 package dev.sluice.server.engine;
 
 import static dev.sluice.server.engine.SyncEngine.sync;
-
 import static org.assertj.core.api.Assertions.assertThat;
 
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -51,6 +50,59 @@ class MemoryEngineTest {
 
   private static RateSpec rate(String dim, long amount, Duration period, long burst) {
     return new RateSpec(dim, amount, period, burst);
+  }
+
+  /**
+   * A limit change writes the store on the engine's writer thread, never the caller's (an event
+   * loop), and its future completes only once the write has returned: durable.
+   */
+  @Test
+  void limitChangesWriteTheStoreOffTheCallersThreadAndCompleteOnceWritten() throws Exception {
+    java.util.concurrent.CountDownLatch writing = new java.util.concurrent.CountDownLatch(1);
+    java.util.concurrent.CountDownLatch letGo = new java.util.concurrent.CountDownLatch(1);
+    List<String> writers = new java.util.concurrent.CopyOnWriteArrayList<>();
+    LimitStore slowDisk = new LimitStore() {
+      @Override
+      public List<LimitSpec> load() {
+        return List.of();
+      }
+
+      @Override
+      public void save(java.util.Collection<LimitSpec> limits) {
+        writers.add(Thread.currentThread().getName());
+        writing.countDown();
+        try {
+          letGo.await();
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+      }
+    };
+    engine = MemoryEngine.builder().ticker(clock).scheduler(clock).store(slowDisk).build();
+    try {
+      var created = engine.setLimit(new LimitSpec("r", List.of(), 1, 0, null));
+      writing.await();
+      assertThat(created).as("not durable yet: the write has not returned").isNotDone();
+      letGo.countDown();
+      assertThat(created.get(10, java.util.concurrent.TimeUnit.SECONDS)).isTrue();
+      sync(engine).deleteLimit("r");
+      assertThat(writers).hasSize(2).allSatisfy(t -> assertThat(t).isEqualTo("sluice-limits-writer"));
+    } finally {
+      letGo.countDown();
+      engine.close();
+    }
+  }
+
+  /** Every refusal of an acquire fails its ticket; acquire itself never throws (Engine's contract). */
+  @Test
+  void anAcquireRefusedHereFailsItsTicketInsteadOfThrowing() throws Exception {
+    engine = MemoryEngine.builder().ticker(clock).scheduler(clock).build();
+    Ticket t = engine.acquire("nowhere", Map.of(), Lane.DEFAULT, SEC);
+    assertThat(t.future()).isCompletedExceptionally();
+    assertThatThrownBy(() -> t.future().join())
+        .hasCauseInstanceOf(EngineException.class)
+        .cause()
+        .satisfies(e -> assertThat(((EngineException) e).reason()).isEqualTo(EngineException.Reason.NOT_FOUND));
   }
 
   @Test

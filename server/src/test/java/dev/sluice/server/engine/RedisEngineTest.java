@@ -1,7 +1,6 @@
 package dev.sluice.server.engine;
 
 import static dev.sluice.server.engine.SyncEngine.sync;
-
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
@@ -85,6 +84,42 @@ class RedisEngineTest {
   private static Grant awaitGrant(Ticket t) {
     await().atMost(Duration.ofSeconds(10)).until(() -> t.future().isDone());
     return t.future().join();
+  }
+
+  /**
+   * No method waits for Redis (issue 15, item 4): with Redis stalled for longer than a command
+   * may take (1 s), every call returns with its answer still to come. A method that waited would
+   * return a future already settled, with the answer or the store's refusal.
+   */
+  @Test
+  void noMethodWaitsForAStalledRedis() throws Exception {
+    RedisEngine a = node("a");
+    RedisEngine b = node("b"); // caches no limit: its reads of one go to Redis
+    limit(a, "c", 1, 0, Duration.ofMinutes(1));
+    limit(a, "gone", 1, 0, Duration.ofMinutes(1));
+    Grant held = acquire(a, "c", "r1").future().join();
+    redis.pause(Duration.ofSeconds(3));
+    Map<String, java.util.concurrent.CompletableFuture<?>> calls = new java.util.LinkedHashMap<>();
+    Ticket parked = a.acquire("c", Map.of(), Lane.DEFAULT, 600 * SEC, "r2");
+    calls.put("acquire", parked.future());
+    calls.put("renew", a.renew("c", List.of(held.permitId())));
+    calls.put("cancel", a.cancel("c", "r9"));
+    calls.put("report", a.report("c", false, 0, Map.of()));
+    calls.put("pause", a.pause("c", SEC));
+    calls.put("resume", a.resume("c"));
+    calls.put("stats(c)", a.stats("c"));
+    calls.put("stats()", a.stats());
+    calls.put("setLimit", a.setLimit(new LimitSpec("d", List.of(), 1, 0, Duration.ofMinutes(1))));
+    calls.put("deleteLimit", a.deleteLimit("gone"));
+    calls.put("listLimits", a.listLimits(""));
+    calls.put("release", a.release("c", held.permitId(), Map.of(), false, false));
+    calls.put("getLimit on b", b.getLimit("c"));
+    calls.put("leaseTtlNanos on b", b.leaseTtlNanos("c"));
+    calls.put("acquire on b", b.acquire("c", Map.of(), Lane.DEFAULT, 0, "r3").future());
+    calls.forEach((name, f) -> assertThat(f).as(name + " returned settled: it waited for Redis").isNotDone());
+    calls.remove("acquire"); // parked, as it should be
+    calls.forEach((name, f) -> await().atMost(Duration.ofSeconds(30)).until(f::isDone));
+    parked.cancel();
   }
 
   @Test
