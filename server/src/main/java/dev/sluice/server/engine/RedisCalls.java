@@ -153,16 +153,6 @@ final class RedisCalls {
         EngineException.Reason.UNAVAILABLE, "internal error on this node (" + t + "): retry");
   }
 
-  static RuntimeException rethrow(Throwable t) {
-    if (t instanceof RuntimeException r) {
-      return r;
-    }
-    if (t instanceof Error e) {
-      throw e;
-    }
-    return new IllegalStateException(t);
-  }
-
   static String word(List<Object> reply) {
     return (String) reply.get(0);
   }

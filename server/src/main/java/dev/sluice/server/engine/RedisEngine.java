@@ -2,7 +2,6 @@ package dev.sluice.server.engine;
 
 import static dev.sluice.server.engine.RedisCalls.encodeLoad;
 import static dev.sluice.server.engine.RedisCalls.num;
-import static dev.sluice.server.engine.RedisCalls.rethrow;
 import static dev.sluice.server.engine.RedisCalls.unexpected;
 import static dev.sluice.server.engine.RedisCalls.word;
 
@@ -38,8 +37,12 @@ import org.slf4j.LoggerFactory;
  * one wake-up, at the instant the script computed (at most {@link #HEARTBEAT} away, which is
  * also how the others know it is alive); waiters of a node that stopped beating are dropped.
  *
- * <p>Redis calls are synchronous with a short command timeout: a node whose Redis is away
- * answers UNAVAILABLE within that timeout and recovers by itself (Lettuce reconnects).
+ * <p>The {@link Engine} methods never wait for Redis: they use Lettuce's asynchronous API and
+ * finish on Lettuce's event loop, so what runs after a reply must never wait for Redis either.
+ * Calls have a short command timeout: a node whose Redis is away answers UNAVAILABLE within
+ * that timeout and recovers by itself (Lettuce reconnects). Work that is not a caller's (a
+ * waiter leaving, pub/sub news, housekeeping) still calls Redis synchronously, on the node's
+ * event thread or the scheduler's, never on an event loop.
  *
  * <p>The parts: {@link RedisStore} (the connection, shared with the API keys and the buffers),
  * {@link RedisCalls} (the script's calls), {@link RedisLimits} (the limit cache), {@link
