@@ -1,9 +1,12 @@
 package dev.sluice.server.engine;
 
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 
 /**
  * The coordinator's algorithm, independent of transport: token buckets, the waiting room,
@@ -115,8 +118,31 @@ public interface Engine extends AutoCloseable {
   /** Live state of one resource. */
   CompletableFuture<ResourceSnapshot> stats(String resource);
 
-  /** Live state of every resource, sorted by name. */
-  CompletableFuture<List<ResourceSnapshot>> stats();
+  /**
+   * Live state of every resource, sorted by name; a resource deleted meanwhile is left out. The
+   * resources are asked for all at once.
+   */
+  default CompletableFuture<List<ResourceSnapshot>> stats() {
+    return listLimits("")
+        .thenCompose(
+            specs -> {
+              List<CompletableFuture<ResourceSnapshot>> each = new ArrayList<>(specs.size());
+              for (LimitSpec spec : specs) {
+                each.add(
+                    stats(spec.resource())
+                        .exceptionally(
+                            error -> {
+                              if (EngineException.unwrap(error) instanceof EngineException e
+                                  && e.reason() == EngineException.Reason.NOT_FOUND) {
+                                return null;
+                              }
+                              throw error instanceof CompletionException c ? c : new CompletionException(error);
+                            }));
+              }
+              return CompletableFuture.allOf(each.toArray(CompletableFuture[]::new))
+                  .thenApply(done -> each.stream().map(CompletableFuture::join).filter(Objects::nonNull).toList());
+            });
+  }
 
   /**
    * Stops granting: every waiter fails with UNAVAILABLE, as does every later acquire. Leases

@@ -43,7 +43,7 @@ import org.slf4j.LoggerFactory;
  * lines for its {@link Builder} (every default documented on its setter) and because the
  * acquire / leave / cancel / give-back races read best side by side.
  */
-public final class MemoryEngine implements Engine {
+public final class MemoryEngine extends ImmediateEngine {
 
   private static final Logger log = LoggerFactory.getLogger(MemoryEngine.class);
   private static final long MIN_READ_GRACE = TimeUnit.MINUTES.toNanos(1);
@@ -401,7 +401,8 @@ public final class MemoryEngine implements Engine {
   // ---------------------------------------------------------------------------------------
   // Worker operations
 
-  private Ticket acquireNow(
+  @Override
+  Ticket acquireNow(
       String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
     Objects.requireNonNull(lane, "lane");
     String rid = requestId == null || requestId.isEmpty() ? null : Validation.requestId(requestId);
@@ -549,7 +550,8 @@ public final class MemoryEngine implements Engine {
     return left;
   }
 
-  private boolean cancelNow(String resource, String requestId) {
+  @Override
+  boolean cancelNow(String resource, String requestId) {
     Validation.requestId(requestId);
     entry(resource);
     Waiter w = withState(resource, (s, now, granted) -> s.queued(requestId));
@@ -597,7 +599,8 @@ public final class MemoryEngine implements Engine {
         });
   }
 
-  private boolean releaseNow(
+  @Override
+  boolean releaseNow(
       String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused) {
     Objects.requireNonNull(permitId, "permitId");
     LimitEntry e = entry(resource);
@@ -617,7 +620,8 @@ public final class MemoryEngine implements Engine {
         });
   }
 
-  private List<String> renewNow(String resource, List<String> permitIds) {
+  @Override
+  List<String> renewNow(String resource, List<String> permitIds) {
     entry(resource);
     return withState(
         resource,
@@ -628,11 +632,13 @@ public final class MemoryEngine implements Engine {
         });
   }
 
-  private long leaseTtlNanosNow(String resource) {
+  @Override
+  long leaseTtlNanosNow(String resource) {
     return entry(resource).spec.leaseTtl().toNanos();
   }
 
-  private long reportNow(
+  @Override
+  long reportNow(
       String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining) {
     LimitEntry e = entry(resource);
     Validation.usage(e.spec, remaining, "remaining", true);
@@ -656,7 +662,8 @@ public final class MemoryEngine implements Engine {
   // ---------------------------------------------------------------------------------------
   // Admin operations
 
-  private boolean setLimitNow(LimitSpec limit) {
+  @Override
+  boolean setLimitNow(LimitSpec limit) {
     LimitSpec spec = Validation.limit(limit, defaultMaxWaiting, defaultLease);
     boolean created;
     synchronized (storeLock) {
@@ -718,13 +725,15 @@ public final class MemoryEngine implements Engine {
     return b.toString();
   }
 
-  private Optional<LimitSpec> getLimitNow(String resource) {
+  @Override
+  Optional<LimitSpec> getLimitNow(String resource) {
     Validation.resource(resource);
     LimitEntry e = limits.get(resource);
     return e == null ? Optional.empty() : Optional.of(e.spec);
   }
 
-  private List<LimitSpec> listLimitsNow(String prefix) {
+  @Override
+  List<LimitSpec> listLimitsNow(String prefix) {
     String p = prefix == null ? "" : prefix;
     return limits.values().stream()
         .map(e -> e.spec)
@@ -733,7 +742,8 @@ public final class MemoryEngine implements Engine {
         .toList();
   }
 
-  private void deleteLimitNow(String resource) {
+  @Override
+  void deleteLimitNow(String resource) {
     Validation.resource(resource);
     LimitEntry gone;
     synchronized (storeLock) {
@@ -773,7 +783,8 @@ public final class MemoryEngine implements Engine {
     }
   }
 
-  private long pauseNow(String resource, long nanos) {
+  @Override
+  long pauseNow(String resource, long nanos) {
     entry(resource);
     long left =
         withState(
@@ -788,7 +799,8 @@ public final class MemoryEngine implements Engine {
     return left;
   }
 
-  private void resumeNow(String resource) {
+  @Override
+  void resumeNow(String resource) {
     entry(resource);
     withState(
         resource,
@@ -800,124 +812,25 @@ public final class MemoryEngine implements Engine {
     log.info("resumed {}", resource);
   }
 
-  private ResourceSnapshot statsNow(String resource) {
+  @Override
+  ResourceSnapshot statsNow(String resource) {
     LimitEntry e = entry(resource);
     return withState(resource, (s, now, granted) -> snapshot(e, s, now));
   }
 
-  private List<ResourceSnapshot> statsNow() {
-    List<ResourceSnapshot> out = new ArrayList<>();
-    for (LimitSpec spec : listLimitsNow("")) {
-      try {
-        out.add(statsNow(spec.resource()));
-      } catch (EngineException ex) {
-        // Deleted meanwhile.
-      }
+
+
+  /**
+   * On the writer thread when the store is durable: a limit change writes and syncs a file, and
+   * its future completes once that is done.
+   */
+  @Override
+  <T> CompletableFuture<T> write(Supplier<T> change) {
+    if (!store.durable()) {
+      return now(change);
     }
-    return out;
-  }
-
-  // ---------------------------------------------------------------------------------------
-  // The asynchronous face: every answer is ready on return, except limit changes (disk).
-
-  @Override
-  public Ticket acquire(
-      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
     try {
-      return acquireNow(resource, load, lane, timeoutNanos, requestId);
-    } catch (EngineException e) {
-      return new RefusedTicket(e);
-    }
-  }
-
-  @Override
-  public CompletableFuture<Boolean> cancel(String resource, String requestId) {
-    return now(() -> cancelNow(resource, requestId));
-  }
-
-  @Override
-  public CompletableFuture<Boolean> release(
-      String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused) {
-    return now(() -> releaseNow(resource, permitId, actual, settle, unused));
-  }
-
-  @Override
-  public CompletableFuture<List<String>> renew(String resource, List<String> permitIds) {
-    return now(() -> renewNow(resource, permitIds));
-  }
-
-  @Override
-  public CompletableFuture<Long> leaseTtlNanos(String resource) {
-    return now(() -> leaseTtlNanosNow(resource));
-  }
-
-  @Override
-  public CompletableFuture<Long> report(
-      String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining) {
-    return now(() -> reportNow(resource, throttled, retryAfterNanos, remaining));
-  }
-
-  /** On the writer thread when the store is durable: it writes and syncs a file. */
-  @Override
-  public CompletableFuture<Boolean> setLimit(LimitSpec limit) {
-    return store.durable() ? write(() -> setLimitNow(limit)) : now(() -> setLimitNow(limit));
-  }
-
-  @Override
-  public CompletableFuture<Optional<LimitSpec>> getLimit(String resource) {
-    return now(() -> getLimitNow(resource));
-  }
-
-  @Override
-  public CompletableFuture<List<LimitSpec>> listLimits(String prefix) {
-    return now(() -> listLimitsNow(prefix));
-  }
-
-  /** On the writer thread when the store is durable, as {@link #setLimit}. */
-  @Override
-  public CompletableFuture<Void> deleteLimit(String resource) {
-    Supplier<Void> delete = () -> {
-      deleteLimitNow(resource);
-      return null;
-    };
-    return store.durable() ? write(delete) : now(delete);
-  }
-
-  @Override
-  public CompletableFuture<Long> pause(String resource, long nanos) {
-    return now(() -> pauseNow(resource, nanos));
-  }
-
-  @Override
-  public CompletableFuture<Void> resume(String resource) {
-    return now(() -> {
-      resumeNow(resource);
-      return null;
-    });
-  }
-
-  @Override
-  public CompletableFuture<ResourceSnapshot> stats(String resource) {
-    return now(() -> statsNow(resource));
-  }
-
-  @Override
-  public CompletableFuture<List<ResourceSnapshot>> stats() {
-    return now(this::statsNow);
-  }
-
-  private static <T> CompletableFuture<T> now(Supplier<T> op) {
-    try {
-      return CompletableFuture.completedFuture(op.get());
-    } catch (RuntimeException e) {
-      return CompletableFuture.failedFuture(e);
-    }
-  }
-
-  /** Runs a limit change on the writer thread, so no caller's thread waits for the disk. */
-  private <T> CompletableFuture<T> write(Supplier<T> op) {
-    try {
-      return CompletableFuture.supplyAsync(op, writer);
+      return CompletableFuture.supplyAsync(change, writer);
     } catch (RejectedExecutionException e) {
       return CompletableFuture.failedFuture(shuttingDown());
     }

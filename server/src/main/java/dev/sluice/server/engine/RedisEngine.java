@@ -15,7 +15,6 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import org.slf4j.Logger;
@@ -575,30 +574,6 @@ public final class RedisEngine implements Engine {
 
   private ResourceSnapshot snapshot(RedisLimits.Cfg c, List<Object> r) {
     return RedisCalls.snapshot(c.spec(), r, waiters.percentiles(c.spec().resource()));
-  }
-
-  /** Every resource's stats, asked for all at once; a resource deleted meanwhile is left out. */
-  @Override
-  public CompletableFuture<List<ResourceSnapshot>> stats() {
-    return listLimits("")
-        .thenCompose(
-            specs -> {
-              List<CompletableFuture<ResourceSnapshot>> each = new ArrayList<>();
-              for (LimitSpec spec : specs) {
-                each.add(
-                    stats(spec.resource())
-                        .exceptionally(
-                            error -> {
-                              if (EngineException.unwrap(error) instanceof EngineException ex
-                                  && ex.reason() == EngineException.Reason.NOT_FOUND) {
-                                return null;
-                              }
-                              throw error instanceof CompletionException ce ? ce : new CompletionException(error);
-                            }));
-              }
-              return CompletableFuture.allOf(each.toArray(CompletableFuture[]::new))
-                  .thenApply(done -> each.stream().map(CompletableFuture::join).filter(Objects::nonNull).toList());
-            });
   }
 
   // ---------------------------------------------------------------------------------------
