@@ -319,9 +319,8 @@ public final class RedisEngine implements Engine {
     } catch (EngineException e) {
       return CompletableFuture.failedFuture(e);
     }
-    RedisLimits.Cfg cached = limits.cached(resource);
-    return (cached != null ? CompletableFuture.completedFuture(cached) : limits.fetchAsync(resource))
-        .thenApply(c -> c == null ? Optional.empty() : Optional.of(c.spec()));
+    // Read from Redis, not the cache: a change another node just made shows at once.
+    return limits.fetchAsync(resource).thenApply(c -> c == null ? Optional.empty() : Optional.of(c.spec()));
   }
 
   @Override
