@@ -259,7 +259,7 @@ class EndToEndTest {
     // A week-long period: refill during the test is tiny and exactly computable.
     Duration period = Duration.ofDays(7);
     // Leases outlast the stepped clock below, so every release lands on a live permit.
-    s.engine()
+    sync(s.engine())
         .setLimit(
             new LimitSpec(
                 "storm",

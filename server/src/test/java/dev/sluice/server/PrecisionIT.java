@@ -38,8 +38,7 @@ class PrecisionIT {
   void fourProcessesShareOneLimitPrecisely() throws Exception {
     try (SluiceServer server =
         SluiceServer.builder().host("127.0.0.1").port(0).dataDir(dir.resolve("data")).build().start()) {
-      server
-          .engine()
+      sync(server.engine())
           .setLimit(
               new LimitSpec(
                   "precise",
@@ -47,8 +46,7 @@ class PrecisionIT {
                   0,
                   0,
                   null));
-      server
-          .engine()
+      sync(server.engine())
           .setLimit(
               new LimitSpec(
                   "warmup",
