@@ -72,7 +72,8 @@ class MemoryEngineTest {
         writers.add(Thread.currentThread().getName());
         writing.countDown();
         try {
-          letGo.await();
+          // Bounded: a write made on the caller's thread would otherwise hang this test, not fail it.
+          letGo.await(10, java.util.concurrent.TimeUnit.SECONDS);
         } catch (InterruptedException e) {
           Thread.currentThread().interrupt();
         }
