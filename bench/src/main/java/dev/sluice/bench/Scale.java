@@ -138,7 +138,7 @@ final class Scale {
         for (int i = 0; i < ms.length; i++) {
           LimitSpec extra = spec("extra-" + i, 100, Duration.ofSeconds(1));
           long s = System.nanoTime();
-          engine.setLimit(extra);
+          engine.setLimit(extra).join();
           ms[i] = (System.nanoTime() - s) / 1e6;
         }
         java.util.Arrays.sort(ms);

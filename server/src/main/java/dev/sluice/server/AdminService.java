@@ -28,12 +28,14 @@ import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.Validation;
 import io.grpc.stub.StreamObserver;
+import java.util.List;
 import java.util.concurrent.Executor;
 import java.util.function.Supplier;
 
 /**
- * The admin service. Limit changes write the data directory, so they run on {@code blocking},
- * off the transport threads; reads run inline.
+ * The admin service. Engine calls never block (see {@link Engine}): they answer from their
+ * futures. Buffers and API keys still write the data directory (or call Redis) synchronously,
+ * so their calls run on {@code blocking}, off the transport threads.
  */
 final class AdminService extends AdminGrpc.AdminImplBase {
 
@@ -67,7 +69,7 @@ final class AdminService extends AdminGrpc.AdminImplBase {
 
   @Override
   public void getBuffer(dev.sluice.proto.v1.GetBufferRequest req, StreamObserver<dev.sluice.proto.v1.BufferInfo> observer) {
-    answer(observer, () -> info(req.getName()));
+    blocking.execute(() -> answer(observer, () -> info(req.getName()))); // counts read the backend
   }
 
   private dev.sluice.proto.v1.BufferInfo info(String name) {
@@ -79,14 +81,14 @@ final class AdminService extends AdminGrpc.AdminImplBase {
   @Override
   public void listBuffers(dev.sluice.proto.v1.ListBuffersRequest req,
       StreamObserver<dev.sluice.proto.v1.ListBuffersResponse> observer) {
-    answer(observer, () -> {
+    blocking.execute(() -> answer(observer, () -> {
       var b = BufferProtos.require(buffers);
       var out = dev.sluice.proto.v1.ListBuffersResponse.newBuilder();
       for (String name : b.names()) {
         b.get(name).ifPresent(spec -> out.addBuffers(BufferProtos.info(b, spec)));
       }
       return out.build();
-    });
+    }));
   }
 
   @Override
@@ -136,7 +138,7 @@ final class AdminService extends AdminGrpc.AdminImplBase {
 
   @Override
   public void getItem(dev.sluice.proto.v1.GetItemRequest req, StreamObserver<dev.sluice.proto.v1.BufferItem> observer) {
-    answer(observer, () -> BufferProtos.item(BufferProtos.require(buffers).item(req.getName(), req.getId())));
+    blocking.execute(() -> answer(observer, () -> BufferProtos.item(BufferProtos.require(buffers).item(req.getName(), req.getId()))));
   }
 
   @Override
@@ -146,7 +148,7 @@ final class AdminService extends AdminGrpc.AdminImplBase {
 
   @Override
   public void listKeys(ListKeysRequest req, StreamObserver<ListKeysResponse> observer) {
-    answer(observer, keys::list);
+    blocking.execute(() -> answer(observer, keys::list)); // a Redis key store reads Redis
   }
 
   @Override
@@ -168,74 +170,74 @@ final class AdminService extends AdminGrpc.AdminImplBase {
 
   @Override
   public void setLimit(SetLimitRequest req, StreamObserver<SetLimitResponse> observer) {
-    blocking.execute(
-        () ->
-            answer(
-                observer,
-                () -> {
-                  if (!req.hasLimit()) {
-                    throw new EngineException(
-                        EngineException.Reason.INVALID,
-                        "SetLimit needs a limit: set SetLimitRequest.limit");
-                  }
-                  LimitSpec spec = Protos.limit(req.getLimit());
-                  boolean created = engine.setLimit(spec);
-                  LimitSpec stored = engine.getLimit(spec.resource()).orElseThrow();
-                  return SetLimitResponse.newBuilder()
-                      .setLimit(Protos.limit(stored))
-                      .setCreated(created)
-                      .build();
-                }));
+    Statuses.reply(
+        observer,
+        () -> {
+          if (!req.hasLimit()) {
+            throw new EngineException(
+                EngineException.Reason.INVALID, "SetLimit needs a limit: set SetLimitRequest.limit");
+          }
+          LimitSpec spec = Protos.limit(req.getLimit());
+          return engine
+              .setLimit(spec)
+              .thenCompose(
+                  created ->
+                      engine
+                          .getLimit(spec.resource())
+                          .thenApply(
+                              stored ->
+                                  SetLimitResponse.newBuilder()
+                                      .setLimit(Protos.limit(stored.orElseThrow()))
+                                      .setCreated(created)
+                                      .build()));
+        },
+        r -> r);
   }
 
   @Override
   public void getLimit(GetLimitRequest req, StreamObserver<Limit> observer) {
-    answer(
+    Statuses.reply(
         observer,
-        () ->
+        () -> engine.getLimit(req.getResource()),
+        limit ->
             Protos.limit(
-                engine
-                    .getLimit(req.getResource())
-                    .orElseThrow(
-                        () ->
-                            new EngineException(
-                                EngineException.Reason.NOT_FOUND,
-                                "resource '" + req.getResource() + "' has no limit: list them"
-                                    + " with `sluice limit list`"))));
+                limit.orElseThrow(
+                    () ->
+                        new EngineException(
+                            EngineException.Reason.NOT_FOUND,
+                            "resource '" + req.getResource() + "' has no limit: list them"
+                                + " with `sluice limit list`"))));
   }
 
   @Override
   public void listLimits(ListLimitsRequest req, StreamObserver<ListLimitsResponse> observer) {
-    answer(
+    Statuses.reply(
         observer,
-        () -> {
+        () -> engine.listLimits(req.getPrefix()),
+        limits -> {
           ListLimitsResponse.Builder b = ListLimitsResponse.newBuilder();
-          engine.listLimits(req.getPrefix()).forEach(l -> b.addLimits(Protos.limit(l)));
+          limits.forEach(l -> b.addLimits(Protos.limit(l)));
           return b.build();
         });
   }
 
   @Override
   public void deleteLimit(DeleteLimitRequest req, StreamObserver<DeleteLimitResponse> observer) {
-    blocking.execute(
-        () ->
-            answer(
-                observer,
-                () -> {
-                  engine.deleteLimit(req.getResource());
-                  return DeleteLimitResponse.getDefaultInstance();
-                }));
+    Statuses.reply(
+        observer, () -> engine.deleteLimit(req.getResource()), done -> DeleteLimitResponse.getDefaultInstance());
   }
 
   @Override
   public void pause(PauseRequest req, StreamObserver<PauseResponse> observer) {
-    answer(
+    Statuses.reply(
         observer,
         () -> {
           // Unset: until resumed. Set: the bounds of every pause (0 refused, at most a day).
           long nanos =
               req.hasDuration() ? Protos.nanos(req.getDuration(), "duration", Durations.PAUSE) : -1;
-          long left = engine.pause(req.getResource(), nanos);
+          return engine.pause(req.getResource(), nanos);
+        },
+        left -> {
           PauseResponse.Builder b = PauseResponse.newBuilder();
           if (left >= 0) {
             b.setPausedFor(Protos.duration(left));
@@ -246,26 +248,24 @@ final class AdminService extends AdminGrpc.AdminImplBase {
 
   @Override
   public void resume(ResumeRequest req, StreamObserver<ResumeResponse> observer) {
-    answer(
-        observer,
-        () -> {
-          engine.resume(req.getResource());
-          return ResumeResponse.getDefaultInstance();
-        });
+    Statuses.reply(
+        observer, () -> engine.resume(req.getResource()), done -> ResumeResponse.getDefaultInstance());
   }
 
   @Override
   public void getStats(GetStatsRequest req, StreamObserver<GetStatsResponse> observer) {
-    answer(
+    Statuses.reply(
         observer,
         () -> {
-          GetStatsResponse.Builder b = GetStatsResponse.newBuilder();
           if (req.getResource().isEmpty()) {
-            engine.stats().forEach(s -> b.addResources(Protos.stats(s)));
-          } else {
-            Validation.resource(req.getResource());
-            b.addResources(Protos.stats(engine.stats(req.getResource())));
+            return engine.stats();
           }
+          Validation.resource(req.getResource());
+          return engine.stats(req.getResource()).thenApply(List::of);
+        },
+        all -> {
+          GetStatsResponse.Builder b = GetStatsResponse.newBuilder();
+          all.forEach(s -> b.addResources(Protos.stats(s)));
           return b.build();
         });
   }

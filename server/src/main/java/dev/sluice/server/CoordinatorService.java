@@ -94,7 +94,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
     if (deadline != null) {
       timeout = Math.max(0, Math.min(timeout, deadline.timeRemaining(TimeUnit.NANOSECONDS)));
     }
-    Ticket ticket = engine.acquireAsync(
+    Ticket ticket = engine.acquire(
         req.getResource(), req.getLoadMap(), Protos.lane(req.getLane()), timeout, req.getRequestId());
     if (waiters != null) {
       waiters.track(ticket);
@@ -113,94 +113,86 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
 
   @Override
   public void cancel(CancelRequest req, StreamObserver<CancelResponse> observer) {
-    try {
-      Principal.checkResource(req.getResource());
-      boolean cancelled = engine.cancel(req.getResource(), req.getRequestId());
-      observer.onNext(CancelResponse.newBuilder().setCancelled(cancelled).build());
-      observer.onCompleted();
-    } catch (RuntimeException e) {
-      observer.onError(Statuses.of(e));
-    }
+    Statuses.reply(
+        observer,
+        () -> {
+          Principal.checkResource(req.getResource());
+          return engine.cancel(req.getResource(), req.getRequestId());
+        },
+        cancelled -> CancelResponse.newBuilder().setCancelled(cancelled).build());
   }
 
   @Override
   public void release(ReleaseRequest req, StreamObserver<ReleaseResponse> observer) {
-    try {
-      Principal.checkResource(req.getResource());
-    } catch (RuntimeException e) {
-      observer.onError(Statuses.of(e));
-      return;
-    }
-    engine
-        .releaseAsync(
-            req.getResource(),
-            req.getPermitId(),
-            req.getActualMap(),
-            req.getSettle(),
-            req.getUnused())
-        .whenComplete(
-            (released, error) -> {
-              if (error != null) {
-                observer.onError(Statuses.of(error));
-                return;
-              }
-              observer.onNext(ReleaseResponse.newBuilder().setReleased(released).build());
-              observer.onCompleted();
-            });
+    Statuses.reply(
+        observer,
+        () -> {
+          Principal.checkResource(req.getResource());
+          return engine.release(
+              req.getResource(), req.getPermitId(), req.getActualMap(), req.getSettle(), req.getUnused());
+        },
+        released -> ReleaseResponse.newBuilder().setReleased(released).build());
   }
 
   @Override
   public void renew(RenewRequest req, StreamObserver<RenewResponse> observer) {
-    try {
-      Principal.checkResource(req.getResource());
-      var expired = engine.renew(req.getResource(), req.getPermitIdsList());
-      observer.onNext(
-          RenewResponse.newBuilder()
-              .setLeaseTtl(Protos.duration(engine.leaseTtlNanos(req.getResource())))
-              .addAllExpired(expired)
-              .build());
-      observer.onCompleted();
-    } catch (RuntimeException e) {
-      observer.onError(Statuses.of(e));
-    }
+    Statuses.reply(
+        observer,
+        () -> {
+          Principal.checkResource(req.getResource());
+          return engine
+              .renew(req.getResource(), req.getPermitIdsList())
+              .thenCompose(
+                  expired ->
+                      engine
+                          .leaseTtlNanos(req.getResource())
+                          .thenApply(
+                              lease ->
+                                  RenewResponse.newBuilder()
+                                      .setLeaseTtl(Protos.duration(lease))
+                                      .addAllExpired(expired)
+                                      .build()));
+        },
+        r -> r);
   }
 
   @Override
   public void report(ReportRequest req, StreamObserver<ReportResponse> observer) {
-    try {
-      Principal.checkResource(req.getResource());
-      long retryAfter =
-          req.hasRetryAfter() ? Protos.nanos(req.getRetryAfter(), "retry_after") : 1_000_000_000L;
-      long paused =
-          engine.report(req.getResource(), req.getThrottled(), retryAfter, req.getRemainingMap());
-      ReportResponse.Builder b = ReportResponse.newBuilder();
-      if (paused > 0) {
-        b.setPausedFor(Protos.duration(paused));
-      }
-      observer.onNext(b.build());
-      observer.onCompleted();
-    } catch (RuntimeException e) {
-      observer.onError(Statuses.of(e));
-    }
+    Statuses.reply(
+        observer,
+        () -> {
+          Principal.checkResource(req.getResource());
+          long retryAfter =
+              req.hasRetryAfter() ? Protos.nanos(req.getRetryAfter(), "retry_after") : 1_000_000_000L;
+          return engine.report(req.getResource(), req.getThrottled(), retryAfter, req.getRemainingMap());
+        },
+        paused -> {
+          ReportResponse.Builder b = ReportResponse.newBuilder();
+          if (paused > 0) {
+            b.setPausedFor(Protos.duration(paused));
+          }
+          return b.build();
+        });
   }
 
   @Override
   public void describe(DescribeRequest req, StreamObserver<DescribeResponse> observer) {
-    try {
-      Principal.checkResource(req.getResource());
-      var limit =
-          engine
-              .getLimit(req.getResource())
-              .orElseThrow(
-                  () ->
-                      new EngineException(
-                          EngineException.Reason.NOT_FOUND,
-                          "resource '" + req.getResource() + "' has no limit: create one with"
-                              + " `sluice limit set`, or check the name"));
-      observer.onNext(DescribeResponse.newBuilder().setLimit(Protos.limit(limit)).build());
-      observer.onCompleted();
-    } catch (RuntimeException e) {
-      observer.onError(Statuses.of(e));
-    }
+    Statuses.reply(
+        observer,
+        () -> {
+          Principal.checkResource(req.getResource());
+          return engine.getLimit(req.getResource());
+        },
+        limit ->
+            DescribeResponse.newBuilder()
+                .setLimit(
+                    Protos.limit(
+                        limit.orElseThrow(
+                            () ->
+                                new EngineException(
+                                    EngineException.Reason.NOT_FOUND,
+                                    "resource '" + req.getResource() + "' has no limit: create one with"
+                                        + " `sluice limit set`, or check the name"))))
+                .build());
   }
 }

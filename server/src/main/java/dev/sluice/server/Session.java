@@ -106,11 +106,10 @@ final class Session implements StreamObserver<SessionRequest> {
   private void release(ReleaseRequest r) {
     try {
       Principal.checkResource(r.getResource());
-      engine.releaseAsync(r.getResource(), r.getPermitId(), r.getActualMap(), r.getSettle(), r.getUnused())
+      engine.release(r.getResource(), r.getPermitId(), r.getActualMap(), r.getSettle(), r.getUnused())
           .whenComplete((released, error) -> {
             if (error != null) {
-              released(r, error instanceof java.util.concurrent.CompletionException && error.getCause() != null
-                  ? error.getCause() : error);
+              released(r, EngineException.unwrap(error));
             }
           });
     } catch (RuntimeException e) {

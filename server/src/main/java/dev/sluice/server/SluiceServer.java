@@ -44,7 +44,6 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.Objects;
-import java.util.Set;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -81,7 +80,6 @@ public final class SluiceServer implements AutoCloseable {
   private Engine engine;
   /** The shared Redis (engine, API keys, buffers) when the store is not memory; the engine closes it. */
   private RedisStore redisStore;
-  private ExecutorService callExecutor;
   private HealthStatusManager health;
   private ScheduledThreadPoolExecutor timers;
   private ExecutorService adminExecutor;
@@ -512,7 +510,9 @@ public final class SluiceServer implements AutoCloseable {
     }
     try {
       server =
-          callExecutor(grpc, shared)
+          // Calls run on the transport threads (a thread hop costs more than the work): no engine
+          // call blocks (see Engine); buffer and key writes go to the admin executor.
+          grpc.directExecutor()
               .maxInboundMessageSize(1 << 20)
               // Let clients' keepalive pings through (the SDK pings every 10 s, grpc-java's floor;
               // its health probes of every node each second are ordinary calls).
@@ -589,7 +589,7 @@ public final class SluiceServer implements AutoCloseable {
         shared
             ? redisStore.describe() + " as node " + redisStore.nodeId()
             : "memory",
-        engine.listLimits("").size());
+        engine.listLimits("").join().size()); // at start-up, on the caller's thread
     return this;
   }
 
@@ -708,29 +708,6 @@ public final class SluiceServer implements AutoCloseable {
     return eb.build();
   }
 
-  /**
-   * Calls run on the transport threads (a thread hop costs more than the work). The memory
-   * engine never blocks. The Redis engine never blocks on acquire and release (unary or in a
-   * session, whose key check is a map lookup); its other calls
-   * wait for a round trip, so they go to a pool and the transport threads stay free.
-   */
-  private NettyServerBuilder callExecutor(NettyServerBuilder b, boolean blocking) {
-    b.directExecutor();
-    if (!blocking) {
-      return b;
-    }
-    callExecutor =
-        Executors.newFixedThreadPool(
-            Math.max(8, 8 * Runtime.getRuntime().availableProcessors()), daemon("sluice-call"));
-    return b.intercept(
-        new OffloadInterceptor(
-            callExecutor,
-            Set.of(
-                CoordinatorGrpc.getAcquireMethod().getFullMethodName(),
-                CoordinatorGrpc.getReleaseMethod().getFullMethodName(),
-                CoordinatorGrpc.getSessionMethod().getFullMethodName())));
-  }
-
   /** The address bound: as configured, else loopback while open (no API key), else all interfaces. */
   public String boundHost() {
     if (server == null) {
@@ -814,9 +791,6 @@ public final class SluiceServer implements AutoCloseable {
   private void shutdownExecutors() {
     if (timers != null) {
       timers.shutdownNow();
-    }
-    if (callExecutor != null) {
-      callExecutor.shutdownNow();
     }
     if (adminExecutor != null) {
       adminExecutor.shutdown();

@@ -7,8 +7,11 @@ import dev.sluice.server.engine.EngineException;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.protobuf.StatusProto;
+import io.grpc.stub.StreamObserver;
 import java.util.concurrent.CancellationException;
-import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletableFuture;
+import java.util.function.Function;
+import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -20,9 +23,7 @@ final class Statuses {
   private Statuses() {}
 
   static StatusRuntimeException of(Throwable t) {
-    if (t instanceof CompletionException && t.getCause() != null) {
-      t = t.getCause();
-    }
+    t = EngineException.unwrap(t);
     if (t instanceof StatusRuntimeException sre) {
       return sre;
     }
@@ -42,6 +43,36 @@ final class Statuses {
     return Status.INTERNAL
         .withDescription("internal error: " + t + "; please report it with the server log")
         .asRuntimeException();
+  }
+
+  /**
+   * Answers a unary call from an engine future, in its callback: the value through {@code
+   * response}, a failure (thrown while starting, or failing the future) as its status.
+   */
+  static <T, R> void reply(
+      StreamObserver<R> observer, Supplier<CompletableFuture<T>> call, Function<T, R> response) {
+    CompletableFuture<T> future;
+    try {
+      future = call.get();
+    } catch (RuntimeException e) {
+      observer.onError(of(e));
+      return;
+    }
+    future.whenComplete(
+        (value, error) -> {
+          R answer;
+          try {
+            if (error != null) {
+              throw error instanceof RuntimeException r ? r : new java.util.concurrent.CompletionException(error);
+            }
+            answer = response.apply(value);
+          } catch (RuntimeException e) {
+            observer.onError(of(e));
+            return;
+          }
+          observer.onNext(answer);
+          observer.onCompleted();
+        });
   }
 
   /** RESOURCE_EXHAUSTED with a {@code google.rpc.RetryInfo} detail carrying the hint. */

@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -123,7 +124,7 @@ class AuthTest {
   @Test
   void anOpenCoordinatorListensOnLoopbackAndLetsTheFirstAdminKeyBeCreated() throws Exception {
     assertThat(server.boundHost()).isEqualTo("127.0.0.1");
-    server.engine().setLimit(new LimitSpec("openai:gpt", List.of(), 5, 0, null));
+    sync(server.engine()).setLimit(new LimitSpec("openai:gpt", List.of(), 5, 0, null));
     try (Permit p = worker(null).acquire("openai:gpt")) {
       assertThat(p.resource()).isEqualTo("openai:gpt"); // open: no key needed
     }
@@ -148,8 +149,8 @@ class AuthTest {
 
   @Test
   void everyAuthCase() throws Exception {
-    server.engine().setLimit(new LimitSpec("openai:gpt", List.of(), 5, 0, null));
-    server.engine().setLimit(new LimitSpec("shop:42", List.of(), 5, 0, null));
+    sync(server.engine()).setLimit(new LimitSpec("openai:gpt", List.of(), 5, 0, null));
+    sync(server.engine()).setLimit(new LimitSpec("shop:42", List.of(), 5, 0, null));
     String adminKey = createKey(null, Role.ROLE_ADMIN, "");
     String openaiWorker = createKey(adminKey, Role.ROLE_WORKER, "openai:*");
 

@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
@@ -128,7 +129,7 @@ class BufferTest {
       // The quota the buffer shares with workers: the upstream's own rate, bursts of 5 (so a
       // delivery that took longer than 1/rate can be caught up). The upstream's bucket holds 20:
       // that burst plus the jitter between a grant and its arrival on a loaded 2-core machine.
-      server.engine().setLimit(new LimitSpec("partner", List.of(new RateSpec("requests", rate, Duration.ofSeconds(1),
+      sync(server.engine()).setLimit(new LimitSpec("partner", List.of(new RateSpec("requests", rate, Duration.ofSeconds(1),
           5)), 0, 10_000, Duration.ofSeconds(30)));
       ok("POST", "/v1/buffers", "{\"name\": \"orders\", \"url\": \"" + up.url("/ok") + "\", \"resource\": \"partner\","
           + " \"headers\": {\"Authorization\": \"Bearer upstream-secret-123456\"}}");
@@ -168,7 +169,7 @@ class BufferTest {
       assertThat(last.get("state").asText()).isEqualTo("completed");
       assertThat(last.get("lastStatus").asInt()).isEqualTo(200);
       assertThat(last.get("responseExcerpt").asText()).contains("200");
-      assertThat(server.engine().stats("partner").granted()).isEqualTo(2000);
+      assertThat(sync(server.engine()).stats("partner").granted()).isEqualTo(2000);
     }
   }
 
@@ -188,7 +189,7 @@ class BufferTest {
       assertThat(a.get(0).idempotencyKey()).isEqualTo("k-1");
       assertThat(a.get(1).nanos() - a.get(0).nanos()).as("retried after Retry-After: 1")
           .isGreaterThanOrEqualTo(1_000_000_000L);
-      assertThat(server.engine().stats("buffer:t").throttleReports()).as("fed back to the shared resource").isEqualTo(1);
+      assertThat(sync(server.engine()).stats("buffer:t").throttleReports()).as("fed back to the shared resource").isEqualTo(1);
     }
   }
 
@@ -242,7 +243,7 @@ class BufferTest {
 
   @Test
   void everyBadRequestIsRefusedWithItsFieldAndFix() throws Exception {
-    server.engine().setLimit(new LimitSpec("shared", List.of(new RateSpec("requests", 10, Duration.ofSeconds(1), 1)),
+    sync(server.engine()).setLimit(new LimitSpec("shared", List.of(new RateSpec("requests", 10, Duration.ofSeconds(1), 1)),
         0, 100, Duration.ofSeconds(30)));
     String url = "\"url\": \"http://127.0.0.1:9/x\"";
     refused("POST", "/v1/buffers", "{}", 400, "buffer name is missing");
@@ -396,7 +397,7 @@ class BufferTest {
 
   @Test
   void excerptsAreForAdminsUnlessTheBufferSharesThemAndSecretsShowNothing() throws Exception {
-    server.engine().setLimit(new LimitSpec("team1:api", List.of(new RateSpec("requests", 1000, Duration.ofSeconds(1),
+    sync(server.engine()).setLimit(new LimitSpec("team1:api", List.of(new RateSpec("requests", 1000, Duration.ofSeconds(1),
         10)), 0, 100, Duration.ofSeconds(30)));
     String[] k = keys();
     String admin = k[0];

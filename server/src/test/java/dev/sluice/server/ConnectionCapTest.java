@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
@@ -27,7 +28,7 @@ class ConnectionCapTest {
   @TempDir Path dataDir;
 
   private static int waiting(SluiceServer s) {
-    return s.engine().stats("slow").waiting().values().stream().mapToInt(Integer::intValue).sum();
+    return sync(s.engine()).stats("slow").waiting().values().stream().mapToInt(Integer::intValue).sum();
   }
 
   @Test
@@ -37,7 +38,7 @@ class ConnectionCapTest {
         SluiceClient greedy = SluiceClient.builder().target("127.0.0.1:" + s.port()).build();
         SluiceClient greedySession = SluiceClient.builder().target("127.0.0.1:" + s.port()).session(1).build();
         SluiceClient other = SluiceClient.builder().target("127.0.0.1:" + s.port()).build()) {
-      s.engine().setLimit(new LimitSpec("slow", List.of(new RateSpec("requests", 1, Duration.ofHours(1), 1)), 0,
+      sync(s.engine()).setLimit(new LimitSpec("slow", List.of(new RateSpec("requests", 1, Duration.ofHours(1), 1)), 0,
           1000, null));
       AcquireOptions wait = AcquireOptions.builder().timeout(Duration.ofMinutes(1)).build();
       List<CompletableFuture<Permit>> parked = new ArrayList<>();

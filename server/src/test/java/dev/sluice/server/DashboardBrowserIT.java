@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
@@ -70,11 +71,11 @@ class DashboardBrowserIT {
       } finally {
         ch.shutdownNow();
       }
-      server.engine().setLimit(new LimitSpec(RESOURCE, List.of(
+      sync(server.engine()).setLimit(new LimitSpec(RESOURCE, List.of(
           new RateSpec("requests", 40, Duration.ofSeconds(1), 4),
           new RateSpec("tokens", 240_000, Duration.ofMinutes(1), 4_000)), 8, 1_000, Duration.ofSeconds(30)));
       // A second quota, oversubscribed: its queue shows on the page (and in the screenshot).
-      server.engine().setLimit(new LimitSpec("shop-api", List.of(new RateSpec("requests", 5, Duration.ofSeconds(1), 1)),
+      sync(server.engine()).setLimit(new LimitSpec("shop-api", List.of(new RateSpec("requests", 5, Duration.ofSeconds(1), 1)),
           0, 1_000, Duration.ofSeconds(30)));
 
       AtomicLong grants = new AtomicLong();
@@ -137,14 +138,14 @@ class DashboardBrowserIT {
         assertThat(Files.size(shot)).as("screenshot").isGreaterThan(10_000);
 
         // The page's pause reached the engine, and the workers' acquires stop being granted.
-        assertThat(server.engine().stats(RESOURCE).paused()).isTrue();
-        await().atMost(Duration.ofSeconds(10)).until(() -> waiting(server.engine().stats(RESOURCE)) >= 4);
-        long grantedAtPause = server.engine().stats(RESOURCE).granted();
+        assertThat(sync(server.engine()).stats(RESOURCE).paused()).isTrue();
+        await().atMost(Duration.ofSeconds(10)).until(() -> waiting(sync(server.engine()).stats(RESOURCE)) >= 4);
+        long grantedAtPause = sync(server.engine()).stats(RESOURCE).granted();
         long workerGrants = grants.get();
         await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(5)).until(() ->
-            server.engine().stats(RESOURCE).granted() == grantedAtPause && grants.get() == workerGrants);
+            sync(server.engine()).stats(RESOURCE).granted() == grantedAtPause && grants.get() == workerGrants);
 
-        server.engine().resume(RESOURCE);
+        sync(server.engine()).resume(RESOURCE);
         await().atMost(Duration.ofSeconds(10)).until(() -> grants.get() > workerGrants);
         stop.set(true);
       } finally {

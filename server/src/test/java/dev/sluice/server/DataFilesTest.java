@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -102,7 +103,7 @@ class DataFilesTest {
     public static void main(String[] args) throws Exception {
       try (SluiceServer s = SluiceServer.builder().host("127.0.0.1").port(0).dataDir(Path.of(args[0]))
           .shutdownGrace(Duration.ZERO).build().start()) {
-        s.engine().setLimit(new LimitSpec("team1:a", List.of(), 1, 0, Duration.ofSeconds(30)));
+        sync(s.engine()).setLimit(new LimitSpec("team1:a", List.of(), 1, 0, Duration.ofSeconds(30)));
         ManagedChannel ch = ManagedChannelBuilder.forAddress("127.0.0.1", s.port()).usePlaintext().build();
         try {
           AdminGrpc.newBlockingStub(ch).createKey(CreateKeyRequest.newBuilder().setRole(Role.ROLE_ADMIN).build());

@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
@@ -201,7 +202,7 @@ class DeployFilesTest {
     try (SluiceServer server = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
             .shutdownGrace(Duration.ZERO).build().start();
         SluiceClient client = SluiceClient.builder().target("127.0.0.1:" + server.port()).build()) {
-      server.engine().setLimit(new LimitSpec("r", List.of(new RateSpec("requests", 1000, Duration.ofSeconds(1), 1000)),
+      sync(server.engine()).setLimit(new LimitSpec("r", List.of(new RateSpec("requests", 1000, Duration.ofSeconds(1), 1000)),
           1, 10, Duration.ofSeconds(30)));
       // One of each outcome, so every counter family exists.
       var held = client.acquire("r");

@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -41,7 +42,7 @@ class DurationsPathsTest {
   static void start() throws Exception {
     server = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
         .shutdownGrace(Duration.ZERO).build().start();
-    server.engine().setLimit(new LimitSpec("r", List.of(), 5, 0, Duration.ofSeconds(30)));
+    sync(server.engine()).setLimit(new LimitSpec("r", List.of(), 5, 0, Duration.ofSeconds(30)));
     channel = ManagedChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
   }
 
@@ -74,10 +75,10 @@ class DurationsPathsTest {
     refused("/v1/resources/r/pause", "{\"for\": \"99999999999999999999s\"}", "is too long", range);
     refused("/v1/resources/r/pause", "{\"seconds\": 99999999999999999999}", "is too long", range);
     refused("/v1/resources/r/pause", "{\"seconds\": 1, \"for\": \"1s\"}", "not both");
-    assertThat(server.engine().stats("r").paused()).isFalse();
+    assertThat(sync(server.engine()).stats("r").paused()).isFalse();
     HttpResponse<String> ok = post("/v1/resources/r/pause", "{\"for\": \"1.5s\"}");
     assertThat(ok.statusCode()).as(ok.body()).isEqualTo(200);
-    server.engine().resume("r");
+    sync(server.engine()).resume("r");
   }
 
   @Test
@@ -112,9 +113,9 @@ class DurationsPathsTest {
                 + " to 1d");
           });
     }
-    assertThat(server.engine().stats("r").paused()).isFalse();
+    assertThat(sync(server.engine()).stats("r").paused()).isFalse();
     assertThat(admin.pause(PauseRequest.newBuilder().setResource("r").setDuration(
         com.google.protobuf.Duration.newBuilder().setSeconds(30)).build()).getPausedFor().getSeconds()).isEqualTo(30);
-    server.engine().resume("r");
+    sync(server.engine()).resume("r");
   }
 }

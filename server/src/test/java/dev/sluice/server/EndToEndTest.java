@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.within;
@@ -84,11 +85,11 @@ class EndToEndTest {
   }
 
   private static void limit(SluiceServer s, String name, long concurrency, int maxWaiting, RateSpec... rates) {
-    s.engine().setLimit(new LimitSpec(name, List.of(rates), concurrency, maxWaiting, null));
+    sync(s.engine()).setLimit(new LimitSpec(name, List.of(rates), concurrency, maxWaiting, null));
   }
 
   private static int waiting(SluiceServer s, String name) {
-    return s.engine().stats(name).waiting().values().stream().mapToInt(Integer::intValue).sum();
+    return sync(s.engine()).stats(name).waiting().values().stream().mapToInt(Integer::intValue).sum();
   }
 
   private static AcquireOptions opts(Duration timeout, Lane lane) {
@@ -112,7 +113,7 @@ class EndToEndTest {
     long before = 0;
     for (int step = 0; step < 60; step++) {
       clock.advance(Duration.ofMillis(100));
-      long granted = s.engine().stats("api").granted();
+      long granted = sync(s.engine()).stats("api").granted();
       perStep.add(granted - before);
       before = granted;
     }
@@ -159,8 +160,8 @@ class EndToEndTest {
     }
     pool.shutdown();
     assertThat(peak.get()).isBetween(1, 3);
-    assertThat(s.engine().stats("conc").granted()).isEqualTo(240);
-    await().until(() -> s.engine().stats("conc").inFlight() == 0);
+    assertThat(sync(s.engine()).stats("conc").granted()).isEqualTo(240);
+    await().until(() -> sync(s.engine()).stats("conc").inFlight() == 0);
   }
 
   // ------------------------------------------------------------------ 2. no wasted quota
@@ -179,7 +180,7 @@ class EndToEndTest {
       clock.advance(Duration.ofMillis(100));
     }
     // 6 s of refill at 100/s from an empty bucket: every unit is used, none wasted.
-    assertThat(s.engine().stats("api").granted()).isEqualTo(600);
+    assertThat(sync(s.engine()).stats("api").granted()).isEqualTo(600);
     await().until(() -> all.stream().filter(CompletableFuture::isDone).count() == 600);
   }
 
@@ -258,7 +259,7 @@ class EndToEndTest {
     // A week-long period: refill during the test is tiny and exactly computable.
     Duration period = Duration.ofDays(7);
     // Leases outlast the stepped clock below, so every release lands on a live permit.
-    s.engine()
+    sync(s.engine())
         .setLimit(
             new LimitSpec(
                 "storm",
@@ -312,14 +313,14 @@ class EndToEndTest {
     try {
       await()
           .atMost(Duration.ofSeconds(30))
-          .until(() -> waiting(s, "storm") == 0 && s.engine().stats("storm").inFlight() == 0);
+          .until(() -> waiting(s, "storm") == 0 && sync(s.engine()).stats("storm").inFlight() == 0);
     } catch (org.awaitility.core.ConditionTimeoutException e) {
-      throw new AssertionError("capacity not restored: " + s.engine().stats("storm"), e);
+      throw new AssertionError("capacity not restored: " + sync(s.engine()).stats("storm"), e);
     }
     int delivered = held.size() + stormKept.get();
     double refill = 20_000.0 * stepped.toNanos() / period.toNanos();
     double expected = 20_000.0 - delivered + refill;
-    var stats = s.engine().stats("storm");
+    var stats = sync(s.engine()).stats("storm");
     double available = stats.available().get("requests");
     System.out.printf(
         "cancel storm: %d acquires, %d kept by callers, server saw %d cancelled and %d timed out;"
@@ -351,29 +352,29 @@ class EndToEndTest {
     await().until(() -> waiting(s, "slow") == 1);
     ch.shutdownNow(); // the worker vanishes: the connection closes under the parked call
     await().until(() -> waiting(s, "slow") == 0);
-    assertThat(s.engine().stats("slow").cancelled()).isEqualTo(1);
+    assertThat(sync(s.engine()).stats("slow").cancelled()).isEqualTo(1);
   }
 
   @Test
   void leasesAreRenewedWhileOpenAndExpireWhenTheWorkerIsGone() throws Exception {
     SluiceServer s = server(false);
     SluiceClient c = client(s);
-    s.engine().setLimit(new LimitSpec("conc", List.of(), 1, 0, Duration.ofSeconds(1)));
+    sync(s.engine()).setLimit(new LimitSpec("conc", List.of(), 1, 0, Duration.ofSeconds(1)));
     try (Permit p = c.acquire("conc")) {
       // Three lease lengths pass; the SDK's renewals keep the slot.
       await()
           .during(Duration.ofMillis(3000))
           .atMost(Duration.ofSeconds(5))
-          .until(() -> s.engine().stats("conc").inFlight() == 1);
+          .until(() -> sync(s.engine()).stats("conc").inFlight() == 1);
       assertThat(c.tryAcquire("conc", Load.requests(1), Duration.ofMillis(50))).isEmpty();
     }
-    await().until(() -> s.engine().stats("conc").inFlight() == 0);
+    await().until(() -> sync(s.engine()).stats("conc").inFlight() == 0);
     // A worker that takes a slot and dies: nobody renews, the slot comes back after the lease.
     ManagedChannel ch = ManagedChannelBuilder.forAddress("127.0.0.1", s.port()).usePlaintext().build();
     var granted = CoordinatorGrpc.newBlockingStub(ch).acquire(AcquireRequest.newBuilder().setResource("conc").build());
     assertThat(granted.getLeaseTtl().getSeconds()).isEqualTo(1);
     ch.shutdownNow();
-    assertThat(s.engine().stats("conc").inFlight()).isEqualTo(1);
+    assertThat(sync(s.engine()).stats("conc").inFlight()).isEqualTo(1);
     try (Permit next = c.acquire("conc", Load.requests(1), opts(Duration.ofSeconds(10), Lane.DEFAULT))) {
       assertThat(next.waited()).isPositive();
     }
@@ -406,13 +407,13 @@ class EndToEndTest {
     limit(s, "openai", 0, 0, rate("requests", 100, Duration.ofSeconds(1), 100), rate("tokens", 1000, Duration.ofSeconds(1), 1000));
     clock.advance(Duration.ofSeconds(1));
     a.report("openai", false, null, Map.of("x-ratelimit-remaining-tokens", "400"));
-    assertThat(s.engine().stats("openai").available().get("tokens")).isEqualTo(400.0);
+    assertThat(sync(s.engine()).stats("openai").available().get("tokens")).isEqualTo(400.0);
     a.report("openai", false, null, Map.of("x-ratelimit-remaining-tokens", "900"));
-    assertThat(s.engine().stats("openai").available().get("tokens")).as("never raised").isEqualTo(400.0);
+    assertThat(sync(s.engine()).stats("openai").available().get("tokens")).as("never raised").isEqualTo(400.0);
 
     Duration paused = a.report("openai", true, null, Map.of("Retry-After", "3", "x-ratelimit-remaining-tokens", "400"));
     assertThat(paused).isEqualTo(Duration.ofSeconds(3));
-    assertThat(s.engine().stats("openai").available().get("tokens")).as("a 429 empties the view").isEqualTo(0.0);
+    assertThat(sync(s.engine()).stats("openai").available().get("tokens")).as("a 429 empties the view").isEqualTo(0.0);
 
     CompletableFuture<Permit> other = b.acquireAsync("openai", Load.of("tokens", 10), opts(Duration.ofMinutes(1), Lane.DEFAULT));
     await().until(() -> waiting(s, "openai") == 1);
@@ -430,10 +431,10 @@ class EndToEndTest {
     limit(first, "durable", 5, 0, rate("requests", 600, Duration.ofHours(1), 10));
     first.close();
     SluiceServer second = server(false);
-    LimitSpec spec = second.engine().getLimit("durable").orElseThrow();
+    LimitSpec spec = sync(second.engine()).getLimit("durable").orElseThrow();
     assertThat(spec.concurrency()).isEqualTo(5);
     assertThat(spec.rate("requests").burst()).isEqualTo(10);
-    assertThat(second.engine().stats("durable").available().get("requests")).isLessThan(1.0);
+    assertThat(sync(second.engine()).stats("durable").available().get("requests")).isLessThan(1.0);
   }
 
   // ------------------------------------------------------------------ error codes
@@ -447,7 +448,7 @@ class EndToEndTest {
         .isInstanceOf(AcquireTimeoutException.class)
         .hasMessageContaining("slow");
     assertThat(c.tryAcquire("slow", Load.requests(1), Duration.ofMillis(100))).isEmpty();
-    await().until(() -> s.engine().stats("slow").timedOut() == 2 && waiting(s, "slow") == 0);
+    await().until(() -> sync(s.engine()).stats("slow").timedOut() == 2 && waiting(s, "slow") == 0);
   }
 
   @Test
@@ -488,12 +489,12 @@ class EndToEndTest {
       p.settle(Load.of("tokens", 1500));
     }
     // close() releases in the background: wait for the server to have seen it.
-    await().until(() -> s.engine().stats("llm").inFlight() == 0);
-    assertThat(s.engine().stats("llm").available().get("tokens")).isEqualTo(8500.0, within(1e-6));
+    await().until(() -> sync(s.engine()).stats("llm").inFlight() == 0);
+    assertThat(sync(s.engine()).stats("llm").available().get("tokens")).isEqualTo(8500.0, within(1e-6));
     try (Permit p = c.acquire("llm", Load.of("tokens", 1000))) {
       p.settle(Load.of("tokens", 9000));
     }
-    await().until(() -> s.engine().stats("llm").inFlight() == 0);
-    assertThat(s.engine().stats("llm").available().get("tokens")).isEqualTo(-500.0, within(1e-6));
+    await().until(() -> sync(s.engine()).stats("llm").inFlight() == 0);
+    assertThat(sync(s.engine()).stats("llm").available().get("tokens")).isEqualTo(-500.0, within(1e-6));
   }
 }

@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
@@ -101,7 +102,7 @@ class FailoverTest {
 
   private static void limit(LimitSpec spec, SluiceServer... servers) {
     for (SluiceServer s : servers) {
-      s.engine().setLimit(spec);
+      sync(s.engine()).setLimit(spec);
     }
   }
 
@@ -115,7 +116,7 @@ class FailoverTest {
   }
 
   private static int waiting(SluiceServer s, String name) {
-    return s.engine().stats(name).waiting().values().stream().mapToInt(Integer::intValue).sum();
+    return sync(s.engine()).stats(name).waiting().values().stream().mapToInt(Integer::intValue).sum();
   }
 
   // ------------------------------------------------------------------ spreading and failover
@@ -134,7 +135,7 @@ class FailoverTest {
     }
 
     assertThat(List.of(a, b, c)).allSatisfy(s ->
-        assertThat(s.engine().stats("api").granted()).as("node %d's share", s.port()).isBetween(10L, 30L));
+        assertThat(sync(s.engine()).stats("api").granted()).as("node %d's share", s.port()).isBetween(10L, 30L));
   }
 
   @Test
@@ -179,8 +180,8 @@ class FailoverTest {
         .orElseThrow();
     assertThat(Duration.ofNanos(firstAfterKill - killedAt.get())).as("the others carry on within 2 s")
         .isLessThan(Duration.ofSeconds(2));
-    long afterKill = b.engine().stats("api").granted() + c.engine().stats("api").granted();
-    assertThat(afterKill).isGreaterThanOrEqualTo(threads * perThread * 2 / 3 - a.engine().stats("api").granted());
+    long afterKill = sync(b.engine()).stats("api").granted() + sync(c.engine()).stats("api").granted();
+    assertThat(afterKill).isGreaterThanOrEqualTo(threads * perThread * 2 / 3 - sync(a.engine()).stats("api").granted());
   }
 
   @Test
@@ -219,7 +220,7 @@ class FailoverTest {
     assertThat(attempts.get(attempts.size() - 1).code()).isEqualTo(Status.Code.OK);
     assertThat(attempts.subList(0, attempts.size() - 1)).allSatisfy(c ->
         assertThat(c.code()).isIn(Status.Code.UNAVAILABLE, Status.Code.CANCELLED));
-    assertThat(other.engine().stats("slow").granted()).isEqualTo(1);
+    assertThat(sync(other.engine()).stats("slow").granted()).isEqualTo(1);
     assertThat(otherPort).isNotEqualTo(holderPort);
   }
 
@@ -308,7 +309,7 @@ class FailoverTest {
     assertThat(meters.get("sluice.client.degraded").gauge().value()).isZero();
     await().atMost(Duration.ofSeconds(5)).until(() ->
         client.tryAcquire("api", Load.requests(1), Duration.ofSeconds(1)).map(Permit::id).orElse("").startsWith("permit")
-            || back.engine().stats("api").granted() > 0);
+            || sync(back.engine()).stats("api").granted() > 0);
   }
 
   @Test

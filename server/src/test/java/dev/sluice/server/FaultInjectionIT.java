@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
@@ -52,7 +53,7 @@ class FaultInjectionIT {
     try (SluiceServer s = SluiceServer.builder().host("127.0.0.1").port(0).dataDir(dir)
             .shutdownGrace(Duration.ZERO).build().start();
         SluiceClient client = SluiceClient.builder().target("127.0.0.1:" + s.port()).build()) {
-      s.engine().setLimit(new LimitSpec("conc", List.of(), CAP, 0, LEASE));
+      sync(s.engine()).setLimit(new LimitSpec("conc", List.of(), CAP, 0, LEASE));
       List<Long> recoveries = new ArrayList<>();
       long peak = 0;
       for (int round = 0; round < ROUNDS; round++) {
@@ -89,14 +90,14 @@ class FaultInjectionIT {
           }
           // The worker's SDK renews its leases: held past one TTL, the others keep waiting.
           await().during(LEASE.plusMillis(500)).atMost(LEASE.plusSeconds(5)).until(() ->
-              s.engine().stats("conc").inFlight() == CAP && waiting(s) == CAP);
+              sync(s.engine()).stats("conc").inFlight() == CAP && waiting(s) == CAP);
 
           worker.destroyForcibly();
           long killed = System.nanoTime();
           assertThat(worker.waitFor(10, TimeUnit.SECONDS)).isTrue();
           AtomicLong roundPeak = new AtomicLong();
           await().pollInterval(Duration.ofMillis(10)).atMost(LEASE.plusSeconds(10)).until(() -> {
-            roundPeak.accumulateAndGet(s.engine().stats("conc").inFlight(), Math::max);
+            roundPeak.accumulateAndGet(sync(s.engine()).stats("conc").inFlight(), Math::max);
             return waiters.stream().allMatch(CompletableFuture::isDone);
           });
           long recovered = System.nanoTime();
@@ -105,7 +106,7 @@ class FaultInjectionIT {
           for (var w : waiters) {
             w.join().close();
           }
-          await().atMost(Duration.ofSeconds(5)).until(() -> s.engine().stats("conc").inFlight() == 0);
+          await().atMost(Duration.ofSeconds(5)).until(() -> sync(s.engine()).stats("conc").inFlight() == 0);
         } finally {
           worker.destroyForcibly();
         }
@@ -340,6 +341,6 @@ class FaultInjectionIT {
   }
 
   private static int waiting(SluiceServer s) {
-    return s.engine().stats("conc").waiting().values().stream().mapToInt(Integer::intValue).sum();
+    return sync(s.engine()).stats("conc").waiting().values().stream().mapToInt(Integer::intValue).sum();
   }
 }

@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
@@ -69,7 +70,7 @@ class FaultInjectionTest {
   }
 
   private static int waiting(SluiceServer s, String name) {
-    return s.engine().stats(name).waiting().values().stream().mapToInt(Integer::intValue).sum();
+    return sync(s.engine()).stats(name).waiting().values().stream().mapToInt(Integer::intValue).sum();
   }
 
   /** The largest sum of {@code window} consecutive entries. */
@@ -88,7 +89,7 @@ class FaultInjectionTest {
   @Test
   void latencyResetsAndDropsMidCallNeverGrantOverTheLimitAndLoseNoCapacity() throws Exception {
     SluiceServer s = server();
-    s.engine().setLimit(new LimitSpec("api", List.of(new RateSpec("requests", RATE, Duration.ofSeconds(1), BURST)),
+    sync(s.engine()).setLimit(new LimitSpec("api", List.of(new RateSpec("requests", RATE, Duration.ofSeconds(1), BURST)),
         CAP, 0, LEASE));
     FaultProxy proxy = new FaultProxy(s.port());
     closeables.add(proxy);
@@ -136,7 +137,7 @@ class FaultInjectionTest {
         }
       }
       clock.advance(STEP);
-      var stats = s.engine().stats("api");
+      var stats = sync(s.engine()).stats("api");
       perStep.add(stats.granted() - before);
       before = stats.granted();
       peakInFlight = Math.max(peakInFlight, stats.inFlight());
@@ -157,7 +158,7 @@ class FaultInjectionTest {
       assertThat(Duration.ofNanos(System.nanoTime() - calm)).as("workers granted again after the chaos")
           .isLessThan(Duration.ofSeconds(20));
       clock.advance(STEP);
-      var stats = s.engine().stats("api");
+      var stats = sync(s.engine()).stats("api");
       perStep.add(stats.granted() - before);
       before = stats.granted();
       peakInFlight = Math.max(peakInFlight, stats.inFlight());
@@ -168,7 +169,7 @@ class FaultInjectionTest {
     // Waiters still parked get their grants as time moves; then every worker ends.
     for (int i = 0; i < 100 && workers.stream().anyMatch(f -> !f.isDone()); i++) {
       clock.advance(STEP);
-      var stats = s.engine().stats("api");
+      var stats = sync(s.engine()).stats("api");
       perStep.add(stats.granted() - before);
       before = stats.granted();
       TimeUnit.MILLISECONDS.sleep(20);
@@ -180,7 +181,7 @@ class FaultInjectionTest {
 
     // One lease TTL later everything is back: no permit in flight, no waiter, a full bucket.
     clock.advance(LEASE);
-    var after = s.engine().stats("api");
+    var after = sync(s.engine()).stats("api");
     long worst = densest(perStep, STEPS_PER_PERIOD);
     System.out.printf("proxy chaos: %d resets, %d drops (%d connections cut), latency 0-15 ms per chunk;"
         + " %d grants, densest 1 s window %d (bound %d), peak in flight %d (cap %d), %d acquire errors,"
@@ -223,7 +224,7 @@ class FaultInjectionTest {
     SluiceServer[] ref = new SluiceServer[1];
     Runnable sample = () -> {
       if (ref[0] != null) {
-        samples.add(new long[] {clock.read(), ref[0].engine().stats("rate").granted()});
+        samples.add(new long[] {clock.read(), sync(ref[0].engine()).stats("rate").granted()});
       }
     };
     Scheduler sampling = (task, delayNanos) -> clock.schedule(() -> {
@@ -234,9 +235,9 @@ class FaultInjectionTest {
         .shutdownGrace(Duration.ZERO).clock(clock, sampling).build().start();
     closeables.add(s);
     Duration lease = Duration.ofSeconds(5);
-    s.engine().setLimit(new LimitSpec("rate", List.of(new RateSpec("requests", RATE, Duration.ofSeconds(1), BURST)),
+    sync(s.engine()).setLimit(new LimitSpec("rate", List.of(new RateSpec("requests", RATE, Duration.ofSeconds(1), BURST)),
         0, 0, null));
-    s.engine().setLimit(new LimitSpec("conc", List.of(), 3, 0, lease));
+    sync(s.engine()).setLimit(new LimitSpec("conc", List.of(), 3, 0, lease));
     ref[0] = s;
     SluiceClient holder = client(s.port());
     SluiceClient other = client(s.port());
@@ -302,24 +303,24 @@ class FaultInjectionTest {
     CompletableFuture<Permit> fourth =
         other.acquireAsync("conc", Load.requests(1), AcquireOptions.builder().timeout(Duration.ofMinutes(5)).build());
     await().until(() -> waiting(s, "conc") == 1);
-    long inFlightBefore = s.engine().stats("conc").inFlight();
+    long inFlightBefore = sync(s.engine()).stats("conc").inFlight();
     clock.advance(lease.plusSeconds(1));
     Permit granted = fourth.get(10, TimeUnit.SECONDS);
-    long inFlightAfterJump = s.engine().stats("conc").inFlight();
+    long inFlightAfterJump = sync(s.engine()).stats("conc").inFlight();
     held.forEach(Permit::close);
     // Late releases of expired leases give nothing back twice: only the 4th is in flight.
     List<CompletableFuture<Permit>> probes = new ArrayList<>();
     for (int i = 0; i < 3; i++) {
       probes.add(other.acquireAsync("conc", Load.requests(1), AcquireOptions.builder().timeout(Duration.ofMinutes(5)).build()));
     }
-    await().atMost(Duration.ofSeconds(10)).until(() -> waiting(s, "conc") + s.engine().stats("conc").inFlight() == 4);
-    long inFlightWithProbes = s.engine().stats("conc").inFlight();
+    await().atMost(Duration.ofSeconds(10)).until(() -> waiting(s, "conc") + sync(s.engine()).stats("conc").inFlight() == 4);
+    long inFlightWithProbes = sync(s.engine()).stats("conc").inFlight();
     granted.close();
     await().atMost(Duration.ofSeconds(10)).until(() -> probes.stream().allMatch(CompletableFuture::isDone));
     for (var p : probes) {
       p.join().close();
     }
-    await().atMost(Duration.ofSeconds(10)).until(() -> s.engine().stats("conc").inFlight() == 0);
+    await().atMost(Duration.ofSeconds(10)).until(() -> sync(s.engine()).stats("conc").inFlight() == 0);
 
     System.out.printf("clock steps: %d steps (1 h, 1 day, then 100 more waiters and 100 x 1 ns, 1 s - 1 ns, 30 x 100 ms, 999 ms, 2 ns);"
         + " %d grants, densest 1 s window %d (bound %d); concurrency: in flight %d before the"

@@ -1,5 +1,7 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
+
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
 import java.nio.file.Path;
@@ -20,13 +22,13 @@ public final class FaultNode {
     SluiceServer server = SluiceServer.builder().host("127.0.0.1").port(0).dataDir(Path.of(args[0]))
         .shutdownGrace(Duration.ZERO).build().start();
     if (args.length > 2) {
-      server.engine().setLimit(new LimitSpec("api",
+      sync(server.engine()).setLimit(new LimitSpec("api",
           List.of(new RateSpec("requests", Long.parseLong(args[1]), Duration.ofSeconds(1), Long.parseLong(args[2]))),
           0, 0, null));
       // A new limit starts with a full bucket; a restart starts it empty (guarantee 8). Start
       // empty here too (a throttle report with no wait empties the buckets), so that the windows
       // measured around the kills are not dominated by the first burst.
-      server.engine().report("api", true, 0, java.util.Map.of());
+      sync(server.engine()).report("api", true, 0, java.util.Map.of());
     }
     System.out.println("READY " + server.port());
     System.out.flush();
@@ -35,7 +37,7 @@ public final class FaultNode {
     // once so that a SIGKILL loses at most the last 2 ms.
     Thread sampler = new Thread(() -> {
       while (true) {
-        System.out.println("G " + System.nanoTime() + " " + server.engine().stats("api").granted());
+        System.out.println("G " + System.nanoTime() + " " + sync(server.engine()).stats("api").granted());
         System.out.flush();
         java.util.concurrent.locks.LockSupport.parkNanos(2_000_000L);
       }

@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.code_intelligence.jazzer.api.FuzzedDataProvider;
@@ -339,7 +340,7 @@ class GrpcFuzzTest {
       for (String r : RESOURCES) {
         ResourceSnapshot s;
         try {
-          s = engine.stats(r);
+          s = sync(engine).stats(r);
         } catch (RuntimeException gone) {
           continue; // no limit (deleted, or never set)
         }
@@ -363,10 +364,10 @@ class GrpcFuzzTest {
       }
       rethrowCallbackFailure();
       call(() -> admin.getStats(GetStatsRequest.getDefaultInstance()));
-      for (var s : engine.stats()) {
+      for (var s : sync(engine).stats()) {
         assertThat(s.waiting().values()).as("waiters on %s", s.limit().resource()).allMatch(n -> n == 0);
       }
-      for (var s : engine.stats()) {
+      for (var s : sync(engine).stats()) {
         assertThat(s.inFlight()).as("in flight on %s", s.limit().resource()).isZero();
       }
     }

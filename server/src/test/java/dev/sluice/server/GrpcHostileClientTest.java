@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
@@ -94,7 +95,7 @@ class GrpcHostileClientTest {
         .shutdownGrace(Duration.ofSeconds(5));
     settings.accept(b);
     SluiceServer s = closing(b.build().start());
-    s.engine().setLimit(new LimitSpec("free", List.of(new RateSpec("requests", 1_000_000_000L, Duration.ofSeconds(1),
+    sync(s.engine()).setLimit(new LimitSpec("free", List.of(new RateSpec("requests", 1_000_000_000L, Duration.ofSeconds(1),
         1_000_000_000L)), 0, 1000, null));
     return s;
   }
@@ -527,7 +528,7 @@ class GrpcHostileClientTest {
   @Test
   void aSessionWhoseClientNeverReadsStopsBeingReadInsteadOfPilingUpAnswers() throws Exception {
     SluiceServer s = start(b -> b.host("127.0.0.1"));
-    s.engine().setLimit(new LimitSpec("flood", List.of(new RateSpec("requests", 1_000_000_000L, Duration.ofSeconds(1),
+    sync(s.engine()).setLimit(new LimitSpec("flood", List.of(new RateSpec("requests", 1_000_000_000L, Duration.ofSeconds(1),
         1_000_000_000L)), 0, 1000, null));
     Worker worker = worker(s, null);
     // A fixed 64 KiB window, as a client that stops reading would leave it (grpc-java's default

@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -257,17 +258,17 @@ class GrpcLayerTest {
     var call = io.grpc.Context.current().withCancellation();
     Sink sink = new Sink();
     call.run(() -> async.acquire(AcquireRequest.newBuilder().setResource("api").setLane(Lane.LANE_BATCH).build(), sink));
-    assertThat(engine.stats("api").waiting().values().stream().mapToInt(Integer::intValue).sum()).isEqualTo(1);
+    assertThat(sync(engine).stats("api").waiting().values().stream().mapToInt(Integer::intValue).sum()).isEqualTo(1);
     call.cancel(null);
-    assertThat(engine.stats("api").waiting().values().stream().mapToInt(Integer::intValue).sum()).isZero();
-    assertThat(engine.stats("api").cancelled()).isEqualTo(1);
+    assertThat(sync(engine).stats("api").waiting().values().stream().mapToInt(Integer::intValue).sum()).isZero();
+    assertThat(sync(engine).stats("api").cancelled()).isEqualTo(1);
     clock.advance(java.time.Duration.ofSeconds(1));
-    assertThat(engine.stats("api").available().get("requests")).isEqualTo(1.0);
+    assertThat(sync(engine).stats("api").available().get("requests")).isEqualTo(1.0);
   }
 
   @Test
   void grantForACallAlreadyCancelledIsGivenBack() {
-    engine.setLimit(
+    sync(engine).setLimit(
         new dev.sluice.server.engine.LimitSpec(
             "api",
             java.util.List.of(new dev.sluice.server.engine.RateSpec("requests", 10, java.time.Duration.ofSeconds(1), 10)),
@@ -280,9 +281,9 @@ class GrpcLayerTest {
     // Capacity is there, so the engine grants at once; the call was cancelled meanwhile.
     service.acquire(AcquireRequest.newBuilder().setResource("api").build(), call);
     assertThat(call.answered).isZero();
-    assertThat(engine.stats("api").inFlight()).isZero();
-    assertThat(engine.stats("api").available().get("requests")).isEqualTo(10.0);
-    assertThat(engine.stats("api").granted()).isEqualTo(1);
+    assertThat(sync(engine).stats("api").inFlight()).isZero();
+    assertThat(sync(engine).stats("api").available().get("requests")).isEqualTo(10.0);
+    assertThat(sync(engine).stats("api").granted()).isEqualTo(1);
   }
 
   /** A server call whose client has already gone away. */

@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
@@ -66,7 +67,7 @@ class HttpApiTest {
   }
 
   private void limit(String resource, long amount, Duration period, long burst, long concurrency, int maxWaiting) {
-    server.engine().setLimit(new LimitSpec(resource, List.of(new RateSpec("requests", amount, period, burst),
+    sync(server.engine()).setLimit(new LimitSpec(resource, List.of(new RateSpec("requests", amount, period, burst),
         new RateSpec("tokens", 1_000_000, Duration.ofMinutes(1), 1_000_000)), concurrency, maxWaiting,
         Duration.ofSeconds(30)));
   }
@@ -118,8 +119,8 @@ class HttpApiTest {
     assertThat(grant.get("resource").asText()).isEqualTo("api");
     assertThat(grant.get("granted").get("tokens").asLong()).isEqualTo(500);
     assertThat(grant.get("leaseSeconds").asDouble()).isEqualTo(30.0);
-    assertThat(server.engine().stats("api").inFlight()).isEqualTo(1);
-    assertThat(server.engine().stats("api").used().get("tokens")).isEqualTo(500.0);
+    assertThat(sync(server.engine()).stats("api").inFlight()).isEqualTo(1);
+    assertThat(sync(server.engine()).stats("api").used().get("tokens")).isEqualTo(500.0);
 
     HttpResponse<String> renewed = post("/v1/permits/" + permit + "/renew", null);
     assertThat(renewed.statusCode()).as(renewed.body()).isEqualTo(200);
@@ -128,7 +129,7 @@ class HttpApiTest {
     // Settling with actual usage refunds the over-estimate.
     HttpResponse<String> released = post("/v1/permits/" + permit + "/release", "{\"usage\": {\"tokens\": 200}}");
     assertThat(json(released).get("released").asBoolean()).isTrue();
-    ResourceSnapshot after = server.engine().stats("api");
+    ResourceSnapshot after = sync(server.engine()).stats("api");
     assertThat(after.inFlight()).isZero();
     assertThat(after.used().get("tokens")).isEqualTo(200.0);
 
@@ -143,7 +144,7 @@ class HttpApiTest {
         .get("permitId").asText();
     assertThat(json(post("/v1/permits/" + second + "/release", "{\"unused\": true}")).get("released").asBoolean())
         .isTrue();
-    assertThat(server.engine().stats("api").used().get("tokens")).isEqualTo(200.0);
+    assertThat(sync(server.engine()).stats("api").used().get("tokens")).isEqualTo(200.0);
   }
 
   @Test
@@ -172,8 +173,8 @@ class HttpApiTest {
     refused(post("/v1/permits/" + permit + "/release", "{\"usage\": {\"tokens\": 1}, \"unused\": true}"), 400,
         "INVALID_ARGUMENT", "not both");
     // Nothing was lost to the refusals: one permit held, one request taken.
-    assertThat(server.engine().stats("api").inFlight()).isEqualTo(1);
-    assertThat(server.engine().stats("api").used().get("requests")).isEqualTo(1.0);
+    assertThat(sync(server.engine()).stats("api").inFlight()).isEqualTo(1);
+    assertThat(sync(server.engine()).stats("api").used().get("requests")).isEqualTo(1.0);
   }
 
   @Test
@@ -203,7 +204,7 @@ class HttpApiTest {
     limit("big", 100, Duration.ofSeconds(1), 100, 0, 100);
     HttpResponse<String> r = post("/v1/resources/big/acquire", "{\"requestId\": \"" + "x".repeat(1 << 20) + "\"}");
     assertThat(r.statusCode()).isEqualTo(413);
-    assertThat(server.engine().stats("big").used().get("requests")).isZero();
+    assertThat(sync(server.engine()).stats("big").used().get("requests")).isZero();
   }
 
   @Test
@@ -212,40 +213,40 @@ class HttpApiTest {
 
     assertThat(post("/v1/resources/slow/acquire", null).statusCode()).isEqualTo(200);
     refused(post("/v1/resources/slow/acquire?timeout=50ms", null), 408, "DEADLINE_EXCEEDED");
-    assertThat(server.engine().stats("slow").timedOut()).isEqualTo(1);
-    assertThat(server.engine().stats("slow").waiting().values()).containsOnly(0);
+    assertThat(sync(server.engine()).stats("slow").timedOut()).isEqualTo(1);
+    assertThat(sync(server.engine()).stats("slow").waiting().values()).containsOnly(0);
   }
 
   @Test
   void aFullWaitingRoomIs429WithRetryAfter() throws Exception {
     limit("room", 1000, Duration.ofSeconds(1), 1000, 0, 1);
-    server.engine().pause("room", -1);
+    sync(server.engine()).pause("room", -1);
     CompletableFuture<HttpResponse<String>> parked = http.sendAsync(
         HttpRequest.newBuilder(URI.create(base + "/v1/resources/room/acquire?timeout=30s"))
             .POST(HttpRequest.BodyPublishers.noBody()).build(), HttpResponse.BodyHandlers.ofString());
-    await().atMost(Duration.ofSeconds(10)).until(() -> server.engine().stats("room").waiting().get(Lane.DEFAULT) == 1);
+    await().atMost(Duration.ofSeconds(10)).until(() -> sync(server.engine()).stats("room").waiting().get(Lane.DEFAULT) == 1);
     HttpResponse<String> full = post("/v1/resources/room/acquire", null);
     refused(full, 429, "RESOURCE_EXHAUSTED", "waiting room");
     assertThat(full.headers().firstValue("retry-after")).isPresent();
     assertThat(Long.parseLong(full.headers().firstValue("retry-after").get())).isPositive();
-    server.engine().resume("room");
+    sync(server.engine()).resume("room");
     assertThat(parked.get(10, TimeUnit.SECONDS).statusCode()).isEqualTo(200);
   }
 
   @Test
   void aClientThatHangsUpLeavesTheQueueAndLosesNoPermit() throws Exception {
     limit("hang", 1, Duration.ofMinutes(1), 1, 1, 100);
-    server.engine().pause("hang", -1);
+    sync(server.engine()).pause("hang", -1);
     try (Socket s = new Socket("127.0.0.1", server.httpPort())) {
       s.getOutputStream().write(("POST /v1/resources/hang/acquire?timeout=60s HTTP/1.1\r\nHost: x\r\n"
           + "Content-Length: 0\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
       s.getOutputStream().flush();
       await().atMost(Duration.ofSeconds(10))
-          .until(() -> server.engine().stats("hang").waiting().get(Lane.DEFAULT) == 1);
+          .until(() -> sync(server.engine()).stats("hang").waiting().get(Lane.DEFAULT) == 1);
     }
-    await().atMost(Duration.ofSeconds(10)).until(() -> server.engine().stats("hang").waiting().get(Lane.DEFAULT) == 0);
-    server.engine().resume("hang");
-    ResourceSnapshot s = server.engine().stats("hang");
+    await().atMost(Duration.ofSeconds(10)).until(() -> sync(server.engine()).stats("hang").waiting().get(Lane.DEFAULT) == 0);
+    sync(server.engine()).resume("hang");
+    ResourceSnapshot s = sync(server.engine()).stats("hang");
     assertThat(s.cancelled()).isEqualTo(1);
     assertThat(s.inFlight()).isZero();
     assertThat(s.used().get("requests")).isZero(); // nothing taken for the departed caller
@@ -257,19 +258,19 @@ class HttpApiTest {
     HttpResponse<String> r = post("/v1/resources/up/report", "{\"throttled\": true, \"retryAfter\": \"20s\"}");
     assertThat(r.statusCode()).as(r.body()).isEqualTo(200);
     assertThat(json(r).get("pausedForSeconds").asDouble()).isBetween(19.0, 20.0);
-    assertThat(server.engine().stats("up").paused()).isTrue();
-    assertThat(server.engine().stats("up").throttleReports()).isEqualTo(1);
+    assertThat(sync(server.engine()).stats("up").paused()).isTrue();
+    assertThat(sync(server.engine()).stats("up").throttleReports()).isEqualTo(1);
     refused(post("/v1/resources/up/acquire?timeout=20ms", null), 408, "DEADLINE_EXCEEDED");
 
     HttpResponse<String> resumed = post("/v1/resources/up/resume", null);
     assertThat(json(resumed).get("paused").asBoolean()).isFalse();
-    assertThat(server.engine().stats("up").paused()).isFalse();
+    assertThat(sync(server.engine()).stats("up").paused()).isFalse();
     HttpResponse<String> paused = post("/v1/resources/up/pause", "{\"seconds\": 30}");
     assertThat(json(paused).get("pausedForSeconds").asDouble()).isBetween(29.0, 30.0);
-    assertThat(server.engine().stats("up").paused()).isTrue();
+    assertThat(sync(server.engine()).stats("up").paused()).isTrue();
     refused(post("/v1/resources/up/pause", "{\"seconds\": 0}"), 400, "INVALID_ARGUMENT", "does nothing");
     assertThat(json(post("/v1/resources/up/pause", null)).get("pausedForSeconds").asDouble()).isEqualTo(-1.0);
-    assertThat(server.engine().stats("up").pausedForNanos()).isEqualTo(-1);
+    assertThat(sync(server.engine()).stats("up").pausedForNanos()).isEqualTo(-1);
   }
 
   @Test
@@ -293,7 +294,7 @@ class HttpApiTest {
       refused(post("/v1/resources/mine/acquire", null, "garbage"), 401, "UNAUTHENTICATED", "not a Sluice key");
       refused(post("/v1/resources/theirs/acquire", null, worker), 403, "PERMISSION_DENIED", "may use resources 'mine'");
       refused(post("/v1/resources/mine/pause", null, worker), 403, "PERMISSION_DENIED", "admin");
-      assertThat(server.engine().stats("mine").paused()).isFalse();
+      assertThat(sync(server.engine()).stats("mine").paused()).isFalse();
 
       HttpResponse<String> ok = post("/v1/resources/mine/acquire", null, worker);
       assertThat(ok.statusCode()).as(ok.body()).isEqualTo(200);
@@ -301,7 +302,7 @@ class HttpApiTest {
       refused(post("/v1/permits/" + permit + "/release", null), 401, "UNAUTHENTICATED");
       assertThat(json(post("/v1/permits/" + permit + "/release", null, worker)).get("released").asBoolean()).isTrue();
       assertThat(post("/v1/resources/theirs/pause", null, admin).statusCode()).isEqualTo(200);
-      assertThat(server.engine().stats("theirs").paused()).isTrue();
+      assertThat(sync(server.engine()).stats("theirs").paused()).isTrue();
       // Keys are never echoed back.
       assertThat(post("/v1/resources/theirs/acquire", null, worker).body()).doesNotContain(worker.substring(17));
     } finally {
@@ -312,13 +313,13 @@ class HttpApiTest {
   @Test
   void aLongPollCutByShutdownIs503AndReadinessGoesDown() throws Exception {
     limit("bye", 1000, Duration.ofSeconds(1), 1000, 0, 100);
-    server.engine().pause("bye", -1);
+    sync(server.engine()).pause("bye", -1);
     assertThat(get("/healthz").statusCode()).isEqualTo(200);
     assertThat(get("/readyz").statusCode()).isEqualTo(200);
     CompletableFuture<HttpResponse<String>> parked = http.sendAsync(
         HttpRequest.newBuilder(URI.create(base + "/v1/resources/bye/acquire?timeout=30s"))
             .POST(HttpRequest.BodyPublishers.noBody()).build(), HttpResponse.BodyHandlers.ofString());
-    await().atMost(Duration.ofSeconds(10)).until(() -> server.engine().stats("bye").waiting().get(Lane.DEFAULT) == 1);
+    await().atMost(Duration.ofSeconds(10)).until(() -> sync(server.engine()).stats("bye").waiting().get(Lane.DEFAULT) == 1);
     server.close();
     HttpResponse<String> r = parked.get(10, TimeUnit.SECONDS);
     refused(r, 503, "UNAVAILABLE");

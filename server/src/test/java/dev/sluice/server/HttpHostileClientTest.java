@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
@@ -64,9 +65,9 @@ class HttpHostileClientTest {
     server = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
         .shutdownGrace(Duration.ZERO).httpLimits(new HttpApi.Limits(maxConnections, idle, read, maxPipelined))
         .build().start();
-    server.engine().setLimit(new LimitSpec("slow", List.of(new RateSpec("requests", 1000, Duration.ofSeconds(1),
+    sync(server.engine()).setLimit(new LimitSpec("slow", List.of(new RateSpec("requests", 1000, Duration.ofSeconds(1),
         1000)), 0, 1000, null));
-    server.engine().pause("slow", -1); // acquires on it wait: long polls
+    sync(server.engine()).pause("slow", -1); // acquires on it wait: long polls
   }
 
   @AfterEach
@@ -163,7 +164,7 @@ class HttpHostileClientTest {
   }
 
   private int waiting() {
-    return server.engine().stats("slow").waiting().get(Lane.DEFAULT);
+    return sync(server.engine()).stats("slow").waiting().get(Lane.DEFAULT);
   }
 
   /** The gRPC port answers an admin call and an acquire over real channels. */
@@ -182,7 +183,7 @@ class HttpHostileClientTest {
   }
 
   private void freeResource() {
-    server.engine().setLimit(new LimitSpec("free", List.of(new RateSpec("requests", 1000, Duration.ofSeconds(1),
+    sync(server.engine()).setLimit(new LimitSpec("free", List.of(new RateSpec("requests", 1000, Duration.ofSeconds(1),
         1000)), 0, 1000, null));
   }
 
@@ -294,7 +295,7 @@ class HttpHostileClientTest {
     assertThat(waiting()).as("no long poll was cut for it").isEqualTo(5);
     grpcStillServes();
 
-    server.engine().resume("slow");
+    sync(server.engine()).resume("slow");
     for (Socket s : polls) {
       assertThat(readUntil(s, "\r\n")).startsWith("HTTP/1.1 200 ");
     }
@@ -365,7 +366,7 @@ class HttpHostileClientTest {
     assertThat(metric("sluice_http_reads_paused_total")).isGreaterThanOrEqualTo(1);
 
     // Once the long poll is answered, the queued requests are: reading went on.
-    server.engine().resume("slow");
+    sync(server.engine()).resume("slow");
     ch.configureBlocking(true);
     Socket s = ch.socket();
     s.setSoTimeout(10_000);

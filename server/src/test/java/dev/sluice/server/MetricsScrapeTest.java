@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
@@ -38,7 +39,7 @@ class MetricsScrapeTest {
   @TempDir Path dataDir;
 
   private static void limit(SluiceServer server, String resource, long concurrency) {
-    server.engine().setLimit(new LimitSpec(resource, List.of(new RateSpec("requests", 1000, Duration.ofSeconds(1),
+    sync(server.engine()).setLimit(new LimitSpec(resource, List.of(new RateSpec("requests", 1000, Duration.ofSeconds(1),
         1000), new RateSpec("tokens", 1_000_000, Duration.ofSeconds(1), 1_000_000)), concurrency, 100,
         Duration.ofSeconds(30)));
   }
@@ -93,7 +94,7 @@ class MetricsScrapeTest {
             AcquireOptions.builder().timeout(Duration.ofMillis(30)).build()))
             .isInstanceOf(AcquireTimeoutException.class);
       }
-      server.engine().pause("held", -1);
+      sync(server.engine()).pause("held", -1);
       List<CompletableFuture<Permit>> parked = new ArrayList<>();
       for (int i = 0; i < 2; i++) {
         parked.add(client.acquireAsync("held", Load.requests(1),
@@ -128,7 +129,7 @@ class MetricsScrapeTest {
       assertThat(value(s, "grpc_server_processing_duration_seconds_count", "method=\"Acquire\"",
           "statusCode=\"OK\"")).isGreaterThanOrEqualTo(41.0);
 
-      server.engine().resume("held");
+      sync(server.engine()).resume("held");
       for (CompletableFuture<Permit> p : parked) {
         p.get().close();
       }

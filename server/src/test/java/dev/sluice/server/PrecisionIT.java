@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.sluice.server.engine.LimitSpec;
@@ -37,8 +38,7 @@ class PrecisionIT {
   void fourProcessesShareOneLimitPrecisely() throws Exception {
     try (SluiceServer server =
         SluiceServer.builder().host("127.0.0.1").port(0).dataDir(dir.resolve("data")).build().start()) {
-      server
-          .engine()
+      sync(server.engine())
           .setLimit(
               new LimitSpec(
                   "precise",
@@ -46,8 +46,7 @@ class PrecisionIT {
                   0,
                   0,
                   null));
-      server
-          .engine()
+      sync(server.engine())
           .setLimit(
               new LimitSpec(
                   "warmup",
@@ -77,7 +76,7 @@ class PrecisionIT {
                 .start());
       }
       // The quota opens at startAt, with every worker thread already waiting.
-      server.engine().pause("precise", -1);
+      sync(server.engine()).pause("precise", -1);
       while (System.nanoTime() < startAt) {
         LockSupport.parkNanos(Math.min(1_000_000, startAt - System.nanoTime()));
       }
@@ -86,8 +85,8 @@ class PrecisionIT {
       // measures the steady rate. The burst case (amount + burst in a window) is asserted
       // exactly on the fake clock in EndToEndTest.g1; delivered at once to 32 parked threads on
       // two cores it mostly measures the machine's wake-up jitter.
-      server.engine().report("precise", true, 0, Map.of());
-      server.engine().resume("precise");
+      sync(server.engine()).report("precise", true, 0, Map.of());
+      sync(server.engine()).resume("precise");
       long resumeDone = System.nanoTime();
       for (int i = 0; i < PROCESSES; i++) {
         assertThat(procs.get(i).waitFor(90, TimeUnit.SECONDS)).as("worker %d finished", i).isTrue();

@@ -1,5 +1,7 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
+
 import dev.sluice.client.AuthenticationException;
 import dev.sluice.proto.v1.AdminGrpc;
 import dev.sluice.proto.v1.CreateKeyRequest;
@@ -66,7 +68,7 @@ class RedisStoreServerTest {
     try (RedisProcess redis = RedisProcess.start();
         SluiceServer a = httpNode(redis, dir, "a");
         SluiceServer b = httpNode(redis, dir, "b")) {
-      a.engine().setLimit(new LimitSpec("shared", List.of(), 1, 0, Duration.ofMinutes(1)));
+      sync(a.engine()).setLimit(new LimitSpec("shared", List.of(), 1, 0, Duration.ofMinutes(1)));
       var granted = http(a, "POST", "/v1/resources/shared/acquire?timeout=10s");
       assertThat(granted.statusCode()).as(granted.body()).isEqualTo(200);
       String permit = new com.fasterxml.jackson.databind.ObjectMapper().readTree(granted.body()).get("permitId")
@@ -114,19 +116,19 @@ class RedisStoreServerTest {
         SluiceServer b = node(redis, dir, "b");
         SluiceClient onA = SluiceClient.builder().target("127.0.0.1:" + a.port()).build();
         SluiceClient onB = SluiceClient.builder().target("127.0.0.1:" + b.port()).build()) {
-      a.engine().setLimit(new LimitSpec("shared", List.of(), 1, 0, Duration.ofMinutes(1)));
-      assertThat(b.engine().getLimit("shared")).as("a limit set on a is b's too").isPresent();
+      sync(a.engine()).setLimit(new LimitSpec("shared", List.of(), 1, 0, Duration.ofMinutes(1)));
+      assertThat(sync(b.engine()).getLimit("shared")).as("a limit set on a is b's too").isPresent();
 
       Permit held = onA.acquire("shared", Load.requests(1));
       var waiting =
           onB.acquireAsync("shared", Load.requests(1), AcquireOptions.builder().timeout(Duration.ofSeconds(30)).build());
       await().atMost(Duration.ofSeconds(10))
-          .until(() -> b.engine().stats("shared").waiting().values().stream().mapToInt(Integer::intValue).sum() == 1);
+          .until(() -> sync(b.engine()).stats("shared").waiting().values().stream().mapToInt(Integer::intValue).sum() == 1);
       assertThat(waiting).as("the cap is shared: b's caller waits for a's permit").isNotDone();
       held.close();
       Permit second = waiting.get(10, TimeUnit.SECONDS);
       second.close();
-      await().atMost(Duration.ofSeconds(5)).until(() -> a.engine().stats("shared").inFlight() == 0);
+      await().atMost(Duration.ofSeconds(5)).until(() -> sync(a.engine()).stats("shared").inFlight() == 0);
 
       ManagedChannel ch = ManagedChannelBuilder.forAddress("127.0.0.1", a.port()).usePlaintext().build();
       try {
@@ -146,7 +148,7 @@ class RedisStoreServerTest {
             .until(() -> health.check(HealthCheckRequest.getDefaultInstance()).getStatus()
                 == ServingStatus.SERVING);
         // Redis came back empty: the nodes restored the limit they knew.
-        await().atMost(Duration.ofSeconds(5)).until(() -> b.engine().getLimit("shared").isPresent());
+        await().atMost(Duration.ofSeconds(5)).until(() -> sync(b.engine()).getLimit("shared").isPresent());
         try (Permit again = onB.acquire("shared", Load.requests(1))) {
           assertThat(again).isNotNull();
         }
@@ -162,7 +164,7 @@ class RedisStoreServerTest {
     try (RedisProcess redis = RedisProcess.start();
         SluiceServer a = node(redis, dir, "a");
         SluiceServer b = node(redis, dir, "b")) {
-      a.engine().setLimit(new LimitSpec("shared", List.of(), 5, 0, Duration.ofMinutes(1)));
+      sync(a.engine()).setLimit(new LimitSpec("shared", List.of(), 5, 0, Duration.ofMinutes(1)));
       ManagedChannel chA = ManagedChannelBuilder.forAddress("127.0.0.1", a.port()).usePlaintext().build();
       try {
         var openAdmin = AdminGrpc.newBlockingStub(chA);

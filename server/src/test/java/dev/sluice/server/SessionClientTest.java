@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
@@ -63,7 +64,7 @@ class SessionClientTest {
   }
 
   private static int waiting(SluiceServer s, String name) {
-    return s.engine().stats(name).waiting().values().stream().mapToInt(Integer::intValue).sum();
+    return sync(s.engine()).stats(name).waiting().values().stream().mapToInt(Integer::intValue).sum();
   }
 
   private static AcquireOptions timeout(Duration d) {
@@ -74,24 +75,24 @@ class SessionClientTest {
   void aPermitSettlesAndReleasesOnTheStream() throws Exception {
     FakeClock clock = new FakeClock();
     SluiceServer s = node(clock);
-    s.engine().setLimit(new LimitSpec("openai", List.of(
+    sync(s.engine()).setLimit(new LimitSpec("openai", List.of(
         new RateSpec("tokens", 1000, Duration.ofSeconds(1), 1000)), 2, 0, null));
     clock.advance(Duration.ofSeconds(2));
     SluiceClient c = client(s);
 
     try (Permit p = c.acquire("openai", Load.of("tokens", 800))) {
-      assertThat(s.engine().stats("openai").inFlight()).isEqualTo(1);
+      assertThat(sync(s.engine()).stats("openai").inFlight()).isEqualTo(1);
       p.settle(Load.of("tokens", 300));
     }
 
-    await().until(() -> s.engine().stats("openai").inFlight() == 0);
-    assertThat(s.engine().stats("openai").available().get("tokens")).as("500 refunded").isEqualTo(700.0);
+    await().until(() -> sync(s.engine()).stats("openai").inFlight() == 0);
+    assertThat(sync(s.engine()).stats("openai").available().get("tokens")).as("500 refunded").isEqualTo(700.0);
   }
 
   @Test
   void manyConcurrentCallersAreEachGrantedOnceAndTheCapHolds() throws Exception {
     SluiceServer s = node(null);
-    s.engine().setLimit(new LimitSpec("api", List.of(), 8, 0, null));
+    sync(s.engine()).setLimit(new LimitSpec("api", List.of(), 8, 0, null));
     SluiceClient c = client(s);
     int threads = 32;
     int each = 100;
@@ -116,15 +117,15 @@ class SessionClientTest {
     pool.shutdown();
 
     assertThat(most.get()).isLessThanOrEqualTo(8);
-    assertThat(s.engine().stats("api").granted()).isEqualTo((long) threads * each);
-    await().until(() -> s.engine().stats("api").inFlight() == 0);
+    assertThat(sync(s.engine()).stats("api").granted()).isEqualTo((long) threads * each);
+    await().until(() -> sync(s.engine()).stats("api").inFlight() == 0);
   }
 
   @Test
   void cancellingTheFutureWithdrawsTheWaiter() throws Exception {
     FakeClock clock = new FakeClock();
     SluiceServer s = node(clock);
-    s.engine().setLimit(new LimitSpec("slow", List.of(
+    sync(s.engine()).setLimit(new LimitSpec("slow", List.of(
         new RateSpec("requests", 1, Duration.ofSeconds(10), 1)), 0, 0, null));
     SluiceClient c = client(s);
 
@@ -133,16 +134,16 @@ class SessionClientTest {
     parked.cancel(false);
 
     await().until(() -> waiting(s, "slow") == 0);
-    assertThat(s.engine().stats("slow").cancelled()).isEqualTo(1);
+    assertThat(sync(s.engine()).stats("slow").cancelled()).isEqualTo(1);
     clock.advance(Duration.ofSeconds(10));
-    assertThat(s.engine().stats("slow").available().get("requests")).isEqualTo(1.0);
+    assertThat(sync(s.engine()).stats("slow").available().get("requests")).isEqualTo(1.0);
   }
 
   @Test
   void theCoordinatorsTimeoutEndsTheAcquire() throws Exception {
     FakeClock clock = new FakeClock();
     SluiceServer s = node(clock);
-    s.engine().setLimit(new LimitSpec("slow", List.of(
+    sync(s.engine()).setLimit(new LimitSpec("slow", List.of(
         new RateSpec("requests", 1, Duration.ofSeconds(10), 1)), 0, 0, null));
     SluiceClient c = client(s);
 
@@ -161,7 +162,7 @@ class SessionClientTest {
     SluiceServer a = node(clockA);
     SluiceServer b = node(clockB);
     for (SluiceServer s : List.of(a, b)) {
-      s.engine().setLimit(new LimitSpec("slow", List.of(
+      sync(s.engine()).setLimit(new LimitSpec("slow", List.of(
           new RateSpec("requests", 1, Duration.ofSeconds(10), 1)), 0, 0, null));
     }
     SluiceClient c = client(a, b);
@@ -178,7 +179,7 @@ class SessionClientTest {
     try (Permit p = parked.get(5, TimeUnit.SECONDS)) {
       assertThat(p.resource()).isEqualTo("slow");
     }
-    await().until(() -> other.engine().stats("slow").inFlight() == 0);
-    assertThat(other.engine().stats("slow").granted()).isEqualTo(1);
+    await().until(() -> sync(other.engine()).stats("slow").inFlight() == 0);
+    assertThat(sync(other.engine()).stats("slow").granted()).isEqualTo(1);
   }
 }

@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.google.rpc.RetryInfo;
@@ -57,7 +58,7 @@ class SessionTest {
   }
 
   private void limit(String name, long perSecond, long burst, long concurrency, int maxWaiting) {
-    engine.setLimit(new LimitSpec(name,
+    sync(engine).setLimit(new LimitSpec(name,
         List.of(new RateSpec("requests", perSecond, Duration.ofSeconds(1), burst)), concurrency, maxWaiting, null));
     clock.advance(Duration.ofSeconds(10)); // a new limit starts with empty buckets: fill them
   }
@@ -71,7 +72,7 @@ class SessionTest {
   }
 
   private int waiting(String resource) {
-    return engine.stats(resource).waiting().values().stream().mapToInt(Integer::intValue).sum();
+    return sync(engine).stats(resource).waiting().values().stream().mapToInt(Integer::intValue).sum();
   }
 
   /** Records every message and the stream's end. */
@@ -160,7 +161,7 @@ class SessionTest {
         .build());
 
     assertThat(c.answer(2).hasGranted()).as("the slot freed in the same message").isTrue();
-    assertThat(engine.stats("cap").inFlight()).isEqualTo(1);
+    assertThat(sync(engine).stats("cap").inFlight()).isEqualTo(1);
   }
 
   @Test
@@ -173,7 +174,7 @@ class SessionTest {
     c.call.onNext(SessionRequest.newBuilder().addReleases(ReleaseRequest.newBuilder()
         .setResource("cap").setPermitId(permit).setSettle(true).putActual("pixels", 3)).build());
 
-    assertThat(engine.stats("cap").inFlight()).isZero();
+    assertThat(sync(engine).stats("cap").inFlight()).isZero();
     assertThat(c.end).as("a bad release does not end the stream").isNull();
   }
 
@@ -207,9 +208,9 @@ class SessionTest {
     c.call.cancel("worker went away", null);
 
     assertThat(waiting("api")).isZero();
-    assertThat(engine.stats("api").cancelled()).isEqualTo(20);
+    assertThat(sync(engine).stats("api").cancelled()).isEqualTo(20);
     clock.advance(Duration.ofSeconds(1));
-    assertThat(engine.stats("api").available().get("requests")).as("bucket full again: nothing leaked")
+    assertThat(sync(engine).stats("api").available().get("requests")).as("bucket full again: nothing leaked")
         .isEqualTo(1.0);
   }
 

@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
@@ -89,7 +90,7 @@ class SilentNodeTest {
         .build().start();
     closeables.add(s);
     for (LimitSpec limit : limits) {
-      s.engine().setLimit(limit);
+      sync(s.engine()).setLimit(limit);
     }
     FaultProxy proxy = new FaultProxy(s.port());
     closeables.add(proxy);
@@ -110,7 +111,7 @@ class SilentNodeTest {
   }
 
   private static int waiting(Node n, String name) {
-    return n.server().engine().stats(name).waiting().values().stream().mapToInt(Integer::intValue).sum();
+    return sync(n.server().engine()).stats(name).waiting().values().stream().mapToInt(Integer::intValue).sum();
   }
 
   private static long ms(long nanos) {
@@ -201,8 +202,8 @@ class SilentNodeTest {
     LimitSpec cap = new LimitSpec("cap", List.of(), 1, 0, Duration.ofSeconds(60));
     Node a = node(cap);
     Node b = node(cap);
-    Grant heldOnA = a.server().engine().acquire("cap", Map.of(), Lane.DEFAULT, 0, "held-a").future().join();
-    Grant heldOnB = b.server().engine().acquire("cap", Map.of(), Lane.DEFAULT, 0, "held-b").future().join();
+    Grant heldOnA = sync(a.server().engine()).acquire("cap", Map.of(), Lane.DEFAULT, 0, "held-a").future().join();
+    Grant heldOnB = sync(b.server().engine()).acquire("cap", Map.of(), Lane.DEFAULT, 0, "held-b").future().join();
     SluiceClient client = client(a, b);
 
     CompletableFuture<Permit> parked = client.acquireAsync("cap", Load.requests(1),
@@ -218,7 +219,7 @@ class SilentNodeTest {
     long retried = System.nanoTime();
     assertThat(parked).as("the cut is retried, not failed").isNotDone();
 
-    other.server().engine().release("cap", heldOnOther.permitId(), Map.of(), false, false);
+    sync(other.server().engine()).release("cap", heldOnOther.permitId(), Map.of(), false, false);
     Permit permit = parked.get(5, TimeUnit.SECONDS);
     permit.close();
 
@@ -235,7 +236,7 @@ class SilentNodeTest {
     assertThat(attempts.subList(0, attempts.size() - 1)).as("cut off, then retried").isNotEmpty()
         .allSatisfy(Recorder.Call::assertCutOff)
         .anySatisfy(attempt -> assertThat(attempt.port()).isEqualTo(holder.port()));
-    assertThat(other.server().engine().stats("cap").granted()).as("its hold, then the retried acquire").isEqualTo(2);
+    assertThat(sync(other.server().engine()).stats("cap").granted()).as("its hold, then the retried acquire").isEqualTo(2);
   }
 
   @Test

@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -56,7 +57,7 @@ class TlsTest {
     SluiceServer s = tls.apply(SluiceServer.builder().host("127.0.0.1").port(0).dataDir(dataDir)
         .shutdownGrace(Duration.ZERO)).build().start();
     closeables.add(s);
-    s.engine().setLimit(new LimitSpec("api", List.of(), 10, 0, null));
+    sync(s.engine()).setLimit(new LimitSpec("api", List.of(), 10, 0, null));
     return s;
   }
 

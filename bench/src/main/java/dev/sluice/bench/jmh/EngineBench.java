@@ -101,7 +101,7 @@ public class EngineBench {
       if (g == null || !t.claim()) {
         return false;
       }
-      return engine.release(resource, g.permitId(), NOTHING, false, false);
+      return engine.release(resource, g.permitId(), NOTHING, false, false).join();
     }
   }
 

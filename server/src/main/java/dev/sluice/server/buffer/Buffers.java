@@ -162,7 +162,7 @@ public final class Buffers implements AutoCloseable {
     open();
     BufferSpec spec = BufferSpec.parse(body);
     targets.check(spec.url());
-    if (spec.resource() != null && engine.getLimit(spec.resource()).isEmpty()) {
+    if (spec.resource() != null && await(engine.getLimit(spec.resource())).isEmpty()) {
       throw BufferSpec.invalid("resource '" + spec.resource() + "' has no limit: create it first (`sluice limit set "
           + spec.resource() + " --rate requests=N/min`), or give the buffer its own rate");
     }
@@ -174,8 +174,8 @@ public final class Buffers implements AutoCloseable {
       if (spec.rate() != null) {
         BufferSpec.Rate r = spec.rate();
         long lease = Math.min(3600, Math.max(30, spec.timeout().toSeconds() + 10));
-        engine.setLimit(new LimitSpec(spec.pacingResource(), List.of(new RateSpec("requests", r.amount(), r.period(),
-            r.burst())), 0, 100_000, Duration.ofSeconds(lease)));
+        await(engine.setLimit(new LimitSpec(spec.pacingResource(), List.of(new RateSpec("requests", r.amount(),
+            r.period(), r.burst())), 0, 100_000, Duration.ofSeconds(lease))));
       }
       long now = millis.getAsLong();
       if (!backend.create(spec.name(), spec.toStoredJson().toString(), now)) {
@@ -195,6 +195,18 @@ public final class Buffers implements AutoCloseable {
     log.info("buffer {} created: {} {} paced by {}", spec.name(), spec.method(), spec.shownUrl(),
         spec.pacingResource());
     return spec;
+  }
+
+  /**
+   * Waits for an engine answer. Only {@link #create} and {@link #delete} do: they write the
+   * buffer backend synchronously anyway, so they run on an admin executor, never an event loop.
+   */
+  private static <T> T await(java.util.concurrent.CompletableFuture<T> answer) {
+    try {
+      return answer.join();
+    } catch (java.util.concurrent.CompletionException e) {
+      throw EngineException.unwrap(e) instanceof RuntimeException r ? r : e;
+    }
   }
 
   public Optional<BufferSpec> get(String name) {
@@ -237,7 +249,7 @@ public final class Buffers implements AutoCloseable {
     backend.delete(name);
     if (b.spec.rate() != null) {
       try {
-        engine.deleteLimit(b.spec.pacingResource());
+        await(engine.deleteLimit(b.spec.pacingResource()));
       } catch (EngineException e) {
         // already gone
       }
@@ -642,19 +654,18 @@ public final class Buffers implements AutoCloseable {
     if (closed || !current(b, epoch)) {
       return;
     }
-    engine.acquireAsync(b.spec.pacingResource(), Map.of("requests", 1L), Lane.DEFAULT, ACQUIRE_TIMEOUT.toNanos(),
+    engine.acquire(b.spec.pacingResource(), Map.of("requests", 1L), Lane.DEFAULT, ACQUIRE_TIMEOUT.toNanos(),
         "buffer-" + b.spec.name() + "-" + i.id + "-" + ThreadLocalRandom.current().nextLong(Long.MAX_VALUE))
         .future().whenComplete((grant, error) -> {
           if (error == null) {
             if (!current(b, epoch)) {
-              engine.releaseAsync(b.spec.pacingResource(), grant.permitId(), Map.of(), false, true);
+              engine.release(b.spec.pacingResource(), grant.permitId(), Map.of(), false, true);
               return;
             }
             attempt(b, i, grant, epoch);
             return;
           }
-          Throwable e = error instanceof java.util.concurrent.CompletionException && error.getCause() != null
-              ? error.getCause() : error;
+          Throwable e = EngineException.unwrap(error);
           if (closed || !current(b, epoch)) {
             return;
           }
@@ -677,7 +688,7 @@ public final class Buffers implements AutoCloseable {
     long started = millis.getAsLong();
     backend.startAttempt(name, i.id).whenComplete((send, error) -> {
       if (error != null || send == null || !current(b, epoch) || closed) {
-        engine.releaseAsync(b.spec.pacingResource(), grant.permitId(), Map.of(), false, true);
+        engine.release(b.spec.pacingResource(), grant.permitId(), Map.of(), false, true);
         if (closed) {
           return;
         }
@@ -701,7 +712,7 @@ public final class Buffers implements AutoCloseable {
       try {
         checks.execute(() -> send(b, i, grant, send, started, epoch));
       } catch (java.util.concurrent.RejectedExecutionException e) {
-        engine.releaseAsync(b.spec.pacingResource(), grant.permitId(), Map.of(), false, true); // closing
+        engine.release(b.spec.pacingResource(), grant.permitId(), Map.of(), false, true); // closing
       }
     });
   }
@@ -737,12 +748,12 @@ public final class Buffers implements AutoCloseable {
       }
     }
     if (early != null) {
-      engine.releaseAsync(b.spec.pacingResource(), grant.permitId(), Map.of(), false, true); // nothing left
+      engine.release(b.spec.pacingResource(), grant.permitId(), Map.of(), false, true); // nothing left
       recordQuietly(b, i, send.attempt(), started, early, epoch);
       return;
     }
     response.whenComplete((r, failure) -> {
-      engine.releaseAsync(b.spec.pacingResource(), grant.permitId(), Map.of(), false, false);
+      engine.release(b.spec.pacingResource(), grant.permitId(), Map.of(), false, false);
       Outcome o;
       try {
         o = failure != null ? Outcome.error(failure) : Outcome.of(r, millis.getAsLong());
@@ -926,11 +937,12 @@ public final class Buffers implements AutoCloseable {
     }
     if (s == 429) {
       // Upstream feedback, as a worker's report: the shared resource pauses for everyone.
-      try {
-        engine.report(b.spec.pacingResource(), true, o.retryAfterMillis() * 1_000_000L, Map.of());
-      } catch (EngineException e) {
-        log.debug("buffer {}: reporting the 429 failed: {}", name, e.getMessage());
-      }
+      engine.report(b.spec.pacingResource(), true, o.retryAfterMillis() * 1_000_000L, Map.of())
+          .whenComplete((paused, error) -> {
+            if (error != null) {
+              log.debug("buffer {}: reporting the 429 failed: {}", name, EngineException.unwrap(error).getMessage());
+            }
+          });
     }
     String line = Instant.ofEpochMilli(now) + " attempt " + attempt + ": "
         + (o.error() != null ? o.error() : "HTTP " + s) + " after " + (now - started) + " ms" + note + "\n";

@@ -1,23 +1,35 @@
 package dev.sluice.server.engine;
 
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 
 /**
  * The coordinator's algorithm, independent of transport: token buckets, the waiting room,
- * leases and feedback for every resource. One implementation per store. Methods never block
- * on other callers (waiting is a {@link Ticket}); only limit changes may touch the disk.
+ * leases and feedback for every resource. One implementation per store.
  *
- * <p>Every method throws {@link EngineException} for a request that cannot be served.
+ * <p><b>No method blocks.</b> Every method that may touch a store returns a {@link
+ * CompletableFuture} (the embedded store's are complete on return, except limit changes, which
+ * complete once written to disk on the engine's own thread); an acquire returns a {@link
+ * Ticket}. So any method may be called on a network event loop, and a method added later
+ * cannot block one by mistake: its signature says it cannot. Only {@link #close()}, {@link
+ * #closeStore()} and {@link #storeReachable()} return plain values (lifecycle and a local flag).
+ *
+ * <p>A request that cannot be served fails the future with an {@link EngineException}; where
+ * the future completes on another thread, callers see it wrapped in a {@link
+ * java.util.concurrent.CompletionException}. No method throws one itself.
  */
 public interface Engine extends AutoCloseable {
 
   /**
-   * Asks for {@code load} on {@code resource}. Validates at once (unknown resource, unknown
-   * dimension, a load above a burst are refused here, never queued); otherwise returns a
-   * ticket that completes when granted or when {@code timeoutNanos} passes.
+   * Asks for {@code load} on {@code resource}. Never throws and never waits for a store: every
+   * refusal (unknown resource, unknown dimension, a load above a burst, a full waiting room, the
+   * store away) fails the ticket's future, which otherwise completes when granted or when
+   * {@code timeoutNanos} passes. The ticket's {@link Ticket#cancel()} does not wait either.
    *
    * <p>A request id is the caller's name for one acquire, and means the same on every store
    * (the differential test holds the stores to it step by step):
@@ -50,50 +62,27 @@ public interface Engine extends AutoCloseable {
   }
 
   /**
-   * {@link #acquire(String, Map, Lane, long, String)} for callers on a network thread: never
-   * waits for a store. Local checks may still throw; a refusal that only the store can tell
-   * (full waiting room, limit deleted, store away) fails the ticket's future instead, and the
-   * ticket's {@link Ticket#cancel()} does not wait for the store either. The default is {@code
-   * acquire}, for engines that never wait.
-   */
-  default Ticket acquireAsync(
-      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
-    return acquire(resource, load, lane, timeoutNanos, requestId);
-  }
-
-  /**
    * Withdraws the queued acquire with this request id. True if it was still waiting and has
    * left (its ticket fails with a cancellation); false if it was granted, ended or unknown.
    */
-  boolean cancel(String resource, String requestId);
+  CompletableFuture<Boolean> cancel(String resource, String requestId);
 
   /**
    * Ends a permit: frees its concurrency slot; with {@code settle}, applies actual usage
    * (refund or debt) for the dimensions in {@code actual}; with {@code unused}, gives the whole
-   * grant back. Returns false if the permit was unknown (released before, or expired).
+   * grant back. Completes with false if the permit was unknown (released before, or expired).
    */
-  boolean release(
+  CompletableFuture<Boolean> release(
       String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused);
 
+  /** Extends leases; completes with the ids that could not be renewed (released or expired). */
+  CompletableFuture<List<String>> renew(String resource, List<String> permitIds);
+
   /**
-   * {@link #release} for callers on a network thread: never waits for a store; every failure,
-   * local checks included, fails the future. The default is {@code release}, for engines that
-   * never wait.
+   * Lease length for permits of this resource, in nanoseconds. A future: on Redis a node that
+   * has not cached the limit reads it from the store.
    */
-  default CompletableFuture<Boolean> releaseAsync(
-      String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused) {
-    try {
-      return CompletableFuture.completedFuture(release(resource, permitId, actual, settle, unused));
-    } catch (RuntimeException e) {
-      return CompletableFuture.failedFuture(e);
-    }
-  }
-
-  /** Extends leases; returns the ids that could not be renewed (released or expired). */
-  List<String> renew(String resource, List<String> permitIds);
-
-  /** Lease length for permits of this resource, in nanoseconds. */
-  long leaseTtlNanos(String resource);
+  CompletableFuture<Long> leaseTtlNanos(String resource);
 
   /**
    * Upstream feedback. {@code throttled} pauses the resource for every worker for
@@ -102,34 +91,58 @@ public interface Engine extends AutoCloseable {
    *
    * @return nanoseconds the resource is now paused for (0 when not paused, -1 until resumed)
    */
-  long report(String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining);
+  CompletableFuture<Long> report(
+      String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining);
 
-  /** Creates or replaces a limit, durably. Returns true if it was created. */
-  boolean setLimit(LimitSpec limit);
+  /** Creates or replaces a limit; completes once it is durable, with true if it was created. */
+  CompletableFuture<Boolean> setLimit(LimitSpec limit);
 
-  Optional<LimitSpec> getLimit(String resource);
+  CompletableFuture<Optional<LimitSpec>> getLimit(String resource);
 
   /** Limits whose names start with {@code prefix}, sorted by name. */
-  List<LimitSpec> listLimits(String prefix);
+  CompletableFuture<List<LimitSpec>> listLimits(String prefix);
 
-  /** Deletes a limit; its waiters fail with NOT_FOUND. */
-  void deleteLimit(String resource);
+  /** Deletes a limit, durably; its waiters fail with NOT_FOUND. */
+  CompletableFuture<Void> deleteLimit(String resource);
 
   /**
    * Stops granting on a resource for {@code nanos}, or until {@link #resume} when negative.
    *
    * @return nanoseconds paused for, or -1 until resumed
    */
-  long pause(String resource, long nanos);
+  CompletableFuture<Long> pause(String resource, long nanos);
 
   /** Clears every pause on the resource: admin and upstream feedback. */
-  void resume(String resource);
+  CompletableFuture<Void> resume(String resource);
 
   /** Live state of one resource. */
-  ResourceSnapshot stats(String resource);
+  CompletableFuture<ResourceSnapshot> stats(String resource);
 
-  /** Live state of every resource, sorted by name. */
-  List<ResourceSnapshot> stats();
+  /**
+   * Live state of every resource, sorted by name; a resource deleted meanwhile is left out. The
+   * resources are asked for all at once.
+   */
+  default CompletableFuture<List<ResourceSnapshot>> stats() {
+    return listLimits("")
+        .thenCompose(
+            specs -> {
+              List<CompletableFuture<ResourceSnapshot>> each = new ArrayList<>(specs.size());
+              for (LimitSpec spec : specs) {
+                each.add(
+                    stats(spec.resource())
+                        .exceptionally(
+                            error -> {
+                              if (EngineException.unwrap(error) instanceof EngineException e
+                                  && e.reason() == EngineException.Reason.NOT_FOUND) {
+                                return null;
+                              }
+                              throw error instanceof CompletionException c ? c : new CompletionException(error);
+                            }));
+              }
+              return CompletableFuture.allOf(each.toArray(CompletableFuture[]::new))
+                  .thenApply(done -> each.stream().map(CompletableFuture::join).filter(Objects::nonNull).toList());
+            });
+  }
 
   /**
    * Stops granting: every waiter fails with UNAVAILABLE, as does every later acquire. Leases

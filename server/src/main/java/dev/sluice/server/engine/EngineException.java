@@ -44,6 +44,21 @@ public final class EngineException extends RuntimeException {
     return retryAfterNanos;
   }
 
+  /**
+   * What an engine future failed with: the cause of the {@link
+   * java.util.concurrent.CompletionException} (or {@link java.util.concurrent.ExecutionException})
+   * a future wraps it in when it completes on another thread, else {@code t} itself. The one
+   * place callers unwrap, so an EngineException maps to the same status wherever it completed.
+   */
+  public static Throwable unwrap(Throwable t) {
+    while ((t instanceof java.util.concurrent.CompletionException
+            || t instanceof java.util.concurrent.ExecutionException)
+        && t.getCause() != null) {
+      t = t.getCause();
+    }
+    return t;
+  }
+
   static EngineException invalid(String message) {
     return new EngineException(Reason.INVALID, message);
   }

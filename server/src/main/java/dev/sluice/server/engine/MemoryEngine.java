@@ -18,9 +18,14 @@ import java.util.Objects;
 import java.util.Optional;
 import java.util.TreeMap;
 import java.util.concurrent.CancellationException;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -38,7 +43,7 @@ import org.slf4j.LoggerFactory;
  * lines for its {@link Builder} (every default documented on its setter) and because the
  * acquire / leave / cancel / give-back races read best side by side.
  */
-public final class MemoryEngine implements Engine {
+public final class MemoryEngine extends ImmediateEngine {
 
   private static final Logger log = LoggerFactory.getLogger(MemoryEngine.class);
   private static final long MIN_READ_GRACE = TimeUnit.MINUTES.toNanos(1);
@@ -60,6 +65,14 @@ public final class MemoryEngine implements Engine {
   private final String idPrefix = Long.toString(System.nanoTime() & 0xffffffL, 36) + "-";
   private final AtomicLong ids = new AtomicLong();
   private volatile boolean closed;
+  /** Writes limits.json (and syncs it) off the callers' threads, one change at a time. */
+  private final ExecutorService writer =
+      Executors.newSingleThreadExecutor(
+          r -> {
+            Thread t = new Thread(r, "sluice-limits-writer");
+            t.setDaemon(true);
+            return t;
+          });
 
 
   private MemoryEngine(Builder b) throws IOException {
@@ -389,7 +402,7 @@ public final class MemoryEngine implements Engine {
   // Worker operations
 
   @Override
-  public Ticket acquire(
+  Ticket acquireNow(
       String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
     Objects.requireNonNull(lane, "lane");
     String rid = requestId == null || requestId.isEmpty() ? null : Validation.requestId(requestId);
@@ -538,7 +551,7 @@ public final class MemoryEngine implements Engine {
   }
 
   @Override
-  public boolean cancel(String resource, String requestId) {
+  boolean cancelNow(String resource, String requestId) {
     Validation.requestId(requestId);
     entry(resource);
     Waiter w = withState(resource, (s, now, granted) -> s.queued(requestId));
@@ -587,7 +600,7 @@ public final class MemoryEngine implements Engine {
   }
 
   @Override
-  public boolean release(
+  boolean releaseNow(
       String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused) {
     Objects.requireNonNull(permitId, "permitId");
     LimitEntry e = entry(resource);
@@ -608,7 +621,7 @@ public final class MemoryEngine implements Engine {
   }
 
   @Override
-  public List<String> renew(String resource, List<String> permitIds) {
+  List<String> renewNow(String resource, List<String> permitIds) {
     entry(resource);
     return withState(
         resource,
@@ -620,12 +633,12 @@ public final class MemoryEngine implements Engine {
   }
 
   @Override
-  public long leaseTtlNanos(String resource) {
+  long leaseTtlNanosNow(String resource) {
     return entry(resource).spec.leaseTtl().toNanos();
   }
 
   @Override
-  public long report(
+  long reportNow(
       String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining) {
     LimitEntry e = entry(resource);
     Validation.usage(e.spec, remaining, "remaining", true);
@@ -650,7 +663,7 @@ public final class MemoryEngine implements Engine {
   // Admin operations
 
   @Override
-  public boolean setLimit(LimitSpec limit) {
+  boolean setLimitNow(LimitSpec limit) {
     LimitSpec spec = Validation.limit(limit, defaultMaxWaiting, defaultLease);
     boolean created;
     synchronized (storeLock) {
@@ -713,14 +726,14 @@ public final class MemoryEngine implements Engine {
   }
 
   @Override
-  public Optional<LimitSpec> getLimit(String resource) {
+  Optional<LimitSpec> getLimitNow(String resource) {
     Validation.resource(resource);
     LimitEntry e = limits.get(resource);
     return e == null ? Optional.empty() : Optional.of(e.spec);
   }
 
   @Override
-  public List<LimitSpec> listLimits(String prefix) {
+  List<LimitSpec> listLimitsNow(String prefix) {
     String p = prefix == null ? "" : prefix;
     return limits.values().stream()
         .map(e -> e.spec)
@@ -730,7 +743,7 @@ public final class MemoryEngine implements Engine {
   }
 
   @Override
-  public void deleteLimit(String resource) {
+  void deleteLimitNow(String resource) {
     Validation.resource(resource);
     LimitEntry gone;
     synchronized (storeLock) {
@@ -771,7 +784,7 @@ public final class MemoryEngine implements Engine {
   }
 
   @Override
-  public long pause(String resource, long nanos) {
+  long pauseNow(String resource, long nanos) {
     entry(resource);
     long left =
         withState(
@@ -787,7 +800,7 @@ public final class MemoryEngine implements Engine {
   }
 
   @Override
-  public void resume(String resource) {
+  void resumeNow(String resource) {
     entry(resource);
     withState(
         resource,
@@ -800,22 +813,27 @@ public final class MemoryEngine implements Engine {
   }
 
   @Override
-  public ResourceSnapshot stats(String resource) {
+  ResourceSnapshot statsNow(String resource) {
     LimitEntry e = entry(resource);
     return withState(resource, (s, now, granted) -> snapshot(e, s, now));
   }
 
+
+
+  /**
+   * On the writer thread when the store is durable: a limit change writes and syncs a file, and
+   * its future completes once that is done.
+   */
   @Override
-  public List<ResourceSnapshot> stats() {
-    List<ResourceSnapshot> out = new ArrayList<>();
-    for (LimitSpec spec : listLimits("")) {
-      try {
-        out.add(stats(spec.resource()));
-      } catch (EngineException ex) {
-        // Deleted meanwhile.
-      }
+  <T> CompletableFuture<T> write(Supplier<T> change) {
+    if (!store.durable()) {
+      return now(change);
     }
-    return out;
+    try {
+      return CompletableFuture.supplyAsync(change, writer);
+    } catch (RejectedExecutionException e) {
+      return CompletableFuture.failedFuture(shuttingDown());
+    }
   }
 
   private static ResourceSnapshot snapshot(LimitEntry e, ResourceState s, long now) {
@@ -868,6 +886,14 @@ public final class MemoryEngine implements Engine {
       return;
     }
     closed = true;
+    writer.shutdown(); // a change already taken is written; later ones are refused
+    try {
+      if (!writer.awaitTermination(10, TimeUnit.SECONDS)) {
+        log.error("a limit change was still being written after 10 s: check the data directory's disk");
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
     for (ResourceState s : List.copyOf(states.asMap().values())) {
       List<Waiter> failed;
       synchronized (s) {

@@ -96,6 +96,39 @@ final class RedisCalls {
     }
   }
 
+  /**
+   * Runs one operation of the script on a resource's keys without waiting: the future
+   * completes with the reply on Lettuce's event loop, or fails with an {@link EngineException}.
+   */
+  CompletableFuture<List<Object>> callAsync(String resource, String op, String... args) {
+    List<String> argv = new java.util.ArrayList<>(6 + args.length);
+    header(argv, op, resource);
+    argv.addAll(List.of(args));
+    return reached(callAsync(keys(resource), argv.toArray(String[]::new)));
+  }
+
+  /**
+   * A Redis command's future, marking the store reachable on a reply and failing with the
+   * store's UNAVAILABLE refusal on a Redis error. Whatever runs after it runs on Lettuce's event
+   * loop: it must never wait for Redis.
+   */
+  <T> CompletableFuture<T> reached(java.util.concurrent.CompletionStage<T> command) {
+    CompletableFuture<T> out = new CompletableFuture<>();
+    command.whenComplete(
+        (value, error) -> {
+          if (error == null) {
+            store.markReachable();
+            out.complete(value);
+            return;
+          }
+          Throwable t = EngineException.unwrap(error);
+          out.completeExceptionally(
+              t instanceof RedisException re ? store.unavailable(re)
+                  : t instanceof EngineException ? t : unexpected(t));
+        });
+    return out;
+  }
+
   /** EVALSHA without waiting; loads the script again if Redis forgot it. */
   CompletableFuture<List<Object>> callAsync(String[] keys, String[] argv) {
     return script.evalAsync(keys, argv);
@@ -118,16 +151,6 @@ final class RedisCalls {
     log.error("unexpected failure on a Redis call", t);
     return new EngineException(
         EngineException.Reason.UNAVAILABLE, "internal error on this node (" + t + "): retry");
-  }
-
-  static RuntimeException rethrow(Throwable t) {
-    if (t instanceof RuntimeException r) {
-      return r;
-    }
-    if (t instanceof Error e) {
-      throw e;
-    }
-    return new IllegalStateException(t);
   }
 
   static String word(List<Object> reply) {

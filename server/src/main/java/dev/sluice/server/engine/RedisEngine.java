@@ -2,7 +2,6 @@ package dev.sluice.server.engine;
 
 import static dev.sluice.server.engine.RedisCalls.encodeLoad;
 import static dev.sluice.server.engine.RedisCalls.num;
-import static dev.sluice.server.engine.RedisCalls.rethrow;
 import static dev.sluice.server.engine.RedisCalls.unexpected;
 import static dev.sluice.server.engine.RedisCalls.word;
 
@@ -16,7 +15,6 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import org.slf4j.Logger;
@@ -38,8 +36,12 @@ import org.slf4j.LoggerFactory;
  * one wake-up, at the instant the script computed (at most {@link #HEARTBEAT} away, which is
  * also how the others know it is alive); waiters of a node that stopped beating are dropped.
  *
- * <p>Redis calls are synchronous with a short command timeout: a node whose Redis is away
- * answers UNAVAILABLE within that timeout and recovers by itself (Lettuce reconnects).
+ * <p>The {@link Engine} methods never wait for Redis: they use Lettuce's asynchronous API and
+ * finish on Lettuce's event loop, so what runs after a reply must never wait for Redis either.
+ * Calls have a short command timeout: a node whose Redis is away answers UNAVAILABLE within
+ * that timeout and recovers by itself (Lettuce reconnects). Work that is not a caller's (a
+ * waiter leaving, pub/sub news, housekeeping) still calls Redis synchronously, on the node's
+ * event thread or the scheduler's, never on an event loop.
  *
  * <p>The parts: {@link RedisStore} (the connection, shared with the API keys and the buffers),
  * {@link RedisCalls} (the script's calls), {@link RedisLimits} (the limit cache), {@link
@@ -258,15 +260,23 @@ public final class RedisEngine implements Engine {
   // Limits
 
   @Override
-  public boolean setLimit(LimitSpec limit) {
-    LimitSpec spec = Validation.limit(limit, defaultMaxWaiting, defaultLease);
-    boolean created = writeLimit(spec, false);
-    log.info("limit {} {}: {}", created ? "created" : "changed", spec.resource(), MemoryEngine.describe(spec));
-    return created;
+  public CompletableFuture<Boolean> setLimit(LimitSpec limit) {
+    LimitSpec spec;
+    try {
+      spec = Validation.limit(limit, defaultMaxWaiting, defaultLease);
+    } catch (EngineException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+    return writeLimit(spec, false)
+        .thenApply(
+            created -> {
+              log.info("limit {} {}: {}", created ? "created" : "changed", spec.resource(), MemoryEngine.describe(spec));
+              return created;
+            });
   }
 
   /** Writes a limit; with {@code onlyIfAbsent}, a restore that leaves an existing one alone. */
-  private boolean writeLimit(LimitSpec spec, boolean onlyIfAbsent) {
+  private CompletableFuture<Boolean> writeLimit(LimitSpec spec, boolean onlyIfAbsent) {
     String version = limits.newVersion();
     Map<String, String> fields = RedisLimits.encode(spec, version);
     String[] args = new String[1 + fields.size() * 2];
@@ -276,96 +286,100 @@ public final class RedisEngine implements Engine {
       args[i++] = e.getKey();
       args[i++] = e.getValue();
     }
-    List<Object> reply = calls.call(spec.resource(), "setlimit", args);
-    String w = word(reply);
-    if (w.equals("EXISTS")) {
-      return false;
-    }
+    return calls.callAsync(spec.resource(), "setlimit", args)
+        .thenCompose(
+            reply -> {
+              String w = word(reply);
+              if (w.equals("EXISTS")) {
+                return CompletableFuture.completedFuture(false);
+              }
+              return calls.reached(store.async().sadd(RedisLimits.LIMITS_KEY, spec.resource()))
+                  .thenCompose(
+                      added ->
+                          calls.reached(
+                              store.async()
+                                  .publish(RedisWaiters.CONFIG_CHANNEL, "S\t" + spec.resource() + "\t" + nodeId)))
+                  .thenApply(
+                      published -> {
+                        limits.remember(spec, version);
+                        int sep = reply.indexOf("--");
+                        for (int m = sep + 1; sep > 0 && m + 1 < reply.size(); m += 2) {
+                          waiters.changed(spec.resource(), (String) reply.get(m), reply.get(m + 1));
+                        }
+                        waiters.afterDrain(spec.resource(), reply, 1);
+                        return w.equals("CREATED");
+                      });
+            });
+  }
+
+  @Override
+  public CompletableFuture<Optional<LimitSpec>> getLimit(String resource) {
     try {
-      store.sync().sadd(RedisLimits.LIMITS_KEY, spec.resource());
-      store.sync().publish(RedisWaiters.CONFIG_CHANNEL, "S\t" + spec.resource() + "\t" + nodeId);
-    } catch (RedisException e) {
-      throw store.unavailable(e);
+      Validation.resource(resource);
+    } catch (EngineException e) {
+      return CompletableFuture.failedFuture(e);
     }
-    limits.remember(spec, version);
-    int sep = reply.indexOf("--");
-    for (int m = sep + 1; sep > 0 && m + 1 < reply.size(); m += 2) {
-      waiters.changed(spec.resource(), (String) reply.get(m), reply.get(m + 1));
-    }
-    waiters.afterDrain(spec.resource(), reply, 1);
-    return w.equals("CREATED");
+    // Read from Redis, not the cache: a change another node just made shows at once.
+    return limits.fetchAsync(resource).thenApply(c -> c == null ? Optional.empty() : Optional.of(c.spec()));
   }
 
   @Override
-  public Optional<LimitSpec> getLimit(String resource) {
-    Validation.resource(resource);
-    RedisLimits.Cfg c = limits.fetch(resource);
-    return c == null ? Optional.empty() : Optional.of(c.spec());
-  }
-
-  @Override
-  public List<LimitSpec> listLimits(String prefix) {
+  public CompletableFuture<List<LimitSpec>> listLimits(String prefix) {
     return limits.list(prefix);
   }
 
   @Override
-  public void deleteLimit(String resource) {
-    Validation.resource(resource);
-    List<Object> reply = calls.call(resource, "dellimit");
-    if (word(reply).equals("NOTFOUND")) {
-      limits.forget(resource);
-      throw EngineException.notFound(resource);
-    }
+  public CompletableFuture<Void> deleteLimit(String resource) {
     try {
-      store.sync().srem(RedisLimits.LIMITS_KEY, resource);
-      store.sync().publish(RedisWaiters.CONFIG_CHANNEL, "D\t" + resource + "\t" + nodeId);
-    } catch (RedisException e) {
-      throw store.unavailable(e);
+      Validation.resource(resource);
+    } catch (EngineException e) {
+      return CompletableFuture.failedFuture(e);
     }
-    limits.deleted(resource);
-    waiters.deleted(resource);
-    log.info("limit deleted {}", resource);
+    return calls.callAsync(resource, "dellimit")
+        .thenCompose(
+            reply -> {
+              if (word(reply).equals("NOTFOUND")) {
+                limits.forget(resource);
+                throw EngineException.notFound(resource);
+              }
+              return calls.reached(store.async().srem(RedisLimits.LIMITS_KEY, resource))
+                  .thenCompose(
+                      removed ->
+                          calls.reached(
+                              store.async().publish(RedisWaiters.CONFIG_CHANNEL, "D\t" + resource + "\t" + nodeId)));
+            })
+        .thenAccept(
+            published -> {
+              limits.deleted(resource);
+              waiters.deleted(resource);
+              log.info("limit deleted {}", resource);
+            });
   }
 
   // ---------------------------------------------------------------------------------------
   // Worker operations
 
+  /**
+   * Never waits for Redis: the acquire joins its resource's next batch and the ticket completes
+   * from the reply, on Lettuce's event loop. Every refusal fails the ticket's future. Its {@link
+   * Ticket#cancel()} does not wait either: a waiter leaves the queue from another thread.
+   */
   @Override
   public Ticket acquire(
       String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
-    RedisBatches.AcquireOp op = startAcquire(resource, load, lane, timeoutNanos, requestId, true);
     try {
-      op.admitted.join();
-    } catch (CompletionException e) {
-      throw rethrow(e.getCause());
+      return new RedisWaiters.AsyncTicket(startAcquire(resource, load, lane, timeoutNanos, requestId));
+    } catch (EngineException e) {
+      return new RefusedTicket(e);
     }
-    return op.w;
   }
 
   /**
-   * Never waits for Redis: the acquire joins its resource's next batch and the ticket completes
-   * from the reply, on Lettuce's event loop. A refusal from Redis (full waiting room, limit gone,
-   * Redis away) fails the ticket's future. Its {@link Ticket#cancel()} does not wait either: a
-   * waiter leaves the queue from another thread.
-   */
-  @Override
-  public Ticket acquireAsync(
-      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
-    return startAcquire(resource, load, lane, timeoutNanos, requestId, false).w.asyncTicket();
-  }
-
-  /**
-   * Checks what can be checked here and hands the acquire to its resource's batcher. With
-   * {@code mayBlock}, a limit this node has not cached is read here (and refusals are thrown);
-   * without, that read happens on another thread and refusals fail the ticket.
+   * Checks what can be checked here and hands the acquire to its resource's batcher; a limit
+   * this node has not cached is read first, without waiting.
    */
   private RedisBatches.AcquireOp startAcquire(
-      String resource,
-      Map<String, Long> load,
-      Lane lane,
-      long timeoutNanos,
-      String requestId,
-      boolean mayBlock) {
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
     Objects.requireNonNull(lane, "lane");
     String rid =
         requestId == null || requestId.isEmpty()
@@ -381,70 +395,56 @@ public final class RedisEngine implements Engine {
     RedisWaiters.RWaiter w = waiters.newWaiter(resource, rid, load, lane, timeoutNanos);
     RedisBatches.AcquireOp op = new RedisBatches.AcquireOp(waiters, w, load, lane);
     RedisLimits.Cfg c = limits.cached(resource);
-    if (c == null && !mayBlock) {
-      waiters.events.execute(
-          () -> {
-            try {
-              waiters.admit(op, limits.cfg(resource));
-            } catch (RuntimeException e) {
-              op.refuse(e instanceof EngineException ee ? ee : unexpected(e));
-            }
-          });
+    if (c != null) {
+      waiters.admit(op, c);
       return op;
     }
-    waiters.admit(op, c != null ? c : limits.cfg(resource));
+    limits.cfgAsync(resource)
+        .whenComplete(
+            (cfg, error) -> {
+              try {
+                if (error != null) {
+                  throw EngineException.unwrap(error);
+                }
+                waiters.admit(op, cfg);
+              } catch (Throwable e) {
+                op.refuse(e instanceof EngineException ee ? ee : unexpected(e));
+              }
+            });
     return op;
   }
 
   @Override
-  public boolean cancel(String resource, String requestId) {
-    Validation.requestId(requestId);
-    limits.cfg(resource);
-    List<Object> reply = calls.call(resource, "leave", requestId, "cancelled", "0");
-    if (!word(reply).equals("LEFT")) {
-      return false;
-    }
-    waiters.left(resource, requestId);
-    waiters.afterDrain(resource, reply, 2);
-    return true;
-  }
-
-  @Override
-  public boolean release(
-      String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused) {
+  public CompletableFuture<Boolean> cancel(String resource, String requestId) {
     try {
-      return startRelease(resource, permitId, actual, settle, unused, true).join();
-    } catch (CompletionException e) {
-      throw rethrow(e.getCause());
+      Validation.requestId(requestId);
+    } catch (EngineException e) {
+      return CompletableFuture.failedFuture(e);
     }
+    return limits.cfgAsync(resource)
+        .thenCompose(c -> calls.callAsync(resource, "leave", requestId, "cancelled", "0"))
+        .thenApply(
+            reply -> {
+              if (!word(reply).equals("LEFT")) {
+                return false;
+              }
+              waiters.left(resource, requestId);
+              waiters.afterDrain(resource, reply, 2);
+              return true;
+            });
   }
 
   /** Never waits for Redis: the release joins its resource's next batch. */
   @Override
-  public CompletableFuture<Boolean> releaseAsync(
+  public CompletableFuture<Boolean> release(
       String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused) {
     try {
-      return startRelease(resource, permitId, actual, settle, unused, false);
+      Objects.requireNonNull(permitId, "permitId");
+      Validation.resource(resource);
     } catch (RuntimeException e) {
       return CompletableFuture.failedFuture(e);
     }
-  }
-
-  private CompletableFuture<Boolean> startRelease(
-      String resource,
-      String permitId,
-      Map<String, Long> actual,
-      boolean settle,
-      boolean unused,
-      boolean mayBlock) {
-    Objects.requireNonNull(permitId, "permitId");
-    Validation.resource(resource);
-    RedisLimits.Cfg cached = limits.cached(resource);
-    if (cached == null && !mayBlock) {
-      return CompletableFuture.supplyAsync(() -> limits.cfg(resource), waiters.events)
-          .thenCompose(c -> startRelease(c, resource, permitId, actual, settle, unused));
-    }
-    return startRelease(cached != null ? cached : limits.cfg(resource), resource, permitId, actual, settle, unused);
+    return limits.cfgAsync(resource).thenCompose(c -> startRelease(c, resource, permitId, actual, settle, unused));
   }
 
   private CompletableFuture<Boolean> startRelease(
@@ -458,109 +458,121 @@ public final class RedisEngine implements Engine {
   }
 
   @Override
-  public List<String> renew(String resource, List<String> permitIds) {
-    limits.cfg(resource);
-    List<Object> reply = calls.call(resource, "renew", permitIds.toArray(String[]::new));
-    if (word(reply).equals("NOTFOUND")) {
-      throw EngineException.notFound(resource);
-    }
-    waiters.afterDrain(resource, reply, 1);
-    List<String> expired = new ArrayList<>();
-    boolean after = false;
-    for (Object o : reply) {
-      if (after) {
-        expired.add((String) o);
-      } else if ("--".equals(o)) {
-        after = true;
-      }
-    }
-    return expired;
+  public CompletableFuture<List<String>> renew(String resource, List<String> permitIds) {
+    return limits.cfgAsync(resource)
+        .thenCompose(c -> calls.callAsync(resource, "renew", permitIds.toArray(String[]::new)))
+        .thenApply(
+            reply -> {
+              if (word(reply).equals("NOTFOUND")) {
+                throw EngineException.notFound(resource);
+              }
+              waiters.afterDrain(resource, reply, 1);
+              List<String> expired = new ArrayList<>();
+              boolean after = false;
+              for (Object o : reply) {
+                if (after) {
+                  expired.add((String) o);
+                } else if ("--".equals(o)) {
+                  after = true;
+                }
+              }
+              return expired;
+            });
   }
 
   @Override
-  public long leaseTtlNanos(String resource) {
-    return limits.cfg(resource).spec().leaseTtl().toNanos();
+  public CompletableFuture<Long> leaseTtlNanos(String resource) {
+    return limits.cfgAsync(resource).thenApply(c -> c.spec().leaseTtl().toNanos());
   }
 
   @Override
-  public long report(
+  public CompletableFuture<Long> report(
       String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining) {
-    RedisLimits.Cfg c = limits.cfg(resource);
-    Validation.usage(c.spec(), remaining, "remaining", true);
-    if (retryAfterNanos < 0 || retryAfterNanos > MAX_RETRY_AFTER) {
-      throw EngineException.invalid(
-          "retry-after " + Duration.ofNanos(retryAfterNanos) + " is out of range: use 0 to 1h");
-    }
-    List<Object> reply =
-        calls.call(resource, "report", throttled ? "1" : "0", Long.toString(retryAfterNanos / 1000),
-            encodeLoad(remaining));
-    if (word(reply).equals("NOTFOUND")) {
-      throw EngineException.notFound(resource);
-    }
-    if (throttled) {
-      log.info("upstream throttled {}: pausing grants for {} ms", resource,
-          TimeUnit.NANOSECONDS.toMillis(retryAfterNanos));
-    }
-    long left = num(reply.get(1));
-    waiters.afterDrain(resource, reply, 2);
-    return left < 0 ? -1 : left * 1000;
+    return limits.cfgAsync(resource)
+        .thenCompose(
+            c -> {
+              Validation.usage(c.spec(), remaining, "remaining", true);
+              if (retryAfterNanos < 0 || retryAfterNanos > MAX_RETRY_AFTER) {
+                throw EngineException.invalid(
+                    "retry-after " + Duration.ofNanos(retryAfterNanos) + " is out of range: use 0 to 1h");
+              }
+              return calls.callAsync(resource, "report", throttled ? "1" : "0",
+                  Long.toString(retryAfterNanos / 1000), encodeLoad(remaining));
+            })
+        .thenApply(
+            reply -> {
+              if (word(reply).equals("NOTFOUND")) {
+                throw EngineException.notFound(resource);
+              }
+              if (throttled) {
+                log.info("upstream throttled {}: pausing grants for {} ms", resource,
+                    TimeUnit.NANOSECONDS.toMillis(retryAfterNanos));
+              }
+              long left = num(reply.get(1));
+              waiters.afterDrain(resource, reply, 2);
+              return left < 0 ? -1 : left * 1000;
+            });
   }
 
   @Override
-  public long pause(String resource, long nanos) {
-    limits.cfg(resource);
-    List<Object> reply = calls.call(resource, "pause", Long.toString(nanos < 0 ? -1 : nanos / 1000));
-    if (word(reply).equals("NOTFOUND")) {
-      throw EngineException.notFound(resource);
-    }
-    long left = num(reply.get(1));
-    waiters.afterDrain(resource, reply, 2);
-    long out = left < 0 ? -1 : left * 1000;
-    log.info("paused {} {}", resource, out < 0 ? "until resumed" : "for " + Duration.ofNanos(out));
-    return out;
+  public CompletableFuture<Long> pause(String resource, long nanos) {
+    return limits.cfgAsync(resource)
+        .thenCompose(c -> calls.callAsync(resource, "pause", Long.toString(nanos < 0 ? -1 : nanos / 1000)))
+        .thenApply(
+            reply -> {
+              if (word(reply).equals("NOTFOUND")) {
+                throw EngineException.notFound(resource);
+              }
+              long left = num(reply.get(1));
+              waiters.afterDrain(resource, reply, 2);
+              long out = left < 0 ? -1 : left * 1000;
+              log.info("paused {} {}", resource, out < 0 ? "until resumed" : "for " + Duration.ofNanos(out));
+              return out;
+            });
   }
 
   @Override
-  public void resume(String resource) {
-    limits.cfg(resource);
-    List<Object> reply = calls.call(resource, "resume");
-    if (word(reply).equals("NOTFOUND")) {
-      throw EngineException.notFound(resource);
-    }
-    waiters.afterDrain(resource, reply, 1);
-    log.info("resumed {}", resource);
+  public CompletableFuture<Void> resume(String resource) {
+    return limits.cfgAsync(resource)
+        .thenCompose(c -> calls.callAsync(resource, "resume"))
+        .thenAccept(
+            reply -> {
+              if (word(reply).equals("NOTFOUND")) {
+                throw EngineException.notFound(resource);
+              }
+              waiters.afterDrain(resource, reply, 1);
+              log.info("resumed {}", resource);
+            });
   }
 
   @Override
-  public ResourceSnapshot stats(String resource) {
-    RedisLimits.Cfg c = limits.cfg(resource);
-    List<Object> r = calls.call(resource, "stats");
-    if (word(r).equals("NOTFOUND")) {
-      limits.forget(resource);
-      throw EngineException.notFound(resource);
-    }
-    if (!c.version().equals(r.get(1))) {
-      c = limits.fetch(resource);
-      if (c == null) {
-        throw EngineException.notFound(resource);
-      }
-    }
-    return RedisCalls.snapshot(c.spec(), r, waiters.percentiles(resource));
+  public CompletableFuture<ResourceSnapshot> stats(String resource) {
+    return limits.cfgAsync(resource)
+        .thenCompose(
+            c ->
+                calls.callAsync(resource, "stats")
+                    .thenCompose(
+                        r -> {
+                          if (word(r).equals("NOTFOUND")) {
+                            limits.forget(resource);
+                            throw EngineException.notFound(resource);
+                          }
+                          if (c.version().equals(r.get(1))) {
+                            return CompletableFuture.completedFuture(snapshot(c, r));
+                          }
+                          return limits.fetchAsync(resource)
+                              .thenApply(
+                                  f -> {
+                                    if (f == null) {
+                                      throw EngineException.notFound(resource);
+                                    }
+                                    return snapshot(f, r);
+                                  });
+                        }));
   }
 
-  @Override
-  public List<ResourceSnapshot> stats() {
-    List<ResourceSnapshot> out = new ArrayList<>();
-    for (LimitSpec spec : listLimits("")) {
-      try {
-        out.add(stats(spec.resource()));
-      } catch (EngineException ex) {
-        if (ex.reason() != EngineException.Reason.NOT_FOUND) {
-          throw ex;
-        }
-      }
-    }
-    return out;
+  private ResourceSnapshot snapshot(RedisLimits.Cfg c, List<Object> r) {
+    return RedisCalls.snapshot(c.spec(), r, waiters.percentiles(c.spec().resource()));
   }
 
   // ---------------------------------------------------------------------------------------
@@ -605,7 +617,7 @@ public final class RedisEngine implements Engine {
           META_KEY, known.size());
       int restored = 0;
       for (LimitSpec spec : known.values()) {
-        if (writeLimit(spec, true)) {
+        if (writeLimit(spec, true).join()) {
           restored++;
         }
       }

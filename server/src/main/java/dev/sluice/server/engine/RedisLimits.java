@@ -10,6 +10,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 
@@ -56,6 +57,27 @@ final class RedisLimits {
     return c;
   }
 
+  /** {@link #cfg} without waiting: a cached limit at once, else read from Redis. */
+  CompletableFuture<Cfg> cfgAsync(String resource) {
+    try {
+      Validation.resource(resource);
+    } catch (EngineException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+    Cfg c = limits.get(resource);
+    if (c != null) {
+      return CompletableFuture.completedFuture(c);
+    }
+    return fetchAsync(resource)
+        .thenApply(
+            f -> {
+              if (f == null) {
+                throw EngineException.notFound(resource);
+              }
+              return f;
+            });
+  }
+
   /** Reads a limit from Redis into the cache; null if there is none. */
   Cfg fetch(String resource) {
     Map<String, String> raw;
@@ -65,6 +87,15 @@ final class RedisLimits {
     } catch (RedisException e) {
       throw store.unavailable(e);
     }
+    return cache(resource, raw);
+  }
+
+  /** {@link #fetch} without waiting. */
+  CompletableFuture<Cfg> fetchAsync(String resource) {
+    return calls.reached(store.async().hgetall(RedisCalls.keys(resource)[0])).thenApply(raw -> cache(resource, raw));
+  }
+
+  private Cfg cache(String resource, Map<String, String> raw) {
     if (raw == null || raw.isEmpty()) {
       limits.remove(resource);
       return null;
@@ -154,23 +185,33 @@ final class RedisLimits {
     }
   }
 
-  /** The limits whose names start with {@code prefix}, sorted by name. */
-  List<LimitSpec> list(String prefix) {
+  /** The limits whose names start with {@code prefix}, sorted by name, without waiting. */
+  CompletableFuture<List<LimitSpec>> list(String prefix) {
     String p = prefix == null ? "" : prefix;
-    List<LimitSpec> out = new ArrayList<>();
-    for (String name : names()) {
-      if (name.startsWith(p)) {
-        Cfg c = limits.get(name);
-        if (c == null) {
-          c = fetch(name);
-        }
-        if (c != null) {
-          out.add(c.spec);
-        }
-      }
-    }
-    out.sort(Comparator.comparing(LimitSpec::resource));
-    return out;
+    return calls.reached(store.async().smembers(LIMITS_KEY))
+        .thenCompose(
+            names -> {
+              List<CompletableFuture<Cfg>> each = new ArrayList<>();
+              for (String name : names) {
+                if (name.startsWith(p)) {
+                  Cfg c = limits.get(name);
+                  each.add(c != null ? CompletableFuture.completedFuture(c) : fetchAsync(name));
+                }
+              }
+              return CompletableFuture.allOf(each.toArray(CompletableFuture[]::new))
+                  .thenApply(
+                      done -> {
+                        List<LimitSpec> out = new ArrayList<>();
+                        for (CompletableFuture<Cfg> f : each) {
+                          Cfg c = f.join();
+                          if (c != null) {
+                            out.add(c.spec);
+                          }
+                        }
+                        out.sort(Comparator.comparing(LimitSpec::resource));
+                        return out;
+                      });
+            });
   }
 
   /** Reloads every limit from Redis: the node's "last known config". */

@@ -92,7 +92,7 @@ final class RedisWaiters {
     static final int RETURNED = 3;
     static final int ENDED = 4;
 
-    private final RedisWaiters owner;
+    final RedisWaiters owner;
     final String resource;
     final String requestId;
     volatile Map<String, Long> load; // as charged; set again if the limit changed meanwhile
@@ -133,30 +133,37 @@ final class RedisWaiters {
     public void cancel() {
       owner.cancelLocal(this);
     }
+  }
 
-    /** This waiter, but its {@link #cancel()} does not wait for Redis: see Engine#acquireAsync. */
-    Ticket asyncTicket() {
-      RWaiter w = this;
-      return new Ticket() {
-        @Override
-        public CompletableFuture<Grant> future() {
-          return future;
-        }
+  /**
+   * What {@link RedisEngine#acquire} hands out: the waiter, but its {@link #cancel()} does not
+   * wait for Redis. Tests reach the waiter itself (whose cancel waits) and the admission.
+   */
+  static final class AsyncTicket implements Ticket {
+    final RedisBatches.AcquireOp op;
 
-        @Override
-        public boolean claim() {
-          return w.claim();
-        }
+    AsyncTicket(RedisBatches.AcquireOp op) {
+      this.op = op;
+    }
 
-        @Override
-        public void cancel() {
-          if (status.get() == WAITING) {
-            owner.events.execute(w::cancel); // a round trip to leave the queue
-          } else {
-            w.cancel(); // gives an unclaimed grant back without waiting
-          }
-        }
-      };
+    @Override
+    public CompletableFuture<Grant> future() {
+      return op.w.future;
+    }
+
+    @Override
+    public boolean claim() {
+      return op.w.claim();
+    }
+
+    @Override
+    public void cancel() {
+      RWaiter w = op.w;
+      if (w.status.get() == RWaiter.WAITING) {
+        w.owner.events.execute(w::cancel); // a round trip to leave the queue
+      } else {
+        w.cancel(); // gives an unclaimed grant back without waiting
+      }
     }
   }
 

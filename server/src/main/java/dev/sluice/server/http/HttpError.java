@@ -5,7 +5,6 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import java.util.concurrent.CancellationException;
-import java.util.concurrent.CompletionException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -43,9 +42,7 @@ final class HttpError extends RuntimeException {
    * allowed 403, store away or shutting down 503.
    */
   static HttpError of(Throwable t) {
-    if (t instanceof CompletionException && t.getCause() != null) {
-      t = t.getCause();
-    }
+    t = EngineException.unwrap(t);
     if (t instanceof HttpError e) {
       return e;
     }

@@ -23,7 +23,9 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
 import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
 import java.util.function.BiConsumer;
+import java.util.function.Consumer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -153,7 +155,7 @@ final class JsonApi {
     String requestId = body.hasNonNull("requestId") ? text(body.get("requestId"), "requestId")
         : "http-" + UUID.randomUUID();
     who.ifPresent(p -> p.check(resource));
-    Ticket ticket = engine.acquireAsync(resource, load, lane, timeout, requestId);
+    Ticket ticket = engine.acquire(resource, load, lane, timeout, requestId);
     x.onClose(ticket::cancel);
     ticket.future().whenComplete((grant, error) -> {
       if (error != null) {
@@ -167,7 +169,7 @@ final class JsonApi {
       x.json(HttpResponseStatus.OK, Views.grant(grant, HttpPermit.id(resource, grant.permitId())), written -> {
         if (!written) {
           // The caller left as the answer went out: nobody holds this permit, give it back.
-          engine.releaseAsync(resource, grant.permitId(), Map.of(), false, true);
+          engine.release(resource, grant.permitId(), Map.of(), false, true);
         }
       });
     });
@@ -185,14 +187,16 @@ final class JsonApi {
           + " never made), not both");
     }
     who.ifPresent(p -> p.check(permit.resource()));
-    boolean released = engine.releaseAsync(permit.resource(), permit.permitId(), usage, body.hasNonNull("usage"),
-        unused).join();
-    ObjectNode o = Views.JSON.createObjectNode();
-    o.put("released", released);
-    if (!released) {
-      o.put("message", "the permit was not held any more (released already, or its lease ran out): nothing to do");
-    }
-    x.json(HttpResponseStatus.OK, o);
+    answer(x, engine.release(permit.resource(), permit.permitId(), usage, body.hasNonNull("usage"), unused),
+        released -> {
+          ObjectNode o = Views.JSON.createObjectNode();
+          o.put("released", released);
+          if (!released) {
+            o.put("message", "the permit was not held any more (released already, or its lease ran out): nothing"
+                + " to do");
+          }
+          x.json(HttpResponseStatus.OK, o);
+        });
   }
 
   /** {@code POST /v1/permits/{id}/renew}: extends the lease; 404 once the permit is gone. */
@@ -200,15 +204,20 @@ final class JsonApi {
     Optional<Principal> who = authenticate(x, false);
     known(x.json());
     who.ifPresent(p -> p.check(permit.resource()));
-    List<String> expired = engine.renew(permit.resource(), List.of(permit.permitId()));
-    if (!expired.isEmpty()) {
-      throw new HttpError(HttpResponseStatus.NOT_FOUND, "NOT_FOUND", "permit " + permit.id() + " is not held any"
-          + " more (released, or its lease ran out before this renewal): acquire again, and renew well within"
-          + " leaseSeconds");
-    }
-    ObjectNode o = Views.JSON.createObjectNode();
-    o.put("leaseSeconds", engine.leaseTtlNanos(permit.resource()) / 1e9);
-    x.json(HttpResponseStatus.OK, o);
+    CompletableFuture<Long> lease = engine.renew(permit.resource(), List.of(permit.permitId()))
+        .thenCompose(expired -> {
+          if (!expired.isEmpty()) {
+            throw new HttpError(HttpResponseStatus.NOT_FOUND, "NOT_FOUND", "permit " + permit.id() + " is not held"
+                + " any more (released, or its lease ran out before this renewal): acquire again, and renew well"
+                + " within leaseSeconds");
+          }
+          return engine.leaseTtlNanos(permit.resource());
+        });
+    answer(x, lease, nanos -> {
+      ObjectNode o = Views.JSON.createObjectNode();
+      o.put("leaseSeconds", nanos / 1e9);
+      x.json(HttpResponseStatus.OK, o);
+    });
   }
 
   /** {@code POST /v1/resources/{name}/report}: upstream feedback (a 429 pauses every worker). */
@@ -221,10 +230,11 @@ final class JsonApi {
         : 1_000_000_000L;
     Map<String, Long> remaining = body.hasNonNull("remaining") ? load(body.get("remaining"), "remaining") : Map.of();
     who.ifPresent(p -> p.check(resource));
-    long paused = engine.report(resource, throttled, retryAfter, remaining);
-    ObjectNode o = Views.JSON.createObjectNode();
-    o.put("pausedForSeconds", paused / 1e9);
-    x.json(HttpResponseStatus.OK, o);
+    answer(x, engine.report(resource, throttled, retryAfter, remaining), paused -> {
+      ObjectNode o = Views.JSON.createObjectNode();
+      o.put("pausedForSeconds", paused / 1e9);
+      x.json(HttpResponseStatus.OK, o);
+    });
   }
 
   // ---------------------------------------------------------------------------------------
@@ -232,8 +242,7 @@ final class JsonApi {
 
   private void describe(Exchange x, String resource) {
     authenticate(x, false).ifPresent(p -> p.check(resource));
-    ResourceSnapshot s = engine.stats(resource);
-    x.json(HttpResponseStatus.OK, Views.resource(s, Map.of()));
+    answer(x, engine.stats(resource), s -> x.json(HttpResponseStatus.OK, Views.resource(s, Map.of())));
   }
 
   /** {@code POST /v1/resources/{name}/pause}, admin: {@code seconds} (or none: until resumed). */
@@ -250,26 +259,44 @@ final class JsonApi {
     } else if (body.hasNonNull("for")) {
       nanos = duration(body.get("for"), "for", Durations.PAUSE);
     }
-    long left = engine.pause(resource, nanos);
-    log.info("paused {} {} from the HTTP port ({})", resource, nanos < 0 ? "until resumed" : "for "
-        + Duration.ofNanos(nanos), who.map(p -> "key " + p.keyId()).orElse("open coordinator"));
-    ObjectNode o = Views.JSON.createObjectNode();
-    o.put("resource", resource);
-    o.put("paused", true);
-    o.put("pausedForSeconds", left < 0 || nanos < 0 ? -1 : left / 1e9);
-    x.json(HttpResponseStatus.OK, o);
+    long asked = nanos;
+    answer(x, engine.pause(resource, nanos), left -> {
+      log.info("paused {} {} from the HTTP port ({})", resource, asked < 0 ? "until resumed" : "for "
+          + Duration.ofNanos(asked), who.map(p -> "key " + p.keyId()).orElse("open coordinator"));
+      ObjectNode o = Views.JSON.createObjectNode();
+      o.put("resource", resource);
+      o.put("paused", true);
+      o.put("pausedForSeconds", left < 0 || asked < 0 ? -1 : left / 1e9);
+      x.json(HttpResponseStatus.OK, o);
+    });
   }
 
   private void resume(Exchange x, String resource) {
     Optional<Principal> who = authenticate(x, true);
     known(x.json());
-    engine.resume(resource);
-    log.info("resume of {} asked from the HTTP port ({})", resource,
-        who.map(p -> "key " + p.keyId()).orElse("open coordinator"));
-    ObjectNode o = Views.JSON.createObjectNode();
-    o.put("resource", resource);
-    o.put("paused", false);
-    x.json(HttpResponseStatus.OK, o);
+    answer(x, engine.resume(resource), done -> {
+      log.info("resume of {} asked from the HTTP port ({})", resource,
+          who.map(p -> "key " + p.keyId()).orElse("open coordinator"));
+      ObjectNode o = Views.JSON.createObjectNode();
+      o.put("resource", resource);
+      o.put("paused", false);
+      x.json(HttpResponseStatus.OK, o);
+    });
+  }
+
+  /** Answers from an engine future, in its callback; a failure becomes the error answer. */
+  static <T> void answer(Exchange x, CompletableFuture<T> future, Consumer<T> then) {
+    future.whenComplete((value, error) -> {
+      if (error != null) {
+        x.error(HttpError.of(error));
+        return;
+      }
+      try {
+        then.accept(value);
+      } catch (RuntimeException e) {
+        x.error(HttpError.of(e));
+      }
+    });
   }
 
   private ObjectNode history() {

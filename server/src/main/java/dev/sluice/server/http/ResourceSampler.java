@@ -12,7 +12,10 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Consumer;
 import java.util.function.LongSupplier;
 import org.slf4j.Logger;
@@ -47,6 +50,7 @@ public final class ResourceSampler {
   private long namesAt;
   private volatile Sample latest = new Sample(0, List.of(), Map.of(), 0);
   private boolean warned;
+  private final AtomicBoolean sampling = new AtomicBoolean();
 
   /**
    * One reading of the watched resources.
@@ -85,57 +89,98 @@ public final class ResourceSampler {
     return latest;
   }
 
-  /** Takes a sample now. Called once a second by the server; a failure is logged, not thrown. */
-  public void sample() {
-    Sample s;
+  /**
+   * Takes a sample. Called once a second by the server; never waits for the store: the sample
+   * is taken when the engine's answers arrive, and a call while one is still being taken does
+   * nothing. A failure is logged, not thrown. The future completes once the sample is taken.
+   */
+  public CompletableFuture<Void> sample() {
+    if (!sampling.compareAndSet(false, true)) {
+      return CompletableFuture.completedFuture(null);
+    }
+    CompletableFuture<Sample> next;
     try {
-      s = read();
+      next = read();
     } catch (RuntimeException e) {
-      // The store may be away (Redis): keep the last sample, try again next second.
-      log.debug("sampling resources failed: {}", e.toString());
-      return;
+      next = CompletableFuture.failedFuture(e);
     }
-    latest = s;
-    for (Consumer<Sample> l : listeners) {
-      try {
-        l.accept(s);
-      } catch (RuntimeException e) {
-        log.warn("a sample listener failed", e);
-      }
-    }
+    return next.handle(
+        (s, error) -> {
+          sampling.set(false);
+          if (error != null) {
+            // The store may be away (Redis): keep the last sample, try again next second.
+            log.debug("sampling resources failed: {}", EngineException.unwrap(error).toString());
+            return null;
+          }
+          latest = s;
+          for (Consumer<Sample> l : listeners) {
+            try {
+              l.accept(s);
+            } catch (RuntimeException e) {
+              log.warn("a sample listener failed", e);
+            }
+          }
+          return null;
+        });
   }
 
-  private synchronized Sample read() {
+  private CompletableFuture<Sample> read() {
     long now = nanos.getAsLong();
     // Under the cap the list is cheap to read: every second, so a new resource shows at once.
     // Over it (say a million limits), every 10 s.
-    if (names == null || total <= maxResources || now - namesAt >= NAMES_EVERY_NANOS) {
-      List<LimitSpec> all = engine.listLimits("");
-      total = all.size();
-      names = new ArrayList<>(Math.min(all.size(), maxResources));
-      for (int i = 0; i < all.size() && i < maxResources; i++) {
-        names.add(all.get(i).resource());
-      }
-      namesAt = now;
-      if (total > maxResources && !warned) {
-        warned = true;
-        log.warn("{} resources: the dashboard and the per-resource gauges show the first {} by name"
-            + " (--metrics-max-resources)", total, maxResources);
-      }
+    boolean again;
+    synchronized (this) {
+      again = names == null || total <= maxResources || now - namesAt >= NAMES_EVERY_NANOS;
     }
-    List<ResourceSnapshot> snapshots = new ArrayList<>(names.size());
+    CompletableFuture<List<String>> watched =
+        again ? engine.listLimits("").thenApply(all -> names(all, now)) : CompletableFuture.completedFuture(watched());
+    return watched.thenCompose(
+        list -> {
+          List<CompletableFuture<ResourceSnapshot>> each = new ArrayList<>(list.size());
+          for (String name : list) {
+            each.add(
+                engine
+                    .stats(name)
+                    .exceptionally(
+                        error -> {
+                          if (EngineException.unwrap(error) instanceof EngineException e
+                              && e.reason() == EngineException.Reason.NOT_FOUND) {
+                            return null; // deleted: read the names again next time
+                          }
+                          throw error instanceof CompletionException c ? c : new CompletionException(error);
+                        }));
+          }
+          return CompletableFuture.allOf(each.toArray(CompletableFuture[]::new))
+              .thenApply(done -> collect(list, each, now));
+        });
+  }
+
+  private synchronized List<String> names(List<LimitSpec> all, long now) {
+    total = all.size();
+    names = new ArrayList<>(Math.min(all.size(), maxResources));
+    for (int i = 0; i < all.size() && i < maxResources; i++) {
+      names.add(all.get(i).resource());
+    }
+    namesAt = now;
+    if (total > maxResources && !warned) {
+      warned = true;
+      log.warn("{} resources: the dashboard and the per-resource gauges show the first {} by name"
+          + " (--metrics-max-resources)", total, maxResources);
+    }
+    return List.copyOf(names);
+  }
+
+  private synchronized Sample collect(
+      List<String> list, List<CompletableFuture<ResourceSnapshot>> each, long now) {
+    List<ResourceSnapshot> snapshots = new ArrayList<>(list.size());
     Map<String, Map<String, Double>> utilization = new LinkedHashMap<>();
     Set<String> seen = new HashSet<>();
-    for (String name : names) {
-      ResourceSnapshot snap;
-      try {
-        snap = engine.stats(name);
-      } catch (EngineException e) {
-        if (e.reason() == EngineException.Reason.NOT_FOUND) {
-          namesAt = now - NAMES_EVERY_NANOS; // deleted: read the names again next time
-          continue;
-        }
-        throw e;
+    for (int i = 0; i < list.size(); i++) {
+      String name = list.get(i);
+      ResourceSnapshot snap = each.get(i).join();
+      if (snap == null) {
+        namesAt = now - NAMES_EVERY_NANOS; // deleted: read the names again next time
+        continue;
       }
       snapshots.add(snap);
       seen.add(name);

@@ -1,5 +1,6 @@
 package dev.sluice.server.dist;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.sluice.server.engine.Engine;
@@ -68,7 +69,7 @@ class DistributedIT {
       // An observer on the same store: sets the limit and reads stats, like any node would.
       Engine observer =
           RedisEngine.builder().uri(redis.uri()).nodeId("observer").scheduler(Scheduler.of(timers)).build();
-      observer.setLimit(
+      sync(observer).setLimit(
           new LimitSpec(
               "dist", List.of(new RateSpec("requests", RATE, Duration.ofSeconds(1), BURST)), 0, 0, LEASE));
       String targets =
@@ -104,7 +105,7 @@ class DistributedIT {
       while (System.nanoTime() < afterTtl) {
         LockSupport.parkNanos(Math.min(5_000_000, afterTtl - System.nanoTime()));
       }
-      long inFlightAfterTtl = observer.stats("dist").inFlight();
+      long inFlightAfterTtl = sync(observer).stats("dist").inFlight();
       System.out.printf("  in flight one lease TTL after the kill: %d (threads: %d)%n",
           inFlightAfterTtl, WORKERS * THREADS);
       assertThat(inFlightAfterTtl).as("in flight one TTL after the kill").isLessThanOrEqualTo(WORKERS * THREADS);
@@ -182,7 +183,7 @@ class DistributedIT {
       // lease expiry: in flight must reach 0 within one TTL.
       long leaseDeadline = runEnd + LEASE.toNanos() + TimeUnit.MILLISECONDS.toNanos(500);
       long inFlight;
-      while ((inFlight = observer.stats("dist").inFlight()) > 0 && System.nanoTime() < leaseDeadline) {
+      while ((inFlight = sync(observer).stats("dist").inFlight()) > 0 && System.nanoTime() < leaseDeadline) {
         LockSupport.parkNanos(50_000_000);
       }
       System.out.printf("  in flight after the run: %d (%.1f s after the last worker ended)%n",

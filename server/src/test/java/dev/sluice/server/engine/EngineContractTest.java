@@ -1,5 +1,6 @@
 package dev.sluice.server.engine;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assertions.within;
@@ -83,11 +84,11 @@ class EngineContractTest {
   }
 
   private void limit(String name, long concurrency, RateSpec... rates) {
-    engine.setLimit(new LimitSpec(name, List.of(rates), concurrency, 0, null));
+    sync(engine).setLimit(new LimitSpec(name, List.of(rates), concurrency, 0, null));
   }
 
   private Ticket acquire(String name, Map<String, Long> load) {
-    return engine.acquire(name, load, Lane.DEFAULT, 60 * SEC);
+    return sync(engine).acquire(name, load, Lane.DEFAULT, 60 * SEC);
   }
 
   private static Grant granted(Ticket t) {
@@ -109,13 +110,13 @@ class EngineContractTest {
   }
 
   private double available(String name, String dim) {
-    return engine.stats(name).available().get(dim);
+    return sync(engine).stats(name).available().get(dim);
   }
 
   // ---------------------------------------------------------------------------- buckets
 
   private Grant grantNow(String name, Map<String, Long> load) {
-    return granted(engine.acquire(name, load, Lane.DEFAULT, 0));
+    return granted(sync(engine).acquire(name, load, Lane.DEFAULT, 0));
   }
 
   @Test
@@ -127,13 +128,13 @@ class EngineContractTest {
     long windowStart = clock.read();
     grantNow("api", Map.of("requests", 5L));
 
-    assertThat(engine.release("api", early.permitId(), Map.of(), false, true)).isTrue();
+    assertThat(sync(engine).release("api", early.permitId(), Map.of(), false, true)).isTrue();
 
     assertThat(available("api", "requests"))
         .as("the give-back adds nothing: the bucket would be just as empty without that grant").isZero();
-    Ticket next = engine.acquire("api", Map.of("requests", 5L), Lane.DEFAULT, 0);
+    Ticket next = sync(engine).acquire("api", Map.of("requests", 5L), Lane.DEFAULT, 0);
     clock.advance(Duration.ofSeconds(1));
-    Ticket last = engine.acquire("api", Map.of("requests", 5L), Lane.DEFAULT, 0);
+    Ticket last = sync(engine).acquire("api", Map.of("requests", 5L), Lane.DEFAULT, 0);
     long inWindow = 5;
     for (Ticket t : List.of(next, last)) {
       if (!t.future().isCompletedExceptionally()) {
@@ -152,7 +153,7 @@ class EngineContractTest {
     grantNow("openai", Map.of("tokens", 5_000L));           // 1 000 left
     clock.advance(Duration.ofSeconds(2));                    // 3 000: never near the cap
 
-    engine.release("openai", g.permitId(), Map.of("tokens", 1_000L), true, false); // used 1 000 of 4 000
+    sync(engine).release("openai", g.permitId(), Map.of("tokens", 1_000L), true, false); // used 1 000 of 4 000
 
     assertThat(available("openai", "tokens")).as("all 3 000 over-estimated come back")
         .isCloseTo(6_000.0, within(1e-6));
@@ -164,15 +165,15 @@ class EngineContractTest {
     clock.advance(Duration.ofMinutes(1));
     Grant g = grantNow("openai", Map.of("tokens", 4_000L));
     Grant h = grantNow("openai", Map.of("tokens", 1_000L));
-    assertThat(engine.stats("openai").used()).containsEntry("tokens", 5_000.0);
+    assertThat(sync(engine).stats("openai").used()).containsEntry("tokens", 5_000.0);
 
-    engine.release("openai", g.permitId(), Map.of("tokens", 1_000L), true, false); // 3 000 back
-    assertThat(engine.stats("openai").used().get("tokens")).isCloseTo(2_000.0, within(1e-6));
-    engine.release("openai", h.permitId(), Map.of("tokens", 1_500L), true, false); // 500 more charged
-    assertThat(engine.stats("openai").used().get("tokens")).isCloseTo(2_500.0, within(1e-6));
+    sync(engine).release("openai", g.permitId(), Map.of("tokens", 1_000L), true, false); // 3 000 back
+    assertThat(sync(engine).stats("openai").used().get("tokens")).isCloseTo(2_000.0, within(1e-6));
+    sync(engine).release("openai", h.permitId(), Map.of("tokens", 1_500L), true, false); // 500 more charged
+    assertThat(sync(engine).stats("openai").used().get("tokens")).isCloseTo(2_500.0, within(1e-6));
     Grant k = grantNow("openai", Map.of("tokens", 700L));
-    engine.release("openai", k.permitId(), Map.of(), false, true); // never used: all back
-    assertThat(engine.stats("openai").used().get("tokens")).isCloseTo(2_500.0, within(1e-6));
+    sync(engine).release("openai", k.permitId(), Map.of(), false, true); // never used: all back
+    assertThat(sync(engine).stats("openai").used().get("tokens")).isCloseTo(2_500.0, within(1e-6));
   }
 
   @Test
@@ -183,7 +184,7 @@ class EngineContractTest {
     clock.advance(Duration.ofMillis(300));              // 9 (without it: 10, 3 wasted at the cap)
     grantNow("api", Map.of("requests", 9L));           // 0 (without it: 1)
 
-    engine.release("api", g.permitId(), Map.of(), false, true);
+    sync(engine).release("api", g.permitId(), Map.of(), false, true);
 
     assertThat(available("api", "requests")).as("1 of the 4 comes back").isCloseTo(1.0, within(1e-6));
   }
@@ -193,10 +194,10 @@ class EngineContractTest {
     limit("api", 0, rate("requests", 10, Duration.ofSeconds(1), 10));
     clock.advance(Duration.ofSeconds(1));
     Grant g = grantNow("api", Map.of("requests", 4L));
-    engine.report("api", true, SEC / 10, Map.of());  // the upstream says it has nothing left
+    sync(engine).report("api", true, SEC / 10, Map.of());  // the upstream says it has nothing left
     clock.advance(Duration.ofMillis(200));           // pause over, +2
 
-    engine.release("api", g.permitId(), Map.of(), false, true);
+    sync(engine).release("api", g.permitId(), Map.of(), false, true);
 
     assertThat(available("api", "requests")).as("no refund into a bucket the upstream emptied")
         .isCloseTo(2.0, within(1e-6));
@@ -263,7 +264,7 @@ class EngineContractTest {
     for (int step = 0; step < 4000; step++) {
       int n = rnd.nextInt(4);
       for (int i = 0; i < n; i++) {
-        open.add(engine.acquire("r", Map.of("requests", (long) (1 + rnd.nextInt(3))), Lane.values()[rnd.nextInt(3)], 600 * SEC));
+        open.add(sync(engine).acquire("r", Map.of("requests", (long) (1 + rnd.nextInt(3))), Lane.values()[rnd.nextInt(3)], 600 * SEC));
       }
       clock.advance(Duration.ofMillis(rnd.nextInt(20)));
       for (var it = open.iterator(); it.hasNext(); ) {
@@ -313,9 +314,9 @@ class EngineContractTest {
   void higherLaneFirstAndAgedLowerLaneGetsEveryOtherGrant() throws Exception {
     // Default aging: 10 s.
     limit("r", 0, rate("requests", 1, Duration.ofSeconds(1), 1));
-    Ticket batch = engine.acquire("r", Map.of(), Lane.BATCH, 600 * SEC);
-    Ticket dflt = engine.acquire("r", Map.of(), Lane.DEFAULT, 600 * SEC);
-    Ticket inter = engine.acquire("r", Map.of(), Lane.INTERACTIVE, 600 * SEC);
+    Ticket batch = sync(engine).acquire("r", Map.of(), Lane.BATCH, 600 * SEC);
+    Ticket dflt = sync(engine).acquire("r", Map.of(), Lane.DEFAULT, 600 * SEC);
+    Ticket inter = sync(engine).acquire("r", Map.of(), Lane.INTERACTIVE, 600 * SEC);
     clock.advance(Duration.ofSeconds(1));
     granted(inter);
     assertThat(batch.future()).isNotDone();
@@ -329,8 +330,8 @@ class EngineContractTest {
     long batchArrival = 0; // seconds since the batch acquire
     long servedAt = -1;
     for (int s = 3; s <= 40 && servedAt < 0; s++) {
-      inters.add(engine.acquire("r", Map.of(), Lane.INTERACTIVE, 600 * SEC));
-      inters.add(engine.acquire("r", Map.of(), Lane.INTERACTIVE, 600 * SEC));
+      inters.add(sync(engine).acquire("r", Map.of(), Lane.INTERACTIVE, 600 * SEC));
+      inters.add(sync(engine).acquire("r", Map.of(), Lane.INTERACTIVE, 600 * SEC));
       clock.advance(Duration.ofSeconds(1));
       if (batch.future().isDone()) {
         servedAt = s - batchArrival;
@@ -350,13 +351,13 @@ class EngineContractTest {
     limit("r", 0, rate("tokens", 100, Duration.ofSeconds(1), 100));
     List<Ticket> backlog = new ArrayList<>();
     for (int i = 0; i < 200; i++) {
-      backlog.add(engine.acquire("r", Map.of("tokens", 50L), Lane.BATCH, 3600 * SEC));
+      backlog.add(sync(engine).acquire("r", Map.of("tokens", 50L), Lane.BATCH, 3600 * SEC));
     }
     long worst = 0;
     for (int round = 0; round < 20; round++) {
       clock.advance(Duration.ofMillis(1700)); // batch keeps granting; its head ages past 10 s
       long start = clock.read();
-      Ticket t = engine.acquire("r", Map.of("tokens", 50L), Lane.INTERACTIVE, 3600 * SEC);
+      Ticket t = sync(engine).acquire("r", Map.of("tokens", 50L), Lane.INTERACTIVE, 3600 * SEC);
       while (!t.future().isDone()) {
         clock.advance(Duration.ofMillis(10));
       }
@@ -371,43 +372,43 @@ class EngineContractTest {
 
   @Test
   void concurrencyCapWithLeasesThatExpireAndRenew() {
-    engine.setLimit(new LimitSpec("c", List.of(), 2, 0, Duration.ofSeconds(30)));
+    sync(engine).setLimit(new LimitSpec("c", List.of(), 2, 0, Duration.ofSeconds(30)));
     Grant a = granted(acquire("c", Map.of()));
     Grant b = granted(acquire("c", Map.of()));
     Ticket third = acquire("c", Map.of());
     assertThat(third.future()).isNotDone();
-    assertThat(engine.stats("c").inFlight()).isEqualTo(2);
+    assertThat(sync(engine).stats("c").inFlight()).isEqualTo(2);
 
     clock.advance(Duration.ofSeconds(20));
-    assertThat(engine.renew("c", List.of(a.permitId()))).isEmpty();
+    assertThat(sync(engine).renew("c", List.of(a.permitId()))).isEmpty();
     clock.advance(Duration.ofSeconds(10)); // b's lease runs out, a's was renewed
     Grant c = granted(third);
-    assertThat(engine.stats("c").inFlight()).isEqualTo(2);
-    assertThat(engine.renew("c", List.of(b.permitId(), c.permitId()))).containsExactly(b.permitId());
+    assertThat(sync(engine).stats("c").inFlight()).isEqualTo(2);
+    assertThat(sync(engine).renew("c", List.of(b.permitId(), c.permitId()))).containsExactly(b.permitId());
 
-    assertThat(engine.release("c", a.permitId(), Map.of(), false, false)).isTrue();
-    assertThat(engine.release("c", a.permitId(), Map.of(), false, false)).as("idempotent").isFalse();
-    assertThat(engine.stats("c").inFlight()).isEqualTo(1);
+    assertThat(sync(engine).release("c", a.permitId(), Map.of(), false, false)).isTrue();
+    assertThat(sync(engine).release("c", a.permitId(), Map.of(), false, false)).as("idempotent").isFalse();
+    assertThat(sync(engine).stats("c").inFlight()).isEqualTo(1);
   }
 
   @Test
   void shorterLeaseTtlStillExpiresNewLeasesFirst() {
-    engine.setLimit(new LimitSpec("c", List.of(), 2, 0, Duration.ofSeconds(60)));
+    sync(engine).setLimit(new LimitSpec("c", List.of(), 2, 0, Duration.ofSeconds(60)));
     granted(acquire("c", Map.of())); // lease until +60 s
-    engine.setLimit(new LimitSpec("c", List.of(), 2, 0, Duration.ofSeconds(5)));
+    sync(engine).setLimit(new LimitSpec("c", List.of(), 2, 0, Duration.ofSeconds(5)));
     granted(acquire("c", Map.of())); // lease until +5 s, behind the older one in the map
     Ticket third = acquire("c", Map.of());
     clock.advance(Duration.ofSeconds(5));
     granted(third); // the 5 s lease came back on time, not after the 60 s one
-    assertThat(engine.stats("c").inFlight()).isEqualTo(2);
+    assertThat(sync(engine).stats("c").inFlight()).isEqualTo(2);
   }
 
   @Test
   void releaseWakesTheNextWaiterAtOnce() {
-    engine.setLimit(new LimitSpec("c", List.of(), 1, 0, null));
+    sync(engine).setLimit(new LimitSpec("c", List.of(), 1, 0, null));
     Grant a = granted(acquire("c", Map.of()));
     Ticket b = acquire("c", Map.of());
-    engine.release("c", a.permitId(), Map.of(), false, false);
+    sync(engine).release("c", a.permitId(), Map.of(), false, false);
     granted(b);
   }
 
@@ -418,11 +419,11 @@ class EngineContractTest {
     limit("llm", 0, rate("tokens", 1000, Duration.ofSeconds(1), 1000));
     clock.advance(Duration.ofSeconds(1));
     Grant g = granted(acquire("llm", Map.of("tokens", 800L)));
-    assertThat(engine.release("llm", g.permitId(), Map.of("tokens", 300L), true, false)).isTrue();
+    assertThat(sync(engine).release("llm", g.permitId(), Map.of("tokens", 300L), true, false)).isTrue();
     assertThat(available("llm", "tokens")).isEqualTo(700.0, within(1e-6));
 
     Grant h = granted(acquire("llm", Map.of("tokens", 700L)));
-    engine.release("llm", h.permitId(), Map.of("tokens", 1200L), true, false);
+    sync(engine).release("llm", h.permitId(), Map.of("tokens", 1200L), true, false);
     assertThat(available("llm", "tokens")).isEqualTo(-500.0, within(1e-6));
 
     Ticket next = acquire("llm", Map.of("tokens", 100L));
@@ -437,22 +438,22 @@ class EngineContractTest {
     limit("llm", 0, rate("tokens", 1000, Duration.ofSeconds(1), 1000));
     clock.advance(Duration.ofSeconds(1));
     Grant g = granted(acquire("llm", Map.of("tokens", 10L)));
-    engine.release("llm", g.permitId(), Map.of("tokens", 1_000_000L), true, false);
+    sync(engine).release("llm", g.permitId(), Map.of("tokens", 1_000_000L), true, false);
     assertThat(available("llm", "tokens")).isEqualTo(-1000.0);
   }
 
   @Test
   void badSettleIsRefusedAndKeepsThePermit() {
-    engine.setLimit(new LimitSpec("llm", List.of(rate("tokens", 10, Duration.ofSeconds(1), 10)), 1, 0, null));
+    sync(engine).setLimit(new LimitSpec("llm", List.of(rate("tokens", 10, Duration.ofSeconds(1), 10)), 1, 0, null));
     clock.advance(Duration.ofSeconds(1));
     Grant g = granted(acquire("llm", Map.of("tokens", 5L)));
-    assertThatThrownBy(() -> engine.release("llm", g.permitId(), Map.of("bogus", 1L), true, false))
+    assertThatThrownBy(() -> sync(engine).release("llm", g.permitId(), Map.of("bogus", 1L), true, false))
         .isInstanceOf(EngineException.class)
         .hasMessageContaining("bogus");
-    assertThatThrownBy(() -> engine.release("llm", g.permitId(), Map.of("tokens", -1L), true, false))
+    assertThatThrownBy(() -> sync(engine).release("llm", g.permitId(), Map.of("tokens", -1L), true, false))
         .hasMessageContaining("out of range");
-    assertThat(engine.stats("llm").inFlight()).isEqualTo(1);
-    assertThat(engine.release("llm", g.permitId(), Map.of("tokens", 5L), true, false)).isTrue();
+    assertThat(sync(engine).stats("llm").inFlight()).isEqualTo(1);
+    assertThat(sync(engine).release("llm", g.permitId(), Map.of("tokens", 5L), true, false)).isTrue();
   }
 
   // ---------------------------------------------------------------------------- feedback
@@ -461,13 +462,13 @@ class EngineContractTest {
   void throttledReportPausesEveryoneUntilRetryAfter() {
     limit("api", 0, rate("requests", 100, Duration.ofSeconds(1), 100));
     clock.advance(Duration.ofSeconds(1));
-    assertThat(engine.report("api", true, 2 * SEC, Map.of())).isEqualTo(2 * SEC);
+    assertThat(sync(engine).report("api", true, 2 * SEC, Map.of())).isEqualTo(2 * SEC);
     Ticket t = acquire("api", Map.of());
     clock.advance(Duration.ofMillis(1999));
     assertThat(t.future()).isNotDone();
     clock.advance(Duration.ofMillis(1));
     granted(t);
-    assertThat(engine.stats("api").throttleReports()).isEqualTo(1);
+    assertThat(sync(engine).stats("api").throttleReports()).isEqualTo(1);
   }
 
   @Test
@@ -475,7 +476,7 @@ class EngineContractTest {
     limit("api", 0, rate("tokens", 100, Duration.ofSeconds(1), 100));
     clock.advance(Duration.ofSeconds(1));
     assertThat(available("api", "tokens")).isEqualTo(100.0);
-    engine.report("api", true, 500_000_000L, Map.of());
+    sync(engine).report("api", true, 500_000_000L, Map.of());
     assertThat(available("api", "tokens")).isEqualTo(0.0);
     Ticket t = acquire("api", Map.of("tokens", 80L));
     clock.advance(Duration.ofMillis(500)); // pause over, but only 50 tokens refilled since
@@ -488,11 +489,11 @@ class EngineContractTest {
   void remainingCountersOnlyLowerTheView() {
     limit("api", 0, rate("tokens", 1000, Duration.ofSeconds(1), 1000));
     clock.advance(Duration.ofSeconds(1));
-    engine.report("api", false, 0, Map.of("tokens", 5000L));
+    sync(engine).report("api", false, 0, Map.of("tokens", 5000L));
     assertThat(available("api", "tokens")).isEqualTo(1000.0);
-    engine.report("api", false, 0, Map.of("tokens", 120L));
+    sync(engine).report("api", false, 0, Map.of("tokens", 120L));
     assertThat(available("api", "tokens")).isEqualTo(120.0);
-    engine.report("api", false, 0, Map.of("tokens", 900L));
+    sync(engine).report("api", false, 0, Map.of("tokens", 900L));
     assertThat(available("api", "tokens")).isEqualTo(120.0);
   }
 
@@ -500,26 +501,26 @@ class EngineContractTest {
   void adminPauseAndResume() {
     limit("api", 0, rate("requests", 100, Duration.ofSeconds(1), 100));
     clock.advance(Duration.ofSeconds(1));
-    assertThat(engine.pause("api", -1)).isEqualTo(-1);
+    assertThat(sync(engine).pause("api", -1)).isEqualTo(-1);
     Ticket t = acquire("api", Map.of());
     clock.advance(Duration.ofSeconds(30));
     assertThat(t.future()).isNotDone();
-    assertThat(engine.stats("api").paused()).isTrue();
-    engine.resume("api");
+    assertThat(sync(engine).stats("api").paused()).isTrue();
+    sync(engine).resume("api");
     granted(t);
 
-    engine.pause("api", 5 * SEC);
+    sync(engine).pause("api", 5 * SEC);
     Ticket u = acquire("api", Map.of());
     clock.advance(Duration.ofSeconds(5));
     granted(u);
-    assertThat(engine.stats("api").paused()).isFalse();
+    assertThat(sync(engine).stats("api").paused()).isFalse();
   }
 
   // ---------------------------------------------------------------------------- waiting room
 
   @Test
   void fullWaitingRoomIsRefusedWithARetryHint() {
-    engine.setLimit(
+    sync(engine).setLimit(
         new LimitSpec("r", List.of(rate("requests", 10, Duration.ofSeconds(1), 10)), 0, 3, null));
     for (int i = 0; i < 3; i++) {
       acquire("r", Map.of());
@@ -532,19 +533,19 @@ class EngineContractTest {
               assertThat(e.retryAfterNanos()).isGreaterThanOrEqualTo(SEC);
               assertThat(e.getMessage()).contains("--max-waiting");
             });
-    assertThat(engine.stats("r").rejected()).containsEntry("waiting_room_full", 1L);
+    assertThat(sync(engine).stats("r").rejected()).containsEntry("waiting_room_full", 1L);
   }
 
   @Test
   void deadlineRemovesTheWaiterAndFreesTheQueue() {
-    engine.setLimit(
+    sync(engine).setLimit(
         new LimitSpec("r", List.of(rate("requests", 1, Duration.ofSeconds(10), 1)), 0, 1, null));
-    Ticket t = engine.acquire("r", Map.of(), Lane.DEFAULT, 2 * SEC);
+    Ticket t = sync(engine).acquire("r", Map.of(), Lane.DEFAULT, 2 * SEC);
     clock.advance(Duration.ofSeconds(2));
     assertThat(failure(t)).isEqualTo(EngineException.Reason.DEADLINE);
-    assertThat(engine.stats("r").timedOut()).isEqualTo(1);
+    assertThat(sync(engine).stats("r").timedOut()).isEqualTo(1);
     // The room has space again.
-    Ticket again = engine.acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC);
+    Ticket again = sync(engine).acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC);
     clock.advance(Duration.ofSeconds(8));
     granted(again);
   }
@@ -552,10 +553,10 @@ class EngineContractTest {
   @Test
   void zeroTimeoutTriesOnce() {
     limit("r", 0, rate("requests", 1, Duration.ofSeconds(1), 1));
-    Ticket t = engine.acquire("r", Map.of(), Lane.DEFAULT, 0);
+    Ticket t = sync(engine).acquire("r", Map.of(), Lane.DEFAULT, 0);
     assertThat(failure(t)).isEqualTo(EngineException.Reason.DEADLINE);
     clock.advance(Duration.ofSeconds(1));
-    granted(engine.acquire("r", Map.of(), Lane.DEFAULT, 0));
+    granted(sync(engine).acquire("r", Map.of(), Lane.DEFAULT, 0));
   }
 
   // ---------------------------------------------------------------------------- cancellation
@@ -570,45 +571,45 @@ class EngineContractTest {
     assertThatThrownBy(() -> a.future().join()).isInstanceOf(CancellationException.class);
     clock.advance(Duration.ofSeconds(1));
     granted(b);
-    assertThat(engine.stats("r").cancelled()).isEqualTo(1);
+    assertThat(sync(engine).stats("r").cancelled()).isEqualTo(1);
   }
 
   @Test
   void grantThatRacedWithCancelIsGivenBackInFull() {
-    engine.setLimit(new LimitSpec("r", List.of(rate("tokens", 100, Duration.ofSeconds(1), 100)), 1, 0, null));
+    sync(engine).setLimit(new LimitSpec("r", List.of(rate("tokens", 100, Duration.ofSeconds(1), 100)), 1, 0, null));
     clock.advance(Duration.ofSeconds(1));
     Ticket t = acquire("r", Map.of("tokens", 60L)); // granted at once, not yet claimed
     assertThat(available("r", "tokens")).isEqualTo(40.0);
     t.cancel();
     assertThat(t.claim()).isFalse();
     assertThat(available("r", "tokens")).isEqualTo(100.0);
-    assertThat(engine.stats("r").inFlight()).isZero();
+    assertThat(sync(engine).stats("r").inFlight()).isZero();
 
     Ticket u = acquire("r", Map.of("tokens", 60L));
     assertThat(u.claim()).isTrue();
     u.cancel(); // claimed: the caller has it, nothing is given back
     assertThat(available("r", "tokens")).isEqualTo(40.0);
-    assertThat(engine.stats("r").inFlight()).isEqualTo(1);
+    assertThat(sync(engine).stats("r").inFlight()).isEqualTo(1);
   }
 
   @Test
   void cancelByRequestIdIsExact() {
     limit("r", 0, rate("requests", 1, Duration.ofSeconds(1), 1));
-    Ticket a = engine.acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC, "req-a");
-    Ticket first = engine.acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC, "req-b");
+    Ticket a = sync(engine).acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC, "req-a");
+    Ticket first = sync(engine).acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC, "req-b");
     // The same id again takes the waiter over (see the request-id tests below).
-    Ticket b = engine.acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC, "req-b");
+    Ticket b = sync(engine).acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC, "req-b");
     assertThat(first.future()).isCancelled();
-    assertThatThrownBy(() -> engine.cancel("r", "bad id!")).hasMessageContaining("request id");
-    assertThat(engine.cancel("r", "req-b")).isTrue();
+    assertThatThrownBy(() -> sync(engine).cancel("r", "bad id!")).hasMessageContaining("request id");
+    assertThat(sync(engine).cancel("r", "req-b")).isTrue();
     assertThat(b.future()).isCancelled();
     clock.advance(Duration.ofSeconds(1));
     granted(a);
     // Granted already: nothing to withdraw, the caller releases the grant itself.
-    assertThat(engine.cancel("r", "req-a")).isFalse();
-    assertThat(engine.cancel("r", "unknown")).isFalse();
+    assertThat(sync(engine).cancel("r", "req-a")).isFalse();
+    assertThat(sync(engine).cancel("r", "unknown")).isFalse();
     // The id is free again once its waiter is gone.
-    Ticket again = engine.acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC, "req-b");
+    Ticket again = sync(engine).acquire("r", Map.of(), Lane.DEFAULT, 60 * SEC, "req-b");
     clock.advance(Duration.ofSeconds(1));
     granted(again);
   }
@@ -619,7 +620,7 @@ class EngineContractTest {
   // remembered (60 s); ended without a grant reaching its caller -> a new acquire.
 
   private Ticket acquire(String name, String requestId) {
-    return engine.acquire(name, Map.of(), Lane.DEFAULT, 60 * SEC, requestId);
+    return sync(engine).acquire(name, Map.of(), Lane.DEFAULT, 60 * SEC, requestId);
   }
 
   @Test
@@ -631,7 +632,7 @@ class EngineContractTest {
     clock.advance(Duration.ofMillis(500));
     Ticket retry = acquire("r", "id-b");
     assertThatThrownBy(() -> b.future().join()).hasMessageContaining("taken over by a retry");
-    assertThat(engine.stats("r").waiting().get(Lane.DEFAULT)).isEqualTo(3);
+    assertThat(sync(engine).stats("r").waiting().get(Lane.DEFAULT)).isEqualTo(3);
     clock.advance(Duration.ofMillis(500));
     granted(a);
     clock.advance(Duration.ofSeconds(1));
@@ -654,12 +655,12 @@ class EngineContractTest {
     assertThat(same.permitId()).isEqualTo(g.permitId());
     assertThat(same.load()).isEqualTo(g.load());
     assertThat(available("r", "requests")).isEqualTo(9.0);
-    assertThat(engine.stats("r").inFlight()).isEqualTo(1);
+    assertThat(sync(engine).stats("r").inFlight()).isEqualTo(1);
     // The retry's caller gone before it took the answer: the permit is kept, not given back.
     again.cancel();
     assertThat(available("r", "requests")).isEqualTo(9.0);
-    assertThat(engine.release("r", g.permitId(), Map.of(), false, false)).isTrue();
-    assertThat(engine.stats("r").inFlight()).isZero();
+    assertThat(sync(engine).release("r", g.permitId(), Map.of(), false, false)).isTrue();
+    assertThat(sync(engine).stats("r").inFlight()).isZero();
   }
 
   @Test
@@ -669,7 +670,7 @@ class EngineContractTest {
     Ticket t = acquire("r", "order-2");
     Grant g = granted(t);
     assertThat(t.claim()).isTrue();
-    assertThat(engine.release("r", g.permitId(), Map.of(), false, false)).isTrue();
+    assertThat(sync(engine).release("r", g.permitId(), Map.of(), false, false)).isTrue();
     clock.advance(Duration.ofSeconds(59));
     assertInvalid(() -> acquire("r", "order-2").future().join(), "already got a permit");
     assertThat(available("r", "requests")).isEqualTo(10.0);
@@ -687,7 +688,7 @@ class EngineContractTest {
   @Test
   void aRequestIdThatEndedWithoutAGrantReachingItsCallerIsANewAcquire() {
     limit("r", 0, rate("requests", 1, Duration.ofSeconds(1), 1));
-    Ticket timedOut = engine.acquire("r", Map.of(), Lane.DEFAULT, SEC / 2, "late");
+    Ticket timedOut = sync(engine).acquire("r", Map.of(), Lane.DEFAULT, SEC / 2, "late");
     Ticket cancelled = acquire("r", "gone");
     Ticket behind = acquire("r", "behind");
     clock.advance(Duration.ofMillis(500));
@@ -695,7 +696,7 @@ class EngineContractTest {
     cancelled.cancel();
     Ticket lateAgain = acquire("r", "late");
     Ticket goneAgain = acquire("r", "gone");
-    assertThat(engine.stats("r").waiting().get(Lane.DEFAULT)).isEqualTo(3);
+    assertThat(sync(engine).stats("r").waiting().get(Lane.DEFAULT)).isEqualTo(3);
     clock.advance(Duration.ofMillis(500));
     granted(behind); // the retries came back at the end of the line
     assertThat(lateAgain.future()).isNotDone();
@@ -709,7 +710,7 @@ class EngineContractTest {
     }
     granted(goneAgain); // on the capacity given back
     Ticket thirdTime = acquire("r", "late");
-    assertThat(engine.stats("r").waiting().get(Lane.DEFAULT)).isEqualTo(1);
+    assertThat(sync(engine).stats("r").waiting().get(Lane.DEFAULT)).isEqualTo(1);
     clock.advance(Duration.ofSeconds(1));
     assertThat(granted(thirdTime).permitId()).isNotEqualTo(raced.permitId());
   }
@@ -729,15 +730,15 @@ class EngineContractTest {
         .isInstanceOfSatisfying(
             EngineException.class, e -> assertThat(e.reason()).isEqualTo(EngineException.Reason.NOT_FOUND))
         .hasMessageContaining("sluice limit set nope");
-    assertThat(engine.stats("llm").rejected()).containsEntry("invalid", 3L);
+    assertThat(sync(engine).stats("llm").rejected()).containsEntry("invalid", 3L);
   }
 
   @Test
   void requestsMayBeNamedOnALimitWithoutARequestsBucket() {
-    engine.setLimit(new LimitSpec("c", List.of(rate("tokens", 10, Duration.ofSeconds(1), 10)), 2, 0, null));
+    sync(engine).setLimit(new LimitSpec("c", List.of(rate("tokens", 10, Duration.ofSeconds(1), 10)), 2, 0, null));
     clock.advance(Duration.ofSeconds(1));
     Grant g = granted(acquire("c", Map.of("requests", 1L, "tokens", 4L)));
-    assertThat(engine.release("c", g.permitId(), Map.of("requests", 1L, "tokens", 2L), true, false)).isTrue();
+    assertThat(sync(engine).release("c", g.permitId(), Map.of("requests", 1L, "tokens", 2L), true, false)).isTrue();
     assertThat(available("c", "tokens")).isEqualTo(8.0);
     assertInvalid(() -> acquire("c", Map.of("requests", 0L)), "zero");
   }
@@ -751,7 +752,7 @@ class EngineContractTest {
 
   @Test
   void badLimitsAreRefusedWithTheFix() {
-    assertInvalid(() -> engine.setLimit(new LimitSpec("a", List.of(), 0, 0, null)), "--rate");
+    assertInvalid(() -> sync(engine).setLimit(new LimitSpec("a", List.of(), 0, 0, null)), "--rate");
     assertInvalid(
         () -> limit("a", 0, rate("t", 1, Duration.ofSeconds(1), 0), rate("t", 2, Duration.ofSeconds(1), 0)),
         "appears twice");
@@ -759,13 +760,13 @@ class EngineContractTest {
     assertInvalid(() -> limit("a", 0, rate("t", 1, Duration.ofDays(30), 0)), "period");
     assertInvalid(() -> limit("a", 0, rate("t", 1, Duration.ofSeconds(1), -1)), "burst -1");
     assertInvalid(() -> limit("a", -1, rate("t", 1, Duration.ofSeconds(1), 0)), "concurrency -1");
-    assertThat(engine.listLimits("")).isEmpty();
+    assertThat(sync(engine).listLimits("")).isEmpty();
   }
 
   @Test
   void defaultBurstIsOneSecondsWorthAtLeastOne() {
     limit("a", 0, rate("requests", 600, Duration.ofMinutes(1), 0), rate("tokens", 30, Duration.ofMinutes(1), 0));
-    LimitSpec spec = engine.getLimit("a").orElseThrow();
+    LimitSpec spec = sync(engine).getLimit("a").orElseThrow();
     assertThat(spec.rate("requests").burst()).isEqualTo(10);
     assertThat(spec.rate("tokens").burst()).isEqualTo(1);
   }
@@ -799,9 +800,9 @@ class EngineContractTest {
   void deleteFailsWaitersWithNotFound() {
     limit("r", 0, rate("requests", 1, Duration.ofSeconds(1), 1));
     Ticket t = acquire("r", Map.of());
-    engine.deleteLimit("r");
+    sync(engine).deleteLimit("r");
     assertThat(failure(t)).isEqualTo(EngineException.Reason.NOT_FOUND);
-    assertThatThrownBy(() -> engine.deleteLimit("r")).isInstanceOf(EngineException.class);
+    assertThatThrownBy(() -> sync(engine).deleteLimit("r")).isInstanceOf(EngineException.class);
   }
 
   @Test

@@ -1,5 +1,6 @@
 package dev.sluice.server.engine;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.time.Duration;
@@ -155,8 +156,8 @@ final class EngineInvariants {
     // Set before the call: a limit change can grant waiters, under the new limit, within it.
     current = spec;
     epochs.add(new Epoch(clock.read(), spec));
-    engine.setLimit(spec);
-    assertThat(engine.getLimit(RESOURCE)).contains(spec);
+    sync(engine).setLimit(spec);
+    assertThat(sync(engine).getLimit(RESOURCE)).contains(spec);
   }
 
   private void apply(Op op) {
@@ -172,11 +173,11 @@ final class EngineInvariants {
     } else if (op instanceof Op.Advance a) {
       clock.advance(Duration.ofMillis(a.millis()));
     } else if (op instanceof Op.Pause p) {
-      engine.pause(RESOURCE, p.millis() < 0 ? -1 : p.millis() * 1_000_000L);
+      sync(engine).pause(RESOURCE, p.millis() < 0 ? -1 : p.millis() * 1_000_000L);
     } else if (op instanceof Op.Resume) {
-      engine.resume(RESOURCE);
+      sync(engine).resume(RESOURCE);
     } else if (op instanceof Op.Report r) {
-      engine.report(
+      sync(engine).report(
           RESOURCE,
           r.throttled(),
           r.retryAfterMillis() * 1_000_000L,
@@ -210,7 +211,7 @@ final class EngineInvariants {
     String id = a.withId() ? "rq-" + seq : null;
     Call call = new Call(seq++, lane, id, load);
     try {
-      Ticket t = engine.acquire(RESOURCE, load, lane, a.timeoutMillis() * 1_000_000L, id);
+      Ticket t = sync(engine).acquire(RESOURCE, load, lane, a.timeoutMillis() * 1_000_000L, id);
       call.ticket = t;
       call.deadline = clock.read() + a.timeoutMillis() * 1_000_000L;
       calls.add(call);
@@ -271,7 +272,7 @@ final class EngineInvariants {
     boolean unclaimedGrant = call.grant != null && !call.claimed && !call.ended;
     call.withdrawn = true;
     if (byRequestId && call.requestId != null) {
-      boolean left = engine.cancel(RESOURCE, call.requestId);
+      boolean left = sync(engine).cancel(RESOURCE, call.requestId);
       assertThat(left).as("cancel of #%d by id (pending %s)", call.seq, wasPending).isEqualTo(wasPending);
     } else if (call.ticket != null) {
       if (unclaimedGrant) {
@@ -311,7 +312,7 @@ final class EngineInvariants {
       case 1 -> {
         long granted = call.grant.load().getOrDefault("tokens", 0L);
         long actual = r.actualTokens();
-        released = engine.release(RESOURCE, call.grant.permitId(), Map.of("tokens", actual), true, false);
+        released = sync(engine).release(RESOURCE, call.grant.permitId(), Map.of("tokens", actual), true, false);
         if (released) {
           Map<String, Long> used = new HashMap<>(call.grant.load());
           used.put("tokens", Math.min(granted, actual));
@@ -319,12 +320,12 @@ final class EngineInvariants {
         }
       }
       case 2 -> {
-        released = engine.release(RESOURCE, call.grant.permitId(), Map.of(), false, true);
+        released = sync(engine).release(RESOURCE, call.grant.permitId(), Map.of(), false, true);
         if (released) {
           endGivingBack(call);
         }
       }
-      default -> released = engine.release(RESOURCE, call.grant.permitId(), Map.of(), false, false);
+      default -> released = sync(engine).release(RESOURCE, call.grant.permitId(), Map.of(), false, false);
     }
     assertThat(released).as("release of #%d, lease live %s", call.seq, live).isEqualTo(live);
     call.ended = true;
@@ -341,10 +342,10 @@ final class EngineInvariants {
     }
     long now = clock.read();
     boolean live = call.expiresAt - now > 0;
-    List<String> expired = engine.renew(RESOURCE, List.of(call.grant.permitId()));
+    List<String> expired = sync(engine).renew(RESOURCE, List.of(call.grant.permitId()));
     assertThat(expired.isEmpty()).as("renew of #%d, lease live %s", call.seq, live).isEqualTo(live);
     if (live) {
-      call.expiresAt = now + engine.leaseTtlNanos(RESOURCE);
+      call.expiresAt = now + sync(engine).leaseTtlNanos(RESOURCE);
     } else {
       call.ended = true;
     }
@@ -355,7 +356,7 @@ final class EngineInvariants {
       throw new AssertionError(callbackFailure.getMessage(), callbackFailure);
     }
     long now = clock.read();
-    ResourceSnapshot s = engine.stats(RESOURCE);
+    ResourceSnapshot s = sync(engine).stats(RESOURCE);
     long live = calls.stream().filter(c -> c.holds(now)).count();
     long pending = calls.stream().filter(Call::pending).count();
     int waiting = s.waiting().values().stream().mapToInt(Integer::intValue).sum();
@@ -379,11 +380,11 @@ final class EngineInvariants {
         }
       }
     }
-    engine.resume(RESOURCE);
+    sync(engine).resume(RESOURCE);
     checkLive();
     // Deepest debt is one period's amount, plus a report's zeroing: (burst + amount) / rate.
     clock.advance(Duration.ofHours(1));
-    ResourceSnapshot s = engine.stats(RESOURCE);
+    ResourceSnapshot s = sync(engine).stats(RESOURCE);
     assertThat(s.inFlight()).isZero();
     assertThat(s.waiting().values()).allMatch(n -> n == 0);
     assertThat(s.paused()).isFalse();

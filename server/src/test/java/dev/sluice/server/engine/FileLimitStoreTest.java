@@ -1,5 +1,6 @@
 package dev.sluice.server.engine;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -87,13 +88,13 @@ class FileLimitStoreTest {
     FakeClock clock = new FakeClock();
     MemoryEngine first =
         MemoryEngine.builder().ticker(clock).scheduler(clock).store(new FileLimitStore(dir)).build();
-    first.setLimit(spec("openai"));
+    sync(first).setLimit(spec("openai"));
     clock.advance(Duration.ofMinutes(5));
-    assertThat(first.stats("openai").available()).containsEntry("tokens", 4000.0);
+    assertThat(sync(first).stats("openai").available()).containsEntry("tokens", 4000.0);
 
     MemoryEngine second =
         MemoryEngine.builder().ticker(clock).scheduler(clock).store(new FileLimitStore(dir)).build();
-    assertThat(second.getLimit("openai")).contains(spec("openai"));
-    assertThat(second.stats("openai").available()).containsEntry("tokens", 0.0).containsEntry("requests", 0.0);
+    assertThat(sync(second).getLimit("openai")).contains(spec("openai"));
+    assertThat(sync(second).stats("openai").available()).containsEntry("tokens", 0.0).containsEntry("requests", 0.0);
   }
 }

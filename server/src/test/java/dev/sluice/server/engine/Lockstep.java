@@ -1,5 +1,7 @@
 package dev.sluice.server.engine;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
+
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -320,7 +322,7 @@ final class Lockstep {
   private static void cleanUp(Side[] sides, String resource) {
     for (Side s : sides) {
       try {
-        s.engine.deleteLimit(resource);
+        sync(s.engine).deleteLimit(resource);
       } catch (EngineException ignored) {
         // already deleted by the script
       }
@@ -345,7 +347,7 @@ final class Lockstep {
     Map<String, Double> available = new TreeMap<>();
     Map<String, Long> bursts = new HashMap<>();
     try {
-      ResourceSnapshot s = engine.stats(resource);
+      ResourceSnapshot s = sync(engine).stats(resource);
       available.putAll(s.available());
       for (RateSpec r : s.limit().rates()) {
         bursts.put(r.name(), r.burst());
@@ -361,7 +363,7 @@ final class Lockstep {
   private static String applyOrThrow(Side side, String resource, Setup setup, LimitSpec[] current, Step step) {
     Engine engine = side.engine;
     if (step == null) {
-      engine.setLimit(current[0]);
+      sync(engine).setLimit(current[0]);
       return "limit set";
     } else if (step instanceof Step.Acquire a) {
       return acquire(side, resource, a);
@@ -371,7 +373,7 @@ final class Lockstep {
         return "nothing to cancel";
       }
       if (c.byRequestId() && call.requestId != null) {
-        return "cancel by id #" + call.index + ": " + engine.cancel(resource, call.requestId);
+        return "cancel by id #" + call.index + ": " + sync(engine).cancel(resource, call.requestId);
       }
       call.ticket.cancel();
       return "ticket #" + call.index + " cancelled";
@@ -388,21 +390,21 @@ final class Lockstep {
         actual.put("tokens", r.actualTokens());
       }
       boolean released =
-          engine.release(resource, call.grant.permitId(), actual, r.kind() == 1 || r.kind() == 3, r.kind() == 2);
+          sync(engine).release(resource, call.grant.permitId(), actual, r.kind() == 1 || r.kind() == 3, r.kind() == 2);
       return "release #" + call.index + ": " + released;
     } else if (step instanceof Step.Renew r) {
       Call call = pick(side, r.pick());
       if (call == null || call.grant == null) {
         return "nothing to renew";
       }
-      return "renew #" + call.index + " expired " + engine.renew(resource, List.of(call.grant.permitId())).size();
+      return "renew #" + call.index + " expired " + sync(engine).renew(resource, List.of(call.grant.permitId())).size();
     } else if (step instanceof Step.Advance a) {
       side.clock.advance(Duration.ofMillis(a.millis()));
       return "advanced";
     } else if (step instanceof Step.Pause p) {
-      return "paused for " + millis(engine.pause(resource, p.millis() < 0 ? -1 : p.millis() * 1_000_000L));
+      return "paused for " + millis(sync(engine).pause(resource, p.millis() < 0 ? -1 : p.millis() * 1_000_000L));
     } else if (step instanceof Step.Resume) {
-      engine.resume(resource);
+      sync(engine).resume(resource);
       return "resumed";
     } else if (step instanceof Step.Report r) {
       Map<String, Long> remaining = new LinkedHashMap<>();
@@ -412,11 +414,11 @@ final class Lockstep {
       if (r.remainingTokens() >= 0) {
         remaining.put("tokens", r.remainingTokens());
       }
-      return "report: paused for " + millis(engine.report(resource, r.throttled(), r.retryAfterMillis() * 1_000_000L, remaining));
+      return "report: paused for " + millis(sync(engine).report(resource, r.throttled(), r.retryAfterMillis() * 1_000_000L, remaining));
     } else if (step instanceof Step.SetLimit s) {
-      return "setLimit created " + engine.setLimit(setup.spec(resource, s.reqAmount(), s.reqBurst(), s.tokBurst(), s.concurrency()));
+      return "setLimit created " + sync(engine).setLimit(setup.spec(resource, s.reqAmount(), s.reqBurst(), s.tokBurst(), s.concurrency()));
     } else if (step instanceof Step.DeleteLimit) {
-      engine.deleteLimit(resource);
+      sync(engine).deleteLimit(resource);
       return "deleted";
     }
     throw new IllegalArgumentException("unknown step " + step);
@@ -449,7 +451,7 @@ final class Lockstep {
     };
     Call call = new Call(index, id);
     side.calls.add(call);
-    Ticket t = side.engine.acquire(resource, load, Lane.values()[a.lane()], a.timeoutMillis() * 1_000_000L, id);
+    Ticket t = sync(side.engine).acquire(resource, load, Lane.values()[a.lane()], a.timeoutMillis() * 1_000_000L, id);
     call.ticket = t;
     StringBuilder now = new StringBuilder();
     boolean[] returned = {false};

@@ -1,5 +1,6 @@
 package dev.sluice.server.engine;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -31,7 +32,7 @@ class MemoryEngineTest {
   }
 
   private Ticket acquire(String name, Map<String, Long> load) {
-    return engine.acquire(name, load, Lane.DEFAULT, 60 * SEC);
+    return sync(engine).acquire(name, load, Lane.DEFAULT, 60 * SEC);
   }
 
   private static Grant granted(Ticket t) {
@@ -40,25 +41,79 @@ class MemoryEngineTest {
   }
 
   private void limit(String name, long concurrency, RateSpec... rates) {
-    engine.setLimit(new LimitSpec(name, List.of(rates), concurrency, 0, null));
+    sync(engine).setLimit(new LimitSpec(name, List.of(rates), concurrency, 0, null));
   }
 
   private double available(String name, String dim) {
-    return engine.stats(name).available().get(dim);
+    return sync(engine).stats(name).available().get(dim);
   }
 
   private static RateSpec rate(String dim, long amount, Duration period, long burst) {
     return new RateSpec(dim, amount, period, burst);
   }
 
+  /**
+   * A limit change writes the store on the engine's writer thread, never the caller's (an event
+   * loop), and its future completes only once the write has returned: durable.
+   */
+  @Test
+  void limitChangesWriteTheStoreOffTheCallersThreadAndCompleteOnceWritten() throws Exception {
+    java.util.concurrent.CountDownLatch writing = new java.util.concurrent.CountDownLatch(1);
+    java.util.concurrent.CountDownLatch letGo = new java.util.concurrent.CountDownLatch(1);
+    List<String> writers = new java.util.concurrent.CopyOnWriteArrayList<>();
+    LimitStore slowDisk = new LimitStore() {
+      @Override
+      public List<LimitSpec> load() {
+        return List.of();
+      }
+
+      @Override
+      public void save(java.util.Collection<LimitSpec> limits) {
+        writers.add(Thread.currentThread().getName());
+        writing.countDown();
+        try {
+          // Bounded: a write made on the caller's thread would otherwise hang this test, not fail it.
+          letGo.await(10, java.util.concurrent.TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+      }
+    };
+    engine = MemoryEngine.builder().ticker(clock).scheduler(clock).store(slowDisk).build();
+    try {
+      var created = engine.setLimit(new LimitSpec("r", List.of(), 1, 0, null));
+      writing.await();
+      assertThat(created).as("not durable yet: the write has not returned").isNotDone();
+      letGo.countDown();
+      assertThat(created.get(10, java.util.concurrent.TimeUnit.SECONDS)).isTrue();
+      sync(engine).deleteLimit("r");
+      assertThat(writers).hasSize(2).allSatisfy(t -> assertThat(t).isEqualTo("sluice-limits-writer"));
+    } finally {
+      letGo.countDown();
+      engine.close();
+    }
+  }
+
+  /** Every refusal of an acquire fails its ticket; acquire itself never throws (Engine's contract). */
+  @Test
+  void anAcquireRefusedHereFailsItsTicketInsteadOfThrowing() throws Exception {
+    engine = MemoryEngine.builder().ticker(clock).scheduler(clock).build();
+    Ticket t = engine.acquire("nowhere", Map.of(), Lane.DEFAULT, SEC);
+    assertThat(t.future()).isCompletedExceptionally();
+    assertThatThrownBy(() -> t.future().join())
+        .hasCauseInstanceOf(EngineException.class)
+        .cause()
+        .satisfies(e -> assertThat(((EngineException) e).reason()).isEqualTo(EngineException.Reason.NOT_FOUND));
+  }
+
   @Test
   void stateHoldingALiveLeaseIsNotDropped() throws Exception {
     engine = MemoryEngine.builder().ticker(clock).scheduler(clock).idleGrace(Duration.ofMinutes(1)).build();
-    engine.setLimit(new LimitSpec("c", List.of(), 1, 0, Duration.ofMinutes(10)));
+    sync(engine).setLimit(new LimitSpec("c", List.of(), 1, 0, Duration.ofMinutes(10)));
     granted(acquire("c", Map.of()));
     clock.advance(Duration.ofMinutes(5)); // past the idle grace, within the lease
-    assertThat(engine.stats("c").inFlight()).as("the slot is still held").isEqualTo(1);
-    Ticket next = engine.acquire("c", Map.of(), Lane.DEFAULT, 3600 * SEC);
+    assertThat(sync(engine).stats("c").inFlight()).as("the slot is still held").isEqualTo(1);
+    Ticket next = sync(engine).acquire("c", Map.of(), Lane.DEFAULT, 3600 * SEC);
     assertThat(next.future()).as("the cap still counts the held lease").isNotDone();
     clock.advance(Duration.ofMinutes(5));
     granted(next);
@@ -71,7 +126,7 @@ class MemoryEngineTest {
     limit("r", 0, rate("requests", 10, Duration.ofSeconds(1), 10));
     clock.advance(Duration.ofMillis(500));
     Grant g = granted(acquire("r", Map.of("requests", 5L)));
-    engine.release("r", g.permitId(), Map.of(), false, false);
+    sync(engine).release("r", g.permitId(), Map.of(), false, false);
     // Far past refill + grace: the state is dropped and rebuilt full, exactly what it would hold.
     clock.advance(Duration.ofMinutes(10));
     assertThat(available("r", "requests")).isEqualTo(10.0);
@@ -107,14 +162,14 @@ class MemoryEngineTest {
     assertThat(meters.find("sluice.acquire.wait").tag("resource", "_other").timer().count())
         .isEqualTo(7);
     for (int i = 0; i < 4; i++) {
-      assertThat(engine.stats("r" + i).granted()).as("stats stay exact past the cap").isEqualTo(i + 1);
+      assertThat(sync(engine).stats("r" + i).granted()).as("stats stay exact past the cap").isEqualTo(i + 1);
     }
 
     // A rejection beyond the cap is counted under _other with its reason, and exactly in stats.
     assertThatThrownBy(() -> acquire("r3", Map.of("tokens", 1L))).isInstanceOf(EngineException.class);
     assertThat(meters.find("sluice.acquire.rejected").tags("resource", "_other", "reason", "invalid")
         .counter().count()).isEqualTo(1);
-    assertThat(engine.stats("r3").rejected()).containsEntry("invalid", 1L);
+    assertThat(sync(engine).stats("r3").rejected()).containsEntry("invalid", 1L);
   }
 
   @Test
@@ -126,7 +181,7 @@ class MemoryEngineTest {
     limit("b", 0, rate("requests", 100, Duration.ofSeconds(1), 100));
     clock.advance(Duration.ofSeconds(1));
     granted(acquire("a", Map.of("requests", 1L)));
-    engine.deleteLimit("a");
+    sync(engine).deleteLimit("a");
     assertThat(meters.find("sluice.acquire.granted").tag("resource", "a").counters()).isEmpty();
     assertThat(meters.find("sluice.acquire.wait").tag("resource", "a").timers()).isEmpty();
     granted(acquire("b", Map.of("requests", 1L)));
@@ -161,13 +216,13 @@ class MemoryEngineTest {
     clock.advance(Duration.ofSeconds(1));
     granted(acquire("r", Map.of("requests", 1L)));
     assertThat(engine.holdsWaitHistogram("r")).as("an uncontended grant waited 0").isFalse();
-    assertThat(engine.stats("r").waitP99Seconds()).isZero();
+    assertThat(sync(engine).stats("r").waitP99Seconds()).isZero();
 
     Ticket waiting = acquire("r", Map.of("requests", 1L));
     clock.advance(Duration.ofSeconds(1));
     granted(waiting);
     assertThat(engine.holdsWaitHistogram("r")).isTrue();
-    ResourceSnapshot s = engine.stats("r");
+    ResourceSnapshot s = sync(engine).stats("r");
     assertThat(s.waitP50Seconds()).as("half the grants did not wait").isZero();
     assertThat(s.waitP99Seconds()).isCloseTo(1.0, within(0.01));
 
@@ -175,8 +230,8 @@ class MemoryEngineTest {
     clock.advance(Duration.ofMinutes(10));
     granted(acquire("other", Map.of("requests", 1L)));
     assertThat(engine.holdsWaitHistogram("r")).isFalse();
-    assertThat(engine.stats("r").waitP99Seconds()).as("nothing waited recently").isZero();
-    assertThat(engine.stats("r").granted()).isEqualTo(2);
+    assertThat(sync(engine).stats("r").waitP99Seconds()).as("nothing waited recently").isZero();
+    assertThat(sync(engine).stats("r").granted()).isEqualTo(2);
   }
 
   @Test
@@ -194,6 +249,6 @@ class MemoryEngineTest {
     clock.advance(Duration.ofSeconds(90));
     granted(acquire("other", Map.of("requests", 1L)));
     assertThat(engine.holdsWaitHistogram("r")).as("a wait 90 s ago is still recent").isTrue();
-    assertThat(engine.stats("r").waitP99Seconds()).isCloseTo(1.0, within(0.01));
+    assertThat(sync(engine).stats("r").waitP99Seconds()).isCloseTo(1.0, within(0.01));
   }
 }

@@ -1,5 +1,6 @@
 package dev.sluice.server.engine;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
@@ -46,17 +47,17 @@ class RedisClusterTest {
       RedisEngine b = nodes.get(1);
       // 30 resources land on all three masters' slots.
       for (int i = 0; i < 30; i++) {
-        a.setLimit(new LimitSpec("res-" + i, List.of(), 1, 0, Duration.ofMinutes(1)));
+        sync(a).setLimit(new LimitSpec("res-" + i, List.of(), 1, 0, Duration.ofMinutes(1)));
       }
-      assertThat(b.listLimits("res-")).hasSize(30);
+      assertThat(sync(b).listLimits("res-")).hasSize(30);
       for (int i = 0; i < 30; i++) {
         String r = "res-" + i;
-        Grant held = a.acquire(r, Map.of(), Lane.DEFAULT, 60 * SEC, "h-" + i).future().join();
-        Ticket waiting = b.acquire(r, Map.of(), Lane.DEFAULT, 60 * SEC, "w-" + i);
+        Grant held = sync(a).acquire(r, Map.of(), Lane.DEFAULT, 60 * SEC, "h-" + i).future().join();
+        Ticket waiting = sync(b).acquire(r, Map.of(), Lane.DEFAULT, 60 * SEC, "w-" + i);
         assertThat(waiting.future()).isNotDone();
-        assertThat(a.release(r, held.permitId(), Map.of(), false, false)).isTrue();
+        assertThat(sync(a).release(r, held.permitId(), Map.of(), false, false)).isTrue();
         await().atMost(Duration.ofSeconds(10)).until(() -> waiting.future().isDone());
-        assertThat(b.stats(r).inFlight()).isEqualTo(1);
+        assertThat(sync(b).stats(r).inFlight()).isEqualTo(1);
       }
     } finally {
       for (RedisEngine n : nodes) {

@@ -1,5 +1,6 @@
 package dev.sluice.server.engine;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
@@ -77,18 +78,18 @@ class RedisEngineFreesStateTest {
 
   @Test
   void aResourceLeftIdleHoldsNoWaiterTableNorBatcherAndItsStatsGoAfterTwoMinutes() throws Exception {
-    engine.setLimit(new LimitSpec("idle", List.of(), 1, 0, Duration.ofSeconds(30)));
-    Ticket first = engine.acquire("idle", Map.of(), Lane.DEFAULT, 60 * SEC, null);
+    sync(engine).setLimit(new LimitSpec("idle", List.of(), 1, 0, Duration.ofSeconds(30)));
+    Ticket first = sync(engine).acquire("idle", Map.of(), Lane.DEFAULT, 60 * SEC, null);
     Grant held = first.future().join();
-    Ticket second = engine.acquireAsync("idle", Map.of(), Lane.DEFAULT, 60 * SEC, null);
+    Ticket second = engine.acquire("idle", Map.of(), Lane.DEFAULT, 60 * SEC, null);
     await().atMost(Duration.ofSeconds(10))
-        .until(() -> engine.stats("idle").waiting().get(Lane.DEFAULT) == 1);
+        .until(() -> sync(engine).stats("idle").waiting().get(Lane.DEFAULT) == 1);
     assertThat(engine.tableSizes()).containsEntry("locals", 1);
     clock.advance(Duration.ofMillis(5));
-    engine.release("idle", held.permitId(), Map.of(), false, false);
+    sync(engine).release("idle", held.permitId(), Map.of(), false, false);
     Grant waited = second.future().get(10, TimeUnit.SECONDS);
     assertThat(waited.waitedNanos()).isEqualTo(Duration.ofMillis(5).toNanos());
-    engine.release("idle", waited.permitId(), Map.of(), false, false);
+    sync(engine).release("idle", waited.permitId(), Map.of(), false, false);
     engine.awaitQuiet();
 
     assertThat(engine.tableSizes())
@@ -97,7 +98,7 @@ class RedisEngineFreesStateTest {
         .containsEntry("batchers", 0)
         .containsEntry("waits", 1)
         .containsEntry("delivered", 2);
-    assertThat(engine.stats("idle").waitP99Seconds()).isPositive();
+    assertThat(sync(engine).stats("idle").waitP99Seconds()).isPositive();
 
     clock.advance(Duration.ofMinutes(2).plusSeconds(1));
     engine.housekeep();
@@ -107,8 +108,8 @@ class RedisEngineFreesStateTest {
         .containsEntry("delivered", 0)
         .containsEntry("limits", 1)
         .containsEntry("lastKnown", 1);
-    assertThat(engine.stats("idle").waitP99Seconds()).isZero();
-    assertThat(engine.acquire("idle", Map.of(), Lane.DEFAULT, 60 * SEC, null).future().join())
+    assertThat(sync(engine).stats("idle").waitP99Seconds()).isZero();
+    assertThat(sync(engine).acquire("idle", Map.of(), Lane.DEFAULT, 60 * SEC, null).future().join())
         .as("the next acquire makes its tables again")
         .isNotNull();
   }
@@ -120,7 +121,7 @@ class RedisEngineFreesStateTest {
   @Test
   void racingAcquiresAndReleasesLoseNothingWhileTablesComeAndGo() throws Exception {
     for (int r = 0; r < 3; r++) {
-      engine.setLimit(new LimitSpec("hot" + r, List.of(), 1, 0, Duration.ofSeconds(30)));
+      sync(engine).setLimit(new LimitSpec("hot" + r, List.of(), 1, 0, Duration.ofSeconds(30)));
     }
     ExecutorService workers = Executors.newFixedThreadPool(8);
     try {
@@ -130,10 +131,10 @@ class RedisEngineFreesStateTest {
         done.add(workers.submit(() -> {
           for (int i = 0; i < 500; i++) {
             String name = "hot" + ((me + i) % 3);
-            Ticket ticket = engine.acquireAsync(name, Map.of(), Lane.DEFAULT, 60 * SEC, null);
+            Ticket ticket = engine.acquire(name, Map.of(), Lane.DEFAULT, 60 * SEC, null);
             Grant g = ticket.future().get(10, TimeUnit.SECONDS);
             ticket.claim();
-            assertThat(engine.releaseAsync(name, g.permitId(), Map.of(), false, false).get(10, TimeUnit.SECONDS))
+            assertThat(engine.release(name, g.permitId(), Map.of(), false, false).get(10, TimeUnit.SECONDS))
                 .as("released").isTrue();
           }
           return null;
@@ -148,7 +149,7 @@ class RedisEngineFreesStateTest {
     engine.awaitQuiet();
     assertThat(engine.tableSizes()).containsEntry("locals", 0).containsEntry("batchers", 0);
     for (int r = 0; r < 3; r++) {
-      assertThat(engine.stats("hot" + r).inFlight()).as("permits in flight on hot" + r).isZero();
+      assertThat(sync(engine).stats("hot" + r).inFlight()).as("permits in flight on hot" + r).isZero();
     }
   }
 
@@ -201,18 +202,18 @@ class RedisEngineFreesStateTest {
               () -> {
                 for (int i = next.getAndIncrement(); i < n; i = next.getAndIncrement()) {
                   String name = prefix + i;
-                  engine.setLimit(new LimitSpec(name, List.of(), 1, 0, Duration.ofSeconds(30)));
-                  Ticket first = engine.acquire(name, Map.of(), Lane.DEFAULT, 60 * SEC, null);
+                  sync(engine).setLimit(new LimitSpec(name, List.of(), 1, 0, Duration.ofSeconds(30)));
+                  Ticket first = sync(engine).acquire(name, Map.of(), Lane.DEFAULT, 60 * SEC, null);
                   Grant held = first.future().join();
                   first.claim();
                   if (i % 4 == 0) {
-                    Ticket second = engine.acquireAsync(name, Map.of(), Lane.DEFAULT, 60 * SEC, null);
-                    engine.releaseAsync(name, held.permitId(), Map.of(), false, false).join();
+                    Ticket second = engine.acquire(name, Map.of(), Lane.DEFAULT, 60 * SEC, null);
+                    engine.release(name, held.permitId(), Map.of(), false, false).join();
                     held = second.future().join();
                     second.claim();
                   }
-                  engine.releaseAsync(name, held.permitId(), Map.of(), false, false).join();
-                  engine.deleteLimit(name);
+                  engine.release(name, held.permitId(), Map.of(), false, false).join();
+                  sync(engine).deleteLimit(name);
                 }
                 return null;
               }));

@@ -1,5 +1,6 @@
 package dev.sluice.server.engine;
 
+import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
@@ -73,16 +74,52 @@ class RedisEngineTest {
   private static void limit(Engine e, String name, long concurrency, long perSecond, Duration lease) {
     List<RateSpec> rates =
         perSecond == 0 ? List.of() : List.of(new RateSpec("requests", perSecond, Duration.ofSeconds(1), 1));
-    e.setLimit(new LimitSpec(name, rates, concurrency, 0, lease));
+    sync(e).setLimit(new LimitSpec(name, rates, concurrency, 0, lease));
   }
 
   private static Ticket acquire(Engine e, String name, String rid) {
-    return e.acquire(name, Map.of(), Lane.DEFAULT, 600 * SEC, rid);
+    return sync(e).acquire(name, Map.of(), Lane.DEFAULT, 600 * SEC, rid);
   }
 
   private static Grant awaitGrant(Ticket t) {
     await().atMost(Duration.ofSeconds(10)).until(() -> t.future().isDone());
     return t.future().join();
+  }
+
+  /**
+   * No method waits for Redis (issue 15, item 4): with Redis stalled for longer than a command
+   * may take (1 s), every call returns with its answer still to come. A method that waited would
+   * return a future already settled, with the answer or the store's refusal.
+   */
+  @Test
+  void noMethodWaitsForAStalledRedis() throws Exception {
+    RedisEngine a = node("a");
+    RedisEngine b = node("b"); // caches no limit: its reads of one go to Redis
+    limit(a, "c", 1, 0, Duration.ofMinutes(1));
+    limit(a, "gone", 1, 0, Duration.ofMinutes(1));
+    Grant held = acquire(a, "c", "r1").future().join();
+    redis.pause(Duration.ofSeconds(3));
+    Map<String, java.util.concurrent.CompletableFuture<?>> calls = new java.util.LinkedHashMap<>();
+    Ticket parked = a.acquire("c", Map.of(), Lane.DEFAULT, 600 * SEC, "r2");
+    calls.put("acquire", parked.future());
+    calls.put("renew", a.renew("c", List.of(held.permitId())));
+    calls.put("cancel", a.cancel("c", "r9"));
+    calls.put("report", a.report("c", false, 0, Map.of()));
+    calls.put("pause", a.pause("c", SEC));
+    calls.put("resume", a.resume("c"));
+    calls.put("stats(c)", a.stats("c"));
+    calls.put("stats()", a.stats());
+    calls.put("setLimit", a.setLimit(new LimitSpec("d", List.of(), 1, 0, Duration.ofMinutes(1))));
+    calls.put("deleteLimit", a.deleteLimit("gone"));
+    calls.put("listLimits", a.listLimits(""));
+    calls.put("release", a.release("c", held.permitId(), Map.of(), false, false));
+    calls.put("getLimit on b", b.getLimit("c"));
+    calls.put("leaseTtlNanos on b", b.leaseTtlNanos("c"));
+    calls.put("acquire on b", b.acquire("c", Map.of(), Lane.DEFAULT, 0, "r3").future());
+    calls.forEach((name, f) -> assertThat(f).as(name + " returned settled: it waited for Redis").isNotDone());
+    calls.remove("acquire"); // parked, as it should be
+    calls.forEach((name, f) -> await().atMost(Duration.ofSeconds(30)).until(f::isDone));
+    parked.cancel();
   }
 
   @Test
@@ -94,12 +131,12 @@ class RedisEngineTest {
     Ticket waiting = acquire(b, "c", "r2");
     assertThat(waiting.future()).isNotDone();
 
-    assertThat(a.release("c", held.permitId(), Map.of(), false, false)).isTrue();
+    assertThat(sync(a).release("c", held.permitId(), Map.of(), false, false)).isTrue();
     // No clock movement: the release on a granted b's waiter and told b over pub/sub.
     Grant g = awaitGrant(waiting);
     assertThat(waiting.claim()).isTrue();
-    assertThat(b.stats("c").inFlight()).isEqualTo(1);
-    assertThat(a.release("c", g.permitId(), Map.of(), false, false))
+    assertThat(sync(b).stats("c").inFlight()).isEqualTo(1);
+    assertThat(sync(a).release("c", g.permitId(), Map.of(), false, false))
         .as("any node releases any permit").isTrue();
   }
 
@@ -130,7 +167,7 @@ class RedisEngineTest {
     Ticket behind = acquire(a, "r", "behind");
     // The client lost its connection to a and retries on b with the same request id.
     Ticket onB = acquire(b, "r", "lost-call");
-    assertThat(a.stats("r").waiting().get(Lane.DEFAULT)).as("still one waiter, not two").isEqualTo(2);
+    assertThat(sync(a).stats("r").waiting().get(Lane.DEFAULT)).as("still one waiter, not two").isEqualTo(2);
 
     clock.advance(Duration.ofSeconds(1));
     awaitGrant(onB);
@@ -138,7 +175,7 @@ class RedisEngineTest {
     assertThat(onA.future()).as("a no longer owns it").isNotDone();
     clock.advance(Duration.ofSeconds(1));
     awaitGrant(behind);
-    assertThat(b.stats("r").granted()).isEqualTo(2);
+    assertThat(sync(b).stats("r").granted()).isEqualTo(2);
   }
 
   @Test
@@ -151,13 +188,13 @@ class RedisEngineTest {
     // a could not deliver the answer (the client's connection died) ...
     Ticket onB = acquire(b, "c", "call-1");
     assertThat(onB.future().join().permitId()).isEqualTo(g.permitId());
-    assertThat(b.stats("c").inFlight()).as("never granted twice").isEqualTo(1);
+    assertThat(sync(b).stats("c").inFlight()).as("never granted twice").isEqualTo(1);
     // ... and gives its unclaimed grant back, which must not free what the client now holds.
     onA.cancel();
-    assertThat(b.stats("c").inFlight()).isEqualTo(1);
+    assertThat(sync(b).stats("c").inFlight()).isEqualTo(1);
     Ticket other = acquire(b, "c", "call-2");
     assertThat(other.future()).isNotDone();
-    assertThat(b.release("c", g.permitId(), Map.of(), false, false)).isTrue();
+    assertThat(sync(b).release("c", g.permitId(), Map.of(), false, false)).isTrue();
     awaitGrant(other);
   }
 
@@ -175,11 +212,11 @@ class RedisEngineTest {
     // client's lease runs out (nobody renews it) the slot goes to b's waiter, not a dead one.
     clock.advance(Duration.ofSeconds(9));
     assertThat(live.future()).isNotDone();
-    assertThat(b.stats("c").waiting().get(Lane.DEFAULT)).as("a's waiter dropped").isEqualTo(1);
+    assertThat(sync(b).stats("c").waiting().get(Lane.DEFAULT)).as("a's waiter dropped").isEqualTo(1);
     clock.advance(Duration.ofSeconds(1));
     awaitGrant(live);
     assertThat(deadWaiter.future()).isNotDone();
-    assertThat(b.release("c", held.permitId(), Map.of(), false, false))
+    assertThat(sync(b).release("c", held.permitId(), Map.of(), false, false))
         .as("the dead node's lease has expired").isFalse();
   }
 
@@ -191,10 +228,10 @@ class RedisEngineTest {
     Grant held = acquire(a, "c", "held").future().join();
     a.crash();
     clock.advance(Duration.ofSeconds(8));
-    assertThat(b.renew("c", List.of(held.permitId()))).as("renewed through b").isEmpty();
+    assertThat(sync(b).renew("c", List.of(held.permitId()))).as("renewed through b").isEmpty();
     clock.advance(Duration.ofSeconds(8));
-    assertThat(b.stats("c").inFlight()).isEqualTo(1);
-    assertThat(b.release("c", held.permitId(), Map.of(), false, false)).isTrue();
+    assertThat(sync(b).stats("c").inFlight()).isEqualTo(1);
+    assertThat(sync(b).release("c", held.permitId(), Map.of(), false, false)).isTrue();
   }
 
   @Test
@@ -202,9 +239,9 @@ class RedisEngineTest {
       throws Exception {
     RedisEngine a = node("a");
     RedisEngine b = node("b");
-    a.setLimit(new LimitSpec("r", List.of(new RateSpec("requests", 10, Duration.ofSeconds(1), 10)), 0, 0, null));
+    sync(a).setLimit(new LimitSpec("r", List.of(new RateSpec("requests", 10, Duration.ofSeconds(1), 10)), 0, 0, null));
     clock.advance(Duration.ofSeconds(2));
-    assertThat(b.stats("r").available().get("requests")).isEqualTo(10.0);
+    assertThat(sync(b).stats("r").available().get("requests")).isEqualTo(10.0);
 
     redis.kill();
     assertThatThrownBy(() -> acquire(a, "r", "during-outage"))
@@ -223,8 +260,8 @@ class RedisEngineTest {
       a.housekeep();
       return true;
     });
-    assertThat(a.getLimit("r")).isPresent();
-    assertThat(b.stats("r").available().get("requests")).as("buckets start empty").isZero();
+    assertThat(sync(a).getLimit("r")).isPresent();
+    assertThat(sync(b).stats("r").available().get("requests")).as("buckets start empty").isZero();
     Ticket t = acquire(a, "r", "after");
     clock.advance(Duration.ofMillis(100));
     awaitGrant(t);
@@ -254,13 +291,13 @@ class RedisEngineTest {
     RedisEngine b = node("b");
     limit(a, "r", 0, 1, null);
     Ticket onB = acquire(b, "r", "w");
-    a.deleteLimit("r");
+    sync(a).deleteLimit("r");
     await().atMost(Duration.ofSeconds(10)).until(() -> onB.future().isDone());
     assertThatThrownBy(() -> onB.future().join())
         .isInstanceOf(CompletionException.class)
         .hasCauseInstanceOf(EngineException.class)
         .hasMessageContaining("has no limit");
-    assertThat(b.getLimit("r")).isEmpty();
+    assertThat(sync(b).getLimit("r")).isEmpty();
   }
 
   @Test
@@ -269,11 +306,11 @@ class RedisEngineTest {
     RedisEngine b = node("b");
     limit(a, "r", 0, 1, null);
     Ticket onA = acquire(a, "r", "to-cancel");
-    assertThat(b.cancel("r", "to-cancel")).isTrue();
+    assertThat(sync(b).cancel("r", "to-cancel")).isTrue();
     await().atMost(Duration.ofSeconds(10)).until(() -> onA.future().isDone());
     assertThat(onA.future()).isCompletedExceptionally();
-    assertThat(a.stats("r").waiting().get(Lane.DEFAULT)).isZero();
-    assertThat(b.cancel("r", "to-cancel")).as("only once").isFalse();
+    assertThat(sync(a).stats("r").waiting().get(Lane.DEFAULT)).isZero();
+    assertThat(sync(b).cancel("r", "to-cancel")).as("only once").isFalse();
   }
 
   @Test
@@ -283,11 +320,11 @@ class RedisEngineTest {
     a.holdBatches(true);
     List<Ticket> tickets = new ArrayList<>();
     for (int i = 0; i < 40; i++) {
-      tickets.add(a.acquireAsync("c", Map.of(), Lane.DEFAULT, 600 * SEC, "call-" + i));
+      tickets.add(a.acquire("c", Map.of(), Lane.DEFAULT, 600 * SEC, "call-" + i));
     }
     a.holdBatches(false); // 40 acquires in one script call
     await().atMost(Duration.ofSeconds(10))
-        .until(() -> a.stats("c").waiting().get(Lane.DEFAULT) == 37);
+        .until(() -> sync(a).stats("c").waiting().get(Lane.DEFAULT) == 37);
     for (int next = 0; next < 40; next++) {
       // The earliest three not yet released hold the slots, in arrival order, and only they.
       for (int i = 0; i < 40; i++) {
@@ -298,12 +335,12 @@ class RedisEngineTest {
           assertThat(tickets.get(i).future()).as("call-" + i).isNotDone();
         }
       }
-      assertThat(a.stats("c").inFlight()).isLessThanOrEqualTo(3);
+      assertThat(sync(a).stats("c").inFlight()).isLessThanOrEqualTo(3);
       Grant g = tickets.get(next).future().join();
-      assertThat(a.release("c", g.permitId(), Map.of(), false, false)).isTrue();
+      assertThat(sync(a).release("c", g.permitId(), Map.of(), false, false)).isTrue();
     }
-    assertThat(a.stats("c").granted()).isEqualTo(40);
-    assertThat(a.stats("c").inFlight()).isZero();
+    assertThat(sync(a).stats("c").granted()).isEqualTo(40);
+    assertThat(sync(a).stats("c").inFlight()).isZero();
   }
 
   @Test
@@ -314,19 +351,19 @@ class RedisEngineTest {
     Grant held = acquire(a, "c", "held").future().join();
     Ticket waiter = acquire(b, "c", "waiter"); // queued on another node
     a.holdBatches(true);
-    var released = a.releaseAsync("c", held.permitId(), Map.of(), false, false);
-    Ticket first = a.acquireAsync("c", Map.of(), Lane.DEFAULT, 600 * SEC, "newcomer");
+    var released = a.release("c", held.permitId(), Map.of(), false, false);
+    Ticket first = a.acquire("c", Map.of(), Lane.DEFAULT, 600 * SEC, "newcomer");
     // The same request id again, in the same batch: it takes the first one over in its place.
-    Ticket newcomer = a.acquireAsync("c", Map.of(), Lane.DEFAULT, 600 * SEC, "newcomer");
+    Ticket newcomer = a.acquire("c", Map.of(), Lane.DEFAULT, 600 * SEC, "newcomer");
     assertThatThrownBy(() -> first.future().join()).hasMessageContaining("taken over by a retry");
     a.holdBatches(false);
     assertThat(released.get()).isTrue();
     Grant granted = awaitGrant(waiter);
     assertThat(newcomer.future()).isNotDone();
-    assertThat(a.stats("c").waiting().get(Lane.DEFAULT)).isEqualTo(1);
-    assertThat(b.release("c", granted.permitId(), Map.of(), false, false)).isTrue();
+    assertThat(sync(a).stats("c").waiting().get(Lane.DEFAULT)).isEqualTo(1);
+    assertThat(sync(b).release("c", granted.permitId(), Map.of(), false, false)).isTrue();
     awaitGrant(newcomer);
-    assertThat(a.stats("c").inFlight()).isEqualTo(1);
+    assertThat(sync(a).stats("c").inFlight()).isEqualTo(1);
   }
 
   @Test
@@ -335,14 +372,14 @@ class RedisEngineTest {
     limit(a, "c", 2, 0, Duration.ofMinutes(1));
     Grant g = acquire(a, "c", "one").future().join();
     a.holdBatches(true);
-    var bogus = a.releaseAsync("c", "no-such-permit", Map.of(), false, false);
-    var real = a.releaseAsync("c", g.permitId(), Map.of(), false, false);
-    var again = a.releaseAsync("c", g.permitId(), Map.of(), false, false);
+    var bogus = a.release("c", "no-such-permit", Map.of(), false, false);
+    var real = a.release("c", g.permitId(), Map.of(), false, false);
+    var again = a.release("c", g.permitId(), Map.of(), false, false);
     a.holdBatches(false);
     assertThat(bogus.get()).isFalse();
     assertThat(real.get()).isTrue();
     assertThat(again.get()).as("released once only").isFalse();
-    assertThat(a.stats("c").inFlight()).isZero();
+    assertThat(sync(a).stats("c").inFlight()).isZero();
   }
 
   @Test

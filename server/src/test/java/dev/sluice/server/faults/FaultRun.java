@@ -85,7 +85,7 @@ final class FaultRun implements AutoCloseable {
             .store(uri).nodeId("n" + (i + 1)).shutdownGrace(Duration.ZERO).build().start());
         clientProxies.add(new FaultProxy(nodes.get(i).port()));
       }
-      dev.sluice.server.ServerTestHooks.engine(nodes.get(0)).setLimit(new LimitSpec(RESOURCE,
+      dev.sluice.server.engine.SyncEngine.sync(dev.sluice.server.ServerTestHooks.engine(nodes.get(0))).setLimit(new LimitSpec(RESOURCE,
           List.of(new RateSpec("requests", (long) LIMIT.ratePerSecond(), Duration.ofSeconds(1), (long) LIMIT.burst())),
           LIMIT.concurrency(), 0, Duration.ofSeconds(5)));
       history.setup = topology + ", 2 nodes, " + WORKERS + " workers on " + CLIENTS + " clients, limit "
@@ -277,7 +277,7 @@ final class FaultRun implements AutoCloseable {
         SluiceServer node = nodes.get(turn++ % nodes.size());
         long before = System.nanoTime();
         try {
-          long granted = dev.sluice.server.ServerTestHooks.engine(node).stats(RESOURCE).granted();
+          long granted = dev.sluice.server.engine.SyncEngine.sync(dev.sluice.server.ServerTestHooks.engine(node)).stats(RESOURCE).granted();
           history.samples.add(new History.Sample(before, System.nanoTime(), granted));
         } catch (RuntimeException e) {
           // the store is away: no sample
