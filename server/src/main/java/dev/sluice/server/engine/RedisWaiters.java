@@ -253,18 +253,23 @@ final class RedisWaiters {
 
   /** Hands a retry the permit its request id holds (delivered before, maybe on this node). */
   void grantAgain(RWaiter w, String permitId, long waitedMicros, long leaseMicros) {
-    Grant g = new Grant(permitId, w.resource, w.load, leaseMicros * 1000, Math.max(0, waitedMicros) * 1000);
-    boolean mine;
-    synchronized (w) {
-      mine = w.status.get() == RWaiter.WAITING;
-      if (mine) {
-        w.grant = g;
-        w.status.set(RWaiter.GRANTED);
-      }
-    }
-    if (mine) {
+    Grant g = take(w, permitId, waitedMicros, leaseMicros);
+    if (g != null) {
       w.future.complete(g);
     }
+  }
+
+  /** The grant, set on {@code w} if it still waits; null if it ended meanwhile. */
+  private static Grant take(RWaiter w, String permitId, long waitedMicros, long leaseMicros) {
+    Grant g = new Grant(permitId, w.resource, w.load, leaseMicros * 1000, Math.max(0, waitedMicros) * 1000);
+    synchronized (w) {
+      if (w.status.get() != RWaiter.WAITING) {
+        return null;
+      }
+      w.grant = g;
+      w.status.set(RWaiter.GRANTED);
+    }
+    return g;
   }
 
   /**
@@ -275,15 +280,8 @@ final class RedisWaiters {
     if (delivered.getIfPresent(w.resource + "\t" + permitId) != null) {
       return;
     }
-    Grant g = new Grant(permitId, w.resource, w.load, leaseMicros * 1000, Math.max(0, waitedMicros) * 1000);
-    boolean mine;
-    synchronized (w) {
-      mine = w.status.get() == RWaiter.WAITING;
-      if (mine) {
-        w.grant = g;
-        w.status.set(RWaiter.GRANTED);
-      }
-    }
+    Grant g = take(w, permitId, waitedMicros, leaseMicros);
+    boolean mine = g != null;
     if (mine) {
       delivered.put(w.resource + "\t" + permitId, Boolean.TRUE);
       Scheduler.Cancellable t = w.timeout;

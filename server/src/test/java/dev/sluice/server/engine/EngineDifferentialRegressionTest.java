@@ -2,7 +2,6 @@ package dev.sluice.server.engine;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.sluice.server.redis.RedisProcess;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterAll;
@@ -15,23 +14,18 @@ import org.junit.jupiter.api.Test;
  */
 class EngineDifferentialRegressionTest {
 
-  private static RedisProcess redis;
   private static Lockstep.Pair engines;
   private static final AtomicInteger names = new AtomicInteger();
 
   @BeforeAll
   static void start() throws Exception {
-    redis = RedisProcess.start();
-    engines = Lockstep.Pair.start(redis.uri());
+    engines = Lockstep.Pair.start();
   }
 
   @AfterAll
   static void stop() {
     if (engines != null) {
       engines.close();
-    }
-    if (redis != null) {
-      redis.close();
     }
   }
 

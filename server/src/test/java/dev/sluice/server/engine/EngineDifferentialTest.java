@@ -2,7 +2,6 @@ package dev.sluice.server.engine;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.sluice.server.redis.RedisProcess;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -32,22 +31,17 @@ class EngineDifferentialTest {
   private static final long SECONDS = Long.getLong("sluice.diff.seconds", 25);
   private static final int MIN_SCRIPTS = Integer.getInteger("sluice.diff.scripts", 2_000);
 
-  private static RedisProcess redis;
   private static Lockstep.Pair engines;
 
   @BeforeAll
   static void start() throws Exception {
-    redis = RedisProcess.start();
-    engines = Lockstep.Pair.start(redis.uri());
+    engines = Lockstep.Pair.start();
   }
 
   @AfterAll
   static void stop() {
     if (engines != null) {
       engines.close();
-    }
-    if (redis != null) {
-      redis.close();
     }
   }
 

@@ -2,6 +2,7 @@ package dev.sluice.server.engine;
 
 import static dev.sluice.server.engine.SyncEngine.sync;
 
+import dev.sluice.server.redis.RedisProcess;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -169,14 +170,17 @@ final class Lockstep {
   // ------------------------------------------------------------------------------ the engines
 
   /** The two engines under comparison, each on its own clock. */
-  record Pair(Side memory, Side redis) implements AutoCloseable {
-    static Pair start(String redisUri) throws Exception {
+  record Pair(Side memory, Side redis, RedisProcess server) implements AutoCloseable {
+    /** Starts a redis-server of its own (closed with the pair) and the two engines. */
+    static Pair start() throws Exception {
+      RedisProcess server = RedisProcess.start();
       FakeClock m = new FakeClock();
       FakeClock r = new FakeClock();
       return new Pair(
           new Side("memory", MemoryEngine.builder().ticker(m).scheduler(m).build(), m),
           new Side("redis",
-              RedisEngine.builder().uri(redisUri).ticker(r).scheduler(r).housekeeping(Duration.ZERO).build(), r));
+              RedisEngine.builder().uri(server.uri()).ticker(r).scheduler(r).housekeeping(Duration.ZERO).build(), r),
+          server);
     }
 
     @Override
@@ -185,6 +189,7 @@ final class Lockstep {
         s.engine.close();
         s.engine.closeStore();
       }
+      server.close();
     }
   }
 
