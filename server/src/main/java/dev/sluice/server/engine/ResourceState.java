@@ -400,6 +400,33 @@ final class ResourceState {
     return aged != null ? aged : top;
   }
 
+  /**
+   * When the head that {@link #head} would pick next can change by aging alone: the earliest
+   * instant a lower-lane head not aged yet reaches {@code agingNanos}, or {@link #NEVER}. Only
+   * while a promotion is due ({@link #promoteNext}); otherwise the priority pick goes next
+   * whoever has aged.
+   */
+  private long nextAging(long now, long agingNanos) {
+    if (room == null || !promoteNext) {
+      return NEVER;
+    }
+    ArrayDeque<Waiter>[] lanes = room.lanes;
+    int topLane = -1;
+    for (int l = 0; l < lanes.length && topLane < 0; l++) {
+      if (!lanes[l].isEmpty()) {
+        topLane = l;
+      }
+    }
+    long next = NEVER;
+    for (int l = topLane + 1; l < lanes.length; l++) {
+      Waiter h = lanes[l].peekFirst();
+      if (h != null && now - h.arrival < agingNanos) {
+        next = Math.min(next, h.arrival + agingNanos);
+      }
+    }
+    return next;
+  }
+
   private boolean isPriorityPick(Waiter w) {
     for (ArrayDeque<Waiter> lane : room.lanes) {
       Waiter h = lane.peekFirst();
@@ -588,7 +615,8 @@ final class ResourceState {
       }
       long wait = waitFor(w.vector, now);
       if (wait != 0) {
-        return wait == NEVER ? NEVER : now + wait;
+        // Wake at the head's instant, or sooner when a lower lane's head ages into a promotion.
+        return Math.min(wait == NEVER ? NEVER : now + wait, nextAging(now, agingNanos));
       }
       // A promotion hands the next turn back to the priority lane, and vice versa.
       promoteNext = isPriorityPick(w);

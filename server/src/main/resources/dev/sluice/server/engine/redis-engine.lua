@@ -405,15 +405,40 @@ local function deliver(e)
   end
 end
 
+-- Microseconds until a lower lane's head, not aged yet, ages into a promotion (only while a
+-- promotion is due), or NEVER: the pick can change then without any event (ResourceState).
+local function nextAging()
+  if not st.promote then return NEVER end
+  local topLane = nil
+  for l = 1, 3 do
+    if redis.call('ZCARD', QS[l]) > 0 then topLane = l; break end
+  end
+  if topLane == nil then return NEVER end
+  local next = NEVER
+  for l = topLane + 1, 3 do
+    local h = headOf(l)
+    if h and now - h.arrival < aging then
+      local at = h.arrival + aging - now
+      if next == NEVER or at < next then next = at end
+    end
+  end
+  return next
+end
+
 -- Grants every waiter that can go now, in order. Returns the microseconds until the head can
--- go (0: call again, more may go; NEVER: only an event can help; no waiters: NEVER).
+-- go (0: call again, more may go; NEVER: only an event can help; no waiters: NEVER), or until a
+-- lower lane's head ages into a promotion, if sooner.
 local function drain()
   local n = 0
   while n < MAX_GRANTS do
     local e, priority = pick()
     if e == nil then return NEVER end
     local wait = waitFor(e.load)
-    if wait ~= 0 then return wait end
+    if wait ~= 0 then
+      local ag = nextAging()
+      if ag ~= NEVER and (wait == NEVER or ag < wait) then return ag end
+      return wait
+    end
     st.promote = priority
     redis.call('ZREM', QS[e.lane], e.id)
     queued(e, -1)

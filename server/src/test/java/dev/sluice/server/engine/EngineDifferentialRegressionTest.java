@@ -62,4 +62,17 @@ class EngineDifferentialRegressionTest {
         new Lockstep.Step.Acquire(2, 2, false, 4, 0, 1, 551),
         new Lockstep.Step.Release(123, 3, 1, 116));
   }
+
+  /**
+   * Found by the differential test, seed 20268298 (a 150 s run): the memory store woke only at
+   * the priority head's instant, so a batch waiter that aged into its promotion at 10 s waited
+   * for the next event; Redis granted it on its heartbeat. Both now wake at the aging instant.
+   */
+  @Test
+  void seed20268298() {
+    assertAgree(new Lockstep.Setup(12, 3, 10, 39, 10000, 1, 10),
+        new Lockstep.Step.Acquire(2, 3, true, 5, 60000, 2, 801),
+        new Lockstep.Step.Acquire(0, 1, true, 18, 60000, 1, 184),
+        new Lockstep.Step.Advance(10000));
+  }
 }
