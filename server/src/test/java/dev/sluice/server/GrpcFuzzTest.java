@@ -197,8 +197,12 @@ class GrpcFuzzTest {
           }
         }
         default -> {
-          // Blocking, so it must not wait: the fake clock only moves between calls.
-          AcquireRequest req = acquireRequest().toBuilder().setTimeout(Duration.getDefaultInstance()).build();
+          // Blocking, so it must not wait: the fake clock only moves between calls. Without a
+          // request id: a try-once retry of an id still waiting takes the waiter over and ends at
+          // its (zero) deadline, a timer the blocked fake clock would never run. The async path
+          // above covers reused ids.
+          AcquireRequest req = acquireRequest().toBuilder().setTimeout(Duration.getDefaultInstance())
+              .clearRequestId().build();
           if (call(() -> worker.acquire(req)) instanceof AcquireResponse r) {
             granted++;
             permits.add(new String[] {req.getResource(), r.getPermitId()});
