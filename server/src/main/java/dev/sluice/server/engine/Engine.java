@@ -37,9 +37,17 @@ public interface Engine extends AutoCloseable {
    * <ul>
    *   <li><b>still waiting</b> (on any node): the new acquire takes the waiter over in its place
    *       in line, with its load, lane and arrival, and the new timeout; the earlier ticket ends
-   *       with a {@link java.util.concurrent.CancellationException};
-   *   <li><b>granted, permit held</b>: the same permit, not charged again (a give-back of the
-   *       first delivery, whose caller went away, is then ignored);
+   *       with a {@link java.util.concurrent.CancellationException}. A try-once (timeout 0)
+   *       answers at once instead: the waiter leaves the line, the new acquire times out;
+   *   <li><b>granted, permit held</b>, and the grant no older than the burst's worth of time
+   *       ({@code burst / rate} on the tightest rate it charges): the same permit, not charged
+   *       again (a give-back of the first delivery, whose caller went away, is then ignored);
+   *   <li><b>granted, permit held, older than that</b>: the grant is <em>forfeited</em>, never
+   *       handed over, since it would reach the upstream together with the grants made since
+   *       (a cut between workers and a node ends with every permit it held handed over at
+   *       once). Its slot is freed, its tokens stay spent, and the new acquire waits at the head
+   *       of its lane, behind retries forfeited before it, for fresh capacity (a try-once goes
+   *       now if it fits with nobody waiting, as a fresh one would);
    *   <li><b>its permit released or expired</b>: refused as INVALID for 60 s after it ended (the
    *       embedded store keeps at most the last 100 000 per resource); after that it is free;
    *   <li><b>ended without a grant reaching its caller</b> (timed out, cancelled, given back):

@@ -31,6 +31,8 @@ final class LimitEntry {
         COUNTS[Outcome.GRANTED.ordinal()] = l.findVarHandle(Usage.class, "granted", long.class);
         COUNTS[Outcome.TIMED_OUT.ordinal()] = l.findVarHandle(Usage.class, "timedOut", long.class);
         COUNTS[Outcome.CANCELLED.ordinal()] = l.findVarHandle(Usage.class, "cancelled", long.class);
+        COUNTS[Outcome.GIVEN_BACK.ordinal()] = l.findVarHandle(Usage.class, "givenBack", long.class);
+        COUNTS[Outcome.FORFEITED.ordinal()] = l.findVarHandle(Usage.class, "forfeited", long.class);
         COUNTS[Outcome.THROTTLE_REPORTED.ordinal()] =
             l.findVarHandle(Usage.class, "throttled", long.class);
       } catch (ReflectiveOperationException e) {
@@ -45,6 +47,8 @@ final class LimitEntry {
     @SuppressWarnings("unused") private volatile long granted;
     @SuppressWarnings("unused") private volatile long timedOut;
     @SuppressWarnings("unused") private volatile long cancelled;
+    @SuppressWarnings("unused") private volatile long givenBack;
+    @SuppressWarnings("unused") private volatile long forfeited;
     @SuppressWarnings("unused") private volatile long throttled;
     private volatile AtomicLongArray rejected;
 

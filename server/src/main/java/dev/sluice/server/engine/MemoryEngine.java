@@ -431,7 +431,7 @@ public final class MemoryEngine extends ImmediateEngine {
           s.expireLeases(now);
           s.refill(now);
           if (rid != null) {
-            Waiter again = retry(s, rid, timeoutNanos, now);
+            Waiter again = retry(s, rid, timeoutNanos, now, granted);
             if (again != null) {
               return again;
             }
@@ -478,19 +478,44 @@ public final class MemoryEngine extends ImmediateEngine {
    * waiter over in its place, or answers with the permit held under the id, or refuses an id
    * whose permit has ended. Null when the id is free: a new acquire.
    */
-  private Waiter retry(ResourceState s, String rid, long timeoutNanos, long now) {
+  private Waiter retry(ResourceState s, String rid, long timeoutNanos, long now, List<Waiter> granted) {
     Waiter queued = s.queued(rid);
     if (queued != null) {
       Waiter next = new Waiter(this, s, queued.load, queued.lane, rid, queued.arrival);
       next.vector = queued.vector;
-      s.replace(queued, next);
       queued.status.set(Waiter.ENDED);
       cancelTimeout(queued);
       next.replaced = queued; // told once the lock is released (see acquire)
+      if (timeoutNanos == 0) {
+        // A try-once retry of a waiting id is answered now: the waiter leaves the line (a fresh
+        // try-once would not wait either); the caller of the one it took over hears so.
+        s.remove(queued);
+        next.status.set(Waiter.ENDED);
+        s.entry.add(Outcome.TIMED_OUT);
+        next.future.completeExceptionally(notGrantedInTime(s.name, 0));
+        drain(s, now, granted);
+        return next;
+      }
+      next.forfeited = queued.forfeited;
+      s.replace(queued, next);
       next.timeout = scheduler.schedule(() -> expire(next, timeoutNanos), timeoutNanos);
       return next;
     }
     ResourceState.PermitRecord held = s.heldBy(rid);
+    if (held != null && s.late(held, now)) {
+      // Its grant waited too long for this caller (ResourceState#late): forfeited, its tokens
+      // stay spent, and the retry waits at the head of its lane for fresh capacity.
+      s.endPermit(held.id, now, true);
+      s.entry.add(Outcome.FORFEITED);
+      if (timeoutNanos == 0) {
+        return null; // a try-once: goes now if it fits with nobody waiting, as a fresh one would
+      }
+      Waiter next = new Waiter(this, s, held.load, held.origin.lane, rid, held.origin.arrival);
+      s.enqueueForfeited(next);
+      next.timeout = scheduler.schedule(() -> expire(next, timeoutNanos), timeoutNanos);
+      drain(s, now, granted);
+      return next;
+    }
     if (held != null) {
       // The same permit, not charged again; a give-back of its first delivery is ignored.
       held.kept = true;
@@ -594,6 +619,7 @@ public final class MemoryEngine extends ImmediateEngine {
           }
           s.endPermit(permitId, now, true);
           s.giveBack(r);
+          s.entry.add(Outcome.GIVEN_BACK);
           drain(s, now, granted);
           return null;
         });
@@ -868,6 +894,8 @@ public final class MemoryEngine extends ImmediateEngine {
         e.count(Outcome.GRANTED),
         e.count(Outcome.TIMED_OUT),
         e.count(Outcome.CANCELLED),
+        e.count(Outcome.GIVEN_BACK),
+        e.count(Outcome.FORFEITED),
         rejected,
         p[0],
         p[1],

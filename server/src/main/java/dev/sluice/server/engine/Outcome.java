@@ -8,6 +8,8 @@ enum Outcome {
   GRANTED("sluice.acquire.granted", null),
   TIMED_OUT("sluice.acquire.timed.out", null),
   CANCELLED("sluice.acquire.cancelled", null),
+  GIVEN_BACK("sluice.acquire.given.back", null),
+  FORFEITED("sluice.acquire.forfeited", null),
   THROTTLE_REPORTED("sluice.upstream.throttled", null),
   REJECTED_INVALID("sluice.acquire.rejected", "invalid"),
   REJECTED_WAITING_ROOM_FULL("sluice.acquire.rejected", "waiting_room_full"),

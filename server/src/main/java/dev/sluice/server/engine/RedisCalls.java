@@ -198,8 +198,10 @@ final class RedisCalls {
     long timedOut = num(r.get(8));
     long cancelledCount = num(r.get(9));
     long throttled = num(r.get(10));
+    long givenBack = num(r.get(11));
+    long forfeited = num(r.get(12));
     Map<String, Double> available = new LinkedHashMap<>();
-    int i = 11;
+    int i = 13;
     for (; i < r.size() && !"--".equals(r.get(i)); i += 2) {
       available.put((String) r.get(i), Double.parseDouble((String) r.get(i + 1)));
     }
@@ -229,6 +231,8 @@ final class RedisCalls {
         granted,
         timedOut,
         cancelledCount,
+        givenBack,
+        forfeited,
         rejected,
         p[0],
         p[1],

@@ -14,6 +14,7 @@ import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
@@ -36,6 +37,10 @@ final class RedisWaiters {
 
   private static final Logger log = LoggerFactory.getLogger(RedisEngine.class);
   static final Duration HEARTBEAT = Duration.ofSeconds(1);
+  /** How often an unanswered leave or give-back is asked again (settleLater, giveBack). */
+  static final Duration SETTLE_RETRY = Duration.ofMillis(250);
+  /** How long it is asked: as long as the script remembers the request id. */
+  static final long UNSETTLED_MEMORY = TimeUnit.SECONDS.toNanos(60);
   static final String CONFIG_CHANNEL = "sluice:config";
 
   final RedisCalls calls;
@@ -302,16 +307,62 @@ final class RedisWaiters {
     }
   }
 
-  /** Returns a grant nobody took, in full, without waiting (it may run on Lettuce's thread). */
+  /**
+   * Returns a grant nobody took, in full, without waiting (it may run on Lettuce's thread). A
+   * give-back whose answer is lost is sent again until Redis answers: the script gives a
+   * permit back once, and a second copy finds it gone.
+   */
   void giveBack(String resource, String permitId) {
+    giveBack(resource, permitId, calls.nanoNow() + UNSETTLED_MEMORY);
+  }
+
+  private void giveBack(String resource, String permitId, long until) {
     RedisBatches.ReleaseOp op = new RedisBatches.ReleaseOp(permitId, "giveback", "-");
     op.result.whenComplete(
         (known, e) -> {
           if (e != null) {
-            log.debug("give-back of {} on {} failed: {}", permitId, resource, e.getMessage());
+            if (closed || calls.nanoNow() - until > 0) {
+              log.warn("give-back of {} on {} got no answer from Redis: its lease returns its slot, its"
+                  + " tokens stay spent", permitId, resource);
+              return;
+            }
+            scheduler.schedule(() -> giveBack(resource, permitId, until), SETTLE_RETRY.toNanos());
           }
         });
     batches.submit(resource, op);
+  }
+
+  /**
+   * Asks Redis again, until it answers or {@code until}, what became of a waiter whose leave at
+   * its deadline got no answer: still in line, it leaves; granted to this node, the grant goes
+   * back in full; anything else (taken over by a retry, ended) is left as it is.
+   */
+  private void settleLater(String resource, String requestId, long until) {
+    scheduler.schedule(() -> events.execute(() -> settle(resource, requestId, until)), SETTLE_RETRY.toNanos());
+  }
+
+  private void settle(String resource, String requestId, long until) {
+    if (closed) {
+      return;
+    }
+    List<Object> reply;
+    try {
+      reply = calls.call(resource, "leave", requestId, "timedout", "1");
+    } catch (EngineException e) {
+      if (calls.nanoNow() - until < 0) {
+        settleLater(resource, requestId, until);
+      }
+      return;
+    }
+    switch (word(reply)) {
+      case "GRANTED" -> {
+        if (nodeId.equals(reply.get(5))) {
+          giveBack(resource, (String) reply.get(1));
+        }
+      }
+      case "LEFT", "SERVED" -> afterDrain(resource, reply, 2); // a grant served here goes back (deliver)
+      default -> { } // ended, taken over by a retry, or forgotten: nothing of ours is left
+    }
   }
 
   /** Gives back a grant its waiter has not taken, once (cancel after the grant). */
@@ -427,7 +478,11 @@ final class RedisWaiters {
     try {
       reply = calls.call(w.resource, "leave", w.requestId, "timedout", "1");
     } catch (EngineException e) {
-      endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos));
+      // No answer: for its caller the deadline has passed, but in Redis it may wait still, or
+      // have been granted. Found out once Redis answers again (settleLater).
+      if (endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos))) {
+        settleLater(w.resource, w.requestId, calls.nanoNow() + UNSETTLED_MEMORY);
+      }
       return;
     }
     switch (word(reply)) {

@@ -14,6 +14,11 @@ import java.util.Map;
  * @param granted grants since start
  * @param timedOut acquires that reached their deadline
  * @param cancelled acquires cancelled by the caller
+ * @param givenBack grants that never reached their caller (it was gone: cancelled, cut off, or
+ *     retried elsewhere) and were returned in full
+ * @param forfeited grants whose caller came back for them too late (a retry after a cut, see
+ *     {@code Engine#acquire}): not handed over, their tokens stay spent; {@code granted -
+ *     givenBack - forfeited} reached a caller
  * @param rejected refusals by reason ({@code invalid}, {@code waiting_room_full}, ...)
  * @param waitP50Seconds median wait of recent grants
  * @param waitP99Seconds 99th percentile wait of recent grants
@@ -31,6 +36,8 @@ public record ResourceSnapshot(
     long granted,
     long timedOut,
     long cancelled,
+    long givenBack,
+    long forfeited,
     Map<String, Long> rejected,
     double waitP50Seconds,
     double waitP99Seconds,

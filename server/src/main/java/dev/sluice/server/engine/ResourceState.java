@@ -148,6 +148,8 @@ final class ResourceState {
     final Waiter origin;
     /** Handed to a retry of its request id: a give-back of the first delivery is ignored. */
     boolean kept;
+    /** When it was granted, on the engine's clock: a retry that comes too late forfeits it. */
+    long grantedAtNanos;
 
     PermitRecord(String id, Waiter origin, long expiresAt) {
       this.id = id;
@@ -185,6 +187,53 @@ final class ResourceState {
       if (ids.isEmpty(at)) {
         ids = null;
       }
+    }
+  }
+
+  /**
+   * Whether a retry of {@code r}'s request id at {@code now} comes too late to be handed {@code
+   * r}: its grant is older than the burst's worth of time ({@code burst / rate}, in whole
+   * microseconds as the Redis store computes it) on the tightest rate it charges. Handed over
+   * now, it would reach the upstream together with the grants made since and could pass the
+   * limit there; so the retry forfeits it (its tokens stay spent) and waits at the head of its
+   * lane for fresh capacity ({@link #enqueueForfeited}). A permit that charges no rate is never
+   * late.
+   */
+  boolean late(PermitRecord r, long now) {
+    long fresh = -1;
+    for (RateSpec rate : spec.rates()) {
+      if (r.load.getOrDefault(rate.name(), 0L) > 0) {
+        long t = (long) Math.floor(rate.burst() * (rate.period().toNanos() / 1000.0) / rate.amount());
+        fresh = fresh < 0 ? t : Math.min(fresh, t);
+      }
+    }
+    return fresh >= 0 && now - r.grantedAtNanos > fresh * 1_000;
+  }
+
+  /**
+   * Queues the retry of a forfeited grant ({@link #late}) at the head of its lane, behind the
+   * retries of grants forfeited before it: it was served once already, and waits only for the
+   * capacity its first grant wasted.
+   */
+  void enqueueForfeited(Waiter w) {
+    w.forfeited = true;
+    enqueue(w);
+    ArrayDeque<Waiter> lane = room.lanes[w.lane.ordinal()];
+    Waiter[] line = lane.toArray(new Waiter[0]);
+    lane.clear();
+    boolean placed = false;
+    for (Waiter x : line) {
+      if (x == w) {
+        continue;
+      }
+      if (!placed && !x.forfeited) {
+        lane.addLast(w);
+        placed = true;
+      }
+      lane.addLast(x);
+    }
+    if (!placed) {
+      lane.addLast(w);
     }
   }
 
@@ -504,6 +553,7 @@ final class ResourceState {
     }
     PermitRecord r = new PermitRecord(permitId, w, now + leaseTtl);
     r.grantedAt = events;
+    r.grantedAtNanos = now;
     permits.put(permitId, r);
     if (w.requestId != null) {
       if (ids == null) {

@@ -27,6 +27,8 @@ final class Waiter implements Ticket {
   Grant grant; // written under state before status leaves WAITING
   /** The waiter this one took over (a retry of its request id), until it is told. */
   Waiter replaced;
+  /** The retry of a grant that came too late ({@link ResourceState#late}): at its lane's head. */
+  boolean forfeited;
 
   Waiter(
       MemoryEngine engine,

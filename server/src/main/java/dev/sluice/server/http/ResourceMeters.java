@@ -97,6 +97,10 @@ public final class ResourceMeters {
             s.timedOut());
         count(live, "sluice.acquire.cancelled", tags, "Acquires cancelled by the caller (all nodes)",
             s.cancelled());
+        count(live, "sluice.acquire.given.back", tags,
+            "Grants returned in full because their caller was gone (all nodes)", s.givenBack());
+        count(live, "sluice.acquire.forfeited", tags,
+            "Grants whose caller came back for them too late, not handed over (all nodes)", s.forfeited());
         count(live, "sluice.upstream.throttled", tags, "Upstream throttling reports (all nodes)",
             s.throttleReports());
         for (Map.Entry<String, Long> e : s.rejected().entrySet()) {

@@ -55,6 +55,8 @@ final class Views {
     o.put("granted", r.granted());
     o.put("timedOut", r.timedOut());
     o.put("cancelled", r.cancelled());
+    o.put("givenBack", r.givenBack());
+    o.put("forfeited", r.forfeited());
     ObjectNode rejected = o.putObject("rejected");
     r.rejected().forEach(rejected::put);
     o.put("waitP50Seconds", r.waitP50Seconds());

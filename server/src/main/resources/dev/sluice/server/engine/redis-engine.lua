@@ -322,6 +322,28 @@ function usedUp(rid, at)
   end
 end
 
+-- Whether a retry at `now` comes too late to be handed entry e's grant: older than the burst's
+-- worth of time (burst / rate, whole microseconds) on the tightest rate it charges. Handed over
+-- now, it would reach the upstream together with the grants made since (ResourceState.late).
+local function late(e)
+  local load = parseLoad(e.loadStr)
+  local fresh = nil
+  for _, d in ipairs(cfg.dl) do
+    if (load[d] or 0) > 0 then
+      local t = math.floor(cfg.burst[d] * (tonumber(cfg['p:' .. d]) / 1000) / cfg.amount[d])
+      if fresh == nil or t < fresh then fresh = t end
+    end
+  end
+  return fresh ~= nil and now - e.grantedAt > fresh
+end
+
+-- The arrival sequence that puts a forfeited grant's retry at the head of its lane, behind the
+-- retries forfeited before it (ResourceState.enqueueForfeited): below every plain sequence.
+local FORFEIT_BASE = -1000000000000000
+local function forfeitSeq()
+  return FORFEIT_BASE + redis.call('HINCRBY', ST, 'fseq', 1)
+end
+
 local function nodeAlive(n)
   if n == node then return true end
   local seen = redis.call('ZSCORE', NODES, n)
@@ -511,12 +533,43 @@ local function acquireOne(ver, rid, lane, loadStr, timeout)
   if prev then
     -- One meaning for a request id on every store (Engine.acquire).
     local held = prev.state == 'G' and redis.call('HGET', PL, prev.permit)
+    if held and late(prev) then
+      -- Its grant waited too long for this caller: forfeited, its tokens stay spent, and the
+      -- retry waits at the head of its lane for fresh capacity.
+      redis.call('ZREM', LEASES, prev.permit)
+      redis.call('HDEL', PL, prev.permit, prev.permit .. '#g', prev.permit .. '#r')
+      redis.call('HINCRBY', ST, 'forfeited', 1)
+      held = nil
+      if timeout > 0 then
+        if waiting == nil then waiting = waitingCount() end
+        local e = { id = rid, node = node, lane = prev.lane, loadStr = prev.loadStr, deadline = now + timeout,
+          arrival = prev.arrival, seq = forfeitSeq(), state = 'W' }
+        putEntry(e)
+        redis.call('ZADD', QS[e.lane], e.seq, rid)
+        queued(e, 1)
+        waiting = waiting + 1
+        return { 'QUEUED', 'taken', prev.loadStr }, true
+      end
+      prev.state = 'E' -- a try-once: goes now if it fits with nobody waiting, as a fresh one would
+    end
     if held then
       -- A retry of an acquire already granted (the answer was lost with its node): the same
       -- permit again, never a second one. Marked, so that the first node's give-back of the
       -- grant it could not deliver does not take it from the caller who has it now.
       if string.sub(held, -2) ~= ';R' then redis.call('HSET', PL, prev.permit, held .. ';R') end
       return { 'GRANTED', prev.permit, prev.grantedAt - prev.arrival, now, cfg.lease, 'again', prev.loadStr }, false
+    elseif prev.state == 'W' and timeout == 0 then
+      -- A try-once retry of a waiting id is answered now: the waiter leaves the line (a fresh
+      -- try-once would not wait either), the caller of the one it took over hears so.
+      waiting = nil
+      redis.call('ZREM', QS[prev.lane], rid)
+      queued(prev, -1)
+      finish(prev, 'E')
+      redis.call('HINCRBY', ST, 'timedout', 1)
+      if prev.node ~= node then
+        redis.call('PUBLISH', 'sluice:node:' .. prev.node, table.concat({ 'E', rname, rid, 'cancelled' }, '\t'))
+      end
+      return { 'TIMEOUT' }, true
     elseif prev.state == 'W' then
       -- A retry (failover, or a caller that lost its answer): it takes the waiter over in its
       -- place in line, on whichever node it came to.
@@ -585,6 +638,7 @@ local function releaseOne(pid, mode, actualStr)
   local rid = redis.call('HGET', PL, pid .. '#r')
   redis.call('ZREM', LEASES, pid)
   redis.call('HDEL', PL, pid, pid .. '#g', pid .. '#r')
+  if mode == 'giveback' then redis.call('HINCRBY', ST, 'givenback', 1) end
   if rid then
     if mode == 'giveback' then
       local e = getEntry(rid)
@@ -761,7 +815,7 @@ elseif op == 'stats' then
   local s = redis.call('HGETALL', ST)
   local kv = {}
   for i = 1, #s, 2 do kv[s[i]] = s[i + 1] end
-  for _, k in ipairs({ 'granted', 'timedout', 'cancelled', 'throttled' }) do
+  for _, k in ipairs({ 'granted', 'timedout', 'cancelled', 'throttled', 'givenback', 'forfeited' }) do
     out[#out + 1] = tonumber(kv[k] or '0')
   end
   for _, d in ipairs(cfg.dl) do

@@ -709,10 +709,115 @@ class EngineContractTest {
       r.awaitQuiet(); // a give-back does not wait for the store
     }
     granted(goneAgain); // on the capacity given back
+    assertThat(sync(engine).stats("r").givenBack()).isEqualTo(1);
     Ticket thirdTime = acquire("r", "late");
     assertThat(sync(engine).stats("r").waiting().get(Lane.DEFAULT)).isEqualTo(1);
     clock.advance(Duration.ofSeconds(1));
     assertThat(granted(thirdTime).permitId()).isNotEqualTo(raced.permitId());
+  }
+
+  // A retry that comes for a held grant later than the burst's worth of time forfeits it: the
+  // grant is not handed over (it would reach the upstream bunched with the grants made since),
+  // its tokens stay spent, and the retry waits at the head of its lane for fresh capacity.
+
+  @Test
+  void aRetryWithinTheBurstsWorthOfTimeGetsItsGrantAndALaterOneForfeitsIt() {
+    // 10/s with a burst of 2: a grant may wait 200 ms for its caller.
+    limit("r", 0, rate("requests", 10, Duration.ofSeconds(1), 2));
+    clock.advance(Duration.ofSeconds(1));
+    Grant lost = granted(acquire("r", "answer-lost"));
+    Grant cut = granted(acquire("r", "cut-off"));
+    Ticket waitA = acquire("r", "w-a");
+    Ticket waitB = acquire("r", "w-b");
+    Ticket waitC = acquire("r", "w-c");
+    clock.advance(Duration.ofMillis(200));
+    granted(waitA);
+    granted(waitB);
+    // 200 ms old: in time, the same permit.
+    assertThat(granted(acquire("r", "answer-lost")).permitId()).isEqualTo(lost.permitId());
+    assertThat(sync(engine).stats("r").forfeited()).isZero();
+
+    clock.advance(Duration.ofMillis(1));
+    // 201 ms old: forfeited. Not the same permit, nor a second one now: the bucket is empty.
+    Ticket retry = acquire("r", "cut-off");
+    assertThat(retry.future()).isNotDone();
+    ResourceSnapshot s = sync(engine).stats("r");
+    assertThat(s.forfeited()).isEqualTo(1);
+    assertThat(s.inFlight()).isEqualTo(3); // the forfeited permit's slot is free
+    assertThat(s.waiting().get(Lane.DEFAULT)).isEqualTo(2);
+    assertThat(sync(engine).release("r", cut.permitId(), Map.of(), false, false)).isFalse();
+    assertThat(available("r", "requests")).isLessThan(1.0); // its tokens stay spent
+
+    // The next token is the retry's, ahead of w-c who came before it; its wait counts from the
+    // first arrival.
+    clock.advance(Duration.ofMillis(99));
+    Grant again = granted(retry);
+    assertThat(again.permitId()).isNotEqualTo(cut.permitId());
+    assertThat(again.waitedNanos()).isEqualTo(Duration.ofMillis(300).toNanos());
+    assertThat(waitC.future()).isNotDone();
+    clock.advance(Duration.ofMillis(100));
+    granted(waitC);
+    assertThat(sync(engine).stats("r").granted()).isEqualTo(6);
+  }
+
+  @Test
+  void forfeitedRetriesQueueAheadOfTheLineInTheOrderTheyCame() {
+    limit("r", 0, rate("requests", 10, Duration.ofSeconds(1), 2));
+    clock.advance(Duration.ofSeconds(1));
+    granted(acquire("r", "one"));
+    granted(acquire("r", "two"));
+    Ticket q1 = acquire("r", "q1");
+    Ticket q2 = acquire("r", "q2");
+    Ticket q3 = acquire("r", "q3");
+    clock.advance(Duration.ofMillis(251));
+    granted(q1);
+    granted(q2);
+    Ticket twoAgain = acquire("r", "two"); // forfeited first...
+    Ticket oneAgain = acquire("r", "one"); // ...then this one
+    assertThat(sync(engine).stats("r").forfeited()).isEqualTo(2);
+    clock.advance(Duration.ofMillis(49));
+    granted(twoAgain);
+    assertThat(oneAgain.future()).isNotDone();
+    clock.advance(Duration.ofMillis(100));
+    granted(oneAgain);
+    assertThat(q3.future()).isNotDone();
+    clock.advance(Duration.ofMillis(100));
+    granted(q3);
+  }
+
+  @Test
+  void aForfeitingTryOnceRetryIsAnsweredNowAsAFreshTryOnce() {
+    limit("r", 0, rate("requests", 10, Duration.ofSeconds(1), 1));
+    clock.advance(Duration.ofSeconds(1));
+    Grant g = granted(acquire("r", "once"));
+    clock.advance(Duration.ofMillis(101)); // older than 100 ms: late; a token is back
+    Ticket now = sync(engine).acquire("r", Map.of(), Lane.DEFAULT, 0, "once");
+    assertThat(granted(now).permitId()).isNotEqualTo(g.permitId());
+    assertThat(sync(engine).stats("r").forfeited()).isEqualTo(1);
+    clock.advance(Duration.ofMillis(101));
+    granted(acquire("r", "other")); // takes the token that came back
+    // Late again, and no token this time: refused at once, as a fresh try-once.
+    Ticket refused = sync(engine).acquire("r", Map.of(), Lane.DEFAULT, 0, "once");
+    assertThat(failure(refused)).isEqualTo(EngineException.Reason.DEADLINE);
+    assertThat(sync(engine).stats("r").forfeited()).isEqualTo(2);
+    assertThat(sync(engine).stats("r").inFlight()).isEqualTo(1);
+  }
+
+  @Test
+  void aTryOnceRetryOfAWaitingRequestIdIsAnsweredAtOnce() {
+    limit("r", 0, rate("requests", 1, Duration.ofSeconds(1), 1));
+    clock.advance(Duration.ofSeconds(1));
+    granted(acquire("r", "first"));
+    Ticket waiting = acquire("r", "waits");
+    Ticket behind = acquire("r", "behind");
+    Ticket once = sync(engine).acquire("r", Map.of(), Lane.DEFAULT, 0, "waits");
+    assertThat(failure(once)).isEqualTo(EngineException.Reason.DEADLINE);
+    assertThatThrownBy(() -> waiting.future().join()).hasMessageContaining("taken over by a retry");
+    ResourceSnapshot s = sync(engine).stats("r");
+    assertThat(s.waiting().get(Lane.DEFAULT)).isEqualTo(1);
+    assertThat(s.timedOut()).isEqualTo(1);
+    clock.advance(Duration.ofSeconds(1));
+    granted(behind); // the next token: nobody is left in line ahead of it
   }
 
   // ---------------------------------------------------------------------------- validation

@@ -269,7 +269,7 @@ final class FaultRun implements AutoCloseable {
     }
   }
 
-  /** The coordinators' granted counter every 50 ms, from whichever node answers. */
+  /** The coordinators' granted, given-back and forfeited counters every 50 ms, from either node. */
   private void startSampler() {
     sampler = new Thread(() -> {
       int turn = 0;
@@ -277,8 +277,9 @@ final class FaultRun implements AutoCloseable {
         SluiceServer node = nodes.get(turn++ % nodes.size());
         long before = System.nanoTime();
         try {
-          long granted = dev.sluice.server.engine.SyncEngine.sync(dev.sluice.server.ServerTestHooks.engine(node)).stats(RESOURCE).granted();
-          history.samples.add(new History.Sample(before, System.nanoTime(), granted));
+          var stats = dev.sluice.server.engine.SyncEngine.sync(dev.sluice.server.ServerTestHooks.engine(node)).stats(RESOURCE);
+          history.samples.add(new History.Sample(before, System.nanoTime(), stats.granted(), stats.givenBack(),
+              stats.forfeited()));
         } catch (RuntimeException e) {
           // the store is away: no sample
         }

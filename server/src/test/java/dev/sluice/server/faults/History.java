@@ -15,7 +15,7 @@ import java.util.stream.Collectors;
  *
  * <p>Three independent records: the workers' own (each acquire's start, deadline, end and
  * outcome, and when its permit was released), the upstream stand-in's arrival stamps ({@link
- * Recorder}, taken on arrival by its own handler) and the coordinators' grant counter sampled
+ * Recorder}, taken on arrival by its own handler) and the coordinators' grant and given-back counters sampled
  * in the test JVM. The faults are recorded with the moment each began and the moment the part it
  * broke was back ("back"). All stamps are {@code System.nanoTime()}.
  *
@@ -45,8 +45,17 @@ final class History {
   /** One call that reached the upstream stand-in. */
   record Arrival(long at, String permitId, String requestId) {}
 
-  /** The coordinators' granted counter, read between {@code before} and {@code after}. */
-  record Sample(long before, long after, long granted) {}
+  /**
+   * The coordinators' counters, read between {@code before} and {@code after}: grants, grants
+   * given back in full because their caller was gone (a cancel, a cut, a retry on another
+   * node), grants forfeited because their caller came back too late; {@link #net} is what
+   * reached or may have reached a caller.
+   */
+  record Sample(long before, long after, long granted, long givenBack, long forfeited) {
+    long net() {
+      return granted - givenBack - forfeited;
+    }
+  }
 
   /** A fault: what, when it began, when the part it broke was back. */
   record Fault(String what, long start, long back) {}
@@ -215,7 +224,7 @@ final class History {
     s.sort(Comparator.comparingLong(Sample::before));
     for (int j = 0; j < s.size(); j++) {
       for (int i = 0; i < j; i++) {
-        long grants = s.get(j).granted() - s.get(i).granted();
+        long grants = s.get(j).net() - s.get(i).net();
         if (grants < 0) {
           continue; // the store's counter restarted (an empty restart)
         }
@@ -236,13 +245,18 @@ final class History {
     }
   }
 
-  /** The sum of the counter's increases between samples (a counter reset adds nothing). */
+  /** The sum of the net grants' increases between samples (a counter reset adds nothing). */
   long coordinatorGrants() {
     List<Sample> s = new ArrayList<>(samples);
     s.sort(Comparator.comparingLong(Sample::before));
     long grants = 0;
     for (int i = 1; i < s.size(); i++) {
-      grants += Math.max(0, s.get(i).granted() - s.get(i - 1).granted());
+      Sample a = s.get(i - 1);
+      Sample b = s.get(i);
+      if (b.granted() >= a.granted()) { // else the store's counters restarted: nothing to add
+        grants += (b.granted() - a.granted()) - Math.max(0, b.givenBack() - a.givenBack())
+            - Math.max(0, b.forfeited() - a.forfeited());
+      }
     }
     return grants;
   }
