@@ -760,6 +760,38 @@ class EngineContractTest {
     assertThat(sync(engine).stats("r").granted()).isEqualTo(6);
   }
 
+  /**
+   * Issue 24's worst row, at the engine: workers cut off from a node whose waiters keep being
+   * granted for a second, then all retried at once with their request ids (the SDK's failover).
+   * Handing every held grant over then would reach the upstream as one bunch of twelve against
+   * a burst of 2; only grants no older than the burst's worth of time are handed over, the
+   * rest wait again at the head of the line and go at the rate.
+   */
+  @Test
+  void grantsHeldThroughACutAreNotHandedOverInABunch() {
+    limit("r", 0, rate("requests", 10, Duration.ofSeconds(1), 2));
+    clock.advance(Duration.ofSeconds(1));
+    List<Ticket> cut = new ArrayList<>();
+    for (int i = 0; i < 12; i++) {
+      cut.add(acquire("r", "cut-" + i)); // nobody takes these: the callers cannot hear
+    }
+    clock.advance(Duration.ofSeconds(1));
+    assertThat(cut.stream().filter(t -> t.future().isDone()).count()).isEqualTo(12);
+    List<Ticket> retries = new ArrayList<>();
+    for (int i = 0; i < 12; i++) {
+      retries.add(acquire("r", "cut-" + i));
+    }
+    long handedNow = retries.stream().filter(t -> t.future().isDone()).count();
+    // Only those granted no more than 200 ms ago (at +0.8, +0.9 and +1.0 s): not the twelve.
+    assertThat(handedNow).isEqualTo(3);
+    assertThat(sync(engine).stats("r").forfeited()).isEqualTo(9);
+    // The rest at the rate, in the order they came back.
+    for (int i = 0; i < 9; i++) {
+      clock.advance(Duration.ofMillis(100));
+      assertThat(retries.stream().filter(t -> t.future().isDone()).count()).isEqualTo(handedNow + i + 1);
+    }
+  }
+
   @Test
   void forfeitedRetriesQueueAheadOfTheLineInTheOrderTheyCame() {
     limit("r", 0, rate("requests", 10, Duration.ofSeconds(1), 2));
