@@ -1,5 +1,6 @@
 package dev.sluice.server.engine;
 
+import io.lettuce.core.RedisCommandExecutionException;
 import io.lettuce.core.RedisException;
 import java.io.IOException;
 import java.io.InputStream;
@@ -92,8 +93,24 @@ final class RedisCalls {
       store.markReachable();
       return out;
     } catch (RedisException e) {
-      throw store.unavailable(e);
+      throw failed(e);
     }
+  }
+
+  /**
+   * The refusal for a failed Redis call. A Redis Cluster slot on the move ({@code TRYAGAIN},
+   * or redirects past Lettuce's limit) is an answer: Redis is reachable, the call may be retried
+   * at once. Anything else marks the store unreachable ({@link RedisStore#unavailable}).
+   */
+  EngineException failed(RedisException e) {
+    if (store.isCluster() && ClusterRetry.notRun(e) && e instanceof RedisCommandExecutionException
+        && !e.getMessage().startsWith("CLUSTERDOWN")) {
+      return new EngineException(
+          EngineException.Reason.UNAVAILABLE,
+          "the hash slot of this resource is moving between Redis Cluster primaries ("
+              + RedisStore.rootMessage(e) + "): retry");
+    }
+    return store.unavailable(e);
   }
 
   /**
@@ -123,15 +140,31 @@ final class RedisCalls {
           }
           Throwable t = EngineException.unwrap(error);
           out.completeExceptionally(
-              t instanceof RedisException re ? store.unavailable(re)
+              t instanceof RedisException re ? failed(re)
                   : t instanceof EngineException ? t : unexpected(t));
         });
     return out;
   }
 
-  /** EVALSHA without waiting; loads the script again if Redis forgot it. */
+  /**
+   * EVALSHA without waiting; loads the script again if Redis forgot it. On a Redis Cluster, a
+   * call refused before it ran is sent again for up to {@link ClusterRetry#BUDGET}.
+   */
   CompletableFuture<List<Object>> callAsync(String[] keys, String[] argv) {
-    return script.evalAsync(keys, argv);
+    return callAsync(keys, argv, System.nanoTime() + ClusterRetry.BUDGET.toNanos());
+  }
+
+  /**
+   * EVALSHA without waiting; on a Redis Cluster, a call refused before it ran (a slot on the
+   * move, a primary failing over) is sent again while a retry can start before {@code
+   * deadline} ({@link System#nanoTime()}), at most {@link ClusterRetry#BUDGET} from now.
+   */
+  CompletableFuture<List<Object>> callAsync(String[] keys, String[] argv, long deadline) {
+    if (!store.isCluster()) {
+      return script.evalAsync(keys, argv);
+    }
+    long latest = System.nanoTime() + ClusterRetry.BUDGET.toNanos();
+    return ClusterRetry.call(() -> script.evalAsync(keys, argv), deadline - latest < 0 ? deadline : latest);
   }
 
   /** Counts without waiting: a counter is not worth a round trip, nor failing an answer for. */
