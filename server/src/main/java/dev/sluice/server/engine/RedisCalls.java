@@ -1,6 +1,5 @@
 package dev.sluice.server.engine;
 
-import io.lettuce.core.RedisCommandExecutionException;
 import io.lettuce.core.RedisException;
 import java.io.IOException;
 import java.io.InputStream;
@@ -12,6 +11,7 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicLong;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -30,6 +30,8 @@ final class RedisCalls {
   private final long agingMicros;
   private final long nodeTimeoutMicros;
   private final RedisStore.Script script;
+  /** System.nanoTime of the first cluster refusal since a script last answered; 0: none. */
+  private final AtomicLong clusterTroubleSince = new AtomicLong();
 
   RedisCalls(RedisStore store, Ticker ticker, long agingMicros, long nodeTimeoutMicros) {
     this.store = store;
@@ -90,7 +92,7 @@ final class RedisCalls {
     System.arraycopy(args, 0, argv, 6, args.length);
     try {
       List<Object> out = script.eval(keys(resource), argv);
-      store.markReachable();
+      answered();
       return out;
     } catch (RedisException e) {
       throw failed(e);
@@ -98,19 +100,31 @@ final class RedisCalls {
   }
 
   /**
-   * The refusal for a failed Redis call. A Redis Cluster slot on the move ({@code TRYAGAIN},
-   * or redirects past Lettuce's limit) is an answer: Redis is reachable, the call may be retried
-   * at once. Anything else marks the store unreachable ({@link RedisStore#unavailable}).
+   * The refusal for a failed Redis call. On a Redis Cluster, a call refused before it ran (a
+   * primary failing over, a slot on the move: {@link ClusterRetry#notRun}) concerns one slot and
+   * passes: for {@link ClusterRetry#BUDGET} after the first such refusal with no script answered
+   * since, it leaves the node's health alone (its clients keep waiting on it instead of being cut
+   * off, and their waiters keep their places in line). Anything else, or such trouble that
+   * lasts, marks the store unreachable ({@link RedisStore#unavailable}).
    */
   EngineException failed(RedisException e) {
-    if (store.isCluster() && ClusterRetry.notRun(e) && e instanceof RedisCommandExecutionException
-        && !e.getMessage().startsWith("CLUSTERDOWN")) {
-      return new EngineException(
-          EngineException.Reason.UNAVAILABLE,
-          "the hash slot of this resource is moving between Redis Cluster primaries ("
-              + RedisStore.rootMessage(e) + "): retry");
+    if (store.isCluster() && ClusterRetry.notRun(e)) {
+      long now = System.nanoTime();
+      long since = clusterTroubleSince.updateAndGet(s -> s == 0 ? now : s);
+      if (now - since < ClusterRetry.BUDGET.toNanos()) {
+        return new EngineException(
+            EngineException.Reason.UNAVAILABLE,
+            "this resource's Redis Cluster slot is failing over or moving (" + RedisStore.rootMessage(e)
+                + "): retry");
+      }
     }
     return store.unavailable(e);
+  }
+
+  /** Notes a script's answer: the store is reachable, and cluster trouble is over. */
+  private void answered() {
+    clusterTroubleSince.set(0);
+    store.markReachable();
   }
 
   /**
@@ -164,7 +178,12 @@ final class RedisCalls {
       return script.evalAsync(keys, argv);
     }
     long latest = System.nanoTime() + ClusterRetry.BUDGET.toNanos();
-    return ClusterRetry.call(() -> script.evalAsync(keys, argv), deadline - latest < 0 ? deadline : latest);
+    return ClusterRetry.call(() -> script.evalAsync(keys, argv), deadline - latest < 0 ? deadline : latest)
+        .whenComplete((reply, error) -> {
+          if (error == null) {
+            answered();
+          }
+        });
   }
 
   /** Counts without waiting: a counter is not worth a round trip, nor failing an answer for. */
