@@ -111,6 +111,21 @@ final class RedisBatches {
     }
   }
 
+  /**
+   * Until when a batch refused by a Redis Cluster before it ran (slot migration, failover) is
+   * sent again: its shortest acquire timeout from now, so each waiter still hears by its
+   * deadline (and its client retries); a batch of releases only, {@link ClusterRetry#BUDGET}.
+   */
+  static long retryDeadline(List<Op> batch) {
+    long shortest = ClusterRetry.BUDGET.toNanos();
+    for (Op op : batch) {
+      if (op instanceof AcquireOp a) {
+        shortest = Math.min(shortest, a.w.timeoutNanos);
+      }
+    }
+    return System.nanoTime() + shortest;
+  }
+
   /** An acquire or a release on its way to Redis in a batch. */
   abstract static class Op {
     /** Appends its arguments for the script's batch op. */
@@ -174,7 +189,7 @@ final class RedisBatches {
       for (Op op : batch) {
         op.args(argv);
       }
-      calls.callAsync(keys, argv.toArray(String[]::new))
+      calls.callAsync(keys, argv.toArray(String[]::new), retryDeadline(batch))
           .whenComplete(
               (reply, error) -> {
                 // The next batch goes first: Redis works on it while this reply is handled.
@@ -205,7 +220,7 @@ final class RedisBatches {
     private void done(List<Op> batch, List<Object> reply, Throwable error) {
       if (error != null) {
         Throwable t = error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
-        EngineException e = t instanceof RedisException re ? calls.store.unavailable(re) : RedisCalls.unexpected(t);
+        EngineException e = t instanceof RedisException re ? calls.failed(re) : RedisCalls.unexpected(t);
         for (Op op : batch) {
           op.fail(e);
         }

@@ -11,6 +11,7 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicLong;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -29,6 +30,8 @@ final class RedisCalls {
   private final long agingMicros;
   private final long nodeTimeoutMicros;
   private final RedisStore.Script script;
+  /** System.nanoTime of the first cluster refusal since a script last answered; 0: none. */
+  private final AtomicLong clusterTroubleSince = new AtomicLong();
 
   RedisCalls(RedisStore store, Ticker ticker, long agingMicros, long nodeTimeoutMicros) {
     this.store = store;
@@ -89,11 +92,39 @@ final class RedisCalls {
     System.arraycopy(args, 0, argv, 6, args.length);
     try {
       List<Object> out = script.eval(keys(resource), argv);
-      store.markReachable();
+      answered();
       return out;
     } catch (RedisException e) {
-      throw store.unavailable(e);
+      throw failed(e);
     }
+  }
+
+  /**
+   * The refusal for a failed Redis call. On a Redis Cluster, a call refused before it ran (a
+   * primary failing over, a slot on the move: {@link ClusterRetry#notRun}) concerns one slot and
+   * passes: for {@link ClusterRetry#BUDGET} after the first such refusal with no script answered
+   * since, it leaves the node's health alone (its clients keep waiting on it instead of being cut
+   * off, and their waiters keep their places in line). Anything else, or such trouble that
+   * lasts, marks the store unreachable ({@link RedisStore#unavailable}).
+   */
+  EngineException failed(RedisException e) {
+    if (store.isCluster() && ClusterRetry.notRun(e)) {
+      long now = System.nanoTime();
+      long since = clusterTroubleSince.updateAndGet(s -> s == 0 ? now : s);
+      if (now - since < ClusterRetry.BUDGET.toNanos()) {
+        return new EngineException(
+            EngineException.Reason.UNAVAILABLE,
+            "this resource's Redis Cluster slot is failing over or moving (" + RedisStore.rootMessage(e)
+                + "): retry");
+      }
+    }
+    return store.unavailable(e);
+  }
+
+  /** Notes a script's answer: the store is reachable, and cluster trouble is over. */
+  private void answered() {
+    clusterTroubleSince.set(0);
+    store.markReachable();
   }
 
   /**
@@ -123,15 +154,36 @@ final class RedisCalls {
           }
           Throwable t = EngineException.unwrap(error);
           out.completeExceptionally(
-              t instanceof RedisException re ? store.unavailable(re)
+              t instanceof RedisException re ? failed(re)
                   : t instanceof EngineException ? t : unexpected(t));
         });
     return out;
   }
 
-  /** EVALSHA without waiting; loads the script again if Redis forgot it. */
+  /**
+   * EVALSHA without waiting; loads the script again if Redis forgot it. On a Redis Cluster, a
+   * call refused before it ran is sent again for up to {@link ClusterRetry#BUDGET}.
+   */
   CompletableFuture<List<Object>> callAsync(String[] keys, String[] argv) {
-    return script.evalAsync(keys, argv);
+    return callAsync(keys, argv, System.nanoTime() + ClusterRetry.BUDGET.toNanos());
+  }
+
+  /**
+   * EVALSHA without waiting; on a Redis Cluster, a call refused before it ran (a slot on the
+   * move, a primary failing over) is sent again while a retry can start before {@code
+   * deadline} ({@link System#nanoTime()}), at most {@link ClusterRetry#BUDGET} from now.
+   */
+  CompletableFuture<List<Object>> callAsync(String[] keys, String[] argv, long deadline) {
+    if (!store.isCluster()) {
+      return script.evalAsync(keys, argv);
+    }
+    long latest = System.nanoTime() + ClusterRetry.BUDGET.toNanos();
+    return ClusterRetry.call(() -> script.evalAsync(keys, argv), deadline - latest < 0 ? deadline : latest)
+        .whenComplete((reply, error) -> {
+          if (error == null) {
+            answered();
+          }
+        });
   }
 
   /** Counts without waiting: a counter is not worth a round trip, nor failing an answer for. */

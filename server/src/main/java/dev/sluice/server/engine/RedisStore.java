@@ -11,9 +11,11 @@ import io.lettuce.core.SocketOptions;
 import io.lettuce.core.TimeoutOptions;
 import io.lettuce.core.api.StatefulConnection;
 import io.lettuce.core.cluster.ClusterClientOptions;
+import io.lettuce.core.cluster.ClusterTopologyRefreshOptions;
 import io.lettuce.core.cluster.RedisClusterClient;
 import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
 import io.lettuce.core.cluster.api.sync.RedisClusterCommands;
+import io.lettuce.core.cluster.models.partitions.RedisClusterNode;
 import io.lettuce.core.pubsub.RedisPubSubAdapter;
 import io.lettuce.core.pubsub.StatefulRedisPubSubConnection;
 import io.lettuce.core.resource.ClientResources;
@@ -82,6 +84,8 @@ public final class RedisStore implements AutoCloseable {
                 .disconnectedBehavior(ClientOptions.DisconnectedBehavior.REJECT_COMMANDS)
                 .socketOptions(socket)
                 .timeoutOptions(timeouts)
+                .topologyRefreshOptions(CLUSTER_REFRESH)
+                .nodeFilter(RedisStore::servesSlots)
                 .build());
         madeClient = c;
         var conn = c.connect();
@@ -116,6 +120,36 @@ public final class RedisStore implements AutoCloseable {
       resources.shutdown();
       throw e;
     }
+  }
+
+  /**
+   * How a node follows a Redis Cluster's topology (issue 24: a failover was noticed only at
+   * Lettuce's next periodic refresh, 7 s after the cluster was ok again). Every adaptive
+   * trigger refreshes it: a MOVED or ASK reply, a slot no known node serves, an unknown node,
+   * and the first failed reconnect to a node (a killed primary). Triggers are rate-limited to
+   * one refresh per 200 ms, so a failover costs a few CLUSTER NODES per node, not a storm; a
+   * refresh every 10 s catches what no trigger reports (a replica added). A command that fails
+   * meanwhile never ran ({@link ClientOptions.DisconnectedBehavior#REJECT_COMMANDS}); script calls retry it
+   * ({@link RedisCalls}).
+   */
+  static final ClusterTopologyRefreshOptions CLUSTER_REFRESH =
+      ClusterTopologyRefreshOptions.builder()
+          .enableAllAdaptiveRefreshTriggers()
+          .refreshTriggersReconnectAttempts(1)
+          .adaptiveRefreshTriggersTimeout(Duration.ofMillis(200))
+          .enablePeriodicRefresh(Duration.ofSeconds(10))
+          .dynamicRefreshSources(true)
+          .closeStaleConnections(true)
+          .build();
+
+  /**
+   * Cluster nodes this node routes to: not one the cluster marked failing (or suspects), so a
+   * killed primary's slots count as unserved, and the next command refreshes the topology
+   * instead of waiting on a connection that cannot come back.
+   */
+  static boolean servesSlots(RedisClusterNode n) {
+    return !(n.is(RedisClusterNode.NodeFlag.FAIL) || n.is(RedisClusterNode.NodeFlag.EVENTUAL_FAIL)
+        || n.is(RedisClusterNode.NodeFlag.NOADDR));
   }
 
   /** A builder with the defaults documented on each setter. */

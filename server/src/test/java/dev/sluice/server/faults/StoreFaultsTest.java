@@ -58,6 +58,12 @@ class StoreFaultsTest {
     row(FaultRun.Topology.SENTINEL, Faults.sentinelFailover());
   }
 
+  /**
+   * Since the topology refresh (RedisStore#CLUSTER_REFRESH) grants resume 0.03-0.05 s after the
+   * cluster is ok and no waiter is lost; still fails (3 runs in 4) on "coordinator grants exceed
+   * the acquires": the kill resets a call on the wire, the node reports NOT_SERVING, the SDK cuts
+   * its waiting calls, and their entries, left in line, are granted to no caller and given back.
+   */
   @Test
   @Tag("fault-known")
   void clusterPrimaryFailover() throws Exception {
@@ -65,7 +71,6 @@ class StoreFaultsTest {
   }
 
   @Test
-  @Tag("fault-known")
   void clusterSlotMigrationUnderLoad() throws Exception {
     row(FaultRun.Topology.CLUSTER, Faults.slotMigration(Duration.ofSeconds(3)));
   }
