@@ -213,7 +213,7 @@ final class RedisBatches {
       }
       calls.store.markReachable();
       if (word(reply).equals("NOTFOUND")) {
-        EngineException e = EngineException.notFound(resource);
+        EngineException e = waiters.limits.vanished(resource); // deleted, or Redis lost its data
         for (Op op : batch) {
           op.fail(e);
         }
