@@ -122,9 +122,7 @@ final class RedisCalls {
             return;
           }
           Throwable t = EngineException.unwrap(error);
-          out.completeExceptionally(
-              t instanceof RedisException re ? store.unavailable(re)
-                  : t instanceof EngineException ? t : unexpected(t));
+          out.completeExceptionally(store.failed(t));
         });
     return out;
   }

@@ -409,6 +409,21 @@ public final class RedisStore implements AutoCloseable {
   }
 
   /**
+   * The answer for any failure of a call: a Redis error, or the connection's own (a reset while
+   * the call was in flight reaches the caller as a bare {@link IOException}), is the store's
+   * UNAVAILABLE; anything else is a bug of this node, logged.
+   */
+  EngineException failed(Throwable t) {
+    if (t instanceof RedisException re) {
+      return unavailable(re);
+    }
+    if (t instanceof IOException io) {
+      return unavailable(new RedisException(io.getMessage() == null ? io.toString() : io.getMessage(), io));
+    }
+    return t instanceof EngineException ee ? ee : RedisCalls.unexpected(t);
+  }
+
+  /**
    * Whether a failed call may still have run in Redis: it timed out, or its connection broke
    * after it was sent. A call refused while disconnected ("Currently not connected") never left.
    */
