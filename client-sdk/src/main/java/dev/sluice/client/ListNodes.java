@@ -17,6 +17,7 @@ import io.grpc.Status;
 import java.net.SocketAddress;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -39,7 +40,9 @@ import java.util.concurrent.atomic.AtomicReference;
  *   <li>loses every call in flight on it: each is cancelled, and ends with UNAVAILABLE naming the
  *       node instead of CANCELLED, so the SDK's retries ({@link AcquireCall}, {@link Retrier})
  *       send it again, to another node (an acquire with the same request id). A cancel that the
- *       caller asked for is left alone: it still ends with CANCELLED.
+ *       caller asked for is left alone: it still ends with CANCELLED. Not so for a node that
+ *       answered NOT_SERVING ({@link NodeProber#NOT_SERVING}): it is alive and answers its calls
+ *       itself, so a waiter parked there keeps its place through a short store outage.
  * </ul>
  *
  * <p>Which node a call is on. {@code ClientCall.getAttributes()} cannot tell in time: with
@@ -68,6 +71,8 @@ final class ListNodes implements NodeProber.Listener {
   private final ClientInterceptor interceptor = new Tracker();
   // Copy on write, under the monitor; the status is what cancelled calls end with.
   private volatile Map<HostPort, Status> down = Map.of();
+  /** The down nodes that answered NOT_SERVING: left out of publishing, their calls not cut. */
+  private volatile Set<HostPort> alive = Set.of();
 
   /** @param executor where calls found on a down node while being created are cancelled */
   ListNodes(List<HostPort> nodes, Executor executor) {
@@ -131,12 +136,23 @@ final class ListNodes implements NodeProber.Listener {
   public void down(HostPort node, String why) {
     Status reason = Status.UNAVAILABLE.withDescription("coordinator node " + node + " " + why
         + "; the SDK cut this call off to send it to another node");
+    boolean answers = NodeProber.NOT_SERVING.equals(why);
     synchronized (this) {
       Map<HostPort, Status> d = new HashMap<>(down);
       d.put(node, reason);
       down = Map.copyOf(d);
+      Set<HostPort> a = new HashSet<>(alive);
+      if (answers) {
+        a.add(node);
+      } else {
+        a.remove(node);
+      }
+      alive = Set.copyOf(a);
     }
     watchers.forEach(Runnable::run); // republish first: the retries must not pick the node again
+    if (answers) {
+      return; // alive, its store away: it answers its calls itself (see NodeProber.NOT_SERVING)
+    }
     List<SocketAddress> at = addresses.getOrDefault(node, List.of());
     for (Tracked<?, ?> call : calls) {
       SocketAddress remote = call.remote;
@@ -152,14 +168,18 @@ final class ListNodes implements NodeProber.Listener {
       Map<HostPort, Status> d = new HashMap<>(down);
       d.remove(node);
       down = Map.copyOf(d);
+      Set<HostPort> a = new HashSet<>(alive);
+      a.remove(node);
+      alive = Set.copyOf(a);
     }
     watchers.forEach(Runnable::run);
   }
 
   /** Why calls on {@code remote} are cut off, or null when it is not a down node's address. */
   private Status downReason(SocketAddress remote) {
+    Set<HostPort> answering = alive;
     for (Map.Entry<HostPort, Status> e : down.entrySet()) {
-      if (addresses.getOrDefault(e.getKey(), List.of()).contains(remote)) {
+      if (!answering.contains(e.getKey()) && addresses.getOrDefault(e.getKey(), List.of()).contains(remote)) {
         return e.getValue();
       }
     }

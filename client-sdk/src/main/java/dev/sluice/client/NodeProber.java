@@ -66,6 +66,13 @@ final class NodeProber implements AutoCloseable {
 
   static final Duration INTERVAL = Duration.ofSeconds(1);
   static final Duration TIMEOUT = Duration.ofSeconds(1);
+  /**
+   * The verdict on a node that answered NOT_SERVING: alive, its store away (or shutting down). It
+   * gets no new calls while another node serves, but its calls in flight are left to it: it
+   * answers them itself, with a grant once its store is back or UNAVAILABLE, so a waiter keeps
+   * its place in line through a short store outage.
+   */
+  static final String NOT_SERVING = "did not pass its health probe (NOT_SERVING)";
 
   /** Told when a node is marked down and up again. */
   interface Listener {
@@ -231,7 +238,7 @@ final class NodeProber implements AutoCloseable {
             @Override
             public void onNext(HealthCheckResponse response) {
               done.accept(response.getStatus() == HealthCheckResponse.ServingStatus.NOT_SERVING
-                  ? "did not pass its health probe (NOT_SERVING)" : null);
+                  ? NOT_SERVING : null);
             }
 
             @Override

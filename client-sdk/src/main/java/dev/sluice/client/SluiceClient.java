@@ -475,16 +475,19 @@ public final class SluiceClient implements AutoCloseable {
   }
 
   /**
-   * Sends a release without waiting for it; failures are logged. Retried on UNAVAILABLE until
-   * {@link #CALL_DEADLINE}: a retried release the coordinator no longer knows was done by the
-   * attempt that was cut off.
+   * Sends a release without waiting for it; failures are logged, never thrown. Retried on
+   * UNAVAILABLE (a node whose store is away answers so) in the background until the permit's
+   * lease would have run out anyway, and at least {@link #CALL_DEADLINE}: a store outage shorter
+   * than that still frees the slot, and a retried release the coordinator no longer knows was
+   * done by the attempt that was cut off.
    */
   void release(GrpcPermit permit, ReleaseRequest request) {
     renewer.unregister(permit.resource(), permit.id());
     if (session != null && session.release(request)) {
       return;
     }
-    retrier.<ReleaseResponse>unary(CALL_DEADLINE.toNanos(),
+    long budget = Math.max(CALL_DEADLINE.toNanos(), permit.leaseTtl().toNanos());
+    retrier.<ReleaseResponse>unary(budget,
         (deadline, observer) -> stub.withDeadlineAfter(deadline, TimeUnit.NANOSECONDS).release(request, observer),
         this::failoverNoticed,
         (response, failure, retries) -> {

@@ -117,6 +117,29 @@ class ListNodesTest {
     assertThat(nodes.callsInFlight()).isEqualTo(1);
   }
 
+  /**
+   * A node that answers NOT_SERVING is alive, its store away: it gets no new calls while another
+   * node serves, but a waiter parked on it keeps its place (issue 24: cutting them off lost every
+   * waiter of a short store outage). The node answers it itself when its store is back.
+   */
+  @Test
+  void callsOnANodeNotServingAreLeftToItAndNewOnesGoElsewhere() throws Exception {
+    CompletableFuture<Status> onA = acquire(toA, "parked-on-a", null);
+    await().until(() -> fakeA.acquires.size() == 1);
+
+    nodes.down(A, NodeProber.NOT_SERVING);
+
+    assertThat(nodes.isDown(A)).as("no new calls to it while B serves").isTrue();
+    CompletableFuture<Status> alsoOnA = acquire(toA, "sent-there-anyway", null);
+    await().until(() -> fakeA.acquires.size() == 2);
+    Thread.sleep(100); // a cut would be immediate: give it the chance to happen wrongly
+    assertThat(onA).as("not cut off").isNotDone();
+    assertThat(alsoOnA).as("not cut off on creation either").isNotDone();
+
+    nodes.down(A, WHY); // then silent: now its calls are cut
+    assertThat(onA.get(5, TimeUnit.SECONDS).getCode()).isEqualTo(Status.Code.UNAVAILABLE);
+  }
+
   @Test
   void aCallPutOnANodeAlreadyDownIsCutOffAtOnceAndOneBackUpIsLeftAlone() throws Exception {
     nodes.down(A, WHY);

@@ -567,6 +567,14 @@ public final class SluiceServer implements AutoCloseable {
       // Health follows the store: load balancers and probes stop sending to a node whose
       // Redis is away (it would answer UNAVAILABLE anyway) and come back when it returns.
       timers.scheduleWithFixedDelay(this::updateHealth, 1, 1, TimeUnit.SECONDS);
+      // ... and at once when the store's reachability changes (off Lettuce's event loop).
+      redisStore.onReachabilityChange(() -> {
+        try {
+          timers.execute(this::updateHealth);
+        } catch (java.util.concurrent.RejectedExecutionException closing) {
+          // shutting down: health is NOT_SERVING already
+        }
+      });
     }
     if (open) {
       log.warn("NO API KEYS: this coordinator is OPEN. Anyone who reaches {}:{} can acquire, change limits and"
@@ -621,6 +629,7 @@ public final class SluiceServer implements AutoCloseable {
     new FileDescriptorMetrics().bindTo(registry);
     io.micrometer.core.instrument.Gauge.builder("sluice.ready", () -> !closed && engine.storeReachable() ? 1 : 0)
         .description("1 while /readyz answers 200: serving, store reachable").register(registry);
+    StoreMeters.register(registry, engine, redisStore);
     int cap = config.metricsMaxResources == null ? 1_000 : config.metricsMaxResources;
     ResourceSampler sampler = new ResourceSampler(engine, cap,
         config.ticker == null ? System::nanoTime : config.ticker::read, System::currentTimeMillis);

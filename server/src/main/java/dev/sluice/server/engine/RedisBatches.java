@@ -4,7 +4,6 @@ import static dev.sluice.server.engine.RedisCalls.decodeLoad;
 import static dev.sluice.server.engine.RedisCalls.num;
 import static dev.sluice.server.engine.RedisCalls.word;
 
-import io.lettuce.core.RedisException;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
@@ -220,7 +219,7 @@ final class RedisBatches {
     private void done(List<Op> batch, List<Object> reply, Throwable error) {
       if (error != null) {
         Throwable t = error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
-        EngineException e = t instanceof RedisException re ? calls.failed(re) : RedisCalls.unexpected(t);
+        EngineException e = calls.failed(t); // a connection reset is the store's too
         for (Op op : batch) {
           op.fail(e);
         }
@@ -228,7 +227,7 @@ final class RedisBatches {
       }
       calls.store.markReachable();
       if (word(reply).equals("NOTFOUND")) {
-        EngineException e = EngineException.notFound(resource);
+        EngineException e = waiters.limits.vanished(resource); // deleted, or Redis lost its data
         for (Op op : batch) {
           op.fail(e);
         }

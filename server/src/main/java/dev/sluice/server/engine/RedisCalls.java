@@ -107,8 +107,8 @@ final class RedisCalls {
    * off, and their waiters keep their places in line). Anything else, or such trouble that
    * lasts, marks the store unreachable ({@link RedisStore#unavailable}).
    */
-  EngineException failed(RedisException e) {
-    if (store.isCluster() && ClusterRetry.notRun(e)) {
+  EngineException failed(Throwable t) {
+    if (t instanceof RedisException e && store.isCluster() && ClusterRetry.notRun(e)) {
       long now = System.nanoTime();
       long since = clusterTroubleSince.updateAndGet(s -> s == 0 ? now : s);
       if (now - since < ClusterRetry.BUDGET.toNanos()) {
@@ -118,7 +118,7 @@ final class RedisCalls {
                 + "): retry");
       }
     }
-    return store.unavailable(e);
+    return store.failed(t);
   }
 
   /** Notes a script's answer: the store is reachable, and cluster trouble is over. */
@@ -153,9 +153,7 @@ final class RedisCalls {
             return;
           }
           Throwable t = EngineException.unwrap(error);
-          out.completeExceptionally(
-              t instanceof RedisException re ? failed(re)
-                  : t instanceof EngineException ? t : unexpected(t));
+          out.completeExceptionally(failed(t));
         });
     return out;
   }

@@ -52,7 +52,6 @@ public final class RedisEngine implements Engine {
 
   private static final Logger log = LoggerFactory.getLogger(RedisEngine.class);
   static final Duration HEARTBEAT = RedisWaiters.HEARTBEAT;
-  private static final String META_KEY = "sluice:meta";
   private static final long MAX_RETRY_AFTER = TimeUnit.HOURS.toNanos(1);
 
   private final RedisStore store;
@@ -67,9 +66,9 @@ public final class RedisEngine implements Engine {
   private final RedisLimits limits;
   private final RedisWaiters waiters;
   private final RedisBatches batches;
+  private final StoreLoss loss;
   private final AtomicLong ids = new AtomicLong();
   private volatile boolean closed;
-  private volatile boolean metaSeen;
   private volatile Scheduler.Cancellable housekeeping;
 
   private RedisEngine(Builder b, RedisStore store) {
@@ -85,8 +84,8 @@ public final class RedisEngine implements Engine {
     this.waiters = new RedisWaiters(calls, limits, scheduler);
     this.batches = waiters.batches;
     waiters.subscribe();
-    this.metaSeen = true;
-    store.sync().setnx(META_KEY, "sluice store, created by node " + nodeId + " at " + System.currentTimeMillis());
+    this.loss = new StoreLoss(store, limits, waiters, spec -> writeLimit(spec, true), waiters.events);
+    loss.start();
     limits.reload();
     if (housekeepingNanos > 0) {
       housekeeping = scheduler.schedule(this::housekeepAndReschedule, housekeepingNanos);
@@ -596,38 +595,20 @@ public final class RedisEngine implements Engine {
   /**
    * Checks that Redis still holds the store and refreshes this node's view of the limits.
    * When Redis lost its data (restart without persistence, failover to an empty replica,
-   * FLUSHALL), this node restores every limit it last knew; buckets start empty, exactly as
-   * after a restart of a single node. Logged loudly: the operator should check the limits.
-   * Also drops the wait stats of resources idle for a while.
+   * FLUSHALL), this node restores every limit it last knew and ends its waiters with
+   * UNAVAILABLE (see {@link StoreLoss}); a reconnection or a NOSCRIPT reply checks at once too.
+   * Logged loudly: the operator should check the limits. Also drops the wait stats of resources
+   * idle for a while.
    */
   public void housekeep() {
-    String meta;
-    try {
-      meta = store.sync().get(META_KEY);
-      store.markReachable();
-    } catch (RedisException e) {
-      throw store.unavailable(e);
-    }
-    if (meta == null && metaSeen) {
-      Map<String, LimitSpec> known = limits.lastKnown();
-      log.error(
-          "REDIS LOST ITS DATA (marker {} is gone): restoring the {} limits this node last knew;"
-              + " buckets start empty, waiters parked elsewhere are lost. Check them with"
-              + " `sluice limit list`",
-          META_KEY, known.size());
-      int restored = 0;
-      for (LimitSpec spec : known.values()) {
-        if (writeLimit(spec, true).join()) {
-          restored++;
-        }
-      }
-      store.sync().setnx(META_KEY, "sluice store, restored by node " + nodeId + " at " + System.currentTimeMillis());
-      log.error("restored {} limits into the empty Redis (others were restored by other nodes)", restored);
-      waiters.failAll(() -> new EngineException(EngineException.Reason.UNAVAILABLE,
-          "the store lost its data while this acquire waited: retry"));
-    }
+    loss.check(StoreLoss.HOUSEKEEPING);
     limits.refresh(ticker == null ? System.nanoTime() : ticker.read());
     waiters.housekeep();
+  }
+
+  /** How many times this node found that Redis had lost its data, and recovered. */
+  public long storeLosses() {
+    return loss.losses();
   }
 
   // ---------------------------------------------------------------------------------------

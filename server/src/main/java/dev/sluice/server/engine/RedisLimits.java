@@ -13,6 +13,7 @@ import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
 
 /**
  * A node's cache of the limits in Redis: read on first use, forgotten when a node announces a
@@ -33,6 +34,7 @@ final class RedisLimits {
   private final ConcurrentHashMap<String, LimitSpec> lastKnown = new ConcurrentHashMap<>();
   private final SecureRandom random = new SecureRandom();
   private long lastFullReload; // guarded by the housekeeping thread
+  private volatile Consumer<String> onVanished = r -> {};
 
   RedisLimits(RedisCalls calls) {
     this.calls = calls;
@@ -51,7 +53,7 @@ final class RedisLimits {
     if (c == null) {
       c = fetch(resource);
       if (c == null) {
-        throw EngineException.notFound(resource);
+        throw vanished(resource);
       }
     }
     return c;
@@ -72,7 +74,7 @@ final class RedisLimits {
         .thenApply(
             f -> {
               if (f == null) {
-                throw EngineException.notFound(resource);
+                throw vanished(resource);
               }
               return f;
             });
@@ -110,6 +112,28 @@ final class RedisLimits {
   void remember(LimitSpec spec, String version) {
     limits.put(spec.resource(), new Cfg(spec, version));
     lastKnown.put(spec.resource(), spec);
+  }
+
+  /** Told the name of a limit this node knew that Redis no longer has ({@link #vanished}). */
+  void onVanished(Consumer<String> watcher) {
+    this.onVanished = watcher;
+  }
+
+  /**
+   * The answer for a resource Redis has no limit for. NOT_FOUND, unless this node knew a limit
+   * there and heard of no deletion: then either another node deleted it a moment ago, or Redis
+   * lost its data. The store check ({@link StoreLoss}) tells which; until then the answer is
+   * UNAVAILABLE, which clients retry, rather than a NOT_FOUND that would be wrong after a loss.
+   */
+  EngineException vanished(String resource) {
+    limits.remove(resource);
+    if (!lastKnown.containsKey(resource)) {
+      return EngineException.notFound(resource);
+    }
+    onVanished.accept(resource);
+    return new EngineException(EngineException.Reason.UNAVAILABLE,
+        "the limit of '" + resource + "' is gone from Redis, with no deletion this node heard of:"
+            + " checking whether Redis lost its data (then it is restored); retry");
   }
 
   /** Drops the cached copy (changed elsewhere, or gone): the next use reads it again. */

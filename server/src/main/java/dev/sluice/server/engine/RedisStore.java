@@ -3,6 +3,7 @@ package dev.sluice.server.engine;
 import io.lettuce.core.AbstractRedisClient;
 import io.lettuce.core.ClientOptions;
 import io.lettuce.core.RedisClient;
+import io.lettuce.core.RedisCommandTimeoutException;
 import io.lettuce.core.RedisException;
 import io.lettuce.core.RedisNoScriptException;
 import io.lettuce.core.RedisURI;
@@ -16,6 +17,7 @@ import io.lettuce.core.cluster.RedisClusterClient;
 import io.lettuce.core.cluster.api.async.RedisClusterAsyncCommands;
 import io.lettuce.core.cluster.api.sync.RedisClusterCommands;
 import io.lettuce.core.cluster.models.partitions.RedisClusterNode;
+import io.lettuce.core.event.connection.ConnectionActivatedEvent;
 import io.lettuce.core.pubsub.RedisPubSubAdapter;
 import io.lettuce.core.pubsub.StatefulRedisPubSubConnection;
 import io.lettuce.core.resource.ClientResources;
@@ -30,8 +32,11 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.BiConsumer;
+import java.util.function.Consumer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -56,6 +61,11 @@ public final class RedisStore implements AutoCloseable {
   private final StatefulRedisPubSubConnection<String, String> pubsub;
   private volatile boolean reachable = true;
   private volatile long unreachableSince;
+  private final AtomicLong outages = new AtomicLong();
+  private final AtomicLong indeterminate = new AtomicLong();
+  private final List<Runnable> reachabilityWatchers = new CopyOnWriteArrayList<>();
+  private final List<Consumer<String>> restartWatchers = new CopyOnWriteArrayList<>();
+  private final reactor.core.Disposable events;
 
   private RedisStore(Builder b) {
     this.uri = b.uri;
@@ -113,6 +123,10 @@ public final class RedisStore implements AutoCloseable {
         this.async = conn.async();
         this.pubsub = c.connectPubSub();
       }
+      // Subscribed once connected, so only a connection opened again (or a new one) is news.
+      this.events = resources.eventBus().get()
+          .filter(ConnectionActivatedEvent.class::isInstance)
+          .subscribe(e -> suspectRestart("a connection to Redis was opened (again)"));
     } catch (RuntimeException e) {
       if (madeClient != null) {
         madeClient.shutdown(Duration.ZERO, Duration.ofSeconds(1));
@@ -317,29 +331,155 @@ public final class RedisStore implements AutoCloseable {
 
   /** How long Redis has been unreachable, on this store's ticker; 0 while reachable. */
   long unreachableForNanos() {
-    return reachable ? 0 : (ticker == null ? System.nanoTime() : ticker.read()) - unreachableSince;
+    return reachable ? 0 : now() - unreachableSince;
   }
 
-  /** Notes an answer from Redis. */
-  void markReachable() {
-    if (!reachable) {
-      reachable = true;
-      log.info("Redis at {} is reachable again", redact(uri));
+  /** How many times Redis became unreachable since this store connected. */
+  public long outages() {
+    return outages.get();
+  }
+
+  /**
+   * How many calls failed with an unknown effect: they timed out, or lost their connection
+   * after being sent, so Redis may have run them.
+   */
+  public long indeterminateCommands() {
+    return indeterminate.get();
+  }
+
+  /** Runs {@code watcher} (on the thread that noticed) whenever {@link #reachable()} changes. */
+  public void onReachabilityChange(Runnable watcher) {
+    reachabilityWatchers.add(Objects.requireNonNull(watcher, "watcher"));
+  }
+
+  /**
+   * Tells {@code watcher} (on Lettuce's event loop: it must not wait for Redis) that Redis may
+   * have come back as another process, perhaps without its data: a connection was opened again,
+   * or Redis forgot a loaded script (NOSCRIPT). The argument says which.
+   */
+  void onSuspectedRestart(Consumer<String> watcher) {
+    restartWatchers.add(Objects.requireNonNull(watcher, "watcher"));
+  }
+
+  private void suspectRestart(String why) {
+    for (Consumer<String> w : restartWatchers) {
+      try {
+        w.accept(why);
+      } catch (RuntimeException e) {
+        log.warn("a restart watcher failed: {}", e.toString());
+      }
     }
+  }
+
+  /**
+   * Redis's {@code run_id} (INFO server), which changes whenever the Redis process does: a
+   * restart, or a failover to another server. Null on a Cluster, whose nodes each have their own.
+   */
+  String runId() {
+    if (isCluster()) {
+      return null;
+    }
+    String info;
+    try {
+      info = sync.info("server");
+      markReachable();
+    } catch (RedisException e) {
+      throw unavailable(e);
+    }
+    for (String line : info.split("\r?\n")) {
+      if (line.startsWith("run_id:")) {
+        return line.substring("run_id:".length()).trim();
+      }
+    }
+    return null;
+  }
+
+  private long now() {
+    return ticker == null ? System.nanoTime() : ticker.read();
+  }
+
+  /** Notes an answer from Redis; the first after an outage logs how long it lasted. */
+  void markReachable() {
+    if (reachable) {
+      return;
+    }
+    long away;
+    synchronized (this) {
+      if (reachable) {
+        return;
+      }
+      away = now() - unreachableSince;
+      reachable = true;
+    }
+    log.info("Redis at {} is reachable again after {} ms away", redact(uri), TimeUnit.NANOSECONDS.toMillis(away));
+    reachabilityWatchers.forEach(RedisStore::runQuietly);
   }
 
   /** Notes a failed call; returns the error to answer with (UNAVAILABLE, naming the fix). */
   EngineException unavailable(RedisException e) {
+    if (isIndeterminate(e)) {
+      indeterminate.incrementAndGet();
+    }
+    boolean lost = false;
     if (reachable) {
-      unreachableSince = ticker == null ? System.nanoTime() : ticker.read();
-      reachable = false;
+      synchronized (this) {
+        if (reachable) {
+          unreachableSince = now();
+          reachable = false;
+          lost = true;
+        }
+      }
+    }
+    if (lost) {
+      outages.incrementAndGet();
       log.error("Redis at {} is unreachable: {}; answering UNAVAILABLE until it is back",
           redact(uri), rootMessage(e));
+      reachabilityWatchers.forEach(RedisStore::runQuietly);
     }
     return new EngineException(
         EngineException.Reason.UNAVAILABLE,
         "this node's Redis (" + redact(uri) + ") is unreachable (" + rootMessage(e) + "): retry on"
             + " another node or after Redis is back");
+  }
+
+  /**
+   * The answer for any failure of a call: a Redis error, or the connection's own (a reset while
+   * the call was in flight reaches the caller as a bare {@link IOException}), is the store's
+   * UNAVAILABLE; anything else is a bug of this node, logged.
+   */
+  EngineException failed(Throwable t) {
+    if (t instanceof RedisException re) {
+      return unavailable(re);
+    }
+    if (t instanceof IOException io) {
+      return unavailable(new RedisException(io.getMessage() == null ? io.toString() : io.getMessage(), io));
+    }
+    return t instanceof EngineException ee ? ee : RedisCalls.unexpected(t);
+  }
+
+  /**
+   * Whether a failed call may still have run in Redis: it timed out, or its connection broke
+   * after it was sent. A call refused while disconnected ("Currently not connected") never left.
+   */
+  static boolean isIndeterminate(RedisException e) {
+    for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+      if (t instanceof RedisCommandTimeoutException || t instanceof IOException) {
+        return true;
+      }
+      String m = t.getMessage();
+      if (m != null && (m.contains("Connection closed") || m.contains("Connection reset"))) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private static void runQuietly(Runnable r) {
+    try {
+      r.run();
+    } catch (RuntimeException e) {
+      log.warn("a reachability watcher failed: {}", e.toString());
+    }
   }
 
   static String rootMessage(Throwable e) {
@@ -377,6 +517,7 @@ public final class RedisStore implements AutoCloseable {
       try {
         return sync.evalsha(sha, ScriptOutputType.MULTI, keys, argv);
       } catch (RedisNoScriptException e) {
+        suspectRestart("Redis forgot a loaded script (NOSCRIPT)");
         sha = sync.scriptLoad(text);
         return sync.evalsha(sha, ScriptOutputType.MULTI, keys, argv);
       }
@@ -396,6 +537,7 @@ public final class RedisStore implements AutoCloseable {
             if (!(t instanceof RedisNoScriptException)) {
               return CompletableFuture.failedFuture(t);
             }
+            suspectRestart("Redis forgot a loaded script (NOSCRIPT)");
             return async
                 .scriptLoad(text)
                 .toCompletableFuture()
@@ -415,6 +557,7 @@ public final class RedisStore implements AutoCloseable {
   @Override
   public void close() {
     try {
+      events.dispose();
       pubsub.close();
       connection.close();
     } finally {

@@ -451,7 +451,12 @@ final class RedisWaiters {
     try {
       List<Object> reply = calls.call(resource, "pump");
       if (word(reply).equals("NOTFOUND")) {
-        deleted(resource);
+        EngineException gone = limits.vanished(resource); // deleted, or Redis lost its data
+        if (gone.reason() == EngineException.Reason.NOT_FOUND) {
+          deleted(resource);
+        } else {
+          failLocal(resource, () -> gone);
+        }
         return;
       }
       afterDrain(resource, reply, 2);
@@ -645,20 +650,33 @@ final class RedisWaiters {
     waits.remove(resource);
   }
 
-  /** The store lost its data: every waiter ends (its line is gone). */
-  void failAll(Supplier<EngineException> why) {
+  /** The latest arrival number handed out: waiters registered later have higher ones. */
+  long arrivalMark() {
+    return arrivals.get();
+  }
+
+  /**
+   * The store lost its data: every waiter registered up to {@code upTo} ({@link #arrivalMark})
+   * ends, its line being gone; later ones joined the restored line.
+   */
+  void failAll(Supplier<EngineException> why, long upTo) {
     for (String resource : List.copyOf(locals.keySet())) {
-      failLocal(resource, why);
+      failLocal(resource, why, upTo);
     }
   }
 
   private void failLocal(String resource, Supplier<EngineException> why) {
+    failLocal(resource, why, Long.MAX_VALUE);
+  }
+
+  private void failLocal(String resource, Supplier<EngineException> why, long upTo) {
     Local local = locals.get(resource);
     if (local == null) {
       return;
     }
     // In line order, highest lane first, as the memory store ends them.
     List<RWaiter> all = new ArrayList<>(local.waiters.values());
+    all.removeIf(w -> w.arrival > upTo);
     all.sort(Comparator.comparingInt((RWaiter w) -> w.lane.ordinal()).thenComparingLong(w -> w.arrival));
     for (RWaiter w : all) {
       endLocal(w, why.get());

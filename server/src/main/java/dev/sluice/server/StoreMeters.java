@@ -1,0 +1,44 @@
+package dev.sluice.server;
+
+import dev.sluice.server.engine.Engine;
+import dev.sluice.server.engine.RedisEngine;
+import dev.sluice.server.engine.RedisStore;
+import io.micrometer.core.instrument.FunctionCounter;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
+import java.util.function.ToDoubleFunction;
+
+/**
+ * The store's health as metrics: whether it is reachable, how often it went away, how many
+ * calls to it ended with an unknown effect, and how often it came back without its data. A
+ * node on the memory store exports them too (reachable, all counts zero), so dashboards and
+ * alert rules work on either store.
+ */
+final class StoreMeters {
+
+  private StoreMeters() {}
+
+  static void register(MeterRegistry registry, Engine engine, RedisStore store) {
+    Gauge.builder("sluice.store.reachable", engine, e -> e.storeReachable() ? 1 : 0)
+        .description("1 while this node reaches its store (always 1 on the memory store)")
+        .register(registry);
+    counter(registry, "sluice.store.outages", store, RedisStore::outages,
+        "Times this node lost its store (the first failed call after a reachable one)");
+    counter(registry, "sluice.store.commands.indeterminate", store, RedisStore::indeterminateCommands,
+        "Store calls whose effect is unknown: they timed out or lost their connection after being sent");
+    FunctionCounter.builder("sluice.store.data.losses", engine,
+            e -> e instanceof RedisEngine r ? r.storeLosses() : 0)
+        .description("Times this node found the store had lost its data (restart without persistence,"
+            + " FLUSHALL, failover to an empty replica) and restored the limits it knew")
+        .register(registry);
+  }
+
+  private static void counter(MeterRegistry registry, String name, RedisStore store,
+      ToDoubleFunction<RedisStore> count, String help) {
+    if (store == null) {
+      FunctionCounter.builder(name, registry, r -> 0).description(help).register(registry);
+    } else {
+      FunctionCounter.builder(name, store, count).description(help).register(registry);
+    }
+  }
+}

@@ -1,0 +1,180 @@
+package dev.sluice.server.engine;
+
+import static dev.sluice.server.engine.SyncEngine.sync;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import dev.sluice.server.redis.RedisProcess;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletionException;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Redis losing the store's data, found however it comes back (issue 24): killed -9 and
+ * restarted empty on the same port, with housekeeping off so that only the hints a node gets
+ * (a reconnection, a NOSCRIPT, a limit gone) can find it; and two nodes checking one after the
+ * other, where the second must still recover although the first already restored the marker.
+ * A fake clock drives the nodes' timers; the checks run on real threads, so the test waits for
+ * their outcome (Awaitility).
+ */
+class StoreLossTest {
+
+  private static final long SEC = 1_000_000_000L;
+  private static RedisProcess redis;
+
+  private FakeClock clock;
+  private final List<RedisEngine> nodes = new ArrayList<>();
+
+  @BeforeAll
+  static void startRedis() throws Exception {
+    redis = RedisProcess.start();
+  }
+
+  @AfterAll
+  static void stopRedis() {
+    redis.close();
+  }
+
+  @BeforeEach
+  void setUp() {
+    redis.flushAll();
+    clock = new FakeClock();
+  }
+
+  @AfterEach
+  void tearDown() {
+    nodes.forEach(RedisEngine::closeStore);
+  }
+
+  private RedisEngine node(String id) throws Exception {
+    RedisEngine e = RedisEngine.builder().uri(redis.uri()).nodeId(id).ticker(clock).scheduler(clock)
+        .housekeeping(Duration.ZERO).build();
+    nodes.add(e);
+    return e;
+  }
+
+  /** One request a second, burst 1; the first acquire takes the burst, so the next ones wait. */
+  private void limitAndDrain(RedisEngine e) {
+    sync(e).setLimit(new LimitSpec("r", List.of(new RateSpec("requests", 1, Duration.ofSeconds(1), 1)), 0, 0, null));
+    clock.advance(Duration.ofSeconds(1));
+    sync(e).acquire("r", Map.of(), Lane.DEFAULT, 0, "drain").future().join();
+  }
+
+  private static Ticket park(RedisEngine e, String rid) {
+    Ticket t = e.acquire("r", Map.of(), Lane.DEFAULT, 600 * SEC, rid);
+    e.awaitQuiet(); // in line in Redis, not in flight
+    assertThat(t.future()).isNotDone();
+    return t;
+  }
+
+  private static void assertEndedRetryable(Ticket t) {
+    await().atMost(Duration.ofSeconds(10)).until(() -> t.future().isDone());
+    assertThat(t.future()).isCompletedExceptionally();
+    try {
+      t.future().join();
+    } catch (CompletionException e) {
+      assertThat(e.getCause()).isInstanceOfSatisfying(EngineException.class, ee -> {
+        assertThat(ee.reason()).as(ee.getMessage()).isEqualTo(EngineException.Reason.UNAVAILABLE);
+        assertThat(ee.getMessage()).contains("lost its data").contains("retry");
+      });
+    }
+  }
+
+  @Test
+  void anEmptyRestartIsFoundByTheReconnectionAloneAndTheRetriesAreGranted() throws Exception {
+    RedisEngine a = node("a");
+    RedisEngine b = node("b");
+    limitAndDrain(a);
+    sync(b).getLimit("r"); // b has it cached: its acquire goes straight into the line
+    Ticket onA = park(a, "wa");
+    Ticket onB = park(b, "wb");
+
+    redis.restart(); // kill -9, back on the same port without a key or a loaded script
+
+    // No housekeeping runs: each node finds the loss when its connections come back.
+    assertEndedRetryable(onA);
+    assertEndedRetryable(onB);
+    assertThat(sync(b).getLimit("r")).as("restored").isPresent();
+    assertThat(a.storeLosses()).isEqualTo(1);
+    assertThat(b.storeLosses()).isEqualTo(1);
+
+    // The SDK's retries (same request ids) join the restored line and are granted as it refills.
+    Ticket retryA = a.acquire("r", Map.of(), Lane.DEFAULT, 600 * SEC, "wa");
+    Ticket retryB = b.acquire("r", Map.of(), Lane.DEFAULT, 600 * SEC, "wb");
+    for (int i = 0; i < 3 && !(retryA.future().isDone() && retryB.future().isDone()); i++) {
+      clock.advance(Duration.ofSeconds(1));
+      await().atMost(Duration.ofSeconds(5)).until(() -> retryA.future().isDone() || retryB.future().isDone());
+    }
+    await().atMost(Duration.ofSeconds(10)).until(() -> {
+      clock.advance(Duration.ofMillis(500));
+      return retryA.future().isDone() && retryB.future().isDone();
+    });
+    assertThat(retryA.future().join().permitId()).isNotBlank();
+    assertThat(retryB.future().join().permitId()).isNotBlank();
+  }
+
+  @Test
+  void aSecondNodeRecoversAlthoughTheFirstAlreadyRestoredTheMarker() throws Exception {
+    RedisEngine a = node("a");
+    RedisEngine b = node("b");
+    limitAndDrain(a);
+    sync(b).getLimit("r"); // b knows the limit too
+    Ticket onB = park(b, "wb");
+
+    redis.flushAll(); // no reconnection, no hint: housekeeping finds it
+    assertThat(a.storeLosses()).isZero();
+    a.housekeep(); // restores the limit and writes a new marker
+    assertThat(a.storeLosses()).isEqualTo(1);
+    b.housekeep(); // finds a marker it does not know: its waiters' line is gone as well
+    assertThat(b.storeLosses()).isEqualTo(1);
+    assertEndedRetryable(onB);
+    b.housekeep();
+    assertThat(b.storeLosses()).as("one loss, recovered once").isEqualTo(1);
+  }
+
+  @Test
+  void aLimitGoneFromAnEmptiedStoreAnswersRetryableAndIsRestoredWithoutHousekeeping() throws Exception {
+    RedisEngine a = node("a");
+    limitAndDrain(a);
+    redis.flushAll();
+
+    Ticket t = a.acquire("r", Map.of(), Lane.DEFAULT, 600 * SEC, "first");
+    await().atMost(Duration.ofSeconds(10)).until(() -> t.future().isDone());
+    try {
+      t.future().join();
+    } catch (CompletionException e) {
+      assertThat(e.getCause()).isInstanceOfSatisfying(EngineException.class, ee ->
+          assertThat(ee.reason()).as("not NOT_FOUND: " + ee.getMessage()).isEqualTo(EngineException.Reason.UNAVAILABLE));
+    }
+    await().atMost(Duration.ofSeconds(10)).until(() -> a.storeLosses() == 1);
+    assertThat(sync(a).getLimit("r")).isPresent();
+  }
+
+  @Test
+  void aLimitDeletedByAnotherNodeUnheardEndsAsNotFoundOnceChecked() throws Exception {
+    RedisEngine a = node("a");
+    limitAndDrain(a);
+    // Deleted behind a's back: no announcement on sluice:config reaches it.
+    redis.command("DEL sluice:{r}:cfg");
+    redis.command("SREM sluice:limits r");
+
+    Ticket t = a.acquire("r", Map.of(), Lane.DEFAULT, SEC, "first");
+    await().atMost(Duration.ofSeconds(10)).until(() -> t.future().isDone());
+    await().atMost(Duration.ofSeconds(10)).until(() -> {
+      try {
+        a.acquire("r", Map.of(), Lane.DEFAULT, SEC, "again").future().join();
+        return false;
+      } catch (CompletionException e) {
+        return e.getCause() instanceof EngineException ee && ee.reason() == EngineException.Reason.NOT_FOUND;
+      }
+    });
+    assertThat(a.storeLosses()).as("the store kept its data").isZero();
+  }
+}
