@@ -108,10 +108,8 @@ class StoreLossTest {
     // The SDK's retries (same request ids) join the restored line and are granted as it refills.
     Ticket retryA = a.acquire("r", Map.of(), Lane.DEFAULT, 600 * SEC, "wa");
     Ticket retryB = b.acquire("r", Map.of(), Lane.DEFAULT, 600 * SEC, "wb");
-    for (int i = 0; i < 3 && !(retryA.future().isDone() && retryB.future().isDone()); i++) {
-      clock.advance(Duration.ofSeconds(1));
-      await().atMost(Duration.ofSeconds(5)).until(() -> retryA.future().isDone() || retryB.future().isDone());
-    }
+    a.awaitQuiet(); // both in line, their wake-ups scheduled, before the clock moves
+    b.awaitQuiet();
     await().atMost(Duration.ofSeconds(10)).until(() -> {
       clock.advance(Duration.ofMillis(500));
       return retryA.future().isDone() && retryB.future().isDone();
