@@ -30,7 +30,16 @@ public final class EngineException extends RuntimeException {
   }
 
   public EngineException(Reason reason, String message, long retryAfterNanos) {
-    super(message, null, false, false);
+    this(reason, message, retryAfterNanos, null);
+  }
+
+  /** With the store's own error as its cause, for the engine to read (never sent to a client). */
+  EngineException(Reason reason, String message, Throwable cause) {
+    this(reason, message, 0, cause);
+  }
+
+  private EngineException(Reason reason, String message, long retryAfterNanos, Throwable cause) {
+    super(message, cause, false, false);
     this.reason = reason;
     this.retryAfterNanos = retryAfterNanos;
   }

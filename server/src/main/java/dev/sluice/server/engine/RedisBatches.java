@@ -256,12 +256,34 @@ final class RedisBatches {
     String version;
     int attempt;
     private boolean stale;
+    /** When it was first sent: see {@link RedisWaiters#resend}. */
+    final long firstSent;
 
     AcquireOp(RedisWaiters waiters, RedisWaiters.RWaiter w, Map<String, Long> requested, Lane lane) {
+      this(waiters, w, requested, lane, waiters.calls.nanoNow());
+    }
+
+    private AcquireOp(
+        RedisWaiters waiters, RedisWaiters.RWaiter w, Map<String, Long> requested, Lane lane, long firstSent) {
       this.waiters = waiters;
       this.w = w;
       this.requested = requested;
       this.lane = lane;
+      this.firstSent = firstSent;
+    }
+
+    /** The same acquire, to send again; its answer answers this one. */
+    AcquireOp again() {
+      AcquireOp next = new AcquireOp(waiters, w, requested, lane, firstSent);
+      next.version = version;
+      next.admitted.whenComplete((v, e) -> {
+        if (e == null) {
+          admitted.complete(null);
+        } else {
+          admitted.completeExceptionally(e);
+        }
+      });
+      return next;
     }
 
     @Override
@@ -330,6 +352,9 @@ final class RedisBatches {
     void fail(EngineException e) {
       if (e.reason() == EngineException.Reason.NOT_FOUND) {
         waiters.limits.forget(w.resource);
+      }
+      if (e.reason() == EngineException.Reason.UNAVAILABLE && waiters.resend(this, e)) {
+        return;
       }
       refuse(e);
     }

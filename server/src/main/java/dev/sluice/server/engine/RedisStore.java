@@ -436,10 +436,12 @@ public final class RedisStore implements AutoCloseable {
           redact(uri), rootMessage(e));
       reachabilityWatchers.forEach(RedisStore::runQuietly);
     }
+    // The cause says whether the call may have run (isIndeterminate).
     return new EngineException(
         EngineException.Reason.UNAVAILABLE,
         "this node's Redis (" + redact(uri) + ") is unreachable (" + rootMessage(e) + "): retry on"
-            + " another node or after Redis is back");
+            + " another node or after Redis is back",
+        e);
   }
 
   /**

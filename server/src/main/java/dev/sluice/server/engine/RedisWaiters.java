@@ -333,6 +333,41 @@ final class RedisWaiters {
   }
 
   /**
+   * An acquire whose call got no answer may still have run in Redis (a stall, a lost reply: the
+   * call timed out, or its connection broke after it was sent; a call refused before it left is
+   * failed at once, and the SDK tries another node). Sent again
+   * from this node with the same request id, its effect is found, not repeated: the waiter it
+   * queued is taken over in place by this same node, the permit it got is handed over. Failing
+   * it instead would send the caller's retry to another node, and the two copies would race in
+   * Redis once it answers: whichever ran last would own the waiter, and a grant could go to the
+   * node whose caller had left while the live call waited out its deadline. So the caller keeps
+   * waiting here, for as long as the other nodes keep this node's waiters in line (the node
+   * timeout) and within its deadline; after that it hears UNAVAILABLE and the SDK tries another
+   * node (this node alone is cut off from Redis). True if it will be sent again.
+   */
+  boolean resend(RedisBatches.AcquireOp op, EngineException why) {
+    if (!(why.getCause() instanceof io.lettuce.core.RedisException re) || !RedisStore.isIndeterminate(re)) {
+      return false;
+    }
+    RWaiter w = op.w;
+    long now = calls.nanoNow();
+    long deadline = op.firstSent + w.timeoutNanos;
+    if (closed || w.status.get() != RWaiter.WAITING
+        || now - op.firstSent > calls.nodeTimeoutMicros() * 1000
+        || deadline - (now + SETTLE_RETRY.toNanos()) <= 0) {
+      return false;
+    }
+    scheduler.schedule(() -> {
+      if (!closed && w.status.get() == RWaiter.WAITING) {
+        batches.submit(w.resource, op.again());
+      } else {
+        op.admitted.complete(null); // ended meanwhile (cancelled): its own leave cleans Redis up
+      }
+    }, SETTLE_RETRY.toNanos());
+    return true;
+  }
+
+  /**
    * Asks Redis again, until it answers or {@code until}, what became of a waiter whose leave at
    * its deadline got no answer: still in line, it leaves; granted to this node, the grant goes
    * back in full; anything else (taken over by a retry, ended) is left as it is.
