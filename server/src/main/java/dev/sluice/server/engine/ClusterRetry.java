@@ -21,6 +21,11 @@ import java.util.function.Supplier;
  * failure triggers find the new owner. A command that may have run (a timeout, a connection lost
  * with the command on the wire) is never sent again here: its failure is the caller's.
  *
+ * <p>A refusal of Lettuce's own ({@link #staleRoute}: no connection to the node its view gives
+ * the slot) also asks for a topology refresh ({@link RedisStore#refreshTopology}): none of
+ * Lettuce's adaptive triggers fires for it, and a view that still routes the slot to a killed
+ * primary would otherwise stand until the periodic refresh.
+ *
  * <p>The backoff runs on real time: it paces calls to a real Redis, not the engine's clock.
  */
 final class ClusterRetry {
@@ -52,6 +57,15 @@ final class ClusterRetry {
     return m.startsWith("Currently not connected. Commands are rejected");
   }
 
+  /**
+   * True if Lettuce itself refused {@code t}'s command because its view of the cluster routes the
+   * slot to a node it cannot reach, or to no node: a sign that view is stale (a primary failed
+   * over). Redis's own refusals ({@code TRYAGAIN}, {@code CLUSTERDOWN}, redirects) are not.
+   */
+  static boolean staleRoute(Throwable t) {
+    return notRun(t) && !(t instanceof RedisCommandExecutionException);
+  }
+
   /** The pause before retry {@code n} (from 0). */
   static long backoffNanos(int n) {
     return n >= 4 ? MAX : FIRST << n;
@@ -60,14 +74,16 @@ final class ClusterRetry {
   /**
    * Runs {@code command}, and again while it fails with {@link #notRun} and a retry can start
    * before {@code deadline} ({@link System#nanoTime()}); the future ends as the last attempt did.
+   * Each attempt refused with {@link #staleRoute} runs {@code staleView} first (it must not wait).
    */
-  static <T> CompletableFuture<T> call(Supplier<CompletableFuture<T>> command, long deadline) {
+  static <T> CompletableFuture<T> call(Supplier<CompletableFuture<T>> command, long deadline, Runnable staleView) {
     CompletableFuture<T> out = new CompletableFuture<>();
-    attempt(command, deadline, 0, out);
+    attempt(command, deadline, 0, out, staleView);
     return out;
   }
 
-  private static <T> void attempt(Supplier<CompletableFuture<T>> command, long deadline, int n, CompletableFuture<T> out) {
+  private static <T> void attempt(
+      Supplier<CompletableFuture<T>> command, long deadline, int n, CompletableFuture<T> out, Runnable staleView) {
     CompletableFuture<T> f;
     try {
       f = command.get();
@@ -81,13 +97,16 @@ final class ClusterRetry {
             return;
           }
           Throwable t = EngineException.unwrap(error);
+          if (staleRoute(t)) {
+            staleView.run();
+          }
           long pause = backoffNanos(n);
           if (!notRun(t) || System.nanoTime() + pause - deadline > 0) {
             out.completeExceptionally(t);
             return;
           }
           CompletableFuture.delayedExecutor(pause, TimeUnit.NANOSECONDS)
-              .execute(() -> attempt(command, deadline, n + 1, out));
+              .execute(() -> attempt(command, deadline, n + 1, out, staleView));
         });
   }
 }

@@ -105,10 +105,14 @@ final class RedisCalls {
    * passes: for {@link ClusterRetry#BUDGET} after the first such refusal with no script answered
    * since, it leaves the node's health alone (its clients keep waiting on it instead of being cut
    * off, and their waiters keep their places in line). Anything else, or such trouble that
-   * lasts, marks the store unreachable ({@link RedisStore#unavailable}).
+   * lasts, marks the store unreachable ({@link RedisStore#unavailable}). A refusal of Lettuce's
+   * routing ({@link ClusterRetry#staleRoute}) also asks for a topology refresh.
    */
   EngineException failed(Throwable t) {
     if (t instanceof RedisException e && store.isCluster() && ClusterRetry.notRun(e)) {
+      if (ClusterRetry.staleRoute(e)) {
+        store.refreshTopology();
+      }
       long now = System.nanoTime();
       long since = clusterTroubleSince.updateAndGet(s -> s == 0 ? now : s);
       if (now - since < ClusterRetry.BUDGET.toNanos()) {
@@ -176,7 +180,8 @@ final class RedisCalls {
       return script.evalAsync(keys, argv);
     }
     long latest = System.nanoTime() + ClusterRetry.BUDGET.toNanos();
-    return ClusterRetry.call(() -> script.evalAsync(keys, argv), deadline - latest < 0 ? deadline : latest)
+    return ClusterRetry.call(
+            () -> script.evalAsync(keys, argv), deadline - latest < 0 ? deadline : latest, store::refreshTopology)
         .whenComplete((reply, error) -> {
           if (error == null) {
             answered();

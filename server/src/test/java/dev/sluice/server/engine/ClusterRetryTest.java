@@ -13,10 +13,12 @@ import io.lettuce.core.cluster.ClusterTopologyRefreshOptions.RefreshTrigger;
 import io.lettuce.core.cluster.models.partitions.ClusterPartitionParser;
 import io.lettuce.core.cluster.models.partitions.RedisClusterNode;
 import java.time.Duration;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Predicate;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -71,7 +73,7 @@ class ClusterRetryTest {
     CompletableFuture<String> out = ClusterRetry.call(() -> calls.incrementAndGet() <= 3
             ? CompletableFuture.failedFuture(new RedisCommandExecutionException("TRYAGAIN Multiple keys request"))
             : CompletableFuture.completedFuture("GRANTED"),
-        System.nanoTime() + TimeUnit.SECONDS.toNanos(30));
+        System.nanoTime() + TimeUnit.SECONDS.toNanos(30), () -> {});
     assertThat(out.join()).isEqualTo("GRANTED");
     assertThat(calls).hasValue(4);
   }
@@ -82,9 +84,42 @@ class ClusterRetryTest {
     CompletableFuture<String> out = ClusterRetry.call(() -> {
       calls.incrementAndGet();
       return CompletableFuture.failedFuture(new RedisCommandExecutionException("TRYAGAIN Multiple keys request"));
-    }, System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(50));
+    }, System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(50), () -> {});
     assertThatThrownBy(out::join).isInstanceOf(CompletionException.class).hasMessageContaining("TRYAGAIN");
     assertThat(calls.get()).isBetween(1, 4); // 10, 20, 40 ms pauses: at most three fit in 50 ms
+  }
+
+  /**
+   * A failover whose refreshed view still routed the slot to the killed primary: Lettuce refuses
+   * the script itself ("Currently not connected", a connection that cannot open), no adaptive
+   * trigger of Lettuce's fires, so each such refusal asks for a refresh; Redis's own refusals
+   * (TRYAGAIN, CLUSTERDOWN) say nothing about the view and do not.
+   */
+  @Test
+  void aRefusalForAStaleViewAsksForATopologyRefresh() {
+    Predicate<Throwable> stale = ClusterRetry::staleRoute;
+    assertThat(List.of(
+            new RedisException("Currently not connected. Commands are rejected."),
+            new RedisConnectionException("Unable to connect to 127.0.0.1:7001"),
+            new PartitionSelectorException("Cannot determine a partition for slot 6049.", null)))
+        .allMatch(stale);
+    assertThat(List.of(
+            new RedisCommandExecutionException("TRYAGAIN Multiple keys request"),
+            new RedisCommandExecutionException("CLUSTERDOWN The cluster is down"),
+            new RedisCommandTimeoutException("Command timed out")))
+        .noneMatch(stale);
+
+    AtomicInteger calls = new AtomicInteger();
+    AtomicInteger refreshes = new AtomicInteger();
+    CompletableFuture<String> out = ClusterRetry.call(() -> switch (calls.incrementAndGet()) {
+          case 1, 2 -> CompletableFuture.failedFuture(new RedisException("Currently not connected. Commands are rejected."));
+          case 3 -> CompletableFuture.failedFuture(new RedisCommandExecutionException("CLUSTERDOWN The cluster is down"));
+          default -> CompletableFuture.completedFuture("GRANTED");
+        },
+        System.nanoTime() + TimeUnit.SECONDS.toNanos(30), refreshes::incrementAndGet);
+    assertThat(out.join()).isEqualTo("GRANTED");
+    assertThat(calls).hasValue(4);
+    assertThat(refreshes).hasValue(2);
   }
 
   @Test
@@ -93,7 +128,7 @@ class ClusterRetryTest {
     CompletableFuture<String> out = ClusterRetry.call(() -> {
       calls.incrementAndGet();
       return CompletableFuture.failedFuture(new RedisCommandTimeoutException("Command timed out"));
-    }, System.nanoTime() + TimeUnit.SECONDS.toNanos(30));
+    }, System.nanoTime() + TimeUnit.SECONDS.toNanos(30), () -> {});
     assertThatThrownBy(out::join).hasCauseInstanceOf(RedisCommandTimeoutException.class);
     assertThat(calls).hasValue(1);
   }
