@@ -151,9 +151,12 @@ final class History {
             + " (" + a.outcome() + (a.error() == null ? "" : " " + a.error()) + "), "
             + String.format("%.1f s", (a.end() - a.deadline()) / 1e9) + " after its deadline");
       }
-      if (a.outcome() != Outcome.OK && a.outcome() != Outcome.TIMEOUT) {
+      if (a.outcome() != Outcome.OK) {
         for (Fault f : faults) {
-          if (a.deadline() > f.back() && a.start() < f.back() + RECOVERY) {
+          // A timeout is the caller's own deadline: lost only if the store was back in time to
+          // serve it (RECOVERY before its deadline), else the fault cost it its wait, as promised.
+          long backBy = a.outcome() == Outcome.TIMEOUT ? f.back() + RECOVERY : f.back();
+          if (a.deadline() > backBy && a.start() < f.back() + RECOVERY && a.end() > f.start()) {
             violations.add("lost waiter: acquire " + a.requestId() + " started " + ms(a.start())
                 + ", deadline " + ms(a.deadline()) + ", after " + f.what() + " back at " + ms(f.back())
                 + " ended " + ms(a.end()) + " " + a.outcome() + ": " + a.error());
