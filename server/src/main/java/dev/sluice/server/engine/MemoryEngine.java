@@ -430,8 +430,9 @@ public final class MemoryEngine extends ImmediateEngine {
           Map<String, Long> fit = s.spec == e.spec ? charged : Validation.load(s.spec, load);
           s.expireLeases(now);
           s.refill(now);
+          boolean[] forfeited = {false};
           if (rid != null) {
-            Waiter again = retry(s, rid, timeoutNanos, now, granted);
+            Waiter again = retry(s, rid, timeoutNanos, now, granted, forfeited);
             if (again != null) {
               return again;
             }
@@ -447,6 +448,9 @@ public final class MemoryEngine extends ImmediateEngine {
             w.status.set(Waiter.ENDED);
             e.add(Outcome.TIMED_OUT);
             w.future.completeExceptionally(notGrantedInTime(resource, 0));
+            if (forfeited[0]) {
+              drain(s, now, granted); // the slot the forfeited permit held may let a waiter go
+            }
             return w;
           }
           if (s.waiting >= s.spec.maxWaiting()) {
@@ -476,9 +480,11 @@ public final class MemoryEngine extends ImmediateEngine {
   /**
    * An acquire whose request id is known on this resource (see {@link Engine#acquire}): takes a
    * waiter over in its place, or answers with the permit held under the id, or refuses an id
-   * whose permit has ended. Null when the id is free: a new acquire.
+   * whose permit has ended. Null when the id is free: a new acquire ({@code forfeited[0]} set
+   * when a try-once forfeited a late grant: the caller drains after answering it).
    */
-  private Waiter retry(ResourceState s, String rid, long timeoutNanos, long now, List<Waiter> granted) {
+  private Waiter retry(
+      ResourceState s, String rid, long timeoutNanos, long now, List<Waiter> granted, boolean[] forfeited) {
     Waiter queued = s.queued(rid);
     if (queued != null) {
       Waiter next = new Waiter(this, s, queued.load, queued.lane, rid, queued.arrival);
@@ -508,6 +514,7 @@ public final class MemoryEngine extends ImmediateEngine {
       s.endPermit(held.id, now, true);
       s.entry.add(Outcome.FORFEITED);
       if (timeoutNanos == 0) {
+        forfeited[0] = true;
         return null; // a try-once: goes now if it fits with nobody waiting, as a fresh one would
       }
       Waiter next = new Waiter(this, s, held.load, held.origin.lane, rid, held.origin.arrival);

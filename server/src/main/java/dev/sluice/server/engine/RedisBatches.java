@@ -293,7 +293,13 @@ final class RedisBatches {
       argv.add(w.requestId);
       argv.add(Integer.toString(lane.ordinal() + 1));
       argv.add(RedisCalls.encodeLoad(w.load));
-      argv.add(Long.toString(w.timeoutNanos / 1000));
+      argv.add(Long.toString(remainingNanos() / 1000));
+    }
+
+    /** What is left of the caller's timeout: all of it, unless this acquire is sent again. */
+    long remainingNanos() {
+      long left = firstSent + w.timeoutNanos - waiters.calls.nanoNow();
+      return w.timeoutNanos == 0 ? 0 : Math.max(1_000_000, Math.min(w.timeoutNanos, left));
     }
 
     @Override
@@ -313,7 +319,7 @@ final class RedisBatches {
           if (r.size() > 2 && "taken".equals(r.get(1))) {
             w.load = decodeLoad((String) r.get(2)); // the waiter taken over keeps its load
           }
-          waiters.queued(w);
+          waiters.queued(w, remainingNanos());
         }
         case "TIMEOUT" -> waiters.endLocal(w, RedisWaiters.notGrantedInTime(w.resource, 0));
         case "FULL" -> {

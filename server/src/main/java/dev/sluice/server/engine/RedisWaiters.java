@@ -107,6 +107,12 @@ final class RedisWaiters {
     final long timeoutNanos;
     /** Replaced by a retry of its request id on this node: its entry belongs to the retry. */
     volatile boolean takenOver;
+    /**
+     * Its acquire once got no answer and was sent again ({@link #resend}): the acquire to ask
+     * again whenever a grant notice comes for it, since such a notice may be one held up with
+     * the lost replies, for a grant the retry has forfeited since.
+     */
+    volatile RedisBatches.AcquireOp unsure;
     final CompletableFuture<Grant> future = new CompletableFuture<>();
     final AtomicInteger status = new AtomicInteger(WAITING);
     volatile Scheduler.Cancellable timeout;
@@ -222,10 +228,14 @@ final class RedisWaiters {
   }
 
   /** Redis queued the waiter: its deadline starts, unless it ended meanwhile. */
-  void queued(RWaiter w) {
+  void queued(RWaiter w, long timeoutNanos) {
     int status = w.status.get();
     if (status == RWaiter.WAITING) {
-      w.timeout = scheduler.schedule(() -> expire(w), w.timeoutNanos);
+      Scheduler.Cancellable earlier = w.timeout; // an acquire sent again (resend) is queued again
+      if (earlier != null) {
+        earlier.cancel();
+      }
+      w.timeout = scheduler.schedule(() -> expire(w), timeoutNanos);
     } else if (status == RWaiter.ENDED && !w.takenOver) {
       // Cancelled before Redis saw it: it must not wait there for nobody.
       events.execute(() -> leaveQuietly(w));
@@ -352,6 +362,7 @@ final class RedisWaiters {
     RWaiter w = op.w;
     long now = calls.nanoNow();
     long deadline = op.firstSent + w.timeoutNanos;
+    w.unsure = op;
     if (closed || w.status.get() != RWaiter.WAITING
         || now - op.firstSent > calls.nodeTimeoutMicros() * 1000
         || deadline - (now + SETTLE_RETRY.toNanos()) <= 0) {
@@ -429,6 +440,16 @@ final class RedisWaiters {
 
   private void deliver(String resource, String rid, String permit, long waitedMicros, long leaseMicros) {
     Local local = locals.get(resource);
+    RWaiter suspect = local == null ? null : local.waiters.get(rid);
+    RedisBatches.AcquireOp check = suspect == null ? null : suspect.unsure;
+    if (check != null) {
+      // Not handed over as it is: the acquire asked again answers with this permit if it is
+      // still held and fresh (Engine#acquire), or forfeits it and keeps the waiter in line.
+      if (suspect.status.get() == RWaiter.WAITING) {
+        batches.submit(resource, check.again());
+      }
+      return;
+    }
     RWaiter w = local == null ? null : local.waiters.remove(rid);
     if (w == null) {
       if (delivered.asMap().putIfAbsent(resource + "\t" + permit, Boolean.TRUE) == null) {

@@ -75,4 +75,21 @@ class EngineDifferentialRegressionTest {
         new Lockstep.Step.Acquire(0, 1, true, 18, 60000, 1, 184),
         new Lockstep.Step.Advance(10000));
   }
+
+  /**
+   * Found by the differential test, seed 20263542: a try-once retry of a waiting request id,
+   * answered at once, takes the waiter out of line on both stores alike.
+   */
+  @Test
+  void seed20263542() {
+    assertAgree(new Lockstep.Setup(14, 5, 271, 87, 2000, 4, 2),
+        new Lockstep.Step.Advance(1359),
+        new Lockstep.Step.Acquire(1, 1, false, 11, 60000, 0, 822),
+        new Lockstep.Step.Acquire(2, 1, true, 16, 3000, 1, 338),
+        new Lockstep.Step.Acquire(0, 1, true, 58, 200, 1, 349),
+        new Lockstep.Step.Advance(868),
+        new Lockstep.Step.Acquire(0, 1, true, 2, 200, 2, 840),
+        new Lockstep.Step.Acquire(0, 1, true, 13, 200, 0, 655),
+        new Lockstep.Step.Acquire(0, 2, true, 12, 0, 2, 561));
+  }
 }
