@@ -76,6 +76,30 @@ final class RedisWaiters {
             .expireAfterWrite(Duration.ofMinutes(2))
             .maximumSize(1_000_000)
             .build();
+    // A connection opened again: the pub/sub one may have missed grant notices meanwhile.
+    calls.store.onSuspectedRestart(why -> scheduler.schedule(() -> events.execute(this::recheckAll),
+        SETTLE_RETRY.toNanos()));
+  }
+
+  /**
+   * Asks again what became of every waiter parked here, after a connection to Redis came back
+   * (a reset, a reconnect): a grant notice published while this node's pub/sub connection was
+   * down is lost, and its waiter would hold its grant, and a concurrency slot, unheard until its
+   * deadline (the campaign found the rate at 29-49/s two seconds after a node's connections were
+   * reset). Each acquire is sent again with its request id: the script hands over a permit still
+   * fresh, forfeits a late one, or keeps the waiter in its place.
+   */
+  void recheckAll() {
+    if (closed) {
+      return;
+    }
+    locals.forEach((resource, local) -> local.waiters.values().forEach(w -> {
+      RedisBatches.AcquireOp sent = w.sent;
+      if (sent != null && w.status.get() == RWaiter.WAITING) {
+        w.unsure = sent;
+        batches.submit(resource, sent.again());
+      }
+    }));
   }
 
   /** This node's waiters on one resource and its one wake-up. */
@@ -113,6 +137,8 @@ final class RedisWaiters {
      * the lost replies, for a grant the retry has forfeited since.
      */
     volatile RedisBatches.AcquireOp unsure;
+    /** The acquire that queued it, to ask again after a reconnect ({@link #recheckAll}). */
+    volatile RedisBatches.AcquireOp sent;
     final CompletableFuture<Grant> future = new CompletableFuture<>();
     final AtomicInteger status = new AtomicInteger(WAITING);
     volatile Scheduler.Cancellable timeout;
@@ -194,6 +220,7 @@ final class RedisWaiters {
     }
     w.load = charged;
     op.version = c.version();
+    w.sent = op;
     RWaiter[] earlier = new RWaiter[1];
     locals.compute(
         w.resource,

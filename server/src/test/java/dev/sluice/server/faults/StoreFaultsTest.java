@@ -97,6 +97,18 @@ class StoreFaultsTest {
     row(FaultRun.Topology.STANDALONE, Faults.storeCut(0, Duration.ofSeconds(4)));
   }
 
+  /**
+   * Found by the campaign (9 runs of 50): two seconds after a node's connections to Redis were
+   * reset, the rate was at 29-49/s of 60. Grant notices published while its pub/sub connection
+   * was down were lost, and their waiters held their grants and slots unheard until their
+   * deadlines. The node now asks again what became of its waiters once a connection is back
+   * (RedisWaiters#recheckAll; LostNoticeTest).
+   */
+  @Test
+  void nodesRedisConnectionsReset() throws Exception {
+    row(FaultRun.Topology.STANDALONE, Faults.storeReset(0));
+  }
+
   @Test
   void workersCutOffFromANode() throws Exception {
     row(FaultRun.Topology.STANDALONE, Faults.clientCut(0, Duration.ofSeconds(4)));
