@@ -2,6 +2,11 @@ package dev.sluice.cli;
 
 import dev.sluice.server.GrpcLimits;
 import dev.sluice.server.SluiceServer;
+import dev.sluice.server.config.ServerConfigKeys.Buffer;
+import dev.sluice.server.config.ServerConfigKeys.Grpc;
+import dev.sluice.server.config.ServerConfigKeys.Http;
+import dev.sluice.server.config.ServerConfigKeys.Limits;
+import dev.sluice.server.config.ServerConfigKeys.Store;
 import dev.sluice.server.http.HttpApi;
 import java.io.IOException;
 import java.lang.reflect.Constructor;
@@ -38,11 +43,11 @@ final class ServeCommand implements Callable<Integer> {
           + " you say otherwise.")
   private String host;
 
-  @Option(names = "--port", paramLabel = "PORT", defaultValue = "${env:SLUICE_PORT:-7420}",
+  @Option(names = "--port", paramLabel = "PORT", defaultValue = "${env:SLUICE_PORT:-" + Grpc.PORT_DEFAULT + "}",
       description = "gRPC port, 0 for any free one (env SLUICE_PORT, default ${DEFAULT-VALUE}).")
   private int port;
 
-  @Option(names = "--http-port", paramLabel = "PORT", defaultValue = "${env:SLUICE_HTTP_PORT:-7421}",
+  @Option(names = "--http-port", paramLabel = "PORT", defaultValue = "${env:SLUICE_HTTP_PORT:-" + Http.PORT_DEFAULT + "}",
       description = "HTTP port: Prometheus /metrics, /healthz, /readyz, the dashboard at / and the HTTP/JSON"
           + " API; 0 for any free one, -1 for none (env SLUICE_HTTP_PORT, default ${DEFAULT-VALUE}).")
   private int httpPort;
@@ -81,11 +86,11 @@ final class ServeCommand implements Callable<Integer> {
   private Fsync bufferFsync;
 
   @Option(names = "--data-dir", paramLabel = "DIR",
-      defaultValue = "${env:SLUICE_DATA_DIR:-sluice-data}",
+      defaultValue = "${env:SLUICE_DATA_DIR:-" + Store.DATA_DIR_DEFAULT + "}",
       description = "Where limits are stored (env SLUICE_DATA_DIR, default ${DEFAULT-VALUE}).")
   private Path dataDir;
 
-  @Option(names = "--store", paramLabel = "URI", defaultValue = "${env:SLUICE_STORE:-memory}",
+  @Option(names = "--store", paramLabel = "URI", defaultValue = "${env:SLUICE_STORE:-" + Store.STORE_DEFAULT + "}",
       description = "Where state lives: memory (this node alone) or a Redis shared by several"
           + " nodes: redis://host:port, rediss://host:port, redis-sentinel://host:26379#master,"
           + " redis-cluster://host:7000,host:7001 (env SLUICE_STORE, default ${DEFAULT-VALUE}).")
@@ -97,36 +102,36 @@ final class ServeCommand implements Callable<Integer> {
   String nodeId;
 
   @Option(names = "--max-waiting", paramLabel = "N",
-      defaultValue = "${env:SLUICE_MAX_WAITING:-10000}",
+      defaultValue = "${env:SLUICE_MAX_WAITING:-" + Limits.MAX_WAITING_DEFAULT + "}",
       description = "Default waiting-room size per resource"
           + " (env SLUICE_MAX_WAITING, default ${DEFAULT-VALUE}).")
   private int maxWaiting;
 
   @Option(names = "--max-waiting-per-connection", paramLabel = "N",
-      defaultValue = "${env:SLUICE_MAX_WAITING_PER_CONNECTION:-100000}",
+      defaultValue = "${env:SLUICE_MAX_WAITING_PER_CONNECTION:-" + Grpc.MAX_WAITING_PER_CONNECTION_DEFAULT + "}",
       description = "Most acquires one client connection may have parked at once, over every resource"
           + " (env SLUICE_MAX_WAITING_PER_CONNECTION, default ${DEFAULT-VALUE}).")
   private int maxWaitingPerConnection;
 
   @Option(names = "--lease-ttl", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_LEASE_TTL:-30s}",
+      defaultValue = "${env:SLUICE_LEASE_TTL:-" + Limits.LEASE_TTL_DEFAULT + "}",
       description = "Default lease of a concurrency slot"
           + " (env SLUICE_LEASE_TTL, default ${DEFAULT-VALUE}).")
   private Duration leaseTtl;
 
   @Option(names = "--max-wait", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_MAX_WAIT:-5m}",
+      defaultValue = "${env:SLUICE_MAX_WAIT:-" + Limits.MAX_WAIT_DEFAULT + "}",
       description = "Longest an acquire may wait (env SLUICE_MAX_WAIT, default ${DEFAULT-VALUE}).")
   private Duration maxWait;
 
   @Option(names = "--aging", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_AGING:-10s}",
+      defaultValue = "${env:SLUICE_AGING:-" + Limits.AGING_DEFAULT + "}",
       description = "Wait after which a lower-lane waiter gets every other grant"
           + " (env SLUICE_AGING, default ${DEFAULT-VALUE}).")
   private Duration aging;
 
   @Option(names = "--metrics-max-resources", paramLabel = "N",
-      defaultValue = "${env:SLUICE_METRICS_MAX_RESOURCES:-1000}",
+      defaultValue = "${env:SLUICE_METRICS_MAX_RESOURCES:-" + Limits.METRICS_MAX_RESOURCES_DEFAULT + "}",
       description = "Resources metered under their own resource tag (the rest share"
           + " resource=_other, `sluice stats` stays exact for each), and how many the dashboard and the"
           + " per-resource gauges show, first by name (env SLUICE_METRICS_MAX_RESOURCES, default"
@@ -135,14 +140,14 @@ final class ServeCommand implements Callable<Integer> {
 
   @Option(names = "--shutdown-grace", paramLabel = "DURATION",
       converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_SHUTDOWN_GRACE:-10s}",
+      defaultValue = "${env:SLUICE_SHUTDOWN_GRACE:-" + Grpc.SHUTDOWN_GRACE_DEFAULT + "}",
       description = "How long a stop may drain in-flight calls"
           + " (env SLUICE_SHUTDOWN_GRACE, default ${DEFAULT-VALUE}).")
   private Duration shutdownGrace;
 
   @Option(names = "--buffer-lease", paramLabel = "DURATION",
       converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_BUFFER_LEASE:-10s}",
+      defaultValue = "${env:SLUICE_BUFFER_LEASE:-" + Buffer.LEASE_DEFAULT + "}",
       description = "On a shared store: how long a node's right to deliver a buffer lasts unless renewed (every"
           + " second); a dead node's buffers move to another node within it (env SLUICE_BUFFER_LEASE,"
           + " default ${DEFAULT-VALUE}; 2s to 10m).")
@@ -265,9 +270,8 @@ final class ServeCommand implements Callable<Integer> {
       if (host != null) {
         builder.host(host);
       }
-      if (httpPort < -1 || httpPort > 65535) {
-        throw new IllegalArgumentException("--http-port " + httpPort + " is out of range: use 0 to 65535, or -1"
-            + " for no HTTP port");
+      if (httpPort != -1 && Http.PORT.problem(httpPort) != null) {
+        throw new IllegalArgumentException(Http.PORT.problem(httpPort) + ", or -1 for no HTTP port");
       }
       if (httpPort >= 0) {
         builder.httpPort(httpPort);

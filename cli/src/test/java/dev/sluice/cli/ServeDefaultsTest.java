@@ -1,0 +1,32 @@
+package dev.sluice.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import org.junit.jupiter.api.Test;
+
+/**
+ * {@code sluice serve} takes its defaults from the server's keys (ServerConfigKeys), so a node
+ * started from the command line and one built in code behave alike, and the help says so.
+ */
+class ServeDefaultsTest {
+
+  @Test
+  void helpShowsTheServerDefaults() {
+    CliRun help = CliRun.of("help", "serve");
+    assertThat(help.exit()).isZero();
+    String text = help.out().replaceAll("\\s+", " ");
+    assertThat(text).contains(
+        "SLUICE_PORT, default 7420)",
+        "SLUICE_HTTP_PORT, default 7421)",
+        "SLUICE_DATA_DIR, default sluice-data)",
+        "SLUICE_STORE, default memory)",
+        "SLUICE_MAX_WAITING, default 10000)",
+        "SLUICE_MAX_WAITING_PER_CONNECTION, default 100000)",
+        "SLUICE_LEASE_TTL, default 30s)",
+        "SLUICE_MAX_WAIT, default 5m)",
+        "SLUICE_AGING, default 10s)",
+        "SLUICE_METRICS_MAX_RESOURCES, default 1000)",
+        "SLUICE_SHUTDOWN_GRACE, default 10s)",
+        "SLUICE_BUFFER_LEASE, default 10s;");
+  }
+}
