@@ -62,17 +62,17 @@ final class ServeCommand implements Callable<Integer> {
   private Integer httpMaxConnections;
 
   @Option(names = "--http-idle-timeout", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_HTTP_IDLE_TIMEOUT:-75s}", description = "Closes an HTTP connection with no"
+      defaultValue = "${env:SLUICE_HTTP_IDLE_TIMEOUT:-" + Http.IDLE_TIMEOUT_DEFAULT + "}", description = "Closes an HTTP connection with no"
           + " request, long poll or event stream open after this long (env SLUICE_HTTP_IDLE_TIMEOUT, default"
           + " ${DEFAULT-VALUE}).")
   private Duration httpIdleTimeout;
 
   @Option(names = "--http-read-timeout", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_HTTP_READ_TIMEOUT:-20s}", description = "An HTTP request must arrive whole within"
+      defaultValue = "${env:SLUICE_HTTP_READ_TIMEOUT:-" + Http.READ_TIMEOUT_DEFAULT + "}", description = "An HTTP request must arrive whole within"
           + " this long of its first byte, else 408 (env SLUICE_HTTP_READ_TIMEOUT, default ${DEFAULT-VALUE}).")
   private Duration httpReadTimeout;
 
-  @Option(names = "--http-max-pipelined", paramLabel = "N", defaultValue = "${env:SLUICE_HTTP_MAX_PIPELINED:-8}",
+  @Option(names = "--http-max-pipelined", paramLabel = "N", defaultValue = "${env:SLUICE_HTTP_MAX_PIPELINED:-" + Http.MAX_PIPELINED_DEFAULT + "}",
       description = "Requests one HTTP connection may queue behind the one being answered; then it is not read"
           + " until they are (env SLUICE_HTTP_MAX_PIPELINED, default ${DEFAULT-VALUE}).")
   private int httpMaxPipelined;
@@ -186,41 +186,41 @@ final class ServeCommand implements Callable<Integer> {
   private Integer maxConnections;
 
   @Option(names = "--grpc-handshake-timeout", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_GRPC_HANDSHAKE_TIMEOUT:-10s}",
+      defaultValue = "${env:SLUICE_GRPC_HANDSHAKE_TIMEOUT:-" + Grpc.HANDSHAKE_TIMEOUT_DEFAULT + "}",
       description = "Time a new connection has for TLS and the HTTP/2 preface (env SLUICE_GRPC_HANDSHAKE_TIMEOUT,"
           + " default ${DEFAULT-VALUE}).")
   private Duration grpcHandshakeTimeout;
 
   @Option(names = "--max-connection-idle", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_MAX_CONNECTION_IDLE:-2m}",
+      defaultValue = "${env:SLUICE_MAX_CONNECTION_IDLE:-" + Grpc.MAX_CONNECTION_IDLE_DEFAULT + "}",
       description = "A connection with no call open this long is closed (env SLUICE_MAX_CONNECTION_IDLE, default"
           + " ${DEFAULT-VALUE}).")
   private Duration maxConnectionIdle;
 
   @Option(names = "--max-connection-age", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_MAX_CONNECTION_AGE:-1h}",
+      defaultValue = "${env:SLUICE_MAX_CONNECTION_AGE:-" + Grpc.MAX_CONNECTION_AGE_DEFAULT + "}",
       description = "A connection this old is asked to reconnect (env SLUICE_MAX_CONNECTION_AGE, default"
           + " ${DEFAULT-VALUE}).")
   private Duration maxConnectionAge;
 
   @Option(names = "--max-connection-age-grace", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_MAX_CONNECTION_AGE_GRACE:-5m}",
+      defaultValue = "${env:SLUICE_MAX_CONNECTION_AGE_GRACE:-" + Grpc.MAX_CONNECTION_AGE_GRACE_DEFAULT + "}",
       description = "Time calls on an aged connection get to finish before it is cut"
           + " (env SLUICE_MAX_CONNECTION_AGE_GRACE, default ${DEFAULT-VALUE}).")
   private Duration maxConnectionAgeGrace;
 
   @Option(names = "--max-calls-per-connection", paramLabel = "N",
-      defaultValue = "${env:SLUICE_MAX_CALLS_PER_CONNECTION:-10000}",
+      defaultValue = "${env:SLUICE_MAX_CALLS_PER_CONNECTION:-" + Grpc.MAX_CALLS_PER_CONNECTION_DEFAULT + "}",
       description = "Calls open at once on one connection (env SLUICE_MAX_CALLS_PER_CONNECTION, default"
           + " ${DEFAULT-VALUE}).")
   private int maxCallsPerConnection;
 
-  @Option(names = "--max-resets-per-10s", paramLabel = "N", defaultValue = "${env:SLUICE_MAX_RESETS_PER_10S:-10000}",
+  @Option(names = "--max-resets-per-10s", paramLabel = "N", defaultValue = "${env:SLUICE_MAX_RESETS_PER_10S:-" + Grpc.MAX_RESETS_PER_10S_DEFAULT + "}",
       description = "Stream resets one connection may send per 10 s before it is closed"
           + " (env SLUICE_MAX_RESETS_PER_10S, default ${DEFAULT-VALUE}).")
   private int maxResetsPer10s;
 
-  @Option(names = "--max-health-watches", paramLabel = "N", defaultValue = "${env:SLUICE_MAX_HEALTH_WATCHES:-1000}",
+  @Option(names = "--max-health-watches", paramLabel = "N", defaultValue = "${env:SLUICE_MAX_HEALTH_WATCHES:-" + Grpc.MAX_HEALTH_WATCHES_DEFAULT + "}",
       description = "Health Watch streams open at once (" + GrpcLimits.HEALTH_WATCHES_PER_CONNECTION + " per connection);"
           + " Check is not limited (env SLUICE_MAX_HEALTH_WATCHES, default ${DEFAULT-VALUE}).")
   private int maxHealthWatches;

@@ -27,6 +27,16 @@ class ServeDefaultsTest {
         "SLUICE_AGING, default 10s)",
         "SLUICE_METRICS_MAX_RESOURCES, default 1000)",
         "SLUICE_SHUTDOWN_GRACE, default 10s)",
-        "SLUICE_BUFFER_LEASE, default 10s;");
+        "SLUICE_BUFFER_LEASE, default 10s;",
+        "SLUICE_HTTP_IDLE_TIMEOUT, default 75s)",
+        "SLUICE_HTTP_READ_TIMEOUT, default 20s)",
+        "SLUICE_HTTP_MAX_PIPELINED, default 8)",
+        "SLUICE_GRPC_HANDSHAKE_TIMEOUT, default 10s)",
+        "SLUICE_MAX_CONNECTION_IDLE, default 2m)",
+        "SLUICE_MAX_CONNECTION_AGE, default 1h)",
+        "SLUICE_MAX_CONNECTION_AGE_GRACE, default 5m)",
+        "SLUICE_MAX_CALLS_PER_CONNECTION, default 10000)",
+        "SLUICE_MAX_RESETS_PER_10S, default 10000)",
+        "SLUICE_MAX_HEALTH_WATCHES, default 1000)");
   }
 }

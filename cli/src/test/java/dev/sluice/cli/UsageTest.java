@@ -61,7 +61,7 @@ class UsageTest {
       "serve --buffer-allow 10.0.0.0/33            | --buffer-allow '10.0.0.0/33': the prefix length must be 0 to 32",
       "serve --buffer-deny example.com             | --buffer-deny 'example.com' is not a network",
       "serve --http-max-connections 0              | --http-max-connections 0 is out of range: use 1",
-      "serve --http-read-timeout 10ms              | --http-read-timeout 10 ms is out of range: use 100ms",
+      "serve --http-read-timeout 10ms              | --http-read-timeout 10ms is out of range: use 100ms to 1d",
       "serve --http-max-pipelined -1               | --http-max-pipelined -1 is out of range: use 0 to 1000",
       "key create --role root                      | worker",
   })

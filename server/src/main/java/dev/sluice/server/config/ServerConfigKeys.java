@@ -15,8 +15,8 @@ import java.util.function.Function;
  * flags) so that the command line can name them in its annotations; {@link Key#defaultValue()}
  * is that text parsed.
  *
- * <p>GrpcLimits and HttpApi.Limits keep their own keys: each is a small immutable config
- * whose setters check and document every value.
+ * <p>GrpcLimits and HttpApi.Limits stay the immutable configs of their ports; their defaults
+ * and ranges are here too.
  */
 public final class ServerConfigKeys {
 
@@ -39,6 +39,44 @@ public final class ServerConfigKeys {
     public static final String SHUTDOWN_GRACE_DEFAULT = "10s";
     public static final Key<Duration> SHUTDOWN_GRACE =
         Key.ofDuration("shutdown grace", SHUTDOWN_GRACE_DEFAULT, "0s", null, "");
+
+    // What one client may hold on the port (GrpcLimits); the connection cap's default depends
+    // on the process's descriptors, so GrpcLimits keeps it.
+
+    /** {@code --grpc-handshake-timeout} (grpc-java's own default is 2 minutes). */
+    public static final String HANDSHAKE_TIMEOUT_DEFAULT = "10s";
+    public static final Key<Duration> HANDSHAKE_TIMEOUT = Key.ofDuration("handshake timeout",
+        HANDSHAKE_TIMEOUT_DEFAULT, "100ms", "2m", " (--grpc-handshake-timeout)");
+
+    /** {@code --max-connection-idle}. */
+    public static final String MAX_CONNECTION_IDLE_DEFAULT = "2m";
+    public static final Key<Duration> MAX_CONNECTION_IDLE = Key.ofDuration("max connection idle",
+        MAX_CONNECTION_IDLE_DEFAULT, "100ms", "1d", " (--max-connection-idle)");
+
+    /** {@code --max-connection-age}. */
+    public static final String MAX_CONNECTION_AGE_DEFAULT = "1h";
+    public static final Key<Duration> MAX_CONNECTION_AGE = Key.ofDuration("max connection age",
+        MAX_CONNECTION_AGE_DEFAULT, "1s", "30d", " (--max-connection-age)");
+
+    /** {@code --max-connection-age-grace}: the default max wait, so a parked acquire ends on its own terms. */
+    public static final String MAX_CONNECTION_AGE_GRACE_DEFAULT = "5m";
+    public static final Key<Duration> MAX_CONNECTION_AGE_GRACE = Key.ofDuration("max connection age grace",
+        MAX_CONNECTION_AGE_GRACE_DEFAULT, "0s", "1d", " (--max-connection-age-grace)");
+
+    /** {@code --max-calls-per-connection}. */
+    public static final int MAX_CALLS_PER_CONNECTION_DEFAULT = 10_000;
+    public static final Key<Integer> MAX_CALLS_PER_CONNECTION = Key.ofInt("max calls per connection",
+        MAX_CALLS_PER_CONNECTION_DEFAULT, 1, 1_000_000, " (--max-calls-per-connection)");
+
+    /** {@code --max-resets-per-10s}. */
+    public static final int MAX_RESETS_PER_10S_DEFAULT = 10_000;
+    public static final Key<Integer> MAX_RESETS_PER_10S = Key.ofInt("max resets per 10s",
+        MAX_RESETS_PER_10S_DEFAULT, 1, 1_000_000, " (--max-resets-per-10s)");
+
+    /** {@code --max-health-watches}. */
+    public static final int MAX_HEALTH_WATCHES_DEFAULT = 1_000;
+    public static final Key<Integer> MAX_HEALTH_WATCHES = Key.ofInt("max health watches",
+        MAX_HEALTH_WATCHES_DEFAULT, 1, 1_000_000, " (--max-health-watches)");
   }
 
   /** The HTTP port (metrics, health, dashboard, JSON API). */
@@ -51,6 +89,23 @@ public final class ServerConfigKeys {
      */
     public static final int PORT_DEFAULT = 7421;
     public static final Key<Integer> PORT = Key.ofInt("http port", PORT_DEFAULT, 0, 65535, "");
+
+    // What clients may hold on the port (HttpApi.Limits); the connection cap's default depends
+    // on the process's descriptors, so HttpApi.Limits keeps it.
+
+    /** {@code --http-idle-timeout}: longer than the 60 s of common load balancers. */
+    public static final String IDLE_TIMEOUT_DEFAULT = "75s";
+    public static final Key<Duration> IDLE_TIMEOUT =
+        Key.ofDuration("--http-idle-timeout", IDLE_TIMEOUT_DEFAULT, "100ms", "1d", "");
+
+    /** {@code --http-read-timeout}. */
+    public static final String READ_TIMEOUT_DEFAULT = "20s";
+    public static final Key<Duration> READ_TIMEOUT =
+        Key.ofDuration("--http-read-timeout", READ_TIMEOUT_DEFAULT, "100ms", "1d", "");
+
+    /** {@code --http-max-pipelined}. */
+    public static final int MAX_PIPELINED_DEFAULT = 8;
+    public static final Key<Integer> MAX_PIPELINED = Key.ofInt("--http-max-pipelined", MAX_PIPELINED_DEFAULT, 0, 1000, "");
   }
 
   /** Where state lives. */
