@@ -105,7 +105,8 @@ public final class ServerConfigKeys {
 
     /** {@code --http-max-pipelined}. */
     public static final int MAX_PIPELINED_DEFAULT = 8;
-    public static final Key<Integer> MAX_PIPELINED = Key.ofInt("--http-max-pipelined", MAX_PIPELINED_DEFAULT, 0, 1000, "");
+    public static final Key<Integer> MAX_PIPELINED =
+        Key.ofInt("--http-max-pipelined", MAX_PIPELINED_DEFAULT, 0, 1000, "");
   }
 
   /** Where state lives. */
