@@ -2,6 +2,11 @@ package dev.sluice.cli;
 
 import dev.sluice.server.GrpcLimits;
 import dev.sluice.server.SluiceServer;
+import dev.sluice.server.config.ServerConfigKeys.Buffer;
+import dev.sluice.server.config.ServerConfigKeys.Grpc;
+import dev.sluice.server.config.ServerConfigKeys.Http;
+import dev.sluice.server.config.ServerConfigKeys.Limits;
+import dev.sluice.server.config.ServerConfigKeys.Store;
 import dev.sluice.server.http.HttpApi;
 import java.io.IOException;
 import java.lang.reflect.Constructor;
@@ -38,11 +43,11 @@ final class ServeCommand implements Callable<Integer> {
           + " you say otherwise.")
   private String host;
 
-  @Option(names = "--port", paramLabel = "PORT", defaultValue = "${env:SLUICE_PORT:-7420}",
+  @Option(names = "--port", paramLabel = "PORT", defaultValue = "${env:SLUICE_PORT:-" + Grpc.PORT_DEFAULT + "}",
       description = "gRPC port, 0 for any free one (env SLUICE_PORT, default ${DEFAULT-VALUE}).")
   private int port;
 
-  @Option(names = "--http-port", paramLabel = "PORT", defaultValue = "${env:SLUICE_HTTP_PORT:-7421}",
+  @Option(names = "--http-port", paramLabel = "PORT", defaultValue = "${env:SLUICE_HTTP_PORT:-" + Http.PORT_DEFAULT + "}",
       description = "HTTP port: Prometheus /metrics, /healthz, /readyz, the dashboard at / and the HTTP/JSON"
           + " API; 0 for any free one, -1 for none (env SLUICE_HTTP_PORT, default ${DEFAULT-VALUE}).")
   private int httpPort;
@@ -57,17 +62,17 @@ final class ServeCommand implements Callable<Integer> {
   private Integer httpMaxConnections;
 
   @Option(names = "--http-idle-timeout", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_HTTP_IDLE_TIMEOUT:-75s}", description = "Closes an HTTP connection with no"
+      defaultValue = "${env:SLUICE_HTTP_IDLE_TIMEOUT:-" + Http.IDLE_TIMEOUT_DEFAULT + "}", description = "Closes an HTTP connection with no"
           + " request, long poll or event stream open after this long (env SLUICE_HTTP_IDLE_TIMEOUT, default"
           + " ${DEFAULT-VALUE}).")
   private Duration httpIdleTimeout;
 
   @Option(names = "--http-read-timeout", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_HTTP_READ_TIMEOUT:-20s}", description = "An HTTP request must arrive whole within"
+      defaultValue = "${env:SLUICE_HTTP_READ_TIMEOUT:-" + Http.READ_TIMEOUT_DEFAULT + "}", description = "An HTTP request must arrive whole within"
           + " this long of its first byte, else 408 (env SLUICE_HTTP_READ_TIMEOUT, default ${DEFAULT-VALUE}).")
   private Duration httpReadTimeout;
 
-  @Option(names = "--http-max-pipelined", paramLabel = "N", defaultValue = "${env:SLUICE_HTTP_MAX_PIPELINED:-8}",
+  @Option(names = "--http-max-pipelined", paramLabel = "N", defaultValue = "${env:SLUICE_HTTP_MAX_PIPELINED:-" + Http.MAX_PIPELINED_DEFAULT + "}",
       description = "Requests one HTTP connection may queue behind the one being answered; then it is not read"
           + " until they are (env SLUICE_HTTP_MAX_PIPELINED, default ${DEFAULT-VALUE}).")
   private int httpMaxPipelined;
@@ -81,11 +86,11 @@ final class ServeCommand implements Callable<Integer> {
   private Fsync bufferFsync;
 
   @Option(names = "--data-dir", paramLabel = "DIR",
-      defaultValue = "${env:SLUICE_DATA_DIR:-sluice-data}",
+      defaultValue = "${env:SLUICE_DATA_DIR:-" + Store.DATA_DIR_DEFAULT + "}",
       description = "Where limits are stored (env SLUICE_DATA_DIR, default ${DEFAULT-VALUE}).")
   private Path dataDir;
 
-  @Option(names = "--store", paramLabel = "URI", defaultValue = "${env:SLUICE_STORE:-memory}",
+  @Option(names = "--store", paramLabel = "URI", defaultValue = "${env:SLUICE_STORE:-" + Store.STORE_DEFAULT + "}",
       description = "Where state lives: memory (this node alone) or a Redis shared by several"
           + " nodes: redis://host:port, rediss://host:port, redis-sentinel://host:26379#master,"
           + " redis-cluster://host:7000,host:7001 (env SLUICE_STORE, default ${DEFAULT-VALUE}).")
@@ -97,36 +102,36 @@ final class ServeCommand implements Callable<Integer> {
   String nodeId;
 
   @Option(names = "--max-waiting", paramLabel = "N",
-      defaultValue = "${env:SLUICE_MAX_WAITING:-10000}",
+      defaultValue = "${env:SLUICE_MAX_WAITING:-" + Limits.MAX_WAITING_DEFAULT + "}",
       description = "Default waiting-room size per resource"
           + " (env SLUICE_MAX_WAITING, default ${DEFAULT-VALUE}).")
   private int maxWaiting;
 
   @Option(names = "--max-waiting-per-connection", paramLabel = "N",
-      defaultValue = "${env:SLUICE_MAX_WAITING_PER_CONNECTION:-100000}",
+      defaultValue = "${env:SLUICE_MAX_WAITING_PER_CONNECTION:-" + Grpc.MAX_WAITING_PER_CONNECTION_DEFAULT + "}",
       description = "Most acquires one client connection may have parked at once, over every resource"
           + " (env SLUICE_MAX_WAITING_PER_CONNECTION, default ${DEFAULT-VALUE}).")
   private int maxWaitingPerConnection;
 
   @Option(names = "--lease-ttl", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_LEASE_TTL:-30s}",
+      defaultValue = "${env:SLUICE_LEASE_TTL:-" + Limits.LEASE_TTL_DEFAULT + "}",
       description = "Default lease of a concurrency slot"
           + " (env SLUICE_LEASE_TTL, default ${DEFAULT-VALUE}).")
   private Duration leaseTtl;
 
   @Option(names = "--max-wait", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_MAX_WAIT:-5m}",
+      defaultValue = "${env:SLUICE_MAX_WAIT:-" + Limits.MAX_WAIT_DEFAULT + "}",
       description = "Longest an acquire may wait (env SLUICE_MAX_WAIT, default ${DEFAULT-VALUE}).")
   private Duration maxWait;
 
   @Option(names = "--aging", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_AGING:-10s}",
+      defaultValue = "${env:SLUICE_AGING:-" + Limits.AGING_DEFAULT + "}",
       description = "Wait after which a lower-lane waiter gets every other grant"
           + " (env SLUICE_AGING, default ${DEFAULT-VALUE}).")
   private Duration aging;
 
   @Option(names = "--metrics-max-resources", paramLabel = "N",
-      defaultValue = "${env:SLUICE_METRICS_MAX_RESOURCES:-1000}",
+      defaultValue = "${env:SLUICE_METRICS_MAX_RESOURCES:-" + Limits.METRICS_MAX_RESOURCES_DEFAULT + "}",
       description = "Resources metered under their own resource tag (the rest share"
           + " resource=_other, `sluice stats` stays exact for each), and how many the dashboard and the"
           + " per-resource gauges show, first by name (env SLUICE_METRICS_MAX_RESOURCES, default"
@@ -135,14 +140,14 @@ final class ServeCommand implements Callable<Integer> {
 
   @Option(names = "--shutdown-grace", paramLabel = "DURATION",
       converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_SHUTDOWN_GRACE:-10s}",
+      defaultValue = "${env:SLUICE_SHUTDOWN_GRACE:-" + Grpc.SHUTDOWN_GRACE_DEFAULT + "}",
       description = "How long a stop may drain in-flight calls"
           + " (env SLUICE_SHUTDOWN_GRACE, default ${DEFAULT-VALUE}).")
   private Duration shutdownGrace;
 
   @Option(names = "--buffer-lease", paramLabel = "DURATION",
       converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_BUFFER_LEASE:-10s}",
+      defaultValue = "${env:SLUICE_BUFFER_LEASE:-" + Buffer.LEASE_DEFAULT + "}",
       description = "On a shared store: how long a node's right to deliver a buffer lasts unless renewed (every"
           + " second); a dead node's buffers move to another node within it (env SLUICE_BUFFER_LEASE,"
           + " default ${DEFAULT-VALUE}; 2s to 10m).")
@@ -181,41 +186,41 @@ final class ServeCommand implements Callable<Integer> {
   private Integer maxConnections;
 
   @Option(names = "--grpc-handshake-timeout", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_GRPC_HANDSHAKE_TIMEOUT:-10s}",
+      defaultValue = "${env:SLUICE_GRPC_HANDSHAKE_TIMEOUT:-" + Grpc.HANDSHAKE_TIMEOUT_DEFAULT + "}",
       description = "Time a new connection has for TLS and the HTTP/2 preface (env SLUICE_GRPC_HANDSHAKE_TIMEOUT,"
           + " default ${DEFAULT-VALUE}).")
   private Duration grpcHandshakeTimeout;
 
   @Option(names = "--max-connection-idle", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_MAX_CONNECTION_IDLE:-2m}",
+      defaultValue = "${env:SLUICE_MAX_CONNECTION_IDLE:-" + Grpc.MAX_CONNECTION_IDLE_DEFAULT + "}",
       description = "A connection with no call open this long is closed (env SLUICE_MAX_CONNECTION_IDLE, default"
           + " ${DEFAULT-VALUE}).")
   private Duration maxConnectionIdle;
 
   @Option(names = "--max-connection-age", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_MAX_CONNECTION_AGE:-1h}",
+      defaultValue = "${env:SLUICE_MAX_CONNECTION_AGE:-" + Grpc.MAX_CONNECTION_AGE_DEFAULT + "}",
       description = "A connection this old is asked to reconnect (env SLUICE_MAX_CONNECTION_AGE, default"
           + " ${DEFAULT-VALUE}).")
   private Duration maxConnectionAge;
 
   @Option(names = "--max-connection-age-grace", paramLabel = "DURATION", converter = Durations.Converter.class,
-      defaultValue = "${env:SLUICE_MAX_CONNECTION_AGE_GRACE:-5m}",
+      defaultValue = "${env:SLUICE_MAX_CONNECTION_AGE_GRACE:-" + Grpc.MAX_CONNECTION_AGE_GRACE_DEFAULT + "}",
       description = "Time calls on an aged connection get to finish before it is cut"
           + " (env SLUICE_MAX_CONNECTION_AGE_GRACE, default ${DEFAULT-VALUE}).")
   private Duration maxConnectionAgeGrace;
 
   @Option(names = "--max-calls-per-connection", paramLabel = "N",
-      defaultValue = "${env:SLUICE_MAX_CALLS_PER_CONNECTION:-10000}",
+      defaultValue = "${env:SLUICE_MAX_CALLS_PER_CONNECTION:-" + Grpc.MAX_CALLS_PER_CONNECTION_DEFAULT + "}",
       description = "Calls open at once on one connection (env SLUICE_MAX_CALLS_PER_CONNECTION, default"
           + " ${DEFAULT-VALUE}).")
   private int maxCallsPerConnection;
 
-  @Option(names = "--max-resets-per-10s", paramLabel = "N", defaultValue = "${env:SLUICE_MAX_RESETS_PER_10S:-10000}",
+  @Option(names = "--max-resets-per-10s", paramLabel = "N", defaultValue = "${env:SLUICE_MAX_RESETS_PER_10S:-" + Grpc.MAX_RESETS_PER_10S_DEFAULT + "}",
       description = "Stream resets one connection may send per 10 s before it is closed"
           + " (env SLUICE_MAX_RESETS_PER_10S, default ${DEFAULT-VALUE}).")
   private int maxResetsPer10s;
 
-  @Option(names = "--max-health-watches", paramLabel = "N", defaultValue = "${env:SLUICE_MAX_HEALTH_WATCHES:-1000}",
+  @Option(names = "--max-health-watches", paramLabel = "N", defaultValue = "${env:SLUICE_MAX_HEALTH_WATCHES:-" + Grpc.MAX_HEALTH_WATCHES_DEFAULT + "}",
       description = "Health Watch streams open at once (" + GrpcLimits.HEALTH_WATCHES_PER_CONNECTION + " per connection);"
           + " Check is not limited (env SLUICE_MAX_HEALTH_WATCHES, default ${DEFAULT-VALUE}).")
   private int maxHealthWatches;
@@ -265,9 +270,8 @@ final class ServeCommand implements Callable<Integer> {
       if (host != null) {
         builder.host(host);
       }
-      if (httpPort < -1 || httpPort > 65535) {
-        throw new IllegalArgumentException("--http-port " + httpPort + " is out of range: use 0 to 65535, or -1"
-            + " for no HTTP port");
+      if (httpPort != -1 && Http.PORT.problem(httpPort) != null) {
+        throw new IllegalArgumentException(Http.PORT.problem(httpPort) + ", or -1 for no HTTP port");
       }
       if (httpPort >= 0) {
         builder.httpPort(httpPort);

@@ -1,5 +1,6 @@
 package dev.sluice.server;
 
+import dev.sluice.server.config.ServerConfigKeys.Grpc;
 import java.time.Duration;
 
 /**
@@ -31,13 +32,13 @@ public final class GrpcLimits {
 
   private GrpcLimits(Builder b) {
     maxConnections = b.maxConnections;
-    handshakeTimeout = b.handshakeTimeout == null ? Duration.ofSeconds(10) : b.handshakeTimeout;
-    maxConnectionIdle = b.maxConnectionIdle == null ? Duration.ofMinutes(2) : b.maxConnectionIdle;
-    maxConnectionAge = b.maxConnectionAge == null ? Duration.ofHours(1) : b.maxConnectionAge;
-    maxConnectionAgeGrace = b.maxConnectionAgeGrace == null ? Duration.ofMinutes(5) : b.maxConnectionAgeGrace;
-    maxCallsPerConnection = b.maxCallsPerConnection == null ? 10_000 : b.maxCallsPerConnection;
-    maxResetsPer10s = b.maxResetsPer10s == null ? 10_000 : b.maxResetsPer10s;
-    maxHealthWatches = b.maxHealthWatches == null ? 1_000 : b.maxHealthWatches;
+    handshakeTimeout = Grpc.HANDSHAKE_TIMEOUT.orDefault(b.handshakeTimeout);
+    maxConnectionIdle = Grpc.MAX_CONNECTION_IDLE.orDefault(b.maxConnectionIdle);
+    maxConnectionAge = Grpc.MAX_CONNECTION_AGE.orDefault(b.maxConnectionAge);
+    maxConnectionAgeGrace = Grpc.MAX_CONNECTION_AGE_GRACE.orDefault(b.maxConnectionAgeGrace);
+    maxCallsPerConnection = Grpc.MAX_CALLS_PER_CONNECTION.orDefault(b.maxCallsPerConnection);
+    maxResetsPer10s = Grpc.MAX_RESETS_PER_10S.orDefault(b.maxResetsPer10s);
+    maxHealthWatches = Grpc.MAX_HEALTH_WATCHES.orDefault(b.maxHealthWatches);
   }
 
   /** The defaults, as documented on each setter. */
@@ -112,14 +113,6 @@ public final class GrpcLimits {
       }
     }
 
-    private static Duration within(Duration d, Duration min, Duration max, String what, String flag) {
-      if (d == null || d.compareTo(min) < 0 || d.compareTo(max) > 0) {
-        throw new IllegalArgumentException(what + " " + d + " is out of range: use " + min.toString().substring(2)
-            .toLowerCase() + " to " + max.toString().substring(2).toLowerCase() + " (" + flag + ")");
-      }
-      return d;
-    }
-
     private static int within(int n, int min, int max, String what, String flag) {
       if (n < min || n > max) {
         throw new IllegalArgumentException(what + " " + n + " is out of range: use " + min + " to " + max + " ("
@@ -146,8 +139,7 @@ public final class GrpcLimits {
      */
     public Builder handshakeTimeout(Duration d) {
       once(handshakeTimeout, "handshake timeout");
-      handshakeTimeout = within(d, Duration.ofMillis(100), Duration.ofMinutes(2), "handshake timeout",
-          "--grpc-handshake-timeout");
+      handshakeTimeout = Grpc.HANDSHAKE_TIMEOUT.check(d);
       return this;
     }
 
@@ -158,8 +150,7 @@ public final class GrpcLimits {
      */
     public Builder maxConnectionIdle(Duration d) {
       once(maxConnectionIdle, "max connection idle");
-      maxConnectionIdle = within(d, Duration.ofMillis(100), Duration.ofDays(1), "max connection idle",
-          "--max-connection-idle");
+      maxConnectionIdle = Grpc.MAX_CONNECTION_IDLE.check(d);
       return this;
     }
 
@@ -169,8 +160,7 @@ public final class GrpcLimits {
      */
     public Builder maxConnectionAge(Duration d) {
       once(maxConnectionAge, "max connection age");
-      maxConnectionAge = within(d, Duration.ofSeconds(1), Duration.ofDays(30), "max connection age",
-          "--max-connection-age");
+      maxConnectionAge = Grpc.MAX_CONNECTION_AGE.check(d);
       return this;
     }
 
@@ -180,8 +170,7 @@ public final class GrpcLimits {
      */
     public Builder maxConnectionAgeGrace(Duration d) {
       once(maxConnectionAgeGrace, "max connection age grace");
-      maxConnectionAgeGrace = within(d, Duration.ZERO, Duration.ofDays(1), "max connection age grace",
-          "--max-connection-age-grace");
+      maxConnectionAgeGrace = Grpc.MAX_CONNECTION_AGE_GRACE.check(d);
       return this;
     }
 
@@ -193,7 +182,7 @@ public final class GrpcLimits {
      */
     public Builder maxCallsPerConnection(int n) {
       once(maxCallsPerConnection, "max calls per connection");
-      maxCallsPerConnection = within(n, 1, 1_000_000, "max calls per connection", "--max-calls-per-connection");
+      maxCallsPerConnection = Grpc.MAX_CALLS_PER_CONNECTION.check(n);
       return this;
     }
 
@@ -205,7 +194,7 @@ public final class GrpcLimits {
      */
     public Builder maxResetsPer10s(int n) {
       once(maxResetsPer10s, "max resets per 10s");
-      maxResetsPer10s = within(n, 1, 1_000_000, "max resets per 10s", "--max-resets-per-10s");
+      maxResetsPer10s = Grpc.MAX_RESETS_PER_10S.check(n);
       return this;
     }
 
@@ -216,7 +205,7 @@ public final class GrpcLimits {
      */
     public Builder maxHealthWatches(int n) {
       once(maxHealthWatches, "max health watches");
-      maxHealthWatches = within(n, 1, 1_000_000, "max health watches", "--max-health-watches");
+      maxHealthWatches = Grpc.MAX_HEALTH_WATCHES.check(n);
       return this;
     }
 

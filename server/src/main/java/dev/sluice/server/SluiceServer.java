@@ -3,15 +3,15 @@ package dev.sluice.server;
 import dev.sluice.proto.v1.AdminGrpc;
 import dev.sluice.proto.v1.CoordinatorGrpc;
 import dev.sluice.server.auth.AuthInterceptor;
-import dev.sluice.server.auth.FileKeyStore;
 import dev.sluice.server.auth.KeyAdmin;
 import dev.sluice.server.auth.KeyStore;
-import dev.sluice.server.auth.RedisKeyStore;
+import dev.sluice.server.config.ServerConfigKeys;
+import dev.sluice.server.config.ServerConfigKeys.Grpc;
+import dev.sluice.server.config.ServerConfigKeys.Http;
+import dev.sluice.server.config.ServerConfigKeys.Limits;
+import dev.sluice.server.config.ServerConfigKeys.Store;
 import dev.sluice.server.engine.DataFiles;
 import dev.sluice.server.engine.Engine;
-import dev.sluice.server.engine.FileLimitStore;
-import dev.sluice.server.engine.MemoryEngine;
-import dev.sluice.server.engine.RedisEngine;
 import dev.sluice.server.engine.RedisStore;
 import dev.sluice.server.engine.Scheduler;
 import dev.sluice.server.engine.Ticker;
@@ -68,6 +68,12 @@ import org.slf4j.LoggerFactory;
  * <p>Lifecycle follows grpc-java's examples: on {@link #close()} health goes NOT_SERVING, the
  * server stops taking calls, every parked acquire fails with UNAVAILABLE (clients retry on
  * another node), in-flight calls drain within the grace period, then the rest is cut.
+ * Everything {@link #start()} opens is pushed on a {@link CloseStack} as it opens, so a start
+ * that fails at any step, and a stop, close it in reverse; the store's resources come from
+ * {@link StoreFactory}, every default and range from {@link ServerConfigKeys}.
+ *
+ * <p>It runs past 700 lines for its {@link Builder}: the public API of a server built in code,
+ * every setter documenting its default and checking its value at once.
  */
 public final class SluiceServer implements AutoCloseable {
 
@@ -78,14 +84,18 @@ public final class SluiceServer implements AutoCloseable {
   private final Object lifecycle = new Object();
   private Server server;
   private Engine engine;
-  /** The shared Redis (engine, API keys, buffers) when the store is not memory; the engine closes it. */
+  /** The shared Redis (engine, API keys, buffers) when the store is not memory. */
   private RedisStore redisStore;
   private HealthStatusManager health;
   private ScheduledThreadPoolExecutor timers;
   private ExecutorService adminExecutor;
   private KeyStore keys;
   private final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
-  private JvmGcMetrics gcMetrics;
+  /** Everything opened so far, closed in reverse by a failed start or by {@link #close()}. */
+  private final CloseStack resources = new CloseStack();
+  private CloseStack.Entry closeBuffers;
+  private GrpcLimits grpcLimits;
+  private Path dataDir;
   private HttpApi http;
   private dev.sluice.server.buffer.Buffers buffers;
   private volatile String boundHost;
@@ -155,10 +165,7 @@ public final class SluiceServer implements AutoCloseable {
     /** gRPC port; default 7420; 0 picks a free port (see {@link SluiceServer#port()}). */
     public Builder port(int port) {
       once(this.port, "port");
-      if (port < 0 || port > 65535) {
-        throw new IllegalArgumentException("port " + port + " is out of range: use 0 to 65535");
-      }
-      this.port = port;
+      this.port = Grpc.PORT.check(port);
       return this;
     }
 
@@ -169,10 +176,7 @@ public final class SluiceServer implements AutoCloseable {
      */
     public Builder httpPort(int port) {
       once(this.httpPort, "http port");
-      if (port < 0 || port > 65535) {
-        throw new IllegalArgumentException("http port " + port + " is out of range: use 0 to 65535");
-      }
-      this.httpPort = port;
+      this.httpPort = Http.PORT.check(port);
       return this;
     }
 
@@ -193,11 +197,7 @@ public final class SluiceServer implements AutoCloseable {
      */
     public Builder bufferLease(Duration lease) {
       once(this.bufferLease, "buffer lease");
-      if (lease.compareTo(Duration.ofSeconds(2)) < 0 || lease.compareTo(Duration.ofMinutes(10)) > 0) {
-        throw new IllegalArgumentException("buffer lease " + lease.toMillis() + " ms is out of range: use 2s to 10m"
-            + " (renewed every second, so at least twice that)");
-      }
-      this.bufferLease = lease;
+      this.bufferLease = ServerConfigKeys.Buffer.LEASE.check(lease);
       return this;
     }
 
@@ -281,10 +281,7 @@ public final class SluiceServer implements AutoCloseable {
     /** Waiting-room size for limits that do not set one; default 10 000. */
     public Builder maxWaiting(int n) {
       once(this.maxWaiting, "max waiting");
-      if (n < 1 || n > 1_000_000) {
-        throw new IllegalArgumentException("max waiting " + n + " is out of range: use 1 to 1000000");
-      }
-      this.maxWaiting = n;
+      this.maxWaiting = Limits.MAX_WAITING.check(n);
       return this;
     }
 
@@ -294,40 +291,28 @@ public final class SluiceServer implements AutoCloseable {
      */
     public Builder maxWaitingPerConnection(int n) {
       once(this.maxWaitingPerConnection, "max waiting per connection");
-      if (n < 1 || n > 10_000_000) {
-        throw new IllegalArgumentException("max waiting per connection " + n + " is out of range: use 1 to 10000000");
-      }
-      this.maxWaitingPerConnection = n;
+      this.maxWaitingPerConnection = Grpc.MAX_WAITING_PER_CONNECTION.check(n);
       return this;
     }
 
     /** Lease length for limits that do not set one; default 30 s. */
     public Builder leaseTtl(Duration d) {
       once(this.leaseTtl, "lease TTL");
-      if (d.compareTo(Duration.ofSeconds(1)) < 0 || d.compareTo(Duration.ofHours(1)) > 0) {
-        throw new IllegalArgumentException("lease TTL " + d + " is out of range: use 1s to 1h");
-      }
-      this.leaseTtl = d;
+      this.leaseTtl = Limits.LEASE_TTL.check(d);
       return this;
     }
 
     /** Longest an acquire may wait, whatever the caller asks; default 5 minutes. */
     public Builder maxWait(Duration d) {
       once(this.maxWait, "max wait");
-      if (d.isNegative() || d.isZero() || d.compareTo(Duration.ofHours(24)) > 0) {
-        throw new IllegalArgumentException("max wait " + d + " is out of range: use 1ms to 24h");
-      }
-      this.maxWait = d;
+      this.maxWait = Limits.MAX_WAIT.check(d);
       return this;
     }
 
     /** Lane aging step (see README, "Lanes"); default 10 s. */
     public Builder aging(Duration d) {
       once(this.aging, "aging");
-      if (d.isNegative() || d.compareTo(Duration.ofHours(1)) > 0) {
-        throw new IllegalArgumentException("aging " + d + " is out of range: use 0s to 1h");
-      }
-      this.aging = d;
+      this.aging = Limits.AGING.check(d);
       return this;
     }
 
@@ -338,18 +323,14 @@ public final class SluiceServer implements AutoCloseable {
      */
     public Builder metricsMaxResources(int n) {
       once(this.metricsMaxResources, "metrics max resources");
-      MemoryEngine.builder().metricsMaxResources(n); // checks the range, names the fix
-      this.metricsMaxResources = n;
+      this.metricsMaxResources = Limits.METRICS_MAX_RESOURCES.check(n);
       return this;
     }
 
     /** How long calls may drain on shutdown before they are cut; default 10 s. */
     public Builder shutdownGrace(Duration d) {
       once(this.shutdownGrace, "shutdown grace");
-      if (d.isNegative()) {
-        throw new IllegalArgumentException("shutdown grace " + d + " is negative");
-      }
-      this.shutdownGrace = d;
+      this.shutdownGrace = Grpc.SHUTDOWN_GRACE.check(d);
       return this;
     }
 
@@ -407,9 +388,12 @@ public final class SluiceServer implements AutoCloseable {
   }
 
   /**
-   * Loads the limits, binds the port and starts serving. Logs one ready line.
+   * Loads the limits, binds the port and starts serving. Logs one ready line. If a step fails,
+   * what the earlier steps opened is closed again (last first) before the error is thrown: no
+   * thread, connection or port is left behind.
    *
-   * @throws IOException if the port cannot be bound or the data directory cannot be read
+   * @throws IOException if a port cannot be bound, a data or TLS file cannot be read, or the
+   *     store cannot be reached; the message is one line naming the problem and the fix
    */
   public SluiceServer start() throws IOException {
     synchronized (lifecycle) {
@@ -418,10 +402,64 @@ public final class SluiceServer implements AutoCloseable {
       }
       started = true;
     }
-    int port = config.port == null ? 7420 : config.port;
-    Path dataDir = (config.dataDir == null ? Path.of("sluice-data") : config.dataDir).toAbsolutePath().normalize();
-    Duration maxWait = config.maxWait == null ? Duration.ofMinutes(5) : config.maxWait;
+    try {
+      open();
+    } catch (IOException | RuntimeException | Error e) {
+      resources.closeAfter(e);
+      synchronized (lifecycle) {
+        closed = true;
+      }
+      terminated.countDown();
+      throw e;
+    }
+    if (redisStore != null) {
+      // Health follows the store: load balancers and probes stop sending to a node whose
+      // Redis is away (it would answer UNAVAILABLE anyway) and come back when it returns.
+      timers.scheduleWithFixedDelay(this::updateHealth, 1, 1, TimeUnit.SECONDS);
+      // ... and at once when the store's reachability changes (off Lettuce's event loop).
+      redisStore.onReachabilityChange(() -> {
+        try {
+          timers.execute(this::updateHealth);
+        } catch (java.util.concurrent.RejectedExecutionException closing) {
+          // shutting down: health is NOT_SERVING already
+        }
+      });
+    }
+    boolean open = keys.isEmpty();
+    if (open) {
+      log.warn("NO API KEYS: this coordinator is OPEN. Anyone who reaches {}:{} can acquire, change limits and"
+          + " create keys. {} Create an admin key with `sluice key create --role admin`; once a key exists every"
+          + " call needs one.", boundHost, server.getPort(), config.host == null
+              ? "It listens on loopback only; after creating keys, restart it (it then binds all interfaces) or"
+                  + " give --bind."
+              : "It listens on " + boundHost + " because --bind/--host says so.");
+    }
+    log.info(
+        "Sluice coordinator ready on port {} (bind {}, {}, {}, {}), {}, data dir {}, store {}, {} limits loaded",
+        server.getPort(),
+        boundHost,
+        grpcLimits.describe(connectionCap.cap()),
+        (config.tls == null ? Tls.NONE : config.tls).describe(),
+        open ? "open: no API keys" : keys.all().size() + " API keys in " + keys.describe(),
+        http == null ? "no HTTP port" : "HTTP (metrics, dashboard, JSON API) on http://"
+            + (config.httpHost != null ? config.httpHost : boundHost) + ":" + http.port() + "/ ("
+            + http.describeLimits() + ")",
+        dataDir,
+        redisStore != null
+            ? redisStore.describe() + " as node " + redisStore.nodeId()
+            : "memory",
+        engine.listLimits("").join().size()); // at start-up, on the caller's thread
+    return this;
+  }
 
+  /**
+   * The steps of {@link #start()}, in order; each pushes what it opens on {@link #resources}
+   * at once, so that whichever step fails, the ones before it are undone.
+   */
+  private void open() throws IOException {
+    int port = Grpc.PORT.orDefault(config.port);
+    dataDir = (config.dataDir == null ? Path.of(Store.DATA_DIR_DEFAULT) : config.dataDir).toAbsolutePath().normalize();
+    Duration maxWait = Limits.MAX_WAIT.orDefault(config.maxWait);
     try {
       DataFiles.createDir(dataDir);
     } catch (IOException e) {
@@ -429,79 +467,82 @@ public final class SluiceServer implements AutoCloseable {
           "cannot create data dir " + dataDir + " (" + e + "): choose a writable --data-dir", e);
     }
     registry.config().meterFilter(WAIT_HISTOGRAM);
+    openExecutors();
+    io.grpc.ServerCredentials credentials = (config.tls == null ? Tls.NONE : config.tls).credentials();
+    openStore(port);
+    String host = config.host != null ? config.host : keys.isEmpty() ? "127.0.0.1" : "0.0.0.0";
+    boundHost = host;
+    AuthInterceptor auth = new AuthInterceptor(keys);
+    openGrpcPort(host, port, credentials, maxWait, auth);
+    if (config.httpPort != null) {
+      startHttp(host, maxWait, auth, redisStore != null);
+      buffers.targets().ownPort(http.port());
+    }
+    log.info("buffer targets: {}", buffers.targets().describe());
+  }
+
+  private void openExecutors() {
     timers = new ScheduledThreadPoolExecutor(1, daemon("sluice-timer"));
     timers.setRemoveOnCancelPolicy(true);
+    resources.push("the timers", timers::shutdownNow);
     adminExecutor = Executors.newSingleThreadExecutor(daemon("sluice-admin"));
-    String storeName = config.store == null ? "memory" : config.store;
-    boolean shared = !storeName.equals("memory");
-    io.grpc.ServerCredentials credentials;
-    try {
-      credentials = (config.tls == null ? Tls.NONE : config.tls).credentials();
-      engine = shared ? redisEngine(storeName) : memoryEngine(dataDir);
-      if (shared) {
-        RedisKeyStore sharedKeys =
-            new RedisKeyStore(redisStore.sharedHash("keys"), redisStore.describe() + " (sluice:keys)");
-        timers.scheduleWithFixedDelay(sharedKeys::refresh, 1, 1, TimeUnit.SECONDS);
-        keys = sharedKeys;
-      } else {
-        keys = new FileKeyStore(dataDir);
-      }
-    } catch (IOException | RuntimeException e) {
-      if (engine != null) {
-        engine.close();
-      }
-      if (redisStore != null) {
-        redisStore.close();
-      }
-      shutdownExecutors();
-      throw e;
+    resources.push("the admin executor", () -> {
+      adminExecutor.shutdown();
+      adminExecutor.awaitTermination(5, TimeUnit.SECONDS);
+    });
+  }
+
+  /** The engine, the key store and the buffers, on the configured store. */
+  private void openStore(int port) throws IOException {
+    StoreFactory.Opened store = StoreFactory.open(new StoreFactory.Settings(
+        config.store == null ? Store.STORE_DEFAULT : config.store,
+        dataDir,
+        config.nodeId,
+        config.ticker,
+        config.scheduler,
+        Limits.MAX_WAITING.orDefault(config.maxWaiting),
+        Limits.LEASE_TTL.orDefault(config.leaseTtl),
+        Limits.AGING.orDefault(config.aging),
+        Limits.METRICS_MAX_RESOURCES.orDefault(config.metricsMaxResources),
+        config.bufferFsync == null ? ServerConfigKeys.Buffer.FSYNC_DEFAULT : config.bufferFsync,
+        ServerConfigKeys.Buffer.LEASE.orDefault(config.bufferLease)), timers, registry, resources);
+    engine = store.engine();
+    keys = store.keys();
+    redisStore = store.redis();
+    dev.sluice.server.buffer.TargetPolicy targets = dev.sluice.server.buffer.TargetPolicy.of(
+        config.bufferAllow == null ? List.of() : config.bufferAllow,
+        config.bufferDeny == null ? List.of() : config.bufferDeny);
+    if (config.resolver != null) {
+      targets = targets.withResolver(config.resolver);
     }
-    {
-      dev.sluice.server.buffer.TargetPolicy targets = dev.sluice.server.buffer.TargetPolicy.of(
-          config.bufferAllow == null ? List.of() : config.bufferAllow,
-          config.bufferDeny == null ? List.of() : config.bufferDeny);
-      if (config.resolver != null) {
-        targets = targets.withResolver(config.resolver);
-      }
-      targets.ownPort(port);
-      if (config.httpPort != null) {
-        targets.ownPort(config.httpPort);
-      }
-      try {
-        buffers = shared
-            ? dev.sluice.server.buffer.Buffers.shared(engine, redisStore, registry, System::currentTimeMillis,
-                config.bufferLease == null ? Duration.ofSeconds(10) : config.bufferLease, targets)
-            : new dev.sluice.server.buffer.Buffers(engine, dataDir, registry, System::currentTimeMillis,
-                config.bufferFsync == null || config.bufferFsync, targets);
-      } catch (IOException | RuntimeException e) {
-        engine.close();
-        engine.closeStore();
-        shutdownExecutors();
-        throw e;
-      }
+    targets.ownPort(port);
+    if (config.httpPort != null) {
+      targets.ownPort(config.httpPort);
     }
-    ConnectionWaiters connectionWaiters = new ConnectionWaiters(
-        config.maxWaitingPerConnection == null ? 100_000 : config.maxWaitingPerConnection);
-    boolean open = keys.isEmpty();
-    String host = config.host != null ? config.host : open ? "127.0.0.1" : "0.0.0.0";
-    boundHost = host;
+    buffers = store.buffers().open(registry, targets);
+    closeBuffers = resources.push("the buffers", buffers::close);
+  }
+
+  /** Binds the gRPC port and reports SERVING on it. */
+  private void openGrpcPort(String host, int port, io.grpc.ServerCredentials credentials, Duration maxWait,
+      AuthInterceptor auth) throws IOException {
+    ConnectionWaiters connectionWaiters =
+        new ConnectionWaiters(Grpc.MAX_WAITING_PER_CONNECTION.orDefault(config.maxWaitingPerConnection));
     health = new HealthStatusManager();
-    AuthInterceptor auth = new AuthInterceptor(keys);
     NettyServerBuilder grpc = NettyServerBuilder.forAddress(new InetSocketAddress(host, port), credentials);
-    GrpcLimits limits = config.grpcLimits == null ? GrpcLimits.defaults() : config.grpcLimits;
+    grpcLimits = config.grpcLimits == null ? GrpcLimits.defaults() : config.grpcLimits;
     refusals = new Refusals(registry, System::nanoTime);
     try {
-      connectionCap = new ConnectionCap(limits.connectionCap(maxFileDescriptors()), refusals);
+      connectionCap = new ConnectionCap(grpcLimits.connectionCap(maxFileDescriptors()), refusals);
     } catch (IllegalArgumentException e) {
-      buffers.close();
-      engine.close();
-      shutdownExecutors();
       throw new IOException(e.getMessage(), e);
     }
-    limits.applyTo(grpc, connectionCap).addTransportFilter(connectionWaiters);
-    HealthWatches healthWatches = new HealthWatches(limits.maxHealthWatches, refusals);
+    resources.push("the gRPC event loops", connectionCap::shutdown);
+    grpcLimits.applyTo(grpc, connectionCap).addTransportFilter(connectionWaiters);
+    HealthWatches healthWatches = new HealthWatches(grpcLimits.maxHealthWatches, refusals);
     grpc.addTransportFilter(healthWatches).intercept(healthWatches);
     refusals.listen();
+    resources.push("the refusal log", refusals::stopListening);
     io.micrometer.core.instrument.Gauge.builder("sluice.grpc.connections", connectionCap::open)
         .description("connections open on the gRPC port, before or after HTTP/2 set-up").register(registry);
     if (config.httpPort != null) {
@@ -529,76 +570,19 @@ public final class SluiceServer implements AutoCloseable {
               .build()
               .start();
     } catch (IOException e) {
-      if (buffers != null) {
-        buffers.close();
-      }
-      engine.close();
-      shutdownExecutors();
-      stopGrpcPort();
       throw new IOException(
           "cannot listen on " + host + ":" + port + " (" + e.getMessage() + "): is another"
               + " server using it? choose another --port",
           e);
     }
+    resources.push("the gRPC server", () -> {
+      server.shutdownNow();
+      server.awaitTermination(5, TimeUnit.SECONDS);
+    });
     buffers.targets().ownPort(server.getPort());
     health.setStatus("", ServingStatus.SERVING);
     health.setStatus(CoordinatorGrpc.SERVICE_NAME, ServingStatus.SERVING);
     health.setStatus(AdminGrpc.SERVICE_NAME, ServingStatus.SERVING);
-    if (config.httpPort != null) {
-      try {
-        startHttp(host, maxWait, auth, shared);
-      } catch (IOException e) {
-        server.shutdownNow();
-        stopGrpcPort();
-        if (buffers != null) {
-          buffers.close();
-        }
-        engine.close();
-        engine.closeStore();
-        shutdownExecutors();
-        throw e;
-      }
-    }
-    if (http != null) {
-      buffers.targets().ownPort(http.port());
-    }
-    log.info("buffer targets: {}", buffers.targets().describe());
-    if (shared) {
-      // Health follows the store: load balancers and probes stop sending to a node whose
-      // Redis is away (it would answer UNAVAILABLE anyway) and come back when it returns.
-      timers.scheduleWithFixedDelay(this::updateHealth, 1, 1, TimeUnit.SECONDS);
-      // ... and at once when the store's reachability changes (off Lettuce's event loop).
-      redisStore.onReachabilityChange(() -> {
-        try {
-          timers.execute(this::updateHealth);
-        } catch (java.util.concurrent.RejectedExecutionException closing) {
-          // shutting down: health is NOT_SERVING already
-        }
-      });
-    }
-    if (open) {
-      log.warn("NO API KEYS: this coordinator is OPEN. Anyone who reaches {}:{} can acquire, change limits and"
-          + " create keys. {} Create an admin key with `sluice key create --role admin`; once a key exists every"
-          + " call needs one.", host, server.getPort(), config.host == null
-              ? "It listens on loopback only; after creating keys, restart it (it then binds all interfaces) or"
-                  + " give --bind."
-              : "It listens on " + host + " because --bind/--host says so.");
-    }
-    log.info(
-        "Sluice coordinator ready on port {} (bind {}, {}, {}, {}), {}, data dir {}, store {}, {} limits loaded",
-        server.getPort(),
-        host,
-        limits.describe(connectionCap.cap()),
-        (config.tls == null ? Tls.NONE : config.tls).describe(),
-        open ? "open: no API keys" : keys.all().size() + " API keys in " + keys.describe(),
-        http == null ? "no HTTP port" : "HTTP (metrics, dashboard, JSON API) on http://"
-            + (config.httpHost != null ? config.httpHost : host) + ":" + http.port() + "/ (" + http.describeLimits() + ")",
-        dataDir,
-        shared
-            ? redisStore.describe() + " as node " + redisStore.nodeId()
-            : "memory",
-        engine.listLimits("").join().size()); // at start-up, on the caller's thread
-    return this;
   }
 
   /** Histogram buckets and p50/p99 for the wait timer, so Prometheus can aggregate waits. */
@@ -621,8 +605,9 @@ public final class SluiceServer implements AutoCloseable {
   private void startHttp(String grpcHost, Duration maxWait, AuthInterceptor auth, boolean shared) throws IOException {
     new ClassLoaderMetrics().bindTo(registry);
     new JvmMemoryMetrics().bindTo(registry);
-    gcMetrics = new JvmGcMetrics();
+    JvmGcMetrics gcMetrics = new JvmGcMetrics();
     gcMetrics.bindTo(registry);
+    resources.push("the GC metrics", gcMetrics::close);
     new JvmThreadMetrics().bindTo(registry);
     new ProcessorMetrics().bindTo(registry);
     new UptimeMetrics().bindTo(registry);
@@ -630,7 +615,7 @@ public final class SluiceServer implements AutoCloseable {
     io.micrometer.core.instrument.Gauge.builder("sluice.ready", () -> !closed && engine.storeReachable() ? 1 : 0)
         .description("1 while /readyz answers 200: serving, store reachable").register(registry);
     StoreMeters.register(registry, engine, redisStore);
-    int cap = config.metricsMaxResources == null ? 1_000 : config.metricsMaxResources;
+    int cap = Limits.METRICS_MAX_RESOURCES.orDefault(config.metricsMaxResources);
     ResourceSampler sampler = new ResourceSampler(engine, cap,
         config.ticker == null ? System::nanoTime : config.ticker::read, System::currentTimeMillis);
     sampler.onSample(new ResourceMeters(registry, shared)::update);
@@ -648,6 +633,7 @@ public final class SluiceServer implements AutoCloseable {
         node,
         buffers,
         config.httpLimits == null ? HttpApi.Limits.defaults() : config.httpLimits)).start();
+    resources.push("the HTTP port", http::close);
     sampler.sample();
     timers.scheduleWithFixedDelay(sampler::sample, 1, 1, TimeUnit.SECONDS);
   }
@@ -662,59 +648,6 @@ public final class SluiceServer implements AutoCloseable {
       health.setStatus(CoordinatorGrpc.SERVICE_NAME, status);
       health.setStatus(AdminGrpc.SERVICE_NAME, status);
     }
-  }
-
-  private MemoryEngine memoryEngine(Path dataDir) throws IOException {
-    MemoryEngine.Builder eb =
-        MemoryEngine.builder()
-            .store(new FileLimitStore(dataDir))
-            .ticker(config.ticker == null ? Ticker.system() : config.ticker)
-            .scheduler(config.scheduler == null ? Scheduler.of(timers) : config.scheduler)
-            .meterRegistry(registry);
-    if (config.maxWaiting != null) {
-      eb.defaultMaxWaiting(config.maxWaiting);
-    }
-    if (config.leaseTtl != null) {
-      eb.defaultLease(config.leaseTtl);
-    }
-    if (config.aging != null) {
-      eb.aging(config.aging);
-    }
-    if (config.metricsMaxResources != null) {
-      eb.metricsMaxResources(config.metricsMaxResources);
-    }
-    return eb.build();
-  }
-
-  /** Connects to the shared store (kept in {@link #redisStore}) and builds the engine on it. */
-  private RedisEngine redisEngine(String uri) throws IOException {
-    // Wake-ups and deadlines make Redis calls: give them a few threads, not one.
-    timers.setCorePoolSize(4);
-    RedisStore.Builder sb = RedisStore.builder().uri(uri);
-    if (config.ticker != null) {
-      sb.ticker(config.ticker);
-    }
-    if (config.nodeId != null) {
-      sb.nodeId(config.nodeId);
-    }
-    redisStore = sb.build();
-    RedisEngine.Builder eb =
-        RedisEngine.builder()
-            .store(redisStore)
-            .scheduler(config.scheduler == null ? Scheduler.of(timers) : config.scheduler);
-    if (config.ticker != null) {
-      eb.ticker(config.ticker);
-    }
-    if (config.maxWaiting != null) {
-      eb.defaultMaxWaiting(config.maxWaiting);
-    }
-    if (config.leaseTtl != null) {
-      eb.defaultLease(config.leaseTtl);
-    }
-    if (config.aging != null) {
-      eb.aging(config.aging);
-    }
-    return eb.build();
   }
 
   /** The address bound: as configured, else loopback while open (no API key), else all interfaces. */
@@ -763,13 +696,11 @@ public final class SluiceServer implements AutoCloseable {
       }
       closed = true;
     }
-    Duration grace = config.shutdownGrace == null ? Duration.ofSeconds(10) : config.shutdownGrace;
+    Duration grace = Grpc.SHUTDOWN_GRACE.orDefault(config.shutdownGrace);
     log.info("Sluice coordinator stopping: draining calls for up to {} s", grace.toSeconds());
     health.enterTerminalState();
     server.shutdown();
-    if (buffers != null) {
-      buffers.close(); // deliveries in flight are abandoned: sent again, flagged, after a restart
-    }
+    closeBuffers.close(); // deliveries in flight are abandoned: sent again, flagged, after a restart
     engine.close(); // parked acquires fail with UNAVAILABLE
     long stopping = System.nanoTime();
     try {
@@ -783,41 +714,11 @@ public final class SluiceServer implements AutoCloseable {
       Thread.currentThread().interrupt();
     }
     drainNanos = System.nanoTime() - stopping;
-    stopGrpcPort();
-    if (http != null) {
-      http.close();
-    }
-    if (gcMetrics != null) {
-      gcMetrics.close();
-    }
-    engine.closeStore();
-    shutdownExecutors();
+    // The rest, last opened first: HTTP port, gRPC event loops, the store's connections, executors.
+    resources.close();
     log.info("Sluice coordinator stopped: gRPC port drained in {} ms{}", TimeUnit.NANOSECONDS.toMillis(drainNanos),
         drainedInGrace ? "" : ", calls still open after the grace period were cut");
     terminated.countDown();
-  }
-
-  private void shutdownExecutors() {
-    if (timers != null) {
-      timers.shutdownNow();
-    }
-    if (adminExecutor != null) {
-      adminExecutor.shutdown();
-      try {
-        adminExecutor.awaitTermination(5, TimeUnit.SECONDS);
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-      }
-    }
-  }
-
-  private void stopGrpcPort() {
-    if (refusals != null) {
-      refusals.stopListening();
-    }
-    if (connectionCap != null) {
-      connectionCap.shutdown();
-    }
   }
 
   /** The descriptors this process may open, or -1 where the JVM cannot tell. */
@@ -841,12 +742,12 @@ public final class SluiceServer implements AutoCloseable {
     return drainedInGrace;
   }
 
-  /** The engine, for in-JVM tests that look at state directly. */
   /** For tests: the shared store, or null on memory. */
   RedisStore redisStore() {
     return redisStore;
   }
 
+  /** The engine, for in-JVM tests that look at state directly. */
   Engine engine() {
     return engine;
   }

@@ -4,6 +4,7 @@ import com.github.benmanes.caffeine.cache.Cache;
 import com.github.benmanes.caffeine.cache.Caffeine;
 import com.github.benmanes.caffeine.cache.Expiry;
 import com.github.benmanes.caffeine.cache.RemovalCause;
+import dev.sluice.server.config.ServerConfigKeys.Limits;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.io.IOException;
@@ -48,7 +49,6 @@ public final class MemoryEngine extends ImmediateEngine {
   private static final Logger log = LoggerFactory.getLogger(MemoryEngine.class);
   private static final long MIN_READ_GRACE = TimeUnit.MINUTES.toNanos(1);
   private static final long MAX_RETRY_AFTER = TimeUnit.HOURS.toNanos(1);
-  private static final int MAX_METRICS_RESOURCES = 1_000_000;
 
   final Ticker ticker;
   final Scheduler scheduler;
@@ -132,12 +132,12 @@ public final class MemoryEngine extends ImmediateEngine {
     private Ticker ticker = Ticker.system();
     private Scheduler scheduler;
     private LimitStore store = LimitStore.none();
-    private int defaultMaxWaiting = 10_000;
-    private Duration defaultLease = Duration.ofSeconds(30);
-    private Duration aging = Duration.ofSeconds(10);
+    private int defaultMaxWaiting = Limits.MAX_WAITING.defaultValue();
+    private Duration defaultLease = Limits.LEASE_TTL.defaultValue();
+    private Duration aging = Limits.AGING.defaultValue();
     private Duration idleGrace = Duration.ofMinutes(10);
     private MeterRegistry registry = new SimpleMeterRegistry();
-    private int metricsMaxResources = 1_000;
+    private int metricsMaxResources = Limits.METRICS_MAX_RESOURCES.defaultValue();
 
     private Builder() {}
 
@@ -161,20 +161,13 @@ public final class MemoryEngine extends ImmediateEngine {
 
     /** Waiting room size for limits that do not set one; default 10 000. */
     public Builder defaultMaxWaiting(int n) {
-      if (n < 1 || n > Validation.MAX_WAITING_CAP) {
-        throw new IllegalArgumentException(
-            "max waiting " + n + " is out of range: use 1 to " + Validation.MAX_WAITING_CAP);
-      }
-      this.defaultMaxWaiting = n;
+      this.defaultMaxWaiting = Limits.MAX_WAITING.check(n);
       return this;
     }
 
     /** Lease length for limits that do not set one; default 30 s. */
     public Builder defaultLease(Duration d) {
-      if (d.compareTo(Validation.MIN_LEASE) < 0 || d.compareTo(Validation.MAX_LEASE) > 0) {
-        throw new IllegalArgumentException("lease TTL " + d + " is out of range: use 1s to 1h");
-      }
-      this.defaultLease = d;
+      this.defaultLease = Limits.LEASE_TTL.check(d);
       return this;
     }
 
@@ -183,10 +176,7 @@ public final class MemoryEngine extends ImmediateEngine {
      * every other grant until served, however busy the higher lanes are (zero: lanes alternate).
      */
     public Builder aging(Duration d) {
-      if (d.isNegative() || d.compareTo(Duration.ofHours(1)) > 0) {
-        throw new IllegalArgumentException("aging " + d + " is out of range: use 0s to 1h");
-      }
-      this.aging = d;
+      this.aging = Limits.AGING.check(d);
       return this;
     }
 
@@ -214,13 +204,7 @@ public final class MemoryEngine extends ImmediateEngine {
      * exact for every resource. 0 puts every resource under {@code _other}.
      */
     public Builder metricsMaxResources(int n) {
-      if (n < 0 || n > MAX_METRICS_RESOURCES) {
-        throw new IllegalArgumentException(
-            "metrics max resources " + n + " is out of range: use 0 (every resource under"
-                + " resource=\"_other\") to " + MAX_METRICS_RESOURCES + "; each tagged resource"
-                + " holds ~3 KB of meters and a series per meter in the monitoring system");
-      }
-      this.metricsMaxResources = n;
+      this.metricsMaxResources = Limits.METRICS_MAX_RESOURCES.check(n);
       return this;
     }
 

@@ -5,6 +5,7 @@ import static dev.sluice.server.engine.RedisCalls.num;
 import static dev.sluice.server.engine.RedisCalls.unexpected;
 import static dev.sluice.server.engine.RedisCalls.word;
 
+import dev.sluice.server.config.ServerConfigKeys.Limits;
 import io.lettuce.core.RedisException;
 import java.io.IOException;
 import java.time.Duration;
@@ -104,9 +105,9 @@ public final class RedisEngine implements Engine {
     private RedisStore store;
     private Ticker ticker;
     private Scheduler scheduler;
-    private int defaultMaxWaiting = 10_000;
-    private Duration defaultLease = Duration.ofSeconds(30);
-    private Duration aging = Duration.ofSeconds(10);
+    private int defaultMaxWaiting = Limits.MAX_WAITING.defaultValue();
+    private Duration defaultLease = Limits.LEASE_TTL.defaultValue();
+    private Duration aging = Limits.AGING.defaultValue();
     private Duration nodeTimeout = Duration.ofSeconds(3);
     private Duration housekeeping = HEARTBEAT;
 
@@ -154,29 +155,19 @@ public final class RedisEngine implements Engine {
 
     /** Waiting room size for limits that do not set one; default 10 000. */
     public Builder defaultMaxWaiting(int n) {
-      if (n < 1 || n > Validation.MAX_WAITING_CAP) {
-        throw new IllegalArgumentException(
-            "max waiting " + n + " is out of range: use 1 to " + Validation.MAX_WAITING_CAP);
-      }
-      this.defaultMaxWaiting = n;
+      this.defaultMaxWaiting = Limits.MAX_WAITING.check(n);
       return this;
     }
 
     /** Lease length for limits that do not set one; default 30 s. */
     public Builder defaultLease(Duration d) {
-      if (d.compareTo(Validation.MIN_LEASE) < 0 || d.compareTo(Validation.MAX_LEASE) > 0) {
-        throw new IllegalArgumentException("lease TTL " + d + " is out of range: use 1s to 1h");
-      }
-      this.defaultLease = d;
+      this.defaultLease = Limits.LEASE_TTL.check(d);
       return this;
     }
 
     /** Lane aging threshold; default 10 s (see {@link MemoryEngine.Builder#aging}). */
     public Builder aging(Duration d) {
-      if (d.isNegative() || d.compareTo(Duration.ofHours(1)) > 0) {
-        throw new IllegalArgumentException("aging " + d + " is out of range: use 0s to 1h");
-      }
-      this.aging = d;
+      this.aging = Limits.AGING.check(d);
       return this;
     }
 

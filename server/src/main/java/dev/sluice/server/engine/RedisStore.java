@@ -67,6 +67,7 @@ public final class RedisStore implements AutoCloseable {
   private final List<Runnable> reachabilityWatchers = new CopyOnWriteArrayList<>();
   private final List<Consumer<String>> restartWatchers = new CopyOnWriteArrayList<>();
   private final reactor.core.Disposable events;
+  private final AtomicBoolean closed = new AtomicBoolean();
 
   private RedisStore(Builder b) {
     this.uri = b.uri;
@@ -603,9 +604,15 @@ public final class RedisStore implements AutoCloseable {
 
   // ---------------------------------------------------------------------------------------
 
-  /** Closes the connections and the client; for a crash too (no goodbyes are said here). */
+  /**
+   * Closes the connections and the client; for a crash too (no goodbyes are said here). Once:
+   * the engine's {@code closeStore()} and a failed start's unwinding may both call it.
+   */
   @Override
   public void close() {
+    if (!closed.compareAndSet(false, true)) {
+      return;
+    }
     try {
       events.dispose();
       pubsub.close();

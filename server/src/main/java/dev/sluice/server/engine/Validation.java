@@ -1,5 +1,6 @@
 package dev.sluice.server.engine;
 
+import dev.sluice.server.config.ServerConfigKeys.Limits;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashSet;
@@ -16,11 +17,8 @@ public final class Validation {
   public static final long MAX_UNITS = 1_000_000_000_000_000L;
 
   public static final int MAX_DIMENSIONS = 16;
-  public static final int MAX_WAITING_CAP = 1_000_000;
   public static final Duration MIN_PERIOD = Duration.ofMillis(1);
   public static final Duration MAX_PERIOD = Duration.ofDays(7);
-  public static final Duration MIN_LEASE = Duration.ofSeconds(1);
-  public static final Duration MAX_LEASE = Duration.ofHours(1);
 
   private static final Pattern DIMENSION = Pattern.compile("[A-Za-z0-9._-]{1,64}");
 
@@ -139,16 +137,15 @@ public final class Validation {
           "concurrency " + in.concurrency() + " is out of range: use 0 (no cap) to " + MAX_UNITS);
     }
     int maxWaiting = in.maxWaiting() == 0 ? defaultMaxWaiting : in.maxWaiting();
-    if (maxWaiting < 1 || maxWaiting > MAX_WAITING_CAP) {
-      throw EngineException.invalid(
-          "max waiting " + in.maxWaiting() + " is out of range: use 1 to " + MAX_WAITING_CAP
-              + ", or 0 for the server default");
+    if (Limits.MAX_WAITING.problem(maxWaiting) != null) {
+      // A limit's own value: 0 is allowed too, so the message says so.
+      throw EngineException.invalid(Limits.MAX_WAITING.problem(in.maxWaiting()) + ", or 0 for the server default");
     }
     Duration lease =
         in.leaseTtl() == null || in.leaseTtl().isZero() ? defaultLease : in.leaseTtl();
-    if (lease.compareTo(MIN_LEASE) < 0 || lease.compareTo(MAX_LEASE) > 0) {
-      throw EngineException.invalid(
-          "lease TTL " + lease + " is out of range: use 1s to 1h");
+    String leaseProblem = Limits.LEASE_TTL.problem(lease);
+    if (leaseProblem != null) {
+      throw EngineException.invalid(leaseProblem);
     }
     return new LimitSpec(resource, rates, in.concurrency(), maxWaiting, lease);
   }

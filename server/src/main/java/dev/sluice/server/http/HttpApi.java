@@ -2,6 +2,7 @@ package dev.sluice.server.http;
 
 import dev.sluice.server.auth.AuthInterceptor;
 import dev.sluice.server.auth.KeyStore;
+import dev.sluice.server.config.ServerConfigKeys.Http;
 import dev.sluice.server.engine.Engine;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.netty.bootstrap.ServerBootstrap;
@@ -136,25 +137,15 @@ public final class HttpApi implements AutoCloseable {
         throw new IllegalArgumentException("--http-max-connections " + maxConnections + " is out of range: use 1 to"
             + " 1000000");
       }
-      range(idleTimeout, "--http-idle-timeout");
-      range(readTimeout, "--http-read-timeout");
-      if (maxPipelined < 0 || maxPipelined > 1000) {
-        throw new IllegalArgumentException("--http-max-pipelined " + maxPipelined + " is out of range: use 0 to 1000");
-      }
-    }
-
-    private static void range(Duration d, String flag) {
-      if (d == null) {
-        throw new IllegalArgumentException(flag + " is missing: give a duration such as 30s");
-      }
-      if (d.compareTo(Duration.ofMillis(100)) < 0 || d.compareTo(Duration.ofHours(24)) > 0) {
-        throw new IllegalArgumentException(flag + " " + d.toMillis() + " ms is out of range: use 100ms to 24h");
-      }
+      Http.IDLE_TIMEOUT.check(idleTimeout);
+      Http.READ_TIMEOUT.check(readTimeout);
+      Http.MAX_PIPELINED.check(maxPipelined);
     }
 
     /** The defaults: {@link #defaultMaxConnections()}, idle 75 s, read 20 s, 8 pipelined. */
     public static Limits defaults() {
-      return new Limits(defaultMaxConnections(), Duration.ofSeconds(75), Duration.ofSeconds(20), 8);
+      return new Limits(defaultMaxConnections(), Http.IDLE_TIMEOUT.defaultValue(), Http.READ_TIMEOUT.defaultValue(),
+          Http.MAX_PIPELINED.defaultValue());
     }
 
     /**
