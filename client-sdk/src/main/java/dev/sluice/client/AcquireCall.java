@@ -9,8 +9,6 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * One acquire: its Acquire long-polls (one per attempt) and the future that exposes it.
@@ -53,8 +51,6 @@ import org.slf4j.LoggerFactory;
  * released as unused" happens. A retry is never started once the future is done.
  */
 final class AcquireCall {
-
-  private static final Logger log = LoggerFactory.getLogger(AcquireCall.class);
 
   final CompletableFuture<Permit> future = new CompletableFuture<>();
 
@@ -255,21 +251,9 @@ final class AcquireCall {
   }
 
   private void deliver(Runnable completion) {
-    boolean outer = !SluiceClient.IN_CALLBACK.get();
-    SluiceClient.IN_CALLBACK.set(Boolean.TRUE);
-    try {
-      delivery.execute(completion);
-    } catch (RuntimeException e) {
-      // A rejecting executor must not leak a grant: complete here, on the gRPC thread, instead.
-      log.warn("the client's executor refused to run the completion of an acquire on '{}'; running it inline",
-          resource, e);
-      completion.run();
-    } finally {
-      if (outer) {
-        SluiceClient.IN_CALLBACK.set(Boolean.FALSE);
-      }
-    }
+    SluiceClient.deliver(delivery, completion, "acquire", resource);
   }
+
 
   /** One Acquire RPC, or one acquire on the client's session stream. */
   private final class Attempt implements ClientResponseObserver<AcquireRequest, AcquireResponse>,

@@ -16,10 +16,9 @@ import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
 import io.grpc.TlsChannelCredentials;
 import io.grpc.stub.MetadataUtils;
-import io.grpc.StatusRuntimeException;
+import io.grpc.stub.StreamObserver;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
-import io.grpc.stub.StreamObserver;
 import dev.sluice.proto.v1.CancelRequest;
 import dev.sluice.proto.v1.CancelResponse;
 import java.util.UUID;
@@ -95,7 +94,6 @@ public final class SluiceClient implements AutoCloseable {
   private final ManagedChannel channel;
   private final boolean ownsChannel;
   private final CoordinatorGrpc.CoordinatorStub stub;
-  private final CoordinatorGrpc.CoordinatorBlockingStub blockingStub;
   private final Duration defaultTimeout;
   private final Lane defaultLane;
   private final Executor executor;
@@ -147,7 +145,6 @@ public final class SluiceClient implements AutoCloseable {
       calls = ClientInterceptors.intercept(channel, MetadataUtils.newAttachHeadersInterceptor(headers));
     }
     this.stub = CoordinatorGrpc.newStub(calls);
-    this.blockingStub = CoordinatorGrpc.newBlockingStub(calls);
     this.defaultTimeout = b.defaultTimeout != null ? b.defaultTimeout : DEFAULT_TIMEOUT;
     this.deadlineMargin = b.deadlineMargin != null ? b.deadlineMargin : DEADLINE_MARGIN;
     this.defaultLane = b.defaultLane != null ? b.defaultLane : Lane.DEFAULT;
@@ -266,63 +263,76 @@ public final class SluiceClient implements AutoCloseable {
   }
 
   /**
-   * Tells the coordinator what the upstream answered, so it can pause the resource for every
-   * worker after a 429 and lower its view of what is left.
+   * Tells the coordinator the upstream refused a call (HTTP 429 or equivalent), so it pauses the
+   * resource for every worker and empties its view of what is left. Blocks until the coordinator
+   * answers, at most 10 s (retrying on another node when one fails with UNAVAILABLE; at once
+   * while the client is degraded).
    *
-   * @param throttled whether the upstream refused the call (HTTP 429 or equivalent)
    * @param retryAfter how long the upstream asked to wait; null to read it from {@code headers}
-   *     ({@code retry-after-ms}, then {@code retry-after} in seconds); when neither gives one the
-   *     coordinator pauses for 1 s. Ignored unless {@code throttled}.
-   * @param headers the upstream's HTTP response headers, names in any case; null for none. Every
-   *     integer {@code x-ratelimit-remaining-<dimension>} header is reported as what is left of
-   *     that dimension; values that do not parse are skipped.
-   * @return how long the coordinator has now paused the resource; zero when it is not paused
+   *     ({@code retry-after-ms}, then {@code retry-after} in seconds). When neither gives one the
+   *     coordinator pauses for 1 s.
+   * @param headers the upstream's HTTP response headers, names in any case; {@code Map.of()} for
+   *     none. Every integer {@code x-ratelimit-remaining-<dimension>} header is reported as what is
+   *     left of that dimension; values that do not parse are skipped.
+   * @return how long the coordinator has now paused the resource
    * @throws IllegalArgumentException if {@code retryAfter} is negative
    * @throws SluiceException (a subclass, as for acquire) if the coordinator refused the report or
-   *     did not answer; this call blocks until it answers, at most 10 s (retrying on another node
-   *     when one fails with UNAVAILABLE; at once while the client is degraded)
+   *     did not answer in time; if the calling thread is interrupted while waiting (its interrupt
+   *     status is kept; the report may still be applied)
    * @throws IllegalStateException if the client is closed
    */
+  public Duration reportThrottled(String resource, Duration retryAfter, Map<String, String> headers) {
+    refuseBlockingInCallback("reportThrottled", resource);
+    return awaitReport(sendReport(resource, true, retryAfter, headers, Runnable::run), resource);
+  }
+
+  /**
+   * Tells the coordinator what the upstream's rate-limit headers say is left, after a call it
+   * accepted: every integer {@code x-ratelimit-remaining-<dimension>} header (names in any case)
+   * lowers the coordinator's view of that dimension; it never raises it. Other headers, and values
+   * that do not parse, are skipped. Blocks as {@link #reportThrottled} does.
+   *
+   * @param headers the upstream's HTTP response headers; {@code Map.of()} for none
+   * @return how long the resource is paused (by an earlier throttle report); zero when it is not
+   * @throws SluiceException (a subclass) if the coordinator refused the report or did not answer
+   * @throws IllegalStateException if the client is closed
+   */
+  public Duration reportHeaders(String resource, Map<String, String> headers) {
+    refuseBlockingInCallback("reportHeaders", resource);
+    return awaitReport(sendReport(resource, false, null, headers, Runnable::run), resource);
+  }
+
+  /**
+   * {@link #reportThrottled} without blocking: the future completes, on the client's
+   * {@linkplain Builder#executor executor}, with the pause or with the exception the blocking form
+   * throws. Bad arguments and a closed client throw at once.
+   */
+  public CompletableFuture<Duration> reportThrottledAsync(String resource, Duration retryAfter,
+      Map<String, String> headers) {
+    return sendReport(resource, true, retryAfter, headers, executor);
+  }
+
+  /**
+   * {@link #reportHeaders} without blocking: the future completes, on the client's
+   * {@linkplain Builder#executor executor}, with the pause or with the exception the blocking form
+   * throws. Bad arguments and a closed client throw at once.
+   */
+  public CompletableFuture<Duration> reportHeadersAsync(String resource, Map<String, String> headers) {
+    return sendReport(resource, false, null, headers, executor);
+  }
+
+  /**
+   * The boolean form of {@link #reportThrottled} and {@link #reportHeaders}, to which it delegates.
+   *
+   * @param headers null for none
+   * @deprecated a boolean argument with two nullable ones reads badly at the call site; call
+   *     {@link #reportThrottled(String, Duration, Map)} after a 429 and
+   *     {@link #reportHeaders(String, Map)} after any other answer
+   */
+  @Deprecated(since = "0.1.0")
   public Duration report(String resource, boolean throttled, Duration retryAfter, Map<String, String> headers) {
-    Objects.requireNonNull(resource, "resource");
-    refuseBlockingInCallback("report", resource);
-    if (retryAfter != null && retryAfter.isNegative()) {
-      throw new IllegalArgumentException("retryAfter is " + retryAfter + "; it must be >= 0, or null to read the headers");
-    }
-    checkOpen();
     Map<String, String> h = headers != null ? headers : Map.of();
-    ReportRequest.Builder request = ReportRequest.newBuilder()
-        .setResource(resource)
-        .setThrottled(throttled)
-        .putAllRemaining(ReportHeaders.remaining(h));
-    if (throttled) {
-      Duration pause = retryAfter != null ? retryAfter : ReportHeaders.retryAfter(h);
-      if (pause != null) {
-        request.setRetryAfter(Protos.toProto(pause));
-      }
-    }
-    long deadline = ticker.getAsLong() + CALL_DEADLINE.toNanos();
-    for (int retry = 0; ; retry++) {
-      try {
-        ReportResponse response = blockingStub
-            .withDeadlineAfter(Math.max(1, deadline - ticker.getAsLong()), TimeUnit.NANOSECONDS)
-            .report(request.build());
-        return Protos.toJava(response.getPausedFor());
-      } catch (StatusRuntimeException e) {
-        long backoff = Retrier.backoffNanos(retry);
-        // While degraded no node is up: fail at once rather than hold the caller for 10 s.
-        if (!Retrier.isRetryable(e) || isDegraded() || deadline - ticker.getAsLong() <= backoff) {
-          throw Errors.map(e, "report", resource);
-        }
-        failoverNoticed();
-        try {
-          TimeUnit.NANOSECONDS.sleep(backoff);
-        } catch (InterruptedException interrupted) {
-          Thread.currentThread().interrupt();
-          throw Errors.map(e, "report", resource);
-        }
-      }
-    }
+    return throttled ? reportThrottled(resource, retryAfter, h) : reportHeaders(resource, h);
   }
 
   /**
@@ -526,6 +536,77 @@ public final class SluiceClient implements AutoCloseable {
     }
     log.warn("releasing permit {} on '{}' failed; its lease, if any, will expire on its own: {}",
         permit.id(), permit.resource(), failure.getMessage());
+  }
+
+  /**
+   * Sends one report, retried on UNAVAILABLE for up to {@link #CALL_DEADLINE} (not retried while
+   * degraded: no node is up to take it), and completes the future through {@code delivery}.
+   */
+  private CompletableFuture<Duration> sendReport(String resource, boolean throttled, Duration retryAfter,
+      Map<String, String> headers, Executor delivery) {
+    Objects.requireNonNull(resource, "resource");
+    Objects.requireNonNull(headers, "headers must not be null; use Map.of() for none");
+    if (retryAfter != null && retryAfter.isNegative()) {
+      throw new IllegalArgumentException("retryAfter is " + retryAfter + "; it must be >= 0, or null to read the headers");
+    }
+    checkOpen();
+    ReportRequest.Builder builder = ReportRequest.newBuilder()
+        .setResource(resource)
+        .setThrottled(throttled)
+        .putAllRemaining(ReportHeaders.remaining(headers));
+    if (throttled) {
+      Duration pause = retryAfter != null ? retryAfter : ReportHeaders.retryAfter(headers);
+      if (pause != null) {
+        builder.setRetryAfter(Protos.toProto(pause));
+      }
+    }
+    ReportRequest request = builder.build();
+    CompletableFuture<Duration> result = new CompletableFuture<>();
+    Retrier.Send<ReportResponse> send =
+        (deadline, observer) -> stub.withDeadlineAfter(deadline, TimeUnit.NANOSECONDS).report(request, observer);
+    Retrier.Callback<ReportResponse> done = (response, failure, retries) -> deliver(delivery, failure == null
+        ? () -> result.complete(response == null ? Duration.ZERO : Protos.toJava(response.getPausedFor()))
+        : () -> result.completeExceptionally(Errors.map(failure, "report", resource)), "report", resource);
+    if (isDegraded()) {
+      retrier.once(CALL_DEADLINE.toNanos(), send, done); // no node is up: fail at once rather than retry for 10 s
+    } else {
+      retrier.unary(CALL_DEADLINE.toNanos(), send, this::failoverNoticed, done);
+    }
+    return result;
+  }
+
+  private static Duration awaitReport(CompletableFuture<Duration> report, String resource) {
+    try {
+      return report.get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new SluiceException("report on resource '" + resource + "' was interrupted before the coordinator"
+          + " answered; it may still be applied", e);
+    } catch (ExecutionException e) {
+      throw inCaller(e.getCause());
+    }
+  }
+
+  /**
+   * Completes a future through {@code delivery}, marked {@link #IN_CALLBACK} so that a blocking
+   * call made in one of its stages is refused rather than stalling the network thread.
+   */
+  static void deliver(Executor delivery, Runnable completion, String operation, String resource) {
+    boolean outer = !IN_CALLBACK.get();
+    IN_CALLBACK.set(Boolean.TRUE);
+    try {
+      delivery.execute(completion);
+    } catch (RuntimeException e) {
+      // A rejecting executor must not leave the caller without an answer (or leak a grant):
+      // complete here, on the gRPC thread, instead.
+      log.warn("the client's executor refused to run the completion of a {} on '{}'; running it inline",
+          operation, resource, e);
+      completion.run();
+    } finally {
+      if (outer) {
+        IN_CALLBACK.set(Boolean.FALSE);
+      }
+    }
   }
 
   private AcquireCall start(String resource, Load load, AcquireOptions options, Executor delivery) {
