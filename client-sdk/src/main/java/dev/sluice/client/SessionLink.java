@@ -112,6 +112,13 @@ final class SessionLink implements AutoCloseable {
     return tag;
   }
 
+  /** Opens every stream now rather than on its first acquire ({@link SluiceClient#warmUp}). */
+  void openAll() {
+    for (int slot = 0; slot < slots.length; slot++) {
+      stream(slot);
+    }
+  }
+
   /** Sends a release on a live stream; false if there is none (send it another way). */
   boolean release(ReleaseRequest request) {
     if (closed) {

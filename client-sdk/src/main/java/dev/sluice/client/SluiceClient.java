@@ -3,11 +3,14 @@ package dev.sluice.client;
 import dev.sluice.proto.v1.AcquireRequest;
 import dev.sluice.proto.v1.AcquireResponse;
 import dev.sluice.proto.v1.CoordinatorGrpc;
+import dev.sluice.proto.v1.DescribeRequest;
+import dev.sluice.proto.v1.DescribeResponse;
 import dev.sluice.proto.v1.ReleaseRequest;
 import dev.sluice.proto.v1.ReleaseResponse;
 import dev.sluice.proto.v1.ReportRequest;
 import dev.sluice.proto.v1.ReportResponse;
 import io.grpc.ClientInterceptor;
+import io.grpc.ConnectivityState;
 import io.grpc.Channel;
 import io.grpc.ChannelCredentials;
 import io.grpc.ClientInterceptors;
@@ -28,6 +31,7 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executor;
 import java.util.concurrent.ScheduledExecutorService;
@@ -260,6 +264,86 @@ public final class SluiceClient implements AutoCloseable {
    */
   public CompletableFuture<Permit> acquireAsync(String resource, Load load, AcquireOptions options) {
     return start(resource, load, options, executor).future;
+  }
+
+  /**
+   * Connects now and sends one call, so that the first acquire costs about what the hundredth
+   * does. Call it once after {@link Builder#build()}, where the process starts (before it takes
+   * traffic, or in its readiness check); the client works without it, but then its first calls
+   * pay for connecting (TCP, TLS, HTTP/2) and for loading and compiling the call path, and calls
+   * made meanwhile by several threads are all held until the connection is up and then sent
+   * together, as one burst.
+   *
+   * <p>What it does: asks the channel to connect and waits until a node is READY; opens the
+   * {@linkplain Builder#session session} streams, if any; runs the acquire messages through their
+   * marshallers; and sends one {@code Describe} for the empty resource name, which the coordinator
+   * refuses in its gRPC layer without touching its store (any answer, even a refusal, has
+   * warmed the path).
+   *
+   * <p>Why a method and not part of {@code build()}: building never waits on the network, so a
+   * client can be built where the process is wired up (a constructor, a DI container) while the
+   * coordinator is still starting or away, without stalling or failing that; and the caller
+   * chooses how long to wait and what to do if no node answers.
+   *
+   * @param timeout how long to wait for a node to answer, e.g. {@code Duration.ofSeconds(5)}
+   * @return true if a node answered within {@code timeout} and the channel is READY; false if
+   *     none did (the client still works: calls fail or wait as they would without the warm-up)
+   * @throws IllegalArgumentException if {@code timeout} is negative
+   * @throws InterruptedException if interrupted while waiting
+   * @throws IllegalStateException if the client is closed
+   */
+  public boolean warmUp(Duration timeout) throws InterruptedException {
+    Objects.requireNonNull(timeout, "timeout must not be null; e.g. Duration.ofSeconds(5)");
+    if (timeout.isNegative()) {
+      throw new IllegalArgumentException("warmUp timeout is " + timeout + "; it must be >= 0");
+    }
+    refuseBlockingInCallback("warmUp", "");
+    checkOpen();
+    long deadline = ticker.getAsLong() + Protos.saturatedNanos(timeout);
+    if (!awaitReady(deadline)) {
+      return false;
+    }
+    if (session != null) {
+      session.openAll();
+    }
+    var acquire = CoordinatorGrpc.getAcquireMethod();
+    acquire.parseRequest(acquire.streamRequest(AcquireRequest.getDefaultInstance()));
+    acquire.parseResponse(acquire.streamResponse(AcquireResponse.getDefaultInstance()));
+    CountDownLatch answered = new CountDownLatch(1);
+    stub.withDeadlineAfter(Math.max(1, deadline - ticker.getAsLong()), TimeUnit.NANOSECONDS)
+        .describe(DescribeRequest.getDefaultInstance(), new StreamObserver<DescribeResponse>() {
+          @Override
+          public void onNext(DescribeResponse value) {}
+
+          @Override
+          public void onError(Throwable t) {
+            answered.countDown();
+          }
+
+          @Override
+          public void onCompleted() {
+            answered.countDown();
+          }
+        });
+    answered.await();
+    return channel.getState(false) == ConnectivityState.READY;
+  }
+
+  /** Asks the channel to connect and waits, by its state changes, until it is READY or the deadline. */
+  private boolean awaitReady(long deadline) throws InterruptedException {
+    while (true) {
+      ConnectivityState state = channel.getState(true);
+      long left = deadline - ticker.getAsLong();
+      if (state == ConnectivityState.READY) {
+        return true;
+      }
+      if (state == ConnectivityState.SHUTDOWN || left <= 0) {
+        return false;
+      }
+      CountDownLatch changed = new CountDownLatch(1);
+      channel.notifyWhenStateChanged(state, changed::countDown);
+      changed.await(left, TimeUnit.NANOSECONDS);
+    }
   }
 
   /**
@@ -977,8 +1061,10 @@ public final class SluiceClient implements AutoCloseable {
     }
 
     /**
-     * A new client. Connecting is lazy: an unreachable coordinator shows up as
-     * {@link SluiceUnavailableException} on the first call, not here.
+     * A new client. Building never waits on the network: the channel that carries the calls
+     * connects on first use, and an unreachable coordinator shows up as
+     * {@link SluiceUnavailableException} on the first call, not here. Call
+     * {@link SluiceClient#warmUp} next so that the first acquire does not pay for connecting.
      *
      * @throws IllegalArgumentException if {@code SLUICE_TARGET} is used and is not a valid target
      */

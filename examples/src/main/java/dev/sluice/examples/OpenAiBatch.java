@@ -188,8 +188,9 @@ public final class OpenAiBatch implements Callable<Integer> {
     // granted. A cold HTTP client that sits on its first grants for a second sends them all at
     // once later, and the upstream sees a burst the coordinator never allowed.
     openai.models().list();
-    if (sluice != null) {
-      sluice.reportHeaders(resource, Map.of());
+    if (sluice != null && !sluice.warmUp(Duration.ofSeconds(10))) {
+      System.err.println("no Sluice coordinator at " + sluiceTarget + " answered within 10 s; going on: calls fail"
+          + " or wait until one does");
     }
     Semaphore local = new Semaphore(threads);
     AtomicLong next = new AtomicLong();

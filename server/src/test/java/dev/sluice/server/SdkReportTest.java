@@ -25,7 +25,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The SDK's upstream-feedback calls ({@code reportThrottled}, {@code reportHeaders}, their async
- * forms and the deprecated boolean bridge), through a real coordinator over
+ * forms and the deprecated boolean bridge) and {@code warmUp}, through a real coordinator over
  * Netty on loopback, its time on a {@link FakeClock}.
  */
 class SdkReportTest {
@@ -116,5 +116,14 @@ class SdkReportTest {
     assertThat(c.report("openai", false, null, Map.of("x-ratelimit-remaining-tokens", "300"))).isZero();
     assertThat(tokens()).isEqualTo(300.0);
     assertThat(c.report("openai", true, Duration.ofSeconds(2), null)).isEqualTo(Duration.ofSeconds(2));
+  }
+
+  @Test
+  void warmUpOfASessionClientLeavesItReadyToAcquire() throws Exception {
+    SluiceClient c = client(SluiceClient.builder().session(2));
+    assertThat(c.warmUp(Duration.ofSeconds(30))).isTrue();
+    try (Permit p = c.acquire("openai", Load.of("tokens", 1))) {
+      assertThat(p.granted().get("tokens")).isEqualTo(1L);
+    }
   }
 }
