@@ -20,7 +20,6 @@ import io.grpc.Metadata;
 import io.grpc.TlsChannelCredentials;
 import io.grpc.stub.MetadataUtils;
 import io.grpc.stub.StreamObserver;
-import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import dev.sluice.proto.v1.CancelRequest;
 import dev.sluice.proto.v1.CancelResponse;
@@ -108,10 +107,9 @@ public final class SluiceClient implements AutoCloseable {
   private final LeaseRenewer renewer;
   private final Fallback fallback;
   private final ClusterHealth health;
-  private final NodeProber prober; // null unless the target is a list
+  private final NodeProber prober; // null unless the target is a list and grpc-services is present
   private final SessionLink session; // null unless Builder.session
-  private final MeterRegistry meterRegistry;
-  private final Gauge degradedGauge;
+  private final Runnable unregisterGauge; // null without a meter registry
   private final AtomicLong lastRenewAll;
   private final AtomicBoolean closed = new AtomicBoolean();
   private final Duration deadlineMargin;
@@ -139,8 +137,7 @@ public final class SluiceClient implements AutoCloseable {
       }
       throw e;
     }
-    this.prober = nodes == null ? null
-        : new NodeProber(nodes.nodes(), new NodeProber.HealthProbe(nodes.nodes(), credentials), scheduler, ticker, nodes);
+    this.prober = nodes == null ? null : NodeProber.forList(nodes, credentials, scheduler, ticker);
     String apiKey = b.apiKey != null ? b.apiKey : blankToNull(System.getenv(API_KEY_ENV));
     Channel calls = channel;
     if (apiKey != null) {
@@ -171,13 +168,10 @@ public final class SluiceClient implements AutoCloseable {
         renewAllNow();
       }
     });
-    this.meterRegistry = b.meterRegistry;
-    this.degradedGauge = meterRegistry == null ? null
-        : Gauge.builder("sluice.client.degraded", this, c -> c.isDegraded() ? 1 : 0)
-            .description("1 while no Sluice coordinator node answers and the client runs in its failure mode,"
-                + " 0 otherwise")
-            .tag("mode", fallback.mode().toString())
-            .register(meterRegistry);
+    // Micrometer is optional: DegradedGauge, the one class that names its types, is loaded only
+    // when a registry was given, and whoever gave one has Micrometer on the classpath.
+    this.unregisterGauge = b.meterRegistry == null ? null
+        : DegradedGauge.register(b.meterRegistry, this, fallback.mode().toString());
     health.start();
     if (prober != null) {
       prober.start();
@@ -458,8 +452,8 @@ public final class SluiceClient implements AutoCloseable {
     }
     fallback.close();
     renewer.close();
-    if (degradedGauge != null) {
-      meterRegistry.remove(degradedGauge);
+    if (unregisterGauge != null) {
+      unregisterGauge.run();
     }
     if (ownsScheduler) {
       scheduler.shutdownNow();
