@@ -54,7 +54,7 @@ final class AcquireCall {
 
   final CompletableFuture<Permit> future = new CompletableFuture<>();
 
-  private final SluiceClient client;
+  private final ClientRuntime client;
   private final String resource;
   private final Load load;
   private final String requestId;
@@ -69,7 +69,7 @@ final class AcquireCall {
   private boolean waitingForLocalSlot;
 
   /** For tests that drive the observer directly: no timeout, no retries. */
-  AcquireCall(SluiceClient client, String resource, String requestId, Executor delivery) {
+  AcquireCall(ClientRuntime client, String resource, String requestId, Executor delivery) {
     this(client, resource, Load.DEFAULT, requestId, delivery, Long.MAX_VALUE);
   }
 
@@ -77,7 +77,7 @@ final class AcquireCall {
    * @param timeoutNanos the acquire's own timeout, which the coordinator is asked to enforce;
    *     also the budget of retries
    */
-  AcquireCall(SluiceClient client, String resource, Load load, String requestId, Executor delivery, long timeoutNanos) {
+  AcquireCall(ClientRuntime client, String resource, Load load, String requestId, Executor delivery, long timeoutNanos) {
     this.client = client;
     this.resource = resource;
     this.load = load;
@@ -251,7 +251,7 @@ final class AcquireCall {
   }
 
   private void deliver(Runnable completion) {
-    SluiceClient.deliver(delivery, completion, "acquire", resource);
+    ClientRuntime.deliver(delivery, completion, "acquire", resource);
   }
 
 

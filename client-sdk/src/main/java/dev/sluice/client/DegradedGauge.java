@@ -13,7 +13,7 @@ final class DegradedGauge {
   private DegradedGauge() {}
 
   /** Registers the gauge of {@code client}; the returned action removes it again. */
-  static Runnable register(MeterRegistry registry, SluiceClient client, String mode) {
+  static Runnable register(MeterRegistry registry, ClientRuntime client, String mode) {
     Gauge gauge = Gauge.builder("sluice.client.degraded", client, c -> c.isDegraded() ? 1 : 0)
         .description("1 while no Sluice coordinator node answers and the client runs in its failure mode,"
             + " 0 otherwise")

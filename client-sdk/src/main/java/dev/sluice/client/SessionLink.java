@@ -58,7 +58,7 @@ final class SessionLink implements AutoCloseable {
   }
 
   /** Stands in for a waiter given up on: gives back a grant that still comes. */
-  private record Ghost(SluiceClient client, String resource) implements Waiter {
+  private record Ghost(ClientRuntime client, String resource) implements Waiter {
     @Override
     public long giveUpAt() {
       return Long.MAX_VALUE;
@@ -80,13 +80,13 @@ final class SessionLink implements AutoCloseable {
 
   private final CoordinatorGrpc.CoordinatorStub stub;
   private final LongSupplier ticker;
-  private final SluiceClient client;
+  private final ClientRuntime client;
   private final Stream[] slots;
   private final AtomicLong tags = new AtomicLong();
   private final ScheduledFuture<?> sweep;
   private volatile boolean closed;
 
-  SessionLink(SluiceClient client, CoordinatorGrpc.CoordinatorStub stub, int streams,
+  SessionLink(ClientRuntime client, CoordinatorGrpc.CoordinatorStub stub, int streams,
       ScheduledExecutorService scheduler, LongSupplier ticker) {
     this.client = client;
     this.stub = stub;
