@@ -128,9 +128,9 @@ public final class SluiceClient implements AutoCloseable {
    *
    * <p>What it does: asks the channel to connect and waits until a node is READY; opens the
    * {@linkplain Builder#session session} streams, if any; runs the acquire messages through their
-   * marshallers; and sends one {@code Describe} for the empty resource name, which the coordinator
-   * refuses in its gRPC layer without touching its store (any answer, even a refusal, has
-   * warmed the path).
+   * marshallers; and sends one acquire for the empty resource name through the same code as every
+   * acquire, which the coordinator refuses in its gRPC layer before its engine and store (any
+   * answer, even a refusal, has warmed the path).
    *
    * <p>Why a method and not part of {@code build()}: building never waits on the network, so a
    * client can be built where the process is wired up (a constructor, a DI container) while the
