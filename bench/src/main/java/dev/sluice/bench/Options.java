@@ -29,6 +29,9 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
              java -jar bench/target/sluice-bench.jar push [--duration 10s] [--callers 64]
                  (buffer items accepted per second over HTTP on each store, one per request and
                  100 per request, against GET /healthz on the same coordinator; prints only)
+             java -jar bench/target/sluice-bench.jar first [--threads 32] [--runs 3]
+                 (a fresh JVM's first acquire against the p50 of the next ones, with the client
+                 only built and with warmUp after building; prints only)
 
       Runs every scenario in one JVM, one after another, prints a table as it goes, then writes
       BENCHMARKS.md and docs/bench/{throughput,latency}.svg under --out.

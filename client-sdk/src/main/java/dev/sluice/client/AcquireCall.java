@@ -9,8 +9,6 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * One acquire: its Acquire long-polls (one per attempt) and the future that exposes it.
@@ -54,11 +52,9 @@ import org.slf4j.LoggerFactory;
  */
 final class AcquireCall {
 
-  private static final Logger log = LoggerFactory.getLogger(AcquireCall.class);
-
   final CompletableFuture<Permit> future = new CompletableFuture<>();
 
-  private final SluiceClient client;
+  private final ClientRuntime client;
   private final String resource;
   private final Load load;
   private final String requestId;
@@ -73,7 +69,7 @@ final class AcquireCall {
   private boolean waitingForLocalSlot;
 
   /** For tests that drive the observer directly: no timeout, no retries. */
-  AcquireCall(SluiceClient client, String resource, String requestId, Executor delivery) {
+  AcquireCall(ClientRuntime client, String resource, String requestId, Executor delivery) {
     this(client, resource, Load.DEFAULT, requestId, delivery, Long.MAX_VALUE);
   }
 
@@ -81,7 +77,7 @@ final class AcquireCall {
    * @param timeoutNanos the acquire's own timeout, which the coordinator is asked to enforce;
    *     also the budget of retries
    */
-  AcquireCall(SluiceClient client, String resource, Load load, String requestId, Executor delivery, long timeoutNanos) {
+  AcquireCall(ClientRuntime client, String resource, Load load, String requestId, Executor delivery, long timeoutNanos) {
     this.client = client;
     this.resource = resource;
     this.load = load;
@@ -255,21 +251,9 @@ final class AcquireCall {
   }
 
   private void deliver(Runnable completion) {
-    boolean outer = !SluiceClient.IN_CALLBACK.get();
-    SluiceClient.IN_CALLBACK.set(Boolean.TRUE);
-    try {
-      delivery.execute(completion);
-    } catch (RuntimeException e) {
-      // A rejecting executor must not leak a grant: complete here, on the gRPC thread, instead.
-      log.warn("the client's executor refused to run the completion of an acquire on '{}'; running it inline",
-          resource, e);
-      completion.run();
-    } finally {
-      if (outer) {
-        SluiceClient.IN_CALLBACK.set(Boolean.FALSE);
-      }
-    }
+    ClientRuntime.deliver(delivery, completion, "acquire", resource);
   }
+
 
   /** One Acquire RPC, or one acquire on the client's session stream. */
   private final class Attempt implements ClientResponseObserver<AcquireRequest, AcquireResponse>,

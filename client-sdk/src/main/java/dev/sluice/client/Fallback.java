@@ -188,7 +188,7 @@ final class Fallback {
 
   private void describe(String resource) {
     try {
-      stub.withDeadlineAfter(SluiceClient.CALL_DEADLINE.toNanos(), TimeUnit.NANOSECONDS)
+      stub.withDeadlineAfter(ClientRuntime.CALL_DEADLINE.toNanos(), TimeUnit.NANOSECONDS)
           .describe(DescribeRequest.newBuilder().setResource(resource).build(), new StreamObserver<>() {
             @Override
             public void onNext(DescribeResponse response) {

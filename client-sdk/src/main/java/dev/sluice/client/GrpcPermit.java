@@ -12,7 +12,7 @@ final class GrpcPermit implements Permit {
 
   private static final Logger log = LoggerFactory.getLogger(GrpcPermit.class);
 
-  private final SluiceClient client;
+  private final ClientRuntime client;
   private final String id;
   private final String resource;
   private final Load granted;
@@ -21,7 +21,7 @@ final class GrpcPermit implements Permit {
   private final AtomicBoolean ended = new AtomicBoolean();
   private volatile Load actual;
 
-  GrpcPermit(SluiceClient client, String id, String resource, Load granted, Duration waited, Duration leaseTtl) {
+  GrpcPermit(ClientRuntime client, String id, String resource, Load granted, Duration waited, Duration leaseTtl) {
     this.client = client;
     this.id = id;
     this.resource = resource;

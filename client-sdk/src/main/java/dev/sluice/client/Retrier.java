@@ -76,11 +76,17 @@ final class Retrier {
    * @param onUnavailable run after each UNAVAILABLE (the client notes a failover)
    */
   <T> void unary(long budgetNanos, Send<T> send, Runnable onUnavailable, Callback<T> callback) {
-    new Call<>(ticker.getAsLong() + budgetNanos, send, onUnavailable, callback).attempt();
+    new Call<>(ticker.getAsLong() + budgetNanos, true, send, onUnavailable, callback).attempt();
+  }
+
+  /** One attempt with a gRPC deadline of {@code deadlineNanos}, not retried. */
+  <T> void once(long deadlineNanos, Send<T> send, Callback<T> callback) {
+    new Call<>(ticker.getAsLong() + deadlineNanos, false, send, () -> { }, callback).attempt();
   }
 
   private final class Call<T> implements StreamObserver<T> {
     private final long deadline;
+    private final boolean retry;
     private final Send<T> send;
     private final Runnable onUnavailable;
     private final Callback<T> callback;
@@ -88,8 +94,9 @@ final class Retrier {
     private volatile int retries;
     private volatile T response;
 
-    Call(long deadline, Send<T> send, Runnable onUnavailable, Callback<T> callback) {
+    Call(long deadline, boolean retry, Send<T> send, Runnable onUnavailable, Callback<T> callback) {
       this.deadline = deadline;
+      this.retry = retry;
       this.send = send;
       this.onUnavailable = onUnavailable;
       this.callback = callback;
@@ -115,7 +122,7 @@ final class Retrier {
 
     @Override
     public void onError(Throwable t) {
-      if (isRetryable(t)) {
+      if (retry && isRetryable(t)) {
         onUnavailable.run();
         long backoff = backoffNanos(retries);
         if (deadline - ticker.getAsLong() > backoff) {

@@ -58,7 +58,7 @@ final class SessionLink implements AutoCloseable {
   }
 
   /** Stands in for a waiter given up on: gives back a grant that still comes. */
-  private record Ghost(SluiceClient client, String resource) implements Waiter {
+  private record Ghost(ClientRuntime client, String resource) implements Waiter {
     @Override
     public long giveUpAt() {
       return Long.MAX_VALUE;
@@ -80,13 +80,13 @@ final class SessionLink implements AutoCloseable {
 
   private final CoordinatorGrpc.CoordinatorStub stub;
   private final LongSupplier ticker;
-  private final SluiceClient client;
+  private final ClientRuntime client;
   private final Stream[] slots;
   private final AtomicLong tags = new AtomicLong();
   private final ScheduledFuture<?> sweep;
   private volatile boolean closed;
 
-  SessionLink(SluiceClient client, CoordinatorGrpc.CoordinatorStub stub, int streams,
+  SessionLink(ClientRuntime client, CoordinatorGrpc.CoordinatorStub stub, int streams,
       ScheduledExecutorService scheduler, LongSupplier ticker) {
     this.client = client;
     this.stub = stub;
@@ -110,6 +110,13 @@ final class SessionLink implements AutoCloseable {
     s.queue.add(SessionAcquire.newBuilder().setTag(tag).setRequest(request).build());
     s.flush();
     return tag;
+  }
+
+  /** Opens every stream now rather than on its first acquire ({@link SluiceClient#warmUp}). */
+  void openAll() {
+    for (int slot = 0; slot < slots.length; slot++) {
+      stream(slot);
+    }
   }
 
   /** Sends a release on a live stream; false if there is none (send it another way). */

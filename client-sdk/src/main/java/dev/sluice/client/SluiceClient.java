@@ -1,46 +1,21 @@
 package dev.sluice.client;
 
-import dev.sluice.proto.v1.AcquireRequest;
-import dev.sluice.proto.v1.AcquireResponse;
-import dev.sluice.proto.v1.CoordinatorGrpc;
-import dev.sluice.proto.v1.ReleaseRequest;
-import dev.sluice.proto.v1.ReleaseResponse;
-import dev.sluice.proto.v1.ReportRequest;
-import dev.sluice.proto.v1.ReportResponse;
 import io.grpc.ClientInterceptor;
-import io.grpc.Channel;
 import io.grpc.ChannelCredentials;
-import io.grpc.ClientInterceptors;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
-import io.grpc.Metadata;
 import io.grpc.TlsChannelCredentials;
-import io.grpc.stub.MetadataUtils;
-import io.grpc.StatusRuntimeException;
-import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
-import io.grpc.stub.StreamObserver;
-import dev.sluice.proto.v1.CancelRequest;
-import dev.sluice.proto.v1.CancelResponse;
-import java.util.UUID;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executor;
 import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.ScheduledThreadPoolExecutor;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicInteger;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.LongSupplier;
 import java.util.function.UnaryOperator;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * Client of a Sluice coordinator: wrap each upstream call in a {@link Permit}.
@@ -68,119 +43,10 @@ import org.slf4j.LoggerFactory;
  */
 public final class SluiceClient implements AutoCloseable {
 
-  private static final Logger log = LoggerFactory.getLogger(SluiceClient.class);
+  private final ClientRuntime runtime;
 
-  static final String TARGET_ENV = "SLUICE_TARGET";
-  static final String API_KEY_ENV = "SLUICE_API_KEY";
-  private static final Metadata.Key<String> AUTHORIZATION =
-      Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
-  static final String DEFAULT_TARGET = "localhost:7420";
-  static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(30);
-  /** Added to an acquire's timeout for its gRPC deadline: the server answers first, a dead one cannot hang us. */
-  static final Duration DEADLINE_MARGIN = Duration.ofSeconds(5);
-  /** Deadline of the short calls (release, report). */
-  static final Duration CALL_DEADLINE = Duration.ofSeconds(10);
-  private static final Duration SHUTDOWN_GRACE = Duration.ofSeconds(5);
-
-  /**
-   * Set while this thread completes an acquire's future: the network thread (or the timer, for a
-   * local grant), where the non-async stages of {@link #acquireAsync} futures run unless an
-   * {@link Builder#executor} is set. A blocking call there would stall every call of the client.
-   */
-  static final ThreadLocal<Boolean> IN_CALLBACK = ThreadLocal.withInitial(() -> Boolean.FALSE);
-
-  /** Failovers noticed closer together than this renew the leases once. */
-  private static final Duration RENEW_ALL_SPACING = Duration.ofMillis(500);
-
-  private final ManagedChannel channel;
-  private final boolean ownsChannel;
-  private final CoordinatorGrpc.CoordinatorStub stub;
-  private final CoordinatorGrpc.CoordinatorBlockingStub blockingStub;
-  private final Duration defaultTimeout;
-  private final Lane defaultLane;
-  private final Executor executor;
-  private final ScheduledExecutorService scheduler;
-  private final boolean ownsScheduler;
-  private final LongSupplier ticker;
-  private final Retrier retrier;
-  private final LeaseRenewer renewer;
-  private final Fallback fallback;
-  private final ClusterHealth health;
-  private final NodeProber prober; // null unless the target is a list
-  private final SessionLink session; // null unless Builder.session
-  private final MeterRegistry meterRegistry;
-  private final Gauge degradedGauge;
-  private final AtomicLong lastRenewAll;
-  private final AtomicBoolean closed = new AtomicBoolean();
-  private final Duration deadlineMargin;
-  /**
-   * Request ids: 128 random bits per client, then a counter. As unique as a random UUID each, without
-   * a SecureRandom call (a lock shared by every thread) per acquire.
-   */
-  private final String idPrefix = UUID.randomUUID().toString() + "-";
-  private final AtomicLong ids = new AtomicLong();
-
-  /** @param target the checked target to build a channel to; null to use the builder's channel */
-  private SluiceClient(Builder b, String target) {
-    ChannelCredentials credentials = b.credentials(); // first: a bad file must not leak the scheduler
-    this.ownsScheduler = b.scheduler == null;
-    this.scheduler = b.scheduler != null ? b.scheduler : newScheduler();
-    this.ticker = b.ticker != null ? b.ticker : System::nanoTime;
-    ListNodes nodes = target != null && target.contains(",")
-        ? new ListNodes(Targets.parseList(target), scheduler) : null;
-    this.ownsChannel = target != null;
-    try {
-      this.channel = target != null ? Targets.channel(target, credentials, b.interceptor, nodes) : b.channel;
-    } catch (RuntimeException e) {
-      if (ownsScheduler) {
-        scheduler.shutdownNow();
-      }
-      throw e;
-    }
-    this.prober = nodes == null ? null
-        : new NodeProber(nodes.nodes(), new NodeProber.HealthProbe(nodes.nodes(), credentials), scheduler, ticker, nodes);
-    String apiKey = b.apiKey != null ? b.apiKey : blankToNull(System.getenv(API_KEY_ENV));
-    Channel calls = channel;
-    if (apiKey != null) {
-      Metadata headers = new Metadata();
-      headers.put(AUTHORIZATION, "Bearer " + apiKey);
-      calls = ClientInterceptors.intercept(channel, MetadataUtils.newAttachHeadersInterceptor(headers));
-    }
-    this.stub = CoordinatorGrpc.newStub(calls);
-    this.blockingStub = CoordinatorGrpc.newBlockingStub(calls);
-    this.defaultTimeout = b.defaultTimeout != null ? b.defaultTimeout : DEFAULT_TIMEOUT;
-    this.deadlineMargin = b.deadlineMargin != null ? b.deadlineMargin : DEADLINE_MARGIN;
-    this.defaultLane = b.defaultLane != null ? b.defaultLane : Lane.DEFAULT;
-    this.executor = b.executor != null ? b.executor : Runnable::run;
-    this.lastRenewAll = new AtomicLong(ticker.getAsLong() - RENEW_ALL_SPACING.toNanos());
-    this.retrier = new Retrier(scheduler, ticker);
-    this.renewer = new LeaseRenewer(stub, scheduler, retrier);
-    this.session = b.sessionStreams > 0 ? new SessionLink(this, stub, b.sessionStreams, scheduler, ticker) : null;
-    this.fallback = new Fallback(b.failureMode != null ? b.failureMode : FailureMode.FAIL_CLOSED, stub, scheduler,
-        ticker);
-    this.health = new ClusterHealth(channel, scheduler, ticker, new ClusterHealth.Listener() {
-      @Override
-      public void entered() {
-        log.warn(fallback.enter());
-      }
-
-      @Override
-      public void left(Duration degradedFor) {
-        log.info(fallback.leave(degradedFor));
-        renewAllNow();
-      }
-    });
-    this.meterRegistry = b.meterRegistry;
-    this.degradedGauge = meterRegistry == null ? null
-        : Gauge.builder("sluice.client.degraded", this, c -> c.isDegraded() ? 1 : 0)
-            .description("1 while no Sluice coordinator node answers and the client runs in its failure mode,"
-                + " 0 otherwise")
-            .tag("mode", fallback.mode().toString())
-            .register(meterRegistry);
-    health.start();
-    if (prober != null) {
-      prober.start();
-    }
+  private SluiceClient(ClientRuntime runtime) {
+    this.runtime = runtime;
   }
 
   /** A builder; every setting has a default, so {@code builder().build()} is a working client. */
@@ -223,20 +89,7 @@ public final class SluiceClient implements AutoCloseable {
    * @throws IllegalStateException if the client is closed
    */
   public Permit acquire(String resource, Load load, AcquireOptions options) throws InterruptedException {
-    if (Thread.interrupted()) {
-      throw new InterruptedException("interrupted before acquiring on '" + resource + "'");
-    }
-    refuseBlockingInCallback("acquire", resource);
-    // Completed directly on the gRPC thread: the caller is parked on the future, nothing else runs.
-    AcquireCall call = start(resource, load, options, Runnable::run);
-    try {
-      return call.future.get();
-    } catch (InterruptedException e) {
-      call.abandon();
-      throw e;
-    } catch (ExecutionException e) {
-      throw inCaller(e.getCause());
-    }
+    return runtime.acquire(resource, load, options);
   }
 
   /**
@@ -262,67 +115,108 @@ public final class SluiceClient implements AutoCloseable {
    * @throws IllegalStateException if the client is closed
    */
   public CompletableFuture<Permit> acquireAsync(String resource, Load load, AcquireOptions options) {
-    return start(resource, load, options, executor).future;
+    return runtime.acquireAsync(resource, load, options);
   }
 
   /**
-   * Tells the coordinator what the upstream answered, so it can pause the resource for every
-   * worker after a 429 and lower its view of what is left.
+   * Connects now and sends one call, so that the first acquire costs about what the hundredth
+   * does. Call it once after {@link Builder#build()}, where the process starts (before it takes
+   * traffic, or in its readiness check); the client works without it, but then its first calls
+   * pay for connecting (TCP, TLS, HTTP/2) and for loading and compiling the call path, and calls
+   * made meanwhile by several threads are all held until the connection is up and then sent
+   * together, as one burst.
    *
-   * @param throttled whether the upstream refused the call (HTTP 429 or equivalent)
-   * @param retryAfter how long the upstream asked to wait; null to read it from {@code headers}
-   *     ({@code retry-after-ms}, then {@code retry-after} in seconds); when neither gives one the
-   *     coordinator pauses for 1 s. Ignored unless {@code throttled}.
-   * @param headers the upstream's HTTP response headers, names in any case; null for none. Every
-   *     integer {@code x-ratelimit-remaining-<dimension>} header is reported as what is left of
-   *     that dimension; values that do not parse are skipped.
-   * @return how long the coordinator has now paused the resource; zero when it is not paused
-   * @throws IllegalArgumentException if {@code retryAfter} is negative
-   * @throws SluiceException (a subclass, as for acquire) if the coordinator refused the report or
-   *     did not answer; this call blocks until it answers, at most 10 s (retrying on another node
-   *     when one fails with UNAVAILABLE; at once while the client is degraded)
+   * <p>What it does: asks the channel to connect and waits until a node is READY; opens the
+   * {@linkplain Builder#session session} streams, if any; runs the acquire messages through their
+   * marshallers; and sends one acquire for the empty resource name through the same code as every
+   * acquire, which the coordinator refuses in its gRPC layer before its engine and store (any
+   * answer, even a refusal, has warmed the path).
+   *
+   * <p>Why a method and not part of {@code build()}: building never waits on the network, so a
+   * client can be built where the process is wired up (a constructor, a DI container) while the
+   * coordinator is still starting or away, without stalling or failing that; and the caller
+   * chooses how long to wait and what to do if no node answers.
+   *
+   * @param timeout how long to wait for a node to answer, e.g. {@code Duration.ofSeconds(5)}
+   * @return true if a node answered within {@code timeout} and the channel is READY; false if
+   *     none did (the client still works: calls fail or wait as they would without the warm-up)
+   * @throws IllegalArgumentException if {@code timeout} is negative
+   * @throws InterruptedException if interrupted while waiting
    * @throws IllegalStateException if the client is closed
    */
+  public boolean warmUp(Duration timeout) throws InterruptedException {
+    return runtime.warmUp(timeout);
+  }
+
+  /**
+   * Tells the coordinator the upstream refused a call (HTTP 429 or equivalent), so it pauses the
+   * resource for every worker and empties its view of what is left. Blocks until the coordinator
+   * answers, at most 10 s (retrying on another node when one fails with UNAVAILABLE; at once
+   * while the client is degraded).
+   *
+   * @param retryAfter how long the upstream asked to wait; null to read it from {@code headers}
+   *     ({@code retry-after-ms}, then {@code retry-after} in seconds). When neither gives one the
+   *     coordinator pauses for 1 s.
+   * @param headers the upstream's HTTP response headers, names in any case; {@code Map.of()} for
+   *     none. Every integer {@code x-ratelimit-remaining-<dimension>} header is reported as what is
+   *     left of that dimension; values that do not parse are skipped.
+   * @return how long the coordinator has now paused the resource
+   * @throws IllegalArgumentException if {@code retryAfter} is negative
+   * @throws SluiceException (a subclass, as for acquire) if the coordinator refused the report or
+   *     did not answer in time; if the calling thread is interrupted while waiting (its interrupt
+   *     status is kept; the report may still be applied)
+   * @throws IllegalStateException if the client is closed
+   */
+  public Duration reportThrottled(String resource, Duration retryAfter, Map<String, String> headers) {
+    return runtime.reportThrottled(resource, retryAfter, headers);
+  }
+
+  /**
+   * Tells the coordinator what the upstream's rate-limit headers say is left, after a call it
+   * accepted: every integer {@code x-ratelimit-remaining-<dimension>} header (names in any case)
+   * lowers the coordinator's view of that dimension; it never raises it. Other headers, and values
+   * that do not parse, are skipped. Blocks as {@link #reportThrottled} does.
+   *
+   * @param headers the upstream's HTTP response headers; {@code Map.of()} for none
+   * @return how long the resource is paused (by an earlier throttle report); zero when it is not
+   * @throws SluiceException (a subclass) if the coordinator refused the report or did not answer
+   * @throws IllegalStateException if the client is closed
+   */
+  public Duration reportHeaders(String resource, Map<String, String> headers) {
+    return runtime.reportHeaders(resource, headers);
+  }
+
+  /**
+   * {@link #reportThrottled} without blocking: the future completes, on the client's
+   * {@linkplain Builder#executor executor}, with the pause or with the exception the blocking form
+   * throws. Bad arguments and a closed client throw at once.
+   */
+  public CompletableFuture<Duration> reportThrottledAsync(String resource, Duration retryAfter,
+      Map<String, String> headers) {
+    return runtime.reportThrottledAsync(resource, retryAfter, headers);
+  }
+
+  /**
+   * {@link #reportHeaders} without blocking: the future completes, on the client's
+   * {@linkplain Builder#executor executor}, with the pause or with the exception the blocking form
+   * throws. Bad arguments and a closed client throw at once.
+   */
+  public CompletableFuture<Duration> reportHeadersAsync(String resource, Map<String, String> headers) {
+    return runtime.reportHeadersAsync(resource, headers);
+  }
+
+  /**
+   * The boolean form of {@link #reportThrottled} and {@link #reportHeaders}, to which it delegates.
+   *
+   * @param headers null for none
+   * @deprecated a boolean argument with two nullable ones reads badly at the call site; call
+   *     {@link #reportThrottled(String, Duration, Map)} after a 429 and
+   *     {@link #reportHeaders(String, Map)} after any other answer
+   */
+  @Deprecated(since = "0.1.0")
   public Duration report(String resource, boolean throttled, Duration retryAfter, Map<String, String> headers) {
-    Objects.requireNonNull(resource, "resource");
-    refuseBlockingInCallback("report", resource);
-    if (retryAfter != null && retryAfter.isNegative()) {
-      throw new IllegalArgumentException("retryAfter is " + retryAfter + "; it must be >= 0, or null to read the headers");
-    }
-    checkOpen();
     Map<String, String> h = headers != null ? headers : Map.of();
-    ReportRequest.Builder request = ReportRequest.newBuilder()
-        .setResource(resource)
-        .setThrottled(throttled)
-        .putAllRemaining(ReportHeaders.remaining(h));
-    if (throttled) {
-      Duration pause = retryAfter != null ? retryAfter : ReportHeaders.retryAfter(h);
-      if (pause != null) {
-        request.setRetryAfter(Protos.toProto(pause));
-      }
-    }
-    long deadline = ticker.getAsLong() + CALL_DEADLINE.toNanos();
-    for (int retry = 0; ; retry++) {
-      try {
-        ReportResponse response = blockingStub
-            .withDeadlineAfter(Math.max(1, deadline - ticker.getAsLong()), TimeUnit.NANOSECONDS)
-            .report(request.build());
-        return Protos.toJava(response.getPausedFor());
-      } catch (StatusRuntimeException e) {
-        long backoff = Retrier.backoffNanos(retry);
-        // While degraded no node is up: fail at once rather than hold the caller for 10 s.
-        if (!Retrier.isRetryable(e) || isDegraded() || deadline - ticker.getAsLong() <= backoff) {
-          throw Errors.map(e, "report", resource);
-        }
-        failoverNoticed();
-        try {
-          TimeUnit.NANOSECONDS.sleep(backoff);
-        } catch (InterruptedException interrupted) {
-          Thread.currentThread().interrupt();
-          throw Errors.map(e, "report", resource);
-        }
-      }
-    }
+    return throttled ? reportThrottled(resource, retryAfter, h) : reportHeaders(resource, h);
   }
 
   /**
@@ -341,7 +235,7 @@ public final class SluiceClient implements AutoCloseable {
    * LOCAL mode), leaving one INFO line.
    */
   public boolean isDegraded() {
-    return health.isDegraded();
+    return runtime.isDegraded();
   }
 
   /**
@@ -352,247 +246,22 @@ public final class SluiceClient implements AutoCloseable {
    */
   @Override
   public void close() {
-    if (!closed.compareAndSet(false, true)) {
-      return;
-    }
-    health.close();
-    if (session != null) {
-      session.close();
-    }
-    if (prober != null) {
-      prober.close();
-    }
-    fallback.close();
-    renewer.close();
-    if (degradedGauge != null) {
-      meterRegistry.remove(degradedGauge);
-    }
-    if (ownsScheduler) {
-      scheduler.shutdownNow();
-    }
-    if (!ownsChannel) {
-      return;
-    }
-    channel.shutdown();
-    if (IN_CALLBACK.get()) {
-      return; // on the network thread: waiting here would hold up the very calls we wait for
-    }
-    try {
-      if (!channel.awaitTermination(SHUTDOWN_GRACE.toNanos(), TimeUnit.NANOSECONDS)) {
-        channel.shutdownNow();
-      }
-    } catch (InterruptedException e) {
-      channel.shutdownNow();
-      Thread.currentThread().interrupt();
-    }
+    runtime.close();
   }
 
-  // ---- package-private plumbing ----
+  // ---- for tests ----
+
+  ClientRuntime runtime() {
+    return runtime;
+  }
 
   ManagedChannel channel() {
-    return channel;
+    return runtime.channel();
   }
 
-  CoordinatorGrpc.CoordinatorStub stub() {
-    return stub;
-  }
-
-  ScheduledExecutorService scheduler() {
-    return scheduler;
-  }
-
-  /** Added to an acquire's timeout for its gRPC deadline. */
-  Duration deadlineMargin() {
-    return deadlineMargin;
-  }
-
-  /** The session streams acquires and releases ride, or null for unary calls. */
-  SessionLink session() {
-    return session;
-  }
-
-  LongSupplier ticker() {
-    return ticker;
-  }
-
-  Fallback fallback() {
-    return fallback;
-  }
-
-  /** For tests: whether every node of a list target has passed a health probe; true for other targets. */
+  /** Whether every node of a list target has passed a health probe; true for other targets. */
   boolean everyNodeAnswered() {
-    return prober == null || prober.everyNodeAnswered();
-  }
-
-  /**
-   * A call failed with UNAVAILABLE: a node was lost. Renew every open lease at once on the nodes
-   * left (at most once per 500 ms), in case the last renewal went to the lost node.
-   */
-  void failoverNoticed() {
-    long now = ticker.getAsLong();
-    long last = lastRenewAll.get();
-    if (now - last >= RENEW_ALL_SPACING.toNanos() && lastRenewAll.compareAndSet(last, now)) {
-      renewAllNow();
-    }
-  }
-
-  private void renewAllNow() {
-    try {
-      scheduler.execute(renewer::renewAllNow);
-    } catch (java.util.concurrent.RejectedExecutionException e) {
-      // closing
-    }
-  }
-
-  GrpcPermit newPermit(String resource, AcquireResponse response) {
-    GrpcPermit permit = new GrpcPermit(this, response.getPermitId(), resource,
-        Load.fromServer(response.getGrantedMap()), Protos.toJava(response.getWaited()),
-        Protos.toJava(response.getLeaseTtl()));
-    // Registered before the caller can see the permit, so a quick close() always finds it.
-    if (permit.leaseTtl().compareTo(Duration.ZERO) > 0) {
-      renewer.register(permit);
-    }
-    return permit;
-  }
-
-  /**
-   * Asks the coordinator to withdraw a waiting acquire; {@code onFailure} runs if it could not
-   * be asked (then the caller falls back to cancelling the call).
-   */
-  void cancelWaiter(String resource, String requestId, Runnable onFailure) {
-    CancelRequest request = CancelRequest.newBuilder().setResource(resource).setRequestId(requestId).build();
-    // While degraded no node is up to withdraw the waiter from: one attempt, then cancel the call.
-    long budget = isDegraded() ? 0 : CALL_DEADLINE.toNanos();
-    retrier.<CancelResponse>unary(budget,
-        (deadline, observer) -> stub.withDeadlineAfter(deadline, TimeUnit.NANOSECONDS).cancel(request, observer),
-        this::failoverNoticed,
-        (response, failure, retries) -> {
-          if (failure != null) {
-            log.debug("cancel of acquire {} on '{}' failed: {}", requestId, resource, failure.toString());
-            onFailure.run();
-          }
-        });
-  }
-
-  /**
-   * Sends a release without waiting for it; failures are logged, never thrown. Retried on
-   * UNAVAILABLE (a node whose store is away answers so) in the background until the permit's
-   * lease would have run out anyway, and at least {@link #CALL_DEADLINE}: a store outage shorter
-   * than that still frees the slot, and a retried release the coordinator no longer knows was
-   * done by the attempt that was cut off.
-   */
-  void release(GrpcPermit permit, ReleaseRequest request) {
-    renewer.unregister(permit.resource(), permit.id());
-    if (session != null && session.release(request)) {
-      return;
-    }
-    long budget = Math.max(CALL_DEADLINE.toNanos(), permit.leaseTtl().toNanos());
-    retrier.<ReleaseResponse>unary(budget,
-        (deadline, observer) -> stub.withDeadlineAfter(deadline, TimeUnit.NANOSECONDS).release(request, observer),
-        this::failoverNoticed,
-        (response, failure, retries) -> {
-          if (failure == null) {
-            released(permit, request, response, retries);
-          } else {
-            releaseFailed(permit, request, failure);
-          }
-        });
-  }
-
-  private void released(GrpcPermit permit, ReleaseRequest request, ReleaseResponse response, int retries) {
-    if (response == null || response.getReleased()) {
-      return;
-    }
-    if (request.getSettle() && !request.getUnused() && retries == 0) {
-      // Its lease ran out before the release: the settle had nothing to apply to.
-      log.warn("permit {} on '{}' had already expired at the coordinator; its settle {} was"
-              + " not applied. Keep permits shorter than their lease, or renew them",
-          permit.id(), permit.resource(), request.getActualMap());
-    } else {
-      log.debug("permit {} on '{}' was already gone at the coordinator (released{}, or lease expired)",
-          permit.id(), permit.resource(), retries > 0 ? " by an attempt cut off by a failover" : "");
-    }
-  }
-
-  private void releaseFailed(GrpcPermit permit, ReleaseRequest request, Throwable t) {
-    SluiceException failure = Errors.map(t, "release", permit.resource());
-    if (failure instanceof InvalidRequestException && request.getSettle()) {
-      // The settle was refused (say, a dimension the limit lacks). Never hold the slot
-      // hostage to it: release without settling, and say why.
-      log.warn("settle of permit {} on '{}' was refused, releasing without it: {}",
-          permit.id(), permit.resource(), failure.getMessage());
-      release(permit, request.toBuilder().clearActual().setSettle(false).build());
-      return;
-    }
-    log.warn("releasing permit {} on '{}' failed; its lease, if any, will expire on its own: {}",
-        permit.id(), permit.resource(), failure.getMessage());
-  }
-
-  private AcquireCall start(String resource, Load load, AcquireOptions options, Executor delivery) {
-    Objects.requireNonNull(resource, "resource");
-    Objects.requireNonNull(load, "load must not be null; use Load.requests(1) for a plain call");
-    Objects.requireNonNull(options, "options must not be null; use AcquireOptions.defaults()");
-    checkOpen();
-    Duration timeout = options.timeout() != null ? options.timeout() : defaultTimeout;
-    Lane lane = options.lane() != null ? options.lane() : defaultLane;
-    AcquireRequest.Builder request = AcquireRequest.newBuilder()
-        .setResource(resource)
-        .putAllLoad(load.asMap())
-        .setLane(Protos.toProto(lane))
-        .setTimeout(Protos.toProto(timeout));
-    // Every acquire carries an id so a cancel can withdraw exactly this waiter (see AcquireCall).
-    String requestId = options.requestId() != null ? options.requestId() : idPrefix + Long.toString(ids.incrementAndGet(), 36);
-    request.setRequestId(requestId);
-    AcquireCall call = new AcquireCall(this, resource, load, requestId, delivery, Protos.saturatedNanos(timeout));
-    call.start(request.build());
-    return call;
-  }
-
-  private static void refuseBlockingInCallback(String operation, String resource) {
-    if (IN_CALLBACK.get()) {
-      throw new IllegalStateException("blocking SluiceClient." + operation + "('" + resource + "') was called"
-          + " inside a stage of an acquireAsync future, which runs on the client's network thread: waiting"
-          + " there would stall every call of this client. Use acquireAsync, a *Async stage method"
-          + " (thenApplyAsync, thenComposeAsync ...), or set SluiceClient.Builder.executor(...)");
-    }
-  }
-
-  private static String blankToNull(String s) {
-    return s == null || s.isBlank() ? null : s.trim();
-  }
-
-  private void checkOpen() {
-    if (closed.get()) {
-      throw new IllegalStateException("this SluiceClient is closed; build a new one");
-    }
-  }
-
-  /**
-   * The failure was built on a gRPC thread; give it the blocking caller's stack trace, which is the
-   * one worth reading. The gRPC side stays in the cause. Safe: this future was never shared.
-   */
-  private static RuntimeException inCaller(Throwable failure) {
-    if (failure instanceof RuntimeException e) {
-      e.fillInStackTrace();
-      return e;
-    }
-    if (failure instanceof Error e) {
-      throw e;
-    }
-    return new SluiceException("acquire failed unexpectedly: " + failure, failure);
-  }
-
-  /** Lease renewals, retries and the degraded-mode timers: one daemon thread, never blocked. */
-  private static ScheduledExecutorService newScheduler() {
-    AtomicInteger count = new AtomicInteger();
-    ScheduledThreadPoolExecutor scheduler = new ScheduledThreadPoolExecutor(1, task -> {
-      Thread t = new Thread(task, "sluice-client-timer-" + count.incrementAndGet());
-      t.setDaemon(true);
-      return t;
-    });
-    // Cancelled ticks (closed permits) must not pile up in the queue until their due time.
-    scheduler.setRemoveOnCancelPolicy(true);
-    return scheduler;
+    return runtime.everyNodeAnswered();
   }
 
   /**
@@ -601,23 +270,23 @@ public final class SluiceClient implements AutoCloseable {
    */
   public static final class Builder {
 
-    private String target;
-    private Duration defaultTimeout;
-    private Lane defaultLane;
-    private Executor executor;
-    private int sessionStreams;
-    private String apiKey;
-    private Duration deadlineMargin;
-    private boolean tls;
-    private Path tlsTrust;
-    private Path tlsCert;
-    private Path tlsKey;
-    private ManagedChannel channel;
-    private ScheduledExecutorService scheduler;
-    private FailureMode failureMode;
-    private MeterRegistry meterRegistry;
-    private LongSupplier ticker;
-    private ClientInterceptor interceptor;
+    String target;
+    Duration defaultTimeout;
+    Lane defaultLane;
+    Executor executor;
+    int sessionStreams;
+    String apiKey;
+    Duration deadlineMargin;
+    boolean tls;
+    Path tlsTrust;
+    Path tlsCert;
+    Path tlsKey;
+    ManagedChannel channel;
+    ScheduledExecutorService scheduler;
+    FailureMode failureMode;
+    MeterRegistry meterRegistry;
+    LongSupplier ticker;
+    ClientInterceptor interceptor;
 
     private Builder() {}
 
@@ -896,8 +565,10 @@ public final class SluiceClient implements AutoCloseable {
     }
 
     /**
-     * A new client. Connecting is lazy: an unreachable coordinator shows up as
-     * {@link SluiceUnavailableException} on the first call, not here.
+     * A new client. Building never waits on the network: the channel that carries the calls
+     * connects on first use, and an unreachable coordinator shows up as
+     * {@link SluiceUnavailableException} on the first call, not here. Call
+     * {@link SluiceClient#warmUp} next so that the first acquire does not pay for connecting.
      *
      * @throws IllegalArgumentException if {@code SLUICE_TARGET} is used and is not a valid target
      */
@@ -907,17 +578,17 @@ public final class SluiceClient implements AutoCloseable {
           throw new IllegalStateException("tls settings apply to the channel the client builds from its target;"
               + " a channel passed to channel(...) brings its own credentials: set one or the other");
         }
-        return new SluiceClient(this, null);
+        return new SluiceClient(new ClientRuntime(this, null));
       }
-      return new SluiceClient(this, target != null ? target : defaultTarget(System::getenv));
+      return new SluiceClient(new ClientRuntime(this, target != null ? target : defaultTarget(System::getenv)));
     }
 
     static String defaultTarget(UnaryOperator<String> env) {
-      String fromEnv = env.apply(TARGET_ENV);
+      String fromEnv = env.apply(ClientRuntime.TARGET_ENV);
       if (fromEnv == null || fromEnv.isBlank()) {
-        return DEFAULT_TARGET;
+        return ClientRuntime.DEFAULT_TARGET;
       }
-      Targets.check(fromEnv.trim(), "environment variable " + TARGET_ENV);
+      Targets.check(fromEnv.trim(), "environment variable " + ClientRuntime.TARGET_ENV);
       return fromEnv.trim();
     }
 

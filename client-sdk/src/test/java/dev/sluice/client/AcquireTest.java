@@ -189,6 +189,6 @@ class AcquireTest {
         })
         .get(5, TimeUnit.SECONDS);
     assertThat(viaAsyncStage.resource()).isEqualTo("openai");
-    assertThat(SluiceClient.IN_CALLBACK.get()).as("the flag does not leak onto the caller").isFalse();
+    assertThat(ClientRuntime.IN_CALLBACK.get()).as("the flag does not leak onto the caller").isFalse();
   }
 }

@@ -153,7 +153,7 @@ class CancelRaceTest {
     // The narrowest window: the grant completed the future after get() threw InterruptedException
     // but before the caller could cancel it. Driven directly, since no latch can reach inside get().
     f = new Fixture();
-    AcquireCall call = new AcquireCall(f.client, "openai", "req-1", Runnable::run);
+    AcquireCall call = new AcquireCall(f.client.runtime(), "openai", "req-1", Runnable::run);
     call.onNext(f.fake.grant(dev.sluice.proto.v1.AcquireRequest.getDefaultInstance(), Duration.ZERO));
     assertThat(call.future).isCompleted();
 

@@ -74,6 +74,21 @@ class DegradedModeTest {
   }
 
   @Test
+  void reportWhileDegradedFailsAtOnceAsUnavailable() throws Exception {
+    connect(FailureMode.FAIL_CLOSED);
+    allNodesDown();
+    // One attempt with the full call deadline, no retry: the channel refuses it at once. (The
+    // manual scheduler is never advanced here, so a scheduled retry would hang this test.)
+    assertThatThrownBy(() -> client.reportHeaders("openai", java.util.Map.of()))
+        .isInstanceOf(SluiceUnavailableException.class)
+        .hasMessageStartingWith("report on resource 'openai'");
+    assertThat(client.reportThrottledAsync("openai", Duration.ofSeconds(1), java.util.Map.of()))
+        .failsWithin(Duration.ofSeconds(10))
+        .withThrowableOfType(java.util.concurrent.ExecutionException.class)
+        .withCauseInstanceOf(SluiceUnavailableException.class);
+  }
+
+  @Test
   void unavailableAcquireIsRetriedWithTheSameRequestId() throws Exception {
     connect(FailureMode.FAIL_CLOSED);
     AtomicInteger calls = new AtomicInteger();

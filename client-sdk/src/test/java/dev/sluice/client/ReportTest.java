@@ -9,6 +9,9 @@ import io.grpc.Status;
 import java.time.Duration;
 import java.util.HashMap;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -39,7 +42,7 @@ class ReportTest {
     headers.put("Retry-After-Ms", "250");
     headers.put("Retry-After", "3");
 
-    Duration paused = f.client.report("openai", true, null, headers);
+    Duration paused = f.client.reportThrottled("openai", null, headers);
 
     ReportRequest sent = f.fake.reports.get(0);
     assertThat(sent.getResource()).isEqualTo("openai");
@@ -51,19 +54,19 @@ class ReportTest {
 
   @Test
   void retryAfterInFractionalSecondsIsUsedWithoutTheMillisHeader() {
-    f.client.report("openai", true, null, Map.of("RETRY-AFTER", "1.5"));
+    f.client.reportThrottled("openai", null, Map.of("RETRY-AFTER", "1.5"));
     assertThat(Protos.toJava(f.fake.reports.get(0).getRetryAfter())).isEqualTo(Duration.ofMillis(1500));
   }
 
   @Test
   void explicitRetryAfterWinsOverHeaders() {
-    f.client.report("openai", true, Duration.ofSeconds(7), Map.of("retry-after", "1"));
+    f.client.reportThrottled("openai", Duration.ofSeconds(7), Map.of("retry-after", "1"));
     assertThat(Protos.toJava(f.fake.reports.get(0).getRetryAfter())).isEqualTo(Duration.ofSeconds(7));
   }
 
   @Test
-  void notThrottledSendsNoPause() {
-    Duration paused = f.client.report("openai", false, null,
+  void headersReportSendsNoPause() {
+    Duration paused = f.client.reportHeaders("openai",
         Map.of("retry-after", "5", "x-ratelimit-remaining-tokens", "10"));
     ReportRequest sent = f.fake.reports.get(0);
     assertThat(sent.getThrottled()).isFalse();
@@ -74,7 +77,7 @@ class ReportTest {
 
   @Test
   void throttledWithoutAnyHintLeavesThePauseToTheCoordinator() {
-    f.client.report("openai", true, null, null);
+    f.client.reportThrottled("openai", null, Map.of());
     assertThat(f.fake.reports.get(0).hasRetryAfter()).isFalse();
   }
 
@@ -92,7 +95,7 @@ class ReportTest {
 
   @Test
   void negativeRetryAfterIsRefused() {
-    assertThatThrownBy(() -> f.client.report("openai", true, Duration.ofSeconds(-1), Map.of()))
+    assertThatThrownBy(() -> f.client.reportThrottled("openai", Duration.ofSeconds(-1), Map.of()))
         .isInstanceOf(IllegalArgumentException.class)
         .hasMessageContaining(">= 0");
     assertThat(f.fake.reports).isEmpty();
@@ -103,9 +106,50 @@ class ReportTest {
     f.fake.onReport = request -> {
       throw Status.NOT_FOUND.withDescription("no limit named 'openai'").asRuntimeException();
     };
-    assertThatThrownBy(() -> f.client.report("openai", true, null, Map.of()))
+    assertThatThrownBy(() -> f.client.reportThrottled("openai", null, Map.of()))
         .isInstanceOf(ResourceNotFoundException.class)
         .hasMessageContaining("no limit named 'openai'")
         .hasMessageStartingWith("report on resource 'openai'");
+  }
+
+  @Test
+  void asyncFormsCompleteWithThePause() throws Exception {
+    CompletableFuture<Duration> throttled = f.client.reportThrottledAsync("openai", Duration.ofSeconds(2), Map.of());
+    CompletableFuture<Duration> headers = f.client.reportHeadersAsync("openai",
+        Map.of("x-ratelimit-remaining-requests", "3"));
+    assertThat(throttled.get(10, TimeUnit.SECONDS)).isEqualTo(Duration.ofSeconds(2));
+    assertThat(headers.get(10, TimeUnit.SECONDS)).isZero();
+    assertThat(f.fake.reports).extracting(ReportRequest::getThrottled).containsExactly(true, false);
+    assertThat(f.fake.reports.get(1).getRemainingMap()).containsExactly(Map.entry("requests", 3L));
+  }
+
+  @Test
+  void asyncFailureIsMappedInTheFuture() {
+    f.fake.onReport = request -> {
+      throw Status.NOT_FOUND.withDescription("no limit named 'openai'").asRuntimeException();
+    };
+    assertThat(f.client.reportHeadersAsync("openai", Map.of()))
+        .failsWithin(Duration.ofSeconds(10))
+        .withThrowableOfType(ExecutionException.class)
+        .withCauseInstanceOf(ResourceNotFoundException.class);
+  }
+
+  @Test
+  void nullHeadersAreRefusedWithTheFix() {
+    assertThatThrownBy(() -> f.client.reportHeaders("openai", null))
+        .isInstanceOf(NullPointerException.class)
+        .hasMessageContaining("Map.of()");
+    assertThatThrownBy(() -> f.client.reportThrottledAsync("openai", null, null))
+        .isInstanceOf(NullPointerException.class);
+    assertThat(f.fake.reports).isEmpty();
+  }
+
+  @Test
+  @SuppressWarnings("deprecation")
+  void deprecatedBooleanFormDelegates() {
+    assertThat(f.client.report("openai", true, Duration.ofSeconds(4), null)).isEqualTo(Duration.ofSeconds(4));
+    f.client.report("openai", false, Duration.ofSeconds(4), Map.of("retry-after", "9"));
+    assertThat(f.fake.reports).extracting(ReportRequest::getThrottled).containsExactly(true, false);
+    assertThat(f.fake.reports.get(1).hasRetryAfter()).as("a pause only with a throttle").isFalse();
   }
 }

@@ -64,7 +64,7 @@ class StoreOutageTest {
     f.fake.releaseFailure = STORE_AWAY.asRuntimeException();
 
     assertThatCode(permit::close).doesNotThrowAnyException();
-    scheduler.advance(SluiceClient.CALL_DEADLINE.plusSeconds(5)); // past the old 10 s budget
+    scheduler.advance(ClientRuntime.CALL_DEADLINE.plusSeconds(5)); // past the old 10 s budget
     int tries = f.fake.releases.size();
     assertThat(tries).as("still retrying in the background").isGreaterThan(20);
 

@@ -188,8 +188,9 @@ public final class OpenAiBatch implements Callable<Integer> {
     // granted. A cold HTTP client that sits on its first grants for a second sends them all at
     // once later, and the upstream sees a burst the coordinator never allowed.
     openai.models().list();
-    if (sluice != null) {
-      sluice.report(resource, false, null, Map.of());
+    if (sluice != null && !sluice.warmUp(Duration.ofSeconds(10))) {
+      System.err.println("no Sluice coordinator at " + sluiceTarget + " answered within 10 s; going on: calls fail"
+          + " or wait until one does");
     }
     Semaphore local = new Semaphore(threads);
     AtomicLong next = new AtomicLong();
@@ -319,7 +320,7 @@ public final class OpenAiBatch implements Callable<Integer> {
       tokensCharged.addAndGet(charged);
       if (permit != null) {
         permit.settle(Load.of("tokens", charged));
-        sluice.report(resource, false, null, flatten(raw.headers()));
+        sluice.reportHeaders(resource, flatten(raw.headers()));
       }
       done.incrementAndGet();
       record(id, true, attempt, prompt, completionTokens, null);
@@ -343,7 +344,7 @@ public final class OpenAiBatch implements Callable<Integer> {
       // and a refund landing after it would put the books ahead of the upstream again.
       if (sluice != null) {
         // Every worker pauses until Retry-After; then this one retries through acquire.
-        sluice.report(resource, true, retryAfter, flatten(e.headers()));
+        sluice.reportThrottled(resource, retryAfter, flatten(e.headers()));
       } else {
         Thread.sleep(retryAfter.toMillis());
       }

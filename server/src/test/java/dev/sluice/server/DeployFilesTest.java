@@ -213,7 +213,7 @@ class DeployFilesTest {
         } catch (RuntimeException expected) {
           // invalid: counted as rejected{reason="invalid"}
         }
-        client.report("r", true, Duration.ofMillis(10), java.util.Map.of());
+        client.reportThrottled("r", Duration.ofMillis(10), java.util.Map.of());
       } finally {
         held.close();
       }

@@ -406,12 +406,12 @@ class EndToEndTest {
     SluiceClient b = client(s);
     limit(s, "openai", 0, 0, rate("requests", 100, Duration.ofSeconds(1), 100), rate("tokens", 1000, Duration.ofSeconds(1), 1000));
     clock.advance(Duration.ofSeconds(1));
-    a.report("openai", false, null, Map.of("x-ratelimit-remaining-tokens", "400"));
+    a.reportHeaders("openai", Map.of("x-ratelimit-remaining-tokens", "400"));
     assertThat(sync(s.engine()).stats("openai").available().get("tokens")).isEqualTo(400.0);
-    a.report("openai", false, null, Map.of("x-ratelimit-remaining-tokens", "900"));
+    a.reportHeaders("openai", Map.of("x-ratelimit-remaining-tokens", "900"));
     assertThat(sync(s.engine()).stats("openai").available().get("tokens")).as("never raised").isEqualTo(400.0);
 
-    Duration paused = a.report("openai", true, null, Map.of("Retry-After", "3", "x-ratelimit-remaining-tokens", "400"));
+    Duration paused = a.reportThrottled("openai", null, Map.of("Retry-After", "3", "x-ratelimit-remaining-tokens", "400"));
     assertThat(paused).isEqualTo(Duration.ofSeconds(3));
     assertThat(sync(s.engine()).stats("openai").available().get("tokens")).as("a 429 empties the view").isEqualTo(0.0);
 

@@ -44,7 +44,7 @@ public final class PrecisionWorker {
     List<Long> stamps = new ArrayList<>();
     try (SluiceClient client = SluiceClient.builder().target(target).build()) {
       // Opens the connection without spending quota: a report that changes nothing.
-      client.report(resource, false, null, Map.of());
+      client.reportHeaders(resource, Map.of());
       List<Thread> workers = new ArrayList<>();
       for (int t = 0; t < threads; t++) {
         Thread w =

@@ -35,7 +35,7 @@ public final class DistWorker {
     Path out = Path.of(args[5]);
     List<Long> stamps = new ArrayList<>();
     try (SluiceClient client = SluiceClient.builder().target(targets).build()) {
-      client.report(resource, false, null, Map.of()); // connects without spending quota
+      client.reportHeaders(resource, Map.of()); // connects without spending quota
       // The threads start right away and run until the end; only stamps from startAt on are
       // measured. So the run begins in steady state (the whole path warm, the bucket drained by
       // a standing queue), as a busy fleet would be: no cold JIT on two shared cores, and no
