@@ -294,6 +294,7 @@ final class RedisBatches {
       argv.add(Integer.toString(lane.ordinal() + 1));
       argv.add(RedisCalls.encodeLoad(w.load));
       argv.add(Long.toString(remainingNanos() / 1000));
+      argv.add(w.attempt());
     }
 
     /** What is left of the caller's timeout: all of it, unless this acquire is sent again. */

@@ -626,6 +626,16 @@ public final class RedisEngine implements Engine {
     batches.awaitQuiet();
   }
 
+  /** Test hook: the name in Redis of the call behind a ticket {@link #acquire} returned. */
+  static String attemptOf(Ticket t) {
+    return (t instanceof RedisWaiters.AsyncTicket a ? a.op.w : (RedisWaiters.RWaiter) t).attempt();
+  }
+
+  /** Test hook: one call of the engine's script on {@code resource}, as a node would make it. */
+  List<Object> script(String resource, String op, String... args) {
+    return calls.call(resource, op, args);
+  }
+
   /** Test hook: while held, acquires and releases wait; let go, they leave in batches. */
   void holdBatches(boolean hold) {
     batches.hold(hold);

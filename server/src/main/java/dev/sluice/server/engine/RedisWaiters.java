@@ -60,6 +60,9 @@ final class RedisWaiters {
   /** Recent waits per resource, for stats; dropped when deleted or idle (see WaitStats#idle). */
   private final ConcurrentHashMap<String, WaitStats> waits = new ConcurrentHashMap<>();
   private final AtomicLong arrivals = new AtomicLong();
+  /** Tells this run's attempt names from an earlier run's under the same node id. */
+  private final String attemptPrefix =
+      Long.toString(java.util.concurrent.ThreadLocalRandom.current().nextLong(1L << 40), 36) + ".";
   /** Permits handed to a local caller (or given back) lately: a second delivery is a no-op. */
   private final Cache<String, Boolean> delivered;
   volatile boolean closed;
@@ -154,6 +157,14 @@ final class RedisWaiters {
       this.lane = lane;
       this.timeoutNanos = timeoutNanos;
       this.arrival = owner.arrivals.incrementAndGet();
+    }
+
+    /**
+     * This call's name in its Redis entry: a retry of the request id on this node is another
+     * call, and nothing this one does late (a leave) may end the retry's place in line.
+     */
+    String attempt() {
+      return owner.attemptPrefix + arrival;
     }
 
     @Override
@@ -272,7 +283,7 @@ final class RedisWaiters {
   /** Takes a waiter that was cancelled before Redis queued it out of the line again. */
   private void leaveQuietly(RWaiter w) {
     try {
-      List<Object> reply = calls.call(w.resource, "leave", w.requestId, "cancelled", "1");
+      List<Object> reply = calls.call(w.resource, "leave", w.requestId, "cancelled", "1", w.attempt());
       switch (word(reply)) {
         case "LEFT" -> afterDrain(w.resource, reply, 2);
         case "GRANTED" -> {
@@ -410,20 +421,21 @@ final class RedisWaiters {
    * its deadline got no answer: still in line, it leaves; granted to this node, the grant goes
    * back in full; anything else (taken over by a retry, ended) is left as it is.
    */
-  private void settleLater(String resource, String requestId, long until) {
-    scheduler.schedule(() -> events.execute(() -> settle(resource, requestId, until)), SETTLE_RETRY.toNanos());
+  private void settleLater(String resource, String requestId, String attempt, long until) {
+    scheduler.schedule(() -> events.execute(() -> settle(resource, requestId, attempt, until)),
+        SETTLE_RETRY.toNanos());
   }
 
-  private void settle(String resource, String requestId, long until) {
+  private void settle(String resource, String requestId, String attempt, long until) {
     if (closed) {
       return;
     }
     List<Object> reply;
     try {
-      reply = calls.call(resource, "leave", requestId, "timedout", "1");
+      reply = calls.call(resource, "leave", requestId, "timedout", "1", attempt);
     } catch (EngineException e) {
       if (calls.nanoNow() - until < 0) {
-        settleLater(resource, requestId, until);
+        settleLater(resource, requestId, attempt, until);
       }
       return;
     }
@@ -564,12 +576,12 @@ final class RedisWaiters {
     }
     List<Object> reply;
     try {
-      reply = calls.call(w.resource, "leave", w.requestId, "timedout", "1");
+      reply = calls.call(w.resource, "leave", w.requestId, "timedout", "1", w.attempt());
     } catch (EngineException e) {
       // No answer: for its caller the deadline has passed, but in Redis it may wait still, or
       // have been granted. Found out once Redis answers again (settleLater).
       if (endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos))) {
-        settleLater(w.resource, w.requestId, calls.nanoNow() + UNSETTLED_MEMORY);
+        settleLater(w.resource, w.requestId, w.attempt(), calls.nanoNow() + UNSETTLED_MEMORY);
       }
       return;
     }
@@ -625,7 +637,7 @@ final class RedisWaiters {
   void cancelLocal(RWaiter w) {
     if (w.status.get() == RWaiter.WAITING) {
       try {
-        List<Object> reply = calls.call(w.resource, "leave", w.requestId, "cancelled", "1");
+        List<Object> reply = calls.call(w.resource, "leave", w.requestId, "cancelled", "1", w.attempt());
         switch (word(reply)) {
           case "LEFT" -> {
             endLocal(w, cancelled(w.resource));
@@ -704,8 +716,17 @@ final class RedisWaiters {
       case "G" -> deliver(f[1], f[2], f[3], Long.parseLong(f[4]), Long.parseLong(f[5]));
       case "E" -> {
         RWaiter w = localWaiter(f[1], f[2]);
-        if (w != null) {
-          endLocal(w, f[3].equals("timedout") ? notGrantedInTime(f[1], w.timeoutNanos) : cancelled(f[1]));
+        // Only the call named (a message older than a retry on this node is not the retry's).
+        if (w != null && (f.length < 5 || f[4].isEmpty() || f[4].equals(w.attempt()))) {
+          switch (f[3]) {
+            case "timedout" -> endLocal(w, notGrantedInTime(f[1], w.timeoutNanos));
+            case "taken" -> {
+              // A retry of its request id on another node took its place in line.
+              w.takenOver = true;
+              endLocal(w, takenOver(f[1], f[2]));
+            }
+            default -> endLocal(w, cancelled(f[1]));
+          }
         }
       }
       case "X" -> changed(f[1], f[2], f[3]);
@@ -797,7 +818,7 @@ final class RedisWaiters {
     for (Map.Entry<String, Local> e : locals.entrySet()) {
       for (RWaiter w : List.copyOf(e.getValue().waiters.values())) {
         try {
-          calls.call(w.resource, "leave", w.requestId, "cancelled", "1");
+          calls.call(w.resource, "leave", w.requestId, "cancelled", "1", w.attempt());
         } catch (EngineException ex) {
           // Redis away: the others drop our waiters once our heartbeat stops.
         }

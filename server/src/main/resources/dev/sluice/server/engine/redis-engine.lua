@@ -281,7 +281,9 @@ local function waitFor(load)
   return wait
 end
 
--- Entries: node|lane|load|deadline|arrival|seq|state|permit|granted_at
+-- Entries: node|lane|load|deadline|arrival|seq|state|permit|granted_at|attempt
+-- attempt: the node's own name for the acquire call that owns the entry (a retry of the id on
+-- the same node is another call): a late leave of an earlier call must not remove a later one.
 function getEntry(id)
   local raw = redis.call('HGET', W, id)
   if not raw then return nil end
@@ -289,13 +291,13 @@ function getEntry(id)
   return {
     id = id, node = f[1], lane = tonumber(f[2]), loadStr = f[3], deadline = tonumber(f[4]),
     arrival = tonumber(f[5]), seq = tonumber(f[6]), state = f[7], permit = f[8],
-    grantedAt = tonumber(f[9] or '0')
+    grantedAt = tonumber(f[9] or '0'), tok = f[10]
   }
 end
 
 function putEntry(e)
   redis.call('HSET', W, e.id, table.concat({ e.node, e.lane, e.loadStr, e.deadline, e.arrival,
-    e.seq, e.state, e.permit or '-', e.grantedAt or 0 }, '|'))
+    e.seq, e.state, e.permit or '-', e.grantedAt or 0, e.tok or '' }, '|'))
 end
 
 local function queued(e, sign)
@@ -525,7 +527,8 @@ end
 -- One acquire, after open(). Returns its reply and whether the queue changed (the caller
 -- then drains). `waiting` is the number of waiters, or nil if not counted yet.
 local waiting = nil
-local function acquireOne(ver, rid, lane, loadStr, timeout)
+local function acquireOne(ver, rid, lane, loadStr, timeout, tok)
+  if tok == '' then tok = nil end
   if ver ~= '' and cfg.ver ~= ver then return { 'STALE', cfg.ver }, false end
   local load = parseLoad(loadStr)
   local seq = nil
@@ -543,7 +546,7 @@ local function acquireOne(ver, rid, lane, loadStr, timeout)
       if timeout > 0 then
         if waiting == nil then waiting = waitingCount() end
         local e = { id = rid, node = node, lane = prev.lane, loadStr = prev.loadStr, deadline = now + timeout,
-          arrival = prev.arrival, seq = forfeitSeq(), state = 'W' }
+          arrival = prev.arrival, seq = forfeitSeq(), state = 'W', tok = tok }
         putEntry(e)
         redis.call('ZADD', QS[e.lane], e.seq, rid)
         queued(e, 1)
@@ -567,14 +570,22 @@ local function acquireOne(ver, rid, lane, loadStr, timeout)
       finish(prev, 'E')
       redis.call('HINCRBY', ST, 'timedout', 1)
       if prev.node ~= node then
-        redis.call('PUBLISH', 'sluice:node:' .. prev.node, table.concat({ 'E', rname, rid, 'cancelled' }, '\t'))
+        redis.call('PUBLISH', 'sluice:node:' .. prev.node,
+          table.concat({ 'E', rname, rid, 'cancelled', prev.tok or '' }, '\t'))
       end
       return { 'TIMEOUT' }, true
     elseif prev.state == 'W' then
       -- A retry (failover, or a caller that lost its answer): it takes the waiter over in its
-      -- place in line, on whichever node it came to.
+      -- place in line, on whichever node it came to. The call it took over hears so: a retry
+      -- that arrives late (held up in the network) takes the line from a newer call, whose
+      -- client must hear it to take it back, and it must not wait on for nothing.
+      if prev.node ~= node then
+        redis.call('PUBLISH', 'sluice:node:' .. prev.node,
+          table.concat({ 'E', rname, rid, 'taken', prev.tok or '' }, '\t'))
+      end
       prev.node = node
       prev.deadline = now + timeout
+      prev.tok = tok
       putEntry(prev)
       return { 'QUEUED', 'taken', prev.loadStr }, true
     elseif prev.state == 'R' then
@@ -590,7 +601,7 @@ local function acquireOne(ver, rid, lane, loadStr, timeout)
   if waiting == 0 and waitFor(load) == 0 then
     local pid = take(load, loadStr, rid)
     local e = { id = rid, node = node, lane = lane, loadStr = loadStr, deadline = now, arrival = now,
-      seq = 0, permit = pid, grantedAt = now }
+      seq = 0, permit = pid, grantedAt = now, tok = tok }
     finish(e, 'G')
     return { 'GRANTED', pid, 0, now, cfg.lease }, false
   end
@@ -612,7 +623,7 @@ local function acquireOne(ver, rid, lane, loadStr, timeout)
   end
   if seq == nil then seq = redis.call('HINCRBY', ST, 'seq', 1) end
   local e = { id = rid, node = node, lane = lane, loadStr = loadStr, deadline = now + timeout,
-    arrival = now, seq = seq, state = 'W' }
+    arrival = now, seq = seq, state = 'W', tok = tok }
   putEntry(e)
   redis.call('ZADD', QS[lane], seq, rid)
   queued(e, 1)
@@ -671,11 +682,12 @@ local function releaseOne(pid, mode, actualStr)
 end
 
 if op == 'acquire' then
-  -- 7 version, 8 request id, 9 lane (1-3), 10 load, 11 timeout us
+  -- 7 version, 8 request id, 9 lane (1-3), 10 load, 11 timeout us, 12 attempt (optional)
   local err = open(ARGV[7])
   if err then return err end
   trimDone()
-  local reply, changed = acquireOne(ARGV[7], ARGV[8], tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11]))
+  local reply, changed = acquireOne(ARGV[7], ARGV[8], tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11]),
+    ARGV[12] or '')
   if changed then return drainAndSave(reply) end
   saveState()
   return reply
@@ -684,7 +696,7 @@ elseif op == 'batch' then
   -- Acquires and releases of one node on one resource, run in the order given, then one
   -- drain: the same outcome as calling them one after another at the same instant (a release
   -- cannot let a later acquire pass a waiter: that acquire sees the waiter and queues behind).
-  -- 7.. ops: 'a', version, request id, lane, load, timeout us | 'r', permit, mode, usage
+  -- 7.. ops: 'a', version, request id, lane, load, timeout us, attempt | 'r', permit, mode, usage
   -- Reply: 'BATCH', one reply per op, then the drain tail (now, wake, lease, grants).
   local err = open(nil)
   if err then return err end
@@ -694,8 +706,8 @@ elseif op == 'batch' then
   while i <= #ARGV do
     if ARGV[i] == 'a' then
       replies[#replies + 1] = acquireOne(ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4],
-        tonumber(ARGV[i + 5]))
-      i = i + 6
+        tonumber(ARGV[i + 5]), ARGV[i + 6])
+      i = i + 7
     elseif ARGV[i] == 'r' then
       replies[#replies + 1] = releaseOne(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
       i = i + 4
@@ -706,11 +718,17 @@ elseif op == 'batch' then
   return drainAndSave(replies)
 
 elseif op == 'leave' then
-  -- 7 request id, 8 outcome (timedout|cancelled), 9 '1' if only the owning node may remove it
+  -- 7 request id, 8 outcome (timedout|cancelled), 9 '1' if only the owning node may remove it,
+  -- 10 with '1': the attempt that leaves (optional); another attempt's entry is not its own
   local err = open(nil)
   if err then return err end
   local e = getEntry(ARGV[7])
   if e == nil then saveState(); return { 'UNKNOWN' } end
+  if ARGV[9] == '1' and (e.node ~= node or (ARGV[10] and ARGV[10] ~= '' and e.tok and e.tok ~= ARGV[10])) then
+    -- Taken over by a retry, here or on another node: nothing of this call is left to end.
+    saveState()
+    return { 'MOVED', e.node }
+  end
   if ARGV[8] == 'timedout' and e.state == 'W' then
     -- A deadline is inclusive: what can be granted at its instant is, to this waiter too.
     local wake = drain()
@@ -725,13 +743,12 @@ elseif op == 'leave' then
     return { 'GRANTED', e.permit, e.grantedAt - e.arrival, now, cfg.lease, e.node }
   end
   if e.state ~= 'W' then saveState(); return { 'ENDED' } end
-  if ARGV[9] == '1' and e.node ~= node then saveState(); return { 'MOVED', e.node } end
   redis.call('ZREM', QS[e.lane], e.id)
   queued(e, -1)
   finish(e, 'E')
   redis.call('HINCRBY', ST, ARGV[8], 1)
   if e.node ~= node then
-    redis.call('PUBLISH', 'sluice:node:' .. e.node, table.concat({ 'E', rname, e.id, ARGV[8] }, '\t'))
+    redis.call('PUBLISH', 'sluice:node:' .. e.node, table.concat({ 'E', rname, e.id, ARGV[8], e.tok or '' }, '\t'))
   end
   return drainAndSave({ 'LEFT', e.node })
 

@@ -169,13 +169,68 @@ class RedisEngineTest {
     Ticket onB = acquire(b, "r", "lost-call");
     assertThat(sync(a).stats("r").waiting().get(Lane.DEFAULT)).as("still one waiter, not two").isEqualTo(2);
 
+    // a's call hears at once that it lost its place (its client went away, or, if this was a
+    // late copy of an older call, is told to take the line back).
+    await().atMost(Duration.ofSeconds(10)).until(() -> onA.future().isDone());
+    assertThatThrownBy(() -> onA.future().join()).hasMessageContaining("taken over by a retry");
+
     clock.advance(Duration.ofSeconds(1));
     awaitGrant(onB);
     assertThat(behind.future()).as("kept its place ahead of later arrivals").isNotDone();
-    assertThat(onA.future()).as("a no longer owns it").isNotDone();
     clock.advance(Duration.ofSeconds(1));
     awaitGrant(behind);
     assertThat(sync(b).stats("r").granted()).isEqualTo(2);
+  }
+
+  /**
+   * Found by the fault campaign: workers cut off from node a for 1.9 s retried on b; when the
+   * cut healed, a received the held-up first call and then its cancel. The late call took the
+   * line over from b's and its cancel took the waiter out, while b's call waited on, unheard,
+   * until its deadline. Now b's call hears at once that it was taken over (its client retries:
+   * CANCELLED), and the retry is back in line.
+   */
+  @Test
+  void aLateCopyOfAnOlderCallDoesNotLeaveTheNewerOneWaitingForNothing() throws Exception {
+    RedisEngine a = node("a");
+    RedisEngine b = node("b");
+    limit(a, "r", 0, 1, null); // its bucket starts empty: every acquire waits
+    Ticket live = acquire(b, "r", "call"); // the client's retry, on b
+    Ticket late = acquire(a, "r", "call"); // the older call, delivered when the cut healed
+    late.cancel(); // ... and its cancel right behind it
+    await().atMost(Duration.ofSeconds(10)).until(() -> late.future().isDone() && live.future().isDone());
+    assertThatThrownBy(() -> live.future().join())
+        .as("b's call must end, so its client retries, not wait for its deadline")
+        .hasMessageContaining("taken over by a retry");
+    Ticket retry = acquire(b, "r", "call");
+    clock.advance(Duration.ofSeconds(1));
+    awaitGrant(retry);
+    assertThat(sync(b).stats("r").granted()).isEqualTo(1);
+  }
+
+  /**
+   * A leave from an earlier call of a request id (cancelled, or at its deadline) that reaches
+   * Redis after a retry of the id on the same node took the line over leaves the retry in line.
+   */
+  @Test
+  void aLateLeaveOfAnEarlierCallOnTheSameNodeLeavesTheRetryInLine() throws Exception {
+    RedisEngine a = node("a");
+    limit(a, "r", 0, 1, null);
+    Ticket earlier = acquire(a, "r", "call");
+    String earlierAttempt = RedisEngine.attemptOf(earlier);
+    Ticket retry = acquire(a, "r", "call");
+    assertThatThrownBy(() -> earlier.future().join()).hasMessageContaining("taken over by a retry");
+    assertThat(RedisEngine.attemptOf(retry)).isNotEqualTo(earlierAttempt);
+
+    List<Object> reply = a.script("r", "leave", "call", "cancelled", "1", earlierAttempt);
+    assertThat(reply.get(0)).as("not the earlier call's entry any more").isEqualTo("MOVED");
+    assertThat(sync(a).stats("r").waiting().get(Lane.DEFAULT)).isEqualTo(1);
+    clock.advance(Duration.ofSeconds(1));
+    awaitGrant(retry);
+
+    // The retry's own leave still works (its attempt), and a leave naming no attempt as before.
+    Ticket other = acquire(a, "r", "other");
+    assertThat(a.script("r", "leave", "other", "cancelled", "1", RedisEngine.attemptOf(other)).get(0))
+        .isEqualTo("LEFT");
   }
 
   @Test

@@ -174,6 +174,15 @@ final class History {
         violations.add(f.what() + ": the run ended before " + ms(to) + ", too soon to check recovery");
         continue;
       }
+      Fault overlapping = faults.stream()
+          .filter(o -> o != f && o.start() < to && o.back() > from).findFirst().orElse(null);
+      if (overlapping != null) {
+        // The harness's fault, not the system's: another fault breaks the window to measure.
+        violations.add("schedule: " + overlapping.what() + " (" + ms(overlapping.start()) + " to "
+            + ms(overlapping.back()) + ") overlaps the recovery window [" + ms(from) + ", " + ms(to)
+            + ") of " + f.what() + "; space the faults further apart");
+        continue;
+      }
       long used = arrivalTimes.stream().filter(t -> t >= from && t < to).count();
       double need = RECOVERY_SHARE * limit.ratePerSecond() * RECOVERY_WINDOW / SEC;
       if (used < need) {

@@ -130,21 +130,15 @@ class StoreFaultsTest {
     int total = Integer.getInteger("sluice.faults.campaign");
     long seed = Long.getLong("sluice.faults.seed", System.nanoTime());
     Random random = new Random(seed);
-    List<FaultRun.Fault> menu = List.of(
-        Faults.stall(Duration.ofMillis(500 + random.nextInt(2500))),
-        Faults.killRestart(Duration.ofMillis(200 + random.nextInt(2800)), false),
-        Faults.storeRepliesLost(random.nextInt(2), Duration.ofMillis(500 + random.nextInt(3500))),
-        Faults.storeCut(random.nextInt(2), Duration.ofMillis(500 + random.nextInt(3500))),
-        Faults.storeDelay(random.nextInt(2), 50 + random.nextInt(400), Duration.ofSeconds(2)),
-        Faults.storeReset(random.nextInt(2)),
-        Faults.clientCut(random.nextInt(2), Duration.ofMillis(500 + random.nextInt(3500))),
-        Faults.clientRepliesLost(random.nextInt(2), Duration.ofMillis(500 + random.nextInt(3500))));
     int played = 0;
     int dirty = 0;
     for (int r = 0; played < total; r++) {
       long runSeed = random.nextLong();
+      Random draw = new Random(runSeed);
       int n = Math.min(4, total - played);
-      List<FaultRun.Step> schedule = FaultRun.schedule(new Random(runSeed), menu, n, AT, Duration.ofSeconds(6));
+      // Spaced so that each fault (at most 4 s, a restart ~0.5 s more) is back and its recovery
+      // window (History.RECOVERY + RECOVERY_WINDOW) is over before the next one starts.
+      List<FaultRun.Step> schedule = FaultRun.schedule(draw, menu(draw), n, AT, Duration.ofSeconds(8));
       try (FaultRun run = new FaultRun(FaultRun.Topology.STANDALONE, runSeed)) {
         History h = run.run(schedule, TAIL);
         List<String> violations = h.check(FaultRun.LIMIT);
@@ -155,5 +149,18 @@ class StoreFaultsTest {
       played += n;
     }
     assertThat(dirty).as("dirty runs in a campaign of " + total + " faults, seed " + seed).isZero();
+  }
+
+  /** The standalone menu, each fault's node and duration drawn afresh for every run. */
+  private static List<FaultRun.Fault> menu(Random random) {
+    return List.of(
+        Faults.stall(Duration.ofMillis(500 + random.nextInt(2500))),
+        Faults.killRestart(Duration.ofMillis(200 + random.nextInt(2800)), false),
+        Faults.storeRepliesLost(random.nextInt(2), Duration.ofMillis(500 + random.nextInt(3500))),
+        Faults.storeCut(random.nextInt(2), Duration.ofMillis(500 + random.nextInt(3500))),
+        Faults.storeDelay(random.nextInt(2), 50 + random.nextInt(400), Duration.ofSeconds(2)),
+        Faults.storeReset(random.nextInt(2)),
+        Faults.clientCut(random.nextInt(2), Duration.ofMillis(500 + random.nextInt(3500))),
+        Faults.clientRepliesLost(random.nextInt(2), Duration.ofMillis(500 + random.nextInt(3500))));
   }
 }
