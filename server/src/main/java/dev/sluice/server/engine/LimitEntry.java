@@ -33,6 +33,7 @@ final class LimitEntry {
         COUNTS[Outcome.CANCELLED.ordinal()] = l.findVarHandle(Usage.class, "cancelled", long.class);
         COUNTS[Outcome.GIVEN_BACK.ordinal()] = l.findVarHandle(Usage.class, "givenBack", long.class);
         COUNTS[Outcome.FORFEITED.ordinal()] = l.findVarHandle(Usage.class, "forfeited", long.class);
+        COUNTS[Outcome.LEASE_EXPIRED.ordinal()] = l.findVarHandle(Usage.class, "expired", long.class);
         COUNTS[Outcome.THROTTLE_REPORTED.ordinal()] =
             l.findVarHandle(Usage.class, "throttled", long.class);
       } catch (ReflectiveOperationException e) {
@@ -49,6 +50,7 @@ final class LimitEntry {
     @SuppressWarnings("unused") private volatile long cancelled;
     @SuppressWarnings("unused") private volatile long givenBack;
     @SuppressWarnings("unused") private volatile long forfeited;
+    @SuppressWarnings("unused") private volatile long expired;
     @SuppressWarnings("unused") private volatile long throttled;
     private volatile AtomicLongArray rejected;
 

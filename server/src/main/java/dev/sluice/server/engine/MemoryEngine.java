@@ -111,6 +111,8 @@ public final class MemoryEngine extends ImmediateEngine {
                   if (s != null) {
                     s.retired = true;
                     if (cause == RemovalCause.EXPIRED) {
+                      // Let go when idle: leases that ran out meanwhile end here, and count.
+                      s.expireLeases(ticker.read());
                       s.entry.startFull = true;
                       s.entry.idle(ticker.read());
                     }
@@ -887,6 +889,7 @@ public final class MemoryEngine extends ImmediateEngine {
         e.count(Outcome.CANCELLED),
         e.count(Outcome.GIVEN_BACK),
         e.count(Outcome.FORFEITED),
+        e.count(Outcome.LEASE_EXPIRED),
         rejected,
         p[0],
         p[1],

@@ -10,6 +10,7 @@ enum Outcome {
   CANCELLED("sluice.acquire.cancelled", null),
   GIVEN_BACK("sluice.acquire.given.back", null),
   FORFEITED("sluice.acquire.forfeited", null),
+  LEASE_EXPIRED("sluice.permits.expired", null),
   THROTTLE_REPORTED("sluice.upstream.throttled", null),
   REJECTED_INVALID("sluice.acquire.rejected", "invalid"),
   REJECTED_WAITING_ROOM_FULL("sluice.acquire.rejected", "waiting_room_full"),

@@ -77,7 +77,13 @@ final class RedisCalls {
     argv.add(nodeId);
     argv.add(resource);
     argv.add(Long.toString(agingMicros));
-    argv.add(Long.toString(nodeTimeoutMicros));
+    argv.add(timeouts());
+  }
+
+  /** ARGV 6: the node timeout, and after a '/' the lease grace when there is one. */
+  private String timeouts() {
+    long grace = store.leaseGraceMicros();
+    return grace > 0 ? nodeTimeoutMicros + "/" + grace : Long.toString(nodeTimeoutMicros);
   }
 
   /** Runs one operation of the script on a resource's keys, waiting for the reply. */
@@ -88,7 +94,7 @@ final class RedisCalls {
     argv[2] = nodeId;
     argv[3] = resource;
     argv[4] = Long.toString(agingMicros);
-    argv[5] = Long.toString(nodeTimeoutMicros);
+    argv[5] = timeouts();
     System.arraycopy(args, 0, argv, 6, args.length);
     try {
       List<Object> out = script.eval(keys(resource), argv);
@@ -127,7 +133,12 @@ final class RedisCalls {
 
   /** Notes a script's answer: the store is reachable, and cluster trouble is over. */
   private void answered() {
-    clusterTroubleSince.set(0);
+    if (clusterTroubleSince.get() != 0) {
+      long since = clusterTroubleSince.getAndSet(0);
+      if (since != 0) {
+        store.graceAfter(System.nanoTime() - since); // this node's scripts could not run meanwhile
+      }
+    }
     store.markReachable();
   }
 
@@ -255,8 +266,9 @@ final class RedisCalls {
     long throttled = num(r.get(10));
     long givenBack = num(r.get(11));
     long forfeited = num(r.get(12));
+    long expired = num(r.get(13));
     Map<String, Double> available = new LinkedHashMap<>();
-    int i = 13;
+    int i = 14;
     for (; i < r.size() && !"--".equals(r.get(i)); i += 2) {
       available.put((String) r.get(i), Double.parseDouble((String) r.get(i + 1)));
     }
@@ -288,6 +300,7 @@ final class RedisCalls {
         cancelledCount,
         givenBack,
         forfeited,
+        expired,
         rejected,
         p[0],
         p[1],

@@ -62,6 +62,12 @@ public final class RedisStore implements AutoCloseable {
   private final StatefulRedisPubSubConnection<String, String> pubsub;
   private volatile boolean reachable = true;
   private volatile long unreachableSince;
+  private final long commandTimeoutNanos;
+  /** Lease grace after an outage ({@link #leaseGraceMicros}): how much, and until when. */
+  private volatile long graceMicros;
+  private volatile long graceUntil;
+  /** How long after an outage the leases it cost keep their grace: time for holders to renew. */
+  static final Duration LEASE_GRACE_WINDOW = Duration.ofSeconds(10);
   private final AtomicLong outages = new AtomicLong();
   private final AtomicLong indeterminate = new AtomicLong();
   private final List<Runnable> reachabilityWatchers = new CopyOnWriteArrayList<>();
@@ -75,6 +81,7 @@ public final class RedisStore implements AutoCloseable {
     this.ticker = b.ticker;
     this.topologyRefreshed.set(System.nanoTime() - CLUSTER_REFRESH.getAdaptiveRefreshTimeout().toNanos());
     Duration timeout = b.commandTimeout;
+    this.commandTimeoutNanos = timeout.toNanos();
     SocketOptions socket = SocketOptions.builder().connectTimeout(timeout).build();
     // Reconnect soon after Redis is back (the default backs off to 30 s).
     this.resources =
@@ -383,6 +390,38 @@ public final class RedisStore implements AutoCloseable {
     return reachable ? 0 : now() - unreachableSince;
   }
 
+  /**
+   * Notes that scripts could not run for {@code awayNanos} (an outage, or a Cluster slot failing
+   * over or moving): holders could not renew meanwhile, so for {@link #LEASE_GRACE_WINDOW} the
+   * leases that ran out in it do not expire yet ({@link #leaseGraceMicros}). The outage may have
+   * begun up to a command timeout before the first call failed, so that much is added.
+   */
+  void graceAfter(long awayNanos) {
+    long grace = (awayNanos + commandTimeoutNanos) / 1000;
+    long until = now() + LEASE_GRACE_WINDOW.toNanos();
+    synchronized (this) {
+      if (now() - graceUntil >= 0 || grace > graceMicros) {
+        graceMicros = grace;
+      }
+      graceUntil = until;
+    }
+  }
+
+  /**
+   * How far behind now the scripts expire leases, in microseconds: during an outage, its length
+   * so far; then its whole length for {@link #LEASE_GRACE_WINDOW} after it ended; else 0. A live holder's renewals could not
+   * get through the outage; its lease must not run out before they can again. A dead holder's
+   * slot is held that much longer.
+   */
+  long leaseGraceMicros() {
+    if (!reachable) {
+      // Still away: the call being made may be the first to get through, so it must already
+      // spare the leases that ran out meanwhile.
+      return (now() - unreachableSince + commandTimeoutNanos) / 1000;
+    }
+    return now() - graceUntil < 0 ? graceMicros : 0;
+  }
+
   /** How many times Redis became unreachable since this store connected. */
   public long outages() {
     return outages.get();
@@ -461,6 +500,7 @@ public final class RedisStore implements AutoCloseable {
       reachable = true;
     }
     log.info("Redis at {} is reachable again after {} ms away", redact(uri), TimeUnit.NANOSECONDS.toMillis(away));
+    graceAfter(away);
     reachabilityWatchers.forEach(RedisStore::runQuietly);
   }
 

@@ -19,6 +19,8 @@ import java.util.Map;
  * @param forfeited grants whose caller came back for them too late (a retry after a cut, see
  *     {@code Engine#acquire}): not handed over, their tokens stay spent; {@code granted -
  *     givenBack - forfeited} reached a caller
+ * @param expired permits whose lease ran out before they were released: a holder that died, a
+ *     call longer than its lease that was not renewed, or a grant nobody heard of
  * @param rejected refusals by reason ({@code invalid}, {@code waiting_room_full}, ...)
  * @param waitP50Seconds median wait of recent grants
  * @param waitP99Seconds 99th percentile wait of recent grants
@@ -38,6 +40,7 @@ public record ResourceSnapshot(
     long cancelled,
     long givenBack,
     long forfeited,
+    long expired,
     Map<String, Long> rejected,
     double waitP50Seconds,
     double waitP99Seconds,

@@ -371,6 +371,7 @@ final class ResourceState {
       }
       it.remove();
       ended(r, r.expiresAt, false);
+      entry.add(Outcome.LEASE_EXPIRED);
     }
   }
 

@@ -101,6 +101,8 @@ public final class ResourceMeters {
             "Grants returned in full because their caller was gone (all nodes)", s.givenBack());
         count(live, "sluice.acquire.forfeited", tags,
             "Grants whose caller came back for them too late, not handed over (all nodes)", s.forfeited());
+        count(live, "sluice.permits.expired", tags,
+            "Permits whose lease ran out before they were released (all nodes)", s.expired());
         count(live, "sluice.upstream.throttled", tags, "Upstream throttling reports (all nodes)",
             s.throttleReports());
         for (Map.Entry<String, Long> e : s.rejected().entrySet()) {

@@ -57,6 +57,7 @@ final class Views {
     o.put("cancelled", r.cancelled());
     o.put("givenBack", r.givenBack());
     o.put("forfeited", r.forfeited());
+    o.put("expired", r.expired());
     ObjectNode rejected = o.putObject("rejected");
     r.rejected().forEach(rejected::put);
     o.put("waitP50Seconds", r.waitP50Seconds());

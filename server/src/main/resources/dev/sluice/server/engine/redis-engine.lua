@@ -9,7 +9,8 @@
 --       5-7 q0..q2 (zset request id -> arrival sequence), 8 w (hash request id -> entry),
 --       9 nodes (zset node -> last seen), 10 done (zset request id -> end time)
 -- ARGV: 1 op, 2 now (us, or '' for Redis TIME), 3 node id, 4 resource name,
---       5 aging (us), 6 node timeout (us), 7.. op arguments
+--       5 aging (us), 6 node timeout (us), then '/' and the lease grace (us) after an outage
+--       (leases expire that much behind now: holders could not renew meanwhile), 7.. op arguments
 --
 -- Replies are arrays whose first element is a status word. Numbers that may be fractional are
 -- returned as strings (Redis would truncate a Lua number to an integer).
@@ -27,7 +28,12 @@ end
 local node = ARGV[3]
 local rname = ARGV[4]
 local aging = tonumber(ARGV[5])
-local nodeTimeout = tonumber(ARGV[6])
+local nodeTimeout, leaseGrace
+do
+  local t, g = string.match(ARGV[6], '^(%d+)/?(%d*)$')
+  nodeTimeout = tonumber(t)
+  leaseGrace = tonumber(g) or 0
+end
 
 local NEVER = -1
 local DONE_KEEP = 60000000 -- request ids of ended acquires are remembered 60 s (dedupe)
@@ -156,7 +162,7 @@ end
 local getEntry, putEntry, usedUp
 
 local function expireLeases()
-  local gone = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
+  local gone = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now - leaseGrace, 'WITHSCORES', 'LIMIT', 0, 1000)
   for i = 1, #gone, 2 do
     local id = gone[i]
     local rid = redis.call('HGET', PL, id .. '#r')
@@ -164,6 +170,7 @@ local function expireLeases()
     redis.call('HDEL', PL, id, id .. '#g', id .. '#r')
     if rid then usedUp(rid, tonumber(gone[i + 1])) end
   end
+  if #gone > 0 then redis.call('HINCRBY', ST, 'expired', #gone / 2) end
 end
 
 -- Refund caps (guarantee 1), as in ResourceState: a refund on dimension d for a permit granted
@@ -269,7 +276,7 @@ local function waitFor(load)
   if wait == NEVER then return NEVER end
   if cfg.conc > 0 and redis.call('ZCARD', LEASES) >= cfg.conc then
     local first = redis.call('ZRANGE', LEASES, 0, 0, 'WITHSCORES')
-    wait = math.max(wait, math.max(1, tonumber(first[2]) - now))
+    wait = math.max(wait, math.max(1, tonumber(first[2]) + leaseGrace - now))
   end
   for _, d in ipairs(cfg.dl) do
     local deficit = (load[d] or 0) - st.lvl[d]
@@ -832,7 +839,7 @@ elseif op == 'stats' then
   local s = redis.call('HGETALL', ST)
   local kv = {}
   for i = 1, #s, 2 do kv[s[i]] = s[i + 1] end
-  for _, k in ipairs({ 'granted', 'timedout', 'cancelled', 'throttled', 'givenback', 'forfeited' }) do
+  for _, k in ipairs({ 'granted', 'timedout', 'cancelled', 'throttled', 'givenback', 'forfeited', 'expired' }) do
     out[#out + 1] = tonumber(kv[k] or '0')
   end
   for _, d in ipairs(cfg.dl) do

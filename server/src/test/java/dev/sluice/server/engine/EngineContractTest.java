@@ -384,11 +384,13 @@ class EngineContractTest {
     clock.advance(Duration.ofSeconds(10)); // b's lease runs out, a's was renewed
     Grant c = granted(third);
     assertThat(sync(engine).stats("c").inFlight()).isEqualTo(2);
+    assertThat(sync(engine).stats("c").expired()).as("b's lease, counted once").isEqualTo(1);
     assertThat(sync(engine).renew("c", List.of(b.permitId(), c.permitId()))).containsExactly(b.permitId());
 
     assertThat(sync(engine).release("c", a.permitId(), Map.of(), false, false)).isTrue();
     assertThat(sync(engine).release("c", a.permitId(), Map.of(), false, false)).as("idempotent").isFalse();
     assertThat(sync(engine).stats("c").inFlight()).isEqualTo(1);
+    assertThat(sync(engine).stats("c").expired()).as("a release is not an expiry").isEqualTo(1);
   }
 
   @Test

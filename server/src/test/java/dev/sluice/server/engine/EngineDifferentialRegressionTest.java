@@ -77,6 +77,18 @@ class EngineDifferentialRegressionTest {
   }
 
   /**
+   * Found by the differential test, seed 20261225, once stats counted expired leases: a lease
+   * that ran out while its resource sat idle was dropped with the memory store's idle state
+   * uncounted; Redis counted it. Both count it now.
+   */
+  @Test
+  void seed20261225() {
+    assertAgree(new Lockstep.Setup(12, 4, 319, 24, 10000, 3, 10),
+        new Lockstep.Step.Acquire(0, 3, false, 5, 60000, 1, 222),
+        new Lockstep.Step.Advance(3600000));
+  }
+
+  /**
    * Found by the differential test, seed 20263542: a try-once retry of a waiting request id,
    * answered at once, takes the waiter out of line on both stores alike.
    */

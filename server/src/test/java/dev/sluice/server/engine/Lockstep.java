@@ -358,7 +358,8 @@ final class Lockstep {
         bursts.put(r.name(), r.burst());
       }
       state = "inFlight " + s.inFlight() + " waiting " + new TreeMap<>(s.waiting()) + " paused " + s.paused()
-          + " for " + (s.pausedForNanos() < 0 ? "ever" : s.pausedForNanos() / 1_000_000 + "ms");
+          + " for " + (s.pausedForNanos() < 0 ? "ever" : s.pausedForNanos() / 1_000_000 + "ms")
+          + " leases expired " + s.expired();
     } catch (EngineException e) {
       state = "stats refused " + e.reason();
     }

@@ -23,6 +23,9 @@ import org.junit.jupiter.api.Test;
 class LostNoticeTest {
 
   private static final long SEC = 1_000_000_000L;
+  // Names of its own: an engine another test left reconnecting could meet this test's Redis on a
+  // reused port, and must not share a node id or a resource with it.
+  private static final String R = "lost-notice";
 
   private RedisProcess redis;
   private FaultProxy proxy;
@@ -35,9 +38,9 @@ class LostNoticeTest {
     redis = RedisProcess.start();
     proxy = new FaultProxy(redis.port());
     clock = new FakeClock();
-    a = RedisEngine.builder().uri("redis://127.0.0.1:" + proxy.port()).nodeId("a").ticker(clock)
+    a = RedisEngine.builder().uri("redis://127.0.0.1:" + proxy.port()).nodeId("lost-notice-a").ticker(clock)
         .scheduler(clock).housekeeping(Duration.ZERO).build();
-    b = RedisEngine.builder().uri(redis.uri()).nodeId("b").ticker(clock).scheduler(clock)
+    b = RedisEngine.builder().uri(redis.uri()).nodeId("lost-notice-b").ticker(clock).scheduler(clock)
         .housekeeping(Duration.ZERO).build();
   }
 
@@ -55,19 +58,19 @@ class LostNoticeTest {
 
   @Test
   void aWaiterWhoseGrantNoticeWasLostGetsItOnceTheConnectionsAreBack() {
-    sync(b).setLimit(new LimitSpec("r", List.of(new RateSpec("requests", 1, Duration.ofSeconds(1), 1)), 0, 0, null));
+    sync(b).setLimit(new LimitSpec(R, List.of(new RateSpec("requests", 1, Duration.ofSeconds(1), 1)), 0, 0, null));
     clock.advance(Duration.ofSeconds(1));
-    sync(b).acquire("r", Map.of(), Lane.DEFAULT, 0, "drain").future().join(); // the bucket is empty
-    Ticket parked = a.acquire("r", Map.of(), Lane.DEFAULT, 600 * SEC, "parked");
+    sync(b).acquire(R, Map.of(), Lane.DEFAULT, 0, "drain").future().join(); // the bucket is empty
+    Ticket parked = a.acquire(R, Map.of(), Lane.DEFAULT, 600 * SEC, "parked");
     a.awaitQuiet();
     assertThat(parked.future()).isNotDone();
 
     proxy.blackhole();
     clock.advance(Duration.ofSeconds(1));
     // b's acquire drains the line: the parked waiter is granted, its notice to a is lost.
-    Ticket other = sync(b).acquire("r", Map.of(), Lane.DEFAULT, 0, "other");
+    Ticket other = sync(b).acquire(R, Map.of(), Lane.DEFAULT, 0, "other");
     assertThat(other.future()).isCompletedExceptionally(); // the token went to the waiter ahead
-    assertThat(sync(b).stats("r").inFlight()).isEqualTo(2);
+    assertThat(sync(b).stats(R).inFlight()).isEqualTo(2);
 
     proxy.resetAll(); // a's connections are reset while held: the notice is lost with them
     proxy.restore();

@@ -122,6 +122,35 @@ class RedisEngineTest {
     parked.cancel();
   }
 
+  /**
+   * Found by the fault harness once it checked leases: Redis away for 4 s (killed, restarted
+   * from AOF) took the leases of live holders of 5 s leases, whose renewals could not get
+   * through meanwhile. A lease that ran out while the store was away waits, for a while after it
+   * is back, for its holder to renew it.
+   */
+  @Test
+  void aLeaseThatRanOutWhileRedisWasAwayWaitsForItsHolderToRenew() throws Exception {
+    RedisEngine a = node("a");
+    sync(a).setLimit(new LimitSpec("c", List.of(), 1, 0, Duration.ofSeconds(5)));
+    Grant held = acquire(a, "c", "holder").future().join();
+    redis.pause(Duration.ofSeconds(2));
+    assertThatThrownBy(() -> sync(a).renew("c", List.of(held.permitId())))
+        .as("the holder's renewal does not get through").hasMessageContaining("retry");
+    clock.advance(Duration.ofSeconds(6)); // its lease runs out while Redis is away
+    await().atMost(Duration.ofSeconds(20)).ignoreExceptions().until(() -> sync(a).stats("c") != null);
+
+    assertThat(sync(a).renew("c", List.of(held.permitId()))).as("renewed, not expired").isEmpty();
+    assertThat(sync(a).stats("c").expired()).isZero();
+    Ticket next = acquire(a, "c", "next");
+    assertThat(next.future()).as("the slot is still the holder's").isNotDone();
+
+    // Past the grace, a lease nobody renews runs out as ever.
+    clock.advance(RedisStore.LEASE_GRACE_WINDOW.plusSeconds(3)); // short of next's own lease
+    awaitGrant(next);
+    assertThat(sync(a).stats("c").expired()).isEqualTo(1);
+    assertThat(sync(a).stats("c").inFlight()).as("next holds the slot").isEqualTo(1);
+  }
+
   @Test
   void aWaiterOnOneNodeIsGrantedByAReleaseOnAnother() throws Exception {
     RedisEngine a = node("a");

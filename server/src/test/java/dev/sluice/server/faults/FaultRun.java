@@ -51,6 +51,14 @@ final class FaultRun implements AutoCloseable {
   static final int CLIENTS = 3;
   static final Duration TIMEOUT = Duration.ofSeconds(5);
   static final Duration HOLD = Duration.ofMillis(100);
+  /** The permits' lease: the long holders hold past it, so they live by renewals. */
+  static final Duration LEASE = Duration.ofSeconds(5);
+  /**
+   * Workers that hold each permit {@link #LONG_HOLD}, past its lease, through whatever fault
+   * comes: their leases must survive on renewals (no live holder's lease expires).
+   */
+  static final int LONG_HOLDERS = 2;
+  static final Duration LONG_HOLD = Duration.ofSeconds(7);
   static final String MASTER = "master";
 
   final Topology topology;
@@ -87,10 +95,11 @@ final class FaultRun implements AutoCloseable {
       }
       dev.sluice.server.engine.SyncEngine.sync(dev.sluice.server.ServerTestHooks.engine(nodes.get(0))).setLimit(new LimitSpec(RESOURCE,
           List.of(new RateSpec("requests", (long) LIMIT.ratePerSecond(), Duration.ofSeconds(1), (long) LIMIT.burst())),
-          LIMIT.concurrency(), 0, Duration.ofSeconds(5)));
+          LIMIT.concurrency(), 0, LEASE));
       history.setup = topology + ", 2 nodes, " + WORKERS + " workers on " + CLIENTS + " clients, limit "
           + (long) LIMIT.ratePerSecond() + "/s burst " + (long) LIMIT.burst() + " cap " + LIMIT.concurrency()
-          + ", timeout " + TIMEOUT.toSeconds() + " s, hold " + HOLD.toMillis() + " ms";
+          + ", timeout " + TIMEOUT.toSeconds() + " s, hold " + HOLD.toMillis() + " ms (" + LONG_HOLDERS
+          + " workers " + LONG_HOLD.toSeconds() + " s, past the " + LEASE.toSeconds() + " s lease)";
     } catch (Exception | Error e) {
       close();
       throw e;
@@ -249,7 +258,7 @@ final class FaultRun implements AutoCloseable {
       if (permit != null) {
         try {
           recorder.call(permit.id(), id);
-          TimeUnit.NANOSECONDS.sleep(HOLD.toNanos());
+          TimeUnit.NANOSECONDS.sleep(me < LONG_HOLDERS ? LONG_HOLD.toNanos() : HOLD.toNanos());
         } catch (Exception e) {
           error = "upstream call: " + e;
         } finally {
@@ -269,7 +278,7 @@ final class FaultRun implements AutoCloseable {
     }
   }
 
-  /** The coordinators' granted, given-back and forfeited counters every 50 ms, from either node. */
+  /** The coordinators' granted, given-back, forfeited and expired counters every 50 ms, from either node. */
   private void startSampler() {
     sampler = new Thread(() -> {
       int turn = 0;
@@ -279,7 +288,7 @@ final class FaultRun implements AutoCloseable {
         try {
           var stats = dev.sluice.server.engine.SyncEngine.sync(dev.sluice.server.ServerTestHooks.engine(node)).stats(RESOURCE);
           history.samples.add(new History.Sample(before, System.nanoTime(), stats.granted(), stats.givenBack(),
-              stats.forfeited()));
+              stats.forfeited(), stats.expired()));
         } catch (RuntimeException e) {
           // the store is away: no sample
         }

@@ -51,7 +51,7 @@ final class History {
    * node), grants forfeited because their caller came back too late; {@link #net} is what
    * reached or may have reached a caller.
    */
-  record Sample(long before, long after, long granted, long givenBack, long forfeited) {
+  record Sample(long before, long after, long granted, long givenBack, long forfeited, long expired) {
     long net() {
       return granted - givenBack - forfeited;
     }
@@ -135,6 +135,15 @@ final class History {
     if (!counterMayReset && coordinator > callers) {
       violations.add("coordinator grants " + coordinator + " exceed the " + callers
           + " acquires that were or may have been granted: " + (coordinator - callers) + " granted twice or to no caller");
+    }
+
+    // No live holder's lease expires: every worker lives and releases (the long holders after
+    // their lease, on renewals), so a lease that ran out is one a fault took, or a grant that
+    // reached nobody and was never given back.
+    long expired = leasesExpired();
+    if (expired > 0) {
+      violations.add(expired + " lease(s) expired: a live holder's renewals did not get through the"
+          + " fault, or a grant reached nobody and was not given back");
     }
 
     // Every acquire ends by its deadline + 1 s; none is lost to a fault it outlives.
@@ -257,6 +266,17 @@ final class History {
     }
   }
 
+  /** Leases that ran out: the sum of the counter's increases between samples. */
+  long leasesExpired() {
+    List<Sample> s = new ArrayList<>(samples);
+    s.sort(Comparator.comparingLong(Sample::before));
+    long expired = 0;
+    for (int i = 1; i < s.size(); i++) {
+      expired += Math.max(0, s.get(i).expired() - s.get(i - 1).expired());
+    }
+    return expired;
+  }
+
   /** The sum of the net grants' increases between samples (a counter reset adds nothing). */
   long coordinatorGrants() {
     List<Sample> s = new ArrayList<>(samples);
@@ -305,9 +325,9 @@ final class History {
     long grants = coordinatorGrants();
     StringBuilder b = new StringBuilder();
     b.append(String.format("acquires %s; arrivals %d (%.1f/s over %.1f s), densest 1 s %d (burst + rate %.0f);"
-            + " coordinator grants %d; longest arrival gap %.2f s from %s", byOutcome, times.size(),
+            + " coordinator grants %d; leases expired %d; longest arrival gap %.2f s from %s", byOutcome, times.size(),
         times.size() / ((end - origin) / 1e9), (end - origin) / 1e9, worstSecond, limit.bound(SEC)
-            - limit.ratePerSecond() * limit.jitterNanos() / 1e9, grants, gap / 1e9, ms(gapAt)));
+            - limit.ratePerSecond() * limit.jitterNanos() / 1e9, grants, leasesExpired(), gap / 1e9, ms(gapAt)));
     for (Fault f : faults) {
       long from = f.back() + RECOVERY;
       long after = times.stream().filter(t -> t >= from && t < from + RECOVERY_WINDOW).count();
@@ -315,6 +335,16 @@ final class History {
       b.append(String.format("%n  %s from %s back %s: first arrival %s after back, %d arrivals in the"
               + " 1 s from back+2 s", f.what(), ms(f.start()), ms(f.back()),
           firstAfter == 0 ? "never" : String.format("%.2f s", (firstAfter - f.back()) / 1e9), after));
+      if (after < RECOVERY_SHARE * limit.ratePerSecond() * RECOVERY_WINDOW / SEC) {
+        // Short: how the calls came back, per 250 ms from the fault's start to the window's end.
+        b.append("\n    arrivals per 250 ms from the fault's start:");
+        for (long t = f.start(); t < from + RECOVERY_WINDOW; t += SEC / 4) {
+          long lo = t;
+          b.append(' ').append(times.stream().filter(x -> x >= lo && x < lo + SEC / 4).count());
+        }
+        b.append("; acquires still waiting at back+2 s: ").append(acquires.stream()
+            .filter(a -> a.start() < from && (a.outcome() == Outcome.PENDING || a.end() > from)).count());
+      }
     }
     errors.forEach((e, n) -> b.append(String.format("%n  %d x %s", n, e)));
     return b.toString();

@@ -138,7 +138,13 @@ class StoreFaultsTest {
       int n = Math.min(4, total - played);
       // Spaced so that each fault (at most 4 s, a restart ~0.5 s more) is back and its recovery
       // window (History.RECOVERY + RECOVERY_WINDOW) is over before the next one starts.
-      List<FaultRun.Step> schedule = FaultRun.schedule(draw, menu(draw), n, AT, Duration.ofSeconds(8));
+      List<FaultRun.Fault> menu = menu(draw);
+      String only = System.getProperty("sluice.faults.only", "");
+      if (!only.isEmpty()) { // e.g. -Dsluice.faults.only=stall: one kind of fault, to study it
+        menu = menu.stream().filter(f -> f.name().contains(only)).toList();
+        assertThat(menu).as("faults whose name contains '" + only + "'").isNotEmpty();
+      }
+      List<FaultRun.Step> schedule = FaultRun.schedule(draw, menu, n, AT, Duration.ofSeconds(8));
       try (FaultRun run = new FaultRun(FaultRun.Topology.STANDALONE, runSeed)) {
         History h = run.run(schedule, TAIL);
         List<String> violations = h.check(FaultRun.LIMIT);
