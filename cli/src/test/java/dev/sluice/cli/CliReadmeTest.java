@@ -103,7 +103,7 @@ class CliReadmeTest {
   }
 
   private static String env(OptionSpec option) {
-    String raw = option.originalDefaultValue();
+    String raw = option.defaultValueString(false); // the annotation's text, ${env:...} not resolved
     Matcher m = ENV.matcher(raw == null ? "" : raw);
     return m.find() ? m.group(1) : null;
   }
