@@ -22,7 +22,7 @@ import org.junit.jupiter.api.io.TempDir;
  * <p>Sluice's bursts are set at half the mock's one-second sub-window (250 of 500 tokens, 5 of
  * 10 requests): the other half absorbs up to half a second of jitter between a grant at the
  * coordinator and its arrival upstream (four JVMs starting on two cores make plenty). The
- * README explains the rule.
+ * docs/clients.md ("A worker in front of OpenAI") explains the rule.
  */
 class OpenAiQuotaIT {
 

@@ -38,7 +38,7 @@ import org.junit.jupiter.api.io.TempDir;
  * playwright-core): a coordinator with API keys under load from SDK workers; the page must go
  * live, show the numbers moving and fill its chart, refuse a pause without a key, then pause
  * the resource with the admin key, after which the workers' acquires stop being granted. The
- * screenshot is kept as server/target/dashboard.png (README shows a copy, docs/dashboard.png).
+ * screenshot is kept as server/target/dashboard.png (docs/operations.md shows a copy, docs/dashboard.png).
  */
 class DashboardBrowserIT {
 

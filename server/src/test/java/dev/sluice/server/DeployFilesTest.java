@@ -35,6 +35,8 @@ import org.junit.jupiter.api.io.TempDir;
 class DeployFilesTest {
 
   private static final Path DEPLOY = Path.of("..", "deploy");
+  /** Where every serve flag and its SLUICE_* variable is documented. */
+  private static final Path CONFIGURATION = Path.of("..", "docs", "configuration.md");
   private static final Pattern METRIC = Pattern.compile("\\b((?:sluice|jvm|grpc|process)_[a-z0-9_]+)\\b");
   /** Exported by the workers' own registries (the SDK), not by the coordinator. */
   private static final Set<String> CLIENT_SIDE = Set.of("sluice_client_degraded");
@@ -132,10 +134,11 @@ class DeployFilesTest {
       assertThat(d.get("spec").path("clusterIP").asText()).isEqualTo("None"); // SDKs see every node
     });
     assertThat(docs).anySatisfy(d -> assertThat(d.get("kind").asText()).isEqualTo("PodDisruptionBudget"));
-    String readme = Files.readString(Path.of("..", "README.md"));
+    String configuration = Files.readString(CONFIGURATION);
     for (String name : env) {
       if (name.startsWith("SLUICE_")) {
-        assertThat(readme).as("%s is a documented serve setting", name).contains("`" + name + "`");
+        assertThat(configuration).as("%s is a documented serve setting (%s)", name, CONFIGURATION)
+            .contains("`" + name + "`");
       }
     }
   }
@@ -146,12 +149,13 @@ class DeployFilesTest {
     assertThat(unit).contains("ExecStart=/usr/bin/java -XX:+ExitOnOutOfMemoryError $JAVA_OPTS -jar"
         + " /opt/sluice/sluice.jar serve",
         "EnvironmentFile=/etc/sluice/sluice.env", "StateDirectory=sluice", "Restart=on-failure", "[Install]");
-    String readme = Files.readString(Path.of("..", "README.md"));
+    String configuration = Files.readString(CONFIGURATION);
     Matcher m = Pattern.compile("(?m)^#?(SLUICE_[A-Z_]+)=").matcher(Files.readString(DEPLOY.resolve("systemd/sluice.env")));
     int seen = 0;
     while (m.find()) {
       seen++;
-      assertThat(readme).as("%s is a documented serve setting", m.group(1)).contains("`" + m.group(1) + "`");
+      assertThat(configuration).as("%s is a documented serve setting (%s)", m.group(1), CONFIGURATION)
+          .contains("`" + m.group(1) + "`");
     }
     assertThat(seen).isGreaterThan(5);
   }

@@ -45,7 +45,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * DESIGN.md guarantees 1-8 and every error code, through the real SDK over a real Netty
+ * Guarantees 1-8 of docs/guarantees.md and every error code, through the real SDK over a real Netty
  * connection on loopback. Where time matters the server runs on a {@link FakeClock}.
  */
 class EndToEndTest {

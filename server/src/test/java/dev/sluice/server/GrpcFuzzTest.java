@@ -69,7 +69,7 @@ class GrpcFuzzTest {
   }
 
 
-  /** What a call may answer besides OK: DESIGN.md, "Errors". */
+  /** What a call may answer besides OK: docs/guarantees.md, "Errors". */
   private static final Set<Status.Code> DOCUMENTED =
       EnumSet.of(
           Status.Code.INVALID_ARGUMENT,

@@ -38,7 +38,7 @@ import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The HTTP/JSON API over a real coordinator's HTTP port: every status of README's table, the
+ * The HTTP/JSON API over a real coordinator's HTTP port: every status of docs/http-api.md's table, the
  * long poll (a hang-up leaves the queue), settle, renew, report, the dashboard's reads and its
  * pause and resume, health and readiness. Under paranoid leak detection: no path may leave a
  * pooled buffer unreleased.
