@@ -38,7 +38,7 @@ import picocli.CommandLine.Spec;
 /** {@code sluice buffer create|get|list|stats|pause|resume|delete|push|item}. */
 @Command(name = "buffer", mixinStandardHelpOptions = true,
     description = "Buffers: durable queues in front of one endpoint, delivered at a resource's pace, in order,"
-        + " with retries (memory store).",
+        + " with retries (memory or Redis store).",
     subcommands = {BufferCommand.Create.class, BufferCommand.Get.class, BufferCommand.ListBuffers.class,
         BufferCommand.Stats.class, BufferCommand.Pause.class, BufferCommand.Resume.class, BufferCommand.Delete.class,
         BufferCommand.Push.class, BufferCommand.Item.class})

@@ -77,7 +77,7 @@ public final class SluiceCli implements Callable<Integer> {
   @Override
   public Integer call() {
     throw new ParameterException(spec.commandLine(),
-        "missing command: serve, limit, pause, resume or stats");
+        "missing command: serve, limit, pause, resume, stats, key or buffer");
   }
 
   private static PrintWriter writer(PrintStream stream) {

@@ -309,7 +309,7 @@ public final class SluiceServer implements AutoCloseable {
       return this;
     }
 
-    /** Lane aging step (see README, "Lanes"); default 10 s. */
+    /** Lane aging step (docs/guarantees.md, "Lanes"); default 10 s. */
     public Builder aging(Duration d) {
       once(this.aging, "aging");
       this.aging = Limits.AGING.check(d);

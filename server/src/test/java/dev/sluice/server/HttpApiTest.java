@@ -180,7 +180,7 @@ class HttpApiTest {
   @Test
   void unknownThingsAre404AndWrongMethods405() throws Exception {
     refused(post("/v1/resources/nope/acquire", null), 404, "NOT_FOUND", "'nope' has no limit", "sluice limit set");
-    refused(get("/v1/nothing"), 404, "NOT_FOUND", "no such endpoint", "README");
+    refused(get("/v1/nothing"), 404, "NOT_FOUND", "no such endpoint", "docs/http-api.md");
     refused(get("/elsewhere"), 404, "NOT_FOUND", "/metrics");
     refused(get("/dashboard/../pom.xml"), 404, "NOT_FOUND", "no such dashboard file");
     HttpResponse<String> r = get("/v1/resources/api/acquire");

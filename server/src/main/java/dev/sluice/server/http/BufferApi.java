@@ -13,7 +13,7 @@ import java.util.function.BiConsumer;
 
 /**
  * {@code /v1/buffers}: create, read, pause, resume and delete buffers (admin keys), push items and
- * read an item's status (keys that cover the buffer's pacing resource). README, "Buffers".
+ * read an item's status (keys that cover the buffer's pacing resource). docs/buffers.md.
  */
 final class BufferApi {
 
@@ -129,7 +129,7 @@ final class BufferApi {
     }
     throw new HttpError(HttpResponseStatus.NOT_FOUND, "NOT_FOUND", "no such endpoint: " + x.method() + " " + path
         + "; buffers take /v1/buffers, /v1/buffers/{name}, /v1/buffers/{name}/items, /v1/buffers/{name}/items/{id},"
-        + " /v1/buffers/{name}/pause and /resume (README, \"Buffers\")");
+        + " /v1/buffers/{name}/pause and /resume (docs/buffers.md)");
   }
 
   private BufferSpec spec(String name) {

@@ -60,7 +60,7 @@ import org.slf4j.LoggerFactory;
 /**
  * The coordinator's HTTP port (default 7421): Prometheus {@code /metrics}, {@code /healthz} and
  * {@code /readyz}, the live dashboard at {@code /} with its event stream, and the HTTP/JSON
- * worker API for languages without a gRPC client (see README, "HTTP API").
+ * worker API for languages without a gRPC client (docs/http-api.md).
  *
  * <p>On Netty, like the gRPC port: one event-loop thread takes the connections; a long-poll
  * acquire is an engine ticket, never a parked thread. Calls that may wait for the store run on
@@ -455,8 +455,8 @@ public final class HttpApi implements AutoCloseable {
       return;
     }
     throw new HttpError(HttpResponseStatus.NOT_FOUND, "NOT_FOUND", "no such endpoint: " + method + " " + path
-        + "; the HTTP port serves /metrics, /healthz, /readyz, the dashboard at / and the /v1/ API (see README,"
-        + " \"HTTP API\")");
+        + "; the HTTP port serves /metrics, /healthz, /readyz, the dashboard at / and the /v1/ API (see"
+        + " docs/http-api.md)");
   }
 
   static void only(Exchange x, String... methods) {

@@ -37,7 +37,7 @@ final class HttpError extends RuntimeException {
   }
 
   /**
-   * The HTTP form of an engine refusal or a gRPC status, as README's table lists them:
+   * The HTTP form of an engine refusal or a gRPC status, as docs/http-api.md's table lists them:
    * invalid 400, unknown 404, deadline 408, waiting room full 429, no or bad key 401, key not
    * allowed 403, store away or shutting down 503.
    */

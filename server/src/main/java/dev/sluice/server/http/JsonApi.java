@@ -32,7 +32,7 @@ import org.slf4j.LoggerFactory;
 /**
  * The {@code /v1/} endpoints: the worker API (acquire as a long poll, release, renew, report),
  * the dashboard's reads and its pause and resume. Same keys, same guarantees and same error
- * meanings as the gRPC port; README's "HTTP API" lists the status of each.
+ * meanings as the gRPC port; docs/http-api.md lists the status of each.
  */
 final class JsonApi {
 
@@ -116,7 +116,7 @@ final class JsonApi {
       caseSensitive(x, verb, "release", "renew");
     }
     throw new HttpError(HttpResponseStatus.NOT_FOUND, "NOT_FOUND", "no such endpoint: " + method + " " + path
-        + "; see README, \"HTTP API\" (POST /v1/resources/{name}/acquire, POST /v1/permits/{id}/release, ...)");
+        + "; see docs/http-api.md (POST /v1/resources/{name}/acquire, POST /v1/permits/{id}/release, ...)");
   }
 
   /** A call spelled in the wrong case ({@code .../ACQUIRE}) is refused naming the right one. */

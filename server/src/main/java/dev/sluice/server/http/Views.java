@@ -11,7 +11,7 @@ import dev.sluice.server.engine.ResourceSnapshot;
 import java.util.Locale;
 import java.util.Map;
 
-/** The JSON documents of the HTTP port (field names are the contract README documents). */
+/** The JSON documents of the HTTP port (field names are the contract docs/http-api.md documents). */
 final class Views {
 
   static final ObjectMapper JSON = new ObjectMapper();
