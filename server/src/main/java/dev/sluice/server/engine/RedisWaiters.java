@@ -32,6 +32,12 @@ import org.slf4j.LoggerFactory;
  * acquire makes a new one. Both happen under the map's lock ({@link #admit} registers inside
  * {@code compute}, {@link #freeIfIdle} checks inside {@code computeIfPresent}), so a waiter is
  * never put into a dropped one.
+ *
+ * <p>It runs past 700 lines because it is one state machine: parking, grants by reply and by
+ * message, deadlines, cancels, resends after lost replies, leaves asked again, re-checks after a
+ * reconnect and the end of waiters on data loss all move the same {@link RWaiter} status under
+ * the same table, and each must see what the others did (issue 24's faults were races between
+ * exactly these). Split into classes, every one of them would reach into that table.
  */
 final class RedisWaiters {
 
