@@ -1,4 +1,4 @@
-package dev.sluice.server.buffer;
+package dev.sluice.buffers;
 
 import java.io.IOException;
 import java.nio.file.Path;

@@ -1,4 +1,4 @@
-package dev.sluice.server.buffer;
+package dev.sluice.buffers;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;

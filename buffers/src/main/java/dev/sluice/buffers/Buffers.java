@@ -1,4 +1,4 @@
-package dev.sluice.server.buffer;
+package dev.sluice.buffers;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;

@@ -1,4 +1,4 @@
-package dev.sluice.server.buffer;
+package dev.sluice.buffers;
 
 import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.RedisStore;
