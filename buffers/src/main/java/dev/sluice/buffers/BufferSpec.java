@@ -183,8 +183,7 @@ public record BufferSpec(
     if (!node.isObject()) {
       throw invalid(field + " must be an object of header name to value, e.g. {\"Authorization\": \"Bearer ...\"}");
     }
-    for (Iterator<Map.Entry<String, JsonNode>> it = node.fields(); it.hasNext(); ) {
-      Map.Entry<String, JsonNode> e = it.next();
+    for (Map.Entry<String, JsonNode> e : node.properties()) {
       if (!HEADER.matcher(e.getKey()).matches()) {
         throw invalid(field + ": '" + printable(e.getKey()) + "' is not a valid header name: use 1-100 letters, digits"
             + " and - (e.g. X-Request-Source)");

@@ -91,7 +91,7 @@ final class Dispatch implements AutoCloseable {
     } catch (IOException e) {
       throw new IllegalStateException("the item's stored headers are not JSON", e);
     }
-    h.fields().forEachRemaining(e -> {
+    h.properties().forEach(e -> {
       if (spec.headers().keySet().stream().noneMatch(e.getKey()::equalsIgnoreCase)) {
         BufferSpec.checkAllowed("item headers", e.getKey());
         BufferSpec.checkValue("item headers", e.getKey(), e.getValue().asText());
