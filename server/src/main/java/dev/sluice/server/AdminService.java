@@ -42,14 +42,14 @@ final class AdminService extends AdminGrpc.AdminImplBase {
   private final Engine engine;
   private final Executor blocking;
   private final KeyAdmin keys;
-  private final dev.sluice.server.buffer.Buffers buffers;
+  private final dev.sluice.buffers.Buffers buffers;
 
   AdminService(Engine engine, Executor blocking, KeyAdmin keys) {
     this(engine, blocking, keys, null);
   }
 
   /** @param buffers the buffers, null where there are none (shared store) */
-  AdminService(Engine engine, Executor blocking, KeyAdmin keys, dev.sluice.server.buffer.Buffers buffers) {
+  AdminService(Engine engine, Executor blocking, KeyAdmin keys, dev.sluice.buffers.Buffers buffers) {
     this.engine = engine;
     this.blocking = blocking;
     this.keys = keys;

@@ -3,13 +3,14 @@ package dev.sluice.server;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.sluice.buffers.Buffers;
+import dev.sluice.buffers.NewItem;
 import dev.sluice.proto.v1.BufferInfo;
 import dev.sluice.proto.v1.BufferItem;
 import dev.sluice.proto.v1.BufferRate;
 import dev.sluice.proto.v1.BufferSpec;
 import dev.sluice.proto.v1.BufferStats;
 import dev.sluice.proto.v1.PushItem;
-import dev.sluice.server.buffer.Buffers;
 import io.grpc.Status;
 import java.util.ArrayList;
 import java.util.List;
@@ -32,7 +33,7 @@ final class BufferProtos {
     return buffers;
   }
 
-  /** The spec as the JSON document {@link dev.sluice.server.buffer.BufferSpec#parse} reads. */
+  /** The spec as the JSON document {@link dev.sluice.buffers.BufferSpec#parse} reads. */
   static ObjectNode spec(BufferSpec p) {
     ObjectNode o = JSON.createObjectNode();
     o.put("name", p.getName());
@@ -84,7 +85,7 @@ final class BufferProtos {
     return d.getSeconds() + d.getNanos() / 1e9;
   }
 
-  static BufferInfo info(Buffers buffers, dev.sluice.server.buffer.BufferSpec s) {
+  static BufferInfo info(Buffers buffers, dev.sluice.buffers.BufferSpec s) {
     BufferSpec.Builder b = BufferSpec.newBuilder()
         .setName(s.name())
         .setUrl(s.shownUrl())
@@ -122,15 +123,15 @@ final class BufferProtos {
     return m;
   }
 
-  static List<Buffers.NewItem> items(List<PushItem> items) {
+  static List<NewItem> items(List<PushItem> items) {
     if (items.isEmpty() || items.size() > 10_000) {
       throw Status.INVALID_ARGUMENT.withDescription("push 1 to 10000 items, not " + items.size()).asRuntimeException();
     }
-    List<Buffers.NewItem> out = new ArrayList<>(items.size());
+    List<NewItem> out = new ArrayList<>(items.size());
     for (PushItem i : items) {
       ObjectNode h = JSON.createObjectNode();
       i.getHeadersMap().forEach(h::put);
-      out.add(Buffers.newItem(i.getBody().toByteArray(), i.getContentType().isEmpty() ? null : i.getContentType(), h,
+      out.add(NewItem.of(i.getBody().toByteArray(), i.getContentType().isEmpty() ? null : i.getContentType(), h,
           i.getIdempotencyKey().isEmpty() ? null : i.getIdempotencyKey(), i.getKey().isEmpty() ? null : i.getKey()));
     }
     return out;

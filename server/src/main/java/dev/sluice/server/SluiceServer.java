@@ -97,7 +97,7 @@ public final class SluiceServer implements AutoCloseable {
   private GrpcLimits grpcLimits;
   private Path dataDir;
   private HttpApi http;
-  private dev.sluice.server.buffer.Buffers buffers;
+  private dev.sluice.buffers.Buffers buffers;
   private volatile String boundHost;
   private boolean started;
   private volatile boolean closed;
@@ -209,7 +209,7 @@ public final class SluiceServer implements AutoCloseable {
     public Builder bufferAllow(List<String> networks) {
       once(this.bufferAllow, "buffer allow");
       this.bufferAllow = List.copyOf(networks);
-      dev.sluice.server.buffer.TargetPolicy.of(bufferAllow, List.of()); // checks, names the flag
+      dev.sluice.buffers.TargetPolicy.of(bufferAllow, List.of()); // checks, names the flag
       return this;
     }
 
@@ -217,17 +217,17 @@ public final class SluiceServer implements AutoCloseable {
     public Builder bufferDeny(List<String> networks) {
       once(this.bufferDeny, "buffer deny");
       this.bufferDeny = List.copyOf(networks);
-      dev.sluice.server.buffer.TargetPolicy.of(List.of(), bufferDeny); // checks, names the flag
+      dev.sluice.buffers.TargetPolicy.of(List.of(), bufferDeny); // checks, names the flag
       return this;
     }
 
     /** Test hook: how buffers resolve host names (DNS rebinding tests). */
-    Builder bufferResolver(dev.sluice.server.buffer.TargetPolicy.Resolver resolver) {
+    Builder bufferResolver(dev.sluice.buffers.TargetPolicy.Resolver resolver) {
       this.resolver = Objects.requireNonNull(resolver);
       return this;
     }
 
-    private dev.sluice.server.buffer.TargetPolicy.Resolver resolver;
+    private dev.sluice.buffers.TargetPolicy.Resolver resolver;
 
     /** What clients may hold on the HTTP port; default {@link HttpApi.Limits#defaults()}. */
     public Builder httpLimits(HttpApi.Limits limits) {
@@ -509,7 +509,7 @@ public final class SluiceServer implements AutoCloseable {
     engine = store.engine();
     keys = store.keys();
     redisStore = store.redis();
-    dev.sluice.server.buffer.TargetPolicy targets = dev.sluice.server.buffer.TargetPolicy.of(
+    dev.sluice.buffers.TargetPolicy targets = dev.sluice.buffers.TargetPolicy.of(
         config.bufferAllow == null ? List.of() : config.bufferAllow,
         config.bufferDeny == null ? List.of() : config.bufferDeny);
     if (config.resolver != null) {
@@ -753,7 +753,7 @@ public final class SluiceServer implements AutoCloseable {
   }
 
   /** The buffers, for in-JVM tests that store what an earlier version would have. */
-  dev.sluice.server.buffer.Buffers buffers() {
+  dev.sluice.buffers.Buffers buffers() {
     return buffers;
   }
 

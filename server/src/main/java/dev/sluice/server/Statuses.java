@@ -3,6 +3,7 @@ package dev.sluice.server;
 import com.google.protobuf.Any;
 import com.google.rpc.Code;
 import com.google.rpc.RetryInfo;
+import dev.sluice.buffers.BufferException;
 import dev.sluice.server.engine.EngineException;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
@@ -15,7 +16,7 @@ import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-/** Maps engine outcomes onto gRPC statuses, as {@link io.grpc.Status} documents them. */
+/** Maps engine and buffer outcomes onto gRPC statuses, as {@link io.grpc.Status} documents them. */
 final class Statuses {
 
   private static final Logger log = LoggerFactory.getLogger(Statuses.class);
@@ -34,6 +35,13 @@ final class Statuses {
         case DEADLINE -> Status.DEADLINE_EXCEEDED.withDescription(e.getMessage()).asRuntimeException();
         case UNAVAILABLE -> Status.UNAVAILABLE.withDescription(e.getMessage()).asRuntimeException();
         case WAITING_ROOM_FULL -> waitingRoomFull(e);
+      };
+    }
+    if (t instanceof BufferException e) {
+      return switch (e.reason()) {
+        case INVALID -> Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException();
+        case NOT_FOUND -> Status.NOT_FOUND.withDescription(e.getMessage()).asRuntimeException();
+        case UNAVAILABLE -> Status.UNAVAILABLE.withDescription(e.getMessage()).asRuntimeException();
       };
     }
     if (t instanceof CancellationException) {

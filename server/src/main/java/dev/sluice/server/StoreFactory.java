@@ -1,10 +1,10 @@
 package dev.sluice.server;
 
+import dev.sluice.buffers.Buffers;
+import dev.sluice.buffers.TargetPolicy;
 import dev.sluice.server.auth.FileKeyStore;
 import dev.sluice.server.auth.KeyStore;
 import dev.sluice.server.auth.RedisKeyStore;
-import dev.sluice.server.buffer.Buffers;
-import dev.sluice.server.buffer.TargetPolicy;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.FileLimitStore;
 import dev.sluice.server.engine.MemoryEngine;
@@ -85,8 +85,8 @@ final class StoreFactory {
           .build();
       closer.push("the engine", engine::close);
       KeyStore keys = new FileKeyStore(s.dataDir());
-      BufferHome buffers = (meters, targets) ->
-          new Buffers(engine, s.dataDir(), meters, System::currentTimeMillis, s.bufferFsync(), targets);
+      BufferHome buffers = (meters, targets) -> BufferWiring.builder(engine).registry(meters).targets(targets)
+          .sqlite(BufferWiring.sqliteFile(s.dataDir()), s.bufferFsync()).open();
       return new Opened(engine, keys, null, buffers);
     }
     // Wake-ups and deadlines make Redis calls: give them a few threads, not one.
@@ -114,8 +114,8 @@ final class StoreFactory {
     closer.push("the engine", engine::closeStore);
     RedisKeyStore keys = new RedisKeyStore(redis.sharedHash("keys"), redis.describe() + " (sluice:keys)");
     timers.scheduleWithFixedDelay(keys::refresh, 1, 1, TimeUnit.SECONDS);
-    BufferHome buffers = (meters, targets) ->
-        Buffers.shared(engine, redis, meters, System::currentTimeMillis, s.bufferLease(), targets);
+    BufferHome buffers = (meters, targets) -> BufferWiring.builder(engine).registry(meters).targets(targets)
+        .shared(BufferWiring.redis(redis), s.bufferLease()).open();
     return new Opened(engine, keys, redis, buffers);
   }
 }

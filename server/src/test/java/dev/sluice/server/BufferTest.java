@@ -6,10 +6,10 @@ import static org.awaitility.Awaitility.await;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.sluice.buffers.NewItem;
 import dev.sluice.proto.v1.AdminGrpc;
 import dev.sluice.proto.v1.CreateKeyRequest;
 import dev.sluice.proto.v1.Role;
-import dev.sluice.server.buffer.Buffers;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
 import io.grpc.ManagedChannel;
@@ -288,7 +288,7 @@ class BufferTest {
 
   /** An item as a version without the push checks stored it, straight into the buffer. */
   private long storedUnchecked(String buffer, String body, Map<String, String> headers) throws Exception {
-    return server.buffers().push(buffer, List.of(new Buffers.NewItem(body.getBytes(StandardCharsets.UTF_8), null,
+    return server.buffers().push(buffer, List.of(new NewItem(body.getBytes(StandardCharsets.UTF_8), null,
         headers, null, null))).get(10, TimeUnit.SECONDS).get(0);
   }
 
@@ -376,6 +376,18 @@ class BufferTest {
       await().atMost(Duration.ofSeconds(15)).until(() -> target.requests().size() == 1);
       Map<String, String> sent = target.requests().get(0).headers();
       assertThat(sent).containsEntry("authorization", "Bearer admin-secret").containsEntry("x-extra", "1");
+    }
+  }
+
+  /** Each delivery's acquire has a request id within the engine's 64 characters, whatever the buffer's name. */
+  @Test
+  void aBufferWithTheLongestNameDelivers() throws Exception {
+    String name = "b".repeat(100);
+    try (Upstream up = new Upstream(1000, 1000)) {
+      ok("POST", "/v1/buffers", create(name, up.url("/ok"), ""));
+      long id = ok("POST", "/v1/buffers/" + name + "/items", "{\"body\": \"x\"}").get("id").asLong();
+      await().atMost(Duration.ofSeconds(15)).until(() -> item(name, id).get("state").asText().equals("completed"));
+      assertThat(up.arrivals()).hasSize(1);
     }
   }
 

@@ -2,10 +2,11 @@ package dev.sluice.server.http;
 
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.sluice.buffers.BufferSpec;
+import dev.sluice.buffers.Buffers;
+import dev.sluice.buffers.NewItem;
 import dev.sluice.server.auth.Principal;
 import dev.sluice.server.auth.Role;
-import dev.sluice.server.buffer.BufferSpec;
-import dev.sluice.server.buffer.Buffers;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import java.util.List;
 import java.util.Optional;
@@ -92,7 +93,7 @@ final class BufferApi {
       offload.accept(x, () -> {
         covers(api.authenticate(x, false), name);
         var body = x.json();
-        List<Buffers.NewItem> items = Buffers.parsePush(body);
+        List<NewItem> items = NewItem.parsePush(body);
         boolean batch = body.has("items");
         buffers.push(name, items).whenComplete((ids, error) -> {
           if (error != null) {

@@ -110,7 +110,7 @@ public final class HttpApi implements AutoCloseable {
       BooleanSupplier ready,
       long maxWaitNanos,
       String node,
-      dev.sluice.server.buffer.Buffers buffers,
+      dev.sluice.buffers.Buffers buffers,
       Limits limits) {}
 
   /**

@@ -1,5 +1,6 @@
 package dev.sluice.server.http;
 
+import dev.sluice.buffers.BufferException;
 import dev.sluice.server.engine.EngineException;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
@@ -53,6 +54,13 @@ final class HttpError extends RuntimeException {
         case DEADLINE -> new HttpError(HttpResponseStatus.REQUEST_TIMEOUT, "DEADLINE_EXCEEDED", e.getMessage());
         case WAITING_ROOM_FULL -> new HttpError(HttpResponseStatus.TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED",
             e.getMessage(), Math.max(1, (e.retryAfterNanos() + 999_999_999L) / 1_000_000_000L));
+        case UNAVAILABLE -> new HttpError(HttpResponseStatus.SERVICE_UNAVAILABLE, "UNAVAILABLE", e.getMessage(), 1);
+      };
+    }
+    if (t instanceof BufferException e) {
+      return switch (e.reason()) {
+        case INVALID -> badRequest(e.getMessage());
+        case NOT_FOUND -> new HttpError(HttpResponseStatus.NOT_FOUND, "NOT_FOUND", e.getMessage());
         case UNAVAILABLE -> new HttpError(HttpResponseStatus.SERVICE_UNAVAILABLE, "UNAVAILABLE", e.getMessage(), 1);
       };
     }

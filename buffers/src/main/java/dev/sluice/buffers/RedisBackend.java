@@ -1,7 +1,5 @@
-package dev.sluice.server.buffer;
+package dev.sluice.buffers;
 
-import dev.sluice.server.engine.EngineException;
-import dev.sluice.server.engine.RedisStore;
 import io.lettuce.core.ScriptOutputType;
 import io.lettuce.core.StreamMessage;
 import io.lettuce.core.XReadArgs;
@@ -186,7 +184,7 @@ final class RedisBackend implements BufferBackend {
       return n
       """;
 
-  private final RedisStore store;
+  private final SharedRedis store;
   private final RedisClusterCommands<String, String> redis;
   private final RedisClusterAsyncCommands<String, String> async;
   private final String me;
@@ -194,7 +192,7 @@ final class RedisBackend implements BufferBackend {
   private final Object followLock = new Object();
   private StatefulConnection<String, String> follower; // guarded by followLock
 
-  RedisBackend(RedisStore store, Duration lease) {
+  RedisBackend(SharedRedis store, Duration lease) {
     this.store = store;
     this.redis = store.sync();
     this.async = store.async();
@@ -203,9 +201,9 @@ final class RedisBackend implements BufferBackend {
   }
 
   /** A store outage as the API reports it: 503 / UNAVAILABLE, retry in a moment. */
-  private EngineException unavailable(Throwable e) {
+  private BufferException unavailable(Throwable e) {
     Throwable cause = e instanceof java.util.concurrent.CompletionException && e.getCause() != null ? e.getCause() : e;
-    return new EngineException(EngineException.Reason.UNAVAILABLE, "the shared store " + store.describe()
+    return BufferException.unavailable("the shared store " + store.describe()
         + " did not answer (" + cause.getMessage() + "): retry in a moment; items already answered with an id are"
         + " stored");
   }
@@ -284,16 +282,16 @@ final class RedisBackend implements BufferBackend {
   }
 
   @Override
-  public CompletableFuture<List<Long>> push(String name, List<Buffers.NewItem> items, long now) {
+  public CompletableFuture<List<Long>> push(String name, List<NewItem> items, long now) {
     String[] args = new String[2 + items.size() * 4];
     args[0] = Long.toString(now);
     args[1] = Instant.ofEpochMilli(now) + " pushed\n";
     Base64.Encoder b64 = Base64.getEncoder();
     for (int i = 0; i < items.size(); i++) {
-      Buffers.NewItem it = items.get(i);
+      NewItem it = items.get(i);
       args[2 + i * 4] = it.idempotencyKey() == null ? "" : it.idempotencyKey();
       args[3 + i * 4] = it.key() == null ? "" : it.key();
-      args[4 + i * 4] = Buffers.storedHeaders(it);
+      args[4 + i * 4] = it.storedHeaders();
       args[5 + i * 4] = b64.encodeToString(it.body());
     }
     return async(async.<List<Long>>eval(PUSH, ScriptOutputType.MULTI, keys(name, "seq", "log", "items", "open", "idem",
@@ -304,7 +302,7 @@ final class RedisBackend implements BufferBackend {
           Throwable cause = e instanceof java.util.concurrent.CompletionException && e.getCause() != null
               ? e.getCause() : e;
           if (cause.getMessage() != null && cause.getMessage().contains("NOBUFFER")) {
-            throw new EngineException(EngineException.Reason.NOT_FOUND, "buffer '" + name + "' was deleted (on"
+            throw BufferException.notFound("buffer '" + name + "' was deleted (on"
                 + " another node): create it again, or push to another buffer");
           }
           throw e instanceof RuntimeException re ? re : new java.util.concurrent.CompletionException(e);
@@ -400,11 +398,21 @@ final class RedisBackend implements BufferBackend {
         Long.toString(before)));
   }
 
-  /**
-   * Items pushed after {@code after} (an item id) to the buffers given, waiting up to {@code
-   * blockMillis} for the first; the map holds only buffers with news.
-   */
-  Map<String, List<OpenItem>> follow(Map<String, Long> after, long blockMillis) {
+  @Override
+  public long oldestFinished(String name) {
+    long oldest = 0;
+    for (String part : List.of("completed", "failed")) {
+      List<io.lettuce.core.ScoredValue<String>> first = sync(() -> redis.zrangeWithScores(key(name, part), 0, 0));
+      if (!first.isEmpty()) {
+        long at = (long) first.get(0).getScore();
+        oldest = oldest == 0 ? at : Math.min(oldest, at);
+      }
+    }
+    return oldest;
+  }
+
+  @Override
+  public Map<String, List<OpenItem>> follow(Map<String, Long> after, long blockMillis) {
     Map<String, List<OpenItem>> out = new LinkedHashMap<>();
     if (after.isEmpty()) {
       return out;

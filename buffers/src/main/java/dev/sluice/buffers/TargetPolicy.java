@@ -1,6 +1,5 @@
-package dev.sluice.server.buffer;
+package dev.sluice.buffers;
 
-import dev.sluice.server.engine.EngineException;
 import java.net.InetAddress;
 import java.net.NetworkInterface;
 import java.net.SocketException;
@@ -115,7 +114,7 @@ public final class TargetPolicy {
   /**
    * Checks where {@code url} leads now.
    *
-   * @throws EngineException INVALID naming the address, the rule and the flag that decides it
+   * @throws BufferException INVALID naming the address, the rule and the flag that decides it
    */
   public void check(URI url) {
     String host = url.getHost();

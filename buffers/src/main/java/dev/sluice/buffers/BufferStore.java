@@ -1,7 +1,5 @@
-package dev.sluice.server.buffer;
+package dev.sluice.buffers;
 
-import dev.sluice.server.engine.DataFiles;
-import dev.sluice.server.engine.EngineException;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.sql.Connection;
@@ -21,7 +19,7 @@ import org.sqlite.SQLiteErrorCode;
 import org.sqlite.SQLiteException;
 
 /**
- * Buffers and their items in {@code buffers.db} in the data dir: SQLite in WAL mode.
+ * Buffers and their items in one SQLite file ({@code buffers.db} in the data dir), in WAL mode.
  *
  * <p>Why SQLite: a file format built for exactly this (crash-safe transactions, decades of
  * fsync care, a stable on-disk format one can inspect with {@code sqlite3}); indexed queries for
@@ -57,10 +55,12 @@ final class BufferStore implements AutoCloseable {
   /** Set while commits fail (logged once), cleared with one line when one succeeds again. */
   private boolean failing;
 
-  BufferStore(Path dataDir, boolean fsyncEveryCommit) throws IOException {
-    this.file = dataDir.resolve("buffers.db");
-    DataFiles.createOwnerOnly(file);
-    DataFiles.ownerOnly(file.resolveSibling("buffers.db-wal"), file.resolveSibling("buffers.db-shm"));
+  /**
+   * Opens (or creates) the database in {@code file}. The caller gives the file its permissions
+   * first: SQLite creates the {@code -wal} and {@code -shm} files with the database file's mode.
+   */
+  BufferStore(Path file, boolean fsyncEveryCommit) throws IOException {
+    this.file = file;
     try {
       // JDBC auto-commit on: the writer runs BEGIN, COMMIT and ROLLBACK itself, so it always knows
       // whether a transaction is open (the driver's own bookkeeping went wrong after SQLITE_FULL).
@@ -88,8 +88,7 @@ final class BufferStore implements AutoCloseable {
       throw new IOException("cannot open the buffer store " + file + " (" + e.getMessage()
           + "): is the data dir writable, and not used by another coordinator?", e);
     }
-    thread = new Thread(this::run, "sluice-buffer-store");
-    thread.setDaemon(true);
+    thread = Threads.thread(this::run, "sluice-buffer-store");
     thread.start();
   }
 
@@ -230,12 +229,12 @@ final class BufferStore implements AutoCloseable {
     if (cause instanceof SQLiteException e) {
       int primary = e.getErrorCode() & 0xff;
       if (primary == SQLiteErrorCode.SQLITE_FULL.code) {
-        return new EngineException(EngineException.Reason.UNAVAILABLE, "not stored: the disk holding the buffer"
+        return BufferException.unavailable("not stored: the disk holding the buffer"
             + " store " + file + " is full (SQLITE_FULL); free space there and retry: the store writes again as"
             + " soon as there is room, no restart needed");
       }
       if (STORE_DOWN.contains(primary)) {
-        return new EngineException(EngineException.Reason.UNAVAILABLE, "not stored: the buffer store " + file
+        return BufferException.unavailable("not stored: the buffer store " + file
             + " cannot write (" + e.getMessage() + "); check the disk and the data dir's permissions, then retry");
       }
     }
@@ -252,12 +251,7 @@ final class BufferStore implements AutoCloseable {
   @Override
   public void close() {
     closed = true;
-    thread.interrupt();
-    try {
-      thread.join(5_000);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-    }
+    Threads.stop(thread);
     try {
       writer.close();
       synchronized (this) {

@@ -1,9 +1,8 @@
-package dev.sluice.server.buffer;
+package dev.sluice.buffers;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import dev.sluice.server.engine.EngineException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -28,7 +27,7 @@ class DiskFullTest {
 
   @BeforeEach
   void open() throws Exception {
-    backend = new SqliteBackend(dir, false);
+    backend = new SqliteBackend(dir.resolve("buffers.db"), false);
     assertThat(backend.create("b", "{}", 1)).isTrue();
   }
 
@@ -37,9 +36,9 @@ class DiskFullTest {
     backend.close();
   }
 
-  private static Buffers.NewItem item(int n, int size) {
+  private static NewItem item(int n, int size) {
     byte[] body = ("item-" + n + "-" + "x".repeat(size)).getBytes(StandardCharsets.UTF_8);
-    return new Buffers.NewItem(body, null, Map.of(), "k" + n, null);
+    return new NewItem(body, null, Map.of(), "k" + n, null);
   }
 
   /** Sets the writer's page cap: its current size plus {@code extra} pages (a "disk" that fills). */
@@ -70,9 +69,9 @@ class DiskFullTest {
         assertThat(stored(n)).as("push %d answered with id %s", n, ids).isEqualTo(1);
         ok++;
       } catch (CompletionException e) {
-        assertThat(e.getCause()).isInstanceOf(EngineException.class);
-        EngineException ee = (EngineException) e.getCause();
-        assertThat(ee.reason()).isEqualTo(EngineException.Reason.UNAVAILABLE);
+        assertThat(e.getCause()).isInstanceOf(BufferException.class);
+        BufferException ee = (BufferException) e.getCause();
+        assertThat(ee.reason()).isEqualTo(BufferException.Reason.UNAVAILABLE);
         assertThat(ee.getMessage()).contains("not stored", "full", dir.resolve("buffers.db").toString());
         assertThat(stored(n)).as("push %d answered 'not stored'", n).isZero();
         refused++;
@@ -84,7 +83,7 @@ class DiskFullTest {
     for (int i = 0; i < 3; i++) {
       int n = 100 + i;
       assertThatThrownBy(() -> backend.push("b", List.of(item(n, 200_000)), 1).join())
-          .hasCauseInstanceOf(EngineException.class).hasMessageContaining("full");
+          .hasCauseInstanceOf(BufferException.class).hasMessageContaining("full");
       assertThat(stored(n)).isZero();
     }
 

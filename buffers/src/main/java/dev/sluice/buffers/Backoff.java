@@ -1,4 +1,4 @@
-package dev.sluice.server.buffer;
+package dev.sluice.buffers;
 
 import java.time.Duration;
 import java.util.function.DoubleSupplier;

@@ -1,9 +1,10 @@
-package dev.sluice.server.buffer;
+package dev.sluice.buffers;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.code_intelligence.jazzer.junit.FuzzTest;
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.sluice.server.BufferWiring;
 import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.MemoryEngine;
 import dev.sluice.server.engine.Scheduler;
@@ -25,6 +26,9 @@ import org.junit.jupiter.api.Test;
  * the field), never another exception (a 500). And what is accepted can be sent: every accepted
  * item builds its request against the buffer it was pushed to, and every accepted buffer builds
  * one, so no body can freeze a buffer.
+ *
+ * <p>In the server module, so the buffers run on the coordinator's own engine and duration
+ * syntax; in the buffers' package, so it builds requests with their own code.
  */
 class BufferBodiesFuzzTest {
 
@@ -47,8 +51,8 @@ class BufferBodiesFuzzTest {
             t.setDaemon(true);
             return t;
           });
-      buffers = new Buffers(MemoryEngine.builder().scheduler(Scheduler.of(timers)).build(), dir,
-          new SimpleMeterRegistry(), System::currentTimeMillis, false, targets);
+      buffers = BufferWiring.builder(MemoryEngine.builder().scheduler(Scheduler.of(timers)).build())
+          .registry(new SimpleMeterRegistry()).targets(targets).sqlite(dir.resolve("buffers.db"), false).open();
       target = buffers.create(BufferSpec.JSON.readTree("{\"name\": \"fz\", \"url\": \"http://192.0.2.1/hook\","
           + " \"rate\": {\"amount\": 1}, \"headers\": {\"Authorization\": \"Bearer admin\", \"X-Tenant\": \"t1\"}}"));
       buffers.pause("fz"); // stored, never sent
@@ -97,32 +101,37 @@ class BufferBodiesFuzzTest {
       BufferSpec spec = null;
       try {
         spec = b.create(create);
-      } catch (EngineException e) {
-        assertThat(e.reason()).as(e.getMessage()).isEqualTo(EngineException.Reason.INVALID);
-        assertThat(e.getMessage()).isNotBlank();
+      } catch (EngineException | BufferException e) {
+        assertInvalid(e);
       }
       if (spec != null) {
         created++;
         b.pause(spec.name());
-        Buffers.request(spec, new byte[0], "{}", "idem"); // a buffer accepted can be sent
+        Dispatch.request(spec, new byte[0], "{}", "idem"); // a buffer accepted can be sent
         b.delete(spec.name());
       }
     }
     JsonNode push = json(pushBytes);
     if (push != null) {
-      List<Buffers.NewItem> items;
+      List<NewItem> items;
       try {
-        items = Buffers.parsePush(push);
+        items = NewItem.parsePush(push);
         b.push("fz", items).get(30, TimeUnit.SECONDS);
-      } catch (EngineException e) {
-        assertThat(e.reason()).as(e.getMessage()).isEqualTo(EngineException.Reason.INVALID);
-        assertThat(e.getMessage()).isNotBlank();
+      } catch (EngineException | BufferException e) {
+        assertInvalid(e);
         return;
       }
-      for (Buffers.NewItem it : items) {
-        Buffers.request(target, it.body(), Buffers.storedHeaders(it), "idem"); // an item accepted can be sent
+      for (NewItem it : items) {
+        Dispatch.request(target, it.body(), it.storedHeaders(), "idem"); // an item accepted can be sent
       }
     }
+  }
+
+  /** A refusal from the buffers or from the engine beneath them: INVALID, with a message. */
+  private static void assertInvalid(RuntimeException e) {
+    Object reason = e instanceof EngineException ee ? ee.reason() : ((BufferException) e).reason();
+    assertThat(reason).as(e.getMessage()).hasToString("INVALID");
+    assertThat(e.getMessage()).isNotBlank();
   }
 
   /** The bytes as a JSON document, or null where the HTTP port would refuse them before buffers see them. */

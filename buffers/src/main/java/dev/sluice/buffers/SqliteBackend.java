@@ -1,4 +1,4 @@
-package dev.sluice.server.buffer;
+package dev.sluice.buffers;
 
 import java.io.IOException;
 import java.nio.file.Path;
@@ -13,15 +13,15 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 
-/** Buffers in {@code buffers.db} in the data dir ({@link BufferStore}: SQLite, WAL, group commit). */
+/** Buffers in one SQLite file, {@code buffers.db} in the data dir ({@link BufferStore}: WAL, group commit). */
 final class SqliteBackend implements BufferBackend {
 
   private final BufferStore store;
   /** Next item id per buffer; touched only on the writer thread. */
   private final Map<String, Long> nextIds = new HashMap<>();
 
-  SqliteBackend(Path dataDir, boolean fsyncEveryCommit) throws IOException {
-    this.store = new BufferStore(dataDir, fsyncEveryCommit);
+  SqliteBackend(Path file, boolean fsyncEveryCommit) throws IOException {
+    this.store = new BufferStore(file, fsyncEveryCommit);
     // A rolled-back push took ids it did not keep: read the next ones from the database again.
     store.onRollback(nextIds::clear);
   }
@@ -80,7 +80,7 @@ final class SqliteBackend implements BufferBackend {
   }
 
   @Override
-  public CompletableFuture<List<Long>> push(String name, List<Buffers.NewItem> items, long now) {
+  public CompletableFuture<List<Long>> push(String name, List<NewItem> items, long now) {
     // Ids are given on the writer thread, so commit order is id order.
     return store.write(c -> {
       long first = nextIds.computeIfAbsent(name, n -> {
@@ -96,14 +96,14 @@ final class SqliteBackend implements BufferBackend {
     });
   }
 
-  private static List<Long> insert(Connection c, String name, long first, List<Buffers.NewItem> items, long now)
+  private static List<Long> insert(Connection c, String name, long first, List<NewItem> items, long now)
       throws SQLException {
     List<Long> ids = new ArrayList<>(items.size());
     try (PreparedStatement find = c.prepareStatement("SELECT id FROM items WHERE buffer = ? AND idem = ?");
         PreparedStatement ins = c.prepareStatement("INSERT INTO items(buffer, id, body, headers, idem, okey, state,"
             + " next_at, history, created) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)")) {
       for (int i = 0; i < items.size(); i++) {
-        Buffers.NewItem it = items.get(i);
+        NewItem it = items.get(i);
         long id = first + i;
         String idem = it.idempotencyKey() != null ? it.idempotencyKey() : "sluice-" + name + "-" + id;
         if (it.idempotencyKey() != null) {
@@ -119,7 +119,7 @@ final class SqliteBackend implements BufferBackend {
         ins.setString(1, name);
         ins.setLong(2, id);
         ins.setBytes(3, it.body());
-        ins.setString(4, Buffers.storedHeaders(it));
+        ins.setString(4, it.storedHeaders());
         ins.setString(5, idem);
         ins.setString(6, it.key());
         ins.setLong(7, now);
@@ -234,10 +234,16 @@ final class SqliteBackend implements BufferBackend {
 
   @Override
   public void expire(String name, long before) {
-    store.write(c -> {
+    join(store.write(c -> {
       exec(c, "DELETE FROM items WHERE buffer = ? AND state IN ('completed', 'failed') AND finished < ?", name, before);
       return null;
-    });
+    }));
+  }
+
+  @Override
+  public long oldestFinished(String name) {
+    return store.read(c -> BufferStore.count(c, "SELECT COALESCE(MIN(finished), 0) FROM items WHERE buffer = ?"
+        + " AND state IN ('completed', 'failed')", name));
   }
 
   @Override

@@ -1,13 +1,14 @@
-package dev.sluice.server.buffer;
+package dev.sluice.buffers;
 
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 
 /**
  * Where buffers and their items live: {@link SqliteBackend} in the data dir for a coordinator on
- * its own, {@link RedisBackend} on the Redis every node shares. {@link Buffers} keeps the
- * delivery logic; a backend keeps the records and, when shared, decides which node delivers a
- * buffer (a lease) and tells that node about items pushed on the others.
+ * its own, {@link RedisBackend} on the Redis every node shares. {@link Delivery} and {@link
+ * Ownership} keep the logic; a backend keeps the records and, when shared, decides which node
+ * delivers a buffer (a lease) and tells that node about items pushed on the others.
  */
 interface BufferBackend extends AutoCloseable {
 
@@ -49,7 +50,7 @@ interface BufferBackend extends AutoCloseable {
    * Stores items durably in push order; completes with their ids, negated for a repeated
    * idempotency key (the earlier item's id).
    */
-  CompletableFuture<List<Long>> push(String name, List<Buffers.NewItem> items, long now);
+  CompletableFuture<List<Long>> push(String name, List<NewItem> items, long now);
 
   /**
    * Flags attempts left open (by a crash, or a node that lost its lease) as possible duplicates
@@ -67,8 +68,11 @@ interface BufferBackend extends AutoCloseable {
 
   Counts counts(String name, long now);
 
-  /** Drops completed and failed items finished before {@code before}. */
+  /** Drops completed and failed items finished before {@code before}; done on return. */
   void expire(String name, long before);
+
+  /** When the earliest completed or failed item still kept finished (millis), or 0 when none is kept. */
+  long oldestFinished(String name);
 
   /**
    * Takes or keeps the right to deliver the buffer (shared backends: a lease in the store;
@@ -93,6 +97,14 @@ interface BufferBackend extends AutoCloseable {
 
   /** Gives the right up (a clean stop): another node takes over at once. */
   default void disown(String name) {}
+
+  /**
+   * Shared backends: items pushed after {@code after} (an item id per buffer) to the buffers
+   * given, waiting up to {@code blockMillis} for the first; the map holds only buffers with news.
+   */
+  default Map<String, List<OpenItem>> follow(Map<String, Long> after, long blockMillis) {
+    return Map.of();
+  }
 
   @Override
   void close();

@@ -1,9 +1,8 @@
-package dev.sluice.server.buffer;
+package dev.sluice.buffers;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import dev.sluice.server.engine.EngineException;
 import java.net.InetAddress;
 import java.net.URI;
 import java.util.List;
@@ -15,7 +14,7 @@ class TargetPolicyTest {
 
   private static void refused(TargetPolicy p, String url, String... words) {
     assertThatThrownBy(() -> p.check(URI.create(url)))
-        .isInstanceOf(EngineException.class)
+        .isInstanceOf(BufferException.class)
         .satisfies(e -> assertThat(e.getMessage()).contains(words));
   }
 

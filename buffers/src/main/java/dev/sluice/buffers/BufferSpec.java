@@ -1,11 +1,8 @@
-package dev.sluice.server.buffer;
+package dev.sluice.buffers;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.sluice.server.engine.Durations;
-import dev.sluice.server.engine.EngineException;
-import dev.sluice.server.engine.Validation;
 import java.net.URI;
 import java.net.URISyntaxException;
 import java.time.Duration;
@@ -82,8 +79,13 @@ public record BufferSpec(
     return resource != null ? resource : "buffer:" + name;
   }
 
-  /** Reads and checks a spec; every refusal names the field and the fix. */
-  public static BufferSpec parse(JsonNode body) {
+  /**
+   * Reads and checks a spec; every refusal names the field and the fix.
+   *
+   * @param syntax the coordinator's resource names and durations
+   * @throws BufferException INVALID
+   */
+  public static BufferSpec parse(JsonNode body, BufferSyntax syntax) {
     if (body == null || !body.isObject()) {
       throw invalid("a buffer is a JSON object: {\"name\": \"orders\", \"url\": \"https://...\", \"resource\": \"shop\"}");
     }
@@ -131,7 +133,8 @@ public record BufferSpec(
       }
       known(r, "amount", "period", "burst");
       long amount = whole(r, "rate.amount", 0, 1, 1_000_000_000L);
-      Duration period = duration(r, "rate.period", Duration.ofSeconds(1), PERIOD);
+      Duration period = duration(r, "rate.period", Duration.ofSeconds(1),
+          new Range(syntax.minPeriod(), syntax.maxPeriod(), "1m"), syntax);
       long burst = whole(r, "rate.burst", 1, 1, 1_000_000_000L);
       rate = new Rate(amount, period, burst);
     }
@@ -140,7 +143,11 @@ public record BufferSpec(
           + " buffer's own pace, e.g. {\"amount\": 10, \"period\": \"1s\"}), exactly one of them");
     }
     if (resource != null) {
-      Validation.resource(resource);
+      try {
+        syntax.checkResource(resource);
+      } catch (IllegalArgumentException e) {
+        throw invalid(e.getMessage());
+      }
     }
     int maxRetries = (int) whole(body, "maxRetries", 5, 0, 1000);
     Backoff.Kind backoff;
@@ -150,14 +157,14 @@ public record BufferSpec(
     } catch (IllegalArgumentException e) {
       throw invalid("backoff '" + kind + "' is unknown: use exponential (with jitter) or fixed");
     }
-    Duration base = duration(body, "backoffBase", Duration.ofSeconds(1), BACKOFF_BASE);
-    Duration max = duration(body, "backoffMax", Duration.ofMinutes(5), BACKOFF_MAX);
+    Duration base = duration(body, "backoffBase", Duration.ofSeconds(1), BACKOFF_BASE, syntax);
+    Duration max = duration(body, "backoffMax", Duration.ofMinutes(5), BACKOFF_MAX, syntax);
     if (max.compareTo(base) < 0) {
       throw invalid("backoffMax " + max + " must be at least backoffBase (" + base + ") and at most 1d");
     }
     int inFlight = (int) whole(body, "inFlight", 1, 1, 1000);
-    Duration timeout = duration(body, "timeout", Duration.ofSeconds(30), TIMEOUT);
-    Duration retention = duration(body, "retention", Duration.ofDays(7), RETENTION);
+    Duration timeout = duration(body, "timeout", Duration.ofSeconds(30), TIMEOUT, syntax);
+    Duration retention = duration(body, "retention", Duration.ofDays(7), RETENTION, syntax);
     JsonNode excerpts = body.get("excerptsVisibleToWorkers");
     if (excerpts != null && !excerpts.isNull() && !excerpts.isBoolean()) {
       throw invalid("excerptsVisibleToWorkers must be true or false (default false: only admins read the"
@@ -176,8 +183,7 @@ public record BufferSpec(
     if (!node.isObject()) {
       throw invalid(field + " must be an object of header name to value, e.g. {\"Authorization\": \"Bearer ...\"}");
     }
-    for (Iterator<Map.Entry<String, JsonNode>> it = node.fields(); it.hasNext(); ) {
-      Map.Entry<String, JsonNode> e = it.next();
+    for (Map.Entry<String, JsonNode> e : node.properties()) {
       if (!HEADER.matcher(e.getKey()).matches()) {
         throw invalid(field + ": '" + printable(e.getKey()) + "' is not a valid header name: use 1-100 letters, digits"
             + " and - (e.g. X-Request-Source)");
@@ -332,8 +338,8 @@ public record BufferSpec(
 
   // ---------------------------------------------------------------------------------------
 
-  static EngineException invalid(String message) {
-    return new EngineException(EngineException.Reason.INVALID, message);
+  static BufferException invalid(String message) {
+    return BufferException.invalid(message);
   }
 
   static void known(JsonNode body, String... fields) {
@@ -369,15 +375,16 @@ public record BufferSpec(
     return v.longValue();
   }
 
-  // Each duration field's range, checked by the one parser (engine.Durations) as it reads it.
-  private static final Durations.Bounds BACKOFF_BASE = Durations.Bounds.of(Duration.ofMillis(1), Duration.ofHours(1), "1s");
-  private static final Durations.Bounds BACKOFF_MAX = Durations.Bounds.of(Duration.ofMillis(1), Duration.ofDays(1), "5m");
-  private static final Durations.Bounds TIMEOUT = Durations.Bounds.of(Duration.ofMillis(1), Duration.ofMinutes(10), "30s");
-  private static final Durations.Bounds PERIOD = Durations.Bounds.of(Validation.MIN_PERIOD, Validation.MAX_PERIOD, "1m");
-  private static final Durations.Bounds RETENTION = Durations.Bounds.of(Duration.ofSeconds(1), Duration.ofDays(365), "7d");
+  /** A duration field's range, and an example of it for the refusal. */
+  private record Range(Duration min, Duration max, String example) {}
+
+  private static final Range BACKOFF_BASE = new Range(Duration.ofMillis(1), Duration.ofHours(1), "1s");
+  private static final Range BACKOFF_MAX = new Range(Duration.ofMillis(1), Duration.ofDays(1), "5m");
+  private static final Range TIMEOUT = new Range(Duration.ofMillis(1), Duration.ofMinutes(10), "30s");
+  private static final Range RETENTION = new Range(Duration.ofSeconds(1), Duration.ofDays(365), "7d");
 
   /** A duration: seconds as a number, or 250ms / 30s / 5m / 1h / 2d, or ISO-8601, within {@code bounds}. */
-  static Duration duration(JsonNode body, String field, Duration dflt, Durations.Bounds bounds) {
+  private static Duration duration(JsonNode body, String field, Duration dflt, Range range, BufferSyntax syntax) {
     String leaf = field.substring(field.lastIndexOf('.') + 1);
     JsonNode v = body.get(leaf);
     if (v == null || v.isNull()) {
@@ -387,7 +394,7 @@ public record BufferSpec(
       throw invalid(field + " must be a duration such as \"30s\", not " + v);
     }
     try {
-      return Durations.parse(field, v.asText(), bounds, true);
+      return syntax.duration(field, v.asText(), range.min(), range.max(), range.example());
     } catch (IllegalArgumentException e) {
       throw invalid(e.getMessage());
     }

@@ -1,4 +1,4 @@
-package dev.sluice.server.buffer;
+package dev.sluice.buffers;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -34,10 +34,10 @@ class BackoffTest {
   void retryAfterReadsSecondsAndHttpDates() {
     long now = java.time.ZonedDateTime.parse("Tue, 24 Nov 2026 02:00:00 GMT",
         java.time.format.DateTimeFormatter.RFC_1123_DATE_TIME).toInstant().toEpochMilli();
-    assertThat(Buffers.retryAfterMillis("2", now)).isEqualTo(2000);
-    assertThat(Buffers.retryAfterMillis("0.5", now)).isEqualTo(500);
-    assertThat(Buffers.retryAfterMillis("Tue, 24 Nov 2026 02:00:07 GMT", now)).isEqualTo(7000);
-    assertThat(Buffers.retryAfterMillis(null, now)).as("absent: a second").isEqualTo(1000);
-    assertThat(Buffers.retryAfterMillis("soon", now)).as("unreadable: a second").isEqualTo(1000);
+    assertThat(Outcome.retryAfterMillis("2", now)).isEqualTo(2000);
+    assertThat(Outcome.retryAfterMillis("0.5", now)).isEqualTo(500);
+    assertThat(Outcome.retryAfterMillis("Tue, 24 Nov 2026 02:00:07 GMT", now)).isEqualTo(7000);
+    assertThat(Outcome.retryAfterMillis(null, now)).as("absent: a second").isEqualTo(1000);
+    assertThat(Outcome.retryAfterMillis("soon", now)).as("unreadable: a second").isEqualTo(1000);
   }
 }

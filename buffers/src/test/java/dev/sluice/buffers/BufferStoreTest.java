@@ -1,4 +1,4 @@
-package dev.sluice.server.buffer;
+package dev.sluice.buffers;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -16,7 +16,7 @@ class BufferStoreTest {
     for (boolean always : new boolean[] {true, false}) {
       Path d = dir.resolve(always ? "always" : "crash");
       java.nio.file.Files.createDirectories(d);
-      try (BufferStore store = new BufferStore(d, always)) {
+      try (BufferStore store = new BufferStore(d.resolve("buffers.db"), always)) {
         // PRAGMA synchronous: 1 NORMAL, 2 FULL; journal in WAL either way.
         long sync = store.write(c -> BufferStore.count(c, "PRAGMA synchronous")).join();
         String journal = store.write(c -> {

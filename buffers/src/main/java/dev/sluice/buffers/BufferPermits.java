@@ -1,0 +1,47 @@
+package dev.sluice.buffers;
+
+import java.time.Duration;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * What buffers need of the coordinator's engine: the permits that pace delivery (acquired in the
+ * default lane, in line with live workers, so a buffer and workers share one quota), the 429
+ * feedback, and the limit an inline rate creates. The server adapts its engine to this
+ * ({@code BufferWiring}); tests pass a fake.
+ *
+ * <p>No method blocks: each returns at once and answers through its future. A failed future
+ * carries the engine's own exception, which the transport maps as it maps any engine refusal.
+ */
+public interface BufferPermits {
+
+  /**
+   * Acquires one request on {@code resource}. Completes with the permit's id, or empty when
+   * {@code timeout} passed first (nothing is held: the caller asks again); fails when the
+   * resource cannot be acquired at all (no limit, the store away).
+   *
+   * @param requestId the caller's name for this acquire, unique per attempt
+   */
+  CompletableFuture<Optional<String>> acquire(String resource, Duration timeout, String requestId);
+
+  /**
+   * Ends a permit; {@code unused} gives the whole grant back (nothing reached the endpoint).
+   * Fire and forget: a permit already ended is no error.
+   */
+  void release(String resource, String permitId, boolean unused);
+
+  /** Upstream feedback: the endpoint answered 429, so the resource pauses for every worker. */
+  CompletableFuture<?> throttled(String resource, Duration retryAfter);
+
+  /** Whether {@code resource} has a limit. */
+  CompletableFuture<Boolean> hasLimit(String resource);
+
+  /**
+   * Creates or replaces the limit of a buffer's inline rate: {@code rate.amount()} requests per
+   * {@code rate.period()}, bursts of {@code rate.burst()}, permits leased for {@code lease}.
+   */
+  CompletableFuture<?> setRate(String resource, BufferSpec.Rate rate, Duration lease);
+
+  /** Deletes a limit (a buffer's inline rate, with the buffer). */
+  CompletableFuture<?> deleteLimit(String resource);
+}
