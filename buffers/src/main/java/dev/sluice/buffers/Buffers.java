@@ -20,7 +20,7 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Buffers: durable queues in front of one endpoint each, delivered at the pace of a Sluice
- * resource (README, "Buffers"). This is the admin and push surface; the work is done by {@link
+ * resource (docs/buffers.md). This is the admin and push surface; the work is done by {@link
  * NewItem} and {@link BufferSpec} (what a request says), {@link Delivery} (what goes when),
  * {@link Dispatch} and {@link Outcome} (sending, and what an answer means), {@link Ownership}
  * (which node delivers a shared buffer) and a {@link BufferBackend} (the records).
