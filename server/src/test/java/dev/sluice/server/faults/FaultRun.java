@@ -98,6 +98,7 @@ final class FaultRun implements AutoCloseable {
       dev.sluice.server.engine.SyncEngine.sync(dev.sluice.server.ServerTestHooks.engine(nodes.get(0))).setLimit(new LimitSpec(RESOURCE,
           List.of(new RateSpec("requests", (long) LIMIT.ratePerSecond(), Duration.ofSeconds(1), (long) LIMIT.burst())),
           LIMIT.concurrency(), 0, LEASE));
+      history.replicated = topology == Topology.SENTINEL || topology == Topology.CLUSTER;
       history.setup = topology + ", 2 nodes, " + WORKERS + " workers on " + CLIENTS + " clients, limit "
           + (long) LIMIT.ratePerSecond() + "/s burst " + (long) LIMIT.burst() + " cap " + LIMIT.concurrency()
           + ", timeout " + TIMEOUT.toSeconds() + " s, hold " + HOLD.toMillis() + " ms (" + LONG_HOLDERS
