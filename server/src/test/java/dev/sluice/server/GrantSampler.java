@@ -1,7 +1,6 @@
 package dev.sluice.server;
 
 import static dev.sluice.server.engine.SyncEngine.sync;
-import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.RateSpec;
@@ -121,27 +120,53 @@ public final class GrantSampler implements AutoCloseable {
    */
   public static Densest assertWithinLimit(
       List<Sample> samples, RateSpec rate, ToDoubleFunction<Sample> counter, ToDoubleFunction<Sample> slack) {
-    assertThat(samples).as("reads of the coordinator's stats").hasSizeGreaterThan(1);
+    String over = overLimit(samples, rate, counter, slack);
+    if (over != null) {
+      throw new AssertionError(over);
+    }
+    return densest(samples, counter);
+  }
+
+  /**
+   * The first pair of reads between which {@code counter} grew by more than {@code rate}'s
+   * window bound plus {@code slack(later read)}, described; null when there is none.
+   */
+  public static String overLimit(
+      List<Sample> samples, RateSpec rate, ToDoubleFunction<Sample> counter, ToDoubleFunction<Sample> slack) {
+    if (samples.size() < 2) {
+      return "only " + samples.size() + " read(s) of the coordinator's stats: nothing to compare";
+    }
     double perNano = (double) rate.amount() / rate.period().toNanos();
-    long second = TimeUnit.SECONDS.toNanos(1);
-    Densest densest = new Densest(0, 0);
     for (int j = 1; j < samples.size(); j++) {
       Sample later = samples.get(j);
-      assertThat(later.stats().granted()).as("the grant counter only grows (read %d)", j)
-          .isGreaterThanOrEqualTo(samples.get(j - 1).stats().granted());
+      if (later.stats().granted() < samples.get(j - 1).stats().granted()) {
+        return "the grant counter went down at read " + j + ": the resource's counters restarted mid-run";
+      }
       for (int i = 0; i < j; i++) {
         Sample earlier = samples.get(i);
         long span = later.after() - earlier.before();
         double taken = counter.applyAsDouble(later) - counter.applyAsDouble(earlier);
         double bound = rate.burst() + perNano * span + slack.applyAsDouble(later);
         if (taken > bound + 1e-6) {
-          throw new AssertionError(String.format(
+          return String.format(
               "%s: %.1f taken between reads %.3f s apart (reads %d and %d), more than burst %d + %d per %s"
                   + " allows: %.1f",
-              rate.name(), taken, span / 1e9, i, j, rate.burst(), rate.amount(), rate.period(), bound));
+              rate.name(), taken, span / 1e9, i, j, rate.burst(), rate.amount(), rate.period(), bound);
         }
-        if (span <= second && taken > densest.count()) {
-          densest = new Densest(taken, span);
+      }
+    }
+    return null;
+  }
+
+  /** The most {@code counter} grew between two reads at most a second apart (first to last stamp). */
+  public static Densest densest(List<Sample> samples, ToDoubleFunction<Sample> counter) {
+    long second = TimeUnit.SECONDS.toNanos(1);
+    Densest densest = new Densest(0, 0);
+    for (int j = 1; j < samples.size(); j++) {
+      for (int i = j - 1; i >= 0 && samples.get(j).after() - samples.get(i).before() <= second; i--) {
+        double taken = counter.applyAsDouble(samples.get(j)) - counter.applyAsDouble(samples.get(i));
+        if (taken > densest.count()) {
+          densest = new Densest(taken, samples.get(j).after() - samples.get(i).before());
         }
       }
     }
