@@ -79,8 +79,11 @@ class OpenAiQuotaIT {
   }
 
   /**
-   * The coordinator's books hold what the upstream charged: each settled call its real charge,
-   * each call that got a 429 its estimate (at most the burst).
+   * The coordinator's books hold what the upstream charged: every real charge (a settle above
+   * the estimate is charged as debt), and far less than estimates twice too high (a settle below
+   * the estimate is refunded; the cap on refunds may keep a little of it, and a call answered
+   * 429 keeps its estimate, at most the burst). Without refunds the books would hold twice the
+   * charges, without debt half.
    */
   private static void assertBooksHoldTheCharges(List<GrantSampler.Sample> samples, List<JsonNode> workers, long burst) {
     double booked = samples.get(samples.size() - 1).used("tokens") - samples.get(0).used("tokens");
@@ -88,19 +91,8 @@ class OpenAiQuotaIT {
     long unsettled = QuotaFixture.sum(workers, "worker_429s");
     System.out.printf("  coordinator booked %.0f tokens; the upstream charged %d; %d calls answered 429%n",
         booked, charged, unsettled);
-    assertThat(booked).as("tokens on the coordinator's books").isBetween((double) charged,
-        (double) charged + burst * unsettled);
-  }
-
-  /** Admitted tokens over what the mock's limit allowed between its first and last admission. */
-  private static double utilization(MockOpenAi.Stats s) {
-    double seconds = (s.lastAdmittedAtMs() - s.firstAdmittedAtMs()) / 1000.0;
-    double allowed = TOKENS_PER_SECOND * 1.0 /* one-second sub-window */ + TOKENS_PER_SECOND * seconds;
-    return s.estimatedTokens() / allowed;
-  }
-
-  private static long rateLimitRejections(MockOpenAi.Stats s) {
-    return s.rejected().getOrDefault("requests", 0L) + s.rejected().getOrDefault("tokens", 0L);
+    assertThat(booked).as("tokens on the coordinator's books").isGreaterThanOrEqualTo(charged - 1e-6)
+        .isLessThan(1.5 * charged + burst * unsettled);
   }
 
   @Test
