@@ -95,6 +95,17 @@ class OpenAiQuotaIT {
         .isLessThan(1.5 * charged + burst * unsettled);
   }
 
+  /** Admitted tokens over what the mock's limit allowed between its first and last admission. */
+  private static double utilization(MockOpenAi.Stats s) {
+    double seconds = (s.lastAdmittedAtMs() - s.firstAdmittedAtMs()) / 1000.0;
+    double allowed = TOKENS_PER_SECOND * 1.0 /* one-second sub-window */ + TOKENS_PER_SECOND * seconds;
+    return s.estimatedTokens() / allowed;
+  }
+
+  private static long rateLimitRejections(MockOpenAi.Stats s) {
+    return s.rejected().getOrDefault("requests", 0L) + s.rejected().getOrDefault("tokens", 0L);
+  }
+
   @Test
   void withSluiceGrantsStayWithinTheLimitAndWithoutSluiceTheUpstreamSays429() throws Exception {
     try (QuotaFixture f = new QuotaFixture(dir, strictMock())) {
