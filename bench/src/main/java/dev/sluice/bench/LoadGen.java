@@ -34,6 +34,7 @@ import java.util.concurrent.TimeUnit;
  *   java -jar bench/target/sluice-bench.jar --quick    # about a minute
  *   java -jar bench/target/sluice-bench.jar jmh        # the engine's JMH micro-benchmarks
  *   java -jar bench/target/sluice-bench.jar first      # a fresh client's first acquire against p50
+ *   java -jar bench/target/sluice-bench.jar precision  # one rate shared by 4 worker JVMs: share used, densest second
  * </pre>
  *
  * <p>All load is closed-loop: each worker (thread, or async slot) starts its next operation when
@@ -82,6 +83,12 @@ public final class LoadGen {
     if (args.length > 0 && args[0].equals("first")) {
       quietLogs();
       FirstAcquire.run(args, System.out);
+      System.exit(0);
+      return;
+    }
+    if (args.length > 0 && args[0].equals("precision")) {
+      quietLogs();
+      Precision.run(args, System.out);
       System.exit(0);
       return;
     }

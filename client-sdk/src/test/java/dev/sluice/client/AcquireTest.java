@@ -77,10 +77,14 @@ class AcquireTest {
   @Test
   void callDeadlineIsTheTimeoutPlusAMargin() throws InterruptedException {
     f = new Fixture();
+    long sent = System.nanoTime();
     f.client.acquire("openai", Load.requests(1), AcquireOptions.builder().timeout(Duration.ofSeconds(2)).build());
     long remainingMillis = f.fake.acquireDeadlines.get(0).timeRemaining(TimeUnit.MILLISECONDS);
-    // 2 s timeout + 5 s margin, minus however long the in-process hop took.
-    assertThat(remainingMillis).isBetween(6_000L, 7_000L);
+    long sinceSent = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - sent);
+    // 2 s timeout + 5 s margin, set after `sent`: what is left plus what has passed since is at
+    // least 7 s however long the hop took (1 ms for rounding), and what is left at most 7 s.
+    assertThat(remainingMillis).isLessThanOrEqualTo(7_000L);
+    assertThat(remainingMillis + sinceSent).isGreaterThanOrEqualTo(6_999L);
   }
 
   @Test

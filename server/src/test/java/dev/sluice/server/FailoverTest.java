@@ -40,7 +40,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
@@ -126,16 +125,27 @@ class FailoverTest {
     SluiceServer a = node();
     SluiceServer b = node();
     SluiceServer c = node();
-    LimitSpec open = new LimitSpec("api", List.of(), 1000, 0, null);
-    limit(open, a, b, c);
+    limit(new LimitSpec("api", List.of(), 1000, 0, null), a, b, c);
+    limit(new LimitSpec("warm", List.of(), 1000, 0, null), a, b, c);
     SluiceClient client = client(SluiceClient.builder().target(targets(a, b, c)));
+    List<Permit> held = new ArrayList<>();
+    closeables.add(() -> held.forEach(Permit::close));
+    // round_robin picks among the nodes whose connection is READY, and a connection gets there
+    // when it gets there: wait for that state, seen as a call answered by each node.
+    await().until(() -> ClientTestHooks.everyNodeAnswered(client));
+    await().until(() -> {
+      held.add(client.acquire("warm"));
+      return recorder.calls("Acquire").stream().filter(call -> call.code() == Status.Code.OK)
+          .map(Recorder.Call::port).distinct().count() == 3;
+    });
 
+    // Every pick now cycles over the three. The permits are held, so no release takes a turn.
     for (int i = 0; i < 60; i++) {
-      client.acquire("api").close();
+      held.add(client.acquire("api"));
     }
 
     assertThat(List.of(a, b, c)).allSatisfy(s ->
-        assertThat(sync(s.engine()).stats("api").granted()).as("node %d's share", s.port()).isBetween(10L, 30L));
+        assertThat(sync(s.engine()).stats("api").granted()).as("node %d's share", s.port()).isEqualTo(20));
   }
 
   @Test
@@ -147,41 +157,42 @@ class FailoverTest {
     SluiceClient client = client(SluiceClient.builder().target(targets(a, b, c)));
     int threads = 4;
     int perThread = 150;
-    ConcurrentLinkedQueue<Long> grantedAt = new ConcurrentLinkedQueue<>();
-    AtomicLong killedAt = new AtomicLong();
     CountDownLatch start = new CountDownLatch(1);
-    CountDownLatch halfway = new CountDownLatch(threads * perThread / 3);
+    CountDownLatch aThird = new CountDownLatch(threads * perThread / 3);
     ExecutorService pool = Executors.newFixedThreadPool(threads);
     List<Future<?>> workers = new ArrayList<>();
     for (int t = 0; t < threads; t++) {
       workers.add(pool.submit(() -> {
         start.await();
         for (int i = 0; i < perThread; i++) {
+          // A timeout far beyond the test's: a failover that waited for it would fail the test.
           try (Permit p = client.acquire("api", Load.requests(1),
-              AcquireOptions.builder().timeout(Duration.ofSeconds(20)).build())) {
-            grantedAt.add(System.nanoTime());
-            halfway.countDown();
+              AcquireOptions.builder().timeout(Duration.ofMinutes(5)).build())) {
+            aThird.countDown();
           }
         }
         return null;
       }));
     }
     start.countDown();
-    halfway.await(30, TimeUnit.SECONDS);
-    killedAt.set(System.nanoTime());
+    assertThat(aThird.await(30, TimeUnit.SECONDS)).as("a third of the acquires granted").isTrue();
     a.close();
+    long aGranted = sync(a.engine()).stats("api").granted();
+    long bAtKill = sync(b.engine()).stats("api").granted();
+    long cAtKill = sync(c.engine()).stats("api").granted();
     for (Future<?> w : workers) {
       w.get(60, TimeUnit.SECONDS); // an acquire that failed would throw here
     }
     pool.shutdown();
 
-    assertThat(grantedAt).hasSize(threads * perThread);
-    long firstAfterKill = grantedAt.stream().filter(t -> t > killedAt.get()).mapToLong(Long::longValue).min()
-        .orElseThrow();
-    assertThat(Duration.ofNanos(firstAfterKill - killedAt.get())).as("the others carry on within 2 s")
-        .isLessThan(Duration.ofSeconds(2));
-    long afterKill = sync(b.engine()).stats("api").granted() + sync(c.engine()).stats("api").granted();
-    assertThat(afterKill).isGreaterThanOrEqualTo(threads * perThread * 2 / 3 - sync(a.engine()).stats("api").granted());
+    // Counted by the coordinators: every acquire was granted by one of them (the killed node
+    // may also have granted some it could not deliver), and both survivors carried on.
+    long bGranted = sync(b.engine()).stats("api").granted();
+    long cGranted = sync(c.engine()).stats("api").granted();
+    assertThat(aGranted).as("the kill came mid-run").isLessThan(threads * perThread);
+    assertThat(aGranted + bGranted + cGranted).isGreaterThanOrEqualTo(threads * perThread);
+    assertThat(bGranted).as("b granted after the kill").isGreaterThan(bAtKill);
+    assertThat(cGranted).as("c granted after the kill").isGreaterThan(cAtKill);
   }
 
   @Test
@@ -203,7 +214,7 @@ class FailoverTest {
     int otherPort = other.port();
 
     holder.close();
-    await().atMost(Duration.ofSeconds(2)).until(() -> waiting(other, "slow") == 1);
+    await().until(() -> waiting(other, "slow") == 1);
     assertThat(parked).as("no acquire fails").isNotDone();
     otherClock.advance(Duration.ofSeconds(10));
     Permit permit = parked.get(5, TimeUnit.SECONDS);
@@ -230,8 +241,9 @@ class FailoverTest {
     FakeClock clockB = new FakeClock();
     SluiceServer a = node(clockA, 0);
     SluiceServer b = node(clockB, 0);
-    // A 30 s lease: the SDK's regular renewal would come only after 10 s.
-    limit(new LimitSpec("leased", List.of(), 10, 0, Duration.ofSeconds(30)), a, b);
+    // A 30 min lease: the SDK's regular renewal would come only after 10 min, so a renewal
+    // within the test is the one the failover set off.
+    limit(new LimitSpec("leased", List.of(), 10, 0, Duration.ofMinutes(30)), a, b);
     limit(parking("slow"), a, b);
     SluiceClient client = client(SluiceClient.builder().target(targets(a, b)));
     Permit p1 = client.acquire("leased");
@@ -247,14 +259,12 @@ class FailoverTest {
     });
     assertThat(recorder.calls("Renew")).isEmpty();
 
-    long killed = System.nanoTime();
     a.close(); // cuts the acquire parked on a: the client notices the failover
 
     // Answered OK, so by b, the only node left.
-    await().atMost(Duration.ofSeconds(2)).until(() -> recorder.calls("Renew").stream().anyMatch(c ->
+    await().until(() -> recorder.calls("Renew").stream().anyMatch(c ->
         c.code() == Status.Code.OK
             && ((RenewRequest) c.request()).getPermitIdsList().containsAll(List.of(p1.id(), p2.id()))));
-    assertThat(Duration.ofNanos(System.nanoTime() - killed)).isLessThan(Duration.ofSeconds(10));
     p1.close();
     p2.close();
   }
@@ -296,12 +306,12 @@ class FailoverTest {
     b.close();
     await().atMost(Duration.ofSeconds(10)).until(client::isDegraded);
     assertThat(meters.get("sluice.client.degraded").gauge().value()).isOne();
-    long started = System.nanoTime();
-    try (Permit p = client.acquire("api")) {
-      assertThat(p.id()).startsWith("local-");
-    }
-    assertThat(Duration.ofNanos(System.nanoTime() - started)).as("granted at once, no retries")
-        .isLessThan(Duration.ofSeconds(1));
+    // Granted at once: had the SDK retried the cluster until the acquire's timeout, this would
+    // wait an hour.
+    Permit local = client.acquireAsync("api", Load.requests(1),
+        AcquireOptions.builder().timeout(Duration.ofHours(1)).build()).get(30, TimeUnit.SECONDS);
+    assertThat(local.id()).startsWith("local-");
+    local.close();
 
     SluiceServer back = node(null, portA);
     limit(rate("api", 100, 100), back);

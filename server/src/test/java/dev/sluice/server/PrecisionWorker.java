@@ -16,22 +16,44 @@ import java.util.Map;
 import java.util.concurrent.ExecutionException;
 
 /**
- * One worker process of the precision test: {@code threads} threads acquire one request at a
- * time from {@code startAt} for {@code durationNanos}, and each grant is timestamped with
- * {@link System#nanoTime()} the moment the SDK hands it over. On Linux that clock is
- * CLOCK_MONOTONIC, shared by every process on the machine, so the parent test can merge the
- * stamps of all workers on one time line without asking the server anything.
+ * One worker process of the precision test and of the bench's {@code precision} run:
+ * {@code threads} threads acquire one request at a time until {@code startAt + durationNanos},
+ * and each grant is timestamped with {@link System#nanoTime()} the moment the SDK hands it over
+ * (on Linux CLOCK_MONOTONIC, shared by every process on the machine; the bench merges them to
+ * show what the workers saw, {@link PrecisionIT} asserts on the coordinator's own counts).
  *
- * <p>The measured resource is paused until {@code startAt}; the threads queue on it early so
- * that when the parent resumes it, all 32 are waiting: the harshest case for the bound.
+ * <p>The measured resource is paused until every thread waits on it: the harshest case for the
+ * bound.
  *
- * <p>Before {@code startAt} every thread exercises the same path on {@code warmupResource} (a
- * limit below demand, so acquires queue as they will in the run), so the JIT has compiled client and server before the measured run
- * and a cold start does not smear the receipt timestamps.
+ * <p>Before {@code startAt} minus half a second every thread exercises the same path on
+ * {@code warmupResource} (a limit below demand, so acquires queue as they will in the run), so
+ * the JIT has compiled client and server before the measured run.
  *
  * <p>Arguments: target resource warmupResource threads startAtNanos durationNanos outFile
  */
 public final class PrecisionWorker {
+
+  /** The measured resource. */
+  public static final String RESOURCE = "precise";
+  /** The resource the threads warm up on, with a limit below their demand. */
+  public static final String WARMUP = "warmup";
+
+  /**
+   * Starts one worker JVM on this JVM's class path against the coordinator on {@code port}:
+   * {@code threads} threads warm up on {@link #WARMUP}, then acquire {@link #RESOURCE} until
+   * {@code startAt + run}; their receipt stamps go to {@code out}, the output to {@code log}.
+   */
+  public static Process start(int port, int threads, long startAt, Duration run, Path out, Path log)
+      throws IOException {
+    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+    return new ProcessBuilder(
+            java, "-Xmx128m", "-XX:TieredStopAtLevel=1", "-cp", System.getProperty("java.class.path"),
+            PrecisionWorker.class.getName(), "127.0.0.1:" + port, RESOURCE, WARMUP, String.valueOf(threads),
+            String.valueOf(startAt), String.valueOf(run.toNanos()), out.toString())
+        .redirectErrorStream(true)
+        .redirectOutput(log.toFile())
+        .start();
+  }
 
   public static void main(String[] args) throws Exception {
     String target = args[0];
@@ -59,8 +81,8 @@ public final class PrecisionWorker {
                       return;
                     }
                   }
-                  // Straight on to the measured resource: it is paused until startAt, so every
-                  // thread is already parked at the coordinator when the quota opens.
+                  // Straight on to the measured resource: it is paused until every thread is
+                  // parked at the coordinator.
                   long left;
                   while ((left = end - System.nanoTime()) > 0) {
                     long[] stamp = new long[1];

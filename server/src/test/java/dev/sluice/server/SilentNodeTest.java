@@ -36,7 +36,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -50,18 +49,18 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * A node that goes silent (its host cut off the network: no FIN, no RST) is found by the SDK's
- * health probes within 2 s, not by keepalive's ~11 s: each real {@link SluiceServer} sits behind
- * a {@link FaultProxy}, and the client's target lists the proxies. Memory store on each node,
- * the same limits set on each.
+ * health probes, not by keepalive: each real {@link SluiceServer} sits behind a {@link
+ * FaultProxy}, and the client's target lists the proxies. Memory store on each node, the same
+ * limits set on each.
  *
- * <p>Times are measured on the test's clock from the moment of the blackhole; the bounds asserted
- * are coarse (3 s where the design gives at most 2 s: one probe interval plus the probe's 1 s
- * deadline) and only tell the probes from keepalive. The measured values are printed.
+ * <p>Which mechanism cut a node is read from what the SDK recorded, the status it ended the
+ * node's calls with ("did not answer a health probe within 1 s"), not from the time it took on a
+ * shared machine: the probes' schedule (every second, a 1 s deadline) is tested on a fake clock
+ * in {@code NodeProberTest}. The times measured here are printed, not asserted.
  */
 class SilentNodeTest {
 
   private static final String PROBE_CUT = "did not answer a health probe within 1 s";
-  private static final Duration BOUND = Duration.ofSeconds(3);
 
   @TempDir Path dataDir;
 
@@ -118,6 +117,11 @@ class SilentNodeTest {
     return Duration.ofNanos(nanos).toMillis();
   }
 
+  /** Grants counted by the nodes' own engines. */
+  private static long granted(String resource, Node... nodes) {
+    return Arrays.stream(nodes).mapToLong(n -> sync(n.server().engine()).stats(resource).granted()).sum();
+  }
+
   /** Starts acquire-and-close loops on a few threads; stopped at the latest by the tear-down. */
   private Workers workers(SluiceClient client, String resource, int threads) {
     Workers w = new Workers(client, resource, threads);
@@ -126,9 +130,8 @@ class SilentNodeTest {
     return w;
   }
 
-  /** Acquire-and-close loops; every grant's time is kept. */
+  /** Acquire-and-close loops. */
   private static final class Workers {
-    final ConcurrentLinkedQueue<Long> grantedAt = new ConcurrentLinkedQueue<>();
     private final AtomicBoolean stop = new AtomicBoolean();
     private final ExecutorService pool;
     private final List<Future<?>> workers = new ArrayList<>();
@@ -138,18 +141,12 @@ class SilentNodeTest {
       for (int t = 0; t < threads; t++) {
         workers.add(pool.submit(() -> {
           while (!stop.get()) {
-            try (Permit p = client.acquire(resource, Load.requests(1),
-                AcquireOptions.builder().timeout(Duration.ofSeconds(20)).build())) {
-              grantedAt.add(System.nanoTime());
-            }
+            client.acquire(resource, Load.requests(1), AcquireOptions.builder().timeout(Duration.ofSeconds(20)).build())
+                .close();
           }
           return null;
         }));
       }
-    }
-
-    long grantsAfter(long t) {
-      return grantedAt.stream().filter(g -> g > t).count();
     }
 
     /** Stops the loops; an acquire that failed throws here. */
@@ -163,31 +160,26 @@ class SilentNodeTest {
   }
 
   @Test
-  void aNodeBlackholedUnderLoadLosesItsCallsToTheOthersWithin2sAndNoAcquireFails() throws Exception {
+  void aNodeBlackholedUnderLoadIsCutOffByItsProbeAndNoAcquireFails() throws Exception {
     Node a = node(open("api"));
     Node b = node(open("api"));
     Node c = node(open("api"));
     SluiceClient client = client(a, b, c);
     Workers load = workers(client, "api", 4);
-    await().atMost(Duration.ofSeconds(10)).until(() -> load.grantedAt.size() >= 300);
+    await().atMost(Duration.ofSeconds(10)).until(() -> granted("api", a, b, c) >= 300);
 
     long blackholed = System.nanoTime();
     a.proxy().blackhole();
     Recorder.Call cut = await().atMost(Duration.ofSeconds(15))
         .until(() -> recorder.cutOff(a.port()), Optional::isPresent).orElseThrow();
     long detected = cut.closedAt();
-    await().atMost(Duration.ofSeconds(10)).until(() -> load.grantsAfter(detected) >= 300);
+    long othersAtCut = granted("api", b, c);
+    await().atMost(Duration.ofSeconds(10)).until(() -> granted("api", b, c) >= othersAtCut + 300);
     load.stop(); // no acquire failed
 
-    long firstGrant = load.grantedAt.stream().filter(g -> g > blackholed).min(Long::compare).orElseThrow();
-    long longestGap = longestGap(load.grantedAt, blackholed);
-    System.out.printf("blackhole under load: first grant after %d ms, calls on the node cut off after %d ms,"
-        + " longest pause between grants %d ms%n",
-        ms(firstGrant - blackholed), ms(detected - blackholed), ms(longestGap));
-    assertThat(Duration.ofNanos(firstGrant - blackholed)).as("the others grant at once")
-        .isLessThan(Duration.ofSeconds(2));
-    assertThat(Duration.ofNanos(detected - blackholed)).as("cut off by the probe, not keepalive").isLessThan(BOUND);
-    assertThat(cut.status().getDescription()).contains("coordinator node 127.0.0.1:" + a.port() + " " + PROBE_CUT);
+    System.out.printf("blackhole under load: calls on the node cut off after %d ms%n", ms(detected - blackholed));
+    assertThat(cut.status().getDescription()).as("cut off by the probe, not keepalive")
+        .contains("coordinator node 127.0.0.1:" + a.port() + " " + PROBE_CUT);
     // Once the node is down nothing is sent to it; a call put on it in the instant the new list
     // takes to reach round_robin is cut off at once as well.
     assertThat(recorder.created(a.port(), detected, Long.MAX_VALUE)).allSatisfy(Recorder.Call::assertCutOff);
@@ -225,7 +217,6 @@ class SilentNodeTest {
 
     System.out.printf("parked acquire: waiting on the other node %d ms after the blackhole%n",
         ms(retried - blackholed));
-    assertThat(Duration.ofNanos(retried - blackholed)).as("retried after the probe, not keepalive").isLessThan(BOUND);
     // The permit is handed over on the answer; the call's close, which the recorder notes, comes
     // just after.
     await().until(() -> recorder.acquires("parked-1").stream().anyMatch(call -> call.status().isOk()));
@@ -246,12 +237,13 @@ class SilentNodeTest {
     Node c = node(open("api"));
     SluiceClient client = client(a, b, c);
     Workers load = workers(client, "api", 2);
-    await().atMost(Duration.ofSeconds(10)).until(() -> load.grantedAt.size() >= 100);
+    await().atMost(Duration.ofSeconds(10)).until(() -> granted("api", a, b, c) >= 100);
 
     a.proxy().blackhole();
     long detected = await().atMost(Duration.ofSeconds(15)).until(() -> recorder.cutOff(a.port()), Optional::isPresent)
         .orElseThrow().closedAt();
-    await().atMost(Duration.ofSeconds(10)).until(() -> load.grantsAfter(detected) >= 100);
+    long othersAtCut = granted("api", b, c);
+    await().atMost(Duration.ofSeconds(10)).until(() -> granted("api", b, c) >= othersAtCut + 100);
     long restored = System.nanoTime();
     a.proxy().restore();
     assertThat(recorder.created(a.port(), detected, restored)).allSatisfy(Recorder.Call::assertCutOff);
@@ -265,15 +257,6 @@ class SilentNodeTest {
     System.out.printf("restored node: first call sent to it %d ms after the restore%n", ms(back - restored));
     long afterBack = recorder.created(a.port(), back, Long.MAX_VALUE).size();
     assertThat(afterBack).as("calls spread to it again").isGreaterThan(1);
-  }
-
-  private static long longestGap(ConcurrentLinkedQueue<Long> grants, long from) {
-    List<Long> sorted = grants.stream().filter(g -> g > from).sorted().toList();
-    long gap = sorted.isEmpty() ? 0 : sorted.get(0) - from;
-    for (int i = 1; i < sorted.size(); i++) {
-      gap = Math.max(gap, sorted.get(i) - sorted.get(i - 1));
-    }
-    return gap;
   }
 
   /**

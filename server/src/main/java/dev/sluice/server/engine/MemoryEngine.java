@@ -897,6 +897,15 @@ public final class MemoryEngine extends ImmediateEngine {
         used);
   }
 
+  /**
+   * The most permits the resource's live state has held at once, taken at every grant (tests: a
+   * concurrency cap broken for an instant shows here, whatever the callers saw).
+   */
+  int peakInFlight(String resource) {
+    entry(resource);
+    return withState(resource, (s, now, granted) -> s.peakPermits);
+  }
+
   /** Whether the resource holds a wait histogram now (tests: only waits should create one). */
   boolean holdsWaitHistogram(String resource) {
     return entry(resource).holdsWaitHistogram();

@@ -65,6 +65,11 @@ final class ResourceState {
   boolean promoteNext = true;
   // Sized for one: a million live states must fit in a small heap; it doubles as it fills.
   final LinkedHashMap<String, PermitRecord> permits = new LinkedHashMap<>(2);
+  /**
+   * The most permits held at once since this state was created, taken at every grant (tests:
+   * the concurrency cap as the engine kept it, not as a client saw it).
+   */
+  int peakPermits;
   /** Latest lease expiry ever handed out (only grows): bounds when the state is idle. */
   long maxLeaseExpiry;
   /** Set after the lease TTL shrank: until {@link #mixedUntil}, permits are not in expiry order. */
@@ -556,6 +561,7 @@ final class ResourceState {
     r.grantedAt = events;
     r.grantedAtNanos = now;
     permits.put(permitId, r);
+    peakPermits = Math.max(peakPermits, permits.size());
     if (w.requestId != null) {
       if (ids == null) {
         ids = new RequestIds<>();

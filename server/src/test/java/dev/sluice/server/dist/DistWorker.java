@@ -19,8 +19,8 @@ import java.util.concurrent.ExecutionException;
  * One worker process of the distributed test: {@code threads} threads acquire one request at a
  * time through one client that knows every node, until {@code startAt + durationNanos}; the
  * grants from {@code startAt} on are recorded. Each grant is stamped with {@link System#nanoTime()} on receipt (Linux
- * CLOCK_MONOTONIC: one time line for every process on the machine), so the parent test is the
- * independent recorder: it merges the stamps without asking any node.
+ * CLOCK_MONOTONIC: one time line for every process on the machine), so the parent test can tell
+ * which grants came after the kill. The bound itself is checked on the coordinators' counts.
  *
  * <p>Arguments: targets resource threads startAtNanos durationNanos outFile
  */
