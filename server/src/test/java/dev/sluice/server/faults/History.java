@@ -93,6 +93,8 @@ final class History {
    * without any live holder behind it. Expired leases are reported, not held against the run.
    */
   boolean replicated;
+  /** The cap found exceeded after a failover or an empty restart lost leases, for the report. */
+  String replicationLoss;
 
   /** Milliseconds since the run's origin, for messages. */
   String ms(long nanos) {
@@ -220,7 +222,15 @@ final class History {
       for (long[] e : edges) {
         held += e[1];
         if (held > limit.concurrency()) {
-          violations.add("at " + ms(e[0]) + " workers held " + held + " permits, cap " + limit.concurrency());
+          String what = "at " + ms(e[0]) + " workers held " + held + " permits, cap " + limit.concurrency();
+          if (replicated || counterMayReset) {
+            // A failover can lose the leases granted in the replication lag, as it can lose
+            // debits; an empty restart loses them all (the open gap in docs/operations.md,
+            // "Known limits"): measured and stated, not held against the run.
+            replicationLoss = what;
+          } else {
+            violations.add(what);
+          }
           break;
         }
       }
@@ -353,6 +363,10 @@ final class History {
       }
     }
     errors.forEach((e, n) -> b.append(String.format("%n  %d x %s", n, e)));
+    if (replicationLoss != null) {
+      b.append("\n  leases lost with the store's data (a known limit, measured, not a violation): ")
+          .append(replicationLoss);
+    }
     return b.toString();
   }
 
