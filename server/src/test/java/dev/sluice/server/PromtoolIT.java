@@ -40,7 +40,7 @@ import org.junit.jupiter.api.io.TempDir;
  * <p>Needs {@code promtool} on the PATH: Debian's {@code prometheus} package ships it as
  * /usr/bin/promtool, and {@code .ci/run} installs it when missing.
  */
-class PromtoolTest {
+class PromtoolIT {
 
   private static final Path RULES = Path.of("..", "deploy", "prometheus");
 
