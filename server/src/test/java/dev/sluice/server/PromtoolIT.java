@@ -14,6 +14,7 @@ import dev.sluice.client.Permit;
 import dev.sluice.client.SluiceClient;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
+import dev.sluice.server.redis.RedisProcess;
 import java.io.IOException;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -49,8 +50,23 @@ class PromtoolIT {
   @Test
   void aLiveScrapeOfACoordinatorThatServedAcquiresPassesCheckMetrics() throws Exception {
     try (SluiceServer server = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0)
-            .dataDir(dir.resolve("data")).shutdownGrace(Duration.ZERO).build().start();
-        SluiceClient client = SluiceClient.builder().target("127.0.0.1:" + server.port()).build()) {
+        .dataDir(dir.resolve("data")).shutdownGrace(Duration.ZERO).build().start()) {
+      serveAndCheck(server, "sluice_acquire_wait_seconds_bucket");
+    }
+  }
+
+  @Test
+  void aLiveScrapeOfANodeOnARedisStorePassesCheckMetrics() throws Exception {
+    try (RedisProcess redis = RedisProcess.start();
+        SluiceServer server = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0)
+            .dataDir(dir.resolve("data")).store(redis.uri()).nodeId("a").shutdownGrace(Duration.ZERO).build().start()) {
+      serveAndCheck(server, "sluice_store_reachable");
+    }
+  }
+
+  /** Grants, refuses, times out and queues acquires on {@code server}, then lints its scrape. */
+  private void serveAndCheck(SluiceServer server, String expected) throws Exception {
+    try (SluiceClient client = SluiceClient.builder().target("127.0.0.1:" + server.port()).build()) {
       sync(server.engine()).setLimit(new LimitSpec("llm", List.of(
           new RateSpec("requests", 1000, Duration.ofSeconds(1), 1000),
           new RateSpec("tokens", 1_000_000, Duration.ofSeconds(1), 1_000_000)), 1, 100, Duration.ofSeconds(30)));
@@ -66,12 +82,12 @@ class PromtoolIT {
       holding.close();
       queued.get(10, TimeUnit.SECONDS).close();
       client.reportThrottled("llm", Duration.ofMillis(1), Map.of());
-      // The per-resource gauges follow a sample taken once a second.
+      // The per-resource gauges (and a shared store's counters) follow a sample taken once a second.
       String scrape = await().atMost(Duration.ofSeconds(10)).until(() -> scrape(server),
           s -> s.contains("sluice_upstream_throttled_total{resource=\"llm\"} 1.0")
               && s.contains("sluice_permits_in_flight{resource=\"llm\"} 0.0"));
-      assertThat(scrape).contains("sluice_acquire_granted_total", "sluice_acquire_wait_seconds_bucket",
-          "sluice_upstream_throttled_total", "grpc_server_processing_duration_seconds");
+      assertThat(scrape).contains("sluice_acquire_granted_total", "sluice_acquire_wait_p99_seconds",
+          "grpc_server_processing_duration_seconds", expected);
       Path file = dir.resolve("metrics.txt");
       Files.writeString(file, scrape);
       Result r = promtool(file, "check", "metrics");
