@@ -109,7 +109,37 @@ function isRetryable(e: grpc.ServiceError): boolean {
  * });
  * ```
  */
+/**
+ * How long answers normally spend on the way from the coordinators: the least seen in this
+ * window of 10 s or the last (as the Java SDK's Transit). A constant delay bunches nothing; what
+ * counts for a grant is how much longer than that its answer took.
+ */
+class Transit {
+  private leastNow = Infinity;
+  private leastBefore = Infinity;
+  private windowStart = -Infinity;
+
+  /** Notes an answer that spent `onTheWayMs` on the way at `now`; returns the excess over the least lately seen (0 for the first). */
+  excess(onTheWayMs: number, now: number): number {
+    if (now - this.windowStart > 10_000) {
+      this.leastBefore = this.leastNow;
+      this.leastNow = Infinity;
+      this.windowStart = now;
+    }
+    const least = Math.min(this.leastNow, this.leastBefore);
+    this.leastNow = Math.min(this.leastNow, onTheWayMs);
+    return least === Infinity ? 0 : Math.max(0, onTheWayMs - least);
+  }
+}
+
+/** Delays on the way shorter than this are ordinary jitter, never a reason to confirm a grant. */
+const LATE_FLOOR_MS = 10;
+
 export class SluiceClient {
+  /** @internal How long answers normally spend on the way (late grants). */
+  readonly transit = new Transit();
+  /** @internal Grants that arrived later than their freshness and were confirmed. */
+  lateGrants = 0;
   private readonly stub: CoordinatorStub;
   private readonly apiKey: string | undefined;
   private readonly defaultTimeoutMs: number;
@@ -393,6 +423,8 @@ class AcquireCall {
   private done = false;
   private aborted = false;
   private retries = 0;
+  /** A late grant was confirmed: the next one is taken as it comes. */
+  private confirmed = false;
   private call: grpc.ClientUnaryCall | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly onAbort = () => this.abort();
@@ -434,6 +466,17 @@ class AcquireCall {
   private answered(error: grpc.ServiceError | null, response: AcquireResponse | undefined, askedMs: number,
       sentAt: number): void {
     if (error === null && response !== undefined) {
+      if (this.late(response, sentAt) && !this.done && !this.aborted) {
+        // Held back on the way (a network that let its answers through at once): confirmed by
+        // sending the acquire again with its request id. The coordinator hands over the same
+        // permit if it is still fresh, or forfeits it and keeps this acquire at the head of its
+        // lane. Only the first grant is judged: a slow network costs one round trip, never a loop.
+        this.confirmed = true;
+        this.client.lateGrants++;
+        this.retries++;
+        this.send();
+        return;
+      }
       const permit = new Permit(this.client, this.resource, response);
       if (this.done || this.aborted) {
         permit.releaseUnused(); // the caller gave up while the grant was on its way
@@ -464,6 +507,20 @@ class AcquireCall {
           + ' that it is running and reachable', failure.code, failure.serverMessage, 'acquire', this.resource, error);
     }
     this.finish(failure);
+  }
+
+  /**
+   * Whether a grant reached this client later than it stays fresh: what its call and answer spent
+   * on the way (the round trip minus how long the node held the call) exceeds the least lately
+   * seen by more than the grant's `freshFor`, and than ordinary jitter.
+   */
+  private late(response: AcquireResponse, sentAt: number): boolean {
+    if (this.confirmed || !response.answeredAfter) {
+      return false;
+    }
+    const now = performance.now();
+    const excess = this.client.transit.excess(now - sentAt - toMs(response.answeredAfter), now);
+    return !!response.freshFor && excess > Math.max(toMs(response.freshFor), LATE_FLOOR_MS);
   }
 
   /** UNAVAILABLE: send again, with the same request id, until the timeout runs out (a zero timeout still retries once). */

@@ -60,6 +60,10 @@ export interface AcquireResponse {
   leaseTtl: Duration | null;
   granted: Record<string, number>;
   waited: Duration | null;
+  /** How long the node held the call; absent from coordinators older than the field. */
+  answeredAfter?: Duration | null;
+  /** How long after the answer the grant stays fresh; absent when it never goes stale. */
+  freshFor?: Duration | null;
 }
 
 export interface RenewResponse {

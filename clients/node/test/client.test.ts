@@ -323,6 +323,60 @@ describe('errors', { timeout: 20_000 }, () => {
     }
   });
 
+  test('grants held back on the way are confirmed, not handed over in a bunch', async () => {
+    // A proxy that can hold what the coordinator sends, then let it through at once (a network
+    // that heals). node.late: 10/s, burst 1, so a grant stays fresh 50 ms.
+    const [host, port] = splitTarget(target);
+    let holding = false;
+    const held: Array<() => void> = [];
+    const sockets: net.Socket[] = [];
+    const proxy = net.createServer((downstream) => {
+      const upstream = net.connect(port, host);
+      sockets.push(downstream, upstream);
+      downstream.pipe(upstream);
+      upstream.on('data', (chunk: Buffer) => {
+        if (holding) {
+          held.push(() => downstream.write(chunk));
+        } else {
+          downstream.write(chunk);
+        }
+      });
+      const drop = () => {
+        downstream.destroy();
+        upstream.destroy();
+      };
+      downstream.on('error', drop);
+      upstream.on('error', drop);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const viaProxy = new CountingClient({ target: `127.0.0.1:${(proxy.address() as net.AddressInfo).port}`, apiKey });
+    try {
+      for (let i = 0; i < 3; i++) { // answers that come straight through set what "on time" means
+        await (await viaProxy.acquire('node.late', {}, { timeoutMs: 5_000 })).release();
+      }
+      assert.equal(viaProxy.lateGrants, 0);
+      holding = true;
+      const waiting = [0, 1, 2, 3].map(() => viaProxy.acquire('node.late', {}, { timeoutMs: 15_000 }));
+      await sleep(900); // the coordinator grants the four at 10/s into the hold
+      holding = false;
+      held.splice(0).forEach((write) => write());
+      const permits = await Promise.all(waiting);
+      assert.equal(viaProxy.lateGrants, 4, 'each held-back grant is confirmed');
+      assert.equal(new Set(permits.map((p) => p.id)).size, 4);
+      for (const p of permits) {
+        assert.equal(await p.release(), true);
+      }
+      // The four held back were granted once more each (forfeited, then served at the rate).
+      for (let i = 0; i < viaProxy.lateGrants; i++) {
+        bump(seen.granted, 'node.late');
+      }
+    } finally {
+      viaProxy.close();
+      proxy.close();
+      sockets.forEach((s) => s.destroy());
+    }
+  });
+
   test('API keys: none or unknown → AuthenticationError; a resource the key does not cover → PermissionDeniedError',
     { skip: apiKey === undefined && 'SLUICE_API_KEY is not set: the coordinator is open' }, async () => {
       const anonymous = new SluiceClient({ target });
