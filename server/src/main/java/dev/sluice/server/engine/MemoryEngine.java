@@ -513,7 +513,7 @@ public final class MemoryEngine extends ImmediateEngine {
       // The same permit, not charged again; a give-back of its first delivery is ignored.
       held.kept = true;
       Waiter same = new Waiter(this, s, held.load, held.origin.lane, rid, held.origin.arrival);
-      same.grant = held.origin.grant;
+      same.grant = held.origin.grant.handedOverAfter(now - held.grantedAtNanos);
       same.status.set(Waiter.GRANTED);
       same.future.complete(same.grant);
       return same;

@@ -197,22 +197,32 @@ final class ResourceState {
 
   /**
    * Whether a retry of {@code r}'s request id at {@code now} comes too late to be handed {@code
-   * r}: its grant is older than the burst's worth of time ({@code burst / rate}, in whole
-   * microseconds as the Redis store computes it) on the tightest rate it charges. Handed over
-   * now, it would reach the upstream together with the grants made since and could pass the
-   * limit there; so the retry forfeits it (its tokens stay spent) and waits at the head of its
-   * lane for fresh capacity ({@link #enqueueForfeited}). A permit that charges no rate is never
-   * late.
+   * r}: its grant is older than {@link #freshMicros}. Handed over now, it would reach the
+   * upstream together with the grants made since and could pass the limit there; so the retry
+   * forfeits it (its tokens stay spent) and waits at the head of its lane for fresh capacity
+   * ({@link #enqueueForfeited}). A permit that charges no rate is never late.
    */
   boolean late(PermitRecord r, long now) {
+    long fresh = freshMicros(r.load);
+    return fresh >= 0 && now - r.grantedAtNanos > fresh * 1_000;
+  }
+
+  /**
+   * How long a grant of {@code load} stays fresh: half the burst's worth of time ({@code burst /
+   * rate / 2}, in whole microseconds as the Redis store computes it) on the tightest rate it
+   * charges; -1 when it charges no rate. Handed over within it, a grant reaches the upstream at
+   * most that late, so a late hand-over plus ordinary network jitter stays within half a burst
+   * more than the limit allows.
+   */
+  long freshMicros(Map<String, Long> load) {
     long fresh = -1;
     for (RateSpec rate : spec.rates()) {
-      if (r.load.getOrDefault(rate.name(), 0L) > 0) {
-        long t = (long) Math.floor(rate.burst() * (rate.period().toNanos() / 1000.0) / rate.amount());
+      if (load.getOrDefault(rate.name(), 0L) > 0) {
+        long t = (long) Math.floor(rate.burst() * (rate.period().toNanos() / 1000.0) / rate.amount() / 2);
         fresh = fresh < 0 ? t : Math.min(fresh, t);
       }
     }
-    return fresh >= 0 && now - r.grantedAtNanos > fresh * 1_000;
+    return fresh;
   }
 
   /**
@@ -687,7 +697,8 @@ final class ResourceState {
   void grant(Waiter w, long now, String id) {
     take(w, now, id);
     long waited = Math.max(0, now - w.arrival);
-    w.grant = new Grant(id, name, w.load, leaseTtl, waited);
+    long fresh = freshMicros(w.load);
+    w.grant = new Grant(id, name, w.load, leaseTtl, waited, fresh < 0 ? -1 : fresh * 1_000);
     w.status.set(Waiter.GRANTED);
     entry.add(Outcome.GRANTED);
   }
