@@ -120,7 +120,9 @@ public final class MemoryEngine extends ImmediateEngine {
                 })
             .build();
     for (LimitSpec spec : store.load()) {
-      limits.put(spec.resource(), new LimitEntry(spec, metering, ticker.read()));
+      LimitEntry e = new LimitEntry(spec, metering, ticker.read());
+      e.restored = true;
+      limits.put(spec.resource(), e);
     }
   }
 
@@ -645,7 +647,7 @@ public final class MemoryEngine extends ImmediateEngine {
     return withState(
         resource,
         (s, now, granted) -> {
-          List<String> expired = s.renew(now, permitIds);
+          List<String> expired = s.renew(now, permitIds, id -> !id.startsWith(idPrefix));
           drain(s, now, granted);
           return expired;
         });

@@ -162,6 +162,19 @@ final class ResourceState {
       this.load = origin.load;
       this.expiresAt = expiresAt;
     }
+
+    /** A permit granted before a restart, adopted on its holder's renew ({@link #renew}). */
+    PermitRecord(String id, long expiresAt) {
+      this.id = id;
+      this.origin = null;
+      this.load = Map.of();
+      this.expiresAt = expiresAt;
+    }
+
+    /** Adopted after a restart: its load is unknown, so releasing it frees its slot only. */
+    boolean adopted() {
+      return origin == null;
+    }
   }
 
   /** Held and ended request ids; null until a permit came with one. */
@@ -187,7 +200,7 @@ final class ResourceState {
   }
 
   private void ended(PermitRecord r, long at, boolean givenBack) {
-    if (r.origin.requestId != null && ids != null) {
+    if (r.origin != null && r.origin.requestId != null && ids != null) {
       ids.ended(r.origin.requestId, r, at, givenBack);
       if (ids.isEmpty(at)) {
         ids = null;
@@ -752,6 +765,9 @@ final class ResourceState {
     if (r == null) {
       return false;
     }
+    if (r.adopted()) {
+      return true; // what it charged went with the restart
+    }
     if (unused) {
       giveBack(r);
     } else if (settle) {
@@ -760,12 +776,22 @@ final class ResourceState {
     return true;
   }
 
-  /** Extends leases by a full TTL; returns the ids that were unknown (released or expired). */
-  List<String> renew(long now, List<String> permitIds) {
+  /**
+   * Extends leases by a full TTL; returns the ids that were unknown (released or expired). For
+   * one lease after a restart ({@link LimitEntry#restored}), a permit of the engine before it
+   * ({@code earlier}) is adopted instead: its holder still has it, and without it the
+   * concurrency cap would count from zero. It is released as usual, but its load is unknown, so
+   * a settle of it charges nothing. The Redis store does the same after it lost its data.
+   */
+  List<String> renew(long now, List<String> permitIds, java.util.function.Predicate<String> earlier) {
     expireLeases(now);
     List<String> expired = new ArrayList<>();
+    boolean adopting = entry.restored && now - entry.createdAt <= leaseTtl;
     for (String id : permitIds) {
       PermitRecord r = permits.remove(id);
+      if (r == null && adopting && earlier.test(id)) {
+        r = new PermitRecord(id, now);
+      }
       if (r == null) {
         expired.add(id);
       } else {

@@ -663,6 +663,12 @@ end
 local function releaseOne(pid, mode, actualStr)
   local loadStr = redis.call('HGET', PL, pid)
   if not loadStr then return { 'UNKNOWN' } end
+  if loadStr == '' then
+    -- Adopted after a data loss ('renew'): its slot comes back; what it charged went with the data.
+    redis.call('ZREM', LEASES, pid)
+    redis.call('HDEL', PL, pid)
+    return { 'OK' }
+  end
   if string.sub(loadStr, -2) == ';R' then
     if mode == 'giveback' then
       -- A give-back from the node that lost this grant's first answer: the caller got it
@@ -789,11 +795,20 @@ elseif op == 'renew' then
   local err = open(nil)
   if err then return err end
   local expired = {}
+  -- Right after Redis lost its data and this limit was restored, a live holder's renew brings
+  -- its permit back (a permit id is its grant time, '.', a sequence): it holds a slot again
+  -- and is released as usual, but its load is unknown, so a settle of it charges nothing.
+  local restored = tonumber(redis.call('HGET', ST, 'restored') or '')
+  if restored and now - restored > cfg.lease then restored = nil end
   for i = 7, #ARGV do
-    if redis.call('ZSCORE', LEASES, ARGV[i]) then
-      redis.call('ZADD', LEASES, 'XX', now + cfg.lease, ARGV[i])
+    local pid = ARGV[i]
+    if redis.call('ZSCORE', LEASES, pid) then
+      redis.call('ZADD', LEASES, 'XX', now + cfg.lease, pid)
+    elseif restored and (tonumber(string.match(pid, '^(%d+)%.%d+$') or '') or math.huge) < restored then
+      redis.call('ZADD', LEASES, now + cfg.lease, pid)
+      redis.call('HSET', PL, pid, '')
     else
-      expired[#expired + 1] = ARGV[i]
+      expired[#expired + 1] = pid
     end
   end
   local wake = drain()
@@ -939,6 +954,9 @@ elseif op == 'setlimit' then
   end
   local wake = drain()
   saveState()
+  -- A limit restored after Redis lost its data: its holders' leases went with the data. For
+  -- one lease from now, a renew of a permit granted before this instant adopts it ('renew').
+  if ARGV[7] == '1' then redis.call('HSET', ST, 'restored', fmt(now)) end
   local out = tail({ created and 'CREATED' or 'CHANGED' }, wake)
   out[#out + 1] = '--'
   for _, x in ipairs(misfits) do out[#out + 1] = x end
