@@ -318,10 +318,10 @@ final class RedisBatches {
             return;
           }
           long fresh = r.size() > 5 ? num(r.get(5)) : -1;
-          if (waiters.stale(answeredAt, fresh) && w.status.get() == RedisWaiters.RWaiter.WAITING) {
-            // The reply was held up on the way: asked again, the script hands the permit over
-            // if it is still fresh, or forfeits it (RedisWaiters#deliver).
-            w.unsure = this;
+          if (!w.staleAsked && waiters.stale(answeredAt, fresh) && w.status.get() == RedisWaiters.RWaiter.WAITING) {
+            // The reply was held up on the way: asked again (once), the script hands the permit
+            // over if it is still fresh, or forfeits it (RedisWaiters#deliver).
+            w.staleAsked = true;
             waiters.staleGrants.incrementAndGet();
             waiters.batches.submit(w.resource, again());
             return;

@@ -154,6 +154,8 @@ final class RedisWaiters {
      * the lost replies, for a grant the retry has forfeited since.
      */
     volatile RedisBatches.AcquireOp unsure;
+    /** A grant for it arrived stale and was asked for again ({@link #deliver}): only once. */
+    volatile boolean staleAsked;
     /** The acquire that queued it, to ask again after a reconnect ({@link #recheckAll}). */
     volatile RedisBatches.AcquireOp sent;
     final CompletableFuture<Grant> future = new CompletableFuture<>();
@@ -324,6 +326,8 @@ final class RedisWaiters {
     if (g != null) {
       w.future.complete(g);
     }
+    // Else it ended while asking (a deadline, a cancel): its leave gives the permit back, which
+    // the asking did not mark as kept (the script marks a permit kept for another call only).
   }
 
   /** The grant, set on {@code w} if it still waits; null if it ended meanwhile. */
@@ -505,10 +509,16 @@ final class RedisWaiters {
     Local local = locals.get(resource);
     RWaiter suspect = local == null ? null : local.waiters.get(rid);
     RedisBatches.AcquireOp check = suspect == null ? null : suspect.unsure;
-    if (check == null && suspect != null && stale(grantedAt, freshMicros)) {
-      check = suspect.sent; // held up on the way (a cut, a stall): it is no longer fresh
-      suspect.unsure = check;
+    if (check == null && suspect != null && !suspect.staleAsked && suspect.sent != null
+        && stale(grantedAt, freshMicros)) {
+      // Held up on the way (a cut, a stall): asked again once. Its next grant is handed over as
+      // it comes, so a link that stays slow costs one round trip, never a loop of forfeits.
+      suspect.staleAsked = true;
       staleGrants.incrementAndGet();
+      if (suspect.status.get() == RWaiter.WAITING) {
+        batches.submit(resource, suspect.sent.again());
+      }
+      return;
     }
     if (check != null) {
       // Not handed over as it is: the acquire asked again answers with this permit if it is

@@ -583,8 +583,11 @@ local function acquireOne(ver, rid, lane, loadStr, timeout, tok)
     if held then
       -- A retry of an acquire already granted (the answer was lost with its node): the same
       -- permit again, never a second one. Marked, so that the first node's give-back of the
-      -- grant it could not deliver does not take it from the caller who has it now.
-      if string.sub(held, -2) ~= ';R' then redis.call('HSET', PL, prev.permit, held .. ';R') end
+      -- grant it could not deliver does not take it from the caller who has it now. Not when
+      -- the same call asks again (its node found the grant stale or its reply lost): no other
+      -- caller has it then, and its own give-back, if it ended meanwhile, must return it.
+      local same = tok ~= nil and prev.tok == tok and prev.node == node
+      if not same and string.sub(held, -2) ~= ';R' then redis.call('HSET', PL, prev.permit, held .. ';R') end
       return { 'GRANTED', prev.permit, prev.grantedAt - prev.arrival, now, cfg.lease, 'again', prev.loadStr,
         freshLeft(prev) }, false
     elseif prev.state == 'W' and timeout == 0 then

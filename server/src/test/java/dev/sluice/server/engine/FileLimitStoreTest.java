@@ -106,7 +106,7 @@ class FileLimitStoreTest {
    * lost its data (StoreLossTest).
    */
   @Test
-  void afterARestartTheHoldersRenewsKeepTheirSlotsForOneLease() {
+  void afterARestartTheHoldersRenewsKeepTheirSlotsForOneLease() throws IOException {
     FakeClock clock = new FakeClock();
     MemoryEngine first =
         MemoryEngine.builder().ticker(clock).scheduler(clock).store(new FileLimitStore(dir)).build();
