@@ -138,6 +138,14 @@ final class ServeCommand implements Callable<Integer> {
           + " ${DEFAULT-VALUE}).")
   private int metricsMaxResources;
 
+  @Option(names = "--metrics-wait-buckets", paramLabel = "DURATION,...", hideParamSyntax = true, split = ",",
+      converter = Durations.Converter.class,
+      defaultValue = "${env:SLUICE_METRICS_WAIT_BUCKETS:-" + Limits.METRICS_WAIT_BUCKETS_DEFAULT + "}",
+      description = "Upper bounds of the buckets of the wait histogram (sluice_acquire_wait_seconds), increasing,"
+          + " 1 to 20: each is one series per metered resource (env SLUICE_METRICS_WAIT_BUCKETS, default"
+          + " ${DEFAULT-VALUE}).")
+  private List<Duration> metricsWaitBuckets;
+
   @Option(names = "--shutdown-grace", paramLabel = "DURATION",
       converter = Durations.Converter.class,
       defaultValue = "${env:SLUICE_SHUTDOWN_GRACE:-" + Grpc.SHUTDOWN_GRACE_DEFAULT + "}",
@@ -253,6 +261,7 @@ final class ServeCommand implements Callable<Integer> {
           .maxWait(maxWait)
           .aging(aging)
           .metricsMaxResources(metricsMaxResources)
+          .metricsWaitBuckets(metricsWaitBuckets)
           .shutdownGrace(shutdownGrace)
           .bufferFsync(bufferFsync == Fsync.always)
           .bufferLease(bufferLease)

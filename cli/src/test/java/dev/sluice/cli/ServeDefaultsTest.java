@@ -38,5 +38,7 @@ class ServeDefaultsTest {
         "SLUICE_MAX_CALLS_PER_CONNECTION, default 10000)",
         "SLUICE_MAX_RESETS_PER_10S, default 10000)",
         "SLUICE_MAX_HEALTH_WATCHES, default 1000)");
+    // A list: the help may wrap it after any comma.
+    assertThat(text.replaceAll(",\\s+", ",")).contains("SLUICE_METRICS_WAIT_BUCKETS,default 10ms,100ms,1s,10s,1m)");
   }
 }

@@ -54,6 +54,8 @@ class UsageTest {
       "serve --store http://localhost:6379         | is not a Redis URI: use redis://host:port",
       "serve --store redis://h:1 --node-id a/b     | node id 'a/b' is invalid",
       "serve --metrics-max-resources -1            | metrics max resources -1 is out of range: use 0",
+      "serve --metrics-wait-buckets 1s,100ms       | metrics wait buckets: 100ms does not follow 1s: give 1 to 20 increasing",
+      "serve --metrics-wait-buckets 1s,soon        | 'soon' is not a duration",
       "serve --max-waiting-per-connection 0        | max waiting per connection 0 is out of range: use 1",
       "serve --tls-cert c.pem                      | --tls-cert and --tls-key go together",
       "serve --buffer-fsync sometimes              | expected one of [always, crash]",

@@ -21,22 +21,28 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
  * A non-Java client built from {@code proto/} alone: the TypeScript package in
- * {@code examples/node} (grpc-js + proto-loader) runs its own tests against a real coordinator
+ * {@code clients/node} (grpc-js + proto-loader) runs its own tests against a real coordinator
  * on a real port, with API keys on. Then the coordinator's counters must agree with what the
- * Node side says it saw: grants, timeouts and aborts, per resource.
+ * Node side says it saw: grants, timeouts and aborts, per resource. And the package as users get
+ * it: {@code npm pack}, installed into an empty project, called with {@code require()} and
+ * {@code import}, type-checked from both.
  *
  * <p>Needs {@code node} and {@code npm} (18 or later) and the npm registry for {@code npm ci}.
  */
 class NodeClientIT {
 
-  private static final Path PACKAGE = Path.of(System.getProperty("sluice.node.dir", "node")).toAbsolutePath();
+  private static final Path PACKAGE = Path.of(System.getProperty("sluice.node.dir", "../clients/node")).toAbsolutePath().normalize();
   private static final String INSTALL_HINT = "install Node.js 18+ and npm (`sudo apt-get install -y nodejs npm`),"
       + " or run `bash .ci/run`, which installs them";
+
+  /** {@code npm ci} once for both tests: it builds the package too (its {@code prepare} script). */
+  private static final AtomicBoolean INSTALLED = new AtomicBoolean();
 
   @TempDir Path dir;
 
@@ -59,13 +65,11 @@ class NodeClientIT {
         }
       }
 
-      assertThat(run(Duration.ofMinutes(5), Map.of(), "npm", "ci", "--no-audit", "--no-fund"))
-          .as("npm ci in %s (is the npm registry reachable?)", PACKAGE)
-          .isZero();
+      npmCi();
       Path summary = dir.resolve("node-summary.json");
-      assertThat(run(Duration.ofMinutes(2),
+      assertThat(run(PACKAGE, Duration.ofMinutes(2),
               Map.of("SLUICE_TARGET", target, "SLUICE_API_KEY", worker, "SLUICE_SUMMARY", summary.toString()),
-              "npm", "test"))
+              "npm", "test").exit())
           .as("npm test in %s: see its output above", PACKAGE)
           .isZero();
 
@@ -88,6 +92,77 @@ class NodeClientIT {
       assertThat(coordinator.values().stream().mapToLong(c -> c.get(0)).sum()).as("grants").isGreaterThan(20);
       assertThat(coordinator.get("node.never")).as("node.never: no grant, one timeout, one abort")
           .containsExactly(0L, 1L, 1L);
+    }
+  }
+
+  @Test
+  void thePackedTarballInstalledInAnEmptyProjectCallsACoordinatorFromRequireAndImport() throws Exception {
+    require("node");
+    require("npm");
+    npmCi();
+    Path packs = Files.createDirectories(dir.resolve("packs"));
+    assertThat(run(PACKAGE, Duration.ofMinutes(2), Map.of(), "npm", "pack", "--pack-destination", packs.toString())
+        .exit()).as("npm pack in %s", PACKAGE).isZero();
+    Path tarball;
+    try (var files = Files.list(packs)) {
+      tarball = files.filter(f -> f.toString().endsWith(".tgz")).findFirst().orElseThrow();
+    }
+
+    // An empty project outside the checkout: nothing to find two levels up, no SLUICE_* variable.
+    Path app = Files.createDirectories(dir.resolve("app"));
+    Files.writeString(app.resolve("package.json"), "{\"name\": \"sluice-smoke\", \"private\": true}\n");
+    // --prefer-offline: the dependencies npm ci just fetched come from npm's cache.
+    assertThat(run(app, Duration.ofMinutes(3), Map.of(), "npm", "install", "--prefer-offline", "--no-audit",
+        "--no-fund", tarball.toString()).exit()).as("npm install %s (is the npm registry reachable?)", tarball).isZero();
+    String call = """
+        const client = new SluiceClient({ target: process.argv[2] });
+        const permit = await client.acquire('smoke', { requests: 1, tokens: 5 }, { timeoutMs: 10000 });
+        console.log('granted ' + JSON.stringify(permit.granted) + ' ' + (permit instanceof Permit));
+        await permit.release();
+        client.close();
+        """;
+    Files.writeString(app.resolve("call.cjs"), "const { SluiceClient, Permit } = require('@sluice/client');\n"
+        + "(async () => {\n" + call + "})().catch((e) => { console.error(e); process.exit(1); });\n");
+    Files.writeString(app.resolve("call.mjs"), "import { SluiceClient, Permit } from '@sluice/client';\n" + call);
+    // The types of both entry points, checked by the package's own TypeScript (a wrong call fails).
+    Files.writeString(app.resolve("check.mts"), """
+        import { SluiceClient, type Permit } from '@sluice/client';
+        const permit: Promise<Permit> = new SluiceClient({ target: 'localhost:7420' }).acquire('r', { tokens: 1 });
+        void permit;
+        """);
+    Files.writeString(app.resolve("check.cts"), """
+        import sluice = require('@sluice/client');
+        const permit: Promise<sluice.Permit> = new sluice.SluiceClient({ target: 'localhost:7420' }).acquire('r');
+        void permit;
+        """);
+    Files.writeString(app.resolve("tsconfig.json"), """
+        {"compilerOptions": {"module": "node16", "moduleResolution": "node16", "target": "ES2022", "strict": true,
+          "noEmit": true, "typeRoots": ["%s"], "types": ["node"]}, "files": ["check.mts", "check.cts"]}
+        """.formatted(PACKAGE.resolve("node_modules/@types").toString().replace("\\", "/")));
+    assertThat(run(app, Duration.ofMinutes(1), Map.of(), "node", PACKAGE.resolve("node_modules/typescript/bin/tsc")
+        .toString(), "-p", ".").exit()).as("tsc on the installed package's types").isZero();
+
+    try (SluiceServer server =
+        SluiceServer.builder().host("127.0.0.1").port(0).dataDir(dir.resolve("sluice-data")).build().start()) {
+      String target = "127.0.0.1:" + server.port();
+      cli(target, null, "limit", "set", "smoke", "--rate", "requests=6000/min:100", "--rate", "tokens=60000/min:1000");
+      for (String script : List.of("call.cjs", "call.mjs")) {
+        Ran ran = run(app, Duration.ofSeconds(30), Map.of(), "node", script, target);
+        assertThat(ran.exit()).as("node %s: %s", script, ran.output()).isZero();
+        assertThat(ran.output()).as("node %s", script).contains("granted {\"requests\":1,\"tokens\":5} true");
+      }
+      JsonNode stats = new ObjectMapper().readTree(cli(target, null, "stats", "--json"));
+      assertThat(stats.path("resources").get(0).path("granted").asLong()).as("grants the coordinator made").isEqualTo(2);
+    }
+  }
+
+  /** {@code npm ci} in the package, once per run; it builds the package too. */
+  private static void npmCi() throws Exception {
+    if (!INSTALLED.get()) {
+      assertThat(run(PACKAGE, Duration.ofMinutes(5), Map.of(), "npm", "ci", "--no-audit", "--no-fund").exit())
+          .as("npm ci in %s (is the npm registry reachable?)", PACKAGE)
+          .isZero();
+      INSTALLED.set(true);
     }
   }
 
@@ -121,17 +196,21 @@ class NodeClientIT {
     fail(tool + " is needed by NodeClientIT and was not found on the PATH: " + INSTALL_HINT);
   }
 
-  /** Runs a command in the package directory, its output echoed to the test log; returns its exit code. */
-  private static int run(Duration timeout, Map<String, String> env, String... command) throws Exception {
-    ProcessBuilder pb = new ProcessBuilder(command).directory(PACKAGE.toFile()).redirectErrorStream(true);
+  private record Ran(int exit, String output) {}
+
+  /** Runs a command in {@code dir}, its output echoed to the test log; returns its exit code and output. */
+  private static Ran run(Path dir, Duration timeout, Map<String, String> env, String... command) throws Exception {
+    ProcessBuilder pb = new ProcessBuilder(command).directory(dir.toFile()).redirectErrorStream(true);
     pb.environment().keySet().removeIf(k -> k.startsWith("SLUICE_")); // only what this test sets
     pb.environment().putAll(env);
     System.out.println("[NodeClientIT] $ " + String.join(" ", command));
     Process p = pb.start();
+    StringBuffer output = new StringBuffer();
     Thread echo = new Thread(() -> {
       try (BufferedReader in = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
         for (String line; (line = in.readLine()) != null; ) {
           System.out.println("[node] " + line);
+          output.append(line).append('\n');
         }
       } catch (IOException e) {
         // the process is gone; its exit code tells the rest
@@ -145,6 +224,6 @@ class NodeClientIT {
       fail(String.join(" ", command) + " did not finish within " + timeout);
     }
     echo.join(5_000);
-    return p.exitValue();
+    return new Ran(p.exitValue(), output.toString());
   }
 }

@@ -18,7 +18,6 @@ import dev.sluice.server.engine.Ticker;
 import dev.sluice.server.http.HttpApi;
 import dev.sluice.server.http.ResourceMeters;
 import dev.sluice.server.http.ResourceSampler;
-import io.micrometer.core.instrument.Meter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.binder.grpc.MetricCollectingServerInterceptor;
 import io.micrometer.core.instrument.binder.jvm.ClassLoaderMetrics;
@@ -28,8 +27,6 @@ import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
 import io.micrometer.core.instrument.binder.system.FileDescriptorMetrics;
 import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
 import io.micrometer.core.instrument.binder.system.UptimeMetrics;
-import io.micrometer.core.instrument.config.MeterFilter;
-import io.micrometer.core.instrument.distribution.DistributionStatisticConfig;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.grpc.Server;
@@ -125,6 +122,7 @@ public final class SluiceServer implements AutoCloseable {
     private Duration maxWait;
     private Duration aging;
     private Integer metricsMaxResources;
+    private List<Duration> metricsWaitBuckets;
     private Duration shutdownGrace;
     private Ticker ticker;
     private Scheduler scheduler;
@@ -327,6 +325,18 @@ public final class SluiceServer implements AutoCloseable {
       return this;
     }
 
+    /**
+     * The upper bounds of the {@code sluice_acquire_wait_seconds} histogram's buckets, increasing,
+     * 1 to 20 of them; default 10 ms, 100 ms, 1 s, 10 s, 1 min. Each resource with meters of its
+     * own exports one series per bound plus four ({@code +Inf}, {@code _sum}, {@code _count},
+     * {@code _max}).
+     */
+    public Builder metricsWaitBuckets(List<Duration> bounds) {
+      once(this.metricsWaitBuckets, "metrics wait buckets");
+      this.metricsWaitBuckets = Limits.checkWaitBuckets(bounds);
+      return this;
+    }
+
     /** How long calls may drain on shutdown before they are cut; default 10 s. */
     public Builder shutdownGrace(Duration d) {
       once(this.shutdownGrace, "shutdown grace");
@@ -466,7 +476,8 @@ public final class SluiceServer implements AutoCloseable {
       throw new IOException(
           "cannot create data dir " + dataDir + " (" + e + "): choose a writable --data-dir", e);
     }
-    registry.config().meterFilter(WAIT_HISTOGRAM);
+    PrometheusConventions.install(registry,
+        config.metricsWaitBuckets != null ? config.metricsWaitBuckets : Limits.defaultWaitBuckets());
     openExecutors();
     io.grpc.ServerCredentials credentials = (config.tls == null ? Tls.NONE : config.tls).credentials();
     openStore(port);
@@ -585,23 +596,6 @@ public final class SluiceServer implements AutoCloseable {
     health.setStatus(AdminGrpc.SERVICE_NAME, ServingStatus.SERVING);
   }
 
-  /** Histogram buckets and p50/p99 for the wait timer, so Prometheus can aggregate waits. */
-  private static final MeterFilter WAIT_HISTOGRAM = new MeterFilter() {
-    @Override
-    public DistributionStatisticConfig configure(Meter.Id id, DistributionStatisticConfig config) {
-      if (!id.getName().equals("sluice.acquire.wait")) {
-        return config;
-      }
-      return DistributionStatisticConfig.builder()
-          .percentilesHistogram(true)
-          .percentiles(0.5, 0.99)
-          .minimumExpectedValue((double) Duration.ofMillis(1).toNanos())
-          .maximumExpectedValue((double) Duration.ofMinutes(5).toNanos())
-          .build()
-          .merge(config);
-    }
-  };
-
   private void startHttp(String grpcHost, Duration maxWait, AuthInterceptor auth, boolean shared) throws IOException {
     new ClassLoaderMetrics().bindTo(registry);
     new JvmMemoryMetrics().bindTo(registry);
@@ -610,6 +604,7 @@ public final class SluiceServer implements AutoCloseable {
     resources.push("the GC metrics", gcMetrics::close);
     new JvmThreadMetrics().bindTo(registry);
     new ProcessorMetrics().bindTo(registry);
+    PrometheusConventions.bindProcessCpuSeconds(registry);
     new UptimeMetrics().bindTo(registry);
     new FileDescriptorMetrics().bindTo(registry);
     io.micrometer.core.instrument.Gauge.builder("sluice.ready", () -> !closed && engine.storeReachable() ? 1 : 0)

@@ -2,6 +2,8 @@ package dev.sluice.server.config;
 
 import dev.sluice.server.engine.Durations;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.function.Function;
 
 /**
@@ -145,6 +147,49 @@ public final class ServerConfigKeys {
     public static final Key<Integer> METRICS_MAX_RESOURCES = Key.ofInt("metrics max resources",
         METRICS_MAX_RESOURCES_DEFAULT, 0, 1_000_000, " (0 puts every resource under resource=\"_other\");"
             + " each tagged resource holds ~3 KB of meters and a series per meter in the monitoring system");
+
+    /**
+     * {@code --metrics-wait-buckets}: the upper bounds of the wait histogram's buckets. Each
+     * metered resource exports one series per bound, plus {@code +Inf}, {@code _sum},
+     * {@code _count} and {@code _max}: 9 with the default.
+     */
+    public static final String METRICS_WAIT_BUCKETS_DEFAULT = "10ms,100ms,1s,10s,1m";
+    /** At most this many bounds: each is a series per resource. */
+    public static final int METRICS_WAIT_BUCKETS_MAX = 20;
+
+    /**
+     * Returns {@code bounds} if they are 1 to {@link #METRICS_WAIT_BUCKETS_MAX} durations above
+     * zero, in increasing order.
+     *
+     * @throws IllegalArgumentException naming what is wrong and the fix
+     */
+    public static List<Duration> checkWaitBuckets(List<Duration> bounds) {
+      String fix = ": give 1 to " + METRICS_WAIT_BUCKETS_MAX + " increasing durations above 0, such as "
+          + METRICS_WAIT_BUCKETS_DEFAULT;
+      if (bounds == null || bounds.isEmpty() || bounds.size() > METRICS_WAIT_BUCKETS_MAX) {
+        throw new IllegalArgumentException("metrics wait buckets: "
+            + (bounds == null || bounds.isEmpty() ? "none given" : bounds.size() + " given") + fix);
+      }
+      Duration previous = Duration.ZERO;
+      for (Duration d : bounds) {
+        if (d == null || d.compareTo(previous) <= 0) {
+          throw new IllegalArgumentException("metrics wait buckets: "
+              + (d == null ? "a missing value" : Durations.format(d) + (d.isZero() || d.isNegative()
+                  ? " is not above 0" : " does not follow " + Durations.format(previous))) + fix);
+        }
+        previous = d;
+      }
+      return List.copyOf(bounds);
+    }
+
+    /** {@link #METRICS_WAIT_BUCKETS_DEFAULT} as durations. */
+    public static List<Duration> defaultWaitBuckets() {
+      List<Duration> out = new ArrayList<>();
+      for (String part : METRICS_WAIT_BUCKETS_DEFAULT.split(",")) {
+        out.add(Key.parse(part));
+      }
+      return checkWaitBuckets(out);
+    }
   }
 
   /** Buffers. */

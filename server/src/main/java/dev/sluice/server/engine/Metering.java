@@ -106,7 +106,7 @@ final class Metering {
       this.tags = Tags.of("resource", resource);
       for (Outcome o : Outcome.ALL) {
         if (o.reason == null) {
-          counters.set(o.ordinal(), registry.counter(o.meter, tags));
+          counters.set(o.ordinal(), Counter.builder(o.meter).description(o.help).tags(tags).register(registry));
         }
       }
       wait = Timer.builder("sluice.acquire.wait").description("Time granted acquires spent waiting").tags(tags)
@@ -120,7 +120,7 @@ final class Metering {
           return; // a straggler of a deleted resource: no new series for it
         }
         // Registering twice returns the same counter: a race here is harmless.
-        c = registry.counter(o.meter, tags.and("reason", o.reason));
+        c = Counter.builder(o.meter).description(o.help).tags(tags.and("reason", o.reason)).register(registry);
         counters.compareAndSet(o.ordinal(), null, c);
       }
       c.increment();

@@ -24,8 +24,9 @@ import java.util.concurrent.atomic.DoubleAdder;
  *   <li>{@code sluice.waiting{resource,lane}}, {@code sluice.permits.in.flight{resource}},
  *       {@code sluice.tokens.available{resource,dimension}}, {@code
  *       sluice.limit.rate.per.second{resource,dimension}}, {@code sluice.resource.paused{resource}}
- *       (1 or 0), {@code sluice.acquire.wait.quantile{resource,quantile}} (p50 and p99 of recent
- *       waits, in seconds, on either store);
+ *       (1 or 0), {@code sluice.acquire.wait.p50{resource}} and {@code sluice.acquire.wait.p99{resource}}
+ *       (of recent waits, in seconds, on either store: gauges, not a summary, since the
+ *       engine computes them; Prometheus reserves the {@code quantile} label for summaries);
  *   <li>{@code sluice.tokens.used{resource,dimension}}: a counter of tokens taken net of refunds;
  *       its rate over {@code sluice.limit.rate.per.second} is utilization;
  *   <li>on a shared store only, the outcome counters ({@code sluice.acquire.granted} ...) read
@@ -43,7 +44,8 @@ public final class ResourceMeters {
   private final MultiGauge available;
   private final MultiGauge rate;
   private final MultiGauge paused;
-  private final MultiGauge waitQuantile;
+  private final MultiGauge waitP50;
+  private final MultiGauge waitP99;
   private final Map<Key, Holder> counters = new HashMap<>();
 
   /** @param outcomeCounters also export outcome counters from the snapshots (shared store) */
@@ -60,8 +62,10 @@ public final class ResourceMeters {
         .description("The limit's rate in tokens per second").register(registry);
     paused = MultiGauge.builder("sluice.resource.paused")
         .description("1 while grants are paused (admin or upstream feedback)").register(registry);
-    waitQuantile = MultiGauge.builder("sluice.acquire.wait.quantile").baseUnit("seconds")
-        .description("Median and 99th percentile wait of recent grants (as sluice stats shows)").register(registry);
+    waitP50 = MultiGauge.builder("sluice.acquire.wait.p50").baseUnit("seconds")
+        .description("Median wait of recent grants, as sluice stats shows it").register(registry);
+    waitP99 = MultiGauge.builder("sluice.acquire.wait.p99").baseUnit("seconds")
+        .description("99th percentile wait of recent grants, as sluice stats shows it").register(registry);
   }
 
   /** Sets every gauge and counter from a sample; drops those of resources no longer in it. */
@@ -71,7 +75,8 @@ public final class ResourceMeters {
     List<MultiGauge.Row<?>> a = new ArrayList<>();
     List<MultiGauge.Row<?>> r = new ArrayList<>();
     List<MultiGauge.Row<?>> p = new ArrayList<>();
-    List<MultiGauge.Row<?>> q = new ArrayList<>();
+    List<MultiGauge.Row<?>> q50 = new ArrayList<>();
+    List<MultiGauge.Row<?>> q99 = new ArrayList<>();
     Set<Key> live = new HashSet<>();
     for (ResourceSnapshot s : sample.resources()) {
       String name = s.limit().resource();
@@ -82,8 +87,8 @@ public final class ResourceMeters {
       }
       f.add(MultiGauge.Row.of(tags, s.inFlight()));
       p.add(MultiGauge.Row.of(tags, s.paused() ? 1 : 0));
-      q.add(MultiGauge.Row.of(tags.and("quantile", "0.5"), s.waitP50Seconds()));
-      q.add(MultiGauge.Row.of(tags.and("quantile", "0.99"), s.waitP99Seconds()));
+      q50.add(MultiGauge.Row.of(tags, s.waitP50Seconds()));
+      q99.add(MultiGauge.Row.of(tags, s.waitP99Seconds()));
       for (RateSpec rs : s.limit().rates()) {
         Tags dim = tags.and("dimension", rs.name());
         a.add(MultiGauge.Row.of(dim, s.available().getOrDefault(rs.name(), 0.0)));
@@ -116,7 +121,8 @@ public final class ResourceMeters {
     available.register(a, true);
     rate.register(r, true);
     paused.register(p, true);
-    waitQuantile.register(q, true);
+    waitP50.register(q50, true);
+    waitP99.register(q99, true);
     counters.entrySet().removeIf(e -> {
       if (live.contains(e.getKey())) {
         return false;

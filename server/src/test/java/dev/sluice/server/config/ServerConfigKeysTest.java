@@ -61,6 +61,21 @@ class ServerConfigKeysTest {
   }
 
   @Test
+  void waitBucketsAreAFewIncreasingDurationsAboveZero() {
+    assertThat(Limits.defaultWaitBuckets()).containsExactly(Duration.ofMillis(10), Duration.ofMillis(100),
+        Duration.ofSeconds(1), Duration.ofSeconds(10), Duration.ofMinutes(1));
+    String fix = ": give 1 to 20 increasing durations above 0, such as 10ms,100ms,1s,10s,1m";
+    assertThatThrownBy(() -> SluiceServer.builder().metricsWaitBuckets(List.of()))
+        .hasMessage("metrics wait buckets: none given" + fix);
+    assertThatThrownBy(() -> SluiceServer.builder().metricsWaitBuckets(List.of(Duration.ofSeconds(1),
+        Duration.ofMillis(100)))).hasMessage("metrics wait buckets: 100ms does not follow 1s" + fix);
+    assertThatThrownBy(() -> SluiceServer.builder().metricsWaitBuckets(List.of(Duration.ZERO)))
+        .hasMessage("metrics wait buckets: 0s is not above 0" + fix);
+    assertThatThrownBy(() -> SluiceServer.builder().metricsWaitBuckets(
+        java.util.Collections.nCopies(21, Duration.ofSeconds(1)))).hasMessage("metrics wait buckets: 21 given" + fix);
+  }
+
+  @Test
   void messagesNameTheRangeAndAnyHint() {
     assertThat(ServerConfigKeys.Buffer.LEASE.problem(Duration.ofSeconds(1)))
         .isEqualTo("buffer lease 1s is out of range: use 2s to 10m (renewed every second, so at least twice that)");

@@ -5,8 +5,10 @@ import * as protoLoader from '@grpc/proto-loader';
 import * as protobuf from 'protobufjs';
 
 /*
- * Where the contract comes from. sluice.proto is read from the repository's proto/ module as it
- * is: nothing is generated or copied. Its two imports:
+ * Where the contract comes from. The package carries sluice.proto in proto/sluice/v1/, copied
+ * from the repository's proto module by `npm run build` (scripts/package.js), so an installed
+ * package needs nothing else; SLUICE_PROTO_DIR or the protoDir option point elsewhere (another
+ * version of the contract). Nothing is generated. Its two imports:
  *   google/protobuf/duration.proto  bundled with protobufjs (under @grpc/proto-loader)
  *   google/rpc/status.proto         not bundled: the package carries a verbatim copy of it (and of
  *                                   google/rpc/error_details.proto, for RetryInfo) from googleapis
@@ -14,15 +16,14 @@ import * as protobuf from 'protobufjs';
  *                                   from proto-google-common-protos. See the README for why.
  */
 
-/** examples/node, whether this file runs from src/ (ts-node) or dist/src/ (tsc). */
+/** The package's root (holding package.json), whether this file runs from src/ (ts-node) or dist/src/ (tsc). */
 const PACKAGE_ROOT = findPackageRoot(__dirname);
 const GOOGLEAPIS = path.join(PACKAGE_ROOT, 'third_party', 'googleapis');
 const SLUICE_PROTO = path.join('sluice', 'v1', 'sluice.proto');
 
-/** The repository's proto/src/main/proto, two levels above this package. */
+/** `$SLUICE_PROTO_DIR` if set, else the package's own proto/ directory. */
 export function defaultProtoDir(): string {
-  return process.env.SLUICE_PROTO_DIR
-      ?? path.resolve(PACKAGE_ROOT, '..', '..', 'proto', 'src', 'main', 'proto');
+  return process.env.SLUICE_PROTO_DIR || path.join(PACKAGE_ROOT, 'proto');
 }
 
 /** How messages look in JavaScript: camelCase fields, int64 as number, enums by name, defaults filled in. */
@@ -81,8 +82,10 @@ export function coordinatorConstructor(protoDir: string): CoordinatorConstructor
   let ctor = coordinators.get(protoDir);
   if (ctor === undefined) {
     if (!fs.existsSync(path.join(protoDir, SLUICE_PROTO))) {
-      throw new Error(`cannot find ${SLUICE_PROTO} under ${protoDir}: run from a Sluice checkout (the package`
-          + ' reads proto/src/main/proto two levels up), or pass protoDir / set SLUICE_PROTO_DIR');
+      throw new Error(`cannot find ${SLUICE_PROTO} under ${protoDir}: `
+          + (protoDir === path.join(PACKAGE_ROOT, 'proto')
+            ? 'the package ships it there once built (run `npm run build` in clients/node of a Sluice checkout)'
+            : 'point protoDir or SLUICE_PROTO_DIR at the directory that holds sluice/v1/sluice.proto'));
     }
     const definition = protoLoader.loadSync(SLUICE_PROTO, { ...LOADER_OPTIONS, includeDirs: [protoDir, GOOGLEAPIS] });
     const loaded = grpc.loadPackageDefinition(definition) as unknown as {

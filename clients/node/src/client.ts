@@ -32,7 +32,7 @@ export interface SluiceClientOptions {
   tls?: boolean | TlsOptions;
   /** Timeout of an acquire that names none. Default 30 000 ms, as the Java SDK. */
   defaultTimeoutMs?: number;
-  /** The directory holding `sluice/v1/sluice.proto`. Default: `$SLUICE_PROTO_DIR`, else the repository's proto/. */
+  /** The directory holding `sluice/v1/sluice.proto`. Default: `$SLUICE_PROTO_DIR`, else the copy inside the package. */
   protoDir?: string;
 }
 
