@@ -52,6 +52,8 @@ import java.util.concurrent.TimeUnit;
  */
 final class AcquireCall {
 
+  private static final org.slf4j.Logger log = org.slf4j.LoggerFactory.getLogger(AcquireCall.class);
+
   final CompletableFuture<Permit> future = new CompletableFuture<>();
 
   private final ClientRuntime client;
@@ -66,6 +68,10 @@ final class AcquireCall {
   // Set before the final answer is handed over: after it, cancelling the RPC is pointless.
   private volatile boolean answered;
   private int retries; // touched by one attempt chain at a time
+  /** A late grant was confirmed ({@link #confirm}): the next one is taken as it comes. */
+  private volatile boolean confirmed;
+  /** Delays on the way shorter than this are ordinary jitter, never a reason to confirm. */
+  static final Duration LATE_FLOOR = Duration.ofMillis(10);
   private boolean waitingForLocalSlot;
 
   /** For tests that drive the observer directly: no timeout, no retries. */
@@ -255,6 +261,50 @@ final class AcquireCall {
   }
 
 
+  /**
+   * Whether a grant reached this client later than it stays fresh: the time its call and its
+   * answer spent on the way exceeds the least lately seen ({@link Transit}) by more than the
+   * grant's {@code fresh_for} (and {@link #LATE_FLOOR}, below which delays are ordinary jitter).
+   * Only the first grant of an acquire is judged: the answer to its confirmation is taken as
+   * it comes, so a slow network costs one round trip, never a loop.
+   */
+  private boolean late(AcquireResponse response, long attemptStarted) {
+    if (!response.hasAnsweredAfter() || confirmed) {
+      return false;
+    }
+    long now = client.ticker().getAsLong();
+    long onTheWay = now - attemptStarted - Protos.toJava(response.getAnsweredAfter()).toNanos();
+    long excess = client.transit().excess(onTheWay, now);
+    return response.hasFreshFor()
+        && excess > Math.max(Protos.toJava(response.getFreshFor()).toNanos(), LATE_FLOOR.toNanos());
+  }
+
+  /**
+   * Confirms a late grant: the acquire is sent again at once with its request id. The node hands
+   * over the same permit if it is still fresh on the coordinator's clock, or forfeits it (its
+   * tokens stay spent: they were the moment that passed) and keeps this acquire at the head of
+   * its lane for fresh capacity (see the Coordinator's {@code fresh_for}).
+   */
+  private void confirm() {
+    confirmed = true;
+    long n = client.lateGrant();
+    log.debug("a grant on '{}' reached this client late; confirming it with request id {} ({} so far)",
+        resource, requestId, n);
+    if (!future.isDone()) {
+      retries++;
+      try {
+        client.scheduler().execute(() -> {
+          if (!future.isDone()) {
+            send();
+          }
+        });
+        return;
+      } catch (RejectedExecutionException e) {
+        // closing: the grant stays with the coordinator until its lease runs out
+      }
+    }
+  }
+
   /** One Acquire RPC, or one acquire on the client's session stream. */
   private final class Attempt implements ClientResponseObserver<AcquireRequest, AcquireResponse>,
       SessionLink.Waiter {
@@ -284,6 +334,10 @@ final class AcquireCall {
 
     @Override
     public void onNext(AcquireResponse response) {
+      if (late(response, attemptStarted)) {
+        confirm();
+        return;
+      }
       answered = true;
       GrpcPermit permit = client.newPermit(resource, response);
       client.fallback().granted(resource);

@@ -84,6 +84,9 @@ final class ClientRuntime implements AutoCloseable {
   private final SessionLink session; // null unless Builder.session
   private final Runnable unregisterGauge; // null without a meter registry
   private final AtomicLong lastRenewAll;
+  private final Transit transit = new Transit();
+  /** Grants that arrived later than their freshness and were confirmed (AcquireCall). */
+  private final AtomicLong lateGrants = new AtomicLong();
   private final AtomicBoolean closed = new AtomicBoolean();
   private final Duration deadlineMargin;
   /**
@@ -314,6 +317,21 @@ final class ClientRuntime implements AutoCloseable {
 
   LongSupplier ticker() {
     return ticker;
+  }
+
+  /** How long answers normally spend on the way (AcquireCall's late grants). */
+  Transit transit() {
+    return transit;
+  }
+
+  /** Counts a grant that reached this client late and was confirmed; returns the new count. */
+  long lateGrant() {
+    return lateGrants.incrementAndGet();
+  }
+
+  /** Grants that reached this client later than their freshness and were confirmed. */
+  long lateGrants() {
+    return lateGrants.get();
   }
 
   Fallback fallback() {

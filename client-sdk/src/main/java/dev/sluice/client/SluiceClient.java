@@ -259,6 +259,11 @@ public final class SluiceClient implements AutoCloseable {
     return runtime.channel();
   }
 
+  /** For tests: grants that reached this client later than their freshness and were confirmed. */
+  long lateGrants() {
+    return runtime.lateGrants();
+  }
+
   /** Whether every node of a list target has passed a health probe; true for other targets. */
   boolean everyNodeAnswered() {
     return runtime.everyNodeAnswered();

@@ -49,6 +49,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
 
   @Override
   public void acquire(AcquireRequest req, StreamObserver<AcquireResponse> observer) {
+    long arrived = System.nanoTime();
     var call = (ServerCallStreamObserver<AcquireResponse>) observer;
     Ticket ticket;
     try {
@@ -73,7 +74,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
                 ticket.cancel(); // gives the grant back
                 return;
               }
-              observer.onNext(response(grant));
+              observer.onNext(response(grant, arrived));
               observer.onCompleted();
             });
   }
@@ -102,13 +103,18 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
     return ticket;
   }
 
-  static AcquireResponse response(Grant g) {
-    return AcquireResponse.newBuilder()
+  /** The answer to an acquire that reached this node at {@code arrivedNanos} (System.nanoTime). */
+  static AcquireResponse response(Grant g, long arrivedNanos) {
+    AcquireResponse.Builder b = AcquireResponse.newBuilder()
         .setPermitId(g.permitId())
         .setLeaseTtl(Protos.duration(g.leaseTtlNanos()))
         .putAllGranted(g.load())
         .setWaited(Protos.duration(g.waitedNanos()))
-        .build();
+        .setAnsweredAfter(Protos.duration(Math.max(0, System.nanoTime() - arrivedNanos)));
+    if (g.freshNanos() >= 0) {
+      b.setFreshFor(Protos.duration(g.freshNanos()));
+    }
+    return b.build();
   }
 
   @Override

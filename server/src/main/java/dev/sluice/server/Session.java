@@ -132,6 +132,7 @@ final class Session implements StreamObserver<SessionRequest> {
   }
 
   private void acquire(long tag, AcquireRequest req) {
+    long arrived = System.nanoTime();
     Ticket ticket;
     try {
       if (open.containsKey(tag)) {
@@ -144,10 +145,10 @@ final class Session implements StreamObserver<SessionRequest> {
       return;
     }
     open.put(tag, ticket);
-    ticket.future().whenComplete((grant, error) -> answered(tag, ticket, grant, error));
+    ticket.future().whenComplete((grant, error) -> answered(tag, arrived, ticket, grant, error));
   }
 
-  private void answered(long tag, Ticket ticket, Grant grant, Throwable error) {
+  private void answered(long tag, long arrived, Ticket ticket, Grant grant, Throwable error) {
     open.remove(tag, ticket);
     if (error != null) {
       if (!ended) {
@@ -160,7 +161,7 @@ final class Session implements StreamObserver<SessionRequest> {
       ticket.cancel(); // gives the grant back
       return;
     }
-    queue(SessionAnswer.newBuilder().setTag(tag).setGranted(CoordinatorService.response(grant)).build());
+    queue(SessionAnswer.newBuilder().setTag(tag).setGranted(CoordinatorService.response(grant, arrived)).build());
     flushUnlessReading();
   }
 

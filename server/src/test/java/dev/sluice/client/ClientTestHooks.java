@@ -30,4 +30,9 @@ public final class ClientTestHooks {
   public static SluiceClient.Builder intercept(SluiceClient.Builder builder, ClientInterceptor interceptor) {
     return builder.intercept(interceptor);
   }
+
+  /** Grants that reached the client later than their freshness and were confirmed (AcquireCall). */
+  public static long lateGrants(SluiceClient client) {
+    return client.lateGrants();
+  }
 }

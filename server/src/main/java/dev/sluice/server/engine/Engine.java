@@ -39,9 +39,10 @@ public interface Engine extends AutoCloseable {
    *       in line, with its load, lane and arrival, and the new timeout; the earlier ticket ends
    *       with a {@link java.util.concurrent.CancellationException}. A try-once (timeout 0)
    *       answers at once instead: the waiter leaves the line, the new acquire times out;
-   *   <li><b>granted, permit held</b>, and the grant no older than the burst's worth of time
-   *       ({@code burst / rate} on the tightest rate it charges): the same permit, not charged
-   *       again (a give-back of the first delivery, whose caller went away, is then ignored);
+   *   <li><b>granted, permit held</b>, and the grant no older than half the burst's worth of
+   *       time ({@code burst / rate / 2} on the tightest rate it charges, {@link Grant#freshNanos}):
+   *       the same permit, not charged again (a give-back of the first delivery, whose caller
+   *       went away, is then ignored);
    *   <li><b>granted, permit held, older than that</b>: the grant is <em>forfeited</em>, never
    *       handed over, since it would reach the upstream together with the grants made since
    *       (a cut between workers and a node ends with every permit it held handed over at

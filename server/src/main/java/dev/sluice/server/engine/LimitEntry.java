@@ -14,6 +14,12 @@ final class LimitEntry {
   volatile boolean startFull;
   /** When the limit was set or loaded: buckets are empty then and fill from there. */
   final long createdAt;
+  /**
+   * Loaded when this engine started (a coordinator restart): the permits its holders got from
+   * the engine before are unknown here, and for one lease from {@link #createdAt} a renew adopts
+   * them ({@link ResourceState#renew}).
+   */
+  volatile boolean restored;
   private final Metering metering;
   private volatile Usage usage;
   private boolean deleted; // guarded by this

@@ -120,7 +120,9 @@ public final class MemoryEngine extends ImmediateEngine {
                 })
             .build();
     for (LimitSpec spec : store.load()) {
-      limits.put(spec.resource(), new LimitEntry(spec, metering, ticker.read()));
+      LimitEntry e = new LimitEntry(spec, metering, ticker.read());
+      e.restored = true;
+      limits.put(spec.resource(), e);
     }
   }
 
@@ -513,7 +515,7 @@ public final class MemoryEngine extends ImmediateEngine {
       // The same permit, not charged again; a give-back of its first delivery is ignored.
       held.kept = true;
       Waiter same = new Waiter(this, s, held.load, held.origin.lane, rid, held.origin.arrival);
-      same.grant = held.origin.grant;
+      same.grant = held.origin.grant.handedOverAfter(now - held.grantedAtNanos);
       same.status.set(Waiter.GRANTED);
       same.future.complete(same.grant);
       return same;
@@ -645,7 +647,7 @@ public final class MemoryEngine extends ImmediateEngine {
     return withState(
         resource,
         (s, now, granted) -> {
-          List<String> expired = s.renew(now, permitIds);
+          List<String> expired = s.renew(now, permitIds, id -> !id.startsWith(idPrefix));
           drain(s, now, granted);
           return expired;
         });

@@ -307,14 +307,27 @@ final class RedisBatches {
     void reply(List<Object> r) {
       switch (word(r)) {
         case "GRANTED" -> {
-          waiters.forget(w);
+          long answeredAt = num(r.get(3));
           if (r.size() > 5 && "again".equals(r.get(5))) {
-            // A retry of an id whose permit is held: the same permit, as it was charged.
+            // A retry of an id whose permit is held: the same permit, as it was charged. The
+            // script found it fresh just now, so it is not asked for again.
+            waiters.forget(w);
             w.load = decodeLoad((String) r.get(6));
-            waiters.grantAgain(w, (String) r.get(1), num(r.get(2)), num(r.get(4)));
-          } else {
-            waiters.grant(w, (String) r.get(1), num(r.get(2)), num(r.get(4)));
+            waiters.grantAgain(w, (String) r.get(1), num(r.get(2)), num(r.get(4)),
+                waiters.freshLeft(answeredAt, r.size() > 7 ? num(r.get(7)) : -1));
+            return;
           }
+          long fresh = r.size() > 5 ? num(r.get(5)) : -1;
+          if (!w.staleAsked && waiters.stale(answeredAt, fresh) && w.status.get() == RedisWaiters.RWaiter.WAITING) {
+            // The reply was held up on the way: asked again (once), the script hands the permit
+            // over if it is still fresh, or forfeits it (RedisWaiters#deliver).
+            w.staleAsked = true;
+            waiters.staleGrants.incrementAndGet();
+            waiters.batches.submit(w.resource, again());
+            return;
+          }
+          waiters.forget(w);
+          waiters.grant(w, (String) r.get(1), num(r.get(2)), num(r.get(4)), waiters.freshLeft(answeredAt, fresh));
         }
         case "QUEUED" -> {
           if (r.size() > 2 && "taken".equals(r.get(1))) {

@@ -70,6 +70,51 @@ final class RedisCalls {
     return ticker == null ? "" : Long.toString(ticker.read() / 1000);
   }
 
+  /** Longest that one sample of Redis's clock counts ({@link #sawRedisNow}). */
+  private static final long CLOCK_WINDOW_NANOS = 5_000_000_000L;
+  private static final long UNKNOWN = Long.MIN_VALUE;
+  /** Redis time minus this node's, in microseconds: the largest seen in this window and the last. */
+  private long offsetNow = UNKNOWN; // guarded by this
+  private long offsetBefore = UNKNOWN; // guarded by this
+  private long offsetWindowStart; // guarded by this
+
+  /**
+   * Notes Redis's clock ({@code TIME}, in microseconds) as a reply read it. A reply that took
+   * long on the way reads behind, so the largest difference to this node's clock is the best
+   * guess at the true one; it is kept for 5 to 10 s, so that a clock set back is followed.
+   */
+  void sawRedisNow(long redisMicros) {
+    if (ticker != null) {
+      return; // the engine's own clock is Redis's too
+    }
+    long local = System.nanoTime();
+    long offset = redisMicros - local / 1000;
+    synchronized (this) {
+      if (offsetNow == UNKNOWN || local - offsetWindowStart > CLOCK_WINDOW_NANOS) {
+        offsetBefore = offsetNow;
+        offsetNow = offset;
+        offsetWindowStart = local;
+      } else {
+        offsetNow = Math.max(offsetNow, offset);
+      }
+    }
+  }
+
+  /**
+   * How long ago, on Redis's clock, a reply or a message that read Redis's clock at {@code
+   * redisMicros} was made: what it spent on the way and in line here. 0 until a reply was seen.
+   */
+  long ageMicros(long redisMicros) {
+    if (ticker != null) {
+      return Math.max(0, ticker.read() / 1000 - redisMicros);
+    }
+    long offset;
+    synchronized (this) {
+      offset = Math.max(offsetNow, offsetBefore);
+    }
+    return offset == UNKNOWN ? 0 : Math.max(0, System.nanoTime() / 1000 + offset - redisMicros);
+  }
+
   /** The arguments every call starts with. */
   void header(List<String> argv, String op, String resource) {
     argv.add(op);

@@ -602,6 +602,14 @@ public final class RedisEngine implements Engine {
     return loss.losses();
   }
 
+  /**
+   * How many grants reached this node later than they stay fresh (a reply or notice held up on
+   * the way) and were asked for again instead of handed over (RedisWaiters#stale).
+   */
+  public long staleGrants() {
+    return waiters.staleGrants.get();
+  }
+
   // ---------------------------------------------------------------------------------------
 
   @Override

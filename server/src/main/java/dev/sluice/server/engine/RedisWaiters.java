@@ -88,14 +88,22 @@ final class RedisWaiters {
     // A connection opened again: the pub/sub one may have missed grant notices meanwhile.
     calls.store.onSuspectedRestart(why -> scheduler.schedule(() -> events.execute(this::recheckAll),
         SETTLE_RETRY.toNanos()));
+    // Redis answers again after calls went unanswered: a wake-up, release or renew whose reply
+    // was lost may have granted waiters parked here, and nobody else will tell them.
+    calls.store.onReachabilityChange(() -> {
+      if (calls.store.reachable()) {
+        scheduler.schedule(() -> events.execute(this::recheckAll), SETTLE_RETRY.toNanos());
+      }
+    });
   }
 
   /**
    * Asks again what became of every waiter parked here, after a connection to Redis came back
-   * (a reset, a reconnect): a grant notice published while this node's pub/sub connection was
-   * down is lost, and its waiter would hold its grant, and a concurrency slot, unheard until its
-   * deadline (the campaign found the rate at 29-49/s two seconds after a node's connections were
-   * reset). Each acquire is sent again with its request id: the script hands over a permit still
+   * (a reset, a reconnect) or Redis answered again after an outage: a grant notice published
+   * while this node's pub/sub connection was down is lost, and so is a grant made by one of this
+   * node's own calls whose reply never came; its waiter would hold its grant, and a concurrency
+   * slot, unheard until its deadline (the campaign found the rate at 29-49/s two seconds after a
+   * node's connections were reset). Each acquire is sent again with its request id: the script hands over a permit still
    * fresh, forfeits a late one, or keeps the waiter in its place.
    */
   void recheckAll() {
@@ -146,6 +154,8 @@ final class RedisWaiters {
      * the lost replies, for a grant the retry has forfeited since.
      */
     volatile RedisBatches.AcquireOp unsure;
+    /** A grant for it arrived stale and was asked for again ({@link #deliver}): only once. */
+    volatile boolean staleAsked;
     /** The acquire that queued it, to ask again after a reconnect ({@link #recheckAll}). */
     volatile RedisBatches.AcquireOp sent;
     final CompletableFuture<Grant> future = new CompletableFuture<>();
@@ -311,16 +321,19 @@ final class RedisWaiters {
   }
 
   /** Hands a retry the permit its request id holds (delivered before, maybe on this node). */
-  void grantAgain(RWaiter w, String permitId, long waitedMicros, long leaseMicros) {
-    Grant g = take(w, permitId, waitedMicros, leaseMicros);
+  void grantAgain(RWaiter w, String permitId, long waitedMicros, long leaseMicros, long freshMicros) {
+    Grant g = take(w, permitId, waitedMicros, leaseMicros, freshMicros);
     if (g != null) {
       w.future.complete(g);
     }
+    // Else it ended while asking (a deadline, a cancel): its leave gives the permit back, which
+    // the asking did not mark as kept (the script marks a permit kept for another call only).
   }
 
   /** The grant, set on {@code w} if it still waits; null if it ended meanwhile. */
-  private static Grant take(RWaiter w, String permitId, long waitedMicros, long leaseMicros) {
-    Grant g = new Grant(permitId, w.resource, w.load, leaseMicros * 1000, Math.max(0, waitedMicros) * 1000);
+  private static Grant take(RWaiter w, String permitId, long waitedMicros, long leaseMicros, long freshMicros) {
+    Grant g = new Grant(permitId, w.resource, w.load, leaseMicros * 1000, Math.max(0, waitedMicros) * 1000,
+        freshMicros < 0 ? -1 : freshMicros * 1000);
     synchronized (w) {
       if (w.status.get() != RWaiter.WAITING) {
         return null;
@@ -335,11 +348,11 @@ final class RedisWaiters {
    * Delivers a grant to a local waiter, or gives it back if the waiter has ended. A permit
    * can reach this node twice (in a reply and on the channel): the second time is ignored.
    */
-  void grant(RWaiter w, String permitId, long waitedMicros, long leaseMicros) {
+  void grant(RWaiter w, String permitId, long waitedMicros, long leaseMicros, long freshMicros) {
     if (delivered.getIfPresent(w.resource + "\t" + permitId) != null) {
       return;
     }
-    Grant g = take(w, permitId, waitedMicros, leaseMicros);
+    Grant g = take(w, permitId, waitedMicros, leaseMicros, freshMicros);
     boolean mine = g != null;
     if (mine) {
       delivered.put(w.resource + "\t" + permitId, Boolean.TRUE);
@@ -470,23 +483,43 @@ final class RedisWaiters {
    * node. Schedules the wake-up.
    */
   void afterDrain(String resource, List<Object> reply, int at) {
+    long answeredAt = num(reply.get(at));
+    calls.sawRedisNow(answeredAt);
     long wake = num(reply.get(at + 1));
     long lease = num(reply.get(at + 2));
     int i = at + 3;
-    while (i + 2 < reply.size() && !"--".equals(reply.get(i))) {
+    while (i + 3 < reply.size() && !"--".equals(reply.get(i))) {
       String rid = (String) reply.get(i);
       String permit = (String) reply.get(i + 1);
       long waited = num(reply.get(i + 2));
-      deliver(resource, rid, permit, waited, lease);
-      i += 3;
+      long fresh = num(reply.get(i + 3));
+      deliver(resource, rid, permit, waited, lease, answeredAt, fresh);
+      i += 4;
     }
     scheduleWake(resource, wake);
   }
 
-  private void deliver(String resource, String rid, String permit, long waitedMicros, long leaseMicros) {
+  /**
+   * Hands a grant that Redis made at {@code grantedAt} (its clock, us) to its waiter here, if it
+   * is still fresh ({@code freshMicros} from then, -1 for ever) when it arrives.
+   */
+  private void deliver(
+      String resource, String rid, String permit, long waitedMicros, long leaseMicros, long grantedAt,
+      long freshMicros) {
     Local local = locals.get(resource);
     RWaiter suspect = local == null ? null : local.waiters.get(rid);
     RedisBatches.AcquireOp check = suspect == null ? null : suspect.unsure;
+    if (check == null && suspect != null && !suspect.staleAsked && suspect.sent != null
+        && stale(grantedAt, freshMicros)) {
+      // Held up on the way (a cut, a stall): asked again once. Its next grant is handed over as
+      // it comes, so a link that stays slow costs one round trip, never a loop of forfeits.
+      suspect.staleAsked = true;
+      staleGrants.incrementAndGet();
+      if (suspect.status.get() == RWaiter.WAITING) {
+        batches.submit(resource, suspect.sent.again());
+      }
+      return;
+    }
     if (check != null) {
       // Not handed over as it is: the acquire asked again answers with this permit if it is
       // still held and fresh (Engine#acquire), or forfeits it and keeps the waiter in line.
@@ -504,7 +537,26 @@ final class RedisWaiters {
       return;
     }
     freeIfIdle(resource, local);
-    grant(w, permit, waitedMicros, leaseMicros);
+    grant(w, permit, waitedMicros, leaseMicros, freshLeft(grantedAt, freshMicros));
+  }
+
+  /** Grants that reached this node stale and were asked for again ({@link #deliver}). */
+  final java.util.concurrent.atomic.AtomicLong staleGrants = new java.util.concurrent.atomic.AtomicLong();
+
+  /**
+   * Whether a grant Redis made at {@code grantedAt} (its clock, us) is older than its freshness
+   * ({@code freshMicros}, -1 for ever) now that it reached this node: the reply or notice that
+   * carried it was held up on the way. Handed to its caller as it is, it would reach the
+   * upstream in a bunch with the grants made since; asked for again with its request id, the
+   * script forfeits it and keeps the waiter at the head of its lane (Engine#acquire).
+   */
+  boolean stale(long grantedAt, long freshMicros) {
+    return freshMicros >= 0 && calls.ageMicros(grantedAt) > freshMicros;
+  }
+
+  /** What is left of a grant's freshness now, in micros; -1 for a grant never stale. */
+  long freshLeft(long grantedAt, long freshMicros) {
+    return freshMicros < 0 ? -1 : Math.max(0, freshMicros - calls.ageMicros(grantedAt));
   }
 
   private void scheduleWake(String resource, long wakeMicros) {
@@ -600,7 +652,8 @@ final class RedisWaiters {
         }
         // Granted just before the deadline and the news is still on its way: take it.
         forget(w);
-        grant(w, (String) reply.get(1), num(reply.get(2)), num(reply.get(4)));
+        grant(w, (String) reply.get(1), num(reply.get(2)), num(reply.get(4)),
+            freshLeft(num(reply.get(3)), reply.size() > 6 ? num(reply.get(6)) : -1));
       }
       case "LEFT" -> {
         endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos));
@@ -719,7 +772,8 @@ final class RedisWaiters {
       return;
     }
     switch (f[0]) {
-      case "G" -> deliver(f[1], f[2], f[3], Long.parseLong(f[4]), Long.parseLong(f[5]));
+      case "G" -> deliver(f[1], f[2], f[3], Long.parseLong(f[4]), Long.parseLong(f[5]),
+          f.length > 7 ? Long.parseLong(f[6]) : 0, f.length > 7 ? Long.parseLong(f[7]) : -1);
       case "E" -> {
         RWaiter w = localWaiter(f[1], f[2]);
         // Only the call named (a message older than a retry on this node is not the retry's).

@@ -162,6 +162,19 @@ final class ResourceState {
       this.load = origin.load;
       this.expiresAt = expiresAt;
     }
+
+    /** A permit granted before a restart, adopted on its holder's renew ({@link #renew}). */
+    PermitRecord(String id, long expiresAt) {
+      this.id = id;
+      this.origin = null;
+      this.load = Map.of();
+      this.expiresAt = expiresAt;
+    }
+
+    /** Adopted after a restart: its load is unknown, so releasing it frees its slot only. */
+    boolean adopted() {
+      return origin == null;
+    }
   }
 
   /** Held and ended request ids; null until a permit came with one. */
@@ -187,7 +200,7 @@ final class ResourceState {
   }
 
   private void ended(PermitRecord r, long at, boolean givenBack) {
-    if (r.origin.requestId != null && ids != null) {
+    if (r.origin != null && r.origin.requestId != null && ids != null) {
       ids.ended(r.origin.requestId, r, at, givenBack);
       if (ids.isEmpty(at)) {
         ids = null;
@@ -197,22 +210,32 @@ final class ResourceState {
 
   /**
    * Whether a retry of {@code r}'s request id at {@code now} comes too late to be handed {@code
-   * r}: its grant is older than the burst's worth of time ({@code burst / rate}, in whole
-   * microseconds as the Redis store computes it) on the tightest rate it charges. Handed over
-   * now, it would reach the upstream together with the grants made since and could pass the
-   * limit there; so the retry forfeits it (its tokens stay spent) and waits at the head of its
-   * lane for fresh capacity ({@link #enqueueForfeited}). A permit that charges no rate is never
-   * late.
+   * r}: its grant is older than {@link #freshMicros}. Handed over now, it would reach the
+   * upstream together with the grants made since and could pass the limit there; so the retry
+   * forfeits it (its tokens stay spent) and waits at the head of its lane for fresh capacity
+   * ({@link #enqueueForfeited}). A permit that charges no rate is never late.
    */
   boolean late(PermitRecord r, long now) {
+    long fresh = freshMicros(r.load);
+    return fresh >= 0 && now - r.grantedAtNanos > fresh * 1_000;
+  }
+
+  /**
+   * How long a grant of {@code load} stays fresh: half the burst's worth of time ({@code burst /
+   * rate / 2}, in whole microseconds as the Redis store computes it) on the tightest rate it
+   * charges; -1 when it charges no rate. Handed over within it, a grant reaches the upstream at
+   * most that late, so a late hand-over plus ordinary network jitter stays within half a burst
+   * more than the limit allows.
+   */
+  long freshMicros(Map<String, Long> load) {
     long fresh = -1;
     for (RateSpec rate : spec.rates()) {
-      if (r.load.getOrDefault(rate.name(), 0L) > 0) {
-        long t = (long) Math.floor(rate.burst() * (rate.period().toNanos() / 1000.0) / rate.amount());
+      if (load.getOrDefault(rate.name(), 0L) > 0) {
+        long t = (long) Math.floor(rate.burst() * (rate.period().toNanos() / 1000.0) / rate.amount() / 2);
         fresh = fresh < 0 ? t : Math.min(fresh, t);
       }
     }
-    return fresh >= 0 && now - r.grantedAtNanos > fresh * 1_000;
+    return fresh;
   }
 
   /**
@@ -687,7 +710,8 @@ final class ResourceState {
   void grant(Waiter w, long now, String id) {
     take(w, now, id);
     long waited = Math.max(0, now - w.arrival);
-    w.grant = new Grant(id, name, w.load, leaseTtl, waited);
+    long fresh = freshMicros(w.load);
+    w.grant = new Grant(id, name, w.load, leaseTtl, waited, fresh < 0 ? -1 : fresh * 1_000);
     w.status.set(Waiter.GRANTED);
     entry.add(Outcome.GRANTED);
   }
@@ -741,6 +765,9 @@ final class ResourceState {
     if (r == null) {
       return false;
     }
+    if (r.adopted()) {
+      return true; // what it charged went with the restart
+    }
     if (unused) {
       giveBack(r);
     } else if (settle) {
@@ -749,12 +776,22 @@ final class ResourceState {
     return true;
   }
 
-  /** Extends leases by a full TTL; returns the ids that were unknown (released or expired). */
-  List<String> renew(long now, List<String> permitIds) {
+  /**
+   * Extends leases by a full TTL; returns the ids that were unknown (released or expired). For
+   * one lease after a restart ({@link LimitEntry#restored}), a permit of the engine before it
+   * ({@code earlier}) is adopted instead: its holder still has it, and without it the
+   * concurrency cap would count from zero. It is released as usual, but its load is unknown, so
+   * a settle of it charges nothing. The Redis store does the same after it lost its data.
+   */
+  List<String> renew(long now, List<String> permitIds, java.util.function.Predicate<String> earlier) {
     expireLeases(now);
     List<String> expired = new ArrayList<>();
+    boolean adopting = entry.restored && now - entry.createdAt <= leaseTtl;
     for (String id : permitIds) {
       PermitRecord r = permits.remove(id);
+      if (r == null && adopting && earlier.test(id)) {
+        r = new PermitRecord(id, now);
+      }
       if (r == null) {
         expired.add(id);
       } else {

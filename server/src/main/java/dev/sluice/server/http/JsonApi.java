@@ -139,6 +139,7 @@ final class JsonApi {
    * raced with the hang-up, or whose answer could not be written, is given back in full.
    */
   private void acquire(Exchange x, String resource) {
+    long arrived = System.nanoTime();
     Optional<Principal> who = authenticate(x, false);
     JsonNode body = x.json();
     known(body, "load", "lane", "timeout", "requestId");
@@ -166,7 +167,7 @@ final class JsonApi {
         ticket.cancel(); // gives the grant back
         return;
       }
-      x.json(HttpResponseStatus.OK, Views.grant(grant, HttpPermit.id(resource, grant.permitId())), written -> {
+      x.json(HttpResponseStatus.OK, Views.grant(grant, HttpPermit.id(resource, grant.permitId()), arrived), written -> {
         if (!written) {
           // The caller left as the answer went out: nobody holds this permit, give it back.
           engine.release(resource, grant.permitId(), Map.of(), false, true);

@@ -83,7 +83,8 @@ final class Views {
     return o;
   }
 
-  static ObjectNode grant(Grant g, String httpPermitId) {
+  /** A grant answering a request that reached this node at {@code arrivedNanos} (System.nanoTime). */
+  static ObjectNode grant(Grant g, String httpPermitId, long arrivedNanos) {
     ObjectNode o = JSON.createObjectNode();
     o.put("permitId", httpPermitId);
     o.put("resource", g.resource());
@@ -91,6 +92,12 @@ final class Views {
     g.load().forEach(granted::put);
     o.put("leaseSeconds", g.leaseTtlNanos() / 1e9);
     o.put("waitedSeconds", g.waitedNanos() / 1e9);
+    o.put("answeredAfterSeconds", Math.max(0, System.nanoTime() - arrivedNanos) / 1e9);
+    if (g.freshNanos() >= 0) {
+      o.put("freshForSeconds", g.freshNanos() / 1e9);
+    } else {
+      o.putNull("freshForSeconds");
+    }
     return o;
   }
 

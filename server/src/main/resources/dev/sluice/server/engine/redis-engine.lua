@@ -331,19 +331,33 @@ function usedUp(rid, at)
   end
 end
 
--- Whether a retry at `now` comes too late to be handed entry e's grant: older than the burst's
--- worth of time (burst / rate, whole microseconds) on the tightest rate it charges. Handed over
--- now, it would reach the upstream together with the grants made since (ResourceState.late).
-local function late(e)
-  local load = parseLoad(e.loadStr)
-  local fresh = nil
+-- How long a grant of this load stays fresh, in whole microseconds: half the burst's worth of
+-- time (burst / rate / 2) on the tightest rate it charges, or -1 when it charges no rate
+-- (ResourceState.freshMicros). A grant handed over later than that would reach the upstream
+-- together with the grants made since.
+local function freshFor(loadStr)
+  local load = parseLoad(loadStr)
+  local fresh = -1
   for _, d in ipairs(cfg.dl) do
     if (load[d] or 0) > 0 then
-      local t = math.floor(cfg.burst[d] * (tonumber(cfg['p:' .. d]) / 1000) / cfg.amount[d])
-      if fresh == nil or t < fresh then fresh = t end
+      local t = math.floor(cfg.burst[d] * (tonumber(cfg['p:' .. d]) / 1000) / cfg.amount[d] / 2)
+      if fresh < 0 or t < fresh then fresh = t end
     end
   end
-  return fresh ~= nil and now - e.grantedAt > fresh
+  return fresh
+end
+
+-- Whether a retry at `now` comes too late to be handed entry e's grant (ResourceState.late).
+local function late(e)
+  local fresh = freshFor(e.loadStr)
+  return fresh >= 0 and now - e.grantedAt > fresh
+end
+
+-- What is left of entry e's freshness at `now`, -1 when it never goes stale.
+local function freshLeft(e)
+  local fresh = freshFor(e.loadStr)
+  if fresh < 0 then return -1 end
+  return math.max(0, fresh - (now - e.grantedAt))
 end
 
 -- The arrival sequence that puts a forfeited grant's retry at the head of its lane, behind the
@@ -430,9 +444,13 @@ local function deliver(e)
     mine[#mine + 1] = e.id
     mine[#mine + 1] = e.permit
     mine[#mine + 1] = waited
+    mine[#mine + 1] = freshFor(e.loadStr)
   else
+    -- With the grant's time and freshness: a notice held up on the way is not handed over as
+    -- it is (RedisWaiters#deliver).
     redis.call('PUBLISH', 'sluice:node:' .. e.node,
-      table.concat({ 'G', rname, e.id, e.permit, waited, cfg.lease }, '\t'))
+      table.concat({ 'G', rname, e.id, e.permit, waited, cfg.lease, string.format('%.0f', now),
+        freshFor(e.loadStr) }, '\t'))
   end
 end
 
@@ -565,9 +583,13 @@ local function acquireOne(ver, rid, lane, loadStr, timeout, tok)
     if held then
       -- A retry of an acquire already granted (the answer was lost with its node): the same
       -- permit again, never a second one. Marked, so that the first node's give-back of the
-      -- grant it could not deliver does not take it from the caller who has it now.
-      if string.sub(held, -2) ~= ';R' then redis.call('HSET', PL, prev.permit, held .. ';R') end
-      return { 'GRANTED', prev.permit, prev.grantedAt - prev.arrival, now, cfg.lease, 'again', prev.loadStr }, false
+      -- grant it could not deliver does not take it from the caller who has it now. Not when
+      -- the same call asks again (its node found the grant stale or its reply lost): no other
+      -- caller has it then, and its own give-back, if it ended meanwhile, must return it.
+      local same = tok ~= nil and prev.tok == tok and prev.node == node
+      if not same and string.sub(held, -2) ~= ';R' then redis.call('HSET', PL, prev.permit, held .. ';R') end
+      return { 'GRANTED', prev.permit, prev.grantedAt - prev.arrival, now, cfg.lease, 'again', prev.loadStr,
+        freshLeft(prev) }, false
     elseif prev.state == 'W' and timeout == 0 then
       -- A try-once retry of a waiting id is answered now: the waiter leaves the line (a fresh
       -- try-once would not wait either), the caller of the one it took over hears so.
@@ -610,7 +632,7 @@ local function acquireOne(ver, rid, lane, loadStr, timeout, tok)
     local e = { id = rid, node = node, lane = lane, loadStr = loadStr, deadline = now, arrival = now,
       seq = 0, permit = pid, grantedAt = now, tok = tok }
     finish(e, 'G')
-    return { 'GRANTED', pid, 0, now, cfg.lease }, false
+    return { 'GRANTED', pid, 0, now, cfg.lease, freshFor(loadStr) }, false
   end
   if timeout == 0 then
     redis.call('HINCRBY', ST, 'timedout', 1)
@@ -644,6 +666,12 @@ end
 local function releaseOne(pid, mode, actualStr)
   local loadStr = redis.call('HGET', PL, pid)
   if not loadStr then return { 'UNKNOWN' } end
+  if loadStr == '' then
+    -- Adopted after a data loss ('renew'): its slot comes back; what it charged went with the data.
+    redis.call('ZREM', LEASES, pid)
+    redis.call('HDEL', PL, pid)
+    return { 'OK' }
+  end
   if string.sub(loadStr, -2) == ';R' then
     if mode == 'giveback' then
       -- A give-back from the node that lost this grant's first answer: the caller got it
@@ -704,7 +732,7 @@ elseif op == 'batch' then
   -- drain: the same outcome as calling them one after another at the same instant (a release
   -- cannot let a later acquire pass a waiter: that acquire sees the waiter and queues behind).
   -- 7.. ops: 'a', version, request id, lane, load, timeout us, attempt | 'r', permit, mode, usage
-  -- Reply: 'BATCH', one reply per op, then the drain tail (now, wake, lease, grants).
+  -- Reply: 'BATCH', one reply per op, then the drain tail (now, wake, lease, then request id, permit, waited, freshness per grant).
   local err = open(nil)
   if err then return err end
   trimDone()
@@ -747,7 +775,7 @@ elseif op == 'leave' then
   end
   if e.state == 'G' then
     saveState()
-    return { 'GRANTED', e.permit, e.grantedAt - e.arrival, now, cfg.lease, e.node }
+    return { 'GRANTED', e.permit, e.grantedAt - e.arrival, now, cfg.lease, e.node, freshLeft(e) }
   end
   if e.state ~= 'W' then saveState(); return { 'ENDED' } end
   redis.call('ZREM', QS[e.lane], e.id)
@@ -770,11 +798,20 @@ elseif op == 'renew' then
   local err = open(nil)
   if err then return err end
   local expired = {}
+  -- Right after Redis lost its data and this limit was restored, a live holder's renew brings
+  -- its permit back (a permit id is its grant time, '.', a sequence): it holds a slot again
+  -- and is released as usual, but its load is unknown, so a settle of it charges nothing.
+  local restored = tonumber(redis.call('HGET', ST, 'restored') or '')
+  if restored and now - restored > cfg.lease then restored = nil end
   for i = 7, #ARGV do
-    if redis.call('ZSCORE', LEASES, ARGV[i]) then
-      redis.call('ZADD', LEASES, 'XX', now + cfg.lease, ARGV[i])
+    local pid = ARGV[i]
+    if redis.call('ZSCORE', LEASES, pid) then
+      redis.call('ZADD', LEASES, 'XX', now + cfg.lease, pid)
+    elseif restored and (tonumber(string.match(pid, '^(%d+)%.%d+$') or '') or math.huge) < restored then
+      redis.call('ZADD', LEASES, now + cfg.lease, pid)
+      redis.call('HSET', PL, pid, '')
     else
-      expired[#expired + 1] = ARGV[i]
+      expired[#expired + 1] = pid
     end
   end
   local wake = drain()
@@ -920,6 +957,9 @@ elseif op == 'setlimit' then
   end
   local wake = drain()
   saveState()
+  -- A limit restored after Redis lost its data: its holders' leases went with the data. For
+  -- one lease from now, a renew of a permit granted before this instant adopts it ('renew').
+  if ARGV[7] == '1' then redis.call('HSET', ST, 'restored', fmt(now)) end
   local out = tail({ created and 'CREATED' or 'CHANGED' }, wake)
   out[#out + 1] = '--'
   for _, x in ipairs(misfits) do out[#out + 1] = x end

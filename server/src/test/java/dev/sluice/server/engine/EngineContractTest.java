@@ -718,44 +718,50 @@ class EngineContractTest {
     assertThat(granted(thirdTime).permitId()).isNotEqualTo(raced.permitId());
   }
 
-  // A retry that comes for a held grant later than the burst's worth of time forfeits it: the
-  // grant is not handed over (it would reach the upstream bunched with the grants made since),
-  // its tokens stay spent, and the retry waits at the head of its lane for fresh capacity.
+  // A retry that comes for a held grant later than half the burst's worth of time forfeits it:
+  // the grant is not handed over (it would reach the upstream bunched with the grants made
+  // since), its tokens stay spent, and the retry waits at the head of its lane for fresh
+  // capacity.
 
   @Test
-  void aRetryWithinTheBurstsWorthOfTimeGetsItsGrantAndALaterOneForfeitsIt() {
-    // 10/s with a burst of 2: a grant may wait 200 ms for its caller.
+  void aRetryWithinHalfTheBurstsWorthOfTimeGetsItsGrantAndALaterOneForfeitsIt() {
+    // 10/s with a burst of 2: a grant may wait 100 ms for its caller.
     limit("r", 0, rate("requests", 10, Duration.ofSeconds(1), 2));
     clock.advance(Duration.ofSeconds(1));
     Grant lost = granted(acquire("r", "answer-lost"));
     Grant cut = granted(acquire("r", "cut-off"));
+    assertThat(cut.freshNanos()).isEqualTo(Duration.ofMillis(100).toNanos());
     Ticket waitA = acquire("r", "w-a");
     Ticket waitB = acquire("r", "w-b");
     Ticket waitC = acquire("r", "w-c");
-    clock.advance(Duration.ofMillis(200));
+    clock.advance(Duration.ofMillis(100));
     granted(waitA);
-    granted(waitB);
-    // 200 ms old: in time, the same permit.
-    assertThat(granted(acquire("r", "answer-lost")).permitId()).isEqualTo(lost.permitId());
+    // 100 ms old: in time, the same permit, with no freshness left to lose on the way.
+    Grant again = granted(acquire("r", "answer-lost"));
+    assertThat(again.permitId()).isEqualTo(lost.permitId());
+    assertThat(again.freshNanos()).isZero();
     assertThat(sync(engine).stats("r").forfeited()).isZero();
 
     clock.advance(Duration.ofMillis(1));
-    // 201 ms old: forfeited. Not the same permit, nor a second one now: the bucket is empty.
+    // 101 ms old: forfeited. Not the same permit, nor a second one now: the bucket is empty.
     Ticket retry = acquire("r", "cut-off");
     assertThat(retry.future()).isNotDone();
     ResourceSnapshot s = sync(engine).stats("r");
     assertThat(s.forfeited()).isEqualTo(1);
-    assertThat(s.inFlight()).isEqualTo(3); // the forfeited permit's slot is free
-    assertThat(s.waiting().get(Lane.DEFAULT)).isEqualTo(2);
+    assertThat(s.inFlight()).isEqualTo(2); // the forfeited permit's slot is free
+    assertThat(s.waiting().get(Lane.DEFAULT)).isEqualTo(3);
     assertThat(sync(engine).release("r", cut.permitId(), Map.of(), false, false)).isFalse();
     assertThat(available("r", "requests")).isLessThan(1.0); // its tokens stay spent
 
-    // The next token is the retry's, ahead of w-c who came before it; its wait counts from the
+    // The next token is the retry's, ahead of w-b who came before it; its wait counts from the
     // first arrival.
     clock.advance(Duration.ofMillis(99));
-    Grant again = granted(retry);
-    assertThat(again.permitId()).isNotEqualTo(cut.permitId());
-    assertThat(again.waitedNanos()).isEqualTo(Duration.ofMillis(300).toNanos());
+    Grant fresh = granted(retry);
+    assertThat(fresh.permitId()).isNotEqualTo(cut.permitId());
+    assertThat(fresh.waitedNanos()).isEqualTo(Duration.ofMillis(200).toNanos());
+    assertThat(waitB.future()).isNotDone();
+    clock.advance(Duration.ofMillis(100));
+    granted(waitB);
     assertThat(waitC.future()).isNotDone();
     clock.advance(Duration.ofMillis(100));
     granted(waitC);
@@ -766,7 +772,7 @@ class EngineContractTest {
    * Issue 24's worst row, at the engine: workers cut off from a node whose waiters keep being
    * granted for a second, then all retried at once with their request ids (the SDK's failover).
    * Handing every held grant over then would reach the upstream as one bunch of twelve against
-   * a burst of 2; only grants no older than the burst's worth of time are handed over, the
+   * a burst of 2; only grants no older than half the burst's worth of time are handed over, the
    * rest wait again at the head of the line and go at the rate.
    */
   @Test
@@ -784,11 +790,11 @@ class EngineContractTest {
       retries.add(acquire("r", "cut-" + i));
     }
     long handedNow = retries.stream().filter(t -> t.future().isDone()).count();
-    // Only those granted no more than 200 ms ago (at +0.8, +0.9 and +1.0 s): not the twelve.
-    assertThat(handedNow).isEqualTo(3);
-    assertThat(sync(engine).stats("r").forfeited()).isEqualTo(9);
+    // Only those granted no more than 100 ms ago (at +0.9 and +1.0 s): not the twelve.
+    assertThat(handedNow).isEqualTo(2);
+    assertThat(sync(engine).stats("r").forfeited()).isEqualTo(10);
     // The rest at the rate, in the order they came back.
-    for (int i = 0; i < 9; i++) {
+    for (int i = 0; i < 10; i++) {
       clock.advance(Duration.ofMillis(100));
       assertThat(retries.stream().filter(t -> t.future().isDone()).count()).isEqualTo(handedNow + i + 1);
     }
@@ -824,7 +830,7 @@ class EngineContractTest {
     limit("r", 0, rate("requests", 10, Duration.ofSeconds(1), 1));
     clock.advance(Duration.ofSeconds(1));
     Grant g = granted(acquire("r", "once"));
-    clock.advance(Duration.ofMillis(101)); // older than 100 ms: late; a token is back
+    clock.advance(Duration.ofMillis(101)); // older than 50 ms: late; a token is back
     Ticket now = sync(engine).acquire("r", Map.of(), Lane.DEFAULT, 0, "once");
     assertThat(granted(now).permitId()).isNotEqualTo(g.permitId());
     assertThat(sync(engine).stats("r").forfeited()).isEqualTo(1);

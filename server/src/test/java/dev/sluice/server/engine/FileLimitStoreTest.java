@@ -8,6 +8,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.Map;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -96,5 +97,37 @@ class FileLimitStoreTest {
         MemoryEngine.builder().ticker(clock).scheduler(clock).store(new FileLimitStore(dir)).build();
     assertThat(sync(second).getLimit("openai")).contains(spec("openai"));
     assertThat(sync(second).stats("openai").available()).containsEntry("tokens", 0.0).containsEntry("requests", 0.0);
+  }
+
+  /**
+   * A coordinator restart on the embedded store forgets who holds a permit. For one lease
+   * after it, a holder's renew brings its permit back, so the concurrency cap does not count
+   * from zero; a permit not renewed within that lease is gone, as on the Redis store after it
+   * lost its data (StoreLossTest).
+   */
+  @Test
+  void afterARestartTheHoldersRenewsKeepTheirSlotsForOneLease() throws IOException {
+    FakeClock clock = new FakeClock();
+    MemoryEngine first =
+        MemoryEngine.builder().ticker(clock).scheduler(clock).store(new FileLimitStore(dir)).build();
+    sync(first).setLimit(new LimitSpec("c", List.of(), 3, 0, Duration.ofSeconds(10)));
+    String p1 = sync(first).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
+    String p2 = sync(first).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
+    String p3 = sync(first).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
+
+    MemoryEngine second =
+        MemoryEngine.builder().ticker(clock).scheduler(clock).store(new FileLimitStore(dir)).build();
+    assertThat(sync(second).renew("c", List.of(p1, p2))).as("adopted, not expired").isEmpty();
+    assertThat(sync(second).stats("c").inFlight()).isEqualTo(2);
+    String fresh = sync(second).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
+    assertThat(sync(second).acquire("c", Map.of(), Lane.DEFAULT, 0).future())
+        .as("the cap counts the adopted permits").isCompletedExceptionally();
+    assertThat(sync(second).release("c", p1, Map.of("requests", 5L), true, false)).isTrue();
+    assertThat(sync(second).stats("c").inFlight()).isEqualTo(2);
+    assertThat(sync(second).release("c", fresh, Map.of(), false, false)).isTrue();
+    assertThat(sync(second).renew("c", List.of(fresh))).as("its own ids are never adopted").containsExactly(fresh);
+
+    clock.advance(Duration.ofSeconds(11));
+    assertThat(sync(second).renew("c", List.of(p3))).as("one lease after the restart").containsExactly(p3);
   }
 }

@@ -175,4 +175,37 @@ class StoreLossTest {
     });
     assertThat(a.storeLosses()).as("the store kept its data").isZero();
   }
+
+  /**
+   * An empty restart loses the leases of live holders, and the concurrency cap would count from
+   * zero until they released. For one lease after the limit is restored, a holder's renew
+   * brings its permit back; a permit not renewed within that lease is gone (the embedded store
+   * does the same after a coordinator restart, FileLimitStoreTest).
+   */
+  @Test
+  void afterTheLossTheHoldersRenewsKeepTheirSlotsForOneLease() throws Exception {
+    RedisEngine a = node("a");
+    sync(a).setLimit(new LimitSpec("c", List.of(), 3, 0, Duration.ofSeconds(10)));
+    String p1 = sync(a).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
+    String p2 = sync(a).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
+    String p3 = sync(a).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
+    clock.advance(Duration.ofMillis(1)); // granted before the restore, on Redis's clock too
+
+    redis.flushAll();
+    a.housekeep(); // finds the loss, restores the limit
+    assertThat(a.storeLosses()).isEqualTo(1);
+    assertThat(sync(a).stats("c").inFlight()).isZero();
+    assertThat(sync(a).renew("c", List.of(p1, p2))).as("adopted, not expired").isEmpty();
+    assertThat(sync(a).stats("c").inFlight()).isEqualTo(2);
+    String fresh = sync(a).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
+    assertThat(sync(a).acquire("c", Map.of(), Lane.DEFAULT, 0).future())
+        .as("the cap counts the adopted permits").isCompletedExceptionally();
+    assertThat(sync(a).release("c", p1, Map.of("requests", 5L), true, false)).isTrue();
+    assertThat(sync(a).stats("c").inFlight()).isEqualTo(2);
+    assertThat(sync(a).release("c", fresh, Map.of(), false, false)).isTrue();
+    assertThat(sync(a).renew("c", List.of(fresh))).as("granted after the restore: never adopted").containsExactly(fresh);
+
+    clock.advance(Duration.ofSeconds(11));
+    assertThat(sync(a).renew("c", List.of(p3))).as("one lease after the restore").containsExactly(p3);
+  }
 }

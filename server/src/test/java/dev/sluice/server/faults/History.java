@@ -93,7 +93,7 @@ final class History {
    * without any live holder behind it. Expired leases are reported, not held against the run.
    */
   boolean replicated;
-  /** The cap found exceeded after a failover or an empty restart lost leases, for the report. */
+  /** The cap found exceeded after a failover lost leases in the replication lag, for the report. */
   String replicationLoss;
 
   /** Milliseconds since the run's origin, for messages. */
@@ -223,10 +223,10 @@ final class History {
         held += e[1];
         if (held > limit.concurrency()) {
           String what = "at " + ms(e[0]) + " workers held " + held + " permits, cap " + limit.concurrency();
-          if (replicated || counterMayReset) {
+          if (replicated) {
             // A failover can lose the leases granted in the replication lag, as it can lose
-            // debits; an empty restart loses them all (the open gap in docs/operations.md,
-            // "Known limits"): measured and stated, not held against the run.
+            // debits (docs/operations.md, "Known limits"): measured and stated, not held against
+            // the run. An empty restart is held to the cap: holders renew their permits back.
             replicationLoss = what;
           } else {
             violations.add(what);

@@ -133,7 +133,9 @@ class StoreFaultsTest {
     int played = 0;
     int dirty = 0;
     for (int r = 0; played < total; r++) {
-      long runSeed = random.nextLong();
+      // -Dsluice.faults.run=SEED plays one run of a campaign again, by the seed its report printed.
+      Long replay = Long.getLong("sluice.faults.run");
+      long runSeed = replay != null ? replay : random.nextLong();
       Random draw = new Random(runSeed);
       int n = Math.min(4, total - played);
       // Spaced so that each fault (at most 4 s, a restart ~0.5 s more) is back and its recovery
