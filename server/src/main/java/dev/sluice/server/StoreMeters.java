@@ -31,6 +31,11 @@ final class StoreMeters {
         .description("Times this node found the store had lost its data (restart without persistence,"
             + " FLUSHALL, failover to an empty replica) and restored the limits it knew")
         .register(registry);
+    FunctionCounter.builder("sluice.store.grants.stale", engine,
+            e -> e instanceof RedisEngine r ? r.staleGrants() : 0)
+        .description("Grants that reached this node later than they stay fresh (a reply or notice held"
+            + " up on the way) and were asked for again instead of handed over")
+        .register(registry);
   }
 
   private static void counter(MeterRegistry registry, String name, RedisStore store,

@@ -48,6 +48,7 @@ class StoreOutageMetricsTest {
       assertThat(metric(node, "sluice_store_reachable")).isEqualTo(1.0);
       assertThat(metric(node, "sluice_store_outages_total")).isZero();
       assertThat(metric(node, "sluice_store_data_losses_total")).isZero();
+      assertThat(metric(node, "sluice_store_grants_stale_total")).isZero(); // counted: LostNoticeTest
 
       // A stall longer than the command timeout (1 s): the acquire's script may have run, or not.
       redis.pause(Duration.ofMillis(2_500));

@@ -272,9 +272,22 @@ final class RedisBatches {
       this.firstSent = firstSent;
     }
 
+    /** The permit this acquire found stale and held back: the script forfeits it if late. */
+    private String stalePermit = "";
+
     /** The same acquire, to send again; its answer answers this one. */
     AcquireOp again() {
+      return again("");
+    }
+
+    /**
+     * The same acquire, sent again about a grant it found stale and held back ({@code
+     * stalePermit}, "" for none): the script forfeits that permit if it is late. Without one,
+     * the same call asking again never forfeits: it may hold the grant already.
+     */
+    AcquireOp again(String stalePermit) {
       AcquireOp next = new AcquireOp(waiters, w, requested, lane, firstSent);
+      next.stalePermit = stalePermit;
       next.version = version;
       next.admitted.whenComplete((v, e) -> {
         if (e == null) {
@@ -295,6 +308,7 @@ final class RedisBatches {
       argv.add(RedisCalls.encodeLoad(w.load));
       argv.add(Long.toString(remainingNanos() / 1000));
       argv.add(w.attempt());
+      argv.add(stalePermit);
     }
 
     /** What is left of the caller's timeout: all of it, unless this acquire is sent again. */
@@ -308,26 +322,23 @@ final class RedisBatches {
       switch (word(r)) {
         case "GRANTED" -> {
           long answeredAt = num(r.get(3));
-          if (r.size() > 5 && "again".equals(r.get(5))) {
-            // A retry of an id whose permit is held: the same permit, as it was charged. The
-            // script found it fresh just now, so it is not asked for again.
-            waiters.forget(w);
-            w.load = decodeLoad((String) r.get(6));
-            waiters.grantAgain(w, (String) r.get(1), num(r.get(2)), num(r.get(4)),
-                waiters.freshLeft(answeredAt, r.size() > 7 ? num(r.get(7)) : -1));
-            return;
-          }
-          long fresh = r.size() > 5 ? num(r.get(5)) : -1;
-          if (!w.staleAsked && waiters.stale(answeredAt, fresh) && w.status.get() == RedisWaiters.RWaiter.WAITING) {
-            // The reply was held up on the way: asked again (once), the script hands the permit
-            // over if it is still fresh, or forfeits it (RedisWaiters#deliver).
-            w.staleAsked = true;
-            waiters.staleGrants.incrementAndGet();
-            waiters.batches.submit(w.resource, again());
+          String permit = (String) r.get(1);
+          boolean again = r.size() > 5 && "again".equals(r.get(5));
+          long fresh = again ? (r.size() > 7 ? num(r.get(7)) : -1) : (r.size() > 5 ? num(r.get(5)) : -1);
+          if (waiters.holdBackStale(w, permit, answeredAt, fresh)) {
+            // Held up on the way: asked again naming the permit, which the script hands over if
+            // it is still fresh, or forfeits (RedisWaiters#deliver).
+            waiters.batches.submit(w.resource, again(permit));
             return;
           }
           waiters.forget(w);
-          waiters.grant(w, (String) r.get(1), num(r.get(2)), num(r.get(4)), waiters.freshLeft(answeredAt, fresh));
+          if (again) {
+            // A retry of an id whose permit is held: the same permit, as it was charged.
+            w.load = decodeLoad((String) r.get(6));
+            waiters.grantAgain(w, permit, num(r.get(2)), num(r.get(4)), waiters.freshLeft(answeredAt, fresh));
+          } else {
+            waiters.grant(w, permit, num(r.get(2)), num(r.get(4)), waiters.freshLeft(answeredAt, fresh));
+          }
         }
         case "QUEUED" -> {
           if (r.size() > 2 && "taken".equals(r.get(1))) {

@@ -454,7 +454,9 @@ public final class RedisEngine implements Engine {
         .thenApply(
             reply -> {
               if (word(reply).equals("NOTFOUND")) {
-                throw EngineException.notFound(resource);
+                // Deleted, or Redis lost its data: then UNAVAILABLE, and the holder's retry,
+                // once the limit is restored, adopts its permit back.
+                throw limits.vanished(resource);
               }
               waiters.afterDrain(resource, reply, 1);
               List<String> expired = new ArrayList<>();
@@ -492,7 +494,7 @@ public final class RedisEngine implements Engine {
         .thenApply(
             reply -> {
               if (word(reply).equals("NOTFOUND")) {
-                throw EngineException.notFound(resource);
+                throw limits.vanished(resource); // deleted, or Redis lost its data
               }
               if (throttled) {
                 log.info("upstream throttled {}: pausing grants for {} ms", resource,

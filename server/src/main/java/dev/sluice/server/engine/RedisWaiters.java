@@ -112,8 +112,14 @@ final class RedisWaiters {
     }
     locals.forEach((resource, local) -> local.waiters.values().forEach(w -> {
       RedisBatches.AcquireOp sent = w.sent;
-      if (sent != null && w.status.get() == RWaiter.WAITING) {
-        w.unsure = sent;
+      boolean ask;
+      synchronized (w) { // a grant handed over meanwhile is not asked for
+        ask = sent != null && w.status.get() == RWaiter.WAITING;
+        if (ask) {
+          w.unsure = sent;
+        }
+      }
+      if (ask) {
         batches.submit(resource, sent.again());
       }
     }));
@@ -508,25 +514,21 @@ final class RedisWaiters {
       long freshMicros) {
     Local local = locals.get(resource);
     RWaiter suspect = local == null ? null : local.waiters.get(rid);
-    RedisBatches.AcquireOp check = suspect == null ? null : suspect.unsure;
-    if (check == null && suspect != null && !suspect.staleAsked && suspect.sent != null
-        && stale(grantedAt, freshMicros)) {
-      // Held up on the way (a cut, a stall): asked again once. Its next grant is handed over as
-      // it comes, so a link that stays slow costs one round trip, never a loop of forfeits.
-      suspect.staleAsked = true;
-      staleGrants.incrementAndGet();
-      if (suspect.status.get() == RWaiter.WAITING) {
-        batches.submit(resource, suspect.sent.again());
+    if (suspect != null && suspect.sent != null) {
+      if (holdBackStale(suspect, permit, grantedAt, freshMicros)) {
+        batches.submit(resource, suspect.sent.again(permit));
+        return;
       }
-      return;
-    }
-    if (check != null) {
-      // Not handed over as it is: the acquire asked again answers with this permit if it is
-      // still held and fresh (Engine#acquire), or forfeits it and keeps the waiter in line.
-      if (suspect.status.get() == RWaiter.WAITING) {
+      RedisBatches.AcquireOp check;
+      synchronized (suspect) {
+        check = suspect.status.get() == RWaiter.WAITING ? suspect.unsure : null;
+      }
+      if (check != null) {
+        // Not handed over as it is: the acquire asked again answers with this permit if it is
+        // still held (Engine#acquire), or keeps the waiter in line.
         batches.submit(resource, check.again());
+        return;
       }
-      return;
     }
     RWaiter w = local == null ? null : local.waiters.remove(rid);
     if (w == null) {
@@ -538,6 +540,29 @@ final class RedisWaiters {
     }
     freeIfIdle(resource, local);
     grant(w, permit, waitedMicros, leaseMicros, freshLeft(grantedAt, freshMicros));
+  }
+
+  /**
+   * Whether to hold back a grant of {@code permit} to {@code w} that Redis made at {@code
+   * grantedAt} and that stays fresh {@code freshMicros} from then: it reached this node stale (a
+   * reply or notice held up on the way, a cut, a stall) while {@code w} still waits. Then the
+   * caller asks again naming the permit, and no other copy of it is handed over meanwhile. Only
+   * once per waiter: its next grant is handed over as it comes, so a link that stays slow costs
+   * one round trip, never a loop of forfeits.
+   */
+  boolean holdBackStale(RWaiter w, String permit, long grantedAt, long freshMicros) {
+    if (!stale(grantedAt, freshMicros)) {
+      return false;
+    }
+    synchronized (w) {
+      if (w.staleAsked || w.status.get() != RWaiter.WAITING) {
+        return false;
+      }
+      w.staleAsked = true;
+    }
+    delivered.put(w.resource + "\t" + permit, Boolean.TRUE); // a second copy is not handed over
+    staleGrants.incrementAndGet();
+    return true;
   }
 
   /** Grants that reached this node stale and were asked for again ({@link #deliver}). */

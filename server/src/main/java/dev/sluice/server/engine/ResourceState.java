@@ -763,6 +763,14 @@ final class ResourceState {
     refill(now);
     PermitRecord r = endPermit(permitId, now, false);
     if (r == null) {
+      if (adopting(now)) {
+        // Released before its holder's renew adopted it: a renew still on its way must not
+        // adopt it then, to hold a slot for nobody.
+        if (releasedUnadopted == null) {
+          releasedUnadopted = new java.util.HashSet<>();
+        }
+        releasedUnadopted.add(permitId);
+      }
       return false;
     }
     if (r.adopted()) {
@@ -786,10 +794,14 @@ final class ResourceState {
   List<String> renew(long now, List<String> permitIds, java.util.function.Predicate<String> earlier) {
     expireLeases(now);
     List<String> expired = new ArrayList<>();
-    boolean adopting = entry.restored && now - entry.createdAt <= leaseTtl;
+    boolean adopting = adopting(now);
+    if (!adopting) {
+      releasedUnadopted = null;
+    }
     for (String id : permitIds) {
       PermitRecord r = permits.remove(id);
-      if (r == null && adopting && earlier.test(id)) {
+      if (r == null && adopting && earlier.test(id)
+          && (releasedUnadopted == null || !releasedUnadopted.contains(id))) {
         r = new PermitRecord(id, now);
       }
       if (r == null) {
@@ -801,6 +813,14 @@ final class ResourceState {
       }
     }
     return expired;
+  }
+
+  /** Permits released while unknown during the adoption window: never adopted after. */
+  private java.util.Set<String> releasedUnadopted;
+
+  /** Within one lease after a restart ({@link LimitEntry#restored}): renews adopt permits. */
+  private boolean adopting(long now) {
+    return entry.restored && now - entry.createdAt <= leaseTtl;
   }
 
   /** Clears every pause: admin and upstream feedback. */

@@ -552,7 +552,7 @@ end
 -- One acquire, after open(). Returns its reply and whether the queue changed (the caller
 -- then drains). `waiting` is the number of waiters, or nil if not counted yet.
 local waiting = nil
-local function acquireOne(ver, rid, lane, loadStr, timeout, tok)
+local function acquireOne(ver, rid, lane, loadStr, timeout, tok, stalePid)
   if tok == '' then tok = nil end
   if ver ~= '' and cfg.ver ~= ver then return { 'STALE', cfg.ver }, false end
   local load = parseLoad(loadStr)
@@ -561,7 +561,11 @@ local function acquireOne(ver, rid, lane, loadStr, timeout, tok)
   if prev then
     -- One meaning for a request id on every store (Engine.acquire).
     local held = prev.state == 'G' and redis.call('HGET', PL, prev.permit)
-    if held and late(prev) then
+    -- The same call asking again (its node lost a reply, or came back after an outage) may hold
+    -- the grant already; only a retry (another call), or the same call naming the permit it found
+    -- stale and held back, forfeits a late grant.
+    local same = tok ~= nil and prev.tok == tok and prev.node == node
+    if held and late(prev) and (not same or (stalePid ~= nil and stalePid ~= '' and stalePid == prev.permit)) then
       -- Its grant waited too long for this caller: forfeited, its tokens stay spent, and the
       -- retry waits at the head of its lane for fresh capacity.
       redis.call('ZREM', LEASES, prev.permit)
@@ -586,7 +590,6 @@ local function acquireOne(ver, rid, lane, loadStr, timeout, tok)
       -- grant it could not deliver does not take it from the caller who has it now. Not when
       -- the same call asks again (its node found the grant stale or its reply lost): no other
       -- caller has it then, and its own give-back, if it ended meanwhile, must return it.
-      local same = tok ~= nil and prev.tok == tok and prev.node == node
       if not same and string.sub(held, -2) ~= ';R' then redis.call('HSET', PL, prev.permit, held .. ';R') end
       return { 'GRANTED', prev.permit, prev.grantedAt - prev.arrival, now, cfg.lease, 'again', prev.loadStr,
         freshLeft(prev) }, false
@@ -663,9 +666,22 @@ end
 -- One release, after open(). The caller drains afterwards.
 -- mode: plain, settle, unused (the holder's), or giveback (a grant that never reached its
 -- caller: its request id is free again, and a permit a retry took meanwhile is kept).
+-- Whether a limit restored after a data loss still adopts its holders' permits ('renew'): for
+-- one lease after the restore.
+local function adopting()
+  local restored = tonumber(redis.call('HGET', ST, 'restored') or '')
+  return restored ~= nil and now - restored <= cfg.lease, restored
+end
+
 local function releaseOne(pid, mode, actualStr)
   local loadStr = redis.call('HGET', PL, pid)
-  if not loadStr then return { 'UNKNOWN' } end
+  if not loadStr then
+    -- Released before its holder's renew adopted it: a renew still on its way must not adopt it
+    -- then, to hold a slot for nobody. Remembered as long as ended request ids ('#' is not a
+    -- request id's character).
+    if adopting() then redis.call('ZADD', DONE, now, '#' .. pid) end
+    return { 'UNKNOWN' }
+  end
   if loadStr == '' then
     -- Adopted after a data loss ('renew'): its slot comes back; what it charged went with the data.
     redis.call('ZREM', LEASES, pid)
@@ -717,12 +733,13 @@ local function releaseOne(pid, mode, actualStr)
 end
 
 if op == 'acquire' then
-  -- 7 version, 8 request id, 9 lane (1-3), 10 load, 11 timeout us, 12 attempt (optional)
+  -- 7 version, 8 request id, 9 lane (1-3), 10 load, 11 timeout us, 12 attempt (optional),
+  -- 13 the permit this call found stale and held back (optional)
   local err = open(ARGV[7])
   if err then return err end
   trimDone()
   local reply, changed = acquireOne(ARGV[7], ARGV[8], tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11]),
-    ARGV[12] or '')
+    ARGV[12] or '', ARGV[13] or '')
   if changed then return drainAndSave(reply) end
   saveState()
   return reply
@@ -731,7 +748,8 @@ elseif op == 'batch' then
   -- Acquires and releases of one node on one resource, run in the order given, then one
   -- drain: the same outcome as calling them one after another at the same instant (a release
   -- cannot let a later acquire pass a waiter: that acquire sees the waiter and queues behind).
-  -- 7.. ops: 'a', version, request id, lane, load, timeout us, attempt | 'r', permit, mode, usage
+  -- 7.. ops: 'a', version, request id, lane, load, timeout us, attempt, stale permit | 'r', permit,
+  -- mode, usage
   -- Reply: 'BATCH', one reply per op, then the drain tail (now, wake, lease, then request id, permit, waited, freshness per grant).
   local err = open(nil)
   if err then return err end
@@ -741,8 +759,8 @@ elseif op == 'batch' then
   while i <= #ARGV do
     if ARGV[i] == 'a' then
       replies[#replies + 1] = acquireOne(ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4],
-        tonumber(ARGV[i + 5]), ARGV[i + 6])
-      i = i + 7
+        tonumber(ARGV[i + 5]), ARGV[i + 6], ARGV[i + 7])
+      i = i + 8
     elseif ARGV[i] == 'r' then
       replies[#replies + 1] = releaseOne(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
       i = i + 4
@@ -801,13 +819,13 @@ elseif op == 'renew' then
   -- Right after Redis lost its data and this limit was restored, a live holder's renew brings
   -- its permit back (a permit id is its grant time, '.', a sequence): it holds a slot again
   -- and is released as usual, but its load is unknown, so a settle of it charges nothing.
-  local restored = tonumber(redis.call('HGET', ST, 'restored') or '')
-  if restored and now - restored > cfg.lease then restored = nil end
+  local open, restored = adopting()
   for i = 7, #ARGV do
     local pid = ARGV[i]
     if redis.call('ZSCORE', LEASES, pid) then
       redis.call('ZADD', LEASES, 'XX', now + cfg.lease, pid)
-    elseif restored and (tonumber(string.match(pid, '^(%d+)%.%d+$') or '') or math.huge) < restored then
+    elseif open and (tonumber(string.match(pid, '^(%d+)%.%d+$') or '') or math.huge) < restored
+        and not redis.call('ZSCORE', DONE, '#' .. pid) then
       redis.call('ZADD', LEASES, now + cfg.lease, pid)
       redis.call('HSET', PL, pid, '')
     else

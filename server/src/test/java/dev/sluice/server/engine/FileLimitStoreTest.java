@@ -110,22 +110,27 @@ class FileLimitStoreTest {
     FakeClock clock = new FakeClock();
     MemoryEngine first =
         MemoryEngine.builder().ticker(clock).scheduler(clock).store(new FileLimitStore(dir)).build();
-    sync(first).setLimit(new LimitSpec("c", List.of(), 3, 0, Duration.ofSeconds(10)));
+    sync(first).setLimit(new LimitSpec("c", List.of(), 4, 0, Duration.ofSeconds(10)));
     String p1 = sync(first).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
     String p2 = sync(first).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
     String p3 = sync(first).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
+    String p4 = sync(first).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
 
     MemoryEngine second =
         MemoryEngine.builder().ticker(clock).scheduler(clock).store(new FileLimitStore(dir)).build();
     assertThat(sync(second).renew("c", List.of(p1, p2))).as("adopted, not expired").isEmpty();
     assertThat(sync(second).stats("c").inFlight()).isEqualTo(2);
     String fresh = sync(second).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
+    sync(second).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join();
     assertThat(sync(second).acquire("c", Map.of(), Lane.DEFAULT, 0).future())
         .as("the cap counts the adopted permits").isCompletedExceptionally();
     assertThat(sync(second).release("c", p1, Map.of("requests", 5L), true, false)).isTrue();
-    assertThat(sync(second).stats("c").inFlight()).isEqualTo(2);
+    assertThat(sync(second).stats("c").inFlight()).isEqualTo(3);
     assertThat(sync(second).release("c", fresh, Map.of(), false, false)).isTrue();
     assertThat(sync(second).renew("c", List.of(fresh))).as("its own ids are never adopted").containsExactly(fresh);
+    // Released before its renew came: that renew, arriving after, must not hold a slot for nobody.
+    assertThat(sync(second).release("c", p4, Map.of(), false, false)).isFalse();
+    assertThat(sync(second).renew("c", List.of(p4))).containsExactly(p4);
 
     clock.advance(Duration.ofSeconds(11));
     assertThat(sync(second).renew("c", List.of(p3))).as("one lease after the restart").containsExactly(p3);

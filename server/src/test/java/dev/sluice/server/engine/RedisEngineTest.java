@@ -262,6 +262,35 @@ class RedisEngineTest {
         .isEqualTo("LEFT");
   }
 
+  /**
+   * A node asks again for its own waiter's grant with the same call (after an outage, or a reply
+   * it lost); the grant may have reached its caller meanwhile, on another path. So the same call
+   * asking again never forfeits a late grant, unless it names the permit it found stale and held
+   * back (the campaign found a live holder's permit forfeited under it: its lease "expired").
+   */
+  @Test
+  void theSameCallAskingAgainForfeitsALateGrantOnlyWhenItNamesIt() throws Exception {
+    RedisEngine a = node("a");
+    limit(a, "s", 0, 10, null); // 10/s, burst 1: a grant stays fresh 50 ms
+    clock.advance(Duration.ofSeconds(1));
+    String load = RedisCalls.encodeLoad(Map.of("requests", 1L));
+    List<Object> first = a.script("s", "acquire", "", "x", "2", load, "5000000", "call-1");
+    assertThat(first.get(0)).isEqualTo("GRANTED");
+    String permit = (String) first.get(1);
+    clock.advance(Duration.ofSeconds(1)); // late
+
+    List<Object> again = a.script("s", "acquire", "", "x", "2", load, "5000000", "call-1");
+    assertThat(again.subList(0, 2)).as("the same call, naming nothing").containsExactly("GRANTED", permit);
+    again = a.script("s", "acquire", "", "x", "2", load, "5000000", "call-1", "another");
+    assertThat(again.subList(0, 2)).as("naming another permit").containsExactly("GRANTED", permit);
+    assertThat(sync(a).stats("s").forfeited()).isZero();
+
+    List<Object> named = a.script("s", "acquire", "", "x", "2", load, "5000000", "call-1", permit);
+    assertThat(named.subList(0, 2)).as("naming it: forfeited, back in line").containsExactly("QUEUED", "taken");
+    assertThat(sync(a).stats("s").forfeited()).isEqualTo(1);
+    assertThat(a.script("s", "release", permit, "plain", "-").get(0)).isEqualTo("UNKNOWN");
+  }
+
   @Test
   void aRetryOfAGrantedAcquireGetsTheSamePermitAndTheFirstNodeCannotTakeItBack() throws Exception {
     RedisEngine a = node("a");

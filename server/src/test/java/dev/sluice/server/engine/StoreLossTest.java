@@ -2,6 +2,7 @@ package dev.sluice.server.engine;
 
 import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 
 import dev.sluice.server.redis.RedisProcess;
@@ -185,25 +186,35 @@ class StoreLossTest {
   @Test
   void afterTheLossTheHoldersRenewsKeepTheirSlotsForOneLease() throws Exception {
     RedisEngine a = node("a");
-    sync(a).setLimit(new LimitSpec("c", List.of(), 3, 0, Duration.ofSeconds(10)));
+    sync(a).setLimit(new LimitSpec("c", List.of(), 4, 0, Duration.ofSeconds(10)));
     String p1 = sync(a).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
     String p2 = sync(a).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
     String p3 = sync(a).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
+    String p4 = sync(a).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
     clock.advance(Duration.ofMillis(1)); // granted before the restore, on Redis's clock too
 
     redis.flushAll();
+    // Before the loss is found, a renew is refused as retryable, not NOT_FOUND: retried once the
+    // limit is back, it adopts its permit.
+    assertThatThrownBy(() -> sync(a).renew("c", List.of(p1)))
+        .isInstanceOfSatisfying(EngineException.class,
+            e -> assertThat(e.reason()).isEqualTo(EngineException.Reason.UNAVAILABLE));
     a.housekeep(); // finds the loss, restores the limit
     assertThat(a.storeLosses()).isEqualTo(1);
     assertThat(sync(a).stats("c").inFlight()).isZero();
     assertThat(sync(a).renew("c", List.of(p1, p2))).as("adopted, not expired").isEmpty();
     assertThat(sync(a).stats("c").inFlight()).isEqualTo(2);
     String fresh = sync(a).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join().permitId();
+    sync(a).acquire("c", Map.of(), Lane.DEFAULT, 0).future().join();
     assertThat(sync(a).acquire("c", Map.of(), Lane.DEFAULT, 0).future())
         .as("the cap counts the adopted permits").isCompletedExceptionally();
     assertThat(sync(a).release("c", p1, Map.of("requests", 5L), true, false)).isTrue();
-    assertThat(sync(a).stats("c").inFlight()).isEqualTo(2);
+    assertThat(sync(a).stats("c").inFlight()).isEqualTo(3);
     assertThat(sync(a).release("c", fresh, Map.of(), false, false)).isTrue();
     assertThat(sync(a).renew("c", List.of(fresh))).as("granted after the restore: never adopted").containsExactly(fresh);
+    // Released before its renew came: that renew, arriving after, must not hold a slot for nobody.
+    assertThat(sync(a).release("c", p4, Map.of(), false, false)).isFalse();
+    assertThat(sync(a).renew("c", List.of(p4))).containsExactly(p4);
 
     clock.advance(Duration.ofSeconds(11));
     assertThat(sync(a).renew("c", List.of(p3))).as("one lease after the restore").containsExactly(p3);
