@@ -325,6 +325,9 @@ final class RedisBatches {
           String permit = (String) r.get(1);
           boolean again = r.size() > 5 && "again".equals(r.get(5));
           long fresh = again ? (r.size() > 7 ? num(r.get(7)) : -1) : (r.size() > 5 ? num(r.get(5)) : -1);
+          if (permit.equals(w.withheld) && !permit.equals(stalePermit)) {
+            return; // held back while this waiter asks about it: that asking's answer decides
+          }
           if (waiters.holdBackStale(w, permit, answeredAt, fresh)) {
             // Held up on the way: asked again naming the permit, which the script hands over if
             // it is still fresh, or forfeits (RedisWaiters#deliver).

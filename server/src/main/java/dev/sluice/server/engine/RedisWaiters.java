@@ -162,6 +162,11 @@ final class RedisWaiters {
     volatile RedisBatches.AcquireOp unsure;
     /** A grant for it arrived stale and was asked for again ({@link #deliver}): only once. */
     volatile boolean staleAsked;
+    /**
+     * The permit it holds back while asking about it: only the answer to that asking hands it
+     * over (or forfeits it); another answer carrying it (an earlier asking's) must not.
+     */
+    volatile String withheld;
     /** The acquire that queued it, to ask again after a reconnect ({@link #recheckAll}). */
     volatile RedisBatches.AcquireOp sent;
     final CompletableFuture<Grant> future = new CompletableFuture<>();
@@ -559,6 +564,7 @@ final class RedisWaiters {
         return false;
       }
       w.staleAsked = true;
+      w.withheld = permit;
     }
     delivered.put(w.resource + "\t" + permit, Boolean.TRUE); // a second copy is not handed over
     staleGrants.incrementAndGet();
