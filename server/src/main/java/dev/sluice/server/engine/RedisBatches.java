@@ -275,9 +275,13 @@ final class RedisBatches {
     /** The permit this acquire found stale and held back: the script forfeits it if late. */
     private String stalePermit = "";
 
-    /** The same acquire, to send again; its answer answers this one. */
+    /**
+     * The same acquire, to send again; its answer answers this one. It names the permit this
+     * one named ({@link #again(String)}): resent after a lost reply, an asking about a held-back
+     * permit must still decide it, or nobody would.
+     */
     AcquireOp again() {
-      return again("");
+      return again(stalePermit);
     }
 
     /**
