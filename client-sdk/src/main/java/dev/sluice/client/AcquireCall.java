@@ -283,25 +283,30 @@ final class AcquireCall {
    * Confirms a late grant: the acquire is sent again at once with its request id. The node hands
    * over the same permit if it is still fresh on the coordinator's clock, or forfeits it (its
    * tokens stay spent: they were the moment that passed) and keeps this acquire at the head of
-   * its lane for fresh capacity (see the Coordinator's {@code fresh_for}).
+   * its lane for fresh capacity (see the Coordinator's {@code fresh_for}). False when it is not
+   * sent (the caller stopped waiting, the client is closing): the grant is then handled as any
+   * other, given back if nobody takes it.
    */
-  private void confirm() {
+  private boolean confirm(AcquireResponse response) {
     confirmed = true;
+    if (future.isDone()) {
+      return false; // nobody waits for it: given back below, as any grant that comes too late
+    }
     long n = client.lateGrant();
     log.debug("a grant on '{}' reached this client late; confirming it with request id {} ({} so far)",
         resource, requestId, n);
-    if (!future.isDone()) {
-      retries++;
-      try {
-        client.scheduler().execute(() -> {
-          if (!future.isDone()) {
-            send();
-          }
-        });
-        return;
-      } catch (RejectedExecutionException e) {
-        // closing: the grant stays with the coordinator until its lease runs out
-      }
+    retries++;
+    try {
+      client.scheduler().execute(() -> {
+        if (!future.isDone()) {
+          send();
+        } else {
+          client.newPermit(resource, response).releaseUnused(); // the caller left meanwhile
+        }
+      });
+      return true;
+    } catch (RejectedExecutionException e) {
+      return false; // closing: handed over as it is (and given back, the caller being gone)
     }
   }
 
@@ -334,8 +339,7 @@ final class AcquireCall {
 
     @Override
     public void onNext(AcquireResponse response) {
-      if (late(response, attemptStarted)) {
-        confirm();
+      if (late(response, attemptStarted) && confirm(response)) {
         return;
       }
       answered = true;
