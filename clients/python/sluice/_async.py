@@ -148,7 +148,7 @@ class AsyncClient:
 
     async def _acquire(self, resource: str, load: _core.Load, lane: str, timeout: float) -> AsyncPermit:
         self._check_open()
-        known = await self._dimensions(resource)
+        known = await self._dimensions(resource, timeout)
         check_known(resource, load, known, "load")
         request_id = self._core.next_id()
         handoff = Handoff()
@@ -186,11 +186,11 @@ class AsyncClient:
             log.warning("release of permit %s on %r failed: %s", permit_id, resource, e)
             return False
 
-    async def _dimensions(self, resource: str) -> tuple:
+    async def _dimensions(self, resource: str, budget: float) -> tuple:
         """The resource's dimensions; one read at a time per resource, however many tasks ask."""
         pending = self._dimension_reads.get(resource)
         if pending is None:
-            pending = self._spawn(self._run(self._core.dimensions_steps(resource)))
+            pending = self._spawn(self._run(self._core.dimensions_steps(resource, budget)))
             self._dimension_reads[resource] = pending
             pending.add_done_callback(lambda _: self._dimension_reads.pop(resource, None))
         return await asyncio.shield(pending)

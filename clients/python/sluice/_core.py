@@ -401,7 +401,7 @@ class Core:
                 if isinstance(result, Answer):
                     return result, round_trip
                 raise SluiceUnavailableError(
-                    f"{operation} on resource {resource!r} failed: no coordinator answered within {timeout:g} s"
+                    f"{operation} on resource {resource!r} failed: no coordinator answered within {timeout:.3g} s"
                     f" ({retries + 1} attempt(s) on {', '.join(self.nodes.urls)}); the last said: {_said(result)}."
                     " Check that a coordinator runs and that the URL is its HTTP port (default 7421)")
             yield Sleep(backoff(retries) if retries == 0 else min(backoff(retries), max(remaining, 0.0)))
@@ -488,14 +488,17 @@ class Core:
         answer, _ = yield from self.attempts("report", resource, "POST", path, lambda _: body, CALL_BUDGET, 0.0)
         return _seconds(self._ok(answer, "report", resource), "pausedForSeconds", answer, "report", resource)
 
-    def dimensions_steps(self, resource: str) -> Generator[Step, Result, Tuple[str, ...]]:
-        """The dimensions the resource's limit has, read from the coordinator at most once a minute."""
+    def dimensions_steps(self, resource: str, budget: float) -> Generator[Step, Result, Tuple[str, ...]]:
+        """The dimensions the resource's limit has, read from the coordinator at most once a
+        minute, within ``budget`` seconds (an acquire's timeout: a down coordinator is an error
+        after it, never a hang)."""
         cached = self._dimensions.get(resource)
         now = self.clock()
         if cached is not None and now - cached[0] < DIMENSIONS_TTL:
             return cached[1]
         path = f"/v1/resources/{quote(resource, safe='')}"
-        answer, _ = yield from self.attempts("acquire", resource, "GET", path, lambda _: None, CALL_BUDGET, 0.0)
+        answer, _ = yield from self.attempts("acquire", resource, "GET", path, lambda _: None,
+                                             min(budget, CALL_BUDGET), 0.0)
         doc = self._ok(answer, "acquire", resource)
         try:
             names = tuple(str(r["dimension"]) for r in doc["limit"]["rates"])

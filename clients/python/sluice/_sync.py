@@ -104,7 +104,7 @@ class Client:
         """
         self._check_open()
         resource, amounts, lane, timeout = acquire_args(self._core, resource, load, dimensions, lane, timeout)
-        known = self._run(self._core.dimensions_steps(resource))
+        known = self._run(self._core.dimensions_steps(resource, timeout))
         check_known(resource, amounts, known, "load")
         request_id = self._core.next_id()
         handoff = Handoff()
