@@ -7,6 +7,7 @@ import static org.assertj.core.api.Assertions.fail;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.sluice.server.SluiceServer;
+import dev.sluice.server.http.HttpApi;
 import dev.sluice.server.redis.RedisProcess;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -46,8 +47,12 @@ class PythonClientIT {
     String python = python();
     Path control = Files.createDirectories(dir.resolve("control"));
     try (RedisProcess redis = RedisProcess.start();
+        // The storm holds 1 000 long polls at once, one connection each, beside its cancels: above
+        // the port's default cap of 1 024 connections, which would refuse some and slow the storm.
         SluiceServer main = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0)
-            .dataDir(dir.resolve("main")).build().start();
+            .httpLimits(new HttpApi.Limits(2048, HttpApi.Limits.defaults().idleTimeout(),
+                HttpApi.Limits.defaults().readTimeout(), HttpApi.Limits.defaults().maxPipelined()))
+            .shutdownGrace(Duration.ZERO).dataDir(dir.resolve("main")).build().start();
         SluiceServer first = redisNode(redis, "first");
         SluiceServer second = redisNode(redis, "second")) {
       String target = "127.0.0.1:" + main.port();
