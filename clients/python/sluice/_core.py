@@ -192,7 +192,7 @@ def check_lane(lane: Any) -> str:
 def check_timeout(timeout: Any, what: str = "timeout") -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout):
         raise TypeError(f"{what} must be seconds as a number (0 tries once), not {timeout!r}")
-    if timeout < 0 or math.isinf(timeout):
+    if timeout < 0 or timeout > 86400:
         raise ValueError(f"{what}={timeout} is out of range: give seconds >= 0 (0 tries once), at most a day")
     return float(timeout)
 
