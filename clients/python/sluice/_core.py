@@ -393,11 +393,12 @@ class Core:
             sent = self.clock()
             result = yield Call(url, method, path, body(remaining), max(remaining + margin, 0.5))
             round_trip = self.clock() - sent
-            if isinstance(result, Answer) and not _retryable(result, stop):
+            left = stop is not None and stop.is_set()  # the caller left: its answer, whatever it is
+            if isinstance(result, Answer) and (left or not _retryable(result, stop)):
                 return result, round_trip
             self.nodes.failed(url)
             remaining = timeout - (self.clock() - started)
-            if (stop is not None and stop.is_set()) or (remaining <= 0 and retries > 0):
+            if left or (remaining <= 0 and retries > 0):
                 if isinstance(result, Answer):
                     return result, round_trip
                 raise SluiceUnavailableError(
