@@ -13,7 +13,7 @@ from ._core import (
     Answer, Call, Core, Grant, Handoff, Headers, Leases, PermitBase, Sleep, Steps, acquire_args, check_known, log,
     report_args, renewed,
 )
-from ._errors import AcquireTimeoutError, SluiceError
+from ._errors import AcquireTimeoutError, SluiceError, SluiceUnavailableError
 
 
 def _settled(task: "asyncio.Future[Any]") -> None:
@@ -173,9 +173,12 @@ class AsyncClient:
         if not call.done():
             try:
                 await self._run(self._core.cancel_steps(resource, request_id))
-            except SluiceError as e:
+            except SluiceUnavailableError as e:
                 log.warning("could not withdraw acquire %s on %r: %s; hanging up instead", request_id, resource, e)
-                call.cancel()  # the coordinator takes a hang-up as a cancel
+                call.cancel()  # no node answers: the coordinator takes a hang-up as a cancel
+            except SluiceError as e:
+                log.warning("could not withdraw acquire %s on %r: %s; it stays in line until it ends, and a grant"
+                            " it gets is given back", request_id, resource, e)
         # The call ends at once now (CANCELLED, or a raced grant it gives back itself).
         await asyncio.wait([call], timeout=_core.CALL_BUDGET)
 

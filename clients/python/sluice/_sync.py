@@ -196,7 +196,8 @@ class Client:
         try:
             self._run(self._core.cancel_steps(resource, request_id))
         except SluiceError as e:
-            log.warning("could not withdraw acquire %s on %r: %s", request_id, resource, e)
+            log.warning("could not withdraw acquire %s on %r: %s; it stays in line until it ends, and a grant it"
+                        " gets is given back", request_id, resource, e)
 
     def _give_back(self, grant: Grant) -> None:
         try:

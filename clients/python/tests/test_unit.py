@@ -373,3 +373,23 @@ def test_async_with_releases_on_every_exit_path_and_sends_the_settle() -> None:
     asyncio.run(main())
     assert c.sent("release") == [{"usage": {"tokens": 4}}, {}, {}]
     assert c.sent("acquire")[0]["load"] == {"tokens": 10}
+
+
+def test_a_coordinator_without_cancel_keeps_the_waiter_and_its_grant_is_given_back() -> None:
+    """An older coordinator answers the cancel 405: the long poll stays open (a hang-up could lose
+    a grant already written), and the grant it brings is released as unused."""
+    parked = AsyncParked(race=True)
+    parked.c.answers["cancel"] = lambda r: (parked.cancelled.set(), error(405, "METHOD_NOT_ALLOWED", "use GET"))[1]
+
+    async def main() -> None:
+        async with sluice.AsyncClient("http://a:1", transport=httpx.MockTransport(parked.c)) as cl:
+            task = asyncio.ensure_future(cl.acquire("r", timeout=10))
+            while not parked.c.sent("acquire"):
+                await asyncio.sleep(0.005)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(main())
+    assert len(parked.c.sent("cancel")) == 1
+    assert parked.c.sent("release") == [{"unused": True}]
