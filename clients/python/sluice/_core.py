@@ -1,4 +1,4 @@
-"""What the sync and the asyncio client share: arguments, the calls and their retries, answers.
+"""What the sync and the asyncio client share: the calls, their retries, permits and leases.
 
 Every call to the coordinator is written once, as a generator of *steps*: it yields a
 :class:`Call` (one HTTP request to one node) or a :class:`Sleep`, and is sent back the
@@ -10,34 +10,23 @@ are the same code for both.
 
 from __future__ import annotations
 
-import json
-import logging
 import math
 import os
 import random
-import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Sequence, Tuple, Union
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-from ._errors import (
-    AcquireTimeoutError,
-    AuthenticationError,
-    InvalidRequestError,
-    MalformedAnswerError,
-    PermissionDeniedError,
-    ResourceNotFoundError,
-    SluiceError,
-    SluiceUnavailableError,
-    WaitingRoomFullError,
+from ._answers import Answer, Grant, _error_fields, _malformed, _seconds, parse_grant, parse_json, refusal
+from ._args import (  # re-exported for the clients
+    Headers, Load, check_known, check_lane, check_load, check_resource, check_timeout, log, parse_urls,
+    remaining_from, retry_after_from,
 )
+from ._errors import SluiceUnavailableError
 
-log = logging.getLogger("sluice")
-
-DEFAULT_URL = "http://localhost:7421"
 #: Timeout of an acquire that names none, in seconds (the Java SDK's).
 DEFAULT_TIMEOUT = 30.0
 #: Budget of the short calls (release, renew, report, cancel, describe), retries included.
@@ -49,13 +38,6 @@ CONNECT_TIMEOUT = 2.0
 LATE_FLOOR = 0.010
 #: How long a resource's dimensions are trusted before they are read again.
 DIMENSIONS_TTL = 60.0
-LANES = ("interactive", "default", "batch")
-MAX_UNITS = 10 ** 18
-_DIMENSION = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
-_RESOURCE = re.compile(r"[A-Za-z0-9._:/-]{1,200}\Z")
-
-Load = Dict[str, int]
-Headers = Union[Mapping[str, str], Sequence[Tuple[str, str]]]
 
 
 def backoff(retry: int) -> float:
@@ -83,159 +65,9 @@ class Sleep:
     seconds: float
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
 Step = Union[Call, Sleep]
 Result = Union[Answer, Exception, None]
 Steps = Generator[Step, Result, Any]
-
-
-@dataclass(frozen=True)
-class Grant:
-    permit_id: str
-    resource: str
-    granted: Dict[str, int]
-    lease: float
-    waited: float
-    answered_after: Optional[float]
-    fresh_for: Optional[float]
-
-
-# ---------------------------------------------------------------------------------------------
-# Arguments: refused before anything is sent, the fix in the message
-
-
-def parse_urls(urls: Union[str, Sequence[str], None]) -> List[str]:
-    """One URL, a comma-separated list, or a sequence; default ``$SLUICE_URL``, else localhost:7421."""
-    if urls is None:
-        urls = os.environ.get("SLUICE_URL") or DEFAULT_URL
-    items = urls.split(",") if isinstance(urls, str) else list(urls)
-    out: List[str] = []
-    for raw in items:
-        if not isinstance(raw, str) or not raw.strip():
-            raise ValueError(f"coordinator URL {raw!r} is empty: give http://host:port of a coordinator's HTTP port"
-                             " (default 7421), several separated by commas")
-        u = raw.strip().rstrip("/")
-        parts = urlsplit(u)
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if parts.scheme not in ("http", "https") or not parts.hostname or (parts.path not in ("", "/")) \
-                or parts.query or (port is None and ":" in parts.netloc.rsplit("@", 1)[-1].rsplit("]", 1)[-1]):
-            raise ValueError(f"coordinator URL {raw!r} is not http(s)://host:port: give the coordinator's HTTP port,"
-                             " e.g. http://127.0.0.1:7421 (no path)")
-        out.append(u)
-    if not out:
-        raise ValueError("no coordinator URL given: pass e.g. 'http://127.0.0.1:7421' or set SLUICE_URL")
-    return out
-
-
-def check_resource(resource: Any) -> str:
-    if not isinstance(resource, str) or not _RESOURCE.match(resource):
-        raise ValueError(f"resource name {resource!r} is invalid: use 1-200 characters of A-Z a-z 0-9 . _ : / -,"
-                         " e.g. 'openai'")
-    return resource
-
-
-def check_load(load: Optional[Mapping[str, Any]], dimensions: Mapping[str, Any], what: str) -> Load:
-    """Merges ``load`` and keyword ``dimensions``; refuses names, negatives and non-integers."""
-    if load is not None and not isinstance(load, Mapping):
-        raise TypeError(f"{what} must be a mapping of dimension to whole number, such as {{'tokens': 1200}},"
-                        f" not {type(load).__name__}")
-    merged: Dict[str, Any] = dict(load or {})
-    for name, amount in dimensions.items():
-        if name in merged:
-            raise ValueError(f"{what} names dimension {name!r} twice: name each dimension once with the total amount")
-        merged[name] = amount
-    out: Load = {}
-    for name, amount in merged.items():
-        if not isinstance(name, str) or not _DIMENSION.match(name):
-            raise ValueError(f"{what} dimension name {name!r} is invalid: use 1-64 characters of A-Z a-z 0-9 . _ -,"
-                             " e.g. 'requests' or 'tokens'")
-        if isinstance(amount, bool) or not isinstance(amount, int):
-            if isinstance(amount, float) and amount.is_integer():
-                amount = int(amount)
-            else:
-                raise TypeError(f"{what} {name}={amount!r} is not a whole number: give an int >= 0,"
-                                f" e.g. {name}=1200 (round estimates up)")
-        if amount < 0:
-            raise ValueError(f"{what} {name}={amount} is negative: amounts must be >= 0 (to give back an"
-                             " over-estimate, settle the permit with what the call really used)")
-        if amount > MAX_UNITS:
-            raise ValueError(f"{what} {name}={amount} is out of range: use 0 to {MAX_UNITS}")
-        out[name] = amount
-    return out
-
-
-def check_known(resource: str, load: Load, known: Sequence[str], what: str) -> None:
-    """Refuses a dimension the resource's limit does not have (``requests`` is always known)."""
-    for name in load:
-        if name != "requests" and name not in known:
-            raise ValueError(f"{what} names dimension {name!r} but resource {resource!r} limits only"
-                             f" {', '.join(sorted(known)) or 'requests'}: fix the name, or add a rate for it to the"
-                             " limit (the keyword arguments lane= and timeout= are options; every other one is a"
-                             " dimension)")
-
-
-def check_lane(lane: Any) -> str:
-    if lane not in LANES:
-        raise ValueError(f"lane {lane!r} is unknown: use 'interactive', 'default' or 'batch'")
-    return lane
-
-
-def check_timeout(timeout: Any, what: str = "timeout") -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout):
-        raise TypeError(f"{what} must be seconds as a number (0 tries once), not {timeout!r}")
-    if timeout < 0 or timeout > 86400:
-        raise ValueError(f"{what}={timeout} is out of range: give seconds >= 0 (0 tries once), at most a day")
-    return float(timeout)
-
-
-def retry_after_from(headers: Optional[Headers]) -> Optional[float]:
-    """``retry-after-ms`` if usable, else ``retry-after`` in seconds; None when neither is (as the Java SDK)."""
-    h = _lower(headers)
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = h.get(name)
-        if value is None:
-            continue
-        try:
-            units = float(value.strip())
-        except ValueError:
-            log.debug("ignoring header %s: %r is not a number", name, value)
-            continue
-        if math.isfinite(units) and units >= 0:
-            return units * scale
-        log.debug("ignoring header %s: %r is not a usable delay", name, value)
-    return None
-
-
-def remaining_from(headers: Optional[Headers]) -> Load:
-    """``x-ratelimit-remaining-<dimension>`` values by lower-case dimension; unusable values skipped."""
-    prefix = "x-ratelimit-remaining-"
-    out: Load = {}
-    for name, value in _lower(headers).items():
-        if name.startswith(prefix) and len(name) > len(prefix):
-            try:
-                amount = int(value.strip())
-            except ValueError:
-                log.debug("ignoring header %s: %r is not an integer", name, value)
-                continue
-            if amount >= 0:
-                out[name[len(prefix):]] = amount
-    return out
-
-
-def _lower(headers: Optional[Headers]) -> Dict[str, str]:
-    if headers is None:
-        return {}
-    items = headers.items() if hasattr(headers, "items") else headers
-    return {str(k).lower(): str(v) for k, v in items}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -531,116 +363,6 @@ def _said(result: Result) -> str:
         code, message = _error_fields(result)
         return f"HTTP {result.status} {code or ''} {message or ''}".strip()
     return f"{type(result).__name__}: {result}" if str(result) else type(result).__name__
-
-
-# ---------------------------------------------------------------------------------------------
-# Answers
-
-
-def parse_json(answer: Answer, operation: str, resource: str) -> Dict[str, Any]:
-    try:
-        doc = json.loads(answer.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise _malformed(answer, operation, resource, "not JSON") from None
-    if not isinstance(doc, dict):
-        raise _malformed(answer, operation, resource, "not a JSON object")
-    return doc
-
-
-def parse_grant(answer: Answer, resource: str) -> Grant:
-    doc = parse_json(answer, "acquire", resource)
-    missing = [f for f in ("permitId", "granted", "leaseSeconds") if f not in doc]
-    if missing:
-        raise _malformed(answer, "acquire", resource, f"not a grant: it lacks {', '.join(missing)}")
-    try:
-        granted = doc["granted"]
-        if not isinstance(doc["permitId"], str) or not isinstance(granted, dict) \
-                or not all(isinstance(v, int) and not isinstance(v, bool) for v in granted.values()):
-            raise TypeError("permitId must be a string and granted an object of whole numbers")
-        return Grant(
-            permit_id=doc["permitId"], resource=str(doc.get("resource", resource)), granted=dict(granted),
-            lease=_number(doc["leaseSeconds"]), waited=_number(doc.get("waitedSeconds", 0.0)),
-            answered_after=_optional_number(doc.get("answeredAfterSeconds")),
-            fresh_for=_optional_number(doc.get("freshForSeconds")))
-    except (TypeError, ValueError) as e:
-        raise _malformed(answer, "acquire", resource, f"not a grant: {e}") from None
-
-
-def _number(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TypeError(f"{v!r} is not a number")
-    return float(v)
-
-
-def _optional_number(v: Any) -> Optional[float]:
-    return None if v is None else _number(v)
-
-
-def _seconds(doc: Dict[str, Any], field: str, answer: Answer, operation: str, resource: str) -> float:
-    try:
-        return _number(doc[field])
-    except (KeyError, TypeError):
-        raise _malformed(answer, operation, resource, f"no number {field}") from None
-
-
-def _malformed(answer: Answer, operation: str, resource: str, what: str) -> MalformedAnswerError:
-    shown = answer.body[:200].decode("utf-8", "replace")
-    return MalformedAnswerError(
-        f"{operation} on resource {resource!r}: the answer (HTTP {answer.status}) is {what}: {shown!r}. Check that"
-        " the URL is a Sluice coordinator's HTTP port (default 7421), not a proxy's or another service's, and that"
-        " client and coordinator versions match", status=answer.status)
-
-
-def _error_fields(answer: Answer) -> Tuple[Optional[str], Optional[str]]:
-    try:
-        e = json.loads(answer.body.decode("utf-8"))["error"]
-        return str(e.get("code")) if e.get("code") is not None else None, str(e.get("message"))
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
-        return None, None
-
-
-_BY_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-              408: "DEADLINE_EXCEEDED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 502: "UNAVAILABLE",
-              503: "UNAVAILABLE", 504: "UNAVAILABLE"}
-
-
-def refusal(answer: Answer, operation: str, resource: str, url: str) -> SluiceError:
-    """The exception for an error answer, in the Java SDK's words, with the coordinator's message."""
-    code, message = _error_fields(answer)
-    if message is None:
-        if answer.status in (413,):
-            message = "the request body is over the coordinator's limit of 1 MiB"
-        elif answer.status not in (502, 503, 504):
-            return _malformed(answer, operation, resource, "not a Sluice error answer")
-        else:
-            message = f"HTTP {answer.status} from {url} (a proxy in front of the coordinator?)"
-    kind = code if code in ("CANCELLED",) else (code or _BY_STATUS.get(answer.status))
-    said = message.rstrip(".")
-    what = f"{operation} on resource {resource!r} failed: {said}. "
-    fields = {"code": code, "status": answer.status, "server_message": message}
-    if kind == "INVALID_ARGUMENT":
-        return InvalidRequestError(what + "The request is wrong in any state; fix the resource name or load, or"
-                                   " the limit", **fields)
-    if kind == "NOT_FOUND":
-        return ResourceNotFoundError(what + f"Create a limit for {resource!r} with the admin CLI, or check the"
-                                     " name", **fields)
-    if kind == "DEADLINE_EXCEEDED":
-        return AcquireTimeoutError(what + "Nothing was granted; retry later, raise the timeout, or lower the load",
-                                   **fields)
-    if kind == "RESOURCE_EXHAUSTED":
-        retry_after = retry_after_from(answer.headers)
-        retry_after = 1.0 if retry_after is None else retry_after
-        return WaitingRoomFullError(what + f"The waiting room is full; retry after {retry_after:g} s or lower the"
-                                    " number of concurrent callers", retry_after=retry_after, **fields)
-    if kind == "UNAUTHENTICATED":
-        return AuthenticationError(what + "Configure a valid API key", **fields)
-    if kind == "PERMISSION_DENIED":
-        return PermissionDeniedError(what + "Use an API key whose role allows this call", **fields)
-    if kind in ("UNAVAILABLE", "CANCELLED"):
-        return SluiceUnavailableError(what + "The coordinator could not be reached or could not serve the call;"
-                                      " retry, or check that it is running and reachable", **fields)
-    return SluiceError(what + f"Unexpected status {answer.status} {code or ''}; check that client and coordinator"
-                       " versions match".replace("  ", " "), **fields)
 
 
 def monotonic() -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import httpx
 
@@ -15,8 +15,6 @@ from ._core import (
     report_args, renewed,
 )
 from ._errors import AcquireTimeoutError, SluiceError
-
-T = TypeVar("T")
 
 
 class Permit(PermitBase):
