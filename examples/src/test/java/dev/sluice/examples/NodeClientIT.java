@@ -1,17 +1,13 @@
 package dev.sluice.examples;
 
+import static dev.sluice.examples.ClientProcesses.cli;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.fail;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.sluice.cli.SluiceCli;
 import dev.sluice.server.SluiceServer;
-import java.io.BufferedReader;
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.InputStreamReader;
-import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -147,7 +143,7 @@ class NodeClientIT {
       String target = "127.0.0.1:" + server.port();
       cli(target, null, "limit", "set", "smoke", "--rate", "requests=6000/min:100", "--rate", "tokens=60000/min:1000");
       for (String script : List.of("call.cjs", "call.mjs")) {
-        Ran ran = run(app, Duration.ofSeconds(30), Map.of(), "node", script, target);
+        ClientProcesses.Ran ran = run(app, Duration.ofSeconds(30), Map.of(), "node", script, target);
         assertThat(ran.exit()).as("node %s: %s", script, ran.output()).isZero();
         assertThat(ran.output()).as("node %s", script).contains("granted {\"requests\":1,\"tokens\":5} true");
       }
@@ -166,21 +162,6 @@ class NodeClientIT {
     }
   }
 
-  /** Runs the real CLI in-process against the coordinator; returns what it printed on stdout. */
-  private static String cli(String target, String apiKey, String... command) {
-    List<String> args = new ArrayList<>(List.of(command));
-    args.addAll(List.of("--target", target));
-    if (apiKey != null) {
-      args.addAll(List.of("--api-key", apiKey));
-    }
-    var out = new ByteArrayOutputStream();
-    var err = new ByteArrayOutputStream();
-    int code = SluiceCli.run(new PrintStream(out, true, StandardCharsets.UTF_8),
-        new PrintStream(err, true, StandardCharsets.UTF_8), args.toArray(String[]::new));
-    assertThat(code).as("sluice %s: %s", command[0], err.toString(StandardCharsets.UTF_8)).isZero();
-    return out.toString(StandardCharsets.UTF_8).trim();
-  }
-
   /** Fails with the fix unless {@code tool --version} runs. */
   private static void require(String tool) throws InterruptedException {
     try {
@@ -196,34 +177,8 @@ class NodeClientIT {
     fail(tool + " is needed by NodeClientIT and was not found on the PATH: " + INSTALL_HINT);
   }
 
-  private record Ran(int exit, String output) {}
-
-  /** Runs a command in {@code dir}, its output echoed to the test log; returns its exit code and output. */
-  private static Ran run(Path dir, Duration timeout, Map<String, String> env, String... command) throws Exception {
-    ProcessBuilder pb = new ProcessBuilder(command).directory(dir.toFile()).redirectErrorStream(true);
-    pb.environment().keySet().removeIf(k -> k.startsWith("SLUICE_")); // only what this test sets
-    pb.environment().putAll(env);
-    System.out.println("[NodeClientIT] $ " + String.join(" ", command));
-    Process p = pb.start();
-    StringBuffer output = new StringBuffer();
-    Thread echo = new Thread(() -> {
-      try (BufferedReader in = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
-        for (String line; (line = in.readLine()) != null; ) {
-          System.out.println("[node] " + line);
-          output.append(line).append('\n');
-        }
-      } catch (IOException e) {
-        // the process is gone; its exit code tells the rest
-      }
-    }, "node-output");
-    echo.setDaemon(true);
-    echo.start();
-    if (!p.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS)) {
-      p.descendants().forEach(ProcessHandle::destroyForcibly);
-      p.destroyForcibly();
-      fail(String.join(" ", command) + " did not finish within " + timeout);
-    }
-    echo.join(5_000);
-    return new Ran(p.exitValue(), output.toString());
+  private static ClientProcesses.Ran run(Path dir, Duration timeout, Map<String, String> env, String... command)
+      throws Exception {
+    return ClientProcesses.run("node", dir, timeout, env, command);
   }
 }

@@ -253,6 +253,46 @@ class HttpApiTest {
   }
 
   @Test
+  void aWaiterIsWithdrawnByItsRequestIdAndAGrantIsNotCancelled() throws Exception {
+    limit("wd", 1000, Duration.ofSeconds(1), 1000, 0, 100);
+    sync(server.engine()).pause("wd", -1);
+    CompletableFuture<HttpResponse<String>> parked = http.sendAsync(
+        HttpRequest.newBuilder(URI.create(base + "/v1/resources/wd/acquire?timeout=30s"))
+            .POST(HttpRequest.BodyPublishers.ofString("{\"requestId\": \"w-1\"}")).build(),
+        HttpResponse.BodyHandlers.ofString());
+    await().atMost(Duration.ofSeconds(10)).until(() -> sync(server.engine()).stats("wd").waiting().get(Lane.DEFAULT) == 1);
+
+    HttpResponse<String> cancelled = post("/v1/resources/wd/cancel", "{\"requestId\": \"w-1\"}");
+    assertThat(cancelled.statusCode()).as(cancelled.body()).isEqualTo(200);
+    assertThat(json(cancelled).get("cancelled").asBoolean()).isTrue();
+    // The long poll ends at once, and says why; the waiter is counted as cancelled, nothing taken.
+    refused(parked.get(10, TimeUnit.SECONDS), 503, "CANCELLED", "cancelled");
+    ResourceSnapshot s = sync(server.engine()).stats("wd");
+    assertThat(s.waiting().values()).containsOnly(0);
+    assertThat(s.cancelled()).isEqualTo(1);
+    assertThat(json(post("/v1/resources/wd/cancel", "{\"requestId\": \"w-1\"}")).get("cancelled").asBoolean())
+        .as("a second cancel finds nothing").isFalse();
+
+    // A granted acquire is not withdrawn: its permit stays with whoever holds it.
+    sync(server.engine()).resume("wd");
+    HttpResponse<String> granted = post("/v1/resources/wd/acquire", "{\"requestId\": \"w-2\"}");
+    assertThat(granted.statusCode()).as(granted.body()).isEqualTo(200);
+    assertThat(json(post("/v1/resources/wd/cancel", "{\"requestId\": \"w-2\"}")).get("cancelled").asBoolean())
+        .isFalse();
+    assertThat(sync(server.engine()).stats("wd").inFlight()).isEqualTo(1);
+
+    refused(post("/v1/resources/wd/cancel", null), 400, "INVALID_ARGUMENT", "requestId is missing");
+    refused(post("/v1/resources/wd/cancel", "{\"requestId\": \"no spaces\"}"), 400, "INVALID_ARGUMENT",
+        "request id 'no spaces' is invalid");
+    refused(post("/v1/resources/wd/cancel", "{\"requestId\": 7}"), 400, "INVALID_ARGUMENT", "must be a string");
+    refused(post("/v1/resources/wd/cancel", "{\"id\": \"w-1\"}"), 400, "INVALID_ARGUMENT", "unknown field 'id'",
+        "requestId");
+    refused(post("/v1/resources/nope/cancel", "{\"requestId\": \"w-1\"}"), 404, "NOT_FOUND", "'nope' has no limit");
+    HttpResponse<String> wrong = get("/v1/resources/wd/cancel");
+    refused(wrong, 405, "METHOD_NOT_ALLOWED", "use POST /v1/resources/wd/cancel");
+  }
+
+  @Test
   void reportPausesEveryWorkerAndPauseResumeAreAdminCalls() throws Exception {
     limit("up", 100, Duration.ofSeconds(1), 100, 0, 100);
     HttpResponse<String> r = post("/v1/resources/up/report", "{\"throttled\": true, \"retryAfter\": \"20s\"}");

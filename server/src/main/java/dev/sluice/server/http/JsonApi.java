@@ -70,12 +70,13 @@ final class JsonApi {
       int slash = rest.lastIndexOf('/');
       String verb = slash < 0 ? "" : rest.substring(slash + 1);
       switch (verb) {
-        case "acquire", "report", "pause", "resume" -> {
+        case "acquire", "cancel", "report", "pause", "resume" -> {
           HttpApi.only(x, "POST");
           String resource = decode(rest.substring(0, slash));
           offload.accept(x, () -> {
             switch (verb) {
               case "acquire" -> acquire(x, resource);
+              case "cancel" -> cancel(x, resource);
               case "report" -> report(x, resource);
               case "pause" -> pause(x, resource);
               default -> resume(x, resource);
@@ -85,11 +86,11 @@ final class JsonApi {
         }
         default -> {
           if (!method.equals("GET")) { // a GET reads a resource, whose name may hold a slash: x/ACQUIRE
-            caseSensitive(x, verb, "acquire", "report", "pause", "resume");
+            caseSensitive(x, verb, "acquire", "cancel", "report", "pause", "resume");
             x.allow("GET");
             throw new HttpError(HttpResponseStatus.METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", method + " " + path
                 + " is not served: GET " + path + " reads the resource; its calls are POST " + path + "/acquire, "
-                + path + "/report, " + path + "/pause and " + path + "/resume");
+                + path + "/cancel, " + path + "/report, " + path + "/pause and " + path + "/resume");
           }
           String resource = decode(rest);
           offload.accept(x, () -> describe(x, resource));
@@ -173,6 +174,31 @@ final class JsonApi {
           engine.release(resource, grant.permitId(), Map.of(), false, true);
         }
       });
+    });
+  }
+
+  /**
+   * {@code POST /v1/resources/{name}/cancel}: withdraws the waiting acquire sent with this
+   * {@code requestId}, on any node (the gRPC {@code Cancel}). {@code cancelled} is true if it was
+   * still queued and has left (its long poll then ends with 503 CANCELLED); false if it was
+   * granted, ended or unknown. A client that stops waiting calls this and keeps reading its
+   * acquire: a grant that raced with the cancel arrives there, and the client releases it with
+   * {@code unused}. Hanging up instead cannot tell a grant already written from one never made.
+   */
+  private void cancel(Exchange x, String resource) {
+    Optional<Principal> who = authenticate(x, false);
+    JsonNode body = x.json();
+    known(body, "requestId");
+    if (!body.hasNonNull("requestId")) {
+      throw HttpError.badRequest("requestId is missing: give the requestId the acquire was sent with, such as"
+          + " {\"requestId\": \"worker-7-42\"}");
+    }
+    String requestId = text(body.get("requestId"), "requestId");
+    who.ifPresent(p -> p.check(resource));
+    answer(x, engine.cancel(resource, requestId), cancelled -> {
+      ObjectNode o = Views.JSON.createObjectNode();
+      o.put("cancelled", cancelled);
+      x.json(HttpResponseStatus.OK, o);
     });
   }
 
