@@ -1,2 +1,0 @@
-export { SluiceClient, Permit, type Load, type Lane, type SluiceClientOptions, type AcquireOptions, type ReleaseOptions, type ReportOptions, type TlsOptions, type Limit, type RateLimit, } from './client';
-export { SluiceError, InvalidRequestError, ResourceNotFoundError, AcquireTimeoutError, WaitingRoomFullError, AuthenticationError, PermissionDeniedError, SluiceUnavailableError, AcquireAbortedError, } from './errors';
