@@ -103,8 +103,9 @@ final class RedisWaiters {
    * while this node's pub/sub connection was down is lost, and so is a grant made by one of this
    * node's own calls whose reply never came; its waiter would hold its grant, and a concurrency
    * slot, unheard until its deadline (the campaign found the rate at 29-49/s two seconds after a
-   * node's connections were reset). Each acquire is sent again with its request id: the script hands over a permit still
-   * fresh, forfeits a late one, or keeps the waiter in its place.
+   * node's connections were reset). Each acquire is sent again with its request id (the same
+   * call, naming no permit): the script hands over the permit it holds, which this node then
+   * judges as any grant that arrives ({@link #holdBackStale}), or keeps the waiter in its place.
    */
   void recheckAll() {
     if (closed) {
