@@ -81,6 +81,31 @@ function saysServer(e: SluiceError, ...words: string[]): void {
   }
 }
 
+/**
+ * A TCP proxy in front of the coordinator, and a client through it: what the client sends goes
+ * straight through, what the coordinator sends goes through `forward`.
+ */
+async function startProxy(forward: (chunk: Buffer, downstream: net.Socket) => void) {
+  const [host, port] = splitTarget(target!);
+  const sockets: net.Socket[] = [];
+  const proxy = net.createServer((downstream) => {
+    const upstream = net.connect(port, host);
+    sockets.push(downstream, upstream);
+    downstream.pipe(upstream);
+    upstream.on('data', (chunk: Buffer) => forward(chunk, downstream));
+    const drop = () => {
+      downstream.destroy();
+      upstream.destroy();
+    };
+    downstream.on('error', drop);
+    upstream.on('error', drop);
+    upstream.on('close', drop); // as a pipe would end it
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  const viaProxy = new CountingClient({ target: `127.0.0.1:${(proxy.address() as net.AddressInfo).port}`, apiKey });
+  return { proxy, sockets, viaProxy };
+}
+
 describe('grants', { timeout: 20_000 }, () => {
   test('acquire returns a permit with the load charged; release ends it once', async () => {
     const permit = await sluice.acquire('node.grant', { requests: 1, tokens: 1200 }, { timeoutMs: 5_000 });
@@ -289,21 +314,7 @@ describe('errors', { timeout: 20_000 }, () => {
 
   test('a connection lost while waiting: the acquire is sent again (same request id) and granted', async () => {
     // A TCP proxy in front of the coordinator that cuts its first connection while the acquire waits.
-    const [host, port] = splitTarget(target);
-    const sockets: net.Socket[] = [];
-    const proxy = net.createServer((downstream) => {
-      const upstream = net.connect(port, host);
-      sockets.push(downstream, upstream);
-      downstream.pipe(upstream).pipe(downstream);
-      const drop = () => {
-        downstream.destroy();
-        upstream.destroy();
-      };
-      downstream.on('error', drop);
-      upstream.on('error', drop);
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    const viaProxy = new CountingClient({ target: `127.0.0.1:${(proxy.address() as net.AddressInfo).port}`, apiKey });
+    const { proxy, sockets, viaProxy } = await startProxy((chunk, downstream) => downstream.write(chunk));
     try {
       const holder = await sluice.acquire('node.fifo', {}, { timeoutMs: 5_000 });
       const waiting = viaProxy.acquire('node.fifo', {}, { timeoutMs: 15_000 });
@@ -326,30 +337,15 @@ describe('errors', { timeout: 20_000 }, () => {
   test('grants held back on the way are confirmed, not handed over in a bunch', async () => {
     // A proxy that can hold what the coordinator sends, then let it through at once (a network
     // that heals). node.late: 10/s, burst 1, so a grant stays fresh 50 ms.
-    const [host, port] = splitTarget(target);
     let holding = false;
     const held: Array<() => void> = [];
-    const sockets: net.Socket[] = [];
-    const proxy = net.createServer((downstream) => {
-      const upstream = net.connect(port, host);
-      sockets.push(downstream, upstream);
-      downstream.pipe(upstream);
-      upstream.on('data', (chunk: Buffer) => {
-        if (holding) {
-          held.push(() => downstream.write(chunk));
-        } else {
-          downstream.write(chunk);
-        }
-      });
-      const drop = () => {
-        downstream.destroy();
-        upstream.destroy();
-      };
-      downstream.on('error', drop);
-      upstream.on('error', drop);
+    const { proxy, sockets, viaProxy } = await startProxy((chunk, downstream) => {
+      if (holding) {
+        held.push(() => downstream.write(chunk));
+      } else {
+        downstream.write(chunk);
+      }
     });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    const viaProxy = new CountingClient({ target: `127.0.0.1:${(proxy.address() as net.AddressInfo).port}`, apiKey });
     try {
       for (let i = 0; i < 3; i++) { // answers that come straight through set what "on time" means
         await (await viaProxy.acquire('node.late', {}, { timeoutMs: 5_000 })).release();
