@@ -80,6 +80,8 @@ final class FaultRun implements AutoCloseable {
   private final List<SluiceClient> clients = new ArrayList<>();
   private final List<Thread> workers = new ArrayList<>();
   private final Map<Thread, History.Acquire> inFlight = new java.util.concurrent.ConcurrentHashMap<>();
+  /** Set once the run is collected: a worker that lets go after that adds nothing more. */
+  private boolean collectedAll;
   private final AtomicBoolean stop = new AtomicBoolean();
   private final Path dir;
   private Recorder recorder;
@@ -219,13 +221,20 @@ final class FaultRun implements AutoCloseable {
     sleepUntil(lastBack + tail.toNanos());
     history.end = System.nanoTime();
     stop.set(true);
+    long joinBy = System.nanoTime() + TIMEOUT.plus(LONG_HOLD).toNanos() + TimeUnit.SECONDS.toNanos(2);
     for (Thread t : workers) {
-      t.join(TIMEOUT.toMillis() + 2_000);
+      t.join(Math.max(1, TimeUnit.NANOSECONDS.toMillis(joinBy - System.nanoTime())));
     }
     long collected = System.nanoTime();
-    for (History.Acquire a : inFlight.values()) {
-      history.acquires.add(new History.Acquire(a.worker(), a.requestId(), a.start(), a.deadline(), 0,
-          History.Outcome.PENDING, null, null, 0));
+    synchronized (inFlight) {
+      for (History.Acquire a : inFlight.values()) {
+        // Still waiting (PENDING), or ended (granted and still held) but not yet recorded by its worker.
+        history.acquires.add(a.end() == 0
+            ? new History.Acquire(a.worker(), a.requestId(), a.start(), a.deadline(), 0, History.Outcome.PENDING, null, null, 0)
+            : a);
+      }
+      inFlight.clear();
+      collectedAll = true;
     }
     history.end = Math.max(history.end, collected);
     sampler.interrupt();
@@ -263,7 +272,10 @@ final class FaultRun implements AutoCloseable {
         error = e.getClass().getSimpleName() + ": " + e.getMessage();
       }
       long end = System.nanoTime();
-      inFlight.remove(Thread.currentThread());
+      // Ended, and held from here until release if granted: if the run is collected before this
+      // worker lets go (a long holder granted just before the stop), the grant still counts as a caller's.
+      inFlight.put(Thread.currentThread(), new History.Acquire(me, id, start, deadline, end, outcome,
+          permit == null ? null : permit.id(), error, 0));
       long released = 0;
       if (permit != null) {
         try {
@@ -276,8 +288,14 @@ final class FaultRun implements AutoCloseable {
           permit.close();
         }
       }
-      history.acquires.add(new History.Acquire(me, id, start, deadline, end, outcome,
-          permit == null ? null : permit.id(), error, released));
+      synchronized (inFlight) { // never both in flight and in the history when the run is collected
+        if (collectedAll) {
+          return; // collected as still held, above
+        }
+        history.acquires.add(new History.Acquire(me, id, start, deadline, end, outcome,
+            permit == null ? null : permit.id(), error, released));
+        inFlight.remove(Thread.currentThread());
+      }
       if (outcome != History.Outcome.OK) {
         try {
           TimeUnit.MILLISECONDS.sleep(20); // a worker that fails backs off a little, as real code would

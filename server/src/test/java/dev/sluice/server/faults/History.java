@@ -151,7 +151,7 @@ final class History {
     long expired = leasesExpired();
     if (expired > 0 && !replicated) {
       violations.add(expired + " lease(s) expired: a live holder's renewals did not get through the"
-          + " fault, or a grant reached nobody and was not given back");
+          + " fault, or a grant reached nobody and was not given back; first seen at " + ms(firstExpiry()));
     }
 
     // Every acquire ends by its deadline + 1 s; none is lost to a fault it outlives.
@@ -291,6 +291,18 @@ final class History {
       expired += Math.max(0, s.get(i).expired() - s.get(i - 1).expired());
     }
     return expired;
+  }
+
+  /** When the expired counter first rose: the sample that saw it. */
+  long firstExpiry() {
+    List<Sample> s = new ArrayList<>(samples);
+    s.sort(Comparator.comparingLong(Sample::before));
+    for (int i = 1; i < s.size(); i++) {
+      if (s.get(i).expired() > s.get(i - 1).expired()) {
+        return s.get(i).after();
+      }
+    }
+    return origin;
   }
 
   /** The sum of the net grants' increases between samples (a counter reset adds nothing). */
