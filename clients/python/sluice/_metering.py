@@ -102,6 +102,8 @@ def count(n: Any, default: int = 1) -> int:
 
 def amount(usage: Any, *path: str, optional: bool = False) -> int:
     """An integer field of a usage block, or ValueError naming what is wrong."""
+    if not isinstance(usage, dict):
+        raise ValueError(f"usage is {usage!r}, not an object")
     v = usage
     for p in path:
         v = v.get(p) if isinstance(v, dict) else None
@@ -124,12 +126,10 @@ class Plan:
     ``stream_usage`` reads one event of a stream: the usage block it carries, or None.
     """
 
-    def __init__(self, estimate: Load, settle: Usage, stream_usage: Callable[[Any], Optional[Any]],
-                 usage_field: Callable[[Any], Any] = lambda doc: doc.get("usage")) -> None:
+    def __init__(self, estimate: Load, settle: Usage, stream_usage: Callable[[Any], Optional[Any]]) -> None:
         self.estimate = estimate
         self.settle = settle
         self.stream_usage = stream_usage
-        self.usage_field = usage_field
 
 
 class Api:
@@ -137,7 +137,11 @@ class Api:
 
     name = "upstream"
 
-    def plan(self, method: str, path: str, body: Any) -> Optional[Plan]:
+    def meters(self, path: str) -> bool:
+        """Whether a POST to ``path`` is a call this API meters (its body is read only then)."""
+        raise NotImplementedError
+
+    def plan(self, path: str, body: Dict[str, Any]) -> Plan:
         raise NotImplementedError
 
     def report(self, headers: httpx.Headers) -> Tuple[Optional[Dict[str, str]], bool]:
@@ -199,7 +203,7 @@ class Stream:
 
 class Metered:
     """One call's permit and what ends it: a settle with what the call used, or a release as
-    granted when that is unknown. ``end`` runs once, whoever calls it first."""
+    granted when that is unknown. Ended once (:meth:`first`), whichever path gets there first."""
 
     def __init__(self, transport: "_Base", plan: Plan, permit: Union[Permit, AsyncPermit]) -> None:
         self.transport = transport
@@ -226,7 +230,10 @@ class Metered:
         except (ValueError, TypeError, AttributeError) as e:
             self.transport.malformed(f"{where}: {e}")
             return
-        self.permit.settle({k: v for k, v in used.items() if k in self.transport.known(self.permit)})
+        known = self.transport.known(self.permit)
+        used = {k: v for k, v in used.items() if k in known}
+        if used:
+            self.permit.settle(used)
 
 
 class _Base:
@@ -255,19 +262,17 @@ class _Base:
     def known(self, permit: Any) -> Tuple[str, ...]:
         return tuple(permit._known) + ("requests",)
 
+    def candidate(self, request: httpx.Request) -> bool:
+        """A POST of JSON to an endpoint the API meters: only then is the body read."""
+        ctype = request.headers.get("content-type", "").lower()
+        return request.method == "POST" and (not ctype or "json" in ctype) and self.api.meters(request.url.path)
+
     def recognise(self, request: httpx.Request, body: bytes) -> Optional[Plan]:
-        if request.method != "POST":
-            return None
-        ctype = request.headers.get("content-type", "")
-        if ctype and "json" not in ctype.lower():
-            return None
         try:
             doc = json.loads(body)
         except ValueError:
             return None
-        if not isinstance(doc, dict):
-            return None
-        return self.api.plan(request.method, request.url.path, doc)
+        return self.api.plan(request.url.path, doc) if isinstance(doc, dict) else None
 
     def lane_of(self, request: httpx.Request) -> Optional[str]:
         lane = request.headers.get(LANE_HEADER)
@@ -288,7 +293,7 @@ class _Base:
         if not isinstance(doc, dict):
             self.malformed(f"the answer is {type(doc).__name__}, not an object")
             return
-        call.settle_with(call.plan.usage_field(doc), "the answer")
+        call.settle_with(doc.get("usage"), "the answer")
 
     def reporting(self, response: httpx.Response) -> Optional[Tuple[bool, Dict[str, str]]]:
         """What to tell the coordinator about an answer: (throttled, headers), or None."""
@@ -317,7 +322,7 @@ class SyncTransport(_Base, httpx.BaseTransport):
         self.wrapped = wrapped if wrapped is not None else httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        plan = self.recognise(request, request.read()) if request.method == "POST" else None
+        plan = self.recognise(request, request.read()) if self.candidate(request) else None
         if plan is None:
             return self.wrapped.handle_request(request)
         lane = self.lane_of(request)
@@ -402,7 +407,7 @@ class AsyncTransport(_Base, httpx.AsyncBaseTransport):
         self.wrapped = wrapped if wrapped is not None else httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        plan = self.recognise(request, await request.aread()) if request.method == "POST" else None
+        plan = self.recognise(request, await request.aread()) if self.candidate(request) else None
         if plan is None:
             return await self.wrapped.handle_async_request(request)
         lane = self.lane_of(request)

@@ -60,9 +60,10 @@ class AnthropicApi(_metering.Api):
 
     name = "anthropic"
 
-    def plan(self, method: str, path: str, body: Dict[str, Any]) -> Optional[Plan]:
-        if not path.rstrip("/").endswith("/messages"):
-            return None
+    def meters(self, path: str) -> bool:
+        return path.rstrip("/").endswith("/messages")
+
+    def plan(self, path: str, body: Dict[str, Any]) -> Plan:
         prompt = count_tokens(text_of(body.get("system")))
         messages = body.get("messages")
         for m in messages if isinstance(messages, list) else [messages]:

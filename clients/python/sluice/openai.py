@@ -26,6 +26,8 @@ __all__ = ["transport", "OpenAiApi"]
 DEFAULT_MAX_TOKENS = 256
 #: OpenAI's own default max_tokens of the legacy completions endpoint.
 COMPLETIONS_MAX_TOKENS = 16
+#: The endpoints metered (path suffixes; the base URL may be OpenAI's, Azure's or a proxy's).
+_ENDPOINTS = ("/chat/completions", "/completions", "/responses", "/embeddings")
 
 
 def _usage_event(event: Any) -> Optional[Any]:
@@ -55,7 +57,10 @@ class OpenAiApi(_metering.Api):
     def __init__(self, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> None:
         self.default_max_tokens = default_max_tokens
 
-    def plan(self, method: str, path: str, body: Dict[str, Any]) -> Optional[Plan]:
+    def meters(self, path: str) -> bool:
+        return path.rstrip("/").endswith(_ENDPOINTS)
+
+    def plan(self, path: str, body: Dict[str, Any]) -> Plan:
         path = path.rstrip("/")
         if path.endswith("/chat/completions"):
             return self._chat(body)
@@ -65,9 +70,7 @@ class OpenAiApi(_metering.Api):
                                    "prompt_tokens", "total_tokens")
         if path.endswith("/responses"):
             return self._responses(body)
-        if path.endswith("/embeddings"):
-            return self._embeddings(body)
-        return None
+        return self._embeddings(body)
 
     def _chat(self, body: Dict[str, Any]) -> Plan:
         messages = body.get("messages")
