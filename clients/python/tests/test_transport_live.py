@@ -33,7 +33,7 @@ def mock_stats() -> Dict[str, Any]:
     return httpx.get(f"{MOCK}/mock/stats", timeout=10).json()
 
 
-def chat(project: str, **extra: Any) -> bytes:
+def chat(**extra: Any) -> bytes:
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello in five words."}],
             "max_tokens": 40, **extra}
     return json.dumps(body).encode()
@@ -48,7 +48,7 @@ def test_a_chat_completion_is_granted_forwarded_settled_and_released(make_client
     before = mock_stats()["admitted"]
     t = sluice.openai.transport(c, "py.openai")
     with httpx.Client(base_url=f"{MOCK}/v1", transport=t, headers=openai_headers("p-chat")) as http:
-        r = http.send(http.build_request("POST", "/chat/completions", content=chat("p-chat")))
+        r = http.send(http.build_request("POST", "/chat/completions", content=chat()))
         assert r.status_code == 200, r.text
         assert r.json()["usage"]["prompt_tokens"] > 0
         models = http.get("/models")  # not metered: passes through
@@ -63,7 +63,7 @@ def test_a_stream_reaches_the_caller_as_it_comes_and_holds_the_permit_until_it_e
     t = sluice.openai.transport(c, "py.openai")
     with httpx.Client(base_url=f"{MOCK}/v1", transport=t, headers=openai_headers("p-stream")) as http:
         request = http.build_request("POST", "/chat/completions",
-                                     content=chat("p-stream", stream=True, stream_options={"include_usage": True}))
+                                     content=chat(stream=True, stream_options={"include_usage": True}))
         with http.send(request, stream=True) as r:
             lines = r.iter_lines()
             first = next(line for line in lines if line)
@@ -83,7 +83,7 @@ def test_upstream_429s_are_reported_and_pause_every_worker(make_async) -> None:
             t = sluice.openai.transport(c, "py.openai")
             async with httpx.AsyncClient(base_url=f"{MOCK}/v1", transport=t, headers=openai_headers("p-429")) as http:
                 async def one() -> int:
-                    return (await http.post("/chat/completions", content=chat("p-429", max_tokens=600))).status_code
+                    return (await http.post("/chat/completions", content=chat(max_tokens=600))).status_code
                 codes = await asyncio.gather(*(one() for _ in range(5)))
                 assert state("py.openai")["paused"] is True
                 return codes

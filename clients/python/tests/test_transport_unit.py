@@ -302,6 +302,7 @@ def test_anthropic_messages_are_metered_on_input_and_output_and_report_its_heade
             "input_tokens": 14, "cache_creation_input_tokens": 2, "cache_read_input_tokens": 50, "output_tokens": 9}}),
         lambda r: httpx.Response(429, headers={**headers, "retry-after": "3"},
                                  json={"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}}),
+        lambda r: httpx.Response(200, headers=headers, json={"input_tokens": 7}),
     ])
     client = sluice.Client("http://a:1", transport=httpx.MockTransport(c))
     t = sluice.anthropic.transport(client, "r", wrapped=httpx.MockTransport(Upstream(lambda r: next(answers)(r))))
