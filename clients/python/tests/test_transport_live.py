@@ -65,11 +65,11 @@ def test_a_stream_reaches_the_caller_as_it_comes_and_holds_the_permit_until_it_e
         request = http.build_request("POST", "/chat/completions",
                                      content=chat(stream=True, stream_options={"include_usage": True}))
         with http.send(request, stream=True) as r:
-            lines = r.iter_lines()
-            first = next(line for line in lines if line)
+            lines = (line.rstrip("\r\n") for line in r.iter_lines() if line.strip())  # httpx < 0.24 keeps the ends
+            first = next(lines)
             assert first.startswith("data: ") and json.loads(first[6:])["object"] == "chat.completion.chunk"
             assert state("py.openai")["inFlight"] == 1  # held while the caller reads
-            rest = [line for line in lines if line]
+            rest = list(lines)
         assert rest[-1] == "data: [DONE]" and json.loads(rest[-2][6:])["usage"]["total_tokens"] > 0
     assert state("py.openai")["inFlight"] == 0 and t.malformed_count == 0
 
@@ -108,7 +108,7 @@ def test_anthropic_messages_and_their_stream_through_the_transport(make_client) 
         assert r.json()["type"] == "message" and r.json()["usage"]["output_tokens"] >= 1
         assert r.headers["anthropic-ratelimit-output-tokens-limit"] == "1200"
         with http.stream("POST", "/v1/messages", content=messages(stream=True)) as s:
-            lines = s.iter_lines()
+            lines = (line.rstrip("\r\n") for line in s.iter_lines() if line.strip())
             assert next(lines) == "event: message_start"
             assert state("py.anthropic")["inFlight"] == 1  # held while the caller reads
             events = [line[7:] for line in lines if line.startswith("event: ")]

@@ -225,7 +225,7 @@ def test_a_stream_reaches_the_caller_and_settles_from_its_last_chunk_when_it_end
         r = post(http, "/chat/completions", {**CHAT, "stream": True, "stream_options": {"include_usage": True}},
                  stream=True)
         assert c.sent("release") == []  # held while the caller reads
-        lines = [line for line in r.iter_lines() if line]
+        lines = [line.rstrip("\r\n") for line in r.iter_lines() if line.strip()]  # httpx < 0.24 keeps the ends
         assert lines[-1] == "data: [DONE]" and len(lines) == 4
         r.close()
     assert c.sent("release") == [{"usage": {"tokens": 12 + 50}}]
@@ -242,10 +242,10 @@ def test_a_stream_closed_early_or_without_usage_keeps_the_estimate(caplog) -> No
         r = post(http, "/chat/completions", {**CHAT, "stream": True}, stream=True)
         next(r.iter_raw(10))
         r.close()  # the caller stopped reading: what was used is unknown
-        with post(http, "/chat/completions", {**CHAT, "stream": True}, stream=True) as r:
+        for _ in range(2):
+            r = post(http, "/chat/completions", {**CHAT, "stream": True}, stream=True)
             r.read()
-        with post(http, "/chat/completions", {**CHAT, "stream": True}, stream=True) as r:
-            r.read()
+            r.close()
     assert c.sent("release") == [{}, {}, {}]
     assert [r.getMessage() for r in caplog.records] == [
         "openai transport for 'r': a usage block of the stream is 7, not an object; the permit keeps its estimate"
@@ -340,7 +340,7 @@ def test_an_anthropic_stream_settles_from_its_start_and_delta_events() -> None:
             request = http.build_request("POST", "/v1/messages", content=json.dumps({**MESSAGE, "stream": True}))
             r = await http.send(request, stream=True)
             assert c.sent("release") == []
-            lines = [line async for line in r.aiter_lines() if line.startswith("event:")]
+            lines = [line.rstrip("\r\n") async for line in r.aiter_lines() if line.startswith("event:")]
             await r.aclose()
             return lines
 
