@@ -64,12 +64,15 @@ def test_a_stream_reaches_the_caller_as_it_comes_and_holds_the_permit_until_it_e
     with httpx.Client(base_url=f"{MOCK}/v1", transport=t, headers=openai_headers("p-stream")) as http:
         request = http.build_request("POST", "/chat/completions",
                                      content=chat(stream=True, stream_options={"include_usage": True}))
-        with http.send(request, stream=True) as r:
+        r = http.send(request, stream=True)
+        try:
             lines = (line.rstrip("\r\n") for line in r.iter_lines() if line.strip())  # httpx < 0.24 keeps the ends
             first = next(lines)
             assert first.startswith("data: ") and json.loads(first[6:])["object"] == "chat.completion.chunk"
             assert state("py.openai")["inFlight"] == 1  # held while the caller reads
             rest = list(lines)
+        finally:
+            r.close()
         assert rest[-1] == "data: [DONE]" and json.loads(rest[-2][6:])["usage"]["total_tokens"] > 0
     assert state("py.openai")["inFlight"] == 0 and t.malformed_count == 0
 
@@ -94,8 +97,9 @@ def test_upstream_429s_are_reported_and_pause_every_worker(make_async) -> None:
     assert mock_stats()["rejected"]["tokens"] == before + codes.count(429)
 
 
-def messages(**extra: Any) -> bytes:
-    return json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 16, "system": "You are terse.",
+def messages(max_tokens: int = 8, **extra: Any) -> bytes:
+    # The mock's output bucket holds 20 tokens: two calls of 8 in a row always fit.
+    return json.dumps({"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "system": "You are terse.",
                        "messages": [{"role": "user", "content": "Say hello."}], **extra}).encode()
 
 
@@ -125,7 +129,7 @@ def test_anthropic_429s_are_reported_with_retry_after(make_async) -> None:
             t = sluice.anthropic.transport(c, "py.anthropic")
             async with httpx.AsyncClient(base_url=MOCK, transport=t,
                                          headers={**ANTHROPIC_HEADERS, "x-api-key": "sk-ant-429"}) as http:
-                codes = await asyncio.gather(*(http.post("/v1/messages", content=messages()) for _ in range(4)))
+                codes = await asyncio.gather(*(http.post("/v1/messages", content=messages(16)) for _ in range(4)))
                 refused = [r for r in codes if r.status_code == 429]
                 assert refused and refused[0].json()["error"]["type"] == "rate_limit_error"
                 assert int(refused[0].headers["retry-after"]) >= 1
