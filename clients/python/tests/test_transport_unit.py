@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from typing import Any, Callable, Dict, List, Optional
 
 import httpx
@@ -365,6 +366,32 @@ def test_bad_transport_arguments_are_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match="resource name 'a b' is invalid"):
         sluice.openai.transport(client, "a b")
     client.close()
+
+
+def test_tiktoken_counts_when_importable_and_the_rule_otherwise(monkeypatch, caplog) -> None:
+    class Encoding:
+        def encode(self, text: str, disallowed_special: Any = None) -> List[int]:
+            return list(range(len(text.split())))  # a token a word
+
+    class Tiktoken:
+        @staticmethod
+        def get_encoding(name: str) -> Encoding:
+            assert name == "o200k_base"
+            return Encoding()
+
+    monkeypatch.setattr(_metering, "_counter", None)
+    monkeypatch.setitem(sys.modules, "tiktoken", Tiktoken)
+    assert _metering.count_tokens("three short words") == 3
+
+    class Offline:
+        @staticmethod
+        def get_encoding(name: str) -> Encoding:
+            raise OSError("no vocabulary cached and no network")
+
+    monkeypatch.setattr(_metering, "_counter", None)
+    monkeypatch.setitem(sys.modules, "tiktoken", Offline)
+    assert _metering.count_tokens("three short words") == 5  # 17 characters
+    assert "o200k_base vocabulary is not (no vocabulary cached and no network)" in caplog.text
 
 
 def test_the_character_rule_is_one_token_per_four_characters() -> None:
