@@ -8,6 +8,7 @@ strict mock upstream."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 import sys
@@ -228,6 +229,19 @@ def test_a_stream_reaches_the_caller_and_settles_from_its_last_chunk_when_it_end
         assert c.sent("release") == []  # held while the caller reads
         lines = [line.rstrip("\r\n") for line in r.iter_lines() if line.strip()]  # httpx < 0.24 keeps the ends
         assert lines[-1] == "data: [DONE]" and len(lines) == 4
+        r.close()
+    assert c.sent("release") == [{"usage": {"tokens": 12 + 50}}]
+
+
+def test_a_gzip_stream_is_read_through_its_encoding() -> None:
+    c = coordinator()
+    packed = gzip.compress(chat_chunks({"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14}))
+    up = Upstream(lambda r: httpx.Response(200, stream=httpx.ByteStream(packed),
+                                           headers={"content-type": "text/event-stream", "content-encoding": "gzip"}))
+    with openai_http(c, up) as http:
+        r = post(http, "/chat/completions", {**CHAT, "stream": True, "stream_options": {"include_usage": True}},
+                 stream=True)
+        assert r.read().endswith(b"data: [DONE]\n\n")  # the caller gets it decoded
         r.close()
     assert c.sent("release") == [{"usage": {"tokens": 12 + 50}}]
 
