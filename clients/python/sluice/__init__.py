@@ -13,7 +13,8 @@
         async with c.acquire("openai", tokens=1200) as permit:
             ...
 
-See clients/python/README.md.
+Drop-in transports for the official clients: ``sluice.openai.transport(client)`` and
+``sluice.anthropic.transport(client)``. See clients/python/README.md.
 """
 
 from ._async import AsyncClient, AsyncPermit
@@ -29,6 +30,7 @@ from ._errors import (
     WaitingRoomFullError,
 )
 from ._sync import Client, Permit
+from . import anthropic, openai  # noqa: E402  (the drop-in transports, after the clients they wrap)
 
 __version__ = "0.1.0"
 
@@ -46,4 +48,6 @@ __all__ = [
     "PermissionDeniedError",
     "SluiceUnavailableError",
     "MalformedAnswerError",
+    "openai",
+    "anthropic",
 ]

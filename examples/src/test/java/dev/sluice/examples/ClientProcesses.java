@@ -70,4 +70,35 @@ final class ClientProcesses {
     echo.join(5_000);
     return new Ran(p.exitValue(), output.toString());
   }
+
+  private static final String PYTHON_HINT = "install Debian's packages (`sudo apt-get install -y python3"
+      + " python3-httpx python3-pytest`), or run `bash .ci/run`, which installs them";
+
+  /**
+   * Debian's /usr/bin/python3, else a python3 on the PATH, that can import httpx (and pytest when
+   * {@code pytest}); fails the test {@code tag} naming what was tried and how to install them.
+   */
+  static String python(String tag, boolean pytest) throws Exception {
+    String modules = pytest ? "httpx, pytest" : "httpx";
+    List<String> tried = new ArrayList<>();
+    for (String candidate : List.of("/usr/bin/python3", "python3")) {
+      try {
+        Process p = new ProcessBuilder(candidate, "-c", "import sys, " + modules + "; print(sys.version.split()[0],"
+            + " 'httpx', httpx.__version__" + (pytest ? ", 'pytest', pytest.__version__" : "") + ")")
+            .redirectErrorStream(true).start();
+        String said = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).trim();
+        if (p.waitFor(30, TimeUnit.SECONDS) && p.exitValue() == 0) {
+          System.out.println("[" + tag + "] " + candidate + ": Python " + said);
+          return candidate;
+        }
+        String[] lines = said.split("\n");
+        tried.add(candidate + " (" + lines[lines.length - 1] + ")");
+      } catch (IOException e) {
+        tried.add(candidate + " (not found)");
+      }
+    }
+    fail(tag + " needs a python3 that can import " + modules + "; tried " + String.join(", ", tried) + ": "
+        + PYTHON_HINT);
+    return null;
+  }
 }

@@ -2,15 +2,14 @@ package dev.sluice.examples;
 
 import static dev.sluice.examples.ClientProcesses.cli;
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.assertj.core.api.Assertions.fail;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.sluice.examples.mock.MockOpenAi;
 import dev.sluice.server.SluiceServer;
 import dev.sluice.server.http.HttpApi;
 import dev.sluice.server.redis.RedisProcess;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -18,7 +17,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
-import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -28,7 +26,9 @@ import org.junit.jupiter.api.io.TempDir;
  * that share one Redis (the project's {@link RedisProcess}) for failover, the first of which this
  * test stops when the Python side asks (it writes the node's URL to {@code $SLUICE_CONTROL/stop}).
  * Then the coordinator's counters must agree with what the Python clients saw: grants, timeouts
- * and withdrawn waiters, per resource, the cancel storm's included.
+ * and withdrawn waiters, per resource, the cancel storm's included. The drop-in transports'
+ * tests call the strict mock upstream ({@link MockOpenAi}: OpenAI's and Anthropic's APIs) started
+ * here ({@code SLUICE_MOCK_URL}).
  *
  * <p>Needs a {@code python3} that imports {@code httpx} and {@code pytest}: Debian's
  * {@code /usr/bin/python3} with {@code python3-httpx} and {@code python3-pytest}.
@@ -37,14 +37,12 @@ class PythonClientIT {
 
   private static final Path PACKAGE =
       Path.of(System.getProperty("sluice.python.dir", "../clients/python")).toAbsolutePath().normalize();
-  private static final String INSTALL_HINT = "install Debian's packages (`sudo apt-get install -y python3"
-      + " python3-httpx python3-pytest`), or run `bash .ci/run`, which installs them";
 
   @TempDir Path dir;
 
   @Test
   void pythonClientPassesItsTestsAgainstRealCoordinatorsAndTheCountersAgree() throws Exception {
-    String python = python();
+    String python = ClientProcesses.python("PythonClientIT", true);
     Path control = Files.createDirectories(dir.resolve("control"));
     try (RedisProcess redis = RedisProcess.start();
         // The storm holds 1 000 long polls at once, one connection each, beside its cancels: above
@@ -54,7 +52,11 @@ class PythonClientIT {
                 HttpApi.Limits.defaults().readTimeout(), HttpApi.Limits.defaults().maxPipelined()))
             .shutdownGrace(Duration.ZERO).dataDir(dir.resolve("main")).build().start();
         SluiceServer first = redisNode(redis, "first");
-        SluiceServer second = redisNode(redis, "second")) {
+        SluiceServer second = redisNode(redis, "second");
+        // The transports' upstream: OpenAI's buckets of 10 requests and 666 tokens, Anthropic's
+        // of 10 requests, 1 000 input and 20 output tokens (burst 1 s).
+        MockOpenAi upstream = MockOpenAi.builder().rpm(600).tpm(40_000).anthropic(600, 60_000, 1_200)
+            .latency(Duration.ofMillis(20), Duration.ofMillis(60)).build().start()) {
       String target = "127.0.0.1:" + main.port();
       // The first key may be made while the coordinator is open; from then on every call needs one.
       String admin = cli(target, null, "key", "create", "--role", "admin", "--description", "PythonClientIT");
@@ -75,6 +77,7 @@ class PythonClientIT {
       String pair = "http://127.0.0.1:" + first.httpPort() + ",http://127.0.0.1:" + second.httpPort();
       ClientProcesses.Ran ran = ClientProcesses.run("python", PACKAGE, Duration.ofMinutes(3), Map.of(
               "SLUICE_URL", "http://127.0.0.1:" + main.httpPort(),
+              "SLUICE_MOCK_URL", "http://127.0.0.1:" + upstream.port(),
               "SLUICE_API_KEY", worker,
               "SLUICE_FAILOVER_URLS", pair,
               "SLUICE_CONTROL", control.toString(),
@@ -135,28 +138,5 @@ class PythonClientIT {
     t.setDaemon(true);
     t.start();
     return t;
-  }
-
-  /** Debian's /usr/bin/python3, else a python3 on the PATH, that can import httpx and pytest. */
-  private static String python() throws Exception {
-    List<String> tried = new ArrayList<>();
-    for (String candidate : List.of("/usr/bin/python3", "python3")) {
-      try {
-        Process p = new ProcessBuilder(candidate, "-c", "import sys, httpx, pytest; print(sys.version.split()[0],"
-            + " 'httpx', httpx.__version__, 'pytest', pytest.__version__)").redirectErrorStream(true).start();
-        String said = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).trim();
-        if (p.waitFor(30, TimeUnit.SECONDS) && p.exitValue() == 0) {
-          System.out.println("[PythonClientIT] " + candidate + ": Python " + said);
-          return candidate;
-        }
-        String[] lines = said.split("\n");
-        tried.add(candidate + " (" + lines[lines.length - 1] + ")");
-      } catch (IOException e) {
-        tried.add(candidate + " (not found)");
-      }
-    }
-    fail("PythonClientIT needs a python3 that can import httpx and pytest; tried " + String.join(", ", tried)
-        + ": " + INSTALL_HINT);
-    return null;
   }
 }

@@ -14,12 +14,18 @@ final class Engine {
 
   private final LongSupplier ticker;
   private final RateLimiter limiter;
+  private final AnthropicLimiter anthropic;
   private final StatsRecorder stats;
 
   Engine(Stats.Limits limits, LongSupplier ticker) {
+    this(limits, AnthropicLimiter.DEFAULTS, ticker);
+  }
+
+  Engine(Stats.Limits limits, AnthropicLimiter.Limits anthropic, LongSupplier ticker) {
     this.ticker = ticker;
     long now = ticker.getAsLong();
     this.limiter = new RateLimiter(limits, now);
+    this.anthropic = new AnthropicLimiter(anthropic, limits.burstSeconds());
     this.stats = new StatsRecorder(now);
   }
 
@@ -33,6 +39,31 @@ final class Engine {
       stats.rejected(decision.reason());
     }
     return decision;
+  }
+
+  /**
+   * Decides on an Anthropic Messages call and records the outcome as {@link #admit} does; its
+   * charge in the stats is its input tokens plus its {@code max_tokens}.
+   */
+  synchronized AnthropicLimiter.Verdict admitMessage(String key, long inputTokens, long maxTokens) {
+    long now = ticker.getAsLong();
+    AnthropicLimiter.Verdict verdict = anthropic.acquire(key, inputTokens, maxTokens, now);
+    switch (verdict.kind()) {
+      case ADMITTED -> stats.admitted(inputTokens + maxTokens, now);
+      case TOO_LARGE -> stats.rejected("too_large");
+      default -> stats.rejected(verdict.refusedOn().statsKey());
+    }
+    return verdict;
+  }
+
+  /** An admitted Messages call is answered: its unused output budget goes back to its key's OTPM. */
+  synchronized void finishedMessage(String key, long inputTokens, long maxTokens, long outputTokens) {
+    anthropic.finished(key, maxTokens, outputTokens, ticker.getAsLong());
+    stats.finished(inputTokens + outputTokens);
+  }
+
+  synchronized AnthropicLimiter.Limits anthropicLimits() {
+    return anthropic.limits();
   }
 
   /** Records a request refused before admission: {@code unauthorized} or {@code bad_request}. */
@@ -57,6 +88,7 @@ final class Engine {
   synchronized void reset() {
     long now = ticker.getAsLong();
     limiter.reset();
+    anthropic.reset();
     stats.reset(now);
   }
 

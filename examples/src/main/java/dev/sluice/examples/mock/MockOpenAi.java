@@ -64,6 +64,10 @@ import java.util.function.LongSupplier;
  *       data: [DONE]}. Needs {@code Authorization: Bearer <key>} (else 401 {@code
  *       invalid_api_key}); a body that is not valid JSON or not a valid request is a 400 {@code
  *       invalid_request_error}. Any model name is accepted.
+ *   <li>{@code POST /v1/messages}: Anthropic's Messages API, with Anthropic's request checks,
+ *       answer and stream shapes, errors and {@code anthropic-ratelimit-*} headers, and its limit
+ *       model (RPM, input and output tokens per minute, per {@code x-api-key}; see {@link
+ *       Builder#anthropic}): {@link AnthropicMessages}. Its calls count in the same {@link Stats}.
  *   <li>{@code GET /v1/models}: a fixed list of models.
  *   <li>{@code GET /mock/stats}: {@link Stats} as JSON; {@code POST /mock/reset}: {@link #reset()};
  *       {@code GET|PUT /mock/limits}: the limits, or new ones from a JSON object with any of {@code
@@ -139,6 +143,7 @@ public final class MockOpenAi implements AutoCloseable {
   private final long seed;
   private final Engine engine;
   private final ObjectMapper json = new ObjectMapper();
+  private final AnthropicMessages anthropic;
   private final AtomicLong sequence = new AtomicLong();
   private final Object lifecycle = new Object();
   private HttpServer server;
@@ -154,7 +159,9 @@ public final class MockOpenAi implements AutoCloseable {
         new Engine(
             new Stats.Limits(
                 b.rpm, b.tpm, b.rpd, b.tpd, b.burstSeconds, b.quantized, b.insufficientQuota),
+            b.anthropic,
             b.ticker);
+    this.anthropic = new AnthropicMessages(engine, json, this::nextRandom, this::latency);
   }
 
   /** A builder with every default; see each setter. */
@@ -236,8 +243,10 @@ public final class MockOpenAi implements AutoCloseable {
   /** One line describing the configuration, for the command line. */
   String describe() {
     Stats.Limits l = engine.limits();
+    AnthropicLimiter.Limits a = engine.anthropicLimits();
     return String.format(
-        "rpm=%d, tpm=%d, rpd=%s, tpd=%s, burst=%ss, %s%s, latency=%d..%dms, seed=%d",
+        "rpm=%d, tpm=%d, rpd=%s, tpd=%s, burst=%ss, %s%s, latency=%d..%dms, seed=%d,"
+            + " anthropic rpm=%d itpm=%d otpm=%d",
         l.rpm(),
         l.tpm(),
         l.rpd() == 0 ? "off" : l.rpd(),
@@ -247,7 +256,10 @@ public final class MockOpenAi implements AutoCloseable {
         l.insufficientQuota() ? ", insufficient-quota" : "",
         latencyMinNanos / NANOS_PER_MILLI,
         latencyMaxNanos / NANOS_PER_MILLI,
-        seed);
+        seed,
+        a.rpm(),
+        a.itpm(),
+        a.otpm());
   }
 
   // ---------------------------------------------------------------- HTTP
@@ -262,6 +274,7 @@ public final class MockOpenAi implements AutoCloseable {
       }
       switch (method + " " + path) {
         case "POST /v1/chat/completions" -> chatCompletion(exchange, body);
+        case "POST /v1/messages" -> anthropic.handle(exchange, body);
         case "GET /v1/models" -> models(exchange);
         case "GET /mock/stats" -> sendJson(exchange, 200, json.valueToTree(engine.stats()));
         case "POST /mock/reset" -> {
@@ -351,14 +364,8 @@ public final class MockOpenAi implements AutoCloseable {
   private void answer(
       HttpExchange exchange, ChatRequest request, int promptTokens, Decision decision)
       throws IOException, InterruptedException {
-    // Seeded per admission, so the k-th admitted request gets the same latency and answer
-    // lengths in every run with the same seed, whichever thread serves it.
-    SplittableRandom random =
-        new SplittableRandom(seed + sequence.getAndIncrement() * 0x9E3779B97F4A7C15L);
-    long latency =
-        latencyMaxNanos == latencyMinNanos
-            ? latencyMinNanos
-            : random.nextLong(latencyMinNanos, latencyMaxNanos + 1);
+    SplittableRandom random = nextRandom();
+    long latency = latency(random);
     Reply reply = new Reply(request, promptTokens, Instant.now().getEpochSecond(), random);
     long total = 0;
     try {
@@ -388,6 +395,20 @@ public final class MockOpenAi implements AutoCloseable {
     }
     out.write("data: [DONE]\n\n".getBytes(StandardCharsets.UTF_8));
     out.flush();
+  }
+
+  /**
+   * Seeded per admission, so the k-th admitted request gets the same latency and answer lengths
+   * in every run with the same seed, whichever thread serves it.
+   */
+  private SplittableRandom nextRandom() {
+    return new SplittableRandom(seed + sequence.getAndIncrement() * 0x9E3779B97F4A7C15L);
+  }
+
+  private long latency(SplittableRandom random) {
+    return latencyMaxNanos == latencyMinNanos
+        ? latencyMinNanos
+        : random.nextLong(latencyMinNanos, latencyMaxNanos + 1);
   }
 
   private void rateLimited(HttpExchange exchange, ChatRequest request, Decision d)
@@ -600,7 +621,9 @@ public final class MockOpenAi implements AutoCloseable {
    * @param rejected requests refused, by reason, every reason present: {@code requests}, {@code
    *     tokens}, {@code requests_per_day}, {@code tokens_per_day} (429 over RPM, TPM, RPD, TPD),
    *     {@code too_large} (429 "Request too large": the charge exceeds the TPM or TPD limit),
-   *     {@code insufficient_quota} (429), {@code unauthorized} (401), {@code bad_request} (400).
+   *     {@code insufficient_quota} (429), {@code unauthorized} (401), {@code bad_request} (400),
+   *     and for Anthropic's Messages {@code requests}, {@code input_tokens}, {@code output_tokens}
+   *     (429 over its RPM, ITPM, OTPM) and {@code too_large}.
    *     Every rate-limit 429 (the first five) also took one request from the project's RPM bucket.
    * @param estimatedTokens sum of the admission charges (prompt + n × max_tokens) of admitted
    *     requests — what was debited from the TPM buckets
@@ -633,7 +656,7 @@ public final class MockOpenAi implements AutoCloseable {
       rejected = Collections.unmodifiableMap(new LinkedHashMap<>(rejected));
     }
 
-    /** All HTTP 429 answers: the rate-limit reasons plus {@code insufficient_quota}. */
+    /** All HTTP 429 answers: the rate-limit reasons plus {@code insufficient_quota}, both APIs. */
     public long rateLimited() {
       long sum = 0;
       for (String reason :
@@ -643,7 +666,9 @@ public final class MockOpenAi implements AutoCloseable {
             "requests_per_day",
             "tokens_per_day",
             "too_large",
-            "insufficient_quota"
+            "insufficient_quota",
+            "input_tokens",
+            "output_tokens"
           }) {
         sum += rejected.getOrDefault(reason, 0L);
       }
@@ -711,6 +736,7 @@ public final class MockOpenAi implements AutoCloseable {
     private long seed = 42;
     private boolean insufficientQuota;
     private LongSupplier ticker = System::nanoTime;
+    private AnthropicLimiter.Limits anthropic = AnthropicLimiter.DEFAULTS;
     private final Set<String> set = new HashSet<>();
 
     private Builder() {}
@@ -832,6 +858,18 @@ public final class MockOpenAi implements AutoCloseable {
       Objects.requireNonNull(ticker, "ticker");
       once("ticker");
       this.ticker = ticker;
+      return this;
+    }
+
+    /**
+     * The limits of Anthropic's {@code POST /v1/messages}, per {@code x-api-key}: requests, input
+     * tokens and output tokens per minute; default 50, 30,000 and 8,000 (Claude Sonnet at
+     * Anthropic's first tier). Their buckets hold {@link #burstSeconds} of each.
+     */
+    public Builder anthropic(long rpm, long itpm, long otpm) {
+      AnthropicLimiter.Limits limits = new AnthropicLimiter.Limits(rpm, itpm, otpm);
+      once("anthropic");
+      this.anthropic = limits;
       return this;
     }
 

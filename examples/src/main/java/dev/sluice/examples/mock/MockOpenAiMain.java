@@ -20,7 +20,9 @@ import picocli.CommandLine.Option;
 @Command(
     name = "mock-openai",
     mixinStandardHelpOptions = true,
-    description = "A strict OpenAI-compatible mock upstream enforcing OpenAI's rate limits.")
+    description =
+        "A strict OpenAI-compatible mock upstream enforcing OpenAI's rate limits, with"
+            + " Anthropic's /v1/messages and its limits beside.")
 public final class MockOpenAiMain implements Callable<Integer> {
 
   @Option(
@@ -72,6 +74,14 @@ public final class MockOpenAiMain implements Callable<Integer> {
       description = "Answer every completion with 429 insufficient_quota.")
   boolean insufficientQuota;
 
+  @Option(
+      names = "--anthropic",
+      paramLabel = "RPM,ITPM,OTPM",
+      description =
+          "Limits of Anthropic's /v1/messages per x-api-key: requests, input and output tokens a"
+              + " minute (default ${DEFAULT-VALUE}).")
+  String anthropic = "50,30000,8000";
+
   private final PrintStream out;
   private final CountDownLatch stopped = new CountDownLatch(1);
   private final CountDownLatch closed = new CountDownLatch(1);
@@ -91,6 +101,7 @@ public final class MockOpenAiMain implements Callable<Integer> {
   /** The mock these options describe, not started. */
   MockOpenAi build() {
     Duration[] latency = parseLatency(latencyMs);
+    long[] limits = parseAnthropic(anthropic);
     return MockOpenAi.builder()
         .port(port)
         .rpm(rpm)
@@ -102,7 +113,23 @@ public final class MockOpenAiMain implements Callable<Integer> {
         .latency(latency[0], latency[1])
         .seed(seed)
         .insufficientQuota(insufficientQuota)
+        .anthropic(limits[0], limits[1], limits[2])
         .build();
+  }
+
+  static long[] parseAnthropic(String text) {
+    String[] parts = text.strip().split(",", -1);
+    try {
+      if (parts.length == 3) {
+        return new long[] {
+          Long.parseLong(parts[0].strip()), Long.parseLong(parts[1].strip()), Long.parseLong(parts[2].strip())
+        };
+      }
+    } catch (NumberFormatException e) {
+      // fall through
+    }
+    throw new IllegalArgumentException(
+        "--anthropic must be RPM,ITPM,OTPM (three whole numbers, e.g. 50,30000,8000), got: " + text);
   }
 
   static Duration[] parseLatency(String text) {

@@ -19,7 +19,8 @@ final class StatsRecorder {
   private static final long WINDOW_NANOS = 60_000_000_000L;
   static final String[] REASONS = {
     "requests", "tokens", "requests_per_day", "tokens_per_day",
-    "too_large", "insufficient_quota", "unauthorized", "bad_request"
+    "too_large", "insufficient_quota", "unauthorized", "bad_request",
+    "input_tokens", "output_tokens"
   };
 
   private long epochNanos;

@@ -69,6 +69,12 @@ final class TokenBucket implements Meter {
     level -= amount;
   }
 
+  /** Puts back what an admitted request reserved but did not use, never above the capacity. */
+  void give(long amount, long now) {
+    refill(now);
+    level = Math.min(capacity, level + amount);
+  }
+
   @Override
   public void takeRejected(long now) {
     refill(now);

@@ -68,7 +68,9 @@ class EngineTest {
             "too_large",
             "insufficient_quota",
             "unauthorized",
-            "bad_request")
+            "bad_request",
+            "input_tokens",
+            "output_tokens")
         .containsEntry("unauthorized", 1L)
         .containsEntry("bad_request", 1L)
         .containsEntry("requests", 0L);

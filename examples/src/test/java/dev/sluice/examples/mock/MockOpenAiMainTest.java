@@ -31,6 +31,16 @@ class MockOpenAiMainTest {
   }
 
   @Test
+  void parsesAnthropicLimitsAndNamesTheFormatOtherwise() {
+    assertThat(MockOpenAiMain.parseAnthropic("600, 60000,1200")).containsExactly(600, 60_000, 1_200);
+    assertThatThrownBy(() -> MockOpenAiMain.parseAnthropic("600,60000"))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("RPM,ITPM,OTPM");
+    assertThatThrownBy(() -> MockOpenAiMain.parseAnthropic("a,b,c"))
+        .isInstanceOf(IllegalArgumentException.class);
+  }
+
+  @Test
   void printsOneLineServesAndStops() throws Exception {
     ByteArrayOutputStream bytes = new ByteArrayOutputStream();
     MockOpenAiMain main = new MockOpenAiMain(new PrintStream(bytes, true, StandardCharsets.UTF_8));
@@ -39,11 +49,12 @@ class MockOpenAiMainTest {
         CompletableFuture.supplyAsync(
             () ->
                 cli.execute(
-                    "--rpm", "120", "--tpm", "9000", "--latency-ms", "0..0", "--quantized"));
+                    "--rpm", "120", "--tpm", "9000", "--latency-ms", "0..0", "--quantized",
+                    "--anthropic", "60,6000,1200"));
     Pattern line =
         Pattern.compile(
             "mock-openai listening on (http://127\\.0\\.0\\.1:\\d+/v1) \\(rpm=120, tpm=9000,"
-                + " rpd=off, tpd=off, .*quantized.*\\)\\R");
+                + " rpd=off, tpd=off, .*quantized.*, anthropic rpm=60 itpm=6000 otpm=1200\\)\\R");
     await().atMost(Duration.ofSeconds(10)).until(() -> line.matcher(out(bytes)).matches());
     Matcher m = line.matcher(out(bytes));
     assertThat(m.matches()).isTrue();

@@ -1,0 +1,103 @@
+"""A drop-in httpx transport that puts Anthropic's client behind a Sluice coordinator.
+
+::
+
+    import anthropic, httpx, sluice
+
+    client = anthropic.Anthropic(http_client=httpx.Client(transport=sluice.anthropic.transport(sluice.Client())))
+
+``POST /v1/messages`` is metered; every other request (token counting, batches, models) passes
+through untouched. See clients/python/README.md ("Drop-in transports").
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple, Union
+
+import httpx
+
+from . import _metering
+from ._metering import AsyncTransport, Plan, SyncTransport, amount, budget, count_tokens, text_of
+
+__all__ = ["transport", "AnthropicApi"]
+
+#: Output budget counted for a call without max_tokens (Anthropic refuses it anyway).
+DEFAULT_MAX_TOKENS = 1024
+
+#: Anthropic's rate-limit headers, by the dimension of the Sluice limit they describe.
+_REMAINING = {
+    "anthropic-ratelimit-requests-remaining": "requests",
+    "anthropic-ratelimit-tokens-remaining": "tokens",
+    "anthropic-ratelimit-input-tokens-remaining": "input_tokens",
+    "anthropic-ratelimit-output-tokens-remaining": "output_tokens",
+}
+
+
+def _usage_event(event: Any) -> Optional[Any]:
+    """``message_start`` carries the input tokens (and 1 output token so far), ``message_delta``
+    the output tokens (cumulative); the stream's reader merges them."""
+    if not isinstance(event, dict):
+        return None
+    if event.get("type") == "message_start":
+        message = event.get("message")
+        return message.get("usage") if isinstance(message, dict) else None
+    if event.get("type") == "message_delta":
+        return event.get("usage")
+    return None
+
+
+def _settle(usage: Any) -> Dict[str, int]:
+    # Input tokens count against ITPM as written and as cache writes; cache reads do not.
+    used_in = amount(usage, "input_tokens") + amount(usage, "cache_creation_input_tokens", optional=True)
+    used_out = amount(usage, "output_tokens")
+    return {"input_tokens": used_in, "output_tokens": used_out, "tokens": used_in + used_out}
+
+
+class AnthropicApi(_metering.Api):
+    """What a Messages call costs in Anthropic's terms: ``requests`` 1, ``input_tokens`` the
+    prompt (system, messages, tools), ``output_tokens`` its ``max_tokens`` (Anthropic counts that
+    against OTPM at the start and corrects it at the end, as the settle does), ``tokens`` both."""
+
+    name = "anthropic"
+
+    def meters(self, path: str) -> bool:
+        return path.rstrip("/").endswith("/messages")
+
+    def plan(self, path: str, body: Dict[str, Any]) -> Plan:
+        prompt = count_tokens(text_of(body.get("system")))
+        messages = body.get("messages")
+        for m in messages if isinstance(messages, list) else [messages]:
+            prompt += 3 + count_tokens(text_of(m.get("content"))) if isinstance(m, dict) else count_tokens(text_of(m))
+        prompt += count_tokens(text_of(body.get("tools"))) if body.get("tools") else 0
+        output = budget(body, "max_tokens") or DEFAULT_MAX_TOKENS
+        prompt = max(1, prompt)
+        return Plan({"requests": 1, "input_tokens": prompt, "output_tokens": output, "tokens": prompt + output},
+                    _settle, _usage_event)
+
+    def report(self, headers: httpx.Headers) -> Tuple[Optional[Dict[str, str]], bool]:
+        out: Dict[str, str] = {}
+        for name, value in headers.items():
+            low = name.lower()
+            if low == "retry-after":
+                out["retry-after"] = value
+            elif low in _REMAINING:
+                out["x-ratelimit-remaining-" + _REMAINING[low]] = value
+        return (out or None), "retry-after" in out
+
+
+def transport(client: Any, resource: str = "anthropic", *, lane: Optional[str] = None,
+              timeout: Optional[float] = None, wrapped: Any = None) -> Union[SyncTransport, AsyncTransport]:
+    """An httpx transport that meters Anthropic's Messages calls through ``client``.
+
+    :param client: a :class:`sluice.Client` (gives an ``httpx.BaseTransport``, for
+        ``httpx.Client``) or a :class:`sluice.AsyncClient` (an ``httpx.AsyncBaseTransport``).
+    :param resource: the coordinator's resource; its limit may have any of ``requests``,
+        ``input_tokens``, ``output_tokens`` and ``tokens`` (input + output): only those it has are
+        asked for. Default ``"anthropic"``.
+    :param lane: lane of every call (default: the client's); one call's own with the request
+        header ``X-Sluice-Lane``, stripped before sending.
+    :param timeout: seconds an acquire waits (default: the client's).
+    :param wrapped: the transport that sends (default ``httpx.HTTPTransport()`` /
+        ``httpx.AsyncHTTPTransport()``).
+    """
+    return _metering.make(AnthropicApi(), client, resource, lane, timeout, wrapped)

@@ -1,0 +1,140 @@
+"""The drop-in transports between a real coordinator (SLUICE_URL, limits of tests/limits.txt) and
+the strict mock upstream (SLUICE_MOCK_URL: examples' MockOpenAi, OpenAI's and Anthropic's APIs),
+with requests shaped as the official packages send them. PythonClientIT starts both."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any, Dict, List
+
+import httpx
+import pytest
+
+import sluice
+from test_coordinator import state, until
+from test_transport_unit import ANTHROPIC_HEADERS, OPENAI_HEADERS
+
+pytestmark = pytest.mark.coordinator
+
+MOCK = os.environ.get("SLUICE_MOCK_URL", "")
+
+
+@pytest.fixture(autouse=True)
+def needs_the_mock() -> None:
+    if not MOCK:
+        if os.environ.get("SLUICE_REQUIRE_COORDINATOR") == "1":
+            pytest.fail("SLUICE_MOCK_URL is not set: give the mock upstream's URL (examples' MockOpenAiMain)")
+        pytest.skip("needs the mock upstream: set SLUICE_MOCK_URL (see clients/python/README.md)")
+
+
+def mock_stats() -> Dict[str, Any]:
+    return httpx.get(f"{MOCK}/mock/stats", timeout=10).json()
+
+
+def chat(**extra: Any) -> bytes:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello in five words."}],
+            "max_tokens": 40, **extra}
+    return json.dumps(body).encode()
+
+
+def openai_headers(project: str) -> Dict[str, str]:
+    return {**OPENAI_HEADERS, "OpenAI-Project": project}  # a quota of its own on the mock
+
+
+def test_a_chat_completion_is_granted_forwarded_settled_and_released(make_client) -> None:
+    c = make_client()
+    before = mock_stats()["admitted"]
+    t = sluice.openai.transport(c, "py.openai")
+    with httpx.Client(base_url=f"{MOCK}/v1", transport=t, headers=openai_headers("p-chat")) as http:
+        r = http.send(http.build_request("POST", "/chat/completions", content=chat()))
+        assert r.status_code == 200, r.text
+        assert r.json()["usage"]["prompt_tokens"] > 0
+        models = http.get("/models")  # not metered: passes through
+        assert models.status_code == 200 and models.json()["object"] == "list"
+    assert mock_stats()["admitted"] == before + 1
+    assert state("py.openai")["inFlight"] == 0
+    assert c._core.counts["py.openai"]["granted"] == 1 and t.malformed_count == 0
+
+
+def test_a_stream_reaches_the_caller_as_it_comes_and_holds_the_permit_until_it_ends(make_client) -> None:
+    c = make_client()
+    t = sluice.openai.transport(c, "py.openai")
+    with httpx.Client(base_url=f"{MOCK}/v1", transport=t, headers=openai_headers("p-stream")) as http:
+        request = http.build_request("POST", "/chat/completions",
+                                     content=chat(stream=True, stream_options={"include_usage": True}))
+        r = http.send(request, stream=True)
+        try:
+            lines = (line.rstrip("\r\n") for line in r.iter_lines() if line.strip())  # httpx < 0.24 keeps the ends
+            first = next(lines)
+            assert first.startswith("data: ") and json.loads(first[6:])["object"] == "chat.completion.chunk"
+            assert state("py.openai")["inFlight"] == 1  # held while the caller reads
+            rest = list(lines)
+        finally:
+            r.close()
+        assert rest[-1] == "data: [DONE]" and json.loads(rest[-2][6:])["usage"]["total_tokens"] > 0
+    assert state("py.openai")["inFlight"] == 0 and t.malformed_count == 0
+
+
+def test_upstream_429s_are_reported_and_pause_every_worker(make_async) -> None:
+    # The coordinator's limit is loose, the mock's bucket holds 666 tokens: of five calls of 600
+    # at once, the mock admits one and refuses the others (those that reach it before it has
+    # refilled), with retry-after-ms; each refusal is reported and pauses the resource.
+    async def run() -> List[int]:
+        async with make_async() as c:
+            t = sluice.openai.transport(c, "py.openai")
+            async with httpx.AsyncClient(base_url=f"{MOCK}/v1", transport=t, headers=openai_headers("p-429")) as http:
+                async def one() -> int:
+                    return (await http.post("/chat/completions", content=chat(max_tokens=600))).status_code
+                codes = await asyncio.gather(*(one() for _ in range(5)))
+                assert state("py.openai")["paused"] is True
+                return codes
+
+    before = mock_stats()["rejected"]["tokens"]
+    codes = asyncio.run(run())
+    assert 200 in codes and 429 in codes and set(codes) == {200, 429}
+    assert mock_stats()["rejected"]["tokens"] == before + codes.count(429)
+
+
+def messages(max_tokens: int = 8, **extra: Any) -> bytes:
+    # The mock's output bucket holds 20 tokens: two calls of 8 in a row always fit.
+    return json.dumps({"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "system": "You are terse.",
+                       "messages": [{"role": "user", "content": "Say hello."}], **extra}).encode()
+
+
+def test_anthropic_messages_and_their_stream_through_the_transport(make_client) -> None:
+    c = make_client()
+    t = sluice.anthropic.transport(c, "py.anthropic")
+    with httpx.Client(base_url=MOCK, transport=t, headers={**ANTHROPIC_HEADERS, "x-api-key": "sk-ant-a"}) as http:
+        r = http.post("/v1/messages", content=messages())
+        assert r.status_code == 200, r.text
+        assert r.json()["type"] == "message" and r.json()["usage"]["output_tokens"] >= 1
+        assert r.headers["anthropic-ratelimit-output-tokens-limit"] == "1200"
+        with http.stream("POST", "/v1/messages", content=messages(stream=True)) as s:
+            lines = (line.rstrip("\r\n") for line in s.iter_lines() if line.strip())
+            assert next(lines) == "event: message_start"
+            assert state("py.anthropic")["inFlight"] == 1  # held while the caller reads
+            events = [line[7:] for line in lines if line.startswith("event: ")]
+        assert events[-2:] == ["message_delta", "message_stop"]
+    until(lambda: state("py.anthropic")["inFlight"] == 0, "the stream's permit is released")
+    assert c._core.counts["py.anthropic"]["granted"] == 2 and t.malformed_count == 0
+
+
+def test_anthropic_429s_are_reported_with_retry_after(make_async) -> None:
+    # The mock's output bucket holds 20 tokens: of four calls of max_tokens 16 at once, it admits
+    # one and refuses the others with retry-after (whole seconds); the resource pauses.
+    async def run() -> List[int]:
+        async with make_async() as c:
+            t = sluice.anthropic.transport(c, "py.anthropic")
+            async with httpx.AsyncClient(base_url=MOCK, transport=t,
+                                         headers={**ANTHROPIC_HEADERS, "x-api-key": "sk-ant-429"}) as http:
+                codes = await asyncio.gather(*(http.post("/v1/messages", content=messages(16)) for _ in range(4)))
+                refused = [r for r in codes if r.status_code == 429]
+                assert refused and refused[0].json()["error"]["type"] == "rate_limit_error"
+                assert int(refused[0].headers["retry-after"]) >= 1
+                assert state("py.anthropic")["paused"] is True
+                return [r.status_code for r in codes]
+
+    codes = asyncio.run(run())
+    assert 200 in codes and set(codes) == {200, 429}
