@@ -61,13 +61,23 @@ public interface Engine extends AutoCloseable {
    * @param timeoutNanos how long to wait; 0 means try once
    * @param requestId caller-chosen id (see above) that {@link #cancel(String, String)} can find,
    *     or null
+   * @param tenant whose share of the quota it draws on (the limit's {@link TenantPolicy}), or
+   *     null for {@link TenantPolicy#DEFAULT_TENANT}. Between tenants with waiters, grants go
+   *     by weighted fair queuing on what each has used of the quota; within a tenant, by lane
+   *     and arrival as without tenants.
    */
   Ticket acquire(
-      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId);
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId, String tenant);
 
-  /** {@link #acquire(String, Map, Lane, long, String)} without a request id. */
+  /** {@link #acquire(String, Map, Lane, long, String, String)} in the default tenant. */
+  default Ticket acquire(
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
+    return acquire(resource, load, lane, timeoutNanos, requestId, null);
+  }
+
+  /** {@link #acquire(String, Map, Lane, long, String, String)} without a request id or tenant. */
   default Ticket acquire(String resource, Map<String, Long> load, Lane lane, long timeoutNanos) {
-    return acquire(resource, load, lane, timeoutNanos, null);
+    return acquire(resource, load, lane, timeoutNanos, null, null);
   }
 
   /**

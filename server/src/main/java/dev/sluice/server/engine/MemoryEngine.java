@@ -391,8 +391,9 @@ public final class MemoryEngine extends ImmediateEngine {
 
   @Override
   Ticket acquireNow(
-      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId, String tenant) {
     Objects.requireNonNull(lane, "lane");
+    String who = tenant == null || tenant.isEmpty() ? TenantPolicy.DEFAULT_TENANT : Validation.tenant(tenant);
     String rid = requestId == null || requestId.isEmpty() ? null : Validation.requestId(requestId);
     if (closed) {
       throw shuttingDown();
@@ -425,7 +426,7 @@ public final class MemoryEngine extends ImmediateEngine {
               return again;
             }
           }
-          Waiter w = new Waiter(this, s, fit, lane, rid, now);
+          Waiter w = new Waiter(this, s, fit, lane, who, rid, now);
           if (s.waiting == 0 && s.waitFor(w.vector, now) == 0) {
             // Nobody ahead and it fits: the fast path, no queueing, no timer.
             s.grant(w, now, nextPermitId());
@@ -475,7 +476,7 @@ public final class MemoryEngine extends ImmediateEngine {
       ResourceState s, String rid, long timeoutNanos, long now, List<Waiter> granted, boolean[] forfeited) {
     Waiter queued = s.queued(rid);
     if (queued != null) {
-      Waiter next = new Waiter(this, s, queued.load, queued.lane, rid, queued.arrival);
+      Waiter next = new Waiter(this, s, queued.load, queued.lane, queued.tenant, rid, queued.arrival);
       next.vector = queued.vector;
       queued.status.set(Waiter.ENDED);
       cancelTimeout(queued);
@@ -505,7 +506,7 @@ public final class MemoryEngine extends ImmediateEngine {
         forfeited[0] = true;
         return null; // a try-once: goes now if it fits with nobody waiting, as a fresh one would
       }
-      Waiter next = new Waiter(this, s, held.load, held.origin.lane, rid, held.origin.arrival);
+      Waiter next = new Waiter(this, s, held.load, held.origin.lane, held.origin.tenant, rid, held.origin.arrival);
       s.enqueueForfeited(next);
       next.timeout = scheduler.schedule(() -> expire(next, timeoutNanos), timeoutNanos);
       drain(s, now, granted);
@@ -514,7 +515,7 @@ public final class MemoryEngine extends ImmediateEngine {
     if (held != null) {
       // The same permit, not charged again; a give-back of its first delivery is ignored.
       held.kept = true;
-      Waiter same = new Waiter(this, s, held.load, held.origin.lane, rid, held.origin.arrival);
+      Waiter same = new Waiter(this, s, held.load, held.origin.lane, held.origin.tenant, rid, held.origin.arrival);
       same.grant = held.origin.grant.handedOverAfter(now - held.grantedAtNanos);
       same.status.set(Waiter.GRANTED);
       same.future.complete(same.grant);

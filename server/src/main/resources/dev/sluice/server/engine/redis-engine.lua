@@ -734,12 +734,12 @@ end
 
 if op == 'acquire' then
   -- 7 version, 8 request id, 9 lane (1-3), 10 load, 11 timeout us, 12 attempt (optional),
-  -- 13 the permit this call found stale and held back (optional)
+  -- 13 the permit this call found stale and held back (optional), 14 tenant (optional)
   local err = open(ARGV[7])
   if err then return err end
   trimDone()
   local reply, changed = acquireOne(ARGV[7], ARGV[8], tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11]),
-    ARGV[12] or '', ARGV[13] or '')
+    ARGV[12] or '', ARGV[13] or '', ARGV[14] or '')
   if changed then return drainAndSave(reply) end
   saveState()
   return reply
@@ -748,7 +748,7 @@ elseif op == 'batch' then
   -- Acquires and releases of one node on one resource, run in the order given, then one
   -- drain: the same outcome as calling them one after another at the same instant (a release
   -- cannot let a later acquire pass a waiter: that acquire sees the waiter and queues behind).
-  -- 7.. ops: 'a', version, request id, lane, load, timeout us, attempt, stale permit | 'r', permit,
+  -- 7.. ops: 'a', version, request id, lane, load, timeout us, attempt, stale permit, tenant | 'r', permit,
   -- mode, usage
   -- Reply: 'BATCH', one reply per op, then the drain tail (now, wake, lease, then request id, permit, waited, freshness per grant).
   local err = open(nil)
@@ -759,8 +759,8 @@ elseif op == 'batch' then
   while i <= #ARGV do
     if ARGV[i] == 'a' then
       replies[#replies + 1] = acquireOne(ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4],
-        tonumber(ARGV[i + 5]), ARGV[i + 6], ARGV[i + 7])
-      i = i + 8
+        tonumber(ARGV[i + 5]), ARGV[i + 6], ARGV[i + 7], ARGV[i + 8])
+      i = i + 9
     elseif ARGV[i] == 'r' then
       replies[#replies + 1] = releaseOne(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
       i = i + 4
