@@ -291,17 +291,15 @@ public final class MemoryEngine extends ImmediateEngine {
     }
     s.configure(spec, now);
     // Waiters whose load can no longer fit fail now instead of waiting for ever.
-    for (var lane : s.lanes()) {
-      for (Waiter w : List.copyOf(lane)) {
-        try {
-          Validation.load(spec, w.load);
-        } catch (EngineException ex) {
-          s.remove(w);
-          w.status.set(Waiter.ENDED);
-          s.entry.add(Outcome.REJECTED_INVALID);
-          misfits.add(w);
-          why.add(ex);
-        }
+    for (Waiter w : s.allWaiters()) {
+      try {
+        Validation.load(spec, w.load);
+      } catch (EngineException ex) {
+        s.remove(w, now);
+        w.status.set(Waiter.ENDED);
+        s.entry.add(Outcome.REJECTED_INVALID);
+        misfits.add(w);
+        why.add(ex);
       }
     }
   }
@@ -427,7 +425,7 @@ public final class MemoryEngine extends ImmediateEngine {
             }
           }
           Waiter w = new Waiter(this, s, fit, lane, who, rid, now);
-          if (s.waiting == 0 && s.waitFor(w.vector, now) == 0) {
+          if (s.waiting == 0 && s.waitFor(w, now) == 0) {
             // Nobody ahead and it fits: the fast path, no queueing, no timer.
             s.grant(w, now, nextPermitId());
             granted.add(w);
@@ -452,7 +450,7 @@ public final class MemoryEngine extends ImmediateEngine {
                     + " --max-waiting",
                 hint);
           }
-          s.enqueue(w);
+          s.enqueue(w, now);
           w.timeout = scheduler.schedule(() -> expire(w, timeoutNanos), timeoutNanos);
           drain(s, now, granted);
           return w;
@@ -484,7 +482,7 @@ public final class MemoryEngine extends ImmediateEngine {
       if (timeoutNanos == 0) {
         // A try-once retry of a waiting id is answered now: the waiter leaves the line (a fresh
         // try-once would not wait either); the caller of the one it took over hears so.
-        s.remove(queued);
+        s.remove(queued, now);
         next.status.set(Waiter.ENDED);
         s.entry.add(Outcome.TIMED_OUT);
         next.future.completeExceptionally(notGrantedInTime(s.name, 0));
@@ -507,7 +505,7 @@ public final class MemoryEngine extends ImmediateEngine {
         return null; // a try-once: goes now if it fits with nobody waiting, as a fresh one would
       }
       Waiter next = new Waiter(this, s, held.load, held.origin.lane, held.origin.tenant, rid, held.origin.arrival);
-      s.enqueueForfeited(next);
+      s.enqueueForfeited(next, now);
       next.timeout = scheduler.schedule(() -> expire(next, timeoutNanos), timeoutNanos);
       drain(s, now, granted);
       return next;
@@ -556,7 +554,7 @@ public final class MemoryEngine extends ImmediateEngine {
         drain(s, now, granted);
       }
       if (w.status.get() == Waiter.WAITING) {
-        s.remove(w);
+        s.remove(w, now);
         w.status.set(Waiter.ENDED);
         s.entry.add(outcome);
         left = true;
@@ -614,7 +612,7 @@ public final class MemoryEngine extends ImmediateEngine {
             return null;
           }
           s.endPermit(permitId, now, true);
-          s.giveBack(r);
+          s.giveBack(r, now);
           s.entry.add(Outcome.GIVEN_BACK);
           drain(s, now, granted);
           return null;
