@@ -138,6 +138,16 @@ public interface Engine extends AutoCloseable {
   CompletableFuture<ResourceSnapshot> stats(String resource);
 
   /**
+   * When an acquire of {@code load} made now by {@code tenant} (null: the default) in {@code
+   * lane} would be granted, in nanoseconds from now, without queueing it; -1 when only an event
+   * can help (paused until resumed). An estimate, the same on every store: the load its tenant
+   * has queued in its lane and the lanes above, plus its own, drains at the tenant's share of
+   * the rate from what the buckets hold, within its own cap. Aging, later arrivals of other
+   * tenants, settles and the concurrency cap are left out.
+   */
+  CompletableFuture<Long> estimate(String resource, Map<String, Long> load, Lane lane, String tenant);
+
+  /**
    * Live state of every resource, sorted by name; a resource deleted meanwhile is left out. The
    * resources are asked for all at once.
    */

@@ -51,6 +51,17 @@ final class Fair {
     int waiting;
     /** Its virtual time while it has waiters. */
     double vt;
+    /** The load queued in each lane, aligned with the resource's dimensions (wait estimates). */
+    long[][] queuedLoad;
+
+    void addQueued(int lane, long[] vector, int sign, int dims) {
+      if (queuedLoad == null || queuedLoad[0].length != dims) {
+        queuedLoad = new long[3][dims];
+      }
+      for (int i = 0; i < dims && i < vector.length; i++) {
+        queuedLoad[lane][i] += sign * vector[i];
+      }
+    }
 
     TRoom(String name) {
       this.name = name;

@@ -135,4 +135,11 @@ abstract class ImmediateEngine implements Engine {
   public final CompletableFuture<ResourceSnapshot> stats(String resource) {
     return now(() -> statsNow(resource));
   }
+
+  abstract long estimateNow(String resource, Map<String, Long> load, Lane lane, String tenant);
+
+  @Override
+  public final CompletableFuture<Long> estimate(String resource, Map<String, Long> load, Lane lane, String tenant) {
+    return now(() -> estimateNow(resource, load, lane, tenant));
+  }
 }

@@ -838,6 +838,20 @@ public final class MemoryEngine extends ImmediateEngine {
     return withState(resource, (s, now, granted) -> snapshot(e, s, now));
   }
 
+  @Override
+  long estimateNow(String resource, Map<String, Long> load, Lane lane, String tenant) {
+    Objects.requireNonNull(lane, "lane");
+    String who = tenant == null || tenant.isEmpty() ? TenantPolicy.DEFAULT_TENANT : Validation.tenant(tenant);
+    LimitEntry e = entry(resource);
+    Validation.load(e.spec, load);
+    return withState(resource, (s, now, granted) -> {
+      s.expireLeases(now);
+      s.refill(now);
+      long est = s.estimate(s.vector(Validation.load(s.spec, load)), lane, who, now);
+      return est == ResourceState.NEVER ? -1L : est;
+    });
+  }
+
 
 
   /**

@@ -539,6 +539,27 @@ public final class RedisEngine implements Engine {
   }
 
   @Override
+  public CompletableFuture<Long> estimate(String resource, Map<String, Long> load, Lane lane, String tenant) {
+    String who;
+    try {
+      Objects.requireNonNull(lane, "lane");
+      who = tenant == null || tenant.isEmpty() ? TenantPolicy.DEFAULT_TENANT : Validation.tenant(tenant);
+    } catch (EngineException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+    return limits.cfgAsync(resource)
+        .thenCompose(c -> calls.callAsync(resource, "estimate",
+            RedisCalls.encodeLoad(Validation.load(c.spec(), load)), Integer.toString(lane.ordinal() + 1), who))
+        .thenApply(reply -> {
+          if (word(reply).equals("NOTFOUND")) {
+            throw EngineException.notFound(resource);
+          }
+          long us = num(reply.get(1));
+          return us < 0 ? -1L : us * 1000;
+        });
+  }
+
+  @Override
   public CompletableFuture<ResourceSnapshot> stats(String resource) {
     return limits.cfgAsync(resource)
         .thenCompose(

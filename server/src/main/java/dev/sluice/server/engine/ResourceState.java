@@ -381,9 +381,13 @@ final class ResourceState {
     this.leaseTtl = next.leaseTtl().toNanos();
     if (room != null) {
       room.queuedLoad = new long[n];
+      for (Fair.TRoom r : rooms()) {
+        r.queuedLoad = null;
+      }
       for (Waiter w : allWaiters()) {
         w.vector = vector(w.load);
         add(room.queuedLoad, w.vector, 1);
+        roomOf(w.tenant, false).addQueued(w.lane.ordinal(), w.vector, 1, n);
       }
     }
     // Caps follow the new policy: a tenant whose cap changed starts its own buckets full again.
@@ -508,6 +512,7 @@ final class ResourceState {
     Fair f = fairFor(w.tenant, now);
     Fair.TRoom r = roomOf(w.tenant, true);
     r.lanes[w.lane.ordinal()].addLast(w);
+    r.addQueued(w.lane.ordinal(), w.vector, 1, dims.length);
     if (r.waiting++ == 0 && f != null) {
       f.activate(r, spec.tenants().weight(r.name), micros(now));
     }
@@ -517,6 +522,7 @@ final class ResourceState {
 
   /** Bookkeeping once {@code w} left its tenant's lane. */
   private void left(Waiter w, Fair.TRoom r, long now) {
+    r.addQueued(w.lane.ordinal(), w.vector, -1, dims.length);
     if (w.requestId != null) {
       room.byRequestId.remove(w.requestId, w);
     }
@@ -1092,6 +1098,60 @@ final class ResourceState {
       wake.cancel();
       wake = null;
     }
+  }
+
+  /**
+   * When an acquire of {@code vector} made now by {@code tenant} in {@code lane} would be
+   * granted, in nanoseconds from now; {@link #NEVER} when only an event can help (paused until
+   * resumed). An estimate, the same on both stores: the load its tenant has queued in its lane
+   * and the lanes above, plus its own, drains at the tenant's share of the rate (its weight,
+   * raised by its floor, against the other tenants waiting) from what the buckets hold (its
+   * share of it, when others wait too), and within its own cap. Aging, other tenants' future
+   * arrivals, settles and the concurrency cap are left out.
+   */
+  long estimate(long[] vector, Lane lane, String tenant, long now) {
+    long paused = pausedFor(now);
+    if (paused == NEVER) {
+      return NEVER;
+    }
+    long[] ahead = new long[dims.length];
+    Fair.TRoom r = room == null ? null : roomOf(tenant, false);
+    if (r != null && r.queuedLoad != null) {
+      for (int l = 0; l <= lane.ordinal(); l++) {
+        add(ahead, r.queuedLoad[l], 1);
+      }
+    }
+    double share = 1;
+    if (fair != null && r != null && r.waiting > 0) {
+      // A tenant that waits already goes at its share; one that does not starts from the
+      // system's virtual time, the lowest, and its first grant comes next.
+      double w = fair.effectiveWeight(spec.tenants(), tenant, true);
+      double others = fair.activeWeight - spec.tenants().weight(tenant);
+      if (others > 0) {
+        share = w / (others + w);
+      }
+    }
+    double wait = 0; // microseconds
+    for (int i = 0; i < dims.length; i++) {
+      double deficit = ahead[i] + vector[i] - level[i] * share;
+      if (deficit > 0) {
+        wait = Math.max(wait, deficit / (perMicro[i] * share));
+      }
+    }
+    List<RateSpec> cap = spec.tenants().cap(tenant);
+    if (!cap.isEmpty()) {
+      Fair.CapState c = caps == null ? null : caps.get(tenant);
+      for (int i = 0; i < cap.size(); i++) {
+        int d = index(cap.get(i).name());
+        double capLevel = c == null ? cap.get(i).burst() : c.level[i];
+        double deficit = ahead[d] + vector[d] - capLevel;
+        if (deficit > 0) {
+          wait = Math.max(wait, deficit / cap.get(i).perMicro());
+        }
+      }
+    }
+    // Whole microseconds, as waitFor: a wait whole but for rounding noise is not pushed to the next.
+    return Math.max(paused, (long) Math.max(0, Math.ceil(wait - 1e-6)) * 1_000);
   }
 
   /** Retry hint for a full waiting room: time for the queued load to drain at the rate. */

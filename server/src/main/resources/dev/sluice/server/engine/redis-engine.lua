@@ -532,6 +532,13 @@ local function settleTenant(t, weight, granted, used)
   end
 end
 
+-- The load tenant t has queued in lane l, per dimension, for wait estimates ('estimate').
+local function queuedIn(e, sign)
+  for d, v in pairs(parseLoad(e.loadStr)) do
+    if v ~= 0 then redis.call('HINCRBY', ST, 'ql:' .. e.tenant .. ':' .. e.lane .. ':' .. d, sign * v) end
+  end
+end
+
 -- Joins entry e to its tenant's lane (e.seq set); a tenant's first waiter makes it waiting.
 local function qadd(e)
   local t = e.tenant
@@ -541,6 +548,7 @@ local function qadd(e)
   if was == 0 and st.mt then activate(t) end
   if t ~= DEFAULT then redis.call('HINCRBY', ST, 'tq', 1) end
   queued(e, 1)
+  queuedIn(e, 1)
 end
 
 -- Takes entry e out of its tenant's lane; a tenant whose last waiter left is idle again.
@@ -548,6 +556,7 @@ local function qrem(e)
   local t = e.tenant
   redis.call('ZREM', qkey(t, e.lane), e.id)
   queued(e, -1)
+  queuedIn(e, -1)
   if t ~= DEFAULT then redis.call('HINCRBY', ST, 'tq', -1) end
   if tenantWaiting(t) == 0 then
     if st.mt then deactivate(t) end
@@ -1122,6 +1131,47 @@ elseif op == 'leave' then
     redis.call('PUBLISH', 'sluice:node:' .. e.node, table.concat({ 'E', rname, e.id, ARGV[8], e.tok or '' }, '\t'))
   end
   return drainAndSave({ 'LEFT', e.node })
+
+elseif op == 'estimate' then
+  -- 7 load, 8 lane (1-3), 9 tenant. When an acquire made now would be granted, in us from now
+  -- (-1: only an event can help). The same estimate as ResourceState.estimate, step for step.
+  local err = open(nil)
+  if err then return err end
+  local load = parseLoad(ARGV[7])
+  local lane = tonumber(ARGV[8])
+  local t = ARGV[9]
+  if t == nil or t == '' then t = DEFAULT end
+  local p = pausedFor()
+  if p == NEVER then saveState(); return { 'EST', -1 } end
+  local ahead = {}
+  for _, d in ipairs(cfg.dl) do
+    local a = 0
+    for l = 1, lane do a = a + tonumber(redis.call('HGET', ST, 'ql:' .. t .. ':' .. l .. ':' .. d) or '0') end
+    ahead[d] = a
+  end
+  local share = 1
+  if st.mt and redis.call('ZSCORE', TA, t) then
+    local w = effWeight(t)
+    local others = st.aw - weightOf(t)
+    if others > 0 then share = w / (others + w) end
+  end
+  local wait = 0
+  for _, d in ipairs(cfg.dl) do
+    local deficit = ahead[d] + (load[d] or 0) - st.lvl[d] * share
+    if deficit > 0 then wait = math.max(wait, deficit / (cfg.rate[d] * share)) end
+  end
+  local rates = cfg.tc[t]
+  if rates then
+    local c = st.cap[t]
+    for i, r in ipairs(rates) do
+      local lvl = r.burst
+      if c then lvl = c.lv[i] end
+      local deficit = ahead[r.d] + (load[r.d] or 0) - lvl
+      if deficit > 0 then wait = math.max(wait, deficit / r.rate) end
+    end
+  end
+  saveState()
+  return { 'EST', math.max(p, math.max(0, math.ceil(wait - 1e-6))) }
 
 elseif op == 'release' then
   -- 7 permit, 8 mode (plain|settle|unused), 9 actual usage

@@ -403,7 +403,9 @@ final class Lockstep {
       }
       state = "inFlight " + s.inFlight() + " waiting " + new TreeMap<>(s.waiting()) + " paused " + s.paused()
           + " for " + (s.pausedForNanos() < 0 ? "ever" : s.pausedForNanos() / 1_000_000 + "ms")
-          + " leases expired " + s.expired();
+          + " leases expired " + s.expired()
+          + " estimates " + sync(engine).estimate(resource, Map.of("tokens", 3L), Lane.DEFAULT, null)
+          + "/" + sync(engine).estimate(resource, Map.of("tokens", 3L), Lane.BATCH, "a");
     } catch (EngineException e) {
       state = "stats refused " + e.reason();
     }

@@ -120,6 +120,10 @@ public final class SyncEngine {
     return await(engine.stats(resource));
   }
 
+  public long estimate(String resource, Map<String, Long> load, Lane lane, String tenant) {
+    return await(engine.estimate(resource, load, lane, tenant));
+  }
+
   public List<ResourceSnapshot> stats() {
     return await(engine.stats());
   }

@@ -83,6 +83,11 @@ class TenantSchedulingTest {
   /** A grant as measured: whose, when (the engine's instant), and what its holder really used. */
   record Granted(String tenant, long atNanos, long used) {}
 
+  /** Estimates asked for just before an acquire, and that acquire's real wait (nanos). */
+  private final List<long[]> probes = new ArrayList<>();
+  /** The tenant that also sends a probe (an estimate, then an acquire) every second, or null. */
+  private String probing;
+
   /** Runs the demands for {@code seconds} of fake time; returns every grant. */
   private List<Granted> run(TenantPolicy policy, long seconds, Demand... demands) {
     sync(engine).setLimit(new LimitSpec("q", List.of(TOKENS), 0, 10_000, Duration.ofMinutes(5), policy));
@@ -100,6 +105,10 @@ class TenantSchedulingTest {
           }
         }
       }
+      if (probing != null && (t - start) % SEC == 0 && t > start) {
+        long estimate = sync(engine).estimate("q", Map.of("tokens", 5L), Lane.DEFAULT, probing);
+        open.put(acquire(new Demand(probing, 0, 5, 5)), new Object[] {new Demand(probing, -1, 5, 5), clock.read(), estimate});
+      }
       clock.advance(Duration.ofNanos(step));
       // Handed-over grants: recorded at the instant they were made, settled, asked for again.
       List<Ticket> done = open.keySet().stream().filter(k -> k.future().isDone()).toList();
@@ -109,6 +118,10 @@ class TenantSchedulingTest {
         Grant g = k.future().join();
         out.add(new Granted(d.tenant(), (long) o[1] + g.waitedNanos() - start, d.settles()));
         sync(engine).release("q", g.permitId(), Map.of("tokens", d.settles()), true, false);
+        if (d.fromSeconds() < 0) {
+          probes.add(new long[] {(long) o[2], g.waitedNanos()}); // a probe: not asked for again
+          continue;
+        }
         open.put(acquire(d), new Object[] {d, clock.read()});
       }
     }
@@ -199,6 +212,29 @@ class TenantSchedulingTest {
     }
     assertThat(usedIn(grants, "c", 10 * SEC, 30 * SEC)).as("c gets its cap").isCloseTo(400.0, within(15.0));
     assertThat(usedIn(grants, null, 10 * SEC, 30 * SEC)).as("work-conserving").isCloseTo(2_000.0, within(20.0));
+  }
+
+  @Test
+  void underSteadyLoadTheWaitEstimateIsWithinTwentyPercentAtP90() {
+    probing = "a";
+    run(new TenantPolicy(Map.of("a", 2.0), Map.of(), Map.of()), 40, Demand.of("a"), Demand.of("b"), Demand.of("c"));
+    assertThat(probes).hasSizeGreaterThan(30);
+    List<Double> errors = probes.stream().skip(5) // after the first few seconds: steady
+        .map(p -> Math.abs(p[0] - p[1]) / (double) p[1]).sorted().toList();
+    double p90 = errors.get((int) Math.ceil(errors.size() * 0.9) - 1);
+    assertThat(p90).as("p90 of |estimate - wait| / wait over %d probes", errors.size()).isLessThanOrEqualTo(0.2);
+  }
+
+  @Test
+  void anEstimateNeedsNoQueueingAndSaysWhenOnlyAResumeCanHelp() {
+    sync(engine).setLimit(new LimitSpec("q", List.of(TOKENS), 0, 100, Duration.ofMinutes(5)));
+    clock.advance(Duration.ofSeconds(1)); // 100 tokens in the bucket
+    assertThat(sync(engine).estimate("q", Map.of("tokens", 50L), Lane.DEFAULT, null)).isZero();
+    assertThat(sync(engine).estimate("q", Map.of("tokens", 150L), Lane.DEFAULT, "x"))
+        .as("50 more tokens at 100/s").isEqualTo(500_000_000L);
+    assertThat(sync(engine).stats("q").waiting().values()).allMatch(n -> n == 0);
+    sync(engine).pause("q", -1);
+    assertThat(sync(engine).estimate("q", Map.of("tokens", 1L), Lane.DEFAULT, null)).isEqualTo(-1);
   }
 
   @Test
