@@ -909,7 +909,8 @@ public final class MemoryEngine extends ImmediateEngine {
         p[0],
         p[1],
         e.count(Outcome.THROTTLE_REPORTED),
-        used);
+        used,
+        s.tenantStats());
   }
 
   /**

@@ -63,6 +63,8 @@ final class ResourceState {
   int waiting;
   /** Fair queuing between tenants ({@link Fair}); null until a tenant other than the default came. */
   private Fair fair;
+  /** Units each tenant used, by {@link TenantPolicy#statsKey}; null until tenants came. */
+  HashMap<String, double[]> tenantUsed;
   /** The tenants' own buckets ({@link TenantPolicy#caps}); null until a capped tenant came. */
   private HashMap<String, Fair.CapState> caps;
   // Sized for one: a million live states must fit in a small heap; it doubles as it fills.
@@ -790,6 +792,7 @@ final class ResourceState {
       double weight = f.effectiveWeight(spec.tenants(), w.tenant, r != null && r.waiting > 0);
       f.charge(w.tenant, r, cost(w.vector), weight, micros(now));
       rec.fairWeight = weight;
+      countUse(w.tenant, w.vector, 1);
     }
   }
 
@@ -801,6 +804,9 @@ final class ResourceState {
       delta[i] = granted[i] - actual[i];
     }
     capAdd(tenant, delta, now);
+    if (r.fairWeight > 0) {
+      countUse(tenant, delta, -1);
+    }
     if (fair != null && r.fairWeight > 0) {
       double was = cost(granted);
       double is = isZero(actual) ? 0 : cost(actual);
@@ -809,6 +815,43 @@ final class ResourceState {
         fair.adjust(tenant, room, (is - was) / r.fairWeight, micros(now));
       }
     }
+  }
+
+  private void countUse(String tenant, long[] vector, int sign) {
+    if (tenantUsed == null) {
+      tenantUsed = new HashMap<>();
+    }
+    double[] u = tenantUsed.computeIfAbsent(spec.tenants().statsKey(tenant), k -> new double[dims.length]);
+    for (int i = 0; i < u.length && i < vector.length; i++) {
+      u[i] += sign * vector[i];
+    }
+  }
+
+  /** Stats per tenant ({@link ResourceSnapshot#tenants}); empty before tenants came. */
+  Map<String, ResourceSnapshot.TenantUse> tenantStats() {
+    if (tenantUsed == null && fair == null) {
+      return Map.of();
+    }
+    Map<String, Integer> waitingBy = new java.util.TreeMap<>();
+    for (Fair.TRoom r : rooms()) {
+      if (r.waiting > 0) {
+        waitingBy.merge(spec.tenants().statsKey(r.name), r.waiting, Integer::sum);
+      }
+    }
+    java.util.TreeSet<String> keys = new java.util.TreeSet<>(waitingBy.keySet());
+    if (tenantUsed != null) {
+      keys.addAll(tenantUsed.keySet());
+    }
+    Map<String, ResourceSnapshot.TenantUse> out = new java.util.TreeMap<>();
+    for (String k : keys) {
+      Map<String, Double> used = new java.util.LinkedHashMap<>();
+      double[] u = tenantUsed == null ? null : tenantUsed.get(k);
+      for (int i = 0; i < dims.length; i++) {
+        used.put(dims[i], u == null || i >= u.length ? 0.0 : u[i]);
+      }
+      out.put(k, new ResourceSnapshot.TenantUse(waitingBy.getOrDefault(k, 0), used));
+    }
+    return out;
   }
 
   private static boolean isZero(long[] v) {

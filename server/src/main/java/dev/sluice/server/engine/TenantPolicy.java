@@ -48,6 +48,18 @@ public record TenantPolicy(
     return caps.getOrDefault(tenant, List.of());
   }
 
+  /**
+   * The name {@code tenant}'s use is counted under in stats and metrics: its own when the policy
+   * names it (or it is the default), else {@code other}, so the cardinality stays bounded.
+   */
+  public String statsKey(String tenant) {
+    return DEFAULT_TENANT.equals(tenant) || weights.containsKey(tenant) || floors.containsKey(tenant)
+        || caps.containsKey(tenant) ? tenant : OTHER;
+  }
+
+  /** Where unnamed tenants are counted together. */
+  public static final String OTHER = "other";
+
   public boolean isEmpty() {
     return weights.isEmpty() && floors.isEmpty() && caps.isEmpty();
   }

@@ -516,6 +516,21 @@ local function capAdd(t, delta)
   end
 end
 
+-- Units a tenant used, for stats: its own name when the policy names it (or it is the
+-- default), else 'other' (TenantPolicy.statsKey).
+local function statsKey(t)
+  if t == DEFAULT or cfg.tw[t] or cfg.tf[t] or cfg.tc[t] then return t end
+  return 'other'
+end
+
+local function countUse(t, v, sign)
+  local k = statsKey(t)
+  for _, d in ipairs(cfg.dl) do
+    local x = v[d] or 0
+    if x ~= 0 then redis.call('HINCRBYFLOAT', ST, 'tu:' .. k .. ':' .. d, fmt(sign * x)) end
+  end
+end
+
 -- A settle or give-back of a tenant's permit: from `granted` to `used` (dimension -> units).
 local function settleTenant(t, weight, granted, used)
   local delta, zero = {}, true
@@ -524,6 +539,7 @@ local function settleTenant(t, weight, granted, used)
     if (used[d] or 0) ~= 0 then zero = false end
   end
   capAdd(t, delta)
+  if weight then countUse(t, delta, -1) end
   if st.mt and weight then
     local was = cost(granted)
     local is = 0
@@ -744,6 +760,7 @@ local function take(load, loadStr, rid, t)
     local w = effWeight(t)
     chargeFair(t, cost(load), w)
     redis.call('HSET', PL, pid .. '#w', fmt(w))
+    countUse(t, load, 1)
   end
   if t ~= DEFAULT then redis.call('HSET', PL, pid .. '#t', t) end
   return pid
@@ -1277,9 +1294,20 @@ elseif op == 'stats' then
     if string.sub(k, 1, 4) == 'rej:' then
       out[#out + 1] = string.sub(k, 5)
       out[#out + 1] = v
-    elseif string.sub(k, 1, 2) == 'u:' then
+    elseif string.sub(k, 1, 2) == 'u:' or string.sub(k, 1, 3) == 'tu:' then
       out[#out + 1] = k
       out[#out + 1] = v
+    end
+  end
+  if st.mt then
+    local byKey = {}
+    for _, t in ipairs(waitingTenants()) do
+      local n = tenantWaiting(t)
+      if n > 0 then byKey[statsKey(t)] = (byKey[statsKey(t)] or 0) + n end
+    end
+    for k, n in pairs(byKey) do
+      out[#out + 1] = 'tq:' .. k
+      out[#out + 1] = n
     end
   end
   return out

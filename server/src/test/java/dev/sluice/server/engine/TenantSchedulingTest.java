@@ -238,6 +238,20 @@ class TenantSchedulingTest {
   }
 
   @Test
+  void statsCountEachNamedTenantAndTheRestTogether() {
+    // a is named by the policy; x and y are not: they are counted together as "other".
+    List<Granted> grants = run(new TenantPolicy(Map.of("a", 2.0), Map.of(), Map.of()), 5,
+        new Demand("a", 0, 10, 5), Demand.of("x"), Demand.of("y"));
+    Map<String, ResourceSnapshot.TenantUse> t = sync(engine).stats("q").tenants();
+    assertThat(t).containsOnlyKeys("a", "other");
+    assertThat(t.get("a").used().get("tokens")).as("settled, not estimated")
+        .isEqualTo(5.0 * grants.stream().filter(g -> g.tenant().equals("a")).count());
+    assertThat(t.get("other").used().get("tokens"))
+        .isEqualTo(5.0 * grants.stream().filter(g -> !g.tenant().equals("a")).count());
+    assertThat(t.get("a").waiting() + t.get("other").waiting()).as("4 kept waiting by each").isEqualTo(12);
+  }
+
+  @Test
   void settledUsageNotTheEstimateDecidesTheShares() {
     // a always asks for twice what it uses; b asks for what it uses. Equal weights: equal use.
     List<Granted> grants = run(TenantPolicy.NONE, 30, new Demand("a", 0, 10, 5), new Demand("b", 0, 5, 5));
