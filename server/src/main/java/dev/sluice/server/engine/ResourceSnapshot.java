@@ -29,7 +29,8 @@ import java.util.Map;
  *     idle resource's live state was let go); its rate over the limit's rate is utilization
  * @param tenants once tenants share the resource: per tenant named in the limit's policy, plus
  *     {@code default} and {@code other} (every unnamed tenant together, so the cardinality
- *     stays bounded), its waiters and what it used (granted, then settled or given back)
+ *     stays bounded), its waiters (while tenants wait) and what it used (granted, then settled
+ *     or given back: a counter, which restarts like {@code used})
  */
 public record ResourceSnapshot(
     LimitSpec limit,

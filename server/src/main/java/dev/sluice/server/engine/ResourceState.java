@@ -818,6 +818,9 @@ final class ResourceState {
   }
 
   private void countUse(String tenant, long[] vector, int sign) {
+    if (isZero(vector)) {
+      return; // nothing on a limited dimension: not a use to count (the script writes nothing either)
+    }
     if (tenantUsed == null) {
       tenantUsed = new HashMap<>();
     }
@@ -833,7 +836,7 @@ final class ResourceState {
       return Map.of();
     }
     Map<String, Integer> waitingBy = new java.util.TreeMap<>();
-    for (Fair.TRoom r : rooms()) {
+    for (Fair.TRoom r : fair == null ? List.<Fair.TRoom>of() : rooms()) { // per tenant while tenants wait
       if (r.waiting > 0) {
         waitingBy.merge(spec.tenants().statsKey(r.name), r.waiting, Integer::sum);
       }

@@ -405,7 +405,11 @@ final class Lockstep {
           + " for " + (s.pausedForNanos() < 0 ? "ever" : s.pausedForNanos() / 1_000_000 + "ms")
           + " leases expired " + s.expired()
           + " estimates " + sync(engine).estimate(resource, Map.of("tokens", 3L), Lane.DEFAULT, null)
-          + "/" + sync(engine).estimate(resource, Map.of("tokens", 3L), Lane.BATCH, "a");
+          + "/" + sync(engine).estimate(resource, Map.of("tokens", 3L), Lane.BATCH, "a")
+          // Waiters per tenant; not the use counters, which restart when an idle state is let go.
+          + " tenants waiting " + new TreeMap<>(s.tenants().entrySet().stream()
+              .filter(e -> e.getValue().waiting() > 0)
+              .collect(java.util.stream.Collectors.toMap(Map.Entry::getKey, e -> e.getValue().waiting())));
     } catch (EngineException e) {
       state = "stats refused " + e.reason();
     }
