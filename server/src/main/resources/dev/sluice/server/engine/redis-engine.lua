@@ -559,9 +559,10 @@ end
 local function qadd(e)
   local t = e.tenant
   ensureFair(t)
-  local was = tenantWaiting(t)
+  -- Only fair queuing needs to know a tenant's first waiter: a resource without tenants skips it.
+  local first = st.mt and tenantWaiting(t) == 0
   redis.call('ZADD', qkey(t, e.lane), e.seq, e.id)
-  if was == 0 and st.mt then activate(t) end
+  if first then activate(t) end
   if t ~= DEFAULT then redis.call('HINCRBY', ST, 'tq', 1) end
   queued(e, 1)
   queuedIn(e, 1)
@@ -574,7 +575,7 @@ local function qrem(e)
   queued(e, -1)
   queuedIn(e, -1)
   if t ~= DEFAULT then redis.call('HINCRBY', ST, 'tq', -1) end
-  if tenantWaiting(t) == 0 then
+  if (st.mt or t ~= DEFAULT) and tenantWaiting(t) == 0 then
     if st.mt then deactivate(t) end
     if t ~= DEFAULT then redis.call('HDEL', ST, 'tp:' .. t) end
   end
