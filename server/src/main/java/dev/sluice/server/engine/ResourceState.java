@@ -1072,15 +1072,15 @@ final class ResourceState {
     expireLeases(now);
     refill(now);
     PermitRecord r = endPermit(permitId, now, false);
-    if (r == null) {
-      if (adopting(now)) {
-        // Released before its holder's renew adopted it: a renew still on its way must not
-        // adopt it then, to hold a slot for nobody.
-        if (releasedUnadopted == null) {
-          releasedUnadopted = new java.util.HashSet<>();
-        }
-        releasedUnadopted.add(permitId);
+    if ((r == null || r.adopted()) && adopting(now)) {
+      // Released before its holder's renew adopted it, or after: a renew still on its way
+      // must not adopt it (again), to hold a slot for nobody.
+      if (releasedUnadopted == null) {
+        releasedUnadopted = new java.util.HashSet<>();
       }
+      releasedUnadopted.add(permitId);
+    }
+    if (r == null) {
       return false;
     }
     if (r.adopted()) {

@@ -1021,8 +1021,10 @@ local function releaseOne(pid, mode, actualStr)
   end
   if loadStr == '' then
     -- Adopted after a data loss ('renew'): its slot comes back; what it charged went with the data.
+    -- A renew sent before this release may still arrive: it must not adopt the permit again.
     redis.call('ZREM', LEASES, pid)
     redis.call('HDEL', PL, pid)
+    if adopting() then redis.call('ZADD', DONE, now, '#' .. pid) end
     return { 'OK' }
   end
   if string.sub(loadStr, -2) == ';R' then

@@ -126,6 +126,11 @@ class FileLimitStoreTest {
         .as("the cap counts the adopted permits").isCompletedExceptionally();
     assertThat(sync(second).release("c", p1, Map.of("requests", 5L), true, false)).isTrue();
     assertThat(sync(second).stats("c").inFlight()).isEqualTo(3);
+    // A renew sent before that release and arriving after it (another node, a slower path)
+    // must not adopt the permit again: it would hold a slot for nobody until its lease ran out
+    // (the fault campaign saw that lease expire).
+    assertThat(sync(second).renew("c", List.of(p1))).as("released once adopted: not adopted again").containsExactly(p1);
+    assertThat(sync(second).stats("c").inFlight()).isEqualTo(3);
     assertThat(sync(second).release("c", fresh, Map.of(), false, false)).isTrue();
     assertThat(sync(second).renew("c", List.of(fresh))).as("its own ids are never adopted").containsExactly(fresh);
     // Released before its renew came: that renew, arriving after, must not hold a slot for nobody.
