@@ -126,6 +126,18 @@ class MetricsScrapeTest {
           .isBetween(0.0, 1000.0);
       holding.close();
       assertThat(value(s, "sluice_ready")).isEqualTo(1.0);
+      // Tenants: an unnamed tenant is counted as "other", whose waiters show per tenant.
+      var engine = sync(server.engine());
+      String permit = engine.acquire("fast", java.util.Map.of("tokens", 7L), dev.sluice.server.engine.Lane.DEFAULT,
+          0, null, "team-x").future().join().permitId();
+      engine.release("fast", permit, java.util.Map.of("tokens", 5L), true, false);
+      var other = engine.acquire("held", java.util.Map.of(), dev.sluice.server.engine.Lane.DEFAULT, 60_000_000_000L,
+          null, "team-y");
+      await().atMost(Duration.ofSeconds(10)).until(() -> Double.valueOf(1).equals(
+          value(scrape(server), "sluice_tenant_waiting", "resource=\"held\"", "tenant=\"other\"")));
+      assertThat(value(scrape(server), "sluice_tenant_tokens_used_total", "resource=\"fast\"", "tenant=\"other\"",
+          "dimension=\"tokens\"")).as("granted 7, settled 5").isEqualTo(5.0);
+      other.cancel();
       // JVM and gRPC server metrics ride along.
       // (some heap pool holds something; any one of them, Eden right after a GC, may hold nothing)
       assertThat(s).containsPattern("jvm_memory_used_bytes\\{area=\"heap\"[^}]*} [1-9]");

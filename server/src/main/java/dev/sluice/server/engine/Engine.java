@@ -61,13 +61,23 @@ public interface Engine extends AutoCloseable {
    * @param timeoutNanos how long to wait; 0 means try once
    * @param requestId caller-chosen id (see above) that {@link #cancel(String, String)} can find,
    *     or null
+   * @param tenant whose share of the quota it draws on (the limit's {@link TenantPolicy}), or
+   *     null for {@link TenantPolicy#DEFAULT_TENANT}. Between tenants with waiters, grants go
+   *     by weighted fair queuing on what each has used of the quota; within a tenant, by lane
+   *     and arrival as without tenants.
    */
   Ticket acquire(
-      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId);
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId, String tenant);
 
-  /** {@link #acquire(String, Map, Lane, long, String)} without a request id. */
+  /** {@link #acquire(String, Map, Lane, long, String, String)} in the default tenant. */
+  default Ticket acquire(
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
+    return acquire(resource, load, lane, timeoutNanos, requestId, null);
+  }
+
+  /** {@link #acquire(String, Map, Lane, long, String, String)} without a request id or tenant. */
   default Ticket acquire(String resource, Map<String, Long> load, Lane lane, long timeoutNanos) {
-    return acquire(resource, load, lane, timeoutNanos, null);
+    return acquire(resource, load, lane, timeoutNanos, null, null);
   }
 
   /**
@@ -126,6 +136,16 @@ public interface Engine extends AutoCloseable {
 
   /** Live state of one resource. */
   CompletableFuture<ResourceSnapshot> stats(String resource);
+
+  /**
+   * When an acquire of {@code load} made now by {@code tenant} (null: the default) in {@code
+   * lane} would be granted, in nanoseconds from now, without queueing it; -1 when only an event
+   * can help (paused until resumed). An estimate, the same on every store: the load its tenant
+   * has queued in its lane and the lanes above, plus its own, drains at the tenant's share of
+   * the rate from what the buckets hold, within its own cap. Aging, later arrivals of other
+   * tenants, settles and the concurrency cap are left out.
+   */
+  CompletableFuture<Long> estimate(String resource, Map<String, Long> load, Lane lane, String tenant);
 
   /**
    * Live state of every resource, sorted by name; a resource deleted meanwhile is left out. The

@@ -53,8 +53,20 @@ public final class FileLimitStore implements LimitStore {
   // The on-disk shape, kept apart from the engine's records so either can change alone.
   record FileRate(String name, long amount, long periodMillis, long burst) {}
 
+  /** A limit's tenant policy; absent (null) in files written before tenants existed. */
+  record FileTenants(
+      java.util.Map<String, Double> weights,
+      java.util.Map<String, Double> floors,
+      java.util.Map<String, List<FileRate>> caps) {}
+
   record FileLimit(
-      String resource, List<FileRate> rates, long concurrency, int maxWaiting, long leaseTtlMillis) {}
+      String resource,
+      List<FileRate> rates,
+      long concurrency,
+      int maxWaiting,
+      long leaseTtlMillis,
+      @com.fasterxml.jackson.annotation.JsonInclude(com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
+          FileTenants tenants) {}
 
   record FileContent(int version, List<FileLimit> limits) {}
 
@@ -111,7 +123,8 @@ public final class FileLimitStore implements LimitStore {
       }
       LimitSpec spec =
           new LimitSpec(
-              l.resource(), rates, l.concurrency(), l.maxWaiting(), Duration.ofMillis(l.leaseTtlMillis()));
+              l.resource(), rates, l.concurrency(), l.maxWaiting(), Duration.ofMillis(l.leaseTtlMillis()),
+              tenants(l.tenants()));
       try {
         out.add(Validation.limit(spec, l.maxWaiting() == 0 ? 1 : l.maxWaiting(), spec.leaseTtl()));
       } catch (EngineException e) {
@@ -125,6 +138,33 @@ public final class FileLimitStore implements LimitStore {
       }
     }
     return out;
+  }
+
+  private static TenantPolicy tenants(FileTenants t) {
+    if (t == null) {
+      return TenantPolicy.NONE;
+    }
+    java.util.Map<String, List<RateSpec>> caps = new java.util.TreeMap<>();
+    if (t.caps() != null) {
+      t.caps().forEach((tenant, rates) -> caps.put(tenant, rates == null ? List.of() : rates.stream()
+          .map(r -> new RateSpec(r.name(), r.amount(), Duration.ofMillis(r.periodMillis()), r.burst()))
+          .toList()));
+    }
+    return new TenantPolicy(
+        t.weights() == null ? java.util.Map.of() : t.weights(),
+        t.floors() == null ? java.util.Map.of() : t.floors(),
+        caps);
+  }
+
+  private static FileTenants fileTenants(TenantPolicy t) {
+    if (t.isEmpty()) {
+      return null;
+    }
+    java.util.Map<String, List<FileRate>> caps = new java.util.TreeMap<>();
+    t.caps().forEach((tenant, rates) -> caps.put(tenant, rates.stream()
+        .map(r -> new FileRate(r.name(), r.amount(), r.period().toMillis(), r.burst()))
+        .toList()));
+    return new FileTenants(t.weights(), t.floors(), caps);
   }
 
   private IOException invalid(String what) {
@@ -157,7 +197,8 @@ public final class FileLimitStore implements LimitStore {
                             .toList(),
                         l.concurrency(),
                         l.maxWaiting(),
-                        l.leaseTtl().toMillis())));
+                        l.leaseTtl().toMillis(),
+                        fileTenants(l.tenants()))));
     byte[] bytes = json.writeValueAsBytes(new FileContent(FORMAT_VERSION, out));
     DataFiles.writeAtomically(dir, file, bytes);
   }

@@ -15,7 +15,7 @@ import java.util.function.Supplier;
 abstract class ImmediateEngine implements Engine {
 
   abstract Ticket acquireNow(
-      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId);
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId, String tenant);
 
   abstract boolean cancelNow(String resource, String requestId);
 
@@ -58,9 +58,9 @@ abstract class ImmediateEngine implements Engine {
 
   @Override
   public final Ticket acquire(
-      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId, String tenant) {
     try {
-      return acquireNow(resource, load, lane, timeoutNanos, requestId);
+      return acquireNow(resource, load, lane, timeoutNanos, requestId, tenant);
     } catch (EngineException e) {
       return new RefusedTicket(e);
     }
@@ -134,5 +134,12 @@ abstract class ImmediateEngine implements Engine {
   @Override
   public final CompletableFuture<ResourceSnapshot> stats(String resource) {
     return now(() -> statsNow(resource));
+  }
+
+  abstract long estimateNow(String resource, Map<String, Long> load, Lane lane, String tenant);
+
+  @Override
+  public final CompletableFuture<Long> estimate(String resource, Map<String, Long> load, Lane lane, String tenant) {
+    return now(() -> estimateNow(resource, load, lane, tenant));
   }
 }

@@ -11,12 +11,25 @@ import java.util.List;
  * @param concurrency permits held at once; 0 means no cap
  * @param maxWaiting size of the waiting room
  * @param leaseTtl how long a permit's lease lasts without renewal
+ * @param tenants how the quota is shared between tenants ({@link TenantPolicy#NONE}: fair
+ *     shares, weight 1 each)
  */
 public record LimitSpec(
-    String resource, List<RateSpec> rates, long concurrency, int maxWaiting, Duration leaseTtl) {
+    String resource,
+    List<RateSpec> rates,
+    long concurrency,
+    int maxWaiting,
+    Duration leaseTtl,
+    TenantPolicy tenants) {
 
   public LimitSpec {
     rates = List.copyOf(rates);
+    tenants = tenants == null ? TenantPolicy.NONE : tenants;
+  }
+
+  /** A limit with no tenant policy of its own. */
+  public LimitSpec(String resource, List<RateSpec> rates, long concurrency, int maxWaiting, Duration leaseTtl) {
+    this(resource, rates, concurrency, maxWaiting, leaseTtl, TenantPolicy.NONE);
   }
 
   /** The dimension with this name, or null. */

@@ -291,17 +291,15 @@ public final class MemoryEngine extends ImmediateEngine {
     }
     s.configure(spec, now);
     // Waiters whose load can no longer fit fail now instead of waiting for ever.
-    for (var lane : s.lanes()) {
-      for (Waiter w : List.copyOf(lane)) {
-        try {
-          Validation.load(spec, w.load);
-        } catch (EngineException ex) {
-          s.remove(w);
-          w.status.set(Waiter.ENDED);
-          s.entry.add(Outcome.REJECTED_INVALID);
-          misfits.add(w);
-          why.add(ex);
-        }
+    for (Waiter w : s.allWaiters()) {
+      try {
+        Validation.load(spec, w.load);
+      } catch (EngineException ex) {
+        s.remove(w, now);
+        w.status.set(Waiter.ENDED);
+        s.entry.add(Outcome.REJECTED_INVALID);
+        misfits.add(w);
+        why.add(ex);
       }
     }
   }
@@ -391,8 +389,9 @@ public final class MemoryEngine extends ImmediateEngine {
 
   @Override
   Ticket acquireNow(
-      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId, String tenant) {
     Objects.requireNonNull(lane, "lane");
+    String who = tenant == null || tenant.isEmpty() ? TenantPolicy.DEFAULT_TENANT : Validation.tenant(tenant);
     String rid = requestId == null || requestId.isEmpty() ? null : Validation.requestId(requestId);
     if (closed) {
       throw shuttingDown();
@@ -425,8 +424,8 @@ public final class MemoryEngine extends ImmediateEngine {
               return again;
             }
           }
-          Waiter w = new Waiter(this, s, fit, lane, rid, now);
-          if (s.waiting == 0 && s.waitFor(w.vector, now) == 0) {
+          Waiter w = new Waiter(this, s, fit, lane, who, rid, now);
+          if (s.waiting == 0 && s.waitFor(w, now) == 0) {
             // Nobody ahead and it fits: the fast path, no queueing, no timer.
             s.grant(w, now, nextPermitId());
             granted.add(w);
@@ -451,7 +450,7 @@ public final class MemoryEngine extends ImmediateEngine {
                     + " --max-waiting",
                 hint);
           }
-          s.enqueue(w);
+          s.enqueue(w, now);
           w.timeout = scheduler.schedule(() -> expire(w, timeoutNanos), timeoutNanos);
           drain(s, now, granted);
           return w;
@@ -475,7 +474,7 @@ public final class MemoryEngine extends ImmediateEngine {
       ResourceState s, String rid, long timeoutNanos, long now, List<Waiter> granted, boolean[] forfeited) {
     Waiter queued = s.queued(rid);
     if (queued != null) {
-      Waiter next = new Waiter(this, s, queued.load, queued.lane, rid, queued.arrival);
+      Waiter next = new Waiter(this, s, queued.load, queued.lane, queued.tenant, rid, queued.arrival);
       next.vector = queued.vector;
       queued.status.set(Waiter.ENDED);
       cancelTimeout(queued);
@@ -483,7 +482,7 @@ public final class MemoryEngine extends ImmediateEngine {
       if (timeoutNanos == 0) {
         // A try-once retry of a waiting id is answered now: the waiter leaves the line (a fresh
         // try-once would not wait either); the caller of the one it took over hears so.
-        s.remove(queued);
+        s.remove(queued, now);
         next.status.set(Waiter.ENDED);
         s.entry.add(Outcome.TIMED_OUT);
         next.future.completeExceptionally(notGrantedInTime(s.name, 0));
@@ -505,8 +504,8 @@ public final class MemoryEngine extends ImmediateEngine {
         forfeited[0] = true;
         return null; // a try-once: goes now if it fits with nobody waiting, as a fresh one would
       }
-      Waiter next = new Waiter(this, s, held.load, held.origin.lane, rid, held.origin.arrival);
-      s.enqueueForfeited(next);
+      Waiter next = new Waiter(this, s, held.load, held.origin.lane, held.origin.tenant, rid, held.origin.arrival);
+      s.enqueueForfeited(next, now);
       next.timeout = scheduler.schedule(() -> expire(next, timeoutNanos), timeoutNanos);
       drain(s, now, granted);
       return next;
@@ -514,7 +513,7 @@ public final class MemoryEngine extends ImmediateEngine {
     if (held != null) {
       // The same permit, not charged again; a give-back of its first delivery is ignored.
       held.kept = true;
-      Waiter same = new Waiter(this, s, held.load, held.origin.lane, rid, held.origin.arrival);
+      Waiter same = new Waiter(this, s, held.load, held.origin.lane, held.origin.tenant, rid, held.origin.arrival);
       same.grant = held.origin.grant.handedOverAfter(now - held.grantedAtNanos);
       same.status.set(Waiter.GRANTED);
       same.future.complete(same.grant);
@@ -555,7 +554,7 @@ public final class MemoryEngine extends ImmediateEngine {
         drain(s, now, granted);
       }
       if (w.status.get() == Waiter.WAITING) {
-        s.remove(w);
+        s.remove(w, now);
         w.status.set(Waiter.ENDED);
         s.entry.add(outcome);
         left = true;
@@ -613,7 +612,7 @@ public final class MemoryEngine extends ImmediateEngine {
             return null;
           }
           s.endPermit(permitId, now, true);
-          s.giveBack(r);
+          s.giveBack(r, now);
           s.entry.add(Outcome.GIVEN_BACK);
           drain(s, now, granted);
           return null;
@@ -839,6 +838,20 @@ public final class MemoryEngine extends ImmediateEngine {
     return withState(resource, (s, now, granted) -> snapshot(e, s, now));
   }
 
+  @Override
+  long estimateNow(String resource, Map<String, Long> load, Lane lane, String tenant) {
+    Objects.requireNonNull(lane, "lane");
+    String who = tenant == null || tenant.isEmpty() ? TenantPolicy.DEFAULT_TENANT : Validation.tenant(tenant);
+    LimitEntry e = entry(resource);
+    Validation.load(e.spec, load);
+    return withState(resource, (s, now, granted) -> {
+      s.expireLeases(now);
+      s.refill(now);
+      long est = s.estimate(s.vector(Validation.load(s.spec, load)), lane, who, now);
+      return est == ResourceState.NEVER ? -1L : est;
+    });
+  }
+
 
 
   /**
@@ -896,7 +909,8 @@ public final class MemoryEngine extends ImmediateEngine {
         p[0],
         p[1],
         e.count(Outcome.THROTTLE_REPORTED),
-        used);
+        used,
+        s.tenantStats());
   }
 
   /**

@@ -313,6 +313,7 @@ final class RedisBatches {
       argv.add(Long.toString(remainingNanos() / 1000));
       argv.add(w.attempt());
       argv.add(stalePermit);
+      argv.add(w.tenant);
     }
 
     /** What is left of the caller's timeout: all of it, unless this acquire is sent again. */

@@ -322,9 +322,20 @@ final class RedisCalls {
     for (String d : available.keySet()) {
       used.put(d, 0.0);
     }
+    Map<String, Map<String, Double>> tenantUsed = new TreeMap<>();
+    Map<String, Integer> tenantWaiting = new TreeMap<>();
     for (i = i + 1; i + 1 < r.size(); i += 2) {
       String key = (String) r.get(i);
-      if (key.startsWith("u:")) {
+      if (key.startsWith("tu:")) {
+        int at = key.lastIndexOf(':');
+        String dim = key.substring(at + 1);
+        if (used.containsKey(dim)) {
+          tenantUsed.computeIfAbsent(key.substring(3, at), k -> new LinkedHashMap<>())
+              .put(dim, Double.parseDouble((String) r.get(i + 1)));
+        }
+      } else if (key.startsWith("tq:")) {
+        tenantWaiting.put(key.substring(3), (int) num(r.get(i + 1)));
+      } else if (key.startsWith("u:")) {
         String dim = key.substring(2);
         if (used.containsKey(dim)) { // a dimension the limit no longer has keeps its old count
           used.put(dim, Double.parseDouble((String) r.get(i + 1)));
@@ -350,6 +361,22 @@ final class RedisCalls {
         p[0],
         p[1],
         throttled,
-        used);
+        used,
+        tenants(available.keySet(), tenantUsed, tenantWaiting));
+  }
+
+  private static Map<String, ResourceSnapshot.TenantUse> tenants(
+      java.util.Set<String> dims, Map<String, Map<String, Double>> used, Map<String, Integer> waiting) {
+    java.util.TreeSet<String> keys = new java.util.TreeSet<>(used.keySet());
+    keys.addAll(waiting.keySet());
+    Map<String, ResourceSnapshot.TenantUse> out = new TreeMap<>();
+    for (String k : keys) {
+      Map<String, Double> u = new LinkedHashMap<>();
+      for (String d : dims) {
+        u.put(d, used.getOrDefault(k, Map.of()).getOrDefault(d, 0.0));
+      }
+      out.put(k, new ResourceSnapshot.TenantUse(waiting.getOrDefault(k, 0), u));
+    }
+    return out;
   }
 }

@@ -356,9 +356,9 @@ public final class RedisEngine implements Engine {
    */
   @Override
   public Ticket acquire(
-      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId, String tenant) {
     try {
-      return new RedisWaiters.AsyncTicket(startAcquire(resource, load, lane, timeoutNanos, requestId));
+      return new RedisWaiters.AsyncTicket(startAcquire(resource, load, lane, timeoutNanos, requestId, tenant));
     } catch (EngineException e) {
       return new RefusedTicket(e);
     }
@@ -369,8 +369,9 @@ public final class RedisEngine implements Engine {
    * this node has not cached is read first, without waiting.
    */
   private RedisBatches.AcquireOp startAcquire(
-      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId, String tenant) {
     Objects.requireNonNull(lane, "lane");
+    String who = tenant == null || tenant.isEmpty() ? TenantPolicy.DEFAULT_TENANT : Validation.tenant(tenant);
     String rid =
         requestId == null || requestId.isEmpty()
             ? nodeId + "." + Long.toString(ids.incrementAndGet(), 36)
@@ -382,7 +383,7 @@ public final class RedisEngine implements Engine {
       throw EngineException.invalid("timeout " + timeoutNanos + "ns is negative: use 0 or more");
     }
     Validation.resource(resource);
-    RedisWaiters.RWaiter w = waiters.newWaiter(resource, rid, load, lane, timeoutNanos);
+    RedisWaiters.RWaiter w = waiters.newWaiter(resource, rid, load, lane, who, timeoutNanos);
     RedisBatches.AcquireOp op = new RedisBatches.AcquireOp(waiters, w, load, lane);
     RedisLimits.Cfg c = limits.cached(resource);
     if (c != null) {
@@ -535,6 +536,27 @@ public final class RedisEngine implements Engine {
               waiters.afterDrain(resource, reply, 1);
               log.info("resumed {}", resource);
             });
+  }
+
+  @Override
+  public CompletableFuture<Long> estimate(String resource, Map<String, Long> load, Lane lane, String tenant) {
+    String who;
+    try {
+      Objects.requireNonNull(lane, "lane");
+      who = tenant == null || tenant.isEmpty() ? TenantPolicy.DEFAULT_TENANT : Validation.tenant(tenant);
+    } catch (EngineException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+    return limits.cfgAsync(resource)
+        .thenCompose(c -> calls.callAsync(resource, "estimate",
+            RedisCalls.encodeLoad(Validation.load(c.spec(), load)), Integer.toString(lane.ordinal() + 1), who))
+        .thenApply(reply -> {
+          if (word(reply).equals("NOTFOUND")) {
+            throw EngineException.notFound(resource);
+          }
+          long us = num(reply.get(1));
+          return us < 0 ? -1L : us * 1000;
+        });
   }
 
   @Override

@@ -174,7 +174,36 @@ final class RedisLimits {
     f.put("conc", Long.toString(s.concurrency()));
     f.put("lease", Long.toString(s.leaseTtl().toNanos() / 1000));
     f.put("maxw", Integer.toString(s.maxWaiting()));
+    // Tenant policy: the script reads these too (loadCfg). Doubles as Java prints them, which
+    // Lua's tonumber reads back to the same value.
+    s.tenants().weights().forEach((t, w) -> f.put("tw:" + t, Double.toString(w)));
+    s.tenants().floors().forEach((t, v) -> f.put("tf:" + t, Double.toString(v)));
+    s.tenants().caps().forEach((t, rates) -> f.put("tc:" + t, String.join(";", rates.stream()
+        .map(r -> r.name() + ":" + r.amount() + ":" + r.period().toNanos() + ":" + r.burst()).toList())));
     return f;
+  }
+
+  private static TenantPolicy decodeTenants(Map<String, String> f) {
+    Map<String, Double> weights = new java.util.TreeMap<>();
+    Map<String, Double> floors = new java.util.TreeMap<>();
+    Map<String, List<RateSpec>> caps = new java.util.TreeMap<>();
+    for (Map.Entry<String, String> e : f.entrySet()) {
+      String k = e.getKey();
+      if (k.startsWith("tw:")) {
+        weights.put(k.substring(3), Double.parseDouble(e.getValue()));
+      } else if (k.startsWith("tf:")) {
+        floors.put(k.substring(3), Double.parseDouble(e.getValue()));
+      } else if (k.startsWith("tc:")) {
+        List<RateSpec> rates = new ArrayList<>();
+        for (String r : e.getValue().split(";")) {
+          String[] p = r.split(":");
+          rates.add(new RateSpec(p[0], Long.parseLong(p[1]), Duration.ofNanos(Long.parseLong(p[2])), Long.parseLong(p[3])));
+        }
+        caps.put(k.substring(3), rates);
+      }
+    }
+    return weights.isEmpty() && floors.isEmpty() && caps.isEmpty()
+        ? TenantPolicy.NONE : new TenantPolicy(weights, floors, caps);
   }
 
   static Cfg decode(String resource, Map<String, String> f) {
@@ -196,7 +225,8 @@ final class RedisLimits {
             rates,
             Long.parseLong(f.get("conc")),
             Integer.parseInt(f.get("maxw")),
-            Duration.ofNanos(Long.parseLong(f.get("lease")) * 1000));
+            Duration.ofNanos(Long.parseLong(f.get("lease")) * 1000),
+            decodeTenants(f));
     return new Cfg(spec, f.get("ver"));
   }
 

@@ -150,6 +150,8 @@ final class RedisWaiters {
     final String requestId;
     volatile Map<String, Long> load; // as charged; set again if the limit changed meanwhile
     final Lane lane;
+    /** Whose share it draws on (TenantPolicy). */
+    final String tenant;
     /** Arrival order on this node: ending a resource's waiters goes in line order. */
     final long arrival;
     final long timeoutNanos;
@@ -175,8 +177,9 @@ final class RedisWaiters {
 
     private RWaiter(
         RedisWaiters owner, String resource, String requestId, Map<String, Long> load, Lane lane,
-        long timeoutNanos) {
+        String tenant, long timeoutNanos) {
       this.owner = owner;
+      this.tenant = tenant;
       this.resource = resource;
       this.requestId = requestId;
       this.load = load;
@@ -241,8 +244,9 @@ final class RedisWaiters {
     }
   }
 
-  RWaiter newWaiter(String resource, String requestId, Map<String, Long> load, Lane lane, long timeoutNanos) {
-    return new RWaiter(this, resource, requestId, load, lane, timeoutNanos);
+  RWaiter newWaiter(
+      String resource, String requestId, Map<String, Long> load, Lane lane, String tenant, long timeoutNanos) {
+    return new RWaiter(this, resource, requestId, load, lane, tenant, timeoutNanos);
   }
 
   /** Charges the load by the limit {@code c}, registers the waiter and queues the op. */

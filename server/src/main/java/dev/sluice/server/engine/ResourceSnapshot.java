@@ -27,6 +27,10 @@ import java.util.Map;
  * @param throttleReports upstream throttling reports received
  * @param used tokens taken per dimension net of refunds, a counter (it restarts from zero when an
  *     idle resource's live state was let go); its rate over the limit's rate is utilization
+ * @param tenants once tenants share the resource: per tenant named in the limit's policy, plus
+ *     {@code default} and {@code other} (every unnamed tenant together, so the cardinality
+ *     stays bounded), its waiters (while tenants wait) and what it used (granted, then settled
+ *     or given back: a counter, which restarts like {@code used})
  */
 public record ResourceSnapshot(
     LimitSpec limit,
@@ -45,4 +49,19 @@ public record ResourceSnapshot(
     double waitP50Seconds,
     double waitP99Seconds,
     long throttleReports,
-    Map<String, Double> used) {}
+    Map<String, Double> used,
+    Map<String, TenantUse> tenants) {
+
+  /** One tenant's part: waiters now, and units used per dimension (a counter). */
+  public record TenantUse(int waiting, Map<String, Double> used) {}
+
+  /** Without tenants. */
+  public ResourceSnapshot(
+      LimitSpec limit, Map<String, Double> available, long inFlight, Map<Lane, Integer> waiting,
+      boolean paused, long pausedForNanos, long granted, long timedOut, long cancelled, long givenBack,
+      long forfeited, long expired, Map<String, Long> rejected, double waitP50Seconds,
+      double waitP99Seconds, long throttleReports, Map<String, Double> used) {
+    this(limit, available, inFlight, waiting, paused, pausedForNanos, granted, timedOut, cancelled,
+        givenBack, forfeited, expired, rejected, waitP50Seconds, waitP99Seconds, throttleReports, used, Map.of());
+  }
+}

@@ -61,8 +61,12 @@ final class ResourceState {
   /** Null until somebody first waits: most resources never make anybody wait. */
   private Room room;
   int waiting;
-  /** Whether the next grant goes to an aged lower-lane waiter, if there is one. */
-  boolean promoteNext = true;
+  /** Fair queuing between tenants ({@link Fair}); null until a tenant other than the default came. */
+  private Fair fair;
+  /** Units each tenant used, by {@link TenantPolicy#statsKey}; null until tenants came. */
+  HashMap<String, double[]> tenantUsed;
+  /** The tenants' own buckets ({@link TenantPolicy#caps}); null until a capped tenant came. */
+  private HashMap<String, Fair.CapState> caps;
   // Sized for one: a million live states must fit in a small heap; it doubles as it fills.
   final LinkedHashMap<String, PermitRecord> permits = new LinkedHashMap<>(2);
   /**
@@ -101,9 +105,10 @@ final class ResourceState {
    * then keeps (a resource that was contended once tends to be again).
    */
   private static final class Room {
-    @SuppressWarnings("unchecked")
-    final ArrayDeque<Waiter>[] lanes =
-        new ArrayDeque[] {new ArrayDeque<>(), new ArrayDeque<>(), new ArrayDeque<>()};
+    /** The default tenant's lanes: a resource without tenants has only these. */
+    final Fair.TRoom def = new Fair.TRoom(TenantPolicy.DEFAULT_TENANT);
+    /** The other tenants' lanes while they have waiters; null until one came. */
+    HashMap<String, Fair.TRoom> others;
     /** Queued waiters that came with a request id, for Cancel. */
     final HashMap<String, Waiter> byRequestId = new HashMap<>();
     /** Sum of the queued loads, aligned with {@link ResourceState#dims}. */
@@ -114,32 +119,81 @@ final class ResourceState {
     }
   }
 
-  @SuppressWarnings("unchecked")
-  private static final ArrayDeque<Waiter>[] NO_LANES = new ArrayDeque[0];
-
-  /** The lanes, highest first; none before anybody waited. */
-  ArrayDeque<Waiter>[] lanes() {
-    return room == null ? NO_LANES : room.lanes;
+  /** Every tenant's part of the room that has waiters (the default's first). */
+  private List<Fair.TRoom> rooms() {
+    if (room == null) {
+      return List.of();
+    }
+    List<Fair.TRoom> all = new ArrayList<>();
+    all.add(room.def);
+    if (room.others != null) {
+      room.others.values().stream()
+          .sorted(java.util.Comparator.comparing((Fair.TRoom r) -> r.name))
+          .forEach(all::add);
+    }
+    return all;
   }
 
-  /** How many wait in {@code lane}. */
+  /** A copy of every queued waiter, by tenant (the default first, then by name) and lane. */
+  List<Waiter> allWaiters() {
+    List<Waiter> all = new ArrayList<>(waiting);
+    for (Fair.TRoom r : rooms()) {
+      for (ArrayDeque<Waiter> lane : r.lanes) {
+        all.addAll(lane);
+      }
+    }
+    return all;
+  }
+
+  /** How many wait in {@code lane}, in every tenant. */
   int queued(Lane lane) {
-    return room == null ? 0 : room.lanes[lane.ordinal()].size();
+    int n = 0;
+    for (Fair.TRoom r : rooms()) {
+      n += r.lanes[lane.ordinal()].size();
+    }
+    return n;
   }
 
   /** Takes every waiter out of the room, in lane order. */
   List<Waiter> removeAll() {
-    List<Waiter> all = new ArrayList<>(waiting);
-    if (room != null) {
-      for (ArrayDeque<Waiter> lane : room.lanes) {
-        all.addAll(lane);
-        lane.clear();
-      }
-      room.byRequestId.clear();
-      java.util.Arrays.fill(room.queuedLoad, 0);
+    List<Waiter> all = allWaiters();
+    for (Waiter w : all) {
+      remove(w, lastRefill); // the resource is going away: its tenants' times go with it
     }
     waiting = 0;
     return all;
+  }
+
+  /** The part of the room of {@code tenant}; created (and the tenant made waiting) when asked to. */
+  private Fair.TRoom roomOf(String tenant, boolean create) {
+    if (TenantPolicy.DEFAULT_TENANT.equals(tenant)) {
+      return room.def;
+    }
+    Fair.TRoom r = room.others == null ? null : room.others.get(tenant);
+    if (r == null && create) {
+      if (room.others == null) {
+        room.others = new HashMap<>();
+      }
+      r = new Fair.TRoom(tenant);
+      room.others.put(tenant, r);
+    }
+    return r;
+  }
+
+  /** Fair queuing starts with the first tenant other than the default (see {@link Fair}). */
+  private Fair fairFor(String tenant, long now) {
+    if (fair == null && !TenantPolicy.DEFAULT_TENANT.equals(tenant)) {
+      fair = new Fair();
+      if (room != null && room.def.waiting > 0) {
+        fair.activate(room.def, spec.tenants().weight(room.def.name), micros(now));
+      }
+    }
+    return fair;
+  }
+
+  /** The engine's clock in whole microseconds, as the Redis store's script counts time. */
+  static long micros(long nanos) {
+    return Math.floorDiv(nanos, 1000);
   }
 
   /** A held permit: what it was charged and when its lease runs out. */
@@ -155,6 +209,8 @@ final class ResourceState {
     boolean kept;
     /** When it was granted, on the engine's clock: a retry that comes too late forfeits it. */
     long grantedAtNanos;
+    /** The weight its grant was charged to its tenant's virtual time with; 0 when not ({@link Fair}). */
+    double fairWeight;
 
     PermitRecord(String id, Waiter origin, long expiresAt) {
       this.id = id;
@@ -243,10 +299,10 @@ final class ResourceState {
    * retries of grants forfeited before it: it was served once already, and waits only for the
    * capacity its first grant wasted.
    */
-  void enqueueForfeited(Waiter w) {
+  void enqueueForfeited(Waiter w, long now) {
     w.forfeited = true;
-    enqueue(w);
-    ArrayDeque<Waiter> lane = room.lanes[w.lane.ordinal()];
+    enqueue(w, now);
+    ArrayDeque<Waiter> lane = roomOf(w.tenant, false).lanes[w.lane.ordinal()];
     Waiter[] line = lane.toArray(new Waiter[0]);
     lane.clear();
     boolean placed = false;
@@ -267,7 +323,7 @@ final class ResourceState {
 
   /** Puts {@code next} in {@code old}'s place in line: a retry of the same request id. */
   void replace(Waiter old, Waiter next) {
-    ArrayDeque<Waiter> lane = room.lanes[old.lane.ordinal()];
+    ArrayDeque<Waiter> lane = roomOf(old.tenant, false).lanes[old.lane.ordinal()];
     Waiter[] line = lane.toArray(new Waiter[0]);
     lane.clear();
     for (Waiter x : line) {
@@ -327,12 +383,19 @@ final class ResourceState {
     this.leaseTtl = next.leaseTtl().toNanos();
     if (room != null) {
       room.queuedLoad = new long[n];
-      for (ArrayDeque<Waiter> lane : room.lanes) {
-        for (Waiter w : lane) {
-          w.vector = vector(w.load);
-          add(room.queuedLoad, w.vector, 1);
-        }
+      for (Fair.TRoom r : rooms()) {
+        r.queuedLoad = null;
       }
+      for (Waiter w : allWaiters()) {
+        w.vector = vector(w.load);
+        add(room.queuedLoad, w.vector, 1);
+        roomOf(w.tenant, false).addQueued(w.lane.ordinal(), w.vector, 1, n);
+      }
+    }
+    // Caps follow the new policy: a tenant whose cap changed starts its own buckets full again.
+    caps = null;
+    if (fair != null) {
+      fair.reweigh(next.tenants());
     }
     if (oldTtl != 0 && leaseTtl < oldTtl && !permits.isEmpty()) {
       // New leases now end sooner than some old ones: insertion order is no longer expiry
@@ -372,6 +435,9 @@ final class ResourceState {
   }
 
   void refill(long now) {
+    if (fair != null && fair.spent(micros(now))) {
+      fair = null;
+    }
     long elapsed = now - lastRefill;
     if (elapsed <= 0) {
       return;
@@ -380,6 +446,25 @@ final class ResourceState {
     for (int i = 0; i < level.length; i++) {
       if (level[i] < burst[i]) {
         level[i] = Math.min(burst[i], level[i] + (elapsed / 1000.0) * perMicro[i]);
+      }
+    }
+    if (caps != null) {
+      for (Map.Entry<String, Fair.CapState> e : caps.entrySet()) {
+        refillCap(e.getValue(), spec.tenants().cap(e.getKey()), now);
+      }
+    }
+  }
+
+  private static void refillCap(Fair.CapState c, List<RateSpec> cap, long now) {
+    long elapsed = now - c.lastRefill;
+    if (elapsed <= 0) {
+      return;
+    }
+    c.lastRefill = now;
+    for (int i = 0; i < c.level.length; i++) {
+      RateSpec r = cap.get(i);
+      if (c.level[i] < r.burst()) {
+        c.level[i] = Math.min(r.burst(), c.level[i] + (elapsed / 1000.0) * r.perMicro());
       }
     }
   }
@@ -419,16 +504,40 @@ final class ResourceState {
     return first;
   }
 
-  void enqueue(Waiter w) {
+  void enqueue(Waiter w, long now) {
     if (room == null) {
       room = new Room(dims.length);
     }
     if (w.requestId != null) {
       room.byRequestId.put(w.requestId, w);
     }
-    room.lanes[w.lane.ordinal()].addLast(w);
+    Fair f = fairFor(w.tenant, now);
+    Fair.TRoom r = roomOf(w.tenant, true);
+    r.lanes[w.lane.ordinal()].addLast(w);
+    r.addQueued(w.lane.ordinal(), w.vector, 1, dims.length);
+    if (r.waiting++ == 0 && f != null) {
+      f.activate(r, spec.tenants().weight(r.name), micros(now));
+    }
     waiting++;
     add(room.queuedLoad, w.vector, 1);
+  }
+
+  /** Bookkeeping once {@code w} left its tenant's lane. */
+  private void left(Waiter w, Fair.TRoom r, long now) {
+    r.addQueued(w.lane.ordinal(), w.vector, -1, dims.length);
+    if (w.requestId != null) {
+      room.byRequestId.remove(w.requestId, w);
+    }
+    waiting--;
+    add(room.queuedLoad, w.vector, -1);
+    if (--r.waiting == 0) {
+      if (fair != null) {
+        fair.deactivate(r, spec.tenants().weight(r.name), micros(now));
+      }
+      if (r != room.def) {
+        room.others.remove(r.name);
+      }
+    }
   }
 
   /** The queued waiter that came with this request id, or null. */
@@ -436,23 +545,57 @@ final class ResourceState {
     return room == null ? null : room.byRequestId.get(requestId);
   }
 
-  /** Removes a waiter that is still queued. */
-  void remove(Waiter w) {
-    if (room != null && room.lanes[w.lane.ordinal()].remove(w)) {
-      if (w.requestId != null) {
-        room.byRequestId.remove(w.requestId, w);
-      }
-      waiting--;
-      add(room.queuedLoad, w.vector, -1);
+  /** Removes a waiter that is still queued, at {@code now}. */
+  void remove(Waiter w, long now) {
+    Fair.TRoom r = room == null ? null : roomOf(w.tenant, false);
+    if (r != null && r.lanes[w.lane.ordinal()].remove(w)) {
+      left(w, r, now);
     }
   }
 
-  /** The waiter to serve next: see the class comment, "Waiting room". */
+  /**
+   * The waiter to serve next: the tenant with the lowest virtual time whose own cap lets its
+   * head go ({@link Fair}), then within it by lane and aging (see the class comment, "Waiting
+   * room"). Null when nobody waits or every waiting tenant's cap holds its head; then {@link
+   * #capWait} says for how long (else it is the shortest wait of a tenant passed over).
+   */
   Waiter head(long now, long agingNanos) {
-    if (room == null) {
+    capWait = NEVER;
+    if (room == null || waiting == 0) {
       return null;
     }
-    ArrayDeque<Waiter>[] lanes = room.lanes;
+    if (fair == null) {
+      return capped(room.def, now, agingNanos);
+    }
+    for (Fair.TRoom r : fair.active) {
+      Waiter h = capped(r, now, agingNanos);
+      if (h != null) {
+        return h;
+      }
+    }
+    return null;
+  }
+
+  /** Set by {@link #head}: how long until a tenant passed over for its cap can go, or NEVER. */
+  private long capWait = NEVER;
+
+  /** The head of {@code r}, or null when its cap holds it (then noted in {@link #capWait}). */
+  private Waiter capped(Fair.TRoom r, long now, long agingNanos) {
+    Waiter h = headOf(r, now, agingNanos);
+    if (h == null) {
+      return null;
+    }
+    long wait = capWaitFor(h.tenant, h.vector, now);
+    if (wait == 0) {
+      return h;
+    }
+    capWait = Math.min(capWait, wait);
+    return null;
+  }
+
+  /** The head of one tenant's lanes: the priority pick or the oldest aged lower-lane head. */
+  private static Waiter headOf(Fair.TRoom r, long now, long agingNanos) {
+    ArrayDeque<Waiter>[] lanes = r.lanes;
     Waiter top = null;
     int topLane = -1;
     for (int l = 0; l < lanes.length; l++) {
@@ -463,7 +606,7 @@ final class ResourceState {
         break;
       }
     }
-    if (top == null || !promoteNext) {
+    if (top == null || !r.promoteNext) {
       return top;
     }
     Waiter aged = null;
@@ -479,16 +622,16 @@ final class ResourceState {
   }
 
   /**
-   * When the head that {@link #head} would pick next can change by aging alone: the earliest
-   * instant a lower-lane head not aged yet reaches {@code agingNanos}, or {@link #NEVER}. Only
-   * while a promotion is due ({@link #promoteNext}); otherwise the priority pick goes next
-   * whoever has aged.
+   * When the head that {@link #head} would pick next in {@code r} can change by aging alone:
+   * the earliest instant a lower-lane head not aged yet reaches {@code agingNanos}, or {@link
+   * #NEVER}. Only while a promotion is due ({@link Fair.TRoom#promoteNext}); otherwise the
+   * priority pick goes next whoever has aged.
    */
-  private long nextAging(long now, long agingNanos) {
-    if (room == null || !promoteNext) {
+  private static long nextAging(Fair.TRoom r, long now, long agingNanos) {
+    if (!r.promoteNext) {
       return NEVER;
     }
-    ArrayDeque<Waiter>[] lanes = room.lanes;
+    ArrayDeque<Waiter>[] lanes = r.lanes;
     int topLane = -1;
     for (int l = 0; l < lanes.length && topLane < 0; l++) {
       if (!lanes[l].isEmpty()) {
@@ -505,23 +648,14 @@ final class ResourceState {
     return next;
   }
 
-  private boolean isPriorityPick(Waiter w) {
-    for (ArrayDeque<Waiter> lane : room.lanes) {
+  private static boolean isPriorityPick(Fair.TRoom r, Waiter w) {
+    for (ArrayDeque<Waiter> lane : r.lanes) {
       Waiter h = lane.peekFirst();
       if (h != null) {
         return h == w;
       }
     }
     return true;
-  }
-
-  private void pollHead(Waiter w) {
-    room.lanes[w.lane.ordinal()].pollFirst();
-    if (w.requestId != null) {
-      room.byRequestId.remove(w.requestId, w);
-    }
-    waiting--;
-    add(room.queuedLoad, w.vector, -1);
   }
 
   boolean pausedIndefinitely() {
@@ -572,6 +706,166 @@ final class ResourceState {
     return wait;
   }
 
+  /** How long until {@code w} could be granted: the shared buckets and its tenant's own. */
+  long waitFor(Waiter w, long now) {
+    long wait = waitFor(w.vector, now);
+    return wait == NEVER ? NEVER : Math.max(wait, capWaitFor(w.tenant, w.vector, now));
+  }
+
+  /**
+   * A grant's cost for fair queuing: the microseconds of quota its load takes on its binding
+   * dimension, {@code max(load / rate)}; 1 when it charges no rate.
+   */
+  double cost(long[] vector) {
+    double c = -1;
+    for (int i = 0; i < vector.length; i++) {
+      if (vector[i] > 0) {
+        c = Math.max(c, vector[i] / perMicro[i]);
+      }
+    }
+    return c < 0 ? 1 : c;
+  }
+
+  /** The own buckets of {@code tenant} (refilled with the shared ones); null when it has no cap. */
+  private Fair.CapState capState(String tenant, long now) {
+    List<RateSpec> cap = spec.tenants().cap(tenant);
+    if (cap.isEmpty()) {
+      return null;
+    }
+    if (caps == null) {
+      caps = new HashMap<>();
+    }
+    Fair.CapState c = caps.get(tenant);
+    if (c == null) {
+      c = new Fair.CapState(cap, now); // full when first used
+      caps.put(tenant, c);
+    }
+    return c;
+  }
+
+  /** How long until {@code tenant}'s own cap lets {@code vector} go: 0 now (or no cap). */
+  long capWaitFor(String tenant, long[] vector, long now) {
+    Fair.CapState c = capState(tenant, now);
+    if (c == null) {
+      return 0;
+    }
+    List<RateSpec> cap = spec.tenants().cap(tenant);
+    long wait = 0;
+    for (int i = 0; i < c.level.length; i++) {
+      RateSpec r = cap.get(i);
+      int d = index(r.name());
+      double deficit = (d < 0 ? 0 : vector[d]) - c.level[i];
+      if (deficit > 1e-6) {
+        double nanos = Math.ceil(deficit / r.perMicro() - 1e-6) * 1_000;
+        wait = Math.max(wait, nanos >= NEVER ? NEVER - 1 : Math.max(1_000, (long) nanos));
+      }
+    }
+    return wait;
+  }
+
+  /** Changes {@code tenant}'s own levels by {@code delta} (aligned with {@link #dims}); capped at the burst, debt at one period. */
+  private void capAdd(String tenant, long[] delta, long now) {
+    Fair.CapState c = capState(tenant, now);
+    if (c == null) {
+      return;
+    }
+    List<RateSpec> cap = spec.tenants().cap(tenant);
+    for (int i = 0; i < c.level.length; i++) {
+      RateSpec r = cap.get(i);
+      int d = index(r.name());
+      if (d >= 0 && delta[d] != 0) {
+        c.level[i] = Math.max(-r.amount(), Math.min(r.burst(), c.level[i] + delta[d]));
+      }
+    }
+  }
+
+  /** The tenant part of a grant: its own buckets and its virtual time (charged while it still waits). */
+  private void chargeTenant(Waiter w, PermitRecord rec, long now) {
+    long[] minus = new long[w.vector.length];
+    for (int i = 0; i < minus.length; i++) {
+      minus[i] = -w.vector[i];
+    }
+    capAdd(w.tenant, minus, now);
+    Fair f = fairFor(w.tenant, now);
+    if (f != null) {
+      Fair.TRoom r = room == null ? null : roomOf(w.tenant, false);
+      double weight = f.effectiveWeight(spec.tenants(), w.tenant, r != null && r.waiting > 0);
+      f.charge(w.tenant, r, cost(w.vector), weight, micros(now));
+      rec.fairWeight = weight;
+      countUse(w.tenant, w.vector, 1);
+    }
+  }
+
+  /** A settle or give-back of {@code r}: from {@code granted} to {@code actual} on its tenant. */
+  private void settleTenant(PermitRecord r, long[] granted, long[] actual, long now) {
+    String tenant = r.origin.tenant;
+    long[] delta = new long[granted.length];
+    for (int i = 0; i < delta.length; i++) {
+      delta[i] = granted[i] - actual[i];
+    }
+    capAdd(tenant, delta, now);
+    if (r.fairWeight > 0) {
+      countUse(tenant, delta, -1);
+    }
+    if (fair != null && r.fairWeight > 0) {
+      double was = cost(granted);
+      double is = isZero(actual) ? 0 : cost(actual);
+      if (is != was) {
+        Fair.TRoom room = this.room == null ? null : roomOf(tenant, false);
+        fair.adjust(tenant, room, (is - was) / r.fairWeight, micros(now));
+      }
+    }
+  }
+
+  private void countUse(String tenant, long[] vector, int sign) {
+    if (isZero(vector)) {
+      return; // nothing on a limited dimension: not a use to count (the script writes nothing either)
+    }
+    if (tenantUsed == null) {
+      tenantUsed = new HashMap<>();
+    }
+    double[] u = tenantUsed.computeIfAbsent(spec.tenants().statsKey(tenant), k -> new double[dims.length]);
+    for (int i = 0; i < u.length && i < vector.length; i++) {
+      u[i] += sign * vector[i];
+    }
+  }
+
+  /** Stats per tenant ({@link ResourceSnapshot#tenants}); empty before tenants came. */
+  Map<String, ResourceSnapshot.TenantUse> tenantStats() {
+    if (tenantUsed == null && fair == null) {
+      return Map.of();
+    }
+    Map<String, Integer> waitingBy = new java.util.TreeMap<>();
+    for (Fair.TRoom r : fair == null ? List.<Fair.TRoom>of() : rooms()) { // per tenant while tenants wait
+      if (r.waiting > 0) {
+        waitingBy.merge(spec.tenants().statsKey(r.name), r.waiting, Integer::sum);
+      }
+    }
+    java.util.TreeSet<String> keys = new java.util.TreeSet<>(waitingBy.keySet());
+    if (tenantUsed != null) {
+      keys.addAll(tenantUsed.keySet());
+    }
+    Map<String, ResourceSnapshot.TenantUse> out = new java.util.TreeMap<>();
+    for (String k : keys) {
+      Map<String, Double> used = new java.util.LinkedHashMap<>();
+      double[] u = tenantUsed == null ? null : tenantUsed.get(k);
+      for (int i = 0; i < dims.length; i++) {
+        used.put(dims[i], u == null || i >= u.length ? 0.0 : u[i]);
+      }
+      out.put(k, new ResourceSnapshot.TenantUse(waitingBy.getOrDefault(k, 0), used));
+    }
+    return out;
+  }
+
+  private static boolean isZero(long[] v) {
+    for (long x : v) {
+      if (x != 0) {
+        return false;
+      }
+    }
+    return true;
+  }
+
   PermitRecord take(Waiter w, long now, String permitId) {
     for (int i = 0; i < w.vector.length; i++) {
       if (w.vector[i] > 0) {
@@ -583,6 +877,7 @@ final class ResourceState {
     PermitRecord r = new PermitRecord(permitId, w, now + leaseTtl);
     r.grantedAt = events;
     r.grantedAtNanos = now;
+    chargeTenant(w, r, now);
     permits.put(permitId, r);
     peakPermits = Math.max(peakPermits, permits.size());
     if (w.requestId != null) {
@@ -602,12 +897,15 @@ final class ResourceState {
   }
 
   /** Gives a permit's whole load back (the call was never made), within its refund cap. */
-  void giveBack(PermitRecord r) {
+  void giveBack(PermitRecord r, long now) {
     for (Map.Entry<String, Long> e : r.load.entrySet()) {
       int i = index(e.getKey());
       if (i >= 0) {
         refund(i, r, e.getValue());
       }
+    }
+    if (!r.adopted()) {
+      settleTenant(r, vector(r.load), new long[dims.length], now);
     }
   }
 
@@ -655,7 +953,16 @@ final class ResourceState {
   }
 
   /** Settles actual usage: refund what was over-estimated, charge what was under-estimated. */
-  void settle(PermitRecord r, Map<String, Long> actual) {
+  void settle(PermitRecord r, Map<String, Long> actual, long now) {
+    long[] grantedVector = vector(r.load);
+    long[] actualVector = grantedVector.clone();
+    for (Map.Entry<String, Long> e : actual.entrySet()) {
+      int i = index(e.getKey());
+      if (i >= 0) {
+        actualVector[i] = e.getValue();
+      }
+    }
+    settleTenant(r, grantedVector, actualVector, now);
     for (Map.Entry<String, Long> e : actual.entrySet()) {
       int i = index(e.getKey());
       if (i < 0) {
@@ -690,18 +997,21 @@ final class ResourceState {
     refill(now);
     while (true) {
       Waiter w = head(now, agingNanos);
+      long capped = capWait == NEVER ? NEVER : now + capWait; // a tenant passed over for its cap
       if (w == null) {
-        return NEVER;
+        return capped;
       }
+      Fair.TRoom r = roomOf(w.tenant, false);
       long wait = waitFor(w.vector, now);
       if (wait != 0) {
         // Wake at the head's instant, or sooner when a lower lane's head ages into a promotion.
-        return Math.min(wait == NEVER ? NEVER : now + wait, nextAging(now, agingNanos));
+        return Math.min(Math.min(wait == NEVER ? NEVER : now + wait, capped), nextAging(r, now, agingNanos));
       }
       // A promotion hands the next turn back to the priority lane, and vice versa.
-      promoteNext = isPriorityPick(w);
-      pollHead(w);
-      grant(w, now, permitIds.get());
+      r.promoteNext = isPriorityPick(r, w);
+      grant(w, now, permitIds.get()); // charged to its tenant while it still waits
+      r.lanes[w.lane.ordinal()].pollFirst();
+      left(w, r, now);
       out.add(w);
     }
   }
@@ -777,9 +1087,9 @@ final class ResourceState {
       return true; // what it charged went with the restart
     }
     if (unused) {
-      giveBack(r);
+      giveBack(r, now);
     } else if (settle) {
-      settle(r, actual);
+      settle(r, actual, now);
     }
     return true;
   }
@@ -836,6 +1146,60 @@ final class ResourceState {
     }
   }
 
+  /**
+   * When an acquire of {@code vector} made now by {@code tenant} in {@code lane} would be
+   * granted, in nanoseconds from now; {@link #NEVER} when only an event can help (paused until
+   * resumed). An estimate, the same on both stores: the load its tenant has queued in its lane
+   * and the lanes above, plus its own, drains at the tenant's share of the rate (its weight,
+   * raised by its floor, against the other tenants waiting) from what the buckets hold (its
+   * share of it, when others wait too), and within its own cap. Aging, other tenants' future
+   * arrivals, settles and the concurrency cap are left out.
+   */
+  long estimate(long[] vector, Lane lane, String tenant, long now) {
+    long paused = pausedFor(now);
+    if (paused == NEVER) {
+      return NEVER;
+    }
+    long[] ahead = new long[dims.length];
+    Fair.TRoom r = room == null ? null : roomOf(tenant, false);
+    if (r != null && r.queuedLoad != null) {
+      for (int l = 0; l <= lane.ordinal(); l++) {
+        add(ahead, r.queuedLoad[l], 1);
+      }
+    }
+    double share = 1;
+    if (fair != null && r != null && r.waiting > 0) {
+      // A tenant that waits already goes at its share; one that does not starts from the
+      // system's virtual time, the lowest, and its first grant comes next.
+      double w = fair.effectiveWeight(spec.tenants(), tenant, true);
+      double others = fair.activeWeight - spec.tenants().weight(tenant);
+      if (others > 0) {
+        share = w / (others + w);
+      }
+    }
+    double wait = 0; // microseconds
+    for (int i = 0; i < dims.length; i++) {
+      double deficit = ahead[i] + vector[i] - level[i] * share;
+      if (deficit > 0) {
+        wait = Math.max(wait, deficit / (perMicro[i] * share));
+      }
+    }
+    List<RateSpec> cap = spec.tenants().cap(tenant);
+    if (!cap.isEmpty()) {
+      Fair.CapState c = caps == null ? null : caps.get(tenant);
+      for (int i = 0; i < cap.size(); i++) {
+        int d = index(cap.get(i).name());
+        double capLevel = c == null ? cap.get(i).burst() : c.level[i];
+        double deficit = ahead[d] + vector[d] - capLevel;
+        if (deficit > 0) {
+          wait = Math.max(wait, deficit / cap.get(i).perMicro());
+        }
+      }
+    }
+    // Whole microseconds, as waitFor: a wait whole but for rounding noise is not pushed to the next.
+    return Math.max(paused, (long) Math.max(0, Math.ceil(wait - 1e-6)) * 1_000);
+  }
+
   /** Retry hint for a full waiting room: time for the queued load to drain at the rate. */
   long drainEstimate(long now) {
     long est = 0;
@@ -873,6 +1237,22 @@ final class ResourceState {
     }
     if (ids != null) {
       busy = Math.max(busy, ids.rememberedUntil() - now);
+    }
+    if (fair != null) {
+      // Until every idle tenant fell behind (Fair#spent): dropped before, the state would forget
+      // what the Redis store's script still counts.
+      busy = Math.max(busy, fair.spentIn(micros(now)) * 1_000);
+    }
+    if (caps != null) {
+      for (Map.Entry<String, Fair.CapState> e : caps.entrySet()) {
+        List<RateSpec> cap = spec.tenants().cap(e.getKey());
+        for (int i = 0; i < cap.size(); i++) {
+          double missing = cap.get(i).burst() - e.getValue().level[i];
+          if (missing > 0) {
+            busy = Math.max(busy, (long) Math.ceil(missing / cap.get(i).perMicro() * 1_000));
+          }
+        }
+      }
     }
     long total = busy + grace;
     return total < 0 ? NEVER : total;

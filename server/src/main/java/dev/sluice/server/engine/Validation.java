@@ -105,14 +105,35 @@ public final class Validation {
           "limit for '" + resource + "' has " + in.rates().size() + " rate dimensions: at most "
               + MAX_DIMENSIONS + " are allowed");
     }
+    List<RateSpec> rates = rates(resource, in.rates(), "limit for '" + resource + "'");
+    if (in.concurrency() < 0 || in.concurrency() > MAX_UNITS) {
+      throw EngineException.invalid(
+          "concurrency " + in.concurrency() + " is out of range: use 0 (no cap) to " + MAX_UNITS);
+    }
+    int maxWaiting = in.maxWaiting() == 0 ? defaultMaxWaiting : in.maxWaiting();
+    if (Limits.MAX_WAITING.problem(maxWaiting) != null) {
+      // A limit's own value: 0 is allowed too, so the message says so.
+      throw EngineException.invalid(Limits.MAX_WAITING.problem(in.maxWaiting()) + ", or 0 for the server default");
+    }
+    Duration lease =
+        in.leaseTtl() == null || in.leaseTtl().isZero() ? defaultLease : in.leaseTtl();
+    String leaseProblem = Limits.LEASE_TTL.problem(lease);
+    if (leaseProblem != null) {
+      throw EngineException.invalid(leaseProblem);
+    }
+    TenantPolicy tenants = tenants(resource, rates, in.tenants());
+    return new LimitSpec(resource, rates, in.concurrency(), maxWaiting, lease, tenants);
+  }
+
+  /** Checks rate dimensions and fills in default bursts; {@code where} names them in errors. */
+  private static List<RateSpec> rates(String resource, List<RateSpec> in, String where) {
     Set<String> seen = new HashSet<>();
     List<RateSpec> rates = new ArrayList<>();
-    for (RateSpec r : in.rates()) {
+    for (RateSpec r : in) {
       String dim = dimension(r.name());
       if (!seen.add(dim)) {
         throw EngineException.invalid(
-            "dimension '" + dim + "' appears twice in the limit for '" + resource
-                + "': give each dimension once");
+            "dimension '" + dim + "' appears twice in the " + where + ": give each dimension once");
       }
       if (r.amount() < 1 || r.amount() > MAX_UNITS) {
         throw EngineException.invalid(
@@ -132,22 +153,96 @@ public final class Validation {
       }
       rates.add(new RateSpec(dim, r.amount(), r.period(), burst));
     }
-    if (in.concurrency() < 0 || in.concurrency() > MAX_UNITS) {
+    return rates;
+  }
+
+  /** Most tenants one limit may name in its shares, floors and caps. */
+  public static final int MAX_POLICY_TENANTS = 1000;
+
+  /** Largest weight a tenant may have: far above any real ratio between teams. */
+  public static final double MAX_WEIGHT = 1_000_000;
+
+  /** Refuses a tenant name outside 1-64 characters of {@code [A-Za-z0-9._:-]}. */
+  public static String tenant(String name) {
+    if (name == null || !plainName(name, 64, true, false)) {
       throw EngineException.invalid(
-          "concurrency " + in.concurrency() + " is out of range: use 0 (no cap) to " + MAX_UNITS);
+          "tenant name '" + shown(name, 64) + "' is invalid: use 1-64 characters of A-Z a-z 0-9 . _ : -,"
+              + " e.g. 'search'");
     }
-    int maxWaiting = in.maxWaiting() == 0 ? defaultMaxWaiting : in.maxWaiting();
-    if (Limits.MAX_WAITING.problem(maxWaiting) != null) {
-      // A limit's own value: 0 is allowed too, so the message says so.
-      throw EngineException.invalid(Limits.MAX_WAITING.problem(in.maxWaiting()) + ", or 0 for the server default");
+    return name;
+  }
+
+  /**
+   * Checks a limit's tenant policy against its rates: weights in (0, 1e6], floors in (0, 100 %]
+   * summing to at most 100 %, caps only on the limit's own dimensions and never above them.
+   */
+  static TenantPolicy tenants(String resource, List<RateSpec> limitRates, TenantPolicy in) {
+    if (in == null || in.isEmpty()) {
+      return TenantPolicy.NONE;
     }
-    Duration lease =
-        in.leaseTtl() == null || in.leaseTtl().isZero() ? defaultLease : in.leaseTtl();
-    String leaseProblem = Limits.LEASE_TTL.problem(lease);
-    if (leaseProblem != null) {
-      throw EngineException.invalid(leaseProblem);
+    Set<String> named = new HashSet<>();
+    named.addAll(in.weights().keySet());
+    named.addAll(in.floors().keySet());
+    named.addAll(in.caps().keySet());
+    if (named.size() > MAX_POLICY_TENANTS) {
+      throw EngineException.invalid("limit for '" + resource + "' names " + named.size()
+          + " tenants in its shares, floors and caps: at most " + MAX_POLICY_TENANTS
+          + "; unnamed tenants weigh 1, so name only those that differ");
     }
-    return new LimitSpec(resource, rates, in.concurrency(), maxWaiting, lease);
+    named.forEach(Validation::tenant);
+    in.weights().forEach((t, w) -> {
+      if (!(w > 0) || w > MAX_WEIGHT) {
+        throw EngineException.invalid("share " + t + "=" + w + " is out of range: a weight is above 0"
+            + " and at most " + (long) MAX_WEIGHT + " (unnamed tenants weigh 1)");
+      }
+    });
+    double floors = 0;
+    for (Map.Entry<String, Double> f : in.floors().entrySet()) {
+      double v = f.getValue();
+      if (!(v > 0) || v > 1) {
+        throw EngineException.invalid("floor " + f.getKey() + "=" + percent(v) + " is out of range: use"
+            + " more than 0 % and at most 100 %");
+      }
+      floors += v;
+    }
+    if (floors > 1 + 1e-9) {
+      throw EngineException.invalid("the floors of '" + resource + "' sum to " + percent(floors)
+          + ": together they can guarantee at most 100 %; lower some");
+    }
+    Map<String, List<RateSpec>> caps = new java.util.TreeMap<>();
+    for (Map.Entry<String, List<RateSpec>> c : in.caps().entrySet()) {
+      String t = c.getKey();
+      List<RateSpec> own = rates(resource, c.getValue(), "cap of tenant '" + t + "'");
+      if (own.isEmpty()) {
+        throw EngineException.invalid("the cap of tenant '" + t + "' has no rate: give one, e.g. "
+            + t + "=tokens=1000/min");
+      }
+      for (RateSpec r : own) {
+        RateSpec of = null;
+        for (RateSpec l : limitRates) {
+          if (l.name().equals(r.name())) {
+            of = l;
+          }
+        }
+        if (of == null) {
+          throw EngineException.invalid("the cap of tenant '" + t + "' is on dimension '" + r.name()
+              + "', which the limit of '" + resource + "' does not have: cap one of its dimensions ("
+              + limitRates.stream().map(RateSpec::name).collect(java.util.stream.Collectors.joining(", ")) + ")");
+        }
+        if (r.perMicro() > of.perMicro() || r.burst() > of.burst()) {
+          throw EngineException.invalid("the cap of tenant '" + t + "' on " + r.name() + " ("
+              + r.amount() + " per " + Durations.format(r.period()) + ", burst " + r.burst()
+              + ") is above the quota itself (" + of.amount() + " per " + Durations.format(of.period())
+              + ", burst " + of.burst() + "): a cap is a ceiling inside the quota; lower it");
+        }
+      }
+      caps.put(t, own);
+    }
+    return new TenantPolicy(in.weights(), in.floors(), caps);
+  }
+
+  private static String percent(double fraction) {
+    return String.format(java.util.Locale.ROOT, "%.4g %%", fraction * 100);
   }
 
   /**

@@ -17,6 +17,8 @@ final class Waiter implements Ticket {
   final ResourceState state;
   final Map<String, Long> load;
   final Lane lane;
+  /** Whose share it draws on ({@link TenantPolicy#DEFAULT_TENANT} when the caller named none). */
+  final String tenant;
   final String requestId;
   final long arrival;
   final CompletableFuture<Grant> future = new CompletableFuture<>();
@@ -35,6 +37,7 @@ final class Waiter implements Ticket {
       ResourceState state,
       Map<String, Long> load,
       Lane lane,
+      String tenant,
       String requestId,
       long arrival) {
     this.engine = engine;
@@ -42,6 +45,7 @@ final class Waiter implements Ticket {
     this.state = state;
     this.load = load;
     this.lane = lane;
+    this.tenant = tenant;
     this.arrival = arrival;
     this.vector = state.vector(load);
   }

@@ -46,6 +46,7 @@ public final class ResourceMeters {
   private final MultiGauge paused;
   private final MultiGauge waitP50;
   private final MultiGauge waitP99;
+  private final MultiGauge tenantWaiting;
   private final Map<Key, Holder> counters = new HashMap<>();
 
   /** @param outcomeCounters also export outcome counters from the snapshots (shared store) */
@@ -66,6 +67,9 @@ public final class ResourceMeters {
         .description("Median wait of recent grants, as sluice stats shows it").register(registry);
     waitP99 = MultiGauge.builder("sluice.acquire.wait.p99").baseUnit("seconds")
         .description("99th percentile wait of recent grants, as sluice stats shows it").register(registry);
+    tenantWaiting = MultiGauge.builder("sluice.tenant.waiting")
+        .description("Acquires waiting per tenant (tenants the limit names, default, and the rest as other)")
+        .register(registry);
   }
 
   /** Sets every gauge and counter from a sample; drops those of resources no longer in it. */
@@ -77,6 +81,7 @@ public final class ResourceMeters {
     List<MultiGauge.Row<?>> p = new ArrayList<>();
     List<MultiGauge.Row<?>> q50 = new ArrayList<>();
     List<MultiGauge.Row<?>> q99 = new ArrayList<>();
+    List<MultiGauge.Row<?>> tw = new ArrayList<>();
     Set<Key> live = new HashSet<>();
     for (ResourceSnapshot s : sample.resources()) {
       String name = s.limit().resource();
@@ -95,6 +100,15 @@ public final class ResourceMeters {
         r.add(MultiGauge.Row.of(dim, ResourceSampler.perSecond(rs)));
         count(live, "sluice.tokens.used", dim, "Tokens taken, net of refunds",
             s.used().getOrDefault(rs.name(), 0.0));
+      }
+      // Per tenant: bounded by the limit's policy (unnamed tenants are counted as "other").
+      for (Map.Entry<String, ResourceSnapshot.TenantUse> t : s.tenants().entrySet()) {
+        Tags tenant = tags.and("tenant", t.getKey());
+        tw.add(MultiGauge.Row.of(tenant, t.getValue().waiting()));
+        for (Map.Entry<String, Double> u : t.getValue().used().entrySet()) {
+          count(live, "sluice.tenant.tokens.used", tenant.and("dimension", u.getKey()),
+              "Units a tenant used: granted, then settled or given back", u.getValue());
+        }
       }
       if (outcomeCounters) {
         count(live, "sluice.acquire.granted", tags, "Acquires granted (all nodes)", s.granted());
@@ -123,6 +137,7 @@ public final class ResourceMeters {
     paused.register(p, true);
     waitP50.register(q50, true);
     waitP99.register(q99, true);
+    tenantWaiting.register(tw, true);
     counters.entrySet().removeIf(e -> {
       if (live.contains(e.getKey())) {
         return false;

@@ -17,6 +17,11 @@
 
 local CFG, ST, LEASES, PL, W, NODES, DONE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[8], KEYS[9], KEYS[10]
 local QS = { KEYS[5], KEYS[6], KEYS[7] }
+-- Tenants (Fair.java): the default tenant waits in QS; another tenant t in QS[l] .. '|' .. t
+-- (the same hash tag, so the same Cluster slot). TA: tenants with waiters, scored by virtual
+-- time; TI: idle tenants that may be ahead, scored by virtual time + when last charged (us).
+local DEFAULT = 'default'
+local TA, TI = KEYS[2] .. ':ta', KEYS[2] .. ':ti'
 local op = ARGV[1]
 local now
 if ARGV[2] ~= '' then
@@ -80,6 +85,24 @@ local function loadCfg()
   c.conc = tonumber(c.conc)
   c.lease = tonumber(c.lease)
   c.maxw = tonumber(c.maxw)
+  -- Tenant policy: weights, floors, caps (RedisLimits.encode).
+  c.tw, c.tf, c.tc, c.capped = {}, {}, {}, {}
+  for i = 1, #raw, 2 do
+    local k = raw[i]
+    local kind, t = string.match(k, '^(t[wfc]):(.+)$')
+    if kind == 'tw' then c.tw[t] = tonumber(raw[i + 1])
+    elseif kind == 'tf' then c.tf[t] = tonumber(raw[i + 1])
+    elseif kind == 'tc' then
+      local rates = {}
+      for _, part in ipairs(split(raw[i + 1], ';')) do
+        local f = split(part, ':')
+        local amount = tonumber(f[2])
+        rates[#rates + 1] = { d = f[1], amount = amount, burst = tonumber(f[4]), rate = amount / (tonumber(f[3]) / 1000) }
+      end
+      c.tc[t] = rates
+      c.capped[#c.capped + 1] = t
+    end
+  end
   return c
 end
 
@@ -110,16 +133,51 @@ local function loadState()
   s.hist = {}
   s.histDirty = {}
   s.capsDirty = false
+  -- Tenants: fair queuing on ('mt'), the system's virtual time, the weight of those waiting.
+  s.mt = s.mt == '1'
+  s.vs = tonumber(s.vs or '0')
+  s.aw = tonumber(s.aw or '0')
+  -- Capped tenants' own buckets, once used: levels and when last refilled.
+  s.cap = {}
+  for _, t in ipairs(cfg.capped) do
+    if s['ct:' .. t] then
+      local lv = {}
+      for i, r in ipairs(cfg.tc[t]) do lv[i] = tonumber(s['cl:' .. t .. ':' .. r.d] or r.burst) end
+      s.cap[t] = { lv = lv, t = tonumber(s['ct:' .. t]) }
+    end
+  end
   return s
 end
 
+-- Nobody waits and every idle tenant fell behind: fair queuing starts over (Fair.spent).
+local function resetFairIfSpent()
+  if st.mt and redis.call('ZCARD', TA) == 0 then
+    local last = redis.call('ZRANGE', TI, -1, -1, 'WITHSCORES')
+    if #last == 0 or tonumber(last[2]) <= st.vs + now then
+      redis.call('DEL', TI)
+      st.mt, st.vs, st.aw = false, 0, 0
+      st.fairReset = true
+    end
+  end
+end
+
 local function refill()
+  resetFairIfSpent()
   local elapsed = now - st.t
   if elapsed <= 0 then return end
   st.t = now
   for _, d in ipairs(cfg.dl) do
     if st.lvl[d] < cfg.burst[d] then
       st.lvl[d] = math.min(cfg.burst[d], st.lvl[d] + elapsed * cfg.rate[d])
+    end
+  end
+  for t, c in pairs(st.cap) do
+    local e = now - c.t
+    if e > 0 then
+      c.t = now
+      for i, r in ipairs(cfg.tc[t]) do
+        if c.lv[i] < r.burst then c.lv[i] = math.min(r.burst, c.lv[i] + e * r.rate) end
+      end
     end
   end
 end
@@ -148,6 +206,24 @@ local function saveState()
       end
     end
   end
+  if st.mt then
+    args[#args + 1] = 'mt'
+    args[#args + 1] = '1'
+    args[#args + 1] = 'vs'
+    args[#args + 1] = fmt(st.vs)
+    args[#args + 1] = 'aw'
+    args[#args + 1] = fmt(st.aw)
+  elseif st.fairReset then
+    redis.call('HDEL', ST, 'mt', 'vs', 'aw')
+  end
+  for t, c in pairs(st.cap) do
+    args[#args + 1] = 'ct:' .. t
+    args[#args + 1] = fmt(c.t)
+    for i, r in ipairs(cfg.tc[t]) do
+      args[#args + 1] = 'cl:' .. t .. ':' .. r.d
+      args[#args + 1] = fmt(c.lv[i])
+    end
+  end
   redis.call('HSET', ST, unpack(args))
   if st.grantedDelta > 0 then redis.call('HINCRBY', ST, 'granted', st.grantedDelta) end
   for d, v in pairs(st.usedDelta) do
@@ -167,7 +243,7 @@ local function expireLeases()
     local id = gone[i]
     local rid = redis.call('HGET', PL, id .. '#r')
     redis.call('ZREM', LEASES, id)
-    redis.call('HDEL', PL, id, id .. '#g', id .. '#r')
+    redis.call('HDEL', PL, id, id .. '#g', id .. '#r', id .. '#t', id .. '#w')
     if rid then usedUp(rid, tonumber(gone[i + 1])) end
   end
   if #gone > 0 then redis.call('HINCRBY', ST, 'expired', #gone / 2) end
@@ -288,7 +364,7 @@ local function waitFor(load)
   return wait
 end
 
--- Entries: node|lane|load|deadline|arrival|seq|state|permit|granted_at|attempt
+-- Entries: node|lane|load|deadline|arrival|seq|state|permit|granted_at|attempt|tenant
 -- attempt: the node's own name for the acquire call that owns the entry (a retry of the id on
 -- the same node is another call): a late leave of an earlier call must not remove a later one.
 function getEntry(id)
@@ -298,19 +374,236 @@ function getEntry(id)
   return {
     id = id, node = f[1], lane = tonumber(f[2]), loadStr = f[3], deadline = tonumber(f[4]),
     arrival = tonumber(f[5]), seq = tonumber(f[6]), state = f[7], permit = f[8],
-    grantedAt = tonumber(f[9] or '0'), tok = f[10]
+    grantedAt = tonumber(f[9] or '0'), tok = (f[10] ~= '-') and f[10] or nil, tenant = f[11] or DEFAULT
   }
 end
 
 function putEntry(e)
   redis.call('HSET', W, e.id, table.concat({ e.node, e.lane, e.loadStr, e.deadline, e.arrival,
-    e.seq, e.state, e.permit or '-', e.grantedAt or 0, e.tok or '' }, '|'))
+    e.seq, e.state, e.permit or '-', e.grantedAt or 0, e.tok or '-', e.tenant or DEFAULT }, '|'))
 end
 
 local function queued(e, sign)
   local load = parseLoad(e.loadStr)
   for d, v in pairs(load) do
     if v ~= 0 then redis.call('HINCRBY', ST, 'q:' .. d, sign * v) end
+  end
+end
+
+-- ------------------------------------------------------------------------------- tenants
+-- Fair queuing between tenants, Fair.java step for step (the same arithmetic in the same order).
+
+local function qkey(t, l)
+  if t == DEFAULT then return QS[l] end
+  return QS[l] .. '|' .. t
+end
+
+local function weightOf(t) return cfg.tw[t] or 1 end
+
+local function tenantWaiting(t)
+  return redis.call('ZCARD', qkey(t, 1)) + redis.call('ZCARD', qkey(t, 2)) + redis.call('ZCARD', qkey(t, 3))
+end
+
+-- An idle tenant's virtual time now (before the system's floor), -inf if not remembered.
+local function idleVt(t)
+  local k = redis.call('ZSCORE', TI, t)
+  if not k then return -math.huge end
+  return tonumber(k) - now
+end
+
+local function putIdle(t, vt)
+  redis.call('ZREM', TI, t)
+  if vt > st.vs then redis.call('ZADD', TI, fmt(vt + now), t) end
+end
+
+local function activate(t)
+  local vt = math.max(idleVt(t), st.vs)
+  redis.call('ZREM', TI, t)
+  redis.call('ZADD', TA, fmt(vt), t)
+  st.aw = st.aw + weightOf(t)
+end
+
+local function deactivate(t)
+  local vt = tonumber(redis.call('ZSCORE', TA, t))
+  redis.call('ZREM', TA, t)
+  st.aw = st.aw - weightOf(t)
+  if redis.call('ZCARD', TA) == 0 then st.aw = 0 end
+  putIdle(t, vt)
+end
+
+-- Fair queuing starts with the first tenant other than the default.
+local function ensureFair(t)
+  if st.mt or t == DEFAULT then return end
+  st.mt = true
+  if tenantWaiting(DEFAULT) > 0 then activate(DEFAULT) end
+end
+
+local function startOf(t)
+  local a = redis.call('ZSCORE', TA, t)
+  if a then return tonumber(a) end
+  return math.max(idleVt(t), st.vs)
+end
+
+local function setVt(t, vt)
+  if redis.call('ZSCORE', TA, t) then
+    redis.call('ZADD', TA, fmt(vt), t)
+  else
+    putIdle(t, vt)
+  end
+end
+
+-- The weight a tenant is charged with now: its own, raised by its floor.
+local function effWeight(t)
+  local w = weightOf(t)
+  local f = cfg.tf[t] or 0
+  if f <= 0 then return w end
+  local others = st.aw
+  if redis.call('ZSCORE', TA, t) then others = st.aw - w end
+  local fw
+  if f >= 1 then fw = 1e12 else fw = math.min(1e12, others * f / (1 - f)) end
+  return math.max(w, fw)
+end
+
+local function chargeFair(t, c, weight)
+  local start = startOf(t)
+  if start > st.vs then st.vs = start end
+  setVt(t, start + c / weight)
+  redis.call('ZREMRANGEBYSCORE', TI, '-inf', fmt(st.vs + now))
+end
+
+-- Microseconds of quota a load takes on its binding dimension; 1 when it charges no rate.
+local function cost(load)
+  local c = -1
+  for _, d in ipairs(cfg.dl) do
+    local v = load[d] or 0
+    if v > 0 then c = math.max(c, v / cfg.rate[d]) end
+  end
+  if c < 0 then return 1 end
+  return c
+end
+
+-- A capped tenant's own buckets (full when first used), and its cap's rates; nil without a cap.
+local function capState(t)
+  local rates = cfg.tc[t]
+  if not rates then return nil end
+  local c = st.cap[t]
+  if not c then
+    local lv = {}
+    for i, r in ipairs(rates) do lv[i] = r.burst end
+    c = { lv = lv, t = now }
+    st.cap[t] = c
+  end
+  return c, rates
+end
+
+local function capWaitFor(t, load)
+  local c, rates = capState(t)
+  if not c then return 0 end
+  local wait = 0
+  for i, r in ipairs(rates) do
+    local deficit = (load[r.d] or 0) - c.lv[i]
+    if deficit > 1e-6 then wait = math.max(wait, math.max(1, math.ceil(deficit / r.rate - 1e-6))) end
+  end
+  return wait
+end
+
+local function capAdd(t, delta)
+  local c, rates = capState(t)
+  if not c then return end
+  for i, r in ipairs(rates) do
+    local v = delta[r.d] or 0
+    if v ~= 0 then c.lv[i] = math.max(-r.amount, math.min(r.burst, c.lv[i] + v)) end
+  end
+end
+
+-- Units a tenant used, for stats: its own name when the policy names it (or it is the
+-- default), else 'other' (TenantPolicy.statsKey).
+local function statsKey(t)
+  if t == DEFAULT or cfg.tw[t] or cfg.tf[t] or cfg.tc[t] then return t end
+  return 'other'
+end
+
+local function countUse(t, v, sign)
+  local k = statsKey(t)
+  for _, d in ipairs(cfg.dl) do
+    local x = v[d] or 0
+    if x ~= 0 then redis.call('HINCRBYFLOAT', ST, 'tu:' .. k .. ':' .. d, fmt(sign * x)) end
+  end
+end
+
+-- A settle or give-back of a tenant's permit: from `granted` to `used` (dimension -> units).
+local function settleTenant(t, weight, granted, used)
+  local delta, zero = {}, true
+  for _, d in ipairs(cfg.dl) do
+    delta[d] = (granted[d] or 0) - (used[d] or 0)
+    if (used[d] or 0) ~= 0 then zero = false end
+  end
+  capAdd(t, delta)
+  if weight then countUse(t, delta, -1) end
+  if st.mt and weight then
+    local was = cost(granted)
+    local is = 0
+    if not zero then is = cost(used) end
+    if is ~= was then setVt(t, startOf(t) + (is - was) / weight) end
+  end
+end
+
+-- The load tenant t has queued in lane l, per dimension, for wait estimates ('estimate').
+local function queuedIn(e, sign)
+  for d, v in pairs(parseLoad(e.loadStr)) do
+    if v ~= 0 then redis.call('HINCRBY', ST, 'ql:' .. e.tenant .. ':' .. e.lane .. ':' .. d, sign * v) end
+  end
+end
+
+-- Joins entry e to its tenant's lane (e.seq set); a tenant's first waiter makes it waiting.
+local function qadd(e)
+  local t = e.tenant
+  ensureFair(t)
+  -- Only fair queuing needs to know a tenant's first waiter: a resource without tenants skips it.
+  local first = st.mt and tenantWaiting(t) == 0
+  redis.call('ZADD', qkey(t, e.lane), e.seq, e.id)
+  if first then activate(t) end
+  if t ~= DEFAULT then redis.call('HINCRBY', ST, 'tq', 1) end
+  queued(e, 1)
+  queuedIn(e, 1)
+end
+
+-- Takes entry e out of its tenant's lane; a tenant whose last waiter left is idle again.
+local function qrem(e)
+  local t = e.tenant
+  redis.call('ZREM', qkey(t, e.lane), e.id)
+  queued(e, -1)
+  queuedIn(e, -1)
+  if t ~= DEFAULT then redis.call('HINCRBY', ST, 'tq', -1) end
+  if (st.mt or t ~= DEFAULT) and tenantWaiting(t) == 0 then
+    if st.mt then deactivate(t) end
+    if t ~= DEFAULT then redis.call('HDEL', ST, 'tp:' .. t) end
+  end
+end
+
+-- Every tenant with waiters: the default first, then by name.
+local function waitingTenants()
+  local out = {}
+  for _, t in ipairs(redis.call('ZRANGE', TA, 0, -1)) do
+    if t ~= DEFAULT then out[#out + 1] = t end
+  end
+  table.sort(out)
+  table.insert(out, 1, DEFAULT)
+  return out
+end
+
+local function promoteOf(t)
+  if t == DEFAULT then return st.promote end
+  return redis.call('HGET', ST, 'tp:' .. t) ~= '0'
+end
+
+local function setPromote(t, v)
+  if t == DEFAULT then
+    st.promote = v
+  elseif v then
+    redis.call('HDEL', ST, 'tp:' .. t)
+  else
+    redis.call('HSET', ST, 'tp:' .. t, '0')
   end
 end
 
@@ -373,18 +666,17 @@ local function nodeAlive(n)
   return seen and tonumber(seen) >= now - nodeTimeout
 end
 
--- The head of a lane, dropping entries whose node is gone or that outlived their deadline
--- (their node would have removed them: it is gone or partitioned).
-local function headOf(l)
+-- The head of tenant t's lane l, dropping entries whose node is gone or that outlived their
+-- deadline (their node would have removed them: it is gone or partitioned).
+local function headOf(t, l)
   while true do
-    local h = redis.call('ZRANGE', QS[l], 0, 0)
+    local h = redis.call('ZRANGE', qkey(t, l), 0, 0)
     if #h == 0 then return nil end
     local e = getEntry(h[1])
     if e == nil or e.state ~= 'W' then
-      redis.call('ZREM', QS[l], h[1])
+      redis.call('ZREM', qkey(t, l), h[1])
     elseif not nodeAlive(e.node) or (e.node ~= node and now > e.deadline + nodeTimeout) then
-      redis.call('ZREM', QS[l], h[1])
-      queued(e, -1)
+      qrem(e)
       finish(e, 'L')
       redis.call('HINCRBY', ST, 'lost', 1)
     else
@@ -394,24 +686,51 @@ local function headOf(l)
   end
 end
 
--- The waiter to serve next and whether it is the priority pick (see ResourceState.head).
-local function pick()
+-- Tenant t's next waiter and whether it is its priority pick (ResourceState.headOf).
+local function tenantPick(t)
   local top, topLane = nil, nil
   for l = 1, 3 do
-    local h = headOf(l)
+    local h = headOf(t, l)
     if h then
       top, topLane = h, l
       break
     end
   end
-  if top == nil or not st.promote then return top, true end
+  if top == nil or not promoteOf(t) then return top, true end
   local aged = nil
   for l = topLane + 1, 3 do
-    local h = headOf(l)
+    local h = headOf(t, l)
     if h and now - h.arrival >= aging and (aged == nil or h.arrival < aged.arrival) then aged = h end
   end
   if aged then return aged, false end
   return top, true
+end
+
+-- Set by pick: how long until a tenant passed over for its cap can go (us), or NEVER.
+local capWait = NEVER
+
+local function cappedPick(t)
+  local e, priority = tenantPick(t)
+  if e == nil then return nil end
+  local w = capWaitFor(t, e.load)
+  if w == 0 then return e, priority end
+  if capWait == NEVER or w < capWait then capWait = w end
+  return nil
+end
+
+-- The waiter to serve next and whether it is its tenant's priority pick (ResourceState.head):
+-- the waiting tenant with the lowest virtual time whose own cap lets its head go.
+local function pick()
+  capWait = NEVER
+  if not st.mt then return cappedPick(DEFAULT) end
+  local i = 0
+  while true do
+    local m = redis.call('ZRANGE', TA, i, i)
+    if #m == 0 then return nil end
+    local e, priority = cappedPick(m[1])
+    if e then return e, priority end
+    i = i + 1
+  end
 end
 
 local function newPermitId()
@@ -420,8 +739,8 @@ local function newPermitId()
   return string.format('%.0f', now) .. '.' .. string.format('%.0f', st.pseq)
 end
 
--- Takes the load, opens a lease; returns the permit id.
-local function take(load, loadStr, rid)
+-- Takes the load, opens a lease, charges tenant t; returns the permit id.
+local function take(load, loadStr, rid, t)
   for _, d in ipairs(cfg.dl) do
     if (load[d] or 0) > 0 then
       observe(d)
@@ -433,6 +752,18 @@ local function take(load, loadStr, rid)
   redis.call('ZADD', LEASES, now + cfg.lease, pid)
   redis.call('HSET', PL, pid, loadStr, pid .. '#g', fmt(st.ev), pid .. '#r', rid)
   st.grantedDelta = st.grantedDelta + 1
+  -- The tenant's part (ResourceState.chargeTenant): its own buckets, then its virtual time.
+  local minus = {}
+  for _, d in ipairs(cfg.dl) do minus[d] = -(load[d] or 0) end
+  capAdd(t, minus)
+  ensureFair(t)
+  if st.mt then
+    local w = effWeight(t)
+    chargeFair(t, cost(load), w)
+    redis.call('HSET', PL, pid .. '#w', fmt(w))
+    countUse(t, load, 1)
+  end
+  if t ~= DEFAULT then redis.call('HSET', PL, pid .. '#t', t) end
   return pid
 end
 
@@ -454,18 +785,18 @@ local function deliver(e)
   end
 end
 
--- Microseconds until a lower lane's head, not aged yet, ages into a promotion (only while a
--- promotion is due), or NEVER: the pick can change then without any event (ResourceState).
-local function nextAging()
-  if not st.promote then return NEVER end
+-- Microseconds until a lower lane's head of tenant t, not aged yet, ages into a promotion (only
+-- while a promotion is due), or NEVER: the pick can change then without any event.
+local function nextAging(t)
+  if not promoteOf(t) then return NEVER end
   local topLane = nil
   for l = 1, 3 do
-    if redis.call('ZCARD', QS[l]) > 0 then topLane = l; break end
+    if redis.call('ZCARD', qkey(t, l)) > 0 then topLane = l; break end
   end
   if topLane == nil then return NEVER end
   local next = NEVER
   for l = topLane + 1, 3 do
-    local h = headOf(l)
+    local h = headOf(t, l)
     if h and now - h.arrival < aging then
       local at = h.arrival + aging - now
       if next == NEVER or at < next then next = at end
@@ -474,24 +805,28 @@ local function nextAging()
   return next
 end
 
+local function sooner(a, b)
+  if a == NEVER then return b end
+  if b == NEVER then return a end
+  return math.min(a, b)
+end
+
 -- Grants every waiter that can go now, in order. Returns the microseconds until the head can
 -- go (0: call again, more may go; NEVER: only an event can help; no waiters: NEVER), or until a
--- lower lane's head ages into a promotion, if sooner.
+-- lower lane's head ages into a promotion, or a tenant passed over for its cap can go, if sooner.
 local function drain()
   local n = 0
   while n < MAX_GRANTS do
     local e, priority = pick()
-    if e == nil then return NEVER end
+    local capped = capWait
+    if e == nil then return capped end
     local wait = waitFor(e.load)
     if wait ~= 0 then
-      local ag = nextAging()
-      if ag ~= NEVER and (wait == NEVER or ag < wait) then return ag end
-      return wait
+      return sooner(sooner(wait, capped), nextAging(e.tenant))
     end
-    st.promote = priority
-    redis.call('ZREM', QS[e.lane], e.id)
-    queued(e, -1)
-    e.permit = take(e.load, e.loadStr, e.id)
+    setPromote(e.tenant, priority)
+    e.permit = take(e.load, e.loadStr, e.id, e.tenant) -- charged while its tenant still waits
+    qrem(e)
     e.grantedAt = now
     finish(e, 'G')
     deliver(e)
@@ -502,6 +837,7 @@ end
 
 local function waitingCount()
   return redis.call('ZCARD', QS[1]) + redis.call('ZCARD', QS[2]) + redis.call('ZCARD', QS[3])
+    + tonumber(redis.call('HGET', ST, 'tq') or '0')
 end
 
 -- Forgets request ids that ended long ago (bounded work per call).
@@ -552,8 +888,9 @@ end
 -- One acquire, after open(). Returns its reply and whether the queue changed (the caller
 -- then drains). `waiting` is the number of waiters, or nil if not counted yet.
 local waiting = nil
-local function acquireOne(ver, rid, lane, loadStr, timeout, tok, stalePid)
+local function acquireOne(ver, rid, lane, loadStr, timeout, tok, stalePid, tenant)
   if tok == '' then tok = nil end
+  if tenant == nil or tenant == '' then tenant = DEFAULT end
   if ver ~= '' and cfg.ver ~= ver then return { 'STALE', cfg.ver }, false end
   local load = parseLoad(loadStr)
   local seq = nil
@@ -569,16 +906,16 @@ local function acquireOne(ver, rid, lane, loadStr, timeout, tok, stalePid)
       -- Its grant waited too long for this caller: forfeited, its tokens stay spent, and the
       -- retry waits at the head of its lane for fresh capacity.
       redis.call('ZREM', LEASES, prev.permit)
-      redis.call('HDEL', PL, prev.permit, prev.permit .. '#g', prev.permit .. '#r')
+      redis.call('HDEL', PL, prev.permit, prev.permit .. '#g', prev.permit .. '#r', prev.permit .. '#t',
+        prev.permit .. '#w')
       redis.call('HINCRBY', ST, 'forfeited', 1)
       held = nil
       if timeout > 0 then
         if waiting == nil then waiting = waitingCount() end
         local e = { id = rid, node = node, lane = prev.lane, loadStr = prev.loadStr, deadline = now + timeout,
-          arrival = prev.arrival, seq = forfeitSeq(), state = 'W', tok = tok }
+          arrival = prev.arrival, seq = forfeitSeq(), state = 'W', tok = tok, tenant = prev.tenant }
         putEntry(e)
-        redis.call('ZADD', QS[e.lane], e.seq, rid)
-        queued(e, 1)
+        qadd(e)
         waiting = waiting + 1
         return { 'QUEUED', 'taken', prev.loadStr }, true
       end
@@ -597,8 +934,7 @@ local function acquireOne(ver, rid, lane, loadStr, timeout, tok, stalePid)
       -- A try-once retry of a waiting id is answered now: the waiter leaves the line (a fresh
       -- try-once would not wait either), the caller of the one it took over hears so.
       waiting = nil
-      redis.call('ZREM', QS[prev.lane], rid)
-      queued(prev, -1)
+      qrem(prev)
       finish(prev, 'E')
       redis.call('HINCRBY', ST, 'timedout', 1)
       if prev.node ~= node then
@@ -630,10 +966,12 @@ local function acquireOne(ver, rid, lane, loadStr, timeout, tok, stalePid)
     redis.call('ZREM', DONE, rid)
   end
   if waiting == nil then waiting = waitingCount() end
-  if waiting == 0 and waitFor(load) == 0 then
-    local pid = take(load, loadStr, rid)
+  local fits = waiting == 0 and waitFor(load)
+  if fits and fits ~= NEVER then fits = math.max(fits, capWaitFor(tenant, load)) end
+  if fits == 0 then
+    local pid = take(load, loadStr, rid, tenant)
     local e = { id = rid, node = node, lane = lane, loadStr = loadStr, deadline = now, arrival = now,
-      seq = 0, permit = pid, grantedAt = now, tok = tok }
+      seq = 0, permit = pid, grantedAt = now, tok = tok, tenant = tenant }
     finish(e, 'G')
     return { 'GRANTED', pid, 0, now, cfg.lease, freshFor(loadStr) }, false
   end
@@ -655,10 +993,9 @@ local function acquireOne(ver, rid, lane, loadStr, timeout, tok, stalePid)
   end
   if seq == nil then seq = redis.call('HINCRBY', ST, 'seq', 1) end
   local e = { id = rid, node = node, lane = lane, loadStr = loadStr, deadline = now + timeout,
-    arrival = now, seq = seq, state = 'W', tok = tok }
+    arrival = now, seq = seq, state = 'W', tok = tok, tenant = tenant }
   putEntry(e)
-  redis.call('ZADD', QS[lane], seq, rid)
-  queued(e, 1)
+  qadd(e)
   waiting = waiting + 1
   return { 'QUEUED' }, true
 end
@@ -700,8 +1037,10 @@ local function releaseOne(pid, mode, actualStr)
   end
   local g = tonumber(redis.call('HGET', PL, pid .. '#g') or '')
   local rid = redis.call('HGET', PL, pid .. '#r')
+  local tenant = redis.call('HGET', PL, pid .. '#t') or DEFAULT
+  local fairWeight = tonumber(redis.call('HGET', PL, pid .. '#w') or '')
   redis.call('ZREM', LEASES, pid)
-  redis.call('HDEL', PL, pid, pid .. '#g', pid .. '#r')
+  redis.call('HDEL', PL, pid, pid .. '#g', pid .. '#r', pid .. '#t', pid .. '#w')
   if mode == 'giveback' then redis.call('HINCRBY', ST, 'givenback', 1) end
   if rid then
     if mode == 'giveback' then
@@ -713,10 +1052,17 @@ local function releaseOne(pid, mode, actualStr)
   end
   local granted = parseLoad(loadStr)
   if mode == 'unused' or mode == 'giveback' then
+    settleTenant(tenant, fairWeight, granted, {})
     for d, v in pairs(granted) do
       if cfg.burst[d] then refund(d, g, v) end
     end
   elseif mode == 'settle' then
+    local used = {}
+    for d, v in pairs(granted) do used[d] = v end
+    for d, v in pairs(parseLoad(actualStr)) do
+      if cfg.burst[d] then used[d] = v end
+    end
+    settleTenant(tenant, fairWeight, granted, used)
     for d, v in pairs(parseLoad(actualStr)) do
       if cfg.burst[d] then
         local over = (granted[d] or 0) - v
@@ -736,12 +1082,12 @@ end
 
 if op == 'acquire' then
   -- 7 version, 8 request id, 9 lane (1-3), 10 load, 11 timeout us, 12 attempt (optional),
-  -- 13 the permit this call found stale and held back (optional)
+  -- 13 the permit this call found stale and held back (optional), 14 tenant (optional)
   local err = open(ARGV[7])
   if err then return err end
   trimDone()
   local reply, changed = acquireOne(ARGV[7], ARGV[8], tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11]),
-    ARGV[12] or '', ARGV[13] or '')
+    ARGV[12] or '', ARGV[13] or '', ARGV[14] or '')
   if changed then return drainAndSave(reply) end
   saveState()
   return reply
@@ -750,7 +1096,7 @@ elseif op == 'batch' then
   -- Acquires and releases of one node on one resource, run in the order given, then one
   -- drain: the same outcome as calling them one after another at the same instant (a release
   -- cannot let a later acquire pass a waiter: that acquire sees the waiter and queues behind).
-  -- 7.. ops: 'a', version, request id, lane, load, timeout us, attempt, stale permit | 'r', permit,
+  -- 7.. ops: 'a', version, request id, lane, load, timeout us, attempt, stale permit, tenant | 'r', permit,
   -- mode, usage
   -- Reply: 'BATCH', one reply per op, then the drain tail (now, wake, lease, then request id, permit, waited, freshness per grant).
   local err = open(nil)
@@ -761,8 +1107,8 @@ elseif op == 'batch' then
   while i <= #ARGV do
     if ARGV[i] == 'a' then
       replies[#replies + 1] = acquireOne(ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4],
-        tonumber(ARGV[i + 5]), ARGV[i + 6], ARGV[i + 7])
-      i = i + 8
+        tonumber(ARGV[i + 5]), ARGV[i + 6], ARGV[i + 7], ARGV[i + 8])
+      i = i + 9
     elseif ARGV[i] == 'r' then
       replies[#replies + 1] = releaseOne(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
       i = i + 4
@@ -798,14 +1144,54 @@ elseif op == 'leave' then
     return { 'GRANTED', e.permit, e.grantedAt - e.arrival, now, cfg.lease, e.node, freshLeft(e) }
   end
   if e.state ~= 'W' then saveState(); return { 'ENDED' } end
-  redis.call('ZREM', QS[e.lane], e.id)
-  queued(e, -1)
+  qrem(e)
   finish(e, 'E')
   redis.call('HINCRBY', ST, ARGV[8], 1)
   if e.node ~= node then
     redis.call('PUBLISH', 'sluice:node:' .. e.node, table.concat({ 'E', rname, e.id, ARGV[8], e.tok or '' }, '\t'))
   end
   return drainAndSave({ 'LEFT', e.node })
+
+elseif op == 'estimate' then
+  -- 7 load, 8 lane (1-3), 9 tenant. When an acquire made now would be granted, in us from now
+  -- (-1: only an event can help). The same estimate as ResourceState.estimate, step for step.
+  local err = open(nil)
+  if err then return err end
+  local load = parseLoad(ARGV[7])
+  local lane = tonumber(ARGV[8])
+  local t = ARGV[9]
+  if t == nil or t == '' then t = DEFAULT end
+  local p = pausedFor()
+  if p == NEVER then saveState(); return { 'EST', -1 } end
+  local ahead = {}
+  for _, d in ipairs(cfg.dl) do
+    local a = 0
+    for l = 1, lane do a = a + tonumber(redis.call('HGET', ST, 'ql:' .. t .. ':' .. l .. ':' .. d) or '0') end
+    ahead[d] = a
+  end
+  local share = 1
+  if st.mt and redis.call('ZSCORE', TA, t) then
+    local w = effWeight(t)
+    local others = st.aw - weightOf(t)
+    if others > 0 then share = w / (others + w) end
+  end
+  local wait = 0
+  for _, d in ipairs(cfg.dl) do
+    local deficit = ahead[d] + (load[d] or 0) - st.lvl[d] * share
+    if deficit > 0 then wait = math.max(wait, deficit / (cfg.rate[d] * share)) end
+  end
+  local rates = cfg.tc[t]
+  if rates then
+    local c = st.cap[t]
+    for i, r in ipairs(rates) do
+      local lvl = r.burst
+      if c then lvl = c.lv[i] end
+      local deficit = ahead[r.d] + (load[r.d] or 0) - lvl
+      if deficit > 0 then wait = math.max(wait, deficit / r.rate) end
+    end
+  end
+  saveState()
+  return { 'EST', math.max(p, math.max(0, math.ceil(wait - 1e-6))) }
 
 elseif op == 'release' then
   -- 7 permit, 8 mode (plain|settle|unused), 9 actual usage
@@ -891,8 +1277,11 @@ elseif op == 'stats' then
   if err then return err end
   local left = pausedFor()
   saveState()
-  local out = { 'OK', cfg.ver, redis.call('ZCARD', LEASES), redis.call('ZCARD', QS[1]),
-    redis.call('ZCARD', QS[2]), redis.call('ZCARD', QS[3]), left }
+  local lanes = { 0, 0, 0 }
+  for _, t in ipairs(waitingTenants()) do
+    for l = 1, 3 do lanes[l] = lanes[l] + redis.call('ZCARD', qkey(t, l)) end
+  end
+  local out = { 'OK', cfg.ver, redis.call('ZCARD', LEASES), lanes[1], lanes[2], lanes[3], left }
   local s = redis.call('HGETALL', ST)
   local kv = {}
   for i = 1, #s, 2 do kv[s[i]] = s[i + 1] end
@@ -908,9 +1297,20 @@ elseif op == 'stats' then
     if string.sub(k, 1, 4) == 'rej:' then
       out[#out + 1] = string.sub(k, 5)
       out[#out + 1] = v
-    elseif string.sub(k, 1, 2) == 'u:' then
+    elseif string.sub(k, 1, 2) == 'u:' or string.sub(k, 1, 3) == 'tu:' then
       out[#out + 1] = k
       out[#out + 1] = v
+    end
+  end
+  if st.mt then
+    local byKey = {}
+    for _, t in ipairs(waitingTenants()) do
+      local n = tenantWaiting(t)
+      if n > 0 then byKey[statsKey(t)] = (byKey[statsKey(t)] or 0) + n end
+    end
+    for k, n in pairs(byKey) do
+      out[#out + 1] = 'tq:' .. k
+      out[#out + 1] = n
     end
   end
   return out
@@ -935,8 +1335,27 @@ elseif op == 'setlimit' then
   cfg = loadCfg()
   -- Kept dimensions keep their level, clipped to the new burst; new ones start empty, so a
   -- limit change never hands out a fresh burst. Created limits start empty too.
-  if created then redis.call('DEL', ST, LEASES, PL, QS[1], QS[2], QS[3], W, DONE) end
+  if created then redis.call('DEL', ST, LEASES, PL, QS[1], QS[2], QS[3], W, DONE, TA, TI) end
+  if oldCfg then
+    -- Caps follow the new policy: a capped tenant starts its own buckets full again.
+    local gone = {}
+    for _, k in ipairs(redis.call('HKEYS', ST)) do
+      if string.match(k, '^c[lt]:') then gone[#gone + 1] = k end
+    end
+    if #gone > 0 then redis.call('HDEL', ST, unpack(gone)) end
+  end
   st = loadState()
+  if oldCfg then
+    resetFairIfSpent() -- as the refill above would have (ResourceState.configure)
+    if st.mt then
+      -- The weights may have changed: their running sum starts again, in name order.
+      local names = redis.call('ZRANGE', TA, 0, -1)
+      table.sort(names)
+      local sum = 0
+      for _, t in ipairs(names) do sum = sum + weightOf(t) end
+      st.aw = sum
+    end
+  end
   st.t = now
   for _, d in ipairs(cfg.dl) do st.lvl[d] = math.min(cfg.burst[d], oldLvl[d] or 0) end
   forgetRefunds()
@@ -948,8 +1367,9 @@ elseif op == 'setlimit' then
   -- Waiters whose load can no longer fit fail now instead of waiting for ever (the caller's
   -- own in the reply, after '--'; other nodes' on their channel).
   local misfits = {}
+  for _, t in ipairs(waitingTenants()) do
   for l = 1, 3 do
-    for _, id in ipairs(redis.call('ZRANGE', QS[l], 0, -1)) do
+    for _, id in ipairs(redis.call('ZRANGE', qkey(t, l), 0, -1)) do
       local e = getEntry(id)
       if e and e.state == 'W' then
         local why = nil
@@ -961,8 +1381,7 @@ elseif op == 'setlimit' then
           end
         end
         if why then
-          redis.call('ZREM', QS[l], id)
-          queued(e, -1)
+          qrem(e)
           finish(e, 'E')
           redis.call('HINCRBY', ST, 'rej:invalid', 1)
           if e.node == node then
@@ -974,6 +1393,7 @@ elseif op == 'setlimit' then
         end
       end
     end
+  end
   end
   local wake = drain()
   saveState()
@@ -988,8 +1408,15 @@ elseif op == 'setlimit' then
 elseif op == 'dellimit' then
   if redis.call('EXISTS', CFG) == 0 then return { 'NOTFOUND' } end
   local nodes = {}
-  for l = 1, 3 do
-    for _, id in ipairs(redis.call('ZRANGE', QS[l], 0, -1)) do
+  local queues = {}
+  for _, t in ipairs(redis.call('ZRANGE', TA, 0, -1)) do
+    if t ~= DEFAULT then
+      for l = 1, 3 do queues[#queues + 1] = QS[l] .. '|' .. t end
+    end
+  end
+  for l = 1, 3 do queues[#queues + 1] = QS[l] end
+  for _, q in ipairs(queues) do
+    for _, id in ipairs(redis.call('ZRANGE', q, 0, -1)) do
       local e = getEntry(id)
       -- The calling node ends its own waiters itself (a late message could end a new limit's).
       if e and e.state == 'W' and e.node ~= node and not nodes[e.node] then
@@ -998,7 +1425,7 @@ elseif op == 'dellimit' then
       end
     end
   end
-  redis.call('DEL', CFG, ST, LEASES, PL, QS[1], QS[2], QS[3], W, NODES, DONE)
+  redis.call('DEL', CFG, ST, LEASES, PL, W, NODES, DONE, TA, TI, unpack(queues))
   return { 'OK' }
 
 elseif op == 'getlimit' then

@@ -10,6 +10,17 @@ import java.util.PriorityQueue;
 public final class FakeClock implements Ticker, Scheduler {
 
   private long now = 1_000_000_000L;
+  /**
+   * Run after each task that {@link #advance} runs, before time moves on: a store whose timers
+   * start calls it answers asynchronously (Redis) waits for them here, so their answers are
+   * handled at the instant they were made, as an embedded store's would be.
+   */
+  private volatile Runnable afterTask = () -> {};
+
+  /** See {@link #afterTask}. */
+  public void afterEachTask(Runnable hook) {
+    afterTask = hook;
+  }
   private long seq;
   private final PriorityQueue<Task> tasks =
       new PriorityQueue<>((a, b) -> a.at != b.at ? Long.compare(a.at, b.at) : Long.compare(a.seq, b.seq));
@@ -63,6 +74,7 @@ public final class FakeClock implements Ticker, Scheduler {
       }
       if (!next.cancelled) {
         next.run.run();
+        afterTask.run();
       }
     }
   }

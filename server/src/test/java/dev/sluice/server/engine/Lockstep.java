@@ -44,12 +44,20 @@ final class Lockstep {
   // ------------------------------------------------------------------------------- the script
 
   /** The limit a script starts from; later {@link Step.SetLimit}s keep period and waiting room. */
-  record Setup(long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting) {
+  record Setup(
+      long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting,
+      int policy) {
+
+    /** A limit without a tenant policy (scripts found before tenants existed). */
+    Setup(long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting) {
+      this(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, 0);
+    }
 
     static Setup random(Random r) {
       return new Setup(
           between(r, 1, 20), between(r, 1, 10), between(r, 10, 500), between(r, 10, 100),
-          oneOf(r, List.of(1_000L, 2_000L, 10_000L)), between(r, 0, 4), (int) between(r, 1, 12));
+          oneOf(r, List.of(1_000L, 2_000L, 10_000L)), between(r, 0, 4), (int) between(r, 1, 12),
+          r.nextInt(POLICIES));
     }
 
     LimitSpec spec(String resource, long req, long reqB, long tokB, long conc) {
@@ -59,19 +67,50 @@ final class Lockstep {
           List.of(new RateSpec("requests", req, p, reqB), new RateSpec("tokens", tokAmount, p, tokB)),
           conc,
           maxWaiting,
-          LEASE);
+          LEASE,
+          policy(p, req, reqB, tokB));
+    }
+
+    /**
+     * The tenant policy {@link #policy} names: none, weights, a floor, caps (each within the
+     * limit it goes with, so every limit change of the script keeps it valid).
+     */
+    TenantPolicy policy(Duration p, long req, long reqB, long tokB) {
+      return switch (policy) {
+        case 1 -> new TenantPolicy(Map.of("a", 3.0, "b", 1.0), Map.of(), Map.of());
+        case 2 -> new TenantPolicy(Map.of("a", 2.5), Map.of("b", 0.4), Map.of());
+        case 3 -> new TenantPolicy(Map.of("b", 2.0), Map.of(),
+            Map.of("a", List.of(new RateSpec("tokens", Math.max(1, tokAmount / 2), p, Math.max(1, tokB / 2)))));
+        case 4 -> new TenantPolicy(Map.of(), Map.of("a", 0.3, "c", 0.5),
+            Map.of("c", List.of(new RateSpec("requests", Math.max(1, req / 2), p, Math.max(1, reqB / 2))),
+                "default", List.of(new RateSpec("tokens", tokAmount, p, Math.max(1, tokB / 3)))));
+        default -> TenantPolicy.NONE;
+      };
     }
 
     String asCode() {
       return "new Lockstep.Setup(" + reqAmount + ", " + reqBurst + ", " + tokAmount + ", " + tokBurst
-          + ", " + periodMillis + ", " + concurrency + ", " + maxWaiting + ")";
+          + ", " + periodMillis + ", " + concurrency + ", " + maxWaiting + ", " + policy + ")";
     }
   }
+
+  /** How many tenant policies {@link Setup#policy} knows. */
+  static final int POLICIES = 5;
+
+  /** The tenants a script's acquires name: none (the default), then these. */
+  static final List<String> TENANTS = List.of("a", "b", "c");
 
   /** One step. Picks choose among the script's acquires so far, modulo their number. */
   sealed interface Step {
     /** idMode 0: no request id, 1: a fresh one, 2: the id of the acquire {@code pick}. */
-    record Acquire(int lane, long requests, boolean namesRequests, long tokens, long timeoutMillis, int idMode, int pick) implements Step {}
+    record Acquire(
+        int lane, long requests, boolean namesRequests, long tokens, long timeoutMillis, int idMode, int pick, int tenant)
+        implements Step {
+      /** In the default tenant (scripts found before tenants existed). */
+      Acquire(int lane, long requests, boolean namesRequests, long tokens, long timeoutMillis, int idMode, int pick) {
+        this(lane, requests, namesRequests, tokens, timeoutMillis, idMode, pick, 0);
+      }
+    }
 
     /** byRequestId: the engine's cancel by id; else the ticket's cancel (a caller gone). */
     record Cancel(int pick, boolean byRequestId) implements Step {}
@@ -113,7 +152,8 @@ final class Lockstep {
             r.nextInt(10) == 0 ? between(r, 0, 120) : between(r, 0, 20),
             oneOf(r, List.of(0L, 200L, 3_000L, 60_000L)),
             idMode,
-            pick);
+            pick,
+            r.nextInt(3) == 0 ? 0 : 1 + r.nextInt(TENANTS.size()));
       } else if (kind < 17) {
         s = new Step.Cancel(pick, r.nextBoolean());
       } else if (kind < 23) {
@@ -176,10 +216,14 @@ final class Lockstep {
       RedisProcess server = RedisProcess.start();
       FakeClock m = new FakeClock();
       FakeClock r = new FakeClock();
+      RedisEngine redis =
+          RedisEngine.builder().uri(server.uri()).ticker(r).scheduler(r).housekeeping(Duration.ZERO).build();
+      // A timer's calls (a wake-up, a give-back asked again) are answered before time moves on:
+      // an answer handled later would apply its relative wake-up from a later instant.
+      r.afterEachTask(redis::awaitQuiet);
       return new Pair(
           new Side("memory", MemoryEngine.builder().ticker(m).scheduler(m).build(), m),
-          new Side("redis",
-              RedisEngine.builder().uri(server.uri()).ticker(r).scheduler(r).housekeeping(Duration.ZERO).build(), r),
+          new Side("redis", redis, r),
           server);
     }
 
@@ -359,7 +403,13 @@ final class Lockstep {
       }
       state = "inFlight " + s.inFlight() + " waiting " + new TreeMap<>(s.waiting()) + " paused " + s.paused()
           + " for " + (s.pausedForNanos() < 0 ? "ever" : s.pausedForNanos() / 1_000_000 + "ms")
-          + " leases expired " + s.expired();
+          + " leases expired " + s.expired()
+          + " estimates " + sync(engine).estimate(resource, Map.of("tokens", 3L), Lane.DEFAULT, null)
+          + "/" + sync(engine).estimate(resource, Map.of("tokens", 3L), Lane.BATCH, "a")
+          // Waiters per tenant; not the use counters, which restart when an idle state is let go.
+          + " tenants waiting " + new TreeMap<>(s.tenants().entrySet().stream()
+              .filter(e -> e.getValue().waiting() > 0)
+              .collect(java.util.stream.Collectors.toMap(Map.Entry::getKey, e -> e.getValue().waiting())));
     } catch (EngineException e) {
       state = "stats refused " + e.reason();
     }
@@ -457,7 +507,9 @@ final class Lockstep {
     };
     Call call = new Call(index, id);
     side.calls.add(call);
-    Ticket t = sync(side.engine).acquire(resource, load, Lane.values()[a.lane()], a.timeoutMillis() * 1_000_000L, id);
+    String tenant = a.tenant() == 0 ? null : TENANTS.get((a.tenant() - 1) % TENANTS.size());
+    Ticket t = sync(side.engine).acquire(
+        resource, load, Lane.values()[a.lane()], a.timeoutMillis() * 1_000_000L, id, tenant);
     call.ticket = t;
     StringBuilder now = new StringBuilder();
     boolean[] returned = {false};

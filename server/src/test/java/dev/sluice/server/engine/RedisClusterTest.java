@@ -53,7 +53,8 @@ class RedisClusterTest {
       for (int i = 0; i < 30; i++) {
         String r = "res-" + i;
         Grant held = sync(a).acquire(r, Map.of(), Lane.DEFAULT, 60 * SEC, "h-" + i).future().join();
-        Ticket waiting = sync(b).acquire(r, Map.of(), Lane.DEFAULT, 60 * SEC, "w-" + i);
+        // In a tenant: its lanes are keys the script derives from the resource's, in the same slot.
+        Ticket waiting = sync(b).acquire(r, Map.of(), Lane.DEFAULT, 60 * SEC, "w-" + i, "team-" + i % 3);
         assertThat(waiting.future()).isNotDone();
         assertThat(sync(a).release(r, held.permitId(), Map.of(), false, false)).isTrue();
         await().atMost(Duration.ofSeconds(10)).until(() -> waiting.future().isDone());

@@ -49,8 +49,8 @@ public final class SyncEngine {
   }
 
   public Ticket acquire(
-      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
-    Ticket t = engine.acquire(resource, load, lane, timeoutNanos, requestId);
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId, String tenant) {
+    Ticket t = engine.acquire(resource, load, lane, timeoutNanos, requestId, tenant);
     if (t instanceof RefusedTicket r) {
       throw r.refusal;
     }
@@ -61,8 +61,13 @@ public final class SyncEngine {
     return t;
   }
 
+  public Ticket acquire(
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId) {
+    return acquire(resource, load, lane, timeoutNanos, requestId, null);
+  }
+
   public Ticket acquire(String resource, Map<String, Long> load, Lane lane, long timeoutNanos) {
-    return acquire(resource, load, lane, timeoutNanos, null);
+    return acquire(resource, load, lane, timeoutNanos, null, null);
   }
 
   public boolean cancel(String resource, String requestId) {
@@ -113,6 +118,10 @@ public final class SyncEngine {
 
   public ResourceSnapshot stats(String resource) {
     return await(engine.stats(resource));
+  }
+
+  public long estimate(String resource, Map<String, Long> load, Lane lane, String tenant) {
+    return await(engine.estimate(resource, load, lane, tenant));
   }
 
   public List<ResourceSnapshot> stats() {
