@@ -53,8 +53,14 @@ public final class FileLimitStore implements LimitStore {
   // The on-disk shape, kept apart from the engine's records so either can change alone.
   record FileRate(String name, long amount, long periodMillis, long burst) {}
 
+  /** {@code jitterNanos}: absent (null) in files written before jitter existed, read as 0. */
   record FileLimit(
-      String resource, List<FileRate> rates, long concurrency, int maxWaiting, long leaseTtlMillis) {}
+      String resource,
+      List<FileRate> rates,
+      long concurrency,
+      int maxWaiting,
+      long leaseTtlMillis,
+      Long jitterNanos) {}
 
   record FileContent(int version, List<FileLimit> limits) {}
 
@@ -111,7 +117,8 @@ public final class FileLimitStore implements LimitStore {
       }
       LimitSpec spec =
           new LimitSpec(
-              l.resource(), rates, l.concurrency(), l.maxWaiting(), Duration.ofMillis(l.leaseTtlMillis()));
+              l.resource(), rates, l.concurrency(), l.maxWaiting(), Duration.ofMillis(l.leaseTtlMillis()),
+              Duration.ofNanos(l.jitterNanos() == null ? 0 : l.jitterNanos()));
       try {
         out.add(Validation.limit(spec, l.maxWaiting() == 0 ? 1 : l.maxWaiting(), spec.leaseTtl()));
       } catch (EngineException e) {
@@ -157,7 +164,8 @@ public final class FileLimitStore implements LimitStore {
                             .toList(),
                         l.concurrency(),
                         l.maxWaiting(),
-                        l.leaseTtl().toMillis())));
+                        l.leaseTtl().toMillis(),
+                        l.jitter().isZero() ? null : l.jitter().toNanos())));
     byte[] bytes = json.writeValueAsBytes(new FileContent(FORMAT_VERSION, out));
     DataFiles.writeAtomically(dir, file, bytes);
   }

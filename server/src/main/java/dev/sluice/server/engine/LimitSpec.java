@@ -11,12 +11,27 @@ import java.util.List;
  * @param concurrency permits held at once; 0 means no cap
  * @param maxWaiting size of the waiting room
  * @param leaseTtl how long a permit's lease lasts without renewal
+ * @param jitter how late a granted call may reach the upstream and still fit its limit; each
+ *     rate is scheduled at its {@linkplain RateSpec effective rate} for it.
+ *     Zero leaves the rates as configured; null (on input only) asks {@link Validation#limit}
+ *     for the default
  */
 public record LimitSpec(
-    String resource, List<RateSpec> rates, long concurrency, int maxWaiting, Duration leaseTtl) {
+    String resource,
+    List<RateSpec> rates,
+    long concurrency,
+    int maxWaiting,
+    Duration leaseTtl,
+    Duration jitter) {
 
   public LimitSpec {
     rates = List.copyOf(rates);
+  }
+
+  /** A limit without jitter: its rates scheduled exactly as configured (limits stored before jitter existed). */
+  public LimitSpec(
+      String resource, List<RateSpec> rates, long concurrency, int maxWaiting, Duration leaseTtl) {
+    this(resource, rates, concurrency, maxWaiting, leaseTtl, Duration.ZERO);
   }
 
   /** The dimension with this name, or null. */
@@ -27,5 +42,10 @@ public record LimitSpec(
       }
     }
     return null;
+  }
+
+  /** The jitter in nanoseconds, 0 when none. */
+  long jitterNanos() {
+    return jitter == null ? 0 : jitter.toNanos();
   }
 }

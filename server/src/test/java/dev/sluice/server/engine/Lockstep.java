@@ -44,7 +44,24 @@ final class Lockstep {
   // ------------------------------------------------------------------------------- the script
 
   /** The limit a script starts from; later {@link Step.SetLimit}s keep period and waiting room. */
-  record Setup(long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting) {
+  record Setup(long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting,
+      long jitterNanos) {
+
+    /** Without jitter: the rates scheduled as configured. */
+    Setup(long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting) {
+      this(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, 0);
+    }
+
+    /**
+     * The same with a jitter drawn from {@code r}: none a third of the time, else up to 20 ms,
+     * under every burst refill time any script's limits can have (50 ms for requests, 20 ms for
+     * tokens), so the margin varies from nothing to most of a burst-1 rate. A separate random,
+     * so a seed's script stays what it was before jitter existed.
+     */
+    Setup withRandomJitter(Random r) {
+      long j = r.nextInt(3) == 0 ? 0 : between(r, 1, 19_999_999);
+      return new Setup(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, j);
+    }
 
     static Setup random(Random r) {
       return new Setup(
@@ -59,12 +76,14 @@ final class Lockstep {
           List.of(new RateSpec("requests", req, p, reqB), new RateSpec("tokens", tokAmount, p, tokB)),
           conc,
           maxWaiting,
-          LEASE);
+          LEASE,
+          Duration.ofNanos(jitterNanos));
     }
 
     String asCode() {
       return "new Lockstep.Setup(" + reqAmount + ", " + reqBurst + ", " + tokAmount + ", " + tokBurst
-          + ", " + periodMillis + ", " + concurrency + ", " + maxWaiting + ")";
+          + ", " + periodMillis + ", " + concurrency + ", " + maxWaiting
+          + (jitterNanos == 0 ? "" : ", " + jitterNanos + "L") + ")";
     }
   }
 
