@@ -136,7 +136,7 @@ class JitterTest {
     store.save(List.of(with, without));
     assertThat(new FileLimitStore(dir).load()).containsExactly(without, with);
     String text = Files.readString(store.file());
-    assertThat(text).containsOnlyOnce("\"jitterNanos\":20000123");
+    assertThat(text).containsOnlyOnce("jitterNanos").contains("\"jitterNanos\" : 20000123");
   }
 
   @Test
