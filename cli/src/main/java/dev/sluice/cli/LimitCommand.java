@@ -44,7 +44,8 @@ final class LimitCommand implements Callable<Integer> {
       description = "Creates or replaces the limit of a resource, stored durably, and prints it.",
       footer = {"", "Examples:",
           "  sluice limit set openai --rate requests=500/min --rate tokens=200000/min:4000",
-          "  sluice limit set shop:123 --rate requests=2/s:40 --concurrency 10 --lease-ttl 1m"})
+          "  sluice limit set shop:123 --rate requests=2/s:40 --concurrency 10 --lease-ttl 1m",
+          "  sluice limit set tier1 --rate requests=60/min:1 --jitter 20ms"})
   static final class SetLimit implements Callable<Integer> {
     @Spec
     private CommandSpec spec;
@@ -78,6 +79,14 @@ final class LimitCommand implements Callable<Integer> {
         description = "Lease of a concurrency slot, e.g. 30s; unset for the server's default.")
     private Duration leaseTtl;
 
+    @Option(names = "--jitter", paramLabel = "DURATION", converter = Durations.Converter.class,
+        description = {
+            "How late a granted call may reach the upstream and still fit its limit, e.g. 20ms;"
+                + " 0 for none. Unset: 20ms (less when a burst refills faster).",
+            "At burst 1 it lowers the rate a little (60/min with 20ms: 58.8/min); a larger"
+                + " burst absorbs it. Must be under every rate's burst refill time."})
+    private Duration jitter;
+
     @Override
     public Integer call() {
       validate();
@@ -88,6 +97,9 @@ final class LimitCommand implements Callable<Integer> {
           .setMaxWaiting(maxWaiting);
       if (leaseTtl != null) {
         limit.setLeaseTtl(Durations.toProto(leaseTtl));
+      }
+      if (jitter != null) {
+        limit.setJitter(Durations.toProto(jitter));
       }
       SetLimitRequest request = SetLimitRequest.newBuilder().setLimit(limit).build();
       SetLimitResponse response;

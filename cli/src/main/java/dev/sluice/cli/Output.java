@@ -39,13 +39,37 @@ final class Output {
   /** A limit as an aligned block, rates in the syntax {@code limit set --rate} reads. */
   static void printLimit(PrintWriter out, Limit limit) {
     Table t = new Table("resource", limit.getResource());
+    boolean jitter = limit.hasJitter() && (limit.getJitter().getSeconds() != 0 || limit.getJitter().getNanos() != 0);
     for (RateDimension r : limit.getRatesList()) {
-      t.row("rate", Rates.format(r));
+      t.row("rate", Rates.format(r) + (jitter
+          ? "  effective " + effective(r.getEffectiveAmount()) + "/"
+              + Rates.period(java.time.Duration.ofSeconds(r.getPeriod().getSeconds(), r.getPeriod().getNanos()))
+              + " for jitter " + human(limit.getJitter())
+          : ""));
     }
+    t.row("jitter", jitter ? human(limit.getJitter()) : "0 (rates scheduled as set)");
     t.row("concurrency", limit.getConcurrency() == 0 ? "no cap" : limit.getConcurrency());
     t.row("max waiting", limit.getMaxWaiting() == 0 ? "server default" : limit.getMaxWaiting());
     t.row("lease ttl", limit.hasLeaseTtl() ? Durations.format(limit.getLeaseTtl()) : "server default");
     t.print(out);
+  }
+
+  /**
+   * An effective amount, rounded down (never shown above what is granted) with at least three
+   * significant digits: 58.8, 2.99, 199999.3.
+   */
+  static String effective(double amount) {
+    BigDecimal d = BigDecimal.valueOf(amount);
+    int whole = d.setScale(0, RoundingMode.FLOOR).precision();
+    int digits = Math.max(3, (d.compareTo(BigDecimal.ONE) < 0 ? 0 : whole) + 1);
+    return d.round(new java.math.MathContext(digits, RoundingMode.FLOOR)).stripTrailingZeros().toPlainString();
+  }
+
+  /** A jitter for people: {@code 20 ms}, {@code 1.5 s}. */
+  static String human(com.google.protobuf.Duration d) {
+    java.time.Duration j = java.time.Duration.ofSeconds(d.getSeconds(), d.getNanos());
+    String f = Durations.format(j);
+    return f.replaceAll("^([0-9.]+)([a-z]+)$", "$1 $2");
   }
 
   static String rates(Limit limit) {

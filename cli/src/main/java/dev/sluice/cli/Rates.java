@@ -129,7 +129,7 @@ final class Rates {
     return sb.toString();
   }
 
-  private static String period(Duration p) {
+  static String period(Duration p) {
     if (p.equals(Duration.ofSeconds(1))) {
       return "s";
     }

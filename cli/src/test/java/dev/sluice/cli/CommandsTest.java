@@ -106,6 +106,44 @@ class CommandsTest {
   }
 
   @Test
+  void jitterShowsTheEffectiveRateItCosts() throws Exception {
+    CliRun set = sluice("limit", "set", "jitter-test", "--rate", "requests=60/min:1", "--rate", "tokens=30000/min:250",
+        "--jitter", "20ms");
+    assertThat(set.exit()).as(set.err()).isZero();
+    CliRun get = sluice("limit", "get", "jitter-test");
+    assertThat(get.out())
+        .containsPattern("rate +requests=60/min:1  effective 58.8/min for jitter 20 ms")
+        .contains("tokens=30000/min:250  effective 30000/min for jitter 20 ms")
+        .containsPattern("jitter +20 ms");
+    Limit.Builder limit = Limit.newBuilder();
+    JsonFormat.parser().merge(sluice("limit", "get", "jitter-test", "--json").out(), limit);
+    assertThat(limit.getJitter().getNanos()).isEqualTo(20_000_000);
+    assertThat(limit.getRates(0).getEffectiveAmount()).isCloseTo(60 / 1.02, within(1e-9));
+    assertThat(limit.getRates(1).getEffectiveAmount()).isEqualTo(30000.0);
+  }
+
+  @Test
+  void unsetJitterIsTheDefaultAndZeroTurnsItOff() {
+    assertThat(sluice("limit", "set", "jitter-default", "--rate", "requests=60/min:1").out())
+        .contains("effective 58.8/min for jitter 20 ms");
+    CliRun off = sluice("limit", "set", "jitter-off", "--rate", "requests=60/min:1", "--jitter", "0");
+    assertThat(off.out()).containsPattern("rate +requests=60/min:1").doesNotContain("effective")
+        .containsPattern("jitter +0 \\(rates scheduled as set\\)");
+  }
+
+  @Test
+  void jitterAsLongAsTheSubWindowOrNegativeIsRefusedWithTheFix() {
+    CliRun tooLong = sluice("limit", "set", "jitter-bad", "--rate", "requests=60/min:1", "--jitter", "1s");
+    assertThat(tooLong.exit()).isEqualTo(1);
+    assertThat(tooLong.err()).hasLineCount(1).startsWith("error: INVALID_ARGUMENT: jitter 1s is not shorter than")
+        .contains("use a jitter under 1s, or raise the burst");
+    CliRun negative = sluice("limit", "set", "jitter-bad", "--rate", "requests=60/min:1", "--jitter", "-5ms");
+    assertThat(negative.exit()).isEqualTo(2);
+    assertThat(negative.err()).contains("-5ms").contains("negative");
+    assertThat(sluice("limit", "get", "jitter-bad").exit()).as("nothing was set").isEqualTo(1);
+  }
+
+  @Test
   void getOfAnUnknownResourceExitsOneWithTheServerMessage() {
     CliRun run = sluice("limit", "get", "no-such-resource");
     assertThat(run.exit()).isEqualTo(1);

@@ -94,7 +94,8 @@ final class Protos {
         rates,
         l.getConcurrency(),
         l.getMaxWaiting(),
-        l.hasLeaseTtl() ? javaDuration(l.getLeaseTtl(), "lease_ttl") : null);
+        l.hasLeaseTtl() ? javaDuration(l.getLeaseTtl(), "lease_ttl") : null,
+        l.hasJitter() ? javaDuration(l.getJitter(), "jitter") : null);
   }
 
   static Limit limit(LimitSpec s) {
@@ -103,14 +104,16 @@ final class Protos {
             .setResource(s.resource())
             .setConcurrency(s.concurrency())
             .setMaxWaiting(s.maxWaiting())
-            .setLeaseTtl(duration(s.leaseTtl()));
+            .setLeaseTtl(duration(s.leaseTtl()))
+            .setJitter(duration(s.jitter()));
     for (RateSpec r : s.rates()) {
       b.addRates(
           RateDimension.newBuilder()
               .setName(r.name())
               .setAmount(r.amount())
               .setPeriod(duration(r.period()))
-              .setBurst(r.burst()));
+              .setBurst(r.burst())
+              .setEffectiveAmount(r.effectiveAmount(s.jitter())));
     }
     return b.build();
   }

@@ -86,6 +86,8 @@ class GrpcLayerTest {
                 Limit.newBuilder()
                     .setResource(resource)
                     .setMaxWaiting(maxWaiting)
+                    // No jitter: these tests count the bucket to the unit.
+                    .setJitter(com.google.protobuf.Duration.getDefaultInstance())
                     .addRates(
                         RateDimension.newBuilder()
                             .setName("requests")
@@ -106,6 +108,21 @@ class GrpcLayerTest {
   }
 
   @Test
+  void aNegativeJitterOrOneAsLongAsTheSubWindowIsInvalidArgumentNamingTheFix() {
+    Limit.Builder limit = Limit.newBuilder().setResource("tier").addRates(
+        RateDimension.newBuilder().setName("requests").setAmount(60).setPeriod(seconds(60)).setBurst(1));
+    assertStatus(() -> admin.setLimit(SetLimitRequest.newBuilder()
+            .setLimit(limit.clone().setJitter(Duration.newBuilder().setSeconds(-1))).build()),
+        Status.Code.INVALID_ARGUMENT, "jitter -1s 0ns is negative or malformed: use a non-negative duration");
+    assertStatus(() -> admin.setLimit(SetLimitRequest.newBuilder()
+            .setLimit(limit.clone().setJitter(seconds(1))).build()),
+        Status.Code.INVALID_ARGUMENT, "use a jitter under 1s, or raise the burst");
+    var ok = admin.setLimit(SetLimitRequest.newBuilder()
+        .setLimit(limit.clone().setJitter(Duration.newBuilder().setNanos(20_000_000))).build());
+    assertThat(ok.getLimit().getRates(0).getEffectiveAmount()).isCloseTo(60 / 1.02, org.assertj.core.api.Assertions.within(1e-9));
+  }
+
+  @Test
   void setLimitFillsDefaultsAndReportsCreation() {
     var first =
         admin.setLimit(
@@ -123,6 +140,9 @@ class GrpcLayerTest {
     assertThat(first.getLimit().getRates(0).getBurst()).isEqualTo(2000);
     assertThat(first.getLimit().getMaxWaiting()).isEqualTo(10_000);
     assertThat(first.getLimit().getLeaseTtl().getSeconds()).isEqualTo(30);
+    // Unset jitter on a set: the default, and each rate says what it is really granted at.
+    assertThat(first.getLimit().getJitter().getNanos()).isEqualTo(20_000_000);
+    assertThat(first.getLimit().getRates(0).getEffectiveAmount()).isEqualTo(120_000.0);
     assertThat(admin.setLimit(SetLimitRequest.newBuilder().setLimit(first.getLimit()).build()).getCreated())
         .isFalse();
     assertThat(admin.listLimits(ListLimitsRequest.newBuilder().setPrefix("open").build()).getLimitsCount())

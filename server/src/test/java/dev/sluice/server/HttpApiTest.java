@@ -367,6 +367,17 @@ class HttpApiTest {
   }
 
   @Test
+  void aResourcesLimitShowsItsJitterAndTheEffectiveRateOfEachDimension() throws Exception {
+    sync(server.engine()).setLimit(new LimitSpec("tier", List.of(new RateSpec("requests", 60, Duration.ofMinutes(1), 1),
+        new RateSpec("tokens", 30_000, Duration.ofMinutes(1), 250)), 0, 0, null, Duration.ofMillis(20)));
+    JsonNode limit = json(get("/v1/resources/tier")).get("limit");
+    assertThat(limit.get("jitterSeconds").asDouble()).isEqualTo(0.02);
+    assertThat(limit.get("rates").get(0).get("amount").asLong()).isEqualTo(60);
+    assertThat(limit.get("rates").get(0).get("effectiveAmount").asDouble()).isEqualTo(58.824);
+    assertThat(limit.get("rates").get(1).get("effectiveAmount").asDouble()).isEqualTo(30_000.0);
+  }
+
+  @Test
   void theDashboardReadsShowResourcesHistoryAndAnEventStream() throws Exception {
     limit("seen", 10, Duration.ofSeconds(1), 10, 3, 100);
     assertThat(post("/v1/resources/seen/acquire", "{\"load\": {\"tokens\": 100}}").statusCode()).isEqualTo(200);

@@ -59,12 +59,14 @@ public final class FileLimitStore implements LimitStore {
       java.util.Map<String, Double> floors,
       java.util.Map<String, List<FileRate>> caps) {}
 
+  /** {@code jitterNanos}: absent (null) in files written before jitter existed, read as 0. */
   record FileLimit(
       String resource,
       List<FileRate> rates,
       long concurrency,
       int maxWaiting,
       long leaseTtlMillis,
+      Long jitterNanos,
       @com.fasterxml.jackson.annotation.JsonInclude(com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
           FileTenants tenants) {}
 
@@ -124,6 +126,7 @@ public final class FileLimitStore implements LimitStore {
       LimitSpec spec =
           new LimitSpec(
               l.resource(), rates, l.concurrency(), l.maxWaiting(), Duration.ofMillis(l.leaseTtlMillis()),
+              Duration.ofNanos(l.jitterNanos() == null ? 0 : l.jitterNanos()),
               tenants(l.tenants()));
       try {
         out.add(Validation.limit(spec, l.maxWaiting() == 0 ? 1 : l.maxWaiting(), spec.leaseTtl()));
@@ -198,6 +201,7 @@ public final class FileLimitStore implements LimitStore {
                         l.concurrency(),
                         l.maxWaiting(),
                         l.leaseTtl().toMillis(),
+                        l.jitter().isZero() ? null : l.jitter().toNanos(),
                         fileTenants(l.tenants()))));
     byte[] bytes = json.writeValueAsBytes(new FileContent(FORMAT_VERSION, out));
     DataFiles.writeAtomically(dir, file, bytes);

@@ -11,6 +11,10 @@ import java.util.List;
  * @param concurrency permits held at once; 0 means no cap
  * @param maxWaiting size of the waiting room
  * @param leaseTtl how long a permit's lease lasts without renewal
+ * @param jitter how late a granted call may reach the upstream and still fit its limit; each
+ *     rate is scheduled at its {@linkplain RateSpec effective rate} for it.
+ *     Zero leaves the rates as configured; null (on input only) asks {@link Validation#limit}
+ *     for the default
  * @param tenants how the quota is shared between tenants ({@link TenantPolicy#NONE}: fair
  *     shares, weight 1 each)
  */
@@ -20,6 +24,7 @@ public record LimitSpec(
     long concurrency,
     int maxWaiting,
     Duration leaseTtl,
+    Duration jitter,
     TenantPolicy tenants) {
 
   public LimitSpec {
@@ -27,9 +32,26 @@ public record LimitSpec(
     tenants = tenants == null ? TenantPolicy.NONE : tenants;
   }
 
-  /** A limit with no tenant policy of its own. */
-  public LimitSpec(String resource, List<RateSpec> rates, long concurrency, int maxWaiting, Duration leaseTtl) {
-    this(resource, rates, concurrency, maxWaiting, leaseTtl, TenantPolicy.NONE);
+  /**
+   * A limit without jitter and without a tenant policy: its rates scheduled exactly as
+   * configured (limits stored before either existed).
+   */
+  public LimitSpec(
+      String resource, List<RateSpec> rates, long concurrency, int maxWaiting, Duration leaseTtl) {
+    this(resource, rates, concurrency, maxWaiting, leaseTtl, Duration.ZERO, TenantPolicy.NONE);
+  }
+
+  /** A limit without a tenant policy of its own. */
+  public LimitSpec(
+      String resource, List<RateSpec> rates, long concurrency, int maxWaiting, Duration leaseTtl, Duration jitter) {
+    this(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, TenantPolicy.NONE);
+  }
+
+  /** A limit without jitter, with a tenant policy. */
+  public LimitSpec(
+      String resource, List<RateSpec> rates, long concurrency, int maxWaiting, Duration leaseTtl,
+      TenantPolicy tenants) {
+    this(resource, rates, concurrency, maxWaiting, leaseTtl, Duration.ZERO, tenants);
   }
 
   /** The dimension with this name, or null. */
@@ -40,5 +62,10 @@ public record LimitSpec(
       }
     }
     return null;
+  }
+
+  /** The jitter in nanoseconds, 0 when none. */
+  long jitterNanos() {
+    return jitter == null ? 0 : jitter.toNanos();
   }
 }

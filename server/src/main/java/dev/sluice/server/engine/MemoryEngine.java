@@ -742,6 +742,9 @@ public final class MemoryEngine extends ImmediateEngine {
       b.append("concurrency=").append(spec.concurrency()).append(' ');
     }
     b.append("max-waiting=").append(spec.maxWaiting()).append(" lease=").append(spec.leaseTtl());
+    if (spec.jitterNanos() > 0) {
+      b.append(" jitter=").append(Durations.format(spec.jitter()));
+    }
     return b.toString();
   }
 

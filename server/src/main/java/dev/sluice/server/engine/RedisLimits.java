@@ -174,6 +174,10 @@ final class RedisLimits {
     f.put("conc", Long.toString(s.concurrency()));
     f.put("lease", Long.toString(s.leaseTtl().toNanos() / 1000));
     f.put("maxw", Integer.toString(s.maxWaiting()));
+    if (s.jitterNanos() > 0) {
+      // Absent means 0: limits stored before jitter existed, and the script reads it so too.
+      f.put("jit", Long.toString(s.jitterNanos()));
+    }
     // Tenant policy: the script reads these too (loadCfg). Doubles as Java prints them, which
     // Lua's tonumber reads back to the same value.
     s.tenants().weights().forEach((t, w) -> f.put("tw:" + t, Double.toString(w)));
@@ -226,6 +230,7 @@ final class RedisLimits {
             Long.parseLong(f.get("conc")),
             Integer.parseInt(f.get("maxw")),
             Duration.ofNanos(Long.parseLong(f.get("lease")) * 1000),
+            Duration.ofNanos(f.containsKey("jit") ? Long.parseLong(f.get("jit")) : 0),
             decodeTenants(f));
     return new Cfg(spec, f.get("ver"));
   }

@@ -368,7 +368,7 @@ final class ResourceState {
       RateSpec r = next.rates().get(i);
       u[i] = oldUsed.getOrDefault(r.name(), 0.0);
       d[i] = r.name();
-      p[i] = r.perMicro();
+      p[i] = r.perMicro(next.jitterNanos());
       b[i] = r.burst();
       l[i] = Math.min(b[i], old.getOrDefault(r.name(), 0.0));
     }

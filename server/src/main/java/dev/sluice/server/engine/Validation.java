@@ -20,6 +20,15 @@ public final class Validation {
   public static final Duration MIN_PERIOD = Duration.ofMillis(1);
   public static final Duration MAX_PERIOD = Duration.ofDays(7);
 
+  /**
+   * The jitter a newly set limit gets when none is given: calls may reach the upstream this
+   * much later than their grant. A limit stored without one (before jitter existed) keeps 0.
+   */
+  public static final Duration DEFAULT_JITTER = Duration.ofMillis(20);
+
+  /** The most jitter a limit may have: later than this, a call is not jitter but a delay. */
+  public static final Duration MAX_JITTER = Duration.ofMinutes(1);
+
   private static final Pattern DIMENSION = Pattern.compile("[A-Za-z0-9._-]{1,64}");
 
   private Validation() {}
@@ -88,7 +97,48 @@ public final class Validation {
   }
 
   /**
-   * Checks a limit and fills in defaults (burst, waiting room, lease).
+   * The jitter given, checked against every rate; null means the default: {@link
+   * #DEFAULT_JITTER}, or half the shortest burst refill when that is less (so a limit valid
+   * without jitter stays valid). The margin it costs is in {@link RateSpec}.
+   */
+  static Duration jitter(Duration given, List<RateSpec> rates) {
+    if (given == null) {
+      Duration d = DEFAULT_JITTER;
+      for (RateSpec r : rates) {
+        Duration half = r.burstRefill().dividedBy(2);
+        if (half.compareTo(d) < 0) {
+          d = half;
+        }
+      }
+      return d;
+    }
+    if (given.isNegative()) {
+      throw EngineException.invalid(
+          "jitter " + Durations.format(given) + " is negative: use 0 for no allowance, or how"
+              + " late a call may reach the upstream, e.g. 20ms");
+    }
+    if (given.compareTo(MAX_JITTER) > 0) {
+      throw EngineException.invalid(
+          "jitter " + Durations.format(given) + " is more than " + Durations.format(MAX_JITTER)
+              + ": a call that late is not jitter; use at most " + Durations.format(MAX_JITTER)
+              + ", e.g. 20ms");
+    }
+    for (RateSpec r : rates) {
+      Duration refill = r.burstRefill();
+      if (!given.isZero() && given.compareTo(refill) >= 0) {
+        throw EngineException.invalid(
+            "jitter " + Durations.format(given) + " is not shorter than the time the " + r.name()
+                + " burst takes to refill (" + Durations.format(refill) + " at " + r.describe() + "): a call that late"
+                + " would land in the next sub-window; "
+                + (refill.isZero() ? "use 0" : "use a jitter under " + Durations.format(refill))
+                + ", or raise the burst");
+      }
+    }
+    return given;
+  }
+
+  /**
+   * Checks a limit and fills in defaults (burst, waiting room, lease, jitter).
    *
    * @param defaultMaxWaiting used when {@code maxWaiting} is 0
    * @param defaultLease used when {@code leaseTtl} is null or zero
@@ -122,7 +172,7 @@ public final class Validation {
       throw EngineException.invalid(leaseProblem);
     }
     TenantPolicy tenants = tenants(resource, rates, in.tenants());
-    return new LimitSpec(resource, rates, in.concurrency(), maxWaiting, lease, tenants);
+    return new LimitSpec(resource, rates, in.concurrency(), maxWaiting, lease, jitter(in.jitter(), rates), tenants);
   }
 
   /** Checks rate dimensions and fills in default bursts; {@code where} names them in errors. */

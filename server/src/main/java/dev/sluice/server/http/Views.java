@@ -76,7 +76,10 @@ final class Views {
       x.put("periodSeconds", r.period().toNanos() / 1e9);
       x.put("burst", r.burst());
       x.put("perSecond", round(ResourceSampler.perSecond(r)));
+      // What the coordinator really grants at after the jitter's margin (RateSpec).
+      x.put("effectiveAmount", round(r.effectiveAmount(l.jitter())));
     }
+    o.put("jitterSeconds", l.jitter().toNanos() / 1e9);
     o.put("concurrency", l.concurrency());
     o.put("maxWaiting", l.maxWaiting());
     o.put("leaseSeconds", l.leaseTtl().toNanos() / 1e9);

@@ -77,10 +77,17 @@ local function loadCfg()
   for i = 1, #raw, 2 do c[raw[i]] = raw[i + 1] end
   c.dl = split(c.dims, ',')
   c.rate, c.burst, c.amount = {}, {}, {}
+  -- Jitter in ns; absent (limits stored before it existed) is 0: the rate as configured.
+  local jit = tonumber(c.jit or '0')
   for _, d in ipairs(c.dl) do
     c.amount[d] = tonumber(c['a:' .. d])
     c.burst[d] = tonumber(c['b:' .. d])
     c.rate[d] = c.amount[d] / (tonumber(c['p:' .. d]) / 1000) -- units per microsecond
+    if jit > 0 then
+      -- The effective rate, min(r, b / (1/r + D)): RateSpec#perMicro(long), same operations.
+      local eff = c.burst[d] / (tonumber(c['p:' .. d]) / 1000 / c.amount[d] + jit / 1000)
+      if eff < c.rate[d] then c.rate[d] = eff end
+    end
   end
   c.conc = tonumber(c.conc)
   c.lease = tonumber(c.lease)

@@ -113,6 +113,64 @@ class EngineContractTest {
     return sync(engine).stats(name).available().get(dim);
   }
 
+  // ---------------------------------------------------------------------------- jitter
+
+  /** The waits of {@code n} acquires queued at once, the clock stepped 1 ms at a time. */
+  private long[] waitsOfQueued(String name, int n, Duration within) {
+    List<Ticket> queued = new ArrayList<>();
+    for (int i = 0; i < n; i++) {
+      queued.add(acquire(name, Map.of("requests", 1L)));
+    }
+    for (long ms = 0; ms < within.toMillis(); ms++) {
+      clock.advance(Duration.ofMillis(1));
+    }
+    long[] waits = new long[n];
+    for (int i = 0; i < n; i++) {
+      waits[i] = granted(queued.get(i)).waitedNanos();
+    }
+    return waits;
+  }
+
+  private void jittered(String name, Duration jitter, RateSpec rate) {
+    sync(engine).setLimit(new LimitSpec(name, List.of(rate), 0, 0, null, jitter));
+  }
+
+  /**
+   * At one call per sub-window each grant comes one jitter later than the last (60/min with
+   * 20 ms: one a 1.02 s, 58.8/min), so a call that reaches the upstream 20 ms late and the next
+   * one on time are still a whole sub-window apart.
+   */
+  @Test
+  void jitterSpacesBurstOneGrantsOneJitterFurtherApart() {
+    jittered("tier", Duration.ofMillis(20), rate("requests", 60, Duration.ofMinutes(1), 1));
+    assertThat(sync(engine).getLimit("tier").orElseThrow().jitter()).isEqualTo(Duration.ofMillis(20));
+    long[] waits = waitsOfQueued("tier", 3, Duration.ofMillis(3100));
+    for (int i = 0; i < 3; i++) {
+      assertThat(waits[i]).as("grant %d", i).isBetween((i + 1) * 1_020_000_000L, (i + 1) * 1_020_000_000L + 3_000L);
+    }
+  }
+
+  @Test
+  void withoutJitterTheSameLimitGrantsOnTheSecond() {
+    jittered("tier", Duration.ZERO, rate("requests", 60, Duration.ofMinutes(1), 1));
+    long[] waits = waitsOfQueued("tier", 3, Duration.ofMillis(3100));
+    for (int i = 0; i < 3; i++) {
+      assertThat(waits[i]).as("grant %d", i).isBetween((i + 1) * SEC, (i + 1) * SEC + 3_000L);
+    }
+  }
+
+  /** 500/min:4 has 360 ms of spare burst: 20 ms of jitter costs no grant any time. */
+  @Test
+  void aBurstWithSpareUnitsTakesTheJitterWithoutSlowingDown() {
+    // Each set just before its acquires: both buckets start empty.
+    jittered("plain", Duration.ZERO, rate("requests", 500, Duration.ofMinutes(1), 4));
+    long[] plain = waitsOfQueued("plain", 8, Duration.ofMillis(1000));
+    jittered("jittered", Duration.ofMillis(20), rate("requests", 500, Duration.ofMinutes(1), 4));
+    long[] jitteredWaits = waitsOfQueued("jittered", 8, Duration.ofMillis(1000));
+    assertThat(jitteredWaits).isEqualTo(plain);
+    assertThat(plain[7]).isBetween(960_000_000L, 961_000_000L); // one each 120 ms
+  }
+
   // ---------------------------------------------------------------------------- buckets
 
   private Grant grantNow(String name, Map<String, Long> load) {

@@ -34,6 +34,29 @@ class EngineDifferentialRegressionTest {
     assertThat(r.divergence()).as("memory vs Redis").isNull();
   }
 
+  /**
+   * Written by hand, not found: a burst-1 rate whose jitter (19.5 ms on 50 ms a grant) moves
+   * every grant, refunds and a limit change on top, so both schedulers' effective rates agree on
+   * a fixed script whatever the random ones draw.
+   */
+  @Test
+  void jitterOnABurstOneRate() {
+    assertAgree(new Lockstep.Setup(20, 1, 100, 10, 1000, 0, 10, 19_500_000L),
+        new Lockstep.Step.Acquire(1, 1, true, 5, 3000, 1, 0),
+        new Lockstep.Step.Acquire(1, 1, true, 5, 3000, 1, 0),
+        new Lockstep.Step.Acquire(0, 1, false, 8, 3000, 0, 0),
+        new Lockstep.Step.Advance(69),
+        new Lockstep.Step.Advance(1),
+        new Lockstep.Step.Advance(69),
+        new Lockstep.Step.Release(0, 0, 1, 2),
+        new Lockstep.Step.Advance(71),
+        new Lockstep.Step.SetLimit(12, 2, 20, 1),
+        new Lockstep.Step.Acquire(2, 2, true, 9, 3000, 1, 0),
+        new Lockstep.Step.Advance(250),
+        new Lockstep.Step.Report(true, 100, 0, 5),
+        new Lockstep.Step.Advance(500));
+  }
+
   /** Found by the differential test, seed 20262429. */
   @Test
   void seed20262429() {

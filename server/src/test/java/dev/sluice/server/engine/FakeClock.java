@@ -84,6 +84,11 @@ public final class FakeClock implements Ticker, Scheduler {
     advance(Duration.ZERO);
   }
 
+  /** When the next pending task falls due, or {@link Long#MAX_VALUE} when none is pending. */
+  public synchronized long nextTaskAt() {
+    return tasks.stream().filter(t -> !t.cancelled).mapToLong(t -> t.at).min().orElse(Long.MAX_VALUE);
+  }
+
   public synchronized int pendingTasks() {
     return (int) tasks.stream().filter(t -> !t.cancelled).count();
   }

@@ -46,11 +46,34 @@ final class Lockstep {
   /** The limit a script starts from; later {@link Step.SetLimit}s keep period and waiting room. */
   record Setup(
       long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting,
-      int policy) {
+      int policy, long jitterNanos) {
 
-    /** A limit without a tenant policy (scripts found before tenants existed). */
+    /** A limit without a tenant policy and without jitter (scripts found before either existed). */
     Setup(long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting) {
-      this(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, 0);
+      this(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, 0, 0);
+    }
+
+    /** With a tenant policy, without jitter. */
+    Setup(long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting,
+        int policy) {
+      this(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy, 0);
+    }
+
+    /** With jitter, without a tenant policy. */
+    Setup(long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting,
+        long jitterNanos) {
+      this(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, 0, jitterNanos);
+    }
+
+    /**
+     * The same with a jitter drawn from {@code r}: none a third of the time, else up to 20 ms,
+     * under every burst refill time any script's limits can have (50 ms for requests, 20 ms for
+     * tokens), so the margin varies from nothing to most of a burst-1 rate. A separate random,
+     * so a seed's script stays what it was before jitter existed.
+     */
+    Setup withRandomJitter(Random r) {
+      long j = r.nextInt(3) == 0 ? 0 : between(r, 1, 19_999_999);
+      return new Setup(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy, j);
     }
 
     static Setup random(Random r) {
@@ -68,6 +91,7 @@ final class Lockstep {
           conc,
           maxWaiting,
           LEASE,
+          Duration.ofNanos(jitterNanos),
           policy(p, req, reqB, tokB));
     }
 
@@ -90,7 +114,7 @@ final class Lockstep {
 
     String asCode() {
       return "new Lockstep.Setup(" + reqAmount + ", " + reqBurst + ", " + tokAmount + ", " + tokBurst
-          + ", " + periodMillis + ", " + concurrency + ", " + maxWaiting + ", " + policy + ")";
+          + ", " + periodMillis + ", " + concurrency + ", " + maxWaiting + ", " + policy + ", " + jitterNanos + "L)";
     }
   }
 
