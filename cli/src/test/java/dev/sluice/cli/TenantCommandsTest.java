@@ -79,7 +79,7 @@ class TenantCommandsTest {
   }
 
   @ParameterizedTest
-  @CsvSource(delimiter = '|', value = {
+  @CsvSource(delimiter = '|', quoteCharacter = '"', value = {
       "--share|search|bad --share 'search': missing '=' after the tenant; expected TENANT=WEIGHT, e.g. search=3",
       "--share|=3|missing tenant name before '='",
       "--share|a b=3|tenant name 'a b' must be 1-64 characters",
