@@ -87,7 +87,7 @@ def test_a_bad_load_or_option_is_refused_before_the_acquire_is_sent(kwargs, kind
 
 
 def test_the_tenant_is_sent_with_the_acquire_and_the_clients_default_fills_in() -> None:
-    c = Coordinator(acquire=lambda r: httpx.Response(200, json=grant()), release=lambda r: httpx.Response(200, json={}))
+    c = Coordinator(acquire=lambda r: httpx.Response(200, json=grant()), release=lambda r: httpx.Response(200, json={"released": True}))
     with client(c) as cl:
         cl.acquire("r").release()
         cl.acquire("r", tenant="search").release()
@@ -103,7 +103,7 @@ def test_the_tenant_is_sent_with_the_acquire_and_the_clients_default_fills_in() 
 
 
 def test_the_async_client_sends_the_tenant_too() -> None:
-    c = Coordinator(acquire=lambda r: httpx.Response(200, json=grant()), release=lambda r: httpx.Response(200, json={}))
+    c = Coordinator(acquire=lambda r: httpx.Response(200, json=grant()), release=lambda r: httpx.Response(200, json={"released": True}))
 
     async def run() -> None:
         async with sluice.AsyncClient("http://a:1", api_key="slk_test", tenant="ads",

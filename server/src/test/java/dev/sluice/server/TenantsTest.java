@@ -117,7 +117,7 @@ class TenantsTest {
   // In process: what the engine is asked
 
   /** A memory engine that notes the tenant of every acquire it is asked for. */
-  private Engine recording(List<String> tenants) {
+  private Engine recording(List<String> tenants) throws java.io.IOException {
     FakeClock clock = new FakeClock();
     MemoryEngine engine = MemoryEngine.builder().ticker(clock).scheduler(clock).build();
     closeables.add(engine);

@@ -97,7 +97,7 @@ public final class FileKeyStore implements KeyStore {
           if (p.currentToken() != JsonToken.START_OBJECT) {
             throw invalid(keyLine, "keys[" + i + "] is " + p.getText() + ", not a key object", null);
           }
-          var node = json.readTree(p);
+          com.fasterxml.jackson.databind.JsonNode node = json.readTree(p);
           StoredKey k;
           try {
             k = StoredKey.read(json, node);

@@ -49,14 +49,13 @@ public final class KeyAdmin {
     }
     String tenant = null;
     if (!req.getTenant().isEmpty()) {
-      if (role == Role.ADMIN) {
-        throw invalid("admin keys act in every tenant; bind a key to tenant '" + req.getTenant() + "' with role"
-            + " worker");
-      }
       try {
         tenant = Validation.tenant(req.getTenant());
       } catch (EngineException e) {
         throw invalid(e.getMessage());
+      }
+      if (role == Role.ADMIN) {
+        throw invalid("admin keys act in every tenant; bind a key to tenant '" + tenant + "' with role worker");
       }
     }
     boolean first = keys.isEmpty();
