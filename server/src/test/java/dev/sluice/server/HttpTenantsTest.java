@@ -26,6 +26,8 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 
 /**
  * Tenants on the HTTP port: the {@code tenant} of an acquire, a key bound to a tenant (403 for
@@ -157,6 +159,27 @@ class HttpTenantsTest {
     refused(post("/v1/resources/t/limit", "{" + rates + ", \"shares\": {\"a b\": 2}}", null), 400,
         "INVALID_ARGUMENT", "tenant name 'a b' is invalid");
     refused(get("/v1/resources/t", null), 404, "NOT_FOUND");
+  }
+
+  @ParameterizedTest
+  @CsvSource(delimiter = '|', quoteCharacter = '`', value = {
+      "{\"rates\": {}}|rates must be a list of rates",
+      "{\"rates\": [3]}|rates[0] must be an object",
+      "{\"rates\": [{\"amount\": 5, \"period\": 1}]}|rates[0].dimension is missing",
+      "{\"rates\": [{\"dimension\": \"t\", \"period\": 1}]}|rates[0].amount is missing",
+      "{\"rates\": [{\"dimension\": \"t\", \"amount\": 1.5, \"period\": 1}]}|rates[0].amount is 1.5: give a whole number",
+      "{\"rates\": [{\"dimension\": \"t\", \"amount\": 5, \"periodSeconds\": \"1m\"}]}|rates[0].periodSeconds must be a number of seconds",
+      "{\"rates\": [{\"dimension\": \"t\", \"amount\": 5, \"period\": 1, \"periodSeconds\": 1}]}|needs its period once",
+      "{\"rates\": [{\"dimension\": \"t\", \"amount\": 5, \"period\": \"soon\"}]}|rates[0].period",
+      "{\"concurrency\": 2, \"maxWaiting\": 3000000000}|maxWaiting 3000000000 is too large",
+      "{\"concurrency\": \"2\"}|concurrency is \"2\": give a whole number",
+      "{\"concurrency\": 2, \"leaseSeconds\": -1}|leaseSeconds",
+      "{\"concurrency\": 2, \"caps\": [1]}|caps must be an object of tenant to a list of rates",
+      "{\"concurrency\": 2, \"shares\": 3}|shares must be an object of tenant to number",
+  })
+  void aMalformedLimitBodyIs400NamingTheFieldAndTheFix(String body, String words) throws Exception {
+    refused(post("/v1/resources/m/limit", body, null), 400, "INVALID_ARGUMENT", words);
+    refused(get("/v1/resources/m", null), 404, "NOT_FOUND");
   }
 
   @Test
