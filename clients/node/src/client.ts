@@ -32,6 +32,8 @@ export interface SluiceClientOptions {
   tls?: boolean | TlsOptions;
   /** Timeout of an acquire that names none. Default 30 000 ms, as the Java SDK. */
   defaultTimeoutMs?: number;
+  /** Tenant of an acquire that names none (see AcquireOptions.tenant). Default: none (the tenant `default`). */
+  defaultTenant?: string;
   /** The directory holding `sluice/v1/sluice.proto`. Default: `$SLUICE_PROTO_DIR`, else the copy inside the package. */
   protoDir?: string;
 }
@@ -41,6 +43,12 @@ export interface AcquireOptions {
   timeoutMs?: number;
   /** Default `default`. */
   lane?: Lane;
+  /**
+   * Whose share of the quota this acquire draws on (the limit's shares, floors and caps): 1-64 characters of
+   * A-Z a-z 0-9 . _ : -. Default: the client's `defaultTenant`, else none (the tenant `default`). With an API
+   * key bound to a tenant the key's is used; naming another rejects with PermissionDeniedError.
+   */
+  tenant?: string;
   /** Stops waiting: the waiter leaves the coordinator's queue and the acquire rejects with AcquireAbortedError. */
   signal?: AbortSignal;
 }
@@ -80,6 +88,20 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 const DEADLINE_MARGIN_MS = 5_000;
 /** Budget of the short calls (release, report, describe, renew), retries included. */
 const CALL_BUDGET_MS = 10_000;
+const TENANT = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/** A tenant name as the coordinator takes it, or undefined for none; a bad one throws naming the fix. */
+function checkTenant(tenant: unknown, field: string): string | undefined {
+  if (tenant === undefined) {
+    return undefined;
+  }
+  if (typeof tenant !== 'string' || !TENANT.test(tenant)) {
+    throw new TypeError(`${field} must be 1-64 characters of A-Z a-z 0-9 . _ : -, such as "search", not ${
+      JSON.stringify(tenant)}`);
+  }
+  return tenant;
+}
+
 const LANES: Record<Lane, string> = {
   interactive: 'LANE_INTERACTIVE',
   default: 'LANE_DEFAULT',
@@ -143,6 +165,7 @@ export class SluiceClient {
   private readonly stub: CoordinatorStub;
   private readonly apiKey: string | undefined;
   private readonly defaultTimeoutMs: number;
+  private readonly defaultTenant: string | undefined;
   private readonly renewer: LeaseRenewer;
   /** Request ids: random per client, then a counter, as the Java SDK: unique without a UUID per call. */
   private readonly idPrefix = `${randomUUID()}-`;
@@ -157,6 +180,7 @@ export class SluiceClient {
       throw new TypeError('apiKey must be a non-empty string (slk_...), or left out');
     }
     this.defaultTimeoutMs = checkTimeout(options.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS, 'defaultTimeoutMs');
+    this.defaultTenant = checkTenant(options.defaultTenant, 'defaultTenant');
     this.apiKey = options.apiKey?.trim();
     const Coordinator = coordinatorConstructor(options.protoDir ?? defaultProtoDir());
     this.stub = new Coordinator(options.target.trim(), credentials(options.tls), {
@@ -184,8 +208,9 @@ export class SluiceClient {
     if (!(lane in LANES)) {
       throw new TypeError(`lane must be one of ${Object.keys(LANES).join(', ')}, not ${String(lane)}`);
     }
+    const tenant = checkTenant(options.tenant, 'tenant') ?? this.defaultTenant ?? '';
     const requestId = `${this.idPrefix}${(++this.ids).toString(36)}`;
-    return new AcquireCall(this, resource, load, LANES[lane], timeoutMs, requestId, options.signal).promise;
+    return new AcquireCall(this, resource, load, LANES[lane], timeoutMs, requestId, tenant, options.signal).promise;
   }
 
   /**
@@ -431,7 +456,8 @@ class AcquireCall {
 
   constructor(private readonly client: SluiceClient, private readonly resource: string,
       private readonly load: Load, private readonly lane: string, private readonly timeoutMs: number,
-      private readonly requestId: string, private readonly signal: AbortSignal | undefined) {
+      private readonly requestId: string, private readonly tenant: string,
+      private readonly signal: AbortSignal | undefined) {
     this.promise = new Promise<Permit>((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
@@ -456,6 +482,7 @@ class AcquireCall {
       lane: this.lane,
       timeout: toDuration(this.retries === 0 ? this.timeoutMs : remaining),
       requestId: this.requestId,
+      tenant: this.tenant,
     };
     const sentAt = performance.now();
     this.call = this.client.coordinator.Acquire(request, this.client.metadata(),

@@ -57,7 +57,7 @@ export class WaitingRoomFullError extends SluiceError {
 /** UNAUTHENTICATED: no API key, or an unknown or revoked one. */
 export class AuthenticationError extends SluiceError {}
 
-/** PERMISSION_DENIED: the key's role or resource patterns do not allow this call. */
+/** PERMISSION_DENIED: the key's role, resource patterns or tenant do not allow this call. */
 export class PermissionDeniedError extends SluiceError {}
 
 /** UNAVAILABLE (and other transport failures): no coordinator could serve the call. */
@@ -105,7 +105,7 @@ export function mapError(failure: unknown, operation: string, resource: string):
     case Status.UNAUTHENTICATED:
       return new AuthenticationError(what + 'Configure a valid API key (apiKey option or SLUICE_API_KEY)', ...args);
     case Status.PERMISSION_DENIED:
-      return new PermissionDeniedError(what + 'Use an API key whose role and resources allow this call', ...args);
+      return new PermissionDeniedError(what + 'Use an API key whose role, resources and tenant allow this call', ...args);
     case Status.UNAVAILABLE:
     case Status.CANCELLED:
     case Status.UNKNOWN:

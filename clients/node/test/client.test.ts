@@ -23,6 +23,8 @@ if (!target) {
   throw new Error('set SLUICE_TARGET=host:port of a coordinator with the limits of test/limits.txt');
 }
 const apiKey = process.env.SLUICE_API_KEY || undefined;
+/** A worker key for "node.*" bound to the tenant "search" (NodeClientIT makes one). */
+const tenantKey = process.env.SLUICE_TENANT_KEY || undefined;
 
 type Counts = Record<string, number>;
 const seen = { granted: {} as Counts, timedOut: {} as Counts, cancelled: {} as Counts };
@@ -372,6 +374,35 @@ describe('errors', { timeout: 20_000 }, () => {
       sockets.forEach((s) => s.destroy());
     }
   });
+
+  test('a tenant is sent with the acquire: granted in its name; a bad name is refused before the call', async () => {
+    const permit = await sluice.acquire('node.grant', { requests: 1 }, { tenant: 'search' });
+    await permit.release();
+    const defaulted = new CountingClient({ target, apiKey, defaultTenant: 'batch-jobs' });
+    try {
+      await (await defaulted.acquire('node.grant', { requests: 1 })).release();
+    } finally {
+      defaulted.close();
+    }
+    assert.throws(() => sluice.acquire('node.grant', {}, { tenant: 'no spaces' }), /tenant must be 1-64 characters/);
+    assert.throws(() => new SluiceClient({ target, defaultTenant: '' }), /defaultTenant must be 1-64 characters/);
+  });
+
+  test('a key bound to a tenant: its own or none is granted, another tenant → PermissionDeniedError',
+    { skip: tenantKey === undefined && 'SLUICE_TENANT_KEY is not set' }, async () => {
+      const bound = new CountingClient({ target, apiKey: tenantKey });
+      const otherDefault = new CountingClient({ target, apiKey: tenantKey, defaultTenant: 'ads' });
+      try {
+        await (await bound.acquire('node.grant', { requests: 1 })).release();
+        await (await bound.acquire('node.grant', { requests: 1 }, { tenant: 'search' })).release();
+        const e = await rejection(bound.acquire('node.grant', { requests: 1 }, { tenant: 'ads' }), PermissionDeniedError);
+        saysServer(e, "bound to tenant 'search'", "tenant 'ads'");
+        await rejection(otherDefault.acquire('node.grant', { requests: 1 }), PermissionDeniedError);
+      } finally {
+        bound.close();
+        otherDefault.close();
+      }
+    });
 
   test('API keys: none or unknown → AuthenticationError; a resource the key does not cover → PermissionDeniedError',
     { skip: apiKey === undefined && 'SLUICE_API_KEY is not set: the coordinator is open' }, async () => {

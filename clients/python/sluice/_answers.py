@@ -137,7 +137,7 @@ def refusal(answer: Answer, operation: str, resource: str, url: str) -> SluiceEr
     if kind == "UNAUTHENTICATED":
         return AuthenticationError(what + "Configure a valid API key", **fields)
     if kind == "PERMISSION_DENIED":
-        return PermissionDeniedError(what + "Use an API key whose role allows this call", **fields)
+        return PermissionDeniedError(what + "Use an API key whose role, resources and tenant allow this call", **fields)
     if kind in ("UNAVAILABLE", "CANCELLED"):
         return SluiceUnavailableError(what + "The coordinator could not be reached or could not serve the call;"
                                       " retry, or check that it is running and reachable", **fields)

@@ -91,8 +91,21 @@ def check_known(resource: str, load: Load, known: Sequence[str], what: str) -> N
         if name != "requests" and name not in known:
             raise ValueError(f"{what} names dimension {name!r} but resource {resource!r} limits only"
                              f" {', '.join(sorted(known)) or 'requests'}: fix the name, or add a rate for it to the"
-                             " limit (the keyword arguments lane= and timeout= are options; every other one is a"
+                             " limit (the keyword arguments lane=, timeout= and tenant= are options; every other one is a"
                              " dimension)")
+
+
+_TENANT = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def check_tenant(tenant: Any, what: str = "tenant") -> Optional[str]:
+    """A tenant name as the coordinator takes it, or None for none (the tenant ``default``)."""
+    if tenant is None:
+        return None
+    if not isinstance(tenant, str) or not _TENANT.fullmatch(tenant):
+        raise ValueError(f"{what} {tenant!r} is invalid: use 1-64 characters of A-Z a-z 0-9 . _ : -, such as 'search'"
+                         " (or None for the default tenant)")
+    return tenant
 
 
 def check_lane(lane: Any) -> str:

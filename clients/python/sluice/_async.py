@@ -81,11 +81,11 @@ class AsyncClient:
     """
 
     def __init__(self, urls: Union[str, Sequence[str], None] = None, *, api_key: Optional[str] = None,
-                 timeout: float = _core.DEFAULT_TIMEOUT, lane: str = "default",
+                 timeout: float = _core.DEFAULT_TIMEOUT, lane: str = "default", tenant: Optional[str] = None,
                  max_connections: Optional[int] = None, verify: Any = True,
                  transport: Optional[httpx.AsyncBaseTransport] = None,
                  clock: Callable[[], float] = _core.monotonic) -> None:
-        self._core = Core(urls, api_key, timeout, lane, clock)
+        self._core = Core(urls, api_key, timeout, lane, clock, tenant)
         self._http = httpx.AsyncClient(headers=self._core.headers, verify=verify, transport=transport,
                                        limits=httpx.Limits(max_connections=max_connections,
                                                            max_keepalive_connections=64))
@@ -99,18 +99,18 @@ class AsyncClient:
     # -- the API ----------------------------------------------------------------------------
 
     def acquire(self, resource: str, load: Optional[Mapping[str, int]] = None, *, lane: Optional[str] = None,
-                timeout: Optional[float] = None, **dimensions: int) -> Acquiring:
+                timeout: Optional[float] = None, tenant: Optional[str] = None, **dimensions: int) -> Acquiring:
         """As :meth:`sluice.Client.acquire`; ``await`` it, or ``async with`` it. Bad arguments
         raise ValueError or TypeError here, before anything is sent."""
         self._check_open()
-        return Acquiring(self, acquire_args(self._core, resource, load, dimensions, lane, timeout))
+        return Acquiring(self, acquire_args(self._core, resource, load, dimensions, lane, timeout, tenant))
 
     async def try_acquire(self, resource: str, load: Optional[Mapping[str, int]] = None, *,
                           lane: Optional[str] = None, timeout: Optional[float] = None,
-                          **dimensions: int) -> Optional[AsyncPermit]:
+                          tenant: Optional[str] = None, **dimensions: int) -> Optional[AsyncPermit]:
         """:meth:`acquire`, answering None instead of raising :class:`AcquireTimeoutError`."""
         try:
-            return await self.acquire(resource, load, lane=lane, timeout=timeout, **dimensions)
+            return await self.acquire(resource, load, lane=lane, timeout=timeout, tenant=tenant, **dimensions)
         except AcquireTimeoutError:
             return None
 
@@ -146,7 +146,8 @@ class AsyncClient:
 
     # -- acquiring ----------------------------------------------------------------------------
 
-    async def _acquire(self, resource: str, load: _core.Load, lane: str, timeout: float) -> AsyncPermit:
+    async def _acquire(self, resource: str, load: _core.Load, lane: str, timeout: float,
+                       tenant: Optional[str] = None) -> AsyncPermit:
         self._check_open()
         known = await self._dimensions(resource, timeout)
         check_known(resource, load, known, "load")
@@ -154,7 +155,8 @@ class AsyncClient:
         handoff = Handoff()
         # The long poll runs in a task of its own, so that cancelling the caller leaves it intact:
         # the grant that raced with the cancel arrives there and is given back (see Handoff).
-        call = self._spawn(self._run(self._core.acquire_steps(resource, load, lane, timeout, request_id, handoff),
+        call = self._spawn(self._run(self._core.acquire_steps(resource, load, lane, timeout, request_id, handoff,
+                                                              tenant),
                                      handoff.stop))
         try:
             await asyncio.shield(call)

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from ._answers import Answer, Grant, _error_fields, _malformed, _seconds, parse_grant, parse_json, refusal
 from ._args import (  # re-exported for the clients
-    Headers, Load, check_known, check_lane, check_load, check_resource, check_timeout, log, parse_urls,
+    Headers, Load, check_known, check_lane, check_load, check_resource, check_tenant, check_timeout, log, parse_urls,
     remaining_from, retry_after_from,
 )
 from ._errors import SluiceUnavailableError
@@ -172,7 +172,7 @@ class Core:
     """One client's shared state and its calls, as steps. Thread-safe."""
 
     def __init__(self, urls: Union[str, Sequence[str], None], api_key: Optional[str], timeout: float, lane: str,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], tenant: Optional[str] = None) -> None:
         self.nodes = Nodes(parse_urls(urls))
         key = api_key if api_key is not None else os.environ.get("SLUICE_API_KEY")
         if key is not None and (not isinstance(key, str) or not key.strip()):
@@ -180,6 +180,7 @@ class Core:
         self.headers = {"Authorization": f"Bearer {key.strip()}"} if key else {}
         self.timeout = check_timeout(timeout, "timeout")
         self.lane = check_lane(lane)
+        self.tenant = check_tenant(tenant)
         self.clock = clock
         self.transit = Transit()
         #: Grants that reached this client late and were confirmed (a test hook, and a figure).
@@ -241,8 +242,9 @@ class Core:
             retries += 1
 
     def acquire_steps(self, resource: str, load: Load, lane: str, timeout: float, request_id: str,
-                      handoff: Handoff) -> Generator[Step, Result, Optional[Grant]]:
+                      handoff: Handoff, tenant: Optional[str] = None) -> Generator[Step, Result, Optional[Grant]]:
         """The acquire: its long polls. Returns the grant the caller takes, or None if it left."""
+        extra = {} if tenant is None else {"tenant": tenant}
         path = f"/v1/resources/{quote(resource, safe='')}/acquire"
         started = self.clock()
         confirmed = False
@@ -251,7 +253,8 @@ class Core:
             left = max(0.0, timeout - (self.clock() - started))
             answer, round_trip = yield from self.attempts(
                 "acquire", resource, "POST", path,
-                lambda remaining: {"load": load, "lane": lane, "timeout": round(remaining, 3), "requestId": request_id},
+                lambda remaining: {"load": load, "lane": lane, "timeout": round(remaining, 3), "requestId": request_id,
+                                   **extra},
                 left, DEADLINE_MARGIN, handoff.stop)
             if answer.status != 200:
                 if answer.status == 408:
@@ -469,11 +472,13 @@ def renewed(leases: Leases, permit: PermitBase, lease: Optional[float], now: flo
 
 
 def acquire_args(core: Core, resource: Any, load: Optional[Mapping[str, Any]], dimensions: Mapping[str, Any],
-                 lane: Optional[str], timeout: Optional[float]) -> Tuple[str, Load, str, float]:
+                 lane: Optional[str], timeout: Optional[float],
+                 tenant: Optional[str] = None) -> Tuple[str, Load, str, float, Optional[str]]:
     """Everything an acquire checks before it sends anything."""
     return (check_resource(resource), check_load(load, dimensions, "load"),
             check_lane(core.lane if lane is None else lane),
-            core.timeout if timeout is None else check_timeout(timeout))
+            core.timeout if timeout is None else check_timeout(timeout),
+            core.tenant if tenant is None else check_tenant(tenant))
 
 
 def report_args(resource: Any, retry_after: Optional[float], headers: Optional[Headers]) -> Tuple[str, Optional[float], Load]:

@@ -67,6 +67,8 @@ class Client:
     :param api_key: sent as ``Authorization: Bearer``; default ``$SLUICE_API_KEY``, else none.
     :param timeout: seconds an acquire waits when it names no timeout; default 30.
     :param lane: lane of an acquire that names none; default ``"default"``.
+    :param tenant: tenant of an acquire that names none (see :meth:`acquire`); default none, the
+        tenant ``default``.
     :param max_connections: cap on open connections; default none, since every waiting acquire
         is one long poll on its own connection and a capped pool would queue them here, out of
         the coordinator's line.
@@ -76,11 +78,11 @@ class Client:
     """
 
     def __init__(self, urls: Union[str, Sequence[str], None] = None, *, api_key: Optional[str] = None,
-                 timeout: float = _core.DEFAULT_TIMEOUT, lane: str = "default",
+                 timeout: float = _core.DEFAULT_TIMEOUT, lane: str = "default", tenant: Optional[str] = None,
                  max_connections: Optional[int] = None, verify: Any = True,
                  transport: Optional[httpx.BaseTransport] = None,
                  clock: Callable[[], float] = _core.monotonic) -> None:
-        self._core = Core(urls, api_key, timeout, lane, clock)
+        self._core = Core(urls, api_key, timeout, lane, clock, tenant)
         self._http = httpx.Client(headers=self._core.headers, verify=verify, transport=transport,
                                   limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=64))
         self._leases = Leases()
@@ -91,22 +93,26 @@ class Client:
     # -- the API ----------------------------------------------------------------------------
 
     def acquire(self, resource: str, load: Optional[Mapping[str, int]] = None, *, lane: Optional[str] = None,
-                timeout: Optional[float] = None, **dimensions: int) -> Permit:
+                timeout: Optional[float] = None, tenant: Optional[str] = None, **dimensions: int) -> Permit:
         """Waits until the load fits the resource's limit and returns the permit.
 
         The load is ``load`` and/or keyword dimensions (``tokens=1200``); ``requests`` defaults to
-        1. ``timeout`` in seconds (0 tries once). Raises :class:`AcquireTimeoutError` when not
+        1. ``timeout`` in seconds (0 tries once). ``tenant`` names whose share of the quota it
+        draws on (the limit's shares, floors and caps; default the client's ``tenant``, else the
+        tenant ``default``); with an API key bound to a tenant the key's is used, and naming
+        another raises :class:`PermissionDeniedError`. Raises :class:`AcquireTimeoutError` when not
         granted in time, or another :class:`SluiceError`; a bad argument raises ValueError or
         TypeError before anything is sent. A ``KeyboardInterrupt`` while waiting withdraws the
         waiter, and a grant that raced with it is given back.
         """
         self._check_open()
-        resource, amounts, lane, timeout = acquire_args(self._core, resource, load, dimensions, lane, timeout)
+        resource, amounts, lane, timeout, tenant = acquire_args(self._core, resource, load, dimensions, lane,
+                                                                timeout, tenant)
         known = self._run(self._core.dimensions_steps(resource, timeout))
         check_known(resource, amounts, known, "load")
         request_id = self._core.next_id()
         handoff = Handoff()
-        steps = self._core.acquire_steps(resource, amounts, lane, timeout, request_id, handoff)
+        steps = self._core.acquire_steps(resource, amounts, lane, timeout, request_id, handoff, tenant)
         if threading.current_thread() is not threading.main_thread():
             # Signals (KeyboardInterrupt) only reach the main thread: here nothing can cut the call.
             self._run(steps, handoff.stop)
@@ -117,10 +123,11 @@ class Client:
         return self._hold(grant, known)
 
     def try_acquire(self, resource: str, load: Optional[Mapping[str, int]] = None, *, lane: Optional[str] = None,
-                    timeout: Optional[float] = None, **dimensions: int) -> Optional[Permit]:
+                    timeout: Optional[float] = None, tenant: Optional[str] = None,
+                    **dimensions: int) -> Optional[Permit]:
         """:meth:`acquire`, returning None instead of raising :class:`AcquireTimeoutError`."""
         try:
-            return self.acquire(resource, load, lane=lane, timeout=timeout, **dimensions)
+            return self.acquire(resource, load, lane=lane, timeout=timeout, tenant=tenant, **dimensions)
         except AcquireTimeoutError:
             return None
 

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.coordinator
 
 URL = os.environ.get("SLUICE_URL", "")
 KEY = os.environ.get("SLUICE_API_KEY")
+TENANT_KEY = os.environ.get("SLUICE_TENANT_KEY")  # a worker key for "py.*" bound to the tenant "search"
 
 
 def state(resource: str, url: Optional[str] = None) -> Dict[str, Any]:
@@ -180,6 +181,21 @@ def test_every_refusal_maps_to_its_exception(make_client, monkeypatch) -> None:
     holder.release()
     queued.join(10)
     assert state("py.room")["inFlight"] == 0
+
+
+def test_a_tenant_bound_key_acquires_in_its_tenant_and_is_refused_another(make_client) -> None:
+    make_client().acquire("py.grant", tenant="search").release()  # an unbound key names any tenant
+    if not TENANT_KEY:
+        pytest.skip("SLUICE_TENANT_KEY is not set: no key bound to a tenant")
+    bound = make_client(api_key=TENANT_KEY)
+    bound.acquire("py.grant").release()
+    bound.acquire("py.grant", tenant="search").release()
+    with pytest.raises(sluice.PermissionDeniedError) as e:
+        bound.acquire("py.grant", tenant="ads")
+    assert e.value.status == 403 and e.value.code == "PERMISSION_DENIED"
+    assert "bound to tenant 'search'" in str(e.value) and "tenant 'ads'" in str(e.value)
+    with pytest.raises(sluice.PermissionDeniedError):
+        make_client(api_key=TENANT_KEY, tenant="ads").acquire("py.grant")
 
 
 def test_ctrl_c_while_waiting_withdraws_the_waiter_and_a_raced_grant_comes_back(make_client) -> None:

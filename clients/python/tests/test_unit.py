@@ -65,7 +65,10 @@ def client(coordinator: Coordinator, urls: str = "http://a:1", **kw: Any) -> slu
     ({"tokens": "12"}, TypeError, ["'12' is not a whole number", "tokens=1200"]),
     ({"tokens": 1.5}, TypeError, ["1.5 is not a whole number"]),
     ({"tokens": True}, TypeError, ["not a whole number"]),
-    ({"tokenz": 5}, ValueError, ["dimension 'tokenz'", "limits only requests, tokens", "lane= and timeout="]),
+    ({"tokenz": 5}, ValueError, ["dimension 'tokenz'", "limits only requests, tokens", "timeout= and tenant="]),
+    ({"tenant": "no spaces"}, ValueError, ["tenant 'no spaces' is invalid", "A-Z a-z 0-9 . _ : -", "'search'"]),
+    ({"tenant": ""}, ValueError, ["tenant '' is invalid"]),
+    ({"tenant": 7}, ValueError, ["tenant 7 is invalid"]),
     ({"timout": 5}, ValueError, ["dimension 'timout'"]),
     ({"load": {"tokens": 1}, "tokens": 2}, ValueError, ["twice"]),
     ({"load": {"to kens": 1}}, ValueError, ["'to kens' is invalid", "A-Z a-z 0-9"]),
@@ -81,6 +84,35 @@ def test_a_bad_load_or_option_is_refused_before_the_acquire_is_sent(kwargs, kind
     for w in words:
         assert w in str(e.value)
     assert c.sent("acquire") == []
+
+
+def test_the_tenant_is_sent_with_the_acquire_and_the_clients_default_fills_in() -> None:
+    c = Coordinator(acquire=lambda r: httpx.Response(200, json=grant()), release=lambda r: httpx.Response(200, json={"released": True}))
+    with client(c) as cl:
+        cl.acquire("r").release()
+        cl.acquire("r", tenant="search").release()
+    with client(c, tenant="batch-jobs") as cl:
+        cl.acquire("r").release()
+        cl.acquire("r", tenant="search").release()
+    assert [b.get("tenant") for b in c.sent("acquire")] == [None, "search", "batch-jobs", "search"]
+    assert "tenant" not in c.sent("acquire")[0], "no tenant: the field is left out (the tenant 'default')"
+    with pytest.raises(ValueError, match="tenant 'a/b' is invalid"):
+        sluice.Client("http://a:1", tenant="a/b")
+    with pytest.raises(ValueError, match="tenant 'a/b' is invalid"):
+        sluice.AsyncClient("http://a:1", tenant="a/b")
+
+
+def test_the_async_client_sends_the_tenant_too() -> None:
+    c = Coordinator(acquire=lambda r: httpx.Response(200, json=grant()), release=lambda r: httpx.Response(200, json={"released": True}))
+
+    async def run() -> None:
+        async with sluice.AsyncClient("http://a:1", api_key="slk_test", tenant="ads",
+                                      transport=httpx.MockTransport(c)) as cl:
+            await (await cl.acquire("r")).release()
+            await (await cl.acquire("r", tenant="search")).release()
+
+    asyncio.run(run())
+    assert [b.get("tenant") for b in c.sent("acquire")] == ["ads", "search"]
 
 
 def test_bad_resource_names_urls_and_keys_are_refused_at_once() -> None:

@@ -60,6 +60,10 @@ final class KeyCommand implements Callable<Integer> {
     @Option(names = "--resources", paramLabel = "PATTERN", defaultValue = "",
         description = "Worker keys: comma-separated resource globs, e.g. 'openai:*,shop:42'; default all.")
     private String resources;
+    @Option(names = "--tenant", paramLabel = "TENANT", defaultValue = "",
+        description = "Worker keys: bind the key to this tenant; its acquires are in this tenant's name, and one"
+            + " naming another tenant is refused. Default: not bound.")
+    private String tenant;
     @Option(names = "--description", paramLabel = "TEXT", defaultValue = "",
         description = "Who holds the key, for `sluice key list`.")
     private String description;
@@ -73,7 +77,7 @@ final class KeyCommand implements Callable<Integer> {
     public Integer call() {
       CreateKeyRequest request = CreateKeyRequest.newBuilder()
           .setRole(role == KeyRole.admin ? Role.ROLE_ADMIN : Role.ROLE_WORKER)
-          .setResources(resources).setDescription(description).build();
+          .setResources(resources).setDescription(description).setTenant(tenant).build();
       CreateKeyResponse response;
       if (dataDir != null) {
         response = createOffline(request);
@@ -136,9 +140,10 @@ final class KeyCommand implements Callable<Integer> {
         out.println("no keys: the coordinator is open to anyone who reaches it");
         return 0;
       }
-      Table t = new Table("ID", "ROLE", "RESOURCES", "CREATED", "DESCRIPTION");
+      Table t = new Table("ID", "ROLE", "RESOURCES", "TENANT", "CREATED", "DESCRIPTION");
       for (ApiKeyInfo k : response.getKeysList()) {
-        t.row(k.getId(), role(k), k.getResources(), Instant.ofEpochMilli(k.getCreatedUnixMs()).toString(),
+        t.row(k.getId(), role(k), k.getResources(), k.getTenant().isEmpty() ? "-" : k.getTenant(),
+            Instant.ofEpochMilli(k.getCreatedUnixMs()).toString(),
             k.getDescription().isEmpty() ? "-" : k.getDescription());
       }
       t.print(out);
@@ -175,6 +180,7 @@ final class KeyCommand implements Callable<Integer> {
   }
 
   private static String describe(ApiKeyInfo k) {
-    return role(k).toLowerCase(Locale.ROOT) + " key " + k.getId() + " (resources " + k.getResources() + ")";
+    return role(k).toLowerCase(Locale.ROOT) + " key " + k.getId() + " (resources " + k.getResources()
+        + (k.getTenant().isEmpty() ? "" : ", tenant " + k.getTenant()) + ")";
   }
 }

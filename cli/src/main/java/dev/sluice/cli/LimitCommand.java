@@ -45,7 +45,9 @@ final class LimitCommand implements Callable<Integer> {
       footer = {"", "Examples:",
           "  sluice limit set openai --rate requests=500/min --rate tokens=200000/min:4000",
           "  sluice limit set shop:123 --rate requests=2/s:40 --concurrency 10 --lease-ttl 1m",
-          "  sluice limit set tier1 --rate requests=60/min:1 --jitter 20ms"})
+          "  sluice limit set tier1 --rate requests=60/min:1 --jitter 20ms",
+          "  sluice limit set openai --rate tokens=200000/min --share search=3 --share batch=1"
+              + " --floor search=40% --cap research=tokens=20000/min"})
   static final class SetLimit implements Callable<Integer> {
     @Spec
     private CommandSpec spec;
@@ -87,6 +89,21 @@ final class LimitCommand implements Callable<Integer> {
                 + " burst absorbs it. Must be under every rate's burst refill time."})
     private Duration jitter;
 
+    @Option(names = "--share", paramLabel = Tenants.SHARE_FORM, converter = Tenants.ShareConverter.class,
+        description = {"A tenant's weight in the fair sharing of the quota, repeatable, e.g. search=3;"
+            + " tenants not named weigh 1."})
+    private List<Tenants.Share> shares = new ArrayList<>();
+
+    @Option(names = "--floor", paramLabel = Tenants.FLOOR_FORM, converter = Tenants.FloorConverter.class,
+        description = {"The percent of the quota a tenant is guaranteed while it has demand, repeatable,"
+            + " e.g. search=40%; the floors sum to at most 100%."})
+    private List<Tenants.Floor> floors = new ArrayList<>();
+
+    @Option(names = "--cap", paramLabel = Tenants.CAP_FORM, converter = Tenants.CapConverter.class,
+        description = {"A tenant's own ceiling inside the quota on one of its dimensions, repeatable,"
+            + " e.g. research=tokens=20000/min; never above the limit's own rate."})
+    private List<Tenants.Cap> caps = new ArrayList<>();
+
     @Override
     public Integer call() {
       validate();
@@ -100,6 +117,11 @@ final class LimitCommand implements Callable<Integer> {
       }
       if (jitter != null) {
         limit.setJitter(Durations.toProto(jitter));
+      }
+      try {
+        Tenants.apply(limit, shares, floors, caps);
+      } catch (IllegalArgumentException e) {
+        throw usage(e.getMessage());
       }
       SetLimitRequest request = SetLimitRequest.newBuilder().setLimit(limit).build();
       SetLimitResponse response;
@@ -203,12 +225,13 @@ final class LimitCommand implements Callable<Integer> {
         out.println(prefix.isEmpty() ? "no limits" : "no limits with prefix '" + prefix + "'");
         return 0;
       }
-      Table t = new Table("RESOURCE", "RATES", "CONCURRENCY", "MAX WAITING", "LEASE TTL");
+      Table t = new Table("RESOURCE", "RATES", "CONCURRENCY", "MAX WAITING", "LEASE TTL", "TENANTS");
       for (Limit l : response.getLimitsList()) {
         t.row(l.getResource(), Output.rates(l),
             l.getConcurrency() == 0 ? "-" : l.getConcurrency(),
             l.getMaxWaiting() == 0 ? "-" : l.getMaxWaiting(),
-            l.hasLeaseTtl() ? Durations.format(l.getLeaseTtl()) : "-");
+            l.hasLeaseTtl() ? Durations.format(l.getLeaseTtl()) : "-",
+            Tenants.summary(l));
       }
       t.print(out);
       return 0;

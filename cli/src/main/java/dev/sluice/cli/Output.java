@@ -51,6 +51,7 @@ final class Output {
     t.row("concurrency", limit.getConcurrency() == 0 ? "no cap" : limit.getConcurrency());
     t.row("max waiting", limit.getMaxWaiting() == 0 ? "server default" : limit.getMaxWaiting());
     t.row("lease ttl", limit.hasLeaseTtl() ? Durations.format(limit.getLeaseTtl()) : "server default");
+    Tenants.rows(t, limit);
     t.print(out);
   }
 

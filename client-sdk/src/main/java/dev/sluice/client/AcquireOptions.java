@@ -4,9 +4,9 @@ import java.time.Duration;
 import java.util.Objects;
 
 /**
- * How one acquire waits: its timeout, lane and request id. Immutable; what is not set falls back
- * to the client's defaults ({@link SluiceClient.Builder#defaultTimeout},
- * {@link SluiceClient.Builder#defaultLane}).
+ * How one acquire waits: its timeout, lane, request id and tenant. Immutable; what is not set
+ * falls back to the client's defaults ({@link SluiceClient.Builder#defaultTimeout},
+ * {@link SluiceClient.Builder#defaultLane}, {@link SluiceClient.Builder#defaultTenant}).
  *
  * <pre>{@code
  * AcquireOptions opts = AcquireOptions.builder().timeout(Duration.ofSeconds(2)).lane(Lane.INTERACTIVE).build();
@@ -14,18 +14,20 @@ import java.util.Objects;
  */
 public final class AcquireOptions {
 
-  private static final AcquireOptions DEFAULTS = new AcquireOptions(null, null, null);
-  private static final int MAX_REQUEST_ID_LENGTH = 64;
+  private static final AcquireOptions DEFAULTS = new AcquireOptions(null, null, null, null);
+  private static final int MAX_NAME_LENGTH = 64;
 
   // null means "the client's default" (no request id for requestId).
   private final Duration timeout;
   private final Lane lane;
   private final String requestId;
+  private final String tenant;
 
-  private AcquireOptions(Duration timeout, Lane lane, String requestId) {
+  private AcquireOptions(Duration timeout, Lane lane, String requestId, String tenant) {
     this.timeout = timeout;
     this.lane = lane;
     this.requestId = requestId;
+    this.tenant = tenant;
   }
 
   /** Options that set nothing: the client's default timeout and lane, no request id. */
@@ -50,11 +52,16 @@ public final class AcquireOptions {
     return requestId;
   }
 
+  String tenant() {
+    return tenant;
+  }
+
   @Override
   public String toString() {
     return "AcquireOptions{timeout=" + (timeout == null ? "client default" : timeout)
         + ", lane=" + (lane == null ? "client default" : lane)
-        + (requestId == null ? "" : ", requestId=" + requestId) + '}';
+        + (requestId == null ? "" : ", requestId=" + requestId)
+        + (tenant == null ? "" : ", tenant=" + tenant) + '}';
   }
 
   /** Builds {@link AcquireOptions}. Each setter validates at once and refuses a second call. */
@@ -62,6 +69,7 @@ public final class AcquireOptions {
     private Duration timeout;
     private Lane lane;
     private String requestId;
+    private String tenant;
 
     private Builder() {}
 
@@ -124,19 +132,7 @@ public final class AcquireOptions {
      */
     public Builder requestId(String requestId) {
       Objects.requireNonNull(requestId, "requestId must not be null; leave it unset for none");
-      if (requestId.isEmpty() || requestId.length() > MAX_REQUEST_ID_LENGTH) {
-        throw new IllegalArgumentException(
-            "requestId has " + requestId.length() + " characters; use 1 to " + MAX_REQUEST_ID_LENGTH);
-      }
-      for (int i = 0; i < requestId.length(); i++) {
-        char c = requestId.charAt(i);
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-            || c == '.' || c == '_' || c == ':' || c == '-')) {
-          String shown = c < 0x20 || c > 0x7e ? String.format("U+%04X", (int) c) : "'" + c + "'";
-          throw new IllegalArgumentException(
-              "requestId holds " + shown + " at " + i + ": use A-Z a-z 0-9 . _ : - only, e.g. a UUID");
-        }
-      }
+      checkName("requestId", requestId, "a UUID");
       if (this.requestId != null) {
         throw new IllegalStateException("requestId was already set to '" + this.requestId + "'; set it once");
       }
@@ -144,9 +140,47 @@ public final class AcquireOptions {
       return this;
     }
 
+    /**
+     * The tenant whose share of the quota this acquire draws on (the limit's shares, floors and
+     * caps, set with {@code sluice limit set --share/--floor/--cap}): 1 to 64 characters of
+     * {@code A-Z a-z 0-9 . _ : -}. Default: the client's {@code defaultTenant}, else none, which the
+     * coordinator counts as the tenant {@code default}. With an API key bound to a tenant the
+     * key's tenant is used; naming another one fails with {@link PermissionDeniedException}.
+     *
+     * @throws IllegalArgumentException if empty, longer than 64 characters, or holding another
+     *     character
+     * @throws IllegalStateException if already set
+     */
+    public Builder tenant(String tenant) {
+      Objects.requireNonNull(tenant, "tenant must not be null; leave it unset for the client default");
+      checkName("tenant", tenant, "'search'");
+      if (this.tenant != null) {
+        throw new IllegalStateException("tenant was already set to '" + this.tenant + "'; set it once");
+      }
+      this.tenant = tenant;
+      return this;
+    }
+
     /** The options; the builder may be reused. */
     public AcquireOptions build() {
-      return new AcquireOptions(timeout, lane, requestId);
+      return new AcquireOptions(timeout, lane, requestId, tenant);
+    }
+  }
+
+  /** Refuses a request id or tenant outside 1-64 characters of {@code A-Z a-z 0-9 . _ : -}. */
+  static void checkName(String field, String value, String example) {
+    if (value.isEmpty() || value.length() > MAX_NAME_LENGTH) {
+      throw new IllegalArgumentException(
+          field + " has " + value.length() + " characters; use 1 to " + MAX_NAME_LENGTH);
+    }
+    for (int i = 0; i < value.length(); i++) {
+      char c = value.charAt(i);
+      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+          || c == '.' || c == '_' || c == ':' || c == '-')) {
+        String shown = c < 0x20 || c > 0x7e ? String.format("U+%04X", (int) c) : "'" + c + "'";
+        throw new IllegalArgumentException(
+            field + " holds " + shown + " at " + i + ": use A-Z a-z 0-9 . _ : - only, e.g. " + example);
+      }
     }
   }
 }

@@ -72,6 +72,7 @@ final class ClientRuntime implements AutoCloseable {
   private final CoordinatorGrpc.CoordinatorStub stub;
   private final Duration defaultTimeout;
   private final Lane defaultLane;
+  private final String defaultTenant;
   private final Executor executor;
   private final ScheduledExecutorService scheduler;
   private final boolean ownsScheduler;
@@ -125,6 +126,7 @@ final class ClientRuntime implements AutoCloseable {
     this.defaultTimeout = b.defaultTimeout != null ? b.defaultTimeout : DEFAULT_TIMEOUT;
     this.deadlineMargin = b.deadlineMargin != null ? b.deadlineMargin : DEADLINE_MARGIN;
     this.defaultLane = b.defaultLane != null ? b.defaultLane : Lane.DEFAULT;
+    this.defaultTenant = b.defaultTenant;
     this.executor = b.executor != null ? b.executor : Runnable::run;
     this.lastRenewAll = new AtomicLong(ticker.getAsLong() - RENEW_ALL_SPACING.toNanos());
     this.retrier = new Retrier(scheduler, ticker);
@@ -530,6 +532,10 @@ final class ClientRuntime implements AutoCloseable {
         .putAllLoad(load.asMap())
         .setLane(Protos.toProto(lane))
         .setTimeout(Protos.toProto(timeout));
+    String tenant = options.tenant() != null ? options.tenant() : defaultTenant;
+    if (tenant != null) {
+      request.setTenant(tenant); // in the request itself: every retry, failover and session carries it
+    }
     // Every acquire carries an id so a cancel can withdraw exactly this waiter (see AcquireCall).
     String requestId = options.requestId() != null ? options.requestId() : idPrefix + Long.toString(ids.incrementAndGet(), 36);
     request.setRequestId(requestId);

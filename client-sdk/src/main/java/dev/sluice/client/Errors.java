@@ -47,7 +47,8 @@ final class Errors {
       case UNAUTHENTICATED:
         return new AuthenticationException(what + "Configure a valid API key", failure);
       case PERMISSION_DENIED:
-        return new PermissionDeniedException(what + "Use an API key whose role allows this call", failure);
+        return new PermissionDeniedException(what + "Use an API key whose role, resources and tenant allow this call",
+            failure);
       case UNAVAILABLE:
       case CANCELLED:
       case UNKNOWN:

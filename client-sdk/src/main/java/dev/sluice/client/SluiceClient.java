@@ -278,6 +278,7 @@ public final class SluiceClient implements AutoCloseable {
     String target;
     Duration defaultTimeout;
     Lane defaultLane;
+    String defaultTenant;
     Executor executor;
     int sessionStreams;
     String apiKey;
@@ -351,6 +352,23 @@ public final class SluiceClient implements AutoCloseable {
       Objects.requireNonNull(lane, "defaultLane must not be null; leave it unset for Lane.DEFAULT");
       requireUnset(defaultLane, "defaultLane");
       this.defaultLane = lane;
+      return this;
+    }
+
+    /**
+     * The tenant of an acquire whose {@link AcquireOptions} set none (see
+     * {@link AcquireOptions.Builder#tenant}): 1 to 64 characters of {@code A-Z a-z 0-9 . _ : -}.
+     * Default: none, which the coordinator counts as the tenant {@code default} (or the API key's
+     * tenant, for a key bound to one).
+     *
+     * @throws IllegalArgumentException if not a valid tenant name
+     * @throws IllegalStateException if already set
+     */
+    public Builder defaultTenant(String tenant) {
+      Objects.requireNonNull(tenant, "defaultTenant must not be null; leave it unset for none");
+      AcquireOptions.checkName("defaultTenant", tenant, "'search'");
+      requireUnset(defaultTenant, "defaultTenant");
+      this.defaultTenant = tenant;
       return this;
     }
 

@@ -48,6 +48,35 @@ class AcquireTest {
   }
 
   @Test
+  void theTenantOfTheOptionsOrTheClientsDefaultIsSentAndKeptOnARetry() throws InterruptedException {
+    f = new Fixture(b -> b.defaultTenant("batch-jobs"));
+    java.util.concurrent.atomic.AtomicInteger calls = new java.util.concurrent.atomic.AtomicInteger();
+    f.fake.onAcquire = (request, response) -> {
+      if (calls.getAndIncrement() == 1) { // the second acquire's first attempt: a node going away
+        response.onError(io.grpc.Status.UNAVAILABLE.withDescription("node shutting down").asRuntimeException());
+        return;
+      }
+      response.onNext(f.fake.grant(request, Duration.ZERO));
+      response.onCompleted();
+    };
+
+    f.client.acquire("shop:123").close();
+    f.client.acquire("shop:123", Load.requests(1), AcquireOptions.builder().tenant("search").build()).close();
+
+    assertThat(f.fake.acquires).extracting(AcquireRequest::getTenant)
+        .containsExactly("batch-jobs", "search", "search");
+    assertThat(f.fake.acquires.get(2).getRequestId()).as("the retry is the same acquire")
+        .isEqualTo(f.fake.acquires.get(1).getRequestId());
+  }
+
+  @Test
+  void withoutATenantTheFieldIsLeftEmpty() throws InterruptedException {
+    f = new Fixture();
+    f.client.acquire("shop:123").close();
+    assertThat(f.fake.acquires.get(0).getTenant()).as("the coordinator's default tenant").isEmpty();
+  }
+
+  @Test
   void plainAcquireSendsEmptyLoadAndTheClientDefaults() throws InterruptedException {
     f = new Fixture(b -> b.defaultTimeout(Duration.ofSeconds(7)).defaultLane(Lane.INTERACTIVE));
 

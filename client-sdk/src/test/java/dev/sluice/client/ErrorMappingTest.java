@@ -45,7 +45,7 @@ class ErrorMappingTest {
         Arguments.of(Status.Code.UNAVAILABLE, SluiceUnavailableException.class, "retry"),
         Arguments.of(Status.Code.INTERNAL, SluiceUnavailableException.class, "retry"),
         Arguments.of(Status.Code.UNAUTHENTICATED, AuthenticationException.class, "valid API key"),
-        Arguments.of(Status.Code.PERMISSION_DENIED, PermissionDeniedException.class, "role allows"),
+        Arguments.of(Status.Code.PERMISSION_DENIED, PermissionDeniedException.class, "role, resources and tenant allow"),
         Arguments.of(Status.Code.UNIMPLEMENTED, SluiceException.class, "versions match"));
   }
 

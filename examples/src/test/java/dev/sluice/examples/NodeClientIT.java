@@ -53,6 +53,8 @@ class NodeClientIT {
       String admin = cli(target, null, "key", "create", "--role", "admin", "--description", "NodeClientIT");
       String worker = cli(target, admin, "key", "create", "--role", "worker", "--resources", "node.*",
           "--description", "the Node tests");
+      String tenantKey = cli(target, admin, "key", "create", "--role", "worker", "--resources", "node.*",
+          "--tenant", "search", "--description", "the Node tests, tenant search");
       for (String line : Files.readAllLines(PACKAGE.resolve("test/limits.txt"))) {
         if (!line.isBlank() && !line.startsWith("#")) {
           List<String> args = new ArrayList<>(List.of("limit", "set"));
@@ -64,7 +66,8 @@ class NodeClientIT {
       npmCi();
       Path summary = dir.resolve("node-summary.json");
       assertThat(run(PACKAGE, Duration.ofMinutes(2),
-              Map.of("SLUICE_TARGET", target, "SLUICE_API_KEY", worker, "SLUICE_SUMMARY", summary.toString()),
+              Map.of("SLUICE_TARGET", target, "SLUICE_API_KEY", worker, "SLUICE_TENANT_KEY", tenantKey,
+                  "SLUICE_SUMMARY", summary.toString()),
               "npm", "test").exit())
           .as("npm test in %s: see its output above", PACKAGE)
           .isZero();

@@ -62,6 +62,8 @@ class PythonClientIT {
       String admin = cli(target, null, "key", "create", "--role", "admin", "--description", "PythonClientIT");
       String worker = cli(target, admin, "key", "create", "--role", "worker", "--resources", "py.*",
           "--description", "the Python tests");
+      String tenantKey = cli(target, admin, "key", "create", "--role", "worker", "--resources", "py.*",
+          "--tenant", "search", "--description", "the Python tests, tenant search");
       for (String line : Files.readAllLines(PACKAGE.resolve("tests/limits.txt"))) {
         if (!line.isBlank() && !line.startsWith("#")) {
           List<String> args = new ArrayList<>(List.of("limit", "set"));
@@ -79,6 +81,7 @@ class PythonClientIT {
               "SLUICE_URL", "http://127.0.0.1:" + main.httpPort(),
               "SLUICE_MOCK_URL", "http://127.0.0.1:" + upstream.port(),
               "SLUICE_API_KEY", worker,
+              "SLUICE_TENANT_KEY", tenantKey,
               "SLUICE_FAILOVER_URLS", pair,
               "SLUICE_CONTROL", control.toString(),
               "SLUICE_SUMMARY", summary.toString(),

@@ -90,13 +90,14 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
    */
   Ticket start(AcquireRequest req, Deadline deadline) {
     Principal.checkResource(req.getResource());
+    String tenant = Principal.checkTenant(req.getTenant());
     long timeout = req.hasTimeout() ? Protos.nanos(req.getTimeout(), "timeout") : maxWaitNanos;
     timeout = Math.min(timeout, maxWaitNanos);
     if (deadline != null) {
       timeout = Math.max(0, Math.min(timeout, deadline.timeRemaining(TimeUnit.NANOSECONDS)));
     }
     Ticket ticket = engine.acquire(
-        req.getResource(), req.getLoadMap(), Protos.lane(req.getLane()), timeout, req.getRequestId());
+        req.getResource(), req.getLoadMap(), Protos.lane(req.getLane()), timeout, req.getRequestId(), tenant);
     if (waiters != null) {
       waiters.track(ticket);
     }

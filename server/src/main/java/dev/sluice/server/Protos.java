@@ -5,13 +5,17 @@ import dev.sluice.proto.v1.Lane;
 import dev.sluice.proto.v1.Limit;
 import dev.sluice.proto.v1.RateDimension;
 import dev.sluice.proto.v1.ResourceStats;
+import dev.sluice.proto.v1.TenantCap;
 import dev.sluice.server.engine.Durations;
 import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
 import dev.sluice.server.engine.ResourceSnapshot;
+import dev.sluice.server.engine.TenantPolicy;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 
 /** Conversions between the wire types and the engine's. */
 final class Protos {
@@ -80,8 +84,21 @@ final class Protos {
   }
 
   static LimitSpec limit(Limit l) {
+    Map<String, List<RateSpec>> caps = new LinkedHashMap<>();
+    l.getCapsMap().forEach((tenant, cap) -> caps.put(tenant, rates(cap.getRatesList())));
+    return new LimitSpec(
+        l.getResource(),
+        rates(l.getRatesList()),
+        l.getConcurrency(),
+        l.getMaxWaiting(),
+        l.hasLeaseTtl() ? javaDuration(l.getLeaseTtl(), "lease_ttl") : null,
+        l.hasJitter() ? javaDuration(l.getJitter(), "jitter") : null,
+        new TenantPolicy(l.getSharesMap(), l.getFloorsMap(), caps));
+  }
+
+  private static List<RateSpec> rates(List<RateDimension> in) {
     List<RateSpec> rates = new ArrayList<>();
-    for (RateDimension r : l.getRatesList()) {
+    for (RateDimension r : in) {
       rates.add(
           new RateSpec(
               r.getName(),
@@ -89,13 +106,25 @@ final class Protos {
               r.hasPeriod() ? javaDuration(r.getPeriod(), "period of " + r.getName()) : null,
               r.getBurst()));
     }
-    return new LimitSpec(
-        l.getResource(),
-        rates,
-        l.getConcurrency(),
-        l.getMaxWaiting(),
-        l.hasLeaseTtl() ? javaDuration(l.getLeaseTtl(), "lease_ttl") : null,
-        l.hasJitter() ? javaDuration(l.getJitter(), "jitter") : null);
+    return rates;
+  }
+
+  /** Rates as the wire shows them; with {@code jitter} (a limit's own rates), each one's effective amount. */
+  private static List<RateDimension> dimensions(List<RateSpec> in, java.time.Duration jitter) {
+    List<RateDimension> out = new ArrayList<>();
+    for (RateSpec r : in) {
+      RateDimension.Builder d =
+          RateDimension.newBuilder()
+              .setName(r.name())
+              .setAmount(r.amount())
+              .setPeriod(duration(r.period()))
+              .setBurst(r.burst());
+      if (jitter != null) {
+        d.setEffectiveAmount(r.effectiveAmount(jitter));
+      }
+      out.add(d.build());
+    }
+    return out;
   }
 
   static Limit limit(LimitSpec s) {
@@ -105,16 +134,12 @@ final class Protos {
             .setConcurrency(s.concurrency())
             .setMaxWaiting(s.maxWaiting())
             .setLeaseTtl(duration(s.leaseTtl()))
-            .setJitter(duration(s.jitter()));
-    for (RateSpec r : s.rates()) {
-      b.addRates(
-          RateDimension.newBuilder()
-              .setName(r.name())
-              .setAmount(r.amount())
-              .setPeriod(duration(r.period()))
-              .setBurst(r.burst())
-              .setEffectiveAmount(r.effectiveAmount(s.jitter())));
-    }
+            .setJitter(duration(s.jitter()))
+            .addAllRates(dimensions(s.rates(), s.jitter()))
+            .putAllShares(s.tenants().weights())
+            .putAllFloors(s.tenants().floors());
+    s.tenants().caps().forEach(
+        (tenant, rates) -> b.putCaps(tenant, TenantCap.newBuilder().addAllRates(dimensions(rates, null)).build()));
     return b.build();
   }
 

@@ -75,7 +75,7 @@ public final class AuthInterceptor implements ServerInterceptor {
     return StoredKey.parse(token).flatMap(p -> keys.get(p.id())
         .filter(k -> k.matches(p.secret()))
         .map(k -> new Principal(k.id(), k.role(), patterns.computeIfAbsent(k.resources(), ResourcePattern::parse),
-            keys)));
+            keys, k.tenant())));
   }
 
   /** The key's public id, or that it is not shaped like a key; never the secret. */

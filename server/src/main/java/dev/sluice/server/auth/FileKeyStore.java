@@ -97,7 +97,14 @@ public final class FileKeyStore implements KeyStore {
           if (p.currentToken() != JsonToken.START_OBJECT) {
             throw invalid(keyLine, "keys[" + i + "] is " + p.getText() + ", not a key object", null);
           }
-          StoredKey k = json.readValue(p, StoredKey.class);
+          com.fasterxml.jackson.databind.JsonNode node = json.readTree(p);
+          StoredKey k;
+          try {
+            k = StoredKey.read(json, node);
+          } catch (JsonProcessingException e) {
+            // Bound from the tree, which has no lines: the key's own line says where.
+            throw invalid(keyLine, "keys[" + i + "] " + e.getOriginalMessage(), e);
+          }
           String problem = k.problem();
           if (problem != null) {
             throw invalid(keyLine, "keys[" + i + "] " + problem, null);

@@ -6,6 +6,8 @@ import dev.sluice.proto.v1.CreateKeyResponse;
 import dev.sluice.proto.v1.ListKeysResponse;
 import dev.sluice.proto.v1.RevokeKeyRequest;
 import dev.sluice.proto.v1.RevokeKeyResponse;
+import dev.sluice.server.engine.EngineException;
+import dev.sluice.server.engine.Validation;
 import io.grpc.Status;
 import java.io.IOException;
 import java.util.function.LongSupplier;
@@ -45,6 +47,17 @@ public final class KeyAdmin {
     if (description.length() > 200 || description.chars().anyMatch(c -> c < 0x20 || c == 0x7f)) {
       throw invalid("key description must be at most 200 printable characters");
     }
+    String tenant = null;
+    if (!req.getTenant().isEmpty()) {
+      try {
+        tenant = Validation.tenant(req.getTenant());
+      } catch (EngineException e) {
+        throw invalid(e.getMessage());
+      }
+      if (role == Role.ADMIN) {
+        throw invalid("admin keys act in every tenant; bind a key to tenant '" + tenant + "' with role worker");
+      }
+    }
     boolean first = keys.isEmpty();
     if (first && role != Role.ADMIN) {
       // A first worker key would close the coordinator to every admin call, for good.
@@ -52,15 +65,15 @@ public final class KeyAdmin {
           + " (`sluice key create --role admin`), then worker keys with it; a first worker key would lock every"
           + " admin call out").asRuntimeException();
     }
-    StoredKey.Issued issued = StoredKey.generate(role, resources, description, clock.getAsLong());
+    StoredKey.Issued issued = StoredKey.generate(role, resources, description, tenant, clock.getAsLong());
     try {
       keys.add(issued.stored());
     } catch (IOException e) {
       throw Status.UNAVAILABLE.withDescription("cannot store the new key in " + keys.describe() + ": " + e.getMessage()
           + "; check the data dir (or Redis) and retry").withCause(e).asRuntimeException();
     }
-    log.info("API key {} created: role {}, resources {}{}", issued.stored().id(), role.name().toLowerCase(),
-        issued.stored().resources(), first ? "; this was the first key: every call now needs a key" : "");
+    log.info("API key {} created: role {}, resources {}{}{}", issued.stored().id(), role.name().toLowerCase(),
+        issued.stored().resources(), tenant == null ? "" : ", tenant " + tenant, first ? "; this was the first key: every call now needs a key" : "");
     return CreateKeyResponse.newBuilder().setKey(issued.key()).setInfo(info(issued.stored())).build();
   }
 
@@ -90,7 +103,11 @@ public final class KeyAdmin {
   }
 
   private static ApiKeyInfo info(StoredKey k) {
-    return ApiKeyInfo.newBuilder()
+    ApiKeyInfo.Builder b = ApiKeyInfo.newBuilder();
+    if (k.tenant() != null) {
+      b.setTenant(k.tenant());
+    }
+    return b
         .setId(k.id())
         .setRole(k.role() == Role.ADMIN ? dev.sluice.proto.v1.Role.ROLE_ADMIN : dev.sluice.proto.v1.Role.ROLE_WORKER)
         .setResources(k.resources())

@@ -4,8 +4,11 @@ import dev.sluice.server.engine.Validation;
 import io.grpc.Context;
 import io.grpc.Status;
 
-/** Who is calling: a key's id, role and resources. Attached to each call's {@link Context}. */
-public record Principal(String keyId, Role role, ResourcePattern resources, KeyStore store) {
+/**
+ * Who is calling: a key's id, role, resources and tenant (null when the key is bound to none).
+ * Attached to each call's {@link Context}.
+ */
+public record Principal(String keyId, Role role, ResourcePattern resources, KeyStore store, String tenant) {
 
   static final Context.Key<Principal> KEY = Context.key("sluice-principal");
 
@@ -26,6 +29,35 @@ public record Principal(String keyId, Role role, ResourcePattern resources, KeyS
     if (p != null) {
       p.check(resource);
     }
+  }
+
+  /**
+   * The tenant an acquire of the current call is in: see {@link #tenant(String)}; outside a
+   * checked call (open coordinator, in-process tests) the one asked, checked, or null.
+   */
+  public static String checkTenant(String asked) {
+    Principal p = KEY.get();
+    return p != null ? p.tenant(asked) : asked(asked);
+  }
+
+  /**
+   * The tenant an acquire with this key is in: the key's own when it is bound to one (asking for
+   * none, or for the same, is fine; asking for another is PERMISSION_DENIED: a key cannot spend
+   * in another tenant's name), else the one asked, checked (INVALID_ARGUMENT for a bad name), or
+   * null (empty or null asked) for the default tenant.
+   */
+  public String tenant(String asked) {
+    String own = asked(asked);
+    if (tenant == null || own == null || own.equals(tenant)) {
+      return tenant != null ? tenant : own;
+    }
+    throw Status.PERMISSION_DENIED.withDescription("API key " + keyId + " is bound to tenant '" + tenant
+        + "' and cannot acquire as tenant '" + own + "': leave the tenant out (the key's is used), or use a key"
+        + " of tenant '" + own + "' (`sluice key create --role worker --tenant " + own + "`)").asRuntimeException();
+  }
+
+  private static String asked(String asked) {
+    return asked == null || asked.isEmpty() ? null : Validation.tenant(asked);
   }
 
   /**

@@ -42,7 +42,7 @@ public final class RedisKeyStore implements KeyStore {
     for (Map.Entry<String, String> e : hash.all().entrySet()) {
       StoredKey k;
       try {
-        k = json.readValue(e.getValue(), StoredKey.class);
+        k = StoredKey.read(json, json.readTree(e.getValue()));
       } catch (JsonProcessingException ex) {
         throw new IOException("API key " + e.getKey() + " in " + where + " is not valid JSON ("
             + ex.getOriginalMessage() + "): revoke it with `sluice key revoke " + e.getKey() + "`", ex);

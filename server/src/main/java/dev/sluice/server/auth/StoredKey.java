@@ -1,5 +1,12 @@
 package dev.sluice.server.auth;
 
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.sluice.server.engine.EngineException;
+import dev.sluice.server.engine.Validation;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
@@ -12,10 +19,19 @@ import java.util.Optional;
  * An API key as the coordinator keeps it: its public id, role and resources, and a salted SHA-256
  * of its secret. The key itself ({@code slk_<id>_<secret>}, 256 random bits of secret) is shown
  * once, at creation, and never stored or logged. A fast hash is enough for a random 256-bit
- * secret (nothing to brute-force); the salt keeps equal secrets apart.
+ * secret (nothing to brute-force); the salt keeps equal secrets apart. {@code tenant} is null for a
+ * key bound to no tenant (every key made before tenants existed).
  */
+@JsonInclude(JsonInclude.Include.NON_NULL) // a key bound to no tenant is stored as before tenants
 public record StoredKey(
-    String id, Role role, String resources, String description, long createdUnixMs, String salt, String hash) {
+    String id,
+    Role role,
+    String resources,
+    String description,
+    long createdUnixMs,
+    String salt,
+    String hash,
+    String tenant) {
 
   static final String PREFIX = "slk_";
   private static final int ID_BYTES = 6;
@@ -29,6 +45,12 @@ public record StoredKey(
   record Presented(String id, String secret) {}
 
   public static Issued generate(Role role, ResourcePattern resources, String description, long nowUnixMs) {
+    return generate(role, resources, description, null, nowUnixMs);
+  }
+
+  /** A new key bound to {@code tenant} (null: to none). */
+  public static Issued generate(
+      Role role, ResourcePattern resources, String description, String tenant, long nowUnixMs) {
     byte[] id = new byte[ID_BYTES];
     byte[] secret = new byte[SECRET_BYTES];
     byte[] salt = new byte[16];
@@ -39,8 +61,19 @@ public record StoredKey(
     String secretText = Base64.getUrlEncoder().withoutPadding().encodeToString(secret);
     StoredKey stored = new StoredKey(idText, role, role == Role.ADMIN ? "*" : resources.toString(),
         description == null ? "" : description, nowUnixMs, Base64.getEncoder().encodeToString(salt),
-        Base64.getEncoder().encodeToString(digest(salt, secretText)));
+        Base64.getEncoder().encodeToString(digest(salt, secretText)), tenant);
     return new Issued(PREFIX + idText + "_" + secretText, stored);
+  }
+
+  /**
+   * A stored key from its JSON. A key written before tenants has no {@code tenant} field: it is
+   * bound to no tenant (the file store otherwise refuses a missing field, which it would not write).
+   */
+  static StoredKey read(ObjectMapper json, JsonNode node) throws JsonProcessingException {
+    if (node instanceof ObjectNode o && !o.has("tenant")) {
+      o.putNull("tenant");
+    }
+    return json.treeToValue(node, StoredKey.class);
   }
 
   /** Splits a presented key; empty if it does not have the key's shape. */
@@ -83,6 +116,13 @@ public record StoredKey(
     } catch (IllegalArgumentException e) {
       return "(key " + id + ") has a bad resource pattern: " + e.getMessage();
     }
+    if (tenant != null) {
+      try {
+        Validation.tenant(tenant);
+      } catch (EngineException e) {
+        return "(key " + id + ") has a bad tenant: " + e.getMessage();
+      }
+    }
     try {
       if (Base64.getDecoder().decode(salt).length == 0) {
         return "(key " + id + ") has an empty salt";
@@ -113,6 +153,7 @@ public record StoredKey(
   /** Never prints the hash or salt. */
   @Override
   public String toString() {
-    return "key " + id + " (" + role.name().toLowerCase(java.util.Locale.ROOT) + ", resources " + resources + ")";
+    return "key " + id + " (" + role.name().toLowerCase(java.util.Locale.ROOT) + ", resources " + resources
+        + (tenant == null ? "" : ", tenant " + tenant) + ")";
   }
 }

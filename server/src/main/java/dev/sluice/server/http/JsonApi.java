@@ -70,7 +70,7 @@ final class JsonApi {
       int slash = rest.lastIndexOf('/');
       String verb = slash < 0 ? "" : rest.substring(slash + 1);
       switch (verb) {
-        case "acquire", "cancel", "report", "pause", "resume" -> {
+        case "acquire", "cancel", "report", "pause", "resume", "limit" -> {
           HttpApi.only(x, "POST");
           String resource = decode(rest.substring(0, slash));
           offload.accept(x, () -> {
@@ -79,6 +79,7 @@ final class JsonApi {
               case "cancel" -> cancel(x, resource);
               case "report" -> report(x, resource);
               case "pause" -> pause(x, resource);
+              case "limit" -> setLimit(x, resource);
               default -> resume(x, resource);
             }
           });
@@ -86,11 +87,12 @@ final class JsonApi {
         }
         default -> {
           if (!method.equals("GET")) { // a GET reads a resource, whose name may hold a slash: x/ACQUIRE
-            caseSensitive(x, verb, "acquire", "cancel", "report", "pause", "resume");
+            caseSensitive(x, verb, "acquire", "cancel", "report", "pause", "resume", "limit");
             x.allow("GET");
             throw new HttpError(HttpResponseStatus.METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", method + " " + path
                 + " is not served: GET " + path + " reads the resource; its calls are POST " + path + "/acquire, "
-                + path + "/cancel, " + path + "/report, " + path + "/pause and " + path + "/resume");
+                + path + "/cancel, " + path + "/report, " + path + "/pause, " + path + "/resume and " + path
+                + "/limit");
           }
           String resource = decode(rest);
           offload.accept(x, () -> describe(x, resource));
@@ -143,7 +145,7 @@ final class JsonApi {
     long arrived = System.nanoTime();
     Optional<Principal> who = authenticate(x, false);
     JsonNode body = x.json();
-    known(body, "load", "lane", "timeout", "requestId");
+    known(body, "load", "lane", "timeout", "requestId", "tenant");
     Map<String, Long> load = load(body.get("load"), "load");
     Lane lane = lane(body.get("lane"));
     long timeout = DEFAULT_TIMEOUT_NANOS;
@@ -156,8 +158,10 @@ final class JsonApi {
     timeout = Math.min(timeout, options.maxWaitNanos());
     String requestId = body.hasNonNull("requestId") ? text(body.get("requestId"), "requestId")
         : "http-" + UUID.randomUUID();
+    String asked = body.hasNonNull("tenant") ? text(body.get("tenant"), "tenant") : null;
     who.ifPresent(p -> p.check(resource));
-    Ticket ticket = engine.acquire(resource, load, lane, timeout, requestId);
+    String tenant = who.isPresent() ? who.get().tenant(asked) : Principal.checkTenant(asked);
+    Ticket ticket = engine.acquire(resource, load, lane, timeout, requestId, tenant);
     x.onClose(ticket::cancel);
     ticket.future().whenComplete((grant, error) -> {
       if (error != null) {
@@ -298,6 +302,22 @@ final class JsonApi {
     });
   }
 
+  /**
+   * {@code POST /v1/resources/{name}/limit}, admin: creates or replaces the limit (the gRPC
+   * {@code SetLimit}), tenant policy included; answers the limit as stored.
+   */
+  private void setLimit(Exchange x, String resource) {
+    authenticate(x, "setting a limit is an admin call");
+    var spec = LimitJson.parse(resource, x.json());
+    answer(x, engine.setLimit(spec).thenCompose(created -> engine.getLimit(resource).thenApply(stored -> {
+      ObjectNode o = Views.JSON.createObjectNode();
+      o.put("resource", resource);
+      o.put("created", created);
+      o.set("limit", Views.limit(stored.orElseThrow()));
+      return o;
+    })), o -> x.json(HttpResponseStatus.OK, o));
+  }
+
   private void resume(Exchange x, String resource) {
     Optional<Principal> who = authenticate(x, true);
     known(x.json());
@@ -390,12 +410,17 @@ final class JsonApi {
     }
   }
 
-  private static void known(JsonNode body, String... fields) {
-    for (Iterator<String> it = body.fieldNames(); it.hasNext(); ) {
+  static void known(JsonNode body, String... fields) {
+    knownIn(body, "the body", fields);
+  }
+
+  /** Refuses a field of {@code node} (named {@code where} in the message) not among {@code fields}. */
+  static void knownIn(JsonNode node, String where, String... fields) {
+    for (Iterator<String> it = node.fieldNames(); it.hasNext(); ) {
       String f = it.next();
       if (!List.of(fields).contains(f)) {
-        throw HttpError.badRequest("unknown field '" + f + "' in the body" + (fields.length == 0
-            ? ": this call takes no body" : ": this call takes " + String.join(", ", fields)));
+        throw HttpError.badRequest("unknown field '" + f + "' in " + where + (fields.length == 0
+            ? ": this call takes no body" : ": it takes " + String.join(", ", fields)));
       }
     }
   }

@@ -8,6 +8,7 @@ import dev.sluice.server.engine.Lane;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
 import dev.sluice.server.engine.ResourceSnapshot;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 
@@ -68,22 +69,35 @@ final class Views {
 
   static ObjectNode limit(LimitSpec l) {
     ObjectNode o = JSON.createObjectNode();
-    ArrayNode rates = o.putArray("rates");
-    for (RateSpec r : l.rates()) {
-      ObjectNode x = rates.addObject();
+    rates(o.putArray("rates"), l.rates(), l.jitter());
+    o.put("jitterSeconds", l.jitter().toNanos() / 1e9);
+    o.put("concurrency", l.concurrency());
+    o.put("maxWaiting", l.maxWaiting());
+    o.put("leaseSeconds", l.leaseTtl().toNanos() / 1e9);
+    // The tenant policy: weights, floors as fractions (0.4 is 40 %), caps as rates.
+    ObjectNode shares = o.putObject("shares");
+    l.tenants().weights().forEach(shares::put);
+    ObjectNode floors = o.putObject("floors");
+    l.tenants().floors().forEach(floors::put);
+    ObjectNode caps = o.putObject("caps");
+    l.tenants().caps().forEach((tenant, rates) -> rates(caps.putArray(tenant), rates, null));
+    return o;
+  }
+
+  /** Rates as JSON; with {@code jitter} (a limit's own rates), what each really grants at. */
+  private static void rates(ArrayNode out, List<RateSpec> rates, java.time.Duration jitter) {
+    for (RateSpec r : rates) {
+      ObjectNode x = out.addObject();
       x.put("dimension", r.name());
       x.put("amount", r.amount());
       x.put("periodSeconds", r.period().toNanos() / 1e9);
       x.put("burst", r.burst());
       x.put("perSecond", round(ResourceSampler.perSecond(r)));
-      // What the coordinator really grants at after the jitter's margin (RateSpec).
-      x.put("effectiveAmount", round(r.effectiveAmount(l.jitter())));
+      if (jitter != null) {
+        // What the coordinator really grants at after the jitter's margin (RateSpec).
+        x.put("effectiveAmount", round(r.effectiveAmount(jitter)));
+      }
     }
-    o.put("jitterSeconds", l.jitter().toNanos() / 1e9);
-    o.put("concurrency", l.concurrency());
-    o.put("maxWaiting", l.maxWaiting());
-    o.put("leaseSeconds", l.leaseTtl().toNanos() / 1e9);
-    return o;
   }
 
   /** A grant answering a request that reached this node at {@code arrivedNanos} (System.nanoTime). */

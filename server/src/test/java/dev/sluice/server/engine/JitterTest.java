@@ -107,7 +107,7 @@ class JitterTest {
         .isEqualTo(Duration.ofMillis(5));
     // Zero given stays zero (no allowance); a concurrency-only limit gets the default too.
     assertThat(checked(Duration.ZERO, perMinute("requests", 60, 1)).jitter()).isZero();
-    assertThat(Validation.limit(new LimitSpec("c", List.of(), 3, 0, null, null), 100, Duration.ofSeconds(30)).jitter())
+    assertThat(Validation.limit(new LimitSpec("c", List.of(), 3, 0, null, (Duration) null), 100, Duration.ofSeconds(30)).jitter())
         .isEqualTo(Validation.DEFAULT_JITTER);
   }
 
