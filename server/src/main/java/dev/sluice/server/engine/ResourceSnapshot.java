@@ -11,6 +11,7 @@ import java.util.Map;
  * @param waiting waiters per lane
  * @param paused whether grants are paused
  * @param pausedForNanos time left on the pause; -1 when paused until resumed
+ * @param pause who holds the pause (an admin, an upstream throttle report) and for how long
  * @param granted grants since start
  * @param timedOut acquires that reached their deadline
  * @param cancelled acquires cancelled by the caller
@@ -25,6 +26,7 @@ import java.util.Map;
  * @param waitP50Seconds median wait of recent grants
  * @param waitP99Seconds 99th percentile wait of recent grants
  * @param throttleReports upstream throttling reports received
+ * @param lastThrottleAgoNanos time since the last of them; -1 when none was received
  * @param used tokens taken per dimension net of refunds, a counter (it restarts from zero when an
  *     idle resource's live state was let go); its rate over the limit's rate is utilization
  */
@@ -35,6 +37,7 @@ public record ResourceSnapshot(
     Map<Lane, Integer> waiting,
     boolean paused,
     long pausedForNanos,
+    PauseState pause,
     long granted,
     long timedOut,
     long cancelled,
@@ -45,4 +48,5 @@ public record ResourceSnapshot(
     double waitP50Seconds,
     double waitP99Seconds,
     long throttleReports,
+    long lastThrottleAgoNanos,
     Map<String, Double> used) {}
