@@ -171,6 +171,13 @@ class DashboardBrowserIT {
         assertThat(seen.get("firstByUtilization").asText()).as("the busiest first").isEqualTo(RESOURCE);
         assertThat(seen.get("buffer").asText()).contains("outbox", "shop-api", "paused");
         assertThat(Files.size(shot)).as("screenshot").isGreaterThan(10_000);
+        // The documented way to take one by hand (docs/operations.md): a timed wait, as the
+        // event stream never lets the network go idle.
+        Path timed = Path.of("target", "dashboard-timed.png").toAbsolutePath();
+        NodeTool.Run byHand = NodeTool.run(browserDir, Duration.ofMinutes(1), Map.of(), "node", "screenshot.mjs",
+            "http://127.0.0.1:" + server.httpPort() + "/", timed.toString(), "1");
+        assertThat(byHand.exit()).as("screenshot.mjs failed:\n" + byHand.log()).isZero();
+        assertThat(Files.size(timed)).as("timed screenshot").isGreaterThan(10_000);
 
         // The page's pause reached the engine, and the workers' acquires stop being granted.
         assertThat(sync(server.engine()).stats(RESOURCE).paused()).isTrue();
