@@ -678,8 +678,8 @@ public final class MemoryEngine extends ImmediateEngine {
         (s, now, granted) -> {
           long left = s.report(now, throttled, retryAfterNanos, remaining);
           if (throttled) {
-            log.info("upstream throttled {}: pausing grants for {} ms", resource,
-                TimeUnit.NANOSECONDS.toMillis(retryAfterNanos));
+            log.info("upstream throttled {}: pausing grants for {}", resource,
+                HumanDurations.formatNanos(retryAfterNanos));
           }
           drain(s, now, granted);
           return left == ResourceState.NEVER ? -1 : left;

@@ -498,8 +498,8 @@ public final class RedisEngine implements Engine {
                 throw limits.vanished(resource); // deleted, or Redis lost its data
               }
               if (throttled) {
-                log.info("upstream throttled {}: pausing grants for {} ms", resource,
-                    TimeUnit.NANOSECONDS.toMillis(retryAfterNanos));
+                log.info("upstream throttled {}: pausing grants for {}", resource,
+                    HumanDurations.formatNanos(retryAfterNanos));
               }
               long left = num(reply.get(1));
               waiters.afterDrain(resource, reply, 2);
