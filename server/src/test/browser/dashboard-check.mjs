@@ -54,7 +54,7 @@ try {
       && parseFloat(document.querySelector(s).textContent) > 0, tid(`grants-rate-${resource}`), { timeout: 10000 });
   const rate = await page.textContent(tid(`grants-rate-${resource}`));
   const refusals = await page.textContent(tid(`refusals-rate-${resource}`));
-  const scale = await page.textContent(tid(`scale-${resource}-requests`));
+  const scale = await page.$$eval(`${tid(`scale-${resource}-requests`)} span`, (spans) => spans.map((x) => x.textContent));
   const axis = await page.$$eval(`${tid(`time-axis-${resource}`)} span`, (spans) => spans.map((x) => x.textContent));
   await page.waitForFunction((s) => /^bucket -?\d+ %$/.test(document.querySelector(s)?.textContent ?? ""),
     tid(`level-${resource}-tokens`), { timeout: 10000 });
