@@ -157,8 +157,9 @@ class DashboardBrowserIT {
         assertThat(top).isGreaterThanOrEqualTo(100).matches(t -> t % 50 == 0, "a 50 % step");
         assertThat(scale.get(1).asText()).isEqualTo(top / 2 + " %");
         assertThat(seen.get("axis")).as("time ticks under the chart").hasSize(4);
-        assertThat(seen.get("axis").get(0).asText()).matches("\\d\\d:\\d\\d:\\d\\d");
-        assertThat(seen.get("axis").get(3).asText()).matches("now \\d\\d:\\d\\d:\\d\\d");
+        assertThat(seen.get("axis").get(0).asText()).as("15 minutes ago, clock time").matches("\\d\\d:\\d\\d");
+        assertThat(seen.get("axis").get(2).asText()).as("5 minutes ago").matches("\\d\\d:\\d\\d");
+        assertThat(seen.get("axis").get(3).asText()).isEqualTo("now");
         assertThat(seen.get("level").asText()).as("the tokens bucket's level").matches("bucket -?\\d+ %");
         JsonNode actions = seen.get("actions");
         assertThat(actions.get("pauseShownUnpaused").asBoolean()).as("Pause offered while running").isTrue();

@@ -258,7 +258,9 @@ function render(sample) {
     f.throttles.hidden = !throttles;
     f.throttles.textContent = throttles;
     AXIS_MINUTES.forEach((m, i) => {
-      f.ticks[i].textContent = m === 0 ? `now ${clock(sample.time)}` : clock(sample.time - m * 60_000);
+      const at = sample.time - m * 60_000;
+      f.ticks[i].textContent = m === 0 ? "now" : clock(at).slice(0, 5); // HH:MM
+      f.ticks[i].title = clock(at);
     });
     let hottest = 0;
     for (const rs of l.rates) {
