@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import {
-  AcquireAbortedError, InvalidRequestError, SluiceError, SluiceUnavailableError, mapError,
+  AcquireAbortedError, InvalidRequestError, SluiceError, SluiceUnavailableError, humanMs, mapError,
 } from './errors';
 import {
   type AcquireResponse, type CoordinatorStub, type Duration, type LimitMessage, coordinatorConstructor,
@@ -426,7 +426,8 @@ export class Permit {
   }
 
   toString(): string {
-    return `Permit{id=${this.id}, resource=${this.resource}, granted=${JSON.stringify(this.granted)}, waited=${this.waitedMs}ms}`;
+    const load = Object.entries(this.granted).map(([d, n]) => `${d}=${n}`).join(', ') || 'nothing';
+    return `permit ${this.id} on '${this.resource}': ${load}, granted after ${humanMs(this.waitedMs)}`;
   }
 }
 
@@ -530,7 +531,7 @@ class AcquireCall {
       // The coordinator owns the timeout and answers it itself; silence well past it is a dead or
       // unreachable coordinator, which callers must treat as unavailable, not slow.
       failure = new SluiceUnavailableError(`acquire on resource '${this.resource}' failed: the coordinator did not`
-          + ` answer within ${Math.round(elapsed)} ms (asked to time out after ${Math.round(askedMs)} ms). Check`
+          + ` answer within ${humanMs(elapsed)} (asked to time out after ${humanMs(askedMs)}). Check`
           + ' that it is running and reachable', failure.code, failure.serverMessage, 'acquire', this.resource, error);
     }
     this.finish(failure);
@@ -566,7 +567,7 @@ class AcquireCall {
     }
     const mapped = mapError(error, 'acquire', this.resource);
     this.finish(new SluiceUnavailableError(`${mapped.message}. No coordinator answered within the acquire's`
-        + ` timeout of ${this.timeoutMs} ms (${this.retries + 1} attempt(s))`, mapped.code, mapped.serverMessage,
+        + ` timeout of ${humanMs(this.timeoutMs)} (${this.retries + 1} attempt(s))`, mapped.code, mapped.serverMessage,
         'acquire', this.resource, error));
   }
 

@@ -71,7 +71,27 @@ export function isServiceError(e: unknown): e is ServiceError {
       && (e as Partial<ServiceError>).metadata instanceof Metadata;
 }
 
-/** Maps a grpc-js failure onto the typed errors, with the same wording as the Java SDK. */
+/**
+ * A duration for people, as the Java SDK's HumanDurations writes it: `218 ms`, `1.5 s`, `42 s`,
+ * `3m 20s`.
+ */
+export function humanMs(ms: number): string {
+  if (!(ms > 0)) return '0 s';
+  if (ms < 999.5) return `${Math.max(1, Math.round(ms))} ms`;
+  if (ms < 9950) return `${Number((ms / 1000).toFixed(1))} s`;
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return s % 60 === 0 ? `${s / 60}m` : `${Math.floor(s / 60)}m ${s % 60}s`;
+  const m = Math.round(s / 60);
+  return m % 60 === 0 ? `${m / 60}h` : `${Math.floor(m / 60)}h ${m % 60}m`;
+}
+
+/**
+ * Maps a grpc-js failure onto the typed errors, with the same wording as the Java SDK. Advice is
+ * given once: the coordinator's message already says what to do (`...: create it with ...`,
+ * `...; wait longer, ...`), so the client adds its own only where the coordinator said nothing,
+ * or where the failure is the transport's (no connection, a dropped one), whose words give none.
+ */
 export function mapError(failure: unknown, operation: string, resource: string): SluiceError {
   if (failure instanceof SluiceError) {
     return failure;
@@ -84,38 +104,41 @@ export function mapError(failure: unknown, operation: string, resource: string):
   const code = failure.code;
   const serverMessage = failure.details ?? '';
   const said = (serverMessage || Status[code] || String(code)).replace(/\.$/, '');
-  const what = `${operation} on resource '${resource}' failed: ${said}. `;
+  const what = `${operation} on resource '${resource}' failed: ${said}`;
+  // The coordinator's own refusals: its message carries the advice; ours only when it sent none.
+  const advise = (advice: string) => (serverMessage ? what : `${what}. ${advice}`);
   const args = [code, serverMessage, operation, resource, failure] as const;
   switch (code) {
     case Status.INVALID_ARGUMENT:
       return new InvalidRequestError(
-          what + 'The request is wrong in any state; fix the resource name or load, or the limit', ...args);
+          advise('The request is wrong in any state; fix the resource name or load, or the limit'), ...args);
     case Status.NOT_FOUND:
       return new ResourceNotFoundError(
-          what + `Create a limit for '${resource}' with the admin CLI, or check the name`, ...args);
+          advise(`Create a limit for '${resource}' with the admin CLI, or check the name`), ...args);
     case Status.DEADLINE_EXCEEDED:
-      return new AcquireTimeoutError(
-          what + 'Nothing was granted; retry later, raise the timeout, or lower the load', ...args);
+      return new AcquireTimeoutError(`${advise('Retry later, raise the timeout, or lower the load')}. Nothing was`
+          + ' granted', ...args);
     case Status.RESOURCE_EXHAUSTED: {
       const retryAfterMs = retryAfter(failure);
-      return new WaitingRoomFullError(
-          what + `The waiting room is full; retry after ${retryAfterMs} ms or lower the number of concurrent callers`,
-          ...args, retryAfterMs);
+      return new WaitingRoomFullError(`${advise('The waiting room is full; lower the number of concurrent callers')}.`
+          + ` The hinted delay is ${humanMs(retryAfterMs)}`, ...args, retryAfterMs);
     }
     case Status.UNAUTHENTICATED:
-      return new AuthenticationError(what + 'Configure a valid API key (apiKey option or SLUICE_API_KEY)', ...args);
+      return new AuthenticationError(advise('Configure a valid API key (apiKey option or SLUICE_API_KEY)'), ...args);
     case Status.PERMISSION_DENIED:
-      return new PermissionDeniedError(what + 'Use an API key whose role, resources and tenant allow this call', ...args);
+      return new PermissionDeniedError(advise('Use an API key whose role, resources and tenant allow this call'), ...args);
     case Status.UNAVAILABLE:
     case Status.CANCELLED:
     case Status.UNKNOWN:
     case Status.INTERNAL:
     case Status.ABORTED:
     case Status.DATA_LOSS:
-      return new SluiceUnavailableError(what + 'The coordinator could not be reached or could not serve the call;'
-          + ' retry, or check that it is running and reachable', ...args);
+      // Mostly the transport's words (no connection, a dropped one), which advise nothing; a
+      // coordinator going away says itself to retry elsewhere.
+      return new SluiceUnavailableError(/\bretry\b/i.test(said) ? what : `${what}. The coordinator could not be`
+          + ' reached or could not serve the call; retry, or check that it is running and reachable', ...args);
     default:
-      return new SluiceError(what + `Unexpected status ${Status[code] ?? code}; check that client and coordinator`
+      return new SluiceError(`${what}. Unexpected status ${Status[code] ?? code}; check that client and coordinator`
           + ' versions match', ...args);
   }
 }

@@ -3,10 +3,14 @@
 //
 //   node dashboard-check.mjs URL RESOURCE ADMIN_KEY SCREENSHOT_PATH
 //
-// Checks that the page goes live, that the resource's numbers move and its chart fills, that a
-// pause without a key is refused on the page, then pauses the resource with the admin key and
-// waits for the paused badge. Prints one JSON line of what it saw; exits 1 with a message on any
-// failure. CHROMIUM overrides the browser path (default /usr/bin/chromium).
+// Checks that the page goes live, that the resource's rates and totals move and its chart fills
+// with a percentage scale and time ticks, that each bucket's level shows, that only the action
+// that applies is offered, that sort and filter appear with more than 10 resources, that a pause
+// without a key is refused on the page, then pauses the resource with the admin key and waits for
+// the paused badge naming the admin. With THROTTLED=name, that resource was paused by an upstream
+// 429 report: its badge must say so with the time left, and its reports must show with their
+// time. Prints one JSON line of what it saw; exits 1 with a message on any failure. CHROMIUM
+// overrides the browser path (default /usr/bin/chromium).
 import { chromium } from "playwright-core";
 
 const [url, resource, adminKey, screenshot] = process.argv.slice(2);
@@ -46,6 +50,45 @@ try {
   // Some seconds of history, so the chart (and the screenshot) shows a line.
   await page.waitForFunction((s) => Number(document.querySelector(s)?.dataset.points) >= 8, chart, { timeout: 20000 });
   const points = Number(await page.getAttribute(chart, "data-points"));
+  await page.waitForFunction((s) => /^[\d.,]+\/s$/.test(document.querySelector(s)?.textContent ?? "")
+      && parseFloat(document.querySelector(s).textContent) > 0, tid(`grants-rate-${resource}`), { timeout: 10000 });
+  const rate = await page.textContent(tid(`grants-rate-${resource}`));
+  const refusals = await page.textContent(tid(`refusals-rate-${resource}`));
+  const scale = await page.$$eval(`${tid(`scale-${resource}-requests`)} span`, (spans) => spans.map((x) => x.textContent));
+  const axis = await page.$$eval(`${tid(`time-axis-${resource}`)} span`, (spans) => spans.map((x) => x.textContent));
+  await page.waitForFunction((s) => /^bucket -?\d+ %$/.test(document.querySelector(s)?.textContent ?? ""),
+    tid(`level-${resource}-tokens`), { timeout: 10000 });
+  const level = await page.textContent(tid(`level-${resource}-tokens`));
+  const resumeShownUnpaused = await page.isVisible(tid(`resume-${resource}`));
+  const pauseShownUnpaused = await page.isVisible(tid(`pause-${resource}`));
+  let throttled = null;
+  if (process.env.THROTTLED) {
+    const name = process.env.THROTTLED;
+    await page.waitForSelector(`${tid(`throttles-${name}`)}:not([hidden])`, { timeout: 10000 });
+    throttled = {
+      badge: await page.textContent(tid(`paused-${name}`)),
+      reports: await page.textContent(tid(`throttles-${name}`)),
+      pauseShown: await page.isVisible(tid(`pause-${name}`)),
+      resumeShown: await page.isVisible(tid(`resume-${name}`)),
+    };
+  }
+  // More than 10 resources: the toolbar sorts and filters.
+  const toolbar = await page.isVisible(tid("toolbar"));
+  let filtered = null;
+  let firstByUtilization = null;
+  if (toolbar) {
+    await page.fill(tid("filter"), "idle");
+    filtered = {
+      resourceShown: await page.isVisible(tid(`resource-${resource}`)),
+      idleShown: await page.$$eval('[data-testid^="resource-idle"]', (cards) => cards.filter((c) => !c.hidden).length),
+      shown: await page.textContent(tid("shown")),
+    };
+    await page.fill(tid("filter"), "");
+    await page.selectOption(tid("sort"), "utilization");
+    await page.waitForTimeout(1500); // a sample or two, sorted
+    firstByUtilization = await page.$$eval("section.card", (cards) =>
+      cards.filter((c) => c.style.order === "0").map((c) => c.dataset.resource)[0]);
+  }
   const utilization = await page.textContent(tid(`util-${resource}-requests`));
   const inFlight = await page.textContent(tid(`inflight-${resource}`));
   const limits = await page.textContent(tid(`limits-${resource}`));
@@ -66,6 +109,10 @@ try {
   await page.click(tid(`pause-${resource}`));
   await page.waitForSelector(`${tid(`paused-${resource}`)}:not([hidden])`, { timeout: 10000 });
   const badge = await page.textContent(tid(`paused-${resource}`));
+  await page.waitForFunction((s) => document.querySelector(s)?.hidden === true, tid(`pause-${resource}`),
+    { timeout: 10000 });
+  const pauseShownPaused = await page.isVisible(tid(`pause-${resource}`));
+  const resumeShownPaused = await page.isVisible(tid(`resume-${resource}`));
   // EXPECT_BUFFER=name:pending: with the admin key the buffers table shows that buffer with that many pending.
   let buffer = null;
   if (process.env.EXPECT_BUFFER) {
@@ -79,7 +126,9 @@ try {
   if (keyInUrl) throw new Error("the admin key ended up in the URL");
   if (consoleErrors.length) throw new Error(`errors in the page's console: ${consoleErrors.join(" | ")}`);
 
-  console.log(JSON.stringify({ first, second, points, utilization, inFlight, limits, refused, badge, buffer }));
+  console.log(JSON.stringify({ first, second, points, utilization, inFlight, limits, refused, badge, buffer, rate,
+    refusals, scale, axis, level, throttled, toolbar, filtered, firstByUtilization,
+    actions: { pauseShownUnpaused, resumeShownUnpaused, pauseShownPaused, resumeShownPaused } }));
 } catch (e) {
   console.error(`dashboard check failed: ${e.message}`);
   process.exitCode = 1;

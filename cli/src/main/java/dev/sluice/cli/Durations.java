@@ -1,5 +1,6 @@
 package dev.sluice.cli;
 
+import dev.sluice.client.HumanDurations;
 import java.math.BigDecimal;
 import java.time.Duration;
 import java.util.Map;
@@ -45,16 +46,17 @@ final class Durations {
   }
 
   /**
-   * A time left, for people: whole seconds (rounded up) from 1s on, whole milliseconds below.
+   * A time left, for people ({@link HumanDurations}): whole seconds rounded up from 1 s on
+   * ({@code 42 s}, {@code 4m 20s}), whole milliseconds below, so it never reads shorter than it is.
    */
   static String formatLeft(com.google.protobuf.Duration d) {
     Duration left = Duration.ofSeconds(d.getSeconds(), d.getNanos());
     if (left.compareTo(Duration.ofSeconds(1)) >= 0) {
       long s = left.getSeconds() + (left.getNano() > 0 ? 1 : 0);
-      return format(Duration.ofSeconds(s));
+      return HumanDurations.format(Duration.ofSeconds(s));
     }
     long ms = (left.toNanos() + 999_999) / 1_000_000;
-    return format(Duration.ofMillis(ms));
+    return HumanDurations.format(Duration.ofMillis(ms));
   }
 
   /** Formats a protobuf duration; see {@link #format(Duration)}. */

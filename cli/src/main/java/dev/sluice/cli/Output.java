@@ -3,6 +3,7 @@ package dev.sluice.cli;
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.protobuf.MessageOrBuilder;
 import com.google.protobuf.util.JsonFormat;
+import dev.sluice.client.HumanDurations;
 import dev.sluice.proto.v1.Limit;
 import dev.sluice.proto.v1.RateDimension;
 import java.io.PrintWriter;
@@ -88,14 +89,11 @@ final class Output {
         .toPlainString();
   }
 
-  /** A wait in seconds, in a readable unit: {@code 0s}, {@code 12.5ms}, {@code 1.25s}. */
+  /** A wait in seconds, as a person writes it ({@link HumanDurations}): {@code 0 s}, {@code 13 ms}, {@code 1.3 s}. */
   static String seconds(double s) {
     if (s <= 0 || Double.isNaN(s)) {
-      return "0s";
+      return "0 s";
     }
-    if (s < 1) {
-      return number(s * 1000) + "ms";
-    }
-    return number(s) + "s";
+    return HumanDurations.format(java.time.Duration.ofNanos(Math.round(Math.min(s, 1e9) * 1e9)));
   }
 }

@@ -199,7 +199,7 @@ final class StatsCommand implements Callable<Integer> {
       out.println("no resources");
       return;
     }
-    Table t = new Table("RESOURCE", "GRANTED/S", "UTILIZATION", "AVAILABLE", "IN FLIGHT", "WAITING I/D/B",
+    Table t = new Table("RESOURCE", "GRANTED/S", "UTILIZATION", "AVAILABLE NOW", "IN FLIGHT", "WAITING",
         "GRANTED", "REJECTED/S", "TIMED OUT/S", "WAIT P50", "WAIT P99", "PAUSED");
     for (ResourceStats s : stats.getResourcesList()) {
       Rates r = rates.get(s.getResource());
@@ -212,7 +212,19 @@ final class StatsCommand implements Callable<Integer> {
           Output.seconds(s.getWaitP50Seconds()), Output.seconds(s.getWaitP99Seconds()), paused(s));
     }
     t.print(out);
+    out.println(UTILIZATION_LEGEND);
+    out.println(LEGEND);
   }
+
+  /** What the watched view's UTILIZATION means, and why it can pass 100 %. */
+  static final String UTILIZATION_LEGEND = "UTILIZATION: tokens taken since the last refresh over what the rate"
+      + " allows in that time; above 100 % the burst saved up while idle was spent, or a settle charged more"
+      + " than was estimated (debt).";
+
+  /** What the columns of both tables hold. */
+  static final String LEGEND = "AVAILABLE NOW: tokens in each bucket (below 0: debt from a settle)."
+      + " WAITING: callers in line, by lane. REJECTED: refused at once, by reason. WAIT P50/P99: recent waits"
+      + " of granted acquires.";
 
   private void print(PrintWriter out, GetStatsResponse stats, boolean watching) {
     if (output.json) {
@@ -223,7 +235,7 @@ final class StatsCommand implements Callable<Integer> {
       out.println("no resources");
       return;
     }
-    Table t = new Table("RESOURCE", "AVAILABLE", "IN FLIGHT", "WAITING I/D/B", "GRANTED",
+    Table t = new Table("RESOURCE", "AVAILABLE NOW", "IN FLIGHT", "WAITING", "GRANTED",
         "TIMED OUT", "CANCELLED", "REJECTED", "WAIT P50", "WAIT P99", "PAUSED");
     for (ResourceStats s : stats.getResourcesList()) {
       t.row(s.getResource(), available(s), s.getInFlight(), waiting(s), s.getGranted(),
@@ -231,6 +243,7 @@ final class StatsCommand implements Callable<Integer> {
           Output.seconds(s.getWaitP99Seconds()), paused(s));
     }
     t.print(out);
+    out.println(LEGEND);
   }
 
   private static String available(ResourceStats s) {
@@ -242,10 +255,19 @@ final class StatsCommand implements Callable<Integer> {
         .collect(Collectors.joining(" "));
   }
 
-  private static String waiting(ResourceStats s) {
+  /** {@code 0}, or the total and its lanes: {@code 5 (interactive 2, batch 3)}. */
+  static String waiting(ResourceStats s) {
     Map<String, Long> w = s.getWaitingMap();
-    return w.getOrDefault("interactive", 0L) + "/" + w.getOrDefault("default", 0L) + "/"
-        + w.getOrDefault("batch", 0L);
+    long total = 0;
+    StringBuilder lanes = new StringBuilder();
+    for (String lane : new String[] {"interactive", "default", "batch"}) {
+      long n = w.getOrDefault(lane, 0L);
+      if (n > 0) {
+        total += n;
+        lanes.append(lanes.length() == 0 ? "" : ", ").append(lane).append(' ').append(n);
+      }
+    }
+    return total == 0 ? "0" : total + " (" + lanes + ")";
   }
 
   private static String rejected(ResourceStats s) {

@@ -209,9 +209,9 @@ class CommandsTest {
 
     CliRun forAWhile = sluice("pause", "pause-test", "--for", "5m");
     assertThat(forAWhile.exit()).as(forAWhile.err()).isZero();
-    assertThat(forAWhile.out()).matches("paused pause-test for (5m|[0-9]+s)\\R");
+    assertThat(forAWhile.out()).matches("paused pause-test for (5m|4m [0-9]+s)\\R");
     assertThat(stats("pause-test").getPaused()).isTrue();
-    assertThat(sluice("stats", "pause-test").out()).containsPattern("for (5m|\\d+s)");
+    assertThat(sluice("stats", "pause-test").out()).containsPattern("for (5m|4m \\d+s)");
 
     CliRun resumed = sluice("resume", "pause-test");
     assertThat(resumed.exit()).isZero();
@@ -248,15 +248,24 @@ class CommandsTest {
     CliRun run = sluice("stats", "stats-test");
     assertThat(run.exit()).as(run.err()).isZero();
     List<String> lines = run.out().lines().toList();
-    assertThat(lines).hasSize(2);
-    assertThat(lines.get(0)).contains("RESOURCE", "AVAILABLE", "IN FLIGHT", "WAITING I/D/B",
-        "GRANTED", "TIMED OUT", "CANCELLED", "REJECTED", "WAIT P50", "WAIT P99", "PAUSED");
-    assertThat(lines.get(1)).startsWith("stats-test").contains("requests=", "tokens=", "0/0/0")
-        .endsWith("no");
+    assertThat(lines).hasSize(3);
+    assertThat(lines.get(0)).contains("RESOURCE", "AVAILABLE NOW", "IN FLIGHT", "WAITING",
+        "GRANTED", "TIMED OUT", "CANCELLED", "REJECTED", "WAIT P50", "WAIT P99", "PAUSED")
+        .doesNotContain("I/D/B");
+    assertThat(lines.get(1)).startsWith("stats-test").contains("requests=", "tokens=", "0 s").endsWith("no");
+    assertThat(lines.get(2)).as("a legend spells the columns out")
+        .contains("AVAILABLE NOW: tokens in each bucket (below 0: debt from a settle)", "WAITING: callers in line");
 
     CliRun all = sluice("stats");
     assertThat(all.exit()).isZero();
     assertThat(all.out()).contains("stats-test");
+  }
+
+  @Test
+  void statsSpellsTheWaitingLanesOut() {
+    assertThat(StatsCommand.waiting(ResourceStats.getDefaultInstance())).isEqualTo("0");
+    assertThat(StatsCommand.waiting(ResourceStats.newBuilder().putWaiting("interactive", 2)
+        .putWaiting("default", 0).putWaiting("batch", 3).build())).isEqualTo("5 (interactive 2, batch 3)");
   }
 
   @Test
@@ -333,6 +342,9 @@ class CommandsTest {
       assertThat(run.out().split("\033\\[H\033\\[2J", -1)).as("two frames").hasSize(3);
       assertThat(run.out()).contains("sluice stats watch-view", "every 250ms", "Ctrl-C to stop", "GRANTED/S",
           "UTILIZATION", "watch-view");
+      assertThat(run.out()).as("why utilization can pass 100 %")
+          .contains("above 100 % the burst saved up while idle was spent, or a settle charged more than was"
+              + " estimated (debt)");
     } finally {
       StatsCommand.terminal = null;
       StatsCommand.sleeper = Thread::sleep;

@@ -170,7 +170,7 @@ final class AcquireCall {
         case TOO_LATE:
           fail(new AcquireTimeoutException("acquire on resource '" + resource + "' failed: no coordinator"
               + " answers and the local limiter of degraded mode " + client.fallback().mode() + " cannot grant "
-              + load + " within the " + Duration.ofNanos(remaining).toMillis() + " ms left. Nothing was granted;"
+              + load + " within the " + HumanDurations.formatNanos(remaining) + " left. Nothing was granted;"
               + " retry later, raise the timeout, or lower the load", t), remaining);
           return;
         case NO_SLOT:
@@ -208,8 +208,8 @@ final class AcquireCall {
     }
     SluiceException mapped = Errors.map(t, "acquire", resource);
     SluiceException failure = new SluiceUnavailableException(mapped.getMessage() + ". No node answered within"
-        + " the acquire's timeout of " + Duration.ofNanos(timeoutNanos == Long.MAX_VALUE ? 0 : timeoutNanos).toMillis()
-        + " ms (" + (retries + 1) + " attempt(s)); failure mode " + client.fallback().mode() + ".", t);
+        + " the acquire's timeout of " + HumanDurations.formatNanos(timeoutNanos == Long.MAX_VALUE ? 0 : timeoutNanos)
+        + " (" + (retries + 1) + " attempt(s)); failure mode " + client.fallback().mode() + ".", t);
     deliver(() -> future.completeExceptionally(failure));
   }
 
@@ -369,8 +369,8 @@ final class AcquireCall {
         // coordinator is hung or unreachable, which callers must treat as unavailable, not slow.
         mapped = new SluiceUnavailableException(
             "acquire on resource '" + resource + "' failed: the coordinator did not answer within "
-                + Duration.ofNanos(elapsed).toMillis() + " ms (asked to time out after "
-                + Duration.ofNanos(serverTimeoutNanos).toMillis() + " ms). Check that it is"
+                + HumanDurations.formatNanos(elapsed) + " (asked to time out after "
+                + HumanDurations.formatNanos(serverTimeoutNanos) + "). Check that it is"
                 + " running and reachable, or use another node", t);
       }
       SluiceException failure = mapped;

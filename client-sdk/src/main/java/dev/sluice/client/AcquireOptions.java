@@ -84,10 +84,10 @@ public final class AcquireOptions {
       Objects.requireNonNull(timeout, "timeout must not be null; leave it unset for the client default");
       if (timeout.isNegative()) {
         throw new IllegalArgumentException(
-            "timeout is " + timeout + "; it must be >= 0 (zero means try once without waiting)");
+            "timeout is " + HumanDurations.format(timeout) + "; it must be >= 0 (zero means try once without waiting)");
       }
       if (this.timeout != null) {
-        throw new IllegalStateException("timeout was already set to " + this.timeout + "; set it once");
+        throw new IllegalStateException("timeout was already set to " + HumanDurations.format(this.timeout) + "; set it once");
       }
       this.timeout = timeout;
       return this;

@@ -183,7 +183,7 @@ final class ClientRuntime implements AutoCloseable {
   boolean warmUp(Duration timeout) throws InterruptedException {
     Objects.requireNonNull(timeout, "timeout must not be null; e.g. Duration.ofSeconds(5)");
     if (timeout.isNegative()) {
-      throw new IllegalArgumentException("warmUp timeout is " + timeout + "; it must be >= 0");
+      throw new IllegalArgumentException("warmUp timeout is " + HumanDurations.format(timeout) + "; it must be >= 0");
     }
     refuseBlockingInCallback("warmUp", "");
     checkOpen();
@@ -458,7 +458,7 @@ final class ClientRuntime implements AutoCloseable {
     Objects.requireNonNull(resource, "resource");
     Objects.requireNonNull(headers, "headers must not be null; use Map.of() for none");
     if (retryAfter != null && retryAfter.isNegative()) {
-      throw new IllegalArgumentException("retryAfter is " + retryAfter + "; it must be >= 0, or null to read the headers");
+      throw new IllegalArgumentException("retryAfter is " + HumanDurations.format(retryAfter) + "; it must be >= 0, or null to read the headers");
     }
     checkOpen();
     ReportRequest.Builder builder = ReportRequest.newBuilder()

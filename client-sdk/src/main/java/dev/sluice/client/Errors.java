@@ -36,12 +36,14 @@ final class Errors {
         return new ResourceNotFoundException(
             what + "Create a limit for '" + resource + "' with the admin CLI, or check the name", failure);
       case DEADLINE_EXCEEDED:
-        return new AcquireTimeoutException(
-            what + "Nothing was granted; retry later, raise the timeout, or lower the load", failure);
+        // The coordinator's own message says why (saturated, or paused by whom and how long)
+        // and what to do, after a "; ": its advice is said once, not twice.
+        return new AcquireTimeoutException(what + (said.contains("; ") ? "Nothing was granted"
+            : "Nothing was granted; retry later, raise the timeout, or lower the load"), failure);
       case RESOURCE_EXHAUSTED: {
         Duration retryAfter = retryAfter(failure);
         return new WaitingRoomFullException(
-            what + "The waiting room is full; retry after " + retryAfter + " or lower the number of concurrent callers",
+            what + "The waiting room is full; retry after " + HumanDurations.format(retryAfter) + " or lower the number of concurrent callers",
             failure, retryAfter);
       }
       case UNAUTHENTICATED:

@@ -99,6 +99,6 @@ final class GrpcPermit implements Permit {
 
   @Override
   public String toString() {
-    return "Permit{id=" + id + ", resource=" + resource + ", granted=" + granted + ", waited=" + waited + '}';
+    return "permit " + id + " on '" + resource + "': " + granted + ", granted after " + HumanDurations.format(waited);
   }
 }

@@ -80,10 +80,15 @@ public final class Load {
     return amounts.hashCode();
   }
 
-  /** For example {@code Load{requests=1, tokens=1200}}. */
+  /** The amounts as a person writes them, e.g. {@code requests=1, tokens=1200} ({@code nothing} when empty). */
   @Override
   public String toString() {
-    return "Load" + amounts;
+    if (amounts.isEmpty()) {
+      return "nothing";
+    }
+    StringBuilder b = new StringBuilder();
+    amounts.forEach((k, v) -> b.append(b.length() == 0 ? "" : ", ").append(k).append('=').append(v));
+    return b.toString();
   }
 
   private static Load build(Object[] pairs) {

@@ -83,7 +83,7 @@ final class LocalPermit implements Permit {
 
   @Override
   public String toString() {
-    return "Permit{id=" + id + ", resource=" + resource + ", granted=" + granted + ", waited=" + waited
-        + ", local}";
+    return "local permit " + id + " on '" + resource + "': " + granted + ", granted after "
+        + HumanDurations.format(waited) + " (the coordinator was away)";
   }
 }

@@ -336,7 +336,7 @@ public final class SluiceClient implements AutoCloseable {
       Objects.requireNonNull(timeout, "defaultTimeout must not be null; leave it unset for 30 s");
       if (timeout.isNegative()) {
         throw new IllegalArgumentException(
-            "defaultTimeout is " + timeout + "; it must be >= 0 (zero means try once without waiting)");
+            "defaultTimeout is " + HumanDurations.format(timeout) + "; it must be >= 0 (zero means try once without waiting)");
       }
       requireUnset(defaultTimeout, "defaultTimeout");
       this.defaultTimeout = timeout;

@@ -148,7 +148,7 @@ class DegradedModeTest {
     scheduler.advance(Duration.ofMillis(1));
     assertThat(f).isCompletedExceptionally();
     assertThatThrownBy(f::join).cause().isInstanceOf(SluiceUnavailableException.class)
-        .hasMessageContaining("No node answered within the acquire's timeout of 2000 ms")
+        .hasMessageContaining("No node answered within the acquire's timeout of 2 s")
         .hasMessageContaining("FAIL_CLOSED");
   }
 

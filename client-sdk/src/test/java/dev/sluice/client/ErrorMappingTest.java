@@ -41,7 +41,7 @@ class ErrorMappingTest {
         Arguments.of(Status.Code.INVALID_ARGUMENT, InvalidRequestException.class, "fix the resource name or load"),
         Arguments.of(Status.Code.NOT_FOUND, ResourceNotFoundException.class, "Create a limit for 'openai'"),
         Arguments.of(Status.Code.DEADLINE_EXCEEDED, AcquireTimeoutException.class, "raise the timeout"),
-        Arguments.of(Status.Code.RESOURCE_EXHAUSTED, WaitingRoomFullException.class, "retry after PT1S"),
+        Arguments.of(Status.Code.RESOURCE_EXHAUSTED, WaitingRoomFullException.class, "retry after 1 s"),
         Arguments.of(Status.Code.UNAVAILABLE, SluiceUnavailableException.class, "retry"),
         Arguments.of(Status.Code.INTERNAL, SluiceUnavailableException.class, "retry"),
         Arguments.of(Status.Code.UNAUTHENTICATED, AuthenticationException.class, "valid API key"),
@@ -83,6 +83,20 @@ class ErrorMappingTest {
   }
 
   @Test
+  void aTimeoutTheCoordinatorExplainsGivesItsAdviceOnce() {
+    f = new Fixture();
+    String said = "not granted on 'openai' within 2 s: the resource is paused by an admin until resumed;"
+        + " resume it (sluice resume openai) or wait longer";
+    f.fake.onAcquire = (request, response) ->
+        response.onError(Status.DEADLINE_EXCEEDED.withDescription(said).asRuntimeException());
+
+    Throwable thrown = catchThrowable(() -> f.client.acquire("openai"));
+
+    assertThat(thrown).isExactlyInstanceOf(AcquireTimeoutException.class)
+        .hasMessage("acquire on resource 'openai' failed: " + said + ". Nothing was granted");
+  }
+
+  @Test
   void waitingRoomFullCarriesTheRetryHint() {
     f = new Fixture();
     com.google.rpc.Status rich = com.google.rpc.Status.newBuilder()
@@ -98,7 +112,7 @@ class ErrorMappingTest {
 
     assertThat(thrown).isInstanceOf(WaitingRoomFullException.class)
         .hasMessageContaining("10000 waiting")
-        .hasMessageContaining("PT2.5S");
+        .hasMessageContaining("retry after 2.5 s");
     assertThat(((WaitingRoomFullException) thrown).retryAfter()).isEqualTo(Duration.ofMillis(2500));
   }
 

@@ -35,7 +35,8 @@ class LoadTest {
     Load a = Load.of("requests", 1, "tokens", 2);
     Load b = Load.of(Map.of("tokens", 2L, "requests", 1L));
     assertThat(a).isEqualTo(b).hasSameHashCodeAs(b).isNotEqualTo(Load.of("requests", 1));
-    assertThat(a).hasToString("Load{requests=1, tokens=2}");
+    assertThat(a).hasToString("requests=1, tokens=2");
+    assertThat(Load.of(Map.of())).hasToString("nothing");
   }
 
   @Test

@@ -42,6 +42,14 @@ class PermitTest {
   }
 
   @Test
+  void toStringReadsAsAPersonWritesIt() throws InterruptedException {
+    try (Permit permit = f.client.acquire("openai", Load.of("requests", 1, "tokens", 500))) {
+      assertThat(permit).hasToString(
+          "permit " + permit.id() + " on 'openai': requests=1, tokens=500, granted after 150 ms");
+    }
+  }
+
+  @Test
   void settledUsageIsSentOnClose() throws InterruptedException {
     try (Permit permit = f.client.acquire("openai", Load.of("requests", 1, "tokens", 4000))) {
       permit.settle(Load.of("tokens", 9999));

@@ -36,9 +36,13 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * The dashboard end to end, in real headless Chromium (Debian's, driven by Playwright's
  * playwright-core): a coordinator with API keys under load from SDK workers; the page must go
- * live, show the numbers moving and fill its chart, refuse a pause without a key, then pause
- * the resource with the admin key, after which the workers' acquires stop being granted. The
- * screenshot is kept as server/target/dashboard.png (docs/operations.md shows a copy, docs/dashboard.png).
+ * live, show grants/s and refusals/s (rates) and totals moving, fill its chart with a percentage
+ * scale and time ticks, show each bucket's level, offer only the action that applies, offer sort
+ * and filter with more than 10 resources, show a resource paused by an upstream 429 report with
+ * the time left and the report's time, refuse a pause without a key, then pause the resource with
+ * the admin key (the badge names the admin), after which the workers' acquires stop being
+ * granted. The screenshot is kept as server/target/dashboard.png (docs/operations.md shows a copy,
+ * docs/dashboard.png).
  */
 class DashboardBrowserIT {
 
@@ -77,6 +81,11 @@ class DashboardBrowserIT {
       // A second quota, oversubscribed: its queue shows on the page (and in the screenshot).
       sync(server.engine()).setLimit(new LimitSpec("shop-api", List.of(new RateSpec("requests", 5, Duration.ofSeconds(1), 1)),
           0, 1_000, Duration.ofSeconds(30)));
+      // Ten idle quotas more: past 10 resources the page offers sort and filter.
+      for (int i = 1; i <= 10; i++) {
+        sync(server.engine()).setLimit(new LimitSpec(String.format("idle-%02d", i),
+            List.of(new RateSpec("requests", 10, Duration.ofSeconds(1), 10)), 0, 100, Duration.ofSeconds(30)));
+      }
 
       AtomicLong grants = new AtomicLong();
       AtomicBoolean stop = new AtomicBoolean();
@@ -113,7 +122,9 @@ class DashboardBrowserIT {
         for (String[] call : new String[][] {
             {"/v1/buffers", "{\"name\": \"outbox\", \"url\": \"http://127.0.0.1:9/hook\", \"resource\": \"shop-api\"}"},
             {"/v1/buffers/outbox/pause", ""},
-            {"/v1/buffers/outbox/items", "{\"items\": [{\"body\": \"1\"}, {\"body\": \"2\"}, {\"body\": \"3\"}]}"}}) {
+            {"/v1/buffers/outbox/items", "{\"items\": [{\"body\": \"1\"}, {\"body\": \"2\"}, {\"body\": \"3\"}]}"},
+            // A worker's 429 on shop-api: paused for every worker until its retry-after passes.
+            {"/v1/resources/shop-api/report", "{\"throttled\": true, \"retryAfter\": 600}"}}) {
           var r = web.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create(http + call[0]))
               .header("Authorization", "Bearer " + adminKey)
               .POST(java.net.http.HttpRequest.BodyPublishers.ofString(call[1])).build(),
@@ -122,7 +133,7 @@ class DashboardBrowserIT {
         }
         Path shot = Path.of("target", "dashboard.png").toAbsolutePath();
         Files.createDirectories(shot.getParent());
-        NodeTool.Run run = NodeTool.run(browserDir, Duration.ofMinutes(2), Map.of("EXPECT_BUFFER", "outbox:3"), "node",
+        NodeTool.Run run = NodeTool.run(browserDir, Duration.ofMinutes(2), Map.of("EXPECT_BUFFER", "outbox:3", "THROTTLED", "shop-api"), "node",
             "dashboard-check.mjs",
             "http://127.0.0.1:" + server.httpPort() + "/", RESOURCE, adminKey, shot.toString());
         assertThat(run.exit()).as("dashboard-check.mjs failed:\n" + run.log()).isZero();
@@ -133,9 +144,49 @@ class DashboardBrowserIT {
         assertThat(seen.get("points").asInt()).as("chart points").isGreaterThanOrEqualTo(3);
         assertThat(seen.get("limits").asText()).contains("requests 40/s (burst 4)", "at most 8 in flight");
         assertThat(seen.get("refused").asText()).contains("401", "requires an API key");
-        assertThat(seen.get("badge").asText()).contains("paused until resumed");
+        assertThat(seen.get("badge").asText()).isEqualTo("paused by an admin until resumed");
+        assertThat(seen.get("rate").asText()).as("grants/s, a rate").endsWith("/s");
+        assertThat(seen.get("refusals").asText()).as("refusals/s, a rate").endsWith("/s");
+        // The chart's percentage scale: top, middle, 0 %; the top is 100 % or, when the burst was
+        // drawn on, the next 50 % step above the highest point.
+        JsonNode scale = seen.get("scale");
+        assertThat(scale).hasSize(3);
+        assertThat(scale.get(2).asText()).isEqualTo("0 %");
+        assertThat(scale.get(0).asText()).matches("\\d+ %");
+        int top = Integer.parseInt(scale.get(0).asText().replace(" %", ""));
+        assertThat(top).isGreaterThanOrEqualTo(100).matches(t -> t % 50 == 0, "a 50 % step");
+        assertThat(scale.get(1).asText()).isEqualTo(top / 2 + " %");
+        assertThat(seen.get("axis")).as("time ticks under the chart").hasSize(4);
+        assertThat(seen.get("axis").get(0).asText()).as("15 minutes ago, clock time").matches("\\d\\d:\\d\\d");
+        assertThat(seen.get("axis").get(2).asText()).as("5 minutes ago").matches("\\d\\d:\\d\\d");
+        assertThat(seen.get("axis").get(3).asText()).isEqualTo("now");
+        assertThat(seen.get("level").asText()).as("the tokens bucket's level").matches("bucket -?\\d+ %");
+        JsonNode actions = seen.get("actions");
+        assertThat(actions.get("pauseShownUnpaused").asBoolean()).as("Pause offered while running").isTrue();
+        assertThat(actions.get("resumeShownUnpaused").asBoolean()).as("Resume not offered while running").isFalse();
+        assertThat(actions.get("pauseShownPaused").asBoolean()).as("Pause not offered while paused").isFalse();
+        assertThat(actions.get("resumeShownPaused").asBoolean()).as("Resume offered while paused").isTrue();
+        JsonNode throttled = seen.get("throttled");
+        assertThat(throttled.get("badge").asText()).as("paused by the 429 report, with the time left")
+            .matches("paused after an upstream 429 · (9m \\d+s|10m) left");
+        assertThat(throttled.get("reports").asText()).as("the report, with its time")
+            .matches("upstream 429 reports: 1 · last .+ ago · at \\d\\d:\\d\\d:\\d\\d");
+        assertThat(throttled.get("pauseShown").asBoolean()).isFalse();
+        assertThat(throttled.get("resumeShown").asBoolean()).isTrue();
+        assertThat(seen.get("toolbar").asBoolean()).as("sort and filter with 12 resources").isTrue();
+        assertThat(seen.get("filtered").get("resourceShown").asBoolean()).as("filtered out").isFalse();
+        assertThat(seen.get("filtered").get("idleShown").asInt()).isEqualTo(10);
+        assertThat(seen.get("filtered").get("shown").asText()).isEqualTo("10 shown");
+        assertThat(seen.get("firstByUtilization").asText()).as("the busiest first").isEqualTo(RESOURCE);
         assertThat(seen.get("buffer").asText()).contains("outbox", "shop-api", "paused");
         assertThat(Files.size(shot)).as("screenshot").isGreaterThan(10_000);
+        // The documented way to take one by hand (docs/operations.md): a timed wait, as the
+        // event stream never lets the network go idle.
+        Path timed = Path.of("target", "dashboard-timed.png").toAbsolutePath();
+        NodeTool.Run byHand = NodeTool.run(browserDir, Duration.ofMinutes(1), Map.of(), "node", "screenshot.mjs",
+            "http://127.0.0.1:" + server.httpPort() + "/", timed.toString(), "1");
+        assertThat(byHand.exit()).as("screenshot.mjs failed:\n" + byHand.log()).isZero();
+        assertThat(Files.size(timed)).as("timed screenshot").isGreaterThan(10_000);
 
         // The page's pause reached the engine, and the workers' acquires stop being granted.
         assertThat(sync(server.engine()).stats(RESOURCE).paused()).isTrue();

@@ -284,7 +284,7 @@ class FailoverTest {
     assertThatThrownBy(() -> client.acquire("api", Load.requests(1),
         AcquireOptions.builder().timeout(Duration.ofMillis(1500)).build()))
         .isInstanceOf(SluiceUnavailableException.class)
-        .hasMessageContaining("No node answered within the acquire's timeout of 1500 ms")
+        .hasMessageContaining("No node answered within the acquire's timeout of 1.5 s")
         .hasMessageContaining("FAIL_CLOSED");
     assertThat(Duration.ofNanos(System.nanoTime() - started)).as("kept retrying until the timeout")
         .isGreaterThanOrEqualTo(Duration.ofMillis(1500));

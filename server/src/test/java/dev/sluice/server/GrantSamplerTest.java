@@ -20,8 +20,8 @@ class GrantSamplerTest {
   /** A read taken from {@code atMs} to {@code atMs + 1}, the counter at {@code granted}. */
   private static GrantSampler.Sample read(long atMs, long granted, double tokensAvailable) {
     ResourceSnapshot stats = new ResourceSnapshot(new LimitSpec("r", List.of(RATE), 0, 0, null),
-        Map.of("tokens", tokensAvailable), 0, Map.of(), false, 0, granted, 0, 0, 0, 0, 0, Map.of(), 0, 0, 0,
-        Map.of("tokens", (double) granted));
+        Map.of("tokens", tokensAvailable), 0, Map.of(), false, 0, dev.sluice.server.engine.PauseState.NONE, granted,
+        0, 0, 0, 0, 0, Map.of(), 0, 0, 0, -1, Map.of("tokens", (double) granted));
     return new GrantSampler.Sample(atMs * MS, (atMs + 1) * MS, stats);
   }
 

@@ -22,6 +22,8 @@ final class LimitEntry {
   volatile boolean restored;
   private final Metering metering;
   private volatile Usage usage;
+  /** Ticker time of the last upstream throttle report; meaningful once one was counted. */
+  volatile long lastThrottleAt;
   private boolean deleted; // guarded by this
 
   /**

@@ -4,6 +4,7 @@ import com.github.benmanes.caffeine.cache.Cache;
 import com.github.benmanes.caffeine.cache.Caffeine;
 import com.github.benmanes.caffeine.cache.Expiry;
 import com.github.benmanes.caffeine.cache.RemovalCause;
+import dev.sluice.client.HumanDurations;
 import dev.sluice.server.config.ServerConfigKeys.Limits;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
@@ -26,6 +27,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
 import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -434,7 +436,7 @@ public final class MemoryEngine extends ImmediateEngine {
           if (timeoutNanos == 0) {
             w.status.set(Waiter.ENDED);
             e.add(Outcome.TIMED_OUT);
-            w.future.completeExceptionally(notGrantedInTime(resource, 0));
+            w.future.completeExceptionally(notGrantedInTime(resource, 0, s.pauseState(now)));
             if (forfeited[0]) {
               drain(s, now, granted); // the slot the forfeited permit held may let a waiter go
             }
@@ -485,7 +487,7 @@ public final class MemoryEngine extends ImmediateEngine {
         s.remove(queued, now);
         next.status.set(Waiter.ENDED);
         s.entry.add(Outcome.TIMED_OUT);
-        next.future.completeExceptionally(notGrantedInTime(s.name, 0));
+        next.future.completeExceptionally(notGrantedInTime(s.name, 0, s.pauseState(now)));
         drain(s, now, granted);
         return next;
       }
@@ -534,19 +536,22 @@ public final class MemoryEngine extends ImmediateEngine {
   }
 
   private void expire(Waiter w, long timeoutNanos) {
-    leave(w, Outcome.TIMED_OUT, () -> w.future.completeExceptionally(notGrantedInTime(w.state.name, timeoutNanos)));
+    leave(w, Outcome.TIMED_OUT,
+        pause -> w.future.completeExceptionally(notGrantedInTime(w.state.name, timeoutNanos, pause)));
   }
 
   /**
    * Takes a still-queued waiter out of the line, counting it on {@code outcome}, and grants
    * whoever can go next. False if the waiter had already left the queue (granted or ended).
    * {@code ending} (the waiter's own failure) runs before the grants its leaving allowed, so
-   * callers hear of one instant's events in the order they happened, as on every store.
+   * callers hear of one instant's events in the order they happened, as on every store. It is
+   * given the pause as it stood when the waiter left (a timeout's message names it).
    */
-  private boolean leave(Waiter w, Outcome outcome, Runnable ending) {
+  private boolean leave(Waiter w, Outcome outcome, Consumer<PauseState> ending) {
     ResourceState s = w.state;
     List<Waiter> granted = new ArrayList<>();
     boolean left = false;
+    PauseState pause = PauseState.NONE;
     synchronized (s) {
       long now = ticker.read();
       if (w.status.get() == Waiter.WAITING && outcome == Outcome.TIMED_OUT) {
@@ -558,12 +563,13 @@ public final class MemoryEngine extends ImmediateEngine {
         w.status.set(Waiter.ENDED);
         s.entry.add(outcome);
         left = true;
+        pause = s.pauseState(now);
         drain(s, now, granted);
         touch(s, now);
       }
     }
     if (left) {
-      ending.run();
+      ending.accept(pause);
     }
     complete(granted);
     return left;
@@ -580,7 +586,7 @@ public final class MemoryEngine extends ImmediateEngine {
   /** Withdraws a waiter (true), or gives back its unclaimed grant (false). */
   boolean cancel(Waiter w) {
     ResourceState s = w.state;
-    boolean ended = leave(w, Outcome.CANCELLED, () -> {
+    boolean ended = leave(w, Outcome.CANCELLED, pause -> {
       cancelTimeout(w);
       w.future.completeExceptionally(
           new CancellationException("acquire on '" + s.name + "' was cancelled by the caller"));
@@ -664,15 +670,15 @@ public final class MemoryEngine extends ImmediateEngine {
     Validation.usage(e.spec, remaining, "remaining", true);
     if (retryAfterNanos < 0 || retryAfterNanos > MAX_RETRY_AFTER) {
       throw EngineException.invalid(
-          "retry-after " + Duration.ofNanos(retryAfterNanos) + " is out of range: use 0 to 1h");
+          "retry-after " + HumanDurations.formatNanos(retryAfterNanos) + " is out of range: use 0 to 1h");
     }
     return withState(
         resource,
         (s, now, granted) -> {
           long left = s.report(now, throttled, retryAfterNanos, remaining);
           if (throttled) {
-            log.info("upstream throttled {}: pausing grants for {} ms", resource,
-                TimeUnit.NANOSECONDS.toMillis(retryAfterNanos));
+            log.info("upstream throttled {}: pausing grants for {}", resource,
+                HumanDurations.formatNanos(retryAfterNanos));
           }
           drain(s, now, granted);
           return left == ResourceState.NEVER ? -1 : left;
@@ -818,7 +824,7 @@ public final class MemoryEngine extends ImmediateEngine {
               return l == ResourceState.NEVER ? -1 : l;
             });
     log.info(
-        "paused {} {}", resource, left < 0 ? "until resumed" : "for " + Duration.ofNanos(left));
+        "paused {} {}", resource, left < 0 ? "until resumed" : "for " + HumanDurations.formatNanos(left));
     return left;
   }
 
@@ -902,6 +908,7 @@ public final class MemoryEngine extends ImmediateEngine {
         waiting,
         paused != 0,
         paused == ResourceState.NEVER ? -1 : paused,
+        s.pauseState(now),
         e.count(Outcome.GRANTED),
         e.count(Outcome.TIMED_OUT),
         e.count(Outcome.CANCELLED),
@@ -912,6 +919,7 @@ public final class MemoryEngine extends ImmediateEngine {
         p[0],
         p[1],
         e.count(Outcome.THROTTLE_REPORTED),
+        e.count(Outcome.THROTTLE_REPORTED) == 0 ? -1 : Math.max(0, now - e.lastThrottleAt),
         used,
         s.tenantStats());
   }
@@ -967,10 +975,8 @@ public final class MemoryEngine extends ImmediateEngine {
         "coordinator is shutting down: retry on another node or after it restarts");
   }
 
-  private static EngineException notGrantedInTime(String resource, long timeoutNanos) {
+  private static EngineException notGrantedInTime(String resource, long timeoutNanos, PauseState pause) {
     return new EngineException(
-        EngineException.Reason.DEADLINE,
-        "not granted on '" + resource + "' within " + Duration.ofNanos(timeoutNanos)
-            + ": the resource is saturated; wait longer, lower the load or raise the limit");
+        EngineException.Reason.DEADLINE, PauseState.notGrantedInTime(resource, timeoutNanos, pause));
   }
 }

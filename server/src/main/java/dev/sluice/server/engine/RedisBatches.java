@@ -354,7 +354,7 @@ final class RedisBatches {
           }
           waiters.queued(w, remainingNanos());
         }
-        case "TIMEOUT" -> waiters.endLocal(w, RedisWaiters.notGrantedInTime(w.resource, 0));
+        case "TIMEOUT" -> waiters.endLocal(w, RedisWaiters.notGrantedInTime(w.resource, 0, RedisCalls.pause(r, 1)));
         case "FULL" -> {
           long hint = Math.max(TimeUnit.SECONDS.toNanos(1), num(r.get(2)) * 1000);
           refuse(

@@ -298,6 +298,18 @@ final class RedisCalls {
     return b.toString();
   }
 
+  /**
+   * The pause the script put at {@code at} and {@code at + 1} of a TIMEOUT or LEFT reply
+   * (microseconds, the admin's -1 until resumed); none when the reply has no such fields.
+   */
+  static PauseState pause(List<?> r, int at) {
+    if (r.size() <= at + 1) {
+      return PauseState.NONE;
+    }
+    long admin = num(r.get(at));
+    return new PauseState(admin < 0 ? -1 : admin * 1000, num(r.get(at + 1)) * 1000);
+  }
+
   /** Decodes the reply of the script's {@code stats} op; {@code p} holds {p50, p99} of waits. */
   static ResourceSnapshot snapshot(LimitSpec spec, List<Object> r, double[] p) {
     Map<Lane, Integer> waiting = new EnumMap<>(Lane.class);
@@ -324,9 +336,19 @@ final class RedisCalls {
     }
     Map<String, Map<String, Double>> tenantUsed = new TreeMap<>();
     Map<String, Integer> tenantWaiting = new TreeMap<>();
+    long pauseAdmin = 0;
+    long pauseUpstream = 0;
+    long throttleAgo = -1;
     for (i = i + 1; i + 1 < r.size(); i += 2) {
       String key = (String) r.get(i);
-      if (key.startsWith("tu:")) {
+      if (key.equals("p:admin")) {
+        long us = num(r.get(i + 1));
+        pauseAdmin = us < 0 ? -1 : us * 1000;
+      } else if (key.equals("p:upstream")) {
+        pauseUpstream = num(r.get(i + 1)) * 1000;
+      } else if (key.equals("t:ago")) {
+        throttleAgo = num(r.get(i + 1)) * 1000;
+      } else if (key.startsWith("tu:")) {
         int at = key.lastIndexOf(':');
         String dim = key.substring(at + 1);
         if (used.containsKey(dim)) {
@@ -351,6 +373,7 @@ final class RedisCalls {
         waiting,
         paused != 0,
         paused < 0 ? -1 : paused * 1000,
+        new PauseState(pauseAdmin, pauseUpstream),
         granted,
         timedOut,
         cancelledCount,
@@ -361,6 +384,7 @@ final class RedisCalls {
         p[0],
         p[1],
         throttled,
+        throttled == 0 ? -1 : throttleAgo,
         used,
         tenants(available.keySet(), tenantUsed, tenantWaiting));
   }

@@ -5,6 +5,7 @@ import static dev.sluice.server.engine.RedisCalls.num;
 import static dev.sluice.server.engine.RedisCalls.unexpected;
 import static dev.sluice.server.engine.RedisCalls.word;
 
+import dev.sluice.client.HumanDurations;
 import dev.sluice.server.config.ServerConfigKeys.Limits;
 import io.lettuce.core.RedisException;
 import java.io.IOException;
@@ -420,7 +421,7 @@ public final class RedisEngine implements Engine {
                 return false;
               }
               waiters.left(resource, requestId);
-              waiters.afterDrain(resource, reply, 2);
+              waiters.afterDrain(resource, reply, RedisWaiters.LEFT_TAIL);
               return true;
             });
   }
@@ -487,7 +488,7 @@ public final class RedisEngine implements Engine {
               Validation.usage(c.spec(), remaining, "remaining", true);
               if (retryAfterNanos < 0 || retryAfterNanos > MAX_RETRY_AFTER) {
                 throw EngineException.invalid(
-                    "retry-after " + Duration.ofNanos(retryAfterNanos) + " is out of range: use 0 to 1h");
+                    "retry-after " + HumanDurations.formatNanos(retryAfterNanos) + " is out of range: use 0 to 1h");
               }
               return calls.callAsync(resource, "report", throttled ? "1" : "0",
                   Long.toString(retryAfterNanos / 1000), encodeLoad(remaining));
@@ -498,8 +499,8 @@ public final class RedisEngine implements Engine {
                 throw limits.vanished(resource); // deleted, or Redis lost its data
               }
               if (throttled) {
-                log.info("upstream throttled {}: pausing grants for {} ms", resource,
-                    TimeUnit.NANOSECONDS.toMillis(retryAfterNanos));
+                log.info("upstream throttled {}: pausing grants for {}", resource,
+                    HumanDurations.formatNanos(retryAfterNanos));
               }
               long left = num(reply.get(1));
               waiters.afterDrain(resource, reply, 2);
@@ -519,7 +520,7 @@ public final class RedisEngine implements Engine {
               long left = num(reply.get(1));
               waiters.afterDrain(resource, reply, 2);
               long out = left < 0 ? -1 : left * 1000;
-              log.info("paused {} {}", resource, out < 0 ? "until resumed" : "for " + Duration.ofNanos(out));
+              log.info("paused {} {}", resource, out < 0 ? "until resumed" : "for " + HumanDurations.formatNanos(out));
               return out;
             });
   }

@@ -43,6 +43,8 @@ final class RedisWaiters {
 
   private static final Logger log = LoggerFactory.getLogger(RedisEngine.class);
   static final Duration HEARTBEAT = Duration.ofSeconds(1);
+  /** Where the drain's tail starts in a LEFT reply: after the node and the pause (admin, upstream). */
+  static final int LEFT_TAIL = 4;
   /** How often an unanswered leave or give-back is asked again (settleLater, giveBack). */
   static final Duration SETTLE_RETRY = Duration.ofMillis(250);
   /** How long it is asked: as long as the script remembers the request id. */
@@ -315,7 +317,7 @@ final class RedisWaiters {
     try {
       List<Object> reply = calls.call(w.resource, "leave", w.requestId, "cancelled", "1", w.attempt());
       switch (word(reply)) {
-        case "LEFT" -> afterDrain(w.resource, reply, 2);
+        case "LEFT" -> afterDrain(w.resource, reply, LEFT_TAIL);
         case "GRANTED" -> {
           if (nodeId.equals(reply.get(5))
               && delivered.asMap().putIfAbsent(w.resource + "\t" + reply.get(1), Boolean.TRUE) == null) {
@@ -478,7 +480,9 @@ final class RedisWaiters {
           giveBack(resource, (String) reply.get(1));
         }
       }
-      case "LEFT", "SERVED" -> afterDrain(resource, reply, 2); // a grant served here goes back (deliver)
+      // A grant served here goes back (deliver).
+      case "LEFT" -> afterDrain(resource, reply, LEFT_TAIL);
+      case "SERVED" -> afterDrain(resource, reply, 2);
       default -> { } // ended, taken over by a retry, or forgotten: nothing of ours is left
     }
   }
@@ -676,7 +680,7 @@ final class RedisWaiters {
     } catch (EngineException e) {
       // No answer: for its caller the deadline has passed, but in Redis it may wait still, or
       // have been granted. Found out once Redis answers again (settleLater).
-      if (endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos))) {
+      if (endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos, PauseState.NONE))) {
         settleLater(w.resource, w.requestId, w.attempt(), calls.nanoNow() + UNSETTLED_MEMORY);
       }
       return;
@@ -694,8 +698,8 @@ final class RedisWaiters {
             freshLeft(num(reply.get(3)), reply.size() > 6 ? num(reply.get(6)) : -1));
       }
       case "LEFT" -> {
-        endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos));
-        afterDrain(w.resource, reply, 2);
+        endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos, RedisCalls.pause(reply, 2)));
+        afterDrain(w.resource, reply, LEFT_TAIL);
       }
       case "SERVED" -> {
         // Granted at its deadline instant: the grant is in the reply (ours) or on its way.
@@ -705,7 +709,7 @@ final class RedisWaiters {
         }
       }
       case "MOVED" -> endLocal(w, movedTo(w, reply.get(1)));
-      default -> endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos));
+      default -> endLocal(w, notGrantedInTime(w.resource, w.timeoutNanos, PauseState.NONE));
     }
   }
 
@@ -738,7 +742,7 @@ final class RedisWaiters {
         switch (word(reply)) {
           case "LEFT" -> {
             endLocal(w, cancelled(w.resource));
-            afterDrain(w.resource, reply, 2);
+            afterDrain(w.resource, reply, LEFT_TAIL);
           }
           case "GRANTED" -> {
             // Give it back only if the grant had not reached the caller meanwhile (then the
@@ -817,7 +821,8 @@ final class RedisWaiters {
         // Only the call named (a message older than a retry on this node is not the retry's).
         if (w != null && (f.length < 5 || f[4].isEmpty() || f[4].equals(w.attempt()))) {
           switch (f[3]) {
-            case "timedout" -> endLocal(w, notGrantedInTime(f[1], w.timeoutNanos));
+            case "timedout" -> endLocal(w, notGrantedInTime(f[1], w.timeoutNanos,
+                f.length > 6 ? RedisCalls.pause(List.of(f[5], f[6]), 0) : PauseState.NONE));
             case "taken" -> {
               // A retry of its request id on another node took its place in line.
               w.takenOver = true;
@@ -948,10 +953,8 @@ final class RedisWaiters {
     }
   }
 
-  static EngineException notGrantedInTime(String resource, long timeoutNanos) {
+  static EngineException notGrantedInTime(String resource, long timeoutNanos, PauseState pause) {
     return new EngineException(
-        EngineException.Reason.DEADLINE,
-        "not granted on '" + resource + "' within " + Duration.ofNanos(timeoutNanos)
-            + ": the resource is saturated; wait longer, lower the load or raise the limit");
+        EngineException.Reason.DEADLINE, PauseState.notGrantedInTime(resource, timeoutNanos, pause));
   }
 }

@@ -11,6 +11,7 @@ import java.util.Map;
  * @param waiting waiters per lane
  * @param paused whether grants are paused
  * @param pausedForNanos time left on the pause; -1 when paused until resumed
+ * @param pause who holds the pause (an admin, an upstream throttle report) and for how long
  * @param granted grants since start
  * @param timedOut acquires that reached their deadline
  * @param cancelled acquires cancelled by the caller
@@ -25,6 +26,7 @@ import java.util.Map;
  * @param waitP50Seconds median wait of recent grants
  * @param waitP99Seconds 99th percentile wait of recent grants
  * @param throttleReports upstream throttling reports received
+ * @param lastThrottleAgoNanos time since the last of them; -1 when none was received
  * @param used tokens taken per dimension net of refunds, a counter (it restarts from zero when an
  *     idle resource's live state was let go); its rate over the limit's rate is utilization
  * @param tenants once tenants share the resource: per tenant named in the limit's policy, plus
@@ -39,6 +41,7 @@ public record ResourceSnapshot(
     Map<Lane, Integer> waiting,
     boolean paused,
     long pausedForNanos,
+    PauseState pause,
     long granted,
     long timedOut,
     long cancelled,
@@ -49,6 +52,7 @@ public record ResourceSnapshot(
     double waitP50Seconds,
     double waitP99Seconds,
     long throttleReports,
+    long lastThrottleAgoNanos,
     Map<String, Double> used,
     Map<String, TenantUse> tenants) {
 
@@ -58,10 +62,11 @@ public record ResourceSnapshot(
   /** Without tenants. */
   public ResourceSnapshot(
       LimitSpec limit, Map<String, Double> available, long inFlight, Map<Lane, Integer> waiting,
-      boolean paused, long pausedForNanos, long granted, long timedOut, long cancelled, long givenBack,
-      long forfeited, long expired, Map<String, Long> rejected, double waitP50Seconds,
-      double waitP99Seconds, long throttleReports, Map<String, Double> used) {
-    this(limit, available, inFlight, waiting, paused, pausedForNanos, granted, timedOut, cancelled,
-        givenBack, forfeited, expired, rejected, waitP50Seconds, waitP99Seconds, throttleReports, used, Map.of());
+      boolean paused, long pausedForNanos, PauseState pause, long granted, long timedOut, long cancelled,
+      long givenBack, long forfeited, long expired, Map<String, Long> rejected, double waitP50Seconds,
+      double waitP99Seconds, long throttleReports, long lastThrottleAgoNanos, Map<String, Double> used) {
+    this(limit, available, inFlight, waiting, paused, pausedForNanos, pause, granted, timedOut, cancelled,
+        givenBack, forfeited, expired, rejected, waitP50Seconds, waitP99Seconds, throttleReports,
+        lastThrottleAgoNanos, used, Map.of());
   }
 }

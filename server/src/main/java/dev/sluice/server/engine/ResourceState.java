@@ -681,6 +681,16 @@ final class ResourceState {
     return Math.max(0, left);
   }
 
+  /** Who holds the pause now and for how long (see {@link PauseState}). */
+  PauseState pauseState(long now) {
+    if (pausedFor(now) == 0) {
+      return PauseState.NONE;
+    }
+    long admin = !adminPaused ? 0 : adminPausedUntil == NEVER ? -1 : Math.max(0, adminPausedUntil - now);
+    long upstream = feedbackPaused ? Math.max(0, feedbackPausedUntil - now) : 0;
+    return new PauseState(admin, upstream);
+  }
+
   /**
    * How long until {@code vector} could be granted: 0 means now, {@link #NEVER} means only an
    * event (release, resume, limit change) can help.
@@ -1035,6 +1045,7 @@ final class ResourceState {
     refill(now);
     if (throttled) {
       entry.add(Outcome.THROTTLE_REPORTED);
+      entry.lastThrottleAt = now;
       // The upstream just said it has nothing left: our view must not say otherwise, or the
       // grants made right after the pause would be refused again.
       for (int i = 0; i < level.length; i++) {

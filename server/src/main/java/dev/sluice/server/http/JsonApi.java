@@ -2,6 +2,7 @@ package dev.sluice.server.http;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.sluice.client.HumanDurations;
 import dev.sluice.server.auth.AuthInterceptor;
 import dev.sluice.server.auth.Principal;
 import dev.sluice.server.auth.Role;
@@ -273,7 +274,7 @@ final class JsonApi {
 
   private void describe(Exchange x, String resource) {
     authenticate(x, false).ifPresent(p -> p.check(resource));
-    answer(x, engine.stats(resource), s -> x.json(HttpResponseStatus.OK, Views.resource(s, Map.of())));
+    answer(x, engine.stats(resource), s -> x.json(HttpResponseStatus.OK, Views.resource(s, Map.of(), null)));
   }
 
   /** {@code POST /v1/resources/{name}/pause}, admin: {@code seconds} (or none: until resumed). */
@@ -293,7 +294,7 @@ final class JsonApi {
     long asked = nanos;
     answer(x, engine.pause(resource, nanos), left -> {
       log.info("paused {} {} from the HTTP port ({})", resource, asked < 0 ? "until resumed" : "for "
-          + Duration.ofNanos(asked), who.map(p -> "key " + p.keyId()).orElse("open coordinator"));
+          + HumanDurations.formatNanos(asked), who.map(p -> "key " + p.keyId()).orElse("open coordinator"));
       ObjectNode o = Views.JSON.createObjectNode();
       o.put("resource", resource);
       o.put("paused", true);

@@ -5,6 +5,7 @@ import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
 import dev.sluice.server.engine.ResourceSnapshot;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -48,7 +49,7 @@ public final class ResourceSampler {
   private List<String> names;
   private int total;
   private long namesAt;
-  private volatile Sample latest = new Sample(0, List.of(), Map.of(), 0);
+  private volatile Sample latest = new Sample(0, List.of(), Map.of(), 0, Map.of());
   private boolean warned;
   private final AtomicBoolean sampling = new AtomicBoolean();
 
@@ -60,12 +61,31 @@ public final class ResourceSampler {
    * @param utilization per resource, per dimension: the fraction of the rate used since the
    *     previous reading
    * @param total how many resources the coordinator holds (more than shown when over the cap)
+   * @param activity per resource: its rates since the previous reading and its recent upstream
+   *     throttle reports
    */
   public record Sample(
       long timeMillis,
       List<ResourceSnapshot> resources,
       Map<String, Map<String, Double>> utilization,
-      int total) {}
+      int total,
+      Map<String, Activity> activity) {}
+
+  /** At most this many throttle report times are kept per resource. */
+  static final int RECENT_THROTTLES = 5;
+
+  /**
+   * What a resource did since the previous reading (the dashboard's grants/s and refusals/s,
+   * rather than lifetime counts), and when its latest upstream throttle reports came.
+   *
+   * @param grantedPerSecond grants a second; NaN on a resource's first reading (nothing to compare with)
+   * @param rejectedPerSecond refusals at once (any reason) a second; NaN on the first reading
+   * @param timedOutPerSecond acquires that reached their timeout a second; NaN on the first reading
+   * @param throttledAtMillis wall-clock times of the latest throttle reports, newest first (at most
+   *     {@link #RECENT_THROTTLES}; reports within one reading count once, at the latest's time)
+   */
+  public record Activity(
+      double grantedPerSecond, double rejectedPerSecond, double timedOutPerSecond, List<Long> throttledAtMillis) {}
 
   /**
    * @param maxResources how many resources (first by name) to watch
@@ -174,6 +194,8 @@ public final class ResourceSampler {
       List<String> list, List<CompletableFuture<ResourceSnapshot>> each, long now) {
     List<ResourceSnapshot> snapshots = new ArrayList<>(list.size());
     Map<String, Map<String, Double>> utilization = new LinkedHashMap<>();
+    Map<String, Activity> activity = new LinkedHashMap<>();
+    long wall = millis.getAsLong();
     Set<String> seen = new HashSet<>();
     for (int i = 0; i < list.size(); i++) {
       String name = list.get(i);
@@ -184,10 +206,12 @@ public final class ResourceSampler {
       }
       snapshots.add(snap);
       seen.add(name);
-      utilization.put(name, history.computeIfAbsent(name, k -> new History()).add(snap, now));
+      History h = history.computeIfAbsent(name, k -> new History());
+      activity.put(name, h.activity(snap, now, wall));
+      utilization.put(name, h.add(snap, now));
     }
     history.keySet().retainAll(seen);
-    return new Sample(millis.getAsLong(), List.copyOf(snapshots), utilization, total);
+    return new Sample(wall, List.copyOf(snapshots), utilization, total, activity);
   }
 
   /** Utilization history of one resource, per dimension, oldest first (at most {@link #HISTORY}). */
@@ -208,6 +232,38 @@ public final class ResourceSampler {
     private long lastAt;
     private int count;
     private int head;
+    private ResourceSnapshot last;
+    private final ArrayDeque<Long> throttledAt = new ArrayDeque<>();
+
+    /** Rates since the previous reading, and the throttle reports seen; before {@link #add}. */
+    Activity activity(ResourceSnapshot snap, long now, long wallMillis) {
+      long reportsBefore = last == null ? 0 : last.throttleReports();
+      if (snap.throttleReports() > reportsBefore && snap.lastThrottleAgoNanos() >= 0) {
+        throttledAt.addFirst(wallMillis - snap.lastThrottleAgoNanos() / 1_000_000);
+        while (throttledAt.size() > RECENT_THROTTLES) {
+          throttledAt.removeLast();
+        }
+      }
+      double seconds = (now - lastAt) / 1e9;
+      ResourceSnapshot p = last;
+      last = snap;
+      if (p == null || seconds <= 0) {
+        return new Activity(Double.NaN, Double.NaN, Double.NaN, List.copyOf(throttledAt));
+      }
+      return new Activity(
+          delta(snap.granted(), p.granted()) / seconds,
+          delta(rejected(snap), rejected(p)) / seconds,
+          delta(snap.timedOut(), p.timedOut()) / seconds,
+          List.copyOf(throttledAt));
+    }
+
+    private static double delta(long now, long before) {
+      return now >= before ? now - before : now; // below: the counter restarted
+    }
+
+    private static long rejected(ResourceSnapshot s) {
+      return s.rejected().values().stream().mapToLong(Long::longValue).sum();
+    }
 
     Map<String, Double> add(ResourceSnapshot snap, long now) {
       LimitSpec limit = snap.limit();

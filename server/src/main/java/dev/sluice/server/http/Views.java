@@ -31,17 +31,27 @@ final class Views {
     o.put("total", s.total());
     ArrayNode list = o.putArray("resources");
     for (ResourceSnapshot r : s.resources()) {
-      list.add(resource(r, s.utilization().getOrDefault(r.limit().resource(), Map.of())));
+      String name = r.limit().resource();
+      list.add(resource(r, s.utilization().getOrDefault(name, Map.of()), s.activity().get(name)));
     }
     return o;
   }
 
-  static ObjectNode resource(ResourceSnapshot r, Map<String, Double> utilization) {
+  /**
+   * One resource. {@code activity} (rates since the previous sample, recent throttle reports) is
+   * the sampler's: null outside a sample, where the rates are null and the reports empty.
+   */
+  static ObjectNode resource(ResourceSnapshot r, Map<String, Double> utilization, ResourceSampler.Activity activity) {
     ObjectNode o = JSON.createObjectNode();
     o.put("name", r.limit().resource());
     o.set("limit", limit(r.limit()));
     ObjectNode available = o.putObject("available");
     r.available().forEach((k, v) -> available.put(k, round(v)));
+    // What each bucket holds over its burst: 1 full, 0 empty, below 0 in debt.
+    ObjectNode level = o.putObject("level");
+    for (RateSpec rs : r.limit().rates()) {
+      level.put(rs.name(), round(r.available().getOrDefault(rs.name(), 0.0) / Math.max(1, rs.burst())));
+    }
     ObjectNode util = o.putObject("utilization");
     for (RateSpec rs : r.limit().rates()) {
       util.put(rs.name(), round(utilization.getOrDefault(rs.name(), 0.0)));
@@ -53,6 +63,10 @@ final class Views {
     }
     o.put("paused", r.paused());
     o.put("pausedForSeconds", r.pausedForNanos() < 0 ? -1 : r.pausedForNanos() / 1e9);
+    ObjectNode pause = o.putObject("pause");
+    r.pause().by().forEach(pause.putArray("by")::add);
+    pause.put("adminSeconds", r.pause().adminNanos() < 0 ? -1 : r.pause().adminNanos() / 1e9);
+    pause.put("upstreamSeconds", r.pause().upstreamNanos() / 1e9);
     o.put("granted", r.granted());
     o.put("timedOut", r.timedOut());
     o.put("cancelled", r.cancelled());
@@ -64,6 +78,25 @@ final class Views {
     o.put("waitP50Seconds", r.waitP50Seconds());
     o.put("waitP99Seconds", r.waitP99Seconds());
     o.put("throttleReports", r.throttleReports());
+    if (r.lastThrottleAgoNanos() < 0) {
+      o.putNull("lastThrottleSecondsAgo");
+    } else {
+      o.put("lastThrottleSecondsAgo", round(r.lastThrottleAgoNanos() / 1e9));
+    }
+    ArrayNode throttles = o.putArray("recentThrottles");
+    ObjectNode rates = o.putObject("rates");
+    if (activity == null || Double.isNaN(activity.grantedPerSecond())) {
+      rates.putNull("grantedPerSecond"); // nothing to compare with yet
+      rates.putNull("rejectedPerSecond");
+      rates.putNull("timedOutPerSecond");
+    } else {
+      rates.put("grantedPerSecond", round(activity.grantedPerSecond()));
+      rates.put("rejectedPerSecond", round(activity.rejectedPerSecond()));
+      rates.put("timedOutPerSecond", round(activity.timedOutPerSecond()));
+    }
+    if (activity != null) {
+      activity.throttledAtMillis().forEach(throttles::add);
+    }
     return o;
   }
 

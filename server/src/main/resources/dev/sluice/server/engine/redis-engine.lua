@@ -353,6 +353,16 @@ local function pausedFor()
   return left
 end
 
+-- Who holds the pause, for a timeout's message and the stats: microseconds left on an admin's
+-- pause (-1 until resumed) and on the upstream feedback's, each 0 when none.
+local function pauseParts()
+  if pausedFor() == 0 then return 0, 0 end
+  local a, f = 0, 0
+  if st.apause == -1 then a = -1 elseif st.apause > now then a = st.apause - now end
+  if st.fpause > now then f = st.fpause - now end
+  return a, f
+end
+
 -- How long until `load` fits: 0 now, NEVER only an event can help.
 local function waitFor(load)
   local wait = pausedFor()
@@ -948,7 +958,8 @@ local function acquireOne(ver, rid, lane, loadStr, timeout, tok, stalePid, tenan
         redis.call('PUBLISH', 'sluice:node:' .. prev.node,
           table.concat({ 'E', rname, rid, 'cancelled', prev.tok or '' }, '\t'))
       end
-      return { 'TIMEOUT' }, true
+      local a, f = pauseParts()
+      return { 'TIMEOUT', a, f }, true
     elseif prev.state == 'W' then
       -- A retry (failover, or a caller that lost its answer): it takes the waiter over in its
       -- place in line, on whichever node it came to. The call it took over hears so: a retry
@@ -984,7 +995,8 @@ local function acquireOne(ver, rid, lane, loadStr, timeout, tok, stalePid, tenan
   end
   if timeout == 0 then
     redis.call('HINCRBY', ST, 'timedout', 1)
-    return { 'TIMEOUT' }, false
+    local a, f = pauseParts()
+    return { 'TIMEOUT', a, f }, false
   end
   if waiting >= cfg.maxw then
     redis.call('HINCRBY', ST, 'rej:waiting_room_full', 1)
@@ -1154,10 +1166,13 @@ elseif op == 'leave' then
   qrem(e)
   finish(e, 'E')
   redis.call('HINCRBY', ST, ARGV[8], 1)
+  -- The pause as the waiter left, for its timeout's message (on whichever node hears of it).
+  local a, f = pauseParts()
   if e.node ~= node then
-    redis.call('PUBLISH', 'sluice:node:' .. e.node, table.concat({ 'E', rname, e.id, ARGV[8], e.tok or '' }, '\t'))
+    redis.call('PUBLISH', 'sluice:node:' .. e.node,
+      table.concat({ 'E', rname, e.id, ARGV[8], e.tok or '', a, f }, '\t'))
   end
-  return drainAndSave({ 'LEFT', e.node })
+  return drainAndSave({ 'LEFT', e.node, a, f })
 
 elseif op == 'estimate' then
   -- 7 load, 8 lane (1-3), 9 tenant. When an acquire made now would be granted, in us from now
@@ -1246,6 +1261,7 @@ elseif op == 'report' then
   if err then return err end
   if ARGV[7] == '1' then
     redis.call('HINCRBY', ST, 'throttled', 1)
+    redis.call('HSET', ST, 'lastthr', now)
     for _, d in ipairs(cfg.dl) do st.lvl[d] = math.min(st.lvl[d], 0) end
     forgetRefunds()
     local untilT = now + tonumber(ARGV[8])
@@ -1283,6 +1299,7 @@ elseif op == 'stats' then
   local err = open(nil)
   if err then return err end
   local left = pausedFor()
+  local pa, pf = pauseParts()
   saveState()
   local lanes = { 0, 0, 0 }
   for _, t in ipairs(waitingTenants()) do
@@ -1308,6 +1325,15 @@ elseif op == 'stats' then
       out[#out + 1] = k
       out[#out + 1] = v
     end
+  end
+  -- Who holds the pause, and how long ago the last throttle report came (microseconds).
+  out[#out + 1] = 'p:admin'
+  out[#out + 1] = pa
+  out[#out + 1] = 'p:upstream'
+  out[#out + 1] = pf
+  if kv.lastthr then
+    out[#out + 1] = 't:ago'
+    out[#out + 1] = math.max(0, now - tonumber(kv.lastthr))
   end
   if st.mt then
     local byKey = {}

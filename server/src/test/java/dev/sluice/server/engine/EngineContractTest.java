@@ -610,6 +610,67 @@ class EngineContractTest {
     granted(again);
   }
 
+  private static String message(Ticket t) {
+    assertThat(t.future()).isCompletedExceptionally();
+    try {
+      t.future().join();
+    } catch (CompletionException e) {
+      return e.getCause().getMessage();
+    }
+    throw new AssertionError("not failed");
+  }
+
+  @Test
+  void aTimeoutOnASaturatedResourceSaysSoInHumanTime() {
+    limit("r", 0, rate("requests", 1, Duration.ofSeconds(10), 1));
+    Ticket t = sync(engine).acquire("r", Map.of(), Lane.DEFAULT, 1500 * 1_000_000L); // the new bucket is empty
+    clock.advance(Duration.ofMillis(1500));
+    assertThat(message(t)).isEqualTo("not granted on 'r' within 1.5 s: the resource is saturated; wait longer,"
+        + " lower the load or raise the limit");
+  }
+
+  @Test
+  void aTimeoutOnAPausedResourceSaysWhoPausedItAndUntilWhen() {
+    limit("api", 0, rate("requests", 100, Duration.ofSeconds(1), 100));
+    clock.advance(Duration.ofSeconds(1));
+    sync(engine).pause("api", -1);
+    Ticket waited = sync(engine).acquire("api", Map.of(), Lane.DEFAULT, 2 * SEC);
+    clock.advance(Duration.ofSeconds(2));
+    assertThat(message(waited)).isEqualTo("not granted on 'api' within 2 s: the resource is paused by an admin"
+        + " until resumed; resume it (sluice resume api) to grant again");
+    assertThat(sync(engine).stats("api").pause()).isEqualTo(new PauseState(-1, 0));
+
+    sync(engine).pause("api", 30 * SEC);
+    Ticket once = sync(engine).acquire("api", Map.of(), Lane.DEFAULT, 0);
+    assertThat(message(once)).isEqualTo("not granted on 'api' on its single try: the resource is paused by an admin for"
+        + " 30 s more; wait longer, or resume it (sluice resume api)");
+
+    sync(engine).resume("api");
+    clock.advance(Duration.ofSeconds(1));
+    sync(engine).report("api", true, 5 * SEC, Map.of());
+    Ticket throttled = sync(engine).acquire("api", Map.of(), Lane.DEFAULT, SEC);
+    clock.advance(Duration.ofSeconds(1));
+    assertThat(message(throttled)).isEqualTo("not granted on 'api' within 1 s: the resource is paused after an"
+        + " upstream throttle (429) report for 4 s more; wait longer: grants start again when the upstream's"
+        + " retry-after has passed");
+    ResourceSnapshot s = sync(engine).stats("api");
+    assertThat(s.pause()).isEqualTo(new PauseState(0, 4 * SEC));
+    assertThat(s.pause().by()).containsExactly("upstream");
+    assertThat(s.lastThrottleAgoNanos()).isEqualTo(SEC);
+
+    sync(engine).pause("api", 10 * SEC);
+    assertThat(sync(engine).stats("api").pause().by()).containsExactly("admin", "upstream");
+    sync(engine).resume("api");
+    assertThat(sync(engine).stats("api").pause()).isEqualTo(PauseState.NONE);
+  }
+
+  @Test
+  void aResourceNeverThrottledHasNoLastReport() {
+    limit("api", 0, rate("requests", 100, Duration.ofSeconds(1), 100));
+    assertThat(sync(engine).stats("api").lastThrottleAgoNanos()).isEqualTo(-1);
+    assertThat(sync(engine).stats("api").pause()).isEqualTo(PauseState.NONE);
+  }
+
   @Test
   void zeroTimeoutTriesOnce() {
     limit("r", 0, rate("requests", 1, Duration.ofSeconds(1), 1));

@@ -9,13 +9,6 @@ const KEY = "sluice.adminKey";
 const $ = (sel) => document.querySelector(sel);
 const fmt = new Intl.NumberFormat("en", { maximumFractionDigits: 1 });
 
-function secs(s) {
-  if (!(s > 0)) return "0";
-  if (s < 0.001) return `${Math.round(s * 1e6)} µs`;
-  if (s < 1) return `${fmt.format(s * 1000)} ms`;
-  return `${fmt.format(s)} s`;
-}
-
 function rate(r) {
   const p = r.periodSeconds;
   const unit = p === 1 ? "s" : p === 60 ? "min" : p === 3600 ? "h" : p === 86400 ? "day" : `${fmt.format(p)} s`;
@@ -35,13 +28,55 @@ function showError(message) {
   box.hidden = !message;
 }
 
-function figure(parent, label, testid) {
-  const d = el("div");
+function figure(parent, label, testid, title) {
+  const d = el("div", title ? { title } : {});
   d.append(el("span", { class: "label" }, label));
   const v = el("span", { class: "value", "data-testid": testid }, "–");
   d.append(v);
   parent.append(d);
   return v;
+}
+
+const TOOLBAR_FROM = 11; // sort and filter once there are more than 10 resources
+const AXIS_MINUTES = [15, 10, 5, 0];
+
+function clock(ms) {
+  return new Date(ms).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+// A duration as a person writes it (as the coordinator's messages do): 218 ms, 1.5 s, 3m 20s.
+function human(s) {
+  if (!(s > 0)) return "0 s";
+  if (s < 0.0095) return `${fmt.format(s * 1000)} ms`;
+  if (s < 0.9995) return `${Math.round(s * 1000)} ms`;
+  if (s < 9.95) return `${Number(s.toFixed(1))} s`;
+  const whole = Math.round(s);
+  if (whole < 60) return `${whole} s`;
+  if (whole < 3600) return whole % 60 ? `${Math.floor(whole / 60)}m ${whole % 60}s` : `${whole / 60}m`;
+  const m = Math.round(whole / 60);
+  return m % 60 ? `${Math.floor(m / 60)}h ${m % 60}m` : `${m / 60}h`;
+}
+
+// Who holds the pause and for how long: "paused by an admin until resumed",
+// "paused after an upstream 429 · 12 s left".
+function pauseText(r) {
+  if (!r.paused) return "";
+  const p = r.pause || { by: [], adminSeconds: 0, upstreamSeconds: 0 };
+  const parts = [];
+  if (p.by.includes("admin")) {
+    parts.push(p.adminSeconds < 0 ? "by an admin until resumed" : `by an admin · ${human(p.adminSeconds)} left`);
+  }
+  if (p.by.includes("upstream")) {
+    parts.push(`after an upstream 429 · ${human(p.upstreamSeconds)} left`);
+  }
+  if (parts.length === 0) {
+    parts.push(r.pausedForSeconds < 0 ? "until resumed" : `${human(r.pausedForSeconds)} left`);
+  }
+  return `paused ${parts.join(" and ")}`;
+}
+
+function perSecond(v) {
+  return v === null || v === undefined ? "–" : `${fmt.format(v)}/s`;
 }
 
 function card(r) {
@@ -56,30 +91,41 @@ function card(r) {
   root.append(limits);
   const dims = el("div");
   root.append(dims);
-  const axis = el("div", { class: "axis" });
-  axis.append(el("span", {}, "15 min ago"), el("span", {}, "utilization, 100 % dashed · now"));
+  const axis = el("div", { class: "axis", "data-testid": `time-axis-${r.name}` });
+  const ticks = AXIS_MINUTES.map((m) => el("span", {}, m === 0 ? "now" : `−${m} min`));
+  axis.append(...ticks);
   root.append(axis);
   const figs = el("div", { class: "figures" });
   const refs = {
-    badge, limits, dims, dimRows: new Map(),
+    badge, limits, dims, dimRows: new Map(), ticks,
+    granted: figure(figs, "grants/s", `grants-rate-${r.name}`, "grants a second since the previous sample"),
+    refused: figure(figs, "refusals/s", `refusals-rate-${r.name}`,
+      "refused at once (waiting room full, invalid, …) plus timed out, a second since the previous sample"),
     inflight: figure(figs, "in flight", `inflight-${r.name}`),
-    granted: figure(figs, "granted", `granted-${r.name}`),
     p50: figure(figs, "wait p50", `p50-${r.name}`),
     p99: figure(figs, "wait p99", `p99-${r.name}`),
     interactive: figure(figs, "waiting: interactive", `waiting-${r.name}-interactive`),
     default: figure(figs, "waiting: default", `waiting-${r.name}-default`),
     batch: figure(figs, "waiting: batch", `waiting-${r.name}-batch`),
-    rejected: figure(figs, "rejected / timed out", `rejected-${r.name}`),
   };
   root.append(figs);
+  refs.totals = el("div", { class: "totals", "data-testid": `totals-${r.name}` });
+  refs.granted_total = el("span", { "data-testid": `granted-${r.name}` }, "0");
+  root.append(refs.totals);
+  refs.throttles = el("div", { class: "throttles", "data-testid": `throttles-${r.name}` });
+  refs.throttles.hidden = true;
+  root.append(refs.throttles);
   const actions = el("div", { class: "actions" });
   const pause = el("button", { class: "pause", "data-testid": `pause-${r.name}`, type: "button" }, "Pause");
   const resume = el("button", { class: "resume", "data-testid": `resume-${r.name}`, type: "button" }, "Resume");
+  resume.hidden = true;
   pause.addEventListener("click", () => act(r.name, "pause"));
   resume.addEventListener("click", () => act(r.name, "resume"));
   actions.append(pause, resume);
   root.append(actions);
-  return { root, refs };
+  refs.pause = pause;
+  refs.resume = resume;
+  return { root, refs, view: {} };
 }
 
 function dimRow(c, name, dim) {
@@ -87,20 +133,35 @@ function dimRow(c, name, dim) {
   if (row) return row;
   const d = el("div", { class: "dim" });
   d.append(el("span", { class: "name", title: dim }, dim));
-  const canvas = el("canvas", { "data-testid": `chart-${name}-${dim}`, width: 300, height: 40,
+  const scale = el("div", { class: "scale", "data-testid": `scale-${name}-${dim}`, "aria-hidden": "true" });
+  const top = el("span", {}, "100 %");
+  const mid = el("span", {}, "50 %");
+  scale.append(top, mid, el("span", {}, "0 %"));
+  const canvas = el("canvas", { "data-testid": `chart-${name}-${dim}`, width: 300, height: 48,
     role: "img", "aria-label": `${dim} utilization, last 15 minutes` });
-  const pct = el("span", { class: "pct", "data-testid": `util-${name}-${dim}` }, "0 %");
-  d.append(canvas, pct);
+  const side = el("div", { class: "side" });
+  const pct = el("span", { class: "pct", "data-testid": `util-${name}-${dim}`, title: "utilization in the last second" },
+    "0 %");
+  const level = el("span", { class: "level", "data-testid": `level-${name}-${dim}`,
+    title: "what the bucket holds now, of its burst (below 0: debt from a settle)" }, "bucket –");
+  side.append(pct, level);
+  d.append(scale, canvas, side);
   c.refs.dims.append(d);
-  row = { canvas, pct };
+  row = { canvas, pct, level, top, mid };
   c.refs.dimRows.set(dim, row);
   return row;
 }
 
-function draw(canvas, points) {
+// The chart's top: 100 %, or above it the next 50 % step when the burst was drawn on.
+function chartTop(points) {
+  const max = Math.max(1, ...points);
+  return max <= 1 ? 1 : Math.ceil(max * 2) / 2;
+}
+
+function draw(canvas, points, top) {
   const ratio = window.devicePixelRatio || 1;
   const w = canvas.clientWidth || 300;
-  const h = canvas.clientHeight || 40;
+  const h = canvas.clientHeight || 48;
   if (canvas.width !== Math.round(w * ratio)) {
     canvas.width = Math.round(w * ratio);
     canvas.height = Math.round(h * ratio);
@@ -108,8 +169,18 @@ function draw(canvas, points) {
   const g = canvas.getContext("2d");
   g.setTransform(ratio, 0, 0, ratio, 0, 0);
   g.clearRect(0, 0, w, h);
-  const top = Math.max(1, ...points);
   const y = (v) => h - 2 - (v / top) * (h - 4);
+  g.strokeStyle = "#eef1f4"; // time ticks every 5 minutes, and the 50 % line
+  g.lineWidth = 1;
+  g.beginPath();
+  for (const m of AXIS_MINUTES.slice(1, -1)) {
+    const x = Math.round(w * (1 - m / 15)) + 0.5;
+    g.moveTo(x, 0);
+    g.lineTo(x, h);
+  }
+  g.moveTo(0, y(top / 2));
+  g.lineTo(w, y(top / 2));
+  g.stroke();
   g.strokeStyle = "#cbd5e1"; // the 100 % line
   g.setLineDash([3, 3]);
   g.beginPath();
@@ -117,6 +188,7 @@ function draw(canvas, points) {
   g.lineTo(w, y(1));
   g.stroke();
   g.setLineDash([]);
+  canvas.dataset.top = String(top);
   if (points.length === 0) return;
   const step = w / (POINTS - 1);
   const x0 = w - (points.length - 1) * step;
@@ -131,6 +203,14 @@ function draw(canvas, points) {
   g.fillStyle = "rgba(37, 99, 235, 0.12)";
   g.fill();
   canvas.dataset.points = String(points.length);
+}
+
+function throttleText(r) {
+  if (!r.throttleReports) return "";
+  const times = (r.recentThrottles || []).map(clock);
+  const last = r.lastThrottleSecondsAgo === null || r.lastThrottleSecondsAgo === undefined ? ""
+    : ` · last ${human(r.lastThrottleSecondsAgo)} ago`;
+  return `upstream 429 reports: ${r.throttleReports}${last}${times.length ? ` · at ${times.join(", ")}` : ""}`;
 }
 
 function render(sample) {
@@ -152,33 +232,60 @@ function render(sample) {
     const f = c.refs;
     c.root.classList.toggle("paused", r.paused);
     f.badge.hidden = !r.paused;
-    f.badge.textContent = !r.paused ? "" : r.pausedForSeconds < 0 ? "paused until resumed"
-      : `paused ${fmt.format(r.pausedForSeconds)} s`;
+    f.badge.textContent = pauseText(r);
+    // Only the action that applies.
+    f.pause.hidden = r.paused;
+    f.resume.hidden = !r.paused;
     const l = r.limit;
     f.limits.textContent = l.rates.map(rate).join(" · ")
       + (l.concurrency > 0 ? ` · at most ${l.concurrency} in flight` : "")
       + ` · waiting room ${fmt.format(l.maxWaiting)}`;
     f.inflight.textContent = l.concurrency > 0 ? `${r.inFlight} / ${l.concurrency}` : String(r.inFlight);
-    f.granted.textContent = String(r.granted);
-    f.p50.textContent = secs(r.waitP50Seconds);
-    f.p99.textContent = secs(r.waitP99Seconds);
+    const rates = r.rates || {};
+    f.granted.textContent = perSecond(rates.grantedPerSecond);
+    f.refused.textContent = rates.rejectedPerSecond === null || rates.rejectedPerSecond === undefined ? "–"
+      : perSecond(rates.rejectedPerSecond + rates.timedOutPerSecond);
+    f.p50.textContent = human(r.waitP50Seconds);
+    f.p99.textContent = human(r.waitP99Seconds);
     f.interactive.textContent = String(r.waiting.interactive);
     f.default.textContent = String(r.waiting.default);
     f.batch.textContent = String(r.waiting.batch);
     const rejected = Object.values(r.rejected).reduce((a, b) => a + b, 0);
-    f.rejected.textContent = `${rejected} / ${r.timedOut}`;
+    f.granted_total.textContent = String(r.granted);
+    f.totals.replaceChildren("since start: ", f.granted_total,
+      ` granted · ${rejected} refused · ${r.timedOut} timed out`);
+    const throttles = throttleText(r);
+    f.throttles.hidden = !throttles;
+    f.throttles.textContent = throttles;
+    AXIS_MINUTES.forEach((m, i) => {
+      const at = sample.time - m * 60_000;
+      f.ticks[i].textContent = m === 0 ? "now" : clock(at).slice(0, 5); // HH:MM
+      f.ticks[i].title = clock(at);
+    });
+    let hottest = 0;
     for (const rs of l.rates) {
       const key = `${r.name}\u0000${rs.dimension}`;
       let s = series.get(key);
       if (!s) series.set(key, (s = []));
       const u = r.utilization[rs.dimension] ?? 0;
+      hottest = Math.max(hottest, u);
       s.push(u);
       if (s.length > POINTS) s.splice(0, s.length - POINTS);
       const row = dimRow(c, r.name, rs.dimension);
       row.pct.textContent = `${Math.round(u * 100)} %`;
       row.pct.classList.toggle("hot", u >= 0.95);
-      draw(row.canvas, s);
+      const level = r.level ? r.level[rs.dimension] : undefined;
+      row.level.textContent = level === undefined ? "bucket –" : `bucket ${Math.round(level * 100)} %`;
+      row.level.classList.toggle("debt", level < 0);
+      const top = chartTop(s);
+      row.top.textContent = `${Math.round(top * 100)} %`;
+      row.mid.textContent = `${Math.round(top * 50)} %`;
+      draw(row.canvas, s, top);
     }
+    c.view = {
+      name: r.name, utilization: hottest, granted: rates.grantedPerSecond ?? 0, paused: r.paused,
+      waiting: r.waiting.interactive + r.waiting.default + r.waiting.batch,
+    };
   }
   for (const [name, c] of cards) {
     if (!seen.has(name)) {
@@ -186,7 +293,34 @@ function render(sample) {
       cards.delete(name);
     }
   }
+  arrange();
   loadBuffers();
+}
+
+// Sort and filter, offered once there are more than 10 resources.
+const SORTS = {
+  name: (a, b) => a.name.localeCompare(b.name),
+  utilization: (a, b) => b.utilization - a.utilization || a.name.localeCompare(b.name),
+  granted: (a, b) => b.granted - a.granted || a.name.localeCompare(b.name),
+  waiting: (a, b) => b.waiting - a.waiting || a.name.localeCompare(b.name),
+  paused: (a, b) => Number(b.paused) - Number(a.paused) || a.name.localeCompare(b.name),
+};
+
+function arrange() {
+  const toolbar = $("#toolbar");
+  const many = cards.size >= TOOLBAR_FROM;
+  toolbar.hidden = !many;
+  const filter = many ? $("#filter").value.trim().toLowerCase() : "";
+  const sort = SORTS[many ? $("#sort").value : "name"] || SORTS.name;
+  const ordered = [...cards.values()].sort((a, b) => sort(a.view, b.view));
+  let visible = 0;
+  ordered.forEach((c, i) => {
+    c.root.style.order = String(i);
+    const show = !filter || c.view.name.toLowerCase().includes(filter);
+    c.root.hidden = !show;
+    if (show) visible++;
+  });
+  $('[data-testid="shown"]').textContent = filter ? `${visible} shown` : "";
 }
 
 // Buffers are not in the keyless event stream (their URLs and counts are an admin's to read):
@@ -221,7 +355,7 @@ function renderBuffers(buffers) {
       [b.name], [b.url], [b.pacedBy],
       [String(s.pending), "n", `buffer-pending-${b.name}`], [String(s.running), "n"],
       [String(s.completed), "n", `buffer-completed-${b.name}`], [String(s.failed), "n"],
-      [fmt.format(s.deliveredPerSecond), "n"], [secs(s.oldestPendingAgeSeconds), "n"],
+      [fmt.format(s.deliveredPerSecond), "n"], [human(s.oldestPendingAgeSeconds), "n"],
       [s.paused ? "paused" : "delivering"],
     ];
     for (const [text, cls, testid] of cells) {
@@ -268,6 +402,8 @@ function connect() {
 }
 
 async function start() {
+  $("#filter").addEventListener("input", arrange);
+  $("#sort").addEventListener("change", arrange);
   const form = $("#key-form");
   const input = $("#api-key");
   if (sessionStorage.getItem(KEY)) input.placeholder = "key set for this tab";
