@@ -95,6 +95,22 @@ final class Rates {
     }
   }
 
+  /**
+   * Says on {@code err} when a usd rate was given without a burst: the default, one second's
+   * worth, is a tiny amount of a daily budget, and a call costing more could never fit.
+   */
+  static void warnDefaultUsdBurst(java.io.PrintWriter err, java.util.List<RateDimension> given,
+      dev.sluice.proto.v1.Limit stored) {
+    for (RateDimension r : given) {
+      if (r.getName().equals(USD) && r.getBurst() == 0) {
+        stored.getRatesList().stream().filter(s -> s.getName().equals(USD)).findFirst().ifPresent(s ->
+            err.println("note: " + format(r) + " has the default burst, $" + dollars(s.getBurst()) + " (one second's"
+                + " worth): a call costing more can never fit; give the most one call may cost, e.g. "
+                + format(r) + ":1"));
+      }
+    }
+  }
+
   /** Micro-dollars as dollars: {@code 50}, {@code 0.25}, {@code 0.000001}. */
   static String dollars(long micros) {
     return BigDecimal.valueOf(micros).movePointLeft(6).stripTrailingZeros().toPlainString();

@@ -108,6 +108,8 @@ class PriceCommandsTest {
     CliRun set = sluice("limit", "set", "dollars", "--rate", "usd=50/day", "--rate", "requests=10/s");
     assertThat(set.exit()).as(set.err()).isZero();
     assertThat(set.out()).containsPattern("rate +usd=50/d:0\\.000578").contains("requests=10/s");
+    assertThat(set.err()).isEqualTo("note: usd=50/d has the default burst, $0.000578 (one second's worth): a call"
+        + " costing more can never fit; give the most one call may cost, e.g. usd=50/d:1\n");
 
     Limit.Builder stored = Limit.newBuilder();
     JsonFormat.parser().merge(sluice("limit", "get", "dollars", "--json").out(), stored);
@@ -116,6 +118,7 @@ class PriceCommandsTest {
 
     CliRun burst = sluice("limit", "set", "dollars", "--rate", "usd=0.25/min:0.05");
     assertThat(burst.out()).contains("usd=0.25/min:0.05");
+    assertThat(burst.err()).isEmpty();
     JsonFormat.parser().merge(sluice("limit", "get", "dollars", "--json").out(), stored.clear());
     assertThat(stored.getRates(0).getAmount()).isEqualTo(250_000L);
     assertThat(stored.getRates(0).getBurst()).isEqualTo(50_000L);
@@ -143,6 +146,20 @@ class PriceCommandsTest {
       assertThat(explicit.granted().asMap()).as("a load that gives usd itself is not priced again")
           .isEqualTo(Map.of("usd", 7L));
       explicit.close();
+    }
+  }
+
+  @Test
+  void aSessionStreamPricesAcquiresAndSettlesAlike() throws Exception {
+    assertThat(sluice("price", "set", "streamed", "--input", "1/M", "--output", "2/M").exit()).isZero();
+    assertThat(sluice("limit", "set", "session-budget", "--rate", "usd=1/min:1").exit()).isZero();
+    try (SluiceClient client = SluiceClient.builder().target(target).session(1).build()) {
+      Permit permit = client.acquire("session-budget", Load.tokens(100, 50),
+          AcquireOptions.builder().model("streamed").build());
+      assertThat(permit.granted().asMap()).isEqualTo(Map.of("usd", 200L));
+      permit.settle(Load.tokens(100, 10));
+      permit.close();
+      await().atMost(Duration.ofSeconds(10)).until(() -> used("session-budget") == 120);
     }
   }
 
