@@ -136,6 +136,7 @@ final class LimitCommand implements Callable<Integer> {
             + response.getLimit().getResource());
         Output.printLimit(out, response.getLimit());
       }
+      Rates.warnDefaultUsdBurst(spec.commandLine().getErr(), rates, response.getLimit());
       return 0;
     }
 

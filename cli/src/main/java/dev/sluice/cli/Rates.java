@@ -50,18 +50,81 @@ final class Rates {
     if (slash < 0) {
       throw bad(text, "missing '/PERIOD' after the amount");
     }
-    long amount = positive(text, "amount", rest.substring(0, slash).trim());
+    boolean usd = name.equals(USD);
+    long amount = usd ? dollars(text, "amount", rest.substring(0, slash).trim())
+        : positive(text, "amount", rest.substring(0, slash).trim());
     String periodAndBurst = rest.substring(slash + 1);
     int colon = periodAndBurst.indexOf(':');
     String periodText = (colon < 0 ? periodAndBurst : periodAndBurst.substring(0, colon)).trim();
     Duration period = period(text, periodText);
-    long burst = colon < 0 ? 0 : positive(text, "burst", periodAndBurst.substring(colon + 1).trim());
+    String burstText = colon < 0 ? null : periodAndBurst.substring(colon + 1).trim();
+    long burst = burstText == null ? 0 : usd ? dollars(text, "burst", burstText) : positive(text, "burst", burstText);
     return RateDimension.newBuilder()
         .setName(name)
         .setAmount(amount)
         .setPeriod(Durations.toProto(period))
         .setBurst(burst)
         .build();
+  }
+
+  /** The cost dimension, counted in micro-dollars and typed in dollars. */
+  static final String USD = "usd";
+  private static final Pattern DOLLARS = Pattern.compile("\\$?(\\d+(\\.\\d*)?|\\.\\d+)");
+
+  /** Dollars with up to six decimals, as micro-dollars, at least one. */
+  private static long dollars(String text, String what, String typed) {
+    String d = typed.replace("_", "");
+    if (d.isEmpty()) {
+      throw bad(text, "missing " + what);
+    }
+    if (!DOLLARS.matcher(d).matches()) {
+      throw bad(text, what + " '" + typed + "' is not an amount of US dollars (usd is typed in dollars, such as"
+          + " usd=50/day or usd=0.25/min)");
+    }
+    BigDecimal micros = new BigDecimal(d.replace("$", "")).movePointRight(6);
+    if (micros.stripTrailingZeros().scale() > 0) {
+      throw bad(text, what + " '" + typed + "' has more than six decimals: usd counts whole micro-dollars");
+    }
+    if (micros.signum() <= 0) {
+      throw bad(text, what + " must be at least 0.000001 (one micro-dollar), got " + typed);
+    }
+    try {
+      return micros.longValueExact();
+    } catch (ArithmeticException e) {
+      throw bad(text, what + " '" + typed + "' is too large");
+    }
+  }
+
+  /**
+   * Says on {@code err} when a usd rate was given without a burst: the default, one second's
+   * worth, is a tiny amount of a daily budget, and a call costing more could never fit.
+   */
+  static void warnDefaultUsdBurst(java.io.PrintWriter err, java.util.List<RateDimension> given,
+      dev.sluice.proto.v1.Limit stored) {
+    for (RateDimension r : given) {
+      if (r.getName().equals(USD) && r.getBurst() == 0) {
+        stored.getRatesList().stream().filter(s -> s.getName().equals(USD)).findFirst().ifPresent(s ->
+            err.println("note: " + format(r) + " has the default burst, $" + dollars(s.getBurst()) + " (one second's"
+                + " worth): a call costing more can never fit; give the most one call may cost, e.g. "
+                + format(r) + ":1"));
+      }
+    }
+  }
+
+  /** Micro-dollars as dollars: {@code 50}, {@code 0.25}, {@code 0.000001}. */
+  static String dollars(long micros) {
+    return BigDecimal.valueOf(micros).movePointLeft(6).stripTrailingZeros().toPlainString();
+  }
+
+  /** Micro-dollars (a bucket's fractional level) as dollars, to the micro-dollar. */
+  static String dollars(double micros) {
+    return BigDecimal.valueOf(micros).movePointLeft(6).setScale(6, java.math.RoundingMode.HALF_EVEN)
+        .stripTrailingZeros().toPlainString();
+  }
+
+  /** A value of dimension {@code dim} as people read it: usd in dollars, others as they are. */
+  static String amount(String dim, double value) {
+    return USD.equals(dim) ? "$" + dollars(value) : Output.number(value);
   }
 
   private static long positive(String text, String what, String digits) {
@@ -120,11 +183,12 @@ final class Rates {
 
   /** Formats a rate in the syntax {@link #parse} reads: {@code requests=500/min:10}. */
   static String format(RateDimension r) {
+    boolean usd = r.getName().equals(USD);
     StringBuilder sb = new StringBuilder()
-        .append(r.getName()).append('=').append(r.getAmount()).append('/')
+        .append(r.getName()).append('=').append(usd ? dollars(r.getAmount()) : r.getAmount()).append('/')
         .append(period(Duration.ofSeconds(r.getPeriod().getSeconds(), r.getPeriod().getNanos())));
     if (r.getBurst() > 0) {
-      sb.append(':').append(r.getBurst());
+      sb.append(':').append(usd ? dollars(r.getBurst()) : r.getBurst());
     }
     return sb.toString();
   }

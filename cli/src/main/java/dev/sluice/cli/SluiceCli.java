@@ -34,7 +34,7 @@ import picocli.CommandLine.UnmatchedArgumentException;
         "Exit codes: 0 ok, 1 server error, 2 usage error."},
     subcommands = {
         ServeCommand.class, LimitCommand.class, PauseCommand.class, PauseCommand.Resume.class,
-        StatsCommand.class, KeyCommand.class, BufferCommand.class, HelpCommand.class})
+        StatsCommand.class, KeyCommand.class, BufferCommand.class, PriceCommand.class, HelpCommand.class})
 public final class SluiceCli implements Callable<Integer> {
 
   @Spec
@@ -77,7 +77,7 @@ public final class SluiceCli implements Callable<Integer> {
   @Override
   public Integer call() {
     throw new ParameterException(spec.commandLine(),
-        "missing command: serve, limit, pause, resume, stats, key or buffer");
+        "missing command: serve, limit, pause, resume, stats, key, buffer or price");
   }
 
   private static PrintWriter writer(PrintStream stream) {

@@ -243,6 +243,7 @@ final class StatsCommand implements Callable<Integer> {
           Output.seconds(s.getWaitP99Seconds()), paused(s));
     }
     t.print(out);
+    printSpend(out, stats);
     out.println(LEGEND);
   }
 
@@ -251,8 +252,21 @@ final class StatsCommand implements Callable<Integer> {
       return "-";
     }
     return new TreeMap<>(s.getAvailableMap()).entrySet().stream()
-        .map(e -> e.getKey() + "=" + Output.number(e.getValue()))
+        .map(e -> e.getKey() + "=" + dev.sluice.cli.Rates.amount(e.getKey(), e.getValue()))
         .collect(Collectors.joining(" "));
+  }
+
+  /**
+   * One line per resource that counts usd: what it has spent (its usd used, net of settles,
+   * since its live state started), in dollars.
+   */
+  private static void printSpend(PrintWriter out, GetStatsResponse stats) {
+    for (ResourceStats s : stats.getResourcesList()) {
+      if (s.getUsedMap().containsKey(dev.sluice.cli.Rates.USD)) {
+        out.println("spent on " + s.getResource() + ": " + dev.sluice.cli.Rates.amount(dev.sluice.cli.Rates.USD, s.getUsedMap().get(dev.sluice.cli.Rates.USD))
+            + " (usd used since its counters started)");
+      }
+    }
   }
 
   /** {@code 0}, or the total and its lanes: {@code 5 (interactive 2, batch 3)}. */

@@ -95,6 +95,41 @@ class RatesTest {
     assertThat(Rates.format(Rates.parse(text))).isEqualTo(text);
   }
 
+  @ParameterizedTest
+  @CsvSource({
+      "usd=50/day, 50000000, 0", "usd=0.25/min:0.05, 250000, 50000", "usd=$10/d:1, 10000000, 1000000",
+      "usd=0.000001/s, 1, 0", "usd=1_000/d, 1000000000, 0",
+  })
+  void usdIsTypedInDollarsAndSentInMicroDollars(String text, long amount, long burst) {
+    RateDimension r = Rates.parse(text);
+    assertThat(r.getAmount()).isEqualTo(amount);
+    assertThat(r.getBurst()).isEqualTo(burst);
+  }
+
+  @ParameterizedTest
+  @CsvSource({"usd=50/d", "usd=0.25/min:0.05", "usd=0.000001/s:1"})
+  void usdFormatsInDollars(String text) {
+    assertThat(Rates.format(Rates.parse(text))).isEqualTo(text);
+  }
+
+  @ParameterizedTest
+  @CsvSource(delimiter = '|', value = {
+      "usd=0.0000001/d | has more than six decimals",
+      "usd=0/d | at least 0.000001",
+      "usd=ten/d | 'ten' is not an amount of US dollars",
+      "usd=-5/d | '-5' is not an amount of US dollars",
+      "usd=1/d:0.0000001 | burst '0.0000001' has more than six decimals",
+  })
+  void badDollarAmountsAreRefused(String text, String problem) {
+    assertThatThrownBy(() -> Rates.parse(text)).isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining(problem);
+  }
+
+  @Test
+  void otherDimensionsStayWholeNumbers() {
+    assertThatThrownBy(() -> Rates.parse("tokens=0.5/s")).hasMessageContaining("not a whole number");
+  }
+
   private static Duration period(RateDimension r) {
     return Duration.ofSeconds(r.getPeriod().getSeconds(), r.getPeriod().getNanos());
   }

@@ -22,12 +22,14 @@ public final class AcquireOptions {
   private final Lane lane;
   private final String requestId;
   private final String tenant;
+  private final String model;
 
-  private AcquireOptions(Duration timeout, Lane lane, String requestId, String tenant) {
+  private AcquireOptions(Duration timeout, Lane lane, String requestId, String tenant, String model) {
     this.timeout = timeout;
     this.lane = lane;
     this.requestId = requestId;
     this.tenant = tenant;
+    this.model = model;
   }
 
   /** Options that set nothing: the client's default timeout and lane, no request id. */
@@ -56,12 +58,17 @@ public final class AcquireOptions {
     return tenant;
   }
 
+  String model() {
+    return model;
+  }
+
   @Override
   public String toString() {
     return "AcquireOptions{timeout=" + (timeout == null ? "client default" : timeout)
         + ", lane=" + (lane == null ? "client default" : lane)
         + (requestId == null ? "" : ", requestId=" + requestId)
-        + (tenant == null ? "" : ", tenant=" + tenant) + '}';
+        + (tenant == null ? "" : ", tenant=" + tenant)
+        + (model == null ? "" : ", model=" + model) + '}';
   }
 
   /** Builds {@link AcquireOptions}. Each setter validates at once and refuses a second call. */
@@ -70,6 +77,7 @@ public final class AcquireOptions {
     private Lane lane;
     private String requestId;
     private String tenant;
+    private String model;
 
     private Builder() {}
 
@@ -161,9 +169,33 @@ public final class AcquireOptions {
       return this;
     }
 
+    /**
+     * The model the call is for, e.g. {@code gpt-4o-mini}. On a resource whose limit counts
+     * {@code usd}, the coordinator charges the load's tokens ({@link Load#tokens}) at the model's
+     * price ({@code sluice price set}); the permit's {@link Permit#settle} is priced the same way
+     * from the actual tokens. Default: none (a load with token counts on such a resource is then
+     * refused).
+     *
+     * @throws IllegalArgumentException if empty, longer than 200 characters, or holding a
+     *     character other than {@code A-Z a-z 0-9 . _ : / @ + -}
+     * @throws IllegalStateException if already set
+     */
+    public Builder model(String model) {
+      Objects.requireNonNull(model, "model must not be null; leave it unset for none");
+      if (model.isEmpty() || model.length() > 200 || !model.matches("[A-Za-z0-9._:/@+-]+")) {
+        throw new IllegalArgumentException("model '" + (model.length() > 60 ? model.substring(0, 60) + "..." : model)
+            + "' must be 1 to 200 characters of A-Z a-z 0-9 . _ : / @ + -, such as gpt-4o-mini");
+      }
+      if (this.model != null) {
+        throw new IllegalStateException("model was already set to '" + this.model + "'; set it once");
+      }
+      this.model = model;
+      return this;
+    }
+
     /** The options; the builder may be reused. */
     public AcquireOptions build() {
-      return new AcquireOptions(timeout, lane, requestId, tenant);
+      return new AcquireOptions(timeout, lane, requestId, tenant, model);
     }
   }
 

@@ -366,9 +366,14 @@ final class ClientRuntime implements AutoCloseable {
   }
 
   GrpcPermit newPermit(String resource, AcquireResponse response) {
+    return newPermit(resource, "", response);
+  }
+
+  /** @param model the model the acquire named ("" for none), sent again with the settle */
+  GrpcPermit newPermit(String resource, String model, AcquireResponse response) {
     GrpcPermit permit = new GrpcPermit(this, response.getPermitId(), resource,
         Load.fromServer(response.getGrantedMap()), Protos.toJava(response.getWaited()),
-        Protos.toJava(response.getLeaseTtl()));
+        Protos.toJava(response.getLeaseTtl()), model);
     // Registered before the caller can see the permit, so a quick close() always finds it.
     if (permit.leaseTtl().compareTo(Duration.ZERO) > 0) {
       renewer.register(permit);
@@ -539,6 +544,9 @@ final class ClientRuntime implements AutoCloseable {
     // Every acquire carries an id so a cancel can withdraw exactly this waiter (see AcquireCall).
     String requestId = options.requestId() != null ? options.requestId() : idPrefix + Long.toString(ids.incrementAndGet(), 36);
     request.setRequestId(requestId);
+    if (options.model() != null) {
+      request.setModel(options.model());
+    }
     AcquireCall call = new AcquireCall(this, resource, load, requestId, delivery, Protos.saturatedNanos(timeout));
     call.start(request.build());
     return call;

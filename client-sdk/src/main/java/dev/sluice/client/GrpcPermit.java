@@ -18,10 +18,13 @@ final class GrpcPermit implements Permit {
   private final Load granted;
   private final Duration waited;
   private final Duration leaseTtl;
+  private final String model;
   private final AtomicBoolean ended = new AtomicBoolean();
   private volatile Load actual;
 
-  GrpcPermit(ClientRuntime client, String id, String resource, Load granted, Duration waited, Duration leaseTtl) {
+  GrpcPermit(ClientRuntime client, String id, String resource, Load granted, Duration waited, Duration leaseTtl,
+      String model) {
+    this.model = model;
     this.client = client;
     this.id = id;
     this.resource = resource;
@@ -72,7 +75,8 @@ final class GrpcPermit implements Permit {
     Load settled = actual;
     ReleaseRequest.Builder request = ReleaseRequest.newBuilder().setResource(resource).setPermitId(id);
     if (settled != null) {
-      request.putAllActual(settled.asMap()).setSettle(true);
+      // The model the acquire named: the coordinator prices the actual tokens with it.
+      request.putAllActual(settled.asMap()).setSettle(true).setModel(model);
     }
     end(request.build());
   }

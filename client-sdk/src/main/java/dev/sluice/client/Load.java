@@ -36,6 +36,16 @@ public final class Load {
     return of(REQUESTS, n);
   }
 
+  /**
+   * A call's tokens for a model, which the coordinator prices when the resource counts {@code usd}
+   * (name the model with {@link AcquireOptions.Builder#model}): {@code input_tokens} and {@code
+   * output_tokens}. To acquire, give the estimate (prompt tokens and {@code max_tokens}); to
+   * settle, the response's usage. Add {@code cached_input_tokens} with {@link #of(Map)}.
+   */
+  public static Load tokens(long input, long output) {
+    return of("input_tokens", input, "output_tokens", output);
+  }
+
   /** A load on one dimension. */
   public static Load of(String dimension, long amount) {
     return build(new Object[] {dimension, amount});

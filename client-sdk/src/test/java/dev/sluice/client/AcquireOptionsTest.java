@@ -26,6 +26,19 @@ class AcquireOptionsTest {
   }
 
   @Test
+  void aModelIsCheckedAndSetOnce() {
+    assertThat(AcquireOptions.builder().model("openai/gpt-4o-mini@2024").build().model())
+        .isEqualTo("openai/gpt-4o-mini@2024");
+    assertThat(AcquireOptions.defaults().model()).isNull();
+    assertThatThrownBy(() -> AcquireOptions.builder().model("gpt 4o"))
+        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("such as gpt-4o-mini");
+    assertThatThrownBy(() -> AcquireOptions.builder().model(""))
+        .isInstanceOf(IllegalArgumentException.class);
+    assertThatThrownBy(() -> AcquireOptions.builder().model("a").model("b"))
+        .isInstanceOf(IllegalStateException.class).hasMessageContaining("model was already set");
+  }
+
+  @Test
   void negativeTimeoutIsRefused() {
     assertThatThrownBy(() -> AcquireOptions.builder().timeout(Duration.ofMillis(-1)))
         .isInstanceOf(IllegalArgumentException.class)

@@ -64,6 +64,25 @@ class PermitTest {
   }
 
   @Test
+  void aSettleSendsTheModelTheAcquireNamed() throws InterruptedException {
+    try (Permit permit = f.client.acquire("openai", Load.tokens(1000, 500),
+        AcquireOptions.builder().model("gpt-4o-mini").build())) {
+      assertThat(f.fake.acquires.get(0).getModel()).isEqualTo("gpt-4o-mini");
+      assertThat(f.fake.acquires.get(0).getLoadMap())
+          .containsExactlyInAnyOrderEntriesOf(Map.of("input_tokens", 1000L, "output_tokens", 500L));
+      permit.settle(Load.tokens(1000, 42));
+    }
+    ReleaseRequest sent = f.fake.releases.get(0);
+    assertThat(sent.getModel()).isEqualTo("gpt-4o-mini");
+    assertThat(sent.getActualMap()).containsEntry("output_tokens", 42L);
+
+    try (Permit plain = f.client.acquire("openai")) {
+      plain.settle(Load.requests(1));
+    }
+    assertThat(f.fake.releases.get(1).getModel()).as("no model named, none sent").isEmpty();
+  }
+
+  @Test
   void settleAfterCloseIsRefused() throws InterruptedException {
     Permit permit = f.client.acquire("openai");
     permit.close();

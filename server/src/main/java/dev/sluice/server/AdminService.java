@@ -27,6 +27,15 @@ import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.Validation;
+import dev.sluice.proto.v1.DeletePriceRequest;
+import dev.sluice.proto.v1.DeletePriceResponse;
+import dev.sluice.proto.v1.ListPricesRequest;
+import dev.sluice.proto.v1.ListPricesResponse;
+import dev.sluice.proto.v1.ModelPrice;
+import dev.sluice.proto.v1.SetPriceRequest;
+import dev.sluice.server.auth.Principal;
+import dev.sluice.server.price.Price;
+import dev.sluice.server.price.Prices;
 import io.grpc.stub.StreamObserver;
 import java.util.List;
 import java.util.concurrent.Executor;
@@ -43,6 +52,7 @@ final class AdminService extends AdminGrpc.AdminImplBase {
   private final Executor blocking;
   private final KeyAdmin keys;
   private final dev.sluice.buffers.Buffers buffers;
+  private final Prices prices;
 
   AdminService(Engine engine, Executor blocking, KeyAdmin keys) {
     this(engine, blocking, keys, null);
@@ -50,10 +60,17 @@ final class AdminService extends AdminGrpc.AdminImplBase {
 
   /** @param buffers the buffers, null where there are none (shared store) */
   AdminService(Engine engine, Executor blocking, KeyAdmin keys, dev.sluice.buffers.Buffers buffers) {
+    this(engine, blocking, keys, buffers, null);
+  }
+
+  /** @param prices the price table, null where there is none */
+  AdminService(Engine engine, Executor blocking, KeyAdmin keys, dev.sluice.buffers.Buffers buffers,
+      Prices prices) {
     this.engine = engine;
     this.blocking = blocking;
     this.keys = keys;
     this.buffers = buffers;
+    this.prices = prices;
   }
 
   // Buffers: writes commit to the data dir, so they run on the blocking executor too.
@@ -154,6 +171,56 @@ final class AdminService extends AdminGrpc.AdminImplBase {
   @Override
   public void revokeKey(RevokeKeyRequest req, StreamObserver<RevokeKeyResponse> observer) {
     blocking.execute(() -> answer(observer, () -> keys.revoke(req)));
+  }
+
+  // Prices: a shared store's table is written with a Redis round trip, so off the transport threads.
+
+  @Override
+  public void setPrice(SetPriceRequest req, StreamObserver<ModelPrice> observer) {
+    String by = who(); // the call's context stays on this thread
+    blocking.execute(() -> answer(observer, () -> {
+      ModelPrice m = req.getPrice();
+      Price p = Price.parse(m.getModel(), m.getInput(), m.getOutput(), m.getCachedInput());
+      prices().set(p, by);
+      return price(p);
+    }));
+  }
+
+  @Override
+  public void listPrices(ListPricesRequest req, StreamObserver<ListPricesResponse> observer) {
+    answer(observer, () -> {
+      ListPricesResponse.Builder b = ListPricesResponse.newBuilder();
+      prices().list().forEach(p -> b.addPrices(price(p)));
+      return b.build();
+    });
+  }
+
+  @Override
+  public void deletePrice(DeletePriceRequest req, StreamObserver<DeletePriceResponse> observer) {
+    String by = who();
+    blocking.execute(() -> answer(observer, () -> {
+      prices().delete(Price.model(req.getModel()), by);
+      return DeletePriceResponse.getDefaultInstance();
+    }));
+  }
+
+  private Prices prices() {
+    if (prices == null) {
+      throw new EngineException(EngineException.Reason.INVALID, "this coordinator runs without a price table (an"
+          + " engine embedded without one): prices come with every `sluice serve`");
+    }
+    return prices;
+  }
+
+  /** Who made a change, for its log line. */
+  private static String who() {
+    Principal p = Principal.current();
+    return (p == null ? "open coordinator" : "key " + p.keyId()) + ", gRPC port";
+  }
+
+  static ModelPrice price(Price p) {
+    return ModelPrice.newBuilder().setModel(p.model()).setInput(Price.text(p.input()))
+        .setOutput(Price.text(p.output())).setCachedInput(Price.text(p.cachedInput())).build();
   }
 
   private static <T> void answer(StreamObserver<T> observer, Supplier<T> work) {

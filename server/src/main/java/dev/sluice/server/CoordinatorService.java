@@ -23,7 +23,10 @@ import dev.sluice.server.engine.Ticket;
 import io.grpc.Context;
 import io.grpc.Deadline;
 import io.grpc.stub.ServerCallStreamObserver;
+import dev.sluice.server.price.Costs;
 import io.grpc.stub.StreamObserver;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -35,6 +38,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
   private final Engine engine;
   private final long maxWaitNanos;
   private final ConnectionWaiters waiters;
+  private final Costs costs;
 
   CoordinatorService(Engine engine, long maxWaitNanos) {
     this(engine, maxWaitNanos, null);
@@ -42,9 +46,15 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
 
   /** @param waiters the per-connection cap on parked acquires; null for none */
   CoordinatorService(Engine engine, long maxWaitNanos, ConnectionWaiters waiters) {
+    this(engine, maxWaitNanos, waiters, new Costs(engine, null));
+  }
+
+  /** @param costs prices loads that name a model (see {@link Costs}) */
+  CoordinatorService(Engine engine, long maxWaitNanos, ConnectionWaiters waiters, Costs costs) {
     this.engine = engine;
     this.maxWaitNanos = maxWaitNanos;
     this.waiters = waiters;
+    this.costs = costs;
   }
 
   @Override
@@ -96,8 +106,9 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
     if (deadline != null) {
       timeout = Math.max(0, Math.min(timeout, deadline.timeRemaining(TimeUnit.NANOSECONDS)));
     }
-    Ticket ticket = engine.acquire(
-        req.getResource(), req.getLoadMap(), Protos.lane(req.getLane()), timeout, req.getRequestId(), tenant);
+    long wait = timeout;
+    Ticket ticket = costs.acquire(req.getResource(), req.getLoadMap(), req.getModel(), load -> engine.acquire(
+        req.getResource(), load, Protos.lane(req.getLane()), wait, req.getRequestId(), tenant));
     if (waiters != null) {
       waiters.track(ticket);
     }
@@ -135,10 +146,18 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
         observer,
         () -> {
           Principal.checkResource(req.getResource());
-          return engine.release(
-              req.getResource(), req.getPermitId(), req.getActualMap(), req.getSettle(), req.getUnused());
+          return release(req);
         },
         released -> ReleaseResponse.newBuilder().setReleased(released).build());
+  }
+
+  /** Ends a permit, its settle priced by {@link Costs} when it names a model or token counts. */
+  CompletableFuture<Boolean> release(ReleaseRequest req) {
+    CompletableFuture<Map<String, Long>> actual = req.getSettle() && !req.getUnused()
+        ? costs.actual(req.getResource(), req.getActualMap(), req.getModel())
+        : CompletableFuture.completedFuture(req.getActualMap());
+    return actual.thenCompose(a -> engine.release(req.getResource(), req.getPermitId(), a, req.getSettle(),
+        req.getUnused()));
   }
 
   @Override

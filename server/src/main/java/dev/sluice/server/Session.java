@@ -106,7 +106,7 @@ final class Session implements StreamObserver<SessionRequest> {
   private void release(ReleaseRequest r) {
     try {
       Principal.checkResource(r.getResource());
-      engine.release(r.getResource(), r.getPermitId(), r.getActualMap(), r.getSettle(), r.getUnused())
+      service.release(r)
           .whenComplete((released, error) -> {
             if (error != null) {
               released(r, EngineException.unwrap(error));

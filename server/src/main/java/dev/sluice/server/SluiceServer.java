@@ -87,6 +87,7 @@ public final class SluiceServer implements AutoCloseable {
   private ScheduledThreadPoolExecutor timers;
   private ExecutorService adminExecutor;
   private KeyStore keys;
+  private dev.sluice.server.price.Prices prices;
   private final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
   /** Everything opened so far, closed in reverse by a failed start or by {@link #close()}. */
   private final CloseStack resources = new CloseStack();
@@ -519,6 +520,7 @@ public final class SluiceServer implements AutoCloseable {
         ServerConfigKeys.Buffer.LEASE.orDefault(config.bufferLease)), timers, registry, resources);
     engine = store.engine();
     keys = store.keys();
+    prices = store.prices();
     redisStore = store.redis();
     dev.sluice.buffers.TargetPolicy targets = dev.sluice.buffers.TargetPolicy.of(
         config.bufferAllow == null ? List.of() : config.bufferAllow,
@@ -570,8 +572,10 @@ public final class SluiceServer implements AutoCloseable {
               // its health probes of every node each second are ordinary calls).
               .permitKeepAliveTime(500, TimeUnit.MILLISECONDS)
               .permitKeepAliveWithoutCalls(true)
-              .addService(new CoordinatorService(engine, maxWait.toNanos(), connectionWaiters))
-              .addService(new AdminService(engine, adminExecutor, new KeyAdmin(keys, System::currentTimeMillis), buffers))
+              .addService(new CoordinatorService(engine, maxWait.toNanos(), connectionWaiters,
+                  new dev.sluice.server.price.Costs(engine, prices)))
+              .addService(new AdminService(engine, adminExecutor, new KeyAdmin(keys, System::currentTimeMillis), buffers,
+                  prices))
               .intercept(connectionWaiters)
               .intercept(auth)
               .addService(health.getHealthService())
@@ -627,7 +631,8 @@ public final class SluiceServer implements AutoCloseable {
         maxWait.toNanos(),
         node,
         buffers,
-        config.httpLimits == null ? HttpApi.Limits.defaults() : config.httpLimits)).start();
+        config.httpLimits == null ? HttpApi.Limits.defaults() : config.httpLimits,
+        prices)).start();
     resources.push("the HTTP port", http::close);
     sampler.sample();
     timers.scheduleWithFixedDelay(sampler::sample, 1, 1, TimeUnit.SECONDS);

@@ -12,6 +12,7 @@ import dev.sluice.server.engine.RedisEngine;
 import dev.sluice.server.engine.RedisStore;
 import dev.sluice.server.engine.Scheduler;
 import dev.sluice.server.engine.Ticker;
+import dev.sluice.server.price.Prices;
 import io.micrometer.core.instrument.MeterRegistry;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -51,7 +52,7 @@ final class StoreFactory {
    *
    * @param redis the shared Redis, or null on the memory store
    */
-  record Opened(Engine engine, KeyStore keys, RedisStore redis, BufferHome buffers) {}
+  record Opened(Engine engine, KeyStore keys, RedisStore redis, BufferHome buffers, Prices prices) {}
 
   /** Where buffers live on this store: SQLite in the data dir, or the shared Redis. */
   interface BufferHome {
@@ -87,7 +88,7 @@ final class StoreFactory {
       KeyStore keys = new FileKeyStore(s.dataDir());
       BufferHome buffers = (meters, targets) -> BufferWiring.builder(engine).registry(meters).targets(targets)
           .sqlite(BufferWiring.sqliteFile(s.dataDir()), s.bufferFsync()).open();
-      return new Opened(engine, keys, null, buffers);
+      return new Opened(engine, keys, null, buffers, Prices.inDataDir(s.dataDir()));
     }
     // Wake-ups and deadlines make Redis calls: give them a few threads, not one.
     timers.setCorePoolSize(4);
@@ -116,6 +117,8 @@ final class StoreFactory {
     timers.scheduleWithFixedDelay(keys::refresh, 1, 1, TimeUnit.SECONDS);
     BufferHome buffers = (meters, targets) -> BufferWiring.builder(engine).registry(meters).targets(targets)
         .shared(BufferWiring.redis(redis), s.bufferLease()).open();
-    return new Opened(engine, keys, redis, buffers);
+    Prices prices = Prices.shared(redis.sharedHash("prices"), redis.describe() + " (sluice:prices)");
+    timers.scheduleWithFixedDelay(prices::refresh, 1, 1, TimeUnit.SECONDS);
+    return new Opened(engine, keys, redis, buffers, prices);
   }
 }

@@ -111,7 +111,8 @@ public final class HttpApi implements AutoCloseable {
       long maxWaitNanos,
       String node,
       dev.sluice.buffers.Buffers buffers,
-      Limits limits) {}
+      Limits limits,
+      dev.sluice.server.price.Prices prices) {}
 
   /**
    * What clients may hold on the HTTP port, so that a flood of connections with no key can cost

@@ -11,6 +11,7 @@ import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.Lane;
 import dev.sluice.server.engine.ResourceSnapshot;
 import dev.sluice.server.engine.Ticket;
+import dev.sluice.server.price.Costs;
 import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import io.netty.handler.codec.http.QueryStringDecoder;
@@ -44,16 +45,24 @@ final class JsonApi {
   private final Engine engine;
   private final HttpApi.Options options;
   private final BufferApi buffers;
+  private final Costs costs;
+  private final PriceApi prices;
 
   JsonApi(HttpApi.Options options) {
     this.options = options;
     this.engine = options.engine();
     this.buffers = new BufferApi(options.buffers(), this);
+    this.costs = new Costs(engine, options.prices());
+    this.prices = new PriceApi(options.prices(), this);
   }
 
   void route(Exchange x, String method, String path, BiConsumer<Exchange, Runnable> offload) {
     if (path.equals("/v1/buffers") || path.startsWith("/v1/buffers/")) {
       buffers.route(x, path, offload);
+      return;
+    }
+    if (path.equals("/v1/prices") || path.startsWith("/v1/prices/")) {
+      prices.route(x, path, offload);
       return;
     }
     if (path.equals("/v1/resources")) {
@@ -146,7 +155,7 @@ final class JsonApi {
     long arrived = System.nanoTime();
     Optional<Principal> who = authenticate(x, false);
     JsonNode body = x.json();
-    known(body, "load", "lane", "timeout", "requestId", "tenant");
+    known(body, "load", "lane", "timeout", "requestId", "tenant", "model");
     Map<String, Long> load = load(body.get("load"), "load");
     Lane lane = lane(body.get("lane"));
     long timeout = DEFAULT_TIMEOUT_NANOS;
@@ -160,9 +169,12 @@ final class JsonApi {
     String requestId = body.hasNonNull("requestId") ? text(body.get("requestId"), "requestId")
         : "http-" + UUID.randomUUID();
     String asked = body.hasNonNull("tenant") ? text(body.get("tenant"), "tenant") : null;
+    String model = body.hasNonNull("model") ? text(body.get("model"), "model") : null;
     who.ifPresent(p -> p.check(resource));
     String tenant = who.isPresent() ? who.get().tenant(asked) : Principal.checkTenant(asked);
-    Ticket ticket = engine.acquire(resource, load, lane, timeout, requestId, tenant);
+    long wait = timeout;
+    Ticket ticket = costs.acquire(resource, load, model, priced -> engine.acquire(resource, priced, lane, wait,
+        requestId, tenant));
     x.onClose(ticket::cancel);
     ticket.future().whenComplete((grant, error) -> {
       if (error != null) {
@@ -211,15 +223,19 @@ final class JsonApi {
   private void release(Exchange x, HttpPermit permit) {
     Optional<Principal> who = authenticate(x, false);
     JsonNode body = x.json();
-    known(body, "usage", "unused");
+    known(body, "usage", "unused", "model");
     boolean unused = body.hasNonNull("unused") && bool(body.get("unused"), "unused");
     Map<String, Long> usage = body.hasNonNull("usage") ? load(body.get("usage"), "usage") : Map.of();
     if (unused && body.hasNonNull("usage")) {
       throw HttpError.badRequest("give either usage (what the call really used) or unused: true (the call was"
           + " never made), not both");
     }
+    String model = body.hasNonNull("model") ? text(body.get("model"), "model") : null;
     who.ifPresent(p -> p.check(permit.resource()));
-    answer(x, engine.release(permit.resource(), permit.permitId(), usage, body.hasNonNull("usage"), unused),
+    CompletableFuture<Map<String, Long>> actual = body.hasNonNull("usage")
+        ? costs.actual(permit.resource(), usage, model) : CompletableFuture.completedFuture(usage);
+    answer(x, actual.thenCompose(a -> engine.release(permit.resource(), permit.permitId(), a, body.hasNonNull("usage"),
+        unused)),
         released -> {
           ObjectNode o = Views.JSON.createObjectNode();
           o.put("released", released);
@@ -460,7 +476,7 @@ final class JsonApi {
     };
   }
 
-  private static String text(JsonNode node, String field) {
+  static String text(JsonNode node, String field) {
     if (!node.isTextual()) {
       throw HttpError.badRequest(field + " must be a string, not " + node);
     }
