@@ -14,7 +14,7 @@ import java.util.Objects;
  */
 public final class AcquireOptions {
 
-  private static final AcquireOptions DEFAULTS = new AcquireOptions(null, null, null, null);
+  private static final AcquireOptions DEFAULTS = new AcquireOptions(null, null, null, null, null);
   private static final int MAX_NAME_LENGTH = 64;
 
   // null means "the client's default" (no request id for requestId).
