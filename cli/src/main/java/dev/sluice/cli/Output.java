@@ -45,6 +45,10 @@ final class Output {
     t.row("concurrency", limit.getConcurrency() == 0 ? "no cap" : limit.getConcurrency());
     t.row("max waiting", limit.getMaxWaiting() == 0 ? "server default" : limit.getMaxWaiting());
     t.row("lease ttl", limit.hasLeaseTtl() ? Durations.format(limit.getLeaseTtl()) : "server default");
+    if (limit.hasLearn()) {
+      t.row("rates", Learning.describe(limit.getLearn()));
+      t.row("learn ceiling", Learning.ceilings(limit));
+    }
     t.print(out);
   }
 

@@ -2,11 +2,13 @@ package dev.sluice.server;
 
 import com.google.protobuf.Duration;
 import dev.sluice.proto.v1.Lane;
+import dev.sluice.proto.v1.LearnSettings;
 import dev.sluice.proto.v1.Limit;
 import dev.sluice.proto.v1.RateDimension;
 import dev.sluice.proto.v1.ResourceStats;
 import dev.sluice.server.engine.Durations;
 import dev.sluice.server.engine.EngineException;
+import dev.sluice.server.engine.LearnSpec;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
 import dev.sluice.server.engine.ResourceSnapshot;
@@ -89,12 +91,34 @@ final class Protos {
               r.hasPeriod() ? javaDuration(r.getPeriod(), "period of " + r.getName()) : null,
               r.getBurst()));
     }
-    return new LimitSpec(
+    LimitSpec spec = new LimitSpec(
         l.getResource(),
         rates,
         l.getConcurrency(),
         l.getMaxWaiting(),
         l.hasLeaseTtl() ? javaDuration(l.getLeaseTtl(), "lease_ttl") : null);
+    return l.hasLearn() ? spec.withLearn(learn(l.getLearn())) : spec;
+  }
+
+  /** Learn settings from the wire; what the server reports (when, was) is not taken as input. */
+  static LearnSpec learn(LearnSettings l) {
+    List<RateSpec> ceilings = new ArrayList<>();
+    for (RateDimension c : l.getCeilingsList()) {
+      ceilings.add(new RateSpec(c.getName(), c.getAmount(),
+          c.hasPeriod() ? javaDuration(c.getPeriod(), "period of ceiling " + c.getName()) : null, 0));
+    }
+    return new LearnSpec(l.getProvider(), ceilings, 0, "");
+  }
+
+  static LearnSettings learn(LearnSpec l) {
+    LearnSettings.Builder b = LearnSettings.newBuilder()
+        .setProvider(l.provider())
+        .setLearnedAtUnixMillis(l.learnedAtMillis())
+        .setWas(l.was());
+    for (RateSpec c : l.ceilings()) {
+      b.addCeilings(RateDimension.newBuilder().setName(c.name()).setAmount(c.amount()).setPeriod(duration(c.period())));
+    }
+    return b.build();
   }
 
   static Limit limit(LimitSpec s) {
@@ -111,6 +135,9 @@ final class Protos {
               .setAmount(r.amount())
               .setPeriod(duration(r.period()))
               .setBurst(r.burst()));
+    }
+    if (s.learn() != null) {
+      b.setLearn(learn(s.learn()));
     }
     return b.build();
   }

@@ -54,7 +54,11 @@ public final class FileLimitStore implements LimitStore {
   record FileRate(String name, long amount, long periodMillis, long burst) {}
 
   record FileLimit(
-      String resource, List<FileRate> rates, long concurrency, int maxWaiting, long leaseTtlMillis) {}
+      String resource, List<FileRate> rates, long concurrency, int maxWaiting, long leaseTtlMillis,
+      FileLearn learn) {}
+
+  /** A learned limit's settings; absent for a limit set by hand (files written before read as such). */
+  record FileLearn(String provider, List<FileRate> ceilings, long learnedAtMillis, String was) {}
 
   record FileContent(int version, List<FileLimit> limits) {}
 
@@ -111,7 +115,8 @@ public final class FileLimitStore implements LimitStore {
       }
       LimitSpec spec =
           new LimitSpec(
-              l.resource(), rates, l.concurrency(), l.maxWaiting(), Duration.ofMillis(l.leaseTtlMillis()));
+              l.resource(), rates, l.concurrency(), l.maxWaiting(), Duration.ofMillis(l.leaseTtlMillis()),
+              learn(l.learn(), i));
       try {
         out.add(Validation.limit(spec, l.maxWaiting() == 0 ? 1 : l.maxWaiting(), spec.leaseTtl()));
       } catch (EngineException e) {
@@ -125,6 +130,26 @@ public final class FileLimitStore implements LimitStore {
       }
     }
     return out;
+  }
+
+  private LearnSpec learn(FileLearn l, int i) throws IOException {
+    if (l == null) {
+      return null;
+    }
+    List<RateSpec> ceilings = new ArrayList<>();
+    for (FileRate c : l.ceilings() == null ? List.<FileRate>of() : l.ceilings()) {
+      if (c == null) {
+        throw invalid("limits[" + i + "].learn.ceilings holds a null");
+      }
+      ceilings.add(new RateSpec(c.name(), c.amount(), Duration.ofMillis(c.periodMillis()), 0));
+    }
+    return new LearnSpec(l.provider(), ceilings, l.learnedAtMillis(), l.was());
+  }
+
+  private static FileLearn fileLearn(LearnSpec l) {
+    return l == null ? null : new FileLearn(l.provider(),
+        l.ceilings().stream().map(c -> new FileRate(c.name(), c.amount(), c.period().toMillis(), 0)).toList(),
+        l.learnedAtMillis(), l.was());
   }
 
   private IOException invalid(String what) {
@@ -157,7 +182,8 @@ public final class FileLimitStore implements LimitStore {
                             .toList(),
                         l.concurrency(),
                         l.maxWaiting(),
-                        l.leaseTtl().toMillis())));
+                        l.leaseTtl().toMillis(),
+                        fileLearn(l.learn()))));
     byte[] bytes = json.writeValueAsBytes(new FileContent(FORMAT_VERSION, out));
     DataFiles.writeAtomically(dir, file, bytes);
   }

@@ -743,6 +743,9 @@ public final class MemoryEngine extends ImmediateEngine {
       b.append("concurrency=").append(spec.concurrency()).append(' ');
     }
     b.append("max-waiting=").append(spec.maxWaiting()).append(" lease=").append(spec.leaseTtl());
+    if (spec.learn() != null) {
+      b.append(' ').append(LearnSpec.describe(spec.learn()));
+    }
     return b.toString();
   }
 

@@ -147,7 +147,8 @@ public final class Validation {
     if (leaseProblem != null) {
       throw EngineException.invalid(leaseProblem);
     }
-    return new LimitSpec(resource, rates, in.concurrency(), maxWaiting, lease);
+    LimitSpec out = new LimitSpec(resource, rates, in.concurrency(), maxWaiting, lease);
+    return in.learn() == null ? out : out.withLearn(LearnSpec.check(in.learn(), resource, rates));
   }
 
   /**

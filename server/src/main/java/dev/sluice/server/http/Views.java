@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.sluice.server.engine.Grant;
 import dev.sluice.server.engine.Lane;
+import dev.sluice.server.engine.LearnSpec;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
 import dev.sluice.server.engine.ResourceSnapshot;
@@ -80,6 +81,27 @@ final class Views {
     o.put("concurrency", l.concurrency());
     o.put("maxWaiting", l.maxWaiting());
     o.put("leaseSeconds", l.leaseTtl().toNanos() / 1e9);
+    if (l.learn() != null) {
+      o.set("learn", learn(l.learn()));
+    }
+    return o;
+  }
+
+  /** A learned limit's provider, ceilings and last change (null {@code learnedAt}: none yet). */
+  static ObjectNode learn(LearnSpec l) {
+    ObjectNode o = JSON.createObjectNode();
+    o.put("provider", l.provider());
+    ObjectNode ceilings = o.putObject("ceilingsPerMinute");
+    for (RateSpec c : l.ceilings()) {
+      ceilings.put(c.name(), round((double) c.amount() * 60e9 / c.period().toNanos()));
+    }
+    if (l.learnedAtMillis() == 0) {
+      o.putNull("learnedAt");
+    } else {
+      o.put("learnedAt", java.time.Instant.ofEpochMilli(l.learnedAtMillis()).toString());
+    }
+    o.put("was", l.was());
+    o.put("summary", LearnSpec.describe(l));
     return o;
   }
 
