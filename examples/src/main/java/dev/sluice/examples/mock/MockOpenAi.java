@@ -69,7 +69,14 @@ import java.util.function.LongSupplier;
  *       {@code GET|PUT /mock/limits}: the limits, or new ones from a JSON object with any of {@code
  *       rpm, tpm, rpd, tpd, burst_seconds, quantized, insufficient_quota}. No key is needed for
  *       these.
+ *   <li>{@code GET /mock/projects}: the registered projects ({@link Builder#project}) with their
+ *       keys and limits; {@code PUT /mock/projects/NAME/limits}: changes one project's limits
+ *       mid-run, from the same JSON object as {@code PUT /mock/limits}.
  * </ul>
+ *
+ * <p>With projects registered, each key is its project's and has its limits; other keys get 401
+ * {@code invalid_api_key}. In Azure mode ({@link Builder#azure}) answers carry Azure OpenAI's
+ * headers ({@link AzureHeaders}) instead of OpenAI's.
  *
  * <h2>The limit model</h2>
  *
