@@ -116,6 +116,13 @@ public interface Engine extends AutoCloseable {
   default CompletableFuture<Long> report(
       String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining,
       Map<String, Long> limits, long wallMillis) {
+    for (Map.Entry<String, Long> e : limits.entrySet()) {
+      if (e.getValue() == null || e.getValue() < 0 || e.getValue() > Validation.MAX_UNITS) {
+        return CompletableFuture.failedFuture(EngineException.invalid(
+            "limits " + Validation.shown(String.valueOf(e.getKey()), 64) + "=" + e.getValue()
+                + " is out of range: use 0 to " + Validation.MAX_UNITS + " (the provider's limit per minute)"));
+      }
+    }
     CompletableFuture<Long> paused = report(resource, throttled, retryAfterNanos, remaining);
     if (limits.isEmpty()) {
       return paused;

@@ -134,9 +134,11 @@ class LearnedLimitTest {
   @Test
   void unusableLimitsAndLimitsWithoutLearningChangeNothing() {
     await(engine.setLimit(learning("anthropic")));
-    report(Map.of("images", 9L, "requests", 0L, "tokens", Validation.MAX_UNITS + 1), T1);
-    assertThat(stored()).isEqualTo(await(engine.getLimit("openai")).orElseThrow());
+    report(Map.of("images", 9L, "requests", 0L), T1); // a dimension the limit lacks; a limit of 0
     assertThat(stored().learn().learnedAtMillis()).isZero();
+    assertThatThrownBy(() -> report(Map.of("requests", 500L, "tokens", Validation.MAX_UNITS + 1), T1))
+        .isInstanceOf(EngineException.class).hasMessageContaining("limits tokens=1000000000000001 is out of range");
+    assertThat(stored().learn().learnedAtMillis()).isZero(); // refused whole: requests not applied either
     assertThat(stored().rate("requests").amount()).isEqualTo(60);
 
     await(engine.setLimit(new LimitSpec("openai", List.of(new RateSpec("requests", 60, MIN, 1)), 0, 0, null)));
