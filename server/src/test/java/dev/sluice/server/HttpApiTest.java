@@ -323,6 +323,9 @@ class HttpApiTest {
 
     HttpResponse<String> r = post("/v1/resources/taught/report", "{\"limits\": {\"requests\": 600}}");
     assertThat(r.statusCode()).as(r.body()).isEqualTo(200);
+    // What the change's one log line says after "limit changed taught: ": who changed it.
+    assertThat(dev.sluice.server.engine.MemoryEngine.describe(sync(server.engine()).getLimit("taught").orElseThrow()))
+        .startsWith("requests=600/PT1M:5 ").contains("(learned from openai report at ").endsWith(", was requests=60/min:1)");
     JsonNode limit = json(get("/v1/resources/taught")).get("limit");
     assertThat(limit.get("rates").get(0).get("amount").asLong()).isEqualTo(600);
     assertThat(limit.get("rates").get(0).get("burst").asLong()).isEqualTo(5);
