@@ -10,6 +10,8 @@ import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
+from . import _headers
+
 log = logging.getLogger("sluice")
 
 DEFAULT_URL = "http://localhost:7421"
@@ -123,37 +125,23 @@ def check_timeout(timeout: Any, what: str = "timeout") -> float:
 
 
 def retry_after_from(headers: Optional[Headers]) -> Optional[float]:
-    """``retry-after-ms`` if usable, else ``retry-after`` in seconds; None when neither is (as the Java SDK)."""
-    h = _lower(headers)
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = h.get(name)
-        if value is None:
-            continue
-        try:
-            units = float(value.strip())
-        except ValueError:
-            log.debug("ignoring header %s: %r is not a number", name, value)
-            continue
-        if math.isfinite(units) and units >= 0:
-            return units * scale
-        log.debug("ignoring header %s: %r is not a usable delay", name, value)
-    return None
+    """The pause asked for: ``retry-after-ms`` or Azure's ``x-ms-retry-after-ms``, else ``retry-after`` in
+    seconds; None when none is usable (the rules of ``_headers``, as the Java SDK)."""
+    return _headers.parse(headers).retry_after
 
 
-def remaining_from(headers: Optional[Headers]) -> Load:
-    """``x-ratelimit-remaining-<dimension>`` values by lower-case dimension; unusable values skipped."""
-    prefix = "x-ratelimit-remaining-"
-    out: Load = {}
-    for name, value in _lower(headers).items():
-        if name.startswith(prefix) and len(name) > len(prefix):
-            try:
-                amount = int(value.strip())
-            except ValueError:
-                log.debug("ignoring header %s: %r is not an integer", name, value)
-                continue
-            if amount >= 0:
-                out[name[len(prefix):]] = amount
-    return out
+def remaining_from(headers: Optional[Headers], resource: Optional[str] = None) -> Load:
+    """What is left, by lower-case dimension, from OpenAI's, Azure's and Anthropic's headers; unusable
+    or contradictory values dropped (one WARN per resource now and then when ``resource`` is given)."""
+    parsed = _headers.parse(headers)
+    if resource is not None:
+        _headers.WARNINGS.once(resource, parsed)
+    return parsed.remaining()
+
+
+def limits_from(headers: Optional[Headers]) -> Load:
+    """The provider's per-minute limits, by lower-case dimension (what a learning resource takes)."""
+    return _headers.parse(headers).limits()
 
 
 def _lower(headers: Optional[Headers]) -> Dict[str, str]:

@@ -486,4 +486,5 @@ def report_args(resource: Any, retry_after: Optional[float], headers: Optional[H
         retry_after = check_timeout(retry_after, "retry_after")
     else:
         retry_after = retry_after_from(headers)
-    return check_resource(resource), retry_after, remaining_from(headers)
+    resource = check_resource(resource)
+    return resource, retry_after, remaining_from(headers, resource)

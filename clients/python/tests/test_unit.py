@@ -313,7 +313,7 @@ def test_reports_read_retry_after_and_the_remaining_counts_from_the_upstreams_he
                                                  "x-ratelimit-remaining-requests": "junk"}) == 2.5
         cl.report_throttled("r", headers=[("retry-after", "7")])
         cl.report_throttled("r")
-        cl.report_headers("r", {"x-ratelimit-remaining-tokens": "1200", "x-ratelimit-limit-tokens": "9"})
+        cl.report_headers("r", {"x-ratelimit-remaining-tokens": "1200", "x-ratelimit-limit-tokens": "90000"})
     assert c.sent("report") == [
         {"throttled": True, "retryAfter": 2.5, "remaining": {"tokens": 0}},
         {"throttled": True, "retryAfter": 7.0},

@@ -2,6 +2,7 @@ package dev.sluice.cli;
 
 import dev.sluice.proto.v1.DeleteLimitRequest;
 import dev.sluice.proto.v1.GetLimitRequest;
+import dev.sluice.proto.v1.LearnSettings;
 import dev.sluice.proto.v1.Limit;
 import dev.sluice.proto.v1.ListLimitsRequest;
 import dev.sluice.proto.v1.ListLimitsResponse;
@@ -47,7 +48,8 @@ final class LimitCommand implements Callable<Integer> {
           "  sluice limit set shop:123 --rate requests=2/s:40 --concurrency 10 --lease-ttl 1m",
           "  sluice limit set tier1 --rate requests=60/min:1 --jitter 20ms",
           "  sluice limit set openai --rate tokens=200000/min --share search=3 --share batch=1"
-              + " --floor search=40% --cap research=tokens=20000/min"})
+              + " --floor search=40% --cap research=tokens=20000/min",
+          "  sluice limit set openai --learn openai --learn-ceiling requests=500/min"})
   static final class SetLimit implements Callable<Integer> {
     @Spec
     private CommandSpec spec;
@@ -104,8 +106,25 @@ final class LimitCommand implements Callable<Integer> {
             + " e.g. research=tokens=20000/min; never above the limit's own rate."})
     private List<Tenants.Cap> caps = new ArrayList<>();
 
+    @Option(names = "--learn", paramLabel = "PROVIDER",
+        description = {
+            "Learn the rates from the provider's rate-limit headers that workers report:"
+                + " openai, azure or anthropic.",
+            "Without --rate it starts from a conservative limit (openai and azure:"
+                + " requests=60/min:1 tokens=10000/min:83; anthropic: requests=50/min:1"
+                + " tokens=24000/min:200 input-tokens=20000/min:166 output-tokens=4000/min:33)."})
+    private String learn;
+
+    @Option(names = "--learn-ceiling", paramLabel = Rates.FORM, converter = Rates.Converter.class,
+        description = "With --learn, repeatable: the most learning may set on a dimension of the"
+            + " limit, e.g. requests=500/min (a burst given here is ignored).")
+    private List<RateDimension> ceilings = new ArrayList<>();
+
     @Override
     public Integer call() {
+      if (learn != null && rates.isEmpty() && Learning.starting(learn) != null) {
+        rates = new ArrayList<>(Learning.starting(learn));
+      }
       validate();
       Limit.Builder limit = Limit.newBuilder()
           .setResource(resource)
@@ -122,6 +141,9 @@ final class LimitCommand implements Callable<Integer> {
         Tenants.apply(limit, shares, floors, caps);
       } catch (IllegalArgumentException e) {
         throw usage(e.getMessage());
+      }
+      if (learn != null) {
+        limit.setLearn(LearnSettings.newBuilder().setProvider(learn).addAllCeilings(ceilings));
       }
       SetLimitRequest request = SetLimitRequest.newBuilder().setLimit(limit).build();
       SetLimitResponse response;
@@ -141,6 +163,20 @@ final class LimitCommand implements Callable<Integer> {
     }
 
     private void validate() {
+      if (learn != null && Learning.starting(learn) == null) {
+        throw usage(Learning.unknown(learn));
+      }
+      if (learn == null && !ceilings.isEmpty()) {
+        throw usage("--learn-ceiling limits a learned limit: add --learn openai (or azure, anthropic),"
+            + " or give the rate itself with --rate");
+      }
+      for (RateDimension c : ceilings) {
+        if (rates.stream().noneMatch(r -> r.getName().equals(c.getName()))) {
+          throw usage("--learn-ceiling " + c.getName() + " names no rate of this limit (its rates: "
+              + String.join(", ", rates.stream().map(RateDimension::getName).toList()) + "): add --rate "
+              + c.getName() + "=N/min or drop that ceiling");
+        }
+      }
       if (rates.isEmpty() && concurrency == 0) {
         throw usage("give at least one --rate or a --concurrency cap,"
             + " e.g. --rate " + Rates.EXAMPLE.replace(" or ", " --rate "));

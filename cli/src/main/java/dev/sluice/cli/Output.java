@@ -53,6 +53,10 @@ final class Output {
     t.row("max waiting", limit.getMaxWaiting() == 0 ? "server default" : limit.getMaxWaiting());
     t.row("lease ttl", limit.hasLeaseTtl() ? Durations.format(limit.getLeaseTtl()) : "server default");
     Tenants.rows(t, limit);
+    if (limit.hasLearn()) {
+      t.row("rates", Learning.describe(limit.getLearn()));
+      t.row("learn ceiling", Learning.ceilings(limit));
+    }
     t.print(out);
   }
 

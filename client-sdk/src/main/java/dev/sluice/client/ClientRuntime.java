@@ -77,6 +77,8 @@ final class ClientRuntime implements AutoCloseable {
   private final ScheduledExecutorService scheduler;
   private final boolean ownsScheduler;
   private final LongSupplier ticker;
+  /** Parses reports' headers; warns about bad ones once per resource per few minutes. */
+  private final ReportHeaders reportHeaders;
   private final Retrier retrier;
   private final LeaseRenewer renewer;
   private final Fallback fallback;
@@ -130,6 +132,7 @@ final class ClientRuntime implements AutoCloseable {
     this.executor = b.executor != null ? b.executor : Runnable::run;
     this.lastRenewAll = new AtomicLong(ticker.getAsLong() - RENEW_ALL_SPACING.toNanos());
     this.retrier = new Retrier(scheduler, ticker);
+    this.reportHeaders = new ReportHeaders(ticker);
     this.renewer = new LeaseRenewer(stub, scheduler, retrier);
     this.session = b.sessionStreams > 0 ? new SessionLink(this, stub, b.sessionStreams, scheduler, ticker) : null;
     this.fallback = new Fallback(b.failureMode != null ? b.failureMode : FailureMode.FAIL_CLOSED, stub, scheduler,
@@ -466,12 +469,15 @@ final class ClientRuntime implements AutoCloseable {
       throw new IllegalArgumentException("retryAfter is " + HumanDurations.format(retryAfter) + "; it must be >= 0, or null to read the headers");
     }
     checkOpen();
+    ReportHeaders.Parsed parsed = ReportHeaders.parse(headers, java.time.Instant.now());
+    reportHeaders.warnOnce(resource, parsed);
     ReportRequest.Builder builder = ReportRequest.newBuilder()
         .setResource(resource)
         .setThrottled(throttled)
-        .putAllRemaining(ReportHeaders.remaining(headers));
+        .putAllRemaining(parsed.remaining())
+        .putAllLimits(parsed.limits());
     if (throttled) {
-      Duration pause = retryAfter != null ? retryAfter : ReportHeaders.retryAfter(headers);
+      Duration pause = retryAfter != null ? retryAfter : parsed.retryAfter();
       if (pause != null) {
         builder.setRetryAfter(Protos.toProto(pause));
       }

@@ -155,11 +155,13 @@ public final class SluiceClient implements AutoCloseable {
    * while the client is degraded).
    *
    * @param retryAfter how long the upstream asked to wait; null to read it from {@code headers}
-   *     ({@code retry-after-ms}, then {@code retry-after} in seconds). When neither gives one the
-   *     coordinator pauses for 1 s.
+   *     ({@code retry-after-ms} or Azure's {@code x-ms-retry-after-ms}, then {@code retry-after}
+   *     in seconds). When none gives one the coordinator pauses for 1 s.
    * @param headers the upstream's HTTP response headers, names in any case; {@code Map.of()} for
-   *     none. Every integer {@code x-ratelimit-remaining-<dimension>} header is reported as what is
-   *     left of that dimension; values that do not parse are skipped.
+   *     none. OpenAI's, Azure OpenAI's and Anthropic's rate-limit headers are read: what is left
+   *     of each dimension, and the provider's limit (which a learning resource takes as its
+   *     rate). Values that do not parse or contradict each other are skipped, with one WARN per
+   *     resource every few minutes.
    * @return how long the coordinator has now paused the resource
    * @throws IllegalArgumentException if {@code retryAfter} is negative
    * @throws SluiceException (a subclass, as for acquire) if the coordinator refused the report or
@@ -173,9 +175,11 @@ public final class SluiceClient implements AutoCloseable {
 
   /**
    * Tells the coordinator what the upstream's rate-limit headers say is left, after a call it
-   * accepted: every integer {@code x-ratelimit-remaining-<dimension>} header (names in any case)
-   * lowers the coordinator's view of that dimension; it never raises it. Other headers, and values
-   * that do not parse, are skipped. Blocks as {@link #reportThrottled} does.
+   * accepted: every remaining count (OpenAI's and Azure's {@code x-ratelimit-remaining-<dimension>},
+   * Anthropic's {@code anthropic-ratelimit-<dimension>-remaining}; names in any case) lowers the
+   * coordinator's view of that dimension, never raises it; the provider's limit headers let a
+   * resource that learns its limit follow it. Other headers, and values that do not parse or
+   * contradict each other, are skipped. Blocks as {@link #reportThrottled} does.
    *
    * @param headers the upstream's HTTP response headers; {@code Map.of()} for none
    * @return how long the resource is paused (by an earlier throttle report); zero when it is not

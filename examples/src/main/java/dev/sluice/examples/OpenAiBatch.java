@@ -126,6 +126,11 @@ public final class OpenAiBatch implements Callable<Integer> {
   @Option(names = "--think-time", description = "Pause between calls of one thread, e.g. 1s (default none).")
   String thinkTime;
 
+  @Option(names = "--learn", paramLabel = "PROVIDER",
+      description = "The resource's limit learns from this provider's headers (openai, azure, anthropic):"
+          + " checked before the run, and the learned limit is printed and put in the summary.")
+  private String learn;
+
   @Option(names = "--max-attempts", defaultValue = "20", description = "Attempts per prompt (default ${DEFAULT-VALUE}).")
   int maxAttempts;
 
@@ -192,6 +197,18 @@ public final class OpenAiBatch implements Callable<Integer> {
       System.err.println("no Sluice coordinator at " + sluiceTarget + " answered within 10 s; going on: calls fail"
           + " or wait until one does");
     }
+    LearnCheck learning = null;
+    if (learn != null) {
+      if (sluice == null) {
+        throw new CommandLine.ParameterException(spec.commandLine(), "--learn needs --mode sluice: the coordinator learns the limit");
+      }
+      learning = new LearnCheck(sluiceTarget, resource, learn);
+      String problem = learning.problem();
+      if (problem != null) {
+        learning.close();
+        throw new CommandLine.ParameterException(spec.commandLine(), problem);
+      }
+    }
     Semaphore local = new Semaphore(threads);
     AtomicLong next = new AtomicLong();
     long started = System.nanoTime();
@@ -202,6 +219,10 @@ public final class OpenAiBatch implements Callable<Integer> {
     if (duration == null ? first < all.size() : System.nanoTime() < deadline) {
       Prompt p = all.get((int) (first % all.size()));
       run(openai, sluice, sluiceLane, local, duration == null ? p.id() : p.id() + "#0", p.text(), deadline);
+    }
+    if (learning != null) {
+      // The first answer's headers were reported: the limit is now the provider's.
+      System.err.println("limit of " + resource + " after the first call: " + learning.now());
     }
     List<Thread> workers = new ArrayList<>();
     for (int t = 0; t < threads; t++) {
@@ -244,7 +265,12 @@ public final class OpenAiBatch implements Callable<Integer> {
     if (sluice != null) {
       sluice.close();
     }
-    writeOutputs(wallNanos);
+    Map<String, Object> learned = null;
+    if (learning != null) {
+      learned = learning.now();
+      learning.close();
+    }
+    writeOutputs(wallNanos, learned);
     if (fatal != null) {
       System.err.println("stopped: " + fatal);
       return 3;
@@ -416,7 +442,7 @@ public final class OpenAiBatch implements Callable<Integer> {
     }
   }
 
-  private void writeOutputs(long wallNanos) throws IOException {
+  private void writeOutputs(long wallNanos, Map<String, Object> learned) throws IOException {
     if (output != null) {
       try (BufferedWriter w = Files.newBufferedWriter(output)) {
         synchronized (this) {
@@ -438,6 +464,9 @@ public final class OpenAiBatch implements Callable<Integer> {
     s.put("wait_p99_ms", waits.getTotalCount() == 0 ? 0 : waits.getValueAtPercentile(99) / 1000.0);
     if (fatal != null) {
       s.put("fatal", fatal);
+    }
+    if (learned != null) {
+      s.put("learned_limit", learned);
     }
     if (summaryFile != null) {
       Files.writeString(summaryFile, new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(s));

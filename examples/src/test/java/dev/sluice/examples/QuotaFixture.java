@@ -49,6 +49,19 @@ final class QuotaFixture implements AutoCloseable {
     assertThat(code).as("limit set: %s", err).isZero();
   }
 
+  /** Runs one {@code sluice} command against this coordinator; its standard output. */
+  String cli(String... command) throws Exception {
+    List<String> args = new ArrayList<>(List.of(command));
+    args.add("--target=127.0.0.1:" + sluice.port());
+    var out = new java.io.ByteArrayOutputStream();
+    var err = new java.io.ByteArrayOutputStream();
+    int code =
+        dev.sluice.cli.SluiceCli.run(
+            new java.io.PrintStream(out, true), new java.io.PrintStream(err, true), args.toArray(String[]::new));
+    assertThat(code).as("sluice %s: %s", args, err).isZero();
+    return out.toString(java.nio.charset.StandardCharsets.UTF_8);
+  }
+
   SluiceClient client() {
     return SluiceClient.builder().target("127.0.0.1:" + sluice.port()).build();
   }

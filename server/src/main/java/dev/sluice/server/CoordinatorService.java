@@ -190,7 +190,8 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
           Principal.checkResource(req.getResource());
           long retryAfter =
               req.hasRetryAfter() ? Protos.nanos(req.getRetryAfter(), "retry_after") : 1_000_000_000L;
-          return engine.report(req.getResource(), req.getThrottled(), retryAfter, req.getRemainingMap());
+          return engine.report(req.getResource(), req.getThrottled(), retryAfter, req.getRemainingMap(),
+              req.getLimitsMap(), System.currentTimeMillis());
         },
         paused -> {
           ReportResponse.Builder b = ReportResponse.newBuilder();

@@ -2,12 +2,14 @@ package dev.sluice.server;
 
 import com.google.protobuf.Duration;
 import dev.sluice.proto.v1.Lane;
+import dev.sluice.proto.v1.LearnSettings;
 import dev.sluice.proto.v1.Limit;
 import dev.sluice.proto.v1.RateDimension;
 import dev.sluice.proto.v1.ResourceStats;
 import dev.sluice.proto.v1.TenantCap;
 import dev.sluice.server.engine.Durations;
 import dev.sluice.server.engine.EngineException;
+import dev.sluice.server.engine.LearnSpec;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
 import dev.sluice.server.engine.ResourceSnapshot;
@@ -93,7 +95,8 @@ final class Protos {
         l.getMaxWaiting(),
         l.hasLeaseTtl() ? javaDuration(l.getLeaseTtl(), "lease_ttl") : null,
         l.hasJitter() ? javaDuration(l.getJitter(), "jitter") : null,
-        new TenantPolicy(l.getSharesMap(), l.getFloorsMap(), caps));
+        new TenantPolicy(l.getSharesMap(), l.getFloorsMap(), caps),
+        l.hasLearn() ? learn(l.getLearn()) : null);
   }
 
   private static List<RateSpec> rates(List<RateDimension> in) {
@@ -127,6 +130,27 @@ final class Protos {
     return out;
   }
 
+  /** Learn settings from the wire; what the server reports (when, was) is not taken as input. */
+  static LearnSpec learn(LearnSettings l) {
+    List<RateSpec> ceilings = new ArrayList<>();
+    for (RateDimension c : l.getCeilingsList()) {
+      ceilings.add(new RateSpec(c.getName(), c.getAmount(),
+          c.hasPeriod() ? javaDuration(c.getPeriod(), "period of ceiling " + c.getName()) : null, 0));
+    }
+    return new LearnSpec(l.getProvider(), ceilings, 0, "");
+  }
+
+  static LearnSettings learn(LearnSpec l) {
+    LearnSettings.Builder b = LearnSettings.newBuilder()
+        .setProvider(l.provider())
+        .setLearnedAtUnixMillis(l.learnedAtMillis())
+        .setWas(l.was());
+    for (RateSpec c : l.ceilings()) {
+      b.addCeilings(RateDimension.newBuilder().setName(c.name()).setAmount(c.amount()).setPeriod(duration(c.period())));
+    }
+    return b.build();
+  }
+
   static Limit limit(LimitSpec s) {
     Limit.Builder b =
         Limit.newBuilder()
@@ -140,6 +164,9 @@ final class Protos {
             .putAllFloors(s.tenants().floors());
     s.tenants().caps().forEach(
         (tenant, rates) -> b.putCaps(tenant, TenantCap.newBuilder().addAllRates(dimensions(rates, null)).build()));
+    if (s.learn() != null) {
+      b.setLearn(learn(s.learn()));
+    }
     return b.build();
   }
 

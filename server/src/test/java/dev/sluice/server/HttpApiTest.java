@@ -314,6 +314,28 @@ class HttpApiTest {
   }
 
   @Test
+  void reportedProviderLimitsTeachALearningResourceAndTheViewShowsIt() throws Exception {
+    sync(server.engine()).setLimit(new LimitSpec("taught", List.of(new RateSpec("requests", 60, Duration.ofMinutes(1), 1)),
+        0, 0, null, new dev.sluice.server.engine.LearnSpec("openai", List.of(), 0, "")));
+    JsonNode before = json(get("/v1/resources/taught")).get("limit").get("learn");
+    assertThat(before.get("learnedAt").isNull()).isTrue();
+    assertThat(before.get("summary").asText()).contains("no openai limit headers reported yet");
+
+    HttpResponse<String> r = post("/v1/resources/taught/report", "{\"limits\": {\"requests\": 600}}");
+    assertThat(r.statusCode()).as(r.body()).isEqualTo(200);
+    // What the change's one log line says after "limit changed taught: ": who changed it.
+    assertThat(dev.sluice.server.engine.MemoryEngine.describe(sync(server.engine()).getLimit("taught").orElseThrow()))
+        .startsWith("requests=600/PT1M:5 ").contains("(learned from openai report at ").endsWith(", was requests=60/min:1)");
+    JsonNode limit = json(get("/v1/resources/taught")).get("limit");
+    assertThat(limit.get("rates").get(0).get("amount").asLong()).isEqualTo(600);
+    assertThat(limit.get("rates").get(0).get("burst").asLong()).isEqualTo(5);
+    assertThat(limit.get("learn").get("provider").asText()).isEqualTo("openai");
+    assertThat(limit.get("learn").get("was").asText()).isEqualTo("requests=60/min:1");
+    assertThat(limit.get("learn").get("learnedAt").asText()).matches("20\\d\\d-.*Z");
+    refused(post("/v1/resources/taught/report", "{\"limits\": {\"requests\": -1}}"), 400, "INVALID_ARGUMENT");
+  }
+
+  @Test
   void withKeysEveryCallNeedsOneAndRolesAndResourcesAreChecked() throws Exception {
     limit("mine", 100, Duration.ofSeconds(1), 100, 0, 100);
     limit("theirs", 100, Duration.ofSeconds(1), 100, 0, 100);

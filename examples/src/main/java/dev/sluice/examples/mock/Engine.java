@@ -92,6 +92,18 @@ final class Engine {
     stats.reset(now);
   }
 
+  /** The limits one project is held to. */
+  synchronized Stats.Limits limitsOf(String project) {
+    return limiter.limitsOf(project);
+  }
+
+  /** Applies {@code change} to one project's limits; see {@link RateLimiter#setProjectLimits}. */
+  synchronized Stats.Limits updateProjectLimits(String project, UnaryOperator<Stats.Limits> change) {
+    Stats.Limits next = change.apply(limiter.limitsOf(project));
+    limiter.setProjectLimits(project, next, ticker.getAsLong());
+    return next;
+  }
+
   /** Applies {@code change} to the current limits; see {@link RateLimiter#setLimits}. */
   synchronized Stats.Limits updateLimits(UnaryOperator<Stats.Limits> change) {
     Stats.Limits next = change.apply(limiter.limits());

@@ -73,7 +73,14 @@ import java.util.function.LongSupplier;
  *       {@code GET|PUT /mock/limits}: the limits, or new ones from a JSON object with any of {@code
  *       rpm, tpm, rpd, tpd, burst_seconds, quantized, insufficient_quota}. No key is needed for
  *       these.
+ *   <li>{@code GET /mock/projects}: the registered projects ({@link Builder#project}) with their
+ *       keys and limits; {@code PUT /mock/projects/NAME/limits}: changes one project's limits
+ *       mid-run, from the same JSON object as {@code PUT /mock/limits}.
  * </ul>
+ *
+ * <p>With projects registered, each key is its project's and has its limits; other keys get 401
+ * {@code invalid_api_key}. In Azure mode ({@link Builder#azure}) answers carry Azure OpenAI's
+ * headers ({@link AzureHeaders}) instead of OpenAI's.
  *
  * <h2>The limit model</h2>
  *
@@ -142,6 +149,8 @@ public final class MockOpenAi implements AutoCloseable {
   private final long latencyMaxNanos;
   private final long seed;
   private final Engine engine;
+  private final Projects projects;
+  private final boolean azure;
   private final ObjectMapper json = new ObjectMapper();
   private final AnthropicMessages anthropic;
   private final AtomicLong sequence = new AtomicLong();
@@ -162,6 +171,10 @@ public final class MockOpenAi implements AutoCloseable {
             b.anthropic,
             b.ticker);
     this.anthropic = new AnthropicMessages(engine, json, this::nextRandom, this::latency);
+    this.projects = new Projects(b.projects);
+    this.azure = b.azure;
+    projects.all().values().forEach(p -> engine.updateProjectLimits(Projects.id(p.name()),
+        l -> new Stats.Limits(p.rpm(), p.tpm(), l.rpd(), l.tpd(), l.burstSeconds(), l.quantized(), l.insufficientQuota())));
   }
 
   /** A builder with every default; see each setter. */
@@ -283,7 +296,8 @@ public final class MockOpenAi implements AutoCloseable {
         }
         case "GET /mock/limits" -> sendJson(exchange, 200, json.valueToTree(engine.limits()));
         case "PUT /mock/limits" -> putLimits(exchange, body);
-        default ->
+        default -> {
+          if (!projectControl(exchange, method, path, body)) {
             sendError(
                 exchange,
                 404,
@@ -291,6 +305,8 @@ public final class MockOpenAi implements AutoCloseable {
                 "invalid_request_error",
                 null,
                 null);
+          }
+        }
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt(); // closing: the exchange is dropped unanswered
@@ -336,11 +352,10 @@ public final class MockOpenAi implements AutoCloseable {
       sendError(exchange, 400, e.getMessage(), "invalid_request_error", e.param, e.code);
       return;
     }
-    String projectHeader = exchange.getRequestHeaders().getFirst("OpenAI-Project");
-    String project =
-        projectHeader != null && !projectHeader.isBlank()
-            ? "project:" + projectHeader
-            : "key:" + key;
+    String project = project(exchange, key);
+    if (project == null) {
+      return;
+    }
     int promptTokens = TokenEstimator.promptTokens(request.messages());
     long charge = promptTokens + (long) request.n() * request.maxTokens();
     Decision decision = engine.admit(project, charge);
@@ -420,6 +435,9 @@ public final class MockOpenAi implements AutoCloseable {
         .getResponseHeaders()
         .set("retry-after", Long.toString(Math.max(1, ceilDiv(waitMillis, 1000))));
     exchange.getResponseHeaders().set("retry-after-ms", Long.toString(waitMillis));
+    if (azure) {
+      AzureHeaders.retryAfter(exchange.getResponseHeaders(), waitMillis);
+    }
     sendError(
         exchange,
         429,
@@ -549,6 +567,73 @@ public final class MockOpenAi implements AutoCloseable {
     return v.asBoolean();
   }
 
+  // ---------------------------------------------------------------- Projects
+
+  /**
+   * The project a call counts against: a registered project by its key (an unknown key is
+   * answered 401 here, and null returned); otherwise the {@code OpenAI-Project} header if sent,
+   * else the key itself.
+   */
+  private String project(HttpExchange exchange, String key) throws IOException {
+    if (projects.any()) {
+      Projects.Project p = projects.byKey(key);
+      if (p == null) {
+        engine.refused("unauthorized");
+        sendError(exchange, 401, "Incorrect API key provided: " + (key.length() > 8 ? key.substring(0, 3) + "*****"
+            + key.substring(key.length() - 4) : "*****") + ". You can find your API key at"
+            + " https://platform.openai.com/account/api-keys.", "invalid_request_error", null, "invalid_api_key");
+        return null;
+      }
+      return Projects.id(p.name());
+    }
+    String projectHeader = exchange.getRequestHeaders().getFirst("OpenAI-Project");
+    return projectHeader != null && !projectHeader.isBlank() ? "project:" + projectHeader : "key:" + key;
+  }
+
+  /**
+   * {@code GET /mock/projects}: each registered project's key and limits; {@code PUT
+   * /mock/projects/NAME/limits}: changes one project's limits mid-run, from a JSON object with any
+   * of the fields {@code PUT /mock/limits} takes. False if the path is not one of these.
+   */
+  private boolean projectControl(HttpExchange exchange, String method, String path, byte[] body) throws IOException {
+    if (method.equals("GET") && path.equals("/mock/projects")) {
+      ObjectNode out = json.createObjectNode();
+      projects.all().values().forEach(p -> {
+        ObjectNode o = out.putObject(p.name());
+        o.put("key", p.key());
+        o.set("limits", json.valueToTree(engine.limitsOf(Projects.id(p.name()))));
+      });
+      sendJson(exchange, 200, out);
+      return true;
+    }
+    if (!method.equals("PUT") || !path.startsWith("/mock/projects/") || !path.endsWith("/limits")) {
+      return false;
+    }
+    String name = path.substring("/mock/projects/".length(), path.length() - "/limits".length());
+    if (projects.byName(name) == null) {
+      sendError(exchange, 404, "No project '" + name + "': the mock has " + projects.all().keySet(),
+          "invalid_request_error", null, null);
+      return true;
+    }
+    JsonNode patch;
+    try {
+      patch = json.readTree(body);
+    } catch (JsonProcessingException e) {
+      patch = null;
+    }
+    if (patch == null || !patch.isObject()) {
+      sendError(exchange, 400, "Expected a JSON object such as {\"rpm\": 300}.", "invalid_request_error", null, null);
+      return true;
+    }
+    JsonNode change = patch;
+    try {
+      sendJson(exchange, 200, json.valueToTree(engine.updateProjectLimits(Projects.id(name), l -> merge(l, change))));
+    } catch (IllegalArgumentException e) {
+      sendError(exchange, 400, e.getMessage(), "invalid_request_error", null, null);
+    }
+    return true;
+  }
+
   /** The bearer key, or null if there is none or it is blank. */
   private static String bearerKey(HttpExchange exchange) {
     String auth = exchange.getRequestHeaders().getFirst("Authorization");
@@ -559,8 +644,12 @@ public final class MockOpenAi implements AutoCloseable {
     return key.isEmpty() ? null : key;
   }
 
-  private static void rateHeaders(HttpExchange exchange, Decision.RateHeaders h) {
+  private void rateHeaders(HttpExchange exchange, Decision.RateHeaders h) {
     Headers headers = exchange.getResponseHeaders();
+    if (azure) {
+      AzureHeaders.rate(headers, h);
+      return;
+    }
     headers.set("x-ratelimit-limit-requests", Long.toString(h.limitRequests()));
     headers.set("x-ratelimit-limit-tokens", Long.toString(h.limitTokens()));
     headers.set("x-ratelimit-remaining-requests", Long.toString(h.remainingRequests()));
@@ -737,6 +826,8 @@ public final class MockOpenAi implements AutoCloseable {
     private boolean insufficientQuota;
     private LongSupplier ticker = System::nanoTime;
     private AnthropicLimiter.Limits anthropic = AnthropicLimiter.DEFAULTS;
+    private final Map<String, Projects.Project> projects = new java.util.LinkedHashMap<>();
+    private boolean azure;
     private final Set<String> set = new HashSet<>();
 
     private Builder() {}
@@ -874,6 +965,38 @@ public final class MockOpenAi implements AutoCloseable {
     }
 
     /** A mock with these settings, not yet listening; see {@link MockOpenAi#start()}. */
+    /**
+     * Registers a project with its own key and per-minute limits (repeatable; day limits, burst
+     * and modes are shared). Once one is registered, only registered keys are accepted. Default:
+     * none, every key is its own project on the shared limits.
+     */
+    public Builder project(String name, String key, long rpm, long tpm) {
+      if (name == null || !name.matches("[A-Za-z0-9._-]{1,64}")) {
+        throw new IllegalArgumentException("project name must be 1-64 of [A-Za-z0-9._-]: " + name);
+      }
+      if (key == null || key.isBlank()) {
+        throw new IllegalArgumentException("project " + name + " needs a key");
+      }
+      if (rpm <= 0 || tpm <= 0) {
+        throw new IllegalArgumentException("project " + name + ": rpm and tpm must be positive");
+      }
+      if (projects.containsKey(name) || projects.values().stream().anyMatch(p -> p.key().equals(key))) {
+        throw new IllegalArgumentException("project " + name + " or its key is registered twice");
+      }
+      projects.put(name, new Projects.Project(name, key, rpm, tpm));
+      return this;
+    }
+
+    /**
+     * Sends Azure OpenAI's rate-limit headers instead of OpenAI's ({@link AzureHeaders}: what
+     * remains, no limit). Default false.
+     */
+    public Builder azure(boolean azure) {
+      once("azure");
+      this.azure = azure;
+      return this;
+    }
+
     public MockOpenAi build() {
       return new MockOpenAi(this);
     }

@@ -82,6 +82,15 @@ public final class MockOpenAiMain implements Callable<Integer> {
               + " minute (default ${DEFAULT-VALUE}).")
   String anthropic = "50,30000,8000";
 
+  @Option(
+      names = "--project",
+      paramLabel = "NAME=KEY:RPM:TPM",
+      description = "A project with its own key and limits, repeatable; then only these keys are accepted.")
+  java.util.List<String> projects = new java.util.ArrayList<>();
+
+  @Option(names = "--azure", description = "Send Azure OpenAI's rate-limit headers instead of OpenAI's.")
+  boolean azure;
+
   private final PrintStream out;
   private final CountDownLatch stopped = new CountDownLatch(1);
   private final CountDownLatch closed = new CountDownLatch(1);
@@ -102,7 +111,16 @@ public final class MockOpenAiMain implements Callable<Integer> {
   MockOpenAi build() {
     Duration[] latency = parseLatency(latencyMs);
     long[] limits = parseAnthropic(anthropic);
-    return MockOpenAi.builder()
+    MockOpenAi.Builder b = MockOpenAi.builder();
+    for (String p : projects) {
+      String[] nameRest = p.split("=", 2);
+      String[] parts = nameRest.length == 2 ? nameRest[1].split(":") : new String[0];
+      if (parts.length != 3) {
+        throw new IllegalArgumentException("--project " + p + ": use NAME=KEY:RPM:TPM, e.g. a=sk-a:500:40000");
+      }
+      b.project(nameRest[0], parts[0], Long.parseLong(parts[1]), Long.parseLong(parts[2]));
+    }
+    return b.azure(azure)
         .port(port)
         .rpm(rpm)
         .tpm(tpm)

@@ -28,6 +28,8 @@ final class RateLimiter {
 
   private final long originNanos;
   private final Map<String, EnumMap<Dimension, Meter>> projects = new HashMap<>();
+  /** Projects with limits of their own (registered projects); the others use {@link #limits}. */
+  private final Map<String, Stats.Limits> own = new HashMap<>();
   private Stats.Limits limits;
 
   RateLimiter(Stats.Limits limits, long originNanos) {
@@ -40,10 +42,11 @@ final class RateLimiter {
   }
 
   Decision acquire(String project, long charge, long now) {
+    Stats.Limits limits = limitsOf(project);
     if (limits.insufficientQuota()) {
       return new Decision(Decision.Kind.INSUFFICIENT_QUOTA, null, 0, 0, charge, 0, null);
     }
-    EnumMap<Dimension, Meter> meters = projects.computeIfAbsent(project, p -> newMeters(now));
+    EnumMap<Dimension, Meter> meters = meters(project, now);
     Dimension tooLargeFor =
         charge > limits.tpm()
             ? Dimension.TOKENS
@@ -107,27 +110,55 @@ final class RateLimiter {
   void setLimits(Stats.Limits next, long now) {
     Stats.Limits previous = limits;
     limits = next;
-    for (EnumMap<Dimension, Meter> meters : projects.values()) {
-      for (Dimension d : DIMENSIONS) {
-        Meter old = meters.get(d);
-        if (d.limit(next) == 0) {
-          meters.remove(d);
-        } else if (old == null) {
-          meters.put(d, newMeter(d, 1.0, now));
-        } else if (!sameShape(d, previous, next)) {
-          meters.put(d, newMeter(d, old.fill(now), now));
-        }
+    projects.forEach((project, meters) -> {
+      if (!own.containsKey(project)) {
+        reshape(meters, previous, next, now);
+      }
+    });
+  }
+
+  /** The limits a project is held to: its own if it has them, else the shared ones. */
+  Stats.Limits limitsOf(String project) {
+    return own.getOrDefault(project, limits);
+  }
+
+  /**
+   * Gives one project limits of its own, applied as {@link #setLimits} applies shared ones: a
+   * meter whose limit changed keeps its fill fraction, so a cut takes effect on the next request.
+   */
+  void setProjectLimits(String project, Stats.Limits next, long now) {
+    Stats.Limits previous = limitsOf(project);
+    own.put(project, next);
+    EnumMap<Dimension, Meter> meters = projects.get(project);
+    if (meters != null) {
+      reshape(meters, previous, next, now);
+    }
+  }
+
+  private void reshape(EnumMap<Dimension, Meter> meters, Stats.Limits previous, Stats.Limits next, long now) {
+    for (Dimension d : DIMENSIONS) {
+      Meter old = meters.get(d);
+      if (d.limit(next) == 0) {
+        meters.remove(d);
+      } else if (old == null) {
+        meters.put(d, newMeter(next, d, 1.0, now));
+      } else if (!sameShape(d, previous, next)) {
+        meters.put(d, newMeter(next, d, old.fill(now), now));
       }
     }
   }
 
   /** The state of a project's meters, as the headers would show it. */
   Decision.RateHeaders peek(String project, long now) {
-    return headers(projects.computeIfAbsent(project, p -> newMeters(now)), now);
+    return headers(meters(project, now), now);
   }
 
   Meter meter(String project, Dimension dimension, long now) {
-    return projects.computeIfAbsent(project, p -> newMeters(now)).get(dimension);
+    return meters(project, now).get(dimension);
+  }
+
+  private EnumMap<Dimension, Meter> meters(String project, long now) {
+    return projects.computeIfAbsent(project, p -> newMeters(limitsOf(p), now));
   }
 
   private static boolean sameShape(Dimension d, Stats.Limits a, Stats.Limits b) {
@@ -143,17 +174,17 @@ final class RateLimiter {
     return d.countsRequests() ? 1 : charge;
   }
 
-  private EnumMap<Dimension, Meter> newMeters(long now) {
+  private EnumMap<Dimension, Meter> newMeters(Stats.Limits limits, long now) {
     EnumMap<Dimension, Meter> meters = new EnumMap<>(Dimension.class);
     for (Dimension d : DIMENSIONS) {
       if (d.limit(limits) > 0) {
-        meters.put(d, newMeter(d, 1.0, now));
+        meters.put(d, newMeter(limits, d, 1.0, now));
       }
     }
     return meters;
   }
 
-  private Meter newMeter(Dimension d, double fill, long now) {
+  private Meter newMeter(Stats.Limits limits, Dimension d, double fill, long now) {
     long limit = d.limit(limits);
     if (!d.perMinute()) {
       return new TokenBucket(limit, d.windowNanos, limit, fill, now);

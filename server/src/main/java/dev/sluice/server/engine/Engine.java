@@ -113,6 +113,38 @@ public interface Engine extends AutoCloseable {
   CompletableFuture<Long> report(
       String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining);
 
+  /**
+   * {@link #report(String, boolean, long, Map)}, then, for a resource that learns its limit
+   * ({@link LimitSpec#learn()}), the provider's per-minute {@code limits} from the same response:
+   * its rates follow them (never above a ceiling) through {@link #setLimit}, so both stores
+   * store, log and share the change as any other. Nothing is written when the learned rates
+   * equal the stored ones, so nodes hearing the same headers converge without flapping.
+   *
+   * @param limits per dimension, as the provider's limit headers state them; others ignore them
+   * @param wallMillis now, Unix epoch milliseconds: when the change is said to be learned
+   */
+  default CompletableFuture<Long> report(
+      String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining,
+      Map<String, Long> limits, long wallMillis) {
+    for (Map.Entry<String, Long> e : limits.entrySet()) {
+      if (e.getValue() == null || e.getValue() < 0 || e.getValue() > Validation.MAX_UNITS) {
+        return CompletableFuture.failedFuture(EngineException.invalid(
+            "limits " + Validation.shown(String.valueOf(e.getKey()), 64) + "=" + e.getValue()
+                + " is out of range: use 0 to " + Validation.MAX_UNITS + " (the provider's limit per minute)"));
+      }
+    }
+    CompletableFuture<Long> paused = report(resource, throttled, retryAfterNanos, remaining);
+    if (limits.isEmpty()) {
+      return paused;
+    }
+    return paused.thenCompose(
+        p -> getLimit(resource).thenCompose(
+            stored -> {
+              LimitSpec next = stored.map(s -> LearnSpec.apply(s, limits, wallMillis)).orElse(null);
+              return next == null ? CompletableFuture.completedFuture(p) : setLimit(next).thenApply(created -> p);
+            }));
+  }
+
   /** Creates or replaces a limit; completes once it is durable, with true if it was created. */
   CompletableFuture<Boolean> setLimit(LimitSpec limit);
 

@@ -68,7 +68,12 @@ public final class FileLimitStore implements LimitStore {
       long leaseTtlMillis,
       Long jitterNanos,
       @com.fasterxml.jackson.annotation.JsonInclude(com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
-          FileTenants tenants) {}
+          FileTenants tenants,
+      @com.fasterxml.jackson.annotation.JsonInclude(com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
+          FileLearn learn) {}
+
+  /** A learned limit's settings; absent for a limit set by hand (files written before read as such). */
+  record FileLearn(String provider, List<FileRate> ceilings, long learnedAtMillis, String was) {}
 
   record FileContent(int version, List<FileLimit> limits) {}
 
@@ -127,7 +132,8 @@ public final class FileLimitStore implements LimitStore {
           new LimitSpec(
               l.resource(), rates, l.concurrency(), l.maxWaiting(), Duration.ofMillis(l.leaseTtlMillis()),
               Duration.ofNanos(l.jitterNanos() == null ? 0 : l.jitterNanos()),
-              tenants(l.tenants()));
+              tenants(l.tenants()),
+              learn(l.learn(), i));
       try {
         out.add(Validation.limit(spec, l.maxWaiting() == 0 ? 1 : l.maxWaiting(), spec.leaseTtl()));
       } catch (EngineException e) {
@@ -170,6 +176,26 @@ public final class FileLimitStore implements LimitStore {
     return new FileTenants(t.weights(), t.floors(), caps);
   }
 
+  private LearnSpec learn(FileLearn l, int i) throws IOException {
+    if (l == null) {
+      return null;
+    }
+    List<RateSpec> ceilings = new ArrayList<>();
+    for (FileRate c : l.ceilings() == null ? List.<FileRate>of() : l.ceilings()) {
+      if (c == null) {
+        throw invalid("limits[" + i + "].learn.ceilings holds a null");
+      }
+      ceilings.add(new RateSpec(c.name(), c.amount(), Duration.ofMillis(c.periodMillis()), 0));
+    }
+    return new LearnSpec(l.provider(), ceilings, l.learnedAtMillis(), l.was());
+  }
+
+  private static FileLearn fileLearn(LearnSpec l) {
+    return l == null ? null : new FileLearn(l.provider(),
+        l.ceilings().stream().map(c -> new FileRate(c.name(), c.amount(), c.period().toMillis(), 0)).toList(),
+        l.learnedAtMillis(), l.was());
+  }
+
   private IOException invalid(String what) {
     return invalid(what, null);
   }
@@ -202,7 +228,8 @@ public final class FileLimitStore implements LimitStore {
                         l.maxWaiting(),
                         l.leaseTtl().toMillis(),
                         l.jitter().isZero() ? null : l.jitter().toNanos(),
-                        fileTenants(l.tenants()))));
+                        fileTenants(l.tenants()),
+                        fileLearn(l.learn()))));
     byte[] bytes = json.writeValueAsBytes(new FileContent(FORMAT_VERSION, out));
     DataFiles.writeAtomically(dir, file, bytes);
   }

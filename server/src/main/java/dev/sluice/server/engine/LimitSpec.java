@@ -17,6 +17,7 @@ import java.util.List;
  *     for the default
  * @param tenants how the quota is shared between tenants ({@link TenantPolicy#NONE}: fair
  *     shares, weight 1 each)
+ * @param learn how the rates follow the provider's headers, or null for a limit set by hand
  */
 public record LimitSpec(
     String resource,
@@ -25,7 +26,8 @@ public record LimitSpec(
     int maxWaiting,
     Duration leaseTtl,
     Duration jitter,
-    TenantPolicy tenants) {
+    TenantPolicy tenants,
+    LearnSpec learn) {
 
   public LimitSpec {
     rates = List.copyOf(rates);
@@ -33,25 +35,48 @@ public record LimitSpec(
   }
 
   /**
-   * A limit without jitter and without a tenant policy: its rates scheduled exactly as
-   * configured (limits stored before either existed).
+   * A limit set by hand, without jitter and without a tenant policy: its rates scheduled exactly
+   * as configured (limits stored before either existed).
    */
   public LimitSpec(
       String resource, List<RateSpec> rates, long concurrency, int maxWaiting, Duration leaseTtl) {
-    this(resource, rates, concurrency, maxWaiting, leaseTtl, Duration.ZERO, TenantPolicy.NONE);
+    this(resource, rates, concurrency, maxWaiting, leaseTtl, Duration.ZERO, TenantPolicy.NONE, null);
   }
 
-  /** A limit without a tenant policy of its own. */
+  /** A limit set by hand without a tenant policy of its own. */
   public LimitSpec(
       String resource, List<RateSpec> rates, long concurrency, int maxWaiting, Duration leaseTtl, Duration jitter) {
-    this(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, TenantPolicy.NONE);
+    this(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, TenantPolicy.NONE, null);
   }
 
-  /** A limit without jitter, with a tenant policy. */
+  /** A limit set by hand without jitter, with a tenant policy. */
   public LimitSpec(
       String resource, List<RateSpec> rates, long concurrency, int maxWaiting, Duration leaseTtl,
       TenantPolicy tenants) {
-    this(resource, rates, concurrency, maxWaiting, leaseTtl, Duration.ZERO, tenants);
+    this(resource, rates, concurrency, maxWaiting, leaseTtl, Duration.ZERO, tenants, null);
+  }
+
+  /** A limit with jitter and a tenant policy, set by hand. */
+  public LimitSpec(
+      String resource, List<RateSpec> rates, long concurrency, int maxWaiting, Duration leaseTtl, Duration jitter,
+      TenantPolicy tenants) {
+    this(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, null);
+  }
+
+  /** A limit that follows the provider's headers ({@code learn}), without jitter or tenant policy. */
+  public LimitSpec(
+      String resource, List<RateSpec> rates, long concurrency, int maxWaiting, Duration leaseTtl, LearnSpec learn) {
+    this(resource, rates, concurrency, maxWaiting, leaseTtl, Duration.ZERO, TenantPolicy.NONE, learn);
+  }
+
+  /** This limit with other learn settings. */
+  public LimitSpec withLearn(LearnSpec learn) {
+    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn);
+  }
+
+  /** This limit with other rates and learn settings (a learned change). */
+  LimitSpec withRates(List<RateSpec> rates, LearnSpec learn) {
+    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn);
   }
 
   /** The dimension with this name, or null. */

@@ -751,6 +751,9 @@ public final class MemoryEngine extends ImmediateEngine {
     if (spec.jitterNanos() > 0) {
       b.append(" jitter=").append(Durations.format(spec.jitter()));
     }
+    if (spec.learn() != null) {
+      b.append(' ').append(LearnSpec.describe(spec.learn()));
+    }
     return b.toString();
   }
 

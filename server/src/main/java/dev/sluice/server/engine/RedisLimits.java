@@ -184,6 +184,9 @@ final class RedisLimits {
     s.tenants().floors().forEach((t, v) -> f.put("tf:" + t, Double.toString(v)));
     s.tenants().caps().forEach((t, rates) -> f.put("tc:" + t, String.join(";", rates.stream()
         .map(r -> r.name() + ":" + r.amount() + ":" + r.period().toNanos() + ":" + r.burst()).toList())));
+    if (s.learn() != null) {
+      encodeLearn(s.learn(), f);
+    }
     return f;
   }
 
@@ -210,6 +213,34 @@ final class RedisLimits {
         ? TenantPolicy.NONE : new TenantPolicy(weights, floors, caps);
   }
 
+  /** A learned limit's settings, as fields beside the limit's: absent for a limit set by hand. */
+  private static void encodeLearn(LearnSpec l, Map<String, String> f) {
+    f.put("learn", l.provider());
+    f.put("learn:ceil", String.join(",", l.ceilings().stream()
+        .map(c -> c.name() + "=" + c.amount() + "/" + c.period().toNanos()).toList()));
+    f.put("learn:at", Long.toString(l.learnedAtMillis()));
+    f.put("learn:was", l.was());
+  }
+
+  private static LearnSpec decodeLearn(Map<String, String> f) {
+    String provider = f.get("learn");
+    if (provider == null) {
+      return null;
+    }
+    List<RateSpec> ceilings = new ArrayList<>();
+    String ceil = f.getOrDefault("learn:ceil", "");
+    if (!ceil.isEmpty()) {
+      for (String c : ceil.split(",")) {
+        int eq = c.indexOf('=');
+        int slash = c.indexOf('/', eq);
+        ceilings.add(new RateSpec(c.substring(0, eq), Long.parseLong(c.substring(eq + 1, slash)),
+            Duration.ofNanos(Long.parseLong(c.substring(slash + 1))), 0));
+      }
+    }
+    return new LearnSpec(provider, ceilings, Long.parseLong(f.getOrDefault("learn:at", "0")),
+        f.getOrDefault("learn:was", ""));
+  }
+
   static Cfg decode(String resource, Map<String, String> f) {
     List<RateSpec> rates = new ArrayList<>();
     String dims = f.getOrDefault("dims", "");
@@ -231,7 +262,8 @@ final class RedisLimits {
             Integer.parseInt(f.get("maxw")),
             Duration.ofNanos(Long.parseLong(f.get("lease")) * 1000),
             Duration.ofNanos(f.containsKey("jit") ? Long.parseLong(f.get("jit")) : 0),
-            decodeTenants(f));
+            decodeTenants(f),
+            decodeLearn(f));
     return new Cfg(spec, f.get("ver"));
   }
 

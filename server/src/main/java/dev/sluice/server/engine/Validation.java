@@ -172,7 +172,8 @@ public final class Validation {
       throw EngineException.invalid(leaseProblem);
     }
     TenantPolicy tenants = tenants(resource, rates, in.tenants());
-    return new LimitSpec(resource, rates, in.concurrency(), maxWaiting, lease, jitter(in.jitter(), rates), tenants);
+    LimitSpec out = new LimitSpec(resource, rates, in.concurrency(), maxWaiting, lease, jitter(in.jitter(), rates), tenants);
+    return in.learn() == null ? out : out.withLearn(LearnSpec.check(in.learn(), resource, rates));
   }
 
   /** Checks rate dimensions and fills in default bursts; {@code where} names them in errors. */

@@ -272,13 +272,14 @@ final class JsonApi {
   private void report(Exchange x, String resource) {
     Optional<Principal> who = authenticate(x, false);
     JsonNode body = x.json();
-    known(body, "throttled", "retryAfter", "remaining");
+    known(body, "throttled", "retryAfter", "remaining", "limits");
     boolean throttled = body.hasNonNull("throttled") && bool(body.get("throttled"), "throttled");
     long retryAfter = body.hasNonNull("retryAfter") ? duration(body.get("retryAfter"), "retryAfter")
         : 1_000_000_000L;
     Map<String, Long> remaining = body.hasNonNull("remaining") ? load(body.get("remaining"), "remaining") : Map.of();
+    Map<String, Long> limits = body.hasNonNull("limits") ? load(body.get("limits"), "limits") : Map.of();
     who.ifPresent(p -> p.check(resource));
-    answer(x, engine.report(resource, throttled, retryAfter, remaining), paused -> {
+    answer(x, engine.report(resource, throttled, retryAfter, remaining, limits, System.currentTimeMillis()), paused -> {
       ObjectNode o = Views.JSON.createObjectNode();
       o.put("pausedForSeconds", paused / 1e9);
       x.json(HttpResponseStatus.OK, o);

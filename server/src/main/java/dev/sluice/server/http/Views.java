@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.sluice.server.engine.Grant;
 import dev.sluice.server.engine.Lane;
+import dev.sluice.server.engine.LearnSpec;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
 import dev.sluice.server.engine.ResourceSnapshot;
@@ -114,6 +115,9 @@ final class Views {
     l.tenants().floors().forEach(floors::put);
     ObjectNode caps = o.putObject("caps");
     l.tenants().caps().forEach((tenant, rates) -> rates(caps.putArray(tenant), rates, null));
+    if (l.learn() != null) {
+      o.set("learn", learn(l.learn()));
+    }
     return o;
   }
 
@@ -131,6 +135,24 @@ final class Views {
         x.put("effectiveAmount", round(r.effectiveAmount(jitter)));
       }
     }
+  }
+
+  /** A learned limit's provider, ceilings and last change (null {@code learnedAt}: none yet). */
+  static ObjectNode learn(LearnSpec l) {
+    ObjectNode o = JSON.createObjectNode();
+    o.put("provider", l.provider());
+    ObjectNode ceilings = o.putObject("ceilingsPerMinute");
+    for (RateSpec c : l.ceilings()) {
+      ceilings.put(c.name(), round((double) c.amount() * 60e9 / c.period().toNanos()));
+    }
+    if (l.learnedAtMillis() == 0) {
+      o.putNull("learnedAt");
+    } else {
+      o.put("learnedAt", java.time.Instant.ofEpochMilli(l.learnedAtMillis()).toString());
+    }
+    o.put("was", l.was());
+    o.put("summary", LearnSpec.describe(l));
+    return o;
   }
 
   /** A grant answering a request that reached this node at {@code arrivedNanos} (System.nanoTime). */

@@ -239,7 +239,8 @@ function render(sample) {
     const l = r.limit;
     f.limits.textContent = l.rates.map(rate).join(" · ")
       + (l.concurrency > 0 ? ` · at most ${l.concurrency} in flight` : "")
-      + ` · waiting room ${fmt.format(l.maxWaiting)}`;
+      + ` · waiting room ${fmt.format(l.maxWaiting)}`
+      + (l.learn ? ` · ${l.learn.summary.replace(/^\(|\)$/g, "")}` : "");
     f.inflight.textContent = l.concurrency > 0 ? `${r.inFlight} / ${l.concurrency}` : String(r.inFlight);
     const rates = r.rates || {};
     f.granted.textContent = perSecond(rates.grantedPerSecond);
