@@ -343,7 +343,7 @@ final class AcquireCall {
         return;
       }
       answered = true;
-      GrpcPermit permit = client.newPermit(resource, request.getModel(), response);
+      GrpcPermit permit = client.newPermit(resource, request == null ? "" : request.getModel(), response);
       client.fallback().granted(resource);
       deliver(() -> {
         if (!future.complete(permit)) {
