@@ -133,6 +133,18 @@ class HttpTenantsTest {
     assertThat(again.statusCode()).as(again.body()).isEqualTo(200);
     assertThat(JSON.readTree(again.body()).get("created").asBoolean()).isFalse();
     assertPolicy(JSON.readTree(again.body()).get("limit"));
+
+    // A learned limit with a jitter, read and sent back: the same settings, replaced.
+    String learned = "{\"rates\": [{\"dimension\": \"requests\", \"amount\": 60, \"period\": \"1m\", \"burst\": 1}],"
+        + " \"jitterSeconds\": 0.01, \"learn\": {\"provider\": \"openai\", \"ceilingsPerMinute\": {\"requests\": 500}}}";
+    assertThat(post("/v1/resources/taught/limit", learned, null).statusCode()).isEqualTo(200);
+    JsonNode back = JSON.readTree(get("/v1/resources/taught", null).body()).get("limit");
+    HttpResponse<String> resent = post("/v1/resources/taught/limit", back.toString(), null);
+    assertThat(resent.statusCode()).as(resent.body()).isEqualTo(200);
+    JsonNode kept = JSON.readTree(resent.body()).get("limit");
+    assertThat(kept.get("jitterSeconds").asDouble()).isEqualTo(0.01);
+    assertThat(kept.get("learn").get("provider").asText()).isEqualTo("openai");
+    assertThat(kept.get("learn").get("ceilingsPerMinute").get("requests").asDouble()).isEqualTo(500.0);
   }
 
   @Test
@@ -176,6 +188,9 @@ class HttpTenantsTest {
       "{\"concurrency\": 2, \"leaseSeconds\": -1}|leaseSeconds",
       "{\"concurrency\": 2, \"caps\": [1]}|caps must be an object of tenant to a list of rates",
       "{\"concurrency\": 2, \"shares\": 3}|shares must be an object of tenant to number",
+      "{\"concurrency\": 2, \"jitterSeconds\": -1}|jitterSeconds",
+      "{\"concurrency\": 2, \"learn\": \"openai\"}|learn must be an object naming its provider",
+      "{\"concurrency\": 2, \"learn\": {\"provider\": \"openai\", \"ceilingsPerMinute\": 5}}|learn.ceilingsPerMinute must be an object",
   })
   void aMalformedLimitBodyIs400NamingTheFieldAndTheFix(String body, String words) throws Exception {
     refused(post("/v1/resources/m/limit", body, null), 400, "INVALID_ARGUMENT", words);

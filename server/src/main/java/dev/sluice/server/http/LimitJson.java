@@ -22,11 +22,15 @@ final class LimitJson {
 
   private static final Durations.Bounds PERIOD = Durations.Bounds.of(Duration.ofMillis(1), Duration.ofDays(1), "1m");
   private static final Durations.Bounds LEASE = Durations.Bounds.of(Duration.ZERO, Duration.ofDays(1), "30s");
+  private static final Durations.Bounds JITTER = Durations.Bounds.of(Duration.ZERO, Duration.ofMinutes(1), "20ms");
 
   private LimitJson() {}
 
   static LimitSpec parse(String resource, JsonNode body) {
-    JsonApi.known(body, "rates", "concurrency", "maxWaiting", "leaseSeconds", "shares", "floors", "caps");
+    // What a read shows (Views#limit) can be sent back: jitterSeconds and learn are taken, the
+    // figures the coordinator works out (perSecond, effectiveAmount, learn's when and was) ignored.
+    JsonApi.known(body, "rates", "concurrency", "maxWaiting", "leaseSeconds", "jitterSeconds", "shares", "floors",
+        "caps", "learn");
     List<RateSpec> rates = body.hasNonNull("rates") ? rates(body.get("rates"), "rates") : List.of();
     long concurrency = body.hasNonNull("concurrency") ? whole(body.get("concurrency"), "concurrency") : 0;
     long maxWaiting = body.hasNonNull("maxWaiting") ? whole(body.get("maxWaiting"), "maxWaiting") : 0;
@@ -36,6 +40,8 @@ final class LimitJson {
     }
     Duration lease = body.hasNonNull("leaseSeconds")
         ? Duration.ofNanos(JsonApi.duration(body.get("leaseSeconds"), "leaseSeconds", LEASE)) : null;
+    Duration jitter = body.hasNonNull("jitterSeconds")
+        ? Duration.ofNanos(JsonApi.duration(body.get("jitterSeconds"), "jitterSeconds", JITTER)) : null;
     Map<String, Double> shares = numbers(body.get("shares"), "shares", "{\"search\": 3}");
     Map<String, Double> floors = numbers(body.get("floors"), "floors", "{\"search\": 0.4} (0.4 is 40 %)");
     Map<String, List<RateSpec>> caps = new LinkedHashMap<>();
@@ -50,8 +56,39 @@ final class LimitJson {
         caps.put(e.getKey(), rates(e.getValue(), "caps." + e.getKey()));
       }
     }
-    return new LimitSpec(resource, rates, concurrency, (int) maxWaiting, lease,
-        new TenantPolicy(shares, floors, caps));
+    return new LimitSpec(resource, rates, concurrency, (int) maxWaiting, lease, jitter,
+        new TenantPolicy(shares, floors, caps), learn(body.get("learn")));
+  }
+
+  /** {@code {"provider": "openai", "ceilingsPerMinute": {"requests": 500}}}, as a read shows it. */
+  private static dev.sluice.server.engine.LearnSpec learn(JsonNode l) {
+    if (l == null || l.isNull()) {
+      return null;
+    }
+    if (!l.isObject() || !l.hasNonNull("provider") || !l.get("provider").isTextual()) {
+      throw HttpError.badRequest("learn must be an object naming its provider, such as {\"provider\": \"openai\","
+          + " \"ceilingsPerMinute\": {\"requests\": 500}}");
+    }
+    JsonApi.knownIn(l, "learn", "provider", "ceilingsPerMinute", "learnedAt", "was", "summary");
+    List<RateSpec> ceilings = new java.util.ArrayList<>();
+    JsonNode c = l.get("ceilingsPerMinute");
+    if (c != null && !c.isNull()) {
+      if (!c.isObject()) {
+        throw HttpError.badRequest("learn.ceilingsPerMinute must be an object of dimension to a whole amount per"
+            + " minute, such as {\"requests\": 500}");
+      }
+      for (Iterator<Map.Entry<String, JsonNode>> it = c.fields(); it.hasNext(); ) {
+        Map.Entry<String, JsonNode> e = it.next();
+        JsonNode v = e.getValue();
+        // A read shows it as a number per minute (500.0): whole values are taken as they are.
+        if (!v.isNumber() || v.asDouble() < 1 || v.asDouble() != Math.rint(v.asDouble()) || v.asDouble() > 1e15) {
+          throw HttpError.badRequest("learn.ceilingsPerMinute." + e.getKey() + " is " + v + ": give a whole number"
+              + " of units per minute, such as 500");
+        }
+        ceilings.add(new RateSpec(e.getKey(), (long) v.asDouble(), Duration.ofMinutes(1), 0));
+      }
+    }
+    return new dev.sluice.server.engine.LearnSpec(l.get("provider").asText(), ceilings, 0, "");
   }
 
   private static List<RateSpec> rates(JsonNode node, String field) {
@@ -68,7 +105,8 @@ final class LimitJson {
             + " \"period\": \"1m\"}");
       }
       // perSecond is what a read answers beside the rate; sent back, it is ignored.
-      JsonApi.knownIn(r, at, "dimension", "amount", "period", "periodSeconds", "burst", "perSecond");
+      JsonApi.knownIn(r, at, "dimension", "amount", "period", "periodSeconds", "burst", "perSecond",
+          "effectiveAmount");
       if (!r.hasNonNull("dimension") || !r.get("dimension").isTextual()) {
         throw HttpError.badRequest(at + ".dimension is missing: name the dimension, such as \"tokens\"");
       }
