@@ -259,7 +259,9 @@ final class ReportHeaders {
   }
 
   private static Long count(String value) {
-    if (value.isEmpty() || value.length() > 19 || !value.chars().allMatch(c -> c >= '0' && c <= '9')) {
+    // 19 digits can pass Long.MAX_VALUE (the fuzz target found 9999999999999999999): anything
+    // that long is above MAX_COUNT (1e18) anyway, so it is dropped before parsing.
+    if (value.isEmpty() || value.length() > 18 || !value.chars().allMatch(c -> c >= '0' && c <= '9')) {
       return null;
     }
     long n = Long.parseLong(value);
