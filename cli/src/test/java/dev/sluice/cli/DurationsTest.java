@@ -114,8 +114,9 @@ class DurationsTest {
 
   @Test
   void formatsTimeLeftRoundedUp() {
-    assertThat(Durations.formatLeft(Durations.toProto(Duration.ofMillis(29_001)))).isEqualTo("30s");
+    // As a person writes it (HumanDurations), rounded up: time left is never shown shorter.
+    assertThat(Durations.formatLeft(Durations.toProto(Duration.ofMillis(29_001)))).isEqualTo("30 s");
     assertThat(Durations.formatLeft(Durations.toProto(Duration.ofSeconds(60)))).isEqualTo("1m");
-    assertThat(Durations.formatLeft(Durations.toProto(Duration.ofNanos(1_500_000)))).isEqualTo("2ms");
+    assertThat(Durations.formatLeft(Durations.toProto(Duration.ofNanos(1_500_000)))).isEqualTo("2 ms");
   }
 }
