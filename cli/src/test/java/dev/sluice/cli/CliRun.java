@@ -8,6 +8,13 @@ import java.io.PrintStream;
 /** One in-process run of the CLI with captured output. */
 record CliRun(int exit, String out, String err) {
 
+  /** Runs {@code sluice ARGS --target=TARGET}: a command against a coordinator. */
+  static CliRun at(String target, String... args) {
+    String[] argv = java.util.Arrays.copyOf(args, args.length + 1);
+    argv[args.length] = "--target=" + target;
+    return of(argv);
+  }
+
   static CliRun of(String... args) {
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     ByteArrayOutputStream err = new ByteArrayOutputStream();

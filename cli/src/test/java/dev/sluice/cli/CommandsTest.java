@@ -49,9 +49,7 @@ class CommandsTest {
   }
 
   private static CliRun sluice(String... args) {
-    List<String> argv = new ArrayList<>(List.of(args));
-    argv.add("--target=" + target);
-    return CliRun.of(argv.toArray(String[]::new));
+    return CliRun.at(target, args);
   }
 
   @Test

@@ -5,8 +5,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 import dev.sluice.client.SluiceClient;
 import dev.sluice.server.SluiceServer;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -37,9 +35,7 @@ class LearnCommandsTest {
   }
 
   private static CliRun sluice(String... args) {
-    List<String> argv = new ArrayList<>(List.of(args));
-    argv.add("--target=" + target);
-    return CliRun.of(argv.toArray(String[]::new));
+    return CliRun.at(target, args);
   }
 
   @Test

@@ -17,8 +17,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -45,13 +43,7 @@ class PriceCommandsTest {
   }
 
   private static CliRun sluice(String... args) {
-    return sluiceAt(target, args);
-  }
-
-  private static CliRun sluiceAt(String to, String... args) {
-    List<String> argv = new ArrayList<>(List.of(args));
-    argv.add("--target=" + to);
-    return CliRun.of(argv.toArray(String[]::new));
+    return CliRun.at(target, args);
   }
 
   @Test
@@ -195,12 +187,12 @@ class PriceCommandsTest {
   void pricesSurviveARestart(@TempDir Path dir) throws Exception {
     try (SluiceServer first = SluiceServer.builder().host("127.0.0.1").port(0).dataDir(dir).build().start()) {
       String to = "127.0.0.1:" + first.port();
-      assertThat(sluiceAt(to, "price", "set", "kept", "--input", "3/M", "--output", "15/M").exit()).isZero();
+      assertThat(CliRun.at(to, "price", "set", "kept", "--input", "3/M", "--output", "15/M").exit()).isZero();
     }
     Path file = dir.resolve("prices.json");
     assertThat(Files.getPosixFilePermissions(file)).isEqualTo(PosixFilePermissions.fromString("rw-------"));
     try (SluiceServer second = SluiceServer.builder().host("127.0.0.1").port(0).dataDir(dir).build().start()) {
-      CliRun list = sluiceAt("127.0.0.1:" + second.port(), "price", "list");
+      CliRun list = CliRun.at("127.0.0.1:" + second.port(), "price", "list");
       assertThat(list.out()).containsPattern("kept +3 +15 +3");
     }
   }
