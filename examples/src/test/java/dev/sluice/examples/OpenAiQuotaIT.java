@@ -113,19 +113,19 @@ class OpenAiQuotaIT {
       setStandardLimit(f);
       List<List<JsonNode>> with = new ArrayList<>();
       withinLimit(f, "openai", REQUESTS, TOKENS, () -> with.add(
-          f.runWorkers(3, "--threads", "8", "--mode", "sluice", "--duration", "20s", "--max-tokens", "100")));
+          f.runWorkers(3, "--threads", "8", "--mode", "sluice", "--duration", "12s", "--max-tokens", "100")));
       MockOpenAi.Stats s = f.mock.stats();
       System.out.printf(
-          "with Sluice:    3 procs x 8 threads, 20 s: %d calls done, upstream 429s %d, admitted %d tokens,"
+          "with Sluice:    3 procs x 8 threads, 12 s: %d calls done, upstream 429s %d, admitted %d tokens,"
               + " utilization %.1f %% of TPM, peak 60 s window %d tokens%n",
           QuotaFixture.sum(with.get(0), "done"), rateLimitRejections(s), s.estimatedTokens(), utilization(s) * 100,
           s.peakTokens60s());
 
       f.mock.reset();
-      List<JsonNode> without = f.runWorkersAllowingFailures(3, "--threads", "8", "--mode", "local", "--duration", "20s", "--max-tokens", "100");
+      List<JsonNode> without = f.runWorkersAllowingFailures(3, "--threads", "8", "--mode", "local", "--duration", "8s", "--max-tokens", "100");
       MockOpenAi.Stats t = f.mock.stats();
       System.out.printf(
-          "without Sluice: 3 procs x 8 threads, 20 s: %d calls done, upstream 429s %d, admitted %d tokens,"
+          "without Sluice: 3 procs x 8 threads, 8 s:  %d calls done, upstream 429s %d, admitted %d tokens,"
               + " utilization %.1f %% of TPM%n",
           QuotaFixture.sum(without, "done"), rateLimitRejections(t), t.estimatedTokens(), utilization(t) * 100);
       assertThat(rateLimitRejections(t)).as("the mock is strict: pacing by hand gets 429s").isPositive();
@@ -220,7 +220,7 @@ class OpenAiQuotaIT {
       f.limit("openai", "requests=600/min:5", "tokens=30000/min:250");
       List<List<JsonNode>> high = new ArrayList<>();
       List<GrantSampler.Sample> highBooks = withinLimit(f, "openai", REQUESTS, TOKENS, () -> high.add(
-          f.runWorkers(2, "--threads", "8", "--mode", "sluice", "--duration", "20s", "--max-tokens", "100",
+          f.runWorkers(2, "--threads", "8", "--mode", "sluice", "--duration", "12s", "--max-tokens", "100",
               "--estimate-factor", "2.0")));
       MockOpenAi.Stats highStats = f.mock.stats();
       System.out.printf("settle, estimates x2: upstream 429s %d, utilization %.1f %%%n",
@@ -234,7 +234,7 @@ class OpenAiQuotaIT {
       RateSpec lowTokens = new RateSpec("tokens", TPM, Duration.ofMinutes(1), 120);
       List<List<JsonNode>> low = new ArrayList<>();
       List<GrantSampler.Sample> lowBooks = withinLimit(f, "openai-low", REQUESTS, lowTokens, () -> low.add(f.runWorkers(
-          2, "--threads", "8", "--mode", "sluice", "--duration", "15s", "--max-tokens", "100",
+          2, "--threads", "8", "--mode", "sluice", "--duration", "10s", "--max-tokens", "100",
           "--estimate-factor", "0.5", "--resource", "openai-low")));
       MockOpenAi.Stats lowStats = f.mock.stats();
       System.out.printf("settle, estimates x0.5: upstream 429s %d, utilization %.1f %%%n",

@@ -22,14 +22,14 @@ import org.junit.jupiter.api.Test;
  * failing script is shrunk (steps removed while it still diverges) and printed as a test ready
  * to paste into {@code EngineDifferentialRegressionTest}.
  *
- * <p>Budget: {@code -Dsluice.diff.seconds=N} (CI: 25 s), at least {@code -Dsluice.diff.scripts=N}
- * scripts (CI: 2 000) whatever the time; {@code -Dsluice.diff.seed=N} replays from one seed.
+ * <p>Budget: {@code -Dsluice.diff.seconds=N} (CI: 15 s), at least {@code -Dsluice.diff.scripts=N}
+ * scripts (CI: 1 000) whatever the time; {@code -Dsluice.diff.seed=N} replays from one seed.
  */
 class EngineDifferentialTest {
 
   private static final long BASE_SEED = Long.getLong("sluice.diff.seed", 20261204L);
-  private static final long SECONDS = Long.getLong("sluice.diff.seconds", 25);
-  private static final int MIN_SCRIPTS = Integer.getInteger("sluice.diff.scripts", 2_000);
+  private static final long SECONDS = Long.getLong("sluice.diff.seconds", 15);
+  private static final int MIN_SCRIPTS = Integer.getInteger("sluice.diff.scripts", 1_000);
 
   private static Lockstep.Pair engines;
 

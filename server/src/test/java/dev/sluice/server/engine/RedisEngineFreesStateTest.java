@@ -24,13 +24,13 @@ import org.junit.jupiter.api.Test;
 
 /**
  * A node's per-resource tables (parked waiters, batchers, wait stats, remembered deliveries,
- * cached limits) hold only live resources: a hundred thousand resources created, used with a
+ * cached limits) hold only live resources: fifty thousand resources created, used with a
  * waiter each, and deleted leave the node's heap where it was.
  */
 class RedisEngineFreesStateTest {
 
   private static final long SEC = 1_000_000_000L;
-  private static final int RESOURCES = 100_000;
+  private static final int RESOURCES = 50_000;
   /** Resources per minute of the fake clock: what a node's deliveries memory (2 minutes) holds. */
   private static final int PER_MINUTE = 10_000;
   private static final int WORKERS = 16;
