@@ -8,6 +8,7 @@ import dev.sluice.server.auth.RedisKeyStore;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.FileLimitStore;
 import dev.sluice.server.engine.MemoryEngine;
+import dev.sluice.server.engine.PoolEngine;
 import dev.sluice.server.engine.RedisEngine;
 import dev.sluice.server.engine.RedisStore;
 import dev.sluice.server.engine.Scheduler;
@@ -74,7 +75,7 @@ final class StoreFactory {
       throws IOException {
     Scheduler scheduler = s.scheduler() != null ? s.scheduler() : Scheduler.of(timers);
     if (!s.shared()) {
-      MemoryEngine engine = MemoryEngine.builder()
+      MemoryEngine memory = MemoryEngine.builder()
           .store(new FileLimitStore(s.dataDir()))
           .ticker(s.ticker() == null ? Ticker.system() : s.ticker())
           .scheduler(scheduler)
@@ -84,6 +85,7 @@ final class StoreFactory {
           .aging(s.aging())
           .metricsMaxResources(s.metricsMaxResources())
           .build();
+      Engine engine = new PoolEngine(memory);
       closer.push("the engine", engine::close);
       KeyStore keys = new FileKeyStore(s.dataDir());
       BufferHome buffers = (meters, targets) -> BufferWiring.builder(engine).registry(meters).targets(targets)
@@ -110,7 +112,7 @@ final class StoreFactory {
     if (s.ticker() != null) {
       eb.ticker(s.ticker());
     }
-    RedisEngine engine = eb.build();
+    Engine engine = new PoolEngine(eb.build());
     // closeStore, not only close: it also stops the engine's events executor.
     closer.push("the engine", engine::closeStore);
     RedisKeyStore keys = new RedisKeyStore(redis.sharedHash("keys"), redis.describe() + " (sluice:keys)");

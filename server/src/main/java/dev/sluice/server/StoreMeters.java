@@ -1,6 +1,7 @@
 package dev.sluice.server;
 
 import dev.sluice.server.engine.Engine;
+import dev.sluice.server.engine.PoolEngine;
 import dev.sluice.server.engine.RedisEngine;
 import dev.sluice.server.engine.RedisStore;
 import io.micrometer.core.instrument.FunctionCounter;
@@ -27,12 +28,12 @@ final class StoreMeters {
     counter(registry, "sluice.store.commands.indeterminate", store, RedisStore::indeterminateCommands,
         "Store calls whose effect is unknown: they timed out or lost their connection after being sent");
     FunctionCounter.builder("sluice.store.data.losses", engine,
-            e -> e instanceof RedisEngine r ? r.storeLosses() : 0)
+            e -> PoolEngine.unwrap(e) instanceof RedisEngine r ? r.storeLosses() : 0)
         .description("Times this node found the store had lost its data (restart without persistence,"
             + " FLUSHALL, failover to an empty replica) and restored the limits it knew")
         .register(registry);
     FunctionCounter.builder("sluice.store.grants.stale", engine,
-            e -> e instanceof RedisEngine r ? r.staleGrants() : 0)
+            e -> PoolEngine.unwrap(e) instanceof RedisEngine r ? r.staleGrants() : 0)
         .description("Grants that reached this node later than they stay fresh (a reply or notice held"
             + " up on the way) and were asked for again instead of handed over")
         .register(registry);

@@ -150,6 +150,14 @@ public interface Engine extends AutoCloseable {
 
   CompletableFuture<Optional<LimitSpec>> getLimit(String resource);
 
+  /**
+   * {@link #getLimit}, or this node's cached copy when it has one (Redis nodes cache limits and
+   * hear of changes): what an acquire would use, without a store round trip when cached.
+   */
+  default CompletableFuture<Optional<LimitSpec>> cachedLimit(String resource) {
+    return getLimit(resource);
+  }
+
   /** Limits whose names start with {@code prefix}, sorted by name. */
   CompletableFuture<List<LimitSpec>> listLimits(String prefix);
 
@@ -189,6 +197,9 @@ public interface Engine extends AutoCloseable {
             specs -> {
               List<CompletableFuture<ResourceSnapshot>> each = new ArrayList<>(specs.size());
               for (LimitSpec spec : specs) {
+                if (spec.isPool()) {
+                  continue; // a pool's state is its members'
+                }
                 each.add(
                     stats(spec.resource())
                         .exceptionally(

@@ -70,7 +70,9 @@ public final class FileLimitStore implements LimitStore {
       @com.fasterxml.jackson.annotation.JsonInclude(com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
           FileTenants tenants,
       @com.fasterxml.jackson.annotation.JsonInclude(com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
-          FileLearn learn) {}
+          FileLearn learn,
+      @com.fasterxml.jackson.annotation.JsonInclude(com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
+          List<String> members) {}
 
   /** A learned limit's settings; absent for a limit set by hand (files written before read as such). */
   record FileLearn(String provider, List<FileRate> ceilings, long learnedAtMillis, String was) {}
@@ -133,7 +135,8 @@ public final class FileLimitStore implements LimitStore {
               l.resource(), rates, l.concurrency(), l.maxWaiting(), Duration.ofMillis(l.leaseTtlMillis()),
               Duration.ofNanos(l.jitterNanos() == null ? 0 : l.jitterNanos()),
               tenants(l.tenants()),
-              learn(l.learn(), i));
+              learn(l.learn(), i),
+              l.members());
       try {
         out.add(Validation.limit(spec, l.maxWaiting() == 0 ? 1 : l.maxWaiting(), spec.leaseTtl()));
       } catch (EngineException e) {
@@ -229,7 +232,8 @@ public final class FileLimitStore implements LimitStore {
                         l.leaseTtl().toMillis(),
                         l.jitter().isZero() ? null : l.jitter().toNanos(),
                         fileTenants(l.tenants()),
-                        fileLearn(l.learn()))));
+                        fileLearn(l.learn()),
+                        l.isPool() ? l.members() : null)));
     byte[] bytes = json.writeValueAsBytes(new FileContent(FORMAT_VERSION, out));
     DataFiles.writeAtomically(dir, file, bytes);
   }

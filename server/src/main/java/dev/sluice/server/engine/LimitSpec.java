@@ -18,6 +18,8 @@ import java.util.List;
  * @param tenants how the quota is shared between tenants ({@link TenantPolicy#NONE}: fair
  *     shares, weight 1 each)
  * @param learn how the rates follow the provider's headers, or null for a limit set by hand
+ * @param members for a pool, the resources it grants from, in order (empty for a resource of
+ *     its own): a pool has no rates of its own; {@link PoolEngine} routes its acquires
  */
 public record LimitSpec(
     String resource,
@@ -27,11 +29,34 @@ public record LimitSpec(
     Duration leaseTtl,
     Duration jitter,
     TenantPolicy tenants,
-    LearnSpec learn) {
+    LearnSpec learn,
+    List<String> members) {
 
   public LimitSpec {
     rates = List.copyOf(rates);
     tenants = tenants == null ? TenantPolicy.NONE : tenants;
+    members = members == null ? List.of() : List.copyOf(members);
+  }
+
+  /** A resource of its own (not a pool). */
+  public LimitSpec(
+      String resource, List<RateSpec> rates, long concurrency, int maxWaiting, Duration leaseTtl, Duration jitter,
+      TenantPolicy tenants, LearnSpec learn) {
+    this(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, List.of());
+  }
+
+  /**
+   * A pool of {@code members}: acquires on it wait in every member's waiting room at once and
+   * are granted by whichever member grants first. Its leases, waiting rooms and tenant policy
+   * are its members' own.
+   */
+  public static LimitSpec pool(String name, List<String> members) {
+    return new LimitSpec(name, List.of(), 0, 0, Duration.ZERO, Duration.ZERO, TenantPolicy.NONE, null, members);
+  }
+
+  /** Whether this is a pool ({@link #members()} not empty). */
+  public boolean isPool() {
+    return !members.isEmpty();
   }
 
   /**
@@ -71,12 +96,17 @@ public record LimitSpec(
 
   /** This limit with other learn settings. */
   public LimitSpec withLearn(LearnSpec learn) {
-    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn);
+    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members);
+  }
+
+  /** This limit with another tenant policy. */
+  public LimitSpec withTenants(TenantPolicy tenants) {
+    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members);
   }
 
   /** This limit with other rates and learn settings (a learned change). */
   LimitSpec withRates(List<RateSpec> rates, LearnSpec learn) {
-    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn);
+    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members);
   }
 
   /** The dimension with this name, or null. */

@@ -739,6 +739,9 @@ public final class MemoryEngine extends ImmediateEngine {
 
   /** A limit in the command-line form, for logs. */
   public static String describe(LimitSpec spec) {
+    if (spec.isPool()) {
+      return PoolEngine.describe(spec);
+    }
     StringBuilder b = new StringBuilder();
     for (RateSpec r : spec.rates()) {
       b.append(r.name()).append('=').append(r.amount()).append('/').append(r.period()).append(':')

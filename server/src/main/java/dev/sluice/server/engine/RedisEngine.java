@@ -315,6 +315,15 @@ public final class RedisEngine implements Engine {
   }
 
   @Override
+  public CompletableFuture<Optional<LimitSpec>> cachedLimit(String resource) {
+    RedisLimits.Cfg c = limits.cached(resource);
+    if (c != null) {
+      return CompletableFuture.completedFuture(Optional.of(c.spec()));
+    }
+    return getLimit(resource);
+  }
+
+  @Override
   public CompletableFuture<List<LimitSpec>> listLimits(String prefix) {
     return limits.list(prefix);
   }

@@ -187,6 +187,10 @@ final class RedisLimits {
     if (s.learn() != null) {
       encodeLearn(s.learn(), f);
     }
+    if (s.isPool()) {
+      // The script never grants on a pool (PoolEngine routes to the members); it sees no dims.
+      f.put("members", String.join(",", s.members()));
+    }
     return f;
   }
 
@@ -263,7 +267,8 @@ final class RedisLimits {
             Duration.ofNanos(Long.parseLong(f.get("lease")) * 1000),
             Duration.ofNanos(f.containsKey("jit") ? Long.parseLong(f.get("jit")) : 0),
             decodeTenants(f),
-            decodeLearn(f));
+            decodeLearn(f),
+            f.containsKey("members") ? List.of(f.get("members").split(",")) : List.of());
     return new Cfg(spec, f.get("ver"));
   }
 

@@ -145,6 +145,9 @@ public final class Validation {
    */
   public static LimitSpec limit(LimitSpec in, int defaultMaxWaiting, Duration defaultLease) {
     String resource = resource(in.resource());
+    if (in.isPool()) {
+      return pool(resource, in);
+    }
     if (in.rates().isEmpty() && in.concurrency() == 0) {
       throw EngineException.invalid(
           "limit for '" + resource + "' has no rate and no concurrency cap: add --rate"
@@ -174,6 +177,35 @@ public final class Validation {
     TenantPolicy tenants = tenants(resource, rates, in.tenants());
     LimitSpec out = new LimitSpec(resource, rates, in.concurrency(), maxWaiting, lease, jitter(in.jitter(), rates), tenants);
     return in.learn() == null ? out : out.withLearn(LearnSpec.check(in.learn(), resource, rates));
+  }
+
+  /** The most members a pool may have: each pool acquire waits in every member's room. */
+  public static final int MAX_POOL_MEMBERS = 16;
+
+  /**
+   * A pool's own checks; that its members exist and are not pools is for {@link PoolEngine},
+   * which can ask the store.
+   */
+  private static LimitSpec pool(String pool, LimitSpec in) {
+    if (!in.rates().isEmpty() || in.concurrency() != 0 || in.learn() != null || !in.tenants().equals(TenantPolicy.NONE)) {
+      throw EngineException.invalid("pool '" + pool + "' has rates, a concurrency cap, tenants or learning of its own:"
+          + " a pool grants from its members' limits, so set those on the members (sluice limit set MEMBER ...)");
+    }
+    if (in.members().size() > MAX_POOL_MEMBERS) {
+      throw EngineException.invalid("pool '" + pool + "' has " + in.members().size() + " members: at most "
+          + MAX_POOL_MEMBERS + " are allowed (each acquire waits at every member)");
+    }
+    Set<String> seen = new HashSet<>();
+    for (String m : in.members()) {
+      String member = resource(m);
+      if (member.equals(pool)) {
+        throw EngineException.invalid("pool '" + pool + "' lists itself as a member: list the resources it grants from");
+      }
+      if (!seen.add(member)) {
+        throw EngineException.invalid("pool '" + pool + "' lists member '" + member + "' twice: give each member once");
+      }
+    }
+    return LimitSpec.pool(pool, in.members());
   }
 
   /** Checks rate dimensions and fills in default bursts; {@code where} names them in errors. */

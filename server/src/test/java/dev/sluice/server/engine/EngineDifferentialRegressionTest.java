@@ -127,4 +127,40 @@ class EngineDifferentialRegressionTest {
         new Lockstep.Step.Acquire(0, 1, true, 13, 200, 0, 655),
         new Lockstep.Step.Acquire(0, 2, true, 12, 0, 2, 561));
   }
+
+  /**
+   * Found by the differential test, seed 20261689: a pool acquire waiting at both members, one
+   * member deleted (its waiter fails), then the acquire cancelled.
+   */
+  @Test
+  void seed20261689() {
+    assertAgree(new Lockstep.Setup(11, 6, 500, 19, 10000, 0, 7, 1, 18392484L, true),
+        new Lockstep.Step.Acquire(1, 1, true, 2, 3000, 0, 486, 3),
+        new Lockstep.Step.DeleteLimit(),
+        new Lockstep.Step.Cancel(171, true));
+  }
+
+  /** Found by the differential test, seed 20261797: a pool grant and a release with a settle. */
+  @Test
+  void seed20261797() {
+    assertAgree(new Lockstep.Setup(11, 10, 424, 43, 1000, 1, 2, 2, 0L, true),
+        new Lockstep.Step.Advance(774),
+        new Lockstep.Step.Acquire(0, 1, true, 18, 60000, 1, 757, 3),
+        new Lockstep.Step.Acquire(1, 3, true, 20, 200, 0, 12, 2),
+        new Lockstep.Step.Release(251, 3, 6, 144));
+  }
+
+  /** Found by the differential test, seed 20262095: a pool waiter both members could grant at one instant. */
+  @Test
+  void seed20262095() {
+    assertAgree(new Lockstep.Setup(10, 6, 257, 90, 10000, 1, 7, 0, 5747882L, true),
+        new Lockstep.Step.Advance(227),
+        new Lockstep.Step.Acquire(0, 3, true, 5, 3000, 0, 660, 3),
+        new Lockstep.Step.Acquire(0, 2, true, 1, 3000, 1, 629, 0),
+        new Lockstep.Step.Advance(781),
+        new Lockstep.Step.Acquire(1, 2, false, 4, 60000, 0, 240, 0),
+        new Lockstep.Step.Advance(2659),
+        new Lockstep.Step.Acquire(0, 0, true, 15, 200, 1, 315, 1),
+        new Lockstep.Step.Advance(2196));
+  }
 }

@@ -10,7 +10,7 @@ public final class EngineTestHooks {
    * every grant.
    */
   public static int peakInFlight(Engine engine, String resource) {
-    if (!(engine instanceof MemoryEngine memory)) {
+    if (!(PoolEngine.unwrap(engine) instanceof MemoryEngine memory)) {
       throw new IllegalArgumentException("peakInFlight reads the memory store's live state; this engine is "
           + engine.getClass().getSimpleName() + ": run the server on the memory store");
     }

@@ -46,7 +46,13 @@ final class Lockstep {
   /** The limit a script starts from; later {@link Step.SetLimit}s keep period and waiting room. */
   record Setup(
       long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting,
-      int policy, long jitterNanos) {
+      int policy, long jitterNanos, boolean pooled) {
+
+    /** Without a pool (scripts found before pools existed). */
+    Setup(long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting,
+        int policy, long jitterNanos) {
+      this(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy, jitterNanos, false);
+    }
 
     /** A limit without a tenant policy and without jitter (scripts found before either existed). */
     Setup(long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting) {
@@ -73,7 +79,18 @@ final class Lockstep {
      */
     Setup withRandomJitter(Random r) {
       long j = r.nextInt(3) == 0 ? 0 : between(r, 1, 19_999_999);
-      return new Setup(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy, j);
+      return new Setup(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy, j, pooled);
+    }
+
+    /**
+     * A third of the scripts run with a pool: a second member {@code NAME-b} with the same limit
+     * and a pool {@code NAME-p} of both; a third of their acquires go to the pool (by the step's
+     * pick, so a seed's script stays what it was), and releases and renews by a pool acquire's
+     * permit go to its member or, every other time, to the pool's name.
+     */
+    Setup withRandomPool(Random r) {
+      return new Setup(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy,
+          jitterNanos, r.nextInt(3) == 0);
     }
 
     static Setup random(Random r) {
@@ -114,7 +131,8 @@ final class Lockstep {
 
     String asCode() {
       return "new Lockstep.Setup(" + reqAmount + ", " + reqBurst + ", " + tokAmount + ", " + tokBurst
-          + ", " + periodMillis + ", " + concurrency + ", " + maxWaiting + ", " + policy + ", " + jitterNanos + "L)";
+          + ", " + periodMillis + ", " + concurrency + ", " + maxWaiting + ", " + policy + ", " + jitterNanos + "L"
+          + (pooled ? ", true)" : ")");
     }
   }
 
@@ -246,8 +264,8 @@ final class Lockstep {
       // an answer handled later would apply its relative wake-up from a later instant.
       r.afterEachTask(redis::awaitQuiet);
       return new Pair(
-          new Side("memory", MemoryEngine.builder().ticker(m).scheduler(m).build(), m),
-          new Side("redis", redis, r),
+          new Side("memory", new PoolEngine(MemoryEngine.builder().ticker(m).scheduler(m).build()), m),
+          new Side("redis", new PoolEngine(redis), r),
           server);
     }
 
@@ -305,6 +323,9 @@ final class Lockstep {
         }
         events.clear();
         others.sort(null);
+        // With a pool, grants in order per member: which member's wake-up runs first at one
+        // instant, or between two close ones, is the order of the clock's timers.
+        grants.sort(java.util.Comparator.comparing(e -> e.contains(" by ") ? e.substring(e.lastIndexOf(" by ")) : ""));
         grants.addAll(others);
         return grants;
       }
@@ -315,6 +336,8 @@ final class Lockstep {
   static final class Call {
     final int index;
     final String requestId;
+    /** The resource or pool it was asked of. */
+    String target;
     Ticket ticket;
     Grant grant;
 
@@ -362,6 +385,7 @@ final class Lockstep {
     }
     long[] limit = {setup.reqAmount(), setup.reqBurst(), setup.tokBurst(), setup.concurrency()};
     LimitSpec[] current = {setup.spec(resource, limit[0], limit[1], limit[2], limit[3])};
+    pooled = setup.pooled();
     List<Step> all = new ArrayList<>();
     all.add(null); // the initial setLimit
     all.addAll(steps);
@@ -391,13 +415,18 @@ final class Lockstep {
     return new Result(null, all.size(), grants);
   }
 
-  /** Deletes the script's resource so its waiters and timers end before the next script. */
+  /** Whether the running script has a pool (see {@link Setup#withRandomPool}). */
+  private static volatile boolean pooled;
+
+  /** Deletes the script's resources so their waiters and timers end before the next script. */
   private static void cleanUp(Side[] sides, String resource) {
     for (Side s : sides) {
-      try {
-        sync(s.engine).deleteLimit(resource);
-      } catch (EngineException ignored) {
-        // already deleted by the script
+      for (String r : List.of(resource + "-p", resource + "-b", resource)) {
+        try {
+          sync(s.engine).deleteLimit(r);
+        } catch (EngineException ignored) {
+          // already deleted by the script, or never made
+        }
       }
       s.clock.advance(Duration.ofMinutes(2));
       s.reset();
@@ -413,7 +442,7 @@ final class Lockstep {
       outcome = "refused " + e.reason();
     }
     // Whatever the step set in motion on the store (a give-back, a waiter leaving) lands first.
-    if (engine instanceof RedisEngine r) {
+    if (PoolEngine.unwrap(engine) instanceof RedisEngine r) {
       r.awaitQuiet();
     }
     String state;
@@ -437,6 +466,15 @@ final class Lockstep {
     } catch (EngineException e) {
       state = "stats refused " + e.reason();
     }
+    if (pooled) {
+      ResourceSnapshot b = sync(engine).stats(resource + "-b");
+      b.available().forEach((k, v) -> available.put("b:" + k, v));
+      for (RateSpec r : b.limit().rates()) {
+        bursts.put("b:" + r.name(), r.burst());
+      }
+      state += " | b: inFlight " + b.inFlight() + " waiting " + new TreeMap<>(b.waiting()) + " paused " + b.paused()
+          + " | pool estimate " + sync(engine).estimate(resource + "-p", Map.of("tokens", 3L), Lane.DEFAULT, null);
+    }
     return new Seen(outcome, side.takeEvents(), state, available, bursts);
   }
 
@@ -444,6 +482,19 @@ final class Lockstep {
     Engine engine = side.engine;
     if (step == null) {
       sync(engine).setLimit(current[0]);
+      if (pooled) {
+        // b refills a little faster than a and its leases last 7 ms longer: with equal limits
+        // both members would grant a pool waiter at the same instant, and which wake-up runs
+        // first at one instant is the clock's order of timers, not a store's behaviour (either
+        // member is a right answer).
+        LimitSpec a = current[0];
+        List<RateSpec> faster = a.rates().stream()
+            .map(x -> new RateSpec(x.name(), x.amount() + 1, x.period(), x.burst())).toList();
+        sync(engine).setLimit(new LimitSpec(resource + "-b", faster, a.concurrency(), a.maxWaiting(),
+            a.leaseTtl().plusMillis(7), a.jitter(), a.tenants()));
+        sync(engine).setLimit(LimitSpec.pool(resource + "-p", List.of(resource, resource + "-b")));
+        return "limits and pool set";
+      }
       return "limit set";
     } else if (step instanceof Step.Acquire a) {
       return acquire(side, resource, a);
@@ -453,7 +504,7 @@ final class Lockstep {
         return "nothing to cancel";
       }
       if (c.byRequestId() && call.requestId != null) {
-        return "cancel by id #" + call.index + ": " + sync(engine).cancel(resource, call.requestId);
+        return "cancel by id #" + call.index + ": " + sync(engine).cancel(call.target, call.requestId);
       }
       call.ticket.cancel();
       return "ticket #" + call.index + " cancelled";
@@ -469,15 +520,16 @@ final class Lockstep {
       if (r.kind() == 1 || r.kind() == 3) {
         actual.put("tokens", r.actualTokens());
       }
-      boolean released =
-          sync(engine).release(resource, call.grant.permitId(), actual, r.kind() == 1 || r.kind() == 3, r.kind() == 2);
+      boolean released = sync(engine).release(
+          holder(call, r.pick()), call.grant.permitId(), actual, r.kind() == 1 || r.kind() == 3, r.kind() == 2);
       return "release #" + call.index + ": " + released;
     } else if (step instanceof Step.Renew r) {
       Call call = pick(side, r.pick());
       if (call == null || call.grant == null) {
         return "nothing to renew";
       }
-      return "renew #" + call.index + " expired " + sync(engine).renew(resource, List.of(call.grant.permitId())).size();
+      return "renew #" + call.index + " expired "
+          + sync(engine).renew(holder(call, r.pick()), List.of(call.grant.permitId())).size();
     } else if (step instanceof Step.Advance a) {
       side.clock.advance(Duration.ofMillis(a.millis()));
       return "advanced";
@@ -502,6 +554,11 @@ final class Lockstep {
       return "deleted";
     }
     throw new IllegalArgumentException("unknown step " + step);
+  }
+
+  /** Where a permit is released or renewed: its member, or every other time the pool it came from. */
+  private static String holder(Call call, int pick) {
+    return call.target.endsWith("-p") && Math.floorMod(pick, 2) == 1 ? call.target : call.grant.resource();
   }
 
   private static String millis(long nanos) {
@@ -530,10 +587,11 @@ final class Lockstep {
       default -> null;
     };
     Call call = new Call(index, id);
+    call.target = pooled && Math.floorMod(a.pick(), 3) == 0 ? resource + "-p" : resource;
     side.calls.add(call);
     String tenant = a.tenant() == 0 ? null : TENANTS.get((a.tenant() - 1) % TENANTS.size());
     Ticket t = sync(side.engine).acquire(
-        resource, load, Lane.values()[a.lane()], a.timeoutMillis() * 1_000_000L, id, tenant);
+        call.target, load, Lane.values()[a.lane()], a.timeoutMillis() * 1_000_000L, id, tenant);
     call.ticket = t;
     StringBuilder now = new StringBuilder();
     boolean[] returned = {false};
@@ -556,10 +614,10 @@ final class Lockstep {
   private static String ended(Side side, Call call, Grant g, Throwable err) {
     if (err == null) {
       call.grant = g;
-      Integer first = side.permits.putIfAbsent(g.permitId(), call.index);
+      Integer first = side.permits.putIfAbsent(g.resource() + "/" + g.permitId(), call.index);
       String permit = first == null ? "" : " the permit of #" + first;
       return "#" + call.index + " granted " + new TreeMap<>(g.load()) + " after "
-          + g.waitedNanos() / 1_000_000 + "ms" + permit;
+          + g.waitedNanos() / 1_000_000 + "ms" + permit + (pooled ? " by " + g.resource() : "");
     }
     Throwable cause = err instanceof CompletionException && err.getCause() != null ? err.getCause() : err;
     if (cause instanceof CancellationException) {

@@ -50,13 +50,30 @@ public final class SyncEngine {
 
   public Ticket acquire(
       String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId, String tenant) {
-    Ticket t = engine.acquire(resource, load, lane, timeoutNanos, requestId, tenant);
+    return pass(engine.acquire(resource, load, lane, timeoutNanos, requestId, tenant));
+  }
+
+  /** A ticket once admitted, or its refusal thrown. */
+  private static Ticket pass(Ticket t) {
     if (t instanceof RefusedTicket r) {
       throw r.refusal;
     }
     if (t instanceof RedisWaiters.AsyncTicket a) {
       await(a.op.admitted);
       return a.op.w;
+    }
+    if (t instanceof PoolEngine.PoolTicket p) {
+      List<Ticket> placed = await(p.placed);
+      if (p.plain) {
+        // Not a pool after all (its limit was not cached): the store's own ticket, as without pools.
+        return pass(placed.get(0));
+      }
+      // Routed once its members' tickets are in their waiting rooms (a try-once may end before).
+      for (Ticket inner : placed) {
+        if (inner instanceof RedisWaiters.AsyncTicket a) {
+          a.op.admitted.handle((v, e) -> null).join();
+        }
+      }
     }
     return t;
   }
