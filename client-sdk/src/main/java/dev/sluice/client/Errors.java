@@ -2,6 +2,7 @@ package dev.sluice.client;
 
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.rpc.RetryInfo;
+import dev.sluice.proto.v1.EstimateResponse;
 import io.grpc.Status;
 import io.grpc.protobuf.StatusProto;
 import java.time.Duration;
@@ -39,7 +40,7 @@ final class Errors {
         // The coordinator's own message says why (saturated, or paused by whom and how long)
         // and what to do, after a "; ": its advice is said once, not twice.
         return new AcquireTimeoutException(what + (said.contains("; ") ? "Nothing was granted"
-            : "Nothing was granted; retry later, raise the timeout, or lower the load"), failure);
+            : "Nothing was granted; retry later, raise the timeout, or lower the load"), failure, estimate(failure));
       case RESOURCE_EXHAUSTED: {
         Duration retryAfter = retryAfter(failure);
         return new WaitingRoomFullException(
@@ -68,6 +69,24 @@ final class Errors {
             what + "Unexpected status " + status.getCode() + "; check that client and coordinator versions match",
             failure);
     }
+  }
+
+  /** The EstimateResponse detail of a fail-if-late refusal, or null when there is none. */
+  static WaitEstimate estimate(Throwable failure) {
+    com.google.rpc.Status rich = StatusProto.fromThrowable(failure);
+    if (rich == null) {
+      return null;
+    }
+    for (com.google.protobuf.Any detail : rich.getDetailsList()) {
+      if (detail.is(EstimateResponse.class)) {
+        try {
+          return WaitEstimate.of(detail.unpack(EstimateResponse.class));
+        } catch (InvalidProtocolBufferException e) {
+          return null;
+        }
+      }
+    }
+    return null;
   }
 
   /** The coordinator's google.rpc.RetryInfo hint, or 1 s when there is none or it is unusable. */
