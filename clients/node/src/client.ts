@@ -235,9 +235,9 @@ export class SluiceClient {
    * tenant's share of the rate, within its cap, after any timed pause. `{ waitMs, paused }`; `waitMs` is null and
    * `paused` true while the resource is paused until resumed (only a resume can help). An estimate, not a
    * promise. Same refusals as acquire (ResourceNotFoundError, InvalidRequestError, PermissionDeniedError for a
-   * tenant other than the key's); sent again on UNAVAILABLE, as a report.
+   * tenant other than the key's); sent again on UNAVAILABLE, as a report. Bad options throw at once, as acquire's.
    */
-  async estimate(resource: string, load: Load = {}, options: EstimateOptions = {}): Promise<WaitEstimate> {
+  estimate(resource: string, load: Load = {}, options: EstimateOptions = {}): Promise<WaitEstimate> {
     this.checkOpen();
     checkLoad(load, 'load');
     const request = {
@@ -246,9 +246,8 @@ export class SluiceClient {
       lane: checkLane(options.lane),
       tenant: checkTenant(options.tenant, 'tenant') ?? this.defaultTenant ?? '',
     };
-    const response = await this.unary<EstimateResponse>('estimate', resource, CALL_BUDGET_MS,
-        (md, opts, cb) => this.stub.Estimate(request, md, opts, cb));
-    return waitEstimate(response);
+    return this.unary<EstimateResponse>('estimate', resource, CALL_BUDGET_MS,
+        (md, opts, cb) => this.stub.Estimate(request, md, opts, cb)).then(waitEstimate);
   }
 
   /**

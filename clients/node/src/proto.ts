@@ -129,11 +129,12 @@ function statusDetail(statusDetails: Buffer, typeName: string): Record<string, u
     richStatus = { root, status: root.lookupType('google.rpc.Status') };
   }
   const decoded = richStatus.status.decode(statusDetails);
+  // google.protobuf.Any is protobufjs's bundled type, whose field keeps its proto name: type_url.
   const status = richStatus.status.toObject(decoded, { longs: Number, bytes: Buffer }) as {
-    details?: { typeUrl?: string; value?: Buffer }[];
+    details?: { type_url?: string; value?: Buffer }[];
   };
   for (const any of status.details ?? []) {
-    if (any.typeUrl?.endsWith(`/${typeName}`) && any.value !== undefined) {
+    if (any.type_url?.endsWith(`/${typeName}`) && any.value !== undefined) {
       const type = richStatus.root.lookupType(typeName);
       return type.toObject(type.decode(any.value), { longs: Number, defaults: true });
     }
