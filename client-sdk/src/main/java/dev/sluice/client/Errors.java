@@ -73,41 +73,35 @@ final class Errors {
 
   /** The EstimateResponse detail of a fail-if-late refusal, or null when there is none. */
   static WaitEstimate estimate(Throwable failure) {
+    EstimateResponse estimate = detail(failure, EstimateResponse.class);
+    return estimate == null ? null : WaitEstimate.of(estimate);
+  }
+
+  /** The coordinator's google.rpc.RetryInfo hint, or 1 s when there is none or it is unusable. */
+  static Duration retryAfter(Throwable failure) {
+    RetryInfo info = detail(failure, RetryInfo.class);
+    if (info == null || !info.hasRetryDelay()) {
+      return DEFAULT_RETRY_AFTER;
+    }
+    Duration delay = Protos.toJava(info.getRetryDelay());
+    return delay.isNegative() ? DEFAULT_RETRY_AFTER : delay;
+  }
+
+  /** The first detail of {@code type} in the failure's google.rpc.Status, or null when there is none or it is unusable. */
+  private static <T extends com.google.protobuf.Message> T detail(Throwable failure, Class<T> type) {
     com.google.rpc.Status rich = StatusProto.fromThrowable(failure);
     if (rich == null) {
       return null;
     }
     for (com.google.protobuf.Any detail : rich.getDetailsList()) {
-      if (detail.is(EstimateResponse.class)) {
+      if (detail.is(type)) {
         try {
-          return WaitEstimate.of(detail.unpack(EstimateResponse.class));
+          return detail.unpack(type);
         } catch (InvalidProtocolBufferException e) {
           return null;
         }
       }
     }
     return null;
-  }
-
-  /** The coordinator's google.rpc.RetryInfo hint, or 1 s when there is none or it is unusable. */
-  static Duration retryAfter(Throwable failure) {
-    com.google.rpc.Status rich = StatusProto.fromThrowable(failure);
-    if (rich == null) {
-      return DEFAULT_RETRY_AFTER;
-    }
-    for (com.google.protobuf.Any detail : rich.getDetailsList()) {
-      if (detail.is(RetryInfo.class)) {
-        try {
-          RetryInfo info = detail.unpack(RetryInfo.class);
-          if (info.hasRetryDelay()) {
-            Duration delay = Protos.toJava(info.getRetryDelay());
-            return delay.isNegative() ? DEFAULT_RETRY_AFTER : delay;
-          }
-        } catch (InvalidProtocolBufferException e) {
-          return DEFAULT_RETRY_AFTER;
-        }
-      }
-    }
-    return DEFAULT_RETRY_AFTER;
   }
 }
