@@ -329,6 +329,9 @@ class WaitEstimateTest {
         Status.Code.PERMISSION_DENIED, "is bound to tenant 'search'", "--tenant ads");
     refused(post("/v1/resources/q/estimate", "{\"tenant\": \"ads\"}", bound), 403, "PERMISSION_DENIED",
         "is bound to tenant 'search'");
+    status(() -> stub(bound).estimate(estimate("other", 50)), Status.Code.PERMISSION_DENIED,
+        "may use resources 'q', not 'other'");
+    refused(post("/v1/resources/other/estimate", "{}", bound), 403, "PERMISSION_DENIED", "not 'other'");
     status(() -> stub(null).estimate(estimate("q", 50)), Status.Code.UNAUTHENTICATED, "requires an API key");
     refused(post("/v1/resources/q/estimate", "{}", null), 401, "UNAUTHENTICATED", "requires an API key");
     clock.advance(Duration.ofSeconds(1));
