@@ -2,11 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import {
-  AcquireAbortedError, InvalidRequestError, SluiceError, SluiceUnavailableError, humanMs, mapError,
+  AcquireAbortedError, InvalidRequestError, SluiceError, SluiceUnavailableError, type WaitEstimate, humanMs, mapError,
+  waitEstimate,
 } from './errors';
 import {
-  type AcquireResponse, type CoordinatorStub, type Duration, type LimitMessage, coordinatorConstructor,
-  defaultProtoDir, toDuration, toMs,
+  type AcquireResponse, type CoordinatorStub, type Duration, type EstimateResponse, type LimitMessage,
+  coordinatorConstructor, defaultProtoDir, toDuration, toMs,
 } from './proto';
 
 /** What one call costs, per dimension, e.g. `{ requests: 1, tokens: 1200 }`. `requests` defaults to 1. */
@@ -49,8 +50,22 @@ export interface AcquireOptions {
    * key bound to a tenant the key's is used; naming another rejects with PermissionDeniedError.
    */
   tenant?: string;
+  /**
+   * Fail at once, instead of waiting, when the coordinator estimates the grant would come after `timeoutMs` (see
+   * {@link SluiceClient.estimate}) or the resource is paused until resumed: AcquireTimeoutError, nothing queued,
+   * its `estimate` saying how long the wait would be. When the estimate fits, the acquire waits as usual (and
+   * may still time out: an estimate is no promise). Such a refusal is an answer, never retried. Default false.
+   */
+  failIfLate?: boolean;
   /** Stops waiting: the waiter leaves the coordinator's queue and the acquire rejects with AcquireAbortedError. */
   signal?: AbortSignal;
+}
+
+export interface EstimateOptions {
+  /** The lane the acquire would have. Default `default`. */
+  lane?: Lane;
+  /** Its tenant, as in AcquireOptions.tenant. Default: the client's `defaultTenant`, else none. */
+  tenant?: string;
 }
 
 export interface ReleaseOptions {
@@ -204,13 +219,35 @@ export class SluiceClient {
     this.checkOpen();
     checkLoad(load, 'load');
     const timeoutMs = checkTimeout(options.timeoutMs ?? this.defaultTimeoutMs, 'timeoutMs');
-    const lane = options.lane ?? 'default';
-    if (!(lane in LANES)) {
-      throw new TypeError(`lane must be one of ${Object.keys(LANES).join(', ')}, not ${String(lane)}`);
-    }
+    const lane = checkLane(options.lane);
     const tenant = checkTenant(options.tenant, 'tenant') ?? this.defaultTenant ?? '';
+    if (options.failIfLate !== undefined && typeof options.failIfLate !== 'boolean') {
+      throw new TypeError(`failIfLate must be true or false, not ${String(options.failIfLate)}`);
+    }
     const requestId = `${this.idPrefix}${(++this.ids).toString(36)}`;
-    return new AcquireCall(this, resource, load, LANES[lane], timeoutMs, requestId, tenant, options.signal).promise;
+    return new AcquireCall(this, resource, load, lane, timeoutMs, requestId, tenant, options.failIfLate === true,
+        options.signal).promise;
+  }
+
+  /**
+   * When an acquire of `load` made now would be granted, as the coordinator estimates it, without queueing
+   * anything: the load its tenant has queued in its lane and the lanes above, plus this one, drained at the
+   * tenant's share of the rate, within its cap, after any timed pause. `{ waitMs, paused }`; `waitMs` is null and
+   * `paused` true while the resource is paused until resumed (only a resume can help). An estimate, not a
+   * promise. Same refusals as acquire (ResourceNotFoundError, InvalidRequestError, PermissionDeniedError for a
+   * tenant other than the key's); sent again on UNAVAILABLE, as a report. Bad options throw at once, as acquire's.
+   */
+  estimate(resource: string, load: Load = {}, options: EstimateOptions = {}): Promise<WaitEstimate> {
+    this.checkOpen();
+    checkLoad(load, 'load');
+    const request = {
+      resource,
+      load,
+      lane: checkLane(options.lane),
+      tenant: checkTenant(options.tenant, 'tenant') ?? this.defaultTenant ?? '',
+    };
+    return this.unary<EstimateResponse>('estimate', resource, CALL_BUDGET_MS,
+        (md, opts, cb) => this.stub.Estimate(request, md, opts, cb)).then(waitEstimate);
   }
 
   /**
@@ -457,7 +494,7 @@ class AcquireCall {
 
   constructor(private readonly client: SluiceClient, private readonly resource: string,
       private readonly load: Load, private readonly lane: string, private readonly timeoutMs: number,
-      private readonly requestId: string, private readonly tenant: string,
+      private readonly requestId: string, private readonly tenant: string, private readonly failIfLate: boolean,
       private readonly signal: AbortSignal | undefined) {
     this.promise = new Promise<Permit>((resolve, reject) => {
       this.resolve = resolve;
@@ -484,6 +521,7 @@ class AcquireCall {
       timeout: toDuration(this.retries === 0 ? this.timeoutMs : remaining),
       requestId: this.requestId,
       tenant: this.tenant,
+      failIfLate: this.failIfLate,
     };
     const sentAt = performance.now();
     this.call = this.client.coordinator.Acquire(request, this.client.metadata(),
@@ -697,6 +735,15 @@ function credentials(tls: boolean | TlsOptions | undefined): grpc.ChannelCredent
     return grpc.credentials.createSsl();
   }
   return grpc.credentials.createSsl(tls.rootCerts ?? null, tls.privateKey ?? null, tls.certChain ?? null);
+}
+
+/** The wire name of a lane (undefined: `default`); an unknown one throws naming the choices. */
+function checkLane(lane: Lane | undefined): string {
+  const l = lane ?? 'default';
+  if (!(l in LANES)) {
+    throw new TypeError(`lane must be one of ${Object.keys(LANES).join(', ')}, not ${String(l)}`);
+  }
+  return LANES[l];
 }
 
 function checkTimeout(ms: number, what: string): number {

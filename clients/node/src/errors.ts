@@ -1,5 +1,5 @@
 import { Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
-import { retryDelayMs } from './proto';
+import { type EstimateResponse, estimateDetail, retryDelayMs, toMs } from './proto';
 
 /** Used when a RESOURCE_EXHAUSTED carries no usable google.rpc.RetryInfo (as the Java SDK). */
 export const DEFAULT_RETRY_AFTER_MS = 1000;
@@ -39,8 +39,33 @@ export class InvalidRequestError extends SluiceError {}
 /** NOT_FOUND: the resource has no limit. */
 export class ResourceNotFoundError extends SluiceError {}
 
-/** DEADLINE_EXCEEDED: not granted within the acquire's timeout. Nothing was granted. */
-export class AcquireTimeoutError extends SluiceError {}
+/**
+ * When an acquire made now would be granted, as the coordinator estimates it (SluiceClient.estimate): `waitMs`
+ * from now, or null with `paused` true while the resource is paused until resumed (only a resume can help).
+ */
+export interface WaitEstimate {
+  waitMs: number | null;
+  paused: boolean;
+}
+
+/** @internal */
+export function waitEstimate(e: EstimateResponse): WaitEstimate {
+  return e.paused ? { waitMs: null, paused: true } : { waitMs: toMs(e.wait), paused: false };
+}
+
+/**
+ * DEADLINE_EXCEEDED: not granted within the acquire's timeout. Nothing was granted. With `failIfLate`, refused at
+ * once because the estimated wait was past the timeout: `estimate` holds it (undefined otherwise).
+ */
+export class AcquireTimeoutError extends SluiceError {
+  readonly estimate: WaitEstimate | undefined;
+
+  constructor(message: string, code: Status, serverMessage: string, operation: string, resource: string,
+      cause?: unknown, estimate?: WaitEstimate) {
+    super(message, code, serverMessage, operation, resource, cause);
+    this.estimate = estimate;
+  }
+}
 
 /** RESOURCE_EXHAUSTED: the resource's waiting room is full. Retry after `retryAfterMs`. */
 export class WaitingRoomFullError extends SluiceError {
@@ -117,7 +142,7 @@ export function mapError(failure: unknown, operation: string, resource: string):
           advise(`Create a limit for '${resource}' with the admin CLI, or check the name`), ...args);
     case Status.DEADLINE_EXCEEDED:
       return new AcquireTimeoutError(`${advise('Retry later, raise the timeout, or lower the load')}. Nothing was`
-          + ' granted', ...args);
+          + ' granted', ...args, estimate(failure));
     case Status.RESOURCE_EXHAUSTED: {
       const retryAfterMs = retryAfter(failure);
       return new WaitingRoomFullError(`${advise('The waiting room is full; lower the number of concurrent callers')}.`
@@ -140,6 +165,20 @@ export function mapError(failure: unknown, operation: string, resource: string):
     default:
       return new SluiceError(`${what}. Unexpected status ${Status[code] ?? code}; check that client and coordinator`
           + ' versions match', ...args);
+  }
+}
+
+/** The estimate of a fail-if-late refusal, from the `grpc-status-details-bin` trailer; undefined when none. */
+function estimate(failure: ServiceError): WaitEstimate | undefined {
+  const [details] = failure.metadata.get('grpc-status-details-bin');
+  if (!(details instanceof Buffer)) {
+    return undefined;
+  }
+  try {
+    const e = estimateDetail(details);
+    return e === undefined ? undefined : waitEstimate(e);
+  } catch {
+    return undefined;
   }
 }
 

@@ -45,6 +45,7 @@ export interface CoordinatorStub extends grpc.Client {
   Report(req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<{ pausedFor: Duration | null }>): grpc.ClientUnaryCall;
   Cancel(req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<{ cancelled: boolean }>): grpc.ClientUnaryCall;
   Describe(req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<{ limit: LimitMessage | null }>): grpc.ClientUnaryCall;
+  Estimate(req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: Callback<EstimateResponse>): grpc.ClientUnaryCall;
 }
 
 export type CoordinatorConstructor = new (target: string, credentials: grpc.ChannelCredentials,
@@ -64,6 +65,12 @@ export interface AcquireResponse {
   answeredAfter?: Duration | null;
   /** How long after the answer the grant stays fresh; absent when it never goes stale. */
   freshFor?: Duration | null;
+}
+
+/** sluice.v1.EstimateResponse: `wait` unset (null) while paused until resumed. */
+export interface EstimateResponse {
+  wait: Duration | null;
+  paused: boolean;
 }
 
 export interface RenewResponse {
@@ -101,35 +108,52 @@ export function coordinatorConstructor(protoDir: string): CoordinatorConstructor
   return ctor;
 }
 
-let richStatus: { status: protobuf.Type; retryInfo: protobuf.Type } | undefined;
+let richStatus: { root: protobuf.Root; status: protobuf.Type } | undefined;
 
 /**
- * The retry delay of the google.rpc.RetryInfo inside a `grpc-status-details-bin` trailer (a
- * serialized google.rpc.Status), in milliseconds; undefined when there is none.
+ * The first detail of type `typeName` (e.g. `google.rpc.RetryInfo`) inside a
+ * `grpc-status-details-bin` trailer (a serialized google.rpc.Status), as a plain object; undefined
+ * when there is none.
  */
-export function retryDelayMs(statusDetails: Buffer): number | undefined {
+function statusDetail(statusDetails: Buffer, typeName: string): Record<string, unknown> | undefined {
   if (richStatus === undefined) {
     const root = new protobuf.Root();
     // google/protobuf/* resolve to protobufjs's bundled copies; google/rpc/* to ours.
     root.resolvePath = (_origin, target) => path.join(GOOGLEAPIS, target);
     root.loadSync(['google/rpc/status.proto', 'google/rpc/error_details.proto']);
-    richStatus = { status: root.lookupType('google.rpc.Status'), retryInfo: root.lookupType('google.rpc.RetryInfo') };
+    // sluice.v1.EstimateResponse, the detail of a fail-if-late refusal (fields as in sluice.proto).
+    root.define('sluice.v1').add(new protobuf.Type('EstimateResponse')
+        .add(new protobuf.Field('wait', 1, 'google.protobuf.Duration'))
+        .add(new protobuf.Field('paused', 2, 'bool')));
+    root.resolveAll();
+    richStatus = { root, status: root.lookupType('google.rpc.Status') };
   }
   const decoded = richStatus.status.decode(statusDetails);
+  // google.protobuf.Any is protobufjs's bundled type, whose field keeps its proto name: type_url.
   const status = richStatus.status.toObject(decoded, { longs: Number, bytes: Buffer }) as {
-    details?: { typeUrl?: string; value?: Buffer }[];
+    details?: { type_url?: string; value?: Buffer }[];
   };
   for (const any of status.details ?? []) {
-    if (any.typeUrl?.endsWith('/google.rpc.RetryInfo') && any.value !== undefined) {
-      const info = richStatus.retryInfo.toObject(richStatus.retryInfo.decode(any.value), { longs: Number }) as {
-        retryDelay?: { seconds?: number; nanos?: number };
-      };
-      if (info.retryDelay !== undefined) {
-        return toMs(info.retryDelay);
-      }
+    if (any.type_url?.endsWith(`/${typeName}`) && any.value !== undefined) {
+      const type = richStatus.root.lookupType(typeName);
+      return type.toObject(type.decode(any.value), { longs: Number, defaults: true });
     }
   }
   return undefined;
+}
+
+/** The retry delay of the google.rpc.RetryInfo in a status-details trailer, in milliseconds; undefined when none. */
+export function retryDelayMs(statusDetails: Buffer): number | undefined {
+  const info = statusDetail(statusDetails, 'google.rpc.RetryInfo') as
+      { retryDelay?: { seconds?: number; nanos?: number } | null } | undefined;
+  return info?.retryDelay ? toMs(info.retryDelay) : undefined;
+}
+
+/** The EstimateResponse of a fail-if-late refusal in a status-details trailer; undefined when none. */
+export function estimateDetail(statusDetails: Buffer): EstimateResponse | undefined {
+  const e = statusDetail(statusDetails, 'sluice.v1.EstimateResponse') as
+      { wait?: Duration | null; paused?: boolean } | undefined;
+  return e === undefined ? undefined : { wait: e.wait ?? null, paused: e.paused === true };
 }
 
 export function toDuration(ms: number): Duration {

@@ -278,6 +278,52 @@ describe('guarantees', { timeout: 30_000 }, () => {
   });
 });
 
+describe('wait estimates', { timeout: 20_000 }, () => {
+  test('estimate says when an acquire would be granted, without queueing it', async () => {
+    // node.never refills 1 request an hour and started empty: the next one is most of an hour away.
+    const never = await sluice.estimate('node.never', { requests: 1 });
+    assert.equal(never.paused, false);
+    assert.ok(never.waitMs !== null && never.waitMs > 60_000 && never.waitMs <= 3_600_000, `waitMs ${never.waitMs}`);
+    const batch = await sluice.estimate('node.never', {}, { lane: 'batch', tenant: 'search' });
+    assert.ok(batch.waitMs !== null && batch.waitMs > 60_000, `waitMs ${batch.waitMs}`);
+    assert.throws(() => sluice.estimate('node.never', {}, { lane: 'urgent' as never }), /lane must be one of/);
+    assert.throws(() => sluice.estimate('node.never', {}, { tenant: 'no spaces' }), /tenant must be 1-64/);
+    saysServer(await rejection(sluice.estimate('node.missing'), ResourceNotFoundError), 'has no limit');
+    saysServer(await rejection(sluice.estimate('node.grant', { tokens: 100_001 }), InvalidRequestError),
+        'can never fit');
+  });
+
+  test('failIfLate: refused at once with the estimate when it is past the timeout, else granted', async () => {
+    // Not counted: a refusal before queueing is no timeout at the coordinator.
+    const plain = new SluiceClient({ target, apiKey });
+    try {
+      const e = await rejection(plain.acquire('node.never', {}, { timeoutMs: 10_000, failIfLate: true }),
+          AcquireTimeoutError);
+      assert.equal(e.codeName, 'DEADLINE_EXCEEDED');
+      saysServer(e, "the estimated wait on 'node.never' is", 'past the 10 s timeout', 'failIfLate');
+      assert.equal(e.estimate?.paused, false);
+      assert.ok(e.estimate?.waitMs !== undefined && e.estimate.waitMs! > 60_000, `estimate ${e.estimate?.waitMs}`);
+    } finally {
+      plain.close();
+    }
+    const permit = await sluice.acquire('node.grant', { requests: 1 }, { timeoutMs: 10_000, failIfLate: true });
+    await permit.release();
+    assert.throws(() => sluice.acquire('node.grant', {}, { failIfLate: 'yes' as never }), /failIfLate must be true/);
+  });
+
+  test('a key bound to a tenant estimates in its name and may not name another',
+    { skip: tenantKey === undefined && 'SLUICE_TENANT_KEY is not set' }, async () => {
+      const bound = new SluiceClient({ target, apiKey: tenantKey });
+      try {
+        assert.equal((await bound.estimate('node.grant', { requests: 1 }, { tenant: 'search' })).paused, false);
+        const e = await rejection(bound.estimate('node.grant', { requests: 1 }, { tenant: 'ads' }), PermissionDeniedError);
+        saysServer(e, "bound to tenant 'search'");
+      } finally {
+        bound.close();
+      }
+    });
+});
+
 describe('errors', { timeout: 20_000 }, () => {
   test('an unknown resource: ResourceNotFoundError with the coordinator\'s message', async () => {
     const e = await rejection(sluice.acquire('node.missing', {}, { timeoutMs: 5_000 }), ResourceNotFoundError);

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
+import { Writer } from 'protobufjs';
 import {
   AcquireTimeoutError, AuthenticationError, InvalidRequestError, ResourceNotFoundError, SluiceUnavailableError,
   WaitingRoomFullError, humanMs, mapError,
@@ -63,6 +64,41 @@ describe('errors say their advice once', () => {
     const e = mapError(grpcError(Status.NOT_FOUND, ''), 'describe', 'x');
     assert.equal(e.message, "describe on resource 'x' failed: NOT_FOUND. Create a limit for 'x' with the admin CLI,"
         + ' or check the name');
+  });
+});
+
+/** A grpc-js error whose status-details trailer holds one google.rpc.Status detail of `typeUrl`. */
+function richError(code: Status, details: string, typeUrl: string, value: Uint8Array): ServiceError {
+  const w = Writer.create().uint32(8).int32(code).uint32(18).string(details);
+  w.uint32(26).fork().uint32(10).string(`type.googleapis.com/${typeUrl}`).uint32(18).bytes(value).ldelim();
+  const e = grpcError(code, details);
+  e.metadata.set('grpc-status-details-bin', Buffer.from(w.finish()));
+  return e;
+}
+
+/** A message whose field 1 is a google.protobuf.Duration of 2.5 s (RetryInfo, EstimateResponse), then `more`. */
+function withDuration(more: (w: Writer) => Writer = (w) => w): Uint8Array {
+  return more(Writer.create().uint32(10).fork().uint32(8).int64(2).uint32(16).int32(500_000_000).ldelim()).finish();
+}
+
+describe('what the status details carry', () => {
+  test('the RetryInfo of a full waiting room is its hint', () => {
+    const e = mapError(richError(Status.RESOURCE_EXHAUSTED, 'full', 'google.rpc.RetryInfo', withDuration()),
+        'acquire', 'x');
+    assert.ok(e instanceof WaitingRoomFullError);
+    assert.equal(e.retryAfterMs, 2500);
+  });
+
+  test('a failIfLate refusal carries its estimate; a plain timeout none', () => {
+    const late = mapError(richError(Status.DEADLINE_EXCEEDED, 'late', 'sluice.v1.EstimateResponse', withDuration()),
+        'acquire', 'x');
+    assert.ok(late instanceof AcquireTimeoutError);
+    assert.deepEqual(late.estimate, { waitMs: 2500, paused: false });
+    const paused = mapError(richError(Status.DEADLINE_EXCEEDED, 'paused', 'sluice.v1.EstimateResponse',
+        Writer.create().uint32(16).bool(true).finish()), 'acquire', 'x') as AcquireTimeoutError;
+    assert.deepEqual(paused.estimate, { waitMs: null, paused: true });
+    assert.equal((mapError(grpcError(Status.DEADLINE_EXCEEDED, 'slow'), 'acquire', 'x') as AcquireTimeoutError)
+        .estimate, undefined);
   });
 });
 

@@ -27,6 +27,7 @@ from ._errors import (
     ResourceNotFoundError,
     SluiceError,
     SluiceUnavailableError,
+    WaitEstimate,
     WaitingRoomFullError,
 )
 from ._sync import Client, Permit
@@ -48,6 +49,7 @@ __all__ = [
     "PermissionDeniedError",
     "SluiceUnavailableError",
     "MalformedAnswerError",
+    "WaitEstimate",
     "openai",
     "anthropic",
 ]

@@ -17,6 +17,7 @@ from ._errors import (
     ResourceNotFoundError,
     SluiceError,
     SluiceUnavailableError,
+    WaitEstimate,
     WaitingRoomFullError,
 )
 
@@ -66,6 +67,21 @@ def parse_grant(answer: Answer, resource: str) -> Grant:
             fresh_for=_optional_number(doc.get("freshForSeconds")))
     except (TypeError, ValueError) as e:
         raise _malformed(answer, "acquire", resource, f"not a grant: {e}") from None
+
+
+def parse_estimate(doc: Any) -> WaitEstimate:
+    """``{"waitSeconds": 4.2, "paused": false}`` (``waitSeconds`` null while paused) as a WaitEstimate."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("paused"), bool):
+        raise TypeError("not an estimate: it needs waitSeconds and paused")
+    return WaitEstimate(wait=_optional_number(doc.get("waitSeconds")), paused=doc["paused"])
+
+
+def late_estimate(answer: Answer) -> Optional[WaitEstimate]:
+    """The estimate in a 408's error (a ``fail_if_late`` refusal); None for a plain timeout."""
+    try:
+        return parse_estimate(json.loads(answer.body.decode("utf-8"))["error"]["estimate"])
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _number(v: Any) -> float:
@@ -127,8 +143,11 @@ def refusal(answer: Answer, operation: str, resource: str, url: str) -> SluiceEr
         return ResourceNotFoundError(what + f"Create a limit for {resource!r} with the admin CLI, or check the"
                                      " name", **fields)
     if kind == "DEADLINE_EXCEEDED":
-        return AcquireTimeoutError(what + "Nothing was granted; retry later, raise the timeout, or lower the load",
-                                   **fields)
+        estimate = late_estimate(answer)
+        # A fail-if-late refusal says itself what to do (raise the timeout, or drop fail_if_late).
+        return AcquireTimeoutError(what + ("Nothing was granted" if estimate is not None else
+                                           "Nothing was granted; retry later, raise the timeout, or lower the load"),
+                                   estimate=estimate, **fields)
     if kind == "RESOURCE_EXHAUSTED":
         retry_after = retry_after_from(answer.headers)
         retry_after = 1.0 if retry_after is None else retry_after

@@ -10,10 +10,10 @@ import httpx
 
 from . import _core
 from ._core import (
-    Answer, Call, Core, Grant, Handoff, Headers, Leases, PermitBase, Sleep, Steps, acquire_args, check_known, log,
-    report_args, renewed,
+    Answer, Call, Core, Grant, Handoff, Headers, Leases, PermitBase, Sleep, Steps, acquire_args, check_known,
+    estimate_args, log, report_args, renewed,
 )
-from ._errors import AcquireTimeoutError, SluiceError, SluiceUnavailableError
+from ._errors import AcquireTimeoutError, SluiceError, SluiceUnavailableError, WaitEstimate
 
 
 def _settled(task: "asyncio.Future[Any]") -> None:
@@ -99,20 +99,31 @@ class AsyncClient:
     # -- the API ----------------------------------------------------------------------------
 
     def acquire(self, resource: str, load: Optional[Mapping[str, int]] = None, *, lane: Optional[str] = None,
-                timeout: Optional[float] = None, tenant: Optional[str] = None, **dimensions: int) -> Acquiring:
+                timeout: Optional[float] = None, tenant: Optional[str] = None, fail_if_late: bool = False,
+                **dimensions: int) -> Acquiring:
         """As :meth:`sluice.Client.acquire`; ``await`` it, or ``async with`` it. Bad arguments
         raise ValueError or TypeError here, before anything is sent."""
         self._check_open()
-        return Acquiring(self, acquire_args(self._core, resource, load, dimensions, lane, timeout, tenant))
+        return Acquiring(self, acquire_args(self._core, resource, load, dimensions, lane, timeout, tenant,
+                                            fail_if_late))
 
     async def try_acquire(self, resource: str, load: Optional[Mapping[str, int]] = None, *,
                           lane: Optional[str] = None, timeout: Optional[float] = None,
-                          tenant: Optional[str] = None, **dimensions: int) -> Optional[AsyncPermit]:
+                          tenant: Optional[str] = None, fail_if_late: bool = False,
+                          **dimensions: int) -> Optional[AsyncPermit]:
         """:meth:`acquire`, answering None instead of raising :class:`AcquireTimeoutError`."""
         try:
-            return await self.acquire(resource, load, lane=lane, timeout=timeout, tenant=tenant, **dimensions)
+            return await self.acquire(resource, load, lane=lane, timeout=timeout, tenant=tenant,
+                                      fail_if_late=fail_if_late, **dimensions)
         except AcquireTimeoutError:
             return None
+
+    async def estimate(self, resource: str, load: Optional[Mapping[str, int]] = None, *,
+                       lane: Optional[str] = None, tenant: Optional[str] = None, **dimensions: int) -> WaitEstimate:
+        """As :meth:`sluice.Client.estimate`."""
+        self._check_open()
+        resource, amounts, lane, tenant = estimate_args(self._core, resource, load, dimensions, lane, tenant)
+        return await self._run(self._core.estimate_steps(resource, amounts, lane, tenant))
 
     async def report_throttled(self, resource: str, retry_after: Optional[float] = None,
                                headers: Optional[Headers] = None) -> float:
@@ -147,7 +158,7 @@ class AsyncClient:
     # -- acquiring ----------------------------------------------------------------------------
 
     async def _acquire(self, resource: str, load: _core.Load, lane: str, timeout: float,
-                       tenant: Optional[str] = None) -> AsyncPermit:
+                       tenant: Optional[str] = None, fail_if_late: bool = False) -> AsyncPermit:
         self._check_open()
         known = await self._dimensions(resource, timeout)
         check_known(resource, load, known, "load")
@@ -156,7 +167,7 @@ class AsyncClient:
         # The long poll runs in a task of its own, so that cancelling the caller leaves it intact:
         # the grant that raced with the cancel arrives there and is given back (see Handoff).
         call = self._spawn(self._run(self._core.acquire_steps(resource, load, lane, timeout, request_id, handoff,
-                                                              tenant),
+                                                              tenant, fail_if_late),
                                      handoff.stop))
         try:
             await asyncio.shield(call)

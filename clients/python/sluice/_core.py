@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import quote
 
-from ._answers import Answer, Grant, _error_fields, _malformed, _seconds, parse_grant, parse_json, refusal
+from ._answers import (
+    Answer, Grant, _error_fields, _malformed, _seconds, late_estimate, parse_estimate, parse_grant, parse_json, refusal,
+)
 from ._args import (  # re-exported for the clients
     Headers, Load, check_known, check_lane, check_load, check_resource, check_tenant, check_timeout, log, parse_urls,
     remaining_from, retry_after_from,
 )
-from ._errors import SluiceUnavailableError
+from ._errors import SluiceUnavailableError, WaitEstimate
 
 #: Timeout of an acquire that names none, in seconds (the Java SDK's).
 DEFAULT_TIMEOUT = 30.0
@@ -242,9 +244,12 @@ class Core:
             retries += 1
 
     def acquire_steps(self, resource: str, load: Load, lane: str, timeout: float, request_id: str,
-                      handoff: Handoff, tenant: Optional[str] = None) -> Generator[Step, Result, Optional[Grant]]:
+                      handoff: Handoff, tenant: Optional[str] = None,
+                      fail_if_late: bool = False) -> Generator[Step, Result, Optional[Grant]]:
         """The acquire: its long polls. Returns the grant the caller takes, or None if it left."""
-        extra = {} if tenant is None else {"tenant": tenant}
+        extra: Dict[str, Any] = {} if tenant is None else {"tenant": tenant}
+        if fail_if_late:
+            extra["failIfLate"] = True
         path = f"/v1/resources/{quote(resource, safe='')}/acquire"
         started = self.clock()
         confirmed = False
@@ -257,8 +262,8 @@ class Core:
                                    **extra},
                 left, DEADLINE_MARGIN, handoff.stop)
             if answer.status != 200:
-                if answer.status == 408:
-                    self.count(resource, "timedOut")
+                if answer.status == 408 and late_estimate(answer) is None:
+                    self.count(resource, "timedOut")  # refused as late, it never waited: not a timeout
                 raise refusal(answer, "acquire", resource, self.nodes.current)
             grant = parse_grant(answer, resource)
             if grant.permit_id not in seen:
@@ -323,6 +328,19 @@ class Core:
             body["remaining"] = remaining
         answer, _ = yield from self.attempts("report", resource, "POST", path, lambda _: body, CALL_BUDGET, 0.0)
         return _seconds(self._ok(answer, "report", resource), "pausedForSeconds", answer, "report", resource)
+
+    def estimate_steps(self, resource: str, load: Load, lane: str,
+                       tenant: Optional[str]) -> Generator[Step, Result, WaitEstimate]:
+        path = f"/v1/resources/{quote(resource, safe='')}/estimate"
+        body: Dict[str, Any] = {"load": load, "lane": lane}
+        if tenant is not None:
+            body["tenant"] = tenant
+        answer, _ = yield from self.attempts("estimate", resource, "POST", path, lambda _: body, CALL_BUDGET, 0.0)
+        doc = self._ok(answer, "estimate", resource)
+        try:
+            return parse_estimate(doc)
+        except TypeError as e:
+            raise _malformed(answer, "estimate", resource, str(e)) from None
 
     def dimensions_steps(self, resource: str, budget: float) -> Generator[Step, Result, Tuple[str, ...]]:
         """The dimensions the resource's limit has, read from the coordinator at most once a
@@ -472,13 +490,22 @@ def renewed(leases: Leases, permit: PermitBase, lease: Optional[float], now: flo
 
 
 def acquire_args(core: Core, resource: Any, load: Optional[Mapping[str, Any]], dimensions: Mapping[str, Any],
-                 lane: Optional[str], timeout: Optional[float],
-                 tenant: Optional[str] = None) -> Tuple[str, Load, str, float, Optional[str]]:
+                 lane: Optional[str], timeout: Optional[float], tenant: Optional[str] = None,
+                 fail_if_late: bool = False) -> Tuple[str, Load, str, float, Optional[str], bool]:
     """Everything an acquire checks before it sends anything."""
+    if not isinstance(fail_if_late, bool):
+        raise TypeError(f"fail_if_late must be True or False, not {fail_if_late!r}")
     return (check_resource(resource), check_load(load, dimensions, "load"),
             check_lane(core.lane if lane is None else lane),
             core.timeout if timeout is None else check_timeout(timeout),
-            core.tenant if tenant is None else check_tenant(tenant))
+            core.tenant if tenant is None else check_tenant(tenant), fail_if_late)
+
+
+def estimate_args(core: Core, resource: Any, load: Optional[Mapping[str, Any]], dimensions: Mapping[str, Any],
+                  lane: Optional[str], tenant: Optional[str]) -> Tuple[str, Load, str, Optional[str]]:
+    """Everything an estimate checks before it sends anything: as an acquire's."""
+    resource, amounts, lane, _, tenant, _ = acquire_args(core, resource, load, dimensions, lane, None, tenant)
+    return resource, amounts, lane, tenant
 
 
 def report_args(resource: Any, retry_after: Optional[float], headers: Optional[Headers]) -> Tuple[str, Optional[float], Load]:

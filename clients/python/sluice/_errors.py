@@ -7,9 +7,11 @@ what to do, in the Java SDK's words.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 __all__ = [
+    "WaitEstimate",
     "SluiceError",
     "InvalidRequestError",
     "ResourceNotFoundError",
@@ -20,6 +22,25 @@ __all__ = [
     "SluiceUnavailableError",
     "MalformedAnswerError",
 ]
+
+
+@dataclass(frozen=True)
+class WaitEstimate:
+    """When an acquire made now would be granted, as the coordinator estimates it
+    (:meth:`sluice.Client.estimate`); also what a ``fail_if_late`` acquire was refused with.
+
+    An estimate, not a promise: aging, later arrivals of other tenants and the concurrency cap
+    are left out.
+    """
+
+    #: Seconds from now until the grant (0.0: at once); None while :attr:`paused`.
+    wait: Optional[float]
+    #: The resource is paused until an admin resumes it: only a resume can help.
+    paused: bool
+
+    def fits(self, timeout: float) -> bool:
+        """Whether an acquire with this ``timeout`` (seconds) is expected in time."""
+        return self.wait is not None and self.wait <= timeout
 
 
 class SluiceError(Exception):
@@ -45,7 +66,15 @@ class ResourceNotFoundError(SluiceError):
 
 
 class AcquireTimeoutError(SluiceError):
-    """408 ``DEADLINE_EXCEEDED``: not granted within the timeout; nothing was taken."""
+    """408 ``DEADLINE_EXCEEDED``: not granted within the timeout; nothing was taken. With
+    ``fail_if_late``, refused at once because the estimated wait was past the timeout:
+    :attr:`estimate` holds it (None for a timeout waited out)."""
+
+    def __init__(self, message: str, *, estimate: Optional[WaitEstimate] = None, code: Optional[str] = None,
+                 status: Optional[int] = None, server_message: Optional[str] = None) -> None:
+        super().__init__(message, code=code, status=status, server_message=server_message)
+        #: The coordinator's estimate, for a ``fail_if_late`` refusal; None otherwise.
+        self.estimate = estimate
 
 
 class WaitingRoomFullError(SluiceError):

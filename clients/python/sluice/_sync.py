@@ -11,10 +11,10 @@ import httpx
 
 from . import _core
 from ._core import (
-    Answer, Call, Core, Grant, Handoff, Headers, Leases, PermitBase, Sleep, Steps, acquire_args, check_known, log,
-    report_args, renewed,
+    Answer, Call, Core, Grant, Handoff, Headers, Leases, PermitBase, Sleep, Steps, acquire_args, check_known,
+    estimate_args, log, report_args, renewed,
 )
-from ._errors import AcquireTimeoutError, SluiceError
+from ._errors import AcquireTimeoutError, SluiceError, WaitEstimate
 
 
 class Permit(PermitBase):
@@ -93,7 +93,8 @@ class Client:
     # -- the API ----------------------------------------------------------------------------
 
     def acquire(self, resource: str, load: Optional[Mapping[str, int]] = None, *, lane: Optional[str] = None,
-                timeout: Optional[float] = None, tenant: Optional[str] = None, **dimensions: int) -> Permit:
+                timeout: Optional[float] = None, tenant: Optional[str] = None, fail_if_late: bool = False,
+                **dimensions: int) -> Permit:
         """Waits until the load fits the resource's limit and returns the permit.
 
         The load is ``load`` and/or keyword dimensions (``tokens=1200``); ``requests`` defaults to
@@ -104,15 +105,20 @@ class Client:
         granted in time, or another :class:`SluiceError`; a bad argument raises ValueError or
         TypeError before anything is sent. A ``KeyboardInterrupt`` while waiting withdraws the
         waiter, and a grant that raced with it is given back.
+
+        ``fail_if_late=True``: when the coordinator estimates the grant past ``timeout`` (see
+        :meth:`estimate`), or the resource is paused until resumed, raise
+        :class:`AcquireTimeoutError` at once, nothing queued, its ``estimate`` set; otherwise wait
+        as usual (an estimate is no promise).
         """
         self._check_open()
-        resource, amounts, lane, timeout, tenant = acquire_args(self._core, resource, load, dimensions, lane,
-                                                                timeout, tenant)
+        resource, amounts, lane, timeout, tenant, fail_if_late = acquire_args(
+            self._core, resource, load, dimensions, lane, timeout, tenant, fail_if_late)
         known = self._run(self._core.dimensions_steps(resource, timeout))
         check_known(resource, amounts, known, "load")
         request_id = self._core.next_id()
         handoff = Handoff()
-        steps = self._core.acquire_steps(resource, amounts, lane, timeout, request_id, handoff, tenant)
+        steps = self._core.acquire_steps(resource, amounts, lane, timeout, request_id, handoff, tenant, fail_if_late)
         if threading.current_thread() is not threading.main_thread():
             # Signals (KeyboardInterrupt) only reach the main thread: here nothing can cut the call.
             self._run(steps, handoff.stop)
@@ -123,13 +129,26 @@ class Client:
         return self._hold(grant, known)
 
     def try_acquire(self, resource: str, load: Optional[Mapping[str, int]] = None, *, lane: Optional[str] = None,
-                    timeout: Optional[float] = None, tenant: Optional[str] = None,
+                    timeout: Optional[float] = None, tenant: Optional[str] = None, fail_if_late: bool = False,
                     **dimensions: int) -> Optional[Permit]:
         """:meth:`acquire`, returning None instead of raising :class:`AcquireTimeoutError`."""
         try:
-            return self.acquire(resource, load, lane=lane, timeout=timeout, tenant=tenant, **dimensions)
+            return self.acquire(resource, load, lane=lane, timeout=timeout, tenant=tenant, fail_if_late=fail_if_late,
+                                **dimensions)
         except AcquireTimeoutError:
             return None
+
+    def estimate(self, resource: str, load: Optional[Mapping[str, int]] = None, *, lane: Optional[str] = None,
+                 tenant: Optional[str] = None, **dimensions: int) -> WaitEstimate:
+        """When an acquire of this load (lane, tenant: as :meth:`acquire`'s) made now would be
+        granted, as the coordinator estimates it, without queueing anything: the load its tenant
+        has queued ahead, plus this one, at the tenant's share of the rate, within its cap, after
+        any timed pause. ``wait`` in seconds; None with ``paused`` True while the resource is
+        paused until resumed (only a resume can help). Same refusals as :meth:`acquire`; sent
+        again to another node on a 503, as a report."""
+        self._check_open()
+        resource, amounts, lane, tenant = estimate_args(self._core, resource, load, dimensions, lane, tenant)
+        return self._run(self._core.estimate_steps(resource, amounts, lane, tenant))
 
     def report_throttled(self, resource: str, retry_after: Optional[float] = None,
                          headers: Optional[Headers] = None) -> float:

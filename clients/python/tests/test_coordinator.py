@@ -183,6 +183,41 @@ def test_every_refusal_maps_to_its_exception(make_client, monkeypatch) -> None:
     assert state("py.room")["inFlight"] == 0
 
 
+def test_an_estimate_queues_nothing_and_fail_if_late_is_refused_at_once_past_the_timeout(make_client,
+                                                                                       make_async) -> None:
+    c = make_client()
+    # py.never refills 1 request an hour and started empty: the next one is most of an hour away.
+    est = c.estimate("py.never")
+    assert not est.paused and est.wait is not None and 60 < est.wait <= 3600 and not est.fits(60)
+    assert c.estimate("py.never", lane="batch", tenant="search").wait > 60
+    assert waiting("py.never") == 0
+    with pytest.raises(sluice.AcquireTimeoutError) as e:
+        c.acquire("py.never", timeout=10, fail_if_late=True)
+    assert e.value.status == 408 and e.value.code == "DEADLINE_EXCEEDED"
+    assert e.value.estimate is not None and e.value.estimate.wait > 60
+    assert "the estimated wait on 'py.never' is" in str(e.value) and "past the 10 s timeout" in str(e.value)
+    assert "failIfLate" in str(e.value)
+    c.acquire("py.grant", timeout=10, fail_if_late=True).release()  # the estimate fits: granted
+
+    async def in_asyncio() -> None:
+        async with make_async() as a:
+            assert (await a.estimate("py.grant", tokens=10)).fits(10)
+            with pytest.raises(sluice.AcquireTimeoutError) as late:
+                await a.acquire("py.never", timeout=1, fail_if_late=True)
+            assert late.value.estimate is not None and late.value.estimate.wait > 60
+
+    asyncio.run(in_asyncio())
+    with pytest.raises(sluice.ResourceNotFoundError):
+        c.estimate("py.nolimit")
+    with pytest.raises(sluice.InvalidRequestError, match="can never fit"):
+        c.estimate("py.grant", tokens=100_001)
+    if TENANT_KEY:
+        bound = make_client(api_key=TENANT_KEY)
+        assert bound.estimate("py.grant", tenant="search").wait is not None
+        with pytest.raises(sluice.PermissionDeniedError, match="bound to tenant 'search'"):
+            bound.estimate("py.grant", tenant="ads")
+
+
 def test_a_tenant_bound_key_acquires_in_its_tenant_and_is_refused_another(make_client) -> None:
     make_client().acquire("py.grant", tenant="search").release()  # an unbound key names any tenant
     if not TENANT_KEY:

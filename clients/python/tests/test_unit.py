@@ -183,6 +183,62 @@ def test_a_full_waiting_room_carries_retry_after_and_try_acquire_answers_none_on
         assert cl._core.counts["r"]["timedOut"] == 1
 
 
+def test_fail_if_late_is_sent_and_its_refusal_carries_the_estimate_and_is_no_timeout() -> None:
+    said = ("not granted in time: the estimated wait on 'r' is 4.2 s, past the 2 s timeout; nothing was queued."
+            " Raise the timeout to at least 4.2 s, or drop failIfLate to queue anyway")
+    late = Coordinator(acquire=lambda r: httpx.Response(408, json={"error": {
+        "code": "DEADLINE_EXCEEDED", "status": 408, "message": said,
+        "estimate": {"waitSeconds": 4.2, "paused": False}}}))
+    with client(late) as cl, pytest.raises(sluice.AcquireTimeoutError) as e:
+        cl.acquire("r", timeout=2, fail_if_late=True)
+    assert e.value.estimate == sluice.WaitEstimate(wait=4.2, paused=False)
+    assert str(e.value) == f"acquire on resource 'r' failed: {said.rstrip('.')}. Nothing was granted"
+    assert late.sent("acquire")[0]["failIfLate"] is True
+    assert len(late.sent("acquire")) == 1, "an answer, never sent again"
+    assert "r" not in cl._core.counts, "refused before queueing: not a timeout at the coordinator"
+    plain = Coordinator(acquire=lambda r: error(408, "DEADLINE_EXCEEDED", "not granted"))
+    with client(plain) as cl, pytest.raises(sluice.AcquireTimeoutError) as e:
+        cl.acquire("r", timeout=0)
+    assert e.value.estimate is None and "failIfLate" not in plain.sent("acquire")[0]
+    with client(plain) as cl, pytest.raises(TypeError, match="fail_if_late must be True or False"):
+        cl.acquire("r", fail_if_late="yes")
+
+
+def test_estimate_sends_the_load_lane_and_tenant_and_reads_wait_or_paused() -> None:
+    answers = iter([httpx.Response(503, json={"error": {"code": "UNAVAILABLE", "status": 503, "message": "stopping"}}),
+                    httpx.Response(200, json={"resource": "r", "waitSeconds": 1.5, "paused": False}),
+                    httpx.Response(200, json={"resource": "r", "waitSeconds": None, "paused": True})])
+    c = Coordinator(estimate=lambda r: next(answers))
+    with client(c, "http://a:1,http://b:2", tenant="search", lane="batch") as cl:
+        est = cl.estimate("r", tokens=10)
+        assert est == sluice.WaitEstimate(wait=1.5, paused=False) and est.fits(1.5) and not est.fits(1.4)
+        assert c.sent("estimate")[1] == {"load": {"tokens": 10}, "lane": "batch", "tenant": "search"}
+        assert {str(x.url.host) for x in c.calls} == {"a", "b"}, "a 503 is sent again to the other node"
+        paused = cl.estimate("r", lane="interactive", tenant="ads")
+        assert paused == sluice.WaitEstimate(wait=None, paused=True) and not paused.fits(1e9)
+        assert c.sent("estimate")[2] == {"load": {}, "lane": "interactive", "tenant": "ads"}
+        with pytest.raises(ValueError, match="lane 'urgent' is unknown"):
+            cl.estimate("r", lane="urgent")
+    bad = Coordinator(estimate=lambda r: httpx.Response(200, json={"waitSeconds": 1}))
+    with client(bad) as cl, pytest.raises(sluice.MalformedAnswerError, match="not an estimate"):
+        cl.estimate("r")
+
+
+def test_async_estimate_and_fail_if_late() -> None:
+    c = Coordinator(estimate=lambda r: httpx.Response(200, json={"resource": "r", "waitSeconds": 0.0, "paused": False}),
+                    acquire=lambda r: httpx.Response(200, json=grant()), release=lambda r: httpx.Response(
+                        200, json={"released": True}))
+
+    async def main() -> None:
+        async with sluice.AsyncClient("http://a:1", transport=httpx.MockTransport(c)) as cl:
+            assert await cl.estimate("r", tokens=5) == sluice.WaitEstimate(wait=0.0, paused=False)
+            async with cl.acquire("r", fail_if_late=True, timeout=1) as p:
+                assert p.granted == {"requests": 1}
+
+    asyncio.run(main())
+    assert c.sent("acquire")[0]["failIfLate"] is True
+
+
 @pytest.mark.parametrize("answer, words", [
     (httpx.Response(200, text="<html>hello</html>"), ["is not JSON", "<html>", "HTTP port (default 7421)"]),
     (httpx.Response(200, json={"permit": "x"}), ["is not a grant", "permitId"]),

@@ -4,7 +4,8 @@ import java.time.Duration;
 import java.util.Objects;
 
 /**
- * How one acquire waits: its timeout, lane, request id and tenant. Immutable; what is not set
+ * How one acquire waits: its timeout, lane, request id, tenant, model, and whether it fails at
+ * once when it would be late. Immutable; what is not set
  * falls back to the client's defaults ({@link SluiceClient.Builder#defaultTimeout},
  * {@link SluiceClient.Builder#defaultLane}, {@link SluiceClient.Builder#defaultTenant}).
  *
@@ -14,7 +15,7 @@ import java.util.Objects;
  */
 public final class AcquireOptions {
 
-  private static final AcquireOptions DEFAULTS = new AcquireOptions(null, null, null, null, null);
+  private static final AcquireOptions DEFAULTS = new AcquireOptions(null, null, null, null, null, false);
   private static final int MAX_NAME_LENGTH = 64;
 
   // null means "the client's default" (no request id for requestId).
@@ -23,13 +24,16 @@ public final class AcquireOptions {
   private final String requestId;
   private final String tenant;
   private final String model;
+  private final boolean failIfLate;
 
-  private AcquireOptions(Duration timeout, Lane lane, String requestId, String tenant, String model) {
+  private AcquireOptions(Duration timeout, Lane lane, String requestId, String tenant, String model,
+      boolean failIfLate) {
     this.timeout = timeout;
     this.lane = lane;
     this.requestId = requestId;
     this.tenant = tenant;
     this.model = model;
+    this.failIfLate = failIfLate;
   }
 
   /** Options that set nothing: the client's default timeout and lane, no request id. */
@@ -62,13 +66,18 @@ public final class AcquireOptions {
     return model;
   }
 
+  boolean failIfLate() {
+    return failIfLate;
+  }
+
   @Override
   public String toString() {
     return "AcquireOptions{timeout=" + (timeout == null ? "client default" : timeout)
         + ", lane=" + (lane == null ? "client default" : lane)
         + (requestId == null ? "" : ", requestId=" + requestId)
         + (tenant == null ? "" : ", tenant=" + tenant)
-        + (model == null ? "" : ", model=" + model) + '}';
+        + (model == null ? "" : ", model=" + model)
+        + (failIfLate ? ", failIfLate" : "") + '}';
   }
 
   /** Builds {@link AcquireOptions}. Each setter validates at once and refuses a second call. */
@@ -78,6 +87,7 @@ public final class AcquireOptions {
     private String requestId;
     private String tenant;
     private String model;
+    private boolean failIfLate;
 
     private Builder() {}
 
@@ -193,9 +203,29 @@ public final class AcquireOptions {
       return this;
     }
 
+    /**
+     * Fail at once, instead of waiting, when the coordinator estimates the grant would come after
+     * the timeout (see {@link SluiceClient#estimate}), or the resource is paused until resumed:
+     * the acquire then throws {@link AcquireTimeoutException} without queueing, its {@link
+     * AcquireTimeoutException#estimate() estimate} and message saying how long the wait would be.
+     * When the estimate fits, the acquire waits as usual and may still time out: an estimate is no
+     * promise. Such a refusal is an answer, never retried on another node. For callers that
+     * would rather do something else now (serve from a cache, answer "busy") than find out late.
+     * Default: off, the acquire waits up to its timeout.
+     *
+     * @throws IllegalStateException if already set
+     */
+    public Builder failIfLate() {
+      if (failIfLate) {
+        throw new IllegalStateException("failIfLate was already set; set it once");
+      }
+      this.failIfLate = true;
+      return this;
+    }
+
     /** The options; the builder may be reused. */
     public AcquireOptions build() {
-      return new AcquireOptions(timeout, lane, requestId, tenant, model);
+      return new AcquireOptions(timeout, lane, requestId, tenant, model, failIfLate);
     }
   }
 

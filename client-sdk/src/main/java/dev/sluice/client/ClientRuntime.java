@@ -16,6 +16,8 @@ import io.grpc.Metadata;
 import io.grpc.stub.MetadataUtils;
 import dev.sluice.proto.v1.CancelRequest;
 import dev.sluice.proto.v1.CancelResponse;
+import dev.sluice.proto.v1.EstimateRequest;
+import dev.sluice.proto.v1.EstimateResponse;
 import java.util.UUID;
 import java.time.Duration;
 import java.util.Map;
@@ -233,13 +235,13 @@ final class ClientRuntime implements AutoCloseable {
   /** See {@link SluiceClient#reportThrottled}. */
   Duration reportThrottled(String resource, Duration retryAfter, Map<String, String> headers) {
     refuseBlockingInCallback("reportThrottled", resource);
-    return awaitReport(sendReport(resource, true, retryAfter, headers, Runnable::run), resource);
+    return await(sendReport(resource, true, retryAfter, headers, Runnable::run), "report", resource);
   }
 
   /** See {@link SluiceClient#reportHeaders}. */
   Duration reportHeaders(String resource, Map<String, String> headers) {
     refuseBlockingInCallback("reportHeaders", resource);
-    return awaitReport(sendReport(resource, false, null, headers, Runnable::run), resource);
+    return await(sendReport(resource, false, null, headers, Runnable::run), "report", resource);
   }
 
   /** See {@link SluiceClient#reportThrottledAsync}. */
@@ -457,10 +459,7 @@ final class ClientRuntime implements AutoCloseable {
         permit.id(), permit.resource(), failure.getMessage());
   }
 
-  /**
-   * Sends one report, retried on UNAVAILABLE for up to {@link #CALL_DEADLINE} (not retried while
-   * degraded: no node is up to take it), and completes the future through {@code delivery}.
-   */
+  /** Sends one report through {@link #idempotent}. */
   private CompletableFuture<Duration> sendReport(String resource, boolean throttled, Duration retryAfter,
       Map<String, String> headers, Executor delivery) {
     Objects.requireNonNull(resource, "resource");
@@ -483,12 +482,55 @@ final class ClientRuntime implements AutoCloseable {
       }
     }
     ReportRequest request = builder.build();
-    CompletableFuture<Duration> result = new CompletableFuture<>();
-    Retrier.Send<ReportResponse> send =
-        (deadline, observer) -> stub.withDeadlineAfter(deadline, TimeUnit.NANOSECONDS).report(request, observer);
-    Retrier.Callback<ReportResponse> done = (response, failure, retries) -> deliver(delivery, failure == null
-        ? () -> result.complete(response == null ? Duration.ZERO : Protos.toJava(response.getPausedFor()))
-        : () -> result.completeExceptionally(Errors.map(failure, "report", resource)), "report", resource);
+    return this.<ReportResponse, Duration>idempotent("report", resource,
+        (deadline, observer) -> stub.withDeadlineAfter(deadline, TimeUnit.NANOSECONDS).report(request, observer),
+        response -> response == null ? Duration.ZERO : Protos.toJava(response.getPausedFor()), delivery);
+  }
+
+  /** See {@link SluiceClient#estimate(String, Load, Lane, String)}. */
+  WaitEstimate estimate(String resource, Load load, Lane lane, String tenant) {
+    refuseBlockingInCallback("estimate", resource);
+    return await(estimateAsync(resource, load, lane, tenant, Runnable::run), "estimate", resource);
+  }
+
+  /** See {@link SluiceClient#estimateAsync}; {@code lane} and {@code tenant} null for the client's defaults. */
+  CompletableFuture<WaitEstimate> estimateAsync(String resource, Load load, Lane lane, String tenant) {
+    return estimateAsync(resource, load, lane, tenant, executor);
+  }
+
+  private CompletableFuture<WaitEstimate> estimateAsync(String resource, Load load, Lane lane, String tenant,
+      Executor delivery) {
+    Objects.requireNonNull(resource, "resource");
+    Objects.requireNonNull(load, "load must not be null; use Load.requests(1) for a plain call");
+    if (tenant != null) {
+      AcquireOptions.checkName("tenant", tenant, "'search'");
+    }
+    checkOpen();
+    EstimateRequest.Builder request = EstimateRequest.newBuilder()
+        .setResource(resource)
+        .putAllLoad(load.asMap())
+        .setLane(Protos.toProto(lane != null ? lane : defaultLane));
+    String who = tenant != null ? tenant : defaultTenant;
+    if (who != null) {
+      request.setTenant(who);
+    }
+    EstimateRequest built = request.build();
+    return this.<EstimateResponse, WaitEstimate>idempotent("estimate", resource,
+        (deadline, observer) -> stub.withDeadlineAfter(deadline, TimeUnit.NANOSECONDS).estimate(built, observer),
+        WaitEstimate::of, delivery);
+  }
+
+  /**
+   * Sends one idempotent unary call, retried on UNAVAILABLE (on another node) for up to {@link
+   * #CALL_DEADLINE}, not retried while degraded (no node is up to take it), and completes the
+   * future through {@code delivery} with {@code answer} of the response or the mapped failure.
+   */
+  private <R, T> CompletableFuture<T> idempotent(String operation, String resource, Retrier.Send<R> send,
+      java.util.function.Function<R, T> answer, Executor delivery) {
+    CompletableFuture<T> result = new CompletableFuture<>();
+    Retrier.Callback<R> done = (response, failure, retries) -> deliver(delivery, failure == null
+        ? () -> result.complete(answer.apply(response))
+        : () -> result.completeExceptionally(Errors.map(failure, operation, resource)), operation, resource);
     if (isDegraded()) {
       retrier.once(CALL_DEADLINE.toNanos(), send, done); // no node is up: fail at once rather than retry for 10 s
     } else {
@@ -497,13 +539,13 @@ final class ClientRuntime implements AutoCloseable {
     return result;
   }
 
-  private static Duration awaitReport(CompletableFuture<Duration> report, String resource) {
+  private static <T> T await(CompletableFuture<T> call, String operation, String resource) {
     try {
-      return report.get();
+      return call.get();
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
-      throw new SluiceException("report on resource '" + resource + "' was interrupted before the coordinator"
-          + " answered; it may still be applied", e);
+      throw new SluiceException(operation + " on resource '" + resource + "' was interrupted before the coordinator"
+          + " answered" + (operation.equals("report") ? "; it may still be applied" : ""), e);
     } catch (ExecutionException e) {
       throw inCaller(e.getCause());
     }
@@ -553,6 +595,7 @@ final class ClientRuntime implements AutoCloseable {
     if (options.model() != null) {
       request.setModel(options.model());
     }
+    request.setFailIfLate(options.failIfLate()); // its refusal (DEADLINE_EXCEEDED) is an answer: never retried
     AcquireCall call = new AcquireCall(this, resource, load, requestId, delivery, Protos.saturatedNanos(timeout));
     call.start(request.build());
     return call;

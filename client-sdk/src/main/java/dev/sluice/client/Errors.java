@@ -2,6 +2,7 @@ package dev.sluice.client;
 
 import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.rpc.RetryInfo;
+import dev.sluice.proto.v1.EstimateResponse;
 import io.grpc.Status;
 import io.grpc.protobuf.StatusProto;
 import java.time.Duration;
@@ -39,7 +40,7 @@ final class Errors {
         // The coordinator's own message says why (saturated, or paused by whom and how long)
         // and what to do, after a "; ": its advice is said once, not twice.
         return new AcquireTimeoutException(what + (said.contains("; ") ? "Nothing was granted"
-            : "Nothing was granted; retry later, raise the timeout, or lower the load"), failure);
+            : "Nothing was granted; retry later, raise the timeout, or lower the load"), failure, estimate(failure));
       case RESOURCE_EXHAUSTED: {
         Duration retryAfter = retryAfter(failure);
         return new WaitingRoomFullException(
@@ -70,25 +71,37 @@ final class Errors {
     }
   }
 
+  /** The EstimateResponse detail of a fail-if-late refusal, or null when there is none. */
+  static WaitEstimate estimate(Throwable failure) {
+    EstimateResponse estimate = detail(failure, EstimateResponse.class);
+    return estimate == null ? null : WaitEstimate.of(estimate);
+  }
+
   /** The coordinator's google.rpc.RetryInfo hint, or 1 s when there is none or it is unusable. */
   static Duration retryAfter(Throwable failure) {
-    com.google.rpc.Status rich = StatusProto.fromThrowable(failure);
-    if (rich == null) {
+    RetryInfo info = detail(failure, RetryInfo.class);
+    if (info == null || !info.hasRetryDelay()) {
       return DEFAULT_RETRY_AFTER;
     }
+    Duration delay = Protos.toJava(info.getRetryDelay());
+    return delay.isNegative() ? DEFAULT_RETRY_AFTER : delay;
+  }
+
+  /** The first detail of {@code type} in the failure's google.rpc.Status, or null when there is none or it is unusable. */
+  private static <T extends com.google.protobuf.Message> T detail(Throwable failure, Class<T> type) {
+    com.google.rpc.Status rich = StatusProto.fromThrowable(failure);
+    if (rich == null) {
+      return null;
+    }
     for (com.google.protobuf.Any detail : rich.getDetailsList()) {
-      if (detail.is(RetryInfo.class)) {
+      if (detail.is(type)) {
         try {
-          RetryInfo info = detail.unpack(RetryInfo.class);
-          if (info.hasRetryDelay()) {
-            Duration delay = Protos.toJava(info.getRetryDelay());
-            return delay.isNegative() ? DEFAULT_RETRY_AFTER : delay;
-          }
+          return detail.unpack(type);
         } catch (InvalidProtocolBufferException e) {
-          return DEFAULT_RETRY_AFTER;
+          return null;
         }
       }
     }
-    return DEFAULT_RETRY_AFTER;
+    return null;
   }
 }

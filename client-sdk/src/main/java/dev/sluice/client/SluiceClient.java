@@ -119,6 +119,49 @@ public final class SluiceClient implements AutoCloseable {
   }
 
   /**
+   * When an acquire of {@code load} made now would be granted, with the client's default lane and
+   * tenant, without queueing it.
+   *
+   * @see #estimate(String, Load, Lane, String)
+   */
+  public WaitEstimate estimate(String resource, Load load) {
+    return runtime.estimate(resource, load, null, null);
+  }
+
+  /**
+   * When an acquire of {@code load} in {@code lane} for {@code tenant} made now would be granted,
+   * as the coordinator estimates it, without queueing anything: the load the tenant has queued in
+   * its lane and the lanes above, plus this one, drained at the tenant's share of the rate from
+   * what the buckets hold, within the tenant's cap, after any timed pause. An estimate, not a
+   * promise (aging, later arrivals of other tenants, settles and the concurrency cap are left
+   * out); to act on it at acquire time, use {@link AcquireOptions.Builder#failIfLate()}. Blocks
+   * until the coordinator answers, at most 10 s, retrying on another node when one fails with
+   * UNAVAILABLE (an estimate changes nothing; at once while the client is degraded).
+   *
+   * @param lane null for the client's {@code defaultLane}
+   * @param tenant null for the client's {@code defaultTenant}; with an API key bound to a tenant,
+   *     the key's tenant is used, and naming another one fails with {@link PermissionDeniedException}
+   * @throws InvalidRequestException if the load is bad (as for acquire)
+   * @throws ResourceNotFoundException if the resource has no limit
+   * @throws IllegalArgumentException if {@code tenant} is not a valid tenant name
+   * @throws SluiceException (a subclass, as for acquire) for the other refusals, or if the
+   *     coordinator did not answer in time; if interrupted while waiting (its interrupt status is kept)
+   * @throws IllegalStateException if the client is closed
+   */
+  public WaitEstimate estimate(String resource, Load load, Lane lane, String tenant) {
+    return runtime.estimate(resource, load, lane, tenant);
+  }
+
+  /**
+   * {@link #estimate(String, Load, Lane, String)} without blocking: the future completes, on the
+   * client's {@linkplain Builder#executor executor}, with the estimate or with the exception the
+   * blocking form throws. Bad arguments and a closed client throw at once.
+   */
+  public CompletableFuture<WaitEstimate> estimateAsync(String resource, Load load, Lane lane, String tenant) {
+    return runtime.estimateAsync(resource, load, lane, tenant);
+  }
+
+  /**
    * Connects now and sends one call, so that the first acquire costs about what the hundredth
    * does. Call it once after {@link Builder#build()}, where the process starts (before it takes
    * traffic, or in its readiness check); the client works without it, but then its first calls

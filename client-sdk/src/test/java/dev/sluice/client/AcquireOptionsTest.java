@@ -26,6 +26,16 @@ class AcquireOptionsTest {
   }
 
   @Test
+  void failIfLateIsOffByDefaultAndSetOnce() {
+    assertThat(AcquireOptions.defaults().failIfLate()).isFalse();
+    AcquireOptions o = AcquireOptions.builder().failIfLate().build();
+    assertThat(o.failIfLate()).isTrue();
+    assertThat(o.toString()).endsWith(", failIfLate}");
+    assertThatThrownBy(() -> AcquireOptions.builder().failIfLate().failIfLate())
+        .isInstanceOf(IllegalStateException.class).hasMessageContaining("failIfLate was already set");
+  }
+
+  @Test
   void aModelIsCheckedAndSetOnce() {
     assertThat(AcquireOptions.builder().model("openai/gpt-4o-mini@2024").build().model())
         .isEqualTo("openai/gpt-4o-mini@2024");

@@ -97,6 +97,64 @@ class ErrorMappingTest {
   }
 
   @Test
+  void aFailIfLateRefusalCarriesTheEstimateAndIsAnAnswerNeverRetried() {
+    f = new Fixture();
+    String said = "not granted in time: the estimated wait on 'openai' is 4.2 s, past the 2 s timeout; nothing was"
+        + " queued. Raise the timeout to at least 4.2 s, or drop failIfLate to queue anyway";
+    f.fake.onAcquire = (request, response) -> response.onError(StatusProto.toStatusRuntimeException(
+        com.google.rpc.Status.newBuilder().setCode(Code.DEADLINE_EXCEEDED_VALUE).setMessage(said)
+            .addDetails(Any.pack(dev.sluice.proto.v1.EstimateResponse.newBuilder()
+                .setWait(Protos.toProto(Duration.ofMillis(4200))).build()))
+            .build()));
+
+    Throwable thrown = catchThrowable(() -> f.client.acquire("openai", Load.requests(1),
+        AcquireOptions.builder().timeout(Duration.ofSeconds(2)).failIfLate().build()));
+
+    assertThat(thrown).isExactlyInstanceOf(AcquireTimeoutException.class)
+        .hasMessage("acquire on resource 'openai' failed: " + said + ". Nothing was granted");
+    WaitEstimate estimate = ((AcquireTimeoutException) thrown).estimate().orElseThrow();
+    assertThat(estimate.expectedWait()).contains(Duration.ofMillis(4200));
+    assertThat(estimate).hasToString("4.2 s");
+    assertThat(f.fake.acquires).hasSize(1);
+    assertThat(f.fake.acquires.get(0).getFailIfLate()).isTrue();
+  }
+
+  @Test
+  void anAcquireWithoutFailIfLateSendsItOffAndATimeoutCarriesNoEstimate() {
+    f = new Fixture();
+    f.fake.onAcquire = (request, response) ->
+        response.onError(Status.DEADLINE_EXCEEDED.withDescription("not granted within 2 s").asRuntimeException());
+
+    Throwable thrown = catchThrowable(() -> f.client.acquire("openai"));
+
+    assertThat(((AcquireTimeoutException) thrown).estimate()).isEmpty();
+    assertThat(f.fake.acquires.get(0).getFailIfLate()).isFalse();
+  }
+
+  @Test
+  void anEstimateIsRetriedOnUnavailableAndSendsTheClientsDefaultLaneAndTenant() {
+    f = new Fixture(b -> b.defaultLane(Lane.BATCH).defaultTenant("search"));
+    java.util.concurrent.atomic.AtomicInteger calls = new java.util.concurrent.atomic.AtomicInteger();
+    f.fake.onEstimate = request -> {
+      if (calls.getAndIncrement() == 0) {
+        throw Status.UNAVAILABLE.withDescription("node going away").asRuntimeException();
+      }
+      return dev.sluice.proto.v1.EstimateResponse.newBuilder().setPaused(true).build();
+    };
+
+    WaitEstimate estimate = f.client.estimate("openai", Load.of("tokens", 10));
+
+    assertThat(estimate.paused()).isTrue();
+    assertThat(f.fake.estimates).hasSize(2);
+    assertThat(f.fake.estimates.get(1).getLane()).isEqualTo(dev.sluice.proto.v1.Lane.LANE_BATCH);
+    assertThat(f.fake.estimates.get(1).getTenant()).isEqualTo("search");
+    assertThat(f.fake.estimates.get(1).getLoadMap()).containsEntry("tokens", 10L);
+    assertThat(f.client.estimate("openai", Load.requests(1), Lane.INTERACTIVE, "ads")).isEqualTo(estimate);
+    assertThat(f.fake.estimates.get(2).getLane()).isEqualTo(dev.sluice.proto.v1.Lane.LANE_INTERACTIVE);
+    assertThat(f.fake.estimates.get(2).getTenant()).isEqualTo("ads");
+  }
+
+  @Test
   void waitingRoomFullCarriesTheRetryHint() {
     f = new Fixture();
     com.google.rpc.Status rich = com.google.rpc.Status.newBuilder()

@@ -7,6 +7,8 @@ import dev.sluice.proto.v1.CancelResponse;
 import dev.sluice.proto.v1.CoordinatorGrpc;
 import dev.sluice.proto.v1.DescribeRequest;
 import dev.sluice.proto.v1.DescribeResponse;
+import dev.sluice.proto.v1.EstimateRequest;
+import dev.sluice.proto.v1.EstimateResponse;
 import dev.sluice.proto.v1.Limit;
 import dev.sluice.proto.v1.ReleaseRequest;
 import dev.sluice.proto.v1.ReleaseResponse;
@@ -35,6 +37,11 @@ final class FakeCoordinator extends CoordinatorGrpc.CoordinatorImplBase {
   final List<ReportRequest> reports = new CopyOnWriteArrayList<>();
   final List<CancelRequest> cancels = new CopyOnWriteArrayList<>();
   final List<DescribeRequest> describes = new CopyOnWriteArrayList<>();
+  final List<EstimateRequest> estimates = new CopyOnWriteArrayList<>();
+
+  /** Default: a wait of 1 s. */
+  volatile Function<EstimateRequest, EstimateResponse> onEstimate = request ->
+      EstimateResponse.newBuilder().setWait(Protos.toProto(Duration.ofSeconds(1))).build();
 
   /** Default: Describe is not implemented (an older coordinator). */
   volatile Function<String, Limit> onDescribe;
@@ -116,6 +123,17 @@ final class FakeCoordinator extends CoordinatorGrpc.CoordinatorImplBase {
     reports.add(request);
     try {
       response.onNext(onReport.apply(request));
+      response.onCompleted();
+    } catch (StatusRuntimeException e) {
+      response.onError(e);
+    }
+  }
+
+  @Override
+  public void estimate(EstimateRequest request, StreamObserver<EstimateResponse> response) {
+    estimates.add(request);
+    try {
+      response.onNext(onEstimate.apply(request));
       response.onCompleted();
     } catch (StatusRuntimeException e) {
       response.onError(e);

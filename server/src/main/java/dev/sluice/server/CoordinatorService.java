@@ -7,6 +7,8 @@ import dev.sluice.proto.v1.CancelResponse;
 import dev.sluice.proto.v1.CoordinatorGrpc;
 import dev.sluice.proto.v1.DescribeRequest;
 import dev.sluice.proto.v1.DescribeResponse;
+import dev.sluice.proto.v1.EstimateRequest;
+import dev.sluice.proto.v1.EstimateResponse;
 import dev.sluice.proto.v1.ReleaseRequest;
 import dev.sluice.proto.v1.ReleaseResponse;
 import dev.sluice.proto.v1.RenewRequest;
@@ -18,6 +20,7 @@ import dev.sluice.proto.v1.SessionResponse;
 import dev.sluice.server.auth.Principal;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.EngineException;
+import dev.sluice.server.engine.FailIfLate;
 import dev.sluice.server.engine.Grant;
 import dev.sluice.server.engine.Ticket;
 import io.grpc.Context;
@@ -107,8 +110,10 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
       timeout = Math.max(0, Math.min(timeout, deadline.timeRemaining(TimeUnit.NANOSECONDS)));
     }
     long wait = timeout;
-    Ticket ticket = costs.acquire(req.getResource(), req.getLoadMap(), req.getModel(), load -> engine.acquire(
-        req.getResource(), load, Protos.lane(req.getLane()), wait, req.getRequestId(), tenant));
+    var lane = Protos.lane(req.getLane());
+    Ticket ticket = costs.acquire(req.getResource(), req.getLoadMap(), req.getModel(), load -> req.getFailIfLate()
+        ? FailIfLate.acquire(engine, req.getResource(), load, lane, wait, req.getRequestId(), tenant)
+        : engine.acquire(req.getResource(), load, lane, wait, req.getRequestId(), tenant));
     if (waiters != null) {
       waiters.track(ticket);
     }
@@ -200,6 +205,19 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
           }
           return b.build();
         });
+  }
+
+  /** The tenant is the key's when it is bound to one, as on acquire; the answer as {@link Protos#estimate}. */
+  @Override
+  public void estimate(EstimateRequest req, StreamObserver<EstimateResponse> observer) {
+    Statuses.reply(
+        observer,
+        () -> {
+          Principal.checkResource(req.getResource());
+          String tenant = Principal.checkTenant(req.getTenant());
+          return engine.estimate(req.getResource(), req.getLoadMap(), Protos.lane(req.getLane()), tenant);
+        },
+        Protos::estimate);
   }
 
   @Override

@@ -1,6 +1,7 @@
 package dev.sluice.server;
 
 import com.google.protobuf.Duration;
+import dev.sluice.proto.v1.EstimateResponse;
 import dev.sluice.proto.v1.Lane;
 import dev.sluice.proto.v1.LearnSettings;
 import dev.sluice.proto.v1.Limit;
@@ -71,6 +72,12 @@ final class Protos {
 
   static java.time.Duration javaDuration(Duration d, String field) {
     return java.time.Duration.ofNanos(nanos(d, field));
+  }
+
+  /** An engine estimate in nanoseconds (-1: paused until resumed) as its message. */
+  static EstimateResponse estimate(long nanos) {
+    return nanos < 0 ? EstimateResponse.newBuilder().setPaused(true).build()
+        : EstimateResponse.newBuilder().setWait(duration(nanos)).build();
   }
 
   static dev.sluice.server.engine.Lane lane(Lane lane) {

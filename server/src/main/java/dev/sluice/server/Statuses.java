@@ -32,7 +32,9 @@ final class Statuses {
       return switch (e.reason()) {
         case INVALID -> Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException();
         case NOT_FOUND -> Status.NOT_FOUND.withDescription(e.getMessage()).asRuntimeException();
-        case DEADLINE -> Status.DEADLINE_EXCEEDED.withDescription(e.getMessage()).asRuntimeException();
+        case DEADLINE -> e.estimateNanos() == EngineException.NO_ESTIMATE
+            ? Status.DEADLINE_EXCEEDED.withDescription(e.getMessage()).asRuntimeException()
+            : late(e);
         case UNAVAILABLE -> Status.UNAVAILABLE.withDescription(e.getMessage()).asRuntimeException();
         case WAITING_ROOM_FULL -> waitingRoomFull(e);
       };
@@ -81,6 +83,15 @@ final class Statuses {
           observer.onNext(answer);
           observer.onCompleted();
         });
+  }
+
+  /** DEADLINE_EXCEEDED of a fail-if-late refusal, with the estimate as an EstimateResponse detail. */
+  private static StatusRuntimeException late(EngineException e) {
+    return StatusProto.toStatusRuntimeException(com.google.rpc.Status.newBuilder()
+        .setCode(Code.DEADLINE_EXCEEDED_VALUE)
+        .setMessage(e.getMessage())
+        .addDetails(Any.pack(Protos.estimate(e.estimateNanos())))
+        .build());
   }
 
   /** RESOURCE_EXHAUSTED with a {@code google.rpc.RetryInfo} detail carrying the hint. */

@@ -22,8 +22,12 @@ public final class EngineException extends RuntimeException {
     UNAVAILABLE
   }
 
+  /** {@link #estimateNanos()} of a refusal that is not a fail-if-late one. */
+  public static final long NO_ESTIMATE = Long.MIN_VALUE;
+
   private final Reason reason;
   private final long retryAfterNanos;
+  private final long estimateNanos;
 
   public EngineException(Reason reason, String message) {
     this(reason, message, 0);
@@ -39,9 +43,23 @@ public final class EngineException extends RuntimeException {
   }
 
   private EngineException(Reason reason, String message, long retryAfterNanos, Throwable cause) {
+    this(reason, message, retryAfterNanos, NO_ESTIMATE, cause);
+  }
+
+  private EngineException(Reason reason, String message, long retryAfterNanos, long estimateNanos, Throwable cause) {
     super(message, cause, false, false);
     this.reason = reason;
     this.retryAfterNanos = retryAfterNanos;
+    this.estimateNanos = estimateNanos;
+  }
+
+  /**
+   * A {@link Reason#DEADLINE} refusal made at once, before queueing, because the wait was
+   * estimated past the caller's timeout (fail-if-late): {@code estimateNanos} is the estimate, -1
+   * when only a resume can help.
+   */
+  public static EngineException late(String message, long estimateNanos) {
+    return new EngineException(Reason.DEADLINE, message, 0, estimateNanos, null);
   }
 
   public Reason reason() {
@@ -51,6 +69,14 @@ public final class EngineException extends RuntimeException {
   /** For {@link Reason#WAITING_ROOM_FULL}: how long until a retry is likely to find room. */
   public long retryAfterNanos() {
     return retryAfterNanos;
+  }
+
+  /**
+   * For a fail-if-late refusal ({@link #late}): the estimated wait in nanoseconds, -1 when only a
+   * resume can help; {@link #NO_ESTIMATE} for every other refusal.
+   */
+  public long estimateNanos() {
+    return estimateNanos;
   }
 
   /**

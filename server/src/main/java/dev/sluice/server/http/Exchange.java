@@ -3,6 +3,7 @@ package dev.sluice.server.http;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.sluice.server.engine.EngineException;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelFutureListener;
@@ -204,7 +205,11 @@ final class Exchange {
 
   /** An error body as every refusal on the port has it. */
   static byte[] errorBody(HttpError e) {
-    return bytes(Views.error(e.code, e.status.code(), e.getMessage()));
+    ObjectNode body = Views.error(e.code, e.status.code(), e.getMessage());
+    if (e.estimateNanos != EngineException.NO_ESTIMATE) {
+      ((ObjectNode) body.get("error")).set("estimate", Views.estimate(e.estimateNanos));
+    }
+    return bytes(body);
   }
 
   /** For a 405: the methods the path takes. */

@@ -11,7 +11,8 @@ import org.slf4j.LoggerFactory;
 
 /**
  * A refusal on the HTTP port: its status, the contract's error code and a message naming the
- * problem and the fix, plus a {@code Retry-After} in seconds where one applies (0 for none).
+ * problem and the fix, plus a {@code Retry-After} in seconds where one applies (0 for none), and
+ * the estimate of a fail-if-late refusal.
  */
 final class HttpError extends RuntimeException {
 
@@ -21,16 +22,24 @@ final class HttpError extends RuntimeException {
   final transient HttpResponseStatus status;
   final String code;
   final long retryAfterSeconds;
+  /** A fail-if-late refusal's estimate ({@link EngineException#estimateNanos}), else NO_ESTIMATE. */
+  final long estimateNanos;
 
   HttpError(HttpResponseStatus status, String code, String message) {
     this(status, code, message, 0);
   }
 
   HttpError(HttpResponseStatus status, String code, String message, long retryAfterSeconds) {
+    this(status, code, message, retryAfterSeconds, EngineException.NO_ESTIMATE);
+  }
+
+  private HttpError(HttpResponseStatus status, String code, String message, long retryAfterSeconds,
+      long estimateNanos) {
     super(message, null, false, false);
     this.status = status;
     this.code = code;
     this.retryAfterSeconds = retryAfterSeconds;
+    this.estimateNanos = estimateNanos;
   }
 
   static HttpError badRequest(String message) {
@@ -51,7 +60,8 @@ final class HttpError extends RuntimeException {
       return switch (e.reason()) {
         case INVALID -> badRequest(e.getMessage());
         case NOT_FOUND -> new HttpError(HttpResponseStatus.NOT_FOUND, "NOT_FOUND", e.getMessage());
-        case DEADLINE -> new HttpError(HttpResponseStatus.REQUEST_TIMEOUT, "DEADLINE_EXCEEDED", e.getMessage());
+        case DEADLINE -> new HttpError(HttpResponseStatus.REQUEST_TIMEOUT, "DEADLINE_EXCEEDED", e.getMessage(), 0,
+            e.estimateNanos());
         case WAITING_ROOM_FULL -> new HttpError(HttpResponseStatus.TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED",
             e.getMessage(), Math.max(1, (e.retryAfterNanos() + 999_999_999L) / 1_000_000_000L));
         case UNAVAILABLE -> new HttpError(HttpResponseStatus.SERVICE_UNAVAILABLE, "UNAVAILABLE", e.getMessage(), 1);

@@ -8,6 +8,7 @@ import dev.sluice.server.auth.Principal;
 import dev.sluice.server.auth.Role;
 import dev.sluice.server.engine.Durations;
 import dev.sluice.server.engine.Engine;
+import dev.sluice.server.engine.FailIfLate;
 import dev.sluice.server.engine.Lane;
 import dev.sluice.server.engine.ResourceSnapshot;
 import dev.sluice.server.engine.Ticket;
@@ -80,12 +81,13 @@ final class JsonApi {
       int slash = rest.lastIndexOf('/');
       String verb = slash < 0 ? "" : rest.substring(slash + 1);
       switch (verb) {
-        case "acquire", "cancel", "report", "pause", "resume", "limit" -> {
+        case "acquire", "estimate", "cancel", "report", "pause", "resume", "limit" -> {
           HttpApi.only(x, "POST");
           String resource = decode(rest.substring(0, slash));
           offload.accept(x, () -> {
             switch (verb) {
               case "acquire" -> acquire(x, resource);
+              case "estimate" -> estimate(x, resource);
               case "cancel" -> cancel(x, resource);
               case "report" -> report(x, resource);
               case "pause" -> pause(x, resource);
@@ -97,12 +99,12 @@ final class JsonApi {
         }
         default -> {
           if (!method.equals("GET")) { // a GET reads a resource, whose name may hold a slash: x/ACQUIRE
-            caseSensitive(x, verb, "acquire", "cancel", "report", "pause", "resume", "limit");
+            caseSensitive(x, verb, "acquire", "estimate", "cancel", "report", "pause", "resume", "limit");
             x.allow("GET");
             throw new HttpError(HttpResponseStatus.METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", method + " " + path
                 + " is not served: GET " + path + " reads the resource; its calls are POST " + path + "/acquire, "
-                + path + "/cancel, " + path + "/report, " + path + "/pause, " + path + "/resume and " + path
-                + "/limit");
+                + path + "/estimate, " + path + "/cancel, " + path + "/report, " + path + "/pause, " + path
+                + "/resume and " + path + "/limit");
           }
           String resource = decode(rest);
           offload.accept(x, () -> describe(x, resource));
@@ -155,7 +157,7 @@ final class JsonApi {
     long arrived = System.nanoTime();
     Optional<Principal> who = authenticate(x, false);
     JsonNode body = x.json();
-    known(body, "load", "lane", "timeout", "requestId", "tenant", "model");
+    known(body, "load", "lane", "timeout", "requestId", "tenant", "model", "failIfLate");
     Map<String, Long> load = load(body.get("load"), "load");
     Lane lane = lane(body.get("lane"));
     long timeout = DEFAULT_TIMEOUT_NANOS;
@@ -170,11 +172,12 @@ final class JsonApi {
         : "http-" + UUID.randomUUID();
     String asked = body.hasNonNull("tenant") ? text(body.get("tenant"), "tenant") : null;
     String model = body.hasNonNull("model") ? text(body.get("model"), "model") : null;
-    who.ifPresent(p -> p.check(resource));
-    String tenant = who.isPresent() ? who.get().tenant(asked) : Principal.checkTenant(asked);
+    boolean failIfLate = body.hasNonNull("failIfLate") && bool(body.get("failIfLate"), "failIfLate");
+    String tenant = tenant(who, resource, asked);
     long wait = timeout;
-    Ticket ticket = costs.acquire(resource, load, model, priced -> engine.acquire(resource, priced, lane, wait,
-        requestId, tenant));
+    Ticket ticket = costs.acquire(resource, load, model, priced -> failIfLate
+        ? FailIfLate.acquire(engine, resource, priced, lane, wait, requestId, tenant)
+        : engine.acquire(resource, priced, lane, wait, requestId, tenant));
     x.onClose(ticket::cancel);
     ticket.future().whenComplete((grant, error) -> {
       if (error != null) {
@@ -192,6 +195,36 @@ final class JsonApi {
         }
       });
     });
+  }
+
+  /**
+   * {@code POST /v1/resources/{name}/estimate}: when an acquire with this body ({@code load},
+   * {@code lane}, {@code tenant}) would be granted, without queueing it (the gRPC {@code
+   * Estimate}): {@code {"resource", "waitSeconds", "paused"}}, {@code waitSeconds} null when
+   * paused until resumed.
+   */
+  private void estimate(Exchange x, String resource) {
+    Optional<Principal> who = authenticate(x, false);
+    JsonNode body = x.json();
+    known(body, "load", "lane", "tenant");
+    Map<String, Long> load = load(body.get("load"), "load");
+    Lane lane = lane(body.get("lane"));
+    String tenant = tenant(who, resource, body.hasNonNull("tenant") ? text(body.get("tenant"), "tenant") : null);
+    answer(x, engine.estimate(resource, load, lane, tenant), nanos -> {
+      ObjectNode o = Views.JSON.createObjectNode();
+      o.put("resource", resource);
+      o.setAll(Views.estimate(nanos));
+      x.json(HttpResponseStatus.OK, o);
+    });
+  }
+
+  /**
+   * The tenant a call on {@code resource} by {@code who} (empty: an open coordinator) is in,
+   * {@code asked} or the key's (see {@link Principal#tenant}); the key must cover the resource.
+   */
+  private static String tenant(Optional<Principal> who, String resource, String asked) {
+    who.ifPresent(p -> p.check(resource));
+    return who.isPresent() ? who.get().tenant(asked) : Principal.checkTenant(asked);
   }
 
   /**

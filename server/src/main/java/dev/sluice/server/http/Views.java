@@ -173,6 +173,21 @@ final class Views {
     return o;
   }
 
+  /**
+   * An estimate ({@code Engine#estimate}: nanoseconds, -1 paused until resumed):
+   * {@code {"waitSeconds", "paused"}}, {@code waitSeconds} null when paused.
+   */
+  static ObjectNode estimate(long nanos) {
+    ObjectNode o = JSON.createObjectNode();
+    if (nanos < 0) {
+      o.putNull("waitSeconds");
+    } else {
+      o.put("waitSeconds", nanos / 1e9);
+    }
+    o.put("paused", nanos < 0);
+    return o;
+  }
+
   static ObjectNode error(String code, int status, String message) {
     ObjectNode o = JSON.createObjectNode();
     ObjectNode e = o.putObject("error");

@@ -2,7 +2,7 @@ package dev.sluice.server.price;
 
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.EngineException;
-import dev.sluice.server.engine.Grant;
+import dev.sluice.server.engine.LaterTicket;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.Ticket;
 import dev.sluice.server.engine.Validation;
@@ -10,7 +10,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.function.Function;
 
@@ -157,73 +156,5 @@ public final class Costs {
 
   private static EngineException invalid(String message) {
     return new EngineException(EngineException.Reason.INVALID, message);
-  }
-
-  /**
-   * The ticket of an acquire whose load waits for the limit (a shared store's read): it becomes
-   * the engine's ticket once started. Exactly one of "the caller owns the grant" and "the grant
-   * is given back" happens: a cancel before the start cancels the engine's ticket as it starts.
-   */
-  static final class LaterTicket implements Ticket {
-
-    private final CompletableFuture<Grant> future = new CompletableFuture<>();
-    private Ticket inner;
-    private boolean cancelled;
-
-    static LaterTicket failed(Throwable error) {
-      LaterTicket t = new LaterTicket();
-      t.fail(error);
-      return t;
-    }
-
-    void start(Ticket ticket) {
-      boolean cancel;
-      synchronized (this) {
-        inner = ticket;
-        cancel = cancelled;
-      }
-      if (cancel) {
-        ticket.cancel();
-      }
-      ticket.future().whenComplete((grant, error) -> {
-        if (error != null) {
-          future.completeExceptionally(error);
-        } else {
-          future.complete(grant);
-        }
-      });
-    }
-
-    void fail(Throwable error) {
-      future.completeExceptionally(error);
-    }
-
-    @Override
-    public CompletableFuture<Grant> future() {
-      return future;
-    }
-
-    @Override
-    public boolean claim() {
-      Ticket t;
-      synchronized (this) {
-        t = inner;
-      }
-      return t != null && t.claim();
-    }
-
-    @Override
-    public void cancel() {
-      Ticket t;
-      synchronized (this) {
-        cancelled = true;
-        t = inner;
-      }
-      if (t != null) {
-        t.cancel();
-      } else {
-        future.completeExceptionally(new CancellationException("cancelled before it was queued"));
-      }
-    }
   }
 }

@@ -1,9 +1,7 @@
-package dev.sluice.server.price;
+package dev.sluice.server.engine;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.sluice.server.engine.Grant;
-import dev.sluice.server.engine.Ticket;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
@@ -36,7 +34,7 @@ class LaterTicketTest {
 
   @Test
   void aCancelBeforeTheStartEndsTheCallerAndCancelsTheEngineTicketAsItStarts() {
-    Costs.LaterTicket later = new Costs.LaterTicket();
+    LaterTicket later = new LaterTicket();
     later.cancel();
     assertThat(later.future()).isCompletedExceptionally();
     assertThat(later.future()).as("a CancellationException, as an engine ticket's cancel").isCancelled();
@@ -49,7 +47,7 @@ class LaterTicketTest {
 
   @Test
   void onceStartedItIsTheEngineTicket() {
-    Costs.LaterTicket later = new Costs.LaterTicket();
+    LaterTicket later = new LaterTicket();
     Counted engine = new Counted();
     later.start(engine);
     assertThat(later.future()).isNotDone();
@@ -63,7 +61,7 @@ class LaterTicketTest {
 
   @Test
   void aRefusalFailsTheFuture() {
-    Costs.LaterTicket later = Costs.LaterTicket.failed(new IllegalStateException("no"));
+    LaterTicket later = LaterTicket.failed(new IllegalStateException("no"));
     assertThat(later.future()).isCompletedExceptionally();
     assertThat(later.claim()).isFalse();
   }
