@@ -150,6 +150,29 @@ class StatsByTenantTest {
   }
 
   @Test
+  void watchingByTenantRedrawsTheTenantTableEachRefresh() {
+    assertThat(sluice("limit", "set", "watched-teams", "--rate", "requests=5/s", "--share", "ads=2").exit()).isZero();
+    java.util.concurrent.atomic.AtomicInteger refreshes = new java.util.concurrent.atomic.AtomicInteger();
+    try {
+      StatsCommand.terminal = true;
+      StatsCommand.sleeper = millis -> {
+        if (refreshes.incrementAndGet() == 2) {
+          throw new InterruptedException();
+        }
+      };
+      CliRun run = sluice("stats", "watched-teams", "--by", "tenant", "--watch", "--interval", "250ms");
+      assertThat(run.exit()).as(run.err()).isZero();
+      String[] frames = run.out().split("\033\\[H\033\\[2J", -1);
+      assertThat(frames).as("two frames").hasSize(3);
+      assertThat(frames[2]).contains("sluice stats watched-teams", "tenants of watched-teams · nothing used over the"
+          + " last ").containsPattern("(?m)^ads +2 +- +- +- +- +0 ").doesNotContain("GRANTED/S");
+    } finally {
+      StatsCommand.terminal = null;
+      StatsCommand.sleeper = Thread::sleep;
+    }
+  }
+
+  @Test
   void byTakesOnlyTenantAndNeedsAResourceWithTenants() {
     CliRun bad = sluice("stats", "teams", "--by", "lane");
     assertThat(bad.exit()).isEqualTo(2);
