@@ -34,7 +34,8 @@ final class TenantStatsView {
       + " CAP: its own ceiling inside the quota. USED: units per dimension, usd in dollars (RECENTLY: in the"
       + " window; SINCE START: since the resource's counters started). EST. WAIT: when an acquire of one unit of"
       + " each dimension made now by the tenant would be granted, per lane, its own queued load in that lane and"
-      + " above first (the coordinator's estimate; other: a new unnamed tenant).";
+      + " above first (the coordinator's estimate; other: a new unnamed tenant; - when every resource was"
+      + " read: name the resource for estimates).";
 
   private TenantStatsView() {}
 

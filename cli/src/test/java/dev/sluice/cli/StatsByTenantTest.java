@@ -139,6 +139,12 @@ class StatsByTenantTest {
         .containsPattern("(?m)^ads +2 +- +- +66\\.7 % +66\\.7 % +0 +usd=\\$0\\.0009 +usd=\\$0\\.0009 +0 s/0 s/0 s")
         .containsPattern("(?m)^other +1 +- +- +33\\.3 % +33\\.3 % +0 +usd=\\$0\\.00045 +usd=\\$0\\.00045 ");
 
+    CliRun all = sluice("stats", "--by", "tenant");
+    assertThat(all.exit()).as(all.err()).isZero();
+    assertThat(all.out()).as("every resource with tenants; estimates only for a named one")
+        .contains("tenants of budget-by-team · ").containsPattern("(?m)^ads +2 .* -/-/-$")
+        .doesNotContain("tenants of solo");
+
     CliRun json = sluice("stats", "budget-by-team", "--by", "tenant", "--json");
     assertThat(json.exit()).as(json.err()).isZero();
     GetStatsResponse.Builder parsed = GetStatsResponse.newBuilder();

@@ -25,6 +25,7 @@ import dev.sluice.proto.v1.SetLimitResponse;
 import dev.sluice.server.engine.Durations;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.EngineException;
+import dev.sluice.server.engine.Lane;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.ResourceSnapshot;
 import dev.sluice.server.engine.TenantShares;
@@ -42,6 +43,7 @@ import dev.sluice.server.price.Price;
 import dev.sluice.server.price.Prices;
 import io.grpc.stub.StreamObserver;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Executor;
 import java.util.function.Supplier;
 
@@ -343,16 +345,18 @@ final class AdminService extends AdminGrpc.AdminImplBase {
             Validation.resource(req.getResource());
             all = engine.stats(req.getResource()).thenApply(List::of);
           }
-          return all.thenCompose(this::withTenants);
+          return all.thenCompose(list -> withTenants(list, !req.getResource().isEmpty()));
         },
         all -> GetStatsResponse.newBuilder().addAllResources(all).build());
   }
 
   /**
    * Each resource's stats, with its tenants' rows where tenants share it: recent shares from the
-   * shared windows, and the engine's wait estimate per tenant and lane ({@link TenantEstimates}).
+   * shared windows and, when {@code estimates} (one resource asked for), the engine's wait
+   * estimate per tenant and lane ({@link TenantEstimates}). A read of every resource leaves the
+   * estimates out: a policy may name 1 000 tenants, three estimates each, per resource.
    */
-  private CompletableFuture<List<ResourceStats>> withTenants(List<ResourceSnapshot> all) {
+  private CompletableFuture<List<ResourceStats>> withTenants(List<ResourceSnapshot> all, boolean estimates) {
     List<CompletableFuture<ResourceStats>> each = new java.util.ArrayList<>(all.size());
     for (ResourceSnapshot s : all) {
       if (!TenantShares.hasTenants(s)) {
@@ -360,7 +364,9 @@ final class AdminService extends AdminGrpc.AdminImplBase {
         continue;
       }
       TenantShares.View view = tenantShares.of(s);
-      each.add(TenantEstimates.of(engine, s.limit(), view).thenApply(est -> Protos.stats(s, view, est)));
+      each.add((estimates ? TenantEstimates.of(engine, s.limit(), view)
+              : CompletableFuture.completedFuture(Map.<String, Map<Lane, Long>>of()))
+          .thenApply(est -> Protos.stats(s, view, est)));
     }
     return CompletableFuture.allOf(each.toArray(CompletableFuture[]::new))
         .thenApply(done -> each.stream().map(CompletableFuture::join).toList());

@@ -101,6 +101,8 @@ class TenantStatsTest {
         assertThat(used.getTenantWindowSeconds()).isEqualTo(0.5);
         assertThat(tenant(used, "search").getRecentShare()).isEqualTo(1.0);
         assertThat(tenant(used, "search").getUsedMap()).isEqualTo(Map.of("tokens", 5.0));
+        assertThat(tenant(used, "search").getEstimatedWaitSecondsMap()).as("every resource read: no estimates")
+            .isEmpty();
       } finally {
         channel.shutdownNow();
         server.shutdownNow();

@@ -107,17 +107,35 @@ final class Views {
     return o;
   }
 
+  /** Tenant rows a resource sends to the dashboard at most. */
+  static final int DASHBOARD_TENANTS = 20;
+
   /**
-   * A resource's tenants ({@link TenantShares}): {@code {"binding", "windowSeconds", "rows":
-   * [{"tenant", "weight", "floor", "cap", "waiting", "used", "recentUsed", "share",
-   * "fairShare"}]}}, shares and floors as fractions (0.4 is 40 %).
+   * A resource's tenants ({@link TenantShares}): {@code {"binding", "windowSeconds", "more",
+   * "rows": [{"tenant", "weight", "floor", "cap", "waiting", "used", "recentUsed", "share",
+   * "fairShare"}]}}, shares and floors as fractions (0.4 is 40 %); at most {@link
+   * #DASHBOARD_TENANTS} rows (tenants with waiters first, then the largest recent shares), in
+   * name order, {@code more} saying how many were left out.
    */
   static ObjectNode tenants(TenantShares.View v) {
     ObjectNode o = JSON.createObjectNode();
     o.put("binding", v.binding());
     o.put("windowSeconds", round(v.windowSeconds()));
+    // A policy may name up to 1 000 tenants, and this goes out every second: the busiest rows only.
+    List<TenantShares.Row> shown = v.rows();
+    if (shown.size() > DASHBOARD_TENANTS) {
+      shown = shown.stream()
+          .sorted(java.util.Comparator.comparing((TenantShares.Row r) -> r.waiting() == 0) // waiting first
+              .thenComparing(java.util.Comparator.comparingDouble(TenantShares.Row::recentShare).reversed())
+              .thenComparing(java.util.Comparator.comparingInt(TenantShares.Row::waiting).reversed())
+              .thenComparing(TenantShares.Row::tenant))
+          .limit(DASHBOARD_TENANTS)
+          .sorted(java.util.Comparator.comparing(TenantShares.Row::tenant))
+          .toList();
+    }
+    o.put("more", v.rows().size() - shown.size());
     ArrayNode rows = o.putArray("rows");
-    for (TenantShares.Row r : v.rows()) {
+    for (TenantShares.Row r : shown) {
       ObjectNode x = rows.addObject();
       x.put("tenant", r.tenant());
       x.put("weight", r.weight());

@@ -345,7 +345,10 @@ function renderTenants(box, r) {
     tr.append(el("td", { class: "n", "data-testid": `tenant-waiting-${id}` }, String(row.waiting)));
     table.append(tr);
   }
-  box.replaceChildren(title, table);
+  const more = t.more ? [el("div", { class: "tenants-title", "data-testid": `tenants-more-${r.name}` },
+    `and ${t.more} more tenant${t.more === 1 ? "" : "s"}, not waiting, with smaller shares: sluice stats ${r.name} --by tenant lists all`)]
+    : [];
+  box.replaceChildren(title, table, ...more);
 }
 
 // Sort and filter, offered once there are more than 10 resources.
