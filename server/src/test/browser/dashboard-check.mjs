@@ -9,7 +9,9 @@
 // without a key is refused on the page, then pauses the resource with the admin key and waits for
 // the paused badge naming the admin. With THROTTLED=name, that resource was paused by an upstream
 // 429 report: its badge must say so with the time left, and its reports must show with their
-// time. Prints one JSON line of what it saw; exits 1 with a message on any failure. CHROMIUM
+// time. With TENANTS=name, that resource is shared between tenants: its tenant panel must show,
+// and each row's share, fair share, weight, floor, cap and waiters are reported. Prints one JSON
+// line of what it saw; exits 1 with a message on any failure. CHROMIUM
 // overrides the browser path (default /usr/bin/chromium).
 import { chromium } from "playwright-core";
 
@@ -72,6 +74,22 @@ try {
       resumeShown: await page.isVisible(tid(`resume-${name}`)),
     };
   }
+  let tenants = null;
+  if (process.env.TENANTS) {
+    const name = process.env.TENANTS;
+    await page.waitForSelector(`${tid(`tenants-${name}`)}:not([hidden])`, { timeout: 10000 });
+    // A row per tenant once a sample measured a share (before any use they read "–").
+    await page.waitForFunction((s) => document.querySelector(s)?.textContent.includes("share of"),
+      tid(`tenants-title-${name}`), { timeout: 10000 });
+    tenants = {
+      title: await page.textContent(tid(`tenants-title-${name}`)),
+      rows: await page.$$eval(`${tid(`tenants-${name}`)} tr[data-testid]`, (rows) => Object.fromEntries(rows.map((r) => {
+        const cell = (what) => r.querySelector(`[data-testid^="tenant-${what}-"]`)?.textContent;
+        return [r.querySelector("td.name").textContent, { share: cell("share"), fair: cell("fair"),
+          weight: cell("weight"), floor: cell("floor"), cap: cell("cap"), waiting: cell("waiting") }];
+      }))),
+    };
+  }
   // More than 10 resources: the toolbar sorts and filters.
   const toolbar = await page.isVisible(tid("toolbar"));
   let filtered = null;
@@ -127,7 +145,7 @@ try {
   if (consoleErrors.length) throw new Error(`errors in the page's console: ${consoleErrors.join(" | ")}`);
 
   console.log(JSON.stringify({ first, second, points, utilization, inFlight, limits, refused, badge, buffer, rate,
-    refusals, scale, axis, level, throttled, toolbar, filtered, firstByUtilization,
+    refusals, scale, axis, level, throttled, tenants, toolbar, filtered, firstByUtilization,
     actions: { pauseShownUnpaused, resumeShownUnpaused, pauseShownPaused, resumeShownPaused } }));
 } catch (e) {
   console.error(`dashboard check failed: ${e.message}`);

@@ -29,14 +29,16 @@ import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
 
 /**
- * {@code sluice stats [NAME] [--watch [--interval D]]}: a table, or with {@code --watch} a live
- * view redrawn in place every second (on a terminal) with per-second rates and utilization; with
- * {@code --json}, one JSON document per line per refresh.
+ * {@code sluice stats [NAME] [--by tenant] [--watch [--interval D]]}: a table, or with {@code
+ * --watch} a live view redrawn in place every second (on a terminal) with per-second rates and
+ * utilization; with {@code --json}, one JSON document per line per refresh. {@code --by tenant}
+ * prints one row per tenant instead ({@link TenantStatsView}).
  */
 @Command(name = "stats", mixinStandardHelpOptions = true,
     description = "Live state and counters of one resource, or of all. With --watch, a live view"
         + " refreshed every --interval (on a terminal it redraws in place) with grants/s, refusals/s"
-        + " and utilization per dimension since the previous refresh.")
+        + " and utilization per dimension since the previous refresh. With --by tenant, one row per"
+        + " tenant of a resource shared between tenants.")
 final class StatsCommand implements Callable<Integer> {
 
   /** How the watch loop waits; tests swap in a fake clock. */
@@ -69,17 +71,31 @@ final class StatsCommand implements Callable<Integer> {
       converter = Durations.Converter.class,
       description = "Time between two prints with --watch (default ${DEFAULT-VALUE}).")
   private Duration interval;
+  @Option(names = "--by", paramLabel = "tenant",
+      description = "--by tenant: one row per tenant of the resource (those its limit names, default, and other"
+          + " for the rest) with its weight, floor, cap, recent share against its fair share, use, waiters and"
+          + " estimated wait per lane.")
+  private String by;
 
   @Override
   public Integer call() {
     if (interval.compareTo(Duration.ofMillis(100)) < 0) {
       throw new ParameterException(spec.commandLine(), "--interval must be at least 100ms");
     }
+    if (by != null && !by.equals(TenantStatsView.BY_TENANT)) {
+      throw new ParameterException(spec.commandLine(), "--by '" + by + "' is not a way to split stats: the one"
+          + " accepted value is '" + TenantStatsView.BY_TENANT + "' (sluice stats NAME --by tenant)");
+    }
     PrintWriter out = spec.commandLine().getOut();
     GetStatsRequest request = GetStatsRequest.newBuilder().setResource(resource).build();
     try (AdminClient admin = client.connect()) {
       if (!watch) {
-        print(out, admin.call(stub -> stub.getStats(request)), false);
+        GetStatsResponse stats = admin.call(stub -> stub.getStats(request));
+        if (by != null) {
+          printByTenant(out, stats);
+        } else {
+          print(out, stats, false);
+        }
         return 0;
       }
       // Watching ends with Ctrl-C, or an interrupt when embedded: both are a normal end.
@@ -102,7 +118,11 @@ final class StatsCommand implements Callable<Integer> {
             out.println("sluice stats " + (resource.isEmpty() ? "(all resources)" : resource) + " · "
                 + client.describeTarget() + " · every " + Durations.format(interval) + " · "
                 + LocalTime.now().truncatedTo(ChronoUnit.SECONDS) + (redraw ? "  (Ctrl-C to stop)" : ""));
-            printWatched(out, stats, rates);
+            if (by != null) {
+              printByTenant(out, stats);
+            } else {
+              printWatched(out, stats, rates);
+            }
           }
           out.flush();
           previous.clear();
@@ -244,7 +264,37 @@ final class StatsCommand implements Callable<Integer> {
     }
     t.print(out);
     printSpend(out, stats);
+    for (ResourceStats s : stats.getResourcesList()) {
+      if (TenantStatsView.shared(s)) {
+        out.println(TenantStatsView.summary(s));
+      }
+    }
     out.println(LEGEND);
+  }
+
+  /**
+   * {@code --by tenant}: the tenant table of each resource shared between tenants (with {@code
+   * --json}, those resources' stats, tenants included). A resource without tenants is an error
+   * that says so, rather than an empty table.
+   */
+  private void printByTenant(PrintWriter out, GetStatsResponse stats) {
+    GetStatsResponse.Builder shared = GetStatsResponse.newBuilder();
+    stats.getResourcesList().stream().filter(TenantStatsView::shared).forEach(shared::addResources);
+    if (shared.getResourcesCount() == 0) {
+      throw new CliFailure(resource.isEmpty()
+          ? "no resource is shared between tenants: give a limit --share, --floor or --cap, or acquire with a"
+              + " tenant (AcquireOptions.tenant, \"tenant\" over HTTP)"
+          : "resource '" + resource + "' has no tenants: its limit names none (--share, --floor, --cap) and no"
+              + " acquire named one; `sluice stats " + resource + "` shows it whole", null);
+    }
+    if (output.json) {
+      out.println(Output.toJson(shared, watch));
+      return;
+    }
+    for (ResourceStats s : shared.getResourcesList()) {
+      TenantStatsView.print(out, s);
+    }
+    out.println(TenantStatsView.LEGEND);
   }
 
   private static String available(ResourceStats s) {

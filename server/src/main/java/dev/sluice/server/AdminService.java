@@ -25,7 +25,12 @@ import dev.sluice.proto.v1.SetLimitResponse;
 import dev.sluice.server.engine.Durations;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.EngineException;
+import dev.sluice.server.engine.Lane;
 import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.engine.ResourceSnapshot;
+import dev.sluice.server.engine.TenantShares;
+import dev.sluice.proto.v1.ResourceStats;
+import java.util.concurrent.CompletableFuture;
 import dev.sluice.server.engine.Validation;
 import dev.sluice.proto.v1.DeletePriceRequest;
 import dev.sluice.proto.v1.DeletePriceResponse;
@@ -38,6 +43,7 @@ import dev.sluice.server.price.Price;
 import dev.sluice.server.price.Prices;
 import io.grpc.stub.StreamObserver;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Executor;
 import java.util.function.Supplier;
 
@@ -53,6 +59,7 @@ final class AdminService extends AdminGrpc.AdminImplBase {
   private final KeyAdmin keys;
   private final dev.sluice.buffers.Buffers buffers;
   private final Prices prices;
+  private final TenantShares tenantShares;
 
   AdminService(Engine engine, Executor blocking, KeyAdmin keys) {
     this(engine, blocking, keys, null);
@@ -66,6 +73,13 @@ final class AdminService extends AdminGrpc.AdminImplBase {
   /** @param prices the price table, null where there is none */
   AdminService(Engine engine, Executor blocking, KeyAdmin keys, dev.sluice.buffers.Buffers buffers,
       Prices prices) {
+    this(engine, blocking, keys, buffers, prices, new TenantShares(System::nanoTime));
+  }
+
+  /** @param tenantShares the tenants' recent shares, shared with the dashboard */
+  AdminService(Engine engine, Executor blocking, KeyAdmin keys, dev.sluice.buffers.Buffers buffers,
+      Prices prices, TenantShares tenantShares) {
+    this.tenantShares = tenantShares;
     this.engine = engine;
     this.blocking = blocking;
     this.keys = keys;
@@ -324,16 +338,37 @@ final class AdminService extends AdminGrpc.AdminImplBase {
     Statuses.reply(
         observer,
         () -> {
+          CompletableFuture<List<ResourceSnapshot>> all;
           if (req.getResource().isEmpty()) {
-            return engine.stats();
+            all = engine.stats();
+          } else {
+            Validation.resource(req.getResource());
+            all = engine.stats(req.getResource()).thenApply(List::of);
           }
-          Validation.resource(req.getResource());
-          return engine.stats(req.getResource()).thenApply(List::of);
+          return all.thenCompose(list -> withTenants(list, !req.getResource().isEmpty()));
         },
-        all -> {
-          GetStatsResponse.Builder b = GetStatsResponse.newBuilder();
-          all.forEach(s -> b.addResources(Protos.stats(s)));
-          return b.build();
-        });
+        all -> GetStatsResponse.newBuilder().addAllResources(all).build());
+  }
+
+  /**
+   * Each resource's stats, with its tenants' rows where tenants share it: recent shares from the
+   * shared windows and, when {@code estimates} (one resource asked for), the engine's wait
+   * estimate per tenant and lane ({@link TenantEstimates}). A read of every resource leaves the
+   * estimates out: a policy may name 1 000 tenants, three estimates each, per resource.
+   */
+  private CompletableFuture<List<ResourceStats>> withTenants(List<ResourceSnapshot> all, boolean estimates) {
+    List<CompletableFuture<ResourceStats>> each = new java.util.ArrayList<>(all.size());
+    for (ResourceSnapshot s : all) {
+      if (!TenantShares.hasTenants(s)) {
+        each.add(CompletableFuture.completedFuture(Protos.stats(s)));
+        continue;
+      }
+      TenantShares.View view = tenantShares.of(s);
+      each.add((estimates ? TenantEstimates.of(engine, s.limit(), view)
+              : CompletableFuture.completedFuture(Map.<String, Map<Lane, Long>>of()))
+          .thenApply(est -> Protos.stats(s, view, est)));
+    }
+    return CompletableFuture.allOf(each.toArray(CompletableFuture[]::new))
+        .thenApply(done -> each.stream().map(CompletableFuture::join).toList());
   }
 }

@@ -199,4 +199,32 @@ final class Protos {
     }
     return b.build();
   }
+
+  /**
+   * A resource shared between tenants: its stats with one row per tenant, and each row's wait
+   * estimate per lane ({@code estimates}: tenant to lane to nanoseconds, -1 for only an event).
+   */
+  static ResourceStats stats(
+      ResourceSnapshot s, dev.sluice.server.engine.TenantShares.View view,
+      Map<String, Map<dev.sluice.server.engine.Lane, Long>> estimates) {
+    ResourceStats.Builder b = stats(s).toBuilder()
+        .setBindingDimension(view.binding())
+        .setTenantWindowSeconds(view.windowSeconds());
+    for (dev.sluice.server.engine.TenantShares.Row r : view.rows()) {
+      dev.sluice.proto.v1.TenantStats.Builder t = dev.sluice.proto.v1.TenantStats.newBuilder()
+          .setTenant(r.tenant())
+          .setWeight(r.weight())
+          .setFloor(r.floor())
+          .addAllCap(dimensions(r.cap(), null))
+          .setWaiting(r.waiting())
+          .putAllUsed(r.used())
+          .putAllRecentUsed(r.recentUsed())
+          .setRecentShare(r.recentShare())
+          .setFairShare(r.fairShare());
+      estimates.getOrDefault(r.tenant(), Map.of()).forEach(
+          (lane, nanos) -> t.putEstimatedWaitSeconds(lane.label(), nanos < 0 ? -1 : nanos / 1e9));
+      b.addTenants(t);
+    }
+    return b.build();
+  }
 }

@@ -103,9 +103,13 @@ public final class SluiceServer implements AutoCloseable {
   private Refusals refusals;
   private ConnectionCap connectionCap;
   private volatile long drainNanos;
+  /** Tenants' recent shares: one set of windows for the Admin API and the dashboard alike. */
+  private final dev.sluice.server.engine.TenantShares tenantShares;
 
   private SluiceServer(Builder config) {
     this.config = config;
+    this.tenantShares = new dev.sluice.server.engine.TenantShares(
+        config.ticker == null ? System::nanoTime : config.ticker::read);
   }
 
   /** A builder with the defaults documented on each setter. */
@@ -575,7 +579,7 @@ public final class SluiceServer implements AutoCloseable {
               .addService(new CoordinatorService(engine, maxWait.toNanos(), connectionWaiters,
                   new dev.sluice.server.price.Costs(engine, prices)))
               .addService(new AdminService(engine, adminExecutor, new KeyAdmin(keys, System::currentTimeMillis), buffers,
-                  prices))
+                  prices, tenantShares))
               .intercept(connectionWaiters)
               .intercept(auth)
               .addService(health.getHealthService())
@@ -616,7 +620,7 @@ public final class SluiceServer implements AutoCloseable {
     StoreMeters.register(registry, engine, redisStore);
     int cap = Limits.METRICS_MAX_RESOURCES.orDefault(config.metricsMaxResources);
     ResourceSampler sampler = new ResourceSampler(engine, cap,
-        config.ticker == null ? System::nanoTime : config.ticker::read, System::currentTimeMillis);
+        config.ticker == null ? System::nanoTime : config.ticker::read, System::currentTimeMillis, tenantShares);
     sampler.onSample(new ResourceMeters(registry, shared)::update);
     String node = shared ? redisStore.nodeId() : "standalone";
     http = new HttpApi(new HttpApi.Options(

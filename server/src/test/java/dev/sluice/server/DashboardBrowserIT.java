@@ -14,7 +14,9 @@ import dev.sluice.client.SluiceException;
 import dev.sluice.proto.v1.AdminGrpc;
 import dev.sluice.proto.v1.CreateKeyRequest;
 import dev.sluice.proto.v1.Role;
+import dev.sluice.server.engine.Lane;
 import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.engine.TenantPolicy;
 import dev.sluice.server.engine.RateSpec;
 import dev.sluice.server.engine.ResourceSnapshot;
 import io.grpc.ManagedChannel;
@@ -41,12 +43,14 @@ import org.junit.jupiter.api.io.TempDir;
  * and filter with more than 10 resources, show a resource paused by an upstream 429 report with
  * the time left and the report's time, refuse a pause without a key, then pause the resource with
  * the admin key (the badge names the admin), after which the workers' acquires stop being
- * granted. The screenshot is kept as server/target/dashboard.png (docs/operations.md shows a copy,
+ * granted. A resource shared between tenants shows its tenant panel: shares against fair shares,
+ * weights, floors, caps and waiters. The screenshot is kept as server/target/dashboard.png (docs/operations.md shows a copy,
  * docs/dashboard.png).
  */
 class DashboardBrowserIT {
 
   private static final String RESOURCE = "openai";
+  private static final String TEAMS = "teams";
 
   @TempDir Path dataDir;
 
@@ -81,6 +85,21 @@ class DashboardBrowserIT {
       // A second quota, oversubscribed: its queue shows on the page (and in the screenshot).
       sync(server.engine()).setLimit(new LimitSpec("shop-api", List.of(new RateSpec("requests", 5, Duration.ofSeconds(1), 1)),
           0, 1_000, Duration.ofSeconds(30)));
+      // A quota shared between tenants: search (weight 3, floor 40 %) took 900 tokens, batch 300;
+      // batch's next call waits on its own cap; research (a cap, no traffic) and default are idle.
+      sync(server.engine()).setLimit(new LimitSpec(TEAMS, List.of(
+          new RateSpec("requests", 600, Duration.ofMinutes(1), 100),
+          new RateSpec("tokens", 60_000, Duration.ofMinutes(1), 5_000)), 0, 1_000, Duration.ofSeconds(30),
+          new TenantPolicy(Map.of("search", 3.0, "batch", 1.0), Map.of("search", 0.4), Map.of(
+              "batch", List.of(new RateSpec("requests", 1, Duration.ofHours(1), 1)),
+              "research", List.of(new RateSpec("tokens", 1_000, Duration.ofMinutes(1), 16))))));
+      for (String tenant : new String[] {"search", "search", "search", "batch"}) {
+        String p = sync(server.engine()).acquire(TEAMS, Map.of("requests", 1L, "tokens", 300L), Lane.DEFAULT,
+            10_000_000_000L, null, tenant).future().join().permitId();
+        sync(server.engine()).release(TEAMS, p, Map.of("requests", 1L, "tokens", 300L), true, false);
+      }
+      sync(server.engine()).acquire(TEAMS, Map.of("requests", 1L, "tokens", 1L), Lane.DEFAULT, 600_000_000_000L, null,
+          "batch");
       // Ten idle quotas more: past 10 resources the page offers sort and filter.
       for (int i = 1; i <= 10; i++) {
         sync(server.engine()).setLimit(new LimitSpec(String.format("idle-%02d", i),
@@ -133,7 +152,7 @@ class DashboardBrowserIT {
         }
         Path shot = Path.of("target", "dashboard.png").toAbsolutePath();
         Files.createDirectories(shot.getParent());
-        NodeTool.Run run = NodeTool.run(browserDir, Duration.ofMinutes(2), Map.of("EXPECT_BUFFER", "outbox:3", "THROTTLED", "shop-api"), "node",
+        NodeTool.Run run = NodeTool.run(browserDir, Duration.ofMinutes(2), Map.of("EXPECT_BUFFER", "outbox:3", "THROTTLED", "shop-api", "TENANTS", TEAMS), "node",
             "dashboard-check.mjs",
             "http://127.0.0.1:" + server.httpPort() + "/", RESOURCE, adminKey, shot.toString());
         assertThat(run.exit()).as("dashboard-check.mjs failed:\n" + run.log()).isZero();
@@ -173,7 +192,20 @@ class DashboardBrowserIT {
             .matches("upstream 429 reports: 1 · last .+ ago · at \\d\\d:\\d\\d:\\d\\d");
         assertThat(throttled.get("pauseShown").asBoolean()).isFalse();
         assertThat(throttled.get("resumeShown").asBoolean()).isTrue();
-        assertThat(seen.get("toolbar").asBoolean()).as("sort and filter with 12 resources").isTrue();
+        // The tenant panel: each tenant's share of tokens (the binding dimension) against the fair
+        // share its weight gives it among the active tenants, floor, cap and waiters.
+        JsonNode tenants = seen.get("tenants");
+        assertThat(tenants.get("title").asText()).startsWith("tenants · share of tokens over the last ");
+        JsonNode rows = tenants.get("rows");
+        assertThat(rows.fieldNames()).toIterable().containsExactly("batch", "default", "research", "search");
+        assertThat(rows.get("search").toString()).isEqualTo("{\"share\":\"75 %\",\"fair\":\"75 %\",\"weight\":\"3\","
+            + "\"floor\":\"40 %\",\"cap\":\"–\",\"waiting\":\"0\"}");
+        assertThat(rows.get("batch").toString()).isEqualTo("{\"share\":\"25 %\",\"fair\":\"25 %\",\"weight\":\"1\","
+            + "\"floor\":\"–\",\"cap\":\"requests 1/h\",\"waiting\":\"1\"}");
+        assertThat(rows.get("research").toString()).isEqualTo("{\"share\":\"0 %\",\"fair\":\"0 %\",\"weight\":\"1\","
+            + "\"floor\":\"–\",\"cap\":\"tokens 1,000/min\",\"waiting\":\"0\"}");
+        assertThat(rows.get("default").get("share").asText()).isEqualTo("0 %");
+        assertThat(seen.get("toolbar").asBoolean()).as("sort and filter with 13 resources").isTrue();
         assertThat(seen.get("filtered").get("resourceShown").asBoolean()).as("filtered out").isFalse();
         assertThat(seen.get("filtered").get("idleShown").asInt()).isEqualTo(10);
         assertThat(seen.get("filtered").get("shown").asText()).isEqualTo("10 shown");

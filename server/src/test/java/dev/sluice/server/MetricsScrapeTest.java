@@ -138,6 +138,25 @@ class MetricsScrapeTest {
       assertThat(value(scrape(server), "sluice_tenant_tokens_used_total", "resource=\"fast\"", "tenant=\"other\"",
           "dimension=\"tokens\"")).as("granted 7, settled 5").isEqualTo(5.0);
       other.cancel();
+      // Spend per tenant, in dollars, on a limit that counts usd (micro-dollars in the engine):
+      // tenants the limit names, and every unnamed one together as "other".
+      engine.setLimit(new LimitSpec("dollars", List.of(new RateSpec("usd", 1_000_000, Duration.ofMinutes(1), 10_000)),
+          0, 100, Duration.ofSeconds(30), new dev.sluice.server.engine.TenantPolicy(Map.of("ads", 2.0), Map.of(),
+              Map.of())));
+      for (String tenant : new String[] {"ads", "ads", "zed", "yan"}) {
+        String p = engine.acquire("dollars", Map.of("usd", 450L), dev.sluice.server.engine.Lane.DEFAULT, 10_000_000_000L, null, tenant)
+            .future().join().permitId();
+        engine.release("dollars", p, Map.of("usd", tenant.equals("yan") ? 50L : 450L), true, false);
+      }
+      String spent = await().atMost(Duration.ofSeconds(10)).until(() -> scrape(server),
+          x -> value(x, "sluice_tenant_spend_dollars_total", "resource=\"dollars\"", "tenant=\"other\"") != null);
+      assertThat(value(spent, "sluice_tenant_spend_dollars_total", "resource=\"dollars\"", "tenant=\"ads\""))
+          .isCloseTo(0.0009, org.assertj.core.data.Offset.offset(1e-12));
+      assertThat(value(spent, "sluice_tenant_spend_dollars_total", "resource=\"dollars\"", "tenant=\"other\""))
+          .as("zed 450 and yan settled to 50 micro-dollars").isCloseTo(0.0005, org.assertj.core.data.Offset.offset(1e-12));
+      assertThat(spent).as("bounded: only the named tenant and other").containsPattern("tenant=\"ads\"")
+          .doesNotContain("tenant=\"zed\"", "tenant=\"yan\"");
+      assertThat(value(spent, "sluice_tenant_spend_dollars_total", "resource=\"fast\"")).as("no usd, no spend").isNull();
       // JVM and gRPC server metrics ride along.
       // (some heap pool holds something; any one of them, Eden right after a GC, may hold nothing)
       assertThat(s).containsPattern("jvm_memory_used_bytes\\{area=\"heap\"[^}]*} [1-9]");

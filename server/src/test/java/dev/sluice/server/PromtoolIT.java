@@ -82,12 +82,20 @@ class PromtoolIT {
       holding.close();
       queued.get(10, TimeUnit.SECONDS).close();
       client.reportThrottled("llm", Duration.ofMillis(1), Map.of());
+      // A limit that counts dollars, shared between tenants: the per-tenant series are linted too.
+      sync(server.engine()).setLimit(new LimitSpec("budget", List.of(new RateSpec("usd", 1_000_000, Duration.ofMinutes(1),
+          10_000)), 0, 100, Duration.ofSeconds(30), new dev.sluice.server.engine.TenantPolicy(Map.of("ads", 2.0),
+          Map.of(), Map.of())));
+      client.acquire("budget", Load.of("usd", 450), AcquireOptions.builder().tenant("ads").build()).close();
+      client.acquire("budget", Load.of("usd", 450), AcquireOptions.builder().tenant("zed").build()).close();
       // The per-resource gauges (and a shared store's counters) follow a sample taken once a second.
       String scrape = await().atMost(Duration.ofSeconds(10)).until(() -> scrape(server),
           s -> s.contains("sluice_upstream_throttled_total{resource=\"llm\"} 1.0")
-              && s.contains("sluice_permits_in_flight{resource=\"llm\"} 0.0"));
+              && s.contains("sluice_permits_in_flight{resource=\"llm\"} 0.0")
+              && s.contains("sluice_tenant_spend_dollars_total{resource=\"budget\",tenant=\"other\"}"));
       assertThat(scrape).contains("sluice_acquire_granted_total", "sluice_acquire_wait_p99_seconds",
-          "grpc_server_processing_duration_seconds", expected);
+          "grpc_server_processing_duration_seconds", "sluice_tenant_tokens_used_total", "sluice_tenant_waiting",
+          expected);
       Path file = dir.resolve("metrics.txt");
       Files.writeString(file, scrape);
       Result r = promtool(file, "check", "metrics");

@@ -3,6 +3,7 @@ package dev.sluice.server.http;
 import dev.sluice.server.engine.Lane;
 import dev.sluice.server.engine.RateSpec;
 import dev.sluice.server.engine.ResourceSnapshot;
+import dev.sluice.server.price.Costs;
 import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.MultiGauge;
@@ -29,6 +30,12 @@ import java.util.concurrent.atomic.DoubleAdder;
  *       engine computes them; Prometheus reserves the {@code quantile} label for summaries);
  *   <li>{@code sluice.tokens.used{resource,dimension}}: a counter of tokens taken net of refunds;
  *       its rate over {@code sluice.limit.rate.per.second} is utilization;
+ *   <li>per tenant ({@code tenant}: those the limit names, {@code default}, and every other
+ *       tenant together as {@code other}, so the series stay bounded): {@code
+ *       sluice.tenant.waiting{resource,tenant}}, {@code
+ *       sluice.tenant.tokens.used{resource,tenant,dimension}} and, on a limit that counts {@code
+ *       usd}, {@code sluice.tenant.spend{resource,tenant}} in dollars
+ *       ({@code sluice_tenant_spend_dollars_total});
  *   <li>on a shared store only, the outcome counters ({@code sluice.acquire.granted} ...) read
  *       from the store: they are totals over every node, so every node exports the same values
  *       (aggregate with {@code max}, not {@code sum}). The memory store counts them as they
@@ -109,6 +116,12 @@ public final class ResourceMeters {
           count(live, "sluice.tenant.tokens.used", tenant.and("dimension", u.getKey()),
               "Units a tenant used: granted, then settled or given back", u.getValue());
         }
+        Double micros = t.getValue().used().get(Costs.USD);
+        if (micros != null && s.limit().rate(Costs.USD) != null) {
+          count(live, "sluice.tenant.spend", tenant, "dollars",
+              "US dollars a tenant spent on a limit that counts usd: granted, then settled or given back",
+              micros / 1e6);
+        }
       }
       if (outcomeCounters) {
         count(live, "sluice.acquire.granted", tags, "Acquires granted (all nodes)", s.granted());
@@ -148,9 +161,13 @@ public final class ResourceMeters {
   }
 
   private void count(Set<Key> live, String name, Tags tags, String help, double value) {
+    count(live, name, tags, null, help, value);
+  }
+
+  private void count(Set<Key> live, String name, Tags tags, String baseUnit, String help, double value) {
     Key key = new Key(name, tags);
     live.add(key);
-    Holder h = counters.computeIfAbsent(key, k -> new Holder(registry, name, tags, help));
+    Holder h = counters.computeIfAbsent(key, k -> new Holder(registry, name, tags, baseUnit, help));
     h.set(value);
   }
 
@@ -165,9 +182,9 @@ public final class ResourceMeters {
     private final DoubleAdder total = new DoubleAdder();
     private double last;
 
-    Holder(MeterRegistry registry, String name, Tags tags, String help) {
-      counter = FunctionCounter.builder(name, total, DoubleAdder::sum).tags(tags).description(help)
-          .register(registry);
+    Holder(MeterRegistry registry, String name, Tags tags, String baseUnit, String help) {
+      counter = FunctionCounter.builder(name, total, DoubleAdder::sum).tags(tags).baseUnit(baseUnit)
+          .description(help).register(registry);
     }
 
     void set(double value) {

@@ -5,6 +5,7 @@ import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
 import dev.sluice.server.engine.ResourceSnapshot;
+import dev.sluice.server.engine.TenantShares;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -49,7 +50,8 @@ public final class ResourceSampler {
   private List<String> names;
   private int total;
   private long namesAt;
-  private volatile Sample latest = new Sample(0, List.of(), Map.of(), 0, Map.of());
+  private volatile Sample latest = new Sample(0, List.of(), Map.of(), 0, Map.of(), Map.of());
+  private final TenantShares tenantShares;
   private boolean warned;
   private final AtomicBoolean sampling = new AtomicBoolean();
 
@@ -63,13 +65,16 @@ public final class ResourceSampler {
    * @param total how many resources the coordinator holds (more than shown when over the cap)
    * @param activity per resource: its rates since the previous reading and its recent upstream
    *     throttle reports
+   * @param tenants per resource shared between tenants: each tenant's recent share against its
+   *     fair share ({@link TenantShares})
    */
   public record Sample(
       long timeMillis,
       List<ResourceSnapshot> resources,
       Map<String, Map<String, Double>> utilization,
       int total,
-      Map<String, Activity> activity) {}
+      Map<String, Activity> activity,
+      Map<String, TenantShares.View> tenants) {}
 
   /** At most this many throttle report times are kept per resource. */
   static final int RECENT_THROTTLES = 5;
@@ -93,6 +98,13 @@ public final class ResourceSampler {
    * @param millis the wall clock shown on the page
    */
   public ResourceSampler(Engine engine, int maxResources, LongSupplier nanos, LongSupplier millis) {
+    this(engine, maxResources, nanos, millis, new TenantShares(nanos));
+  }
+
+  /** @param tenantShares the tenants' recent shares, shared with the Admin API's stats */
+  public ResourceSampler(
+      Engine engine, int maxResources, LongSupplier nanos, LongSupplier millis, TenantShares tenantShares) {
+    this.tenantShares = tenantShares;
     this.engine = engine;
     this.maxResources = maxResources;
     this.nanos = nanos;
@@ -195,6 +207,7 @@ public final class ResourceSampler {
     List<ResourceSnapshot> snapshots = new ArrayList<>(list.size());
     Map<String, Map<String, Double>> utilization = new LinkedHashMap<>();
     Map<String, Activity> activity = new LinkedHashMap<>();
+    Map<String, TenantShares.View> tenants = new LinkedHashMap<>();
     long wall = millis.getAsLong();
     Set<String> seen = new HashSet<>();
     for (int i = 0; i < list.size(); i++) {
@@ -209,9 +222,12 @@ public final class ResourceSampler {
       History h = history.computeIfAbsent(name, k -> new History());
       activity.put(name, h.activity(snap, now, wall));
       utilization.put(name, h.add(snap, now));
+      if (TenantShares.hasTenants(snap)) {
+        tenants.put(name, tenantShares.of(snap));
+      }
     }
     history.keySet().retainAll(seen);
-    return new Sample(wall, List.copyOf(snapshots), utilization, total, activity);
+    return new Sample(wall, List.copyOf(snapshots), utilization, total, activity, tenants);
   }
 
   /** Utilization history of one resource, per dimension, oldest first (at most {@link #HISTORY}). */

@@ -9,6 +9,7 @@ import dev.sluice.server.engine.LearnSpec;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
 import dev.sluice.server.engine.ResourceSnapshot;
+import dev.sluice.server.engine.TenantShares;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -33,7 +34,12 @@ final class Views {
     ArrayNode list = o.putArray("resources");
     for (ResourceSnapshot r : s.resources()) {
       String name = r.limit().resource();
-      list.add(resource(r, s.utilization().getOrDefault(name, Map.of()), s.activity().get(name)));
+      ObjectNode one = resource(r, s.utilization().getOrDefault(name, Map.of()), s.activity().get(name));
+      TenantShares.View tenants = s.tenants().get(name);
+      if (tenants != null) {
+        one.set("tenants", tenants(tenants));
+      }
+      list.add(one);
     }
     return o;
   }
@@ -97,6 +103,51 @@ final class Views {
     }
     if (activity != null) {
       activity.throttledAtMillis().forEach(throttles::add);
+    }
+    return o;
+  }
+
+  /** Tenant rows a resource sends to the dashboard at most. */
+  static final int DASHBOARD_TENANTS = 20;
+
+  /**
+   * A resource's tenants ({@link TenantShares}): {@code {"binding", "windowSeconds", "more",
+   * "rows": [{"tenant", "weight", "floor", "cap", "waiting", "used", "recentUsed", "share",
+   * "fairShare"}]}}, shares and floors as fractions (0.4 is 40 %); at most {@link
+   * #DASHBOARD_TENANTS} rows (tenants with waiters first, then the largest recent shares), in
+   * name order, {@code more} saying how many were left out.
+   */
+  static ObjectNode tenants(TenantShares.View v) {
+    ObjectNode o = JSON.createObjectNode();
+    o.put("binding", v.binding());
+    o.put("windowSeconds", round(v.windowSeconds()));
+    // A policy may name up to 1 000 tenants, and this goes out every second: the busiest rows only.
+    List<TenantShares.Row> shown = v.rows();
+    if (shown.size() > DASHBOARD_TENANTS) {
+      shown = shown.stream()
+          .sorted(java.util.Comparator.comparing((TenantShares.Row r) -> r.waiting() == 0) // waiting first
+              .thenComparing(java.util.Comparator.comparingDouble(TenantShares.Row::recentShare).reversed())
+              .thenComparing(java.util.Comparator.comparingInt(TenantShares.Row::waiting).reversed())
+              .thenComparing(TenantShares.Row::tenant))
+          .limit(DASHBOARD_TENANTS)
+          .sorted(java.util.Comparator.comparing(TenantShares.Row::tenant))
+          .toList();
+    }
+    o.put("more", v.rows().size() - shown.size());
+    ArrayNode rows = o.putArray("rows");
+    for (TenantShares.Row r : shown) {
+      ObjectNode x = rows.addObject();
+      x.put("tenant", r.tenant());
+      x.put("weight", r.weight());
+      x.put("floor", r.floor());
+      rates(x.putArray("cap"), r.cap(), null);
+      x.put("waiting", r.waiting());
+      ObjectNode used = x.putObject("used");
+      r.used().forEach((k, u) -> used.put(k, round(u)));
+      ObjectNode recent = x.putObject("recentUsed");
+      r.recentUsed().forEach((k, u) -> recent.put(k, round(u)));
+      x.put("share", round(r.recentShare()));
+      x.put("fairShare", round(r.fairShare()));
     }
     return o;
   }

@@ -9,10 +9,12 @@ const KEY = "sluice.adminKey";
 const $ = (sel) => document.querySelector(sel);
 const fmt = new Intl.NumberFormat("en", { maximumFractionDigits: 1 });
 
+function per(p) {
+  return p === 1 ? "s" : p === 60 ? "min" : p === 3600 ? "h" : p === 86400 ? "day" : `${fmt.format(p)} s`;
+}
+
 function rate(r) {
-  const p = r.periodSeconds;
-  const unit = p === 1 ? "s" : p === 60 ? "min" : p === 3600 ? "h" : p === 86400 ? "day" : `${fmt.format(p)} s`;
-  return `${r.dimension} ${fmt.format(r.amount)}/${unit} (burst ${fmt.format(r.burst)})`;
+  return `${r.dimension} ${fmt.format(r.amount)}/${per(r.periodSeconds)} (burst ${fmt.format(r.burst)})`;
 }
 
 function el(tag, attrs = {}, text) {
@@ -109,6 +111,9 @@ function card(r) {
     batch: figure(figs, "waiting: batch", `waiting-${r.name}-batch`),
   };
   root.append(figs);
+  refs.tenants = el("div", { class: "tenants", "data-testid": `tenants-${r.name}` });
+  refs.tenants.hidden = true;
+  root.append(refs.tenants);
   refs.totals = el("div", { class: "totals", "data-testid": `totals-${r.name}` });
   refs.granted_total = el("span", { "data-testid": `granted-${r.name}` }, "0");
   root.append(refs.totals);
@@ -255,6 +260,7 @@ function render(sample) {
     f.granted_total.textContent = String(r.granted);
     f.totals.replaceChildren("since start: ", f.granted_total,
       ` granted · ${rejected} refused · ${r.timedOut} timed out`);
+    renderTenants(f.tenants, r);
     const throttles = throttleText(r);
     f.throttles.hidden = !throttles;
     f.throttles.textContent = throttles;
@@ -296,6 +302,53 @@ function render(sample) {
   }
   arrange();
   loadBuffers();
+}
+
+const pct = (x) => `${fmt.format(x * 100)} %`;
+
+function capText(rates) {
+  return rates.map((c) => `${c.dimension} ${fmt.format(c.amount)}/${per(c.periodSeconds)}`).join(", ");
+}
+
+// A resource shared between tenants: each tenant's recent share of the binding dimension against
+// its fair share (its weight over the active tenants' weights), its floor, cap and waiters.
+function renderTenants(box, r) {
+  const t = r.tenants;
+  box.hidden = !t;
+  if (!t) return;
+  const window = human(t.windowSeconds);
+  const title = el("div", { class: "tenants-title", "data-testid": `tenants-title-${r.name}` },
+    t.binding ? `tenants · share of ${t.binding} over the last ${window} (bar: used, mark: fair share)`
+      : `tenants · nothing used over the last ${window}`);
+  const table = el("table");
+  const head = el("tr");
+  for (const h of ["tenant", "share", "fair", "weight", "floor", "cap", "waiting"]) head.append(el("th", {}, h));
+  table.append(head);
+  for (const row of t.rows) {
+    const id = `${r.name}-${row.tenant}`;
+    const tr = el("tr", { "data-testid": `tenant-${id}` });
+    tr.append(el("td", { class: "name" }, row.tenant));
+    const share = el("td", { class: "share" });
+    const bar = el("div", { class: "bar", "aria-hidden": "true" });
+    const used = el("span", { class: "used" });
+    used.style.width = `${Math.min(100, row.share * 100)}%`;
+    const fair = el("span", { class: "fair" });
+    fair.style.left = `${Math.min(100, row.fairShare * 100)}%`;
+    bar.append(used, fair);
+    share.append(bar, el("span", { "data-testid": `tenant-share-${id}` }, t.binding ? pct(row.share) : "–"));
+    share.classList.toggle("over", t.binding && row.share > row.fairShare + 0.05);
+    tr.append(share);
+    tr.append(el("td", { class: "n", "data-testid": `tenant-fair-${id}` }, t.binding ? pct(row.fairShare) : "–"));
+    tr.append(el("td", { class: "n", "data-testid": `tenant-weight-${id}` }, fmt.format(row.weight)));
+    tr.append(el("td", { class: "n", "data-testid": `tenant-floor-${id}` }, row.floor > 0 ? pct(row.floor) : "–"));
+    tr.append(el("td", { class: "cap", "data-testid": `tenant-cap-${id}` }, row.cap.length ? capText(row.cap) : "–"));
+    tr.append(el("td", { class: "n", "data-testid": `tenant-waiting-${id}` }, String(row.waiting)));
+    table.append(tr);
+  }
+  const more = t.more ? [el("div", { class: "tenants-title", "data-testid": `tenants-more-${r.name}` },
+    `and ${t.more} more tenant${t.more === 1 ? "" : "s"}, not waiting, with smaller shares: sluice stats ${r.name} --by tenant lists all`)]
+    : [];
+  box.replaceChildren(title, table, ...more);
 }
 
 // Sort and filter, offered once there are more than 10 resources.
