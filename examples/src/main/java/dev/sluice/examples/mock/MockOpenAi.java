@@ -59,7 +59,8 @@ import java.util.function.LongSupplier;
  * <ul>
  *   <li>{@code POST /v1/chat/completions}: OpenAI's request ({@code model}, {@code messages} with
  *       string or text-part content, {@code max_tokens} or {@code max_completion_tokens} — default
- *       256 —, {@code n}, {@code stream}, {@code stream_options.include_usage}); the {@code
+ *       256 —, {@code n}, {@code stream}, {@code stream_options.include_usage}, and {@code
+ *       safety_identifier} or {@code user}, counted per end user in {@link Stats#byUser}); the {@code
  *       chat.completion} object or a {@code chat.completion.chunk} event stream ending in {@code
  *       data: [DONE]}. Needs {@code Authorization: Bearer <key>} (else 401 {@code
  *       invalid_api_key}); a body that is not valid JSON or not a valid request is a 400 {@code
