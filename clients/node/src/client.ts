@@ -80,6 +80,11 @@ export interface ReportOptions {
   retryAfterMs?: number;
   /** x-ratelimit-remaining-* per dimension: can only lower what the coordinator thinks is left. */
   remaining?: Record<string, number>;
+  /**
+   * The provider's per-minute limits per dimension (x-ratelimit-limit-*, anthropic-ratelimit-*-limit):
+   * a resource set with `sluice limit set --learn PROVIDER` takes them as its rates; others ignore them.
+   */
+  limits?: Record<string, number>;
 }
 
 export interface RateLimit {
@@ -269,17 +274,20 @@ export class SluiceClient {
   }
 
   /**
-   * Upstream feedback: the worker saw a 429 and/or x-ratelimit-remaining-* headers. A throttled
-   * report pauses the resource for every worker. Resolves with how long it is now paused.
+   * Upstream feedback: the worker saw a 429 and/or rate-limit headers (what remains, the
+   * provider's limits). A throttled report pauses the resource for every worker. Resolves with how
+   * long it is now paused.
    */
   async report(resource: string, report: ReportOptions = {}): Promise<{ pausedForMs: number }> {
     this.checkOpen();
     const remaining = report.remaining ?? {};
     checkLoad(remaining, 'remaining');
+    const limits = report.limits ?? {};
+    checkLoad(limits, 'limits');
     if (report.retryAfterMs !== undefined) {
       checkTimeout(report.retryAfterMs, 'retryAfterMs');
     }
-    const request: Record<string, unknown> = { resource, throttled: report.throttled === true, remaining };
+    const request: Record<string, unknown> = { resource, throttled: report.throttled === true, remaining, limits };
     if (report.throttled && report.retryAfterMs !== undefined) {
       request.retryAfter = toDuration(report.retryAfterMs);
     }

@@ -252,6 +252,15 @@ describe('guarantees', { timeout: 30_000 }, () => {
     assert.deepEqual(await sluice.report('node.report', { remaining: { requests: 10 } }), { pausedForMs: 0 });
   });
 
+  test('a report with the provider\'s limits sets a learning limit\'s rates', async () => {
+    const perMinute = async () => Object.fromEntries((await sluice.describe('node.learn')).rates
+        .map((r) => [r.name, (r.amount * 60_000) / r.periodMs]));
+    assert.deepEqual(await perMinute(), { requests: 600_000, tokens: 60_000_000 });
+    await sluice.report('node.learn', { remaining: { tokens: 39_000 }, limits: { requests: 500, tokens: 40_000 } });
+    assert.deepEqual(await perMinute(), { requests: 500, tokens: 40_000 });
+    await assert.rejects(sluice.report('node.learn', { limits: { tokens: 1.5 } }), /limits tokens=1.5 is not a safe integer/);
+  });
+
   test('lease renewal keeps a permit alive well past its 1 s lease', async () => {
     const permit = await sluice.acquire('node.lease', {}, { timeoutMs: 5_000 });
     assert.equal(permit.leaseTtlMs, 1_000);

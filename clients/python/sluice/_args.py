@@ -144,6 +144,14 @@ def limits_from(headers: Optional[Headers]) -> Load:
     return _headers.parse(headers).limits()
 
 
+def report_from(headers: Optional[Headers], resource: str) -> _headers.Parsed:
+    """The headers read once for a report: what remains, the provider's limits and the pause asked
+    for, unusable or contradictory values dropped (one WARN per resource now and then)."""
+    parsed = _headers.parse(headers)
+    _headers.WARNINGS.once(resource, parsed)
+    return parsed
+
+
 def _lower(headers: Optional[Headers]) -> Dict[str, str]:
     if headers is None:
         return {}

@@ -129,14 +129,14 @@ class AsyncClient:
                                headers: Optional[Headers] = None) -> float:
         """As :meth:`sluice.Client.report_throttled`."""
         self._check_open()
-        resource, pause, remaining = report_args(resource, retry_after, headers)
-        return await self._run(self._core.report_steps(resource, True, pause, remaining))
+        resource, pause, remaining, limits = report_args(resource, retry_after, headers)
+        return await self._run(self._core.report_steps(resource, True, pause, remaining, limits))
 
     async def report_headers(self, resource: str, headers: Headers) -> float:
         """As :meth:`sluice.Client.report_headers`."""
         self._check_open()
-        resource, _, remaining = report_args(resource, None, headers)
-        return await self._run(self._core.report_steps(resource, False, None, remaining))
+        resource, _, remaining, limits = report_args(resource, None, headers)
+        return await self._run(self._core.report_steps(resource, False, None, remaining, limits))
 
     async def aclose(self) -> None:
         """Waits for the withdrawals and releases still under way, stops lease renewal, closes

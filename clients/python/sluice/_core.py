@@ -25,7 +25,7 @@ from ._answers import (
 )
 from ._args import (  # re-exported for the clients
     Headers, Load, check_known, check_lane, check_load, check_resource, check_tenant, check_timeout, log, parse_urls,
-    remaining_from, retry_after_from,
+    report_from,
 )
 from ._errors import SluiceUnavailableError, WaitEstimate
 
@@ -319,13 +319,17 @@ class Core:
         return _seconds(self._ok(answer, "renew", resource), "leaseSeconds", answer, "renew", resource)
 
     def report_steps(self, resource: str, throttled: bool, retry_after: Optional[float],
-                     remaining: Load) -> Generator[Step, Result, float]:
+                     remaining: Load, limits: Optional[Load] = None) -> Generator[Step, Result, float]:
+        """Sends a report: what remains lowers the buckets; the provider's ``limits`` set a learning
+        resource's rates (other resources ignore them)."""
         path = f"/v1/resources/{quote(resource, safe='')}/report"
         body: Dict[str, Any] = {"throttled": throttled}
         if retry_after is not None:
             body["retryAfter"] = round(min(retry_after, 86400.0), 3)
         if remaining:
             body["remaining"] = remaining
+        if limits:
+            body["limits"] = limits
         answer, _ = yield from self.attempts("report", resource, "POST", path, lambda _: body, CALL_BUDGET, 0.0)
         return _seconds(self._ok(answer, "report", resource), "pausedForSeconds", answer, "report", resource)
 
@@ -508,10 +512,13 @@ def estimate_args(core: Core, resource: Any, load: Optional[Mapping[str, Any]], 
     return resource, amounts, lane, tenant
 
 
-def report_args(resource: Any, retry_after: Optional[float], headers: Optional[Headers]) -> Tuple[str, Optional[float], Load]:
+def report_args(resource: Any, retry_after: Optional[float],
+                headers: Optional[Headers]) -> Tuple[str, Optional[float], Load, Load]:
+    """A report's resource, pause, remaining counts and provider limits (as the Java SDK sends
+    them: ``x-ratelimit-limit-*`` and ``anthropic-ratelimit-*-limit`` are what ``--learn`` learns
+    from)."""
     if retry_after is not None:
         retry_after = check_timeout(retry_after, "retry_after")
-    else:
-        retry_after = retry_after_from(headers)
     resource = check_resource(resource)
-    return resource, retry_after, remaining_from(headers, resource)
+    parsed = report_from(headers, resource)
+    return resource, parsed.retry_after if retry_after is None else retry_after, parsed.remaining(), parsed.limits()

@@ -132,6 +132,10 @@ class Plan:
         self.stream_usage = stream_usage
 
 
+#: Headers of what remains or of the provider's limits: an answer with any is reported.
+_COUNTS = ("x-ratelimit-remaining-", "x-ratelimit-limit-", "anthropic-ratelimit-")
+
+
 class Api:
     """One upstream API: which requests it meters and how it reads rate-limit headers."""
 
@@ -145,9 +149,10 @@ class Api:
         raise NotImplementedError
 
     def report(self, headers: httpx.Headers) -> Tuple[Optional[Dict[str, str]], bool]:
-        """The headers to report (``retry-after``/``retry-after-ms`` and ``x-ratelimit-remaining-*``
-        names, as the client reads them), or None when there is nothing; and whether a 429 of
-        these headers is a pause (it says when to retry)."""
+        """The headers to report (``retry-after``/``retry-after-ms``, what remains and the
+        provider's limits, under names the client reads: ``x-ratelimit-remaining|limit-*``,
+        ``anthropic-ratelimit-*``), or None when there is nothing; and whether a 429 of these
+        headers is a pause (it says when to retry)."""
         raise NotImplementedError
 
 
@@ -300,7 +305,7 @@ class _Base:
         headers, pause = self.api.report(response.headers)
         if response.status_code == 429 and pause and headers is not None:
             return True, headers
-        if headers is not None and any(k.startswith("x-ratelimit-remaining-") for k in headers):
+        if headers is not None and any(k.startswith(_COUNTS) for k in headers):
             return False, headers
         return None
 

@@ -155,19 +155,23 @@ class Client:
         """The upstream answered 429: pauses the resource for every worker and empties its buckets.
 
         ``retry_after`` in seconds; None reads ``retry-after-ms``, then ``retry-after``, from
-        ``headers`` (neither: the coordinator pauses 1 s). ``x-ratelimit-remaining-*`` headers
-        are passed on too. Returns the seconds the resource is now paused for.
+        ``headers`` (neither: the coordinator pauses 1 s). What remains and the provider's limits
+        in ``headers`` are passed on too, as :meth:`report_headers` does. Returns the seconds the
+        resource is now paused for.
         """
         self._check_open()
-        resource, pause, remaining = report_args(resource, retry_after, headers)
-        return self._run(self._core.report_steps(resource, True, pause, remaining))
+        resource, pause, remaining, limits = report_args(resource, retry_after, headers)
+        return self._run(self._core.report_steps(resource, True, pause, remaining, limits))
 
     def report_headers(self, resource: str, headers: Headers) -> float:
-        """Passes on an upstream answer's ``x-ratelimit-remaining-*``, which can only lower what the
-        buckets hold. Returns the seconds the resource is paused for (0 when not paused)."""
+        """Passes on an upstream answer's rate-limit headers (OpenAI's, Azure's, Anthropic's): what
+        remains, which can only lower what the buckets hold, and the provider's limits
+        (``x-ratelimit-limit-*``, ``anthropic-ratelimit-*-limit``), which a resource set with
+        ``sluice limit set --learn PROVIDER`` takes as its rates. Returns the seconds the resource
+        is paused for (0 when not paused)."""
         self._check_open()
-        resource, _, remaining = report_args(resource, None, headers)
-        return self._run(self._core.report_steps(resource, False, None, remaining))
+        resource, _, remaining, limits = report_args(resource, None, headers)
+        return self._run(self._core.report_steps(resource, False, None, remaining, limits))
 
     def close(self) -> None:
         """Stops lease renewal and closes the connections. Permits still held stay held until

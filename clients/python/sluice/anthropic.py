@@ -24,13 +24,11 @@ __all__ = ["transport", "AnthropicApi"]
 #: Output budget counted for a call without max_tokens (Anthropic refuses it anyway).
 DEFAULT_MAX_TOKENS = 1024
 
-#: Anthropic's rate-limit headers, by the dimension of the Sluice limit they describe.
-_REMAINING = {
-    "anthropic-ratelimit-requests-remaining": "requests",
-    "anthropic-ratelimit-tokens-remaining": "tokens",
-    "anthropic-ratelimit-input-tokens-remaining": "input_tokens",
-    "anthropic-ratelimit-output-tokens-remaining": "output_tokens",
-}
+#: Anthropic's remaining and limit headers of the dimensions this transport spells its own way
+#: (``input_tokens``), by the names the client reads for those (``x-ratelimit-remaining-input_tokens``).
+_OURS = {f"anthropic-ratelimit-{a}-{field}": f"x-ratelimit-{field}-{ours}"
+         for a, ours in (("input-tokens", "input_tokens"), ("output-tokens", "output_tokens"))
+         for field in ("remaining", "limit")}
 
 
 def _usage_event(event: Any) -> Optional[Any]:
@@ -80,8 +78,13 @@ class AnthropicApi(_metering.Api):
             low = name.lower()
             if low == "retry-after":
                 out["retry-after"] = value
-            elif low in _REMAINING:
-                out["x-ratelimit-remaining-" + _REMAINING[low]] = value
+            elif low.startswith("anthropic-ratelimit-"):
+                # As Anthropic names them (the dimensions `sluice limit set --learn anthropic`
+                # starts with: input-tokens), and as this transport meters them (input_tokens):
+                # the coordinator takes what remains and the limits of the dimensions its limit has.
+                out[low] = value
+                if low in _OURS:
+                    out[_OURS[low]] = value
         return (out or None), "retry-after" in out
 
 

@@ -127,8 +127,10 @@ class OpenAiApi(_metering.Api):
                     lambda usage: {"tokens": amount(usage, "total_tokens")}, _usage_event)
 
     def report(self, headers: httpx.Headers) -> Tuple[Optional[Dict[str, str]], bool]:
+        # The limits too: a resource set with --learn openai takes its rates from them.
         out = {k.lower(): v for k, v in headers.items()
-               if k.lower() in ("retry-after", "retry-after-ms") or k.lower().startswith("x-ratelimit-remaining-")}
+               if k.lower() in ("retry-after", "retry-after-ms")
+               or k.lower().startswith(("x-ratelimit-remaining-", "x-ratelimit-limit-"))}
         return (out or None), ("retry-after" in out or "retry-after-ms" in out)
 
 

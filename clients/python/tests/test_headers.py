@@ -10,6 +10,7 @@ import pytest
 
 from sluice import _headers as h
 from sluice._args import remaining_from
+from sluice._core import report_args
 
 NOW = 1796450400.0  # 2026-12-05T06:00:00Z: the recorded Anthropic resets are relative to it
 
@@ -122,6 +123,24 @@ def test_one_warning_per_resource_then_again_after_the_interval(caplog: pytest.L
 def test_the_report_path_keeps_what_is_left_and_drops_the_rest() -> None:
     assert remaining_from({"X-RateLimit-Remaining-Tokens": "1500", "x-ratelimit-remaining-images": "lots",
                            "x-ratelimit-limit-tokens": "90000"}, "py.headers") == {"tokens": 1500}
+
+
+def test_a_report_carries_the_providers_limits_as_the_java_sdk_does() -> None:
+    # What a report sends: resource, pause, remaining, limits. A limit of 0, one below what remains,
+    # one past 10**15 or not a number is dropped: never a learned limit.
+    assert report_args("py.headers", None, {
+        "x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "499",
+        "X-RateLimit-Limit-Tokens": "200000", "x-ratelimit-remaining-tokens": "0", "retry-after-ms": "250",
+        "x-ratelimit-limit-images": "0", "x-ratelimit-limit-audio": "lots",
+        "x-ratelimit-limit-embeddings": str(h.MAX_COUNT + 1),
+        "x-ratelimit-limit-files": "5", "x-ratelimit-remaining-files": "6"}) == (
+        "py.headers", 0.25, {"requests": 499, "tokens": 0}, {"requests": 500, "tokens": 200000})
+    # Anthropic's own names; an explicit pause wins over the headers'.
+    assert report_args("py.headers", 2.0, {
+        "anthropic-ratelimit-input-tokens-limit": "40000", "anthropic-ratelimit-input-tokens-remaining": "39000",
+        "anthropic-ratelimit-requests-limit": "50", "retry-after": "9"}) == (
+        "py.headers", 2.0, {"input-tokens": 39000}, {"input-tokens": 40000, "requests": 50})
+    assert report_args("py.headers", None, None) == ("py.headers", None, {}, {})
 
 
 def test_random_header_sets_never_raise_and_keep_only_bucket_safe_values() -> None:

@@ -138,3 +138,42 @@ def test_anthropic_429s_are_reported_with_retry_after(make_async) -> None:
 
     codes = asyncio.run(run())
     assert 200 in codes and set(codes) == {200, 429}
+
+
+# -- learned limits --------------------------------------------------------------------------
+
+
+def per_minute(resource: str) -> Dict[str, float]:
+    """The limit's rates now, per minute, by dimension (GET /v1/resources/{name})."""
+    return {r["dimension"]: r["amount"] * 60 / r["periodSeconds"] for r in state(resource)["limit"]["rates"]}
+
+
+def test_a_report_through_the_openai_transport_teaches_a_learning_limit_the_providers_limits(make_client) -> None:
+    # py.learn starts far above the mock (600 RPM, 40 000 TPM); the answer's x-ratelimit-limit-*
+    # headers, reported by the transport, set its rates to the provider's.
+    assert per_minute("py.learn") == {"requests": 600000, "tokens": 60000000}
+    c = make_client()
+    with httpx.Client(base_url=f"{MOCK}/v1", transport=sluice.openai.transport(c, "py.learn"),
+                      headers=openai_headers("p-learn")) as http:
+        r = http.post("/chat/completions", content=chat())
+        assert r.status_code == 200 and r.headers["x-ratelimit-limit-tokens"] == "40000", r.text
+    until(lambda: per_minute("py.learn") == {"requests": 600, "tokens": 40000}, "the limit learned from the report")
+    assert state("py.learn")["limit"]["learn"]["learnedAt"] is not None
+
+
+def test_a_report_through_the_anthropic_transport_teaches_a_learning_limit_the_providers_limits(make_async) -> None:
+    # py.learn.anthropic has the starting rates of --learn anthropic (requests=50/min, input-tokens
+    # 20 000/min, ...); the mock allows 600 RPM, 60 000 input and 1 200 output tokens a minute.
+    before = per_minute("py.learn.anthropic")
+    assert before["requests"] == 50 and before["input-tokens"] == 20000 and before["output-tokens"] == 4000
+
+    async def run() -> int:
+        async with make_async() as c:
+            t = sluice.anthropic.transport(c, "py.learn.anthropic")
+            async with httpx.AsyncClient(base_url=MOCK, transport=t,
+                                         headers={**ANTHROPIC_HEADERS, "x-api-key": "sk-ant-learn"}) as http:
+                return (await http.post("/v1/messages", content=messages())).status_code
+
+    assert asyncio.run(run()) == 200
+    until(lambda: [per_minute("py.learn.anthropic")[d] for d in ("requests", "input-tokens", "output-tokens")]
+          == [600, 60000, 1200], "the limit learned from the report")

@@ -277,7 +277,8 @@ def test_a_429_is_reported_with_its_retry_after_and_headers_after_a_success() ->
                                          "x-ratelimit-remaining-tokens": "0", "x-request-id": "req_1"}),
         usage_answer({"error": 1}, 429, {"x-ratelimit-remaining-tokens": "0"}),  # too large: no pause
         usage_answer({"prompt_tokens": 12, "total_tokens": 15}, 200,
-                     {"x-ratelimit-remaining-requests": "59", "x-ratelimit-remaining-tokens": "39000"}),
+                     {"x-ratelimit-remaining-requests": "59", "x-ratelimit-remaining-tokens": "39000",
+                      "x-ratelimit-limit-requests": "60", "x-ratelimit-limit-tokens": "40000"}),
         usage_answer({"prompt_tokens": 12, "total_tokens": 15}),
     ])
     with openai_http(c, Upstream(lambda r: next(answers)(r))) as http:
@@ -285,7 +286,8 @@ def test_a_429_is_reported_with_its_retry_after_and_headers_after_a_success() ->
     assert c.sent("report") == [
         {"throttled": True, "retryAfter": 1.5, "remaining": {"tokens": 0}},
         {"throttled": False, "remaining": {"tokens": 0}},
-        {"throttled": False, "remaining": {"requests": 59, "tokens": 39000}},
+        {"throttled": False, "remaining": {"requests": 59, "tokens": 39000},
+         "limits": {"requests": 60, "tokens": 40000}},  # what a resource set with --learn openai learns from
     ]
     assert [b.get("usage") for b in c.sent("release")] == [None, None, {"tokens": 62}, {"tokens": 62}]
 
@@ -311,6 +313,8 @@ def test_anthropic_messages_are_metered_on_input_and_output_and_report_its_heade
     c = coordinator("requests", "input_tokens", "output_tokens")
     headers = {"anthropic-ratelimit-requests-remaining": "49", "anthropic-ratelimit-input-tokens-remaining": "29000",
                "anthropic-ratelimit-output-tokens-remaining": "7900", "anthropic-ratelimit-tokens-remaining": "7900",
+               "anthropic-ratelimit-requests-limit": "50", "anthropic-ratelimit-input-tokens-limit": "30000",
+               "anthropic-ratelimit-output-tokens-limit": "8000", "anthropic-ratelimit-tokens-limit": "8000",
                "anthropic-ratelimit-requests-reset": "2026-12-05T05:00:01Z", "request-id": "req_1"}
     answers = iter([
         lambda r: httpx.Response(200, headers=headers, json={"type": "message", "usage": {
@@ -328,9 +332,13 @@ def test_anthropic_messages_are_metered_on_input_and_output_and_report_its_heade
     # "be brief" 2 tokens, the message 3 + 2: 7 in; max_tokens out. Settled: cache writes count, reads not.
     assert [a["load"] for a in c.sent("acquire")] == [{"requests": 1, "input_tokens": 7, "output_tokens": 100}] * 2
     assert [b.get("usage") for b in c.sent("release")] == [{"input_tokens": 16, "output_tokens": 9}, None]
-    remaining = {"requests": 49, "input_tokens": 29000, "output_tokens": 7900, "tokens": 7900}
-    assert c.sent("report") == [{"throttled": False, "remaining": remaining},
-                                {"throttled": True, "retryAfter": 3.0, "remaining": remaining}]
+    # Both spellings: input_tokens as this transport meters it, input-tokens as --learn anthropic starts with.
+    remaining = {"requests": 49, "input_tokens": 29000, "output_tokens": 7900, "tokens": 7900,
+                 "input-tokens": 29000, "output-tokens": 7900}
+    limits = {"requests": 50, "input_tokens": 30000, "output_tokens": 8000, "tokens": 8000,
+              "input-tokens": 30000, "output-tokens": 8000}
+    assert c.sent("report") == [{"throttled": False, "remaining": remaining, "limits": limits},
+                                {"throttled": True, "retryAfter": 3.0, "remaining": remaining, "limits": limits}]
 
 
 def test_an_anthropic_stream_settles_from_its_start_and_delta_events() -> None:

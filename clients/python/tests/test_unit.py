@@ -374,7 +374,7 @@ def test_reports_read_retry_after_and_the_remaining_counts_from_the_upstreams_he
         {"throttled": True, "retryAfter": 2.5, "remaining": {"tokens": 0}},
         {"throttled": True, "retryAfter": 7.0},
         {"throttled": True},
-        {"throttled": False, "remaining": {"tokens": 1200}},
+        {"throttled": False, "remaining": {"tokens": 1200}, "limits": {"tokens": 90000}},
     ]
 
 

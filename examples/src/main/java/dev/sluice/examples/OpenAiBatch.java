@@ -111,6 +111,11 @@ public final class OpenAiBatch implements Callable<Integer> {
   @Option(names = "--lane", defaultValue = "batch", description = "interactive, default or batch (default ${DEFAULT-VALUE}).")
   String lane;
 
+  @Option(names = "--tenant", paramLabel = "NAME",
+      description = "The tenant whose share of the quota this worker draws on (the limit's --share, --floor, --cap);"
+          + " also sent upstream as the calls' safety_identifier. Default: none (the tenant default).")
+  String tenant;
+
   @Option(names = "--estimate-factor", defaultValue = "1.0", description = "Scales the token estimate (to show settle at work).")
   double estimateFactor;
 
@@ -155,6 +160,13 @@ public final class OpenAiBatch implements Callable<Integer> {
     if (apiKey == null || apiKey.isBlank()) {
       throw new CommandLine.ParameterException(
           spec.commandLine(), "no API key: set OPENAI_API_KEY or pass --api-key");
+    }
+    if (tenant != null) {
+      try {
+        AcquireOptions.builder().tenant(tenant);
+      } catch (IllegalArgumentException e) {
+        throw new CommandLine.ParameterException(spec.commandLine(), "--tenant " + tenant + ": " + e.getMessage());
+      }
     }
     List<Prompt> prompts = Prompts.load(input);
     if (shard != null) {
@@ -284,8 +296,14 @@ public final class OpenAiBatch implements Callable<Integer> {
     List<TokenEstimator.Message> messages = List.of(new TokenEstimator.Message("user", text));
     long charge = TokenEstimator.admissionCharge(messages, 1, maxTokens);
     long estimate = Math.max(1, Math.round(charge * estimateFactor));
-    ChatCompletionCreateParams params =
-        ChatCompletionCreateParams.builder().model(model).addUserMessage(text).maxCompletionTokens(maxTokens).build();
+    ChatCompletionCreateParams.Builder request =
+        ChatCompletionCreateParams.builder().model(model).addUserMessage(text).maxCompletionTokens(maxTokens);
+    if (tenant != null) {
+      // OpenAI's field for the end user a call is for: the upstream (and the mock's stats) can
+      // tell the tenants' calls apart.
+      request.safetyIdentifier(tenant);
+    }
+    ChatCompletionCreateParams params = request.build();
     for (int attempt = 1; attempt <= maxAttempts && !stop.get(); attempt++) {
       if (sluice != null) {
         long left = deadline == Long.MAX_VALUE ? TimeUnit.MINUTES.toNanos(5) : deadline - System.nanoTime();
@@ -298,10 +316,7 @@ public final class OpenAiBatch implements Callable<Integer> {
               sluice.acquire(
                   resource,
                   Load.of("requests", 1, "tokens", estimate),
-                  AcquireOptions.builder()
-                      .lane(sluiceLane)
-                      .timeout(Duration.ofNanos(Math.min(left, TimeUnit.MINUTES.toNanos(5))))
-                      .build());
+                  acquireOptions(sluiceLane, Duration.ofNanos(Math.min(left, TimeUnit.MINUTES.toNanos(5)))));
         } catch (AcquireTimeoutException e) {
           return; // out of time
         }
@@ -329,6 +344,14 @@ public final class OpenAiBatch implements Callable<Integer> {
       failed.incrementAndGet();
       record(id, false, maxAttempts, 0, 0, "gave up after " + maxAttempts + " attempts");
     }
+  }
+
+  private AcquireOptions acquireOptions(Lane sluiceLane, Duration timeout) {
+    AcquireOptions.Builder options = AcquireOptions.builder().lane(sluiceLane).timeout(timeout);
+    if (tenant != null) {
+      options.tenant(tenant);
+    }
+    return options.build();
   }
 
   /** One upstream call. True when the prompt is finished (done or failed for good). */
@@ -455,6 +478,9 @@ public final class OpenAiBatch implements Callable<Integer> {
     }
     Map<String, Object> s = new LinkedHashMap<>();
     s.put("mode", mode.name());
+    if (tenant != null) {
+      s.put("tenant", tenant);
+    }
     s.put("done", done.get());
     s.put("failed", failed.get());
     s.put("worker_429s", seen429.get());

@@ -95,6 +95,9 @@ class OpenAiBatchTest {
         .isEqualTo(2);
     assertThat(err.toString()).contains("pick one");
     err = new StringWriter();
+    assertThat(run(err, "--input", prompts.toString(), "--api-key", "k", "--tenant", "team a")).isEqualTo(2);
+    assertThat(err.toString()).contains("--tenant team a: tenant");
+    err = new StringWriter();
     assertThat(run(err, "--api-key", "k")).isEqualTo(2);
     assertThat(err.toString()).contains("--input");
   }

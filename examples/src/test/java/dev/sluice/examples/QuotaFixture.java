@@ -14,6 +14,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.function.IntFunction;
 
 /**
  * A coordinator, a strict mock upstream and worker processes: the real pieces, really started.
@@ -76,7 +77,24 @@ final class QuotaFixture implements AutoCloseable {
     return run(processes, true, extraArgs);
   }
 
+  /**
+   * One worker JVM per entry of {@code perWorker}, each with its own arguments after {@code common},
+   * all started now; their summaries, in that order, once every one has exited 0.
+   */
+  List<JsonNode> runEach(List<List<String>> perWorker, String... common) throws Exception {
+    return run(perWorker.size(), false, i -> {
+      List<String> args = new ArrayList<>(List.of(common));
+      args.addAll(perWorker.get(i));
+      return args;
+    });
+  }
+
   private List<JsonNode> run(int processes, boolean failuresAllowed, String... extraArgs) throws Exception {
+    return run(processes, failuresAllowed, i -> List.of(extraArgs));
+  }
+
+  private List<JsonNode> run(int processes, boolean failuresAllowed, IntFunction<List<String>> extraArgs)
+      throws Exception {
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
     String cp = System.getProperty("java.class.path");
     List<Process> procs = new ArrayList<>();
@@ -98,7 +116,7 @@ final class QuotaFixture implements AutoCloseable {
                   "--sluice", "127.0.0.1:" + sluice.port(),
                   "--summary", summary.toString(),
                   "--no-progress"));
-      cmd.addAll(List.of(extraArgs));
+      cmd.addAll(extraArgs.apply(i));
       procs.add(new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start());
     }
     List<JsonNode> out = new ArrayList<>();

@@ -8,7 +8,9 @@ import java.util.Set;
 
 /**
  * The parts of a {@code POST /v1/chat/completions} body the mock needs, validated the way OpenAI
- * validates them. Other fields (temperature, tools, …) are accepted and ignored.
+ * validates them. Other fields (temperature, tools, …) are accepted and ignored. {@code endUser}
+ * is the request's {@code safety_identifier}, else its older {@code user}, else null: the stats
+ * count calls per end user with it.
  */
 record ChatRequest(
     String model,
@@ -16,12 +18,14 @@ record ChatRequest(
     int maxTokens,
     int n,
     boolean stream,
-    boolean includeUsage) {
+    boolean includeUsage,
+    String endUser) {
 
   /** Used when neither {@code max_tokens} nor {@code max_completion_tokens} is given. */
   static final int DEFAULT_MAX_TOKENS = 256;
 
   private static final int MAX_N = 128;
+  private static final int MAX_SAFETY_IDENTIFIER = 64;
   private static final Set<String> ROLES =
       Set.of("system", "developer", "user", "assistant", "tool", "function");
 
@@ -65,8 +69,31 @@ record ChatRequest(
       }
       includeUsage = bool(options, "include_usage", body);
     }
+    String safetyIdentifier = string(body, "safety_identifier", MAX_SAFETY_IDENTIFIER);
+    String user = string(body, "user", Integer.MAX_VALUE);
     return new ChatRequest(
-        model.asText(), messages, budget, n == null ? 1 : n, stream, includeUsage);
+        model.asText(), messages, budget, n == null ? 1 : n, stream, includeUsage,
+        safetyIdentifier != null ? safetyIdentifier : user);
+  }
+
+  /** An optional string field, or null; OpenAI refuses another type and, where it has one, a longer value. */
+  private static String string(JsonNode body, String field, int maxLength) throws InvalidRequest {
+    JsonNode node = present(body, field);
+    if (node == null) {
+      return null;
+    }
+    if (!node.isTextual()) {
+      throw invalidType(field, "a string", node);
+    }
+    String value = node.asText();
+    if (value.length() > maxLength) {
+      throw new InvalidRequest(
+          "Invalid '" + field + "': string too long. Expected a string with maximum length "
+              + maxLength + ", but got a string with length " + value.length() + " instead.",
+          field,
+          "string_above_max_length");
+    }
+    return value;
   }
 
   private static List<TokenEstimator.Message> messages(JsonNode body) throws InvalidRequest {

@@ -29,14 +29,25 @@ final class Engine {
     this.stats = new StatsRecorder(now);
   }
 
-  /** Decides on a chat completion and records the outcome; an admitted one is now in flight. */
+  /** Decides on a chat completion that names no end user; see {@link #admit(String, long, String)}. */
   synchronized Decision admit(String project, long charge) {
+    return admit(project, charge, null);
+  }
+
+  /**
+   * Decides on a chat completion and records the outcome, also under {@code user} (the end user
+   * the request names, or null); an admitted one is now in flight.
+   */
+  synchronized Decision admit(String project, long charge, String user) {
     long now = ticker.getAsLong();
     Decision decision = limiter.acquire(project, charge, now);
     if (decision.kind() == Decision.Kind.ADMITTED) {
-      stats.admitted(charge, now);
+      stats.admitted(charge, now, user);
     } else {
       stats.rejected(decision.reason());
+      if (decision.kind() != Decision.Kind.INSUFFICIENT_QUOTA) {
+        stats.rateLimited(user);
+      }
     }
     return decision;
   }
@@ -49,7 +60,7 @@ final class Engine {
     long now = ticker.getAsLong();
     AnthropicLimiter.Verdict verdict = anthropic.acquire(key, inputTokens, maxTokens, now);
     switch (verdict.kind()) {
-      case ADMITTED -> stats.admitted(inputTokens + maxTokens, now);
+      case ADMITTED -> stats.admitted(inputTokens + maxTokens, now, null);
       case TOO_LARGE -> stats.rejected("too_large");
       default -> stats.rejected(verdict.refusedOn().statsKey());
     }

@@ -59,7 +59,8 @@ import java.util.function.LongSupplier;
  * <ul>
  *   <li>{@code POST /v1/chat/completions}: OpenAI's request ({@code model}, {@code messages} with
  *       string or text-part content, {@code max_tokens} or {@code max_completion_tokens} — default
- *       256 —, {@code n}, {@code stream}, {@code stream_options.include_usage}); the {@code
+ *       256 —, {@code n}, {@code stream}, {@code stream_options.include_usage}, and {@code
+ *       safety_identifier} or {@code user}, counted per end user in {@link Stats#byUser}); the {@code
  *       chat.completion} object or a {@code chat.completion.chunk} event stream ending in {@code
  *       data: [DONE]}. Needs {@code Authorization: Bearer <key>} (else 401 {@code
  *       invalid_api_key}); a body that is not valid JSON or not a valid request is a 400 {@code
@@ -358,7 +359,7 @@ public final class MockOpenAi implements AutoCloseable {
     }
     int promptTokens = TokenEstimator.promptTokens(request.messages());
     long charge = promptTokens + (long) request.n() * request.maxTokens();
-    Decision decision = engine.admit(project, charge);
+    Decision decision = engine.admit(project, charge, request.endUser());
     switch (decision.kind()) {
       case ADMITTED -> answer(exchange, request, promptTokens, decision);
       case RATE_LIMITED -> rateLimited(exchange, request, decision);
@@ -726,6 +727,10 @@ public final class MockOpenAi implements AutoCloseable {
    * @param firstAdmittedAtMs when the first request was admitted, or null
    * @param lastAdmittedAtMs when the last request was admitted, or null
    * @param limits the limits now in force (per project)
+   * @param byUser chat completions by the end user they name ({@code safety_identifier}, else
+   *     {@code user}), sorted by name; requests naming none are counted only in the totals. A
+   *     worker that sets it to its tenant lets a test measure each tenant's share where the calls
+   *     arrive.
    */
   public record Stats(
       @JsonProperty("admitted") long admitted,
@@ -738,12 +743,31 @@ public final class MockOpenAi implements AutoCloseable {
       @JsonProperty("peak_requests_60s") long peakRequests60s,
       @JsonProperty("first_admitted_at_ms") Long firstAdmittedAtMs,
       @JsonProperty("last_admitted_at_ms") Long lastAdmittedAtMs,
-      @JsonProperty("limits") Limits limits) {
+      @JsonProperty("limits") Limits limits,
+      @JsonProperty("by_user") Map<String, User> byUser) {
 
-    /** Copies {@code rejected}. */
+    /** Copies {@code rejected} and {@code byUser}. */
     public Stats {
       rejected = Collections.unmodifiableMap(new LinkedHashMap<>(rejected));
+      byUser = Collections.unmodifiableMap(new LinkedHashMap<>(byUser));
     }
+
+    /** One end user's count, or zeros if it sent nothing. */
+    public User user(String name) {
+      return byUser.getOrDefault(name, new User(0, 0, 0));
+    }
+
+    /**
+     * What one end user's chat completions got.
+     *
+     * @param admitted admitted (answered 200)
+     * @param estimatedTokens sum of their admission charges
+     * @param rateLimited answered 429 for a rate limit: over RPM, TPM, RPD or TPD, or too large
+     */
+    public record User(
+        @JsonProperty("admitted") long admitted,
+        @JsonProperty("estimated_tokens") long estimatedTokens,
+        @JsonProperty("rate_limited") long rateLimited) {}
 
     /** All HTTP 429 answers: the rate-limit reasons plus {@code insufficient_quota}, both APIs. */
     public long rateLimited() {

@@ -4,6 +4,7 @@ import dev.sluice.examples.mock.MockOpenAi.Stats;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.TreeMap;
 
 /**
  * Counters behind {@link Stats}. Not thread-safe; {@link Engine} serializes calls.
@@ -34,6 +35,8 @@ final class StatsRecorder {
   private long peakRequests;
   private long firstAdmitted = -1;
   private long lastAdmitted = -1;
+  /** Per end user named in the request: admitted, estimated tokens, rate-limited. */
+  private final Map<String, long[]> users = new TreeMap<>();
 
   private long[] times = new long[1024];
   private long[] charges = new long[1024];
@@ -45,7 +48,13 @@ final class StatsRecorder {
     reset(now);
   }
 
-  void admitted(long charge, long now) {
+  /** An admitted request; {@code user} is the end user it names, or null. */
+  void admitted(long charge, long now, String user) {
+    if (user != null) {
+      long[] u = users.computeIfAbsent(user, k -> new long[3]);
+      u[0]++;
+      u[1] += charge;
+    }
     admitted++;
     estimatedTokens += charge;
     inFlight++;
@@ -95,6 +104,13 @@ final class StatsRecorder {
     rejected.merge(reason, 1L, Long::sum);
   }
 
+  /** A request answered 429 for a rate limit that named {@code user} (null: none). */
+  void rateLimited(String user) {
+    if (user != null) {
+      users.computeIfAbsent(user, k -> new long[3])[2]++;
+    }
+  }
+
   /** Zeroes everything but the requests still in flight, and restarts the clock at {@code now}. */
   void reset(long now) {
     epochNanos = now;
@@ -109,6 +125,7 @@ final class StatsRecorder {
     peakRequests = 0;
     firstAdmitted = -1;
     lastAdmitted = -1;
+    users.clear();
     Arrays.fill(times, 0);
     head = 0;
     size = 0;
@@ -127,7 +144,14 @@ final class StatsRecorder {
         peakRequests,
         sinceEpochMillis(firstAdmitted),
         sinceEpochMillis(lastAdmitted),
-        limits);
+        limits,
+        byUser());
+  }
+
+  private Map<String, Stats.User> byUser() {
+    Map<String, Stats.User> out = new LinkedHashMap<>();
+    users.forEach((name, u) -> out.put(name, new Stats.User(u[0], u[1], u[2])));
+    return out;
   }
 
   private Long sinceEpochMillis(long nanos) {

@@ -291,6 +291,42 @@ class MockOpenAiHttpTest {
   }
 
   @Test
+  void callsAreCountedPerEndUserBySafetyIdentifierElseUser() throws Exception {
+    start(b -> b.rpm(120).tpm(1_000_000)); // a bucket of 2 requests
+    assertThat(chat("k", HELLO + ",\"max_tokens\":10,\"safety_identifier\":\"a\"}").statusCode()).isEqualTo(200);
+    // The newer field wins over the older one.
+    assertThat(chat("k", HELLO + ",\"max_tokens\":20,\"safety_identifier\":\"a\",\"user\":\"b\"}").statusCode())
+        .isEqualTo(200);
+    assertThat(chat("k", HELLO + ",\"max_tokens\":30,\"user\":\"b\"}").statusCode()).isEqualTo(429);
+    now.addAndGet(1_000_000_000L);
+    assertThat(chat("k", HELLO + ",\"max_tokens\":30,\"user\":\"b\"}").statusCode()).isEqualTo(200);
+    now.addAndGet(1_000_000_000L);
+    assertThat(chat("k", HELLO + ",\"max_tokens\":40}").statusCode()).isEqualTo(200); // names nobody
+
+    Stats stats = mock.stats();
+    assertThat(stats.byUser()).containsOnlyKeys("a", "b");
+    assertThat(stats.user("a")).isEqualTo(new Stats.User(2, 2 * HELLO_PROMPT + 30, 0));
+    assertThat(stats.user("b")).isEqualTo(new Stats.User(1, HELLO_PROMPT + 30, 1));
+    assertThat(stats.user("c")).isEqualTo(new Stats.User(0, 0, 0));
+    assertThat(stats.admitted()).isEqualTo(4);
+    JsonNode overHttp = json.readTree(send("GET", "/mock/stats", null).body());
+    assertThat(overHttp.at("/by_user/b/estimated_tokens").asLong()).isEqualTo(HELLO_PROMPT + 30);
+    assertThat(overHttp.at("/by_user/b/rate_limited").asLong()).isEqualTo(1);
+
+    HttpResponse<String> notString = chat("k", HELLO + ",\"safety_identifier\":7}");
+    assertThat(notString.statusCode()).isEqualTo(400);
+    assertThat(error(notString).get("message").asText())
+        .isEqualTo("Invalid type for 'safety_identifier': expected a string, but got an integer instead.");
+    HttpResponse<String> tooLong = chat("k", HELLO + ",\"safety_identifier\":\"" + "x".repeat(65) + "\"}");
+    assertThat(tooLong.statusCode()).isEqualTo(400);
+    assertThat(error(tooLong).get("code").asText()).isEqualTo("string_above_max_length");
+    assertThat(chat("k", HELLO + ",\"user\":[]}").statusCode()).isEqualTo(400);
+
+    assertThat(send("POST", "/mock/reset", null).statusCode()).isEqualTo(200);
+    assertThat(mock.stats().byUser()).isEmpty();
+  }
+
+  @Test
   void limitsArePerProjectKeyOrProjectHeader() throws Exception {
     start(b -> b.rpm(60).tpm(1_000_000));
     assertThat(chat("a", HELLO + "}").statusCode()).isEqualTo(200);
@@ -379,7 +415,8 @@ class MockOpenAiHttpTest {
             "peak_requests_60s",
             "first_admitted_at_ms",
             "last_admitted_at_ms",
-            "limits");
+            "limits",
+            "by_user");
     assertThat(json.treeToValue(stats, Stats.class)).isEqualTo(mock.stats());
     assertThat(stats.at("/rejected/requests").asLong()).isEqualTo(1);
     assertThat(stats.at("/limits/rpm").asLong()).isEqualTo(60);
