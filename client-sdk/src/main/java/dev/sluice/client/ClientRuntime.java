@@ -376,7 +376,7 @@ final class ClientRuntime implements AutoCloseable {
 
   /** @param model the model the acquire named ("" for none), sent again with the settle */
   GrpcPermit newPermit(String resource, String model, AcquireResponse response) {
-    GrpcPermit permit = new GrpcPermit(this, response.getPermitId(), resource,
+    GrpcPermit permit = new GrpcPermit(this, response.getPermitId(), resource, response.getMember(),
         Load.fromServer(response.getGrantedMap()), Protos.toJava(response.getWaited()),
         Protos.toJava(response.getLeaseTtl()), model);
     // Registered before the caller can see the permit, so a quick close() always finds it.

@@ -15,6 +15,7 @@ final class GrpcPermit implements Permit {
   private final ClientRuntime client;
   private final String id;
   private final String resource;
+  private final String member;
   private final Load granted;
   private final Duration waited;
   private final Duration leaseTtl;
@@ -22,12 +23,13 @@ final class GrpcPermit implements Permit {
   private final AtomicBoolean ended = new AtomicBoolean();
   private volatile Load actual;
 
-  GrpcPermit(ClientRuntime client, String id, String resource, Load granted, Duration waited, Duration leaseTtl,
-      String model) {
+  GrpcPermit(ClientRuntime client, String id, String resource, String member, Load granted, Duration waited,
+      Duration leaseTtl, String model) {
     this.model = model;
     this.client = client;
     this.id = id;
     this.resource = resource;
+    this.member = member == null || member.isEmpty() ? resource : member;
     this.granted = granted;
     this.waited = waited;
     this.leaseTtl = leaseTtl;
@@ -41,6 +43,11 @@ final class GrpcPermit implements Permit {
   @Override
   public String resource() {
     return resource;
+  }
+
+  @Override
+  public String member() {
+    return member;
   }
 
   @Override

@@ -23,6 +23,16 @@ public interface Permit extends AutoCloseable {
   /** The resource this permit was granted on. */
   String resource();
 
+  /**
+   * The resource whose limit granted this permit: {@link #resource()} itself, or for a pool the
+   * member that granted, whose own upstream (API key, project, deployment) the call should use.
+   * Report that upstream's 429s on the member, so only it pauses. Release and settle need
+   * nothing more: the permit finds its member.
+   */
+  default String member() {
+    return resource();
+  }
+
   /** The load the coordinator charged, including its {@code requests = 1} default. */
   Load granted();
 

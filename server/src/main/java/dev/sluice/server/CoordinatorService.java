@@ -124,6 +124,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
   static AcquireResponse response(Grant g, long arrivedNanos) {
     AcquireResponse.Builder b = AcquireResponse.newBuilder()
         .setPermitId(g.permitId())
+        .setMember(g.resource())
         .setLeaseTtl(Protos.duration(g.leaseTtlNanos()))
         .putAllGranted(g.load())
         .setWaited(Protos.duration(g.waitedNanos()))

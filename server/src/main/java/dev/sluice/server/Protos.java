@@ -103,7 +103,8 @@ final class Protos {
         l.hasLeaseTtl() ? javaDuration(l.getLeaseTtl(), "lease_ttl") : null,
         l.hasJitter() ? javaDuration(l.getJitter(), "jitter") : null,
         new TenantPolicy(l.getSharesMap(), l.getFloorsMap(), caps),
-        l.hasLearn() ? learn(l.getLearn()) : null);
+        l.hasLearn() ? learn(l.getLearn()) : null,
+        l.getMembersList());
   }
 
   private static List<RateSpec> rates(List<RateDimension> in) {
@@ -174,6 +175,7 @@ final class Protos {
     if (s.learn() != null) {
       b.setLearn(learn(s.learn()));
     }
+    b.addAllMembers(s.members());
     return b.build();
   }
 

@@ -211,6 +211,7 @@ final class Views {
     ObjectNode o = JSON.createObjectNode();
     o.put("permitId", httpPermitId);
     o.put("resource", g.resource());
+    o.put("member", g.resource()); // for a pool, the member that granted (as "resource" too)
     ObjectNode granted = o.putObject("granted");
     g.load().forEach(granted::put);
     o.put("leaseSeconds", g.leaseTtlNanos() / 1e9);
