@@ -273,6 +273,11 @@ public final class Validation {
           + "; unnamed tenants weigh 1, so name only those that differ");
     }
     named.forEach(Validation::tenant);
+    if (named.contains(TenantPolicy.OTHER)) {
+      throw EngineException.invalid("limit for '" + resource + "' names a tenant '" + TenantPolicy.OTHER + "': stats and"
+          + " metrics count every tenant the policy does not name as '" + TenantPolicy.OTHER + "', so give that"
+          + " tenant another name");
+    }
     in.weights().forEach((t, w) -> {
       if (!(w > 0) || w > MAX_WEIGHT) {
         throw EngineException.invalid("share " + t + "=" + w + " is out of range: a weight is above 0"

@@ -68,6 +68,9 @@ class TenantPolicyValidationTest {
     refused(new TenantPolicy(Map.of("no spaces", 2.0), Map.of(), Map.of()), "tenant name 'no spaces' is invalid");
     assertThatThrownBy(() -> Validation.tenant("x".repeat(65))).hasMessageContaining("1-64 characters");
     assertThat(Validation.tenant("team:search-1")).isEqualTo("team:search-1");
+    // Stats and metrics count the tenants a policy does not name as "other": the name is taken.
+    refused(new TenantPolicy(Map.of("other", 2.0), Map.of(), Map.of()), "names a tenant 'other'", "another name");
+    refused(new TenantPolicy(Map.of(), Map.of("other", 0.2), Map.of()), "names a tenant 'other'");
   }
 
   @Test
