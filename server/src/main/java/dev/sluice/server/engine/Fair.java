@@ -1,7 +1,6 @@
 package dev.sluice.server.engine;
 
 import java.util.ArrayDeque;
-import java.util.Comparator;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.TreeSet;
@@ -42,10 +41,12 @@ final class Fair {
 
   /** One tenant's part of the waiting room: three lanes and its own aging turn. */
   static final class TRoom {
-    final String name;
+    /** Its tenant; changes only while the part is spare (out of every set and map). */
+    String name;
     @SuppressWarnings("unchecked")
     final ArrayDeque<Waiter>[] lanes =
-        new ArrayDeque[] {new ArrayDeque<>(), new ArrayDeque<>(), new ArrayDeque<>()};
+        // Small to start: most tenants have a waiter or two; a long lane grows as it needs.
+        new ArrayDeque[] {new ArrayDeque<>(1), new ArrayDeque<>(1), new ArrayDeque<>(1)};
     /** Whether its next grant goes to an aged lower-lane waiter, if there is one. */
     boolean promoteNext = true;
     int waiting;
@@ -65,6 +66,14 @@ final class Fair {
 
     TRoom(String name) {
       this.name = name;
+    }
+
+    /** An emptied part of the room taken by another tenant: as new, its arrays kept (all zero). */
+    void reuse(String tenant) {
+      name = tenant;
+      promoteNext = true;
+      waiting = 0;
+      vt = 0;
     }
   }
 
@@ -88,8 +97,13 @@ final class Fair {
   double vsys;
   /** Sum of the weights of the tenants with waiters. */
   double activeWeight;
-  final TreeSet<TRoom> active =
-      new TreeSet<>(Comparator.<TRoom>comparingDouble(r -> r.vt).thenComparing(r -> r.name));
+  final TreeSet<TRoom> active = new TreeSet<>(Fair::byVirtualTime);
+
+  /** Lowest virtual time first, ties by name (as the script's sorted set orders them). */
+  private static int byVirtualTime(TRoom a, TRoom b) {
+    int c = Double.compare(a.vt, b.vt);
+    return c != 0 ? c : a.name.compareTo(b.name);
+  }
   /**
    * Tenants without waiters that may be ahead of the system's virtual time, as {@code vt + t}
    * where {@code t} is when they were last charged (us): an idle tenant's lead shrinks by the

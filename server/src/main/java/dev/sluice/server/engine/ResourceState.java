@@ -104,11 +104,20 @@ final class ResourceState {
    * The waiting room: ~250 bytes that a live state only pays once somebody waits on it, and
    * then keeps (a resource that was contended once tends to be again).
    */
+  /** How many emptied parts of the room a resource keeps for later tenants. */
+  private static final int SPARE = 64;
+
   private static final class Room {
     /** The default tenant's lanes: a resource without tenants has only these. */
     final Fair.TRoom def = new Fair.TRoom(TenantPolicy.DEFAULT_TENANT);
     /** The other tenants' lanes while they have waiters; null until one came. */
     HashMap<String, Fair.TRoom> others;
+    /**
+     * Tenants' lanes emptied and kept for the next tenant that comes (at most {@link #SPARE}):
+     * many tenants with a waiter or two each would otherwise allocate a part of the room per
+     * acquire.
+     */
+    final ArrayDeque<Fair.TRoom> spare = new ArrayDeque<>();
     /** Queued waiters that came with a request id, for Cancel. */
     final HashMap<String, Waiter> byRequestId = new HashMap<>();
     /** Sum of the queued loads, aligned with {@link ResourceState#dims}. */
@@ -174,7 +183,12 @@ final class ResourceState {
       if (room.others == null) {
         room.others = new HashMap<>();
       }
-      r = new Fair.TRoom(tenant);
+      r = room.spare.pollFirst();
+      if (r == null) {
+        r = new Fair.TRoom(tenant);
+      } else {
+        r.reuse(tenant);
+      }
       room.others.put(tenant, r);
     }
     return r;
@@ -536,6 +550,9 @@ final class ResourceState {
       }
       if (r != room.def) {
         room.others.remove(r.name);
+        if (room.spare.size() < SPARE) {
+          room.spare.addFirst(r); // empty: every lane and its queued load
+        }
       }
     }
   }
