@@ -4,7 +4,6 @@ import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import dev.sluice.server.redis.RedisProcess;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
@@ -24,17 +23,10 @@ import org.junit.jupiter.params.provider.EnumSource;
  * granted, and the refusals of a pool that cannot be.
  */
 @ParameterizedClass(name = "{0}")
-@EnumSource(PoolEngineTest.Store.class)
+@EnumSource(TwoStores.Store.class)
 class PoolEngineTest {
 
-  enum Store {
-    MEMORY,
-    REDIS
-  }
-
-  @Parameter Store store;
-
-  private static RedisProcess redisProcess;
+  @Parameter TwoStores.Store store;
   private static final long SEC = 1_000_000_000L;
   /** One request a second, burst 1: each member grants one acquire per second. */
   private static final RateSpec ONE_PER_SECOND = new RateSpec("requests", 60, Duration.ofMinutes(1), 1);
@@ -43,26 +35,12 @@ class PoolEngineTest {
   private FakeClock clock;
   private Engine engine;
   /** Waits until the store has done what it was asked (Redis calls are asynchronous). */
-  private Runnable quiet = () -> {};
+  private final Runnable[] quiet = {() -> {}};
 
   @BeforeEach
   void setUp() throws Exception {
     clock = new FakeClock();
-    Engine under;
-    if (store == Store.MEMORY) {
-      under = MemoryEngine.builder().ticker(clock).scheduler(clock).build();
-    } else {
-      if (redisProcess == null) {
-        redisProcess = RedisProcess.start();
-      }
-      redisProcess.flushAll();
-      RedisEngine redis = RedisEngine.builder().uri(redisProcess.uri()).ticker(clock).scheduler(clock)
-          .housekeeping(Duration.ZERO).build();
-      clock.afterEachTask(redis::awaitQuiet);
-      quiet = redis::awaitQuiet;
-      under = redis;
-    }
-    engine = new PoolEngine(under);
+    engine = new PoolEngine(TwoStores.open(store, clock, quiet));
   }
 
   @AfterEach
@@ -72,10 +50,7 @@ class PoolEngineTest {
 
   @AfterAll
   static void stopRedis() {
-    if (redisProcess != null) {
-      redisProcess.close();
-      redisProcess = null;
-    }
+    TwoStores.stopRedis();
   }
 
   private void member(String name, RateSpec rate) {
@@ -209,7 +184,7 @@ class PoolEngineTest {
     Ticket t = acquire("p", 30 * SEC);
     t.cancel();
     assertThatThrownBy(() -> t.future().join()).isInstanceOf(CancellationException.class);
-    quiet.run();
+    quiet[0].run();
     assertThat(sync(engine).stats("a").waiting().get(Lane.DEFAULT)).isZero();
     assertThat(sync(engine).stats("b").waiting().get(Lane.DEFAULT)).isZero();
     advance(Duration.ofSeconds(1));

@@ -4,7 +4,6 @@ import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.within;
 
-import dev.sluice.server.redis.RedisProcess;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -25,17 +24,10 @@ import org.junit.jupiter.params.provider.EnumSource;
  * shares are measured on the grants' own instants, window by window.
  */
 @ParameterizedClass(name = "{0}")
-@EnumSource(TenantSchedulingTest.Store.class)
+@EnumSource(TwoStores.Store.class)
 class TenantSchedulingTest {
 
-  enum Store {
-    MEMORY,
-    REDIS
-  }
-
-  @Parameter Store store;
-
-  private static RedisProcess redisProcess;
+  @Parameter TwoStores.Store store;
   private static final long SEC = 1_000_000_000L;
   /** The quota: 100 tokens/s, burst 200; every test's acquires take 5 tokens. */
   private static final RateSpec TOKENS = new RateSpec("tokens", 6_000, Duration.ofMinutes(1), 200);
@@ -46,18 +38,7 @@ class TenantSchedulingTest {
   @BeforeEach
   void setUp() throws Exception {
     clock = new FakeClock();
-    if (store == Store.MEMORY) {
-      engine = MemoryEngine.builder().ticker(clock).scheduler(clock).build();
-      return;
-    }
-    if (redisProcess == null) {
-      redisProcess = RedisProcess.start();
-    }
-    redisProcess.flushAll();
-    RedisEngine redis =
-        RedisEngine.builder().uri(redisProcess.uri()).ticker(clock).scheduler(clock).housekeeping(Duration.ZERO).build();
-    clock.afterEachTask(redis::awaitQuiet); // a wake-up's grants are handed over at its instant
-    engine = redis;
+    engine = TwoStores.open(store, clock, null);
   }
 
   @AfterEach
@@ -67,10 +48,7 @@ class TenantSchedulingTest {
 
   @AfterAll
   static void stopRedis() {
-    if (redisProcess != null) {
-      redisProcess.close();
-      redisProcess = null;
-    }
+    TwoStores.stopRedis();
   }
 
   /** One tenant's steady demand: how many acquires it keeps waiting, their load, what it settles. */
