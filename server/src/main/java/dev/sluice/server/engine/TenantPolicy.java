@@ -35,7 +35,8 @@ public record TenantPolicy(
 
   /** The weight of {@code tenant}: its own, else 1. */
   public double weight(String tenant) {
-    return weights.getOrDefault(tenant, 1.0);
+    Double w = weights.get(tenant); // not getOrDefault: that boxes the default on every call
+    return w == null ? 1.0 : w;
   }
 
   /** Its floor, 0 when it has none. */
