@@ -110,7 +110,8 @@ final class PoolApi {
       }
       if (!l.get().isPool()) {
         throw new EngineException(EngineException.Reason.INVALID, "'" + name + "' is a resource with a limit of its"
-            + " own, not a pool: read it with GET /v1/resources/" + name + ", change it with POST /v1/resources/" + name + "/limit");
+            + " own, not a pool: read it with GET /v1/resources/" + name + ", change it with POST /v1/resources/"
+            + name + "/limit");
       }
       return l.get();
     });
