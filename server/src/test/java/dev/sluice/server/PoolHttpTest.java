@@ -205,6 +205,7 @@ class PoolHttpTest {
       await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> {
         JsonNode sample = ok(call(node, "GET", "/v1/resources", null));
         assertThat(sample.get("resources").findValuesAsText("name")).containsExactly("a", "b");
+        assertThat(sample.get("total").asInt()).as("a pool is not counted as a resource").isEqualTo(2);
         JsonNode pool = sample.get("pools").get(0);
         assertThat(pool.get("name").asText()).isEqualTo("pool");
         assertThat(pool.get("members").get(0).get("name").asText()).isEqualTo("a");

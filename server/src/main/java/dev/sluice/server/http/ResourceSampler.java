@@ -50,6 +50,7 @@ public final class ResourceSampler {
   private List<String> names;
   private List<LimitSpec> pools = List.of();
   private int total;
+  private int resourcesTotal;
   private long namesAt;
   private volatile Sample latest = new Sample(0, List.of(), Map.of(), 0, Map.of(), Map.of(), List.of());
   private final TenantShares tenantShares;
@@ -63,7 +64,8 @@ public final class ResourceSampler {
    * @param resources their snapshots, sorted by name
    * @param utilization per resource, per dimension: the fraction of the rate used since the
    *     previous reading
-   * @param total how many resources the coordinator holds (more than shown when over the cap)
+   * @param total how many resources the coordinator holds (more than shown when over the cap), pools
+   *     not counted
    * @param activity per resource: its rates since the previous reading and its recent upstream
    *     throttle reports
    * @param tenants per resource shared between tenants: each tenant's recent share against its
@@ -204,6 +206,7 @@ public final class ResourceSampler {
       }
     }
     pools = List.copyOf(p);
+    resourcesTotal = (int) all.stream().filter(l -> !l.isPool()).count();
     namesAt = now;
     if (total > maxResources && !warned) {
       warned = true;
@@ -238,7 +241,7 @@ public final class ResourceSampler {
       }
     }
     history.keySet().retainAll(seen);
-    return new Sample(wall, List.copyOf(snapshots), utilization, total, activity, tenants, pools);
+    return new Sample(wall, List.copyOf(snapshots), utilization, resourcesTotal, activity, tenants, pools);
   }
 
   /** Utilization history of one resource, per dimension, oldest first (at most {@link #HISTORY}). */
