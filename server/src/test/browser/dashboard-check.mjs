@@ -10,7 +10,8 @@
 // the paused badge naming the admin. With THROTTLED=name, that resource was paused by an upstream
 // 429 report: its badge must say so with the time left, and its reports must show with their
 // time. With TENANTS=name, that resource is shared between tenants: its tenant panel must show,
-// and each row's share, fair share, weight, floor, cap and waiters are reported. Prints one JSON
+// and each row's share, fair share, weight, floor, cap and waiters are reported. With POOL=name,
+// the pools table must list that pool: each member's state and pool grants are reported. Prints one JSON
 // line of what it saw; exits 1 with a message on any failure. CHROMIUM
 // overrides the browser path (default /usr/bin/chromium).
 import { chromium } from "playwright-core";
@@ -90,6 +91,17 @@ try {
       }))),
     };
   }
+  let pool = null;
+  if (process.env.POOL) {
+    const name = process.env.POOL;
+    await page.waitForSelector(`${tid("pools")}:not([hidden]) ${tid(`pool-${name}`)}`, { timeout: 10000 });
+    pool = await page.$$eval(`${tid("pools")} tr[data-testid^="pool-member-${name}-"]`, (rows) =>
+      Object.fromEntries(rows.map((r) => [r.cells[1].textContent, {
+        state: r.querySelector('[data-testid^="pool-state-"]').textContent,
+        poolGrants: r.querySelector('[data-testid^="pool-granted-"]').textContent,
+        pausedRow: r.classList.contains("paused"),
+      }])));
+  }
   // More than 10 resources: the toolbar sorts and filters.
   const toolbar = await page.isVisible(tid("toolbar"));
   let filtered = null;
@@ -145,7 +157,7 @@ try {
   if (consoleErrors.length) throw new Error(`errors in the page's console: ${consoleErrors.join(" | ")}`);
 
   console.log(JSON.stringify({ first, second, points, utilization, inFlight, limits, refused, badge, buffer, rate,
-    refusals, scale, axis, level, throttled, tenants, toolbar, filtered, firstByUtilization,
+    refusals, scale, axis, level, throttled, tenants, pool, toolbar, filtered, firstByUtilization,
     actions: { pauseShownUnpaused, resumeShownUnpaused, pauseShownPaused, resumeShownPaused } }));
 } catch (e) {
   console.error(`dashboard check failed: ${e.message}`);

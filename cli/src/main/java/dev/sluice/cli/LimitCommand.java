@@ -205,7 +205,7 @@ final class LimitCommand implements Callable<Integer> {
   }
 
   @Command(name = "get", mixinStandardHelpOptions = true,
-      description = "Shows the limit of one resource.")
+      description = "Shows the limit of one resource (of a pool: its members; see sluice pool get).")
   static final class GetLimit implements Callable<Integer> {
     @Spec
     private CommandSpec spec;
@@ -226,6 +226,9 @@ final class LimitCommand implements Callable<Integer> {
       PrintWriter out = spec.commandLine().getOut();
       if (output.json) {
         Output.printJson(out, limit);
+      } else if (limit.getMembersCount() > 0) {
+        out.println("'" + resource + "' is a pool of " + String.join(", ", limit.getMembersList())
+            + ", not a limit of its own: sluice pool get " + resource + " shows its members' limits");
       } else {
         Output.printLimit(out, limit);
       }
@@ -234,7 +237,8 @@ final class LimitCommand implements Callable<Integer> {
   }
 
   @Command(name = "list", mixinStandardHelpOptions = true,
-      description = "Lists limits, sorted by resource name.")
+      description = "Lists limits, sorted by resource name; a pool shows as 'pool of' its members"
+          + " (sluice pool list lists the pools alone).")
   static final class ListLimits implements Callable<Integer> {
     @Spec
     private CommandSpec spec;
@@ -264,6 +268,10 @@ final class LimitCommand implements Callable<Integer> {
       }
       Table t = new Table("RESOURCE", "RATES", "CONCURRENCY", "MAX WAITING", "LEASE TTL", "TENANTS");
       for (Limit l : response.getLimitsList()) {
+        if (l.getMembersCount() > 0) { // a pool: no limit of its own (sluice pool get shows its members')
+          t.row(l.getResource(), "pool of " + String.join(", ", l.getMembersList()), "-", "-", "-", "-");
+          continue;
+        }
         t.row(l.getResource(), Output.rates(l),
             l.getConcurrency() == 0 ? "-" : l.getConcurrency(),
             l.getMaxWaiting() == 0 ? "-" : l.getMaxWaiting(),

@@ -21,7 +21,7 @@ import picocli.CommandLine.UnmatchedArgumentException;
 
 /**
  * The {@code sluice} command: runs a coordinator ({@code serve}) and administers one
- * ({@code limit}, {@code pause}, {@code resume}, {@code stats}).
+ * ({@code limit}, {@code pool}, {@code pause}, {@code resume}, {@code stats}).
  *
  * <p>Exit codes: 0 done; 1 the server (or the network) said no, one line
  * {@code error: <STATUS>: <message>} on stderr; 2 the command line is wrong, one line saying
@@ -33,7 +33,7 @@ import picocli.CommandLine.UnmatchedArgumentException;
     footer = {"", "Client commands talk to --target (env SLUICE_TARGET, default localhost:7420).",
         "Exit codes: 0 ok, 1 server error, 2 usage error."},
     subcommands = {
-        ServeCommand.class, LimitCommand.class, PauseCommand.class, PauseCommand.Resume.class,
+        ServeCommand.class, LimitCommand.class, PoolCommand.class, PauseCommand.class, PauseCommand.Resume.class,
         StatsCommand.class, KeyCommand.class, BufferCommand.class, PriceCommand.class, HelpCommand.class})
 public final class SluiceCli implements Callable<Integer> {
 
@@ -77,7 +77,7 @@ public final class SluiceCli implements Callable<Integer> {
   @Override
   public Integer call() {
     throw new ParameterException(spec.commandLine(),
-        "missing command: serve, limit, pause, resume, stats, key, buffer or price");
+        "missing command: serve, limit, pool, pause, resume, stats, key, buffer or price");
   }
 
   private static PrintWriter writer(PrintStream stream) {

@@ -90,7 +90,7 @@ final class StatsCommand implements Callable<Integer> {
     GetStatsRequest request = GetStatsRequest.newBuilder().setResource(resource).build();
     try (AdminClient admin = client.connect()) {
       if (!watch) {
-        GetStatsResponse stats = admin.call(stub -> stub.getStats(request));
+        GetStatsResponse stats = PoolCommand.statsOf(resource, () -> admin.call(stub -> stub.getStats(request)));
         if (by != null) {
           printByTenant(out, stats);
         } else {
@@ -106,7 +106,7 @@ final class StatsCommand implements Callable<Integer> {
       long previousAt = 0;
       try {
         while (true) {
-          GetStatsResponse stats = admin.call(stub -> stub.getStats(request));
+          GetStatsResponse stats = PoolCommand.statsOf(resource, () -> admin.call(stub -> stub.getStats(request)));
           long now = clock.getAsLong();
           Map<String, Rates> rates = rates(stats, previous, previousAt == 0 ? 0 : (now - previousAt) / 1e9);
           if (output.json) {

@@ -34,7 +34,7 @@ class UsageTest {
 
   @ParameterizedTest(name = "[{index}] sluice {0}")
   @CsvSource(delimiter = '|', value = {
-      "''                                          | missing command: serve, limit, pause, resume, stats, key, buffer or price",
+      "''                                          | missing command: serve, limit, pool, pause, resume, stats, key, buffer or price",
       "limt                                        | Unmatched argument at index 0: 'limt'; did you mean limit?",
       "limit                                       | missing subcommand: set, get, list or delete",
       "limit get                                   | Missing required parameter: 'NAME'",

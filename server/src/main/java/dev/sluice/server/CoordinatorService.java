@@ -26,6 +26,7 @@ import dev.sluice.server.engine.Ticket;
 import io.grpc.Context;
 import io.grpc.Deadline;
 import io.grpc.stub.ServerCallStreamObserver;
+import dev.sluice.server.http.PoolMeters;
 import dev.sluice.server.price.Costs;
 import io.grpc.stub.StreamObserver;
 import java.util.Map;
@@ -42,6 +43,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
   private final long maxWaitNanos;
   private final ConnectionWaiters waiters;
   private final Costs costs;
+  private final PoolMeters poolMeters;
 
   CoordinatorService(Engine engine, long maxWaitNanos) {
     this(engine, maxWaitNanos, null);
@@ -54,6 +56,12 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
 
   /** @param costs prices loads that name a model (see {@link Costs}) */
   CoordinatorService(Engine engine, long maxWaitNanos, ConnectionWaiters waiters, Costs costs) {
+    this(engine, maxWaitNanos, waiters, costs, new PoolMeters(null, 0));
+  }
+
+  /** @param poolMeters counts the pool grants handed over, per member */
+  CoordinatorService(Engine engine, long maxWaitNanos, ConnectionWaiters waiters, Costs costs, PoolMeters poolMeters) {
+    this.poolMeters = poolMeters;
     this.engine = engine;
     this.maxWaitNanos = maxWaitNanos;
     this.waiters = waiters;
@@ -87,7 +95,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
                 ticket.cancel(); // gives the grant back
                 return;
               }
-              observer.onNext(response(grant, arrived));
+              observer.onNext(handOver(req, grant, arrived));
               observer.onCompleted();
             });
   }
@@ -118,6 +126,12 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
       waiters.track(ticket);
     }
     return ticket;
+  }
+
+  /** The answer to {@code req}, granted: counted in the pool meters when a pool's member granted it. */
+  AcquireResponse handOver(AcquireRequest req, Grant g, long arrivedNanos) {
+    poolMeters.handedOver(req.getResource(), g.resource());
+    return response(g, arrivedNanos);
   }
 
   /** The answer to an acquire that reached this node at {@code arrivedNanos} (System.nanoTime). */

@@ -145,10 +145,10 @@ final class Session implements StreamObserver<SessionRequest> {
       return;
     }
     open.put(tag, ticket);
-    ticket.future().whenComplete((grant, error) -> answered(tag, arrived, ticket, grant, error));
+    ticket.future().whenComplete((grant, error) -> answered(tag, req, arrived, ticket, grant, error));
   }
 
-  private void answered(long tag, long arrived, Ticket ticket, Grant grant, Throwable error) {
+  private void answered(long tag, AcquireRequest req, long arrived, Ticket ticket, Grant grant, Throwable error) {
     open.remove(tag, ticket);
     if (error != null) {
       if (!ended) {
@@ -161,7 +161,7 @@ final class Session implements StreamObserver<SessionRequest> {
       ticket.cancel(); // gives the grant back
       return;
     }
-    queue(SessionAnswer.newBuilder().setTag(tag).setGranted(CoordinatorService.response(grant, arrived)).build());
+    queue(SessionAnswer.newBuilder().setTag(tag).setGranted(service.handOver(req, grant, arrived)).build());
     flushUnlessReading();
   }
 

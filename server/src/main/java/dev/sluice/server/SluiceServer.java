@@ -89,6 +89,8 @@ public final class SluiceServer implements AutoCloseable {
   private KeyStore keys;
   private dev.sluice.server.price.Prices prices;
   private final PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+  /** Pool grants per member, counted by both ports where they hand a grant over. */
+  private dev.sluice.server.http.PoolMeters poolMeters;
   /** Everything opened so far, closed in reverse by a failed start or by {@link #close()}. */
   private final CloseStack resources = new CloseStack();
   private CloseStack.Entry closeBuffers;
@@ -484,6 +486,8 @@ public final class SluiceServer implements AutoCloseable {
     PrometheusConventions.install(registry,
         config.metricsWaitBuckets != null ? config.metricsWaitBuckets : Limits.defaultWaitBuckets());
     openExecutors();
+    poolMeters = new dev.sluice.server.http.PoolMeters(registry,
+        Limits.METRICS_MAX_RESOURCES.orDefault(config.metricsMaxResources));
     io.grpc.ServerCredentials credentials = (config.tls == null ? Tls.NONE : config.tls).credentials();
     openStore(port);
     String host = config.host != null ? config.host : keys.isEmpty() ? "127.0.0.1" : "0.0.0.0";
@@ -577,7 +581,7 @@ public final class SluiceServer implements AutoCloseable {
               .permitKeepAliveTime(500, TimeUnit.MILLISECONDS)
               .permitKeepAliveWithoutCalls(true)
               .addService(new CoordinatorService(engine, maxWait.toNanos(), connectionWaiters,
-                  new dev.sluice.server.price.Costs(engine, prices)))
+                  new dev.sluice.server.price.Costs(engine, prices), poolMeters))
               .addService(new AdminService(engine, adminExecutor, new KeyAdmin(keys, System::currentTimeMillis), buffers,
                   prices, tenantShares))
               .intercept(connectionWaiters)
@@ -636,7 +640,8 @@ public final class SluiceServer implements AutoCloseable {
         node,
         buffers,
         config.httpLimits == null ? HttpApi.Limits.defaults() : config.httpLimits,
-        prices)).start();
+        prices,
+        poolMeters)).start();
     resources.push("the HTTP port", http::close);
     sampler.sample();
     timers.scheduleWithFixedDelay(sampler::sample, 1, 1, TimeUnit.SECONDS);

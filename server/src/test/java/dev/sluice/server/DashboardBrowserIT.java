@@ -44,7 +44,8 @@ import org.junit.jupiter.api.io.TempDir;
  * the time left and the report's time, refuse a pause without a key, then pause the resource with
  * the admin key (the badge names the admin), after which the workers' acquires stop being
  * granted. A resource shared between tenants shows its tenant panel: shares against fair shares,
- * weights, floors, caps and waiters. The screenshot is kept as server/target/dashboard.png (docs/operations.md shows a copy,
+ * weights, floors, caps and waiters. A pool shows in the pools table with each member's pause and
+ * grants through the pool. The screenshot is kept as server/target/dashboard.png (docs/operations.md shows a copy,
  * docs/dashboard.png).
  */
 class DashboardBrowserIT {
@@ -100,6 +101,12 @@ class DashboardBrowserIT {
       }
       sync(server.engine()).acquire(TEAMS, Map.of("requests", 1L, "tokens", 1L), Lane.DEFAULT, 600_000_000_000L, null,
           "batch");
+      // A pool of two keys, one paused: the pools table lists both, with their grants through the pool.
+      for (String key : new String[] {"key-a", "key-b"}) {
+        sync(server.engine()).setLimit(new LimitSpec(key, List.of(), 1, 100, Duration.ofSeconds(30)));
+      }
+      sync(server.engine()).setLimit(LimitSpec.pool("keys", List.of("key-a", "key-b")));
+      sync(server.engine()).pause("key-b", -1);
       // Ten idle quotas more: past 10 resources the page offers sort and filter.
       for (int i = 1; i <= 10; i++) {
         sync(server.engine()).setLimit(new LimitSpec(String.format("idle-%02d", i),
@@ -142,6 +149,8 @@ class DashboardBrowserIT {
             {"/v1/buffers", "{\"name\": \"outbox\", \"url\": \"http://127.0.0.1:9/hook\", \"resource\": \"shop-api\"}"},
             {"/v1/buffers/outbox/pause", ""},
             {"/v1/buffers/outbox/items", "{\"items\": [{\"body\": \"1\"}, {\"body\": \"2\"}, {\"body\": \"3\"}]}"},
+            // One grant of the pool, handed over by the HTTP port: key-b is paused, so key-a grants it.
+            {"/v1/resources/keys/acquire", "{\"timeout\": \"5s\"}"},
             // A worker's 429 on shop-api: paused for every worker until its retry-after passes.
             {"/v1/resources/shop-api/report", "{\"throttled\": true, \"retryAfter\": 600}"}}) {
           var r = web.send(java.net.http.HttpRequest.newBuilder(java.net.URI.create(http + call[0]))
@@ -152,7 +161,7 @@ class DashboardBrowserIT {
         }
         Path shot = Path.of("target", "dashboard.png").toAbsolutePath();
         Files.createDirectories(shot.getParent());
-        NodeTool.Run run = NodeTool.run(browserDir, Duration.ofMinutes(2), Map.of("EXPECT_BUFFER", "outbox:3", "THROTTLED", "shop-api", "TENANTS", TEAMS), "node",
+        NodeTool.Run run = NodeTool.run(browserDir, Duration.ofMinutes(2), Map.of("EXPECT_BUFFER", "outbox:3", "THROTTLED", "shop-api", "TENANTS", TEAMS, "POOL", "keys"), "node",
             "dashboard-check.mjs",
             "http://127.0.0.1:" + server.httpPort() + "/", RESOURCE, adminKey, shot.toString());
         assertThat(run.exit()).as("dashboard-check.mjs failed:\n" + run.log()).isZero();
@@ -205,6 +214,13 @@ class DashboardBrowserIT {
         assertThat(rows.get("research").toString()).isEqualTo("{\"share\":\"0 %\",\"fair\":\"0 %\",\"weight\":\"1\","
             + "\"floor\":\"–\",\"cap\":\"tokens 1,000/min\",\"waiting\":\"0\"}");
         assertThat(rows.get("default").get("share").asText()).isEqualTo("0 %");
+        // The pools table: each member, its pause, and the grants it made through the pool.
+        JsonNode pool = seen.get("pool");
+        assertThat(pool.fieldNames()).toIterable().containsExactly("key-a", "key-b");
+        assertThat(pool.get("key-a").toString()).isEqualTo("{\"state\":\"granting\",\"poolGrants\":\"1\","
+            + "\"pausedRow\":false}");
+        assertThat(pool.get("key-b").toString()).isEqualTo("{\"state\":\"paused until resumed\",\"poolGrants\":\"0\","
+            + "\"pausedRow\":true}");
         assertThat(seen.get("toolbar").asBoolean()).as("sort and filter with 13 resources").isTrue();
         assertThat(seen.get("filtered").get("resourceShown").asBoolean()).as("filtered out").isFalse();
         assertThat(seen.get("filtered").get("idleShown").asInt()).isEqualTo(10);

@@ -88,6 +88,13 @@ class PromtoolIT {
           Map.of(), Map.of())));
       client.acquire("budget", Load.of("usd", 450), AcquireOptions.builder().tenant("ads").build()).close();
       client.acquire("budget", Load.of("usd", 450), AcquireOptions.builder().tenant("zed").build()).close();
+      // A pool of two keys: its grants are counted per member.
+      for (String key : List.of("key-a", "key-b")) {
+        sync(server.engine()).setLimit(new LimitSpec(key, List.of(new RateSpec("requests", 100, Duration.ofSeconds(1),
+            100)), 0, 100, Duration.ofSeconds(30)));
+      }
+      sync(server.engine()).setLimit(LimitSpec.pool("keys", List.of("key-a", "key-b")));
+      client.acquire("keys").close();
       // The per-resource gauges (and a shared store's counters) follow a sample taken once a second.
       String scrape = await().atMost(Duration.ofSeconds(10)).until(() -> scrape(server),
           s -> s.contains("sluice_upstream_throttled_total{resource=\"llm\"} 1.0")
@@ -95,7 +102,7 @@ class PromtoolIT {
               && s.contains("sluice_tenant_spend_dollars_total{resource=\"budget\",tenant=\"other\"}"));
       assertThat(scrape).contains("sluice_acquire_granted_total", "sluice_acquire_wait_p99_seconds",
           "grpc_server_processing_duration_seconds", "sluice_tenant_tokens_used_total", "sluice_tenant_waiting",
-          expected);
+          "sluice_pool_grants_total{member=\"key-a\",pool=\"keys\"} 1.0", expected);
       Path file = dir.resolve("metrics.txt");
       Files.writeString(file, scrape);
       Result r = promtool(file, "check", "metrics");

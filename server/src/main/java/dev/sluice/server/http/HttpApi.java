@@ -98,6 +98,8 @@ public final class HttpApi implements AutoCloseable {
    * @param node this node's name on the page
    * @param buffers the buffers, or null where they are not available (shared store)
    * @param limits what one client may hold on the port
+   * @param prices the price table, or null for none
+   * @param poolMeters the pool grants per member, counted where the port hands a grant over
    */
   public record Options(
       String host,
@@ -112,7 +114,8 @@ public final class HttpApi implements AutoCloseable {
       String node,
       dev.sluice.buffers.Buffers buffers,
       Limits limits,
-      dev.sluice.server.price.Prices prices) {}
+      dev.sluice.server.price.Prices prices,
+      PoolMeters poolMeters) {}
 
   /**
    * What clients may hold on the HTTP port, so that a flood of connections with no key can cost
@@ -546,7 +549,7 @@ public final class HttpApi implements AutoCloseable {
   }
 
   private String event(ResourceSampler.Sample s) {
-    return "event: snapshot\ndata: " + Views.sample(s, options.node()) + "\n\n";
+    return "event: snapshot\ndata: " + Views.sample(s, options.node(), options.poolMeters()) + "\n\n";
   }
 
   private void broadcast(ResourceSampler.Sample s) {

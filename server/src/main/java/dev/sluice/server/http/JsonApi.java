@@ -48,6 +48,7 @@ final class JsonApi {
   private final BufferApi buffers;
   private final Costs costs;
   private final PriceApi prices;
+  private final PoolApi pools;
 
   JsonApi(HttpApi.Options options) {
     this.options = options;
@@ -55,6 +56,7 @@ final class JsonApi {
     this.buffers = new BufferApi(options.buffers(), this);
     this.costs = new Costs(engine, options.prices());
     this.prices = new PriceApi(options.prices(), this);
+    this.pools = new PoolApi(engine, options, this);
   }
 
   void route(Exchange x, String method, String path, BiConsumer<Exchange, Runnable> offload) {
@@ -66,9 +68,13 @@ final class JsonApi {
       prices.route(x, path, offload);
       return;
     }
+    if (path.equals("/v1/pools") || path.startsWith("/v1/pools/")) {
+      pools.route(x, path, offload);
+      return;
+    }
     if (path.equals("/v1/resources")) {
       HttpApi.only(x, "GET");
-      offload.accept(x, () -> x.json(HttpResponseStatus.OK, Views.sample(options.sampler().latest(), options.node())));
+      offload.accept(x, () -> x.json(HttpResponseStatus.OK, Views.sample(options.sampler().latest(), options.node(), options.poolMeters())));
       return;
     }
     if (path.equals("/v1/history")) {
@@ -192,6 +198,8 @@ final class JsonApi {
         if (!written) {
           // The caller left as the answer went out: nobody holds this permit, give it back.
           engine.release(resource, grant.permitId(), Map.of(), false, true);
+        } else {
+          options.poolMeters().handedOver(resource, grant.resource());
         }
       });
     });

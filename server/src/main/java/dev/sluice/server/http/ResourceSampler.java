@@ -48,9 +48,11 @@ public final class ResourceSampler {
   private final List<Consumer<Sample>> listeners = new CopyOnWriteArrayList<>();
   private final Map<String, History> history = new HashMap<>();
   private List<String> names;
+  private List<LimitSpec> pools = List.of();
   private int total;
+  private int resourcesTotal;
   private long namesAt;
-  private volatile Sample latest = new Sample(0, List.of(), Map.of(), 0, Map.of(), Map.of());
+  private volatile Sample latest = new Sample(0, List.of(), Map.of(), 0, Map.of(), Map.of(), List.of());
   private final TenantShares tenantShares;
   private boolean warned;
   private final AtomicBoolean sampling = new AtomicBoolean();
@@ -62,11 +64,14 @@ public final class ResourceSampler {
    * @param resources their snapshots, sorted by name
    * @param utilization per resource, per dimension: the fraction of the rate used since the
    *     previous reading
-   * @param total how many resources the coordinator holds (more than shown when over the cap)
+   * @param total how many resources the coordinator holds (more than shown when over the cap), pools
+   *     not counted
    * @param activity per resource: its rates since the previous reading and its recent upstream
    *     throttle reports
    * @param tenants per resource shared between tenants: each tenant's recent share against its
    *     fair share ({@link TenantShares})
+   * @param pools the pools among the first {@code maxResources} limits by name, sorted by name:
+   *     a pool has no state of its own (its members' snapshots are in {@code resources})
    */
   public record Sample(
       long timeMillis,
@@ -74,7 +79,8 @@ public final class ResourceSampler {
       Map<String, Map<String, Double>> utilization,
       int total,
       Map<String, Activity> activity,
-      Map<String, TenantShares.View> tenants) {}
+      Map<String, TenantShares.View> tenants,
+      List<LimitSpec> pools) {}
 
   /** At most this many throttle report times are kept per resource. */
   static final int RECENT_THROTTLES = 5;
@@ -190,9 +196,17 @@ public final class ResourceSampler {
   private synchronized List<String> names(List<LimitSpec> all, long now) {
     total = all.size();
     names = new ArrayList<>(Math.min(all.size(), maxResources));
+    List<LimitSpec> p = new ArrayList<>();
     for (int i = 0; i < all.size() && i < maxResources; i++) {
-      names.add(all.get(i).resource());
+      // A pool has no state of its own (the engine refuses its stats): it is shown as its members.
+      if (all.get(i).isPool()) {
+        p.add(all.get(i));
+      } else {
+        names.add(all.get(i).resource());
+      }
     }
+    pools = List.copyOf(p);
+    resourcesTotal = (int) all.stream().filter(l -> !l.isPool()).count();
     namesAt = now;
     if (total > maxResources && !warned) {
       warned = true;
@@ -227,7 +241,7 @@ public final class ResourceSampler {
       }
     }
     history.keySet().retainAll(seen);
-    return new Sample(wall, List.copyOf(snapshots), utilization, total, activity, tenants);
+    return new Sample(wall, List.copyOf(snapshots), utilization, resourcesTotal, activity, tenants, pools);
   }
 
   /** Utilization history of one resource, per dimension, oldest first (at most {@link #HISTORY}). */

@@ -22,11 +22,12 @@ final class Views {
   private Views() {}
 
   /**
-   * {@code {"time", "node", "total", "resources": [...]}}: what /v1/resources and /v1/events
-   * send. These reads need no key, so buffers (their URLs, headers, counts) stay out: they are
-   * read from /v1/buffers with a key.
+   * {@code {"time", "node", "total", "resources": [...], "pools": [...]}}: what /v1/resources and
+   * /v1/events send. These reads need no key, so buffers (their URLs, headers, counts) stay out:
+   * they are read from /v1/buffers with a key. A pool is in {@code pools} only ({@link #pool}),
+   * its members in {@code resources} as any resource.
    */
-  static ObjectNode sample(ResourceSampler.Sample s, String node) {
+  static ObjectNode sample(ResourceSampler.Sample s, String node, PoolMeters poolMeters) {
     ObjectNode o = JSON.createObjectNode();
     o.put("time", s.timeMillis());
     o.put("node", node);
@@ -40,6 +41,39 @@ final class Views {
         one.set("tenants", tenants(tenants));
       }
       list.add(one);
+    }
+    Map<String, ResourceSnapshot> byName = new java.util.HashMap<>();
+    s.resources().forEach(r -> byName.put(r.limit().resource(), r));
+    ArrayNode pools = o.putArray("pools");
+    for (LimitSpec p : s.pools()) {
+      pools.add(pool(p, byName::get, poolMeters));
+    }
+    return o;
+  }
+
+  /**
+   * {@code {"name", "members": [{"name", "found", "paused", "pausedForSeconds", "inFlight",
+   * "waiting", "granted", "poolGranted"}]}}: a pool and the state of each member, {@code state}
+   * giving a member's snapshot (null: none, e.g. deleted since, when {@code found} is false and
+   * the figures are 0). {@code granted} is the member's grants to anyone; {@code poolGranted} the
+   * grants of this pool by that member that this node handed over ({@link PoolMeters}).
+   */
+  static ObjectNode pool(
+      LimitSpec pool, java.util.function.Function<String, ResourceSnapshot> state, PoolMeters poolMeters) {
+    ObjectNode o = JSON.createObjectNode();
+    o.put("name", pool.resource());
+    ArrayNode members = o.putArray("members");
+    for (String m : pool.members()) {
+      ObjectNode one = members.addObject();
+      ResourceSnapshot r = state.apply(m);
+      one.put("name", m);
+      one.put("found", r != null);
+      one.put("paused", r != null && r.paused());
+      one.put("pausedForSeconds", r == null || !r.paused() ? 0 : r.pausedForNanos() < 0 ? -1 : r.pausedForNanos() / 1e9);
+      one.put("inFlight", r == null ? 0 : r.inFlight());
+      one.put("waiting", r == null ? 0 : r.waiting().values().stream().mapToInt(Integer::intValue).sum());
+      one.put("granted", r == null ? 0 : r.granted());
+      one.put("poolGranted", poolMeters.granted(pool.resource(), m));
     }
     return o;
   }
@@ -168,6 +202,9 @@ final class Views {
     l.tenants().caps().forEach((tenant, rates) -> rates(caps.putArray(tenant), rates, null));
     if (l.learn() != null) {
       o.set("learn", learn(l.learn()));
+    }
+    if (l.isPool()) {
+      l.members().forEach(o.putArray("members")::add);
     }
     return o;
   }

@@ -49,7 +49,7 @@ class ResourceSamplerTest {
 
   private JsonNode sample() {
     sampler.sample().join();
-    return Views.sample(sampler.latest(), "n1").get("resources").get(0);
+    return Views.sample(sampler.latest(), "n1", new PoolMeters(null, 0)).get("resources").get(0);
   }
 
   private void advance(long nanos) {

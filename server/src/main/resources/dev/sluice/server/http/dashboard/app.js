@@ -301,7 +301,36 @@ function render(sample) {
     }
   }
   arrange();
+  renderPools(sample.pools || []);
   loadBuffers();
+}
+
+// Pools: one row per member, its pause and its grants (through this pool on this node, and to anyone).
+function renderPools(pools) {
+  const section = $("#pools");
+  section.hidden = pools.length === 0;
+  const rows = [];
+  for (const p of pools) {
+    p.members.forEach((m, i) => {
+      const id = `${p.name}-${m.name}`;
+      const tr = el("tr", { "data-testid": `pool-member-${id}` });
+      tr.classList.toggle("paused", m.paused);
+      const state = !m.found ? "no limit (deleted?)" : !m.paused ? "granting"
+        : m.pausedForSeconds < 0 ? "paused until resumed" : `paused ${human(m.pausedForSeconds)}`;
+      const cells = [
+        [i === 0 ? p.name : "", null, i === 0 ? `pool-${p.name}` : null], [m.name],
+        [state, null, `pool-state-${id}`], [String(m.inFlight), "n"], [String(m.waiting), "n"],
+        [String(m.poolGranted), "n", `pool-granted-${id}`], [String(m.granted), "n"],
+      ];
+      for (const [text, cls, testid] of cells) {
+        const td = el("td", cls ? { class: cls } : {}, text);
+        if (testid) td.setAttribute("data-testid", testid);
+        tr.append(td);
+      }
+      rows.push(tr);
+    });
+  }
+  section.querySelector("tbody").replaceChildren(...rows);
 }
 
 const pct = (x) => `${fmt.format(x * 100)} %`;
