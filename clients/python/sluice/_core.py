@@ -268,7 +268,7 @@ class Core:
             grant = parse_grant(answer, resource)
             if grant.permit_id not in seen:
                 seen.append(grant.permit_id)
-                self.count(resource, "granted")
+                self.count(grant.member, "granted")  # the coordinator counts a pool's grants on the member
             if not confirmed and not handoff.abandoned and self.late(grant, round_trip):
                 # Held back by the network: send it again at once with its request id, and the
                 # coordinator hands over the same permit if still fresh, or forfeits it and keeps

@@ -62,6 +62,7 @@ class NodeClientIT {
           cli(target, admin, args.toArray(String[]::new));
         }
       }
+      ClientProcesses.pool(target, admin, "node.pool", "node.pool.a", "node.pool.b");
 
       npmCi();
       Path summary = dir.resolve("node-summary.json");

@@ -58,7 +58,7 @@ class PoolIT {
     tpm.forEach((p, t) -> mock.project(p, "sk-" + p, 600, t));
     try (QuotaFixture f = new QuotaFixture(dir, mock)) {
       members(f, tpm, List.of("a", "b", "c"));
-      CompletableFuture<List<JsonNode>> run = workers(f, "--threads", "8", "--duration", "16s");
+      CompletableFuture<List<JsonNode>> run = workers(f, "--threads", "8", "--duration", "22s");
       Map<String, Long> limits = tpm;
       await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100)).until(() -> {
         if (run.isDone()) {
@@ -106,12 +106,15 @@ class PoolIT {
 
   /**
    * Projects c, a, b of 100 000, 40 000 and 60 000 TPM (the pool prefers c, its first member, when
-   * several can grant at once) and workers asking about 75 000 TPM (3 x 8 threads, 2.3 s think
-   * time): c carries most. Mid-run the mock cuts c to 10 000 TPM and the coordinator is not told.
+   * several can grant at once) and workers asking about 70 000 TPM, steadily (3 x 2 threads on
+   * calls of 500-700 ms: a think time would send each worker's threads in waves, and a second's
+   * window would catch a wave or a gap): c carries most. Mid-run the mock cuts c to 10 000 TPM and
+   * the coordinator is not told.
    * c's 429s are reported on c, so c pauses (the coordinator's stats of c: paused, throttle
    * reports) while a and b are never paused and never answered 429; and within 1 s of c's first
-   * 429, by the mock's clock, a and b together admit at least 70 % of what the whole pool admitted
-   * per second in the 2 s before, and more than they did themselves.
+   * 429, by the mock's clock, a and b together admit at least 60 % of what the whole pool admitted
+   * per second in the 2 s before (calls c admitted just before the cut still run their 500-700 ms
+   * there), and more than they did themselves.
    */
   @Test
   void aProjectCutUpstreamPausesOnlyItsMemberAndTheOthersCarryTheTrafficWithinASecond() throws Exception {
@@ -120,20 +123,20 @@ class PoolIT {
     tpm.put("a", 40_000L);
     tpm.put("b", 60_000L);
     MockOpenAi.Builder mock = MockOpenAi.builder().burstSeconds(1.0)
-        .latency(Duration.ofMillis(20), Duration.ofMillis(80)).seed(21);
+        .latency(Duration.ofMillis(500), Duration.ofMillis(700)).seed(21);
     tpm.forEach((p, t) -> mock.project(p, "sk-" + p, 3_000, t));
     try (QuotaFixture f = new QuotaFixture(dir, mock);
         Admin admin = new Admin(f)) {
       members(f, tpm, List.of("c", "a", "b"));
       CompletableFuture<List<JsonNode>> run =
-          workers(f, "--threads", "8", "--duration", "14s", "--think-time", "2.3s");
+          workers(f, "--threads", "2", "--duration", "20s");
       await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100)).until(() -> {
         if (run.isDone()) {
           run.join();
         }
         return f.mock.stats().project("c").admitted() > 0;
       });
-      Thread.sleep(5_000); // every worker runs
+      Thread.sleep(3_000); // every worker runs: its first call alone, then its threads
       HttpResponse<String> cut = HttpClient.newHttpClient().send(
           HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + f.mock.port() + "/mock/projects/c/limits"))
               .PUT(HttpRequest.BodyPublishers.ofString("{\"tpm\": 10000}")).build(),
@@ -149,6 +152,10 @@ class PoolIT {
       }
       List<JsonNode> summaries = run.join();
       MockOpenAi.Stats s = f.mock.stats();
+      System.out.println("pool cut: the mock's projects " + s.byProject().entrySet().stream().map(e -> e.getKey()
+          + "=" + e.getValue().admitted() + " admitted, " + e.getValue().rateLimited() + " 429s, first at "
+          + e.getValue().firstRateLimitedAtMs() + " ms, tokens per 100 ms " + e.getValue().tokensPerSlot()).toList()
+          + "; workers " + summaries);
       Long firstMs = s.project("c").firstRateLimitedAtMs();
       assertThat(firstMs).as("the cut project answered 429").isNotNull();
       long t429 = firstMs;
@@ -172,7 +179,8 @@ class PoolIT {
       assertThat(sawPaused).as("c was seen paused").isTrue();
       assertThat(othersPaused).as("a or b was seen paused").isFalse();
       assertThat(othersAfter).as("a+b's tokens in the second after c's first 429").isGreaterThan(othersBefore)
-          .isGreaterThanOrEqualTo(0.7 * poolBefore);
+          .isGreaterThanOrEqualTo(0.6 * poolBefore);
+      assertThat(poolBefore).as("the pool's tokens per second before the cut (~1 160 asked)").isGreaterThan(500);
       assertThat(QuotaFixture.sum(summaries, "failed")).as("prompts failed").isZero();
     }
   }

@@ -71,6 +71,7 @@ class PythonClientIT {
           cli(target, admin, args.toArray(String[]::new));
         }
       }
+      ClientProcesses.pool(target, admin, "py.pool", "py.pool.a", "py.pool.b");
       // The pair shares its limits through Redis: set once, on either node.
       cli("127.0.0.1:" + first.port(), null, "limit", "set", "py.failover", "--rate", "requests=600000/min:10000");
 
