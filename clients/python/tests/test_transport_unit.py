@@ -515,3 +515,15 @@ def test_a_member_without_a_key_and_bad_pool_arguments_say_what_to_fix() -> None
         sluice.openai.transport(client, keys={"m1": "k"})
     with pytest.raises(ValueError, match=r"keys\['m1'\] is empty"):
         sluice.anthropic.transport(client, pool="p", keys={"m1": " "})
+
+
+def test_an_azure_request_gets_its_members_key_in_api_key() -> None:
+    c = PoolCoordinator(["m1"])
+    up = Upstream(usage_answer({"prompt_tokens": 12, "total_tokens": 15}))
+    client = sluice.Client("http://a:1", transport=httpx.MockTransport(c))
+    t = sluice.openai.transport(client, pool="p", keys={"m1": "azure-one"}, wrapped=httpx.MockTransport(up))
+    azure = {k: v for k, v in OPENAI_HEADERS.items() if k != "Authorization"}
+    with httpx.Client(base_url="https://x.openai.azure.com/openai/deployments/d", transport=t,
+                      headers={**azure, "api-key": "placeholder"}) as http:
+        assert post(http, "/chat/completions", CHAT).status_code == 200
+    assert up.got[0].headers["api-key"] == "azure-one" and "authorization" not in up.got[0].headers
