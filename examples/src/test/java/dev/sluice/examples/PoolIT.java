@@ -129,7 +129,7 @@ class PoolIT {
         Admin admin = new Admin(f)) {
       members(f, tpm, List.of("c", "a", "b"));
       CompletableFuture<List<JsonNode>> run =
-          workers(f, "--threads", "2", "--duration", "20s");
+          workers(f, "--threads", "2", "--duration", "22s");
       await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(100)).until(() -> {
         if (run.isDone()) {
           run.join();
