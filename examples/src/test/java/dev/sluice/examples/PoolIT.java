@@ -154,7 +154,7 @@ class PoolIT {
       MockOpenAi.Stats s = f.mock.stats();
       System.out.println("pool cut: the mock's projects " + s.byProject().entrySet().stream().map(e -> e.getKey()
           + "=" + e.getValue().admitted() + " admitted, " + e.getValue().rateLimited() + " 429s, first at "
-          + e.getValue().firstRateLimitedAtMs() + " ms, tokens per 100 ms " + e.getValue().tokensPerSlot()).toList()
+          + e.getValue().firstRateLimitedAtMs() + " ms").toList()
           + "; workers " + summaries);
       Long firstMs = s.project("c").firstRateLimitedAtMs();
       assertThat(firstMs).as("the cut project answered 429").isNotNull();
