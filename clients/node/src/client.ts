@@ -388,7 +388,14 @@ export class SluiceClient {
 export class Permit {
   /** Opaque id, as the coordinator knows it. */
   readonly id: string;
+  /** The resource acquired on (a pool's name for a pool). */
   readonly resource: string;
+  /**
+   * The resource whose limit granted: `resource` itself, or for a pool the member that granted, whose own
+   * upstream (API key, project, deployment) the call should use. Report that upstream's 429s on the member,
+   * so only it pauses. Release needs nothing more: the permit finds its member.
+   */
+  readonly member: string;
   /** The load charged, including the `requests` default. */
   readonly granted: Readonly<Load>;
   /** How long the acquire waited at the coordinator. */
@@ -402,6 +409,7 @@ export class Permit {
   constructor(private readonly client: SluiceClient, resource: string, response: AcquireResponse) {
     this.id = response.permitId;
     this.resource = resource;
+    this.member = response.member ? response.member : resource;
     this.granted = Object.freeze({ ...response.granted });
     this.waitedMs = toMs(response.waited);
     this.leaseTtlMs = toMs(response.leaseTtl);

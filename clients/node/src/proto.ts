@@ -65,6 +65,8 @@ export interface AcquireResponse {
   answeredAfter?: Duration | null;
   /** How long after the answer the grant stays fresh; absent when it never goes stale. */
   freshFor?: Duration | null;
+  /** For a pool, the member that granted; empty (or absent, from older coordinators) for a plain resource. */
+  member?: string;
 }
 
 /** sluice.v1.EstimateResponse: `wait` unset (null) while paused until resumed. */

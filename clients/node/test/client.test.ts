@@ -37,7 +37,7 @@ class CountingClient extends SluiceClient {
   override acquire(resource: string, load: Load = {}, options: AcquireOptions = {}): Promise<Permit> {
     return super.acquire(resource, load, options).then(
       (permit) => {
-        bump(seen.granted, resource);
+        bump(seen.granted, permit.member); // the coordinator counts a pool's grants on the member
         return permit;
       },
       (e: unknown) => {
@@ -112,6 +112,7 @@ describe('grants', { timeout: 20_000 }, () => {
   test('acquire returns a permit with the load charged; release ends it once', async () => {
     const permit = await sluice.acquire('node.grant', { requests: 1, tokens: 1200 }, { timeoutMs: 5_000 });
     assert.equal(permit.resource, 'node.grant');
+    assert.equal(permit.member, 'node.grant', 'a plain resource grants itself');
     assert.deepEqual({ ...permit.granted }, { requests: 1, tokens: 1200 });
     assert.ok(permit.id.length > 0);
     assert.ok(permit.waitedMs >= 0);
@@ -149,6 +150,19 @@ describe('grants', { timeout: 20_000 }, () => {
     // node.fifo allows one permit at a time: the slot is free again.
     const next = await sluice.acquire('node.fifo', {}, { timeoutMs: 0 });
     await next.release();
+  });
+
+  test('a pool\'s permits name the member that granted; releasing frees that member', async () => {
+    // node.pool (NodeClientIT makes it): members node.pool.a and node.pool.b, one permit at a time each.
+    const first = await sluice.acquire('node.pool', { tokens: 10 }, { timeoutMs: 5_000 });
+    const second = await sluice.acquire('node.pool', { tokens: 10 }, { timeoutMs: 5_000 });
+    assert.deepEqual([first.member, second.member].sort(), ['node.pool.a', 'node.pool.b']);
+    assert.equal(first.resource, 'node.pool');
+    await first.release();
+    const third = await sluice.acquire('node.pool', { tokens: 10 }, { timeoutMs: 5_000 });
+    assert.equal(third.member, first.member, 'the member the first freed');
+    await second.release();
+    await third.release();
   });
 
   test('describe returns the limit as stored', async () => {

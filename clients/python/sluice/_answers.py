@@ -33,6 +33,8 @@ class Answer:
 class Grant:
     permit_id: str
     resource: str
+    #: The resource whose limit granted: ``resource`` itself, or for a pool the member that granted.
+    member: str
     granted: Dict[str, int]
     lease: float
     waited: float
@@ -61,7 +63,9 @@ def parse_grant(answer: Answer, resource: str) -> Grant:
                 or not all(isinstance(v, int) and not isinstance(v, bool) for v in granted.values()):
             raise TypeError("permitId must be a string and granted an object of whole numbers")
         return Grant(
-            permit_id=doc["permitId"], resource=str(doc.get("resource", resource)), granted=dict(granted),
+            # "resource" of a pool's grant is its member, as "member" is: the permit keeps the name asked.
+            permit_id=doc["permitId"], resource=resource,
+            member=str(doc.get("member") or doc.get("resource") or resource), granted=dict(granted),
             lease=_number(doc["leaseSeconds"]), waited=_number(doc.get("waitedSeconds", 0.0)),
             answered_after=_optional_number(doc.get("answeredAfterSeconds")),
             fresh_for=_optional_number(doc.get("freshForSeconds")))

@@ -87,8 +87,11 @@ def check_load(load: Optional[Mapping[str, Any]], dimensions: Mapping[str, Any],
     return out
 
 
-def check_known(resource: str, load: Load, known: Sequence[str], what: str) -> None:
-    """Refuses a dimension the resource's limit does not have (``requests`` is always known)."""
+def check_known(resource: str, load: Load, known: Optional[Sequence[str]], what: str) -> None:
+    """Refuses a dimension the resource's limit does not have (``requests`` is always known);
+    ``known`` None (a pool) leaves the check to the coordinator."""
+    if known is None:
+        return
     for name in load:
         if name != "requests" and name not in known:
             raise ValueError(f"{what} names dimension {name!r} but resource {resource!r} limits only"

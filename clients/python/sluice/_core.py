@@ -190,7 +190,7 @@ class Core:
         self._id_prefix = uuid.uuid4().hex[:20] + "-"
         self._ids = 0
         self._ids_lock = threading.Lock()
-        self._dimensions: Dict[str, Tuple[float, Tuple[str, ...]]] = {}
+        self._dimensions: Dict[str, Tuple[float, Optional[Tuple[str, ...]]]] = {}
         #: Per resource, what the coordinator answered this client: grants (distinct permits),
         #: timeouts (408) and waiters withdrawn by cancel; the coordinator counts the same.
         self.counts: Dict[str, Dict[str, int]] = {}
@@ -268,7 +268,7 @@ class Core:
             grant = parse_grant(answer, resource)
             if grant.permit_id not in seen:
                 seen.append(grant.permit_id)
-                self.count(resource, "granted")
+                self.count(grant.member, "granted")  # the coordinator counts a pool's grants on the member
             if not confirmed and not handoff.abandoned and self.late(grant, round_trip):
                 # Held back by the network: send it again at once with its request id, and the
                 # coordinator hands over the same permit if still fresh, or forfeits it and keeps
@@ -346,10 +346,11 @@ class Core:
         except TypeError as e:
             raise _malformed(answer, "estimate", resource, str(e)) from None
 
-    def dimensions_steps(self, resource: str, budget: float) -> Generator[Step, Result, Tuple[str, ...]]:
+    def dimensions_steps(self, resource: str, budget: float) -> Generator[Step, Result, Optional[Tuple[str, ...]]]:
         """The dimensions the resource's limit has, read from the coordinator at most once a
         minute, within ``budget`` seconds (an acquire's timeout: a down coordinator is an error
-        after it, never a hang)."""
+        after it, never a hang). None for a resource the coordinator will not describe, a pool
+        (its state is its members'): then the coordinator alone checks the load."""
         cached = self._dimensions.get(resource)
         now = self.clock()
         if cached is not None and now - cached[0] < DIMENSIONS_TTL:
@@ -357,6 +358,10 @@ class Core:
         path = f"/v1/resources/{quote(resource, safe='')}"
         answer, _ = yield from self.attempts("acquire", resource, "GET", path, lambda _: None,
                                              min(budget, CALL_BUDGET), 0.0)
+        if answer.status == 400:
+            # A pool, or a name the coordinator refuses: the acquire itself says which, clearly.
+            self._dimensions[resource] = (now, None)
+            return None
         doc = self._ok(answer, "acquire", resource)
         try:
             names = tuple(str(r["dimension"]) for r in doc["limit"]["rates"])
@@ -406,8 +411,12 @@ class PermitBase:
         self._known = known
         #: The coordinator's id of this permit (any node takes it).
         self.id = grant.permit_id
-        #: The resource it was granted on.
+        #: The resource it was granted on (as asked: a pool's name for a pool).
         self.resource = grant.resource
+        #: The resource whose limit granted it: ``resource`` itself, or for a pool the member that
+        #: granted, whose own upstream (API key, project) the call should use and whose 429s to
+        #: report (on the member, so only it pauses). Release and settle need nothing more.
+        self.member = grant.member
         #: What the coordinator charged, per dimension, with its requests=1 default.
         self.granted: Load = dict(grant.granted)
         #: Seconds the acquire waited at the coordinator.

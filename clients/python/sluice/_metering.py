@@ -155,6 +155,10 @@ class Api:
         headers is a pause (it says when to retry)."""
         raise NotImplementedError
 
+    def authorize(self, request: httpx.Request, key: str) -> None:
+        """Puts a pool member's API key on the request, where this API reads it."""
+        raise NotImplementedError
+
 
 class Stream:
     """Reads the events of a server-sent event stream as its bytes go by: the last usage block
@@ -242,10 +246,14 @@ class Metered:
 
 
 class _Base:
-    def __init__(self, api: Api, client: Any, resource: str, lane: Optional[str], timeout: Optional[float]) -> None:
+    def __init__(self, api: Api, client: Any, resource: str, lane: Optional[str], timeout: Optional[float],
+                 keys: Optional[Dict[str, str]] = None) -> None:
         self.api = api
         self.client = client
+        #: The resource or pool acquired on.
         self.resource = resource
+        #: For a pool: each member's API key; the call goes upstream with the granting member's.
+        self.keys = keys
         self.lane = lane
         self.timeout = timeout
         self._warned = False
@@ -265,7 +273,26 @@ class _Base:
             log.debug("%s transport for %r: %s; the permit keeps its estimate", self.api.name, self.resource, what)
 
     def known(self, permit: Any) -> Tuple[str, ...]:
-        return tuple(permit._known) + ("requests",)
+        if self.keys is not None:
+            cached = self.client._core._dimensions.get(permit.member)
+            return tuple(cached[1] or ()) + ("requests",) if cached is not None else ("requests",)
+        return tuple(permit._known or ()) + ("requests",)
+
+    def member_key(self, permit: Any) -> str:
+        """The granting member's key; a member without one is a mistake in the transport's keys."""
+        key = self.keys.get(permit.member) if self.keys is not None else None
+        if key is None:
+            raise ValueError(f"pool {self.resource!r} granted member {permit.member!r}, but the transport has no key"
+                             f" for it (it has {', '.join(sorted(self.keys or {}))}): add it to keys=")
+        return key
+
+    @staticmethod
+    def union(dimensions: List[Optional[Tuple[str, ...]]]) -> Tuple[str, ...]:
+        """The dimensions any member's limit has: a pool's call asks for each."""
+        out: List[str] = []
+        for names in dimensions:
+            out += [n for n in names or () if n not in out]
+        return tuple(out)
 
     def candidate(self, request: httpx.Request) -> bool:
         """A POST of JSON to an endpoint the API meters: only then is the body read."""
@@ -322,8 +349,8 @@ class SyncTransport(_Base, httpx.BaseTransport):
     """An ``httpx.BaseTransport`` metering the calls its API recognises through a :class:`sluice.Client`."""
 
     def __init__(self, api: Api, client: Client, resource: str, lane: Optional[str], timeout: Optional[float],
-                 wrapped: Optional[httpx.BaseTransport]) -> None:
-        super().__init__(api, client, resource, lane, timeout)
+                 wrapped: Optional[httpx.BaseTransport], keys: Optional[Dict[str, str]] = None) -> None:
+        super().__init__(api, client, resource, lane, timeout, keys)
         self.wrapped = wrapped if wrapped is not None else httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -331,12 +358,18 @@ class SyncTransport(_Base, httpx.BaseTransport):
         if plan is None:
             return self.wrapped.handle_request(request)
         lane = self.lane_of(request)
-        known = self.client._run(self.client._core.dimensions_steps(self.resource, self.timeout or 30.0))
+        budget = self.timeout or 30.0
+        if self.keys is None:
+            known = self.client._run(self.client._core.dimensions_steps(self.resource, budget))
+        else:
+            known = self.union([self.client._run(self.client._core.dimensions_steps(m, budget)) for m in self.keys])
         permit = self.client.acquire(self.resource, self.load(plan, known), lane=lane, timeout=self.timeout)
         call = Metered(self, plan, permit)
         try:
+            if self.keys is not None:
+                self.api.authorize(request, self.member_key(permit))
             response = self.wrapped.handle_request(request)
-            self._report(response)
+            self._report(response, permit.member)
         except BaseException:
             self._end(call)
             raise
@@ -353,18 +386,19 @@ class SyncTransport(_Base, httpx.BaseTransport):
             self._end(call)
         return response
 
-    def _report(self, response: httpx.Response) -> None:
+    def _report(self, response: httpx.Response, member: str) -> None:
         what = self.reporting(response)
         if what is None:
             return
         try:
+            # On the member that granted (the resource itself, unless a pool): only it pauses.
             if what[0]:
-                self.client.report_throttled(self.resource, headers=what[1])
+                self.client.report_throttled(member, headers=what[1])
             else:
-                self.client.report_headers(self.resource, what[1])
+                self.client.report_headers(member, what[1])
         except SluiceError as e:
             log.warning("%s transport: could not report the upstream's headers for %r: %s", self.api.name,
-                        self.resource, e)
+                        member, e)
 
     def _end(self, call: Metered, stream: Optional[Stream] = None, finished: bool = False) -> None:
         if not call.first():
@@ -407,8 +441,9 @@ class AsyncTransport(_Base, httpx.AsyncBaseTransport):
     """An ``httpx.AsyncBaseTransport`` metering the calls its API recognises through a :class:`sluice.AsyncClient`."""
 
     def __init__(self, api: Api, client: AsyncClient, resource: str, lane: Optional[str],
-                 timeout: Optional[float], wrapped: Optional[httpx.AsyncBaseTransport]) -> None:
-        super().__init__(api, client, resource, lane, timeout)
+                 timeout: Optional[float], wrapped: Optional[httpx.AsyncBaseTransport],
+                 keys: Optional[Dict[str, str]] = None) -> None:
+        super().__init__(api, client, resource, lane, timeout, keys)
         self.wrapped = wrapped if wrapped is not None else httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -416,12 +451,18 @@ class AsyncTransport(_Base, httpx.AsyncBaseTransport):
         if plan is None:
             return await self.wrapped.handle_async_request(request)
         lane = self.lane_of(request)
-        known = await self.client._dimensions(self.resource, self.timeout or 30.0)
+        budget = self.timeout or 30.0
+        if self.keys is None:
+            known = await self.client._dimensions(self.resource, budget)
+        else:
+            known = self.union([await self.client._dimensions(m, budget) for m in self.keys])
         permit = await self.client.acquire(self.resource, self.load(plan, known), lane=lane, timeout=self.timeout)
         call = Metered(self, plan, permit)
         try:
+            if self.keys is not None:
+                self.api.authorize(request, self.member_key(permit))
             response = await self.wrapped.handle_async_request(request)
-            await self._report(response)
+            await self._report(response, permit.member)
         except BaseException:
             await self._end(call)
             raise
@@ -439,18 +480,18 @@ class AsyncTransport(_Base, httpx.AsyncBaseTransport):
             await self._end(call)
         return response
 
-    async def _report(self, response: httpx.Response) -> None:
+    async def _report(self, response: httpx.Response, member: str) -> None:
         what = self.reporting(response)
         if what is None:
             return
         try:
             if what[0]:
-                await self.client.report_throttled(self.resource, headers=what[1])
+                await self.client.report_throttled(member, headers=what[1])
             else:
-                await self.client.report_headers(self.resource, what[1])
+                await self.client.report_headers(member, what[1])
         except SluiceError as e:
             log.warning("%s transport: could not report the upstream's headers for %r: %s", self.api.name,
-                        self.resource, e)
+                        member, e)
 
     async def _end(self, call: Metered, stream: Optional[Stream] = None, finished: bool = False) -> None:
         if not call.first():
@@ -486,11 +527,13 @@ class _AsyncStream(httpx.AsyncByteStream):
 
 
 def make(api: Api, client: Any, resource: str, lane: Optional[str], timeout: Optional[float],
-         wrapped: Any) -> Union[SyncTransport, AsyncTransport]:
+         wrapped: Any, pool: Optional[str] = None,
+         keys: Optional[Mapping[str, str]] = None) -> Union[SyncTransport, AsyncTransport]:
     """The transport for ``client``'s kind, its arguments checked before any call."""
     from ._args import check_lane, check_resource, check_timeout
 
-    resource = check_resource(resource)
+    members = pool_keys(pool, keys)
+    resource = check_resource(pool if pool is not None else resource)
     if lane is not None:
         lane = check_lane(lane)
     if timeout is not None:
@@ -498,11 +541,31 @@ def make(api: Api, client: Any, resource: str, lane: Optional[str], timeout: Opt
     if isinstance(client, Client):
         if wrapped is not None and not isinstance(wrapped, httpx.BaseTransport):
             raise TypeError(f"wrapped must be an httpx.BaseTransport for a sluice.Client, not {type(wrapped).__name__}")
-        return SyncTransport(api, client, resource, lane, timeout, wrapped)
+        return SyncTransport(api, client, resource, lane, timeout, wrapped, members)
     if isinstance(client, AsyncClient):
         if wrapped is not None and not isinstance(wrapped, httpx.AsyncBaseTransport):
             raise TypeError("wrapped must be an httpx.AsyncBaseTransport for a sluice.AsyncClient, not"
                             f" {type(wrapped).__name__}")
-        return AsyncTransport(api, client, resource, lane, timeout, wrapped)
+        return AsyncTransport(api, client, resource, lane, timeout, wrapped, members)
     raise TypeError(f"client must be a sluice.Client (for httpx.Client) or a sluice.AsyncClient (for"
                     f" httpx.AsyncClient), not {type(client).__name__}")
+
+
+def pool_keys(pool: Optional[str], keys: Optional[Mapping[str, str]]) -> Optional[Dict[str, str]]:
+    """``keys`` checked: a non-empty map of member name to API key, given with ``pool`` only."""
+    from ._args import check_resource
+
+    if pool is None:
+        if keys is not None:
+            raise ValueError("keys= without pool=: name the pool whose members the keys are for")
+        return None
+    if not isinstance(keys, Mapping) or not keys:
+        raise ValueError(f"pool={pool!r} without keys: give keys={{member: api_key, ...}}, one per member of the pool"
+                         " (the call goes upstream with the key of the member that granted)")
+    out: Dict[str, str] = {}
+    for member, key in keys.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ValueError(f"keys[{member!r}] is {type(key).__name__ if not isinstance(key, str) else 'empty'}:"
+                             " give the member's API key as a string")
+        out[check_resource(member)] = key
+    return out

@@ -12,7 +12,7 @@ through untouched. See clients/python/README.md ("Drop-in transports").
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import httpx
 
@@ -87,9 +87,13 @@ class AnthropicApi(_metering.Api):
                     out[_OURS[low]] = value
         return (out or None), "retry-after" in out
 
+    def authorize(self, request: httpx.Request, key: str) -> None:
+        request.headers["x-api-key"] = key
+
 
 def transport(client: Any, resource: str = "anthropic", *, lane: Optional[str] = None,
-              timeout: Optional[float] = None, wrapped: Any = None) -> Union[SyncTransport, AsyncTransport]:
+              timeout: Optional[float] = None, wrapped: Any = None, pool: Optional[str] = None,
+              keys: Optional[Mapping[str, str]] = None) -> Union[SyncTransport, AsyncTransport]:
     """An httpx transport that meters Anthropic's Messages calls through ``client``.
 
     :param client: a :class:`sluice.Client` (gives an ``httpx.BaseTransport``, for
@@ -102,5 +106,9 @@ def transport(client: Any, resource: str = "anthropic", *, lane: Optional[str] =
     :param timeout: seconds an acquire waits (default: the client's).
     :param wrapped: the transport that sends (default ``httpx.HTTPTransport()`` /
         ``httpx.AsyncHTTPTransport()``).
+    :param pool: acquire on this pool instead of ``resource``: each call goes upstream with the
+        ``x-api-key`` of the member that granted (``permit.member``), and its 429s and headers
+        are reported on that member, so only it pauses. Needs ``keys``.
+    :param keys: with ``pool``, each member's API key. The keys stay here.
     """
-    return _metering.make(AnthropicApi(), client, resource, lane, timeout, wrapped)
+    return _metering.make(AnthropicApi(), client, resource, lane, timeout, wrapped, pool, keys)

@@ -13,7 +13,7 @@ through untouched. See clients/python/README.md ("Drop-in transports").
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import httpx
 
@@ -133,10 +133,18 @@ class OpenAiApi(_metering.Api):
                or k.lower().startswith(("x-ratelimit-remaining-", "x-ratelimit-limit-"))}
         return (out or None), ("retry-after" in out or "retry-after-ms" in out)
 
+    def authorize(self, request: httpx.Request, key: str) -> None:
+        # Azure OpenAI reads api-key; OpenAI and compatible APIs a bearer token.
+        if "api-key" in request.headers:
+            request.headers["api-key"] = key
+        else:
+            request.headers["Authorization"] = f"Bearer {key}"
+
 
 def transport(client: Any, resource: str = "openai", *, lane: Optional[str] = None,
               timeout: Optional[float] = None, wrapped: Any = None,
-              default_max_tokens: int = DEFAULT_MAX_TOKENS) -> Union[SyncTransport, AsyncTransport]:
+              default_max_tokens: int = DEFAULT_MAX_TOKENS, pool: Optional[str] = None,
+              keys: Optional[Mapping[str, str]] = None) -> Union[SyncTransport, AsyncTransport]:
     """An httpx transport that meters OpenAI's calls through ``client``.
 
     :param client: a :class:`sluice.Client` (gives an ``httpx.BaseTransport``, for
@@ -150,7 +158,12 @@ def transport(client: Any, resource: str = "openai", *, lane: Optional[str] = No
         ``httpx.AsyncHTTPTransport()``; give one for proxies, TLS or pool settings).
     :param default_max_tokens: the completion budget counted for a call that names none;
         default 256. The settle corrects it.
+    :param pool: acquire on this pool instead of ``resource``: each call goes upstream with the
+        key of the member that granted (``permit.member``), and its 429s and headers are
+        reported on that member, so only it pauses. Needs ``keys``.
+    :param keys: with ``pool``, each member's API key (``{"proj-a": "sk-...", ...}``); it
+        replaces the request's ``Authorization`` (or Azure's ``api-key``). The keys stay here.
     """
     if isinstance(default_max_tokens, bool) or not isinstance(default_max_tokens, int) or default_max_tokens < 0:
         raise ValueError(f"default_max_tokens={default_max_tokens!r}: give the usual reply length in tokens, >= 0")
-    return _metering.make(OpenAiApi(default_max_tokens), client, resource, lane, timeout, wrapped)
+    return _metering.make(OpenAiApi(default_max_tokens), client, resource, lane, timeout, wrapped, pool, keys)

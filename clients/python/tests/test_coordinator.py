@@ -64,6 +64,22 @@ def test_grants_carry_the_load_and_the_requests_default(make_client) -> None:
     assert p.granted == {"requests": 1}
     assert p.release() is True and p.release() is False
     assert state("py.grant")["inFlight"] == 0
+    assert p.member == "py.grant"  # a plain resource grants itself
+
+
+def test_a_pools_permits_name_the_member_that_granted(make_client) -> None:
+    # py.pool (set by PythonClientIT): members py.pool.a and py.pool.b, concurrency 1 each.
+    c = make_client()
+    first = c.acquire("py.pool", tokens=10, timeout=10)
+    second = c.acquire("py.pool", tokens=10, timeout=10)
+    try:
+        assert {first.member, second.member} == {"py.pool.a", "py.pool.b"}
+        assert first.resource == second.resource == "py.pool"
+        assert state(first.member)["inFlight"] == 1
+    finally:
+        first.release()
+        second.release()
+    assert state("py.pool.a")["inFlight"] == 0 and state("py.pool.b")["inFlight"] == 0
 
 
 def test_waiters_are_granted_in_the_order_they_arrived(make_async) -> None:

@@ -177,3 +177,32 @@ def test_a_report_through_the_anthropic_transport_teaches_a_learning_limit_the_p
     assert asyncio.run(run()) == 200
     until(lambda: [per_minute("py.learn.anthropic")[d] for d in ("requests", "input-tokens", "output-tokens")]
           == [600, 60000, 1200], "the limit learned from the report")
+
+
+# -- pools ------------------------------------------------------------------------------------
+
+
+def test_a_pool_transport_sends_each_call_with_its_members_key_and_reports_a_429_on_that_member(make_async) -> None:
+    # py.pool: members py.pool.a and py.pool.b, one call at a time each, so two calls at once take
+    # one member each. Each key is its own project at the mock (a bucket of 666 tokens); a's has
+    # been spent just before, so a's call is refused and reported on a alone, b's goes through.
+    keys = {"py.pool.a": "sk-pool-a", "py.pool.b": "sk-pool-b"}
+    spent = httpx.post(f"{MOCK}/v1/chat/completions", content=chat(max_tokens=640), timeout=10,
+                       headers={**OPENAI_HEADERS, "Authorization": f"Bearer {keys['py.pool.a']}"})
+    assert spent.status_code == 200, spent.text
+    before = {m: state(m) for m in keys}
+
+    async def run() -> List[int]:
+        async with make_async() as c:
+            t = sluice.openai.transport(c, pool="py.pool", keys=keys)
+            async with httpx.AsyncClient(base_url=f"{MOCK}/v1", transport=t, headers=OPENAI_HEADERS) as http:
+                answers = await asyncio.gather(*(http.post("/chat/completions", content=chat(max_tokens=640))
+                                                 for _ in range(2)))
+                return sorted(r.status_code for r in answers)
+
+    assert asyncio.run(run()) == [200, 429]
+    after = {m: state(m) for m in keys}
+    assert [after[m]["granted"] - before[m]["granted"] for m in keys] == [1, 1]
+    assert after["py.pool.a"]["throttleReports"] == before["py.pool.a"]["throttleReports"] + 1
+    assert after["py.pool.b"]["throttleReports"] == before["py.pool.b"]["throttleReports"]
+    assert after["py.pool.a"]["inFlight"] == after["py.pool.b"]["inFlight"] == 0

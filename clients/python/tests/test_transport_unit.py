@@ -418,3 +418,112 @@ def test_tiktoken_counts_when_importable_and_the_rule_otherwise(monkeypatch, cap
 
 def test_the_character_rule_is_one_token_per_four_characters() -> None:
     assert [_metering.char_rule(t) for t in ["", "a", "abcd", "abcde", "x" * 400]] == [0, 1, 1, 2, 100]
+
+
+# -- pools --------------------------------------------------------------------------------------
+
+
+class PoolCoordinator(Coordinator):
+    """A pool ``p`` of members ``m1`` (requests and tokens) and ``m2`` (requests): the pool itself
+    cannot be described (400, as the coordinator answers); grants name their member in turn."""
+
+    def __init__(self, members: List[str]) -> None:
+        turn = iter(members)
+        super().__init__(
+            acquire=lambda r: httpx.Response(200, json=grant(f"{len(self.sent('acquire'))}@m", resource=m,
+                                                             member=m)) if (m := next(turn)) else None,
+            release=lambda r: httpx.Response(200, json={"released": True}),
+            report=lambda r: httpx.Response(200, json={"pausedForSeconds": 0.0}))
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        limits = {"m1": ["requests", "tokens"], "m2": ["requests"]}
+        if request.method == "GET" and request.url.path.startswith("/v1/resources/"):
+            self.calls.append(request)
+            name = request.url.path.rsplit("/", 1)[1]
+            if name == "p":
+                return httpx.Response(400, json={"error": {"code": "INVALID_ARGUMENT", "status": 400, "message":
+                                                           "'p' is a pool of m1, m2: its state is its members'"}})
+            return httpx.Response(200, json={"name": name, "limit": {"rates": [{"dimension": d} for d in limits[name]]}})
+        return super().__call__(request)
+
+
+def test_a_pool_call_goes_upstream_with_its_members_key_and_reports_on_that_member() -> None:
+    c = PoolCoordinator(["m1", "m2"])
+    answers = iter([
+        usage_answer({"prompt_tokens": 12, "total_tokens": 15}, 200, {"x-ratelimit-remaining-tokens": "900"}),
+        usage_answer({"error": 1}, 429, {"retry-after-ms": "700", "x-ratelimit-remaining-requests": "0"}),
+    ])
+    up = Upstream(lambda r: next(answers)(r))
+    client = sluice.Client("http://a:1", transport=httpx.MockTransport(c))
+    t = sluice.openai.transport(client, pool="p", keys={"m1": "sk-one", "m2": "sk-two"},
+                                wrapped=httpx.MockTransport(up))
+    with httpx.Client(base_url="https://api.openai.com/v1", transport=t, headers=OPENAI_HEADERS) as http:
+        assert [post(http, "/chat/completions", CHAT).status_code for _ in range(2)] == [200, 429]
+    assert [r.headers["authorization"] for r in up.got] == ["Bearer sk-one", "Bearer sk-two"]
+    assert [r.url.path for r in c.calls if r.url.path.endswith("/acquire")] == ["/v1/resources/p/acquire"] * 2
+    # The load asks for every dimension a member has; a member's settle only for its own.
+    assert [a["load"] for a in c.sent("acquire")] == [{"requests": 1, "tokens": 60}] * 2
+    assert [b.get("usage") for b in c.sent("release")] == [{"tokens": 62}, None]
+    reports = [r for r in c.calls if r.url.path.endswith("/report")]
+    assert [r.url.path for r in reports] == ["/v1/resources/m1/report", "/v1/resources/m2/report"]
+    assert json.loads(reports[1].content)["throttled"] is True
+
+
+def test_a_pool_permit_names_its_member_and_keeps_the_pool_as_its_resource() -> None:
+    c = PoolCoordinator(["m2"])
+    with sluice.Client("http://a:1", transport=httpx.MockTransport(c)) as client:
+        with client.acquire("p", tokens=5) as permit:  # the pool has no dimensions here: the members check
+            assert (permit.resource, permit.member) == ("p", "m2")
+    plain = grant()
+    del plain["resource"]
+    c2 = Coordinator(acquire=lambda r: httpx.Response(200, json=plain),
+                     release=lambda r: httpx.Response(200, json={"released": True}))
+    with sluice.Client("http://a:1", transport=httpx.MockTransport(c2)) as client:
+        with client.acquire("r") as permit:
+            assert permit.member == "r" == permit.resource
+
+
+def test_an_async_pool_transport_uses_the_members_key() -> None:
+    c = PoolCoordinator(["m2"])
+    up = Upstream(usage_answer({"prompt_tokens": 12, "total_tokens": 15}))
+
+    async def main() -> None:
+        async with sluice.AsyncClient("http://a:1", transport=httpx.MockTransport(c)) as client:
+            t = sluice.anthropic.transport(client, pool="p", keys={"m1": "sk-ant-1", "m2": "sk-ant-2"},
+                                           wrapped=httpx.MockTransport(up))
+            async with httpx.AsyncClient(base_url="https://api.anthropic.com/v1", transport=t,
+                                         headers=ANTHROPIC_HEADERS) as http:
+                await http.post("/messages", json={"model": "claude", "max_tokens": 5,
+                                                   "messages": [{"role": "user", "content": "hi"}]})
+
+    asyncio.run(main())
+    assert up.got[0].headers["x-api-key"] == "sk-ant-2"
+
+
+def test_a_member_without_a_key_and_bad_pool_arguments_say_what_to_fix() -> None:
+    c = PoolCoordinator(["m2"])
+    up = Upstream(usage_answer({"prompt_tokens": 1, "total_tokens": 2}))
+    client = sluice.Client("http://a:1", transport=httpx.MockTransport(c))
+    t = sluice.openai.transport(client, pool="p", keys={"m1": "sk-one"}, wrapped=httpx.MockTransport(up))
+    with httpx.Client(base_url="https://api.openai.com/v1", transport=t, headers=OPENAI_HEADERS) as http:
+        with pytest.raises(ValueError, match="granted member 'm2', but the transport has no key for it"):
+            post(http, "/chat/completions", CHAT)
+    assert up.got == [] and c.sent("release") == [{}]
+    with pytest.raises(ValueError, match="without keys"):
+        sluice.openai.transport(client, pool="p")
+    with pytest.raises(ValueError, match="keys= without pool="):
+        sluice.openai.transport(client, keys={"m1": "k"})
+    with pytest.raises(ValueError, match=r"keys\['m1'\] is empty"):
+        sluice.anthropic.transport(client, pool="p", keys={"m1": " "})
+
+
+def test_an_azure_request_gets_its_members_key_in_api_key() -> None:
+    c = PoolCoordinator(["m1"])
+    up = Upstream(usage_answer({"prompt_tokens": 12, "total_tokens": 15}))
+    client = sluice.Client("http://a:1", transport=httpx.MockTransport(c))
+    t = sluice.openai.transport(client, pool="p", keys={"m1": "azure-one"}, wrapped=httpx.MockTransport(up))
+    azure = {k: v for k, v in OPENAI_HEADERS.items() if k != "Authorization"}
+    with httpx.Client(base_url="https://x.openai.azure.com/openai/deployments/d", transport=t,
+                      headers={**azure, "api-key": "placeholder"}) as http:
+        assert post(http, "/chat/completions", CHAT).status_code == 200
+    assert up.got[0].headers["api-key"] == "azure-one" and "authorization" not in up.got[0].headers

@@ -59,6 +59,12 @@ import picocli.CommandLine.Option;
  *       "Request too large" fails the prompt.
  * </ol>
  *
+ * <p>With {@code --pool NAME} the worker draws on a pool of projects or keys: each call acquires on
+ * the pool, the permit names the member that granted ({@link Permit#member()}), and the call goes
+ * upstream with that member's own key ({@code --member-key MEMBER=KEY} or {@code --member-keys
+ * FILE}); the answer's headers and its 429s are reported on the member, so only that member
+ * pauses while the others carry the traffic. The keys stay with the worker.
+ *
  * <p>{@code --mode local} is what people do today: SDK retries on, a per-process semaphore, and
  * a sleep of {@code Retry-After} when the SDK gives up.
  */
@@ -108,6 +114,19 @@ public final class OpenAiBatch implements Callable<Integer> {
   @Option(names = "--resource", defaultValue = "openai", description = "Sluice resource (default ${DEFAULT-VALUE}).")
   String resource;
 
+  @Option(names = "--pool", paramLabel = "NAME",
+      description = "Acquire on this pool instead of --resource: each call uses the key of the member that granted"
+          + " (--member-key) and reports that member's 429s and headers. Default: none.")
+  String pool;
+
+  @Option(names = "--member-key", paramLabel = "MEMBER=KEY",
+      description = "With --pool: the API key of one member (repeatable).")
+  Map<String, String> memberKeys = new LinkedHashMap<>();
+
+  @Option(names = "--member-keys", paramLabel = "FILE",
+      description = "With --pool: a file of MEMBER=KEY lines (# comments), keeping the keys off the command line.")
+  Path memberKeysFile;
+
   @Option(names = "--lane", defaultValue = "batch", description = "interactive, default or batch (default ${DEFAULT-VALUE}).")
   String lane;
 
@@ -146,6 +165,7 @@ public final class OpenAiBatch implements Callable<Integer> {
   private final AtomicLong failed = new AtomicLong();
   private final AtomicLong seen429 = new AtomicLong();
   private final AtomicLong tokensCharged = new AtomicLong();
+  private final Map<String, AtomicLong> doneByMember = new java.util.concurrent.ConcurrentSkipListMap<>();
   private final AtomicBoolean stop = new AtomicBoolean();
   private final ConcurrentHistogram waits = new ConcurrentHistogram(3_600_000_000L, 2);
   private final List<String> results = new ArrayList<>();
@@ -157,7 +177,8 @@ public final class OpenAiBatch implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    if (apiKey == null || apiKey.isBlank()) {
+    Map<String, String> keys = memberKeys();
+    if (pool == null && (apiKey == null || apiKey.isBlank())) {
       throw new CommandLine.ParameterException(
           spec.commandLine(), "no API key: set OPENAI_API_KEY or pass --api-key");
     }
@@ -192,19 +213,20 @@ public final class OpenAiBatch implements Callable<Integer> {
     long deadline = budget == null ? Long.MAX_VALUE : System.nanoTime() + parseDuration(budget).toNanos();
     long total = duration == null ? all.size() : -1;
     Lane sluiceLane = Lane.valueOf(lane.toUpperCase(Locale.ROOT));
-    OpenAIClient openai =
-        OpenAIOkHttpClient.builder()
-            .baseUrl(baseUrl)
-            .apiKey(apiKey)
-            // Behind Sluice the SDK must not retry: its retries would go around the coordinator.
-            .maxRetries(mode == Mode.sluice ? 0 : 2)
-            .timeout(Duration.ofSeconds(60))
-            .build();
+    // One client per key: a pool's members each have their own (project, organization, deployment).
+    Map<String, OpenAIClient> upstreams = new LinkedHashMap<>();
+    if (pool == null) {
+      upstreams.put(resource, openAiClient(apiKey));
+    } else {
+      keys.forEach((member, key) -> upstreams.put(member, openAiClient(key)));
+    }
     SluiceClient sluice = mode == Mode.sluice ? SluiceClient.builder().target(sluiceTarget).build() : null;
     // Warm both connections before the first grant: a permit should be spent the moment it is
     // granted. A cold HTTP client that sits on its first grants for a second sends them all at
     // once later, and the upstream sees a burst the coordinator never allowed.
-    openai.models().list();
+    for (OpenAIClient c : upstreams.values()) {
+      c.models().list();
+    }
     if (sluice != null && !sluice.warmUp(Duration.ofSeconds(10))) {
       System.err.println("no Sluice coordinator at " + sluiceTarget + " answered within 10 s; going on: calls fail"
           + " or wait until one does");
@@ -230,7 +252,7 @@ public final class OpenAiBatch implements Callable<Integer> {
     long first = next.getAndIncrement();
     if (duration == null ? first < all.size() : System.nanoTime() < deadline) {
       Prompt p = all.get((int) (first % all.size()));
-      run(openai, sluice, sluiceLane, local, duration == null ? p.id() : p.id() + "#0", p.text(), deadline);
+      run(upstreams, sluice, sluiceLane, local, duration == null ? p.id() : p.id() + "#0", p.text(), deadline);
     }
     if (learning != null) {
       // The first answer's headers were reported: the limit is now the provider's.
@@ -252,7 +274,7 @@ public final class OpenAiBatch implements Callable<Integer> {
                   Prompt p = all.get((int) (i % all.size()));
                   String id = duration == null ? p.id() : p.id() + "#" + (i / all.size());
                   try {
-                    run(openai, sluice, sluiceLane, local, id, p.text(), deadline);
+                    run(upstreams, sluice, sluiceLane, local, id, p.text(), deadline);
                     if (think > 0) {
                       Thread.sleep(think);
                     }
@@ -273,7 +295,7 @@ public final class OpenAiBatch implements Callable<Integer> {
       bar.interrupt();
       bar.join();
     }
-    openai.close();
+    upstreams.values().forEach(OpenAIClient::close);
     if (sluice != null) {
       sluice.close();
     }
@@ -291,7 +313,7 @@ public final class OpenAiBatch implements Callable<Integer> {
   }
 
   private void run(
-      OpenAIClient openai, SluiceClient sluice, Lane sluiceLane, Semaphore local, String id, String text, long deadline)
+      Map<String, OpenAIClient> upstreams, SluiceClient sluice, Lane sluiceLane, Semaphore local, String id, String text, long deadline)
       throws InterruptedException {
     List<TokenEstimator.Message> messages = List.of(new TokenEstimator.Message("user", text));
     long charge = TokenEstimator.admissionCharge(messages, 1, maxTokens);
@@ -314,7 +336,7 @@ public final class OpenAiBatch implements Callable<Integer> {
         try {
           granted =
               sluice.acquire(
-                  resource,
+                  pool != null ? pool : resource,
                   Load.of("requests", 1, "tokens", estimate),
                   acquireOptions(sluiceLane, Duration.ofNanos(Math.min(left, TimeUnit.MINUTES.toNanos(5)))));
         } catch (AcquireTimeoutException e) {
@@ -322,6 +344,13 @@ public final class OpenAiBatch implements Callable<Integer> {
         }
         try (Permit p = granted) {
           waits.recordValue(Math.max(1, p.waited().toNanos() / 1_000));
+          OpenAIClient openai = upstreams.get(pool != null ? p.member() : resource);
+          if (openai == null) {
+            fatal = "pool " + pool + " granted member " + p.member() + ", but this worker has no key for it: add"
+                + " --member-key " + p.member() + "=KEY (it has " + upstreams.keySet() + ")";
+            stop.set(true);
+            return;
+          }
           if (call(openai, sluice, p, params, id, attempt)) {
             return;
           }
@@ -332,7 +361,7 @@ public final class OpenAiBatch implements Callable<Integer> {
         }
         local.acquire();
         try {
-          if (call(openai, null, null, params, id, attempt)) {
+          if (call(upstreams.values().iterator().next(), null, null, params, id, attempt)) {
             return;
           }
         } finally {
@@ -369,9 +398,12 @@ public final class OpenAiBatch implements Callable<Integer> {
       tokensCharged.addAndGet(charged);
       if (permit != null) {
         permit.settle(Load.of("tokens", charged));
-        sluice.reportHeaders(resource, flatten(raw.headers()));
+        sluice.reportHeaders(permit.member(), flatten(raw.headers()));
       }
       done.incrementAndGet();
+      if (permit != null && pool != null) {
+        doneByMember.computeIfAbsent(permit.member(), m -> new AtomicLong()).incrementAndGet();
+      }
       record(id, true, attempt, prompt, completionTokens, null);
       return true;
     } catch (RateLimitException e) {
@@ -393,7 +425,8 @@ public final class OpenAiBatch implements Callable<Integer> {
       // and a refund landing after it would put the books ahead of the upstream again.
       if (sluice != null) {
         // Every worker pauses until Retry-After; then this one retries through acquire.
-        sluice.reportThrottled(resource, retryAfter, flatten(e.headers()));
+        // On the member that granted: only its upstream said no (the pool's other members go on).
+        sluice.reportThrottled(permit.member(), retryAfter, flatten(e.headers()));
       } else {
         Thread.sleep(retryAfter.toMillis());
       }
@@ -411,6 +444,61 @@ public final class OpenAiBatch implements Callable<Integer> {
       Thread.sleep(Math.min(8_000, 500L << Math.min(4, attempt - 1)));
       return false;
     }
+  }
+
+  private OpenAIClient openAiClient(String key) {
+    return OpenAIOkHttpClient.builder()
+        .baseUrl(baseUrl)
+        .apiKey(key)
+        // Behind Sluice the SDK must not retry: its retries would go around the coordinator.
+        .maxRetries(mode == Mode.sluice ? 0 : 2)
+        .timeout(Duration.ofSeconds(60))
+        .build();
+  }
+
+  /** The members' keys of --member-key and --member-keys; checked against --pool and --mode. */
+  private Map<String, String> memberKeys() throws IOException {
+    Map<String, String> keys = new LinkedHashMap<>(memberKeys);
+    if (memberKeysFile != null) {
+      int n = 0;
+      for (String line : Files.readAllLines(memberKeysFile)) {
+        n++;
+        String l = line.strip();
+        if (l.isEmpty() || l.startsWith("#")) {
+          continue;
+        }
+        int eq = l.indexOf('=');
+        if (eq <= 0 || eq == l.length() - 1) {
+          throw new CommandLine.ParameterException(spec.commandLine(),
+              "--member-keys " + memberKeysFile + " line " + n + ": not MEMBER=KEY");
+        }
+        keys.put(l.substring(0, eq).strip(), l.substring(eq + 1).strip());
+      }
+    }
+    if (pool == null && !keys.isEmpty()) {
+      throw new CommandLine.ParameterException(spec.commandLine(),
+          "--member-key or --member-keys without --pool: name the pool the members are in");
+    }
+    if (pool != null) {
+      if (mode != Mode.sluice) {
+        throw new CommandLine.ParameterException(spec.commandLine(),
+            "--pool needs --mode sluice: the coordinator picks the member of each call");
+      }
+      if (learn != null) {
+        throw new CommandLine.ParameterException(spec.commandLine(), "--learn with --pool: a pool has no limit of its"
+            + " own to learn; set `--learn openai` on each member's limit, and the reports on the members teach them");
+      }
+      if (keys.isEmpty()) {
+        throw new CommandLine.ParameterException(spec.commandLine(),
+            "--pool " + pool + " without keys: give each member's with --member-key MEMBER=KEY or --member-keys FILE");
+      }
+      keys.forEach((member, key) -> {
+        if (key == null || key.isBlank()) {
+          throw new CommandLine.ParameterException(spec.commandLine(), "--member-key " + member + "= has no key");
+        }
+      });
+    }
+    return keys;
   }
 
   /** An openai-java response's headers as the single-valued map {@code SluiceClient.report} takes. */
@@ -480,6 +568,12 @@ public final class OpenAiBatch implements Callable<Integer> {
     s.put("mode", mode.name());
     if (tenant != null) {
       s.put("tenant", tenant);
+    }
+    if (pool != null) {
+      s.put("pool", pool);
+      Map<String, Long> byMember = new LinkedHashMap<>();
+      doneByMember.forEach((m, n) -> byMember.put(m, n.get()));
+      s.put("done_by_member", byMember);
     }
     s.put("done", done.get());
     s.put("failed", failed.get());

@@ -40,6 +40,28 @@ final class ClientProcesses {
   }
 
   /**
+   * Makes {@code pool} a pool of {@code members} through the admin service's {@code SetLimit}
+   * with members, over a real channel with {@code apiKey} (null: an open coordinator).
+   */
+  static void pool(String target, String apiKey, String pool, String... members) {
+    io.grpc.ManagedChannel channel = io.grpc.ManagedChannelBuilder.forTarget(target).usePlaintext().build();
+    try {
+      io.grpc.Metadata headers = new io.grpc.Metadata();
+      if (apiKey != null) {
+        headers.put(io.grpc.Metadata.Key.of("authorization", io.grpc.Metadata.ASCII_STRING_MARSHALLER),
+            "Bearer " + apiKey);
+      }
+      dev.sluice.proto.v1.AdminGrpc.newBlockingStub(channel)
+          .withInterceptors(io.grpc.stub.MetadataUtils.newAttachHeadersInterceptor(headers))
+          .withDeadlineAfter(30, TimeUnit.SECONDS)
+          .setLimit(dev.sluice.proto.v1.SetLimitRequest.newBuilder().setLimit(
+              dev.sluice.proto.v1.Limit.newBuilder().setResource(pool).addAllMembers(List.of(members))).build());
+    } finally {
+      channel.shutdownNow();
+    }
+  }
+
+  /**
    * Runs a command in {@code dir} with only the {@code SLUICE_*} variables of {@code env}, its
    * output echoed to the test log with {@code tag}; returns its exit code and output.
    */

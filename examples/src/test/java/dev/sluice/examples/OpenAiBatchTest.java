@@ -101,4 +101,28 @@ class OpenAiBatchTest {
     assertThat(run(err, "--api-key", "k")).isEqualTo(2);
     assertThat(err.toString()).contains("--input");
   }
+
+  @Test
+  void poolUsageErrorsNameTheFix() throws IOException {
+    Path prompts = dir.resolve("p.jsonl");
+    Files.writeString(prompts, "{\"prompt\":\"x\"}\n");
+    String in = prompts.toString();
+    StringWriter err = new StringWriter();
+    assertThat(run(err, "--input", in, "--pool", "p", "--api-key", "")).isEqualTo(2);
+    assertThat(err.toString()).contains("--pool p without keys").contains("--member-key MEMBER=KEY");
+    err = new StringWriter();
+    assertThat(run(err, "--input", in, "--api-key", "k", "--member-key", "a=sk-a")).isEqualTo(2);
+    assertThat(err.toString()).contains("without --pool");
+    err = new StringWriter();
+    assertThat(run(err, "--input", in, "--pool", "p", "--member-key", "a=sk-a", "--mode", "local")).isEqualTo(2);
+    assertThat(err.toString()).contains("--pool needs --mode sluice");
+    Path keys = dir.resolve("keys");
+    Files.writeString(keys, "# members\na=sk-a\nno key here\n");
+    err = new StringWriter();
+    assertThat(run(err, "--input", in, "--pool", "p", "--member-keys", keys.toString())).isEqualTo(2);
+    assertThat(err.toString()).contains("line 3: not MEMBER=KEY");
+    err = new StringWriter();
+    assertThat(run(err, "--input", in, "--pool", "p", "--member-key", "a=sk-a", "--learn", "openai")).isEqualTo(2);
+    assertThat(err.toString()).contains("set `--learn openai` on each member's limit");
+  }
 }

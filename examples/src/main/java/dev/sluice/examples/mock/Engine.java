@@ -43,10 +43,12 @@ final class Engine {
     Decision decision = limiter.acquire(project, charge, now);
     if (decision.kind() == Decision.Kind.ADMITTED) {
       stats.admitted(charge, now, user);
+      stats.projectAdmitted(project, charge, now);
     } else {
       stats.rejected(decision.reason());
       if (decision.kind() != Decision.Kind.INSUFFICIENT_QUOTA) {
         stats.rateLimited(user);
+        stats.projectRateLimited(project, now);
       }
     }
     return decision;

@@ -23,6 +23,7 @@ import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Objects;
+import java.util.List;
 import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.concurrent.ExecutorService;
@@ -731,6 +732,8 @@ public final class MockOpenAi implements AutoCloseable {
    *     {@code user}), sorted by name; requests naming none are counted only in the totals. A
    *     worker that sets it to its tenant lets a test measure each tenant's share where the calls
    *     arrive.
+   * @param byProject chat completions by registered project ({@link Builder#project}), sorted by
+   *     name: a pool's members measured where the calls arrive
    */
   public record Stats(
       @JsonProperty("admitted") long admitted,
@@ -744,12 +747,58 @@ public final class MockOpenAi implements AutoCloseable {
       @JsonProperty("first_admitted_at_ms") Long firstAdmittedAtMs,
       @JsonProperty("last_admitted_at_ms") Long lastAdmittedAtMs,
       @JsonProperty("limits") Limits limits,
-      @JsonProperty("by_user") Map<String, User> byUser) {
+      @JsonProperty("by_user") Map<String, User> byUser,
+      @JsonProperty("by_project") Map<String, Project> byProject) {
 
-    /** Copies {@code rejected} and {@code byUser}. */
+    /** Copies {@code rejected}, {@code byUser} and {@code byProject}. */
     public Stats {
       rejected = Collections.unmodifiableMap(new LinkedHashMap<>(rejected));
       byUser = Collections.unmodifiableMap(new LinkedHashMap<>(byUser));
+      byProject = Collections.unmodifiableMap(new LinkedHashMap<>(byProject == null ? Map.of() : byProject));
+    }
+
+    /** One registered project's count, or zeros if it had no call. */
+    public Project project(String name) {
+      return byProject.getOrDefault(name, new Project(0, 0, 0, null, List.of()));
+    }
+
+    /**
+     * What one registered project's chat completions got.
+     *
+     * @param admitted admitted (answered 200)
+     * @param estimatedTokens sum of their admission charges
+     * @param rateLimited answered 429 for a rate limit
+     * @param firstRateLimitedAtMs when its first rate-limit 429 was answered, or null
+     * @param tokensPerSlot admission charges admitted in each {@value #SLOT_MILLIS} ms since the
+     *     stats' epoch, up to the last admission (the first hour only): its rate over time, by the
+     *     mock's clock
+     */
+    public record Project(
+        @JsonProperty("admitted") long admitted,
+        @JsonProperty("estimated_tokens") long estimatedTokens,
+        @JsonProperty("rate_limited") long rateLimited,
+        @JsonProperty("first_rate_limited_at_ms") Long firstRateLimitedAtMs,
+        @JsonProperty("tokens_per_slot") List<Long> tokensPerSlot) {
+
+      /** The width of a slot of {@link #tokensPerSlot}. */
+      public static final long SLOT_MILLIS = 100;
+      static final long SLOT_NANOS = SLOT_MILLIS * 1_000_000;
+      /** Slots kept: one hour's. */
+      static final long MAX_SLOTS = 36_000;
+
+      /** Copies the slots. */
+      public Project {
+        tokensPerSlot = List.copyOf(tokensPerSlot == null ? List.of() : tokensPerSlot);
+      }
+
+      /** Tokens admitted in {@code [fromMs, toMs)} of the mock's clock (slot-aligned). */
+      public long tokensBetween(long fromMs, long toMs) {
+        long sum = 0;
+        for (long i = Math.max(0, fromMs / SLOT_MILLIS); i < Math.min(tokensPerSlot.size(), toMs / SLOT_MILLIS); i++) {
+          sum += tokensPerSlot.get((int) i);
+        }
+        return sum;
+      }
     }
 
     /** One end user's count, or zeros if it sent nothing. */

@@ -37,6 +37,8 @@ final class StatsRecorder {
   private long lastAdmitted = -1;
   /** Per end user named in the request: admitted, estimated tokens, rate-limited. */
   private final Map<String, long[]> users = new TreeMap<>();
+  /** Per registered project ({@code project:NAME}): its counters and its tokens per slot. */
+  private final Map<String, ProjectCounts> projects = new TreeMap<>();
 
   private long[] times = new long[1024];
   private long[] charges = new long[1024];
@@ -111,6 +113,45 @@ final class StatsRecorder {
     }
   }
 
+  /** An admitted request of a registered project (ids {@code project:NAME}; others are not kept). */
+  void projectAdmitted(String id, long charge, long now) {
+    ProjectCounts p = project(id);
+    if (p != null) {
+      p.admitted++;
+      p.tokens += charge;
+      long slot = (now - epochNanos) / Stats.Project.SLOT_NANOS;
+      if (slot < Stats.Project.MAX_SLOTS) {
+        while (p.slots.size() <= slot) {
+          p.slots.add(0L);
+        }
+        p.slots.set((int) slot, p.slots.get((int) slot) + charge);
+      }
+    }
+  }
+
+  /** A rate-limit 429 of a registered project. */
+  void projectRateLimited(String id, long now) {
+    ProjectCounts p = project(id);
+    if (p != null) {
+      p.rateLimited++;
+      if (p.firstRateLimited < 0) {
+        p.firstRateLimited = now;
+      }
+    }
+  }
+
+  private ProjectCounts project(String id) {
+    return id.startsWith("project:") ? projects.computeIfAbsent(id.substring(8), k -> new ProjectCounts()) : null;
+  }
+
+  private static final class ProjectCounts {
+    long admitted;
+    long tokens;
+    long rateLimited;
+    long firstRateLimited = -1;
+    final java.util.List<Long> slots = new java.util.ArrayList<>();
+  }
+
   /** Zeroes everything but the requests still in flight, and restarts the clock at {@code now}. */
   void reset(long now) {
     epochNanos = now;
@@ -126,6 +167,7 @@ final class StatsRecorder {
     firstAdmitted = -1;
     lastAdmitted = -1;
     users.clear();
+    projects.clear();
     Arrays.fill(times, 0);
     head = 0;
     size = 0;
@@ -145,7 +187,15 @@ final class StatsRecorder {
         sinceEpochMillis(firstAdmitted),
         sinceEpochMillis(lastAdmitted),
         limits,
-        byUser());
+        byUser(),
+        byProject());
+  }
+
+  private Map<String, Stats.Project> byProject() {
+    Map<String, Stats.Project> out = new LinkedHashMap<>();
+    projects.forEach((name, p) -> out.put(name, new Stats.Project(
+        p.admitted, p.tokens, p.rateLimited, sinceEpochMillis(p.firstRateLimited), p.slots)));
+    return out;
   }
 
   private Map<String, Stats.User> byUser() {

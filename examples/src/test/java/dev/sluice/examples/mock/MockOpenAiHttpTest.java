@@ -416,7 +416,8 @@ class MockOpenAiHttpTest {
             "first_admitted_at_ms",
             "last_admitted_at_ms",
             "limits",
-            "by_user");
+            "by_user",
+            "by_project");
     assertThat(json.treeToValue(stats, Stats.class)).isEqualTo(mock.stats());
     assertThat(stats.at("/rejected/requests").asLong()).isEqualTo(1);
     assertThat(stats.at("/limits/rpm").asLong()).isEqualTo(60);

@@ -65,6 +65,35 @@ class MockProjectsHttpTest {
   }
 
   @Test
+  void statsCountEachProjectsCallsOnTheMocksClock() throws Exception {
+    try (MockOpenAi m = mock().build().start()) {
+      assertThat(chat(m, "sk-a").statusCode()).isEqualTo(200);
+      now.addAndGet(250_000_000L); // 250 ms: the third slot
+      assertThat(chat(m, "sk-b").statusCode()).isEqualTo(200);
+      HttpResponse<String> refused = null;
+      for (int i = 0; i < 10 && (refused == null || refused.statusCode() != 429); i++) {
+        refused = chat(m, "sk-b"); // the clock stands still: b's 2-request bucket empties
+      }
+      assertThat(refused.statusCode()).isEqualTo(429);
+
+      MockOpenAi.Stats s = m.stats();
+      MockOpenAi.Stats.Project a = s.project("a");
+      MockOpenAi.Stats.Project b = s.project("b");
+      assertThat(a.admitted()).isEqualTo(1);
+      assertThat(a.rateLimited()).isZero();
+      assertThat(a.firstRateLimitedAtMs()).isNull();
+      assertThat(a.tokensPerSlot()).hasSize(1);
+      assertThat(a.tokensBetween(0, 100)).isEqualTo(a.estimatedTokens()).isPositive();
+      assertThat(b.rateLimited()).isEqualTo(1);
+      assertThat(b.firstRateLimitedAtMs()).isEqualTo(250);
+      assertThat(b.tokensPerSlot()).hasSize(3);
+      assertThat(b.tokensBetween(0, 200)).isZero();
+      assertThat(b.tokensBetween(200, 300)).isEqualTo(b.estimatedTokens());
+      assertThat(s.project("nobody").admitted()).isZero();
+    }
+  }
+
+  @Test
   void azureModeSendsWhatRemainsAndItsPausesButNoLimit() throws Exception {
     try (MockOpenAi m = mock().azure(true).build().start()) {
       HttpResponse<String> ok = chat(m, "sk-b");
