@@ -99,6 +99,7 @@ class PoolWireTest {
     JsonNode grant = JSON.readTree(r.body());
     String member = grant.get("member").asText();
     assertThat(member).isIn("a", "b");
+    assertThat(grant.get("resource").asText()).as("the name asked, as the SDKs keep it").isEqualTo("pool");
     assertThat(sync(server.engine()).stats(member).inFlight()).isEqualTo(1);
 
     HttpResponse<String> rel = http.send(HttpRequest.newBuilder(

@@ -194,7 +194,7 @@ final class JsonApi {
         ticket.cancel(); // gives the grant back
         return;
       }
-      x.json(HttpResponseStatus.OK, Views.grant(grant, HttpPermit.id(resource, grant.permitId()), arrived), written -> {
+      x.json(HttpResponseStatus.OK, Views.grant(grant, resource, HttpPermit.id(resource, grant.permitId()), arrived), written -> {
         if (!written) {
           // The caller left as the answer went out: nobody holds this permit, give it back.
           engine.release(resource, grant.permitId(), Map.of(), false, true);

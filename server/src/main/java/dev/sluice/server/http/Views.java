@@ -244,11 +244,11 @@ final class Views {
   }
 
   /** A grant answering a request that reached this node at {@code arrivedNanos} (System.nanoTime). */
-  static ObjectNode grant(Grant g, String httpPermitId, long arrivedNanos) {
+  static ObjectNode grant(Grant g, String asked, String httpPermitId, long arrivedNanos) {
     ObjectNode o = JSON.createObjectNode();
     o.put("permitId", httpPermitId);
-    o.put("resource", g.resource());
-    o.put("member", g.resource()); // for a pool, the member that granted (as "resource" too)
+    o.put("resource", asked); // the name asked, as the SDKs' permits keep it
+    o.put("member", g.resource()); // whose limit granted: for a pool, its member
     ObjectNode granted = o.putObject("granted");
     g.load().forEach(granted::put);
     o.put("leaseSeconds", g.leaseTtlNanos() / 1e9);
