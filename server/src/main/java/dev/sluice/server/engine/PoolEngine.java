@@ -464,7 +464,27 @@ public final class PoolEngine implements Engine {
               + String.join(", ", existing.get().members()) + ": delete the pool first (sluice pool delete "
               + limit.resource() + "), or give the limit another name"));
         }
-        return store.setLimit(limit);
+        TenantPolicy next;
+        try {
+          next = Validation.limit(limit, 1, java.time.Duration.ofSeconds(1)).tenants(); // as it would be stored
+        } catch (EngineException e) {
+          return store.setLimit(limit); // the store refuses it, with its own message
+        }
+        if (existing.isEmpty() || existing.get().tenants().equals(next)) {
+          return store.setLimit(limit);
+        }
+        return poolsWith(limit.resource()).thenCompose(pools -> {
+          for (LimitSpec p : pools) {
+            if (p.members().size() > 1) {
+              throw new CompletionException(EngineException.invalid("'" + limit.resource() + "' is a member of pool '"
+                  + p.resource() + "', whose members share one tenant policy (its acquires wait at each under it):"
+                  + " to change it, delete the pool (sluice pool delete " + p.resource() + "), give every member ("
+                  + String.join(", ", p.members()) + ") the same --share, --floor and --cap, and create the pool"
+                  + " again"));
+            }
+          }
+          return store.setLimit(limit);
+        });
       });
     }
     LimitSpec pool;
@@ -509,6 +529,12 @@ public final class PoolEngine implements Engine {
       }
       return store.setLimit(pool);
     });
+  }
+
+  /** The pools that list {@code member}. */
+  private CompletableFuture<List<LimitSpec>> poolsWith(String member) {
+    return store.listLimits("").thenApply(all -> all.stream()
+        .filter(l -> l.isPool() && l.members().contains(member)).toList());
   }
 
   @Override

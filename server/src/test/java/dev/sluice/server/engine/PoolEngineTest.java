@@ -240,7 +240,15 @@ class PoolEngineTest {
     assertThatThrownBy(() -> member("p", ONE_PER_SECOND))
         .hasMessageContaining("'p' is a pool of a: delete the pool first");
     assertThatThrownBy(() -> sync(engine).stats("p")).hasMessageContaining("its state is its members'");
-    assertThat(sync(engine).stats()).extracting(s -> s.limit().resource()).containsExactly("a", "shared");
+    // A member of a pool with others may not change its tenant policy alone; the same one is fine.
+    member("a2", ONE_PER_SECOND);
+    pool("p2", "a", "a2");
+    TenantPolicy other = new TenantPolicy(Map.of("x", 5.0), Map.of(), Map.of());
+    assertThatThrownBy(() -> sync(engine).setLimit(
+            new LimitSpec("a", List.of(ONE_PER_SECOND), 0, 100, Duration.ofMinutes(1), other)))
+        .hasMessageContaining("'a' is a member of pool 'p2'", "give every member (a, a2) the same --share");
+    member("a", new RateSpec("requests", 120, Duration.ofMinutes(1), 2));
+    assertThat(sync(engine).stats()).extracting(s -> s.limit().resource()).containsExactly("a", "a2", "shared");
     assertThat(sync(engine).getLimit("p")).get().extracting(LimitSpec::members).isEqualTo(List.of("a"));
   }
 }
