@@ -23,13 +23,13 @@ import org.junit.jupiter.api.Test;
  * to paste into {@code EngineDifferentialRegressionTest}.
  *
  * <p>Budget: {@code -Dsluice.diff.seconds=N} (CI: 15 s), at least {@code -Dsluice.diff.scripts=N}
- * scripts (CI: 1 000) whatever the time; {@code -Dsluice.diff.seed=N} replays from one seed.
+ * scripts (CI: 600) whatever the time; {@code -Dsluice.diff.seed=N} replays from one seed.
  */
 class EngineDifferentialTest {
 
   private static final long BASE_SEED = Long.getLong("sluice.diff.seed", 20261204L);
   private static final long SECONDS = Long.getLong("sluice.diff.seconds", 15);
-  private static final int MIN_SCRIPTS = Integer.getInteger("sluice.diff.scripts", 1_000);
+  private static final int MIN_SCRIPTS = Integer.getInteger("sluice.diff.scripts", 600);
 
   private static Lockstep.Pair engines;
 

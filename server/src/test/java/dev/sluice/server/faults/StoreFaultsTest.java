@@ -10,15 +10,15 @@ import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
 
 /**
  * Issue 24's table, one row per test, scaled down: two nodes on one store, 60 requests/s burst 6
- * (cap 10), 24 workers, the fault 3 s in; every history goes through {@link History#check}.
+ * (cap 10), 24 workers, the fault 2 s in; every history goes through {@link History#check}.
  * Each row failed before its fix (the findings are on each row); {@code
  * -Dsluice.faults.campaign=N} runs a seeded campaign of N faults ({@code -Dsluice.faults.seed}
  * to replay one).
  */
 class StoreFaultsTest {
 
-  private static final Duration AT = Duration.ofSeconds(3);
-  private static final Duration TAIL = Duration.ofMillis(3_500); // recovery check ends back + 3 s
+  private static final Duration AT = Duration.ofSeconds(2);
+  private static final Duration TAIL = Duration.ofMillis(3_200); // recovery check ends back + 3 s
 
   private static void row(FaultRun.Topology topology, FaultRun.Fault fault) throws Exception {
     long seed = System.nanoTime();
