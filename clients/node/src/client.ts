@@ -57,6 +57,13 @@ export interface AcquireOptions {
    * may still time out: an estimate is no promise). Such a refusal is an answer, never retried. Default false.
    */
   failIfLate?: boolean;
+  /**
+   * The model the call is for (`gpt-4o-mini`), for a limit that counts money (`--rate usd=50/day`): the
+   * coordinator prices the load's `input_tokens`, `output_tokens` and `cached_input_tokens` at that model's
+   * price (`sluice price set`), and the release's `usage` the same way. 1-200 characters of A-Z a-z 0-9 and
+   * `._:/@+-`. Default none.
+   */
+  model?: string;
   /** Stops waiting: the waiter leaves the coordinator's queue and the acquire rejects with AcquireAbortedError. */
   signal?: AbortSignal;
 }
@@ -109,6 +116,20 @@ const DEADLINE_MARGIN_MS = 5_000;
 /** Budget of the short calls (release, report, describe, renew), retries included. */
 const CALL_BUDGET_MS = 10_000;
 const TENANT = /^[A-Za-z0-9._:-]{1,64}$/;
+
+const MODEL = /^[A-Za-z0-9._:/@+-]{1,200}$/;
+
+/** A model name as the price table takes it, or '' for none; a bad one throws naming the fix. */
+function checkModel(model: unknown): string {
+  if (model === undefined) {
+    return '';
+  }
+  if (typeof model !== 'string' || !MODEL.test(model)) {
+    throw new TypeError(`model must be 1-200 characters of A-Z a-z 0-9 . _ : / @ + -, as \`sluice price set\` names it,`
+        + ` not ${JSON.stringify(model)}`);
+  }
+  return model;
+}
 
 /** A tenant name as the coordinator takes it, or undefined for none; a bad one throws naming the fix. */
 function checkTenant(tenant: unknown, field: string): string | undefined {
@@ -229,9 +250,10 @@ export class SluiceClient {
     if (options.failIfLate !== undefined && typeof options.failIfLate !== 'boolean') {
       throw new TypeError(`failIfLate must be true or false, not ${String(options.failIfLate)}`);
     }
+    const model = checkModel(options.model);
     const requestId = `${this.idPrefix}${(++this.ids).toString(36)}`;
     return new AcquireCall(this, resource, load, lane, timeoutMs, requestId, tenant, options.failIfLate === true,
-        options.signal).promise;
+        options.signal, model).promise;
   }
 
   /**
@@ -406,7 +428,8 @@ export class Permit {
   private lost = false;
 
   /** @internal */
-  constructor(private readonly client: SluiceClient, resource: string, response: AcquireResponse) {
+  constructor(private readonly client: SluiceClient, resource: string, response: AcquireResponse,
+      private readonly model: string = '') {
     this.id = response.permitId;
     this.resource = resource;
     this.member = response.member ? response.member : resource;
@@ -443,7 +466,7 @@ export class Permit {
       }
       this.ending = this.end(options.usage === undefined
         ? { resource: this.resource, permitId: this.id }
-        : { resource: this.resource, permitId: this.id, actual: options.usage, settle: true });
+        : { resource: this.resource, permitId: this.id, actual: options.usage, settle: true, model: this.model });
     }
     return this.ending;
   }
@@ -511,7 +534,7 @@ class AcquireCall {
   constructor(private readonly client: SluiceClient, private readonly resource: string,
       private readonly load: Load, private readonly lane: string, private readonly timeoutMs: number,
       private readonly requestId: string, private readonly tenant: string, private readonly failIfLate: boolean,
-      private readonly signal: AbortSignal | undefined) {
+      private readonly signal: AbortSignal | undefined, private readonly model: string = '') {
     this.promise = new Promise<Permit>((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
@@ -538,6 +561,7 @@ class AcquireCall {
       requestId: this.requestId,
       tenant: this.tenant,
       failIfLate: this.failIfLate,
+      model: this.model,
     };
     const sentAt = performance.now();
     this.call = this.client.coordinator.Acquire(request, this.client.metadata(),
@@ -559,7 +583,7 @@ class AcquireCall {
         this.send();
         return;
       }
-      const permit = new Permit(this.client, this.resource, response);
+      const permit = new Permit(this.client, this.resource, response, this.model);
       if (this.done || this.aborted) {
         permit.releaseUnused(); // the caller gave up while the grant was on its way
         this.finish(this.abortedError());

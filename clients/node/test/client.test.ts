@@ -165,6 +165,17 @@ describe('grants', { timeout: 20_000 }, () => {
     await third.release();
   });
 
+  test('a model prices the tokens of the acquire and of the settle (a limit that counts usd)', async () => {
+    // node.usd counts usd; NodeClientIT prices node-model at $1/M input and $2/M output tokens.
+    const permit = await sluice.acquire('node.usd', { input_tokens: 1_000, output_tokens: 500 },
+        { model: 'node-model', timeoutMs: 5_000 });
+    assert.equal(permit.granted.usd, 2_000, '1 000 x $1/M + 500 x $2/M, in micro-dollars');
+    // Without the model the coordinator could not price the usage, and would refuse the settle.
+    assert.equal(await permit.release({ usage: { input_tokens: 1_000, output_tokens: 100 } }), true);
+    assert.throws(() => sluice.acquire('node.usd', { input_tokens: 1 }, { model: 'no spaces allowed' }),
+        /model must be 1-200 characters/);
+  });
+
   test('describe returns the limit as stored', async () => {
     const limit = await sluice.describe('node.lease');
     assert.equal(limit.resource, 'node.lease');

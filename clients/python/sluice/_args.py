@@ -87,13 +87,31 @@ def check_load(load: Optional[Mapping[str, Any]], dimensions: Mapping[str, Any],
     return out
 
 
-def check_known(resource: str, load: Load, known: Optional[Sequence[str]], what: str) -> None:
-    """Refuses a dimension the resource's limit does not have (``requests`` is always known);
-    ``known`` None (a pool) leaves the check to the coordinator."""
+#: Token counts the coordinator prices in ``usd`` when a call names its model (``sluice price set``):
+#: they need not be dimensions of the limit then.
+PRICED_TOKENS = ("input_tokens", "output_tokens", "cached_input_tokens")
+
+_MODEL = re.compile(r"[A-Za-z0-9._:/@+-]{1,200}")
+
+
+def check_model(model: Any) -> Optional[str]:
+    """A model name as the price table takes it, or None for none."""
+    if model is None:
+        return None
+    if not isinstance(model, str) or not _MODEL.fullmatch(model):
+        raise ValueError(f"model must be 1-200 characters of A-Z a-z 0-9 . _ : / @ + -, as `sluice price set` names"
+                         f" it, not {model!r}")
+    return model
+
+
+def check_known(resource: str, load: Load, known: Optional[Sequence[str]], what: str, priced: bool = False) -> None:
+    """Refuses a dimension the resource's limit does not have (``requests`` is always known, and
+    with a model the token counts it prices); ``known`` None (a pool) leaves the check to the
+    coordinator."""
     if known is None:
         return
     for name in load:
-        if name != "requests" and name not in known:
+        if name != "requests" and name not in known and not (priced and name in PRICED_TOKENS):
             raise ValueError(f"{what} names dimension {name!r} but resource {resource!r} limits only"
                              f" {', '.join(sorted(known)) or 'requests'}: fix the name, or add a rate for it to the"
                              " limit (the keyword arguments lane=, timeout= and tenant= are options; every other one is a"

@@ -40,7 +40,8 @@ class AsyncPermit(PermitBase):
         self._client._forget(self)
         if self.expired:
             return False
-        return await self._client._background(self._client._release(self.resource, self.id, ending[0]))
+        return await self._client._background(self._client._release(self.resource, self.id, ending[0],
+                                                                     model=self.model))
 
     close = release
 
@@ -100,21 +101,21 @@ class AsyncClient:
 
     def acquire(self, resource: str, load: Optional[Mapping[str, int]] = None, *, lane: Optional[str] = None,
                 timeout: Optional[float] = None, tenant: Optional[str] = None, fail_if_late: bool = False,
-                **dimensions: int) -> Acquiring:
+                model: Optional[str] = None, **dimensions: int) -> Acquiring:
         """As :meth:`sluice.Client.acquire`; ``await`` it, or ``async with`` it. Bad arguments
         raise ValueError or TypeError here, before anything is sent."""
         self._check_open()
         return Acquiring(self, acquire_args(self._core, resource, load, dimensions, lane, timeout, tenant,
-                                            fail_if_late))
+                                            fail_if_late, model))
 
     async def try_acquire(self, resource: str, load: Optional[Mapping[str, int]] = None, *,
                           lane: Optional[str] = None, timeout: Optional[float] = None,
                           tenant: Optional[str] = None, fail_if_late: bool = False,
-                          **dimensions: int) -> Optional[AsyncPermit]:
+                          model: Optional[str] = None, **dimensions: int) -> Optional[AsyncPermit]:
         """:meth:`acquire`, answering None instead of raising :class:`AcquireTimeoutError`."""
         try:
             return await self.acquire(resource, load, lane=lane, timeout=timeout, tenant=tenant,
-                                      fail_if_late=fail_if_late, **dimensions)
+                                      fail_if_late=fail_if_late, model=model, **dimensions)
         except AcquireTimeoutError:
             return None
 
@@ -158,16 +159,17 @@ class AsyncClient:
     # -- acquiring ----------------------------------------------------------------------------
 
     async def _acquire(self, resource: str, load: _core.Load, lane: str, timeout: float,
-                       tenant: Optional[str] = None, fail_if_late: bool = False) -> AsyncPermit:
+                       tenant: Optional[str] = None, fail_if_late: bool = False,
+                       model: Optional[str] = None) -> AsyncPermit:
         self._check_open()
         known = await self._dimensions(resource, timeout)
-        check_known(resource, load, known, "load")
+        check_known(resource, load, known, "load", model is not None)
         request_id = self._core.next_id()
         handoff = Handoff()
         # The long poll runs in a task of its own, so that cancelling the caller leaves it intact:
         # the grant that raced with the cancel arrives there and is given back (see Handoff).
         call = self._spawn(self._run(self._core.acquire_steps(resource, load, lane, timeout, request_id, handoff,
-                                                              tenant, fail_if_late),
+                                                              tenant, fail_if_late, model),
                                      handoff.stop))
         try:
             await asyncio.shield(call)
@@ -176,7 +178,9 @@ class AsyncClient:
             await self._background(self._withdraw(resource, request_id, handoff, call))
             raise
         assert grant is not None
-        return self._hold(grant, known)
+        permit = self._hold(grant, known)
+        permit.model = model
+        return permit
 
     async def _withdraw(self, resource: str, request_id: str, handoff: Handoff, call: "asyncio.Task[Any]") -> None:
         raced = handoff.abandon()
@@ -195,9 +199,10 @@ class AsyncClient:
         # The call ends at once now (CANCELLED, or a raced grant it gives back itself).
         await asyncio.wait([call], timeout=_core.CALL_BUDGET)
 
-    async def _release(self, resource: str, permit_id: str, usage: Optional[_core.Load], unused: bool = False) -> bool:
+    async def _release(self, resource: str, permit_id: str, usage: Optional[_core.Load], unused: bool = False,
+                       model: Optional[str] = None) -> bool:
         try:
-            return await self._run(self._core.release_steps(resource, permit_id, usage, unused))
+            return await self._run(self._core.release_steps(resource, permit_id, usage, unused, model))
         except SluiceError as e:
             log.warning("release of permit %s on %r failed: %s", permit_id, resource, e)
             return False

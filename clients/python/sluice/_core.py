@@ -24,7 +24,8 @@ from ._answers import (
     Answer, Grant, _error_fields, _malformed, _seconds, late_estimate, parse_estimate, parse_grant, parse_json, refusal,
 )
 from ._args import (  # re-exported for the clients
-    Headers, Load, check_known, check_lane, check_load, check_resource, check_tenant, check_timeout, log, parse_urls,
+    Headers, Load, check_known, check_lane, check_load, check_model, check_resource, check_tenant, check_timeout, log,
+    parse_urls,
     report_from,
 )
 from ._errors import SluiceUnavailableError, WaitEstimate
@@ -245,11 +246,13 @@ class Core:
 
     def acquire_steps(self, resource: str, load: Load, lane: str, timeout: float, request_id: str,
                       handoff: Handoff, tenant: Optional[str] = None,
-                      fail_if_late: bool = False) -> Generator[Step, Result, Optional[Grant]]:
+                      fail_if_late: bool = False, model: Optional[str] = None) -> Generator[Step, Result, Optional[Grant]]:
         """The acquire: its long polls. Returns the grant the caller takes, or None if it left."""
         extra: Dict[str, Any] = {} if tenant is None else {"tenant": tenant}
         if fail_if_late:
             extra["failIfLate"] = True
+        if model is not None:
+            extra["model"] = model
         path = f"/v1/resources/{quote(resource, safe='')}/acquire"
         started = self.clock()
         confirmed = False
@@ -299,9 +302,11 @@ class Core:
         return cancelled
 
     def release_steps(self, resource: str, permit_id: str, usage: Optional[Load],
-                      unused: bool = False) -> Generator[Step, Result, bool]:
+                      unused: bool = False, model: Optional[str] = None) -> Generator[Step, Result, bool]:
         path = f"/v1/permits/{quote(permit_id, safe='')}/release"
         body: Dict[str, Any] = {"unused": True} if unused else ({"usage": usage} if usage is not None else {})
+        if usage is not None and model is not None and not unused:
+            body["model"] = model  # the coordinator prices the usage's token counts as on acquire
         answer, _ = yield from self.attempts("release", resource, "POST", path, lambda _: body, CALL_BUDGET, 0.0)
         if answer.status == 400 and usage is not None:
             # A refused settle must still free the slot: release as granted, and say why.
@@ -425,6 +430,8 @@ class PermitBase:
         self.lease = grant.lease
         #: True once a renewal found the permit gone (its lease ran out): release is then a no-op.
         self.expired = False
+        #: The model the acquire named (None: none): the settle's token counts are priced at it.
+        self.model: Optional[str] = None
         self._usage: Optional[Load] = None
         self._released = False
         self._lock = threading.Lock()
@@ -439,7 +446,7 @@ class PermitBase:
         granted. A second call replaces the first. Refuses a bad load before anything is sent.
         """
         usage = check_load(load, dimensions, "settle")
-        check_known(self.resource, usage, self._known, "settle")
+        check_known(self.resource, usage, self._known, "settle", self.model is not None)
         with self._lock:
             if self._released:
                 raise RuntimeError(f"permit {self.id} on {self.resource!r} is already released: settle before"
@@ -504,20 +511,21 @@ def renewed(leases: Leases, permit: PermitBase, lease: Optional[float], now: flo
 
 def acquire_args(core: Core, resource: Any, load: Optional[Mapping[str, Any]], dimensions: Mapping[str, Any],
                  lane: Optional[str], timeout: Optional[float], tenant: Optional[str] = None,
-                 fail_if_late: bool = False) -> Tuple[str, Load, str, float, Optional[str], bool]:
+                 fail_if_late: bool = False,
+                 model: Optional[str] = None) -> Tuple[str, Load, str, float, Optional[str], bool, Optional[str]]:
     """Everything an acquire checks before it sends anything."""
     if not isinstance(fail_if_late, bool):
         raise TypeError(f"fail_if_late must be True or False, not {fail_if_late!r}")
     return (check_resource(resource), check_load(load, dimensions, "load"),
             check_lane(core.lane if lane is None else lane),
             core.timeout if timeout is None else check_timeout(timeout),
-            core.tenant if tenant is None else check_tenant(tenant), fail_if_late)
+            core.tenant if tenant is None else check_tenant(tenant), fail_if_late, check_model(model))
 
 
 def estimate_args(core: Core, resource: Any, load: Optional[Mapping[str, Any]], dimensions: Mapping[str, Any],
                   lane: Optional[str], tenant: Optional[str]) -> Tuple[str, Load, str, Optional[str]]:
     """Everything an estimate checks before it sends anything: as an acquire's."""
-    resource, amounts, lane, _, tenant, _ = acquire_args(core, resource, load, dimensions, lane, None, tenant)
+    resource, amounts, lane, _, tenant, _, _ = acquire_args(core, resource, load, dimensions, lane, None, tenant)
     return resource, amounts, lane, tenant
 
 

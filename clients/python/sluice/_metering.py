@@ -23,7 +23,7 @@ from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Mapping, 
 
 import httpx
 
-from ._args import Load
+from ._args import _MODEL, PRICED_TOKENS, Load
 from ._async import AsyncClient, AsyncPermit
 from ._errors import SluiceError
 from ._sync import Client, Permit
@@ -130,6 +130,14 @@ class Plan:
         self.estimate = estimate
         self.settle = settle
         self.stream_usage = stream_usage
+        #: The request's model: on a limit that counts ``usd`` the coordinator prices the call's
+        #: ``input_tokens`` and ``output_tokens`` at it (``sluice price set``).
+        self.model: Optional[str] = None
+
+    def with_model(self, body: Dict[str, Any]) -> "Plan":
+        model = body.get("model")
+        self.model = model if isinstance(model, str) and _MODEL.fullmatch(model) else None
+        return self
 
 
 #: Headers of what remains or of the provider's limits: an answer with any is reported.
@@ -240,7 +248,8 @@ class Metered:
             self.transport.malformed(f"{where}: {e}")
             return
         known = self.transport.known(self.permit)
-        used = {k: v for k, v in used.items() if k in known}
+        priced = getattr(self.permit, "model", None) is not None
+        used = {k: v for k, v in used.items() if k in known or (priced and k in PRICED_TOKENS)}
         if used:
             self.permit.settle(used)
 
@@ -313,8 +322,15 @@ class _Base:
             return lane.strip()
         return self.lane
 
+    @staticmethod
+    def model(plan: Plan, known: Tuple[str, ...]) -> Optional[str]:
+        """The model to name on the acquire: the request's, when the limit counts money."""
+        return plan.model if "usd" in known else None
+
     def load(self, plan: Plan, known: Tuple[str, ...]) -> Load:
-        return {k: max(0, v) for k, v in plan.estimate.items() if k == "requests" or k in known}
+        priced = self.model(plan, known) is not None
+        return {k: max(0, v) for k, v in plan.estimate.items()
+                if k == "requests" or k in known or (priced and k in PRICED_TOKENS)}
 
     def settle_json(self, call: Metered, response: httpx.Response) -> None:
         try:
@@ -363,7 +379,8 @@ class SyncTransport(_Base, httpx.BaseTransport):
             known = self.client._run(self.client._core.dimensions_steps(self.resource, budget))
         else:
             known = self.union([self.client._run(self.client._core.dimensions_steps(m, budget)) for m in self.keys])
-        permit = self.client.acquire(self.resource, self.load(plan, known), lane=lane, timeout=self.timeout)
+        permit = self.client.acquire(self.resource, self.load(plan, known), lane=lane, timeout=self.timeout,
+                                     model=self.model(plan, known))
         call = Metered(self, plan, permit)
         try:
             if self.keys is not None:
@@ -456,7 +473,8 @@ class AsyncTransport(_Base, httpx.AsyncBaseTransport):
             known = await self.client._dimensions(self.resource, budget)
         else:
             known = self.union([await self.client._dimensions(m, budget) for m in self.keys])
-        permit = await self.client.acquire(self.resource, self.load(plan, known), lane=lane, timeout=self.timeout)
+        permit = await self.client.acquire(self.resource, self.load(plan, known), lane=lane, timeout=self.timeout,
+                                           model=self.model(plan, known))
         call = Metered(self, plan, permit)
         try:
             if self.keys is not None:

@@ -43,7 +43,7 @@ class Permit(PermitBase):
         if self.expired:
             return False
         try:
-            return self._client._run(self._core.release_steps(self.resource, self.id, ending[0]))
+            return self._client._run(self._core.release_steps(self.resource, self.id, ending[0], model=self.model))
         except SluiceError as e:
             log.warning("release of permit %s on %r failed: %s", self.id, self.resource, e)
             return False
@@ -94,7 +94,7 @@ class Client:
 
     def acquire(self, resource: str, load: Optional[Mapping[str, int]] = None, *, lane: Optional[str] = None,
                 timeout: Optional[float] = None, tenant: Optional[str] = None, fail_if_late: bool = False,
-                **dimensions: int) -> Permit:
+                model: Optional[str] = None, **dimensions: int) -> Permit:
         """Waits until the load fits the resource's limit and returns the permit.
 
         The load is ``load`` and/or keyword dimensions (``tokens=1200``); ``requests`` defaults to
@@ -110,15 +110,20 @@ class Client:
         :meth:`estimate`), or the resource is paused until resumed, raise
         :class:`AcquireTimeoutError` at once, nothing queued, its ``estimate`` set; otherwise wait
         as usual (an estimate is no promise).
+
+        ``model`` (as ``sluice price set`` names it), on a limit that counts money (``usd``): the
+        coordinator prices the load's ``input_tokens``, ``output_tokens`` and
+        ``cached_input_tokens`` at that model's price, and the permit's settle the same way.
         """
         self._check_open()
-        resource, amounts, lane, timeout, tenant, fail_if_late = acquire_args(
-            self._core, resource, load, dimensions, lane, timeout, tenant, fail_if_late)
+        resource, amounts, lane, timeout, tenant, fail_if_late, model = acquire_args(
+            self._core, resource, load, dimensions, lane, timeout, tenant, fail_if_late, model)
         known = self._run(self._core.dimensions_steps(resource, timeout))
-        check_known(resource, amounts, known, "load")
+        check_known(resource, amounts, known, "load", model is not None)
         request_id = self._core.next_id()
         handoff = Handoff()
-        steps = self._core.acquire_steps(resource, amounts, lane, timeout, request_id, handoff, tenant, fail_if_late)
+        steps = self._core.acquire_steps(resource, amounts, lane, timeout, request_id, handoff, tenant, fail_if_late,
+                                         model)
         if threading.current_thread() is not threading.main_thread():
             # Signals (KeyboardInterrupt) only reach the main thread: here nothing can cut the call.
             self._run(steps, handoff.stop)
@@ -126,15 +131,17 @@ class Client:
         else:
             grant = self._acquire_interruptibly(resource, request_id, handoff, steps)
         assert grant is not None
-        return self._hold(grant, known)
+        permit = self._hold(grant, known)
+        permit.model = model
+        return permit
 
     def try_acquire(self, resource: str, load: Optional[Mapping[str, int]] = None, *, lane: Optional[str] = None,
                     timeout: Optional[float] = None, tenant: Optional[str] = None, fail_if_late: bool = False,
-                    **dimensions: int) -> Optional[Permit]:
+                    model: Optional[str] = None, **dimensions: int) -> Optional[Permit]:
         """:meth:`acquire`, returning None instead of raising :class:`AcquireTimeoutError`."""
         try:
             return self.acquire(resource, load, lane=lane, timeout=timeout, tenant=tenant, fail_if_late=fail_if_late,
-                                **dimensions)
+                                model=model, **dimensions)
         except AcquireTimeoutError:
             return None
 

@@ -70,7 +70,7 @@ class AnthropicApi(_metering.Api):
         output = budget(body, "max_tokens") or DEFAULT_MAX_TOKENS
         prompt = max(1, prompt)
         return Plan({"requests": 1, "input_tokens": prompt, "output_tokens": output, "tokens": prompt + output},
-                    _settle, _usage_event)
+                    _settle, _usage_event).with_model(body)
 
     def report(self, headers: httpx.Headers) -> Tuple[Optional[Dict[str, str]], bool]:
         out: Dict[str, str] = {}

@@ -61,6 +61,9 @@ class OpenAiApi(_metering.Api):
         return path.rstrip("/").endswith(_ENDPOINTS)
 
     def plan(self, path: str, body: Dict[str, Any]) -> Plan:
+        return self._plan(path, body).with_model(body)
+
+    def _plan(self, path: str, body: Dict[str, Any]) -> Plan:
         path = path.rstrip("/")
         if path.endswith("/chat/completions"):
             return self._chat(body)
@@ -107,11 +110,15 @@ class OpenAiApi(_metering.Api):
         def settle(usage: Any) -> Dict[str, int]:
             # What OpenAI counted: the real prompt plus the budget it reserved; the total when
             # the call named no budget (then nothing was reserved but what the reply used).
+            # input_tokens and output_tokens are what it bills, for a limit that counts usd.
+            used_in, used_total = amount(usage, prompt_field), amount(usage, total_field)
+            priced = {"input_tokens": used_in, "output_tokens": max(0, used_total - used_in)}
             if given:
-                return {"tokens": amount(usage, prompt_field) + reserved}
-            return {"tokens": amount(usage, total_field)}
+                return {"tokens": used_in + reserved, **priced}
+            return {"tokens": used_total, **priced}
 
-        return Plan({"requests": 1, "tokens": max(1, prompt + reserved)}, settle, _usage_event)
+        return Plan({"requests": 1, "tokens": max(1, prompt + reserved), "input_tokens": prompt,
+                     "output_tokens": reserved}, settle, _usage_event)
 
     def _embeddings(self, body: Dict[str, Any]) -> Plan:
         inputs = body.get("input")
@@ -123,8 +130,9 @@ class OpenAiApi(_metering.Api):
             tokens = sum(len(i) if isinstance(i, list) else count_tokens(text_of(i)) for i in inputs)
         else:
             tokens = count_tokens(text_of(inputs))
-        return Plan({"requests": 1, "tokens": max(1, tokens)},
-                    lambda usage: {"tokens": amount(usage, "total_tokens")}, _usage_event)
+        return Plan({"requests": 1, "tokens": max(1, tokens), "input_tokens": tokens},
+                    lambda usage: {"tokens": amount(usage, "total_tokens"), "input_tokens": amount(usage, "total_tokens")},
+                    _usage_event)
 
     def report(self, headers: httpx.Headers) -> Tuple[Optional[Dict[str, str]], bool]:
         # The limits too: a resource set with --learn openai takes its rates from them.

@@ -6,6 +6,7 @@ PythonClientIT runs them from the Maven build."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import threading
@@ -132,6 +133,21 @@ def test_settle_refunds_an_over_estimate_that_is_spendable_at_once(make_client) 
     refunded = c.try_acquire("py.settle", tokens=850, timeout=0)
     assert refunded is not None
     refunded.release()
+
+
+def test_a_model_prices_the_tokens_of_the_acquire_and_of_the_settle(make_client, caplog) -> None:
+    # py.usd counts usd; PythonClientIT prices py-model at $1/M input and $2/M output tokens.
+    c = make_client()
+    with caplog.at_level(logging.WARNING, logger="sluice"):
+        with c.acquire("py.usd", model="py-model", input_tokens=1000, output_tokens=500, timeout=10) as p:
+            assert p.granted["usd"] == 2000  # micro-dollars: 1 000 x $1/M + 500 x $2/M
+            p.settle(input_tokens=1000, output_tokens=100)  # priced too: without the model, refused
+    assert "refused" not in caplog.text, "the settle went with the model, so the coordinator could price it"
+    assert state("py.usd")["inFlight"] == 0
+    with pytest.raises(ValueError, match="model must be"):
+        c.acquire("py.usd", model="no spaces", input_tokens=1)
+    with pytest.raises(ValueError, match="limits only"):
+        c.acquire("py.usd", input_tokens=1)  # no model: a dimension the limit does not have
 
 
 def test_leases_are_renewed_in_the_background_while_a_permit_is_held(make_client, make_async) -> None:

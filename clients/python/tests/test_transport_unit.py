@@ -176,6 +176,35 @@ def test_a_dimension_the_limit_lacks_is_not_asked_for() -> None:
     assert c.sent("release") == [{}]
 
 
+def test_on_a_limit_that_counts_usd_the_call_names_its_model_and_its_billed_tokens() -> None:
+    # The coordinator prices input_tokens and output_tokens at the model's price (sluice price set):
+    # the acquire carries the estimate and the model, the settle what OpenAI billed and the model.
+    c = coordinator("requests", "usd")
+    up = Upstream(usage_answer({"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}))
+    with openai_http(c, up) as http:
+        post(http, "/chat/completions", CHAT)
+    acquire = c.sent("acquire")[0]
+    assert acquire["model"] == "gpt-4o-mini"
+    assert acquire["load"] == {"requests": 1, "input_tokens": 10, "output_tokens": 50}
+    assert c.sent("release") == [{"usage": {"input_tokens": 12, "output_tokens": 7}, "model": "gpt-4o-mini"}]
+
+
+def test_without_usd_no_model_is_named_and_anthropic_names_its_model_too() -> None:
+    c = coordinator()
+    with openai_http(c, Upstream(usage_answer({"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}))) as h:
+        post(h, "/chat/completions", CHAT)
+    assert "model" not in c.sent("acquire")[0] and "model" not in c.sent("release")[0]
+    a = coordinator("requests", "usd")
+    answer = lambda r: httpx.Response(200, json={"type": "message", "usage": {"input_tokens": 20, "output_tokens": 5}})
+    with httpx.Client(transport=sluice.anthropic.transport(sluice.Client("http://a:1", transport=httpx.MockTransport(a)), "r",
+                                                           wrapped=httpx.MockTransport(Upstream(answer))),
+                      base_url="https://api.anthropic.com/v1", headers=ANTHROPIC_HEADERS) as http:
+        http.post("/messages", json={"model": "claude-sonnet-4", "max_tokens": 30,
+                                     "messages": [{"role": "user", "content": "abcd"}]})
+    assert a.sent("acquire")[0]["model"] == "claude-sonnet-4"
+    assert a.sent("release") == [{"usage": {"input_tokens": 20, "output_tokens": 5}, "model": "claude-sonnet-4"}]
+
+
 # -- bad usage ----------------------------------------------------------------------------
 
 

@@ -63,6 +63,7 @@ class NodeClientIT {
         }
       }
       ClientProcesses.pool(target, admin, "node.pool", "node.pool.a", "node.pool.b");
+      cli(target, admin, "price", "set", "node-model", "--input", "1/M", "--output", "2/M");
 
       npmCi();
       Path summary = dir.resolve("node-summary.json");

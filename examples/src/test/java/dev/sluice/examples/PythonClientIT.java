@@ -72,6 +72,7 @@ class PythonClientIT {
         }
       }
       ClientProcesses.pool(target, admin, "py.pool", "py.pool.a", "py.pool.b");
+      cli(target, admin, "price", "set", "py-model", "--input", "1/M", "--output", "2/M");
       // The pair shares its limits through Redis: set once, on either node.
       cli("127.0.0.1:" + first.port(), null, "limit", "set", "py.failover", "--rate", "requests=600000/min:10000");
 
