@@ -68,17 +68,8 @@ class PoolIT {
         return limits.keySet().stream().allMatch(p -> s.project(p).admitted() > 0);
       });
       Thread.sleep(1_500); // every worker's threads are waiting
-      List<MockOpenAi.Stats> reads = new ArrayList<>(List.of(f.mock.stats()));
-      while (reads.size() <= 8) {
-        Thread.sleep(1_000);
-        MockOpenAi.Stats now = f.mock.stats();
-        MockOpenAi.Stats before = reads.get(reads.size() - 1);
-        if (limits.keySet().stream().anyMatch(p -> now.project(p).admitted() == before.project(p).admitted())) {
-          reads = reads.subList(0, Math.max(1, reads.size() - 1));
-          break;
-        }
-        reads.add(now);
-      }
+      List<MockOpenAi.Stats> reads = QuotaFixture.steadyReads(f.mock, 8, limits.keySet(),
+          (s, p) -> s.project(p).admitted());
       List<JsonNode> summaries = run.join();
       MockOpenAi.Stats whole = f.mock.stats();
       MockOpenAi.Stats first = reads.get(0);

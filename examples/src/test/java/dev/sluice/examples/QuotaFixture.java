@@ -131,6 +131,28 @@ final class QuotaFixture implements AutoCloseable {
     return out;
   }
 
+  /**
+   * The mock's stats once a second for up to {@code seconds} seconds, while every one of {@code
+   * parts} has calls admitted ({@code admitted}: a part's count in a read): once one has none in a
+   * second (its worker stopped, or stalled), the reads end two seconds before that read, the last
+   * instant all of them are sure to have been running.
+   */
+  static List<MockOpenAi.Stats> steadyReads(MockOpenAi mock, int seconds, java.util.Collection<String> parts,
+      java.util.function.ToLongBiFunction<MockOpenAi.Stats, String> admitted) throws InterruptedException {
+    List<MockOpenAi.Stats> reads = new java.util.ArrayList<>();
+    reads.add(mock.stats());
+    while (reads.size() <= seconds) {
+      Thread.sleep(1_000); // the mock's counters, read once a second on its own clock
+      MockOpenAi.Stats now = mock.stats();
+      MockOpenAi.Stats before = reads.get(reads.size() - 1);
+      if (parts.stream().anyMatch(p -> admitted.applyAsLong(now, p) == admitted.applyAsLong(before, p))) {
+        return reads.subList(0, Math.max(1, reads.size() - 1));
+      }
+      reads.add(now);
+    }
+    return reads;
+  }
+
   static long sum(List<JsonNode> summaries, String field) {
     return summaries.stream().mapToLong(s -> s.get(field).asLong()).sum();
   }

@@ -79,7 +79,8 @@ class TenantSharesIT {
         return WEIGHTS.keySet().stream().allMatch(t -> s.user(t).admitted() > 0);
       });
       Thread.sleep(1_500); // the queues fill: every tenant has its threads waiting
-      List<MockOpenAi.Stats> reads = steadyReads(f.mock);
+      List<MockOpenAi.Stats> reads = QuotaFixture.steadyReads(f.mock, WINDOW_SECONDS, WEIGHTS.keySet(),
+          (s, t) -> s.user(t).admitted());
       List<JsonNode> summaries = run.join();
       MockOpenAi.Stats whole = f.mock.stats();
 
@@ -122,25 +123,5 @@ class TenantSharesIT {
           .isEqualTo(WEIGHTS.keySet().stream()
               .mapToLong(t -> last.user(t).estimatedTokens() - first.user(t).estimatedTokens()).sum());
     }
-  }
-
-  /**
-   * The mock's stats once a second for up to {@link #WINDOW_SECONDS} seconds, while every tenant
-   * has calls admitted: once one has none in a second (its worker stopped, or stalled), the reads
-   * end two seconds before, the last instant all of them are sure to have been running.
-   */
-  private static List<MockOpenAi.Stats> steadyReads(MockOpenAi mock) throws InterruptedException {
-    List<MockOpenAi.Stats> reads = new ArrayList<>();
-    reads.add(mock.stats());
-    while (reads.size() <= WINDOW_SECONDS) {
-      Thread.sleep(1_000);
-      MockOpenAi.Stats now = mock.stats();
-      MockOpenAi.Stats before = reads.get(reads.size() - 1);
-      if (WEIGHTS.keySet().stream().anyMatch(t -> now.user(t).admitted() == before.user(t).admitted())) {
-        return reads.subList(0, Math.max(1, reads.size() - 1));
-      }
-      reads.add(now);
-    }
-    return reads;
   }
 }
