@@ -21,7 +21,8 @@ public final class HumanDurations {
   /** For example {@code 218 ms}, {@code 1.5 s}, {@code 3m 20s}; negative durations get a minus sign. */
   public static String format(Duration d) {
     if (d.isNegative()) {
-      return "-" + format(d.negated());
+      // Long.MIN_VALUE seconds has no positive Duration; a nanosecond less reads the same.
+      return "-" + format((d.getSeconds() == Long.MIN_VALUE ? d.plusNanos(1) : d).negated());
     }
     long seconds = d.getSeconds();
     int nanos = d.getNano();
@@ -39,7 +40,7 @@ public final class HumanDurations {
       BigDecimal s = BigDecimal.valueOf(seconds).add(BigDecimal.valueOf(nanos, 9)).setScale(1, RoundingMode.HALF_UP);
       return s.stripTrailingZeros().toPlainString() + " s";
     }
-    long whole = seconds + (nanos >= 500_000_000 ? 1 : 0);
+    long whole = nanos >= 500_000_000 && seconds < Long.MAX_VALUE ? seconds + 1 : seconds;
     if (whole < 60) {
       return whole + " s";
     }

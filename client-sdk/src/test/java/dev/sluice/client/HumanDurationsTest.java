@@ -32,4 +32,13 @@ class HumanDurationsTest {
     assertThat(HumanDurations.format(Duration.ofNanos(nanos))).isEqualTo(expected);
     assertThat(HumanDurations.formatNanos(nanos)).isEqualTo(expected);
   }
+
+  /** A hostile wire duration reaches the formatter in error messages: it must not throw. */
+  @org.junit.jupiter.api.Test
+  void theExtremesFormatWithoutOverflow() {
+    assertThat(HumanDurations.format(Duration.ofSeconds(Long.MIN_VALUE))).startsWith("-").endsWith("h");
+    assertThat(HumanDurations.format(Duration.ofSeconds(Long.MAX_VALUE, 999_999_999))).endsWith("h")
+        .doesNotStartWith("-");
+    assertThat(HumanDurations.format(Duration.ofSeconds(Long.MIN_VALUE, 1))).startsWith("-");
+  }
 }

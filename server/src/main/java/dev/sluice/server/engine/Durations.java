@@ -178,6 +178,10 @@ public final class Durations {
     if (d.isZero()) {
       return "0s";
     }
+    if (d.getSeconds() == Long.MIN_VALUE && d.getNano() == 0) {
+      // The one duration abs() cannot take: 2^63 seconds has no positive Duration.
+      return "-" + Long.toUnsignedString(Long.MIN_VALUE) + "s";
+    }
     String sign = d.isNegative() ? "-" : "";
     Duration a = d.abs();
     long nanos = a.getNano();
