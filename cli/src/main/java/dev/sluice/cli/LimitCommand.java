@@ -24,12 +24,13 @@ import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
 
-/** {@code sluice limit set|get|list|delete}. */
+/** {@code sluice limit set|get|list|delete|apply|export}. */
 @Command(name = "limit", mixinStandardHelpOptions = true,
-    description = "Set, show, list and delete the limits of resources.",
+    description = "Set, show, list and delete the limits of resources; apply and export limits files.",
     subcommands = {
         LimitCommand.SetLimit.class, LimitCommand.GetLimit.class,
-        LimitCommand.ListLimits.class, LimitCommand.DeleteLimit.class})
+        LimitCommand.ListLimits.class, LimitCommand.DeleteLimit.class,
+        LimitCommand.ApplyLimits.class, LimitCommand.ExportLimits.class})
 final class LimitCommand implements Callable<Integer> {
 
   @Spec
@@ -38,7 +39,7 @@ final class LimitCommand implements Callable<Integer> {
   @Override
   public Integer call() {
     throw new ParameterException(spec.commandLine(),
-        "missing subcommand: set, get, list or delete");
+        "missing subcommand: set, get, list, delete, apply or export");
   }
 
   @Command(name = "set", mixinStandardHelpOptions = true,
@@ -300,6 +301,135 @@ final class LimitCommand implements Callable<Integer> {
             DeleteLimitRequest.newBuilder().setResource(resource).build()));
       }
       spec.commandLine().getOut().println("deleted limit " + resource);
+      return 0;
+    }
+  }
+
+  @Command(name = "apply", mixinStandardHelpOptions = true,
+      description = {"Makes the coordinator's limits match a limits file (docs/limits-file.md): prints the"
+          + " diff (+ added, ~ changed with before → after, - removed) and applies it.",
+          "Exit 0: applied, or nothing to change; 2: the file is not valid (its line and column are"
+              + " named, nothing changed); 1: the coordinator refused a change."},
+      footer = {"", "Examples:",
+          "  sluice limit apply -f limits.yaml --dry-run",
+          "  sluice limit apply -f limits.yaml --prune"})
+  static final class ApplyLimits implements Callable<Integer> {
+    @Spec
+    private CommandSpec spec;
+    @Mixin
+    private ClientOptions client;
+
+    @Option(names = {"-f", "--file"}, required = true, paramLabel = "FILE",
+        description = "The limits file (YAML or JSON); - reads standard input.")
+    private String file;
+
+    @Option(names = "--dry-run", description = "Only print the diff.")
+    private boolean dryRun;
+
+    @Option(names = "--prune", description = "Also remove the limits the file does not name (without it they"
+        + " are listed and left).")
+    private boolean prune;
+
+    @Override
+    public Integer call() throws java.io.IOException {
+      PrintWriter out = spec.commandLine().getOut();
+      PrintWriter err = spec.commandLine().getErr();
+      String text;
+      String source = file.equals("-") ? "stdin" : java.nio.file.Path.of(file).getFileName().toString();
+      try {
+        text = file.equals("-") ? new String(System.in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8)
+            : java.nio.file.Files.readString(java.nio.file.Path.of(file));
+      } catch (java.nio.file.NoSuchFileException e) {
+        err.println("error: limits file " + file + " does not exist: check the path");
+        return 2;
+      } catch (java.nio.charset.MalformedInputException e) {
+        err.println("error: limits file " + file + " is not UTF-8 text: save it as UTF-8");
+        return 2;
+      }
+      try {
+        // Checked here first, so a bad file is refused with its line without a coordinator.
+        dev.sluice.server.limits.LimitsDocument.parse(text, source);
+      } catch (dev.sluice.server.limits.LimitsFileException e) {
+        err.println("error: " + e.getMessage());
+        return 2;
+      }
+      dev.sluice.proto.v1.ApplyLimitsResponse r;
+      try (AdminClient admin = client.connect()) {
+        r = admin.call(stub -> stub.applyLimits(dev.sluice.proto.v1.ApplyLimitsRequest.newBuilder()
+            .setDocument(text).setSource(source).setDryRun(dryRun).setPrune(prune).build()));
+      } catch (CliFailure e) {
+        // The coordinator's own check of the file (its defaults, its pools): still the file's fault.
+        boolean fileError = e.getMessage().startsWith("INVALID_ARGUMENT: " + source + ":");
+        err.println("error: " + e.getMessage());
+        return fileError ? 2 : 1;
+      }
+      int changes = 0;
+      for (dev.sluice.proto.v1.LimitChange c : r.getChangesList()) {
+        String sign = switch (c.getKind()) {
+          case ADDED -> "+ ";
+          case CHANGED -> "~ ";
+          case REMOVED -> "- ";
+          default -> "? ";
+        };
+        if (c.getKind() != dev.sluice.proto.v1.LimitChange.Kind.UNMANAGED) {
+          changes++;
+          out.println(sign + c.getResource());
+          c.getDetailsList().forEach(d -> out.println("    " + d));
+        } else {
+          out.println(sign + c.getResource() + " (not in " + source + ": left as it is; --prune removes it)");
+        }
+      }
+      String summary = summary(r.getChangesList());
+      if (changes == 0) {
+        long left = r.getChangesCount();
+        out.println("no changes" + (left == 0 ? "" : " (" + left + " not in the file, left as they are)"));
+      } else if (dryRun) {
+        out.println("dry run, nothing applied: " + summary);
+      } else {
+        out.println("applied " + source + " (sha256 " + r.getDocumentHash() + "): " + summary);
+      }
+      return 0;
+    }
+
+    private static String summary(List<dev.sluice.proto.v1.LimitChange> changes) {
+      int[] n = new int[5];
+      changes.forEach(c -> n[c.getKindValue()]++);
+      String s = n[1] + " added, " + n[2] + " changed, " + n[3] + " removed";
+      return n[4] == 0 ? s : s + ", " + n[4] + " not in the file";
+    }
+  }
+
+  @Command(name = "export", mixinStandardHelpOptions = true,
+      description = "Writes every limit as a limits file: applying it again changes nothing.",
+      footer = {"", "Example:", "  sluice limit export > limits.yaml"})
+  static final class ExportLimits implements Callable<Integer> {
+    @Spec
+    private CommandSpec spec;
+    @Mixin
+    private ClientOptions client;
+
+    @Option(names = {"-o", "--output"}, paramLabel = "FILE", description = "Write to FILE instead of standard"
+        + " output (replaced whole).")
+    private java.nio.file.Path output;
+
+    @Override
+    public Integer call() throws java.io.IOException {
+      String doc;
+      try (AdminClient admin = client.connect()) {
+        doc = admin.call(stub -> stub.exportLimits(dev.sluice.proto.v1.ExportLimitsRequest.getDefaultInstance()))
+            .getDocument();
+      }
+      if (output == null) {
+        spec.commandLine().getOut().print(doc);
+        spec.commandLine().getOut().flush();
+      } else {
+        java.nio.file.Path tmp = java.nio.file.Files.createTempFile(
+            output.toAbsolutePath().getParent(), ".limits", ".tmp");
+        java.nio.file.Files.writeString(tmp, doc);
+        java.nio.file.Files.move(tmp, output, java.nio.file.StandardCopyOption.REPLACE_EXISTING,
+            java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        spec.commandLine().getOut().println("wrote " + output);
+      }
       return 0;
     }
   }

@@ -1,6 +1,11 @@
 package dev.sluice.server;
 
 import dev.sluice.proto.v1.AdminGrpc;
+import dev.sluice.proto.v1.ApplyLimitsRequest;
+import dev.sluice.proto.v1.ApplyLimitsResponse;
+import dev.sluice.proto.v1.ExportLimitsRequest;
+import dev.sluice.proto.v1.ExportLimitsResponse;
+import dev.sluice.proto.v1.LimitChange;
 import dev.sluice.proto.v1.CreateKeyRequest;
 import dev.sluice.proto.v1.CreateKeyResponse;
 import dev.sluice.proto.v1.ListKeysRequest;
@@ -39,6 +44,9 @@ import dev.sluice.proto.v1.ListPricesResponse;
 import dev.sluice.proto.v1.ModelPrice;
 import dev.sluice.proto.v1.SetPriceRequest;
 import dev.sluice.server.auth.Principal;
+import dev.sluice.server.limits.LimitsApply;
+import dev.sluice.server.limits.LimitsDocument;
+import dev.sluice.server.limits.LimitsFileException;
 import dev.sluice.server.price.Price;
 import dev.sluice.server.price.Prices;
 import io.grpc.stub.StreamObserver;
@@ -306,6 +314,55 @@ final class AdminService extends AdminGrpc.AdminImplBase {
   public void deleteLimit(DeleteLimitRequest req, StreamObserver<DeleteLimitResponse> observer) {
     Statuses.reply(
         observer, () -> engine.deleteLimit(req.getResource()), done -> DeleteLimitResponse.getDefaultInstance());
+  }
+
+  @Override
+  public void applyLimits(ApplyLimitsRequest req, StreamObserver<ApplyLimitsResponse> observer) {
+    Statuses.reply(
+        observer,
+        () -> {
+          String source = req.getSource().isBlank() ? "the request" : clip(req.getSource());
+          LimitsDocument doc;
+          try {
+            doc = LimitsDocument.parse(req.getDocument(), source);
+          } catch (LimitsFileException e) {
+            throw new EngineException(EngineException.Reason.INVALID, e.getMessage());
+          }
+          String who = who() + ", " + source + " sha256 " + doc.hash();
+          return LimitsApply.plan(engine, doc, req.getPrune()).thenCompose(plan -> {
+            boolean any = plan.stream().anyMatch(c -> c.kind() != LimitsApply.Change.Kind.UNMANAGED);
+            if (req.getDryRun() || !any) {
+              return CompletableFuture.completedFuture(response(plan, false, doc.hash()));
+            }
+            return LimitsApply.apply(engine, plan, who).thenApply(done -> response(done, true, doc.hash()));
+          });
+        },
+        r -> r);
+  }
+
+  private static ApplyLimitsResponse response(List<LimitsApply.Change> plan, boolean applied, String hash) {
+    ApplyLimitsResponse.Builder b = ApplyLimitsResponse.newBuilder().setApplied(applied).setDocumentHash(hash);
+    for (LimitsApply.Change c : plan) {
+      b.addChanges(LimitChange.newBuilder()
+          .setKind(LimitChange.Kind.valueOf(c.kind().name()))
+          .setResource(c.resource())
+          .addAllDetails(c.details()));
+    }
+    return b.build();
+  }
+
+  /** A source name as a client gave it, cut short for logs and messages. */
+  private static String clip(String s) {
+    String plain = s.replaceAll("[\\p{Cntrl}]", "?");
+    return plain.length() > 120 ? plain.substring(0, 120) + "..." : plain;
+  }
+
+  @Override
+  public void exportLimits(ExportLimitsRequest req, StreamObserver<ExportLimitsResponse> observer) {
+    Statuses.reply(
+        observer,
+        () -> engine.listLimits(""),
+        limits -> ExportLimitsResponse.newBuilder().setDocument(LimitsDocument.export(limits)).build());
   }
 
   @Override

@@ -174,7 +174,20 @@ class GrpcFuzzTest {
         case 4 -> release();
         case 5 -> call(() -> worker.renew(RenewRequest.newBuilder().setResource(resource()).addPermitIds(permitId()).addPermitIds(permitId()).build()));
         case 6 -> call(() -> worker.report(report()));
-        case 7 -> call(() -> admin.setLimit(data.consumeBoolean() ? SetLimitRequest.getDefaultInstance() : SetLimitRequest.newBuilder().setLimit(limit()).build()));
+        case 7 -> {
+          if (data.consumeInt(0, 3) == 0) {
+            // A limits document: mostly one that parses with fuzzed values, else any text.
+            String doc = data.consumeBoolean() ? data.consumeString(300)
+                : "resources:\n  " + resource() + ":\n    rates: [{dimension: requests, amount: " + data.consumeLong()
+                    + ", period: " + data.consumeString(6) + "}]\n    concurrency: " + data.consumeInt()
+                    + "\npools:\n  " + data.consumeString(8) + ": [" + resource() + "]\n";
+            call(() -> admin.applyLimits(dev.sluice.proto.v1.ApplyLimitsRequest.newBuilder().setDocument(doc)
+                .setSource(data.consumeString(20)).setDryRun(data.consumeBoolean()).setPrune(data.consumeBoolean())
+                .build()));
+          } else {
+            call(() -> admin.setLimit(data.consumeBoolean() ? SetLimitRequest.getDefaultInstance() : SetLimitRequest.newBuilder().setLimit(limit()).build()));
+          }
+        }
         case 8 -> call(() -> admin.deleteLimit(DeleteLimitRequest.newBuilder().setResource(resource()).build()));
         case 9 -> {
           PauseRequest.Builder b = PauseRequest.newBuilder().setResource(resource());
@@ -188,6 +201,7 @@ class GrpcFuzzTest {
           call(() -> admin.getStats(GetStatsRequest.newBuilder().setResource(data.consumeBoolean() ? "" : resource()).build()));
           call(() -> admin.listLimits(ListLimitsRequest.newBuilder().setPrefix(data.consumeString(8)).build()));
           call(() -> admin.getLimit(GetLimitRequest.newBuilder().setResource(resource()).build()));
+          call(() -> admin.exportLimits(dev.sluice.proto.v1.ExportLimitsRequest.getDefaultInstance()));
           call(() -> worker.describe(DescribeRequest.newBuilder().setResource(resource()).build()));
         }
         case 12 -> clock.advance(java.time.Duration.ofMillis(data.consumeLong(0, 40_000)));

@@ -1,5 +1,6 @@
 package dev.sluice.server.engine;
 
+import dev.sluice.server.config.ServerConfigKeys.Limits;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -147,6 +148,16 @@ public interface Engine extends AutoCloseable {
 
   /** Creates or replaces a limit; completes once it is durable, with true if it was created. */
   CompletableFuture<Boolean> setLimit(LimitSpec limit);
+
+  /**
+   * {@code limit} as {@link #setLimit} would store it (defaults filled in), so a limit read back
+   * can be compared with one asked for.
+   *
+   * @throws EngineException (INVALID) when it would be refused
+   */
+  default LimitSpec normalized(LimitSpec limit) {
+    return Validation.limit(limit, Limits.MAX_WAITING.defaultValue(), Limits.LEASE_TTL.defaultValue());
+  }
 
   CompletableFuture<Optional<LimitSpec>> getLimit(String resource);
 

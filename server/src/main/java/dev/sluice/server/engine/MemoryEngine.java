@@ -689,6 +689,11 @@ public final class MemoryEngine extends ImmediateEngine {
   // Admin operations
 
   @Override
+  public LimitSpec normalized(LimitSpec limit) {
+    return Validation.limit(limit, defaultMaxWaiting, defaultLease);
+  }
+
+  @Override
   boolean setLimitNow(LimitSpec limit) {
     LimitSpec spec = Validation.limit(limit, defaultMaxWaiting, defaultLease);
     boolean created;

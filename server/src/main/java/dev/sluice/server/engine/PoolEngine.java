@@ -456,6 +456,11 @@ public final class PoolEngine implements Engine {
    * resource's. A resource's limit cannot take a pool's name.
    */
   @Override
+  public LimitSpec normalized(LimitSpec limit) {
+    return store.normalized(limit);
+  }
+
+  @Override
   public CompletableFuture<Boolean> setLimit(LimitSpec limit) {
     if (!limit.isPool()) {
       return store.getLimit(limit.resource()).thenCompose(existing -> {

@@ -251,6 +251,11 @@ public final class RedisEngine implements Engine {
   // Limits
 
   @Override
+  public LimitSpec normalized(LimitSpec limit) {
+    return Validation.limit(limit, defaultMaxWaiting, defaultLease);
+  }
+
+  @Override
   public CompletableFuture<Boolean> setLimit(LimitSpec limit) {
     LimitSpec spec;
     try {

@@ -18,7 +18,7 @@ import java.util.Map;
  * ranges (amounts, periods, floors summing over 100 %, a cap above the quota) are the engine's
  * ({@code Validation.limit}), whose messages name the fix.
  */
-final class LimitJson {
+public final class LimitJson {
 
   private static final Durations.Bounds PERIOD = Durations.Bounds.of(Duration.ofMillis(1), Duration.ofDays(1), "1m");
   private static final Durations.Bounds LEASE = Durations.Bounds.of(Duration.ZERO, Duration.ofDays(1), "30s");
@@ -26,11 +26,17 @@ final class LimitJson {
 
   private LimitJson() {}
 
-  static LimitSpec parse(String resource, JsonNode body) {
+  /**
+   * A limit from its JSON (or YAML tree): refusals are unchecked exceptions whose message starts
+   * with the field it is about ({@code rates[0].amount is -5: ...}).
+   */
+  public static LimitSpec parse(String resource, JsonNode body) {
     // What a read shows (Views#limit) can be sent back: jitterSeconds and learn are taken, the
     // figures the coordinator works out (perSecond, effectiveAmount, learn's when and was) ignored.
-    JsonApi.known(body, "rates", "concurrency", "maxWaiting", "leaseSeconds", "jitterSeconds", "shares", "floors",
-        "caps", "learn");
+    // lease and jitter are the limits file's names (a duration such as "30s"); the *Seconds forms
+    // are what a read answers. Either, not both.
+    JsonApi.known(body, "rates", "concurrency", "maxWaiting", "leaseSeconds", "jitterSeconds", "lease", "jitter",
+        "shares", "floors", "caps", "learn");
     List<RateSpec> rates = body.hasNonNull("rates") ? rates(body.get("rates"), "rates") : List.of();
     long concurrency = body.hasNonNull("concurrency") ? whole(body.get("concurrency"), "concurrency") : 0;
     long maxWaiting = body.hasNonNull("maxWaiting") ? whole(body.get("maxWaiting"), "maxWaiting") : 0;
@@ -38,10 +44,8 @@ final class LimitJson {
       throw HttpError.badRequest("maxWaiting " + maxWaiting + " is too large: give at most " + Integer.MAX_VALUE
           + ", or 0 for the server default");
     }
-    Duration lease = body.hasNonNull("leaseSeconds")
-        ? Duration.ofNanos(JsonApi.duration(body.get("leaseSeconds"), "leaseSeconds", LEASE)) : null;
-    Duration jitter = body.hasNonNull("jitterSeconds")
-        ? Duration.ofNanos(JsonApi.duration(body.get("jitterSeconds"), "jitterSeconds", JITTER)) : null;
+    Duration lease = duration(body, "lease", "leaseSeconds", LEASE);
+    Duration jitter = duration(body, "jitter", "jitterSeconds", JITTER);
     Map<String, Double> shares = numbers(body.get("shares"), "shares", "{\"search\": 3}");
     Map<String, Double> floors = numbers(body.get("floors"), "floors", "{\"search\": 0.4} (0.4 is 40 %)");
     Map<String, List<RateSpec>> caps = new LinkedHashMap<>();
@@ -58,6 +62,16 @@ final class LimitJson {
     }
     return new LimitSpec(resource, rates, concurrency, (int) maxWaiting, lease, jitter,
         new TenantPolicy(shares, floors, caps), learn(body.get("learn")));
+  }
+
+  /** {@code name} or {@code seconds} (not both) as a duration, or null when neither is there. */
+  private static Duration duration(JsonNode body, String name, String seconds, Durations.Bounds bounds) {
+    if (body.hasNonNull(name) && body.hasNonNull(seconds)) {
+      throw HttpError.badRequest(name + " is given twice, as " + name + " and as " + seconds + ": keep one, such as"
+          + " \"" + name + "\": \"" + bounds.example() + "\"");
+    }
+    String field = body.hasNonNull(name) ? name : seconds;
+    return body.hasNonNull(field) ? Duration.ofNanos(JsonApi.duration(body.get(field), field, bounds)) : null;
   }
 
   /** {@code {"provider": "openai", "ceilingsPerMinute": {"requests": 500}}}, as a read shows it. */
