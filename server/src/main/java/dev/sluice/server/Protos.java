@@ -62,9 +62,14 @@ final class Protos {
       throw new EngineException(EngineException.Reason.INVALID, field + " " + d.getSeconds() + "s " + d.getNanos()
           + "ns is malformed: seconds and nanos share a sign, and nanos stay under a second");
     }
-    java.time.Duration value = java.time.Duration.ofSeconds(d.getSeconds(), d.getNanos());
+    // Past ten years either way it is out of every bound, and 2^63 seconds plus nanos is past
+    // what a java.time.Duration holds: refused before it is built.
+    long most = Durations.LONGEST.getSeconds() + 1;
+    long seconds = Math.max(-most, Math.min(d.getSeconds(), most));
+    java.time.Duration value = java.time.Duration.ofSeconds(seconds, seconds == d.getSeconds() ? d.getNanos() : 0);
     try {
-      return Durations.check(field, Durations.format(value), value, bounds).toNanos();
+      return Durations.check(field, d.getSeconds() == seconds ? Durations.format(value) : d.getSeconds() + "s",
+          value, bounds).toNanos();
     } catch (IllegalArgumentException e) {
       throw new EngineException(EngineException.Reason.INVALID, e.getMessage());
     }

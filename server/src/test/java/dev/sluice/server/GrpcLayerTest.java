@@ -33,6 +33,7 @@ import io.grpc.inprocess.InProcessChannelBuilder;
 import io.grpc.inprocess.InProcessServerBuilder;
 import io.grpc.protobuf.StatusProto;
 import io.grpc.stub.StreamObserver;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
@@ -187,6 +188,20 @@ class GrpcLayerTest {
     assertStatus(() -> admin.resume(ResumeRequest.newBuilder().setResource("nope").build()), Status.Code.NOT_FOUND, "nope");
     assertStatus(() -> admin.getStats(GetStatsRequest.newBuilder().setResource("nope").build()), Status.Code.NOT_FOUND, "nope");
     assertThat(admin.getStats(GetStatsRequest.getDefaultInstance()).getResourcesCount()).isZero();
+  }
+
+  /** The gRPC fuzzer's two findings: durations at the ends of the wire's range were INTERNAL. */
+  @Test
+  void aPauseAtTheEndsOfTheWiresRangeIsInvalidArgument() {
+    setLimit("api", 10, 1, 10, 0);
+    for (Duration d : List.of(Duration.newBuilder().setSeconds(Long.MIN_VALUE).build(),
+        Duration.newBuilder().setSeconds(Long.MIN_VALUE).setNanos(-999_999_999).build(),
+        Duration.newBuilder().setSeconds(Long.MAX_VALUE).setNanos(999_999_999).build())) {
+      assertStatus(() -> admin.pause(PauseRequest.newBuilder().setResource("api").setDuration(d).build()),
+          Status.Code.INVALID_ARGUMENT, "duration '" + d.getSeconds() + "s'");
+    }
+    assertThat(admin.getStats(GetStatsRequest.newBuilder().setResource("api").build()).getResources(0).getPaused())
+        .as("nothing paused").isFalse();
   }
 
   @Test
