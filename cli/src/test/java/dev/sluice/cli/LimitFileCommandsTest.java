@@ -1,0 +1,125 @@
+package dev.sluice.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.sluice.server.SluiceServer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * {@code sluice limit apply -f} and {@code sluice limit export} against a real coordinator: the
+ * diff, dry run, idempotence, prune, exit codes for scripts, and export read back unchanged.
+ */
+class LimitFileCommandsTest {
+
+  @TempDir Path dir;
+  private SluiceServer server;
+  private String target;
+
+  private static final String FILE = """
+      # the quotas of our two keys, and a pool over them
+      resources:
+        openai-a:
+          rates:
+            - {dimension: requests, amount: 500, period: 1m}
+            - {dimension: tokens, amount: 200000, period: 1m}
+        openai-b:
+          rates: [{dimension: requests, amount: 500, period: 1m}]
+        shop:
+          concurrency: 10
+      pools:
+        openai: [openai-a, openai-b]
+      """;
+
+  @BeforeEach
+  void start() throws Exception {
+    server = SluiceServer.builder().host("127.0.0.1").port(0).dataDir(dir.resolve("data")).build().start();
+    target = "127.0.0.1:" + server.port();
+  }
+
+  @AfterEach
+  void stop() {
+    server.close();
+  }
+
+  private CliRun sluice(String... args) {
+    return CliRun.at(target, args);
+  }
+
+  private Path file(String name, String text) throws Exception {
+    Path p = dir.resolve(name);
+    Files.writeString(p, text);
+    return p;
+  }
+
+  @Test
+  void dryRunThenApplyThenNoChanges() throws Exception {
+    Path f = file("limits.yaml", FILE);
+    assertThat(sluice("limit", "set", "manual", "--concurrency", "3").exit()).isZero();
+
+    CliRun dry = sluice("limit", "apply", "-f", f.toString(), "--dry-run");
+    assertThat(dry.exit()).as(dry.err()).isZero();
+    assertThat(dry.out()).contains("+ openai-a").contains("    rates.requests 500/1m burst")
+        .contains("+ openai").contains("    members openai-a,openai-b")
+        .contains("? manual (not in limits.yaml: left as it is; --prune removes it)")
+        .contains("dry run, nothing applied: 4 added, 0 changed, 0 removed, 1 not in the file");
+    assertThat(sluice("limit", "list").out()).doesNotContain("openai-a");
+
+    CliRun applied = sluice("limit", "apply", "-f", f.toString());
+    assertThat(applied.exit()).as(applied.err()).isZero();
+    assertThat(applied.out()).containsPattern("applied limits.yaml \\(sha256 [0-9a-f]{12}\\): 4 added");
+    assertThat(sluice("pool", "get", "openai").out()).contains("2 members");
+
+    CliRun again = sluice("limit", "apply", "-f", f.toString());
+    assertThat(again.exit()).isZero();
+    assertThat(again.out()).endsWith("no changes (1 not in the file, left as they are)" + System.lineSeparator());
+
+    Files.writeString(f, FILE.replace("concurrency: 10", "concurrency: 20"));
+    CliRun pruned = sluice("limit", "apply", "--file", f.toString(), "--prune");
+    assertThat(pruned.exit()).as(pruned.err()).isZero();
+    assertThat(pruned.out()).contains("~ shop").contains("    concurrency 10 → 20").contains("- manual")
+        .contains("1 changed, 1 removed");
+    assertThat(sluice("limit", "list").out()).doesNotContain("manual");
+  }
+
+  @Test
+  void exportThenApplyChangesNothing() throws Exception {
+    assertThat(sluice("limit", "apply", "-f", file("limits.yaml", FILE).toString()).exit()).isZero();
+    assertThat(sluice("limit", "set", "tier", "--rate", "requests=60/min:1", "--share", "search=3",
+        "--floor", "search=40%").exit()).isZero();
+    Path out = dir.resolve("exported.yaml");
+    CliRun export = sluice("limit", "export", "-o", out.toString());
+    assertThat(export.exit()).as(export.err()).isZero();
+    assertThat(Files.readString(out)).contains("tier:").contains("period: 1m").contains("search: 0.4")
+        .contains("openai:");
+    CliRun back = sluice("limit", "apply", "-f", out.toString(), "--prune");
+    assertThat(back.exit()).as(back.err()).isZero();
+    assertThat(back.out()).isEqualTo("no changes" + System.lineSeparator());
+    assertThat(sluice("limit", "export").out()).isEqualTo(Files.readString(out));
+  }
+
+  @Test
+  void aBadFileExitsTwoWithItsLineAndColumnAndChangesNothing() throws Exception {
+    Path bad = file("bad.yaml", "resources:\n  shop:\n    concurrency: 10\n    leese: 30s\n");
+    CliRun r = sluice("limit", "apply", "-f", bad.toString());
+    assertThat(r.exit()).isEqualTo(2);
+    assertThat(r.err()).startsWith("error: bad.yaml:4:5: resource 'shop': unknown field 'leese'");
+    assertThat(sluice("limit", "list").out()).doesNotContain("shop");
+
+    CliRun missing = sluice("limit", "apply", "-f", dir.resolve("nope.yaml").toString());
+    assertThat(missing.exit()).isEqualTo(2);
+    assertThat(missing.err()).contains("does not exist");
+  }
+
+  @Test
+  void aChangeTheCoordinatorRefusesExitsOne() throws Exception {
+    Path f = file("pool.yaml", "resources:\n  a: {concurrency: 1}\npools:\n  p: [a, missing]\n");
+    CliRun r = sluice("limit", "apply", "-f", f.toString());
+    assertThat(r.exit()).as(r.out()).isEqualTo(1);
+    assertThat(r.err()).contains("1 of 2 changes applied, then:").contains("missing");
+  }
+}
