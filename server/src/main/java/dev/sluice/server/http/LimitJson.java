@@ -24,6 +24,10 @@ public final class LimitJson {
   private static final Durations.Bounds LEASE = Durations.Bounds.of(Duration.ZERO, Duration.ofDays(1), "30s");
   private static final Durations.Bounds JITTER = Durations.Bounds.of(Duration.ZERO, Duration.ofMinutes(1), "20ms");
 
+  /** The fields a limit takes (docs/limits-file.schema.json lists the same). */
+  public static final List<String> FIELDS = List.of("rates", "concurrency", "maxWaiting", "leaseSeconds",
+      "jitterSeconds", "lease", "jitter", "shares", "floors", "caps", "learn");
+
   private LimitJson() {}
 
   /**
@@ -35,8 +39,7 @@ public final class LimitJson {
     // figures the coordinator works out (perSecond, effectiveAmount, learn's when and was) ignored.
     // lease and jitter are the limits file's names (a duration such as "30s"); the *Seconds forms
     // are what a read answers. Either, not both.
-    JsonApi.known(body, "rates", "concurrency", "maxWaiting", "leaseSeconds", "jitterSeconds", "lease", "jitter",
-        "shares", "floors", "caps", "learn");
+    JsonApi.known(body, FIELDS.toArray(String[]::new));
     List<RateSpec> rates = body.hasNonNull("rates") ? rates(body.get("rates"), "rates") : List.of();
     long concurrency = body.hasNonNull("concurrency") ? whole(body.get("concurrency"), "concurrency") : 0;
     long maxWaiting = body.hasNonNull("maxWaiting") ? whole(body.get("maxWaiting"), "maxWaiting") : 0;

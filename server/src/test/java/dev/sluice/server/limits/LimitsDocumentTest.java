@@ -128,4 +128,18 @@ class LimitsDocumentTest {
     assertThat(back.limits().get("a").maxWaiting()).isEqualTo(100);
     assertThat(back.limits().get("p").members()).containsExactly("a");
   }
+
+  /** The JSON Schema editors and CI check files against names exactly the fields the parser takes. */
+  @Test
+  void theSchemaNamesTheFieldsTheParserTakes() throws Exception {
+    var schema = new com.fasterxml.jackson.databind.ObjectMapper().readTree(
+        java.nio.file.Path.of("..", "docs", "limits-file.schema.json").toFile());
+    List<String> fields = new java.util.ArrayList<>();
+    schema.at("/$defs/limit/properties").fieldNames().forEachRemaining(fields::add);
+    assertThat(fields).containsExactlyInAnyOrderElementsOf(dev.sluice.server.http.LimitJson.FIELDS);
+    List<String> top = new java.util.ArrayList<>();
+    schema.at("/properties").fieldNames().forEachRemaining(top::add);
+    assertThat(top).containsExactlyInAnyOrder("version", "resources", "pools");
+    assertThat(schema.at("/additionalProperties").asBoolean(true)).isFalse();
+  }
 }
