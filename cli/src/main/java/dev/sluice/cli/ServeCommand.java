@@ -90,6 +90,12 @@ final class ServeCommand implements Callable<Integer> {
       description = "Where limits are stored (env SLUICE_DATA_DIR, default ${DEFAULT-VALUE}).")
   private Path dataDir;
 
+  @Option(names = "--limits-file", paramLabel = "FILE", defaultValue = "${env:SLUICE_LIMITS_FILE}",
+      description = "A limits file (docs/limits-file.md) applied at start and again when it changes or on"
+          + " SIGHUP; a file that does not parse or apply leaves the running limits, and the error is logged"
+          + " with its line (env SLUICE_LIMITS_FILE, default none).")
+  private Path limitsFile;
+
   @Option(names = "--store", paramLabel = "URI", defaultValue = "${env:SLUICE_STORE:-" + Store.STORE_DEFAULT + "}",
       description = "Where state lives: memory (this node alone) or a Redis shared by several"
           + " nodes: redis://host:port, rediss://host:port, redis-sentinel://host:26379#master,"
@@ -270,6 +276,9 @@ final class ServeCommand implements Callable<Integer> {
       if (nodeId != null && !nodeId.isBlank()) {
         builder.nodeId(nodeId);
       }
+      if (limitsFile != null && !limitsFile.toString().isBlank()) {
+        builder.limitsFile(limitsFile);
+      }
       if (bufferAllow != null && !bufferAllow.isEmpty()) {
         builder.bufferAllow(bufferAllow);
       }
@@ -318,6 +327,11 @@ final class ServeCommand implements Callable<Integer> {
     // With only the hook, SIGTERM would end the JVM with status 143; handling the signal
     // ourselves lets a requested, clean stop exit 0.
     Stopper.onSignals(stopper::signalled, "TERM", "INT");
+    if (limitsFile != null && !limitsFile.toString().isBlank()) {
+      SluiceServer reloading = server;
+      // Off the signal thread: an apply waits for the store.
+      Stopper.onSignals(() -> new Thread(reloading::reloadLimitsFile, "sluice-limits-reload").start(), "HUP");
+    }
     server.awaitTermination();
     stopper.stop(); // waits for a stop begun by a signal to finish draining
     return 0;

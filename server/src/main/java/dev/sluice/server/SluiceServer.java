@@ -96,6 +96,8 @@ public final class SluiceServer implements AutoCloseable {
   private CloseStack.Entry closeBuffers;
   private GrpcLimits grpcLimits;
   private Path dataDir;
+  private static final Duration LIMITS_FILE_POLL = Duration.ofSeconds(2);
+  private volatile dev.sluice.server.limits.LimitsFileWatcher limitsFile;
   private HttpApi http;
   private dev.sluice.buffers.Buffers buffers;
   private volatile String boundHost;
@@ -124,6 +126,8 @@ public final class SluiceServer implements AutoCloseable {
     private String host;
     private Integer port;
     private Path dataDir;
+    private Path limitsFile;
+    private Duration limitsFilePoll;
     private Integer maxWaiting;
     private Duration leaseTtl;
     private Duration maxWait;
@@ -248,6 +252,26 @@ public final class SluiceServer implements AutoCloseable {
         throw new IllegalArgumentException("http host is empty: give an address such as 127.0.0.1");
       }
       this.httpHost = host;
+      return this;
+    }
+
+    /**
+     * A limits file (docs/limits-file.md) applied at start and again when its content changes or
+     * {@link SluiceServer#reloadLimitsFile} is called; a bad file leaves the running limits.
+     */
+    public Builder limitsFile(Path file) {
+      once(this.limitsFile, "limits file");
+      this.limitsFile = Objects.requireNonNull(file, "limitsFile");
+      return this;
+    }
+
+    /** How often the limits file is checked for changes; default 2 s. */
+    public Builder limitsFilePoll(Duration every) {
+      once(this.limitsFilePoll, "limits file poll");
+      if (every.isNegative() || every.isZero() || every.compareTo(Duration.ofHours(1)) > 0) {
+        throw new IllegalArgumentException("limits file poll " + every + " is out of range: use 1ms to 1h");
+      }
+      this.limitsFilePoll = every;
       return this;
     }
 
@@ -542,6 +566,13 @@ public final class SluiceServer implements AutoCloseable {
     }
     buffers = store.buffers().open(registry, targets);
     closeBuffers = resources.push("the buffers", buffers::close);
+    if (config.limitsFile != null) {
+      // Applied before the port opens, so the file's resources are there for the first call.
+      limitsFile = new dev.sluice.server.limits.LimitsFileWatcher(config.limitsFile, engine,
+          redisStore != null ? "node " + redisStore.nodeId() : "this node");
+      resources.push("the limits file watcher", limitsFile::close);
+      limitsFile.start(config.limitsFilePoll != null ? config.limitsFilePoll : LIMITS_FILE_POLL);
+    }
   }
 
   /** Binds the gRPC port and reports SERVING on it. */
@@ -734,6 +765,14 @@ public final class SluiceServer implements AutoCloseable {
   private static long maxFileDescriptors() {
     return java.lang.management.ManagementFactory.getOperatingSystemMXBean()
         instanceof com.sun.management.UnixOperatingSystemMXBean unix ? unix.getMaxFileDescriptorCount() : -1;
+  }
+
+  /**
+   * Reads the limits file again and applies it (SIGHUP does this); null without {@code
+   * --limits-file}.
+   */
+  public dev.sluice.server.limits.LimitsFileWatcher.Outcome reloadLimitsFile() {
+    return limitsFile == null ? null : limitsFile.reload("reload");
   }
 
   /** Connections open on the gRPC port now; for tests. */

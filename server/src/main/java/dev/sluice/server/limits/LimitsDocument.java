@@ -117,10 +117,10 @@ public final class LimitsDocument {
     } catch (JsonProcessingException e) {
       JsonLocation l = e.getLocation();
       throw new LimitsFileException(source, l == null ? 1 : l.getLineNr(), l == null ? 1 : l.getColumnNr(),
-          "not a valid YAML document: " + e.getOriginalMessage());
+          "not a valid YAML document: " + firstLine(e.getOriginalMessage()));
     } catch (IOException | RuntimeException e) {
       // SnakeYAML refuses alias bombs and over-long documents with its own unchecked exceptions.
-      throw new LimitsFileException(source, 1, 1, "not a valid YAML document: " + e.getMessage());
+      throw new LimitsFileException(source, 1, 1, "not a valid YAML document: " + firstLine(e.getMessage()));
     }
     Locator at = new Locator(source, where);
     if (root == null || root.isNull() || root.isMissingNode()) {
@@ -310,6 +310,13 @@ public final class LimitsDocument {
         where.putIfAbsent(pointer, p.currentTokenLocation());
       }
     }
+  }
+
+  /** SnakeYAML's messages quote the line with a caret below it: the place is given apart. */
+  private static String firstLine(String message) {
+    String m = String.valueOf(message).strip();
+    int nl = m.indexOf('\n');
+    return nl < 0 ? m : m.substring(0, nl).strip();
   }
 
   private static String escape(String key) {

@@ -1,0 +1,108 @@
+package dev.sluice.server;
+
+import static dev.sluice.server.engine.SyncEngine.sync;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.engine.RateSpec;
+import dev.sluice.server.limits.LimitsFileWatcher.Outcome;
+import dev.sluice.server.redis.RedisProcess;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * {@code serve --limits-file}: applied at start, again when the file changes, a bad file leaving
+ * the running limits, and two Redis nodes with one file converging without undoing each other.
+ */
+class LimitsFileServeTest {
+
+  @TempDir Path dir;
+
+  private static final String FILE = """
+      resources:
+        openai:
+          rates: [{dimension: requests, amount: 500, period: 1m}]
+        shop:
+          concurrency: 10
+      """;
+
+  private SluiceServer.Builder node(Path file, String data) {
+    return SluiceServer.builder().host("127.0.0.1").port(0).dataDir(dir.resolve(data)).limitsFile(file)
+        .limitsFilePoll(Duration.ofMillis(50)).shutdownGrace(Duration.ofMillis(200));
+  }
+
+  private static long concurrency(SluiceServer s, String resource) {
+    return sync(s.engine()).getLimit(resource).map(LimitSpec::concurrency).orElse(-1L);
+  }
+
+  @Test
+  void appliedAtStartAndAgainWhenTheFileChanges() throws Exception {
+    Path file = dir.resolve("limits.yaml");
+    Files.writeString(file, FILE);
+    try (SluiceServer server = node(file, "data").build().start()) {
+      assertThat(sync(server.engine()).getLimit("openai")).as("there before the first call").isPresent();
+      assertThat(concurrency(server, "shop")).isEqualTo(10);
+
+      Files.writeString(file, FILE.replace("concurrency: 10", "concurrency: 12"));
+      await().atMost(Duration.ofSeconds(10)).until(() -> concurrency(server, "shop") == 12);
+      assertThat(server.reloadLimitsFile()).isEqualTo(new Outcome(true, "no changes"));
+    }
+  }
+
+  @Test
+  void aBadFileLeavesTheRunningLimitsAndSaysWhere() throws Exception {
+    Path file = dir.resolve("limits.yaml");
+    Files.writeString(file, FILE);
+    try (SluiceServer server = node(file, "data").build().start()) {
+      Files.writeString(file, FILE.replace("concurrency: 10", "concurrency: -1").replace("openai:", "openai2:"));
+      Outcome bad = server.reloadLimitsFile();
+      assertThat(bad.ok()).isFalse();
+      assertThat(bad.text()).startsWith("limits.yaml:").contains("concurrency -1 is out of range")
+          .contains("the running limits stay");
+      assertThat(concurrency(server, "shop")).isEqualTo(10);
+      assertThat(sync(server.engine()).getLimit("openai2")).as("nothing of a bad file is applied").isEmpty();
+
+      Files.delete(file);
+      assertThat(server.reloadLimitsFile().text()).contains("does not exist");
+      assertThat(sync(server.engine()).getLimit("openai")).isPresent();
+
+      Files.writeString(file, FILE.replace("concurrency: 10", "concurrency: 11"));
+      await().atMost(Duration.ofSeconds(10)).until(() -> concurrency(server, "shop") == 11);
+    }
+  }
+
+  @Test
+  void aNodeStartsWithABadFileAndServesItsStoredLimits() throws Exception {
+    Path file = dir.resolve("limits.yaml");
+    Files.writeString(file, "resources:\n  shop: {concurrency: 10\n");
+    try (SluiceServer server = node(file, "data").build().start()) {
+      assertThat(server.reloadLimitsFile().text()).contains("limits.yaml:").contains("not a valid YAML document")
+          .doesNotContain("\n");
+      sync(server.engine()).setLimit(new LimitSpec("by-hand", List.of(new RateSpec("requests", 5,
+          Duration.ofSeconds(1), 5)), 0, 0, null));
+      Files.writeString(file, FILE);
+      await().atMost(Duration.ofSeconds(10)).until(() -> concurrency(server, "shop") == 10);
+      assertThat(sync(server.engine()).getLimit("by-hand")).as("not pruned").isPresent();
+    }
+  }
+
+  @Test
+  void twoRedisNodesWithOneFileConverge() throws Exception {
+    Path file = dir.resolve("limits.yaml");
+    Files.writeString(file, FILE);
+    try (RedisProcess redis = RedisProcess.start();
+        SluiceServer a = node(file, "a").store(redis.uri()).nodeId("a").build().start();
+        SluiceServer b = node(file, "b").store(redis.uri()).nodeId("b").build().start()) {
+      assertThat(b.reloadLimitsFile()).as("b finds what a applied").isEqualTo(new Outcome(true, "no changes"));
+      Files.writeString(file, FILE.replace("concurrency: 10", "concurrency: 30"));
+      await().atMost(Duration.ofSeconds(10)).until(() -> concurrency(a, "shop") == 30 && concurrency(b, "shop") == 30);
+      assertThat(a.reloadLimitsFile()).isEqualTo(new Outcome(true, "no changes"));
+      assertThat(b.reloadLimitsFile()).isEqualTo(new Outcome(true, "no changes"));
+    }
+  }
+}
