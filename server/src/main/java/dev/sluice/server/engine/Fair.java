@@ -2,7 +2,6 @@ package dev.sluice.server.engine;
 
 import java.util.ArrayDeque;
 import java.util.HashMap;
-import java.util.Map;
 import java.util.TreeSet;
 
 /**
@@ -52,6 +51,8 @@ final class Fair {
     int waiting;
     /** Its virtual time while it has waiters. */
     double vt;
+    /** Its place in {@link Fair#active} (a heap), or -1 while it has no waiters. */
+    int heapIndex = -1;
     /** The load queued in each lane, aligned with the resource's dimensions (wait estimates). */
     long[][] queuedLoad;
 
@@ -97,12 +98,159 @@ final class Fair {
   double vsys;
   /** Sum of the weights of the tenants with waiters. */
   double activeWeight;
-  final TreeSet<TRoom> active = new TreeSet<>(Fair::byVirtualTime);
+  final ActiveHeap active = new ActiveHeap();
 
   /** Lowest virtual time first, ties by name (as the script's sorted set orders them). */
-  private static int byVirtualTime(TRoom a, TRoom b) {
+  static int byVirtualTime(TRoom a, TRoom b) {
     int c = Double.compare(a.vt, b.vt);
     return c != 0 ? c : a.name.compareTo(b.name);
+  }
+
+  /**
+   * The tenants with waiters, as a binary heap in {@link #byVirtualTime} order: the first is at
+   * hand, a charge re-keys its tenant in place (no node to allocate), and iteration walks them in
+   * order lazily (the pick rarely looks past the first).
+   */
+  static final class ActiveHeap implements Iterable<TRoom> {
+    private TRoom[] heap = new TRoom[16];
+    private int size;
+
+    int size() {
+      return size;
+    }
+
+    boolean isEmpty() {
+      return size == 0;
+    }
+
+    TRoom first() {
+      return size == 0 ? null : heap[0];
+    }
+
+    void add(TRoom r) {
+      if (r.heapIndex >= 0) {
+        if (!up(r.heapIndex)) {
+          down(r.heapIndex);
+        }
+        return;
+      }
+      if (size == heap.length) {
+        heap = java.util.Arrays.copyOf(heap, size * 2);
+      }
+      heap[size] = r;
+      r.heapIndex = size;
+      size++;
+      up(r.heapIndex);
+    }
+
+    void remove(TRoom r) {
+      int i = r.heapIndex;
+      if (i < 0) {
+        return;
+      }
+      r.heapIndex = -1;
+      TRoom last = heap[--size];
+      heap[size] = null;
+      if (i == size) {
+        return;
+      }
+      heap[i] = last;
+      last.heapIndex = i;
+      if (!up(i)) {
+        down(i);
+      }
+    }
+
+    /** Sets {@code r}'s virtual time and restores the order around it. */
+    void rekey(TRoom r, double vt) {
+      double was = r.vt;
+      r.vt = vt;
+      if (r.heapIndex < 0) {
+        add(r);
+        return;
+      }
+      int c = Double.compare(vt, was);
+      if (c > 0) {
+        down(r.heapIndex);
+      } else if (c < 0) {
+        up(r.heapIndex);
+      }
+    }
+
+    private boolean up(int i) {
+      TRoom x = heap[i];
+      int start = i;
+      while (i > 0) {
+        int p = (i - 1) >>> 1;
+        TRoom parent = heap[p];
+        if (byVirtualTime(x, parent) >= 0) {
+          break;
+        }
+        heap[i] = parent;
+        parent.heapIndex = i;
+        i = p;
+      }
+      heap[i] = x;
+      x.heapIndex = i;
+      return i != start;
+    }
+
+    private void down(int i) {
+      TRoom x = heap[i];
+      int half = size >>> 1;
+      while (i < half) {
+        int c = 2 * i + 1;
+        TRoom child = heap[c];
+        int rc = c + 1;
+        if (rc < size && byVirtualTime(heap[rc], child) < 0) {
+          c = rc;
+          child = heap[c];
+        }
+        if (byVirtualTime(x, child) <= 0) {
+          break;
+        }
+        heap[i] = child;
+        child.heapIndex = i;
+        i = c;
+      }
+      heap[i] = x;
+      x.heapIndex = i;
+    }
+
+    /** In order, lazily: a frontier of the heap's nodes whose parents were already handed out. */
+    @Override
+    public java.util.Iterator<TRoom> iterator() {
+      return new java.util.Iterator<>() {
+        private int firstLeft = size > 0 ? 1 : 0; // 1: the root is still to hand out
+        private java.util.PriorityQueue<Integer> frontier;
+
+        @Override
+        public boolean hasNext() {
+          return firstLeft == 1 || (frontier != null && !frontier.isEmpty());
+        }
+
+        @Override
+        public TRoom next() {
+          int i;
+          if (firstLeft == 1) {
+            firstLeft = 0;
+            i = 0;
+            frontier = new java.util.PriorityQueue<>((a, b) -> byVirtualTime(heap[a], heap[b]));
+          } else if (frontier != null && !frontier.isEmpty()) {
+            i = frontier.poll();
+          } else {
+            throw new java.util.NoSuchElementException();
+          }
+          if (2 * i + 1 < size) {
+            frontier.add(2 * i + 1);
+          }
+          if (2 * i + 2 < size) {
+            frontier.add(2 * i + 2);
+          }
+          return heap[i];
+        }
+      };
+    }
   }
   /**
    * Tenants without waiters that may be ahead of the system's virtual time, as {@code vt + t}
@@ -111,36 +259,61 @@ final class Fair {
    * it starts from (at least the system's). One that fell behind is forgotten: the same key in
    * both stores, so they forget alike (pruning never changes a pick, see {@link #startOf}).
    */
-  final HashMap<String, Double> idle = new HashMap<>();
-  private final TreeSet<Map.Entry<String, Double>> idleByKey =
-      new TreeSet<>(Map.Entry.<String, Double>comparingByValue().thenComparing(Map.Entry.comparingByKey()));
+  final HashMap<String, Idle> idle = new HashMap<>();
+  private final TreeSet<Idle> idleByKey = new TreeSet<>(Fair::byKey);
+
+  /** An idle tenant's key ({@code vt + t}); mutable only while out of {@link #idleByKey}. */
+  static final class Idle {
+    final String name;
+    double key;
+
+    Idle(String name, double key) {
+      this.name = name;
+      this.key = key;
+    }
+  }
+
+  /** Lowest key first, ties by name (as the script's sorted set orders them). */
+  private static int byKey(Idle a, Idle b) {
+    int c = Double.compare(a.key, b.key);
+    return c != 0 ? c : a.name.compareTo(b.name);
+  }
 
   /** What an idle tenant's virtual time is now ({@code nowMicros}), before the system's floor. */
   private double idleVt(String tenant, long nowMicros) {
-    Double k = idle.get(tenant);
-    return k == null ? Double.NEGATIVE_INFINITY : k - nowMicros;
+    Idle k = idle.get(tenant);
+    return k == null ? Double.NEGATIVE_INFINITY : k.key - nowMicros;
   }
 
   private void putIdle(String tenant, double vt, long nowMicros) {
-    removeIdle(tenant);
     if (vt > vsys) {
       double k = vt + nowMicros;
-      idle.put(tenant, k);
-      idleByKey.add(Map.entry(tenant, k));
+      Idle node = idle.get(tenant);
+      if (node == null) {
+        node = new Idle(tenant, k);
+        idle.put(tenant, node);
+        idleByKey.add(node);
+      } else if (Double.compare(node.key, k) != 0) {
+        idleByKey.remove(node);
+        node.key = k;
+        idleByKey.add(node);
+      }
+    } else {
+      removeIdle(tenant);
     }
   }
 
   private void removeIdle(String tenant) {
-    Double k = idle.remove(tenant);
+    Idle k = idle.remove(tenant);
     if (k != null) {
-      idleByKey.remove(Map.entry(tenant, k));
+      idleByKey.remove(k);
     }
   }
 
   /** Forgets idle tenants that fell behind the system's virtual time (the script's test, to the bit). */
   void prune(long nowMicros) {
-    while (!idleByKey.isEmpty() && idleByKey.first().getValue() <= vsys + nowMicros) {
-      idle.remove(idleByKey.pollFirst().getKey());
+    while (!idleByKey.isEmpty() && idleByKey.first().key <= vsys + nowMicros) {
+      idle.remove(idleByKey.pollFirst().name);
     }
   }
 
@@ -150,7 +323,7 @@ final class Fair {
    * tenants went away starts over as one that never had any.
    */
   boolean spent(long nowMicros) {
-    return active.isEmpty() && (idleByKey.isEmpty() || idleByKey.last().getValue() <= vsys + nowMicros);
+    return active.isEmpty() && (idleByKey.isEmpty() || idleByKey.last().key <= vsys + nowMicros);
   }
 
   /** Microseconds until {@link #spent}, once nobody waits; 0 if already. */
@@ -158,7 +331,7 @@ final class Fair {
     if (idleByKey.isEmpty()) {
       return 0;
     }
-    double left = idleByKey.last().getValue() - vsys - nowMicros;
+    double left = idleByKey.last().key - vsys - nowMicros;
     return left <= 0 ? 0 : (long) Math.ceil(left);
   }
 
@@ -185,8 +358,11 @@ final class Fair {
   }
 
   void activate(TRoom room, double weight, long nowMicros) {
-    room.vt = Math.max(idleVt(room.name, nowMicros), vsys);
-    removeIdle(room.name);
+    Idle k = idle.remove(room.name); // one look-up: its idle time, then forgotten
+    room.vt = Math.max(k == null ? Double.NEGATIVE_INFINITY : k.key - nowMicros, vsys);
+    if (k != null) {
+      idleByKey.remove(k);
+    }
     active.add(room);
     activeWeight += weight;
   }
@@ -229,9 +405,7 @@ final class Fair {
 
   private void setVt(String tenant, TRoom room, double vt, long nowMicros) {
     if (room != null && room.waiting > 0) {
-      active.remove(room);
-      room.vt = vt;
-      active.add(room);
+      active.rekey(room, vt);
       return;
     }
     putIdle(tenant, vt, nowMicros);

@@ -808,11 +808,13 @@ final class ResourceState {
 
   /** The tenant part of a grant: its own buckets and its virtual time (charged while it still waits). */
   private void chargeTenant(Waiter w, PermitRecord rec, long now) {
-    long[] minus = new long[w.vector.length];
-    for (int i = 0; i < minus.length; i++) {
-      minus[i] = -w.vector[i];
+    if (!spec.tenants().cap(w.tenant).isEmpty()) { // no array to build for a tenant without a cap
+      long[] minus = new long[w.vector.length];
+      for (int i = 0; i < minus.length; i++) {
+        minus[i] = -w.vector[i];
+      }
+      capAdd(w.tenant, minus, now);
     }
-    capAdd(w.tenant, minus, now);
     Fair f = fairFor(w.tenant, now);
     if (f != null) {
       Fair.TRoom r = room == null ? null : roomOf(w.tenant, false);
@@ -851,7 +853,12 @@ final class ResourceState {
     if (tenantUsed == null) {
       tenantUsed = new HashMap<>();
     }
-    double[] u = tenantUsed.computeIfAbsent(spec.tenants().statsKey(tenant), k -> new double[dims.length]);
+    String key = spec.tenants().statsKey(tenant);
+    double[] u = tenantUsed.get(key); // not computeIfAbsent: its lambda captures (an allocation a grant)
+    if (u == null) {
+      u = new double[dims.length];
+      tenantUsed.put(key, u);
+    }
     for (int i = 0; i < u.length && i < vector.length; i++) {
       u[i] += sign * vector[i];
     }
