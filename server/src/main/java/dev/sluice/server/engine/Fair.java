@@ -114,6 +114,22 @@ final class Fair {
   static final class ActiveHeap implements Iterable<TRoom> {
     private TRoom[] heap = new TRoom[16];
     private int size;
+    /**
+     * A tenant re-keyed but not yet moved to its place: a grant charges its tenant while the
+     * waiter still waits, and when that was its last waiter the tenant leaves at once, so the
+     * move would be wasted. Any other look at the heap places it first.
+     */
+    private TRoom pending;
+
+    private void settle() {
+      TRoom p = pending;
+      if (p != null) {
+        pending = null;
+        if (!up(p.heapIndex)) {
+          down(p.heapIndex);
+        }
+      }
+    }
 
     int size() {
       return size;
@@ -124,10 +140,12 @@ final class Fair {
     }
 
     TRoom first() {
+      settle();
       return size == 0 ? null : heap[0];
     }
 
     void add(TRoom r) {
+      settle();
       if (r.heapIndex >= 0) {
         if (!up(r.heapIndex)) {
           down(r.heapIndex);
@@ -144,6 +162,11 @@ final class Fair {
     }
 
     void remove(TRoom r) {
+      if (pending == r) {
+        pending = null; // only its own place was out of order: the rest is a heap
+      } else {
+        settle();
+      }
       int i = r.heapIndex;
       if (i < 0) {
         return;
@@ -163,18 +186,15 @@ final class Fair {
 
     /** Sets {@code r}'s virtual time and restores the order around it. */
     void rekey(TRoom r, double vt) {
-      double was = r.vt;
+      if (pending != r) {
+        settle();
+      }
       r.vt = vt;
       if (r.heapIndex < 0) {
         add(r);
         return;
       }
-      int c = Double.compare(vt, was);
-      if (c > 0) {
-        down(r.heapIndex);
-      } else if (c < 0) {
-        up(r.heapIndex);
-      }
+      pending = r;
     }
 
     private boolean up(int i) {
@@ -220,34 +240,45 @@ final class Fair {
     /** In order, lazily: a frontier of the heap's nodes whose parents were already handed out. */
     @Override
     public java.util.Iterator<TRoom> iterator() {
+      settle();
       return new java.util.Iterator<>() {
-        private int firstLeft = size > 0 ? 1 : 0; // 1: the root is still to hand out
+        private int firstLeft = size > 0 ? 1 : 0; // 1: the root is still to hand out; 2: its children
         private java.util.PriorityQueue<Integer> frontier;
 
         @Override
         public boolean hasNext() {
-          return firstLeft == 1 || (frontier != null && !frontier.isEmpty());
+          return firstLeft != 0 || (frontier != null && !frontier.isEmpty());
         }
 
         @Override
         public TRoom next() {
-          int i;
           if (firstLeft == 1) {
             firstLeft = 0;
-            i = 0;
+            if (size > 1) { // its children join the frontier when the walk goes on (rarely)
+              firstLeft = 2;
+            }
+            return heap[0];
+          }
+          if (firstLeft == 2) {
+            firstLeft = 0;
             frontier = new java.util.PriorityQueue<>((a, b) -> byVirtualTime(heap[a], heap[b]));
-          } else if (frontier != null && !frontier.isEmpty()) {
-            i = frontier.poll();
-          } else {
+            push(0);
+          }
+          if (frontier == null || frontier.isEmpty()) {
             throw new java.util.NoSuchElementException();
           }
+          int i = frontier.poll();
+          push(i);
+          return heap[i];
+        }
+
+        private void push(int i) {
           if (2 * i + 1 < size) {
             frontier.add(2 * i + 1);
           }
           if (2 * i + 2 < size) {
             frontier.add(2 * i + 2);
           }
-          return heap[i];
         }
       };
     }
