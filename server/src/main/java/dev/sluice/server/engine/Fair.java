@@ -2,7 +2,6 @@ package dev.sluice.server.engine;
 
 import java.util.ArrayDeque;
 import java.util.HashMap;
-import java.util.TreeSet;
 
 /**
  * Fair queuing between the tenants of one resource ({@link TenantPolicy}), part of {@link
@@ -291,12 +290,14 @@ final class Fair {
    * both stores, so they forget alike (pruning never changes a pick, see {@link #startOf}).
    */
   final HashMap<String, Idle> idle = new HashMap<>();
-  private final TreeSet<Idle> idleByKey = new TreeSet<>(Fair::byKey);
+  private final IdleHeap idleByKey = new IdleHeap();
 
-  /** An idle tenant's key ({@code vt + t}); mutable only while out of {@link #idleByKey}. */
+  /** An idle tenant's key ({@code vt + t}), changed only through {@link IdleHeap#rekey}. */
   static final class Idle {
     final String name;
     double key;
+    /** Its place in {@link IdleHeap}, -1 once out. */
+    int index = -1;
 
     Idle(String name, double key) {
       this.name = name;
@@ -305,9 +306,144 @@ final class Fair {
   }
 
   /** Lowest key first, ties by name (as the script's sorted set orders them). */
-  private static int byKey(Idle a, Idle b) {
+  static int byKey(Idle a, Idle b) {
     int c = Double.compare(a.key, b.key);
     return c != 0 ? c : a.name.compareTo(b.name);
+  }
+
+  /**
+   * The idle tenants as a binary heap by {@link #byKey}: pruning takes the lowest; a tenant
+   * going idle lands near the bottom (its key is about now, above most) in a step or two; the
+   * highest ({@link #spent}) is kept on the side and found again by a scan only after it left.
+   */
+  static final class IdleHeap {
+    private Idle[] heap = new Idle[16];
+    private int size;
+    private Idle max;
+    private boolean maxKnown = true;
+
+    boolean isEmpty() {
+      return size == 0;
+    }
+
+    int size() {
+      return size;
+    }
+
+    Idle first() {
+      return size == 0 ? null : heap[0];
+    }
+
+    Idle last() {
+      if (!maxKnown) {
+        max = null;
+        for (int i = 0; i < size; i++) {
+          if (max == null || byKey(heap[i], max) > 0) {
+            max = heap[i];
+          }
+        }
+        maxKnown = true;
+      }
+      return max;
+    }
+
+    void add(Idle n) {
+      if (size == heap.length) {
+        heap = java.util.Arrays.copyOf(heap, size * 2);
+      }
+      heap[size] = n;
+      n.index = size;
+      size++;
+      up(n.index);
+      if (maxKnown && (max == null || byKey(n, max) > 0)) {
+        max = n;
+      }
+    }
+
+    Idle pollFirst() {
+      Idle f = heap[0];
+      remove(f);
+      return f;
+    }
+
+    void remove(Idle n) {
+      int i = n.index;
+      if (i < 0) {
+        return;
+      }
+      n.index = -1;
+      if (n == max) {
+        max = null;
+        maxKnown = false;
+      }
+      Idle last = heap[--size];
+      heap[size] = null;
+      if (i == size) {
+        return;
+      }
+      heap[i] = last;
+      last.index = i;
+      if (!up(i)) {
+        down(i);
+      }
+    }
+
+    void rekey(Idle n, double key) {
+      int c = Double.compare(key, n.key);
+      n.key = key;
+      if (c > 0) {
+        down(n.index);
+        if (maxKnown && byKey(n, max) > 0) {
+          max = n;
+        }
+      } else if (c < 0) {
+        up(n.index);
+        if (n == max) {
+          max = null;
+          maxKnown = false;
+        }
+      }
+    }
+
+    private boolean up(int i) {
+      Idle x = heap[i];
+      int start = i;
+      while (i > 0) {
+        int p = (i - 1) >>> 1;
+        Idle parent = heap[p];
+        if (byKey(x, parent) >= 0) {
+          break;
+        }
+        heap[i] = parent;
+        parent.index = i;
+        i = p;
+      }
+      heap[i] = x;
+      x.index = i;
+      return i != start;
+    }
+
+    private void down(int i) {
+      Idle x = heap[i];
+      int half = size >>> 1;
+      while (i < half) {
+        int c = 2 * i + 1;
+        Idle child = heap[c];
+        int rc = c + 1;
+        if (rc < size && byKey(heap[rc], child) < 0) {
+          c = rc;
+          child = heap[c];
+        }
+        if (byKey(x, child) <= 0) {
+          break;
+        }
+        heap[i] = child;
+        child.index = i;
+        i = c;
+      }
+      heap[i] = x;
+      x.index = i;
+    }
   }
 
   /** What an idle tenant's virtual time is now ({@code nowMicros}), before the system's floor. */
@@ -325,9 +461,7 @@ final class Fair {
         idle.put(tenant, node);
         idleByKey.add(node);
       } else if (Double.compare(node.key, k) != 0) {
-        idleByKey.remove(node);
-        node.key = k;
-        idleByKey.add(node);
+        idleByKey.rekey(node, k);
       }
     } else {
       removeIdle(tenant);

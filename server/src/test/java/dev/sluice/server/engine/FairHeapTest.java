@@ -56,4 +56,42 @@ class FairHeapTest {
       }
     }
   }
+
+  @Test
+  void idleHeapKeepsTheSortedSetsLowestAndHighest() {
+    Random rnd = new Random(7);
+    for (int round = 0; round < 200; round++) {
+      Fair.IdleHeap heap = new Fair.IdleHeap();
+      TreeSet<Fair.Idle> set = new TreeSet<>(Fair::byKey);
+      List<Fair.Idle> nodes = new ArrayList<>();
+      int n = 1 + rnd.nextInt(300);
+      for (int i = 0; i < n; i++) {
+        nodes.add(new Fair.Idle("t" + rnd.nextInt(1000) + "-" + i, 0));
+      }
+      for (int step = 0; step < 2_000; step++) {
+        Fair.Idle x = nodes.get(rnd.nextInt(n));
+        double key = rnd.nextInt(4) == 0 ? rnd.nextInt(5) : rnd.nextDouble() * 10; // ties too
+        int op = rnd.nextInt(6);
+        if (x.index < 0) {
+          x.key = key;
+          heap.add(x);
+          set.add(x);
+        } else if (op == 0) {
+          heap.remove(x);
+          set.remove(x);
+        } else if (op == 1 && !set.isEmpty()) {
+          assertThat(heap.pollFirst()).isSameAs(set.pollFirst());
+        } else {
+          set.remove(x);
+          heap.rekey(x, key);
+          set.add(x);
+        }
+        assertThat(heap.size()).isEqualTo(set.size());
+        assertThat(heap.first()).isSameAs(set.isEmpty() ? null : set.first());
+        if (rnd.nextInt(3) == 0) { // not every step: the highest is also found again lazily
+          assertThat(heap.last()).isSameAs(set.isEmpty() ? null : set.last());
+        }
+      }
+    }
+  }
 }
