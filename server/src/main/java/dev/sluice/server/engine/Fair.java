@@ -321,6 +321,37 @@ final class Fair {
     private int size;
     private Idle max;
     private boolean maxKnown = true;
+    /**
+     * While the highest is not known: every node left is below this (key, name), the highest
+     * that left. A node that comes at or above it is the highest again, without a scan (a tenant
+     * that waited and went idle again comes back with a key about now, above the rest).
+     */
+    private double ceilKey;
+    private String ceilName;
+
+    private void lost(Idle n) {
+      if (n == max) {
+        max = null;
+        maxKnown = false;
+        ceilKey = n.key;
+        ceilName = n.name;
+      }
+    }
+
+    /** {@code n} came or rose: is it now the highest? */
+    private void rose(Idle n) {
+      if (maxKnown) {
+        if (max == null || byKey(n, max) > 0) {
+          max = n;
+        }
+      } else {
+        int c = Double.compare(n.key, ceilKey);
+        if (c > 0 || (c == 0 && n.name.compareTo(ceilName) >= 0)) {
+          max = n;
+          maxKnown = true;
+        }
+      }
+    }
 
     boolean isEmpty() {
       return size == 0;
@@ -355,9 +386,7 @@ final class Fair {
       n.index = size;
       size++;
       up(n.index);
-      if (maxKnown && (max == null || byKey(n, max) > 0)) {
-        max = n;
-      }
+      rose(n);
     }
 
     Idle pollFirst() {
@@ -372,10 +401,7 @@ final class Fair {
         return;
       }
       n.index = -1;
-      if (n == max) {
-        max = null;
-        maxKnown = false;
-      }
+      lost(n);
       Idle last = heap[--size];
       heap[size] = null;
       if (i == size) {
@@ -390,18 +416,15 @@ final class Fair {
 
     void rekey(Idle n, double key) {
       int c = Double.compare(key, n.key);
+      if (c < 0) {
+        lost(n); // the ceiling is its old key: everything else is below that
+      }
       n.key = key;
       if (c > 0) {
         down(n.index);
-        if (maxKnown && byKey(n, max) > 0) {
-          max = n;
-        }
+        rose(n);
       } else if (c < 0) {
         up(n.index);
-        if (n == max) {
-          max = null;
-          maxKnown = false;
-        }
       }
     }
 
