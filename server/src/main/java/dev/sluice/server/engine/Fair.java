@@ -1,6 +1,7 @@
 package dev.sluice.server.engine;
 
 import java.util.ArrayDeque;
+import java.util.Collection;
 import java.util.HashMap;
 
 /**
@@ -37,10 +38,15 @@ import java.util.HashMap;
  */
 final class Fair {
 
-  /** One tenant's part of the waiting room: three lanes and its own aging turn. */
+  /**
+   * One tenant's part of the waiting room: three lanes and its own aging turn; and, while it has
+   * no waiters but is ahead of the system's virtual time, its idle key ({@link #idle}).
+   */
   static final class TRoom {
-    /** Its tenant; changes only while the part is spare (out of every set and map). */
+    /** Its tenant; changes only while the part is spare (out of every heap and map). */
     String name;
+    /** {@link #prefix} of its name: most ties between tenants are settled by it alone. */
+    long prefix;
     @SuppressWarnings("unchecked")
     final ArrayDeque<Waiter>[] lanes =
         // Small to start: most tenants have a waiter or two; a long lane grows as it needs.
@@ -50,8 +56,12 @@ final class Fair {
     int waiting;
     /** Its virtual time while it has waiters. */
     double vt;
-    /** Its place in {@link Fair#active} (a heap), or -1 while it has no waiters. */
+    /** Its place in {@link Fair#active}, or -1 while it has no waiters. */
     int heapIndex = -1;
+    /** While idle and remembered: {@code vt + t}, see {@link Fair#idle}. */
+    double idleKey;
+    /** Its place in {@link Fair#idle}, or -1 while it is not there. */
+    int idleIndex = -1;
     /** The load queued in each lane, aligned with the resource's dimensions (wait estimates). */
     long[][] queuedLoad;
 
@@ -66,11 +76,13 @@ final class Fair {
 
     TRoom(String name) {
       this.name = name;
+      this.prefix = prefix(name);
     }
 
     /** An emptied part of the room taken by another tenant: as new, its arrays kept (all zero). */
     void reuse(String tenant) {
       name = tenant;
+      prefix = prefix(tenant);
       promoteNext = true;
       waiting = 0;
       vt = 0;
@@ -94,41 +106,85 @@ final class Fair {
   /** The weight a floor may raise a tenant to, at most: far above any real ratio. */
   static final double MAX_EFFECTIVE_WEIGHT = 1e12;
 
+  /** How many emptied parts of the room are kept for later tenants. */
+  static final int SPARE = 64;
+
   double vsys;
   /** Sum of the weights of the tenants with waiters. */
   double activeWeight;
   final ActiveHeap active = new ActiveHeap();
+  /** The default tenant's part of the room (the resource's own lanes). */
+  final TRoom def;
+  /** The other tenants' parts while they have waiters or are idle and remembered. */
+  private final HashMap<String, TRoom> rooms = new HashMap<>();
+  /**
+   * Parts emptied and forgotten, kept for the next tenant that comes (at most {@link #SPARE}):
+   * many tenants with a waiter or two each would otherwise allocate a part of the room per acquire.
+   */
+  private final ArrayDeque<TRoom> spare = new ArrayDeque<>();
 
-  /** Lowest virtual time first, ties by name (as the script's sorted set orders them). */
-  static int byVirtualTime(TRoom a, TRoom b) {
-    int c = Double.compare(a.vt, b.vt);
-    return c != 0 ? c : a.name.compareTo(b.name);
+  /** Fair queuing over the resource whose default tenant's lanes are {@code def}. */
+  Fair(TRoom def) {
+    this.def = def;
+    def.heapIndex = -1; // a state dropped before (spent) may have left its places behind
+    def.idleIndex = -1;
   }
 
   /**
-   * The tenants with waiters, as a binary heap in {@link #byVirtualTime} order: the first is at
-   * hand, a charge re-keys its tenant in place (no node to allocate), and iteration walks them in
-   * order lazily (the pick rarely looks past the first).
+   * A name's first eight characters as an unsigned number that orders like the names do
+   * ({@link String#compareTo}): each a byte, the rest zero; a character of 0xFF or more ends it
+   * as 0xFF. Equal prefixes say nothing (compare the names); different ones decide: a shorter
+   * name that is the start of the other has a zero where the other has a character, and the
+   * ending 0xFF is at least every byte below it.
    */
-  static final class ActiveHeap implements Iterable<TRoom> {
-    private TRoom[] heap = new TRoom[16];
-    private int size;
-    /**
-     * A tenant re-keyed but not yet moved to its place: a grant charges its tenant while the
-     * waiter still waits, and when that was its last waiter the tenant leaves at once, so the
-     * move would be wasted. Any other look at the heap places it first.
-     */
-    private TRoom pending;
-
-    private void settle() {
-      TRoom p = pending;
-      if (p != null) {
-        pending = null;
-        if (!up(p.heapIndex)) {
-          down(p.heapIndex);
-        }
+  static long prefix(String name) {
+    long p = 0;
+    int n = Math.min(8, name.length());
+    int i = 0;
+    while (i < n) {
+      int c = name.charAt(i++);
+      if (c >= 0xFF) {
+        p = (p << 8) | 0xFF;
+        break;
       }
+      p = (p << 8) | c;
     }
+    return i == 0 ? 0 : p << (8 * (8 - i));
+  }
+
+  /** Key first, ties by name (as the script's sorted sets order them: names are ASCII, so bytes). */
+  private static int order(double ka, long pa, String na, double kb, long pb, String nb) {
+    int c = Double.compare(ka, kb);
+    if (c != 0) {
+      return c;
+    }
+    c = Long.compareUnsigned(pa, pb);
+    return c != 0 ? c : na.compareTo(nb);
+  }
+
+  /** Lowest virtual time first, ties by name (as the script's sorted set orders them). */
+  static int byVirtualTime(TRoom a, TRoom b) {
+    return order(a.vt, a.prefix, a.name, b.vt, b.prefix, b.name);
+  }
+
+  /** Lowest idle key first, ties by name (as the script's sorted set orders them). */
+  static int byIdleKey(TRoom a, TRoom b) {
+    return order(a.idleKey, a.prefix, a.name, b.idleKey, b.prefix, b.name);
+  }
+
+  /**
+   * Tenants' parts of the room as a binary heap, each knowing its place (so one leaves or moves
+   * without a search): {@link ActiveHeap} by virtual time, {@link IdleHeap} by idle key.
+   */
+  abstract static class RoomHeap {
+    TRoom[] heap = new TRoom[16];
+    int size;
+
+    abstract int compare(TRoom a, TRoom b);
+
+    abstract int indexOf(TRoom r);
+
+    abstract void setIndex(TRoom r, int i);
 
     int size() {
       return size;
@@ -136,6 +192,132 @@ final class Fair {
 
     boolean isEmpty() {
       return size == 0;
+    }
+
+    void push(TRoom r) {
+      if (size == heap.length) {
+        heap = java.util.Arrays.copyOf(heap, size * 2);
+      }
+      heap[size] = r;
+      setIndex(r, size);
+      size++;
+      up(size - 1);
+    }
+
+    /**
+     * Takes {@code r} out. Its hole sinks to a leaf along the lesser children and the last node
+     * fills it from there (Floyd's: one compare a level where a sift-down from the hole takes
+     * two; the last node is among the highest, so it rarely rises far).
+     */
+    void delete(TRoom r) {
+      int i = indexOf(r);
+      if (i < 0) {
+        return;
+      }
+      setIndex(r, -1);
+      TRoom last = heap[--size];
+      heap[size] = null;
+      if (i == size) {
+        return;
+      }
+      int half = size >>> 1;
+      while (i < half) {
+        int c = 2 * i + 1;
+        if (c + 1 < size && compare(heap[c + 1], heap[c]) < 0) {
+          c++;
+        }
+        heap[i] = heap[c];
+        setIndex(heap[i], i);
+        i = c;
+      }
+      heap[i] = last;
+      setIndex(last, i);
+      up(i);
+    }
+
+    /** Moves the node at {@code i} towards the root while it is below its parent; whether it moved. */
+    boolean up(int i) {
+      TRoom x = heap[i];
+      int start = i;
+      while (i > 0) {
+        int p = (i - 1) >>> 1;
+        TRoom parent = heap[p];
+        if (compare(x, parent) >= 0) {
+          break;
+        }
+        heap[i] = parent;
+        setIndex(parent, i);
+        i = p;
+      }
+      heap[i] = x;
+      setIndex(x, i);
+      return i != start;
+    }
+
+    void down(int i) {
+      TRoom x = heap[i];
+      int half = size >>> 1;
+      while (i < half) {
+        int c = 2 * i + 1;
+        TRoom child = heap[c];
+        int rc = c + 1;
+        if (rc < size && compare(heap[rc], child) < 0) {
+          c = rc;
+          child = heap[c];
+        }
+        if (compare(x, child) <= 0) {
+          break;
+        }
+        heap[i] = child;
+        setIndex(child, i);
+        i = c;
+      }
+      heap[i] = x;
+      setIndex(x, i);
+    }
+
+    /** The node at {@code i} changed its key: restores the order around it. */
+    void moved(int i) {
+      if (!up(i)) {
+        down(i);
+      }
+    }
+  }
+
+  /**
+   * The tenants with waiters, in {@link #byVirtualTime} order: the first is at hand, a charge
+   * re-keys its tenant in place (no node to allocate), and iteration walks them in order lazily
+   * (the pick rarely looks past the first).
+   */
+  static final class ActiveHeap extends RoomHeap implements Iterable<TRoom> {
+    /**
+     * A tenant re-keyed but not yet moved to its place: a grant charges its tenant while the
+     * waiter still waits, and when that was its last waiter the tenant leaves at once, so the
+     * move would be wasted. Any other look at the heap places it first.
+     */
+    private TRoom pending;
+
+    @Override
+    int compare(TRoom a, TRoom b) {
+      return byVirtualTime(a, b);
+    }
+
+    @Override
+    int indexOf(TRoom r) {
+      return r.heapIndex;
+    }
+
+    @Override
+    void setIndex(TRoom r, int i) {
+      r.heapIndex = i;
+    }
+
+    private void settle() {
+      TRoom p = pending;
+      if (p != null) {
+        pending = null;
+        moved(p.heapIndex);
+      }
     }
 
     TRoom first() {
@@ -146,18 +328,10 @@ final class Fair {
     void add(TRoom r) {
       settle();
       if (r.heapIndex >= 0) {
-        if (!up(r.heapIndex)) {
-          down(r.heapIndex);
-        }
-        return;
+        moved(r.heapIndex);
+      } else {
+        push(r);
       }
-      if (size == heap.length) {
-        heap = java.util.Arrays.copyOf(heap, size * 2);
-      }
-      heap[size] = r;
-      r.heapIndex = size;
-      size++;
-      up(r.heapIndex);
     }
 
     void remove(TRoom r) {
@@ -166,21 +340,7 @@ final class Fair {
       } else {
         settle();
       }
-      int i = r.heapIndex;
-      if (i < 0) {
-        return;
-      }
-      r.heapIndex = -1;
-      TRoom last = heap[--size];
-      heap[size] = null;
-      if (i == size) {
-        return;
-      }
-      heap[i] = last;
-      last.heapIndex = i;
-      if (!up(i)) {
-        down(i);
-      }
+      delete(r);
     }
 
     /** Sets {@code r}'s virtual time and restores the order around it. */
@@ -194,46 +354,6 @@ final class Fair {
         return;
       }
       pending = r;
-    }
-
-    private boolean up(int i) {
-      TRoom x = heap[i];
-      int start = i;
-      while (i > 0) {
-        int p = (i - 1) >>> 1;
-        TRoom parent = heap[p];
-        if (byVirtualTime(x, parent) >= 0) {
-          break;
-        }
-        heap[i] = parent;
-        parent.heapIndex = i;
-        i = p;
-      }
-      heap[i] = x;
-      x.heapIndex = i;
-      return i != start;
-    }
-
-    private void down(int i) {
-      TRoom x = heap[i];
-      int half = size >>> 1;
-      while (i < half) {
-        int c = 2 * i + 1;
-        TRoom child = heap[c];
-        int rc = c + 1;
-        if (rc < size && byVirtualTime(heap[rc], child) < 0) {
-          c = rc;
-          child = heap[c];
-        }
-        if (byVirtualTime(x, child) <= 0) {
-          break;
-        }
-        heap[i] = child;
-        child.heapIndex = i;
-        i = c;
-      }
-      heap[i] = x;
-      x.heapIndex = i;
     }
 
     /** In order, lazily: a frontier of the heap's nodes whose parents were already handed out. */
@@ -282,44 +402,23 @@ final class Fair {
       };
     }
   }
+
   /**
-   * Tenants without waiters that may be ahead of the system's virtual time, as {@code vt + t}
+   * Tenants without waiters that may be ahead of the system's virtual time, keyed {@code vt + t}
    * where {@code t} is when they were last charged (us): an idle tenant's lead shrinks by the
    * time it stays away, one microsecond of quota per microsecond, so {@code vt + t - now} is what
    * it starts from (at least the system's). One that fell behind is forgotten: the same key in
    * both stores, so they forget alike (pruning never changes a pick, see {@link #startOf}).
    */
-  final HashMap<String, Idle> idle = new HashMap<>();
-  private final IdleHeap idleByKey = new IdleHeap();
-
-  /** An idle tenant's key ({@code vt + t}), changed only through {@link IdleHeap#rekey}. */
-  static final class Idle {
-    final String name;
-    double key;
-    /** Its place in {@link IdleHeap}, -1 once out. */
-    int index = -1;
-
-    Idle(String name, double key) {
-      this.name = name;
-      this.key = key;
-    }
-  }
-
-  /** Lowest key first, ties by name (as the script's sorted set orders them). */
-  static int byKey(Idle a, Idle b) {
-    int c = Double.compare(a.key, b.key);
-    return c != 0 ? c : a.name.compareTo(b.name);
-  }
+  final IdleHeap idle = new IdleHeap();
 
   /**
-   * The idle tenants as a binary heap by {@link #byKey}: pruning takes the lowest; a tenant
+   * The idle tenants as a binary heap by {@link #byIdleKey}: pruning takes the lowest; a tenant
    * going idle lands near the bottom (its key is about now, above most) in a step or two; the
    * highest ({@link #spent}) is kept on the side and found again by a scan only after it left.
    */
-  static final class IdleHeap {
-    private Idle[] heap = new Idle[16];
-    private int size;
-    private Idle max;
+  static final class IdleHeap extends RoomHeap {
+    private TRoom max;
     private boolean maxKnown = true;
     /**
      * While the highest is not known: every node left is below this (key, name), the highest
@@ -327,49 +426,55 @@ final class Fair {
      * that waited and went idle again comes back with a key about now, above the rest).
      */
     private double ceilKey;
+    private long ceilPrefix;
     private String ceilName;
 
-    private void lost(Idle n) {
+    @Override
+    int compare(TRoom a, TRoom b) {
+      return byIdleKey(a, b);
+    }
+
+    @Override
+    int indexOf(TRoom r) {
+      return r.idleIndex;
+    }
+
+    @Override
+    void setIndex(TRoom r, int i) {
+      r.idleIndex = i;
+    }
+
+    private void lost(TRoom n) {
       if (n == max) {
         max = null;
         maxKnown = false;
-        ceilKey = n.key;
+        ceilKey = n.idleKey;
+        ceilPrefix = n.prefix;
         ceilName = n.name;
       }
     }
 
     /** {@code n} came or rose: is it now the highest? */
-    private void rose(Idle n) {
+    private void rose(TRoom n) {
       if (maxKnown) {
-        if (max == null || byKey(n, max) > 0) {
+        if (max == null || byIdleKey(n, max) > 0) {
           max = n;
         }
-      } else {
-        int c = Double.compare(n.key, ceilKey);
-        if (c > 0 || (c == 0 && n.name.compareTo(ceilName) >= 0)) {
-          max = n;
-          maxKnown = true;
-        }
+      } else if (order(n.idleKey, n.prefix, n.name, ceilKey, ceilPrefix, ceilName) >= 0) {
+        max = n;
+        maxKnown = true;
       }
     }
 
-    boolean isEmpty() {
-      return size == 0;
-    }
-
-    int size() {
-      return size;
-    }
-
-    Idle first() {
+    TRoom first() {
       return size == 0 ? null : heap[0];
     }
 
-    Idle last() {
+    TRoom last() {
       if (!maxKnown) {
         max = null;
         for (int i = 0; i < size; i++) {
-          if (max == null || byKey(heap[i], max) > 0) {
+          if (max == null || byIdleKey(heap[i], max) > 0) {
             max = heap[i];
           }
         }
@@ -378,130 +483,92 @@ final class Fair {
       return max;
     }
 
-    void add(Idle n) {
-      if (size == heap.length) {
-        heap = java.util.Arrays.copyOf(heap, size * 2);
-      }
-      heap[size] = n;
-      n.index = size;
-      size++;
-      up(n.index);
+    void add(TRoom n) {
+      push(n);
       rose(n);
     }
 
-    Idle pollFirst() {
-      Idle f = heap[0];
+    TRoom pollFirst() {
+      TRoom f = heap[0];
       remove(f);
       return f;
     }
 
-    void remove(Idle n) {
-      int i = n.index;
-      if (i < 0) {
-        return;
-      }
-      n.index = -1;
-      lost(n);
-      Idle last = heap[--size];
-      heap[size] = null;
-      if (i == size) {
-        return;
-      }
-      heap[i] = last;
-      last.index = i;
-      if (!up(i)) {
-        down(i);
+    void remove(TRoom n) {
+      if (n.idleIndex >= 0) {
+        lost(n);
+        delete(n);
       }
     }
 
-    void rekey(Idle n, double key) {
-      int c = Double.compare(key, n.key);
+    void rekey(TRoom n, double key) {
+      int c = Double.compare(key, n.idleKey);
       if (c < 0) {
         lost(n); // the ceiling is its old key: everything else is below that
       }
-      n.key = key;
+      n.idleKey = key;
       if (c > 0) {
-        down(n.index);
+        down(n.idleIndex);
         rose(n);
       } else if (c < 0) {
-        up(n.index);
+        up(n.idleIndex);
       }
-    }
-
-    private boolean up(int i) {
-      Idle x = heap[i];
-      int start = i;
-      while (i > 0) {
-        int p = (i - 1) >>> 1;
-        Idle parent = heap[p];
-        if (byKey(x, parent) >= 0) {
-          break;
-        }
-        heap[i] = parent;
-        parent.index = i;
-        i = p;
-      }
-      heap[i] = x;
-      x.index = i;
-      return i != start;
-    }
-
-    private void down(int i) {
-      Idle x = heap[i];
-      int half = size >>> 1;
-      while (i < half) {
-        int c = 2 * i + 1;
-        Idle child = heap[c];
-        int rc = c + 1;
-        if (rc < size && byKey(heap[rc], child) < 0) {
-          c = rc;
-          child = heap[c];
-        }
-        if (byKey(x, child) <= 0) {
-          break;
-        }
-        heap[i] = child;
-        child.index = i;
-        i = c;
-      }
-      heap[i] = x;
-      x.index = i;
     }
   }
 
-  /** What an idle tenant's virtual time is now ({@code nowMicros}), before the system's floor. */
-  private double idleVt(String tenant, long nowMicros) {
-    Idle k = idle.get(tenant);
-    return k == null ? Double.NEGATIVE_INFINITY : k.key - nowMicros;
+  /**
+   * The part of the room of {@code tenant}: the default's, or another's while it waits or is
+   * remembered idle; with {@code create}, a fresh one otherwise (the caller makes it wait).
+   */
+  TRoom room(String tenant, boolean create) {
+    if (TenantPolicy.DEFAULT_TENANT.equals(tenant)) {
+      return def;
+    }
+    TRoom r = rooms.get(tenant);
+    if (r == null && create) {
+      r = spare.pollFirst();
+      if (r == null) {
+        r = new TRoom(tenant);
+      } else {
+        r.reuse(tenant);
+      }
+      rooms.put(tenant, r);
+    }
+    return r;
   }
 
-  private void putIdle(String tenant, double vt, long nowMicros) {
+  /** The other tenants' parts it holds: those with waiters, and idle ones remembered. */
+  Collection<TRoom> others() {
+    return rooms.values();
+  }
+
+  /** {@code r} has no waiters and is not remembered: out of the map, kept for a later tenant. */
+  private void forget(TRoom r) {
+    if (r != def && rooms.remove(r.name, r) && spare.size() < SPARE) {
+      spare.addFirst(r); // empty: every lane and its queued load
+    }
+  }
+
+  /** Sets the idle key of {@code r} (no waiters) from {@code vt}, or forgets it if it fell behind. */
+  private void putIdle(TRoom r, double vt, long nowMicros) {
     if (vt > vsys) {
       double k = vt + nowMicros;
-      Idle node = idle.get(tenant);
-      if (node == null) {
-        node = new Idle(tenant, k);
-        idle.put(tenant, node);
-        idleByKey.add(node);
-      } else if (Double.compare(node.key, k) != 0) {
-        idleByKey.rekey(node, k);
+      if (r.idleIndex < 0) {
+        r.idleKey = k;
+        idle.add(r);
+      } else if (Double.compare(r.idleKey, k) != 0) {
+        idle.rekey(r, k);
       }
     } else {
-      removeIdle(tenant);
-    }
-  }
-
-  private void removeIdle(String tenant) {
-    Idle k = idle.remove(tenant);
-    if (k != null) {
-      idleByKey.remove(k);
+      idle.remove(r);
+      forget(r);
     }
   }
 
   /** Forgets idle tenants that fell behind the system's virtual time (the script's test, to the bit). */
   void prune(long nowMicros) {
-    while (!idleByKey.isEmpty() && idleByKey.first().key <= vsys + nowMicros) {
-      idle.remove(idleByKey.pollFirst().name);
+    while (!idle.isEmpty() && idle.first().idleKey <= vsys + nowMicros) {
+      forget(idle.pollFirst());
     }
   }
 
@@ -511,15 +578,15 @@ final class Fair {
    * tenants went away starts over as one that never had any.
    */
   boolean spent(long nowMicros) {
-    return active.isEmpty() && (idleByKey.isEmpty() || idleByKey.last().key <= vsys + nowMicros);
+    return active.isEmpty() && (idle.isEmpty() || idle.last().idleKey <= vsys + nowMicros);
   }
 
   /** Microseconds until {@link #spent}, once nobody waits; 0 if already. */
   long spentIn(long nowMicros) {
-    if (idleByKey.isEmpty()) {
+    if (idle.isEmpty()) {
       return 0;
     }
-    double left = idleByKey.last().key - vsys - nowMicros;
+    double left = idle.last().idleKey - vsys - nowMicros;
     return left <= 0 ? 0 : (long) Math.ceil(left);
   }
 
@@ -537,20 +604,23 @@ final class Fair {
     activeWeight = sum;
   }
 
-  /** The virtual time {@code tenant} stands at now: its own while waiting, else at least the system's. */
-  double startOf(String tenant, TRoom room, long nowMicros) {
-    if (room != null && room.waiting > 0) {
+  /**
+   * The virtual time the tenant of {@code room} stands at now: its own while waiting, else at
+   * least the system's ({@code room} null: a tenant it does not know, at the system's).
+   */
+  double startOf(TRoom room, long nowMicros) {
+    if (room == null) {
+      return vsys;
+    }
+    if (room.waiting > 0) {
       return room.vt;
     }
-    return Math.max(idleVt(tenant, nowMicros), vsys);
+    return room.idleIndex < 0 ? vsys : Math.max(room.idleKey - nowMicros, vsys);
   }
 
   void activate(TRoom room, double weight, long nowMicros) {
-    Idle k = idle.remove(room.name); // one look-up: its idle time, then forgotten
-    room.vt = Math.max(k == null ? Double.NEGATIVE_INFINITY : k.key - nowMicros, vsys);
-    if (k != null) {
-      idleByKey.remove(k);
-    }
+    room.vt = room.idleIndex < 0 ? vsys : Math.max(room.idleKey - nowMicros, vsys);
+    idle.remove(room);
     active.add(room);
     activeWeight += weight;
   }
@@ -561,7 +631,7 @@ final class Fair {
     if (active.isEmpty()) {
       activeWeight = 0; // no drift left over from the running sum
     }
-    putIdle(room.name, room.vt, nowMicros);
+    putIdle(room, room.vt, nowMicros);
   }
 
   /** The weight {@code tenant} is charged with now: its own, raised by its floor (see class). */
@@ -576,9 +646,12 @@ final class Fair {
     return Math.max(w, floorWeight);
   }
 
-  /** Charges a grant of {@code cost} to {@code tenant}, divided by {@code weight}. */
+  /**
+   * Charges a grant of {@code cost} to {@code tenant}, divided by {@code weight}; {@code room}
+   * is its part ({@link #room}, null if it has none).
+   */
   void charge(String tenant, TRoom room, double cost, double weight, long nowMicros) {
-    double start = startOf(tenant, room, nowMicros);
+    double start = startOf(room, nowMicros);
     if (start > vsys) {
       vsys = start;
     }
@@ -588,7 +661,7 @@ final class Fair {
 
   /** Adds {@code delta} (negative for a refund) to a tenant's virtual time. */
   void adjust(String tenant, TRoom room, double delta, long nowMicros) {
-    setVt(tenant, room, startOf(tenant, room, nowMicros) + delta, nowMicros);
+    setVt(tenant, room, startOf(room, nowMicros) + delta, nowMicros);
   }
 
   private void setVt(String tenant, TRoom room, double vt, long nowMicros) {
@@ -596,7 +669,13 @@ final class Fair {
       active.rekey(room, vt);
       return;
     }
-    putIdle(tenant, vt, nowMicros);
+    if (room == null) {
+      if (vt <= vsys) {
+        return; // not remembered, and nothing to remember
+      }
+      room = room(tenant, true);
+    }
+    putIdle(room, vt, nowMicros);
   }
 
   /** Tenants remembered (with waiters, or ahead of the system's virtual time): tests, memory. */

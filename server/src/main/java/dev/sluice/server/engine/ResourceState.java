@@ -104,20 +104,9 @@ final class ResourceState {
    * The waiting room: ~250 bytes that a live state only pays once somebody waits on it, and
    * then keeps (a resource that was contended once tends to be again).
    */
-  /** How many emptied parts of the room a resource keeps for later tenants. */
-  private static final int SPARE = 64;
-
   private static final class Room {
-    /** The default tenant's lanes: a resource without tenants has only these. */
+    /** The default tenant's lanes: a resource without tenants has only these (others: {@link Fair#room}). */
     final Fair.TRoom def = new Fair.TRoom(TenantPolicy.DEFAULT_TENANT);
-    /** The other tenants' lanes while they have waiters; null until one came. */
-    HashMap<String, Fair.TRoom> others;
-    /**
-     * Tenants' lanes emptied and kept for the next tenant that comes (at most {@link #SPARE}):
-     * many tenants with a waiter or two each would otherwise allocate a part of the room per
-     * acquire.
-     */
-    final ArrayDeque<Fair.TRoom> spare = new ArrayDeque<>();
     /** Queued waiters that came with a request id, for Cancel. */
     final HashMap<String, Waiter> byRequestId = new HashMap<>();
     /** Sum of the queued loads, aligned with {@link ResourceState#dims}. */
@@ -135,8 +124,9 @@ final class ResourceState {
     }
     List<Fair.TRoom> all = new ArrayList<>();
     all.add(room.def);
-    if (room.others != null) {
-      room.others.values().stream()
+    if (fair != null) {
+      fair.others().stream()
+          .filter(r -> r.waiting > 0) // not the idle ones it remembers
           .sorted(java.util.Comparator.comparing((Fair.TRoom r) -> r.name))
           .forEach(all::add);
     }
@@ -175,30 +165,20 @@ final class ResourceState {
 
   /** The part of the room of {@code tenant}; created (and the tenant made waiting) when asked to. */
   private Fair.TRoom roomOf(String tenant, boolean create) {
-    if (TenantPolicy.DEFAULT_TENANT.equals(tenant)) {
-      return room.def;
+    if (fair == null) { // only the default has lanes before the first other tenant came (fairFor)
+      return TenantPolicy.DEFAULT_TENANT.equals(tenant) ? room.def : null;
     }
-    Fair.TRoom r = room.others == null ? null : room.others.get(tenant);
-    if (r == null && create) {
-      if (room.others == null) {
-        room.others = new HashMap<>();
-      }
-      r = room.spare.pollFirst();
-      if (r == null) {
-        r = new Fair.TRoom(tenant);
-      } else {
-        r.reuse(tenant);
-      }
-      room.others.put(tenant, r);
-    }
-    return r;
+    return fair.room(tenant, create);
   }
 
   /** Fair queuing starts with the first tenant other than the default (see {@link Fair}). */
   private Fair fairFor(String tenant, long now) {
     if (fair == null && !TenantPolicy.DEFAULT_TENANT.equals(tenant)) {
-      fair = new Fair();
-      if (room != null && room.def.waiting > 0) {
+      if (room == null) {
+        room = new Room(dims.length); // the tenants' parts (idle ones too) go beside the default's
+      }
+      fair = new Fair(room.def);
+      if (room.def.waiting > 0) {
         fair.activate(room.def, spec.tenants().weight(room.def.name), micros(now));
       }
     }
@@ -545,14 +525,8 @@ final class ResourceState {
     waiting--;
     add(room.queuedLoad, w.vector, -1);
     if (--r.waiting == 0) {
-      if (fair != null) {
+      if (fair != null) { // then remembered idle, or forgotten and kept spare (Fair#deactivate)
         fair.deactivate(r, spec.tenants().weight(r.name), micros(now));
-      }
-      if (r != room.def) {
-        room.others.remove(r.name);
-        if (room.spare.size() < SPARE) {
-          room.spare.addFirst(r); // empty: every lane and its queued load
-        }
       }
     }
   }
@@ -817,7 +791,7 @@ final class ResourceState {
     }
     Fair f = fairFor(w.tenant, now);
     if (f != null) {
-      Fair.TRoom r = room == null ? null : roomOf(w.tenant, false);
+      Fair.TRoom r = roomOf(w.tenant, false); // fairFor made the room
       double weight = f.effectiveWeight(spec.tenants(), w.tenant, r != null && r.waiting > 0);
       f.charge(w.tenant, r, cost(w.vector), weight, micros(now));
       rec.fairWeight = weight;
