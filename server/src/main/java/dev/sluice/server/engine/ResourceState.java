@@ -323,6 +323,8 @@ final class ResourceState {
     for (Waiter x : line) {
       lane.addLast(x == old ? next : x);
     }
+    next.part = old.part;
+    old.part = null;
     room.byRequestId.put(old.requestId, next);
   }
 
@@ -508,6 +510,7 @@ final class ResourceState {
     Fair f = fairFor(w.tenant, now);
     Fair.TRoom r = roomOf(w.tenant, true);
     r.lanes[w.lane.ordinal()].addLast(w);
+    w.part = r;
     r.addQueued(w.lane.ordinal(), w.vector, 1, dims.length);
     if (r.waiting++ == 0 && f != null) {
       f.activate(r, spec.tenants().weight(r.name), micros(now));
@@ -518,6 +521,7 @@ final class ResourceState {
 
   /** Bookkeeping once {@code w} left its tenant's lane. */
   private void left(Waiter w, Fair.TRoom r, long now) {
+    w.part = null;
     r.addQueued(w.lane.ordinal(), w.vector, -1, dims.length);
     if (w.requestId != null) {
       room.byRequestId.remove(w.requestId, w);
@@ -791,7 +795,7 @@ final class ResourceState {
     }
     Fair f = fairFor(w.tenant, now);
     if (f != null) {
-      Fair.TRoom r = roomOf(w.tenant, false); // fairFor made the room
+      Fair.TRoom r = w.part != null ? w.part : roomOf(w.tenant, false); // fairFor made the room
       double weight = f.effectiveWeight(spec.tenants(), w.tenant, r != null && r.waiting > 0);
       f.charge(w.tenant, r, cost(w.vector), weight, micros(now));
       rec.fairWeight = weight;
@@ -1009,7 +1013,7 @@ final class ResourceState {
       if (w == null) {
         return capped;
       }
-      Fair.TRoom r = roomOf(w.tenant, false);
+      Fair.TRoom r = w.part;
       long wait = waitFor(w.vector, now);
       if (wait != 0) {
         // Wake at the head's instant, or sooner when a lower lane's head ages into a promotion.
