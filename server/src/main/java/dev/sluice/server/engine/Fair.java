@@ -47,10 +47,12 @@ final class Fair {
     String name;
     /** {@link #prefix} of its name: most ties between tenants are settled by it alone. */
     long prefix;
+    /**
+     * Its lanes, by {@link Lane} ordinal: {@link #NO_LANE} until a waiter comes to one ({@link
+     * #lane}), then small to start (most tenants have a waiter or two, in one lane).
+     */
     @SuppressWarnings("unchecked")
-    final ArrayDeque<Waiter>[] lanes =
-        // Small to start: most tenants have a waiter or two; a long lane grows as it needs.
-        new ArrayDeque[] {new ArrayDeque<>(1), new ArrayDeque<>(1), new ArrayDeque<>(1)};
+    final ArrayDeque<Waiter>[] lanes = new ArrayDeque[] {NO_LANE, NO_LANE, NO_LANE};
     /** Whether its next grant goes to an aged lower-lane waiter, if there is one. */
     boolean promoteNext = true;
     int waiting;
@@ -62,15 +64,40 @@ final class Fair {
     double idleKey;
     /** Its place in {@link Fair#idle}, or -1 while it is not there. */
     int idleIndex = -1;
-    /** The load queued in each lane, aligned with the resource's dimensions (wait estimates). */
-    long[][] queuedLoad;
+    /**
+     * The load queued in each lane, lane by lane, each aligned with the resource's dimensions
+     * (wait estimates); null until a waiter came.
+     */
+    long[] queuedLoad;
+
+    /** Lane {@code l}, to add to (made on first use). */
+    ArrayDeque<Waiter> lane(int l) {
+      ArrayDeque<Waiter> q = lanes[l];
+      if (q == NO_LANE) {
+        q = new ArrayDeque<>(1);
+        lanes[l] = q;
+      }
+      return q;
+    }
 
     void addQueued(int lane, long[] vector, int sign, int dims) {
-      if (queuedLoad == null || queuedLoad[0].length != dims) {
-        queuedLoad = new long[3][dims];
+      if (queuedLoad == null || queuedLoad.length != 3 * dims) {
+        queuedLoad = new long[3 * dims];
       }
       for (int i = 0; i < dims && i < vector.length; i++) {
-        queuedLoad[lane][i] += sign * vector[i];
+        queuedLoad[lane * dims + i] += sign * vector[i];
+      }
+    }
+
+    /** Adds the load queued in lanes 0 to {@code lane} into {@code into} (aligned with the dimensions). */
+    void queuedUpTo(int lane, long[] into) {
+      if (queuedLoad == null || queuedLoad.length != 3 * into.length) {
+        return; // nothing queued since the dimensions changed
+      }
+      for (int l = 0; l <= lane; l++) {
+        for (int i = 0; i < into.length; i++) {
+          into[i] += queuedLoad[l * into.length + i];
+        }
       }
     }
 
@@ -88,6 +115,22 @@ final class Fair {
       vt = 0;
     }
   }
+
+  /**
+   * The lane of every part of the room that no waiter came to: empty, shared, so it refuses to
+   * be added to ({@link TRoom#lane} makes a lane of its own first).
+   */
+  static final ArrayDeque<Waiter> NO_LANE = new ArrayDeque<>(0) {
+    @Override
+    public void addFirst(Waiter w) {
+      throw new IllegalStateException("the shared empty lane is read-only: add through TRoom.lane");
+    }
+
+    @Override
+    public void addLast(Waiter w) {
+      throw new IllegalStateException("the shared empty lane is read-only: add through TRoom.lane");
+    }
+  };
 
   /** A tenant's own buckets (its cap): levels aligned with its cap's rates. */
   static final class CapState {

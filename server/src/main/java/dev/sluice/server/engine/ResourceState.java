@@ -509,7 +509,7 @@ final class ResourceState {
     }
     Fair f = fairFor(w.tenant, now);
     Fair.TRoom r = roomOf(w.tenant, true);
-    r.lanes[w.lane.ordinal()].addLast(w);
+    r.lane(w.lane.ordinal()).addLast(w);
     w.part = r;
     r.addQueued(w.lane.ordinal(), w.vector, 1, dims.length);
     if (r.waiting++ == 0 && f != null) {
@@ -1175,10 +1175,8 @@ final class ResourceState {
     }
     long[] ahead = new long[dims.length];
     Fair.TRoom r = room == null ? null : roomOf(tenant, false);
-    if (r != null && r.queuedLoad != null) {
-      for (int l = 0; l <= lane.ordinal(); l++) {
-        add(ahead, r.queuedLoad[l], 1);
-      }
+    if (r != null) {
+      r.queuedUpTo(lane.ordinal(), ahead);
     }
     double share = 1;
     if (fair != null && r != null && r.waiting > 0) {
