@@ -247,11 +247,7 @@ final class Fair {
       up(size - 1);
     }
 
-    /**
-     * Takes {@code r} out. Its hole sinks to a leaf along the lesser children and the last node
-     * fills it from there (Floyd's: one compare a level where a sift-down from the hole takes
-     * two; the last node is among the highest, so it rarely rises far).
-     */
+    /** Takes {@code r} out: the last node takes its place and moves to where it belongs. */
     void delete(TRoom r) {
       int i = indexOf(r);
       if (i < 0) {
@@ -263,19 +259,9 @@ final class Fair {
       if (i == size) {
         return;
       }
-      int half = size >>> 1;
-      while (i < half) {
-        int c = 2 * i + 1;
-        if (c + 1 < size && compare(heap[c + 1], heap[c]) < 0) {
-          c++;
-        }
-        heap[i] = heap[c];
-        setIndex(heap[i], i);
-        i = c;
-      }
       heap[i] = last;
       setIndex(last, i);
-      up(i);
+      moved(i);
     }
 
     /** Moves the node at {@code i} towards the root while it is below its parent; whether it moved. */
@@ -297,23 +283,34 @@ final class Fair {
       return i != start;
     }
 
+    /**
+     * Moves the node at {@code i}, not below its parent, to its place in the subtree under it:
+     * its hole sinks along the lesser children to a leaf, then it rises from there (one compare a
+     * level on the way down, not two: a node whose key went up, or the last one put in a hole,
+     * usually belongs near the bottom).
+     */
     void down(int i) {
       TRoom x = heap[i];
+      int start = i;
       int half = size >>> 1;
       while (i < half) {
         int c = 2 * i + 1;
-        TRoom child = heap[c];
-        int rc = c + 1;
-        if (rc < size && compare(heap[rc], child) < 0) {
-          c = rc;
-          child = heap[c];
+        if (c + 1 < size && compare(heap[c + 1], heap[c]) < 0) {
+          c++;
         }
-        if (compare(x, child) <= 0) {
+        heap[i] = heap[c];
+        setIndex(heap[i], i);
+        i = c;
+      }
+      while (i > start) {
+        int p = (i - 1) >>> 1;
+        TRoom parent = heap[p];
+        if (compare(x, parent) >= 0) {
           break;
         }
-        heap[i] = child;
-        setIndex(child, i);
-        i = c;
+        heap[i] = parent;
+        setIndex(parent, i);
+        i = p;
       }
       heap[i] = x;
       setIndex(x, i);

@@ -562,10 +562,17 @@ final class ResourceState {
     if (fair == null) {
       return capped(room.def, now, agingNanos);
     }
-    for (Fair.TRoom r : fair.active) {
-      Waiter h = capped(r, now, agingNanos);
-      if (h != null) {
-        return h;
+    Fair.TRoom first = fair.active.first();
+    Waiter h = first == null ? null : capped(first, now, agingNanos);
+    if (h != null || fair.active.size() <= 1) {
+      return h; // the usual case: the first tenant's head goes, no walk
+    }
+    for (Fair.TRoom r : fair.active) { // past tenants whose cap holds their head, in order
+      if (r != first) {
+        h = capped(r, now, agingNanos);
+        if (h != null) {
+          return h;
+        }
       }
     }
     return null;
