@@ -101,6 +101,39 @@ final class Fair {
       }
     }
 
+    /** The policy its tenant's terms below were read from (the policy's maps are trees: read once). */
+    private TenantPolicy terms;
+    private double weight;
+    private double floor;
+    private String statsKey;
+
+    private void read(TenantPolicy policy) {
+      if (policy != terms) {
+        weight = policy.weight(name);
+        floor = policy.floor(name);
+        statsKey = policy.statsKey(name);
+        terms = policy;
+      }
+    }
+
+    /** {@link TenantPolicy#weight} of its tenant. */
+    double weight(TenantPolicy policy) {
+      read(policy);
+      return weight;
+    }
+
+    /** {@link TenantPolicy#floor} of its tenant. */
+    double floor(TenantPolicy policy) {
+      read(policy);
+      return floor;
+    }
+
+    /** {@link TenantPolicy#statsKey} of its tenant. */
+    String statsKey(TenantPolicy policy) {
+      read(policy);
+      return statsKey;
+    }
+
     TRoom(String name) {
       this.name = name;
       this.prefix = prefix(name);
@@ -110,6 +143,7 @@ final class Fair {
     void reuse(String tenant) {
       name = tenant;
       prefix = prefix(tenant);
+      terms = null;
       promoteNext = true;
       waiting = 0;
       vt = 0;
@@ -676,8 +710,11 @@ final class Fair {
 
   /** The weight {@code tenant} is charged with now: its own, raised by its floor (see class). */
   double effectiveWeight(TenantPolicy policy, String tenant, boolean waiting) {
-    double w = policy.weight(tenant);
-    double f = policy.floor(tenant);
+    return effectiveWeight(policy.weight(tenant), policy.floor(tenant), waiting);
+  }
+
+  /** The same from the tenant's weight {@code w} and floor {@code f}. */
+  double effectiveWeight(double w, double f, boolean waiting) {
     if (f <= 0) {
       return w;
     }

@@ -513,7 +513,7 @@ final class ResourceState {
     w.part = r;
     r.addQueued(w.lane.ordinal(), w.vector, 1, dims.length);
     if (r.waiting++ == 0 && f != null) {
-      f.activate(r, spec.tenants().weight(r.name), micros(now));
+      f.activate(r, r.weight(spec.tenants()), micros(now));
     }
     waiting++;
     add(room.queuedLoad, w.vector, 1);
@@ -530,7 +530,7 @@ final class ResourceState {
     add(room.queuedLoad, w.vector, -1);
     if (--r.waiting == 0) {
       if (fair != null) { // then remembered idle, or forgotten and kept spare (Fair#deactivate)
-        fair.deactivate(r, spec.tenants().weight(r.name), micros(now));
+        fair.deactivate(r, r.weight(spec.tenants()), micros(now));
       }
     }
   }
@@ -803,10 +803,12 @@ final class ResourceState {
     Fair f = fairFor(w.tenant, now);
     if (f != null) {
       Fair.TRoom r = w.part != null ? w.part : roomOf(w.tenant, false); // fairFor made the room
-      double weight = f.effectiveWeight(spec.tenants(), w.tenant, r != null && r.waiting > 0);
+      TenantPolicy p = spec.tenants();
+      double weight = r == null ? f.effectiveWeight(p, w.tenant, false)
+          : f.effectiveWeight(r.weight(p), r.floor(p), r.waiting > 0);
       f.charge(w.tenant, r, cost(w.vector), weight, micros(now));
       rec.fairWeight = weight;
-      countUse(w.tenant, w.vector, 1);
+      countUse(w.tenant, r, w.vector, 1);
     }
   }
 
@@ -819,7 +821,7 @@ final class ResourceState {
     }
     capAdd(tenant, delta, now);
     if (r.fairWeight > 0) {
-      countUse(tenant, delta, -1);
+      countUse(tenant, null, delta, -1);
     }
     if (fair != null && r.fairWeight > 0) {
       double was = cost(granted);
@@ -831,14 +833,15 @@ final class ResourceState {
     }
   }
 
-  private void countUse(String tenant, long[] vector, int sign) {
+  /** Counts {@code vector} to {@code tenant}'s stats key ({@code part}: its part of the room, or null). */
+  private void countUse(String tenant, Fair.TRoom part, long[] vector, int sign) {
     if (isZero(vector)) {
       return; // nothing on a limited dimension: not a use to count (the script writes nothing either)
     }
     if (tenantUsed == null) {
       tenantUsed = new HashMap<>();
     }
-    String key = spec.tenants().statsKey(tenant);
+    String key = part != null ? part.statsKey(spec.tenants()) : spec.tenants().statsKey(tenant);
     double[] u = tenantUsed.get(key); // not computeIfAbsent: its lambda captures (an allocation a grant)
     if (u == null) {
       u = new double[dims.length];
