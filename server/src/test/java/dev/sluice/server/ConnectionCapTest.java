@@ -56,7 +56,7 @@ class ConnectionCapTest {
       CompletableFuture<Permit> elsewhere = other.acquireAsync("slow", Load.requests(1), wait);
       await().until(() -> waiting(s) == 4);
       for (int i = 0; i < 3; i++) {
-        greedySession.acquireAsync("slow", Load.requests(1), wait);
+        parked.add(greedySession.acquireAsync("slow", Load.requests(1), wait));
       }
       await().until(() -> waiting(s) == 7);
       CompletableFuture<Permit> fourthOnSession = greedySession.acquireAsync("slow", Load.requests(1), wait);
@@ -65,10 +65,16 @@ class ConnectionCapTest {
 
       parked.get(0).cancel(false);
       await().until(() -> waiting(s) == 6);
-      parked.add(greedy.acquireAsync("slow", Load.requests(1), wait));
+      CompletableFuture<Permit> again = greedy.acquireAsync("slow", Load.requests(1), wait);
       await().until(() -> waiting(s) == 7);
-      assertThat(parked.get(3)).as("a slot freed on the connection is usable again").isNotDone();
+      assertThat(again).as("a slot freed on the connection is usable again").isNotDone();
       assertThat(elsewhere).isNotDone();
+
+      // Every caller gives up: the room empties (and the clients close at once, with no call open).
+      parked.forEach(f -> f.cancel(false));
+      again.cancel(false);
+      elsewhere.cancel(false);
+      await().until(() -> waiting(s) == 0);
     }
   }
 }

@@ -190,6 +190,9 @@ class EndToEndTest {
     // 6 s of refill at 100/s from an empty bucket: every unit is used, none wasted.
     assertThat(sync(s.engine()).stats("api").granted()).isEqualTo(600);
     await().until(() -> all.stream().filter(CompletableFuture::isDone).count() == 600);
+    // The 100 still waiting give up: the room empties (and the client closes at once, with no call open).
+    all.forEach(f -> f.cancel(true));
+    await().until(() -> waiting(s, "api") == 0);
   }
 
   // ------------------------------------------------------------------ 3. FIFO, lanes
@@ -395,14 +398,18 @@ class EndToEndTest {
     SluiceServer s = server(true);
     SluiceClient c = client(s);
     limit(s, "small", 0, 2, rate("requests", 1, Duration.ofSeconds(10), 1));
-    c.acquireAsync("small", Load.requests(1), opts(Duration.ofMinutes(1), Lane.DEFAULT));
-    c.acquireAsync("small", Load.requests(1), opts(Duration.ofMinutes(1), Lane.DEFAULT));
+    List<CompletableFuture<Permit>> parked = List.of(
+        c.acquireAsync("small", Load.requests(1), opts(Duration.ofMinutes(1), Lane.DEFAULT)),
+        c.acquireAsync("small", Load.requests(1), opts(Duration.ofMinutes(1), Lane.DEFAULT)));
     await().until(() -> waiting(s, "small") == 2);
     assertThatThrownBy(() -> c.acquire("small"))
         .isInstanceOfSatisfying(
             WaitingRoomFullException.class,
             e -> assertThat(e.retryAfter()).isGreaterThanOrEqualTo(Duration.ofSeconds(10)))
         .hasMessageContaining("waiting room");
+    // Their callers give up: the room empties (and the client closes at once, with no call open).
+    parked.forEach(f -> f.cancel(true));
+    await().until(() -> waiting(s, "small") == 0);
   }
 
   // ------------------------------------------------------------------ 7. upstream feedback

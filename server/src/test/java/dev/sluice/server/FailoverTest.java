@@ -250,11 +250,13 @@ class FailoverTest {
     Permit p2 = client.acquire("leased");
     // One waiter parked on each node. round_robin picks among READY connections: on a loaded
     // machine b's may not be ready for the first calls, so keep parking until both have one.
+    List<CompletableFuture<Permit>> parked = new CopyOnWriteArrayList<>();
     await().until(() -> {
       if (waiting(a, "slow") >= 1 && waiting(b, "slow") >= 1) {
         return true;
       }
-      client.acquireAsync("slow", Load.requests(1), AcquireOptions.builder().timeout(Duration.ofSeconds(30)).build());
+      parked.add(client.acquireAsync("slow", Load.requests(1),
+          AcquireOptions.builder().timeout(Duration.ofSeconds(30)).build()));
       return false;
     });
     assertThat(recorder.calls("Renew")).isEmpty();
@@ -267,6 +269,9 @@ class FailoverTest {
             && ((RenewRequest) c.request()).getPermitIdsList().containsAll(List.of(p1.id(), p2.id()))));
     p1.close();
     p2.close();
+    // The parked callers give up: b's room empties (and the client closes at once, with no call open).
+    parked.forEach(f -> f.cancel(true));
+    await().until(() -> waiting(b, "slow") == 0);
   }
 
   // ------------------------------------------------------------------ no node answers
