@@ -366,7 +366,12 @@ final class Report {
       w.append("No JVM warm-up before the first scenario (`--jvm-warmup 0s`); each scenario still warms up for ")
           .append(LoadGen.secs(o.warmup())).append(".");
     } else {
-      w.append("Before the first scenario, ").append(LoadGen.secs(o.jvmWarmup())).append(" of laps of ")
+      w.append("Before the first scenario, ").append(LoadGen.secs(o.jvmWarmup()))
+          .append(o.jvmWarmup().equals(Options.DEFAULT_JVM_WARMUP) && o.warmup().equals(Options.DEFAULT_WARMUP)
+              ? " (the default, with " + LoadGen.secs(Options.DEFAULT_WARMUP) + " per scenario: chosen on a 2-core"
+                  + " machine, where the echo of two consecutive runs then agrees within 10 %; see"
+                  + " docs/benchmarks.md)" : "")
+          .append(" of laps of ")
           .append(LoadGen.secs(LoadGen.WARMUP_LAP)).append(" echo unary, then ").append(LoadGen.secs(LoadGen.WARMUP_LAP))
           .append(" Sluice memory store, ").append(o.workers()).append(" in flight (not in the tables). Echo calls/s per"
               + " lap: ");
@@ -694,9 +699,10 @@ final class Report {
     b.append("```sh\n./mvnw -q -B -DskipTests install        # builds bench/target/sluice-bench.jar\n")
         .append(COMMAND).append("                  # this report, about 6 minutes\n")
         .append(COMMAND).append(" --quick          # about a minute, rough figures\n")
+        .append(COMMAND).append(" --coordinator process   # each coordinator its own `bin/sluice serve`\n")
         .append(JMH_COMMAND).append("              # engine micro-benchmarks -> bench/target/jmh.json\n```\n\n");
-    b.append("`--help` lists the options (durations, groups, concurrency, scale sizes). The report and the"
-        + " charts are overwritten on every run.\n");
+    b.append("`--help` lists the options (durations, groups, concurrency, scale sizes, where the coordinators"
+        + " run). The report and the charts are overwritten on every run.\n");
   }
 
   // ---------------------------------------------------------------------------------------------
