@@ -224,35 +224,62 @@ public final class LoadGen {
   /**
    * The transport, JIT and Netty warm before the first measurement (the scenarios warm up too):
    * laps of {@link #WARMUP_LAP} of the echo, then of Sluice's memory store, each at {@code
-   * --workers} in flight, for {@code --jvm-warmup} in all. Each lap's figure is printed, so a run
-   * shows whether its warm-up reached the plateau.
+   * --workers} in flight, for at least {@code --jvm-warmup}, then on until the echo has reached
+   * its plateau ({@link #plateau}) or {@code --jvm-warmup-max} is spent. How long the JIT takes
+   * depends on the CPU it gets: on two cores shared with other work it took more than twice as
+   * long as on a quiet machine. Each lap's figure is printed, so a run shows where it stood.
    */
   private void jvmWarmup() throws Exception {
     if (o.jvmWarmup().isZero()) {
       return;
     }
     int laps = laps(o.jvmWarmup());
-    out.printf(Locale.ROOT, "         (warming the JVM up for %s: %d laps of %s echo unary, then %s Sluice memory,"
-        + " %d in flight; not in the tables)%n", secs(o.jvmWarmup()), laps, secs(WARMUP_LAP), secs(WARMUP_LAP),
-        o.workers());
+    int maxLaps = Math.max(laps, laps(o.jvmWarmupMax()));
+    out.printf(Locale.ROOT, "         (warming the JVM up for %s to %s: laps of %s echo unary, then %s Sluice memory,"
+        + " %d in flight, until the echo of 3 laps is within %s; not in the tables)%n", secs(o.jvmWarmup()),
+        secs(o.jvmWarmupMax()), secs(WARMUP_LAP), secs(WARMUP_LAP), o.workers(), Fmt.percent(PLATEAU));
     try (Echo echo = Echo.start(); SluiceRig rig = SluiceRig.memory()) {
       rig.setLimit(SluiceRig.rate(HOT, o.limit(), 10_000));
       try (SluiceClient client = rig.client()) {
-        for (int i = 0; i < laps; i++) {
+        for (int i = 0; i < maxLaps && (i < laps || !plateau(echoLaps())); i++) {
+          CpuShare.Sample before = CpuShare.sample();
           double e = lap(echo.unaryAsync(o.workers(), true), WARMUP_LAP);
           double s = lap(sluiceAsync(client, HOT, o.workers()), WARMUP_LAP);
-          warmupLaps.add(new double[] {e, s});
-          out.printf(Locale.ROOT, "         lap %2d: echo %s calls/s, Sluice %s permits/s%n", i + 1, Fmt.rateAscii(e),
-              Fmt.rateAscii(s));
+          double others = CpuShare.others(before, CpuShare.sample());
+          warmupLaps.add(new double[] {e, s, others});
+          out.printf(Locale.ROOT, "         lap %2d: echo %s calls/s, Sluice %s permits/s (other processes: %.0f %%)%n",
+              i + 1, Fmt.rateAscii(e), Fmt.rateAscii(s), others * 100);
         }
       }
     }
     if (warmupLaps.size() >= 3) {
       double[] last = warmupLaps.subList(warmupLaps.size() - 3, warmupLaps.size()).stream().mapToDouble(l -> l[0])
           .sorted().toArray();
-      out.printf(Locale.ROOT, "         echo over the last 3 laps: %s-%s calls/s, spread %s%n", Fmt.rateAscii(last[0]),
-          Fmt.rateAscii(last[2]), Fmt.percent(Ratios.spread(last[0], last[2])));
+      out.printf(Locale.ROOT, "         echo over the last 3 laps: %s-%s calls/s, spread %s: %s%n", Fmt.rateAscii(last[0]),
+          Fmt.rateAscii(last[2]), Fmt.percent(Ratios.spread(last[0], last[2])), plateau(echoLaps())
+              ? "plateau reached" : "NO plateau by --jvm-warmup-max (a busy machine?): the first rows may be low");
     }
+  }
+
+  /** The echo laps' figures agree this closely at the plateau. */
+  static final double PLATEAU = 0.10;
+
+  private double[] echoLaps() {
+    return warmupLaps.stream().mapToDouble(l -> l[0]).toArray();
+  }
+
+  /** Whether the last 3 of {@code echoLaps} are within {@link #PLATEAU} of each other. */
+  static boolean plateau(double[] echoLaps) {
+    if (echoLaps.length < 3) {
+      return false;
+    }
+    double min = Double.MAX_VALUE;
+    double max = 0;
+    for (int i = echoLaps.length - 3; i < echoLaps.length; i++) {
+      min = Math.min(min, echoLaps[i]);
+      max = Math.max(max, echoLaps[i]);
+    }
+    return min > 0 && Ratios.spread(min, max) <= PLATEAU;
   }
 
   /** Laps in a JVM warm-up of {@code d}: one lap each of echo and Sluice per two {@link #WARMUP_LAP}s. */

@@ -15,7 +15,7 @@ import java.util.Set;
  * @param duration measured time per scenario, split into {@code rounds} equal windows
  * @param groups which scenario groups to run
  */
-record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration duration, int rounds, Set<String> groups,
+record Options(boolean quick, Duration jvmWarmup, Duration jvmWarmupMax, Duration warmup, Duration duration, int rounds, Set<String> groups,
     Path out, Path jmhJson, int workers, int waiters, long contendedRate, long limit, int scaleResources,
     int scaleWaiters, int scaleWaiterResources, int noiseRetries, SluiceRig.Placement placement) {
 
@@ -25,6 +25,7 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
   /** See BENCHMARKS.md, "Choosing the warm-up": measured on a 2-core machine. */
   static final Duration DEFAULT_JVM_WARMUP = Duration.ofSeconds(20);
   static final Duration DEFAULT_WARMUP = Duration.ofSeconds(5);
+  static final Duration DEFAULT_JVM_WARMUP_MAX = Duration.ofSeconds(60);
 
   static final String USAGE = """
       Usage: java -jar bench/target/sluice-bench.jar [options]
@@ -47,9 +48,11 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
         --duration D         measured time per scenario, split into --rounds windows (default 6s; quick 1.2s)
         --rounds N           measured windows per scenario, the spread of each figure (default 3)
         --jvm-warmup D       one-off warm-up before the first scenario: laps of 1 s echo, then 1 s Sluice,
-                             each lap's figure printed (default %JVM_WARMUP%; quick 1s). The echo is
-                             measured again at the end of the run; start and end within 10 %% say the
-                             warm-up was long enough
+                             each lap's figure printed, for at least D (default %JVM_WARMUP%; quick 1s;
+                             0s: none), then on until the echo of the last 3 laps is within 10 %%
+        --jvm-warmup-max D   but no longer than D (default %JVM_WARMUP_MAX%, or --jvm-warmup if longer;
+                             quick 1s). The echo is measured again at the end of the run; start and end
+                             within 10 %% say the warm-up was long enough
         --only G,G           groups to run: ceiling, memory, contended, redis, keys, http, peers, scale
                              (default all)
         --coordinator WHERE  jvm: every coordinator in the load generator's JVM (default); process: each
@@ -70,12 +73,14 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
                              of the machine in one of its windows (default 2; 0 keeps the first try)
       Durations: 500ms, 3s, 1.5s, 2m.
       """.replace("%WARMUP%", DEFAULT_WARMUP.toSeconds() + "s").replace("%JVM_WARMUP%",
-      DEFAULT_JVM_WARMUP.toSeconds() + "s").replace("%%", "%");
+      DEFAULT_JVM_WARMUP.toSeconds() + "s").replace("%JVM_WARMUP_MAX%", DEFAULT_JVM_WARMUP_MAX.toSeconds() + "s")
+      .replace("%%", "%");
 
   static Options parse(String[] args) {
     boolean quick = List.of(args).contains("--quick");
     Duration jvmWarmup = quick ? Duration.ofSeconds(1) : DEFAULT_JVM_WARMUP;
     Duration warmup = quick ? Duration.ofMillis(600) : DEFAULT_WARMUP;
+    Duration jvmWarmupMax = null;
     Duration duration = quick ? Duration.ofMillis(1200) : Duration.ofSeconds(6);
     int rounds = 3;
     Set<String> groups = new LinkedHashSet<>(GROUPS);
@@ -100,6 +105,7 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
         case "--duration" -> duration = duration(value(args, ++i, a));
         case "--rounds" -> rounds = positive(value(args, ++i, a), a);
         case "--jvm-warmup" -> jvmWarmup = duration(value(args, ++i, a));
+        case "--jvm-warmup-max" -> jvmWarmupMax = duration(value(args, ++i, a));
         case "--only" -> {
           groups = new LinkedHashSet<>();
           for (String g : value(args, ++i, a).split(",")) {
@@ -137,6 +143,12 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
       throw new IllegalArgumentException("--duration " + duration.toMillis() + "ms over " + rounds
           + " rounds leaves windows under 100 ms: lengthen it or lower --rounds");
     }
+    if (jvmWarmupMax == null) {
+      jvmWarmupMax = quick || jvmWarmup.compareTo(DEFAULT_JVM_WARMUP_MAX) > 0 ? jvmWarmup : DEFAULT_JVM_WARMUP_MAX;
+    } else if (jvmWarmupMax.compareTo(jvmWarmup) < 0) {
+      throw new IllegalArgumentException("--jvm-warmup-max " + jvmWarmupMax.toMillis() + "ms is shorter than"
+          + " --jvm-warmup " + jvmWarmup.toMillis() + "ms: give a maximum at least as long as the minimum");
+    }
     if (sluiceBinGiven && !coordinator.equals("process")) {
       throw new IllegalArgumentException("--sluice-bin is used only with --coordinator process: add that, or drop"
           + " --sluice-bin");
@@ -149,7 +161,7 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
       }
       placement = SluiceRig.Placement.process(sluiceBin);
     }
-    return new Options(quick, jvmWarmup, warmup, duration, rounds, groups, out, jmhJson, workers, waiters,
+    return new Options(quick, jvmWarmup, jvmWarmupMax, warmup, duration, rounds, groups, out, jmhJson, workers, waiters,
         contendedRate, limit, scaleResources, scaleWaiters, scaleWaiterResources, noiseRetries, placement);
   }
 

@@ -57,7 +57,10 @@ final class Report {
   private final List<double[]> warmupLaps;
   private final List<Target> targets;
 
-  /** {@code warmupLaps}: echo calls/s and Sluice permits/s of each lap of the JVM warm-up. */
+  /**
+   * {@code warmupLaps}: per lap of the JVM warm-up, echo calls/s, Sluice permits/s and the share
+   * of the machine other processes took.
+   */
   Report(Options o, Machine machine, Instant started, Duration took, List<Result> results,
       Map<String, String> peerNotes, Scale.Resources resources, Scale.Waiters waiters, String scaleFailure,
       List<double[]> warmupLaps) {
@@ -130,8 +133,9 @@ final class Report {
       double spread = Ratios.spread(a, z);
       String measured = Fmt.percent(spread) + " (" + Fmt.rate(a) + " then " + Fmt.rate(z) + " calls/s)";
       t.add(judged(spread <= Ratios.ECHO_SPREAD_ALLOWED ? new Target(warm, measured, Status.PASS, "")
-          : new Target(warm, measured, Status.MISS, "lengthen --jvm-warmup and --warmup"), echoStart.get(),
-          echoEnd.get()));
+          : new Target(warm, measured, Status.MISS, z > a ? "faster at the end: lengthen --jvm-warmup and --warmup"
+              : "slower at the end: the machine or this JVM changed during the run, not the warm-up"),
+          echoStart.get(), echoEnd.get()));
     } else {
       t.add(na(warm, "needs group ceiling"));
     }
@@ -366,19 +370,25 @@ final class Report {
       w.append("No JVM warm-up before the first scenario (`--jvm-warmup 0s`); each scenario still warms up for ")
           .append(LoadGen.secs(o.warmup())).append(".");
     } else {
-      w.append("Before the first scenario, ").append(LoadGen.secs(o.jvmWarmup()))
+      w.append("Before the first scenario, at least ").append(LoadGen.secs(o.jvmWarmup()))
+          .append(" and at most ").append(LoadGen.secs(o.jvmWarmupMax()))
           .append(o.jvmWarmup().equals(Options.DEFAULT_JVM_WARMUP) && o.warmup().equals(Options.DEFAULT_WARMUP)
-              ? " (the default, with " + LoadGen.secs(Options.DEFAULT_WARMUP) + " per scenario: chosen on a 2-core"
-                  + " machine, where the echo of two consecutive runs then agrees within 10 %; see"
-                  + " docs/benchmarks.md)" : "")
+              ? " (the defaults, with " + LoadGen.secs(Options.DEFAULT_WARMUP) + " per scenario; how they were"
+                  + " chosen is in docs/benchmarks.md)" : "")
           .append(" of laps of ")
           .append(LoadGen.secs(LoadGen.WARMUP_LAP)).append(" echo unary, then ").append(LoadGen.secs(LoadGen.WARMUP_LAP))
           .append(" Sluice memory store, ").append(o.workers()).append(" in flight (not in the tables). Echo calls/s per"
               + " lap: ");
+      double others = 0;
       for (int i = 0; i < warmupLaps.size(); i++) {
         w.append(i == 0 ? "" : ", ").append(Fmt.rate(warmupLaps.get(i)[0]));
+        others = Math.max(others, warmupLaps.get(i)[2]);
       }
-      w.append(".");
+      w.append(" (other processes took up to ").append(String.format(Locale.ROOT, "%.0f %%", others * 100))
+          .append(" of the machine in a lap): ").append(LoadGen.plateau(warmupLaps.stream().mapToDouble(l -> l[0])
+              .toArray()) ? "the last 3 laps agree within " + Fmt.percent(LoadGen.PLATEAU) + " (plateau)."
+              : "no plateau by `--jvm-warmup-max` " + LoadGen.secs(o.jvmWarmupMax()) + ": the first rows may be"
+                  + " low.");
     }
     Optional<Result> start = ok("echo.unary.n.direct");
     Optional<Result> end = ok("echo.unary.n.direct.end");

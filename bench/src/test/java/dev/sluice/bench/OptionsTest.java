@@ -73,4 +73,22 @@ class OptionsTest {
     assertThat(LoadGen.laps(Duration.ofSeconds(20))).isEqualTo(10);
     assertThat(LoadGen.laps(Duration.ofMillis(500))).isEqualTo(1);
   }
+
+  @Test
+  void theJvmWarmUpGoesOnUntilThreeEchoLapsAgreeWithinTenPercent() {
+    assertThat(LoadGen.plateau(new double[] {1_000, 30_000, 60_000})).isFalse();
+    assertThat(LoadGen.plateau(new double[] {1_000, 60_000, 100_000, 105_000, 109_000})).isTrue();
+    assertThat(LoadGen.plateau(new double[] {100_000, 105_000, 112_000})).isFalse();
+    assertThat(LoadGen.plateau(new double[] {100_000, 105_000})).as("fewer than 3 laps").isFalse();
+  }
+
+  @Test
+  void theWarmUpMaximumIsAtLeastTheMinimum() {
+    assertThat(Options.parse(new String[0]).jvmWarmupMax()).isEqualTo(Options.DEFAULT_JVM_WARMUP_MAX);
+    assertThat(Options.parse(new String[] {"--jvm-warmup", "90s"}).jvmWarmupMax()).isEqualTo(Duration.ofSeconds(90));
+    assertThat(Options.parse(new String[] {"--quick"}).jvmWarmupMax()).isEqualTo(Duration.ofSeconds(1));
+    assertThatThrownBy(() -> Options.parse(new String[] {"--jvm-warmup", "30s", "--jvm-warmup-max", "10s"}))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("--jvm-warmup-max 10000ms is shorter than --jvm-warmup 30000ms");
+  }
 }

@@ -24,7 +24,10 @@ class RatiosTest {
         .contains("at the start", "at the end of the run", "spread 8.0 %", "within 10.0 %")
         .doesNotContain("lengthen");
     assertThat(Ratios.echoSpread(start, row("echo.unary.n.direct.end", "calls/s", 125_000, 1000, Double.NaN)))
-        .contains("spread 25.0 %", "over 10.0 %", "lengthen --jvm-warmup and --warmup");
+        .contains("spread 25.0 %", "over 10.0 %, faster at the end", "lengthen --jvm-warmup and --warmup");
+    assertThat(Ratios.echoSpread(start, row("echo.unary.n.direct.end", "calls/s", 80_000, 1000, Double.NaN)))
+        .contains("spread 25.0 %", "slower at the end: not the warm-up")
+        .doesNotContain("lengthen");
   }
 
   @Test
