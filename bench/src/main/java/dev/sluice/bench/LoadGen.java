@@ -225,7 +225,7 @@ public final class LoadGen {
    * The transport, JIT and Netty warm before the first measurement (the scenarios warm up too):
    * laps of {@link #WARMUP_LAP} of the echo, then of Sluice's memory store, each at {@code
    * --workers} in flight, for at least {@code --jvm-warmup}, then on until the echo has reached
-   * its plateau ({@link #plateau}) or {@code --jvm-warmup-max} is spent. How long the JIT takes
+   * its plateau on a quiet machine ({@link #plateau}) or {@code --jvm-warmup-max} is spent. How long the JIT takes
    * depends on the CPU it gets: on two cores shared with other work it took more than twice as
    * long as on a quiet machine. Each lap's figure is printed, so a run shows where it stood.
    */
@@ -241,7 +241,7 @@ public final class LoadGen {
     try (Echo echo = Echo.start(); SluiceRig rig = SluiceRig.memory()) {
       rig.setLimit(SluiceRig.rate(HOT, o.limit(), 10_000));
       try (SluiceClient client = rig.client()) {
-        for (int i = 0; i < maxLaps && (i < laps || !plateau(echoLaps())); i++) {
+        for (int i = 0; i < maxLaps && (i < laps || !plateau(warmupLaps)); i++) {
           CpuShare.Sample before = CpuShare.sample();
           double e = lap(echo.unaryAsync(o.workers(), true), WARMUP_LAP);
           double s = lap(sluiceAsync(client, HOT, o.workers()), WARMUP_LAP);
@@ -256,28 +256,32 @@ public final class LoadGen {
       double[] last = warmupLaps.subList(warmupLaps.size() - 3, warmupLaps.size()).stream().mapToDouble(l -> l[0])
           .sorted().toArray();
       out.printf(Locale.ROOT, "         echo over the last 3 laps: %s-%s calls/s, spread %s: %s%n", Fmt.rateAscii(last[0]),
-          Fmt.rateAscii(last[2]), Fmt.percent(Ratios.spread(last[0], last[2])), plateau(echoLaps())
-              ? "plateau reached" : "NO plateau by --jvm-warmup-max (a busy machine?): the first rows may be low");
+          Fmt.rateAscii(last[2]), Fmt.percent(Ratios.spread(last[0], last[2])), plateau(warmupLaps)
+              ? "plateau reached" : "NO plateau by --jvm-warmup-max (the echo still moving, or other processes"
+                  + " took over 10 % of the machine): the first rows may be low");
     }
   }
 
   /** The echo laps' figures agree this closely at the plateau. */
   static final double PLATEAU = 0.10;
 
-  private double[] echoLaps() {
-    return warmupLaps.stream().mapToDouble(l -> l[0]).toArray();
-  }
-
-  /** Whether the last 3 of {@code echoLaps} are within {@link #PLATEAU} of each other. */
-  static boolean plateau(double[] echoLaps) {
-    if (echoLaps.length < 3) {
+  /**
+   * Whether the echo of the last 3 {@code laps} ({echo/s, Sluice/s, others' CPU share}) is within
+   * {@link #PLATEAU} and no other process took over {@link #DISTURBED} of the machine in them: on
+   * a starved machine the echo is flat long before the JIT is done, so such laps do not count.
+   */
+  static boolean plateau(List<double[]> laps) {
+    if (laps.size() < 3) {
       return false;
     }
     double min = Double.MAX_VALUE;
     double max = 0;
-    for (int i = echoLaps.length - 3; i < echoLaps.length; i++) {
-      min = Math.min(min, echoLaps[i]);
-      max = Math.max(max, echoLaps[i]);
+    for (double[] lap : laps.subList(laps.size() - 3, laps.size())) {
+      if (!(lap[2] <= DISTURBED)) {
+        return false;
+      }
+      min = Math.min(min, lap[0]);
+      max = Math.max(max, lap[0]);
     }
     return min > 0 && Ratios.spread(min, max) <= PLATEAU;
   }

@@ -385,10 +385,9 @@ final class Report {
         others = Math.max(others, warmupLaps.get(i)[2]);
       }
       w.append(" (other processes took up to ").append(String.format(Locale.ROOT, "%.0f %%", others * 100))
-          .append(" of the machine in a lap): ").append(LoadGen.plateau(warmupLaps.stream().mapToDouble(l -> l[0])
-              .toArray()) ? "the last 3 laps agree within " + Fmt.percent(LoadGen.PLATEAU) + " (plateau)."
-              : "no plateau by `--jvm-warmup-max` " + LoadGen.secs(o.jvmWarmupMax()) + ": the first rows may be"
-                  + " low.");
+          .append(" of the machine in a lap): ").append(LoadGen.plateau(warmupLaps) ? "the last 3 laps agree within " + Fmt.percent(LoadGen.PLATEAU) + " (plateau)."
+              : "no plateau by `--jvm-warmup-max` " + LoadGen.secs(o.jvmWarmupMax()) + " (the echo still moving,"
+                  + " or other processes took over 10 % of the machine): the first rows may be low.");
     }
     Optional<Result> start = ok("echo.unary.n.direct");
     Optional<Result> end = ok("echo.unary.n.direct.end");
