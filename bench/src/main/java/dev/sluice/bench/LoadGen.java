@@ -30,7 +30,7 @@ import java.util.concurrent.TimeUnit;
  * ratios against the ceiling measured in the same run, plus two SVG charts.
  *
  * <pre>
- *   java -jar bench/target/sluice-bench.jar            # full run, about 6 minutes
+ *   java -jar bench/target/sluice-bench.jar            # full run, about 14 minutes
  *   java -jar bench/target/sluice-bench.jar --quick    # about a minute
  *   java -jar bench/target/sluice-bench.jar jmh        # the engine's JMH micro-benchmarks
  *   java -jar bench/target/sluice-bench.jar first      # a fresh client's first acquire against p50

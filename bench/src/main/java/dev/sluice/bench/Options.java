@@ -22,9 +22,9 @@ record Options(boolean quick, Duration jvmWarmup, Duration jvmWarmupMax, Duratio
   static final List<String> GROUPS = List.of("ceiling", "memory", "contended", "redis", "keys", "http", "peers",
       "scale");
   static final Path DEFAULT_SLUICE_BIN = Path.of("bin", "sluice");
-  /** See BENCHMARKS.md, "Choosing the warm-up": measured on a 2-core machine. */
+  /** How these were chosen, on 2-core machines: docs/benchmarks.md, "Warm-up". */
   static final Duration DEFAULT_JVM_WARMUP = Duration.ofSeconds(20);
-  static final Duration DEFAULT_WARMUP = Duration.ofSeconds(5);
+  static final Duration DEFAULT_WARMUP = Duration.ofSeconds(8);
   static final Duration DEFAULT_JVM_WARMUP_MAX = Duration.ofSeconds(60);
 
   static final String USAGE = """

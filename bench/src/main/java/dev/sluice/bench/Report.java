@@ -706,7 +706,7 @@ final class Report {
   private void howToRun(StringBuilder b) {
     b.append("\n## How to run\n\n");
     b.append("```sh\n./mvnw -q -B -DskipTests install        # builds bench/target/sluice-bench.jar\n")
-        .append(COMMAND).append("                  # this report, about 6 minutes\n")
+        .append(COMMAND).append("                  # this report, about 14 minutes\n")
         .append(COMMAND).append(" --quick          # about a minute, rough figures\n")
         .append(COMMAND).append(" --coordinator process   # each coordinator its own `bin/sluice serve`\n")
         .append(JMH_COMMAND).append("              # engine micro-benchmarks -> bench/target/jmh.json\n```\n\n");
