@@ -11,12 +11,15 @@ import java.util.Set;
 /**
  * Command-line options of {@link LoadGen}; {@link #USAGE} documents each and its default.
  *
+ * @param jvmWarmup the JVM warm-up's minimum, 0 for none
+ * @param jvmWarmupMax how long the JVM warm-up may go on waiting for the echo's plateau
  * @param warmup per scenario, recorded then discarded
  * @param duration measured time per scenario, split into {@code rounds} equal windows
  * @param groups which scenario groups to run
+ * @param placement where the Sluice coordinators run
  */
-record Options(boolean quick, Duration jvmWarmup, Duration jvmWarmupMax, Duration warmup, Duration duration, int rounds, Set<String> groups,
-    Path out, Path jmhJson, int workers, int waiters, long contendedRate, long limit, int scaleResources,
+record Options(boolean quick, Duration jvmWarmup, Duration jvmWarmupMax, Duration warmup, Duration duration,
+    int rounds, Set<String> groups, Path out, Path jmhJson, int workers, int waiters, long contendedRate, long limit, int scaleResources,
     int scaleWaiters, int scaleWaiterResources, int noiseRetries, SluiceRig.Placement placement) {
 
   static final List<String> GROUPS = List.of("ceiling", "memory", "contended", "redis", "keys", "http", "peers",
