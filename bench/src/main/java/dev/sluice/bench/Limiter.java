@@ -1,5 +1,7 @@
 package dev.sluice.bench;
 
+import java.util.concurrent.CompletableFuture;
+
 /**
  * One system under test, reduced to the shape every peer shares: take one permit for one call
  * of one hot key, then give it back. The load generator drives every system through this, so
@@ -24,6 +26,27 @@ public interface Limiter extends AutoCloseable {
    * @throws Exception if the system refused or failed; the load generator counts it as an error
    */
   Object acquire() throws Exception;
+
+  /**
+   * Whether this system's own users drive it through an asynchronous API ({@link
+   * #acquireAsync()}), so it also gets a row driven that way: many acquires in flight without a
+   * thread each. Systems whose API blocks (Guava, Sentinel's token client) are driven by their
+   * users as the shared driver drives them: threads.
+   */
+  default boolean async() {
+    return false;
+  }
+
+  /**
+   * Starts taking one permit without blocking; completes with what {@link #release} needs (or
+   * {@code null}), or exceptionally as {@link #acquire()} would throw.
+   *
+   * @throws UnsupportedOperationException if {@link #async()} is false
+   */
+  default CompletableFuture<Object> acquireAsync() throws Exception {
+    throw new UnsupportedOperationException(name() + " has no asynchronous acquire: its users call acquire() in"
+        + " threads");
+  }
 
   /** Gives back what {@link #acquire()} returned (no-op for systems without release). */
   void release(Object permit) throws Exception;

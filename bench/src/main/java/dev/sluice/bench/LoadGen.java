@@ -30,7 +30,7 @@ import java.util.concurrent.TimeUnit;
  * ratios against the ceiling measured in the same run, plus two SVG charts.
  *
  * <pre>
- *   java -jar bench/target/sluice-bench.jar            # full run, about 6 minutes
+ *   java -jar bench/target/sluice-bench.jar            # full run, about 14 minutes
  *   java -jar bench/target/sluice-bench.jar --quick    # about a minute
  *   java -jar bench/target/sluice-bench.jar jmh        # the engine's JMH micro-benchmarks
  *   java -jar bench/target/sluice-bench.jar first      # a fresh client's first acquire against p50
@@ -49,6 +49,10 @@ public final class LoadGen {
   private static final int EXPECTED_PEERS = 5;
   /** Sluice itself in the peers group: memory and Redis store, unary and session. */
   private static final int SLUICE_PEERS = 4;
+  /** Of those, the ones with an asynchronous API their users drive them with (a row of their own). */
+  private static final int ASYNC_PEERS = SLUICE_PEERS + 3;
+  /** The JVM warm-up alternates laps this long of echo and of Sluice. */
+  static final Duration WARMUP_LAP = Duration.ofSeconds(1);
   private static final Duration LONG_WAIT = Duration.ofSeconds(120);
 
   private final Options o;
@@ -60,6 +64,8 @@ public final class LoadGen {
   private Scale.Waiters scaleWaiters;
   private String scaleFailure;
   private RedisProcess redis;
+  /** Echo and Sluice figures of each lap of the JVM warm-up: how the JIT got there. */
+  private final List<double[]> warmupLaps = new ArrayList<>();
   private int step;
   private int steps;
 
@@ -145,11 +151,12 @@ public final class LoadGen {
     out.println("Sluice load generator: " + machine.summary());
     out.printf(Locale.ROOT, "warm-up %s + %d x %s measured per scenario; %d steps; load average at start %.2f%n",
         secs(o.warmup()), o.rounds(), secs(o.round()), steps, machine.loadAverage());
+    out.println("coordinators: " + o.placement().describe());
     out.println();
-    out.printf(Locale.ROOT, "%-8s %-46s %-22s %28s %10s %10s %7s %7s%n", "step", "scenario", "driver",
-        "throughput [min-max]", "p50", "p99", "errors", "others");
+    out.printf(Locale.ROOT, "%-8s %-46s %-22s %-11s %28s %10s %10s %7s %7s%n", "step", "scenario", "driver",
+        "coordinator", "throughput [min-max]", "p50", "p99", "errors", "others");
     try {
-      if (o.runs("ceiling") || o.runs("memory")) {
+      if (o.groups().stream().anyMatch(g -> !g.equals("scale"))) {
         jvmWarmup();
       }
       if (o.runs("ceiling")) {
@@ -164,8 +171,17 @@ public final class LoadGen {
       if (o.runs("redis")) {
         redisStore();
       }
+      if (o.runs("keys")) {
+        apiKeys();
+      }
+      if (o.runs("http")) {
+        httpApi();
+      }
       if (o.runs("peers")) {
         peers();
+      }
+      if (o.runs("ceiling")) {
+        echoAgain();
       }
       if (o.runs("scale")) {
         scale();
@@ -177,7 +193,7 @@ public final class LoadGen {
     }
     Duration took = Duration.between(started, Instant.now());
     Report report = new Report(o, machine, started, took, results, peerNotes, scaleResources, scaleWaiters,
-        scaleFailure);
+        scaleFailure, warmupLaps);
     Path written = report.write();
     out.println();
     for (String line : report.targetLines()) {
@@ -191,11 +207,13 @@ public final class LoadGen {
 
   private int plannedSteps() {
     int n = 0;
-    n += o.runs("ceiling") ? 7 : 0;
-    n += o.runs("memory") ? 4 : 0;
+    n += o.runs("ceiling") ? 8 : 0;
+    n += o.runs("memory") ? 6 : 0;
     n += o.runs("contended") ? 2 : 0;
     n += o.runs("redis") ? 6 : 0;
-    n += o.runs("peers") ? 2 * (SLUICE_PEERS + EXPECTED_PEERS) : 0;
+    n += o.runs("keys") ? 3 : 0;
+    n += o.runs("http") ? 2 : 0;
+    n += o.runs("peers") ? 2 * (SLUICE_PEERS + EXPECTED_PEERS) + ASYNC_PEERS : 0;
     n += o.runs("scale") ? 2 : 0;
     return n;
   }
@@ -203,17 +221,105 @@ public final class LoadGen {
   // ---------------------------------------------------------------------------------------------
   // Scenarios
 
-  /** The transport, JIT and Netty warm before the first measurement (the scenarios warm up too). */
+  /**
+   * The transport, JIT and Netty warm before the first measurement (the scenarios warm up too):
+   * laps of {@link #WARMUP_LAP} of the echo, then of Sluice's memory store, each at {@code
+   * --workers} in flight, for at least {@code --jvm-warmup}, then on until the echo has reached
+   * its plateau on a quiet machine ({@link #plateau}) or {@code --jvm-warmup-max} is spent. How long the JIT takes
+   * depends on the CPU it gets: on two cores shared with other work it took more than twice as
+   * long as on a quiet machine. Each lap's figure is printed, so a run shows where it stood.
+   */
   private void jvmWarmup() throws Exception {
     if (o.jvmWarmup().isZero()) {
       return;
     }
-    out.println("         (warming the JVM up for " + secs(o.jvmWarmup()) + ": echo and Sluice, not measured)");
+    int laps = laps(o.jvmWarmup());
+    int maxLaps = Math.max(laps, laps(o.jvmWarmupMax()));
+    out.printf(Locale.ROOT, "         (warming the JVM up for %s to %s: laps of %s echo unary, then %s Sluice memory,"
+        + " %d in flight, until the echo of 3 laps is within %s; not in the tables)%n", secs(o.jvmWarmup()),
+        secs(o.jvmWarmupMax()), secs(WARMUP_LAP), secs(WARMUP_LAP), o.workers(), Fmt.percent(PLATEAU));
     try (Echo echo = Echo.start(); SluiceRig rig = SluiceRig.memory()) {
       rig.setLimit(SluiceRig.rate(HOT, o.limit(), 10_000));
       try (SluiceClient client = rig.client()) {
-        Workload a = echo.unaryAsync(o.workers(), false);
-        Workload b = sluiceAsync(client, HOT, o.workers());
+        for (int i = 0; i < maxLaps && (i < laps || !plateau(warmupLaps)); i++) {
+          CpuShare.Sample before = CpuShare.sample();
+          double e = lap(echo.unaryAsync(o.workers(), true), WARMUP_LAP);
+          double s = lap(sluiceAsync(client, HOT, o.workers()), WARMUP_LAP);
+          double others = CpuShare.others(before, CpuShare.sample());
+          warmupLaps.add(new double[] {e, s, others});
+          out.printf(Locale.ROOT, "         lap %2d: echo %s calls/s, Sluice %s permits/s (other processes: %.0f %%)%n",
+              i + 1, Fmt.rateAscii(e), Fmt.rateAscii(s), others * 100);
+        }
+      }
+    }
+    if (warmupLaps.size() >= 3) {
+      double[] last = warmupLaps.subList(warmupLaps.size() - 3, warmupLaps.size()).stream().mapToDouble(l -> l[0])
+          .sorted().toArray();
+      out.printf(Locale.ROOT, "         echo over the last 3 laps: %s-%s calls/s, spread %s: %s%n", Fmt.rateAscii(last[0]),
+          Fmt.rateAscii(last[2]), Fmt.percent(Ratios.spread(last[0], last[2])), plateau(warmupLaps)
+              ? "plateau reached" : "NO plateau by --jvm-warmup-max (the echo still moving, or other processes"
+                  + " took over 10 % of the machine): the first rows may be low");
+    }
+  }
+
+  /** The echo laps' figures agree this closely at the plateau. */
+  static final double PLATEAU = 0.10;
+
+  /**
+   * Whether the echo of the last 3 {@code laps} ({echo/s, Sluice/s, others' CPU share}) is within
+   * {@link #PLATEAU} and no other process took over {@link #DISTURBED} of the machine in them: on
+   * a starved machine the echo is flat long before the JIT is done, so such laps do not count.
+   */
+  static boolean plateau(List<double[]> laps) {
+    if (laps.size() < 3) {
+      return false;
+    }
+    double min = Double.MAX_VALUE;
+    double max = 0;
+    for (double[] lap : laps.subList(laps.size() - 3, laps.size())) {
+      if (!(lap[2] <= DISTURBED)) {
+        return false;
+      }
+      min = Math.min(min, lap[0]);
+      max = Math.max(max, lap[0]);
+    }
+    return min > 0 && Ratios.spread(min, max) <= PLATEAU;
+  }
+
+  /** Laps in a JVM warm-up of {@code d}: one lap each of echo and Sluice per two {@link #WARMUP_LAP}s. */
+  static int laps(Duration d) {
+    return (int) Math.max(1, d.toMillis() / (2 * WARMUP_LAP.toMillis()));
+  }
+
+  /** Runs {@code w} for {@code d}; its operations per second. */
+  private static double lap(Workload w, Duration d) throws Exception {
+    Meter m = new Meter();
+    w.start(m);
+    long t0 = System.nanoTime();
+    TimeUnit.NANOSECONDS.sleep(d.toNanos());
+    Meter.Window window = m.interval();
+    double seconds = (System.nanoTime() - t0) / 1e9;
+    w.stop();
+    return window.total().getTotalCount() / seconds;
+  }
+
+  /**
+   * A coordinator of {@code --coordinator process} is a fresh JVM: before its first row it gets the
+   * same warm-up as this JVM did (unary and session acquires, not measured). In this JVM the
+   * coordinator code is warm already.
+   */
+  private SluiceRig warmed(SluiceRig rig) throws Exception {
+    if (!rig.placement().process() || o.jvmWarmup().isZero()) {
+      return rig;
+    }
+    try {
+      out.println("         (" + rig.nodes() + " coordinator process(es) started; warming "
+          + (rig.nodes() == 1 ? "it" : "them") + " up for " + secs(o.jvmWarmup()) + ", not measured)");
+      String resource = "bench-warm-up";
+      rig.setLimit(SluiceRig.rate(resource, o.limit(), 10_000));
+      try (SluiceClient unary = rig.client(); SluiceClient session = rig.sessionClient(rig.nodes())) {
+        Workload a = sluiceAsync(unary, resource, o.workers());
+        Workload b = sluiceAsync(session, resource, o.workers());
         Meter m = new Meter();
         a.start(m);
         b.start(m);
@@ -221,7 +327,25 @@ public final class LoadGen {
         a.stop();
         b.stop();
       }
+      return rig;
+    } catch (Exception | Error e) {
+      rig.close();
+      throw e;
     }
+  }
+
+  private SluiceRig memoryRig(boolean http) throws Exception {
+    return warmed(SluiceRig.memory(o.placement(), http));
+  }
+
+  private SluiceRig redisRig(String uri, int nodes) throws Exception {
+    return warmed(SluiceRig.redis(o.placement(), uri, nodes));
+  }
+
+  /** Marks {@code r} as measured on {@code rig}'s coordinators. */
+  private static Result on(SluiceRig rig, Result r) {
+    r.coordinator = rig.placement().label();
+    return r;
   }
 
   /**
@@ -247,36 +371,53 @@ public final class LoadGen {
     }
   }
 
+  /**
+   * The unary echo at {@code --workers} in flight once more, after the other groups: against the
+   * same row at the start, it says whether the warm-up was long enough (the JIT still compiling
+   * while the first rows ran shows as a lower start).
+   */
+  private void echoAgain() throws Exception {
+    try (Echo echo = Echo.start()) {
+      measure(new Result("echo.unary.n.direct.end", "ceiling", "echo unary, client directExecutor, again at the end",
+          "calls/s"), () -> echo.unaryAsync(o.workers(), true));
+    }
+    Result start = results.stream().filter(r -> r.id.equals("echo.unary.n.direct")).findFirst().orElse(null);
+    Result end = results.get(results.size() - 1);
+    if (start != null && start.ok() && end.ok()) {
+      out.printf("%-8s   %s%n", "", Ratios.echoSpread(start, end).replace('\u2009', ' '));
+    }
+  }
+
   private void memory() throws Exception {
-    try (SluiceRig rig = SluiceRig.memory()) {
+    try (SluiceRig rig = memoryRig(true)) {
       rig.setLimit(SluiceRig.rate(HOT, o.limit(), 10_000));
       try (SluiceClient client = rig.client()) {
-        Result one = permits(new Result("memory.1", "memory", "Sluice memory, acquire+release", "permits/s"));
+        Result one = permits(on(rig, new Result("memory.1", "memory", "Sluice memory, acquire+release", "permits/s")));
         measure(one, () -> sluiceBlocking(client, HOT, 1), NOTHING, () -> releasesCaughtUp(rig, HOT, one));
-        Result many = permits(new Result("memory.n", "memory", "Sluice memory, acquire+release", "permits/s"));
+        Result many = permits(on(rig, new Result("memory.n", "memory", "Sluice memory, acquire+release", "permits/s")));
         measure(many, () -> sluiceAsync(client, HOT, o.workers()), NOTHING, () -> releasesCaughtUp(rig, HOT, many));
       }
       // The SDK's session streams: acquires and releases batched on one bidi stream.
       try (SluiceClient client = rig.sessionClient(1)) {
         String label = "Sluice memory, session stream";
-        Result one = permits(new Result("memory.1.session", "memory", label, "permits/s"));
+        Result one = permits(on(rig, new Result("memory.1.session", "memory", label, "permits/s")));
         measure(one, () -> sluiceBlocking(client, HOT, 1), NOTHING, () -> releasesCaughtUp(rig, HOT, one));
-        Result many = permits(new Result("memory.n.session", "memory", label, "permits/s"));
+        Result many = permits(on(rig, new Result("memory.n.session", "memory", label, "permits/s")));
         measure(many, () -> sluiceAsync(client, HOT, o.workers()), NOTHING, () -> releasesCaughtUp(rig, HOT, many));
       }
       // What the HTTP port costs (gRPC metrics interceptor, once-a-second sampler): the unary row
       // again with it on, then on a node without it, back to back on a warm JVM (the first rows
       // of a run are slower, so memory.n itself is no fair baseline).
       try (SluiceClient client = rig.client()) {
-        Result on = permits(new Result("memory.n.http", "memory", "Sluice memory, acquire+release, HTTP on (again)",
-            "permits/s"));
+        Result on = permits(on(rig, new Result("memory.n.http", "memory",
+            "Sluice memory, acquire+release, HTTP on (again)", "permits/s")));
         measure(on, () -> sluiceAsync(client, HOT, o.workers()), NOTHING, () -> releasesCaughtUp(rig, HOT, on));
       }
-      try (SluiceRig bare = SluiceRig.memory(false)) {
+      try (SluiceRig bare = memoryRig(false)) {
         bare.setLimit(SluiceRig.rate(HOT, o.limit(), 10_000));
         try (SluiceClient client = bare.client()) {
-          Result off = permits(new Result("memory.n.nohttp", "memory",
-              "Sluice memory, acquire+release, no HTTP port", "permits/s"));
+          Result off = permits(on(bare, new Result("memory.n.nohttp", "memory",
+              "Sluice memory, acquire+release, no HTTP port", "permits/s")));
           measure(off, () -> sluiceAsync(client, HOT, o.workers()), NOTHING, () -> releasesCaughtUp(bare, HOT, off));
         }
       }
@@ -284,13 +425,13 @@ public final class LoadGen {
   }
 
   private void contended() throws Exception {
-    try (SluiceRig rig = SluiceRig.memory()) {
+    try (SluiceRig rig = memoryRig(true)) {
       int room = o.waiters() * 2;
       rig.setLimit(SluiceRig.rate("contended", o.contendedRate(), contendedBurst(), room));
       rig.setLimit(SluiceRig.concurrency("handoff", 1, room));
 
-      Result rate = new Result("contended.rate", "contended",
-          "Sluice memory, " + Fmt.rateAscii(o.contendedRate()) + "/s limit", "grants/s");
+      Result rate = on(rig, new Result("contended.rate", "contended",
+          "Sluice memory, " + Fmt.rateAscii(o.contendedRate()) + "/s limit", "grants/s"));
       rate.totalName = "wait in queue";
       parked(rig, "contended", rate, false);
       if (rate.ok()) {
@@ -305,8 +446,8 @@ public final class LoadGen {
             + contendedBurst() + ")");
       }
 
-      Result handoff = new Result("contended.handoff", "contended",
-          "Sluice memory, cap 1: release→grant", "handoffs/s");
+      Result handoff = on(rig, new Result("contended.handoff", "contended",
+          "Sluice memory, cap 1: release→grant", "handoffs/s"));
       handoff.totalName = "release→next grant";
       parked(rig, "handoff", handoff, true);
     }
@@ -419,21 +560,21 @@ public final class LoadGen {
     String uri = redis().uri();
     for (int nodes : new int[] {1, 3}) {
       String resource = HOT + "-r" + nodes;
-      try (SluiceRig rig = SluiceRig.redis(uri, nodes)) {
+      try (SluiceRig rig = redisRig(uri, nodes)) {
         rig.setLimit(SluiceRig.rate(resource, o.limit(), 10_000));
         try (SluiceClient client = rig.client()) {
           String label = "Sluice Redis, " + nodes + (nodes == 1 ? " node" : " nodes") + ", acquire+release";
-          Result one = permits(new Result("redis" + nodes + ".1", "redis", label, "permits/s"));
+          Result one = permits(on(rig, new Result("redis" + nodes + ".1", "redis", label, "permits/s")));
           measure(one, () -> sluiceBlocking(client, resource, 1), NOTHING,
               () -> releasesCaughtUp(rig, resource, one));
-          Result many = permits(new Result("redis" + nodes + ".n", "redis", label, "permits/s"));
+          Result many = permits(on(rig, new Result("redis" + nodes + ".n", "redis", label, "permits/s")));
           measure(many, () -> sluiceAsync(client, resource, o.workers()), NOTHING,
               () -> releasesCaughtUp(rig, resource, many));
         }
         // One session stream per node: the client's load spread over every node, batched.
         try (SluiceClient client = rig.sessionClient(nodes)) {
           String label = "Sluice Redis, " + nodes + (nodes == 1 ? " node" : " nodes") + ", session streams";
-          Result many = permits(new Result("redis" + nodes + ".n.session", "redis", label, "permits/s"));
+          Result many = permits(on(rig, new Result("redis" + nodes + ".n.session", "redis", label, "permits/s")));
           measure(many, () -> sluiceAsync(client, resource, o.workers()), NOTHING,
               () -> releasesCaughtUp(rig, resource, many));
         }
@@ -441,9 +582,102 @@ public final class LoadGen {
     }
   }
 
+  /**
+   * What API keys cost: the unary acquire+release at {@code --workers} in flight on one
+   * coordinator, open (no key), then with a worker key limited to the resource by a glob (the
+   * key's salted hash checked, its role and resources matched, on every call), then open again
+   * after every key is revoked, so the keyed row sits between two open ones on the same warm
+   * coordinator.
+   */
+  private void apiKeys() throws Exception {
+    try (SluiceRig rig = memoryRig(true)) {
+      rig.setLimit(SluiceRig.rate(HOT, o.limit(), 10_000));
+      try (SluiceClient client = rig.client()) {
+        Result open = permits(on(rig, new Result("keys.open", "keys", "Sluice memory, open (no API keys)",
+            "permits/s")));
+        measure(open, () -> sluiceAsync(client, HOT, o.workers()), NOTHING, () -> releasesCaughtUp(rig, HOT, open));
+      }
+      String worker = rig.createWorkerKey(HOT + "*");
+      try (SluiceClient client = rig.client(worker)) {
+        Result keyed = permits(on(rig, new Result("keys.worker", "keys",
+            "Sluice memory, worker key (role + resource glob)", "permits/s")));
+        measure(keyed, () -> sluiceAsync(client, HOT, o.workers()), NOTHING,
+            () -> releasesCaughtUp(rig, HOT, keyed));
+      } finally {
+        rig.revokeAllKeys();
+      }
+      try (SluiceClient client = rig.client()) {
+        Result again = permits(on(rig, new Result("keys.open.again", "keys",
+            "Sluice memory, open again (keys revoked)", "permits/s")));
+        measure(again, () -> sluiceAsync(client, HOT, o.workers()), NOTHING,
+            () -> releasesCaughtUp(rig, HOT, again));
+      }
+    }
+    keysRatio().ifPresent(line -> out.printf("%-8s   %s%n", "", line.replace('\u2009', ' ')));
+  }
+
+  /** The keyed row against the mean of the open rows around it, when all three ran. */
+  java.util.Optional<String> keysRatio() {
+    return keysRatio(results);
+  }
+
+  static java.util.Optional<String> keysRatio(List<Result> results) {
+    Map<String, Result> byId = new LinkedHashMap<>();
+    results.forEach(r -> byId.put(r.id, r));
+    Result keyed = byId.get("keys.worker");
+    Result open = byId.get("keys.open");
+    Result again = byId.get("keys.open.again");
+    if (keyed == null || open == null || !keyed.ok() || !open.ok()) {
+      return java.util.Optional.empty();
+    }
+    String line = Ratios.versus("worker key vs open", keyed, open);
+    if (again != null && again.ok()) {
+      line += "; vs open again: " + Fmt.ratio(keyed.rate().median() / again.rate().median()) + " the permits/s";
+    }
+    return java.util.Optional.of(line);
+  }
+
+  /**
+   * The HTTP port's worker API against the cheapest request that port answers, on one coordinator
+   * in the same run: {@code GET /healthz}, then acquire+release over HTTP (two requests per
+   * permit), each at {@code --workers} in flight on keep-alive connections.
+   */
+  private void httpApi() throws Exception {
+    try (SluiceRig rig = memoryRig(true)) {
+      rig.setLimit(SluiceRig.rate(HOT, o.limit(), 10_000));
+      HttpLoad http = new HttpLoad(rig.httpPort());
+      Result health = on(rig, new Result("http.healthz", "http", "HTTP GET /healthz", "requests/s"));
+      measure(health, () -> http.healthz(o.workers()));
+      Result permits = permits(on(rig, new Result("http.acquire", "http",
+          "HTTP acquire+release (2 requests/permit)", "permits/s")));
+      measure(permits, () -> http.acquireRelease(HOT, o.workers()), NOTHING,
+          () -> releasesCaughtUp(rig, HOT, permits));
+    }
+    httpRatio(results).ifPresent(line -> out.printf("%-8s   %s%n", "", line.replace('\u2009', ' ')));
+  }
+
+  /** HTTP acquire+release against GET /healthz, in permits and in requests. */
+  static java.util.Optional<String> httpRatio(List<Result> results) {
+    Result health = null;
+    Result permits = null;
+    for (Result r : results) {
+      if (r.id.equals("http.healthz")) {
+        health = r;
+      } else if (r.id.equals("http.acquire")) {
+        permits = r;
+      }
+    }
+    if (health == null || permits == null || !health.ok() || !permits.ok()) {
+      return java.util.Optional.empty();
+    }
+    double ratio = permits.rate().median() / health.rate().median();
+    return java.util.Optional.of(Ratios.versus("HTTP acquire+release vs GET /healthz", permits, health)
+        + "; counting both requests of a permit, " + Fmt.ratio(2 * ratio) + " the requests/s");
+  }
+
   private void peers() throws Exception {
     String uri = redis().uri();
-    try (SluiceRig memory = SluiceRig.memory(); SluiceRig redis1 = SluiceRig.redis(uri, 1)) {
+    try (SluiceRig memory = memoryRig(true); SluiceRig redis1 = redisRig(uri, 1)) {
       memory.setLimit(SluiceRig.rate("peer", o.limit(), 10_000));
       redis1.setLimit(SluiceRig.rate("peer", o.limit(), 10_000));
       List<Limiter> all = new ArrayList<>();
@@ -461,9 +695,11 @@ public final class LoadGen {
           "Sluice, Redis store, one node; the same calls on the SDK's session stream."));
       try {
         all.addAll(Peers.all(uri, o.limit()));
-        steps += 2 * (all.size() - SLUICE_PEERS - EXPECTED_PEERS);
+        // The peers group was planned with EXPECTED_PEERS peers and ASYNC_PEERS own-driver rows.
+        steps += 2 * (all.size() - SLUICE_PEERS - EXPECTED_PEERS)
+            + (int) all.stream().filter(Limiter::async).count() - ASYNC_PEERS;
       } catch (Exception | LinkageError e) {
-        steps -= 2 * EXPECTED_PEERS;
+        steps -= 2 * EXPECTED_PEERS + ASYNC_PEERS - SLUICE_PEERS;
         Result r = new Result("peer.all", "peers", "peers", "permits/s");
         r.failure = "Peers.all could not open the peers: " + e;
         r.driver = "-";
@@ -473,9 +709,14 @@ public final class LoadGen {
       try {
         for (Limiter limiter : all) {
           peerNotes.putIfAbsent(limiter.name(), limiter.notes());
+          SluiceRig rig = limiter.name().startsWith("sluice-redis") ? redis1
+              : limiter.name().startsWith("sluice-") ? memory : null;
           for (int n : new int[] {1, o.workers()}) {
             Result r = new Result("peer." + limiter.name() + "." + (n == 1 ? "1" : "n"), "peers", limiter.name(),
                 "permits/s");
+            if (rig != null) {
+              on(rig, r);
+            }
             r.totalName = "acquire+release";
             r.firstName = "acquire";
             long[] before = peerCounters(limiter);
@@ -491,6 +732,42 @@ public final class LoadGen {
             if (limiter instanceof SentinelClusterLimiter) {
               r.facts.put("BLOCKED answers retried / SHOULD_WAIT answers slept (warm-up included)",
                   (after[0] - before[0]) + " / " + (after[1] - before[1]));
+            }
+          }
+          if (limiter.async()) {
+            // The same system driven as its own users drive it: its asynchronous API, N in flight.
+            Result r = new Result("peer." + limiter.name() + ".async", "peers", limiter.name(), "permits/s");
+            if (rig != null) {
+              on(rig, r);
+            }
+            r.totalName = "acquire+release";
+            r.firstName = "acquire";
+            long[] before = peerCounters(limiter);
+            measure(r, () -> new AsyncLoop(limiter.name(), o.workers(), (lap, done) -> {
+              CompletableFuture<Object> f;
+              try {
+                f = limiter.acquireAsync();
+              } catch (Exception e) {
+                done.accept(e);
+                return;
+              }
+              f.whenComplete((p, e) -> {
+                if (e != null) {
+                  done.accept(e);
+                  return;
+                }
+                lap.mark();
+                try {
+                  limiter.release(p);
+                  done.accept(null);
+                } catch (Exception releaseFailed) {
+                  done.accept(releaseFailed);
+                }
+              });
+            }));
+            long[] after = peerCounters(limiter);
+            if (limiter instanceof Bucket4jLettuceLimiter) {
+              r.facts.put("CAS retries (lost compare-and-swaps, warm-up included)", Long.toString(after[0] - before[0]));
             }
           }
         }
@@ -670,8 +947,8 @@ public final class LoadGen {
 
   private void started(Result r) {
     step++;
-    out.printf(Locale.ROOT, "%-8s %-46s %-22s %s%n", String.format(Locale.ROOT, "[%2d/%d]", step, steps),
-        cut(r.label, 46), cut(r.driver, 22), "...");
+    out.printf(Locale.ROOT, "%-8s %-46s %-22s %-11s %s%n", String.format(Locale.ROOT, "[%2d/%d]", step, steps),
+        cut(r.label, 46), cut(r.driver, 22), coordinator(r), "...");
   }
 
   private void finished(Result r) {
@@ -691,10 +968,16 @@ public final class LoadGen {
         figures += "  first error: " + r.firstError;
       }
     }
-    out.printf(Locale.ROOT, "%-8s %-46s %-22s %s%n", "", cut(r.label, 46), cut(r.driver, 22), figures);
+    out.printf(Locale.ROOT, "%-8s %-46s %-22s %-11s %s%n", "", cut(r.label, 46), cut(r.driver, 22), coordinator(r),
+        figures);
     for (Map.Entry<String, String> f : r.facts.entrySet()) {
       out.printf(Locale.ROOT, "%-8s   %s: %s%n", "", f.getKey(), f.getValue());
     }
+  }
+
+  /** The coordinator column: where this row's Sluice coordinator ran, "-" for other systems. */
+  static String coordinator(Result r) {
+    return r.coordinator == null ? "-" : r.coordinator;
   }
 
   private static String cut(String s, int n) {

@@ -1,5 +1,6 @@
 package dev.sluice.bench;
 
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.LinkedHashSet;
@@ -10,15 +11,24 @@ import java.util.Set;
 /**
  * Command-line options of {@link LoadGen}; {@link #USAGE} documents each and its default.
  *
+ * @param jvmWarmup the JVM warm-up's minimum, 0 for none
+ * @param jvmWarmupMax how long the JVM warm-up may go on waiting for the echo's plateau
  * @param warmup per scenario, recorded then discarded
  * @param duration measured time per scenario, split into {@code rounds} equal windows
  * @param groups which scenario groups to run
+ * @param placement where the Sluice coordinators run
  */
-record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration duration, int rounds, Set<String> groups,
-    Path out, Path jmhJson, int workers, int waiters, long contendedRate, long limit, int scaleResources,
-    int scaleWaiters, int scaleWaiterResources, int noiseRetries) {
+record Options(boolean quick, Duration jvmWarmup, Duration jvmWarmupMax, Duration warmup, Duration duration,
+    int rounds, Set<String> groups, Path out, Path jmhJson, int workers, int waiters, long contendedRate, long limit, int scaleResources,
+    int scaleWaiters, int scaleWaiterResources, int noiseRetries, SluiceRig.Placement placement) {
 
-  static final List<String> GROUPS = List.of("ceiling", "memory", "contended", "redis", "peers", "scale");
+  static final List<String> GROUPS = List.of("ceiling", "memory", "contended", "redis", "keys", "http", "peers",
+      "scale");
+  static final Path DEFAULT_SLUICE_BIN = Path.of("bin", "sluice");
+  /** How these were chosen, on 2-core machines: docs/benchmarks.md, "Warm-up". */
+  static final Duration DEFAULT_JVM_WARMUP = Duration.ofSeconds(20);
+  static final Duration DEFAULT_WARMUP = Duration.ofSeconds(8);
+  static final Duration DEFAULT_JVM_WARMUP_MAX = Duration.ofSeconds(60);
 
   static final String USAGE = """
       Usage: java -jar bench/target/sluice-bench.jar [options]
@@ -37,11 +47,22 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
       BENCHMARKS.md and docs/bench/{throughput,latency}.svg under --out.
 
         --quick              about a minute: 1 s warm-up, 1.2 s measured per scenario, scale / 10
-        --warmup D           warm-up per scenario (default 3s; quick 0.6s)
+        --warmup D           warm-up per scenario (default %WARMUP%; quick 0.6s)
         --duration D         measured time per scenario, split into --rounds windows (default 6s; quick 1.2s)
         --rounds N           measured windows per scenario, the spread of each figure (default 3)
-        --jvm-warmup D       one-off warm-up of the gRPC paths before the first scenario (default 5s; quick 1s)
-        --only G,G           groups to run: ceiling, memory, contended, redis, peers, scale (default all)
+        --jvm-warmup D       one-off warm-up before the first scenario: laps of 1 s echo, then 1 s Sluice,
+                             each lap's figure printed, for at least D (default %JVM_WARMUP%; quick 1s;
+                             0s: none), then on until the echo of the last 3 laps is within 10 %%
+        --jvm-warmup-max D   but no longer than D (default %JVM_WARMUP_MAX%, or --jvm-warmup if longer;
+                             quick 1s). The echo is measured again at the end of the run; start and end
+                             within 10 %% say the warm-up was long enough
+        --only G,G           groups to run: ceiling, memory, contended, redis, keys, http, peers, scale
+                             (default all)
+        --coordinator WHERE  jvm: every coordinator in the load generator's JVM (default); process: each
+                             one in its own process, started as users start it (--sluice-bin serve
+                             --port 0 ...), reached over loopback; every row says which it used
+        --sluice-bin FILE    the launcher for --coordinator process (default bin/sluice, from a built
+                             checkout: ./mvnw -q -DskipTests package)
         --out DIR            where BENCHMARKS.md (and docs/bench/*.svg) go (default .)
         --jmh-json FILE      JMH results to include if present (default bench/target/jmh.json)
         --workers N          the "many" concurrency (default 64)
@@ -54,12 +75,15 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
         --noise-retries N    times a scenario is measured again when other processes took over 10 %
                              of the machine in one of its windows (default 2; 0 keeps the first try)
       Durations: 500ms, 3s, 1.5s, 2m.
-      """;
+      """.replace("%WARMUP%", DEFAULT_WARMUP.toSeconds() + "s").replace("%JVM_WARMUP%",
+      DEFAULT_JVM_WARMUP.toSeconds() + "s").replace("%JVM_WARMUP_MAX%", DEFAULT_JVM_WARMUP_MAX.toSeconds() + "s")
+      .replace("%%", "%");
 
   static Options parse(String[] args) {
     boolean quick = List.of(args).contains("--quick");
-    Duration jvmWarmup = quick ? Duration.ofSeconds(1) : Duration.ofSeconds(5);
-    Duration warmup = quick ? Duration.ofMillis(600) : Duration.ofSeconds(3);
+    Duration jvmWarmup = quick ? Duration.ofSeconds(1) : DEFAULT_JVM_WARMUP;
+    Duration warmup = quick ? Duration.ofMillis(600) : DEFAULT_WARMUP;
+    Duration jvmWarmupMax = null;
     Duration duration = quick ? Duration.ofMillis(1200) : Duration.ofSeconds(6);
     int rounds = 3;
     Set<String> groups = new LinkedHashSet<>(GROUPS);
@@ -73,6 +97,9 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
     int scaleWaiters = quick ? 10_000 : 100_000;
     int scaleWaiterResources = quick ? 100 : 1_000;
     int noiseRetries = 2;
+    String coordinator = "jvm";
+    Path sluiceBin = DEFAULT_SLUICE_BIN;
+    boolean sluiceBinGiven = false;
     for (int i = 0; i < args.length; i++) {
       String a = args[i];
       switch (a) {
@@ -81,6 +108,7 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
         case "--duration" -> duration = duration(value(args, ++i, a));
         case "--rounds" -> rounds = positive(value(args, ++i, a), a);
         case "--jvm-warmup" -> jvmWarmup = duration(value(args, ++i, a));
+        case "--jvm-warmup-max" -> jvmWarmupMax = duration(value(args, ++i, a));
         case "--only" -> {
           groups = new LinkedHashSet<>();
           for (String g : value(args, ++i, a).split(",")) {
@@ -100,6 +128,17 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
         case "--scale-waiters" -> scaleWaiters = positive(value(args, ++i, a), a);
         case "--scale-waiter-resources" -> scaleWaiterResources = positive(value(args, ++i, a), a);
         case "--noise-retries" -> noiseRetries = atLeastZero(value(args, ++i, a), a);
+        case "--coordinator" -> {
+          coordinator = value(args, ++i, a);
+          if (!coordinator.equals("jvm") && !coordinator.equals("process")) {
+            throw new IllegalArgumentException("--coordinator: unknown placement '" + coordinator
+                + "'; use jvm (in the load generator's JVM) or process (each coordinator its own process)");
+          }
+        }
+        case "--sluice-bin" -> {
+          sluiceBin = Path.of(value(args, ++i, a));
+          sluiceBinGiven = true;
+        }
         default -> throw new IllegalArgumentException("unknown option '" + a + "'");
       }
     }
@@ -107,8 +146,26 @@ record Options(boolean quick, Duration jvmWarmup, Duration warmup, Duration dura
       throw new IllegalArgumentException("--duration " + duration.toMillis() + "ms over " + rounds
           + " rounds leaves windows under 100 ms: lengthen it or lower --rounds");
     }
-    return new Options(quick, jvmWarmup, warmup, duration, rounds, groups, out, jmhJson, workers, waiters,
-        contendedRate, limit, scaleResources, scaleWaiters, scaleWaiterResources, noiseRetries);
+    if (jvmWarmupMax == null) {
+      jvmWarmupMax = quick || jvmWarmup.compareTo(DEFAULT_JVM_WARMUP_MAX) > 0 ? jvmWarmup : DEFAULT_JVM_WARMUP_MAX;
+    } else if (jvmWarmupMax.compareTo(jvmWarmup) < 0) {
+      throw new IllegalArgumentException("--jvm-warmup-max " + jvmWarmupMax.toMillis() + "ms is shorter than"
+          + " --jvm-warmup " + jvmWarmup.toMillis() + "ms: give a maximum at least as long as the minimum");
+    }
+    if (sluiceBinGiven && !coordinator.equals("process")) {
+      throw new IllegalArgumentException("--sluice-bin is used only with --coordinator process: add that, or drop"
+          + " --sluice-bin");
+    }
+    SluiceRig.Placement placement = SluiceRig.Placement.JVM;
+    if (coordinator.equals("process")) {
+      if (!Files.isExecutable(sluiceBin)) {
+        throw new IllegalArgumentException("--coordinator process: " + sluiceBin + " is not an executable file;"
+            + " run from the repository root after ./mvnw -q -DskipTests package, or give --sluice-bin");
+      }
+      placement = SluiceRig.Placement.process(sluiceBin);
+    }
+    return new Options(quick, jvmWarmup, jvmWarmupMax, warmup, duration, rounds, groups, out, jmhJson, workers, waiters,
+        contendedRate, limit, scaleResources, scaleWaiters, scaleWaiterResources, noiseRetries, placement);
   }
 
   Duration round() {

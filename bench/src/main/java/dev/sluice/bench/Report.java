@@ -54,10 +54,16 @@ final class Report {
   private final Scale.Resources resources;
   private final Scale.Waiters waiters;
   private final String scaleFailure;
+  private final List<double[]> warmupLaps;
   private final List<Target> targets;
 
+  /**
+   * {@code warmupLaps}: per lap of the JVM warm-up, echo calls/s, Sluice permits/s and the share
+   * of the machine other processes took.
+   */
   Report(Options o, Machine machine, Instant started, Duration took, List<Result> results,
-      Map<String, String> peerNotes, Scale.Resources resources, Scale.Waiters waiters, String scaleFailure) {
+      Map<String, String> peerNotes, Scale.Resources resources, Scale.Waiters waiters, String scaleFailure,
+      List<double[]> warmupLaps) {
     this.o = o;
     this.machine = machine;
     this.started = started;
@@ -70,6 +76,7 @@ final class Report {
     this.resources = resources;
     this.waiters = waiters;
     this.scaleFailure = scaleFailure;
+    this.warmupLaps = warmupLaps;
     this.targets = targets();
   }
 
@@ -116,6 +123,22 @@ final class Report {
 
   private List<Target> targets() {
     List<Target> t = new ArrayList<>();
+    Optional<Result> echoStart = ok("echo.unary.n.direct");
+    Optional<Result> echoEnd = ok("echo.unary.n.direct.end");
+    String warm = "warm-up: echo unary calls/s at " + o.workers() + " in flight, at the start and at the end of the"
+        + " run, within " + Fmt.percent(Ratios.ECHO_SPREAD_ALLOWED) + " of each other";
+    if (echoStart.isPresent() && echoEnd.isPresent()) {
+      double a = echoStart.get().rate().median();
+      double z = echoEnd.get().rate().median();
+      double spread = Ratios.spread(a, z);
+      String measured = Fmt.percent(spread) + " (" + Fmt.rate(a) + " then " + Fmt.rate(z) + " calls/s)";
+      t.add(judged(spread <= Ratios.ECHO_SPREAD_ALLOWED ? new Target(warm, measured, Status.PASS, "")
+          : new Target(warm, measured, Status.MISS, z > a ? "faster at the end: lengthen --jvm-warmup and --warmup"
+              : "slower at the end: the machine or this JVM changed during the run, not the warm-up"),
+          echoStart.get(), echoEnd.get()));
+    } else {
+      t.add(na(warm, "needs group ceiling"));
+    }
     Optional<Result> echo1 = ok("echo.unary.1");
     Optional<Result> echoN = ok("echo.unary.n.direct");
     Optional<Result> mem1 = ok("memory.1");
@@ -308,6 +331,9 @@ final class Report {
             + " latencies are per operation, recorded in HdrHistogram (3 significant digits). The windows are"
             + " consecutive in one JVM: they show the jitter within a run, not the run-to-run spread (rerun"
             + " for that).\n\n");
+    b.append("**Warm-up.** ").append(warmupText()).append("\n\n");
+    b.append("**Coordinators:** ").append(o.placement().describe()).append("; the column *coordinator* says"
+        + " where each row's Sluice ran (\"same JVM\" or \"own process\"; \"–\" for other systems).\n\n");
 
     b.append("## Targets\n\n");
     b.append("From the issue; every ratio divides two figures of this run.\n\n");
@@ -328,11 +354,48 @@ final class Report {
     memorySection(b);
     contendedSection(b);
     redisSection(b);
+    keysSection(b);
+    httpSection(b);
     peersSection(b);
     scaleSection(b);
     jmhSection(b);
     howToRun(b);
     return b.toString();
+  }
+
+  /** The JVM warm-up's laps, and how the echo at the end of the run compares with the one at the start. */
+  private String warmupText() {
+    StringBuilder w = new StringBuilder();
+    if (warmupLaps.isEmpty()) {
+      w.append("No JVM warm-up before the first scenario (`--jvm-warmup 0s`); each scenario still warms up for ")
+          .append(LoadGen.secs(o.warmup())).append(".");
+    } else {
+      w.append("Before the first scenario, at least ").append(LoadGen.secs(o.jvmWarmup()))
+          .append(" and at most ").append(LoadGen.secs(o.jvmWarmupMax()))
+          .append(o.jvmWarmup().equals(Options.DEFAULT_JVM_WARMUP) && o.warmup().equals(Options.DEFAULT_WARMUP)
+              ? " (the defaults, with " + LoadGen.secs(Options.DEFAULT_WARMUP) + " per scenario; how they were"
+                  + " chosen is in docs/benchmarks.md)" : "")
+          .append(" of laps of ")
+          .append(LoadGen.secs(LoadGen.WARMUP_LAP)).append(" echo unary, then ").append(LoadGen.secs(LoadGen.WARMUP_LAP))
+          .append(" Sluice memory store, ").append(o.workers()).append(" in flight (not in the tables). Echo calls/s per"
+              + " lap: ");
+      double others = 0;
+      for (int i = 0; i < warmupLaps.size(); i++) {
+        w.append(i == 0 ? "" : ", ").append(Fmt.rate(warmupLaps.get(i)[0]));
+        others = Math.max(others, warmupLaps.get(i)[2]);
+      }
+      w.append(" (other processes took up to ").append(String.format(Locale.ROOT, "%.0f %%", others * 100))
+          .append(" of the machine in a lap): ").append(LoadGen.plateau(warmupLaps) ? "the last 3 laps agree within " + Fmt.percent(LoadGen.PLATEAU) + " (plateau)."
+              : "no plateau by `--jvm-warmup-max` " + LoadGen.secs(o.jvmWarmupMax()) + " (the echo still moving,"
+                  + " or other processes took over 10 % of the machine): the first rows may be low.");
+    }
+    Optional<Result> start = ok("echo.unary.n.direct");
+    Optional<Result> end = ok("echo.unary.n.direct.end");
+    if (start.isPresent() && end.isPresent()) {
+      w.append(" The echo measured again after the other groups: ").append(Ratios.echoSpread(start.get(), end.get()))
+          .append(".");
+    }
+    return w.toString();
   }
 
   private void ceilingSection(StringBuilder b) {
@@ -469,6 +532,38 @@ final class Report {
     }
   }
 
+  private void keysSection(StringBuilder b) {
+    List<Result> rows = group("keys");
+    if (rows.isEmpty()) {
+      return;
+    }
+    b.append("\n## 4a. The cost of API keys\n\n");
+    b.append("One memory-store coordinator, the unary acquire+release at ").append(o.workers()).append(" in flight:"
+        + " open (no key exists), then with a `worker` key whose resources are a glob (`").append(LoadGen.HOT)
+        .append("*`): every call's key is looked up, its salted SHA-256 checked, its role and resource glob matched."
+            + " Then every key is revoked and the open row measured again, so the keyed row sits between two open"
+            + " ones on the same warm coordinator.\n\n");
+    table(b, rows, true);
+    facts(b, rows);
+    LoadGen.keysRatio(results).ifPresent(line -> b.append("- ").append(line).append(".\n"));
+  }
+
+  private void httpSection(StringBuilder b) {
+    List<Result> rows = group("http");
+    if (rows.isEmpty()) {
+      return;
+    }
+    b.append("\n## 4b. HTTP API against GET /healthz\n\n");
+    b.append("The JSON API on the coordinator's HTTP port, driven by the JDK's `HttpClient` (HTTP/1.1 keep-alive, "
+        + "one connection per request in flight), ").append(o.workers()).append(" in flight: `GET /healthz` (the"
+            + " cheapest answer that port gives: its HTTP stack's ceiling), then `POST /v1/resources/")
+        .append(LoadGen.HOT).append("/acquire` and, once granted, `POST /v1/permits/{id}/release`: two requests per"
+            + " permit, both awaited. **acquire** is the first request alone.\n\n");
+    table(b, rows, true);
+    facts(b, rows);
+    LoadGen.httpRatio(results).ifPresent(line -> b.append("- ").append(line).append(".\n"));
+  }
+
   private void peersSection(StringBuilder b) {
     List<Result> rows = new ArrayList<>(group("peers"));
     if (rows.isEmpty()) {
@@ -480,7 +575,12 @@ final class Report {
             + " permit of one hot key after another, the limit far above demand (").append(Fmt.rate(o.limit()))
         .append("/s), the Redis-backed ones on the same `redis-server`. Sluice is driven through the same"
             + " interface (`SluiceLimiter`: blocking `acquire`, `Permit.close()`). The blocking-stub echo at "
-            + o.workers() + " threads is this driver's ceiling.\n\n");
+            + o.workers() + " threads is this driver's ceiling.\n\n"
+            + "Each system is also driven as its own users drive it, where that differs: the rows with driver \""
+            + o.workers() + " async in flight\" use its asynchronous API (Sluice: the SDK's `acquireAsync`;"
+            + " Bucket4j: the async proxy's `asScheduler().consume(1)`; Redisson: `acquireAsync(1)`), each"
+            + " completion issuing the next. Guava and Sentinel's token client only block: their users call them"
+            + " from threads, as the shared driver does.\n\n");
     ok("echo.unary.nt").ifPresent(r -> rows.add(0, r));
     table(b, rows, true);
     facts(b, group("peers"));
@@ -606,11 +706,12 @@ final class Report {
   private void howToRun(StringBuilder b) {
     b.append("\n## How to run\n\n");
     b.append("```sh\n./mvnw -q -B -DskipTests install        # builds bench/target/sluice-bench.jar\n")
-        .append(COMMAND).append("                  # this report, about 6 minutes\n")
+        .append(COMMAND).append("                  # this report, about 14 minutes\n")
         .append(COMMAND).append(" --quick          # about a minute, rough figures\n")
+        .append(COMMAND).append(" --coordinator process   # each coordinator its own `bin/sluice serve`\n")
         .append(JMH_COMMAND).append("              # engine micro-benchmarks -> bench/target/jmh.json\n```\n\n");
-    b.append("`--help` lists the options (durations, groups, concurrency, scale sizes). The report and the"
-        + " charts are overwritten on every run.\n");
+    b.append("`--help` lists the options (durations, groups, concurrency, scale sizes, where the coordinators"
+        + " run). The report and the charts are overwritten on every run.\n");
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -621,21 +722,23 @@ final class Report {
 
   private static void table(StringBuilder b, List<Result> rows, boolean split) {
     if (split) {
-      b.append("| scenario | driver | throughput [min–max] | acquire p50 | acquire p99 | acq+rel p50 | acq+rel p99 |"
-          + " acq+rel p99.9 | errors | others' CPU |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+      b.append("| scenario | driver | coordinator | throughput [min–max] | acquire p50 | acquire p99 | acq+rel p50 |"
+          + " acq+rel p99 | acq+rel p99.9 | errors | others' CPU |\n"
+          + "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     } else {
-      b.append("| scenario | driver | throughput [min–max] | p50 | p90 | p99 | p99.9 | errors | others' CPU |\n"
-          + "|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+      b.append("| scenario | driver | coordinator | throughput [min–max] | p50 | p90 | p99 | p99.9 | errors |"
+          + " others' CPU |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
     }
     for (Result r : rows) {
       b.append("| ").append(r.label);
       if (!r.ok()) {
-        b.append(" | ").append(r.driver).append(" | failed: ").append(escape(r.failure != null ? r.failure
+        b.append(" | ").append(r.driver).append(" | ").append(coordinator(r)).append(" | failed: ").append(escape(r.failure != null ? r.failure
             : r.firstError != null ? r.firstError : "no operation completed")).append(split ? " | | | | | | | |\n"
             : " | | | | | | |\n");
         continue;
       }
-      b.append(" | ").append(r.driver).append(" | ").append(Fmt.spreadRate(r.rate())).append(" ").append(r.unit);
+      b.append(" | ").append(r.driver).append(" | ").append(coordinator(r)).append(" | ")
+          .append(Fmt.spreadRate(r.rate())).append(" ").append(r.unit);
       if (split) {
         b.append(" | ").append(r.hasFirst() ? Fmt.spreadMicros(r.firstP50()) : "–")
             .append(" | ").append(r.hasFirst() ? Fmt.spreadMicros(r.firstP99()) : "–")
@@ -651,6 +754,10 @@ final class Report {
       b.append(" | ").append(r.errors()).append(" | ").append(othersCpu(r)).append(" |\n");
     }
     b.append("\n");
+  }
+
+  private static String coordinator(Result r) {
+    return r.coordinator == null ? "–" : r.coordinator;
   }
 
   /** The worst window's share of the machine taken by other processes; bold above 10 %. */

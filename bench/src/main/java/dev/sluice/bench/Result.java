@@ -54,6 +54,8 @@ final class Result {
   final String label;
   final String unit;
   String driver = "";
+  /** Where the Sluice coordinator of this row ran ("same JVM", "own process"); null for other systems. */
+  String coordinator;
   final List<Round> rounds = new ArrayList<>();
   /** Names of the two latencies: the whole operation, and the marked part (if any). */
   String totalName = "latency";

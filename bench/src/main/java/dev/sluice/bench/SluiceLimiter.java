@@ -1,13 +1,19 @@
 package dev.sluice.bench;
 
+import dev.sluice.client.AcquireOptions;
+import dev.sluice.client.Load;
 import dev.sluice.client.Permit;
 import dev.sluice.client.SluiceClient;
+import java.util.concurrent.CompletableFuture;
 
 /**
  * Sluice through the peers' interface, so the comparison uses the identical driver: acquire is
- * the SDK's blocking {@code acquire}, release is {@code Permit.close()}.
+ * the SDK's blocking {@code acquire}, release is {@code Permit.close()}; its own users' driver is
+ * the SDK's {@code acquireAsync}.
  */
 final class SluiceLimiter implements Limiter {
+
+  private static final Load ONE = Load.requests(1);
 
   private final String name;
   private final SluiceClient client;
@@ -35,6 +41,17 @@ final class SluiceLimiter implements Limiter {
   @Override
   public Object acquire() throws Exception {
     return client.acquire(resource);
+  }
+
+  /** The SDK's own asynchronous acquire: how a service on an event loop uses Sluice. */
+  @Override
+  public boolean async() {
+    return true;
+  }
+
+  @Override
+  public CompletableFuture<Object> acquireAsync() {
+    return client.acquireAsync(resource, ONE, AcquireOptions.defaults()).thenApply(p -> p);
   }
 
   @Override

@@ -6,8 +6,10 @@ import static java.util.Objects.requireNonNull;
 
 import dev.sluice.bench.Limiter;
 import io.github.bucket4j.BucketConfiguration;
+import io.github.bucket4j.distributed.AsyncBucketProxy;
 import io.github.bucket4j.distributed.BucketProxy;
 import io.github.bucket4j.distributed.ExpirationAfterWriteStrategy;
+import io.github.bucket4j.distributed.proxy.RemoteAsyncBucketBuilder;
 import io.github.bucket4j.distributed.proxy.RemoteBucketBuilder;
 import io.github.bucket4j.distributed.proxy.RetryDecision;
 import io.github.bucket4j.distributed.proxy.optimization.Optimizations;
@@ -18,6 +20,9 @@ import io.lettuce.core.api.StatefulRedisConnection;
 import io.lettuce.core.codec.ByteArrayCodec;
 import java.time.Duration;
 import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.atomic.LongAdder;
 
 /**
@@ -39,6 +44,12 @@ import java.util.concurrent.atomic.LongAdder;
  *
  * <p>With {@code batching}, Bucket4j's {@link Optimizations#batching()} merges the calls that
  * wait on the same key in this JVM into one CAS, its documented remedy for a hot key.
+ *
+ * <p>Its users on an event loop use the asynchronous proxy instead ({@code
+ * proxyManager.asAsync()}, Lettuce's async commands): {@link #acquireAsync()} is {@code
+ * asScheduler().consume(1, scheduler)}, the non-blocking twin of {@code asBlocking().consume(1)}
+ * (the delay, if any, waited on a scheduler rather than a parked thread), on the same key with the
+ * same optimization.
  */
 public final class Bucket4jLettuceLimiter implements Limiter {
 
@@ -50,6 +61,8 @@ public final class Bucket4jLettuceLimiter implements Limiter {
   private final LettuceBasedProxyManager<byte[]> proxyManager;
   private final byte[] key;
   private final BucketProxy bucket;
+  private final AsyncBucketProxy asyncBucket;
+  private final ScheduledExecutorService scheduler;
   private final LongAdder casRetries = new LongAdder();
 
   /**
@@ -101,10 +114,20 @@ public final class Bucket4jLettuceLimiter implements Limiter {
         builder = builder.withOptimization(Optimizations.batching());
       }
       this.bucket = builder.build(key, () -> configuration);
+      RemoteAsyncBucketBuilder<byte[]> asyncBuilder = proxyManager.asAsync().builder();
+      if (batching) {
+        asyncBuilder = asyncBuilder.withOptimization(Optimizations.batching());
+      }
+      this.asyncBucket = asyncBuilder.build(key, () -> CompletableFuture.completedFuture(configuration));
     } catch (RuntimeException | Error e) {
       client.shutdown(Duration.ZERO, SHUTDOWN_TIMEOUT);
       throw e;
     }
+    this.scheduler = Executors.newSingleThreadScheduledExecutor(r -> {
+      Thread t = new Thread(r, "bucket4j-scheduler");
+      t.setDaemon(true);
+      return t;
+    });
   }
 
   @Override
@@ -118,7 +141,8 @@ public final class Bucket4jLettuceLimiter implements Limiter {
         + " the client's ms clock, Lua CAS write-back; the only strategy Bucket4j has for"
         + " Lettuce), one bucket on one key, asBlocking().consume(1): the CAS reserves the token"
         + " and the caller parks the returned delay on the client; no server-side queue, a"
-        + " reservation cannot be cancelled."
+        + " reservation cannot be cancelled. Its own-driver row: the async proxy (asAsync()),"
+        + " asScheduler().consume(1, scheduler), many in flight."
         + (batching
             ? " Optimizations.batching(): concurrent calls in this JVM merged into one CAS."
             : " No optimization: every call is its own CAS; lost swaps retried at once"
@@ -131,6 +155,16 @@ public final class Bucket4jLettuceLimiter implements Limiter {
   public Object acquire() throws InterruptedException {
     bucket.asBlocking().consume(1);
     return null;
+  }
+
+  @Override
+  public boolean async() {
+    return true;
+  }
+
+  @Override
+  public CompletableFuture<Object> acquireAsync() {
+    return asyncBucket.asScheduler().consume(1, scheduler).thenApply(v -> null);
   }
 
   @Override
@@ -148,6 +182,7 @@ public final class Bucket4jLettuceLimiter implements Limiter {
     try {
       proxyManager.removeProxy(key);
     } finally {
+      scheduler.shutdownNow();
       connection.close();
       client.shutdown(Duration.ZERO, SHUTDOWN_TIMEOUT);
     }

@@ -6,6 +6,7 @@ import static java.util.Objects.requireNonNull;
 import dev.sluice.bench.Limiter;
 import java.time.Duration;
 import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.redisson.Redisson;
 import org.redisson.api.RRateLimiter;
@@ -64,7 +65,8 @@ public final class RedissonLimiter implements Limiter {
   public String notes() {
     return "Redisson 4.7 RRateLimiter, RateType.OVERALL over a 1 s sliding window (a sorted-set log"
         + " of every permit in the window, one Lua script per attempt, client clock),"
-        + " acquire(1): when full, the script returns the delay until its oldest entry expires"
+        + " acquire(1) (its own-driver row: acquireAsync(1), many in flight): when full, the script returns"
+        + " the delay until its oldest entry expires"
         + " and the client re-polls after it on its timer; no server-side queue, no FIFO, all"
         + " waiters retry at once. RRateLimiter.release(n) exists (returns permits to the"
         + " window) but is a refund, not a concurrency release, so it is not called. Cannot:"
@@ -76,6 +78,17 @@ public final class RedissonLimiter implements Limiter {
   public Object acquire() {
     rateLimiter.acquire(1);
     return null;
+  }
+
+  /** {@code acquireAsync(1)}: Redisson's own non-blocking call, what a reactive service uses. */
+  @Override
+  public boolean async() {
+    return true;
+  }
+
+  @Override
+  public CompletableFuture<Object> acquireAsync() {
+    return rateLimiter.acquireAsync(1).toCompletableFuture().thenApply(v -> null);
   }
 
   @Override

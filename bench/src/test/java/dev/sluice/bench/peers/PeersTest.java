@@ -9,6 +9,7 @@ import dev.sluice.server.redis.RedisProcess;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -49,6 +50,9 @@ class PeersTest {
   private static final int SENTINEL_FAILURES_ALLOWED = CALLS / 10;
   /** Failed acquires retried in the contended check. */
   private static final int SENTINEL_CONTENDED_FAILURES_ALLOWED = WORKERS * CONTENDED_CALLS_EACH;
+
+  /** 20 permits at 10 a second, at most one second's burst up front: about 1 s; coarse on purpose. */
+  private static final Duration ASYNC_LIMITED_AT_LEAST = Duration.ofMillis(700);
 
   private static final Duration SERVER_GONE_WITHIN = Duration.ofSeconds(5);
 
@@ -183,6 +187,57 @@ class PeersTest {
         peer.close();
       }
     }
+  }
+
+  /**
+   * The peers with an asynchronous API (their own users' driver): {@value #CALLS} acquires in
+   * flight at once all complete far below the limit, and at {@value #LOW} a second the same
+   * number waits (the async path limits too, it does not just say yes).
+   */
+  @Test
+  void asyncPeersGrantManyInFlightFarBelowTheirLimitAndWaitAtIt() throws Exception {
+    for (boolean batching : new boolean[] {false, true}) {
+      try (Bucket4jLettuceLimiter high = new Bucket4jLettuceLimiter(redis.uri(), HIGH, batching);
+          Bucket4jLettuceLimiter low = new Bucket4jLettuceLimiter(redis.uri(), LOW, batching)) {
+        assertAsyncGrantsAndLimits(high, low);
+      }
+    }
+    try (RedissonLimiter high = new RedissonLimiter(redis.uri(), HIGH);
+        RedissonLimiter low = new RedissonLimiter(redis.uri(), LOW)) {
+      assertAsyncGrantsAndLimits(high, low);
+    }
+  }
+
+  @Test
+  void peersWithoutAnAsyncApiSaySoAndAreDrivenByThreads() throws Exception {
+    try (GuavaLimiter guava = new GuavaLimiter(HIGH)) {
+      assertThat(guava.async()).isFalse();
+      assertThatThrownBy(guava::acquireAsync)
+          .isInstanceOf(UnsupportedOperationException.class)
+          .hasMessageContaining("guava-inprocess has no asynchronous acquire");
+    }
+    try (SentinelClusterLimiter sentinel = new SentinelClusterLimiter(HIGH, SENTINEL_TIMEOUT)) {
+      assertThat(sentinel.async()).isFalse();
+    }
+  }
+
+  private static void assertAsyncGrantsAndLimits(Limiter high, Limiter low) throws Exception {
+    assertThat(high.async()).as(high.name()).isTrue();
+    List<CompletableFuture<Object>> all = new ArrayList<>();
+    for (int i = 0; i < CALLS; i++) {
+      all.add(high.acquireAsync());
+    }
+    CompletableFuture.allOf(all.toArray(CompletableFuture[]::new)).get(CONTENDED_AT_MOST.toSeconds(), SECONDS);
+    // Past the first second's burst of 10, the next 10 need about a second more.
+    long start = System.nanoTime();
+    List<CompletableFuture<Object>> limited = new ArrayList<>();
+    for (int i = 0; i < 2 * LOW; i++) {
+      limited.add(low.acquireAsync());
+    }
+    CompletableFuture.allOf(limited.toArray(CompletableFuture[]::new)).get(CONTENDED_AT_MOST.toSeconds(), SECONDS);
+    assertThat(Duration.ofNanos(System.nanoTime() - start))
+        .as("%d permits from %s at %d/s, asynchronously", 2 * LOW, low.name(), LOW)
+        .isGreaterThanOrEqualTo(ASYNC_LIMITED_AT_LEAST);
   }
 
   /** {@value #CALLS} acquire/release pairs on this thread; returns how many acquires threw. */
