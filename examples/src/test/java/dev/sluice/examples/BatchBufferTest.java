@@ -1,0 +1,241 @@
+package dev.sluice.examples;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.sluice.examples.mock.MockOpenAi;
+import dev.sluice.server.ServerTestHooks;
+import dev.sluice.server.SluiceServer;
+import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.engine.RateSpec;
+import dev.sluice.server.redis.RedisProcess;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.UnaryOperator;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Buffers delivered through OpenAI's Batch API (issue 22), against the strict mock's Files and
+ * Batches endpoints with a shortened processing time: every item completed with its own
+ * response, line errors retried in a later batch, expired lines queued again, bad input refused
+ * at push.
+ */
+class BatchBufferTest {
+
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  @TempDir Path dataDir;
+  private SluiceServer server;
+  private MockOpenAi mock;
+  private final HttpClient http = HttpClient.newHttpClient();
+
+  private void start(UnaryOperator<SluiceServer.Builder> store) throws Exception {
+    mock = MockOpenAi.builder().latency(Duration.ZERO, Duration.ZERO).batchProcessing(Duration.ofMillis(500))
+        .batchQueueTokens(10_000_000).build().start();
+    server = store.apply(SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
+        .shutdownGrace(Duration.ZERO)).build().start();
+    // The provider's batch queue as a resource: enqueued tokens. A new limit's bucket starts
+    // empty and fills at its rate, so the test's fills in a minute, not in the 24 h window.
+    ServerTestHooks.engine(server).setLimit(new LimitSpec("openai-batch", List.of(new RateSpec("enqueued_tokens",
+        5_000_000, Duration.ofMinutes(1), 5_000_000)), 0, 10_000, Duration.ofHours(1))).join();
+  }
+
+  @AfterEach
+  void stop() {
+    if (server != null) {
+      server.close();
+    }
+    if (mock != null) {
+      mock.close();
+    }
+  }
+
+  private HttpResponse<String> call(String method, String path, String body) throws Exception {
+    HttpRequest.Builder b = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + server.httpPort() + path))
+        .timeout(Duration.ofSeconds(30))
+        .method(method, body == null ? HttpRequest.BodyPublishers.noBody() : HttpRequest.BodyPublishers.ofString(body));
+    return http.send(b.build(), HttpResponse.BodyHandlers.ofString());
+  }
+
+  private JsonNode ok(String method, String path, String body) throws Exception {
+    HttpResponse<String> r = call(method, path, body);
+    assertThat(r.statusCode()).as(method + " " + path + ": " + r.body()).isBetween(200, 202);
+    return JSON.readTree(r.body());
+  }
+
+  private String refused(String method, String path, String body) throws Exception {
+    HttpResponse<String> r = call(method, path, body);
+    assertThat(r.statusCode()).as(r.body()).isEqualTo(400);
+    return JSON.readTree(r.body()).get("error").get("message").asText();
+  }
+
+  private String buffer(String name, String extra) {
+    return "{\"name\": \"" + name + "\", \"url\": \"" + mock.baseUrl() + "\", \"resource\": \"openai-batch\","
+        + " \"delivery\": \"openai-batch\", \"endpoint\": \"/v1/chat/completions\", \"flushAfter\": \"1s\","
+        + " \"headers\": {\"Authorization\": \"Bearer sk-batch\"}" + extra + "}";
+  }
+
+  /** Item i asks a prompt of i % 40 + 1 words with a budget of i % 7 + 1 tokens: its answer shows both. */
+  private static String chat(int i) {
+    return "{\"model\": \"gpt-4o-mini\", \"max_tokens\": " + (i % 7 + 1) + ", \"messages\": [{\"role\": \"user\","
+        + " \"content\": \"" + words(i % 40 + 1) + "\"}]}";
+  }
+
+  private static String words(int n) {
+    return "the ".repeat(n).strip();
+  }
+
+  private List<Long> push(String buffer, int from, int to, java.util.function.IntFunction<String> body)
+      throws Exception {
+    StringBuilder b = new StringBuilder("{\"items\": [");
+    for (int i = from; i < to; i++) {
+      b.append(i == from ? "" : ",").append("{\"body\": ").append(body.apply(i)).append("}");
+    }
+    List<Long> ids = new ArrayList<>();
+    for (JsonNode id : ok("POST", "/v1/buffers/" + buffer + "/items", b.append("]}").toString()).get("ids")) {
+      ids.add(id.asLong());
+    }
+    return ids;
+  }
+
+  private JsonNode item(String buffer, long id) throws Exception {
+    return ok("GET", "/v1/buffers/" + buffer + "/items/" + id, null);
+  }
+
+  private void awaitFinished(String buffer, long total) {
+    await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(200)).untilAsserted(() -> {
+      JsonNode stats = ok("GET", "/v1/buffers/" + buffer, null).get("stats");
+      assertThat(stats.get("completed").asLong() + stats.get("failed").asLong()).as(stats.toString())
+          .isEqualTo(total);
+    });
+  }
+
+  @Test
+  void twoThousandItemsCompleteEachWithItsOwnResponse() throws Exception {
+    start(b -> b);
+    ok("POST", "/v1/buffers", buffer("nightly", ", \"maxBatchItems\": 800"));
+    List<Long> ids = new ArrayList<>();
+    ids.addAll(push("nightly", 0, 1000, BatchBufferTest::chat));
+    ids.addAll(push("nightly", 1000, 2000, BatchBufferTest::chat));
+    awaitFinished("nightly", 2000);
+
+    JsonNode stats = ok("GET", "/v1/buffers/nightly", null).get("stats");
+    assertThat(stats.get("completed").asLong()).isEqualTo(2000);
+    for (int i = 0; i < 2000; i++) {
+      JsonNode x = item("nightly", ids.get(i));
+      assertThat(x.get("state").asText()).isEqualTo("completed");
+      assertThat(x.get("lastStatus").asInt()).isEqualTo(200);
+      JsonNode answer = JSON.readTree(x.get("responseExcerpt").asText());
+      assertThat(answer.get("object").asText()).isEqualTo("chat.completion");
+      // Matched to its own request: the prompt's size and the budget are the item's.
+      int prompt = TokenEstimator.promptTokens(List.of(new TokenEstimator.Message("user", words(i % 40 + 1))));
+      assertThat(answer.get("usage").get("prompt_tokens").asInt()).as("item %d", i).isEqualTo(prompt);
+      assertThat(answer.get("usage").get("completion_tokens").asInt()).isBetween(1, i % 7 + 1);
+    }
+    // 800 + 800 + 400: three batches, no more.
+    assertThat(item("nightly", ids.get(1999)).get("history").toString()).contains("batch batch_");
+    assertThat(mock.stats().admitted()).isZero(); // nothing went to the live endpoint
+  }
+
+  @Test
+  void lineErrorsAreRetriedInALaterBatchAndRefusedBodiesFail() throws Exception {
+    start(b -> b);
+    mock.batchLineErrorEvery(4);
+    ok("POST", "/v1/buffers", buffer("retries", ", \"maxBatchItems\": 9, \"backoffBase\": \"10ms\""));
+    // Item 9 passes the push check but not OpenAI's: a role it does not know.
+    List<Long> ids = push("retries", 0, 9, i -> i < 8 ? chat(i)
+        : "{\"model\": \"gpt-4o-mini\", \"messages\": [{\"role\": \"robot\", \"content\": \"hi\"}]}");
+    awaitFinished("retries", 9);
+    for (int i = 0; i < 8; i++) {
+      JsonNode x = item("retries", ids.get(i));
+      assertThat(x.get("state").asText()).as(x.toString()).isEqualTo("completed");
+      boolean failedOnce = i == 3 || i == 7; // lines 4 and 8 of the first batch
+      assertThat(x.get("attempts").asInt()).as(x.toString()).isEqualTo(failedOnce ? 2 : 1);
+      assertThat(x.get("retriesUsed").asInt()).isEqualTo(failedOnce ? 1 : 0);
+      if (failedOnce) {
+        assertThat(x.get("history").toString()).contains("HTTP 500").contains("retry 1 of 5");
+      }
+    }
+    JsonNode bad = item("retries", ids.get(8));
+    assertThat(bad.get("state").asText()).isEqualTo("failed");
+    assertThat(bad.get("lastStatus").asInt()).isEqualTo(400);
+    assertThat(bad.get("responseExcerpt").asText()).contains("invalid_request_error");
+    assertThat(bad.get("attempts").asInt()).isEqualTo(1);
+  }
+
+  @Test
+  void anExpiredBatchsUnfinishedLinesAreQueuedAgainWithoutSpendingRetries() throws Exception {
+    start(b -> b);
+    mock.batchProcessing(Duration.ofSeconds(4));
+    mock.batchExpiry(Duration.ofSeconds(1)); // a quarter of each batch runs before it expires
+    ok("POST", "/v1/buffers", buffer("late", ", \"maxBatchItems\": 8"));
+    List<Long> ids = push("late", 0, 8, BatchBufferTest::chat);
+    await().atMost(Duration.ofSeconds(30)).untilAsserted(() ->
+        assertThat(item("late", ids.get(7)).get("history").toString()).contains("ended expired"));
+    mock.batchExpiry(Duration.ofHours(24));
+    mock.batchProcessing(Duration.ofMillis(200));
+    awaitFinished("late", 8);
+    assertThat(item("late", ids.get(0)).get("attempts").asInt()).isEqualTo(1); // ran in the first batch
+    for (int i = 2; i < 8; i++) {
+      JsonNode x = item("late", ids.get(i));
+      assertThat(x.get("state").asText()).isEqualTo("completed");
+      assertThat(x.get("attempts").asInt()).as(x.toString()).isGreaterThanOrEqualTo(2);
+      assertThat(x.get("retriesUsed").asInt()).isZero();
+    }
+  }
+
+  @Test
+  void badSettingsAndBadItemsAreRefusedWithTheReason() throws Exception {
+    start(b -> b);
+    assertThat(refused("POST", "/v1/buffers", buffer("x", "").replace("/v1/chat/completions", "/v1/audio/speech")))
+        .contains("not served by OpenAI's Batch API").contains("/v1/chat/completions");
+    assertThat(refused("POST", "/v1/buffers", buffer("x", ", \"completionWindow\": \"48h\"")))
+        .contains("completionWindow 48h").contains("24h only");
+    assertThat(refused("POST", "/v1/buffers", buffer("x", ", \"maxBatchItems\": 50001"))).contains("maxBatchItems");
+    assertThat(refused("POST", "/v1/buffers", buffer("x", "").replace("\"delivery\": \"openai-batch\"", "\"delivery\": \"carrier-pigeon\"")))
+        .contains("delivery 'carrier-pigeon' is unknown");
+    assertThat(refused("POST", "/v1/buffers", "{\"name\": \"y\", \"url\": \"" + mock.baseUrl() + "\", \"resource\":"
+        + " \"openai-batch\", \"flushAfter\": \"1s\"}")).contains("flushAfter applies to \"delivery\": \"openai-batch\"");
+
+    ok("POST", "/v1/buffers", buffer("strict", ", \"maxBatchBytes\": 2048"));
+    String items = "/v1/buffers/strict/items";
+    assertThat(refused("POST", items, "{\"body\": \"plain text\"}")).contains("not a JSON object");
+    assertThat(refused("POST", items, "{\"body\": {\"model\": \"gpt-4o-mini\"}}"))
+        .contains("has no 'messages'");
+    assertThat(refused("POST", items, "{\"body\": {\"model\": \"m\", \"messages\": [], \"stream\": false}}"))
+        .contains("non-empty array");
+    assertThat(refused("POST", items, "{\"body\": {\"model\": \"m\", \"stream\": true, \"messages\": [{\"role\":"
+        + " \"user\", \"content\": \"x\"}]}}")).contains("stream");
+    assertThat(refused("POST", items, "{\"body\": " + chat(1).replace("the", "x".repeat(3000)) + "}"))
+        .contains("over the buffer's maxBatchBytes (2048)");
+    assertThat(refused("POST", items, "{\"body\": " + chat(1) + ", \"headers\": {\"X-A\": \"b\"}}"))
+        .contains("no headers of its own");
+    // A refusal names the item, and nothing of that push is stored.
+    assertThat(refused("POST", items, "{\"items\": [{\"body\": " + chat(1) + "}, {\"body\": 5}]}"))
+        .startsWith("item 1:");
+    assertThat(ok("GET", "/v1/buffers/strict", null).get("stats").get("pending").asLong()).isZero();
+    JsonNode spec = ok("GET", "/v1/buffers/strict", null);
+    assertThat(spec.toString()).contains("\"delivery\":\"openai-batch\"").contains("\"maxBatchItems\":50000")
+        .contains("\"completionWindow\":\"PT24H\"");
+  }
+
+  @Test
+  void onTheSharedStoreABatchBufferIsRefusedWithTheReason() throws Exception {
+    try (RedisProcess redis = RedisProcess.start()) {
+      start(b -> b.store(redis.uri()));
+      assertThat(refused("POST", "/v1/buffers", buffer("shared", ""))).contains("embedded store only");
+      server.close();
+      server = null;
+    }
+  }
+}
