@@ -131,6 +131,8 @@ class BatchBufferTest {
 
     JsonNode stats = ok("GET", "/v1/buffers/nightly", null).get("stats");
     assertThat(stats.get("completed").asLong()).isEqualTo(2000);
+    long promptTotal = 0;
+    long completionTotal = 0;
     for (int i = 0; i < 2000; i++) {
       JsonNode x = item("nightly", ids.get(i));
       assertThat(x.get("state").asText()).isEqualTo("completed");
@@ -141,7 +143,14 @@ class BatchBufferTest {
       int prompt = TokenEstimator.promptTokens(List.of(new TokenEstimator.Message("user", words(i % 40 + 1))));
       assertThat(answer.get("usage").get("prompt_tokens").asInt()).as("item %d", i).isEqualTo(prompt);
       assertThat(answer.get("usage").get("completion_tokens").asInt()).isBetween(1, i % 7 + 1);
+      promptTotal += prompt;
+      completionTotal += answer.get("usage").get("completion_tokens").asInt();
     }
+    // The README's cost comparison comes from this line (gpt-4o-mini: $0.15 / $0.60 per million
+    // input / output tokens live, half that through the Batch API).
+    System.out.printf("batch cost: %d input + %d output tokens: live $%.6f, batch $%.6f%n", promptTotal,
+        completionTotal, (promptTotal * 0.15 + completionTotal * 0.60) / 1e6,
+        (promptTotal * 0.075 + completionTotal * 0.30) / 1e6);
     // 800 + 800 + 400: three batches, no more.
     assertThat(item("nightly", ids.get(1999)).get("history").toString()).contains("batch batch_");
     assertThat(mock.stats().admitted()).isZero(); // nothing went to the live endpoint
@@ -191,6 +200,54 @@ class BatchBufferTest {
       assertThat(x.get("state").asText()).isEqualTo("completed");
       assertThat(x.get("attempts").asInt()).as(x.toString()).isGreaterThanOrEqualTo(2);
       assertThat(x.get("retriesUsed").asInt()).isZero();
+    }
+  }
+
+  private JsonNode providerBatches() throws Exception {
+    return JSON.readTree(http.send(HttpRequest.newBuilder(URI.create(mock.baseUrl() + "/batches?limit=100"))
+        .header("Authorization", "Bearer sk-batch").build(), HttpResponse.BodyHandlers.ofString()).body())
+        .get("data");
+  }
+
+  @Test
+  void pausingHoldsNewBatchesAndDeletingCancelsTheOpenOnes() throws Exception {
+    start(b -> b);
+    ok("POST", "/v1/buffers", buffer("held", ", \"maxBatchItems\": 4"));
+    ok("POST", "/v1/buffers/held/pause", null);
+    List<Long> ids = push("held", 0, 4, BatchBufferTest::chat); // a full batch: due at once, but paused
+    Thread.sleep(1500); // past flushAfter: a paused buffer still sends nothing
+    assertThat(providerBatches()).isEmpty();
+    assertThat(item("held", ids.get(0)).get("state").asText()).isEqualTo("pending");
+
+    mock.batchProcessing(Duration.ofHours(1));
+    ok("POST", "/v1/buffers/held/resume", null);
+    await().atMost(Duration.ofSeconds(20)).untilAsserted(() -> assertThat(providerBatches()).hasSize(1));
+    JsonNode batch = providerBatches().get(0);
+    assertThat(batch.get("metadata").get("sluice_batch").asText()).isEqualTo("held/1");
+    assertThat(item("held", ids.get(0)).get("state").asText()).isEqualTo("running");
+
+    ok("DELETE", "/v1/buffers/held", null);
+    await().atMost(Duration.ofSeconds(20)).untilAsserted(() ->
+        assertThat(providerBatches().get(0).get("status").asText()).isEqualTo("cancelled"));
+  }
+
+  @Test
+  void aRestartResumesPollingItsOpenBatchAndEveryResultLandsOnce() throws Exception {
+    start(b -> b);
+    mock.batchProcessing(Duration.ofSeconds(3));
+    ok("POST", "/v1/buffers", buffer("durable", ", \"maxBatchItems\": 50"));
+    List<Long> ids = push("durable", 0, 50, BatchBufferTest::chat);
+    await().atMost(Duration.ofSeconds(20)).untilAsserted(() -> assertThat(providerBatches()).hasSize(1));
+    server.close(); // the batch runs on at the provider while the coordinator is away
+    server = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
+        .shutdownGrace(Duration.ZERO).build().start();
+    awaitFinished("durable", 50);
+    assertThat(providerBatches()).hasSize(1); // polled again, not sent again
+    for (long id : ids) {
+      JsonNode x = item("durable", id);
+      assertThat(x.get("state").asText()).isEqualTo("completed");
+      assertThat(x.get("attempts").asInt()).isEqualTo(1);
+      assertThat(x.get("history").toString()).containsOnlyOnce("HTTP 200");
     }
   }
 
