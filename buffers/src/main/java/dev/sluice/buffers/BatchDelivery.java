@@ -149,7 +149,7 @@ final class BatchDelivery {
       List<Long> gone = new ArrayList<>(take);
       gone.removeAll(rec.items());
       letGo(b, epoch, gone, 0);
-      prepare(new Run(b, epoch, rec.seq(), rec.items()));
+      prepare(new Run(b, epoch, rec.seq(), new ArrayList<>(rec.items())));
     }));
   }
 
@@ -207,14 +207,41 @@ final class BatchDelivery {
     Map<Long, byte[]> bodies = backend.bodies(b.spec.name(), run.ids);
     ByteArrayOutputStream file = new ByteArrayOutputStream();
     long tokens = 0;
+    List<Long> over = new ArrayList<>();
     for (long id : run.ids) {
       byte[] body = bodies.get(id);
-      if (body != null) {
-        file.writeBytes(s.line(Long.toString(id), body));
-        tokens += estimateTokens(body);
+      if (body == null) {
+        continue;
       }
+      byte[] line = s.line(Long.toString(id), body);
+      // The first line always goes (push refuses a line over the cap): a batch is never empty.
+      if (!over.isEmpty() || (file.size() > 0 && file.size() + line.length > s.maxBatchBytes())) {
+        over.add(id); // past the byte cap: this item and the rest wait for the next batch
+        continue;
+      }
+      file.writeBytes(line);
+      tokens += estimateTokens(body);
     }
     long estimate = Math.max(1, tokens);
+    byte[] jsonl = file.toByteArray();
+    if (over.isEmpty()) {
+      acquireRoom(run, jsonl, estimate);
+      return;
+    }
+    backend.dropFromBatch(b.spec.name(), run.seq, over).whenComplete((x, error) -> guarded(b, () -> {
+      if (error != null) {
+        retry(run, "taking the items over its byte cap out", error, () -> prepare(run));
+        return;
+      }
+      run.ids.removeAll(over);
+      letGo(b, run.epoch, over, 0);
+      acquireRoom(run, jsonl, estimate);
+    }));
+  }
+
+  /** Acquires room for the batch's input tokens on the buffer's resource, then uploads it. */
+  private void acquireRoom(Run run, byte[] jsonl, long estimate) {
+    Buffer b = run.buffer;
     String resource = b.spec.pacingResource();
     String requestId = "batch-" + run.seq + "-" + Long.toString(ThreadLocalRandom.current().nextLong(Long.MAX_VALUE), 36);
     permits.hasDimension(resource, ENQUEUED_TOKENS)
@@ -232,11 +259,11 @@ final class BatchDelivery {
               log.warn("buffer {} batch {}: no room on {} for {} enqueued tokens: {}; asking again in 5 s",
                   b.spec.name(), run.seq, resource, estimate, Delivery.cause(error).getMessage());
             }
-            clock.schedule(() -> prepare(run), error != null ? 5_000 : 0);
+            clock.schedule(() -> acquireRoom(run, jsonl, estimate), error != null ? 5_000 : 0);
             return;
           }
           run.permit = permit.get();
-          upload(run, file.toByteArray());
+          upload(run, jsonl);
         }));
   }
 
@@ -360,6 +387,7 @@ final class BatchDelivery {
     long now = clock.millis();
     Map<Long, BufferBackend.Result> results = new HashMap<>();
     Map<Long, Outcome.Verdict> verdicts = new HashMap<>();
+    java.util.Set<Long> inBatch = new java.util.HashSet<>(run.ids);
     for (String raw : lines.split("\n")) {
       if (raw.isBlank()) {
         continue;
@@ -377,7 +405,7 @@ final class BatchDelivery {
       } catch (NumberFormatException e) {
         continue;
       }
-      if (!run.ids.contains(id)) {
+      if (!inBatch.contains(id)) {
         continue;
       }
       JsonNode response = line.get("response");
@@ -536,7 +564,7 @@ final class BatchDelivery {
       epoch = b.epoch;
     }
     for (BufferBackend.BatchRecord r : open) {
-      Run run = new Run(b, epoch, r.seq(), r.items());
+      Run run = new Run(b, epoch, r.seq(), new ArrayList<>(r.items()));
       run.inputFile = r.inputFile();
       run.providerId = r.providerId();
       synchronized (b) {

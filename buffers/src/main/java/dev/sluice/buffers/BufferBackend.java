@@ -145,6 +145,11 @@ interface BufferBackend extends AutoCloseable {
     throw noBatches();
   }
 
+  /** Takes items back out of a batch still {@code preparing} (over its byte cap): pending again, attempt undone. */
+  default CompletableFuture<Void> dropFromBatch(String name, long seq, List<Long> ids) {
+    throw noBatches();
+  }
+
   /** Records how far a batch got; null ids keep theirs. */
   default CompletableFuture<Void> batchStage(String name, long seq, String stage, String inputFile,
       String providerId) {

@@ -337,6 +337,9 @@ public final class Buffers implements AutoCloseable {
       if (backend.shared()) {
         o.put("deliveredHere", b.owned);
       }
+      if (b.spec.batch() != null) {
+        o.put("openBatches", b.owned ? b.batches.size() : 0);
+      }
     }
     return o;
   }

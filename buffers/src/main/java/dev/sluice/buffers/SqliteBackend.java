@@ -297,6 +297,17 @@ final class SqliteBackend implements BufferBackend {
   }
 
   @Override
+  public CompletableFuture<Void> dropFromBatch(String name, long seq, List<Long> ids) {
+    return store.write(c -> {
+      for (long id : ids) {
+        exec(c, "UPDATE items SET batch = NULL, open_attempt = 0, attempts = attempts - 1 WHERE buffer = ? AND id = ?"
+            + " AND batch = ?", name, id, seq);
+      }
+      return null;
+    });
+  }
+
+  @Override
   public CompletableFuture<Void> batchStage(String name, long seq, String stage, String inputFile,
       String providerId) {
     return store.write(c -> {

@@ -82,8 +82,8 @@ final class BufferCommand implements Callable<Integer> {
       t.row("in flight", s.getInFlight() == 1 ? "1 (strict order)" : s.getInFlight() + " (order per key)");
       t.row("excerpts", s.getExcerptsVisibleToWorkers() ? "admins and workers" : "admins only");
       if (s.getDelivery().equals("openai-batch")) {
-        t.row("delivery mode", "openai-batch " + s.getEndpoint() + ", window " + Durations.format(
-            s.getCompletionWindow()) + ", up to " + s.getMaxBatchItems() + " items / " + s.getMaxBatchBytes()
+        t.row("delivery mode", "openai-batch " + s.getEndpoint() + ", window " + s.getCompletionWindow().getSeconds() / 3600
+            + "h, up to " + s.getMaxBatchItems() + " items / " + s.getMaxBatchBytes()
             + " bytes, flush after " + Durations.format(s.getFlushAfter()));
       }
       t.row("items", st.getPending() + " pending, " + st.getRunning() + " running, " + st.getCompleted()
@@ -267,6 +267,9 @@ final class BufferCommand implements Callable<Integer> {
           Output.number(st.getDeliveredPerSecond()), Output.seconds(st.getOldestPendingAgeSeconds()),
           st.getPaused() ? "yes" : "no");
       t.print(out);
+      if (info.getSpec().getDelivery().equals("openai-batch")) {
+        out.println("open batches at the provider: " + st.getOpenBatches());
+      }
       return 0;
     }
   }

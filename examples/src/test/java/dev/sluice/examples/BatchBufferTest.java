@@ -183,6 +183,25 @@ class BatchBufferTest {
   }
 
   @Test
+  void aBatchStopsAtItsByteCapAndTheRestGoInTheNext() throws Exception {
+    start(b -> b);
+    ok("POST", "/v1/buffers", buffer("small", ", \"maxBatchBytes\": 2048, \"maxBatchItems\": 20"));
+    List<Long> ids = push("small", 0, 20, BatchBufferTest::chat); // about 5 KiB of lines
+    awaitFinished("small", 20);
+    JsonNode batches = providerBatches();
+    assertThat(batches.size()).isGreaterThanOrEqualTo(3);
+    for (JsonNode batch : batches) {
+      JsonNode file = JSON.readTree(http.send(HttpRequest.newBuilder(URI.create(mock.baseUrl() + "/files/"
+          + batch.get("input_file_id").asText())).header("Authorization", "Bearer sk").build(),
+          HttpResponse.BodyHandlers.ofString()).body());
+      assertThat(file.get("bytes").asLong()).isLessThanOrEqualTo(2048);
+    }
+    for (long id : ids) {
+      assertThat(item("small", id).get("attempts").asInt()).isEqualTo(1); // taken out, not attempted
+    }
+  }
+
+  @Test
   void anExpiredBatchsUnfinishedLinesAreQueuedAgainWithoutSpendingRetries() throws Exception {
     start(b -> b);
     mock.batchProcessing(Duration.ofSeconds(4));
@@ -225,6 +244,8 @@ class BatchBufferTest {
     JsonNode batch = providerBatches().get(0);
     assertThat(batch.get("metadata").get("sluice_batch").asText()).isEqualTo("held/1");
     assertThat(item("held", ids.get(0)).get("state").asText()).isEqualTo("running");
+    await().atMost(Duration.ofSeconds(10)).untilAsserted(() ->
+        assertThat(ok("GET", "/v1/buffers/held", null).get("stats").get("openBatches").asInt()).isEqualTo(1));
 
     ok("DELETE", "/v1/buffers/held", null);
     await().atMost(Duration.ofSeconds(20)).untilAsserted(() ->
@@ -248,6 +269,52 @@ class BatchBufferTest {
       assertThat(x.get("state").asText()).isEqualTo("completed");
       assertThat(x.get("attempts").asInt()).isEqualTo(1);
       assertThat(x.get("history").toString()).containsOnlyOnce("HTTP 200");
+    }
+  }
+
+  /**
+   * The crash between "the provider created the batch" and "the store says so": the store shows
+   * the batch uploaded only. After the restart the provider's batches are listed, the one tagged
+   * {@code recover/1} is found and polled, and nothing is sent twice.
+   */
+  @Test
+  void aBatchCreatedJustBeforeACrashIsFoundByItsTag() throws Exception {
+    start(b -> b);
+    ok("POST", "/v1/buffers", buffer("recover", "").replace("\"1s\"", "\"1d\""));
+    List<Long> ids = push("recover", 0, 3, BatchBufferTest::chat);
+    server.close();
+    // What the coordinator did before it died: the file uploaded and the batch created, tagged.
+    String boundary = "b0undary";
+    StringBuilder jsonl = new StringBuilder();
+    for (int i = 0; i < 3; i++) {
+      jsonl.append("{\"custom_id\":\"").append(ids.get(i)).append("\",\"method\":\"POST\",\"url\":")
+          .append("\"/v1/chat/completions\",\"body\":").append(chat(i)).append("}\n");
+    }
+    String multipart = "--" + boundary + "\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--"
+        + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jsonl\"\r\n\r\n" + jsonl
+        + "\r\n--" + boundary + "--\r\n";
+    String fileId = JSON.readTree(http.send(HttpRequest.newBuilder(URI.create(mock.baseUrl() + "/files"))
+        .header("Authorization", "Bearer sk-batch").header("Content-Type", "multipart/form-data; boundary=" + boundary)
+        .POST(HttpRequest.BodyPublishers.ofString(multipart)).build(), HttpResponse.BodyHandlers.ofString()).body())
+        .get("id").asText();
+    http.send(HttpRequest.newBuilder(URI.create(mock.baseUrl() + "/batches")).header("Authorization", "Bearer sk")
+        .POST(HttpRequest.BodyPublishers.ofString("{\"input_file_id\": \"" + fileId + "\", \"endpoint\":"
+            + " \"/v1/chat/completions\", \"completion_window\": \"24h\", \"metadata\": {\"sluice_batch\":"
+            + " \"recover/1\"}}")).build(), HttpResponse.BodyHandlers.ofString());
+    try (java.sql.Connection c = java.sql.DriverManager.getConnection("jdbc:sqlite:" + dataDir.resolve("buffers.db"));
+        java.sql.Statement st = c.createStatement()) {
+      st.executeUpdate("INSERT INTO batches(buffer, seq, stage, input_file, created) VALUES ('recover', 1,"
+          + " 'uploaded', '" + fileId + "', 0)");
+      st.executeUpdate("UPDATE items SET batch = 1, attempts = 1, open_attempt = 1 WHERE buffer = 'recover'");
+    }
+    server = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
+        .shutdownGrace(Duration.ZERO).build().start();
+    awaitFinished("recover", 3);
+    assertThat(providerBatches()).hasSize(1);
+    for (long id : ids) {
+      JsonNode x = item("recover", id);
+      assertThat(x.get("state").asText()).isEqualTo("completed");
+      assertThat(x.get("attempts").asInt()).isEqualTo(1);
     }
   }
 

@@ -141,7 +141,8 @@ final class BufferProtos {
         .setPaused(st.get("paused").asBoolean())
         .setDeliveredPerSecond(st.get("deliveredPerSecond").asDouble())
         .setOldestPendingAgeSeconds(st.get("oldestPendingAgeSeconds").asDouble())
-        .setDelivered(st.get("delivered").asLong())).build();
+        .setDelivered(st.get("delivered").asLong())
+        .setOpenBatches(st.path("openBatches").asLong(0))).build();
   }
 
   private static java.util.Map<String, String> jsonMap(JsonNode node) {
