@@ -202,6 +202,21 @@ class BatchBufferTest {
   }
 
   @Test
+  void aProviderAnsweringGarbageIsRetriedAndNoItemIsLost() throws Exception {
+    start(b -> b);
+    mock.batchGarbage(3); // the upload, its retry, and the first create see an HTML page
+    ok("POST", "/v1/buffers", buffer("garbled", ", \"maxBatchItems\": 4, \"backoffBase\": \"10ms\""));
+    List<Long> ids = push("garbled", 0, 4, BatchBufferTest::chat);
+    awaitFinished("garbled", 4);
+    assertThat(providerBatches()).hasSize(1);
+    for (long id : ids) {
+      JsonNode x = item("garbled", id);
+      assertThat(x.get("state").asText()).isEqualTo("completed");
+      assertThat(x.get("attempts").asInt()).isEqualTo(1);
+    }
+  }
+
+  @Test
   void anExpiredBatchsUnfinishedLinesAreQueuedAgainWithoutSpendingRetries() throws Exception {
     start(b -> b);
     mock.batchProcessing(Duration.ofSeconds(4));

@@ -160,6 +160,7 @@ public final class MockOpenAi implements AutoCloseable {
   private final ObjectMapper json = new ObjectMapper();
   private final AnthropicMessages anthropic;
   private final MockBatches batches;
+  private final AtomicInteger batchGarbage = new AtomicInteger();
   private final AtomicLong sequence = new AtomicLong();
   private final Object lifecycle = new Object();
   private HttpServer server;
@@ -338,6 +339,13 @@ public final class MockOpenAi implements AutoCloseable {
           "invalid_request_error", null, "invalid_api_key");
       return true;
     }
+    if (batchGarbage.getAndUpdate(n -> Math.max(0, n - 1)) > 0) {
+      byte[] garbage = "<html>502 Bad Gateway</html>".getBytes(StandardCharsets.UTF_8);
+      exchange.getResponseHeaders().set("Content-Type", "text/html");
+      exchange.sendResponseHeaders(200, garbage.length); // a proxy's page with a 200: garbage, not an error
+      exchange.getResponseBody().write(garbage);
+      return true;
+    }
     MockBatches.Answer answer;
     try {
       answer = batches.handle(method, path, exchange.getRequestURI().getRawQuery(),
@@ -358,6 +366,14 @@ public final class MockOpenAi implements AutoCloseable {
   /** How long a batch takes from create to completed, on the ticker (tests shorten or lengthen it mid-run). */
   public void batchProcessing(Duration processing) {
     batches.processing(processing);
+  }
+
+  /**
+   * The next {@code n} Files or Batches calls are answered 200 with an HTML page instead of
+   * being served, as a misbehaving proxy would: nothing of them happens.
+   */
+  public void batchGarbage(int n) {
+    batchGarbage.set(n);
   }
 
   /** How long an unfinished batch lasts before it expires, on the ticker; default 24 h, OpenAI's window. */
