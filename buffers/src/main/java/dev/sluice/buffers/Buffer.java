@@ -33,6 +33,9 @@ final class Buffer {
   final TreeMap<Long, Item> open = new TreeMap<>();
   final Throughput throughput = new Throughput();
   final List<Meter> meters = new ArrayList<>();
+  /** openai-batch: a batch is being prepared (one at a time); its open batches, number to provider id. */
+  boolean preparing;
+  final java.util.Map<Long, String> batches = new java.util.HashMap<>();
   int running;
   /** This node delivers it: always alone; in shared mode while it holds the lease. */
   boolean owned;
@@ -72,6 +75,8 @@ final class Buffer {
     epoch++;
     open.clear();
     running = 0;
+    preparing = false;
+    batches.clear();
     for (BufferBackend.OpenItem o : t.items()) {
       Item it = new Item(o.id(), o.key(), o.created(), o.nextAt());
       it.retries = o.retries();

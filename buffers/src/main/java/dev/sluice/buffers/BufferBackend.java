@@ -106,6 +106,70 @@ interface BufferBackend extends AutoCloseable {
     return Map.of();
   }
 
+  // ---------------------------------------------------------------------------------------
+  // openai-batch buffers: which items are in which batch, and how far each batch got, stored
+  // with the items, so a restart resumes each batch from its last recorded stage.
+
+  /**
+   * A batch as stored.
+   *
+   * @param seq the buffer's own number for it, from 1
+   * @param stage {@code preparing} (items taken, nothing uploaded), {@code uploaded} (the input
+   *     file is at the provider), {@code created} (the provider runs it)
+   * @param inputFile the provider's id of the input file, or null
+   * @param providerId the provider's id of the batch, or null
+   */
+  record BatchRecord(long seq, String stage, String inputFile, String providerId, List<Long> items) {}
+
+  /** Backends that keep no batch state refuse openai-batch buffers with this. */
+  static UnsupportedOperationException noBatches() {
+    return new UnsupportedOperationException("openai-batch buffers are kept in the embedded store only for now:"
+        + " run this coordinator without a shared Redis for them");
+  }
+
+  /** True when this backend keeps batch state. */
+  default boolean batches() {
+    return false;
+  }
+
+  /**
+   * Takes pending items into a new batch (stage {@code preparing}), an attempt opened for each;
+   * completes with the batch's number. Items no longer pending are left out of it.
+   */
+  default CompletableFuture<BatchRecord> openBatch(String name, List<Long> ids, long now) {
+    throw noBatches();
+  }
+
+  /** Items' bodies by id (an item gone is absent). */
+  default Map<Long, byte[]> bodies(String name, List<Long> ids) {
+    throw noBatches();
+  }
+
+  /** Takes items back out of a batch still {@code preparing} (over its byte cap): pending again, attempt undone. */
+  default CompletableFuture<Void> dropFromBatch(String name, long seq, List<Long> ids) {
+    throw noBatches();
+  }
+
+  /** Records how far a batch got; null ids keep theirs. */
+  default CompletableFuture<Void> batchStage(String name, long seq, String stage, String inputFile,
+      String providerId) {
+    throw noBatches();
+  }
+
+  /** The buffer's batches not yet finished, oldest first. */
+  default List<BatchRecord> openBatches(String name) {
+    throw noBatches();
+  }
+
+  /**
+   * Ends a batch in one commit: each item in {@code results} gets its outcome; every other item
+   * of the batch goes back to pending with {@code requeued} as its history line.
+   */
+  default CompletableFuture<Void> finishBatch(String name, long seq, Map<Long, Result> results, String requeued,
+      long now) {
+    throw noBatches();
+  }
+
   @Override
   void close();
 }

@@ -25,6 +25,21 @@ public interface BufferPermits {
   CompletableFuture<Optional<String>> acquire(String resource, Duration timeout, String requestId);
 
   /**
+   * Acquires {@code load} (units per dimension) on {@code resource}, as {@link #acquire(String,
+   * Duration, String)} does one request: an openai-batch buffer acquires room for a batch's input
+   * tokens. Default: one request, for engines without dimensions.
+   */
+  default CompletableFuture<Optional<String>> acquire(String resource, java.util.Map<String, Long> load,
+      Duration timeout, String requestId) {
+    return acquire(resource, timeout, requestId);
+  }
+
+  /** Whether {@code resource}'s limit has a rate on {@code dimension}. Default: false. */
+  default CompletableFuture<Boolean> hasDimension(String resource, String dimension) {
+    return CompletableFuture.completedFuture(false);
+  }
+
+  /**
    * Ends a permit; {@code unused} gives the whole grant back (nothing reached the endpoint).
    * Fire and forget: a permit already ended is no error.
    */

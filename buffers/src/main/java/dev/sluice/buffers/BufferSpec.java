@@ -35,6 +35,8 @@ import java.util.regex.Pattern;
  * @param retention how long completed and failed items keep their status
  * @param excerptsVisibleToWorkers whether worker keys covering the buffer read the endpoint's
  *     response excerpts (default false: admins only; a response may echo the buffer's secrets)
+ * @param batch with {@code "delivery": "openai-batch"}, how items go as OpenAI Batch API lines;
+ *     null for the default {@code "delivery": "http"}, one request per item
  */
 public record BufferSpec(
     String name,
@@ -50,7 +52,8 @@ public record BufferSpec(
     int inFlight,
     Duration timeout,
     Duration retention,
-    boolean excerptsVisibleToWorkers) {
+    boolean excerptsVisibleToWorkers,
+    BatchSettings batch) {
 
   /** An inline pace: {@code amount} requests per {@code period}, bursts of {@code burst}. */
   public record Rate(long amount, Duration period, long burst) {}
@@ -90,7 +93,8 @@ public record BufferSpec(
       throw invalid("a buffer is a JSON object: {\"name\": \"orders\", \"url\": \"https://...\", \"resource\": \"shop\"}");
     }
     known(body, "name", "url", "method", "headers", "resource", "rate", "maxRetries", "backoff", "backoffBase",
-        "backoffMax", "inFlight", "timeout", "retention", "excerptsVisibleToWorkers");
+        "backoffMax", "inFlight", "timeout", "retention", "excerptsVisibleToWorkers", "delivery", "endpoint",
+        "completionWindow", "maxBatchItems", "maxBatchBytes", "flushAfter");
     String name = text(body, "name", null);
     if (name == null || !NAME.matcher(name).matches()) {
       throw invalid("buffer name " + (name == null ? "is missing" : "'" + name + "' is invalid")
@@ -170,8 +174,21 @@ public record BufferSpec(
       throw invalid("excerptsVisibleToWorkers must be true or false (default false: only admins read the"
           + " endpoint's responses), not " + excerpts);
     }
+    String delivery = text(body, "delivery", BatchSettings.HTTP);
+    BatchSettings batch = null;
+    if (delivery.equals(BatchSettings.OPENAI_BATCH)) {
+      if (!method.equals("POST")) {
+        throw invalid("method " + method + ": an openai-batch buffer sends its batches with POST; leave method out");
+      }
+      batch = BatchSettings.parse(body, syntax);
+    } else if (delivery.equals(BatchSettings.HTTP)) {
+      BatchSettings.refuseOnHttp(body);
+    } else {
+      throw invalid("delivery '" + delivery + "' is unknown: use http (default, one request per item) or openai-batch"
+          + " (items go as lines of OpenAI Batch API files)");
+    }
     return new BufferSpec(name, url, method, headers, resource, rate, maxRetries, backoff, base, max, inFlight,
-        timeout, retention, excerpts != null && excerpts.asBoolean(false));
+        timeout, retention, excerpts != null && excerpts.asBoolean(false), batch);
   }
 
   /** Per-item or buffer headers: names checked, reserved ones refused. */
@@ -290,6 +307,9 @@ public record BufferSpec(
     o.put("inFlight", inFlight);
     o.put("timeout", timeout.toString());
     o.put("retention", retention.toString());
+    if (batch != null) {
+      batch.write(o);
+    }
     return o;
   }
 
@@ -352,7 +372,7 @@ public record BufferSpec(
     }
   }
 
-  private static String text(JsonNode body, String field, String dflt) {
+  static String text(JsonNode body, String field, String dflt) {
     JsonNode v = body.get(field);
     if (v == null || v.isNull()) {
       return dflt;
@@ -363,7 +383,7 @@ public record BufferSpec(
     return v.asText();
   }
 
-  private static long whole(JsonNode body, String field, long dflt, long min, long max) {
+  static long whole(JsonNode body, String field, long dflt, long min, long max) {
     String leaf = field.substring(field.lastIndexOf('.') + 1);
     JsonNode v = body.get(leaf);
     if (v == null || v.isNull()) {
@@ -376,7 +396,7 @@ public record BufferSpec(
   }
 
   /** A duration field's range, and an example of it for the refusal. */
-  private record Range(Duration min, Duration max, String example) {}
+  record Range(Duration min, Duration max, String example) {}
 
   private static final Range BACKOFF_BASE = new Range(Duration.ofMillis(1), Duration.ofHours(1), "1s");
   private static final Range BACKOFF_MAX = new Range(Duration.ofMillis(1), Duration.ofDays(1), "5m");
@@ -384,7 +404,7 @@ public record BufferSpec(
   private static final Range RETENTION = new Range(Duration.ofSeconds(1), Duration.ofDays(365), "7d");
 
   /** A duration: seconds as a number, or 250ms / 30s / 5m / 1h / 2d, or ISO-8601, within {@code bounds}. */
-  private static Duration duration(JsonNode body, String field, Duration dflt, Range range, BufferSyntax syntax) {
+  static Duration duration(JsonNode body, String field, Duration dflt, Range range, BufferSyntax syntax) {
     String leaf = field.substring(field.lastIndexOf('.') + 1);
     JsonNode v = body.get(leaf);
     if (v == null || v.isNull()) {

@@ -79,6 +79,20 @@ final class BufferStore implements AutoCloseable {
             + " PRIMARY KEY(buffer, id))");
         s.execute("CREATE INDEX IF NOT EXISTS items_state ON items(buffer, state, id)");
         s.execute("CREATE UNIQUE INDEX IF NOT EXISTS items_idem ON items(buffer, idem)");
+        // openai-batch buffers: the batch an item is in (null: none), and each batch's stage.
+        boolean hasBatch = false;
+        try (ResultSet rs = s.executeQuery("PRAGMA table_info(items)")) {
+          while (rs.next()) {
+            hasBatch |= rs.getString("name").equals("batch");
+          }
+        }
+        if (!hasBatch) {
+          s.execute("ALTER TABLE items ADD COLUMN batch INTEGER");
+        }
+        s.execute("CREATE TABLE IF NOT EXISTS batches(buffer TEXT NOT NULL, seq INTEGER NOT NULL, stage TEXT NOT NULL,"
+            + " input_file TEXT, provider_id TEXT, created INTEGER NOT NULL, finished INTEGER,"
+            + " PRIMARY KEY(buffer, seq))");
+        s.execute("CREATE INDEX IF NOT EXISTS items_batch ON items(buffer, batch)");
       }
       reader = DriverManager.getConnection("jdbc:sqlite:" + file);
       try (Statement s = reader.createStatement()) {

@@ -207,6 +207,9 @@ public final class Buffers implements AutoCloseable {
     open();
     BufferSpec spec = BufferSpec.parse(body, syntax);
     targets.check(spec.url());
+    if (spec.batch() != null && !backend.batches()) {
+      throw BufferSpec.invalid(BufferBackend.noBatches().getMessage());
+    }
     if (spec.resource() != null && !await(permits.hasLimit(spec.resource()))) {
       throw BufferSpec.invalid("resource '" + spec.resource() + "' has no limit: create it first (`sluice limit set "
           + spec.resource() + " --rate requests=N/min`), or give the buffer its own rate");
@@ -233,8 +236,9 @@ public final class Buffers implements AutoCloseable {
     if (ownership != null) {
       ownership.syncSoon(); // claim it now rather than within the second
     }
-    log.info("buffer {} created: {} {} paced by {}", spec.name(), spec.method(), spec.shownUrl(),
-        spec.pacingResource());
+    log.info("buffer {} created: {} {} paced by {}{}", spec.name(), spec.method(), spec.shownUrl(),
+        spec.pacingResource(), spec.batch() == null ? "" : ", delivered as openai-batch batches of "
+            + spec.batch().endpoint());
     return spec;
   }
 
@@ -273,6 +277,9 @@ public final class Buffers implements AutoCloseable {
       b.deleted = true;
     }
     b.cancelTimers();
+    if (b.spec.batch() != null) {
+      delivery.batches().cancelAll(b);
+    }
     known.forget(b);
     backend.delete(name);
     if (b.spec.rate() != null) {
@@ -330,6 +337,9 @@ public final class Buffers implements AutoCloseable {
       if (backend.shared()) {
         o.put("deliveredHere", b.owned);
       }
+      if (b.spec.batch() != null) {
+        o.put("openBatches", b.owned ? b.batches.size() : 0);
+      }
     }
     return o;
   }
@@ -347,7 +357,11 @@ public final class Buffers implements AutoCloseable {
     if (b.deleted) {
       throw BufferException.notFound("buffer '" + name + "' was deleted");
     }
-    for (NewItem it : items) {
+    for (int i = 0; i < items.size(); i++) {
+      NewItem it = items.get(i);
+      if (b.spec.batch() != null) {
+        b.spec.batch().checkItem(it, i);
+      }
       for (String h : it.headers().keySet()) {
         if (b.spec.headers().keySet().stream().anyMatch(h::equalsIgnoreCase)) {
           throw BufferSpec.invalid("item headers: header " + h + " is set by buffer '" + name + "' itself, and the"

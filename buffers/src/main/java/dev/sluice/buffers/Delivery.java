@@ -41,6 +41,8 @@ final class Delivery {
   private final Dispatch dispatch;
   private final BufferClock clock;
   private final Known known;
+  /** openai-batch buffers: delivered as batches, not item by item. */
+  private final BatchDelivery batches;
   /** Times a buffer's retry timer fired: what an idle buffer set must not do. */
   private final AtomicLong wakeups = new AtomicLong();
   private volatile boolean closed;
@@ -51,10 +53,21 @@ final class Delivery {
     this.dispatch = dispatch;
     this.clock = clock;
     this.known = known;
+    this.batches = new BatchDelivery(permits, backend, dispatch, clock, known);
+    batches.onFinished((b, now) -> expireAt(b, now + b.spec.retention().toMillis() + 1));
+  }
+
+  /** The sender of openai-batch buffers. */
+  BatchDelivery batches() {
+    return batches;
   }
 
   /** Starts every delivery the buffer's order and in-flight cap allow now; arms a timer for later ones. */
   void pump(Buffer b) {
+    if (b.spec.batch() != null) {
+      batches.pump(b);
+      return;
+    }
     List<Buffer.Item> start = new ArrayList<>();
     int epoch;
     synchronized (b) {
@@ -266,6 +279,9 @@ final class Delivery {
   /** This node starts delivering {@code b} (load or takeover): finished items of before may be due. */
   void started(Buffer b) {
     expireAt(b, clock.millis() + 1000);
+    if (b.spec.batch() != null) {
+      batches.started(b);
+    }
   }
 
   /** Arms the buffer's clean-up for {@code at} (clock millis), unless it is armed for earlier. */
@@ -308,6 +324,7 @@ final class Delivery {
   /** Stops starting deliveries; attempts in flight are abandoned (sent again, flagged, after a restart). */
   void close() {
     closed = true;
+    batches.close();
   }
 
   boolean closed() {

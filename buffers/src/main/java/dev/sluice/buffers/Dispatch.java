@@ -3,6 +3,7 @@ package dev.sluice.buffers;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.io.IOException;
 import java.io.InputStream;
+import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
@@ -45,6 +46,26 @@ final class Dispatch implements AutoCloseable {
     try {
       return CompletableFuture.supplyAsync(() -> sendNow(spec, send), checks).thenCompose(f -> f);
     } catch (RejectedExecutionException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+  }
+
+  /**
+   * One call of a batch's life (upload, create, poll, download) on the same client, checked
+   * against the same target rules; fails with the reason when the target is refused or there
+   * is no answer.
+   */
+  CompletableFuture<HttpResponse<byte[]>> call(URI target, HttpRequest request) {
+    try {
+      if (targets.looksUp(target)) {
+        return CompletableFuture.supplyAsync(() -> {
+          targets.check(target);
+          return null;
+        }, checks).thenCompose(x -> http.sendAsync(request, HttpResponse.BodyHandlers.ofByteArray()));
+      }
+      targets.check(target);
+      return http.sendAsync(request, HttpResponse.BodyHandlers.ofByteArray());
+    } catch (RuntimeException e) {
       return CompletableFuture.failedFuture(e);
     }
   }

@@ -65,6 +65,7 @@ final class SqliteBackend implements BufferBackend {
   public void delete(String name) {
     join(store.write(c -> {
       exec(c, "DELETE FROM items WHERE buffer = ?", name);
+      exec(c, "DELETE FROM batches WHERE buffer = ?", name);
       exec(c, "DELETE FROM buffers WHERE name = ?", name);
       nextIds.remove(name);
       return null;
@@ -136,7 +137,7 @@ final class SqliteBackend implements BufferBackend {
   public Takeover takeOver(String name, long now) {
     int reopened = join(store.write(c -> {
       try (PreparedStatement ps = c.prepareStatement("UPDATE items SET open_attempt = 0, duplicate = 1,"
-          + " history = history || ? WHERE buffer = ? AND state = 'pending' AND open_attempt = 1")) {
+          + " history = history || ? WHERE buffer = ? AND state = 'pending' AND open_attempt = 1 AND batch IS NULL")) {
         ps.setString(1, Instant.ofEpochMilli(now) + " " + Buffers.REOPENED + "\n");
         ps.setString(2, name);
         return ps.executeUpdate();
@@ -145,7 +146,8 @@ final class SqliteBackend implements BufferBackend {
     List<OpenItem> items = store.read(c -> {
       List<OpenItem> out = new ArrayList<>();
       try (PreparedStatement ps = c.prepareStatement(
-          "SELECT id, okey, created, next_at, retries FROM items WHERE buffer = ? AND state = 'pending' ORDER BY id")) {
+          "SELECT id, okey, created, next_at, retries FROM items WHERE buffer = ? AND state = 'pending'"
+              + " AND batch IS NULL ORDER BY id")) {
         ps.setString(1, name);
         try (ResultSet rs = ps.executeQuery()) {
           while (rs.next()) {
@@ -244,6 +246,121 @@ final class SqliteBackend implements BufferBackend {
   public long oldestFinished(String name) {
     return store.read(c -> BufferStore.count(c, "SELECT COALESCE(MIN(finished), 0) FROM items WHERE buffer = ?"
         + " AND state IN ('completed', 'failed')", name));
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // openai-batch
+
+  @Override
+  public boolean batches() {
+    return true;
+  }
+
+  @Override
+  public CompletableFuture<BatchRecord> openBatch(String name, List<Long> ids, long now) {
+    return store.write(c -> {
+      long seq = BufferStore.count(c, "SELECT COALESCE(MAX(seq), 0) FROM batches WHERE buffer = ?", name) + 1;
+      exec(c, "INSERT INTO batches(buffer, seq, stage, created) VALUES (?, ?, 'preparing', ?)", name, seq, now);
+      List<Long> taken = new ArrayList<>(ids.size());
+      try (PreparedStatement ps = c.prepareStatement("UPDATE items SET batch = ?, attempts = attempts + 1,"
+          + " open_attempt = 1 WHERE buffer = ? AND id = ? AND state = 'pending' AND batch IS NULL")) {
+        for (long id : ids) {
+          ps.setLong(1, seq);
+          ps.setString(2, name);
+          ps.setLong(3, id);
+          if (ps.executeUpdate() == 1) {
+            taken.add(id);
+          }
+        }
+      }
+      return new BatchRecord(seq, "preparing", null, null, taken);
+    });
+  }
+
+  @Override
+  public Map<Long, byte[]> bodies(String name, List<Long> ids) {
+    return store.read(c -> {
+      Map<Long, byte[]> out = new HashMap<>();
+      try (PreparedStatement ps = c.prepareStatement("SELECT body FROM items WHERE buffer = ? AND id = ?")) {
+        for (long id : ids) {
+          ps.setString(1, name);
+          ps.setLong(2, id);
+          try (ResultSet rs = ps.executeQuery()) {
+            if (rs.next()) {
+              out.put(id, rs.getBytes(1));
+            }
+          }
+        }
+      }
+      return out;
+    });
+  }
+
+  @Override
+  public CompletableFuture<Void> dropFromBatch(String name, long seq, List<Long> ids) {
+    return store.write(c -> {
+      for (long id : ids) {
+        exec(c, "UPDATE items SET batch = NULL, open_attempt = 0, attempts = attempts - 1 WHERE buffer = ? AND id = ?"
+            + " AND batch = ?", name, id, seq);
+      }
+      return null;
+    });
+  }
+
+  @Override
+  public CompletableFuture<Void> batchStage(String name, long seq, String stage, String inputFile,
+      String providerId) {
+    return store.write(c -> {
+      exec(c, "UPDATE batches SET stage = ?, input_file = COALESCE(?, input_file), provider_id = COALESCE(?,"
+          + " provider_id) WHERE buffer = ? AND seq = ?", stage, inputFile, providerId, name, seq);
+      return null;
+    });
+  }
+
+  @Override
+  public List<BatchRecord> openBatches(String name) {
+    return store.read(c -> {
+      List<BatchRecord> out = new ArrayList<>();
+      try (PreparedStatement ps = c.prepareStatement("SELECT seq, stage, input_file, provider_id FROM batches"
+          + " WHERE buffer = ? AND finished IS NULL ORDER BY seq");
+          PreparedStatement items = c.prepareStatement("SELECT id FROM items WHERE buffer = ? AND batch = ?"
+              + " ORDER BY id")) {
+        ps.setString(1, name);
+        try (ResultSet rs = ps.executeQuery()) {
+          while (rs.next()) {
+            List<Long> ids = new ArrayList<>();
+            items.setString(1, name);
+            items.setLong(2, rs.getLong(1));
+            try (ResultSet r2 = items.executeQuery()) {
+              while (r2.next()) {
+                ids.add(r2.getLong(1));
+              }
+            }
+            out.add(new BatchRecord(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getString(4), ids));
+          }
+        }
+      }
+      return out;
+    });
+  }
+
+  @Override
+  public CompletableFuture<Void> finishBatch(String name, long seq, Map<Long, Result> results, String requeued,
+      long now) {
+    return store.write(c -> {
+      for (Map.Entry<Long, Result> e : results.entrySet()) {
+        Result r = e.getValue();
+        // Only an item still in this batch: a result read twice (a restart mid-download) lands once.
+        exec(c, "UPDATE items SET state = ?, open_attempt = 0, retries = ?, next_at = ?, status = ?, excerpt = ?,"
+            + " history = history || ?, finished = ?, batch = NULL WHERE buffer = ? AND id = ? AND batch = ?",
+            r.state(), r.retries(), r.nextAt(), r.status() == 0 ? null : r.status(), r.excerpt(), r.line(),
+            r.finished() != 0 ? r.finished() : null, name, e.getKey(), seq);
+      }
+      exec(c, "UPDATE items SET batch = NULL, open_attempt = 0, history = history || ? WHERE buffer = ? AND batch = ?",
+          requeued, name, seq);
+      exec(c, "UPDATE batches SET stage = 'finished', finished = ? WHERE buffer = ? AND seq = ?", now, name, seq);
+      return null;
+    });
   }
 
   @Override

@@ -81,6 +81,11 @@ final class BufferCommand implements Callable<Integer> {
           + " to " + Durations.format(s.getBackoffMax()));
       t.row("in flight", s.getInFlight() == 1 ? "1 (strict order)" : s.getInFlight() + " (order per key)");
       t.row("excerpts", s.getExcerptsVisibleToWorkers() ? "admins and workers" : "admins only");
+      if (s.getDelivery().equals("openai-batch")) {
+        t.row("delivery mode", "openai-batch " + s.getEndpoint() + ", window " + s.getCompletionWindow().getSeconds() / 3600
+            + "h, up to " + s.getMaxBatchItems() + " items / " + s.getMaxBatchBytes()
+            + " bytes, flush after " + Durations.format(s.getFlushAfter()));
+      }
       t.row("items", st.getPending() + " pending, " + st.getRunning() + " running, " + st.getCompleted()
           + " completed, " + st.getFailed() + " failed" + (st.getPaused() ? " (paused)" : ""));
       t.row("delivery", Output.number(st.getDeliveredPerSecond()) + "/s, oldest pending "
@@ -130,6 +135,25 @@ final class BufferCommand implements Callable<Integer> {
         description = "Let worker keys covering the buffer read the endpoint's response excerpts; default: admins"
             + " only (a response may echo the buffer's secrets).")
     private boolean excerptsVisibleToWorkers;
+    @Option(names = "--delivery", paramLabel = "MODE",
+        description = "http (default): one request per item to --url; openai-batch: items go as lines of OpenAI"
+            + " Batch API files, --url being the API base (https://api.openai.com/v1).")
+    private String delivery;
+    @Option(names = "--endpoint", paramLabel = "PATH",
+        description = "openai-batch: the endpoint every line calls, e.g. /v1/chat/completions.")
+    private String endpoint;
+    @Option(names = "--completion-window", paramLabel = "DURATION", converter = Durations.Converter.class,
+        description = "openai-batch: the batch's completion window; default and only value 24h.")
+    private Duration completionWindow;
+    @Option(names = "--max-batch-items", paramLabel = "N",
+        description = "openai-batch: lines per batch at most; default 50000 (the provider's cap).")
+    private Integer maxBatchItems;
+    @Option(names = "--max-batch-bytes", paramLabel = "BYTES",
+        description = "openai-batch: bytes of one input file at most; default 209715200 (the provider's 200 MB).")
+    private Long maxBatchBytes;
+    @Option(names = "--flush-after", paramLabel = "DURATION", converter = Durations.Converter.class,
+        description = "openai-batch: send a partial batch once its oldest item waited this long; default 10m.")
+    private Duration flushAfter;
 
     @Override
     public Integer call() {
@@ -179,10 +203,33 @@ final class BufferCommand implements Callable<Integer> {
       if (retention != null) {
         b.setRetention(Durations.toProto(retention));
       }
+      batchOptions(b);
       try (AdminClient admin = client.connect()) {
         print(admin.call(stub -> stub.createBuffer(CreateBufferRequest.newBuilder().setSpec(b).build())));
       }
       return 0;
+    }
+
+    /** The openai-batch settings; the server refuses them on an http buffer, naming the option. */
+    private void batchOptions(BufferSpec.Builder b) {
+      if (delivery != null) {
+        b.setDelivery(delivery);
+      }
+      if (endpoint != null) {
+        b.setEndpoint(endpoint);
+      }
+      if (completionWindow != null) {
+        b.setCompletionWindow(Durations.toProto(completionWindow));
+      }
+      if (maxBatchItems != null) {
+        b.setMaxBatchItems(maxBatchItems);
+      }
+      if (maxBatchBytes != null) {
+        b.setMaxBatchBytes(maxBatchBytes);
+      }
+      if (flushAfter != null) {
+        b.setFlushAfter(Durations.toProto(flushAfter));
+      }
     }
   }
 
@@ -220,6 +267,9 @@ final class BufferCommand implements Callable<Integer> {
           Output.number(st.getDeliveredPerSecond()), Output.seconds(st.getOldestPendingAgeSeconds()),
           st.getPaused() ? "yes" : "no");
       t.print(out);
+      if (info.getSpec().getDelivery().equals("openai-batch")) {
+        out.println("open batches at the provider: " + st.getOpenBatches());
+      }
       return 0;
     }
   }

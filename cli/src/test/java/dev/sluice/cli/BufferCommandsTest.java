@@ -60,6 +60,24 @@ class BufferCommandsTest {
   }
 
   @Test
+  void createsAnOpenAiBatchBufferAndShowsItsSettings() {
+    assertThat(sluice("limit", "set", "batch-queue", "--rate", "enqueued_tokens=2000000/1d").exit()).isZero();
+    CliRun created = sluice("buffer", "create", "nightly", "--delivery", "openai-batch", "--url",
+        "http://127.0.0.1:9/v1", "--endpoint", "/v1/chat/completions", "--resource", "batch-queue",
+        "--completion-window", "24h", "--max-batch-items", "1000", "--max-batch-bytes", "1048576",
+        "--flush-after", "5m");
+    assertThat(created.exit()).as(created.err()).isZero();
+    assertThat(created.out()).contains("openai-batch /v1/chat/completions", "window 24h", "up to 1000 items / 1048576"
+        + " bytes", "flush after 5m");
+    CliRun wrong = sluice("buffer", "create", "wrong", "--delivery", "openai-batch", "--url", "http://127.0.0.1:9/v1",
+        "--endpoint", "/v1/audio/speech", "--resource", "batch-queue");
+    assertThat(wrong.exit()).isNotZero();
+    assertThat(wrong.err()).contains("not served by OpenAI's Batch API");
+    assertThat(sluice("buffer", "stats", "nightly").out()).contains("open batches at the provider: 0");
+    assertThat(sluice("buffer", "delete", "nightly").exit()).isZero();
+  }
+
+  @Test
   void createPushWatchPauseAndDeleteABuffer() {
     assertThat(sluice("limit", "set", "partner", "--rate", "requests=100/s").exit()).isZero();
     CliRun created = sluice("buffer", "create", "orders", "--url", url, "--resource", "partner",

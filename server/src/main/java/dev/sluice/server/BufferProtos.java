@@ -3,6 +3,7 @@ package dev.sluice.server;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.sluice.buffers.BatchSettings;
 import dev.sluice.buffers.Buffers;
 import dev.sluice.buffers.NewItem;
 import dev.sluice.proto.v1.BufferInfo;
@@ -78,6 +79,24 @@ final class BufferProtos {
       o.put("retention", seconds(p.getRetention()));
     }
     o.put("excerptsVisibleToWorkers", p.getExcerptsVisibleToWorkers());
+    if (!p.getDelivery().isEmpty()) {
+      o.put("delivery", p.getDelivery());
+    }
+    if (!p.getEndpoint().isEmpty()) {
+      o.put("endpoint", p.getEndpoint());
+    }
+    if (p.hasCompletionWindow()) {
+      o.put("completionWindow", seconds(p.getCompletionWindow()));
+    }
+    if (p.hasMaxBatchItems()) {
+      o.put("maxBatchItems", p.getMaxBatchItems());
+    }
+    if (p.hasMaxBatchBytes()) {
+      o.put("maxBatchBytes", p.getMaxBatchBytes());
+    }
+    if (p.hasFlushAfter()) {
+      o.put("flushAfter", seconds(p.getFlushAfter()));
+    }
     return o;
   }
 
@@ -98,7 +117,15 @@ final class BufferProtos {
         .setInFlight(s.inFlight())
         .setTimeout(Protos.duration(s.timeout()))
         .setRetention(Protos.duration(s.retention()))
-        .setExcerptsVisibleToWorkers(s.excerptsVisibleToWorkers());
+        .setExcerptsVisibleToWorkers(s.excerptsVisibleToWorkers())
+        .setDelivery(s.batch() == null ? BatchSettings.HTTP : BatchSettings.OPENAI_BATCH);
+    if (s.batch() != null) {
+      b.setEndpoint(s.batch().endpoint())
+          .setCompletionWindow(Protos.duration(s.batch().completionWindow()))
+          .setMaxBatchItems(s.batch().maxBatchItems())
+          .setMaxBatchBytes(s.batch().maxBatchBytes())
+          .setFlushAfter(Protos.duration(s.batch().flushAfter()));
+    }
     if (s.resource() != null) {
       b.setResource(s.resource());
     } else {
@@ -114,7 +141,8 @@ final class BufferProtos {
         .setPaused(st.get("paused").asBoolean())
         .setDeliveredPerSecond(st.get("deliveredPerSecond").asDouble())
         .setOldestPendingAgeSeconds(st.get("oldestPendingAgeSeconds").asDouble())
-        .setDelivered(st.get("delivered").asLong())).build();
+        .setDelivered(st.get("delivered").asLong())
+        .setOpenBatches(st.path("openBatches").asLong(0))).build();
   }
 
   private static java.util.Map<String, String> jsonMap(JsonNode node) {

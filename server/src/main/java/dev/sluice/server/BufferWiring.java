@@ -127,7 +127,18 @@ public final class BufferWiring {
 
     @Override
     public CompletableFuture<Optional<String>> acquire(String resource, Duration timeout, String requestId) {
-      return engine.acquire(resource, Map.of("requests", 1L), Lane.DEFAULT, timeout.toNanos(), requestId).future()
+      return acquire(resource, Map.of("requests", 1L), timeout, requestId);
+    }
+
+    @Override
+    public CompletableFuture<Boolean> hasDimension(String resource, String dimension) {
+      return engine.getLimit(resource).thenApply(l -> l.isPresent() && l.get().rate(dimension) != null);
+    }
+
+    @Override
+    public CompletableFuture<Optional<String>> acquire(String resource, Map<String, Long> load, Duration timeout,
+        String requestId) {
+      return engine.acquire(resource, load, Lane.DEFAULT, timeout.toNanos(), requestId).future()
           .handle((grant, error) -> {
             if (error == null) {
               return Optional.of(grant.permitId());

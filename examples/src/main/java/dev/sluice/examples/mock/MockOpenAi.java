@@ -70,6 +70,10 @@ import java.util.function.LongSupplier;
  *       answer and stream shapes, errors and {@code anthropic-ratelimit-*} headers, and its limit
  *       model (RPM, input and output tokens per minute, per {@code x-api-key}; see {@link
  *       Builder#anthropic}): {@link AnthropicMessages}. Its calls count in the same {@link Stats}.
+ *   <li>{@code POST /v1/files}, {@code GET /v1/files/{id}[/content]}, {@code POST|GET /v1/batches},
+ *       {@code GET /v1/batches/{id}}, {@code POST /v1/batches/{id}/cancel}: OpenAI's Files and
+ *       Batch APIs with a processing time on the ticker, line errors, expiry and the enqueued-token
+ *       limit ({@link MockBatches}).
  *   <li>{@code GET /v1/models}: a fixed list of models.
  *   <li>{@code GET /mock/stats}: {@link Stats} as JSON; {@code POST /mock/reset}: {@link #reset()};
  *       {@code GET|PUT /mock/limits}: the limits, or new ones from a JSON object with any of {@code
@@ -155,6 +159,8 @@ public final class MockOpenAi implements AutoCloseable {
   private final boolean azure;
   private final ObjectMapper json = new ObjectMapper();
   private final AnthropicMessages anthropic;
+  private final MockBatches batches;
+  private final AtomicInteger batchGarbage = new AtomicInteger();
   private final AtomicLong sequence = new AtomicLong();
   private final Object lifecycle = new Object();
   private HttpServer server;
@@ -173,6 +179,7 @@ public final class MockOpenAi implements AutoCloseable {
             b.anthropic,
             b.ticker);
     this.anthropic = new AnthropicMessages(engine, json, this::nextRandom, this::latency);
+    this.batches = new MockBatches(json, b.ticker, this::nextRandom, b.batchProcessing, b.batchQueueTokens);
     this.projects = new Projects(b.projects);
     this.azure = b.azure;
     projects.all().values().forEach(p -> engine.updateProjectLimits(Projects.id(p.name()),
@@ -299,7 +306,8 @@ public final class MockOpenAi implements AutoCloseable {
         case "GET /mock/limits" -> sendJson(exchange, 200, json.valueToTree(engine.limits()));
         case "PUT /mock/limits" -> putLimits(exchange, body);
         default -> {
-          if (!projectControl(exchange, method, path, body)) {
+          if (!batchesOrFiles(exchange, method, path, body)
+              && !projectControl(exchange, method, path, body)) {
             sendError(
                 exchange,
                 404,
@@ -316,6 +324,74 @@ public final class MockOpenAi implements AutoCloseable {
       // A bug in the mock must be loud, never a 200.
       sendError(exchange, 500, "The mock failed: " + e, "server_error", null, null);
     }
+  }
+
+  /** The Files and Batch APIs ({@link MockBatches}); false when the path is neither. */
+  private boolean batchesOrFiles(HttpExchange exchange, String method, String path, byte[] body)
+      throws IOException {
+    if (!path.startsWith("/v1/files") && !path.startsWith("/v1/batches")) {
+      return false;
+    }
+    exchange.getResponseHeaders().set("x-request-id", newRequestId());
+    if (bearerKey(exchange) == null) {
+      sendError(exchange, 401, "You didn't provide an API key. You need to provide your API key in an"
+          + " Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+          "invalid_request_error", null, "invalid_api_key");
+      return true;
+    }
+    if (batchGarbage.getAndUpdate(n -> Math.max(0, n - 1)) > 0) {
+      byte[] garbage = "<html>502 Bad Gateway</html>".getBytes(StandardCharsets.UTF_8);
+      exchange.getResponseHeaders().set("Content-Type", "text/html");
+      exchange.sendResponseHeaders(200, garbage.length); // a proxy's page with a 200: garbage, not an error
+      exchange.getResponseBody().write(garbage);
+      return true;
+    }
+    MockBatches.Answer answer;
+    try {
+      answer = batches.handle(method, path, exchange.getRequestURI().getRawQuery(),
+          exchange.getRequestHeaders().getFirst("Content-Type"), body);
+    } catch (MockBatches.Refusal r) {
+      sendError(exchange, r.status, r.getMessage(), r.type, r.param, r.code);
+      return true;
+    }
+    if (answer == null) {
+      return false;
+    }
+    exchange.getResponseHeaders().set("Content-Type", answer.contentType());
+    exchange.sendResponseHeaders(answer.status(), answer.body().length);
+    exchange.getResponseBody().write(answer.body());
+    return true;
+  }
+
+  /** How long a batch takes from create to completed, on the ticker (tests shorten or lengthen it mid-run). */
+  public void batchProcessing(Duration processing) {
+    batches.processing(processing);
+  }
+
+  /**
+   * The next {@code n} Files or Batches calls are answered 200 with an HTML page instead of
+   * being served, as a misbehaving proxy would: nothing of them happens.
+   */
+  public void batchGarbage(int n) {
+    batchGarbage.set(n);
+  }
+
+  /** How long an unfinished batch lasts before it expires, on the ticker; default 24 h, OpenAI's window. */
+  public void batchExpiry(Duration expiry) {
+    batches.expiry(expiry);
+  }
+
+  /** Every k-th line of each batch is answered 500 {@code server_error} in its error file; 0 (default): none. */
+  public void batchLineErrorEvery(int k) {
+    if (k < 0) {
+      throw new IllegalArgumentException("k must be >= 0 (0 = off): " + k);
+    }
+    batches.lineErrorEvery(k);
+  }
+
+  /** Input tokens of {@code model}'s batches not yet ended: what the enqueued-token limit counts. */
+  public long batchEnqueuedTokens(String model) {
+    return batches.enqueuedTokens(model);
   }
 
   private void chatCompletion(HttpExchange exchange, byte[] body)
@@ -901,6 +977,8 @@ public final class MockOpenAi implements AutoCloseable {
     private AnthropicLimiter.Limits anthropic = AnthropicLimiter.DEFAULTS;
     private final Map<String, Projects.Project> projects = new java.util.LinkedHashMap<>();
     private boolean azure;
+    private Duration batchProcessing = Duration.ofMinutes(10);
+    private long batchQueueTokens = 2_000_000;
     private final Set<String> set = new HashSet<>();
 
     private Builder() {}
@@ -1067,6 +1145,34 @@ public final class MockOpenAi implements AutoCloseable {
     public Builder azure(boolean azure) {
       once("azure");
       this.azure = azure;
+      return this;
+    }
+
+    /**
+     * How long a batch takes from create to {@code completed}, on the ticker; default 10 minutes.
+     * Longer than its expiry (24 h) makes every batch expire.
+     */
+    public Builder batchProcessing(Duration processing) {
+      Objects.requireNonNull(processing, "processing");
+      if (processing.isNegative()) {
+        throw new IllegalArgumentException("batchProcessing must be >= 0: " + processing);
+      }
+      once("batchProcessing");
+      this.batchProcessing = processing;
+      return this;
+    }
+
+    /**
+     * The enqueued-token limit: input tokens per model across batches not yet ended; a batch that
+     * would pass it fails with {@code token_limit_exceeded}. Default 2,000,000 (gpt-4o-mini at
+     * OpenAI's first tier).
+     */
+    public Builder batchQueueTokens(long tokens) {
+      if (tokens <= 0) {
+        throw new IllegalArgumentException("batchQueueTokens must be positive: " + tokens);
+      }
+      once("batchQueueTokens");
+      this.batchQueueTokens = tokens;
       return this;
     }
 

@@ -1,0 +1,380 @@
+package dev.sluice.examples;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.sluice.examples.mock.MockOpenAi;
+import dev.sluice.server.ServerTestHooks;
+import dev.sluice.server.SluiceServer;
+import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.engine.RateSpec;
+import dev.sluice.server.redis.RedisProcess;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.UnaryOperator;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Buffers delivered through OpenAI's Batch API (issue 22), against the strict mock's Files and
+ * Batches endpoints with a shortened processing time: every item completed with its own
+ * response, line errors retried in a later batch, expired lines queued again, bad input refused
+ * at push.
+ */
+class BatchBufferTest {
+
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  @TempDir Path dataDir;
+  private SluiceServer server;
+  private MockOpenAi mock;
+  private final HttpClient http = HttpClient.newHttpClient();
+
+  private void start(UnaryOperator<SluiceServer.Builder> store) throws Exception {
+    mock = MockOpenAi.builder().latency(Duration.ZERO, Duration.ZERO).batchProcessing(Duration.ofMillis(500))
+        .batchQueueTokens(10_000_000).build().start();
+    server = store.apply(SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
+        .shutdownGrace(Duration.ZERO)).build().start();
+    // The provider's batch queue as a resource: enqueued tokens. A new limit's bucket starts
+    // empty and fills at its rate, so the test's fills in a minute, not in the 24 h window.
+    ServerTestHooks.engine(server).setLimit(new LimitSpec("openai-batch", List.of(new RateSpec("enqueued_tokens",
+        5_000_000, Duration.ofMinutes(1), 5_000_000)), 0, 10_000, Duration.ofHours(1))).join();
+  }
+
+  @AfterEach
+  void stop() {
+    if (server != null) {
+      server.close();
+    }
+    if (mock != null) {
+      mock.close();
+    }
+  }
+
+  private HttpResponse<String> call(String method, String path, String body) throws Exception {
+    HttpRequest.Builder b = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + server.httpPort() + path))
+        .timeout(Duration.ofSeconds(30))
+        .method(method, body == null ? HttpRequest.BodyPublishers.noBody() : HttpRequest.BodyPublishers.ofString(body));
+    return http.send(b.build(), HttpResponse.BodyHandlers.ofString());
+  }
+
+  private JsonNode ok(String method, String path, String body) throws Exception {
+    HttpResponse<String> r = call(method, path, body);
+    assertThat(r.statusCode()).as(method + " " + path + ": " + r.body()).isBetween(200, 202);
+    return JSON.readTree(r.body());
+  }
+
+  private String refused(String method, String path, String body) throws Exception {
+    HttpResponse<String> r = call(method, path, body);
+    assertThat(r.statusCode()).as(r.body()).isEqualTo(400);
+    return JSON.readTree(r.body()).get("error").get("message").asText();
+  }
+
+  private String buffer(String name, String extra) {
+    return "{\"name\": \"" + name + "\", \"url\": \"" + mock.baseUrl() + "\", \"resource\": \"openai-batch\","
+        + " \"delivery\": \"openai-batch\", \"endpoint\": \"/v1/chat/completions\", \"flushAfter\": \"1s\","
+        + " \"headers\": {\"Authorization\": \"Bearer sk-batch\"}" + extra + "}";
+  }
+
+  /** Item i asks a prompt of i % 40 + 1 words with a budget of i % 7 + 1 tokens: its answer shows both. */
+  private static String chat(int i) {
+    return "{\"model\": \"gpt-4o-mini\", \"max_tokens\": " + (i % 7 + 1) + ", \"messages\": [{\"role\": \"user\","
+        + " \"content\": \"" + words(i % 40 + 1) + "\"}]}";
+  }
+
+  private static String words(int n) {
+    return "the ".repeat(n).strip();
+  }
+
+  private List<Long> push(String buffer, int from, int to, java.util.function.IntFunction<String> body)
+      throws Exception {
+    StringBuilder b = new StringBuilder("{\"items\": [");
+    for (int i = from; i < to; i++) {
+      b.append(i == from ? "" : ",").append("{\"body\": ").append(body.apply(i)).append("}");
+    }
+    List<Long> ids = new ArrayList<>();
+    for (JsonNode id : ok("POST", "/v1/buffers/" + buffer + "/items", b.append("]}").toString()).get("ids")) {
+      ids.add(id.asLong());
+    }
+    return ids;
+  }
+
+  private JsonNode item(String buffer, long id) throws Exception {
+    return ok("GET", "/v1/buffers/" + buffer + "/items/" + id, null);
+  }
+
+  private void awaitFinished(String buffer, long total) {
+    await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(200)).untilAsserted(() -> {
+      JsonNode stats = ok("GET", "/v1/buffers/" + buffer, null).get("stats");
+      assertThat(stats.get("completed").asLong() + stats.get("failed").asLong()).as(stats.toString())
+          .isEqualTo(total);
+    });
+  }
+
+  @Test
+  void twoThousandItemsCompleteEachWithItsOwnResponse() throws Exception {
+    start(b -> b);
+    ok("POST", "/v1/buffers", buffer("nightly", ", \"maxBatchItems\": 800"));
+    List<Long> ids = new ArrayList<>();
+    ids.addAll(push("nightly", 0, 1000, BatchBufferTest::chat));
+    ids.addAll(push("nightly", 1000, 2000, BatchBufferTest::chat));
+    awaitFinished("nightly", 2000);
+
+    JsonNode stats = ok("GET", "/v1/buffers/nightly", null).get("stats");
+    assertThat(stats.get("completed").asLong()).isEqualTo(2000);
+    long promptTotal = 0;
+    long completionTotal = 0;
+    for (int i = 0; i < 2000; i++) {
+      JsonNode x = item("nightly", ids.get(i));
+      assertThat(x.get("state").asText()).isEqualTo("completed");
+      assertThat(x.get("lastStatus").asInt()).isEqualTo(200);
+      JsonNode answer = JSON.readTree(x.get("responseExcerpt").asText());
+      assertThat(answer.get("object").asText()).isEqualTo("chat.completion");
+      // Matched to its own request: the prompt's size and the budget are the item's.
+      int prompt = TokenEstimator.promptTokens(List.of(new TokenEstimator.Message("user", words(i % 40 + 1))));
+      assertThat(answer.get("usage").get("prompt_tokens").asInt()).as("item %d", i).isEqualTo(prompt);
+      assertThat(answer.get("usage").get("completion_tokens").asInt()).isBetween(1, i % 7 + 1);
+      promptTotal += prompt;
+      completionTotal += answer.get("usage").get("completion_tokens").asInt();
+    }
+    // The README's cost comparison comes from this line (gpt-4o-mini: $0.15 / $0.60 per million
+    // input / output tokens live, half that through the Batch API).
+    System.out.printf("batch cost: %d input + %d output tokens: live $%.6f, batch $%.6f%n", promptTotal,
+        completionTotal, (promptTotal * 0.15 + completionTotal * 0.60) / 1e6,
+        (promptTotal * 0.075 + completionTotal * 0.30) / 1e6);
+    // 800 + 800 + 400: three batches, no more.
+    assertThat(item("nightly", ids.get(1999)).get("history").toString()).contains("batch batch_");
+    assertThat(mock.stats().admitted()).isZero(); // nothing went to the live endpoint
+  }
+
+  @Test
+  void lineErrorsAreRetriedInALaterBatchAndRefusedBodiesFail() throws Exception {
+    start(b -> b);
+    mock.batchLineErrorEvery(4);
+    ok("POST", "/v1/buffers", buffer("retries", ", \"maxBatchItems\": 9, \"backoffBase\": \"10ms\""));
+    // Item 9 passes the push check but not OpenAI's: a role it does not know.
+    List<Long> ids = push("retries", 0, 9, i -> i < 8 ? chat(i)
+        : "{\"model\": \"gpt-4o-mini\", \"messages\": [{\"role\": \"robot\", \"content\": \"hi\"}]}");
+    awaitFinished("retries", 9);
+    for (int i = 0; i < 8; i++) {
+      JsonNode x = item("retries", ids.get(i));
+      assertThat(x.get("state").asText()).as(x.toString()).isEqualTo("completed");
+      boolean failedOnce = i == 3 || i == 7; // lines 4 and 8 of the first batch
+      assertThat(x.get("attempts").asInt()).as(x.toString()).isEqualTo(failedOnce ? 2 : 1);
+      assertThat(x.get("retriesUsed").asInt()).isEqualTo(failedOnce ? 1 : 0);
+      if (failedOnce) {
+        assertThat(x.get("history").toString()).contains("HTTP 500").contains("retry 1 of 5");
+      }
+    }
+    JsonNode bad = item("retries", ids.get(8));
+    assertThat(bad.get("state").asText()).isEqualTo("failed");
+    assertThat(bad.get("lastStatus").asInt()).isEqualTo(400);
+    assertThat(bad.get("responseExcerpt").asText()).contains("invalid_request_error");
+    assertThat(bad.get("attempts").asInt()).isEqualTo(1);
+  }
+
+  @Test
+  void aBatchStopsAtItsByteCapAndTheRestGoInTheNext() throws Exception {
+    start(b -> b);
+    ok("POST", "/v1/buffers", buffer("small", ", \"maxBatchBytes\": 2048, \"maxBatchItems\": 20"));
+    List<Long> ids = push("small", 0, 20, BatchBufferTest::chat); // over 3 KiB of lines
+    awaitFinished("small", 20);
+    JsonNode batches = providerBatches();
+    assertThat(batches.size()).isGreaterThanOrEqualTo(2);
+    for (JsonNode batch : batches) {
+      JsonNode file = JSON.readTree(http.send(HttpRequest.newBuilder(URI.create(mock.baseUrl() + "/files/"
+          + batch.get("input_file_id").asText())).header("Authorization", "Bearer sk").build(),
+          HttpResponse.BodyHandlers.ofString()).body());
+      assertThat(file.get("bytes").asLong()).isLessThanOrEqualTo(2048);
+    }
+    for (long id : ids) {
+      assertThat(item("small", id).get("attempts").asInt()).isEqualTo(1); // taken out, not attempted
+    }
+  }
+
+  @Test
+  void aProviderAnsweringGarbageIsRetriedAndNoItemIsLost() throws Exception {
+    start(b -> b);
+    mock.batchGarbage(3); // the upload, its retry, and the first create see an HTML page
+    ok("POST", "/v1/buffers", buffer("garbled", ", \"maxBatchItems\": 4, \"backoffBase\": \"10ms\""));
+    List<Long> ids = push("garbled", 0, 4, BatchBufferTest::chat);
+    awaitFinished("garbled", 4);
+    assertThat(providerBatches()).hasSize(1);
+    for (long id : ids) {
+      JsonNode x = item("garbled", id);
+      assertThat(x.get("state").asText()).isEqualTo("completed");
+      assertThat(x.get("attempts").asInt()).isEqualTo(1);
+    }
+  }
+
+  @Test
+  void anExpiredBatchsUnfinishedLinesAreQueuedAgainWithoutSpendingRetries() throws Exception {
+    start(b -> b);
+    mock.batchProcessing(Duration.ofSeconds(4));
+    mock.batchExpiry(Duration.ofSeconds(1)); // a quarter of each batch runs before it expires
+    ok("POST", "/v1/buffers", buffer("late", ", \"maxBatchItems\": 8"));
+    List<Long> ids = push("late", 0, 8, BatchBufferTest::chat);
+    await().atMost(Duration.ofSeconds(30)).untilAsserted(() ->
+        assertThat(item("late", ids.get(7)).get("history").toString()).contains("ended expired"));
+    mock.batchExpiry(Duration.ofHours(24));
+    mock.batchProcessing(Duration.ofMillis(200));
+    awaitFinished("late", 8);
+    assertThat(item("late", ids.get(0)).get("attempts").asInt()).isEqualTo(1); // ran in the first batch
+    for (int i = 2; i < 8; i++) {
+      JsonNode x = item("late", ids.get(i));
+      assertThat(x.get("state").asText()).isEqualTo("completed");
+      assertThat(x.get("attempts").asInt()).as(x.toString()).isGreaterThanOrEqualTo(2);
+      assertThat(x.get("retriesUsed").asInt()).isZero();
+    }
+  }
+
+  private JsonNode providerBatches() throws Exception {
+    return JSON.readTree(http.send(HttpRequest.newBuilder(URI.create(mock.baseUrl() + "/batches?limit=100"))
+        .header("Authorization", "Bearer sk-batch").build(), HttpResponse.BodyHandlers.ofString()).body())
+        .get("data");
+  }
+
+  @Test
+  void pausingHoldsNewBatchesAndDeletingCancelsTheOpenOnes() throws Exception {
+    start(b -> b);
+    ok("POST", "/v1/buffers", buffer("held", ", \"maxBatchItems\": 4"));
+    ok("POST", "/v1/buffers/held/pause", null);
+    List<Long> ids = push("held", 0, 4, BatchBufferTest::chat); // a full batch: due at once, but paused
+    Thread.sleep(1500); // past flushAfter: a paused buffer still sends nothing
+    assertThat(providerBatches()).isEmpty();
+    assertThat(item("held", ids.get(0)).get("state").asText()).isEqualTo("pending");
+
+    mock.batchProcessing(Duration.ofHours(1));
+    ok("POST", "/v1/buffers/held/resume", null);
+    await().atMost(Duration.ofSeconds(20)).untilAsserted(() -> assertThat(providerBatches()).hasSize(1));
+    JsonNode batch = providerBatches().get(0);
+    assertThat(batch.get("metadata").get("sluice_batch").asText()).isEqualTo("held/1");
+    assertThat(item("held", ids.get(0)).get("state").asText()).isEqualTo("running");
+    await().atMost(Duration.ofSeconds(10)).untilAsserted(() ->
+        assertThat(ok("GET", "/v1/buffers/held", null).get("stats").get("openBatches").asInt()).isEqualTo(1));
+
+    ok("DELETE", "/v1/buffers/held", null);
+    await().atMost(Duration.ofSeconds(20)).untilAsserted(() ->
+        assertThat(providerBatches().get(0).get("status").asText()).isEqualTo("cancelled"));
+  }
+
+  @Test
+  void aRestartResumesPollingItsOpenBatchAndEveryResultLandsOnce() throws Exception {
+    start(b -> b);
+    mock.batchProcessing(Duration.ofSeconds(3));
+    ok("POST", "/v1/buffers", buffer("durable", ", \"maxBatchItems\": 50"));
+    List<Long> ids = push("durable", 0, 50, BatchBufferTest::chat);
+    await().atMost(Duration.ofSeconds(20)).untilAsserted(() -> assertThat(providerBatches()).hasSize(1));
+    server.close(); // the batch runs on at the provider while the coordinator is away
+    server = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
+        .shutdownGrace(Duration.ZERO).build().start();
+    awaitFinished("durable", 50);
+    assertThat(providerBatches()).hasSize(1); // polled again, not sent again
+    for (long id : ids) {
+      JsonNode x = item("durable", id);
+      assertThat(x.get("state").asText()).isEqualTo("completed");
+      assertThat(x.get("attempts").asInt()).isEqualTo(1);
+      assertThat(x.get("history").toString()).containsOnlyOnce("HTTP 200");
+    }
+  }
+
+  /**
+   * The crash between "the provider created the batch" and "the store says so": the store shows
+   * the batch uploaded only. After the restart the provider's batches are listed, the one tagged
+   * {@code recover/1} is found and polled, and nothing is sent twice.
+   */
+  @Test
+  void aBatchCreatedJustBeforeACrashIsFoundByItsTag() throws Exception {
+    start(b -> b);
+    ok("POST", "/v1/buffers", buffer("recover", "").replace("\"1s\"", "\"1d\""));
+    List<Long> ids = push("recover", 0, 3, BatchBufferTest::chat);
+    server.close();
+    // What the coordinator did before it died: the file uploaded and the batch created, tagged.
+    String boundary = "b0undary";
+    StringBuilder jsonl = new StringBuilder();
+    for (int i = 0; i < 3; i++) {
+      jsonl.append("{\"custom_id\":\"").append(ids.get(i)).append("\",\"method\":\"POST\",\"url\":")
+          .append("\"/v1/chat/completions\",\"body\":").append(chat(i)).append("}\n");
+    }
+    String multipart = "--" + boundary + "\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--"
+        + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jsonl\"\r\n\r\n" + jsonl
+        + "\r\n--" + boundary + "--\r\n";
+    String fileId = JSON.readTree(http.send(HttpRequest.newBuilder(URI.create(mock.baseUrl() + "/files"))
+        .header("Authorization", "Bearer sk-batch").header("Content-Type", "multipart/form-data; boundary=" + boundary)
+        .POST(HttpRequest.BodyPublishers.ofString(multipart)).build(), HttpResponse.BodyHandlers.ofString()).body())
+        .get("id").asText();
+    http.send(HttpRequest.newBuilder(URI.create(mock.baseUrl() + "/batches")).header("Authorization", "Bearer sk")
+        .POST(HttpRequest.BodyPublishers.ofString("{\"input_file_id\": \"" + fileId + "\", \"endpoint\":"
+            + " \"/v1/chat/completions\", \"completion_window\": \"24h\", \"metadata\": {\"sluice_batch\":"
+            + " \"recover/1\"}}")).build(), HttpResponse.BodyHandlers.ofString());
+    try (java.sql.Connection c = java.sql.DriverManager.getConnection("jdbc:sqlite:" + dataDir.resolve("buffers.db"));
+        java.sql.Statement st = c.createStatement()) {
+      st.executeUpdate("INSERT INTO batches(buffer, seq, stage, input_file, created) VALUES ('recover', 1,"
+          + " 'uploaded', '" + fileId + "', 0)");
+      st.executeUpdate("UPDATE items SET batch = 1, attempts = 1, open_attempt = 1 WHERE buffer = 'recover'");
+    }
+    server = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
+        .shutdownGrace(Duration.ZERO).build().start();
+    awaitFinished("recover", 3);
+    assertThat(providerBatches()).hasSize(1);
+    for (long id : ids) {
+      JsonNode x = item("recover", id);
+      assertThat(x.get("state").asText()).isEqualTo("completed");
+      assertThat(x.get("attempts").asInt()).isEqualTo(1);
+    }
+  }
+
+  @Test
+  void badSettingsAndBadItemsAreRefusedWithTheReason() throws Exception {
+    start(b -> b);
+    assertThat(refused("POST", "/v1/buffers", buffer("x", "").replace("/v1/chat/completions", "/v1/audio/speech")))
+        .contains("not served by OpenAI's Batch API").contains("/v1/chat/completions");
+    assertThat(refused("POST", "/v1/buffers", buffer("x", ", \"completionWindow\": \"48h\"")))
+        .contains("completionWindow 48h").contains("24h only");
+    assertThat(refused("POST", "/v1/buffers", buffer("x", ", \"maxBatchItems\": 50001"))).contains("maxBatchItems");
+    assertThat(refused("POST", "/v1/buffers", buffer("x", "").replace("\"delivery\": \"openai-batch\"", "\"delivery\": \"carrier-pigeon\"")))
+        .contains("delivery 'carrier-pigeon' is unknown");
+    assertThat(refused("POST", "/v1/buffers", "{\"name\": \"y\", \"url\": \"" + mock.baseUrl() + "\", \"resource\":"
+        + " \"openai-batch\", \"flushAfter\": \"1s\"}")).contains("flushAfter applies to \"delivery\": \"openai-batch\"");
+
+    ok("POST", "/v1/buffers", buffer("strict", ", \"maxBatchBytes\": 2048"));
+    String items = "/v1/buffers/strict/items";
+    assertThat(refused("POST", items, "{\"body\": \"plain text\"}")).contains("not a JSON object");
+    assertThat(refused("POST", items, "{\"body\": {\"model\": \"gpt-4o-mini\"}}"))
+        .contains("has no 'messages'");
+    assertThat(refused("POST", items, "{\"body\": {\"model\": \"m\", \"messages\": [], \"stream\": false}}"))
+        .contains("non-empty array");
+    assertThat(refused("POST", items, "{\"body\": {\"model\": \"m\", \"stream\": true, \"messages\": [{\"role\":"
+        + " \"user\", \"content\": \"x\"}]}}")).contains("stream");
+    assertThat(refused("POST", items, "{\"body\": " + chat(1).replace("the", "x".repeat(3000)) + "}"))
+        .contains("over the buffer's maxBatchBytes (2048)");
+    assertThat(refused("POST", items, "{\"body\": " + chat(1) + ", \"headers\": {\"X-A\": \"b\"}}"))
+        .contains("no headers of its own");
+    // A refusal names the item, and nothing of that push is stored.
+    assertThat(refused("POST", items, "{\"items\": [{\"body\": " + chat(1) + "}, {\"body\": 5}]}"))
+        .startsWith("item 1:");
+    assertThat(ok("GET", "/v1/buffers/strict", null).get("stats").get("pending").asLong()).isZero();
+    JsonNode spec = ok("GET", "/v1/buffers/strict", null);
+    assertThat(spec.toString()).contains("\"delivery\":\"openai-batch\"").contains("\"maxBatchItems\":50000")
+        .contains("\"completionWindow\":\"PT24H\"");
+  }
+
+  @Test
+  void onTheSharedStoreABatchBufferIsRefusedWithTheReason() throws Exception {
+    try (RedisProcess redis = RedisProcess.start()) {
+      start(b -> b.store(redis.uri()));
+      assertThat(refused("POST", "/v1/buffers", buffer("shared", ""))).contains("embedded store only");
+      server.close();
+      server = null;
+    }
+  }
+}
