@@ -125,6 +125,35 @@ class DeployFilesTest {
       }
     }
     assertThat(store).startsWith("redis://sluice-redis:");
+    // The limits file comes from a ConfigMap mounted where SLUICE_LIMITS_FILE points, and is a
+    // document the coordinator applies.
+    String limitsFile = null;
+    for (JsonNode e : c.get("env")) {
+      if (e.get("name").asText().equals("SLUICE_LIMITS_FILE")) {
+        limitsFile = e.get("value").asText();
+      }
+    }
+    assertThat(limitsFile).isNotNull();
+    String mountedAt = limitsFile.substring(0, limitsFile.lastIndexOf('/'));
+    JsonNode mount = null;
+    for (JsonNode m : c.get("volumeMounts")) {
+      if (m.get("mountPath").asText().equals(mountedAt)) {
+        mount = m;
+      }
+    }
+    assertThat(mount).as("a volume mounted at %s", mountedAt).isNotNull();
+    String volume = mount.get("name").asText();
+    String configMap = null;
+    for (JsonNode v : sluice.get("spec").get("template").get("spec").get("volumes")) {
+      if (v.get("name").asText().equals(volume)) {
+        configMap = v.get("configMap").get("name").asText();
+      }
+    }
+    String map = configMap;
+    JsonNode limitsMap = docs.stream().filter(d -> d.get("kind").asText().equals("ConfigMap")
+        && d.get("metadata").get("name").asText().equals(map)).findFirst().orElseThrow();
+    String text = limitsMap.get("data").get(limitsFile.substring(limitsFile.lastIndexOf('/') + 1)).asText();
+    assertThat(dev.sluice.server.limits.LimitsDocument.parse(text, "the ConfigMap").limits()).containsKey("openai");
     assertThat(docs).anySatisfy(d -> {
       assertThat(d.get("kind").asText()).isEqualTo("Service");
       assertThat(d.get("metadata").get("name").asText()).isEqualTo("sluice-redis");

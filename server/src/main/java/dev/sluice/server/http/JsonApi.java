@@ -49,6 +49,7 @@ final class JsonApi {
   private final Costs costs;
   private final PriceApi prices;
   private final PoolApi pools;
+  private final LimitsApi limits;
 
   JsonApi(HttpApi.Options options) {
     this.options = options;
@@ -57,6 +58,7 @@ final class JsonApi {
     this.costs = new Costs(engine, options.prices());
     this.prices = new PriceApi(options.prices(), this);
     this.pools = new PoolApi(engine, options, this);
+    this.limits = new LimitsApi(engine, this);
   }
 
   void route(Exchange x, String method, String path, BiConsumer<Exchange, Runnable> offload) {
@@ -70,6 +72,10 @@ final class JsonApi {
     }
     if (path.equals("/v1/pools") || path.startsWith("/v1/pools/")) {
       pools.route(x, path, offload);
+      return;
+    }
+    if (path.equals("/v1/limits")) {
+      limits.route(x, offload);
       return;
     }
     if (path.equals("/v1/resources")) {

@@ -230,6 +230,15 @@ public final class LimitsDocument {
    * exact unit, every value the store holds written out (so apply after export changes nothing).
    */
   public static String export(List<LimitSpec> limits) {
+    try {
+      return YAML.writeValueAsString(tree(limits));
+    } catch (JsonProcessingException e) {
+      throw new IllegalStateException("writing limits as YAML failed", e);
+    }
+  }
+
+  /** {@link #export}'s document as a tree, for those who want it as JSON. */
+  public static ObjectNode tree(List<LimitSpec> limits) {
     ObjectNode root = YAML.createObjectNode();
     root.put("version", 1);
     ObjectNode resources = root.putObject("resources");
@@ -275,11 +284,7 @@ public final class LimitsDocument {
     if (!pools.isEmpty()) {
       root.set("pools", pools);
     }
-    try {
-      return YAML.writeValueAsString(root);
-    } catch (JsonProcessingException e) {
-      throw new IllegalStateException("writing limits as YAML failed", e);
-    }
+    return root;
   }
 
   private static void rates(ArrayNode out, List<RateSpec> rates) {

@@ -17,8 +17,11 @@ import org.junit.jupiter.api.Test;
  */
 class EngineIsAsynchronousTest {
 
-  /** Lifecycle and a local flag: the only methods that return plain values. */
-  private static final Set<String> PLAIN = Set.of("close", "closeStore", "storeReachable");
+  /**
+   * Lifecycle, a local flag and a pure computation on the node's own defaults ({@code
+   * normalized}: no store call): the only methods that return plain values.
+   */
+  private static final Set<String> PLAIN = Set.of("close", "closeStore", "storeReachable", "normalized");
 
   @Test
   void everyEngineMethodButLifecycleAnswersWithAFutureOrATicket() {

@@ -36,9 +36,34 @@ class LimitsFileFuzzTest {
     return dir;
   }
 
+  /**
+   * The same bytes twice: as the data dir's {@code limits.json}, and as a limits document (what
+   * {@code sluice limit apply}, {@code PUT /v1/limits} and {@code --limits-file} read), which
+   * must be read or refused with a {@link dev.sluice.server.limits.LimitsFileException} naming a
+   * line and column in the text, and once read, export back to the same limits.
+   */
   @FuzzTest(maxDuration = "20s")
   void loadReturnsTheFileOrNamesIt(byte[] content) throws IOException {
     check(dir(), content);
+    checkDocument(new String(content, java.nio.charset.StandardCharsets.UTF_8));
+  }
+
+  static void checkDocument(String text) {
+    dev.sluice.server.limits.LimitsDocument doc;
+    try {
+      doc = dev.sluice.server.limits.LimitsDocument.parse(text, "fuzz.yaml");
+    } catch (dev.sluice.server.limits.LimitsFileException e) {
+      assertThat(e.getMessage()).startsWith("fuzz.yaml:" + e.line() + ":" + e.column() + ": ");
+      assertThat(e.line()).isBetween(1, (int) text.lines().count() + 1);
+      assertThat(e.column()).isPositive();
+      return;
+    }
+    List<LimitSpec> stored = doc.limits().values().stream()
+        .map(l -> Validation.limit(l, 1000, Duration.ofSeconds(30))).toList();
+    dev.sluice.server.limits.LimitsDocument back = dev.sluice.server.limits.LimitsDocument.parse(
+        dev.sluice.server.limits.LimitsDocument.export(stored), "export");
+    assertThat(back.limits().values().stream().map(l -> Validation.limit(l, 1000, Duration.ofSeconds(30))).toList())
+        .as("export of %s", text).isEqualTo(stored);
   }
 
   /** Every truncation of a real file: a clear error naming the file and the line, never a partial load. */
