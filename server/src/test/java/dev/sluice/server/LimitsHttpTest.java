@@ -5,14 +5,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.sluice.proto.v1.AdminGrpc;
-import dev.sluice.proto.v1.CreateKeyRequest;
-import dev.sluice.proto.v1.Role;
-import io.grpc.ManagedChannel;
-import io.grpc.ManagedChannelBuilder;
-import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -26,7 +18,6 @@ import org.junit.jupiter.api.io.TempDir;
 class LimitsHttpTest {
 
   private static final ObjectMapper JSON = new ObjectMapper();
-  private static final HttpClient HTTP = HttpClient.newHttpClient();
 
   private static final String DOC = """
       resources:
@@ -38,13 +29,7 @@ class LimitsHttpTest {
 
   private static HttpResponse<String> call(SluiceServer node, String method, String path, String body, String key)
       throws Exception {
-    HttpRequest.Builder b = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + node.httpPort() + path))
-        .method(method, body == null ? HttpRequest.BodyPublishers.noBody() : HttpRequest.BodyPublishers.ofString(body))
-        .header("content-type", "application/yaml");
-    if (key != null) {
-      b.header("authorization", "Bearer " + key);
-    }
-    return HTTP.send(b.build(), HttpResponse.BodyHandlers.ofString());
+    return HttpCalls.call(node, method, path, body, key);
   }
 
   private static JsonNode ok(HttpResponse<String> r) throws Exception {
@@ -111,25 +96,16 @@ class LimitsHttpTest {
   @Test
   void limitsDocumentsAreAdminCalls(@TempDir Path dir) throws Exception {
     try (SluiceServer node = node(dir)) {
-      ManagedChannel ch = ManagedChannelBuilder.forAddress("127.0.0.1", node.port()).usePlaintext().build();
-      try {
-        String admin = AdminGrpc.newBlockingStub(ch).createKey(CreateKeyRequest.newBuilder()
-            .setRole(Role.ROLE_ADMIN).build()).getKey();
-        io.grpc.Metadata h = new io.grpc.Metadata();
-        h.put(io.grpc.Metadata.Key.of("authorization", io.grpc.Metadata.ASCII_STRING_MARSHALLER), "Bearer " + admin);
-        String worker = AdminGrpc.newBlockingStub(ch)
-            .withInterceptors(io.grpc.stub.MetadataUtils.newAttachHeadersInterceptor(h))
-            .createKey(CreateKeyRequest.newBuilder().setRole(Role.ROLE_WORKER).build()).getKey();
-        HttpResponse<String> byWorker = call(node, "PUT", "/v1/limits", DOC, worker);
-        assertThat(byWorker.statusCode()).isEqualTo(403);
-        assertThat(byWorker.body()).contains("limits documents are admin calls");
-        assertThat(call(node, "GET", "/v1/limits", null, worker).statusCode()).isEqualTo(403);
-        assertThat(call(node, "GET", "/v1/limits", null, null).statusCode()).isEqualTo(401);
-        assertThat(sync(node.engine()).listLimits("")).isEmpty();
-        assertThat(ok(call(node, "PUT", "/v1/limits", DOC, admin)).get("applied").asBoolean()).isTrue();
-      } finally {
-        ch.shutdownNow();
-      }
+      HttpCalls.Keys keys = HttpCalls.keys(node);
+      String admin = keys.admin();
+      String worker = keys.worker();
+      HttpResponse<String> byWorker = call(node, "PUT", "/v1/limits", DOC, worker);
+      assertThat(byWorker.statusCode()).isEqualTo(403);
+      assertThat(byWorker.body()).contains("limits documents are admin calls");
+      assertThat(call(node, "GET", "/v1/limits", null, worker).statusCode()).isEqualTo(403);
+      assertThat(call(node, "GET", "/v1/limits", null, null).statusCode()).isEqualTo(401);
+      assertThat(sync(node.engine()).listLimits("")).isEmpty();
+      assertThat(ok(call(node, "PUT", "/v1/limits", DOC, admin)).get("applied").asBoolean()).isTrue();
     }
   }
 }

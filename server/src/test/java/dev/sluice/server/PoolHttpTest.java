@@ -10,17 +10,9 @@ import dev.sluice.client.AcquireOptions;
 import dev.sluice.client.Load;
 import dev.sluice.client.Permit;
 import dev.sluice.client.SluiceClient;
-import dev.sluice.proto.v1.AdminGrpc;
-import dev.sluice.proto.v1.CreateKeyRequest;
-import dev.sluice.proto.v1.Role;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.TenantPolicy;
 import dev.sluice.server.redis.RedisProcess;
-import io.grpc.ManagedChannel;
-import io.grpc.ManagedChannelBuilder;
-import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -38,17 +30,10 @@ import org.junit.jupiter.api.io.TempDir;
 class PoolHttpTest {
 
   private static final ObjectMapper JSON = new ObjectMapper();
-  private static final HttpClient HTTP = HttpClient.newHttpClient();
 
   private static HttpResponse<String> call(SluiceServer node, String method, String path, String body, String key)
       throws Exception {
-    HttpRequest.Builder b = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + node.httpPort() + path))
-        .method(method, body == null ? HttpRequest.BodyPublishers.noBody() : HttpRequest.BodyPublishers.ofString(body))
-        .header("content-type", "application/json");
-    if (key != null) {
-      b.header("authorization", "Bearer " + key);
-    }
-    return HTTP.send(b.build(), HttpResponse.BodyHandlers.ofString());
+    return HttpCalls.call(node, method, path, body, key);
   }
 
   private static HttpResponse<String> call(SluiceServer node, String method, String path, String body)
@@ -158,27 +143,18 @@ class PoolHttpTest {
   @Test
   void poolsAreAdminCalls(@TempDir Path dir) throws Exception {
     try (SluiceServer node = node(dir)) {
-      ManagedChannel ch = ManagedChannelBuilder.forAddress("127.0.0.1", node.port()).usePlaintext().build();
-      try {
-        String admin = AdminGrpc.newBlockingStub(ch).createKey(CreateKeyRequest.newBuilder()
-            .setRole(Role.ROLE_ADMIN).build()).getKey();
-        io.grpc.Metadata h = new io.grpc.Metadata();
-        h.put(io.grpc.Metadata.Key.of("authorization", io.grpc.Metadata.ASCII_STRING_MARSHALLER), "Bearer " + admin);
-        String worker = AdminGrpc.newBlockingStub(ch)
-            .withInterceptors(io.grpc.stub.MetadataUtils.newAttachHeadersInterceptor(h))
-            .createKey(CreateKeyRequest.newBuilder().setRole(Role.ROLE_WORKER).build()).getKey();
-        String body = "{\"members\": [\"a\", \"b\"]}";
-        HttpResponse<String> byWorker = call(node, "PUT", "/v1/pools/p", body, worker);
-        assertThat(byWorker.statusCode()).isEqualTo(403);
-        assertThat(byWorker.body()).contains("pools are admin calls");
-        assertThat(call(node, "GET", "/v1/pools", null, worker).statusCode()).isEqualTo(403);
-        assertThat(call(node, "DELETE", "/v1/pools/p", null, worker).statusCode()).isEqualTo(403);
-        assertThat(call(node, "GET", "/v1/pools", null).statusCode()).isEqualTo(401);
-        assertThat(ok(call(node, "PUT", "/v1/pools/p", body, admin)).get("created").asBoolean()).isTrue();
-        assertThat(call(node, "GET", "/v1/pools/p", null, worker).statusCode()).isEqualTo(403);
-      } finally {
-        ch.shutdownNow();
-      }
+      HttpCalls.Keys keys = HttpCalls.keys(node);
+      String admin = keys.admin();
+      String worker = keys.worker();
+      String body = "{\"members\": [\"a\", \"b\"]}";
+      HttpResponse<String> byWorker = call(node, "PUT", "/v1/pools/p", body, worker);
+      assertThat(byWorker.statusCode()).isEqualTo(403);
+      assertThat(byWorker.body()).contains("pools are admin calls");
+      assertThat(call(node, "GET", "/v1/pools", null, worker).statusCode()).isEqualTo(403);
+      assertThat(call(node, "DELETE", "/v1/pools/p", null, worker).statusCode()).isEqualTo(403);
+      assertThat(call(node, "GET", "/v1/pools", null).statusCode()).isEqualTo(401);
+      assertThat(ok(call(node, "PUT", "/v1/pools/p", body, admin)).get("created").asBoolean()).isTrue();
+      assertThat(call(node, "GET", "/v1/pools/p", null, worker).statusCode()).isEqualTo(403);
     }
   }
 

@@ -6,17 +6,9 @@ import static org.awaitility.Awaitility.await;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.sluice.proto.v1.AdminGrpc;
-import dev.sluice.proto.v1.CreateKeyRequest;
-import dev.sluice.proto.v1.Role;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
 import dev.sluice.server.redis.RedisProcess;
-import io.grpc.ManagedChannel;
-import io.grpc.ManagedChannelBuilder;
-import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -32,17 +24,10 @@ import org.junit.jupiter.api.io.TempDir;
 class PricesTest {
 
   private static final ObjectMapper JSON = new ObjectMapper();
-  private static final HttpClient HTTP = HttpClient.newHttpClient();
 
   private static HttpResponse<String> call(SluiceServer node, String method, String path, String body, String key)
       throws Exception {
-    HttpRequest.Builder b = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + node.httpPort() + path))
-        .method(method, body == null ? HttpRequest.BodyPublishers.noBody() : HttpRequest.BodyPublishers.ofString(body))
-        .header("content-type", "application/json");
-    if (key != null) {
-      b.header("authorization", "Bearer " + key);
-    }
-    return HTTP.send(b.build(), HttpResponse.BodyHandlers.ofString());
+    return HttpCalls.call(node, method, path, body, key);
   }
 
   private static HttpResponse<String> call(SluiceServer node, String method, String path, String body)
@@ -114,25 +99,16 @@ class PricesTest {
   void pricesAreAdminCalls(@TempDir Path dir) throws Exception {
     try (SluiceServer node = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dir)
         .shutdownGrace(Duration.ZERO).build().start()) {
-      ManagedChannel ch = ManagedChannelBuilder.forAddress("127.0.0.1", node.port()).usePlaintext().build();
-      try {
-        String admin = AdminGrpc.newBlockingStub(ch).createKey(CreateKeyRequest.newBuilder()
-            .setRole(Role.ROLE_ADMIN).build()).getKey();
-        io.grpc.Metadata h = new io.grpc.Metadata();
-        h.put(io.grpc.Metadata.Key.of("authorization", io.grpc.Metadata.ASCII_STRING_MARSHALLER), "Bearer " + admin);
-        String worker = AdminGrpc.newBlockingStub(ch)
-            .withInterceptors(io.grpc.stub.MetadataUtils.newAttachHeadersInterceptor(h))
-            .createKey(CreateKeyRequest.newBuilder().setRole(Role.ROLE_WORKER).build()).getKey();
-        HttpResponse<String> byWorker = call(node, "PUT", "/v1/prices/m", "{\"input\": 1, \"output\": 1}", worker);
-        assertThat(byWorker.statusCode()).isEqualTo(403);
-        assertThat(byWorker.body()).contains("prices are admin calls");
-        assertThat(call(node, "GET", "/v1/prices", null, worker).statusCode()).isEqualTo(403);
-        assertThat(call(node, "GET", "/v1/prices", null).statusCode()).isEqualTo(401);
-        assertThat(call(node, "PUT", "/v1/prices/m", "{\"input\": 1, \"output\": 1}", admin).statusCode())
-            .isEqualTo(200);
-      } finally {
-        ch.shutdownNow();
-      }
+      HttpCalls.Keys keys = HttpCalls.keys(node);
+      String admin = keys.admin();
+      String worker = keys.worker();
+      HttpResponse<String> byWorker = call(node, "PUT", "/v1/prices/m", "{\"input\": 1, \"output\": 1}", worker);
+      assertThat(byWorker.statusCode()).isEqualTo(403);
+      assertThat(byWorker.body()).contains("prices are admin calls");
+      assertThat(call(node, "GET", "/v1/prices", null, worker).statusCode()).isEqualTo(403);
+      assertThat(call(node, "GET", "/v1/prices", null).statusCode()).isEqualTo(401);
+      assertThat(call(node, "PUT", "/v1/prices/m", "{\"input\": 1, \"output\": 1}", admin).statusCode())
+          .isEqualTo(200);
     }
   }
 
