@@ -84,6 +84,12 @@ class PoolIT {
       System.out.printf("pool: 3 procs x 8 threads on a pool of 3 projects (%d TPM summed); steady %.1f s:%s"
               + " utilization %.1f %% of the summed limits; upstream 429s %d over the whole run; %d calls done%n",
           summed, seconds, line, utilization * 100, whole.rateLimited(), QuotaFixture.sum(summaries, "done"));
+    if (whole.rateLimited() > 0) {
+      StringBuilder where = new StringBuilder();
+      tpm.keySet().forEach(p -> where.append(' ').append(p).append('=').append(whole.project(p).rateLimited())
+          .append(" first at ").append(whole.project(p).firstRateLimitedAtMs()).append(" ms"));
+      System.out.printf("pool: 429s by reason %s; by project%s%n", whole.rejected(), where);
+    }
 
       assertThat(reads.size() - 1).as("seconds of steady state (start-up took too long)").isGreaterThanOrEqualTo(5);
       assertThat(whole.rateLimited()).as("upstream 429s, whole run").isZero();
