@@ -41,8 +41,7 @@ public record TenantPolicy(
 
   /** Its floor, 0 when it has none. */
   public double floor(String tenant) {
-    Double f = floors.get(tenant); // not getOrDefault: that boxes the default on every call
-    return f == null ? 0 : f;
+    return floors.getOrDefault(tenant, 0.0);
   }
 
   /** Its own rates, empty when it has none. */
