@@ -1,9 +1,8 @@
 package dev.sluice.server.engine;
 
 import java.util.ArrayDeque;
+import java.util.Collection;
 import java.util.HashMap;
-import java.util.Map;
-import java.util.TreeSet;
 
 /**
  * Fair queuing between the tenants of one resource ({@link TenantPolicy}), part of {@link
@@ -39,43 +38,133 @@ import java.util.TreeSet;
  */
 final class Fair {
 
-  /** One tenant's part of the waiting room: three lanes and its own aging turn. */
+  /**
+   * One tenant's part of the waiting room: three lanes and its own aging turn; and, while it has
+   * no waiters but is ahead of the system's virtual time, its idle key ({@link #idle}).
+   */
   static final class TRoom {
-    /** Its tenant; changes only while the part is spare (out of every set and map). */
+    /** Its tenant; changes only while the part is spare (out of every heap and map). */
     String name;
+    /** {@link #prefix} of its name: most ties between tenants are settled by it alone. */
+    long prefix;
+    /**
+     * Its lanes, by {@link Lane} ordinal: {@link #NO_LANE} until a waiter comes to one ({@link
+     * #lane}), then small to start (most tenants have a waiter or two, in one lane).
+     */
     @SuppressWarnings("unchecked")
-    final ArrayDeque<Waiter>[] lanes =
-        // Small to start: most tenants have a waiter or two; a long lane grows as it needs.
-        new ArrayDeque[] {new ArrayDeque<>(1), new ArrayDeque<>(1), new ArrayDeque<>(1)};
+    final ArrayDeque<Waiter>[] lanes = new ArrayDeque[] {NO_LANE, NO_LANE, NO_LANE};
     /** Whether its next grant goes to an aged lower-lane waiter, if there is one. */
     boolean promoteNext = true;
     int waiting;
     /** Its virtual time while it has waiters. */
     double vt;
-    /** The load queued in each lane, aligned with the resource's dimensions (wait estimates). */
-    long[][] queuedLoad;
+    /** Its place in {@link Fair#active}, or -1 while it has no waiters. */
+    int heapIndex = -1;
+    /** While idle and remembered: {@code vt + t}, see {@link Fair#idle}. */
+    double idleKey;
+    /** Its place in {@link Fair#idle}, or -1 while it is not there. */
+    int idleIndex = -1;
+    /**
+     * The load queued in each lane, lane by lane, each aligned with the resource's dimensions
+     * (wait estimates); null until a waiter came.
+     */
+    long[] queuedLoad;
+
+    /** Lane {@code l}, to add to (made on first use). */
+    ArrayDeque<Waiter> lane(int l) {
+      ArrayDeque<Waiter> q = lanes[l];
+      if (q == NO_LANE) {
+        q = new ArrayDeque<>(1);
+        lanes[l] = q;
+      }
+      return q;
+    }
 
     void addQueued(int lane, long[] vector, int sign, int dims) {
-      if (queuedLoad == null || queuedLoad[0].length != dims) {
-        queuedLoad = new long[3][dims];
+      if (queuedLoad == null || queuedLoad.length != 3 * dims) {
+        queuedLoad = new long[3 * dims];
       }
       for (int i = 0; i < dims && i < vector.length; i++) {
-        queuedLoad[lane][i] += sign * vector[i];
+        queuedLoad[lane * dims + i] += sign * vector[i];
       }
+    }
+
+    /** Adds the load queued in lanes 0 to {@code lane} into {@code into} (aligned with the dimensions). */
+    void queuedUpTo(int lane, long[] into) {
+      if (queuedLoad == null || queuedLoad.length != 3 * into.length) {
+        return; // nothing queued since the dimensions changed
+      }
+      for (int l = 0; l <= lane; l++) {
+        for (int i = 0; i < into.length; i++) {
+          into[i] += queuedLoad[l * into.length + i];
+        }
+      }
+    }
+
+    /** The policy its tenant's terms below were read from (the policy's maps are trees: read once). */
+    private TenantPolicy terms;
+    private double weight;
+    private double floor;
+    private String statsKey;
+
+    private void read(TenantPolicy policy) {
+      if (policy != terms) {
+        weight = policy.weight(name);
+        floor = policy.floor(name);
+        statsKey = policy.statsKey(name);
+        terms = policy;
+      }
+    }
+
+    /** {@link TenantPolicy#weight} of its tenant. */
+    double weight(TenantPolicy policy) {
+      read(policy);
+      return weight;
+    }
+
+    /** {@link TenantPolicy#floor} of its tenant. */
+    double floor(TenantPolicy policy) {
+      read(policy);
+      return floor;
+    }
+
+    /** {@link TenantPolicy#statsKey} of its tenant. */
+    String statsKey(TenantPolicy policy) {
+      read(policy);
+      return statsKey;
     }
 
     TRoom(String name) {
       this.name = name;
+      this.prefix = prefix(name);
     }
 
     /** An emptied part of the room taken by another tenant: as new, its arrays kept (all zero). */
     void reuse(String tenant) {
       name = tenant;
+      prefix = prefix(tenant);
+      terms = null;
       promoteNext = true;
       waiting = 0;
       vt = 0;
     }
   }
+
+  /**
+   * The lane of every part of the room that no waiter came to: empty, shared, so it refuses to
+   * be added to ({@link TRoom#lane} makes a lane of its own first).
+   */
+  static final ArrayDeque<Waiter> NO_LANE = new ArrayDeque<>(0) {
+    @Override
+    public void addFirst(Waiter w) {
+      throw new IllegalStateException("the shared empty lane is read-only: add through TRoom.lane");
+    }
+
+    @Override
+    public void addLast(Waiter w) {
+      throw new IllegalStateException("the shared empty lane is read-only: add through TRoom.lane");
+    }
+  };
 
   /** A tenant's own buckets (its cap): levels aligned with its cap's rates. */
   static final class CapState {
@@ -94,53 +183,466 @@ final class Fair {
   /** The weight a floor may raise a tenant to, at most: far above any real ratio. */
   static final double MAX_EFFECTIVE_WEIGHT = 1e12;
 
+  /** How many emptied parts of the room are kept for later tenants. */
+  static final int SPARE = 64;
+
   double vsys;
   /** Sum of the weights of the tenants with waiters. */
   double activeWeight;
-  final TreeSet<TRoom> active = new TreeSet<>(Fair::byVirtualTime);
+  final ActiveHeap active = new ActiveHeap();
+  /** The default tenant's part of the room (the resource's own lanes). */
+  final TRoom def;
+  /** The other tenants' parts while they have waiters or are idle and remembered. */
+  private final HashMap<String, TRoom> rooms = new HashMap<>();
+  /**
+   * Parts emptied and forgotten, kept for the next tenant that comes (at most {@link #SPARE}):
+   * many tenants with a waiter or two each would otherwise allocate a part of the room per acquire.
+   */
+  private final ArrayDeque<TRoom> spare = new ArrayDeque<>();
+
+  /** Fair queuing over the resource whose default tenant's lanes are {@code def}. */
+  Fair(TRoom def) {
+    this.def = def;
+    def.heapIndex = -1; // a state dropped before (spent) may have left its places behind
+    def.idleIndex = -1;
+  }
+
+  /**
+   * A name's first eight characters as an unsigned number that orders like the names do
+   * ({@link String#compareTo}): each a byte, the rest zero; a character of 0xFF or more ends it
+   * as 0xFF. Equal prefixes say nothing (compare the names); different ones decide: a shorter
+   * name that is the start of the other has a zero where the other has a character, and the
+   * ending 0xFF is at least every byte below it.
+   */
+  static long prefix(String name) {
+    long p = 0;
+    int n = Math.min(8, name.length());
+    int i = 0;
+    while (i < n) {
+      int c = name.charAt(i++);
+      if (c >= 0xFF) {
+        p = (p << 8) | 0xFF;
+        break;
+      }
+      p = (p << 8) | c;
+    }
+    return i == 0 ? 0 : p << (8 * (8 - i));
+  }
+
+  /** Key first, ties by name (as the script's sorted sets order them: names are ASCII, so bytes). */
+  private static int order(double ka, long pa, String na, double kb, long pb, String nb) {
+    int c = Double.compare(ka, kb);
+    if (c != 0) {
+      return c;
+    }
+    c = Long.compareUnsigned(pa, pb);
+    return c != 0 ? c : na.compareTo(nb);
+  }
 
   /** Lowest virtual time first, ties by name (as the script's sorted set orders them). */
-  private static int byVirtualTime(TRoom a, TRoom b) {
-    int c = Double.compare(a.vt, b.vt);
-    return c != 0 ? c : a.name.compareTo(b.name);
+  static int byVirtualTime(TRoom a, TRoom b) {
+    return order(a.vt, a.prefix, a.name, b.vt, b.prefix, b.name);
   }
+
+  /** Lowest idle key first, ties by name (as the script's sorted set orders them). */
+  static int byIdleKey(TRoom a, TRoom b) {
+    return order(a.idleKey, a.prefix, a.name, b.idleKey, b.prefix, b.name);
+  }
+
   /**
-   * Tenants without waiters that may be ahead of the system's virtual time, as {@code vt + t}
+   * Tenants' parts of the room as a binary heap, each knowing its place (so one leaves or moves
+   * without a search): {@link ActiveHeap} by virtual time, {@link IdleHeap} by idle key.
+   */
+  abstract static class RoomHeap {
+    TRoom[] heap = new TRoom[16];
+    int size;
+
+    abstract int compare(TRoom a, TRoom b);
+
+    abstract int indexOf(TRoom r);
+
+    abstract void setIndex(TRoom r, int i);
+
+    int size() {
+      return size;
+    }
+
+    boolean isEmpty() {
+      return size == 0;
+    }
+
+    void push(TRoom r) {
+      if (size == heap.length) {
+        heap = java.util.Arrays.copyOf(heap, size * 2);
+      }
+      heap[size] = r;
+      setIndex(r, size);
+      size++;
+      up(size - 1);
+    }
+
+    /** Takes {@code r} out: the last node takes its place and moves to where it belongs. */
+    void delete(TRoom r) {
+      int i = indexOf(r);
+      if (i < 0) {
+        return;
+      }
+      setIndex(r, -1);
+      TRoom last = heap[--size];
+      heap[size] = null;
+      if (i == size) {
+        return;
+      }
+      heap[i] = last;
+      setIndex(last, i);
+      moved(i);
+    }
+
+    /** Moves the node at {@code i} towards the root while it is below its parent; whether it moved. */
+    boolean up(int i) {
+      TRoom x = heap[i];
+      int start = i;
+      while (i > 0) {
+        int p = (i - 1) >>> 1;
+        TRoom parent = heap[p];
+        if (compare(x, parent) >= 0) {
+          break;
+        }
+        heap[i] = parent;
+        setIndex(parent, i);
+        i = p;
+      }
+      heap[i] = x;
+      setIndex(x, i);
+      return i != start;
+    }
+
+    /**
+     * Moves the node at {@code i}, not below its parent, to its place in the subtree under it:
+     * its hole sinks along the lesser children to a leaf, then it rises from there (one compare a
+     * level on the way down, not two: a node whose key went up, or the last one put in a hole,
+     * usually belongs near the bottom).
+     */
+    void down(int i) {
+      TRoom x = heap[i];
+      int start = i;
+      int half = size >>> 1;
+      while (i < half) {
+        int c = 2 * i + 1;
+        if (c + 1 < size && compare(heap[c + 1], heap[c]) < 0) {
+          c++;
+        }
+        heap[i] = heap[c];
+        setIndex(heap[i], i);
+        i = c;
+      }
+      while (i > start) {
+        int p = (i - 1) >>> 1;
+        TRoom parent = heap[p];
+        if (compare(x, parent) >= 0) {
+          break;
+        }
+        heap[i] = parent;
+        setIndex(parent, i);
+        i = p;
+      }
+      heap[i] = x;
+      setIndex(x, i);
+    }
+
+    /** The node at {@code i} changed its key: restores the order around it. */
+    void moved(int i) {
+      if (!up(i)) {
+        down(i);
+      }
+    }
+  }
+
+  /**
+   * The tenants with waiters, in {@link #byVirtualTime} order: the first is at hand, a charge
+   * re-keys its tenant in place (no node to allocate), and iteration walks them in order lazily
+   * (the pick rarely looks past the first).
+   */
+  static final class ActiveHeap extends RoomHeap implements Iterable<TRoom> {
+    /**
+     * A tenant re-keyed but not yet moved to its place: a grant charges its tenant while the
+     * waiter still waits, and when that was its last waiter the tenant leaves at once, so the
+     * move would be wasted. Any other look at the heap places it first.
+     */
+    private TRoom pending;
+
+    @Override
+    int compare(TRoom a, TRoom b) {
+      return byVirtualTime(a, b);
+    }
+
+    @Override
+    int indexOf(TRoom r) {
+      return r.heapIndex;
+    }
+
+    @Override
+    void setIndex(TRoom r, int i) {
+      r.heapIndex = i;
+    }
+
+    private void settle() {
+      TRoom p = pending;
+      if (p != null) {
+        pending = null;
+        moved(p.heapIndex);
+      }
+    }
+
+    TRoom first() {
+      settle();
+      return size == 0 ? null : heap[0];
+    }
+
+    void add(TRoom r) {
+      settle();
+      if (r.heapIndex >= 0) {
+        moved(r.heapIndex);
+      } else {
+        push(r);
+      }
+    }
+
+    void remove(TRoom r) {
+      if (pending == r) {
+        pending = null; // only its own place was out of order: the rest is a heap
+      } else {
+        settle();
+      }
+      delete(r);
+    }
+
+    /** Sets {@code r}'s virtual time and restores the order around it. */
+    void rekey(TRoom r, double vt) {
+      if (pending != r) {
+        settle();
+      }
+      r.vt = vt;
+      if (r.heapIndex < 0) {
+        add(r);
+        return;
+      }
+      pending = r;
+    }
+
+    /** In order, lazily: a frontier of the heap's nodes whose parents were already handed out. */
+    @Override
+    public java.util.Iterator<TRoom> iterator() {
+      settle();
+      return new java.util.Iterator<>() {
+        private int firstLeft = size > 0 ? 1 : 0; // 1: the root is still to hand out; 2: its children
+        private java.util.PriorityQueue<Integer> frontier;
+
+        @Override
+        public boolean hasNext() {
+          return firstLeft != 0 || (frontier != null && !frontier.isEmpty());
+        }
+
+        @Override
+        public TRoom next() {
+          if (firstLeft == 1) {
+            firstLeft = 0;
+            if (size > 1) { // its children join the frontier when the walk goes on (rarely)
+              firstLeft = 2;
+            }
+            return heap[0];
+          }
+          if (firstLeft == 2) {
+            firstLeft = 0;
+            frontier = new java.util.PriorityQueue<>((a, b) -> byVirtualTime(heap[a], heap[b]));
+            push(0);
+          }
+          if (frontier == null || frontier.isEmpty()) {
+            throw new java.util.NoSuchElementException();
+          }
+          int i = frontier.poll();
+          push(i);
+          return heap[i];
+        }
+
+        private void push(int i) {
+          if (2 * i + 1 < size) {
+            frontier.add(2 * i + 1);
+          }
+          if (2 * i + 2 < size) {
+            frontier.add(2 * i + 2);
+          }
+        }
+      };
+    }
+  }
+
+  /**
+   * Tenants without waiters that may be ahead of the system's virtual time, keyed {@code vt + t}
    * where {@code t} is when they were last charged (us): an idle tenant's lead shrinks by the
    * time it stays away, one microsecond of quota per microsecond, so {@code vt + t - now} is what
    * it starts from (at least the system's). One that fell behind is forgotten: the same key in
    * both stores, so they forget alike (pruning never changes a pick, see {@link #startOf}).
    */
-  final HashMap<String, Double> idle = new HashMap<>();
-  private final TreeSet<Map.Entry<String, Double>> idleByKey =
-      new TreeSet<>(Map.Entry.<String, Double>comparingByValue().thenComparing(Map.Entry.comparingByKey()));
+  final IdleHeap idle = new IdleHeap();
 
-  /** What an idle tenant's virtual time is now ({@code nowMicros}), before the system's floor. */
-  private double idleVt(String tenant, long nowMicros) {
-    Double k = idle.get(tenant);
-    return k == null ? Double.NEGATIVE_INFINITY : k - nowMicros;
-  }
+  /**
+   * The idle tenants as a binary heap by {@link #byIdleKey}: pruning takes the lowest; a tenant
+   * going idle lands near the bottom (its key is about now, above most) in a step or two; the
+   * highest ({@link #spent}) is kept on the side and found again by a scan only after it left.
+   */
+  static final class IdleHeap extends RoomHeap {
+    private TRoom max;
+    private boolean maxKnown = true;
+    /**
+     * While the highest is not known: every node left is below this (key, name), the highest
+     * that left. A node that comes at or above it is the highest again, without a scan (a tenant
+     * that waited and went idle again comes back with a key about now, above the rest).
+     */
+    private double ceilKey;
+    private long ceilPrefix;
+    private String ceilName;
 
-  private void putIdle(String tenant, double vt, long nowMicros) {
-    removeIdle(tenant);
-    if (vt > vsys) {
-      double k = vt + nowMicros;
-      idle.put(tenant, k);
-      idleByKey.add(Map.entry(tenant, k));
+    @Override
+    int compare(TRoom a, TRoom b) {
+      return byIdleKey(a, b);
+    }
+
+    @Override
+    int indexOf(TRoom r) {
+      return r.idleIndex;
+    }
+
+    @Override
+    void setIndex(TRoom r, int i) {
+      r.idleIndex = i;
+    }
+
+    private void lost(TRoom n) {
+      if (n == max) {
+        max = null;
+        maxKnown = false;
+        ceilKey = n.idleKey;
+        ceilPrefix = n.prefix;
+        ceilName = n.name;
+      }
+    }
+
+    /** {@code n} came or rose: is it now the highest? */
+    private void rose(TRoom n) {
+      if (maxKnown) {
+        if (max == null || byIdleKey(n, max) > 0) {
+          max = n;
+        }
+      } else if (order(n.idleKey, n.prefix, n.name, ceilKey, ceilPrefix, ceilName) >= 0) {
+        max = n;
+        maxKnown = true;
+      }
+    }
+
+    TRoom first() {
+      return size == 0 ? null : heap[0];
+    }
+
+    TRoom last() {
+      if (!maxKnown) {
+        max = null;
+        for (int i = 0; i < size; i++) {
+          if (max == null || byIdleKey(heap[i], max) > 0) {
+            max = heap[i];
+          }
+        }
+        maxKnown = true;
+      }
+      return max;
+    }
+
+    void add(TRoom n) {
+      push(n);
+      rose(n);
+    }
+
+    TRoom pollFirst() {
+      TRoom f = heap[0];
+      remove(f);
+      return f;
+    }
+
+    void remove(TRoom n) {
+      if (n.idleIndex >= 0) {
+        lost(n);
+        delete(n);
+      }
+    }
+
+    void rekey(TRoom n, double key) {
+      int c = Double.compare(key, n.idleKey);
+      if (c < 0) {
+        lost(n); // the ceiling is its old key: everything else is below that
+      }
+      n.idleKey = key;
+      if (c > 0) {
+        down(n.idleIndex);
+        rose(n);
+      } else if (c < 0) {
+        up(n.idleIndex);
+      }
     }
   }
 
-  private void removeIdle(String tenant) {
-    Double k = idle.remove(tenant);
-    if (k != null) {
-      idleByKey.remove(Map.entry(tenant, k));
+  /**
+   * The part of the room of {@code tenant}: the default's, or another's while it waits or is
+   * remembered idle; with {@code create}, a fresh one otherwise (the caller makes it wait).
+   */
+  TRoom room(String tenant, boolean create) {
+    if (TenantPolicy.DEFAULT_TENANT.equals(tenant)) {
+      return def;
+    }
+    TRoom r = rooms.get(tenant);
+    if (r == null && create) {
+      r = spare.pollFirst();
+      if (r == null) {
+        r = new TRoom(tenant);
+      } else {
+        r.reuse(tenant);
+      }
+      rooms.put(tenant, r);
+    }
+    return r;
+  }
+
+  /** The other tenants' parts it holds: those with waiters, and idle ones remembered. */
+  Collection<TRoom> others() {
+    return rooms.values();
+  }
+
+  /** {@code r} has no waiters and is not remembered: out of the map, kept for a later tenant. */
+  private void forget(TRoom r) {
+    if (r != def && rooms.remove(r.name, r) && spare.size() < SPARE) {
+      spare.addFirst(r); // empty: every lane and its queued load
+    }
+  }
+
+  /** Sets the idle key of {@code r} (no waiters) from {@code vt}, or forgets it if it fell behind. */
+  private void putIdle(TRoom r, double vt, long nowMicros) {
+    if (vt > vsys) {
+      double k = vt + nowMicros;
+      if (r.idleIndex < 0) {
+        r.idleKey = k;
+        idle.add(r);
+      } else if (Double.compare(r.idleKey, k) != 0) {
+        idle.rekey(r, k);
+      }
+    } else {
+      idle.remove(r);
+      forget(r);
     }
   }
 
   /** Forgets idle tenants that fell behind the system's virtual time (the script's test, to the bit). */
   void prune(long nowMicros) {
-    while (!idleByKey.isEmpty() && idleByKey.first().getValue() <= vsys + nowMicros) {
-      idle.remove(idleByKey.pollFirst().getKey());
+    while (!idle.isEmpty() && idle.first().idleKey <= vsys + nowMicros) {
+      forget(idle.pollFirst());
     }
   }
 
@@ -150,15 +652,15 @@ final class Fair {
    * tenants went away starts over as one that never had any.
    */
   boolean spent(long nowMicros) {
-    return active.isEmpty() && (idleByKey.isEmpty() || idleByKey.last().getValue() <= vsys + nowMicros);
+    return active.isEmpty() && (idle.isEmpty() || idle.last().idleKey <= vsys + nowMicros);
   }
 
   /** Microseconds until {@link #spent}, once nobody waits; 0 if already. */
   long spentIn(long nowMicros) {
-    if (idleByKey.isEmpty()) {
+    if (idle.isEmpty()) {
       return 0;
     }
-    double left = idleByKey.last().getValue() - vsys - nowMicros;
+    double left = idle.last().idleKey - vsys - nowMicros;
     return left <= 0 ? 0 : (long) Math.ceil(left);
   }
 
@@ -176,17 +678,23 @@ final class Fair {
     activeWeight = sum;
   }
 
-  /** The virtual time {@code tenant} stands at now: its own while waiting, else at least the system's. */
-  double startOf(String tenant, TRoom room, long nowMicros) {
-    if (room != null && room.waiting > 0) {
+  /**
+   * The virtual time the tenant of {@code room} stands at now: its own while waiting, else at
+   * least the system's ({@code room} null: a tenant it does not know, at the system's).
+   */
+  double startOf(TRoom room, long nowMicros) {
+    if (room == null) {
+      return vsys;
+    }
+    if (room.waiting > 0) {
       return room.vt;
     }
-    return Math.max(idleVt(tenant, nowMicros), vsys);
+    return room.idleIndex < 0 ? vsys : Math.max(room.idleKey - nowMicros, vsys);
   }
 
   void activate(TRoom room, double weight, long nowMicros) {
-    room.vt = Math.max(idleVt(room.name, nowMicros), vsys);
-    removeIdle(room.name);
+    room.vt = room.idleIndex < 0 ? vsys : Math.max(room.idleKey - nowMicros, vsys);
+    idle.remove(room);
     active.add(room);
     activeWeight += weight;
   }
@@ -197,13 +705,16 @@ final class Fair {
     if (active.isEmpty()) {
       activeWeight = 0; // no drift left over from the running sum
     }
-    putIdle(room.name, room.vt, nowMicros);
+    putIdle(room, room.vt, nowMicros);
   }
 
   /** The weight {@code tenant} is charged with now: its own, raised by its floor (see class). */
   double effectiveWeight(TenantPolicy policy, String tenant, boolean waiting) {
-    double w = policy.weight(tenant);
-    double f = policy.floor(tenant);
+    return effectiveWeight(policy.weight(tenant), policy.floor(tenant), waiting);
+  }
+
+  /** The same from the tenant's weight {@code w} and floor {@code f}. */
+  double effectiveWeight(double w, double f, boolean waiting) {
     if (f <= 0) {
       return w;
     }
@@ -212,9 +723,12 @@ final class Fair {
     return Math.max(w, floorWeight);
   }
 
-  /** Charges a grant of {@code cost} to {@code tenant}, divided by {@code weight}. */
+  /**
+   * Charges a grant of {@code cost} to {@code tenant}, divided by {@code weight}; {@code room}
+   * is its part ({@link #room}, null if it has none).
+   */
   void charge(String tenant, TRoom room, double cost, double weight, long nowMicros) {
-    double start = startOf(tenant, room, nowMicros);
+    double start = startOf(room, nowMicros);
     if (start > vsys) {
       vsys = start;
     }
@@ -224,17 +738,21 @@ final class Fair {
 
   /** Adds {@code delta} (negative for a refund) to a tenant's virtual time. */
   void adjust(String tenant, TRoom room, double delta, long nowMicros) {
-    setVt(tenant, room, startOf(tenant, room, nowMicros) + delta, nowMicros);
+    setVt(tenant, room, startOf(room, nowMicros) + delta, nowMicros);
   }
 
   private void setVt(String tenant, TRoom room, double vt, long nowMicros) {
     if (room != null && room.waiting > 0) {
-      active.remove(room);
-      room.vt = vt;
-      active.add(room);
+      active.rekey(room, vt);
       return;
     }
-    putIdle(tenant, vt, nowMicros);
+    if (room == null) {
+      if (vt <= vsys) {
+        return; // not remembered, and nothing to remember
+      }
+      room = room(tenant, true);
+    }
+    putIdle(room, vt, nowMicros);
   }
 
   /** Tenants remembered (with waiters, or ahead of the system's virtual time): tests, memory. */

@@ -104,20 +104,9 @@ final class ResourceState {
    * The waiting room: ~250 bytes that a live state only pays once somebody waits on it, and
    * then keeps (a resource that was contended once tends to be again).
    */
-  /** How many emptied parts of the room a resource keeps for later tenants. */
-  private static final int SPARE = 64;
-
   private static final class Room {
-    /** The default tenant's lanes: a resource without tenants has only these. */
+    /** The default tenant's lanes: a resource without tenants has only these (others: {@link Fair#room}). */
     final Fair.TRoom def = new Fair.TRoom(TenantPolicy.DEFAULT_TENANT);
-    /** The other tenants' lanes while they have waiters; null until one came. */
-    HashMap<String, Fair.TRoom> others;
-    /**
-     * Tenants' lanes emptied and kept for the next tenant that comes (at most {@link #SPARE}):
-     * many tenants with a waiter or two each would otherwise allocate a part of the room per
-     * acquire.
-     */
-    final ArrayDeque<Fair.TRoom> spare = new ArrayDeque<>();
     /** Queued waiters that came with a request id, for Cancel. */
     final HashMap<String, Waiter> byRequestId = new HashMap<>();
     /** Sum of the queued loads, aligned with {@link ResourceState#dims}. */
@@ -135,8 +124,9 @@ final class ResourceState {
     }
     List<Fair.TRoom> all = new ArrayList<>();
     all.add(room.def);
-    if (room.others != null) {
-      room.others.values().stream()
+    if (fair != null) {
+      fair.others().stream()
+          .filter(r -> r.waiting > 0) // not the idle ones it remembers
           .sorted(java.util.Comparator.comparing((Fair.TRoom r) -> r.name))
           .forEach(all::add);
     }
@@ -175,30 +165,20 @@ final class ResourceState {
 
   /** The part of the room of {@code tenant}; created (and the tenant made waiting) when asked to. */
   private Fair.TRoom roomOf(String tenant, boolean create) {
-    if (TenantPolicy.DEFAULT_TENANT.equals(tenant)) {
-      return room.def;
+    if (fair == null) { // only the default has lanes before the first other tenant came (fairFor)
+      return TenantPolicy.DEFAULT_TENANT.equals(tenant) ? room.def : null;
     }
-    Fair.TRoom r = room.others == null ? null : room.others.get(tenant);
-    if (r == null && create) {
-      if (room.others == null) {
-        room.others = new HashMap<>();
-      }
-      r = room.spare.pollFirst();
-      if (r == null) {
-        r = new Fair.TRoom(tenant);
-      } else {
-        r.reuse(tenant);
-      }
-      room.others.put(tenant, r);
-    }
-    return r;
+    return fair.room(tenant, create);
   }
 
   /** Fair queuing starts with the first tenant other than the default (see {@link Fair}). */
   private Fair fairFor(String tenant, long now) {
     if (fair == null && !TenantPolicy.DEFAULT_TENANT.equals(tenant)) {
-      fair = new Fair();
-      if (room != null && room.def.waiting > 0) {
+      if (room == null) {
+        room = new Room(dims.length); // the tenants' parts (idle ones too) go beside the default's
+      }
+      fair = new Fair(room.def);
+      if (room.def.waiting > 0) {
         fair.activate(room.def, spec.tenants().weight(room.def.name), micros(now));
       }
     }
@@ -343,6 +323,8 @@ final class ResourceState {
     for (Waiter x : line) {
       lane.addLast(x == old ? next : x);
     }
+    next.part = old.part;
+    old.part = null;
     room.byRequestId.put(old.requestId, next);
   }
 
@@ -527,10 +509,11 @@ final class ResourceState {
     }
     Fair f = fairFor(w.tenant, now);
     Fair.TRoom r = roomOf(w.tenant, true);
-    r.lanes[w.lane.ordinal()].addLast(w);
+    r.lane(w.lane.ordinal()).addLast(w);
+    w.part = r;
     r.addQueued(w.lane.ordinal(), w.vector, 1, dims.length);
     if (r.waiting++ == 0 && f != null) {
-      f.activate(r, spec.tenants().weight(r.name), micros(now));
+      f.activate(r, r.weight(spec.tenants()), micros(now));
     }
     waiting++;
     add(room.queuedLoad, w.vector, 1);
@@ -538,6 +521,7 @@ final class ResourceState {
 
   /** Bookkeeping once {@code w} left its tenant's lane. */
   private void left(Waiter w, Fair.TRoom r, long now) {
+    w.part = null;
     r.addQueued(w.lane.ordinal(), w.vector, -1, dims.length);
     if (w.requestId != null) {
       room.byRequestId.remove(w.requestId, w);
@@ -545,14 +529,8 @@ final class ResourceState {
     waiting--;
     add(room.queuedLoad, w.vector, -1);
     if (--r.waiting == 0) {
-      if (fair != null) {
-        fair.deactivate(r, spec.tenants().weight(r.name), micros(now));
-      }
-      if (r != room.def) {
-        room.others.remove(r.name);
-        if (room.spare.size() < SPARE) {
-          room.spare.addFirst(r); // empty: every lane and its queued load
-        }
+      if (fair != null) { // then remembered idle, or forgotten and kept spare (Fair#deactivate)
+        fair.deactivate(r, r.weight(spec.tenants()), micros(now));
       }
     }
   }
@@ -584,10 +562,17 @@ final class ResourceState {
     if (fair == null) {
       return capped(room.def, now, agingNanos);
     }
-    for (Fair.TRoom r : fair.active) {
-      Waiter h = capped(r, now, agingNanos);
-      if (h != null) {
-        return h;
+    Fair.TRoom first = fair.active.first();
+    Waiter h = first == null ? null : capped(first, now, agingNanos);
+    if (h != null || fair.active.size() <= 1) {
+      return h; // the usual case: the first tenant's head goes, no walk
+    }
+    for (Fair.TRoom r : fair.active) { // past tenants whose cap holds their head, in order
+      if (r != first) {
+        h = capped(r, now, agingNanos);
+        if (h != null) {
+          return h;
+        }
       }
     }
     return null;
@@ -808,18 +793,22 @@ final class ResourceState {
 
   /** The tenant part of a grant: its own buckets and its virtual time (charged while it still waits). */
   private void chargeTenant(Waiter w, PermitRecord rec, long now) {
-    long[] minus = new long[w.vector.length];
-    for (int i = 0; i < minus.length; i++) {
-      minus[i] = -w.vector[i];
+    if (!spec.tenants().cap(w.tenant).isEmpty()) { // no array to build for a tenant without a cap
+      long[] minus = new long[w.vector.length];
+      for (int i = 0; i < minus.length; i++) {
+        minus[i] = -w.vector[i];
+      }
+      capAdd(w.tenant, minus, now);
     }
-    capAdd(w.tenant, minus, now);
     Fair f = fairFor(w.tenant, now);
     if (f != null) {
-      Fair.TRoom r = room == null ? null : roomOf(w.tenant, false);
-      double weight = f.effectiveWeight(spec.tenants(), w.tenant, r != null && r.waiting > 0);
+      Fair.TRoom r = w.part != null ? w.part : roomOf(w.tenant, false); // fairFor made the room
+      TenantPolicy p = spec.tenants();
+      double weight = r == null ? f.effectiveWeight(p, w.tenant, false)
+          : f.effectiveWeight(r.weight(p), r.floor(p), r.waiting > 0);
       f.charge(w.tenant, r, cost(w.vector), weight, micros(now));
       rec.fairWeight = weight;
-      countUse(w.tenant, w.vector, 1);
+      countUse(w.tenant, r, w.vector, 1);
     }
   }
 
@@ -832,7 +821,7 @@ final class ResourceState {
     }
     capAdd(tenant, delta, now);
     if (r.fairWeight > 0) {
-      countUse(tenant, delta, -1);
+      countUse(tenant, null, delta, -1);
     }
     if (fair != null && r.fairWeight > 0) {
       double was = cost(granted);
@@ -844,14 +833,20 @@ final class ResourceState {
     }
   }
 
-  private void countUse(String tenant, long[] vector, int sign) {
+  /** Counts {@code vector} to {@code tenant}'s stats key ({@code part}: its part of the room, or null). */
+  private void countUse(String tenant, Fair.TRoom part, long[] vector, int sign) {
     if (isZero(vector)) {
       return; // nothing on a limited dimension: not a use to count (the script writes nothing either)
     }
     if (tenantUsed == null) {
       tenantUsed = new HashMap<>();
     }
-    double[] u = tenantUsed.computeIfAbsent(spec.tenants().statsKey(tenant), k -> new double[dims.length]);
+    String key = part != null ? part.statsKey(spec.tenants()) : spec.tenants().statsKey(tenant);
+    double[] u = tenantUsed.get(key); // not computeIfAbsent: its lambda captures (an allocation a grant)
+    if (u == null) {
+      u = new double[dims.length];
+      tenantUsed.put(key, u);
+    }
     for (int i = 0; i < u.length && i < vector.length; i++) {
       u[i] += sign * vector[i];
     }
@@ -1028,7 +1023,7 @@ final class ResourceState {
       if (w == null) {
         return capped;
       }
-      Fair.TRoom r = roomOf(w.tenant, false);
+      Fair.TRoom r = w.part;
       long wait = waitFor(w.vector, now);
       if (wait != 0) {
         // Wake at the head's instant, or sooner when a lower lane's head ages into a promotion.
@@ -1190,10 +1185,8 @@ final class ResourceState {
     }
     long[] ahead = new long[dims.length];
     Fair.TRoom r = room == null ? null : roomOf(tenant, false);
-    if (r != null && r.queuedLoad != null) {
-      for (int l = 0; l <= lane.ordinal(); l++) {
-        add(ahead, r.queuedLoad[l], 1);
-      }
+    if (r != null) {
+      r.queuedUpTo(lane.ordinal(), ahead);
     }
     double share = 1;
     if (fair != null && r != null && r.waiting > 0) {

@@ -41,7 +41,8 @@ public record TenantPolicy(
 
   /** Its floor, 0 when it has none. */
   public double floor(String tenant) {
-    return floors.getOrDefault(tenant, 0.0);
+    Double f = floors.get(tenant); // not getOrDefault: that boxes the default on every call
+    return f == null ? 0 : f;
   }
 
   /** Its own rates, empty when it has none. */

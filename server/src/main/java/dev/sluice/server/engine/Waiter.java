@@ -31,6 +31,8 @@ final class Waiter implements Ticket {
   Waiter replaced;
   /** The retry of a grant that came too late ({@link ResourceState#late}): at its lane's head. */
   boolean forfeited;
+  /** Its tenant's part of the waiting room while it is queued there, else null. */
+  Fair.TRoom part; // guarded by state
 
   Waiter(
       MemoryEngine engine,

@@ -230,6 +230,31 @@ class TenantSchedulingTest {
   }
 
   @Test
+  void aPolicyChangeReachesTheTenantsAlreadyWaiting() {
+    // a and b queue under a policy that names neither; then a weighs 3 and is named in stats.
+    sync(engine).setLimit(new LimitSpec("q", List.of(TOKENS), 0, 100, Duration.ofMinutes(5)));
+    sync(engine).pause("q", -1);
+    List<Ticket> a = new ArrayList<>();
+    List<Ticket> b = new ArrayList<>();
+    for (int i = 0; i < 8; i++) {
+      a.add(acquire(Demand.of("a")));
+      b.add(acquire(Demand.of("b")));
+    }
+    sync(engine).setLimit(new LimitSpec("q", List.of(TOKENS), 0, 100, Duration.ofMinutes(5),
+        new TenantPolicy(Map.of("a", 3.0), Map.of(), Map.of())));
+    clock.advance(Duration.ofMillis(400)); // 40 tokens: eight grants of 5
+    sync(engine).resume("q");
+    long grantedA = a.stream().filter(t -> t.future().isDone()).count();
+    long grantedB = b.stream().filter(t -> t.future().isDone()).count();
+    assertThat(grantedA + grantedB).isEqualTo(8);
+    assertThat(grantedA).as("a at weight 3 (virtual time +1/3 a grant): 6 of 8; at its old weight 1, 4")
+        .isEqualTo(6);
+    Map<String, ResourceSnapshot.TenantUse> t = sync(engine).stats("q").tenants();
+    assertThat(t.get("a").used().get("tokens")).as("counted under its own name since").isEqualTo(30.0);
+    assertThat(t.get("other").used().get("tokens")).isEqualTo(10.0);
+  }
+
+  @Test
   void settledUsageNotTheEstimateDecidesTheShares() {
     // a always asks for twice what it uses; b asks for what it uses. Equal weights: equal use.
     List<Granted> grants = run(TenantPolicy.NONE, 30, new Demand("a", 0, 10, 5), new Demand("b", 0, 5, 5));
