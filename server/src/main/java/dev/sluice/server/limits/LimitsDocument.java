@@ -12,7 +12,6 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import com.fasterxml.jackson.dataformat.yaml.YAMLGenerator;
 import dev.sluice.server.engine.Durations;
-import dev.sluice.server.engine.LearnSpec;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
 import dev.sluice.server.engine.Validation;
@@ -371,10 +370,5 @@ public final class LimitsDocument {
       }
       return error(resourcePointer, message);
     }
-  }
-
-  /** A learned limit's mutable parts (when, what it was) are not part of what a file says. */
-  static LearnSpec declared(LearnSpec l) {
-    return l == null ? null : new LearnSpec(l.provider(), l.ceilings(), 0, "");
   }
 }
