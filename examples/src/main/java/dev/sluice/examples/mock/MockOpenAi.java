@@ -139,7 +139,10 @@ import java.util.function.LongSupplier;
  * length in [1, max_tokens] tokens.
  *
  * <p>All rate-limit time comes from the {@linkplain Builder#ticker ticker}, so tests can move time
- * by hand; only the answer latency is a real sleep.
+ * by hand; only the answer latency is a real sleep. A completion is metered at the instant its
+ * exchange reached the handler, not once its body has been read and its tokens counted: a mock
+ * starved of CPU (or loading its tokenizer, which it does at start) would otherwise meter
+ * requests that arrived apart as one burst, which no upstream does.
  */
 public final class MockOpenAi implements AutoCloseable {
 
@@ -165,6 +168,7 @@ public final class MockOpenAi implements AutoCloseable {
   private final Object lifecycle = new Object();
   private HttpServer server;
   private ExecutorService executor;
+  private final LongSupplier ticker;
   private boolean closed;
 
   private MockOpenAi(Builder b) {
@@ -172,6 +176,7 @@ public final class MockOpenAi implements AutoCloseable {
     this.latencyMinNanos = b.latencyMin.toNanos();
     this.latencyMaxNanos = b.latencyMax.toNanos();
     this.seed = b.seed;
+    this.ticker = b.ticker;
     this.engine =
         new Engine(
             new Stats.Limits(
@@ -203,6 +208,9 @@ public final class MockOpenAi implements AutoCloseable {
       if (server != null || closed) {
         throw new IllegalStateException(closed ? "closed" : "already started");
       }
+      // Load the tokenizer's tables now (a second or more on a busy machine): the first chat
+      // completions would otherwise wait for them together and be metered as one burst.
+      TokenEstimator.promptTokens(List.of(new TokenEstimator.Message("user", "warm-up")));
       HttpServer s =
           HttpServer.create(
               new InetSocketAddress(InetAddress.getLoopbackAddress(), requestedPort), 1024);
@@ -287,6 +295,7 @@ public final class MockOpenAi implements AutoCloseable {
   // ---------------------------------------------------------------- HTTP
 
   private void handle(HttpExchange exchange) throws IOException {
+    long arrivedAt = ticker.getAsLong();
     try (exchange) {
       byte[] body = exchange.getRequestBody().readAllBytes();
       String method = exchange.getRequestMethod();
@@ -295,7 +304,7 @@ public final class MockOpenAi implements AutoCloseable {
         path = path.substring(0, path.length() - 1);
       }
       switch (method + " " + path) {
-        case "POST /v1/chat/completions" -> chatCompletion(exchange, body);
+        case "POST /v1/chat/completions" -> chatCompletion(exchange, body, arrivedAt);
         case "POST /v1/messages" -> anthropic.handle(exchange, body);
         case "GET /v1/models" -> models(exchange);
         case "GET /mock/stats" -> sendJson(exchange, 200, json.valueToTree(engine.stats()));
@@ -394,7 +403,7 @@ public final class MockOpenAi implements AutoCloseable {
     return batches.enqueuedTokens(model);
   }
 
-  private void chatCompletion(HttpExchange exchange, byte[] body)
+  private void chatCompletion(HttpExchange exchange, byte[] body, long arrivedAt)
       throws IOException, InterruptedException {
     String requestId = newRequestId();
     exchange.getResponseHeaders().set("x-request-id", requestId);
@@ -436,7 +445,7 @@ public final class MockOpenAi implements AutoCloseable {
     }
     int promptTokens = TokenEstimator.promptTokens(request.messages());
     long charge = promptTokens + (long) request.n() * request.maxTokens();
-    Decision decision = engine.admit(project, charge, request.endUser());
+    Decision decision = engine.admit(project, charge, request.endUser(), arrivedAt);
     switch (decision.kind()) {
       case ADMITTED -> answer(exchange, request, promptTokens, decision);
       case RATE_LIMITED -> rateLimited(exchange, request, decision);
