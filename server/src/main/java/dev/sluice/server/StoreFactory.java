@@ -13,6 +13,8 @@ import dev.sluice.server.engine.RedisEngine;
 import dev.sluice.server.engine.RedisStore;
 import dev.sluice.server.engine.Scheduler;
 import dev.sluice.server.engine.Ticker;
+import dev.sluice.server.limits.LimitHistory;
+import dev.sluice.server.limits.RedisLimitHistory;
 import dev.sluice.server.price.Prices;
 import io.micrometer.core.instrument.MeterRegistry;
 import java.io.IOException;
@@ -53,7 +55,8 @@ final class StoreFactory {
    *
    * @param redis the shared Redis, or null on the memory store
    */
-  record Opened(Engine engine, KeyStore keys, RedisStore redis, BufferHome buffers, Prices prices) {}
+  record Opened(
+      Engine engine, KeyStore keys, RedisStore redis, BufferHome buffers, Prices prices, LimitHistory history) {}
 
   /** Where buffers live on this store: SQLite in the data dir, or the shared Redis. */
   interface BufferHome {
@@ -90,7 +93,7 @@ final class StoreFactory {
       KeyStore keys = new FileKeyStore(s.dataDir());
       BufferHome buffers = (meters, targets) -> BufferWiring.builder(engine).registry(meters).targets(targets)
           .sqlite(BufferWiring.sqliteFile(s.dataDir()), s.bufferFsync()).open();
-      return new Opened(engine, keys, null, buffers, Prices.inDataDir(s.dataDir()));
+      return new Opened(engine, keys, null, buffers, Prices.inDataDir(s.dataDir()), LimitHistory.inMemory());
     }
     // Wake-ups and deadlines make Redis calls: give them a few threads, not one.
     timers.setCorePoolSize(4);
@@ -121,6 +124,6 @@ final class StoreFactory {
         .shared(BufferWiring.redis(redis), s.bufferLease()).open();
     Prices prices = Prices.shared(redis.sharedHash("prices"), redis.describe() + " (sluice:prices)");
     timers.scheduleWithFixedDelay(prices::refresh, 1, 1, TimeUnit.SECONDS);
-    return new Opened(engine, keys, redis, buffers, prices);
+    return new Opened(engine, keys, redis, buffers, prices, new RedisLimitHistory(redis));
   }
 }
