@@ -62,7 +62,7 @@ final class LimitsApi {
       String text = x.request().content().toString(StandardCharsets.UTF_8);
       LimitsDocument doc;
       try {
-        doc = LimitsDocument.parse(text, source);
+        doc = LimitsDocument.parse(text, x.query("source") == null ? "the body" : source);
       } catch (LimitsFileException e) {
         throw HttpError.badRequest(e.getMessage());
       }

@@ -180,7 +180,7 @@ public final class LimitChanges {
     }
     String was = managedBy(before == null ? null : before.owner());
     String now = managedBy(after == null ? null : after.owner());
-    if (!was.equals(now) && !(before == null && after.owner() == null) && !(after == null && before.owner() == null)) {
+    if (after != null && !was.equals(now) && !(before == null && after.owner() == null)) {
       out.add("managed by " + was + " → " + now);
     }
     return out;

@@ -65,8 +65,8 @@ public interface LimitHistory {
       }
       this.perResource = perResource;
       this.resources = resources;
-      // Access order, touched only by add: the eldest is the resource changed longest ago.
-      this.byResource = new LinkedHashMap<>(16, 0.75f, true) {
+      // Insertion order, and add moves a resource to the end: the eldest is the one changed longest ago.
+      this.byResource = new LinkedHashMap<>() {
         @Override
         protected boolean removeEldestEntry(Map.Entry<String, ArrayDeque<Entry>> eldest) {
           return size() > InMemory.this.resources;
@@ -76,7 +76,11 @@ public interface LimitHistory {
 
     @Override
     public synchronized CompletableFuture<Void> add(String resource, Entry entry) {
-      ArrayDeque<Entry> d = byResource.computeIfAbsent(resource, r -> new ArrayDeque<>());
+      ArrayDeque<Entry> d = byResource.remove(resource);
+      if (d == null) {
+        d = new ArrayDeque<>();
+      }
+      byResource.put(resource, d);
       d.addFirst(entry);
       while (d.size() > perResource) {
         d.removeLast();
