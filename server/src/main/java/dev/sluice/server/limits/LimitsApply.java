@@ -143,7 +143,7 @@ public final class LimitsApply {
           out.add(new Change(Change.Kind.REMOVED, had.resource(), List.of(), had, null));
         } else {
           out.add(new Change(Change.Kind.UNMANAGED, had.resource(),
-              others ? List.of("managed by " + was.describe() + ": left (--force removes it)") : List.of(), had, null));
+              others ? List.of("managed by " + was.describe() + ": left (--prune --force removes it)") : List.of(), had, null));
         }
       }
     }

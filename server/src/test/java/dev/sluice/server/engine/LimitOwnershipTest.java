@@ -210,7 +210,7 @@ class LimitOwnershipTest {
     assertThat(pruned).filteredOn(c -> c.resource().equals("openai")).singleElement().satisfies(c -> {
       assertThat(c.kind()).isEqualTo(Change.Kind.UNMANAGED);
       assertThat(c.details()).singleElement().asString().startsWith("managed by limits file limits.yaml")
-          .endsWith(": left (--force removes it)");
+          .endsWith(": left (--prune --force removes it)");
     });
     assertThat(plan(mine, "team.yaml", true, true)).filteredOn(c -> c.kind() == Change.Kind.REMOVED).hasSize(3);
 
