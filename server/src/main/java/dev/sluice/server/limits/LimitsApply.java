@@ -68,10 +68,11 @@ public final class LimitsApply {
   /**
    * The changes that would make the store's limits match {@code doc}, applied as the file
    * {@code source} (its name without directories: the same file applied from the CLI and
-   * by {@code serve --limits-file} is one owner). Each limit it sets is marked managed by it.
-   * A limit another file manages is refused (CONFLICT) unless {@code force}; a limit changed by
-   * hand since this file set it is {@link Change.Kind#DRIFTED}; prune leaves another file's
-   * limits unless forced.
+   * by {@code serve --limits-file} is one owner). Each limit it sets is marked managed by it; a
+   * limit that already has the document's values keeps its owner unless {@code force}. A limit
+   * another file manages that the document would change is refused (CONFLICT) unless {@code
+   * force}; a limit changed by hand since this file set it is {@link Change.Kind#DRIFTED};
+   * prune leaves another file's limits unless forced.
    *
    * @param source the file's name, or null to leave owners aside
    */
@@ -118,17 +119,23 @@ public final class LimitsApply {
       List<String> changed = new ArrayList<>(compare(had, want));
       LimitOwner was = had.owner();
       Change.Kind kind = Change.Kind.CHANGED;
+      // A file takes over the limits it sets. One that already has the file's values is left to
+      // its owner unless forced: export, then apply, changes nothing.
       if (owner != null) {
         if (was == null) {
-          changed.add("managed by hand → limits file " + owner.file());
+          if (!changed.isEmpty() || force) {
+            changed.add("managed by hand → limits file " + owner.file());
+          }
         } else if (was.overridden()) {
           kind = Change.Kind.DRIFTED;
           changed.add(0, DRIFTED);
         } else if (!was.file().equals(owner.file())) {
-          if (!force) {
+          if (!changed.isEmpty() && !force) {
             throw otherFile(want.resource(), was, owner);
           }
-          changed.add("managed by limits file " + was.file() + " → limits file " + owner.file());
+          if (force) {
+            changed.add("managed by limits file " + was.file() + " → limits file " + owner.file());
+          }
         }
       }
       if (!changed.isEmpty()) {

@@ -183,12 +183,18 @@ class LimitOwnershipTest {
   }
 
   @Test
-  void aLimitSetByHandIsTakenOverByTheFirstApplyThatNamesIt() {
+  void aLimitSetByHandIsTakenOverByTheFirstApplyThatChangesItOrByForce() {
     changes.set(concurrency("shop", 10), "local", false).join();
     assertThat(owner("shop")).isNull();
-    List<Change> plan = plan(FILE, "limits.yaml", false, false);
-    assertThat(plan).filteredOn(c -> c.resource().equals("shop")).singleElement()
+    assertThat(plan(FILE, "limits.yaml", false, false)).as("the file's values already: left to its owner")
+        .noneMatch(c -> c.resource().equals("shop"));
+    assertThat(plan(FILE, "limits.yaml", false, true)).filteredOn(c -> c.resource().equals("shop")).singleElement()
         .satisfies(c -> assertThat(c.details()).containsExactly("managed by hand → limits file limits.yaml"));
+
+    changes.set(concurrency("shop", 9), "local", false).join();
+    assertThat(plan(FILE, "limits.yaml", false, false)).filteredOn(c -> c.resource().equals("shop")).singleElement()
+        .satisfies(c -> assertThat(c.details()).containsExactly("concurrency 9 → 10",
+            "managed by hand → limits file limits.yaml"));
     apply(FILE, "limits.yaml", false, false);
     assertThat(owner("shop").file()).isEqualTo("limits.yaml");
   }
@@ -203,6 +209,10 @@ class LimitOwnershipTest {
       assertThat(ee.getMessage()).startsWith("resource 'shop' is managed by limits file limits.yaml (sha256 ")
           .endsWith(", not by team.yaml: remove it from one of the two files, or pass --force to move it to team.yaml");
     });
+
+    assertThat(plan("resources:\n  shop: {concurrency: 10}\n", "team.yaml", false, false))
+        .as("another file with the same values changes nothing: export, then apply, is no changes")
+        .noneMatch(c -> c.kind() != Change.Kind.UNMANAGED);
 
     // Prune by another file leaves what limits.yaml manages; forced, it removes them.
     String mine = "resources:\n  mine: {concurrency: 1}\n";
