@@ -567,7 +567,7 @@ public final class SluiceServer implements AutoCloseable {
     if (config.httpPort != null) {
       targets.ownPort(config.httpPort);
     }
-    buffers = store.buffers().open(registry, targets);
+    buffers = store.buffers().open(registry, targets, limitChanges);
     closeBuffers = resources.push("the buffers", buffers::close);
     if (config.limitsFile != null) {
       // Applied before the port opens, so the file's resources are there for the first call.

@@ -61,7 +61,8 @@ final class StoreFactory {
   /** Where buffers live on this store: SQLite in the data dir, or the shared Redis. */
   interface BufferHome {
     /** Opens the buffers and resumes their deliveries; the caller closes them. */
-    Buffers open(MeterRegistry registry, TargetPolicy targets) throws IOException;
+    Buffers open(MeterRegistry registry, TargetPolicy targets, dev.sluice.server.limits.LimitChanges changes)
+        throws IOException;
   }
 
   private StoreFactory() {}
@@ -91,7 +92,7 @@ final class StoreFactory {
       Engine engine = new PoolEngine(memory);
       closer.push("the engine", engine::close);
       KeyStore keys = new FileKeyStore(s.dataDir());
-      BufferHome buffers = (meters, targets) -> BufferWiring.builder(engine).registry(meters).targets(targets)
+      BufferHome buffers = (meters, targets, changes) -> BufferWiring.builder(changes).registry(meters).targets(targets)
           .sqlite(BufferWiring.sqliteFile(s.dataDir()), s.bufferFsync()).open();
       return new Opened(engine, keys, null, buffers, Prices.inDataDir(s.dataDir()), LimitHistory.inMemory());
     }
@@ -120,7 +121,7 @@ final class StoreFactory {
     closer.push("the engine", engine::closeStore);
     RedisKeyStore keys = new RedisKeyStore(redis.sharedHash("keys"), redis.describe() + " (sluice:keys)");
     timers.scheduleWithFixedDelay(keys::refresh, 1, 1, TimeUnit.SECONDS);
-    BufferHome buffers = (meters, targets) -> BufferWiring.builder(engine).registry(meters).targets(targets)
+    BufferHome buffers = (meters, targets, changes) -> BufferWiring.builder(changes).registry(meters).targets(targets)
         .shared(BufferWiring.redis(redis), s.bufferLease()).open();
     Prices prices = Prices.shared(redis.sharedHash("prices"), redis.describe() + " (sluice:prices)");
     timers.scheduleWithFixedDelay(prices::refresh, 1, 1, TimeUnit.SECONDS);

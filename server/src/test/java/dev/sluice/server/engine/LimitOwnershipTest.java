@@ -347,4 +347,16 @@ class LimitOwnershipTest {
         .replaceFirst("\"sha256\" : \"[0-9a-f]+\"", "\"sha256\" : null"));
     assertThatThrownBy(file::load).hasMessageContaining(".owner needs a file and a sha256");
   }
+
+  @Test
+  void aLearnedChangeLogsOneLineNamingTheProvider() {
+    sync(engine).setLimit(new LimitSpec("taught", List.of(new RateSpec("requests", 60, Duration.ofMinutes(1), 1)),
+        0, 0, null, new LearnSpec("openai", List.of(), 0, "")));
+    err.reset();
+    engine.report("taught", false, 0, java.util.Map.of(), java.util.Map.of("requests", 600L), wall.get()).join();
+    engine.report("taught", false, 0, java.util.Map.of(), java.util.Map.of("requests", 600L), wall.get()).join();
+    assertThat(logLines()).filteredOn(l -> l.contains("changed by learning")).singleElement().asString()
+        .contains("limit taught changed by learning from openai headers: requests=60/PT1M:1 ")
+        .contains("→ requests=600/PT1M:");
+  }
 }
