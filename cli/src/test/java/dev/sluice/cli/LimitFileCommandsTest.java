@@ -175,4 +175,19 @@ class LimitFileCommandsTest {
     assertThat(badName.exit()).isEqualTo(1);
     assertThat(badName.err()).contains("INVALID_ARGUMENT");
   }
+
+  @Test
+  void aPoolTheFileManagesIsChangedOrDeletedOnlyWithForce() throws Exception {
+    assertThat(sluice("limit", "apply", "-f", file("limits.yaml", FILE).toString()).exit()).isZero();
+    CliRun create = sluice("pool", "create", "openai", "--member", "openai-a");
+    assertThat(create.exit()).isEqualTo(1);
+    assertThat(create.err()).contains("resource 'openai' is managed by limits file limits.yaml");
+    CliRun delete = sluice("pool", "delete", "openai");
+    assertThat(delete.exit()).isEqualTo(1);
+    assertThat(delete.err()).contains("pass --force to delete it");
+    assertThat(sluice("pool", "create", "openai", "--member", "openai-a", "--force").exit()).isZero();
+    assertThat(sluice("pool", "delete", "openai", "--force").exit()).isZero();
+    assertThat(sluice("limit", "history", "openai").out()).contains("deleted by local")
+        .contains("changed by local").contains("members openai-a,openai-b → openai-a");
+  }
 }
