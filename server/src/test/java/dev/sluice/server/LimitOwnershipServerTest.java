@@ -129,7 +129,9 @@ class LimitOwnershipServerTest {
       assertThat(admin.applyLimits(ApplyLimitsRequest.newBuilder().setDocument(other).setSource("team.yaml")
           .setForce(true).build()).getApplied()).isTrue();
       assertThat(node.reloadLimitsFile().text()).as("the node's own file no longer owns shop: it does not force")
-          .contains("resource 'shop' is managed by limits file team.yaml").contains("not by limits.yaml");
+          .contains("resource 'shop' is managed by limits file team.yaml").contains("not by limits.yaml")
+          .endsWith("(a node following its file never forces: sluice limit apply -f limits.yaml --force takes it"
+              + " over; nothing was applied)");
 
       List<LimitHistoryEntry> h = admin.limitHistory(LimitHistoryRequest.newBuilder().setResource("shop").build())
           .getChangesList();

@@ -76,13 +76,7 @@ public final class LimitChanges {
    */
   public CompletableFuture<Boolean> set(LimitSpec asked, String who, boolean force) {
     String resource = asked.resource();
-    try {
-      Validation.resource(resource);
-    } catch (EngineException e) {
-      return CompletableFuture.failedFuture(e);
-    }
-    return engine.getLimit(resource).thenCompose(had -> {
-      LimitSpec before = had.orElse(null);
+    return current(resource).thenCompose(before -> {
       LimitOwner owner = before == null ? null : before.owner();
       if (owner != null && !owner.overridden()) {
         if (!force) {
@@ -98,18 +92,22 @@ public final class LimitChanges {
 
   /** Deletes a limit by hand ({@code limit delete}): refused as {@link #set} refuses. */
   public CompletableFuture<Void> delete(String resource, String who, boolean force) {
-    try {
-      Validation.resource(resource);
-    } catch (EngineException e) {
-      return CompletableFuture.failedFuture(e);
-    }
-    return engine.getLimit(resource).thenCompose(had -> {
-      LimitSpec before = had.orElse(null);
+    return current(resource).thenCompose(before -> {
       if (before != null && before.owner() != null && !before.owner().overridden() && !force) {
         throw refused(resource, before.owner(), "delete");
       }
       return engine.deleteLimit(resource).thenCompose(x -> recorded(resource, who, before, null));
     });
+  }
+
+  /** The limit of a checked name as stored, or null: what a change by hand is checked against. */
+  private CompletableFuture<LimitSpec> current(String resource) {
+    try {
+      Validation.resource(resource);
+    } catch (EngineException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+    return engine.getLimit(resource).thenApply(had -> had.orElse(null));
   }
 
   /** The last {@code n} changes of {@code resource}, newest first. */

@@ -125,6 +125,12 @@ public final class LimitsFileWatcher implements AutoCloseable {
       // The store refused or could not be reached: tried again at the next check, not only
       // when the file changes (a store that is back applies it).
       Throwable cause = e instanceof CompletionException && e.getCause() != null ? e.getCause() : e;
+      if (cause instanceof dev.sluice.server.engine.EngineException ee
+          && ee.reason() == dev.sluice.server.engine.EngineException.Reason.CONFLICT) {
+        // A node never forces: taking a limit from another file is a person's decision.
+        return refused(null, cause.getMessage() + " (a node following its file never forces: sluice limit apply -f "
+            + file.getFileName() + " --force takes it over; nothing was applied)");
+      }
       return refused(null, cause.getMessage() + " (tried again in a moment)");
     }
   }
