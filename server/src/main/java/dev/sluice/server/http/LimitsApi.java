@@ -57,7 +57,7 @@ final class LimitsApi {
       boolean dryRun = JsonApi.flag(x, "dryRun");
       boolean prune = JsonApi.flag(x, "prune");
       boolean force = JsonApi.flag(x, "force");
-      String source = x.query("source") == null || x.query("source").isBlank() ? "PUT /v1/limits"
+      String source = x.query("source") == null || x.query("source").isBlank() ? "the HTTP API"
           : LimitsApply.ownerName(x.query("source"));
       String text = x.request().content().toString(StandardCharsets.UTF_8);
       LimitsDocument doc;

@@ -82,11 +82,16 @@ public final class LimitsApply {
     return engine.listLimits("").thenApply(current -> diff(engine, current, doc, prune, owner, force));
   }
 
-  /** The owner name of a file: its name without the directories ("limits.yaml"). */
+  /**
+   * The owner name of a file: its name without the directories ("limits.yaml"), control
+   * characters shown as {@code ?} and cut to 120 characters (a caller names it: it goes into
+   * logs and the store).
+   */
   public static String ownerName(String source) {
     String s = source.replace('\\', '/');
     String name = s.substring(s.lastIndexOf('/') + 1);
-    return name.isEmpty() ? source : name;
+    name = (name.isEmpty() ? s : name).replaceAll("\\p{Cntrl}", "?");
+    return name.length() > 120 ? name.substring(0, 120) : name;
   }
 
   static List<Change> diff(Engine engine, List<LimitSpec> current, LimitsDocument doc, boolean prune) {

@@ -118,6 +118,9 @@ class LimitOwnershipTest {
     assertThat(plan(FILE, "limits.yaml", false, false)).as("applied again: nothing").isEmpty();
     assertThat(plan(FILE, "/etc/sluice/limits.yaml", false, false))
         .as("the same file from another directory is the same owner").isEmpty();
+    assertThat(LimitsApply.ownerName("C:\\conf\\limits.yaml")).isEqualTo("limits.yaml");
+    assertThat(LimitsApply.ownerName("conf/a\nb.yaml")).isEqualTo("a?b.yaml");
+    assertThat(LimitsApply.ownerName("x".repeat(300))).hasSize(120);
 
     // A version of the file that changes one resource: only that one is written, with the new hash.
     String v2 = FILE.replace("concurrency: 10", "concurrency: 12");
