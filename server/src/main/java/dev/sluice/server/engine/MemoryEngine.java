@@ -720,7 +720,8 @@ public final class MemoryEngine extends ImmediateEngine {
         return null;
       });
     }
-    log.info("limit {} {}: {}", created ? "created" : "changed", spec.resource(), describe(spec));
+    // The audit line, with who and before → after, is LimitChanges's (one line per change).
+    log.debug("limit {} {}: {}", created ? "created" : "changed", spec.resource(), describe(spec));
     return created;
   }
 
@@ -803,7 +804,7 @@ public final class MemoryEngine extends ImmediateEngine {
       failAll(live, Outcome.REJECTED_DELETED, () -> EngineException.notFound(resource));
     }
     gone.delete();
-    log.info("limit deleted {}", resource);
+    log.debug("limit deleted {}", resource);
   }
 
   private void failAll(ResourceState s, Outcome reason, java.util.function.Supplier<EngineException> why) {

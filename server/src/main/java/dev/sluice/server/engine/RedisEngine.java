@@ -266,7 +266,8 @@ public final class RedisEngine implements Engine {
     return writeLimit(spec, false)
         .thenApply(
             created -> {
-              log.info("limit {} {}: {}", created ? "created" : "changed", spec.resource(), MemoryEngine.describe(spec));
+              // The audit line, with who and before → after, is LimitChanges's.
+              log.debug("limit {} {}: {}", created ? "created" : "changed", spec.resource(), MemoryEngine.describe(spec));
               return created;
             });
   }
@@ -357,7 +358,7 @@ public final class RedisEngine implements Engine {
             published -> {
               limits.deleted(resource);
               waiters.deleted(resource);
-              log.info("limit deleted {}", resource);
+              log.debug("limit deleted {}", resource);
             });
   }
 
