@@ -58,6 +58,11 @@ final class BatchDelivery {
   private final Dispatch dispatch;
   private final BufferClock clock;
   private final Known known;
+  /**
+   * Where a batch's input file is read and written: off the store's callback threads (a Redis
+   * read from Lettuce's event loop would wait for itself) and off the timer.
+   */
+  private final java.util.concurrent.ExecutorService files = Threads.pool("sluice-buffer-batch", 1);
   private volatile boolean closed;
 
   BatchDelivery(BufferPermits permits, BufferBackend backend, Dispatch dispatch, BufferClock clock, Known known) {
@@ -194,6 +199,14 @@ final class BatchDelivery {
 
   /** Writes the input file, acquires room for it, then uploads it. */
   private void prepare(Run run) {
+    try {
+      files.execute(() -> guarded(run.buffer, () -> writeFile(run)));
+    } catch (java.util.concurrent.RejectedExecutionException e) {
+      // closing: the batch resumes from its stored stage after the restart
+    }
+  }
+
+  private void writeFile(Run run) {
     Buffer b = run.buffer;
     if (!live(run)) {
       return;
@@ -626,11 +639,22 @@ final class BatchDelivery {
     });
   }
 
-  /** The buffer is deleted: asks the provider to cancel each of its open batches (fire and forget). */
+  /**
+   * The buffer is deleted: asks the provider to cancel each of its open batches (fire and forget),
+   * those this node runs and those the store knows of (shared: another node may run them).
+   */
   void cancelAll(Buffer b) {
-    Map<Long, String> open;
+    Map<Long, String> open = new HashMap<>();
+    try {
+      for (BufferBackend.BatchRecord r : backend.openBatches(b.spec.name())) {
+        open.put(r.seq(), r.providerId());
+      }
+    } catch (RuntimeException e) {
+      log.warn("buffer {} deleted: reading its open batches failed ({}); cancelling those this node knows",
+          b.spec.name(), e.getMessage());
+    }
     synchronized (b) {
-      open = new HashMap<>(b.batches);
+      b.batches.forEach((seq, id) -> open.merge(seq, id, (stored, here) -> here != null ? here : stored));
     }
     for (Map.Entry<Long, String> e : open.entrySet()) {
       if (e.getValue() == null) {
@@ -651,6 +675,7 @@ final class BatchDelivery {
 
   void close() {
     closed = true;
+    Threads.stop(files);
   }
 
   // ---------------------------------------------------------------------------------------

@@ -121,54 +121,32 @@ interface BufferBackend extends AutoCloseable {
    */
   record BatchRecord(long seq, String stage, String inputFile, String providerId, List<Long> items) {}
 
-  /** Backends that keep no batch state refuse openai-batch buffers with this. */
-  static UnsupportedOperationException noBatches() {
-    return new UnsupportedOperationException("openai-batch buffers are kept in the embedded store only for now:"
-        + " run this coordinator without a shared Redis for them");
-  }
-
-  /** True when this backend keeps batch state. */
-  default boolean batches() {
-    return false;
-  }
-
   /**
    * Takes pending items into a new batch (stage {@code preparing}), an attempt opened for each;
    * completes with the batch's number. Items no longer pending are left out of it.
    */
-  default CompletableFuture<BatchRecord> openBatch(String name, List<Long> ids, long now) {
-    throw noBatches();
-  }
+  CompletableFuture<BatchRecord> openBatch(String name, List<Long> ids, long now);
 
   /** Items' bodies by id (an item gone is absent). */
-  default Map<Long, byte[]> bodies(String name, List<Long> ids) {
-    throw noBatches();
-  }
+  Map<Long, byte[]> bodies(String name, List<Long> ids);
 
   /** Takes items back out of a batch still {@code preparing} (over its byte cap): pending again, attempt undone. */
-  default CompletableFuture<Void> dropFromBatch(String name, long seq, List<Long> ids) {
-    throw noBatches();
-  }
+  CompletableFuture<Void> dropFromBatch(String name, long seq, List<Long> ids);
 
   /** Records how far a batch got; null ids keep theirs. */
-  default CompletableFuture<Void> batchStage(String name, long seq, String stage, String inputFile,
-      String providerId) {
-    throw noBatches();
-  }
+  CompletableFuture<Void> batchStage(String name, long seq, String stage, String inputFile,
+      String providerId);
 
   /** The buffer's batches not yet finished, oldest first. */
-  default List<BatchRecord> openBatches(String name) {
-    throw noBatches();
-  }
+  List<BatchRecord> openBatches(String name);
 
   /**
-   * Ends a batch in one commit: each item in {@code results} gets its outcome; every other item
-   * of the batch goes back to pending with {@code requeued} as its history line.
+   * Ends a batch: each item in {@code results} gets its outcome; every other item of the batch
+   * goes back to pending with {@code requeued} as its history line. SQLite does it in one commit;
+   * Redis in parts, which is as safe: a result lands only while its item is still in the batch.
    */
-  default CompletableFuture<Void> finishBatch(String name, long seq, Map<Long, Result> results, String requeued,
-      long now) {
-    throw noBatches();
-  }
+  CompletableFuture<Void> finishBatch(String name, long seq, Map<Long, Result> results, String requeued,
+      long now);
 
   @Override
   void close();

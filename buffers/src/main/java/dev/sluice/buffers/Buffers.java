@@ -207,9 +207,6 @@ public final class Buffers implements AutoCloseable {
     open();
     BufferSpec spec = BufferSpec.parse(body, syntax);
     targets.check(spec.url());
-    if (spec.batch() != null && !backend.batches()) {
-      throw BufferSpec.invalid(BufferBackend.noBatches().getMessage());
-    }
     if (spec.resource() != null && !await(permits.hasLimit(spec.resource()))) {
       throw BufferSpec.invalid("resource '" + spec.resource() + "' has no limit: create it first (`sluice limit set "
           + spec.resource() + " --rate requests=N/min`), or give the buffer its own rate");

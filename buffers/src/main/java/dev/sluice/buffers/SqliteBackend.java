@@ -252,11 +252,6 @@ final class SqliteBackend implements BufferBackend {
   // openai-batch
 
   @Override
-  public boolean batches() {
-    return true;
-  }
-
-  @Override
   public CompletableFuture<BatchRecord> openBatch(String name, List<Long> ids, long now) {
     return store.write(c -> {
       long seq = BufferStore.count(c, "SELECT COALESCE(MAX(seq), 0) FROM batches WHERE buffer = ?", name) + 1;

@@ -19,31 +19,64 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.function.UnaryOperator;
+import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * Buffers delivered through OpenAI's Batch API (issue 22), against the strict mock's Files and
  * Batches endpoints with a shortened processing time: every item completed with its own
  * response, line errors retried in a later batch, expired lines queued again, bad input refused
- * at push.
+ * at push. Every case runs on both stores: the embedded one ({@code buffers.db}) and a shared
+ * Redis.
  */
+@ParameterizedClass(name = "{0}")
+@EnumSource(BatchBufferTest.Store.class)
 class BatchBufferTest {
 
-  private static final ObjectMapper JSON = new ObjectMapper();
+  enum Store {
+    EMBEDDED,
+    REDIS
+  }
 
+  private static final ObjectMapper JSON = new ObjectMapper();
+  private static RedisProcess redis;
+
+  @Parameter Store store;
   @TempDir Path dataDir;
   private SluiceServer server;
   private MockOpenAi mock;
   private final HttpClient http = HttpClient.newHttpClient();
 
-  private void start(UnaryOperator<SluiceServer.Builder> store) throws Exception {
+  @AfterAll
+  static void stopRedis() {
+    if (redis != null) {
+      redis.close();
+      redis = null;
+    }
+  }
+
+  /** A coordinator on this run's store (the same Redis or data dir each time within a test). */
+  private SluiceServer coordinator() throws Exception {
+    SluiceServer.Builder b = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
+        .shutdownGrace(Duration.ZERO);
+    return (store == Store.REDIS ? b.store(redis.uri()) : b).build().start();
+  }
+
+  private void start() throws Exception {
+    if (store == Store.REDIS) {
+      if (redis == null) {
+        redis = RedisProcess.start();
+      }
+      redis.flushAll();
+    }
     mock = MockOpenAi.builder().latency(Duration.ZERO, Duration.ZERO).batchProcessing(Duration.ofMillis(500))
         .batchQueueTokens(10_000_000).build().start();
-    server = store.apply(SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
-        .shutdownGrace(Duration.ZERO)).build().start();
+    server = coordinator();
     // The provider's batch queue as a resource: enqueued tokens. A new limit's bucket starts
     // empty and fills at its rate, so the test's fills in a minute, not in the 24 h window.
     ServerTestHooks.engine(server).setLimit(new LimitSpec("openai-batch", List.of(new RateSpec("enqueued_tokens",
@@ -122,7 +155,7 @@ class BatchBufferTest {
 
   @Test
   void twoThousandItemsCompleteEachWithItsOwnResponse() throws Exception {
-    start(b -> b);
+    start();
     ok("POST", "/v1/buffers", buffer("nightly", ", \"maxBatchItems\": 800"));
     List<Long> ids = new ArrayList<>();
     ids.addAll(push("nightly", 0, 1000, BatchBufferTest::chat));
@@ -158,7 +191,7 @@ class BatchBufferTest {
 
   @Test
   void lineErrorsAreRetriedInALaterBatchAndRefusedBodiesFail() throws Exception {
-    start(b -> b);
+    start();
     mock.batchLineErrorEvery(4);
     ok("POST", "/v1/buffers", buffer("retries", ", \"maxBatchItems\": 9, \"backoffBase\": \"10ms\""));
     // Item 9 passes the push check but not OpenAI's: a role it does not know.
@@ -184,7 +217,7 @@ class BatchBufferTest {
 
   @Test
   void aBatchStopsAtItsByteCapAndTheRestGoInTheNext() throws Exception {
-    start(b -> b);
+    start();
     ok("POST", "/v1/buffers", buffer("small", ", \"maxBatchBytes\": 2048, \"maxBatchItems\": 20"));
     List<Long> ids = push("small", 0, 20, BatchBufferTest::chat); // over 3 KiB of lines
     awaitFinished("small", 20);
@@ -203,7 +236,7 @@ class BatchBufferTest {
 
   @Test
   void aProviderAnsweringGarbageIsRetriedAndNoItemIsLost() throws Exception {
-    start(b -> b);
+    start();
     mock.batchGarbage(3); // the upload, its retry, and the first create see an HTML page
     ok("POST", "/v1/buffers", buffer("garbled", ", \"maxBatchItems\": 4, \"backoffBase\": \"10ms\""));
     List<Long> ids = push("garbled", 0, 4, BatchBufferTest::chat);
@@ -218,7 +251,7 @@ class BatchBufferTest {
 
   @Test
   void anExpiredBatchsUnfinishedLinesAreQueuedAgainWithoutSpendingRetries() throws Exception {
-    start(b -> b);
+    start();
     mock.batchProcessing(Duration.ofSeconds(4));
     mock.batchExpiry(Duration.ofSeconds(1)); // a quarter of each batch runs before it expires
     ok("POST", "/v1/buffers", buffer("late", ", \"maxBatchItems\": 8"));
@@ -245,7 +278,7 @@ class BatchBufferTest {
 
   @Test
   void pausingHoldsNewBatchesAndDeletingCancelsTheOpenOnes() throws Exception {
-    start(b -> b);
+    start();
     ok("POST", "/v1/buffers", buffer("held", ", \"maxBatchItems\": 4"));
     ok("POST", "/v1/buffers/held/pause", null);
     List<Long> ids = push("held", 0, 4, BatchBufferTest::chat); // a full batch: due at once, but paused
@@ -269,14 +302,13 @@ class BatchBufferTest {
 
   @Test
   void aRestartResumesPollingItsOpenBatchAndEveryResultLandsOnce() throws Exception {
-    start(b -> b);
+    start();
     mock.batchProcessing(Duration.ofSeconds(3));
     ok("POST", "/v1/buffers", buffer("durable", ", \"maxBatchItems\": 50"));
     List<Long> ids = push("durable", 0, 50, BatchBufferTest::chat);
     await().atMost(Duration.ofSeconds(20)).untilAsserted(() -> assertThat(providerBatches()).hasSize(1));
     server.close(); // the batch runs on at the provider while the coordinator is away
-    server = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
-        .shutdownGrace(Duration.ZERO).build().start();
+    server = coordinator();
     awaitFinished("durable", 50);
     assertThat(providerBatches()).hasSize(1); // polled again, not sent again
     for (long id : ids) {
@@ -294,7 +326,7 @@ class BatchBufferTest {
    */
   @Test
   void aBatchCreatedJustBeforeACrashIsFoundByItsTag() throws Exception {
-    start(b -> b);
+    start();
     ok("POST", "/v1/buffers", buffer("recover", "").replace("\"1s\"", "\"1d\""));
     List<Long> ids = push("recover", 0, 3, BatchBufferTest::chat);
     server.close();
@@ -316,14 +348,8 @@ class BatchBufferTest {
         .POST(HttpRequest.BodyPublishers.ofString("{\"input_file_id\": \"" + fileId + "\", \"endpoint\":"
             + " \"/v1/chat/completions\", \"completion_window\": \"24h\", \"metadata\": {\"sluice_batch\":"
             + " \"recover/1\"}}")).build(), HttpResponse.BodyHandlers.ofString());
-    try (java.sql.Connection c = java.sql.DriverManager.getConnection("jdbc:sqlite:" + dataDir.resolve("buffers.db"));
-        java.sql.Statement st = c.createStatement()) {
-      st.executeUpdate("INSERT INTO batches(buffer, seq, stage, input_file, created) VALUES ('recover', 1,"
-          + " 'uploaded', '" + fileId + "', 0)");
-      st.executeUpdate("UPDATE items SET batch = 1, attempts = 1, open_attempt = 1 WHERE buffer = 'recover'");
-    }
-    server = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
-        .shutdownGrace(Duration.ZERO).build().start();
+    storeBatchAsUploaded("recover", fileId);
+    server = coordinator();
     awaitFinished("recover", 3);
     assertThat(providerBatches()).hasSize(1);
     for (long id : ids) {
@@ -335,7 +361,7 @@ class BatchBufferTest {
 
   @Test
   void badSettingsAndBadItemsAreRefusedWithTheReason() throws Exception {
-    start(b -> b);
+    start();
     assertThat(refused("POST", "/v1/buffers", buffer("x", "").replace("/v1/chat/completions", "/v1/audio/speech")))
         .contains("not served by OpenAI's Batch API").contains("/v1/chat/completions");
     assertThat(refused("POST", "/v1/buffers", buffer("x", ", \"completionWindow\": \"48h\"")))
@@ -368,13 +394,44 @@ class BatchBufferTest {
         .contains("\"completionWindow\":\"PT24H\"");
   }
 
-  @Test
-  void onTheSharedStoreABatchBufferIsRefusedWithTheReason() throws Exception {
-    try (RedisProcess redis = RedisProcess.start()) {
-      start(b -> b.store(redis.uri()));
-      assertThat(refused("POST", "/v1/buffers", buffer("shared", ""))).contains("embedded store only");
-      server.close();
-      server = null;
+  /**
+   * Writes into the store what a coordinator killed right after its create would have left:
+   * batch 1 of {@code buffer} uploaded (input file {@code fileId}) holding every item, each with
+   * its attempt open.
+   */
+  private void storeBatchAsUploaded(String buffer, String fileId) throws Exception {
+    if (store == Store.EMBEDDED) {
+      try (java.sql.Connection c = java.sql.DriverManager.getConnection("jdbc:sqlite:"
+              + dataDir.resolve("buffers.db"));
+          java.sql.Statement st = c.createStatement()) {
+        st.executeUpdate("INSERT INTO batches(buffer, seq, stage, input_file, created) VALUES ('" + buffer + "', 1,"
+            + " 'uploaded', '" + fileId + "', 0)");
+        st.executeUpdate("UPDATE items SET batch = 1, attempts = 1, open_attempt = 1 WHERE buffer = '" + buffer
+            + "'");
+      }
+      return;
+    }
+    io.lettuce.core.RedisClient client = io.lettuce.core.RedisClient.create(redis.uri());
+    try (var c = client.connect()) {
+      String k = "sluice:buf:{" + buffer + "}:";
+      c.sync().eval("""
+          local ids = {}
+          for _, id in ipairs(redis.call('HKEYS', KEYS[1])) do
+            local m = cjson.decode(redis.call('HGET', KEYS[1], id))
+            m.b = 1
+            m.a = 1
+            m.o = 1
+            redis.call('HSET', KEYS[1], id, cjson.encode(m))
+            ids[#ids + 1] = id
+          end
+          redis.call('HSET', KEYS[2], '1', cjson.encode({s = 'uploaded', f = ARGV[1], i = table.concat(ids, ','),
+            c = 0}))
+          redis.call('SET', KEYS[3], '1')
+          return 1
+          """, io.lettuce.core.ScriptOutputType.INTEGER, new String[] {k + "items", k + "batches", k + "bseq"},
+          fileId);
+    } finally {
+      client.shutdown();
     }
   }
 }
