@@ -36,34 +36,7 @@ class BufferIT {
   @TempDir Path dataDir;
 
   private static Process start(Path data, int[] port, String... store) throws Exception {
-    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-    List<String> command = new ArrayList<>(List.of(java, "-Xmx256m", "-cp", System.getProperty("java.class.path"),
-        BufferNode.class.getName(), data.toString()));
-    command.addAll(List.of(store));
-    Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-    BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
-    port[0] = CompletableFuture.supplyAsync(() -> {
-      try {
-        for (String line; (line = out.readLine()) != null; ) {
-          if (line.startsWith("READY ")) {
-            return Integer.parseInt(line.substring(6).trim());
-          }
-        }
-        throw new IllegalStateException("the node exited before READY");
-      } catch (java.io.IOException e) {
-        throw new java.io.UncheckedIOException(e);
-      }
-    }).get(60, TimeUnit.SECONDS);
-    CompletableFuture.runAsync(() -> { // keep draining its log so it never blocks on a full pipe
-      try {
-        while (out.readLine() != null) {
-          // discard
-        }
-      } catch (java.io.IOException e) {
-        // killed
-      }
-    });
-    return p;
+    return BufferNode.start(data, port, store);
   }
 
   private JsonNode call(int port, String method, String path, String body) throws Exception {
