@@ -154,6 +154,7 @@ final class BatchDelivery {
       List<Long> gone = new ArrayList<>(take);
       gone.removeAll(rec.items());
       letGo(b, epoch, gone, 0);
+      b.batchAt(rec.seq(), "preparing", rec.items().size());
       prepare(new Run(b, epoch, rec.seq(), new ArrayList<>(rec.items())));
     }));
   }
@@ -248,6 +249,7 @@ final class BatchDelivery {
       }
       run.ids.removeAll(over);
       letGo(b, run.epoch, over, 0);
+      b.batchAt(run.seq, "preparing", run.ids.size());
       acquireRoom(run, jsonl, estimate);
     }));
   }
@@ -307,6 +309,7 @@ final class BatchDelivery {
             retry(run, "uploading its input file", error, () -> upload(run, jsonl));
           } else {
             run.failures = 0;
+            b.batchAt(run.seq, "uploaded", run.ids.size());
             create(run);
           }
         });
@@ -335,6 +338,7 @@ final class BatchDelivery {
           synchronized (b) {
             b.batches.put(run.seq, run.providerId);
           }
+          b.batchAt(run.seq, "created", run.ids.size());
           log.info("buffer {} batch {}: {} items sent as {}", b.spec.name(), run.seq, run.ids.size(), run.providerId);
           donePreparing(run);
           poll(run, POLL_FIRST_MILLIS);
@@ -398,6 +402,7 @@ final class BatchDelivery {
   private void finish(Run run, String status, String lines) {
     Buffer b = run.buffer;
     long now = clock.millis();
+    known.batchEnded(b, status);
     Map<Long, BufferBackend.Result> results = new HashMap<>();
     Map<Long, Outcome.Verdict> verdicts = new HashMap<>();
     java.util.Set<Long> inBatch = new java.util.HashSet<>(run.ids);
@@ -449,6 +454,7 @@ final class BatchDelivery {
   private void failed(Run run, JsonNode batch) {
     Buffer b = run.buffer;
     long now = clock.millis();
+    known.batchEnded(b, "failed");
     StringBuilder why = new StringBuilder();
     boolean queueFull = false;
     for (JsonNode e : batch.path("errors").path("data")) {
@@ -499,6 +505,7 @@ final class BatchDelivery {
       boolean anyFinished = false;
       synchronized (b) {
         b.batches.remove(run.seq);
+        b.batchEnded(run.seq);
         if (b.epoch != run.epoch) {
           return;
         }
@@ -590,6 +597,7 @@ final class BatchDelivery {
           b.running++;
         }
       }
+      b.batchAt(run.seq, r.stage(), run.ids.size());
       switch (r.stage()) {
         case "created" -> {
           synchronized (b) {
@@ -623,6 +631,7 @@ final class BatchDelivery {
           synchronized (run.buffer) {
             run.buffer.batches.put(run.seq, run.providerId);
           }
+          run.buffer.batchAt(run.seq, "created", run.ids.size());
           log.info("buffer {} batch {}: found as {} by its tag after the restart", run.buffer.spec.name(), run.seq,
               run.providerId);
           poll(run, 0);

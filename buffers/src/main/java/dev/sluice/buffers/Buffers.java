@@ -318,6 +318,8 @@ public final class Buffers implements AutoCloseable {
     Buffer b = buffer(name);
     long now = clock.millis();
     BufferBackend.Counts c = backend.counts(name, now);
+    // openai-batch: its batches as the store has them, so every node shows the same.
+    List<BufferBackend.BatchRecord> batches = b.spec.batch() == null ? List.of() : backend.openBatches(name);
     ObjectNode o = BufferSpec.JSON.createObjectNode();
     synchronized (b) {
       long running = b.owned ? b.running : 0;
@@ -335,7 +337,10 @@ public final class Buffers implements AutoCloseable {
         o.put("deliveredHere", b.owned);
       }
       if (b.spec.batch() != null) {
-        o.put("openBatches", b.owned ? b.batches.size() : 0);
+        o.put("openBatches", batches.stream().filter(r -> r.stage().equals("created")).count());
+        o.put("batchesUploaded", batches.stream().filter(r -> r.stage().equals("uploaded")).count());
+        o.put("batchesPreparing", batches.stream().filter(r -> r.stage().equals("preparing")).count());
+        o.put("itemsInBatches", batches.stream().mapToLong(r -> r.items().size()).sum());
       }
     }
     return o;

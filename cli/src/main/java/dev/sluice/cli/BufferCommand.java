@@ -268,7 +268,9 @@ final class BufferCommand implements Callable<Integer> {
           st.getPaused() ? "yes" : "no");
       t.print(out);
       if (info.getSpec().getDelivery().equals("openai-batch")) {
-        out.println("open batches at the provider: " + st.getOpenBatches());
+        out.println("open batches at the provider: " + st.getOpenBatches() + " (uploaded, create not yet confirmed: "
+            + st.getBatchesUploaded() + "; being prepared: " + st.getBatchesPreparing() + "); items in them: "
+            + st.getItemsInBatches());
       }
       return 0;
     }

@@ -73,7 +73,8 @@ class BufferCommandsTest {
         "--endpoint", "/v1/audio/speech", "--resource", "batch-queue");
     assertThat(wrong.exit()).isNotZero();
     assertThat(wrong.err()).contains("not served by OpenAI's Batch API");
-    assertThat(sluice("buffer", "stats", "nightly").out()).contains("open batches at the provider: 0");
+    assertThat(sluice("buffer", "stats", "nightly").out()).contains("open batches at the provider: 0 (uploaded, create"
+        + " not yet confirmed: 0; being prepared: 0); items in them: 0");
     assertThat(sluice("buffer", "delete", "nightly").exit()).isZero();
   }
 

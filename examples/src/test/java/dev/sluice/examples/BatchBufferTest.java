@@ -186,6 +186,12 @@ class BatchBufferTest {
         (promptTotal * 0.075 + completionTotal * 0.30) / 1e6);
     // 800 + 800 + 400: three batches, no more.
     assertThat(item("nightly", ids.get(1999)).get("history").toString()).contains("batch batch_");
+    java.util.regex.Matcher ended = java.util.regex.Pattern.compile(
+        "sluice_buffer_batches_ended_total\\{buffer=\"nightly\",status=\"completed\"} ([0-9.]+)").matcher(metrics());
+    assertThat(ended.find()).as("the ended-batches counter is exported").isTrue();
+    assertThat(Double.parseDouble(ended.group(1))).as("every batch the provider ran, counted once")
+        .isEqualTo(providerBatches().size());
+    assertThat(metrics()).contains("sluice_buffer_batch_items{buffer=\"nightly\"} 0.0");
     assertThat(mock.stats().admitted()).isZero(); // nothing went to the live endpoint
   }
 
@@ -270,6 +276,11 @@ class BatchBufferTest {
     }
   }
 
+  /** The coordinator's Prometheus text. */
+  private String metrics() throws Exception {
+    return call("GET", "/metrics", null).body();
+  }
+
   private JsonNode providerBatches() throws Exception {
     return JSON.readTree(http.send(HttpRequest.newBuilder(URI.create(mock.baseUrl() + "/batches?limit=100"))
         .header("Authorization", "Bearer sk-batch").build(), HttpResponse.BodyHandlers.ofString()).body())
@@ -294,6 +305,15 @@ class BatchBufferTest {
     assertThat(item("held", ids.get(0)).get("state").asText()).isEqualTo("running");
     await().atMost(Duration.ofSeconds(10)).untilAsserted(() ->
         assertThat(ok("GET", "/v1/buffers/held", null).get("stats").get("openBatches").asInt()).isEqualTo(1));
+    JsonNode stats = ok("GET", "/v1/buffers/held", null).get("stats");
+    assertThat(stats.get("itemsInBatches").asInt()).isEqualTo(4);
+    assertThat(stats.get("batchesUploaded").asInt() + stats.get("batchesPreparing").asInt()).isZero();
+    assertThat(ClientProcesses.cli("127.0.0.1:" + server.port(), null, "buffer", "stats", "held"))
+        .contains("open batches at the provider: 1 (uploaded, create not yet confirmed: 0; being prepared: 0);"
+            + " items in them: 4");
+    assertThat(metrics()).contains("sluice_buffer_batches{buffer=\"held\",stage=\"created\"} 1.0",
+        "sluice_buffer_batches{buffer=\"held\",stage=\"uploaded\"} 0.0",
+        "sluice_buffer_batch_items{buffer=\"held\"} 4.0");
 
     ok("DELETE", "/v1/buffers/held", null);
     await().atMost(Duration.ofSeconds(20)).untilAsserted(() ->

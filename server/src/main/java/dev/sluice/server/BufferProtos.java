@@ -142,7 +142,10 @@ final class BufferProtos {
         .setDeliveredPerSecond(st.get("deliveredPerSecond").asDouble())
         .setOldestPendingAgeSeconds(st.get("oldestPendingAgeSeconds").asDouble())
         .setDelivered(st.get("delivered").asLong())
-        .setOpenBatches(st.path("openBatches").asLong(0))).build();
+        .setOpenBatches(st.path("openBatches").asLong(0))
+        .setBatchesUploaded(st.path("batchesUploaded").asLong(0))
+        .setBatchesPreparing(st.path("batchesPreparing").asLong(0))
+        .setItemsInBatches(st.path("itemsInBatches").asLong(0))).build();
   }
 
   private static java.util.Map<String, String> jsonMap(JsonNode node) {
