@@ -59,6 +59,10 @@ final class Buffer {
   BufferClock.Timer timer;
   long timerAt = Long.MAX_VALUE;
   boolean warnedMissingResource;
+  /** Overflow: a check runs; another was asked for meanwhile; the missing target was reported. */
+  boolean overflowChecking;
+  boolean overflowAgain;
+  volatile boolean warnedOverflow;
   /** The clean-up armed for when the oldest finished item's retention passes, and when (clock millis). */
   BufferClock.Timer expiry;
   long expiryAt = Long.MAX_VALUE;

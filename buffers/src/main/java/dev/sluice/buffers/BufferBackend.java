@@ -31,8 +31,11 @@ interface BufferBackend extends AutoCloseable {
   /** A takeover: the unfinished items in id order, and how many had an attempt open. */
   record Takeover(List<OpenItem> items, int reopened, long lastId) {}
 
-  /** Counts across every node: items not finished, completed, failed, completed in the last 10 s. */
-  record Counts(long open, long completed, long failed, long completedLast10s, long oldestOpenCreated) {}
+  /**
+   * Counts across every node: items not finished, completed, failed, completed in the last 10 s,
+   * the oldest unfinished one's creation, and items moved to an overflow buffer.
+   */
+  record Counts(long open, long completed, long failed, long completedLast10s, long oldestOpenCreated, long moved) {}
 
   /** True when several nodes share the records (leases and following apply). */
   boolean shared();
@@ -62,6 +65,13 @@ interface BufferBackend extends AutoCloseable {
   CompletableFuture<Send> startAttempt(String name, long id);
 
   CompletableFuture<Void> finishAttempt(String name, long id, Result r);
+
+  /**
+   * Marks items moved to the overflow buffer (state {@code moved}, finished now, {@code line}
+   * appended to each item's history with its new id): only items still pending with no attempt
+   * open. {@code lines} maps an item id to its history line.
+   */
+  CompletableFuture<Void> moved(String name, Map<Long, String> lines, long now);
 
   /** Null when there is no such item. */
   ItemRecord item(String name, long id);

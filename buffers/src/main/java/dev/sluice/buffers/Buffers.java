@@ -178,7 +178,8 @@ public final class Buffers implements AutoCloseable {
     this.targets = b.targets != null ? b.targets : TargetPolicy.defaults();
     this.known = new Known(b.registry != null ? b.registry : new SimpleMeterRegistry(), clock, syntax);
     this.dispatch = new Dispatch(targets, clock);
-    this.delivery = new Delivery(permits, backend, dispatch, clock, known);
+    this.delivery = new Delivery(permits, backend, dispatch, clock, known,
+        new Overflow(permits, backend, clock, known, this::push));
     this.ownership = backend.shared() ? new Ownership(backend, known, delivery, clock) : null;
     try {
       load();
@@ -207,6 +208,22 @@ public final class Buffers implements AutoCloseable {
     open();
     BufferSpec spec = BufferSpec.parse(body, syntax);
     targets.check(spec.url());
+    if (spec.overflow() != null) {
+      String to = spec.overflow().to();
+      Buffer target = known.get(to);
+      if (target == null && backend.shared()) {
+        names(); // created on another node a moment ago
+        target = known.get(to);
+      }
+      if (target == null) {
+        throw BufferSpec.invalid("overflowTo '" + to + "': no such buffer: create it first (`sluice buffer create " + to
+            + " --delivery openai-batch --url https://api.openai.com/v1 --endpoint /v1/chat/completions ...`)");
+      }
+      if (target.spec.batch() == null) {
+        throw BufferSpec.invalid("overflowTo '" + to + "' delivers over http, one request per item: name an"
+            + " openai-batch buffer (created with --delivery openai-batch)");
+      }
+    }
     if (spec.resource() != null && !await(permits.hasLimit(spec.resource()))) {
       throw BufferSpec.invalid("resource '" + spec.resource() + "' has no limit: create it first (`sluice limit set "
           + spec.resource() + " --rate requests=N/min`), or give the buffer its own rate");
@@ -336,6 +353,9 @@ public final class Buffers implements AutoCloseable {
       if (backend.shared()) {
         o.put("deliveredHere", b.owned);
       }
+      if (b.spec.overflow() != null || c.moved() > 0) {
+        o.put("moved", c.moved());
+      }
       if (b.spec.batch() != null) {
         o.put("openBatches", batches.stream().filter(r -> r.stage().equals("created")).count());
         o.put("batchesUploaded", batches.stream().filter(r -> r.stage().equals("uploaded")).count());
@@ -359,10 +379,20 @@ public final class Buffers implements AutoCloseable {
     if (b.deleted) {
       throw BufferException.notFound("buffer '" + name + "' was deleted");
     }
+    Buffer overflowTo = b.spec.overflow() == null ? null : known.get(b.spec.overflow().to());
     for (int i = 0; i < items.size(); i++) {
       NewItem it = items.get(i);
       if (b.spec.batch() != null) {
         b.spec.batch().checkItem(it, i);
+      }
+      if (overflowTo != null && overflowTo.spec.batch() != null) {
+        // An item may move there: it must be a line that buffer takes.
+        try {
+          overflowTo.spec.batch().checkItem(it, i);
+        } catch (BufferException e) {
+          throw BufferSpec.invalid("buffer '" + name + "' overflows to openai-batch buffer '" + overflowTo.spec.name()
+              + "', so its items must be Batch API requests: " + e.getMessage());
+        }
       }
       for (String h : it.headers().keySet()) {
         if (b.spec.headers().keySet().stream().anyMatch(h::equalsIgnoreCase)) {

@@ -90,6 +90,11 @@ final class Known {
   /** Where an openai-batch batch can be: the values of {@code stage} on its gauge. */
   static final List<String> BATCH_STAGES = List.of("preparing", "uploaded", "created");
 
+  /** Counts items moved to the buffer's overflow buffer. */
+  void moved(Buffer b, int n) {
+    registry.counter("sluice.buffer.moved", "buffer", b.spec.name()).increment(n);
+  }
+
   /** Counts a batch the provider ended: completed, expired, cancelled or failed. */
   void batchEnded(Buffer b, String status) {
     if (BATCH_ENDS.contains(status)) {
@@ -115,6 +120,11 @@ final class Known {
         .tags(t).baseUnit("seconds").description("Age of the oldest item not yet delivered").register(registry));
     b.meters.add(Counter.builder("sluice.buffer.delivered").tags(t).description("Items delivered (2xx)")
         .register(registry));
+    if (b.spec.overflow() != null) {
+      b.meters.add(Counter.builder("sluice.buffer.moved").tags(t)
+          .description("Items moved to the overflow (openai-batch) buffer: their wait here passed the threshold")
+          .register(registry));
+    }
     if (b.spec.batch() != null) {
       // Bounded: three stages and four ends per batch buffer, whatever the number of batches.
       for (String stage : BATCH_STAGES) {

@@ -157,7 +157,7 @@ final class RedisBackend implements BufferBackend {
       """;
 
   private static final String COUNTS = """
-      -- KEYS items open completed failed; ARGV since
+      -- KEYS items open completed failed moved; ARGV since
       local oldest = 0
       local first = redis.call('ZRANGE', KEYS[2], 0, 0)
       if #first > 0 then
@@ -165,13 +165,13 @@ final class RedisBackend implements BufferBackend {
         if raw then oldest = cjson.decode(raw).c end
       end
       return {redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4]),
-        redis.call('ZCOUNT', KEYS[3], ARGV[1], '+inf'), tostring(oldest)}
+        redis.call('ZCOUNT', KEYS[3], ARGV[1], '+inf'), tostring(oldest), redis.call('ZCARD', KEYS[5])}
       """;
 
   private static final String EXPIRE = """
-      -- KEYS items completed failed log idem; ARGV before
+      -- KEYS items completed failed log idem moved; ARGV before
       local n = 0
-      for z = 2, 3 do
+      for _, z in ipairs({2, 3, 6}) do
         for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[z], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 5000)) do
           local raw = redis.call('HGET', KEYS[1], id)
           if raw then
@@ -348,6 +348,25 @@ final class RedisBackend implements BufferBackend {
   /** Items per script call where a batch may hold 50 000: a script blocks Redis while it runs. */
   private static final int BATCH_CHUNK = 1000;
 
+  private static final String MOVED = """
+      -- KEYS items open moved; ARGV now, then per item: id, history line
+      for i = 2, #ARGV, 2 do
+        local raw = redis.call('HGET', KEYS[1], ARGV[i])
+        if raw then
+          local m = cjson.decode(raw)
+          if m.s == 'pending' and m.o == 0 and not m.b then
+            m.s = 'moved'
+            m.f = tonumber(ARGV[1])
+            m.h = m.h .. ARGV[i + 1]
+            redis.call('HSET', KEYS[1], ARGV[i], cjson.encode(m))
+            redis.call('ZREM', KEYS[2], ARGV[i])
+            redis.call('ZADD', KEYS[3], ARGV[1], ARGV[i])
+          end
+        end
+      end
+      return 1
+      """;
+
   private final SharedRedis store;
   private final RedisClusterCommands<String, String> redis;
   private final RedisClusterAsyncCommands<String, String> async;
@@ -436,7 +455,7 @@ final class RedisBackend implements BufferBackend {
   @Override
   public void delete(String name) {
     sync(() -> redis.del(keys(name, "seq", "log", "items", "open", "completed", "failed", "idem", "owner", "meta",
-        "bseq", "batches")));
+        "bseq", "batches", "moved")));
     sync(() -> redis.hdel(PAUSED, name));
     sync(() -> redis.hdel(BUFFERS, name));
   }
@@ -531,6 +550,14 @@ final class RedisBackend implements BufferBackend {
   }
 
   @Override
+  public CompletableFuture<Void> moved(String name, Map<Long, String> lines, long now) {
+    List<String> args = new ArrayList<>(List.of(Long.toString(now)));
+    lines.forEach((id, line) -> args.addAll(List.of(Long.toString(id), line)));
+    return async(async.<Long>eval(MOVED, ScriptOutputType.INTEGER, keys(name, "items", "open", "moved"),
+        args.toArray(String[]::new))).thenApply(x -> null);
+  }
+
+  @Override
   public ItemRecord item(String name, long id) {
     String raw = sync(() -> redis.hget(key(name, "items"), Long.toString(id)));
     if (raw == null) {
@@ -552,21 +579,21 @@ final class RedisBackend implements BufferBackend {
   @Override
   public Counts counts(String name, long now) {
     List<Object> r = sync(() -> redis.eval(COUNTS, ScriptOutputType.MULTI, keys(name, "items", "open", "completed",
-        "failed"), Long.toString(now - 10_000)));
+        "failed", "moved"), Long.toString(now - 10_000)));
     return new Counts((Long) r.get(0), (Long) r.get(1), (Long) r.get(2), (Long) r.get(3),
-        (long) Double.parseDouble((String) r.get(4)));
+        (long) Double.parseDouble((String) r.get(4)), (Long) r.get(5));
   }
 
   @Override
   public void expire(String name, long before) {
-    sync(() -> redis.eval(EXPIRE, ScriptOutputType.INTEGER, keys(name, "items", "completed", "failed", "log", "idem"),
-        Long.toString(before)));
+    sync(() -> redis.eval(EXPIRE, ScriptOutputType.INTEGER, keys(name, "items", "completed", "failed", "log", "idem",
+        "moved"), Long.toString(before)));
   }
 
   @Override
   public long oldestFinished(String name) {
     long oldest = 0;
-    for (String part : List.of("completed", "failed")) {
+    for (String part : List.of("completed", "failed", "moved")) {
       List<io.lettuce.core.ScoredValue<String>> first = sync(() -> redis.zrangeWithScores(key(name, part), 0, 0));
       if (!first.isEmpty()) {
         long at = (long) first.get(0).getScore();

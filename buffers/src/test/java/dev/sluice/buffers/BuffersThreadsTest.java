@@ -136,7 +136,7 @@ class BuffersThreadsTest {
 
     @Override
     public Counts counts(String name, long now) {
-      return new Counts(0, 0, 0, 0, 0);
+      return new Counts(0, 0, 0, 0, 0, 0);
     }
 
     @Override
@@ -181,6 +181,11 @@ class BuffersThreadsTest {
 
     @Override
     public void expire(String name, long before) {}
+
+    @Override
+    public CompletableFuture<Void> moved(String name, Map<Long, String> lines, long now) {
+      throw new UnsupportedOperationException();
+    }
 
     @Override
     public CompletableFuture<BatchRecord> openBatch(String name, List<Long> ids, long now) {

@@ -415,6 +415,91 @@ class BatchBufferTest {
   }
 
   /**
+   * Overflow: a live buffer on a small quota (5 requests/s, under the mock's 10/s) with a 10 s
+   * threshold, fed 5 000 items. The ones that would wait longer than 10 s move to the batch
+   * buffer; the live endpoint answers no 429; every item completes on one route or the other,
+   * a moved one under its new id in the batch buffer with its own response.
+   */
+  @Test
+  void itemsThatWouldWaitTooLongMoveToTheBatchBufferAndAllComplete() throws Exception {
+    start();
+    ServerTestHooks.engine(server).setLimit(new LimitSpec("live", List.of(new RateSpec("requests", 5,
+        Duration.ofSeconds(1), 1)), 0, 10_000, Duration.ofMinutes(1))).join();
+    ok("POST", "/v1/buffers", buffer("nightly", ", \"maxBatchItems\": 2500"));
+    ok("POST", "/v1/buffers", "{\"name\": \"orders\", \"url\": \"" + mock.baseUrl() + "/chat/completions\","
+        + " \"resource\": \"live\", \"headers\": {\"Authorization\": \"Bearer sk-live\"}, \"overflowTo\":"
+        + " \"nightly\", \"whenWaitExceeds\": \"10s\"}");
+    List<Long> ids = new ArrayList<>();
+    for (int from = 0; from < 5000; from += 1000) {
+      ids.addAll(push("orders", from, from + 1000, BatchBufferTest::chat));
+    }
+    await().atMost(Duration.ofSeconds(120)).pollInterval(Duration.ofMillis(500)).untilAsserted(() -> {
+      JsonNode live = ok("GET", "/v1/buffers/orders", null).get("stats");
+      JsonNode batch = ok("GET", "/v1/buffers/nightly", null).get("stats");
+      assertThat(live.get("completed").asLong() + live.get("moved").asLong()).as(live.toString()).isEqualTo(5000);
+      assertThat(batch.get("completed").asLong()).as(batch.toString()).isEqualTo(live.get("moved").asLong());
+    });
+    JsonNode live = ok("GET", "/v1/buffers/orders", null).get("stats");
+    long moved = live.get("moved").asLong();
+    System.out.printf("overflow (%s): of 5000 items, %d delivered live, %d moved to the batch buffer; live 429s: %d%n",
+        store, live.get("completed").asLong(), moved, mock.stats().rateLimited());
+    assertThat(mock.stats().rateLimited()).as("429s at the live quota").isZero();
+    assertThat(mock.stats().admitted()).isEqualTo(live.get("completed").asLong());
+    // 10 s at 5/s: about 50 stay (plus what went while the pushes came in); the rest move.
+    assertThat(moved).isBetween(4500L, 4960L);
+    java.util.regex.Pattern newId = java.util.regex.Pattern.compile("moved to openai-batch buffer nightly as item (\\d+)");
+    java.util.Set<Long> targets = new java.util.HashSet<>();
+    for (int i = 0; i < 5000; i++) {
+      JsonNode x = item("orders", ids.get(i));
+      String state = x.get("state").asText();
+      if (state.equals("completed")) {
+        assertThat(x.get("lastStatus").asInt()).isEqualTo(200);
+        continue;
+      }
+      assertThat(state).as(x.toString()).isEqualTo("moved");
+      java.util.regex.Matcher m = newId.matcher(x.get("history").toString());
+      assertThat(m.find()).as(x.toString()).isTrue();
+      long target = Long.parseLong(m.group(1));
+      assertThat(targets.add(target)).as("moved once").isTrue();
+      JsonNode answer = JSON.readTree(item("nightly", target).get("responseExcerpt").asText());
+      int prompt = TokenEstimator.promptTokens(List.of(new TokenEstimator.Message("user", words(i % 40 + 1))));
+      assertThat(answer.get("usage").get("prompt_tokens").asInt()).as("item %d's own answer", i).isEqualTo(prompt);
+    }
+    assertThat(targets).hasSize((int) moved);
+    assertThat(metrics()).contains("sluice_buffer_moved_total{buffer=\"orders\"} " + moved + ".0");
+    assertThat(ClientProcesses.cli("127.0.0.1:" + server.port(), null, "buffer", "stats", "orders"))
+        .contains("moved to nightly: " + moved);
+  }
+
+  @Test
+  void badOverflowSettingsAreRefusedWithTheFix() throws Exception {
+    start();
+    ok("POST", "/v1/buffers", buffer("nightly", ""));
+    ok("POST", "/v1/buffers", "{\"name\": \"plain\", \"url\": \"" + mock.baseUrl() + "/chat/completions\","
+        + " \"rate\": {\"amount\": 1}}");
+    String live = "{\"name\": \"orders\", \"url\": \"" + mock.baseUrl() + "/chat/completions\", \"rate\":"
+        + " {\"amount\": 1}";
+    assertThat(refused("POST", "/v1/buffers", live + ", \"overflowTo\": \"missing\", \"whenWaitExceeds\": \"5m\"}"))
+        .contains("overflowTo 'missing': no such buffer").contains("--delivery openai-batch");
+    assertThat(refused("POST", "/v1/buffers", live + ", \"overflowTo\": \"plain\", \"whenWaitExceeds\": \"5m\"}"))
+        .contains("overflowTo 'plain' delivers over http").contains("name an openai-batch buffer");
+    assertThat(refused("POST", "/v1/buffers", live + ", \"overflowTo\": \"orders\", \"whenWaitExceeds\": \"5m\"}"))
+        .contains("is this buffer itself").contains("openai-batch");
+    assertThat(refused("POST", "/v1/buffers", live + ", \"overflowTo\": \"nightly\"}"))
+        .contains("overflowTo and whenWaitExceeds go together");
+    assertThat(refused("POST", "/v1/buffers", live + ", \"overflowTo\": \"nightly\", \"whenWaitExceeds\": \"0s\"}"))
+        .contains("whenWaitExceeds");
+    assertThat(refused("POST", "/v1/buffers", buffer("x", ", \"overflowTo\": \"nightly\", \"whenWaitExceeds\": \"5m\"")))
+        .contains("an openai-batch buffer does not overflow");
+    ok("POST", "/v1/buffers", live + ", \"overflowTo\": \"nightly\", \"whenWaitExceeds\": \"5m\"}");
+    // Its items may move, so each must be a request the batch buffer takes.
+    assertThat(refused("POST", "/v1/buffers/orders/items", "{\"body\": \"plain text\"}"))
+        .contains("overflows to openai-batch buffer 'nightly'").contains("not a JSON object");
+    JsonNode spec = ok("GET", "/v1/buffers/orders", null);
+    assertThat(spec.toString()).contains("\"overflowTo\":\"nightly\"").contains("\"whenWaitExceeds\":\"PT5M\"");
+  }
+
+  /**
    * Writes into the store what a coordinator killed right after its create would have left:
    * batch 1 of {@code buffer} uploaded (input file {@code fileId}) holding every item, each with
    * its attempt open.
