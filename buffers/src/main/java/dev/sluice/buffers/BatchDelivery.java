@@ -83,6 +83,8 @@ final class BatchDelivery {
     String providerId;
     String permit;
     int failures;
+    /** A cancel was asked of a batch that outlived its window (a provider that never finishes). */
+    boolean cancelAsked;
 
     Run(Buffer buffer, int epoch, long seq, List<Long> ids) {
       this.buffer = buffer;
@@ -367,8 +369,10 @@ final class BatchDelivery {
         run.failures = 0;
         String status = batch.path("status").asText("");
         switch (status) {
-          case "validating", "in_progress", "finalizing", "cancelling" ->
-              poll(run, Math.min(POLL_MAX_MILLIS, Math.max(POLL_FIRST_MILLIS, delay * 2)));
+          case "validating", "in_progress", "finalizing", "cancelling" -> {
+            overdue(run, batch, status);
+            poll(run, Math.min(POLL_MAX_MILLIS, Math.max(POLL_FIRST_MILLIS, delay * 2)));
+          }
           case "completed", "expired", "cancelled" -> download(run, batch);
           case "failed" -> failed(run, batch);
           default -> retry(run, "reading its status", new IllegalStateException("the provider answered status '"
@@ -376,6 +380,37 @@ final class BatchDelivery {
         }
       });
     }, delay);
+  }
+
+  /**
+   * A provider that never finishes: a batch still open well past its {@code expires_at} (by a
+   * tenth of its window, at least a second) is reported and cancelled, so the lines it did not
+   * run come back as cancelled and go in a later batch. Polling goes on until it ends: its items
+   * stay in it until then, so none is lost or sent twice.
+   */
+  private void overdue(Run run, JsonNode batch, String status) {
+    long expires = batch.path("expires_at").asLong(0);
+    long created = batch.path("created_at").asLong(0);
+    if (run.cancelAsked || expires <= 0 || created <= 0 || status.equals("cancelling")) {
+      return;
+    }
+    long graceMillis = Math.max(1000, (expires - created) * 100);
+    long late = clock.millis() - expires * 1000 - graceMillis;
+    if (late < 0) {
+      return;
+    }
+    run.cancelAsked = true;
+    log.warn("buffer {} batch {} ({}): still {} {} s after its window ended at the provider; cancelling it, its"
+        + " unfinished lines go in a later batch", run.buffer.spec.name(), run.seq, run.providerId, status,
+        (clock.millis() / 1000) - expires);
+    raw(run, "POST", "/batches/" + run.providerId + "/cancel", "application/json", new byte[0])
+        .whenComplete((x, error) -> {
+          if (error != null) {
+            run.cancelAsked = false; // asked again at the next poll
+            log.warn("buffer {} batch {}: the cancel failed ({}); asking again at the next poll",
+                run.buffer.spec.name(), run.seq, Delivery.cause(error).getMessage());
+          }
+        });
   }
 
   private void download(Run run, JsonNode batch) {

@@ -380,6 +380,10 @@ public final class Buffers implements AutoCloseable {
       throw BufferException.notFound("buffer '" + name + "' was deleted");
     }
     Buffer overflowTo = b.spec.overflow() == null ? null : known.get(b.spec.overflow().to());
+    if (b.spec.overflow() != null && overflowTo == null && backend.shared()) {
+      names(); // created on another node: learn it, so its checks apply here too
+      overflowTo = known.get(b.spec.overflow().to());
+    }
     for (int i = 0; i < items.size(); i++) {
       NewItem it = items.get(i);
       if (b.spec.batch() != null) {

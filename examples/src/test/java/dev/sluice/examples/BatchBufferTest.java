@@ -281,6 +281,42 @@ class BatchBufferTest {
     return call("GET", "/metrics", null).body();
   }
 
+  /**
+   * A provider that never finishes a batch (it stays in progress past its window): the batch is
+   * reported and cancelled, its lines go in a later batch without spending a retry, and no item
+   * is lost or answered twice.
+   */
+  @Test
+  void aBatchTheProviderNeverFinishesIsCancelledAndItsItemsGoAgain() throws Exception {
+    start();
+    mock.batchProcessing(Duration.ofHours(1));
+    mock.batchExpiry(Duration.ofSeconds(2)); // expires_at 2 s after create, which the stuck provider ignores
+    mock.batchStuck(true);
+    ok("POST", "/v1/buffers", buffer("stuck", ", \"maxBatchItems\": 6"));
+    List<Long> ids = push("stuck", 0, 6, BatchBufferTest::chat);
+    await().atMost(Duration.ofSeconds(30)).untilAsserted(() ->
+        assertThat(item("stuck", ids.get(5)).get("history").toString()).contains("ended cancelled"));
+    mock.batchStuck(false); // the next batch (it may be sent already) ends
+    JsonNode first = null;
+    for (JsonNode batch : providerBatches()) {
+      if (batch.get("metadata").get("sluice_batch").asText().equals("stuck/1")) {
+        first = batch;
+      }
+    }
+    assertThat(first).isNotNull();
+    assertThat(first.get("status").asText()).isEqualTo("cancelled");
+    mock.batchExpiry(Duration.ofHours(24));
+    mock.batchProcessing(Duration.ofMillis(200));
+    awaitFinished("stuck", 6);
+    for (long id : ids) {
+      JsonNode x = item("stuck", id);
+      assertThat(x.get("state").asText()).isEqualTo("completed");
+      assertThat(x.get("attempts").asInt()).isGreaterThanOrEqualTo(2);
+      assertThat(x.get("retriesUsed").asInt()).isZero();
+      assertThat(x.get("history").toString()).containsOnlyOnce("HTTP 200");
+    }
+  }
+
   private JsonNode providerBatches() throws Exception {
     return JSON.readTree(http.send(HttpRequest.newBuilder(URI.create(mock.baseUrl() + "/batches?limit=100"))
         .header("Authorization", "Bearer sk-batch").build(), HttpResponse.BodyHandlers.ofString()).body())

@@ -433,6 +433,14 @@ public final class MockOpenAi implements AutoCloseable {
     return h;
   }
 
+  /**
+   * A provider that never finishes a batch: from now on batches stay {@code in_progress} past
+   * their {@code expires_at} (which follows {@link #batchExpiry}); only a cancel ends them.
+   */
+  public void batchStuck(boolean on) {
+    batches.stuck(on);
+  }
+
   /** How long an unfinished batch lasts before it expires, on the ticker; default 24 h, OpenAI's window. */
   public void batchExpiry(Duration expiry) {
     batches.expiry(expiry);
