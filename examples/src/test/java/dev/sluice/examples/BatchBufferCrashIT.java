@@ -60,12 +60,8 @@ class BatchBufferCrashIT {
     return new String[] {redis.uri(), "node-1"};
   }
 
-  private JsonNode call(int port, String method, String path, String body) throws Exception {
-    HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + path))
-        .method(method, body == null ? HttpRequest.BodyPublishers.noBody() : HttpRequest.BodyPublishers.ofString(body))
-        .timeout(Duration.ofSeconds(30)).build(), HttpResponse.BodyHandlers.ofString());
-    assertThat(r.statusCode()).as(method + " " + path + ": " + r.body()).isBetween(200, 202);
-    return JSON.readTree(r.body());
+  private static JsonNode call(int port, String method, String path, String body) throws Exception {
+    return BufferNode.call(port, method, path, body);
   }
 
   private static String chat(int i) {

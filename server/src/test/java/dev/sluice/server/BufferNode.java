@@ -17,6 +17,23 @@ import java.util.concurrent.TimeUnit;
  */
 public final class BufferNode {
 
+  private static final java.net.http.HttpClient HTTP = java.net.http.HttpClient.newHttpClient();
+  private static final com.fasterxml.jackson.databind.ObjectMapper JSON =
+      new com.fasterxml.jackson.databind.ObjectMapper();
+
+  /** A call to a node's HTTP port that must answer 2xx; its JSON answer. */
+  public static com.fasterxml.jackson.databind.JsonNode call(int port, String method, String path, String body)
+      throws Exception {
+    java.net.http.HttpResponse<String> r = HTTP.send(java.net.http.HttpRequest.newBuilder(
+            java.net.URI.create("http://127.0.0.1:" + port + path))
+        .method(method, body == null ? java.net.http.HttpRequest.BodyPublishers.noBody()
+            : java.net.http.HttpRequest.BodyPublishers.ofString(body))
+        .timeout(Duration.ofSeconds(30)).build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+    org.assertj.core.api.Assertions.assertThat(r.statusCode()).as(method + " " + path + ": " + r.body())
+        .isBetween(200, 202);
+    return JSON.readTree(r.body());
+  }
+
   /**
    * Starts a node in a JVM of its own on {@code data} (and {@code store}: a Redis URI and a node
    * id) and waits for it to serve; {@code port[0]} is then its HTTP port. Its log is drained.
