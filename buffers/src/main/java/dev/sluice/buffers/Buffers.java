@@ -251,8 +251,9 @@ public final class Buffers implements AutoCloseable {
       ownership.syncSoon(); // claim it now rather than within the second
     }
     log.info("buffer {} created: {} {} paced by {}{}", spec.name(), spec.method(), spec.shownUrl(),
-        spec.pacingResource(), spec.batch() == null ? "" : ", delivered as openai-batch batches of "
-            + spec.batch().endpoint());
+        spec.pacingResource(), (spec.batch() == null ? "" : ", delivered as openai-batch batches of "
+            + spec.batch().endpoint()) + (spec.overflow() == null ? "" : ", overflowing to " + spec.overflow().to()
+            + " when the wait passes " + spec.overflow().whenWaitExceeds()));
     return spec;
   }
 
