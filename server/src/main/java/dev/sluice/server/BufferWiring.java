@@ -138,6 +138,16 @@ public final class BufferWiring {
     }
 
     @Override
+    public CompletableFuture<Wait> waitEstimate(String resource) {
+      return engine.getLimit(resource).thenCombine(
+          engine.estimate(resource, Map.of("requests", 1L), Lane.DEFAULT, null), (limit, first) -> {
+            RateSpec requests = limit.map(l -> l.rate("requests")).orElse(null);
+            long perItem = requests == null ? 0 : requests.period().toNanos() / Math.max(1, requests.amount());
+            return new Wait(first, perItem);
+          });
+    }
+
+    @Override
     public CompletableFuture<Boolean> hasDimension(String resource, String dimension) {
       return engine.getLimit(resource).thenApply(l -> l.isPresent() && l.get().rate(dimension) != null);
     }

@@ -164,6 +164,8 @@ public final class MockOpenAi implements AutoCloseable {
   private final AnthropicMessages anthropic;
   private final MockBatches batches;
   private final AtomicInteger batchGarbage = new AtomicInteger();
+  private final java.util.concurrent.atomic.AtomicReference<BatchHold> batchHold =
+      new java.util.concurrent.atomic.AtomicReference<>();
   private final AtomicLong sequence = new AtomicLong();
   private final Object lifecycle = new Object();
   private HttpServer server;
@@ -337,7 +339,7 @@ public final class MockOpenAi implements AutoCloseable {
 
   /** The Files and Batch APIs ({@link MockBatches}); false when the path is neither. */
   private boolean batchesOrFiles(HttpExchange exchange, String method, String path, byte[] body)
-      throws IOException {
+      throws IOException, InterruptedException {
     if (!path.startsWith("/v1/files") && !path.startsWith("/v1/batches")) {
       return false;
     }
@@ -366,6 +368,15 @@ public final class MockOpenAi implements AutoCloseable {
     if (answer == null) {
       return false;
     }
+    BatchStage stage = method.equals("POST") && path.equals("/v1/files") ? BatchStage.UPLOAD
+        : method.equals("POST") && path.equals("/v1/batches") ? BatchStage.CREATE
+        : method.equals("GET") && path.startsWith("/v1/files/") && path.endsWith("/content") ? BatchStage.DOWNLOAD
+        : null;
+    BatchHold hold = batchHold.get();
+    if (stage != null && hold != null && hold.stage == stage && batchHold.compareAndSet(hold, null)) {
+      hold.reached.countDown();
+      hold.released.await(); // done at the mock; the caller hears of it only once released
+    }
     exchange.getResponseHeaders().set("Content-Type", answer.contentType());
     exchange.sendResponseHeaders(answer.status(), answer.body().length);
     exchange.getResponseBody().write(answer.body());
@@ -383,6 +394,60 @@ public final class MockOpenAi implements AutoCloseable {
    */
   public void batchGarbage(int n) {
     batchGarbage.set(n);
+  }
+
+  /** A step of a batch's travel at which {@link #batchHold} can hold the answer. */
+  public enum BatchStage {
+    /** {@code POST /v1/files}: the input file is stored. */
+    UPLOAD,
+    /** {@code POST /v1/batches}: the batch is created and runs. */
+    CREATE,
+    /** {@code GET /v1/files/{id}/content}: the results are read. */
+    DOWNLOAD
+  }
+
+  /** An answer held back by {@link #batchHold}. */
+  public static final class BatchHold {
+    private final BatchStage stage;
+    private final java.util.concurrent.CountDownLatch reached = new java.util.concurrent.CountDownLatch(1);
+    private final java.util.concurrent.CountDownLatch released = new java.util.concurrent.CountDownLatch(1);
+
+    private BatchHold(BatchStage stage) {
+      this.stage = stage;
+    }
+
+    /** Waits until a call of the stage has been served and its answer is held; false on timeout. */
+    public boolean awaitReached(Duration timeout) throws InterruptedException {
+      return reached.await(timeout.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
+    }
+
+    /** Sends the held answer (to a caller that may be dead by now). Idempotent. */
+    public void release() {
+      released.countDown();
+    }
+  }
+
+  /**
+   * Holds the answer to the next call of {@code stage} after the mock has done what it asks (the
+   * file stored, the batch created, the results read), until {@link BatchHold#release}: the
+   * caller waits as on a slow network, and a test can kill it at exactly that point. One call;
+   * other calls are served meanwhile. {@link #close} drops it with the exchange.
+   */
+  public BatchHold batchHold(BatchStage stage) {
+    BatchHold h = new BatchHold(stage);
+    BatchHold before = batchHold.getAndSet(h);
+    if (before != null) {
+      before.release();
+    }
+    return h;
+  }
+
+  /**
+   * A provider that never finishes a batch: from now on batches stay {@code in_progress} past
+   * their {@code expires_at} (which follows {@link #batchExpiry}); only a cancel ends them.
+   */
+  public void batchStuck(boolean on) {
+    batches.stuck(on);
   }
 
   /** How long an unfinished batch lasts before it expires, on the ticker; default 24 h, OpenAI's window. */
