@@ -143,6 +143,14 @@ final class StoreLoss {
         log.error("could not restore the limit of '{}': {}", spec.resource(), e.toString());
       }
     }
+    try {
+      int templates = limits.restoreTemplates();
+      if (templates > 0) {
+        log.error("restored {} templates into the empty Redis", templates);
+      }
+    } catch (RuntimeException e) {
+      log.error("could not restore the templates: {}", e.toString());
+    }
     losses++;
     vanished.clear();
     runId = store.runId();
