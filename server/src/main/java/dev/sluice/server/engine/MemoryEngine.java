@@ -946,7 +946,7 @@ public final class MemoryEngine extends ImmediateEngine {
 
   static EngineException templateNotFound(String pattern) {
     return new EngineException(EngineException.Reason.NOT_FOUND,
-        "no template '" + Validation.shown(pattern, 60) + "': list them with 'sluice template list'");
+        "no template '" + Validation.shown(pattern, 60) + "': list them with `sluice limit list`");
   }
 
   @Override

@@ -219,7 +219,7 @@ public final class Templates {
    * A template's limit, checked and with defaults filled in: a limit's own checks, plus no pool
    * and no learned rates (a name's bucket is the template's, not a limit of its own to rewrite).
    */
-  static LimitSpec spec(LimitSpec in, int defaultMaxWaiting, java.time.Duration defaultLease) {
+  public static LimitSpec spec(LimitSpec in, int defaultMaxWaiting, java.time.Duration defaultLease) {
     String p = pattern(in.resource());
     if (in.isPool()) {
       throw EngineException.invalid("template '" + p + "' lists pool members: a template gives each name a"
@@ -236,7 +236,7 @@ public final class Templates {
   static void checkRoom(Templates current, String pattern) {
     if (current.get(pattern) == null && current.size() >= MAX_TEMPLATES) {
       throw EngineException.invalid("there are already " + MAX_TEMPLATES + " templates: delete unused ones"
-          + " ('template delete PATTERN') or merge them into a broader pattern");
+          + " ('sluice limit delete PATTERN') or merge them into a broader pattern");
     }
   }
 }

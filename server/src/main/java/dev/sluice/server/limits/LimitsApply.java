@@ -5,6 +5,7 @@ import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
+import dev.sluice.server.engine.Templates;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -55,7 +56,16 @@ public final class LimitsApply {
 
   /** The changes that would make the store's limits match {@code doc}, by resource name. */
   public static CompletableFuture<List<Change>> plan(Engine engine, LimitsDocument doc, boolean prune) {
-    return engine.listLimits("").thenApply(current -> diff(engine, current, doc, prune));
+    return current(engine).thenApply(current -> diff(engine, current, doc, prune));
+  }
+
+  /** What the store holds as a document would name it: its limits, then its templates. */
+  public static CompletableFuture<List<LimitSpec>> current(Engine engine) {
+    return engine.listLimits("").thenCombine(engine.listTemplates(), (limits, templates) -> {
+      List<LimitSpec> all = new ArrayList<>(limits);
+      all.addAll(templates);
+      return all;
+    });
   }
 
   static List<Change> diff(Engine engine, List<LimitSpec> current, LimitsDocument doc, boolean prune) {
@@ -64,11 +74,12 @@ public final class LimitsApply {
     List<Change> out = new ArrayList<>();
     for (LimitSpec asked : doc.limits().values()) {
       LimitSpec want;
+      boolean template = Templates.isPattern(asked.resource());
       try {
-        want = engine.normalized(asked);
+        want = template ? engine.normalizedTemplate(asked) : engine.normalized(asked);
       } catch (EngineException e) {
-        throw new EngineException(EngineException.Reason.INVALID, "resource '" + asked.resource() + "': "
-            + e.getMessage());
+        throw new EngineException(EngineException.Reason.INVALID, (template ? "template '" : "resource '")
+            + asked.resource() + "': " + e.getMessage());
       }
       LimitSpec had = now.get(want.resource());
       if (had == null) {
@@ -128,8 +139,10 @@ public final class LimitsApply {
 
   private static CompletableFuture<Void> step(Engine engine, Change c) {
     return switch (c.kind()) {
-      case ADDED, CHANGED -> engine.setLimit(c.after()).thenApply(created -> null);
-      case REMOVED -> engine.deleteLimit(c.resource());
+      case ADDED, CHANGED -> (Templates.isPattern(c.resource()) ? engine.setTemplate(c.after())
+          : engine.setLimit(c.after())).thenApply(created -> null);
+      case REMOVED -> Templates.isPattern(c.resource()) ? engine.deleteTemplate(c.resource())
+          : engine.deleteLimit(c.resource());
       case UNMANAGED -> CompletableFuture.completedFuture(null);
     };
   }
