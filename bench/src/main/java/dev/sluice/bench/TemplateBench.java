@@ -89,7 +89,7 @@ final class TemplateBench {
       // Past full (1 s), then the idle grace: every name's state is due; one more name's first
       // use runs the cache's maintenance, which lets the due ones go.
       now.addAndGet(Duration.ofMinutes(2).toNanos());
-      use(engine, "probe:", 1);
+      use(engine, "customer:probe:", 1);
       long idle = Scale.usedHeapAfterGc();
       out.printf(Locale.ROOT, "templates, memory store: %,d names used once (acquire + release, %.1f s, %,.0f/s)%n",
           names, seconds, names / seconds);
