@@ -874,11 +874,7 @@ public final class MemoryEngine extends ImmediateEngine {
       created = old == null;
       // A change keeps the template's creation: its buckets keep what they hold.
       next = ts.with(new Templates.Template(spec, created ? ticker.read() : old.createdAt(), nextTemplateVersion()));
-      if (store.durable()) {
-        Map<String, LimitSpec> all = new TreeMap<>();
-        limits.forEach((k, v) -> all.put(k, v.spec));
-        persist(all, next);
-      }
+      persistTemplates(next);
       templates = next;
     }
     applyToLive(spec.resource());
@@ -919,6 +915,15 @@ public final class MemoryEngine extends ImmediateEngine {
     }
   }
 
+  /** Stores the limits with {@code next} as the templates, under {@link #storeLock}. */
+  private void persistTemplates(Templates next) {
+    if (store.durable()) {
+      Map<String, LimitSpec> all = new TreeMap<>();
+      limits.forEach((k, v) -> all.put(k, v.spec));
+      persist(all, next);
+    }
+  }
+
   @Override
   List<LimitSpec> listTemplatesNow() {
     return templates.all().stream().map(Templates.Template::spec).toList();
@@ -933,11 +938,7 @@ public final class MemoryEngine extends ImmediateEngine {
         throw templateNotFound(pattern);
       }
       Templates next = ts.without(pattern);
-      if (store.durable()) {
-        Map<String, LimitSpec> all = new TreeMap<>();
-        limits.forEach((k, v) -> all.put(k, v.spec));
-        persist(all, next);
-      }
+      persistTemplates(next);
       templates = next;
     }
     applyToLive(pattern);
