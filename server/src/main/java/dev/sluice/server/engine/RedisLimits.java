@@ -114,6 +114,9 @@ final class RedisLimits {
    * @return how many were written
    */
   int restoreTemplates() {
+    if (templates.isEmpty()) {
+      return 0;
+    }
     int n = 0;
     long now = calls.scriptMicros();
     for (Templates.Template t : templates.all()) {

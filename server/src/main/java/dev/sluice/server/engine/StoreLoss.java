@@ -143,6 +143,13 @@ final class StoreLoss {
         log.error("could not restore the limit of '{}': {}", spec.resource(), e.toString());
       }
     }
+    losses++;
+    vanished.clear();
+    runId = store.runId();
+    log.error("restored {} limits into the empty Redis (the others already were, by another node)", restored);
+    waiters.failAll(() -> new EngineException(EngineException.Reason.UNAVAILABLE,
+        "the store lost its data while this acquire waited: retry"), before);
+    // After the waiters heard: the templates this node knew go back too (none: no call).
     try {
       int templates = limits.restoreTemplates();
       if (templates > 0) {
@@ -151,12 +158,6 @@ final class StoreLoss {
     } catch (RuntimeException e) {
       log.error("could not restore the templates: {}", e.toString());
     }
-    losses++;
-    vanished.clear();
-    runId = store.runId();
-    log.error("restored {} limits into the empty Redis (the others already were, by another node)", restored);
-    waiters.failAll(() -> new EngineException(EngineException.Reason.UNAVAILABLE,
-        "the store lost its data while this acquire waited: retry"), before);
     return true;
   }
 

@@ -312,6 +312,20 @@ class TemplatesTest {
   }
 
   @Test
+  void templatesComeBackWhenRedisLostItsData() {
+    sync(engine).setTemplate(template("customer:*", 60, 2));
+    if (!(engine instanceof RedisEngine r)) {
+      return; // the memory store keeps them in limits.json (TemplateCommandsTest restarts one)
+    }
+    conn.sync().flushall();
+    r.housekeep();
+    assertThat(r.storeLosses()).isEqualTo(1);
+    assertThat(sync(engine).listTemplates()).extracting(LimitSpec::resource).containsExactly("customer:*");
+    // Written back as created now: a name's bucket starts empty, as every restored bucket does.
+    assertThat(available("customer:1")).isCloseTo(0.0, within(1e-6));
+  }
+
+  @Test
   void aThousandNamesUsedOnceLeaveNothingOnceIdle() {
     sync(engine).setTemplate(template("customer:*", 60, 1));
     clock.advance(Duration.ofMinutes(1));
