@@ -58,6 +58,11 @@ final class BatchDelivery {
   private final Dispatch dispatch;
   private final BufferClock clock;
   private final Known known;
+  /**
+   * Where a batch's input file is read and written: off the store's callback threads (a Redis
+   * read from Lettuce's event loop would wait for itself) and off the timer.
+   */
+  private final java.util.concurrent.ExecutorService files = Threads.pool("sluice-buffer-batch", 1);
   private volatile boolean closed;
 
   BatchDelivery(BufferPermits permits, BufferBackend backend, Dispatch dispatch, BufferClock clock, Known known) {
@@ -78,6 +83,8 @@ final class BatchDelivery {
     String providerId;
     String permit;
     int failures;
+    /** A cancel was asked of a batch that outlived its window (a provider that never finishes). */
+    boolean cancelAsked;
 
     Run(Buffer buffer, int epoch, long seq, List<Long> ids) {
       this.buffer = buffer;
@@ -149,6 +156,7 @@ final class BatchDelivery {
       List<Long> gone = new ArrayList<>(take);
       gone.removeAll(rec.items());
       letGo(b, epoch, gone, 0);
+      b.batchAt(rec.seq(), "preparing", rec.items().size());
       prepare(new Run(b, epoch, rec.seq(), new ArrayList<>(rec.items())));
     }));
   }
@@ -194,6 +202,14 @@ final class BatchDelivery {
 
   /** Writes the input file, acquires room for it, then uploads it. */
   private void prepare(Run run) {
+    try {
+      files.execute(() -> guarded(run.buffer, () -> writeFile(run)));
+    } catch (java.util.concurrent.RejectedExecutionException e) {
+      // closing: the batch resumes from its stored stage after the restart
+    }
+  }
+
+  private void writeFile(Run run) {
     Buffer b = run.buffer;
     if (!live(run)) {
       return;
@@ -235,6 +251,7 @@ final class BatchDelivery {
       }
       run.ids.removeAll(over);
       letGo(b, run.epoch, over, 0);
+      b.batchAt(run.seq, "preparing", run.ids.size());
       acquireRoom(run, jsonl, estimate);
     }));
   }
@@ -294,6 +311,7 @@ final class BatchDelivery {
             retry(run, "uploading its input file", error, () -> upload(run, jsonl));
           } else {
             run.failures = 0;
+            b.batchAt(run.seq, "uploaded", run.ids.size());
             create(run);
           }
         });
@@ -322,6 +340,7 @@ final class BatchDelivery {
           synchronized (b) {
             b.batches.put(run.seq, run.providerId);
           }
+          b.batchAt(run.seq, "created", run.ids.size());
           log.info("buffer {} batch {}: {} items sent as {}", b.spec.name(), run.seq, run.ids.size(), run.providerId);
           donePreparing(run);
           poll(run, POLL_FIRST_MILLIS);
@@ -350,8 +369,10 @@ final class BatchDelivery {
         run.failures = 0;
         String status = batch.path("status").asText("");
         switch (status) {
-          case "validating", "in_progress", "finalizing", "cancelling" ->
-              poll(run, Math.min(POLL_MAX_MILLIS, Math.max(POLL_FIRST_MILLIS, delay * 2)));
+          case "validating", "in_progress", "finalizing", "cancelling" -> {
+            overdue(run, batch, status);
+            poll(run, Math.min(POLL_MAX_MILLIS, Math.max(POLL_FIRST_MILLIS, delay * 2)));
+          }
           case "completed", "expired", "cancelled" -> download(run, batch);
           case "failed" -> failed(run, batch);
           default -> retry(run, "reading its status", new IllegalStateException("the provider answered status '"
@@ -359,6 +380,37 @@ final class BatchDelivery {
         }
       });
     }, delay);
+  }
+
+  /**
+   * A provider that never finishes: a batch still open well past its {@code expires_at} (by a
+   * tenth of its window, at least a second) is reported and cancelled, so the lines it did not
+   * run come back as cancelled and go in a later batch. Polling goes on until it ends: its items
+   * stay in it until then, so none is lost or sent twice.
+   */
+  private void overdue(Run run, JsonNode batch, String status) {
+    long expires = batch.path("expires_at").asLong(0);
+    long created = batch.path("created_at").asLong(0);
+    if (run.cancelAsked || expires <= 0 || created <= 0 || status.equals("cancelling")) {
+      return;
+    }
+    long graceMillis = Math.max(1000, (expires - created) * 100);
+    long late = clock.millis() - expires * 1000 - graceMillis;
+    if (late < 0) {
+      return;
+    }
+    run.cancelAsked = true;
+    log.warn("buffer {} batch {} ({}): still {} {} s after its window ended at the provider; cancelling it, its"
+        + " unfinished lines go in a later batch", run.buffer.spec.name(), run.seq, run.providerId, status,
+        (clock.millis() / 1000) - expires);
+    raw(run, "POST", "/batches/" + run.providerId + "/cancel", "application/json", new byte[0])
+        .whenComplete((x, error) -> {
+          if (error != null) {
+            run.cancelAsked = false; // asked again at the next poll
+            log.warn("buffer {} batch {}: the cancel failed ({}); asking again at the next poll",
+                run.buffer.spec.name(), run.seq, Delivery.cause(error).getMessage());
+          }
+        });
   }
 
   private void download(Run run, JsonNode batch) {
@@ -385,6 +437,7 @@ final class BatchDelivery {
   private void finish(Run run, String status, String lines) {
     Buffer b = run.buffer;
     long now = clock.millis();
+    known.batchEnded(b, status);
     Map<Long, BufferBackend.Result> results = new HashMap<>();
     Map<Long, Outcome.Verdict> verdicts = new HashMap<>();
     java.util.Set<Long> inBatch = new java.util.HashSet<>(run.ids);
@@ -436,6 +489,7 @@ final class BatchDelivery {
   private void failed(Run run, JsonNode batch) {
     Buffer b = run.buffer;
     long now = clock.millis();
+    known.batchEnded(b, "failed");
     StringBuilder why = new StringBuilder();
     boolean queueFull = false;
     for (JsonNode e : batch.path("errors").path("data")) {
@@ -486,6 +540,7 @@ final class BatchDelivery {
       boolean anyFinished = false;
       synchronized (b) {
         b.batches.remove(run.seq);
+        b.batchEnded(run.seq);
         if (b.epoch != run.epoch) {
           return;
         }
@@ -577,6 +632,7 @@ final class BatchDelivery {
           b.running++;
         }
       }
+      b.batchAt(run.seq, r.stage(), run.ids.size());
       switch (r.stage()) {
         case "created" -> {
           synchronized (b) {
@@ -610,6 +666,7 @@ final class BatchDelivery {
           synchronized (run.buffer) {
             run.buffer.batches.put(run.seq, run.providerId);
           }
+          run.buffer.batchAt(run.seq, "created", run.ids.size());
           log.info("buffer {} batch {}: found as {} by its tag after the restart", run.buffer.spec.name(), run.seq,
               run.providerId);
           poll(run, 0);
@@ -626,11 +683,22 @@ final class BatchDelivery {
     });
   }
 
-  /** The buffer is deleted: asks the provider to cancel each of its open batches (fire and forget). */
+  /**
+   * The buffer is deleted: asks the provider to cancel each of its open batches (fire and forget),
+   * those this node runs and those the store knows of (shared: another node may run them).
+   */
   void cancelAll(Buffer b) {
-    Map<Long, String> open;
+    Map<Long, String> open = new HashMap<>();
+    try {
+      for (BufferBackend.BatchRecord r : backend.openBatches(b.spec.name())) {
+        open.put(r.seq(), r.providerId());
+      }
+    } catch (RuntimeException e) {
+      log.warn("buffer {} deleted: reading its open batches failed ({}); cancelling those this node knows",
+          b.spec.name(), e.getMessage());
+    }
     synchronized (b) {
-      open = new HashMap<>(b.batches);
+      b.batches.forEach((seq, id) -> open.merge(seq, id, (stored, here) -> here != null ? here : stored));
     }
     for (Map.Entry<Long, String> e : open.entrySet()) {
       if (e.getValue() == null) {
@@ -651,6 +719,7 @@ final class BatchDelivery {
 
   void close() {
     closed = true;
+    Threads.stop(files);
   }
 
   // ---------------------------------------------------------------------------------------

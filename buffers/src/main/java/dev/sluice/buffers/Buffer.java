@@ -36,6 +36,11 @@ final class Buffer {
   /** openai-batch: a batch is being prepared (one at a time); its open batches, number to provider id. */
   boolean preparing;
   final java.util.Map<Long, String> batches = new java.util.HashMap<>();
+  /** openai-batch: this node's batches not yet ended, number to stage and item count (the gauges). */
+  private final java.util.Map<Long, Travel> travelling = new java.util.HashMap<>();
+
+  /** Where a batch is and how many items it holds. */
+  private record Travel(String stage, int items) {}
   int running;
   /** This node delivers it: always alone; in shared mode while it holds the lease. */
   boolean owned;
@@ -54,6 +59,10 @@ final class Buffer {
   BufferClock.Timer timer;
   long timerAt = Long.MAX_VALUE;
   boolean warnedMissingResource;
+  /** Overflow: a check runs; another was asked for meanwhile; the missing target was reported. */
+  boolean overflowChecking;
+  boolean overflowAgain;
+  volatile boolean warnedOverflow;
   /** The clean-up armed for when the oldest finished item's retention passes, and when (clock millis). */
   BufferClock.Timer expiry;
   long expiryAt = Long.MAX_VALUE;
@@ -77,6 +86,7 @@ final class Buffer {
     running = 0;
     preparing = false;
     batches.clear();
+    travelling.clear();
     for (BufferBackend.OpenItem o : t.items()) {
       Item it = new Item(o.id(), o.key(), o.created(), o.nextAt());
       it.retries = o.retries();
@@ -92,6 +102,8 @@ final class Buffer {
     owned = false;
     open.clear();
     running = 0;
+    batches.clear();
+    travelling.clear();
     cancelTimers();
   }
 
@@ -107,6 +119,25 @@ final class Buffer {
       expiry = null;
       expiryAt = Long.MAX_VALUE;
     }
+  }
+
+  /** openai-batch: batch {@code seq} reached {@code stage} holding {@code items} items. */
+  synchronized void batchAt(long seq, String stage, int items) {
+    travelling.put(seq, new Travel(stage, items));
+  }
+
+  synchronized void batchEnded(long seq) {
+    travelling.remove(seq);
+  }
+
+  /** This node's batches of the buffer at {@code stage}. */
+  synchronized double batchesAt(String stage) {
+    return travelling.values().stream().filter(t -> t.stage.equals(stage)).count();
+  }
+
+  /** Items in this node's batches of the buffer. */
+  synchronized double itemsInBatches() {
+    return travelling.values().stream().mapToInt(Travel::items).sum();
   }
 
   synchronized double oldestAgeSeconds(long now) {

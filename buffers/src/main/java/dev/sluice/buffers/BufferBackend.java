@@ -31,8 +31,11 @@ interface BufferBackend extends AutoCloseable {
   /** A takeover: the unfinished items in id order, and how many had an attempt open. */
   record Takeover(List<OpenItem> items, int reopened, long lastId) {}
 
-  /** Counts across every node: items not finished, completed, failed, completed in the last 10 s. */
-  record Counts(long open, long completed, long failed, long completedLast10s, long oldestOpenCreated) {}
+  /**
+   * Counts across every node: items not finished, completed, failed, completed in the last 10 s,
+   * the oldest unfinished one's creation, and items moved to an overflow buffer.
+   */
+  record Counts(long open, long completed, long failed, long completedLast10s, long oldestOpenCreated, long moved) {}
 
   /** True when several nodes share the records (leases and following apply). */
   boolean shared();
@@ -62,6 +65,13 @@ interface BufferBackend extends AutoCloseable {
   CompletableFuture<Send> startAttempt(String name, long id);
 
   CompletableFuture<Void> finishAttempt(String name, long id, Result r);
+
+  /**
+   * Marks items moved to the overflow buffer (state {@code moved}, finished now, {@code line}
+   * appended to each item's history with its new id): only items still pending with no attempt
+   * open. {@code lines} maps an item id to its history line.
+   */
+  CompletableFuture<Void> moved(String name, Map<Long, String> lines, long now);
 
   /** Null when there is no such item. */
   ItemRecord item(String name, long id);
@@ -121,54 +131,32 @@ interface BufferBackend extends AutoCloseable {
    */
   record BatchRecord(long seq, String stage, String inputFile, String providerId, List<Long> items) {}
 
-  /** Backends that keep no batch state refuse openai-batch buffers with this. */
-  static UnsupportedOperationException noBatches() {
-    return new UnsupportedOperationException("openai-batch buffers are kept in the embedded store only for now:"
-        + " run this coordinator without a shared Redis for them");
-  }
-
-  /** True when this backend keeps batch state. */
-  default boolean batches() {
-    return false;
-  }
-
   /**
    * Takes pending items into a new batch (stage {@code preparing}), an attempt opened for each;
    * completes with the batch's number. Items no longer pending are left out of it.
    */
-  default CompletableFuture<BatchRecord> openBatch(String name, List<Long> ids, long now) {
-    throw noBatches();
-  }
+  CompletableFuture<BatchRecord> openBatch(String name, List<Long> ids, long now);
 
   /** Items' bodies by id (an item gone is absent). */
-  default Map<Long, byte[]> bodies(String name, List<Long> ids) {
-    throw noBatches();
-  }
+  Map<Long, byte[]> bodies(String name, List<Long> ids);
 
   /** Takes items back out of a batch still {@code preparing} (over its byte cap): pending again, attempt undone. */
-  default CompletableFuture<Void> dropFromBatch(String name, long seq, List<Long> ids) {
-    throw noBatches();
-  }
+  CompletableFuture<Void> dropFromBatch(String name, long seq, List<Long> ids);
 
   /** Records how far a batch got; null ids keep theirs. */
-  default CompletableFuture<Void> batchStage(String name, long seq, String stage, String inputFile,
-      String providerId) {
-    throw noBatches();
-  }
+  CompletableFuture<Void> batchStage(String name, long seq, String stage, String inputFile,
+      String providerId);
 
   /** The buffer's batches not yet finished, oldest first. */
-  default List<BatchRecord> openBatches(String name) {
-    throw noBatches();
-  }
+  List<BatchRecord> openBatches(String name);
 
   /**
-   * Ends a batch in one commit: each item in {@code results} gets its outcome; every other item
-   * of the batch goes back to pending with {@code requeued} as its history line.
+   * Ends a batch: each item in {@code results} gets its outcome; every other item of the batch
+   * goes back to pending with {@code requeued} as its history line. SQLite does it in one commit;
+   * Redis in parts, which is as safe: a result lands only while its item is still in the batch.
    */
-  default CompletableFuture<Void> finishBatch(String name, long seq, Map<Long, Result> results, String requeued,
-      long now) {
-    throw noBatches();
-  }
+  CompletableFuture<Void> finishBatch(String name, long seq, Map<Long, Result> results, String requeued,
+      long now);
 
   @Override
   void close();

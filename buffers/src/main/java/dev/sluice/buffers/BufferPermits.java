@@ -34,6 +34,19 @@ public interface BufferPermits {
     return acquire(resource, timeout, requestId);
   }
 
+  /**
+   * How long the items of a buffer would wait on {@code resource}: the first, {@code firstNanos}
+   * (the coordinator's estimate for one request acquired now, -1 when only an event can help),
+   * and each one behind it {@code perItemNanos} more (the period of its {@code requests} rate
+   * over its amount; 0 when the limit has no requests rate).
+   */
+  record Wait(long firstNanos, long perItemNanos) {}
+
+  /** The wait items would have on {@code resource}, for overflow. Default: none at all. */
+  default CompletableFuture<Wait> waitEstimate(String resource) {
+    return CompletableFuture.completedFuture(new Wait(0, 0));
+  }
+
   /** Whether {@code resource}'s limit has a rate on {@code dimension}. Default: false. */
   default CompletableFuture<Boolean> hasDimension(String resource, String dimension) {
     return CompletableFuture.completedFuture(false);

@@ -37,6 +37,7 @@ import java.util.regex.Pattern;
  *     response excerpts (default false: admins only; a response may echo the buffer's secrets)
  * @param batch with {@code "delivery": "openai-batch"}, how items go as OpenAI Batch API lines;
  *     null for the default {@code "delivery": "http"}, one request per item
+ * @param overflow an http buffer's overflow into an openai-batch buffer, or null
  */
 public record BufferSpec(
     String name,
@@ -53,10 +54,17 @@ public record BufferSpec(
     Duration timeout,
     Duration retention,
     boolean excerptsVisibleToWorkers,
-    BatchSettings batch) {
+    BatchSettings batch,
+    Overflow overflow) {
 
   /** An inline pace: {@code amount} requests per {@code period}, bursts of {@code burst}. */
   public record Rate(long amount, Duration period, long burst) {}
+
+  /**
+   * Items whose estimated wait at the buffer's quota passes {@code whenWaitExceeds} move to the
+   * openai-batch buffer {@code to} instead of waiting.
+   */
+  public record Overflow(String to, Duration whenWaitExceeds) {}
 
   static final ObjectMapper JSON = new ObjectMapper();
   private static final Pattern NAME = Pattern.compile("[A-Za-z0-9._-]{1,100}");
@@ -94,7 +102,7 @@ public record BufferSpec(
     }
     known(body, "name", "url", "method", "headers", "resource", "rate", "maxRetries", "backoff", "backoffBase",
         "backoffMax", "inFlight", "timeout", "retention", "excerptsVisibleToWorkers", "delivery", "endpoint",
-        "completionWindow", "maxBatchItems", "maxBatchBytes", "flushAfter");
+        "completionWindow", "maxBatchItems", "maxBatchBytes", "flushAfter", "overflowTo", "whenWaitExceeds");
     String name = text(body, "name", null);
     if (name == null || !NAME.matcher(name).matches()) {
       throw invalid("buffer name " + (name == null ? "is missing" : "'" + name + "' is invalid")
@@ -187,8 +195,28 @@ public record BufferSpec(
       throw invalid("delivery '" + delivery + "' is unknown: use http (default, one request per item) or openai-batch"
           + " (items go as lines of OpenAI Batch API files)");
     }
+    Overflow overflow = null;
+    String overflowTo = text(body, "overflowTo", null);
+    if (overflowTo != null || body.hasNonNull("whenWaitExceeds")) {
+      if (overflowTo == null || !body.hasNonNull("whenWaitExceeds")) {
+        throw invalid("overflowTo and whenWaitExceeds go together: e.g. \"overflowTo\": \"nightly\","
+            + " \"whenWaitExceeds\": \"5m\" (items that would wait longer move to the openai-batch buffer nightly)");
+      }
+      if (batch != null) {
+        throw invalid("overflowTo: an openai-batch buffer does not overflow (its items wait for a batch anyway); set"
+            + " overflowTo on the http buffer whose items should move to it");
+      }
+      if (!NAME.matcher(overflowTo).matches()) {
+        throw invalid("overflowTo '" + overflowTo + "' is not a buffer name: use 1-100 characters of A-Z a-z 0-9 . _ -");
+      }
+      if (overflowTo.equals(name)) {
+        throw invalid("overflowTo '" + overflowTo + "' is this buffer itself: name an openai-batch buffer"
+            + " (`sluice buffer create NAME --delivery openai-batch ...`)");
+      }
+      overflow = new Overflow(overflowTo, duration(body, "whenWaitExceeds", null, WAIT_THRESHOLD, syntax));
+    }
     return new BufferSpec(name, url, method, headers, resource, rate, maxRetries, backoff, base, max, inFlight,
-        timeout, retention, excerpts != null && excerpts.asBoolean(false), batch);
+        timeout, retention, excerpts != null && excerpts.asBoolean(false), batch, overflow);
   }
 
   /** Per-item or buffer headers: names checked, reserved ones refused. */
@@ -310,6 +338,10 @@ public record BufferSpec(
     if (batch != null) {
       batch.write(o);
     }
+    if (overflow != null) {
+      o.put("overflowTo", overflow.to());
+      o.put("whenWaitExceeds", overflow.whenWaitExceeds().toString());
+    }
     return o;
   }
 
@@ -402,6 +434,7 @@ public record BufferSpec(
   private static final Range BACKOFF_MAX = new Range(Duration.ofMillis(1), Duration.ofDays(1), "5m");
   private static final Range TIMEOUT = new Range(Duration.ofMillis(1), Duration.ofMinutes(10), "30s");
   private static final Range RETENTION = new Range(Duration.ofSeconds(1), Duration.ofDays(365), "7d");
+  private static final Range WAIT_THRESHOLD = new Range(Duration.ofSeconds(1), Duration.ofDays(7), "5m");
 
   /** A duration: seconds as a number, or 250ms / 30s / 5m / 1h / 2d, or ISO-8601, within {@code bounds}. */
   static Duration duration(JsonNode body, String field, Duration dflt, Range range, BufferSyntax syntax) {

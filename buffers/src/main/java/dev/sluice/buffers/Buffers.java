@@ -178,7 +178,8 @@ public final class Buffers implements AutoCloseable {
     this.targets = b.targets != null ? b.targets : TargetPolicy.defaults();
     this.known = new Known(b.registry != null ? b.registry : new SimpleMeterRegistry(), clock, syntax);
     this.dispatch = new Dispatch(targets, clock);
-    this.delivery = new Delivery(permits, backend, dispatch, clock, known);
+    this.delivery = new Delivery(permits, backend, dispatch, clock, known,
+        new Overflow(permits, backend, clock, known, this::push));
     this.ownership = backend.shared() ? new Ownership(backend, known, delivery, clock) : null;
     try {
       load();
@@ -207,8 +208,21 @@ public final class Buffers implements AutoCloseable {
     open();
     BufferSpec spec = BufferSpec.parse(body, syntax);
     targets.check(spec.url());
-    if (spec.batch() != null && !backend.batches()) {
-      throw BufferSpec.invalid(BufferBackend.noBatches().getMessage());
+    if (spec.overflow() != null) {
+      String to = spec.overflow().to();
+      Buffer target = known.get(to);
+      if (target == null && backend.shared()) {
+        names(); // created on another node a moment ago
+        target = known.get(to);
+      }
+      if (target == null) {
+        throw BufferSpec.invalid("overflowTo '" + to + "': no such buffer: create it first (`sluice buffer create " + to
+            + " --delivery openai-batch --url https://api.openai.com/v1 --endpoint /v1/chat/completions ...`)");
+      }
+      if (target.spec.batch() == null) {
+        throw BufferSpec.invalid("overflowTo '" + to + "' delivers over http, one request per item: name an"
+            + " openai-batch buffer (created with --delivery openai-batch)");
+      }
     }
     if (spec.resource() != null && !await(permits.hasLimit(spec.resource()))) {
       throw BufferSpec.invalid("resource '" + spec.resource() + "' has no limit: create it first (`sluice limit set "
@@ -237,8 +251,9 @@ public final class Buffers implements AutoCloseable {
       ownership.syncSoon(); // claim it now rather than within the second
     }
     log.info("buffer {} created: {} {} paced by {}{}", spec.name(), spec.method(), spec.shownUrl(),
-        spec.pacingResource(), spec.batch() == null ? "" : ", delivered as openai-batch batches of "
-            + spec.batch().endpoint());
+        spec.pacingResource(), (spec.batch() == null ? "" : ", delivered as openai-batch batches of "
+            + spec.batch().endpoint()) + (spec.overflow() == null ? "" : ", overflowing to " + spec.overflow().to()
+            + " when the wait passes " + spec.overflow().whenWaitExceeds()));
     return spec;
   }
 
@@ -321,6 +336,8 @@ public final class Buffers implements AutoCloseable {
     Buffer b = buffer(name);
     long now = clock.millis();
     BufferBackend.Counts c = backend.counts(name, now);
+    // openai-batch: its batches as the store has them, so every node shows the same.
+    List<BufferBackend.BatchRecord> batches = b.spec.batch() == null ? List.of() : backend.openBatches(name);
     ObjectNode o = BufferSpec.JSON.createObjectNode();
     synchronized (b) {
       long running = b.owned ? b.running : 0;
@@ -337,8 +354,14 @@ public final class Buffers implements AutoCloseable {
       if (backend.shared()) {
         o.put("deliveredHere", b.owned);
       }
+      if (b.spec.overflow() != null || c.moved() > 0) {
+        o.put("moved", c.moved());
+      }
       if (b.spec.batch() != null) {
-        o.put("openBatches", b.owned ? b.batches.size() : 0);
+        o.put("openBatches", batches.stream().filter(r -> r.stage().equals("created")).count());
+        o.put("batchesUploaded", batches.stream().filter(r -> r.stage().equals("uploaded")).count());
+        o.put("batchesPreparing", batches.stream().filter(r -> r.stage().equals("preparing")).count());
+        o.put("itemsInBatches", batches.stream().mapToLong(r -> r.items().size()).sum());
       }
     }
     return o;
@@ -357,10 +380,24 @@ public final class Buffers implements AutoCloseable {
     if (b.deleted) {
       throw BufferException.notFound("buffer '" + name + "' was deleted");
     }
+    Buffer overflowTo = b.spec.overflow() == null ? null : known.get(b.spec.overflow().to());
+    if (b.spec.overflow() != null && overflowTo == null && backend.shared()) {
+      names(); // created on another node: learn it, so its checks apply here too
+      overflowTo = known.get(b.spec.overflow().to());
+    }
     for (int i = 0; i < items.size(); i++) {
       NewItem it = items.get(i);
       if (b.spec.batch() != null) {
         b.spec.batch().checkItem(it, i);
+      }
+      if (overflowTo != null && overflowTo.spec.batch() != null) {
+        // An item may move there: it must be a line that buffer takes.
+        try {
+          overflowTo.spec.batch().checkItem(it, i);
+        } catch (BufferException e) {
+          throw BufferSpec.invalid("buffer '" + name + "' overflows to openai-batch buffer '" + overflowTo.spec.name()
+              + "', so its items must be Batch API requests: " + e.getMessage());
+        }
       }
       for (String h : it.headers().keySet()) {
         if (b.spec.headers().keySet().stream().anyMatch(h::equalsIgnoreCase)) {

@@ -47,7 +47,12 @@ final class Delivery {
   private final AtomicLong wakeups = new AtomicLong();
   private volatile boolean closed;
 
-  Delivery(BufferPermits permits, BufferBackend backend, Dispatch dispatch, BufferClock clock, Known known) {
+  /** Moves items that would wait too long to their overflow buffer. */
+  private final Overflow overflow;
+
+  Delivery(BufferPermits permits, BufferBackend backend, Dispatch dispatch, BufferClock clock, Known known,
+      Overflow overflow) {
+    this.overflow = overflow;
     this.permits = permits;
     this.backend = backend;
     this.dispatch = dispatch;
@@ -68,6 +73,7 @@ final class Delivery {
       batches.pump(b);
       return;
     }
+    overflow.check(b);
     List<Buffer.Item> start = new ArrayList<>();
     int epoch;
     synchronized (b) {
@@ -325,6 +331,7 @@ final class Delivery {
   void close() {
     closed = true;
     batches.close();
+    overflow.close();
   }
 
   boolean closed() {

@@ -85,6 +85,23 @@ final class Known {
     }
   }
 
+  /** How an openai-batch batch can end at the provider: the values of {@code status} on its counter. */
+  static final List<String> BATCH_ENDS = List.of("completed", "expired", "cancelled", "failed");
+  /** Where an openai-batch batch can be: the values of {@code stage} on its gauge. */
+  static final List<String> BATCH_STAGES = List.of("preparing", "uploaded", "created");
+
+  /** Counts items moved to the buffer's overflow buffer. */
+  void moved(Buffer b, int n) {
+    registry.counter("sluice.buffer.moved", "buffer", b.spec.name()).increment(n);
+  }
+
+  /** Counts a batch the provider ended: completed, expired, cancelled or failed. */
+  void batchEnded(Buffer b, String status) {
+    if (BATCH_ENDS.contains(status)) {
+      registry.counter("sluice.buffer.batches.ended", "buffer", b.spec.name(), "status", status).increment();
+    }
+  }
+
   /** Counts one attempt's outcome: delivered, throttled, retried or failed. */
   void counted(Buffer b, String outcome) {
     registry.counter("sluice.buffer.attempts", "buffer", b.spec.name(), "outcome", outcome).increment();
@@ -103,5 +120,24 @@ final class Known {
         .tags(t).baseUnit("seconds").description("Age of the oldest item not yet delivered").register(registry));
     b.meters.add(Counter.builder("sluice.buffer.delivered").tags(t).description("Items delivered (2xx)")
         .register(registry));
+    if (b.spec.overflow() != null) {
+      b.meters.add(Counter.builder("sluice.buffer.moved").tags(t)
+          .description("Items moved to the overflow (openai-batch) buffer: their wait here passed the threshold")
+          .register(registry));
+    }
+    if (b.spec.batch() != null) {
+      // Bounded: three stages and four ends per batch buffer, whatever the number of batches.
+      for (String stage : BATCH_STAGES) {
+        b.meters.add(Gauge.builder("sluice.buffer.batches", b, x -> x.batchesAt(stage)).tags(t.and("stage", stage))
+            .description("openai-batch batches this node moves along, by stage (created: at the provider)")
+            .register(registry));
+      }
+      b.meters.add(Gauge.builder("sluice.buffer.batch.items", b, Buffer::itemsInBatches).tags(t)
+          .description("Items in this node's openai-batch batches not yet ended").register(registry));
+      for (String status : BATCH_ENDS) {
+        b.meters.add(Counter.builder("sluice.buffer.batches.ended").tags(t.and("status", status))
+            .description("openai-batch batches the provider ended, by status").register(registry));
+      }
+    }
   }
 }

@@ -88,18 +88,21 @@ final class RedisBackend implements BufferBackend {
       local out = {tonumber(redis.call('GET', KEYS[4]) or '0'), 0}
       for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
         local m = cjson.decode(redis.call('HGET', KEYS[2], id))
-        if m.o == 1 then
-          m.o = 0
-          m.d = 1
-          m.h = m.h .. ARGV[2]
-          redis.call('HSET', KEYS[2], id, cjson.encode(m))
-          out[2] = out[2] + 1
+        -- An item in an openai-batch batch resumes with its batch, not on its own.
+        if not m.b then
+          if m.o == 1 then
+            m.o = 0
+            m.d = 1
+            m.h = m.h .. ARGV[2]
+            redis.call('HSET', KEYS[2], id, cjson.encode(m))
+            out[2] = out[2] + 1
+          end
+          out[#out + 1] = id
+          out[#out + 1] = m.k or ''
+          out[#out + 1] = tostring(m.c)
+          out[#out + 1] = tostring(m.n)
+          out[#out + 1] = tostring(m.r)
         end
-        out[#out + 1] = id
-        out[#out + 1] = m.k or ''
-        out[#out + 1] = tostring(m.c)
-        out[#out + 1] = tostring(m.n)
-        out[#out + 1] = tostring(m.r)
       end
       return out
       """;
@@ -154,7 +157,7 @@ final class RedisBackend implements BufferBackend {
       """;
 
   private static final String COUNTS = """
-      -- KEYS items open completed failed; ARGV since
+      -- KEYS items open completed failed moved; ARGV since
       local oldest = 0
       local first = redis.call('ZRANGE', KEYS[2], 0, 0)
       if #first > 0 then
@@ -162,13 +165,13 @@ final class RedisBackend implements BufferBackend {
         if raw then oldest = cjson.decode(raw).c end
       end
       return {redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4]),
-        redis.call('ZCOUNT', KEYS[3], ARGV[1], '+inf'), tostring(oldest)}
+        redis.call('ZCOUNT', KEYS[3], ARGV[1], '+inf'), tostring(oldest), redis.call('ZCARD', KEYS[5])}
       """;
 
   private static final String EXPIRE = """
-      -- KEYS items completed failed log idem; ARGV before
+      -- KEYS items completed failed log idem moved; ARGV before
       local n = 0
-      for z = 2, 3 do
+      for _, z in ipairs({2, 3, 6}) do
         for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[z], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 5000)) do
           local raw = redis.call('HGET', KEYS[1], id)
           if raw then
@@ -182,6 +185,186 @@ final class RedisBackend implements BufferBackend {
         end
       end
       return n
+      """;
+
+  // openai-batch: an item in a batch carries the batch's number in its state ({@code b}); each
+  // batch not yet ended is a field of {@code :batches} (number to JSON: stage, input file,
+  // provider id, the ids it took), numbered from {@code :bseq}. Every write checks the lease.
+
+  private static final String OPEN_BATCH = """
+      -- KEYS owner items bseq batches; ARGV me, now, ids...
+      if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1} end
+      local seq = redis.call('INCR', KEYS[3])
+      local out = {seq}
+      local ids = {}
+      for i = 3, #ARGV do
+        local raw = redis.call('HGET', KEYS[2], ARGV[i])
+        if raw then
+          local m = cjson.decode(raw)
+          if m.s == 'pending' and not m.b then
+            m.b = seq
+            m.a = m.a + 1
+            m.o = 1
+            redis.call('HSET', KEYS[2], ARGV[i], cjson.encode(m))
+            out[#out + 1] = tonumber(ARGV[i])
+            ids[#ids + 1] = ARGV[i]
+          end
+        end
+      end
+      redis.call('HSET', KEYS[4], seq, cjson.encode({s = 'preparing', i = table.concat(ids, ','),
+        c = tonumber(ARGV[2])}))
+      return out
+      """;
+
+  private static final String BODIES = """
+      -- KEYS log; ARGV ids
+      local out = {}
+      for i = 1, #ARGV do
+        local e = redis.call('XRANGE', KEYS[1], ARGV[i] .. '-0', ARGV[i] .. '-0')
+        local b = ''
+        if #e > 0 then
+          local f = e[1][2]
+          for j = 1, #f, 2 do
+            if f[j] == 'b' then b = f[j + 1] end
+          end
+        end
+        out[i] = b
+      end
+      return out
+      """;
+
+  private static final String DROP_FROM_BATCH = """
+      -- KEYS owner items; ARGV me, seq, ids...
+      if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+      local seq = tonumber(ARGV[2])
+      for i = 3, #ARGV do
+        local raw = redis.call('HGET', KEYS[2], ARGV[i])
+        if raw then
+          local m = cjson.decode(raw)
+          if m.b == seq then
+            m.b = nil
+            m.o = 0
+            m.a = m.a - 1
+            redis.call('HSET', KEYS[2], ARGV[i], cjson.encode(m))
+          end
+        end
+      end
+      return 1
+      """;
+
+  private static final String BATCH_STAGE = """
+      -- KEYS owner batches; ARGV me, seq, stage, input file or '', provider id or ''
+      if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+      local raw = redis.call('HGET', KEYS[2], ARGV[2])
+      if not raw then return 0 end
+      local m = cjson.decode(raw)
+      m.s = ARGV[3]
+      if ARGV[4] ~= '' then m.f = ARGV[4] end
+      if ARGV[5] ~= '' then m.p = ARGV[5] end
+      redis.call('HSET', KEYS[2], ARGV[2], cjson.encode(m))
+      return 1
+      """;
+
+  private static final String OPEN_BATCHES = """
+      -- KEYS items batches: per batch seq, stage, input file, provider id, the ids still in it
+      local out = {}
+      local all = redis.call('HGETALL', KEYS[2])
+      for j = 1, #all, 2 do
+        local seq = tonumber(all[j])
+        local m = cjson.decode(all[j + 1])
+        local ids = {}
+        for id in string.gmatch(m.i, '[^,]+') do
+          local raw = redis.call('HGET', KEYS[1], id)
+          if raw and cjson.decode(raw).b == seq then ids[#ids + 1] = id end
+        end
+        out[#out + 1] = tostring(seq)
+        out[#out + 1] = m.s
+        out[#out + 1] = m.f or ''
+        out[#out + 1] = m.p or ''
+        out[#out + 1] = table.concat(ids, ',')
+      end
+      return out
+      """;
+
+  /** A part of a batch's results: each item still in the batch gets its outcome and leaves it. */
+  private static final String BATCH_RESULTS = """
+      -- KEYS owner items open completed failed; ARGV me, seq, then per item: id, state, retries, next,
+      -- status, excerpt, line, finished
+      if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+      local seq = tonumber(ARGV[2])
+      for i = 3, #ARGV, 8 do
+        local raw = redis.call('HGET', KEYS[2], ARGV[i])
+        if raw then
+          local m = cjson.decode(raw)
+          if m.b == seq then
+            m.b = nil
+            m.s = ARGV[i + 1]
+            m.o = 0
+            m.r = tonumber(ARGV[i + 2])
+            m.n = tonumber(ARGV[i + 3])
+            m.st = tonumber(ARGV[i + 4])
+            m.x = ARGV[i + 5]
+            m.h = m.h .. ARGV[i + 6]
+            local finished = tonumber(ARGV[i + 7])
+            if finished > 0 then
+              m.f = finished
+              redis.call('ZREM', KEYS[3], ARGV[i])
+              if m.s == 'completed' then
+                redis.call('ZADD', KEYS[4], finished, ARGV[i])
+              else
+                redis.call('ZADD', KEYS[5], finished, ARGV[i])
+              end
+            end
+            redis.call('HSET', KEYS[2], ARGV[i], cjson.encode(m))
+          end
+        end
+      end
+      return 1
+      """;
+
+  /** The batch's end: the items still in it are pending again, and the batch is gone. */
+  private static final String END_BATCH = """
+      -- KEYS owner items batches; ARGV me, seq, history line of an item queued again
+      if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+      local raw = redis.call('HGET', KEYS[3], ARGV[2])
+      if not raw then return 1 end
+      local seq = tonumber(ARGV[2])
+      for id in string.gmatch(cjson.decode(raw).i, '[^,]+') do
+        local r = redis.call('HGET', KEYS[2], id)
+        if r then
+          local m = cjson.decode(r)
+          if m.b == seq then
+            m.b = nil
+            m.o = 0
+            m.h = m.h .. ARGV[3]
+            redis.call('HSET', KEYS[2], id, cjson.encode(m))
+          end
+        end
+      end
+      redis.call('HDEL', KEYS[3], ARGV[2])
+      return 1
+      """;
+
+  /** Items per script call where a batch may hold 50 000: a script blocks Redis while it runs. */
+  private static final int BATCH_CHUNK = 1000;
+
+  private static final String MOVED = """
+      -- KEYS items open moved; ARGV now, then per item: id, history line
+      for i = 2, #ARGV, 2 do
+        local raw = redis.call('HGET', KEYS[1], ARGV[i])
+        if raw then
+          local m = cjson.decode(raw)
+          if m.s == 'pending' and m.o == 0 and not m.b then
+            m.s = 'moved'
+            m.f = tonumber(ARGV[1])
+            m.h = m.h .. ARGV[i + 1]
+            redis.call('HSET', KEYS[1], ARGV[i], cjson.encode(m))
+            redis.call('ZREM', KEYS[2], ARGV[i])
+            redis.call('ZADD', KEYS[3], ARGV[1], ARGV[i])
+          end
+        end
+      end
+      return 1
       """;
 
   private final SharedRedis store;
@@ -271,7 +454,8 @@ final class RedisBackend implements BufferBackend {
 
   @Override
   public void delete(String name) {
-    sync(() -> redis.del(keys(name, "seq", "log", "items", "open", "completed", "failed", "idem", "owner", "meta")));
+    sync(() -> redis.del(keys(name, "seq", "log", "items", "open", "completed", "failed", "idem", "owner", "meta",
+        "bseq", "batches", "moved")));
     sync(() -> redis.hdel(PAUSED, name));
     sync(() -> redis.hdel(BUFFERS, name));
   }
@@ -366,6 +550,14 @@ final class RedisBackend implements BufferBackend {
   }
 
   @Override
+  public CompletableFuture<Void> moved(String name, Map<Long, String> lines, long now) {
+    List<String> args = new ArrayList<>(List.of(Long.toString(now)));
+    lines.forEach((id, line) -> args.addAll(List.of(Long.toString(id), line)));
+    return async(async.<Long>eval(MOVED, ScriptOutputType.INTEGER, keys(name, "items", "open", "moved"),
+        args.toArray(String[]::new))).thenApply(x -> null);
+  }
+
+  @Override
   public ItemRecord item(String name, long id) {
     String raw = sync(() -> redis.hget(key(name, "items"), Long.toString(id)));
     if (raw == null) {
@@ -387,21 +579,21 @@ final class RedisBackend implements BufferBackend {
   @Override
   public Counts counts(String name, long now) {
     List<Object> r = sync(() -> redis.eval(COUNTS, ScriptOutputType.MULTI, keys(name, "items", "open", "completed",
-        "failed"), Long.toString(now - 10_000)));
+        "failed", "moved"), Long.toString(now - 10_000)));
     return new Counts((Long) r.get(0), (Long) r.get(1), (Long) r.get(2), (Long) r.get(3),
-        (long) Double.parseDouble((String) r.get(4)));
+        (long) Double.parseDouble((String) r.get(4)), (Long) r.get(5));
   }
 
   @Override
   public void expire(String name, long before) {
-    sync(() -> redis.eval(EXPIRE, ScriptOutputType.INTEGER, keys(name, "items", "completed", "failed", "log", "idem"),
-        Long.toString(before)));
+    sync(() -> redis.eval(EXPIRE, ScriptOutputType.INTEGER, keys(name, "items", "completed", "failed", "log", "idem",
+        "moved"), Long.toString(before)));
   }
 
   @Override
   public long oldestFinished(String name) {
     long oldest = 0;
-    for (String part : List.of("completed", "failed")) {
+    for (String part : List.of("completed", "failed", "moved")) {
       List<io.lettuce.core.ScoredValue<String>> first = sync(() -> redis.zrangeWithScores(key(name, part), 0, 0));
       if (!first.isEmpty()) {
         long at = (long) first.get(0).getScore();
@@ -462,6 +654,119 @@ final class RedisBackend implements BufferBackend {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // openai-batch
+
+  /** A fenced write answered 0: this node no longer holds the buffer's lease. */
+  private IllegalStateException lostLease(String name) {
+    return new IllegalStateException("node " + me + " no longer delivers buffer '" + name + "' (its lease lapsed):"
+        + " the new owner resumes its batches");
+  }
+
+  private CompletableFuture<Void> fenced(String name, String script, String[] keys, String... args) {
+    return async(async.<Long>eval(script, ScriptOutputType.INTEGER, keys, args)).thenApply(n -> {
+      if (n == null || n == 0) {
+        throw lostLease(name);
+      }
+      return null;
+    });
+  }
+
+  @Override
+  public CompletableFuture<BatchRecord> openBatch(String name, List<Long> ids, long now) {
+    String[] args = new String[2 + ids.size()];
+    args[0] = me;
+    args[1] = Long.toString(now);
+    for (int i = 0; i < ids.size(); i++) {
+      args[2 + i] = Long.toString(ids.get(i));
+    }
+    return async(async.<List<Long>>eval(OPEN_BATCH, ScriptOutputType.MULTI, keys(name, "owner", "items", "bseq",
+        "batches"), args)).thenApply(r -> {
+          if (r.get(0) < 0) {
+            throw lostLease(name);
+          }
+          return new BatchRecord(r.get(0), "preparing", null, null, new ArrayList<>(r.subList(1, r.size())));
+        });
+  }
+
+  @Override
+  public Map<Long, byte[]> bodies(String name, List<Long> ids) {
+    Map<Long, byte[]> out = new java.util.HashMap<>();
+    for (int from = 0; from < ids.size(); from += BATCH_CHUNK) {
+      List<Long> part = ids.subList(from, Math.min(ids.size(), from + BATCH_CHUNK));
+      List<Object> r = sync(() -> redis.eval(BODIES, ScriptOutputType.MULTI, keys(name, "log"),
+          part.stream().map(String::valueOf).toArray(String[]::new)));
+      for (int i = 0; i < part.size(); i++) {
+        String b = (String) r.get(i);
+        if (b != null && !b.isEmpty()) {
+          out.put(part.get(i), Base64.getDecoder().decode(b));
+        }
+      }
+    }
+    return out;
+  }
+
+  @Override
+  public CompletableFuture<Void> dropFromBatch(String name, long seq, List<Long> ids) {
+    List<String> args = new ArrayList<>(List.of(me, Long.toString(seq)));
+    ids.forEach(id -> args.add(Long.toString(id)));
+    return fenced(name, DROP_FROM_BATCH, keys(name, "owner", "items"), args.toArray(String[]::new));
+  }
+
+  @Override
+  public CompletableFuture<Void> batchStage(String name, long seq, String stage, String inputFile,
+      String providerId) {
+    return fenced(name, BATCH_STAGE, keys(name, "owner", "batches"), me, Long.toString(seq), stage,
+        inputFile == null ? "" : inputFile, providerId == null ? "" : providerId);
+  }
+
+  @Override
+  public List<BatchRecord> openBatches(String name) {
+    List<Object> r = sync(() -> redis.eval(OPEN_BATCHES, ScriptOutputType.MULTI, keys(name, "items", "batches")));
+    List<BatchRecord> out = new ArrayList<>();
+    for (int i = 0; i + 4 < r.size(); i += 5) {
+      List<Long> ids = new ArrayList<>();
+      for (String id : ((String) r.get(i + 4)).split(",")) {
+        if (!id.isEmpty()) {
+          ids.add(Long.parseLong(id));
+        }
+      }
+      String file = (String) r.get(i + 2);
+      String provider = (String) r.get(i + 3);
+      out.add(new BatchRecord(Long.parseLong((String) r.get(i)), (String) r.get(i + 1), file.isEmpty() ? null : file,
+          provider.isEmpty() ? null : provider, ids));
+    }
+    out.sort(java.util.Comparator.comparingLong(BatchRecord::seq));
+    return out;
+  }
+
+  /**
+   * Ends a batch in parts of {@link #BATCH_CHUNK} results, then the end itself. Not one
+   * transaction as on SQLite, and it need not be: a result lands only while its item is still in
+   * the batch, so a crash between parts leaves a batch that is polled and read again after the
+   * restart, and the results already written are not written twice.
+   */
+  @Override
+  public CompletableFuture<Void> finishBatch(String name, long seq, Map<Long, Result> results, String requeued,
+      long now) {
+    List<Map.Entry<Long, Result>> all = new ArrayList<>(results.entrySet());
+    CompletableFuture<Void> done = CompletableFuture.completedFuture(null);
+    for (int from = 0; from < all.size(); from += BATCH_CHUNK) {
+      List<Map.Entry<Long, Result>> part = all.subList(from, Math.min(all.size(), from + BATCH_CHUNK));
+      List<String> args = new ArrayList<>(List.of(me, Long.toString(seq)));
+      for (Map.Entry<Long, Result> e : part) {
+        Result x = e.getValue();
+        args.addAll(List.of(Long.toString(e.getKey()), x.state(), Integer.toString(x.retries()),
+            Long.toString(x.nextAt()), Integer.toString(x.status()), x.excerpt() == null ? "" : x.excerpt(), x.line(),
+            Long.toString(x.finished())));
+      }
+      done = done.thenCompose(v -> fenced(name, BATCH_RESULTS, keys(name, "owner", "items", "open", "completed",
+          "failed"), args.toArray(String[]::new)));
+    }
+    return done.thenCompose(v -> fenced(name, END_BATCH, keys(name, "owner", "items", "batches"), me,
+        Long.toString(seq), requeued));
   }
 
   @Override

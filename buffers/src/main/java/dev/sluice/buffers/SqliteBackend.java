@@ -204,6 +204,17 @@ final class SqliteBackend implements BufferBackend {
   }
 
   @Override
+  public CompletableFuture<Void> moved(String name, Map<Long, String> lines, long now) {
+    return store.write(c -> {
+      for (Map.Entry<Long, String> e : lines.entrySet()) {
+        exec(c, "UPDATE items SET state = 'moved', finished = ?, history = history || ? WHERE buffer = ? AND id = ?"
+            + " AND state = 'pending' AND open_attempt = 0 AND batch IS NULL", now, e.getValue(), name, e.getKey());
+      }
+      return null;
+    });
+  }
+
+  @Override
   public ItemRecord item(String name, long id) {
     return store.read(c -> {
       try (PreparedStatement ps = c.prepareStatement("SELECT state, attempts, retries, next_at, status, excerpt,"
@@ -231,13 +242,15 @@ final class SqliteBackend implements BufferBackend {
         BufferStore.count(c, "SELECT COUNT(*) FROM items WHERE buffer = ? AND state = 'completed' AND finished >= ?",
             name, now - 10_000),
         BufferStore.count(c, "SELECT COALESCE(MIN(created), 0) FROM items WHERE buffer = ? AND state = 'pending'",
-            name)));
+            name),
+        BufferStore.count(c, "SELECT COUNT(*) FROM items WHERE buffer = ? AND state = 'moved'", name)));
   }
 
   @Override
   public void expire(String name, long before) {
     join(store.write(c -> {
-      exec(c, "DELETE FROM items WHERE buffer = ? AND state IN ('completed', 'failed') AND finished < ?", name, before);
+      exec(c, "DELETE FROM items WHERE buffer = ? AND state IN ('completed', 'failed', 'moved') AND finished < ?", name,
+          before);
       return null;
     }));
   }
@@ -245,16 +258,11 @@ final class SqliteBackend implements BufferBackend {
   @Override
   public long oldestFinished(String name) {
     return store.read(c -> BufferStore.count(c, "SELECT COALESCE(MIN(finished), 0) FROM items WHERE buffer = ?"
-        + " AND state IN ('completed', 'failed')", name));
+        + " AND state IN ('completed', 'failed', 'moved')", name));
   }
 
   // ---------------------------------------------------------------------------------------
   // openai-batch
-
-  @Override
-  public boolean batches() {
-    return true;
-  }
 
   @Override
   public CompletableFuture<BatchRecord> openBatch(String name, List<Long> ids, long now) {

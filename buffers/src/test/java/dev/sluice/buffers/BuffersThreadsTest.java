@@ -136,7 +136,7 @@ class BuffersThreadsTest {
 
     @Override
     public Counts counts(String name, long now) {
-      return new Counts(0, 0, 0, 0, 0);
+      return new Counts(0, 0, 0, 0, 0, 0);
     }
 
     @Override
@@ -181,6 +181,43 @@ class BuffersThreadsTest {
 
     @Override
     public void expire(String name, long before) {}
+
+    @Override
+    public CompletableFuture<Void> moved(String name, Map<Long, String> lines, long now) {
+      throw new UnsupportedOperationException();
+    }
+
+    @Override
+    public CompletableFuture<BatchRecord> openBatch(String name, List<Long> ids, long now) {
+      throw new UnsupportedOperationException();
+    }
+
+    @Override
+    public Map<Long, byte[]> bodies(String name, List<Long> ids) {
+      throw new UnsupportedOperationException();
+    }
+
+    @Override
+    public CompletableFuture<Void> dropFromBatch(String name, long seq, List<Long> ids) {
+      throw new UnsupportedOperationException();
+    }
+
+    @Override
+    public CompletableFuture<Void> batchStage(String name, long seq, String stage, String inputFile,
+        String providerId) {
+      throw new UnsupportedOperationException();
+    }
+
+    @Override
+    public List<BatchRecord> openBatches(String name) {
+      return List.of();
+    }
+
+    @Override
+    public CompletableFuture<Void> finishBatch(String name, long seq, Map<Long, Result> results, String requeued,
+        long now) {
+      throw new UnsupportedOperationException();
+    }
 
     @Override
     public void close() {}

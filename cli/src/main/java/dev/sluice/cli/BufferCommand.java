@@ -86,6 +86,10 @@ final class BufferCommand implements Callable<Integer> {
             + "h, up to " + s.getMaxBatchItems() + " items / " + s.getMaxBatchBytes()
             + " bytes, flush after " + Durations.format(s.getFlushAfter()));
       }
+      if (!s.getOverflowTo().isEmpty()) {
+        t.row("overflow", "to openai-batch buffer " + s.getOverflowTo() + " when the wait passes "
+            + Durations.format(s.getWhenWaitExceeds()) + " (" + st.getMoved() + " moved)");
+      }
       t.row("items", st.getPending() + " pending, " + st.getRunning() + " running, " + st.getCompleted()
           + " completed, " + st.getFailed() + " failed" + (st.getPaused() ? " (paused)" : ""));
       t.row("delivery", Output.number(st.getDeliveredPerSecond()) + "/s, oldest pending "
@@ -154,6 +158,13 @@ final class BufferCommand implements Callable<Integer> {
     @Option(names = "--flush-after", paramLabel = "DURATION", converter = Durations.Converter.class,
         description = "openai-batch: send a partial batch once its oldest item waited this long; default 10m.")
     private Duration flushAfter;
+    @Option(names = "--overflow-to", paramLabel = "BATCHBUFFER",
+        description = "http buffers: items whose estimated wait passes --when-wait-exceeds move to this openai-batch"
+            + " buffer instead of waiting.")
+    private String overflowTo;
+    @Option(names = "--when-wait-exceeds", paramLabel = "DURATION", converter = Durations.Converter.class,
+        description = "With --overflow-to: the wait at this buffer's quota past which an item moves, e.g. 5m.")
+    private Duration whenWaitExceeds;
 
     @Override
     public Integer call() {
@@ -204,6 +215,12 @@ final class BufferCommand implements Callable<Integer> {
         b.setRetention(Durations.toProto(retention));
       }
       batchOptions(b);
+      if (overflowTo != null) {
+        b.setOverflowTo(overflowTo);
+      }
+      if (whenWaitExceeds != null) {
+        b.setWhenWaitExceeds(Durations.toProto(whenWaitExceeds));
+      }
       try (AdminClient admin = client.connect()) {
         print(admin.call(stub -> stub.createBuffer(CreateBufferRequest.newBuilder().setSpec(b).build())));
       }
@@ -268,7 +285,12 @@ final class BufferCommand implements Callable<Integer> {
           st.getPaused() ? "yes" : "no");
       t.print(out);
       if (info.getSpec().getDelivery().equals("openai-batch")) {
-        out.println("open batches at the provider: " + st.getOpenBatches());
+        out.println("open batches at the provider: " + st.getOpenBatches() + " (uploaded, create not yet confirmed: "
+            + st.getBatchesUploaded() + "; being prepared: " + st.getBatchesPreparing() + "); items in them: "
+            + st.getItemsInBatches());
+      }
+      if (!info.getSpec().getOverflowTo().isEmpty()) {
+        out.println("moved to " + info.getSpec().getOverflowTo() + ": " + st.getMoved());
       }
       return 0;
     }

@@ -30,7 +30,7 @@ import picocli.CommandLine.Spec;
     subcommands = {
         LimitCommand.SetLimit.class, LimitCommand.GetLimit.class,
         LimitCommand.ListLimits.class, LimitCommand.DeleteLimit.class,
-        LimitCommand.ApplyLimits.class, LimitCommand.ExportLimits.class})
+        LimitCommand.ApplyLimits.class, LimitCommand.ExportLimits.class, LimitCommand.History.class})
 final class LimitCommand implements Callable<Integer> {
 
   @Spec
@@ -39,7 +39,7 @@ final class LimitCommand implements Callable<Integer> {
   @Override
   public Integer call() {
     throw new ParameterException(spec.commandLine(),
-        "missing subcommand: set, get, list, delete, apply or export");
+        "missing subcommand: set, get, list, delete, apply, export or history");
   }
 
   @Command(name = "set", mixinStandardHelpOptions = true,
@@ -83,6 +83,10 @@ final class LimitCommand implements Callable<Integer> {
     @Option(names = "--max-waiting", paramLabel = "N",
         description = "Waiting-room size; 0 (default) for the server's default.")
     private int maxWaiting;
+
+    @Option(names = "--force", description = "Set a limit that a limits file manages (refused without it): it"
+        + " is then changed by hand, and the file's next apply reports it as drift and puts it back.")
+    private boolean force;
 
     @Option(names = "--lease-ttl", paramLabel = "DURATION", converter = Durations.Converter.class,
         description = "Lease of a concurrency slot, e.g. 30s; unset for the server's default.")
@@ -150,7 +154,7 @@ final class LimitCommand implements Callable<Integer> {
       if (learn != null) {
         limit.setLearn(LearnSettings.newBuilder().setProvider(learn).addAllCeilings(ceilings));
       }
-      SetLimitRequest request = SetLimitRequest.newBuilder().setLimit(limit).build();
+      SetLimitRequest request = SetLimitRequest.newBuilder().setLimit(limit).setForce(force).build();
       SetLimitResponse response;
       try (AdminClient admin = client.connect()) {
         response = admin.call(stub -> stub.setLimit(request));
@@ -319,12 +323,15 @@ final class LimitCommand implements Callable<Integer> {
     private ClientOptions client;
     @Parameters(index = "0", paramLabel = "NAME", description = "Resource name.")
     private String resource;
+    @Option(names = "--force", description = "Delete a limit that a limits file manages (refused without it);"
+        + " the file's next apply adds it again.")
+    private boolean force;
 
     @Override
     public Integer call() {
       try (AdminClient admin = client.connect()) {
         admin.call(stub -> stub.deleteLimit(
-            DeleteLimitRequest.newBuilder().setResource(resource).build()));
+            DeleteLimitRequest.newBuilder().setResource(resource).setForce(force).build()));
       }
       spec.commandLine().getOut().println("deleted" + kind(resource) + resource);
       return 0;
@@ -356,6 +363,10 @@ final class LimitCommand implements Callable<Integer> {
         + " are listed and left).")
     private boolean prune;
 
+    @Option(names = "--force", description = "Take over limits another limits file manages (refused without it),"
+        + " and let --prune remove them.")
+    private boolean force;
+
     @Override
     public Integer call() throws java.io.IOException {
       PrintWriter out = spec.commandLine().getOut();
@@ -382,7 +393,7 @@ final class LimitCommand implements Callable<Integer> {
       dev.sluice.proto.v1.ApplyLimitsResponse r;
       try (AdminClient admin = client.connect()) {
         r = admin.call(stub -> stub.applyLimits(dev.sluice.proto.v1.ApplyLimitsRequest.newBuilder()
-            .setDocument(text).setSource(source).setDryRun(dryRun).setPrune(prune).build()));
+            .setDocument(text).setSource(source).setDryRun(dryRun).setPrune(prune).setForce(force).build()));
       } catch (CliFailure e) {
         // The coordinator's own check of the file (its defaults, its pools): still the file's fault.
         boolean fileError = e.getMessage().startsWith("INVALID_ARGUMENT: " + source + ":");
@@ -395,6 +406,7 @@ final class LimitCommand implements Callable<Integer> {
           case ADDED -> "+ ";
           case CHANGED -> "~ ";
           case REMOVED -> "- ";
+          case DRIFTED -> "! ";
           default -> "? ";
         };
         if (c.getKind() != dev.sluice.proto.v1.LimitChange.Kind.UNMANAGED) {
@@ -418,9 +430,10 @@ final class LimitCommand implements Callable<Integer> {
     }
 
     private static String summary(List<dev.sluice.proto.v1.LimitChange> changes) {
-      int[] n = new int[5];
-      changes.forEach(c -> n[c.getKindValue()]++);
+      int[] n = new int[6];
+      changes.forEach(c -> n[Math.min(c.getKindValue(), 5)]++);
       String s = n[1] + " added, " + n[2] + " changed, " + n[3] + " removed";
+      s = n[5] == 0 ? s : s + ", " + n[5] + " drifted (changed by hand, put back)";
       return n[4] == 0 ? s : s + ", " + n[4] + " not in the file";
     }
   }
@@ -455,6 +468,53 @@ final class LimitCommand implements Callable<Integer> {
         java.nio.file.Files.move(tmp, output, java.nio.file.StandardCopyOption.REPLACE_EXISTING,
             java.nio.file.StandardCopyOption.ATOMIC_MOVE);
         spec.commandLine().getOut().println("wrote " + output);
+      }
+      return 0;
+    }
+  }
+
+  @Command(name = "history", mixinStandardHelpOptions = true,
+      description = "Shows the last changes of a resource's limit, newest first: when, who (an API key, a limits"
+          + " file and its hash, or local) and each field before → after.",
+      footer = {"", "Example:", "  sluice limit history openai -n 5"})
+  static final class History implements Callable<Integer> {
+    @Spec
+    private CommandSpec spec;
+    @Mixin
+    private ClientOptions client;
+    @Mixin
+    private Output output;
+    @Parameters(index = "0", paramLabel = "NAME", description = "Resource name.")
+    private String resource;
+    @Option(names = {"-n", "--last"}, paramLabel = "N", defaultValue = "20",
+        description = "How many changes: 1 to 50 (default ${DEFAULT-VALUE}).")
+    private int last;
+
+    @Override
+    public Integer call() {
+      if (last < 1 || last > 50) {
+        throw new ParameterException(spec.commandLine(), "-n " + last + " is out of range: use 1 to 50 (the"
+            + " coordinator keeps the last 50 changes of each resource)");
+      }
+      dev.sluice.proto.v1.LimitHistoryResponse r;
+      try (AdminClient admin = client.connect()) {
+        r = admin.call(stub -> stub.limitHistory(dev.sluice.proto.v1.LimitHistoryRequest.newBuilder()
+            .setResource(resource).setLimit(last).build()));
+      }
+      PrintWriter out = spec.commandLine().getOut();
+      if (output.json) {
+        Output.printJson(out, r);
+        return 0;
+      }
+      if (r.getChangesCount() == 0) {
+        out.println("no changes of '" + resource + "' kept (the coordinator keeps them from the time it"
+            + " started on the embedded store, or for the 10 000 resources changed last)");
+        return 0;
+      }
+      for (dev.sluice.proto.v1.LimitHistoryEntry e : r.getChangesList()) {
+        out.println(java.time.Instant.ofEpochMilli(e.getAtUnixMillis()) + "  " + e.getAction() + " by "
+            + e.getWho());
+        e.getChangesList().forEach(c -> out.println("    " + c));
       }
       return 0;
     }

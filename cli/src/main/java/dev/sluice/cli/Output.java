@@ -57,7 +57,18 @@ final class Output {
       t.row("rates", Learning.describe(limit.getLearn()));
       t.row("learn ceiling", Learning.ceilings(limit));
     }
+    t.row("managed by", managedBy(limit));
     t.print(out);
+  }
+
+  /** "limits file limits.yaml (sha256 0123456789ab)", or "hand (limit set)" for a limit no file manages. */
+  static String managedBy(Limit limit) {
+    if (!limit.hasManagedBy()) {
+      return "hand (sluice limit set)";
+    }
+    var o = limit.getManagedBy();
+    String file = "limits file " + o.getFile() + " (sha256 " + o.getSha256() + ")";
+    return o.getOverridden() ? "hand, since forced; before: " + file + " (its next apply puts it back)" : file;
   }
 
   /**

@@ -66,6 +66,9 @@ final class PoolCommand implements Callable<Integer> {
         description = "A member, repeatable, in order (ties go to the earlier): a resource with its own limit,"
             + " not a pool.")
     private List<String> members = new ArrayList<>();
+    @Option(names = "--force", description = "Change a pool that a limits file manages (refused without it); the"
+        + " file's next apply reports it as drift and puts it back.")
+    private boolean force;
 
     @Override
     public Integer call() {
@@ -73,7 +76,7 @@ final class PoolCommand implements Callable<Integer> {
         throw new ParameterException(spec.commandLine(), NO_MEMBER);
       }
       SetLimitRequest request = SetLimitRequest.newBuilder()
-          .setLimit(Limit.newBuilder().setResource(name).addAllMembers(members)).build();
+          .setLimit(Limit.newBuilder().setResource(name).addAllMembers(members)).setForce(force).build();
       SetLimitResponse response;
       try (AdminClient admin = client.connect()) {
         response = admin.call(stub -> stub.setLimit(request));
@@ -189,13 +192,15 @@ final class PoolCommand implements Callable<Integer> {
     private ClientOptions client;
     @Parameters(index = "0", paramLabel = "NAME", description = "Pool name.")
     private String name;
+    @Option(names = "--force", description = "Delete a pool that a limits file manages (refused without it).")
+    private boolean force;
 
     @Override
     public Integer call() {
       Limit pool;
       try (AdminClient admin = client.connect()) {
         pool = pool(admin, name);
-        admin.call(stub -> stub.deleteLimit(DeleteLimitRequest.newBuilder().setResource(name).build()));
+        admin.call(stub -> stub.deleteLimit(DeleteLimitRequest.newBuilder().setResource(name).setForce(force).build()));
       }
       spec.commandLine().getOut().println("deleted pool " + name + " (its members keep their limits: "
           + String.join(", ", pool.getMembersList()) + ")");

@@ -73,7 +73,18 @@ class BufferCommandsTest {
         "--endpoint", "/v1/audio/speech", "--resource", "batch-queue");
     assertThat(wrong.exit()).isNotZero();
     assertThat(wrong.err()).contains("not served by OpenAI's Batch API");
-    assertThat(sluice("buffer", "stats", "nightly").out()).contains("open batches at the provider: 0");
+    assertThat(sluice("buffer", "stats", "nightly").out()).contains("open batches at the provider: 0 (uploaded, create"
+        + " not yet confirmed: 0; being prepared: 0); items in them: 0");
+    CliRun overflowing = sluice("buffer", "create", "orders", "--url", "http://127.0.0.1:9/v1/chat/completions",
+        "--rate", "requests=5/s", "--overflow-to", "nightly", "--when-wait-exceeds", "5m");
+    assertThat(overflowing.exit()).as(overflowing.err()).isZero();
+    assertThat(overflowing.out()).contains("to openai-batch buffer nightly when the wait passes 5m (0 moved)");
+    assertThat(sluice("buffer", "stats", "orders").out()).contains("moved to nightly: 0");
+    CliRun missing = sluice("buffer", "create", "other", "--url", "http://127.0.0.1:9/v1/chat/completions",
+        "--rate", "requests=5/s", "--overflow-to", "nowhere", "--when-wait-exceeds", "5m");
+    assertThat(missing.exit()).isNotZero();
+    assertThat(missing.err()).contains("overflowTo 'nowhere': no such buffer");
+    assertThat(sluice("buffer", "delete", "orders").exit()).isZero();
     assertThat(sluice("buffer", "delete", "nightly").exit()).isZero();
   }
 

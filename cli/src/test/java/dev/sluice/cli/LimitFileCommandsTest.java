@@ -122,4 +122,72 @@ class LimitFileCommandsTest {
     assertThat(r.exit()).as(r.out()).isEqualTo(1);
     assertThat(r.err()).contains("1 of 2 changes applied, then:").contains("missing");
   }
+
+  @Test
+  void aLimitTheFileManagesIsRefusedByHandUnlessForcedThenTheApplyReportsDriftAndTheHistoryShowsAll()
+      throws Exception {
+    Path f = file("limits.yaml", FILE);
+    assertThat(sluice("limit", "apply", "-f", f.toString()).exit()).isZero();
+    CliRun get = sluice("limit", "get", "shop");
+    assertThat(get.out()).containsPattern("managed by +limits file limits.yaml \\(sha256 [0-9a-f]{12}\\)");
+
+    CliRun refused = sluice("limit", "set", "shop", "--concurrency", "12");
+    assertThat(refused.exit()).isEqualTo(1);
+    assertThat(refused.err()).contains("FAILED_PRECONDITION").contains("resource 'shop' is managed by limits file"
+        + " limits.yaml").contains("edit limits.yaml and apply it, or pass --force");
+    CliRun delete = sluice("limit", "delete", "shop");
+    assertThat(delete.exit()).isEqualTo(1);
+    assertThat(delete.err()).contains("pass --force to delete it");
+
+    CliRun forced = sluice("limit", "set", "shop", "--concurrency", "12", "--force");
+    assertThat(forced.exit()).as(forced.err()).isZero();
+    assertThat(forced.out()).contains("hand, since forced; before: limits file limits.yaml");
+
+    CliRun dry = sluice("limit", "apply", "-f", f.toString(), "--dry-run");
+    assertThat(dry.out()).contains("! shop").contains("    drifted: changed by hand since the file was applied")
+        .contains("    concurrency 12 → 10").contains("1 drifted (changed by hand, put back)");
+    assertThat(sluice("limit", "apply", "-f", f.toString()).out()).contains("1 drifted");
+
+    CliRun other = sluice("limit", "apply", "-f", file("team.yaml", "resources:\n  shop: {concurrency: 3}\n")
+        .toString());
+    assertThat(other.exit()).isEqualTo(1);
+    assertThat(other.err()).contains("resource 'shop' is managed by limits file limits.yaml").contains("not by team.yaml");
+    assertThat(sluice("limit", "apply", "-f", dir.resolve("team.yaml").toString(), "--force").exit()).isZero();
+    assertThat(sluice("limit", "delete", "shop", "--force").exit()).isZero();
+
+    CliRun history = sluice("limit", "history", "shop");
+    assertThat(history.exit()).as(history.err()).isZero();
+    assertThat(history.out().lines().filter(l -> !l.startsWith(" ")).toList()).satisfiesExactly(
+        l -> assertThat(l).matches("20\\d\\d-.*Z  deleted by local"),
+        l -> assertThat(l).matches(".*  changed by local, file team.yaml sha256:[0-9a-f]{12}"),
+        l -> assertThat(l).matches(".*  changed by local, file limits.yaml sha256:[0-9a-f]{12}"),
+        l -> assertThat(l).endsWith("  changed by local"),
+        l -> assertThat(l).matches(".*  created by local, file limits.yaml sha256:[0-9a-f]{12}"));
+    assertThat(history.out()).contains("    concurrency 10 → 12");
+    assertThat(sluice("limit", "history", "shop", "-n", "1").out().lines().filter(l -> !l.startsWith(" ")))
+        .hasSize(1);
+    assertThat(sluice("limit", "history", "shop", "--json").out()).contains("\"who\": \"local\"");
+    assertThat(sluice("limit", "history", "never-set").out()).startsWith("no changes of 'never-set' kept");
+    CliRun bad = sluice("limit", "history", "shop", "-n", "0");
+    assertThat(bad.exit()).isEqualTo(2);
+    assertThat(bad.err()).contains("-n 0 is out of range: use 1 to 50");
+    CliRun badName = sluice("limit", "history", "no way");
+    assertThat(badName.exit()).isEqualTo(1);
+    assertThat(badName.err()).contains("INVALID_ARGUMENT");
+  }
+
+  @Test
+  void aPoolTheFileManagesIsChangedOrDeletedOnlyWithForce() throws Exception {
+    assertThat(sluice("limit", "apply", "-f", file("limits.yaml", FILE).toString()).exit()).isZero();
+    CliRun create = sluice("pool", "create", "openai", "--member", "openai-a");
+    assertThat(create.exit()).isEqualTo(1);
+    assertThat(create.err()).contains("resource 'openai' is managed by limits file limits.yaml");
+    CliRun delete = sluice("pool", "delete", "openai");
+    assertThat(delete.exit()).isEqualTo(1);
+    assertThat(delete.err()).contains("pass --force to delete it");
+    assertThat(sluice("pool", "create", "openai", "--member", "openai-a", "--force").exit()).isZero();
+    assertThat(sluice("pool", "delete", "openai", "--force").exit()).isZero();
+    assertThat(sluice("limit", "history", "openai").out()).contains("deleted by local")
+        .contains("changed by local").contains("members openai-a,openai-b → openai-a");
+  }
 }

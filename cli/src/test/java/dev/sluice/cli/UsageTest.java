@@ -36,7 +36,7 @@ class UsageTest {
   @CsvSource(delimiter = '|', value = {
       "''                                          | missing command: serve, limit, pool, pause, resume, stats, key, buffer or price",
       "limt                                        | Unmatched argument at index 0: 'limt'; did you mean limit?",
-      "limit                                       | missing subcommand: set, get, list, delete, apply or export",
+      "limit                                       | missing subcommand: set, get, list, delete, apply, export or history",
       "limit get                                   | Missing required parameter: 'NAME'",
       "limit set openai                            | give at least one --rate or a --concurrency cap",
       "limit set openai --rate requests=1/s --rate requests=2/s | dimension 'requests' is given twice",

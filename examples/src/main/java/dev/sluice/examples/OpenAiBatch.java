@@ -2,8 +2,10 @@ package dev.sluice.examples;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.openai.client.OpenAIClient;
 import com.openai.client.okhttp.OpenAIOkHttpClient;
+import com.openai.core.ObjectMappers;
 import com.openai.core.http.Headers;
 import com.openai.core.http.HttpResponseFor;
 import com.openai.errors.OpenAIIoException;
@@ -227,6 +229,7 @@ public final class OpenAiBatch implements Callable<Integer> {
     for (OpenAIClient c : upstreams.values()) {
       c.models().list();
     }
+    warmChatPath();
     if (sluice != null && !sluice.warmUp(Duration.ofSeconds(10))) {
       System.err.println("no Sluice coordinator at " + sluiceTarget + " answered within 10 s; going on: calls fail"
           + " or wait until one does");
@@ -373,6 +376,22 @@ public final class OpenAiBatch implements Callable<Integer> {
       failed.incrementAndGet();
       record(id, false, maxAttempts, 0, 0, "gave up after " + maxAttempts + " attempts");
     }
+  }
+
+  /**
+   * Writes a chat request and reads a chat answer once, without sending anything: the classes of
+   * that path load now. Left to the first call, they take a second or more on a busy machine,
+   * between the grant and the request going out, and the upstream meets a late burst.
+   */
+  private void warmChatPath() throws IOException {
+    JsonMapper mapper = ObjectMappers.jsonMapper();
+    mapper.writeValueAsBytes(ChatCompletionCreateParams.builder().model(model).addUserMessage("warm-up")
+        .maxCompletionTokens(maxTokens).build()._body());
+    ChatCompletion answer = mapper.readValue("{\"id\":\"warm-up\",\"object\":\"chat.completion\",\"created\":0,"
+        + "\"model\":\"warm-up\",\"choices\":[{\"index\":0,\"finish_reason\":\"stop\",\"logprobs\":null,"
+        + "\"message\":{\"role\":\"assistant\",\"content\":\"ok\",\"refusal\":null}}],"
+        + "\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1,\"total_tokens\":2}}", ChatCompletion.class);
+    answer.validate();
   }
 
   private AcquireOptions acquireOptions(Lane sluiceLane, Duration timeout) {

@@ -19,31 +19,64 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.function.UnaryOperator;
+import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * Buffers delivered through OpenAI's Batch API (issue 22), against the strict mock's Files and
  * Batches endpoints with a shortened processing time: every item completed with its own
  * response, line errors retried in a later batch, expired lines queued again, bad input refused
- * at push.
+ * at push. Every case runs on both stores: the embedded one ({@code buffers.db}) and a shared
+ * Redis.
  */
+@ParameterizedClass(name = "{0}")
+@EnumSource(BatchBufferTest.Store.class)
 class BatchBufferTest {
 
-  private static final ObjectMapper JSON = new ObjectMapper();
+  enum Store {
+    EMBEDDED,
+    REDIS
+  }
 
+  private static final ObjectMapper JSON = new ObjectMapper();
+  private static RedisProcess redis;
+
+  @Parameter Store store;
   @TempDir Path dataDir;
   private SluiceServer server;
   private MockOpenAi mock;
   private final HttpClient http = HttpClient.newHttpClient();
 
-  private void start(UnaryOperator<SluiceServer.Builder> store) throws Exception {
+  @AfterAll
+  static void stopRedis() {
+    if (redis != null) {
+      redis.close();
+      redis = null;
+    }
+  }
+
+  /** A coordinator on this run's store (the same Redis or data dir each time within a test). */
+  private SluiceServer coordinator() throws Exception {
+    SluiceServer.Builder b = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
+        .shutdownGrace(Duration.ZERO);
+    return (store == Store.REDIS ? b.store(redis.uri()) : b).build().start();
+  }
+
+  private void start() throws Exception {
+    if (store == Store.REDIS) {
+      if (redis == null) {
+        redis = RedisProcess.start();
+      }
+      redis.flushAll();
+    }
     mock = MockOpenAi.builder().latency(Duration.ZERO, Duration.ZERO).batchProcessing(Duration.ofMillis(500))
         .batchQueueTokens(10_000_000).build().start();
-    server = store.apply(SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
-        .shutdownGrace(Duration.ZERO)).build().start();
+    server = coordinator();
     // The provider's batch queue as a resource: enqueued tokens. A new limit's bucket starts
     // empty and fills at its rate, so the test's fills in a minute, not in the 24 h window.
     ServerTestHooks.engine(server).setLimit(new LimitSpec("openai-batch", List.of(new RateSpec("enqueued_tokens",
@@ -122,8 +155,9 @@ class BatchBufferTest {
 
   @Test
   void twoThousandItemsCompleteEachWithItsOwnResponse() throws Exception {
-    start(b -> b);
-    ok("POST", "/v1/buffers", buffer("nightly", ", \"maxBatchItems\": 800"));
+    start();
+    // flushAfter 5s: both pushes are in before the first batch goes, so it is a full one.
+    ok("POST", "/v1/buffers", buffer("nightly", ", \"maxBatchItems\": 1500").replace("\"1s\"", "\"5s\""));
     List<Long> ids = new ArrayList<>();
     ids.addAll(push("nightly", 0, 1000, BatchBufferTest::chat));
     ids.addAll(push("nightly", 1000, 2000, BatchBufferTest::chat));
@@ -151,14 +185,22 @@ class BatchBufferTest {
     System.out.printf("batch cost: %d input + %d output tokens: live $%.6f, batch $%.6f%n", promptTotal,
         completionTotal, (promptTotal * 0.15 + completionTotal * 0.60) / 1e6,
         (promptTotal * 0.075 + completionTotal * 0.30) / 1e6);
-    // 800 + 800 + 400: three batches, no more.
+    // 1 500 + 500: on Redis a batch of 1 500 results is recorded in two parts (1 000 per script call).
+    assertThat(providerBatches()).anySatisfy(b -> assertThat(b.get("request_counts").get("total").asInt())
+        .isEqualTo(1500));
     assertThat(item("nightly", ids.get(1999)).get("history").toString()).contains("batch batch_");
+    java.util.regex.Matcher ended = java.util.regex.Pattern.compile(
+        "sluice_buffer_batches_ended_total\\{buffer=\"nightly\",status=\"completed\"} ([0-9.]+)").matcher(metrics());
+    assertThat(ended.find()).as("the ended-batches counter is exported").isTrue();
+    assertThat(Double.parseDouble(ended.group(1))).as("every batch the provider ran, counted once")
+        .isEqualTo(providerBatches().size());
+    assertThat(metrics()).contains("sluice_buffer_batch_items{buffer=\"nightly\"} 0.0");
     assertThat(mock.stats().admitted()).isZero(); // nothing went to the live endpoint
   }
 
   @Test
   void lineErrorsAreRetriedInALaterBatchAndRefusedBodiesFail() throws Exception {
-    start(b -> b);
+    start();
     mock.batchLineErrorEvery(4);
     ok("POST", "/v1/buffers", buffer("retries", ", \"maxBatchItems\": 9, \"backoffBase\": \"10ms\""));
     // Item 9 passes the push check but not OpenAI's: a role it does not know.
@@ -184,7 +226,7 @@ class BatchBufferTest {
 
   @Test
   void aBatchStopsAtItsByteCapAndTheRestGoInTheNext() throws Exception {
-    start(b -> b);
+    start();
     ok("POST", "/v1/buffers", buffer("small", ", \"maxBatchBytes\": 2048, \"maxBatchItems\": 20"));
     List<Long> ids = push("small", 0, 20, BatchBufferTest::chat); // over 3 KiB of lines
     awaitFinished("small", 20);
@@ -203,7 +245,7 @@ class BatchBufferTest {
 
   @Test
   void aProviderAnsweringGarbageIsRetriedAndNoItemIsLost() throws Exception {
-    start(b -> b);
+    start();
     mock.batchGarbage(3); // the upload, its retry, and the first create see an HTML page
     ok("POST", "/v1/buffers", buffer("garbled", ", \"maxBatchItems\": 4, \"backoffBase\": \"10ms\""));
     List<Long> ids = push("garbled", 0, 4, BatchBufferTest::chat);
@@ -218,7 +260,7 @@ class BatchBufferTest {
 
   @Test
   void anExpiredBatchsUnfinishedLinesAreQueuedAgainWithoutSpendingRetries() throws Exception {
-    start(b -> b);
+    start();
     mock.batchProcessing(Duration.ofSeconds(4));
     mock.batchExpiry(Duration.ofSeconds(1)); // a quarter of each batch runs before it expires
     ok("POST", "/v1/buffers", buffer("late", ", \"maxBatchItems\": 8"));
@@ -237,6 +279,47 @@ class BatchBufferTest {
     }
   }
 
+  /** The coordinator's Prometheus text. */
+  private String metrics() throws Exception {
+    return call("GET", "/metrics", null).body();
+  }
+
+  /**
+   * A provider that never finishes a batch (it stays in progress past its window): the batch is
+   * reported and cancelled, its lines go in a later batch without spending a retry, and no item
+   * is lost or answered twice.
+   */
+  @Test
+  void aBatchTheProviderNeverFinishesIsCancelledAndItsItemsGoAgain() throws Exception {
+    start();
+    mock.batchProcessing(Duration.ofHours(1));
+    mock.batchExpiry(Duration.ofSeconds(2)); // expires_at 2 s after create, which the stuck provider ignores
+    mock.batchStuck(true);
+    ok("POST", "/v1/buffers", buffer("stuck", ", \"maxBatchItems\": 6"));
+    List<Long> ids = push("stuck", 0, 6, BatchBufferTest::chat);
+    await().atMost(Duration.ofSeconds(30)).untilAsserted(() ->
+        assertThat(item("stuck", ids.get(5)).get("history").toString()).contains("ended cancelled"));
+    mock.batchStuck(false); // the next batch (it may be sent already) ends
+    JsonNode first = null;
+    for (JsonNode batch : providerBatches()) {
+      if (batch.get("metadata").get("sluice_batch").asText().equals("stuck/1")) {
+        first = batch;
+      }
+    }
+    assertThat(first).isNotNull();
+    assertThat(first.get("status").asText()).isEqualTo("cancelled");
+    mock.batchExpiry(Duration.ofHours(24));
+    mock.batchProcessing(Duration.ofMillis(200));
+    awaitFinished("stuck", 6);
+    for (long id : ids) {
+      JsonNode x = item("stuck", id);
+      assertThat(x.get("state").asText()).isEqualTo("completed");
+      assertThat(x.get("attempts").asInt()).isGreaterThanOrEqualTo(2);
+      assertThat(x.get("retriesUsed").asInt()).isZero();
+      assertThat(x.get("history").toString()).containsOnlyOnce("HTTP 200");
+    }
+  }
+
   private JsonNode providerBatches() throws Exception {
     return JSON.readTree(http.send(HttpRequest.newBuilder(URI.create(mock.baseUrl() + "/batches?limit=100"))
         .header("Authorization", "Bearer sk-batch").build(), HttpResponse.BodyHandlers.ofString()).body())
@@ -245,7 +328,7 @@ class BatchBufferTest {
 
   @Test
   void pausingHoldsNewBatchesAndDeletingCancelsTheOpenOnes() throws Exception {
-    start(b -> b);
+    start();
     ok("POST", "/v1/buffers", buffer("held", ", \"maxBatchItems\": 4"));
     ok("POST", "/v1/buffers/held/pause", null);
     List<Long> ids = push("held", 0, 4, BatchBufferTest::chat); // a full batch: due at once, but paused
@@ -261,6 +344,15 @@ class BatchBufferTest {
     assertThat(item("held", ids.get(0)).get("state").asText()).isEqualTo("running");
     await().atMost(Duration.ofSeconds(10)).untilAsserted(() ->
         assertThat(ok("GET", "/v1/buffers/held", null).get("stats").get("openBatches").asInt()).isEqualTo(1));
+    JsonNode stats = ok("GET", "/v1/buffers/held", null).get("stats");
+    assertThat(stats.get("itemsInBatches").asInt()).isEqualTo(4);
+    assertThat(stats.get("batchesUploaded").asInt() + stats.get("batchesPreparing").asInt()).isZero();
+    assertThat(ClientProcesses.cli("127.0.0.1:" + server.port(), null, "buffer", "stats", "held"))
+        .contains("open batches at the provider: 1 (uploaded, create not yet confirmed: 0; being prepared: 0);"
+            + " items in them: 4");
+    assertThat(metrics()).contains("sluice_buffer_batches{buffer=\"held\",stage=\"created\"} 1.0",
+        "sluice_buffer_batches{buffer=\"held\",stage=\"uploaded\"} 0.0",
+        "sluice_buffer_batch_items{buffer=\"held\"} 4.0");
 
     ok("DELETE", "/v1/buffers/held", null);
     await().atMost(Duration.ofSeconds(20)).untilAsserted(() ->
@@ -269,14 +361,13 @@ class BatchBufferTest {
 
   @Test
   void aRestartResumesPollingItsOpenBatchAndEveryResultLandsOnce() throws Exception {
-    start(b -> b);
+    start();
     mock.batchProcessing(Duration.ofSeconds(3));
     ok("POST", "/v1/buffers", buffer("durable", ", \"maxBatchItems\": 50"));
     List<Long> ids = push("durable", 0, 50, BatchBufferTest::chat);
     await().atMost(Duration.ofSeconds(20)).untilAsserted(() -> assertThat(providerBatches()).hasSize(1));
     server.close(); // the batch runs on at the provider while the coordinator is away
-    server = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
-        .shutdownGrace(Duration.ZERO).build().start();
+    server = coordinator();
     awaitFinished("durable", 50);
     assertThat(providerBatches()).hasSize(1); // polled again, not sent again
     for (long id : ids) {
@@ -294,7 +385,7 @@ class BatchBufferTest {
    */
   @Test
   void aBatchCreatedJustBeforeACrashIsFoundByItsTag() throws Exception {
-    start(b -> b);
+    start();
     ok("POST", "/v1/buffers", buffer("recover", "").replace("\"1s\"", "\"1d\""));
     List<Long> ids = push("recover", 0, 3, BatchBufferTest::chat);
     server.close();
@@ -316,14 +407,8 @@ class BatchBufferTest {
         .POST(HttpRequest.BodyPublishers.ofString("{\"input_file_id\": \"" + fileId + "\", \"endpoint\":"
             + " \"/v1/chat/completions\", \"completion_window\": \"24h\", \"metadata\": {\"sluice_batch\":"
             + " \"recover/1\"}}")).build(), HttpResponse.BodyHandlers.ofString());
-    try (java.sql.Connection c = java.sql.DriverManager.getConnection("jdbc:sqlite:" + dataDir.resolve("buffers.db"));
-        java.sql.Statement st = c.createStatement()) {
-      st.executeUpdate("INSERT INTO batches(buffer, seq, stage, input_file, created) VALUES ('recover', 1,"
-          + " 'uploaded', '" + fileId + "', 0)");
-      st.executeUpdate("UPDATE items SET batch = 1, attempts = 1, open_attempt = 1 WHERE buffer = 'recover'");
-    }
-    server = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dataDir)
-        .shutdownGrace(Duration.ZERO).build().start();
+    storeBatchAsUploaded("recover", fileId);
+    server = coordinator();
     awaitFinished("recover", 3);
     assertThat(providerBatches()).hasSize(1);
     for (long id : ids) {
@@ -335,7 +420,7 @@ class BatchBufferTest {
 
   @Test
   void badSettingsAndBadItemsAreRefusedWithTheReason() throws Exception {
-    start(b -> b);
+    start();
     assertThat(refused("POST", "/v1/buffers", buffer("x", "").replace("/v1/chat/completions", "/v1/audio/speech")))
         .contains("not served by OpenAI's Batch API").contains("/v1/chat/completions");
     assertThat(refused("POST", "/v1/buffers", buffer("x", ", \"completionWindow\": \"48h\"")))
@@ -368,13 +453,129 @@ class BatchBufferTest {
         .contains("\"completionWindow\":\"PT24H\"");
   }
 
+  /**
+   * Overflow: a live buffer on a small quota (5 requests/s, under the mock's 10/s) with a 10 s
+   * threshold, fed 5 000 items. The ones that would wait longer than 10 s move to the batch
+   * buffer; the live endpoint answers no 429; every item completes on one route or the other,
+   * a moved one under its new id in the batch buffer with its own response.
+   */
   @Test
-  void onTheSharedStoreABatchBufferIsRefusedWithTheReason() throws Exception {
-    try (RedisProcess redis = RedisProcess.start()) {
-      start(b -> b.store(redis.uri()));
-      assertThat(refused("POST", "/v1/buffers", buffer("shared", ""))).contains("embedded store only");
-      server.close();
-      server = null;
+  void itemsThatWouldWaitTooLongMoveToTheBatchBufferAndAllComplete() throws Exception {
+    start();
+    ServerTestHooks.engine(server).setLimit(new LimitSpec("live", List.of(new RateSpec("requests", 5,
+        Duration.ofSeconds(1), 1)), 0, 10_000, Duration.ofMinutes(1))).join();
+    ok("POST", "/v1/buffers", buffer("nightly", ", \"maxBatchItems\": 2500"));
+    ok("POST", "/v1/buffers", "{\"name\": \"orders\", \"url\": \"" + mock.baseUrl() + "/chat/completions\","
+        + " \"resource\": \"live\", \"headers\": {\"Authorization\": \"Bearer sk-live\"}, \"overflowTo\":"
+        + " \"nightly\", \"whenWaitExceeds\": \"10s\"}");
+    List<Long> ids = new ArrayList<>();
+    for (int from = 0; from < 5000; from += 1000) {
+      ids.addAll(push("orders", from, from + 1000, BatchBufferTest::chat));
+    }
+    await().atMost(Duration.ofSeconds(120)).pollInterval(Duration.ofMillis(500)).untilAsserted(() -> {
+      JsonNode live = ok("GET", "/v1/buffers/orders", null).get("stats");
+      JsonNode batch = ok("GET", "/v1/buffers/nightly", null).get("stats");
+      assertThat(live.get("completed").asLong() + live.get("moved").asLong()).as(live.toString()).isEqualTo(5000);
+      assertThat(batch.get("completed").asLong()).as(batch.toString()).isEqualTo(live.get("moved").asLong());
+    });
+    JsonNode live = ok("GET", "/v1/buffers/orders", null).get("stats");
+    long moved = live.get("moved").asLong();
+    System.out.printf("overflow (%s): of 5000 items, %d delivered live, %d moved to the batch buffer; live 429s: %d%n",
+        store, live.get("completed").asLong(), moved, mock.stats().rateLimited());
+    assertThat(mock.stats().rateLimited()).as("429s at the live quota").isZero();
+    assertThat(mock.stats().admitted()).isEqualTo(live.get("completed").asLong());
+    // 10 s at 5/s: about 50 stay (plus what went while the pushes came in); the rest move.
+    assertThat(moved).isBetween(4500L, 4960L);
+    java.util.regex.Pattern newId = java.util.regex.Pattern.compile("moved to openai-batch buffer nightly as item (\\d+)");
+    java.util.Set<Long> targets = new java.util.HashSet<>();
+    for (int i = 0; i < 5000; i++) {
+      JsonNode x = item("orders", ids.get(i));
+      String state = x.get("state").asText();
+      if (state.equals("completed")) {
+        assertThat(x.get("lastStatus").asInt()).isEqualTo(200);
+        continue;
+      }
+      assertThat(state).as(x.toString()).isEqualTo("moved");
+      java.util.regex.Matcher m = newId.matcher(x.get("history").toString());
+      assertThat(m.find()).as(x.toString()).isTrue();
+      long target = Long.parseLong(m.group(1));
+      assertThat(targets.add(target)).as("moved once").isTrue();
+      JsonNode answer = JSON.readTree(item("nightly", target).get("responseExcerpt").asText());
+      int prompt = TokenEstimator.promptTokens(List.of(new TokenEstimator.Message("user", words(i % 40 + 1))));
+      assertThat(answer.get("usage").get("prompt_tokens").asInt()).as("item %d's own answer", i).isEqualTo(prompt);
+    }
+    assertThat(targets).hasSize((int) moved);
+    assertThat(metrics()).contains("sluice_buffer_moved_total{buffer=\"orders\"} " + moved + ".0");
+    assertThat(ClientProcesses.cli("127.0.0.1:" + server.port(), null, "buffer", "stats", "orders"))
+        .contains("moved to nightly: " + moved);
+  }
+
+  @Test
+  void badOverflowSettingsAreRefusedWithTheFix() throws Exception {
+    start();
+    ok("POST", "/v1/buffers", buffer("nightly", ""));
+    ok("POST", "/v1/buffers", "{\"name\": \"plain\", \"url\": \"" + mock.baseUrl() + "/chat/completions\","
+        + " \"rate\": {\"amount\": 1}}");
+    String live = "{\"name\": \"orders\", \"url\": \"" + mock.baseUrl() + "/chat/completions\", \"rate\":"
+        + " {\"amount\": 1}";
+    assertThat(refused("POST", "/v1/buffers", live + ", \"overflowTo\": \"missing\", \"whenWaitExceeds\": \"5m\"}"))
+        .contains("overflowTo 'missing': no such buffer").contains("--delivery openai-batch");
+    assertThat(refused("POST", "/v1/buffers", live + ", \"overflowTo\": \"plain\", \"whenWaitExceeds\": \"5m\"}"))
+        .contains("overflowTo 'plain' delivers over http").contains("name an openai-batch buffer");
+    assertThat(refused("POST", "/v1/buffers", live + ", \"overflowTo\": \"orders\", \"whenWaitExceeds\": \"5m\"}"))
+        .contains("is this buffer itself").contains("openai-batch");
+    assertThat(refused("POST", "/v1/buffers", live + ", \"overflowTo\": \"nightly\"}"))
+        .contains("overflowTo and whenWaitExceeds go together");
+    assertThat(refused("POST", "/v1/buffers", live + ", \"overflowTo\": \"nightly\", \"whenWaitExceeds\": \"0s\"}"))
+        .contains("whenWaitExceeds");
+    assertThat(refused("POST", "/v1/buffers", buffer("x", ", \"overflowTo\": \"nightly\", \"whenWaitExceeds\": \"5m\"")))
+        .contains("an openai-batch buffer does not overflow");
+    ok("POST", "/v1/buffers", live + ", \"overflowTo\": \"nightly\", \"whenWaitExceeds\": \"5m\"}");
+    // Its items may move, so each must be a request the batch buffer takes.
+    assertThat(refused("POST", "/v1/buffers/orders/items", "{\"body\": \"plain text\"}"))
+        .contains("overflows to openai-batch buffer 'nightly'").contains("not a JSON object");
+    JsonNode spec = ok("GET", "/v1/buffers/orders", null);
+    assertThat(spec.toString()).contains("\"overflowTo\":\"nightly\"").contains("\"whenWaitExceeds\":\"PT5M\"");
+  }
+
+  /**
+   * Writes into the store what a coordinator killed right after its create would have left:
+   * batch 1 of {@code buffer} uploaded (input file {@code fileId}) holding every item, each with
+   * its attempt open.
+   */
+  private void storeBatchAsUploaded(String buffer, String fileId) throws Exception {
+    if (store == Store.EMBEDDED) {
+      try (java.sql.Connection c = java.sql.DriverManager.getConnection("jdbc:sqlite:"
+              + dataDir.resolve("buffers.db"));
+          java.sql.Statement st = c.createStatement()) {
+        st.executeUpdate("INSERT INTO batches(buffer, seq, stage, input_file, created) VALUES ('" + buffer + "', 1,"
+            + " 'uploaded', '" + fileId + "', 0)");
+        st.executeUpdate("UPDATE items SET batch = 1, attempts = 1, open_attempt = 1 WHERE buffer = '" + buffer
+            + "'");
+      }
+      return;
+    }
+    io.lettuce.core.RedisClient client = io.lettuce.core.RedisClient.create(redis.uri());
+    try (var c = client.connect()) {
+      String k = "sluice:buf:{" + buffer + "}:";
+      c.sync().eval("""
+          local ids = {}
+          for _, id in ipairs(redis.call('HKEYS', KEYS[1])) do
+            local m = cjson.decode(redis.call('HGET', KEYS[1], id))
+            m.b = 1
+            m.a = 1
+            m.o = 1
+            redis.call('HSET', KEYS[1], id, cjson.encode(m))
+            ids[#ids + 1] = id
+          end
+          redis.call('HSET', KEYS[2], '1', cjson.encode({s = 'uploaded', f = ARGV[1], i = table.concat(ids, ','),
+            c = 0}))
+          redis.call('SET', KEYS[3], '1')
+          return 1
+          """, io.lettuce.core.ScriptOutputType.INTEGER, new String[] {k + "items", k + "batches", k + "bseq"},
+          fileId);
+    } finally {
+      client.shutdown();
     }
   }
 }

@@ -69,6 +69,7 @@ final class AdminService extends AdminGrpc.AdminImplBase {
   private final dev.sluice.buffers.Buffers buffers;
   private final Prices prices;
   private final TenantShares tenantShares;
+  private final dev.sluice.server.limits.LimitChanges changes;
 
   AdminService(Engine engine, Executor blocking, KeyAdmin keys) {
     this(engine, blocking, keys, null);
@@ -88,6 +89,13 @@ final class AdminService extends AdminGrpc.AdminImplBase {
   /** @param tenantShares the tenants' recent shares, shared with the dashboard */
   AdminService(Engine engine, Executor blocking, KeyAdmin keys, dev.sluice.buffers.Buffers buffers,
       Prices prices, TenantShares tenantShares) {
+    this(engine, blocking, keys, buffers, prices, tenantShares, new dev.sluice.server.limits.LimitChanges(engine));
+  }
+
+  /** @param changes where limit changes go: ownership, audit line, history */
+  AdminService(Engine engine, Executor blocking, KeyAdmin keys, dev.sluice.buffers.Buffers buffers,
+      Prices prices, TenantShares tenantShares, dev.sluice.server.limits.LimitChanges changes) {
+    this.changes = changes;
     this.tenantShares = tenantShares;
     this.engine = engine;
     this.blocking = blocking;
@@ -271,8 +279,8 @@ final class AdminService extends AdminGrpc.AdminImplBase {
           if (Templates.isPattern(spec.resource())) {
             return GrpcTemplates.set(engine, spec);
           }
-          return engine
-              .setLimit(spec)
+          return changes
+              .set(spec, dev.sluice.server.limits.LimitChanges.who(Principal.current()), req.getForce())
               .thenCompose(
                   created ->
                       engine
@@ -309,8 +317,9 @@ final class AdminService extends AdminGrpc.AdminImplBase {
   public void deleteLimit(DeleteLimitRequest req, StreamObserver<DeleteLimitResponse> observer) {
     Statuses.reply(
         observer,
-        () -> Templates.isPattern(req.getResource())
-            ? engine.deleteTemplate(req.getResource()) : engine.deleteLimit(req.getResource()),
+        () -> Templates.isPattern(req.getResource()) ? GrpcTemplates.delete(engine, req.getResource())
+            : changes.delete(req.getResource(), dev.sluice.server.limits.LimitChanges.who(Principal.current()),
+                req.getForce()),
         done -> DeleteLimitResponse.getDefaultInstance());
   }
 
@@ -326,13 +335,14 @@ final class AdminService extends AdminGrpc.AdminImplBase {
           } catch (LimitsFileException e) {
             throw new EngineException(EngineException.Reason.INVALID, e.getMessage());
           }
-          String who = who() + ", " + source + " sha256 " + doc.hash();
-          return LimitsApply.plan(engine, doc, req.getPrune()).thenCompose(plan -> {
+          String who = dev.sluice.server.limits.LimitChanges.who(Principal.current()) + ", "
+              + dev.sluice.server.limits.LimitChanges.file(source, doc.hash());
+          return LimitsApply.plan(engine, doc, req.getPrune(), source, req.getForce()).thenCompose(plan -> {
             boolean any = plan.stream().anyMatch(c -> c.kind() != LimitsApply.Change.Kind.UNMANAGED);
             if (req.getDryRun() || !any) {
               return CompletableFuture.completedFuture(response(plan, false, doc.hash()));
             }
-            return LimitsApply.apply(engine, plan, who).thenApply(done -> response(done, true, doc.hash()));
+            return LimitsApply.apply(changes, plan, who).thenApply(done -> response(done, true, doc.hash()));
           });
         },
         r -> r);
@@ -361,6 +371,20 @@ final class AdminService extends AdminGrpc.AdminImplBase {
         observer,
         () -> LimitsApply.current(engine),
         limits -> ExportLimitsResponse.newBuilder().setDocument(LimitsDocument.export(limits)).build());
+  }
+
+  @Override
+  public void limitHistory(dev.sluice.proto.v1.LimitHistoryRequest req,
+      StreamObserver<dev.sluice.proto.v1.LimitHistoryResponse> observer) {
+    Statuses.reply(
+        observer,
+        () -> changes.history(req.getResource(), req.getLimit() == 0 ? 20 : req.getLimit()),
+        entries -> {
+          var b = dev.sluice.proto.v1.LimitHistoryResponse.newBuilder();
+          entries.forEach(e -> b.addChanges(dev.sluice.proto.v1.LimitHistoryEntry.newBuilder()
+              .setAtUnixMillis(e.atMillis()).setWho(e.who()).setAction(e.action()).addAllChanges(e.changes())));
+          return b.build();
+        });
   }
 
   @Override

@@ -97,6 +97,12 @@ final class BufferProtos {
     if (p.hasFlushAfter()) {
       o.put("flushAfter", seconds(p.getFlushAfter()));
     }
+    if (!p.getOverflowTo().isEmpty()) {
+      o.put("overflowTo", p.getOverflowTo());
+    }
+    if (p.hasWhenWaitExceeds()) {
+      o.put("whenWaitExceeds", seconds(p.getWhenWaitExceeds()));
+    }
     return o;
   }
 
@@ -126,6 +132,9 @@ final class BufferProtos {
           .setMaxBatchBytes(s.batch().maxBatchBytes())
           .setFlushAfter(Protos.duration(s.batch().flushAfter()));
     }
+    if (s.overflow() != null) {
+      b.setOverflowTo(s.overflow().to()).setWhenWaitExceeds(Protos.duration(s.overflow().whenWaitExceeds()));
+    }
     if (s.resource() != null) {
       b.setResource(s.resource());
     } else {
@@ -142,7 +151,11 @@ final class BufferProtos {
         .setDeliveredPerSecond(st.get("deliveredPerSecond").asDouble())
         .setOldestPendingAgeSeconds(st.get("oldestPendingAgeSeconds").asDouble())
         .setDelivered(st.get("delivered").asLong())
-        .setOpenBatches(st.path("openBatches").asLong(0))).build();
+        .setOpenBatches(st.path("openBatches").asLong(0))
+        .setBatchesUploaded(st.path("batchesUploaded").asLong(0))
+        .setBatchesPreparing(st.path("batchesPreparing").asLong(0))
+        .setItemsInBatches(st.path("itemsInBatches").asLong(0))
+        .setMoved(st.path("moved").asLong(0))).build();
   }
 
   private static java.util.Map<String, String> jsonMap(JsonNode node) {

@@ -40,7 +40,12 @@ public final class BufferWiring {
 
   /** Buffers paced by {@code engine}, following the coordinator's rules; say where they live, then open. */
   public static Buffers.Builder builder(Engine engine) {
-    return Buffers.builder(new EnginePermits(engine), SYNTAX);
+    return builder(new dev.sluice.server.limits.LimitChanges(engine));
+  }
+
+  /** Buffers whose pacing limits change through {@code changes}: logged and kept with who ("buffer"). */
+  public static Buffers.Builder builder(dev.sluice.server.limits.LimitChanges changes) {
+    return Buffers.builder(new EnginePermits(changes), SYNTAX);
   }
 
   /**
@@ -120,14 +125,26 @@ public final class BufferWiring {
   static final class EnginePermits implements BufferPermits {
 
     private final Engine engine;
+    private final dev.sluice.server.limits.LimitChanges changes;
 
-    EnginePermits(Engine engine) {
-      this.engine = engine;
+    EnginePermits(dev.sluice.server.limits.LimitChanges changes) {
+      this.engine = changes.engine();
+      this.changes = changes;
     }
 
     @Override
     public CompletableFuture<Optional<String>> acquire(String resource, Duration timeout, String requestId) {
       return acquire(resource, Map.of("requests", 1L), timeout, requestId);
+    }
+
+    @Override
+    public CompletableFuture<Wait> waitEstimate(String resource) {
+      return engine.getLimit(resource).thenCombine(
+          engine.estimate(resource, Map.of("requests", 1L), Lane.DEFAULT, null), (limit, first) -> {
+            RateSpec requests = limit.map(l -> l.rate("requests")).orElse(null);
+            long perItem = requests == null ? 0 : requests.period().toNanos() / Math.max(1, requests.amount());
+            return new Wait(first, perItem);
+          });
     }
 
     @Override
@@ -168,13 +185,13 @@ public final class BufferWiring {
 
     @Override
     public CompletableFuture<?> setRate(String resource, BufferSpec.Rate rate, Duration lease) {
-      return engine.setLimit(new LimitSpec(resource, List.of(new RateSpec("requests", rate.amount(), rate.period(),
-          rate.burst())), 0, 100_000, lease));
+      return changes.set(new LimitSpec(resource, List.of(new RateSpec("requests", rate.amount(), rate.period(),
+          rate.burst())), 0, 100_000, lease), "buffer", false);
     }
 
     @Override
     public CompletableFuture<?> deleteLimit(String resource) {
-      return engine.deleteLimit(resource);
+      return changes.delete(resource, "buffer", false);
     }
   }
 }

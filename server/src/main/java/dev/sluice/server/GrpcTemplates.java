@@ -5,6 +5,11 @@ import dev.sluice.proto.v1.SetLimitResponse;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.engine.MemoryEngine;
+import dev.sluice.server.auth.Principal;
+import dev.sluice.server.limits.LimitChanges;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 import java.util.concurrent.CompletableFuture;
 
 /**
@@ -16,14 +21,27 @@ final class GrpcTemplates {
 
   private GrpcTemplates() {}
 
-  /** SetLimit with a pattern: sets the template, answers it as stored. */
+  private static final Logger log = LoggerFactory.getLogger(GrpcTemplates.class);
+
+  /** SetLimit with a pattern: sets the template, logs one line naming the caller, answers it as stored. */
   static CompletableFuture<SetLimitResponse> set(Engine engine, LimitSpec template) {
-    return engine.setTemplate(template).thenCompose(created -> engine.listTemplates().thenApply(all ->
-        SetLimitResponse.newBuilder()
-            .setLimit(Protos.limit(all.stream().filter(t -> t.resource().equals(template.resource())).findFirst()
-                .orElseThrow(() -> notFound(template.resource()))))
-            .setCreated(created)
-            .build()));
+    String who = LimitChanges.who(Principal.current());
+    return engine.setTemplate(template).thenCompose(created -> engine.listTemplates().thenApply(all -> {
+      LimitSpec stored = all.stream().filter(t -> t.resource().equals(template.resource())).findFirst()
+          .orElseThrow(() -> notFound(template.resource()));
+      log.info("template {} {} by {}: {}", template.resource(), created ? "created" : "changed", who,
+          MemoryEngine.describe(stored));
+      return SetLimitResponse.newBuilder()
+          .setLimit(Protos.limit(stored))
+          .setCreated(created)
+          .build();
+    }));
+  }
+
+  /** DeleteLimit with a pattern: deletes the template and logs one line naming the caller. */
+  static CompletableFuture<Void> delete(Engine engine, String pattern) {
+    String who = LimitChanges.who(Principal.current());
+    return engine.deleteTemplate(pattern).thenRun(() -> log.info("template {} deleted by {}", pattern, who));
   }
 
   /**

@@ -175,6 +175,10 @@ final class Protos {
             .addAllRates(dimensions(s.rates(), s.jitter()))
             .putAllShares(s.tenants().weights())
             .putAllFloors(s.tenants().floors());
+    if (s.owner() != null) {
+      b.setManagedBy(dev.sluice.proto.v1.LimitOwner.newBuilder().setFile(s.owner().file())
+          .setSha256(s.owner().sha256()).setOverridden(s.owner().overridden()));
+    }
     s.tenants().caps().forEach(
         (tenant, rates) -> b.putCaps(tenant, TenantCap.newBuilder().addAllRates(dimensions(rates, null)).build()));
     if (s.learn() != null) {

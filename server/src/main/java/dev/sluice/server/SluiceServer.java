@@ -98,6 +98,8 @@ public final class SluiceServer implements AutoCloseable {
   private Path dataDir;
   private static final Duration LIMITS_FILE_POLL = Duration.ofSeconds(2);
   private volatile dev.sluice.server.limits.LimitsFileWatcher limitsFile;
+  /** Where every limit change by a caller or a file goes: ownership, audit line, history. */
+  private dev.sluice.server.limits.LimitChanges limitChanges;
   private HttpApi http;
   private dev.sluice.buffers.Buffers buffers;
   private volatile String boundHost;
@@ -553,6 +555,7 @@ public final class SluiceServer implements AutoCloseable {
     engine = store.engine();
     keys = store.keys();
     prices = store.prices();
+    limitChanges = new dev.sluice.server.limits.LimitChanges(engine, store.history(), System::currentTimeMillis);
     redisStore = store.redis();
     dev.sluice.buffers.TargetPolicy targets = dev.sluice.buffers.TargetPolicy.of(
         config.bufferAllow == null ? List.of() : config.bufferAllow,
@@ -564,11 +567,11 @@ public final class SluiceServer implements AutoCloseable {
     if (config.httpPort != null) {
       targets.ownPort(config.httpPort);
     }
-    buffers = store.buffers().open(registry, targets);
+    buffers = store.buffers().open(registry, targets, limitChanges);
     closeBuffers = resources.push("the buffers", buffers::close);
     if (config.limitsFile != null) {
       // Applied before the port opens, so the file's resources are there for the first call.
-      limitsFile = new dev.sluice.server.limits.LimitsFileWatcher(config.limitsFile, engine,
+      limitsFile = new dev.sluice.server.limits.LimitsFileWatcher(config.limitsFile, limitChanges,
           redisStore != null ? "node " + redisStore.nodeId() : "this node");
       resources.push("the limits file watcher", limitsFile::close);
       limitsFile.start(config.limitsFilePoll != null ? config.limitsFilePoll : LIMITS_FILE_POLL);
@@ -614,7 +617,7 @@ public final class SluiceServer implements AutoCloseable {
               .addService(new CoordinatorService(engine, maxWait.toNanos(), connectionWaiters,
                   new dev.sluice.server.price.Costs(engine, prices), poolMeters))
               .addService(new AdminService(engine, adminExecutor, new KeyAdmin(keys, System::currentTimeMillis), buffers,
-                  prices, tenantShares))
+                  prices, tenantShares, limitChanges))
               .intercept(connectionWaiters)
               .intercept(auth)
               .addService(health.getHealthService())
@@ -672,7 +675,8 @@ public final class SluiceServer implements AutoCloseable {
         buffers,
         config.httpLimits == null ? HttpApi.Limits.defaults() : config.httpLimits,
         prices,
-        poolMeters)).start();
+        poolMeters,
+        limitChanges)).start();
     resources.push("the HTTP port", http::close);
     sampler.sample();
     timers.scheduleWithFixedDelay(sampler::sample, 1, 1, TimeUnit.SECONDS);

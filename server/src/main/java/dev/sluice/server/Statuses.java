@@ -37,6 +37,7 @@ final class Statuses {
             : late(e);
         case UNAVAILABLE -> Status.UNAVAILABLE.withDescription(e.getMessage()).asRuntimeException();
         case WAITING_ROOM_FULL -> waitingRoomFull(e);
+        case CONFLICT -> Status.FAILED_PRECONDITION.withDescription(e.getMessage()).asRuntimeException();
       };
     }
     if (t instanceof BufferException e) {

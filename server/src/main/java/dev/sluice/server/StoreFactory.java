@@ -13,6 +13,8 @@ import dev.sluice.server.engine.RedisEngine;
 import dev.sluice.server.engine.RedisStore;
 import dev.sluice.server.engine.Scheduler;
 import dev.sluice.server.engine.Ticker;
+import dev.sluice.server.limits.LimitHistory;
+import dev.sluice.server.limits.RedisLimitHistory;
 import dev.sluice.server.price.Prices;
 import io.micrometer.core.instrument.MeterRegistry;
 import java.io.IOException;
@@ -53,12 +55,14 @@ final class StoreFactory {
    *
    * @param redis the shared Redis, or null on the memory store
    */
-  record Opened(Engine engine, KeyStore keys, RedisStore redis, BufferHome buffers, Prices prices) {}
+  record Opened(
+      Engine engine, KeyStore keys, RedisStore redis, BufferHome buffers, Prices prices, LimitHistory history) {}
 
   /** Where buffers live on this store: SQLite in the data dir, or the shared Redis. */
   interface BufferHome {
     /** Opens the buffers and resumes their deliveries; the caller closes them. */
-    Buffers open(MeterRegistry registry, TargetPolicy targets) throws IOException;
+    Buffers open(MeterRegistry registry, TargetPolicy targets, dev.sluice.server.limits.LimitChanges changes)
+        throws IOException;
   }
 
   private StoreFactory() {}
@@ -88,9 +92,9 @@ final class StoreFactory {
       Engine engine = new PoolEngine(memory);
       closer.push("the engine", engine::close);
       KeyStore keys = new FileKeyStore(s.dataDir());
-      BufferHome buffers = (meters, targets) -> BufferWiring.builder(engine).registry(meters).targets(targets)
+      BufferHome buffers = (meters, targets, changes) -> BufferWiring.builder(changes).registry(meters).targets(targets)
           .sqlite(BufferWiring.sqliteFile(s.dataDir()), s.bufferFsync()).open();
-      return new Opened(engine, keys, null, buffers, Prices.inDataDir(s.dataDir()));
+      return new Opened(engine, keys, null, buffers, Prices.inDataDir(s.dataDir()), LimitHistory.inMemory());
     }
     // Wake-ups and deadlines make Redis calls: give them a few threads, not one.
     timers.setCorePoolSize(4);
@@ -117,10 +121,10 @@ final class StoreFactory {
     closer.push("the engine", engine::closeStore);
     RedisKeyStore keys = new RedisKeyStore(redis.sharedHash("keys"), redis.describe() + " (sluice:keys)");
     timers.scheduleWithFixedDelay(keys::refresh, 1, 1, TimeUnit.SECONDS);
-    BufferHome buffers = (meters, targets) -> BufferWiring.builder(engine).registry(meters).targets(targets)
+    BufferHome buffers = (meters, targets, changes) -> BufferWiring.builder(changes).registry(meters).targets(targets)
         .shared(BufferWiring.redis(redis), s.bufferLease()).open();
     Prices prices = Prices.shared(redis.sharedHash("prices"), redis.describe() + " (sluice:prices)");
     timers.scheduleWithFixedDelay(prices::refresh, 1, 1, TimeUnit.SECONDS);
-    return new Opened(engine, keys, redis, buffers, prices);
+    return new Opened(engine, keys, redis, buffers, prices, new RedisLimitHistory(redis));
   }
 }

@@ -5,20 +5,12 @@ import static org.awaitility.Awaitility.await;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import java.io.BufferedReader;
-import java.io.InputStreamReader;
-import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -31,47 +23,15 @@ import org.junit.jupiter.api.io.TempDir;
 class BufferIT {
 
   private static final ObjectMapper JSON = new ObjectMapper();
-  private final HttpClient http = HttpClient.newHttpClient();
 
   @TempDir Path dataDir;
 
   private static Process start(Path data, int[] port, String... store) throws Exception {
-    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-    List<String> command = new ArrayList<>(List.of(java, "-Xmx256m", "-cp", System.getProperty("java.class.path"),
-        BufferNode.class.getName(), data.toString()));
-    command.addAll(List.of(store));
-    Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-    BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
-    port[0] = CompletableFuture.supplyAsync(() -> {
-      try {
-        for (String line; (line = out.readLine()) != null; ) {
-          if (line.startsWith("READY ")) {
-            return Integer.parseInt(line.substring(6).trim());
-          }
-        }
-        throw new IllegalStateException("the node exited before READY");
-      } catch (java.io.IOException e) {
-        throw new java.io.UncheckedIOException(e);
-      }
-    }).get(60, TimeUnit.SECONDS);
-    CompletableFuture.runAsync(() -> { // keep draining its log so it never blocks on a full pipe
-      try {
-        while (out.readLine() != null) {
-          // discard
-        }
-      } catch (java.io.IOException e) {
-        // killed
-      }
-    });
-    return p;
+    return BufferNode.start(data, port, store);
   }
 
   private JsonNode call(int port, String method, String path, String body) throws Exception {
-    HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + path))
-        .method(method, body == null ? HttpRequest.BodyPublishers.noBody() : HttpRequest.BodyPublishers.ofString(body))
-        .timeout(Duration.ofSeconds(30)).build(), HttpResponse.BodyHandlers.ofString());
-    assertThat(r.statusCode()).as(method + " " + path + ": " + r.body()).isBetween(200, 202);
-    return JSON.readTree(r.body());
+    return BufferNode.call(port, method, path, body);
   }
 
   @Test

@@ -250,6 +250,13 @@ class DeployFilesTest {
       } finally {
         held.close();
       }
+      // A batch buffer, so the buffer and batch families exist (one buffer's series each).
+      HttpResponse<String> created = HttpClient.newHttpClient().send(HttpRequest.newBuilder(URI.create(
+          "http://127.0.0.1:" + server.httpPort() + "/v1/buffers")).POST(HttpRequest.BodyPublishers.ofString(
+          "{\"name\": \"nightly\", \"url\": \"http://127.0.0.1:9/v1\", \"rate\": {\"amount\": 1},"
+              + " \"delivery\": \"openai-batch\", \"endpoint\": \"/v1/chat/completions\"}")).build(),
+          HttpResponse.BodyHandlers.ofString());
+      assertThat(created.statusCode()).as(created.body()).isBetween(200, 202);
       // The gauges appear with the sampler's first reading (once a second).
       await().atMost(Duration.ofSeconds(10)).untilAsserted(() ->
           assertThat(missing(server, wanted)).as("metrics queried by deploy/ but not exported").isEmpty());

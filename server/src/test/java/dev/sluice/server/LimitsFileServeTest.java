@@ -105,4 +105,59 @@ class LimitsFileServeTest {
       assertThat(b.reloadLimitsFile()).isEqualTo(new Outcome(true, "no changes"));
     }
   }
+
+  /** The changes of {@code resource} kept in the shared history, read through node {@code s}. */
+  private static int changes(SluiceServer s, String resource) {
+    io.grpc.ManagedChannel ch = io.grpc.ManagedChannelBuilder.forAddress("127.0.0.1", s.port()).usePlaintext().build();
+    try {
+      return dev.sluice.proto.v1.AdminGrpc.newBlockingStub(ch).limitHistory(dev.sluice.proto.v1.LimitHistoryRequest
+          .newBuilder().setResource(resource).setLimit(50).build()).getChangesCount();
+    } finally {
+      ch.shutdownNow();
+    }
+  }
+
+  @Test
+  void twoRedisNodesWithOneFileSettleAndTheirChangeCountStopsGrowing() throws Exception {
+    Path file = dir.resolve("limits.yaml");
+    Files.writeString(file, FILE);
+    try (RedisProcess redis = RedisProcess.start();
+        SluiceServer a = node(file, "a").store(redis.uri()).nodeId("a").build().start();
+        SluiceServer b = node(file, "b").store(redis.uri()).nodeId("b").build().start()) {
+      assertThat(changes(a, "shop")).as("a created it, b found it there").isEqualTo(1);
+      assertThat(changes(b, "shop")).as("one history, shared").isEqualTo(1);
+
+      // Both nodes see the edit within a poll: one or both write it, then neither writes again.
+      Files.writeString(file, FILE.replace("concurrency: 10", "concurrency: 30"));
+      await().atMost(Duration.ofSeconds(10)).until(() -> concurrency(a, "shop") == 30 && concurrency(b, "shop") == 30);
+      await().atMost(Duration.ofSeconds(10)).until(() -> a.reloadLimitsFile().text().equals("no changes")
+          && b.reloadLimitsFile().text().equals("no changes"));
+      int settled = changes(a, "shop");
+      assertThat(settled).isBetween(2, 3);
+      for (int i = 0; i < 5; i++) {
+        assertThat(a.reloadLimitsFile()).isEqualTo(new Outcome(true, "no changes"));
+        assertThat(b.reloadLimitsFile()).isEqualTo(new Outcome(true, "no changes"));
+      }
+      assertThat(changes(a, "shop")).as("no apply loop between the nodes").isEqualTo(settled);
+      String hash = dev.sluice.server.limits.LimitsDocument.parse(Files.readString(file), "x").hash();
+      assertThat(sync(a.engine()).getLimit("shop").orElseThrow().owner())
+          .isEqualTo(sync(b.engine()).getLimit("shop").orElseThrow().owner())
+          .isEqualTo(new dev.sluice.server.engine.LimitOwner("limits.yaml", hash, false));
+
+      // A change by hand (forced) is put back by whichever node applies next, once.
+      io.grpc.ManagedChannel ch = io.grpc.ManagedChannelBuilder.forAddress("127.0.0.1", a.port()).usePlaintext().build();
+      try {
+        dev.sluice.proto.v1.AdminGrpc.newBlockingStub(ch).setLimit(dev.sluice.proto.v1.SetLimitRequest.newBuilder()
+            .setLimit(dev.sluice.proto.v1.Limit.newBuilder().setResource("shop").setConcurrency(31)).setForce(true)
+            .build());
+      } finally {
+        ch.shutdownNow();
+      }
+      assertThat(b.reloadLimitsFile().text()).isEqualTo(
+          "applied: 0 added, 0 changed, 0 removed, 1 drifted (changed by hand, put back)");
+      assertThat(a.reloadLimitsFile()).isEqualTo(new Outcome(true, "no changes"));
+      assertThat(concurrency(a, "shop")).isEqualTo(30);
+      assertThat(changes(a, "shop")).as("the forced set and the put-back").isEqualTo(settled + 2);
+    }
+  }
 }

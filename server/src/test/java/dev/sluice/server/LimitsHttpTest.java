@@ -55,6 +55,8 @@ class LimitsHttpTest {
       assertThat(applied.get("applied").asBoolean()).isTrue();
       assertThat(applied.get("documentHash").asText()).hasSize(12);
       assertThat(sync(node.engine()).getLimit("shop")).isPresent();
+      assertThat(sync(node.engine()).getLimit("shop").orElseThrow().owner().file())
+          .as("a document without ?source= is managed as the HTTP API's").isEqualTo("the HTTP API");
 
       HttpResponse<String> yaml = call(node, "GET", "/v1/limits", null, null);
       assertThat(yaml.statusCode()).isEqualTo(200);

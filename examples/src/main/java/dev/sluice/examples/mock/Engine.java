@@ -16,6 +16,8 @@ final class Engine {
   private final RateLimiter limiter;
   private final AnthropicLimiter anthropic;
   private final StatsRecorder stats;
+  /** The latest arrival a decision was stamped with (see {@link #admit(String, long, String, long)}). */
+  private long lastArrival = Long.MIN_VALUE;
 
   Engine(Stats.Limits limits, LongSupplier ticker) {
     this(limits, AnthropicLimiter.DEFAULTS, ticker);
@@ -39,7 +41,19 @@ final class Engine {
    * the request names, or null); an admitted one is now in flight.
    */
   synchronized Decision admit(String project, long charge, String user) {
-    long now = ticker.getAsLong();
+    return admit(project, charge, user, ticker.getAsLong());
+  }
+
+  /**
+   * Decides on a chat completion that arrived at {@code arrivedAt} (the ticker's reading when its
+   * exchange reached the handler): the upstream meters a request where it comes in, not once it
+   * has been read and parsed, so a mock that is slow to parse (starved of CPU on a busy machine)
+   * does not bunch requests that arrived apart. Decisions stay in time order: one made after a
+   * later arrival's is stamped at that arrival.
+   */
+  synchronized Decision admit(String project, long charge, String user, long arrivedAt) {
+    long now = Math.max(arrivedAt, lastArrival);
+    lastArrival = now;
     Decision decision = limiter.acquire(project, charge, now);
     if (decision.kind() == Decision.Kind.ADMITTED) {
       stats.admitted(charge, now, user);

@@ -129,6 +129,7 @@ final class MockBatches {
   private long processingNanos;
   private long expiryNanos = Duration.ofHours(24).toNanos();
   private int lineErrorEvery;
+  private boolean stuck;
   private long queueLimit;
   private long sequence;
 
@@ -151,6 +152,14 @@ final class MockBatches {
   /** How long before an unfinished batch expires, on the ticker; OpenAI's is its 24 h window. */
   synchronized void expiry(Duration d) {
     expiryNanos = d.toNanos();
+  }
+
+  /**
+   * A provider that never finishes: batches stay {@code in_progress} past their {@code
+   * expires_at}, whatever the processing time; only a cancel ends them.
+   */
+  synchronized void stuck(boolean on) {
+    stuck = on;
   }
 
   /** Every k-th line of a batch (1-based: lines k, 2k, ...) is answered 500 {@code server_error}; 0: none. */
@@ -487,8 +496,8 @@ final class MockBatches {
     if (b.status != null || b.errors != null) {
       return;
     }
-    long done = b.createdNanos + processingNanos;
-    long expires = b.createdNanos + expiryNanos;
+    long done = stuck ? Long.MAX_VALUE : b.createdNanos + processingNanos;
+    long expires = stuck ? Long.MAX_VALUE : b.createdNanos + expiryNanos;
     long end;
     String status;
     if (b.cancelledNanos >= 0 && b.cancelledNanos < Math.min(done, expires)) {
@@ -593,7 +602,7 @@ final class MockBatches {
     o.put("error_file_id", b.errorFileId);
     o.put("created_at", b.createdAt);
     o.put("in_progress_at", b.errors != null ? null : b.createdAt);
-    o.put("expires_at", b.createdAt + 86_400);
+    o.put("expires_at", b.createdAt + Math.max(1, (expiryNanos + 999_999_999) / 1_000_000_000));
     o.put("failed_at", b.errors != null ? b.createdAt : null);
     o.put("completed_at", "completed".equals(b.status) ? b.endedAt : null);
     o.put("expired_at", "expired".equals(b.status) ? b.endedAt : null);

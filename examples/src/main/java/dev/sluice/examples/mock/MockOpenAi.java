@@ -139,7 +139,10 @@ import java.util.function.LongSupplier;
  * length in [1, max_tokens] tokens.
  *
  * <p>All rate-limit time comes from the {@linkplain Builder#ticker ticker}, so tests can move time
- * by hand; only the answer latency is a real sleep.
+ * by hand; only the answer latency is a real sleep. A completion is metered at the instant its
+ * exchange reached the handler, not once its body has been read and its tokens counted: a mock
+ * starved of CPU (or loading its tokenizer, which it does at start) would otherwise meter
+ * requests that arrived apart as one burst, which no upstream does.
  */
 public final class MockOpenAi implements AutoCloseable {
 
@@ -161,10 +164,13 @@ public final class MockOpenAi implements AutoCloseable {
   private final AnthropicMessages anthropic;
   private final MockBatches batches;
   private final AtomicInteger batchGarbage = new AtomicInteger();
+  private final java.util.concurrent.atomic.AtomicReference<BatchHold> batchHold =
+      new java.util.concurrent.atomic.AtomicReference<>();
   private final AtomicLong sequence = new AtomicLong();
   private final Object lifecycle = new Object();
   private HttpServer server;
   private ExecutorService executor;
+  private final LongSupplier ticker;
   private boolean closed;
 
   private MockOpenAi(Builder b) {
@@ -172,6 +178,7 @@ public final class MockOpenAi implements AutoCloseable {
     this.latencyMinNanos = b.latencyMin.toNanos();
     this.latencyMaxNanos = b.latencyMax.toNanos();
     this.seed = b.seed;
+    this.ticker = b.ticker;
     this.engine =
         new Engine(
             new Stats.Limits(
@@ -203,6 +210,9 @@ public final class MockOpenAi implements AutoCloseable {
       if (server != null || closed) {
         throw new IllegalStateException(closed ? "closed" : "already started");
       }
+      // Load the tokenizer's tables now (a second or more on a busy machine): the first chat
+      // completions would otherwise wait for them together and be metered as one burst.
+      TokenEstimator.promptTokens(List.of(new TokenEstimator.Message("user", "warm-up")));
       HttpServer s =
           HttpServer.create(
               new InetSocketAddress(InetAddress.getLoopbackAddress(), requestedPort), 1024);
@@ -287,6 +297,7 @@ public final class MockOpenAi implements AutoCloseable {
   // ---------------------------------------------------------------- HTTP
 
   private void handle(HttpExchange exchange) throws IOException {
+    long arrivedAt = ticker.getAsLong();
     try (exchange) {
       byte[] body = exchange.getRequestBody().readAllBytes();
       String method = exchange.getRequestMethod();
@@ -295,7 +306,7 @@ public final class MockOpenAi implements AutoCloseable {
         path = path.substring(0, path.length() - 1);
       }
       switch (method + " " + path) {
-        case "POST /v1/chat/completions" -> chatCompletion(exchange, body);
+        case "POST /v1/chat/completions" -> chatCompletion(exchange, body, arrivedAt);
         case "POST /v1/messages" -> anthropic.handle(exchange, body);
         case "GET /v1/models" -> models(exchange);
         case "GET /mock/stats" -> sendJson(exchange, 200, json.valueToTree(engine.stats()));
@@ -328,7 +339,7 @@ public final class MockOpenAi implements AutoCloseable {
 
   /** The Files and Batch APIs ({@link MockBatches}); false when the path is neither. */
   private boolean batchesOrFiles(HttpExchange exchange, String method, String path, byte[] body)
-      throws IOException {
+      throws IOException, InterruptedException {
     if (!path.startsWith("/v1/files") && !path.startsWith("/v1/batches")) {
       return false;
     }
@@ -357,6 +368,15 @@ public final class MockOpenAi implements AutoCloseable {
     if (answer == null) {
       return false;
     }
+    BatchStage stage = method.equals("POST") && path.equals("/v1/files") ? BatchStage.UPLOAD
+        : method.equals("POST") && path.equals("/v1/batches") ? BatchStage.CREATE
+        : method.equals("GET") && path.startsWith("/v1/files/") && path.endsWith("/content") ? BatchStage.DOWNLOAD
+        : null;
+    BatchHold hold = batchHold.get();
+    if (stage != null && hold != null && hold.stage == stage && batchHold.compareAndSet(hold, null)) {
+      hold.reached.countDown();
+      hold.released.await(); // done at the mock; the caller hears of it only once released
+    }
     exchange.getResponseHeaders().set("Content-Type", answer.contentType());
     exchange.sendResponseHeaders(answer.status(), answer.body().length);
     exchange.getResponseBody().write(answer.body());
@@ -374,6 +394,60 @@ public final class MockOpenAi implements AutoCloseable {
    */
   public void batchGarbage(int n) {
     batchGarbage.set(n);
+  }
+
+  /** A step of a batch's travel at which {@link #batchHold} can hold the answer. */
+  public enum BatchStage {
+    /** {@code POST /v1/files}: the input file is stored. */
+    UPLOAD,
+    /** {@code POST /v1/batches}: the batch is created and runs. */
+    CREATE,
+    /** {@code GET /v1/files/{id}/content}: the results are read. */
+    DOWNLOAD
+  }
+
+  /** An answer held back by {@link #batchHold}. */
+  public static final class BatchHold {
+    private final BatchStage stage;
+    private final java.util.concurrent.CountDownLatch reached = new java.util.concurrent.CountDownLatch(1);
+    private final java.util.concurrent.CountDownLatch released = new java.util.concurrent.CountDownLatch(1);
+
+    private BatchHold(BatchStage stage) {
+      this.stage = stage;
+    }
+
+    /** Waits until a call of the stage has been served and its answer is held; false on timeout. */
+    public boolean awaitReached(Duration timeout) throws InterruptedException {
+      return reached.await(timeout.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS);
+    }
+
+    /** Sends the held answer (to a caller that may be dead by now). Idempotent. */
+    public void release() {
+      released.countDown();
+    }
+  }
+
+  /**
+   * Holds the answer to the next call of {@code stage} after the mock has done what it asks (the
+   * file stored, the batch created, the results read), until {@link BatchHold#release}: the
+   * caller waits as on a slow network, and a test can kill it at exactly that point. One call;
+   * other calls are served meanwhile. {@link #close} drops it with the exchange.
+   */
+  public BatchHold batchHold(BatchStage stage) {
+    BatchHold h = new BatchHold(stage);
+    BatchHold before = batchHold.getAndSet(h);
+    if (before != null) {
+      before.release();
+    }
+    return h;
+  }
+
+  /**
+   * A provider that never finishes a batch: from now on batches stay {@code in_progress} past
+   * their {@code expires_at} (which follows {@link #batchExpiry}); only a cancel ends them.
+   */
+  public void batchStuck(boolean on) {
+    batches.stuck(on);
   }
 
   /** How long an unfinished batch lasts before it expires, on the ticker; default 24 h, OpenAI's window. */
@@ -394,7 +468,7 @@ public final class MockOpenAi implements AutoCloseable {
     return batches.enqueuedTokens(model);
   }
 
-  private void chatCompletion(HttpExchange exchange, byte[] body)
+  private void chatCompletion(HttpExchange exchange, byte[] body, long arrivedAt)
       throws IOException, InterruptedException {
     String requestId = newRequestId();
     exchange.getResponseHeaders().set("x-request-id", requestId);
@@ -436,7 +510,7 @@ public final class MockOpenAi implements AutoCloseable {
     }
     int promptTokens = TokenEstimator.promptTokens(request.messages());
     long charge = promptTokens + (long) request.n() * request.maxTokens();
-    Decision decision = engine.admit(project, charge, request.endUser());
+    Decision decision = engine.admit(project, charge, request.endUser(), arrivedAt);
     switch (decision.kind()) {
       case ADMITTED -> answer(exchange, request, promptTokens, decision);
       case RATE_LIMITED -> rateLimited(exchange, request, decision);

@@ -121,4 +121,25 @@ class EngineTest {
     Limits next = engine.updateLimits(l -> new Limits(10, 20, 30, 40, 2.0, true, false));
     assertThat(engine.stats().limits()).isEqualTo(next);
   }
+
+  /**
+   * A request is metered at its arrival, not when the mock got round to deciding: a one-second
+   * bucket of 600 TPM (10 tokens) emptied at t=0 holds 5 tokens when a request of 10 arrives at
+   * t=0.5 s, though the decision runs at t=5 s; an arrival stamped before the last decision's is
+   * taken at that decision's instant (time never runs back).
+   */
+  @Test
+  void requestsAreMeteredAtTheirArrival() {
+    AtomicLong clock = new AtomicLong(10 * S);
+    Engine e = new Engine(new Limits(1_000, 600, 0, 0, 1.0, false, false), clock::get);
+    assertThat(e.admit("p", 10).kind()).isEqualTo(Decision.Kind.ADMITTED);
+    clock.set(15 * S);
+    assertThat(e.admit("p", 10, null, 10 * S + 500 * MS).kind()).as("arrived at 0.5 s: 5 tokens there")
+        .isEqualTo(Decision.Kind.RATE_LIMITED);
+    assertThat(e.admit("p", 5, null, 10 * S + 500 * MS).kind()).isEqualTo(Decision.Kind.ADMITTED);
+    assertThat(e.admit("p", 1, null, 10 * S).kind()).as("stamped at 0.5 s, nothing refilled since")
+        .isEqualTo(Decision.Kind.RATE_LIMITED);
+    assertThat(e.stats().lastAdmittedAtMs()).isEqualTo(500);
+    assertThat(e.admit("p", 10).kind()).as("decided at its own time: 4.5 s refilled").isEqualTo(Decision.Kind.ADMITTED);
+  }
 }

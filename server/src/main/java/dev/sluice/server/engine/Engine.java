@@ -142,7 +142,10 @@ public interface Engine extends AutoCloseable {
         p -> getLimit(resource).thenCompose(
             stored -> {
               LimitSpec next = stored.map(s -> LearnSpec.apply(s, limits, wallMillis)).orElse(null);
-              return next == null ? CompletableFuture.completedFuture(p) : setLimit(next).thenApply(created -> p);
+              return next == null ? CompletableFuture.completedFuture(p) : setLimit(next).thenApply(created -> {
+                LearnSpec.logged(stored.get(), next);
+                return p;
+              });
             }));
   }
 

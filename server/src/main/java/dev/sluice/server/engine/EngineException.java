@@ -19,7 +19,12 @@ public final class EngineException extends RuntimeException {
     /** The waiting room is full; {@link #retryAfterNanos()} hints when to come back. */
     WAITING_ROOM_FULL,
     /** The node is shutting down or its store is unreachable: retry on another node. */
-    UNAVAILABLE
+    UNAVAILABLE,
+    /**
+     * Refused in the current state, not for the request itself: a limit a limits file manages,
+     * changed without force. Retrying does not help; the message names the fix.
+     */
+    CONFLICT
   }
 
   /** {@link #estimateNanos()} of a refusal that is not a fail-if-late one. */

@@ -72,7 +72,12 @@ public final class FileLimitStore implements LimitStore {
       @com.fasterxml.jackson.annotation.JsonInclude(com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
           FileLearn learn,
       @com.fasterxml.jackson.annotation.JsonInclude(com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
-          List<String> members) {}
+          List<String> members,
+      @com.fasterxml.jackson.annotation.JsonInclude(com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
+          FileOwner owner) {}
+
+  /** The limits file that manages a limit; absent for one set by hand (and in older files). */
+  record FileOwner(String file, String sha256, boolean overridden) {}
 
   /** A learned limit's settings; absent for a limit set by hand (files written before read as such). */
   record FileLearn(String provider, List<FileRate> ceilings, long learnedAtMillis, String was) {}
@@ -136,7 +141,8 @@ public final class FileLimitStore implements LimitStore {
               Duration.ofNanos(l.jitterNanos() == null ? 0 : l.jitterNanos()),
               tenants(l.tenants()),
               learn(l.learn(), i),
-              l.members());
+              l.members(),
+              owner(l.owner(), i));
       try {
         // Templates are stored beside the limits, under their patterns.
         out.add(Validation.limit(spec, l.maxWaiting() == 0 ? 1 : l.maxWaiting(), spec.leaseTtl(),
@@ -195,6 +201,16 @@ public final class FileLimitStore implements LimitStore {
     return new LearnSpec(l.provider(), ceilings, l.learnedAtMillis(), l.was());
   }
 
+  private LimitOwner owner(FileOwner o, int i) throws IOException {
+    if (o == null) {
+      return null;
+    }
+    if (o.file() == null || o.file().isEmpty() || o.sha256() == null) {
+      throw invalid("limits[" + i + "].owner needs a file and a sha256");
+    }
+    return new LimitOwner(o.file(), o.sha256(), o.overridden());
+  }
+
   private static FileLearn fileLearn(LearnSpec l) {
     return l == null ? null : new FileLearn(l.provider(),
         l.ceilings().stream().map(c -> new FileRate(c.name(), c.amount(), c.period().toMillis(), 0)).toList(),
@@ -235,7 +251,9 @@ public final class FileLimitStore implements LimitStore {
                         l.jitter().isZero() ? null : l.jitter().toNanos(),
                         fileTenants(l.tenants()),
                         fileLearn(l.learn()),
-                        l.isPool() ? l.members() : null)));
+                        l.isPool() ? l.members() : null,
+                        l.owner() == null ? null
+                            : new FileOwner(l.owner().file(), l.owner().sha256(), l.owner().overridden()))));
     byte[] bytes = json.writeValueAsBytes(new FileContent(FORMAT_VERSION, out));
     DataFiles.writeAtomically(dir, file, bytes);
   }

@@ -57,6 +57,12 @@ public record LearnSpec(String provider, List<RateSpec> ceilings, long learnedAt
    * that changes nothing (so nodes that hear the same headers write nothing and never flap).
    * Dimensions the limit lacks, and values out of range, are ignored.
    */
+  /** The one line a learned change logs (a change by hand logs through LimitChanges). */
+  static void logged(LimitSpec before, LimitSpec after) {
+    org.slf4j.LoggerFactory.getLogger(LearnSpec.class).info("limit {} changed by learning from {} headers: {} → {}",
+        after.resource(), after.learn().provider(), MemoryEngine.describe(before), MemoryEngine.describe(after));
+  }
+
   static LimitSpec apply(LimitSpec spec, Map<String, Long> limits, long nowMillis) {
     LearnSpec learn = spec.learn();
     if (learn == null || limits.isEmpty()) {

@@ -20,6 +20,7 @@ import java.util.List;
  * @param learn how the rates follow the provider's headers, or null for a limit set by hand
  * @param members for a pool, the resources it grants from, in order (empty for a resource of
  *     its own): a pool has no rates of its own; {@link PoolEngine} routes its acquires
+ * @param owner the limits file that manages this limit, or null for one set by hand
  */
 public record LimitSpec(
     String resource,
@@ -30,12 +31,20 @@ public record LimitSpec(
     Duration jitter,
     TenantPolicy tenants,
     LearnSpec learn,
-    List<String> members) {
+    List<String> members,
+    LimitOwner owner) {
 
   public LimitSpec {
     rates = List.copyOf(rates);
     tenants = tenants == null ? TenantPolicy.NONE : tenants;
     members = members == null ? List.of() : List.copyOf(members);
+  }
+
+  /** A limit no limits file manages. */
+  public LimitSpec(
+      String resource, List<RateSpec> rates, long concurrency, int maxWaiting, Duration leaseTtl, Duration jitter,
+      TenantPolicy tenants, LearnSpec learn, List<String> members) {
+    this(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members, null);
   }
 
   /** A resource of its own (not a pool). */
@@ -96,17 +105,22 @@ public record LimitSpec(
 
   /** This limit with other learn settings. */
   public LimitSpec withLearn(LearnSpec learn) {
-    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members);
+    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members, owner);
   }
 
   /** This limit with another tenant policy. */
   public LimitSpec withTenants(TenantPolicy tenants) {
-    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members);
+    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members, owner);
   }
 
   /** This limit with other rates and learn settings (a learned change). */
   LimitSpec withRates(List<RateSpec> rates, LearnSpec learn) {
-    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members);
+    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members, owner);
+  }
+
+  /** This limit managed by {@code owner} (null: by hand). */
+  public LimitSpec withOwner(LimitOwner owner) {
+    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members, owner);
   }
 
   /** The dimension with this name, or null. */

@@ -805,7 +805,8 @@ public final class MemoryEngine extends ImmediateEngine {
         return null;
       });
     }
-    log.info("limit {} {}: {}", created ? "created" : "changed", spec.resource(), describe(spec));
+    // The audit line, with who and before → after, is LimitChanges's (one line per change).
+    log.debug("limit {} {}: {}", created ? "created" : "changed", spec.resource(), describe(spec));
     return created;
   }
 
@@ -878,7 +879,7 @@ public final class MemoryEngine extends ImmediateEngine {
       templates = next;
     }
     applyToLive(spec.resource());
-    log.info("template {} {}: {}", created ? "created" : "changed", spec.resource(), describe(spec));
+    log.debug("template {} {}: {}", created ? "created" : "changed", spec.resource(), describe(spec));
     return created;
   }
 
@@ -942,7 +943,7 @@ public final class MemoryEngine extends ImmediateEngine {
       templates = next;
     }
     applyToLive(pattern);
-    log.info("template deleted {}", pattern);
+    log.debug("template deleted {}", pattern);
   }
 
   static EngineException templateNotFound(String pattern) {
@@ -998,7 +999,7 @@ public final class MemoryEngine extends ImmediateEngine {
       failAll(live, Outcome.REJECTED_DELETED, () -> EngineException.notFound(resource));
     }
     gone.delete();
-    log.info("limit deleted {}", resource);
+    log.debug("limit deleted {}", resource);
   }
 
   private void failAll(ResourceState s, Outcome reason, java.util.function.Supplier<EngineException> why) {

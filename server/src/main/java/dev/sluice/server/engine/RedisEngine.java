@@ -285,7 +285,8 @@ public final class RedisEngine implements Engine {
     return writeLimit(spec, false)
         .thenApply(
             created -> {
-              log.info("limit {} {}: {}", created ? "created" : "changed", spec.resource(), MemoryEngine.describe(spec));
+              // The audit line, with who and before → after, is LimitChanges's.
+              log.debug("limit {} {}: {}", created ? "created" : "changed", spec.resource(), MemoryEngine.describe(spec));
               return created;
             });
   }
@@ -379,7 +380,7 @@ public final class RedisEngine implements Engine {
             published -> {
               limits.deleted(resource);
               waiters.deleted(resource);
-              log.info("limit deleted {}", resource);
+              log.debug("limit deleted {}", resource);
             });
   }
 
@@ -413,7 +414,7 @@ public final class RedisEngine implements Engine {
                     .publish(RedisWaiters.CONFIG_CHANNEL, "T\t" + pattern + "\t" + nodeId))
                 .thenCompose(published -> {
                   limits.templates(limits.templates().with(new Templates.Template(spec, created * 1000, version)));
-                  log.info("template {} {}: {}", isNew ? "created" : "changed", pattern, MemoryEngine.describe(spec));
+                  log.debug("template {} {}: {}", isNew ? "created" : "changed", pattern, MemoryEngine.describe(spec));
                   return templatesChanged(pattern).thenApply(done -> isNew);
                 })));
   }
@@ -449,7 +450,7 @@ public final class RedisEngine implements Engine {
         })
         .thenCompose(published -> {
           limits.templates(limits.templates().without(pattern));
-          log.info("template deleted {}", pattern);
+          log.debug("template deleted {}", pattern);
           return templatesChanged(pattern);
         });
   }

@@ -317,6 +317,14 @@ final class RedisLimits {
       // The script never grants on a pool (PoolEngine routes to the members); it sees no dims.
       f.put("members", String.join(",", s.members()));
     }
+    if (s.owner() != null) {
+      // The script never reads these: they say which limits file manages the limit.
+      f.put("own:file", s.owner().file());
+      f.put("own:sha", s.owner().sha256());
+      if (s.owner().overridden()) {
+        f.put("own:hand", "1");
+      }
+    }
     return f;
   }
 
@@ -394,7 +402,10 @@ final class RedisLimits {
             Duration.ofNanos(f.containsKey("jit") ? Long.parseLong(f.get("jit")) : 0),
             decodeTenants(f),
             decodeLearn(f),
-            f.containsKey("members") ? List.of(f.get("members").split(",")) : List.of());
+            f.containsKey("members") ? List.of(f.get("members").split(",")) : List.of(),
+            f.containsKey("own:file")
+                ? new LimitOwner(f.get("own:file"), f.getOrDefault("own:sha", ""), f.containsKey("own:hand"))
+                : null);
     return new Cfg(spec, f.get("ver"));
   }
 

@@ -151,7 +151,7 @@ public final class Validation {
   static LimitSpec limit(LimitSpec in, int defaultMaxWaiting, Duration defaultLease, boolean template) {
     String resource = template ? Templates.pattern(in.resource()) : resource(in.resource());
     if (in.isPool()) {
-      return pool(resource, in);
+      return pool(resource, in).withOwner(in.owner());
     }
     if (in.rates().isEmpty() && in.concurrency() == 0) {
       throw EngineException.invalid(
@@ -181,6 +181,7 @@ public final class Validation {
     }
     TenantPolicy tenants = tenants(resource, rates, in.tenants());
     LimitSpec out = new LimitSpec(resource, rates, in.concurrency(), maxWaiting, lease, jitter(in.jitter(), rates), tenants);
+    out = out.withOwner(in.owner());
     return in.learn() == null ? out : out.withLearn(LearnSpec.check(in.learn(), resource, rates));
   }
 

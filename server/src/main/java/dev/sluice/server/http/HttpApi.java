@@ -115,7 +115,8 @@ public final class HttpApi implements AutoCloseable {
       dev.sluice.buffers.Buffers buffers,
       Limits limits,
       dev.sluice.server.price.Prices prices,
-      PoolMeters poolMeters) {}
+      PoolMeters poolMeters,
+      dev.sluice.server.limits.LimitChanges changes) {}
 
   /**
    * What clients may hold on the HTTP port, so that a flood of connections with no key can cost

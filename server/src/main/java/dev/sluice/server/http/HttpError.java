@@ -65,6 +65,7 @@ final class HttpError extends RuntimeException {
         case WAITING_ROOM_FULL -> new HttpError(HttpResponseStatus.TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED",
             e.getMessage(), Math.max(1, (e.retryAfterNanos() + 999_999_999L) / 1_000_000_000L));
         case UNAVAILABLE -> new HttpError(HttpResponseStatus.SERVICE_UNAVAILABLE, "UNAVAILABLE", e.getMessage(), 1);
+        case CONFLICT -> new HttpError(HttpResponseStatus.CONFLICT, "FAILED_PRECONDITION", e.getMessage());
       };
     }
     if (t instanceof BufferException e) {

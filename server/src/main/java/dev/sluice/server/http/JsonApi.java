@@ -59,8 +59,13 @@ final class JsonApi {
     this.costs = new Costs(engine, options.prices());
     this.prices = new PriceApi(options.prices(), this);
     this.pools = new PoolApi(engine, options, this);
-    this.limits = new LimitsApi(engine, this);
+    this.limits = new LimitsApi(options.changes(), this);
     this.templates = new TemplateApi(engine, this);
+  }
+
+  /** Where limit changes go: ownership, audit line, history. */
+  dev.sluice.server.limits.LimitChanges changes() {
+    return options.changes();
   }
 
   void route(Exchange x, String method, String path, BiConsumer<Exchange, Runnable> offload) {
@@ -123,6 +128,11 @@ final class JsonApi {
                 + " is not served: GET " + path + " reads the resource; its calls are POST " + path + "/acquire, "
                 + path + "/estimate, " + path + "/cancel, " + path + "/report, " + path + "/pause, " + path
                 + "/resume and " + path + "/limit");
+          }
+          if (verb.equals("history")) {
+            String resource = decode(rest.substring(0, slash));
+            offload.accept(x, () -> history(x, resource));
+            return;
           }
           String resource = decode(rest);
           offload.accept(x, () -> describe(x, resource));
@@ -383,15 +393,58 @@ final class JsonApi {
    * {@code SetLimit}), tenant policy included; answers the limit as stored.
    */
   private void setLimit(Exchange x, String resource) {
-    authenticate(x, "setting a limit is an admin call");
+    Optional<Principal> who = authenticate(x, "setting a limit is an admin call");
+    boolean force = flag(x, "force");
     var spec = LimitJson.parse(resource, x.json());
-    answer(x, engine.setLimit(spec).thenCompose(created -> engine.getLimit(resource).thenApply(stored -> {
+    answer(x, changes().set(spec, dev.sluice.server.limits.LimitChanges.who(who.orElse(null)), force).thenCompose(created -> engine.getLimit(resource).thenApply(stored -> {
       ObjectNode o = Views.JSON.createObjectNode();
       o.put("resource", resource);
       o.put("created", created);
       o.set("limit", Views.limit(stored.orElseThrow()));
       return o;
     })), o -> x.json(HttpResponseStatus.OK, o));
+  }
+
+  /**
+   * {@code GET /v1/resources/{name}/history?n=20}, admin: the last changes of its limit, newest
+   * first (a resource whose own name ends in {@code /history} is read with {@code GET
+   * /v1/limits}).
+   */
+  private void history(Exchange x, String resource) {
+    authenticate(x, "the history of a limit is an admin call");
+    String n = x.query("n");
+    int count;
+    try {
+      count = n == null ? 20 : Integer.parseInt(n);
+    } catch (NumberFormatException e) {
+      throw HttpError.badRequest("n=" + n + " is not a number: ask for 1 to "
+          + dev.sluice.server.limits.LimitHistory.PER_RESOURCE + " changes");
+    }
+    answer(x, changes().history(resource, count), entries -> {
+      ObjectNode o = Views.JSON.createObjectNode();
+      o.put("resource", resource);
+      var list = o.putArray("changes");
+      for (var e : entries) {
+        ObjectNode one = list.addObject();
+        one.put("at", java.time.Instant.ofEpochMilli(e.atMillis()).toString());
+        one.put("who", e.who());
+        one.put("action", e.action());
+        e.changes().forEach(one.putArray("changes")::add);
+      }
+      x.json(HttpResponseStatus.OK, o);
+    });
+  }
+
+  /** A {@code ?name=true} flag: absent or false is false; anything else but true is refused. */
+  static boolean flag(Exchange x, String name) {
+    String v = x.query(name);
+    if (v == null || v.equals("false")) {
+      return false;
+    }
+    if (v.equals("true") || v.isEmpty()) {
+      return true;
+    }
+    throw HttpError.badRequest(name + "=" + v + " is not a flag: use " + name + "=true or leave it out");
   }
 
   private void resume(Exchange x, String resource) {

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.sluice.server.auth.Principal;
 import dev.sluice.server.engine.Engine;
+import dev.sluice.server.limits.LimitChanges;
 import dev.sluice.server.limits.LimitsApply;
 import dev.sluice.server.limits.LimitsDocument;
 import dev.sluice.server.limits.LimitsFileException;
@@ -25,10 +26,12 @@ final class LimitsApi {
   private static final String ADMIN_CALL = "limits documents are admin calls";
 
   private final Engine engine;
+  private final LimitChanges changes;
   private final JsonApi api;
 
-  LimitsApi(Engine engine, JsonApi api) {
-    this.engine = engine;
+  LimitsApi(LimitChanges changes, JsonApi api) {
+    this.engine = changes.engine();
+    this.changes = changes;
     this.api = api;
   }
 
@@ -51,37 +54,28 @@ final class LimitsApi {
         });
         return;
       }
-      boolean dryRun = flag(x, "dryRun");
-      boolean prune = flag(x, "prune");
+      boolean dryRun = JsonApi.flag(x, "dryRun");
+      boolean prune = JsonApi.flag(x, "prune");
+      boolean force = JsonApi.flag(x, "force");
+      String source = x.query("source") == null || x.query("source").isBlank() ? "the HTTP API"
+          : LimitsApply.ownerName(x.query("source"));
       String text = x.request().content().toString(StandardCharsets.UTF_8);
       LimitsDocument doc;
       try {
-        doc = LimitsDocument.parse(text, "the body");
+        doc = LimitsDocument.parse(text, x.query("source") == null ? "the body" : source);
       } catch (LimitsFileException e) {
         throw HttpError.badRequest(e.getMessage());
       }
-      String by = who.map(p -> "key " + p.keyId()).orElse("open coordinator") + ", HTTP port, the body sha256 "
-          + doc.hash();
-      CompletableFuture<ObjectNode> done = LimitsApply.plan(engine, doc, prune).thenCompose(plan -> {
+      String by = LimitChanges.who(who.orElse(null)) + ", " + LimitChanges.file(source, doc.hash());
+      CompletableFuture<ObjectNode> done = LimitsApply.plan(engine, doc, prune, source, force).thenCompose(plan -> {
         boolean any = plan.stream().anyMatch(c -> c.kind() != LimitsApply.Change.Kind.UNMANAGED);
         if (dryRun || !any) {
           return CompletableFuture.completedFuture(view(plan, false, doc.hash()));
         }
-        return LimitsApply.apply(engine, plan, by).thenApply(p -> view(p, true, doc.hash()));
+        return LimitsApply.apply(changes, plan, by).thenApply(p -> view(p, true, doc.hash()));
       });
       JsonApi.answer(x, done, o -> x.json(HttpResponseStatus.OK, o));
     });
-  }
-
-  private static boolean flag(Exchange x, String name) {
-    String v = x.query(name);
-    if (v == null || v.equals("false")) {
-      return false;
-    }
-    if (v.equals("true") || v.isEmpty()) {
-      return true;
-    }
-    throw HttpError.badRequest(name + "=" + v + " is not a flag: use " + name + "=true or leave it out");
   }
 
   private static ObjectNode view(List<LimitsApply.Change> plan, boolean applied, String hash) {

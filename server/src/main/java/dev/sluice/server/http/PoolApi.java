@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.limits.LimitChanges;
 import dev.sluice.server.engine.ResourceSnapshot;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import java.util.ArrayList;
@@ -61,12 +62,13 @@ final class PoolApi {
     String name = JsonApi.decode(path.substring("/v1/pools/".length()));
     HttpApi.only(x, "GET", "PUT", "DELETE");
     offload.accept(x, () -> {
-      api.authenticate(x, ADMIN_CALL);
+      String who = LimitChanges.who(api.authenticate(x, ADMIN_CALL).orElse(null));
+      boolean force = JsonApi.flag(x, "force");
       switch (x.method()) {
         case "GET" -> JsonApi.answer(x, pool(name).thenCompose(this::withMembers),
             o -> x.json(HttpResponseStatus.OK, o));
-        case "PUT" -> put(x, name);
-        default -> JsonApi.answer(x, pool(name).thenCompose(p -> engine.deleteLimit(name)), done -> {
+        case "PUT" -> put(x, name, who, force);
+        default -> JsonApi.answer(x, pool(name).thenCompose(p -> api.changes().delete(name, who, force)), done -> {
           ObjectNode o = Views.JSON.createObjectNode();
           o.put("name", name);
           o.put("deleted", true);
@@ -76,7 +78,7 @@ final class PoolApi {
     });
   }
 
-  private void put(Exchange x, String name) {
+  private void put(Exchange x, String name, String who, boolean force) {
     JsonNode body = x.json();
     JsonApi.known(body, "members");
     JsonNode m = body.get("members");
@@ -92,7 +94,7 @@ final class PoolApi {
       members.add(JsonApi.text(e, "each of members"));
     }
     LimitSpec spec = LimitSpec.pool(name, members);
-    JsonApi.answer(x, engine.setLimit(spec), created -> {
+    JsonApi.answer(x, api.changes().set(spec, who, force), created -> {
       ObjectNode o = Views.JSON.createObjectNode();
       o.put("name", name);
       o.put("created", created);

@@ -5,10 +5,14 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.engine.MemoryEngine;
+import dev.sluice.server.limits.LimitChanges;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.function.BiConsumer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * {@code /v1/templates}: templates, admin keys only. {@code GET /v1/templates} lists them,
@@ -19,6 +23,7 @@ import java.util.function.BiConsumer;
  */
 final class TemplateApi {
 
+  private static final Logger log = LoggerFactory.getLogger(TemplateApi.class);
   private static final String ADMIN_CALL = "templates are admin calls";
 
   private final Engine engine;
@@ -46,17 +51,23 @@ final class TemplateApi {
     String pattern = JsonApi.decode(path.substring("/v1/templates/".length()));
     HttpApi.only(x, "GET", "PUT", "DELETE");
     offload.accept(x, () -> {
-      api.authenticate(x, ADMIN_CALL);
+      String who = LimitChanges.who(api.authenticate(x, ADMIN_CALL).orElse(null));
       switch (x.method()) {
         case "GET" -> JsonApi.answer(x, engine.listTemplates().thenApply(all -> view(find(all, pattern))),
             o -> x.json(HttpResponseStatus.OK, o));
         case "PUT" -> {
           LimitSpec spec = LimitJson.parse(pattern, x.json());
           CompletableFuture<ObjectNode> done = engine.setTemplate(spec).thenCompose(created ->
-              engine.listTemplates().thenApply(all -> view(find(all, pattern)).put("created", created)));
+              engine.listTemplates().thenApply(all -> {
+                LimitSpec stored = find(all, pattern);
+                log.info("template {} {} by {} from the HTTP port: {}", pattern, created ? "created" : "changed", who,
+                    MemoryEngine.describe(stored));
+                return view(stored).put("created", created);
+              }));
           JsonApi.answer(x, done, o -> x.json(HttpResponseStatus.OK, o));
         }
         default -> JsonApi.answer(x, engine.deleteTemplate(pattern), gone -> {
+          log.info("template {} deleted by {} from the HTTP port", pattern, who);
           ObjectNode o = Views.JSON.createObjectNode();
           o.put("pattern", pattern);
           o.put("deleted", true);

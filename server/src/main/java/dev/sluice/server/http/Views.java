@@ -193,6 +193,13 @@ final class Views {
     o.put("concurrency", l.concurrency());
     o.put("maxWaiting", l.maxWaiting());
     o.put("leaseSeconds", l.leaseTtl().toNanos() / 1e9);
+    if (l.owner() != null) {
+      // Which limits file manages it: a POST .../limit without ?force=true is refused (409).
+      ObjectNode m = o.putObject("managedBy");
+      m.put("file", l.owner().file());
+      m.put("sha256", l.owner().sha256());
+      m.put("overridden", l.owner().overridden());
+    }
     // The tenant policy: weights, floors as fractions (0.4 is 40 %), caps as rates.
     ObjectNode shares = o.putObject("shares");
     l.tenants().weights().forEach(shares::put);

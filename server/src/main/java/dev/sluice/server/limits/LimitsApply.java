@@ -3,6 +3,7 @@ package dev.sluice.server.limits;
 import dev.sluice.server.engine.Durations;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.EngineException;
+import dev.sluice.server.engine.LimitOwner;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
 import dev.sluice.server.engine.Templates;
@@ -39,7 +40,9 @@ public final class LimitsApply {
       CHANGED,
       REMOVED,
       /** In the store, not in the document, and left (apply without prune). */
-      UNMANAGED
+      UNMANAGED,
+      /** Managed by the document's file, changed by hand since (forced): put back. */
+      DRIFTED
     }
 
     @Override
@@ -49,14 +52,35 @@ public final class LimitsApply {
         case CHANGED -> "~ ";
         case REMOVED -> "- ";
         case UNMANAGED -> "? ";
+        case DRIFTED -> "! ";
       };
       return sign + resource + (details.isEmpty() ? "" : ": " + String.join("; ", details));
     }
   }
 
-  /** The changes that would make the store's limits match {@code doc}, by resource name. */
+  /** What a plan says of a limit changed by hand since its file set it. */
+  public static final String DRIFTED = "drifted: changed by hand since the file was applied";
+
+  /** The changes that would make the store's limits match {@code doc}, by resource name, owners left aside. */
   public static CompletableFuture<List<Change>> plan(Engine engine, LimitsDocument doc, boolean prune) {
-    return current(engine).thenApply(current -> diff(engine, current, doc, prune));
+    return plan(engine, doc, prune, null, false);
+  }
+
+  /**
+   * The changes that would make the store's limits match {@code doc}, applied as the file
+   * {@code source} (its name without directories: the same file applied from the CLI and
+   * by {@code serve --limits-file} is one owner). Each limit it sets is marked managed by it; a
+   * limit that already has the document's values keeps its owner unless {@code force}. A limit
+   * another file manages that the document would change is refused (CONFLICT) unless {@code
+   * force}; a limit changed by hand since this file set it is {@link Change.Kind#DRIFTED};
+   * prune leaves another file's limits unless forced.
+   *
+   * @param source the file's name, or null to leave owners aside
+   */
+  public static CompletableFuture<List<Change>> plan(
+      Engine engine, LimitsDocument doc, boolean prune, String source, boolean force) {
+    LimitOwner owner = source == null ? null : new LimitOwner(ownerName(source), doc.hash(), false);
+    return current(engine).thenApply(current -> diff(engine, current, doc, prune, owner, force));
   }
 
   /** What the store holds as a document would name it: its limits, then its templates. */
@@ -68,7 +92,24 @@ public final class LimitsApply {
     });
   }
 
+  /**
+   * The owner name of a file: its name without the directories ("limits.yaml"), control
+   * characters shown as {@code ?} and cut to 120 characters (a caller names it: it goes into
+   * logs and the store).
+   */
+  public static String ownerName(String source) {
+    String s = source.replace('\\', '/');
+    String name = s.substring(s.lastIndexOf('/') + 1);
+    name = (name.isEmpty() ? s : name).replaceAll("\\p{Cntrl}", "?");
+    return name.length() > 120 ? name.substring(0, 120) : name;
+  }
+
   static List<Change> diff(Engine engine, List<LimitSpec> current, LimitsDocument doc, boolean prune) {
+    return diff(engine, current, doc, prune, null, false);
+  }
+
+  static List<Change> diff(
+      Engine engine, List<LimitSpec> current, LimitsDocument doc, boolean prune, LimitOwner owner, boolean force) {
     Map<String, LimitSpec> now = new LinkedHashMap<>();
     current.forEach(l -> now.put(l.resource(), l));
     List<Change> out = new ArrayList<>();
@@ -82,31 +123,77 @@ public final class LimitsApply {
             + asked.resource() + "': " + e.getMessage());
       }
       LimitSpec had = now.get(want.resource());
+      if (owner == null) {
+        want = want.withOwner(had == null ? null : had.owner());
+      } else {
+        want = want.withOwner(owner);
+      }
       if (had == null) {
         out.add(new Change(Change.Kind.ADDED, want.resource(), describe(want), null, want));
         continue;
       }
-      List<String> changed = compare(had, want);
+      List<String> changed = new ArrayList<>(compare(had, want));
+      LimitOwner was = had.owner();
+      Change.Kind kind = Change.Kind.CHANGED;
+      // A file takes over the limits it sets. One that already has the file's values is left to
+      // its owner unless forced: export, then apply, changes nothing.
+      if (owner != null) {
+        if (was == null) {
+          if (!changed.isEmpty() || force) {
+            changed.add("managed by hand → limits file " + owner.file());
+          }
+        } else if (was.overridden()) {
+          kind = Change.Kind.DRIFTED;
+          changed.add(0, DRIFTED);
+        } else if (!was.file().equals(owner.file())) {
+          if (!changed.isEmpty() && !force) {
+            throw otherFile(want.resource(), was, owner);
+          }
+          if (force) {
+            changed.add("managed by limits file " + was.file() + " → limits file " + owner.file());
+          }
+        }
+      }
       if (!changed.isEmpty()) {
-        out.add(new Change(Change.Kind.CHANGED, want.resource(), changed, had, want));
+        out.add(new Change(kind, want.resource(), changed, had, want));
       }
     }
     for (LimitSpec had : now.values()) {
       if (!doc.limits().containsKey(had.resource())) {
-        out.add(new Change(prune ? Change.Kind.REMOVED : Change.Kind.UNMANAGED, had.resource(), List.of(), had, null));
+        LimitOwner was = had.owner();
+        boolean others = owner != null && was != null && !was.overridden() && !was.file().equals(owner.file());
+        if (prune && (!others || force)) {
+          out.add(new Change(Change.Kind.REMOVED, had.resource(), List.of(), had, null));
+        } else {
+          out.add(new Change(Change.Kind.UNMANAGED, had.resource(),
+              others ? List.of("managed by " + was.describe() + ": left (--prune --force removes it)") : List.of(), had, null));
+        }
       }
     }
     return out;
   }
 
+  /** A limit another file manages, refused without force. */
+  private static EngineException otherFile(String resource, LimitOwner was, LimitOwner owner) {
+    return new EngineException(EngineException.Reason.CONFLICT, "resource '" + resource + "' is managed by "
+        + was.describe() + ", not by " + owner.file() + ": remove it from one of the two files, or pass --force to"
+        + " move it to " + owner.file());
+  }
+
+  /** {@link #apply(LimitChanges, List, String)} with a history of its own (tests). */
+  public static CompletableFuture<List<Change>> apply(Engine engine, List<Change> plan, String who) {
+    return apply(new LimitChanges(engine), plan, who);
+  }
+
   /**
-   * Applies {@code plan} (from {@link #plan}) and logs one line per change and one for the whole,
-   * naming {@code who} (a key, a file and its hash, "local").
+   * Applies {@code plan} (from {@link #plan}) through {@code changes}, which logs and keeps one
+   * line per change naming {@code who} (a key, a file and its hash, "local"); then one line for
+   * the whole.
    *
    * @return the plan, once every change is stored; on a refusal the changes before it stay
    *     applied and the future fails naming how many were
    */
-  public static CompletableFuture<List<Change>> apply(Engine engine, List<Change> plan, String who) {
+  public static CompletableFuture<List<Change>> apply(LimitChanges changes, List<Change> plan, String who) {
     List<Change> order = new ArrayList<>();
     plan.stream().filter(c -> c.kind() == Change.Kind.REMOVED && c.before().isPool()).forEach(order::add);
     plan.stream().filter(c -> c.after() != null && !c.after().isPool()).forEach(order::add);
@@ -115,36 +202,22 @@ public final class LimitsApply {
     CompletableFuture<Void> chain = CompletableFuture.completedFuture(null);
     int[] done = {0};
     for (Change c : order) {
-      chain = chain.thenCompose(x -> step(engine, c)).thenRun(() -> {
-        done[0]++;
-        log.info("limit {} {} by {}{}", c.resource(), c.kind().name().toLowerCase(java.util.Locale.ROOT), who,
-            c.details().isEmpty() ? "" : ": " + String.join("; ", c.details()));
-      });
+      chain = chain.thenCompose(x -> changes.applied(c, who)).thenRun(() -> done[0]++);
     }
     return chain.handle((x, e) -> {
-      long changes = plan.stream().filter(c -> c.kind() != Change.Kind.UNMANAGED).count();
+      long count = plan.stream().filter(c -> c.kind() != Change.Kind.UNMANAGED).count();
       if (e != null) {
         Throwable cause = e instanceof CompletionException && e.getCause() != null ? e.getCause() : e;
-        log.warn("limits from {}: {} of {} changes applied, then refused: {}", who, done[0], changes,
+        log.warn("limits from {}: {} of {} changes applied, then refused: {}", who, done[0], count,
             cause.getMessage());
-        throw new CompletionException(new EngineException(EngineException.Reason.INVALID, done[0] + " of " + changes
+        throw new CompletionException(new EngineException(EngineException.Reason.INVALID, done[0] + " of " + count
             + " changes applied, then: " + cause.getMessage()));
       }
-      if (changes > 0) {
+      if (count > 0) {
         log.info("limits applied from {}: {}", who, summary(plan));
       }
       return plan;
     });
-  }
-
-  private static CompletableFuture<Void> step(Engine engine, Change c) {
-    return switch (c.kind()) {
-      case ADDED, CHANGED -> (Templates.isPattern(c.resource()) ? engine.setTemplate(c.after())
-          : engine.setLimit(c.after())).thenApply(created -> null);
-      case REMOVED -> Templates.isPattern(c.resource()) ? engine.deleteTemplate(c.resource())
-          : engine.deleteLimit(c.resource());
-      case UNMANAGED -> CompletableFuture.completedFuture(null);
-    };
   }
 
   /** "2 added, 1 changed, 0 removed, 3 left unmanaged" (the last only when there are some). */
@@ -153,12 +226,16 @@ public final class LimitsApply {
     plan.forEach(c -> n.merge(c.kind(), 1, Integer::sum));
     String s = n.getOrDefault(Change.Kind.ADDED, 0) + " added, " + n.getOrDefault(Change.Kind.CHANGED, 0)
         + " changed, " + n.getOrDefault(Change.Kind.REMOVED, 0) + " removed";
+    int drifted = n.getOrDefault(Change.Kind.DRIFTED, 0);
+    if (drifted > 0) {
+      s += ", " + drifted + " drifted (changed by hand, put back)";
+    }
     int left = n.getOrDefault(Change.Kind.UNMANAGED, 0);
     return left == 0 ? s : s + ", " + left + " not in the file (left; --prune removes them)";
   }
 
   /** The fields that differ, each as {@code name: before → after}. */
-  static List<String> compare(LimitSpec had, LimitSpec want) {
+  public static List<String> compare(LimitSpec had, LimitSpec want) {
     Map<String, String> a = fields(had);
     Map<String, String> b = fields(want);
     if (had.learn() != null && want.learn() != null && had.learn().learnedAtMillis() != 0) {
@@ -185,7 +262,7 @@ public final class LimitsApply {
   }
 
   /** A limit as named fields with comparable text: what a diff shows. */
-  static Map<String, String> fields(LimitSpec l) {
+  public static Map<String, String> fields(LimitSpec l) {
     Map<String, String> f = new LinkedHashMap<>();
     if (l.isPool()) {
       f.put("members", String.join(",", l.members()));

@@ -34,7 +34,8 @@ public final class LimitsFileWatcher implements AutoCloseable {
 
   private final Path file;
   private final Engine engine;
-  private final String who;
+  private final LimitChanges changes;
+  private final String nodeName;
   private final ScheduledExecutorService timer;
   /** The text last tried (applied or refused): the same text is not tried again until it changes. */
   private String lastTried;
@@ -44,9 +45,19 @@ public final class LimitsFileWatcher implements AutoCloseable {
   public record Outcome(boolean ok, String text) {}
 
   public LimitsFileWatcher(Path file, Engine engine, String nodeName) {
+    this(file, new LimitChanges(engine), nodeName);
+  }
+
+  /**
+   * Applies through {@code changes} (its history, its audit lines). The limits it sets are
+   * managed by the file's name ({@link LimitsApply#ownerName}); it never forces, so a limit
+   * another file manages stops the apply, and the node logs which.
+   */
+  public LimitsFileWatcher(Path file, LimitChanges changes, String nodeName) {
     this.file = file.toAbsolutePath().normalize();
-    this.engine = engine;
-    this.who = "limits file " + this.file + " on " + nodeName;
+    this.engine = changes.engine();
+    this.changes = changes;
+    this.nodeName = nodeName;
     this.timer = Executors.newSingleThreadScheduledExecutor(r -> {
       Thread t = new Thread(r, "sluice-limits-file");
       t.setDaemon(true);
@@ -100,10 +111,10 @@ public final class LimitsFileWatcher implements AutoCloseable {
       return refused(text, e.getMessage() + " (the running limits stay; nothing was applied)");
     }
     try {
-      List<LimitsApply.Change> plan = LimitsApply.plan(engine, doc, false).join();
+      List<LimitsApply.Change> plan = LimitsApply.plan(engine, doc, false, file.toString(), false).join();
       boolean any = plan.stream().anyMatch(c -> c.kind() != LimitsApply.Change.Kind.UNMANAGED);
       if (any) {
-        LimitsApply.apply(engine, plan, who + " sha256 " + doc.hash()).join();
+        LimitsApply.apply(changes, plan, LimitChanges.file(file.toString(), doc.hash()) + " on " + nodeName).join();
       }
       String summary = any ? "applied: " + LimitsApply.summary(plan) : "no changes"
           + (plan.isEmpty() ? "" : " (" + plan.size() + " limits not in the file, left as they are)");
@@ -114,6 +125,12 @@ public final class LimitsFileWatcher implements AutoCloseable {
       // The store refused or could not be reached: tried again at the next check, not only
       // when the file changes (a store that is back applies it).
       Throwable cause = e instanceof CompletionException && e.getCause() != null ? e.getCause() : e;
+      if (cause instanceof dev.sluice.server.engine.EngineException ee
+          && ee.reason() == dev.sluice.server.engine.EngineException.Reason.CONFLICT) {
+        // A node never forces: taking a limit from another file is a person's decision.
+        return refused(null, cause.getMessage() + " (a node following its file never forces: sluice limit apply -f "
+            + file.getFileName() + " --force takes it over; nothing was applied)");
+      }
       return refused(null, cause.getMessage() + " (tried again in a moment)");
     }
   }

@@ -38,6 +38,11 @@ final class TwoStores {
     return engine;
   }
 
+  /** The Redis of the last {@link #open} on {@link Store#REDIS}, for a store beside the engine's. */
+  static String redisUri() {
+    return redis.uri();
+  }
+
   static void stopRedis() {
     if (redis != null) {
       redis.close();
