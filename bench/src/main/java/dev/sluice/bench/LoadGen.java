@@ -86,6 +86,12 @@ public final class LoadGen {
       System.exit(0);
       return;
     }
+    if (args.length > 0 && args[0].equals("templates")) {
+      quietLogs();
+      TemplateBench.run(args, System.out);
+      System.exit(0);
+      return;
+    }
     if (args.length > 0 && args[0].equals("first")) {
       quietLogs();
       FirstAcquire.run(args, System.out);

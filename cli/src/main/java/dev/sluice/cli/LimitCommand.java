@@ -50,7 +50,9 @@ final class LimitCommand implements Callable<Integer> {
           "  sluice limit set tier1 --rate requests=60/min:1 --jitter 20ms",
           "  sluice limit set openai --rate tokens=200000/min --share search=3 --share batch=1"
               + " --floor search=40% --cap research=tokens=20000/min",
-          "  sluice limit set openai --learn openai --learn-ceiling requests=500/min"})
+          "  sluice limit set openai --learn openai --learn-ceiling requests=500/min",
+          "  sluice limit set 'customer:*' --rate requests=60/min   (a template: each customer:NAME"
+              + " gets its own bucket)"})
   static final class SetLimit implements Callable<Integer> {
     @Spec
     private CommandSpec spec;
@@ -60,7 +62,9 @@ final class LimitCommand implements Callable<Integer> {
     private Output output;
 
     @Parameters(index = "0", paramLabel = "NAME",
-        description = "Resource name: 1-200 characters of [A-Za-z0-9._:/-].")
+        description = "Resource name: 1-200 characters of [A-Za-z0-9._:/-]. With * (any run) or ?"
+            + " (one character) it is a template: every resource it matches without a limit of its"
+            + " own gets its own bucket with this limit (quote it for the shell).")
     private String resource;
 
     @Option(names = "--rate", paramLabel = Rates.FORM, converter = Rates.Converter.class,
@@ -159,7 +163,7 @@ final class LimitCommand implements Callable<Integer> {
       if (output.json) {
         Output.printJson(out, response);
       } else {
-        out.println((response.getCreated() ? "created" : "replaced") + " limit "
+        out.println((response.getCreated() ? "created" : "replaced") + kind(resource)
             + response.getLimit().getResource());
         Output.printLimit(out, response.getLimit());
       }
@@ -235,10 +239,18 @@ final class LimitCommand implements Callable<Integer> {
         out.println("'" + resource + "' is a pool of " + String.join(", ", limit.getMembersList())
             + ", not a limit of its own: sluice pool get " + resource + " shows its members' limits");
       } else {
+        if (!limit.getTemplate().isEmpty()) {
+          out.println(resource + ": no limit of its own, from template '" + limit.getTemplate() + "'");
+        }
         Output.printLimit(out, limit);
       }
       return 0;
     }
+  }
+
+  /** " template " for a name with a wildcard (a template's pattern), else " limit ". */
+  static String kind(String name) {
+    return name.indexOf('*') >= 0 || name.indexOf('?') >= 0 ? " template " : " limit ";
   }
 
   @Command(name = "list", mixinStandardHelpOptions = true,
@@ -269,22 +281,36 @@ final class LimitCommand implements Callable<Integer> {
       }
       if (response.getLimitsCount() == 0) {
         out.println(prefix.isEmpty() ? "no limits" : "no limits with prefix '" + prefix + "'");
-        return 0;
+      } else {
+        limits(response).print(out);
       }
+      if (response.getTemplatesCount() > 0) {
+        out.println();
+        Table t = new Table("TEMPLATE", "RATES", "CONCURRENCY", "MAX WAITING", "LEASE TTL", "TENANTS");
+        response.getTemplatesList().forEach(l -> row(t, l));
+        t.print(out);
+      }
+      return 0;
+    }
+
+    private static Table limits(ListLimitsResponse response) {
       Table t = new Table("RESOURCE", "RATES", "CONCURRENCY", "MAX WAITING", "LEASE TTL", "TENANTS");
       for (Limit l : response.getLimitsList()) {
         if (l.getMembersCount() > 0) { // a pool: no limit of its own (sluice pool get shows its members')
           t.row(l.getResource(), "pool of " + String.join(", ", l.getMembersList()), "-", "-", "-", "-");
           continue;
         }
-        t.row(l.getResource(), Output.rates(l),
-            l.getConcurrency() == 0 ? "-" : l.getConcurrency(),
-            l.getMaxWaiting() == 0 ? "-" : l.getMaxWaiting(),
-            l.hasLeaseTtl() ? Durations.format(l.getLeaseTtl()) : "-",
-            Tenants.summary(l));
+        row(t, l);
       }
-      t.print(out);
-      return 0;
+      return t;
+    }
+
+    private static void row(Table t, Limit l) {
+      t.row(l.getResource(), Output.rates(l),
+          l.getConcurrency() == 0 ? "-" : l.getConcurrency(),
+          l.getMaxWaiting() == 0 ? "-" : l.getMaxWaiting(),
+          l.hasLeaseTtl() ? Durations.format(l.getLeaseTtl()) : "-",
+          Tenants.summary(l));
     }
   }
 
@@ -307,7 +333,7 @@ final class LimitCommand implements Callable<Integer> {
         admin.call(stub -> stub.deleteLimit(
             DeleteLimitRequest.newBuilder().setResource(resource).setForce(force).build()));
       }
-      spec.commandLine().getOut().println("deleted limit " + resource);
+      spec.commandLine().getOut().println("deleted" + kind(resource) + resource);
       return 0;
     }
   }

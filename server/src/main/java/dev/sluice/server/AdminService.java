@@ -32,6 +32,7 @@ import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.Lane;
 import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.engine.Templates;
 import dev.sluice.server.engine.ResourceSnapshot;
 import dev.sluice.server.engine.TenantShares;
 import dev.sluice.proto.v1.ResourceStats;
@@ -275,6 +276,9 @@ final class AdminService extends AdminGrpc.AdminImplBase {
                 EngineException.Reason.INVALID, "SetLimit needs a limit: set SetLimitRequest.limit");
           }
           LimitSpec spec = Protos.limit(req.getLimit());
+          if (Templates.isPattern(spec.resource())) {
+            return GrpcTemplates.set(engine, spec);
+          }
           return changes
               .set(spec, dev.sluice.server.limits.LimitChanges.who(Principal.current()), req.getForce())
               .thenCompose(
@@ -293,37 +297,29 @@ final class AdminService extends AdminGrpc.AdminImplBase {
 
   @Override
   public void getLimit(GetLimitRequest req, StreamObserver<Limit> observer) {
-    Statuses.reply(
-        observer,
-        () -> engine.getLimit(req.getResource()),
-        limit ->
-            Protos.limit(
-                limit.orElseThrow(
-                    () ->
-                        new EngineException(
-                            EngineException.Reason.NOT_FOUND,
-                            "resource '" + req.getResource() + "' has no limit: list them"
-                                + " with `sluice limit list`"))));
+    Statuses.reply(observer, () -> GrpcTemplates.get(engine, req.getResource()), r -> r);
   }
 
   @Override
   public void listLimits(ListLimitsRequest req, StreamObserver<ListLimitsResponse> observer) {
     Statuses.reply(
         observer,
-        () -> engine.listLimits(req.getPrefix()),
-        limits -> {
+        () -> engine.listLimits(req.getPrefix()).thenCombine(engine.listTemplates(), (limits, templates) -> {
           ListLimitsResponse.Builder b = ListLimitsResponse.newBuilder();
           limits.forEach(l -> b.addLimits(Protos.limit(l)));
+          templates.forEach(t -> b.addTemplates(Protos.limit(t)));
           return b.build();
-        });
+        }),
+        r -> r);
   }
 
   @Override
   public void deleteLimit(DeleteLimitRequest req, StreamObserver<DeleteLimitResponse> observer) {
     Statuses.reply(
         observer,
-        () -> changes.delete(req.getResource(), dev.sluice.server.limits.LimitChanges.who(Principal.current()),
-            req.getForce()),
+        () -> Templates.isPattern(req.getResource()) ? GrpcTemplates.delete(engine, req.getResource())
+            : changes.delete(req.getResource(), dev.sluice.server.limits.LimitChanges.who(Principal.current()),
+                req.getForce()),
         done -> DeleteLimitResponse.getDefaultInstance());
   }
 
@@ -373,7 +369,7 @@ final class AdminService extends AdminGrpc.AdminImplBase {
   public void exportLimits(ExportLimitsRequest req, StreamObserver<ExportLimitsResponse> observer) {
     Statuses.reply(
         observer,
-        () -> engine.listLimits(""),
+        () -> LimitsApply.current(engine),
         limits -> ExportLimitsResponse.newBuilder().setDocument(LimitsDocument.export(limits)).build());
   }
 

@@ -179,6 +179,34 @@ public interface Engine extends AutoCloseable {
   CompletableFuture<Void> deleteLimit(String resource);
 
   /**
+   * Creates or replaces a template: a limit whose {@link LimitSpec#resource()} is a glob (see
+   * {@link Templates} for the syntax and which template wins). Every resource matching it that
+   * has no limit of its own gets its own bucket with this limit on first use; the bucket is freed
+   * when idle (full, nobody waiting, no permit held). A change applies to the live buckets at
+   * once on the memory store and at their next operation on Redis (a bucket with waiters on a
+   * node: at once); a template deleted ends the waiters of the names no other template matches
+   * (NOT_FOUND). Completes once durable, with true if it was created.
+   */
+  CompletableFuture<Boolean> setTemplate(LimitSpec template);
+
+  /** {@code template} as {@link #setTemplate} would store it (defaults filled in). */
+  default LimitSpec normalizedTemplate(LimitSpec template) {
+    return Templates.spec(template, Limits.MAX_WAITING.defaultValue(), Limits.LEASE_TTL.defaultValue());
+  }
+
+  /** Every template, sorted by pattern. */
+  CompletableFuture<List<LimitSpec>> listTemplates();
+
+  /** Deletes a template, durably; NOT_FOUND if there is none of that pattern. */
+  CompletableFuture<Void> deleteTemplate(String pattern);
+
+  /**
+   * The template an acquire on {@code resource} would use: empty when it has a limit of its own
+   * or no template matches.
+   */
+  CompletableFuture<Optional<LimitSpec>> templateFor(String resource);
+
+  /**
    * Stops granting on a resource for {@code nanos}, or until {@link #resume} when negative.
    *
    * @return nanoseconds paused for, or -1 until resumed

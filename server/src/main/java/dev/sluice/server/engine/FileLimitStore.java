@@ -144,7 +144,9 @@ public final class FileLimitStore implements LimitStore {
               l.members(),
               owner(l.owner(), i));
       try {
-        out.add(Validation.limit(spec, l.maxWaiting() == 0 ? 1 : l.maxWaiting(), spec.leaseTtl()));
+        // Templates are stored beside the limits, under their patterns.
+        out.add(Validation.limit(spec, l.maxWaiting() == 0 ? 1 : l.maxWaiting(), spec.leaseTtl(),
+            Templates.isPattern(l.resource())));
       } catch (EngineException e) {
         throw new IOException(
             "limits file " + file + " holds an invalid limit at limits[" + i + "]: "

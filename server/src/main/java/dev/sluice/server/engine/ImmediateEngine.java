@@ -37,6 +37,14 @@ abstract class ImmediateEngine implements Engine {
 
   abstract void deleteLimitNow(String resource);
 
+  abstract boolean setTemplateNow(LimitSpec template);
+
+  abstract List<LimitSpec> listTemplatesNow();
+
+  abstract void deleteTemplateNow(String pattern);
+
+  abstract Optional<LimitSpec> templateForNow(String resource);
+
   abstract long pauseNow(String resource, long nanos);
 
   abstract void resumeNow(String resource);
@@ -115,6 +123,30 @@ abstract class ImmediateEngine implements Engine {
           deleteLimitNow(resource);
           return null;
         });
+  }
+
+  @Override
+  public final CompletableFuture<Boolean> setTemplate(LimitSpec template) {
+    return write(() -> setTemplateNow(template));
+  }
+
+  @Override
+  public final CompletableFuture<List<LimitSpec>> listTemplates() {
+    return now(this::listTemplatesNow);
+  }
+
+  @Override
+  public final CompletableFuture<Void> deleteTemplate(String pattern) {
+    return write(
+        () -> {
+          deleteTemplateNow(pattern);
+          return null;
+        });
+  }
+
+  @Override
+  public final CompletableFuture<Optional<LimitSpec>> templateFor(String resource) {
+    return now(() -> templateForNow(resource));
   }
 
   @Override

@@ -25,6 +25,13 @@ final class LimitEntry {
   /** Ticker time of the last upstream throttle report; meaningful once one was counted. */
   volatile long lastThrottleAt;
   private boolean deleted; // guarded by this
+  /**
+   * The template this entry's limit comes from, or null for a limit of its own. Such an entry
+   * lives only with its live state ({@link MemoryEngine}): freed with it when idle.
+   */
+  volatile Templates.Template template;
+  /** The templates {@link #template} was chosen from: another snapshot means choose again. */
+  volatile Templates resolvedIn;
 
   /**
    * Exact counts for stats, recent waits for p50/p99, and the meters they are also counted

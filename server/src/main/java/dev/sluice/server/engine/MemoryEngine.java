@@ -62,6 +62,9 @@ public final class MemoryEngine extends ImmediateEngine {
   private final Metering metering;
 
   private final ConcurrentHashMap<String, LimitEntry> limits = new ConcurrentHashMap<>();
+  /** Replaced whole on every change, under {@link #storeLock}. */
+  private volatile Templates templates = Templates.NONE;
+  private final AtomicLong templateVersions = new AtomicLong();
   private final Cache<String, ResourceState> states;
   private final Object storeLock = new Object();
   private final String idPrefix = Long.toString(System.nanoTime() & 0xffffffL, 36) + "-";
@@ -118,14 +121,29 @@ public final class MemoryEngine extends ImmediateEngine {
                       s.entry.startFull = true;
                       s.entry.idle(ticker.read());
                     }
+                    if (s.entry.template != null) {
+                      // A template's bucket goes with its state: nothing of the name is kept.
+                      s.entry.delete();
+                    }
                   }
                 })
             .build();
+    List<Templates.Template> loaded = new ArrayList<>();
     for (LimitSpec spec : store.load()) {
+      if (Templates.isPattern(spec.resource())) {
+        // Created now: its names' buckets start empty after a restart, as every bucket does.
+        loaded.add(new Templates.Template(spec, ticker.read(), nextTemplateVersion()));
+        continue;
+      }
       LimitEntry e = new LimitEntry(spec, metering, ticker.read());
       e.restored = true;
       limits.put(spec.resource(), e);
     }
+    templates = Templates.of(loaded);
+  }
+
+  private String nextTemplateVersion() {
+    return Long.toString(templateVersions.incrementAndGet(), 36);
   }
 
   /** A builder with the defaults documented on each setter. */
@@ -230,13 +248,65 @@ public final class MemoryEngine extends ImmediateEngine {
   // ---------------------------------------------------------------------------------------
   // State access
 
+  /**
+   * The entry of a resource: its own limit's, else its live template bucket's, else a new one
+   * for the template that matches it (kept only if a live state is made for it).
+   */
   private LimitEntry entry(String resource) {
     Validation.resource(resource);
     LimitEntry e = limits.get(resource);
-    if (e == null) {
+    if (e != null) {
+      return e;
+    }
+    Templates ts = templates;
+    ResourceState live = ts.isEmpty() ? null : states.getIfPresent(resource);
+    if (live != null && live.entry.template != null && live.entry.resolvedIn == ts) {
+      return live.entry;
+    }
+    Templates.Template t = ts.match(resource);
+    if (t == null) {
       throw EngineException.notFound(resource);
     }
+    if (live != null && live.entry.template != null) {
+      return live.entry; // brought up to date under its monitor (current)
+    }
+    return bornEntry(resource, t, ts);
+  }
+
+  private LimitEntry bornEntry(String resource, Templates.Template t, Templates ts) {
+    // Created when the template was: the bucket holds what a limit set then would hold now.
+    LimitEntry e = new LimitEntry(t.specFor(resource), metering, t.createdAt());
+    e.template = t;
+    e.resolvedIn = ts;
     return e;
+  }
+
+  /**
+   * Whether a live state still serves {@code resource}, under its monitor. A template bucket
+   * follows its template's changes here: the next operation on it applies the new limit.
+   */
+  private boolean current(String resource, ResourceState s) {
+    LimitEntry own = limits.get(resource);
+    if (own != null) {
+      return own == s.entry;
+    }
+    LimitEntry e = s.entry;
+    if (e.template == null) {
+      return false; // its own limit was deleted
+    }
+    Templates ts = templates;
+    if (e.resolvedIn != ts) {
+      Templates.Template t = ts.match(resource);
+      if (t == null) {
+        return false; // its template was deleted
+      }
+      if (t != e.template) {
+        e.template = t;
+        e.spec = t.specFor(resource);
+      }
+      e.resolvedIn = ts;
+    }
+    return true;
   }
 
   /** Runs {@code op} on the live state under its monitor, then completes whoever it granted. */
@@ -261,7 +331,7 @@ public final class MemoryEngine extends ImmediateEngine {
         if (s.retired) {
           continue;
         }
-        if (limits.get(resource) != s.entry) {
+        if (!current(resource, s)) {
           // Built for a limit deleted (or deleted and set again) meanwhile: never serve from it.
           s.retired = true;
           orphan = true;
@@ -403,7 +473,9 @@ public final class MemoryEngine extends ImmediateEngine {
     try {
       charged = Validation.load(e.spec, load);
     } catch (EngineException ex) {
-      e.add(Outcome.REJECTED_INVALID);
+      if (e.template == null) {
+        e.add(Outcome.REJECTED_INVALID); // a template's name is counted once it has a bucket
+      }
       throw ex;
     }
     if (timeoutNanos < 0) {
@@ -435,7 +507,7 @@ public final class MemoryEngine extends ImmediateEngine {
           }
           if (timeoutNanos == 0) {
             w.status.set(Waiter.ENDED);
-            e.add(Outcome.TIMED_OUT);
+            s.entry.add(Outcome.TIMED_OUT);
             w.future.completeExceptionally(notGrantedInTime(resource, 0, s.pauseState(now)));
             if (forfeited[0]) {
               drain(s, now, granted); // the slot the forfeited permit held may let a waiter go
@@ -443,7 +515,7 @@ public final class MemoryEngine extends ImmediateEngine {
             return w;
           }
           if (s.waiting >= s.spec.maxWaiting()) {
-            e.add(Outcome.REJECTED_WAITING_ROOM_FULL);
+            s.entry.add(Outcome.REJECTED_WAITING_ROOM_FULL);
             long hint = Math.max(TimeUnit.SECONDS.toNanos(1), s.drainEstimate(now));
             throw new EngineException(
                 EngineException.Reason.WAITING_ROOM_FULL,
@@ -704,11 +776,24 @@ public final class MemoryEngine extends ImmediateEngine {
         Map<String, LimitSpec> next = new TreeMap<>();
         limits.forEach((k, v) -> next.put(k, v.spec));
         next.put(spec.resource(), spec);
-        persist(next);
+        persist(next, templates);
       }
       LimitEntry e = limits.get(spec.resource());
       if (e == null) {
-        limits.put(spec.resource(), new LimitEntry(spec, metering, ticker.read()));
+        ResourceState live = states.getIfPresent(spec.resource());
+        LimitEntry adopted = null;
+        if (live != null) {
+          synchronized (live) {
+            if (!live.retired && live.entry.template != null) {
+              // A template's live bucket becomes the limit's own: its state carries on under the
+              // new limit (as on Redis, where the bucket's keys are the same).
+              adopted = live.entry;
+              adopted.template = null;
+              adopted.spec = spec;
+            }
+          }
+        }
+        limits.put(spec.resource(), adopted != null ? adopted : new LimitEntry(spec, metering, ticker.read()));
       } else {
         e.spec = spec;
       }
@@ -725,9 +810,13 @@ public final class MemoryEngine extends ImmediateEngine {
     return created;
   }
 
-  private void persist(Map<String, LimitSpec> all) {
+  private void persist(Map<String, LimitSpec> all, Templates ts) {
     try {
-      store.save(all.values());
+      List<LimitSpec> out = new ArrayList<>(all.values());
+      for (Templates.Template t : ts.all()) {
+        out.add(t.spec()); // a pattern never collides with a name: stored side by side
+      }
+      store.save(out);
     } catch (IOException ex) {
       log.error("could not store limits: {}", ex.toString());
       throw new EngineException(
@@ -766,6 +855,112 @@ public final class MemoryEngine extends ImmediateEngine {
     return b.toString();
   }
 
+  // ---------------------------------------------------------------------------------------
+  // Templates
+
+  @Override
+  public LimitSpec normalizedTemplate(LimitSpec template) {
+    return Templates.spec(template, defaultMaxWaiting, defaultLease);
+  }
+
+  @Override
+  boolean setTemplateNow(LimitSpec template) {
+    LimitSpec spec = Templates.spec(template, defaultMaxWaiting, defaultLease);
+    boolean created;
+    Templates next;
+    synchronized (storeLock) {
+      Templates ts = templates;
+      Templates.checkRoom(ts, spec.resource());
+      Templates.Template old = ts.get(spec.resource());
+      created = old == null;
+      // A change keeps the template's creation: its buckets keep what they hold.
+      next = ts.with(new Templates.Template(spec, created ? ticker.read() : old.createdAt(), nextTemplateVersion()));
+      persistTemplates(next);
+      templates = next;
+    }
+    applyToLive(spec.resource());
+    log.debug("template {} {}: {}", created ? "created" : "changed", spec.resource(), describe(spec));
+    return created;
+  }
+
+  /**
+   * Brings the live buckets a template change touches up to date now, so waiters see a larger
+   * limit at once, as a resource's own limit change does. Each state does it under its monitor
+   * ({@link #current}); those that no template matches any more end their waiters (NOT_FOUND).
+   */
+  private void applyToLive(String pattern) {
+    for (ResourceState s : List.copyOf(states.asMap().values())) {
+      LimitEntry e = s.entry;
+      if (e.template == null || !Templates.matches(pattern, s.name) || limits.containsKey(s.name)) {
+        continue;
+      }
+      boolean gone;
+      synchronized (s) {
+        gone = !s.retired && !current(s.name, s);
+      }
+      if (gone) {
+        if (states.asMap().remove(s.name, s)) {
+          failAll(s, Outcome.REJECTED_DELETED, () -> EngineException.notFound(s.name));
+          e.delete();
+        }
+      } else {
+        try {
+          withState(s.name, (st, now, granted) -> {
+            drain(st, now, granted);
+            return null;
+          });
+        } catch (EngineException ex) {
+          log.debug("template bucket {} went meanwhile: {}", s.name, ex.getMessage());
+        }
+      }
+    }
+  }
+
+  /** Stores the limits with {@code next} as the templates, under {@link #storeLock}. */
+  private void persistTemplates(Templates next) {
+    if (store.durable()) {
+      Map<String, LimitSpec> all = new TreeMap<>();
+      limits.forEach((k, v) -> all.put(k, v.spec));
+      persist(all, next);
+    }
+  }
+
+  @Override
+  List<LimitSpec> listTemplatesNow() {
+    return templates.all().stream().map(Templates.Template::spec).toList();
+  }
+
+  @Override
+  void deleteTemplateNow(String pattern) {
+    Templates.pattern(pattern);
+    synchronized (storeLock) {
+      Templates ts = templates;
+      if (ts.get(pattern) == null) {
+        throw templateNotFound(pattern);
+      }
+      Templates next = ts.without(pattern);
+      persistTemplates(next);
+      templates = next;
+    }
+    applyToLive(pattern);
+    log.debug("template deleted {}", pattern);
+  }
+
+  static EngineException templateNotFound(String pattern) {
+    return new EngineException(EngineException.Reason.NOT_FOUND,
+        "no template '" + Validation.shown(pattern, 60) + "': list them with `sluice limit list`");
+  }
+
+  @Override
+  Optional<LimitSpec> templateForNow(String resource) {
+    Validation.resource(resource);
+    if (limits.containsKey(resource)) {
+      return Optional.empty();
+    }
+    Templates.Template t = templates.match(resource);
+    return t == null ? Optional.empty() : Optional.of(t.spec());
+  }
+
   @Override
   Optional<LimitSpec> getLimitNow(String resource) {
     Validation.resource(resource);
@@ -795,7 +990,7 @@ public final class MemoryEngine extends ImmediateEngine {
         Map<String, LimitSpec> next = new TreeMap<>();
         limits.forEach((k, v) -> next.put(k, v.spec));
         next.remove(resource);
-        persist(next);
+        persist(next, templates);
       }
       gone = limits.remove(resource);
     }
@@ -855,8 +1050,8 @@ public final class MemoryEngine extends ImmediateEngine {
 
   @Override
   ResourceSnapshot statsNow(String resource) {
-    LimitEntry e = entry(resource);
-    return withState(resource, (s, now, granted) -> snapshot(e, s, now));
+    entry(resource);
+    return withState(resource, (s, now, granted) -> snapshot(s.entry, s, now));
   }
 
   @Override
@@ -943,6 +1138,12 @@ public final class MemoryEngine extends ImmediateEngine {
   int peakInFlight(String resource) {
     entry(resource);
     return withState(resource, (s, now, granted) -> s.peakPermits);
+  }
+
+  /** Whether a live state is held for the resource now, after due evictions (tests). */
+  boolean holdsState(String resource) {
+    states.cleanUp();
+    return states.asMap().containsKey(resource);
   }
 
   /** Whether the resource holds a wait histogram now (tests: only waits should create one). */

@@ -563,6 +563,31 @@ public final class PoolEngine implements Engine {
   }
 
   @Override
+  public CompletableFuture<Boolean> setTemplate(LimitSpec template) {
+    return store.setTemplate(template);
+  }
+
+  @Override
+  public LimitSpec normalizedTemplate(LimitSpec template) {
+    return store.normalizedTemplate(template);
+  }
+
+  @Override
+  public CompletableFuture<List<LimitSpec>> listTemplates() {
+    return store.listTemplates();
+  }
+
+  @Override
+  public CompletableFuture<Void> deleteTemplate(String pattern) {
+    return store.deleteTemplate(pattern);
+  }
+
+  @Override
+  public CompletableFuture<Optional<LimitSpec>> templateFor(String resource) {
+    return store.templateFor(resource);
+  }
+
+  @Override
   public CompletableFuture<Long> pause(String resource, long nanos) {
     return pool(resource).thenCompose(p -> p.isEmpty()
         ? store.pause(resource, nanos)

@@ -66,6 +66,15 @@ final class RedisCalls {
     return ticker == null ? System.nanoTime() : ticker.read();
   }
 
+  /** Now on the scripts' clock (Redis TIME, or the test clock), in microseconds; waits for Redis. */
+  long scriptMicros() {
+    if (ticker != null) {
+      return ticker.read() / 1000;
+    }
+    List<String> t = store.sync().time();
+    return Long.parseLong(t.get(0)) * 1_000_000 + Long.parseLong(t.get(1));
+  }
+
   private String now() {
     return ticker == null ? "" : Long.toString(ticker.read() / 1000);
   }

@@ -63,6 +63,7 @@ public final class RedisEngine implements Engine {
   private final int defaultMaxWaiting;
   private final Duration defaultLease;
   private final long housekeepingNanos;
+  private final long templateIdleMicros;
 
   private final RedisCalls calls;
   private final RedisLimits limits;
@@ -81,6 +82,7 @@ public final class RedisEngine implements Engine {
     this.defaultMaxWaiting = b.defaultMaxWaiting;
     this.defaultLease = b.defaultLease;
     this.housekeepingNanos = b.housekeeping.toNanos();
+    this.templateIdleMicros = b.templateIdle.toNanos() / 1000;
     this.calls = new RedisCalls(store, ticker, b.aging.toNanos() / 1000, b.nodeTimeout.toNanos() / 1000);
     this.limits = new RedisLimits(calls);
     this.waiters = new RedisWaiters(calls, limits, scheduler);
@@ -88,7 +90,10 @@ public final class RedisEngine implements Engine {
     waiters.subscribe();
     this.loss = new StoreLoss(store, limits, waiters, spec -> writeLimit(spec, true), waiters.events);
     loss.start();
+    limits.materializer(this::materialize);
+    waiters.onTemplates(this::templatesChanged);
     limits.reload();
+    limits.reloadTemplates();
     if (housekeepingNanos > 0) {
       housekeeping = scheduler.schedule(this::housekeepAndReschedule, housekeepingNanos);
     }
@@ -111,6 +116,7 @@ public final class RedisEngine implements Engine {
     private Duration aging = Limits.AGING.defaultValue();
     private Duration nodeTimeout = Duration.ofSeconds(3);
     private Duration housekeeping = HEARTBEAT;
+    private Duration templateIdle = Duration.ofMinutes(10);
 
     private Builder() {}
 
@@ -198,6 +204,19 @@ public final class RedisEngine implements Engine {
      */
     public Builder housekeeping(Duration d) {
       this.housekeeping = Objects.requireNonNull(d, "housekeeping");
+      return this;
+    }
+
+    /**
+     * How long a template-made bucket's keys stay after it is idle (full, nobody waiting, no
+     * permit held); default 10 min, at least 1 min. Then Redis drops them (key TTLs): an idle
+     * name leaves no keys.
+     */
+    public Builder templateIdle(Duration d) {
+      if (d.compareTo(Duration.ofMinutes(1)) < 0) {
+        throw new IllegalArgumentException("template idle " + d + " is too short: use at least 1 minute");
+      }
+      this.templateIdle = d;
       return this;
     }
 
@@ -326,6 +345,9 @@ public final class RedisEngine implements Engine {
     if (c != null) {
       return CompletableFuture.completedFuture(Optional.of(c.spec()));
     }
+    if (limits.bornLately(resource)) {
+      return CompletableFuture.completedFuture(Optional.empty()); // a template's bucket, no limit of its own
+    }
     return getLimit(resource);
   }
 
@@ -360,6 +382,154 @@ public final class RedisEngine implements Engine {
               waiters.deleted(resource);
               log.debug("limit deleted {}", resource);
             });
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Templates
+
+  @Override
+  public LimitSpec normalizedTemplate(LimitSpec template) {
+    return Templates.spec(template, defaultMaxWaiting, defaultLease);
+  }
+
+  @Override
+  public CompletableFuture<Boolean> setTemplate(LimitSpec template) {
+    LimitSpec spec;
+    try {
+      spec = Templates.spec(template, defaultMaxWaiting, defaultLease);
+      Templates.checkRoom(limits.templates(), spec.resource());
+    } catch (EngineException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+    String pattern = spec.resource();
+    String version = limits.newVersion();
+    return calls.reached(store.async().hget(RedisLimits.TEMPLATES_KEY, pattern))
+        .thenCompose(old -> old != null
+            // A change keeps the template's creation: its buckets keep what they hold.
+            ? CompletableFuture.completedFuture(RedisLimits.decodeTemplate(pattern, old).createdAt() / 1000)
+            : nowMicros())
+        .thenCompose(created -> calls.reached(store.async().hset(RedisLimits.TEMPLATES_KEY, pattern,
+                RedisLimits.encodeTemplate(spec, version, created)))
+            .thenCompose(isNew -> calls.reached(store.async()
+                    .publish(RedisWaiters.CONFIG_CHANNEL, "T\t" + pattern + "\t" + nodeId))
+                .thenCompose(published -> {
+                  limits.templates(limits.templates().with(new Templates.Template(spec, created * 1000, version)));
+                  log.debug("template {} {}: {}", isNew ? "created" : "changed", pattern, MemoryEngine.describe(spec));
+                  return templatesChanged(pattern).thenApply(done -> isNew);
+                })));
+  }
+
+  /** Now on the scripts' clock, in microseconds. */
+  private CompletableFuture<Long> nowMicros() {
+    if (ticker != null) {
+      return CompletableFuture.completedFuture(ticker.read() / 1000);
+    }
+    return calls.reached(store.async().time())
+        .thenApply(t -> Long.parseLong(t.get(0)) * 1_000_000 + Long.parseLong(t.get(1)));
+  }
+
+  @Override
+  public CompletableFuture<List<LimitSpec>> listTemplates() {
+    return calls.reached(store.async().hgetall(RedisLimits.TEMPLATES_KEY))
+        .thenApply(raw -> RedisLimits.decodeTemplates(raw).all().stream().map(Templates.Template::spec).toList());
+  }
+
+  @Override
+  public CompletableFuture<Void> deleteTemplate(String pattern) {
+    try {
+      Templates.pattern(pattern);
+    } catch (EngineException e) {
+      return CompletableFuture.failedFuture(e);
+    }
+    return calls.reached(store.async().hdel(RedisLimits.TEMPLATES_KEY, pattern))
+        .thenCompose(n -> {
+          if (n == 0) {
+            throw MemoryEngine.templateNotFound(pattern);
+          }
+          return calls.reached(store.async().publish(RedisWaiters.CONFIG_CHANNEL, "T\t" + pattern + "\t" + nodeId));
+        })
+        .thenCompose(published -> {
+          limits.templates(limits.templates().without(pattern));
+          log.debug("template deleted {}", pattern);
+          return templatesChanged(pattern);
+        });
+  }
+
+  @Override
+  public CompletableFuture<Optional<LimitSpec>> templateFor(String resource) {
+    return getLimit(resource).thenApply(own -> {
+      if (own.isPresent()) {
+        return Optional.<LimitSpec>empty();
+      }
+      Templates.Template t = limits.templates().match(resource);
+      return t == null ? Optional.<LimitSpec>empty() : Optional.of(t.spec());
+    });
+  }
+
+  /**
+   * A template changed (here or, told on the config channel, on another node): the buckets this
+   * node has waiters on and that the pattern matches follow it now (made again from the
+   * template that matches them now, or deleted when none does: their waiters end with
+   * NOT_FOUND); other buckets follow at their next operation, which reads the new version.
+   */
+  private CompletableFuture<Void> templatesChanged(String pattern) {
+    List<CompletableFuture<?>> all = new ArrayList<>();
+    for (String resource : waiters.waitingOn()) {
+      if (!Templates.matches(pattern, resource) || limits.cached(resource) != null) {
+        continue;
+      }
+      Templates.Template t = limits.templates().match(resource);
+      CompletableFuture<?> done = t != null
+          ? materialize(resource, t)
+          : calls.callAsync(resource, "dellimit").thenAccept(reply -> waiters.deleted(resource));
+      all.add(done.handle((r, e) -> {
+        if (e != null) {
+          log.debug("template bucket {} not brought up to date: {}", resource, e.toString());
+        }
+        return null;
+      }));
+    }
+    return CompletableFuture.allOf(all.toArray(CompletableFuture[]::new));
+  }
+
+  /**
+   * Makes a name's bucket from its template in Redis, or brings it up to the template's version
+   * (the script's {@code settpl}: a limit change, so waiters that no longer fit end). A limit of
+   * its own found there wins.
+   */
+  private CompletableFuture<RedisLimits.Cfg> materialize(String resource, Templates.Template t) {
+    Map<String, String> fields = RedisLimits.encode(t.specFor(resource), t.version());
+    String[] args = new String[4 + fields.size() * 2];
+    args[0] = t.pattern();
+    args[1] = t.version();
+    args[2] = Long.toString(t.createdAt() / 1000);
+    args[3] = Long.toString(templateIdleMicros);
+    int i = 4;
+    for (Map.Entry<String, String> e : fields.entrySet()) {
+      args[i++] = e.getKey();
+      args[i++] = e.getValue();
+    }
+    return calls.callAsync(resource, "settpl", args)
+        .thenCompose(reply -> {
+          if (word(reply).equals("OWN")) {
+            return limits.fetchAsync(resource).thenApply(c -> {
+              if (c == null) {
+                throw limits.vanished(resource);
+              }
+              return c;
+            });
+          }
+          RedisLimits.Cfg c = new RedisLimits.Cfg(t.specFor(resource), t.version());
+          limits.born(resource, c);
+          if (!word(reply).equals("SAME")) {
+            int sep = reply.indexOf("--");
+            for (int m = sep + 1; sep > 0 && m + 1 < reply.size(); m += 2) {
+              waiters.changed(resource, (String) reply.get(m), reply.get(m + 1));
+            }
+            waiters.afterDrain(resource, reply, 1);
+          }
+          return CompletableFuture.completedFuture(c);
+        });
   }
 
   // ---------------------------------------------------------------------------------------

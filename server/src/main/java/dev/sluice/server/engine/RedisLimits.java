@@ -13,7 +13,10 @@ import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
+import java.util.function.BiFunction;
 import java.util.function.Consumer;
+import com.github.benmanes.caffeine.cache.Cache;
+import com.github.benmanes.caffeine.cache.Caffeine;
 
 /**
  * A node's cache of the limits in Redis: read on first use, forgotten when a node announces a
@@ -23,6 +26,8 @@ import java.util.function.Consumer;
 final class RedisLimits {
 
   static final String LIMITS_KEY = "sluice:limits";
+  /** Templates: field pattern, value its limit's fields and its creation (encodeTemplate). */
+  static final String TEMPLATES_KEY = "sluice:templates";
 
   /** A limit as this node last saw it, with the version the script checks. */
   record Cfg(LimitSpec spec, String version) {}
@@ -35,10 +40,116 @@ final class RedisLimits {
   private final SecureRandom random = new SecureRandom();
   private long lastFullReload; // guarded by the housekeeping thread
   private volatile Consumer<String> onVanished = r -> {};
+  /** This node's view of the templates: read at start, on news of a change, every 30 s. */
+  private volatile Templates templates = Templates.NONE;
+  /**
+   * Names whose bucket this node saw made from a template, with that template's version. Small
+   * and short-lived on purpose: a name's keys in Redis outlive an entry (they live for the idle
+   * grace, at least a minute, after the last operation), so a hit never names keys gone.
+   */
+  private final Cache<String, Cfg> born;
+  private volatile BiFunction<String, Templates.Template, CompletableFuture<Cfg>> materializer;
 
   RedisLimits(RedisCalls calls) {
     this.calls = calls;
     this.store = calls.store;
+    this.born = Caffeine.newBuilder()
+        .ticker(calls::nanoNow)
+        .expireAfterWrite(Duration.ofSeconds(20))
+        .maximumSize(10_000)
+        .build();
+  }
+
+  /** How a name's bucket is made (or brought up to date) from its template in Redis. */
+  void materializer(BiFunction<String, Templates.Template, CompletableFuture<Cfg>> m) {
+    this.materializer = m;
+  }
+
+  Templates templates() {
+    return templates;
+  }
+
+  void templates(Templates ts) {
+    templates = ts;
+    born.invalidateAll();
+  }
+
+  /** Notes a name's bucket made from {@code version} of its template. */
+  void born(String resource, Cfg c) {
+    born.put(resource, c);
+  }
+
+  /** Whether this node saw the name's bucket made from a template lately. */
+  boolean bornLately(String resource) {
+    return born.getIfPresent(resource) != null;
+  }
+
+  /** Reads the templates from Redis into this node's view. */
+  void reloadTemplates() {
+    reloadTemplates(false);
+  }
+
+  /**
+   * {@link #reloadTemplates()}; {@code changed}: a node said it changed them, so none left is
+   * believed (else none, while limits exist, may be a store that lost its data).
+   */
+  void reloadTemplates(boolean changed) {
+    Map<String, String> raw;
+    try {
+      raw = store.sync().hgetall(TEMPLATES_KEY);
+      store.markReachable();
+    } catch (RedisException e) {
+      throw store.unavailable(e);
+    }
+    if (!changed && raw.isEmpty() && !lastKnown.isEmpty() && !templates.isEmpty()) {
+      return; // maybe a store that lost its data: keep the view for the restore (StoreLoss)
+    }
+    templates(decodeTemplates(raw));
+  }
+
+  /**
+   * Writes back every template of this node's view that Redis lacks (it lost its data), as
+   * created now: their buckets start empty, as every restored bucket does.
+   *
+   * @return how many were written
+   */
+  int restoreTemplates() {
+    if (templates.isEmpty()) {
+      return 0;
+    }
+    int n = 0;
+    long now = calls.scriptMicros();
+    for (Templates.Template t : templates.all()) {
+      if (store.sync().hsetnx(TEMPLATES_KEY, t.pattern(), encodeTemplate(t.spec(), t.version(), now))) {
+        n++;
+      }
+    }
+    reloadTemplates();
+    return n;
+  }
+
+  static Templates decodeTemplates(Map<String, String> raw) {
+    List<Templates.Template> out = new ArrayList<>();
+    raw.forEach((pattern, value) -> out.add(decodeTemplate(pattern, value)));
+    return Templates.of(out);
+  }
+
+  /** A template as stored: its limit's fields (as {@link #encode}) and {@code created} (us), tab-separated. */
+  static String encodeTemplate(LimitSpec spec, String version, long createdMicros) {
+    StringBuilder b = new StringBuilder("created\t").append(createdMicros);
+    encode(spec, version).forEach((k, v) -> b.append('\t').append(k).append('\t').append(v));
+    return b.toString();
+  }
+
+  static Templates.Template decodeTemplate(String pattern, String value) {
+    String[] f = value.split("\t", -1);
+    Map<String, String> fields = new LinkedHashMap<>();
+    for (int i = 0; i + 1 < f.length; i += 2) {
+      fields.put(f[i], f[i + 1]);
+    }
+    long created = Long.parseLong(fields.remove("created"));
+    Cfg c = decode(pattern, fields);
+    return new Templates.Template(c.spec(), created * 1000, c.version());
   }
 
   /** The cached limit, or null. */
@@ -70,6 +181,16 @@ final class RedisLimits {
     if (c != null) {
       return CompletableFuture.completedFuture(c);
     }
+    Templates.Template t = templates.isEmpty() ? null : templates.match(resource);
+    if (t != null) {
+      Cfg b = born.getIfPresent(resource);
+      if (b != null && b.version().equals(t.version())) {
+        return CompletableFuture.completedFuture(b);
+      }
+      // Made (or brought up to its template's version) in Redis; a limit of its own found
+      // there instead wins, and is cached as any other.
+      return materializer.apply(resource, t);
+    }
     return fetchAsync(resource)
         .thenApply(
             f -> {
@@ -98,7 +219,8 @@ final class RedisLimits {
   }
 
   private Cfg cache(String resource, Map<String, String> raw) {
-    if (raw == null || raw.isEmpty()) {
+    if (raw == null || raw.isEmpty() || raw.containsKey("tpl")) {
+      // A template's bucket is no limit of its own (cfgAsync finds it through its template).
       limits.remove(resource);
       return null;
     }
@@ -110,6 +232,7 @@ final class RedisLimits {
 
   /** Caches a limit this node just wrote. */
   void remember(LimitSpec spec, String version) {
+    born.invalidate(spec.resource());
     limits.put(spec.resource(), new Cfg(spec, version));
     lastKnown.put(spec.resource(), spec);
   }
@@ -127,6 +250,7 @@ final class RedisLimits {
    */
   EngineException vanished(String resource) {
     limits.remove(resource);
+    born.invalidate(resource);
     if (!lastKnown.containsKey(resource)) {
       return EngineException.notFound(resource);
     }
@@ -139,11 +263,13 @@ final class RedisLimits {
   /** Drops the cached copy (changed elsewhere, or gone): the next use reads it again. */
   void forget(String resource) {
     limits.remove(resource);
+    born.invalidate(resource);
   }
 
   /** Forgets a deleted limit entirely. */
   void deleted(String resource) {
     limits.remove(resource);
+    born.invalidate(resource);
     lastKnown.remove(resource);
   }
 
@@ -341,6 +467,7 @@ final class RedisLimits {
     if (nowNanos - lastFullReload > TimeUnit.SECONDS.toNanos(30)) {
       lastFullReload = nowNanos;
       reload();
+      reloadTemplates();
     }
   }
 

@@ -805,6 +805,12 @@ final class RedisWaiters {
         // waiters of a limit created again since.
         return;
       }
+      if (f[0].equals("T")) {
+        // Another node changed a template: read them again, then bring our waiters' buckets along.
+        limits.reloadTemplates(true);
+        onTemplates.accept(f[1]);
+        return;
+      }
       // Another node changed a limit: forget our copy; a deletion ends our waiters.
       limits.forget(f[1]);
       if (f[0].equals("D")) {
@@ -836,6 +842,18 @@ final class RedisWaiters {
       case "D" -> deleted(f[1]);
       default -> log.debug("ignoring message {}", message);
     }
+  }
+
+  private volatile java.util.function.Consumer<String> onTemplates = p -> {};
+
+  /** Told the pattern of a template another node changed. */
+  void onTemplates(java.util.function.Consumer<String> listener) {
+    this.onTemplates = listener;
+  }
+
+  /** The resources this node has waiters parked on. */
+  List<String> waitingOn() {
+    return List.copyOf(locals.keySet());
   }
 
   /** Ends a waiter whose load no longer fits its changed limit. */

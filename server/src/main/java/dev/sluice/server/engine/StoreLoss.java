@@ -149,6 +149,15 @@ final class StoreLoss {
     log.error("restored {} limits into the empty Redis (the others already were, by another node)", restored);
     waiters.failAll(() -> new EngineException(EngineException.Reason.UNAVAILABLE,
         "the store lost its data while this acquire waited: retry"), before);
+    // After the waiters heard: the templates this node knew go back too (none: no call).
+    try {
+      int templates = limits.restoreTemplates();
+      if (templates > 0) {
+        log.error("restored {} templates into the empty Redis", templates);
+      }
+    } catch (RuntimeException e) {
+      log.error("could not restore the templates: {}", e.toString());
+    }
     return true;
   }
 

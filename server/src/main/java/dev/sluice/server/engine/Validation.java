@@ -144,7 +144,12 @@ public final class Validation {
    * @param defaultLease used when {@code leaseTtl} is null or zero
    */
   public static LimitSpec limit(LimitSpec in, int defaultMaxWaiting, Duration defaultLease) {
-    String resource = resource(in.resource());
+    return limit(in, defaultMaxWaiting, defaultLease, false);
+  }
+
+  /** {@link #limit(LimitSpec, int, Duration)}; for a template, its name is a checked pattern. */
+  static LimitSpec limit(LimitSpec in, int defaultMaxWaiting, Duration defaultLease, boolean template) {
+    String resource = template ? Templates.pattern(in.resource()) : resource(in.resource());
     if (in.isPool()) {
       return pool(resource, in).withOwner(in.owner());
     }

@@ -49,6 +49,7 @@ final class JsonApi {
   private final Costs costs;
   private final PriceApi prices;
   private final PoolApi pools;
+  private final TemplateApi templates;
   private final LimitsApi limits;
 
   JsonApi(HttpApi.Options options) {
@@ -59,6 +60,7 @@ final class JsonApi {
     this.prices = new PriceApi(options.prices(), this);
     this.pools = new PoolApi(engine, options, this);
     this.limits = new LimitsApi(options.changes(), this);
+    this.templates = new TemplateApi(engine, this);
   }
 
   /** Where limit changes go: ownership, audit line, history. */
@@ -77,6 +79,10 @@ final class JsonApi {
     }
     if (path.equals("/v1/pools") || path.startsWith("/v1/pools/")) {
       pools.route(x, path, offload);
+      return;
+    }
+    if (path.equals("/v1/templates") || path.startsWith("/v1/templates/")) {
+      templates.route(x, path, offload);
       return;
     }
     if (path.equals("/v1/limits")) {
@@ -348,7 +354,12 @@ final class JsonApi {
 
   private void describe(Exchange x, String resource) {
     authenticate(x, false).ifPresent(p -> p.check(resource));
-    answer(x, engine.stats(resource), s -> x.json(HttpResponseStatus.OK, Views.resource(s, Map.of(), null)));
+    // A resource without a limit of its own names the template it uses.
+    answer(x, engine.stats(resource).thenCombine(engine.templateFor(resource), (s, t) -> {
+      ObjectNode o = Views.resource(s, Map.of(), null);
+      t.ifPresent(spec -> o.put("template", spec.resource()));
+      return o;
+    }), o -> x.json(HttpResponseStatus.OK, o));
   }
 
   /** {@code POST /v1/resources/{name}/pause}, admin: {@code seconds} (or none: until resumed). */

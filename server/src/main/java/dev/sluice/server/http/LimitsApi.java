@@ -45,7 +45,7 @@ final class LimitsApi {
           throw HttpError.badRequest("format '" + format + "' is not one this call writes: use yaml (the default)"
               + " or json");
         }
-        JsonApi.answer(x, engine.listLimits(""), limits -> {
+        JsonApi.answer(x, LimitsApply.current(engine), limits -> {
           if ("json".equals(format)) {
             x.json(HttpResponseStatus.OK, LimitsDocument.tree(limits));
           } else {

@@ -4,6 +4,7 @@ import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.LimitOwner;
 import dev.sluice.server.engine.LimitSpec;
+import dev.sluice.server.engine.Templates;
 import dev.sluice.server.engine.Validation;
 import java.util.ArrayList;
 import java.util.List;
@@ -140,8 +141,11 @@ public final class LimitChanges {
   /** Writes one change of an apply ({@link LimitsApply}), then logs and keeps it. */
   CompletableFuture<Void> applied(LimitsApply.Change c, String who) {
     CompletableFuture<?> write = switch (c.kind()) {
-      case ADDED, CHANGED, DRIFTED -> engine.setLimit(c.after());
-      case REMOVED -> engine.deleteLimit(c.resource());
+      // A template (a pattern) has no owner of its own: the file's apply sets and prunes it.
+      case ADDED, CHANGED, DRIFTED -> Templates.isPattern(c.resource())
+          ? engine.setTemplate(c.after().withOwner(null)) : engine.setLimit(c.after());
+      case REMOVED -> Templates.isPattern(c.resource()) ? engine.deleteTemplate(c.resource())
+          : engine.deleteLimit(c.resource());
       case UNMANAGED -> null;
     };
     return write == null ? CompletableFuture.completedFuture(null)

@@ -6,6 +6,7 @@ import dev.sluice.server.engine.EngineException;
 import dev.sluice.server.engine.LimitOwner;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
+import dev.sluice.server.engine.Templates;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -79,7 +80,16 @@ public final class LimitsApply {
   public static CompletableFuture<List<Change>> plan(
       Engine engine, LimitsDocument doc, boolean prune, String source, boolean force) {
     LimitOwner owner = source == null ? null : new LimitOwner(ownerName(source), doc.hash(), false);
-    return engine.listLimits("").thenApply(current -> diff(engine, current, doc, prune, owner, force));
+    return current(engine).thenApply(current -> diff(engine, current, doc, prune, owner, force));
+  }
+
+  /** What the store holds as a document would name it: its limits, then its templates. */
+  public static CompletableFuture<List<LimitSpec>> current(Engine engine) {
+    return engine.listLimits("").thenCombine(engine.listTemplates(), (limits, templates) -> {
+      List<LimitSpec> all = new ArrayList<>(limits);
+      all.addAll(templates);
+      return all;
+    });
   }
 
   /**
@@ -105,11 +115,12 @@ public final class LimitsApply {
     List<Change> out = new ArrayList<>();
     for (LimitSpec asked : doc.limits().values()) {
       LimitSpec want;
+      boolean template = Templates.isPattern(asked.resource());
       try {
-        want = engine.normalized(asked);
+        want = template ? engine.normalizedTemplate(asked) : engine.normalized(asked);
       } catch (EngineException e) {
-        throw new EngineException(EngineException.Reason.INVALID, "resource '" + asked.resource() + "': "
-            + e.getMessage());
+        throw new EngineException(EngineException.Reason.INVALID, (template ? "template '" : "resource '")
+            + asked.resource() + "': " + e.getMessage());
       }
       LimitSpec had = now.get(want.resource());
       if (owner == null) {

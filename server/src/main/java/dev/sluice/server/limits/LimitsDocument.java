@@ -14,6 +14,7 @@ import com.fasterxml.jackson.dataformat.yaml.YAMLGenerator;
 import dev.sluice.server.engine.Durations;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
+import dev.sluice.server.engine.Templates;
 import dev.sluice.server.engine.Validation;
 import dev.sluice.server.http.LimitJson;
 import java.io.IOException;
@@ -45,7 +46,15 @@ import org.yaml.snakeyaml.LoaderOptions;
  *     lease: 30s
  * pools:
  *   openai-any: [openai-a, openai-b]
+ * templates:
+ *   "customer:*":
+ *     rates:
+ *       - {dimension: requests, amount: 60, period: 1m}
  * </pre>
+ *
+ * A template (a glob, see {@link Templates}) takes a resource's body; it gives every resource
+ * it matches without a limit of its own a bucket of its own. Templates sit in {@link #limits()}
+ * beside the resources, under their patterns (which no resource name can be).
  *
  * Each resource takes what {@code POST /v1/resources/{name}/limit} takes ({@link LimitJson}), so
  * the file, the HTTP API and {@link #export} share one shape. A refusal names the line and column
@@ -69,7 +78,10 @@ public final class LimitsDocument {
     this.sha256 = sha256;
   }
 
-  /** The limits the document names, resources first, then pools, each in file order. */
+  /**
+   * The limits the document names, resources first, then pools, then templates (by pattern),
+   * each in file order.
+   */
   public Map<String, LimitSpec> limits() {
     return limits;
   }
@@ -131,8 +143,9 @@ public final class LimitsDocument {
     }
     for (Iterator<String> it = root.fieldNames(); it.hasNext(); ) {
       String f = it.next();
-      if (!List.of("version", "resources", "pools").contains(f)) {
-        throw at.error("/" + escape(f), "unknown key '" + f + "': a limits file takes version, resources and pools");
+      if (!List.of("version", "resources", "pools", "templates").contains(f)) {
+        throw at.error("/" + escape(f), "unknown key '" + f + "': a limits file takes version, resources, pools"
+            + " and templates");
       }
     }
     JsonNode version = root.get("version");
@@ -149,23 +162,7 @@ public final class LimitsDocument {
         Map.Entry<String, JsonNode> e = it.next();
         String pointer = "/resources/" + escape(e.getKey());
         String name = name(at, pointer, e.getKey());
-        JsonNode body = e.getValue();
-        if (!body.isObject()) {
-          throw at.error(pointer, "resource '" + name + "' must be a mapping such as {rates: [{dimension: requests,"
-              + " amount: 500, period: 1m}]}, not " + kind(body));
-        }
-        LimitSpec spec;
-        try {
-          spec = LimitJson.parse(name, body);
-          // Range checks (a burst above the quota, floors over 100 %) with the engine's defaults:
-          // what is stored is checked again by the store itself.
-          Validation.limit(spec, 1, java.time.Duration.ofSeconds(30));
-        } catch (RuntimeException ex) {
-          // The HTTP API's words for where a field sits ("in the body") do not fit a file.
-          String detail = String.valueOf(ex.getMessage()).replace(" in the body", "");
-          throw at.fieldError(pointer, "resource '" + name + "': " + detail, detail);
-        }
-        out.put(name, spec);
+        out.put(name, body(at, pointer, "resource", name, e.getValue()));
       }
     }
     JsonNode pools = root.get("pools");
@@ -213,7 +210,51 @@ public final class LimitsDocument {
         out.put(name, pool);
       }
     }
+    JsonNode templates = root.get("templates");
+    if (templates != null && !templates.isNull()) {
+      if (!templates.isObject()) {
+        throw at.error("/templates", "templates must be a mapping of pattern to its limit, such as templates:"
+            + " {\"customer:*\": {rates: [{dimension: requests, amount: 60, period: 1m}]}}, not " + kind(templates));
+      }
+      if (templates.size() > Templates.MAX_TEMPLATES) {
+        throw at.error("/templates", templates.size() + " templates: a coordinator holds at most "
+            + Templates.MAX_TEMPLATES + "; merge alike ones into a broader pattern");
+      }
+      for (Iterator<Map.Entry<String, JsonNode>> it = templates.fields(); it.hasNext(); ) {
+        Map.Entry<String, JsonNode> e = it.next();
+        String pointer = "/templates/" + escape(e.getKey());
+        try {
+          Templates.pattern(e.getKey());
+        } catch (RuntimeException ex) {
+          throw at.error(pointer, ex.getMessage());
+        }
+        out.put(e.getKey(), body(at, pointer, "template", e.getKey(), e.getValue()));
+      }
+    }
     return new LimitsDocument(java.util.Collections.unmodifiableMap(out), sha256(bytes));
+  }
+
+  /** A resource's or a template's limit, checked; a refusal names the field's line. */
+  private static LimitSpec body(Locator at, String pointer, String what, String name, JsonNode body) {
+    if (!body.isObject()) {
+      throw at.error(pointer, what + " '" + name + "' must be a mapping such as {rates: [{dimension: requests,"
+          + " amount: 500, period: 1m}]}, not " + kind(body));
+    }
+    try {
+      LimitSpec spec = LimitJson.parse(name, body);
+      // Range checks (a burst above the quota, floors over 100 %) with the engine's defaults:
+      // what is stored is checked again by the store itself.
+      if (what.equals("template")) {
+        Templates.spec(spec, 1, java.time.Duration.ofSeconds(30));
+      } else {
+        Validation.limit(spec, 1, java.time.Duration.ofSeconds(30));
+      }
+      return spec;
+    } catch (RuntimeException ex) {
+      // The HTTP API's words for where a field sits ("in the body") do not fit a file.
+      String detail = String.valueOf(ex.getMessage()).replace(" in the body", "");
+      throw at.fieldError(pointer, what + " '" + name + "': " + detail, detail);
+    }
   }
 
   private static String name(Locator at, String pointer, String name) {
@@ -242,12 +283,13 @@ public final class LimitsDocument {
     root.put("version", 1);
     ObjectNode resources = root.putObject("resources");
     ObjectNode pools = YAML.createObjectNode();
+    ObjectNode templates = YAML.createObjectNode();
     for (LimitSpec l : limits) {
       if (l.isPool()) {
         l.members().forEach(pools.putArray(l.resource())::add);
         continue;
       }
-      ObjectNode o = resources.putObject(l.resource());
+      ObjectNode o = (Templates.isPattern(l.resource()) ? templates : resources).putObject(l.resource());
       if (!l.rates().isEmpty()) {
         rates(o.putArray("rates"), l.rates());
       }
@@ -282,6 +324,9 @@ public final class LimitsDocument {
     }
     if (!pools.isEmpty()) {
       root.set("pools", pools);
+    }
+    if (!templates.isEmpty()) {
+      root.set("templates", templates);
     }
     return root;
   }

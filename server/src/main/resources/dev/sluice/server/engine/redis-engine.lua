@@ -92,6 +92,8 @@ local function loadCfg()
   c.conc = tonumber(c.conc)
   c.lease = tonumber(c.lease)
   c.maxw = tonumber(c.maxw)
+  -- A template's bucket ('settpl'): its pattern and how long its keys outlive idleness (us).
+  c.tidle = tonumber(c.tidle or '0')
   -- Tenant policy: weights, floors, caps (RedisLimits.encode).
   c.tw, c.tf, c.tc, c.capped = {}, {}, {}, {}
   for i = 1, #raw, 2 do
@@ -189,7 +191,10 @@ local function refill()
   end
 end
 
+local templateExpire -- defined below, once what it reads is
+
 local function saveState()
+  if cfg.tpl and templateExpire then templateExpire() end
   local args = { 't', st.t, 'promote', st.promote and '1' or '0', 'apause', st.apause, 'fpause', st.fpause }
   if st.pseqDirty then
     args[#args + 1] = 'pseq'
@@ -857,6 +862,36 @@ local function waitingCount()
     + tonumber(redis.call('HGET', ST, 'tq') or '0')
 end
 
+-- A template's bucket leaves no keys once idle: every key expires when the buckets will be
+-- full, the leases over, the pauses and the remembered request ids past, plus the idle grace
+-- (ResourceState#idleExpiry on the memory store). Kept a day while anyone waits or it is paused
+-- until resumed; every operation sets it again.
+local DAY = 86400000000
+templateExpire = function()
+  local keep = 0
+  local paused = pausedFor()
+  if waitingCount() > 0 or paused == NEVER then
+    keep = DAY
+  else
+    keep = paused
+    local last = redis.call('ZRANGE', LEASES, -1, -1, 'WITHSCORES')
+    if #last > 0 then keep = math.max(keep, tonumber(last[2]) - now) end
+    for _, d in ipairs(cfg.dl) do
+      local missing = cfg.burst[d] - st.lvl[d]
+      if missing > 0 then keep = math.max(keep, missing / cfg.rate[d]) end
+    end
+    local done = redis.call('ZRANGE', DONE, -1, -1, 'WITHSCORES')
+    if #done > 0 then keep = math.max(keep, tonumber(done[2]) + DONE_KEEP - now) end
+    if st.mt then
+      local ti = redis.call('ZRANGE', TI, -1, -1, 'WITHSCORES')
+      if #ti > 0 then keep = math.max(keep, tonumber(ti[2]) - st.vs - now) end
+    end
+    keep = keep + cfg.tidle
+  end
+  local ms = math.max(1, math.ceil(keep / 1000))
+  for _, k in ipairs({ CFG, ST, LEASES, PL, W, NODES, DONE, TA, TI }) do redis.call('PEXPIRE', k, ms) end
+end
+
 -- Forgets request ids that ended long ago (bounded work per call).
 local function trimDone()
   local old = redis.call('ZRANGEBYSCORE', DONE, '-inf', now - DONE_KEEP, 'LIMIT', 0, 100)
@@ -879,6 +914,11 @@ local function open(expectVer)
   if expectVer ~= nil and expectVer ~= '' and cfg.ver ~= expectVer then return { 'STALE', cfg.ver } end
   st = loadState()
   redis.call('ZADD', NODES, now, node)
+  if cfg.tpl then
+    -- Made here by an operation that may not save: it goes with the bucket's other keys.
+    local ttl = redis.call('PTTL', CFG)
+    if ttl > 0 then redis.call('PEXPIRE', NODES, ttl) end
+  end
   expireLeases()
   refill()
   return nil
@@ -1348,10 +1388,29 @@ elseif op == 'stats' then
   end
   return out
 
-elseif op == 'setlimit' then
-  -- 7 '1' to write only if absent (restore after data loss), 8.. field/value pairs of cfg
-  if ARGV[7] == '1' and redis.call('EXISTS', CFG) == 1 then return { 'EXISTS' } end
-  local created = redis.call('EXISTS', CFG) == 0
+elseif op == 'setlimit' or op == 'settpl' then
+  -- setlimit: 7 '1' to write only if absent (restore after data loss), 8.. field/value pairs
+  -- of cfg. settpl, a name's bucket from its template (made, or brought to the template's
+  -- version): 7 pattern, 8 version, 9 the template's creation (us), 10 idle grace (us), 11..
+  -- fields; a limit of the name's own wins ('OWN').
+  local tpl = op == 'settpl'
+  local first = 8
+  local was = redis.call('HMGET', CFG, 'tpl', 'ver', 'tcr')
+  if tpl then
+    first = 11
+    if redis.call('EXISTS', CFG) == 1 and not was[1] then return { 'OWN' } end
+    if was[1] == ARGV[7] and was[2] == ARGV[8] then return { 'SAME' } end
+    if was[1] == ARGV[7] and was[3] ~= ARGV[9] then
+      -- The template was deleted and set again since: a new bucket, as on the memory store.
+      redis.call('DEL', CFG)
+      was = { false, false, false }
+    end
+  elseif ARGV[7] == '1' and redis.call('EXISTS', CFG) == 1 then
+    return { 'EXISTS' }
+  end
+  local fresh = redis.call('EXISTS', CFG) == 0
+  -- A limit set on a name whose bucket a template made is created, and adopts the bucket.
+  local created = fresh or (not tpl and was[1] ~= false)
   local oldCfg = loadCfg()
   local oldLvl = {}
   if oldCfg then
@@ -1363,12 +1422,24 @@ elseif op == 'setlimit' then
   end
   redis.call('DEL', CFG)
   local args = {}
-  for i = 8, #ARGV do args[#args + 1] = ARGV[i] end
+  for i = first, #ARGV do args[#args + 1] = ARGV[i] end
+  if tpl then
+    for _, x in ipairs({ 'tpl', ARGV[7], 'tcr', ARGV[9], 'tidle', ARGV[10] }) do args[#args + 1] = x end
+  end
   redis.call('HSET', CFG, unpack(args))
   cfg = loadCfg()
   -- Kept dimensions keep their level, clipped to the new burst; new ones start empty, so a
-  -- limit change never hands out a fresh burst. Created limits start empty too.
-  if created then redis.call('DEL', ST, LEASES, PL, QS[1], QS[2], QS[3], W, DONE, TA, TI) end
+  -- limit change never hands out a fresh burst. Created limits start empty too; a template's
+  -- bucket as a limit set when the template was would be now: filled since.
+  if fresh then redis.call('DEL', ST, LEASES, PL, QS[1], QS[2], QS[3], W, DONE, TA, TI) end
+  if tpl and fresh then
+    local since = math.max(0, now - tonumber(ARGV[9]))
+    for _, d in ipairs(cfg.dl) do oldLvl[d] = math.min(cfg.burst[d], since * cfg.rate[d]) end
+  end
+  if not tpl and was[1] then
+    -- No longer a template's: its keys stay.
+    for _, k in ipairs({ CFG, ST, LEASES, PL, W, NODES, DONE, TA, TI }) do redis.call('PERSIST', k) end
+  end
   if oldCfg then
     -- Caps follow the new policy: a capped tenant starts its own buckets full again.
     local gone = {}

@@ -18,10 +18,12 @@ import org.junit.jupiter.api.Test;
 class EngineIsAsynchronousTest {
 
   /**
-   * Lifecycle, a local flag and a pure computation on the node's own defaults ({@code
-   * normalized}: no store call): the only methods that return plain values.
+   * Lifecycle, a local flag and pure computations on the node's own defaults ({@code
+   * normalized}, {@code normalizedTemplate}: no store call): the only methods that return plain
+   * values.
    */
-  private static final Set<String> PLAIN = Set.of("close", "closeStore", "storeReachable", "normalized");
+  private static final Set<String> PLAIN = Set.of("close", "closeStore", "storeReachable", "normalized",
+      "normalizedTemplate");
 
   @Test
   void everyEngineMethodButLifecycleAnswersWithAFutureOrATicket() {

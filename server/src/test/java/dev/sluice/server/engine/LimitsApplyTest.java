@@ -137,8 +137,65 @@ class LimitsApplyTest {
       sync(engine).setLimit(randomLimit(name, random));
     }
     sync(engine).setLimit(LimitSpec.pool("pool-1", List.of(names.get(0))));
-    String exported = LimitsDocument.export(sync(engine).listLimits(""));
+    for (int i = 0; i < 20; i++) {
+      String pattern = "t" + i + (random.nextBoolean() ? ":*" : ":team/?" + (random.nextBoolean() ? "*" : ""));
+      LimitSpec t = randomLimit(pattern, random);
+      // Floors drawn as 0 % are refused by any store; weights show that policies go through.
+      sync(engine).setTemplate(t.withTenants(new TenantPolicy(t.tenants().weights(), Map.of(), Map.of())));
+    }
+    String exported = LimitsDocument.export(LimitsApply.current(engine).join());
+    assertThat(exported).contains("templates:");
     assertThat(plan(exported, true)).as(exported).isEmpty();
+  }
+
+  private static final String TEMPLATES = """
+      resources:
+        customer:vip: {rates: [{dimension: requests, amount: 600, period: 1m}]}
+      templates:
+        "customer:*":
+          rates: [{dimension: requests, amount: 60, period: 1m}]
+        "customer:gold:*":
+          rates: [{dimension: requests, amount: 300, period: 1m}]
+          concurrency: 5
+      """;
+
+  @Test
+  void templatesAreAppliedDiffedAndPruned() {
+    assertThat(kinds(apply(TEMPLATES, false))).containsExactly(Map.entry("customer:vip", Change.Kind.ADDED),
+        Map.entry("customer:*", Change.Kind.ADDED), Map.entry("customer:gold:*", Change.Kind.ADDED));
+    assertThat(sync(engine).templateFor("customer:gold:1")).map(LimitSpec::resource).contains("customer:gold:*");
+    assertThat(sync(engine).templateFor("customer:vip")).isEmpty();
+    assertThat(plan(TEMPLATES, true)).as("a second apply: no changes").isEmpty();
+
+    String changed = """
+        resources:
+          customer:vip: {rates: [{dimension: requests, amount: 600, period: 1m}]}
+        templates:
+          "customer:*":
+            rates: [{dimension: requests, amount: 120, period: 1m}]
+        """;
+    List<Change> second = apply(changed, true);
+    assertThat(kinds(second)).containsExactly(Map.entry("customer:*", Change.Kind.CHANGED),
+        Map.entry("customer:gold:*", Change.Kind.REMOVED));
+    assertThat(second.get(0).details()).containsExactly("rates.requests 60/1m burst 1 → 120/1m burst 2");
+    assertThat(sync(engine).listTemplates()).extracting(LimitSpec::resource).containsExactly("customer:*");
+
+    // Without prune a template the file does not name is left, and listed.
+    sync(engine).setTemplate(new LimitSpec("vendor:*", List.of(), 3, 0, null));
+    assertThat(kinds(plan(changed, false))).containsExactly(Map.entry("vendor:*", Change.Kind.UNMANAGED));
+  }
+
+  @Test
+  void aBadTemplateIsRefusedWithItsLineAndColumn() {
+    assertThatThrownBy(() -> LimitsDocument.parse("templates:\n  \"*\": {concurrency: 1}\n", "limits.yaml"))
+        .hasMessageContaining("limits.yaml:2:3").hasMessageContaining("starts with '*'");
+    assertThatThrownBy(() -> LimitsDocument.parse("templates:\n  customer: {concurrency: 1}\n", "limits.yaml"))
+        .hasMessageContaining("limits.yaml:2:3").hasMessageContaining("no wildcard");
+    assertThatThrownBy(() -> LimitsDocument.parse(
+            "templates:\n  \"c:*\":\n    rates: [{dimension: requests, amount: 0, period: 1m}]\n", "limits.yaml"))
+        .hasMessageContaining("limits.yaml:2:3: template 'c:*': rate requests amount 0 is out of range");
+    assertThatThrownBy(() -> LimitsDocument.parse("templates: [a]\n", "limits.yaml"))
+        .hasMessageContaining("limits.yaml:1:1").hasMessageContaining("templates must be a mapping");
   }
 
   private static LimitSpec randomLimit(String name, Random random) {

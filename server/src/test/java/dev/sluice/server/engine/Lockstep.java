@@ -46,7 +46,14 @@ final class Lockstep {
   /** The limit a script starts from; later {@link Step.SetLimit}s keep period and waiting room. */
   record Setup(
       long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting,
-      int policy, long jitterNanos, boolean pooled) {
+      int policy, long jitterNanos, boolean pooled, boolean templated) {
+
+    /** Without a template (scripts found before templates existed). */
+    Setup(long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting,
+        int policy, long jitterNanos, boolean pooled) {
+      this(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy, jitterNanos, pooled,
+          false);
+    }
 
     /** Without a pool (scripts found before pools existed). */
     Setup(long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting,
@@ -79,7 +86,8 @@ final class Lockstep {
      */
     Setup withRandomJitter(Random r) {
       long j = r.nextInt(3) == 0 ? 0 : between(r, 1, 19_999_999);
-      return new Setup(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy, j, pooled);
+      return new Setup(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy, j, pooled,
+          templated);
     }
 
     /**
@@ -90,7 +98,19 @@ final class Lockstep {
      */
     Setup withRandomPool(Random r) {
       return new Setup(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy,
-          jitterNanos, r.nextInt(3) == 0);
+          jitterNanos, r.nextInt(3) == 0, templated);
+    }
+
+    /**
+     * A quarter of the scripts without a pool run on a template instead of a limit: the limit
+     * is set as template {@code NAME:*} and the script's resource is {@code NAME:t}, a name it
+     * matches; a limit change changes the template, a deletion deletes it. Both stores make the
+     * name's bucket from the template, follow its changes and end its waiters when it goes.
+     */
+    Setup withRandomTemplate(Random r) {
+      boolean t = !pooled && r.nextInt(4) == 0;
+      return new Setup(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy,
+          jitterNanos, pooled, t);
     }
 
     static Setup random(Random r) {
@@ -132,7 +152,7 @@ final class Lockstep {
     String asCode() {
       return "new Lockstep.Setup(" + reqAmount + ", " + reqBurst + ", " + tokAmount + ", " + tokBurst
           + ", " + periodMillis + ", " + concurrency + ", " + maxWaiting + ", " + policy + ", " + jitterNanos + "L"
-          + (pooled ? ", true)" : ")");
+          + (templated ? ", " + pooled + ", true)" : pooled ? ", true)" : ")");
     }
   }
 
@@ -378,7 +398,9 @@ final class Lockstep {
 
   // --------------------------------------------------------------------------------- running
 
-  static Result run(Pair pair, String resource, Setup setup, List<Step> steps) {
+  static Result run(Pair pair, String name, Setup setup, List<Step> steps) {
+    templated = setup.templated();
+    String resource = templated ? name + ":t" : name;
     Side[] sides = {pair.memory(), pair.redis()};
     for (Side s : sides) {
       s.reset();
@@ -418,6 +440,16 @@ final class Lockstep {
   /** Whether the running script has a pool (see {@link Setup#withRandomPool}). */
   private static volatile boolean pooled;
 
+  /** Whether the running script runs on a template (see {@link Setup#withRandomTemplate}). */
+  private static volatile boolean templated;
+
+  /** The template of a templated script's resource {@code NAME:t}. */
+  private static LimitSpec template(LimitSpec limit) {
+    String r = limit.resource();
+    return new LimitSpec(r.substring(0, r.length() - 1) + "*", limit.rates(), limit.concurrency(), limit.maxWaiting(),
+        limit.leaseTtl(), limit.jitter(), limit.tenants());
+  }
+
   /** Deletes the script's resources so their waiters and timers end before the next script. */
   private static void cleanUp(Side[] sides, String resource) {
     for (Side s : sides) {
@@ -426,6 +458,13 @@ final class Lockstep {
           sync(s.engine).deleteLimit(r);
         } catch (EngineException ignored) {
           // already deleted by the script, or never made
+        }
+      }
+      if (templated) {
+        try {
+          sync(s.engine).deleteTemplate(resource.substring(0, resource.length() - 1) + "*");
+        } catch (EngineException ignored) {
+          // already deleted by the script
         }
       }
       s.clock.advance(Duration.ofMinutes(2));
@@ -456,7 +495,9 @@ final class Lockstep {
       }
       state = "inFlight " + s.inFlight() + " waiting " + new TreeMap<>(s.waiting()) + " paused " + s.paused()
           + " for " + (s.pausedForNanos() < 0 ? "ever" : s.pausedForNanos() / 1_000_000 + "ms")
-          + " leases expired " + s.expired()
+          // Not on a template's bucket: its counters start over when it is freed, which each store
+          // does at its own idle time (Redis also waits out the request ids it made up).
+          + (templated ? "" : " leases expired " + s.expired())
           + " estimates " + sync(engine).estimate(resource, Map.of("tokens", 3L), Lane.DEFAULT, null)
           + "/" + sync(engine).estimate(resource, Map.of("tokens", 3L), Lane.BATCH, "a")
           // Waiters per tenant; not the use counters, which restart when an idle state is let go.
@@ -480,6 +521,10 @@ final class Lockstep {
 
   private static String applyOrThrow(Side side, String resource, Setup setup, LimitSpec[] current, Step step) {
     Engine engine = side.engine;
+    if (step == null && templated) {
+      sync(engine).setTemplate(template(current[0]));
+      return "template set";
+    }
     if (step == null) {
       sync(engine).setLimit(current[0]);
       if (pooled) {
@@ -547,6 +592,12 @@ final class Lockstep {
         remaining.put("tokens", r.remainingTokens());
       }
       return "report: paused for " + millis(sync(engine).report(resource, r.throttled(), r.retryAfterMillis() * 1_000_000L, remaining));
+ } else if (step instanceof Step.SetLimit s && templated) {
+      return "setTemplate created " + sync(engine).setTemplate(
+          template(setup.spec(resource, s.reqAmount(), s.reqBurst(), s.tokBurst(), s.concurrency())));
+    } else if (step instanceof Step.DeleteLimit && templated) {
+      sync(engine).deleteTemplate(template(current[0]).resource());
+      return "template deleted";
     } else if (step instanceof Step.SetLimit s) {
       return "setLimit created " + sync(engine).setLimit(setup.spec(resource, s.reqAmount(), s.reqBurst(), s.tokBurst(), s.concurrency()));
     } else if (step instanceof Step.DeleteLimit) {

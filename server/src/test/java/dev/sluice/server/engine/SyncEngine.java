@@ -125,6 +125,22 @@ public final class SyncEngine {
     await(engine.deleteLimit(resource));
   }
 
+  public boolean setTemplate(LimitSpec template) {
+    return await(engine.setTemplate(template));
+  }
+
+  public List<LimitSpec> listTemplates() {
+    return await(engine.listTemplates());
+  }
+
+  public void deleteTemplate(String pattern) {
+    await(engine.deleteTemplate(pattern));
+  }
+
+  public Optional<LimitSpec> templateFor(String resource) {
+    return await(engine.templateFor(resource));
+  }
+
   public long pause(String resource, long nanos) {
     return await(engine.pause(resource, nanos));
   }

@@ -129,6 +129,27 @@ class LimitsDocumentTest {
     assertThat(back.limits().get("p").members()).containsExactly("a");
   }
 
+  @Test
+  void templatesSitBesideResourcesUnderTheirPatternsAndExportBack() {
+    LimitsDocument doc = LimitsDocument.parse("""
+        resources:
+          customer:vip: {concurrency: 9}
+        templates:
+          "customer:*": {rates: [{dimension: requests, amount: 60, period: 1m, burst: 2}]}
+          tenant/?/hooks: {concurrency: 1}
+        """, "limits.yaml");
+    assertThat(doc.limits().keySet()).containsExactly("customer:vip", "customer:*", "tenant/?/hooks");
+    // Exported as a store holds them: defaults filled in.
+    String back = LimitsDocument.export(doc.limits().values().stream()
+        .map(l -> dev.sluice.server.engine.Templates.isPattern(l.resource())
+            ? dev.sluice.server.engine.Templates.spec(l, 10, Duration.ofSeconds(30))
+            : dev.sluice.server.engine.Validation.limit(l, 10, Duration.ofSeconds(30)))
+        .toList());
+    assertThat(back).contains("templates:");
+    assertThat(LimitsDocument.parse(back, "export").limits().get("customer:*").rates())
+        .isEqualTo(doc.limits().get("customer:*").rates());
+  }
+
   /** The JSON Schema editors and CI check files against names exactly the fields the parser takes. */
   @Test
   void theSchemaNamesTheFieldsTheParserTakes() throws Exception {
@@ -139,7 +160,7 @@ class LimitsDocumentTest {
     assertThat(fields).containsExactlyInAnyOrderElementsOf(dev.sluice.server.http.LimitJson.FIELDS);
     List<String> top = new java.util.ArrayList<>();
     schema.at("/properties").fieldNames().forEachRemaining(top::add);
-    assertThat(top).containsExactlyInAnyOrder("version", "resources", "pools");
+    assertThat(top).containsExactlyInAnyOrder("version", "resources", "pools", "templates");
     assertThat(schema.at("/additionalProperties").asBoolean(true)).isFalse();
   }
 }
