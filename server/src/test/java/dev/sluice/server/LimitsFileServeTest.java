@@ -2,8 +2,13 @@ package dev.sluice.server;
 
 import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 
+import dev.sluice.client.Load;
+import dev.sluice.client.Permit;
+import dev.sluice.client.ResourceNotFoundException;
+import dev.sluice.client.SluiceClient;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
 import dev.sluice.server.limits.LimitsFileWatcher.Outcome;
@@ -11,6 +16,7 @@ import dev.sluice.server.redis.RedisProcess;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -51,6 +57,38 @@ class LimitsFileServeTest {
       Files.writeString(file, FILE.replace("concurrency: 10", "concurrency: 12"));
       await().atMost(Duration.ofSeconds(10)).until(() -> concurrency(server, "shop") == 12);
       assertThat(server.reloadLimitsFile()).isEqualTo(new Outcome(true, "no changes"));
+    }
+  }
+
+  /**
+   * A coordinator given nothing but a limits file serves its resources and every name its
+   * template matches, each with a cap of its own (2 at once), to a worker over its port; a name that no
+   * template matches is NOT_FOUND.
+   */
+  @Test
+  void aFileAloneServesItsResourcesAndEveryNameItsTemplatesMatch() throws Exception {
+    Path file = dir.resolve("limits.yaml");
+    Files.writeString(file, FILE + """
+        templates:
+          "customer:*":
+            concurrency: 2
+        """);
+    try (SluiceServer server = node(file, "data").build().start();
+        SluiceClient worker = SluiceClient.builder().target("127.0.0.1:" + server.port()).build()) {
+      worker.acquire("openai", Load.requests(1)).close();
+      List<Permit> held = new ArrayList<>();
+      int names = 500;
+      for (int i = 0; i < names; i++) {
+        String name = "customer:" + i;
+        held.add(worker.acquire(name, Load.requests(1)));
+        held.add(worker.acquire(name, Load.requests(1)));
+        assertThat(worker.tryAcquire(name, Load.requests(1), Duration.ZERO)).as("%s's own 2 at once are held", name)
+            .isEmpty();
+      }
+      assertThat(held).hasSize(2 * names);
+      held.forEach(Permit::close);
+      assertThatThrownBy(() -> worker.acquire("vendor:1", Load.requests(1)))
+          .isInstanceOf(ResourceNotFoundException.class);
     }
   }
 
