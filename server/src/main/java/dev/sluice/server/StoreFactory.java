@@ -13,6 +13,7 @@ import dev.sluice.server.engine.RedisEngine;
 import dev.sluice.server.engine.RedisStore;
 import dev.sluice.server.engine.Scheduler;
 import dev.sluice.server.engine.Ticker;
+import dev.sluice.server.limits.FileLimitHistory;
 import dev.sluice.server.limits.LimitHistory;
 import dev.sluice.server.limits.RedisLimitHistory;
 import dev.sluice.server.price.Prices;
@@ -94,7 +95,9 @@ final class StoreFactory {
       KeyStore keys = new FileKeyStore(s.dataDir());
       BufferHome buffers = (meters, targets, changes) -> BufferWiring.builder(changes).registry(meters).targets(targets)
           .sqlite(BufferWiring.sqliteFile(s.dataDir()), s.bufferFsync()).open();
-      return new Opened(engine, keys, null, buffers, Prices.inDataDir(s.dataDir()), LimitHistory.inMemory());
+      FileLimitHistory history = FileLimitHistory.inDataDir(s.dataDir());
+      closer.push("the limit history", history::close);
+      return new Opened(engine, keys, null, buffers, Prices.inDataDir(s.dataDir()), history);
     }
     // Wake-ups and deadlines make Redis calls: give them a few threads, not one.
     timers.setCorePoolSize(4);

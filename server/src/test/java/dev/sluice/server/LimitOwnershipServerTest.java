@@ -217,4 +217,24 @@ class LimitOwnershipServerTest {
           .at("/changes/0/who").asText()).isEqualTo("local");
     }
   }
+
+  /** The embedded store keeps the history in its data directory, as its limits: a restart keeps both. */
+  @Test
+  void theEmbeddedStoresHistoryOutlivesARestart() throws Exception {
+    SluiceServer.Builder node = SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0)
+        .dataDir(dir.resolve("data")).shutdownGrace(Duration.ZERO);
+    try (SluiceServer first = node.build().start()) {
+      assertThat(HttpCalls.call(first, "POST", "/v1/resources/shop/limit", "{\"concurrency\": 3}", null).statusCode())
+          .isEqualTo(200);
+      assertThat(HttpCalls.call(first, "POST", "/v1/resources/shop/limit", "{\"concurrency\": 4}", null).statusCode())
+          .isEqualTo(200);
+    }
+    try (SluiceServer second = node.build().start()) {
+      JsonNode changes = JSON.readTree(HttpCalls.call(second, "GET", "/v1/resources/shop/history", null, null).body())
+          .get("changes");
+      assertThat(changes).hasSize(2);
+      assertThat(changes.get(0).toString()).contains("3", "4");
+      assertThat(changes.get(1).get("who").asText()).isEqualTo("local");
+    }
+  }
 }

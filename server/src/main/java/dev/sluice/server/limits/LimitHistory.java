@@ -43,7 +43,7 @@ public interface LimitHistory {
   /** The last {@code n} changes of {@code resource}, newest first; empty if none are kept. */
   CompletableFuture<List<Entry>> recent(String resource, int n);
 
-  /** Kept in this process: the embedded store's (lost on restart, as its buckets are). */
+  /** Kept in this process only (tests; the embedded store keeps its own in a file, {@link FileLimitHistory}). */
   static LimitHistory inMemory() {
     return new InMemory(PER_RESOURCE, RESOURCES);
   }
@@ -98,6 +98,16 @@ public interface LimitHistory {
         }
       }
       return CompletableFuture.completedFuture(out);
+    }
+
+    /**
+     * Every change kept, resources from the one changed longest ago and each resource's changes
+     * oldest first: adding them in this order to an empty history gives this one back.
+     */
+    synchronized List<Map.Entry<String, Entry>> oldestFirst() {
+      List<Map.Entry<String, Entry>> out = new ArrayList<>();
+      byResource.forEach((resource, d) -> d.descendingIterator().forEachRemaining(e -> out.add(Map.entry(resource, e))));
+      return out;
     }
 
     /** How many resources have a history (tests of the cap). */
