@@ -27,6 +27,7 @@ import io.grpc.Context;
 import io.grpc.Deadline;
 import io.grpc.stub.ServerCallStreamObserver;
 import dev.sluice.server.http.PoolMeters;
+import dev.sluice.server.limits.LimitChanges;
 import dev.sluice.server.price.Costs;
 import io.grpc.stub.StreamObserver;
 import java.util.Map;
@@ -44,6 +45,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
   private final ConnectionWaiters waiters;
   private final Costs costs;
   private final PoolMeters poolMeters;
+  private final LimitChanges changes;
 
   CoordinatorService(Engine engine, long maxWaitNanos) {
     this(engine, maxWaitNanos, null);
@@ -61,6 +63,13 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
 
   /** @param poolMeters counts the pool grants handed over, per member */
   CoordinatorService(Engine engine, long maxWaitNanos, ConnectionWaiters waiters, Costs costs, PoolMeters poolMeters) {
+    this(engine, maxWaitNanos, waiters, costs, poolMeters, new LimitChanges(engine));
+  }
+
+  /** @param changes where a learned change of a limit is logged and kept, as any other */
+  CoordinatorService(Engine engine, long maxWaitNanos, ConnectionWaiters waiters, Costs costs, PoolMeters poolMeters,
+      LimitChanges changes) {
+    this.changes = changes;
     this.poolMeters = poolMeters;
     this.engine = engine;
     this.maxWaitNanos = maxWaitNanos;
@@ -210,7 +219,7 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
           Principal.checkResource(req.getResource());
           long retryAfter =
               req.hasRetryAfter() ? Protos.nanos(req.getRetryAfter(), "retry_after") : 1_000_000_000L;
-          return engine.report(req.getResource(), req.getThrottled(), retryAfter, req.getRemainingMap(),
+          return changes.report(req.getResource(), req.getThrottled(), retryAfter, req.getRemainingMap(),
               req.getLimitsMap(), System.currentTimeMillis());
         },
         paused -> {

@@ -615,7 +615,7 @@ public final class SluiceServer implements AutoCloseable {
               .permitKeepAliveTime(500, TimeUnit.MILLISECONDS)
               .permitKeepAliveWithoutCalls(true)
               .addService(new CoordinatorService(engine, maxWait.toNanos(), connectionWaiters,
-                  new dev.sluice.server.price.Costs(engine, prices), poolMeters))
+                  new dev.sluice.server.price.Costs(engine, prices), poolMeters, limitChanges))
               .addService(new AdminService(engine, adminExecutor, new KeyAdmin(keys, System::currentTimeMillis), buffers,
                   prices, tenantShares, limitChanges))
               .intercept(connectionWaiters)

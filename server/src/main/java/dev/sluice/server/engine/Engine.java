@@ -127,6 +127,29 @@ public interface Engine extends AutoCloseable {
   default CompletableFuture<Long> report(
       String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining,
       Map<String, Long> limits, long wallMillis) {
+    return reportLearning(resource, throttled, retryAfterNanos, remaining, limits, wallMillis).thenApply(l -> {
+      if (l.after() != null) {
+        LearnSpec.logged(l.before(), l.after());
+      }
+      return l.paused();
+    });
+  }
+
+  /**
+   * What a report that carried the provider's limits did: how long the resource is now paused
+   * for (as {@link #report(String, boolean, long, Map)} answers), and, when the learned rates
+   * changed the limit, the limit before and after (else both null).
+   */
+  record Learned(long paused, LimitSpec before, LimitSpec after) {}
+
+  /**
+   * {@link #report(String, boolean, long, Map, Map, long)} without its log line, answering what
+   * changed: for callers that log and keep the change themselves (the server's limit changes,
+   * with their audit line and history).
+   */
+  default CompletableFuture<Learned> reportLearning(
+      String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining,
+      Map<String, Long> limits, long wallMillis) {
     for (Map.Entry<String, Long> e : limits.entrySet()) {
       if (e.getValue() == null || e.getValue() < 0 || e.getValue() > Validation.MAX_UNITS) {
         return CompletableFuture.failedFuture(EngineException.invalid(
@@ -136,16 +159,15 @@ public interface Engine extends AutoCloseable {
     }
     CompletableFuture<Long> paused = report(resource, throttled, retryAfterNanos, remaining);
     if (limits.isEmpty()) {
-      return paused;
+      return paused.thenApply(p -> new Learned(p, null, null));
     }
     return paused.thenCompose(
         p -> getLimit(resource).thenCompose(
             stored -> {
               LimitSpec next = stored.map(s -> LearnSpec.apply(s, limits, wallMillis)).orElse(null);
-              return next == null ? CompletableFuture.completedFuture(p) : setLimit(next).thenApply(created -> {
-                LearnSpec.logged(stored.get(), next);
-                return p;
-              });
+              return next == null
+                  ? CompletableFuture.completedFuture(new Learned(p, null, null))
+                  : setLimit(next).thenApply(created -> new Learned(p, stored.get(), next));
             }));
   }
 

@@ -391,11 +391,11 @@ public final class PoolEngine implements Engine {
   }
 
   @Override
-  public CompletableFuture<Long> report(
+  public CompletableFuture<Learned> reportLearning(
       String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining,
       Map<String, Long> limits, long wallMillis) {
     return pool(resource).thenCompose(p -> p.isEmpty()
-        ? store.report(resource, throttled, retryAfterNanos, remaining, limits, wallMillis)
+        ? store.reportLearning(resource, throttled, retryAfterNanos, remaining, limits, wallMillis)
         : CompletableFuture.failedFuture(reportOnPool(p.get())));
   }
 

@@ -342,7 +342,7 @@ final class JsonApi {
     Map<String, Long> remaining = body.hasNonNull("remaining") ? load(body.get("remaining"), "remaining") : Map.of();
     Map<String, Long> limits = body.hasNonNull("limits") ? load(body.get("limits"), "limits") : Map.of();
     who.ifPresent(p -> p.check(resource));
-    answer(x, engine.report(resource, throttled, retryAfter, remaining, limits, System.currentTimeMillis()), paused -> {
+    answer(x, changes().report(resource, throttled, retryAfter, remaining, limits, System.currentTimeMillis()), paused -> {
       ObjectNode o = Views.JSON.createObjectNode();
       o.put("pausedForSeconds", paused / 1e9);
       x.json(HttpResponseStatus.OK, o);

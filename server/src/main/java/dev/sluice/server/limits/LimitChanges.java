@@ -111,6 +111,22 @@ public final class LimitChanges {
     return engine.getLimit(resource).thenApply(had -> had.orElse(null));
   }
 
+  /**
+   * A report from a worker ({@code Report} over gRPC, {@code POST .../report} over HTTP): for a
+   * limit that learns from the provider's headers, a change of its rates gets the audit line and
+   * the history entry of any other change, by "learned from PROVIDER headers".
+   *
+   * @return how long the resource is now paused for, as {@link Engine#report} answers
+   */
+  public CompletableFuture<Long> report(String resource, boolean throttled, long retryAfterNanos,
+      java.util.Map<String, Long> remaining, java.util.Map<String, Long> limits, long wallMillis) {
+    return engine.reportLearning(resource, throttled, retryAfterNanos, remaining, limits, wallMillis)
+        .thenCompose(l -> l.after() == null
+            ? CompletableFuture.completedFuture(l.paused())
+            : recorded(resource, "learned from " + l.after().learn().provider() + " headers", l.before(),
+                engine.normalized(l.after())).thenApply(x -> l.paused()));
+  }
+
   /** The last {@code n} changes of {@code resource}, newest first. */
   public CompletableFuture<List<LimitHistory.Entry>> history(String resource, int n) {
     try {

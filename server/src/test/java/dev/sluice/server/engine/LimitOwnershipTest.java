@@ -362,4 +362,28 @@ class LimitOwnershipTest {
         .contains("limit taught changed by learning from openai headers: requests=60/PT1M:1 ")
         .contains("→ requests=600/PT1M:");
   }
+
+  /**
+   * A worker's report that teaches a learning limit new rates, through the server's limit changes
+   * (as the gRPC and HTTP ports send it): one audit line by "learned from openai headers", and the
+   * change kept in the history; a report that teaches nothing new adds neither.
+   */
+  @Test
+  void aLearnedChangeIsKeptInTheHistoryByItsProvider() {
+    sync(engine).setLimit(new LimitSpec("taught", List.of(new RateSpec("requests", 60, Duration.ofMinutes(1), 1)),
+        0, 0, null, new LearnSpec("openai", List.of(), 0, "")));
+    err.reset();
+    assertThat(changes.report("taught", false, 0, java.util.Map.of(), java.util.Map.of("requests", 600L), wall.get())
+        .join()).isZero();
+    changes.report("taught", false, 0, java.util.Map.of(), java.util.Map.of("requests", 600L), wall.get()).join();
+    List<LimitHistory.Entry> h = changes.history("taught", 10).join();
+    assertThat(h).singleElement().satisfies(e -> {
+      assertThat(e.who()).isEqualTo("learned from openai headers");
+      assertThat(e.action()).isEqualTo("changed");
+      assertThat(String.join("; ", e.changes())).contains("60").contains("600");
+    });
+    assertThat(logLines()).filteredOn(l -> l.contains("LimitChanges - limit taught")).singleElement().asString()
+        .contains("changed by learned from openai headers");
+    assertThat(logLines()).as("the engine's own line is not logged as well").noneMatch(l -> l.contains("changed by learning"));
+  }
 }
