@@ -57,7 +57,8 @@ class EngineDifferentialTest {
       Random random = new Random(seed);
       Lockstep.Setup setup = Lockstep.Setup.random(random);
       List<Lockstep.Step> script = Lockstep.script(random);
-      setup = setup.withRandomJitter(new Random(~seed)).withRandomPool(new Random(seed * 31 + 7));
+      setup = setup.withRandomJitter(new Random(~seed)).withRandomPool(new Random(seed * 31 + 7))
+          .withRandomHold(new Random(seed * 17 + 3));
       Lockstep.Result result = Lockstep.run(engines, "diff-" + names.incrementAndGet(), setup, script);
       if (result.divergence() != null) {
         List<Lockstep.Step> shortest = shrink(setup, script, names);
