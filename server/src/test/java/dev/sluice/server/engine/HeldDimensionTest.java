@@ -2,6 +2,7 @@ package dev.sluice.server.engine;
 
 import static dev.sluice.server.engine.SyncEngine.sync;
 import static org.assertj.core.api.Assertions.assertThat;
+import static dev.sluice.server.engine.EngineContractTest.assertInvalid;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import java.time.Duration;
@@ -61,13 +62,6 @@ class HeldDimensionTest {
 
   private double available(String name) {
     return sync(engine).stats(name).available().get("tok");
-  }
-
-  private static void assertInvalid(Runnable r, String text) {
-    assertThatThrownBy(r::run)
-        .isInstanceOfSatisfying(
-            EngineException.class, e -> assertThat(e.reason()).isEqualTo(EngineException.Reason.INVALID))
-        .hasMessageContaining(text);
   }
 
   @Test
