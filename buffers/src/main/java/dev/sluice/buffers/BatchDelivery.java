@@ -39,6 +39,16 @@ import org.slf4j.LoggerFactory;
  * may have been created just before the crash, so the provider's batches are listed and the one
  * whose {@code sluice_batch} tag names it is polled; if none does, the items go back to pending.
  * Results land exactly once: an item's outcome is written only while it is still in its batch.
+ *
+ * <p>Room in the provider's queue: when the buffer's resource limits {@code enqueued_tokens}, a
+ * batch acquires its estimated input tokens before its upload and holds that permit until the
+ * batch ends; its end releases it. When the dimension is held ({@code --hold
+ * enqueued_tokens=N}, a cap), the permit's lease is renewed every third of it (a batch outlives
+ * any lease), so the room comes back exactly when the batch ends.
+ * A permit lost meanwhile (its lease ran out through an outage) and a batch resumed after a
+ * restart acquire their room again, in line, while the batch runs on: the queue is accounted
+ * for again, late rather than never. A run this node no longer moves (the buffer deleted, or
+ * owned elsewhere) releases its room; whoever resumes the batch acquires it again.
  */
 final class BatchDelivery {
 
@@ -82,6 +92,10 @@ final class BatchDelivery {
     String inputFile;
     String providerId;
     String permit;
+    /** The room it holds in enqueued tokens (0: none, the resource does not limit them). */
+    long heldTokens;
+    /** Set when the batch ended: a room acquired after that is released at once. */
+    boolean ended;
     int failures;
     /** A cancel was asked of a batch that outlived its window (a provider that never finishes). */
     boolean cancelAsked;
@@ -261,10 +275,16 @@ final class BatchDelivery {
     Buffer b = run.buffer;
     String resource = b.spec.pacingResource();
     String requestId = "batch-" + run.seq + "-" + Long.toString(ThreadLocalRandom.current().nextLong(Long.MAX_VALUE), 36);
+    boolean[] held = {false};
     permits.hasDimension(resource, ENQUEUED_TOKENS)
+        .thenCombine(permits.holdsDimension(resource, ENQUEUED_TOKENS), (has, holds) -> {
+          held[0] = holds;
+          return has;
+        })
         .thenCompose(has -> permits.acquire(resource, has ? Map.of(ENQUEUED_TOKENS, estimate) : Map.of("requests", 1L),
             ACQUIRE_TIMEOUT, requestId))
         .whenComplete((permit, error) -> guarded(b, () -> {
+          boolean holds = held[0];
           if (!live(run)) {
             if (permit != null) {
               permit.ifPresent(p -> permits.release(resource, p, true));
@@ -280,8 +300,103 @@ final class BatchDelivery {
             return;
           }
           run.permit = permit.get();
+          if (holds) {
+            run.heldTokens = estimate;
+            keepRoom(run, resource, run.permit);
+          }
           upload(run, jsonl);
         }));
+  }
+
+  /**
+   * Renews the lease of the permit holding {@code run}'s room every third of the lease, while the
+   * batch is open and this node moves it. A permit that is gone (its lease ran out: an outage
+   * longer than the lease) is acquired again; a run no longer live lets its room go.
+   */
+  private void keepRoom(Run run, String resource, String permit) {
+    synchronized (run) {
+      if (run.ended || !permit.equals(run.permit)) {
+        return; // released with the batch's end, or replaced
+      }
+      if (!live(run)) {
+        run.permit = null;
+        permits.release(resource, permit, true);
+        return;
+      }
+    }
+    permits.renew(resource, permit).whenComplete((lease, error) -> guarded(run.buffer, () -> {
+      if (error != null) {
+        log.warn("buffer {} batch {}: renewing its room on {} failed: {}; trying again in 5 s",
+            run.buffer.spec.name(), run.seq, resource, Delivery.cause(error).getMessage());
+        clock.schedule(() -> keepRoom(run, resource, permit), 5_000);
+        return;
+      }
+      if (lease.isEmpty()) {
+        synchronized (run) {
+          if (run.ended || !permit.equals(run.permit)) {
+            return;
+          }
+          run.permit = null;
+        }
+        log.warn("buffer {} batch {}: its room on {} was lost (the permit's lease ran out); acquiring {} enqueued"
+            + " tokens again while it runs", run.buffer.spec.name(), run.seq, resource, run.heldTokens);
+        reacquireRoom(run, resource);
+        return;
+      }
+      clock.schedule(() -> keepRoom(run, resource, permit), Math.max(100, lease.get().toMillis() / 3));
+    }));
+  }
+
+  /** Acquires {@code run}'s room again (its permit was lost, or the node restarted), in line. */
+  private void reacquireRoom(Run run, String resource) {
+    String requestId = "batch-" + run.seq + "-" + Long.toString(ThreadLocalRandom.current().nextLong(Long.MAX_VALUE), 36);
+    permits.acquire(resource, Map.of(ENQUEUED_TOKENS, run.heldTokens), ACQUIRE_TIMEOUT, requestId)
+        .whenComplete((permit, error) -> guarded(run.buffer, () -> {
+          if (error != null || permit.isEmpty()) {
+            synchronized (run) {
+              if (run.ended || !live(run)) {
+                permit.ifPresent(p -> permits.release(resource, p, true));
+                return;
+              }
+            }
+            clock.schedule(() -> reacquireRoom(run, resource), error != null ? 5_000 : 0);
+            return;
+          }
+          synchronized (run) {
+            if (run.ended || !live(run)) {
+              permits.release(resource, permit.get(), true);
+              return;
+            }
+            run.permit = permit.get();
+          }
+          keepRoom(run, resource, permit.get());
+        }));
+  }
+
+  /**
+   * A batch resumed after a restart held room that went with the restart (memory) or whose
+   * lease runs out (Redis): its room, estimated from its items as at its upload, is acquired
+   * again. Off the store's threads: reading the bodies is a store call.
+   */
+  private void reclaimRoom(Run run) {
+    String resource = run.buffer.spec.pacingResource();
+    permits.holdsDimension(resource, ENQUEUED_TOKENS).whenComplete((holds, error) -> {
+      if (error != null || !Boolean.TRUE.equals(holds)) {
+        return;
+      }
+      try {
+        files.execute(() -> guarded(run.buffer, () -> {
+          long tokens = 0;
+          for (byte[] body : backend.bodies(run.buffer.spec.name(), run.ids).values()) {
+            tokens += estimateTokens(body);
+          }
+          run.heldTokens = Math.max(1, tokens);
+          reacquireRoom(run, resource);
+        }));
+      } catch (java.util.concurrent.RejectedExecutionException e) {
+        // closing
+      }
+    });
   }
 
   /**
@@ -534,8 +649,14 @@ final class BatchDelivery {
         retry(run, "recording its results", error, () -> end(run, results, verdicts, requeued, now, requeueAt));
         return;
       }
-      if (run.permit != null) {
-        permits.release(b.spec.pacingResource(), run.permit, true); // the batch left the provider's queue
+      String held;
+      synchronized (run) {
+        run.ended = true;
+        held = run.permit;
+        run.permit = null;
+      }
+      if (held != null) {
+        permits.release(b.spec.pacingResource(), held, true); // the batch left the provider's queue
       }
       boolean anyFinished = false;
       synchronized (b) {
@@ -639,6 +760,7 @@ final class BatchDelivery {
             b.batches.put(run.seq, run.providerId);
           }
           log.info("buffer {} batch {}: polling {} again after the restart", b.spec.name(), run.seq, run.providerId);
+          reclaimRoom(run);
           poll(run, 0);
         }
         case "uploaded" -> recover(run, null);
@@ -669,6 +791,7 @@ final class BatchDelivery {
           run.buffer.batchAt(run.seq, "created", run.ids.size());
           log.info("buffer {} batch {}: found as {} by its tag after the restart", run.buffer.spec.name(), run.seq,
               run.providerId);
+          reclaimRoom(run);
           poll(run, 0);
           return;
         }

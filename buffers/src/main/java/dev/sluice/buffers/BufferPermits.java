@@ -47,8 +47,16 @@ public interface BufferPermits {
     return CompletableFuture.completedFuture(new Wait(0, 0));
   }
 
-  /** Whether {@code resource}'s limit has a rate on {@code dimension}. Default: false. */
+  /** Whether {@code resource}'s limit has {@code dimension}, as a rate or held. Default: false. */
   default CompletableFuture<Boolean> hasDimension(String resource, String dimension) {
+    return CompletableFuture.completedFuture(false);
+  }
+
+  /**
+   * Whether {@code resource}'s limit holds {@code dimension} (a cap on the sum over the permits
+   * alive at once, which comes back when a permit ends). Default: false.
+   */
+  default CompletableFuture<Boolean> holdsDimension(String resource, String dimension) {
     return CompletableFuture.completedFuture(false);
   }
 
@@ -57,6 +65,16 @@ public interface BufferPermits {
    * Fire and forget: a permit already ended is no error.
    */
   void release(String resource, String permitId, boolean unused);
+
+  /**
+   * Renews a permit's lease: completes with the lease it now runs for, or empty when the permit
+   * is gone (released, or its lease ran out). An openai-batch buffer holds its room in the
+   * provider's queue for the whole batch this way. Default: a lease of an hour (engines without
+   * leases).
+   */
+  default CompletableFuture<Optional<Duration>> renew(String resource, String permitId) {
+    return CompletableFuture.completedFuture(Optional.of(Duration.ofHours(1)));
+  }
 
   /** Upstream feedback: the endpoint answered 429, so the resource pauses for every worker. */
   CompletableFuture<?> throttled(String resource, Duration retryAfter);

@@ -52,7 +52,8 @@ final class LimitCommand implements Callable<Integer> {
               + " --floor search=40% --cap research=tokens=20000/min",
           "  sluice limit set openai --learn openai --learn-ceiling requests=500/min",
           "  sluice limit set 'customer:*' --rate requests=60/min   (a template: each customer:NAME"
-              + " gets its own bucket)"})
+              + " gets its own bucket)",
+          "  sluice limit set batch-queue --hold enqueued_tokens=2000000 --lease-ttl 10m"})
   static final class SetLimit implements Callable<Integer> {
     @Spec
     private CommandSpec spec;
@@ -79,6 +80,14 @@ final class LimitCommand implements Callable<Integer> {
     @Option(names = "--concurrency", paramLabel = "N",
         description = "Permits held at once; 0 (default) for no cap.")
     private long concurrency;
+
+    @Option(names = "--hold", paramLabel = "DIM=AMOUNT", converter = HoldConverter.class,
+        description = {
+            "A held dimension, repeatable: the permits alive at once hold at most AMOUNT of DIM"
+                + " (e.g. a provider's batch queue, enqueued_tokens=2000000).",
+            "An acquire waits in line until its load of DIM fits; the room comes back when its"
+                + " permit is released or its lease expires, never with time."})
+    private List<Hold> holds = new ArrayList<>();
 
     @Option(names = "--max-waiting", paramLabel = "N",
         description = "Waiting-room size; 0 (default) for the server's default.")
@@ -140,6 +149,7 @@ final class LimitCommand implements Callable<Integer> {
           .addAllRates(rates)
           .setConcurrency(concurrency)
           .setMaxWaiting(maxWaiting);
+      holds.forEach(h -> limit.putHolds(h.name(), h.amount()));
       if (leaseTtl != null) {
         limit.setLeaseTtl(Durations.toProto(leaseTtl));
       }
@@ -186,8 +196,8 @@ final class LimitCommand implements Callable<Integer> {
               + c.getName() + "=N/min or drop that ceiling");
         }
       }
-      if (rates.isEmpty() && concurrency == 0) {
-        throw usage("give at least one --rate or a --concurrency cap,"
+      if (rates.isEmpty() && concurrency == 0 && holds.isEmpty()) {
+        throw usage("give at least one --rate, a --concurrency cap or a --hold,"
             + " e.g. --rate " + Rates.EXAMPLE.replace(" or ", " --rate "));
       }
       Set<String> names = new HashSet<>();
@@ -195,6 +205,12 @@ final class LimitCommand implements Callable<Integer> {
         if (!names.add(r.getName())) {
           throw usage("dimension '" + r.getName() + "' is given twice; give each --rate"
               + " dimension once");
+        }
+      }
+      for (Hold h : holds) {
+        if (!names.add(h.name())) {
+          throw usage("dimension '" + h.name() + "' is given twice (--rate or --hold); a dimension is either a"
+              + " rate or held, once");
         }
       }
       if (concurrency < 0) {
@@ -213,6 +229,27 @@ final class LimitCommand implements Callable<Integer> {
     }
   }
 
+  /** A held dimension given on the command line ({@code --hold DIM=AMOUNT}). */
+  record Hold(String name, long amount) {}
+
+  /** Reads {@code DIM=AMOUNT}; the server checks the name and the range. */
+  static final class HoldConverter implements picocli.CommandLine.ITypeConverter<Hold> {
+    @Override
+    public Hold convert(String value) {
+      int eq = value.indexOf('=');
+      String problem = "--hold takes DIM=AMOUNT, a dimension and the most the permits alive at once may hold"
+          + " of it, e.g. enqueued_tokens=2000000; got '" + value + "'";
+      if (eq <= 0) {
+        throw new picocli.CommandLine.TypeConversionException(problem);
+      }
+      try {
+        return new Hold(value.substring(0, eq), Long.parseLong(value.substring(eq + 1).replace("_", "")));
+      } catch (NumberFormatException e) {
+        throw new picocli.CommandLine.TypeConversionException(problem);
+      }
+    }
+  }
+
   @Command(name = "get", mixinStandardHelpOptions = true,
       description = "Shows the limit of one resource (of a pool: its members; see sluice pool get).")
   static final class GetLimit implements Callable<Integer> {
@@ -228,9 +265,16 @@ final class LimitCommand implements Callable<Integer> {
     @Override
     public Integer call() {
       Limit limit;
+      java.util.Map<String, Double> available = null;
       try (AdminClient admin = client.connect()) {
         limit = admin.call(stub -> stub.getLimit(
             GetLimitRequest.newBuilder().setResource(resource).build()));
+        if (limit.getHoldsCount() > 0 && !output.json) {
+          // What the live permits hold now: each held dimension's cap less what is available.
+          var stats = admin.call(stub -> stub.getStats(
+              dev.sluice.proto.v1.GetStatsRequest.newBuilder().setResource(resource).build()));
+          available = stats.getResourcesCount() == 0 ? null : stats.getResources(0).getAvailableMap();
+        }
       }
       PrintWriter out = spec.commandLine().getOut();
       if (output.json) {
@@ -242,7 +286,7 @@ final class LimitCommand implements Callable<Integer> {
         if (!limit.getTemplate().isEmpty()) {
           out.println(resource + ": no limit of its own, from template '" + limit.getTemplate() + "'");
         }
-        Output.printLimit(out, limit);
+        Output.printLimit(out, limit, available);
       }
       return 0;
     }

@@ -39,6 +39,14 @@ final class Output {
 
   /** A limit as an aligned block, rates in the syntax {@code limit set --rate} reads. */
   static void printLimit(PrintWriter out, Limit limit) {
+    printLimit(out, limit, null);
+  }
+
+  /**
+   * A limit as a table; with {@code available} (its stats), each held dimension shows what the
+   * live permits hold now.
+   */
+  static void printLimit(PrintWriter out, Limit limit, java.util.Map<String, Double> available) {
     Table t = new Table("resource", limit.getResource());
     boolean jitter = limit.hasJitter() && (limit.getJitter().getSeconds() != 0 || limit.getJitter().getNanos() != 0);
     for (RateDimension r : limit.getRatesList()) {
@@ -50,6 +58,11 @@ final class Output {
     }
     t.row("jitter", jitter ? human(limit.getJitter()) : "0 (rates scheduled as set)");
     t.row("concurrency", limit.getConcurrency() == 0 ? "no cap" : limit.getConcurrency());
+    new java.util.TreeMap<>(limit.getHoldsMap()).forEach((dim, cap) -> {
+      Double free = available == null ? null : available.get(dim);
+      t.row("held", dim + " at most " + cap + " at once"
+          + (free == null ? "" : ", held now " + Math.round(cap - free) + " (" + Math.round(free) + " free)"));
+    });
     t.row("max waiting", limit.getMaxWaiting() == 0 ? "server default" : limit.getMaxWaiting());
     t.row("lease ttl", limit.hasLeaseTtl() ? Durations.format(limit.getLeaseTtl()) : "server default");
     Tenants.rows(t, limit);

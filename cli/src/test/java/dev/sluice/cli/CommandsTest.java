@@ -72,6 +72,30 @@ class CommandsTest {
   }
 
   @Test
+  void aHeldDimensionIsSetAndGetShowsWhatIsHeld() throws Exception {
+    CliRun set = sluice("limit", "set", "held-test", "--hold", "enqueued_tokens=2000000", "--lease-ttl", "10m");
+    assertThat(set.exit()).as(set.err()).isZero();
+    assertThat(set.out()).containsPattern("held +enqueued_tokens at most 2000000 at once");
+    CliRun get = sluice("limit", "get", "held-test");
+    assertThat(get.exit()).as(get.err()).isZero();
+    assertThat(get.out()).containsPattern("held +enqueued_tokens at most 2000000 at once, held now 0 \\(2000000 free\\)");
+    CliRun json = sluice("limit", "get", "held-test", "--json");
+    Limit.Builder limit = Limit.newBuilder();
+    JsonFormat.parser().merge(json.out(), limit);
+    assertThat(limit.getHoldsMap()).containsEntry("enqueued_tokens", 2_000_000L);
+
+    CliRun bad = sluice("limit", "set", "held-test", "--hold", "enqueued_tokens");
+    assertThat(bad.exit()).isEqualTo(2);
+    assertThat(bad.err()).contains("--hold takes DIM=AMOUNT");
+    CliRun twice = sluice("limit", "set", "held-test", "--rate", "t=1/s", "--hold", "t=5");
+    assertThat(twice.exit()).isEqualTo(2);
+    assertThat(twice.err()).contains("dimension 't' is given twice (--rate or --hold)");
+    CliRun zero = sluice("limit", "set", "held-test", "--hold", "t=0");
+    assertThat(zero.exit()).isNotZero();
+    assertThat(zero.err()).contains("held t=0 on 'held-test' is out of range: use 1 to");
+  }
+
+  @Test
   void setJsonIsTheSetLimitResponse() throws Exception {
     CliRun run = sluice("limit", "set", "json-set", "--rate", "requests=60/h:10", "--json");
     assertThat(run.exit()).as(run.err()).isZero();

@@ -38,7 +38,7 @@ class UsageTest {
       "limt                                        | Unmatched argument at index 0: 'limt'; did you mean limit?",
       "limit                                       | missing subcommand: set, get, list, delete, apply, export or history",
       "limit get                                   | Missing required parameter: 'NAME'",
-      "limit set openai                            | give at least one --rate or a --concurrency cap",
+      "limit set openai                            | give at least one --rate, a --concurrency cap or a --hold",
       "limit set openai --rate requests=1/s --rate requests=2/s | dimension 'requests' is given twice",
       "limit set openai --concurrency lots         | invalid value for --concurrency: 'lots' is not a long",
       "limit set openai --concurrency -1           | --concurrency must be >= 0",

@@ -68,6 +68,12 @@ class BatchBufferTest {
   }
 
   private void start() throws Exception {
+    start(10_000_000, new LimitSpec("openai-batch", List.of(new RateSpec("enqueued_tokens",
+        5_000_000, Duration.ofMinutes(1), 5_000_000)), 0, 10_000, Duration.ofHours(1)));
+  }
+
+  /** A mock whose batch queue takes {@code queueTokens}, and a coordinator with {@code limit}. */
+  private void start(long queueTokens, LimitSpec limit) throws Exception {
     if (store == Store.REDIS) {
       if (redis == null) {
         redis = RedisProcess.start();
@@ -75,12 +81,11 @@ class BatchBufferTest {
       redis.flushAll();
     }
     mock = MockOpenAi.builder().latency(Duration.ZERO, Duration.ZERO).batchProcessing(Duration.ofMillis(500))
-        .batchQueueTokens(10_000_000).build().start();
+        .batchQueueTokens(queueTokens).build().start();
     server = coordinator();
-    // The provider's batch queue as a resource: enqueued tokens. A new limit's bucket starts
-    // empty and fills at its rate, so the test's fills in a minute, not in the 24 h window.
-    ServerTestHooks.engine(server).setLimit(new LimitSpec("openai-batch", List.of(new RateSpec("enqueued_tokens",
-        5_000_000, Duration.ofMinutes(1), 5_000_000)), 0, 10_000, Duration.ofHours(1))).join();
+    // The provider's batch queue as a resource: enqueued tokens. As a rate (the default here), a
+    // new limit's bucket starts empty and fills at its rate, so the test's fills in a minute.
+    ServerTestHooks.engine(server).setLimit(limit).join();
   }
 
   @AfterEach
@@ -196,6 +201,50 @@ class BatchBufferTest {
         .isEqualTo(providerBatches().size());
     assertThat(metrics()).contains("sluice_buffer_batch_items{buffer=\"nightly\"} 0.0");
     assertThat(mock.stats().admitted()).isZero(); // nothing went to the live endpoint
+  }
+
+  /**
+   * Two batch buffers share one resource whose {@code enqueued_tokens} is held, capped at the
+   * provider's queue limit: their batches (each over half the cap) never sit in the queue
+   * together, so the provider never refuses one; the second waits for room, which comes back
+   * when the first ends. Leases of 1 s against batches of 3 s: the room is held by renewing.
+   */
+  @Test
+  void batchBuffersSharingAHeldQueueNeverEnqueuePastItAndWaitForRoom() throws Exception {
+    // 100 items are 4 050 estimated tokens (bytes / 4) and fewer counted by the provider: one
+    // batch fits the cap, and two together would pass the provider's limit.
+    long cap = 4_500;
+    long counted = 0;
+    for (int i = 0; i < 100; i++) {
+      counted += TokenEstimator.promptTokens(List.of(new TokenEstimator.Message("user", words(i % 40 + 1))));
+    }
+    assertThat(2 * counted).as("two batches in the queue at once would be refused").isGreaterThan(cap);
+    start(cap, new LimitSpec("openai-batch", List.of(), 0, 10_000, Duration.ofSeconds(1))
+        .withHolds(java.util.Map.of("enqueued_tokens", cap)));
+    mock.batchProcessing(Duration.ofSeconds(3));
+    ok("POST", "/v1/buffers", buffer("night-a", ""));
+    ok("POST", "/v1/buffers", buffer("night-b", ""));
+    push("night-a", 0, 100, BatchBufferTest::chat);
+    push("night-b", 0, 100, BatchBufferTest::chat);
+    awaitFinished("night-a", 100);
+    awaitFinished("night-b", 100);
+
+    assertThat(ok("GET", "/v1/buffers/night-a", null).get("stats").get("completed").asLong()).isEqualTo(100);
+    assertThat(ok("GET", "/v1/buffers/night-b", null).get("stats").get("completed").asLong()).isEqualTo(100);
+    JsonNode batches = providerBatches();
+    assertThat(batches).as("one batch per buffer, none refused for the queue").hasSize(2)
+        .allSatisfy(b -> assertThat(b.get("status").asText()).as(b.toString()).isEqualTo("completed"));
+    var engine = ServerTestHooks.engine(server);
+    await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> {
+      var stats = engine.stats("openai-batch").join();
+      assertThat(stats.available().get("enqueued_tokens")).as("the room came back").isEqualTo((double) cap);
+      assertThat(stats.inFlight()).isZero();
+    });
+    var stats = engine.stats("openai-batch").join();
+    assertThat(stats.expired()).as("held by renewing, never lost to a lease").isZero();
+    assertThat(stats.granted()).isEqualTo(2);
+    assertThat(stats.waitP99Seconds()).as("the second batch waited for the first to end").isGreaterThan(1.0);
+    assertThat(mock.batchEnqueuedTokens("gpt-4o-mini")).isZero();
   }
 
   @Test
@@ -376,6 +425,38 @@ class BatchBufferTest {
       assertThat(x.get("attempts").asInt()).isEqualTo(1);
       assertThat(x.get("history").toString()).containsOnlyOnce("HTTP 200");
     }
+  }
+
+  /**
+   * A restart while a batch holds room in a held queue: the resumed batch acquires its room
+   * again (the memory store lost the permit; on Redis the old one's lease runs out) and holds it
+   * until the batch ends, when all of it comes back.
+   */
+  @Test
+  void aBatchResumedAfterARestartHoldsItsRoomAgainUntilItEnds() throws Exception {
+    long cap = 4_500;
+    start(cap, new LimitSpec("openai-batch", List.of(), 0, 10_000, Duration.ofSeconds(1))
+        .withHolds(java.util.Map.of("enqueued_tokens", cap)));
+    mock.batchProcessing(Duration.ofSeconds(8));
+    ok("POST", "/v1/buffers", buffer("durable", ", \"maxBatchItems\": 50"));
+    push("durable", 0, 50, BatchBufferTest::chat);
+    await().atMost(Duration.ofSeconds(20)).untilAsserted(() -> assertThat(providerBatches()).hasSize(1));
+    server.close();
+    server = coordinator();
+    var engine = ServerTestHooks.engine(server);
+    // Granted again: one grant on a fresh memory engine, the second one Redis counts.
+    long grants = store == Store.REDIS ? 2 : 1;
+    await().atMost(Duration.ofSeconds(20)).untilAsserted(() ->
+        assertThat(engine.stats("openai-batch").join().granted()).isEqualTo(grants));
+    assertThat(engine.stats("openai-batch").join().available().get("enqueued_tokens"))
+        .as("the resumed batch holds its room").isLessThan((double) cap);
+    awaitFinished("durable", 50);
+    await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> {
+      var stats = engine.stats("openai-batch").join();
+      assertThat(stats.available().get("enqueued_tokens")).as("all of it came back").isEqualTo((double) cap);
+      assertThat(stats.inFlight()).isZero();
+    });
+    assertThat(providerBatches()).hasSize(1);
   }
 
   /**

@@ -149,7 +149,20 @@ public final class BufferWiring {
 
     @Override
     public CompletableFuture<Boolean> hasDimension(String resource, String dimension) {
-      return engine.getLimit(resource).thenApply(l -> l.isPresent() && l.get().rate(dimension) != null);
+      return engine.getLimit(resource).thenApply(l -> l.isPresent()
+          && (l.get().rate(dimension) != null || l.get().holds().containsKey(dimension)));
+    }
+
+    @Override
+    public CompletableFuture<Boolean> holdsDimension(String resource, String dimension) {
+      return engine.getLimit(resource).thenApply(l -> l.isPresent() && l.get().holds().containsKey(dimension));
+    }
+
+    @Override
+    public CompletableFuture<Optional<Duration>> renew(String resource, String permitId) {
+      return engine.renew(resource, List.of(permitId)).thenCompose(expired -> expired.isEmpty()
+          ? engine.leaseTtlNanos(resource).thenApply(n -> Optional.of(Duration.ofNanos(n)))
+          : CompletableFuture.completedFuture(Optional.<Duration>empty()));
     }
 
     @Override

@@ -109,7 +109,7 @@ final class Protos {
         l.hasJitter() ? javaDuration(l.getJitter(), "jitter") : null,
         new TenantPolicy(l.getSharesMap(), l.getFloorsMap(), caps),
         l.hasLearn() ? learn(l.getLearn()) : null,
-        l.getMembersList());
+        l.getMembersList()).withHolds(new java.util.TreeMap<>(l.getHoldsMap()));
   }
 
   private static List<RateSpec> rates(List<RateDimension> in) {
@@ -185,6 +185,7 @@ final class Protos {
       b.setLearn(learn(s.learn()));
     }
     b.addAllMembers(s.members());
+    b.putAllHolds(s.holds());
     return b.build();
   }
 

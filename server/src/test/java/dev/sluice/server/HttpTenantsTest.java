@@ -148,6 +148,29 @@ class HttpTenantsTest {
   }
 
   @Test
+  void aHeldDimensionIsSetOverHttpReadBackWithWhatIsHeldAndSentBackAsRead() throws Exception {
+    HttpResponse<String> set = post("/v1/resources/queue/limit",
+        "{\"holds\": {\"enqueued_tokens\": 2000000}, \"lease\": \"10m\"}", null);
+    assertThat(set.statusCode()).as(set.body()).isEqualTo(200);
+    JsonNode read = JSON.readTree(get("/v1/resources/queue", null).body());
+    assertThat(read.get("limit").get("holds").get("enqueued_tokens").asLong()).isEqualTo(2_000_000L);
+    assertThat(read.get("held").get("enqueued_tokens").asDouble()).isEqualTo(0.0);
+    assertThat(read.get("available").get("enqueued_tokens").asDouble()).isEqualTo(2_000_000.0);
+    Limit grpc = admin(null).getLimit(GetLimitRequest.newBuilder().setResource("queue").build());
+    assertThat(grpc.getHoldsMap()).isEqualTo(Map.of("enqueued_tokens", 2_000_000L));
+    HttpResponse<String> again = post("/v1/resources/queue/limit", read.get("limit").toString(), null);
+    assertThat(again.statusCode()).as(again.body()).isEqualTo(200);
+    assertThat(JSON.readTree(again.body()).get("created").asBoolean()).isFalse();
+
+    refused(post("/v1/resources/queue/limit", "{\"holds\": [5]}", null), 400, "INVALID_ARGUMENT",
+        "holds must be an object of dimension");
+    refused(post("/v1/resources/queue/limit", "{\"holds\": {\"q\": 1.5}}", null), 400, "INVALID_ARGUMENT",
+        "holds.q is 1.5: give a whole number");
+    refused(post("/v1/resources/queue/limit", "{\"holds\": {\"q\": 0}}", null), 400, "INVALID_ARGUMENT",
+        "held q=0 on 'queue' is out of range");
+  }
+
+  @Test
   void theEnginesRangeChecksAndBadShapesAre400WithTheirMessage() throws Exception {
     String rates = "\"rates\": [{\"dimension\": \"tokens\", \"amount\": 6000, \"period\": \"1m\"}]";
     refused(post("/v1/resources/t/limit", "{" + rates + ", \"floors\": {\"a\": 0.7, \"b\": 0.6}}", null), 400,

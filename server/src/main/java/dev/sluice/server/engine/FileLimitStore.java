@@ -74,7 +74,9 @@ public final class FileLimitStore implements LimitStore {
       @com.fasterxml.jackson.annotation.JsonInclude(com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
           List<String> members,
       @com.fasterxml.jackson.annotation.JsonInclude(com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
-          FileOwner owner) {}
+          FileOwner owner,
+      @com.fasterxml.jackson.annotation.JsonInclude(com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
+          java.util.Map<String, Long> holds) {}
 
   /** The limits file that manages a limit; absent for one set by hand (and in older files). */
   record FileOwner(String file, String sha256, boolean overridden) {}
@@ -142,7 +144,8 @@ public final class FileLimitStore implements LimitStore {
               tenants(l.tenants()),
               learn(l.learn(), i),
               l.members(),
-              owner(l.owner(), i));
+              owner(l.owner(), i),
+              l.holds()); // absent in files written before held dimensions existed: none
       try {
         // Templates are stored beside the limits, under their patterns.
         out.add(Validation.limit(spec, l.maxWaiting() == 0 ? 1 : l.maxWaiting(), spec.leaseTtl(),
@@ -253,7 +256,8 @@ public final class FileLimitStore implements LimitStore {
                         fileLearn(l.learn()),
                         l.isPool() ? l.members() : null,
                         l.owner() == null ? null
-                            : new FileOwner(l.owner().file(), l.owner().sha256(), l.owner().overridden()))));
+                            : new FileOwner(l.owner().file(), l.owner().sha256(), l.owner().overridden()),
+                        l.holds().isEmpty() ? null : l.holds())));
     byte[] bytes = json.writeValueAsBytes(new FileContent(FORMAT_VERSION, out));
     DataFiles.writeAtomically(dir, file, bytes);
   }

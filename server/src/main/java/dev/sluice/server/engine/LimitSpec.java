@@ -2,6 +2,7 @@ package dev.sluice.server.engine;
 
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 
 /**
  * What a resource allows. Immutable; built and checked by {@link Validation#limit}.
@@ -21,6 +22,9 @@ import java.util.List;
  * @param members for a pool, the resources it grants from, in order (empty for a resource of
  *     its own): a pool has no rates of its own; {@link PoolEngine} routes its acquires
  * @param owner the limits file that manages this limit, or null for one set by hand
+ * @param holds held dimensions: each caps the sum of its dimension over the permits held at
+ *     once (a weighted semaphore: what a permit holds comes back when it ends, never with time);
+ *     names apart from the rates', in the order given
  */
 public record LimitSpec(
     String resource,
@@ -32,12 +36,21 @@ public record LimitSpec(
     TenantPolicy tenants,
     LearnSpec learn,
     List<String> members,
-    LimitOwner owner) {
+    LimitOwner owner,
+    Map<String, Long> holds) {
 
   public LimitSpec {
     rates = List.copyOf(rates);
+    holds = holds == null ? Map.of() : java.util.Collections.unmodifiableMap(new java.util.LinkedHashMap<>(holds));
     tenants = tenants == null ? TenantPolicy.NONE : tenants;
     members = members == null ? List.of() : List.copyOf(members);
+  }
+
+  /** A limit without held dimensions. */
+  public LimitSpec(
+      String resource, List<RateSpec> rates, long concurrency, int maxWaiting, Duration leaseTtl, Duration jitter,
+      TenantPolicy tenants, LearnSpec learn, List<String> members, LimitOwner owner) {
+    this(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members, owner, Map.of());
   }
 
   /** A limit no limits file manages. */
@@ -105,22 +118,27 @@ public record LimitSpec(
 
   /** This limit with other learn settings. */
   public LimitSpec withLearn(LearnSpec learn) {
-    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members, owner);
+    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members, owner, holds);
   }
 
   /** This limit with another tenant policy. */
   public LimitSpec withTenants(TenantPolicy tenants) {
-    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members, owner);
+    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members, owner, holds);
   }
 
   /** This limit with other rates and learn settings (a learned change). */
   LimitSpec withRates(List<RateSpec> rates, LearnSpec learn) {
-    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members, owner);
+    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members, owner, holds);
   }
 
   /** This limit managed by {@code owner} (null: by hand). */
   public LimitSpec withOwner(LimitOwner owner) {
-    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members, owner);
+    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members, owner, holds);
+  }
+
+  /** This limit with other held dimensions (see {@link #holds}). */
+  public LimitSpec withHolds(Map<String, Long> holds) {
+    return new LimitSpec(resource, rates, concurrency, maxWaiting, leaseTtl, jitter, tenants, learn, members, owner, holds);
   }
 
   /** The dimension with this name, or null. */

@@ -845,6 +845,7 @@ public final class MemoryEngine extends ImmediateEngine {
     if (spec.concurrency() > 0) {
       b.append("concurrency=").append(spec.concurrency()).append(' ');
     }
+    spec.holds().forEach((d, cap) -> b.append("hold ").append(d).append('=').append(cap).append(' '));
     b.append("max-waiting=").append(spec.maxWaiting()).append(" lease=").append(spec.leaseTtl());
     if (spec.jitterNanos() > 0) {
       b.append(" jitter=").append(Durations.format(spec.jitter()));
@@ -1094,6 +1095,9 @@ public final class MemoryEngine extends ImmediateEngine {
     for (int i = 0; i < s.dims.length; i++) {
       available.put(s.dims[i], s.level[i]);
       used.put(s.dims[i], s.used[i]);
+    }
+    for (int i = 0; i < s.heldDims.length; i++) {
+      available.put(s.heldDims[i], (double) (s.heldCap[i] - s.held[i]));
     }
     Map<Lane, Integer> waiting = new EnumMap<>(Lane.class);
     for (Lane lane : Lane.values()) {

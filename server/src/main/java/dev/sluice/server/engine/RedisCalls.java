@@ -341,7 +341,9 @@ final class RedisCalls {
     Map<String, Long> rejected = new TreeMap<>();
     Map<String, Double> used = new LinkedHashMap<>();
     for (String d : available.keySet()) {
-      used.put(d, 0.0);
+      if (!spec.holds().containsKey(d)) { // a held dimension's available is its cap less what is held
+        used.put(d, 0.0);
+      }
     }
     Map<String, Map<String, Double>> tenantUsed = new TreeMap<>();
     Map<String, Integer> tenantWaiting = new TreeMap<>();

@@ -298,6 +298,10 @@ final class RedisLimits {
       f.put("b:" + r.name(), Long.toString(r.burst()));
     }
     f.put("conc", Long.toString(s.concurrency()));
+    if (!s.holds().isEmpty()) {
+      // Absent means none (limits stored before held dimensions existed); the script reads it.
+      f.put("hold", String.join(",", s.holds().entrySet().stream().map(e -> e.getKey() + "=" + e.getValue()).toList()));
+    }
     f.put("lease", Long.toString(s.leaseTtl().toNanos() / 1000));
     f.put("maxw", Integer.toString(s.maxWaiting()));
     if (s.jitterNanos() > 0) {
@@ -406,6 +410,15 @@ final class RedisLimits {
             f.containsKey("own:file")
                 ? new LimitOwner(f.get("own:file"), f.getOrDefault("own:sha", ""), f.containsKey("own:hand"))
                 : null);
+    String hold = f.getOrDefault("hold", "");
+    if (!hold.isEmpty()) {
+      Map<String, Long> holds = new LinkedHashMap<>();
+      for (String kv : hold.split(",")) {
+        int eq = kv.indexOf('=');
+        holds.put(kv.substring(0, eq), Long.parseLong(kv.substring(eq + 1)));
+      }
+      spec = spec.withHolds(holds);
+    }
     return new Cfg(spec, f.get("ver"));
   }
 

@@ -39,6 +39,16 @@ import java.util.function.Supplier;
  * Every permit has a lease (insertion-ordered map; a renewal moves it to the end, so with one
  * TTL per resource the map stays sorted by expiry). Permits hold a concurrency slot when the
  * limit has a cap; expired leases are dropped lazily at the start of every operation.
+ *
+ * <h2>Held dimensions</h2>
+ * A limit's {@link LimitSpec#holds} cap the sum of a dimension over the live permits (a
+ * weighted semaphore, e.g. a provider's batch queue in enqueued tokens): a permit holds its
+ * load on such a dimension from its grant until it ends (release or lease expiry) and nothing
+ * refills with time. {@link #held} is that sum, kept at every grant and end and counted afresh
+ * from the permits when the limit changes; a permit adopted after a restart holds nothing (its
+ * load is unknown). A waiter whose load does not fit waits, as for the concurrency cap, until
+ * the next lease expiry or an event (a release); one that no longer fits a lowered cap at all
+ * waits for an event.
  */
 final class ResourceState {
 
@@ -57,6 +67,10 @@ final class ResourceState {
   /** Tokens taken per dimension since this state was created, net of refunds (utilization). */
   double[] used;
   long lastRefill;
+  /** Held dimensions ({@link LimitSpec#holds}): names, caps, and what the live permits hold. */
+  String[] heldDims = new String[0];
+  long[] heldCap = new long[0];
+  long[] held = new long[0];
 
   /** Null until somebody first waits: most resources never make anybody wait. */
   private Room room;
@@ -244,9 +258,17 @@ final class ResourceState {
   PermitRecord endPermit(String permitId, long now, boolean givenBack) {
     PermitRecord r = permits.remove(permitId);
     if (r != null) {
+      unhold(r);
       ended(r, now, givenBack);
     }
     return r;
+  }
+
+  /** What {@code r} held on the held dimensions comes back. */
+  private void unhold(PermitRecord r) {
+    for (int i = 0; i < heldDims.length; i++) {
+      held[i] -= r.load.getOrDefault(heldDims[i], 0L);
+    }
   }
 
   private void ended(PermitRecord r, long at, boolean givenBack) {
@@ -377,6 +399,16 @@ final class ResourceState {
     this.level = l;
     this.used = u;
     this.leaseTtl = next.leaseTtl().toNanos();
+    int h = next.holds().size();
+    heldDims = next.holds().keySet().toArray(new String[0]);
+    heldCap = new long[h];
+    held = new long[h];
+    for (int i = 0; i < h; i++) {
+      heldCap[i] = next.holds().get(heldDims[i]);
+      for (PermitRecord r : permits.values()) {
+        held[i] += r.load.getOrDefault(heldDims[i], 0L);
+      }
+    }
     if (room != null) {
       room.queuedLoad = new long[n];
       for (Fair.TRoom r : rooms()) {
@@ -479,6 +511,7 @@ final class ResourceState {
         continue;
       }
       it.remove();
+      unhold(r);
       ended(r, r.expiresAt, false);
       entry.add(Outcome.LEASE_EXPIRED);
     }
@@ -706,6 +739,32 @@ final class ResourceState {
     if (cap > 0 && permits.size() >= cap) {
       wait = Math.max(wait, Math.max(1, firstExpiry() - now));
     }
+    return Math.max(wait, rateWait(vector));
+  }
+
+  /**
+   * {@link #waitFor(long[], long)} for a waiter, whose held dimensions count too: the next lease
+   * expiry may free room, a load above the cap (lowered since it came) only an event.
+   */
+  long waitFor(long[] vector, Map<String, Long> load, long now) {
+    long wait = waitFor(vector, now);
+    if (wait == NEVER) {
+      return NEVER;
+    }
+    for (int i = 0; i < heldDims.length; i++) {
+      long x = load.getOrDefault(heldDims[i], 0L);
+      if (x > 0 && held[i] + x > heldCap[i]) {
+        if (x > heldCap[i] || permits.isEmpty()) {
+          return NEVER;
+        }
+        wait = Math.max(wait, Math.max(1, firstExpiry() - now));
+      }
+    }
+    return wait;
+  }
+
+  private long rateWait(long[] vector) {
+    long wait = 0;
     for (int i = 0; i < vector.length; i++) {
       double deficit = vector[i] - level[i];
       if (deficit > 1e-6) {
@@ -720,7 +779,7 @@ final class ResourceState {
 
   /** How long until {@code w} could be granted: the shared buckets and its tenant's own. */
   long waitFor(Waiter w, long now) {
-    long wait = waitFor(w.vector, now);
+    long wait = waitFor(w.vector, w.load, now);
     return wait == NEVER ? NEVER : Math.max(wait, capWaitFor(w.tenant, w.vector, now));
   }
 
@@ -897,6 +956,9 @@ final class ResourceState {
       used[i] += w.vector[i];
     }
     PermitRecord r = new PermitRecord(permitId, w, now + leaseTtl);
+    for (int i = 0; i < heldDims.length; i++) {
+      held[i] += w.load.getOrDefault(heldDims[i], 0L);
+    }
     r.grantedAt = events;
     r.grantedAtNanos = now;
     chargeTenant(w, r, now);
@@ -1024,7 +1086,7 @@ final class ResourceState {
         return capped;
       }
       Fair.TRoom r = w.part;
-      long wait = waitFor(w.vector, now);
+      long wait = waitFor(w.vector, w.load, now);
       if (wait != 0) {
         // Wake at the head's instant, or sooner when a lower lane's head ages into a promotion.
         return Math.min(Math.min(wait == NEVER ? NEVER : now + wait, capped), nextAging(r, now, agingNanos));

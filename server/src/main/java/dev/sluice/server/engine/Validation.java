@@ -153,10 +153,10 @@ public final class Validation {
     if (in.isPool()) {
       return pool(resource, in).withOwner(in.owner());
     }
-    if (in.rates().isEmpty() && in.concurrency() == 0) {
+    if (in.rates().isEmpty() && in.concurrency() == 0 && in.holds().isEmpty()) {
       throw EngineException.invalid(
           "limit for '" + resource + "' has no rate and no concurrency cap: add --rate"
-              + " requests=N/min or --concurrency N");
+              + " requests=N/min, --concurrency N or --hold DIM=AMOUNT");
     }
     if (in.rates().size() > MAX_DIMENSIONS) {
       throw EngineException.invalid(
@@ -181,8 +181,39 @@ public final class Validation {
     }
     TenantPolicy tenants = tenants(resource, rates, in.tenants());
     LimitSpec out = new LimitSpec(resource, rates, in.concurrency(), maxWaiting, lease, jitter(in.jitter(), rates), tenants);
-    out = out.withOwner(in.owner());
+    out = out.withOwner(in.owner()).withHolds(holds(resource, rates, in.holds()));
     return in.learn() == null ? out : out.withLearn(LearnSpec.check(in.learn(), resource, rates));
+  }
+
+  /**
+   * Checks held dimensions: valid names, none also a rate (a dimension either refills with time
+   * or comes back when its permit ends, not both), amounts 1 to {@link #MAX_UNITS}, at most
+   * {@link #MAX_DIMENSIONS}.
+   */
+  static Map<String, Long> holds(String resource, List<RateSpec> rates, Map<String, Long> holds) {
+    if (holds.size() > MAX_DIMENSIONS) {
+      throw EngineException.invalid("limit for '" + resource + "' has " + holds.size() + " held dimensions: at most "
+          + MAX_DIMENSIONS + " are allowed");
+    }
+    for (Map.Entry<String, Long> e : holds.entrySet()) {
+      String dim = dimension(e.getKey());
+      if (dim.equals("requests")) {
+        throw EngineException.invalid("held dimension 'requests' on '" + resource + "': every call costs one request,"
+            + " so a cap on requests held at once is --concurrency N; hold another dimension");
+      }
+      for (RateSpec r : rates) {
+        if (r.name().equals(dim)) {
+          throw EngineException.invalid("dimension '" + dim + "' of '" + resource + "' is both a rate and held:"
+              + " a rate refills with time, a held amount comes back when its permit ends; keep one of them");
+        }
+      }
+      long v = e.getValue() == null ? 0 : e.getValue();
+      if (v < 1 || v > MAX_UNITS) {
+        throw EngineException.invalid("held " + dim + "=" + v + " on '" + resource + "' is out of range: use 1 to "
+            + MAX_UNITS + " (the most held by the permits alive at once)");
+      }
+    }
+    return holds;
   }
 
   /** The most members a pool may have: each pool acquire waits in every member's room. */
@@ -193,8 +224,9 @@ public final class Validation {
    * which can ask the store.
    */
   private static LimitSpec pool(String pool, LimitSpec in) {
-    if (!in.rates().isEmpty() || in.concurrency() != 0 || in.learn() != null || !in.tenants().equals(TenantPolicy.NONE)) {
-      throw EngineException.invalid("pool '" + pool + "' has rates, a concurrency cap, tenants or learning of its own:"
+    if (!in.rates().isEmpty() || in.concurrency() != 0 || in.learn() != null || !in.tenants().equals(TenantPolicy.NONE)
+        || !in.holds().isEmpty()) {
+      throw EngineException.invalid("pool '" + pool + "' has rates, a concurrency cap, held dimensions, tenants or learning of its own:"
           + " a pool grants from its members' limits, so set those on the members (sluice limit set MEMBER ...)");
     }
     if (in.members().size() > MAX_POOL_MEMBERS) {
@@ -351,7 +383,8 @@ public final class Validation {
       String dim = e.getKey();
       long v = e.getValue();
       RateSpec rate = limit.rate(dim);
-      if (rate == null && !dim.equals("requests")) {
+      Long held = limit.holds().get(dim);
+      if (rate == null && held == null && !dim.equals("requests")) {
         throw EngineException.invalid(
             "load names dimension '" + shown(dim, 64) + "' but resource '" + limit.resource()
                 + "' limits only " + dimensionNames(limit) + ": drop it or add it to the limit");
@@ -359,6 +392,16 @@ public final class Validation {
       if (v < 0 || v > MAX_UNITS) {
         throw EngineException.invalid(
             "load " + shown(dim, 64) + "=" + v + " is out of range: use 0 to " + MAX_UNITS);
+      }
+      if (held != null) {
+        if (v > held) {
+          throw EngineException.invalid(
+              "load " + dim + "=" + v + " can never fit resource '" + limit.resource() + "': it may hold only "
+                  + held + " " + dim + " at once; split the call or raise the cap (--hold " + dim + "=N)");
+        }
+        costs |= v > 0;
+        out.put(dim, v);
+        continue;
       }
       if (rate == null) {
         // "requests" is every call's implicit dimension: fine to name without a bucket for it.
@@ -395,7 +438,8 @@ public final class Validation {
    */
   static void usage(LimitSpec limit, Map<String, Long> usage, String what, boolean lenient) {
     for (Map.Entry<String, Long> e : usage.entrySet()) {
-      if (!lenient && limit.rate(e.getKey()) == null && !e.getKey().equals("requests")) {
+      if (!lenient && limit.rate(e.getKey()) == null && !limit.holds().containsKey(e.getKey())
+          && !e.getKey().equals("requests")) {
         throw EngineException.invalid(
             what + " names dimension '" + shown(e.getKey(), 64) + "' but resource '" + limit.resource()
                 + "' limits only " + dimensionNames(limit) + ": drop it or add it to the limit");
@@ -409,6 +453,8 @@ public final class Validation {
   }
 
   private static List<String> dimensionNames(LimitSpec limit) {
-    return limit.rates().stream().map(RateSpec::name).toList();
+    List<String> names = new java.util.ArrayList<>(limit.rates().stream().map(RateSpec::name).toList());
+    names.addAll(limit.holds().keySet());
+    return names;
   }
 }

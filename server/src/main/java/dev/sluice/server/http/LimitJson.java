@@ -26,7 +26,7 @@ public final class LimitJson {
 
   /** The fields a limit takes (docs/limits-file.schema.json lists the same). */
   public static final List<String> FIELDS = List.of("rates", "concurrency", "maxWaiting", "leaseSeconds",
-      "jitterSeconds", "lease", "jitter", "shares", "floors", "caps", "learn");
+      "jitterSeconds", "lease", "jitter", "shares", "floors", "caps", "learn", "holds");
 
   private LimitJson() {}
 
@@ -64,7 +64,24 @@ public final class LimitJson {
       }
     }
     return new LimitSpec(resource, rates, concurrency, (int) maxWaiting, lease, jitter,
-        new TenantPolicy(shares, floors, caps), learn(body.get("learn")));
+        new TenantPolicy(shares, floors, caps), learn(body.get("learn"))).withHolds(holds(body.get("holds")));
+  }
+
+  /** {@code {"enqueued_tokens": 2000000}}: held dimensions; the engine checks names and ranges. */
+  private static Map<String, Long> holds(JsonNode h) {
+    if (h == null || h.isNull()) {
+      return Map.of();
+    }
+    if (!h.isObject()) {
+      throw HttpError.badRequest("holds must be an object of dimension to the most the permits alive at once may"
+          + " hold of it, such as {\"enqueued_tokens\": 2000000}");
+    }
+    Map<String, Long> out = new LinkedHashMap<>();
+    for (Iterator<Map.Entry<String, JsonNode>> it = h.fields(); it.hasNext(); ) {
+      Map.Entry<String, JsonNode> e = it.next();
+      out.put(e.getKey(), whole(e.getValue(), "holds." + e.getKey()));
+    }
+    return out;
   }
 
   /** {@code name} or {@code seconds} (not both) as a duration, or null when neither is there. */

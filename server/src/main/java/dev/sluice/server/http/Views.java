@@ -93,6 +93,11 @@ final class Views {
     for (RateSpec rs : r.limit().rates()) {
       level.put(rs.name(), round(r.available().getOrDefault(rs.name(), 0.0) / Math.max(1, rs.burst())));
     }
+    if (!r.limit().holds().isEmpty()) {
+      // What the live permits hold of each held dimension: its cap less what is available.
+      ObjectNode held = o.putObject("held");
+      r.limit().holds().forEach((d, cap) -> held.put(d, round(cap - r.available().getOrDefault(d, (double) cap))));
+    }
     ObjectNode util = o.putObject("utilization");
     for (RateSpec rs : r.limit().rates()) {
       util.put(rs.name(), round(utilization.getOrDefault(rs.name(), 0.0)));
@@ -191,6 +196,9 @@ final class Views {
     rates(o.putArray("rates"), l.rates(), l.jitter());
     o.put("jitterSeconds", l.jitter().toNanos() / 1e9);
     o.put("concurrency", l.concurrency());
+    if (!l.holds().isEmpty()) {
+      l.holds().forEach(o.putObject("holds")::put);
+    }
     o.put("maxWaiting", l.maxWaiting());
     o.put("leaseSeconds", l.leaseTtl().toNanos() / 1e9);
     if (l.owner() != null) {

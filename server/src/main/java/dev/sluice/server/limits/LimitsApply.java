@@ -274,6 +274,7 @@ public final class LimitsApply {
     if (l.concurrency() > 0) {
       f.put("concurrency", Long.toString(l.concurrency()));
     }
+    l.holds().forEach((d, cap) -> f.put("holds." + d, Long.toString(cap)));
     f.put("maxWaiting", Integer.toString(l.maxWaiting()));
     f.put("lease", Durations.format(l.leaseTtl()));
     f.put("jitter", Durations.format(l.jitter()));

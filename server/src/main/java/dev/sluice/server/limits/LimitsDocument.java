@@ -296,6 +296,9 @@ public final class LimitsDocument {
       if (l.concurrency() > 0) {
         o.put("concurrency", l.concurrency());
       }
+      if (!l.holds().isEmpty()) {
+        l.holds().forEach(o.putObject("holds")::put);
+      }
       o.put("maxWaiting", l.maxWaiting());
       o.put("lease", Durations.format(l.leaseTtl()));
       o.put("jitter", Durations.format(l.jitter()));

@@ -91,6 +91,14 @@ local function loadCfg()
   end
   c.conc = tonumber(c.conc)
   c.lease = tonumber(c.lease)
+  -- Held dimensions (LimitSpec.holds): "d=cap,...", in order; what the live permits hold is in
+  -- ST 'hd:<d>' (see heldOf).
+  c.hl, c.hcap = {}, {}
+  for _, kv in ipairs(split(c.hold or '', ',')) do
+    local d, v = string.match(kv, '^(.-)=(.*)$')
+    c.hl[#c.hl + 1] = d
+    c.hcap[d] = tonumber(v)
+  end
   c.maxw = tonumber(c.maxw)
   -- A template's bucket ('settpl'): its pattern and how long its keys outlive idleness (us).
   c.tidle = tonumber(c.tidle or '0')
@@ -249,11 +257,29 @@ end
 
 local getEntry, putEntry, usedUp
 
+-- Held dimensions, as in ResourceState: a permit holds its load on each from its grant until it
+-- ends; ST 'hd:<d>' is the sum over the live permits, counted afresh at a limit change.
+local function heldOf(d)
+  return tonumber(redis.call('HGET', ST, 'hd:' .. d) or '0')
+end
+
+-- Adds (sign 1) or takes back (-1) what a permit of this load holds.
+local function hold(loadStr, sign)
+  if #cfg.hl == 0 or loadStr == nil or loadStr == '' then return end
+  if string.sub(loadStr, -2) == ';R' then loadStr = string.sub(loadStr, 1, -3) end
+  local load = parseLoad(loadStr)
+  for _, d in ipairs(cfg.hl) do
+    local v = load[d] or 0
+    if v ~= 0 then redis.call('HINCRBY', ST, 'hd:' .. d, sign * v) end
+  end
+end
+
 local function expireLeases()
   local gone = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now - leaseGrace, 'WITHSCORES', 'LIMIT', 0, 1000)
   for i = 1, #gone, 2 do
     local id = gone[i]
     local rid = redis.call('HGET', PL, id .. '#r')
+    hold(redis.call('HGET', PL, id), -1)
     redis.call('ZREM', LEASES, id)
     redis.call('HDEL', PL, id, id .. '#g', id .. '#r', id .. '#t', id .. '#w')
     if rid then usedUp(rid, tonumber(gone[i + 1])) end
@@ -381,6 +407,14 @@ local function waitFor(load)
     if deficit > 1e-6 then
       -- Whole microseconds; an instant whole but for rounding noise is not pushed to the next.
       wait = math.max(wait, math.max(1, math.ceil(deficit / cfg.rate[d] - 1e-6)))
+    end
+  end
+  for _, d in ipairs(cfg.hl) do
+    local x = load[d] or 0
+    if x > 0 and heldOf(d) + x > cfg.hcap[d] then
+      if x > cfg.hcap[d] or redis.call('ZCARD', LEASES) == 0 then return NEVER end
+      local first = redis.call('ZRANGE', LEASES, 0, 0, 'WITHSCORES')
+      wait = math.max(wait, math.max(1, tonumber(first[2]) + leaseGrace - now))
     end
   end
   return wait
@@ -773,6 +807,7 @@ local function take(load, loadStr, rid, t)
   local pid = newPermitId()
   redis.call('ZADD', LEASES, now + cfg.lease, pid)
   redis.call('HSET', PL, pid, loadStr, pid .. '#g', fmt(st.ev), pid .. '#r', rid)
+  hold(loadStr, 1)
   st.grantedDelta = st.grantedDelta + 1
   -- The tenant's part (ResourceState.chargeTenant): its own buckets, then its virtual time.
   local minus = {}
@@ -962,6 +997,7 @@ local function acquireOne(ver, rid, lane, loadStr, timeout, tok, stalePid, tenan
     if held and late(prev) and (not same or (stalePid ~= nil and stalePid ~= '' and stalePid == prev.permit)) then
       -- Its grant waited too long for this caller: forfeited, its tokens stay spent, and the
       -- retry waits at the head of its lane for fresh capacity.
+      hold(held, -1)
       redis.call('ZREM', LEASES, prev.permit)
       redis.call('HDEL', PL, prev.permit, prev.permit .. '#g', prev.permit .. '#r', prev.permit .. '#t',
         prev.permit .. '#w')
@@ -1098,6 +1134,7 @@ local function releaseOne(pid, mode, actualStr)
   local rid = redis.call('HGET', PL, pid .. '#r')
   local tenant = redis.call('HGET', PL, pid .. '#t') or DEFAULT
   local fairWeight = tonumber(redis.call('HGET', PL, pid .. '#w') or '')
+  hold(loadStr, -1)
   redis.call('ZREM', LEASES, pid)
   redis.call('HDEL', PL, pid, pid .. '#g', pid .. '#r', pid .. '#t', pid .. '#w')
   if mode == 'giveback' then redis.call('HINCRBY', ST, 'givenback', 1) end
@@ -1356,6 +1393,10 @@ elseif op == 'stats' then
     out[#out + 1] = d
     out[#out + 1] = fmt(st.lvl[d])
   end
+  for _, d in ipairs(cfg.hl) do
+    out[#out + 1] = d
+    out[#out + 1] = fmt(cfg.hcap[d] - heldOf(d))
+  end
   out[#out + 1] = '--'
   for k, v in pairs(kv) do
     if string.sub(k, 1, 4) == 'rej:' then
@@ -1463,6 +1504,18 @@ elseif op == 'setlimit' or op == 'settpl' then
   st.t = now
   for _, d in ipairs(cfg.dl) do st.lvl[d] = math.min(cfg.burst[d], oldLvl[d] or 0) end
   forgetRefunds()
+  -- What the live permits hold, counted afresh on the new held dimensions.
+  local stale = {}
+  for _, k in ipairs(redis.call('HKEYS', ST)) do
+    if string.sub(k, 1, 3) == 'hd:' then stale[#stale + 1] = k end
+  end
+  if #stale > 0 then redis.call('HDEL', ST, unpack(stale)) end
+  if #cfg.hl > 0 then
+    local pl = redis.call('HGETALL', PL)
+    for i = 1, #pl, 2 do
+      if not string.find(pl[i], '#', 1, true) then hold(pl[i + 1], 1) end
+    end
+  end
   if oldCfg then
     for _, d in ipairs(oldCfg.dl) do
       if not cfg.burst[d] then redis.call('HDEL', ST, 'l:' .. d, 'q:' .. d, 'h:' .. d) end
@@ -1478,7 +1531,9 @@ elseif op == 'setlimit' or op == 'settpl' then
       if e and e.state == 'W' then
         local why = nil
         for d, v in pairs(parseLoad(e.loadStr)) do
-          if v > 0 and not cfg.burst[d] and d ~= 'requests' then
+          if v > 0 and cfg.hcap[d] then
+            if v > cfg.hcap[d] then why = 'load ' .. d .. '=' .. v .. ' is above the new held cap ' .. cfg.hcap[d] end
+          elseif v > 0 and not cfg.burst[d] and d ~= 'requests' then
             why = 'load names dimension ' .. d .. ' which the limit no longer has'
           elseif v > 0 and cfg.burst[d] and v > cfg.burst[d] then
             why = 'load ' .. d .. '=' .. v .. ' is above the new burst ' .. cfg.burst[d]

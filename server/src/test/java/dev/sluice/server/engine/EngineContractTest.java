@@ -1035,7 +1035,7 @@ class EngineContractTest {
     assertThat(spec.rate("tokens").burst()).isEqualTo(1);
   }
 
-  private static void assertInvalid(Runnable r, String text) {
+  static void assertInvalid(Runnable r, String text) {
     assertThatThrownBy(r::run)
         .isInstanceOfSatisfying(
             EngineException.class, e -> assertThat(e.reason()).isEqualTo(EngineException.Reason.INVALID))

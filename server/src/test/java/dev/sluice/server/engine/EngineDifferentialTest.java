@@ -58,7 +58,7 @@ class EngineDifferentialTest {
       Lockstep.Setup setup = Lockstep.Setup.random(random);
       List<Lockstep.Step> script = Lockstep.script(random);
       setup = setup.withRandomJitter(new Random(~seed)).withRandomPool(new Random(seed * 31 + 7))
-          .withRandomTemplate(new Random(seed * 17 + 3));
+          .withRandomTemplate(new Random(seed * 17 + 3)).withRandomHold(new Random(seed * 13 + 5));
       Lockstep.Result result = Lockstep.run(engines, "diff-" + names.incrementAndGet(), setup, script);
       if (result.divergence() != null) {
         List<Lockstep.Step> shortest = shrink(setup, script, names);

@@ -46,13 +46,27 @@ final class Lockstep {
   /** The limit a script starts from; later {@link Step.SetLimit}s keep period and waiting room. */
   record Setup(
       long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting,
-      int policy, long jitterNanos, boolean pooled, boolean templated) {
+      int policy, long jitterNanos, boolean pooled, boolean templated, long holdCap) {
 
-    /** Without a template (scripts found before templates existed). */
+    /** Without a template or a held dimension (scripts found before they existed). */
     Setup(long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting,
         int policy, long jitterNanos, boolean pooled) {
       this(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy, jitterNanos, pooled,
-          false);
+          false, 0);
+    }
+
+    /** On a template or not, without a held dimension (scripts found before held dimensions existed). */
+    Setup(long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting,
+        int policy, long jitterNanos, boolean pooled, boolean templated) {
+      this(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy, jitterNanos, pooled,
+          templated, 0);
+    }
+
+    /** With a held cap, not on a template (scripts found before templates and held dimensions met). */
+    Setup(long reqAmount, long reqBurst, long tokAmount, long tokBurst, long periodMillis, long concurrency, int maxWaiting,
+        int policy, long jitterNanos, boolean pooled, long holdCap) {
+      this(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy, jitterNanos, pooled,
+          false, holdCap);
     }
 
     /** Without a pool (scripts found before pools existed). */
@@ -87,7 +101,7 @@ final class Lockstep {
     Setup withRandomJitter(Random r) {
       long j = r.nextInt(3) == 0 ? 0 : between(r, 1, 19_999_999);
       return new Setup(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy, j, pooled,
-          templated);
+          templated, holdCap);
     }
 
     /**
@@ -98,7 +112,7 @@ final class Lockstep {
      */
     Setup withRandomPool(Random r) {
       return new Setup(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy,
-          jitterNanos, r.nextInt(3) == 0, templated);
+          jitterNanos, r.nextInt(3) == 0, templated, holdCap);
     }
 
     /**
@@ -110,7 +124,20 @@ final class Lockstep {
     Setup withRandomTemplate(Random r) {
       boolean t = !pooled && r.nextInt(4) == 0;
       return new Setup(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy,
-          jitterNanos, pooled, t);
+          jitterNanos, pooled, t, holdCap);
+    }
+
+    /**
+     * Half the scripts not on a template limit a held dimension {@code held} too ({@link
+     * LimitSpec#holds}), capped at 20 to 150: each acquire holds {@link #heldLoad} of it (now and
+     * then more than the cap, refused), a settle names it, and each {@link Step.SetLimit} moves
+     * the cap ({@link #heldCap}). A separate random, so a seed's script stays what it was.
+     */
+    Setup withRandomHold(Random r) {
+      boolean hold = r.nextBoolean();
+      long cap = between(r, 20, 150);
+      return new Setup(reqAmount, reqBurst, tokAmount, tokBurst, periodMillis, concurrency, maxWaiting, policy,
+          jitterNanos, pooled, templated, hold && !templated ? cap : 0);
     }
 
     static Setup random(Random r) {
@@ -121,6 +148,15 @@ final class Lockstep {
     }
 
     LimitSpec spec(String resource, long req, long reqB, long tokB, long conc) {
+      return spec(resource, req, reqB, tokB, conc, holdCap);
+    }
+
+    /** The held cap after a limit change: it follows the step's token burst. */
+    long heldCap(Step.SetLimit s) {
+      return holdCap == 0 ? 0 : 10 + s.tokBurst();
+    }
+
+    LimitSpec spec(String resource, long req, long reqB, long tokB, long conc, long hold) {
       Duration p = Duration.ofMillis(periodMillis);
       return new LimitSpec(
           resource,
@@ -129,7 +165,7 @@ final class Lockstep {
           maxWaiting,
           LEASE,
           Duration.ofNanos(jitterNanos),
-          policy(p, req, reqB, tokB));
+          policy(p, req, reqB, tokB)).withHolds(hold > 0 ? Map.of("held", hold) : Map.of());
     }
 
     /**
@@ -152,7 +188,8 @@ final class Lockstep {
     String asCode() {
       return "new Lockstep.Setup(" + reqAmount + ", " + reqBurst + ", " + tokAmount + ", " + tokBurst
           + ", " + periodMillis + ", " + concurrency + ", " + maxWaiting + ", " + policy + ", " + jitterNanos + "L"
-          + (templated ? ", " + pooled + ", true)" : pooled ? ", true)" : ")");
+          + (templated ? ", " + pooled + ", true" + (holdCap > 0 ? ", " + holdCap + ")" : ")")
+              : holdCap > 0 ? ", " + pooled + ", " + holdCap + "L)" : pooled ? ", true)" : ")");
     }
   }
 
@@ -408,6 +445,7 @@ final class Lockstep {
     long[] limit = {setup.reqAmount(), setup.reqBurst(), setup.tokBurst(), setup.concurrency()};
     LimitSpec[] current = {setup.spec(resource, limit[0], limit[1], limit[2], limit[3])};
     pooled = setup.pooled();
+    holdCap = setup.holdCap();
     List<Step> all = new ArrayList<>();
     all.add(null); // the initial setLimit
     all.addAll(steps);
@@ -430,7 +468,7 @@ final class Lockstep {
           + (seen[0].outcome().contains("granted") ? 1 : 0);
       if (step instanceof Step.SetLimit s) {
         // Both sides applied the same change.
-        current[0] = setup.spec(resource, s.reqAmount(), s.reqBurst(), s.tokBurst(), s.concurrency());
+        current[0] = setup.spec(resource, s.reqAmount(), s.reqBurst(), s.tokBurst(), s.concurrency(), setup.heldCap(s));
       }
     }
     cleanUp(sides, resource);
@@ -439,6 +477,13 @@ final class Lockstep {
 
   /** Whether the running script has a pool (see {@link Setup#withRandomPool}). */
   private static volatile boolean pooled;
+  /** The running script's held cap, 0 when it holds nothing (see {@link Setup#withRandomHold}). */
+  private static volatile long holdCap;
+
+  /** What an acquire holds of dimension {@code held}: 0 to 59, now and then above a small cap. */
+  static long heldLoad(Step.Acquire a) {
+    return a.tokens() + Math.floorMod(a.pick(), 40);
+  }
 
   /** Whether the running script runs on a template (see {@link Setup#withRandomTemplate}). */
   private static volatile boolean templated;
@@ -536,7 +581,7 @@ final class Lockstep {
         List<RateSpec> faster = a.rates().stream()
             .map(x -> new RateSpec(x.name(), x.amount() + 1, x.period(), x.burst())).toList();
         sync(engine).setLimit(new LimitSpec(resource + "-b", faster, a.concurrency(), a.maxWaiting(),
-            a.leaseTtl().plusMillis(7), a.jitter(), a.tenants()));
+            a.leaseTtl().plusMillis(7), a.jitter(), a.tenants()).withHolds(a.holds()));
         sync(engine).setLimit(LimitSpec.pool(resource + "-p", List.of(resource, resource + "-b")));
         return "limits and pool set";
       }
@@ -564,6 +609,9 @@ final class Lockstep {
       }
       if (r.kind() == 1 || r.kind() == 3) {
         actual.put("tokens", r.actualTokens());
+      }
+      if (r.kind() == 3 && holdCap > 0) {
+        actual.put("held", r.actualTokens()); // accepted, and changes nothing held
       }
       boolean released = sync(engine).release(
           holder(call, r.pick()), call.grant.permitId(), actual, r.kind() == 1 || r.kind() == 3, r.kind() == 2);
@@ -599,7 +647,8 @@ final class Lockstep {
       sync(engine).deleteTemplate(template(current[0]).resource());
       return "template deleted";
     } else if (step instanceof Step.SetLimit s) {
-      return "setLimit created " + sync(engine).setLimit(setup.spec(resource, s.reqAmount(), s.reqBurst(), s.tokBurst(), s.concurrency()));
+      return "setLimit created " + sync(engine).setLimit(
+          setup.spec(resource, s.reqAmount(), s.reqBurst(), s.tokBurst(), s.concurrency(), setup.heldCap(s)));
     } else if (step instanceof Step.DeleteLimit) {
       sync(engine).deleteLimit(resource);
       return "deleted";
@@ -627,6 +676,9 @@ final class Lockstep {
     }
     if (a.tokens() > 0 || !a.namesRequests()) {
       load.put("tokens", a.tokens());
+    }
+    if (holdCap > 0) {
+      load.put("held", heldLoad(a));
     }
     int index = side.calls.size();
     String id = switch (a.idMode()) {

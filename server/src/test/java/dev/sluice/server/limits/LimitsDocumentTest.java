@@ -49,6 +49,23 @@ class LimitsDocumentTest {
   }
 
   @Test
+  void aHeldDimensionIsReadAndExportedAgain() {
+    LimitsDocument doc = LimitsDocument.parse("""
+        resources:
+          batch-queue:
+            holds: {enqueued_tokens: 2000000}
+            lease: 10m
+        """, "limits.yaml");
+    LimitSpec q = doc.limits().get("batch-queue");
+    assertThat(q.holds()).containsEntry("enqueued_tokens", 2_000_000L);
+    LimitSpec stored = dev.sluice.server.engine.Validation.limit(q, 100, Duration.ofSeconds(30));
+    assertThat(LimitsDocument.tree(List.of(stored)).at("/resources/batch-queue/holds/enqueued_tokens").asLong())
+        .isEqualTo(2_000_000L);
+    assertThatThrownBy(() -> LimitsDocument.parse("resources:\n  q:\n    holds: {t: -1}\n", "limits.yaml"))
+        .hasMessageContaining("held t=-1 on 'q' is out of range");
+  }
+
+  @Test
   void jsonIsYamlToo() {
     LimitsDocument doc = LimitsDocument.parse(
         "{\"resources\": {\"shop\": {\"concurrency\": 4, \"leaseSeconds\": 30}}}", "limits.json");
