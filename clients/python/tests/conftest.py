@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from typing import Any, Dict, List
 
 import pytest
@@ -23,6 +24,11 @@ _clients: List[Any] = []
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "coordinator: needs a real coordinator (SLUICE_URL)")
+    # The Ctrl-C tests send SIGINT to the main thread. A process started in the background by a
+    # shell without job control inherits SIGINT ignored, and Python then installs no handler:
+    # the signal would be dropped and those tests would wait out their timeouts. Handle it as an
+    # interactive run does.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
