@@ -1,0 +1,8 @@
+package dev.sluice.examples;
+
+/** {@link BatchBufferCases} on a shared Redis. */
+class RedisBatchBufferTest extends BatchBufferCases {
+  RedisBatchBufferTest() {
+    super(Store.REDIS);
+  }
+}
