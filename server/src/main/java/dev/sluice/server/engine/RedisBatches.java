@@ -127,8 +127,13 @@ final class RedisBatches {
 
   /** An acquire or a release on its way to Redis in a batch. */
   abstract static class Op {
-    /** Appends its arguments for the script's batch op. */
-    abstract void args(List<String> argv);
+    /**
+     * Appends its line of the script's batch op: its fields separated by spaces. No field can
+     * hold a space or a line break: names, request ids and tenants are validated before they get
+     * here, loads are {@code dim=n,...} of validated dimensions, and a permit id that is not one
+     * this store could have made is sent as {@code x}, which is no permit either.
+     */
+    abstract void args(StringBuilder line);
 
     /** Takes its reply; runs before the grants of the batch's drain are delivered. */
     abstract void reply(List<Object> r);
@@ -183,11 +188,18 @@ final class RedisBatches {
     }
 
     private void send(List<Op> batch) {
-      List<String> argv = new ArrayList<>(6 + 6 * batch.size());
+      // One argument for the whole batch, not nine per op: the client encodes each argument
+      // into a buffer of its own, and that cost more than the script's work on the op.
+      List<String> argv = new ArrayList<>(7);
       calls.header(argv, "batch", resource);
+      StringBuilder ops = new StringBuilder(48 * batch.size());
       for (Op op : batch) {
-        op.args(argv);
+        if (ops.length() > 0) {
+          ops.append('\n');
+        }
+        op.args(ops);
       }
+      argv.add(ops.toString());
       calls.callAsync(keys, argv.toArray(String[]::new), retryDeadline(batch))
           .whenComplete(
               (reply, error) -> {
@@ -304,16 +316,10 @@ final class RedisBatches {
     }
 
     @Override
-    void args(List<String> argv) {
-      argv.add("a");
-      argv.add(version);
-      argv.add(w.requestId);
-      argv.add(Integer.toString(lane.ordinal() + 1));
-      argv.add(RedisCalls.encodeLoad(w.load));
-      argv.add(Long.toString(remainingNanos() / 1000));
-      argv.add(w.attempt());
-      argv.add(stalePermit);
-      argv.add(w.tenant);
+    void args(StringBuilder line) {
+      line.append("a ").append(version).append(' ').append(w.requestId).append(' ').append(lane.ordinal() + 1)
+          .append(' ').append(RedisCalls.encodeLoad(w.load)).append(' ').append(remainingNanos() / 1000)
+          .append(' ').append(w.attempt()).append(' ').append(stalePermit).append(' ').append(w.tenant);
     }
 
     /** What is left of the caller's timeout: all of it, unless this acquire is sent again. */
@@ -438,11 +444,24 @@ final class RedisBatches {
     }
 
     @Override
-    void args(List<String> argv) {
-      argv.add("r");
-      argv.add(permitId);
-      argv.add(mode);
-      argv.add(usage);
+    void args(StringBuilder line) {
+      line.append("r ").append(madeHere(permitId) ? permitId : "x").append(' ').append(mode).append(' ')
+          .append(usage);
+    }
+
+    /** Whether {@code id} could be a permit of this store: digits, a dot, digits (the script's). */
+    static boolean madeHere(String id) {
+      int dot = id.indexOf('.');
+      if (dot <= 0 || dot == id.length() - 1 || id.length() > 40) {
+        return false;
+      }
+      for (int i = 0; i < id.length(); i++) {
+        char c = id.charAt(i);
+        if ((c < '0' || c > '9') && i != dot) {
+          return false;
+        }
+      }
+      return true;
     }
 
     @Override

@@ -5,7 +5,8 @@
 -- bucket per dimension, a waiting room of three strict-priority FIFO lanes with aging, leases,
 -- pauses, debt; see docs/ARCHITECTURE.md.
 --
--- KEYS: 1 cfg (hash), 2 st (hash), 3 leases (zset permit -> expiry), 4 pl (hash permit -> load),
+-- KEYS: 1 cfg (hash), 2 st (hash), 3 leases (zset permit -> expiry), 4 pl (hash permit -> record,
+--       see permitOf),
 --       5-7 q0..q2 (zset request id -> arrival sequence), 8 w (hash request id -> entry),
 --       9 nodes (zset node -> last seen), 10 done (zset request id -> end time)
 -- ARGV: 1 op, 2 now (us, or '' for Redis TIME), 3 node id, 4 resource name,
@@ -257,6 +258,26 @@ end
 
 local getEntry, putEntry, usedUp
 
+-- A live permit's record in PL, one field per permit so a grant writes it and a release reads
+-- and deletes it in one call each: its load (with ';R' appended once a retry took the permit
+-- over), the refund event it was granted at, its request id, its tenant (empty: the default)
+-- and the fair weight it was charged with, separated by tabs. '' for a permit adopted after a
+-- data loss ('renew'). Returns the fields (absent ones nil), or nil for an unknown permit.
+local function permitOf(pid)
+  local raw = redis.call('HGET', PL, pid)
+  if not raw then return nil end
+  local f, n = {}, 0
+  for part in string.gmatch(raw .. '\t', '([^\t]*)\t') do
+    n = n + 1
+    if part ~= '' or n == 1 then f[n] = part end
+  end
+  return f
+end
+
+local function putPermit(pid, f)
+  redis.call('HSET', PL, pid, table.concat({ f[1], f[2] or '', f[3] or '', f[4] or '', f[5] or '' }, '\t'))
+end
+
 -- Held dimensions, as in ResourceState: a permit holds its load on each from its grant until it
 -- ends; ST 'hd:<d>' is the sum over the live permits, counted afresh at a limit change.
 local function heldOf(d)
@@ -278,10 +299,11 @@ local function expireLeases()
   local gone = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now - leaseGrace, 'WITHSCORES', 'LIMIT', 0, 1000)
   for i = 1, #gone, 2 do
     local id = gone[i]
-    local rid = redis.call('HGET', PL, id .. '#r')
-    hold(redis.call('HGET', PL, id), -1)
+    local f = permitOf(id)
+    local rid = f and f[3]
+    hold(f and f[1], -1)
     redis.call('ZREM', LEASES, id)
-    redis.call('HDEL', PL, id, id .. '#g', id .. '#r', id .. '#t', id .. '#w')
+    redis.call('HDEL', PL, id)
     if rid then usedUp(rid, tonumber(gone[i + 1])) end
   end
   if #gone > 0 then redis.call('HINCRBY', ST, 'expired', #gone / 2) end
@@ -806,7 +828,7 @@ local function take(load, loadStr, rid, t)
   end
   local pid = newPermitId()
   redis.call('ZADD', LEASES, now + cfg.lease, pid)
-  redis.call('HSET', PL, pid, loadStr, pid .. '#g', fmt(st.ev), pid .. '#r', rid)
+  local rec = { loadStr, fmt(st.ev), rid, nil, nil }
   hold(loadStr, 1)
   st.grantedDelta = st.grantedDelta + 1
   -- The tenant's part (ResourceState.chargeTenant): its own buckets, then its virtual time.
@@ -817,10 +839,11 @@ local function take(load, loadStr, rid, t)
   if st.mt then
     local w = effWeight(t)
     chargeFair(t, cost(load), w)
-    redis.call('HSET', PL, pid .. '#w', fmt(w))
+    rec[5] = fmt(w)
     countUse(t, load, 1)
   end
-  if t ~= DEFAULT then redis.call('HSET', PL, pid .. '#t', t) end
+  if t ~= DEFAULT then rec[4] = t end
+  putPermit(pid, rec)
   return pid
 end
 
@@ -989,7 +1012,8 @@ local function acquireOne(ver, rid, lane, loadStr, timeout, tok, stalePid, tenan
   local prev = getEntry(rid)
   if prev then
     -- One meaning for a request id on every store (Engine.acquire).
-    local held = prev.state == 'G' and redis.call('HGET', PL, prev.permit)
+    local rec = prev.state == 'G' and permitOf(prev.permit)
+    local held = rec and rec[1]
     -- The same call asking again (its node lost a reply, or came back after an outage) may hold
     -- the grant already; only a retry (another call), or the same call naming the permit it found
     -- stale and held back, forfeits a late grant.
@@ -999,8 +1023,7 @@ local function acquireOne(ver, rid, lane, loadStr, timeout, tok, stalePid, tenan
       -- retry waits at the head of its lane for fresh capacity.
       hold(held, -1)
       redis.call('ZREM', LEASES, prev.permit)
-      redis.call('HDEL', PL, prev.permit, prev.permit .. '#g', prev.permit .. '#r', prev.permit .. '#t',
-        prev.permit .. '#w')
+      redis.call('HDEL', PL, prev.permit)
       redis.call('HINCRBY', ST, 'forfeited', 1)
       held = nil
       if timeout > 0 then
@@ -1020,7 +1043,10 @@ local function acquireOne(ver, rid, lane, loadStr, timeout, tok, stalePid, tenan
       -- grant it could not deliver does not take it from the caller who has it now. Not when
       -- the same call asks again (its node found the grant stale or its reply lost): no other
       -- caller has it then, and its own give-back, if it ended meanwhile, must return it.
-      if not same and string.sub(held, -2) ~= ';R' then redis.call('HSET', PL, prev.permit, held .. ';R') end
+      if not same and string.sub(held, -2) ~= ';R' then
+        rec[1] = held .. ';R'
+        putPermit(prev.permit, rec)
+      end
       return { 'GRANTED', prev.permit, prev.grantedAt - prev.arrival, now, cfg.lease, 'again', prev.loadStr,
         freshLeft(prev) }, false
     elseif prev.state == 'W' and timeout == 0 then
@@ -1106,7 +1132,8 @@ local function adopting()
 end
 
 local function releaseOne(pid, mode, actualStr)
-  local loadStr = redis.call('HGET', PL, pid)
+  local rec = permitOf(pid)
+  local loadStr = rec and rec[1]
   if not loadStr then
     -- Released before its holder's renew adopted it: a renew still on its way must not adopt it
     -- then, to hold a slot for nobody. Remembered as long as ended request ids ('#' is not a
@@ -1130,13 +1157,13 @@ local function releaseOne(pid, mode, actualStr)
     end
     loadStr = string.sub(loadStr, 1, -3)
   end
-  local g = tonumber(redis.call('HGET', PL, pid .. '#g') or '')
-  local rid = redis.call('HGET', PL, pid .. '#r')
-  local tenant = redis.call('HGET', PL, pid .. '#t') or DEFAULT
-  local fairWeight = tonumber(redis.call('HGET', PL, pid .. '#w') or '')
+  local g = tonumber(rec[2] or '')
+  local rid = rec[3]
+  local tenant = rec[4] or DEFAULT
+  local fairWeight = tonumber(rec[5] or '')
   hold(loadStr, -1)
   redis.call('ZREM', LEASES, pid)
-  redis.call('HDEL', PL, pid, pid .. '#g', pid .. '#r', pid .. '#t', pid .. '#w')
+  redis.call('HDEL', PL, pid)
   if mode == 'giveback' then redis.call('HINCRBY', ST, 'givenback', 1) end
   if rid then
     if mode == 'giveback' then
@@ -1192,24 +1219,25 @@ elseif op == 'batch' then
   -- Acquires and releases of one node on one resource, run in the order given, then one
   -- drain: the same outcome as calling them one after another at the same instant (a release
   -- cannot let a later acquire pass a waiter: that acquire sees the waiter and queues behind).
-  -- 7.. ops: 'a', version, request id, lane, load, timeout us, attempt, stale permit, tenant | 'r', permit,
-  -- mode, usage
+  -- 7: the ops, one per line, fields separated by single spaces (empty fields allowed):
+  -- 'a' version request-id lane load timeout-us attempt stale-permit tenant | 'r' permit mode usage
   -- Reply: 'BATCH', one reply per op, then the drain tail (now, wake, lease, then request id, permit, waited, freshness per grant).
   local err = open(nil)
   if err then return err end
   trimDone()
   local replies = { 'BATCH' }
-  local i = 7
-  while i <= #ARGV do
-    if ARGV[i] == 'a' then
-      replies[#replies + 1] = acquireOne(ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4],
-        tonumber(ARGV[i + 5]), ARGV[i + 6], ARGV[i + 7], ARGV[i + 8])
-      i = i + 9
-    elseif ARGV[i] == 'r' then
-      replies[#replies + 1] = releaseOne(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
-      i = i + 4
+  for line in string.gmatch(ARGV[7] or '', '[^\n]+') do
+    local f, n = {}, 0
+    for part in string.gmatch(line .. ' ', '([^ ]*) ') do
+      n = n + 1
+      f[n] = part
+    end
+    if f[1] == 'a' and n == 9 then
+      replies[#replies + 1] = acquireOne(f[2], f[3], tonumber(f[4]), f[5], tonumber(f[6]), f[7], f[8], f[9])
+    elseif f[1] == 'r' and n == 4 then
+      replies[#replies + 1] = releaseOne(f[2], f[3], f[4])
     else
-      return redis.error_reply('unknown batch op ' .. tostring(ARGV[i]))
+      return redis.error_reply('unknown batch op ' .. string.sub(line, 1, 40))
     end
   end
   return drainAndSave(replies)
@@ -1512,8 +1540,8 @@ elseif op == 'setlimit' or op == 'settpl' then
   if #stale > 0 then redis.call('HDEL', ST, unpack(stale)) end
   if #cfg.hl > 0 then
     local pl = redis.call('HGETALL', PL)
-    for i = 1, #pl, 2 do
-      if not string.find(pl[i], '#', 1, true) then hold(pl[i + 1], 1) end
+    for i = 2, #pl, 2 do
+      hold(string.match(pl[i], '^[^\t]*'), 1)
     end
   end
   if oldCfg then

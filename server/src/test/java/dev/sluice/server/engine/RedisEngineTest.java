@@ -492,10 +492,16 @@ class RedisEngineTest {
     Grant g = acquire(a, "c", "one").future().join();
     a.holdBatches(true);
     var bogus = a.release("c", "no-such-permit", Map.of(), false, false);
+    // A batch goes to Redis as one line per op, fields split at spaces: a permit id that tries
+    // to smuggle in an op of its own (here a second release of the real permit) is no permit.
+    var smuggled = a.release("c", g.permitId() + " plain -\nr " + g.permitId(), Map.of(), false, false);
+    var spaced = a.release("c", " " + g.permitId(), Map.of(), false, false);
     var real = a.release("c", g.permitId(), Map.of(), false, false);
     var again = a.release("c", g.permitId(), Map.of(), false, false);
     a.holdBatches(false);
     assertThat(bogus.get()).isFalse();
+    assertThat(smuggled.get()).isFalse();
+    assertThat(spaced.get()).isFalse();
     assertThat(real.get()).isTrue();
     assertThat(again.get()).as("released once only").isFalse();
     assertThat(sync(a).stats("c").inFlight()).isZero();
