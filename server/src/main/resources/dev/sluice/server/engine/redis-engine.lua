@@ -44,7 +44,7 @@ end
 local NEVER = -1
 local DONE_KEEP = 60000000 -- request ids of ended acquires are remembered 60 s (dedupe)
 -- Entry states: W waiting, G granted and held, R its permit ended (released or expired: the id
--- is used up while remembered), E ended without a grant reaching its caller (timed out,
+-- is used up while remembered; stored as G with the id in DONE, see usedUp), E ended without a grant reaching its caller (timed out,
 -- cancelled, given back: the id is free), L dropped because its node was lost (a retry goes
 -- back in line at its old place).
 local MAX_GRANTS = 500      -- grants per call; the caller calls again at once for more
@@ -58,13 +58,18 @@ local function split(s, sep)
   return out
 end
 
--- "requests=1,tokens=1200" -> { requests = 1, tokens = 1200 }
+-- "requests=1,tokens=1200" -> { requests = 1, tokens = 1200 }. Remembered for the rest of the
+-- call (a batch's ops mostly carry the same few loads): callers only read what it returns.
+local loads = {}
 local function parseLoad(s)
-  local out = {}
+  local out = loads[s or '']
+  if out then return out end
+  out = {}
   for _, kv in ipairs(split(s, ',')) do
     local k, v = string.match(kv, '^(.-)=(.*)$')
     if k then out[k] = tonumber(v) end
   end
+  loads[s or ''] = out
   return out
 end
 
@@ -449,9 +454,12 @@ function getEntry(id)
   local raw = redis.call('HGET', W, id)
   if not raw then return nil end
   local f = split(raw, '|')
+  local state = f[7]
+  -- A granted entry whose id is in DONE: its permit ended (usedUp).
+  if state == 'G' and redis.call('ZSCORE', DONE, id) then state = 'R' end
   return {
     id = id, node = f[1], lane = tonumber(f[2]), loadStr = f[3], deadline = tonumber(f[4]),
-    arrival = tonumber(f[5]), seq = tonumber(f[6]), state = f[7], permit = f[8],
+    arrival = tonumber(f[5]), seq = tonumber(f[6]), state = state, permit = f[8],
     grantedAt = tonumber(f[9] or '0'), tok = (f[10] ~= '-') and f[10] or nil, tenant = f[11] or DEFAULT
   }
 end
@@ -692,14 +700,13 @@ local function finish(e, state)
   if state ~= 'G' then redis.call('ZADD', DONE, now, e.id) end
 end
 
--- The permit of request id rid ended at `at` (released or expired): the id is used up.
+-- The permit of request id rid ended at `at` (released or expired): the id is used up. Its
+-- entry is left as it is, granted: a granted entry whose id is in DONE reads as R (getEntry),
+-- which spares every release reading and writing the entry back. Only a live permit's record
+-- names a request id, and while a permit lives its id's entry is G and not in DONE (a reuse of
+-- the id takes it out of DONE and can come only after the permit ended).
 function usedUp(rid, at)
-  local e = getEntry(rid)
-  if e and e.state == 'G' then
-    e.state = 'R'
-    putEntry(e)
-    redis.call('ZADD', DONE, at, rid)
-  end
+  redis.call('ZADD', DONE, at, rid)
 end
 
 -- How long a grant of this load stays fresh, in whole microseconds: half the burst's worth of
@@ -811,10 +818,12 @@ local function pick()
   end
 end
 
+local nowPrefix = nil
 local function newPermitId()
   st.pseq = st.pseq + 1
   st.pseqDirty = true
-  return string.format('%.0f', now) .. '.' .. string.format('%.0f', st.pseq)
+  if nowPrefix == nil then nowPrefix = string.format('%.0f', now) .. '.' end
+  return nowPrefix .. string.format('%.0f', st.pseq)
 end
 
 -- Takes the load, opens a lease, charges tenant t; returns the permit id.
@@ -957,9 +966,10 @@ local function trimDone()
   local raws = redis.call('HMGET', W, unpack(old))
   local gone = {}
   for i, id in ipairs(old) do
-    -- An id back in line after its node was lost is waiting again: keep its entry.
+    -- An id back in line after its node was lost is waiting again: keep its entry. A granted
+    -- one in DONE has ended (usedUp).
     local state = raws[i] and split(raws[i], '|')[7]
-    if state ~= 'W' and state ~= 'G' then gone[#gone + 1] = id end
+    if state ~= 'W' then gone[#gone + 1] = id end
   end
   if #gone > 0 then redis.call('HDEL', W, unpack(gone)) end
   redis.call('ZREM', DONE, unpack(old))
