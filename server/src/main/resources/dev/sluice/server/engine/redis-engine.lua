@@ -268,6 +268,8 @@ local getEntry, putEntry, usedUp
 -- over), the refund event it was granted at, its request id, its tenant (empty: the default)
 -- and the fair weight it was charged with, separated by tabs. '' for a permit adopted after a
 -- data loss ('renew'). Returns the fields (absent ones nil), or nil for an unknown permit.
+-- A permit granted by an older version keeps its load alone in its field and the rest in fields
+-- '<permit>#g', '#r', '#t' and '#w' (legacy = true): read and dropped with it.
 local function permitOf(pid)
   local raw = redis.call('HGET', PL, pid)
   if not raw then return nil end
@@ -276,11 +278,28 @@ local function permitOf(pid)
     n = n + 1
     if part ~= '' or n == 1 then f[n] = part end
   end
+  if n == 1 and raw ~= '' and raw ~= ';R' then
+    local old = redis.call('HMGET', PL, pid .. '#g', pid .. '#r', pid .. '#t', pid .. '#w')
+    for i = 1, 4 do f[i + 1] = old[i] or nil end
+    f.legacy = true
+  end
   return f
+end
+
+local function dropPermit(pid, f)
+  if f and f.legacy then
+    redis.call('HDEL', PL, pid, pid .. '#g', pid .. '#r', pid .. '#t', pid .. '#w')
+  else
+    redis.call('HDEL', PL, pid)
+  end
 end
 
 local function putPermit(pid, f)
   redis.call('HSET', PL, pid, table.concat({ f[1], f[2] or '', f[3] or '', f[4] or '', f[5] or '' }, '\t'))
+  if f.legacy then
+    redis.call('HDEL', PL, pid .. '#g', pid .. '#r', pid .. '#t', pid .. '#w')
+    f.legacy = nil
+  end
 end
 
 -- Held dimensions, as in ResourceState: a permit holds its load on each from its grant until it
@@ -308,7 +327,7 @@ local function expireLeases()
     local rid = f and f[3]
     hold(f and f[1], -1)
     redis.call('ZREM', LEASES, id)
-    redis.call('HDEL', PL, id)
+    dropPermit(id, f)
     if rid then usedUp(rid, tonumber(gone[i + 1])) end
   end
   if #gone > 0 then redis.call('HINCRBY', ST, 'expired', #gone / 2) end
@@ -1033,7 +1052,7 @@ local function acquireOne(ver, rid, lane, loadStr, timeout, tok, stalePid, tenan
       -- retry waits at the head of its lane for fresh capacity.
       hold(held, -1)
       redis.call('ZREM', LEASES, prev.permit)
-      redis.call('HDEL', PL, prev.permit)
+      dropPermit(prev.permit, rec)
       redis.call('HINCRBY', ST, 'forfeited', 1)
       held = nil
       if timeout > 0 then
@@ -1173,7 +1192,7 @@ local function releaseOne(pid, mode, actualStr)
   local fairWeight = tonumber(rec[5] or '')
   hold(loadStr, -1)
   redis.call('ZREM', LEASES, pid)
-  redis.call('HDEL', PL, pid)
+  dropPermit(pid, rec)
   if mode == 'giveback' then redis.call('HINCRBY', ST, 'givenback', 1) end
   if rid then
     if mode == 'giveback' then
@@ -1550,8 +1569,9 @@ elseif op == 'setlimit' or op == 'settpl' then
   if #stale > 0 then redis.call('HDEL', ST, unpack(stale)) end
   if #cfg.hl > 0 then
     local pl = redis.call('HGETALL', PL)
-    for i = 2, #pl, 2 do
-      hold(string.match(pl[i], '^[^\t]*'), 1)
+    for i = 1, #pl, 2 do
+      -- ('#': a field of an older version's permit record, see permitOf)
+      if not string.find(pl[i], '#', 1, true) then hold(string.match(pl[i + 1], '^[^\t]*'), 1) end
     end
   end
   if oldCfg then

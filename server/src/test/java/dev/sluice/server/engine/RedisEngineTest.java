@@ -507,6 +507,28 @@ class RedisEngineTest {
     assertThat(sync(a).stats("c").inFlight()).isZero();
   }
 
+  /**
+   * A permit granted before a permit's record became one field (its load alone in its field, the
+   * rest in '#g', '#r', ... beside it) is released in full after an upgrade: its request id read
+   * from the old field, every old field dropped.
+   */
+  @Test
+  void aPermitRecordedByAnOlderVersionIsReleasedInFull() throws Exception {
+    RedisEngine a = node("a");
+    limit(a, "c", 2, 0, Duration.ofMinutes(1));
+    Grant g = acquire(a, "c", "old-call").future().join();
+    String pl = RedisCalls.keys("c")[3];
+    String pid = g.permitId();
+    assertThat(redis.command("HDEL " + pl + " " + pid)).isEqualTo(":1");
+    assertThat(redis.command("HSET " + pl + " " + pid + " requests=1 " + pid + "#g 1 " + pid + "#r old-call"))
+        .isEqualTo(":3");
+    assertThat(sync(a).release("c", pid, Map.of(), false, false)).isTrue();
+    assertThat(redis.command("HLEN " + pl)).isEqualTo(":0");
+    assertThat(sync(a).stats("c").inFlight()).isZero();
+    // Its request id, read from the old field, is used up as a released one is.
+    assertThatThrownBy(() -> acquire(a, "c", "old-call").future().join()).hasMessageContaining("already got a permit");
+  }
+
   @Test
   void badStoreUrisAndUnreachableRedisAreClearErrors() {
     assertThatThrownBy(() -> RedisEngine.builder().uri("http://localhost:6379"))
