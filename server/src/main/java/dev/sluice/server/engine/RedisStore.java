@@ -108,7 +108,7 @@ public final class RedisStore implements AutoCloseable {
                 .nodeFilter(RedisStore::servesSlots)
                 .build());
         madeClient = c;
-        var conn = c.connect();
+        var conn = c.connect(BulkStringCodec.UTF8);
         this.client = c;
         this.connection = conn;
         this.sync = conn.sync();
@@ -126,7 +126,7 @@ public final class RedisStore implements AutoCloseable {
                 .timeoutOptions(timeouts)
                 .build());
         madeClient = c;
-        var conn = c.connect();
+        var conn = c.connect(BulkStringCodec.UTF8);
         this.client = c;
         this.connection = conn;
         this.sync = conn.sync();
