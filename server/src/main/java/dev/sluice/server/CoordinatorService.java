@@ -111,7 +111,8 @@ final class CoordinatorService extends CoordinatorGrpc.CoordinatorImplBase {
 
   @Override
   public StreamObserver<SessionRequest> session(StreamObserver<SessionResponse> observer) {
-    return new Session(this, engine, observer);
+    // With a direct executor this runs on the stream's transport thread: on Netty, its event loop.
+    return new Session(this, engine, observer, io.netty.util.internal.ThreadExecutorMap.currentExecutor());
   }
 
   /**

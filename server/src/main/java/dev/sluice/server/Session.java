@@ -17,6 +17,9 @@ import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.StreamObserver;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.Executor;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -25,10 +28,14 @@ import org.slf4j.LoggerFactory;
  * One {@code Session} stream: acquires and releases in batches, answers batched back.
  *
  * <p>Answers are queued and written by one thread at a time (a stream observer is not
- * thread-safe): whoever queues an answer while nobody writes becomes the writer and drains the
- * queue into as few messages as it finds, so answers reached together leave together, with no
- * timer and no added wait. The answers a request message reaches at once (grants that need no
- * waiting, refusals) leave in one message after it is read.
+ * thread-safe), into as few messages as the queue holds, with no timer and no added wait. On
+ * Netty the writing is a drain scheduled on the stream's event loop by the first answer queued:
+ * the transport writes only there anyway, and the loop runs it after the request messages of
+ * the same read, so the answers to every message read at once leave in one (on the peers'
+ * 64-thread driver: 43 answers a message instead of 16). Without a loop (in-process), whoever
+ * queues an answer while nobody writes becomes the writer and drains the queue; the answers a
+ * request message reaches at once (grants that need no waiting, refusals) still leave in one
+ * message after it is read.
  *
  * <p>Flow control: answers are written only while the transport is ready ({@code isReady}; the
  * writer stops and {@code onReady} resumes it), and the next request message is read only while
@@ -55,13 +62,25 @@ final class Session implements StreamObserver<SessionRequest> {
   private final AtomicInteger writers = new AtomicInteger();
   private final AtomicInteger queued = new AtomicInteger();
   /** True while a request message has been asked for and not yet delivered. */
-  private final java.util.concurrent.atomic.AtomicBoolean messageAsked =
-      new java.util.concurrent.atomic.AtomicBoolean();
+  private final AtomicBoolean messageAsked = new AtomicBoolean();
   private volatile boolean ended;
   /** True while a request message is read: its answers wait for its end, to leave together. */
   private volatile boolean reading;
+  /** The stream's event loop, where answers are written; null to write where they are reached. */
+  private final Executor loop;
+  /** True from when a drain is handed to the loop until it starts draining. */
+  private final AtomicBoolean drainScheduled = new AtomicBoolean();
+  private final Runnable drain = () -> {
+    drainScheduled.set(false); // first: an answer queued from now on schedules the next drain
+    write();
+  };
 
-  Session(CoordinatorService service, Engine engine, StreamObserver<SessionResponse> out) {
+  /**
+   * @param loop the event loop the stream's transport runs on (its answers are written there);
+   *     null without one
+   */
+  Session(CoordinatorService service, Engine engine, StreamObserver<SessionResponse> out, Executor loop) {
+    this.loop = loop;
     this.service = service;
     this.engine = engine;
     this.out = (ServerCallStreamObserver<SessionResponse>) out;
@@ -100,6 +119,8 @@ final class Session implements StreamObserver<SessionRequest> {
     } finally {
       reading = false;
     }
+    // With a loop the answers are written after this read; the next message may be read first.
+    readMoreIfRoom();
     flush(); // after reading is cleared: an answer queued meanwhile by another thread goes too
   }
 
@@ -185,10 +206,30 @@ final class Session implements StreamObserver<SessionRequest> {
   }
 
   /**
-   * Writes queued answers if nobody else is, while the transport is ready; the writer keeps going
-   * while answers keep coming. Also the {@code onReady} handler: a stalled writer resumes here.
+   * Gets the queued answers written: by a drain on the stream's loop if there is one, else here.
+   * Also the {@code onReady} handler: a stalled writer resumes here.
    */
   private void flush() {
+    if (loop == null) {
+      write();
+      return;
+    }
+    if (drainScheduled.compareAndSet(false, true)) {
+      try {
+        loop.execute(drain);
+      } catch (RejectedExecutionException e) {
+        // The loop is shutting down (the server is stopping): write here, as without a loop.
+        drainScheduled.set(false);
+        write();
+      }
+    }
+  }
+
+  /**
+   * Writes queued answers if nobody else is, while the transport is ready; the writer keeps going
+   * while answers keep coming.
+   */
+  private void write() {
     if (writers.getAndIncrement() != 0) {
       return; // the writer will see ours
     }

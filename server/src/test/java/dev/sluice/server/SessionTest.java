@@ -15,6 +15,7 @@ import dev.sluice.server.engine.FakeClock;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.MemoryEngine;
 import dev.sluice.server.engine.RateSpec;
+import io.grpc.BindableService;
 import io.grpc.ManagedChannel;
 import io.grpc.Server;
 import io.grpc.Status;
@@ -22,10 +23,15 @@ import io.grpc.inprocess.InProcessChannelBuilder;
 import io.grpc.inprocess.InProcessServerBuilder;
 import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.ClientResponseObserver;
+import io.grpc.stub.StreamObserver;
+import java.io.IOException;
 import java.time.Duration;
+import java.util.ArrayDeque;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.Executor;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -44,11 +50,46 @@ class SessionTest {
   void setUp() throws Exception {
     clock = new FakeClock();
     engine = MemoryEngine.builder().ticker(clock).scheduler(clock).build();
+    serve(new CoordinatorService(engine, TimeUnit.MINUTES.toNanos(5)));
+  }
+
+  private void serve(BindableService service) throws IOException {
     String name = InProcessServerBuilder.generateName();
-    server = InProcessServerBuilder.forName(name).directExecutor()
-        .addService(new CoordinatorService(engine, TimeUnit.MINUTES.toNanos(5))).build().start();
+    server = InProcessServerBuilder.forName(name).directExecutor().addService(service).build().start();
     channel = InProcessChannelBuilder.forName(name).directExecutor().build();
     stub = CoordinatorGrpc.newStub(channel);
+  }
+
+  /**
+   * Serves sessions whose answers are written on {@code loop}, as on Netty, where the in-process
+   * transport has no loop.
+   */
+  private void serveWithLoop(Executor loop) throws IOException {
+    tearDown();
+    CoordinatorService service = new CoordinatorService(engine, TimeUnit.MINUTES.toNanos(5));
+    serve(new CoordinatorGrpc.CoordinatorImplBase() {
+      @Override
+      public StreamObserver<SessionRequest> session(StreamObserver<SessionResponse> observer) {
+        return new Session(service, engine, observer, loop);
+      }
+    });
+  }
+
+  /** An event loop that runs its tasks when the test says so. */
+  private static final class ManualLoop implements Executor {
+    final ArrayDeque<Runnable> tasks = new ArrayDeque<>();
+
+    @Override
+    public void execute(Runnable task) {
+      tasks.add(task);
+    }
+
+    void runAll() {
+      Runnable task;
+      while ((task = tasks.poll()) != null) {
+        task.run();
+      }
+    }
   }
 
   @AfterEach
@@ -228,5 +269,50 @@ class SessionTest {
 
     assertThat(waiting("api")).isZero();
     assertThat(c.end).isEqualTo(Status.OK);
+  }
+
+  @Test
+  void onALoopTheAnswersToEveryMessageReadBeforeItRunsLeaveInOneMessage() throws Exception {
+    ManualLoop loop = new ManualLoop();
+    serveWithLoop(loop);
+    limit("api", 10, 3, 0, 10);
+    Client c = open();
+    c.call.onNext(SessionRequest.newBuilder().addAcquires(acquire(1, "api", 1, null)).build());
+    c.call.onNext(SessionRequest.newBuilder()
+        .addAcquires(acquire(2, "api", 1, null))
+        .addAcquires(acquire(3, "nope", 1, null))
+        .addAcquires(acquire(4, "api", 2, Duration.ofSeconds(30))) // one token left: waits
+        .build());
+
+    assertThat(c.messages).as("nothing is written before the loop runs").isEmpty();
+    assertThat(loop.tasks).as("one drain for both messages").hasSize(1);
+    loop.runAll();
+    assertThat(c.messages).hasSize(1);
+    assertThat(c.answers()).extracting(SessionAnswer::getTag).containsExactlyInAnyOrder(1L, 2L, 3L);
+    assertThat(c.answer(3).getFailed().getCode()).isEqualTo(Status.Code.NOT_FOUND.value());
+
+    clock.advance(Duration.ofMillis(100)); // the waiter's second token: granted off the loop
+    assertThat(c.messages).as("a grant reached elsewhere is written on the loop too").hasSize(1);
+    loop.runAll();
+    assertThat(c.messages).hasSize(2);
+    assertThat(c.answer(4).getGranted().getGrantedMap()).isEqualTo(Map.of("requests", 2L));
+  }
+
+  @Test
+  void aLoopThatRefusesTheDrainLeavesTheAnswersWrittenAtOnce() throws Exception {
+    serveWithLoop(task -> {
+      throw new RejectedExecutionException("event loop shut down");
+    });
+    limit("api", 10, 3, 0, 10);
+    Client c = open();
+    c.call.onNext(SessionRequest.newBuilder()
+        .addAcquires(acquire(1, "api", 1, null))
+        .addAcquires(acquire(2, "api", 1, null))
+        .build());
+    c.call.onNext(SessionRequest.newBuilder().addAcquires(acquire(3, "api", 1, null)).build());
+
+    assertThat(c.messages).as("each message's answers written when it was read").hasSize(2);
+    assertThat(c.answers()).extracting(SessionAnswer::getTag).containsExactly(1L, 2L, 3L);
+    assertThat(c.end).isNull();
   }
 }
