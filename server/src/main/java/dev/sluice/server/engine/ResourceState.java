@@ -63,6 +63,8 @@ final class ResourceState {
   /** Refill rate per microsecond (see {@link RateSpec#perMicro}). */
   double[] perMicro;
   long[] burst;
+  /** {@link #freshMicros} of a load on each dimension alone (aligned with {@link #dims}). */
+  private long[] freshAlone;
   double[] level;
   /** Tokens taken per dimension since this state was created, net of refunds (utilization). */
   double[] used;
@@ -300,14 +302,26 @@ final class ResourceState {
    * more than the limit allows.
    */
   long freshMicros(Map<String, Long> load) {
+    return freshMicros(vector(load));
+  }
+
+  /**
+   * The same from a load's {@link #vector}: a grant reads its waiter's vector, not its load map
+   * (the fair order visits waiters out of arrival order, where each map is a cache miss).
+   */
+  long freshMicros(long[] vector) {
     long fresh = -1;
-    for (RateSpec rate : spec.rates()) {
-      if (load.getOrDefault(rate.name(), 0L) > 0) {
-        long t = (long) Math.floor(rate.burst() * (rate.period().toNanos() / 1000.0) / rate.amount() / 2);
+    for (int i = 0; i < vector.length; i++) {
+      if (vector[i] > 0) {
+        long t = freshAlone[i];
         fresh = fresh < 0 ? t : Math.min(fresh, t);
       }
     }
     return fresh;
+  }
+
+  private static long freshAlone(RateSpec rate) {
+    return (long) Math.floor(rate.burst() * (rate.period().toNanos() / 1000.0) / rate.amount() / 2);
   }
 
   /**
@@ -380,6 +394,7 @@ final class ResourceState {
     String[] d = new String[n];
     double[] p = new double[n];
     long[] b = new long[n];
+    long[] f = new long[n];
     double[] l = new double[n];
     double[] u = new double[n];
     for (int i = 0; i < n; i++) {
@@ -388,6 +403,7 @@ final class ResourceState {
       d[i] = r.name();
       p[i] = r.perMicro(next.jitterNanos());
       b[i] = r.burst();
+      f[i] = freshAlone(r);
       l[i] = Math.min(b[i], old.getOrDefault(r.name(), 0.0));
     }
     long oldTtl = leaseTtl;
@@ -396,6 +412,7 @@ final class ResourceState {
     this.dims = d;
     this.perMicro = p;
     this.burst = b;
+    this.freshAlone = f;
     this.level = l;
     this.used = u;
     this.leaseTtl = next.leaseTtl().toNanos();
@@ -1104,7 +1121,7 @@ final class ResourceState {
   void grant(Waiter w, long now, String id) {
     take(w, now, id);
     long waited = Math.max(0, now - w.arrival);
-    long fresh = freshMicros(w.load);
+    long fresh = freshMicros(w.vector);
     w.grant = new Grant(id, name, w.load, leaseTtl, waited, fresh < 0 ? -1 : fresh * 1_000);
     w.status.set(Waiter.GRANTED);
     entry.add(Outcome.GRANTED);
