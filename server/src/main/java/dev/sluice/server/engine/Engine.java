@@ -194,8 +194,20 @@ public interface Engine extends AutoCloseable {
     return getLimit(resource);
   }
 
-  /** Limits whose names start with {@code prefix}, sorted by name. */
+  /**
+   * Limits whose names start with {@code prefix}, sorted by name, as the store holds them now
+   * (on Redis: read from Redis, so a change another node just made is in it).
+   */
   CompletableFuture<List<LimitSpec>> listLimits(String prefix);
+
+  /**
+   * {@link #listLimits}, from this node's cached copies where it has them (Redis nodes hear of
+   * changes a moment after they are made): for what reads the list over and over (the
+   * dashboard's sampler, stats), where a store round trip per limit would not pay.
+   */
+  default CompletableFuture<List<LimitSpec>> cachedLimits(String prefix) {
+    return listLimits(prefix);
+  }
 
   /** Deletes a limit, durably; its waiters fail with NOT_FOUND. */
   CompletableFuture<Void> deleteLimit(String resource);
@@ -256,7 +268,7 @@ public interface Engine extends AutoCloseable {
    * resources are asked for all at once.
    */
   default CompletableFuture<List<ResourceSnapshot>> stats() {
-    return listLimits("")
+    return cachedLimits("")
         .thenCompose(
             specs -> {
               List<CompletableFuture<ResourceSnapshot>> each = new ArrayList<>(specs.size());

@@ -558,6 +558,11 @@ public final class PoolEngine implements Engine {
   }
 
   @Override
+  public CompletableFuture<List<LimitSpec>> cachedLimits(String prefix) {
+    return store.cachedLimits(prefix);
+  }
+
+  @Override
   public CompletableFuture<Void> deleteLimit(String resource) {
     return store.deleteLimit(resource);
   }

@@ -353,7 +353,12 @@ public final class RedisEngine implements Engine {
 
   @Override
   public CompletableFuture<List<LimitSpec>> listLimits(String prefix) {
-    return limits.list(prefix);
+    return limits.list(prefix, true);
+  }
+
+  @Override
+  public CompletableFuture<List<LimitSpec>> cachedLimits(String prefix) {
+    return limits.list(prefix, false);
   }
 
   @Override

@@ -431,8 +431,11 @@ final class RedisLimits {
     }
   }
 
-  /** The limits whose names start with {@code prefix}, sorted by name, without waiting. */
-  CompletableFuture<List<LimitSpec>> list(String prefix) {
+  /**
+   * The limits whose names start with {@code prefix}, sorted by name, without waiting: each read
+   * from Redis when {@code fresh}, else from the cache where it holds one.
+   */
+  CompletableFuture<List<LimitSpec>> list(String prefix, boolean fresh) {
     String p = prefix == null ? "" : prefix;
     return calls.reached(store.async().smembers(LIMITS_KEY))
         .thenCompose(
@@ -440,7 +443,7 @@ final class RedisLimits {
               List<CompletableFuture<Cfg>> each = new ArrayList<>();
               for (String name : names) {
                 if (name.startsWith(p)) {
-                  Cfg c = limits.get(name);
+                  Cfg c = fresh ? null : limits.get(name);
                   each.add(c != null ? CompletableFuture.completedFuture(c) : fetchAsync(name));
                 }
               }

@@ -171,7 +171,7 @@ public final class ResourceSampler {
       again = names == null || total <= maxResources || now - namesAt >= NAMES_EVERY_NANOS;
     }
     CompletableFuture<List<String>> watched =
-        again ? engine.listLimits("").thenApply(all -> names(all, now)) : CompletableFuture.completedFuture(watched());
+        again ? engine.cachedLimits("").thenApply(all -> names(all, now)) : CompletableFuture.completedFuture(watched());
     return watched.thenCompose(
         list -> {
           List<CompletableFuture<ResourceSnapshot>> each = new ArrayList<>(list.size());

@@ -44,9 +44,9 @@ end
 local NEVER = -1
 local DONE_KEEP = 60000000 -- request ids of ended acquires are remembered 60 s (dedupe)
 -- Entry states: W waiting, G granted and held, R its permit ended (released or expired: the id
--- is used up while remembered; stored as G with the id in DONE, see usedUp), E ended without a grant reaching its caller (timed out,
--- cancelled, given back: the id is free), L dropped because its node was lost (a retry goes
--- back in line at its old place).
+-- is used up while remembered; stored as G with the id in DONE, see usedUp), E ended without a
+-- grant reaching its caller (timed out, cancelled, given back: the id is free), L dropped
+-- because its node was lost (a retry goes back in line at its old place).
 local MAX_GRANTS = 500      -- grants per call; the caller calls again at once for more
 
 -- ------------------------------------------------------------------------------- helpers
