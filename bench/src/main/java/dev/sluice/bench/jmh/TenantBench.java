@@ -64,6 +64,7 @@ public class TenantBench {
       t.setDaemon(true);
       return t;
     });
+    timers.setRemoveOnCancelPolicy(true); // as the server's: a granted waiter's timeout leaves the queue
     engine = MemoryEngine.builder().scheduler(Scheduler.of(timers)).build();
     long huge = 1_000_000_000L;
     engine.setLimit(new LimitSpec("q", List.of(new RateSpec("requests", huge, Duration.ofSeconds(1), huge)),

@@ -83,6 +83,8 @@ final class ResourceState {
   HashMap<String, double[]> tenantUsed;
   /** The tenants' own buckets ({@link TenantPolicy#caps}); null until a capped tenant came. */
   private HashMap<String, Fair.CapState> caps;
+  /** Whether the limit gives any tenant a cap of its own (asked on every pick and grant). */
+  private boolean tenantCaps;
   // Sized for one: a million live states must fit in a small heap; it doubles as it fills.
   final LinkedHashMap<String, PermitRecord> permits = new LinkedHashMap<>(2);
   /**
@@ -409,6 +411,7 @@ final class ResourceState {
     long oldTtl = leaseTtl;
     forgetRefundHistory();
     this.spec = next;
+    this.tenantCaps = !next.tenants().caps().isEmpty();
     this.dims = d;
     this.perMicro = p;
     this.burst = b;
@@ -816,6 +819,9 @@ final class ResourceState {
 
   /** The own buckets of {@code tenant} (refilled with the shared ones); null when it has no cap. */
   private Fair.CapState capState(String tenant, long now) {
+    if (!tenantCaps) {
+      return null;
+    }
     List<RateSpec> cap = spec.tenants().cap(tenant);
     if (cap.isEmpty()) {
       return null;
@@ -869,7 +875,7 @@ final class ResourceState {
 
   /** The tenant part of a grant: its own buckets and its virtual time (charged while it still waits). */
   private void chargeTenant(Waiter w, PermitRecord rec, long now) {
-    if (!spec.tenants().cap(w.tenant).isEmpty()) { // no array to build for a tenant without a cap
+    if (tenantCaps && !spec.tenants().cap(w.tenant).isEmpty()) { // no array to build for a tenant without a cap
       long[] minus = new long[w.vector.length];
       for (int i = 0; i < minus.length; i++) {
         minus[i] = -w.vector[i];

@@ -47,6 +47,9 @@ public record TenantPolicy(
 
   /** Its own rates, empty when it has none. */
   public List<RateSpec> cap(String tenant) {
+    if (caps.isEmpty()) {
+      return List.of(); // the usual case, asked on every pick and grant: no tree to walk
+    }
     return caps.getOrDefault(tenant, List.of());
   }
 
