@@ -23,6 +23,38 @@ public final class Durations {
   /** Longest duration anything accepts: far beyond any sane setting, far from overflow. */
   public static final Duration LONGEST = Duration.ofDays(3650);
 
+  /** Distinct durations {@link #shared} remembers at most; when full it starts over. */
+  static final int MAX_SHARED = 256;
+
+  private static final java.util.concurrent.ConcurrentHashMap<Duration, Duration> SHARED =
+      new java.util.concurrent.ConcurrentHashMap<>();
+
+  /**
+   * One instance per distinct value, for what a million limits each hold (their lease, their
+   * jitter: mostly the same few values); null stays null. {@link Duration} is immutable, so
+   * sharing is invisible but for the 24 bytes each copy would cost. At most {@link #MAX_SHARED}
+   * are remembered.
+   */
+  static Duration shared(Duration d) {
+    if (d == null) {
+      return null;
+    }
+    Duration s = SHARED.get(d);
+    if (s != null) {
+      return s;
+    }
+    if (SHARED.size() >= MAX_SHARED) {
+      SHARED.clear(); // odd values (a fuzzer's) never crowd out the common ones for good
+    }
+    s = SHARED.putIfAbsent(d, d);
+    return s == null ? d : s;
+  }
+
+  /** How many distinct durations {@link #shared} remembers now (tests). */
+  static int sharedCount() {
+    return SHARED.size();
+  }
+
   /** The range a field accepts, an example of it, and what to say about a zero it refuses. */
   public record Bounds(Duration min, Duration max, String example, String zeroHint) {
 

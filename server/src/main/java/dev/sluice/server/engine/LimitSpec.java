@@ -41,8 +41,12 @@ public record LimitSpec(
 
   public LimitSpec {
     rates = List.copyOf(rates);
-    holds = holds == null ? Map.of() : java.util.Collections.unmodifiableMap(new java.util.LinkedHashMap<>(holds));
+    // Most limits hold nothing: the shared empty map, not a map of their own (a million limits).
+    holds = holds == null || holds.isEmpty() ? Map.of()
+        : java.util.Collections.unmodifiableMap(new java.util.LinkedHashMap<>(holds));
     tenants = tenants == null ? TenantPolicy.NONE : tenants;
+    leaseTtl = Durations.shared(leaseTtl);
+    jitter = Durations.shared(jitter);
     members = members == null ? List.of() : List.copyOf(members);
   }
 

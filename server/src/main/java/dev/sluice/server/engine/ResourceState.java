@@ -70,9 +70,11 @@ final class ResourceState {
   double[] used;
   long lastRefill;
   /** Held dimensions ({@link LimitSpec#holds}): names, caps, and what the live permits hold. */
-  String[] heldDims = new String[0];
-  long[] heldCap = new long[0];
-  long[] held = new long[0];
+  String[] heldDims = NO_DIMS;
+  long[] heldCap = NO_LONGS;
+  long[] held = NO_LONGS;
+  private static final String[] NO_DIMS = new String[0];
+  private static final long[] NO_LONGS = new long[0];
 
   /** Null until somebody first waits: most resources never make anybody wait. */
   private Room room;
@@ -420,9 +422,10 @@ final class ResourceState {
     this.used = u;
     this.leaseTtl = next.leaseTtl().toNanos();
     int h = next.holds().size();
-    heldDims = next.holds().keySet().toArray(new String[0]);
-    heldCap = new long[h];
-    held = new long[h];
+    // Most limits hold nothing: shared empty arrays, not three of their own per live resource.
+    heldDims = h == 0 ? NO_DIMS : next.holds().keySet().toArray(new String[0]);
+    heldCap = h == 0 ? NO_LONGS : new long[h];
+    held = h == 0 ? NO_LONGS : new long[h];
     for (int i = 0; i < h; i++) {
       heldCap[i] = next.holds().get(heldDims[i]);
       for (PermitRecord r : permits.values()) {

@@ -43,4 +43,31 @@ class DurationsTest {
         .isInstanceOf(IllegalArgumentException.class)
         .hasMessageContaining("-9223372036854775808s");
   }
+
+  /**
+   * A million limits loaded from a file hold the same few leases and jitters: one instance of
+   * each value, and an empty map for the held dimensions they do not have (the scale bench's 1 M
+   * resources fit in 1 GiB only so). The table stays bounded whatever values come.
+   */
+  @Test
+  void limitsShareEqualDurationsAndTheEmptyHoldsMap() {
+    for (int i = 0; Durations.sharedCount() > Durations.MAX_SHARED - 4; i++) { // room for a's and b's
+      Durations.shared(Duration.ofNanos(999_000_000_001L + i));
+    }
+    LimitSpec a = new LimitSpec("a", java.util.List.of(), 1, 10, Duration.ofSeconds(31), Duration.ofMillis(21),
+        null, null);
+    LimitSpec b = new LimitSpec("b", java.util.List.of(), 1, 10, Duration.ofSeconds(31), Duration.ofMillis(21),
+        null, null);
+    assertThat(b.leaseTtl()).isEqualTo(Duration.ofSeconds(31)).isSameAs(a.leaseTtl());
+    assertThat(b.jitter()).isEqualTo(Duration.ofMillis(21)).isSameAs(a.jitter());
+    assertThat(b.holds()).isEmpty();
+    assertThat(b.holds()).isSameAs(a.holds());
+    assertThat(Durations.shared(null)).isNull();
+    for (int i = 0; i < 3 * Durations.MAX_SHARED; i++) {
+      Durations.shared(Duration.ofNanos(1_000_003 + i)); // a fuzzer's odd values
+      assertThat(Durations.sharedCount()).isLessThanOrEqualTo(Durations.MAX_SHARED);
+    }
+    Duration first = Durations.shared(Duration.ofSeconds(29));
+    assertThat(Durations.shared(Duration.ofSeconds(29))).as("shared again after the odd ones").isSameAs(first);
+  }
 }
