@@ -678,9 +678,10 @@ final class Report {
   private void jmhSection(StringBuilder b) {
     b.append("\n## 7. Engine micro-benchmarks (JMH)\n\n");
     b.append("`dev.sluice.bench.jmh.EngineBench`: acquire (try once) + claim + release on `MemoryEngine`"
-        + " directly, one hot key and 100 000 keys (a random key per operation), 1 and 2 threads. Not run by the"
-        + " load generator; run `").append(JMH_COMMAND).append("` first (it writes `bench/target/jmh.json`) and"
-            + " the next report includes it.\n\n");
+        + " directly, one hot key and 100 000 keys (a random key per operation), 1 and 2 threads."
+        + " `dev.sluice.bench.jmh.TenantBench`: waiters queued over 0 (none named), 1, 10 or 1 000 tenants, then"
+        + " granted in one drain (section 8). Not run by the load generator; run `").append(JMH_COMMAND)
+        .append("` first (it writes `bench/target/jmh.json`) and the next report includes it.\n\n");
     Path json = o.jmhJson();
     if (!Files.isRegularFile(json)) {
       b.append("_No JMH results at `").append(json).append("` when this report was written._\n");
@@ -694,8 +695,7 @@ final class Report {
                   + " minute).\n\n");
       b.append("| benchmark | threads | score | error (99.9 %) | unit |\n|---|---:|---:|---:|---|\n");
       for (JsonNode n : root) {
-        String name = n.path("benchmark").asText();
-        name = name.substring(name.lastIndexOf('.', name.lastIndexOf('.') - 1) + 1);
+        String name = jmhName(n);
         JsonNode m = n.path("primaryMetric");
         b.append("| ").append(name).append(" | ").append(n.path("threads").asInt()).append(" | ")
             .append(Fmt.rate(m.path("score").asDouble())).append(" | ± ")
@@ -705,6 +705,19 @@ final class Report {
     } catch (IOException | RuntimeException e) {
       b.append("_Could not read `").append(json).append("`: ").append(e.getMessage()).append("_\n");
     }
+  }
+
+  /** A JMH result's class and method, and its parameters if it has any: {@code TenantBench.x (tenants=10)}. */
+  static String jmhName(JsonNode result) {
+    String name = result.path("benchmark").asText();
+    name = name.substring(name.lastIndexOf('.', name.lastIndexOf('.') - 1) + 1);
+    JsonNode params = result.path("params");
+    if (params.isObject() && params.size() > 0) {
+      java.util.StringJoiner p = new java.util.StringJoiner(", ", " (", ")");
+      params.fields().forEachRemaining(e -> p.add(e.getKey() + "=" + e.getValue().asText()));
+      name += p;
+    }
+    return name;
   }
 
   private void howToRun(StringBuilder b) {

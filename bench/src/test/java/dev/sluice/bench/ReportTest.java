@@ -46,4 +46,14 @@ class ReportTest {
     assertThat(line(lines, "Bucket4j")).contains("MISS").contains("p99 worse by 20.0 %")
         .doesNotContain("throughput short");
   }
+
+  @Test
+  void aJmhRowNamesItsParameters() throws Exception {
+    com.fasterxml.jackson.databind.ObjectMapper json = new com.fasterxml.jackson.databind.ObjectMapper();
+    assertThat(Report.jmhName(json.readTree(
+        "{\"benchmark\": \"dev.sluice.bench.jmh.TenantBench.queueThenDrain\", \"params\": {\"tenants\": \"1000\"}}")))
+        .isEqualTo("TenantBench.queueThenDrain (tenants=1000)");
+    assertThat(Report.jmhName(json.readTree("{\"benchmark\": \"dev.sluice.bench.jmh.EngineBench.hotKey_1thread\"}")))
+        .isEqualTo("EngineBench.hotKey_1thread");
+  }
 }

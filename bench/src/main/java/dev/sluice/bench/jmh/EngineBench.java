@@ -64,6 +64,7 @@ public class EngineBench {
         t.setDaemon(true);
         return t;
       });
+      timers.setRemoveOnCancelPolicy(true); // as the server's (see TenantBench)
       // Loaded through the store: setLimit one by one is O(n) per call.
       engine = MemoryEngine.builder().scheduler(Scheduler.of(timers)).store(new LimitStore() {
         @Override
