@@ -288,14 +288,9 @@ final class Fair {
     /** {@link #order} of a node (its key, prefix and part) against the node at {@code j}. */
     private int compareAt(double k, long p, TRoom r, int j) {
       double kj = keys[j];
-      if (k < kj) {
-        return -1;
-      }
-      if (k > kj) {
-        return 1;
-      }
-      int c = Long.compareUnsigned(p, prefixes[j]);
-      return c != 0 ? c : r.name.compareTo(heap[j].name);
+      long pj = prefixes[j];
+      // Only a tie on both reads the names (and so the node at j).
+      return k == kj && p == pj ? r.name.compareTo(heap[j].name) : order(k, p, null, kj, pj, null);
     }
 
     private void put(int i, TRoom r, double k, long p) {
