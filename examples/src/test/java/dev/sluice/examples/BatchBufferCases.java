@@ -551,28 +551,28 @@ abstract class BatchBufferCases {
     ok("POST", "/v1/buffers", buffer("nightly", ", \"maxBatchItems\": 2500"));
     ok("POST", "/v1/buffers", "{\"name\": \"orders\", \"url\": \"" + mock.baseUrl() + "/chat/completions\","
         + " \"resource\": \"live\", \"headers\": {\"Authorization\": \"Bearer sk-live\"}, \"overflowTo\":"
-        + " \"nightly\", \"whenWaitExceeds\": \"10s\"}");
+        + " \"nightly\", \"whenWaitExceeds\": \"4s\"}");
     List<Long> ids = new ArrayList<>();
-    for (int from = 0; from < 5000; from += 1000) {
+    for (int from = 0; from < 2000; from += 1000) {
       ids.addAll(push("orders", from, from + 1000, BatchBufferCases::chat));
     }
     await().atMost(Duration.ofSeconds(120)).pollInterval(Duration.ofMillis(500)).untilAsserted(() -> {
       JsonNode live = ok("GET", "/v1/buffers/orders", null).get("stats");
       JsonNode batch = ok("GET", "/v1/buffers/nightly", null).get("stats");
-      assertThat(live.get("completed").asLong() + live.get("moved").asLong()).as(live.toString()).isEqualTo(5000);
+      assertThat(live.get("completed").asLong() + live.get("moved").asLong()).as(live.toString()).isEqualTo(2000);
       assertThat(batch.get("completed").asLong()).as(batch.toString()).isEqualTo(live.get("moved").asLong());
     });
     JsonNode live = ok("GET", "/v1/buffers/orders", null).get("stats");
     long moved = live.get("moved").asLong();
-    System.out.printf("overflow (%s): of 5000 items, %d delivered live, %d moved to the batch buffer; live 429s: %d%n",
+    System.out.printf("overflow (%s): of 2000 items, %d delivered live, %d moved to the batch buffer; live 429s: %d%n",
         store, live.get("completed").asLong(), moved, mock.stats().rateLimited());
     assertThat(mock.stats().rateLimited()).as("429s at the live quota").isZero();
     assertThat(mock.stats().admitted()).isEqualTo(live.get("completed").asLong());
-    // 10 s at 5/s: about 50 stay (plus what went while the pushes came in); the rest move.
-    assertThat(moved).isBetween(4500L, 4960L);
+    // 4 s at 5/s: about 20 stay (plus what went while the pushes came in); the rest move.
+    assertThat(moved).isBetween(1800L, 1990L);
     java.util.regex.Pattern newId = java.util.regex.Pattern.compile("moved to openai-batch buffer nightly as item (\\d+)");
     java.util.Set<Long> targets = new java.util.HashSet<>();
-    for (int i = 0; i < 5000; i++) {
+    for (int i = 0; i < 2000; i++) {
       JsonNode x = item("orders", ids.get(i));
       String state = x.get("state").asText();
       if (state.equals("completed")) {

@@ -83,6 +83,8 @@ final class FaultRun implements AutoCloseable {
   /** Set once the run is collected: a worker that lets go after that adds nothing more. */
   private boolean collectedAll;
   private final AtomicBoolean stop = new AtomicBoolean();
+  /** Opens at the stop: a worker holding a permit lets go then, not up to LONG_HOLD later. */
+  private final java.util.concurrent.CountDownLatch stopped = new java.util.concurrent.CountDownLatch(1);
   private final Path dir;
   private Recorder recorder;
   private Thread sampler;
@@ -221,6 +223,7 @@ final class FaultRun implements AutoCloseable {
     sleepUntil(lastBack + tail.toNanos());
     history.end = System.nanoTime();
     stop.set(true);
+    stopped.countDown();
     long joinBy = System.nanoTime() + TIMEOUT.plus(LONG_HOLD).toNanos() + TimeUnit.SECONDS.toNanos(2);
     for (Thread t : workers) {
       t.join(Math.max(1, TimeUnit.NANOSECONDS.toMillis(joinBy - System.nanoTime())));
@@ -280,7 +283,9 @@ final class FaultRun implements AutoCloseable {
       if (permit != null) {
         try {
           recorder.call(permit.id(), id);
-          TimeUnit.NANOSECONDS.sleep(me < LONG_HOLDERS ? LONG_HOLD.toNanos() : HOLD.toNanos());
+          // Held for its time, or until the run stops: the history ends there, and a long holder
+          // granted just before it would otherwise keep the run (and CI) up to 7 s longer.
+          stopped.await(me < LONG_HOLDERS ? LONG_HOLD.toNanos() : HOLD.toNanos(), TimeUnit.NANOSECONDS);
         } catch (Exception e) {
           error = "upstream call: " + e;
         } finally {
@@ -358,6 +363,7 @@ final class FaultRun implements AutoCloseable {
   @Override
   public void close() {
     stop.set(true);
+    stopped.countDown();
     if (sampler != null) {
       sampler.interrupt();
     }

@@ -6,6 +6,8 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.parallel.Execution;
+import org.junit.jupiter.api.parallel.ExecutionMode;
 import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
 
 /**
@@ -14,7 +16,12 @@ import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
  * Each row failed before its fix (the findings are on each row); {@code
  * -Dsluice.faults.campaign=N} runs a seeded campaign of N faults ({@code -Dsluice.faults.seed}
  * to replay one).
+ *
+ * <p>The rows run two at a time (server/pom.xml): each has its own Redis, nodes, proxies and
+ * workers on their own ports, and mostly waits (60 requests/s); the class as a whole still runs
+ * alone, after or before the others.
  */
+@Execution(ExecutionMode.SAME_THREAD)
 class StoreFaultsTest {
 
   private static final Duration AT = Duration.ofSeconds(2);
@@ -33,6 +40,7 @@ class StoreFaultsTest {
 
   /** The control: no fault, a clean history (and the checker's figures for the baseline). */
   @Test
+  @Execution(ExecutionMode.CONCURRENT)
   void noFault() throws Exception {
     row(FaultRun.Topology.STANDALONE, Faults.storeDelay(0, 0, Duration.ZERO));
   }
@@ -45,11 +53,13 @@ class StoreFaultsTest {
    * (now sent again from the same node, RedisWaiters#resend).
    */
   @Test
+  @Execution(ExecutionMode.CONCURRENT)
   void redisStall() throws Exception {
     row(FaultRun.Topology.STANDALONE, Faults.stall(Duration.ofSeconds(3)));
   }
 
   @Test
+  @Execution(ExecutionMode.CONCURRENT)
   void sentinelFailover() throws Exception {
     row(FaultRun.Topology.SENTINEL, Faults.sentinelFailover());
   }
@@ -62,21 +72,25 @@ class StoreFaultsTest {
    * slot to it until the periodic refresh, 4 s after the cluster was ok.
    */
   @Test
+  @Execution(ExecutionMode.CONCURRENT)
   void clusterPrimaryFailover() throws Exception {
     row(FaultRun.Topology.CLUSTER, Faults.clusterFailover());
   }
 
   @Test
+  @Execution(ExecutionMode.CONCURRENT)
   void clusterSlotMigrationUnderLoad() throws Exception {
     row(FaultRun.Topology.CLUSTER, Faults.slotMigration(Duration.ofSeconds(3)));
   }
 
   @Test
+  @Execution(ExecutionMode.CONCURRENT)
   void redisKilledRestartedEmpty() throws Exception {
     row(FaultRun.Topology.STANDALONE, Faults.killRestart(Duration.ofSeconds(3), false));
   }
 
   @Test
+  @Execution(ExecutionMode.CONCURRENT)
   void redisKilledRestartedFromAof() throws Exception {
     row(FaultRun.Topology.STANDALONE_AOF, Faults.killRestart(Duration.ofSeconds(3), true));
   }
@@ -88,11 +102,13 @@ class StoreFaultsTest {
    * it finds goes back (RedisWaiters#settleLater).
    */
   @Test
+  @Execution(ExecutionMode.CONCURRENT)
   void nodeLosesRedisReplies() throws Exception {
     row(FaultRun.Topology.STANDALONE, Faults.storeRepliesLost(0, Duration.ofSeconds(4)));
   }
 
   @Test
+  @Execution(ExecutionMode.CONCURRENT)
   void nodeCutOffFromRedis() throws Exception {
     row(FaultRun.Topology.STANDALONE, Faults.storeCut(0, Duration.ofSeconds(4)));
   }
@@ -105,16 +121,19 @@ class StoreFaultsTest {
    * (RedisWaiters#recheckAll; LostNoticeTest).
    */
   @Test
+  @Execution(ExecutionMode.CONCURRENT)
   void nodesRedisConnectionsReset() throws Exception {
     row(FaultRun.Topology.STANDALONE, Faults.storeReset(0));
   }
 
   @Test
+  @Execution(ExecutionMode.CONCURRENT)
   void workersCutOffFromANode() throws Exception {
     row(FaultRun.Topology.STANDALONE, Faults.clientCut(0, Duration.ofSeconds(4)));
   }
 
   @Test
+  @Execution(ExecutionMode.CONCURRENT)
   void workersLoseANodesReplies() throws Exception {
     row(FaultRun.Topology.STANDALONE, Faults.clientRepliesLost(0, Duration.ofSeconds(4)));
   }
