@@ -352,10 +352,11 @@ final class History {
     }
     long grants = coordinatorGrants();
     StringBuilder b = new StringBuilder();
-    b.append(String.format("acquires %s; arrivals %d (%.1f/s over %.1f s), densest 1 s %d (burst + rate %.0f);"
-            + " coordinator grants %d; leases expired %d; longest arrival gap %.2f s from %s", byOutcome, times.size(),
-        times.size() / ((end - origin) / 1e9), (end - origin) / 1e9, worstSecond, limit.bound(SEC)
-            - limit.ratePerSecond() * limit.jitterNanos() / 1e9, grants, leasesExpired(), gap / 1e9, ms(gapAt)));
+    b.append(String.format("acquires %s; arrivals %d (%.1f/s over %.1f s), densest 1 s %d (burst + rate %.0f;"
+            + " checked against %.0f with the %d ms jitter); coordinator grants %d; leases expired %d; longest arrival"
+            + " gap %.2f s from %s", byOutcome, times.size(), times.size() / ((end - origin) / 1e9), (end - origin) / 1e9,
+        worstSecond, limit.bound(SEC) - limit.ratePerSecond() * limit.jitterNanos() / 1e9, limit.bound(SEC),
+        limit.jitterNanos() / 1_000_000, grants, leasesExpired(), gap / 1e9, ms(gapAt)));
     for (Fault f : faults) {
       long from = f.back() + RECOVERY;
       long after = times.stream().filter(t -> t >= from && t < from + RECOVERY_WINDOW).count();
