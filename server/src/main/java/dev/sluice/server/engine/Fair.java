@@ -58,8 +58,10 @@ final class Fair {
     int waiting;
     /** Its virtual time while it has waiters. */
     double vt;
-    /** Its place in {@link Fair#active}, or -1 while it has no waiters. */
+    /** Its place in {@link Fair#active}'s heap, or -1 while it has no waiters or is in its run. */
     int heapIndex = -1;
+    /** Its place in {@link Fair#active}'s run ({@link ActiveHeap}), or -1 while it is not there. */
+    int runIndex = -1;
     /** While idle and remembered: {@code vt + t}, see {@link Fair#idle}. */
     double idleKey;
     /** Its place in {@link Fair#idle}, or -1 while it is not there. */
@@ -204,6 +206,7 @@ final class Fair {
   Fair(TRoom def) {
     this.def = def;
     def.heapIndex = -1; // a state dropped before (spent) may have left its places behind
+    def.runIndex = -1;
     def.idleIndex = -1;
   }
 
@@ -402,6 +405,13 @@ final class Fair {
    * The tenants with waiters, in {@link #byVirtualTime} order: the first is at hand, a charge
    * re-keys its tenant in place (no node to allocate), and iteration walks them in order lazily
    * (the pick rarely looks past the first).
+   *
+   * <p>Beside the heap, a run: tenants in order in an array, each at or above the one before. A
+   * tenant re-keyed at or above the run's last joins its end in one step instead of sinking
+   * through the heap; the first is the lower of the heap's first and the run's. Tenants served in
+   * turn, each charged past all the others (many tenants, each with a backlog), so move from the
+   * run's head to its end without a sift; a tenant re-keyed below the run's last goes to the heap.
+   * A tenant leaving the run's middle leaves an empty slot, skipped and compacted away.
    */
   static final class ActiveHeap extends RoomHeap implements Iterable<TRoom> {
     /**
@@ -410,6 +420,11 @@ final class Fair {
      * move would be wasted. Any other look at the heap places it first.
      */
     private TRoom pending;
+    /** The run: live tenants in {@code [runHead, runEnd)} in order, empty slots null. */
+    private TRoom[] run = new TRoom[16];
+    private int runHead;
+    private int runEnd;
+    private int runLive;
 
     @Override
     int compare(TRoom a, TRoom b) {
@@ -431,35 +446,134 @@ final class Fair {
       r.heapIndex = i;
     }
 
-    private void settle() {
-      TRoom p = pending;
-      if (p != null) {
-        pending = null;
-        moved(p.heapIndex);
+    @Override
+    int size() {
+      return size + runLive;
+    }
+
+    @Override
+    boolean isEmpty() {
+      return size + runLive == 0;
+    }
+
+    /** The run's slots, empty ones included (tests: the run compacts rather than grow). */
+    int runSlots() {
+      return run.length;
+    }
+
+    /** Whether {@code r} is here (in the heap or the run). */
+    boolean contains(TRoom r) {
+      return r.heapIndex >= 0 || r.runIndex >= 0;
+    }
+
+    private TRoom runFirst() {
+      while (runHead < runEnd && run[runHead] == null) {
+        runHead++;
+      }
+      return runHead < runEnd ? run[runHead] : null;
+    }
+
+    private TRoom runLast() {
+      while (runEnd > runHead && run[runEnd - 1] == null) {
+        runEnd--;
+      }
+      return runEnd > runHead ? run[runEnd - 1] : null;
+    }
+
+    private void runAppend(TRoom r) {
+      if (runEnd == run.length) {
+        if (runLive <= run.length / 2) { // half empty slots or more: close the gaps
+          int to = 0;
+          for (int i = runHead; i < runEnd; i++) {
+            TRoom x = run[i];
+            if (x != null) {
+              run[i] = null;
+              run[to] = x;
+              x.runIndex = to++;
+            }
+          }
+          runHead = 0;
+          runEnd = to;
+        } else {
+          run = java.util.Arrays.copyOf(run, run.length * 2);
+        }
+      }
+      run[runEnd] = r;
+      r.runIndex = runEnd++;
+      runLive++;
+    }
+
+    private void runRemove(TRoom r) {
+      run[r.runIndex] = null;
+      r.runIndex = -1;
+      if (--runLive == 0) {
+        java.util.Arrays.fill(run, runHead, runEnd, null);
+        runHead = 0;
+        runEnd = 0;
       }
     }
 
-    TRoom first() {
-      settle();
-      return size == 0 ? null : heap[0];
-    }
-
-    void add(TRoom r) {
-      settle();
-      if (r.heapIndex >= 0) {
-        moved(r.heapIndex);
+    /** Puts {@code r}, in neither part, where it belongs: the run's end if not below its last, else the heap. */
+    private void insert(TRoom r) {
+      TRoom last = runLast();
+      if (last == null || byVirtualTime(r, last) >= 0) {
+        runAppend(r);
       } else {
         push(r);
       }
     }
 
+    /** {@code r}, here, changed its key: puts it where it belongs. */
+    private void place(TRoom r) {
+      if (r.runIndex >= 0) {
+        runRemove(r);
+        insert(r);
+        return;
+      }
+      TRoom last = runLast();
+      if (last == null || byVirtualTime(r, last) >= 0) {
+        delete(r); // from the heap to the run's end: later turns of it cost no sift
+        runAppend(r);
+      } else {
+        moved(r.heapIndex);
+      }
+    }
+
+    private void settle() {
+      TRoom p = pending;
+      if (p != null) {
+        pending = null;
+        place(p);
+      }
+    }
+
+    TRoom first() {
+      settle();
+      TRoom h = size == 0 ? null : heap[0];
+      TRoom r = runLive == 0 ? null : runFirst();
+      return h == null ? r : r == null || byVirtualTime(h, r) < 0 ? h : r;
+    }
+
+    void add(TRoom r) {
+      settle();
+      if (contains(r)) {
+        place(r);
+      } else {
+        insert(r);
+      }
+    }
+
     void remove(TRoom r) {
       if (pending == r) {
-        pending = null; // only its own place was out of order: the rest is a heap
+        pending = null; // only its own place was out of order: the rest is in order
       } else {
         settle();
       }
-      delete(r);
+      if (r.runIndex >= 0) {
+        runRemove(r);
+      } else {
+        delete(r);
+      }
     }
 
     /** Sets {@code r}'s virtual time and restores the order around it. */
@@ -468,17 +582,53 @@ final class Fair {
         settle();
       }
       r.vt = vt;
-      if (r.heapIndex < 0) {
+      if (!contains(r)) {
         add(r);
         return;
       }
       pending = r;
     }
 
-    /** In order, lazily: a frontier of the heap's nodes whose parents were already handed out. */
+    /** In order, lazily: the heap's walk and the run merged. */
     @Override
     public java.util.Iterator<TRoom> iterator() {
       settle();
+      java.util.Iterator<TRoom> heapWalk = heapIterator();
+      return new java.util.Iterator<>() {
+        private TRoom fromHeap = heapWalk.hasNext() ? heapWalk.next() : null;
+        private int at = runHead;
+
+        private TRoom fromRun() {
+          while (at < runEnd && run[at] == null) {
+            at++;
+          }
+          return at < runEnd ? run[at] : null;
+        }
+
+        @Override
+        public boolean hasNext() {
+          return fromHeap != null || fromRun() != null;
+        }
+
+        @Override
+        public TRoom next() {
+          TRoom r = fromRun();
+          if (fromHeap != null && (r == null || byVirtualTime(fromHeap, r) < 0)) {
+            TRoom h = fromHeap;
+            fromHeap = heapWalk.hasNext() ? heapWalk.next() : null;
+            return h;
+          }
+          if (r == null) {
+            throw new java.util.NoSuchElementException();
+          }
+          at++;
+          return r;
+        }
+      };
+    }
+
+    /** The heap's part in order, lazily: a frontier of nodes whose parents were already handed out. */
+    private java.util.Iterator<TRoom> heapIterator() {
       return new java.util.Iterator<>() {
         private int firstLeft = size > 0 ? 1 : 0; // 1: the root is still to hand out; 2: its children
         private java.util.PriorityQueue<Integer> frontier;

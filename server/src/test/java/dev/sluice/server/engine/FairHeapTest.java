@@ -78,14 +78,16 @@ class FairHeapTest {
       for (int step = 0; step < 2_000; step++) {
         Fair.TRoom r = rooms.get(rnd.nextInt(n));
         double vt = rnd.nextInt(4) == 0 ? rnd.nextInt(5) : rnd.nextDouble() * 10; // ties too
-        if (r.heapIndex < 0) {
+        if (!heap.contains(r)) {
           r.vt = vt;
           heap.add(r);
           set.add(r);
         } else if (rnd.nextInt(3) == 0) {
           heap.remove(r);
           set.remove(r);
+          assertThat(heap.contains(r)).isFalse();
           assertThat(r.heapIndex).isEqualTo(-1);
+          assertThat(r.runIndex).isEqualTo(-1);
         } else {
           set.remove(r);
           heap.rekey(r, vt);
@@ -103,6 +105,71 @@ class FairHeapTest {
           assertThat(walked).containsExactlyElementsOf(set);
         }
       }
+    }
+  }
+
+  /**
+   * Tenants served in turn, each charged past the others (the run's case), mixed with charges
+   * that land in the middle, refunds, tenants leaving from anywhere and coming back: the same
+   * order as the sorted set, and the run keeps its slots from growing without bound.
+   */
+  @Test
+  void tenantsServedInTurnWalkInTheSortedSetsOrder() {
+    Random rnd = new Random(11);
+    for (int round = 0; round < 100; round++) {
+      Fair.ActiveHeap heap = new Fair.ActiveHeap();
+      TreeSet<Fair.TRoom> set = new TreeSet<>(BY_VT);
+      List<Fair.TRoom> rooms = new ArrayList<>();
+      int n = 1 + rnd.nextInt(200);
+      for (int i = 0; i < n; i++) {
+        Fair.TRoom r = new Fair.TRoom(name(rnd, i));
+        r.vt = rnd.nextInt(3);
+        rooms.add(r);
+        heap.add(r);
+        set.add(r);
+      }
+      for (int step = 0; step < 5_000; step++) {
+        int op = rnd.nextInt(20);
+        if (set.isEmpty() || op == 0) { // one comes back (or first)
+          Fair.TRoom r = rooms.get(rnd.nextInt(n));
+          if (!heap.contains(r)) {
+            r.vt = set.isEmpty() ? rnd.nextInt(5) : set.first().vt + rnd.nextInt(2);
+            heap.add(r);
+            set.add(r);
+          }
+          continue;
+        }
+        Fair.TRoom first = heap.first();
+        assertThat(first).isSameAs(set.first());
+        Fair.TRoom r = op == 1 ? rooms.get(rnd.nextInt(n)) : first;
+        if (!heap.contains(r)) {
+          continue;
+        }
+        if (op == 2) { // leaves, from wherever it is
+          heap.remove(r);
+          set.remove(r);
+          continue;
+        }
+        double vt = op == 3 ? r.vt - rnd.nextDouble() // a refund
+            : op == 4 ? set.first().vt + rnd.nextDouble() // lands in the middle
+            : set.last().vt + (rnd.nextInt(3) == 0 ? 0 : 1); // its turn is over: past the others, or tied
+        set.remove(r);
+        heap.rekey(r, vt);
+        set.add(r);
+        if (rnd.nextInt(5) == 0) { // its last waiter went with the grant
+          heap.remove(r);
+          set.remove(r);
+        }
+        assertThat(heap.size()).isEqualTo(set.size());
+        if (step % 53 == 0) {
+          List<Fair.TRoom> walked = new ArrayList<>();
+          heap.forEach(walked::add);
+          assertThat(walked).containsExactlyElementsOf(set);
+        }
+      }
+      assertThat(heap.first()).isSameAs(set.isEmpty() ? null : set.first());
+      assertThat(heap.runSlots()).as("the run's slots after 5 000 turns of %d tenants", n)
+          .isLessThanOrEqualTo(Math.max(16, 4 * n));
     }
   }
 
