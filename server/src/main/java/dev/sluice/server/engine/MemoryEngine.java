@@ -368,7 +368,7 @@ public final class MemoryEngine extends ImmediateEngine {
         Validation.load(spec, w.load);
       } catch (EngineException ex) {
         s.remove(w, now);
-        w.status.set(Waiter.ENDED);
+        w.status(Waiter.ENDED);
         s.entry.add(Outcome.REJECTED_INVALID);
         misfits.add(w);
         why.add(ex);
@@ -506,7 +506,7 @@ public final class MemoryEngine extends ImmediateEngine {
             return w;
           }
           if (timeoutNanos == 0) {
-            w.status.set(Waiter.ENDED);
+            w.status(Waiter.ENDED);
             s.entry.add(Outcome.TIMED_OUT);
             w.future.completeExceptionally(notGrantedInTime(resource, 0, s.pauseState(now)));
             if (forfeited[0]) {
@@ -550,14 +550,14 @@ public final class MemoryEngine extends ImmediateEngine {
     if (queued != null) {
       Waiter next = new Waiter(this, s, queued.load, queued.lane, queued.tenant, rid, queued.arrival);
       next.vector = queued.vector;
-      queued.status.set(Waiter.ENDED);
+      queued.status(Waiter.ENDED);
       cancelTimeout(queued);
       next.replaced = queued; // told once the lock is released (see acquire)
       if (timeoutNanos == 0) {
         // A try-once retry of a waiting id is answered now: the waiter leaves the line (a fresh
         // try-once would not wait either); the caller of the one it took over hears so.
         s.remove(queued, now);
-        next.status.set(Waiter.ENDED);
+        next.status(Waiter.ENDED);
         s.entry.add(Outcome.TIMED_OUT);
         next.future.completeExceptionally(notGrantedInTime(s.name, 0, s.pauseState(now)));
         drain(s, now, granted);
@@ -589,7 +589,7 @@ public final class MemoryEngine extends ImmediateEngine {
       held.kept = true;
       Waiter same = new Waiter(this, s, held.load, held.origin.lane, held.origin.tenant, rid, held.origin.arrival);
       same.grant = held.origin.grant.handedOverAfter(now - held.grantedAtNanos);
-      same.status.set(Waiter.GRANTED);
+      same.status(Waiter.GRANTED);
       same.future.complete(same.grant);
       return same;
     }
@@ -626,13 +626,13 @@ public final class MemoryEngine extends ImmediateEngine {
     PauseState pause = PauseState.NONE;
     synchronized (s) {
       long now = ticker.read();
-      if (w.status.get() == Waiter.WAITING && outcome == Outcome.TIMED_OUT) {
+      if (w.status() == Waiter.WAITING && outcome == Outcome.TIMED_OUT) {
         // A deadline is inclusive: what can be granted at its instant is, to this waiter too.
         drain(s, now, granted);
       }
-      if (w.status.get() == Waiter.WAITING) {
+      if (w.status() == Waiter.WAITING) {
         s.remove(w, now);
-        w.status.set(Waiter.ENDED);
+        w.status(Waiter.ENDED);
         s.entry.add(outcome);
         left = true;
         pause = s.pauseState(now);
@@ -663,7 +663,7 @@ public final class MemoryEngine extends ImmediateEngine {
       w.future.completeExceptionally(
           new CancellationException("acquire on '" + s.name + "' was cancelled by the caller"));
     });
-    if (w.status.compareAndSet(Waiter.GRANTED, Waiter.RETURNED)) {
+    if (w.status(Waiter.GRANTED, Waiter.RETURNED)) {
       // The grant raced with the cancel and nobody took it: give it back in full.
       s.entry.add(Outcome.CANCELLED);
       try {
@@ -1010,7 +1010,7 @@ public final class MemoryEngine extends ImmediateEngine {
       s.cancelWake();
       failed = s.removeAll();
       for (Waiter w : failed) {
-        w.status.set(Waiter.ENDED);
+        w.status(Waiter.ENDED);
         s.entry.add(reason);
       }
     }
@@ -1175,7 +1175,7 @@ public final class MemoryEngine extends ImmediateEngine {
         s.cancelWake();
         failed = s.removeAll();
         for (Waiter w : failed) {
-          w.status.set(Waiter.ENDED);
+          w.status(Waiter.ENDED);
           s.entry.add(Outcome.REJECTED_SHUTDOWN);
         }
       }

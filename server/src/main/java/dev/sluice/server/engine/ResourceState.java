@@ -1132,7 +1132,7 @@ final class ResourceState {
     long waited = Math.max(0, now - w.arrival);
     long fresh = freshMicros(w.vector);
     w.grant = new Grant(id, name, w.load, leaseTtl, waited, fresh < 0 ? -1 : fresh * 1_000);
-    w.status.set(Waiter.GRANTED);
+    w.status(Waiter.GRANTED);
     entry.add(Outcome.GRANTED);
   }
 

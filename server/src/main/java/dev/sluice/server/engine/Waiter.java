@@ -2,7 +2,8 @@ package dev.sluice.server.engine;
 
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.atomic.AtomicInteger;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
 
 /** One acquire: queued, then granted (and claimed or given back), or ended without a grant. */
 final class Waiter implements Ticket {
@@ -22,7 +23,34 @@ final class Waiter implements Ticket {
   final String requestId;
   final long arrival;
   final CompletableFuture<Grant> future = new CompletableFuture<>();
-  final AtomicInteger status = new AtomicInteger(WAITING);
+  /**
+   * {@link #WAITING} until granted or ended; then claimed or returned once. A field with a
+   * VarHandle rather than an AtomicInteger: one object less per acquire, and one load less on
+   * the grant of a waiter the cache has lost (many waiters served out of their arrival order).
+   */
+  private volatile int status = WAITING;
+
+  private static final VarHandle STATUS;
+
+  static {
+    try {
+      STATUS = MethodHandles.lookup().findVarHandle(Waiter.class, "status", int.class);
+    } catch (ReflectiveOperationException e) {
+      throw new ExceptionInInitializerError(e);
+    }
+  }
+
+  int status() {
+    return status;
+  }
+
+  void status(int to) {
+    status = to;
+  }
+
+  boolean status(int from, int to) {
+    return STATUS.compareAndSet(this, from, to);
+  }
 
   long[] vector; // guarded by state
   Scheduler.Cancellable timeout; // guarded by state
@@ -59,7 +87,7 @@ final class Waiter implements Ticket {
 
   @Override
   public boolean claim() {
-    return status.compareAndSet(GRANTED, CLAIMED);
+    return status(GRANTED, CLAIMED);
   }
 
   @Override

@@ -83,7 +83,10 @@ class StoreLossTest {
     } catch (CompletionException e) {
       assertThat(e.getCause()).isInstanceOfSatisfying(EngineException.class, ee -> {
         assertThat(ee.reason()).as(ee.getMessage()).isEqualTo(EngineException.Reason.UNAVAILABLE);
-        assertThat(ee.getMessage()).contains("lost its data").contains("retry");
+        // Ended by the loss found on reconnection ("lost its data"), or, in a race seen once in
+        // CI, by a call of the node's that met the connection going down first ("unreachable"):
+        // either way UNAVAILABLE, and the caller is told to retry (the loss is counted below).
+        assertThat(ee.getMessage()).containsAnyOf("lost its data", "is unreachable").contains("retry");
       });
     }
   }
