@@ -663,7 +663,7 @@ public final class MemoryEngine extends ImmediateEngine {
       w.future.completeExceptionally(
           new CancellationException("acquire on '" + s.name + "' was cancelled by the caller"));
     });
-    if (w.status(Waiter.GRANTED, Waiter.RETURNED)) {
+    if (w.compareAndSetStatus(Waiter.GRANTED, Waiter.RETURNED)) {
       // The grant raced with the cancel and nobody took it: give it back in full.
       s.entry.add(Outcome.CANCELLED);
       try {

@@ -1,9 +1,9 @@
 package dev.sluice.server.engine;
 
-import java.util.Map;
-import java.util.concurrent.CompletableFuture;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 
 /** One acquire: queued, then granted (and claimed or given back), or ended without a grant. */
 final class Waiter implements Ticket {
@@ -48,7 +48,7 @@ final class Waiter implements Ticket {
     status = to;
   }
 
-  boolean status(int from, int to) {
+  boolean compareAndSetStatus(int from, int to) {
     return STATUS.compareAndSet(this, from, to);
   }
 
@@ -87,7 +87,7 @@ final class Waiter implements Ticket {
 
   @Override
   public boolean claim() {
-    return status(GRANTED, CLAIMED);
+    return compareAndSetStatus(GRANTED, CLAIMED);
   }
 
   @Override
