@@ -271,8 +271,6 @@ final class Fair {
     long[] prefixes = new long[16];
     int size;
 
-    abstract int compare(TRoom a, TRoom b);
-
     /** The key {@code r} is ordered by: its virtual time or its idle key. */
     abstract double key(TRoom r);
 
@@ -427,11 +425,6 @@ final class Fair {
     private int runLive;
 
     @Override
-    int compare(TRoom a, TRoom b) {
-      return byVirtualTime(a, b);
-    }
-
-    @Override
     double key(TRoom r) {
       return r.vt;
     }
@@ -513,10 +506,15 @@ final class Fair {
       }
     }
 
+    /** Whether {@code r} (not in the run) may join the run's end: not below its last. */
+    private boolean fitsRunEnd(TRoom r) {
+      TRoom last = runLast();
+      return last == null || byVirtualTime(r, last) >= 0;
+    }
+
     /** Puts {@code r}, in neither part, where it belongs: the run's end if not below its last, else the heap. */
     private void insert(TRoom r) {
-      TRoom last = runLast();
-      if (last == null || byVirtualTime(r, last) >= 0) {
+      if (fitsRunEnd(r)) {
         runAppend(r);
       } else {
         push(r);
@@ -530,8 +528,7 @@ final class Fair {
         insert(r);
         return;
       }
-      TRoom last = runLast();
-      if (last == null || byVirtualTime(r, last) >= 0) {
+      if (fitsRunEnd(r)) {
         delete(r); // from the heap to the run's end: later turns of it cost no sift
         runAppend(r);
       } else {
@@ -694,11 +691,6 @@ final class Fair {
     private double ceilKey;
     private long ceilPrefix;
     private String ceilName;
-
-    @Override
-    int compare(TRoom a, TRoom b) {
-      return byIdleKey(a, b);
-    }
 
     @Override
     double key(TRoom r) {
