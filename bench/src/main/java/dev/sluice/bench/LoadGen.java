@@ -48,7 +48,9 @@ public final class LoadGen {
   /** Peers.all opens five today; the step count is corrected once they are open. */
   private static final int EXPECTED_PEERS = 5;
   /** Sluice itself in the peers group: memory and Redis store, unary and session. */
-  private static final int SLUICE_PEERS = 4;
+  private static final int SLUICE_PEERS = 5;
+  /** The slice mode rows' hold: the grants may pass a limit by rate x this. */
+  static final String SLICE_HOLD = "20ms";
   /** Of those, the ones with an asynchronous API their users drive them with (a row of their own). */
   private static final int ASYNC_PEERS = SLUICE_PEERS + 3;
   /** The JVM warm-up alternates laps this long of echo and of Sluice. */
@@ -216,7 +218,7 @@ public final class LoadGen {
     n += o.runs("ceiling") ? 8 : 0;
     n += o.runs("memory") ? 6 : 0;
     n += o.runs("contended") ? 2 : 0;
-    n += o.runs("redis") ? 6 : 0;
+    n += o.runs("redis") ? 8 : 0;
     n += o.runs("keys") ? 3 : 0;
     n += o.runs("http") ? 2 : 0;
     n += o.runs("peers") ? 2 * (SLUICE_PEERS + EXPECTED_PEERS) + ASYNC_PEERS : 0;
@@ -346,6 +348,11 @@ public final class LoadGen {
 
   private SluiceRig redisRig(String uri, int nodes) throws Exception {
     return warmed(SluiceRig.redis(o.placement(), uri, nodes));
+  }
+
+  /** Nodes in slice mode for every resource, slices held up to {@link #SLICE_HOLD}. */
+  private SluiceRig slicedRig(String uri, int nodes) throws Exception {
+    return warmed(SluiceRig.redis(o.placement(), uri, nodes, "*=" + SLICE_HOLD));
   }
 
   /** Marks {@code r} as measured on {@code rig}'s coordinators. */
@@ -586,6 +593,21 @@ public final class LoadGen {
         }
       }
     }
+    // The opt-in slice mode: each node takes capacity in slices and grants locally.
+    String resource = HOT + "-s3";
+    try (SluiceRig rig = slicedRig(uri, 3)) {
+      rig.setLimit(SluiceRig.rate(resource, o.limit(), 10_000));
+      try (SluiceClient client = rig.client()) {
+        Result many = permits(on(rig, new Result("redis3.n.sliced", "redis",
+            "Sluice Redis, 3 nodes, slice mode (" + SLICE_HOLD + "), acquire+release", "permits/s")));
+        measure(many, () -> sluiceAsync(client, resource, o.workers()));
+      }
+      try (SluiceClient client = rig.sessionClient(3)) {
+        Result many = permits(on(rig, new Result("redis3.n.session.sliced", "redis",
+            "Sluice Redis, 3 nodes, slice mode (" + SLICE_HOLD + "), session streams", "permits/s")));
+        measure(many, () -> sluiceAsync(client, resource, o.workers()));
+      }
+    }
   }
 
   /**
@@ -683,9 +705,11 @@ public final class LoadGen {
 
   private void peers() throws Exception {
     String uri = redis().uri();
-    try (SluiceRig memory = memoryRig(true); SluiceRig redis1 = redisRig(uri, 1)) {
+    try (SluiceRig memory = memoryRig(true); SluiceRig redis1 = redisRig(uri, 1);
+        SluiceRig sliced1 = slicedRig(uri, 1)) {
       memory.setLimit(SluiceRig.rate("peer", o.limit(), 10_000));
       redis1.setLimit(SluiceRig.rate("peer", o.limit(), 10_000));
+      sliced1.setLimit(SluiceRig.rate("peer-s", o.limit(), 10_000));
       List<Limiter> all = new ArrayList<>();
       all.add(new SluiceLimiter("sluice-memory", memory.client(), "peer",
           "Sluice, memory store, one node; the SDK's blocking acquire(), release = Permit.close() (the"
@@ -699,6 +723,10 @@ public final class LoadGen {
               + " batches a resource's concurrent acquires and releases into one EVALSHA."));
       all.add(new SluiceLimiter("sluice-redis-session", redis1.sessionClient(1), "peer",
           "Sluice, Redis store, one node; the same calls on the SDK's session stream."));
+      all.add(new SluiceLimiter("sluice-redis-sliced-session", sliced1.sessionClient(1), "peer-s",
+          "Sluice, Redis store, one node in the opt-in slice mode (`--slice '*=" + SLICE_HOLD + "'`): the node"
+              + " takes capacity from Redis in slices and grants from them locally, FIFO within the node; the"
+              + " SDK's session stream."));
       try {
         all.addAll(Peers.all(uri, o.limit()));
         // The peers group was planned with EXPECTED_PEERS peers and ASYNC_PEERS own-driver rows.
@@ -715,7 +743,8 @@ public final class LoadGen {
       try {
         for (Limiter limiter : all) {
           peerNotes.putIfAbsent(limiter.name(), limiter.notes());
-          SluiceRig rig = limiter.name().startsWith("sluice-redis") ? redis1
+          SluiceRig rig = limiter.name().startsWith("sluice-redis-sliced") ? sliced1
+              : limiter.name().startsWith("sluice-redis") ? redis1
               : limiter.name().startsWith("sluice-") ? memory : null;
           for (int n : new int[] {1, o.workers()}) {
             Result r = new Result("peer." + limiter.name() + "." + (n == 1 ? "1" : "n"), "peers", limiter.name(),

@@ -183,6 +183,10 @@ final class Report {
     // the fastest Redis limiter, which grants without a queue: at least its rate (issue 21).
     peerTarget(t, "sentinel", List.of("sluice-memory", "sluice-memory-session"), "Sentinel's cluster token server", 2.0);
     peerTarget(t, "bucket4j", List.of("sluice-redis", "sluice-redis-session"), "Bucket4j-Lettuce", 1.0);
+    // The same bar for the opt-in slice mode (FIFO within a node, rate x hold of slack): shown apart,
+    // never in place of the default mode's.
+    peerTarget(t, "bucket4j", List.of("sluice-redis-sliced-session"), "Bucket4j-Lettuce, Sluice Redis in slice mode",
+        1.0);
 
     Optional<Result> red3 = ok("redis3.n");
     if (red3.isPresent() && memN.isPresent()) {
@@ -192,6 +196,14 @@ final class Report {
           + " in flight)", r / m, 0.5, Fmt.rate(r) + " vs " + Fmt.rate(m) + "/s"), red3.get(), memN.get()));
     } else {
       t.add(na("Redis store, 3 nodes ≥ 0.5× memory store", "needs groups memory and redis"));
+    }
+    Optional<Result> sliced3 = ok("redis3.n.sliced");
+    if (sliced3.isPresent() && memN.isPresent()) {
+      double r = sliced3.get().rate().median();
+      double m = memN.get().rate().median();
+      t.add(judged(atLeast("the same in slice mode (opt-in: FIFO within a node, grants may pass the limit by"
+          + " rate × " + LoadGen.SLICE_HOLD + "), 3 nodes ≥ 0.5× memory store", r / m, 0.5,
+          Fmt.rate(r) + " vs " + Fmt.rate(m) + "/s"), sliced3.get(), memN.get()));
     }
 
     if (resources != null && resources.failure() == null) {
@@ -521,12 +533,17 @@ final class Report {
         + " gets every node as its target (round_robin). One hot key. Each node batches the acquires and"
         + " releases of one resource that arrive while its previous script call is on the wire into the next"
         + " EVALSHA (up to 64; a lone call goes at once), asynchronously, on the event loop. The session rows"
-        + " give the client one stream per node.\n\n");
+        + " give the client one stream per node. The slice mode rows run every node with `--slice '*="
+        + LoadGen.SLICE_HOLD + "'`: a node takes capacity from Redis in slices (an acquire of up to "
+        + LoadGen.SLICE_HOLD + " worth of the rate, capped at the burst, waiting in Redis's line like any other)"
+        + " and grants from them locally, FIFO within the node; a slice is dropped " + LoadGen.SLICE_HOLD
+        + " after Redis granted it, so the grants may pass the limit by rate × " + LoadGen.SLICE_HOLD + ".\n\n");
     table(b, rows, true);
     facts(b, rows);
-    for (String id : List.of("redis1.n", "redis3.n", "redis1.n.session", "redis3.n.session")) {
+    for (String id : List.of("redis1.n", "redis3.n", "redis1.n.session", "redis3.n.session", "redis3.n.sliced",
+        "redis3.n.session.sliced")) {
       Optional<Result> r = ok(id);
-      boolean session = id.endsWith(".session");
+      boolean session = id.endsWith(".session") || id.endsWith(".session.sliced");
       Optional<Result> m = ok(session ? "memory.n.session" : "memory.n");
       if (r.isPresent() && m.isPresent()) {
         b.append("- ").append(r.get().label).append(", ").append(r.get().driver).append(": ")

@@ -75,6 +75,8 @@ final class SluiceRig implements AutoCloseable {
   private final boolean http;
   private final Placement placement;
   private volatile String adminKey;
+  /** Slice mode of every node ({@code GLOB=HOLD}), or null. */
+  private String slice;
 
   private SluiceRig(Path dataRoot, boolean http, Placement placement) {
     this.dataRoot = dataRoot;
@@ -112,12 +114,27 @@ final class SluiceRig implements AutoCloseable {
 
   /** {@code nodes} nodes sharing the Redis at {@code uri}, placed as {@code placement} says. */
   static SluiceRig redis(Placement placement, String uri, int nodes) throws IOException, InterruptedException {
-    return open(placement, true, uri, nodes);
+    return open(placement, true, uri, nodes, null);
+  }
+
+  /**
+   * The same, every node in slice mode by {@code slice} ({@code GLOB=HOLD}, as {@code sluice serve
+   * --slice} takes it).
+   */
+  static SluiceRig redis(Placement placement, String uri, int nodes, String slice) throws IOException,
+      InterruptedException {
+    return open(placement, true, uri, nodes, slice);
   }
 
   private static SluiceRig open(Placement placement, boolean http, String store, int nodes) throws IOException,
       InterruptedException {
+    return open(placement, http, store, nodes, null);
+  }
+
+  private static SluiceRig open(Placement placement, boolean http, String store, int nodes, String slice)
+      throws IOException, InterruptedException {
     SluiceRig rig = new SluiceRig(Files.createTempDirectory("sluice-bench-"), http, placement);
+    rig.slice = slice;
     try {
       for (int i = 0; i < nodes; i++) {
         rig.add(store);
@@ -133,7 +150,11 @@ final class SluiceRig implements AutoCloseable {
     Path dataDir = dataRoot.resolve("node" + nodes.size());
     Node node;
     if (placement.process()) {
-      node = started(command(placement.sluiceBin(), dataDir, http, store));
+      List<String> command = command(placement.sluiceBin(), dataDir, http, store);
+      if (slice != null) {
+        command.addAll(List.of("--slice", slice));
+      }
+      node = started(command);
     } else {
       SluiceServer.Builder b = SluiceServer.builder()
           .host("127.0.0.1")
@@ -145,6 +166,9 @@ final class SluiceRig implements AutoCloseable {
       }
       if (store != null) {
         b.store(store);
+      }
+      if (slice != null) {
+        b.slices(List.of(dev.sluice.server.engine.SliceEngine.Rule.parse(slice)));
       }
       SluiceServer server = b.build().start();
       node = new Node(server.port(), http ? server.httpPort() : -1, server::close);

@@ -167,6 +167,14 @@ final class ServeCommand implements Callable<Integer> {
           + " default ${DEFAULT-VALUE}; 2s to 10m).")
   private Duration bufferLease;
 
+  @Option(names = "--slice", paramLabel = "GLOB=HOLD", split = ",", defaultValue = "${env:SLUICE_SLICE}",
+      description = "Slice mode for very high-rate resources, e.g. openai-*=50ms (repeat or separate with commas;"
+          + " env SLUICE_SLICE): this node takes their capacity from the store in slices of HOLD worth of their"
+          + " rate and grants from them without a store round trip. Order is FIFO within this node only, and the"
+          + " grants may pass the limit by rate x HOLD (1ms to 1s). Rate-only limits without tenants; others are"
+          + " served as usual. Default: none.")
+  List<String> slice;
+
   @Option(names = "--buffer-allow", paramLabel = "CIDR", split = ",", defaultValue = "${env:SLUICE_BUFFER_ALLOW}",
       description = "The only networks buffers may deliver to, e.g. 10.0.0.0/8,fd00::/8 (repeat or separate with"
           + " commas; env SLUICE_BUFFER_ALLOW). Checked when a buffer is created and before every attempt. Default:"
@@ -278,6 +286,15 @@ final class ServeCommand implements Callable<Integer> {
       }
       if (limitsFile != null && !limitsFile.toString().isBlank()) {
         builder.limitsFile(limitsFile);
+      }
+      if (slice != null && !slice.isEmpty()) {
+        List<dev.sluice.server.engine.SliceEngine.Rule> rules = new java.util.ArrayList<>();
+        for (String r : slice) {
+          if (!r.isBlank()) {
+            rules.add(dev.sluice.server.engine.SliceEngine.Rule.parse(r.strip()));
+          }
+        }
+        builder.slices(rules);
       }
       if (bufferAllow != null && !bufferAllow.isEmpty()) {
         builder.bufferAllow(bufferAllow);

@@ -148,6 +148,7 @@ public final class SluiceServer implements AutoCloseable {
     private HttpApi.Limits httpLimits;
     private Boolean bufferFsync;
     private Duration bufferLease;
+    private List<dev.sluice.server.engine.SliceEngine.Rule> slices = List.of();
     private List<String> bufferAllow;
     private List<String> bufferDeny;
     private GrpcLimits grpcLimits;
@@ -199,6 +200,17 @@ public final class SluiceServer implements AutoCloseable {
     public Builder bufferFsync(boolean everyCommit) {
       once(this.bufferFsync, "buffer fsync");
       this.bufferFsync = everyCommit;
+      return this;
+    }
+
+    /**
+     * Slice mode for the resources each rule matches (see {@link
+     * dev.sluice.server.engine.SliceEngine}): this node takes their capacity from the store in
+     * slices of {@code hold} worth of their rate and grants from them locally, in FIFO order
+     * within the node; the grants may pass the limit by {@code rate x hold}. Default: none.
+     */
+    public Builder slices(List<dev.sluice.server.engine.SliceEngine.Rule> rules) {
+      this.slices = List.copyOf(rules);
       return this;
     }
 
@@ -551,7 +563,8 @@ public final class SluiceServer implements AutoCloseable {
         Limits.AGING.orDefault(config.aging),
         Limits.METRICS_MAX_RESOURCES.orDefault(config.metricsMaxResources),
         config.bufferFsync == null ? ServerConfigKeys.Buffer.FSYNC_DEFAULT : config.bufferFsync,
-        ServerConfigKeys.Buffer.LEASE.orDefault(config.bufferLease)), timers, registry, resources);
+        ServerConfigKeys.Buffer.LEASE.orDefault(config.bufferLease),
+        config.slices), timers, registry, resources);
     engine = store.engine();
     keys = store.keys();
     prices = store.prices();

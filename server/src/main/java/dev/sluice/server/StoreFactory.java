@@ -5,6 +5,7 @@ import dev.sluice.buffers.TargetPolicy;
 import dev.sluice.server.auth.FileKeyStore;
 import dev.sluice.server.auth.KeyStore;
 import dev.sluice.server.auth.RedisKeyStore;
+import dev.sluice.server.engine.Durations;
 import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.FileLimitStore;
 import dev.sluice.server.engine.MemoryEngine;
@@ -12,6 +13,7 @@ import dev.sluice.server.engine.PoolEngine;
 import dev.sluice.server.engine.RedisEngine;
 import dev.sluice.server.engine.RedisStore;
 import dev.sluice.server.engine.Scheduler;
+import dev.sluice.server.engine.SliceEngine;
 import dev.sluice.server.engine.Ticker;
 import dev.sluice.server.limits.FileLimitHistory;
 import dev.sluice.server.limits.LimitHistory;
@@ -21,8 +23,11 @@ import io.micrometer.core.instrument.MeterRegistry;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.List;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Opens what the configured store needs: the engine, the API key store and where buffers
@@ -44,7 +49,8 @@ final class StoreFactory {
       Duration aging,
       int metricsMaxResources,
       boolean bufferFsync,
-      Duration bufferLease) {
+      Duration bufferLease,
+      List<SliceEngine.Rule> slices) {
 
     boolean shared() {
       return !store.equals("memory");
@@ -66,7 +72,22 @@ final class StoreFactory {
         throws IOException;
   }
 
+  private static final Logger log = LoggerFactory.getLogger(StoreFactory.class);
+
   private StoreFactory() {}
+
+  /** The store's engine, under slice mode for the resources the settings name. */
+  private static Engine sliced(Engine store, Settings s, Scheduler scheduler) {
+    if (s.slices().isEmpty()) {
+      return store;
+    }
+    for (SliceEngine.Rule r : s.slices()) {
+      log.info("slice mode: resources '{}' take capacity from the store in slices held up to {} (FIFO within"
+          + " this node; grants may pass their limit by rate x {})", r.glob(), Durations.format(r.hold()),
+          Durations.format(r.hold()));
+    }
+    return new SliceEngine(store, s.slices(), s.ticker() == null ? Ticker.system() : s.ticker(), scheduler);
+  }
 
   /**
    * Opens the store's engine and key store.
@@ -90,7 +111,7 @@ final class StoreFactory {
           .aging(s.aging())
           .metricsMaxResources(s.metricsMaxResources())
           .build();
-      Engine engine = new PoolEngine(memory);
+      Engine engine = new PoolEngine(sliced(memory, s, scheduler));
       closer.push("the engine", engine::close);
       KeyStore keys = new FileKeyStore(s.dataDir());
       BufferHome buffers = (meters, targets, changes) -> BufferWiring.builder(changes).registry(meters).targets(targets)
@@ -119,7 +140,7 @@ final class StoreFactory {
     if (s.ticker() != null) {
       eb.ticker(s.ticker());
     }
-    Engine engine = new PoolEngine(eb.build());
+    Engine engine = new PoolEngine(sliced(eb.build(), s, scheduler));
     // closeStore, not only close: it also stops the engine's events executor.
     closer.push("the engine", engine::closeStore);
     RedisKeyStore keys = new RedisKeyStore(redis.sharedHash("keys"), redis.describe() + " (sluice:keys)");

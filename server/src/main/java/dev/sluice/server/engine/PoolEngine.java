@@ -39,9 +39,10 @@ public final class PoolEngine implements Engine {
     this.store = store;
   }
 
-  /** The engine under the pools, e.g. for a store's own meters. */
+  /** The store's engine under the pools (and slices), e.g. for a store's own meters. */
   public static Engine unwrap(Engine engine) {
-    return engine instanceof PoolEngine p ? p.store : engine;
+    Engine e = engine instanceof PoolEngine p ? p.store : engine;
+    return e instanceof SliceEngine s ? s.store() : e;
   }
 
   /** The pool's limit, or empty for a resource of its own or none; without waiting when cached. */

@@ -1,0 +1,402 @@
+package dev.sluice.server.engine;
+
+import static dev.sluice.server.engine.SyncEngine.sync;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
+
+import dev.sluice.server.redis.RedisProcess;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * Slice mode ({@link SliceEngine}) over each store, on a fake clock: nodes take capacity in
+ * slices and grant from them; the store sees slices, never the permits; the precision bound
+ * (the default's plus {@code rate x hold}) holds over a run of three nodes; order within a
+ * node, timeouts, request ids, debts, feedback and limits out of its scope behave as documented.
+ */
+@ParameterizedClass(name = "{0}")
+@EnumSource(SliceEngineTest.Store.class)
+class SliceEngineTest {
+
+  enum Store {
+    MEMORY,
+    REDIS
+  }
+
+  @Parameter Store store;
+
+  private static RedisProcess redis;
+  private static final long SEC = 1_000_000_000L;
+  private static final Duration HOLD = Duration.ofMillis(50);
+
+  private FakeClock clock;
+  private final List<Engine> stores = new ArrayList<>();
+  private MemoryEngine memory;
+
+  @BeforeEach
+  void setUp() {
+    clock = new FakeClock();
+  }
+
+  @AfterEach
+  void tearDown() {
+    stores.forEach(Engine::closeStore);
+  }
+
+  @AfterAll
+  static void stopRedis() {
+    if (redis != null) {
+      redis.close();
+      redis = null;
+    }
+  }
+
+  /** A node in slice mode for every resource, on the one store all nodes share. */
+  private SliceEngine node() throws Exception {
+    Engine under;
+    if (store == Store.MEMORY) {
+      if (memory == null) {
+        memory = MemoryEngine.builder().ticker(clock).scheduler(clock).build();
+        stores.add(memory);
+      }
+      under = memory;
+    } else {
+      if (redis == null) {
+        redis = RedisProcess.start();
+      }
+      if (stores.isEmpty()) {
+        redis.flushAll();
+      }
+      under = RedisEngine.builder().uri(redis.uri()).ticker(clock).scheduler(clock).housekeeping(Duration.ZERO).build();
+      stores.add(under);
+    }
+    return new SliceEngine(under, List.of(new SliceEngine.Rule("*", HOLD)), clock, clock);
+  }
+
+  private static LimitSpec rate(String name, long perSecond, long burst) {
+    return new LimitSpec(name, List.of(new RateSpec("requests", perSecond, Duration.ofSeconds(1), burst)), 0, 0, null);
+  }
+
+  private static Ticket acquire(Engine e, String name) {
+    return e.acquire(name, Map.of("requests", 1L), Lane.DEFAULT, 60 * SEC);
+  }
+
+  /** Waits for an answer that may come from Redis's side (a reply on another thread). */
+  private static void answered(Ticket t) {
+    if (!t.future().isDone()) {
+      await().atMost(Duration.ofSeconds(10)).pollDelay(Duration.ZERO).pollInterval(Duration.ofMillis(1))
+          .until(() -> t.future().isDone());
+    }
+  }
+
+  private static Grant grantOf(Ticket t) {
+    answered(t);
+    return t.future().join();
+  }
+
+  private static EngineException refusal(Ticket t) {
+    answered(t);
+    try {
+      t.future().join();
+    } catch (CompletionException e) {
+      return (EngineException) EngineException.unwrap(e);
+    }
+    throw new AssertionError("granted, not refused");
+  }
+
+  /** Sets the limit and lets its bucket fill (buckets start empty). */
+  private void full(Engine e, LimitSpec limit) {
+    sync(e).setLimit(limit);
+    sync(e).stats(limit.resource());
+    RateSpec r = limit.rates().get(0);
+    clock.advance(r.period().multipliedBy((r.burst() + r.amount() - 1) / r.amount()));
+    assertThat(available(e, limit.resource())).as("a full bucket").isEqualTo((double) limit.rates().get(0).burst());
+  }
+
+  private double available(Engine e, String name) {
+    return sync(e).stats(name).available().get("requests");
+  }
+
+  /** What the store granted this node so far: a full bucket of {@code burst} less what is left. */
+  private double taken(Engine e, String name, long burst) {
+    return burst - available(e, name);
+  }
+
+  @Test
+  void permitsComeFromSlicesSizedByDemandAndTheStoreSeesOnlyTheSlices() throws Exception {
+    SliceEngine a = node();
+    full(a, rate("r", 1_000, 200)); // at most 50 ms of it: slices of up to 50
+    Grant first = grantOf(acquire(a, "r"));
+    assertThat(first.permitId()).startsWith("slice-");
+    assertThat(a.slicesTaken()).as("a first slice of what the head needs").isEqualTo(1);
+    assertThat(taken(a, "r", 200)).isEqualTo(1.0);
+    for (int i = 1; i < 150; i++) {
+      grantOf(acquire(a, "r"));
+    }
+    assertThat(a.localGrants()).isEqualTo(150);
+    // Slices grow with the demand (1, 4, 16, 50, 50, ...): a handful of store calls, not 150.
+    assertThat(a.slicesTaken()).isBetween(4L, 7L);
+    assertThat(taken(a, "r", 200)).as("granted by the store: the permits, and at most one slice's rest")
+        .isBetween(150.0, 200.0);
+    // Releases stay on the node: rate-only permits hold nothing at the store.
+    double before = available(a, "r");
+    assertThat(sync(a).release("r", first.permitId(), Map.of(), false, false)).isTrue();
+    assertThat(sync(a).release("r", first.permitId(), Map.of(), false, false)).as("released twice").isFalse();
+    assertThat(available(a, "r")).isEqualTo(before);
+  }
+
+  @Test
+  void aSliceIsDroppedItsHoldAfterTheStoreGrantedIt() throws Exception {
+    SliceEngine a = node();
+    full(a, rate("r", 1_000, 200));
+    for (int i = 0; i < 6; i++) {
+      grantOf(acquire(a, "r")); // slices of 1, 4, then 16: 15 left
+    }
+    assertThat(a.slicesTaken()).isEqualTo(3);
+    clock.advance(HOLD.minusMillis(1));
+    grantOf(acquire(a, "r"));
+    assertThat(a.slicesTaken()).as("still held 49 ms after").isEqualTo(3);
+    clock.advance(Duration.ofMillis(1));
+    grantOf(acquire(a, "r"));
+    assertThat(a.slicesTaken()).as("dropped at 50 ms: a new slice").isEqualTo(4);
+  }
+
+  /**
+   * The precision test: three nodes, 8 acquires in flight on each, 3 s stepped 1 ms at a time
+   * on a limit of 100/s with a burst of 10. Every grant's instant is the engine's own stamp
+   * (its arrival plus its wait). In any 1 s, at most the default's {@code burst + rate x 1 s}
+   * plus {@code rate x hold}; and the limit is used, not starved.
+   */
+  @Test
+  void threeNodesStayWithinTheBoundAndUseTheLimit() throws Exception {
+    List<SliceEngine> nodes = List.of(node(), node(), node());
+    sync(nodes.get(0)).setLimit(rate("p", 100, 10));
+    List<Long> granted = Collections.synchronizedList(new ArrayList<>());
+    AtomicInteger inFlight = new AtomicInteger();
+    for (SliceEngine n : nodes) {
+      for (int i = 0; i < 8; i++) {
+        loop(n, granted, inFlight);
+      }
+    }
+    for (int ms = 0; ms < 3_000; ms++) {
+      clock.advance(Duration.ofMillis(1));
+      settle(nodes);
+    }
+    List<Long> at = new ArrayList<>(granted);
+    Collections.sort(at);
+    long bound = 10 + 100 + 100 * HOLD.toMillis() / 1000; // burst + rate x 1 s + rate x hold
+    int densest = 0;
+    for (int i = 0, j = 0; i < at.size(); i++) {
+      while (at.get(i) - at.get(j) >= SEC) {
+        j++;
+      }
+      densest = Math.max(densest, i - j + 1);
+    }
+    System.out.printf("slice precision (%s): %d grants in 3 s, densest second %d, bound %d (without slices %d)%n",
+        store, at.size(), densest, bound, 110);
+    assertThat(densest).as("grants in the densest second").isLessThanOrEqualTo((int) bound);
+    // 10 + 300 the store could grant in 3 s; each node may lose a slice's rest at the end.
+    assertThat(at.size()).as("grants in 3 s").isBetween(250, 310 + 3 * 5);
+  }
+
+  private void loop(SliceEngine n, List<Long> granted, AtomicInteger inFlight) {
+    long arrival = clock.read();
+    inFlight.incrementAndGet();
+    n.acquire("p", Map.of("requests", 1L), Lane.DEFAULT, 600 * SEC).future().whenComplete((g, e) -> {
+      if (g != null) {
+        granted.add(arrival + g.waitedNanos());
+        n.release("p", g.permitId(), Map.of(), false, false);
+        loop(n, granted, inFlight);
+      }
+      inFlight.decrementAndGet();
+    });
+  }
+
+  /** Waits until no node's slice request is between the store and the node (Redis answers apart). */
+  private void settle(List<SliceEngine> nodes) {
+    await().atMost(Duration.ofSeconds(10)).pollDelay(Duration.ZERO).pollInterval(Duration.ofMillis(1)).until(() -> {
+      for (SliceEngine n : nodes) {
+        Ticket t = n.fetching("p");
+        if (t == null) {
+          continue;
+        }
+        if (t.future().isDone()) {
+          return false; // landing
+        }
+        if (t instanceof RedisWaiters.AsyncTicket at && !at.op.admitted.isDone()) {
+          return false;
+        }
+      }
+      return true;
+    });
+  }
+
+  @Test
+  void aNodeGrantsInArrivalOrderAndTimesOutWithTheStoresWords() throws Exception {
+    SliceEngine a = node();
+    full(a, rate("r", 10, 1)); // slices of 1 (50 ms of 10/s rounds to 0, so 1)
+    grantOf(acquire(a, "r"));
+    Ticket late = a.acquire("r", Map.of("requests", 1L), Lane.DEFAULT, SEC / 20);
+    List<Ticket> line = new ArrayList<>();
+    for (int i = 0; i < 3; i++) {
+      line.add(acquire(a, "r"));
+    }
+    assertThat(a.waitingHere("r")).isEqualTo(4);
+    clock.advance(Duration.ofMillis(60));
+    EngineException timedOut = refusal(late);
+    assertThat(timedOut.reason()).isEqualTo(EngineException.Reason.DEADLINE);
+    assertThat(timedOut.getMessage()).startsWith("not granted on 'r' within 50 ms");
+    List<Integer> order = new ArrayList<>();
+    for (int step = 0; step < 40 && order.size() < 3; step++) {
+      clock.advance(Duration.ofMillis(10));
+      await().atMost(Duration.ofSeconds(5)).until(() -> a.fetching("r") == null || !a.fetching("r").future().isDone());
+      for (int i = 0; i < 3; i++) {
+        if (line.get(i).future().isDone() && !order.contains(i)) {
+          order.add(i);
+        }
+      }
+    }
+    assertThat(order).containsExactly(0, 1, 2);
+    assertThat(sync(a).acquire("r", Map.of("requests", 1L), Lane.DEFAULT, 0).future())
+        .as("a single try with nothing in hand").isCompletedExceptionally();
+  }
+
+  @Test
+  void requestIdsKeepTheirMeaningOnTheNode() throws Exception {
+    SliceEngine a = node();
+    full(a, rate("r", 1_000, 200));
+    Grant g = grantOf(a.acquire("r", Map.of("requests", 1L), Lane.DEFAULT, SEC, "id-1", null));
+    Grant again = grantOf(a.acquire("r", Map.of("requests", 1L), Lane.DEFAULT, SEC, "id-1", null));
+    assertThat(again.permitId()).as("a retry of a fresh held permit").isEqualTo(g.permitId());
+    assertThat(a.localGrants()).isEqualTo(1);
+    sync(a).release("r", g.permitId(), Map.of(), false, false);
+    EngineException reused = refusal(a.acquire("r", Map.of("requests", 1L), Lane.DEFAULT, SEC, "id-1", null));
+    assertThat(reused.reason()).isEqualTo(EngineException.Reason.INVALID);
+    assertThat(reused.getMessage()).contains("request id 'id-1' already got a permit on 'r'");
+  }
+
+  @Test
+  void aSettleAboveTheGrantIsADebtTheNextSlicesPay() throws Exception {
+    SliceEngine a = node();
+    full(a, rate("r", 1_000, 200));
+    Grant g = grantOf(acquire(a, "r")); // a slice of 1, used
+    assertThat(sync(a).release("r", g.permitId(), Map.of("requests", 60L), true, false)).isTrue();
+    // 59 owed: the next grant takes a slice of 60, 59 of them for the debt.
+    grantOf(acquire(a, "r"));
+    assertThat(a.slicesTaken()).isEqualTo(2);
+    assertThat(taken(a, "r", 200)).isEqualTo(61.0);
+    // A settle below the grant refunds nothing: the tokens stay spent.
+    Grant h = grantOf(acquire(a, "r"));
+    double before = available(a, "r");
+    sync(a).release("r", h.permitId(), Map.of("requests", 0L), true, false);
+    assertThat(available(a, "r")).isEqualTo(before);
+  }
+
+  @Test
+  void aFullLineIsRefusedAndATakeOverKeepsItsPlace() throws Exception {
+    SliceEngine a = node();
+    full(a, new LimitSpec("w", List.of(new RateSpec("requests", 10, Duration.ofSeconds(1), 1)), 0, 2, null));
+    grantOf(acquire(a, "w"));
+    Ticket first = a.acquire("w", Map.of("requests", 1L), Lane.DEFAULT, 60 * SEC, "one", null);
+    Ticket second = acquire(a, "w");
+    EngineException full = refusal(acquire(a, "w"));
+    assertThat(full.reason()).isEqualTo(EngineException.Reason.WAITING_ROOM_FULL);
+    assertThat(full.getMessage()).contains("waiting room of 'w' is full (2 waiting, max 2)");
+    assertThat(full.retryAfterNanos()).isPositive();
+    Ticket retry = a.acquire("w", Map.of("requests", 1L), Lane.DEFAULT, 60 * SEC, "one", null);
+    assertThatThrownBy(() -> first.future().join()).isInstanceOf(java.util.concurrent.CancellationException.class)
+        .hasMessageContaining("taken over by a retry with the same request id");
+    assertThat(a.waitingHere("w")).isEqualTo(2);
+    for (int ms = 0; ms < 400 && !second.future().isDone(); ms += 10) {
+      clock.advance(Duration.ofMillis(10));
+      await().atMost(Duration.ofSeconds(5)).until(() -> a.fetching("w") == null || !a.fetching("w").future().isDone());
+    }
+    assertThat(retry.future()).as("the retry kept the first place").isCompleted();
+    assertThat(second.future()).isCompleted();
+  }
+
+  /** A long line served by slices the store grants at once is served in a loop, not by recursion. */
+  @Test
+  void aLongLineIsServedWithoutRecursion() throws Exception {
+    SliceEngine a = node();
+    full(a, rate("deep", 10, 10_000)); // slices of 1: 50 ms of 10/s
+    sync(a).pause("deep", -1);
+    List<Ticket> line = new ArrayList<>();
+    for (int i = 0; i < 10_000; i++) {
+      line.add(acquire(a, "deep"));
+    }
+    sync(a).resume("deep");
+    for (Ticket t : line) {
+      grantOf(t);
+    }
+    assertThat(a.localGrants()).isEqualTo(10_000);
+  }
+
+  @Test
+  void theStateOfAnIdleResourceIsLetGo() throws Exception {
+    SliceEngine a = node();
+    full(a, rate("r", 1_000, 200));
+    Grant g = grantOf(acquire(a, "r"));
+    assertThat(a.resourcesHeld()).isEqualTo(1);
+    sync(a).release("r", g.permitId(), Map.of(), false, false);
+    clock.advance(Duration.ofNanos(SliceEngine.SWEEP_NANOS));
+    assertThat(a.resourcesHeld()).isZero();
+    assertThat(grantOf(acquire(a, "r")).permitId()).startsWith("slice-");
+  }
+
+  @Test
+  void limitsOutOfScopeAreServedByTheStore() throws Exception {
+    SliceEngine a = node();
+    full(a, new LimitSpec("c", List.of(new RateSpec("requests", 1_000, Duration.ofSeconds(1), 200)), 2, 0, null));
+    Grant g = grantOf(acquire(a, "c"));
+    assertThat(g.permitId()).doesNotStartWith("slice-");
+    assertThat(a.slicesTaken()).isZero();
+    assertThat(sync(a).release("c", g.permitId(), Map.of(), false, false)).isTrue();
+    // An unknown resource, and a load the limit cannot take, get the store's own answers.
+    assertThat(refusal(a.acquire("nope", Map.of(), Lane.DEFAULT, SEC)).reason())
+        .isEqualTo(EngineException.Reason.NOT_FOUND);
+    full(a, rate("r", 1_000, 200));
+    EngineException tooBig = refusal(a.acquire("r", Map.of("requests", 201L), Lane.DEFAULT, SEC));
+    assertThat(tooBig.getMessage()).contains("its burst is 200");
+  }
+
+  @Test
+  void aThrottleReportDropsTheSlicesAndADeletionEndsTheLine() throws Exception {
+    SliceEngine a = node();
+    full(a, rate("r", 1_000, 200));
+    grantOf(acquire(a, "r"));
+    grantOf(acquire(a, "r")); // a slice of 4: 3 left
+    sync(a).report("r", true, SEC, Map.of());
+    Ticket waiting = acquire(a, "r");
+    assertThat(waiting.future()).as("the slice in hand was dropped with the upstream's 429").isNotDone();
+    assertThat(a.waitingHere("r")).isEqualTo(1);
+    sync(a).deleteLimit("r");
+    assertThat(refusal(waiting).reason()).isEqualTo(EngineException.Reason.NOT_FOUND);
+  }
+
+  @Test
+  void rulesAreReadWithClearErrors() {
+    SliceEngine.Rule r = SliceEngine.Rule.parse("openai-*=50ms");
+    assertThat(r.glob()).isEqualTo("openai-*");
+    assertThat(r.hold()).isEqualTo(Duration.ofMillis(50));
+    assertThat(r.matches("openai-gpt4")).isTrue();
+    assertThat(r.matches("anthropic")).isFalse();
+    assertThatThrownBy(() -> SliceEngine.Rule.parse("openai")).hasMessageContaining("is not GLOB=HOLD");
+    assertThatThrownBy(() -> SliceEngine.Rule.parse("open ai=50ms")).hasMessageContaining("[A-Za-z0-9._:/-]");
+    assertThatThrownBy(() -> SliceEngine.Rule.parse("openai=5s")).hasMessageContaining("from 1ms to 1s");
+    assertThatThrownBy(() -> SliceEngine.Rule.parse("openai=0")).hasMessageContaining("held for a while");
+  }
+}
