@@ -4,6 +4,7 @@ import java.security.SecureRandom;
 import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -115,7 +116,7 @@ public final class SliceEngine implements Engine {
   private final Scheduler scheduler;
   private final List<Rule> rules;
   private final String idPrefix = "slice-" + Long.toString(new SecureRandom().nextLong() & 0xffffffffffL, 36) + "-";
-  private final AtomicLong ids = new AtomicLong();
+  private final AtomicLong permitIds = new AtomicLong();
   private final ConcurrentHashMap<String, Slices> byResource = new ConcurrentHashMap<>();
   private final AtomicLong localGrants = new AtomicLong();
   private final AtomicLong slicesTaken = new AtomicLong();
@@ -192,10 +193,14 @@ public final class SliceEngine implements Engine {
 
   @Override
   public Ticket acquire(
-      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String requestId, String tenant) {
+      String resource, Map<String, Long> load, Lane lane, long timeoutNanos, String askedId, String tenant) {
+    String requestId = askedId == null || askedId.isEmpty() ? null : askedId; // proto3's unset string
     Rule rule = tenant == null && resource != null ? ruleFor(resource) : null;
     if (rule == null) {
-      return store.acquire(resource, load, lane, timeoutNanos, requestId, tenant);
+      return store.acquire(resource, load, lane, timeoutNanos, askedId, tenant);
+    }
+    if (closed) {
+      return LaterTicket.failed(shuttingDown());
     }
     CompletableFuture<Optional<LimitSpec>> cached = store.cachedLimit(resource);
     if (cached.isDone() && !cached.isCompletedExceptionally()) {
@@ -257,14 +262,19 @@ public final class SliceEngine implements Engine {
     long landedAt;
     long[] freshAlone = new long[0];
     long[] burst = new long[0];
+    /** One period's amount per dimension: the deepest a debt goes, as in the stores. */
+    long[] debtFloor = new long[0];
     final ArrayDeque<Local> line = new ArrayDeque<>();
+    /** The queued acquires that came with a request id. */
+    final HashMap<String, Local> queuedIds = new HashMap<>();
     /** Granted permits, in grant (and so lease) order; a renewal moves one to the end. */
     final LinkedHashMap<String, Local> held = new LinkedHashMap<>();
     RequestIds<Local> ids;
-    Ticket fetching;
-    /** When the slice on its way was asked for: with its wait, when the store granted it. */
-    long fetchedAt;
-    /** Let go of by the sweep: an acquire that finds it makes a new one. */
+    /** The slice request on its way, or null. */
+    Fetch fetching;
+    /** Store refusals of a slice as INVALID in a row: the first re-reads the limit, the next ends the line. */
+    int invalidInARow;
+    /** Let go of (idle, deleted, closed): an acquire that finds it makes a new one. */
     boolean dead;
 
     Slices(String resource, Rule rule) {
@@ -272,29 +282,52 @@ public final class SliceEngine implements Engine {
       this.rule = rule;
     }
 
-    /** Adopts a changed limit: its dimensions and sizes; what was held of the old one is dropped. */
-    void adopt(LimitSpec next) {
+    /**
+     * Adopts the limit as it is now. Same rate names in the same order: new sizes, what is held
+     * stays. Otherwise the tokens in hand are dropped and every queued acquire is checked and
+     * laid out again against the new rates; one that no longer fits is refused as the store
+     * would refuse it.
+     */
+    void adopt(LimitSpec next, List<Runnable> after) {
       if (next == spec || next.equals(spec)) {
         return;
       }
-      spec = next;
       int n = next.rates().size();
-      dims = new String[n];
-      tokens = new long[n];
-      expiresAt = new long[n];
+      String[] names = new String[n];
+      for (int i = 0; i < n; i++) {
+        names[i] = next.rates().get(i).name();
+      }
+      boolean sameDims = java.util.Arrays.equals(names, dims);
+      spec = next;
+      if (!sameDims) {
+        dims = names;
+        tokens = new long[n];
+        expiresAt = new long[n];
+        used = new long[n];
+        lastGot = new long[n];
+      }
       sliceSize = new long[n];
-      used = new long[n];
-      lastGot = new long[n];
       freshAlone = new long[n];
       burst = new long[n];
+      debtFloor = new long[n];
       double holdNanos = rule.hold().toNanos();
       for (int i = 0; i < n; i++) {
         RateSpec r = next.rates().get(i);
-        dims[i] = r.name();
         burst[i] = r.burst();
+        debtFloor[i] = -r.amount();
         double perNano = r.effectiveAmount(next.jitter()) / r.period().toNanos();
         sliceSize[i] = Math.max(1, Math.min(r.burst(), (long) Math.floor(perNano * holdNanos)));
         freshAlone[i] = (long) Math.floor(r.burst() * (r.period().toNanos() / 1000.0) / r.amount() / 2) * 1000;
+      }
+      for (Local w : line.toArray(new Local[0])) {
+        try {
+          w.vector = vector(Validation.load(next, w.load));
+        } catch (EngineException refused) {
+          unqueue(w);
+          w.leave();
+          w.state = Local.ENDED;
+          after.add(() -> w.future.completeExceptionally(refused));
+        }
       }
     }
 
@@ -308,18 +341,22 @@ public final class SliceEngine implements Engine {
 
     Local acquire(LimitSpec limit, Map<String, Long> charged, Lane lane, long timeoutNanos, String requestId,
         long now, List<Runnable> after) {
-      adopt(limit);
+      adopt(limit, after);
       forgetExpired(now);
       boolean forfeited = false;
       if (requestId != null) {
-        Local queued = queuedWith(requestId);
+        Local queued = queuedIds.get(requestId);
         if (queued != null) {
-          return takeOver(queued, charged, lane, timeoutNanos, now, after);
+          return takeOver(queued, timeoutNanos, now, after);
         }
         Local same = ids == null ? null : ids.held(requestId);
         if (same != null && same.state != Local.ENDED) {
           long fresh = fresh(same.vector);
           if (fresh < 0 || now - same.grantedAt <= fresh) {
+            // The same permit, not charged again; a give-back of its first delivery is ignored.
+            if (same.state == Local.GRANTED) {
+              same.state = Local.CLAIMED;
+            }
             Local again = new Local(this, same.vector, same.load, same.lane, requestId, same.arrival);
             again.state = Local.CLAIMED;
             again.future.complete(same.grant.handedOverAfter(now - same.grantedAt));
@@ -349,50 +386,93 @@ public final class SliceEngine implements Engine {
             EngineException.Reason.DEADLINE, PauseState.notGrantedInTime(resource, 0, PauseState.NONE)));
         return w;
       }
-      if (line.size() >= spec.maxWaiting()) {
-        long queued = 0;
-        for (Local q : line) {
-          queued += q.vector.length > 0 ? q.vector[0] : 0;
-        }
-        double perSecond = spec.rates().get(0).effectiveAmount(spec.jitter())
-            / spec.rates().get(0).period().toNanos() * 1e9;
-        long hint = Math.max(TimeUnit.SECONDS.toNanos(1), (long) (queued / perSecond * 1e9));
-        throw new EngineException(EngineException.Reason.WAITING_ROOM_FULL,
-            "waiting room of '" + resource + "' is full (" + line.size() + " waiting, max " + spec.maxWaiting()
-                + "): retry after the hinted delay, or raise --max-waiting", hint);
+      if (!forfeited && line.size() >= spec.maxWaiting()) {
+        throw roomFull();
       }
-      if (forfeited) {
-        line.addFirst(w);
-      } else {
-        line.addLast(w);
-      }
+      enqueue(w, forfeited);
       w.deadline(timeoutNanos);
       fetch(now, after);
       return w;
     }
 
-    private Local queuedWith(String requestId) {
-      for (Local q : line) {
-        if (requestId.equals(q.requestId)) {
-          return q;
+    private EngineException roomFull() {
+      // The hint: the time the line's load takes at the rate, on its slowest dimension.
+      double seconds = 0;
+      for (int i = 0; i < dims.length; i++) {
+        long queued = 0;
+        for (Local q : line) {
+          queued += q.vector[i];
         }
+        RateSpec r = spec.rates().get(i);
+        seconds = Math.max(seconds, queued / (r.effectiveAmount(spec.jitter()) / r.period().toNanos() * 1e9));
       }
-      return null;
+      long hint = Math.max(TimeUnit.SECONDS.toNanos(1), (long) (seconds * 1e9));
+      return new EngineException(EngineException.Reason.WAITING_ROOM_FULL,
+          "waiting room of '" + resource + "' is full (" + line.size() + " waiting, max " + spec.maxWaiting()
+              + "): retry after the hinted delay, or raise --max-waiting", hint);
     }
 
-    /** A retry of a waiting acquire takes its place in line; the earlier ticket is cancelled. */
-    private Local takeOver(Local old, Map<String, Long> charged, Lane lane, long timeoutNanos, long now,
-        List<Runnable> after) {
-      Local next = new Local(this, vector(charged), charged, lane, old.requestId, old.arrival);
+    private void enqueue(Local w, boolean first) {
+      if (first) {
+        line.addFirst(w);
+      } else {
+        line.addLast(w);
+      }
+      if (w.requestId != null) {
+        queuedIds.put(w.requestId, w);
+      }
+    }
+
+    /** Takes {@code w} out of the line; false if it was not in it. */
+    boolean unqueue(Local w) {
+      if (!line.remove(w)) {
+        return false;
+      }
+      if (w.requestId != null) {
+        queuedIds.remove(w.requestId, w);
+      }
+      return true;
+    }
+
+    private Local pollHead() {
+      Local w = line.pollFirst();
+      if (w != null && w.requestId != null) {
+        queuedIds.remove(w.requestId, w);
+      }
+      return w;
+    }
+
+    /** Ends every acquire waiting here with {@code why}. */
+    void endLine(Throwable why, List<Runnable> after) {
+      for (Local w = pollHead(); w != null; w = pollHead()) {
+        w.leave();
+        w.state = Local.ENDED;
+        Local ended = w;
+        after.add(() -> ended.future.completeExceptionally(why));
+      }
+    }
+
+    /**
+     * A retry of a waiting acquire takes the waiter over in its place in line, with its load,
+     * lane and arrival, and the new timeout; the earlier ticket is cancelled. A try-once answers
+     * at once instead: the waiter leaves the line, the retry times out.
+     */
+    private Local takeOver(Local old, long timeoutNanos, long now, List<Runnable> after) {
+      Local next = new Local(this, old.vector, old.load, old.lane, old.requestId, old.arrival);
       old.leave();
       old.state = Local.ENDED;
       if (timeoutNanos == 0) {
-        line.remove(old);
+        unqueue(old);
         next.state = Local.ENDED;
         next.future.completeExceptionally(new EngineException(
             EngineException.Reason.DEADLINE, PauseState.notGrantedInTime(resource, 0, PauseState.NONE)));
       } else {
-        replace(old, next);
+        Local[] all = line.toArray(new Local[0]);
+        line.clear();
+        for (Local x : all) {
+          line.addLast(x == old ? next : x);
+        }
+        queuedIds.put(next.requestId, next);
         next.deadline(timeoutNanos);
       }
       after.add(() -> old.future.completeExceptionally(new CancellationException(
@@ -401,14 +481,6 @@ public final class SliceEngine implements Engine {
         drain(now, after);
       }
       return next;
-    }
-
-    private void replace(Local old, Local next) {
-      Local[] all = line.toArray(new Local[0]);
-      line.clear();
-      for (Local x : all) {
-        line.addLast(x == old ? next : x);
-      }
     }
 
     long fresh(long[] vector) {
@@ -444,17 +516,17 @@ public final class SliceEngine implements Engine {
         tokens[i] -= w.vector[i];
         used[i] += w.vector[i];
       }
-      w.permitId = idPrefix + Long.toString(ids().incrementAndGet(), 36);
+      w.permitId = idPrefix + Long.toString(permitIds.incrementAndGet(), 36);
       w.grantedAt = now;
       w.leaseUntil = now + spec.leaseTtl().toNanos();
       w.state = Local.GRANTED;
       w.grant = new Grant(w.permitId, resource, w.load, spec.leaseTtl().toNanos(), now - w.arrival, fresh(w.vector));
       held.put(w.permitId, w);
       if (w.requestId != null) {
-        if (this.ids == null) {
-          this.ids = new RequestIds<>();
+        if (ids == null) {
+          ids = new RequestIds<>();
         }
-        this.ids.hold(w.requestId, w);
+        ids.hold(w.requestId, w);
       }
       localGrants.incrementAndGet();
       Grant g = w.grant;
@@ -470,7 +542,7 @@ public final class SliceEngine implements Engine {
     private void grantFitting(long now, List<Runnable> after) {
       expire(now);
       while (!line.isEmpty() && fits(line.peekFirst().vector)) {
-        Local w = line.pollFirst();
+        Local w = pollHead();
         w.leave();
         grant(w, now, after);
       }
@@ -485,8 +557,9 @@ public final class SliceEngine implements Engine {
       while (true) {
         if (line.isEmpty()) {
           if (fetching != null) {
-            // Nobody waits for it any more: leave the store's line (an unclaimed grant goes back).
-            Ticket t = fetching;
+            // Nobody waits for it any more: leave the store's line (an unclaimed grant goes back;
+            // one that lands all the same is taken in with its own stamps).
+            Ticket t = fetching.ticket;
             fetching = null;
             t.cancel();
           }
@@ -500,34 +573,42 @@ public final class SliceEngine implements Engine {
           return;
         }
         Ticket t = store.acquire(resource, ask, line.peekFirst().lane, FETCH_TIMEOUT_NANOS, null, null);
-        fetching = t;
-        fetchedAt = now;
+        Fetch f = new Fetch(t, now);
+        fetching = f;
+        // Answered on another thread: taken in there. Answered here, under this monitor (at once,
+        // or by a store call this node makes): the loop below takes it, without recursing.
+        t.future().whenComplete((grant, error) -> {
+          if (!Thread.holdsLock(Slices.this)) {
+            landed(f);
+          }
+        });
         if (!t.future().isDone()) {
-          t.future().whenComplete((grant, error) -> landed(t));
           return;
         }
-        take(t, now, after);
+        take(f, now, after);
         grantFitting(now, after);
       }
     }
 
     /**
-     * The slice the head needs, per dimension: at least its shortfall; beyond it, half of what
-     * this node granted over the last {@code hold} (so at a steady demand a slice is used up
-     * before it is dropped, and nodes take only what they use); at most 4 times the last slice
-     * (a node's demand is learnt in a few round trips, not guessed), {@code hold} worth of the
-     * rate and the burst. Null if the head needs nothing more.
+     * The slice the head needs, for every dimension the head charges (one slice, one expiry):
+     * at least what it lacks (a debt included); beyond it, half of what this node granted over
+     * the last {@code hold} (so at a steady demand a slice is used up before it is dropped, and
+     * nodes take only what they use); at most 4 times the last slice (a node's demand is learnt
+     * in a few round trips, not guessed), {@code hold} worth of the rate and the burst. Null if
+     * the head fits already.
      */
     private Map<String, Long> ask(Local head, long now) {
+      if (fits(head.vector)) {
+        return null;
+      }
       Map<String, Long> ask = new LinkedHashMap<>();
-      boolean any = false;
       double holdNanos = rule.hold().toNanos();
       double elapsed = Math.max(now - landedAt, TimeUnit.MILLISECONDS.toNanos(1));
       for (int i = 0; i < dims.length; i++) {
-        long have = Math.min(tokens[i], 0); // leftovers are dropped when the slice lands
-        long need = head.vector[i] > tokens[i] ? head.vector[i] - have : 0;
         long take = 0;
-        if (need > 0) {
+        if (head.vector[i] > 0) {
+          long need = head.vector[i] - Math.min(tokens[i], 0); // leftovers are dropped when it lands
           long demand = (long) Math.ceil(0.5 * used[i] * Math.min(holdNanos / elapsed, 1e6));
           long grown = lastGot[i] > 0 ? Math.min(demand, 4 * lastGot[i]) : 0;
           // A head above the hold's worth still gets all it needs; a debt beyond the burst is
@@ -535,18 +616,20 @@ public final class SliceEngine implements Engine {
           take = Math.min(burst[i], Math.max(need, Math.min(grown, sliceSize[i])));
         }
         ask.put(dims[i], take);
-        any |= take > 0;
       }
-      return any ? ask : null;
+      return ask;
     }
 
-    /** A slice's answer came from the store's side (a Redis reply, a timer). */
-    private void landed(Ticket t) {
+    /** A slice's answer came on the store's side (a Redis reply, a timer, another node's call). */
+    private void landed(Fetch f) {
       List<Runnable> after = new ArrayList<>();
       try {
         synchronized (this) {
-          take(t, ticker.read(), after);
-          drain(ticker.read(), after);
+          long now = ticker.read();
+          take(f, now, after);
+          if (!dead) {
+            drain(now, after);
+          }
         }
       } catch (RuntimeException | Error bug) {
         log.error("slice of '{}' could not be handed out: please report it", resource, bug);
@@ -555,54 +638,89 @@ public final class SliceEngine implements Engine {
     }
 
     /**
-     * Takes in the answer of the slice request {@code t} (done): its tokens, held from the
-     * store's grant on; or the store's refusal, which ends every acquire waiting here.
+     * Takes in the answer of the slice request {@code f} (done), once: its tokens, held from the
+     * store's grant on; or the store's refusal.
      */
-    private void take(Ticket t, long now, List<Runnable> after) {
-      long askedAt = fetchedAt;
-      if (fetching == t) {
-        fetching = null;
-      }
-      Grant grant = t.future().isCompletedExceptionally() || t.future().isCancelled() ? null : t.future().join();
-      if (grant != null && t.claim()) {
-        slicesTaken.incrementAndGet();
-        // Rate tokens are spent at the grant; the store's permit holds nothing more.
-        store.release(resource, grant.permitId(), Map.of(), false, false).whenComplete((ok, e) -> {
-          if (e != null) {
-            log.debug("releasing slice {} of '{}' failed (its lease ends it): {}", grant.permitId(), resource,
-                e.toString());
-          }
-        });
-        // Held from the store's grant on, not from its arrival here: a slow answer shortens the
-        // hold instead of stretching the bound.
-        long until = askedAt + grant.waitedNanos() + rule.hold().toNanos();
-        for (int i = 0; i < dims.length; i++) {
-          long got = grant.load().getOrDefault(dims[i], 0L);
-          if (got > 0) {
-            tokens[i] = Math.min(tokens[i], 0) + got;
-            expiresAt[i] = until;
-            lastGot[i] = got;
-            used[i] = 0;
-          }
-        }
-        landedAt = now;
+    private void take(Fetch f, long now, List<Runnable> after) {
+      if (f.taken) {
         return;
       }
-      if (grant != null) {
-        return; // cancelled before it landed: the store took it back
+      f.taken = true;
+      if (fetching == f) {
+        fetching = null;
       }
-      Throwable why = EngineException.unwrap(t.future().handle((g, e) -> e).join());
+      CompletableFuture<Grant> answer = f.ticket.future();
+      Grant grant = answer.isCompletedExceptionally() || answer.isCancelled() ? null : answer.join();
+      if (grant != null) {
+        if (!f.ticket.claim()) {
+          return; // cancelled before it landed: the store took it back
+        }
+        releaseSlice(grant);
+        if (!dead) {
+          landedSlice(grant, f.askedAt, now, after);
+        }
+        return;
+      }
+      Throwable why = EngineException.unwrap(answer.handle((g, e) -> e).join());
       if (why instanceof CancellationException
           || (why instanceof EngineException e && e.reason() == EngineException.Reason.DEADLINE)) {
         return;
       }
+      if (why instanceof EngineException e && e.reason() == EngineException.Reason.INVALID
+          && invalidInARow++ == 0) {
+        // The limit changed under the slice (a lower burst, another dimension): read it again
+        // and ask anew; a second refusal in a row ends the line.
+        CompletableFuture<Optional<LimitSpec>> now2 = store.cachedLimit(resource);
+        if (now2.isDone() && !now2.isCompletedExceptionally() && now2.join().isPresent()
+            && sliceable(now2.join().get())) {
+          adopt(now2.join().get(), after);
+          return;
+        }
+      }
       // The store refused the slice (limit deleted or changed, store away): so it refuses every
       // acquire waiting here, with its own words.
-      while (!line.isEmpty()) {
-        Local w = line.pollFirst();
-        w.leave();
-        w.state = Local.ENDED;
-        after.add(() -> w.future.completeExceptionally(why));
+      endLine(why, after);
+    }
+
+    /** Rate tokens are spent at the grant: the store's permit of a slice holds nothing more. */
+    private void releaseSlice(Grant grant) {
+      store.release(resource, grant.permitId(), Map.of(), false, false).whenComplete((ok, e) -> {
+        if (e != null) {
+          log.debug("releasing slice {} of '{}' failed (its lease ends it): {}", grant.permitId(), resource,
+              e.toString());
+        }
+      });
+    }
+
+    private void landedSlice(Grant grant, long askedAt, long now, List<Runnable> after) {
+      invalidInARow = 0;
+      slicesTaken.incrementAndGet();
+      // Held from the store's grant on, not from its arrival here: a slow answer shortens the
+      // hold instead of stretching the bound.
+      long until = askedAt + grant.waitedNanos() + rule.hold().toNanos();
+      boolean late = until - now <= 0;
+      for (int i = 0; i < dims.length; i++) {
+        long got = grant.load().getOrDefault(dims[i], 0L);
+        if (got > 0) {
+          tokens[i] = Math.min(tokens[i], 0) + got;
+          expiresAt[i] = until;
+          lastGot[i] = got;
+          used[i] = 0;
+        }
+      }
+      landedAt = now;
+      if (late) {
+        // Back after its hold (a round trip longer than the hold): it still serves the acquire
+        // it was asked for, and nothing more, so the line moves and the bound grows by that load.
+        Local head = line.peekFirst();
+        if (head != null && fits(head.vector)) {
+          pollHead();
+          head.leave();
+          grant(head, now, after);
+        }
+        for (int i = 0; i < tokens.length; i++) {
+          tokens[i] = Math.min(tokens[i], 0);
+        }
       }
     }
 
@@ -634,6 +752,12 @@ public final class SliceEngine implements Engine {
       }
     }
 
+    /**
+     * Ends a local permit; a settle above its grant is a debt the next slices pay (no deeper
+     * than one period's amount, as in the stores), one below refunds nothing.
+     *
+     * @throws EngineException (INVALID) for a settle the stores would refuse
+     */
     boolean release(String permitId, Map<String, Long> actual, boolean settle, long now) {
       forgetExpired(now);
       Local w = held.get(permitId);
@@ -641,10 +765,12 @@ public final class SliceEngine implements Engine {
         return false;
       }
       if (settle) {
+        Validation.usage(spec, actual, "settle", false);
         for (int i = 0; i < dims.length; i++) {
-          Long used = actual.get(dims[i]);
-          if (used != null && used > w.vector[i]) {
-            tokens[i] -= used - w.vector[i]; // a debt the next slices pay
+          Long usedNow = actual.get(dims[i]);
+          long charged = w.load.getOrDefault(dims[i], 0L);
+          if (usedNow != null && usedNow > charged) {
+            tokens[i] = Math.max(debtFloor[i], tokens[i] - (usedNow - charged));
           }
         }
       }
@@ -684,8 +810,24 @@ public final class SliceEngine implements Engine {
       }
     }
 
-    private AtomicLong ids() {
-      return SliceEngine.this.ids;
+    /** Lets this state go (deleted, closing): nothing more is granted from it. */
+    void retire(Throwable why, List<Runnable> after) {
+      dead = true;
+      empty();
+      endLine(why, after);
+      fetch(ticker.read(), after); // the line is empty: cancels a slice on its way
+    }
+  }
+
+  /** One slice request: its ticket, when it was made, and whether its answer was taken in. */
+  private static final class Fetch {
+    final Ticket ticket;
+    final long askedAt;
+    boolean taken;
+
+    Fetch(Ticket ticket, long askedAt) {
+      this.ticket = ticket;
+      this.askedAt = askedAt;
     }
   }
 
@@ -697,7 +839,8 @@ public final class SliceEngine implements Engine {
     static final int ENDED = 3;
 
     final Slices s;
-    final long[] vector;
+    /** The load laid out as {@code s.dims}: laid out again when the limit's rates change. */
+    long[] vector;
     final Map<String, Long> load;
     final Lane lane;
     final String requestId;
@@ -737,7 +880,7 @@ public final class SliceEngine implements Engine {
     private void timedOut(long timeoutNanos) {
       List<Runnable> after = new ArrayList<>(1);
       synchronized (s) {
-        if (state != WAITING || !s.line.remove(this)) {
+        if (state != WAITING || !s.unqueue(this)) {
           return;
         }
         state = ENDED;
@@ -767,7 +910,7 @@ public final class SliceEngine implements Engine {
     public void cancel() {
       List<Runnable> after = new ArrayList<>(1);
       synchronized (s) {
-        if (state == WAITING && s.line.remove(this)) {
+        if (state == WAITING && s.unqueue(this)) {
           leave();
           state = ENDED;
           after.add(() -> future.cancel(false));
@@ -792,7 +935,7 @@ public final class SliceEngine implements Engine {
       return null;
     }
     synchronized (s) {
-      return s.fetching;
+      return s.fetching == null ? null : s.fetching.ticket;
     }
   }
 
@@ -815,7 +958,7 @@ public final class SliceEngine implements Engine {
     if (s != null && requestId != null) {
       Local w;
       synchronized (s) {
-        w = s.queuedWith(requestId);
+        w = s.queuedIds.get(requestId);
       }
       if (w != null) {
         w.cancel();
@@ -833,7 +976,11 @@ public final class SliceEngine implements Engine {
       return store.release(resource, permitId, actual, settle, unused);
     }
     synchronized (s) {
-      return CompletableFuture.completedFuture(s.release(permitId, actual, settle && !unused, ticker.read()));
+      try {
+        return CompletableFuture.completedFuture(s.release(permitId, actual, settle && !unused, ticker.read()));
+      } catch (EngineException refused) {
+        return CompletableFuture.failedFuture(refused);
+      }
     }
   }
 
@@ -952,14 +1099,7 @@ public final class SliceEngine implements Engine {
       if (s != null) {
         List<Runnable> after = new ArrayList<>();
         synchronized (s) {
-          EngineException gone = EngineException.notFound(resource);
-          while (!s.line.isEmpty()) {
-            Local w = s.line.pollFirst();
-            w.leave();
-            w.state = Local.ENDED;
-            after.add(() -> w.future.completeExceptionally(gone));
-          }
-          s.fetch(ticker.read(), after);
+          s.retire(EngineException.notFound(resource), after);
         }
         after.forEach(Runnable::run);
       }
@@ -1020,21 +1160,18 @@ public final class SliceEngine implements Engine {
     if (sweep != null) {
       sweep.cancel();
     }
-    EngineException down = new EngineException(EngineException.Reason.UNAVAILABLE,
-        "coordinator is shutting down: retry on another node or after it restarts");
     for (Slices s : byResource.values()) {
       List<Runnable> after = new ArrayList<>();
       synchronized (s) {
-        while (!s.line.isEmpty()) {
-          Local w = s.line.pollFirst();
-          w.leave();
-          w.state = Local.ENDED;
-          after.add(() -> w.future.completeExceptionally(down));
-        }
-        s.fetch(ticker.read(), after);
+        s.retire(shuttingDown(), after);
       }
       after.forEach(Runnable::run);
     }
+  }
+
+  private static EngineException shuttingDown() {
+    return new EngineException(EngineException.Reason.UNAVAILABLE,
+        "coordinator is shutting down: retry on another node or after it restarts");
   }
 
   @Override

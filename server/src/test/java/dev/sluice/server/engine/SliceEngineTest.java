@@ -193,7 +193,7 @@ class SliceEngineTest {
     }
     for (int ms = 0; ms < 3_000; ms++) {
       clock.advance(Duration.ofMillis(1));
-      settle(nodes);
+      settle(nodes, "p");
     }
     List<Long> at = new ArrayList<>(granted);
     Collections.sort(at);
@@ -225,11 +225,16 @@ class SliceEngineTest {
     });
   }
 
+  /** Waits until the node's slice request for {@code name}, if any, is not landing. */
+  private static void settle(SliceEngine a, String name) {
+    settle(List.of(a), name);
+  }
+
   /** Waits until no node's slice request is between the store and the node (Redis answers apart). */
-  private void settle(List<SliceEngine> nodes) {
+  private static void settle(List<SliceEngine> nodes, String name) {
     await().atMost(Duration.ofSeconds(10)).pollDelay(Duration.ZERO).pollInterval(Duration.ofMillis(1)).until(() -> {
       for (SliceEngine n : nodes) {
-        Ticket t = n.fetching("p");
+        Ticket t = n.fetching(name);
         if (t == null) {
           continue;
         }
@@ -262,7 +267,7 @@ class SliceEngineTest {
     List<Integer> order = new ArrayList<>();
     for (int step = 0; step < 40 && order.size() < 3; step++) {
       clock.advance(Duration.ofMillis(10));
-      await().atMost(Duration.ofSeconds(5)).until(() -> a.fetching("r") == null || !a.fetching("r").future().isDone());
+      settle(a, "r");
       for (int i = 0; i < 3; i++) {
         if (line.get(i).future().isDone() && !order.contains(i)) {
           order.add(i);
@@ -322,7 +327,7 @@ class SliceEngineTest {
     assertThat(a.waitingHere("w")).isEqualTo(2);
     for (int ms = 0; ms < 400 && !second.future().isDone(); ms += 10) {
       clock.advance(Duration.ofMillis(10));
-      await().atMost(Duration.ofSeconds(5)).until(() -> a.fetching("w") == null || !a.fetching("w").future().isDone());
+      settle(a, "w");
     }
     assertThat(retry.future()).as("the retry kept the first place").isCompleted();
     assertThat(second.future()).isCompleted();
@@ -385,6 +390,108 @@ class SliceEngineTest {
     assertThat(a.waitingHere("r")).isEqualTo(1);
     sync(a).deleteLimit("r");
     assertThat(refusal(waiting).reason()).isEqualTo(EngineException.Reason.NOT_FOUND);
+  }
+
+  private static LimitSpec twoRates(String name, long tokensBurst) {
+    return new LimitSpec(name, List.of(new RateSpec("requests", 1_000, Duration.ofSeconds(1), 200),
+        new RateSpec("tokens", 100_000, Duration.ofSeconds(1), tokensBurst)), 0, 0, null);
+  }
+
+  /** A limit of requests and tokens: each slice carries every dimension the head charges. */
+  @Test
+  void aSliceCarriesEveryDimensionTheHeadCharges() throws Exception {
+    SliceEngine a = node();
+    sync(a).setLimit(twoRates("llm", 20_000));
+    sync(a).stats("llm");
+    clock.advance(Duration.ofSeconds(1));
+    for (int i = 0; i < 20; i++) {
+      grantOf(a.acquire("llm", Map.of("requests", 1L, "tokens", 700L), Lane.DEFAULT, 60 * SEC));
+    }
+    // Both dimensions came in the same slices: neither was asked for alone.
+    double requests = 200 - sync(a).stats("llm").available().get("requests");
+    double tokens = 20_000 - sync(a).stats("llm").available().get("tokens");
+    assertThat(requests).isBetween(20.0, 200.0);
+    assertThat(tokens).isBetween(14_000.0, 20_000.0);
+    assertThat(a.slicesTaken()).isLessThan(20);
+  }
+
+  @Test
+  void queuedAcquiresFollowAChangeOfTheLimitsRates() throws Exception {
+    SliceEngine a = node();
+    full(a, rate("ch", 10, 1));
+    grantOf(acquire(a, "ch"));
+    Ticket plain = acquire(a, "ch");
+    Ticket second = a.acquire("ch", Map.of("requests", 1L), Lane.DEFAULT, 60 * SEC);
+    assertThat(a.waitingHere("ch")).isEqualTo(2);
+    // The limit gains a dimension: the next acquire lays the line out again; nothing breaks.
+    sync(a).setLimit(twoRates("ch", 20_000));
+    Ticket next = a.acquire("ch", Map.of("requests", 1L, "tokens", 10L), Lane.DEFAULT, 60 * SEC);
+    for (int ms = 0; ms < 2_000 && !next.future().isDone(); ms += 10) {
+      clock.advance(Duration.ofMillis(10));
+      settle(a, "ch");
+    }
+    grantOf(plain);
+    grantOf(second);
+    grantOf(next);
+    // And loses one: queued acquires that charge it are refused as the store would refuse them.
+    sync(a).pause("ch", -1);
+    Ticket one = a.acquire("ch", Map.of("requests", 1L, "tokens", 10L), Lane.DEFAULT, 60 * SEC);
+    Ticket two = a.acquire("ch", Map.of("tokens", 10L), Lane.DEFAULT, 60 * SEC);
+    assertThat(a.waitingHere("ch")).isEqualTo(2);
+    sync(a).setLimit(rate("ch", 1_000, 200));
+    Ticket after = acquire(a, "ch");
+    for (Ticket t : List.of(one, two)) {
+      EngineException gone = refusal(t);
+      assertThat(gone.reason()).isEqualTo(EngineException.Reason.INVALID);
+      assertThat(gone.getMessage()).contains("load names dimension 'tokens'");
+    }
+    assertThat(after.future()).as("the new acquire waits for the pause").isNotDone();
+    assertThat(a.waitingHere("ch")).isEqualTo(1);
+  }
+
+  @Test
+  void settlesAreCheckedAndADebtGoesNoDeeperThanAPeriod() throws Exception {
+    SliceEngine a = node();
+    full(a, rate("r", 1_000, 200));
+    Grant g = grantOf(acquire(a, "r"));
+    assertThatThrownBy(() -> sync(a).release("r", g.permitId(), Map.of("cents", 5L), true, false))
+        .isInstanceOf(EngineException.class).hasMessageContaining("'cents'");
+    assertThatThrownBy(() -> sync(a).release("r", g.permitId(), Map.of("requests", Long.MAX_VALUE / 2), true, false))
+        .isInstanceOf(EngineException.class).hasMessageContaining("is out of range");
+    assertThat(sync(a).release("r", g.permitId(), Map.of(), false, false)).as("a refused settle ends nothing").isTrue();
+    Grant h = grantOf(acquire(a, "r"));
+    assertThat(sync(a).release("r", h.permitId(), Map.of("requests", 1_000_000_000_000L), true, false)).isTrue();
+    // The debt is one period's amount at most (1 000): paid within about a second and a burst.
+    Ticket next = acquire(a, "r");
+    for (int ms = 0; ms < 3_000 && !next.future().isDone(); ms += 10) {
+      clock.advance(Duration.ofMillis(10));
+      settle(a, "r");
+    }
+    assertThat(grantOf(next).permitId()).startsWith("slice-");
+  }
+
+  @Test
+  void aRetryHandedThePermitKeepsItWhenTheFirstDeliveryIsGivenBack() throws Exception {
+    SliceEngine a = node();
+    full(a, rate("r", 1_000, 200));
+    Ticket first = a.acquire("r", Map.of("requests", 1L), Lane.DEFAULT, SEC, "id-7", null);
+    Grant g = grantOf(first);
+    Grant again = grantOf(a.acquire("r", Map.of("requests", 1L), Lane.DEFAULT, SEC, "id-7", null));
+    assertThat(again.permitId()).isEqualTo(g.permitId());
+    first.cancel(); // the first call's caller went away: its give-back is ignored
+    assertThat(sync(a).renew("r", List.of(g.permitId()))).as("not renewed").isEmpty();
+    assertThat(sync(a).release("r", g.permitId(), Map.of(), false, false)).isTrue();
+  }
+
+  @Test
+  void anEmptyRequestIdIsNoneAndADeletedLimitGrantsNothingMore() throws Exception {
+    SliceEngine a = node();
+    full(a, rate("r", 1_000, 200));
+    assertThat(grantOf(a.acquire("r", Map.of("requests", 1L), Lane.DEFAULT, SEC, "", null)).permitId())
+        .startsWith("slice-");
+    grantOf(acquire(a, "r")); // a slice of 4: 3 left in hand
+    sync(a).deleteLimit("r");
+    assertThat(refusal(acquire(a, "r")).reason()).isEqualTo(EngineException.Reason.NOT_FOUND);
   }
 
   @Test
