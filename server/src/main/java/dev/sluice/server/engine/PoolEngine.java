@@ -31,12 +31,11 @@ import java.util.stream.Collectors;
  * <p>The routing is the same code on both stores, over the stores' own operations, so the
  * engine's differential test holds pools to the same behaviour as everything else.
  */
-public final class PoolEngine implements Engine {
+public final class PoolEngine extends ForwardingEngine {
 
-  private final Engine store;
 
   public PoolEngine(Engine store) {
-    this.store = store;
+    super(store);
   }
 
   /** The store's engine under the pools (and slices), e.g. for a store's own meters. */
@@ -457,11 +456,6 @@ public final class PoolEngine implements Engine {
    * resource's. A resource's limit cannot take a pool's name.
    */
   @Override
-  public LimitSpec normalized(LimitSpec limit) {
-    return store.normalized(limit);
-  }
-
-  @Override
   public CompletableFuture<Boolean> setLimit(LimitSpec limit) {
     if (!limit.isPool()) {
       return store.getLimit(limit.resource()).thenCompose(existing -> {
@@ -544,56 +538,6 @@ public final class PoolEngine implements Engine {
   }
 
   @Override
-  public CompletableFuture<Optional<LimitSpec>> getLimit(String resource) {
-    return store.getLimit(resource);
-  }
-
-  @Override
-  public CompletableFuture<Optional<LimitSpec>> cachedLimit(String resource) {
-    return store.cachedLimit(resource);
-  }
-
-  @Override
-  public CompletableFuture<List<LimitSpec>> listLimits(String prefix) {
-    return store.listLimits(prefix);
-  }
-
-  @Override
-  public CompletableFuture<List<LimitSpec>> cachedLimits(String prefix) {
-    return store.cachedLimits(prefix);
-  }
-
-  @Override
-  public CompletableFuture<Void> deleteLimit(String resource) {
-    return store.deleteLimit(resource);
-  }
-
-  @Override
-  public CompletableFuture<Boolean> setTemplate(LimitSpec template) {
-    return store.setTemplate(template);
-  }
-
-  @Override
-  public LimitSpec normalizedTemplate(LimitSpec template) {
-    return store.normalizedTemplate(template);
-  }
-
-  @Override
-  public CompletableFuture<List<LimitSpec>> listTemplates() {
-    return store.listTemplates();
-  }
-
-  @Override
-  public CompletableFuture<Void> deleteTemplate(String pattern) {
-    return store.deleteTemplate(pattern);
-  }
-
-  @Override
-  public CompletableFuture<Optional<LimitSpec>> templateFor(String resource) {
-    return store.templateFor(resource);
-  }
-
-  @Override
   public CompletableFuture<Long> pause(String resource, long nanos) {
     return pool(resource).thenCompose(p -> p.isEmpty()
         ? store.pause(resource, nanos)
@@ -616,26 +560,6 @@ public final class PoolEngine implements Engine {
   }
 
   /** Every resource's state; pools are left out (their state is their members'). */
-  @Override
-  public CompletableFuture<List<ResourceSnapshot>> stats() {
-    return store.stats();
-  }
-
-  @Override
-  public void close() {
-    store.close();
-  }
-
-  @Override
-  public void closeStore() {
-    store.closeStore();
-  }
-
-  @Override
-  public boolean storeReachable() {
-    return store.storeReachable();
-  }
-
   /** For logs: a pool as its members. */
   static String describe(LimitSpec pool) {
     return "pool of " + pool.members().stream().collect(Collectors.joining(", "));

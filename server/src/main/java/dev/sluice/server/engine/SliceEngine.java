@@ -49,7 +49,7 @@ import org.slf4j.LoggerFactory;
  * for 60 s); local permits have no lease at the store and are forgotten a lease after their
  * grant unless renewed.
  */
-public final class SliceEngine implements Engine {
+public final class SliceEngine extends ForwardingEngine {
 
   private static final Logger log = LoggerFactory.getLogger(SliceEngine.class);
 
@@ -111,7 +111,6 @@ public final class SliceEngine implements Engine {
     }
   }
 
-  private final Engine store;
   private final Ticker ticker;
   private final Scheduler scheduler;
   private final List<Rule> rules;
@@ -128,7 +127,7 @@ public final class SliceEngine implements Engine {
   private volatile boolean closed;
 
   public SliceEngine(Engine store, List<Rule> rules, Ticker ticker, Scheduler scheduler) {
-    this.store = store;
+    super(store);
     this.rules = List.copyOf(rules);
     this.ticker = ticker;
     this.scheduler = scheduler;
@@ -1013,11 +1012,6 @@ public final class SliceEngine implements Engine {
   }
 
   @Override
-  public CompletableFuture<Long> leaseTtlNanos(String resource) {
-    return store.leaseTtlNanos(resource);
-  }
-
-  @Override
   public CompletableFuture<Long> report(
       String resource, boolean throttled, long retryAfterNanos, Map<String, Long> remaining) {
     emptyOnThrottle(resource, throttled);
@@ -1053,46 +1047,6 @@ public final class SliceEngine implements Engine {
   }
 
   @Override
-  public CompletableFuture<Void> resume(String resource) {
-    return store.resume(resource);
-  }
-
-  @Override
-  public CompletableFuture<Long> estimate(String resource, Map<String, Long> load, Lane lane, String tenant) {
-    return store.estimate(resource, load, lane, tenant);
-  }
-
-  @Override
-  public CompletableFuture<Boolean> setLimit(LimitSpec limit) {
-    return store.setLimit(limit);
-  }
-
-  @Override
-  public LimitSpec normalized(LimitSpec limit) {
-    return store.normalized(limit);
-  }
-
-  @Override
-  public CompletableFuture<Optional<LimitSpec>> getLimit(String resource) {
-    return store.getLimit(resource);
-  }
-
-  @Override
-  public CompletableFuture<Optional<LimitSpec>> cachedLimit(String resource) {
-    return store.cachedLimit(resource);
-  }
-
-  @Override
-  public CompletableFuture<List<LimitSpec>> listLimits(String prefix) {
-    return store.listLimits(prefix);
-  }
-
-  @Override
-  public CompletableFuture<List<LimitSpec>> cachedLimits(String prefix) {
-    return store.cachedLimits(prefix);
-  }
-
-  @Override
   public CompletableFuture<Void> deleteLimit(String resource) {
     return store.deleteLimit(resource).thenApply(v -> {
       Slices s = byResource.remove(resource);
@@ -1105,41 +1059,6 @@ public final class SliceEngine implements Engine {
       }
       return v;
     });
-  }
-
-  @Override
-  public CompletableFuture<Boolean> setTemplate(LimitSpec template) {
-    return store.setTemplate(template);
-  }
-
-  @Override
-  public LimitSpec normalizedTemplate(LimitSpec template) {
-    return store.normalizedTemplate(template);
-  }
-
-  @Override
-  public CompletableFuture<List<LimitSpec>> listTemplates() {
-    return store.listTemplates();
-  }
-
-  @Override
-  public CompletableFuture<Void> deleteTemplate(String pattern) {
-    return store.deleteTemplate(pattern);
-  }
-
-  @Override
-  public CompletableFuture<Optional<LimitSpec>> templateFor(String resource) {
-    return store.templateFor(resource);
-  }
-
-  @Override
-  public CompletableFuture<ResourceSnapshot> stats(String resource) {
-    return store.stats(resource);
-  }
-
-  @Override
-  public CompletableFuture<List<ResourceSnapshot>> stats() {
-    return store.stats();
   }
 
   @Override
@@ -1172,10 +1091,5 @@ public final class SliceEngine implements Engine {
   private static EngineException shuttingDown() {
     return new EngineException(EngineException.Reason.UNAVAILABLE,
         "coordinator is shutting down: retry on another node or after it restarts");
-  }
-
-  @Override
-  public boolean storeReachable() {
-    return store.storeReachable();
   }
 }
