@@ -114,7 +114,10 @@ public final class SliceEngine extends ForwardingEngine {
   private final Ticker ticker;
   private final Scheduler scheduler;
   private final List<Rule> rules;
-  private final String idPrefix = "slice-" + Long.toString(new SecureRandom().nextLong() & 0xffffffffffL, 36) + "-";
+  /** How every slice permit's id starts; this node's own add its tag ({@link #idPrefix}). */
+  static final String SLICE_ID = "slice-";
+
+  private final String idPrefix = SLICE_ID + Long.toString(new SecureRandom().nextLong() & 0xffffffffffL, 36) + "-";
   private final AtomicLong permitIds = new AtomicLong();
   private final ConcurrentHashMap<String, Slices> byResource = new ConcurrentHashMap<>();
   private final AtomicLong localGrants = new AtomicLong();
@@ -515,7 +518,12 @@ public final class SliceEngine extends ForwardingEngine {
         tokens[i] -= w.vector[i];
         used[i] += w.vector[i];
       }
-      w.permitId = idPrefix + Long.toString(permitIds.incrementAndGet(), 36);
+      // The grant rides in the id, so a node that did not grant it can charge a settle above it.
+      StringBuilder id = new StringBuilder(idPrefix).append(Long.toString(permitIds.incrementAndGet(), 36));
+      for (long v : w.vector) {
+        id.append('_').append(Long.toString(v, 36));
+      }
+      w.permitId = id.toString();
       w.grantedAt = now;
       w.leaseUntil = now + spec.leaseTtl().toNanos();
       w.state = Local.GRANTED;
@@ -970,6 +978,9 @@ public final class SliceEngine extends ForwardingEngine {
   @Override
   public CompletableFuture<Boolean> release(
       String resource, String permitId, Map<String, Long> actual, boolean settle, boolean unused) {
+    if (permitId != null && permitId.startsWith(SLICE_ID) && !permitId.startsWith(idPrefix)) {
+      return releaseForeign(resource, permitId, actual, settle && !unused);
+    }
     Slices s = permitId != null && permitId.startsWith(idPrefix) ? byResource.get(resource) : null;
     if (s == null) {
       return store.release(resource, permitId, actual, settle, unused);
@@ -983,26 +994,94 @@ public final class SliceEngine extends ForwardingEngine {
     }
   }
 
+  /**
+   * A permit another node granted from its slices, released here (the SDK and the HTTP API
+   * release through any node). It holds nothing at the store, so there is nothing to free: it
+   * is answered as released, and the node that granted it forgets it when its lease runs out.
+   * A settle above its grant (the grant is in the permit's id) is checked and charged to the
+   * store here, as one acquire of the excess that waits its turn and is let go at once.
+   */
+  private CompletableFuture<Boolean> releaseForeign(
+      String resource, String permitId, Map<String, Long> actual, boolean settle) {
+    if (!settle || actual.isEmpty()) {
+      return CompletableFuture.completedFuture(true);
+    }
+    return store.cachedLimit(resource).thenApply(spec -> {
+      if (spec.isEmpty() || !sliceable(spec.get())) {
+        return true;
+      }
+      Validation.usage(spec.get(), actual, "settle", false);
+      long[] granted = grantedIn(permitId, spec.get().rates().size());
+      Map<String, Long> excess = new LinkedHashMap<>();
+      boolean any = false;
+      for (int i = 0; i < spec.get().rates().size(); i++) {
+        RateSpec r = spec.get().rates().get(i);
+        Long used = actual.get(r.name());
+        long more = used == null || granted == null ? 0 : Math.min(r.burst(), Math.max(0, used - granted[i]));
+        excess.put(r.name(), more);
+        any |= more > 0;
+      }
+      if (any) {
+        Ticket debt = store.acquire(resource, excess, Lane.BATCH, FETCH_TIMEOUT_NANOS, null, null);
+        debt.future().whenComplete((g, e) -> {
+          if (g != null && debt.claim()) {
+            store.release(resource, g.permitId(), Map.of(), false, false);
+          } else if (e != null) {
+            log.debug("the excess {} of slice permit {} on '{}' could not be charged: {}", excess, permitId,
+                resource, e.toString());
+          }
+        });
+      }
+      return true;
+    });
+  }
+
+  /** The load a slice permit was granted, from its id (see {@code Slices.grant}); null if unreadable. */
+  static long[] grantedIn(String permitId, int dims) {
+    String[] parts = permitId.split("_", -1);
+    if (parts.length != dims + 1) {
+      return null;
+    }
+    long[] v = new long[dims];
+    try {
+      for (int i = 0; i < dims; i++) {
+        v[i] = Long.parseLong(parts[i + 1], 36);
+      }
+    } catch (NumberFormatException e) {
+      return null;
+    }
+    return v;
+  }
+
   @Override
   public CompletableFuture<List<String>> renew(String resource, List<String> permitIds) {
     Slices s = byResource.get(resource);
-    if (s == null || permitIds.stream().noneMatch(id -> id != null && id.startsWith(idPrefix))) {
-      return store.renew(resource, permitIds);
-    }
     List<String> theirs = new ArrayList<>();
     List<String> lost = new ArrayList<>();
-    synchronized (s) {
-      long now = ticker.read();
-      for (String id : permitIds) {
-        if (id == null || !id.startsWith(idPrefix)) {
-          theirs.add(id);
-        } else if (!s.renew(id, now)) {
+    long now = ticker.read();
+    for (String id : permitIds) {
+      if (id == null || !id.startsWith(SLICE_ID)) {
+        theirs.add(id);
+      } else if (id.startsWith(idPrefix)) {
+        boolean renewed;
+        if (s == null) {
+          renewed = false;
+        } else {
+          synchronized (s) {
+            renewed = s.renew(id, now);
+          }
+        }
+        if (!renewed) {
           lost.add(id);
         }
       }
+      // Another node's slice permit holds nothing at the store: nothing to renew here.
     }
     if (theirs.isEmpty()) {
       return CompletableFuture.completedFuture(lost);
+    }
+    if (lost.isEmpty() && theirs.size() == permitIds.size()) {
+      return store.renew(resource, permitIds);
     }
     return store.renew(resource, theirs).thenApply(notRenewed -> {
       List<String> all = new ArrayList<>(lost);

@@ -494,6 +494,27 @@ class SliceEngineTest {
     assertThat(refusal(acquire(a, "r")).reason()).isEqualTo(EngineException.Reason.NOT_FOUND);
   }
 
+  /** The SDK and the HTTP API release and renew through any node: another node's slice permit. */
+  @Test
+  void anotherNodeRenewsAndReleasesASlicePermitAndChargesItsExcess() throws Exception {
+    SliceEngine a = node();
+    SliceEngine b = node();
+    full(a, rate("r", 1_000, 200));
+    Grant g = grantOf(acquire(a, "r")); // a slice of 1 on a
+    assertThat(g.permitId()).matches("slice-[0-9a-z]+-1_1");
+    assertThat(sync(b).renew("r", List.of(g.permitId()))).as("renewed through b").isEmpty();
+    assertThatThrownBy(() -> sync(b).release("r", g.permitId(), Map.of("cents", 5L), true, false))
+        .isInstanceOf(EngineException.class).hasMessageContaining("'cents'");
+    double before = available(b, "r");
+    assertThat(sync(b).release("r", g.permitId(), Map.of("requests", 31L), true, false)).isTrue();
+    // 30 above the grant: charged to the store by b, as an acquire of 30 let go at once.
+    await().atMost(Duration.ofSeconds(5)).pollDelay(Duration.ZERO).pollInterval(Duration.ofMillis(1))
+        .until(() -> available(b, "r") <= before - 30);
+    assertThat(available(b, "r")).isEqualTo(before - 30);
+    assertThat(SliceEngine.grantedIn("slice-x-1_z_1", 2)).containsExactly(35, 1);
+    assertThat(SliceEngine.grantedIn("slice-x-1_!", 1)).isNull();
+  }
+
   @Test
   void rulesAreReadWithClearErrors() {
     SliceEngine.Rule r = SliceEngine.Rule.parse("openai-*=50ms");
