@@ -4,6 +4,7 @@ import dev.sluice.server.engine.Engine;
 import dev.sluice.server.engine.PoolEngine;
 import dev.sluice.server.engine.RedisEngine;
 import dev.sluice.server.engine.RedisStore;
+import dev.sluice.server.engine.SliceEngine;
 import io.micrometer.core.instrument.FunctionCounter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -36,6 +37,14 @@ final class StoreMeters {
             e -> PoolEngine.unwrap(e) instanceof RedisEngine r ? r.staleGrants() : 0)
         .description("Grants that reached this node later than they stay fresh (a reply or notice held"
             + " up on the way) and were asked for again instead of handed over")
+        .register(registry);
+    SliceEngine slices = PoolEngine.sliced(engine);
+    FunctionCounter.builder("sluice.slice.grants", slices, s -> s == null ? 0 : s.localGrants())
+        .description("Permits this node granted from slices it held (slice mode, serve --slice); 0 without it")
+        .register(registry);
+    FunctionCounter.builder("sluice.slice.slices", slices, s -> s == null ? 0 : s.slicesTaken())
+        .description("Slices this node took from its store (slice mode): with sluice_slice_grants_total, the"
+            + " permits per store call")
         .register(registry);
   }
 

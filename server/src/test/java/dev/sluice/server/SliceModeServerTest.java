@@ -27,9 +27,19 @@ import org.junit.jupiter.api.io.TempDir;
 class SliceModeServerTest {
 
   private static SluiceServer node(RedisProcess redis, Path dir, String id) throws Exception {
-    return SluiceServer.builder().host("127.0.0.1").port(0).dataDir(dir.resolve(id)).store(redis.uri()).nodeId(id)
+    return SluiceServer.builder().host("127.0.0.1").port(0).httpPort(0).dataDir(dir.resolve(id)).store(redis.uri())
+        .nodeId(id)
         .slices(List.of(SliceEngine.Rule.parse("fast-*=20ms"))).shutdownGrace(Duration.ofMillis(200)).build()
         .start();
+  }
+
+  private static double metric(SluiceServer node, String name) throws Exception {
+    String scrape = java.net.http.HttpClient.newHttpClient().send(java.net.http.HttpRequest.newBuilder(
+            java.net.URI.create("http://127.0.0.1:" + node.httpPort() + "/metrics")).build(),
+        java.net.http.HttpResponse.BodyHandlers.ofString()).body();
+    Double v = MetricsScrapeTest.value(scrape, name);
+    assertThat(v).as("%s in the scrape", name).isNotNull();
+    return v;
   }
 
   @Test
@@ -66,10 +76,16 @@ class SliceModeServerTest {
         pool.shutdownNow();
       }
       assertThat(sliced).hasSize(400).allMatch(id -> id.startsWith("slice-"));
-      // The store granted slices, not permits: several permits to a slice on each node.
-      long storeGrants = sync(a.engine()).stats("fast-1").granted() + sync(b.engine()).stats("fast-1").granted();
+      // The store granted slices, not permits: several permits to a slice (Redis counts the
+      // grants of every node; either node reads the same count).
+      long storeGrants = sync(a.engine()).stats("fast-1").granted();
       System.out.printf("slice mode over Netty: 400 permits from %d store grants%n", storeGrants);
       assertThat(storeGrants).as("grants the store made (slices)").isBetween(1L, 199L);
+      // The same, as each node's meters say it.
+      double local = metric(a, "sluice_slice_grants_total") + metric(b, "sluice_slice_grants_total");
+      double slices = metric(a, "sluice_slice_slices_total") + metric(b, "sluice_slice_slices_total");
+      assertThat(local).isEqualTo(400.0);
+      assertThat(slices).isEqualTo((double) storeGrants);
 
       try (Permit p = client.acquire("plain", Load.requests(1))) {
         assertThat(p.id()).as("a resource no rule names").doesNotStartWith("slice-");

@@ -38,6 +38,12 @@ public final class PoolEngine extends ForwardingEngine {
     super(store);
   }
 
+  /** The slice mode engine under the pools, or null when this node slices nothing. */
+  public static SliceEngine sliced(Engine engine) {
+    Engine e = engine instanceof PoolEngine p ? p.store : engine;
+    return e instanceof SliceEngine s ? s : null;
+  }
+
   /** The store's engine under the pools (and slices), e.g. for a store's own meters. */
   public static Engine unwrap(Engine engine) {
     Engine e = engine instanceof PoolEngine p ? p.store : engine;
