@@ -234,6 +234,9 @@ public final class SliceEngine extends ForwardingEngine {
     Local w = null;
     try {
       while (w == null) {
+        if (closed) {
+          return LaterTicket.failed(shuttingDown());
+        }
         Slices s = byResource.computeIfAbsent(resource, r -> new Slices(r, rule));
         synchronized (s) {
           if (!s.dead) {
@@ -243,8 +246,9 @@ public final class SliceEngine extends ForwardingEngine {
       }
     } catch (EngineException refused) {
       return LaterTicket.failed(refused);
+    } finally {
+      after.forEach(Runnable::run); // also what the limit's change refused, when this acquire is refused
     }
-    after.forEach(Runnable::run);
     return w;
   }
 
@@ -345,6 +349,9 @@ public final class SliceEngine extends ForwardingEngine {
         long now, List<Runnable> after) {
       adopt(limit, after);
       forgetExpired(now);
+      if (!line.isEmpty()) {
+        grantFitting(now, after); // the change may have let the head fit, or taken it out
+      }
       boolean forfeited = false;
       if (requestId != null) {
         Local queued = queuedIds.get(requestId);
@@ -414,11 +421,30 @@ public final class SliceEngine extends ForwardingEngine {
               + "): retry after the hinted delay, or raise --max-waiting", hint);
     }
 
-    private void enqueue(Local w, boolean first) {
-      if (first) {
+    /**
+     * Queues {@code w}: last, or, for a retry whose grant was forfeited, at the head behind the
+     * retries forfeited before it.
+     */
+    private void enqueue(Local w, boolean forfeited) {
+      w.forfeited = forfeited;
+      if (!forfeited) {
+        line.addLast(w);
+      } else if (line.isEmpty() || !line.peekFirst().forfeited) {
         line.addFirst(w);
       } else {
-        line.addLast(w);
+        Local[] all = line.toArray(new Local[0]);
+        line.clear();
+        boolean placed = false;
+        for (Local x : all) {
+          if (!placed && !x.forfeited) {
+            line.addLast(w);
+            placed = true;
+          }
+          line.addLast(x);
+        }
+        if (!placed) {
+          line.addLast(w);
+        }
       }
       if (w.requestId != null) {
         queuedIds.put(w.requestId, w);
@@ -461,6 +487,7 @@ public final class SliceEngine extends ForwardingEngine {
      */
     private Local takeOver(Local old, long timeoutNanos, long now, List<Runnable> after) {
       Local next = new Local(this, old.vector, old.load, old.lane, old.requestId, old.arrival);
+      next.forfeited = old.forfeited;
       old.leave();
       old.state = Local.ENDED;
       if (timeoutNanos == 0) {
@@ -767,6 +794,7 @@ public final class SliceEngine extends ForwardingEngine {
      */
     boolean release(String permitId, Map<String, Long> actual, boolean settle, long now) {
       forgetExpired(now);
+      expire(now); // a debt is never paid out of tokens already dropped
       Local w = held.get(permitId);
       if (w == null) {
         return false;
@@ -783,6 +811,17 @@ public final class SliceEngine extends ForwardingEngine {
       }
       end(w, now);
       return true;
+    }
+
+    /** A settle above a grant made on another node: a debt, as one of this node's own. */
+    void owe(Map<String, Long> excess, long now) {
+      expire(now);
+      for (int i = 0; i < dims.length; i++) {
+        long more = excess.getOrDefault(dims[i], 0L);
+        if (more > 0) {
+          tokens[i] = Math.max(debtFloor[i], tokens[i] - more);
+        }
+      }
     }
 
     boolean renew(String permitId, long now) {
@@ -856,6 +895,8 @@ public final class SliceEngine extends ForwardingEngine {
     /** Guarded by {@code s}. */
     int state = WAITING;
     Scheduler.Cancellable timer;
+    /** A retry whose earlier grant was forfeited: it waits at the head of the line. */
+    boolean forfeited;
     String permitId;
     long grantedAt;
     long leaseUntil;
@@ -913,16 +954,23 @@ public final class SliceEngine extends ForwardingEngine {
       }
     }
 
+    /** Takes this acquire out of the line if it still waits (under {@code s}); false if not. */
+    boolean withdraw(List<Runnable> after) {
+      if (state != WAITING || !s.unqueue(this)) {
+        return false;
+      }
+      leave();
+      state = ENDED;
+      after.add(() -> future.cancel(false));
+      s.drain(ticker.read(), after);
+      return true;
+    }
+
     @Override
     public void cancel() {
       List<Runnable> after = new ArrayList<>(1);
       synchronized (s) {
-        if (state == WAITING && s.unqueue(this)) {
-          leave();
-          state = ENDED;
-          after.add(() -> future.cancel(false));
-          s.drain(ticker.read(), after);
-        } else if (state == GRANTED) {
+        if (!withdraw(after) && state == GRANTED) {
           // Handed to nobody: its tokens stay spent (slice mode puts nothing back), its id is free.
           s.held.remove(permitId);
           state = ENDED;
@@ -963,13 +1011,20 @@ public final class SliceEngine extends ForwardingEngine {
   public CompletableFuture<Boolean> cancel(String resource, String requestId) {
     Slices s = byResource.get(resource);
     if (s != null && requestId != null) {
-      Local w;
+      List<Runnable> after = new ArrayList<>(1);
+      boolean withdrawn;
       synchronized (s) {
-        w = s.queuedIds.get(requestId);
+        Local w = s.queuedIds.get(requestId);
+        if (w == null) {
+          withdrawn = false;
+        } else {
+          // Only a waiter leaves: a grant that got there first stays its caller's.
+          withdrawn = w.withdraw(after);
+        }
       }
-      if (w != null) {
-        w.cancel();
-        return CompletableFuture.completedFuture(w.future.isCancelled());
+      after.forEach(Runnable::run);
+      if (withdrawn) {
+        return CompletableFuture.completedFuture(true);
       }
     }
     return store.cancel(resource, requestId);
@@ -996,13 +1051,19 @@ public final class SliceEngine extends ForwardingEngine {
 
   /**
    * A permit another node granted from its slices, released here (the SDK and the HTTP API
-   * release through any node). It holds nothing at the store, so there is nothing to free: it
-   * is answered as released, and the node that granted it forgets it when its lease runs out.
-   * A settle above its grant (the grant is in the permit's id) is checked and charged to the
-   * store here, as one acquire of the excess that waits its turn and is let go at once.
+   * release through any node). It holds nothing at the store, so there is nothing to free: a
+   * well-formed id is answered as released (the node that granted it forgets it when its lease
+   * runs out), any other as unknown. A settle above its grant (the grant is in the id) is
+   * checked, then charged where a debt of this node's own would be: to this node's slices of
+   * the resource, no deeper than one period's amount, so that ids made up to look foreign
+   * cannot charge more than a real settle could; a node that does not slice the resource takes
+   * the excess from the store with one try, if it is there, and queues nothing.
    */
   private CompletableFuture<Boolean> releaseForeign(
       String resource, String permitId, Map<String, Long> actual, boolean settle) {
+    if (!wellFormed(permitId)) {
+      return store.release(resource, permitId, actual, settle, false);
+    }
     if (!settle || actual.isEmpty()) {
       return CompletableFuture.completedFuture(true);
     }
@@ -1012,28 +1073,60 @@ public final class SliceEngine extends ForwardingEngine {
       }
       Validation.usage(spec.get(), actual, "settle", false);
       long[] granted = grantedIn(permitId, spec.get().rates().size());
+      if (granted == null) {
+        return true;
+      }
       Map<String, Long> excess = new LinkedHashMap<>();
       boolean any = false;
-      for (int i = 0; i < spec.get().rates().size(); i++) {
+      for (int i = 0; i < granted.length; i++) {
         RateSpec r = spec.get().rates().get(i);
         Long used = actual.get(r.name());
-        long more = used == null || granted == null ? 0 : Math.min(r.burst(), Math.max(0, used - granted[i]));
+        long more = used == null ? 0 : Math.min(r.burst(), Math.max(0, used - granted[i]));
         excess.put(r.name(), more);
         any |= more > 0;
       }
-      if (any) {
-        Ticket debt = store.acquire(resource, excess, Lane.BATCH, FETCH_TIMEOUT_NANOS, null, null);
+      if (!any) {
+        return true;
+      }
+      Rule rule = ruleFor(resource);
+      if (rule != null && !closed) {
+        List<Runnable> after = new ArrayList<>();
+        Slices s = byResource.computeIfAbsent(resource, r -> new Slices(r, rule));
+        synchronized (s) {
+          if (!s.dead) {
+            s.adopt(spec.get(), after);
+            s.owe(excess, ticker.read());
+          }
+        }
+        after.forEach(Runnable::run);
+      } else {
+        Ticket debt = store.acquire(resource, excess, Lane.BATCH, 0, null, null);
         debt.future().whenComplete((g, e) -> {
           if (g != null && debt.claim()) {
             store.release(resource, g.permitId(), Map.of(), false, false);
-          } else if (e != null) {
-            log.debug("the excess {} of slice permit {} on '{}' could not be charged: {}", excess, permitId,
-                resource, e.toString());
           }
         });
       }
       return true;
     });
+  }
+
+  /** Whether {@code id} has the form of a slice permit's id: the prefix, a node, a number, and a load. */
+  static boolean wellFormed(String id) {
+    if (id == null || !id.startsWith(SLICE_ID) || id.length() > 200) {
+      return false;
+    }
+    String[] parts = id.split("_", -1);
+    if (parts.length < 2) {
+      return false;
+    }
+    for (int i = 1; i < parts.length; i++) {
+      if (parts[i].isEmpty() || parts[i].length() > 13 || !parts[i].chars().allMatch(
+          c -> (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'))) {
+        return false;
+      }
+    }
+    return true;
   }
 
   /** The load a slice permit was granted, from its id (see {@code Slices.grant}); null if unreadable. */
@@ -1062,7 +1155,7 @@ public final class SliceEngine extends ForwardingEngine {
     for (String id : permitIds) {
       if (id == null || !id.startsWith(SLICE_ID)) {
         theirs.add(id);
-      } else if (id.startsWith(idPrefix)) {
+      } else if (id.startsWith(idPrefix) || !wellFormed(id)) {
         boolean renewed;
         if (s == null) {
           renewed = false;
@@ -1158,10 +1251,12 @@ public final class SliceEngine extends ForwardingEngine {
     if (sweep != null) {
       sweep.cancel();
     }
-    for (Slices s : byResource.values()) {
+    for (Map.Entry<String, Slices> e : byResource.entrySet()) {
+      Slices s = e.getValue();
       List<Runnable> after = new ArrayList<>();
       synchronized (s) {
         s.retire(shuttingDown(), after);
+        byResource.remove(e.getKey(), s);
       }
       after.forEach(Runnable::run);
     }

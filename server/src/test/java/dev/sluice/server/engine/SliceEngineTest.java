@@ -496,23 +496,68 @@ class SliceEngineTest {
 
   /** The SDK and the HTTP API release and renew through any node: another node's slice permit. */
   @Test
-  void anotherNodeRenewsAndReleasesASlicePermitAndChargesItsExcess() throws Exception {
+  void anotherNodeRenewsAndReleasesASlicePermitAndItsExcessIsADebtThere() throws Exception {
     SliceEngine a = node();
     SliceEngine b = node();
     full(a, rate("r", 1_000, 200));
     Grant g = grantOf(acquire(a, "r")); // a slice of 1 on a
     assertThat(g.permitId()).matches("slice-[0-9a-z]+-1_1");
-    assertThat(sync(b).renew("r", List.of(g.permitId()))).as("renewed through b").isEmpty();
+    assertThat(sync(b).renew("r", List.of(g.permitId(), "slice-made-up"))).as("renewed through b")
+        .containsExactly("slice-made-up");
+    assertThat(sync(b).release("r", "slice-made-up", Map.of(), false, false)).as("not an id slices make").isFalse();
     assertThatThrownBy(() -> sync(b).release("r", g.permitId(), Map.of("cents", 5L), true, false))
         .isInstanceOf(EngineException.class).hasMessageContaining("'cents'");
     double before = available(b, "r");
     assertThat(sync(b).release("r", g.permitId(), Map.of("requests", 31L), true, false)).isTrue();
-    // 30 above the grant: charged to the store by b, as an acquire of 30 let go at once.
-    await().atMost(Duration.ofSeconds(5)).pollDelay(Duration.ZERO).pollInterval(Duration.ofMillis(1))
-        .until(() -> available(b, "r") <= before - 30);
-    assertThat(available(b, "r")).isEqualTo(before - 30);
+    // 30 above the grant: a debt of b's, paid by b's next slice (30 + the 1 it grants).
+    grantOf(acquire(b, "r"));
+    assertThat(available(b, "r")).isEqualTo(before - 31);
+    // Made-up ids cannot owe more than a period: 100 settles of a burst each leave b owing 1 000.
+    for (int i = 0; i < 100; i++) {
+      sync(b).release("r", "slice-x-1_0", Map.of("requests", 200L), true, false);
+    }
+    Ticket next = acquire(b, "r");
+    for (int ms = 0; ms < 2_500 && !next.future().isDone(); ms += 10) {
+      clock.advance(Duration.ofMillis(10));
+      settle(b, "r");
+    }
+    assertThat(next.future()).as("the debt paid within a period and a bit").isCompleted();
     assertThat(SliceEngine.grantedIn("slice-x-1_z_1", 2)).containsExactly(35, 1);
     assertThat(SliceEngine.grantedIn("slice-x-1_!", 1)).isNull();
+    assertThat(SliceEngine.wellFormed("slice-x-1_0")).isTrue();
+    assertThat(SliceEngine.wellFormed("slice-x-1_")).isFalse();
+    assertThat(SliceEngine.wellFormed("slice-x-1_" + "z".repeat(14))).isFalse();
+  }
+
+  @Test
+  void aCancelByRequestIdTakesOnlyAWaiterAndAClosedNodeRefusesAtOnce() throws Exception {
+    SliceEngine a = node();
+    full(a, rate("r", 1_000, 200));
+    Ticket granted = a.acquire("r", Map.of("requests", 1L), Lane.DEFAULT, SEC, "mine", null);
+    grantOf(granted);
+    assertThat(sync(a).cancel("r", "mine")).as("granted: not a waiter any more").isFalse();
+    assertThat(granted.claim()).as("the grant stays its caller's").isTrue();
+    a.close();
+    EngineException down = refusal(acquire(a, "r"));
+    assertThat(down.reason()).isEqualTo(EngineException.Reason.UNAVAILABLE);
+    stores.remove(0); // closed with the node
+  }
+
+  @Test
+  void aWaiterTheLimitsChangeRefusesIsAnsweredEvenWhenTheNextAcquireIsRefused() throws Exception {
+    SliceEngine a = node();
+    full(a, rate("r", 1_000, 100));
+    Grant used = grantOf(a.acquire("r", Map.of("requests", 1L), Lane.DEFAULT, SEC, "used", null));
+    sync(a).release("r", used.permitId(), Map.of(), false, false);
+    sync(a).pause("r", -1);
+    Ticket big = a.acquire("r", Map.of("requests", 80L), Lane.DEFAULT, 60 * SEC);
+    sync(a).setLimit(rate("r", 1_000, 50));
+    // The next acquire is refused (its request id is used up): the waiter of 80 is answered too.
+    assertThat(refusal(a.acquire("r", Map.of("requests", 1L), Lane.DEFAULT, SEC, "used", null)).reason())
+        .isEqualTo(EngineException.Reason.INVALID);
+    EngineException tooBig = refusal(big);
+    assertThat(tooBig.reason()).isEqualTo(EngineException.Reason.INVALID);
+    assertThat(tooBig.getMessage()).contains("its burst is 50");
   }
 
   @Test
