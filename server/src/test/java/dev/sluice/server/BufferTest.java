@@ -170,10 +170,16 @@ class BufferTest {
       assertThat(last.get("lastStatus").asInt()).isEqualTo(200);
       assertThat(last.get("responseExcerpt").asText()).contains("200");
       // One grant a delivery. A grant may also go back unused (on Redis: a reply the node lost,
-      // or a delivery the buffer's owner let go when it started over): it refunds its token, so
-      // the quota's use net of refunds is exactly one request a delivery.
+      // or a delivery the buffer's owner let go when it started over): it refunds its token. Or,
+      // on a loaded machine, reach its caller too late and be forfeited when the caller asks
+      // again: its token stays spent, as the contract says. So the quota's use net of refunds
+      // is one request a delivery plus one a forfeit.
       var partner = sync(server.engine()).stats("partner");
-      assertThat(partner.used().get("requests")).as("requests charged net of refunds").isEqualTo(2000.0);
+      System.out.printf("buffer grants: %d granted, %d given back, %d forfeited, %.0f requests charged%n",
+          partner.granted(), partner.givenBack(), partner.forfeited(), partner.used().get("requests"));
+      assertThat(partner.forfeited()).as("forfeited grants").isLessThanOrEqualTo(10L);
+      assertThat(partner.used().get("requests")).as("requests charged net of refunds, less forfeits")
+          .isEqualTo(2000.0 + partner.forfeited());
       assertThat(partner.granted()).as("grants, the unused ones included").isBetween(2000L, 2010L);
     }
   }
