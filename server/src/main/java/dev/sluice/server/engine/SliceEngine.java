@@ -34,8 +34,9 @@ import org.slf4j.LoggerFactory;
  *       made within {@code hold} after the store counted it: the grants of any window are among
  *       the store's grants of that window widened by {@code hold}, so they stay within the
  *       default mode's bound plus {@code rate x hold} (the longest hold of any node), however
- *       many nodes slice. A node that dies loses only what it held: the limit is under-used,
- *       never passed by more.
+ *       many nodes slice. One exception, stated: a slice whose round trip outlasts its hold
+ *       serves only the acquire it was asked for. A node that dies loses only what it held: the
+ *       limit is under-used, never passed by more.
  *   <li><b>Refunds.</b> Tokens granted here are spent: a settle below the grant refunds
  *       nothing, a settle above it charges the difference to the node's next slices, and a
  *       grant given back unused is not put back.
@@ -47,7 +48,8 @@ import org.slf4j.LoggerFactory;
  * <p>Request ids keep their meaning within the node (a retry while waiting takes the waiter
  * over, a retry of a fresh held permit gets it again, a reuse after the permit ended is refused
  * for 60 s); local permits have no lease at the store and are forgotten a lease after their
- * grant unless renewed.
+ * grant unless renewed. Another node answers their release and renewal itself, and takes a
+ * settle above the grant (which rides in the permit id) as a debt of its own.
  */
 public final class SliceEngine extends ForwardingEngine {
 
