@@ -148,7 +148,7 @@ public final class SluiceServer implements AutoCloseable {
     private HttpApi.Limits httpLimits;
     private Boolean bufferFsync;
     private Duration bufferLease;
-    private List<dev.sluice.server.engine.SliceEngine.Rule> slices = List.of();
+    private List<dev.sluice.server.engine.SliceEngine.Rule> slices;
     private List<String> bufferAllow;
     private List<String> bufferDeny;
     private GrpcLimits grpcLimits;
@@ -210,6 +210,7 @@ public final class SluiceServer implements AutoCloseable {
      * within the node; the grants may pass the limit by {@code rate x hold}. Default: none.
      */
     public Builder slices(List<dev.sluice.server.engine.SliceEngine.Rule> rules) {
+      once(this.slices, "slices");
       this.slices = List.copyOf(rules);
       return this;
     }
@@ -564,7 +565,7 @@ public final class SluiceServer implements AutoCloseable {
         Limits.METRICS_MAX_RESOURCES.orDefault(config.metricsMaxResources),
         config.bufferFsync == null ? ServerConfigKeys.Buffer.FSYNC_DEFAULT : config.bufferFsync,
         ServerConfigKeys.Buffer.LEASE.orDefault(config.bufferLease),
-        config.slices), timers, registry, resources);
+        config.slices == null ? List.of() : config.slices), timers, registry, resources);
     engine = store.engine();
     keys = store.keys();
     prices = store.prices();
