@@ -38,11 +38,14 @@ final class StoreMeters {
         .description("Grants that reached this node later than they stay fresh (a reply or notice held"
             + " up on the way) and were asked for again instead of handed over")
         .register(registry);
-    SliceEngine slices = PoolEngine.sliced(engine);
-    FunctionCounter.builder("sluice.slice.grants", slices, s -> s == null ? 0 : s.localGrants())
+    // Held by the slice engine, or by the registry when this node slices nothing (a meter whose
+    // object is null reads NaN, not 0).
+    SliceEngine sliced = PoolEngine.sliced(engine);
+    Object slices = sliced != null ? sliced : registry;
+    FunctionCounter.builder("sluice.slice.grants", slices, s -> s instanceof SliceEngine e ? e.localGrants() : 0)
         .description("Permits this node granted from slices it held (slice mode, serve --slice); 0 without it")
         .register(registry);
-    FunctionCounter.builder("sluice.slice.slices", slices, s -> s == null ? 0 : s.slicesTaken())
+    FunctionCounter.builder("sluice.slice.slices", slices, s -> s instanceof SliceEngine e ? e.slicesTaken() : 0)
         .description("Slices this node took from its store (slice mode): with sluice_slice_grants_total, the"
             + " permits per store call")
         .register(registry);

@@ -49,6 +49,8 @@ class StoreOutageMetricsTest {
       assertThat(metric(node, "sluice_store_outages_total")).isZero();
       assertThat(metric(node, "sluice_store_data_losses_total")).isZero();
       assertThat(metric(node, "sluice_store_grants_stale_total")).isZero(); // counted: LostNoticeTest
+      assertThat(metric(node, "sluice_slice_grants_total")).as("no --slice: zero, not NaN").isZero();
+      assertThat(metric(node, "sluice_slice_slices_total")).isZero();
 
       // A stall longer than the command timeout (1 s): the acquire's script may have run, or not.
       redis.pause(Duration.ofMillis(2_500));
