@@ -9,15 +9,28 @@ import io.grpc.MethodDescriptor;
 import io.grpc.Server;
 import io.grpc.ServerServiceDefinition;
 import io.grpc.netty.NettyServerBuilder;
+import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.ClientCalls;
+import io.grpc.stub.ClientResponseObserver;
 import io.grpc.stub.ServerCalls;
 import io.grpc.stub.StreamObserver;
+import io.netty.util.internal.ThreadExecutorMap;
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.net.InetSocketAddress;
+import java.nio.ByteBuffer;
+import java.util.Arrays;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The ceiling: a raw grpc-java echo service, defined without protoc (byte-array marshaller),
@@ -62,6 +75,22 @@ final class Echo implements AutoCloseable {
       .setResponseMarshaller(BYTES)
       .build();
 
+  /**
+   * Records of the same kind as the session's items, many per message: an 8-byte tag, then the
+   * payload. The server answers every record whose tag is not 0 (an "acquire") and drops the
+   * others (a "release", which the session does not answer either), all of one message in one
+   * reply message.
+   */
+  static final MethodDescriptor<byte[], byte[]> BATCH = MethodDescriptor.<byte[], byte[]>newBuilder()
+      .setType(MethodDescriptor.MethodType.BIDI_STREAMING)
+      .setFullMethodName(MethodDescriptor.generateFullMethodName(SERVICE, "Batch"))
+      .setRequestMarshaller(BYTES)
+      .setResponseMarshaller(BYTES)
+      .build();
+
+  /** One record of {@link #BATCH}: the tag and the payload. */
+  static final int RECORD_BYTES = Long.BYTES + PAYLOAD_BYTES;
+
   private final Server server;
   private final ManagedChannel channel;
   private final ManagedChannel directChannel;
@@ -83,6 +112,29 @@ final class Echo implements AutoCloseable {
           @Override
           public void onNext(byte[] message) {
             reply.onNext(message);
+          }
+
+          @Override
+          public void onError(Throwable t) {}
+
+          @Override
+          public void onCompleted() {
+            reply.onCompleted();
+          }
+        }))
+        .addMethod(BATCH, ServerCalls.asyncBidiStreamingCall(reply -> new StreamObserver<byte[]>() {
+          @Override
+          public void onNext(byte[] message) {
+            ByteBuffer in = ByteBuffer.wrap(message);
+            ByteBuffer out = ByteBuffer.allocate(message.length);
+            for (int at = 0; at + RECORD_BYTES <= message.length; at += RECORD_BYTES) {
+              if (in.getLong(at) != 0) {
+                out.put(message, at, RECORD_BYTES);
+              }
+            }
+            if (out.position() > 0) {
+              reply.onNext(Arrays.copyOf(out.array(), out.position()));
+            }
           }
 
           @Override
@@ -160,6 +212,131 @@ final class Echo implements AutoCloseable {
     return new StreamLoop(window, direct ? directChannel : channel);
   }
 
+  /**
+   * {@code threads} blocking threads on one bidi stream, batched as the SDK's session batches
+   * (see {@code SessionLink}): each operation queues an "acquire" record and blocks until its
+   * answer, then queues a "release" record it does not wait for. A thread that queues while no
+   * drain is pending hands one drain to the stream's event loop, which writes every queued record
+   * in one message; the loop completes each answered record's future, waking its thread. The
+   * transport's ceiling for the peers' driver (blocking threads), with no engine behind it.
+   */
+  Workload batchedThreads(int threads) {
+    return new BatchedThreads(threads);
+  }
+
+  private final class BatchedThreads implements Workload {
+    private final ThreadLoop loop;
+    private final ConcurrentHashMap<Long, CompletableFuture<Void>> open =
+        new ConcurrentHashMap<>();
+    private final ConcurrentLinkedQueue<Long> queue =
+        new ConcurrentLinkedQueue<>();
+    private final AtomicBoolean drainPending =
+        new AtomicBoolean();
+    private final AtomicLong tags = new AtomicLong();
+    private final CountDownLatch ready = new CountDownLatch(1);
+    private final CountDownLatch closed = new CountDownLatch(1);
+    private volatile Executor eventLoop;
+    private volatile Throwable failed;
+    private ClientCallStreamObserver<byte[]> requests;
+    private final Runnable drain = this::drain;
+
+    BatchedThreads(int threads) {
+      this.loop = new ThreadLoop("echo-batch", threads, lap -> {
+        long tag = tags.incrementAndGet();
+        CompletableFuture<Void> answer = new CompletableFuture<>();
+        open.put(tag, answer);
+        send(tag);
+        try {
+          answer.get(10, TimeUnit.SECONDS);
+        } catch (ExecutionException e) {
+          throw new IllegalStateException("echo batch stream failed", e.getCause());
+        }
+        send(0L); // the release: not answered
+      });
+    }
+
+    @Override
+    public String driver() {
+      return loop.driver();
+    }
+
+    @Override
+    public void start(Meter meter) throws Exception {
+      ClientCalls.asyncBidiStreamingCall(directChannel.newCall(BATCH, CallOptions.DEFAULT),
+          new ClientResponseObserver<byte[], byte[]>() {
+            @Override
+            public void beforeStart(ClientCallStreamObserver<byte[]> stream) {
+              requests = stream;
+              stream.setOnReadyHandler(() -> {
+                if (eventLoop == null) {
+                  eventLoop = ThreadExecutorMap.currentExecutor();
+                  ready.countDown();
+                }
+              });
+            }
+
+            @Override
+            public void onNext(byte[] message) {
+              ByteBuffer in = ByteBuffer.wrap(message);
+              for (int at = 0; at + RECORD_BYTES <= message.length; at += RECORD_BYTES) {
+                CompletableFuture<Void> answer = open.remove(in.getLong(at));
+                if (answer != null) {
+                  answer.complete(null);
+                }
+              }
+            }
+
+            @Override
+            public void onError(Throwable t) {
+              failed = t;
+              open.values().forEach(f -> f.completeExceptionally(t));
+              closed.countDown();
+            }
+
+            @Override
+            public void onCompleted() {
+              closed.countDown();
+            }
+          });
+      if (!ready.await(10, TimeUnit.SECONDS) || eventLoop == null) {
+        throw new IllegalStateException("the echo batch stream did not become ready on an event loop in 10 s");
+      }
+      loop.start(meter);
+    }
+
+    private void send(long tag) {
+      queue.add(tag);
+      if (drainPending.compareAndSet(false, true)) {
+        eventLoop.execute(drain);
+      }
+    }
+
+    /** On the event loop: every queued record in one message. */
+    private void drain() {
+      drainPending.set(false);
+      int n = queue.size();
+      ByteBuffer out = ByteBuffer.allocate(Math.max(n, 1) * RECORD_BYTES);
+      Long tag;
+      while ((tag = queue.poll()) != null) {
+        if (!out.hasRemaining()) {
+          out = ByteBuffer.wrap(Arrays.copyOf(out.array(), out.capacity() * 2)).position(out.capacity());
+        }
+        out.putLong(tag).position(out.position() + PAYLOAD_BYTES);
+      }
+      if (out.position() > 0 && failed == null) {
+        requests.onNext(Arrays.copyOf(out.array(), out.position()));
+      }
+    }
+
+    @Override
+    public String stop() throws InterruptedException {
+      String note = loop.stop();
+      eventLoop.execute(requests::onCompleted);
+      boolean done = closed.await(10, TimeUnit.SECONDS);
+      return note != null ? note : done ? null : "echo batch stream did not close within 10 s";
+    }
+  }
+
   private final class StreamLoop implements Workload {
     private final int window;
     private final ManagedChannel ch;
@@ -169,7 +346,7 @@ final class Echo implements AutoCloseable {
     private volatile boolean stopping;
     private boolean halfClosed; // guarded by this
     private StreamObserver<byte[]> requests;
-    private final java.util.concurrent.CountDownLatch closed = new java.util.concurrent.CountDownLatch(1);
+    private final CountDownLatch closed = new CountDownLatch(1);
 
     StreamLoop(int window, ManagedChannel ch) {
       this.window = window;

@@ -49,6 +49,8 @@ public final class LoadGen {
   private static final int EXPECTED_PEERS = 5;
   /** Sluice itself in the peers group: memory and Redis store, unary and session. */
   private static final int SLUICE_PEERS = 5;
+  /** The transport's ceiling on the peers' driver (blocking threads), which the peer targets quote. */
+  static final String ECHO_BATCHED_THREADS = "echo.stream.nt.batched";
   /** The slice mode rows' hold: the grants may pass a limit by rate x this. */
   static final String SLICE_HOLD = "20ms";
   /** Of those, the ones with an asynchronous API their users drive them with (a row of their own). */
@@ -215,7 +217,7 @@ public final class LoadGen {
 
   private int plannedSteps() {
     int n = 0;
-    n += o.runs("ceiling") ? 8 : 0;
+    n += o.runs("ceiling") ? 9 : 0;
     n += o.runs("memory") ? 6 : 0;
     n += o.runs("contended") ? 2 : 0;
     n += o.runs("redis") ? 8 : 0;
@@ -381,6 +383,8 @@ public final class LoadGen {
           () -> echo.stream(o.workers(), true));
       measure(new Result("echo.stream.n", "ceiling", "echo bidi stream, client default executor", "msgs/s"),
           () -> echo.stream(o.workers(), false));
+      measure(new Result(ECHO_BATCHED_THREADS, "ceiling", "echo bidi stream, batched as the SDK's session",
+          "ops/s"), () -> echo.batchedThreads(o.workers()));
     }
   }
 

@@ -262,7 +262,11 @@ final class Report {
     double p99 = peer.get().p99().median();
     double ratio = s / p;
     String measured = Fmt.ratio(ratio) + " (" + Fmt.rate(s) + " vs " + Fmt.rate(p) + " permits/s, "
-        + peer.get().label + "); p99 " + Fmt.micros(s99) + " vs " + Fmt.micros(p99);
+        + peer.get().label + "); p99 " + Fmt.micros(s99) + " vs " + Fmt.micros(p99)
+        + ok(LoadGen.ECHO_BATCHED_THREADS).map(e -> "; the bar, " + Fmt.rate(factor * p) + "/s, is "
+            + Fmt.ratio(factor * p / e.rate().median()) + " the bare transport on this driver (echo batched as the"
+            + " session, " + Fmt.rate(e.rate().median()) + " ops/s), Sluice " + Fmt.ratio(s / e.rate().median()))
+        .orElse("");
     boolean rateOk = ratio >= factor;
     boolean p99Ok = s99 <= p99;
     String detail = (rateOk ? "" : "throughput short by " + Fmt.percent(1 - ratio / factor) + " (needs "
@@ -428,7 +432,12 @@ final class Report {
             + " what an executor hop costs, with gRPC's default callback executor (a cached thread pool: every"
             + " answer hops from the event loop to a pool thread). \"1 thread\" is the blocking stub"
             + " (its answer is handled on the calling thread, no hop); \"N async in flight\" re-issues each call"
-            + " from its callback on one channel; the stream keeps N messages outstanding on one bidi stream.\n\n");
+            + " from its callback on one channel; the stream keeps N messages outstanding on one bidi stream."
+            + " \"Batched as the SDK's session\" is the peers' driver (N blocking threads) on one bidi stream,"
+            + " batched as the SDK's session batches: each operation queues a record and blocks until its answer,"
+            + " then queues a second record that is not answered (the release); the event loop writes all queued"
+            + " records in one message and wakes each answered thread. It is what the transport carries on that"
+            + " driver with no engine behind it: the peer targets quote it.\n\n");
     table(b, rows, false);
     Optional<Result> direct = ok("echo.unary.n.direct");
     Optional<Result> sdk = ok("echo.unary.n");

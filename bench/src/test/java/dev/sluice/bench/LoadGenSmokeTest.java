@@ -38,7 +38,8 @@ class LoadGenSmokeTest {
             "## 6. Scale", "## 7. Engine micro-benchmarks (JMH)", "## How to run",
             "docs/bench/throughput.svg", "docs/bench/latency.svg",
             "uncontended acquire p50", "accuracy", "per waiter",
-            "echo unary, client directExecutor, again at the end", "warm-up: echo unary calls/s at 8 in flight")
+            "echo unary, client directExecutor, again at the end", "echo bidi stream, batched as the SDK's session",
+            "warm-up: echo unary calls/s at 8 in flight")
         // A scenario may end with no operation in its tiny windows on a loaded CI box; any other
         // failure is the harness breaking.
         .doesNotContainPattern("failed: (?!no operation completed)");

@@ -40,6 +40,20 @@ class ReportTest {
   }
 
   @Test
+  void aPeerTargetQuotesTheBarAgainstTheBareTransportOnTheSameDriver() {
+    Result echo = new Result(LoadGen.ECHO_BATCHED_THREADS, "ceiling", "echo bidi stream, batched as the SDK's session",
+        "ops/s");
+    echo.rounds.add(new Result.Round(1, 2_500, 2_500, 100, 150, 200, 200, 200, Double.NaN, Double.NaN, 0, 0));
+    List<String> lines = targets(echo, peer("sluice-memory-session", 1_500, 900), peer("sentinel-cluster", 1_000,
+        1_000));
+    // 2 x 1 000 = 2 000/s is 0.80x the 2 500 ops/s the echo carries; Sluice's 1 500 is 0.60x.
+    assertThat(line(lines, "Sentinel")).contains("the bar, 2\u2009000/s, is 0.80× the bare transport on this driver")
+        .contains("2\u2009500 ops/s), Sluice 0.60×");
+    assertThat(line(targets(peer("sluice-memory-session", 1_500, 900), peer("sentinel-cluster", 1_000, 1_000)),
+        "Sentinel")).doesNotContain("bare transport");
+  }
+
+  @Test
   void aFastEnoughRedisStoreWithAWorseP99StillMisses() {
     List<String> lines = targets(peer("sluice-redis-session", 1_100, 1_200), peer("bucket4j-lettuce-batched", 1_000,
         1_000));
