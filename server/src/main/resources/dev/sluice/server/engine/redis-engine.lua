@@ -75,6 +75,20 @@ end
 
 local function fmt(x) return string.format('%.17g', x) end
 
+-- A number as text, whole: Lua's own conversion (table.concat, ..) keeps 14 significant digits,
+-- which at today's epoch in microseconds (16 digits) rounds a time to 100 us, and a forfeited
+-- retry's sequence (FORFEIT_BASE + n) to FORFEIT_BASE. A call writes the same few numbers (now,
+-- now + lease) many times: each is formatted once per call.
+local texts = {}
+local function whole(x)
+  local t = texts[x]
+  if t == nil then
+    t = fmt(x)
+    texts[x] = t
+  end
+  return t
+end
+
 local cfg = nil
 local function loadCfg()
   local raw = redis.call('HGETALL', CFG)
@@ -484,8 +498,8 @@ function getEntry(id)
 end
 
 function putEntry(e)
-  redis.call('HSET', W, e.id, table.concat({ e.node, e.lane, e.loadStr, e.deadline, e.arrival,
-    e.seq, e.state, e.permit or '-', e.grantedAt or 0, e.tok or '-', e.tenant or DEFAULT }, '|'))
+  redis.call('HSET', W, e.id, table.concat({ e.node, e.lane, e.loadStr, whole(e.deadline), whole(e.arrival),
+    whole(e.seq), e.state, e.permit or '-', whole(e.grantedAt or 0), e.tok or '-', e.tenant or DEFAULT }, '|'))
 end
 
 local function queued(e, sign)
@@ -716,7 +730,7 @@ local function finish(e, state)
   e.state = state
   putEntry(e)
   -- A granted entry is remembered while its permit is held, then from when it ended.
-  if state ~= 'G' then redis.call('ZADD', DONE, now, e.id) end
+  if state ~= 'G' then redis.call('ZADD', DONE, whole(now), e.id) end
 end
 
 -- The permit of request id rid ended at `at` (released or expired): the id is used up. Its
@@ -725,14 +739,18 @@ end
 -- names a request id, and while a permit lives its id's entry is G and not in DONE (a reuse of
 -- the id takes it out of DONE and can come only after the permit ended).
 function usedUp(rid, at)
-  redis.call('ZADD', DONE, at, rid)
+  redis.call('ZADD', DONE, whole(at), rid)
 end
 
 -- How long a grant of this load stays fresh, in whole microseconds: half the burst's worth of
 -- time (burst / rate / 2) on the tightest rate it charges, or -1 when it charges no rate
 -- (ResourceState.freshMicros). A grant handed over later than that would reach the upstream
 -- together with the grants made since.
+local freshOf, freshCfg = {}, nil
 local function freshFor(loadStr)
+  if freshCfg ~= cfg then freshOf, freshCfg = {}, cfg end -- remembered for the call's limit
+  local known = freshOf[loadStr or '']
+  if known then return known end
   local load = parseLoad(loadStr)
   local fresh = -1
   for _, d in ipairs(cfg.dl) do
@@ -741,6 +759,7 @@ local function freshFor(loadStr)
       if fresh < 0 or t < fresh then fresh = t end
     end
   end
+  freshOf[loadStr or ''] = fresh
   return fresh
 end
 
@@ -855,14 +874,16 @@ local function take(load, loadStr, rid, t)
     st.lvl[d] = st.lvl[d] - (load[d] or 0)
   end
   local pid = newPermitId()
-  redis.call('ZADD', LEASES, now + cfg.lease, pid)
+  redis.call('ZADD', LEASES, whole(now + cfg.lease), pid)
   local rec = { loadStr, fmt(st.ev), rid, nil, nil }
   hold(loadStr, 1)
   st.grantedDelta = st.grantedDelta + 1
   -- The tenant's part (ResourceState.chargeTenant): its own buckets, then its virtual time.
-  local minus = {}
-  for _, d in ipairs(cfg.dl) do minus[d] = -(load[d] or 0) end
-  capAdd(t, minus)
+  if cfg.tc[t] then
+    local minus = {}
+    for _, d in ipairs(cfg.dl) do minus[d] = -(load[d] or 0) end
+    capAdd(t, minus)
+  end
   ensureFair(t)
   if st.mt then
     local w = effWeight(t)

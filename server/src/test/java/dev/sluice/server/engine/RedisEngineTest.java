@@ -193,6 +193,22 @@ class RedisEngineTest {
     awaitGrant(third);
   }
 
+  /**
+   * A waiter's entry keeps its times to the microsecond at today's epoch (Redis TIME reads about
+   * 1.7e15 us): Lua's own number-to-text conversion keeps 14 digits, which there rounds to 100 us
+   * and would misstate how long the waiter waited, when its deadline falls and when it ages.
+   */
+  @Test
+  void aWaiterStampedAtAnEpochLikeClockReportsItsWaitToTheMicrosecond() throws Exception {
+    clock.advance(Duration.ofNanos(1_765_000_000_123_456_000L - clock.read()));
+    RedisEngine a = node("a");
+    limit(a, "r", 0, 1, null); // 1/s, starts empty: a token in exactly 1 s
+    Ticket t = acquire(a, "r", "x1");
+    assertThat(t.future()).isNotDone();
+    clock.advance(Duration.ofSeconds(1));
+    assertThat(awaitGrant(t).waitedNanos()).isEqualTo(Duration.ofSeconds(1).toNanos());
+  }
+
   @Test
   void aRetryOnAnotherNodeTakesTheWaiterOverInItsPlace() throws Exception {
     RedisEngine a = node("a");
