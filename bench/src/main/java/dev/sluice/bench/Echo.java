@@ -21,7 +21,9 @@ import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
@@ -226,12 +228,9 @@ final class Echo implements AutoCloseable {
 
   private final class BatchedThreads implements Workload {
     private final ThreadLoop loop;
-    private final ConcurrentHashMap<Long, CompletableFuture<Void>> open =
-        new ConcurrentHashMap<>();
-    private final ConcurrentLinkedQueue<Long> queue =
-        new ConcurrentLinkedQueue<>();
-    private final AtomicBoolean drainPending =
-        new AtomicBoolean();
+    private final ConcurrentHashMap<Long, CompletableFuture<Void>> open = new ConcurrentHashMap<>();
+    private final ConcurrentLinkedQueue<Long> queue = new ConcurrentLinkedQueue<>();
+    private final AtomicBoolean drainPending = new AtomicBoolean();
     private final AtomicLong tags = new AtomicLong();
     private final CountDownLatch ready = new CountDownLatch(1);
     private final CountDownLatch closed = new CountDownLatch(1);
@@ -313,19 +312,19 @@ final class Echo implements AutoCloseable {
 
     /** On the event loop: every queued record in one message. */
     private void drain() {
-      drainPending.set(false);
-      int n = queue.size();
-      ByteBuffer out = ByteBuffer.allocate(Math.max(n, 1) * RECORD_BYTES);
-      Long tag;
-      while ((tag = queue.poll()) != null) {
-        if (!out.hasRemaining()) {
-          out = ByteBuffer.wrap(Arrays.copyOf(out.array(), out.capacity() * 2)).position(out.capacity());
-        }
+      drainPending.set(false); // first: a record queued from now on schedules the next drain
+      List<Long> queued = new ArrayList<>();
+      for (Long tag = queue.poll(); tag != null; tag = queue.poll()) {
+        queued.add(tag);
+      }
+      if (queued.isEmpty() || failed != null) {
+        return;
+      }
+      ByteBuffer out = ByteBuffer.allocate(queued.size() * RECORD_BYTES);
+      for (long tag : queued) {
         out.putLong(tag).position(out.position() + PAYLOAD_BYTES);
       }
-      if (out.position() > 0 && failed == null) {
-        requests.onNext(Arrays.copyOf(out.array(), out.position()));
-      }
+      requests.onNext(out.array());
     }
 
     @Override
