@@ -63,19 +63,19 @@ final class Echo implements AutoCloseable {
     }
   };
 
-  static final MethodDescriptor<byte[], byte[]> UNARY = MethodDescriptor.<byte[], byte[]>newBuilder()
-      .setType(MethodDescriptor.MethodType.UNARY)
-      .setFullMethodName(MethodDescriptor.generateFullMethodName(SERVICE, "Unary"))
-      .setRequestMarshaller(BYTES)
-      .setResponseMarshaller(BYTES)
-      .build();
+  /** A method of the echo service, bytes in and bytes out. */
+  private static MethodDescriptor<byte[], byte[]> method(MethodDescriptor.MethodType type, String name) {
+    return MethodDescriptor.<byte[], byte[]>newBuilder()
+        .setType(type)
+        .setFullMethodName(MethodDescriptor.generateFullMethodName(SERVICE, name))
+        .setRequestMarshaller(BYTES)
+        .setResponseMarshaller(BYTES)
+        .build();
+  }
 
-  static final MethodDescriptor<byte[], byte[]> STREAM = MethodDescriptor.<byte[], byte[]>newBuilder()
-      .setType(MethodDescriptor.MethodType.BIDI_STREAMING)
-      .setFullMethodName(MethodDescriptor.generateFullMethodName(SERVICE, "Stream"))
-      .setRequestMarshaller(BYTES)
-      .setResponseMarshaller(BYTES)
-      .build();
+  static final MethodDescriptor<byte[], byte[]> UNARY = method(MethodDescriptor.MethodType.UNARY, "Unary");
+
+  static final MethodDescriptor<byte[], byte[]> STREAM = method(MethodDescriptor.MethodType.BIDI_STREAMING, "Stream");
 
   /**
    * Records of the same kind as the session's items, many per message: an 8-byte tag, then the
@@ -83,12 +83,7 @@ final class Echo implements AutoCloseable {
    * others (a "release", which the session does not answer either), all of one message in one
    * reply message.
    */
-  static final MethodDescriptor<byte[], byte[]> BATCH = MethodDescriptor.<byte[], byte[]>newBuilder()
-      .setType(MethodDescriptor.MethodType.BIDI_STREAMING)
-      .setFullMethodName(MethodDescriptor.generateFullMethodName(SERVICE, "Batch"))
-      .setRequestMarshaller(BYTES)
-      .setResponseMarshaller(BYTES)
-      .build();
+  static final MethodDescriptor<byte[], byte[]> BATCH = method(MethodDescriptor.MethodType.BIDI_STREAMING, "Batch");
 
   /** One record of {@link #BATCH}: the tag and the payload. */
   static final int RECORD_BYTES = Long.BYTES + PAYLOAD_BYTES;
