@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 import dev.sluice.client.AcquireOptions;
+import dev.sluice.client.ClientTestHooks;
 import dev.sluice.client.Load;
 import dev.sluice.client.Permit;
 import dev.sluice.client.SluiceClient;
@@ -12,7 +13,16 @@ import dev.sluice.client.SluiceException;
 import dev.sluice.server.engine.FakeClock;
 import dev.sluice.server.engine.LimitSpec;
 import dev.sluice.server.engine.RateSpec;
+import dev.sluice.proto.v1.AcquireResponse;
 import dev.sluice.server.engine.Scheduler;
+import io.grpc.CallOptions;
+import io.grpc.Channel;
+import io.grpc.ClientCall;
+import io.grpc.ClientInterceptor;
+import io.grpc.ForwardingClientCall;
+import io.grpc.ForwardingClientCallListener;
+import io.grpc.Metadata;
+import io.grpc.MethodDescriptor;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -65,6 +75,37 @@ class FaultInjectionTest {
 
   private SluiceClient client(int port) {
     SluiceClient c = SluiceClient.builder().target("127.0.0.1:" + port).build();
+    closeables.add(c);
+    return c;
+  }
+
+  /**
+   * A client that takes every grant as it comes. The SDK confirms a grant that reached it later
+   * than its {@code fresh_for} (AcquireCall), and the coordinator then forfeits it if it is stale
+   * on the coordinator's clock. Here that clock is the test's, which stands still while a starved
+   * machine delays answers and then jumps by hours: every confirmation would be forfeited and
+   * queued again, adding waiters this test does not count. Stripping {@code fresh_for} on the way
+   * in turns the check off; late grants have their own tests (LateGrantTest).
+   */
+  private SluiceClient clientTakingGrantsAsTheyCome(int port) {
+    ClientInterceptor noFreshness = new ClientInterceptor() {
+      @Override
+      public <Q, A> ClientCall<Q, A> interceptCall(MethodDescriptor<Q, A> method, CallOptions options, Channel next) {
+        return new ForwardingClientCall.SimpleForwardingClientCall<>(next.newCall(method, options)) {
+          @Override
+          public void start(Listener<A> listener, Metadata headers) {
+            super.start(new ForwardingClientCallListener.SimpleForwardingClientCallListener<>(listener) {
+              @Override
+              @SuppressWarnings("unchecked")
+              public void onMessage(A message) {
+                super.onMessage(message instanceof AcquireResponse r ? (A) r.toBuilder().clearFreshFor().build() : message);
+              }
+            }, headers);
+          }
+        };
+      }
+    };
+    SluiceClient c = ClientTestHooks.intercept(SluiceClient.builder().target("127.0.0.1:" + port), noFreshness).build();
     closeables.add(c);
     return c;
   }
@@ -242,8 +283,8 @@ class FaultInjectionTest {
         0, 0, null));
     sync(s.engine()).setLimit(new LimitSpec("conc", List.of(), 3, 0, lease));
     ref[0] = s;
-    SluiceClient holder = client(s.port());
-    SluiceClient other = client(s.port());
+    SluiceClient holder = clientTakingGrantsAsTheyCome(s.port());
+    SluiceClient other = clientTakingGrantsAsTheyCome(s.port());
 
     // Rate: 300 waiters, then the clock jumps 1 h and 1 day; 100 more waiters, then it creeps
     // by 1 ns 100 times, steps 1 s - 1 ns, 100 ms 30 times, 999 ms, 2 ns.
@@ -334,6 +375,7 @@ class FaultInjectionTest {
         steps.size(), afterHourJump, givenBack, worst, RATE + BURST, inFlightBefore, inFlightAfterJump,
         inFlightWithProbes);
     assertThat(worst).as("grants in the densest 1 s window of server time").isLessThanOrEqualTo(RATE + BURST);
+    assertThat(ClientTestHooks.lateGrants(other)).as("grants confirmed as late (fresh_for stripped)").isZero();
     assertThat(total - givenBack).as("every waiter granted once (grants net of those given back)").isEqualTo(400);
     assertThat(inFlightBefore).isEqualTo(3);
     assertThat(inFlightAfterJump).as("expired leases freed, the waiter holds one").isEqualTo(1);
